@@ -1,0 +1,33 @@
+// Runs the whole suite with Node's built-in test runner on the compiled tests, so the run ends
+// with its pass/fail summary. Called by `npm test` (which puts the pinned Node 24 first on PATH).
+import { spawnSync } from 'node:child_process';
+import { readdirSync, statSync, existsSync } from 'node:fs';
+import { join } from 'node:path';
+
+function findTests(dir) {
+  if (!existsSync(dir)) return [];
+  const out = [];
+  for (const name of readdirSync(dir).sort()) {
+    const p = join(dir, name);
+    if (statSync(p).isDirectory()) out.push(...findTests(p));
+    else if (name.endsWith('.test.js')) out.push(p);
+  }
+  return out;
+}
+
+const build = spawnSync(process.execPath, ['node_modules/typescript/bin/tsc', '-p', '.'], { stdio: 'inherit' });
+if (build.status !== 0) process.exit(build.status ?? 1);
+
+const filter = process.argv.slice(2);
+let files = findTests('dist/test');
+if (filter.length > 0) files = files.filter((f) => filter.some((x) => f.includes(x)));
+if (files.length === 0) {
+  console.error('no test files found');
+  process.exit(1);
+}
+const r = spawnSync(
+  process.execPath,
+  ['--test', '--test-concurrency=2', '--test-timeout=300000', '--test-reporter=spec', ...files],
+  { stdio: 'inherit', env: { ...process.env, AMBIT_TEST: '1' } },
+);
+process.exit(r.status ?? 1);

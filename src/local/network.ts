@@ -1,0 +1,165 @@
+/**
+ * Builds the local mesh's network: a bridge in the root namespace joining one netns per node, and
+ * one netns per pod behind its node (point-to-point /32 veths, so all pod traffic is routed through
+ * its node, where kube-proxy-like nft rules give ClusterIPs to pods the mesh does not capture).
+ * Invariant: everything made carries the mesh prefix, so `cleanup(prefix)` finds leftovers of a crash.
+ */
+import { mkdir, readdir, rm, writeFile, open } from 'node:fs/promises';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { ip, nftIn, run } from './exec.js';
+import { bridgeName, BRIDGE_IP, NODE_NET, POD_NET, SERVICE_NET, planNode, podVethName, type NodePlan } from './plan.js';
+
+export const NETNS_DIR = '/var/run/netns';
+export const NETNS_ETC = '/etc/netns';
+
+/** Creates the bridge, the node namespaces and the routes between them. */
+export async function createClusterNetwork(prefix: string, nodes: number): Promise<NodePlan[]> {
+  const br = bridgeName(prefix);
+  await ip(['link', 'add', br, 'type', 'bridge']);
+  await ip(['addr', 'add', `${BRIDGE_IP}/24`, 'dev', br]);
+  await ip(['link', 'set', br, 'up']);
+  // Safety: nothing for the mesh ranges may leave through the machine's real interfaces.
+  for (const cidr of [POD_NET, SERVICE_NET]) await ip(['route', 'replace', 'blackhole', cidr]);
+  const plans: NodePlan[] = [];
+  for (let i = 1; i <= nodes; i++) {
+    const n = planNode(prefix, i);
+    plans.push(n);
+    await ip(['netns', 'add', n.netns]);
+    await ip(['link', 'add', n.hostVeth, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', n.netns]);
+    await ip(['link', 'set', n.hostVeth, 'master', br, 'up']);
+    await ip(['link', 'set', 'lo', 'up'], n.netns);
+    await ip(['addr', 'add', `${n.ip}/24`, 'dev', 'eth0'], n.netns);
+    await ip(['link', 'set', 'eth0', 'up'], n.netns);
+    await run('ip', ['netns', 'exec', n.netns, 'sysctl', '-qw', 'net.ipv4.ip_forward=1', 'net.ipv4.conf.all.rp_filter=0', 'net.ipv4.conf.default.rp_filter=0']);
+    // The root namespace reaches pods (for `ambit local` tooling and ingress) through their node.
+    await ip(['route', 'replace', n.podCidr, 'via', n.ip]);
+  }
+  for (const n of plans) {
+    for (const m of plans) if (m.index !== n.index) await ip(['route', 'add', m.podCidr, 'via', m.ip], n.netns);
+  }
+  return plans;
+}
+
+export interface PodNet {
+  netns: string;
+  ip: string;
+  slot: number;
+}
+
+/** Creates a pod's netns behind node `n` with address `podIp` (a /32, gateway = the node). */
+export async function addPodNetwork(n: NodePlan, netns: string, slot: number, podIp: string): Promise<PodNet> {
+  const veth = podVethName(slot);
+  await ip(['netns', 'add', netns]);
+  try {
+    await ip(['link', 'add', veth, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', netns], n.netns);
+    await ip(['link', 'set', 'lo', 'up'], netns);
+    await ip(['addr', 'add', `${podIp}/32`, 'dev', 'eth0'], netns);
+    await ip(['link', 'set', 'eth0', 'up'], netns);
+    await ip(['route', 'add', n.podGateway, 'dev', 'eth0', 'scope', 'link'], netns);
+    for (const cidr of [POD_NET, SERVICE_NET, NODE_NET]) await ip(['route', 'add', cidr, 'via', n.podGateway, 'src', podIp], netns);
+    await ip(['addr', 'add', `${n.podGateway}/32`, 'dev', veth], n.netns);
+    await ip(['link', 'set', veth, 'up'], n.netns);
+    await ip(['route', 'add', `${podIp}/32`, 'dev', veth, 'scope', 'link'], n.netns);
+  } catch (err) {
+    await removePodNetwork(n, netns, slot);
+    throw err;
+  }
+  return { netns, ip: podIp, slot };
+}
+
+export async function removePodNetwork(n: NodePlan, netns: string, slot: number): Promise<void> {
+  await ip(['link', 'del', podVethName(slot)], n.netns, { allowFailure: true });
+  await ip(['netns', 'del', netns], undefined, { allowFailure: true });
+  await rm(join(NETNS_ETC, netns), { recursive: true, force: true });
+}
+
+/** One ClusterIP port and the pod endpoints behind it, for the node-level service rules. */
+export interface ServiceRule {
+  vip: string;
+  port: number;
+  endpoints: Array<{ ip: string; port: number }>;
+}
+
+/** Renders the kube-proxy-like nft table of a node (pure). Rules replace the table atomically. */
+export function renderServiceRules(prefix: string, rules: ServiceRule[]): string {
+  const table = `${prefix}_svc`;
+  const lines: string[] = [`table ip ${table} {}`, `delete table ip ${table}`, `table ip ${table} {`];
+  const chains: string[] = [];
+  const pre: string[] = [];
+  rules.forEach((r, i) => {
+    const match = `ip daddr ${r.vip} tcp dport ${r.port}`;
+    if (r.endpoints.length === 0) {
+      pre.push(`    ${match} reject with tcp reset`);
+      return;
+    }
+    const targets = r.endpoints.map((e, j) => {
+      const name = `s${i}e${j}`;
+      chains.push(`  chain ${name} {\n    dnat to ${e.ip}:${e.port}\n  }`);
+      return `${j} : jump ${name}`;
+    });
+    pre.push(`    ${match} numgen random mod ${r.endpoints.length} vmap { ${targets.join(', ')} }`);
+  });
+  lines.push(...chains);
+  lines.push('  chain prerouting {', '    type nat hook prerouting priority -100; policy accept;', ...pre, '  }', '}');
+  return lines.join('\n') + '\n';
+}
+
+export async function applyServiceRules(prefix: string, n: NodePlan, rules: ServiceRule[]): Promise<void> {
+  await nftIn(n.netns, renderServiceRules(prefix, rules));
+}
+
+/** Writes a pod's /etc/hosts and resolv.conf overrides (bind-mounted by `ip netns exec`). In place, so running processes see changes. */
+export async function writePodDns(netns: string, hosts: string, searchNamespace: string): Promise<void> {
+  const dir = join(NETNS_ETC, netns);
+  await mkdir(dir, { recursive: true });
+  await writeInPlace(join(dir, 'hosts'), hosts);
+  const resolv = `search ${searchNamespace}.svc.cluster.local svc.cluster.local cluster.local\noptions ndots:5 timeout:1 attempts:1\n`;
+  if (!existsSync(join(dir, 'resolv.conf'))) await writeFile(join(dir, 'resolv.conf'), resolv);
+}
+
+async function writeInPlace(path: string, content: string): Promise<void> {
+  if (existsSync(path) && readFileSync(path, 'utf8') === content) return;
+  const fh = await open(path, existsSync(path) ? 'r+' : 'w');
+  try {
+    await fh.truncate(0);
+    await fh.write(content, 0);
+  } finally {
+    await fh.close();
+  }
+}
+
+/** Removes every namespace, link and /etc/netns folder carrying the prefix, and the blackhole routes. */
+export async function cleanupNetwork(prefix: string): Promise<string[]> {
+  const removed: string[] = [];
+  const list = await ip(['netns', 'list'], undefined, { allowFailure: true });
+  for (const line of list.stdout.split('\n')) {
+    const name = line.split(' ')[0];
+    if (name && name.startsWith(`${prefix}-`)) {
+      await ip(['netns', 'del', name], undefined, { allowFailure: true });
+      removed.push(`netns ${name}`);
+    }
+  }
+  const links = await ip(['-o', 'link', 'show'], undefined, { allowFailure: true });
+  for (const line of links.stdout.split('\n')) {
+    const m = /^\d+: ([^:@]+)[:@]/.exec(line);
+    if (m && m[1]!.startsWith(`${prefix}-`)) {
+      await ip(['link', 'del', m[1]!], undefined, { allowFailure: true });
+      removed.push(`link ${m[1]}`);
+    }
+  }
+  if (existsSync(NETNS_ETC)) {
+    for (const name of await readdir(NETNS_ETC)) {
+      if (name.startsWith(`${prefix}-`)) await rm(join(NETNS_ETC, name), { recursive: true, force: true });
+    }
+  }
+  const routes = await ip(['route', 'show'], undefined, { allowFailure: true });
+  const meshRoutesLeft = /10\.244\.\d+\.0\/24 via 10\.240\./.test(routes.stdout) || /dev \S+-br /.test(routes.stdout);
+  if (!meshRoutesLeft) {
+    for (const cidr of [POD_NET, SERVICE_NET]) {
+      const r = await ip(['route', 'del', 'blackhole', cidr], undefined, { allowFailure: true });
+      if (r.code === 0) removed.push(`route blackhole ${cidr}`);
+    }
+  }
+  return removed;
+}
