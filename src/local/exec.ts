@@ -63,3 +63,12 @@ export function nftIn(ns: string, script: string, opts: RunOptions = {}): Promis
 export function inNetns(ns: string, cmd: string, args: string[], opts: RunOptions = {}): Promise<RunResult> {
   return run('nsenter', [`--net=/var/run/netns/${ns}`, cmd, ...args], opts);
 }
+
+/**
+ * argv that runs `cmd` as a pod process: first join the mesh cgroup (BPF capture attaches there),
+ * then enter the pod's netns with `ip netns exec`, which also bind-mounts /etc/netns/<pod>/hosts.
+ * Joining the cgroup must come first: `ip netns exec` remounts /sys, hiding cgroup2.
+ */
+export function podCommand(cgroupProcs: string, netns: string, cmd: string[]): [string, string[]] {
+  return ['sh', ['-c', 'echo $$ > "$1" && shift && exec ip netns exec "$@"', 'sh', cgroupProcs, netns, ...cmd]];
+}

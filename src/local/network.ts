@@ -95,7 +95,7 @@ export function renderServiceRules(prefix: string, rules: ServiceRule[]): string
     }
     const targets = r.endpoints.map((e, j) => {
       const name = `s${i}e${j}`;
-      chains.push(`  chain ${name} {\n    dnat to ${e.ip}:${e.port}\n  }`);
+      chains.push(`  chain ${name} {\n    meta l4proto tcp dnat ip to ${e.ip}:${e.port}\n  }`);
       return `${j} : jump ${name}`;
     });
     pre.push(`    ${match} numgen random mod ${r.endpoints.length} vmap { ${targets.join(', ')} }`);

@@ -8,6 +8,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream, readFileSync, type WriteStream } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from '../shared/log.js';
+import { podCommand } from './exec.js';
 import type { KubeObject } from '../controller/objects.js';
 
 export interface ContainerSpec {
@@ -141,11 +142,9 @@ export class PodProcesses {
       logFile.write(`container ${c.spec.name} has no command\n`);
       return;
     }
-    // Join the mesh cgroup first (capture attaches there), then enter the pod netns; `ip netns exec`
-    // also bind-mounts /etc/netns/<pod>/{hosts,resolv.conf}, which gives the pod its service names.
-    const script = 'echo $$ > "$1" && shift && exec ip netns exec "$@"';
     const env = { ...process.env, ...c.spec.env, PATH: [...o.pathPrefix, process.env.PATH ?? '/usr/bin:/bin'].join(':') };
-    const child = spawn('sh', ['-c', script, 'sh', o.cgroupProcs, o.netns, ...c.spec.command], {
+    const [sh, argv] = podCommand(o.cgroupProcs, o.netns, c.spec.command);
+    const child = spawn(sh, argv, {
       cwd: c.spec.workingDir ?? o.cwd,
       env,
       detached: true,

@@ -1,0 +1,233 @@
+/** `ambit local ...`: the whole mesh on one machine (see src/local/). */
+import { spawn } from 'node:child_process';
+import { existsSync, openSync, readFileSync, mkdirSync } from 'node:fs';
+import { join, dirname, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { AmbitError, isAmbitError } from '../shared/errors.js';
+import { parseDuration } from '../shared/duration.js';
+import { loadManifests } from '../controller/source/manifests.js';
+import type { KubeObject } from '../controller/objects.js';
+import { callControl, type ExecTarget } from '../local/control.js';
+import { cleanupLeftovers, stateDirFor, type LocalStatus } from '../local/mesh.js';
+import { validatePrefix } from '../local/plan.js';
+import { podCommand } from '../local/exec.js';
+import { renderTable, type Io } from './io.js';
+
+export const LOCAL_USAGE = `Usage:
+  ambit local up -f <file|dir>... [--nodes N] [--name NAME] [--capture auto|bpf|nft] [--timeout 120s]
+  ambit local apply -f <file|dir>...        change objects live; returns once agents acknowledged
+  ambit local delete -f <file|dir>...       remove objects live
+  ambit local exec <namespace>/<pod> -- <cmd> [args...]
+  ambit local status [-o json]
+  ambit local down
+  ambit local demo                          the README demo: up, traffic, summary
+Options valid everywhere: --name NAME (default "ambit"; a second mesh needs another name).`;
+
+const repoRoot = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
+
+function requireRoot(): void {
+  if (typeof process.getuid === 'function' && process.getuid() !== 0) {
+    throw new AmbitError('AMBIT_ERR_REQUIRES_ROOT', 'ambit local needs root: it creates network namespaces, cgroups and BPF programs; run it with sudo or as root');
+  }
+}
+
+interface CommonOpts {
+  name: string;
+  stateDir: string;
+}
+
+function common(values: { name?: string | undefined }): CommonOpts {
+  const name = validatePrefix(values.name ?? process.env.AMBIT_LOCAL_NAME ?? 'ambit');
+  return { name, stateDir: stateDirFor(name) };
+}
+
+export async function runLocal(argv: string[], io: Io): Promise<number> {
+  const [sub, ...rest] = argv;
+  switch (sub) {
+    case 'up':
+      return up(rest, io);
+    case 'apply':
+    case 'delete':
+      return change(sub, rest, io);
+    case 'exec':
+      return exec(rest, io);
+    case 'status':
+      return status(rest, io);
+    case 'down':
+      return down(rest, io);
+    case 'demo': {
+      const { runDemo } = await import('./demo.js');
+      return runDemo(rest, io);
+    }
+    default:
+      io.err(LOCAL_USAGE + '\n');
+      return sub === undefined || sub === 'help' || sub === '--help' ? 0 : 2;
+  }
+}
+
+async function readManifests(files: string[]): Promise<KubeObject[]> {
+  if (files.length === 0) throw new AmbitError('AMBIT_ERR_CLI_USAGE', 'no manifests given; pass -f <file|dir> at least once');
+  const { objects } = await loadManifests(files.map((f) => resolve(f)));
+  return objects;
+}
+
+/** Starts a mesh; used by `up` and the demo. */
+export async function startLocal(opts: { files: string[]; nodes: number; name: string; capture: string; timeoutMs: number }, io: Io): Promise<LocalStatus> {
+  requireRoot();
+  const stateDir = stateDirFor(opts.name);
+  // Validate everything before making anything: bad input must not leave a half-built mesh.
+  const objects = await readManifests(opts.files);
+  if (await isRunning(stateDir)) {
+    throw new AmbitError('AMBIT_ERR_LOCAL_ALREADY_RUNNING', `local mesh "${opts.name}" is already running; use \`ambit local apply\` or \`ambit local down\` first`);
+  }
+  const removed = await cleanupLeftovers(opts.name);
+  if (removed.length > 0) io.err(`removed leftovers of an earlier run: ${removed.join(', ')}\n`);
+  mkdirSync(join(stateDir, 'logs'), { recursive: true, mode: 0o700 });
+  const logPath = join(stateDir, 'logs', 'daemon.log');
+  const out = openSync(logPath, 'a');
+  const child = spawn(
+    process.execPath,
+    [join(repoRoot, 'dist/src/local/daemon-main.js'), '--prefix', opts.name, '--nodes', String(opts.nodes), '--state-dir', stateDir, '--capture', opts.capture, '--cwd', process.cwd()],
+    { detached: true, stdio: ['ignore', out, out] },
+  );
+  let exited: number | null = null;
+  child.on('exit', (code) => (exited = code ?? 1));
+  child.unref();
+  const deadline = Date.now() + 60_000;
+  while (!(await isRunning(stateDir))) {
+    if (exited !== null || Date.now() > deadline) {
+      const tail = existsSync(logPath) ? readFileSync(logPath, 'utf8').split('\n').slice(-15).join('\n') : '';
+      throw new AmbitError('AMBIT_ERR_LOCAL_SETUP', `local mesh daemon failed to start (log: ${logPath}):\n${tail}`);
+    }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  try {
+    await callControl(stateDir, 'POST', '/apply', { objects, timeoutMs: opts.timeoutMs }, opts.timeoutMs + 10_000);
+  } catch (err) {
+    io.err(`apply failed; the mesh is still up for inspection (ambit local status --name ${opts.name}; ambit local down --name ${opts.name})\n`);
+    throw err;
+  }
+  return callControl<LocalStatus>(stateDir, 'GET', '/status');
+}
+
+async function isRunning(stateDir: string): Promise<boolean> {
+  try {
+    await callControl(stateDir, 'GET', '/status', undefined, 5000);
+    return true;
+  } catch (err) {
+    if (isAmbitError(err, 'AMBIT_ERR_LOCAL_NOT_RUNNING')) return false;
+    throw err;
+  }
+}
+
+async function up(argv: string[], io: Io): Promise<number> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      file: { type: 'string', short: 'f', multiple: true },
+      nodes: { type: 'string', default: '2' },
+      name: { type: 'string' },
+      capture: { type: 'string', default: 'auto' },
+      timeout: { type: 'string', default: '120s' },
+    },
+  });
+  const nodes = Number(values.nodes);
+  if (!Number.isInteger(nodes) || nodes < 1 || nodes > 16) throw new AmbitError('AMBIT_ERR_CLI_USAGE', `--nodes must be an integer 1..16 (got ${JSON.stringify(values.nodes)})`);
+  if (!['auto', 'bpf', 'nft'].includes(values.capture!)) throw new AmbitError('AMBIT_ERR_CLI_USAGE', `--capture must be auto, bpf or nft (got ${JSON.stringify(values.capture)})`);
+  const { name } = common(values);
+  const st = await startLocal({ files: values.file ?? [], nodes, name, capture: values.capture!, timeoutMs: parseDuration(values.timeout!, '--timeout') }, io);
+  io.out(formatStatus(st));
+  return 0;
+}
+
+async function change(kind: 'apply' | 'delete', argv: string[], io: Io): Promise<number> {
+  const { values } = parseArgs({
+    args: argv,
+    options: { file: { type: 'string', short: 'f', multiple: true }, name: { type: 'string' }, timeout: { type: 'string', default: '90s' } },
+  });
+  const { stateDir } = common(values);
+  const objects = await readManifests(values.file ?? []);
+  const timeoutMs = parseDuration(values.timeout!, '--timeout');
+  const r = await callControl<{ changed: string[] }>(stateDir, 'POST', `/${kind}`, { objects, timeoutMs }, timeoutMs + 10_000);
+  for (const c of r.changed) io.out(`${c} ${kind === 'apply' ? 'applied' : 'deleted'}\n`);
+  return 0;
+}
+
+async function exec(argv: string[], io: Io): Promise<number> {
+  const dash = argv.indexOf('--');
+  const head = dash >= 0 ? argv.slice(0, dash) : argv.slice(0, 1);
+  const cmd = dash >= 0 ? argv.slice(dash + 1) : argv.slice(1);
+  const { values, positionals } = parseArgs({ args: head, options: { name: { type: 'string' } }, allowPositionals: true });
+  const target = positionals[0];
+  if (!target || cmd.length === 0) throw new AmbitError('AMBIT_ERR_CLI_USAGE', 'usage: ambit local exec <namespace>/<pod> -- <cmd> [args...]');
+  const [namespace, name] = target.includes('/') ? (target.split('/', 2) as [string, string]) : ['default', target];
+  const { stateDir } = common(values);
+  const t = await callControl<ExecTarget>(stateDir, 'GET', `/exec-target?namespace=${encodeURIComponent(namespace)}&name=${encodeURIComponent(name)}`);
+  const env = { ...process.env, ...t.env, PATH: [join(repoRoot, 'node_modules/.bin'), join(repoRoot, 'bin'), process.env.PATH ?? '/usr/bin:/bin'].join(':') };
+  const [sh, args] = podCommand(t.cgroupProcs, t.netns, cmd);
+  const child = spawn(sh, args, { stdio: 'inherit', env });
+  void io;
+  return new Promise((resolveCode) => {
+    child.on('exit', (code, signal) => resolveCode(code ?? (signal ? 128 : 1)));
+    child.on('error', () => resolveCode(127));
+  });
+}
+
+async function status(argv: string[], io: Io): Promise<number> {
+  const { values } = parseArgs({ args: argv, options: { name: { type: 'string' }, output: { type: 'string', short: 'o' } } });
+  const { stateDir } = common(values);
+  const st = await callControl<LocalStatus>(stateDir, 'GET', '/status');
+  io.out(values.output === 'json' ? JSON.stringify(st, null, 2) + '\n' : formatStatus(st));
+  return 0;
+}
+
+async function down(argv: string[], io: Io): Promise<number> {
+  const { values } = parseArgs({ args: argv, options: { name: { type: 'string' } } });
+  const { name, stateDir } = common(values);
+  requireRoot();
+  let wasRunning = true;
+  try {
+    await callControl(stateDir, 'POST', '/down');
+  } catch (err) {
+    if (!isAmbitError(err, 'AMBIT_ERR_LOCAL_NOT_RUNNING')) throw err;
+    wasRunning = false;
+  }
+  const pidFile = join(stateDir, 'daemon.pid');
+  const deadline = Date.now() + 30_000;
+  while (existsSync(pidFile) && Date.now() < deadline) {
+    const pid = Number(readFileSync(pidFile, 'utf8'));
+    try {
+      process.kill(pid, 0);
+    } catch {
+      break;
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  const removed = await cleanupLeftovers(name);
+  io.out(wasRunning ? `local mesh "${name}" stopped\n` : `no local mesh "${name}" was running${removed.length ? `; removed leftovers: ${removed.join(', ')}` : ''}\n`);
+  return 0;
+}
+
+export function formatStatus(st: LocalStatus): string {
+  const lines: string[] = [];
+  lines.push(`Local mesh "${st.prefix}"  controller ${st.controller}`, '');
+  lines.push(
+    renderTable(
+      ['NODE', 'IP', 'AGENT', 'METRICS'],
+      st.nodes.map((n) => [n.name, n.ip, n.connected ? 'connected' : 'not connected', n.metrics]),
+    ),
+  );
+  lines.push('');
+  lines.push(
+    renderTable(
+      ['NAMESPACE', 'POD', 'NODE', 'IP', 'READY', 'MESH', 'CAPTURE'],
+      st.pods.map((p) => [p.namespace, p.name, p.node, p.ip, p.ready ? 'yes' : 'no', p.enrolled ? 'ambient' : '-', p.enrolled ? (p.captured ? p.captureMode : `pending`) : '-']),
+    ),
+  );
+  if (st.services.length > 0) {
+    lines.push('');
+    lines.push(renderTable(['NAMESPACE', 'SERVICE', 'CLUSTER-IP', 'PORTS'], st.services.map((s) => [s.namespace, s.name, s.clusterIP, s.ports.join(',')])));
+  }
+  return lines.join('\n') + '\n';
+}

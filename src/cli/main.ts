@@ -1,0 +1,50 @@
+/** The `ambit` command line: dispatches subcommands; errors print their code and message. */
+import { readFileSync } from 'node:fs';
+import { join, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { errorCode, errorMessage } from '../shared/errors.js';
+import { processIo, type Io } from './io.js';
+import { runLocal, LOCAL_USAGE } from './local.js';
+
+export const USAGE = `ambit — a sidecarless service mesh
+
+Usage:
+  ambit local <up|apply|delete|exec|status|down|demo> ...   run the whole mesh on this machine
+  ambit demo-app <http-echo|http-front> [options]           small servers the demo pods run
+  ambit version
+
+${LOCAL_USAGE}
+`;
+
+export async function main(argv: string[], io: Io = processIo): Promise<number> {
+  const [cmd, ...rest] = argv;
+  try {
+    switch (cmd) {
+      case 'local':
+        return await runLocal(rest, io);
+      case 'demo-app': {
+        const { runDemoApp } = await import('./demo-app.js');
+        return await runDemoApp(rest, io);
+      }
+      case 'version': {
+        const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
+        const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { version: string };
+        io.out(`ambit ${pkg.version} (node ${process.versions.node})\n`);
+        return 0;
+      }
+      case undefined:
+      case 'help':
+      case '--help':
+      case '-h':
+        io.out(USAGE);
+        return 0;
+      default:
+        io.err(`ambit: unknown command ${JSON.stringify(cmd)}\n\n${USAGE}`);
+        return 2;
+    }
+  } catch (err) {
+    const code = errorCode(err);
+    io.err(`ambit: ${code && code.startsWith('AMBIT_ERR') ? `${code}: ` : ''}${errorMessage(err)}\n`);
+    return code === 'AMBIT_ERR_CLI_USAGE' || code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' ? 2 : 1;
+  }
+}

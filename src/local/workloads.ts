@@ -1,0 +1,118 @@
+/**
+ * Pure decisions of local mode's built-in controllers: Deployment → Pods, Service → endpoints and
+ * ClusterIP rules, and each pod's hosts file. No I/O here; mesh.ts applies the results.
+ */
+import { createHash } from 'node:crypto';
+import type { KubeObject } from '../controller/objects.js';
+import type { ServiceRule } from './network.js';
+
+export const NETNS_ANNOTATION = 'ambit.dev/netns';
+export const CLUSTER_DOMAIN = 'cluster.local';
+
+function rec(v: unknown): Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as Record<string, unknown>) : {};
+}
+
+export function nsOf(o: KubeObject): string {
+  return o.metadata.namespace ?? 'default';
+}
+
+export function keyOf(o: KubeObject): string {
+  return `${nsOf(o)}/${o.metadata.name}`;
+}
+
+/** Stable short hash of a pod template (what Kubernetes calls pod-template-hash). */
+export function templateHash(template: unknown): string {
+  return createHash('sha256').update(JSON.stringify(template ?? {})).digest('hex').slice(0, 8);
+}
+
+/** The pods a Deployment wants: `<name>-<hash>-<i>`, labels from the template plus pod-template-hash. */
+export function podsForDeployment(d: KubeObject): KubeObject[] {
+  const spec = rec(d.spec);
+  const template = rec(spec.template);
+  const meta = rec(template.metadata);
+  const replicas = typeof spec.replicas === 'number' ? spec.replicas : 1;
+  const hash = templateHash(template);
+  const pods: KubeObject[] = [];
+  for (let i = 0; i < replicas; i++) {
+    pods.push({
+      apiVersion: 'v1',
+      kind: 'Pod',
+      metadata: {
+        name: `${d.metadata.name}-${hash}-${i}`,
+        namespace: nsOf(d),
+        labels: { ...((meta.labels as Record<string, string> | undefined) ?? {}), 'pod-template-hash': hash },
+        annotations: { ...((meta.annotations as Record<string, string> | undefined) ?? {}) },
+        ownerReferences: [{ apiVersion: 'apps/v1', kind: 'ReplicaSet', name: `${d.metadata.name}-${hash}`, controller: true }],
+      },
+      spec: structuredClone(rec(template.spec)),
+    });
+  }
+  return pods;
+}
+
+/** True when `labels` carry every key/value of `selector` (an empty selector selects nothing, as for Services). */
+export function selects(selector: Record<string, string> | undefined, labels: Record<string, string> | undefined): boolean {
+  if (!selector || Object.keys(selector).length === 0) return false;
+  const l = labels ?? {};
+  return Object.entries(selector).every(([k, v]) => l[k] === v);
+}
+
+/** Resolves a Service targetPort (number or named container port) on a pod. */
+export function resolveTargetPort(pod: KubeObject, targetPort: unknown, fallback: number): number | undefined {
+  if (typeof targetPort === 'number') return targetPort;
+  if (typeof targetPort !== 'string' || targetPort === '') return fallback;
+  if (/^\d+$/.test(targetPort)) return Number(targetPort);
+  for (const c of (rec(pod.spec).containers ?? []) as Array<Record<string, unknown>>) {
+    for (const p of (c.ports ?? []) as Array<Record<string, unknown>>) {
+      if (p.name === targetPort && typeof p.containerPort === 'number') return p.containerPort;
+    }
+  }
+  return undefined;
+}
+
+export interface PodAddress {
+  pod: KubeObject;
+  ip: string;
+  ready: boolean;
+}
+
+/** kube-proxy's view: every ClusterIP port and its ready endpoints. */
+export function serviceRules(services: KubeObject[], pods: PodAddress[]): ServiceRule[] {
+  const rules: ServiceRule[] = [];
+  for (const s of services) {
+    const spec = rec(s.spec);
+    const vip = spec.clusterIP;
+    if (typeof vip !== 'string' || vip === 'None' || vip === '') continue;
+    const selector = spec.selector as Record<string, string> | undefined;
+    for (const p of (spec.ports ?? []) as Array<Record<string, unknown>>) {
+      if (typeof p.port !== 'number') continue;
+      if (p.protocol !== undefined && p.protocol !== 'TCP') continue;
+      const endpoints: ServiceRule['endpoints'] = [];
+      for (const pa of pods) {
+        if (!pa.ready || nsOf(pa.pod) !== nsOf(s) || !selects(selector, pa.pod.metadata.labels)) continue;
+        const port = resolveTargetPort(pa.pod, p.targetPort, p.port);
+        if (port !== undefined) endpoints.push({ ip: pa.ip, port });
+      }
+      endpoints.sort((a, b) => (a.ip < b.ip ? -1 : a.ip > b.ip ? 1 : a.port - b.port));
+      rules.push({ vip, port: p.port, endpoints });
+    }
+  }
+  return rules;
+}
+
+/** The hosts file of a pod in namespace `podNs`: `<svc>` (same namespace), `<svc>.<ns>`, `<svc>.<ns>.svc.cluster.local`. */
+export function renderHosts(pod: { name: string; namespace: string; ip: string }, services: KubeObject[]): string {
+  const lines = ['127.0.0.1\tlocalhost', '::1\tlocalhost ip6-localhost ip6-loopback', `${pod.ip}\t${pod.name}`];
+  const sorted = [...services].sort((a, b) => (keyOf(a) < keyOf(b) ? -1 : 1));
+  for (const s of sorted) {
+    const vip = rec(s.spec).clusterIP;
+    if (typeof vip !== 'string' || vip === 'None' || vip === '') continue;
+    const n = s.metadata.name;
+    const ns = nsOf(s);
+    const names = [`${n}.${ns}.svc.${CLUSTER_DOMAIN}`, `${n}.${ns}.svc`, `${n}.${ns}`];
+    if (ns === pod.namespace) names.push(n);
+    lines.push(`${vip}\t${names.join(' ')}`);
+  }
+  return lines.join('\n') + '\n';
+}
