@@ -350,7 +350,8 @@ export class CertificateAuthority {
     const cert = forge.pki.createCertificate();
     cert.publicKey = opts.publicKey;
     cert.serialNumber = randomSerialHex();
-    cert.validity.notBefore = new Date(t - CLOCK_SKEW_MS);
+    // Backdate at most a tenth of the lifetime, so half-life renewal of short-lived certs stays sane.
+    cert.validity.notBefore = new Date(t - Math.min(CLOCK_SKEW_MS, Math.floor(opts.ttlMs / 10)));
     cert.validity.notAfter = new Date(Math.min(t + opts.ttlMs, this.#signerCert.validity.notAfter.getTime()));
     // Like Istio's workload certificates: empty subject, the identity lives in a critical SAN.
     cert.setSubject([]);
