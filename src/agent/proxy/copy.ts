@@ -1,0 +1,98 @@
+/**
+ * Bidirectional pipe between a downstream and an upstream duplex with backpressure (stream.pipe),
+ * half-close carried each way, live byte counts, and exactly one close callback.
+ * Invariants: a FIN from either side becomes end() on the other; an error or reset on either side
+ * destroys both; `onClose` runs once, after both sides have closed.
+ */
+import type { Duplex } from 'node:stream';
+
+export interface CopyResult {
+  /** Bytes read from the downstream and written upstream. */
+  bytesFromDownstream: number;
+  /** Bytes read from the upstream and written downstream. */
+  bytesFromUpstream: number;
+  /** The first error either side raised, if any. */
+  error?: Error;
+  /** True when both directions ended with a FIN (no reset, no destroy). */
+  clean: boolean;
+}
+
+export interface CopyOptions {
+  onDownstreamBytes?: (n: number) => void;
+  onUpstreamBytes?: (n: number) => void;
+  onClose: (result: CopyResult) => void;
+}
+
+export interface CopyHandle {
+  /** Tears both sides down now (policy late-deny, shutdown). */
+  destroy(err?: Error): void;
+  readonly bytesFromDownstream: number;
+  readonly bytesFromUpstream: number;
+}
+
+export function copyBidirectional(downstream: Duplex, upstream: Duplex, opts: CopyOptions): CopyHandle {
+  let fromDown = 0;
+  let fromUp = 0;
+  let error: Error | undefined;
+  let downEnded = false;
+  let upEnded = false;
+  let closedCount = 0;
+  let done = false;
+  let forced = false;
+
+  const onError = (e: Error): void => {
+    error ??= e;
+    destroyBoth();
+  };
+  const destroyBoth = (): void => {
+    forced = true;
+    if (!downstream.destroyed) downstream.destroy();
+    if (!upstream.destroyed) upstream.destroy();
+  };
+  const onClosed = (side: Duplex): void => {
+    closedCount++;
+    if (closedCount === 1) {
+      // One side closed. If it did not finish both halves cleanly, nothing more will flow: tear down.
+      const ended = side === downstream ? downEnded : upEnded;
+      if (!ended || !side.writableFinished) destroyBoth();
+    }
+    if (closedCount === 2 && !done) {
+      done = true;
+      opts.onClose({ bytesFromDownstream: fromDown, bytesFromUpstream: fromUp, clean: !forced && !error && downEnded && upEnded, ...(error ? { error } : {}) });
+    }
+  };
+
+  downstream.on('data', (c: Buffer) => {
+    fromDown += c.length;
+    opts.onDownstreamBytes?.(c.length);
+  });
+  upstream.on('data', (c: Buffer) => {
+    fromUp += c.length;
+    opts.onUpstreamBytes?.(c.length);
+  });
+  downstream.once('end', () => (downEnded = true));
+  upstream.once('end', () => (upEnded = true));
+  downstream.on('error', onError);
+  upstream.on('error', onError);
+  for (const side of [downstream, upstream]) {
+    // A side that closed before the pipe started (the client gave up while the tunnel opened).
+    if (side.closed) queueMicrotask(() => onClosed(side));
+    else side.once('close', () => onClosed(side));
+  }
+  // pipe() ends the destination when the source ends: that is the half-close.
+  downstream.pipe(upstream);
+  upstream.pipe(downstream);
+
+  return {
+    destroy(err?: Error) {
+      if (err) error ??= err;
+      destroyBoth();
+    },
+    get bytesFromDownstream() {
+      return fromDown;
+    },
+    get bytesFromUpstream() {
+      return fromUp;
+    },
+  };
+}

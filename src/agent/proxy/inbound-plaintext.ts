@@ -1,0 +1,168 @@
+/**
+ * Inbound plaintext for one enrolled pod (port 15006 in its netns; capture steers every other
+ * inbound port here): original destination = the accepted socket's local address; PeerAuthentication
+ * STRICT refuses (close, counted), PERMISSIVE authorizes by source IP (no principal) and pipes.
+ */
+import type * as net from 'node:net';
+import type { Logger } from '../../shared/log.js';
+import { errorMessage } from '../../shared/errors.js';
+import { drain } from '../../shared/drain.js';
+import type { Workload } from '../../shared/model.js';
+import { authorize, type ConnAttributes } from '../policy/authorize.js';
+import { workloadIdentity, type WorkloadIndex } from '../state/workloads.js';
+import { connectVia, formatAddress, normalizeIp, type Address, type PodSockets } from './sockets.js';
+import { copyBidirectional, type CopyHandle } from './copy.js';
+import { ConnectionTelemetry, newConnId, trafficLabels, type ProxyMetrics } from './metrics.js';
+import type { ConnectionRegistry } from './connections.js';
+
+export const INBOUND_PLAINTEXT_PORT = 15006;
+
+export interface InboundPlaintextOptions {
+  pod: Workload;
+  sockets: PodSockets;
+  index: () => WorkloadIndex;
+  metrics: ProxyMetrics;
+  log: Logger;
+  connections: ConnectionRegistry;
+  port?: number;
+  listenAddress?: string;
+  /** Default: the accepted socket's local address (sk_lookup / REDIRECT keep it). */
+  originalDestination?: (socket: net.Socket) => Address | undefined;
+  upstreamConnectTimeoutMs?: number;
+  now?: () => number;
+}
+
+export class InboundPlaintext {
+  private readonly log: Logger;
+  private server: net.Server | undefined;
+  private readonly pipes = new Set<CopyHandle>();
+  private readonly pending = new Set<net.Socket>();
+
+  constructor(private readonly opts: InboundPlaintextOptions) {
+    this.log = opts.log.child({ component: 'inbound-plaintext', pod: `${opts.pod.namespace}/${opts.pod.name}` });
+  }
+
+  address(): net.AddressInfo | undefined {
+    return (this.server?.address() as net.AddressInfo | null) ?? undefined;
+  }
+
+  async start(): Promise<void> {
+    this.server = await this.opts.sockets.listen(this.opts.port ?? INBOUND_PLAINTEXT_PORT, this.opts.listenAddress);
+    this.server.on('connection', (s: net.Socket) => {
+      this.onConnection(s).catch((e: unknown) => {
+        this.log.error({ err: e }, 'plaintext inbound handler failed');
+        s.destroy();
+      });
+    });
+    this.log.info({ addr: this.address() }, 'listener established');
+  }
+
+  private async onConnection(downstream: net.Socket): Promise<void> {
+    downstream.pause();
+    downstream.on('error', () => undefined);
+    const connId = newConnId();
+    const origDst = this.opts.originalDestination
+      ? this.opts.originalDestination(downstream)
+      : { address: normalizeIp(downstream.localAddress), port: downstream.localPort ?? 0 };
+    if (!origDst) {
+      this.opts.metrics.connectionsRejected.inc({ direction: 'inbound', reason: 'no_original_dst' });
+      this.log.warn({ connId }, 'plaintext connection without original destination; closing');
+      return void downstream.destroy();
+    }
+    const index = this.opts.index();
+    const pod = index.workloadByUid(this.opts.pod.uid) ?? this.opts.pod;
+    const srcIp = normalizeIp(downstream.remoteAddress);
+    const src = index.workloadByIp(srcIp);
+    const dstIp = normalizeIp(origDst.address);
+    const telemetry = new ConnectionTelemetry(
+      this.opts.metrics,
+      this.log,
+      {
+        connId,
+        direction: 'inbound',
+        src: { addr: srcIp, workload: src?.name, namespace: src?.namespace },
+        dst: { addr: formatAddress({ address: dstIp, port: origDst.port }), workload: pod.name, identity: workloadIdentity(pod) },
+      },
+      trafficLabels({ reporter: 'destination', src, dst: pod, mtls: false }),
+      this.opts.now,
+    );
+    const attrs: ConnAttributes = { srcIp, dstIp, dstPort: origDst.port };
+    const check = (ix: WorkloadIndex) => {
+      const w = ix.workloadByUid(pod.uid) ?? pod;
+      return authorize(ix.policiesFor(w), attrs, { peerAuthentication: ix.peerAuthenticationFor(w, origDst.port) });
+    };
+    const decision = check(index);
+    if (!decision.allowed) {
+      this.opts.metrics.policyDenials.inc({ reason: decision.reason });
+      this.log.warn({ connId, src: { addr: srcIp }, reason: decision.reason, policy: decision.policy }, 'plaintext connection denied');
+      downstream.destroy();
+      telemetry.finish('policy_denied', 'DENY', { policy: decision.policy, authz: decision.reason });
+      return;
+    }
+    this.pending.add(downstream);
+    let upstream: net.Socket;
+    try {
+      upstream = await connectVia(
+        this.opts.sockets,
+        { address: dstIp, port: origDst.port, ...(this.opts.sockets.preservesSource ? { localAddress: srcIp } : {}) },
+        this.opts.upstreamConnectTimeoutMs ?? 10_000,
+      );
+    } catch (e) {
+      this.pending.delete(downstream);
+      this.log.warn({ connId, err: errorMessage(e) }, 'plaintext upstream connect failed');
+      downstream.destroy();
+      telemetry.finish('upstream_connect_failed', 'CONNECT');
+      return;
+    } finally {
+      this.pending.delete(downstream);
+    }
+    telemetry.open();
+    let lateReason: string | undefined;
+    const handle = copyBidirectional(downstream, upstream, {
+      onDownstreamBytes: (n) => telemetry.addReceived(n),
+      onUpstreamBytes: (n) => telemetry.addSent(n),
+      onClose: (r) => {
+        remove();
+        this.pipes.delete(handle);
+        telemetry.finish(lateReason ?? (r.clean ? 'closed' : r.error ? 'error' : 'reset'));
+      },
+    });
+    this.pipes.add(handle);
+    const remove = this.opts.connections.add({
+      connId,
+      direction: 'inbound',
+      workloadUid: pod.uid,
+      attrs,
+      mtls: false,
+      startedAt: Date.now(),
+      check,
+      close: (reason) => {
+        lateReason = reason;
+        handle.destroy();
+      },
+      bytes: () => ({ sent: telemetry.bytesSent, received: telemetry.bytesReceived }),
+    });
+  }
+
+  stopListening(): void {
+    this.server?.close();
+  }
+
+  async close(deadlineMs: number): Promise<void> {
+    const server = this.server;
+    await drain(
+      async () => {
+        await new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve()));
+        while (this.pipes.size > 0) await new Promise((r) => setTimeout(r, 50));
+      },
+      () => this.destroy(),
+      deadlineMs,
+    );
+  }
+
+  destroy(): void {
+    this.server?.close();
+    for (const s of this.pending) s.destroy();
+    for (const p of this.pipes) p.destroy();
+  }
+}

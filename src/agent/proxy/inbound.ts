@@ -1,0 +1,272 @@
+/**
+ * Inbound HBONE for one enrolled pod (port 15008 in its netns): terminate mTLS (TLS 1.3, client
+ * certificate from the mesh root, same trust domain), read the peer identity, accept only CONNECT
+ * to this pod, authorize, dial the pod's port from inside the pod, and pipe.
+ * Replies: 400 bad request / wrong target, 401 denied by policy, 503 upstream refused, 200 piped.
+ */
+import * as http2 from 'node:http2';
+import type * as net from 'node:net';
+import type * as tls from 'node:tls';
+import type { Logger } from '../../shared/log.js';
+import { errorMessage } from '../../shared/errors.js';
+import { tryParseSpiffeId, principalOf } from '../../shared/identity.js';
+import { drain } from '../../shared/drain.js';
+import type { Workload } from '../../shared/model.js';
+import { authorize, type ConnAttributes } from '../policy/authorize.js';
+import { workloadIdentity, type WorkloadIndex } from '../state/workloads.js';
+import { connectVia, normalizeIp, parseAddress, formatAddress, type PodSockets } from './sockets.js';
+import { copyBidirectional, type CopyHandle } from './copy.js';
+import { ConnectionTelemetry, newConnId, trafficLabels, type ProxyMetrics } from './metrics.js';
+import type { ConnectionRegistry } from './connections.js';
+import {
+  CONNECTION_WINDOW_BYTES,
+  HBONE_STATUS,
+  MAX_FRAME_BYTES,
+  STREAM_WINDOW_BYTES,
+  parseForwardedFor,
+  peerIdentity,
+  type TunnelCertificate,
+} from './tunnel.js';
+
+export const INBOUND_HBONE_PORT = 15008;
+
+export interface InboundHboneOptions {
+  pod: Workload;
+  sockets: PodSockets;
+  /** The current config index (read per connection, so config changes apply at once). */
+  index: () => WorkloadIndex;
+  /** The pod's own certificate (CertManager.getCertificate(identity of the pod)). */
+  getCertificate: () => Promise<TunnelCertificate>;
+  metrics: ProxyMetrics;
+  log: Logger;
+  connections: ConnectionRegistry;
+  port?: number;
+  /** Address to listen on inside the pod; default all addresses. */
+  listenAddress?: string;
+  upstreamConnectTimeoutMs?: number;
+  now?: () => number;
+}
+
+export class InboundHbone {
+  private readonly log: Logger;
+  private server: net.Server | undefined;
+  private h2: http2.Http2SecureServer | undefined;
+  private currentCert: TunnelCertificate | undefined;
+  private readonly sessions = new Set<http2.ServerHttp2Session>();
+  private readonly pipes = new Set<CopyHandle>();
+  private readonly trustDomain: string;
+
+  constructor(private readonly opts: InboundHboneOptions) {
+    this.log = opts.log.child({ component: 'inbound', pod: `${opts.pod.namespace}/${opts.pod.name}` });
+    this.trustDomain = opts.pod.trustDomain;
+  }
+
+  /** The real listening address (tests use it with loopback sockets). */
+  address(): net.AddressInfo | undefined {
+    return (this.server?.address() as net.AddressInfo | null) ?? undefined;
+  }
+
+  async start(): Promise<void> {
+    const cert = await this.opts.getCertificate();
+    this.currentCert = cert;
+    const h2 = http2.createSecureServer({
+      ...tlsOptions(cert),
+      requestCert: true,
+      rejectUnauthorized: true,
+      minVersion: 'TLSv1.3',
+      maxVersion: 'TLSv1.3',
+      ALPNProtocols: ['h2'],
+      allowHTTP1: false,
+      settings: { initialWindowSize: STREAM_WINDOW_BYTES, maxConcurrentStreams: 200, maxFrameSize: MAX_FRAME_BYTES, enablePush: false },
+      maxSessionMemory: 256,
+    });
+    this.h2 = h2;
+    h2.on('tlsClientError', (err) => {
+      this.opts.metrics.handshakeFailures.inc({ direction: 'inbound' });
+      this.log.warn({ err: { message: errorMessage(err), code: (err as { code?: string }).code } }, 'mtls handshake failed');
+    });
+    h2.on('session', (session) => this.onSession(session));
+    h2.on('stream', (stream, headers) => {
+      this.onStream(stream, headers).catch((e: unknown) => {
+        this.log.error({ err: e }, 'inbound stream handler failed');
+        if (!stream.destroyed) stream.destroy();
+      });
+    });
+    this.server = await this.opts.sockets.listen(this.opts.port ?? INBOUND_HBONE_PORT, this.opts.listenAddress);
+    this.server.on('connection', (raw: net.Socket) => {
+      raw.on('error', () => raw.destroy());
+      this.refreshCertificate().then(
+        () => h2.emit('connection', raw),
+        (e: unknown) => {
+          this.log.error({ err: e }, 'no certificate for inbound tunnel; closing connection');
+          raw.destroy();
+        },
+      );
+    });
+    this.log.info({ addr: this.address() }, 'listener established');
+  }
+
+  /** Picks up a rotated certificate before the next handshake. */
+  private async refreshCertificate(): Promise<void> {
+    const cert = await this.opts.getCertificate();
+    if (cert !== this.currentCert && this.h2) {
+      this.h2.setSecureContext({ ...tlsOptions(cert) });
+      this.currentCert = cert;
+    }
+  }
+
+  private onSession(session: http2.ServerHttp2Session): void {
+    const socket = session.socket as tls.TLSSocket;
+    const peer = peerIdentity(socket);
+    const parsed = peer ? tryParseSpiffeId(peer) : undefined;
+    if (!parsed || parsed.trustDomain !== this.trustDomain) {
+      this.opts.metrics.handshakeFailures.inc({ direction: 'inbound' });
+      this.log.warn({ peer, trustDomain: this.trustDomain }, 'tunnel peer rejected: identity not in this trust domain');
+      session.destroy();
+      return;
+    }
+    session.setLocalWindowSize(CONNECTION_WINDOW_BYTES);
+    session.on('error', (e) => this.log.debug({ err: e }, 'inbound session error'));
+    this.sessions.add(session);
+    session.once('close', () => this.sessions.delete(session));
+  }
+
+  private reject(stream: http2.ServerHttp2Stream, status: number, reason: string, extra: Record<string, unknown> = {}): void {
+    this.opts.metrics.connectionsRejected.inc({ direction: 'inbound', reason });
+    this.log.warn({ status, reason, ...extra }, 'tunnel request rejected');
+    if (!stream.destroyed && !stream.headersSent) stream.respond({ ':status': status }, { endStream: true });
+  }
+
+  private async onStream(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): Promise<void> {
+    stream.on('error', () => undefined);
+    const session = stream.session;
+    if (!session || !this.sessions.has(session as http2.ServerHttp2Session)) return void stream.destroy();
+    const socket = session.socket as tls.TLSSocket;
+    const srcIdentity = peerIdentity(socket);
+    const parsed = srcIdentity ? tryParseSpiffeId(srcIdentity) : undefined;
+    if (headers[':method'] !== 'CONNECT') return this.reject(stream, HBONE_STATUS.BAD_REQUEST, 'not_connect', { method: headers[':method'] });
+    const target = parseAddress(String(headers[':authority'] ?? ''));
+    if (!target) return this.reject(stream, HBONE_STATUS.BAD_REQUEST, 'bad_authority', { authority: headers[':authority'] });
+
+    const index = this.opts.index();
+    const pod = index.workloadByUid(this.opts.pod.uid) ?? this.opts.pod;
+    const podIps = new Set(pod.addresses.map(normalizeIp));
+    const dstIp = normalizeIp(target.address);
+    if (!podIps.has(dstIp) && !pod.addresses.some((a) => index.isWaypointAddress(a))) {
+      return this.reject(stream, HBONE_STATUS.BAD_REQUEST, 'ip_mismatch', { authority: headers[':authority'] });
+    }
+    const srcIp = normalizeIp(socket.remoteAddress);
+    const srcByIp = index.workloadByIp(srcIp);
+    const src = srcByIp && srcIdentity === workloadIdentity(srcByIp) ? srcByIp : undefined;
+    const forwardedHost = /;\s*host=([^;,\s]+)/i.exec(String(headers['forwarded'] ?? ''))?.[1];
+    const service = forwardedHost ? index.serviceByHostname(forwardedHost) : undefined;
+    const connId = newConnId();
+    const telemetry = new ConnectionTelemetry(
+      this.opts.metrics,
+      this.log,
+      {
+        connId,
+        direction: 'inbound',
+        src: { addr: srcIp, workload: src?.name, namespace: parsed?.namespace, identity: srcIdentity },
+        dst: { addr: formatAddress({ address: dstIp, port: target.port }), hboneAddr: formatAddress(target), service: service?.hostname, workload: pod.name, identity: workloadIdentity(pod) },
+      },
+      trafficLabels({ reporter: 'destination', src, srcIdentity, dst: pod, dstIdentity: workloadIdentity(pod), service, mtls: true }),
+      this.opts.now,
+    );
+
+    const attrs: ConnAttributes = {
+      ...(parsed ? { srcPrincipal: principalOf(parsed), srcNamespace: parsed.namespace } : {}),
+      srcIp,
+      dstIp,
+      dstPort: target.port,
+    };
+    const check = (ix: WorkloadIndex) => {
+      const w = ix.workloadByUid(pod.uid) ?? pod;
+      return authorize(ix.policiesFor(w), attrs, { peerAuthentication: ix.peerAuthenticationFor(w, target.port) });
+    };
+    const decision = check(index);
+    if (!decision.allowed) {
+      this.opts.metrics.policyDenials.inc({ reason: decision.reason });
+      this.reject(stream, HBONE_STATUS.DENIED, 'policy_denied', { connId, policy: decision.policy, authz: decision.reason });
+      telemetry.finish('policy_denied', 'DENY', { policy: decision.policy, authz: decision.reason });
+      return;
+    }
+    if (decision.audit.length > 0) this.log.info({ connId, audit: decision.audit }, 'audit policy matched');
+
+    const fwd = parseForwardedFor(headers['forwarded']);
+    this.log.debug({ connId, forwardedFor: fwd, srcIp }, 'dialing pod');
+    let upstream: net.Socket;
+    try {
+      upstream = await connectVia(
+        this.opts.sockets,
+        { address: dstIp, port: target.port, ...(this.opts.sockets.preservesSource ? { localAddress: srcIp } : {}) },
+        this.opts.upstreamConnectTimeoutMs ?? 10_000,
+      );
+    } catch (e) {
+      this.reject(stream, HBONE_STATUS.UPSTREAM_FAILED, 'upstream_connect', { connId, err: errorMessage(e) });
+      telemetry.finish('upstream_connect_failed', 'CONNECT');
+      return;
+    }
+    if (stream.destroyed || stream.closed) {
+      upstream.destroy();
+      telemetry.finish('downstream_closed');
+      return;
+    }
+    stream.respond({ ':status': HBONE_STATUS.OK });
+    telemetry.open();
+    let lateReason: string | undefined;
+    const handle = copyBidirectional(stream, upstream, {
+      onDownstreamBytes: (n) => telemetry.addReceived(n),
+      onUpstreamBytes: (n) => telemetry.addSent(n),
+      onClose: (r) => {
+        remove();
+        this.pipes.delete(handle);
+        telemetry.finish(lateReason ?? (r.clean ? 'closed' : r.error ? 'error' : 'reset'));
+      },
+    });
+    this.pipes.add(handle);
+    const remove = this.opts.connections.add({
+      connId,
+      direction: 'inbound',
+      workloadUid: pod.uid,
+      attrs,
+      mtls: true,
+      startedAt: Date.now(),
+      check,
+      close: (reason) => {
+        lateReason = reason;
+        handle.destroy();
+      },
+      bytes: () => ({ sent: telemetry.bytesSent, received: telemetry.bytesReceived }),
+    });
+  }
+
+  /** Stops accepting; existing tunnels continue until the deadline, then are destroyed. */
+  async close(deadlineMs: number): Promise<void> {
+    const server = this.server;
+    await drain(
+      async () => {
+        await new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve()));
+        for (const s of this.sessions) s.close();
+        await Promise.all([...this.sessions].map((s) => new Promise<void>((r) => (s.closed ? r() : s.once('close', () => r())))));
+      },
+      () => this.destroy(),
+      deadlineMs,
+    );
+  }
+
+  /** Stops listening but leaves established tunnels alone (unenroll keeps existing connections). */
+  stopListening(): void {
+    this.server?.close();
+  }
+
+  destroy(): void {
+    this.server?.close();
+    for (const p of this.pipes) p.destroy();
+    for (const s of this.sessions) s.destroy();
+  }
+}
+
+function tlsOptions(cert: TunnelCertificate): { cert: string; key: string; ca: string[] } {
+  return { cert: cert.certChainPem.join('\n'), key: cert.keyPem, ca: cert.rootsPem };
+}

@@ -1,0 +1,244 @@
+/**
+ * Connection telemetry of the agent: Istio's four TCP counters with ztunnel's label set, ambit_
+ * internals (policy denials, mTLS handshake failures, pooled tunnel connections), and the access
+ * log line written once per connection at close.
+ */
+import type { Counter, Gauge, Registry } from 'prom-client';
+import * as prom from 'prom-client';
+import type { Logger } from '../../shared/log.js';
+import type { Service, Workload } from '../../shared/model.js';
+import { UNKNOWN } from '../../shared/metrics.js';
+import { workloadIdentity } from '../state/workloads.js';
+
+/** ztunnel's CommonTrafficLabels, in order. */
+export const TRAFFIC_LABELS = [
+  'reporter',
+  'source_workload',
+  'source_canonical_service',
+  'source_canonical_revision',
+  'source_workload_namespace',
+  'source_principal',
+  'source_app',
+  'source_version',
+  'source_cluster',
+  'destination_service',
+  'destination_service_namespace',
+  'destination_service_name',
+  'destination_workload',
+  'destination_canonical_service',
+  'destination_canonical_revision',
+  'destination_workload_namespace',
+  'destination_principal',
+  'destination_app',
+  'destination_version',
+  'destination_cluster',
+  'request_protocol',
+  'response_flags',
+  'connection_security_policy',
+] as const;
+export type TrafficLabel = (typeof TRAFFIC_LABELS)[number];
+export type TrafficLabels = Record<TrafficLabel, string>;
+
+/** Istio response_flags values used by the agent. */
+export type ResponseFlag = '-' | 'DENY' | 'CONNECT' | 'TLS_FAILURE' | 'IDENTITY_ERROR';
+
+export interface ProxyMetrics {
+  connectionsOpened: Counter<TrafficLabel>;
+  connectionsClosed: Counter<TrafficLabel>;
+  sentBytes: Counter<TrafficLabel>;
+  receivedBytes: Counter<TrafficLabel>;
+  policyDenials: Counter<'reason'>;
+  handshakeFailures: Counter<'direction'>;
+  poolConnections: Gauge<never>;
+  connectionsRejected: Counter<'direction' | 'reason'>;
+}
+
+export function createProxyMetrics(registry: Registry): ProxyMetrics {
+  const traffic = (name: string, help: string): Counter<TrafficLabel> =>
+    new prom.Counter({ name, help, labelNames: TRAFFIC_LABELS, registers: [registry] });
+  return {
+    connectionsOpened: traffic('istio_tcp_connections_opened_total', 'TCP connections opened'),
+    connectionsClosed: traffic('istio_tcp_connections_closed_total', 'TCP connections closed'),
+    sentBytes: traffic('istio_tcp_sent_bytes_total', 'Bytes sent toward the downstream (response direction)'),
+    receivedBytes: traffic('istio_tcp_received_bytes_total', 'Bytes received from the downstream (request direction)'),
+    policyDenials: new prom.Counter({
+      name: 'ambit_policy_denials_total',
+      help: 'Connections denied or closed by L4 policy, by reason',
+      labelNames: ['reason'],
+      registers: [registry],
+    }),
+    handshakeFailures: new prom.Counter({
+      name: 'ambit_mtls_handshake_failures_total',
+      help: 'mTLS handshakes that failed, by direction',
+      labelNames: ['direction'],
+      registers: [registry],
+    }),
+    poolConnections: new prom.Gauge({
+      name: 'ambit_tunnel_pool_connections',
+      help: 'Open pooled HBONE client connections',
+      registers: [registry],
+    }),
+    connectionsRejected: new prom.Counter({
+      name: 'ambit_connections_rejected_total',
+      help: 'Accepted connections the proxy closed before proxying, by direction and reason',
+      labelNames: ['direction', 'reason'],
+      registers: [registry],
+    }),
+  };
+}
+
+/** The cluster part of a workload uid `<cluster>//v1/Pod/<ns>/<name>`. */
+export function clusterOf(w: Workload | undefined): string {
+  if (!w) return UNKNOWN;
+  const i = w.uid.indexOf('//');
+  return i > 0 ? w.uid.slice(0, i) : UNKNOWN;
+}
+
+export interface TrafficLabelInput {
+  reporter: 'source' | 'destination';
+  src?: Workload;
+  /** SPIFFE URI of the source (peer identity on inbound; the pod's own identity on outbound). */
+  srcIdentity?: string;
+  dst?: Workload;
+  dstIdentity?: string;
+  service?: Service;
+  responseFlags?: ResponseFlag;
+  mtls: boolean;
+}
+
+export function trafficLabels(i: TrafficLabelInput): TrafficLabels {
+  const v = (s: string | undefined): string => (s === undefined || s === '' ? UNKNOWN : s);
+  const src = i.src;
+  const dst = i.dst;
+  return {
+    reporter: i.reporter,
+    source_workload: v(src?.workloadName),
+    source_canonical_service: v(src?.canonicalName),
+    source_canonical_revision: v(src?.canonicalRevision),
+    source_workload_namespace: v(src?.namespace),
+    source_principal: v(i.srcIdentity),
+    source_app: v(src ? (src.labels['app'] ?? src.labels['app.kubernetes.io/name'] ?? src.canonicalName) : undefined),
+    source_version: v(src ? (src.labels['version'] ?? src.labels['app.kubernetes.io/version'] ?? src.canonicalRevision) : undefined),
+    source_cluster: src ? clusterOf(src) : UNKNOWN,
+    destination_service: v(i.service?.hostname),
+    destination_service_namespace: v(i.service?.namespace),
+    destination_service_name: v(i.service?.name),
+    destination_workload: v(dst?.workloadName),
+    destination_canonical_service: v(dst?.canonicalName),
+    destination_canonical_revision: v(dst?.canonicalRevision),
+    destination_workload_namespace: v(dst?.namespace),
+    destination_principal: v(i.dstIdentity ?? (dst && dst.tunnelProtocol === 'HBONE' && i.mtls ? workloadIdentity(dst) : undefined)),
+    destination_app: v(dst ? (dst.labels['app'] ?? dst.labels['app.kubernetes.io/name'] ?? dst.canonicalName) : undefined),
+    destination_version: v(dst ? (dst.labels['version'] ?? dst.labels['app.kubernetes.io/version'] ?? dst.canonicalRevision) : undefined),
+    destination_cluster: dst ? clusterOf(dst) : UNKNOWN,
+    request_protocol: 'tcp',
+    response_flags: i.responseFlags ?? '-',
+    connection_security_policy: i.mtls ? 'mutual_tls' : UNKNOWN,
+  };
+}
+
+export interface AccessLogPeer {
+  addr?: string;
+  workload?: string;
+  namespace?: string;
+  identity?: string;
+}
+
+export interface AccessLogDst extends AccessLogPeer {
+  hboneAddr?: string;
+  service?: string;
+}
+
+export interface ConnectionInfo {
+  connId: number;
+  direction: 'outbound' | 'inbound';
+  src: AccessLogPeer;
+  dst: AccessLogDst;
+}
+
+/**
+ * Telemetry of one proxied connection. Byte counters move as bytes flow (so long connections show
+ * up before they close); `finish` counts the close and writes the access-log line, once.
+ */
+export class ConnectionTelemetry {
+  readonly info: ConnectionInfo;
+  bytesSent = 0;
+  bytesReceived = 0;
+  private labels: TrafficLabels;
+  private sent: prom.Counter.Internal | undefined;
+  private received: prom.Counter.Internal | undefined;
+  private readonly startedAt: number;
+  private opened = false;
+  private finished = false;
+
+  constructor(
+    private readonly metrics: ProxyMetrics,
+    private readonly log: Logger,
+    info: ConnectionInfo,
+    labels: TrafficLabels,
+    private readonly now: () => number = Date.now,
+  ) {
+    this.info = info;
+    this.labels = labels;
+    this.startedAt = now();
+  }
+
+  /** Counts the connection as opened (call once the upstream side is decided). */
+  open(): void {
+    if (this.opened) return;
+    this.opened = true;
+    this.metrics.connectionsOpened.inc(this.labels);
+    this.sent = this.metrics.sentBytes.labels(this.labels);
+    this.received = this.metrics.receivedBytes.labels(this.labels);
+  }
+
+  /** Bytes from the downstream (connection initiator) toward the upstream. */
+  addReceived(n: number): void {
+    this.bytesReceived += n;
+    this.received?.inc(n);
+  }
+
+  /** Bytes from the upstream back to the downstream. */
+  addSent(n: number): void {
+    this.bytesSent += n;
+    this.sent?.inc(n);
+  }
+
+  get durationMs(): number {
+    return this.now() - this.startedAt;
+  }
+
+  /** Counts the close (opening first if it never opened) and writes the access-log line. */
+  finish(reason: string, flags: ResponseFlag = '-', extra: Record<string, unknown> = {}): void {
+    if (this.finished) return;
+    this.finished = true;
+    if (flags !== '-') this.labels = { ...this.labels, response_flags: flags };
+    if (!this.opened) {
+      this.opened = true;
+      this.metrics.connectionsOpened.inc(this.labels);
+    }
+    this.metrics.connectionsClosed.inc(this.labels);
+    this.log.info(
+      {
+        scope: 'access',
+        connId: this.info.connId,
+        src: this.info.src,
+        dst: this.info.dst,
+        direction: this.info.direction,
+        bytesSent: this.bytesSent,
+        bytesReceived: this.bytesReceived,
+        durationMs: this.durationMs,
+        reason,
+        responseFlags: flags,
+        ...extra,
+      },
+      'connection complete',
+    );
+  }
+}
+
+let nextConnId = 1;
+/** Process-wide connection ids for logs (never used as metric labels). */
+export function newConnId(): number {
+  return nextConnId++;
+}

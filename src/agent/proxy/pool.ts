@@ -1,0 +1,376 @@
+/**
+ * HBONE client pool: mTLS HTTP/2 connections keyed by {source identity, expected destination
+ * identities, tunnel address}; each carries up to `maxStreamsPerConnection` CONNECT streams.
+ * Invariants:
+ * - a connection moves connecting → ready → draining → closed (or connecting → closed) only via
+ *   transition(); only `connecting`/`ready` connections take new streams;
+ * - `reserved` counts streams promised or open on a connection and never exceeds its cap, so a
+ *   burst of N opens makes ceil(N / cap) connections, not N;
+ * - the server must present a URI SAN in the expected set, else AMBIT_ERR_TUNNEL_IDENTITY;
+ * - a ready connection with no streams for `idleTimeoutMs` is closed.
+ */
+import * as http2 from 'node:http2';
+import * as tls from 'node:tls';
+import type * as net from 'node:net';
+import { AmbitError, errorCode, errorMessage } from '../../shared/errors.js';
+import type { Logger } from '../../shared/log.js';
+import { drain } from '../../shared/drain.js';
+import { formatAddress, type Address } from './sockets.js';
+import type { ProxyMetrics } from './metrics.js';
+import {
+  CONNECTION_WINDOW_BYTES,
+  HBONE_STATUS,
+  MAX_FRAME_BYTES,
+  STREAM_WINDOW_BYTES,
+  tunnelStatusError,
+  uriSans,
+  type TunnelCertificate,
+} from './tunnel.js';
+
+export type TunnelState = 'connecting' | 'ready' | 'draining' | 'closed';
+
+export interface TunnelPoolOptions {
+  log: Logger;
+  metrics: ProxyMetrics;
+  /** TCP connect from the source pod's side, marked so capture skips it (PodSockets.connect). */
+  connectTcp: (addr: Address) => net.Socket;
+  /** The certificate of a source identity (CertManager.getCertificate). */
+  getCertificate: (identity: string) => Promise<TunnelCertificate>;
+  maxStreamsPerConnection?: number;
+  idleTimeoutMs?: number;
+  connectTimeoutMs?: number;
+  streamWindowBytes?: number;
+  connectionWindowBytes?: number;
+}
+
+export interface TunnelOpenRequest {
+  srcIdentity: string;
+  expectedIdentities: readonly string[];
+  tunnelAddress: Address;
+  target: Address;
+  /** CONNECT headers (buildConnectHeaders). */
+  headers: http2.OutgoingHttpHeaders;
+}
+
+export interface OpenTunnel {
+  stream: http2.ClientHttp2Stream;
+  /** The server identity the TLS handshake verified. */
+  peerIdentity: string | undefined;
+}
+
+let nextTunnelId = 1;
+
+class PooledConnection {
+  readonly id = nextTunnelId++;
+  state: TunnelState = 'connecting';
+  reserved = 0;
+  session: http2.ClientHttp2Session | undefined;
+  peerIdentity: string | undefined;
+  readonly ready: Promise<void>;
+  private idleTimer: NodeJS.Timeout | undefined;
+  private resolveReady!: () => void;
+  private rejectReady!: (e: Error) => void;
+  private failure: Error | undefined;
+
+  constructor(
+    readonly key: string,
+    private readonly pool: TunnelPool,
+    private readonly log: Logger,
+  ) {
+    this.ready = new Promise<void>((resolve, reject) => {
+      this.resolveReady = resolve;
+      this.rejectReady = reject;
+    });
+    this.ready.catch(() => undefined);
+  }
+
+  /** Moves the state machine; refuses (and reports) an illegal move. */
+  transition(from: readonly TunnelState[], to: TunnelState): boolean {
+    if (!from.includes(this.state)) {
+      this.log.debug({ tunnelId: this.id, state: this.state, to }, 'tunnel transition refused');
+      return false;
+    }
+    this.log.debug({ tunnelId: this.id }, `${this.state} -> ${to}`);
+    const wasReady = this.state === 'ready' || this.state === 'draining';
+    this.state = to;
+    if (to === 'ready') this.pool.metrics.poolConnections.inc();
+    if (to === 'closed') {
+      if (wasReady) this.pool.metrics.poolConnections.dec();
+      this.clearIdle();
+      this.pool.forget(this);
+      this.rejectReady(this.failure ?? new AmbitError('AMBIT_ERR_TUNNEL_CONNECT', `tunnel connection ${this.id} closed before it was ready`));
+    }
+    return true;
+  }
+
+  cap(): number {
+    const remote = this.session?.remoteSettings.maxConcurrentStreams;
+    const max = this.pool.maxStreamsPerConnection;
+    return remote !== undefined && remote > 0 ? Math.min(max, remote) : max;
+  }
+
+  acceptsStreams(): boolean {
+    return (this.state === 'connecting' || this.state === 'ready') && this.reserved < this.cap();
+  }
+
+  reserve(): void {
+    this.reserved++;
+    this.clearIdle();
+  }
+
+  release(): void {
+    this.reserved = Math.max(0, this.reserved - 1);
+    if (this.reserved === 0 && this.state === 'ready') this.armIdle();
+  }
+
+  private armIdle(): void {
+    this.clearIdle();
+    this.idleTimer = setTimeout(() => this.drain(), this.pool.idleTimeoutMs);
+    this.idleTimer.unref();
+  }
+
+  private clearIdle(): void {
+    if (this.idleTimer) clearTimeout(this.idleTimer);
+    this.idleTimer = undefined;
+  }
+
+  /** No new streams; the session closes once its streams finish. */
+  drain(): void {
+    if (this.transition(['ready'], 'draining')) this.session?.close();
+    else if (this.state === 'connecting') this.destroy();
+  }
+
+  destroy(err?: Error): void {
+    if (err) this.failure ??= err;
+    this.session?.destroy();
+    this.transition(['connecting', 'ready', 'draining'], 'closed');
+  }
+
+  fail(err: Error): void {
+    this.failure ??= err;
+    this.destroy(err);
+  }
+
+  start(req: TunnelOpenRequest, cert: TunnelCertificate, opts: { connectTimeoutMs: number; streamWindowBytes: number; connectionWindowBytes: number }): void {
+    const via = formatAddress(req.tunnelAddress);
+    const expected = new Set(req.expectedIdentities);
+    let tcpConnected = false;
+    let secured = false;
+    const tcp = this.pool.connectTcp(req.tunnelAddress);
+    tcp.once('connect', () => (tcpConnected = true));
+    const timer = setTimeout(() => {
+      this.fail(new AmbitError('AMBIT_ERR_TUNNEL_CONNECT', `tunnel connect to ${via} timed out after ${opts.connectTimeoutMs} ms; is a NetworkPolicy blocking port 15008?`));
+      tcp.destroy();
+    }, opts.connectTimeoutMs);
+    timer.unref();
+    const tlsSocket = tls.connect({
+      socket: tcp,
+      cert: cert.certChainPem.join('\n'),
+      key: cert.keyPem,
+      ca: cert.rootsPem,
+      minVersion: 'TLSv1.3',
+      maxVersion: 'TLSv1.3',
+      ALPNProtocols: ['h2'],
+      // ztunnel sends no SNI: the server identity is checked by URI SAN, not by name.
+      servername: '',
+      rejectUnauthorized: true,
+      checkServerIdentity: (_host, peer) => {
+        const sans = uriSans(peer);
+        const match = sans.find((s) => expected.has(s));
+        if (match === undefined) {
+          return new AmbitError(
+            'AMBIT_ERR_TUNNEL_IDENTITY',
+            `tunnel peer at ${via} presented ${JSON.stringify(sans)}, expected one of ${JSON.stringify([...expected])}; is the destination's identity what the config says?`,
+          );
+        }
+        this.peerIdentity = match;
+        return undefined;
+      },
+    });
+    tlsSocket.once('secureConnect', () => (secured = true));
+    const onEarlyError = (e: Error): void => {
+      clearTimeout(timer);
+      const code = errorCode(e);
+      if (tcpConnected && !secured) this.pool.metrics.handshakeFailures.inc({ direction: 'outbound' });
+      const wrapped =
+        code === 'AMBIT_ERR_TUNNEL_IDENTITY'
+          ? (e as AmbitError)
+          : tcpConnected
+            ? new AmbitError('AMBIT_ERR_TUNNEL_HANDSHAKE', `mTLS handshake with ${via} failed: ${errorMessage(e)}`, { cause: e })
+            : new AmbitError('AMBIT_ERR_TUNNEL_CONNECT', `tunnel connect to ${via} failed: ${errorMessage(e)}; is a NetworkPolicy blocking port 15008?`, { cause: e });
+      this.fail(wrapped);
+    };
+    tlsSocket.on('error', onEarlyError);
+    const session = http2.connect(`https://${via}`, {
+      createConnection: () => tlsSocket,
+      settings: { initialWindowSize: opts.streamWindowBytes, maxFrameSize: MAX_FRAME_BYTES, enablePush: false },
+      maxSessionMemory: 256,
+    });
+    this.session = session;
+    session.on('error', (e) => {
+      if (this.state === 'connecting') onEarlyError(e);
+      else this.log.debug({ tunnelId: this.id, err: e }, 'tunnel session error');
+    });
+    session.once('connect', () => {
+      clearTimeout(timer);
+      if (tlsSocket.alpnProtocol !== 'h2') {
+        this.fail(new AmbitError('AMBIT_ERR_TUNNEL_HANDSHAKE', `tunnel peer at ${via} did not negotiate ALPN h2 (got ${String(tlsSocket.alpnProtocol)})`));
+        return;
+      }
+      session.setLocalWindowSize(opts.connectionWindowBytes);
+      if (this.transition(['connecting'], 'ready')) {
+        this.log.debug({ tunnelId: this.id, via, peer: this.peerIdentity }, 'tunnel connection established');
+        this.resolveReady();
+        if (this.reserved === 0) this.armIdle();
+      }
+    });
+    session.once('goaway', () => this.transition(['ready'], 'draining'));
+    session.once('close', () => {
+      clearTimeout(timer);
+      this.transition(['connecting', 'ready', 'draining'], 'closed');
+    });
+  }
+}
+
+export class TunnelPool {
+  readonly metrics: ProxyMetrics;
+  readonly maxStreamsPerConnection: number;
+  readonly idleTimeoutMs: number;
+  readonly connectTcp: (addr: Address) => net.Socket;
+  private readonly log: Logger;
+  private readonly getCertificate: (identity: string) => Promise<TunnelCertificate>;
+  private readonly connectTimeoutMs: number;
+  private readonly streamWindowBytes: number;
+  private readonly connectionWindowBytes: number;
+  private readonly byKey = new Map<string, PooledConnection[]>();
+  private closing = false;
+
+  constructor(opts: TunnelPoolOptions) {
+    this.log = opts.log.child({ component: 'tunnel-pool' });
+    this.metrics = opts.metrics;
+    this.connectTcp = opts.connectTcp;
+    this.getCertificate = opts.getCertificate;
+    this.maxStreamsPerConnection = opts.maxStreamsPerConnection ?? 100;
+    this.idleTimeoutMs = opts.idleTimeoutMs ?? 5 * 60_000;
+    this.connectTimeoutMs = opts.connectTimeoutMs ?? 10_000;
+    this.streamWindowBytes = opts.streamWindowBytes ?? STREAM_WINDOW_BYTES;
+    this.connectionWindowBytes = opts.connectionWindowBytes ?? CONNECTION_WINDOW_BYTES;
+  }
+
+  static keyOf(req: Pick<TunnelOpenRequest, 'srcIdentity' | 'expectedIdentities' | 'tunnelAddress'>): string {
+    return `${req.srcIdentity}|${[...req.expectedIdentities].sort().join(',')}|${formatAddress(req.tunnelAddress)}`;
+  }
+
+  /** Opens one CONNECT stream; resolves on 200, rejects with AMBIT_ERR_TUNNEL_* / UPSTREAM_CONNECT. */
+  async open(req: TunnelOpenRequest): Promise<OpenTunnel> {
+    if (this.closing) throw new AmbitError('AMBIT_ERR_TUNNEL_CONNECT', 'tunnel pool is closing; no new tunnels');
+    const key = TunnelPool.keyOf(req);
+    let list = this.byKey.get(key);
+    if (!list) this.byKey.set(key, (list = []));
+    let conn = list.find((c) => c.acceptsStreams());
+    if (!conn) {
+      conn = new PooledConnection(key, this, this.log);
+      list.push(conn);
+      const fresh = conn;
+      this.getCertificate(req.srcIdentity).then(
+        (cert) => {
+          if (fresh.state === 'connecting') {
+            fresh.start(req, cert, {
+              connectTimeoutMs: this.connectTimeoutMs,
+              streamWindowBytes: this.streamWindowBytes,
+              connectionWindowBytes: this.connectionWindowBytes,
+            });
+          }
+        },
+        (e: unknown) =>
+          fresh.fail(new AmbitError('AMBIT_ERR_CERT_UNAVAILABLE', `no certificate for ${req.srcIdentity}: ${errorMessage(e)}`, { cause: e })),
+      );
+    }
+    conn.reserve();
+    let released = false;
+    const release = (): void => {
+      if (released) return;
+      released = true;
+      conn.release();
+    };
+    try {
+      await conn.ready;
+      return { stream: await this.request(conn, req, release), peerIdentity: conn.peerIdentity };
+    } catch (e) {
+      release();
+      throw e;
+    }
+  }
+
+  private request(conn: PooledConnection, req: TunnelOpenRequest, release: () => void): Promise<http2.ClientHttp2Stream> {
+    const session = conn.session!;
+    return new Promise((resolve, reject) => {
+      let stream: http2.ClientHttp2Stream;
+      try {
+        stream = session.request(req.headers, { endStream: false });
+      } catch (e) {
+        reject(new AmbitError('AMBIT_ERR_TUNNEL_CONNECT', `opening a stream on tunnel ${conn.id} failed: ${errorMessage(e)}`, { cause: e }));
+        return;
+      }
+      let settled = false;
+      const timer = setTimeout(() => {
+        settle(new AmbitError('AMBIT_ERR_TUNNEL_CONNECT', `no CONNECT reply from ${formatAddress(req.tunnelAddress)} within ${this.connectTimeoutMs} ms`));
+        stream.close(http2.constants.NGHTTP2_CANCEL);
+      }, this.connectTimeoutMs);
+      timer.unref();
+      const settle = (err?: Error): void => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        if (err) reject(err);
+        else resolve(stream);
+      };
+      stream.once('close', () => {
+        release();
+        settle(new AmbitError('AMBIT_ERR_TUNNEL_CONNECT', `tunnel stream to ${formatAddress(req.target)} closed before a reply (code ${stream.rstCode})`));
+      });
+      stream.once('error', (e) => settle(new AmbitError('AMBIT_ERR_TUNNEL_CONNECT', `tunnel stream to ${formatAddress(req.target)} failed: ${errorMessage(e)}`, { cause: e })));
+      stream.once('response', (headers) => {
+        const status = Number(headers[':status']);
+        if (status === HBONE_STATUS.OK) settle();
+        else {
+          settle(tunnelStatusError(status, req.target, req.tunnelAddress));
+          stream.close();
+        }
+      });
+    });
+  }
+
+  /** Called by a connection entering `closed`. */
+  forget(conn: PooledConnection): void {
+    const list = this.byKey.get(conn.key);
+    if (!list) return;
+    const i = list.indexOf(conn);
+    if (i >= 0) list.splice(i, 1);
+    if (list.length === 0) this.byKey.delete(conn.key);
+  }
+
+  /** Open connections and their streams, for /debug and tests. */
+  stats(): Array<{ key: string; id: number; state: TunnelState; streams: number; peerIdentity: string | undefined }> {
+    const out = [];
+    for (const [key, list] of this.byKey) for (const c of list) out.push({ key, id: c.id, state: c.state, streams: c.reserved, peerIdentity: c.peerIdentity });
+    return out;
+  }
+
+  /** Stops new tunnels, lets open streams finish until the deadline, then destroys the rest. */
+  async close(deadlineMs: number): Promise<void> {
+    this.closing = true;
+    const all = [...this.byKey.values()].flat();
+    for (const c of all) c.drain();
+    await drain(
+      () => Promise.all(all.map((c) => new Promise<void>((resolve) => (c.session && !c.session.closed ? c.session.once('close', () => resolve()) : resolve())))).then(() => undefined),
+      () => this.destroy(),
+      deadlineMs,
+    );
+  }
+
+  destroy(err?: Error): void {
+    this.closing = true;
+    for (const c of [...this.byKey.values()].flat()) c.destroy(err);
+  }
+}

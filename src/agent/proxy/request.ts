@@ -1,0 +1,119 @@
+/**
+ * buildOutboundRequest: the pure decision of where a captured outbound connection goes —
+ * an HBONE tunnel (to the destination pod or to its waypoint), plaintext passthrough, or deny.
+ */
+import type { Service, ServicePort, Workload, WaypointRef } from '../../shared/model.js';
+import { serviceResourceName } from '../../shared/model.js';
+import type { Address } from './sockets.js';
+import { normalizeIp } from './sockets.js';
+import { workloadIdentity, type Endpoint, type WorkloadIndex } from '../state/workloads.js';
+
+export const HBONE_PORT = 15008;
+
+export type PassthroughReason = 'not_enrolled' | 'unknown_destination';
+export type OutboundDenyReason = 'no_healthy_upstream' | 'no_waypoint' | 'loop';
+
+export type OutboundRequest =
+  | {
+      kind: 'tunnel';
+      /** HBONE `:authority`: the endpoint ip:port, or the original destination through a waypoint. */
+      target: Address;
+      /** Where the TLS connection goes: `<pod ip>:15008` or `<waypoint ip>:15008`. */
+      tunnelAddress: Address;
+      /** Server identities the tunnel accepts (SPIFFE URIs). */
+      expectedIdentities: string[];
+      viaWaypoint: boolean;
+      dstWorkload?: Workload;
+      service?: Service;
+      /** The endpoint the balancer chose, for passive health reporting. */
+      endpoint?: Endpoint;
+    }
+  | { kind: 'passthrough'; address: string; port: number; reason: PassthroughReason; dstWorkload?: Workload; service?: Service; endpoint?: Endpoint }
+  | { kind: 'deny'; reason: OutboundDenyReason; service?: Service };
+
+export interface BuildOutboundRequestInput {
+  src: Workload;
+  origDst: Address;
+  index: WorkloadIndex;
+  nodeName: string;
+  /** Chooses one endpoint for a service connection (LoadBalancer.pick). */
+  pickEndpoint: (service: Service, port: ServicePort, candidates: readonly Endpoint[], src: Workload) => Endpoint | undefined;
+}
+
+export function buildOutboundRequest(input: BuildOutboundRequestInput): OutboundRequest {
+  const { src, index } = input;
+  const origDst: Address = { address: normalizeIp(input.origDst.address), port: input.origDst.port };
+  const srcIps = new Set(src.addresses.map(normalizeIp));
+
+  const svc = index.serviceByVip(origDst.address, origDst.port);
+  if (svc) {
+    const { service, port } = svc;
+    if (service.waypoint && !isWaypointSelf(service.waypoint, srcIps)) {
+      return toWaypoint(service.waypoint, origDst, { service });
+    }
+    const candidates = index.endpointsOf(service, port).filter((e) => e.workload.status === 'Healthy');
+    const endpoint = candidates.length > 0 ? input.pickEndpoint(service, port, candidates, src) : undefined;
+    if (!endpoint) return { kind: 'deny', reason: 'no_healthy_upstream', service };
+    const dst = endpoint.workload;
+    if (dst.tunnelProtocol !== 'HBONE') {
+      return { kind: 'passthrough', address: endpoint.address, port: endpoint.port, reason: 'not_enrolled', dstWorkload: dst, service, endpoint };
+    }
+    return {
+      kind: 'tunnel',
+      target: { address: endpoint.address, port: endpoint.port },
+      tunnelAddress: { address: endpoint.address, port: HBONE_PORT },
+      expectedIdentities: unique([workloadIdentity(dst), ...service.subjectAltNames]),
+      viaWaypoint: false,
+      dstWorkload: dst,
+      service,
+      endpoint,
+    };
+  }
+
+  const dst = index.workloadByIp(origDst.address);
+  if (!dst) return { kind: 'passthrough', address: origDst.address, port: origDst.port, reason: 'unknown_destination' };
+  if (dst.waypoint && !isWaypointSelf(dst.waypoint, srcIps)) return toWaypoint(dst.waypoint, origDst, { dstWorkload: dst });
+  if (dst.tunnelProtocol !== 'HBONE') {
+    return { kind: 'passthrough', address: origDst.address, port: origDst.port, reason: 'not_enrolled', dstWorkload: dst };
+  }
+  if (origDst.port === HBONE_PORT) return { kind: 'deny', reason: 'loop' };
+  return {
+    kind: 'tunnel',
+    target: origDst,
+    tunnelAddress: { address: origDst.address, port: HBONE_PORT },
+    expectedIdentities: [workloadIdentity(dst)],
+    viaWaypoint: false,
+    dstWorkload: dst,
+  };
+}
+
+function toWaypoint(
+  waypoint: WaypointRef,
+  origDst: Address,
+  ctx: { service?: Service; dstWorkload?: Workload },
+): OutboundRequest {
+  const address = waypoint.addresses[0];
+  if (address === undefined) return { kind: 'deny', reason: 'no_waypoint', ...(ctx.service ? { service: ctx.service } : {}) };
+  return {
+    kind: 'tunnel',
+    target: origDst,
+    tunnelAddress: { address: normalizeIp(address), port: HBONE_PORT },
+    expectedIdentities: [waypoint.identity],
+    viaWaypoint: true,
+    ...ctx,
+  };
+}
+
+/** Traffic the waypoint itself sends must not be sent back to it. */
+function isWaypointSelf(waypoint: WaypointRef, srcIps: ReadonlySet<string>): boolean {
+  return waypoint.addresses.some((a) => srcIps.has(normalizeIp(a)));
+}
+
+function unique(xs: string[]): string[] {
+  return [...new Set(xs)];
+}
+
+/** `namespace/hostname` of a service, for labels and logs. */
+export function serviceKey(s: Service): string {
+  return serviceResourceName(s);
+}

@@ -1,0 +1,116 @@
+/**
+ * HBONE framing: the CONNECT request that names the target when a tunnel stream opens, the
+ * headers that travel with it, the status codes, and reading the peer's SPIFFE identity.
+ */
+import * as crypto from 'node:crypto';
+import type * as http2 from 'node:http2';
+import type { TLSSocket, PeerCertificate } from 'node:tls';
+import { AmbitError } from '../../shared/errors.js';
+import { tryParseSpiffeId } from '../../shared/identity.js';
+import type { Service, Workload } from '../../shared/model.js';
+import { formatAddress, type Address } from './sockets.js';
+import { clusterOf } from './metrics.js';
+
+export const HBONE_STATUS = { OK: 200, BAD_REQUEST: 400, DENIED: 401, UPSTREAM_FAILED: 503 } as const;
+
+/** HTTP/2 windows larger than the defaults (ztunnel's): 4 MiB per stream, 16 MiB per connection. */
+export const STREAM_WINDOW_BYTES = 4 * 1024 * 1024;
+export const CONNECTION_WINDOW_BYTES = 16 * 1024 * 1024;
+export const MAX_FRAME_BYTES = 1024 * 1024;
+
+/** Certificate material a tunnel end presents (CertManager's WorkloadCertificate fits). */
+export interface TunnelCertificate {
+  identity?: string;
+  certChainPem: string[];
+  keyPem: string;
+  rootsPem: string[];
+}
+
+export interface ConnectRequestInput {
+  target: Address;
+  srcIp: string;
+  src?: Workload;
+  service?: Service;
+  random?: () => number;
+}
+
+/** The HBONE CONNECT request headers: `:authority` = target, forwarded, baggage, traceparent. */
+export function buildConnectHeaders(i: ConnectRequestInput): http2.OutgoingHttpHeaders {
+  const forIp = i.srcIp.includes(':') ? `[${i.srcIp}]` : i.srcIp;
+  const forwarded = `for="${forIp}"` + (i.service ? `;host=${i.service.hostname}` : '');
+  const headers: http2.OutgoingHttpHeaders = {
+    ':method': 'CONNECT',
+    ':authority': formatAddress(i.target),
+    forwarded,
+    traceparent: newTraceparent(i.random),
+  };
+  const baggage = i.src ? buildBaggage(i.src) : '';
+  if (baggage) headers['baggage'] = baggage;
+  return headers;
+}
+
+/** W3C baggage with ztunnel's keys. */
+export function buildBaggage(w: Workload): string {
+  const parts: string[] = [];
+  const cluster = clusterOf(w);
+  if (cluster !== 'unknown') parts.push(`k8s.cluster.name=${cluster}`);
+  parts.push(`k8s.namespace.name=${w.namespace}`);
+  if (w.workloadName) parts.push(`k8s.${w.workloadType}.name=${w.workloadName}`);
+  if (w.canonicalName) parts.push(`service.name=${w.canonicalName}`);
+  if (w.canonicalRevision) parts.push(`service.version=${w.canonicalRevision}`);
+  if (w.locality?.region) parts.push(`cloud.region=${w.locality.region}`);
+  if (w.locality?.zone) parts.push(`cloud.availability_zone=${w.locality.zone}`);
+  return parts.map((p) => p.replace(/[,;\s]/g, '_')).join(',');
+}
+
+/** A fresh random W3C traceparent: `00-<32 hex>-<16 hex>-00`. */
+export function newTraceparent(random?: () => number): string {
+  const hex = (bytes: number): string =>
+    random ? Array.from({ length: bytes }, () => Math.floor(random() * 256).toString(16).padStart(2, '0')).join('') : crypto.randomBytes(bytes).toString('hex');
+  return `00-${hex(16)}-${hex(8)}-00`;
+}
+
+/** The `for=` address of a `forwarded` header (brackets and port stripped), or undefined. */
+export function parseForwardedFor(header: string | string[] | undefined): string | undefined {
+  const h = Array.isArray(header) ? header[0] : header;
+  if (!h) return undefined;
+  const m = /(?:^|[;,\s])for="?([^";,]+)"?/i.exec(h);
+  if (!m) return undefined;
+  let v = m[1]!;
+  if (v.startsWith('[')) v = v.slice(1, v.indexOf(']') > 0 ? v.indexOf(']') : undefined);
+  else if (/^[0-9.]+:\d+$/.test(v)) v = v.slice(0, v.lastIndexOf(':'));
+  return v;
+}
+
+/** URI SANs of a certificate (`URI:spiffe://...` entries of subjectaltname). */
+export function uriSans(cert: Pick<PeerCertificate, 'subjectaltname'> | undefined): string[] {
+  const san = cert?.subjectaltname;
+  if (!san) return [];
+  return san
+    .split(/,\s*/)
+    .filter((e) => e.startsWith('URI:'))
+    .map((e) => e.slice(4));
+}
+
+/** The peer's SPIFFE identity on a verified TLS socket, or undefined. */
+export function peerIdentity(socket: TLSSocket): string | undefined {
+  const cert = socket.getPeerCertificate();
+  return uriSans(cert).find((u) => tryParseSpiffeId(u) !== undefined);
+}
+
+/** Maps a non-200 CONNECT reply to the error the outbound side branches on. */
+export function tunnelStatusError(status: number, target: Address, tunnelAddress: Address): AmbitError {
+  const t = formatAddress(target);
+  const via = formatAddress(tunnelAddress);
+  if (status === HBONE_STATUS.DENIED) {
+    return new AmbitError('AMBIT_ERR_TUNNEL_REFUSED', `tunnel to ${t} via ${via} refused by the destination's authorization policy (401)`, {
+      details: { status },
+    });
+  }
+  if (status === HBONE_STATUS.UPSTREAM_FAILED) {
+    return new AmbitError('AMBIT_ERR_UPSTREAM_CONNECT', `destination agent at ${via} could not connect to ${t} (503); is the app listening on that port?`, {
+      details: { status },
+    });
+  }
+  return new AmbitError('AMBIT_ERR_TUNNEL_CONNECT', `tunnel to ${t} via ${via} failed with status ${status}`, { details: { status } });
+}
