@@ -1,0 +1,779 @@
+/**
+ * The config server: per-subscriber delta streams (ConfigDiscovery.DeltaConfig) from versioned
+ * snapshots, debounced pushes, ACK/NACK tracking, and the view `ambit proxy-status` reads.
+ *
+ * Invariants:
+ * - At most one response per (subscriber, type) is in flight; a change arriving meanwhile marks
+ *   the type dirty and is pushed when the ACK/NACK comes back. So `sent` is always exactly what
+ *   the subscriber holds once the in-flight response is answered.
+ * - `sent` is what the subscriber holds: set from initial_resource_versions on (re)subscribe,
+ *   advanced when a response is written, reverted to the previous map on NACK (the client keeps
+ *   its last good config).
+ * - Resource versions are content hashes of the canonical JSON body; equal content, equal version.
+ * - Nothing a subscriber sends can throw out of a handler: bad input ends that stream with
+ *   INVALID_ARGUMENT or is ignored and logged.
+ */
+import * as grpc from '@grpc/grpc-js';
+import type { Registry } from 'prom-client';
+import { AmbitError, errorMessage } from '../../shared/errors.js';
+import type { Logger } from '../../shared/log.js';
+import {
+  RESOURCE_TYPES,
+  TYPE_AUTHORIZATION,
+  TYPE_SERVICE,
+  TYPE_WORKLOAD,
+  authorizationResourceName,
+  serviceResourceName,
+  workloadResourceName,
+  type Authorization,
+  type Resource,
+  type ResourceType,
+  type Service,
+  type Workload,
+} from '../../shared/model.js';
+import { validateResource } from '../../shared/validate-resource.js';
+import { formatIssue, isRecord, type Issue } from '../../shared/validate.js';
+import { roleFromMessage, workloadStatusFromMessage, type NodeInfo, type NodeRole, type WorkloadStatus, NODE_ROLES } from '../../shared/xds/node.js';
+import {
+  configServiceDefinition,
+  type DeltaConfigRequestMessage,
+  type DeltaConfigResponseMessage,
+} from '../../shared/xds/proto.js';
+import { encodeResource, setVersion, typeLabel, type EncodedResource } from '../../shared/xds/resource-codec.js';
+import { computeDelta, isEmptyDelta } from './delta.js';
+import { createConfigServerMetrics, type ConfigServerMetrics } from './metrics.js';
+
+export { computeDelta, type Delta } from './delta.js';
+
+/** Resources per type; a missing type means none. Treat as immutable once handed over. */
+export interface Snapshot {
+  readonly resources: { readonly [T in ResourceType]?: ReadonlyMap<string, Resource> };
+}
+
+/** Computes what one subscriber should hold (the controller may scope by node or role). */
+export type SnapshotProvider = (node: NodeInfo) => Snapshot;
+
+/** Builds a Snapshot keyed by each kind's resource-name rule (model.ts). */
+export function buildSnapshot(input: {
+  workloads?: Iterable<Workload>;
+  services?: Iterable<Service>;
+  authorizations?: Iterable<Authorization>;
+}): Snapshot {
+  const byName = <T extends Resource>(items: Iterable<T> | undefined, name: (r: T) => string): Map<string, Resource> => {
+    const m = new Map<string, Resource>();
+    for (const r of items ?? []) m.set(name(r), r);
+    return m;
+  };
+  return {
+    resources: {
+      [TYPE_WORKLOAD]: byName(input.workloads, workloadResourceName),
+      [TYPE_SERVICE]: byName(input.services, serviceResourceName),
+      [TYPE_AUTHORIZATION]: byName(input.authorizations, authorizationResourceName),
+    },
+  };
+}
+
+export interface NackRecord {
+  nonce: string;
+  /** system_version_info of the rejected response. */
+  version: string;
+  code: number;
+  message: string;
+  at: number;
+}
+
+export interface TypeSubscriptionState {
+  typeUrl: ResourceType;
+  /** Subscribed to every resource of the type. */
+  wildcard: boolean;
+  /** Explicitly subscribed names (besides the wildcard). */
+  names: string[];
+  /** Version of the set the subscriber holds (or will once the in-flight response is ACKed). */
+  sentVersion: string;
+  /** Version of the set the server wants the subscriber to hold. */
+  targetVersion: string;
+  /** Version of the last ACKed response; undefined before the first ACK. */
+  ackedVersion: string | undefined;
+  /** Nonce of the response awaiting ACK/NACK. */
+  pending: string | undefined;
+  /** Number of resources the subscriber holds. */
+  resourceCount: number;
+  lastAckAt: number | undefined;
+  lastNack: NackRecord | undefined;
+  nackCount: number;
+}
+
+export interface SubscriberState {
+  /** Server-assigned id of this stream. */
+  streamId: string;
+  nodeId: string;
+  nodeName: string;
+  role: NodeRole;
+  metadata: Record<string, string>;
+  peer: string;
+  connectedAt: number;
+  types: TypeSubscriptionState[];
+  /** Per-pod capture state last reported (agents). */
+  workloadStatus: WorkloadStatus[];
+  statusAt: number | undefined;
+}
+
+export interface ConfigServerOptions {
+  log: Logger;
+  registry: Registry;
+  /** Quiet period after the last notify() before pushing. */
+  debounceMs?: number;
+  /** Upper bound on how long a stream of notify() calls can delay a push (default 10×debounceMs). */
+  maxDebounceMs?: number;
+  now?: () => number;
+  /** Validator run on every resource before sending (default validateResource). */
+  validate?: (typeUrl: ResourceType, name: string, body: unknown) => Issue[];
+  /**
+   * Called with the first request's node before anything is sent; throw (or reject) to refuse the
+   * stream. AmbitError code AMBIT_ERR_CA_UNAUTHENTICATED maps to UNAUTHENTICATED, others to
+   * PERMISSION_DENIED. Use it to bind node.id to the peer's mTLS identity.
+   */
+  authenticate?: (call: grpc.ServerDuplexStream<unknown, unknown>, node: NodeInfo) => void | Promise<void>;
+}
+
+interface InFlight {
+  nonce: string;
+  version: string;
+  prevSent: Map<string, string>;
+  /** notify() time of the change this push carries; undefined for subscription-driven pushes. */
+  notifiedAt: number | undefined;
+}
+
+interface TypeSub {
+  typeUrl: ResourceType;
+  wildcard: boolean;
+  names: Set<string>;
+  sent: Map<string, string>;
+  targetVersion: string;
+  inflight: InFlight | undefined;
+  dirty: boolean;
+  dirtyNotifiedAt: number | undefined;
+  ackedVersion: string | undefined;
+  lastAckAt: number | undefined;
+  lastNack: NackRecord | undefined;
+  lastReplyWasNack: boolean;
+  nackCount: number;
+}
+
+interface Subscriber {
+  streamId: string;
+  call: grpc.ServerDuplexStream<DeltaConfigRequestMessage, DeltaConfigResponseMessage>;
+  peer: string;
+  node: NodeInfo | undefined;
+  connectedAt: number;
+  types: Map<ResourceType, TypeSub>;
+  workloadStatus: WorkloadStatus[];
+  statusAt: number | undefined;
+  /** Requests are handled one at a time, in order. */
+  queue: Promise<void>;
+  closed: boolean;
+  log: Logger;
+}
+
+interface SyncWaiter {
+  predicate: (s: SubscriberState) => boolean;
+  minSubscribers: number;
+  resolve: () => void;
+  reject: (e: Error) => void;
+  timer: NodeJS.Timeout;
+}
+
+const MAX_INITIAL_VERSIONS = 200_000;
+const MAX_NAMES_PER_REQUEST = 100_000;
+const MAX_STATUS_ENTRIES = 10_000;
+const MAX_MESSAGE_CHARS = 4096;
+
+interface CachedEncoding {
+  encoded?: EncodedResource;
+  issues: Issue[];
+}
+
+/** Serves ConfigDiscovery.DeltaConfig to agents, waypoints and gateways. */
+export class ConfigServer {
+  private readonly log: Logger;
+  private readonly metrics: ConfigServerMetrics;
+  private readonly debounceMs: number;
+  private readonly maxDebounceMs: number;
+  private readonly now: () => number;
+  private readonly validate: (typeUrl: ResourceType, name: string, body: unknown) => Issue[];
+  private readonly authenticate: ConfigServerOptions['authenticate'];
+  private provider: SnapshotProvider = () => ({ resources: {} });
+  private readonly subs = new Map<string, Subscriber>();
+  private readonly waiters = new Set<SyncWaiter>();
+  /** Encodings by object identity, so a resource shared by many subscribers is hashed once. */
+  private encodings = new WeakMap<object, CachedEncoding>();
+  /** Last valid encoding per type and name, sent in place of a resource that fails validation. */
+  private readonly lastGood = new Map<ResourceType, Map<string, EncodedResource>>();
+  /** Names encoded during the current flush, so lastGood can forget resources that are gone. */
+  private flushSeen: Map<ResourceType, Set<string>> | undefined;
+  private debounceTimer: NodeJS.Timeout | undefined;
+  private firstNotifyAt: number | undefined;
+  private nextStreamId = 1;
+  private nextNonce = 1;
+  private closed = false;
+
+  constructor(opts: ConfigServerOptions) {
+    this.log = opts.log.child({ component: 'config-server' });
+    this.metrics = createConfigServerMetrics(opts.registry);
+    this.debounceMs = opts.debounceMs ?? 100;
+    this.maxDebounceMs = opts.maxDebounceMs ?? Math.max(this.debounceMs * 10, this.debounceMs);
+    this.now = opts.now ?? Date.now;
+    this.validate = opts.validate ?? ((t, n, b) => validateResource(t, n, b).issues);
+    this.authenticate = opts.authenticate;
+    for (const role of NODE_ROLES) this.metrics.subscribers.set({ role }, 0);
+  }
+
+  /** Registers the DeltaConfig handler on a grpc Server (before bindAsync/start). */
+  addToServer(server: grpc.Server): void {
+    server.addService(configServiceDefinition(), {
+      DeltaConfig: (call: grpc.ServerDuplexStream<DeltaConfigRequestMessage, DeltaConfigResponseMessage>) => this.handleStream(call),
+    });
+  }
+
+  /** Serves the same snapshot to every subscriber, and schedules a push. */
+  setSnapshot(snapshot: Snapshot): void {
+    this.setSnapshotProvider(() => snapshot);
+  }
+
+  /** Serves per-subscriber snapshots, and schedules a push. */
+  setSnapshotProvider(provider: SnapshotProvider): void {
+    this.provider = provider;
+    this.notify();
+  }
+
+  /**
+   * Something changed: recompute every subscriber's snapshot after the debounce period and push
+   * the differences. Rapid calls coalesce into one push.
+   */
+  notify(): void {
+    if (this.closed) return;
+    const now = this.now();
+    this.firstNotifyAt ??= now;
+    if (this.debounceTimer) clearTimeout(this.debounceTimer);
+    const waited = now - this.firstNotifyAt;
+    const wait = Math.max(0, Math.min(this.debounceMs, this.maxDebounceMs - waited));
+    this.debounceTimer = setTimeout(() => this.flush(), wait);
+  }
+
+  /** Pushes pending changes now instead of waiting for the debounce period. */
+  flush(): void {
+    if (this.debounceTimer) clearTimeout(this.debounceTimer);
+    this.debounceTimer = undefined;
+    const notifiedAt = this.firstNotifyAt;
+    this.firstNotifyAt = undefined;
+    if (this.closed) return;
+    this.encodings = new WeakMap();
+    this.flushSeen = new Map();
+    let complete = true;
+    for (const sub of this.subs.values()) {
+      if (!sub.node || sub.closed || sub.types.size === 0) continue;
+      const snapshot = this.snapshotFor(sub);
+      if (!snapshot) {
+        complete = false;
+        continue;
+      }
+      for (const ts of sub.types.values()) {
+        if (ts.inflight) complete = false; // its snapshot is computed later, when the ACK arrives
+        this.push(sub, ts, { snapshot, notifiedAt, force: false });
+      }
+    }
+    if (complete) this.forgetUnseen(this.flushSeen);
+    this.flushSeen = undefined;
+    this.checkWaiters();
+  }
+
+  /** The state of every connected subscriber, for proxy-status. */
+  subscribers(): SubscriberState[] {
+    const out: SubscriberState[] = [];
+    for (const sub of this.subs.values()) {
+      if (!sub.node) continue;
+      out.push({
+        streamId: sub.streamId,
+        nodeId: sub.node.id,
+        nodeName: sub.node.nodeName,
+        role: sub.node.role,
+        metadata: { ...(sub.node.metadata ?? {}) },
+        peer: sub.peer,
+        connectedAt: sub.connectedAt,
+        types: [...sub.types.values()].map((ts) => ({
+          typeUrl: ts.typeUrl,
+          wildcard: ts.wildcard,
+          names: [...ts.names].sort(),
+          sentVersion: setVersion(ts.sent),
+          targetVersion: ts.targetVersion,
+          ackedVersion: ts.ackedVersion,
+          pending: ts.inflight?.nonce,
+          resourceCount: ts.sent.size,
+          lastAckAt: ts.lastAckAt,
+          lastNack: ts.lastNack ? { ...ts.lastNack } : undefined,
+          nackCount: ts.nackCount,
+        })),
+        workloadStatus: sub.workloadStatus.map((s) => ({ ...s })),
+        statusAt: sub.statusAt,
+      });
+    }
+    return out;
+  }
+
+  /**
+   * Resolves once every subscriber matching `predicate` (at least `minSubscribers` of them) has
+   * ACKed the current version of every type it subscribes to and no push is pending. Rejects with
+   * AMBIT_ERR_XDS_NACK when a matching subscriber NACKs the current version, and with
+   * AMBIT_ERR_XDS_SYNC_TIMEOUT after `timeoutMs`.
+   */
+  waitForSync(predicate: (s: SubscriberState) => boolean = () => true, timeoutMs = 10_000, opts: { minSubscribers?: number } = {}): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const waiter: SyncWaiter = {
+        predicate,
+        minSubscribers: opts.minSubscribers ?? 0,
+        resolve,
+        reject,
+        timer: setTimeout(() => {
+          this.waiters.delete(waiter);
+          reject(new AmbitError('AMBIT_ERR_XDS_SYNC_TIMEOUT', `config not acknowledged within ${timeoutMs}ms; not synced: ${this.describeUnsynced(predicate)}`));
+        }, timeoutMs),
+      };
+      this.waiters.add(waiter);
+      this.checkWaiters();
+    });
+  }
+
+  /** Ends every stream (clients reconnect elsewhere or later) and stops pushing. */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.debounceTimer) clearTimeout(this.debounceTimer);
+    this.debounceTimer = undefined;
+    for (const sub of [...this.subs.values()]) this.endStream(sub, grpc.status.UNAVAILABLE, 'config server shutting down');
+    for (const w of this.waiters) {
+      clearTimeout(w.timer);
+      w.reject(new AmbitError('AMBIT_ERR_XDS_STREAM', 'config server closed while waiting for subscribers to sync'));
+    }
+    this.waiters.clear();
+  }
+
+  // ---- streams ----
+
+  private handleStream(call: grpc.ServerDuplexStream<DeltaConfigRequestMessage, DeltaConfigResponseMessage>): void {
+    const streamId = String(this.nextStreamId++);
+    let peer = 'unknown';
+    try {
+      peer = call.getPeer();
+    } catch {
+      // peer is informational only
+    }
+    const sub: Subscriber = {
+      streamId,
+      call,
+      peer,
+      node: undefined,
+      connectedAt: this.now(),
+      types: new Map(),
+      workloadStatus: [],
+      statusAt: undefined,
+      queue: Promise.resolve(),
+      closed: this.closed,
+      log: this.log.child({ streamId }),
+    };
+    if (this.closed) {
+      call.emit('error', { code: grpc.status.UNAVAILABLE, details: 'config server shutting down' });
+      return;
+    }
+    this.subs.set(streamId, sub);
+    sub.log.debug({ peer }, 'config stream opened');
+    call.on('data', (req: DeltaConfigRequestMessage) => {
+      sub.queue = sub.queue
+        .then(() => this.handleRequest(sub, req))
+        .catch((e: unknown) => {
+          sub.log.warn({ err: e }, 'config request rejected');
+          this.endStream(sub, grpc.status.INVALID_ARGUMENT, errorMessage(e));
+        });
+    });
+    const gone = (why: string): void => this.dropSubscriber(sub, why);
+    call.on('end', () => {
+      gone('client closed the stream');
+      try {
+        call.end();
+      } catch {
+        // already ended
+      }
+    });
+    call.on('cancelled', () => gone('stream cancelled'));
+    call.on('error', (e: unknown) => gone(`stream error: ${errorMessage(e)}`));
+    call.on('close', () => gone('stream closed'));
+  }
+
+  private async handleRequest(sub: Subscriber, req: DeltaConfigRequestMessage): Promise<void> {
+    if (sub.closed) return;
+    if (!isRecord(req)) throw new AmbitError('AMBIT_ERR_XDS_STREAM', 'request is not a message');
+    if (!sub.node) await this.identify(sub, req);
+    if (sub.closed || !sub.node) return;
+
+    if (req.status) this.recordStatus(sub, req.status.workloads);
+
+    const typeUrl = req.typeUrl;
+    if (typeUrl === '' && req.status) return; // status-only report
+    if (!(RESOURCE_TYPES as readonly string[]).includes(typeUrl)) {
+      throw new AmbitError('AMBIT_ERR_XDS_STREAM', `unknown type_url ${JSON.stringify(String(typeUrl).slice(0, 200))}; expected one of ${RESOURCE_TYPES.join(', ')}`);
+    }
+    const type = typeUrl as ResourceType;
+    const subscribe = boundedNames(req.resourceNamesSubscribe, 'resource_names_subscribe');
+    const unsubscribe = boundedNames(req.resourceNamesUnsubscribe, 'resource_names_unsubscribe');
+    let ts = sub.types.get(type);
+
+    if (!ts || req.responseNonce === '') {
+      // (Re)subscription: the client tells us what it holds; answer with exactly what differs.
+      ts = this.newTypeSub(type, subscribe, req.initialResourceVersions, ts);
+      sub.types.set(type, ts);
+      applySubscriptionChange(ts, [], unsubscribe);
+      this.push(sub, ts, { snapshot: undefined, notifiedAt: undefined, force: true });
+      this.checkWaiters();
+      return;
+    }
+
+    this.handleReply(sub, ts, req);
+    if (applySubscriptionChange(ts, subscribe, unsubscribe)) this.push(sub, ts, { snapshot: undefined, notifiedAt: undefined, force: false });
+    this.checkWaiters();
+  }
+
+  private async identify(sub: Subscriber, req: DeltaConfigRequestMessage): Promise<void> {
+    const n = req.node;
+    const role = roleFromMessage(n?.role);
+    if (!n || typeof n.id !== 'string' || n.id.length === 0 || n.id.length > 253 || !role) {
+      throw new AmbitError('AMBIT_ERR_XDS_STREAM', 'the first request must carry node.id (1..253 chars) and node.role (agent, waypoint or gateway)');
+    }
+    const node: NodeInfo = {
+      id: n.id,
+      nodeName: typeof n.nodeName === 'string' ? n.nodeName.slice(0, 253) : '',
+      role,
+      metadata: isRecord(n.metadata) ? stringRecord(n.metadata) : {},
+    };
+    if (this.authenticate) {
+      try {
+        await this.authenticate(sub.call as unknown as grpc.ServerDuplexStream<unknown, unknown>, node);
+      } catch (e) {
+        const code = e instanceof AmbitError && e.code === 'AMBIT_ERR_CA_UNAUTHENTICATED' ? grpc.status.UNAUTHENTICATED : grpc.status.PERMISSION_DENIED;
+        sub.log.warn({ nodeId: node.id, peer: sub.peer, err: e }, 'config stream refused');
+        this.endStream(sub, code, `node ${JSON.stringify(node.id)} refused: ${errorMessage(e)}`);
+        return;
+      }
+    }
+    if (sub.closed) return;
+    for (const other of this.subs.values()) {
+      if (other !== sub && other.node?.id === node.id) {
+        other.log.warn({ nodeId: node.id }, 'config stream superseded by a newer stream from the same node');
+        this.endStream(other, grpc.status.ABORTED, `superseded by a newer stream from node ${JSON.stringify(node.id)}`);
+      }
+    }
+    sub.node = node;
+    sub.log = sub.log.child({ nodeId: node.id, role: node.role });
+    sub.log.info({ peer: sub.peer, nodeName: node.nodeName }, 'config subscriber connected');
+    this.updateSubscriberGauge();
+  }
+
+  private newTypeSub(type: ResourceType, subscribe: string[], initial: unknown, previous: TypeSub | undefined): TypeSub {
+    const sent = new Map<string, string>();
+    if (isRecord(initial)) {
+      const entries = Object.entries(initial);
+      if (entries.length > MAX_INITIAL_VERSIONS) {
+        throw new AmbitError('AMBIT_ERR_XDS_STREAM', `initial_resource_versions has ${entries.length} entries, more than ${MAX_INITIAL_VERSIONS}`);
+      }
+      for (const [name, version] of entries) if (typeof version === 'string') sent.set(name, version);
+    }
+    const wildcard = subscribe.length === 0 || subscribe.includes('*');
+    return {
+      typeUrl: type,
+      wildcard,
+      names: new Set(subscribe.filter((n) => n !== '*')),
+      sent,
+      targetVersion: setVersion(sent),
+      inflight: undefined,
+      dirty: false,
+      dirtyNotifiedAt: undefined,
+      ackedVersion: undefined,
+      lastAckAt: undefined,
+      lastNack: previous?.lastNack,
+      lastReplyWasNack: false,
+      nackCount: previous?.nackCount ?? 0,
+    };
+  }
+
+  private handleReply(sub: Subscriber, ts: TypeSub, req: DeltaConfigRequestMessage): void {
+    const inflight = ts.inflight;
+    const current = inflight !== undefined && inflight.nonce === req.responseNonce;
+    const label = typeLabel(ts.typeUrl);
+    if (req.errorDetail) {
+      const message = String(req.errorDetail.message ?? '').slice(0, MAX_MESSAGE_CHARS);
+      const code = Number.isInteger(req.errorDetail.code) ? req.errorDetail.code : grpc.status.UNKNOWN;
+      if (current || ts.lastNack?.nonce !== req.responseNonce) {
+        // A repeat of an already recorded NACK (status report) is not a new rejection.
+        ts.nackCount++;
+        this.metrics.nacks.inc({ type: label });
+        ts.lastNack = { nonce: req.responseNonce, version: current ? inflight.version : 'unknown', code, message, at: this.now() };
+        sub.log.warn({ type: label, nonce: req.responseNonce, version: ts.lastNack.version, nack: message }, 'config rejected by subscriber');
+      }
+      if (!current) return;
+      ts.sent = inflight.prevSent;
+      ts.inflight = undefined;
+      ts.lastReplyWasNack = true;
+    } else {
+      if (!current) return; // stale or repeated ACK (e.g. a status report)
+      ts.ackedVersion = inflight.version;
+      ts.lastAckAt = this.now();
+      ts.inflight = undefined;
+      ts.lastReplyWasNack = false;
+      if (inflight.notifiedAt !== undefined) this.metrics.pushLatency.observe(Math.max(0, this.now() - inflight.notifiedAt) / 1000);
+      sub.log.debug({ type: label, version: inflight.version }, 'config acknowledged');
+    }
+    if (ts.dirty) {
+      const notifiedAt = ts.dirtyNotifiedAt;
+      ts.dirty = false;
+      ts.dirtyNotifiedAt = undefined;
+      this.push(sub, ts, { snapshot: undefined, notifiedAt, force: false });
+    }
+  }
+
+  private recordStatus(sub: Subscriber, workloads: unknown): void {
+    if (!Array.isArray(workloads)) return;
+    sub.workloadStatus = workloads.slice(0, MAX_STATUS_ENTRIES).filter(isRecord).map((w) => {
+      const s = workloadStatusFromMessage(w as never);
+      return { ...s, uid: s.uid.slice(0, 1024), mode: s.mode.slice(0, 64), message: s.message.slice(0, MAX_MESSAGE_CHARS) };
+    });
+    sub.statusAt = this.now();
+  }
+
+  // ---- pushing ----
+
+  private snapshotFor(sub: Subscriber): Snapshot | undefined {
+    try {
+      return this.provider(sub.node as NodeInfo);
+    } catch (e) {
+      sub.log.error({ err: e }, 'snapshot provider failed; subscriber keeps its current config');
+      return undefined;
+    }
+  }
+
+  /** Sends what differs between `sent` and the snapshot (always answers when `force`). */
+  private push(sub: Subscriber, ts: TypeSub, o: { snapshot: Snapshot | undefined; notifiedAt: number | undefined; force: boolean }): void {
+    if (sub.closed) return;
+    if (ts.inflight) {
+      ts.dirty = true;
+      ts.dirtyNotifiedAt ??= o.notifiedAt;
+      return;
+    }
+    const snapshot = o.snapshot ?? this.snapshotFor(sub);
+    if (!snapshot) return;
+    const next = this.encodeVisible(ts, snapshot, sub.log);
+    const nextVersions = new Map<string, string>();
+    for (const [name, e] of next) nextVersions.set(name, e.version);
+    ts.targetVersion = setVersion(nextVersions);
+    const delta = computeDelta(ts.sent, next);
+    if (!o.force && isEmptyDelta(delta)) return;
+    const nonce = String(this.nextNonce++);
+    const response: DeltaConfigResponseMessage = {
+      systemVersionInfo: ts.targetVersion,
+      typeUrl: ts.typeUrl,
+      resources: delta.updated.map((name) => {
+        const e = next.get(name) as EncodedResource;
+        return { name, version: e.version, body: e.body };
+      }),
+      removedResources: delta.removed,
+      nonce,
+    };
+    ts.inflight = { nonce, version: ts.targetVersion, prevSent: ts.sent, notifiedAt: o.notifiedAt };
+    ts.sent = nextVersions;
+    try {
+      sub.call.write(response);
+    } catch (e) {
+      sub.log.warn({ err: e }, 'config push failed; dropping stream');
+      this.endStream(sub, grpc.status.INTERNAL, 'write failed');
+      return;
+    }
+    this.metrics.pushes.inc({ type: typeLabel(ts.typeUrl) });
+    sub.log.debug(
+      { type: typeLabel(ts.typeUrl), nonce, version: ts.targetVersion, updated: delta.updated.length, removed: delta.removed.length },
+      'config pushed',
+    );
+  }
+
+  /** Encodes the resources of a type the subscription covers; invalid ones fall back to the last good. */
+  private encodeVisible(ts: TypeSub, snapshot: Snapshot, log: Logger): Map<string, EncodedResource> {
+    const out = new Map<string, EncodedResource>();
+    const resources = snapshot.resources[ts.typeUrl];
+    if (!resources) return out;
+    let good = this.lastGood.get(ts.typeUrl);
+    if (!good) this.lastGood.set(ts.typeUrl, (good = new Map()));
+    for (const [name, resource] of resources) {
+      if (!ts.wildcard && !ts.names.has(name)) continue;
+      this.flushSeen?.get(ts.typeUrl)?.add(name) ?? this.flushSeen?.set(ts.typeUrl, new Set([name]));
+      const enc = this.encodeOne(ts.typeUrl, name, resource, log);
+      if (enc.encoded) {
+        good.set(name, enc.encoded);
+        out.set(name, enc.encoded);
+      } else {
+        const previous = good.get(name);
+        if (previous) out.set(name, previous);
+      }
+    }
+    return out;
+  }
+
+  private encodeOne(type: ResourceType, name: string, resource: Resource, log: Logger): CachedEncoding {
+    const key = typeof resource === 'object' && resource !== null ? resource : undefined;
+    const cached = key ? this.encodings.get(key) : undefined;
+    if (cached) return cached;
+    let result: CachedEncoding;
+    try {
+      const issues = this.validate(type, name, resource);
+      result = issues.length === 0 ? { encoded: encodeResource(resource), issues } : { issues };
+    } catch (e) {
+      result = { issues: [{ path: `${typeLabel(type)}[${name}]`, problem: `cannot encode: ${errorMessage(e)}` }] };
+    }
+    if (result.issues.length > 0) {
+      this.metrics.invalid.inc({ type: typeLabel(type) });
+      log.error(
+        { type: typeLabel(type), name, issues: result.issues.slice(0, 10).map(formatIssue) },
+        'invalid resource not sent; the last good version stays in force',
+      );
+    }
+    if (key) this.encodings.set(key, result);
+    return result;
+  }
+
+  // ---- bookkeeping ----
+
+  private forgetUnseen(seen: Map<ResourceType, Set<string>>): void {
+    for (const [type, good] of this.lastGood) {
+      const names = seen.get(type);
+      for (const name of [...good.keys()]) if (!names?.has(name)) good.delete(name);
+    }
+  }
+
+  private endStream(sub: Subscriber, code: grpc.status, details: string): void {
+    if (sub.closed) return;
+    this.dropSubscriber(sub, details);
+    try {
+      sub.call.emit('error', { code, details: details.slice(0, MAX_MESSAGE_CHARS) });
+    } catch {
+      // the stream is already gone
+    }
+  }
+
+  private dropSubscriber(sub: Subscriber, why: string): void {
+    if (sub.closed) return;
+    sub.closed = true;
+    this.subs.delete(sub.streamId);
+    if (sub.node) sub.log.info({ why }, 'config subscriber disconnected');
+    this.updateSubscriberGauge();
+    this.checkWaiters();
+  }
+
+  private updateSubscriberGauge(): void {
+    const counts = new Map<NodeRole, number>(NODE_ROLES.map((r) => [r, 0]));
+    for (const s of this.subs.values()) if (s.node) counts.set(s.node.role, (counts.get(s.node.role) ?? 0) + 1);
+    for (const [role, n] of counts) this.metrics.subscribers.set({ role }, n);
+  }
+
+  private checkWaiters(): void {
+    if (this.waiters.size === 0) return;
+    const states = this.subscribers();
+    const pendingNotify = this.debounceTimer !== undefined;
+    for (const w of [...this.waiters]) {
+      const matching = states.filter((s) => safePredicate(w.predicate, s));
+      const nacked = matching.flatMap((s) =>
+        s.types.filter((t) => this.isNackedAtTarget(s.streamId, t.typeUrl)).map((t) => ({ s, t })),
+      );
+      if (nacked.length > 0) {
+        const { s, t } = nacked[0] as { s: SubscriberState; t: TypeSubscriptionState };
+        this.settle(w, new AmbitError('AMBIT_ERR_XDS_NACK', `node ${JSON.stringify(s.nodeId)} rejected ${typeLabel(t.typeUrl)} config version ${t.targetVersion}: ${t.lastNack?.message ?? ''}`, {
+          details: { nodeId: s.nodeId, typeUrl: t.typeUrl, nack: t.lastNack },
+        }));
+        continue;
+      }
+      if (pendingNotify || matching.length < w.minSubscribers) continue;
+      if (matching.every((s) => this.isSynced(s.streamId))) this.settle(w);
+    }
+  }
+
+  private isSynced(streamId: string): boolean {
+    const sub = this.subs.get(streamId);
+    if (!sub) return false;
+    for (const ts of sub.types.values()) {
+      if (ts.inflight || ts.dirty || ts.lastReplyWasNack || ts.ackedVersion !== ts.targetVersion) return false;
+    }
+    return sub.types.size > 0;
+  }
+
+  private isNackedAtTarget(streamId: string, type: ResourceType): boolean {
+    const ts = this.subs.get(streamId)?.types.get(type);
+    return !!ts && !ts.inflight && !ts.dirty && ts.lastReplyWasNack && ts.lastNack?.version === ts.targetVersion;
+  }
+
+  private settle(w: SyncWaiter, err?: Error): void {
+    this.waiters.delete(w);
+    clearTimeout(w.timer);
+    if (err) w.reject(err);
+    else w.resolve();
+  }
+
+  private describeUnsynced(predicate: (s: SubscriberState) => boolean): string {
+    const names = this.subscribers()
+      .filter((s) => safePredicate(predicate, s) && !this.isSynced(s.streamId))
+      .map((s) => s.nodeId);
+    if (this.debounceTimer) names.push('(push pending)');
+    return names.length > 0 ? names.slice(0, 20).join(', ') : 'too few subscribers connected';
+  }
+}
+
+function safePredicate(p: (s: SubscriberState) => boolean, s: SubscriberState): boolean {
+  try {
+    return p(s);
+  } catch {
+    return false;
+  }
+}
+
+function boundedNames(v: unknown, field: string): string[] {
+  if (!Array.isArray(v)) return [];
+  if (v.length > MAX_NAMES_PER_REQUEST) throw new AmbitError('AMBIT_ERR_XDS_STREAM', `${field} has ${v.length} names, more than ${MAX_NAMES_PER_REQUEST}`);
+  return v.filter((n): n is string => typeof n === 'string');
+}
+
+/** Applies subscribe/unsubscribe lists; returns whether the subscription changed. */
+function applySubscriptionChange(ts: TypeSub, subscribe: string[], unsubscribe: string[]): boolean {
+  let changed = false;
+  for (const n of subscribe) {
+    if (n === '*') {
+      if (!ts.wildcard) changed = ts.wildcard = true;
+    } else if (!ts.names.has(n)) {
+      ts.names.add(n);
+      changed = true;
+    }
+  }
+  for (const n of unsubscribe) {
+    if (n === '*') {
+      if (ts.wildcard) {
+        ts.wildcard = false;
+        changed = true;
+      }
+    } else if (ts.names.delete(n)) {
+      changed = true;
+    }
+  }
+  return changed;
+}
+
+function stringRecord(o: Record<string, unknown>): Record<string, string> {
+  const out: Record<string, string> = {};
+  let n = 0;
+  for (const [k, v] of Object.entries(o)) {
+    if (n++ >= 64) break;
+    if (typeof v === 'string') out[k.slice(0, 253)] = v.slice(0, 1024);
+  }
+  return out;
+}

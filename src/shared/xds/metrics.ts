@@ -1,0 +1,44 @@
+/** Metrics of a config stream client (agent, waypoint): connection, sync, applied and rejected updates. */
+import { Counter, Gauge, type Registry } from 'prom-client';
+import { registerOnce } from './metric-util.js';
+
+export interface ConfigClientMetrics {
+  connected: Gauge<string>;
+  synced: Gauge<'type'>;
+  updates: Counter<'type'>;
+  rejected: Counter<'type'>;
+  reconnects: Counter<string>;
+}
+
+export function createConfigClientMetrics(registry: Registry): ConfigClientMetrics {
+  return {
+    connected: registerOnce(registry, 'ambit_config_connected', () => new Gauge({
+      name: 'ambit_config_connected',
+      help: '1 while the config stream to the controller is up and has delivered a response, else 0.',
+      registers: [registry],
+    })),
+    synced: registerOnce(registry, 'ambit_config_synced', () => new Gauge({
+      name: 'ambit_config_synced',
+      help: '1 when the latest config response of the type was applied (ACKed), 0 when rejected or not yet received.',
+      labelNames: ['type'],
+      registers: [registry],
+    })),
+    updates: registerOnce(registry, 'ambit_config_updates_total', () => new Counter({
+      name: 'ambit_config_updates_total',
+      help: 'Config responses applied, by resource type.',
+      labelNames: ['type'],
+      registers: [registry],
+    })),
+    rejected: registerOnce(registry, 'ambit_config_rejected_total', () => new Counter({
+      name: 'ambit_config_rejected_total',
+      help: 'Config responses rejected (NACKed): invalid resources or a failed apply; the last good config stays.',
+      labelNames: ['type'],
+      registers: [registry],
+    })),
+    reconnects: registerOnce(registry, 'ambit_config_reconnects_total', () => new Counter({
+      name: 'ambit_config_reconnects_total',
+      help: 'Config stream reconnect attempts after the stream ended or failed.',
+      registers: [registry],
+    })),
+  };
+}
