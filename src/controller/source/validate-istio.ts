@@ -1,0 +1,409 @@
+/**
+ * Validation of Istio CRDs (security.istio.io PeerAuthentication/AuthorizationPolicy and
+ * networking.istio.io VirtualService/DestinationRule/Gateway), following istio's own rules.
+ */
+import type { KindInfo } from '../objects.js';
+import {
+  Check,
+  bool,
+  duration,
+  int,
+  isCidr,
+  isDnsLabelName,
+  labels,
+  num,
+  port,
+  rec,
+  recs,
+  str,
+  strList,
+} from './check.js';
+
+export const PEER_AUTHENTICATION_MODES = ['UNSET', 'DISABLE', 'PERMISSIVE', 'STRICT'] as const;
+export const AUTHORIZATION_ACTIONS = ['ALLOW', 'DENY', 'AUDIT', 'CUSTOM'] as const;
+
+export function validateIstioSpec(c: Check, obj: Record<string, unknown>, info: KindInfo): void {
+  switch (info.kind) {
+    case 'PeerAuthentication':
+      validatePeerAuthentication(c, obj['spec']);
+      return;
+    case 'AuthorizationPolicy':
+      validateAuthorizationPolicy(c, obj['spec']);
+      return;
+    case 'VirtualService':
+      validateVirtualService(c, obj['spec']);
+      return;
+    case 'DestinationRule':
+      validateDestinationRule(c, obj['spec']);
+      return;
+    case 'Gateway':
+      validateIstioGateway(c, obj['spec']);
+      return;
+  }
+}
+
+/** `selector: { matchLabels }` as Istio's WorkloadSelector. Returns true when it selects by labels. */
+function workloadSelector(c: Check, v: unknown, path: string): boolean {
+  const sel = rec(c, v, path);
+  if (!sel) return false;
+  const ml = labels(c, sel['matchLabels'], `${path}.matchLabels`);
+  return ml !== undefined && Object.keys(ml).length > 0;
+}
+
+function validatePeerAuthentication(c: Check, v: unknown): void {
+  const spec = rec(c, v, 'spec');
+  if (!spec) return;
+  const hasSelector = workloadSelector(c, spec['selector'], 'spec.selector');
+  const mtls = rec(c, spec['mtls'], 'spec.mtls');
+  if (mtls) str(c, mtls['mode'], 'spec.mtls.mode', { oneOf: PEER_AUTHENTICATION_MODES });
+  const plm = rec(c, spec['portLevelMtls'], 'spec.portLevelMtls');
+  if (!plm) return;
+  if (!hasSelector && Object.keys(plm).length > 0) {
+    c.add('spec.portLevelMtls', 'requires spec.selector: mesh-wide and namespace-wide PeerAuthentication cannot set port-level mTLS', Object.keys(plm));
+  }
+  for (const [k, val] of Object.entries(plm)) {
+    const p = `spec.portLevelMtls.${k}`;
+    if (!/^\d+$/.test(k) || Number(k) < 1 || Number(k) > 65535) c.add(p, 'key must be a port number between 1 and 65535', k);
+    const m = rec(c, val, p, true);
+    if (m) str(c, m['mode'], `${p}.mode`, { oneOf: PEER_AUTHENTICATION_MODES });
+  }
+}
+
+/** `when` keys Istio accepts; the L4 ones are listed in translate/authorization.ts. */
+const WHEN_KEYS = new Set([
+  'source.ip',
+  'remote.ip',
+  'source.namespace',
+  'source.principal',
+  'source.serviceAccount',
+  'destination.ip',
+  'destination.port',
+  'connection.sni',
+  'request.auth.principal',
+  'request.auth.audiences',
+  'request.auth.presenter',
+]);
+const WHEN_KEY_PATTERNS = [/^request\.headers\[[^\]]+\]$/, /^request\.auth\.claims\[.+\]$/, /^request\.regex\.headers\[[^\]]+\]$/, /^experimental\.envoy\.filters\./];
+
+export function isKnownWhenKey(key: string): boolean {
+  return WHEN_KEYS.has(key) || WHEN_KEY_PATTERNS.some((r) => r.test(key));
+}
+
+const SOURCE_FIELDS = [
+  'principals',
+  'notPrincipals',
+  'requestPrincipals',
+  'notRequestPrincipals',
+  'namespaces',
+  'notNamespaces',
+  'ipBlocks',
+  'notIpBlocks',
+  'remoteIpBlocks',
+  'notRemoteIpBlocks',
+  'serviceAccounts',
+  'notServiceAccounts',
+];
+const OPERATION_FIELDS = ['hosts', 'notHosts', 'ports', 'notPorts', 'methods', 'notMethods', 'paths', 'notPaths'];
+
+/** Istio string match syntax: "*", "prefix*", "*suffix" or exact; no "*" in the middle. */
+function matchValues(c: Check, v: unknown, path: string, check?: (s: string) => string | undefined): void {
+  const list = strList(c, v, path);
+  list?.forEach((s, i) => {
+    if (s.length === 0) c.add(`${path}[${i}]`, 'must not be empty', s);
+    else if (s.length > 1 && s.slice(1, -1).includes('*')) c.add(`${path}[${i}]`, 'may use "*" only as a whole value, a prefix or a suffix', s);
+    else if (check) {
+      const problem = check(s);
+      if (problem) c.add(`${path}[${i}]`, problem, s);
+    }
+  });
+}
+
+const cidrProblem = (s: string): string | undefined => (isCidr(s) ? undefined : 'must be an IP address or CIDR such as 10.0.0.0/8');
+const portProblem = (s: string): string | undefined =>
+  /^\d+$/.test(s) && Number(s) >= 1 && Number(s) <= 65535 ? undefined : 'must be a port number between 1 and 65535 (as a string)';
+
+function validateAuthorizationPolicy(c: Check, v: unknown): void {
+  const spec = rec(c, v, 'spec');
+  if (!spec) return;
+  const hasSelector = spec['selector'] !== undefined;
+  workloadSelector(c, spec['selector'], 'spec.selector');
+  const targets: Array<[Record<string, unknown>, string]> = [];
+  const tr = rec(c, spec['targetRef'], 'spec.targetRef');
+  if (tr) targets.push([tr, 'spec.targetRef']);
+  targets.push(...recs(c, spec['targetRefs'], 'spec.targetRefs'));
+  for (const [t, p] of targets) {
+    str(c, t['kind'], `${p}.kind`, { required: true, oneOf: ['Gateway', 'Service', 'GatewayClass', 'ServiceEntry'] });
+    str(c, t['name'], `${p}.name`, { required: true });
+    str(c, t['group'], `${p}.group`);
+  }
+  if (hasSelector && targets.length > 0) c.add('spec.selector', 'cannot be combined with targetRef/targetRefs; use one attachment', spec['selector']);
+  if (tr && spec['targetRefs'] !== undefined) c.add('spec.targetRef', 'cannot be combined with spec.targetRefs', tr);
+  const action = str(c, spec['action'], 'spec.action', { oneOf: AUTHORIZATION_ACTIONS });
+  const provider = rec(c, spec['provider'], 'spec.provider');
+  if (action === 'CUSTOM') {
+    if (!provider) c.add('spec.provider', 'is required when action is CUSTOM');
+    else str(c, provider['name'], 'spec.provider.name', { required: true });
+  } else if (provider) {
+    c.add('spec.provider', 'is only allowed when action is CUSTOM', provider);
+  }
+  for (const [rule, rp] of recs(c, spec['rules'], 'spec.rules')) {
+    for (const [from, fp] of recs(c, rule['from'], `${rp}.from`)) {
+      const source = rec(c, from['source'], `${fp}.source`, true);
+      if (!source) continue;
+      if (!SOURCE_FIELDS.some((f) => source[f] !== undefined)) c.add(`${fp}.source`, `must set at least one of ${SOURCE_FIELDS.join(', ')}`, source);
+      for (const f of Object.keys(source)) if (!SOURCE_FIELDS.includes(f)) c.add(`${fp}.source.${f}`, 'is not a source field', source[f]);
+      for (const f of ['principals', 'notPrincipals', 'requestPrincipals', 'notRequestPrincipals', 'namespaces', 'notNamespaces']) {
+        matchValues(c, source[f], `${fp}.source.${f}`);
+      }
+      for (const f of ['ipBlocks', 'notIpBlocks', 'remoteIpBlocks', 'notRemoteIpBlocks']) matchValues(c, source[f], `${fp}.source.${f}`, cidrProblem);
+      for (const f of ['serviceAccounts', 'notServiceAccounts']) {
+        matchValues(c, source[f], `${fp}.source.${f}`, (s) => (/^[^/*]+\/[^/*]+$/.test(s) ? undefined : 'must be <namespace>/<service account>'));
+      }
+    }
+    for (const [to, tp] of recs(c, rule['to'], `${rp}.to`)) {
+      const op = rec(c, to['operation'], `${tp}.operation`, true);
+      if (!op) continue;
+      if (!OPERATION_FIELDS.some((f) => op[f] !== undefined)) c.add(`${tp}.operation`, `must set at least one of ${OPERATION_FIELDS.join(', ')}`, op);
+      for (const f of Object.keys(op)) if (!OPERATION_FIELDS.includes(f)) c.add(`${tp}.operation.${f}`, 'is not an operation field', op[f]);
+      for (const f of ['hosts', 'notHosts', 'methods', 'notMethods', 'paths', 'notPaths']) matchValues(c, op[f], `${tp}.operation.${f}`);
+      for (const f of ['ports', 'notPorts']) matchValues(c, op[f], `${tp}.operation.${f}`, portProblem);
+    }
+    for (const [when, wp] of recs(c, rule['when'], `${rp}.when`)) {
+      const key = str(c, when['key'], `${wp}.key`, { required: true });
+      if (key !== undefined && !isKnownWhenKey(key)) c.add(`${wp}.key`, 'is not a supported condition key (e.g. source.ip, source.namespace, source.principal, destination.port, request.headers[...])', key);
+      if (when['values'] === undefined && when['notValues'] === undefined) c.add(`${wp}`, 'must set values or notValues', when);
+      const check = key === 'source.ip' || key === 'remote.ip' || key === 'destination.ip' ? cidrProblem : key === 'destination.port' ? portProblem : undefined;
+      matchValues(c, when['values'], `${wp}.values`, check);
+      matchValues(c, when['notValues'], `${wp}.notValues`, check);
+    }
+  }
+}
+
+/** Istio StringMatch: exactly one of exact, prefix, regex. */
+function stringMatch(c: Check, v: unknown, path: string): void {
+  const m = rec(c, v, path);
+  if (!m) return;
+  const set = ['exact', 'prefix', 'regex'].filter((k) => m[k] !== undefined);
+  if (set.length !== 1) c.add(path, 'must set exactly one of exact, prefix, regex', m);
+  for (const k of set) {
+    const s = str(c, m[k], `${path}.${k}`);
+    if (k === 'regex' && s !== undefined) {
+      try {
+        new RegExp(s);
+      } catch {
+        c.add(`${path}.regex`, 'is not a valid regular expression', s);
+      }
+    }
+  }
+}
+
+function percentage(c: Check, v: unknown, path: string): void {
+  const p = rec(c, v, path);
+  if (p) num(c, p['value'], `${path}.value`, { min: 0, max: 100 });
+}
+
+function destination(c: Check, v: unknown, path: string): void {
+  const d = rec(c, v, path, true);
+  if (!d) return;
+  str(c, d['host'], `${path}.host`, { required: true });
+  str(c, d['subset'], `${path}.subset`);
+  const p = rec(c, d['port'], `${path}.port`);
+  if (p) port(c, p['number'], `${path}.port.number`, true);
+}
+
+/** Route destinations with weights; more than one destination must have weights summing to 100. */
+function routeDestinations(c: Check, v: unknown, path: string, required: boolean): number {
+  const routes = recs(c, v, path, { required, nonEmpty: required });
+  let total = 0;
+  let allNumbers = true;
+  for (const [r, p] of routes) {
+    destination(c, r['destination'], `${p}.destination`);
+    const w = int(c, r['weight'], `${p}.weight`, { min: 0, max: 100 });
+    if (w === undefined && r['weight'] !== undefined) allNumbers = false;
+    total += w ?? 0;
+  }
+  if (routes.length > 1 && allNumbers && total !== 100) {
+    c.add(`${path}`, `destination weights must sum to 100 (sum is ${total})`, routes.map(([r]) => r['weight'] ?? null));
+  }
+  return routes.length;
+}
+
+function validateVirtualService(c: Check, v: unknown): void {
+  const spec = rec(c, v, 'spec', true);
+  if (!spec) return;
+  strList(c, spec['hosts'], 'spec.hosts', { required: true, nonEmpty: true });
+  strList(c, spec['gateways'], 'spec.gateways');
+  strList(c, spec['exportTo'], 'spec.exportTo');
+  for (const [h, hp] of recs(c, spec['http'], 'spec.http')) {
+    str(c, h['name'], `${hp}.name`);
+    for (const [m, mp] of recs(c, h['match'], `${hp}.match`)) {
+      for (const k of ['uri', 'scheme', 'method', 'authority']) stringMatch(c, m[k], `${mp}.${k}`);
+      for (const k of ['headers', 'queryParams', 'withoutHeaders']) {
+        const hm = rec(c, m[k], `${mp}.${k}`);
+        if (hm) for (const [hk, hv] of Object.entries(hm)) stringMatch(c, hv, `${mp}.${k}.${hk}`);
+      }
+      port(c, m['port'], `${mp}.port`);
+      bool(c, m['ignoreUriCase'], `${mp}.ignoreUriCase`);
+      labels(c, m['sourceLabels'], `${mp}.sourceLabels`);
+      strList(c, m['gateways'], `${mp}.gateways`);
+      str(c, m['sourceNamespace'], `${mp}.sourceNamespace`);
+    }
+    const nRoutes = routeDestinations(c, h['route'], `${hp}.route`, false);
+    const redirect = rec(c, h['redirect'], `${hp}.redirect`);
+    if (redirect) int(c, redirect['redirectCode'], `${hp}.redirect.redirectCode`, { min: 300, max: 399 });
+    const direct = rec(c, h['directResponse'], `${hp}.directResponse`);
+    if (direct) int(c, direct['status'], `${hp}.directResponse.status`, { required: true, min: 200, max: 599 });
+    if (nRoutes === 0 && !redirect && !direct && h['delegate'] === undefined) {
+      c.add(`${hp}`, 'needs a route, redirect, directResponse or delegate', Object.keys(h));
+    }
+    if (nRoutes > 0 && (redirect || direct)) c.add(`${hp}`, 'cannot combine route with redirect or directResponse', Object.keys(h));
+    const rewrite = rec(c, h['rewrite'], `${hp}.rewrite`);
+    if (rewrite) {
+      str(c, rewrite['uri'], `${hp}.rewrite.uri`);
+      str(c, rewrite['authority'], `${hp}.rewrite.authority`);
+    }
+    duration(c, h['timeout'], `${hp}.timeout`);
+    const retries = rec(c, h['retries'], `${hp}.retries`);
+    if (retries) {
+      int(c, retries['attempts'], `${hp}.retries.attempts`, { min: 0 });
+      duration(c, retries['perTryTimeout'], `${hp}.retries.perTryTimeout`, { minMs: 1 });
+      str(c, retries['retryOn'], `${hp}.retries.retryOn`);
+      bool(c, retries['retryRemoteLocalities'], `${hp}.retries.retryRemoteLocalities`);
+    }
+    const fault = rec(c, h['fault'], `${hp}.fault`);
+    if (fault) {
+      const delay = rec(c, fault['delay'], `${hp}.fault.delay`);
+      if (delay) {
+        duration(c, delay['fixedDelay'], `${hp}.fault.delay.fixedDelay`, { required: true, minMs: 1 });
+        percentage(c, delay['percentage'], `${hp}.fault.delay.percentage`);
+      }
+      const abort = rec(c, fault['abort'], `${hp}.fault.abort`);
+      if (abort) {
+        if (abort['httpStatus'] === undefined && abort['grpcStatus'] === undefined) c.add(`${hp}.fault.abort`, 'must set httpStatus or grpcStatus', abort);
+        int(c, abort['httpStatus'], `${hp}.fault.abort.httpStatus`, { min: 200, max: 599 });
+        str(c, abort['grpcStatus'], `${hp}.fault.abort.grpcStatus`);
+        percentage(c, abort['percentage'], `${hp}.fault.abort.percentage`);
+      }
+      if (!delay && !abort) c.add(`${hp}.fault`, 'must set delay or abort', fault);
+    }
+    const mirror = rec(c, h['mirror'], `${hp}.mirror`);
+    if (mirror) str(c, mirror['host'], `${hp}.mirror.host`, { required: true });
+    percentage(c, h['mirrorPercentage'], `${hp}.mirrorPercentage`);
+  }
+  for (const [t, tp] of recs(c, spec['tcp'], 'spec.tcp')) {
+    for (const [m, mp] of recs(c, t['match'], `${tp}.match`)) {
+      port(c, m['port'], `${mp}.port`);
+      strList(c, m['destinationSubnets'], `${mp}.destinationSubnets`);
+    }
+    routeDestinations(c, t['route'], `${tp}.route`, true);
+  }
+  for (const [t, tp] of recs(c, spec['tls'], 'spec.tls')) {
+    for (const [m, mp] of recs(c, t['match'], `${tp}.match`, { required: true, nonEmpty: true })) {
+      strList(c, m['sniHosts'], `${mp}.sniHosts`, { required: true, nonEmpty: true });
+      port(c, m['port'], `${mp}.port`);
+    }
+    routeDestinations(c, t['route'], `${tp}.route`, true);
+  }
+}
+
+const LB_SIMPLE = ['UNSPECIFIED', 'LEAST_CONN', 'RANDOM', 'PASSTHROUGH', 'ROUND_ROBIN', 'LEAST_REQUEST'];
+const TLS_MODES_CLIENT = ['DISABLE', 'SIMPLE', 'MUTUAL', 'ISTIO_MUTUAL'];
+
+function trafficPolicy(c: Check, v: unknown, path: string, allowPortLevel: boolean): void {
+  const tp = rec(c, v, path);
+  if (!tp) return;
+  const cp = rec(c, tp['connectionPool'], `${path}.connectionPool`);
+  if (cp) {
+    const tcp = rec(c, cp['tcp'], `${path}.connectionPool.tcp`);
+    if (tcp) {
+      int(c, tcp['maxConnections'], `${path}.connectionPool.tcp.maxConnections`, { min: 0 });
+      duration(c, tcp['connectTimeout'], `${path}.connectionPool.tcp.connectTimeout`, { minMs: 1 });
+      duration(c, tcp['idleTimeout'], `${path}.connectionPool.tcp.idleTimeout`);
+      duration(c, tcp['maxConnectionDuration'], `${path}.connectionPool.tcp.maxConnectionDuration`);
+    }
+    const http = rec(c, cp['http'], `${path}.connectionPool.http`);
+    if (http) {
+      for (const k of ['http1MaxPendingRequests', 'http2MaxRequests', 'maxRequestsPerConnection', 'maxRetries', 'maxConcurrentStreams']) {
+        int(c, http[k], `${path}.connectionPool.http.${k}`, { min: 0 });
+      }
+      duration(c, http['idleTimeout'], `${path}.connectionPool.http.idleTimeout`);
+      str(c, http['h2UpgradePolicy'], `${path}.connectionPool.http.h2UpgradePolicy`, { oneOf: ['DEFAULT', 'DO_NOT_UPGRADE', 'UPGRADE'] });
+    }
+  }
+  const od = rec(c, tp['outlierDetection'], `${path}.outlierDetection`);
+  if (od) {
+    for (const k of ['consecutive5xxErrors', 'consecutiveGatewayErrors', 'consecutiveErrors', 'consecutiveLocalOriginFailures']) {
+      int(c, od[k], `${path}.outlierDetection.${k}`, { min: 0 });
+    }
+    duration(c, od['interval'], `${path}.outlierDetection.interval`, { minMs: 1 });
+    duration(c, od['baseEjectionTime'], `${path}.outlierDetection.baseEjectionTime`, { minMs: 1 });
+    int(c, od['maxEjectionPercent'], `${path}.outlierDetection.maxEjectionPercent`, { min: 0, max: 100 });
+    int(c, od['minHealthPercent'], `${path}.outlierDetection.minHealthPercent`, { min: 0, max: 100 });
+    bool(c, od['splitExternalLocalOriginErrors'], `${path}.outlierDetection.splitExternalLocalOriginErrors`);
+  }
+  const lb = rec(c, tp['loadBalancer'], `${path}.loadBalancer`);
+  if (lb) {
+    str(c, lb['simple'], `${path}.loadBalancer.simple`, { oneOf: LB_SIMPLE });
+    rec(c, lb['consistentHash'], `${path}.loadBalancer.consistentHash`);
+    if (lb['simple'] !== undefined && lb['consistentHash'] !== undefined) c.add(`${path}.loadBalancer`, 'cannot set both simple and consistentHash', lb);
+  }
+  const tls = rec(c, tp['tls'], `${path}.tls`);
+  if (tls) str(c, tls['mode'], `${path}.tls.mode`, { oneOf: TLS_MODES_CLIENT });
+  if (!allowPortLevel && tp['portLevelSettings'] !== undefined) {
+    c.add(`${path}.portLevelSettings`, 'is only allowed at the top-level trafficPolicy of a subset or rule', tp['portLevelSettings']);
+  }
+  for (const [pl, pp] of recs(c, allowPortLevel ? tp['portLevelSettings'] : undefined, `${path}.portLevelSettings`)) {
+    const p = rec(c, pl['port'], `${pp}.port`, true);
+    if (p) port(c, p['number'], `${pp}.port.number`, true);
+    trafficPolicy(c, { ...pl, port: undefined }, pp, false);
+  }
+}
+
+function validateDestinationRule(c: Check, v: unknown): void {
+  const spec = rec(c, v, 'spec', true);
+  if (!spec) return;
+  str(c, spec['host'], 'spec.host', { required: true });
+  trafficPolicy(c, spec['trafficPolicy'], 'spec.trafficPolicy', true);
+  const names = new Set<string>();
+  for (const [s, sp] of recs(c, spec['subsets'], 'spec.subsets')) {
+    const name = str(c, s['name'], `${sp}.name`, { required: true, test: isDnsLabelName, expect: 'a DNS label' });
+    if (name !== undefined) {
+      if (names.has(name)) c.add(`${sp}.name`, 'duplicates another subset name', name);
+      names.add(name);
+    }
+    labels(c, s['labels'], `${sp}.labels`);
+    trafficPolicy(c, s['trafficPolicy'], `${sp}.trafficPolicy`, true);
+  }
+  strList(c, spec['exportTo'], 'spec.exportTo');
+  const ws = rec(c, spec['workloadSelector'], 'spec.workloadSelector');
+  if (ws) labels(c, ws['matchLabels'], 'spec.workloadSelector.matchLabels');
+}
+
+const SERVER_PROTOCOLS = ['HTTP', 'HTTPS', 'GRPC', 'GRPC-WEB', 'HTTP2', 'MONGO', 'TCP', 'TLS'];
+const SERVER_TLS_MODES = ['PASSTHROUGH', 'SIMPLE', 'MUTUAL', 'AUTO_PASSTHROUGH', 'ISTIO_MUTUAL', 'OPTIONAL_MUTUAL'];
+
+function validateIstioGateway(c: Check, v: unknown): void {
+  const spec = rec(c, v, 'spec', true);
+  if (!spec) return;
+  labels(c, spec['selector'], 'spec.selector');
+  for (const [s, sp] of recs(c, spec['servers'], 'spec.servers', { required: true, nonEmpty: true })) {
+    const p = rec(c, s['port'], `${sp}.port`, true);
+    let protocol: string | undefined;
+    if (p) {
+      port(c, p['number'], `${sp}.port.number`, true);
+      const raw = str(c, p['protocol'], `${sp}.port.protocol`, { required: true });
+      if (raw !== undefined && !SERVER_PROTOCOLS.includes(raw.toUpperCase())) c.add(`${sp}.port.protocol`, `must be one of ${SERVER_PROTOCOLS.join(', ')}`, raw);
+      protocol = raw?.toUpperCase();
+      str(c, p['name'], `${sp}.port.name`);
+    }
+    strList(c, s['hosts'], `${sp}.hosts`, { required: true, nonEmpty: true });
+    const tls = rec(c, s['tls'], `${sp}.tls`);
+    if (tls) {
+      str(c, tls['mode'], `${sp}.tls.mode`, { oneOf: SERVER_TLS_MODES });
+      str(c, tls['credentialName'], `${sp}.tls.credentialName`);
+      bool(c, tls['httpsRedirect'], `${sp}.tls.httpsRedirect`);
+    }
+    if ((protocol === 'HTTPS' || protocol === 'TLS') && !tls) c.add(`${sp}.tls`, `is required for protocol ${protocol}`);
+  }
+}
+

@@ -1,0 +1,252 @@
+/**
+ * Per-kind validation of Kubernetes-shaped objects. Collects every problem with the field path and
+ * the offending value; shared by the manifest loader, the object store and the Kubernetes source.
+ */
+import { isIP } from 'node:net';
+import type { Issue } from '../../shared/validate.js';
+import { lookupKind, splitApiVersion, KINDS, type KindInfo } from '../objects.js';
+import {
+  Check,
+  arr,
+  bool,
+  int,
+  isDns1035Label,
+  isDnsLabelName,
+  isDnsSubdomainName,
+  isObj,
+  isPortName,
+  labelSelector,
+  labels,
+  port,
+  rec,
+  recs,
+  str,
+  stringMap,
+  strList,
+} from './check.js';
+import { validateIstioSpec } from './validate-istio.js';
+import { validateGatewayApiSpec } from './validate-gateway-api.js';
+
+export interface ValidateOptions {
+  /**
+   * Local mode runs each container's `command` as a host process, so it is required there; on a
+   * cluster the image's entrypoint applies, so the Kubernetes source turns this off.
+   */
+  requireContainerCommand?: boolean;
+}
+
+/**
+ * Validates one object. `where` names its origin (`app.yaml#2`, `apply[0]`); every issue path reads
+ * `<where>: <Kind> <namespace>/<name>: <field path>`.
+ */
+export function validateObject(obj: unknown, where: string, opts: ValidateOptions = {}): Issue[] {
+  const issues: Issue[] = [];
+  if (!isObj(obj)) {
+    new Check(issues, where).add('(document)', 'must be an object with apiVersion, kind and metadata', obj);
+    return issues;
+  }
+  const c = new Check(issues, `${where}: ${subjectOf(obj)}`);
+  const apiVersion = str(c, obj['apiVersion'], 'apiVersion', { required: true });
+  const kind = str(c, obj['kind'], 'kind', { required: true });
+  if (apiVersion === undefined || kind === undefined) return issues;
+  const info = lookupKind(apiVersion, kind);
+  if (!info) {
+    c.add('kind', unknownKindProblem(apiVersion, kind), `${apiVersion} ${kind}`);
+    return issues;
+  }
+  validateMetadata(c, obj['metadata'], info);
+  validateSpec(c, obj, info, opts);
+  return issues;
+}
+
+function subjectOf(obj: Record<string, unknown>): string {
+  const kind = typeof obj['kind'] === 'string' ? obj['kind'] : '<no kind>';
+  const md = isObj(obj['metadata']) ? obj['metadata'] : {};
+  const name = typeof md['name'] === 'string' && md['name'] ? md['name'] : '<no name>';
+  const ns = typeof md['namespace'] === 'string' && md['namespace'] ? `${md['namespace']}/` : '';
+  return `${kind} ${ns}${name}`;
+}
+
+function unknownKindProblem(apiVersion: string, kind: string): string {
+  const { group } = splitApiVersion(apiVersion);
+  const sameKind = KINDS.filter((k) => k.kind === kind);
+  if (sameKind.length > 0) {
+    const accepted = sameKind.flatMap((k) => k.versions.map((v) => (k.group ? `${k.group}/${v}` : v)));
+    return `apiVersion ${apiVersion} is not supported for kind ${kind}; use one of ${accepted.join(', ')}`;
+  }
+  const known = [...new Set(KINDS.map((k) => k.kind))].join(', ');
+  return `unknown kind ${kind}${group ? ` in group ${group}` : ''}; supported kinds are ${known}`;
+}
+
+function validateMetadata(c: Check, v: unknown, info: KindInfo): void {
+  const md = rec(c, v, 'metadata', true);
+  if (!md) return;
+  const name = str(c, md['name'], 'metadata.name', { required: true });
+  if (name !== undefined) {
+    const ok = info.kind === 'Service' ? isDns1035Label(name) : info.kind === 'Namespace' ? isDnsLabelName(name) : isDnsSubdomainName(name);
+    if (!ok) {
+      const rule =
+        info.kind === 'Service'
+          ? 'a DNS-1035 label (lowercase letters, digits and "-", starting with a letter, at most 63 characters)'
+          : info.kind === 'Namespace'
+            ? 'a DNS label (lowercase letters, digits and "-", at most 63 characters)'
+            : 'a DNS subdomain (lowercase letters, digits, "-" and ".", at most 253 characters)';
+      c.add('metadata.name', `must be ${rule}`, name);
+    }
+  }
+  if (info.namespaced) {
+    str(c, md['namespace'], 'metadata.namespace', { test: isDnsLabelName, expect: 'a DNS label (lowercase letters, digits and "-")' });
+  }
+  labels(c, md['labels'], 'metadata.labels');
+  stringMap(c, md['annotations'], 'metadata.annotations');
+  for (const [o, p] of recs(c, md['ownerReferences'], 'metadata.ownerReferences')) {
+    str(c, o['apiVersion'], `${p}.apiVersion`, { required: true });
+    str(c, o['kind'], `${p}.kind`, { required: true });
+    str(c, o['name'], `${p}.name`, { required: true });
+  }
+}
+
+function validateSpec(c: Check, obj: Record<string, unknown>, info: KindInfo, opts: ValidateOptions): void {
+  switch (info.group) {
+    case '':
+    case 'apps':
+      validateCoreSpec(c, obj, info, opts);
+      return;
+    case 'security.istio.io':
+    case 'networking.istio.io':
+      validateIstioSpec(c, obj, info);
+      return;
+    case 'gateway.networking.k8s.io':
+      validateGatewayApiSpec(c, obj, info);
+      return;
+  }
+}
+
+function validateCoreSpec(c: Check, obj: Record<string, unknown>, info: KindInfo, opts: ValidateOptions): void {
+  switch (info.kind) {
+    case 'Pod':
+      validatePodSpec(c, obj['spec'], 'spec', opts);
+      validatePodStatus(c, obj['status']);
+      return;
+    case 'Deployment':
+      validateDeployment(c, obj['spec'], opts);
+      return;
+    case 'Service':
+      validateService(c, obj['spec']);
+      return;
+    case 'ServiceAccount':
+    case 'Namespace':
+      return;
+  }
+}
+
+/** Pod spec: containers (name, command, ports), service account, node. */
+export function validatePodSpec(c: Check, v: unknown, path: string, opts: ValidateOptions): void {
+  const spec = rec(c, v, path, true);
+  if (!spec) return;
+  const seen = new Set<string>();
+  const portNames = new Set<string>();
+  for (const [ctr, p] of recs(c, spec['containers'], `${path}.containers`, { required: true, nonEmpty: true })) {
+    const name = str(c, ctr['name'], `${p}.name`, { required: true, test: isDnsLabelName, expect: 'a DNS label' });
+    if (name !== undefined) {
+      if (seen.has(name)) c.add(`${p}.name`, 'duplicates another container name', name);
+      seen.add(name);
+    }
+    const requireCommand = opts.requireContainerCommand !== false;
+    strList(c, ctr['command'], `${p}.command`, { nonEmpty: requireCommand });
+    if (requireCommand && (ctr['command'] === undefined || ctr['command'] === null)) {
+      c.add(`${p}.command`, 'is required: local mode runs the command as a host process (images are ignored)');
+    }
+    strList(c, ctr['args'], `${p}.args`);
+    str(c, ctr['workingDir'], `${p}.workingDir`);
+    for (const [env, ep] of recs(c, ctr['env'], `${p}.env`)) {
+      str(c, env['name'], `${ep}.name`, { required: true });
+      if (env['value'] !== undefined && typeof env['value'] !== 'string') c.add(`${ep}.value`, 'must be a string (quote numbers and booleans in YAML)', env['value']);
+    }
+    for (const [cp, pp] of recs(c, ctr['ports'], `${p}.ports`)) {
+      port(c, cp['containerPort'], `${pp}.containerPort`, true);
+      const pn = str(c, cp['name'], `${pp}.name`, { test: isPortName, expect: 'a port name (at most 15 lowercase letters, digits and "-", with a letter)' });
+      if (pn !== undefined) {
+        if (portNames.has(pn)) c.add(`${pp}.name`, 'duplicates another port name in this pod', pn);
+        portNames.add(pn);
+      }
+      str(c, cp['protocol'], `${pp}.protocol`, { oneOf: ['TCP', 'UDP', 'SCTP'] });
+    }
+  }
+  str(c, spec['serviceAccountName'], `${path}.serviceAccountName`, { test: isDnsSubdomainName, expect: 'a DNS subdomain' });
+  str(c, spec['nodeName'], `${path}.nodeName`);
+  bool(c, spec['hostNetwork'], `${path}.hostNetwork`);
+}
+
+function validatePodStatus(c: Check, v: unknown): void {
+  const st = rec(c, v, 'status');
+  if (!st) return;
+  str(c, st['phase'], 'status.phase', { oneOf: ['Pending', 'Running', 'Succeeded', 'Failed', 'Unknown'] });
+  str(c, st['podIP'], 'status.podIP', { test: (s) => s === '' || isIP(s) !== 0, expect: 'an IP address' });
+  for (const [ip, p] of recs(c, st['podIPs'], 'status.podIPs')) {
+    str(c, ip['ip'], `${p}.ip`, { required: true, test: (s) => isIP(s) !== 0, expect: 'an IP address' });
+  }
+  for (const [cond, p] of recs(c, st['conditions'], 'status.conditions')) {
+    str(c, cond['type'], `${p}.type`, { required: true });
+    str(c, cond['status'], `${p}.status`, { required: true, oneOf: ['True', 'False', 'Unknown'] });
+  }
+}
+
+function validateDeployment(c: Check, v: unknown, opts: ValidateOptions): void {
+  const spec = rec(c, v, 'spec', true);
+  if (!spec) return;
+  int(c, spec['replicas'], 'spec.replicas', { min: 0 });
+  const selector = labelSelector(c, spec['selector'], 'spec.selector', true);
+  const template = rec(c, spec['template'], 'spec.template', true);
+  if (!template) return;
+  const tmd = rec(c, template['metadata'], 'spec.template.metadata');
+  const tlabels = tmd ? labels(c, tmd['labels'], 'spec.template.metadata.labels') : undefined;
+  const match = selector && isObj(selector['matchLabels']) ? selector['matchLabels'] : undefined;
+  if (match) {
+    for (const [k, val] of Object.entries(match)) {
+      if (tlabels?.[k] !== val) {
+        c.add('spec.template.metadata.labels', `must include the selector label ${k}=${String(val)} (spec.selector.matchLabels)`, tlabels ?? {});
+        break;
+      }
+    }
+  }
+  validatePodSpec(c, template['spec'], 'spec.template.spec', opts);
+}
+
+const SERVICE_TYPES = ['ClusterIP', 'NodePort', 'LoadBalancer', 'ExternalName'];
+const TRAFFIC_DISTRIBUTIONS = ['PreferClose', 'PreferSameZone', 'PreferSameNode'];
+
+function validateService(c: Check, v: unknown): void {
+  const spec = rec(c, v, 'spec', true);
+  if (!spec) return;
+  const type = str(c, spec['type'], 'spec.type', { oneOf: SERVICE_TYPES });
+  const ports = recs(c, spec['ports'], 'spec.ports', { required: type !== 'ExternalName', nonEmpty: type !== 'ExternalName' });
+  const names = new Set<string>();
+  const numbers = new Set<string>();
+  for (const [sp, p] of ports) {
+    const n = port(c, sp['port'], `${p}.port`, true);
+    const name = str(c, sp['name'], `${p}.name`, { required: ports.length > 1, test: isDnsLabelName, expect: 'a DNS label' });
+    if (name !== undefined) {
+      if (names.has(name)) c.add(`${p}.name`, 'duplicates another port name', name);
+      names.add(name);
+    }
+    const proto = str(c, sp['protocol'], `${p}.protocol`, { oneOf: ['TCP', 'UDP', 'SCTP'] }) ?? 'TCP';
+    if (n !== undefined) {
+      if (numbers.has(`${proto}/${n}`)) c.add(`${p}.port`, 'duplicates another port with the same protocol', n);
+      numbers.add(`${proto}/${n}`);
+    }
+    const tp = sp['targetPort'];
+    if (typeof tp === 'string') {
+      if (!/^\d+$/.test(tp) && !isPortName(tp)) c.add(`${p}.targetPort`, 'must be a port number or a container port name', tp);
+      else if (/^\d+$/.test(tp) && (Number(tp) < 1 || Number(tp) > 65535)) c.add(`${p}.targetPort`, 'must be between 1 and 65535', tp);
+    } else if (tp !== undefined) {
+      port(c, tp, `${p}.targetPort`);
+    }
+    str(c, sp['appProtocol'], `${p}.appProtocol`);
+  }
+  labels(c, spec['selector'], 'spec.selector');
+  str(c, spec['clusterIP'], 'spec.clusterIP', { test: (s) => s === '' || s === 'None' || isIP(s) !== 0, expect: 'an IP address, "None" or ""' });
+  const ips = arr(c, spec['clusterIPs'], 'spec.clusterIPs') ?? [];
+  ips.forEach((ip, i) => str(c, ip, `spec.clusterIPs[${i}]`, { test: (s) => s === 'None' || isIP(s) !== 0, expect: 'an IP address or "None"' }));
+  str(c, spec['trafficDistribution'], 'spec.trafficDistribution', { oneOf: TRAFFIC_DISTRIBUTIONS });
+}

@@ -1,0 +1,133 @@
+/** Services → mesh Services, and the per-pod port mappings of the Services that select each pod. */
+import { formatSpiffeId } from '../../shared/identity.js';
+import type { PortMapping, Service, ServicePort, Workload } from '../../shared/model.js';
+import type { KubeObject } from '../objects.js';
+import type { TranslateIndex } from './index.js';
+import { detectPortProtocol } from './protocol.js';
+import { annotationsOf, asArray, asRecord, asString, matchesLabels, nsOf, sortedUnique, labelsOf } from './util.js';
+import { isPodRunning, podServiceAccount } from './workloads.js';
+
+export const ANNOTATION_TRAFFIC_DISTRIBUTION = 'networking.istio.io/traffic-distribution';
+
+export interface PodWorkload {
+  pod: KubeObject;
+  workload: Workload;
+}
+
+interface RawPort {
+  name: string;
+  port: number;
+  protocol: string;
+  appProtocol?: string;
+  /** Number, container port name, or undefined (= port). */
+  targetPort: number | string | undefined;
+}
+
+function servicePorts(svc: KubeObject): RawPort[] {
+  return asArray(svc.spec?.['ports']).map((p) => {
+    const r = asRecord(p);
+    const port = typeof r['port'] === 'number' ? r['port'] : 0;
+    const tp = r['targetPort'];
+    const targetPort = typeof tp === 'number' ? tp : typeof tp === 'string' ? (/^\d+$/.test(tp) ? Number(tp) : tp) : undefined;
+    const out: RawPort = { name: asString(r['name']) ?? '', port, protocol: asString(r['protocol']) ?? 'TCP', targetPort };
+    const app = asString(r['appProtocol']);
+    if (app) out.appProtocol = app;
+    return out;
+  });
+}
+
+/** Resolves a Service port's target on one pod; a named target needs a container port of that name. */
+export function resolveTargetPort(p: RawPort, pod: KubeObject): number | undefined {
+  if (p.targetPort === undefined) return p.port;
+  if (typeof p.targetPort === 'number') return p.targetPort;
+  for (const c of asArray(pod.spec?.['containers'])) {
+    for (const cp of asArray(asRecord(c)['ports'])) {
+      const r = asRecord(cp);
+      if (r['name'] === p.targetPort && (asString(r['protocol']) ?? 'TCP') === p.protocol && typeof r['containerPort'] === 'number') return r['containerPort'];
+    }
+  }
+  return undefined;
+}
+
+export function serviceHostname(svc: KubeObject, clusterDomain: string): string {
+  return `${svc.metadata.name}.${nsOf(svc)}.svc.${clusterDomain}`;
+}
+
+export function serviceSelector(svc: KubeObject): Record<string, string> | undefined {
+  const sel = asRecord(svc.spec?.['selector']);
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(sel)) if (typeof v === 'string') out[k] = v;
+  return Object.keys(out).length > 0 ? out : undefined;
+}
+
+function serviceVips(svc: KubeObject): string[] {
+  const ips = asArray(svc.spec?.['clusterIPs']).filter((ip): ip is string => typeof ip === 'string');
+  const single = asString(svc.spec?.['clusterIP']);
+  const all = ips.length > 0 ? ips : single ? [single] : [];
+  return all.filter((ip) => ip !== '' && ip !== 'None');
+}
+
+function routingPreference(svc: KubeObject): Service['routingPreference'] {
+  const value = asString(svc.spec?.['trafficDistribution']) ?? annotationsOf(svc)[ANNOTATION_TRAFFIC_DISTRIBUTION];
+  switch (value) {
+    case 'PreferClose':
+    case 'PreferSameZone':
+      return ['zone'];
+    case 'PreferSameNode':
+      return ['node', 'zone'];
+    default:
+      return [];
+  }
+}
+
+/**
+ * Builds every Service (ExternalName services are skipped: nothing for the data plane to do) and
+ * fills `services` on the workloads each one selects. Endpoints are the Running selected pods.
+ */
+export function buildServices(idx: TranslateIndex, pods: readonly PodWorkload[]): Service[] {
+  const out: Service[] = [];
+  for (const svc of idx.services) {
+    if (asString(svc.spec?.['type']) === 'ExternalName') continue;
+    const ns = nsOf(svc);
+    const hostname = serviceHostname(svc, idx.opts.clusterDomain);
+    const raw = servicePorts(svc);
+    const selector = serviceSelector(svc);
+    const selected = selector ? pods.filter((p) => p.workload.namespace === ns && matchesLabels(selector, labelsOf(p.pod))) : [];
+    const endpoints = selected.filter((p) => isPodRunning(p.pod));
+    const key = `${ns}/${hostname}`;
+    for (const p of selected) {
+      const mappings: PortMapping[] = [];
+      for (const rp of raw) {
+        const target = resolveTargetPort(rp, p.pod);
+        if (target !== undefined) mappings.push({ servicePort: rp.port, targetPort: target });
+      }
+      p.workload.services[key] = mappings;
+    }
+    const ports: ServicePort[] = raw.map((rp) => {
+      let targetPort = typeof rp.targetPort === 'number' ? rp.targetPort : rp.targetPort === undefined ? rp.port : 0;
+      if (typeof rp.targetPort === 'string') {
+        for (const e of endpoints) {
+          const t = resolveTargetPort(rp, e.pod);
+          if (t !== undefined) {
+            targetPort = t;
+            break;
+          }
+        }
+      }
+      return { name: rp.name, port: rp.port, targetPort, protocol: detectPortProtocol(rp) };
+    });
+    out.push({
+      name: svc.metadata.name,
+      namespace: ns,
+      hostname,
+      vips: serviceVips(svc),
+      ports,
+      subjectAltNames: sortedUnique(
+        endpoints.map((e) => formatSpiffeId({ trustDomain: idx.opts.trustDomain, namespace: ns, serviceAccount: podServiceAccount(e.pod) })),
+      ),
+      routingPreference: routingPreference(svc),
+      endpoints: sortedUnique(endpoints.map((e) => e.workload.uid)),
+    });
+  }
+  return out;
+}
