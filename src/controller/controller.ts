@@ -1,0 +1,165 @@
+/**
+ * The controller: object store → translation → config streams, plus the certificate authority,
+ * served on one gRPC-over-TLS port (15012). The same class runs in local mode (store fed by
+ * manifests through `ambit local`) and, later, on Kubernetes (store fed by informers).
+ * Invariants: translation is pure and runs on every store change; a translation that fails
+ * validation is not pushed (the config server keeps what subscribers already hold).
+ */
+import * as grpc from '@grpc/grpc-js';
+import { join } from 'node:path';
+import { writeFile } from 'node:fs/promises';
+import type { Registry } from 'prom-client';
+import { AmbitError, errorMessage } from '../shared/errors.js';
+import type { Logger } from '../shared/log.js';
+import { createRegistry } from '../shared/metrics.js';
+import type { Workload } from '../shared/model.js';
+import { CertificateAuthority } from './ca/authority.js';
+import { createCaService, createNodeAuthorizer, StaticTokenAuthenticator, type PodIdentityRef } from './ca/service.js';
+import { ObjectStore } from './store.js';
+import { translate, type TranslateResult } from './translate.js';
+import { buildSnapshot, ConfigServer, type Snapshot } from './xds/server.js';
+
+export interface WorkloadCaptureState {
+  captured: boolean;
+  mode: string;
+  node: string;
+  message?: string;
+}
+
+export interface ControllerOptions {
+  /** Where the CA root lives (created on first start, reused after). */
+  stateDir: string;
+  host: string;
+  port: number;
+  trustDomain: string;
+  /** token → node name for agents (bootstrap tokens). */
+  nodeTokens: Map<string, string>;
+  log: Logger;
+  registry?: Registry;
+  debounceMs?: number;
+}
+
+export class Controller {
+  readonly store = new ObjectStore();
+  readonly registry: Registry;
+  readonly configServer: ConfigServer;
+  private translated: TranslateResult = { workloads: [], services: [], authorizations: [], conditions: [] };
+  private unsubscribe: () => void = () => undefined;
+
+  private constructor(
+    private readonly opts: ControllerOptions,
+    readonly ca: CertificateAuthority,
+    private readonly server: grpc.Server,
+    readonly address: string,
+    private readonly authenticator: StaticTokenAuthenticator,
+  ) {
+    this.registry = opts.registry ?? createRegistry();
+    this.configServer = new ConfigServer({
+      log: opts.log,
+      registry: this.registry,
+      debounceMs: opts.debounceMs ?? 50,
+      authenticate: async (call, node) => {
+        const caller = await this.authenticator.authenticate(call.metadata);
+        if (!caller) throw new AmbitError('AMBIT_ERR_CA_UNAUTHENTICATED', `config stream from ${node.id} without a valid bearer token`);
+        if (node.nodeName !== caller.node) {
+          throw new AmbitError('AMBIT_ERR_CA_IDENTITY_DENIED', `config stream token belongs to node ${caller.node}, not ${JSON.stringify(node.nodeName)}`);
+        }
+      },
+    });
+  }
+
+  /** Loads (or creates) the CA, starts gRPC on host:port with TLS and serves CA + config streams. */
+  static async start(opts: ControllerOptions): Promise<Controller> {
+    const ca = await CertificateAuthority.loadOrCreate({ dir: join(opts.stateDir, 'ca'), trustDomain: opts.trustDomain });
+    await writeFile(join(opts.stateDir, 'root-cert.pem'), ca.rootCertPem);
+    const serving = ca.issueServingCert({ ips: [opts.host], dnsNames: ['ambit-controller', 'ambit-controller.ambit-system.svc'], ttlMs: 365 * 24 * 3_600_000 });
+    const server = new grpc.Server({ 'grpc.max_receive_message_length': 16 * 1024 * 1024 });
+    const creds = grpc.ServerCredentials.createSsl(Buffer.from(ca.rootCertPem), [
+      { cert_chain: Buffer.from(serving.certChainPem.join('\n')), private_key: Buffer.from(serving.keyPem) },
+    ], false);
+    const port = await new Promise<number>((resolve, reject) =>
+      server.bindAsync(`${opts.host}:${opts.port}`, creds, (err, p) => (err ? reject(new AmbitError('AMBIT_ERR_CA_INIT', `controller cannot listen on ${opts.host}:${opts.port}: ${err.message}`, { cause: err })) : resolve(p))),
+    );
+    const authenticator = new StaticTokenAuthenticator(opts.nodeTokens);
+    const c = new Controller(opts, ca, server, `${opts.host}:${port}`, authenticator);
+    const caService = createCaService({
+      authority: ca,
+      authenticator,
+      authorizer: createNodeAuthorizer((node) => c.podIdentitiesOn(node)),
+      registry: c.registry,
+      log: opts.log,
+    });
+    server.addService(caService.definition, caService.implementation);
+    c.configServer.addToServer(server);
+    c.configServer.setSnapshotProvider(() => c.snapshot());
+    c.unsubscribe = c.store.subscribe(() => c.retranslate());
+    c.retranslate();
+    opts.log.info({ address: c.address }, 'controller serving CA and config streams');
+    return c;
+  }
+
+  private snapshotCache: Snapshot | undefined;
+
+  private snapshot(): Snapshot {
+    this.snapshotCache ??= buildSnapshot(this.translated);
+    return this.snapshotCache;
+  }
+
+  /** Translates the store and notifies subscribers (debounced by the config server). */
+  retranslate(): void {
+    try {
+      this.translated = translate(this.store.snapshot().objects, { trustDomain: this.opts.trustDomain });
+      this.snapshotCache = undefined;
+      for (const c of this.translated.conditions) this.opts.log.info({ object: c.objectKey, reason: c.reason }, c.message);
+      this.configServer.notify();
+    } catch (err) {
+      this.opts.log.error({ err: errorMessage(err) }, 'translation failed; subscribers keep the last config');
+    }
+  }
+
+  /** Pods (namespace + service account) scheduled on `node`: the CA's node-scoped authorization. */
+  podIdentitiesOn(node: string): PodIdentityRef[] {
+    return this.translated.workloads.filter((w) => w.node === node).map((w) => ({ namespace: w.namespace, serviceAccount: w.serviceAccount }));
+  }
+
+  enrolledWorkloads(): Workload[] {
+    return this.translated.workloads.filter((w) => w.tunnelProtocol === 'HBONE');
+  }
+
+  agentConnected(node: string): boolean {
+    return this.configServer.subscribers().some((s) => s.role === 'agent' && s.nodeName === node);
+  }
+
+  /** Capture state of each workload as its node's agent last reported it. */
+  captureStatus(): Map<string, WorkloadCaptureState> {
+    const out = new Map<string, WorkloadCaptureState>();
+    for (const s of this.configServer.subscribers()) {
+      if (s.role !== 'agent') continue;
+      for (const w of s.workloadStatus) {
+        out.set(w.uid, { captured: w.captured, mode: w.mode, node: s.nodeName, ...(w.message ? { message: w.message } : {}) });
+      }
+    }
+    return out;
+  }
+
+  /** Resolves once `agents` agents are connected and every subscriber acknowledged the current config. */
+  async waitForSync(agents: number, timeoutMs: number): Promise<void> {
+    this.configServer.flush();
+    await this.configServer.waitForSync(() => true, timeoutMs, { minSubscribers: agents });
+  }
+
+  async close(): Promise<void> {
+    this.unsubscribe();
+    this.configServer.close();
+    await new Promise<void>((resolve) => {
+      const t = setTimeout(() => {
+        this.server.forceShutdown();
+        resolve();
+      }, 2000);
+      this.server.tryShutdown(() => {
+        clearTimeout(t);
+        resolve();
+      });
+    });
+  }
+}

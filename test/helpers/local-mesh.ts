@@ -1,0 +1,98 @@
+/**
+ * Runs `ambit local` from tests: a unique mesh name per test process, a machine-wide lock (local
+ * meshes share address ranges, so only one may run at a time), and the CLI as a child process.
+ */
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdirSync, rmSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
+import { join, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const repoRoot = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
+const LOCK = '/run/ambit-test-local.lock';
+
+export function isRoot(): boolean {
+  return typeof process.getuid === 'function' && process.getuid() === 0;
+}
+
+/** Takes the machine-wide local-mesh lock, waiting for another holder (stale holders are detected by pid). */
+export async function lockLocalMesh(timeoutMs = 600_000): Promise<() => void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      mkdirSync(LOCK);
+      writeFileSync(join(LOCK, 'pid'), String(process.pid));
+      return () => rmSync(LOCK, { recursive: true, force: true });
+    } catch {
+      const holder = Number(existsSync(join(LOCK, 'pid')) ? readFileSync(join(LOCK, 'pid'), 'utf8') : '0');
+      let alive = holder > 0;
+      if (alive) {
+        try {
+          process.kill(holder, 0);
+        } catch {
+          alive = false;
+        }
+      }
+      if (!alive) rmSync(LOCK, { recursive: true, force: true });
+      if (Date.now() > deadline) throw new Error(`local mesh lock ${LOCK} held by pid ${holder} for too long`);
+      await new Promise((r) => setTimeout(r, 250));
+    }
+  }
+}
+
+export interface CliResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs `ambit <args>` on the pinned Node; resolves with its exit code and output. */
+export function ambit(args: string[], opts: { input?: string; timeoutMs?: number } = {}): Promise<CliResult> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [join(repoRoot, 'bin/ambit.mjs'), ...args], { cwd: repoRoot, stdio: ['pipe', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 240_000);
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code: code ?? 1, stdout, stderr });
+    });
+    child.stdin.end(opts.input ?? '');
+  });
+}
+
+/** What of a mesh named `prefix` is still on the machine (empty when cleanup was complete). */
+export function leftovers(prefix: string): string[] {
+  const out: string[] = [];
+  const ns = spawnSync('ip', ['netns', 'list'], { encoding: 'utf8' }).stdout.split('\n').map((l) => l.split(' ')[0]!).filter((n) => n.startsWith(`${prefix}-`));
+  out.push(...ns.map((n) => `netns ${n}`));
+  const links = spawnSync('ip', ['-o', 'link', 'show'], { encoding: 'utf8' }).stdout;
+  for (const m of links.matchAll(/^\d+: ([^:@]+)[:@]/gm)) if (m[1]!.startsWith(`${prefix}-`)) out.push(`link ${m[1]}`);
+  const mounts = readFileSync('/proc/mounts', 'utf8');
+  const cg = /^\S+ (\S+) cgroup2 /m.exec(mounts)?.[1];
+  if (cg && existsSync(join(cg, `${prefix}-mesh`))) out.push(`cgroup ${prefix}-mesh`);
+  if (existsSync('/sys/fs/bpf')) {
+    const pins = spawnSync('ls', ['/sys/fs/bpf'], { encoding: 'utf8' }).stdout.split('\n').filter((n) => n.startsWith(`${prefix}-`));
+    out.push(...pins.map((p) => `pin ${p}`));
+  }
+  if (existsSync(`/run/ambit/${prefix}/daemon.pid`)) out.push('daemon pid file');
+  return out;
+}
+
+export function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export function meshName(tag: string): string {
+  return `${tag}${process.pid % 100000}`.slice(0, 8);
+}
+
+export function ensureDir(p: string): void {
+  mkdirSync(p, { recursive: true });
+}
