@@ -684,6 +684,7 @@ export class ConfigServer {
     const states = this.subscribers();
     const pendingNotify = this.debounceTimer !== undefined;
     for (const w of [...this.waiters]) {
+      if (pendingNotify) continue; // judge only the state the pending push will produce
       const matching = states.filter((s) => safePredicate(w.predicate, s));
       const nacked = matching.flatMap((s) =>
         s.types.filter((t) => this.isNackedAtTarget(s.streamId, t.typeUrl)).map((t) => ({ s, t })),
@@ -695,7 +696,7 @@ export class ConfigServer {
         }));
         continue;
       }
-      if (pendingNotify || matching.length < w.minSubscribers) continue;
+      if (matching.length < w.minSubscribers) continue;
       if (matching.every((s) => this.isSynced(s.streamId))) this.settle(w);
     }
   }
