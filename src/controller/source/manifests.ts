@@ -89,14 +89,14 @@ function readError(path: string, e: unknown): AmbitError {
  */
 export function parseManifestText(text: string, file: string, issues: Issues): Array<{ value: unknown; where: string }> {
   const out: Array<{ value: unknown; where: string }> = [];
-  const docs = parseAllDocuments(text, { prettyErrors: false, uniqueKeys: true });
+  const docs = parseAllDocuments(text, { prettyErrors: true, uniqueKeys: true });
   const list = Array.isArray(docs) ? docs : [docs];
   list.forEach((doc, i) => {
     const where = `${file}#${i + 1}`;
     if (doc.errors.length > 0) {
       for (const err of doc.errors) {
         const line = err.linePos?.[0];
-        issues.add(`${where}${line ? ` line ${line.line} column ${line.col}` : ''}`, `YAML syntax error: ${err.message.split('\n')[0]}`);
+        issues.add(`${where}${line ? ` line ${line.line} column ${line.col}` : ''}`, `YAML syntax error: ${(err.message.split('\n')[0] ?? '').replace(/ at line \d+, column \d+:?$/, '')}`);
       }
       return;
     }
