@@ -191,6 +191,12 @@ test('onUpdate throwing NACKs the response and keeps the previous state', async 
   s.server.setSnapshot(buildSnapshot({ workloads: [workload('web-1')], services: [service()], authorizations: [authorization()] }));
   await assert.rejects(s.server.waitForSync(() => true, 8000, { minSubscribers: 1 }), (e: unknown) => isAmbitError(e, 'AMBIT_ERR_XDS_NACK') && /capture map full/.test(e.message));
   assert.equal(c.client.state, good);
+  assert.equal(c.client.state.workloads.size, 2);
+
+  // The client retries the failed apply by itself (resubscribe after backoff), without a new push.
+  fail = false;
+  await eventually('failed apply retried', () => c.client.state.workloads.size === 1);
+  await s.server.waitForSync(() => true, 8000, { minSubscribers: 1 });
 });
 
 test('debounce coalesces rapid notify() calls into one push', async (t) => {

@@ -426,8 +426,9 @@ export class ConfigServer {
     const unsubscribe = boundedNames(req.resourceNamesUnsubscribe, 'resource_names_unsubscribe');
     let ts = sub.types.get(type);
 
-    if (!ts || req.responseNonce === '') {
-      // (Re)subscription: the client tells us what it holds; answer with exactly what differs.
+    if (!ts) {
+      // First request of the type on this stream (a new connection or a reconnect): the client
+      // tells us what it holds; answer with exactly what differs, even if that is nothing.
       ts = this.newTypeSub(type, subscribe, req.initialResourceVersions, ts);
       sub.types.set(type, ts);
       applySubscriptionChange(ts, [], unsubscribe);
@@ -436,7 +437,7 @@ export class ConfigServer {
       return;
     }
 
-    this.handleReply(sub, ts, req);
+    if (req.responseNonce !== '') this.handleReply(sub, ts, req);
     if (applySubscriptionChange(ts, subscribe, unsubscribe)) this.push(sub, ts, { snapshot: undefined, notifiedAt: undefined, force: false });
     this.checkWaiters();
   }

@@ -14,7 +14,7 @@
 import * as grpc from '@grpc/grpc-js';
 import type { Registry } from 'prom-client';
 import { backoffMs } from '../drain.js';
-import { errorMessage } from '../errors.js';
+import { AmbitError, errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
 import {
   RESOURCE_TYPES,
@@ -142,7 +142,13 @@ export class ConfigClient {
   private syncWaiters: Array<() => void> = [];
   private reconnectTimer: NodeJS.Timeout | undefined;
   private attempt = 0;
+  /** Types whose last apply failed; a resubscribe after backoff retries them. */
+  private readonly failedApply = new Set<ResourceType>();
+  private applyFailures = 0;
+  private retryTimer: NodeJS.Timeout | undefined;
   private started = false;
+  private readonly now: () => number;
+  private appliedAt: number | undefined;
   private closed = false;
   private connected = false;
 
@@ -151,9 +157,14 @@ export class ConfigClient {
     this.log = opts.log.child({ component: 'config-client' });
     this.metrics = createConfigClientMetrics(opts.registry);
     this.types = [...new Set(opts.types ?? RESOURCE_TYPES)];
+    const unknown = this.types.filter((t) => !(RESOURCE_TYPES as readonly string[]).includes(t));
+    if (unknown.length > 0 || this.types.length === 0) {
+      throw new AmbitError('AMBIT_ERR_XDS_STREAM', `config client types ${JSON.stringify(unknown)} are not among ${RESOURCE_TYPES.join(', ')} (or none given)`);
+    }
     this.baseMs = opts.backoff?.baseMs ?? 500;
     this.capMs = opts.backoff?.capMs ?? 15_000;
     this.random = opts.random ?? Math.random;
+    this.now = opts.now ?? Date.now;
     this.metrics.connected.set(0);
     for (const t of this.types) this.metrics.synced.set({ type: typeLabel(t) }, 0);
   }
@@ -166,6 +177,11 @@ export class ConfigClient {
   /** True while a stream is up and has delivered at least one response. */
   get isConnected(): boolean {
     return this.connected;
+  }
+
+  /** When the last update was applied (ms since epoch, from `now`); undefined before the first. */
+  get lastAppliedAt(): number | undefined {
+    return this.appliedAt;
   }
 
   /** True once every subscribed type has been applied at least once since start(). */
@@ -197,6 +213,8 @@ export class ConfigClient {
     this.closed = true;
     if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
     this.reconnectTimer = undefined;
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    this.retryTimer = undefined;
     const call = this.call;
     this.call = undefined;
     call?.cancel();
@@ -287,7 +305,8 @@ export class ConfigClient {
     for (const t of this.types) this.metrics.synced.set({ type: typeLabel(t) }, 0);
     if (this.closed) return;
     const fields = { code: grpc.status[status.code] ?? status.code, details: status.details };
-    if (status.code === grpc.status.OK) this.log.info(fields, 'config stream ended by the controller; reconnecting');
+    if (status.code === grpc.status.CANCELLED && this.failedApply.size > 0) this.log.info('config stream restarted to retry a failed apply');
+    else if (status.code === grpc.status.OK) this.log.info(fields, 'config stream ended by the controller; reconnecting');
     else this.log.warn(fields, 'config stream failed; reconnecting, the last good config stays in force');
     this.scheduleReconnect();
   }
@@ -357,11 +376,18 @@ export class ConfigClient {
         await this.opts.onUpdate(next, change);
       } catch (e) {
         this.reject(call, typeUrl, nonce, GRPC_INTERNAL, `applying ${label} config version ${systemVersion} failed: ${errorMessage(e)}`, { err: e });
+        this.scheduleApplyRetry(call, typeUrl);
         return;
       }
     }
     this.current = next;
+    this.appliedAt = this.now();
     this.applied.add(typeUrl);
+    if (this.failedApply.delete(typeUrl) && this.failedApply.size === 0) {
+      this.applyFailures = 0;
+      if (this.retryTimer) clearTimeout(this.retryTimer);
+      this.retryTimer = undefined;
+    }
     this.metrics.updates.inc({ type: label });
     this.metrics.synced.set({ type: label }, 1);
     this.log.debug({ type: label, version: systemVersion, updated: updated.length, removed: gone.length }, 'config applied');
@@ -371,6 +397,23 @@ export class ConfigClient {
       for (const w of waiters) w();
     }
     if (call === this.call) this.write(call, { typeUrl, responseNonce: nonce, errorDetail: null, withStatus: true });
+  }
+
+  /**
+   * An apply failure is often transient (a pod's cgroup not there yet), while the server only
+   * resends on the next change: so after a backoff the stream is restarted, and the resync through
+   * initial_resource_versions delivers again exactly what was not applied. Invalid resources are
+   * not retried this way; they wait for the controller to send something new.
+   */
+  private scheduleApplyRetry(call: Call, typeUrl: ResourceType): void {
+    this.failedApply.add(typeUrl);
+    if (this.closed || this.retryTimer) return;
+    const wait = backoffMs(this.applyFailures++, this.baseMs, this.capMs, this.random);
+    this.log.info({ waitMs: wait, type: typeLabel(typeUrl) }, 'config apply failed; resubscribing after backoff to retry');
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = undefined;
+      if (call === this.call && !this.closed && this.failedApply.size > 0) call.cancel();
+    }, wait);
   }
 
   private reject(call: Call, typeUrl: ResourceType, nonce: string, code: number, message: string, fields: Record<string, unknown>): void {
