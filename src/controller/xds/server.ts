@@ -324,7 +324,8 @@ export class ConfigServer {
    * Resolves once every subscriber matching `predicate` (at least `minSubscribers` of them) has
    * ACKed the current version of every type it subscribes to and no push is pending. Rejects with
    * AMBIT_ERR_XDS_NACK when a matching subscriber NACKs the current version, and with
-   * AMBIT_ERR_XDS_SYNC_TIMEOUT after `timeoutMs`.
+   * AMBIT_ERR_XDS_SYNC_TIMEOUT after `timeoutMs`. With no matching subscriber and
+   * minSubscribers 0 it resolves as soon as no push is pending.
    */
   waitForSync(predicate: (s: SubscriberState) => boolean = () => true, timeoutMs = 10_000, opts: { minSubscribers?: number } = {}): Promise<void> {
     return new Promise<void>((resolve, reject) => {

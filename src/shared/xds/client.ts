@@ -204,7 +204,7 @@ export class ConfigClient {
       'grpc.max_reconnect_backoff_ms': this.capMs,
       ...(this.opts.channelOptions ?? {}),
     });
-    void this.connect();
+    this.connectSafely();
   }
 
   /** Ends the stream and stops reconnecting; `state` stays readable. */
@@ -240,6 +240,13 @@ export class ConfigClient {
 
   // ---- stream lifecycle ----
 
+  private connectSafely(): void {
+    this.connect().catch((e: unknown) => {
+      this.log.error({ err: e }, 'config stream could not be opened; retrying');
+      this.scheduleReconnect();
+    });
+  }
+
   private async connect(): Promise<void> {
     this.reconnectTimer = undefined;
     if (this.closed || !this.client) return;
@@ -257,7 +264,7 @@ export class ConfigClient {
     }
     if (this.closed) return;
     const def = configServiceDefinition()['DeltaConfig'];
-    if (!def) throw new Error('config.proto has no DeltaConfig method');
+    if (!def) throw new AmbitError('AMBIT_ERR_XDS_STREAM', 'config.proto has no DeltaConfig method; is src/shared/api/config.proto current?');
     const call = this.client.makeBidiStreamRequest<DeltaConfigRequestMessage, DeltaConfigResponseMessage>(
       CONFIG_SERVICE_PATH,
       def.requestSerialize as (v: DeltaConfigRequestMessage) => Buffer,
@@ -317,7 +324,7 @@ export class ConfigClient {
     this.attempt++;
     this.metrics.reconnects.inc();
     this.log.debug({ waitMs: wait, attempt: this.attempt }, 'config stream reconnect scheduled');
-    this.reconnectTimer = setTimeout(() => void this.connect(), wait);
+    this.reconnectTimer = setTimeout(() => this.connectSafely(), wait);
   }
 
   private setConnected(up: boolean): void {
