@@ -265,3 +265,13 @@ export function labelSelector(c: Check, v: unknown, path: string, required = fal
   }
   return r;
 }
+
+/**
+ * Reports fields not in `allowed` (typos such as `form:` for `from:` would otherwise silently
+ * change meaning; kubectl's strict field validation rejects them too).
+ */
+export function knownFields(c: Check, obj: Record<string, unknown>, path: string, allowed: readonly string[]): void {
+  for (const [k, v] of Object.entries(obj)) {
+    if (v !== undefined && !allowed.includes(k)) c.add(`${path}.${k}`, `is not a known field (expected one of ${allowed.join(', ')})`, v);
+  }
+}

@@ -1,6 +1,6 @@
 /** Validation of Gateway API objects (Gateway, GatewayClass, HTTPRoute, GRPCRoute). */
 import type { KindInfo } from '../objects.js';
-import { Check, gatewayDuration, int, isDnsLabelName, port, rec, recs, str, strList } from './check.js';
+import { Check, gatewayDuration, int, knownFields, isDnsLabelName, port, rec, recs, str, strList } from './check.js';
 
 export function validateGatewayApiSpec(c: Check, obj: Record<string, unknown>, info: KindInfo): void {
   switch (info.kind) {
@@ -71,11 +71,16 @@ const GRPC_FILTERS = ['RequestHeaderModifier', 'ResponseHeaderModifier', 'Reques
 function validateRoute(c: Check, v: unknown, flavour: 'http' | 'grpc'): void {
   const spec = rec(c, v, 'spec', true);
   if (!spec) return;
+  knownFields(c, spec, 'spec', ['parentRefs', 'hostnames', 'rules']);
   parentRefs(c, spec['parentRefs'], 'spec.parentRefs');
   strList(c, spec['hostnames'], 'spec.hostnames');
   for (const [r, rp] of recs(c, spec['rules'], 'spec.rules')) {
+    knownFields(c, r, rp, flavour === 'http'
+      ? ['name', 'matches', 'filters', 'backendRefs', 'timeouts', 'retry', 'sessionPersistence']
+      : ['name', 'matches', 'filters', 'backendRefs', 'sessionPersistence']);
     str(c, r['name'], `${rp}.name`);
     for (const [m, mp] of recs(c, r['matches'], `${rp}.matches`)) {
+      knownFields(c, m, mp, flavour === 'http' ? ['path', 'headers', 'queryParams', 'method'] : ['method', 'headers']);
       headerMatches(c, m['headers'], `${mp}.headers`);
       if (flavour === 'http') {
         const path = rec(c, m['path'], `${mp}.path`);
@@ -100,6 +105,7 @@ function validateRoute(c: Check, v: unknown, flavour: 'http' | 'grpc'): void {
       str(c, f['type'], `${fp}.type`, { required: true, oneOf: flavour === 'http' ? HTTP_FILTERS : GRPC_FILTERS });
     }
     for (const [b, bp] of recs(c, r['backendRefs'], `${rp}.backendRefs`)) {
+      knownFields(c, b, bp, ['group', 'kind', 'name', 'namespace', 'port', 'weight', 'filters']);
       str(c, b['name'], `${bp}.name`, { required: true });
       str(c, b['namespace'], `${bp}.namespace`);
       const kind = str(c, b['kind'], `${bp}.kind`) ?? 'Service';

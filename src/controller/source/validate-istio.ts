@@ -10,6 +10,7 @@ import {
   int,
   isCidr,
   isDnsLabelName,
+  knownFields,
   labels,
   num,
   port,
@@ -53,9 +54,13 @@ function workloadSelector(c: Check, v: unknown, path: string): boolean {
 function validatePeerAuthentication(c: Check, v: unknown): void {
   const spec = rec(c, v, 'spec');
   if (!spec) return;
+  knownFields(c, spec, 'spec', ['selector', 'mtls', 'portLevelMtls']);
   const hasSelector = workloadSelector(c, spec['selector'], 'spec.selector');
   const mtls = rec(c, spec['mtls'], 'spec.mtls');
-  if (mtls) str(c, mtls['mode'], 'spec.mtls.mode', { oneOf: PEER_AUTHENTICATION_MODES });
+  if (mtls) {
+    knownFields(c, mtls, 'spec.mtls', ['mode']);
+    str(c, mtls['mode'], 'spec.mtls.mode', { oneOf: PEER_AUTHENTICATION_MODES });
+  }
   const plm = rec(c, spec['portLevelMtls'], 'spec.portLevelMtls');
   if (!plm) return;
   if (!hasSelector && Object.keys(plm).length > 0) {
@@ -125,6 +130,7 @@ const portProblem = (s: string): string | undefined =>
 function validateAuthorizationPolicy(c: Check, v: unknown): void {
   const spec = rec(c, v, 'spec');
   if (!spec) return;
+  knownFields(c, spec, 'spec', ['selector', 'targetRef', 'targetRefs', 'action', 'provider', 'rules']);
   const hasSelector = spec['selector'] !== undefined;
   workloadSelector(c, spec['selector'], 'spec.selector');
   const targets: Array<[Record<string, unknown>, string]> = [];
@@ -147,7 +153,9 @@ function validateAuthorizationPolicy(c: Check, v: unknown): void {
     c.add('spec.provider', 'is only allowed when action is CUSTOM', provider);
   }
   for (const [rule, rp] of recs(c, spec['rules'], 'spec.rules')) {
+    knownFields(c, rule, rp, ['from', 'to', 'when']);
     for (const [from, fp] of recs(c, rule['from'], `${rp}.from`)) {
+      knownFields(c, from, fp, ['source']);
       const source = rec(c, from['source'], `${fp}.source`, true);
       if (!source) continue;
       if (!SOURCE_FIELDS.some((f) => source[f] !== undefined)) c.add(`${fp}.source`, `must set at least one of ${SOURCE_FIELDS.join(', ')}`, source);
@@ -161,6 +169,7 @@ function validateAuthorizationPolicy(c: Check, v: unknown): void {
       }
     }
     for (const [to, tp] of recs(c, rule['to'], `${rp}.to`)) {
+      knownFields(c, to, tp, ['operation']);
       const op = rec(c, to['operation'], `${tp}.operation`, true);
       if (!op) continue;
       if (!OPERATION_FIELDS.some((f) => op[f] !== undefined)) c.add(`${tp}.operation`, `must set at least one of ${OPERATION_FIELDS.join(', ')}`, op);
@@ -169,6 +178,7 @@ function validateAuthorizationPolicy(c: Check, v: unknown): void {
       for (const f of ['ports', 'notPorts']) matchValues(c, op[f], `${tp}.operation.${f}`, portProblem);
     }
     for (const [when, wp] of recs(c, rule['when'], `${rp}.when`)) {
+      knownFields(c, when, wp, ['key', 'values', 'notValues']);
       const key = str(c, when['key'], `${wp}.key`, { required: true });
       if (key !== undefined && !isKnownWhenKey(key)) c.add(`${wp}.key`, 'is not a supported condition key (e.g. source.ip, source.namespace, source.principal, destination.port, request.headers[...])', key);
       if (when['values'] === undefined && when['notValues'] === undefined) c.add(`${wp}`, 'must set values or notValues', when);
@@ -205,6 +215,7 @@ function percentage(c: Check, v: unknown, path: string): void {
 function destination(c: Check, v: unknown, path: string): void {
   const d = rec(c, v, path, true);
   if (!d) return;
+  knownFields(c, d, path, ['host', 'subset', 'port']);
   str(c, d['host'], `${path}.host`, { required: true });
   str(c, d['subset'], `${path}.subset`);
   const p = rec(c, d['port'], `${path}.port`);
@@ -217,6 +228,7 @@ function routeDestinations(c: Check, v: unknown, path: string, required: boolean
   let total = 0;
   let allNumbers = true;
   for (const [r, p] of routes) {
+    knownFields(c, r, p, ['destination', 'weight', 'headers']);
     destination(c, r['destination'], `${p}.destination`);
     const w = int(c, r['weight'], `${p}.weight`, { min: 0, max: 100 });
     if (w === undefined && r['weight'] !== undefined) allNumbers = false;
@@ -228,15 +240,27 @@ function routeDestinations(c: Check, v: unknown, path: string, required: boolean
   return routes.length;
 }
 
+const HTTP_ROUTE_FIELDS = [
+  'name', 'match', 'route', 'redirect', 'directResponse', 'delegate', 'rewrite', 'timeout', 'retries', 'fault',
+  'mirror', 'mirrors', 'mirrorPercentage', 'mirrorPercent', 'corsPolicy', 'headers',
+];
+const HTTP_MATCH_FIELDS = [
+  'name', 'uri', 'scheme', 'method', 'authority', 'headers', 'port', 'sourceLabels', 'gateways', 'queryParams',
+  'ignoreUriCase', 'withoutHeaders', 'sourceNamespace', 'statPrefix',
+];
+
 function validateVirtualService(c: Check, v: unknown): void {
   const spec = rec(c, v, 'spec', true);
   if (!spec) return;
+  knownFields(c, spec, 'spec', ['hosts', 'gateways', 'http', 'tls', 'tcp', 'exportTo']);
   strList(c, spec['hosts'], 'spec.hosts', { required: true, nonEmpty: true });
   strList(c, spec['gateways'], 'spec.gateways');
   strList(c, spec['exportTo'], 'spec.exportTo');
   for (const [h, hp] of recs(c, spec['http'], 'spec.http')) {
+    knownFields(c, h, hp, HTTP_ROUTE_FIELDS);
     str(c, h['name'], `${hp}.name`);
     for (const [m, mp] of recs(c, h['match'], `${hp}.match`)) {
+      knownFields(c, m, mp, HTTP_MATCH_FIELDS);
       for (const k of ['uri', 'scheme', 'method', 'authority']) stringMatch(c, m[k], `${mp}.${k}`);
       for (const k of ['headers', 'queryParams', 'withoutHeaders']) {
         const hm = rec(c, m[k], `${mp}.${k}`);
@@ -265,6 +289,7 @@ function validateVirtualService(c: Check, v: unknown): void {
     duration(c, h['timeout'], `${hp}.timeout`);
     const retries = rec(c, h['retries'], `${hp}.retries`);
     if (retries) {
+      knownFields(c, retries, `${hp}.retries`, ['attempts', 'perTryTimeout', 'retryOn', 'retryRemoteLocalities', 'retryIgnorePreviousHosts', 'backoff']);
       int(c, retries['attempts'], `${hp}.retries.attempts`, { min: 0 });
       duration(c, retries['perTryTimeout'], `${hp}.retries.perTryTimeout`, { minMs: 1 });
       str(c, retries['retryOn'], `${hp}.retries.retryOn`);
@@ -272,13 +297,16 @@ function validateVirtualService(c: Check, v: unknown): void {
     }
     const fault = rec(c, h['fault'], `${hp}.fault`);
     if (fault) {
+      knownFields(c, fault, `${hp}.fault`, ['delay', 'abort']);
       const delay = rec(c, fault['delay'], `${hp}.fault.delay`);
       if (delay) {
+        knownFields(c, delay, `${hp}.fault.delay`, ['fixedDelay', 'percentage', 'percent', 'exponentialDelay']);
         duration(c, delay['fixedDelay'], `${hp}.fault.delay.fixedDelay`, { required: true, minMs: 1 });
         percentage(c, delay['percentage'], `${hp}.fault.delay.percentage`);
       }
       const abort = rec(c, fault['abort'], `${hp}.fault.abort`);
       if (abort) {
+        knownFields(c, abort, `${hp}.fault.abort`, ['httpStatus', 'grpcStatus', 'http2Error', 'percentage']);
         if (abort['httpStatus'] === undefined && abort['grpcStatus'] === undefined) c.add(`${hp}.fault.abort`, 'must set httpStatus or grpcStatus', abort);
         int(c, abort['httpStatus'], `${hp}.fault.abort.httpStatus`, { min: 200, max: 599 });
         str(c, abort['grpcStatus'], `${hp}.fault.abort.grpcStatus`);
@@ -312,10 +340,15 @@ const TLS_MODES_CLIENT = ['DISABLE', 'SIMPLE', 'MUTUAL', 'ISTIO_MUTUAL'];
 function trafficPolicy(c: Check, v: unknown, path: string, allowPortLevel: boolean): void {
   const tp = rec(c, v, path);
   if (!tp) return;
+  knownFields(c, tp, path, allowPortLevel
+    ? ['loadBalancer', 'connectionPool', 'outlierDetection', 'tls', 'portLevelSettings', 'tunnel', 'proxyProtocol', 'retryBudget']
+    : ['loadBalancer', 'connectionPool', 'outlierDetection', 'tls']);
   const cp = rec(c, tp['connectionPool'], `${path}.connectionPool`);
   if (cp) {
+    knownFields(c, cp, `${path}.connectionPool`, ['tcp', 'http']);
     const tcp = rec(c, cp['tcp'], `${path}.connectionPool.tcp`);
     if (tcp) {
+      knownFields(c, tcp, `${path}.connectionPool.tcp`, ['maxConnections', 'connectTimeout', 'tcpKeepalive', 'maxConnectionDuration', 'idleTimeout']);
       int(c, tcp['maxConnections'], `${path}.connectionPool.tcp.maxConnections`, { min: 0 });
       duration(c, tcp['connectTimeout'], `${path}.connectionPool.tcp.connectTimeout`, { minMs: 1 });
       duration(c, tcp['idleTimeout'], `${path}.connectionPool.tcp.idleTimeout`);
@@ -323,6 +356,10 @@ function trafficPolicy(c: Check, v: unknown, path: string, allowPortLevel: boole
     }
     const http = rec(c, cp['http'], `${path}.connectionPool.http`);
     if (http) {
+      knownFields(c, http, `${path}.connectionPool.http`, [
+        'http1MaxPendingRequests', 'http2MaxRequests', 'maxRequestsPerConnection', 'maxRetries', 'idleTimeout', 'h2UpgradePolicy',
+        'useClientProtocol', 'maxConcurrentStreams',
+      ]);
       for (const k of ['http1MaxPendingRequests', 'http2MaxRequests', 'maxRequestsPerConnection', 'maxRetries', 'maxConcurrentStreams']) {
         int(c, http[k], `${path}.connectionPool.http.${k}`, { min: 0 });
       }
@@ -332,6 +369,10 @@ function trafficPolicy(c: Check, v: unknown, path: string, allowPortLevel: boole
   }
   const od = rec(c, tp['outlierDetection'], `${path}.outlierDetection`);
   if (od) {
+    knownFields(c, od, `${path}.outlierDetection`, [
+      'splitExternalLocalOriginErrors', 'consecutiveLocalOriginFailures', 'consecutiveGatewayErrors', 'consecutive5xxErrors',
+      'interval', 'baseEjectionTime', 'maxEjectionPercent', 'minHealthPercent', 'consecutiveErrors',
+    ]);
     for (const k of ['consecutive5xxErrors', 'consecutiveGatewayErrors', 'consecutiveErrors', 'consecutiveLocalOriginFailures']) {
       int(c, od[k], `${path}.outlierDetection.${k}`, { min: 0 });
     }
@@ -362,10 +403,12 @@ function trafficPolicy(c: Check, v: unknown, path: string, allowPortLevel: boole
 function validateDestinationRule(c: Check, v: unknown): void {
   const spec = rec(c, v, 'spec', true);
   if (!spec) return;
+  knownFields(c, spec, 'spec', ['host', 'trafficPolicy', 'subsets', 'exportTo', 'workloadSelector']);
   str(c, spec['host'], 'spec.host', { required: true });
   trafficPolicy(c, spec['trafficPolicy'], 'spec.trafficPolicy', true);
   const names = new Set<string>();
   for (const [s, sp] of recs(c, spec['subsets'], 'spec.subsets')) {
+    knownFields(c, s, sp, ['name', 'labels', 'trafficPolicy']);
     const name = str(c, s['name'], `${sp}.name`, { required: true, test: isDnsLabelName, expect: 'a DNS label' });
     if (name !== undefined) {
       if (names.has(name)) c.add(`${sp}.name`, 'duplicates another subset name', name);

@@ -90,6 +90,10 @@ function conditionMatch(when: Record<string, unknown>): AuthzMatch | undefined {
       m.principals = values.map(toStringMatch);
       m.notPrincipals = notValues.map(toStringMatch);
       return m;
+    case 'source.serviceAccount':
+      m.principals = serviceAccountMatches(values);
+      m.notPrincipals = serviceAccountMatches(notValues);
+      return m;
     case 'destination.ip':
       m.destinationIps = values;
       m.notDestinationIps = notValues;

@@ -135,6 +135,7 @@ test('AuthorizationPolicy: from/to/when map to ANDed clauses of ORed matches wit
             { key: 'destination.port', values: ['8080'] },
             { key: 'destination.ip', values: ['10.96.0.10'] },
             { key: 'remote.ip', values: ['172.16.0.0/12'] },
+            { key: 'source.serviceAccount', values: ['demo/sleep'] },
           ],
         },
       ],
@@ -159,6 +160,7 @@ test('AuthorizationPolicy: from/to/when map to ANDed clauses of ORed matches wit
     { matches: [match({ destinationPorts: [8080] })] },
     { matches: [match({ destinationIps: ['10.96.0.10'] })] },
     { matches: [match({ sourceIps: ['172.16.0.0/12'] })] },
+    { matches: [match({ principals: [{ suffix: '/ns/demo/sa/sleep' }] })] },
   ]);
 });
 
