@@ -176,9 +176,12 @@ export function buildAuthorizations(idx: TranslateIndex, pods: readonly PodWorkl
 function acceptedCondition(action: string, ignored: string[], ruleCount: number) {
   if (ignored.length === 0) return { type: CONDITION_ACCEPTED, status: 'True' as const, reason: 'Accepted', message: 'applied by the node agents' };
   const found = `the node agent cannot check HTTP attributes (found: ${ignored.join(', ')}); attach the policy to a waypoint with targetRefs to enforce them`;
+  const none = ruleCount === 0 ? ' (no rules remain: this policy matches nothing)' : '';
   const effect =
     action === 'DENY'
       ? 'in a DENY policy they are ignored, so its rules deny more than requested'
-      : `in an ${action} policy the rules using them are omitted, which is more restrictive than requested${ruleCount === 0 ? ' (no rules remain: this policy matches nothing)' : ''}`;
+      : action === 'AUDIT'
+        ? `in an AUDIT policy the rules using them are omitted, so fewer connections are audited${none}`
+        : `in an ALLOW policy the rules using them are omitted, which is more restrictive than requested${none}`;
   return { type: CONDITION_ACCEPTED, status: 'True' as const, reason: 'PartiallyApplied', message: `${found}; ${effect}` };
 }

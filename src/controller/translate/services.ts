@@ -103,6 +103,8 @@ export function buildServices(idx: TranslateIndex, pods: readonly PodWorkload[])
       }
       p.workload.services[key] = mappings;
     }
+    // A named targetPort may differ per pod: the Service shows the first endpoint's number (0 when
+    // no endpoint resolves it); the per-pod truth is in Workload.services.
     const ports: ServicePort[] = raw.map((rp) => {
       let targetPort = typeof rp.targetPort === 'number' ? rp.targetPort : rp.targetPort === undefined ? rp.port : 0;
       if (typeof rp.targetPort === 'string') {
