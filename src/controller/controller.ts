@@ -110,11 +110,35 @@ export class Controller {
     try {
       this.translated = translate(this.store.snapshot().objects, { trustDomain: this.opts.trustDomain });
       this.snapshotCache = undefined;
-      for (const c of this.translated.conditions) this.opts.log.info({ object: c.objectKey, reason: c.reason }, c.message);
+      this.writeConditions();
       this.configServer.notify();
     } catch (err) {
       this.opts.log.error({ err: errorMessage(err) }, 'translation failed; subscribers keep the last config');
     }
+  }
+
+  private lastConditions = new Map<string, string>();
+
+  /** Writes translation conditions into each object's status; logs only the ones that changed. */
+  private writeConditions(): void {
+    const byObject = new Map<string, TranslateResult['conditions']>();
+    for (const c of this.translated.conditions) byObject.set(c.objectKey, [...(byObject.get(c.objectKey) ?? []), c]);
+    const next = new Map<string, string>();
+    for (const [key, conds] of byObject) {
+      const text = JSON.stringify(conds);
+      next.set(key, text);
+      if (this.lastConditions.get(key) === text) continue;
+      const [kind, namespace, ...rest] = key.split('/');
+      const obj = this.store.get(kind!, namespace || undefined, rest.join('/'));
+      if (!obj) continue;
+      const conditions = conds.map((c) => ({ type: c.type, status: c.status, reason: c.reason, message: c.message }));
+      this.store.setStatus(kind!, namespace || undefined, rest.join('/'), { ...(obj.status ?? {}), conditions });
+      for (const c of conds) {
+        const level = c.status === 'True' && c.reason === 'Accepted' ? 'debug' : 'warn';
+        this.opts.log[level]({ object: key, type: c.type, reason: c.reason }, c.message);
+      }
+    }
+    this.lastConditions = next;
   }
 
   /** Pods (namespace + service account) scheduled on `node`: the CA's node-scoped authorization. */
