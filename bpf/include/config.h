@@ -1,0 +1,28 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Sizes and fixed values of the capture programs. Ports match Istio ambient (DESIGN.md, Ports). */
+#ifndef AMBIT_CONFIG_H
+#define AMBIT_CONFIG_H
+
+/* Sockets the agent opens on a pod's behalf carry this SO_MARK; capture lets them through. */
+#define AMBIT_BYPASS_MARK 0x539
+/* Inbound HBONE is terminated by the agent itself, so sk_lookup never steers it. */
+#define AMBIT_HBONE_PORT 15008
+
+#define AMBIT_MAX_PODS 4096
+#define AMBIT_MAX_EXCLUDED_PORTS 16384
+/* One entry per in-flight outbound connection of all enrolled pods together. */
+#define AMBIT_MAX_CONNECTIONS 65536
+#define AMBIT_MAX_STEER_EXCLUDED_PORTS 256
+/* Size of the stats array: reason codes are below this (reasons.h). */
+#define AMBIT_MAX_REASONS 64
+
+/* Socket-level constants not present in vmlinux.h (uapi macros, not BTF types). */
+#define AMBIT_AF_INET 2
+#define AMBIT_AF_INET6 10
+#define AMBIT_SOCK_STREAM 1
+#define AMBIT_SOL_IP 0
+#define AMBIT_SOL_IPV6 41
+/* SO_ORIGINAL_DST (linux/netfilter_ipv4.h) and IP6T_SO_ORIGINAL_DST share the number 80. */
+#define AMBIT_SO_ORIGINAL_DST 80
+
+#endif

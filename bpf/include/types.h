@@ -1,0 +1,48 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Map keys and values shared with native/ (and checked there against koffi's layout).
+ * Fixed-width fields, explicit padding, no bitfields. Addresses are 16 bytes in network order,
+ * IPv4 as v4-mapped (::ffff:a.b.c.d), so one key type serves both families. Ports are in HOST
+ * order: the programs convert, userspace never has to.
+ */
+#ifndef AMBIT_TYPES_H
+#define AMBIT_TYPES_H
+
+#ifndef __VMLINUX_H__
+#include <linux/types.h>
+#endif
+
+/* ambit_pods value, keyed by the pod's netns cookie (__u64). */
+struct ambit_pod_config {
+	__u16 outbound_port; /* the pod's own outbound listener, e.g. 15001 */
+	__u16 flags;         /* AMBIT_POD_F_* */
+	__u32 pad;
+};
+
+/* Capture native IPv6 destinations too (the pod has a listener on [::1]:outbound_port). */
+#define AMBIT_POD_F_IPV6 0x1
+
+/* ambit_excluded_ports key: a destination port a pod's outbound traffic keeps going direct to. */
+struct ambit_port_key {
+	__u64 netns_cookie;
+	__u16 port;
+	__u16 pad[3];
+};
+
+/* The destination the application asked for. */
+struct ambit_orig_dst {
+	__u8 addr[16];
+	__u16 port;
+	__u16 family; /* AF_INET (addr v4-mapped) or AF_INET6 */
+	__u32 pad;
+};
+
+/* ambit_orig_by_tuple key: the client side of a redirected connection, as the proxy sees its peer. */
+struct ambit_tuple_key {
+	__u64 netns_cookie;
+	__u8 addr[16];
+	__u16 port;
+	__u16 pad[3];
+};
+
+#endif

@@ -1,0 +1,85 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * Inbound capture: an sk_lookup program attached to one pod's netns steers every inbound TCP
+ * connection to that pod's inbound listener (15006), which must live in the same netns (a socket
+ * from another netns is accepted by bpf_sk_assign and then silently black-holed). The accepted
+ * socket's local address is the original destination.
+ *
+ * One object instance per pod: ambit_steer_socket holds that pod's listener and
+ * ambit_steer_excluded its excluded ports. sk_lookup can not read the netns cookie, and pod
+ * addresses are not known at enrollment, so a per-pod instance is the simplest correct key.
+ * ambit_stats is pinned by name and shared with redirect.bpf.o.
+ *
+ * License: Apache-2.0 (the program uses no GPL-only helpers).
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+
+#include "config.h"
+#include "types.h"
+#include "reasons.h"
+#include "maps.h"
+
+char LICENSE[] SEC("license") = "Apache-2.0";
+
+/* Key 0: the pod's inbound listener. */
+struct {
+	__uint(type, BPF_MAP_TYPE_SOCKMAP);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} ambit_steer_socket SEC(".maps");
+
+/* Local ports served directly by the pod (value unused, presence counts). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, AMBIT_MAX_STEER_EXCLUDED_PORTS);
+	__type(key, __u16);
+	__type(value, __u8);
+} ambit_steer_excluded SEC(".maps");
+
+/*
+ * Pod-internal traffic stays direct. Checking the ingress interface (lo) is not enough: a pod
+ * connecting to its own address arrives with the veth as ingress_ifindex.
+ */
+static __always_inline int __is_local(struct bpf_sk_lookup *ctx)
+{
+	if (ctx->family == AMBIT_AF_INET)
+		return (bpf_ntohl(ctx->remote_ip4) >> 24) == 127 || ctx->remote_ip4 == ctx->local_ip4;
+	if (ctx->remote_ip6[0] == 0 && ctx->remote_ip6[1] == 0 && ctx->remote_ip6[2] == 0 &&
+	    ctx->remote_ip6[3] == bpf_htonl(1))
+		return 1;
+	return ctx->remote_ip6[0] == ctx->local_ip6[0] && ctx->remote_ip6[1] == ctx->local_ip6[1] &&
+	       ctx->remote_ip6[2] == ctx->local_ip6[2] && ctx->remote_ip6[3] == ctx->local_ip6[3];
+}
+
+SEC("sk_lookup")
+int ambit_steer(struct bpf_sk_lookup *ctx)
+{
+	__u16 port = (__u16)ctx->local_port; /* host order */
+	__u32 zero = 0;
+	struct bpf_sock *sk;
+	long err;
+
+	if (ctx->protocol != IPPROTO_TCP)
+		return SK_PASS;
+	if (__is_local(ctx)) {
+		__count(AMBIT_REASON_STEER_SKIP_LOCAL);
+		return SK_PASS;
+	}
+	if (port == AMBIT_HBONE_PORT || bpf_map_lookup_elem(&ambit_steer_excluded, &port)) {
+		__count(AMBIT_REASON_STEER_SKIP_PORT);
+		return SK_PASS;
+	}
+	sk = bpf_map_lookup_elem(&ambit_steer_socket, &zero);
+	if (!sk) {
+		__count(AMBIT_REASON_STEER_NO_SOCKET);
+		return SK_PASS;
+	}
+	/* Fails e.g. for an IPv6 lookup and an AF_INET listener; the regular lookup then runs. */
+	err = bpf_sk_assign(ctx, sk, 0);
+	bpf_sk_release(sk);
+	__count(err == 0 ? AMBIT_REASON_STEER_ASSIGNED : AMBIT_REASON_STEER_ASSIGN_FAILED);
+	return SK_PASS;
+}

@@ -1,0 +1,318 @@
+/**
+ * Sockets inside a pod's network namespace, made with libc through koffi.
+ *
+ * Node creates the socket of `listen(port, host)` / `connect()` a tick later, after any setns()
+ * window has closed, so those calls would bind in the agent's own netns. Here the socket is made
+ * synchronously under setns() and handed to Node as an fd (`server.listen({ fd })`,
+ * `new net.Socket({ fd })`). A socket stays in the netns it was created in.
+ *
+ * Invariant: the calling thread is back in its own netns when any function here returns or
+ * throws; fds made here are non-blocking and close-on-exec, and are closed on every error path.
+ */
+import { closeSync, openSync } from 'node:fs';
+import { isIPv4, isIPv6, type Server, type Socket } from 'node:net';
+import { getSystemErrorName } from 'node:util';
+import { AmbitError, type ErrorCode } from '../src/shared/errors.js';
+import { lastErrno, libc } from './bindings.js';
+import {
+  AF_INET,
+  AF_INET6,
+  SOCKADDR_IN6_SIZE,
+  SOCKADDR_IN_SIZE,
+  SOCKADDR_STORAGE_SIZE,
+  decodeSockaddr,
+  encodeSockaddr,
+  type IpFamily,
+  type SocketAddressInfo,
+} from './sockaddr.js';
+
+export type { IpFamily, SocketAddressInfo };
+
+const CLONE_NEWNET = 0x40000000;
+const SOCK_STREAM = 1;
+const SOCK_DGRAM = 2;
+const SOCK_NONBLOCK = 0o4000;
+const SOCK_CLOEXEC = 0o2000000;
+const SOL_SOCKET = 1;
+const SO_REUSEADDR = 2;
+const SO_MARK = 36;
+const SO_NETNS_COOKIE = 71;
+const SOL_IP = 0;
+const IP_TRANSPARENT = 19;
+const SOL_IPV6 = 41;
+const IPV6_TRANSPARENT = 75;
+/** SO_ORIGINAL_DST (SOL_IP) and IP6T_SO_ORIGINAL_DST (SOL_IPV6) are both 80. */
+const SO_ORIGINAL_DST = 80;
+const EINPROGRESS = 115;
+
+/** Mark on every socket the agent opens on a pod's behalf; capture lets it through (DESIGN.md). */
+export const BYPASS_MARK = 0x539;
+
+function errnoName(errno: number): string {
+  try {
+    return getSystemErrorName(-Math.abs(errno));
+  } catch {
+    return `errno ${errno}`;
+  }
+}
+
+function nativeError(code: ErrorCode, what: string, errno: number, details: Record<string, unknown> = {}): AmbitError {
+  const name = errnoName(errno);
+  const hint = errno === 1 ? '; does the agent run as root (CAP_SYS_ADMIN, CAP_NET_ADMIN)?' : '';
+  return new AmbitError(code, `${what} failed with ${name}${hint}`, {
+    details: { ...details, errno: name },
+  });
+}
+
+function familyOf(address: string, family?: IpFamily): number {
+  if (family !== undefined) return family === 'IPv6' ? AF_INET6 : AF_INET;
+  if (isIPv6(address)) return AF_INET6;
+  if (isIPv4(address)) return AF_INET;
+  throw new AmbitError('AMBIT_ERR_NATIVE_CALL', `address "${address}" is not an IP literal; resolve names first`, {
+    details: { address },
+  });
+}
+
+/**
+ * Runs `fn` synchronously with the calling thread inside the netns at `netnsPath`
+ * (e.g. /var/run/netns/<pod>), always switching back before returning.
+ */
+export function inNetns<T>(netnsPath: string, fn: () => T): T {
+  const c = libc();
+  let self: number;
+  let target: number;
+  try {
+    self = openSync('/proc/thread-self/ns/net', 'r');
+  } catch (cause) {
+    throw new AmbitError('AMBIT_ERR_NETNS', 'opening /proc/thread-self/ns/net failed; is /proc mounted?', { cause });
+  }
+  try {
+    try {
+      target = openSync(netnsPath, 'r');
+    } catch (cause) {
+      throw new AmbitError('AMBIT_ERR_NETNS', `opening netns ${netnsPath} failed; does the pod still exist?`, {
+        cause,
+        details: { netnsPath },
+      });
+    }
+    try {
+      if (c.setns(target, CLONE_NEWNET) !== 0) {
+        throw nativeError('AMBIT_ERR_NETNS', `setns into ${netnsPath}`, lastErrno(), { netnsPath });
+      }
+      try {
+        return fn();
+      } finally {
+        if (c.setns(self, CLONE_NEWNET) !== 0) {
+          // The thread would keep running in the pod's netns: nothing after this is safe.
+          throw nativeError('AMBIT_ERR_NETNS', `setns back from ${netnsPath}`, lastErrno(), { netnsPath });
+        }
+      }
+    } finally {
+      closeSync(target);
+    }
+  } finally {
+    closeSync(self);
+  }
+}
+
+function setIntOpt(fd: number, level: number, name: number, value: number, what: string): void {
+  const v = Buffer.alloc(4);
+  v.writeInt32LE(value);
+  if (libc().setsockopt(fd, level, name, v, 4) !== 0) {
+    throw nativeError('AMBIT_ERR_NATIVE_CALL', `setsockopt ${what}`, lastErrno(), { fd });
+  }
+}
+
+function newSocket(domain: number, type: number): number {
+  const fd = libc().socket(domain, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) throw nativeError('AMBIT_ERR_NATIVE_CALL', 'socket()', lastErrno());
+  return fd;
+}
+
+/** Closes an fd made here that was not handed to Node; ignores errors. */
+export function closeFd(fd: number): void {
+  if (fd >= 0) libc().close(fd);
+}
+
+/** The netns cookie (SO_NETNS_COOKIE) of the namespace at `netnsPath`, as capture maps key it. */
+export function netnsCookie(netnsPath: string): bigint {
+  return inNetns(netnsPath, () => {
+    const fd = newSocket(AF_INET, SOCK_DGRAM);
+    try {
+      const v = Buffer.alloc(8);
+      const len = Buffer.alloc(4);
+      len.writeUInt32LE(8);
+      if (libc().getsockopt(fd, SOL_SOCKET, SO_NETNS_COOKIE, v, len) !== 0) {
+        throw nativeError('AMBIT_ERR_NETNS', `getsockopt SO_NETNS_COOKIE in ${netnsPath}`, lastErrno(), {
+          netnsPath,
+        });
+      }
+      return v.readBigUInt64LE(0);
+    } finally {
+      libc().close(fd);
+    }
+  });
+}
+
+export interface ListenOptions {
+  /** IP literal; "0.0.0.0" / "::" for all addresses of the pod. */
+  address: string;
+  port: number;
+  backlog?: number;
+  family?: IpFamily;
+  /** IP_TRANSPARENT / IPV6_TRANSPARENT (needed only for tproxy-style capture). */
+  transparent?: boolean;
+}
+
+/**
+ * A listening TCP socket inside the netns (SO_REUSEADDR, non-blocking, close-on-exec).
+ * Returns the fd; hand it to Node with `net.createServer(...).listen({ fd })`.
+ */
+export function listenInNetns(netnsPath: string, opts: ListenOptions): number {
+  const domain = familyOf(opts.address, opts.family);
+  return inNetns(netnsPath, () => {
+    const fd = newSocket(domain, SOCK_STREAM);
+    try {
+      setIntOpt(fd, SOL_SOCKET, SO_REUSEADDR, 1, 'SO_REUSEADDR');
+      if (opts.transparent) {
+        if (domain === AF_INET6) setIntOpt(fd, SOL_IPV6, IPV6_TRANSPARENT, 1, 'IPV6_TRANSPARENT');
+        else setIntOpt(fd, SOL_IP, IP_TRANSPARENT, 1, 'IP_TRANSPARENT');
+      }
+      const sa = encodeSockaddr(opts.address, opts.port);
+      if (libc().bind(fd, sa, sa.length) !== 0) {
+        throw nativeError('AMBIT_ERR_NATIVE_CALL', `bind ${opts.address}:${opts.port} in ${netnsPath}`, lastErrno(), {
+          netnsPath,
+          address: opts.address,
+          port: opts.port,
+        });
+      }
+      if (libc().listen(fd, opts.backlog ?? 511) !== 0) {
+        throw nativeError('AMBIT_ERR_NATIVE_CALL', `listen on ${opts.address}:${opts.port} in ${netnsPath}`, lastErrno(), {
+          netnsPath,
+        });
+      }
+      return fd;
+    } catch (e) {
+      libc().close(fd);
+      throw e;
+    }
+  });
+}
+
+export interface SocketOptions {
+  family: IpFamily;
+  /** SO_MARK; pass BYPASS_MARK for upstream dials capture must not catch again. */
+  mark?: number;
+}
+
+/**
+ * An unconnected TCP socket inside the netns. Node can connect it:
+ * `new net.Socket({ fd }).connect(port, address)` (address must be an IP literal of `family`).
+ */
+export function socketInNetns(netnsPath: string, opts: SocketOptions): number {
+  const domain = opts.family === 'IPv6' ? AF_INET6 : AF_INET;
+  return inNetns(netnsPath, () => {
+    const fd = newSocket(domain, SOCK_STREAM);
+    try {
+      if (opts.mark !== undefined) setIntOpt(fd, SOL_SOCKET, SO_MARK, opts.mark, 'SO_MARK');
+      return fd;
+    } catch (e) {
+      libc().close(fd);
+      throw e;
+    }
+  });
+}
+
+export interface ConnectOptions {
+  address: string;
+  port: number;
+  mark?: number;
+  family?: IpFamily;
+}
+
+/**
+ * A TCP socket inside the netns with a non-blocking connect already started (EINPROGRESS).
+ * Prefer socketInNetns + `socket.connect()`, which reports 'connect' and errors the normal way.
+ * With this fd, `new net.Socket({ fd, readable: true, writable: true })` is treated as already
+ * connected: no 'connect' event; a refused connect surfaces as an 'error' on the first read/write.
+ */
+export function connectInNetns(netnsPath: string, opts: ConnectOptions): number {
+  const domain = familyOf(opts.address, opts.family);
+  return inNetns(netnsPath, () => {
+    const fd = newSocket(domain, SOCK_STREAM);
+    try {
+      if (opts.mark !== undefined) setIntOpt(fd, SOL_SOCKET, SO_MARK, opts.mark, 'SO_MARK');
+      const sa = encodeSockaddr(opts.address, opts.port);
+      if (libc().connect(fd, sa, sa.length) !== 0) {
+        const errno = lastErrno();
+        if (errno !== EINPROGRESS) {
+          throw nativeError('AMBIT_ERR_UPSTREAM_CONNECT', `connect to ${opts.address}:${opts.port} in ${netnsPath}`, errno, {
+            netnsPath,
+          });
+        }
+      }
+      return fd;
+    } catch (e) {
+      libc().close(fd);
+      throw e;
+    }
+  });
+}
+
+/** SO_MARK on an existing socket. */
+export function setSocketMark(fd: number, mark: number): void {
+  setIntOpt(fd, SOL_SOCKET, SO_MARK, mark, 'SO_MARK');
+}
+
+/** The socket's local address (getsockname). */
+export function socketLocalAddress(fd: number): SocketAddressInfo {
+  const sa = Buffer.alloc(SOCKADDR_STORAGE_SIZE);
+  const len = Buffer.alloc(4);
+  len.writeUInt32LE(sa.length);
+  if (libc().getsockname(fd, sa, len) !== 0) {
+    throw nativeError('AMBIT_ERR_NATIVE_CALL', `getsockname on fd ${fd}`, lastErrno(), { fd });
+  }
+  return decodeSockaddr(sa.subarray(0, len.readUInt32LE(0)));
+}
+
+function originalDstAt(fd: number, level: number): SocketAddressInfo | number {
+  const size = level === SOL_IPV6 ? SOCKADDR_IN6_SIZE : SOCKADDR_IN_SIZE;
+  const sa = Buffer.alloc(size);
+  const len = Buffer.alloc(4);
+  len.writeUInt32LE(size);
+  if (libc().getsockopt(fd, level, SO_ORIGINAL_DST, sa, len) !== 0) return lastErrno();
+  return decodeSockaddr(sa.subarray(0, len.readUInt32LE(0)));
+}
+
+/**
+ * The destination a captured connection was sent to before redirection:
+ * getsockopt(SO_ORIGINAL_DST), answered by the BPF capture (cgroup/getsockopt) or by conntrack
+ * after an nftables REDIRECT. IPv4 originals on a dual-stack socket come back as IPv4.
+ * Throws AMBIT_ERR_CAPTURE (details.errno ENOENT) for a connection that was not captured.
+ */
+export function getOriginalDst(fd: number): SocketAddressInfo {
+  const local = socketLocalAddress(fd);
+  const levels = local.family === 'IPv6' ? [SOL_IPV6, SOL_IP] : [SOL_IP];
+  let errno = 0;
+  for (const level of levels) {
+    const r = originalDstAt(fd, level);
+    if (typeof r !== 'number') return r;
+    errno = errno || r;
+  }
+  throw nativeError('AMBIT_ERR_CAPTURE', `reading the original destination (SO_ORIGINAL_DST) of fd ${fd}`, errno, {
+    fd,
+    local: `${local.address}:${local.port}`,
+  });
+}
+
+/** The fd under a connected net.Socket or listening net.Server (Node internal `_handle.fd`). */
+export function socketFd(sock: Socket | Server): number {
+  const handle = (sock as unknown as { _handle?: { fd?: unknown } | null })._handle;
+  const fd = handle?.fd;
+  if (typeof fd !== 'number' || fd < 0) {
+    throw new AmbitError('AMBIT_ERR_NATIVE_CALL', 'socket has no file descriptor; is it closed or not yet connected?', {
+      details: { fd },
+    });
+  }
+  return fd;
+}

@@ -1,0 +1,46 @@
+/** The interface both capture modes implement: enroll a pod's netns so its TCP goes through the agent. */
+
+export type CaptureMode = 'bpf' | 'nft';
+
+/** Istio ambient's in-pod ports (DESIGN.md, Ports). */
+export const OUTBOUND_PORT = 15001;
+export const INBOUND_PORT = 15006;
+export const HBONE_PORT = 15008;
+
+export interface EnrollOptions {
+  /** Pod UID: the enrollment's identity (pin folder name, table comment). */
+  uid: string;
+  /** The pod's netns file, e.g. /var/run/netns/<name> or /proc/<pid>/ns/net. */
+  netnsPath: string;
+  /**
+   * The pod's inbound listener, made inside the pod netns with listenInNetns(). Bind it to
+   * 0.0.0.0:15006 (or [::]:15006): sk_lookup (BPF) steers to the socket itself, nftables REDIRECT
+   * rewrites to the ingress interface's address, and 0.0.0.0 serves both.
+   */
+  inboundListenerFd: number;
+  /** Local ports the pod serves directly (never captured inbound). 15008 is never captured. */
+  excludeInboundPorts?: number[];
+  /** Destination ports the pod's outbound traffic reaches directly. */
+  excludeOutboundPorts?: number[];
+  /** The pod's outbound listener port on loopback (default 15001). */
+  outboundPort?: number;
+  /** The inbound listener's port (default 15006; nft mode redirects to it). */
+  inboundPort?: number;
+  /**
+   * Capture native IPv6 too. The pod then needs an outbound listener on [::1]:outboundPort
+   * besides 127.0.0.1. IPv4 through dual-stack sockets is always captured.
+   */
+  ipv6?: boolean;
+}
+
+export interface Capture {
+  readonly mode: CaptureMode;
+  /** Starts capturing the pod's traffic; enrolling an enrolled uid replaces its settings. */
+  enroll(opts: EnrollOptions): Promise<void>;
+  /** Stops capturing; a uid that is not enrolled is ignored. */
+  unenroll(uid: string): Promise<void>;
+  /** UIDs currently enrolled. */
+  enrolled(): string[];
+  /** Unenrolls every pod and detaches everything this instance attached. Idempotent. */
+  close(): Promise<void>;
+}

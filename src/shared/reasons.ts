@@ -1,0 +1,36 @@
+/**
+ * Mirror of bpf/include/reasons.h: the index of each capture counter in the ambit_stats map.
+ * Numbered once, never renumbered; a retired code keeps its number and is marked unused.
+ * Changes in the same commit as reasons.h (test/unit/native checks they agree).
+ */
+export const CaptureReasons = {
+  UNUSED_0: 0,
+  CONNECT_SEEN: 1,
+  CONNECT_REDIRECTED: 2,
+  CONNECT_NOT_TCP: 3,
+  CONNECT_BYPASS_MARK: 4,
+  CONNECT_LOOPBACK: 5,
+  CONNECT_EXCLUDED_PORT: 6,
+  CONNECT_RECORD_FAILED: 7,
+  CONNECT_IPV6_DISABLED: 8,
+  SOCKOPS_RECORDED: 9,
+  SOCKOPS_RECORD_FAILED: 10,
+  GETSOCKOPT_ANSWERED: 11,
+  GETSOCKOPT_MISS: 12,
+  GETPEERNAME_REWRITTEN: 13,
+  STEER_ASSIGNED: 14,
+  STEER_SKIP_LOCAL: 15,
+  STEER_SKIP_PORT: 16,
+  STEER_NO_SOCKET: 17,
+  STEER_ASSIGN_FAILED: 18,
+} as const;
+
+export type CaptureReason = keyof typeof CaptureReasons;
+
+/** Number of defined codes (AMBIT_REASON_COUNT). */
+export const CAPTURE_REASON_COUNT = 19;
+
+/** Lowercase snake_case label for metrics (`reason` label): CONNECT_REDIRECTED -> connect_redirected. */
+export function captureReasonLabel(reason: CaptureReason): string {
+  return reason.toLowerCase();
+}
