@@ -1,0 +1,110 @@
+/**
+ * `npm run bench` (as root): brings up one 2-node `ambit local` mesh, runs every benchmark section
+ * on it, prints a table per section and the targets of issue 3 (PASS/MISS with margins), a
+ * markdown rendering for README, and writes bench/results/latest.json. The mesh is always taken
+ * down. Options:
+ *   --quick              short runs (for trying the harness)
+ *   --paths a,b,c        subset of direct,stunnel,ambit (default all three)
+ *   --name NAME          local mesh name (default "bench")
+ *   --out FILE           JSON output (default bench/results/latest.json)
+ */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { cpus, release } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { BenchMesh, lockLocalMesh, repoRoot } from './mesh.js';
+import { renderMarkdown, renderText, type PathName, type SectionResult } from './report.js';
+import type { BenchOptions, Section } from './section.js';
+import { l4Section } from './sections/l4.js';
+
+/** Sections in run order; a later section (e.g. the waypoint benchmark) is appended here. */
+export const SECTIONS: Section[] = [l4Section];
+
+const ALL_PATHS: PathName[] = ['direct', 'stunnel', 'ambit'];
+
+export function parsePaths(text: string): Set<PathName> {
+  const out = new Set<PathName>();
+  for (const p of text.split(',').map((x) => x.trim()).filter(Boolean)) {
+    if (!(ALL_PATHS as string[]).includes(p)) throw new Error(`--paths: unknown path ${JSON.stringify(p)}; use ${ALL_PATHS.join(',')}`);
+    out.add(p as PathName);
+  }
+  if (out.size === 0) throw new Error('--paths: name at least one path');
+  return out;
+}
+
+async function main(argv: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      quick: { type: 'boolean', default: false },
+      paths: { type: 'string', default: ALL_PATHS.join(',') },
+      name: { type: 'string', default: 'bench' },
+      out: { type: 'string', default: join(repoRoot, 'bench/results/latest.json') },
+    },
+  });
+  if (typeof process.getuid === 'function' && process.getuid() !== 0) {
+    process.stderr.write('bench: needs root (it runs `ambit local up`, which creates network namespaces); run it as root\n');
+    return 2;
+  }
+  const started = new Date();
+  const progress = (line: string): void => void process.stderr.write(`[bench ${((Date.now() - started.getTime()) / 1000).toFixed(0).padStart(4)}s] ${line}\n`);
+  const opts: BenchOptions = { quick: values.quick!, paths: parsePaths(values.paths!), progress };
+  const files = [...new Set(SECTIONS.flatMap((s) => s.manifests(opts)))];
+  const mesh = new BenchMesh(values.name!);
+  const results: SectionResult[] = [];
+  progress('waiting for the local-mesh lock');
+  const unlock = await lockLocalMesh(15 * 60_000);
+  let cleaning: Promise<void> | undefined;
+  const cleanup = (): Promise<void> =>
+    (cleaning ??= (async () => {
+      progress('ambit local down');
+      const down = await mesh.down();
+      if (down.code !== 0) process.stderr.write(`bench: ambit local down failed: ${down.stderr}\n`);
+      unlock();
+    })());
+  const onSignal = (): void => {
+    progress('interrupted; taking the mesh down');
+    void cleanup().finally(() => process.exit(130));
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  try {
+    progress(`ambit local up --name ${mesh.name} --nodes 2 (${files.map((f) => f.replace(`${repoRoot}/`, '')).join(', ')})`);
+    // Agents are optional for the direct and stunnel paths; the Ambit path needs them (and its
+    // enrolled pods make `up` fail when capture does not work).
+    const { agentsConnected } = await mesh.up(files, { timeoutMs: opts.paths.has('ambit') ? 120_000 : 30_000, agentsOptional: true });
+    if (!agentsConnected) progress('agents are not connected: the Ambit path and agent memory are skipped');
+    for (const s of SECTIONS) {
+      progress(`section ${s.name}`);
+      results.push(await s.run({ ...opts, mesh, agentsConnected }));
+    }
+  } finally {
+    await cleanup();
+  }
+
+  const report = {
+    date: started.toISOString(),
+    quick: opts.quick,
+    paths: [...opts.paths],
+    machine: { cpus: cpus().length, cpuModel: cpus()[0]?.model ?? 'unknown', kernel: release(), node: process.version },
+    sections: Object.fromEntries(results.map((r) => [r.name, r])),
+  };
+  const out = resolve(values.out!);
+  mkdirSync(dirname(out), { recursive: true });
+  writeFileSync(out, JSON.stringify(report, null, 2) + '\n');
+
+  process.stdout.write(`\nAmbit benchmark ${report.date}  ${report.machine.cpus} CPUs (${report.machine.cpuModel}), Linux ${report.machine.kernel}, Node ${report.machine.node}${opts.quick ? '  [quick]' : ''}\n\n`);
+  for (const r of results) process.stdout.write(renderText(r) + '\n');
+  process.stdout.write('Markdown (for README):\n\n');
+  for (const r of results) process.stdout.write(renderMarkdown(r) + '\n');
+  process.stdout.write(`results written to ${out.replace(`${repoRoot}/`, '')}\n`);
+  return 0;
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    process.stderr.write(`bench: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    process.exit(1);
+  },
+);

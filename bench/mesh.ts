@@ -1,0 +1,220 @@
+/**
+ * The benchmark's handle on one `ambit local` mesh: bring it up, run commands inside pods (through
+ * `ambit local exec`, so they join the pod's netns and the mesh cgroup exactly as the tests do),
+ * read agent memory, and take it down. Holds the same machine-wide lock as the tests
+ * (test/helpers/local-mesh.ts): local meshes share address ranges, so only one runs at a time.
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync, existsSync } from 'node:fs';
+import { join, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { AmbitError } from '../src/shared/errors.js';
+import type { LocalStatus, PodStatus } from '../src/local/mesh.js';
+
+export const repoRoot = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+/** Same path and semantics as lockLocalMesh() in test/helpers/local-mesh.ts. */
+const LOCK = '/run/ambit-test-local.lock';
+
+export interface CommandResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Takes the machine-wide local-mesh lock (stale holders detected by pid); returns the release function. */
+export async function lockLocalMesh(timeoutMs: number): Promise<() => void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      mkdirSync(LOCK);
+      writeFileSync(join(LOCK, 'pid'), String(process.pid));
+      return () => rmSync(LOCK, { recursive: true, force: true });
+    } catch {
+      const holder = Number(existsSync(join(LOCK, 'pid')) ? readFileSync(join(LOCK, 'pid'), 'utf8') : '0');
+      if (!(holder > 0 && pidAlive(holder))) rmSync(LOCK, { recursive: true, force: true });
+      if (Date.now() > deadline) {
+        throw new AmbitError('AMBIT_ERR_LOCAL_ALREADY_RUNNING', `local mesh lock ${LOCK} held by pid ${holder} for more than ${timeoutMs} ms; is a test or another benchmark running?`);
+      }
+      await new Promise((r) => setTimeout(r, 250));
+    }
+  }
+}
+
+export function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Signals a whole process group (children spawned with `detached: true`), ignoring a gone group. */
+export function killGroup(child: ChildProcess, sig: NodeJS.Signals = 'SIGTERM'): void {
+  if (child.pid === undefined) return;
+  try {
+    process.kill(-child.pid, sig);
+  } catch {
+    try {
+      child.kill(sig);
+    } catch {
+      // already gone
+    }
+  }
+}
+
+/** Resolves once `child` exited; SIGKILLs its group after `timeoutMs`. */
+export function waitExit(child: ChildProcess, timeoutMs: number): Promise<number> {
+  if (child.exitCode !== null) return Promise.resolve(child.exitCode);
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => killGroup(child, 'SIGKILL'), timeoutMs);
+    child.once('exit', (code, signal) => {
+      clearTimeout(timer);
+      resolve(code ?? (signal ? 128 : 1));
+    });
+  });
+}
+
+/** Runs `ambit <args>` on the pinned Node from the repository root. */
+export function runAmbit(args: string[], timeoutMs: number, input = ''): Promise<CommandResult> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [join(repoRoot, 'bin/ambit.mjs'), ...args], { cwd: repoRoot, stdio: ['pipe', 'pipe', 'pipe'], detached: true });
+    let stdout = '';
+    let stderr = '';
+    const timer = setTimeout(() => {
+      stderr += `\n(killed after ${timeoutMs} ms)`;
+      killGroup(child, 'SIGKILL');
+    }, timeoutMs);
+    child.stdout!.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+    child.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      resolve({ code: code ?? (signal ? 128 : 1), stdout, stderr });
+    });
+    child.stdin!.end(input);
+  });
+}
+
+/** Resident set of `pid` and its descendants, in bytes (VmRSS from /proc). */
+export function rssBytes(pid: number): number {
+  let total = 0;
+  const seen = new Set<number>();
+  const stack = [pid];
+  // Bounded: a process tree under one agent is small; at most 64 processes are visited.
+  while (stack.length > 0 && seen.size < 64) {
+    const p = stack.pop()!;
+    if (seen.has(p)) continue;
+    seen.add(p);
+    try {
+      const m = /^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${p}/status`, 'utf8'));
+      if (m) total += Number(m[1]) * 1024;
+      for (const t of readdirSync(`/proc/${p}/task`)) {
+        const kids = readFileSync(`/proc/${p}/task/${t}/children`, 'utf8').trim();
+        if (kids) stack.push(...kids.split(/\s+/).map(Number));
+      }
+    } catch {
+      // exited meanwhile
+    }
+  }
+  return total;
+}
+
+export class BenchMesh {
+  private statusCache: LocalStatus | undefined;
+
+  constructor(readonly name: string) {}
+
+  /**
+   * `ambit local up`. When `agentsOptional`, a settle timeout whose only reasons are agents not
+   * connected is accepted (the non-mesh paths do not need agents); every pod must still be ready.
+   */
+  async up(files: string[], opts: { timeoutMs: number; agentsOptional: boolean }): Promise<{ agentsConnected: boolean }> {
+    const args = ['local', 'up', '--name', this.name, '--nodes', '2', '--timeout', `${Math.round(opts.timeoutMs / 1000)}s`];
+    for (const f of files) args.push('-f', f);
+    const r = await runAmbit(args, opts.timeoutMs + 60_000);
+    if (r.code === 0) return { agentsConnected: true };
+    const reasons = /did not settle within \d+ ms: (.*)$/m.exec(r.stderr)?.[1];
+    const onlyAgents = reasons !== undefined && reasons.split('; ').every((x) => /^agent on \S+ not connected$/.test(x));
+    if (opts.agentsOptional && onlyAgents) {
+      const st = await this.status(true);
+      if (st.pods.every((p) => p.ready)) return { agentsConnected: false };
+    }
+    throw new AmbitError('AMBIT_ERR_LOCAL_SETUP', `ambit local up --name ${this.name} failed (exit ${r.code}): ${r.stderr.trim() || r.stdout.trim()}`);
+  }
+
+  async status(refresh = false): Promise<LocalStatus> {
+    if (!refresh && this.statusCache) return this.statusCache;
+    const r = await runAmbit(['local', 'status', '--name', this.name, '-o', 'json'], 30_000);
+    if (r.code !== 0) throw new AmbitError('AMBIT_ERR_LOCAL_NOT_RUNNING', `ambit local status --name ${this.name} failed: ${r.stderr.trim()}`);
+    this.statusCache = JSON.parse(r.stdout) as LocalStatus;
+    return this.statusCache;
+  }
+
+  async pod(namespace: string, name: string): Promise<PodStatus> {
+    const p = (await this.status()).pods.find((x) => x.namespace === namespace && x.name === name);
+    if (!p) throw new AmbitError('AMBIT_ERR_LOCAL_POD_NOT_FOUND', `benchmark pod ${namespace}/${name} is missing from the mesh; check bench/manifests/`);
+    return p;
+  }
+
+  /** Runs `argv` inside pod `ns/pod` and waits for it (bounded by `timeoutMs`). */
+  exec(target: string, argv: string[], timeoutMs: number, input = ''): Promise<CommandResult> {
+    return runAmbit(['local', 'exec', '--name', this.name, target, '--', ...argv], timeoutMs, input);
+  }
+
+  /** Runs the load generator in pod `target` and returns its JSON line. */
+  async load<T>(target: string, args: string[], timeoutMs: number): Promise<T> {
+    const r = await this.exec(target, [process.execPath, join(repoRoot, 'dist/bench/load.js'), ...args], timeoutMs);
+    const line = r.stdout.trim().split('\n').filter((l) => l.startsWith('{')).pop();
+    const parsed = line ? (JSON.parse(line) as T & { error?: string }) : undefined;
+    if (r.code !== 0 || !parsed || parsed.error) {
+      throw new AmbitError('AMBIT_ERR_LOCAL_SETUP', `load ${args.join(' ')} in ${target} failed (exit ${r.code}): ${parsed?.error ?? (r.stderr.trim() || r.stdout.trim())}`);
+    }
+    return parsed;
+  }
+
+  /** Starts a long-running command in a pod as a process group this process owns (stop with killGroup). */
+  spawnIn(target: string, argv: string[]): ChildProcess {
+    return spawn(process.execPath, [join(repoRoot, 'bin/ambit.mjs'), 'local', 'exec', '--name', this.name, target, '--', ...argv], {
+      cwd: repoRoot,
+      stdio: ['pipe', 'pipe', 'pipe'],
+      detached: true,
+    });
+  }
+
+  /** TCP ports listening inside a pod's netns. */
+  async listening(namespace: string, name: string): Promise<Set<number>> {
+    const p = await this.pod(namespace, name);
+    const r = spawnSync('ip', ['netns', 'exec', p.netns, 'ss', '-Hltn'], { encoding: 'utf8', timeout: 10_000 });
+    const ports = new Set<number>();
+    for (const line of (r.stdout ?? '').split('\n')) {
+      const m = /\s\S*:(\d+)\s/.exec(line);
+      if (m) ports.add(Number(m[1]));
+    }
+    return ports;
+  }
+
+  /** Waits until every port in `ports` listens inside the pod (bounded by `timeoutMs`). */
+  async waitListening(namespace: string, name: string, ports: number[], timeoutMs: number): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const have = await this.listening(namespace, name);
+      if (ports.every((p) => have.has(p))) return;
+      if (Date.now() > deadline) {
+        throw new AmbitError('AMBIT_ERR_LOCAL_TIMEOUT', `ports ${ports.join(',')} not listening in ${namespace}/${name} after ${timeoutMs} ms (listening: ${[...have].join(',') || 'none'})`);
+      }
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+
+  /** RSS of each node's agent in bytes, by node name (undefined when an agent is not running). */
+  async agentRss(): Promise<Record<string, number | undefined>> {
+    const st = await this.status(true);
+    const out: Record<string, number | undefined> = {};
+    for (const n of st.nodes) out[n.name] = n.agentPid !== undefined && pidAlive(n.agentPid) ? rssBytes(n.agentPid) : undefined;
+    return out;
+  }
+
+  async down(): Promise<CommandResult> {
+    return runAmbit(['local', 'down', '--name', this.name], 90_000);
+  }
+}

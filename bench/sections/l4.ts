@@ -1,0 +1,197 @@
+/**
+ * L4 section: one client pod on node1, one server pod on node2, three paths measured back to back,
+ * metric by metric (direct, stunnel pair, Ambit), so slow drift of a shared machine hits all three:
+ *   direct   bench-plain/client → bench-plain/server pod IP (no mesh, no TLS)
+ *   stunnel  bench-plain/client → stunnel client (loopback) → TLS 1.3 mTLS → stunnel server → loopback
+ *   ambit    bench-mesh/client  → node1 agent → HBONE mTLS → node2 agent → bench-mesh/server
+ * plus agent memory idle and while 1000 connections through the mesh are held open.
+ */
+import { join } from 'node:path';
+import { killGroup, repoRoot, waitExit, type BenchMesh } from '../mesh.js';
+import { evaluate, PATH_LABELS, type Check, type Metric, type PathName, type SectionResult } from '../report.js';
+import type { BenchContext, BenchOptions, Section } from '../section.js';
+import { startStunnelPair, type StunnelPair } from '../stunnel.js';
+import type { CpsResult, HoldResult, RrResult, ThroughputResult } from '../load.js';
+
+const SINK = 9000;
+const ECHO = 9001;
+const MB = 1_000_000;
+const MIB = 1_048_576;
+const ORDER: PathName[] = ['direct', 'stunnel', 'ambit'];
+
+interface Endpoint {
+  client: string;
+  host: string;
+  sink: number;
+  echo: number;
+}
+
+interface Plan {
+  throughput: { maxBytes: number; maxSeconds: number };
+  rr: { count: number; warmup: number };
+  cps: { parallel: number; seconds: number };
+  hold: { count: number };
+}
+
+export function planFor(quick: boolean): Plan {
+  return quick
+    ? { throughput: { maxBytes: 128 * MIB, maxSeconds: 2 }, rr: { count: 1000, warmup: 200 }, cps: { parallel: 4, seconds: 1 }, hold: { count: 1000 } }
+    : { throughput: { maxBytes: 512 * MIB, maxSeconds: 5 }, rr: { count: 5000, warmup: 500 }, cps: { parallel: 4, seconds: 3 }, hold: { count: 1000 } };
+}
+
+async function endpoints(mesh: BenchMesh, paths: ReadonlySet<PathName>, stunnel: StunnelPair | undefined): Promise<Partial<Record<PathName, Endpoint>>> {
+  const out: Partial<Record<PathName, Endpoint>> = {};
+  if (paths.has('direct')) out.direct = { client: 'bench-plain/client', host: (await mesh.pod('bench-plain', 'server')).ip, sink: SINK, echo: ECHO };
+  if (stunnel) out.stunnel = { client: 'bench-plain/client', host: '127.0.0.1', sink: stunnel.ports.sink, echo: stunnel.ports.echo };
+  if (paths.has('ambit')) out.ambit = { client: 'bench-mesh/client', host: (await mesh.pod('bench-mesh', 'server')).ip, sink: SINK, echo: ECHO };
+  return out;
+}
+
+function maxOf(rss: Record<string, number | undefined>): number | undefined {
+  const v = Object.values(rss).filter((x): x is number => x !== undefined);
+  return v.length === Object.keys(rss).length && v.length > 0 ? Math.max(...v) : undefined;
+}
+
+/** Opens `count` connections through the mesh from the client pod, reads agent RSS while held, closes them. */
+async function rssWithConnections(ctx: BenchContext, ep: Endpoint, count: number): Promise<{ hold: HoldResult; rss: Record<string, number | undefined> }> {
+  const child = ctx.mesh.spawnIn(ep.client, ['sh', '-c', 'ulimit -n 65536 2>/dev/null; exec "$@"', 'sh', process.execPath, join(repoRoot, 'dist/bench/load.js'), 'hold', ep.host, String(ep.echo), '--count', String(count), '--max-seconds', '120']);
+  try {
+    const line = await new Promise<string>((resolve, reject) => {
+      let buf = '';
+      let err = '';
+      const timer = setTimeout(() => reject(new Error(`hold: no report within 120 s; stderr: ${err.slice(-500)}`)), 120_000);
+      child.stderr!.setEncoding('utf8').on('data', (d: string) => (err += d));
+      child.stdout!.setEncoding('utf8').on('data', (d: string) => {
+        buf += d;
+        const nl = buf.indexOf('\n');
+        if (nl >= 0) {
+          clearTimeout(timer);
+          resolve(buf.slice(0, nl));
+        }
+      });
+      child.once('exit', (code) => {
+        clearTimeout(timer);
+        reject(new Error(`hold exited (code ${code}) before reporting; stdout: ${buf.slice(-300)} stderr: ${err.slice(-500)}`));
+      });
+    });
+    const parsed = JSON.parse(line) as HoldResult & { error?: string };
+    if (parsed.error) throw new Error(`hold failed: ${parsed.error}`);
+    await new Promise((r) => setTimeout(r, 1000));
+    const rss = await ctx.mesh.agentRss();
+    return { hold: parsed, rss };
+  } finally {
+    child.stdin!.end();
+    if ((await waitExit(child, 20_000)) !== 0) killGroup(child, 'SIGKILL');
+  }
+}
+
+export const l4Section: Section = {
+  name: 'l4',
+  manifests(opts: BenchOptions): string[] {
+    const files = [join(repoRoot, 'bench/manifests/plain.yaml')];
+    if (opts.paths.has('ambit')) files.push(join(repoRoot, 'bench/manifests/mesh.yaml'));
+    return files;
+  },
+
+  async run(ctx: BenchContext): Promise<SectionResult> {
+    const plan = planFor(ctx.quick);
+    const mesh = ctx.mesh;
+    const paths = new Set(ORDER.filter((p) => ctx.paths.has(p) && (p !== 'ambit' || ctx.agentsConnected)));
+    const skipped = ORDER.filter((p) => ctx.paths.has(p) && !paths.has(p));
+    if (skipped.length > 0) ctx.progress(`skipping ${skipped.join(', ')}: agents are not connected`);
+    let stunnel: StunnelPair | undefined;
+    const tput: Partial<Record<PathName, ThroughputResult>> = {};
+    const rr: Partial<Record<PathName, RrResult>> = {};
+    const cps: Partial<Record<PathName, CpsResult>> = {};
+    let idleRss: Record<string, number | undefined> | undefined;
+    let afterRss: Record<string, number | undefined> | undefined;
+    let held: { hold: HoldResult; rss: Record<string, number | undefined> } | undefined;
+    try {
+      if (paths.has('stunnel')) {
+        const server = await mesh.pod('bench-plain', 'server');
+        stunnel = await startStunnelPair({ mesh, namespace: 'bench-plain', clientPod: 'client', serverPod: 'server', serverIp: server.ip, sinkPort: SINK, echoPort: ECHO });
+        ctx.progress(`stunnel pair up (${stunnel.version})`);
+      }
+      const eps = await endpoints(mesh, paths, stunnel);
+      const run = (p: PathName): Endpoint => eps[p]!;
+      const active = ORDER.filter((p) => eps[p] !== undefined);
+
+      if (paths.has('ambit')) {
+        await new Promise((r) => setTimeout(r, 2000));
+        idleRss = await mesh.agentRss();
+      }
+      for (const p of active) {
+        ctx.progress(`throughput ${p}`);
+        tput[p] = await mesh.load<ThroughputResult>(run(p).client, ['throughput', run(p).host, String(run(p).sink), '--max-bytes', String(plan.throughput.maxBytes), '--max-seconds', String(plan.throughput.maxSeconds)], 120_000);
+      }
+      for (const p of active) {
+        ctx.progress(`request/response ${p}`);
+        rr[p] = await mesh.load<RrResult>(run(p).client, ['rr', run(p).host, String(run(p).echo), '--count', String(plan.rr.count), '--warmup', String(plan.rr.warmup), '--max-seconds', '60'], 120_000);
+      }
+      for (const p of active) {
+        ctx.progress(`new connections ${p}`);
+        cps[p] = await mesh.load<CpsResult>(run(p).client, ['cps', run(p).host, String(run(p).echo), '--parallel', String(plan.cps.parallel), '--seconds', String(plan.cps.seconds)], 120_000);
+      }
+      if (paths.has('ambit')) {
+        ctx.progress(`agent memory with ${plan.hold.count} open connections`);
+        held = await rssWithConnections(ctx, run('ambit'), plan.hold.count);
+        await new Promise((r) => setTimeout(r, 2000));
+        afterRss = await mesh.agentRss();
+      }
+    } finally {
+      await stunnel?.stop();
+    }
+
+    const pick = <T,>(m: Partial<Record<PathName, T>>, f: (v: T) => number): Partial<Record<string, number>> => {
+      const out: Partial<Record<string, number>> = {};
+      for (const p of ORDER) if (m[p] !== undefined) out[p] = f(m[p]!);
+      return out;
+    };
+    const rssRow = (r: Record<string, number | undefined> | undefined): Partial<Record<string, number>> => (r && maxOf(r) !== undefined ? { ambit: maxOf(r)! / MIB } : {});
+    const metrics: Metric[] = [
+      { key: 'throughput', label: 'single-stream throughput', unit: 'MiB/s', digits: 0, values: pick(tput, (v) => v.mibPerSec) },
+      { key: 'rrP50', label: '1-byte RR p50', unit: 'µs', digits: 0, values: pick(rr, (v) => v.p50Us) },
+      { key: 'rrP99', label: '1-byte RR p99', unit: 'µs', digits: 0, values: pick(rr, (v) => v.p99Us) },
+      { key: 'cps', label: 'new connections/s', unit: 'conn/s', digits: 0, values: pick(cps, (v) => v.perSec) },
+      { key: 'cpsP50', label: 'connect+exchange p50', unit: 'µs', digits: 0, values: pick(cps, (v) => v.p50Us) },
+      { key: 'rssIdle', label: 'agent RSS idle, max of 2', unit: 'MiB', digits: 1, values: rssRow(idleRss) },
+      { key: 'rssHeld', label: `agent RSS, ${plan.hold.count} conns open, max of 2`, unit: 'MiB', digits: 1, values: rssRow(held?.rss) },
+      { key: 'rssAfter', label: 'agent RSS after load, max of 2', unit: 'MiB', digits: 1, values: rssRow(afterRss) },
+    ];
+
+    const why = paths.has('ambit') ? 'not measured' : 'Ambit path not run';
+    const whyStunnel = paths.has('stunnel') ? why : 'stunnel path not run';
+    const ratio = (a: number | undefined, b: number | undefined): number | undefined => (a !== undefined && b !== undefined && b > 0 ? a / b : undefined);
+    const added = (m: Partial<Record<PathName, RrResult>>, p: PathName, f: (v: RrResult) => number): number | undefined => (m[p] && m.direct ? f(m[p]!) - f(m.direct) : undefined);
+    const stunnelP99 = added(rr, 'stunnel', (v) => v.p99Us);
+    const checks: Check[] = [
+      evaluate('throughput Ambit/stunnel', ratio(tput.ambit?.mibPerSec, tput.stunnel?.mibPerSec), '>=', 1.0, '×', 2, paths.has('stunnel') ? why : whyStunnel),
+      evaluate('added RR p50 (Ambit−direct) vs stunnel−direct', added(rr, 'ambit', (v) => v.p50Us), '<=', added(rr, 'stunnel', (v) => v.p50Us), 'µs', 0, paths.has('stunnel') ? why : whyStunnel),
+      evaluate('added RR p99 (Ambit−direct) vs 1.5× stunnel−direct', added(rr, 'ambit', (v) => v.p99Us), '<=', stunnelP99 === undefined ? undefined : 1.5 * stunnelP99, 'µs', 0, paths.has('stunnel') ? why : whyStunnel),
+      evaluate('new connections/s Ambit/stunnel', ratio(cps.ambit?.perSec, cps.stunnel?.perSec), '>=', 3.0, '×', 2, paths.has('stunnel') ? why : whyStunnel),
+      evaluate('agent RSS idle (MB)', idleRss && maxOf(idleRss) !== undefined ? maxOf(idleRss)! / MB : undefined, '<=', 80, ' MB', 1, why),
+      evaluate(`agent RSS with ${plan.hold.count} open connections (MB)`, held && maxOf(held.rss) !== undefined ? maxOf(held.rss)! / MB : undefined, '<=', 150, ' MB', 1, why),
+    ];
+    if (held && held.hold.held < plan.hold.count) {
+      checks[5] = { ...checks[5]!, verdict: 'MISS', note: `only ${held.hold.held} of ${plan.hold.count} connections opened (${held.hold.failed} failed: ${held.hold.firstError ?? '?'}); ${checks[5]!.note}` };
+    }
+
+    return {
+      name: 'l4',
+      title: 'L4: client pod (node1) → server pod (node2)',
+      columns: ORDER.filter((p) => ctx.paths.has(p)).map((p) => ({ key: p, label: PATH_LABELS[p] })),
+      metrics,
+      checks,
+      details: {
+        plan,
+        stunnel: stunnel?.version,
+        throughput: tput,
+        rr,
+        cps,
+        agentRssBytes: { idle: idleRss, held: held?.rss, afterLoad: afterRss },
+        hold: held?.hold,
+        skipped,
+      },
+    };
+  },
+};
