@@ -1,0 +1,101 @@
+/**
+ * The nftables fallback on real namespaces: the same redirects as BPF capture, with conntrack
+ * answering SO_ORIGINAL_DST. Needs root and the nft binary, not BPF.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import net from 'node:net';
+import { silentLogger } from '../../src/shared/log.js';
+import { NftCapture, NFT_TABLE } from '../../src/agent/capture/nft.js';
+import { originalDestination } from '../../src/agent/capture/orig-dst.js';
+import { BYPASS_MARK, listenInNetns, socketFd, socketInNetns } from '../../native/netns.js';
+import { closeServer, createFixture, fetchText, isRoot, runClient, serveFd } from './fixture.js';
+
+function hasNft(): boolean {
+  try {
+    execFileSync('nft', ['--version'], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+const skipReason = !isRoot() ? 'requires root' : !hasNft() ? 'requires the nft binary' : undefined;
+
+function dial(netnsPath: string, host: string, port: number, mark?: number): Promise<string> {
+  const fd = socketInNetns(netnsPath, mark === undefined ? { family: 'IPv4' } : { family: 'IPv4', mark });
+  return fetchText(new net.Socket({ fd }), port, host);
+}
+
+function tables(netnsPath: string): string {
+  return execFileSync('nsenter', [`--net=${netnsPath}`, 'nft', 'list', 'tables'], { encoding: 'utf8' });
+}
+
+test('nft capture redirects outbound to 15001 and inbound to 15006', { skip: skipReason }, async (t) => {
+  const fx = createFixture('n', 2);
+  const capture = new NftCapture({ log: silentLogger() });
+  const servers: net.Server[] = [];
+  t.after(async () => {
+    await capture.close();
+    for (const s of servers) await closeServer(s);
+    fx.cleanup();
+  });
+  const [a, b] = fx.pods as [(typeof fx.pods)[0], (typeof fx.pods)[0]];
+  servers.push(serveFd(listenInNetns(b.netnsPath, { address: '0.0.0.0', port: 8080 }), (s) => `app-b ${s.localAddress}:${s.localPort}`));
+  servers.push(serveFd(listenInNetns(a.netnsPath, { address: '0.0.0.0', port: 8080 }), () => 'app-a'));
+  servers.push(serveFd(listenInNetns(a.netnsPath, { address: '0.0.0.0', port: 9090 }), () => 'excluded-a'));
+  servers.push(serveFd(listenInNetns(a.netnsPath, { address: '0.0.0.0', port: 15008 }), () => 'hbone-a'));
+  servers.push(
+    serveFd(listenInNetns(a.netnsPath, { address: '127.0.0.1', port: 15001 }), async (s) => {
+      const orig = originalDestination(s, 'outbound');
+      const text = await dial(a.netnsPath, orig.address, orig.port, BYPASS_MARK);
+      return `proxied ${orig.address}:${orig.port} -> ${text}`;
+    }),
+  );
+  const inbound = serveFd(listenInNetns(a.netnsPath, { address: '0.0.0.0', port: 15006 }), (s) => {
+    const o = originalDestination(s, 'inbound');
+    return `inbound ${o.address}:${o.port} from ${s.remoteAddress}`;
+  });
+  servers.push(inbound);
+
+  await capture.enroll({
+    uid: 'pod-a',
+    netnsPath: a.netnsPath,
+    inboundListenerFd: socketFd(inbound),
+    excludeInboundPorts: [9090],
+  });
+  assert.match(tables(a.netnsPath), new RegExp(`table inet ${NFT_TABLE}`));
+  assert.doesNotMatch(tables(b.netnsPath), new RegExp(NFT_TABLE), 'only the enrolled pod gets a table');
+
+  await t.test('an app connect is redirected and the original destination read from conntrack', async () => {
+    const r = await runClient(a, b.ip, 8080);
+    assert.equal(r.error, undefined);
+    assert.equal(r.data, `proxied ${b.ip}:8080 -> app-b ${b.ip}:8080`);
+    assert.equal(r.remoteAddress, b.ip);
+  });
+
+  await t.test('a socket marked 0x539 bypasses capture', async () => {
+    assert.equal(await dial(a.netnsPath, b.ip, 8080, BYPASS_MARK), `app-b ${b.ip}:8080`);
+  });
+
+  await t.test('inbound is redirected to 15006; 15008 and excluded ports are not', async () => {
+    assert.equal(await fetchText(new net.Socket(), 8080, a.ip), `inbound ${a.ip}:8080 from ${a.hostIp}`);
+    assert.equal(await fetchText(new net.Socket(), 15008, a.ip), 'hbone-a');
+    assert.equal(await fetchText(new net.Socket(), 9090, a.ip), 'excluded-a');
+  });
+
+  await t.test('enrolling again replaces the table instead of failing', async () => {
+    await capture.enroll({ uid: 'pod-a', netnsPath: a.netnsPath, inboundListenerFd: socketFd(inbound) });
+    const count = tables(a.netnsPath).split('\n').filter((l) => l.includes(NFT_TABLE)).length;
+    assert.equal(count, 1);
+  });
+
+  await t.test('unenroll removes the table and traffic goes direct', async () => {
+    await capture.unenroll('pod-a');
+    assert.doesNotMatch(tables(a.netnsPath), new RegExp(NFT_TABLE));
+    const r = await runClient(a, b.ip, 8080);
+    assert.equal(r.data, `app-b ${b.ip}:8080`);
+    assert.equal(await fetchText(new net.Socket(), 8080, a.ip), 'app-a');
+  });
+});

@@ -1,0 +1,35 @@
+/** The nftables fallback ruleset for one pod (pure). */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { buildNftRuleset, NFT_TABLE } from '../../../src/agent/capture/nft.js';
+
+const base = { uid: 'pod-1', netnsPath: '/var/run/netns/x', inboundListenerFd: 3 };
+
+test('redirects outbound TCP to 15001 and inbound to 15006, skipping the bypass mark, loopback and 15008', () => {
+  const r = buildNftRuleset(base);
+  assert.match(r, new RegExp(`^table inet ${NFT_TABLE} \\{\\}\\ndelete table inet ${NFT_TABLE}\\n`));
+  assert.match(r, /meta mark 0x539 return/);
+  assert.match(r, /ip daddr 127\.0\.0\.0\/8 return/);
+  assert.match(r, /meta nfproto ipv4 meta l4proto tcp redirect to :15001/);
+  assert.match(r, /tcp dport \{ 15006, 15008 \} return/);
+  assert.match(r, /meta nfproto ipv4 meta l4proto tcp redirect to :15006/);
+});
+
+test('excluded ports, custom ports and ipv6 are honoured', () => {
+  const r = buildNftRuleset({
+    ...base,
+    excludeInboundPorts: [9090, 15008],
+    excludeOutboundPorts: [5432],
+    outboundPort: 16001,
+    inboundPort: 16006,
+    ipv6: true,
+  });
+  assert.match(r, /tcp dport \{ 5432 \} return/);
+  assert.match(r, /tcp dport \{ 9090, 15008, 16006 \} return/);
+  assert.match(r, /\n {4}meta l4proto tcp redirect to :16001/);
+  assert.doesNotMatch(r, /nfproto ipv4/);
+});
+
+test('an invalid port is refused before nft runs', () => {
+  assert.throws(() => buildNftRuleset({ ...base, excludeInboundPorts: [0] }), { code: 'AMBIT_ERR_CAPTURE' });
+});
