@@ -16,8 +16,11 @@ import { lastErrno, shim, type NativePointer } from './bindings.js';
 const LOG_SIZE = 1 << 20;
 const BTF_PATH = '/sys/kernel/btf/vmlinux';
 
-/** errno values that mean "this machine or these privileges can not do BPF". */
-const UNSUPPORTED_ERRNOS = new Set(['EPERM', 'EACCES', 'ENOSYS', 'EOPNOTSUPP', 'ENOTSUPP']);
+/**
+ * errno values that mean "this machine or these privileges can not do BPF". Not EACCES: the
+ * verifier rejects a program with EACCES, which is a load error with a log.
+ */
+const UNSUPPORTED_ERRNOS = new Set(['EPERM', 'ENOSYS', 'EOPNOTSUPP', 'ENOTSUPP']);
 
 function errnoName(errno: number): string {
   const n = Math.abs(errno);

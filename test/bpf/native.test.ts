@@ -1,0 +1,146 @@
+/**
+ * native/ against the real kernel: sockets made inside a netns, netns cookies, SO_ORIGINAL_DST
+ * on an uncaptured socket, the connect styles the agent proxy can use, and BPF load errors.
+ * Needs root (the BPF part also needs BPF and clang).
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import net from 'node:net';
+import { fileURLToPath } from 'node:url';
+import {
+  BYPASS_MARK,
+  closeFd,
+  connectInNetns,
+  getOriginalDst,
+  listenInNetns,
+  netnsCookie,
+  socketFd,
+  socketInNetns,
+  socketLocalAddress,
+} from '../../native/netns.js';
+import { BpfObject, bpfObjectPath, bpfUnsupportedReason } from '../../native/bpf.js';
+import { closeServer, createFixture, fetchText, isRoot, serveFd } from './fixture.js';
+
+const rootSkip = isRoot() ? undefined : 'requires root';
+
+test('netns helpers create sockets inside the pod and read its cookie', { skip: rootSkip }, async (t) => {
+  const fx = createFixture('k', 2);
+  const servers: net.Server[] = [];
+  t.after(async () => {
+    for (const s of servers) await closeServer(s);
+    fx.cleanup();
+  });
+  const [a, b] = fx.pods as [(typeof fx.pods)[0], (typeof fx.pods)[0]];
+
+  await t.test('netns cookies identify a namespace', () => {
+    const ca = netnsCookie(a.netnsPath);
+    assert.equal(typeof ca, 'bigint');
+    assert.equal(netnsCookie(a.netnsPath), ca);
+    assert.notEqual(netnsCookie(b.netnsPath), ca);
+  });
+
+  await t.test('a listener made with listenInNetns lives in the pod, not in the host', async () => {
+    const fd = listenInNetns(a.netnsPath, { address: '127.0.0.1', port: 15001 });
+    assert.deepEqual(socketLocalAddress(fd), { address: '127.0.0.1', port: 15001, family: 'IPv4' });
+    const server = serveFd(fd, (s) => `pod-a-loopback ${s.remoteAddress}`);
+    servers.push(server);
+    assert.equal(socketFd(server), fd);
+    assert.equal(await fetchText(new net.Socket({ fd: socketInNetns(a.netnsPath, { family: 'IPv4' }) }), 15001, '127.0.0.1'), 'pod-a-loopback 127.0.0.1');
+    await assert.rejects(fetchText(new net.Socket({ fd: socketInNetns(b.netnsPath, { family: 'IPv4' }) }), 15001, '127.0.0.1'), {
+      code: 'ECONNREFUSED',
+    });
+  });
+
+  await t.test('socketInNetns + socket.connect() emits connect and sources from the pod address', async () => {
+    servers.push(serveFd(listenInNetns(b.netnsPath, { address: '0.0.0.0', port: 8080 }), (s) => `from ${s.remoteAddress}`));
+    const sock = new net.Socket({ fd: socketInNetns(a.netnsPath, { family: 'IPv4', mark: BYPASS_MARK }) });
+    let connected = false;
+    sock.on('connect', () => (connected = true));
+    assert.equal(await fetchText(sock, 8080, b.ip), `from ${a.ip}`);
+    assert.equal(connected, true);
+  });
+
+  await t.test('connectInNetns returns an fd Node can use as already connected', async () => {
+    const fd = connectInNetns(a.netnsPath, { address: b.ip, port: 8080, mark: BYPASS_MARK });
+    const sock = new net.Socket({ fd, readable: true, writable: true });
+    assert.equal(await fetchText(sock), `from ${a.ip}`);
+    const refused = new net.Socket({ fd: connectInNetns(a.netnsPath, { address: b.ip, port: 1 }), readable: true, writable: true });
+    await assert.rejects(fetchText(refused), { code: 'ECONNREFUSED' });
+  });
+
+  await t.test('getOriginalDst of an uncaptured connection fails with AMBIT_ERR_CAPTURE / ENOENT', async () => {
+    const fd = listenInNetns(a.netnsPath, { address: '0.0.0.0', port: 7000 });
+    let err: unknown;
+    servers.push(
+      serveFd(fd, (s) => {
+        try {
+          getOriginalDst(socketFd(s));
+        } catch (e) {
+          err = e;
+        }
+        return 'done';
+      }),
+    );
+    assert.equal(await fetchText(new net.Socket(), 7000, a.ip), 'done');
+    assert.equal((err as { code?: string }).code, 'AMBIT_ERR_CAPTURE');
+    assert.equal((err as { details?: { errno?: string } }).details?.errno, 'ENOENT');
+  });
+
+  await t.test('a missing netns is a clear AMBIT_ERR_NETNS and the thread stays home', () => {
+    const home = netnsCookie('/proc/self/ns/net');
+    assert.throws(() => listenInNetns('/var/run/netns/does-not-exist-ambit', { address: '0.0.0.0', port: 1 }), {
+      code: 'AMBIT_ERR_NETNS',
+      message: /does the pod still exist/,
+    });
+    assert.throws(() => listenInNetns(a.netnsPath, { address: 'not-an-ip', port: 1 }), { code: 'AMBIT_ERR_NATIVE_CALL' });
+    assert.equal(netnsCookie('/proc/thread-self/ns/net'), home);
+  });
+
+  await t.test('a taken port fails with EADDRINUSE', (t) => {
+    const fd = listenInNetns(a.netnsPath, { address: '127.0.0.1', port: 15002 });
+    t.after(() => closeFd(fd));
+    assert.throws(() => listenInNetns(a.netnsPath, { address: '127.0.0.1', port: 15002 }), (e: unknown) => {
+      const x = e as { details?: { errno?: string } };
+      return x.details?.errno === 'EADDRINUSE';
+    });
+  });
+});
+
+function hasClang(): boolean {
+  try {
+    execFileSync('clang', ['--version'], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+const bpfSkip = rootSkip ?? bpfUnsupportedReason() ?? (hasClang() ? undefined : 'requires clang');
+
+test('a program the verifier rejects fails with AMBIT_ERR_BPF_LOAD carrying the verifier log', { skip: bpfSkip }, (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'ambit-reject-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const bpfDir = fileURLToPath(new URL('../../../bpf/', import.meta.url));
+  const src = fileURLToPath(new URL('../../../test/bpf/fixtures/reject.bpf.c', import.meta.url));
+  const obj = join(dir, 'reject.bpf.o');
+  execFileSync('clang', ['-O2', '-g', '-target', 'bpf', '-D__TARGET_ARCH_x86', `-I${bpfDir}`, '-c', src, '-o', obj]);
+  assert.throws(
+    () => BpfObject.open(obj),
+    (e: unknown) => {
+      const x = e as { code?: string; details?: { log?: string; errno?: string } };
+      assert.equal(x.code, 'AMBIT_ERR_BPF_LOAD');
+      assert.match(x.details?.log ?? '', /invalid bpf_context access/);
+      assert.equal(x.details?.errno, 'EACCES');
+      return true;
+    },
+  );
+});
+
+test('a missing object file fails with AMBIT_ERR_BPF_LOAD naming ENOENT', { skip: rootSkip ?? bpfUnsupportedReason() }, () => {
+  assert.throws(() => BpfObject.open('/nonexistent/ambit.bpf.o'), { code: 'AMBIT_ERR_BPF_LOAD', message: /ENOENT/ });
+  assert.match(bpfObjectPath('redirect'), /bpf\/redirect\.bpf\.o$/);
+});
