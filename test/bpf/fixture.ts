@@ -34,6 +34,8 @@ export interface Pod {
   ip: string;
   /** The host's address on the pods' bridge, 10.X.0.1. */
   hostIp: string;
+  /** The pod's IPv6 address, fd00:a:X::N+1 (no DAD, usable at once). */
+  ip6: string;
 }
 
 export interface Fixture {
@@ -93,9 +95,11 @@ export function createFixture(tag: string, count: number): Fixture {
       run('ip', ['link', 'set', host, 'master', bridge]);
       run('ip', ['link', 'set', host, 'up']);
       run('ip', ['-n', name, 'addr', 'add', `${ip}/24`, 'dev', peer]);
+      const ip6 = `fd00:a:${x}::${n + 1}`;
+      run('ip', ['-n', name, 'addr', 'add', `${ip6}/64`, 'dev', peer, 'nodad']);
       run('ip', ['-n', name, 'link', 'set', peer, 'up']);
       run('ip', ['-n', name, 'link', 'set', 'lo', 'up']);
-      pods.push({ name, netnsPath: `/var/run/netns/${name}`, ip, hostIp });
+      pods.push({ name, netnsPath: `/var/run/netns/${name}`, ip, hostIp, ip6 });
     }
     const cgroupPath = `${CGROUP2_ROOT}/${prefix}`;
     mkdirSync(cgroupPath);

@@ -136,11 +136,36 @@ test('bpf capture redirects, steers, bypasses and cleans up', { skip: skipReason
     assert.equal(await dial(a.netnsPath, a.ip, 8080, BYPASS_MARK), 'app-a');
   });
 
+  await t.test('native IPv6 goes direct unless the pod is enrolled with ipv6', async () => {
+    servers.push(serveFd(listenInNetns(b.netnsPath, { address: '::', port: 8081 }), (s) => `app-b6 ${s.localAddress}`));
+    const direct = await runClient(a, b.ip6, 8081, fx.cgroupPath);
+    assert.equal(direct.data, `app-b6 ${b.ip6}`);
+    servers.push(
+      serveFd(listenInNetns(a.netnsPath, { address: '::1', port: 15001 }), async (s) => {
+        const orig = originalDestination(s, 'outbound');
+        const text = await dial(a.netnsPath, orig.address, orig.port, BYPASS_MARK);
+        return `proxied6 [${orig.address}]:${orig.port} ${orig.family} -> ${text}`;
+      }),
+    );
+    await capture!.enroll({
+      uid: 'pod-a',
+      netnsPath: a.netnsPath,
+      inboundListenerFd: socketFd(inbound),
+      excludeInboundPorts: [9090],
+      ipv6: true,
+    });
+    const r = await runClient(a, b.ip6, 8081, fx.cgroupPath);
+    assert.equal(r.data, `proxied6 [${b.ip6}]:8081 IPv6 -> app-b6 ${b.ip6}`);
+    assert.equal(r.remoteAddress, b.ip6, 'getpeername6 shows the original peer');
+    assert.equal(r.localAddress, '::1');
+  });
+
   await t.test('counters record the decisions', () => {
     const now = capture.stats();
     assert.ok(now.CONNECT_REDIRECTED - before.CONNECT_REDIRECTED >= 3);
     assert.ok(now.CONNECT_BYPASS_MARK - before.CONNECT_BYPASS_MARK >= 3);
     assert.ok(now.CONNECT_LOOPBACK - before.CONNECT_LOOPBACK >= 1);
+    assert.ok(now.CONNECT_IPV6_DISABLED - before.CONNECT_IPV6_DISABLED >= 1);
     assert.ok(now.GETSOCKOPT_ANSWERED - before.GETSOCKOPT_ANSWERED >= 3);
     assert.ok(now.GETPEERNAME_REWRITTEN - before.GETPEERNAME_REWRITTEN >= 2);
     assert.ok(now.STEER_ASSIGNED - before.STEER_ASSIGNED >= 2);
