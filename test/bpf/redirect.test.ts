@@ -195,6 +195,14 @@ test('bpf capture redirects, steers, bypasses and cleans up', { skip: skipReason
   });
 });
 
+test('open() refuses to own a whole bpf filesystem', { skip: skipReason }, async () => {
+  await assert.rejects(
+    BpfCapture.open({ cgroupPath: '/sys/fs/cgroup/unified', pinDir: '/sys/fs/bpf', log: silentLogger() }),
+    { code: 'AMBIT_ERR_CAPTURE', message: /mount point/ },
+  );
+  assert.ok(existsSync('/sys/fs/bpf'), 'nothing was removed');
+});
+
 test('open() removes the pins of a crashed run, which detaches its programs', { skip: skipReason }, async (t) => {
   const fx = createFixture('s', 1);
   let capture: BpfCapture | undefined;

@@ -10,8 +10,8 @@
  * pinDir (a crashed run's pins are removed, which detaches its programs); close() leaves no pin,
  * link or program behind.
  */
-import { mkdirSync, readdirSync, rmSync } from 'node:fs';
-import { join } from 'node:path';
+import { mkdirSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import { AmbitError, errorMessage } from '../../shared/errors.js';
 import type { Logger } from '../../shared/log.js';
 import { CaptureReasons, type CaptureReason } from '../../shared/reasons.js';
@@ -208,6 +208,7 @@ export class BpfCapture implements Capture {
    */
   static async open(opts: BpfCaptureOptions): Promise<BpfCapture> {
     const log = opts.log.child({ component: 'capture', mode: 'bpf' });
+    checkPinDir(opts.pinDir);
     const stale = removePins(opts.pinDir);
     if (stale > 0) log.warn({ pinDir: opts.pinDir, pins: stale }, 'removed stale pins of a previous run');
     mkdirSync(join(opts.pinDir, 'maps'), { recursive: true });
@@ -337,6 +338,29 @@ export class BpfCapture implements Capture {
 
   #open(): void {
     if (this.#closed) throw new AmbitError('AMBIT_ERR_CAPTURE', `bpf capture at ${this.pinDir} is closed`);
+  }
+}
+
+/**
+ * pinDir is wiped on open() and close(), so it must be a folder of its own, never a mount point
+ * such as /sys/fs/bpf itself (whose other pins belong to other programs).
+ */
+function checkPinDir(pinDir: string): void {
+  const abs = resolve(pinDir);
+  let mountPoints: string[] = [];
+  try {
+    mountPoints = readFileSync('/proc/mounts', 'utf8')
+      .split('\n')
+      .map((l) => l.split(' ')[1] ?? '');
+  } catch {
+    // without /proc only the root check below applies
+  }
+  if (abs === '/' || mountPoints.includes(abs)) {
+    throw new AmbitError(
+      'AMBIT_ERR_CAPTURE',
+      `pin folder ${pinDir} is a mount point; use a folder of its own such as /sys/fs/bpf/ambit`,
+      { details: { pinDir } },
+    );
   }
 }
 
