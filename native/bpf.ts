@@ -17,10 +17,12 @@ const LOG_SIZE = 1 << 20;
 const BTF_PATH = '/sys/kernel/btf/vmlinux';
 
 /**
- * errno values that mean "this machine or these privileges can not do BPF". Not EACCES: the
- * verifier rejects a program with EACCES, which is a load error with a log.
+ * errno values that mean "this machine or these privileges can not do BPF" when loading or
+ * attaching. Not EACCES: the verifier rejects a program with EACCES, a load error with a log.
+ * For map operations only EPERM means that (EOPNOTSUPP there is e.g. a socket in the wrong state).
  */
 const UNSUPPORTED_ERRNOS = new Set(['EPERM', 'ENOSYS', 'EOPNOTSUPP', 'ENOTSUPP']);
+const MAP_UNSUPPORTED_ERRNOS = new Set(['EPERM']);
 
 function errnoName(errno: number): string {
   const n = Math.abs(errno);
@@ -33,7 +35,7 @@ function errnoName(errno: number): string {
 
 function bpfError(code: ErrorCode, what: string, errno: number, details: Record<string, unknown> = {}): AmbitError {
   const name = errnoName(errno);
-  const unsupported = UNSUPPORTED_ERRNOS.has(name);
+  const unsupported = (code === 'AMBIT_ERR_BPF_MAP' ? MAP_UNSUPPORTED_ERRNOS : UNSUPPORTED_ERRNOS).has(name);
   const hint = unsupported ? '; BPF needs root (CAP_BPF, CAP_NET_ADMIN, CAP_SYS_ADMIN) and a kernel with these program types' : '';
   return new AmbitError(unsupported ? 'AMBIT_ERR_BPF_UNSUPPORTED' : code, `${what} failed with ${name}${hint}`, {
     details: { ...details, errno: name },

@@ -15,7 +15,7 @@ import { isAmbitError } from '../../src/shared/errors.js';
 import { BpfCapture } from '../../src/agent/capture/redirect.js';
 import { originalDestination } from '../../src/agent/capture/orig-dst.js';
 import { detectCaptureMode } from '../../src/agent/capture/detect.js';
-import { BYPASS_MARK, listenInNetns, netnsCookie, socketFd, socketInNetns } from '../../native/netns.js';
+import { BYPASS_MARK, closeFd, listenInNetns, netnsCookie, socketFd, socketInNetns } from '../../native/netns.js';
 import { bpfUnsupportedReason } from '../../native/bpf.js';
 import { closeServer, createFixture, fetchText, isRoot, linksOn, runClient, serveFd, type Fixture } from './fixture.js';
 
@@ -158,6 +158,27 @@ test('bpf capture redirects, steers, bypasses and cleans up', { skip: skipReason
     assert.equal(r.data, `proxied6 [${b.ip6}]:8081 IPv6 -> app-b6 ${b.ip6}`);
     assert.equal(r.remoteAddress, b.ip6, 'getpeername6 shows the original peer');
     assert.equal(r.localAddress, '::1');
+  });
+
+  await t.test('a failed enroll rolls back: no link, no pin, not enrolled', async () => {
+    const notListening = socketInNetns(b.netnsPath, { family: 'IPv4' });
+    try {
+      await assert.rejects(
+        capture!.enroll({ uid: 'pod-b', netnsPath: b.netnsPath, inboundListenerFd: notListening }),
+        (e: unknown) => {
+          const x = e as { code?: string; cause?: { code?: string; details?: { errno?: string } } };
+          assert.equal(x.code, 'AMBIT_ERR_CAPTURE');
+          assert.equal(x.cause?.code, 'AMBIT_ERR_BPF_MAP');
+          return true;
+        },
+      );
+    } finally {
+      closeFd(notListening);
+    }
+    assert.deepEqual(capture!.enrolled(), ['pod-a']);
+    assert.deepEqual(linksOn({ netnsPath: b.netnsPath }), []);
+    assert.equal(existsSync(`${pinDir}/pods/pod-b`), false);
+    assert.equal((await runClient(b, a.ip, 8080, fx.cgroupPath)).data, `inbound ${a.ip}:8080 from ${b.ip}`, 'pod b is not captured');
   });
 
   await t.test('counters record the decisions', () => {
