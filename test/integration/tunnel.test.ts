@@ -1,0 +1,287 @@
+/**
+ * Outbound → HBONE tunnel → inbound → app over 127.0.0.0/8 with real TLS 1.3 from a test CA,
+ * through the real OutboundProxy, TunnelPool, InboundHbone and InboundPlaintext classes.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as net from 'node:net';
+import * as tls from 'node:tls';
+import { once } from 'node:events';
+import { createLoopbackMesh, testWorkload, type LoopbackMesh, type MeshPod } from '../helpers/loopback-net.js';
+import { startEchoServer, type EchoServer } from '../helpers/echo.js';
+import { workloadIdentity } from '../../src/agent/state/workloads.js';
+import { buildConnectHeaders } from '../../src/agent/proxy/tunnel.js';
+import { isAmbitError } from '../../src/shared/errors.js';
+
+const BASE = `127.${10 + (process.pid % 200)}.1.`;
+const A_IP = BASE + '1';
+const B_IP = BASE + '2';
+const C_IP = BASE + '3';
+
+interface Fixture {
+  mesh: LoopbackMesh;
+  a: MeshPod;
+  b: MeshPod;
+  echo: EchoServer;
+}
+
+async function setup(t: import('node:test').TestContext): Promise<Fixture> {
+  const mesh = await createLoopbackMesh();
+  const echo = await startEchoServer(B_IP);
+  const a = await mesh.addPod(testWorkload({ name: 'client', namespace: 'frontend', ip: A_IP, serviceAccount: 'fe' }));
+  const b = await mesh.addPod(testWorkload({ name: 'server', namespace: 'backend', ip: B_IP, serviceAccount: 'be' }), {
+    plaintextOriginalDst: () => ({ address: B_IP, port: echo.port }),
+  });
+  t.after(async () => {
+    await mesh.close();
+    await echo.close();
+  });
+  return { mesh, a, b, echo };
+}
+
+/** Writes `payload`, half-closes, resolves with all bytes read until the peer's FIN (or close). */
+function exchange(s: net.Socket, payload: Buffer | string): Promise<{ data: Buffer; ended: boolean }> {
+  return new Promise((resolve) => {
+    const chunks: Buffer[] = [];
+    let ended = false;
+    s.on('data', (c: Buffer) => chunks.push(c));
+    s.once('end', () => {
+      ended = true;
+      s.end();
+    });
+    s.on('error', () => undefined);
+    s.once('close', () => resolve({ data: Buffer.concat(chunks), ended }));
+    const go = (): void => void s.end(payload);
+    if (s.connecting) s.once('connect', go);
+    else go();
+  });
+}
+
+test('a connection from pod A reaches B through the tunnel with source IP, metrics and access log', async (t) => {
+  const { mesh, a, echo } = await setup(t);
+  const s = mesh.appConnect(a, { address: B_IP, port: echo.port });
+  const r = await exchange(s, 'hello through hbone');
+  assert.equal(r.data.toString(), 'hello through hbone');
+  assert.equal(r.ended, true, 'the echo server FIN reaches the client');
+  assert.deepEqual(echo.peers, [A_IP], 'the server sees A\'s pod IP as source');
+
+  // Both access-log lines are written at close: wait (bounded) for them.
+  for (let i = 0; i < 100 && mesh.sink.access().length < 2; i++) await new Promise((r2) => setTimeout(r2, 20));
+  const access = mesh.sink.access();
+  const out = access.find((l) => l['direction'] === 'outbound');
+  const inb = access.find((l) => l['direction'] === 'inbound');
+  assert.ok(out && inb, `expected an outbound and an inbound access line, got ${JSON.stringify(access)}`);
+  const aId = 'spiffe://cluster.local/ns/frontend/sa/fe';
+  const bId = 'spiffe://cluster.local/ns/backend/sa/be';
+  assert.deepEqual(out['src'], { addr: A_IP, workload: 'client', namespace: 'frontend', identity: aId });
+  assert.equal((out['dst'] as Record<string, unknown>)['identity'], bId);
+  assert.equal((out['dst'] as Record<string, unknown>)['hboneAddr'], `${B_IP}:${echo.port}`);
+  assert.equal(out['bytesReceived'], 19);
+  assert.equal(out['bytesSent'], 19);
+  assert.equal(out['reason'], 'closed');
+  assert.equal(typeof out['durationMs'], 'number');
+  assert.equal((inb['src'] as Record<string, unknown>)['identity'], aId);
+  assert.equal((inb['dst'] as Record<string, unknown>)['workload'], 'server');
+  assert.equal(inb['bytesReceived'], 19);
+
+  const opened = await mesh.registry.getSingleMetric('istio_tcp_connections_opened_total')!.get();
+  const src = opened.values.find((v) => v.labels['reporter'] === 'source');
+  const dst = opened.values.find((v) => v.labels['reporter'] === 'destination');
+  assert.ok(src && dst);
+  assert.equal(src.value, 1);
+  assert.deepEqual(
+    { ...src.labels },
+    {
+      reporter: 'source',
+      source_workload: 'client',
+      source_canonical_service: 'client',
+      source_canonical_revision: 'v1',
+      source_workload_namespace: 'frontend',
+      source_principal: aId,
+      source_app: 'client',
+      source_version: 'v1',
+      source_cluster: 'Kubernetes',
+      destination_service: 'unknown',
+      destination_service_namespace: 'unknown',
+      destination_service_name: 'unknown',
+      destination_workload: 'server',
+      destination_canonical_service: 'server',
+      destination_canonical_revision: 'v1',
+      destination_workload_namespace: 'backend',
+      destination_principal: bId,
+      destination_app: 'server',
+      destination_version: 'v1',
+      destination_cluster: 'Kubernetes',
+      request_protocol: 'tcp',
+      response_flags: '-',
+      connection_security_policy: 'mutual_tls',
+    },
+  );
+  assert.equal(dst.labels['source_principal'], aId);
+  const received = await mesh.registry.getSingleMetric('istio_tcp_received_bytes_total')!.get();
+  assert.equal(received.values.find((v) => v.labels['reporter'] === 'destination')?.value, 19);
+  const closed = await mesh.registry.getSingleMetric('istio_tcp_connections_closed_total')!.get();
+  assert.equal(closed.values.reduce((n, v) => n + v.value, 0), 2);
+});
+
+test('byte counters move while a long connection is still open', async (t) => {
+  const { mesh, a, echo } = await setup(t);
+  const s = mesh.appConnect(a, { address: B_IP, port: echo.port });
+  s.write(Buffer.alloc(1000, 1));
+  let got = 0;
+  for await (const c of s) {
+    got += (c as Buffer).length;
+    if (got >= 1000) break;
+  }
+  const received = await mesh.registry.getSingleMetric('istio_tcp_received_bytes_total')!.get();
+  const src = received.values.find((v) => v.labels['reporter'] === 'source');
+  assert.equal(src?.value, 1000, 'bytes counted before close');
+  const closed = await mesh.registry.getSingleMetric('istio_tcp_connections_closed_total')!.get();
+  assert.equal(closed.values.length, 0, 'nothing closed yet');
+  s.destroy();
+});
+
+test('half-close carries a FIN each way independently', async (t) => {
+  const { mesh, a } = await setup(t);
+  // A server that speaks first, half-closes, and still reads what the client sends afterwards.
+  const serverGot: Buffer[] = [];
+  let serverSawEnd = false;
+  let onServerEnd: () => void = () => undefined;
+  const server = net.createServer({ allowHalfOpen: true }, (c) => {
+    c.on('data', (d: Buffer) => serverGot.push(d));
+    c.once('end', () => {
+      serverSawEnd = true;
+      onServerEnd();
+      c.end();
+    });
+    c.end('banner then FIN');
+  });
+  server.listen(0, B_IP);
+  await once(server, 'listening');
+  t.after(() => server.close());
+  const port = (server.address() as net.AddressInfo).port;
+
+  const s = mesh.appConnect(a, { address: B_IP, port });
+  const chunks: Buffer[] = [];
+  s.on('data', (c: Buffer) => chunks.push(c));
+  await once(s, 'end');
+  assert.equal(Buffer.concat(chunks).toString(), 'banner then FIN');
+  assert.equal(s.writable, true, 'the client can still write after the server FIN');
+  const serverEnded = new Promise<void>((resolve) => (onServerEnd = resolve));
+  s.end('written after server FIN');
+  await once(s, 'close');
+  await serverEnded;
+  assert.equal(Buffer.concat(serverGot).toString(), 'written after server FIN');
+  assert.equal(serverSawEnd, true);
+
+  // The other direction: client FIN first, server replies after it.
+  const s2 = mesh.appConnect(a, { address: B_IP, port });
+  const r = await exchange(s2, 'client first');
+  assert.equal(r.ended, true);
+  assert.equal(r.data.toString(), 'banner then FIN');
+});
+
+test('a server presenting an unexpected identity is refused and counted', async (t) => {
+  const { mesh, a, echo } = await setup(t);
+  await assert.rejects(
+    a.pool.open({
+      srcIdentity: workloadIdentity(a.workload),
+      expectedIdentities: ['spiffe://cluster.local/ns/backend/sa/somebody-else'],
+      tunnelAddress: { address: B_IP, port: 15008 },
+      target: { address: B_IP, port: echo.port },
+      headers: buildConnectHeaders({ target: { address: B_IP, port: echo.port }, srcIp: A_IP }),
+    }),
+    (e: unknown) => isAmbitError(e, 'AMBIT_ERR_TUNNEL_IDENTITY'),
+  );
+  const failures = await mesh.registry.getSingleMetric('ambit_mtls_handshake_failures_total')!.get();
+  assert.equal(failures.values.find((v) => v.labels['direction'] === 'outbound')?.value, 1);
+  assert.equal(a.pool.stats().length, 0, 'the refused connection is not pooled');
+});
+
+test('the outbound proxy closes the app connection when the destination identity does not match', async (t) => {
+  const { mesh, a, echo } = await setup(t);
+  // The config claims B runs as another service account than the certificate it presents.
+  const idx = mesh.index();
+  const b = idx.workloadByIp(B_IP)!;
+  mesh.setConfig({ workloads: [idx.workloadByIp(A_IP)!, { ...b, serviceAccount: 'impostor-check' }] });
+  const s = mesh.appConnect(a, { address: B_IP, port: echo.port });
+  const r = await exchange(s, 'x');
+  assert.equal(r.data.length, 0);
+  assert.equal(echo.peers.length, 0, 'nothing reached the server');
+  for (let i = 0; i < 100 && mesh.sink.access().length < 1; i++) await new Promise((r2) => setTimeout(r2, 20));
+  assert.equal(mesh.sink.access()[0]?.['reason'], 'identity_mismatch');
+});
+
+test('a client without a mesh certificate is refused at the TLS handshake', async (t) => {
+  const { mesh, b } = await setup(t);
+  const port = mesh.net.realPort(B_IP, 15008);
+  void b;
+  const attempt = (opts: tls.ConnectionOptions): Promise<string> =>
+    new Promise((resolve) => {
+      const s = tls.connect({ host: B_IP, port, ca: [mesh.ca.rootPem], ALPNProtocols: ['h2'], checkServerIdentity: () => undefined, ...opts });
+      s.on('error', (e) => resolve(`error:${(e as NodeJS.ErrnoException).code ?? e.message}`));
+      s.once('secureConnect', () => {
+        // TLS 1.3: the server's verdict on our certificate arrives after our handshake completes.
+        s.once('data', () => resolve('data'));
+        s.once('close', () => resolve('closed'));
+      });
+    });
+  const noCert = await attempt({});
+  assert.notEqual(noCert, 'data', `no-cert client must not get a session (${noCert})`);
+  const other = (await import('../helpers/test-ca.js')).createTestCa();
+  const foreign = other.issue('spiffe://cluster.local/ns/frontend/sa/fe');
+  const foreignResult = await attempt({ cert: foreign.certChainPem.join('\n'), key: foreign.keyPem });
+  assert.notEqual(foreignResult, 'data', `foreign-CA client must not get a session (${foreignResult})`);
+  for (let i = 0; i < 100; i++) {
+    const v = (await mesh.registry.getSingleMetric('ambit_mtls_handshake_failures_total')!.get()).values;
+    if ((v.find((x) => x.labels['direction'] === 'inbound')?.value ?? 0) >= 2) break;
+    await new Promise((r2) => setTimeout(r2, 20));
+  }
+  const failures = await mesh.registry.getSingleMetric('ambit_mtls_handshake_failures_total')!.get();
+  assert.equal(failures.values.find((v) => v.labels['direction'] === 'inbound')?.value, 2);
+});
+
+test('the client sends no SNI and the CONNECT carries forwarded, baggage and traceparent', async (t) => {
+  const { mesh, a, b, echo } = await setup(t);
+  let servername: unknown = 'unset';
+  const headersSeen: Array<Record<string, unknown>> = [];
+  const h2 = (b.inbound as unknown as { h2: import('node:http2').Http2SecureServer }).h2;
+  h2.prependListener('secureConnection', (s: tls.TLSSocket) => (servername = (s as unknown as { servername: unknown }).servername));
+  h2.prependListener('stream', (_s, h) => headersSeen.push({ ...h }));
+  const r = await exchange(mesh.appConnect(a, { address: B_IP, port: echo.port }), 'x');
+  assert.equal(r.data.toString(), 'x');
+  assert.equal(servername, false, 'no SNI');
+  const h = headersSeen[0]!;
+  assert.equal(h[':method'], 'CONNECT');
+  assert.equal(h[':authority'], `${B_IP}:${echo.port}`);
+  assert.equal(h['forwarded'], `for="${A_IP}"`);
+  assert.match(String(h['traceparent']), /^00-[0-9a-f]{32}-[0-9a-f]{16}-00$/);
+  assert.match(String(h['baggage']), /k8s\.namespace\.name=frontend/);
+});
+
+test('a CONNECT naming another pod gets 400 and a failed upstream gets 503', async (t) => {
+  const { mesh, a, echo } = await setup(t);
+  const open = (target: { address: string; port: number }) =>
+    a.pool.open({
+      srcIdentity: workloadIdentity(a.workload),
+      expectedIdentities: [workloadIdentity(mesh.index().workloadByIp(B_IP)!)],
+      tunnelAddress: { address: B_IP, port: 15008 },
+      target,
+      headers: buildConnectHeaders({ target, srcIp: A_IP }),
+    });
+  await assert.rejects(open({ address: C_IP, port: echo.port }), (e: unknown) => isAmbitError(e, 'AMBIT_ERR_TUNNEL_CONNECT') && (e.details?.['status'] === 400));
+  // A port nothing listens on (the echo server's port + a closed one) → 503.
+  const closedPort = await new Promise<number>((resolve) => {
+    const tmp = net.createServer().listen(0, B_IP, () => {
+      const p = (tmp.address() as net.AddressInfo).port;
+      tmp.close(() => resolve(p));
+    });
+  });
+  await assert.rejects(open({ address: B_IP, port: closedPort }), (e: unknown) => isAmbitError(e, 'AMBIT_ERR_UPSTREAM_CONNECT'));
+  const ok = await open({ address: B_IP, port: echo.port });
+  ok.stream.end('y');
+  const chunks: Buffer[] = [];
+  for await (const c of ok.stream) chunks.push(c as Buffer);
+  assert.equal(Buffer.concat(chunks).toString(), 'y');
+  assert.equal(a.pool.stats().length, 1, 'all three streams shared one pooled connection');
+});
