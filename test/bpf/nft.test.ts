@@ -8,6 +8,7 @@ import { execFileSync } from 'node:child_process';
 import net from 'node:net';
 import { silentLogger } from '../../src/shared/log.js';
 import { NftCapture, NFT_TABLE } from '../../src/agent/capture/nft.js';
+import { openCapture } from '../../src/agent/capture/open.js';
 import { originalDestination } from '../../src/agent/capture/orig-dst.js';
 import { BYPASS_MARK, listenInNetns, socketFd, socketInNetns } from '../../native/netns.js';
 import { closeServer, createFixture, fetchText, isRoot, runClient, serveFd } from './fixture.js';
@@ -98,4 +99,12 @@ test('nft capture redirects outbound to 15001 and inbound to 15006', { skip: ski
     assert.equal(r.data, `app-b ${b.ip}:8080`);
     assert.equal(await fetchText(new net.Socket(), 8080, a.ip), 'app-a');
   });
+});
+
+test('openCapture builds the configured nft capture without touching BPF', { skip: skipReason }, async () => {
+  const { capture, decision } = await openCapture({ mode: 'nft', cgroupPath: '/nonexistent', pinDir: '/nonexistent', log: silentLogger() });
+  assert.deepEqual(decision, { mode: 'nft', reason: 'configured' });
+  assert.ok(capture instanceof NftCapture);
+  assert.deepEqual(capture.enrolled(), []);
+  await capture.close();
 });
