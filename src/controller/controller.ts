@@ -13,6 +13,7 @@ import { AmbitError, errorMessage } from '../shared/errors.js';
 import type { Logger } from '../shared/log.js';
 import { createRegistry } from '../shared/metrics.js';
 import type { Workload } from '../shared/model.js';
+import { AdminServer } from './admin.js';
 import { CertificateAuthority } from './ca/authority.js';
 import { createCaService, createNodeAuthorizer, StaticTokenAuthenticator, type PodIdentityRef } from './ca/service.js';
 import { ObjectStore } from './store.js';
@@ -37,6 +38,10 @@ export interface ControllerOptions {
   log: Logger;
   registry?: Registry;
   debounceMs?: number;
+  /** Lifetime of issued workload certificates (default the CA service's, 24h). */
+  certTtlMs?: number;
+  /** Also serve the HTTP admin endpoints (/metrics, /ready, /debug/syncz, /debug/config_dump) here. */
+  admin?: { host: string; port: number };
 }
 
 export class Controller {
@@ -45,6 +50,10 @@ export class Controller {
   readonly configServer: ConfigServer;
   private translated: TranslateResult = { workloads: [], services: [], authorizations: [], conditions: [] };
   private unsubscribe: () => void = () => undefined;
+  /** When the controller came up (ms since epoch; after the CA loaded). */
+  readonly startedAt = Date.now();
+  /** The admin server when `admin` was given. */
+  adminServer: AdminServer | undefined;
 
   private constructor(
     private readonly opts: ControllerOptions,
@@ -88,6 +97,7 @@ export class Controller {
       authorizer: createNodeAuthorizer((node) => c.podIdentitiesOn(node)),
       registry: c.registry,
       log: opts.log,
+      ...(opts.certTtlMs !== undefined ? { defaultTtlMs: opts.certTtlMs } : {}),
     });
     server.addService(caService.definition, caService.implementation);
     c.configServer.addToServer(server);
@@ -95,6 +105,14 @@ export class Controller {
     c.unsubscribe = c.store.subscribe(() => c.retranslate());
     c.retranslate();
     opts.log.info({ address: c.address }, 'controller serving CA and config streams');
+    if (opts.admin) {
+      try {
+        c.adminServer = await AdminServer.start({ source: c, host: opts.admin.host, port: opts.admin.port, log: opts.log, startedAt: c.startedAt });
+      } catch (err) {
+        await c.close();
+        throw err;
+      }
+    }
     return c;
   }
 
@@ -141,6 +159,11 @@ export class Controller {
     this.lastConditions = next;
   }
 
+  /** The current translation (what subscribers are being served). */
+  translation(): TranslateResult {
+    return this.translated;
+  }
+
   /** Pods (namespace + service account) scheduled on `node`: the CA's node-scoped authorization. */
   podIdentitiesOn(node: string): PodIdentityRef[] {
     return this.translated.workloads.filter((w) => w.node === node).map((w) => ({ namespace: w.namespace, serviceAccount: w.serviceAccount }));
@@ -174,6 +197,7 @@ export class Controller {
 
   async close(): Promise<void> {
     this.unsubscribe();
+    await this.adminServer?.close();
     this.configServer.close();
     await new Promise<void>((resolve) => {
       const t = setTimeout(() => {

@@ -1,0 +1,89 @@
+/**
+ * Entry of the `ambit-controller` process: the sole reader of process.env. Loads the config,
+ * starts the controller (CA + config streams), the local-files source and the admin server, and
+ * shuts down on SIGTERM/SIGINT within a deadline.
+ */
+import { createLogger, type Logger } from '../shared/log.js';
+import { errorCode, errorMessage } from '../shared/errors.js';
+import { createRegistry } from '../shared/metrics.js';
+import { AdminServer } from './admin.js';
+import { loadConfig, readNodeTokens, type ControllerConfig } from './config.js';
+import { Controller } from './controller.js';
+import { FileSource } from './source/watch.js';
+
+/** How long shutdown may take before the process exits anyway. */
+const SHUTDOWN_DEADLINE_MS = 10_000;
+
+async function run(config: Readonly<ControllerConfig>, log: Logger): Promise<void> {
+  const nodeTokens = await readNodeTokens(config.nodeTokensFile);
+  if (nodeTokens.size === 0) log.warn({ file: config.nodeTokensFile }, 'no node tokens configured; no agent can authenticate');
+  const registry = createRegistry({ processMetrics: true });
+  const controller = await Controller.start({
+    stateDir: config.stateDir,
+    host: config.listen.host,
+    port: config.listen.port,
+    trustDomain: config.trustDomain,
+    nodeTokens,
+    log,
+    registry,
+    certTtlMs: config.certTtlMs,
+  });
+
+  let source: FileSource | undefined;
+  let admin: AdminServer | undefined;
+  let stopping = false;
+  const stop = async (signal: string): Promise<void> => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal }, 'controller shutting down');
+    const force = setTimeout(() => {
+      log.warn({ deadlineMs: SHUTDOWN_DEADLINE_MS }, 'shutdown deadline passed; exiting');
+      process.exit(1);
+    }, SHUTDOWN_DEADLINE_MS);
+    force.unref();
+    source?.close();
+    await admin?.close().catch(() => undefined);
+    await controller.close().catch((err: unknown) => log.warn({ err: errorMessage(err) }, 'controller close failed'));
+    clearTimeout(force);
+    log.info('controller stopped');
+    process.exit(0);
+  };
+  process.once('SIGTERM', () => void stop('SIGTERM'));
+  process.once('SIGINT', () => void stop('SIGINT'));
+
+  try {
+    if (config.manifests.length > 0) {
+      source = new FileSource({ paths: config.manifests, store: controller.store, log, registry });
+      await source.start();
+    } else {
+      log.warn('no manifests configured (AMBIT_MANIFESTS); serving an empty mesh');
+    }
+    const src = source;
+    admin = await AdminServer.start({
+      source: controller,
+      host: config.admin.host,
+      port: config.admin.port,
+      log,
+      startedAt: controller.startedAt,
+      ready: () => !stopping && (src === undefined || src.ready),
+    });
+  } catch (err) {
+    source?.close();
+    await controller.close().catch(() => undefined);
+    throw err;
+  }
+  log.info({ grpc: controller.address, admin: admin.address, manifests: config.manifests }, 'controller ready');
+}
+
+let log: Logger = createLogger({ name: 'ambit-controller' });
+try {
+  const config = loadConfig(process.env);
+  log = createLogger({ name: 'ambit-controller', level: config.logLevel });
+  await run(config, log);
+} catch (err) {
+  log.fatal({ code: errorCode(err), err: errorMessage(err) }, 'controller failed to start');
+  log.flush();
+  process.exitCode = 1;
+  // Give the async log destination a moment to drain, then exit even if handles remain.
+  setTimeout(() => process.exit(1), 200).unref();
+}
