@@ -70,6 +70,14 @@ export function bpfUnsupportedReason(): string | undefined {
   return undefined;
 }
 
+/**
+ * Warns (never frees) when an unclosed owner is garbage collected: the handle leaks until exit,
+ * and an unpinned link would stay attached until then.
+ */
+const leaks = new FinalizationRegistry<string>((what) => {
+  process.emitWarning(`${what} was garbage collected without close()`, { code: 'AMBIT_BPF_LEAK' });
+});
+
 export interface MapCodec<K, V> {
   encodeKey(key: K): Buffer;
   decodeKey(buf: Buffer): K;
@@ -223,6 +231,7 @@ export class BpfLink {
   constructor(description: string, ptr: NativePointer) {
     this.description = description;
     this.#ptr = ptr;
+    leaks.register(this, `bpf link ${description}`, this);
   }
 
   get closed(): boolean {
@@ -262,6 +271,7 @@ export class BpfLink {
     if (this.#ptr === null) return;
     const ptr = this.#ptr;
     this.#ptr = null;
+    leaks.unregister(this);
     shim().linkDestroy(ptr);
   }
 
@@ -290,6 +300,7 @@ export class BpfObject {
   private constructor(path: string, ptr: NativePointer) {
     this.path = path;
     this.#ptr = ptr;
+    leaks.register(this, `bpf object ${path}`, this);
   }
 
   /**
@@ -371,6 +382,7 @@ export class BpfObject {
     this.#maps.clear();
     const ptr = this.#ptr;
     this.#ptr = null;
+    leaks.unregister(this);
     shim().objectClose(ptr);
   }
 }
