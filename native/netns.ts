@@ -84,27 +84,27 @@ export function inNetns<T>(netnsPath: string, fn: () => T): T {
   try {
     self = openSync('/proc/thread-self/ns/net', 'r');
   } catch (cause) {
-    throw new AmbitError('AMBIT_ERR_NETNS', 'opening /proc/thread-self/ns/net failed; is /proc mounted?', { cause });
+    throw new AmbitError('AMBIT_ERR_NETNS_ENTER', 'opening /proc/thread-self/ns/net failed; is /proc mounted?', { cause });
   }
   try {
     try {
       target = openSync(netnsPath, 'r');
     } catch (cause) {
-      throw new AmbitError('AMBIT_ERR_NETNS', `opening netns ${netnsPath} failed; does the pod still exist?`, {
+      throw new AmbitError('AMBIT_ERR_NETNS_ENTER', `opening netns ${netnsPath} failed; does the pod still exist?`, {
         cause,
         details: { netnsPath },
       });
     }
     try {
       if (c.setns(target, CLONE_NEWNET) !== 0) {
-        throw nativeError('AMBIT_ERR_NETNS', `setns into ${netnsPath}`, lastErrno(), { netnsPath });
+        throw nativeError('AMBIT_ERR_NETNS_ENTER', `setns into ${netnsPath}`, lastErrno(), { netnsPath });
       }
       try {
         return fn();
       } finally {
         if (c.setns(self, CLONE_NEWNET) !== 0) {
           // The thread would keep running in the pod's netns: nothing after this is safe.
-          throw nativeError('AMBIT_ERR_NETNS', `setns back from ${netnsPath}`, lastErrno(), { netnsPath });
+          throw nativeError('AMBIT_ERR_NETNS_ENTER', `setns back from ${netnsPath}`, lastErrno(), { netnsPath });
         }
       }
     } finally {
@@ -143,7 +143,7 @@ export function netnsCookie(netnsPath: string): bigint {
       const len = Buffer.alloc(4);
       len.writeUInt32LE(8);
       if (libc().getsockopt(fd, SOL_SOCKET, SO_NETNS_COOKIE, v, len) !== 0) {
-        throw nativeError('AMBIT_ERR_NETNS', `getsockopt SO_NETNS_COOKIE in ${netnsPath}`, lastErrno(), {
+        throw nativeError('AMBIT_ERR_NETNS_ENTER', `getsockopt SO_NETNS_COOKIE in ${netnsPath}`, lastErrno(), {
           netnsPath,
         });
       }
@@ -288,7 +288,7 @@ function originalDstAt(fd: number, level: number): SocketAddressInfo | number {
  * The destination a captured connection was sent to before redirection:
  * getsockopt(SO_ORIGINAL_DST), answered by the BPF capture (cgroup/getsockopt) or by conntrack
  * after an nftables REDIRECT. IPv4 originals on a dual-stack socket come back as IPv4.
- * Throws AMBIT_ERR_CAPTURE (details.errno ENOENT) for a connection that was not captured.
+ * Throws AMBIT_ERR_CAPTURE_FAILED (details.errno ENOENT) for a connection that was not captured.
  */
 export function getOriginalDst(fd: number): SocketAddressInfo {
   const local = socketLocalAddress(fd);
@@ -299,7 +299,7 @@ export function getOriginalDst(fd: number): SocketAddressInfo {
     if (typeof r !== 'number') return r;
     errno = errno || r;
   }
-  throw nativeError('AMBIT_ERR_CAPTURE', `reading the original destination (SO_ORIGINAL_DST) of fd ${fd}`, errno, {
+  throw nativeError('AMBIT_ERR_CAPTURE_FAILED', `reading the original destination (SO_ORIGINAL_DST) of fd ${fd}`, errno, {
     fd,
     local: `${local.address}:${local.port}`,
   });

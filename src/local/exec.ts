@@ -56,7 +56,7 @@ export function ip(args: string[], ns?: string, opts: RunOptions = {}): Promise<
 
 /** Loads an nft script inside netns `ns` (a name under /var/run/netns). */
 export function nftIn(ns: string, script: string, opts: RunOptions = {}): Promise<RunResult> {
-  return run('ip', ['netns', 'exec', ns, 'nft', '-f', '-'], { ...opts, input: script, code: opts.code ?? 'AMBIT_ERR_NFT' });
+  return run('ip', ['netns', 'exec', ns, 'nft', '-f', '-'], { ...opts, input: script, code: opts.code ?? 'AMBIT_ERR_NFT_APPLY' });
 }
 
 /** Runs a command inside netns `ns` without changing the mount namespace (unlike `ip netns exec`). */

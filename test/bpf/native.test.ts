@@ -72,7 +72,7 @@ test('netns helpers create sockets inside the pod and read its cookie', { skip: 
     await assert.rejects(fetchText(refused), { code: 'ECONNREFUSED' });
   });
 
-  await t.test('getOriginalDst of an uncaptured connection fails with AMBIT_ERR_CAPTURE / ENOENT', async () => {
+  await t.test('getOriginalDst of an uncaptured connection fails with AMBIT_ERR_CAPTURE_FAILED / ENOENT', async () => {
     const fd = listenInNetns(a.netnsPath, { address: '0.0.0.0', port: 7000 });
     let err: unknown;
     servers.push(
@@ -86,14 +86,14 @@ test('netns helpers create sockets inside the pod and read its cookie', { skip: 
       }),
     );
     assert.equal(await fetchText(new net.Socket(), 7000, a.ip), 'done');
-    assert.equal((err as { code?: string }).code, 'AMBIT_ERR_CAPTURE');
+    assert.equal((err as { code?: string }).code, 'AMBIT_ERR_CAPTURE_FAILED');
     assert.equal((err as { details?: { errno?: string } }).details?.errno, 'ENOENT');
   });
 
-  await t.test('a missing netns is a clear AMBIT_ERR_NETNS and the thread stays home', () => {
+  await t.test('a missing netns is a clear AMBIT_ERR_NETNS_ENTER and the thread stays home', () => {
     const home = netnsCookie('/proc/self/ns/net');
     assert.throws(() => listenInNetns('/var/run/netns/does-not-exist-ambit', { address: '0.0.0.0', port: 1 }), {
-      code: 'AMBIT_ERR_NETNS',
+      code: 'AMBIT_ERR_NETNS_ENTER',
       message: /does the pod still exist/,
     });
     assert.throws(() => listenInNetns(a.netnsPath, { address: 'not-an-ip', port: 1 }), { code: 'AMBIT_ERR_NATIVE_CALL' });

@@ -167,7 +167,7 @@ test('bpf capture redirects, steers, bypasses and cleans up', { skip: skipReason
         capture!.enroll({ uid: 'pod-b', netnsPath: b.netnsPath, inboundListenerFd: notListening }),
         (e: unknown) => {
           const x = e as { code?: string; cause?: { code?: string; details?: { errno?: string } } };
-          assert.equal(x.code, 'AMBIT_ERR_CAPTURE');
+          assert.equal(x.code, 'AMBIT_ERR_CAPTURE_FAILED');
           assert.equal(x.cause?.code, 'AMBIT_ERR_BPF_MAP');
           return true;
         },
@@ -219,7 +219,7 @@ test('bpf capture redirects, steers, bypasses and cleans up', { skip: skipReason
 test('open() refuses to own a whole bpf filesystem', { skip: skipReason }, async () => {
   await assert.rejects(
     BpfCapture.open({ cgroupPath: '/sys/fs/cgroup/unified', pinDir: '/sys/fs/bpf', log: silentLogger() }),
-    { code: 'AMBIT_ERR_CAPTURE', message: /mount point/ },
+    { code: 'AMBIT_ERR_CAPTURE_FAILED', message: /mount point/ },
   );
   assert.ok(existsSync('/sys/fs/bpf'), 'nothing was removed');
 });

@@ -40,7 +40,7 @@ export function buildNftRuleset(opts: EnrollOptions): string {
   const exOut = [...new Set(opts.excludeOutboundPorts ?? [])].sort((a, b) => a - b);
   for (const p of [out, inb, ...exIn, ...exOut]) {
     if (!Number.isInteger(p) || p < 1 || p > 65535) {
-      throw new AmbitError('AMBIT_ERR_CAPTURE', `port ${p} is not an integer in 1-65535`, { details: { port: p } });
+      throw new AmbitError('AMBIT_ERR_CAPTURE_FAILED', `port ${p} is not an integer in 1-65535`, { details: { port: p } });
     }
   }
   const families = opts.ipv6 ? '' : 'meta nfproto ipv4 ';
@@ -93,7 +93,7 @@ export class NftCapture implements Capture {
   }
 
   async enroll(opts: EnrollOptions): Promise<void> {
-    if (this.#closed) throw new AmbitError('AMBIT_ERR_CAPTURE', 'nft capture is closed');
+    if (this.#closed) throw new AmbitError('AMBIT_ERR_CAPTURE_FAILED', 'nft capture is closed');
     const ruleset = buildNftRuleset(opts);
     await this.#run(opts.netnsPath, ['-f', '-'], ruleset);
     this.#pods.set(opts.uid, { netnsPath: opts.netnsPath });
@@ -133,7 +133,7 @@ export class NftCapture implements Capture {
       });
       child.on('error', (cause) =>
         reject(
-          new AmbitError('AMBIT_ERR_NFT', `running ${this.#nsenter} ${this.#nft} failed; are util-linux and nftables installed?`, {
+          new AmbitError('AMBIT_ERR_NFT_APPLY', `running ${this.#nsenter} ${this.#nft} failed; are util-linux and nftables installed?`, {
             cause,
           }),
         ),
@@ -142,7 +142,7 @@ export class NftCapture implements Capture {
         if (code === 0) return resolve();
         reject(
           new AmbitError(
-            'AMBIT_ERR_NFT',
+            'AMBIT_ERR_NFT_APPLY',
             `nft in netns ${netnsPath} exited with ${code ?? signal}: ${stderr.trim().split('\n')[0] ?? ''}`,
             { details: { netnsPath, stderr: stderr.trim() } },
           ),

@@ -13,7 +13,7 @@ function unmap(address: string): { address: string; family: 'IPv4' | 'IPv6' } {
 
 /**
  * outbound: getsockopt(SO_ORIGINAL_DST), answered by cgroup/getsockopt (BPF) or conntrack (nft);
- * throws AMBIT_ERR_CAPTURE when the connection was not captured.
+ * throws AMBIT_ERR_CAPTURE_FAILED when the connection was not captured.
  * inbound: SO_ORIGINAL_DST when conntrack knows it (nft REDIRECT to 15006), otherwise the socket's
  * local address, which sk_lookup leaves as the original destination. IPv4 is never v4-mapped.
  */
@@ -27,7 +27,7 @@ export function originalDestination(socket: Socket, direction: 'outbound' | 'inb
     const d = getOriginalDst(fd);
     return { ...d, ...unmap(d.address) };
   } catch (e) {
-    if (!isAmbitError(e, 'AMBIT_ERR_CAPTURE')) throw e;
+    if (!isAmbitError(e, 'AMBIT_ERR_CAPTURE_FAILED')) throw e;
   }
   const address = socket.localAddress;
   const port = socket.localPort;

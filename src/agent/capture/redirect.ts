@@ -168,7 +168,7 @@ function checkPorts(what: string, ports: number[] | undefined): number[] {
   const out = ports ?? [];
   for (const p of out) {
     if (!Number.isInteger(p) || p < 1 || p > 65535) {
-      throw new AmbitError('AMBIT_ERR_CAPTURE', `${what} port ${p} is not an integer in 1-65535`, {
+      throw new AmbitError('AMBIT_ERR_CAPTURE_FAILED', `${what} port ${p} is not an integer in 1-65535`, {
         details: { port: p },
       });
     }
@@ -262,7 +262,7 @@ export class BpfCapture implements Capture {
       link?.detach();
       steer.close();
       rmSync(pinFolder, { recursive: true, force: true });
-      throw new AmbitError('AMBIT_ERR_CAPTURE', `enrolling pod ${opts.uid} (${opts.netnsPath}) failed: ${errorMessage(e)}`, {
+      throw new AmbitError('AMBIT_ERR_CAPTURE_FAILED', `enrolling pod ${opts.uid} (${opts.netnsPath}) failed: ${errorMessage(e)}`, {
         cause: e,
         details: { uid: opts.uid, netnsPath: opts.netnsPath },
       });
@@ -330,14 +330,14 @@ export class BpfCapture implements Capture {
     removePins(this.pinDir);
     this.#log.info({ pinDir: this.pinDir }, 'bpf capture detached');
     if (errors.length > 0) {
-      throw new AmbitError('AMBIT_ERR_CAPTURE', `closing bpf capture hit ${errors.length} error(s): ${errorMessage(errors[0])}`, {
+      throw new AmbitError('AMBIT_ERR_CAPTURE_FAILED', `closing bpf capture hit ${errors.length} error(s): ${errorMessage(errors[0])}`, {
         cause: errors[0],
       });
     }
   }
 
   #open(): void {
-    if (this.#closed) throw new AmbitError('AMBIT_ERR_CAPTURE', `bpf capture at ${this.pinDir} is closed`);
+    if (this.#closed) throw new AmbitError('AMBIT_ERR_CAPTURE_FAILED', `bpf capture at ${this.pinDir} is closed`);
   }
 }
 
@@ -357,7 +357,7 @@ function checkPinDir(pinDir: string): void {
   }
   if (abs === '/' || mountPoints.includes(abs)) {
     throw new AmbitError(
-      'AMBIT_ERR_CAPTURE',
+      'AMBIT_ERR_CAPTURE_FAILED',
       `pin folder ${pinDir} is a mount point; use a folder of its own such as /sys/fs/bpf/ambit`,
       { details: { pinDir } },
     );

@@ -31,5 +31,5 @@ test('excluded ports, custom ports and ipv6 are honoured', () => {
 });
 
 test('an invalid port is refused before nft runs', () => {
-  assert.throws(() => buildNftRuleset({ ...base, excludeInboundPorts: [0] }), { code: 'AMBIT_ERR_CAPTURE' });
+  assert.throws(() => buildNftRuleset({ ...base, excludeInboundPorts: [0] }), { code: 'AMBIT_ERR_CAPTURE_FAILED' });
 });
