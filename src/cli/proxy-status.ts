@@ -113,12 +113,17 @@ export function formatTypeState(t: SynczType | undefined): string {
     case 'STALE':
       return t.pending !== null ? `STALE (pending ${short(t.sentVersion)})` : `STALE (has ${short(t.ackedVersion)}, want ${short(t.targetVersion)})`;
     case 'NACKED': {
-      const msg = (t.lastNack?.message ?? '').replace(/\s+/g, ' ').trim();
+      const msg = nackText(t);
       return `NACKED: ${msg.length > MAX_NACK_CHARS ? msg.slice(0, MAX_NACK_CHARS - 3) + '...' : msg}`;
     }
     default:
       return 'NOT SENT';
   }
+}
+
+/** A NACK message on one line, long version hashes shortened to 8 characters. */
+function nackText(t: SynczType): string {
+  return (t.lastNack?.message ?? '').replace(/\s+/g, ' ').replace(/\b([0-9a-f]{8})[0-9a-f]{8,}\b/g, '$1').trim();
 }
 
 /** Capture cell: `2/3 (ambient=2, none=1)`; `-` for subscribers that report no pods. */
@@ -140,5 +145,10 @@ export function renderProxyStatus(report: SynczReport): string {
     ...TYPE_COLUMNS.map((c) => formatTypeState(s.types.find((t) => t.type === c))),
     formatCapture(s),
   ]);
-  return renderTable(header, rows);
+  const table = renderTable(header, rows);
+  // Full NACK messages below the table: the cell shows only their start.
+  const nacks = report.subscribers.flatMap((s) =>
+    s.types.filter((t) => t.state === 'NACKED').map((t) => `  ${s.name} ${t.type}: ${nackText(t)}`),
+  );
+  return nacks.length > 0 ? `${table}\n\nRejected config (the subscriber keeps its last good version):\n${nacks.join('\n')}` : table;
 }
