@@ -1,0 +1,107 @@
+/**
+ * The controller process (dist/src/controller/main.js) end to end: env → start → manifests →
+ * admin; a manifest edit shows in /debug/config_dump; SIGTERM exits 0; bad env exits 1 naming it.
+ */
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { test, type TestContext } from 'node:test';
+import { namespace, pod } from '../unit/translate/helpers.js';
+
+const MAIN = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'src', 'controller', 'main.js');
+
+interface Proc {
+  child: ChildProcess;
+  lines: Array<Record<string, unknown>>;
+  exited: Promise<number | null>;
+}
+
+function startMain(t: TestContext, env: Record<string, string>): Proc {
+  const child = spawn(process.execPath, [MAIN], { env: { PATH: process.env['PATH'] ?? '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const lines: Array<Record<string, unknown>> = [];
+  let buf = '';
+  child.stderr?.on('data', (d: Buffer) => {
+    buf += d.toString();
+    let i;
+    while ((i = buf.indexOf('\n')) >= 0) {
+      const line = buf.slice(0, i);
+      buf = buf.slice(i + 1);
+      try {
+        lines.push(JSON.parse(line) as Record<string, unknown>);
+      } catch {
+        lines.push({ msg: line });
+      }
+    }
+  });
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  t.after(() => {
+    if (child.exitCode === null && child.signalCode === null && child.pid !== undefined) child.kill('SIGKILL');
+  });
+  return { child, lines, exited };
+}
+
+async function waitFor<T>(what: string, get: () => T | undefined | Promise<T | undefined>, timeoutMs = 15_000): Promise<T> {
+  for (let i = 0; i < timeoutMs / 25; i++) {
+    const v = await get();
+    if (v !== undefined) return v;
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  assert.fail(`timed out waiting for ${what}`);
+}
+
+async function workloadNames(adminUrl: string): Promise<string[]> {
+  const res = await fetch(`${adminUrl}/debug/config_dump`, { signal: AbortSignal.timeout(5000) });
+  const body = (await res.json()) as { workloads: Array<{ name: string }> };
+  return body.workloads.map((w) => w.name).sort();
+}
+
+test('controller main: serves manifests, follows edits, exits 0 on SIGTERM', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), `ambit-main${process.pid % 10000}-`));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const manifests = join(dir, 'manifests');
+  await mkdir(manifests);
+  const file = join(manifests, 'app.yaml');
+  await writeFile(file, [namespace('demo'), pod('web')].map((o) => JSON.stringify(o)).join('\n---\n'));
+  const tokens = join(dir, 'tokens');
+  await writeFile(tokens, `node-1 ${'t'.repeat(32)}\n`);
+
+  const p = startMain(t, {
+    AMBIT_CONTROLLER_LISTEN: '127.0.0.1:0',
+    AMBIT_ADMIN_LISTEN: '127.0.0.1:0',
+    AMBIT_STATE_DIR: join(dir, 'state'),
+    AMBIT_MANIFESTS: manifests,
+    AMBIT_NODE_TOKENS_FILE: tokens,
+    AMBIT_LOG_LEVEL: 'info',
+  });
+  const ready = await waitFor('controller ready log line', () => {
+    const fatal = p.lines.find((l) => l['level'] === 60);
+    if (fatal) assert.fail(`controller failed: ${JSON.stringify(fatal)}`);
+    return p.lines.find((l) => l['msg'] === 'controller ready');
+  });
+  assert.ok(!JSON.stringify(p.lines).includes('t'.repeat(32)), 'the node token never appears in logs');
+  const adminUrl = `http://${String(ready['admin'])}`;
+  const readyRes = await fetch(`${adminUrl}/ready`, { signal: AbortSignal.timeout(5000) });
+  assert.equal(readyRes.status, 200);
+  await readyRes.text();
+  assert.deepEqual(await workloadNames(adminUrl), ['web']);
+
+  await writeFile(file, [namespace('demo'), pod('web'), pod('api', { ip: '10.0.0.7' })].map((o) => JSON.stringify(o)).join('\n---\n'));
+  await waitFor('api workload after the edit', async () => ((await workloadNames(adminUrl)).includes('api') ? true : undefined));
+
+  p.child.kill('SIGTERM');
+  assert.equal(await p.exited, 0);
+  assert.ok(p.lines.some((l) => l['msg'] === 'controller stopped'));
+});
+
+test('controller main: invalid environment exits 1 with one fatal line naming every variable', async (t) => {
+  const p = startMain(t, { AMBIT_CONTROLLER_LISTEN: 'nope', AMBIT_CERT_TTL: 'forever', AMBIT_STATE_DIR: '/tmp/x' });
+  assert.equal(await p.exited, 1);
+  const fatal = p.lines.filter((l) => l['level'] === 60);
+  assert.equal(fatal.length, 1);
+  assert.equal(fatal[0]!['code'], 'AMBIT_ERR_CONFIG_INVALID');
+  assert.match(String(fatal[0]!['err']), /AMBIT_CONTROLLER_LISTEN: must be host:port.*"nope"/);
+  assert.match(String(fatal[0]!['err']), /AMBIT_CERT_TTL: must be a duration.*"forever"/);
+});
