@@ -70,5 +70,5 @@ export function inNetns(ns: string, cmd: string, args: string[], opts: RunOption
  * Joining the cgroup must come first: `ip netns exec` remounts /sys, hiding cgroup2.
  */
 export function podCommand(cgroupProcs: string, netns: string, cmd: string[]): [string, string[]] {
-  return ['sh', ['-c', 'echo $$ > "$1" && shift && exec ip netns exec "$@"', 'sh', cgroupProcs, netns, ...cmd]];
+  return ['sh', ['-c', 'ulimit -n 65536 2>/dev/null; echo $$ > "$1" && shift && exec ip netns exec "$@"', 'sh', cgroupProcs, netns, ...cmd]];
 }

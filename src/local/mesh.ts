@@ -159,7 +159,7 @@ export class LocalMesh {
     const logFile = createWriteStream(join(o.stateDir, 'logs', `agent-${n.name}.log`), { flags: 'a' });
     // The agent joins the mesh cgroup (so the getsockopt hook sees its accepted sockets) and runs in
     // the node's netns; nsenter keeps the mount namespace, so bpffs and cgroup2 stay visible.
-    const script = 'echo $$ > "$1" && shift && exec nsenter --net="$@"';
+    const script = 'ulimit -n 65536 2>/dev/null; echo $$ > "$1" && shift && exec nsenter --net="$@"';
     const child = spawn(
       'sh',
       ['-c', script, 'sh', join(this.cgroupDir, 'cgroup.procs'), `/var/run/netns/${n.netns}`, process.execPath, join(o.repoRoot, 'dist/src/agent/main.js')],

@@ -1,0 +1,166 @@
+/**
+ * A traffic generator the mesh tests run INSIDE a pod (`ambit local exec ns/pod -- node netload.js ...`).
+ * Prints one JSON line with what happened; bounded in count and time.
+ *   bulk <host> <port> <conns> <mib>   each connection sends <mib> MiB of seeded random bytes to an echo
+ *                                      server, reads the echo, compares SHA-256 both ways
+ *   hold <host> <port> <conns> <ms>    opens <conns> connections, 1-byte round trip each, holds, closes
+ *   halfclose <host> <port>            sends, ends its side, still reads the whole echo
+ *   send <host> <port> <text>          one connection: write text, read the echo until close
+ *   wait <host> <port> <ms>            one connection held up to <ms>: reports whether the peer closed it
+ */
+import { connect, type Socket } from 'node:net';
+import { createHash } from 'node:crypto';
+
+const [mode, host, portText, a, b] = process.argv.slice(2);
+const port = Number(portText);
+const HARD_LIMIT_MS = 120_000;
+setTimeout(() => finish({ error: 'hard time limit reached' }, 2), HARD_LIMIT_MS).unref();
+
+function finish(result: Record<string, unknown>, code = 0): never {
+  process.stdout.write(JSON.stringify(result) + '\n');
+  process.exit(code);
+}
+
+function open(): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const s = connect({ host: host!, port, allowHalfOpen: true });
+    s.once('connect', () => resolve(s));
+    s.once('error', reject);
+  });
+}
+
+/** Deterministic pseudo-random bytes (xorshift), so both ends could regenerate them. */
+function fillRandom(buf: Buffer, seed: number): number {
+  let x = seed >>> 0 || 1;
+  for (let i = 0; i < buf.length; i += 4) {
+    x ^= x << 13;
+    x >>>= 0;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    x >>>= 0;
+    buf.writeUInt32LE(x, i);
+  }
+  return x;
+}
+
+async function bulkOne(index: number, bytes: number): Promise<{ ok: boolean; sent: string; received: string; bytes: number }> {
+  const s = await open();
+  const sentHash = createHash('sha256');
+  const recvHash = createHash('sha256');
+  let received = 0;
+  const done = new Promise<void>((resolve, reject) => {
+    s.on('data', (d: Buffer) => {
+      recvHash.update(d);
+      received += d.length;
+    });
+    s.on('end', () => resolve());
+    s.on('error', reject);
+  });
+  const chunk = Buffer.allocUnsafe(256 * 1024);
+  let seed = 0x9e3779b9 ^ (index * 7919);
+  let left = bytes;
+  while (left > 0) {
+    const n = Math.min(left, chunk.length);
+    seed = fillRandom(chunk, seed);
+    const piece = Buffer.from(chunk.subarray(0, n));
+    sentHash.update(piece);
+    left -= n;
+    if (!s.write(piece)) await new Promise((r) => s.once('drain', r));
+  }
+  s.end();
+  await done;
+  const sent = sentHash.digest('hex');
+  const recv = recvHash.digest('hex');
+  return { ok: sent === recv && received === bytes, sent, received: recv, bytes: received };
+}
+
+async function main(): Promise<void> {
+  if (mode === 'bulk') {
+    const conns = Number(a);
+    const bytes = Number(b) * 1024 * 1024;
+    const started = Date.now();
+    const results = await Promise.all(Array.from({ length: conns }, (_, i) => bulkOne(i, bytes)));
+    finish({ ok: results.every((r) => r.ok), intact: results.filter((r) => r.ok).length, conns, bytesEachWay: bytes, ms: Date.now() - started });
+  }
+  if (mode === 'hold') {
+    const conns = Number(a);
+    const holdMs = Number(b);
+    const sockets: Socket[] = [];
+    let failed = 0;
+    let echoed = 0;
+    for (let i = 0; i < conns; i += 50) {
+      const batch = await Promise.allSettled(Array.from({ length: Math.min(50, conns - i) }, () => open()));
+      for (const r of batch) if (r.status === 'fulfilled') sockets.push(r.value);
+      else failed++;
+    }
+    await Promise.all(
+      sockets.map(
+        (s) =>
+          new Promise<void>((resolve) => {
+            s.once('data', () => {
+              echoed++;
+              resolve();
+            });
+            s.once('error', () => resolve());
+            s.write('x');
+          }),
+      ),
+    );
+    await new Promise((r) => setTimeout(r, holdMs));
+    const stillOpen = sockets.filter((s) => !s.destroyed && s.readyState === 'open').length;
+    let closedCleanly = 0;
+    await Promise.all(
+      sockets.map(
+        (s) =>
+          new Promise<void>((resolve) => {
+            s.once('close', (hadError: boolean) => {
+              if (!hadError) closedCleanly++;
+              resolve();
+            });
+            s.on('data', () => undefined);
+            s.end();
+          }),
+      ),
+    );
+    finish({ opened: sockets.length, failed, echoed, stillOpen, closedCleanly });
+  }
+  if (mode === 'halfclose') {
+    const s = await open();
+    const chunks: Buffer[] = [];
+    s.on('data', (d: Buffer) => chunks.push(d));
+    const payload = Buffer.alloc(300_000, 'h');
+    s.end(payload);
+    await new Promise<void>((resolve) => s.on('end', () => resolve()));
+    finish({ ok: Buffer.concat(chunks).equals(payload), received: Buffer.concat(chunks).length });
+  }
+  if (mode === 'send') {
+    const s = await open();
+    const chunks: Buffer[] = [];
+    s.on('data', (d: Buffer) => chunks.push(d));
+    s.end(a ?? '');
+    await new Promise<void>((resolve) => {
+      s.on('close', () => resolve());
+      s.on('error', () => resolve());
+    });
+    finish({ reply: Buffer.concat(chunks).toString('utf8') });
+  }
+  if (mode === 'wait') {
+    const s = await open();
+    s.write('ping');
+    const started = Date.now();
+    const outcome = await new Promise<string>((resolve) => {
+      const t = setTimeout(() => resolve('still-open'), Number(a));
+      s.on('data', () => undefined);
+      s.on('close', () => {
+        clearTimeout(t);
+        resolve('closed');
+      });
+      s.on('error', () => undefined);
+      process.stdout.write(JSON.stringify({ connected: true }) + '\n');
+    });
+    finish({ outcome, afterMs: Date.now() - started });
+  }
+  finish({ error: `unknown mode ${mode}` }, 2);
+}
+
+main().catch((err: Error & { code?: string }) => finish({ error: err.message, code: err.code }, 1));
