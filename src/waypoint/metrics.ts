@@ -1,0 +1,122 @@
+/**
+ * Waypoint request metrics with Istio's names and labels (`reporter="waypoint"`), so Kiali and the
+ * Istio dashboards read them, plus `ambit_*` counters for retries, timeouts, circuit breaking,
+ * outlier ejections and injected faults. Labels are bounded: no IPs, ports or request ids.
+ */
+import { Counter, Histogram, type Registry } from 'prom-client';
+import { UNKNOWN } from '../shared/metrics.js';
+
+export const ISTIO_HTTP_LABELS = [
+  'reporter',
+  'source_workload',
+  'source_canonical_service',
+  'source_canonical_revision',
+  'source_workload_namespace',
+  'source_principal',
+  'source_app',
+  'source_version',
+  'source_cluster',
+  'destination_service',
+  'destination_service_namespace',
+  'destination_service_name',
+  'destination_workload',
+  'destination_canonical_service',
+  'destination_canonical_revision',
+  'destination_workload_namespace',
+  'destination_principal',
+  'destination_app',
+  'destination_version',
+  'destination_cluster',
+  'request_protocol',
+  'response_code',
+  'response_flags',
+  'grpc_response_status',
+  'connection_security_policy',
+] as const;
+
+export type IstioHttpLabel = (typeof ISTIO_HTTP_LABELS)[number];
+export type IstioHttpLabels = Record<IstioHttpLabel, string>;
+
+/** Envoy response flags the waypoint sets. */
+export const RESPONSE_FLAGS = {
+  NONE: '-',
+  /** No route configured. */
+  NO_ROUTE: 'NR',
+  /** Upstream overflow: circuit breaker / pool limit. */
+  UPSTREAM_OVERFLOW: 'UO',
+  /** No healthy upstream. */
+  NO_HEALTHY_UPSTREAM: 'UH',
+  /** Upstream connection failure. */
+  UPSTREAM_CONNECT_FAILURE: 'UF',
+  /** Upstream request timeout. */
+  UPSTREAM_TIMEOUT: 'UT',
+  /** Upstream reset. */
+  UPSTREAM_RESET: 'UR',
+  /** Retry limit exceeded after upstream failures. */
+  UPSTREAM_RETRY_LIMIT: 'URX',
+  /** Fault injection abort / delay. */
+  FAULT_ABORT: 'FI',
+  FAULT_DELAY: 'DI',
+  /** Local rate limited. */
+  RATE_LIMITED: 'RL',
+  /** Denied by RBAC. */
+  RBAC_DENIED: 'RBAC',
+  /** Downstream went away. */
+  DOWNSTREAM_RESET: 'DC',
+} as const;
+
+const DURATION_BUCKETS_MS = [0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 300000, 600000, 1800000, 3600000];
+const SIZE_BUCKETS = [1, 10, 100, 1000, 10000, 100000, 1000000, 10000000];
+
+export interface WaypointMetrics {
+  requests: Counter<IstioHttpLabel>;
+  duration: Histogram<IstioHttpLabel>;
+  requestBytes: Histogram<IstioHttpLabel>;
+  responseBytes: Histogram<IstioHttpLabel>;
+  retries: Counter<'destination_service' | 'route' | 'reason'>;
+  timeouts: Counter<'destination_service' | 'route' | 'kind'>;
+  circuitBreakerTrips: Counter<'destination_service' | 'reason'>;
+  outlierEjections: Counter<'destination_service'>;
+  faults: Counter<'destination_service' | 'route' | 'kind'>;
+  policyDenials: Counter<'destination_service' | 'reason'>;
+}
+
+export function createWaypointMetrics(registry: Registry): WaypointMetrics {
+  const labelNames = [...ISTIO_HTTP_LABELS];
+  return {
+    requests: new Counter({ name: 'istio_requests_total', help: 'Requests handled by the waypoint.', labelNames, registers: [registry] }),
+    duration: new Histogram({ name: 'istio_request_duration_milliseconds', help: 'Request duration in milliseconds.', labelNames, buckets: DURATION_BUCKETS_MS, registers: [registry] }),
+    requestBytes: new Histogram({ name: 'istio_request_bytes', help: 'Request size (headers and body) in bytes.', labelNames, buckets: SIZE_BUCKETS, registers: [registry] }),
+    responseBytes: new Histogram({ name: 'istio_response_bytes', help: 'Response size (headers and body) in bytes.', labelNames, buckets: SIZE_BUCKETS, registers: [registry] }),
+    retries: new Counter({ name: 'ambit_request_retries_total', help: 'Retries the waypoint made, by retry condition.', labelNames: ['destination_service', 'route', 'reason'], registers: [registry] }),
+    timeouts: new Counter({ name: 'ambit_request_timeouts_total', help: 'Requests or tries that hit a timeout (kind: request|per_try).', labelNames: ['destination_service', 'route', 'kind'], registers: [registry] }),
+    circuitBreakerTrips: new Counter({ name: 'ambit_circuit_breaker_trips_total', help: 'Requests refused by connection-pool limits or the retry budget.', labelNames: ['destination_service', 'reason'], registers: [registry] }),
+    outlierEjections: new Counter({ name: 'ambit_outlier_ejections_total', help: 'Endpoints ejected by outlier detection.', labelNames: ['destination_service'], registers: [registry] }),
+    faults: new Counter({ name: 'ambit_faults_injected_total', help: 'Injected faults (kind: delay|abort).', labelNames: ['destination_service', 'route', 'kind'], registers: [registry] }),
+    policyDenials: new Counter({ name: 'ambit_policy_denials_total', help: 'Requests the waypoint refused (reason: rbac|rate_limited).', labelNames: ['destination_service', 'reason'], registers: [registry] }),
+  };
+}
+
+/** A full label set with every field "unknown" except reporter="waypoint". */
+export function baseLabels(): IstioHttpLabels {
+  const out = {} as IstioHttpLabels;
+  for (const l of ISTIO_HTTP_LABELS) out[l] = UNKNOWN;
+  out.reporter = 'waypoint';
+  out.response_flags = RESPONSE_FLAGS.NONE;
+  out.grpc_response_status = '';
+  return out;
+}
+
+export interface RequestRecord {
+  labels: IstioHttpLabels;
+  durationMs: number;
+  requestBytes: number;
+  responseBytes: number;
+}
+
+export function recordRequest(m: WaypointMetrics, r: RequestRecord): void {
+  m.requests.inc(r.labels);
+  m.duration.observe(r.labels, r.durationMs);
+  m.requestBytes.observe(r.labels, r.requestBytes);
+  m.responseBytes.observe(r.labels, r.responseBytes);
+}

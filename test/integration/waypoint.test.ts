@@ -1,0 +1,399 @@
+/**
+ * Waypoint L7 proxy against real HTTP/1.1 and HTTP/2 servers on 127.0.0.1: weighted split, header
+ * match, retries, timeouts, connection-pool limits, outlier ejection, gRPC trailers, authz, faults,
+ * metrics and access log.
+ */
+import { test, type TestContext } from 'node:test';
+import assert from 'node:assert/strict';
+import * as http from 'node:http';
+import * as http2 from 'node:http2';
+import type { AddressInfo } from 'node:net';
+import { Writable } from 'node:stream';
+import { createLogger } from '../../src/shared/log.js';
+import { createRegistry } from '../../src/shared/metrics.js';
+import { emptyHeaderOps, type HttpRoute, type RouteConfig } from '../../src/shared/routes.js';
+import { WaypointServer, type BackendTarget } from '../../src/waypoint/server.js';
+import { HttpUpstream, type Endpoint } from '../../src/waypoint/upstream.js';
+import { seededRandom } from '../../src/waypoint/route/weighted.js';
+
+type Handler = (req: http.IncomingMessage, res: http.ServerResponse, n: number) => void;
+
+interface Backend {
+  port: number;
+  hits: number;
+  close(): Promise<void>;
+}
+
+async function startBackend(t: TestContext, handler: Handler): Promise<Backend> {
+  const b = { port: 0, hits: 0, close: async () => {} };
+  const server = http.createServer({ keepAliveTimeout: 30_000 }, (req, res) => {
+    const n = b.hits++;
+    handler(req, res, n);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  b.port = (server.address() as AddressInfo).port;
+  b.close = () =>
+    new Promise<void>((r) => {
+      server.closeAllConnections();
+      server.close(() => r());
+    });
+  t.after(() => b.close());
+  return b;
+}
+
+function reply(body: string, status = 200): Handler {
+  return (req, res) => {
+    req.resume();
+    req.once('end', () => {
+      res.writeHead(status, { 'content-type': 'text/plain', 'x-backend': body });
+      res.end(body);
+    });
+  };
+}
+
+const SVC = 'reviews.bookinfo.svc.cluster.local';
+
+function route(name: string, partial: Partial<HttpRoute>): HttpRoute {
+  return { name, match: [], backends: [], headers: { request: emptyHeaderOps(), response: emptyHeaderOps() }, ...partial };
+}
+
+function config(routes: HttpRoute[], extra: Partial<RouteConfig> = {}): RouteConfig {
+  return { name: `bookinfo/${SVC}`, namespace: 'bookinfo', hostname: SVC, aliases: ['reviews'], ports: [{ port: 9080, protocol: 'http' }], routes, authorization: [], ...extra };
+}
+
+interface Harness {
+  port: number;
+  server: WaypointServer;
+  registry: ReturnType<typeof createRegistry>;
+  lines: Array<Record<string, unknown>>;
+}
+
+/** `endpoints` maps a version label to backend ports. */
+async function startWaypoint(t: TestContext, configs: RouteConfig[], endpoints: Record<string, number[]>, opts: { defaultRetries?: null; seed?: number } = {}): Promise<Harness> {
+  const lines: Array<Record<string, unknown>> = [];
+  const sink = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      for (const l of chunk.toString().split('\n')) if (l.trim()) lines.push(JSON.parse(l) as Record<string, unknown>);
+      cb();
+    },
+  });
+  const log = createLogger({ level: 'info', destination: sink });
+  const registry = createRegistry();
+  const upstream = new HttpUpstream();
+  const resolveEndpoints = (target: BackendTarget): Endpoint[] => {
+    const out: Endpoint[] = [];
+    for (const [version, ports] of Object.entries(endpoints)) {
+      if (target.subsetLabels && target.subsetLabels['version'] !== version) continue;
+      for (const port of ports) out.push({ key: `127.0.0.1:${port}`, address: '127.0.0.1', port, labels: { app: 'reviews', version }, workload: `reviews-${version}`, namespace: 'bookinfo', canonicalService: 'reviews', canonicalRevision: version });
+    }
+    return out;
+  };
+  const server = new WaypointServer({
+    log,
+    registry,
+    dispatch: upstream.dispatch,
+    resolveEndpoints,
+    random: seededRandom(opts.seed ?? 42),
+    ...(opts.defaultRetries === null ? { defaultRetries: null } : {}),
+    cluster: 'test',
+  });
+  const applied = server.setRoutes(configs);
+  assert.deepEqual(applied.issues, [], 'the test route config is valid');
+  const addr = await server.listen(0, '127.0.0.1');
+  t.after(async () => {
+    await server.close(1000);
+    upstream.close();
+  });
+  return { port: addr.port, server, registry, lines };
+}
+
+const agent = new http.Agent({ keepAlive: true, maxSockets: 32 });
+
+function request(port: number, path: string, headers: Record<string, string> = {}, method = 'GET', body?: string): Promise<{ status: number; body: string; headers: http.IncomingHttpHeaders }> {
+  return new Promise((resolve, reject) => {
+    const req = http.request({ host: '127.0.0.1', port, path, method, agent, headers: { host: 'reviews:9080', ...headers } }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.once('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString(), headers: res.headers }));
+    });
+    req.setTimeout(20_000, () => req.destroy(new Error(`request ${path} timed out`)));
+    req.once('error', reject);
+    req.end(body);
+  });
+}
+
+/** Runs `count` requests with `concurrency` in flight. */
+async function many<T>(count: number, concurrency: number, fn: (i: number) => Promise<T>): Promise<T[]> {
+  const out: T[] = new Array(count);
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (next < count) {
+        const i = next++;
+        out[i] = await fn(i);
+      }
+    }),
+  );
+  return out;
+}
+
+async function counterValue(registry: ReturnType<typeof createRegistry>, name: string, filter: Record<string, string> = {}): Promise<number> {
+  const m = await registry.getSingleMetric(name)?.get();
+  if (!m) return 0;
+  return m.values.filter((v) => Object.entries(filter).every(([k, x]) => v.labels[k] === x)).reduce((s, v) => s + v.value, 0);
+}
+
+test.after(() => agent.destroy());
+
+const SUBSETS = { subsets: [{ name: 'v1', labels: { version: 'v1' } }, { name: 'v2', labels: { version: 'v2' } }] };
+
+test('90/10 weighted split over 2,000 requests lands within ±3 points', async (t) => {
+  const v1 = await startBackend(t, reply('v1'));
+  const v2 = await startBackend(t, reply('v2'));
+  const r = route('split', {
+    backends: [
+      { host: SVC, subset: 'v1', subsetLabels: { version: 'v1' }, weight: 90 },
+      { host: SVC, subset: 'v2', subsetLabels: { version: 'v2' }, weight: 10 },
+    ],
+  });
+  const w = await startWaypoint(t, [config([r], { trafficPolicy: SUBSETS })], { v1: [v1.port], v2: [v2.port] });
+  const results = await many(2000, 16, () => request(w.port, '/reviews/1'));
+  assert.ok(results.every((x) => x.status === 200), 'every request succeeds');
+  const share = (results.filter((x) => x.body === 'v2').length / results.length) * 100;
+  assert.ok(Math.abs(share - 10) <= 3, `v2 share ${share.toFixed(2)}% should be 10% ± 3`);
+  assert.equal(v1.hits + v2.hits, 2000, 'each request reached exactly one backend');
+  const v2Metric = await counterValue(w.registry, 'istio_requests_total', { destination_version: 'v2', reporter: 'waypoint', response_code: '200' });
+  assert.equal(v2Metric, v2.hits, 'istio_requests_total counts v2 requests by destination_version');
+});
+
+test('a header match sends the marked user to v2 only, everyone else to v1', async (t) => {
+  const v1 = await startBackend(t, reply('v1'));
+  const v2 = await startBackend(t, reply('v2'));
+  const routes = [
+    route('jason', { match: [{ headers: [{ name: 'end-user', match: { exact: 'jason' } }], queryParams: [] }], backends: [{ host: SVC, subset: 'v2', subsetLabels: { version: 'v2' }, weight: 1 }] }),
+    route('rest', { backends: [{ host: SVC, subset: 'v1', subsetLabels: { version: 'v1' }, weight: 1 }] }),
+  ];
+  const w = await startWaypoint(t, [config(routes, { trafficPolicy: SUBSETS })], { v1: [v1.port], v2: [v2.port] });
+  const marked = await many(100, 8, () => request(w.port, '/', { 'end-user': 'jason' }));
+  const others = await many(100, 8, (i) => request(w.port, '/', i % 2 ? { 'end-user': 'alice' } : {}));
+  assert.ok(marked.every((x) => x.body === 'v2'), 'jason always reaches v2');
+  assert.ok(others.every((x) => x.body === 'v1'), 'everyone else reaches v1');
+  const access = w.lines.filter((l) => l['scope'] === 'access');
+  assert.equal(access.length, 200, 'one access-log line per request');
+  assert.equal(access.filter((l) => l['route'] === 'jason').length, 100, 'the access log names the matched route');
+});
+
+test('retries: a backend failing every other request gives >= 99.5% success and the retry counter matches', async (t) => {
+  const flaky = await startBackend(t, (req, res, n) => {
+    req.resume();
+    res.writeHead(n % 2 === 0 ? 503 : 200);
+    res.end(n % 2 === 0 ? 'fail' : 'ok');
+  });
+  const r = route('flaky', { backends: [{ host: SVC, weight: 1 }], retries: { attempts: 3, retryOn: ['5xx'], retriableStatusCodes: [], budget: { percent: 20, minConcurrency: 8 } } });
+  const w = await startWaypoint(t, [config([r])], { v1: [flaky.port] });
+  // Sequential, so "every other request fails" stays exactly 50% per try (concurrent tries would interleave).
+  const results = await many(1000, 1, () => request(w.port, '/'));
+  const ok = results.filter((x) => x.status === 200).length;
+  assert.ok(ok / results.length >= 0.995, `success ratio ${ok / results.length} should be >= 0.995`);
+  const failures = flaky.hits - ok;
+  const retries = await counterValue(w.registry, 'ambit_request_retries_total', { reason: '5xx' });
+  assert.equal(retries, failures, 'one retry per failed try');
+  const logged = w.lines.filter((l) => l['scope'] === 'access').reduce((s, l) => s + Number(l['retries']), 0);
+  assert.equal(logged, retries, 'access-log retries add up to the counter');
+});
+
+test('retry budget stops retries from multiplying load during an outage', async (t) => {
+  const down = await startBackend(t, (req, res) => {
+    req.resume();
+    setTimeout(() => {
+      res.writeHead(503);
+      res.end();
+    }, 20);
+  });
+  const r = route('down', { backends: [{ host: SVC, weight: 1 }], retries: { attempts: 5, retryOn: ['5xx'], retriableStatusCodes: [], budget: { percent: 20, minConcurrency: 1 } } });
+  const w = await startWaypoint(t, [config([r])], { v1: [down.port] });
+  const results = await many(200, 20, () => request(w.port, '/'));
+  assert.ok(results.every((x) => x.status === 503), 'the outage shows through');
+  const retries = await counterValue(w.registry, 'ambit_request_retries_total');
+  assert.ok(retries < 200 * 0.5, `retries ${retries} stay well below the 1000 that 5 attempts each would make`);
+  assert.ok((await counterValue(w.registry, 'ambit_circuit_breaker_trips_total', { reason: 'retry_budget' })) > 0, 'budget refusals are counted');
+});
+
+test('a slow backend yields 504 at the route timeout', async (t) => {
+  const slow = await startBackend(t, (req, res) => {
+    req.resume();
+    const timer = setTimeout(() => res.end('late'), 5000);
+    res.once('close', () => clearTimeout(timer));
+  });
+  const r = route('slow', { backends: [{ host: SVC, weight: 1 }], timeoutMs: 200 });
+  const w = await startWaypoint(t, [config([r])], { v1: [slow.port] }, { defaultRetries: null });
+  const res = await request(w.port, '/slow');
+  assert.equal(res.status, 504);
+  assert.equal(res.body, 'upstream request timeout');
+  assert.equal(await counterValue(w.registry, 'ambit_request_timeouts_total', { kind: 'request' }), 1);
+  assert.equal(await counterValue(w.registry, 'istio_requests_total', { response_code: '504', response_flags: 'UT' }), 1, 'metric carries flag UT');
+});
+
+test('per-try timeout retries on another try and the request still succeeds', async (t) => {
+  const sometimesSlow = await startBackend(t, (req, res, n) => {
+    req.resume();
+    const timer = setTimeout(() => res.end('ok'), n === 0 ? 5000 : 0);
+    res.once('close', () => clearTimeout(timer));
+  });
+  const r = route('pertry', { backends: [{ host: SVC, weight: 1 }], timeoutMs: 3000, retries: { attempts: 2, perTryTimeoutMs: 150, retryOn: ['gateway-error'], retriableStatusCodes: [] } });
+  const w = await startWaypoint(t, [config([r])], { v1: [sometimesSlow.port] });
+  const res = await request(w.port, '/');
+  assert.equal(res.status, 200);
+  assert.equal(await counterValue(w.registry, 'ambit_request_timeouts_total', { kind: 'per_try' }), 1);
+  assert.equal(await counterValue(w.registry, 'ambit_request_retries_total', { reason: 'gateway-error' }), 1);
+});
+
+test('connection-pool limit answers 503 UO when full, then recovers', async (t) => {
+  const held: http.ServerResponse[] = [];
+  const gate = await startBackend(t, (req, res) => {
+    req.resume();
+    if (req.url === '/hold') held.push(res);
+    else res.end('ok');
+  });
+  const r = route('pool', { backends: [{ host: SVC, weight: 1 }] });
+  const w = await startWaypoint(t, [config([r], { trafficPolicy: { connectionPool: { maxConnections: 1, http1MaxPendingRequests: 1 }, subsets: [] } })], { v1: [gate.port] }, { defaultRetries: null });
+  const first = request(w.port, '/hold');
+  const deadline = Date.now() + 5000;
+  while (held.length < 1 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+  assert.equal(held.length, 1, 'the first request is in flight at the backend');
+  const second = request(w.port, '/queued');
+  await new Promise((r) => setTimeout(r, 50));
+  const overflow = await Promise.all([request(w.port, '/x'), request(w.port, '/y'), request(w.port, '/z')]);
+  assert.deepEqual(overflow.map((x) => x.status), [503, 503, 503], 'requests beyond active + pending are refused');
+  assert.match(overflow[0]!.body, /overflow/);
+  held[0]!.end('released');
+  assert.equal((await first).status, 200);
+  assert.equal((await second).status, 200, 'the queued request runs once a slot frees');
+  const after = await request(w.port, '/after');
+  assert.equal(after.status, 200, 'the pool recovers');
+  assert.equal(await counterValue(w.registry, 'ambit_circuit_breaker_trips_total', { reason: 'pool_overflow' }), 3);
+  assert.equal(await counterValue(w.registry, 'istio_requests_total', { response_code: '503', response_flags: 'UO' }), 3);
+});
+
+test('outlier detection ejects an endpoint that returns 5xx', async (t) => {
+  const good = await startBackend(t, reply('good'));
+  const bad = await startBackend(t, reply('bad', 500));
+  const r = route('od', { backends: [{ host: SVC, weight: 1 }] });
+  const tp = { outlierDetection: { consecutive5xxErrors: 2, intervalMs: 1000, baseEjectionTimeMs: 60_000, maxEjectionPercent: 100 }, subsets: [] };
+  const w = await startWaypoint(t, [config([r], { trafficPolicy: tp })], { v1: [good.port, bad.port] }, { defaultRetries: null });
+  const results = await many(200, 1, () => request(w.port, '/'));
+  const badCount = results.filter((x) => x.status === 500).length;
+  assert.equal(badCount, 2, 'the bad endpoint serves exactly consecutive5xxErrors requests before ejection');
+  assert.ok(results.slice(-100).every((x) => x.status === 200), 'after ejection every request succeeds');
+  assert.equal(await counterValue(w.registry, 'ambit_outlier_ejections_total'), 1);
+});
+
+test('gRPC-like HTTP/2 request: body and trailers pass through, grpc status is labelled', async (t) => {
+  const h2 = http2.createServer();
+  h2.on('stream', (stream, headers) => {
+    const chunks: Buffer[] = [];
+    stream.on('data', (c: Buffer) => chunks.push(c));
+    stream.once('end', () => {
+      stream.respond({ ':status': 200, 'content-type': 'application/grpc' }, { waitForTrailers: true });
+      stream.once('wantTrailers', () => stream.sendTrailers({ 'grpc-status': '0', 'grpc-message': 'ok', 'x-path': String(headers[':path']) }));
+      stream.end(Buffer.concat([Buffer.from('echo:'), ...chunks]));
+    });
+  });
+  await new Promise<void>((r) => h2.listen(0, '127.0.0.1', () => r()));
+  const grpcPort = (h2.address() as AddressInfo).port;
+  t.after(() => new Promise<void>((r) => h2.close(() => r())));
+  const r = route('grpc', { backends: [{ host: SVC, port: 9090, weight: 1 }] });
+  const w = await startWaypoint(t, [config([r], { ports: [{ port: 9090, protocol: 'grpc' }] })], { v1: [grpcPort] });
+  const client = http2.connect(`http://127.0.0.1:${w.port}`);
+  t.after(() => client.close());
+  const result = await new Promise<{ headers: http2.IncomingHttpHeaders; body: string; trailers: http2.IncomingHttpHeaders }>((resolve, reject) => {
+    const s = client.request({ ':method': 'POST', ':path': '/pkg.Svc/Echo', ':authority': 'reviews:9090', 'content-type': 'application/grpc', te: 'trailers' });
+    let headers: http2.IncomingHttpHeaders = {};
+    let trailers: http2.IncomingHttpHeaders = {};
+    const chunks: Buffer[] = [];
+    s.once('response', (h) => (headers = h));
+    s.once('trailers', (tr) => (trailers = tr));
+    s.on('data', (c: Buffer) => chunks.push(c));
+    s.once('end', () => resolve({ headers, body: Buffer.concat(chunks).toString(), trailers }));
+    s.once('error', reject);
+    s.end(Buffer.from('payload'));
+  });
+  assert.equal(result.headers[':status'], 200);
+  assert.equal(result.body, 'echo:payload');
+  assert.equal(result.trailers['grpc-status'], '0');
+  assert.equal(result.trailers['x-path'], '/pkg.Svc/Echo');
+  assert.equal(await counterValue(w.registry, 'istio_requests_total', { request_protocol: 'grpc', grpc_response_status: '0', response_code: '200' }), 1);
+});
+
+test('L7 authorization: DENY on a path gives 403, other paths pass', async (t) => {
+  const b = await startBackend(t, reply('ok'));
+  const r = route('all', { backends: [{ host: SVC, weight: 1 }] });
+  const authorization = [
+    {
+      name: 'bookinfo/deny-admin',
+      action: 'DENY' as const,
+      dryRun: false,
+      rules: [{ from: [], to: [{ hosts: [], notHosts: [], paths: [{ prefix: '/admin' }], notPaths: [], methods: [], notMethods: [], ports: [], notPorts: [] }], when: [] }],
+    },
+  ];
+  const w = await startWaypoint(t, [config([r], { authorization })], { v1: [b.port] });
+  const denied = await request(w.port, '/admin/users');
+  assert.equal(denied.status, 403);
+  assert.equal(denied.body, 'RBAC: access denied');
+  assert.equal((await request(w.port, '/public')).status, 200);
+  assert.equal(b.hits, 1, 'the denied request never reached the backend');
+});
+
+test('fault abort, rate limit, unknown host, and a rejected config keeps the last good one', async (t) => {
+  const b = await startBackend(t, reply('ok'));
+  const r = route('abort', { match: [{ uri: { prefix: '/abort' }, headers: [], queryParams: [] }], backends: [{ host: SVC, weight: 1 }], fault: { abort: { percent: 100, httpStatus: 418 } } });
+  const rest = route('rest', { backends: [{ host: SVC, weight: 1 }] });
+  const w = await startWaypoint(t, [config([r, rest], { rateLimit: { maxTokens: 3, tokensPerFill: 1, fillIntervalMs: 60_000 } })], { v1: [b.port] });
+  assert.equal((await request(w.port, '/abort')).status, 418);
+  assert.equal((await request(w.port, '/ok')).status, 200);
+  assert.equal((await request(w.port, '/ok')).status, 200);
+  assert.equal((await request(w.port, '/ok')).status, 200, 'the abort came before the rate limit and took no token');
+  const limited = await request(w.port, '/ok');
+  assert.equal(limited.status, 429, 'the fourth request exceeds maxTokens 3');
+  assert.equal((await request(w.port, '/', { host: 'nobody.example' })).status, 404);
+  const bad = w.server.setRoutes([{ ...config([]), routes: [route('x', { backends: [{ host: '', weight: -1 }] })] }]);
+  assert.equal(bad.ok, false);
+  assert.ok(bad.issues.some((i) => i.path.endsWith('backends[0].host')), 'issues name the bad field');
+  assert.equal(w.server.routes[0]!.routes.length, 2, 'the last good config stays in force');
+  assert.equal(await counterValue(w.registry, 'ambit_faults_injected_total', { kind: 'abort' }), 1);
+  assert.equal(await counterValue(w.registry, 'istio_requests_total', { response_flags: 'RL', response_code: '429' }), 1);
+});
+
+test('metrics carry Istio labels and trace context is propagated', async (t) => {
+  let seen: http.IncomingHttpHeaders = {};
+  const b = await startBackend(t, (req, res) => {
+    seen = req.headers;
+    req.resume();
+    res.end('ok');
+  });
+  const r = route('r', { backends: [{ host: SVC, subset: 'v1', subsetLabels: { version: 'v1' }, weight: 1 }], headers: { request: { set: { 'x-set': 'yes' }, add: {}, remove: ['x-drop'] }, response: { set: { 'x-resp': '1' }, add: {}, remove: [] } } });
+  const w = await startWaypoint(t, [config([r], { trafficPolicy: SUBSETS })], { v1: [b.port] });
+  const traceId = '4bf92f3577b34da6a3ce929d0e0e4736';
+  const res = await request(w.port, '/', { traceparent: `00-${traceId}-00f067aa0ba902b7-01`, 'x-drop': 'gone' });
+  assert.equal(res.status, 200);
+  assert.equal(res.headers['x-resp'], '1', 'response header set');
+  assert.equal(seen['x-set'], 'yes');
+  assert.equal(seen['x-drop'], undefined);
+  const tp = String(seen['traceparent']);
+  assert.ok(tp.startsWith(`00-${traceId}-`), 'trace id kept');
+  assert.notEqual(tp.split('-')[2], '00f067aa0ba902b7', 'a new span id for the waypoint hop');
+  const m = await w.registry.getSingleMetric('istio_requests_total')!.get();
+  const labels = m.values[0]!.labels;
+  assert.equal(labels['reporter'], 'waypoint');
+  assert.equal(labels['destination_service'], SVC);
+  assert.equal(labels['destination_service_name'], 'reviews');
+  assert.equal(labels['destination_service_namespace'], 'bookinfo');
+  assert.equal(labels['destination_workload'], 'reviews-v1');
+  assert.equal(labels['destination_version'], 'v1');
+  assert.equal(labels['response_code'], '200');
+  assert.equal(labels['response_flags'], '-');
+  assert.equal(labels['request_protocol'], 'http');
+  assert.equal(labels['source_workload'], 'unknown');
+  const hist = await w.registry.getSingleMetric('istio_request_duration_milliseconds')!.get();
+  assert.ok(hist.values.some((v) => (v as { metricName?: string }).metricName === 'istio_request_duration_milliseconds_count' && v.value === 1), 'one duration observation');
+});
