@@ -57,7 +57,7 @@ function exchange(s: net.Socket, payload: Buffer | string): Promise<{ data: Buff
   });
 }
 
-test('a connection from pod A reaches B through the tunnel with source IP, metrics and access log', async (t) => {
+test('a connection from pod A reaches B through the tunnel with source IP, metrics and access log', { timeout: 30_000 }, async (t) => {
   const { mesh, a, echo } = await setup(t);
   const s = mesh.appConnect(a, { address: B_IP, port: echo.port });
   const r = await exchange(s, 'hello through hbone');
@@ -124,7 +124,7 @@ test('a connection from pod A reaches B through the tunnel with source IP, metri
   assert.equal(closed.values.reduce((n, v) => n + v.value, 0), 2);
 });
 
-test('byte counters move while a long connection is still open', async (t) => {
+test('byte counters move while a long connection is still open', { timeout: 30_000 }, async (t) => {
   const { mesh, a, echo } = await setup(t);
   const s = mesh.appConnect(a, { address: B_IP, port: echo.port });
   s.write(Buffer.alloc(1000, 1));
@@ -141,7 +141,7 @@ test('byte counters move while a long connection is still open', async (t) => {
   s.destroy();
 });
 
-test('half-close carries a FIN each way independently', async (t) => {
+test('half-close carries a FIN each way independently', { timeout: 30_000 }, async (t) => {
   const { mesh, a } = await setup(t);
   // A server that speaks first, half-closes, and still reads what the client sends afterwards.
   const serverGot: Buffer[] = [];
@@ -181,7 +181,7 @@ test('half-close carries a FIN each way independently', async (t) => {
   assert.equal(r.data.toString(), 'banner then FIN');
 });
 
-test('a server presenting an unexpected identity is refused and counted', async (t) => {
+test('a server presenting an unexpected identity is refused and counted', { timeout: 30_000 }, async (t) => {
   const { mesh, a, echo } = await setup(t);
   await assert.rejects(
     a.pool.open({
@@ -198,7 +198,7 @@ test('a server presenting an unexpected identity is refused and counted', async 
   assert.equal(a.pool.stats().length, 0, 'the refused connection is not pooled');
 });
 
-test('the outbound proxy closes the app connection when the destination identity does not match', async (t) => {
+test('the outbound proxy closes the app connection when the destination identity does not match', { timeout: 30_000 }, async (t) => {
   const { mesh, a, echo } = await setup(t);
   // The config claims B runs as another service account than the certificate it presents.
   const idx = mesh.index();
@@ -212,7 +212,7 @@ test('the outbound proxy closes the app connection when the destination identity
   assert.equal(mesh.sink.access()[0]?.['reason'], 'identity_mismatch');
 });
 
-test('a client without a mesh certificate is refused at the TLS handshake', async (t) => {
+test('a client without a mesh certificate is refused at the TLS handshake', { timeout: 30_000 }, async (t) => {
   const { mesh, b } = await setup(t);
   const port = mesh.net.realPort(B_IP, 15008);
   void b;
@@ -241,7 +241,7 @@ test('a client without a mesh certificate is refused at the TLS handshake', asyn
   assert.equal(failures.values.find((v) => v.labels['direction'] === 'inbound')?.value, 2);
 });
 
-test('the client sends no SNI and the CONNECT carries forwarded, baggage and traceparent', async (t) => {
+test('the client sends no SNI and the CONNECT carries forwarded, baggage and traceparent', { timeout: 30_000 }, async (t) => {
   const { mesh, a, b, echo } = await setup(t);
   let servername: unknown = 'unset';
   const headersSeen: Array<Record<string, unknown>> = [];
@@ -259,7 +259,7 @@ test('the client sends no SNI and the CONNECT carries forwarded, baggage and tra
   assert.match(String(h['baggage']), /k8s\.namespace\.name=frontend/);
 });
 
-test('a CONNECT naming another pod gets 400 and a failed upstream gets 503', async (t) => {
+test('a CONNECT naming another pod gets 400 and a failed upstream gets 503', { timeout: 30_000 }, async (t) => {
   const { mesh, a, echo } = await setup(t);
   const open = (target: { address: string; port: number }) =>
     a.pool.open({

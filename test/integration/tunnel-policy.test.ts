@@ -1,0 +1,151 @@
+/** L4 policy at the destination through the real tunnel: PeerAuthentication, ALLOW/DENY, late deny. */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as net from 'node:net';
+import { createLoopbackMesh, testWorkload, type LoopbackMesh, type MeshPod } from '../helpers/loopback-net.js';
+import { startEchoServer, type EchoServer } from '../helpers/echo.js';
+import type { Authorization, AuthzMatch, Workload } from '../../src/shared/model.js';
+
+const BASE = `127.${10 + (process.pid % 200)}.3.`;
+const A_IP = BASE + '1';
+const B_IP = BASE + '2';
+const C_IP = BASE + '3';
+
+interface Fixture {
+  mesh: LoopbackMesh;
+  a: MeshPod;
+  b: MeshPod;
+  echo: EchoServer;
+  wa: Workload;
+  wb: Workload;
+}
+
+async function setup(t: import('node:test').TestContext): Promise<Fixture> {
+  const mesh = await createLoopbackMesh();
+  const echo = await startEchoServer(B_IP);
+  const wa = testWorkload({ name: 'client', namespace: 'frontend', ip: A_IP, serviceAccount: 'fe' });
+  const wb = testWorkload({ name: 'server', namespace: 'backend', ip: B_IP, serviceAccount: 'be' });
+  const a = await mesh.addPod(wa);
+  const b = await mesh.addPod(wb, { plaintextOriginalDst: () => ({ address: B_IP, port: echo.port }) });
+  t.after(async () => {
+    await mesh.close();
+    await echo.close();
+  });
+  return { mesh, a, b, echo, wa, wb };
+}
+
+function match(m: Partial<AuthzMatch>): AuthzMatch {
+  return {
+    namespaces: [],
+    notNamespaces: [],
+    principals: [],
+    notPrincipals: [],
+    sourceIps: [],
+    notSourceIps: [],
+    destinationIps: [],
+    notDestinationIps: [],
+    destinationPorts: [],
+    notDestinationPorts: [],
+    ...m,
+  };
+}
+
+function policy(name: string, action: Authorization['action'], m: Partial<AuthzMatch>): Authorization {
+  return { name, namespace: 'backend', scope: 'namespace', action, dryRun: false, rules: [{ clauses: [{ matches: [match(m)] }] }] };
+}
+
+/** Sends one line and reports whether it came back (true) or the connection was closed (false). */
+function echoes(s: net.Socket): Promise<boolean> {
+  return new Promise((resolve) => {
+    s.on('error', () => undefined);
+    s.once('data', () => {
+      s.destroy();
+      resolve(true);
+    });
+    // A refused connection ends with FIN (EOF) or a reset: either way, no echo.
+    s.once('end', () => {
+      s.destroy();
+      resolve(false);
+    });
+    s.once('close', () => resolve(false));
+    const go = (): void => void s.write('ping');
+    if (s.connecting) s.once('connect', go);
+    else go();
+  });
+}
+
+async function denials(mesh: LoopbackMesh, reason: string): Promise<number> {
+  const m = await mesh.registry.getSingleMetric('ambit_policy_denials_total')!.get();
+  return m.values.find((v) => v.labels['reason'] === reason)?.value ?? 0;
+}
+
+test('PERMISSIVE accepts plaintext on 15006, STRICT refuses it and counts the reason', { timeout: 30_000 }, async (t) => {
+  const { mesh, echo, wa, wb } = await setup(t);
+  const plainPort = mesh.net.realPort(B_IP, 15006);
+  assert.equal(await echoes(net.connect({ host: B_IP, port: plainPort, localAddress: C_IP })), true, 'PERMISSIVE: plaintext reaches the app');
+  assert.deepEqual(echo.peers, [C_IP]);
+  mesh.setConfig({ workloads: [wa, { ...wb, peerAuthentication: 'STRICT' }] });
+  assert.equal(await echoes(net.connect({ host: B_IP, port: plainPort, localAddress: C_IP })), false, 'STRICT: plaintext is closed');
+  assert.equal(echo.peers.length, 1, 'nothing new reached the app');
+  assert.equal(await denials(mesh, 'strict_mtls'), 1);
+  // A port-level PERMISSIVE override opens that port again.
+  mesh.setConfig({ workloads: [wa, { ...wb, peerAuthentication: 'STRICT', portPeerAuthentication: { [String(echo.port)]: 'PERMISSIVE' } }] });
+  assert.equal(await echoes(net.connect({ host: B_IP, port: plainPort, localAddress: C_IP })), true);
+});
+
+test('STRICT still admits mTLS tunnel traffic', { timeout: 30_000 }, async (t) => {
+  const { mesh, a, echo, wa, wb } = await setup(t);
+  mesh.setConfig({ workloads: [wa, { ...wb, peerAuthentication: 'STRICT' }] });
+  assert.equal(await echoes(mesh.appConnect(a, { address: B_IP, port: echo.port })), true);
+});
+
+test('ALLOW and DENY by principal, namespace and port', { timeout: 30_000 }, async (t) => {
+  const { mesh, a, echo } = await setup(t);
+  const aPrincipal = 'cluster.local/ns/frontend/sa/fe';
+  const cases: Array<{ name: string; policies: Authorization[]; allowed: boolean }> = [
+    { name: 'no policy', policies: [], allowed: true },
+    { name: 'ALLOW own principal', policies: [policy('p', 'ALLOW', { principals: [{ exact: aPrincipal }] })], allowed: true },
+    { name: 'ALLOW another principal only', policies: [policy('p', 'ALLOW', { principals: [{ exact: 'cluster.local/ns/x/sa/y' }] })], allowed: false },
+    { name: 'ALLOW namespace frontend', policies: [policy('p', 'ALLOW', { namespaces: [{ exact: 'frontend' }] })], allowed: true },
+    { name: 'DENY namespace frontend', policies: [policy('p', 'DENY', { namespaces: [{ exact: 'frontend' }] })], allowed: false },
+    { name: 'DENY the echo port', policies: [policy('p', 'DENY', { destinationPorts: [echo.port] })], allowed: false },
+    { name: 'DENY another port', policies: [policy('p', 'DENY', { destinationPorts: [echo.port === 1 ? 2 : 1] })], allowed: true },
+    { name: 'ALLOW port, DENY principal prefix', policies: [policy('p', 'ALLOW', { destinationPorts: [echo.port] }), policy('d', 'DENY', { principals: [{ prefix: 'cluster.local/ns/frontend/' }] })], allowed: false },
+  ];
+  for (const c of cases) {
+    mesh.setConfig({ authorizations: c.policies });
+    assert.equal(await echoes(mesh.appConnect(a, { address: B_IP, port: echo.port })), c.allowed, c.name);
+  }
+  for (let i = 0; i < 100 && mesh.sink.access().filter((l) => l['reason'] === 'policy_denied').length < 8; i++) await new Promise((r) => setTimeout(r, 20));
+  const denied = mesh.sink.access().filter((l) => l['reason'] === 'policy_denied');
+  assert.equal(denied.filter((l) => l['direction'] === 'inbound').length, 4, 'destination logs each denial');
+  assert.equal(denied.filter((l) => l['direction'] === 'outbound').length, 4, 'source sees 401 as a denial');
+  const closed = await mesh.registry.getSingleMetric('istio_tcp_connections_closed_total')!.get();
+  const deny = closed.values.filter((v) => v.labels['response_flags'] === 'DENY');
+  assert.equal(deny.reduce((n, v) => n + v.value, 0), 8, 'denied connections carry response_flags=DENY on both reporters');
+});
+
+test('a new DENY closes a live connection; others stay up', { timeout: 30_000 }, async (t) => {
+  const { mesh, a, echo } = await setup(t);
+  const s = mesh.appConnect(a, { address: B_IP, port: echo.port });
+  s.on('error', () => undefined);
+  await new Promise<void>((resolve) => {
+    s.once('connect', () => s.write('x'));
+    s.once('data', () => resolve());
+  });
+  const closed = new Promise<void>((resolve) => {
+    s.once('end', () => s.destroy());
+    s.once('close', () => resolve());
+  });
+  // A DENY on another port changes nothing.
+  mesh.setConfig({ authorizations: [policy('other', 'DENY', { destinationPorts: [echo.port === 1 ? 2 : 1] })] });
+  assert.equal(s.destroyed, false);
+  assert.equal(mesh.connections.size, 1);
+  mesh.setConfig({ authorizations: [policy('block', 'DENY', { principals: [{ exact: 'cluster.local/ns/frontend/sa/fe' }] })] });
+  await closed;
+  assert.equal(mesh.connections.size, 0);
+  assert.equal(await denials(mesh, 'late_deny_match'), 1);
+  for (let i = 0; i < 100 && !mesh.sink.access().some((l) => l['reason'] === 'policy_late_deny'); i++) await new Promise((r) => setTimeout(r, 20));
+  assert.ok(mesh.sink.access().some((l) => l['reason'] === 'policy_late_deny' && l['direction'] === 'inbound'));
+  assert.ok(mesh.sink.lines.some((l) => l['msg'] === 'live connection closed by policy change' && l['reason'] === 'deny_match'));
+});
