@@ -10,7 +10,8 @@ export const USAGE = `ambit — a sidecarless service mesh
 
 Usage:
   ambit local <up|apply|delete|exec|status|down|demo> ...   run the whole mesh on this machine
-  ambit demo-app <http-echo|http-front> [options]           small servers the demo pods run
+  ambit proxy-status [--controller URL] [-o json]          config sync state of agents and waypoints
+  ambit demo-app <http-echo|http-front|tcp-echo> [options] small servers the demo pods run
   ambit version
 
 ${LOCAL_USAGE}
@@ -22,6 +23,10 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
     switch (cmd) {
       case 'local':
         return await runLocal(rest, io);
+      case 'proxy-status': {
+        const { runProxyStatus } = await import('./proxy-status.js');
+        return await runProxyStatus(rest, io);
+      }
       case 'demo-app': {
         const { runDemoApp } = await import('./demo-app.js');
         return await runDemoApp(rest, io);

@@ -126,6 +126,7 @@ export class LocalMesh {
       port: CONTROLLER_PORT,
       trustDomain: o.trustDomain,
       nodeTokens: tokens,
+      admin: { host: BRIDGE_IP, port: 15014 },
       log: o.log.child({ component: 'controller' }),
     });
     this.cp.store.subscribe(() => this.schedule());
