@@ -78,13 +78,13 @@ export class LoadBalancer {
 }
 
 /**
- * Narrows candidates to the best locality tier: endpoints matching every preferred scope, else all
- * but the last scope, ..., else anything (Istio's routingPreference order, most specific first).
+ * Narrows candidates to the best locality tier. `preference` is most specific first (model.ts):
+ * endpoints matching every scope, else every scope but the most specific, ..., else anything.
  */
 export function preferLocality(candidates: Endpoint[], preference: readonly string[], src?: Workload): Endpoint[] {
   if (!src || preference.length === 0) return candidates;
-  for (let n = preference.length; n > 0; n--) {
-    const scopes = preference.slice(0, n);
+  for (let from = 0; from < preference.length; from++) {
+    const scopes = preference.slice(from);
     const tier = candidates.filter((c) => scopes.every((s) => sameScope(s, c.workload, src)));
     if (tier.length > 0) return tier;
   }
