@@ -42,6 +42,11 @@ export class InboundPlaintext {
     this.log = opts.log.child({ component: 'inbound-plaintext', pod: `${opts.pod.namespace}/${opts.pod.name}` });
   }
 
+  /** The listening server (its fd goes to capture.enroll for the inbound listener). */
+  listener(): net.Server | undefined {
+    return this.server;
+  }
+
   address(): net.AddressInfo | undefined {
     return (this.server?.address() as net.AddressInfo | null) ?? undefined;
   }

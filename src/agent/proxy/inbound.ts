@@ -62,6 +62,11 @@ export class InboundHbone {
   }
 
   /** The real listening address (tests use it with loopback sockets). */
+  /** The listening server (its fd goes to capture.enroll for the inbound listener). */
+  listener(): net.Server | undefined {
+    return this.server;
+  }
+
   address(): net.AddressInfo | undefined {
     return (this.server?.address() as net.AddressInfo | null) ?? undefined;
   }

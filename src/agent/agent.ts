@@ -1,0 +1,375 @@
+/**
+ * The node agent: turns each config snapshot into per-pod proxies for the enrolled pods on this
+ * node (15001 outbound, 15006 plaintext inbound, 15008 HBONE inside each pod's netns, plus
+ * capture), re-checks live connections against new policy, and serves metrics/readiness/admin.
+ * Invariants:
+ * - snapshots are applied one at a time, in order;
+ * - a pod has at most one PodProxy; unenrolling closes its listeners and capture but leaves
+ *   established connections to finish (its tunnel pool drains);
+ * - a pod that fails to enroll is reported (statusProvider) and retried on the next snapshot.
+ */
+import * as crypto from 'node:crypto';
+import type * as net from 'node:net';
+import type { Registry } from 'prom-client';
+import type { Logger } from '../shared/log.js';
+import { errorMessage } from '../shared/errors.js';
+import type { Workload } from '../shared/model.js';
+import type { WorkloadStatus } from '../shared/xds/node.js';
+import type { Capture } from './capture/capture.js';
+import { WorkloadIndex, emptySnapshot, workloadIdentity, type ConfigSnapshot } from './state/workloads.js';
+import { LoadBalancer, endpointKey } from './proxy/balancer.js';
+import { ConnectionRegistry } from './proxy/connections.js';
+import { createProxyMetrics, type ProxyMetrics } from './proxy/metrics.js';
+import { TunnelPool } from './proxy/pool.js';
+import { OutboundProxy } from './proxy/outbound.js';
+import { InboundHbone } from './proxy/inbound.js';
+import { InboundPlaintext } from './proxy/inbound-plaintext.js';
+import type { Address, PodSockets } from './proxy/sockets.js';
+import type { TunnelCertificate } from './proxy/tunnel.js';
+import { AdminServer, type AdminAddresses } from './admin.js';
+
+/** What the agent needs from the certificate manager (CertManager fits). */
+export interface AgentCertificates {
+  getCertificate(spiffeId: string): Promise<TunnelCertificate & { notAfter?: Date }>;
+  prefetch?(ids: Iterable<string>): void;
+  forget?(spiffeId: string): void;
+}
+
+export interface AgentOptions {
+  nodeName: string;
+  log: Logger;
+  registry: Registry;
+  certs: AgentCertificates;
+  /** Absent: no capture (tests drive the listeners directly). */
+  capture?: Capture;
+  /** PodSockets for a pod (NetnsPodSockets over workload.netns in production). */
+  podSockets: (w: Workload) => PodSockets;
+  /** Original destination of an accepted socket (capture/orig-dst.ts). */
+  originalDestination: (socket: net.Socket, direction: 'outbound' | 'inbound') => Address;
+  /** The fd of a listening server (native socketFd), passed to capture.enroll. */
+  listenerFd?: (server: net.Server) => number;
+  /** Listen addresses inside the pod; defaults: outbound 127.0.0.1 (capture redirects to loopback), others 0.0.0.0. */
+  listen?: { outbound?: string; inbound?: string; hbone?: string };
+  /** Ports inside pods; defaults 15001/15006/15008 (tests may change them). */
+  ports?: { outbound?: number; inbound?: number; hbone?: number };
+  poolIdleTimeoutMs?: number;
+  drainDeadlineMs?: number;
+  /** Called when a pod's capture status changed (ConfigClient.reportStatus). */
+  onStatusChange?: () => void;
+}
+
+interface PodProxy {
+  workload: Workload;
+  pool: TunnelPool;
+  outbound: OutboundProxy;
+  inbound: InboundHbone;
+  plaintext: InboundPlaintext;
+}
+
+interface CertInfo {
+  identity: string;
+  serial?: string;
+  notAfter?: string;
+  error?: string;
+}
+
+export class Agent {
+  readonly metrics: ProxyMetrics;
+  readonly connections: ConnectionRegistry;
+  readonly balancer = new LoadBalancer();
+  private readonly log: Logger;
+  private index: WorkloadIndex;
+  private readonly pods = new Map<string, PodProxy>();
+  private readonly statuses = new Map<string, WorkloadStatus>();
+  private readonly certInfo = new Map<string, CertInfo>();
+  private readonly draining = new Set<TunnelPool>();
+  private applying: Promise<void> = Promise.resolve();
+  private synced = false;
+  private certsOk = true;
+  private certReason = '';
+  private admin: AdminServer | undefined;
+  private closed = false;
+
+  constructor(private readonly opts: AgentOptions) {
+    this.log = opts.log.child({ component: 'agent', node: opts.nodeName });
+    this.metrics = createProxyMetrics(opts.registry);
+    this.connections = new ConnectionRegistry(opts.log, this.metrics);
+    this.index = new WorkloadIndex(emptySnapshot(), opts.nodeName);
+  }
+
+  currentIndex(): WorkloadIndex {
+    return this.index;
+  }
+
+  /** Starts the metrics, readiness and admin endpoints. */
+  async startAdmin(addrs: AdminAddresses): Promise<{ metrics: net.AddressInfo; ready: net.AddressInfo; admin: net.AddressInfo }> {
+    this.admin = new AdminServer(
+      {
+        registry: this.opts.registry,
+        readiness: () => this.readiness(),
+        configDump: () => this.configDump(),
+        connections: () => this.debugConnections(),
+      },
+      this.opts.log,
+    );
+    return this.admin.start(addrs);
+  }
+
+  /** Applies a config snapshot (ConfigClient onUpdate); resolves once pods are reconciled. */
+  applyConfig(snapshot: ConfigSnapshot): Promise<void> {
+    const run = this.applying.then(() => this.reconcile(snapshot));
+    this.applying = run.catch(() => undefined);
+    return run;
+  }
+
+  private async reconcile(snapshot: ConfigSnapshot): Promise<void> {
+    if (this.closed) return;
+    const index = new WorkloadIndex(snapshot, this.opts.nodeName);
+    this.index = index;
+    const wanted = new Map(index.localEnrolledWorkloads().map((w) => [w.uid, w]));
+    let statusChanged = false;
+
+    for (const [uid, pod] of [...this.pods]) {
+      const next = wanted.get(uid);
+      if (!next || next.netns !== pod.workload.netns) {
+        await this.unenroll(uid, next ? 'netns_changed' : 'pod_removed');
+        statusChanged = true;
+      }
+    }
+    for (const [uid, w] of wanted) {
+      if (this.pods.has(uid)) {
+        this.pods.get(uid)!.workload = w;
+        continue;
+      }
+      await this.enroll(w);
+      statusChanged = true;
+    }
+    for (const uid of [...this.statuses.keys()]) {
+      if (!index.workloadByUid(uid) || index.workloadByUid(uid)!.node !== this.opts.nodeName) {
+        this.statuses.delete(uid);
+        statusChanged = true;
+      }
+    }
+
+    const closed = this.connections.reevaluate(index);
+    if (closed > 0) this.log.info({ closed }, 'policy change closed live connections');
+    this.pruneBalancer(index);
+    this.synced = true;
+    void this.checkCertificates([...wanted.values()]);
+    if (statusChanged) this.opts.onStatusChange?.();
+  }
+
+  private pruneBalancer(index: WorkloadIndex): void {
+    const eps = new Set<string>();
+    const svcs = new Set<string>();
+    for (const s of index.snapshot.services.values()) {
+      svcs.add(`${s.namespace}/${s.hostname}`);
+      for (const p of s.ports) for (const e of index.endpointsOf(s, p)) eps.add(endpointKey(e));
+    }
+    this.balancer.prune(eps, svcs);
+  }
+
+  private async checkCertificates(workloads: Workload[]): Promise<void> {
+    const ids = [...new Set(workloads.map(workloadIdentity))];
+    this.opts.certs.prefetch?.(ids);
+    let ok = true;
+    let reason = '';
+    await Promise.all(
+      ids.map(async (id) => {
+        try {
+          await this.certificate(id);
+        } catch (e) {
+          ok = false;
+          reason = `certificate for ${id} unavailable: ${errorMessage(e)}`;
+        }
+      }),
+    );
+    this.certsOk = ok;
+    this.certReason = reason;
+  }
+
+  /** getCertificate that remembers serial and expiry for /config_dump. */
+  private async certificate(id: string): Promise<TunnelCertificate> {
+    try {
+      const cert = await this.opts.certs.getCertificate(id);
+      const prev = this.certInfo.get(id);
+      if (!prev || prev.error || prev.notAfter !== cert.notAfter?.toISOString()) {
+        let serial: string | undefined;
+        try {
+          serial = new crypto.X509Certificate(cert.certChainPem[0] ?? '').serialNumber;
+        } catch {
+          serial = undefined;
+        }
+        this.certInfo.set(id, { identity: id, ...(serial ? { serial } : {}), ...(cert.notAfter ? { notAfter: cert.notAfter.toISOString() } : {}) });
+      }
+      return cert;
+    } catch (e) {
+      this.certInfo.set(id, { identity: id, error: errorMessage(e) });
+      throw e;
+    }
+  }
+
+  private async enroll(w: Workload): Promise<void> {
+    const o = this.opts;
+    const podLog = o.log.child({ pod: `${w.namespace}/${w.name}` });
+    let proxy: PodProxy | undefined;
+    try {
+      const sockets = o.podSockets(w);
+      const index = (): WorkloadIndex => this.index;
+      const pool = new TunnelPool({
+        log: podLog,
+        metrics: this.metrics,
+        connectTcp: (a) => sockets.connect(a),
+        getCertificate: (id) => this.certificate(id),
+        ...(o.poolIdleTimeoutMs !== undefined ? { idleTimeoutMs: o.poolIdleTimeoutMs } : {}),
+      });
+      const outbound = new OutboundProxy({
+        pod: w,
+        sockets,
+        pool,
+        index,
+        nodeName: o.nodeName,
+        metrics: this.metrics,
+        log: podLog,
+        listenAddress: o.listen?.outbound ?? '127.0.0.1',
+        port: o.ports?.outbound ?? 15001,
+        originalDestination: (s) => o.originalDestination(s, 'outbound'),
+        pickEndpoint: (svc, _port, candidates, src) => this.balancer.pick(svc, candidates, src),
+        reportEndpoint: (e, ok) => (ok ? this.balancer.reportSuccess(e) : this.balancer.reportFailure(e)),
+      });
+      const inbound = new InboundHbone({
+        pod: w,
+        sockets,
+        index,
+        getCertificate: () => this.certificate(workloadIdentity(w)),
+        metrics: this.metrics,
+        log: podLog,
+        connections: this.connections,
+        listenAddress: o.listen?.hbone ?? '0.0.0.0',
+        port: o.ports?.hbone ?? 15008,
+      });
+      const plaintext = new InboundPlaintext({
+        pod: w,
+        sockets,
+        index,
+        metrics: this.metrics,
+        log: podLog,
+        connections: this.connections,
+        listenAddress: o.listen?.inbound ?? '0.0.0.0',
+        port: o.ports?.inbound ?? 15006,
+        originalDestination: (s) => o.originalDestination(s, 'inbound'),
+      });
+      proxy = { workload: w, pool, outbound, inbound, plaintext };
+      await outbound.start();
+      await inbound.start();
+      await plaintext.start();
+      if (o.capture) {
+        if (!w.netns) throw new Error('the workload has no netns; the controller must report where the pod runs');
+        const server = plaintext.listener();
+        if (!server || !o.listenerFd) throw new Error('no inbound listener fd to hand to capture');
+        await o.capture.enroll({ uid: w.uid, netnsPath: w.netns, inboundListenerFd: o.listenerFd(server), excludeInboundPorts: [] });
+      }
+      this.pods.set(w.uid, proxy);
+      this.statuses.set(w.uid, { uid: w.uid, captured: true, mode: o.capture?.mode ?? 'none', message: '' });
+      podLog.info({ uid: w.uid, mode: o.capture?.mode ?? 'none' }, 'pod enrolled');
+    } catch (e) {
+      if (proxy) {
+        proxy.outbound.destroy();
+        proxy.inbound.destroy();
+        proxy.plaintext.destroy();
+        proxy.pool.destroy();
+      }
+      this.statuses.set(w.uid, { uid: w.uid, captured: false, mode: 'failed', message: errorMessage(e) });
+      podLog.error({ err: e, uid: w.uid }, 'pod enrollment failed');
+    }
+  }
+
+  private async unenroll(uid: string, reason: string): Promise<void> {
+    const pod = this.pods.get(uid);
+    if (!pod) return;
+    this.pods.delete(uid);
+    this.statuses.delete(uid);
+    try {
+      await this.opts.capture?.unenroll(uid);
+    } catch (e) {
+      this.log.error({ err: e, uid }, 'capture unenroll failed');
+    }
+    pod.outbound.stopListening();
+    pod.inbound.stopListening();
+    pod.plaintext.stopListening();
+    // Established connections keep going; the pool refuses new tunnels and drains.
+    this.draining.add(pod.pool);
+    void pod.pool.close(60 * 60_000).finally(() => this.draining.delete(pod.pool));
+    this.log.info({ uid, reason }, 'pod unenrolled');
+  }
+
+  /** Per-pod capture status for the controller (ConfigClient statusProvider). */
+  statusProvider(): WorkloadStatus[] {
+    const out: WorkloadStatus[] = [];
+    for (const w of this.index.localWorkloads()) {
+      const s = this.statuses.get(w.uid);
+      if (s) out.push(s);
+      else if (w.tunnelProtocol !== 'HBONE') out.push({ uid: w.uid, captured: false, mode: 'none', message: 'not enrolled in the mesh' });
+      else out.push({ uid: w.uid, captured: false, mode: 'pending', message: 'enrollment in progress' });
+    }
+    return out;
+  }
+
+  readiness(): { ready: boolean; reasons: string[] } {
+    const reasons: string[] = [];
+    if (!this.synced) reasons.push('config not synced from the controller yet');
+    if (!this.certsOk) reasons.push(this.certReason);
+    if (this.closed) reasons.push('shutting down');
+    return { ready: reasons.length === 0, reasons };
+  }
+
+  configDump(): unknown {
+    const snap = this.index.snapshot;
+    return {
+      nodeName: this.opts.nodeName,
+      captureMode: this.opts.capture?.mode ?? 'none',
+      workloads: [...snap.workloads.values()],
+      services: [...snap.services.values()],
+      policies: [...snap.authorizations.values()],
+      certificates: [...this.certInfo.values()],
+      pods: this.statusProvider(),
+      pools: Object.fromEntries([...this.pods].map(([uid, p]) => [uid, p.pool.stats()])),
+    };
+  }
+
+  debugConnections(): unknown {
+    return {
+      inbound: this.connections.list().map((c) => ({
+        connId: c.connId,
+        direction: c.direction,
+        workloadUid: c.workloadUid,
+        src: { addr: c.attrs.srcIp, principal: c.attrs.srcPrincipal },
+        dst: { addr: c.attrs.dstIp, port: c.attrs.dstPort },
+        mtls: c.mtls,
+        startedAt: new Date(c.startedAt).toISOString(),
+        bytes: c.bytes(),
+      })),
+      outbound: Object.fromEntries([...this.pods].map(([uid, p]) => [uid, { active: p.outbound.activeConnections, tunnels: p.pool.stats() }])),
+    };
+  }
+
+  /** Stops listening, drains connections until the deadline, unenrolls capture, closes admin. */
+  async close(deadlineMs = this.opts.drainDeadlineMs ?? 5000): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.applying;
+    const pods = [...this.pods.values()];
+    this.pods.clear();
+    await Promise.all(
+      pods.flatMap((p) => [p.outbound.close(deadlineMs), p.inbound.close(deadlineMs), p.plaintext.close(deadlineMs), p.pool.close(deadlineMs)]),
+    );
+    for (const pool of this.draining) pool.destroy();
+    try {
+      await this.opts.capture?.close();
+    } catch (e) {
+      this.log.error({ err: e }, 'capture close failed');
+    }
+    await this.admin?.close();
+    this.log.info({}, 'agent closed');
+  }
+}
