@@ -199,6 +199,8 @@ export interface RouteConfig {
   aliases: string[];
   /** Ingress gateway binding `<namespace>/<name>`; absent for mesh (waypoint) routes. */
   gateway?: string;
+  /** Waypoint `<namespace>/<name>` the service is bound to (istio.io/use-waypoint); mesh configs only. */
+  waypoint?: string;
   /** Ports this config applies to; empty means all. Protocol per port (http, http2, grpc, tcp). */
   ports: Array<{ port: number; protocol: string }>;
   routes: HttpRoute[];
@@ -529,6 +531,7 @@ export function validateRouteConfig(value: unknown, path = 'routeConfig'): Issue
   }
   stringList(issues, value['aliases'], `${path}.aliases`, true);
   if (value['gateway'] !== undefined && (typeof value['gateway'] !== 'string' || !value['gateway'].includes('/'))) issues.add(`${path}.gateway`, 'must be namespace/name', value['gateway']);
+  if (value['waypoint'] !== undefined && (typeof value['waypoint'] !== 'string' || !value['waypoint'].includes('/'))) issues.add(`${path}.waypoint`, 'must be namespace/name', value['waypoint']);
   if (!Array.isArray(value['ports'])) issues.add(`${path}.ports`, 'must be a list', value['ports']);
   else
     value['ports'].forEach((p, i) => {

@@ -189,7 +189,7 @@ test('retries: a backend failing every other request gives >= 99.5% success and 
     res.writeHead(n % 2 === 0 ? 503 : 200);
     res.end(n % 2 === 0 ? 'fail' : 'ok');
   });
-  const r = route('flaky', { backends: [{ host: SVC, weight: 1 }], retries: { attempts: 3, retryOn: ['5xx'], retriableStatusCodes: [], budget: { percent: 20, minConcurrency: 8 } } });
+  const r = route('flaky', { backends: [{ host: SVC, weight: 1 }], retries: { attempts: 3, retryOn: ['5xx'], retriableStatusCodes: [], backoffMs: 2, budget: { percent: 20, minConcurrency: 8 } } });
   const w = await startWaypoint(t, [config([r])], { v1: [flaky.port] });
   // Sequential, so "every other request fails" stays exactly 50% per try (concurrent tries would interleave).
   const results = await many(1000, 1, () => request(w.port, '/'));
