@@ -1,0 +1,209 @@
+/** The Agent wired end to end on loopback: snapshots enroll pods, traffic flows, admin endpoints answer. */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as net from 'node:net';
+import * as crypto from 'node:crypto';
+import { LoopbackNet, LogSink, testWorkload } from '../helpers/loopback-net.js';
+import { startEchoServer } from '../helpers/echo.js';
+import { createTestCa } from '../helpers/test-ca.js';
+import { createLogger } from '../../src/shared/log.js';
+import { createRegistry } from '../../src/shared/metrics.js';
+import type { Authorization, Workload } from '../../src/shared/model.js';
+import { Agent } from '../../src/agent/agent.js';
+import type { ConfigSnapshot } from '../../src/agent/state/workloads.js';
+import type { Address } from '../../src/agent/proxy/sockets.js';
+
+const BASE = `127.${10 + (process.pid % 200)}.4.`;
+const A_IP = BASE + '1';
+const B_IP = BASE + '2';
+const C_IP = BASE + '3';
+
+function snapshot(workloads: Workload[], authorizations: Authorization[] = []): ConfigSnapshot {
+  return {
+    workloads: new Map(workloads.map((w) => [w.uid, w])),
+    services: new Map(),
+    authorizations: new Map(authorizations.map((a) => [`${a.namespace}/${a.name}`, a])),
+  };
+}
+
+async function get(port: number, path: string): Promise<{ status: number; body: string }> {
+  const res = await fetch(`http://127.0.0.1:${port}${path}`);
+  return { status: res.status, body: await res.text() };
+}
+
+async function setup(t: import('node:test').TestContext, opts: { failPod?: string } = {}) {
+  const loop = new LoopbackNet();
+  const ca = createTestCa();
+  const sink = new LogSink();
+  const log = createLogger({ level: 'info', destination: sink as unknown as import('pino').DestinationStream });
+  const registry = createRegistry();
+  const issued = new Map<string, { certChainPem: string[]; keyPem: string; rootsPem: string[]; notAfter: Date }>();
+  const waiting = new Map<string, { dst?: Address; resolve?: (a: Address) => void }>();
+  const agent = new Agent({
+    nodeName: 'node1',
+    log,
+    registry,
+    certs: {
+      getCertificate: async (id) => {
+        let c = issued.get(id);
+        if (!c) {
+          const i = ca.issue(id);
+          c = { ...i, rootsPem: [ca.rootPem], notAfter: new Date(new crypto.X509Certificate(i.certChainPem[0]!).validTo) };
+          issued.set(id, c);
+        }
+        return c;
+      },
+    },
+    podSockets: (w) => {
+      if (w.name === opts.failPod) throw new Error('netns is gone');
+      return loop.pod(w.addresses[0]!);
+    },
+    // Loopback pods listen on their own address (the netns sockets use 127.0.0.1 for 15001).
+    listen: { outbound: '0.0.0.0' },
+    originalDestination: (s) => {
+      const entry = waiting.get(`${s.remoteAddress}|${s.remotePort}`);
+      if (!entry?.dst) throw new Error('test did not register the destination');
+      return entry.dst;
+    },
+  });
+  const addrs = await agent.startAdmin({ metrics: { host: '127.0.0.1', port: 0 }, ready: { host: '127.0.0.1', port: 0 }, admin: { host: '127.0.0.1', port: 0 } });
+  const echo = await startEchoServer(B_IP);
+  t.after(async () => {
+    await agent.close(200);
+    loop.closeAll();
+    await echo.close();
+  });
+  /** An app in pod `ip` dialing `dst`: the destination is registered before the agent reads it. */
+  const dial = (ip: string, dst: Address): Promise<net.Socket> =>
+    new Promise((resolve, reject) => {
+      // Bind first so the source port is known before the agent accepts.
+      const probe = net.createServer().listen(0, ip, () => {
+        const port = (probe.address() as net.AddressInfo).port;
+        probe.close(() => {
+          waiting.set(`${ip}|${port}`, { dst });
+          const s = net.connect({ host: ip, port: loop.realPort(ip, 15001), localAddress: ip, localPort: port, allowHalfOpen: true });
+          s.once('connect', () => resolve(s));
+          s.once('error', reject);
+        });
+      });
+    });
+  return { agent, loop, sink, registry, addrs, echo, dial };
+}
+
+function echoOnce(s: net.Socket, text: string): Promise<string | undefined> {
+  return new Promise((resolve) => {
+    s.on('error', () => undefined);
+    const onData = (d: Buffer): void => {
+      s.off('close', onClose);
+      resolve(d.toString());
+    };
+    const onClose = (): void => {
+      s.off('data', onData);
+      resolve(undefined);
+    };
+    s.once('data', onData);
+    s.once('end', () => s.destroy());
+    s.once('close', onClose);
+    s.write(text);
+  });
+}
+
+const wa = testWorkload({ name: 'client', namespace: 'frontend', ip: A_IP, serviceAccount: 'fe' });
+const wb = testWorkload({ name: 'server', namespace: 'backend', ip: B_IP, serviceAccount: 'be' });
+const wc = testWorkload({ name: 'legacy', namespace: 'backend', ip: C_IP, tunnelProtocol: 'NONE' });
+const wRemote = testWorkload({ name: 'remote', namespace: 'backend', ip: BASE + '9', node: 'node2' });
+
+test('agent enrolls local pods, proxies traffic and serves metrics, readiness and admin', { timeout: 30_000 }, async (t) => {
+  const { agent, addrs, echo, dial, registry } = await setup(t);
+  assert.equal((await get(addrs.ready.port, '/healthz/ready')).status, 503, 'not ready before the first snapshot');
+  await agent.applyConfig(snapshot([wa, wb, wc, wRemote]));
+  assert.deepEqual(
+    agent.statusProvider().sort((x, y) => x.uid.localeCompare(y.uid)),
+    [
+      { uid: wa.uid, captured: true, mode: 'none', message: '' },
+      { uid: wc.uid, captured: false, mode: 'none', message: 'not enrolled in the mesh' },
+      { uid: wb.uid, captured: true, mode: 'none', message: '' },
+    ].sort((x, y) => x.uid.localeCompare(y.uid)),
+  );
+  for (let i = 0; i < 100 && (await get(addrs.ready.port, '/healthz/ready')).status !== 200; i++) await new Promise((r) => setTimeout(r, 20));
+  assert.equal((await get(addrs.ready.port, '/healthz/ready')).status, 200);
+
+  const s = await dial(A_IP, { address: B_IP, port: echo.port });
+  assert.equal(await echoOnce(s, 'via agent'), 'via agent');
+  assert.deepEqual(echo.peers, [A_IP]);
+
+  const conns = JSON.parse((await get(addrs.admin.port, '/debug/connections')).body) as { inbound: Array<{ src: { principal: string } }> };
+  assert.equal(conns.inbound.length, 1);
+  assert.equal(conns.inbound[0]!.src.principal, 'cluster.local/ns/frontend/sa/fe');
+
+  const dumpText = (await get(addrs.admin.port, '/config_dump')).body;
+  assert.doesNotMatch(dumpText, /PRIVATE KEY|keyPem/, 'no key material in config_dump');
+  const dump = JSON.parse(dumpText) as { workloads: unknown[]; certificates: Array<{ identity: string; serial: string; notAfter: string }> };
+  assert.equal(dump.workloads.length, 4);
+  const ids = dump.certificates.map((c) => c.identity).sort();
+  assert.deepEqual(ids, ['spiffe://cluster.local/ns/backend/sa/be', 'spiffe://cluster.local/ns/frontend/sa/fe']);
+  for (const c of dump.certificates) {
+    assert.match(c.serial, /^[0-9A-F]+$/i);
+    assert.ok(!Number.isNaN(Date.parse(c.notAfter)));
+  }
+
+  for (const path of ['/metrics', '/stats/prometheus']) {
+    const m = await get(addrs.metrics.port, path);
+    assert.equal(m.status, 200);
+    assert.match(m.body, /istio_tcp_connections_opened_total\{reporter="source",source_workload="client"/);
+  }
+  assert.ok(registry.getSingleMetric('ambit_tunnel_pool_connections'));
+  s.destroy();
+});
+
+test('unenrolling a pod closes its listeners but keeps established connections', { timeout: 30_000 }, async (t) => {
+  const { agent, loop, echo, dial } = await setup(t);
+  await agent.applyConfig(snapshot([wa, wb]));
+  const s = await dial(A_IP, { address: B_IP, port: echo.port });
+  assert.equal(await echoOnce(s, 'one'), 'one');
+  const outboundPort = loop.realPort(A_IP, 15001);
+  await agent.applyConfig(snapshot([{ ...wa, tunnelProtocol: 'NONE' }, wb]));
+  assert.equal(agent.statusProvider().find((x) => x.uid === wa.uid)?.mode, 'none');
+  assert.equal(await echoOnce(s, 'two'), 'two', 'the established connection still works');
+  await assert.rejects(
+    new Promise((resolve, reject) => {
+      const c = net.connect({ host: A_IP, port: outboundPort });
+      c.once('connect', () => {
+        c.destroy();
+        resolve(undefined);
+      });
+      c.once('error', reject);
+    }),
+    /ECONNREFUSED/,
+    'the outbound listener is closed',
+  );
+  s.destroy();
+});
+
+test('a policy in a new snapshot closes live connections it denies', { timeout: 30_000 }, async (t) => {
+  const { agent, echo, dial, sink } = await setup(t);
+  await agent.applyConfig(snapshot([wa, wb]));
+  const s = await dial(A_IP, { address: B_IP, port: echo.port });
+  assert.equal(await echoOnce(s, 'x'), 'x');
+  const closed = new Promise<void>((resolve) => s.once('close', () => resolve()));
+  s.once('end', () => s.destroy());
+  const deny: Authorization = {
+    name: 'deny-frontend',
+    namespace: 'backend',
+    scope: 'namespace',
+    action: 'DENY',
+    dryRun: false,
+    rules: [{ clauses: [{ matches: [{ namespaces: [{ exact: 'frontend' }], notNamespaces: [], principals: [], notPrincipals: [], sourceIps: [], notSourceIps: [], destinationIps: [], notDestinationIps: [], destinationPorts: [], notDestinationPorts: [] }] }] }],
+  };
+  await agent.applyConfig(snapshot([wa, wb], [deny]));
+  await closed;
+  assert.ok(sink.lines.some((l) => l['msg'] === 'live connection closed by policy change'));
+});
+
+test('a pod that cannot be enrolled is reported as failed', { timeout: 30_000 }, async (t) => {
+  const { agent } = await setup(t, { failPod: 'server' });
+  await agent.applyConfig(snapshot([wa, wb]));
+  const st = agent.statusProvider().find((x) => x.uid === wb.uid);
+  assert.deepEqual(st, { uid: wb.uid, captured: false, mode: 'failed', message: 'netns is gone' });
+  assert.equal(agent.statusProvider().find((x) => x.uid === wa.uid)?.captured, true);
+});

@@ -1,0 +1,47 @@
+/** loadConfig: defaults, every problem collected, frozen result. */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { loadConfig } from '../../../src/agent/config.js';
+import { isAmbitError } from '../../../src/shared/errors.js';
+
+const minimal = {
+  AMBIT_NODE_NAME: 'node-1',
+  AMBIT_CONTROLLER_ADDR: 'ambit-controller.ambit-system:15012',
+  AMBIT_CA_ROOT_FILE: '/var/run/ambit/root-cert.pem',
+  AMBIT_TOKEN_FILE: '/var/run/ambit/token',
+};
+
+test('config: minimal environment gets Istio-compatible defaults', () => {
+  const c = loadConfig(minimal);
+  assert.deepEqual(c.controller, { host: 'ambit-controller.ambit-system', port: 15012 });
+  assert.deepEqual(c.metricsAddr, { host: '0.0.0.0', port: 15020 });
+  assert.deepEqual(c.readyAddr, { host: '0.0.0.0', port: 15021 });
+  assert.deepEqual(c.adminAddr, { host: '127.0.0.1', port: 15000 });
+  assert.equal(c.capture, 'auto');
+  assert.equal(c.trustDomain, 'cluster.local');
+  assert.equal(c.poolIdleTimeoutMs, 300_000);
+  assert.equal(c.certTtlSec, 86_400);
+  assert.equal(c.logLevel, 'info');
+  assert.ok(Object.isFrozen(c) && Object.isFrozen(c.controller));
+});
+
+test('config: explicit values parse, IPv6 in brackets', () => {
+  const c = loadConfig({ ...minimal, AMBIT_CAPTURE: 'nft', AMBIT_ADMIN_ADDR: '[::1]:15000', AMBIT_POOL_IDLE_TIMEOUT: '30s', AMBIT_DRAIN_DEADLINE: '1.5s', AMBIT_LOG_LEVEL: 'debug' });
+  assert.equal(c.capture, 'nft');
+  assert.deepEqual(c.adminAddr, { host: '::1', port: 15000 });
+  assert.equal(c.poolIdleTimeoutMs, 30_000);
+  assert.equal(c.drainDeadlineMs, 1500);
+});
+
+test('config: every problem is reported at once', () => {
+  try {
+    loadConfig({ AMBIT_CONTROLLER_ADDR: 'nohost', AMBIT_CA_ROOT_FILE: 'relative.pem', AMBIT_CAPTURE: 'ebpf', AMBIT_METRICS_ADDR: '0.0.0.0:15021', AMBIT_LOG_LEVEL: 'loud', AMBIT_POOL_IDLE_TIMEOUT: 'soon' });
+    assert.fail('expected AMBIT_ERR_CONFIG_INVALID');
+  } catch (e) {
+    assert.ok(isAmbitError(e, 'AMBIT_ERR_CONFIG_INVALID'));
+    for (const name of ['AMBIT_NODE_NAME', 'AMBIT_CONTROLLER_ADDR', 'AMBIT_CA_ROOT_FILE', 'AMBIT_TOKEN_FILE', 'AMBIT_CAPTURE', 'AMBIT_READY_ADDR', 'AMBIT_LOG_LEVEL', 'AMBIT_POOL_IDLE_TIMEOUT']) {
+      assert.match(e.message, new RegExp(name), `${name} reported`);
+    }
+    assert.match(e.message, /\(got "ebpf"\)/);
+  }
+});

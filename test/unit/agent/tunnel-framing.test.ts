@@ -1,0 +1,91 @@
+/** HBONE framing helpers: CONNECT headers, forwarded parsing, SAN extraction, addresses, copy. */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as net from 'node:net';
+import { buildConnectHeaders, parseForwardedFor, uriSans, newTraceparent, tunnelStatusError } from '../../../src/agent/proxy/tunnel.js';
+import { formatAddress, parseAddress, normalizeIp } from '../../../src/agent/proxy/sockets.js';
+import { copyBidirectional, type CopyResult } from '../../../src/agent/proxy/copy.js';
+import { trafficLabels, TRAFFIC_LABELS } from '../../../src/agent/proxy/metrics.js';
+
+test('framing: CONNECT headers name the target and carry forwarded/traceparent', () => {
+  const h = buildConnectHeaders({ target: { address: 'fd00::7', port: 8080 }, srcIp: 'fd00::5', random: () => 0.5 });
+  assert.equal(h[':method'], 'CONNECT');
+  assert.equal(h[':authority'], '[fd00::7]:8080');
+  assert.equal(h['forwarded'], 'for="[fd00::5]"');
+  assert.equal(h['traceparent'], `00-${'80'.repeat(16)}-${'80'.repeat(8)}-00`);
+  assert.equal(h[':path'], undefined, 'CONNECT has no :path');
+  assert.match(newTraceparent(), /^00-[0-9a-f]{32}-[0-9a-f]{16}-00$/);
+});
+
+test('framing: forwarded for= round-trips for v4, v6 and with a port', () => {
+  const rows: Array<[string | undefined, string | undefined]> = [
+    ['for="10.0.0.1"', '10.0.0.1'],
+    ['for="10.0.0.1:4567";host=web.ns.svc.cluster.local', '10.0.0.1'],
+    ['for="[fd00::1]:80"', 'fd00::1'],
+    ['host=x', undefined],
+    [undefined, undefined],
+  ];
+  for (const [h, want] of rows) assert.equal(parseForwardedFor(h), want, String(h));
+  const built = buildConnectHeaders({ target: { address: '10.0.0.2', port: 1 }, srcIp: '10.0.0.9' });
+  assert.equal(parseForwardedFor(String(built['forwarded'])), '10.0.0.9');
+});
+
+test('framing: URI SANs, addresses, status errors', () => {
+  assert.deepEqual(uriSans({ subjectaltname: 'DNS:x, URI:spiffe://td/ns/a/sa/b, IP Address:1.2.3.4' }), ['spiffe://td/ns/a/sa/b']);
+  assert.deepEqual(uriSans(undefined), []);
+  for (const a of [{ address: '10.1.2.3', port: 80 }, { address: 'fd00::1', port: 15008 }]) assert.deepEqual(parseAddress(formatAddress(a)), a);
+  assert.equal(parseAddress('10.0.0.1:0'), undefined);
+  assert.equal(parseAddress('host:80'), undefined);
+  assert.equal(normalizeIp('::ffff:10.0.0.1'), '10.0.0.1');
+  assert.equal(tunnelStatusError(401, { address: '1.1.1.1', port: 1 }, { address: '1.1.1.1', port: 15008 }).code, 'AMBIT_ERR_TUNNEL_REFUSED');
+  assert.equal(tunnelStatusError(503, { address: '1.1.1.1', port: 1 }, { address: '1.1.1.1', port: 15008 }).code, 'AMBIT_ERR_UPSTREAM_CONNECT');
+  assert.equal(tunnelStatusError(400, { address: '1.1.1.1', port: 1 }, { address: '1.1.1.1', port: 15008 }).code, 'AMBIT_ERR_TUNNEL_CONNECT');
+});
+
+test('metrics: every traffic label is present and unknown by default', () => {
+  const l = trafficLabels({ reporter: 'destination', mtls: false });
+  assert.deepEqual(Object.keys(l), [...TRAFFIC_LABELS]);
+  assert.equal(l.source_workload, 'unknown');
+  assert.equal(l.connection_security_policy, 'unknown');
+  assert.equal(l.request_protocol, 'tcp');
+  assert.equal(l.response_flags, '-');
+});
+
+test('copy: counts bytes both ways, carries half-close each way, calls onClose once', { timeout: 10_000 }, async (t) => {
+  // app <-> [downstream | copy | upstream] <-> backend, all real loopback sockets.
+  const backendGot: Buffer[] = [];
+  const backend = net.createServer({ allowHalfOpen: true }, (b) => {
+    b.on('data', (d: Buffer) => backendGot.push(d));
+    b.once('end', () => b.end('world!'));
+  });
+  const proxy = net.createServer({ allowHalfOpen: true });
+  await new Promise<void>((r) => backend.listen(0, '127.0.0.1', () => r()));
+  await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', () => r()));
+  t.after(() => {
+    backend.close();
+    proxy.close();
+  });
+  let closes = 0;
+  const result = new Promise<CopyResult>((resolve) => {
+    proxy.once('connection', (down: net.Socket) => {
+      const up = net.connect({ host: '127.0.0.1', port: (backend.address() as net.AddressInfo).port, allowHalfOpen: true });
+      copyBidirectional(down, up, {
+        onClose: (r) => {
+          closes++;
+          resolve(r);
+        },
+      });
+    });
+  });
+  const app = net.connect({ host: '127.0.0.1', port: (proxy.address() as net.AddressInfo).port, allowHalfOpen: true });
+  const appGot: Buffer[] = [];
+  app.on('data', (d: Buffer) => appGot.push(d));
+  app.once('end', () => app.end());
+  app.end('hello');
+  const r = await result;
+  await new Promise((resolve) => setImmediate(resolve));
+  assert.equal(closes, 1);
+  assert.equal(Buffer.concat(backendGot).toString(), 'hello');
+  assert.equal(Buffer.concat(appGot).toString(), 'world!');
+  assert.deepEqual([r.bytesFromDownstream, r.bytesFromUpstream, r.clean], [5, 6, true]);
+});
