@@ -566,11 +566,9 @@ function gwFilters(ctx: Ctx, route: KubeObject, filters: unknown, where: string,
         if (p['type'] === 'ReplacePrefixMatch') {
           if (pathPrefix === undefined) throw new Invalid('InvalidFilter', `${w}: ReplacePrefixMatch needs a PathPrefix match`);
           out.rewrite.uriPrefix = asString(p['replacePrefixMatch']) ?? '/';
-          // Rewrite against the literal prefix, not the element-wise regex used for matching.
-          out.match = out.match.map((m) => ({ ...m, uri: { prefix: pathPrefix } }));
+          out.rewrite.matchPrefix = pathPrefix;
         } else if (p['type'] === 'ReplaceFullPath') {
-          out.rewrite.uriPrefix = asString(p['replaceFullPath']) ?? '/';
-          out.match = out.match.map((m) => ({ ...m, uri: m.uri && 'exact' in m.uri ? m.uri : { regex: '.*' } }));
+          out.rewrite.fullPath = asString(p['replaceFullPath']) ?? '/';
         }
         break;
       }

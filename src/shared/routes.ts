@@ -97,7 +97,11 @@ export interface HttpRoute {
   /** Empty means match every request. */
   match: RouteMatch[];
   backends: RouteBackend[];
-  rewrite?: { uriPrefix?: string; authority?: string };
+  /**
+   * uriPrefix replaces the matched URI prefix (the route's prefix match, or `matchPrefix` when
+   * set, as Gateway API ReplacePrefixMatch needs); fullPath replaces the whole path.
+   */
+  rewrite?: { uriPrefix?: string; matchPrefix?: string; fullPath?: string; authority?: string };
   headers: { request: HeaderOps; response: HeaderOps };
   mirror?: MirrorPolicy;
   timeoutMs?: number;
@@ -427,7 +431,10 @@ function httpRoute(issues: Issues, v: unknown, path: string): void {
     if (!isRecord(rw)) issues.add(`${path}.rewrite`, 'must be an object', rw);
     else {
       if (rw['uriPrefix'] !== undefined && typeof rw['uriPrefix'] !== 'string') issues.add(`${path}.rewrite.uriPrefix`, 'must be a string', rw['uriPrefix']);
-      if (rw['authority'] !== undefined && typeof rw['authority'] !== 'string') issues.add(`${path}.rewrite.authority`, 'must be a string', rw['authority']);
+      for (const k of ['authority', 'matchPrefix', 'fullPath']) {
+        if (rw[k] !== undefined && typeof rw[k] !== 'string') issues.add(`${path}.rewrite.${k}`, 'must be a string', rw[k]);
+      }
+      if (rw['uriPrefix'] !== undefined && rw['fullPath'] !== undefined) issues.add(`${path}.rewrite`, 'must not set both uriPrefix and fullPath', rw);
     }
   }
   if (!isRecord(v['headers'])) issues.add(`${path}.headers`, 'must be an object with request and response', v['headers']);

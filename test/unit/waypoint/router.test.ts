@@ -108,4 +108,9 @@ test('rewritePath replaces the matched prefix and keeps the query', () => {
   const none = r('rw', [], { rewrite: { uriPrefix: '/base/' } });
   assert.equal(rewritePath(none, req({ path: '/x' })), '/base/x');
   assert.equal(rewritePath(r('n', []), req({ path: '/same' })), '/same');
+  const gw = r('gw', [m({ uri: { regex: '/api(/.*)?' } })], { rewrite: { uriPrefix: '/', matchPrefix: '/api' } });
+  assert.equal(rewritePath(gw, req({ path: '/api/x?q=1' })), '/x?q=1', 'Gateway API ReplacePrefixMatch to /');
+  assert.equal(rewritePath(gw, req({ path: '/api' })), '/');
+  const full = r('full', [m({ uri: { prefix: '/old' } })], { rewrite: { fullPath: '/fixed' } });
+  assert.equal(rewritePath(full, req({ path: '/old/deep?a=1' })), '/fixed?a=1');
 });

@@ -1,0 +1,171 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { fileURLToPath } from 'node:url';
+import type { KubeObject } from '../../../src/controller/objects.js';
+import { loadManifests } from '../../../src/controller/source/manifests.js';
+import { resolveHost, translateRoutes } from '../../../src/controller/translate-routes.js';
+import { validateGatewayServer, validateRouteConfig } from '../../../src/shared/routes.js';
+import { buildRouteTable, routeRequest } from '../../../src/waypoint/router.js';
+
+const fixture = (p: string): string => fileURLToPath(new URL(`../../../../test/fixtures/${p}`, import.meta.url));
+
+function service(name: string, ns: string, ports: Array<{ name: string; port: number; appProtocol?: string }>): KubeObject {
+  return { apiVersion: 'v1', kind: 'Service', metadata: { name, namespace: ns }, spec: { ports } };
+}
+
+const bookinfoServices = [
+  service('reviews', 'bookinfo', [{ name: 'http', port: 9080 }]),
+  service('ratings', 'bookinfo', [{ name: 'http', port: 9080 }]),
+  service('httpbin', 'bookinfo', [{ name: 'http', port: 8000 }]),
+];
+
+test('resolveHost: short names are services in the rule namespace; dotted names are as written', () => {
+  assert.equal(resolveHost('reviews', 'bookinfo', 'cluster.local'), 'reviews.bookinfo.svc.cluster.local');
+  assert.equal(resolveHost('reviews.bookinfo.svc.cluster.local', 'x', 'cluster.local'), 'reviews.bookinfo.svc.cluster.local');
+  assert.equal(resolveHost('Example.com', 'x', 'cluster.local'), 'example.com');
+  assert.equal(resolveHost('*', 'x', 'cluster.local'), '*');
+});
+
+test('the istio.io 90/10 VirtualService + DestinationRule subsets v1/v2 translate unchanged', async () => {
+  const { objects } = await loadManifests([fixture('manifests/valid/istio-docs/reviews-90-10.yaml')]);
+  const out = translateRoutes([...objects, ...bookinfoServices]);
+  assert.deepEqual(out.conditions, []);
+  const reviews = out.routes.find((r) => r.hostname === 'reviews.bookinfo.svc.cluster.local')!;
+  assert.equal(reviews.name, 'bookinfo/reviews.bookinfo.svc.cluster.local');
+  assert.deepEqual(reviews.aliases.slice(0, 3), ['reviews', 'reviews.bookinfo', 'reviews.bookinfo.svc']);
+  assert.deepEqual(reviews.ports, [{ port: 9080, protocol: 'http' }]);
+  assert.equal(reviews.routes.length, 1);
+  assert.deepEqual(reviews.routes[0]!.backends, [
+    { host: 'reviews.bookinfo.svc.cluster.local', weight: 90, subset: 'v1', subsetLabels: { version: 'v1' } },
+    { host: 'reviews.bookinfo.svc.cluster.local', weight: 10, subset: 'v2', subsetLabels: { version: 'v2' } },
+  ]);
+  assert.deepEqual(reviews.trafficPolicy, { subsets: [{ name: 'v1', labels: { version: 'v1' } }, { name: 'v2', labels: { version: 'v2' } }] });
+  for (const r of out.routes) assert.deepEqual(validateRouteConfig(r), [], `${r.name} is valid`);
+  const d = routeRequest(buildRouteTable(out.routes), { authority: 'reviews:9080', path: '/reviews/0', method: 'GET', headers: {} });
+  assert.equal(d.kind === 'route' && d.route.backends.length, 2, 'the router serves the translated config');
+  assert.deepEqual(JSON.parse(JSON.stringify(out)), out, 'output is plain JSON');
+});
+
+test('the istio.io Gateway + VirtualService for example.com give an ingress config bound to the gateway', async () => {
+  const { objects } = await loadManifests([fixture('manifests/valid/istio-docs/ingress-example-com.yaml')]);
+  const out = translateRoutes([...objects, ...bookinfoServices]);
+  assert.deepEqual(out.conditions, []);
+  assert.deepEqual(out.gateways, [{ gateway: 'bookinfo/my-gateway', port: 80, name: 'http', protocol: 'HTTP', hosts: ['example.com'], selector: { istio: 'ingressgateway' } }]);
+  for (const g of out.gateways) assert.deepEqual(validateGatewayServer(g), []);
+  const cfg = out.routes.find((r) => r.gateway === 'bookinfo/my-gateway')!;
+  assert.equal(cfg.name, 'bookinfo/my-gateway/example.com');
+  assert.equal(cfg.hostname, 'example.com');
+  const route = cfg.routes[0]!;
+  assert.deepEqual(route.match, [{ uri: { prefix: '/reviews' }, headers: [], queryParams: [] }]);
+  assert.deepEqual(route.backends, [{ host: 'reviews.bookinfo.svc.cluster.local', port: 9080, weight: 1 }]);
+  assert.equal(route.timeoutMs, 5000);
+  assert.deepEqual(route.retries, { attempts: 3, perTryTimeoutMs: 2000, retryOn: ['gateway-error', 'connect-failure', 'refused-stream'], retriableStatusCodes: [], budget: { percent: 20, minConcurrency: 3 } });
+  const gwTable = buildRouteTable(out.routes, 'bookinfo/my-gateway');
+  const d = routeRequest(gwTable, { authority: 'example.com', path: '/reviews/1', method: 'GET', headers: {} });
+  assert.equal(d.kind, 'route');
+  assert.equal(routeRequest(buildRouteTable(out.routes), { authority: 'example.com', path: '/reviews/1', method: 'GET', headers: {} }).kind, 'no-route', 'gateway-only VirtualService is not a mesh route');
+});
+
+test('circuit breaker DestinationRule and fault VirtualService translate', async () => {
+  const { objects } = await loadManifests([fixture('manifests/valid/istio-docs/circuit-breaker.yaml'), fixture('manifests/valid/istio-docs/reviews-90-10.yaml')]);
+  const dr: KubeObject = { apiVersion: 'networking.istio.io/v1', kind: 'DestinationRule', metadata: { name: 'ratings', namespace: 'bookinfo' }, spec: { host: 'ratings', subsets: [{ name: 'v1', labels: { version: 'v1' } }] } };
+  const out = translateRoutes([...objects, dr, ...bookinfoServices]);
+  assert.deepEqual(out.conditions, []);
+  const httpbin = out.routes.find((r) => r.hostname.startsWith('httpbin.'))!;
+  assert.deepEqual(httpbin.trafficPolicy, {
+    subsets: [],
+    connectionPool: { maxConnections: 1, http1MaxPendingRequests: 1, maxRequestsPerConnection: 1 },
+    outlierDetection: { intervalMs: 1000, baseEjectionTimeMs: 180_000, maxEjectionPercent: 100, consecutive5xxErrors: 1 },
+  });
+  const ratings = out.routes.find((r) => r.hostname.startsWith('ratings.'))!;
+  assert.deepEqual(ratings.routes.map((r) => r.fault), [{ delay: { percent: 100, fixedDelayMs: 7000 } }, { abort: { percent: 10, httpStatus: 500 } }]);
+  assert.deepEqual(ratings.routes[0]!.match[0]!.headers, [{ name: 'end-user', match: { exact: 'jason' } }]);
+});
+
+test('Gateway API: HTTPRoute/GRPCRoute on Services, precedence, filters, and L7 AuthorizationPolicy via targetRefs', async () => {
+  const { objects } = await loadManifests([fixture('waypoint/l7.yaml')]);
+  const out = translateRoutes(objects);
+  assert.deepEqual(out.conditions, []);
+  const cart = out.routes.find((r) => r.hostname === 'cart.shop.svc.cluster.local')!;
+  assert.equal(cart.waypoint, 'shop/waypoint', 'namespace label binds the service to the waypoint');
+  assert.ok(cart.aliases.includes('10.96.1.10'), 'the cluster IP is an alias');
+  assert.deepEqual(cart.routes.map((r) => r.name), ['shop/cart.2.0', 'shop/cart.1.0', 'shop/cart.0.0'], 'exact path first, then longer prefix, then the catch-all');
+  const canary = cart.routes[1]!;
+  assert.deepEqual(canary.match, [{ uri: { regex: '/api(/.*)?' }, headers: [{ name: 'x-canary', match: { exact: 'true' } }], queryParams: [] }]);
+  assert.deepEqual(canary.rewrite, { uriPrefix: '/v2/api', matchPrefix: '/api' });
+  assert.deepEqual(canary.headers.request, { set: { 'x-routed': 'canary' }, add: {}, remove: ['x-debug'] });
+  assert.equal(canary.timeoutMs, 2000);
+  assert.deepEqual(canary.retries?.retriableStatusCodes, [503]);
+  assert.deepEqual(cart.routes[2]!.backends, [
+    { host: 'cart.shop.svc.cluster.local', weight: 80, port: 8080 },
+    { host: 'cart-v2.shop.svc.cluster.local', weight: 20, port: 8080 },
+  ]);
+  const table = buildRouteTable(out.routes);
+  const pick = (path: string, headers: Record<string, string> = {}): string | undefined => {
+    const d = routeRequest(table, { authority: 'cart:8080', path, method: 'GET', headers });
+    return d.kind === 'route' ? d.route.name : undefined;
+  };
+  assert.equal(pick('/api/x', { 'x-canary': 'true' }), 'shop/cart.1.0');
+  assert.equal(pick('/apix', { 'x-canary': 'true' }), 'shop/cart.0.0', 'Gateway API prefixes match whole path elements');
+  assert.equal(pick('/health'), 'shop/cart.2.0');
+  const pricing = out.routes.find((r) => r.hostname === 'pricing.shop.svc.cluster.local')!;
+  assert.deepEqual(pricing.ports, [{ port: 9090, protocol: 'grpc' }]);
+  assert.deepEqual(pricing.routes[0]!.match, [{ uri: { exact: '/shop.Pricing/Quote' }, method: 'POST', headers: [], queryParams: [] }]);
+  assert.deepEqual(cart.authorization.map((a) => a.name), ['shop/cart-viewer'], 'Gateway targetRef applies to every service using the waypoint');
+  assert.deepEqual(pricing.authorization.map((a) => `${a.name}:${a.action}`), ['shop/cart-viewer:ALLOW', 'shop/pricing-deny:DENY']);
+  const allow = cart.authorization[0]!;
+  assert.deepEqual(allow.rules[0]!.to[0]!.paths, [{ prefix: '/api/' }, { exact: '/health' }]);
+  assert.deepEqual(allow.rules[0]!.from[0]!.namespaces, [{ exact: 'shop' }]);
+  assert.deepEqual(allow.rules[0]!.when, [{ header: 'x-user', values: [{ presence: true }], notValues: [] }]);
+  for (const r of out.routes) assert.deepEqual(validateRouteConfig(r), [], `${r.name} is valid`);
+});
+
+test('invalid objects get a clear condition and the rest still translate', () => {
+  const vs = (name: string, spec: Record<string, unknown>, ts = '2024-01-01T00:00:00Z'): KubeObject => ({ apiVersion: 'networking.istio.io/v1', kind: 'VirtualService', metadata: { name, namespace: 'bookinfo', creationTimestamp: ts }, spec });
+  const good = vs('good', { hosts: ['reviews'], http: [{ route: [{ destination: { host: 'reviews' } }], timeout: '3s' }] });
+  const badSubset = vs('bad-subset', { hosts: ['ratings'], http: [{ route: [{ destination: { host: 'ratings', subset: 'v9' } }] }] });
+  const badDuration = vs('bad-duration', { hosts: ['httpbin'], http: [{ route: [{ destination: { host: 'httpbin' } }], timeout: 'soon' }] });
+  const conflict = vs('later', { hosts: ['reviews'], http: [{ route: [{ destination: { host: 'reviews' } }] }] }, '2025-01-01T00:00:00Z');
+  const custom: KubeObject = { apiVersion: 'security.istio.io/v1', kind: 'AuthorizationPolicy', metadata: { name: 'ext', namespace: 'bookinfo' }, spec: { action: 'CUSTOM', targetRefs: [{ kind: 'Service', group: '', name: 'reviews' }] } };
+  const badRetry = vs('bad-retry', { hosts: ['httpbin.bookinfo.svc.cluster.local'], http: [{ route: [{ destination: { host: 'httpbin' } }], retries: { attempts: 2, retryOn: 'whenever' } }] });
+  const out = translateRoutes([good, badSubset, badDuration, conflict, custom, badRetry, ...bookinfoServices]);
+  const byName = (n: string) => out.conditions.find((c) => c.objectKey.endsWith(`/${n}`));
+  assert.equal(byName('bad-subset')?.reason, 'SubsetNotFound');
+  assert.match(byName('bad-subset')!.message, /subset "v9" of host ratings\.bookinfo\.svc\.cluster\.local/);
+  assert.equal(byName('bad-duration')?.reason, 'InvalidDuration');
+  assert.match(byName('bad-duration')!.message, /spec\.http\[0\]\.timeout: invalid duration "soon"/);
+  assert.equal(byName('later')?.reason, 'PartiallyApplied');
+  assert.match(byName('later')!.message, /already routed by the older VirtualService bookinfo\/good/);
+  assert.equal(byName('ext')?.reason, 'Unsupported');
+  assert.equal(byName('bad-retry')?.reason, 'InvalidRetry');
+  assert.ok(out.conditions.every((c) => c.status === 'False' && c.type === 'Accepted'));
+  const reviews = out.routes.find((r) => r.hostname.startsWith('reviews.'))!;
+  assert.equal(reviews.routes.length, 1);
+  assert.equal(reviews.routes[0]!.timeoutMs, 3000, 'the valid VirtualService is applied');
+  assert.deepEqual(out.routes.find((r) => r.hostname.startsWith('ratings.'))!.routes, [], 'the invalid one is not');
+});
+
+test('L7 ALLOW rules with attributes the waypoint cannot check match nothing (fail closed); DENY ignores them', () => {
+  const ap = (name: string, action: string): KubeObject => ({
+    apiVersion: 'security.istio.io/v1',
+    kind: 'AuthorizationPolicy',
+    metadata: { name, namespace: 'bookinfo' },
+    spec: { action, targetRefs: [{ kind: 'Service', group: '', name: 'reviews' }], rules: [{ from: [{ source: { ipBlocks: ['10.0.0.0/8'] } }], to: [{ operation: { methods: ['GET'] } }] }] },
+  });
+  const out = translateRoutes([ap('a-allow', 'ALLOW'), ap('b-deny', 'DENY'), ...bookinfoServices]);
+  const reviews = out.routes.find((r) => r.hostname.startsWith('reviews.'))!;
+  const allow = reviews.authorization.find((a) => a.name === 'bookinfo/a-allow')!;
+  const deny = reviews.authorization.find((a) => a.name === 'bookinfo/b-deny')!;
+  assert.deepEqual(allow.rules, [], 'the ALLOW rule is dropped, so it allows nothing');
+  assert.equal(deny.rules.length, 1, 'the DENY rule stays and matches more');
+  assert.equal(out.conditions.filter((c) => c.reason === 'PartiallyApplied').length, 2);
+});
+
+test('translateRoutes is pure and deterministic', async () => {
+  const { objects } = await loadManifests([fixture('waypoint/l7.yaml'), fixture('manifests/valid/istio-docs/reviews-90-10.yaml')]);
+  const input = [...objects, ...bookinfoServices];
+  const before = JSON.stringify(input);
+  const a = translateRoutes(input);
+  assert.equal(JSON.stringify(input), before, 'input objects are not modified');
+  assert.equal(JSON.stringify(translateRoutes([...input].reverse())), JSON.stringify(a), 'input order does not matter');
+});
