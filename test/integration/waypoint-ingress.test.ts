@@ -1,0 +1,174 @@
+/**
+ * Ingress mode and request bodies on 127.0.0.1: the istio.io example.com Gateway + VirtualService
+ * translated by translateRoutes and served by a WaypointServer in gateway mode; a POST body
+ * replayed on retry; a fault delay; HTTP/2 client to an HTTP/1.1 backend.
+ */
+import { test, type TestContext } from 'node:test';
+import assert from 'node:assert/strict';
+import * as http from 'node:http';
+import * as http2 from 'node:http2';
+import type { AddressInfo } from 'node:net';
+import { fileURLToPath } from 'node:url';
+import type { KubeObject } from '../../src/controller/objects.js';
+import { loadManifests } from '../../src/controller/source/manifests.js';
+import { translateRoutes } from '../../src/controller/translate-routes.js';
+import { silentLogger } from '../../src/shared/log.js';
+import { createRegistry } from '../../src/shared/metrics.js';
+import { emptyHeaderOps, type RouteConfig } from '../../src/shared/routes.js';
+import { seededRandom } from '../../src/waypoint/route/weighted.js';
+import { WaypointServer, type BackendTarget } from '../../src/waypoint/server.js';
+import { HttpUpstream, type Endpoint } from '../../src/waypoint/upstream.js';
+
+const fixture = (p: string): string => fileURLToPath(new URL(`../../../test/fixtures/${p}`, import.meta.url));
+
+async function backend(t: TestContext, handler: http.RequestListener): Promise<number> {
+  const server = http.createServer(handler);
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  t.after(
+    () =>
+      new Promise<void>((r) => {
+        server.closeAllConnections();
+        server.close(() => r());
+      }),
+  );
+  return (server.address() as AddressInfo).port;
+}
+
+async function waypoint(t: TestContext, configs: RouteConfig[], resolve: (target: BackendTarget) => Endpoint[], gateway?: string): Promise<{ port: number; server: WaypointServer }> {
+  const upstream = new HttpUpstream();
+  const server = new WaypointServer({ log: silentLogger(), registry: createRegistry(), dispatch: upstream.dispatch, resolveEndpoints: resolve, random: seededRandom(7), ...(gateway ? { gateway } : {}) });
+  assert.deepEqual(server.setRoutes(configs).issues, []);
+  const { port } = await server.listen(0, '127.0.0.1');
+  t.after(async () => {
+    await server.close(500);
+    upstream.close();
+  });
+  return { port, server };
+}
+
+function send(port: number, opts: { host: string; path: string; method?: string; body?: string }): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = http.request({ host: '127.0.0.1', port, path: opts.path, method: opts.method ?? 'GET', headers: { host: opts.host } }, (res) => {
+      let body = '';
+      res.on('data', (c: Buffer) => (body += c.toString()));
+      res.once('end', () => resolve({ status: res.statusCode ?? 0, body }));
+    });
+    req.once('error', reject);
+    req.setTimeout(10_000, () => req.destroy(new Error('timed out')));
+    req.end(opts.body);
+  });
+}
+
+test('ingress: the istio.io example.com Gateway + VirtualService serve Host example.com', async (t) => {
+  const { objects } = await loadManifests([fixture('manifests/valid/istio-docs/ingress-example-com.yaml')]);
+  const reviewsSvc: KubeObject = { apiVersion: 'v1', kind: 'Service', metadata: { name: 'reviews', namespace: 'bookinfo' }, spec: { ports: [{ name: 'http', port: 9080 }] } };
+  const out = translateRoutes([...objects, reviewsSvc]);
+  assert.deepEqual(out.conditions, []);
+  const seen: string[] = [];
+  const port = await backend(t, (req, res) => {
+    seen.push(`${req.headers.host} ${req.url}`);
+    res.end('reviews says hi');
+  });
+  const resolve = (target: BackendTarget): Endpoint[] => (target.host === 'reviews.bookinfo.svc.cluster.local' && target.port === 9080 ? [{ key: `127.0.0.1:${port}`, address: '127.0.0.1', port }] : []);
+  const gw = await waypoint(t, out.routes, resolve, 'bookinfo/my-gateway');
+  const ok = await send(gw.port, { host: 'example.com', path: '/reviews/1' });
+  assert.deepEqual(ok, { status: 200, body: 'reviews says hi' });
+  assert.deepEqual(seen, ['example.com /reviews/1'], 'the authority and path reach the backend');
+  assert.equal((await send(gw.port, { host: 'example.com', path: '/other' })).status, 404, 'only /reviews is routed');
+  assert.equal((await send(gw.port, { host: 'reviews', path: '/reviews/1' })).status, 404, 'mesh hosts are not served by the gateway');
+});
+
+test('a POST body is replayed on retry when retryNonIdempotent is set', async (t) => {
+  const bodies: string[] = [];
+  const port = await backend(t, (req, res) => {
+    let b = '';
+    req.on('data', (c: Buffer) => (b += c.toString()));
+    req.once('end', () => {
+      bodies.push(b);
+      res.writeHead(bodies.length === 1 ? 503 : 200);
+      res.end(`got ${b.length}`);
+    });
+  });
+  const payload = 'x'.repeat(20_000);
+  const cfg: RouteConfig = {
+    name: 'ns/svc',
+    namespace: 'ns',
+    hostname: 'svc',
+    aliases: [],
+    ports: [{ port: 80, protocol: 'http' }],
+    routes: [{ name: 'post', match: [], backends: [{ host: 'svc', weight: 1 }], headers: { request: emptyHeaderOps(), response: emptyHeaderOps() }, retries: { attempts: 2, retryOn: ['5xx'], retriableStatusCodes: [], retryNonIdempotent: true, backoffMs: 1 } }],
+    authorization: [],
+  };
+  const w = await waypoint(t, [cfg], () => [{ key: `127.0.0.1:${port}`, address: '127.0.0.1', port }]);
+  const res = await send(w.port, { host: 'svc', path: '/upload', method: 'POST', body: payload });
+  assert.deepEqual(res, { status: 200, body: `got ${payload.length}` });
+  assert.deepEqual(bodies.map((b) => b.length), [20_000, 20_000], 'both tries carried the whole body');
+  assert.equal(bodies[1], payload);
+});
+
+test('a POST is not retried on a 5xx by default (not idempotent)', async (t) => {
+  let hits = 0;
+  const port = await backend(t, (req, res) => {
+    hits++;
+    req.resume();
+    res.writeHead(503);
+    res.end();
+  });
+  const cfg: RouteConfig = {
+    name: 'ns/svc',
+    namespace: 'ns',
+    hostname: 'svc',
+    aliases: [],
+    ports: [{ port: 80, protocol: 'http' }],
+    routes: [{ name: 'post', match: [], backends: [{ host: 'svc', weight: 1 }], headers: { request: emptyHeaderOps(), response: emptyHeaderOps() }, retries: { attempts: 3, retryOn: ['5xx'], retriableStatusCodes: [] } }],
+    authorization: [],
+  };
+  const w = await waypoint(t, [cfg], () => [{ key: `127.0.0.1:${port}`, address: '127.0.0.1', port }]);
+  assert.equal((await send(w.port, { host: 'svc', path: '/', method: 'POST', body: 'data' })).status, 503);
+  assert.equal(hits, 1);
+});
+
+test('connect failure to a dead endpoint is retried on a live one; h2c client to an HTTP/1.1 backend', async (t) => {
+  const port = await backend(t, (req, res) => {
+    req.resume();
+    res.end(`hello ${req.httpVersion}`);
+  });
+  // A port nothing listens on: bind, note the port, close.
+  const probe = http.createServer();
+  await new Promise<void>((r) => probe.listen(0, '127.0.0.1', () => r()));
+  const dead = (probe.address() as AddressInfo).port;
+  await new Promise<void>((r) => probe.close(() => r()));
+  const cfg: RouteConfig = {
+    name: 'ns/svc',
+    namespace: 'ns',
+    hostname: 'svc',
+    aliases: [],
+    ports: [{ port: 80, protocol: 'http' }],
+    routes: [{ name: 'r', match: [], backends: [{ host: 'svc', weight: 1 }], headers: { request: emptyHeaderOps(), response: emptyHeaderOps() }, fault: { delay: { percent: 100, fixedDelayMs: 50 } } }],
+    authorization: [],
+  };
+  // Connecting to `dead` fails; the default policy retries connect failures on the other endpoint.
+  const w = await waypoint(t, [cfg], () => [
+    { key: `127.0.0.1:${dead}`, address: '127.0.0.1', port: dead },
+    { key: `127.0.0.1:${port}`, address: '127.0.0.1', port },
+  ]);
+  const client = http2.connect(`http://127.0.0.1:${w.port}`);
+  t.after(() => client.close());
+  for (let i = 0; i < 5; i++) {
+    const res = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+      const s = client.request({ ':path': '/', ':authority': 'svc' });
+      let status = 0;
+      let body = '';
+      s.once('response', (h) => (status = Number(h[':status'])));
+      s.on('data', (c: Buffer) => (body += c.toString()));
+      s.once('end', () => resolve({ status, body }));
+      s.once('error', reject);
+    });
+    assert.equal(res.status, 200);
+    assert.equal(res.body, 'hello 1.1', 'HTTP/2 in, HTTP/1.1 out for an http port');
+  }
+  const retries = (await w.server.metrics.retries.get()).values.filter((v) => v.labels['reason'] === 'connect-failure').reduce((a, v) => a + v.value, 0);
+  assert.ok(retries >= 1, `the dead endpoint was tried and retried (${retries} retries)`);
+  const faults = (await w.server.metrics.faults.get()).values.reduce((a, v) => a + v.value, 0);
+  assert.equal(faults, 5, 'a 100% delay fault hits every request');
+});
