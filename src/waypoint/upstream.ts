@@ -100,6 +100,19 @@ interface Tagged {
   ambitConnectFailure?: boolean;
 }
 
+/**
+ * http.Agent treats its connections as net.Sockets (setKeepAlive, setNoDelay, ref/unref); a tunnel
+ * stream is a plain Duplex, so the missing methods become no-ops.
+ */
+function asSocketLike(s: Duplex): Duplex {
+  const x = s as Duplex & Record<string, unknown>;
+  for (const m of ['setKeepAlive', 'setNoDelay', 'ref', 'unref']) {
+    if (typeof x[m] !== 'function') x[m] = () => s;
+  }
+  if (typeof x['setTimeout'] !== 'function') x['setTimeout'] = () => s;
+  return s;
+}
+
 class ConnectAgent extends http.Agent {
   constructor(
     private readonly connectFn: ConnectFn,
@@ -116,7 +129,7 @@ class ConnectAgent extends http.Agent {
       return undefined;
     }
     this.connectFn(ep).then(
-      (s) => cb?.(null, s),
+      (s) => cb?.(null, asSocketLike(s)),
       (e: unknown) => {
         const err = e instanceof Error ? e : new Error(String(e));
         (err as Tagged).ambitConnectFailure = true;

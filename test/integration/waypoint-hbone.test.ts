@@ -1,0 +1,93 @@
+/**
+ * Waypoint → HBONE → destination agent's inbound → pod, over 127.0.0.0/8 with real mTLS from the
+ * test CA: HttpUpstream runs HTTP/1.1 and HTTP/2 inside tunnel streams opened by the agent's
+ * TunnelPool with the waypoint's identity.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as http from 'node:http';
+import * as http2 from 'node:http2';
+import { createLoopbackMesh, testWorkload } from '../helpers/loopback-net.js';
+import { workloadIdentity } from '../../src/agent/state/workloads.js';
+import { createRegistry } from '../../src/shared/metrics.js';
+import { emptyHeaderOps, type RouteConfig } from '../../src/shared/routes.js';
+import { hboneConnect } from '../../src/waypoint/hbone.js';
+import { WaypointServer } from '../../src/waypoint/server.js';
+import { HttpUpstream, type Endpoint } from '../../src/waypoint/upstream.js';
+
+const BASE = `127.${10 + ((process.pid + 77) % 200)}.3.`;
+const WP_IP = BASE + '1';
+const POD_IP = BASE + '2';
+
+test('waypoint requests reach the pod through HBONE with the waypoint identity (HTTP/1.1 and h2c inside the tunnel)', { timeout: 30_000 }, async (t) => {
+  const mesh = await createLoopbackMesh();
+  t.after(() => mesh.close());
+  const wpWorkload = testWorkload({ name: 'waypoint', namespace: 'shop', ip: WP_IP, serviceAccount: 'waypoint' });
+  const podWorkload = testWorkload({ name: 'cart', namespace: 'shop', ip: POD_IP, serviceAccount: 'cart' });
+  const wp = await mesh.addPod(wpWorkload);
+  await mesh.addPod(podWorkload);
+
+  // The pod's app: HTTP/1.1 on 8080 and h2c on 9090, registered in the loopback net as POD_IP:port.
+  const peers: string[] = [];
+  const app1 = http.createServer((req, res) => {
+    peers.push(req.socket.remoteAddress ?? '');
+    req.resume();
+    res.end(`h1 ${req.url}`);
+  });
+  const app2 = http2.createServer((req, res) => {
+    res.end(`h2 ${req.url}`);
+  });
+  const l1 = await mesh.net.pod(POD_IP).listen(8080);
+  const l2 = await mesh.net.pod(POD_IP).listen(9090);
+  l1.on('connection', (s) => app1.emit('connection', s));
+  l2.on('connection', (s) => app2.emit('connection', s));
+  t.after(() => {
+    l1.close();
+    l2.close();
+    app1.closeAllConnections();
+  });
+
+  const upstream = new HttpUpstream({ connect: hboneConnect({ pool: wp.pool, srcIdentity: workloadIdentity(wpWorkload), srcIp: WP_IP }) });
+  const endpoint = (port: number): Endpoint => ({ key: `${POD_IP}:${port}`, address: POD_IP, port, principal: workloadIdentity(podWorkload), workload: 'cart', namespace: 'shop' });
+  const cfg: RouteConfig = {
+    name: 'shop/cart.shop.svc.cluster.local',
+    namespace: 'shop',
+    hostname: 'cart.shop.svc.cluster.local',
+    aliases: ['cart'],
+    ports: [{ port: 8080, protocol: 'http' }, { port: 9090, protocol: 'http2' }],
+    routes: [
+      { name: 'h2', match: [{ uri: { prefix: '/h2' }, headers: [], queryParams: [] }], backends: [{ host: 'cart.shop.svc.cluster.local', port: 9090, weight: 1 }], headers: { request: emptyHeaderOps(), response: emptyHeaderOps() } },
+      { name: 'h1', match: [], backends: [{ host: 'cart.shop.svc.cluster.local', port: 8080, weight: 1 }], headers: { request: emptyHeaderOps(), response: emptyHeaderOps() } },
+    ],
+    authorization: [],
+  };
+  const registry = createRegistry();
+  const server = new WaypointServer({ log: mesh.log, registry, dispatch: upstream.dispatch, resolveEndpoints: (target) => [endpoint(target.port)] });
+  assert.ok(server.setRoutes([cfg]).ok);
+  const { port } = await server.listen(0, '127.0.0.1');
+  t.after(async () => {
+    await server.close(500);
+    upstream.close();
+  });
+
+  const get = (path: string): Promise<{ status: number; body: string }> =>
+    new Promise((resolve, reject) => {
+      http
+        .get({ host: '127.0.0.1', port, path, headers: { host: 'cart:8080' } }, (res) => {
+          let body = '';
+          res.on('data', (c: Buffer) => (body += c.toString()));
+          res.once('end', () => resolve({ status: res.statusCode ?? 0, body }));
+        })
+        .once('error', reject);
+    });
+  for (let i = 0; i < 3; i++) assert.deepEqual(await get(`/items/${i}`), { status: 200, body: `h1 /items/${i}` });
+  assert.deepEqual(await get('/h2/x'), { status: 200, body: 'h2 /h2/x' });
+  assert.ok(peers.every((p) => p === WP_IP), `the pod sees the waypoint as the source (${peers.join(',')})`);
+  const opened = await mesh.registry.getSingleMetric('istio_tcp_connections_opened_total')!.get();
+  const inbound = opened.values.filter((v) => v.labels['reporter'] === 'destination');
+  assert.ok(inbound.length >= 1, 'the destination agent counted the tunnelled connections');
+  assert.ok(
+    inbound.every((v) => String(v.labels['source_principal']).includes('ns/shop/sa/waypoint')),
+    `the destination agent saw the waypoint identity (${inbound.map((v) => v.labels['source_principal']).join(',')})`,
+  );
+});
