@@ -118,6 +118,15 @@ interface RequestState {
   traceId?: string;
   source: SourceInfo;
   headerBytes: number;
+  body?: ReplayableBody;
+}
+
+/** What the front end that accepted a connection knows about it (an HBONE tunnel: peer, target). */
+export interface ConnectionMeta {
+  /** The caller (from the tunnel's peer certificate and baggage). */
+  source?: SourceInfo;
+  /** The service port the caller addressed (the CONNECT target's port). */
+  targetPort?: number;
 }
 
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'host', 'http2-settings', 'te', 'trailer']);
@@ -175,6 +184,7 @@ export class WaypointServer {
   private readonly h2: http2.Http2Server;
   private listener: net.Server | undefined;
   private readonly connections = new Set<Duplex>();
+  private readonly meta = new WeakMap<object, ConnectionMeta>();
   private configs: RouteConfig[] = [];
   private table: RouteTable = buildRouteTable([]);
   private meshTable: RouteTable = buildRouteTable([]);
@@ -239,8 +249,12 @@ export class WaypointServer {
     });
   }
 
-  /** Serves HTTP on a byte stream (a TCP socket or a terminated tunnel stream). */
-  acceptConnection(conn: Duplex): void {
+  /**
+   * Serves HTTP on a byte stream (a TCP socket or a terminated HBONE tunnel stream); `meta` tells
+   * who is calling and which service port it addressed.
+   */
+  acceptConnection(conn: Duplex, meta: ConnectionMeta = {}): void {
+    this.meta.set(conn, meta);
     this.connections.add(conn);
     conn.once('close', () => this.connections.delete(conn));
     conn.on('error', (e) => this.log.debug({ err: errorMessage(e) }, 'downstream connection error'));
@@ -253,13 +267,23 @@ export class WaypointServer {
       conn.pause();
       conn.unshift(buf);
       const isH2 = buf.subarray(0, preface.length).equals(preface);
-      if (isH2) this.h2.emit('connection', conn);
-      else {
+      if (isH2) {
+        // The session is created synchronously inside emit('connection'); remember its meta.
+        const onSession = (session: http2.ServerHttp2Session): void => void this.meta.set(session, meta);
+        this.h2.once('session', onSession);
+        this.h2.emit('connection', conn);
+        this.h2.removeListener('session', onSession);
+      } else {
         this.h1.emit('connection', conn);
         conn.resume();
       }
     };
     conn.on('data', onData);
+  }
+
+  private metaOf(req: ServerRequest): ConnectionMeta | undefined {
+    if (req.httpVersionMajor === 2) return this.meta.get((req as http2.Http2ServerRequest).stream.session as object);
+    return this.meta.get(req.socket);
   }
 
   private destination(backend: RouteBackend): DestinationState {
@@ -308,13 +332,15 @@ export class WaypointServer {
       retries: 0,
       bytesIn: 0,
       bytesOut: 0,
-      source: this.opts.identifySource?.(req) ?? {},
+      source: {},
       headerBytes: 0,
     };
+    const meta = this.metaOf(req);
+    st.source = meta?.source ?? this.opts.identifySource?.(req) ?? {};
     for (let i = 0; i < req.rawHeaders.length; i++) st.headerBytes += req.rawHeaders[i]!.length + 2;
     res.once('close', () => this.finish(st, res));
 
-    const rreq: RouteRequest = { authority, path: st.path, method: st.method, headers: req.headers };
+    const rreq: RouteRequest = { authority, path: st.path, method: st.method, headers: req.headers, ...(meta?.targetPort !== undefined ? { port: meta.targetPort } : {}) };
     const decision = routeRequest(this.table, rreq);
     if (decision.kind === 'no-route') {
       st.service = hostOfAuthority(authority);
@@ -322,9 +348,9 @@ export class WaypointServer {
       return this.localReply(st, res, 404, decision.reason === 'unknown-host' ? `no route config for host ${JSON.stringify(st.service)}` : 'no route matched the request', RESPONSE_FLAGS.NO_ROUTE);
     }
     const { config, route } = decision;
-    rreq.port = this.opts.portOf?.(req, config) ?? (config.ports.length === 1 ? config.ports[0]!.port : (req.socket as net.Socket | undefined)?.localPort);
+    rreq.port ??= this.opts.portOf?.(req, config) ?? (config.ports.length === 1 ? config.ports[0]!.port : (req.socket as net.Socket | undefined)?.localPort);
     st.route = route.name;
-    st.service = config.gateway ? config.hostname : config.hostname;
+    st.service = config.hostname;
     st.serviceNamespace = config.namespace;
 
     const trace = propagateTrace(req.headers, this.random);
@@ -478,6 +504,7 @@ export class WaypointServer {
 
       const hasBody = st.http2 ? !(req as http2.Http2ServerRequest).stream.endAfterHeaders : req.headers['content-length'] !== undefined ? req.headers['content-length'] !== '0' : req.headers['transfer-encoding'] !== undefined;
       const body = hasBody ? new ReplayableBody(req, this.opts.maxReplayBytes ?? DEFAULT_MAX_REPLAY_BYTES) : undefined;
+      if (body) st.body = body;
       if (!hasBody) req.resume();
       const policy = route.retries ?? (this.opts.defaultRetries === null ? undefined : (this.opts.defaultRetries ?? defaultRetryPolicy()));
       let budget: RetryBudget | undefined;
@@ -736,6 +763,7 @@ export class WaypointServer {
 
   private finish(st: RequestState, res: ServerResponse): void {
     const durationMs = this.now() - st.started;
+    if (st.body) st.bytesIn = st.body.bytes;
     if (!res.writableFinished && !st.flags.includes(RESPONSE_FLAGS.DOWNSTREAM_RESET) && st.status === undefined) st.flags.push(RESPONSE_FLAGS.DOWNSTREAM_RESET);
     const status = st.status ?? 0;
     const flags = st.flags.length > 0 ? [...new Set(st.flags)].join(',') : RESPONSE_FLAGS.NONE;

@@ -9,6 +9,7 @@ import * as http from 'node:http';
 import * as http2 from 'node:http2';
 import { createLoopbackMesh, testWorkload } from '../helpers/loopback-net.js';
 import { workloadIdentity } from '../../src/agent/state/workloads.js';
+import { silentLogger } from '../../src/shared/log.js';
 import { createRegistry } from '../../src/shared/metrics.js';
 import { emptyHeaderOps, type RouteConfig } from '../../src/shared/routes.js';
 import { hboneConnect } from '../../src/waypoint/hbone.js';
@@ -90,4 +91,69 @@ test('waypoint requests reach the pod through HBONE with the waypoint identity (
     inbound.every((v) => String(v.labels['source_principal']).includes('ns/shop/sa/waypoint')),
     `the destination agent saw the waypoint identity (${inbound.map((v) => v.labels['source_principal']).join(',')})`,
   );
+});
+
+test('tunnel streams handed to acceptConnection carry the caller identity and target port into routing, authz and metrics', { timeout: 30_000 }, async (t) => {
+  const app = http.createServer((req, res) => {
+    req.resume();
+    res.end(`ok ${req.url}`);
+  });
+  await new Promise<void>((r) => app.listen(0, '127.0.0.1', () => r()));
+  const appPort = (app.address() as import('node:net').AddressInfo).port;
+  t.after(() => {
+    app.closeAllConnections();
+    app.close();
+  });
+  const upstream = new HttpUpstream();
+  const registry = createRegistry();
+  const server = new WaypointServer({ log: silentLogger(), registry, dispatch: upstream.dispatch, resolveEndpoints: () => [{ key: `127.0.0.1:${appPort}`, address: '127.0.0.1', port: appPort }] });
+  const cfg: RouteConfig = {
+    name: 'shop/cart.shop.svc.cluster.local',
+    namespace: 'shop',
+    hostname: 'cart.shop.svc.cluster.local',
+    aliases: ['cart'],
+    ports: [{ port: 8080, protocol: 'http' }, { port: 8081, protocol: 'http' }],
+    routes: [{ name: 'all', match: [{ port: 8080, headers: [], queryParams: [] }], backends: [{ host: 'cart.shop.svc.cluster.local', weight: 1 }], headers: { request: emptyHeaderOps(), response: emptyHeaderOps() } }],
+    authorization: [{ name: 'shop/only-frontend', action: 'ALLOW', dryRun: false, rules: [{ from: [{ principals: [{ exact: 'cluster.local/ns/shop/sa/frontend' }], notPrincipals: [], namespaces: [], notNamespaces: [] }], to: [], when: [] }] }],
+  };
+  assert.ok(server.setRoutes([cfg]).ok);
+  // A stand-in for the waypoint's HBONE listener: terminate CONNECT (h2c here) and hand the stream over.
+  const front = http2.createServer();
+  front.on('stream', (stream, headers) => {
+    const sa = String(headers['x-test-sa']);
+    const port = Number(String(headers[':authority']).split(':')[1]);
+    stream.respond({ ':status': 200 });
+    server.acceptConnection(stream, { source: { principal: `spiffe://cluster.local/ns/shop/sa/${sa}`, workload: sa, namespace: 'shop' }, targetPort: port });
+  });
+  await new Promise<void>((r) => front.listen(0, '127.0.0.1', () => r()));
+  const frontPort = (front.address() as import('node:net').AddressInfo).port;
+  const client = http2.connect(`http://127.0.0.1:${frontPort}`);
+  t.after(async () => {
+    client.close();
+    front.close();
+    await server.close(200);
+    upstream.close();
+  });
+  const viaTunnel = (sa: string, port: number): Promise<{ status: number; body: string }> =>
+    new Promise((resolve, reject) => {
+      const tunnel = client.request({ ':method': 'CONNECT', ':authority': `10.96.0.5:${port}`, 'x-test-sa': sa });
+      tunnel.once('response', () => {
+        const req = http.request({ createConnection: () => tunnel as unknown as import('node:net').Socket, path: '/items', headers: { host: 'cart', connection: 'close' } }, (res) => {
+          let body = '';
+          res.on('data', (c: Buffer) => (body += c.toString()));
+          res.once('end', () => resolve({ status: res.statusCode ?? 0, body }));
+        });
+        req.once('error', reject);
+        req.end();
+      });
+      tunnel.once('error', reject);
+    });
+  assert.deepEqual(await viaTunnel('frontend', 8080), { status: 200, body: 'ok /items' });
+  assert.equal((await viaTunnel('intruder', 8080)).status, 403, 'the tunnel peer identity feeds L7 authz');
+  assert.equal((await viaTunnel('frontend', 8081)).status, 404, 'the CONNECT target port feeds route matching');
+  const m = await registry.getSingleMetric('istio_requests_total')!.get();
+  const ok = m.values.find((v) => v.labels['response_code'] === '200')!;
+  assert.equal(ok.labels['source_principal'], 'spiffe://cluster.local/ns/shop/sa/frontend');
+  assert.equal(ok.labels['source_workload'], 'frontend');
+  assert.equal(ok.labels['connection_security_policy'], 'mutual_tls');
 });
