@@ -220,6 +220,7 @@ export class WaypointServer {
     const issues: Issue[] = [];
     configs.forEach((c, i) => issues.push(...validateRouteConfig(c, `routes[${i}]${typeof c?.name === 'string' ? `(${c.name})` : ''}`)));
     if (issues.length > 0) {
+      this.metrics.configRejections.inc();
       this.log.warn({ issues: issues.slice(0, 20).map(formatIssue), count: issues.length }, 'route config rejected; keeping last good config');
       return { ok: false, issues };
     }
@@ -824,6 +825,15 @@ export class WaypointServer {
     l.grpc_response_status = st.grpcStatus ?? '';
     l.connection_security_policy = src.principal ? 'mutual_tls' : UNKNOWN;
     return l;
+  }
+
+  /** Closes every connection now (in-flight requests fail). */
+  destroy(): void {
+    this.listener?.close();
+    this.listener = undefined;
+    this.h1.close();
+    this.h2.close();
+    for (const c of this.connections) c.destroy();
   }
 
   /** Stops accepting, lets in-flight requests finish until the deadline, then destroys the rest. */

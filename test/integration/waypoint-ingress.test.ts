@@ -172,3 +172,35 @@ test('connect failure to a dead endpoint is retried on a live one; h2c client to
   const faults = (await w.server.metrics.faults.get()).values.reduce((a, v) => a + v.value, 0);
   assert.equal(faults, 5, 'a 100% delay fault hits every request');
 });
+
+test('local replies to gRPC requests are trailers-only with a grpc-status (404 → UNIMPLEMENTED, 403 → PERMISSION_DENIED)', async (t) => {
+  const cfg: RouteConfig = {
+    name: 'ns/svc',
+    namespace: 'ns',
+    hostname: 'svc',
+    aliases: [],
+    ports: [{ port: 80, protocol: 'grpc' }],
+    routes: [{ name: 'only', match: [{ uri: { prefix: '/pkg.Svc/' }, headers: [], queryParams: [] }], backends: [{ host: 'svc', weight: 1 }], headers: { request: emptyHeaderOps(), response: emptyHeaderOps() } }],
+    authorization: [{ name: 'ns/deny-all', action: 'DENY', dryRun: false, rules: [{ from: [], to: [{ hosts: [], notHosts: [], paths: [{ prefix: '/pkg.Svc/Admin' }], notPaths: [], methods: [], notMethods: [], ports: [], notPorts: [] }], when: [] }] }],
+  };
+  const w = await waypoint(t, [cfg], () => []);
+  const client = http2.connect(`http://127.0.0.1:${w.port}`);
+  t.after(() => client.close());
+  const call = (path: string): Promise<http2.IncomingHttpHeaders> =>
+    new Promise((resolve, reject) => {
+      const s = client.request({ ':method': 'POST', ':path': path, ':authority': 'svc', 'content-type': 'application/grpc', te: 'trailers' });
+      let headers: http2.IncomingHttpHeaders = {};
+      s.once('response', (h) => (headers = h));
+      s.resume();
+      s.once('end', () => resolve(headers));
+      s.once('error', reject);
+      s.end();
+    });
+  const missing = await call('/other.Svc/X');
+  assert.equal(missing[':status'], 200);
+  assert.equal(missing['grpc-status'], '12');
+  const denied = await call('/pkg.Svc/AdminReset');
+  assert.equal(denied['grpc-status'], '7');
+  const noEndpoints = await call('/pkg.Svc/Get');
+  assert.equal(noEndpoints['grpc-status'], '14', 'no healthy upstream → UNAVAILABLE');
+});

@@ -360,8 +360,10 @@ test('fault abort, rate limit, unknown host, and a rejected config keeps the las
   assert.equal(bad.ok, false);
   assert.ok(bad.issues.some((i) => i.path.endsWith('backends[0].host')), 'issues name the bad field');
   assert.equal(w.server.routes[0]!.routes.length, 2, 'the last good config stays in force');
+  assert.equal(await counterValue(w.registry, 'ambit_route_config_rejections_total'), 1, 'the rejection is counted');
   assert.equal(await counterValue(w.registry, 'ambit_faults_injected_total', { kind: 'abort' }), 1);
   assert.equal(await counterValue(w.registry, 'istio_requests_total', { response_flags: 'RL', response_code: '429' }), 1);
+  assert.equal((await request(w.port, '/abort')).status, 418, 'the last good config still serves');
 });
 
 test('metrics carry Istio labels and trace context is propagated', async (t) => {
