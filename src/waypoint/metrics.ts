@@ -116,9 +116,30 @@ export interface RequestRecord {
   responseBytes: number;
 }
 
+interface BoundSeries {
+  requests: { inc(): void };
+  duration: { observe(v: number): void };
+  requestBytes: { observe(v: number): void };
+  responseBytes: { observe(v: number): void };
+}
+
+const seriesCache = new WeakMap<WaypointMetrics, Map<string, BoundSeries>>();
+const MAX_CACHED_SERIES = 10_000;
+
+/** Records one request; label-bound children are cached per label set (prom-client hashing is costly). */
 export function recordRequest(m: WaypointMetrics, r: RequestRecord): void {
-  m.requests.inc(r.labels);
-  m.duration.observe(r.labels, r.durationMs);
-  m.requestBytes.observe(r.labels, r.requestBytes);
-  m.responseBytes.observe(r.labels, r.responseBytes);
+  let cache = seriesCache.get(m);
+  if (!cache) seriesCache.set(m, (cache = new Map()));
+  let key = '';
+  for (const l of ISTIO_HTTP_LABELS) key += r.labels[l] + '\u0001';
+  let s = cache.get(key);
+  if (!s) {
+    if (cache.size >= MAX_CACHED_SERIES) cache.clear();
+    s = { requests: m.requests.labels(r.labels), duration: m.duration.labels(r.labels), requestBytes: m.requestBytes.labels(r.labels), responseBytes: m.responseBytes.labels(r.labels) };
+    cache.set(key, s);
+  }
+  s.requests.inc();
+  s.duration.observe(r.durationMs);
+  s.requestBytes.observe(r.requestBytes);
+  s.responseBytes.observe(r.responseBytes);
 }
