@@ -601,8 +601,12 @@ export class WaypointServer {
           if (budget && !budget.tryStart()) {
             this.metrics.circuitBreakerTrips.inc({ destination_service: service, reason: 'retry_budget' });
           } else {
-            resp?.body.resume();
-            resp?.body.destroy();
+            if (resp) {
+              // Small error bodies are drained so the connection can be reused; large ones are reset.
+              const len = Number(headerString(resp.headers['content-length']) ?? NaN);
+              if (Number.isFinite(len) && len <= 65_536) resp.body.resume();
+              else resp.body.destroy();
+            }
             body?.detachAll();
             st.retries++;
             this.metrics.retries.inc({ destination_service: service, route: route.name, reason: verdict.reason });

@@ -169,3 +169,26 @@ test('translateRoutes is pure and deterministic', async () => {
   assert.equal(JSON.stringify(input), before, 'input objects are not modified');
   assert.equal(JSON.stringify(translateRoutes([...input].reverse())), JSON.stringify(a), 'input order does not matter');
 });
+
+test('HTTPRoute on an ingress Gateway API Gateway binds by hostnames; waypoint parents and missing backends are reported', () => {
+  const gw = (name: string, cls: string): KubeObject => ({ apiVersion: 'gateway.networking.k8s.io/v1', kind: 'Gateway', metadata: { name, namespace: 'bookinfo' }, spec: { gatewayClassName: cls, listeners: [{ name: 'http', port: 80, protocol: 'HTTP' }] } });
+  const route = (name: string, spec: Record<string, unknown>): KubeObject => ({ apiVersion: 'gateway.networking.k8s.io/v1', kind: 'HTTPRoute', metadata: { name, namespace: 'bookinfo' }, spec });
+  const out = translateRoutes([
+    gw('public', 'ambit'),
+    gw('waypoint', 'ambit-waypoint'),
+    route('web', { parentRefs: [{ name: 'public' }], hostnames: ['shop.example.com'], rules: [{ backendRefs: [{ name: 'reviews', port: 9080 }] }] }),
+    route('wp', { parentRefs: [{ name: 'waypoint' }], rules: [{ backendRefs: [{ name: 'reviews', port: 9080 }] }] }),
+    route('ghost', { parentRefs: [{ kind: 'Service', group: '', name: 'reviews' }], rules: [{ backendRefs: [{ name: 'nope', port: 1 }] }] }),
+    ...bookinfoServices,
+  ]);
+  const ingress = out.routes.find((r) => r.name === 'bookinfo/public/shop.example.com')!;
+  assert.equal(ingress.gateway, 'bookinfo/public');
+  assert.deepEqual(ingress.routes[0]!.backends, [{ host: 'reviews.bookinfo.svc.cluster.local', weight: 1, port: 9080 }]);
+  const d = routeRequest(buildRouteTable(out.routes, 'bookinfo/public'), { authority: 'shop.example.com', path: '/', method: 'GET', headers: {} });
+  assert.equal(d.kind, 'route');
+  const cond = (n: string) => out.conditions.find((c) => c.objectKey.endsWith(`/${n}`));
+  assert.match(cond('wp')!.message, /is a waypoint; attach routes to a Service instead/);
+  assert.equal(cond('ghost')!.reason, 'BackendNotFound');
+  assert.match(cond('ghost')!.message, /Service nope\.bookinfo\.svc\.cluster\.local does not exist/);
+  assert.deepEqual(out.routes.find((r) => r.hostname.startsWith('reviews.'))!.routes, [], 'the rejected route adds nothing');
+});
