@@ -141,6 +141,13 @@ export class Agent {
         this.pods.get(uid)!.workload = w;
         continue;
       }
+      if (this.opts.capture && !w.netns) {
+        // The controller learns a pod's netns after it starts: wait for a snapshot that has it.
+        const prev = this.statuses.get(uid);
+        if (prev?.mode !== 'pending') statusChanged = true;
+        this.statuses.set(uid, { uid, captured: false, mode: 'pending', message: 'waiting for the pod network namespace' });
+        continue;
+      }
       await this.enroll(w);
       statusChanged = true;
     }

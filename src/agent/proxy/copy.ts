@@ -46,8 +46,8 @@ export function copyBidirectional(downstream: Duplex, upstream: Duplex, opts: Co
   };
   const destroyBoth = (): void => {
     forced = true;
-    if (!downstream.destroyed) downstream.destroy();
-    if (!upstream.destroyed) upstream.destroy();
+    abort(downstream);
+    abort(upstream);
   };
   const onClosed = (side: Duplex): void => {
     closedCount++;
@@ -74,6 +74,13 @@ export function copyBidirectional(downstream: Duplex, upstream: Duplex, opts: Co
   upstream.once('end', () => (upEnded = true));
   downstream.on('error', onError);
   upstream.on('error', onError);
+  // An HTTP/2 stream reset with CANCEL ends quietly ('aborted', then EOF): it is not a half-close.
+  // Our own close() also emits 'aborted' on the stream: only a peer's reset counts here.
+  const onAborted = (): void => {
+    if (!forced) onError(new Error('tunnel stream reset by the peer'));
+  };
+  downstream.once('aborted', onAborted);
+  upstream.once('aborted', onAborted);
   for (const side of [downstream, upstream]) {
     // A side that closed before the pipe started (the client gave up while the tunnel opened).
     if (side.closed) queueMicrotask(() => onClosed(side));
@@ -95,4 +102,29 @@ export function copyBidirectional(downstream: Duplex, upstream: Duplex, opts: Co
       return fromUp;
     },
   };
+}
+
+/**
+ * Tears one side down so the peer sees a reset, not an orderly end. An HTTP/2 stream is destroyed
+ * with an error: Node then sends RST_STREAM(INTERNAL_ERROR) and no END_STREAM (close(CANCEL) would
+ * send END_STREAM first, and a bare destroy() sends RST_STREAM(NO_ERROR): the peer reads both as a
+ * clean EOF). A socket gets a TCP RST unless we already sent FIN (libuv refuses a reset after
+ * shutdown), in which case it is closed.
+ */
+export function abort(side: Duplex): void {
+  if (side.destroyed) return;
+  const s = side as Duplex & { session?: unknown; resetAndDestroy?: () => void };
+  if (s.session !== undefined) {
+    side.destroy(new Error('connection aborted by the proxy'));
+    return;
+  }
+  if (typeof s.resetAndDestroy === 'function' && !side.writableEnded) {
+    try {
+      s.resetAndDestroy();
+      return;
+    } catch {
+      // Not a TCP handle: fall back to a plain destroy.
+    }
+  }
+  side.destroy();
 }
