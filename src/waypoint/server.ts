@@ -95,6 +95,22 @@ interface DestinationState {
   outlier?: OutlierDetector;
   budget?: RetryBudget;
   budgetKey?: string;
+  /** DestinationRule maxRequestsPerConnection: 1 turns off HTTP/1.1 keep-alive upstream. */
+  closeAfterRequest: boolean;
+  /** In-flight requests per endpoint key, for least-request picks. */
+  active: Map<string, number>;
+}
+
+/**
+ * Least-request endpoint choice (Istio's default LEAST_REQUEST): two random candidates, the one
+ * with fewer requests in flight wins.
+ */
+export function pickLeastRequest<T extends { key: string }>(pool: readonly T[], active: ReadonlyMap<string, number>, random: RandomSource): T | undefined {
+  if (pool.length <= 1) return pool[0];
+  const a = pool[Math.min(pool.length - 1, Math.floor(random() * pool.length))]!;
+  let b = pool[Math.min(pool.length - 1, Math.floor(random() * pool.length))]!;
+  if (b === a) b = pool[(pool.indexOf(a) + 1) % pool.length]!;
+  return (active.get(b.key) ?? 0) < (active.get(a.key) ?? 0) ? b : a;
 }
 
 interface RequestState {
@@ -297,7 +313,7 @@ export class WaypointServer {
     const policyKey = JSON.stringify([connectionPool, outlierDetection]);
     let st = this.destinations.get(key);
     if (!st || st.policyKey !== policyKey) {
-      st = { policyKey, gate: new ConnectionPoolGate(connectionPool) };
+      st = { policyKey, gate: new ConnectionPoolGate(connectionPool), closeAfterRequest: connectionPool?.maxRequestsPerConnection === 1, active: new Map() };
       if (outlierDetection) st.outlier = new OutlierDetector(outlierDetection, this.now);
       this.destinations.set(key, st);
     }
@@ -522,6 +538,7 @@ export class WaypointServer {
       const authority = route.rewrite?.authority ?? st.authority;
       const path = rewritePath(route, p.rreq);
       const useH2 = upstreamUsesHttp2(p.config.ports.find((x) => x.port === port)?.protocol, st.http2, p.contentType);
+      if (dest.closeAfterRequest && !useH2) headers['connection'] = 'close';
       const target = { host: backend.host, port, ...(backend.subset ? { subset: backend.subset } : {}), ...(backend.subsetLabels ? { subsetLabels: backend.subsetLabels } : {}) };
 
       if (route.mirror && rollPercent(route.mirror.percent, this.random) && (!body || body.replayable)) {
@@ -540,9 +557,15 @@ export class WaypointServer {
         }
         const fresh = healthy.filter((e) => !tried.has(e.key));
         const pool = fresh.length > 0 ? fresh : healthy;
-        const endpoint = pool[Math.min(pool.length - 1, Math.floor(this.random() * pool.length))]!;
+        const endpoint = pickLeastRequest(pool, dest.active, this.random)!;
         tried.add(endpoint.key);
         st.endpoint = endpoint;
+        dest.active.set(endpoint.key, (dest.active.get(endpoint.key) ?? 0) + 1);
+        const endpointDone = (): void => {
+          const n = (dest.active.get(endpoint.key) ?? 1) - 1;
+          if (n <= 0) dest.active.delete(endpoint.key);
+          else dest.active.set(endpoint.key, n);
+        };
 
         const tryCtl = new AbortController();
         const onOverall = (): void => tryCtl.abort();
@@ -573,6 +596,8 @@ export class WaypointServer {
           overall.signal.removeEventListener('abort', onOverall);
         }
         if (attempt > 0) budget?.finish();
+        if (!resp) endpointDone();
+        if (resp && (downstreamGone.signal.aborted || overallTimedOut)) endpointDone();
         if (downstreamGone.signal.aborted) {
           resp?.body.destroy();
           body?.detachAll();
@@ -602,6 +627,7 @@ export class WaypointServer {
             this.metrics.circuitBreakerTrips.inc({ destination_service: service, reason: 'retry_budget' });
           } else {
             if (resp) {
+              endpointDone();
               // Small error bodies are drained so the connection can be reused; large ones are reset.
               const len = Number(headerString(resp.headers['content-length']) ?? NaN);
               if (Number.isFinite(len) && len <= 65_536) resp.body.resume();
@@ -627,7 +653,11 @@ export class WaypointServer {
         }
 
         if (resp) {
-          await this.sendResponse(st, res, resp, route, overall.signal, () => overallTimedOut);
+          try {
+            await this.sendResponse(st, res, resp, route, overall.signal, () => overallTimedOut);
+          } finally {
+            endpointDone();
+          }
           return;
         }
         body?.detachAll();

@@ -399,3 +399,20 @@ test('metrics carry Istio labels and trace context is propagated', async (t) => 
   const hist = await w.registry.getSingleMetric('istio_request_duration_milliseconds')!.get();
   assert.ok(hist.values.some((v) => (v as { metricName?: string }).metricName === 'istio_request_duration_milliseconds_count' && v.value === 1), 'one duration observation');
 });
+
+test('maxRequestsPerConnection: 1 opens a new upstream connection per request; otherwise one is reused', async (t) => {
+  const sockets = new Set<unknown>();
+  const b = await startBackend(t, (req, res) => {
+    sockets.add(req.socket);
+    req.resume();
+    res.end('ok');
+  });
+  const r = route('r', { backends: [{ host: SVC, weight: 1 }] });
+  const once = await startWaypoint(t, [config([r], { trafficPolicy: { connectionPool: { maxRequestsPerConnection: 1 }, subsets: [] } })], { v1: [b.port] });
+  for (let i = 0; i < 5; i++) assert.equal((await request(once.port, '/')).status, 200);
+  assert.equal(sockets.size, 5, 'one connection per request');
+  sockets.clear();
+  const reuse = await startWaypoint(t, [config([r])], { v1: [b.port] });
+  for (let i = 0; i < 5; i++) assert.equal((await request(reuse.port, '/')).status, 200);
+  assert.equal(sockets.size, 1, 'keep-alive reuses one connection');
+});
