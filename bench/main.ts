@@ -7,8 +7,10 @@
  *   --paths a,b,c        subset of direct,stunnel,ambit (default all three)
  *   --name NAME          local mesh name (default "bench")
  *   --out FILE           JSON output (default bench/results/latest.json)
+ *   --profile DIR        run the mesh's Node processes with --cpu-prof; keeps the agents'
+ *                        profiles as DIR/agent-<node>.cpuprofile (open in Chrome DevTools)
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, release } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -32,6 +34,26 @@ export function parsePaths(text: string): Set<PathName> {
   return out;
 }
 
+/** Environment for `ambit local up`: with a profile dir, every Node process of the mesh profiles itself. */
+function profileEnv(dir: string | undefined): NodeJS.ProcessEnv {
+  if (!dir) return process.env;
+  const flags = `--cpu-prof --cpu-prof-dir=${dir}`;
+  return { ...process.env, NODE_OPTIONS: [process.env.NODE_OPTIONS, flags].filter(Boolean).join(' ') };
+}
+
+/** Renames the agents' profiles (Node names them CPU.<date>.<pid>.<tid>.<seq>.cpuprofile) and drops the rest. */
+function keepAgentProfiles(dir: string, agentPids: Map<number, string>, progress: (line: string) => void): void {
+  for (const f of readdirSync(dir)) {
+    const m = /^CPU\.[\d.]+?\.(\d+)\.\d+\.\d+\.cpuprofile$/.exec(f);
+    if (!m) continue;
+    const node = agentPids.get(Number(m[1]));
+    if (node) {
+      renameSync(join(dir, f), join(dir, `agent-${node}.cpuprofile`));
+      progress(`profile of the ${node} agent: ${join(dir, `agent-${node}.cpuprofile`)}`);
+    } else rmSync(join(dir, f), { force: true });
+  }
+}
+
 async function main(argv: string[]): Promise<number> {
   const { values } = parseArgs({
     args: argv,
@@ -40,6 +62,7 @@ async function main(argv: string[]): Promise<number> {
       paths: { type: 'string', default: ALL_PATHS.join(',') },
       name: { type: 'string', default: 'bench' },
       out: { type: 'string', default: join(repoRoot, 'bench/results/latest.json') },
+      profile: { type: 'string' },
     },
   });
   if (typeof process.getuid === 'function' && process.getuid() !== 0) {
@@ -51,6 +74,9 @@ async function main(argv: string[]): Promise<number> {
   const opts: BenchOptions = { quick: values.quick!, paths: parsePaths(values.paths!), progress };
   const files = [...new Set(SECTIONS.flatMap((s) => s.manifests(opts)))];
   const mesh = new BenchMesh(values.name!);
+  const profileDir = values.profile === undefined ? undefined : resolve(values.profile);
+  let agentPids = new Map<number, string>();
+  if (profileDir) mkdirSync(profileDir, { recursive: true });
   const results: SectionResult[] = [];
   progress('waiting for the local-mesh lock');
   const unlock = await lockLocalMesh(15 * 60_000);
@@ -72,7 +98,8 @@ async function main(argv: string[]): Promise<number> {
     progress(`ambit local up --name ${mesh.name} --nodes 2 (${files.map((f) => f.replace(`${repoRoot}/`, '')).join(', ')})`);
     // Agents are optional for the direct and stunnel paths; the Ambit path needs them (and its
     // enrolled pods make `up` fail when capture does not work).
-    const { agentsConnected } = await mesh.up(files, { timeoutMs: opts.paths.has('ambit') ? 120_000 : 30_000, agentsOptional: true });
+    const { agentsConnected } = await mesh.up(files, { timeoutMs: opts.paths.has('ambit') ? 120_000 : 30_000, agentsOptional: true, env: profileEnv(profileDir) });
+    if (profileDir) agentPids = new Map((await mesh.status(true)).nodes.flatMap((n) => (n.agentPid !== undefined ? [[n.agentPid, n.name] as const] : [])));
     if (!agentsConnected) progress('agents are not connected: the Ambit path and agent memory are skipped');
     for (const s of SECTIONS) {
       progress(`section ${s.name}`);
@@ -80,6 +107,7 @@ async function main(argv: string[]): Promise<number> {
     }
   } finally {
     await cleanup();
+    if (profileDir) keepAgentProfiles(profileDir, agentPids, progress);
   }
 
   const report = {

@@ -76,9 +76,9 @@ export function waitExit(child: ChildProcess, timeoutMs: number): Promise<number
 }
 
 /** Runs `ambit <args>` on the pinned Node from the repository root. */
-export function runAmbit(args: string[], timeoutMs: number, input = ''): Promise<CommandResult> {
+export function runAmbit(args: string[], timeoutMs: number, input = '', env: NodeJS.ProcessEnv = process.env): Promise<CommandResult> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, [join(repoRoot, 'bin/ambit.mjs'), ...args], { cwd: repoRoot, stdio: ['pipe', 'pipe', 'pipe'], detached: true });
+    const child = spawn(process.execPath, [join(repoRoot, 'bin/ambit.mjs'), ...args], { cwd: repoRoot, stdio: ['pipe', 'pipe', 'pipe'], detached: true, env });
     let stdout = '';
     let stderr = '';
     const timer = setTimeout(() => {
@@ -128,10 +128,11 @@ export class BenchMesh {
    * `ambit local up`. When `agentsOptional`, a settle timeout whose only reasons are agents not
    * connected is accepted (the non-mesh paths do not need agents); every pod must still be ready.
    */
-  async up(files: string[], opts: { timeoutMs: number; agentsOptional: boolean }): Promise<{ agentsConnected: boolean }> {
+  async up(files: string[], opts: { timeoutMs: number; agentsOptional: boolean; env?: NodeJS.ProcessEnv }): Promise<{ agentsConnected: boolean }> {
     const args = ['local', 'up', '--name', this.name, '--nodes', '2', '--timeout', `${Math.round(opts.timeoutMs / 1000)}s`];
     for (const f of files) args.push('-f', f);
-    const r = await runAmbit(args, opts.timeoutMs + 60_000);
+    // The mesh daemon, and through it the agents and pod containers, inherit this environment.
+    const r = await runAmbit(args, opts.timeoutMs + 60_000, '', opts.env ?? process.env);
     if (r.code === 0) return { agentsConnected: true };
     const reasons = /did not settle within \d+ ms: (.*)$/m.exec(r.stderr)?.[1];
     const onlyAgents = reasons !== undefined && reasons.split('; ').every((x) => /^agent on \S+ not connected$/.test(x));

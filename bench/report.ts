@@ -24,6 +24,8 @@ export interface Check {
   measured?: number;
   threshold?: number;
   unit: string;
+  /** Digits after the decimal point when shown. */
+  digits: number;
   verdict: Verdict;
   /** By how much it passed or missed, or why it was not evaluated. */
   note: string;
@@ -39,6 +41,14 @@ export interface SectionResult {
   details: Record<string, unknown>;
 }
 
+/** Median of a non-empty list (mean of the middle two for an even count); undefined when empty. */
+export function median(values: number[]): number | undefined {
+  const v = values.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
+  if (v.length === 0) return undefined;
+  const mid = Math.floor(v.length / 2);
+  return v.length % 2 === 1 ? v[mid]! : (v[mid - 1]! + v[mid]!) / 2;
+}
+
 export function fmt(n: number | undefined, digits: number): string {
   if (n === undefined || !Number.isFinite(n)) return '-';
   return n.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits });
@@ -51,13 +61,13 @@ export function fmt(n: number | undefined, digits: number): string {
 export function evaluate(label: string, measured: number | undefined, op: '>=' | '<=', threshold: number | undefined, unit: string, digits: number, missingWhy = 'not measured'): Check {
   const target = threshold === undefined ? `${op === '>=' ? '≥' : '≤'} ?` : `${op === '>=' ? '≥' : '≤'} ${fmt(threshold, digits)}${unit}`;
   if (measured === undefined || threshold === undefined || !Number.isFinite(measured) || !Number.isFinite(threshold)) {
-    return { label, target, unit, verdict: 'n/a', note: missingWhy, ...(measured !== undefined ? { measured } : {}), ...(threshold !== undefined ? { threshold } : {}) };
+    return { label, target, unit, digits, verdict: 'n/a', note: missingWhy, ...(measured !== undefined ? { measured } : {}), ...(threshold !== undefined ? { threshold } : {}) };
   }
   const pass = op === '>=' ? measured >= threshold : measured <= threshold;
   const diff = Math.abs(measured - threshold);
   const pct = threshold > 0 ? ` (${fmt((diff / threshold) * 100, 0)}%)` : '';
   const word = pass ? 'margin' : op === '>=' ? 'short by' : 'over by';
-  return { label, target, measured, threshold, unit, verdict: pass ? 'PASS' : 'MISS', note: `${word} ${fmt(diff, digits)}${unit}${pct}` };
+  return { label, target, measured, threshold, unit, digits, verdict: pass ? 'PASS' : 'MISS', note: `${word} ${fmt(diff, digits)}${unit}${pct}` };
 }
 
 function pad(rows: string[][]): string {
@@ -65,8 +75,8 @@ function pad(rows: string[][]): string {
   return rows.map((r) => r.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ').trimEnd()).join('\n');
 }
 
-function measuredText(c: Check, digits = 2): string {
-  return c.measured === undefined ? '-' : `${fmt(c.measured, digits)}${c.unit}`;
+function measuredText(c: Check): string {
+  return c.measured === undefined ? '-' : `${fmt(c.measured, c.digits)}${c.unit}`;
 }
 
 /** Terminal rendering of one section: the metric table, then one line per target. */

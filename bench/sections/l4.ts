@@ -8,7 +8,7 @@
  */
 import { join } from 'node:path';
 import { killGroup, repoRoot, waitExit, type BenchMesh } from '../mesh.js';
-import { evaluate, PATH_LABELS, type Check, type Metric, type PathName, type SectionResult } from '../report.js';
+import { evaluate, median, PATH_LABELS, type Check, type Metric, type PathName, type SectionResult } from '../report.js';
 import type { BenchContext, BenchOptions, Section } from '../section.js';
 import { startStunnelPair, type StunnelPair } from '../stunnel.js';
 import type { CpsResult, HoldResult, RrResult, ThroughputResult } from '../load.js';
@@ -27,6 +27,8 @@ interface Endpoint {
 }
 
 interface Plan {
+  /** Rounds of throughput, RR and new connections (each round runs every path); figures are medians. */
+  rounds: number;
   throughput: { maxBytes: number; maxSeconds: number };
   rr: { count: number; warmup: number };
   cps: { parallel: number; seconds: number };
@@ -35,8 +37,8 @@ interface Plan {
 
 export function planFor(quick: boolean): Plan {
   return quick
-    ? { throughput: { maxBytes: 128 * MIB, maxSeconds: 2 }, rr: { count: 1000, warmup: 200 }, cps: { parallel: 4, seconds: 1 }, hold: { count: 1000 } }
-    : { throughput: { maxBytes: 512 * MIB, maxSeconds: 5 }, rr: { count: 5000, warmup: 500 }, cps: { parallel: 4, seconds: 3 }, hold: { count: 1000 } };
+    ? { rounds: 1, throughput: { maxBytes: 128 * MIB, maxSeconds: 2 }, rr: { count: 1000, warmup: 200 }, cps: { parallel: 4, seconds: 1 }, hold: { count: 1000 } }
+    : { rounds: 3, throughput: { maxBytes: 512 * MIB, maxSeconds: 5 }, rr: { count: 5000, warmup: 500 }, cps: { parallel: 4, seconds: 3 }, hold: { count: 1000 } };
 }
 
 async function endpoints(mesh: BenchMesh, paths: ReadonlySet<PathName>, stunnel: StunnelPair | undefined): Promise<Partial<Record<PathName, Endpoint>>> {
@@ -100,12 +102,13 @@ export const l4Section: Section = {
     const skipped = ORDER.filter((p) => ctx.paths.has(p) && !paths.has(p));
     if (skipped.length > 0) ctx.progress(`skipping ${skipped.join(', ')}: agents are not connected`);
     let stunnel: StunnelPair | undefined;
-    const tput: Partial<Record<PathName, ThroughputResult>> = {};
-    const rr: Partial<Record<PathName, RrResult>> = {};
-    const cps: Partial<Record<PathName, CpsResult>> = {};
+    const tput: Partial<Record<PathName, ThroughputResult[]>> = {};
+    const rr: Partial<Record<PathName, RrResult[]>> = {};
+    const cps: Partial<Record<PathName, CpsResult[]>> = {};
     let idleRss: Record<string, number | undefined> | undefined;
     let afterRss: Record<string, number | undefined> | undefined;
     let held: { hold: HoldResult; rss: Record<string, number | undefined> } | undefined;
+    const pods = (await mesh.status(true)).pods.map((p) => ({ pod: `${p.namespace}/${p.name}`, node: p.node, ip: p.ip, enrolled: p.enrolled, captureMode: p.captureMode }));
     try {
       if (paths.has('stunnel')) {
         const server = await mesh.pod('bench-plain', 'server');
@@ -120,17 +123,20 @@ export const l4Section: Section = {
         await new Promise((r) => setTimeout(r, 2000));
         idleRss = await mesh.agentRss();
       }
-      for (const p of active) {
-        ctx.progress(`throughput ${p}`);
-        tput[p] = await mesh.load<ThroughputResult>(run(p).client, ['throughput', run(p).host, String(run(p).sink), '--max-bytes', String(plan.throughput.maxBytes), '--max-seconds', String(plan.throughput.maxSeconds)], 120_000);
-      }
-      for (const p of active) {
-        ctx.progress(`request/response ${p}`);
-        rr[p] = await mesh.load<RrResult>(run(p).client, ['rr', run(p).host, String(run(p).echo), '--count', String(plan.rr.count), '--warmup', String(plan.rr.warmup), '--max-seconds', '60'], 120_000);
-      }
-      for (const p of active) {
-        ctx.progress(`new connections ${p}`);
-        cps[p] = await mesh.load<CpsResult>(run(p).client, ['cps', run(p).host, String(run(p).echo), '--parallel', String(plan.cps.parallel), '--seconds', String(plan.cps.seconds)], 120_000);
+      for (let round = 1; round <= plan.rounds; round++) {
+        const tag = plan.rounds > 1 ? ` (round ${round}/${plan.rounds})` : '';
+        for (const p of active) {
+          ctx.progress(`throughput ${p}${tag}`);
+          (tput[p] ??= []).push(await mesh.load<ThroughputResult>(run(p).client, ['throughput', run(p).host, String(run(p).sink), '--max-bytes', String(plan.throughput.maxBytes), '--max-seconds', String(plan.throughput.maxSeconds)], 120_000));
+        }
+        for (const p of active) {
+          ctx.progress(`request/response ${p}${tag}`);
+          (rr[p] ??= []).push(await mesh.load<RrResult>(run(p).client, ['rr', run(p).host, String(run(p).echo), '--count', String(plan.rr.count), '--warmup', String(plan.rr.warmup), '--max-seconds', '60'], 120_000));
+        }
+        for (const p of active) {
+          ctx.progress(`new connections ${p}${tag}`);
+          (cps[p] ??= []).push(await mesh.load<CpsResult>(run(p).client, ['cps', run(p).host, String(run(p).echo), '--parallel', String(plan.cps.parallel), '--seconds', String(plan.cps.seconds)], 120_000));
+        }
       }
       if (paths.has('ambit')) {
         ctx.progress(`agent memory with ${plan.hold.count} open connections`);
@@ -142,9 +148,14 @@ export const l4Section: Section = {
       await stunnel?.stop();
     }
 
-    const pick = <T,>(m: Partial<Record<PathName, T>>, f: (v: T) => number): Partial<Record<string, number>> => {
+    // Each figure is the median over rounds of that figure (p99 = median of the rounds' p99s).
+    const med = <T,>(m: Partial<Record<PathName, T[]>>, p: PathName, f: (v: T) => number): number | undefined => median((m[p] ?? []).map(f));
+    const pick = <T,>(m: Partial<Record<PathName, T[]>>, f: (v: T) => number): Partial<Record<string, number>> => {
       const out: Partial<Record<string, number>> = {};
-      for (const p of ORDER) if (m[p] !== undefined) out[p] = f(m[p]!);
+      for (const p of ORDER) {
+        const v = med(m, p, f);
+        if (v !== undefined) out[p] = v;
+      }
       return out;
     };
     const rssRow = (r: Record<string, number | undefined> | undefined): Partial<Record<string, number>> => (r && maxOf(r) !== undefined ? { ambit: maxOf(r)! / MIB } : {});
@@ -162,13 +173,19 @@ export const l4Section: Section = {
     const why = paths.has('ambit') ? 'not measured' : 'Ambit path not run';
     const whyStunnel = paths.has('stunnel') ? why : 'stunnel path not run';
     const ratio = (a: number | undefined, b: number | undefined): number | undefined => (a !== undefined && b !== undefined && b > 0 ? a / b : undefined);
-    const added = (m: Partial<Record<PathName, RrResult>>, p: PathName, f: (v: RrResult) => number): number | undefined => (m[p] && m.direct ? f(m[p]!) - f(m.direct) : undefined);
+    const added = (m: Partial<Record<PathName, RrResult[]>>, p: PathName, f: (v: RrResult) => number): number | undefined => {
+      const a = med(m, p, f);
+      const d = med(m, 'direct', f);
+      return a !== undefined && d !== undefined ? a - d : undefined;
+    };
+    const tp = (p: PathName): number | undefined => med(tput, p, (v) => v.mibPerSec);
+    const cs = (p: PathName): number | undefined => med(cps, p, (v) => v.perSec);
     const stunnelP99 = added(rr, 'stunnel', (v) => v.p99Us);
     const checks: Check[] = [
-      evaluate('throughput Ambit/stunnel', ratio(tput.ambit?.mibPerSec, tput.stunnel?.mibPerSec), '>=', 1.0, '×', 2, paths.has('stunnel') ? why : whyStunnel),
+      evaluate('throughput Ambit/stunnel', ratio(tp('ambit'), tp('stunnel')), '>=', 1.0, '×', 2, paths.has('stunnel') ? why : whyStunnel),
       evaluate('added RR p50 (Ambit−direct) vs stunnel−direct', added(rr, 'ambit', (v) => v.p50Us), '<=', added(rr, 'stunnel', (v) => v.p50Us), 'µs', 0, paths.has('stunnel') ? why : whyStunnel),
       evaluate('added RR p99 (Ambit−direct) vs 1.5× stunnel−direct', added(rr, 'ambit', (v) => v.p99Us), '<=', stunnelP99 === undefined ? undefined : 1.5 * stunnelP99, 'µs', 0, paths.has('stunnel') ? why : whyStunnel),
-      evaluate('new connections/s Ambit/stunnel', ratio(cps.ambit?.perSec, cps.stunnel?.perSec), '>=', 3.0, '×', 2, paths.has('stunnel') ? why : whyStunnel),
+      evaluate('new connections/s Ambit/stunnel', ratio(cs('ambit'), cs('stunnel')), '>=', 3.0, '×', 2, paths.has('stunnel') ? why : whyStunnel),
       evaluate('agent RSS idle (MB)', idleRss && maxOf(idleRss) !== undefined ? maxOf(idleRss)! / MB : undefined, '<=', 80, ' MB', 1, why),
       evaluate(`agent RSS with ${plan.hold.count} open connections (MB)`, held && maxOf(held.rss) !== undefined ? maxOf(held.rss)! / MB : undefined, '<=', 150, ' MB', 1, why),
     ];
@@ -184,6 +201,7 @@ export const l4Section: Section = {
       checks,
       details: {
         plan,
+        pods,
         stunnel: stunnel?.version,
         throughput: tput,
         rr,
