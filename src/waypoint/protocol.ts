@@ -34,10 +34,11 @@ export function isHttpProtocol(p: string): boolean {
   return p === 'http' || p === 'http2' || p === 'grpc' || p === 'grpc-web';
 }
 
-/** Whether the upstream leg must be HTTP/2: explicitly http2/grpc ports, or a gRPC request. */
-export function upstreamUsesHttp2(portProtocol: string | undefined, downstreamHttp2: boolean, contentType: string | undefined): boolean {
+/**
+ * Whether the upstream leg is HTTP/2: ports declared http2/grpc, or a gRPC request; otherwise
+ * HTTP/1.1, which every HTTP server speaks (h2c-only backends must declare their port).
+ */
+export function upstreamUsesHttp2(portProtocol: string | undefined, _downstreamHttp2: boolean, contentType: string | undefined): boolean {
   if (portProtocol === 'http2' || portProtocol === 'grpc') return true;
-  if (contentType === 'application/grpc' || contentType?.startsWith('application/grpc+')) return true;
-  if (portProtocol === 'http') return false;
-  return downstreamHttp2;
+  return contentType === 'application/grpc' || contentType?.startsWith('application/grpc+') === true;
 }

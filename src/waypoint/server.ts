@@ -9,6 +9,7 @@ import * as http from 'node:http';
 import * as http2 from 'node:http2';
 import * as net from 'node:net';
 import type { Duplex } from 'node:stream';
+import * as tls from 'node:tls';
 import type { Registry } from 'prom-client';
 import { errorMessage } from '../shared/errors.js';
 import type { Logger } from '../shared/log.js';
@@ -199,6 +200,7 @@ export class WaypointServer {
   private readonly h1: http.Server;
   private readonly h2: http2.Http2Server;
   private listener: net.Server | undefined;
+  private readonly tlsListeners = new Set<tls.Server>();
   private readonly connections = new Set<Duplex>();
   private readonly meta = new WeakMap<object, ConnectionMeta>();
   private configs: RouteConfig[] = [];
@@ -261,6 +263,35 @@ export class WaypointServer {
         server.removeListener('error', reject);
         const addr = server.address() as net.AddressInfo;
         this.log.info({ addr: `${addr.address}:${addr.port}` }, 'listener established');
+        resolve(addr);
+      });
+    });
+  }
+
+  /**
+   * Listens with TLS (an ingress Gateway server with `tls.credentialName`): ALPN h2 and http/1.1,
+   * `cert`/`key` PEM from the referenced Secret. Returns the bound address.
+   */
+  listenTls(opts: { port?: number; host?: string; certPem: string; keyPem: string; caPem?: string; requestClientCert?: boolean }): Promise<net.AddressInfo> {
+    const server = tls.createServer(
+      {
+        cert: opts.certPem,
+        key: opts.keyPem,
+        ...(opts.caPem ? { ca: opts.caPem } : {}),
+        ...(opts.requestClientCert ? { requestCert: true, rejectUnauthorized: true } : {}),
+        ALPNProtocols: ['h2', 'http/1.1'],
+        minVersion: 'TLSv1.2',
+      },
+      (s) => this.acceptConnection(s),
+    );
+    server.on('tlsClientError', (e) => this.log.debug({ err: errorMessage(e) }, 'tls handshake failed'));
+    this.tlsListeners.add(server);
+    return new Promise((resolve, reject) => {
+      server.once('error', reject);
+      server.listen({ port: opts.port ?? 0, host: opts.host ?? '127.0.0.1', backlog: 1024 }, () => {
+        server.removeListener('error', reject);
+        const addr = server.address() as net.AddressInfo;
+        this.log.info({ addr: `${addr.address}:${addr.port}`, tls: true }, 'listener established');
         resolve(addr);
       });
     });
@@ -537,7 +568,8 @@ export class WaypointServer {
       const headers = this.upstreamHeaders(req, route, p.traceSet, p.traceRemove);
       const authority = route.rewrite?.authority ?? st.authority;
       const path = rewritePath(route, p.rreq);
-      const useH2 = upstreamUsesHttp2(p.config.ports.find((x) => x.port === port)?.protocol, st.http2, p.contentType);
+      const backendConfig = this.meshTable.exact.get(backend.host.toLowerCase()) ?? p.config;
+      const useH2 = upstreamUsesHttp2(backendConfig.ports.find((x) => x.port === port)?.protocol, st.http2, p.contentType);
       if (dest.closeAfterRequest && !useH2) headers['connection'] = 'close';
       const target = { host: backend.host, port, ...(backend.subset ? { subset: backend.subset } : {}), ...(backend.subsetLabels ? { subsetLabels: backend.subsetLabels } : {}) };
 
@@ -865,6 +897,8 @@ export class WaypointServer {
   destroy(): void {
     this.listener?.close();
     this.listener = undefined;
+    for (const l of this.tlsListeners) l.close();
+    this.tlsListeners.clear();
     this.h1.close();
     this.h2.close();
     for (const c of this.connections) c.destroy();
@@ -874,7 +908,9 @@ export class WaypointServer {
   async close(deadlineMs = 5000): Promise<void> {
     const listener = this.listener;
     this.listener = undefined;
-    const closed = listener ? new Promise<void>((r) => listener.close(() => r())) : Promise.resolve();
+    const servers: net.Server[] = [...(listener ? [listener] : []), ...this.tlsListeners];
+    this.tlsListeners.clear();
+    const closed = Promise.all(servers.map((l) => new Promise<void>((r) => l.close(() => r()))));
     this.h1.closeIdleConnections();
     const timer = setTimeout(() => {
       for (const c of this.connections) c.destroy();

@@ -18,6 +18,8 @@ import { emptyHeaderOps, type RouteConfig } from '../../src/shared/routes.js';
 import { seededRandom } from '../../src/waypoint/route/weighted.js';
 import { WaypointServer, type BackendTarget } from '../../src/waypoint/server.js';
 import { HttpUpstream, type Endpoint } from '../../src/waypoint/upstream.js';
+import * as https from 'node:https';
+import { createTestCa } from '../helpers/test-ca.js';
 
 const fixture = (p: string): string => fileURLToPath(new URL(`../../../test/fixtures/${p}`, import.meta.url));
 
@@ -203,4 +205,57 @@ test('local replies to gRPC requests are trailers-only with a grpc-status (404 â
   assert.equal(denied['grpc-status'], '7');
   const noEndpoints = await call('/pkg.Svc/Get');
   assert.equal(noEndpoints['grpc-status'], '14', 'no healthy upstream â†’ UNAVAILABLE');
+});
+
+test('ingress over TLS: HTTPS (http/1.1) and h2 via ALPN terminate and route like plain HTTP', async (t) => {
+  const port = await backend(t, (req, res) => {
+    req.resume();
+    res.end(`secure ${req.headers.host} ${req.url}`);
+  });
+  const cfg: RouteConfig = {
+    name: 'bookinfo/gw/example.com',
+    namespace: 'bookinfo',
+    hostname: 'example.com',
+    aliases: [],
+    gateway: 'bookinfo/gw',
+    ports: [{ port: 443, protocol: 'https' }],
+    routes: [{ name: 'r', match: [], backends: [{ host: 'reviews.bookinfo.svc.cluster.local', port: 9080, weight: 1 }], headers: { request: emptyHeaderOps(), response: emptyHeaderOps() } }],
+    authorization: [],
+  };
+  const upstream = new HttpUpstream();
+  const server = new WaypointServer({ log: silentLogger(), registry: createRegistry(), dispatch: upstream.dispatch, resolveEndpoints: () => [{ key: `127.0.0.1:${port}`, address: '127.0.0.1', port }], gateway: 'bookinfo/gw' });
+  assert.ok(server.setRoutes([cfg]).ok);
+  const ca = createTestCa();
+  const issued = ca.issue('spiffe://cluster.local/ns/bookinfo/sa/ingress');
+  const addr = await server.listenTls({ certPem: issued.certChainPem.join('\n'), keyPem: issued.keyPem });
+  t.after(async () => {
+    await server.close(500);
+    upstream.close();
+  });
+  const tlsOpts = { ca: ca.rootPem, checkServerIdentity: () => undefined };
+  const h1 = await new Promise<{ status: number; body: string; alpn: string | false }>((resolve, reject) => {
+    const req = https.request({ host: '127.0.0.1', port: addr.port, path: '/p', headers: { host: 'example.com' }, agent: false, ...tlsOpts, ...({ ALPNProtocols: ['http/1.1'] } as object) }, (res) => {
+      let body = '';
+      res.on('data', (c: Buffer) => (body += c.toString()));
+      res.once('end', () => resolve({ status: res.statusCode ?? 0, body, alpn: (res.socket as import('node:tls').TLSSocket).alpnProtocol ?? false }));
+    });
+    req.once('error', reject);
+    req.end();
+  });
+  assert.equal(h1.status, 200);
+  assert.equal(h1.body, 'secure example.com /p');
+  assert.equal(h1.alpn, 'http/1.1');
+  const client = http2.connect(`https://127.0.0.1:${addr.port}`, tlsOpts);
+  t.after(() => client.close());
+  const h2 = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+    const s = client.request({ ':path': '/q', ':authority': 'example.com' });
+    let status = 0;
+    let body = '';
+    s.once('response', (h) => (status = Number(h[':status'])));
+    s.on('data', (c: Buffer) => (body += c.toString()));
+    s.once('end', () => resolve({ status, body }));
+    s.once('error', reject);
+  });
+  assert.deepEqual(h2, { status: 200, body: 'secure example.com /q' });
+  assert.equal(client.alpnProtocol, 'h2');
 });

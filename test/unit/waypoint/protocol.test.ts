@@ -30,6 +30,7 @@ test('which protocols the waypoint handles as HTTP and when the upstream leg is 
   assert.equal(upstreamUsesHttp2('grpc', false, undefined), true);
   assert.equal(upstreamUsesHttp2('http', true, 'text/plain'), false);
   assert.equal(upstreamUsesHttp2('http', false, 'application/grpc'), true);
-  assert.equal(upstreamUsesHttp2('tcp', true, undefined), true, 'unknown: keep the client protocol');
+  assert.equal(upstreamUsesHttp2('tcp', true, undefined), false, 'undeclared: HTTP/1.1, which every server speaks');
+  assert.equal(upstreamUsesHttp2(undefined, true, 'application/grpc+proto'), true);
   assert.equal(upstreamUsesHttp2(undefined, false, 'application/grpc-web'), false);
 });
