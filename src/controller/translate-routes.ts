@@ -432,6 +432,9 @@ function translateVirtualServices(ctx: Ctx, list: KubeObject[], httpRouteHosts: 
       const routes = asArray(spec['http']).map((h, i) => vsRoute(ctx, vs, h, i));
       const binding = vsGateways(vs);
       const notes: string[] = [];
+      for (const k of ['tcp', 'tls', 'delegate'] as const) {
+        if (spec[k] !== undefined) notes.push(`spec.${k} is not supported by ambit waypoints yet and is ignored`);
+      }
       if (binding.mesh) {
         for (const host of hosts) {
           const cfg = ctx.mesh.get(host);

@@ -128,7 +128,10 @@ test('invalid objects get a clear condition and the rest still translate', () =>
   const conflict = vs('later', { hosts: ['reviews'], http: [{ route: [{ destination: { host: 'reviews' } }] }] }, '2025-01-01T00:00:00Z');
   const custom: KubeObject = { apiVersion: 'security.istio.io/v1', kind: 'AuthorizationPolicy', metadata: { name: 'ext', namespace: 'bookinfo' }, spec: { action: 'CUSTOM', targetRefs: [{ kind: 'Service', group: '', name: 'reviews' }] } };
   const badRetry = vs('bad-retry', { hosts: ['httpbin.bookinfo.svc.cluster.local'], http: [{ route: [{ destination: { host: 'httpbin' } }], retries: { attempts: 2, retryOn: 'whenever' } }] });
-  const out = translateRoutes([good, badSubset, badDuration, conflict, custom, badRetry, ...bookinfoServices]);
+  const tcp = vs('tcp-too', { hosts: ['httpbin'], http: [{ route: [{ destination: { host: 'httpbin' } }] }], tcp: [{ route: [{ destination: { host: 'httpbin' } }] }] });
+  const out = translateRoutes([good, badSubset, badDuration, conflict, custom, badRetry, tcp, ...bookinfoServices]);
+  assert.match(out.conditions.find((c) => c.objectKey.endsWith('/tcp-too'))!.message, /spec\.tcp is not supported/);
+  assert.equal(out.routes.find((r) => r.hostname.startsWith('httpbin.'))!.routes.length, 1, 'its http part still applies');
   const byName = (n: string) => out.conditions.find((c) => c.objectKey.endsWith(`/${n}`));
   assert.equal(byName('bad-subset')?.reason, 'SubsetNotFound');
   assert.match(byName('bad-subset')!.message, /subset "v9" of host ratings\.bookinfo\.svc\.cluster\.local/);
