@@ -32,7 +32,8 @@ export async function runDemoApp(argv: string[], io: Io): Promise<number> {
     if (!backend) throw new AmbitError('AMBIT_ERR_CLI_USAGE', 'http-front needs --backend <url>');
     createServer((req, res) => {
       req.resume();
-      const up = httpRequest(backend, { timeout: 5000 }, (br) => {
+      // A new connection per request, so the L4 balancer (per connection) spreads them over endpoints.
+      const up = httpRequest(backend, { timeout: 5000, agent: false }, (br) => {
         const chunks: Buffer[] = [];
         br.on('data', (c: Buffer) => chunks.push(c));
         br.on('end', () => {

@@ -45,7 +45,10 @@ export async function runDemo(_argv: string[], io: Io): Promise<number> {
   }
   io.out(renderTable(['BACKEND', 'RESPONSES'], [...byVersion.entries()].sort().map(([k, v]) => [k, String(v)])) + '\n\n');
   const frontend = st.pods.find((p) => p.name.startsWith('frontend-'));
-  if (frontend) io.out(`the backend saw requests from ${[...sources].join(', ') || 'nobody'} (frontend pod IP ${frontend.ip}: source addresses are preserved)\n`);
+  if (frontend) {
+    const preserved = sources.size === 1 && sources.has(frontend.ip);
+    io.out(`the backend saw requests from ${[...sources].join(', ') || 'nobody'}; the frontend pod is ${frontend.ip}${preserved ? ': the source address is preserved through the tunnel' : ''}\n`);
+  }
 
   const latest = await callControl<LocalStatus>(stateDir, 'GET', '/status');
   const rows: string[][] = [];

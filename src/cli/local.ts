@@ -1,6 +1,6 @@
 /** `ambit local ...`: the whole mesh on one machine (see src/local/). */
 import { spawn } from 'node:child_process';
-import { existsSync, openSync, readFileSync, mkdirSync } from 'node:fs';
+import { existsSync, openSync, readFileSync, mkdirSync, readdirSync } from 'node:fs';
 import { join, dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -80,6 +80,14 @@ export async function startLocal(opts: { files: string[]; nodes: number; name: s
   const objects = await readManifests(opts.files);
   if (await isRunning(stateDir)) {
     throw new AmbitError('AMBIT_ERR_LOCAL_ALREADY_RUNNING', `local mesh "${opts.name}" is already running; use \`ambit local apply\` or \`ambit local down\` first`);
+  }
+  for (const other of existsSync('/run/ambit') ? readdirSync('/run/ambit') : []) {
+    if (other !== opts.name && (await isRunning(stateDirFor(other)))) {
+      throw new AmbitError(
+        'AMBIT_ERR_LOCAL_ALREADY_RUNNING',
+        `local mesh "${other}" is running; local meshes share their address ranges, so only one can run at a time (ambit local down --name ${other})`,
+      );
+    }
   }
   const removed = await cleanupLeftovers(opts.name);
   if (removed.length > 0) io.err(`removed leftovers of an earlier run: ${removed.join(', ')}\n`);
