@@ -35,7 +35,7 @@ import { defaultRetryPolicy, isRetryable, retryBackoffMs, RetryBudget, type TryO
 import { createDeadline, parseGrpcTimeout, tryTimeoutMs } from './route/timeout.js';
 import { pickWeighted, type RandomSource } from './route/weighted.js';
 import { buildRouteTable, hostOfAuthority, rewritePath, routeRequest, type RouteRequest, type RouteTable } from './router.js';
-import { propagateTrace } from './trace.js';
+import { propagateTrace, type OtlpSpanExporter, type TraceContext } from './trace.js';
 import { isUpstreamFailure, type Dispatch, type Endpoint, type UpstreamResponse } from './upstream.js';
 
 type ServerRequest = http.IncomingMessage | http2.Http2ServerRequest;
@@ -88,6 +88,8 @@ export interface WaypointServerOptions {
   maxReplayBytes?: number;
   /** Cluster name for metric labels. */
   cluster?: string;
+  /** Exports one span per sampled request (OTLP); optional. */
+  spanExporter?: Pick<OtlpSpanExporter, 'export'>;
 }
 
 interface DestinationState {
@@ -133,6 +135,7 @@ interface RequestState {
   bytesIn: number;
   bytesOut: number;
   traceId?: string;
+  trace?: TraceContext;
   source: SourceInfo;
   headerBytes: number;
   body?: ReplayableBody;
@@ -403,6 +406,7 @@ export class WaypointServer {
 
     const trace = propagateTrace(req.headers, this.random);
     st.traceId = trace.context.traceId;
+    st.trace = trace.context;
 
     // fault injection
     const fault = decideFault(route.fault, this.random);
@@ -836,6 +840,25 @@ export class WaypointServer {
     const flags = st.flags.length > 0 ? [...new Set(st.flags)].join(',') : RESPONSE_FLAGS.NONE;
     const labels = this.labels(st, status, flags);
     recordRequest(this.metrics, { labels, durationMs, requestBytes: st.headerBytes + st.bytesIn, responseBytes: st.bytesOut });
+    if (this.opts.spanExporter && st.trace) {
+      this.opts.spanExporter.export({
+        context: st.trace,
+        name: `${st.service ?? hostOfAuthority(st.authority)}/*`,
+        startUnixMs: Date.now() - durationMs,
+        durationMs,
+        attributes: {
+          'http.method': st.method,
+          'http.url': st.path,
+          'http.status_code': status,
+          'upstream_cluster': st.service ?? UNKNOWN,
+          'response_flags': flags,
+          'istio.canonical_service': st.endpoint?.canonicalService ?? UNKNOWN,
+          'ambit.req_id': st.reqId,
+          ...(st.grpcStatus !== undefined ? { 'grpc.status_code': Number(st.grpcStatus) } : {}),
+        },
+        error: status >= 500 || status === 0,
+      });
+    }
     this.log.info(
       {
         scope: 'access',

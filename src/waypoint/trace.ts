@@ -71,3 +71,114 @@ export function propagateTrace(headers: RequestHeaders, random: RandomSource): {
   }
   return { context, set, remove };
 }
+
+/** One finished waypoint span (one per request, as Istio waypoints report). */
+export interface FinishedSpan {
+  context: TraceContext;
+  name: string;
+  startUnixMs: number;
+  durationMs: number;
+  attributes: Record<string, string | number>;
+  error: boolean;
+}
+
+export interface OtlpExporterOptions {
+  /** OTLP/HTTP JSON traces endpoint, e.g. http://collector:4318/v1/traces. */
+  url: string;
+  serviceName: string;
+  /** Spans per POST; a full batch is sent at once. */
+  maxBatch?: number;
+  /** Longest a span waits before a POST. */
+  flushIntervalMs?: number;
+  /** Spans kept while the collector is slow; beyond this new spans are dropped. */
+  maxQueue?: number;
+  /** Called with a lowercase message when a POST fails (for logging); never throws. */
+  onError?: (message: string) => void;
+}
+
+function otlpValue(v: string | number): Record<string, unknown> {
+  return typeof v === 'number' ? (Number.isInteger(v) ? { intValue: String(v) } : { doubleValue: v }) : { stringValue: v };
+}
+
+function unixNanos(ms: number): string {
+  return (BigInt(Math.round(ms * 1000)) * 1000n).toString();
+}
+
+/** Batches sampled spans and POSTs them as OTLP/HTTP JSON. */
+export class OtlpSpanExporter {
+  private queue: FinishedSpan[] = [];
+  private timer: NodeJS.Timeout | undefined;
+  private inflight = new Set<Promise<void>>();
+  dropped = 0;
+
+  constructor(private readonly opts: OtlpExporterOptions) {}
+
+  export(span: FinishedSpan): void {
+    if (!span.context.sampled) return;
+    if (this.queue.length >= (this.opts.maxQueue ?? 2048)) {
+      this.dropped++;
+      return;
+    }
+    this.queue.push(span);
+    if (this.queue.length >= (this.opts.maxBatch ?? 256)) void this.flush();
+    else this.timer ??= setTimeout(() => void this.flush(), this.opts.flushIntervalMs ?? 1000);
+  }
+
+  /** The OTLP JSON body for a batch. */
+  encode(spans: readonly FinishedSpan[]): string {
+    return JSON.stringify({
+      resourceSpans: [
+        {
+          resource: { attributes: [{ key: 'service.name', value: { stringValue: this.opts.serviceName } }] },
+          scopeSpans: [
+            {
+              scope: { name: 'ambit-waypoint' },
+              spans: spans.map((s) => ({
+                traceId: s.context.traceId,
+                spanId: s.context.spanId,
+                ...(s.context.parentSpanId ? { parentSpanId: s.context.parentSpanId } : {}),
+                name: s.name,
+                kind: 2,
+                startTimeUnixNano: unixNanos(s.startUnixMs),
+                endTimeUnixNano: unixNanos(s.startUnixMs + s.durationMs),
+                attributes: Object.entries(s.attributes).map(([key, v]) => ({ key, value: otlpValue(v) })),
+                status: { code: s.error ? 2 : 1 },
+              })),
+            },
+          ],
+        },
+      ],
+    });
+  }
+
+  /** Sends everything queued; resolves when the POST finished (failures are reported, not thrown). */
+  async flush(): Promise<void> {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    if (this.queue.length === 0) return Promise.all(this.inflight).then(() => undefined);
+    const batch = this.queue;
+    this.queue = [];
+    const p = this.post(this.encode(batch)).catch((e: unknown) => this.opts.onError?.(`span export to ${this.opts.url} failed: ${e instanceof Error ? e.message : String(e)}`));
+    this.inflight.add(p);
+    await p;
+    this.inflight.delete(p);
+  }
+
+  private async post(body: string): Promise<void> {
+    const http = await import('node:http');
+    const url = new URL(this.opts.url);
+    await new Promise<void>((resolve, reject) => {
+      const req = http.request({ hostname: url.hostname, port: url.port || 80, path: url.pathname, method: 'POST', headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } }, (res) => {
+        res.resume();
+        res.once('end', () => ((res.statusCode ?? 500) < 300 ? resolve() : reject(new Error(`collector answered ${res.statusCode}`))));
+      });
+      req.setTimeout(10_000, () => req.destroy(new Error('collector timed out after 10000 ms')));
+      req.once('error', reject);
+      req.end(body);
+    });
+  }
+
+  async close(): Promise<void> {
+    await this.flush();
+  }
+}

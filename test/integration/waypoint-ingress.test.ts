@@ -259,3 +259,56 @@ test('ingress over TLS: HTTPS (http/1.1) and h2 via ALPN terminate and route lik
   assert.deepEqual(h2, { status: 200, body: 'secure example.com /q' });
   assert.equal(client.alpnProtocol, 'h2');
 });
+
+test('spans are exported as OTLP/HTTP JSON with the caller trace id and parent span', async (t) => {
+  const bodies: string[] = [];
+  const collectorPort = await backend(t, (req, res) => {
+    let b = '';
+    req.on('data', (c: Buffer) => (b += c.toString()));
+    req.once('end', () => {
+      bodies.push(`${req.method} ${req.url} ${b}`);
+      res.end('{}');
+    });
+  });
+  const appPort = await backend(t, (req, res) => {
+    req.resume();
+    res.end('ok');
+  });
+  const { OtlpSpanExporter } = await import('../../src/waypoint/trace.js');
+  const errors: string[] = [];
+  const exporter = new OtlpSpanExporter({ url: `http://127.0.0.1:${collectorPort}/v1/traces`, serviceName: 'waypoint.shop', flushIntervalMs: 50_000, onError: (m) => errors.push(m) });
+  const upstream = new HttpUpstream();
+  const server = new WaypointServer({ log: silentLogger(), registry: createRegistry(), dispatch: upstream.dispatch, resolveEndpoints: () => [{ key: `127.0.0.1:${appPort}`, address: '127.0.0.1', port: appPort }], spanExporter: exporter });
+  const cfg: RouteConfig = { name: 'ns/svc', namespace: 'ns', hostname: 'svc', aliases: [], ports: [{ port: 80, protocol: 'http' }], routes: [], authorization: [] };
+  assert.ok(server.setRoutes([cfg]).ok);
+  const { port } = await server.listen(0, '127.0.0.1');
+  t.after(async () => {
+    await server.close(200);
+    upstream.close();
+    await exporter.close();
+  });
+  const traceId = '4bf92f3577b34da6a3ce929d0e0e4736';
+  await new Promise<void>((resolve, reject) => {
+    http
+      .get({ host: '127.0.0.1', port, path: '/x', headers: { host: 'svc', traceparent: `00-${traceId}-00f067aa0ba902b7-01` } }, (res) => {
+        res.resume();
+        res.once('end', () => resolve());
+      })
+      .once('error', reject);
+  });
+  // The span is exported when the response closes; give the close event a turn.
+  for (let i = 0; i < 50 && bodies.length === 0; i++) {
+    await new Promise((r) => setTimeout(r, 10));
+    await exporter.flush();
+  }
+  assert.deepEqual(errors, []);
+  assert.equal(bodies.length, 1);
+  assert.ok(bodies[0]!.startsWith('POST /v1/traces '));
+  const payload = JSON.parse(bodies[0]!.slice('POST /v1/traces '.length)) as { resourceSpans: Array<{ scopeSpans: Array<{ spans: Array<Record<string, unknown>> }> }> };
+  const span = payload.resourceSpans[0]!.scopeSpans[0]!.spans[0]!;
+  assert.equal(span['traceId'], traceId);
+  assert.equal(span['parentSpanId'], '00f067aa0ba902b7');
+  assert.match(String(span['spanId']), /^[0-9a-f]{16}$/);
+  assert.equal(span['name'], 'svc/*');
+  assert.ok((span['attributes'] as Array<{ key: string; value: Record<string, unknown> }>).some((a) => a.key === 'http.status_code' && a.value['intValue'] === '200'));
+});
