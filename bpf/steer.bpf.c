@@ -8,6 +8,11 @@
  * One object instance per pod: ambit_steer_socket holds that pod's listener and
  * ambit_steer_excluded its excluded ports. sk_lookup can not read the netns cookie, and pod
  * addresses are not known at enrollment, so a per-pod instance is the simplest correct key.
+ *
+ * The agent's own dials to the app from the original client address (IP_TRANSPARENT, mark
+ * 0x539) look like any inbound connection here (sk_lookup can not read socket marks), so the
+ * agent lists each one in ambit_steer_direct between bind() and connect() and removes it once
+ * connected; a listed connection goes to the app's own listener.
  * ambit_stats is pinned by name and shared with redirect.bpf.o.
  *
  * License: Apache-2.0 (the program uses no GPL-only helpers).
@@ -39,19 +44,58 @@ struct {
 	__type(value, __u8);
 } ambit_steer_excluded SEC(".maps");
 
+/* The agent's transparent dials in flight (value unused, presence counts). */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, AMBIT_MAX_STEER_DIRECT);
+	__type(key, struct ambit_direct_key);
+	__type(value, __u8);
+} ambit_steer_direct SEC(".maps");
+
 /*
  * Pod-internal traffic stays direct. Checking the ingress interface (lo) is not enough: a pod
  * connecting to its own address arrives with the veth as ingress_ifindex.
  */
 static __always_inline int __is_local(struct bpf_sk_lookup *ctx)
 {
+	/*
+	 * Context fields are read unconditionally and combined without branches: when a branch picks
+	 * which field to load, clang computes the context offset, and the verifier refuses that.
+	 */
+	__u32 r0 = ctx->remote_ip6[0], r1 = ctx->remote_ip6[1], r2 = ctx->remote_ip6[2], r3 = ctx->remote_ip6[3];
+	__u32 l0 = ctx->local_ip6[0], l1 = ctx->local_ip6[1], l2 = ctx->local_ip6[2], l3 = ctx->local_ip6[3];
+	__u32 remote4 = bpf_ntohl(ctx->remote_ip4), local4 = bpf_ntohl(ctx->local_ip4);
+
 	if (ctx->family == AMBIT_AF_INET)
-		return (bpf_ntohl(ctx->remote_ip4) >> 24) == 127 || ctx->remote_ip4 == ctx->local_ip4;
-	if (ctx->remote_ip6[0] == 0 && ctx->remote_ip6[1] == 0 && ctx->remote_ip6[2] == 0 &&
-	    ctx->remote_ip6[3] == bpf_htonl(1))
-		return 1;
-	return ctx->remote_ip6[0] == ctx->local_ip6[0] && ctx->remote_ip6[1] == ctx->local_ip6[1] &&
-	       ctx->remote_ip6[2] == ctx->local_ip6[2] && ctx->remote_ip6[3] == ctx->local_ip6[3];
+		return (remote4 >> 24) == 127 || (local4 >> 24) == 127 || remote4 == local4;
+	return ((r0 | r1 | r2) == 0 & r3 == bpf_htonl(1)) | ((l0 | l1 | l2) == 0 & l3 == bpf_htonl(1)) |
+	       (r0 == l0 & r1 == l1 & r2 == l2 & r3 == l3);
+}
+
+static __always_inline int __is_direct(struct bpf_sk_lookup *ctx)
+{
+	struct ambit_direct_key key = {};
+	__u32 *words = (__u32 *)key.remote_addr;
+	/*
+	 * Every context field is read unconditionally, one u32 at a time: a load chosen by a branch
+	 * lets clang compute the context offset, which the verifier refuses.
+	 */
+	__u32 ip4 = ctx->remote_ip4;
+	__u32 ip6_0 = ctx->remote_ip6[0], ip6_1 = ctx->remote_ip6[1];
+	__u32 ip6_2 = ctx->remote_ip6[2], ip6_3 = ctx->remote_ip6[3];
+
+	if (ctx->family == AMBIT_AF_INET) {
+		words[2] = bpf_htonl(0xffff);
+		words[3] = ip4;
+	} else {
+		words[0] = ip6_0;
+		words[1] = ip6_1;
+		words[2] = ip6_2;
+		words[3] = ip6_3;
+	}
+	key.remote_port = bpf_ntohs(ctx->remote_port);
+	key.local_port = (__u16)ctx->local_port;
+	return bpf_map_lookup_elem(&ambit_steer_direct, &key) != NULL;
 }
 
 SEC("sk_lookup")
@@ -66,6 +110,10 @@ int ambit_steer(struct bpf_sk_lookup *ctx)
 		return SK_PASS;
 	if (__is_local(ctx)) {
 		__count(AMBIT_REASON_STEER_SKIP_LOCAL);
+		return SK_PASS;
+	}
+	if (__is_direct(ctx)) {
+		__count(AMBIT_REASON_STEER_SKIP_DIRECT);
 		return SK_PASS;
 	}
 	if (port == AMBIT_HBONE_PORT || bpf_map_lookup_elem(&ambit_steer_excluded, &port)) {

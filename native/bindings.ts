@@ -45,12 +45,20 @@ export const TupleKeyType = koffi.struct('ambit_tuple_key', {
   pad: koffi.array('uint16_t', 3),
 });
 
+export const DirectKeyType = koffi.struct('ambit_direct_key', {
+  remote_addr: koffi.array('uint8_t', 16, 'Typed'),
+  remote_port: 'uint16_t',
+  local_port: 'uint16_t',
+  pad: 'uint32_t',
+});
+
 /** The structs above by their C name, for the layout test. */
 export const SHARED_STRUCTS = {
   ambit_pod_config: PodConfigType,
   ambit_port_key: PortKeyType,
   ambit_orig_dst: OrigDstType,
   ambit_tuple_key: TupleKeyType,
+  ambit_direct_key: DirectKeyType,
 } as const;
 
 export interface ShimFunctions {

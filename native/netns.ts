@@ -39,6 +39,8 @@ const SO_MARK = 36;
 const SO_NETNS_COOKIE = 71;
 const SOL_IP = 0;
 const IP_TRANSPARENT = 19;
+const IP_FREEBIND = 15;
+const IPV6_FREEBIND = 78;
 const SOL_IPV6 = 41;
 const IPV6_TRANSPARENT = 75;
 /** SO_ORIGINAL_DST (SOL_IP) and IP6T_SO_ORIGINAL_DST (SOL_IPV6) are both 80. */
@@ -216,6 +218,56 @@ export function socketInNetns(netnsPath: string, opts: SocketOptions): number {
     try {
       if (opts.mark !== undefined) setIntOpt(fd, SOL_SOCKET, SO_MARK, opts.mark, 'SO_MARK');
       return fd;
+    } catch (e) {
+      libc().close(fd);
+      throw e;
+    }
+  });
+}
+
+export interface TransparentSocketOptions {
+  /** The address the socket is bound to: usually not one of the netns's own (the original client). */
+  source: { address: string; port?: number };
+  /** SO_MARK; BYPASS_MARK so capture lets the dial through and reply routing recognises it. */
+  mark: number;
+}
+
+export interface TransparentSocket {
+  fd: number;
+  /** The bound source; `port` is the one the kernel picked when `source.port` was 0. */
+  local: SocketAddressInfo;
+}
+
+/**
+ * An unconnected TCP socket inside the netns bound to `source` with IP_TRANSPARENT and
+ * IP_FREEBIND (IPV6_* for IPv6), so its packets leave with a source address the netns does not
+ * own. Connect it with `new net.Socket({ fd }).connect(port, address)`; register the 4-tuple with
+ * capture first (the port is known once bound). Replies only come back when the netns routes
+ * them to the socket (capture's reply routing). Needs CAP_NET_ADMIN.
+ */
+export function transparentSocketInNetns(netnsPath: string, opts: TransparentSocketOptions): TransparentSocket {
+  const domain = familyOf(opts.source.address);
+  const port = opts.source.port ?? 0;
+  return inNetns(netnsPath, () => {
+    const fd = newSocket(domain, SOCK_STREAM);
+    try {
+      setIntOpt(fd, SOL_SOCKET, SO_MARK, opts.mark, 'SO_MARK');
+      if (domain === AF_INET6) {
+        setIntOpt(fd, SOL_IPV6, IPV6_TRANSPARENT, 1, 'IPV6_TRANSPARENT');
+        setIntOpt(fd, SOL_IPV6, IPV6_FREEBIND, 1, 'IPV6_FREEBIND');
+      } else {
+        setIntOpt(fd, SOL_IP, IP_TRANSPARENT, 1, 'IP_TRANSPARENT');
+        setIntOpt(fd, SOL_IP, IP_FREEBIND, 1, 'IP_FREEBIND');
+      }
+      const sa = encodeSockaddr(opts.source.address, port);
+      if (libc().bind(fd, sa, sa.length) !== 0) {
+        throw nativeError('AMBIT_ERR_NATIVE_CALL', `bind ${opts.source.address}:${port} (transparent) in ${netnsPath}`, lastErrno(), {
+          netnsPath,
+          address: opts.source.address,
+          port,
+        });
+      }
+      return { fd, local: socketLocalAddress(fd) };
     } catch (e) {
       libc().close(fd);
       throw e;

@@ -200,6 +200,7 @@ int ambit_layout_sizeof(const char *type_name)
 	LAYOUT_TYPE(ambit_port_key)
 	LAYOUT_TYPE(ambit_orig_dst)
 	LAYOUT_TYPE(ambit_tuple_key)
+	LAYOUT_TYPE(ambit_direct_key)
 	return -1;
 }
 
@@ -223,5 +224,9 @@ int ambit_layout_offsetof(const char *type_name, const char *field_name)
 	LAYOUT_FIELD(ambit_tuple_key, addr)
 	LAYOUT_FIELD(ambit_tuple_key, port)
 	LAYOUT_FIELD(ambit_tuple_key, pad)
+	LAYOUT_FIELD(ambit_direct_key, remote_addr)
+	LAYOUT_FIELD(ambit_direct_key, remote_port)
+	LAYOUT_FIELD(ambit_direct_key, local_port)
+	LAYOUT_FIELD(ambit_direct_key, pad)
 	return -1;
 }

@@ -13,6 +13,8 @@
 /* One entry per in-flight outbound connection of all enrolled pods together. */
 #define AMBIT_MAX_CONNECTIONS 65536
 #define AMBIT_MAX_STEER_EXCLUDED_PORTS 256
+/* Per pod: the agent's transparent dials to the app between bind and connect. */
+#define AMBIT_MAX_STEER_DIRECT 4096
 /* Size of the stats array: reason codes are below this (reasons.h). */
 #define AMBIT_MAX_REASONS 64
 

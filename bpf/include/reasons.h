@@ -31,7 +31,9 @@
 #define AMBIT_REASON_STEER_SKIP_PORT 16
 #define AMBIT_REASON_STEER_NO_SOCKET 17
 #define AMBIT_REASON_STEER_ASSIGN_FAILED 18
+/* The agent's own transparent dial to the app (ambit_steer_direct): left to the app. */
+#define AMBIT_REASON_STEER_SKIP_DIRECT 19
 
-#define AMBIT_REASON_COUNT 19
+#define AMBIT_REASON_COUNT 20
 
 #endif

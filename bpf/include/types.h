@@ -45,4 +45,16 @@ struct ambit_tuple_key {
 	__u16 pad[3];
 };
 
+/*
+ * ambit_steer_direct key (steer.bpf.c, one map per pod): a connection the agent itself dials to
+ * the pod's app from a foreign source address (IP_TRANSPARENT, original client IP). sk_lookup
+ * sees it as remote = source, local port = the app's port, and must not steer it to 15006.
+ */
+struct ambit_direct_key {
+	__u8 remote_addr[16];
+	__u16 remote_port;
+	__u16 local_port;
+	__u32 pad;
+};
+
 #endif

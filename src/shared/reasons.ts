@@ -23,12 +23,13 @@ export const CaptureReasons = {
   STEER_SKIP_PORT: 16,
   STEER_NO_SOCKET: 17,
   STEER_ASSIGN_FAILED: 18,
+  STEER_SKIP_DIRECT: 19,
 } as const;
 
 export type CaptureReason = keyof typeof CaptureReasons;
 
 /** Number of defined codes (AMBIT_REASON_COUNT). */
-export const CAPTURE_REASON_COUNT = 19;
+export const CAPTURE_REASON_COUNT = 20;
 
 /** Lowercase snake_case label for metrics (`reason` label): CONNECT_REDIRECTED -> connect_redirected. */
 export function captureReasonLabel(reason: CaptureReason): string {

@@ -33,12 +33,35 @@ export interface EnrollOptions {
   ipv6?: boolean;
 }
 
+/**
+ * One connection the agent dials to a pod's app from the original client's address
+ * (transparent.ts): as the app's side sees it, remote = source, local port = destinationPort.
+ */
+export interface DirectTuple {
+  sourceAddress: string;
+  sourcePort: number;
+  destinationPort: number;
+}
+
 export interface Capture {
   readonly mode: CaptureMode;
   /** Starts capturing the pod's traffic; enrolling an enrolled uid replaces its settings. */
   enroll(opts: EnrollOptions): Promise<void>;
   /** Stops capturing; a uid that is not enrolled is ignored. */
   unenroll(uid: string): Promise<void>;
+  /**
+   * True when the pod's netns routes replies to foreign (original client) addresses back to the
+   * agent's transparent sockets (reply-route.ts), i.e. dialTransparent can preserve the source.
+   */
+  preservesSource(uid: string): boolean;
+  /**
+   * Lets the agent's own transparent dial `tuple` reach the app instead of being captured inbound.
+   * Call after bind, before connect; BPF: sk_lookup can not see socket marks; nft: no-op
+   * (nat prerouting never sees locally generated connections). Ignores a uid not enrolled.
+   */
+  allowDirect(uid: string, tuple: DirectTuple): void;
+  /** Removes what allowDirect added (after connect succeeded or failed). Never throws for a missing entry. */
+  forgetDirect(uid: string, tuple: DirectTuple): void;
   /** UIDs currently enrolled. */
   enrolled(): string[];
   /** Unenrolls every pod and detaches everything this instance attached. Idempotent. */

@@ -3,14 +3,17 @@
  * REDIRECTs outbound TCP to the pod's 127.0.0.1:15001 and inbound TCP to :15006. Conntrack
  * answers getsockopt(SO_ORIGINAL_DST) for both, so the proxy code is the same as with BPF.
  *
+ * Each enrolled pod also gets reply routing (reply-route.ts) for the agent's transparent dials.
+ *
  * Invariant: a pod's netns holds the table exactly while the pod is enrolled; the table lives in
  * the pod's netns, so it disappears with the pod even if the agent dies.
  */
-import { spawn } from 'node:child_process';
 import { AmbitError } from '../../shared/errors.js';
 import type { Logger } from '../../shared/log.js';
 import { BYPASS_MARK } from '../../../native/netns.js';
-import { HBONE_PORT, INBOUND_PORT, OUTBOUND_PORT, type Capture, type EnrollOptions } from './capture.js';
+import { HBONE_PORT, INBOUND_PORT, OUTBOUND_PORT, type Capture, type DirectTuple, type EnrollOptions } from './capture.js';
+import { execInNetns } from './netns-exec.js';
+import { installReplyRouting, removeReplyRouting } from './reply-route.js';
 
 /** Name of the table in every pod netns (one per netns, so no per-pod suffix is needed). */
 export const NFT_TABLE = 'ambit_capture';
@@ -19,6 +22,8 @@ export interface NftCaptureOptions {
   log: Logger;
   /** nft binary (default "nft"); nsenter runs it inside the pod netns. */
   nftPath?: string;
+  /** ip binary (default "ip"), for reply routing. */
+  ipPath?: string;
   nsenterPath?: string;
   /** Upper bound for one nft run. */
   timeoutMs?: number;
@@ -26,6 +31,8 @@ export interface NftCaptureOptions {
 
 interface NftPod {
   netnsPath: string;
+  /** Reply routing is installed (transparent dials preserve the source). */
+  replyRouting: boolean;
 }
 
 function portSet(ports: number[]): string {
@@ -77,6 +84,7 @@ export class NftCapture implements Capture {
   readonly #log: Logger;
   readonly #nft: string;
   readonly #nsenter: string;
+  readonly #ip: string;
   readonly #timeoutMs: number;
   readonly #pods = new Map<string, NftPod>();
   #closed = false;
@@ -85,6 +93,7 @@ export class NftCapture implements Capture {
     this.#log = opts.log.child({ component: 'capture', mode: 'nft' });
     this.#nft = opts.nftPath ?? 'nft';
     this.#nsenter = opts.nsenterPath ?? 'nsenter';
+    this.#ip = opts.ipPath ?? 'ip';
     this.#timeoutMs = opts.timeoutMs ?? 10_000;
   }
 
@@ -96,9 +105,25 @@ export class NftCapture implements Capture {
     if (this.#closed) throw new AmbitError('AMBIT_ERR_CAPTURE_FAILED', 'nft capture is closed');
     const ruleset = buildNftRuleset(opts);
     await this.#run(opts.netnsPath, ['-f', '-'], ruleset);
-    this.#pods.set(opts.uid, { netnsPath: opts.netnsPath });
-    this.#log.info({ uid: opts.uid, table: NFT_TABLE }, 'pod enrolled');
+    const replyRouting = await installReplyRouting(opts.netnsPath, this.#routeOpts()).then(
+      () => true,
+      (e: unknown) => {
+        this.#log.warn({ uid: opts.uid, err: e }, 'reply routing failed; inbound dials will use the pod address as source');
+        return false;
+      },
+    );
+    this.#pods.set(opts.uid, { netnsPath: opts.netnsPath, replyRouting });
+    this.#log.info({ uid: opts.uid, table: NFT_TABLE, replyRouting }, 'pod enrolled');
   }
+
+  preservesSource(uid: string): boolean {
+    return this.#pods.get(uid)?.replyRouting === true;
+  }
+
+  /** No-op: nat prerouting never sees the agent's locally generated dials (conntrack is made at output). */
+  allowDirect(_uid: string, _tuple: DirectTuple): void {}
+
+  forgetDirect(_uid: string, _tuple: DirectTuple): void {}
 
   async unenroll(uid: string): Promise<void> {
     const pod = this.#pods.get(uid);
@@ -110,6 +135,9 @@ export class NftCapture implements Capture {
         this.#log.warn({ uid, err: e }, 'removing the nft table failed');
       },
     );
+    await removeReplyRouting(pod.netnsPath, this.#routeOpts()).catch((e: unknown) => {
+      this.#log.warn({ uid, err: e }, 'removing reply routing failed');
+    });
     this.#log.info({ uid }, 'pod unenrolled');
   }
 
@@ -119,36 +147,12 @@ export class NftCapture implements Capture {
     for (const uid of [...this.#pods.keys()]) await this.unenroll(uid);
   }
 
+  #routeOpts(): { nftPath: string; ipPath: string; nsenterPath: string; timeoutMs: number } {
+    return { nftPath: this.#nft, ipPath: this.#ip, nsenterPath: this.#nsenter, timeoutMs: this.#timeoutMs };
+  }
+
   /** Runs nft inside the netns file (nsenter --net=<path>, no need for an `ip netns` name). */
   #run(netnsPath: string, args: string[], stdin: string): Promise<void> {
-    return new Promise((resolve, reject) => {
-      const child = spawn(this.#nsenter, [`--net=${netnsPath}`, this.#nft, ...args], {
-        stdio: ['pipe', 'ignore', 'pipe'],
-        timeout: this.#timeoutMs,
-      });
-      let stderr = '';
-      child.stderr.setEncoding('utf8');
-      child.stderr.on('data', (d: string) => {
-        if (stderr.length < 8192) stderr += d;
-      });
-      child.on('error', (cause) =>
-        reject(
-          new AmbitError('AMBIT_ERR_NFT_APPLY', `running ${this.#nsenter} ${this.#nft} failed; are util-linux and nftables installed?`, {
-            cause,
-          }),
-        ),
-      );
-      child.on('close', (code, signal) => {
-        if (code === 0) return resolve();
-        reject(
-          new AmbitError(
-            'AMBIT_ERR_NFT_APPLY',
-            `nft in netns ${netnsPath} exited with ${code ?? signal}: ${stderr.trim().split('\n')[0] ?? ''}`,
-            { details: { netnsPath, stderr: stderr.trim() } },
-          ),
-        );
-      });
-      child.stdin.end(stdin);
-    });
+    return execInNetns(netnsPath, [this.#nft, ...args], stdin, { nsenterPath: this.#nsenter, timeoutMs: this.#timeoutMs });
   }
 }

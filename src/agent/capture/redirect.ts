@@ -16,10 +16,19 @@ import { AmbitError, errorMessage } from '../../shared/errors.js';
 import type { Logger } from '../../shared/log.js';
 import { CaptureReasons, type CaptureReason } from '../../shared/reasons.js';
 import { BpfObject, bpfObjectPath, type BpfLink, type BpfMap, type MapCodec } from '../../../native/bpf.js';
-import { encodeStruct, PodConfigType, PortKeyType, OrigDstType, TupleKeyType, decodeStruct } from '../../../native/bindings.js';
+import {
+  encodeStruct,
+  DirectKeyType,
+  PodConfigType,
+  PortKeyType,
+  OrigDstType,
+  TupleKeyType,
+  decodeStruct,
+} from '../../../native/bindings.js';
 import { netnsCookie } from '../../../native/netns.js';
 import { bytes16ToIp, ipToBytes16, type SocketAddressInfo } from '../../../native/sockaddr.js';
-import { HBONE_PORT, OUTBOUND_PORT, type Capture, type EnrollOptions } from './capture.js';
+import { HBONE_PORT, OUTBOUND_PORT, type Capture, type DirectTuple, type EnrollOptions } from './capture.js';
+import { installReplyRouting, removeReplyRouting, type ReplyRouteOptions } from './reply-route.js';
 
 /** Programs of redirect.bpf.o attached at the cgroup, in attach order. */
 export const CGROUP_PROGRAMS = [
@@ -39,6 +48,8 @@ export interface BpfCaptureOptions {
   /** This agent's folder on bpffs, e.g. /sys/fs/bpf/ambit. Everything in it is owned by the capture. */
   pinDir: string;
   log: Logger;
+  /** nsenter/nft/ip used for each pod's reply routing (reply-route.ts). */
+  replyRoute?: ReplyRouteOptions;
 }
 
 interface PodConfig {
@@ -53,6 +64,9 @@ interface Enrolled {
   link: BpfLink;
   excludedOut: number[];
   pinFolder: string;
+  netnsPath: string;
+  direct: BpfMap<DirectTuple, number>;
+  replyRouting: boolean;
 }
 
 const u64Codec: MapCodec<bigint, bigint> = {
@@ -147,6 +161,26 @@ const steerSocketCodec: MapCodec<number, bigint> = {
   decodeValue: u64Codec.decodeValue,
 };
 
+const directCodec: MapCodec<DirectTuple, number> = {
+  encodeKey: (k) =>
+    encodeStruct(DirectKeyType, {
+      remote_addr: ipToBytes16(k.sourceAddress),
+      remote_port: k.sourcePort,
+      local_port: k.destinationPort,
+      pad: 0,
+    }),
+  decodeKey: (b) => {
+    const d = decodeStruct(b, DirectKeyType);
+    return {
+      sourceAddress: bytes16ToIp(d['remote_addr'] as Uint8Array).address,
+      sourcePort: Number(d['remote_port']),
+      destinationPort: Number(d['local_port']),
+    };
+  },
+  encodeValue: (v) => Buffer.from([v]),
+  decodeValue: (b) => b[0]!,
+};
+
 const steerPortCodec: MapCodec<number, number> = {
   encodeKey: (k) => {
     const b = Buffer.alloc(2);
@@ -188,10 +222,12 @@ export class BpfCapture implements Capture {
   readonly #stats: BpfMap<number, bigint>;
   readonly #tuples: BpfMap<TupleKey, SocketAddressInfo>;
   readonly #enrolled = new Map<string, Enrolled>();
+  readonly #replyRoute: ReplyRouteOptions;
   #closed = false;
 
   private constructor(opts: BpfCaptureOptions, redirect: BpfObject, links: BpfLink[]) {
     this.pinDir = opts.pinDir;
+    this.#replyRoute = opts.replyRoute ?? {};
     this.cgroupPath = opts.cgroupPath;
     this.#log = opts.log;
     this.#redirect = redirect;
@@ -267,11 +303,51 @@ export class BpfCapture implements Capture {
         details: { uid: opts.uid, netnsPath: opts.netnsPath },
       });
     }
-    this.#enrolled.set(opts.uid, { uid: opts.uid, cookie, steer, link, excludedOut, pinFolder });
+    const direct = steer.map('ambit_steer_direct', directCodec);
+    const replyRouting = await installReplyRouting(opts.netnsPath, this.#replyRoute).then(
+      () => true,
+      (e: unknown) => {
+        this.#log.warn({ uid: opts.uid, err: e }, 'reply routing failed; inbound dials will use the pod address as source');
+        return false;
+      },
+    );
+    this.#enrolled.set(opts.uid, {
+      uid: opts.uid,
+      cookie,
+      steer,
+      link,
+      excludedOut,
+      pinFolder,
+      netnsPath: opts.netnsPath,
+      direct,
+      replyRouting,
+    });
     this.#log.info(
-      { uid: opts.uid, netnsCookie: cookie.toString(), outboundPort, hbonePort: HBONE_PORT, excludedIn, excludedOut },
+      { uid: opts.uid, netnsCookie: cookie.toString(), outboundPort, hbonePort: HBONE_PORT, excludedIn, excludedOut, replyRouting },
       'pod enrolled',
     );
+  }
+
+  preservesSource(uid: string): boolean {
+    return this.#enrolled.get(uid)?.replyRouting === true;
+  }
+
+  allowDirect(uid: string, tuple: DirectTuple): void {
+    this.#enrolled.get(uid)?.direct.update(tuple, 1);
+  }
+
+  forgetDirect(uid: string, tuple: DirectTuple): void {
+    try {
+      this.#enrolled.get(uid)?.direct.delete(tuple);
+    } catch (e) {
+      // The LRU map ages a stale entry out; it only exempts one exact tuple from steering.
+      this.#log.debug({ uid, err: e }, 'forgetting a direct tuple failed');
+    }
+  }
+
+  /** Debugging aid: transparent dials of the pod currently exempt from steering. */
+  directTuples(uid: string): DirectTuple[] {
+    return this.#enrolled.get(uid)?.direct.keys() ?? [];
   }
 
   async unenroll(uid: string): Promise<void> {
@@ -284,6 +360,11 @@ export class BpfCapture implements Capture {
     pod.link.detach();
     pod.steer.close();
     rmSync(pod.pinFolder, { recursive: true, force: true });
+    if (pod.replyRouting) {
+      await removeReplyRouting(pod.netnsPath, this.#replyRoute).catch((e: unknown) => {
+        this.#log.warn({ uid, err: e }, 'removing reply routing failed');
+      });
+    }
     this.#log.info({ uid }, 'pod unenrolled');
   }
 

@@ -1,0 +1,275 @@
+/**
+ * The inbound proxy's transparent dial (capture/transparent.ts): the app in the destination pod
+ * sees the original client's IP as source, replies reach the agent through the pod's reply
+ * routing, and inbound capture (sk_lookup in BPF mode, nat prerouting in nft mode) leaves the dial
+ * alone. Needs root (BPF for the BPF case, the nft binary for both).
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { once } from 'node:events';
+import net from 'node:net';
+import { silentLogger } from '../../src/shared/log.js';
+import { isAmbitError } from '../../src/shared/errors.js';
+import { BpfCapture } from '../../src/agent/capture/redirect.js';
+import { NftCapture } from '../../src/agent/capture/nft.js';
+import type { Capture } from '../../src/agent/capture/capture.js';
+import { originalDestination } from '../../src/agent/capture/orig-dst.js';
+import { dialTransparent } from '../../src/agent/capture/transparent.js';
+import { REPLY_NFT_TABLE, REPLY_ROUTE_TABLE } from '../../src/agent/capture/reply-route.js';
+import { listenInNetns, socketFd } from '../../native/netns.js';
+import { bpfUnsupportedReason } from '../../native/bpf.js';
+import { closeServer, createFixture, fetchText, isRoot, serveFd, type Fixture, type Pod } from './fixture.js';
+
+function hasNft(): boolean {
+  try {
+    execFileSync('nft', ['--version'], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+const nftSkip = !isRoot() ? 'requires root' : !hasNft() ? 'requires the nft binary' : undefined;
+const bpfSkip = nftSkip ?? bpfUnsupportedReason();
+
+function inNs(netnsPath: string, argv: string[]): string {
+  return execFileSync('nsenter', [`--net=${netnsPath}`, ...argv], {
+    encoding: 'utf8',
+    timeout: 10_000,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+}
+
+/** `ip route show table N` output; '' when the table does not exist (never created or flushed). */
+function routes(netnsPath: string, family: '-4' | '-6'): string {
+  try {
+    return inNs(netnsPath, ['ip', family, 'route', 'show', 'table', String(REPLY_ROUTE_TABLE)]).trim();
+  } catch {
+    return '';
+  }
+}
+
+/** What the pod's netns holds of reply routing: nft table, ip rule, table routes (v4 and v6). */
+function replyRouting(pod: Pod): { table: boolean; rule4: boolean; rule6: boolean; routes4: string; routes6: string } {
+  return {
+    table: inNs(pod.netnsPath, ['nft', 'list', 'tables']).includes(`inet ${REPLY_NFT_TABLE}`),
+    rule4: /fwmark 0x111\/0xfff lookup 133/.test(inNs(pod.netnsPath, ['ip', '-4', 'rule'])),
+    rule6: /fwmark 0x111\/0xfff lookup 133/.test(inNs(pod.netnsPath, ['ip', '-6', 'rule'])),
+    routes4: routes(pod.netnsPath, '-4'),
+    routes6: routes(pod.netnsPath, '-6'),
+  };
+}
+
+interface Seen {
+  remoteAddress: string | undefined;
+  remotePort: number | undefined;
+}
+
+/**
+ * The app in the pod: greets each connection with the peer it sees, then echoes. `inbound`
+ * records connections that reached the 15006 listener instead.
+ */
+function startPod(pod: Pod, servers: net.Server[]): { app: Seen[]; inbound: Seen[]; inboundServer: net.Server } {
+  const app: Seen[] = [];
+  const inbound: Seen[] = [];
+  const appServer = net.createServer({ allowHalfOpen: true }, (s) => {
+    app.push({ remoteAddress: s.remoteAddress, remotePort: s.remotePort });
+    s.on('error', () => undefined);
+    s.write(`hello ${s.remoteAddress}:${s.remotePort}\n`);
+    s.pipe(s);
+  });
+  appServer.listen({ fd: listenInNetns(pod.netnsPath, { address: '0.0.0.0', port: 8080 }) });
+  servers.push(appServer);
+  const inboundServer = serveFd(listenInNetns(pod.netnsPath, { address: '0.0.0.0', port: 15006 }), (s) => {
+    inbound.push({ remoteAddress: s.remoteAddress, remotePort: s.remotePort });
+    const o = originalDestination(s, 'inbound');
+    return `inbound ${o.address}:${o.port}`;
+  });
+  servers.push(inboundServer);
+  return { app, inbound, inboundServer };
+}
+
+/** Sends `ping`, half-closes, reads everything until the app closes. */
+async function exchange(socket: net.Socket): Promise<string> {
+  const done = fetchText(socket);
+  socket.end('ping');
+  return done;
+}
+
+async function checkTransparentDial(capture: Capture, client: Pod, server: Pod, seen: ReturnType<typeof startPod>): Promise<void> {
+  const socket = await dialTransparent({
+    capture,
+    uid: 'pod-a',
+    netnsPath: server.netnsPath,
+    source: { address: client.ip },
+    destination: { address: server.ip, port: 8080 },
+    timeoutMs: 5000,
+  });
+  assert.equal(socket.localAddress, client.ip, 'the socket is bound to the client address');
+  const port = socket.localPort;
+  const text = await exchange(socket);
+  assert.equal(text, `hello ${client.ip}:${port}\nping`, 'the app sees the client address and data flows both ways');
+  assert.deepEqual(seen.app.at(-1), { remoteAddress: client.ip, remotePort: port });
+  assert.equal(seen.inbound.length, 0, 'the 15006 listener did not receive the dial');
+  if (!socket.destroyed) await once(socket, 'close');
+}
+
+/** The capture with allowDirect disabled: shows what sk_lookup does to an unlisted dial. */
+function unlistedCapture(capture: BpfCapture): Capture {
+  return {
+    mode: capture.mode,
+    enroll: (o) => capture.enroll(o),
+    unenroll: (uid) => capture.unenroll(uid),
+    enrolled: () => capture.enrolled(),
+    close: () => capture.close(),
+    preservesSource: () => true,
+    allowDirect: () => undefined,
+    forgetDirect: () => undefined,
+  };
+}
+
+async function openBpf(t: { skip(msg: string): void }, fx: Fixture): Promise<BpfCapture | undefined> {
+  try {
+    return await BpfCapture.open({ cgroupPath: fx.cgroupPath, pinDir: `/sys/fs/bpf/${fx.prefix}`, log: silentLogger() });
+  } catch (e) {
+    if (isAmbitError(e, 'AMBIT_ERR_BPF_UNSUPPORTED')) {
+      t.skip(`bpf unsupported: ${e.message}`);
+      return undefined;
+    }
+    throw e;
+  }
+}
+
+test('bpf capture: a transparent dial keeps the client address and is not steered to 15006', { skip: bpfSkip }, async (t) => {
+  const fx = createFixture('t', 2);
+  let capture: BpfCapture | undefined;
+  const servers: net.Server[] = [];
+  t.after(async () => {
+    await capture?.close();
+    for (const s of servers) await closeServer(s);
+    fx.cleanup();
+  });
+  fx.enterCgroup();
+  const [a, b] = fx.pods as [Pod, Pod];
+  const seen = startPod(a, servers);
+  capture = await openBpf(t, fx);
+  if (capture === undefined) return;
+  await capture.enroll({ uid: 'pod-a', netnsPath: a.netnsPath, inboundListenerFd: socketFd(seen.inboundServer) });
+  assert.equal(capture.preservesSource('pod-a'), true);
+  assert.deepEqual(replyRouting(a), {
+    table: true,
+    rule4: true,
+    rule6: true,
+    routes4: 'local default dev lo scope host',
+    routes6: 'local default dev lo metric 1024 pref medium',
+  });
+  assert.equal(replyRouting(b).rule4, false, 'only the enrolled pod gets reply routing');
+
+  await t.test('inbound connections are still steered to 15006', async () => {
+    assert.equal(await fetchText(new net.Socket(), 8080, a.ip), `inbound ${a.ip}:8080`);
+    assert.equal(seen.inbound.length, 1);
+    seen.inbound.length = 0;
+  });
+
+  await t.test('the app sees the client pod address, data flows, close works', async () => {
+    const skipped = capture!.stats().STEER_SKIP_DIRECT;
+    await checkTransparentDial(capture!, b, a, seen);
+    assert.equal(capture!.stats().STEER_SKIP_DIRECT, skipped + 1, 'sk_lookup let the listed tuple through');
+    assert.deepEqual(capture!.directTuples('pod-a'), [], 'the tuple is forgotten once connected');
+  });
+
+  await t.test('several dials in a row each get their own tuple', async () => {
+    for (let i = 0; i < 3; i++) await checkTransparentDial(capture!, b, a, seen);
+    assert.equal(seen.app.length, 4);
+  });
+
+  await t.test('without allowDirect sk_lookup would steer the dial to 15006 (the map is what prevents it)', async () => {
+    const socket = await dialTransparent({
+      capture: unlistedCapture(capture!),
+      uid: 'pod-a',
+      netnsPath: a.netnsPath,
+      source: { address: b.ip },
+      destination: { address: a.ip, port: 8080 },
+      timeoutMs: 5000,
+    });
+    assert.equal(await fetchText(socket), `inbound ${a.ip}:8080`);
+    assert.deepEqual(seen.inbound, [{ remoteAddress: b.ip, remotePort: seen.inbound[0]?.remotePort }]);
+    seen.inbound.length = 0;
+  });
+
+  await t.test('a refused dial rejects and forgets its tuple', async () => {
+    await assert.rejects(
+      dialTransparent({
+        capture: capture!,
+        uid: 'pod-a',
+        netnsPath: a.netnsPath,
+        source: { address: b.ip },
+        destination: { address: a.ip, port: 15008 },
+        timeoutMs: 5000,
+      }),
+      (e: unknown) => isAmbitError(e, 'AMBIT_ERR_UPSTREAM_CONNECT') && /ECONNREFUSED/.test((e as Error).message),
+    );
+    assert.deepEqual(capture!.directTuples('pod-a'), []);
+  });
+
+  await t.test('unenroll removes the rules, routes and table', async () => {
+    await capture!.unenroll('pod-a');
+    assert.equal(capture!.preservesSource('pod-a'), false);
+    assert.deepEqual(replyRouting(a), { table: false, rule4: false, rule6: false, routes4: '', routes6: '' });
+  });
+});
+
+test('nft capture: a transparent dial keeps the client address and is not redirected to 15006', { skip: nftSkip }, async (t) => {
+  const fx = createFixture('u', 2);
+  const capture = new NftCapture({ log: silentLogger() });
+  const servers: net.Server[] = [];
+  t.after(async () => {
+    await capture.close();
+    for (const s of servers) await closeServer(s);
+    fx.cleanup();
+  });
+  const [a, b] = fx.pods as [Pod, Pod];
+  const seen = startPod(a, servers);
+  await capture.enroll({ uid: 'pod-a', netnsPath: a.netnsPath, inboundListenerFd: socketFd(seen.inboundServer) });
+  assert.equal(capture.preservesSource('pod-a'), true);
+  assert.equal(replyRouting(a).rule4, true);
+  assert.equal(replyRouting(a).table, true);
+
+  await t.test('inbound connections are still redirected to 15006', async () => {
+    assert.equal(await fetchText(new net.Socket(), 8080, a.ip), `inbound ${a.ip}:8080`);
+    seen.inbound.length = 0;
+  });
+
+  await t.test('the app sees the client pod address, data flows, close works', async () => {
+    await checkTransparentDial(capture, b, a, seen);
+    await checkTransparentDial(capture, b, a, seen);
+  });
+
+  await t.test('unenroll removes the rules, routes and tables', async () => {
+    await capture.unenroll('pod-a');
+    assert.deepEqual(replyRouting(a), { table: false, rule4: false, rule6: false, routes4: '', routes6: '' });
+    assert.doesNotMatch(inNs(a.netnsPath, ['nft', 'list', 'tables']), /ambit/);
+  });
+});
+
+test('without reply routing the dial falls back to the pod address', { skip: nftSkip }, async (t) => {
+  const fx = createFixture('v', 1);
+  const servers: net.Server[] = [];
+  t.after(async () => {
+    for (const s of servers) await closeServer(s);
+    fx.cleanup();
+  });
+  const [a] = fx.pods as [Pod];
+  const seen = startPod(a, servers);
+  const socket = await dialTransparent({
+    capture: undefined,
+    uid: 'pod-a',
+    netnsPath: a.netnsPath,
+    source: { address: '10.1.2.3' },
+    destination: { address: a.ip, port: 8080 },
+  });
+  const port = socket.localPort;
+  assert.equal(await exchange(socket), `hello ${a.ip}:${port}\nping`);
+  assert.equal(seen.app[0]?.remoteAddress, a.ip);
+});
