@@ -81,6 +81,10 @@ function startPod(pod: Pod, servers: net.Server[]): { app: Seen[]; inbound: Seen
   });
   appServer.listen({ fd: listenInNetns(pod.netnsPath, { address: '0.0.0.0', port: 8080 }) });
   servers.push(appServer);
+  // The same app on [::]:8081 for IPv6 dials (a dual-stack 8080 would clash with 0.0.0.0:8080).
+  const app6 = net.createServer({ allowHalfOpen: true }, appServer.listeners('connection')[0] as (s: net.Socket) => void);
+  app6.listen({ fd: listenInNetns(pod.netnsPath, { address: '::', port: 8081 }) });
+  servers.push(app6);
   const inboundServer = serveFd(listenInNetns(pod.netnsPath, { address: '0.0.0.0', port: 15006 }), (s) => {
     inbound.push({ remoteAddress: s.remoteAddress, remotePort: s.remotePort });
     const o = originalDestination(s, 'inbound');
@@ -97,20 +101,27 @@ async function exchange(socket: net.Socket): Promise<string> {
   return done;
 }
 
-async function checkTransparentDial(capture: Capture, client: Pod, server: Pod, seen: ReturnType<typeof startPod>): Promise<void> {
+async function checkTransparentDial(
+  capture: Capture,
+  client: Pod,
+  server: Pod,
+  seen: ReturnType<typeof startPod>,
+  family: 'IPv4' | 'IPv6' = 'IPv4',
+): Promise<void> {
+  const [src, dst, dstPort] = family === 'IPv4' ? [client.ip, server.ip, 8080] : [client.ip6, server.ip6, 8081];
   const socket = await dialTransparent({
     capture,
     uid: 'pod-a',
     netnsPath: server.netnsPath,
-    source: { address: client.ip },
-    destination: { address: server.ip, port: 8080 },
+    source: { address: src },
+    destination: { address: dst, port: dstPort },
     timeoutMs: 5000,
   });
-  assert.equal(socket.localAddress, client.ip, 'the socket is bound to the client address');
+  assert.equal(socket.localAddress, src, 'the socket is bound to the client address');
   const port = socket.localPort;
   const text = await exchange(socket);
-  assert.equal(text, `hello ${client.ip}:${port}\nping`, 'the app sees the client address and data flows both ways');
-  assert.deepEqual(seen.app.at(-1), { remoteAddress: client.ip, remotePort: port });
+  assert.equal(text, `hello ${src}:${port}\nping`, 'the app sees the client address and data flows both ways');
+  assert.deepEqual(seen.app.at(-1), { remoteAddress: src, remotePort: port });
   assert.equal(seen.inbound.length, 0, 'the 15006 listener did not receive the dial');
   if (!socket.destroyed) await once(socket, 'close');
 }
@@ -179,9 +190,16 @@ test('bpf capture: a transparent dial keeps the client address and is not steere
     assert.deepEqual(capture!.directTuples('pod-a'), [], 'the tuple is forgotten once connected');
   });
 
+  await t.test('IPv6: the app sees the client pod IPv6 address (v6 key, v6 reply route)', async () => {
+    const skipped = capture!.stats().STEER_SKIP_DIRECT;
+    await checkTransparentDial(capture!, b, a, seen, 'IPv6');
+    assert.equal(capture!.stats().STEER_SKIP_DIRECT, skipped + 1, 'sk_lookup matched the IPv6 tuple');
+  });
+
   await t.test('several dials in a row each get their own tuple', async () => {
+    const before = seen.app.length;
     for (let i = 0; i < 3; i++) await checkTransparentDial(capture!, b, a, seen);
-    assert.equal(seen.app.length, 4);
+    assert.equal(seen.app.length, before + 3);
   });
 
   await t.test('without allowDirect sk_lookup would steer the dial to 15006 (the map is what prevents it)', async () => {
@@ -244,6 +262,7 @@ test('nft capture: a transparent dial keeps the client address and is not redire
   await t.test('the app sees the client pod address, data flows, close works', async () => {
     await checkTransparentDial(capture, b, a, seen);
     await checkTransparentDial(capture, b, a, seen);
+    await checkTransparentDial(capture, b, a, seen, 'IPv6');
   });
 
   await t.test('unenroll removes the rules, routes and tables', async () => {
