@@ -285,3 +285,58 @@ test('a CONNECT naming another pod gets 400 and a failed upstream gets 503', { t
   assert.equal(Buffer.concat(chunks).toString(), 'y');
   assert.equal(a.pool.stats().length, 1, 'all three streams shared one pooled connection');
 });
+
+test('a pooled connection whose peer went silent is probed and replaced', { timeout: 30_000 }, async (t) => {
+  const { mesh, a, echo } = await setup(t);
+  // A relay between A and B's 15008 that can freeze existing connections (peer gone, no FIN).
+  const pairs: Array<[net.Socket, net.Socket]> = [];
+  const relay = net.createServer((c) => {
+    const u = net.connect({ host: B_IP, port: mesh.net.realPort(B_IP, 15008) });
+    c.pipe(u).pipe(c);
+    c.on('error', () => u.destroy());
+    u.on('error', () => c.destroy());
+    pairs.push([c, u]);
+  });
+  relay.listen(0, A_IP);
+  await once(relay, 'listening');
+  t.after(() => {
+    for (const [c, u] of pairs) {
+      c.destroy();
+      u.destroy();
+    }
+    relay.close();
+  });
+  const relayPort = (relay.address() as net.AddressInfo).port;
+  const { TunnelPool } = await import('../../src/agent/proxy/pool.js');
+  const pool = new TunnelPool({
+    log: mesh.log,
+    metrics: mesh.metrics,
+    connectTcp: () => net.connect({ host: A_IP, port: relayPort }),
+    getCertificate: async (id) => mesh.certFor(id),
+    replyTimeoutMs: 300,
+  });
+  t.after(() => pool.destroy());
+  const target = { address: B_IP, port: echo.port };
+  const req = {
+    srcIdentity: workloadIdentity(a.workload),
+    expectedIdentities: ['spiffe://cluster.local/ns/backend/sa/be'],
+    tunnelAddress: { address: B_IP, port: 15008 },
+    target,
+    headers: buildConnectHeaders({ target, srcIp: A_IP }),
+  };
+  const first = await pool.open(req);
+  first.stream.close();
+  assert.equal(pool.stats().length, 1);
+  for (const [c, u] of pairs) {
+    c.unpipe();
+    u.unpipe();
+    c.pause();
+    u.pause();
+  }
+  await assert.rejects(pool.open({ ...req, headers: buildConnectHeaders({ target, srcIp: A_IP }) }), (e: unknown) => isAmbitError(e, 'AMBIT_ERR_TUNNEL_CONNECT'));
+  for (let i = 0; i < 200 && pool.stats().length > 0; i++) await new Promise((r) => setTimeout(r, 25));
+  assert.equal(pool.stats().length, 0, 'the silent connection was dropped after the failed PING');
+  const third = await pool.open({ ...req, headers: buildConnectHeaders({ target, srcIp: A_IP }) });
+  assert.equal(pool.stats().length, 1, 'a fresh connection replaced it');
+  third.stream.destroy();
+});

@@ -39,6 +39,8 @@ export interface TunnelPoolOptions {
   maxStreamsPerConnection?: number;
   idleTimeoutMs?: number;
   connectTimeoutMs?: number;
+  /** How long to wait for the CONNECT reply (default 15 s). */
+  replyTimeoutMs?: number;
   streamWindowBytes?: number;
   connectionWindowBytes?: number;
 }
@@ -157,6 +159,7 @@ class PooledConnection {
     let tcpConnected = false;
     let secured = false;
     const tcp = this.pool.connectTcp(req.tunnelAddress);
+    tcp.setKeepAlive(true, 180_000);
     tcp.once('connect', () => (tcpConnected = true));
     const timer = setTimeout(() => {
       this.fail(new AmbitError('AMBIT_ERR_TUNNEL_CONNECT', `tunnel connect to ${via} timed out after ${opts.connectTimeoutMs} ms; is a NetworkPolicy blocking port 15008?`));
@@ -240,6 +243,7 @@ export class TunnelPool {
   private readonly log: Logger;
   private readonly getCertificate: (identity: string) => Promise<TunnelCertificate>;
   private readonly connectTimeoutMs: number;
+  private readonly replyTimeoutMs: number;
   private readonly streamWindowBytes: number;
   private readonly connectionWindowBytes: number;
   private readonly byKey = new Map<string, PooledConnection[]>();
@@ -253,6 +257,8 @@ export class TunnelPool {
     this.maxStreamsPerConnection = opts.maxStreamsPerConnection ?? 100;
     this.idleTimeoutMs = opts.idleTimeoutMs ?? 5 * 60_000;
     this.connectTimeoutMs = opts.connectTimeoutMs ?? 10_000;
+    // Longer than the destination's upstream connect timeout, so a slow app gets its 503 first.
+    this.replyTimeoutMs = opts.replyTimeoutMs ?? 15_000;
     this.streamWindowBytes = opts.streamWindowBytes ?? STREAM_WINDOW_BYTES;
     this.connectionWindowBytes = opts.connectionWindowBytes ?? CONNECTION_WINDOW_BYTES;
   }
@@ -314,9 +320,11 @@ export class TunnelPool {
       }
       let settled = false;
       const timer = setTimeout(() => {
-        settle(new AmbitError('AMBIT_ERR_TUNNEL_CONNECT', `no CONNECT reply from ${formatAddress(req.tunnelAddress)} within ${this.connectTimeoutMs} ms`));
+        settle(new AmbitError('AMBIT_ERR_TUNNEL_CONNECT', `no CONNECT reply from ${formatAddress(req.tunnelAddress)} within ${this.replyTimeoutMs} ms`));
         stream.close(http2.constants.NGHTTP2_CANCEL);
-      }, this.connectTimeoutMs);
+        // The peer may be gone without a FIN (agent killed, node lost): probe before reuse.
+        this.probe(conn);
+      }, this.replyTimeoutMs);
       timer.unref();
       const settle = (err?: Error): void => {
         if (settled) return;
@@ -339,6 +347,27 @@ export class TunnelPool {
         }
       });
     });
+  }
+
+  /** PINGs a connection that let a CONNECT go unanswered; no PONG within 2 s → it is destroyed. */
+  private probe(conn: PooledConnection): void {
+    const session = conn.session;
+    if (!session || session.destroyed || conn.state === 'closed') return;
+    const dead = (): void => {
+      this.log.warn({ tunnelId: conn.id }, 'tunnel connection unresponsive; closing it');
+      conn.destroy(new AmbitError('AMBIT_ERR_TUNNEL_CONNECT', `tunnel connection ${conn.id} did not answer a PING`));
+    };
+    const timer = setTimeout(dead, 2000);
+    timer.unref();
+    try {
+      session.ping((err) => {
+        clearTimeout(timer);
+        if (err) dead();
+      });
+    } catch {
+      clearTimeout(timer);
+      dead();
+    }
   }
 
   /** Called by a connection entering `closed`. */
