@@ -18,6 +18,8 @@ import { CertificateAuthority } from './ca/authority.js';
 import { createCaService, createNodeAuthorizer, StaticTokenAuthenticator, type PodIdentityRef } from './ca/service.js';
 import { ObjectStore } from './store.js';
 import { translate, type TranslateResult } from './translate.js';
+import { translateRoutes, type TranslateRoutesResult } from './translate-routes.js';
+import type { NodeInfo } from '../shared/xds/node.js';
 import { buildSnapshot, ConfigServer, type Snapshot } from './xds/server.js';
 
 export interface WorkloadCaptureState {
@@ -49,6 +51,7 @@ export class Controller {
   readonly registry: Registry;
   readonly configServer: ConfigServer;
   private translated: TranslateResult = { workloads: [], services: [], authorizations: [], conditions: [] };
+  private translatedRoutes: TranslateRoutesResult = { routes: [], gateways: [], conditions: [] };
   private unsubscribe: () => void = () => undefined;
   /** When the controller came up (ms since epoch; after the CA loaded). */
   readonly startedAt = Date.now();
@@ -101,7 +104,7 @@ export class Controller {
     });
     server.addService(caService.definition, caService.implementation);
     c.configServer.addToServer(server);
-    c.configServer.setSnapshotProvider(() => c.snapshot());
+    c.configServer.setSnapshotProvider((node) => c.snapshot(node));
     c.unsubscribe = c.store.subscribe(() => c.retranslate());
     c.retranslate();
     opts.log.info({ address: c.address }, 'controller serving CA and config streams');
@@ -117,17 +120,40 @@ export class Controller {
   }
 
   private snapshotCache: Snapshot | undefined;
+  /** Snapshots with route configs, per scope (`waypoint:<ns/name>`, `gateway`). */
+  private routeSnapshots = new Map<string, Snapshot>();
 
-  private snapshot(): Snapshot {
-    this.snapshotCache ??= buildSnapshot(this.translated);
-    return this.snapshotCache;
+  /**
+   * What one subscriber holds: agents get workloads, services and authorizations; a waypoint also
+   * gets the mesh route configs of the services bound to it (node metadata `waypoint` = `ns/name`;
+   * all mesh configs when absent); a gateway gets the ingress route configs.
+   */
+  private snapshot(node?: NodeInfo): Snapshot {
+    if (!node || node.role === 'agent') {
+      this.snapshotCache ??= buildSnapshot(this.translated);
+      return this.snapshotCache;
+    }
+    const waypoint = node.metadata?.['waypoint'] ?? '';
+    const key = node.role === 'gateway' ? 'gateway' : `waypoint:${waypoint}`;
+    let snap = this.routeSnapshots.get(key);
+    if (!snap) {
+      const routes = this.translatedRoutes.routes.filter((r) =>
+        node.role === 'gateway' ? r.gateway !== undefined : r.gateway === undefined && (waypoint === '' || r.waypoint === waypoint),
+      );
+      snap = buildSnapshot({ ...this.translated, routes });
+      this.routeSnapshots.set(key, snap);
+    }
+    return snap;
   }
 
   /** Translates the store and notifies subscribers (debounced by the config server). */
   retranslate(): void {
     try {
-      this.translated = translate(this.store.snapshot().objects, { trustDomain: this.opts.trustDomain });
+      const objects = this.store.snapshot().objects;
+      this.translated = translate(objects, { trustDomain: this.opts.trustDomain });
+      this.translatedRoutes = translateRoutes(objects, { trustDomain: this.opts.trustDomain });
       this.snapshotCache = undefined;
+      this.routeSnapshots = new Map();
       this.writeConditions();
       this.configServer.notify();
     } catch (err) {
@@ -140,7 +166,7 @@ export class Controller {
   /** Writes translation conditions into each object's status; logs only the ones that changed. */
   private writeConditions(): void {
     const byObject = new Map<string, TranslateResult['conditions']>();
-    for (const c of this.translated.conditions) byObject.set(c.objectKey, [...(byObject.get(c.objectKey) ?? []), c]);
+    for (const c of [...this.translated.conditions, ...this.translatedRoutes.conditions]) byObject.set(c.objectKey, [...(byObject.get(c.objectKey) ?? []), c]);
     const next = new Map<string, string>();
     for (const [key, conds] of byObject) {
       const text = JSON.stringify(conds);
@@ -157,6 +183,11 @@ export class Controller {
       }
     }
     this.lastConditions = next;
+  }
+
+  /** The current route translation (what waypoints and gateways are being served). */
+  routeTranslation(): TranslateRoutesResult {
+    return this.translatedRoutes;
   }
 
   /** The current translation (what subscribers are being served). */

@@ -2,13 +2,19 @@
  * The mesh model: what the controller computes from Kubernetes objects and pushes to agents and
  * waypoints. Plain JSON-serialisable data; every receiver validates it (validateResource) before use.
  */
+import type { RouteConfig } from './routes.js';
 
 /** Type URLs of the three resource kinds on the config stream (delta-xDS shaped). */
 export const TYPE_WORKLOAD = 'type.ambit.dev/ambit.v1.Workload';
 export const TYPE_SERVICE = 'type.ambit.dev/ambit.v1.Service';
 export const TYPE_AUTHORIZATION = 'type.ambit.dev/ambit.v1.Authorization';
+/** The types agents subscribe to by default. */
 export const RESOURCE_TYPES = [TYPE_WORKLOAD, TYPE_SERVICE, TYPE_AUTHORIZATION] as const;
-export type ResourceType = (typeof RESOURCE_TYPES)[number];
+/** Route config (routes.ts RouteConfig): only waypoints and gateways subscribe to it. */
+export const TYPE_ROUTE_CONFIG = 'type.ambit.dev/ambit.v1.RouteConfig';
+/** Every type the config stream serves. */
+export const ALL_RESOURCE_TYPES = [...RESOURCE_TYPES, TYPE_ROUTE_CONFIG] as const;
+export type ResourceType = (typeof ALL_RESOURCE_TYPES)[number];
 
 export interface Locality {
   region: string;
@@ -133,7 +139,7 @@ export interface Authorization {
   dryRun: boolean;
 }
 
-export type Resource = Workload | Service | Authorization;
+export type Resource = Workload | Service | Authorization | RouteConfig;
 
 export function workloadResourceName(w: Pick<Workload, 'uid'>): string {
   return w.uid;
@@ -143,4 +149,7 @@ export function serviceResourceName(s: Pick<Service, 'namespace' | 'hostname'>):
 }
 export function authorizationResourceName(a: Pick<Authorization, 'namespace' | 'name'>): string {
   return `${a.namespace}/${a.name}`;
+}
+export function routeConfigResourceName(r: Pick<RouteConfig, 'name'>): string {
+  return r.name;
 }

@@ -6,8 +6,8 @@
  */
 import { Issues, isRecord, type Issue } from './validate.js';
 
-/** Type URL of route config on the config stream. */
-export const TYPE_ROUTE_CONFIG = 'type.ambit.dev/ambit.v1.RouteConfig';
+/** Type URL of route config on the config stream (defined with the other types in model.ts). */
+export { TYPE_ROUTE_CONFIG } from './model.js';
 
 export type StringMatcher = { exact: string } | { prefix: string } | { regex: string };
 

@@ -6,8 +6,10 @@
  */
 import { isIP } from 'node:net';
 import { tryParseSpiffeId } from './identity.js';
+import { validateRouteConfig, type RouteConfig } from './routes.js';
 import {
   TYPE_AUTHORIZATION,
+  TYPE_ROUTE_CONFIG,
   TYPE_SERVICE,
   TYPE_WORKLOAD,
   type Authorization,
@@ -39,6 +41,7 @@ const KIND_OF_TYPE: Record<string, string> = {
   [TYPE_WORKLOAD]: 'workload',
   [TYPE_SERVICE]: 'service',
   [TYPE_AUTHORIZATION]: 'authorization',
+  [TYPE_ROUTE_CONFIG]: 'routeConfig',
 };
 
 /**
@@ -63,6 +66,7 @@ export function validateResource(typeUrl: string, name: string, body: unknown, p
   let value: Resource | undefined;
   if (typeUrl === TYPE_WORKLOAD) value = checkWorkload(body, name, base, issues);
   else if (typeUrl === TYPE_SERVICE) value = checkService(body, name, base, issues);
+  else if (typeUrl === TYPE_ROUTE_CONFIG) value = checkRouteConfig(body, name, base, issues);
   else value = checkAuthorization(body, name, base, issues);
   return issues.ok && value !== undefined ? { value, issues: [] } : { issues: issues.list };
 }
@@ -449,4 +453,13 @@ function checkStringMatch(v: unknown, path: string, issues: Issues): StringMatch
   if (key === 'exact') return { exact: val };
   if (key === 'prefix') return { prefix: val };
   return { suffix: val };
+}
+
+// ---- RouteConfig ----
+
+/** Route config (routes.ts): its own validator; the resource name must equal its `name`. */
+function checkRouteConfig(o: Record<string, unknown>, name: string, path: string, issues: Issues): RouteConfig | undefined {
+  for (const i of validateRouteConfig(o, path)) issues.add(i.path, i.problem, i.value);
+  if (typeof o['name'] === 'string' && o['name'] !== name) issues.add(`${path}.name`, `must equal the resource name ${JSON.stringify(name)}`, o['name']);
+  return issues.ok ? (structuredClone(o) as unknown as RouteConfig) : undefined;
 }

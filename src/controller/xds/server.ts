@@ -17,12 +17,15 @@ import * as grpc from '@grpc/grpc-js';
 import type { Registry } from 'prom-client';
 import { AmbitError, errorMessage } from '../../shared/errors.js';
 import type { Logger } from '../../shared/log.js';
+import type { RouteConfig } from '../../shared/routes.js';
 import {
-  RESOURCE_TYPES,
+  ALL_RESOURCE_TYPES,
   TYPE_AUTHORIZATION,
+  TYPE_ROUTE_CONFIG,
   TYPE_SERVICE,
   TYPE_WORKLOAD,
   authorizationResourceName,
+  routeConfigResourceName,
   serviceResourceName,
   workloadResourceName,
   type Authorization,
@@ -58,6 +61,8 @@ export function buildSnapshot(input: {
   workloads?: Iterable<Workload>;
   services?: Iterable<Service>;
   authorizations?: Iterable<Authorization>;
+  /** Route configs: only snapshots for waypoints and gateways carry them. */
+  routes?: Iterable<RouteConfig>;
 }): Snapshot {
   const byName = <T extends Resource>(items: Iterable<T> | undefined, name: (r: T) => string): Map<string, Resource> => {
     const m = new Map<string, Resource>();
@@ -69,6 +74,7 @@ export function buildSnapshot(input: {
       [TYPE_WORKLOAD]: byName(input.workloads, workloadResourceName),
       [TYPE_SERVICE]: byName(input.services, serviceResourceName),
       [TYPE_AUTHORIZATION]: byName(input.authorizations, authorizationResourceName),
+      ...(input.routes ? { [TYPE_ROUTE_CONFIG]: byName(input.routes, routeConfigResourceName) } : {}),
     },
   };
 }
@@ -419,8 +425,8 @@ export class ConfigServer {
 
     const typeUrl = req.typeUrl;
     if (typeUrl === '' && req.status) return; // status-only report
-    if (!(RESOURCE_TYPES as readonly string[]).includes(typeUrl)) {
-      throw new AmbitError('AMBIT_ERR_XDS_STREAM', `unknown type_url ${JSON.stringify(String(typeUrl).slice(0, 200))}; expected one of ${RESOURCE_TYPES.join(', ')}`);
+    if (!(ALL_RESOURCE_TYPES as readonly string[]).includes(typeUrl)) {
+      throw new AmbitError('AMBIT_ERR_XDS_STREAM', `unknown type_url ${JSON.stringify(String(typeUrl).slice(0, 200))}; expected one of ${ALL_RESOURCE_TYPES.join(', ')}`);
     }
     const type = typeUrl as ResourceType;
     const subscribe = boundedNames(req.resourceNamesSubscribe, 'resource_names_subscribe');

@@ -16,9 +16,12 @@ import type { Registry } from 'prom-client';
 import { backoffMs } from '../drain.js';
 import { AmbitError, errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
+import type { RouteConfig } from '../routes.js';
 import {
+  ALL_RESOURCE_TYPES,
   RESOURCE_TYPES,
   TYPE_AUTHORIZATION,
+  TYPE_ROUTE_CONFIG,
   TYPE_SERVICE,
   TYPE_WORKLOAD,
   type Authorization,
@@ -45,6 +48,8 @@ export interface ConfigState {
   readonly workloads: ReadonlyMap<string, Workload>;
   readonly services: ReadonlyMap<string, Service>;
   readonly authorizations: ReadonlyMap<string, Authorization>;
+  /** Route configs (waypoints and gateways subscribe to them; absent until one arrives). */
+  readonly routes?: ReadonlyMap<string, RouteConfig>;
   /** Per type URL: resource name → version. */
   readonly versions: ReadonlyMap<ResourceType, ReadonlyMap<string, string>>;
   /** Per type URL: system_version_info of the last applied response. */
@@ -96,6 +101,7 @@ const EMPTY_STATE: ConfigState = Object.freeze({
 export function resourcesOf(state: ConfigState, typeUrl: ResourceType): ReadonlyMap<string, Resource> {
   if (typeUrl === TYPE_WORKLOAD) return state.workloads;
   if (typeUrl === TYPE_SERVICE) return state.services;
+  if (typeUrl === TYPE_ROUTE_CONFIG) return state.routes ?? new Map<string, RouteConfig>();
   return state.authorizations;
 }
 
@@ -108,6 +114,7 @@ function withResources(state: ConfigState, typeUrl: ResourceType, resources: Map
     workloads: typeUrl === TYPE_WORKLOAD ? (resources as Map<string, Workload>) : state.workloads,
     services: typeUrl === TYPE_SERVICE ? (resources as Map<string, Service>) : state.services,
     authorizations: typeUrl === TYPE_AUTHORIZATION ? (resources as Map<string, Authorization>) : state.authorizations,
+    ...(typeUrl === TYPE_ROUTE_CONFIG ? { routes: resources as Map<string, RouteConfig> } : state.routes ? { routes: state.routes } : {}),
     versions: allVersions,
     systemVersions,
   });
@@ -157,9 +164,9 @@ export class ConfigClient {
     this.log = opts.log.child({ component: 'config-client' });
     this.metrics = createConfigClientMetrics(opts.registry);
     this.types = [...new Set(opts.types ?? RESOURCE_TYPES)];
-    const unknown = this.types.filter((t) => !(RESOURCE_TYPES as readonly string[]).includes(t));
+    const unknown = this.types.filter((t) => !(ALL_RESOURCE_TYPES as readonly string[]).includes(t));
     if (unknown.length > 0 || this.types.length === 0) {
-      throw new AmbitError('AMBIT_ERR_XDS_STREAM', `config client types ${JSON.stringify(unknown)} are not among ${RESOURCE_TYPES.join(', ')} (or none given)`);
+      throw new AmbitError('AMBIT_ERR_XDS_STREAM', `config client types ${JSON.stringify(unknown)} are not among ${ALL_RESOURCE_TYPES.join(', ')} (or none given)`);
     }
     this.baseMs = opts.backoff?.baseMs ?? 500;
     this.capMs = opts.backoff?.capMs ?? 15_000;
@@ -452,7 +459,7 @@ export class ConfigClient {
     };
     try {
       call.write(req);
-      if ((RESOURCE_TYPES as readonly string[]).includes(r.typeUrl)) {
+      if ((ALL_RESOURCE_TYPES as readonly string[]).includes(r.typeUrl)) {
         this.lastReply.set(r.typeUrl as ResourceType, { nonce: r.responseNonce, errorDetail: r.errorDetail });
       }
     } catch (e) {
