@@ -11,7 +11,7 @@ import type { Logger } from '../../shared/log.js';
 import { errorMessage } from '../../shared/errors.js';
 import { tryParseSpiffeId, principalOf } from '../../shared/identity.js';
 import { drain } from '../../shared/drain.js';
-import type { Workload } from '../../shared/model.js';
+import type { WaypointRef, Workload } from '../../shared/model.js';
 import { authorize, type ConnAttributes } from '../policy/authorize.js';
 import { workloadIdentity, type WorkloadIndex } from '../state/workloads.js';
 import { connectVia, normalizeIp, parseAddress, formatAddress, type PodSockets } from './sockets.js';
@@ -197,6 +197,13 @@ export class InboundHbone {
       return;
     }
     if (decision.audit.length > 0) this.log.info({ connId, audit: decision.audit }, 'audit policy matched');
+    const waypoint = requiredWaypoint(index, index.workloadByUid(pod.uid) ?? pod, target.port);
+    if (waypoint && srcIdentity !== waypoint.identity) {
+      this.opts.metrics.policyDenials.inc({ reason: 'waypoint_required' });
+      this.reject(stream, HBONE_STATUS.DENIED, 'policy_denied', { connId, authz: 'waypoint_required', waypoint: waypoint.name, srcIdentity });
+      telemetry.finish('policy_denied', 'DENY', { authz: 'waypoint_required' });
+      return;
+    }
 
     const fwd = parseForwardedFor(headers['forwarded']);
     this.log.debug({ connId, forwardedFor: fwd, srcIp }, 'dialing pod');
@@ -274,4 +281,18 @@ export class InboundHbone {
 
 function tlsOptions(cert: TunnelCertificate): { cert: string; key: string; ca: string[] } {
   return { cert: cert.certChainPem.join('\n'), key: cert.keyPem, ca: cert.rootsPem };
+}
+
+/**
+ * The waypoint traffic to `port` of `pod` must come through: the pod's own waypoint
+ * (workload-bound), else the waypoint of a service that maps a port to `port`.
+ */
+export function requiredWaypoint(index: WorkloadIndex, pod: Workload, port: number): WaypointRef | undefined {
+  if (pod.waypoint) return pod.waypoint;
+  for (const [key, mappings] of Object.entries(pod.services)) {
+    if (!mappings.some((m) => m.targetPort === port)) continue;
+    const service = index.serviceByHostname(key.slice(key.indexOf('/') + 1));
+    if (service?.waypoint) return service.waypoint;
+  }
+  return undefined;
 }
