@@ -31,6 +31,8 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
         const { runDemoApp } = await import('./demo-app.js');
         return await runDemoApp(rest, io);
       }
+      case 'waypoint':
+        return await (await import('../waypoint/main.js')).runWaypoint(process.env);
       case 'version': {
         const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
         const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { version: string };

@@ -17,7 +17,7 @@ import { cgroup2Root, createCgroup, removeCgroup } from './cgroup.js';
 import { addPodNetwork, applyServiceRules, cleanupNetwork, createClusterNetwork, removePodNetwork, renderServiceRules, writePodDns } from './network.js';
 import { BRIDGE_IP, cgroupName, CONTROLLER_PORT, pickNode, planNode, podIp, podNetnsName, serviceIp, type NodePlan } from './plan.js';
 import { containersOf, PodProcesses } from './pods.js';
-import { keyOf, NETNS_ANNOTATION, nsOf, podsForDeployment, renderHosts, selects, serviceRules, type PodAddress } from './workloads.js';
+import { isWaypointGateway, keyOf, NETNS_ANNOTATION, nsOf, podsForDeployment, renderHosts, selects, serviceRules, waypointPod, type PodAddress } from './workloads.js';
 
 export type CaptureMode = 'auto' | 'bpf' | 'nft';
 
@@ -303,6 +303,18 @@ export class LocalMesh {
     const deployments = store.list('Deployment');
     const desiredOwned = new Map<string, KubeObject>();
     for (const d of deployments) for (const p of podsForDeployment(d)) desiredOwned.set(keyOf(p), p);
+    // Waypoint Gateways → one waypoint pod each (a built-in gateway deployment controller).
+    for (const gw of store.list('Gateway').filter(isWaypointGateway)) {
+      const p = waypointPod(gw, {
+        controllerAddr: `${BRIDGE_IP}:${CONTROLLER_PORT}`,
+        caRootFile: join(this.opts.stateDir, 'root-cert.pem'),
+        tokenFile: (node) => join(this.opts.stateDir, 'tokens', node),
+        trustDomain: this.opts.trustDomain,
+        logLevel: this.opts.logLevel,
+        nodes: this.nodes.map((n) => n.name),
+      });
+      desiredOwned.set(keyOf(p), p);
+    }
     const owned = store.list('Pod').filter((p) => (p.metadata.ownerReferences ?? []).some((r) => r.kind === 'ReplicaSet'));
     const stale = owned.filter((p) => !desiredOwned.has(keyOf(p)));
     const missing = [...desiredOwned.values()].filter((p) => !store.get('Pod', nsOf(p), p.metadata.name));

@@ -116,3 +116,75 @@ export function renderHosts(pod: { name: string; namespace: string; ip: string }
   }
   return lines.join('\n') + '\n';
 }
+
+/** Gateway API classes whose Gateways local mode runs as waypoint pods. */
+export const WAYPOINT_CLASS_NAMES: readonly string[] = ['ambit-waypoint', 'istio-waypoint'];
+
+/** What a waypoint pod needs to reach the controller, as the node's agent does. */
+export interface WaypointPodEnv {
+  controllerAddr: string;
+  caRootFile: string;
+  /** Token file of a node (the waypoint authenticates with its node's token). */
+  tokenFile: (node: string) => string;
+  trustDomain: string;
+  logLevel: string;
+  /** Node names; the waypoint pod is pinned to one of them (stable per Gateway). */
+  nodes: readonly string[];
+}
+
+/** True for a Gateway API Gateway of a waypoint class. */
+export function isWaypointGateway(o: KubeObject): boolean {
+  return o.kind === 'Gateway' && o.apiVersion.startsWith('gateway.networking.k8s.io/') && WAYPOINT_CLASS_NAMES.includes(String(rec(o.spec).gatewayClassName ?? ''));
+}
+
+/**
+ * The pod local mode runs for a waypoint Gateway (what a Deployment would give on Kubernetes):
+ * `<gateway>-waypoint-<hash>-0`, not enrolled itself, service account `<gateway>`, running
+ * `ambit waypoint` with HBONE on 15008 and metrics on 15020, pinned to one node.
+ */
+export function waypointPod(gw: KubeObject, env: WaypointPodEnv): KubeObject {
+  const name = gw.metadata.name;
+  const ns = nsOf(gw);
+  const hash = templateHash({ waypoint: `${ns}/${name}`, class: rec(gw.spec).gatewayClassName });
+  const node = env.nodes[parseInt(templateHash(`${ns}/${name}`), 16) % Math.max(1, env.nodes.length)] ?? '';
+  const vars: Record<string, string> = {
+    AMBIT_NODE_NAME: node,
+    AMBIT_CONTROLLER_ADDR: env.controllerAddr,
+    AMBIT_CA_ROOT_FILE: env.caRootFile,
+    AMBIT_TOKEN_FILE: env.tokenFile(node),
+    AMBIT_TRUST_DOMAIN: env.trustDomain,
+    AMBIT_LOG_LEVEL: env.logLevel,
+    AMBIT_WAYPOINT_NAME: name,
+    AMBIT_SERVICE_ACCOUNT: name,
+  };
+  return {
+    apiVersion: 'v1',
+    kind: 'Pod',
+    metadata: {
+      name: `${name}-waypoint-${hash}-0`,
+      namespace: ns,
+      labels: {
+        'gateway.networking.k8s.io/gateway-name': name,
+        'istio.io/dataplane-mode': 'none',
+        'service.istio.io/canonical-name': name,
+        'pod-template-hash': hash,
+      },
+      ownerReferences: [{ apiVersion: 'apps/v1', kind: 'ReplicaSet', name: `${name}-waypoint-${hash}`, controller: true }],
+    },
+    spec: {
+      nodeName: node,
+      serviceAccountName: name,
+      containers: [
+        {
+          name: 'waypoint',
+          command: ['ambit', 'waypoint'],
+          env: Object.entries(vars).map(([k, v]) => ({ name: k, value: v })),
+          ports: [
+            { name: 'hbone', containerPort: 15008 },
+            { name: 'metrics', containerPort: 15020 },
+          ],
+        },
+      ],
+    },
+  };
+}

@@ -1,0 +1,106 @@
+/**
+ * The waypoint process's configuration from its environment (the pod spec local mode or a
+ * Deployment gives it): parsed and validated once, every problem in one AMBIT_ERR_CONFIG_INVALID.
+ */
+import { isIP } from 'node:net';
+import { parseHostPort, LOG_LEVELS, type HostPort, type LogLevel } from '../agent/config.js';
+import { Issues, deepFreeze, isDnsLabel, isDnsSubdomain } from '../shared/validate.js';
+import { tryParseDuration } from '../shared/duration.js';
+
+export interface WaypointConfig {
+  nodeName: string;
+  controller: HostPort;
+  controllerServerName: string | undefined;
+  caRootFile: string;
+  /** Bearer token file of the node the waypoint pod runs on (the CA checks the pod is there). */
+  tokenFile: string;
+  trustDomain: string;
+  clusterId: string;
+  podName: string;
+  namespace: string;
+  podIp: string;
+  serviceAccount: string;
+  /** Gateway name this waypoint serves (`<namespace>/<gateway>` is the waypoint's key). */
+  gatewayName: string;
+  /** HBONE listener, default 0.0.0.0:15008. */
+  hboneAddr: HostPort;
+  /** Prometheus /metrics and /stats/prometheus, default <pod ip>:15020. */
+  metricsAddr: HostPort;
+  logLevel: LogLevel;
+  certTtlSec: number;
+  drainDeadlineMs: number;
+}
+
+/** Reads the waypoint's configuration from `env`; throws AMBIT_ERR_CONFIG_INVALID listing every problem. */
+export function loadWaypointConfig(env: NodeJS.ProcessEnv): Readonly<WaypointConfig> {
+  const issues = new Issues();
+  const get = (name: string): string | undefined => {
+    const v = env[name];
+    return v === undefined || v.trim() === '' ? undefined : v.trim();
+  };
+  const required = (name: string, what: string): string => {
+    const v = get(name);
+    if (v === undefined) issues.add(name, `is required (${what})`);
+    return v ?? '';
+  };
+  const absPath = (name: string, v: string): void => {
+    if (v !== '' && !v.startsWith('/')) issues.add(name, 'must be an absolute path', v);
+  };
+  const duration = (name: string, fallback: string, minMs: number): number => {
+    const text = get(name) ?? fallback;
+    const ms = tryParseDuration(text);
+    if (ms === undefined || ms < minMs) {
+      issues.add(name, `must be a duration of at least ${minMs} ms, such as "5s"`, text);
+      return minMs;
+    }
+    return ms;
+  };
+
+  const nodeName = required('AMBIT_NODE_NAME', 'the node the waypoint pod runs on');
+  if (nodeName && !isDnsSubdomain(nodeName)) issues.add('AMBIT_NODE_NAME', 'must be a Kubernetes node name', nodeName);
+  const controllerText = required('AMBIT_CONTROLLER_ADDR', 'host:port of the controller');
+  const controller = controllerText ? parseHostPort(controllerText, 'AMBIT_CONTROLLER_ADDR', issues) : undefined;
+  const caRootFile = required('AMBIT_CA_ROOT_FILE', 'PEM file of the mesh root certificate');
+  absPath('AMBIT_CA_ROOT_FILE', caRootFile);
+  const tokenFile = required('AMBIT_TOKEN_FILE', 'file holding the bearer token');
+  absPath('AMBIT_TOKEN_FILE', tokenFile);
+  const podName = required('POD_NAME', 'the waypoint pod name');
+  const namespace = required('POD_NAMESPACE', 'the waypoint pod namespace');
+  if (namespace && !isDnsLabel(namespace)) issues.add('POD_NAMESPACE', 'must be a DNS-1123 label', namespace);
+  const podIp = required('POD_IP', 'the waypoint pod IP');
+  if (podIp && isIP(podIp) === 0) issues.add('POD_IP', 'must be an IP address', podIp);
+  const gatewayName = required('AMBIT_WAYPOINT_NAME', 'the waypoint Gateway name');
+  if (gatewayName && !isDnsSubdomain(gatewayName)) issues.add('AMBIT_WAYPOINT_NAME', 'must be a DNS-1123 subdomain', gatewayName);
+  const serviceAccount = get('AMBIT_SERVICE_ACCOUNT') ?? gatewayName;
+  if (serviceAccount && !isDnsSubdomain(serviceAccount)) issues.add('AMBIT_SERVICE_ACCOUNT', 'must be a DNS-1123 subdomain', serviceAccount);
+  const hboneAddr = parseHostPort(get('AMBIT_HBONE_ADDR') ?? '0.0.0.0:15008', 'AMBIT_HBONE_ADDR', issues);
+  const metricsAddr = parseHostPort(get('AMBIT_METRICS_ADDR') ?? `${podIp.includes(':') ? `[${podIp}]` : podIp || '0.0.0.0'}:15020`, 'AMBIT_METRICS_ADDR', issues);
+  const logLevel = (get('AMBIT_LOG_LEVEL') ?? 'info') as LogLevel;
+  if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) issues.add('AMBIT_LOG_LEVEL', `must be one of ${LOG_LEVELS.join(', ')}`, logLevel);
+  const trustDomain = get('AMBIT_TRUST_DOMAIN') ?? 'cluster.local';
+  if (!/^[a-z0-9]([-a-z0-9._]*[a-z0-9])?$/.test(trustDomain)) issues.add('AMBIT_TRUST_DOMAIN', 'must be a lowercase trust domain such as cluster.local', trustDomain);
+  const clusterId = get('AMBIT_CLUSTER_ID') ?? 'Kubernetes';
+  const certTtlMs = duration('AMBIT_CERT_TTL', '24h', 60_000);
+  const drainDeadlineMs = duration('AMBIT_DRAIN_DEADLINE', '5s', 0);
+
+  issues.throwIfAny('AMBIT_ERR_CONFIG_INVALID', 'invalid waypoint environment');
+  return deepFreeze({
+    nodeName,
+    controller: controller as HostPort,
+    controllerServerName: get('AMBIT_CONTROLLER_SERVER_NAME'),
+    caRootFile,
+    tokenFile,
+    trustDomain,
+    clusterId,
+    podName,
+    namespace,
+    podIp,
+    serviceAccount,
+    gatewayName,
+    hboneAddr: hboneAddr as HostPort,
+    metricsAddr: metricsAddr as HostPort,
+    logLevel,
+    certTtlSec: Math.round(certTtlMs / 1000),
+    drainDeadlineMs,
+  });
+}

@@ -1,0 +1,232 @@
+/**
+ * One waypoint process, wired: HBONE listener (15008, mTLS with the waypoint's own workload
+ * certificate) whose CONNECT streams feed the L7 WaypointServer; route configs and endpoints from
+ * the controller's config stream; upstream tries over HBONE (TunnelPool, the waypoint's identity)
+ * to enrolled endpoints, plain TCP to the others.
+ * Invariants: a config whose route configs fail validation is rejected (thrown, so the stream
+ * NACKs) and the last good one stays in force; endpoints are looked up in the last applied state.
+ */
+import * as http2 from 'node:http2';
+import * as net from 'node:net';
+import type * as tls from 'node:tls';
+import type { Registry } from 'prom-client';
+import { AmbitError, errorMessage } from '../shared/errors.js';
+import { tryParseSpiffeId } from '../shared/identity.js';
+import type { Logger } from '../shared/log.js';
+import { createRegistry } from '../shared/metrics.js';
+import type { Service, Workload } from '../shared/model.js';
+import { formatIssue } from '../shared/validate.js';
+import type { RouteConfig } from '../shared/routes.js';
+import type { ConfigState } from '../shared/xds/client.js';
+import { createProxyMetrics } from '../agent/proxy/metrics.js';
+import { TunnelPool } from '../agent/proxy/pool.js';
+import { normalizeIp, parseAddress } from '../agent/proxy/sockets.js';
+import { HBONE_STATUS, MAX_FRAME_BYTES, STREAM_WINDOW_BYTES, peerIdentity, type TunnelCertificate } from '../agent/proxy/tunnel.js';
+import { workloadIdentity } from '../agent/state/workloads.js';
+import { hboneConnect } from './hbone.js';
+import { WaypointServer, type BackendTarget, type SourceInfo } from './server.js';
+import { HttpUpstream, tcpConnect, type Endpoint } from './upstream.js';
+
+export interface WaypointOptions {
+  /** `<namespace>/<gateway name>` this process serves. */
+  name: string;
+  /** The waypoint pod's IP (source of upstream tunnels). */
+  podIp: string;
+  /** SPIFFE id of the waypoint (its service account). */
+  identity: string;
+  trustDomain: string;
+  clusterId?: string;
+  log: Logger;
+  registry: Registry;
+  /** The waypoint's workload certificate (CertManager.getCertificate). */
+  getCertificate: (identity: string) => Promise<TunnelCertificate>;
+  /** Upstream TCP connect (default net.connect). */
+  connectTcp?: (addr: { address: string; port: number }) => net.Socket;
+}
+
+interface ServiceIndex {
+  byHost: Map<string, Service>;
+  workloads: ReadonlyMap<string, Workload>;
+  byIp: Map<string, Workload>;
+}
+
+export class Waypoint {
+  readonly server: WaypointServer;
+  private readonly pool: TunnelPool;
+  private readonly upstream: HttpUpstream;
+  private readonly log: Logger;
+  private index: ServiceIndex = { byHost: new Map(), workloads: new Map(), byIp: new Map() };
+  private hbone: net.Server | undefined;
+  private h2: http2.Http2SecureServer | undefined;
+  private currentCert: TunnelCertificate | undefined;
+  private readonly sessions = new Set<http2.ServerHttp2Session>();
+
+  constructor(private readonly opts: WaypointOptions) {
+    this.log = opts.log.child({ component: 'waypoint', waypoint: opts.name });
+    const connectTcp = opts.connectTcp ?? ((a) => net.connect({ host: a.address, port: a.port, noDelay: true }));
+    this.pool = new TunnelPool({
+      log: this.log,
+      // Pool metrics share names with the waypoint's; they stay in a registry of their own.
+      metrics: createProxyMetrics(createRegistry()),
+      connectTcp,
+      getCertificate: (id) => opts.getCertificate(id),
+    });
+    const viaHbone = hboneConnect({ pool: this.pool, srcIdentity: opts.identity, srcIp: opts.podIp });
+    const plain = tcpConnect();
+    this.upstream = new HttpUpstream({
+      connect: (e) => (this.index.byIp.get(normalizeIp(e.address))?.tunnelProtocol === 'HBONE' ? viaHbone(e) : plain(e)),
+    });
+    this.server = new WaypointServer({
+      log: opts.log,
+      registry: opts.registry,
+      dispatch: this.upstream.dispatch,
+      resolveEndpoints: (t) => this.resolveEndpoints(t),
+      ...(opts.clusterId ? { cluster: opts.clusterId } : {}),
+    });
+  }
+
+  /** Route configs bound to this waypoint, from a config state. */
+  routesOf(state: ConfigState): RouteConfig[] {
+    return [...(state.routes?.values() ?? [])].filter((r) => r.gateway === undefined && (r.waypoint === undefined || r.waypoint === this.opts.name));
+  }
+
+  /** Applies a config stream state; throws (NACK) when the route configs are invalid. */
+  applyConfig(state: ConfigState): void {
+    const result = this.server.setRoutes(this.routesOf(state));
+    if (!result.ok) {
+      throw new AmbitError('AMBIT_ERR_XDS_STREAM', `route config rejected: ${result.issues.slice(0, 5).map(formatIssue).join('; ')}`);
+    }
+    const byHost = new Map<string, Service>();
+    for (const s of state.services.values()) byHost.set(s.hostname, s);
+    const byIp = new Map<string, Workload>();
+    for (const w of state.workloads.values()) for (const a of w.addresses) byIp.set(normalizeIp(a), w);
+    this.index = { byHost, workloads: state.workloads, byIp };
+  }
+
+  /** Healthy endpoints of a backend: service port → pod target port, filtered by subset labels. */
+  resolveEndpoints(target: BackendTarget): Endpoint[] {
+    const svc = this.index.byHost.get(target.host);
+    if (!svc) return [];
+    const key = `${svc.namespace}/${svc.hostname}`;
+    const out: Endpoint[] = [];
+    for (const uid of svc.endpoints) {
+      const w = this.index.workloads.get(uid);
+      if (!w || w.status !== 'Healthy') continue;
+      if (target.subsetLabels && !Object.entries(target.subsetLabels).every(([k, v]) => w.labels[k] === v)) continue;
+      const mapping = (w.services[key] ?? []).find((m) => m.servicePort === target.port);
+      const port = mapping?.targetPort ?? svc.ports.find((p) => p.port === target.port)?.targetPort;
+      const address = w.addresses[0];
+      if (port === undefined || address === undefined) continue;
+      out.push({
+        key: `${address}:${port}`,
+        address,
+        port,
+        labels: w.labels,
+        workload: w.workloadName || w.name,
+        namespace: w.namespace,
+        canonicalService: w.canonicalName,
+        canonicalRevision: w.canonicalRevision,
+        principal: workloadIdentity(w),
+        ...(this.opts.clusterId ? { cluster: this.opts.clusterId } : {}),
+      });
+    }
+    return out;
+  }
+
+  /** The caller of a tunnel: its peer identity, and its workload when the source IP matches it. */
+  private sourceOf(identity: string | undefined, srcIp: string | undefined): SourceInfo {
+    const parsed = identity ? tryParseSpiffeId(identity) : undefined;
+    const w = srcIp ? this.index.byIp.get(normalizeIp(srcIp)) : undefined;
+    const match = w && identity === workloadIdentity(w) ? w : undefined;
+    return {
+      ...(parsed ? { principal: identity!, namespace: parsed.namespace } : {}),
+      ...(match ? { workload: match.workloadName || match.name, app: match.canonicalName, version: match.canonicalRevision, canonicalService: match.canonicalName, canonicalRevision: match.canonicalRevision } : {}),
+      ...(this.opts.clusterId ? { cluster: this.opts.clusterId } : {}),
+    };
+  }
+
+  /** Opens the HBONE listener (mTLS, h2 CONNECT); each accepted stream is served as HTTP. */
+  async listenHbone(port: number, host = '0.0.0.0'): Promise<net.AddressInfo> {
+    const cert = await this.opts.getCertificate(this.opts.identity);
+    this.currentCert = cert;
+    const h2 = http2.createSecureServer({
+      ...tlsOptions(cert),
+      requestCert: true,
+      rejectUnauthorized: true,
+      minVersion: 'TLSv1.3',
+      ALPNProtocols: ['h2'],
+      allowHTTP1: false,
+      settings: { initialWindowSize: STREAM_WINDOW_BYTES, maxConcurrentStreams: 1000, maxFrameSize: MAX_FRAME_BYTES, enablePush: false },
+    });
+    this.h2 = h2;
+    h2.on('tlsClientError', (e) => this.log.warn({ err: errorMessage(e) }, 'mtls handshake failed'));
+    h2.on('session', (session) => {
+      const identity = peerIdentity(session.socket as tls.TLSSocket);
+      const parsed = identity ? tryParseSpiffeId(identity) : undefined;
+      if (!parsed || parsed.trustDomain !== this.opts.trustDomain) {
+        this.log.warn({ peer: identity }, 'tunnel peer rejected: identity not in this trust domain');
+        session.destroy();
+        return;
+      }
+      this.sessions.add(session);
+      session.on('error', (e) => this.log.debug({ err: errorMessage(e) }, 'tunnel session error'));
+      session.once('close', () => this.sessions.delete(session));
+    });
+    h2.on('stream', (stream, headers) => this.onStream(stream, headers));
+    const server = net.createServer({ noDelay: true }, (raw) => {
+      raw.on('error', () => raw.destroy());
+      this.refreshCertificate().then(
+        () => h2.emit('connection', raw),
+        (e: unknown) => {
+          this.log.error({ err: errorMessage(e) }, 'no certificate for the hbone listener; closing connection');
+          raw.destroy();
+        },
+      );
+    });
+    this.hbone = server;
+    return new Promise((resolve, reject) => {
+      server.once('error', (e) => reject(new AmbitError('AMBIT_ERR_CONFIG_INVALID', `waypoint cannot listen on ${host}:${port}: ${errorMessage(e)}`, { cause: e })));
+      server.listen({ port, host, backlog: 1024 }, () => {
+        const addr = server.address() as net.AddressInfo;
+        this.log.info({ addr: `${addr.address}:${addr.port}` }, 'hbone listener established');
+        resolve(addr);
+      });
+    });
+  }
+
+  private async refreshCertificate(): Promise<void> {
+    const cert = await this.opts.getCertificate(this.opts.identity);
+    if (cert !== this.currentCert && this.h2) {
+      this.h2.setSecureContext(tlsOptions(cert));
+      this.currentCert = cert;
+    }
+  }
+
+  private onStream(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): void {
+    stream.on('error', () => undefined);
+    const session = stream.session as http2.ServerHttp2Session | undefined;
+    if (!session || !this.sessions.has(session)) return void stream.destroy();
+    const target = parseAddress(String(headers[':authority'] ?? ''));
+    if (headers[':method'] !== 'CONNECT' || !target) {
+      stream.respond({ ':status': HBONE_STATUS.BAD_REQUEST }, { endStream: true });
+      return;
+    }
+    const socket = session.socket as tls.TLSSocket;
+    const source = this.sourceOf(peerIdentity(socket), socket.remoteAddress);
+    stream.respond({ ':status': HBONE_STATUS.OK });
+    this.server.acceptConnection(stream, { source, targetPort: target.port });
+  }
+
+  async close(deadlineMs = 5000): Promise<void> {
+    this.hbone?.close();
+    for (const s of this.sessions) s.close();
+    await this.server.close(deadlineMs);
+    this.upstream.close();
+    await this.pool.close(Math.min(deadlineMs, 1000)).catch(() => undefined);
+    for (const s of this.sessions) s.destroy();
+  }
+}
+
+function tlsOptions(cert: TunnelCertificate): { cert: string; key: string; ca: string[] } {
+  return { cert: cert.certChainPem.join('\n'), key: cert.keyPem, ca: cert.rootsPem };
+}

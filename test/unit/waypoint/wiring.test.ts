@@ -1,0 +1,168 @@
+/**
+ * The waypoint's wiring pieces: its environment, endpoint resolution from the config stream state
+ * (subset labels, target ports, health), the route-config resource on the wire, the local-mode
+ * waypoint pod, and the destination agent's "through the waypoint only" rule.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { testWorkload } from '../../helpers/loopback-net.js';
+import { requiredWaypoint } from '../../../src/agent/proxy/inbound.js';
+import { WorkloadIndex } from '../../../src/agent/state/workloads.js';
+import { silentLogger } from '../../../src/shared/log.js';
+import { createRegistry } from '../../../src/shared/metrics.js';
+import { TYPE_ROUTE_CONFIG, type Service, type WaypointRef, type Workload } from '../../../src/shared/model.js';
+import { emptyHeaderOps, type RouteConfig } from '../../../src/shared/routes.js';
+import { validateResource } from '../../../src/shared/validate-resource.js';
+import type { ConfigState } from '../../../src/shared/xds/client.js';
+import { isWaypointGateway, waypointPod } from '../../../src/local/workloads.js';
+import { loadWaypointConfig } from '../../../src/waypoint/config.js';
+import { Waypoint } from '../../../src/waypoint/waypoint.js';
+
+const HOST = 'reviews.bookinfo.svc.cluster.local';
+const WAYPOINT: WaypointRef = { name: 'bookinfo/waypoint', namespace: 'bookinfo', addresses: ['10.0.0.9'], identity: 'spiffe://cluster.local/ns/bookinfo/sa/waypoint' };
+
+function reviews(version: string, ip: string, status: Workload['status'] = 'Healthy'): Workload {
+  return testWorkload({
+    name: `reviews-${version}`,
+    namespace: 'bookinfo',
+    ip,
+    serviceAccount: 'reviews',
+    labels: { app: 'reviews', version },
+    canonicalRevision: version,
+    status,
+    services: { [`bookinfo/${HOST}`]: [{ servicePort: 9080, targetPort: 19080 }] },
+  });
+}
+
+function service(endpoints: Workload[], waypoint?: WaypointRef): Service {
+  return {
+    name: 'reviews',
+    namespace: 'bookinfo',
+    hostname: HOST,
+    vips: ['10.96.0.10'],
+    ports: [{ name: 'http', port: 9080, targetPort: 19080, protocol: 'http' }],
+    subjectAltNames: [],
+    routingPreference: [],
+    endpoints: endpoints.map((w) => w.uid),
+    ...(waypoint ? { waypoint } : {}),
+  };
+}
+
+function routeConfig(name = `bookinfo/${HOST}`): RouteConfig {
+  return {
+    name,
+    namespace: 'bookinfo',
+    hostname: HOST,
+    aliases: ['reviews'],
+    waypoint: 'bookinfo/waypoint',
+    ports: [{ port: 9080, protocol: 'http' }],
+    routes: [{ name: 'default', match: [], backends: [{ host: HOST, subset: 'v2', subsetLabels: { version: 'v2' }, weight: 1 }], headers: { request: emptyHeaderOps(), response: emptyHeaderOps() } }],
+    authorization: [],
+  };
+}
+
+function state(workloads: Workload[], services: Service[], routes: RouteConfig[]): ConfigState {
+  return {
+    workloads: new Map(workloads.map((w) => [w.uid, w])),
+    services: new Map(services.map((s) => [`${s.namespace}/${s.hostname}`, s])),
+    authorizations: new Map(),
+    routes: new Map(routes.map((r) => [r.name, r])),
+    versions: new Map(),
+    systemVersions: new Map(),
+  };
+}
+
+function newWaypoint(): Waypoint {
+  return new Waypoint({
+    name: 'bookinfo/waypoint',
+    podIp: '10.0.0.9',
+    identity: WAYPOINT.identity,
+    trustDomain: 'cluster.local',
+    log: silentLogger(),
+    registry: createRegistry(),
+    getCertificate: () => Promise.reject(new Error('no certificates in this test')),
+  });
+}
+
+test('waypoint environment: required variables are named together; defaults derive from the pod', () => {
+  assert.throws(() => loadWaypointConfig({}), (e: Error) => ['AMBIT_NODE_NAME', 'AMBIT_CONTROLLER_ADDR', 'AMBIT_TOKEN_FILE', 'POD_IP', 'AMBIT_WAYPOINT_NAME'].every((v) => e.message.includes(v)));
+  const c = loadWaypointConfig({
+    AMBIT_NODE_NAME: 'node1',
+    AMBIT_CONTROLLER_ADDR: '10.0.0.1:15012',
+    AMBIT_CA_ROOT_FILE: '/run/root.pem',
+    AMBIT_TOKEN_FILE: '/run/token',
+    POD_NAME: 'waypoint-abc-0',
+    POD_NAMESPACE: 'bookinfo',
+    POD_IP: '10.0.1.5',
+    AMBIT_WAYPOINT_NAME: 'waypoint',
+  });
+  assert.deepEqual(
+    { sa: c.serviceAccount, hbone: c.hboneAddr, metrics: c.metricsAddr, td: c.trustDomain },
+    { sa: 'waypoint', hbone: { host: '0.0.0.0', port: 15008 }, metrics: { host: '10.0.1.5', port: 15020 }, td: 'cluster.local' },
+  );
+  assert.throws(() => loadWaypointConfig({ AMBIT_NODE_NAME: 'node1', AMBIT_CONTROLLER_ADDR: 'x:1', AMBIT_CA_ROOT_FILE: 'rel.pem', AMBIT_TOKEN_FILE: '/t', POD_NAME: 'p', POD_NAMESPACE: 'ns', POD_IP: 'nope', AMBIT_WAYPOINT_NAME: 'w' }), /AMBIT_CA_ROOT_FILE[\s\S]*POD_IP|POD_IP[\s\S]*AMBIT_CA_ROOT_FILE/);
+});
+
+test('waypoint endpoints: subset labels select pods, service port maps to target port, unhealthy pods are skipped', () => {
+  const v1 = reviews('v1', '10.0.1.1');
+  const v2 = reviews('v2', '10.0.1.2');
+  const v2down = reviews('v2', '10.0.1.3', 'Unhealthy');
+  const wp = newWaypoint();
+  wp.applyConfig(state([v1, v2, { ...v2down, uid: `${v2down.uid}x`, name: 'reviews-v2x' }], [service([v1, v2, { ...v2down, uid: `${v2down.uid}x` }])], [routeConfig()]));
+  const eps = wp.resolveEndpoints({ host: HOST, port: 9080, subset: 'v2', subsetLabels: { version: 'v2' } });
+  assert.deepEqual(eps.map((e) => [e.address, e.port, e.principal, e.canonicalRevision]), [['10.0.1.2', 19080, 'spiffe://cluster.local/ns/bookinfo/sa/reviews', 'v2']]);
+  assert.equal(wp.resolveEndpoints({ host: HOST, port: 9080 }).length, 2);
+  assert.deepEqual(wp.resolveEndpoints({ host: 'other.bookinfo.svc.cluster.local', port: 9080 }), []);
+  assert.equal(wp.server.routes.length, 1, 'the route config bound to this waypoint is in force');
+});
+
+test('waypoint config: only mesh routes of this waypoint apply; an invalid one is rejected and the last good stays', () => {
+  const wp = newWaypoint();
+  const other = { ...routeConfig('bookinfo/x.bookinfo.svc.cluster.local'), hostname: 'x.bookinfo.svc.cluster.local', waypoint: 'bookinfo/other' };
+  const ingress = { ...routeConfig('istio-system/gw/example.com'), gateway: 'istio-system/gw', hostname: 'example.com' };
+  wp.applyConfig(state([], [], [routeConfig(), other, ingress]));
+  assert.deepEqual(wp.server.routes.map((r) => r.name), [`bookinfo/${HOST}`]);
+  const bad = { ...routeConfig(), routes: [{ ...routeConfig().routes[0]!, backends: [{ host: HOST, weight: -1 }] }] };
+  assert.throws(() => wp.applyConfig(state([], [], [bad])), /route config rejected/);
+  assert.deepEqual(wp.server.routes.map((r) => r.name), [`bookinfo/${HOST}`]);
+});
+
+test('route config travels as a config-stream resource: validated, name must match', () => {
+  const ok = validateResource(TYPE_ROUTE_CONFIG, `bookinfo/${HOST}`, routeConfig());
+  assert.deepEqual(ok.issues, []);
+  assert.equal((ok.value as RouteConfig).hostname, HOST);
+  const renamed = validateResource(TYPE_ROUTE_CONFIG, 'bookinfo/other', routeConfig());
+  assert.ok(renamed.issues.some((i) => i.path.endsWith('.name')), JSON.stringify(renamed.issues));
+  const broken = validateResource(TYPE_ROUTE_CONFIG, `bookinfo/${HOST}`, { ...routeConfig(), routes: 'no' });
+  assert.ok(broken.issues.some((i) => i.path.endsWith('.routes')), JSON.stringify(broken.issues));
+});
+
+test('local mode runs a waypoint Gateway as an unenrolled pod with the gateway service account, pinned to a node', () => {
+  const gw = { apiVersion: 'gateway.networking.k8s.io/v1', kind: 'Gateway', metadata: { name: 'waypoint', namespace: 'bookinfo' }, spec: { gatewayClassName: 'istio-waypoint' } };
+  assert.equal(isWaypointGateway(gw), true);
+  assert.equal(isWaypointGateway({ ...gw, spec: { gatewayClassName: 'istio' } }), false);
+  assert.equal(isWaypointGateway({ ...gw, apiVersion: 'networking.istio.io/v1' }), false);
+  const env = { controllerAddr: '10.0.0.1:15012', caRootFile: '/s/root.pem', tokenFile: (n: string) => `/s/tokens/${n}`, trustDomain: 'cluster.local', logLevel: 'info', nodes: ['node1', 'node2'] };
+  const pod = waypointPod(gw, env);
+  assert.equal(JSON.stringify(waypointPod(gw, env)), JSON.stringify(pod), 'stable');
+  assert.match(pod.metadata.name, /^waypoint-waypoint-[0-9a-f]{8}-0$/);
+  assert.equal(pod.metadata.labels?.['gateway.networking.k8s.io/gateway-name'], 'waypoint');
+  assert.equal(pod.metadata.labels?.['istio.io/dataplane-mode'], 'none');
+  const spec = pod.spec as { nodeName: string; serviceAccountName: string; containers: Array<{ command: string[]; env: Array<{ name: string; value: string }> }> };
+  assert.equal(spec.serviceAccountName, 'waypoint');
+  assert.ok(env.nodes.includes(spec.nodeName));
+  assert.deepEqual(spec.containers[0]!.command, ['ambit', 'waypoint']);
+  const vars = Object.fromEntries(spec.containers[0]!.env.map((e) => [e.name, e.value]));
+  assert.equal(vars['AMBIT_TOKEN_FILE'], `/s/tokens/${spec.nodeName}`);
+  assert.equal(vars['AMBIT_NODE_NAME'], spec.nodeName);
+});
+
+test('destination agent: a port of a waypoint-bound service requires the waypoint; other ports and services do not', () => {
+  const v1 = reviews('v1', '10.0.1.1');
+  const bound = new WorkloadIndex({ workloads: new Map([[v1.uid, v1]]), services: new Map([[`bookinfo/${HOST}`, service([v1], WAYPOINT)]]), authorizations: new Map() }, 'node1');
+  assert.deepEqual(requiredWaypoint(bound, v1, 19080), WAYPOINT);
+  assert.equal(requiredWaypoint(bound, v1, 7070), undefined, 'a port no waypoint-bound service maps to');
+  const free = new WorkloadIndex({ workloads: new Map([[v1.uid, v1]]), services: new Map([[`bookinfo/${HOST}`, service([v1])]]), authorizations: new Map() }, 'node1');
+  assert.equal(requiredWaypoint(free, v1, 19080), undefined);
+  assert.deepEqual(requiredWaypoint(free, { ...v1, waypoint: WAYPOINT }, 7070), WAYPOINT, 'a workload-bound waypoint covers every port');
+});
