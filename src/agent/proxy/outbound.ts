@@ -113,7 +113,6 @@ export class OutboundProxy {
         dst: {
           addr: formatAddress(origDst),
           ...(req.kind === 'tunnel' ? { hboneAddr: formatAddress(req.target), identity: req.expectedIdentities.join(',') } : {}),
-          ...(req.kind === 'passthrough' ? { hboneAddr: undefined } : {}),
           service: service?.hostname,
           workload: dst?.name,
         },
@@ -140,7 +139,7 @@ export class OutboundProxy {
 
     let upstream: Duplex;
     try {
-      upstream = await this.openUpstream(req, src, srcIp);
+      upstream = await this.openUpstream(req, src, srcIp, telemetry);
       if (req.endpoint) this.opts.reportEndpoint?.(req.endpoint, true);
     } catch (e) {
       const code = errorCode(e);
@@ -169,18 +168,24 @@ export class OutboundProxy {
     this.pipes.add(handle);
   }
 
-  private async openUpstream(req: Exclude<OutboundRequest, { kind: 'deny' }>, src: Workload, srcIp: string): Promise<Duplex> {
+  private async openUpstream(
+    req: Exclude<OutboundRequest, { kind: 'deny' }>,
+    src: Workload,
+    srcIp: string,
+    telemetry?: ConnectionTelemetry,
+  ): Promise<Duplex> {
     if (req.kind === 'passthrough') {
       return connectVia(this.opts.sockets, { address: req.address, port: req.port }, this.opts.upstreamConnectTimeoutMs ?? 10_000);
     }
     const headers = buildConnectHeaders({ target: req.target, srcIp, src, ...(req.service ? { service: req.service } : {}) });
-    const { stream } = await this.opts.pool.open({
+    const { stream, peerIdentity } = await this.opts.pool.open({
       srcIdentity: workloadIdentity(src),
       expectedIdentities: req.expectedIdentities,
       tunnelAddress: req.tunnelAddress,
       target: req.target,
       headers,
     });
+    if (peerIdentity && telemetry) telemetry.info.dst.identity = peerIdentity;
     return stream;
   }
 
