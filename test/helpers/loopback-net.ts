@@ -135,7 +135,7 @@ export interface LoopbackMesh {
   setConfig(next: Partial<{ workloads: Workload[]; services: Service[]; authorizations: Authorization[] }>): void;
   addPod(w: Workload, opts?: { plaintextOriginalDst?: (s: import('node:net').Socket) => Address | undefined; pool?: Partial<TunnelPoolOptions> }): Promise<MeshPod>;
   /** An app socket in pod `from` connecting to `dst` through the pod's outbound capture listener. */
-  appConnect(from: MeshPod, dst: Address): import('node:net').Socket;
+  appConnect(from: MeshPod, dst: Address, localAddress?: string): import('node:net').Socket;
   certFor(identity: string): TunnelCertificate;
   close(): Promise<void>;
 }
@@ -238,11 +238,11 @@ export async function createLoopbackMesh(): Promise<LoopbackMesh> {
       pods.push(pod);
       return pod;
     },
-    appConnect(from, dst) {
+    appConnect(from, dst, localAddress) {
       const s = net.connect({
         host: from.ip,
         port: loop.realPort(from.ip, 15001),
-        localAddress: from.ip,
+        localAddress: localAddress ?? from.ip,
         allowHalfOpen: true,
       });
       s.once('connect', () => {

@@ -340,3 +340,16 @@ test('a pooled connection whose peer went silent is probed and replaced', { time
   assert.equal(pool.stats().length, 1, 'a fresh connection replaced it');
   third.stream.destroy();
 });
+
+test('a connection redirected through loopback (as capture does) is attributed to the pod address', { timeout: 30_000 }, async (t) => {
+  const { mesh, a, b, echo } = await setup(t);
+  const headersSeen: Array<Record<string, unknown>> = [];
+  const h2 = (b.inbound as unknown as { h2: import('node:http2').Http2SecureServer }).h2;
+  h2.prependListener('stream', (_s, h) => headersSeen.push({ ...h }));
+  const r = await exchange(mesh.appConnect(a, { address: B_IP, port: echo.port }, '127.0.0.1'), 'lo');
+  assert.equal(r.data.toString(), 'lo');
+  assert.equal(headersSeen[0]?.['forwarded'], `for="${A_IP}"`);
+  for (let i = 0; i < 100 && !mesh.sink.access().some((l) => l['direction'] === 'outbound'); i++) await new Promise((r2) => setTimeout(r2, 20));
+  const out = mesh.sink.access().find((l) => l['direction'] === 'outbound')!;
+  assert.equal((out['src'] as Record<string, unknown>)['addr'], A_IP);
+});

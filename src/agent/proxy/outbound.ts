@@ -98,7 +98,10 @@ export class OutboundProxy {
     const index = this.opts.index();
     const src = index.workloadByUid(this.opts.pod.uid) ?? this.opts.pod;
     const srcIdentity = workloadIdentity(src);
-    const srcIp = normalizeIp(downstream.remoteAddress) || normalizeIp(src.addresses[0]);
+    // Captured connects are redirected to 127.0.0.1:15001, so the peer address is loopback: the
+    // source is the pod's own address.
+    const remote = normalizeIp(downstream.remoteAddress);
+    const srcIp = remote && !isLoopback(remote) ? remote : normalizeIp(src.addresses.find((a) => a.includes(':') === remote.includes(':')) ?? src.addresses[0]);
     const req = buildOutboundRequest({ src, origDst, index, nodeName: this.opts.nodeName, pickEndpoint: this.opts.pickEndpoint });
     const dst = req.kind === 'deny' ? undefined : req.dstWorkload;
     const service = req.service;
@@ -210,6 +213,10 @@ export class OutboundProxy {
     for (const s of this.pending) s.destroy();
     for (const p of this.pipes) p.destroy();
   }
+}
+
+function isLoopback(ip: string): boolean {
+  return ip.startsWith('127.') || ip === '::1';
 }
 
 function reasonOf(code: string | undefined): string {
