@@ -269,7 +269,7 @@ test('a CONNECT naming another pod gets 400 and a failed upstream gets 503', { t
       target,
       headers: buildConnectHeaders({ target, srcIp: A_IP }),
     });
-  await assert.rejects(open({ address: C_IP, port: echo.port }), (e: unknown) => isAmbitError(e, 'AMBIT_ERR_TUNNEL_CONNECT') && (e.details?.['status'] === 400));
+  await assert.rejects(open({ address: C_IP, port: echo.port }), (e: unknown) => isAmbitError(e, 'AMBIT_ERR_TUNNEL_CONNECT') && e.details?.['status'] === 400 && e.details?.['reason'] === 'ip_mismatch');
   // A port nothing listens on (the echo server's port + a closed one) → 503.
   const closedPort = await new Promise<number>((resolve) => {
     const tmp = net.createServer().listen(0, B_IP, () => {

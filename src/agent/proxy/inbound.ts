@@ -22,6 +22,7 @@ import {
   CONNECTION_WINDOW_BYTES,
   HBONE_STATUS,
   MAX_FRAME_BYTES,
+  REASON_HEADER,
   STREAM_WINDOW_BYTES,
   parseForwardedFor,
   peerIdentity,
@@ -139,7 +140,8 @@ export class InboundHbone {
   private reject(stream: http2.ServerHttp2Stream, status: number, reason: string, extra: Record<string, unknown> = {}): void {
     this.opts.metrics.connectionsRejected.inc({ direction: 'inbound', reason });
     this.log.warn({ status, reason, ...extra }, 'tunnel request rejected');
-    if (!stream.destroyed && !stream.headersSent) stream.respond({ ':status': status }, { endStream: true });
+    // The bounded reason code only: policy names stay on this side.
+    if (!stream.destroyed && !stream.headersSent) stream.respond({ ':status': status, [REASON_HEADER]: reason }, { endStream: true });
   }
 
   private async onStream(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): Promise<void> {

@@ -21,6 +21,7 @@ import {
   CONNECTION_WINDOW_BYTES,
   HBONE_STATUS,
   MAX_FRAME_BYTES,
+  REASON_HEADER,
   STREAM_WINDOW_BYTES,
   tunnelStatusError,
   uriSans,
@@ -342,7 +343,8 @@ export class TunnelPool {
         const status = Number(headers[':status']);
         if (status === HBONE_STATUS.OK) settle();
         else {
-          settle(tunnelStatusError(status, req.target, req.tunnelAddress));
+          const reason = headers[REASON_HEADER];
+          settle(tunnelStatusError(status, req.target, req.tunnelAddress, typeof reason === 'string' ? reason : undefined));
           stream.close();
         }
       });

@@ -13,6 +13,9 @@ import { clusterOf } from './metrics.js';
 
 export const HBONE_STATUS = { OK: 200, BAD_REQUEST: 400, DENIED: 401, UPSTREAM_FAILED: 503 } as const;
 
+/** Response header carrying the bounded reason of a non-200 reply (e.g. `policy_denied`, `ip_mismatch`). */
+export const REASON_HEADER = 'x-ambit-reason';
+
 /**
  * HTTP/2 windows larger than the 64 KiB defaults. ztunnel uses 4 MiB per stream and 16 MiB per
  * connection; with node:http2 a connection window above ~6 MiB deadlocks bidirectional bulk
@@ -104,18 +107,15 @@ export function peerIdentity(socket: TLSSocket): string | undefined {
 }
 
 /** Maps a non-200 CONNECT reply to the error the outbound side branches on. */
-export function tunnelStatusError(status: number, target: Address, tunnelAddress: Address): AmbitError {
+export function tunnelStatusError(status: number, target: Address, tunnelAddress: Address, reason?: string): AmbitError {
   const t = formatAddress(target);
   const via = formatAddress(tunnelAddress);
+  const details = { status, ...(reason ? { reason } : {}) };
   if (status === HBONE_STATUS.DENIED) {
-    return new AmbitError('AMBIT_ERR_TUNNEL_REFUSED', `tunnel to ${t} via ${via} refused by the destination's authorization policy (401)`, {
-      details: { status },
-    });
+    return new AmbitError('AMBIT_ERR_TUNNEL_REFUSED', `tunnel to ${t} via ${via} refused by the destination's authorization policy (401)`, { details });
   }
   if (status === HBONE_STATUS.UPSTREAM_FAILED) {
-    return new AmbitError('AMBIT_ERR_UPSTREAM_CONNECT', `destination agent at ${via} could not connect to ${t} (503); is the app listening on that port?`, {
-      details: { status },
-    });
+    return new AmbitError('AMBIT_ERR_UPSTREAM_CONNECT', `destination agent at ${via} could not connect to ${t} (503); is the app listening on that port?`, { details });
   }
-  return new AmbitError('AMBIT_ERR_TUNNEL_CONNECT', `tunnel to ${t} via ${via} failed with status ${status}`, { details: { status } });
+  return new AmbitError('AMBIT_ERR_TUNNEL_CONNECT', `tunnel to ${t} via ${via} failed with status ${status}${reason ? ` (${reason})` : ''}`, { details });
 }
