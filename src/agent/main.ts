@@ -49,7 +49,7 @@ async function run(config: Readonly<AgentConfig>, log: Logger): Promise<void> {
     capture,
     podSockets: (w) => {
       if (!w.netns) throw new AmbitError('AMBIT_ERR_CONFIG_INVALID', `workload ${w.namespace}/${w.name} has no netns; cannot open its sockets`);
-      return new NetnsPodSockets(w.netns);
+      return new NetnsPodSockets(w.netns, { capture, uid: w.uid });
     },
     originalDestination: (s, direction) => originalDestination(s, direction),
     listenerFd: (server) => socketFd(server),

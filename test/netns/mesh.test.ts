@@ -203,11 +203,12 @@ test('mesh data plane with BPF capture', { skip, timeout: 600_000 }, async (t) =
     t.after(() => {
       if (child.exitCode === null) child.kill('SIGKILL');
     });
+    const exited = new Promise((r) => child.once('exit', r));
     let out = '';
     child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
     await waitFor('the live connection', async () => (out.includes('"connected":true') ? true : undefined), 10_000);
     await m.apply('deny-client.yaml');
-    await new Promise((r) => child.once('exit', r));
+    await exited;
     const result = JSON.parse(out.trim().split('\n').pop()!) as { outcome: string };
     assert.equal(result.outcome, 'closed', 'the agent closed the now-denied connection');
     await m.remove('deny-client.yaml');

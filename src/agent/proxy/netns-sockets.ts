@@ -1,20 +1,40 @@
 /**
  * PodSockets inside a pod's network namespace: sockets are made under setns() by native/netns.ts
- * and handed to Node as fds; dials carry SO_MARK 0x539 so capture lets them through.
- * Gap: original-source preservation (bind to the client's IP with IP_TRANSPARENT before connect)
- * needs a native bind-before-connect helper; until then upstream dials use the pod's own address.
+ * and handed to Node as fds; dials carry SO_MARK 0x539 so capture lets them through. A dial with
+ * `localAddress` (the original client) binds a transparent socket to it, exempted from inbound
+ * capture while it connects, so the app sees the client's address as ztunnel does; this needs the
+ * pod's reply routing (Capture.preservesSource), else the dial leaves from the pod's own address.
  */
 import * as net from 'node:net';
-import { BYPASS_MARK, listenInNetns, socketInNetns, closeFd } from '../../../native/netns.js';
+import { BYPASS_MARK, listenInNetns, socketInNetns, transparentSocketInNetns, closeFd } from '../../../native/netns.js';
+import type { Capture, DirectTuple } from '../capture/capture.js';
 import type { PodConnectOptions, PodSockets } from './sockets.js';
 
+export interface NetnsPodSocketsOptions {
+  /** The agent's capture and the pod's uid in it, for source-preserving dials. */
+  capture?: Capture;
+  uid?: string;
+  mark?: number;
+}
+
+function unmapped(address: string): string {
+  const m = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address);
+  return m ? m[1]! : address;
+}
+
 export class NetnsPodSockets implements PodSockets {
-  readonly preservesSource = false;
+  private readonly mark: number;
 
   constructor(
     readonly netnsPath: string,
-    private readonly mark: number = BYPASS_MARK,
-  ) {}
+    private readonly opts: NetnsPodSocketsOptions = {},
+  ) {
+    this.mark = opts.mark ?? BYPASS_MARK;
+  }
+
+  get preservesSource(): boolean {
+    return this.opts.capture !== undefined && this.opts.uid !== undefined && this.opts.capture.preservesSource(this.opts.uid);
+  }
 
   async listen(port: number, address = '0.0.0.0'): Promise<net.Server> {
     const fd = listenInNetns(this.netnsPath, { address, port, backlog: 1024 });
@@ -35,9 +55,28 @@ export class NetnsPodSockets implements PodSockets {
   }
 
   connect(opts: PodConnectOptions): net.Socket {
-    const family = net.isIPv6(opts.address) ? 'IPv6' : 'IPv4';
+    const destination = unmapped(opts.address);
+    const family = net.isIPv6(destination) ? 'IPv6' : 'IPv4';
+    const source = opts.localAddress === undefined ? undefined : unmapped(opts.localAddress);
+    const { capture, uid } = this.opts;
+    if (source !== undefined && capture && uid !== undefined && this.preservesSource && net.isIPv6(source) === (family === 'IPv6')) {
+      const t = transparentSocketInNetns(this.netnsPath, { source: { address: source, port: 0 }, mark: this.mark });
+      const tuple: DirectTuple = { sourceAddress: source, sourcePort: t.local.port, destinationPort: opts.port };
+      try {
+        capture.allowDirect(uid, tuple);
+      } catch (e) {
+        closeFd(t.fd);
+        throw e;
+      }
+      const socket = new net.Socket({ fd: t.fd, allowHalfOpen: true });
+      // The exemption is only needed for the SYN's socket lookup; established sockets match first.
+      const forget = (): void => capture.forgetDirect(uid, tuple);
+      socket.once('connect', forget);
+      socket.once('close', forget);
+      return socket.connect({ port: opts.port, host: destination });
+    }
     const fd = socketInNetns(this.netnsPath, { family, mark: this.mark });
     const socket = new net.Socket({ fd, allowHalfOpen: true });
-    return socket.connect({ port: opts.port, host: opts.address });
+    return socket.connect({ port: opts.port, host: destination });
   }
 }
