@@ -21,6 +21,8 @@ export interface ThroughputResult {
 export interface RrResult {
   mode: 'rr';
   count: number;
+  /** Duration of all round trips, warm-up included. */
+  seconds: number;
   p50Us: number;
   p90Us: number;
   p99Us: number;
@@ -143,6 +145,7 @@ export async function runRr(host: string, port: number, count: number, warmup: n
   const samples: number[] = [];
   const total = warmup + count;
   const deadline = performance.now() + maxSeconds * 1000;
+  const measuredFrom = performance.now();
   await new Promise<void>((resolve, reject) => {
     let i = 0;
     let t0 = 0;
@@ -172,12 +175,14 @@ export async function runRr(host: string, port: number, count: number, warmup: n
     t0 = nowUs();
     s.write(ONE);
   });
+  const seconds = (performance.now() - measuredFrom) / 1000;
   s.destroy();
   samples.sort((a, b) => a - b);
   const sum = samples.reduce((a, b) => a + b, 0);
   return {
     mode: 'rr',
     count: samples.length,
+    seconds,
     p50Us: quantile(samples, 0.5),
     p90Us: quantile(samples, 0.9),
     p99Us: quantile(samples, 0.99),

@@ -119,6 +119,20 @@ export function rssBytes(pid: number): number {
   return total;
 }
 
+/** CPU time (user + system) of `pid` in seconds, from /proc/<pid>/stat; undefined when it is gone. */
+export function cpuSeconds(pid: number): number | undefined {
+  try {
+    const text = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = text.slice(text.lastIndexOf(')') + 2).split(' ');
+    // Fields after the command: f[0] is field 3 (state); utime is field 14, stime field 15, in clock ticks.
+    return (Number(f[11]) + Number(f[12])) / CLOCK_TICKS;
+  } catch {
+    return undefined;
+  }
+}
+
+const CLOCK_TICKS = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout?.trim()) || 100;
+
 export class BenchMesh {
   private statusCache: LocalStatus | undefined;
 
@@ -213,6 +227,12 @@ export class BenchMesh {
     const out: Record<string, number | undefined> = {};
     for (const n of st.nodes) out[n.name] = n.agentPid !== undefined && pidAlive(n.agentPid) ? rssBytes(n.agentPid) : undefined;
     return out;
+  }
+
+  /** CPU seconds used so far by each node's agent (uses the last status: call agentRss or status(true) after restarts). */
+  async agentCpu(): Promise<Record<string, number | undefined>> {
+    const st = await this.status();
+    return Object.fromEntries(st.nodes.map((n) => [n.name, n.agentPid !== undefined ? cpuSeconds(n.agentPid) : undefined]));
   }
 
   async down(): Promise<CommandResult> {

@@ -108,6 +108,7 @@ export const l4Section: Section = {
     let idleRss: Record<string, number | undefined> | undefined;
     let afterRss: Record<string, number | undefined> | undefined;
     let held: { hold: HoldResult; rss: Record<string, number | undefined> } | undefined;
+    const agentCpu = { throughput: [] as number[], rr: [] as number[], cps: [] as number[] };
     const pods = (await mesh.status(true)).pods.map((p) => ({ pod: `${p.namespace}/${p.name}`, node: p.node, ip: p.ip, enrolled: p.enrolled, captureMode: p.captureMode }));
     try {
       if (paths.has('stunnel')) {
@@ -123,19 +124,32 @@ export const l4Section: Section = {
         await new Promise((r) => setTimeout(r, 2000));
         idleRss = await mesh.agentRss();
       }
+      // Runs one measurement; on the Ambit path also records the busier agent's CPU share during it.
+      const measure = async <T,>(p: PathName, what: keyof typeof agentCpu, args: string[]): Promise<T> => {
+        if (p !== 'ambit') return mesh.load<T>(run(p).client, args, 120_000);
+        const c0 = await mesh.agentCpu();
+        const t0 = performance.now();
+        const r = await mesh.load<T>(run(p).client, args, 120_000);
+        // The load generator's own measuring time: the exec and Node start-up around it are not load.
+        const wall = (r as { seconds?: number }).seconds ?? (performance.now() - t0) / 1000;
+        const c1 = await mesh.agentCpu();
+        const shares = Object.keys(c1).map((n) => ((c1[n] ?? Number.NaN) - (c0[n] ?? Number.NaN)) / wall);
+        if (shares.every(Number.isFinite)) agentCpu[what].push(Math.max(...shares) * 100);
+        return r;
+      };
       for (let round = 1; round <= plan.rounds; round++) {
         const tag = plan.rounds > 1 ? ` (round ${round}/${plan.rounds})` : '';
         for (const p of active) {
           ctx.progress(`throughput ${p}${tag}`);
-          (tput[p] ??= []).push(await mesh.load<ThroughputResult>(run(p).client, ['throughput', run(p).host, String(run(p).sink), '--max-bytes', String(plan.throughput.maxBytes), '--max-seconds', String(plan.throughput.maxSeconds)], 120_000));
+          (tput[p] ??= []).push(await measure<ThroughputResult>(p, 'throughput', ['throughput', run(p).host, String(run(p).sink), '--max-bytes', String(plan.throughput.maxBytes), '--max-seconds', String(plan.throughput.maxSeconds)]));
         }
         for (const p of active) {
           ctx.progress(`request/response ${p}${tag}`);
-          (rr[p] ??= []).push(await mesh.load<RrResult>(run(p).client, ['rr', run(p).host, String(run(p).echo), '--count', String(plan.rr.count), '--warmup', String(plan.rr.warmup), '--max-seconds', '60'], 120_000));
+          (rr[p] ??= []).push(await measure<RrResult>(p, 'rr', ['rr', run(p).host, String(run(p).echo), '--count', String(plan.rr.count), '--warmup', String(plan.rr.warmup), '--max-seconds', '60']));
         }
         for (const p of active) {
           ctx.progress(`new connections ${p}${tag}`);
-          (cps[p] ??= []).push(await mesh.load<CpsResult>(run(p).client, ['cps', run(p).host, String(run(p).echo), '--parallel', String(plan.cps.parallel), '--seconds', String(plan.cps.seconds)], 120_000));
+          (cps[p] ??= []).push(await measure<CpsResult>(p, 'cps', ['cps', run(p).host, String(run(p).echo), '--parallel', String(plan.cps.parallel), '--seconds', String(plan.cps.seconds)]));
         }
       }
       if (paths.has('ambit')) {
@@ -158,6 +172,10 @@ export const l4Section: Section = {
       }
       return out;
     };
+    const cpuRow = (v: number[]): Partial<Record<string, number>> => {
+      const m = median(v);
+      return m === undefined ? {} : { ambit: m };
+    };
     const rssRow = (r: Record<string, number | undefined> | undefined): Partial<Record<string, number>> => (r && maxOf(r) !== undefined ? { ambit: maxOf(r)! / MIB } : {});
     const metrics: Metric[] = [
       { key: 'throughput', label: 'single-stream throughput', unit: 'MiB/s', digits: 0, values: pick(tput, (v) => v.mibPerSec) },
@@ -165,6 +183,9 @@ export const l4Section: Section = {
       { key: 'rrP99', label: '1-byte RR p99', unit: 'µs', digits: 0, values: pick(rr, (v) => v.p99Us) },
       { key: 'cps', label: 'new connections/s', unit: 'conn/s', digits: 0, values: pick(cps, (v) => v.perSec) },
       { key: 'cpsP50', label: 'connect+exchange p50', unit: 'µs', digits: 0, values: pick(cps, (v) => v.p50Us) },
+      { key: 'cpuThroughput', label: 'busier agent CPU during throughput', unit: '% of a core', digits: 0, values: cpuRow(agentCpu.throughput) },
+      { key: 'cpuRr', label: 'busier agent CPU during RR', unit: '% of a core', digits: 0, values: cpuRow(agentCpu.rr) },
+      { key: 'cpuCps', label: 'busier agent CPU during new connections', unit: '% of a core', digits: 0, values: cpuRow(agentCpu.cps) },
       { key: 'rssIdle', label: 'agent RSS idle, max of 2', unit: 'MiB', digits: 1, values: rssRow(idleRss) },
       { key: 'rssHeld', label: `agent RSS, ${plan.hold.count} conns open, max of 2`, unit: 'MiB', digits: 1, values: rssRow(held?.rss) },
       { key: 'rssAfter', label: 'agent RSS after load, max of 2', unit: 'MiB', digits: 1, values: rssRow(afterRss) },
@@ -206,6 +227,7 @@ export const l4Section: Section = {
         throughput: tput,
         rr,
         cps,
+        agentCpuPercent: agentCpu,
         agentRssBytes: { idle: idleRss, held: held?.rss, afterLoad: afterRss },
         hold: held?.hold,
         skipped,
