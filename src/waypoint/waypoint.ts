@@ -74,7 +74,15 @@ export class Waypoint {
     const viaHbone = hboneConnect({ pool: this.pool, srcIdentity: opts.identity, srcIp: opts.podIp });
     const plain = tcpConnect();
     this.upstream = new HttpUpstream({
-      connect: (e) => (this.index.byIp.get(normalizeIp(e.address))?.tunnelProtocol === 'HBONE' ? viaHbone(e) : plain(e)),
+      connect: async (e) => {
+        if (this.index.byIp.get(normalizeIp(e.address))?.tunnelProtocol !== 'HBONE') return plain(e);
+        const stream = await viaHbone(e);
+        // The backend closing an idle keep-alive connection arrives as END_STREAM: a tunnel stream
+        // stays writable after that, so the HTTP client would keep it as a free socket and send the
+        // next request into a dead connection. HTTP never needs half-close: end means gone.
+        stream.once('end', () => stream.destroy());
+        return stream;
+      },
     });
     this.server = new WaypointServer({
       log: opts.log,
