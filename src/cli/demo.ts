@@ -1,6 +1,7 @@
 /**
- * `ambit local demo`: brings up examples/demo (frontend → backend v1/v2 in an enrolled namespace),
- * sends requests from a client pod, and summarises what the mesh did. The mesh stays up afterwards.
+ * `ambit local demo`: brings up examples/demo (frontend → backend v1/v2 in an enrolled namespace
+ * that uses a waypoint; a VirtualService splits backend traffic 90/10), sends requests from a client
+ * pod, and summarises what the mesh did. The mesh stays up afterwards.
  */
 import { spawn } from 'node:child_process';
 import { join, dirname } from 'node:path';
@@ -12,7 +13,7 @@ import { renderTable, type Io } from './io.js';
 import { formatStatus, runLocal, startLocal } from './local.js';
 
 const repoRoot = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
-const REQUESTS = 20;
+const REQUESTS = 100;
 
 export async function runDemo(_argv: string[], io: Io): Promise<number> {
   const name = 'ambit';
@@ -26,7 +27,7 @@ export async function runDemo(_argv: string[], io: Io): Promise<number> {
   const client = st.pods.find((p) => p.namespace === 'demo' && p.name.startsWith('client-'));
   if (!client) throw new Error('demo client pod is missing');
   const target = await callControl<ExecTarget>(stateDir, 'GET', `/exec-target?namespace=demo&name=${encodeURIComponent(client.name)}`);
-  io.out(`sending ${REQUESTS} requests: client pod → http://frontend:8080/ → http://backend:8080/\n`);
+  io.out(`sending ${REQUESTS} requests: client pod → http://frontend:8080/ → http://backend:8080/ (through the waypoint: 90% v1, 10% v2)\n`);
   const byVersion = new Map<string, number>();
   const sources = new Set<string>();
   let failures = 0;
@@ -45,7 +46,10 @@ export async function runDemo(_argv: string[], io: Io): Promise<number> {
   }
   io.out(renderTable(['BACKEND', 'RESPONSES'], [...byVersion.entries()].sort().map(([k, v]) => [k, String(v)])) + '\n\n');
   const frontend = st.pods.find((p) => p.name.startsWith('frontend-'));
-  if (frontend) {
+  const waypointPod = st.pods.find((p) => p.namespace === 'demo' && p.name.startsWith('waypoint-'));
+  if (waypointPod && sources.size === 1 && sources.has(waypointPod.ip)) {
+    io.out(`the backend saw requests from ${waypointPod.ip}, the waypoint pod: L7 routing happens there, and the waypoint forwards over HBONE with its own identity\n`);
+  } else if (frontend) {
     const preserved = sources.size === 1 && sources.has(frontend.ip);
     io.out(`the backend saw requests from ${[...sources].join(', ') || 'nobody'}; the frontend pod is ${frontend.ip}${preserved ? ': the source address is preserved through the tunnel' : ''}\n`);
   }
@@ -58,6 +62,12 @@ export async function runDemo(_argv: string[], io: Io): Promise<number> {
   }
   io.out('\nmTLS tunnel (HBONE) connections counted by each node agent:\n');
   io.out(renderTable(['NODE', 'OPENED (SOURCE)', 'OPENED (DESTINATION)', 'METRICS'], rows) + '\n\n');
+  const waypoint = latest.pods.find((p) => p.namespace === 'demo' && p.name.startsWith('waypoint-'));
+  if (waypoint) {
+    const url = `http://${waypoint.ip}:15020/metrics`;
+    const text = await fetch(url).then((r) => r.text()).catch(() => '');
+    io.out(`the waypoint (${waypoint.name}) handled ${sumMetric(text, 'istio_requests_total', 'waypoint')} HTTP requests (istio_requests_total at ${url})\n`);
+  }
   const captured = latest.pods.filter((p) => p.enrolled);
   io.out(`${captured.filter((p) => p.captured).length}/${captured.length} enrolled pods captured (${[...new Set(captured.map((p) => p.captureMode))].join(', ')})\n`);
   io.out(`${REQUESTS - failures}/${REQUESTS} requests succeeded.\n\n`);
