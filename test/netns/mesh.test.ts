@@ -127,10 +127,11 @@ test('mesh data plane with BPF capture', { skip, timeout: 600_000 }, async (t) =
   });
 
   await t.test('between nodes the wire carries only TLS on port 15008, never the payload', async () => {
+    // node1's veth in the root namespace: the bridge device itself does not see frames it switches between ports.
     const dir = mkdtempSync(join(tmpdir(), 'ambit-pcap-'));
     t.after(() => rmSync(dir, { recursive: true, force: true }));
     const pcap = join(dir, 'bridge.pcap');
-    const dump = spawn('tcpdump', ['-i', `${m.name}-br`, '-nn', '-U', '-s', '0', '-w', pcap, 'tcp and not port 15012'], { stdio: 'ignore' });
+    const dump = spawn('tcpdump', ['-i', `${m.name}-n1`, '-nn', '-U', '-s', '0', '-w', pcap, 'tcp and not port 15012'], { stdio: 'ignore' });
     await new Promise((r) => setTimeout(r, 1000));
     const marker = `AMBIT-SECRET-${process.pid}-${Date.now()}`;
     const r = await m.load<{ reply: string }>('mesh-a/client', ['send', 'server.mesh-b', '9000', marker]);

@@ -229,6 +229,13 @@ class PooledConnection {
       }
     });
     session.once('goaway', () => this.transition(['ready'], 'draining'));
+    // The peer's end of the connection closed (e.g. its agent restarted): the TCP socket is
+    // half-open, so nothing fails until a new stream times out. Stop using it at once; streams
+    // already running finish, then the session closes.
+    tlsSocket.once('end', () => {
+      if (this.transition(['ready'], 'draining')) this.log.debug({ tunnelId: this.id }, 'tunnel peer closed its side; draining');
+      session.close();
+    });
     session.once('close', () => {
       clearTimeout(timer);
       this.transition(['connecting', 'ready', 'draining'], 'closed');
