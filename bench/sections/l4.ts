@@ -111,6 +111,9 @@ export const l4Section: Section = {
     const agentCpu = { throughput: [] as number[], rr: [] as number[], cps: [] as number[] };
     const pods = (await mesh.status(true)).pods.map((p) => ({ pod: `${p.namespace}/${p.name}`, node: p.node, ip: p.ip, enrolled: p.enrolled, captureMode: p.captureMode }));
     try {
+      for (const ns of ['bench-plain', ...(paths.has('ambit') ? ['bench-mesh'] : [])]) {
+        for (const pod of ['client', 'server']) await mesh.tunePod(ns, pod);
+      }
       if (paths.has('stunnel')) {
         const server = await mesh.pod('bench-plain', 'server');
         stunnel = await startStunnelPair({ mesh, namespace: 'bench-plain', clientPod: 'client', serverPod: 'server', serverIp: server.ip, sinkPort: SINK, echoPort: ECHO });
