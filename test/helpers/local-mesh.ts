@@ -96,3 +96,9 @@ export function meshName(tag: string): string {
 export function ensureDir(p: string): void {
   mkdirSync(p, { recursive: true });
 }
+
+/** Stops mesh `name` and removes its state folder (CA, tokens, logs): what a test made, it removes. */
+export async function destroyMesh(name: string): Promise<void> {
+  await ambit(['local', 'down', '--name', name]);
+  rmSync(`/run/ambit/${name}`, { recursive: true, force: true });
+}

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { ambit, isRoot, leftovers, lockLocalMesh, meshName, pidAlive, repoRoot } from '../helpers/local-mesh.js';
+import { ambit, destroyMesh, isRoot, leftovers, lockLocalMesh, meshName, pidAlive, repoRoot } from '../helpers/local-mesh.js';
 import type { LocalStatus } from '../../src/local/mesh.js';
 
 const fixture = join(repoRoot, 'test/fixtures/local/four-pods.yaml');
@@ -10,7 +10,7 @@ test('ambit local: 2 nodes and 4 pods, exec, names, ClusterIP, and nothing left 
   const unlock = await lockLocalMesh();
   const name = meshName('tl');
   t.after(async () => {
-    await ambit(['local', 'down', '--name', name]);
+    await destroyMesh(name);
     unlock();
   });
 
@@ -73,7 +73,7 @@ test('ambit local up rejects bad manifests before creating anything', { skip: is
   const unlock = await lockLocalMesh();
   const name = meshName('tb');
   t.after(async () => {
-    await ambit(['local', 'down', '--name', name]);
+    await destroyMesh(name);
     unlock();
   });
   const bad = join(repoRoot, 'test/fixtures/local/bad.yaml');

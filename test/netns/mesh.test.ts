@@ -10,7 +10,7 @@ import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync, existsSy
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ambit, isRoot, leftovers, lockLocalMesh, meshName, repoRoot } from '../helpers/local-mesh.js';
+import { ambit, destroyMesh, isRoot, leftovers, lockLocalMesh, meshName, repoRoot } from '../helpers/local-mesh.js';
 import { callControl } from '../../src/local/control.js';
 import { stateDirFor, type LocalStatus } from '../../src/local/mesh.js';
 
@@ -31,7 +31,7 @@ async function startMesh(t: TestContext, tag: string, capture: 'bpf' | 'nft'): P
   const unlock = await lockLocalMesh();
   const name = meshName(tag);
   t.after(async () => {
-    await ambit(['local', 'down', '--name', name]);
+    await destroyMesh(name);
     unlock();
   });
   const up = await ambit(['local', 'up', '-f', fx('base.yaml'), '--name', name, '--capture', capture, '--timeout', '90s']);

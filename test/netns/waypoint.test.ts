@@ -1,7 +1,8 @@
 /**
  * Waypoints end to end in `ambit local`: a namespace bound to a waypoint Gateway, the seeds'
  * VirtualService 90/10 over DestinationRule subsets v1/v2 unchanged, a header match, an L7 DENY on
- * the waypoint, the waypoint's Istio metrics, and a client dialing a backend pod directly refused by
+ * the waypoint, the waypoint's Istio metrics, a TCP service carried through the waypoint as TCP,
+ * and a client dialing a backend pod directly refused by
  * the destination agent (waypoint-bound traffic must come through the waypoint).
  */
 import { test, type TestContext } from 'node:test';
@@ -101,13 +102,15 @@ test('waypoint: 90/10 subsets, header match, L7 deny, metrics, no bypass', { ski
     return metricSum(text, 'istio_requests_total', { reporter: 'waypoint' }) > 0 ? true : undefined;
   });
 
-  await t.test('the seed VirtualService splits 90/10 between subsets v1 and v2 (1000 requests, ±3 points)', async () => {
-    const r = await m.load([URL, '1000', '8']);
+  // 2000 requests: the ±3 point bound is 4.5 standard deviations of a fair 90/10 split.
+  await t.test('the seed VirtualService splits 90/10 between subsets v1 and v2 (2000 requests, ±3 points)', async () => {
+    const n = 2000;
+    const r = await m.load([URL, String(n), '8']);
     t.diagnostic(JSON.stringify(r));
-    assert.deepEqual({ errors: r.errors, ok: r.statuses['200'] }, { errors: 0, ok: 1000 }, JSON.stringify(r));
+    assert.deepEqual({ errors: r.errors, ok: r.statuses['200'] }, { errors: 0, ok: n }, JSON.stringify(r));
     const v2 = r.texts['v2'] ?? 0;
-    assert.equal((r.texts['v1'] ?? 0) + v2, 1000, JSON.stringify(r.texts));
-    assert.ok(Math.abs(v2 / 1000 - 0.1) <= 0.03, `v2 share ${v2 / 10}% is within 10±3%`);
+    assert.equal((r.texts['v1'] ?? 0) + v2, n, JSON.stringify(r.texts));
+    assert.ok(Math.abs(v2 / n - 0.1) <= 0.03, `v2 share ${(100 * v2) / n}% is within 10±3%`);
   });
 
   await t.test('a header match sends the marked user to v2 only; others still split', async () => {
@@ -134,6 +137,12 @@ test('waypoint: 90/10 subsets, header match, L7 deny, metrics, no bypass', { ski
     assert.ok(ok >= 1500, `200s counted: ${ok}`);
     assert.ok(forbidden >= 10, `403s counted: ${forbidden}`);
     assert.ok(metricSum(text, 'istio_requests_total', { reporter: 'waypoint', destination_version: 'v2' }) > 0, 'destination_version is labelled');
+  });
+
+  await t.test('a TCP service bound to the waypoint is carried through it as TCP', async () => {
+    const marker = `tcp-through-waypoint-${process.pid}`;
+    const r = await m.exec([process.execPath, join(repoRoot, 'dist/test/helpers/netload.js'), 'send', 'echo', '9000', marker]);
+    assert.equal((JSON.parse(r.stdout.trim().split('\n').pop() ?? '{}') as { reply?: string }).reply, marker, `${r.stdout} ${r.stderr}`);
   });
 
   await t.test('dialing a backend pod directly is refused by the destination agent (only the waypoint may reach it)', async () => {
