@@ -2,12 +2,14 @@
  * One waypoint process, wired: HBONE listener (15008, mTLS with the waypoint's own workload
  * certificate) whose CONNECT streams feed the L7 WaypointServer; route configs and endpoints from
  * the controller's config stream; upstream tries over HBONE (TunnelPool, the waypoint's identity)
- * to enrolled endpoints, plain TCP to the others.
+ * to enrolled endpoints, plain TCP to the others. Tunnels to ports that are not HTTP are piped to
+ * an endpoint as TCP.
  * Invariants: a config whose route configs fail validation is rejected (thrown, so the stream
  * NACKs) and the last good one stays in force; endpoints are looked up in the last applied state.
  */
 import * as http2 from 'node:http2';
 import * as net from 'node:net';
+import type { Duplex } from 'node:stream';
 import type * as tls from 'node:tls';
 import type { Registry } from 'prom-client';
 import { AmbitError, errorMessage } from '../shared/errors.js';
@@ -18,14 +20,16 @@ import type { Service, Workload } from '../shared/model.js';
 import { formatIssue } from '../shared/validate.js';
 import type { RouteConfig } from '../shared/routes.js';
 import type { ConfigState } from '../shared/xds/client.js';
+import { copyBidirectional, type CopyHandle } from '../agent/proxy/copy.js';
 import { createProxyMetrics } from '../agent/proxy/metrics.js';
 import { TunnelPool } from '../agent/proxy/pool.js';
-import { normalizeIp, parseAddress } from '../agent/proxy/sockets.js';
+import { normalizeIp, parseAddress, type Address } from '../agent/proxy/sockets.js';
 import { HBONE_STATUS, MAX_FRAME_BYTES, STREAM_WINDOW_BYTES, peerIdentity, type TunnelCertificate } from '../agent/proxy/tunnel.js';
 import { workloadIdentity } from '../agent/state/workloads.js';
 import { hboneConnect } from './hbone.js';
+import { isHttpProtocol } from './protocol.js';
 import { WaypointServer, type BackendTarget, type SourceInfo } from './server.js';
-import { HttpUpstream, tcpConnect, type Endpoint } from './upstream.js';
+import { HttpUpstream, tcpConnect, type ConnectFn, type Endpoint } from './upstream.js';
 
 export interface WaypointOptions {
   /** `<namespace>/<gateway name>` this process serves. */
@@ -46,6 +50,8 @@ export interface WaypointOptions {
 
 interface ServiceIndex {
   byHost: Map<string, Service>;
+  /** `<vip>|<port>` → service. */
+  byVip: Map<string, Service>;
   workloads: ReadonlyMap<string, Workload>;
   byIp: Map<string, Workload>;
 }
@@ -55,7 +61,10 @@ export class Waypoint {
   private readonly pool: TunnelPool;
   private readonly upstream: HttpUpstream;
   private readonly log: Logger;
-  private index: ServiceIndex = { byHost: new Map(), workloads: new Map(), byIp: new Map() };
+  private index: ServiceIndex = { byHost: new Map(), byVip: new Map(), workloads: new Map(), byIp: new Map() };
+  /** Opens a byte stream to an endpoint: HBONE with the waypoint's identity when it is enrolled, else TCP. */
+  private readonly connectL4: ConnectFn;
+  private readonly pipes = new Set<CopyHandle>();
   private hbone: net.Server | undefined;
   private h2: http2.Http2SecureServer | undefined;
   private currentCert: TunnelCertificate | undefined;
@@ -73,10 +82,10 @@ export class Waypoint {
     });
     const viaHbone = hboneConnect({ pool: this.pool, srcIdentity: opts.identity, srcIp: opts.podIp });
     const plain = tcpConnect();
+    this.connectL4 = (e) => (this.index.byIp.get(normalizeIp(e.address))?.tunnelProtocol === 'HBONE' ? viaHbone(e) : plain(e));
     this.upstream = new HttpUpstream({
       connect: async (e) => {
-        if (this.index.byIp.get(normalizeIp(e.address))?.tunnelProtocol !== 'HBONE') return plain(e);
-        const stream = await viaHbone(e);
+        const stream = await this.connectL4(e);
         // The backend closing an idle keep-alive connection arrives as END_STREAM: a tunnel stream
         // stays writable after that, so the HTTP client would keep it as a free socket and send the
         // next request into a dead connection. HTTP never needs half-close: end means gone.
@@ -105,10 +114,14 @@ export class Waypoint {
       throw new AmbitError('AMBIT_ERR_XDS_STREAM', `route config rejected: ${result.issues.slice(0, 5).map(formatIssue).join('; ')}`);
     }
     const byHost = new Map<string, Service>();
-    for (const s of state.services.values()) byHost.set(s.hostname, s);
+    const byVip = new Map<string, Service>();
+    for (const s of state.services.values()) {
+      byHost.set(s.hostname, s);
+      for (const vip of s.vips) for (const p of s.ports) byVip.set(`${normalizeIp(vip)}|${p.port}`, s);
+    }
     const byIp = new Map<string, Workload>();
     for (const w of state.workloads.values()) for (const a of w.addresses) byIp.set(normalizeIp(a), w);
-    this.index = { byHost, workloads: state.workloads, byIp };
+    this.index = { byHost, byVip, workloads: state.workloads, byIp };
   }
 
   /** Healthy endpoints of a backend: service port → pod target port, filtered by subset labels. */
@@ -139,6 +152,49 @@ export class Waypoint {
       });
     }
     return out;
+  }
+
+  /**
+   * Where a tunnel to `target` goes when it is not HTTP (Istio: ports not declared http, http2,
+   * grpc or grpc-web are carried as TCP): an endpoint, null when the TCP service has none, or
+   * undefined when the waypoint serves it as HTTP.
+   */
+  tcpEndpoint(target: Address, random: () => number = Math.random): Endpoint | null | undefined {
+    const ip = normalizeIp(target.address);
+    const svc = this.index.byVip.get(`${ip}|${target.port}`);
+    if (svc) {
+      const sp = svc.ports.find((p) => p.port === target.port);
+      if (!sp || isHttpProtocol(sp.protocol)) return undefined;
+      const eps = this.resolveEndpoints({ host: svc.hostname, port: target.port });
+      return eps.length === 0 ? null : eps[Math.min(eps.length - 1, Math.floor(random() * eps.length))]!;
+    }
+    const w = this.index.byIp.get(ip);
+    if (!w) return undefined;
+    for (const [key, mappings] of Object.entries(w.services)) {
+      const s = this.index.byHost.get(key.slice(key.indexOf('/') + 1));
+      const m = mappings.find((x) => x.targetPort === target.port);
+      if (s && m && isHttpProtocol(s.ports.find((p) => p.port === m.servicePort)?.protocol ?? 'tcp')) return undefined;
+    }
+    return { key: `${ip}:${target.port}`, address: ip, port: target.port, principal: workloadIdentity(w), workload: w.name, namespace: w.namespace };
+  }
+
+  /** Pipes a tunnel stream to a TCP endpoint (half-close kept, errors tear both sides down). */
+  private async forwardTcp(stream: http2.ServerHttp2Stream, endpoint: Endpoint): Promise<void> {
+    let upstream: Duplex;
+    try {
+      upstream = await this.connectL4(endpoint);
+    } catch (e) {
+      this.log.warn({ endpoint: endpoint.key, err: errorMessage(e) }, 'tcp upstream connect failed');
+      if (!stream.destroyed && !stream.headersSent) stream.respond({ ':status': HBONE_STATUS.UPSTREAM_FAILED }, { endStream: true });
+      return;
+    }
+    if (stream.destroyed || stream.closed) {
+      upstream.destroy();
+      return;
+    }
+    stream.respond({ ':status': HBONE_STATUS.OK });
+    const handle = copyBidirectional(stream, upstream, { onClose: () => this.pipes.delete(handle) });
+    this.pipes.add(handle);
   }
 
   /** The caller of a tunnel: its peer identity, and its workload when the source IP matches it. */
@@ -219,6 +275,18 @@ export class Waypoint {
       stream.respond({ ':status': HBONE_STATUS.BAD_REQUEST }, { endStream: true });
       return;
     }
+    const l4 = this.tcpEndpoint(target);
+    if (l4 === null) {
+      stream.respond({ ':status': HBONE_STATUS.UPSTREAM_FAILED }, { endStream: true });
+      return;
+    }
+    if (l4 !== undefined) {
+      this.forwardTcp(stream, l4).catch((e: unknown) => {
+        this.log.error({ err: errorMessage(e) }, 'tcp forward failed');
+        stream.destroy();
+      });
+      return;
+    }
     const socket = session.socket as tls.TLSSocket;
     const source = this.sourceOf(peerIdentity(socket), socket.remoteAddress);
     stream.respond({ ':status': HBONE_STATUS.OK });
@@ -228,6 +296,7 @@ export class Waypoint {
   async close(deadlineMs = 5000): Promise<void> {
     this.hbone?.close();
     for (const s of this.sessions) s.close();
+    for (const p of this.pipes) p.destroy();
     await this.server.close(deadlineMs);
     this.upstream.close();
     await this.pool.close(Math.min(deadlineMs, 1000)).catch(() => undefined);

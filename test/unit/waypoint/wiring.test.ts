@@ -166,3 +166,21 @@ test('destination agent: a port of a waypoint-bound service requires the waypoin
   assert.equal(requiredWaypoint(free, v1, 19080), undefined);
   assert.deepEqual(requiredWaypoint(free, { ...v1, waypoint: WAYPOINT }, 7070), WAYPOINT, 'a workload-bound waypoint covers every port');
 });
+
+test('waypoint tunnels: HTTP ports are served as HTTP, other ports are piped as TCP to an endpoint', () => {
+  const v1 = reviews('v1', '10.0.1.1');
+  const db = testWorkload({ name: 'db', namespace: 'bookinfo', ip: '10.0.1.7', serviceAccount: 'db', services: { 'bookinfo/db.bookinfo.svc.cluster.local': [{ servicePort: 5432, targetPort: 15432 }] } });
+  const dbService: Service = { ...service([db]), name: 'db', hostname: 'db.bookinfo.svc.cluster.local', vips: ['10.96.0.11'], ports: [{ name: 'tcp', port: 5432, targetPort: 15432, protocol: 'tcp' }] };
+  const empty: Service = { ...dbService, name: 'cache', hostname: 'cache.bookinfo.svc.cluster.local', vips: ['10.96.0.12'], endpoints: [] };
+  const wp = newWaypoint();
+  wp.applyConfig(state([v1, db], [service([v1]), dbService, empty], [routeConfig()]));
+  assert.equal(wp.tcpEndpoint({ address: '10.96.0.10', port: 9080 }), undefined, 'the http service port');
+  assert.deepEqual(
+    (({ address, port, principal }) => ({ address, port, principal }))(wp.tcpEndpoint({ address: '10.96.0.11', port: 5432 })!),
+    { address: '10.0.1.7', port: 15432, principal: 'spiffe://cluster.local/ns/bookinfo/sa/db' },
+  );
+  assert.equal(wp.tcpEndpoint({ address: '10.96.0.12', port: 5432 }), null, 'a tcp service without endpoints');
+  assert.equal(wp.tcpEndpoint({ address: '10.0.1.1', port: 19080 }), undefined, 'a pod port an http service maps to');
+  assert.equal(wp.tcpEndpoint({ address: '10.0.1.1', port: 7000 })?.key, '10.0.1.1:7000', 'any other pod port is tcp');
+  assert.equal(wp.tcpEndpoint({ address: '192.0.2.1', port: 80 }), undefined, 'unknown destinations default to http');
+});
