@@ -5,6 +5,16 @@
 import { createHash } from 'node:crypto';
 import type { KubeObject } from '../controller/objects.js';
 import type { ServiceRule } from './network.js';
+import {
+  ENV_CA_ROOT_FILE,
+  ENV_CONTROLLER_ADDR,
+  ENV_LOG_LEVEL,
+  ENV_NODE_NAME,
+  ENV_SERVICE_ACCOUNT,
+  ENV_TOKEN_FILE,
+  ENV_TRUST_DOMAIN,
+  ENV_WAYPOINT_NAME,
+} from '../waypoint/config.js';
 
 export const NETNS_ANNOTATION = 'ambit.dev/netns';
 export const CLUSTER_DOMAIN = 'cluster.local';
@@ -148,14 +158,14 @@ export function waypointPod(gw: KubeObject, env: WaypointPodEnv): KubeObject {
   const hash = templateHash({ waypoint: `${ns}/${name}`, class: rec(gw.spec).gatewayClassName });
   const node = env.nodes[parseInt(templateHash(`${ns}/${name}`), 16) % Math.max(1, env.nodes.length)] ?? '';
   const vars: Record<string, string> = {
-    AMBIT_NODE_NAME: node,
-    AMBIT_CONTROLLER_ADDR: env.controllerAddr,
-    AMBIT_CA_ROOT_FILE: env.caRootFile,
-    AMBIT_TOKEN_FILE: env.tokenFile(node),
-    AMBIT_TRUST_DOMAIN: env.trustDomain,
-    AMBIT_LOG_LEVEL: env.logLevel,
-    AMBIT_WAYPOINT_NAME: name,
-    AMBIT_SERVICE_ACCOUNT: name,
+    [ENV_NODE_NAME]: node,
+    [ENV_CONTROLLER_ADDR]: env.controllerAddr,
+    [ENV_CA_ROOT_FILE]: env.caRootFile,
+    [ENV_TOKEN_FILE]: env.tokenFile(node),
+    [ENV_TRUST_DOMAIN]: env.trustDomain,
+    [ENV_LOG_LEVEL]: env.logLevel,
+    [ENV_WAYPOINT_NAME]: name,
+    [ENV_SERVICE_ACCOUNT]: name,
   };
   return {
     apiVersion: 'v1',

@@ -7,6 +7,24 @@ import { parseHostPort, LOG_LEVELS, type HostPort, type LogLevel } from '../agen
 import { Issues, deepFreeze, isDnsLabel, isDnsSubdomain } from '../shared/validate.js';
 import { tryParseDuration } from '../shared/duration.js';
 
+export const ENV_NODE_NAME = 'AMBIT_NODE_NAME';
+export const ENV_CONTROLLER_ADDR = 'AMBIT_CONTROLLER_ADDR';
+export const ENV_CONTROLLER_SERVER_NAME = 'AMBIT_CONTROLLER_SERVER_NAME';
+export const ENV_CA_ROOT_FILE = 'AMBIT_CA_ROOT_FILE';
+export const ENV_TOKEN_FILE = 'AMBIT_TOKEN_FILE';
+export const ENV_POD_NAME = 'POD_NAME';
+export const ENV_POD_NAMESPACE = 'POD_NAMESPACE';
+export const ENV_POD_IP = 'POD_IP';
+export const ENV_WAYPOINT_NAME = 'AMBIT_WAYPOINT_NAME';
+export const ENV_SERVICE_ACCOUNT = 'AMBIT_SERVICE_ACCOUNT';
+export const ENV_HBONE_ADDR = 'AMBIT_HBONE_ADDR';
+export const ENV_METRICS_ADDR = 'AMBIT_METRICS_ADDR';
+export const ENV_LOG_LEVEL = 'AMBIT_LOG_LEVEL';
+export const ENV_TRUST_DOMAIN = 'AMBIT_TRUST_DOMAIN';
+export const ENV_CLUSTER_ID = 'AMBIT_CLUSTER_ID';
+export const ENV_CERT_TTL = 'AMBIT_CERT_TTL';
+export const ENV_DRAIN_DEADLINE = 'AMBIT_DRAIN_DEADLINE';
+
 export interface WaypointConfig {
   nodeName: string;
   controller: HostPort;
@@ -56,38 +74,38 @@ export function loadWaypointConfig(env: NodeJS.ProcessEnv): Readonly<WaypointCon
     return ms;
   };
 
-  const nodeName = required('AMBIT_NODE_NAME', 'the node the waypoint pod runs on');
-  if (nodeName && !isDnsSubdomain(nodeName)) issues.add('AMBIT_NODE_NAME', 'must be a Kubernetes node name', nodeName);
-  const controllerText = required('AMBIT_CONTROLLER_ADDR', 'host:port of the controller');
-  const controller = controllerText ? parseHostPort(controllerText, 'AMBIT_CONTROLLER_ADDR', issues) : undefined;
-  const caRootFile = required('AMBIT_CA_ROOT_FILE', 'PEM file of the mesh root certificate');
-  absPath('AMBIT_CA_ROOT_FILE', caRootFile);
-  const tokenFile = required('AMBIT_TOKEN_FILE', 'file holding the bearer token');
-  absPath('AMBIT_TOKEN_FILE', tokenFile);
-  const podName = required('POD_NAME', 'the waypoint pod name');
-  const namespace = required('POD_NAMESPACE', 'the waypoint pod namespace');
-  if (namespace && !isDnsLabel(namespace)) issues.add('POD_NAMESPACE', 'must be a DNS-1123 label', namespace);
-  const podIp = required('POD_IP', 'the waypoint pod IP');
-  if (podIp && isIP(podIp) === 0) issues.add('POD_IP', 'must be an IP address', podIp);
-  const gatewayName = required('AMBIT_WAYPOINT_NAME', 'the waypoint Gateway name');
-  if (gatewayName && !isDnsSubdomain(gatewayName)) issues.add('AMBIT_WAYPOINT_NAME', 'must be a DNS-1123 subdomain', gatewayName);
-  const serviceAccount = get('AMBIT_SERVICE_ACCOUNT') ?? gatewayName;
-  if (serviceAccount && !isDnsSubdomain(serviceAccount)) issues.add('AMBIT_SERVICE_ACCOUNT', 'must be a DNS-1123 subdomain', serviceAccount);
-  const hboneAddr = parseHostPort(get('AMBIT_HBONE_ADDR') ?? '0.0.0.0:15008', 'AMBIT_HBONE_ADDR', issues);
-  const metricsAddr = parseHostPort(get('AMBIT_METRICS_ADDR') ?? `${podIp.includes(':') ? `[${podIp}]` : podIp || '0.0.0.0'}:15020`, 'AMBIT_METRICS_ADDR', issues);
-  const logLevel = (get('AMBIT_LOG_LEVEL') ?? 'info') as LogLevel;
-  if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) issues.add('AMBIT_LOG_LEVEL', `must be one of ${LOG_LEVELS.join(', ')}`, logLevel);
-  const trustDomain = get('AMBIT_TRUST_DOMAIN') ?? 'cluster.local';
-  if (!/^[a-z0-9]([-a-z0-9._]*[a-z0-9])?$/.test(trustDomain)) issues.add('AMBIT_TRUST_DOMAIN', 'must be a lowercase trust domain such as cluster.local', trustDomain);
-  const clusterId = get('AMBIT_CLUSTER_ID') ?? 'Kubernetes';
-  const certTtlMs = duration('AMBIT_CERT_TTL', '24h', 60_000);
-  const drainDeadlineMs = duration('AMBIT_DRAIN_DEADLINE', '5s', 0);
+  const nodeName = required(ENV_NODE_NAME, 'the node the waypoint pod runs on');
+  if (nodeName && !isDnsSubdomain(nodeName)) issues.add(ENV_NODE_NAME, 'must be a Kubernetes node name', nodeName);
+  const controllerText = required(ENV_CONTROLLER_ADDR, 'host:port of the controller');
+  const controller = controllerText ? parseHostPort(controllerText, ENV_CONTROLLER_ADDR, issues) : undefined;
+  const caRootFile = required(ENV_CA_ROOT_FILE, 'PEM file of the mesh root certificate');
+  absPath(ENV_CA_ROOT_FILE, caRootFile);
+  const tokenFile = required(ENV_TOKEN_FILE, 'file holding the bearer token');
+  absPath(ENV_TOKEN_FILE, tokenFile);
+  const podName = required(ENV_POD_NAME, 'the waypoint pod name');
+  const namespace = required(ENV_POD_NAMESPACE, 'the waypoint pod namespace');
+  if (namespace && !isDnsLabel(namespace)) issues.add(ENV_POD_NAMESPACE, 'must be a DNS-1123 label', namespace);
+  const podIp = required(ENV_POD_IP, 'the waypoint pod IP');
+  if (podIp && isIP(podIp) === 0) issues.add(ENV_POD_IP, 'must be an IP address', podIp);
+  const gatewayName = required(ENV_WAYPOINT_NAME, 'the waypoint Gateway name');
+  if (gatewayName && !isDnsSubdomain(gatewayName)) issues.add(ENV_WAYPOINT_NAME, 'must be a DNS-1123 subdomain', gatewayName);
+  const serviceAccount = get(ENV_SERVICE_ACCOUNT) ?? gatewayName;
+  if (serviceAccount && !isDnsSubdomain(serviceAccount)) issues.add(ENV_SERVICE_ACCOUNT, 'must be a DNS-1123 subdomain', serviceAccount);
+  const hboneAddr = parseHostPort(get(ENV_HBONE_ADDR) ?? '0.0.0.0:15008', ENV_HBONE_ADDR, issues);
+  const metricsAddr = parseHostPort(get(ENV_METRICS_ADDR) ?? `${podIp.includes(':') ? `[${podIp}]` : podIp || '0.0.0.0'}:15020`, ENV_METRICS_ADDR, issues);
+  const logLevel = (get(ENV_LOG_LEVEL) ?? 'info') as LogLevel;
+  if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) issues.add(ENV_LOG_LEVEL, `must be one of ${LOG_LEVELS.join(', ')}`, logLevel);
+  const trustDomain = get(ENV_TRUST_DOMAIN) ?? 'cluster.local';
+  if (!/^[a-z0-9]([-a-z0-9._]*[a-z0-9])?$/.test(trustDomain)) issues.add(ENV_TRUST_DOMAIN, 'must be a lowercase trust domain such as cluster.local', trustDomain);
+  const clusterId = get(ENV_CLUSTER_ID) ?? 'Kubernetes';
+  const certTtlMs = duration(ENV_CERT_TTL, '24h', 60_000);
+  const drainDeadlineMs = duration(ENV_DRAIN_DEADLINE, '5s', 0);
 
   issues.throwIfAny('AMBIT_ERR_CONFIG_INVALID', 'invalid waypoint environment');
   return deepFreeze({
     nodeName,
     controller: controller as HostPort,
-    controllerServerName: get('AMBIT_CONTROLLER_SERVER_NAME'),
+    controllerServerName: get(ENV_CONTROLLER_SERVER_NAME),
     caRootFile,
     tokenFile,
     trustDomain,
