@@ -30,6 +30,7 @@ interface Mesh {
   exec(argv: string[]): Promise<{ code: number; stdout: string; stderr: string }>;
   load(args: string[]): Promise<LoadResult>;
   apply(file: string): Promise<void>;
+  remove(file: string): Promise<void>;
 }
 
 async function startMesh(t: TestContext): Promise<Mesh> {
@@ -61,6 +62,10 @@ async function startMesh(t: TestContext): Promise<Mesh> {
     apply: async (file) => {
       const r = await ambit(['local', 'apply', '--name', name, '-f', file]);
       assert.equal(r.code, 0, `apply ${file}: ${r.stderr}`);
+    },
+    remove: async (file) => {
+      const r = await ambit(['local', 'delete', '--name', name, '-f', file]);
+      assert.equal(r.code, 0, `delete ${file}: ${r.stderr}`);
     },
   };
 }
@@ -150,5 +155,14 @@ test('waypoint: 90/10 subsets, header match, L7 deny, metrics, no bypass', { ski
     assert.ok(r.code !== 0 || r.stdout.trim() === '000', `direct call must fail: exit ${r.code}, status ${r.stdout}`);
     const via = await m.load([URL, '5', '1']);
     assert.equal(via.statuses['200'], 5, 'the service through the waypoint still works');
+  });
+
+  await t.test('deleting the waypoint Gateway removes its pod; traffic then goes straight to the endpoints', async () => {
+    await m.remove(fx('gateway.yaml'));
+    const after = await m.status();
+    assert.equal(after.pods.some((p) => p.name.startsWith('waypoint-waypoint-')), false, 'the waypoint pod is gone');
+    const r = await m.load(['http://reviews:9080/admin/x', '40', '1', '-', 'close']);
+    assert.equal(r.statuses['200'], 40, `no L7 policy without the waypoint, and no refusal: ${JSON.stringify(r)}`);
+    assert.ok((r.texts['v1'] ?? 0) > 0 && (r.texts['v2'] ?? 0) > 0, `L4 balancing reaches both versions: ${JSON.stringify(r.texts)}`);
   });
 });
