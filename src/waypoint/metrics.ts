@@ -4,30 +4,10 @@
  * outlier ejections and injected faults. Labels are bounded: no IPs, ports or request ids.
  */
 import { Counter, Histogram, type Registry } from 'prom-client';
-import { UNKNOWN } from '../shared/metrics.js';
+import { ISTIO_COMMON_LABELS, UNKNOWN } from '../shared/metrics.js';
 
 export const ISTIO_HTTP_LABELS = [
-  'reporter',
-  'source_workload',
-  'source_canonical_service',
-  'source_canonical_revision',
-  'source_workload_namespace',
-  'source_principal',
-  'source_app',
-  'source_version',
-  'source_cluster',
-  'destination_service',
-  'destination_service_namespace',
-  'destination_service_name',
-  'destination_workload',
-  'destination_canonical_service',
-  'destination_canonical_revision',
-  'destination_workload_namespace',
-  'destination_principal',
-  'destination_app',
-  'destination_version',
-  'destination_cluster',
-  'request_protocol',
+  ...ISTIO_COMMON_LABELS,
   'response_code',
   'response_flags',
   'grpc_response_status',

@@ -7,32 +7,12 @@ import type { Counter, Gauge, Registry } from 'prom-client';
 import * as prom from 'prom-client';
 import type { Logger } from '../../shared/log.js';
 import type { Service, Workload } from '../../shared/model.js';
-import { UNKNOWN } from '../../shared/metrics.js';
+import { ISTIO_COMMON_LABELS, UNKNOWN } from '../../shared/metrics.js';
 import { workloadIdentity } from '../state/workloads.js';
 
 /** ztunnel's CommonTrafficLabels, in order. */
 export const TRAFFIC_LABELS = [
-  'reporter',
-  'source_workload',
-  'source_canonical_service',
-  'source_canonical_revision',
-  'source_workload_namespace',
-  'source_principal',
-  'source_app',
-  'source_version',
-  'source_cluster',
-  'destination_service',
-  'destination_service_namespace',
-  'destination_service_name',
-  'destination_workload',
-  'destination_canonical_service',
-  'destination_canonical_revision',
-  'destination_workload_namespace',
-  'destination_principal',
-  'destination_app',
-  'destination_version',
-  'destination_cluster',
-  'request_protocol',
+  ...ISTIO_COMMON_LABELS,
   'response_flags',
   'connection_security_policy',
 ] as const;
