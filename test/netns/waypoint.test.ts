@@ -7,9 +7,10 @@
  */
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
+import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { ambit, isRoot, lockLocalMesh, meshName, repoRoot } from '../helpers/local-mesh.js';
-import type { LocalStatus } from '../../src/local/mesh.js';
+import { stateDirFor, type LocalStatus } from '../../src/local/mesh.js';
 
 const fx = (f: string): string => join(repoRoot, 'test/fixtures/waypoint-e2e', f);
 const SEED_VS = join(repoRoot, 'test/fixtures/manifests/valid/istio-docs/reviews-90-10.yaml');
@@ -38,6 +39,7 @@ async function startMesh(t: TestContext): Promise<Mesh> {
   const name = meshName('tw');
   t.after(async () => {
     await ambit(['local', 'down', '--name', name]);
+    rmSync(stateDirFor(name), { recursive: true, force: true });
     unlock();
   });
   const up = await ambit(['local', 'up', '-f', fx('app.yaml'), '-f', SEED_VS, '--name', name, '--timeout', '120s']);
