@@ -11,7 +11,7 @@ import * as http2 from 'node:http2';
 import * as net from 'node:net';
 import type { Duplex } from 'node:stream';
 import type * as tls from 'node:tls';
-import type { Registry } from 'prom-client';
+import { Counter, type Registry } from 'prom-client';
 import { AmbitError, errorMessage } from '../shared/errors.js';
 import { tryParseSpiffeId } from '../shared/identity.js';
 import type { Logger } from '../shared/log.js';
@@ -65,6 +65,7 @@ export class Waypoint {
   /** Opens a byte stream to an endpoint: HBONE with the waypoint's identity when it is enrolled, else TCP. */
   private readonly connectL4: ConnectFn;
   private readonly pipes = new Set<CopyHandle>();
+  private readonly tcp: TcpMetrics;
   private hbone: net.Server | undefined;
   private h2: http2.Http2SecureServer | undefined;
   private currentCert: TunnelCertificate | undefined;
@@ -72,6 +73,7 @@ export class Waypoint {
 
   constructor(private readonly opts: WaypointOptions) {
     this.log = opts.log.child({ component: 'waypoint', waypoint: opts.name });
+    this.tcp = createTcpMetrics(opts.registry);
     const connectTcp = opts.connectTcp ?? ((a) => net.connect({ host: a.address, port: a.port, noDelay: true }));
     this.pool = new TunnelPool({
       log: this.log,
@@ -179,7 +181,7 @@ export class Waypoint {
   }
 
   /** Pipes a tunnel stream to a TCP endpoint (half-close kept, errors tear both sides down). */
-  private async forwardTcp(stream: http2.ServerHttp2Stream, endpoint: Endpoint): Promise<void> {
+  private async forwardTcp(stream: http2.ServerHttp2Stream, endpoint: Endpoint, target: Address, srcIdentity: string | undefined): Promise<void> {
     let upstream: Duplex;
     try {
       upstream = await this.connectL4(endpoint);
@@ -193,7 +195,24 @@ export class Waypoint {
       return;
     }
     stream.respond({ ':status': HBONE_STATUS.OK });
-    const handle = copyBidirectional(stream, upstream, { onClose: () => this.pipes.delete(handle) });
+    const svc = this.index.byVip.get(`${normalizeIp(target.address)}|${target.port}`);
+    const labels: Record<TcpLabel, string> = {
+      reporter: 'waypoint',
+      source_principal: srcIdentity ?? 'unknown',
+      destination_service: svc?.hostname ?? 'unknown',
+      destination_workload: endpoint.workload ?? 'unknown',
+      destination_workload_namespace: endpoint.namespace ?? 'unknown',
+      destination_principal: endpoint.principal ?? 'unknown',
+    };
+    this.tcp.opened.inc(labels);
+    const handle = copyBidirectional(stream, upstream, {
+      onDownstreamBytes: (n) => this.tcp.received.inc(labels, n),
+      onUpstreamBytes: (n) => this.tcp.sent.inc(labels, n),
+      onClose: () => {
+        this.pipes.delete(handle);
+        this.tcp.closed.inc(labels);
+      },
+    });
     this.pipes.add(handle);
   }
 
@@ -281,7 +300,7 @@ export class Waypoint {
       return;
     }
     if (l4 !== undefined) {
-      this.forwardTcp(stream, l4).catch((e: unknown) => {
+      this.forwardTcp(stream, l4, target, peerIdentity(session.socket as tls.TLSSocket)).catch((e: unknown) => {
         this.log.error({ err: errorMessage(e) }, 'tcp forward failed');
         stream.destroy();
       });
@@ -302,6 +321,27 @@ export class Waypoint {
     await this.pool.close(Math.min(deadlineMs, 1000)).catch(() => undefined);
     for (const s of this.sessions) s.destroy();
   }
+}
+
+const TCP_LABELS = ['reporter', 'source_principal', 'destination_service', 'destination_workload', 'destination_workload_namespace', 'destination_principal'] as const;
+type TcpLabel = (typeof TCP_LABELS)[number];
+
+interface TcpMetrics {
+  opened: Counter<TcpLabel>;
+  closed: Counter<TcpLabel>;
+  sent: Counter<TcpLabel>;
+  received: Counter<TcpLabel>;
+}
+
+/** Istio TCP metrics for connections the waypoint carries as TCP (reporter=waypoint). */
+function createTcpMetrics(registry: Registry): TcpMetrics {
+  const counter = (name: string, help: string): Counter<TcpLabel> => new Counter({ name, help, labelNames: TCP_LABELS, registers: [registry] });
+  return {
+    opened: counter('istio_tcp_connections_opened_total', 'TCP connections the waypoint opened to endpoints.'),
+    closed: counter('istio_tcp_connections_closed_total', 'TCP connections through the waypoint that closed.'),
+    sent: counter('istio_tcp_sent_bytes_total', 'Response bytes the waypoint sent back to callers on TCP connections.'),
+    received: counter('istio_tcp_received_bytes_total', 'Request bytes the waypoint received from callers on TCP connections.'),
+  };
 }
 
 function tlsOptions(cert: TunnelCertificate): { cert: string; key: string; ca: string[] } {

@@ -150,6 +150,11 @@ test('waypoint: 90/10 subsets, header match, L7 deny, metrics, no bypass', { ski
     const marker = `tcp-through-waypoint-${process.pid}`;
     const r = await m.exec([process.execPath, join(repoRoot, 'dist/test/helpers/netload.js'), 'send', 'echo', '9000', marker]);
     assert.equal((JSON.parse(r.stdout.trim().split('\n').pop() ?? '{}') as { reply?: string }).reply, marker, `${r.stdout} ${r.stderr}`);
+    const text = await waitFor('the tcp connection to be counted as closed', async () => {
+      const t2 = await fetch(metricsUrl).then((res) => res.text());
+      return metricSum(t2, 'istio_tcp_connections_closed_total', { reporter: 'waypoint', destination_service: 'echo.bookinfo.svc.cluster.local' }) >= 1 ? t2 : undefined;
+    });
+    assert.ok(metricSum(text, 'istio_tcp_received_bytes_total', { reporter: 'waypoint', destination_service: 'echo.bookinfo.svc.cluster.local' }) >= marker.length);
   });
 
   await t.test('dialing a backend pod directly is refused by the destination agent (only the waypoint may reach it)', async () => {
