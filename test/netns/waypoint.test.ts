@@ -7,10 +7,9 @@
  */
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { ambit, isRoot, lockLocalMesh, meshName, repoRoot } from '../helpers/local-mesh.js';
-import { stateDirFor, type LocalStatus } from '../../src/local/mesh.js';
+import { ambit, destroyMesh, isRoot, lockLocalMesh, meshName, repoRoot } from '../helpers/local-mesh.js';
+import type { LocalStatus } from '../../src/local/mesh.js';
 
 const fx = (f: string): string => join(repoRoot, 'test/fixtures/waypoint-e2e', f);
 const SEED_VS = join(repoRoot, 'test/fixtures/manifests/valid/istio-docs/reviews-90-10.yaml');
@@ -38,8 +37,7 @@ async function startMesh(t: TestContext): Promise<Mesh> {
   const unlock = await lockLocalMesh();
   const name = meshName('tw');
   t.after(async () => {
-    await ambit(['local', 'down', '--name', name]);
-    rmSync(stateDirFor(name), { recursive: true, force: true });
+    await destroyMesh(name);
     unlock();
   });
   const up = await ambit(['local', 'up', '-f', fx('app.yaml'), '-f', SEED_VS, '--name', name, '--timeout', '120s']);
