@@ -13,6 +13,7 @@ import type * as net from 'node:net';
 import type { Registry } from 'prom-client';
 import type { Logger } from '../shared/log.js';
 import { errorMessage } from '../shared/errors.js';
+import { backoffMs } from '../shared/drain.js';
 import type { Workload } from '../shared/model.js';
 import type { WorkloadStatus } from '../shared/xds/node.js';
 import type { Capture } from './capture/capture.js';
@@ -117,6 +118,7 @@ export class Agent {
 
   /** Applies a config snapshot (ConfigClient onUpdate); resolves once pods are reconciled. */
   applyConfig(snapshot: ConfigSnapshot): Promise<void> {
+    this.lastSnapshot = snapshot;
     const run = this.applying.then(() => this.reconcile(snapshot));
     this.applying = run.catch(() => undefined);
     return run;
@@ -288,7 +290,31 @@ export class Agent {
       }
       this.statuses.set(w.uid, { uid: w.uid, captured: false, mode: 'failed', message: errorMessage(e) });
       podLog.error({ err: e, uid: w.uid }, 'pod enrollment failed');
+      this.scheduleEnrollRetry();
     }
+  }
+
+  private lastSnapshot: ConfigSnapshot | undefined;
+  private retryTimer: NodeJS.Timeout | undefined;
+  private retryAttempt = 0;
+
+  /**
+   * A failed enrollment (e.g. the verifier interrupted by signals under load: EAGAIN) is retried
+   * with capped backoff on the last snapshot; success of a later reconcile resets the backoff.
+   */
+  private scheduleEnrollRetry(): void {
+    if (this.retryTimer || this.closed) return;
+    const waitMs = backoffMs(this.retryAttempt++, 500, 15_000);
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = undefined;
+      if (this.lastSnapshot && !this.closed) {
+        void this.applyConfig(this.lastSnapshot).then(() => {
+          if ([...this.statuses.values()].every((st) => st.mode !== 'failed')) this.retryAttempt = 0;
+          this.opts.onStatusChange?.();
+        });
+      }
+    }, waitMs);
+    this.retryTimer.unref();
   }
 
   private async unenroll(uid: string, reason: string): Promise<void> {
@@ -364,6 +390,7 @@ export class Agent {
   async close(deadlineMs = this.opts.drainDeadlineMs ?? 5000): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    if (this.retryTimer) clearTimeout(this.retryTimer);
     await this.applying;
     const pods = [...this.pods.values()];
     this.pods.clear();

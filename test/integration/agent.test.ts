@@ -31,7 +31,8 @@ async function get(port: number, path: string): Promise<{ status: number; body: 
   return { status: res.status, body: await res.text() };
 }
 
-async function setup(t: import('node:test').TestContext, opts: { failPod?: string } = {}) {
+async function setup(t: import('node:test').TestContext, opts: { failPod?: string; failTimes?: number } = {}) {
+  let failures = 0;
   const loop = new LoopbackNet();
   const ca = createTestCa();
   const sink = new LogSink();
@@ -55,7 +56,7 @@ async function setup(t: import('node:test').TestContext, opts: { failPod?: strin
       },
     },
     podSockets: (w) => {
-      if (w.name === opts.failPod) throw new Error('netns is gone');
+      if (w.name === opts.failPod && (opts.failTimes === undefined || failures++ < opts.failTimes)) throw new Error('netns is gone');
       return loop.pod(w.addresses[0]!);
     },
     // Loopback pods listen on their own address (the netns sockets use 127.0.0.1 for 15001).
@@ -206,4 +207,16 @@ test('a pod that cannot be enrolled is reported as failed', { timeout: 30_000 },
   const st = agent.statusProvider().find((x) => x.uid === wb.uid);
   assert.deepEqual(st, { uid: wb.uid, captured: false, mode: 'failed', message: 'netns is gone' });
   assert.equal(agent.statusProvider().find((x) => x.uid === wa.uid)?.captured, true);
+});
+
+test('a failed enrollment is retried with backoff until it succeeds', { timeout: 30_000 }, async (t) => {
+  const { agent } = await setup(t, { failPod: 'server', failTimes: 2 });
+  await agent.applyConfig(snapshot([wa, wb]));
+  assert.equal(agent.statusProvider().find((x) => x.uid === wb.uid)?.mode, 'failed');
+  const deadline = Date.now() + 10_000;
+  while (!agent.statusProvider().find((x) => x.uid === wb.uid)?.captured) {
+    assert.ok(Date.now() < deadline, 'the pod was enrolled by a retry within 10 s');
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  assert.deepEqual(agent.statusProvider().find((x) => x.uid === wb.uid), { uid: wb.uid, captured: true, mode: 'none', message: '' });
 });
