@@ -18,9 +18,10 @@ import { BenchMesh, lockLocalMesh, repoRoot } from './mesh.js';
 import { renderMarkdown, renderText, type PathName, type SectionResult } from './report.js';
 import type { BenchOptions, Section } from './section.js';
 import { l4Section } from './sections/l4.js';
+import { l7Section } from './sections/l7.js';
 
 /** Sections in run order; a later section (e.g. the waypoint benchmark) is appended here. */
-export const SECTIONS: Section[] = [l4Section];
+export const SECTIONS: Section[] = [l4Section, l7Section];
 
 const ALL_PATHS: PathName[] = ['direct', 'stunnel', 'ambit'];
 
