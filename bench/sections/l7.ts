@@ -29,6 +29,7 @@ const MESHED = 'bench-l7';
 const BACKEND_PORT = 8080;
 const HAPROXY_PORT = 8081;
 const NGINX_PORT = 8082;
+const IDLE_MS = 2000;
 
 interface Plan {
   rounds: number;
@@ -264,6 +265,7 @@ export const l7Section: Section = {
     const proxies: Proxy[] = [];
     const targets: Partial<Record<L7Path, Target>> = {};
     let waypointThrough: { counted: number; sent: number } | undefined;
+    const idleShare: Partial<Record<L7Path, number>> = {};
     try {
       for (const pod of ['client', 'backend', 'proxy']) await mesh.tunePod(PLAIN, pod);
       const backend = await mesh.pod(PLAIN, 'backend');
@@ -325,6 +327,15 @@ export const l7Section: Section = {
       }
 
       const active = ORDER.filter((p) => targets[p] !== undefined);
+      // Idle CPU of each proxy (no requests), so a per-request figure dominated by background work shows.
+      const idle0 = new Map(active.map((p) => [p, sumCpu(targets[p]!.pids())] as const));
+      const idleT0 = performance.now();
+      await new Promise((r) => setTimeout(r, IDLE_MS));
+      for (const p of active) {
+        const a = idle0.get(p);
+        const b = sumCpu(targets[p]!.pids());
+        if (targets[p]!.pids().length > 0 && a !== undefined && b !== undefined) idleShare[p] = ((b - a) / ((performance.now() - idleT0) / 1000)) * 100;
+      }
       for (let round = 1; round <= plan.rounds; round++) {
         for (const p of active) {
           const t = targets[p]!;
@@ -383,6 +394,7 @@ export const l7Section: Section = {
       { key: 'cpuPerReq', label: 'proxy CPU per request (Ambit: waypoint + 2 agents)', unit: 'µs', digits: 1, values: row(cpuPerReq, ['haproxy', 'nginx', 'waypoint']) },
       { key: 'cpuPerReqWaypoint', label: 'proxy CPU per request, waypoint process only', unit: 'µs', digits: 1, values: row(ownPerReq, ['waypoint']) },
       { key: 'cpuShare', label: 'proxy CPU during the run', unit: '% of a core', digits: 0, values: row(cpuShare, ['haproxy', 'nginx', 'waypoint']) },
+      { key: 'cpuIdle', label: `proxy CPU idle (no requests, ${IDLE_MS / 1000} s)`, unit: '% of a core', digits: 1, values: row((p) => idleShare[p], ['haproxy', 'nginx', 'waypoint']) },
       { key: 'errors', label: 'errors (all rounds)', unit: 'count', digits: 0, values: row((p) => (runs[p] ? runs[p]!.reduce((a, r) => a + r.load.errors, 0) : undefined)) },
     ];
 
@@ -405,7 +417,7 @@ export const l7Section: Section = {
       columns: ORDER.map((p) => ({ key: p, label: LABELS[p] })),
       metrics,
       checks,
-      details: { plan, versions, errors, notes, waypointThrough, runs },
+      details: { plan, versions, errors, notes, waypointThrough, idleCpuPercent: idleShare, runs },
     };
   },
 };
