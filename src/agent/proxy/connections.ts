@@ -6,7 +6,9 @@
 import type { Logger } from '../../shared/log.js';
 import type { AuthzDecision, ConnAttributes } from '../policy/authorize.js';
 import type { WorkloadIndex } from '../state/workloads.js';
-import type { ProxyMetrics } from './metrics.js';
+import type { Duplex } from 'node:stream';
+import type { ConnectionTelemetry, ProxyMetrics } from './metrics.js';
+import { copyBidirectional, type CopyHandle } from './copy.js';
 
 export interface LiveConnection {
   connId: number;
@@ -81,4 +83,41 @@ export class ConnectionRegistry {
       c.close(reason);
     }
   }
+}
+
+/**
+ * Pipes an authorized inbound connection to the app: bytes are counted into `telemetry`, the
+ * connection is registered for late policy re-checks until it closes, and its access-log line is
+ * written at close with the reason (a late policy close names its own).
+ */
+export function pipeTracked(o: {
+  downstream: Duplex;
+  upstream: Duplex;
+  telemetry: ConnectionTelemetry;
+  pipes: Set<CopyHandle>;
+  connections: ConnectionRegistry;
+  entry: Omit<LiveConnection, 'close' | 'bytes' | 'startedAt'>;
+}): void {
+  const { telemetry } = o;
+  telemetry.open();
+  let lateReason: string | undefined;
+  const handle = copyBidirectional(o.downstream, o.upstream, {
+    onDownstreamBytes: (n) => telemetry.addReceived(n),
+    onUpstreamBytes: (n) => telemetry.addSent(n),
+    onClose: (r) => {
+      remove();
+      o.pipes.delete(handle);
+      telemetry.finish(lateReason ?? (r.clean ? 'closed' : r.error ? 'error' : 'reset'));
+    },
+  });
+  o.pipes.add(handle);
+  const remove = o.connections.add({
+    ...o.entry,
+    startedAt: Date.now(),
+    close: (reason) => {
+      lateReason = reason;
+      handle.destroy();
+    },
+    bytes: () => ({ sent: telemetry.bytesSent, received: telemetry.bytesReceived }),
+  });
 }

@@ -11,9 +11,9 @@ import type { Workload } from '../../shared/model.js';
 import { authorize, type ConnAttributes } from '../policy/authorize.js';
 import { workloadIdentity, type WorkloadIndex } from '../state/workloads.js';
 import { connectVia, formatAddress, normalizeIp, type Address, type PodSockets } from './sockets.js';
-import { copyBidirectional, type CopyHandle } from './copy.js';
+import type { CopyHandle } from './copy.js';
 import { ConnectionTelemetry, newConnId, trafficLabels, type ProxyMetrics } from './metrics.js';
-import type { ConnectionRegistry } from './connections.js';
+import { pipeTracked, type ConnectionRegistry } from './connections.js';
 
 export const INBOUND_PLAINTEXT_PORT = 15006;
 
@@ -121,31 +121,13 @@ export class InboundPlaintext {
     } finally {
       this.pending.delete(downstream);
     }
-    telemetry.open();
-    let lateReason: string | undefined;
-    const handle = copyBidirectional(downstream, upstream, {
-      onDownstreamBytes: (n) => telemetry.addReceived(n),
-      onUpstreamBytes: (n) => telemetry.addSent(n),
-      onClose: (r) => {
-        remove();
-        this.pipes.delete(handle);
-        telemetry.finish(lateReason ?? (r.clean ? 'closed' : r.error ? 'error' : 'reset'));
-      },
-    });
-    this.pipes.add(handle);
-    const remove = this.opts.connections.add({
-      connId,
-      direction: 'inbound',
-      workloadUid: pod.uid,
-      attrs,
-      mtls: false,
-      startedAt: Date.now(),
-      check,
-      close: (reason) => {
-        lateReason = reason;
-        handle.destroy();
-      },
-      bytes: () => ({ sent: telemetry.bytesSent, received: telemetry.bytesReceived }),
+    pipeTracked({
+      downstream: downstream,
+      upstream,
+      telemetry,
+      pipes: this.pipes,
+      connections: this.opts.connections,
+      entry: { connId, direction: 'inbound', workloadUid: pod.uid, attrs, mtls: false, check },
     });
   }
 

@@ -15,9 +15,9 @@ import type { WaypointRef, Workload } from '../../shared/model.js';
 import { authorize, type ConnAttributes } from '../policy/authorize.js';
 import { workloadIdentity, type WorkloadIndex } from '../state/workloads.js';
 import { connectVia, normalizeIp, parseAddress, formatAddress, type PodSockets } from './sockets.js';
-import { copyBidirectional, type CopyHandle } from './copy.js';
+import type { CopyHandle } from './copy.js';
 import { ConnectionTelemetry, newConnId, trafficLabels, type ProxyMetrics } from './metrics.js';
-import type { ConnectionRegistry } from './connections.js';
+import { pipeTracked, type ConnectionRegistry } from './connections.js';
 import {
   CONNECTION_WINDOW_BYTES,
   HBONE_STATUS,
@@ -227,31 +227,13 @@ export class InboundHbone {
       return;
     }
     stream.respond({ ':status': HBONE_STATUS.OK });
-    telemetry.open();
-    let lateReason: string | undefined;
-    const handle = copyBidirectional(stream, upstream, {
-      onDownstreamBytes: (n) => telemetry.addReceived(n),
-      onUpstreamBytes: (n) => telemetry.addSent(n),
-      onClose: (r) => {
-        remove();
-        this.pipes.delete(handle);
-        telemetry.finish(lateReason ?? (r.clean ? 'closed' : r.error ? 'error' : 'reset'));
-      },
-    });
-    this.pipes.add(handle);
-    const remove = this.opts.connections.add({
-      connId,
-      direction: 'inbound',
-      workloadUid: pod.uid,
-      attrs,
-      mtls: true,
-      startedAt: Date.now(),
-      check,
-      close: (reason) => {
-        lateReason = reason;
-        handle.destroy();
-      },
-      bytes: () => ({ sent: telemetry.bytesSent, received: telemetry.bytesReceived }),
+    pipeTracked({
+      downstream: stream,
+      upstream,
+      telemetry,
+      pipes: this.pipes,
+      connections: this.opts.connections,
+      entry: { connId, direction: 'inbound', workloadUid: pod.uid, attrs, mtls: true, check },
     });
   }
 
