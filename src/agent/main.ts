@@ -18,6 +18,8 @@ import { originalDestination } from './capture/orig-dst.js';
 import { createCaClient } from './identity/ca-client.js';
 import { CertManager } from './identity/cert-manager.js';
 import { NetnsPodSockets } from './proxy/netns-sockets.js';
+import { registerNodeMetrics } from './node-metrics.js';
+import { typeLabel } from '../shared/xds/resource-codec.js';
 
 async function run(config: Readonly<AgentConfig>, log: Logger): Promise<void> {
   const registry = createRegistry({ processMetrics: true });
@@ -73,6 +75,13 @@ async function run(config: Readonly<AgentConfig>, log: Logger): Promise<void> {
     statusProvider: () => agent.statusProvider(),
     log,
     registry,
+  });
+  const configClient = client;
+  registerNodeMetrics(registry, {
+    startedAtMs: Date.now() - process.uptime() * 1000,
+    captureMode: decision.mode,
+    statuses: () => agent.statusProvider(),
+    configVersions: () => new Map([...configClient.state.systemVersions].map(([t, v]) => [typeLabel(t), v])),
   });
   client.start();
   log.info({ node: config.nodeName, controller: controllerAddr, capture: decision.mode, captureReason: 'reason' in decision ? decision.reason : undefined }, 'agent started');

@@ -233,6 +233,10 @@ export function formatStatus(st: LocalStatus): string {
       st.pods.map((p) => [p.namespace, p.name, p.node, p.ip, p.ready ? 'yes' : 'no', p.enrolled ? 'ambient' : '-', p.enrolled ? (p.captured ? p.captureMode : `pending`) : '-']),
     ),
   );
+  if ((st.waypoints ?? []).length > 0) {
+    lines.push('');
+    lines.push(renderTable(['NAMESPACE', 'WAYPOINT', 'POD', 'METRICS'], st.waypoints.map((w) => [w.namespace, w.gateway, w.pod, w.metrics])));
+  }
   if (st.services.length > 0) {
     lines.push('');
     lines.push(renderTable(['NAMESPACE', 'SERVICE', 'CLUSTER-IP', 'PORTS'], st.services.map((s) => [s.namespace, s.name, s.clusterIP, s.ports.join(',')])));

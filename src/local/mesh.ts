@@ -73,6 +73,8 @@ export interface LocalStatus {
   nodes: Array<{ name: string; ip: string; netns: string; agentPid?: number; metrics: string; ready: string; connected: boolean }>;
   pods: PodStatus[];
   services: Array<{ namespace: string; name: string; clusterIP: string; ports: number[] }>;
+  /** Waypoint pods and where their metrics are scraped (reachable from the root namespace). */
+  waypoints: Array<{ namespace: string; gateway: string; pod: string; ip: string; metrics: string }>;
 }
 
 /** Path of the pid file every mesh keeps so a crashed run's leftovers can be found. */
@@ -462,6 +464,10 @@ export class LocalMesh {
         connected: cp.agentConnected(a.node.name),
       })),
       pods,
+      waypoints: pods.flatMap((p) => {
+        const gateway = cp.store.get('Pod', p.namespace, p.name)?.metadata.labels?.['gateway.networking.k8s.io/gateway-name'];
+        return gateway ? [{ namespace: p.namespace, gateway, pod: p.name, ip: p.ip, metrics: `http://${p.ip}:15020/metrics` }] : [];
+      }),
       services: cp.store.list('Service').map((s) => ({
         namespace: nsOf(s),
         name: s.metadata.name,

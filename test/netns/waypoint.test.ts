@@ -101,6 +101,7 @@ test('waypoint: 90/10 subsets, header match, L7 deny, metrics, no bypass', { ski
 
   // The first requests may race the agents learning the waypoint's address; wait for one via the waypoint.
   const metricsUrl = `http://${wp.ip}:15020/metrics`;
+  assert.deepEqual(st.waypoints, [{ namespace: 'bookinfo', gateway: 'waypoint', pod: wp.name, ip: wp.ip, metrics: metricsUrl }], 'status lists the waypoint and its metrics address');
   await waitFor('a request through the waypoint', async () => {
     await m.load([URL, '5', '1']);
     const text = await fetch(metricsUrl).then((r) => r.text()).catch(() => '');
