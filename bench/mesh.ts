@@ -4,7 +4,6 @@
  * read agent memory, and take it down. Holds the same machine-wide lock as the tests
  * (test/helpers/local-mesh.ts): local meshes share address ranges, so only one runs at a time.
  */
-import { rm } from 'node:fs/promises';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync, existsSync } from 'node:fs';
 import { join, dirname } from 'node:path';
@@ -250,7 +249,7 @@ export class BenchMesh {
   /** Takes the mesh down and removes its state folder (CA, tokens, logs): the bench leaves nothing. */
   async down(): Promise<CommandResult> {
     const r = await runAmbit(['local', 'down', '--name', this.name], 90_000);
-    await rm(`/run/ambit/${this.name}`, { recursive: true, force: true });
+    rmSync(`/run/ambit/${this.name}`, { recursive: true, force: true });
     return r;
   }
 }
