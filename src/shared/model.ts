@@ -115,6 +115,23 @@ export interface AuthzMatch {
   notDestinationPorts: number[];
 }
 
+/** A match with no conditions; fill in the fields a rule sets. */
+export function emptyMatch(fields: Partial<AuthzMatch> = {}): AuthzMatch {
+  return {
+    namespaces: [],
+    notNamespaces: [],
+    principals: [],
+    notPrincipals: [],
+    sourceIps: [],
+    notSourceIps: [],
+    destinationIps: [],
+    notDestinationIps: [],
+    destinationPorts: [],
+    notDestinationPorts: [],
+    ...fields,
+  };
+}
+
 /** Clauses are ANDed; the matches inside a clause are ORed. */
 export interface AuthzClause {
   matches: AuthzMatch[];

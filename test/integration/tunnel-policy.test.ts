@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import * as net from 'node:net';
 import { createLoopbackMesh, testWorkload, type LoopbackMesh, type MeshPod } from '../helpers/loopback-net.js';
 import { startEchoServer, type EchoServer } from '../helpers/echo.js';
-import type { Authorization, AuthzMatch, Workload } from '../../src/shared/model.js';
+import { emptyMatch, type Authorization, type AuthzMatch, type Workload } from '../../src/shared/model.js';
 
 const BASE = `127.${10 + (process.pid % 200)}.3.`;
 const A_IP = BASE + '1';
@@ -35,19 +35,7 @@ async function setup(t: import('node:test').TestContext): Promise<Fixture> {
 }
 
 function match(m: Partial<AuthzMatch>): AuthzMatch {
-  return {
-    namespaces: [],
-    notNamespaces: [],
-    principals: [],
-    notPrincipals: [],
-    sourceIps: [],
-    notSourceIps: [],
-    destinationIps: [],
-    notDestinationIps: [],
-    destinationPorts: [],
-    notDestinationPorts: [],
-    ...m,
-  };
+  return emptyMatch(m);
 }
 
 function policy(name: string, action: Authorization['action'], m: Partial<AuthzMatch>): Authorization {

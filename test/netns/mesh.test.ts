@@ -10,7 +10,7 @@ import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync, existsSy
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ambit, destroyMesh, isRoot, leftovers, lockLocalMesh, meshName, repoRoot } from '../helpers/local-mesh.js';
+import { ambit, destroyMesh, isRoot, leftovers, lockLocalMesh, meshName, metricSum, repoRoot, waitFor } from '../helpers/local-mesh.js';
 import { callControl } from '../../src/local/control.js';
 import { stateDirFor, type LocalStatus } from '../../src/local/mesh.js';
 
@@ -75,26 +75,6 @@ function podIp(st: LocalStatus, ns: string, name: string): string {
   const p = st.pods.find((x) => x.namespace === ns && x.name === name);
   assert.ok(p, `pod ${ns}/${name} exists`);
   return p.ip;
-}
-
-function metricSum(text: string, name: string, labels: Record<string, string>): number {
-  let total = 0;
-  for (const line of text.split('\n')) {
-    if (!line.startsWith(name + '{')) continue;
-    if (!Object.entries(labels).every(([k, v]) => line.includes(`${k}="${v}"`))) continue;
-    total += Number(line.slice(line.lastIndexOf(' ') + 1)) || 0;
-  }
-  return total;
-}
-
-async function waitFor<T>(what: string, fn: () => Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 250));
-  }
 }
 
 function freePort(): Promise<number> {

@@ -8,7 +8,7 @@
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { ambit, destroyMesh, isRoot, lockLocalMesh, meshName, repoRoot } from '../helpers/local-mesh.js';
+import { ambit, destroyMesh, isRoot, lockLocalMesh, meshName, metricSum, repoRoot, waitFor } from '../helpers/local-mesh.js';
 import type { LocalStatus } from '../../src/local/mesh.js';
 
 const fx = (f: string): string => join(repoRoot, 'test/fixtures/waypoint-e2e', f);
@@ -68,26 +68,6 @@ async function startMesh(t: TestContext): Promise<Mesh> {
       assert.equal(r.code, 0, `delete ${file}: ${r.stderr}`);
     },
   };
-}
-
-function metricSum(text: string, name: string, labels: Record<string, string>): number {
-  let total = 0;
-  for (const line of text.split('\n')) {
-    if (!line.startsWith(name + '{')) continue;
-    if (!Object.entries(labels).every(([k, v]) => line.includes(`${k}="${v}"`))) continue;
-    total += Number(line.slice(line.lastIndexOf(' ') + 1)) || 0;
-  }
-  return total;
-}
-
-async function waitFor<T>(what: string, fn: () => Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 500));
-  }
 }
 
 test('waypoint: 90/10 subsets, header match, L7 deny, metrics, no bypass', { skip, timeout: 600_000 }, async (t) => {

@@ -4,7 +4,7 @@
  * the agent cannot check fail closed: an ALLOW (or AUDIT) rule using them is omitted (allows less);
  * in a DENY rule they are removed (denies more). A condition says so.
  */
-import type { Authorization, AuthzClause, AuthzMatch, AuthzRule, StringMatch } from '../../shared/model.js';
+import { emptyMatch, type Authorization, type AuthzClause, type AuthzMatch, type AuthzRule, type StringMatch } from '../../shared/model.js';
 import type { KubeObject } from '../objects.js';
 import { addCondition, type TranslateIndex } from './index.js';
 import { CONDITION_ACCEPTED } from './peer-authentication.js';
@@ -21,20 +21,7 @@ export function toStringMatch(v: string): StringMatch {
   return { exact: v };
 }
 
-export function emptyMatch(): AuthzMatch {
-  return {
-    namespaces: [],
-    notNamespaces: [],
-    principals: [],
-    notPrincipals: [],
-    sourceIps: [],
-    notSourceIps: [],
-    destinationIps: [],
-    notDestinationIps: [],
-    destinationPorts: [],
-    notDestinationPorts: [],
-  };
-}
+export { emptyMatch };
 
 const SOURCE_L7 = ['requestPrincipals', 'notRequestPrincipals'];
 const OPERATION_L7 = ['hosts', 'notHosts', 'methods', 'notMethods', 'paths', 'notPaths'];

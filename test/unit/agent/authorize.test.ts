@@ -2,22 +2,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { authorize, cidrContains, stringMatches, type ConnAttributes } from '../../../src/agent/policy/authorize.js';
-import type { Authorization, AuthzMatch, AuthzRule } from '../../../src/shared/model.js';
+import { emptyMatch, type Authorization, type AuthzMatch, type AuthzRule } from '../../../src/shared/model.js';
 
 function m(x: Partial<AuthzMatch>): AuthzMatch {
-  return {
-    namespaces: [],
-    notNamespaces: [],
-    principals: [],
-    notPrincipals: [],
-    sourceIps: [],
-    notSourceIps: [],
-    destinationIps: [],
-    notDestinationIps: [],
-    destinationPorts: [],
-    notDestinationPorts: [],
-    ...x,
-  };
+  return emptyMatch(x);
 }
 function pol(name: string, action: Authorization['action'], rules: AuthzRule[], extra: Partial<Authorization> = {}): Authorization {
   return { name, namespace: 'ns', scope: 'namespace', action, rules, dryRun: false, ...extra };
