@@ -3,7 +3,7 @@
  * meshes share address ranges, so only one may run at a time), and the CLI as a child process.
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdirSync, rmSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
+import { linkSync, mkdirSync, readdirSync, rmSync, readFileSync, writeFileSync, existsSync, statSync } from 'node:fs';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -14,28 +14,41 @@ export function isRoot(): boolean {
   return typeof process.getuid === 'function' && process.getuid() === 0;
 }
 
-/** Takes the machine-wide local-mesh lock, waiting for another holder (stale holders are detected by pid). */
+/**
+ * Takes the machine-wide local-mesh lock, waiting for another holder. The lock is a file holding
+ * the holder's pid, created whole by link(2) (atomic: it exists with its pid or not at all), so a
+ * waiter never mistakes a lock being taken for a stale one. A holder that died is detected by pid.
+ */
 export async function lockLocalMesh(timeoutMs = 600_000): Promise<() => void> {
   const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      mkdirSync(LOCK);
-      writeFileSync(join(LOCK, 'pid'), String(process.pid));
-      return () => rmSync(LOCK, { recursive: true, force: true });
-    } catch {
-      const holder = Number(existsSync(join(LOCK, 'pid')) ? readFileSync(join(LOCK, 'pid'), 'utf8') : '0');
-      let alive = holder > 0;
-      if (alive) {
-        try {
-          process.kill(holder, 0);
-        } catch {
-          alive = false;
-        }
+  const mine = `${LOCK}.${process.pid}.${Math.random().toString(36).slice(2)}`;
+  writeFileSync(mine, String(process.pid));
+  try {
+    for (;;) {
+      try {
+        linkSync(mine, LOCK);
+        return () => rmSync(LOCK, { force: true });
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
       }
-      if (!alive) rmSync(LOCK, { recursive: true, force: true });
+      // An older version of this helper used a directory; treat one as stale.
+      if (statSync(LOCK, { throwIfNoEntry: false })?.isDirectory()) rmSync(LOCK, { recursive: true, force: true });
+      const holder = lockHolder();
+      if (holder === undefined) continue; // released just now
+      if (!pidAlive(holder) && lockHolder() === holder) rmSync(LOCK, { force: true });
       if (Date.now() > deadline) throw new Error(`local mesh lock ${LOCK} held by pid ${holder} for too long`);
       await new Promise((r) => setTimeout(r, 250));
     }
+  } finally {
+    rmSync(mine, { force: true });
+  }
+}
+
+function lockHolder(): number | undefined {
+  try {
+    return Number(readFileSync(LOCK, 'utf8').trim() || '0');
+  } catch {
+    return undefined;
   }
 }
 
@@ -81,6 +94,7 @@ export function leftovers(prefix: string): string[] {
 }
 
 export function pidAlive(pid: number): boolean {
+  if (!Number.isInteger(pid) || pid <= 0) return false; // kill(0) would signal our own group
   try {
     process.kill(pid, 0);
     return true;
@@ -98,6 +112,20 @@ export function ensureDir(p: string): void {
 }
 
 /** Stops mesh `name` and removes its state folder (CA, tokens, logs): what a test made, it removes. */
+/** The last warning and error lines of every log of a mesh (for assertion messages). */
+export function meshLogTail(name: string, lines = 20): string {
+  const dir = join('/run/ambit', name, 'logs');
+  if (!existsSync(dir)) return `(no logs in ${dir})`;
+  const out: string[] = [];
+  for (const f of readdirSync(dir).sort()) {
+    const bad = readFileSync(join(dir, f), 'utf8')
+      .split('\n')
+      .filter((l) => /"level":(40|50|60)|error|Error/.test(l));
+    if (bad.length > 0) out.push(`--- ${f}`, ...bad.slice(-lines));
+  }
+  return out.join('\n');
+}
+
 export async function destroyMesh(name: string): Promise<void> {
   await ambit(['local', 'down', '--name', name]);
   rmSync(`/run/ambit/${name}`, { recursive: true, force: true });

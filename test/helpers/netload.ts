@@ -14,7 +14,9 @@ import { createHash } from 'node:crypto';
 const [mode, host, portText, a, b] = process.argv.slice(2);
 const port = Number(portText);
 const HARD_LIMIT_MS = 120_000;
-setTimeout(() => finish({ error: 'hard time limit reached' }, 2), HARD_LIMIT_MS).unref();
+/** Per-connection progress of a bulk run, reported if the run fails or stalls (for diagnosis). */
+const progress: Array<{ sent: number; received: number; state: string }> = [];
+setTimeout(() => finish({ error: 'hard time limit reached', progress }, 2), HARD_LIMIT_MS).unref();
 
 function finish(result: Record<string, unknown>, code = 0): never {
   process.stdout.write(JSON.stringify(result) + '\n');
@@ -44,7 +46,10 @@ function fillRandom(buf: Buffer, seed: number): number {
 }
 
 async function bulkOne(index: number, bytes: number): Promise<{ ok: boolean; sent: string; received: string; bytes: number }> {
+  const p = { sent: 0, received: 0, state: 'connecting' };
+  progress[index] = p;
   const s = await open();
+  p.state = 'sending';
   const sentHash = createHash('sha256');
   const recvHash = createHash('sha256');
   let received = 0;
@@ -52,9 +57,13 @@ async function bulkOne(index: number, bytes: number): Promise<{ ok: boolean; sen
     s.on('data', (d: Buffer) => {
       recvHash.update(d);
       received += d.length;
+      p.received = received;
     });
     s.on('end', () => resolve());
-    s.on('error', reject);
+    s.on('error', (err: Error) => {
+      p.state = `error ${err.message}`;
+      reject(err);
+    });
   });
   const chunk = Buffer.allocUnsafe(256 * 1024);
   let seed = 0x9e3779b9 ^ (index * 7919);
@@ -65,10 +74,13 @@ async function bulkOne(index: number, bytes: number): Promise<{ ok: boolean; sen
     const piece = Buffer.from(chunk.subarray(0, n));
     sentHash.update(piece);
     left -= n;
+    p.sent += n;
     if (!s.write(piece)) await new Promise((r) => s.once('drain', r));
   }
   s.end();
+  p.state = 'half-closed, reading';
   await done;
+  p.state = 'done';
   const sent = sentHash.digest('hex');
   const recv = recvHash.digest('hex');
   return { ok: sent === recv && received === bytes, sent, received: recv, bytes: received };
@@ -163,4 +175,4 @@ async function main(): Promise<void> {
   finish({ error: `unknown mode ${mode}` }, 2);
 }
 
-main().catch((err: Error & { code?: string }) => finish({ error: err.message, code: err.code }, 1));
+main().catch((err: Error & { code?: string }) => finish({ error: err.message, code: err.code, progress }, 1));

@@ -10,7 +10,7 @@ import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync, existsSy
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ambit, destroyMesh, isRoot, leftovers, lockLocalMesh, meshName, metricSum, repoRoot, waitFor } from '../helpers/local-mesh.js';
+import { ambit, destroyMesh, isRoot, leftovers, lockLocalMesh, meshLogTail, meshName, metricSum, repoRoot, waitFor } from '../helpers/local-mesh.js';
 import { callControl } from '../../src/local/control.js';
 import { stateDirFor, type LocalStatus } from '../../src/local/mesh.js';
 
@@ -128,7 +128,7 @@ test('mesh data plane with BPF capture', { skip, timeout: 600_000 }, async (t) =
 
   await t.test('64 MiB each way on 20 parallel connections arrive intact', async () => {
     const r = await m.load<{ ok: boolean; intact: number; conns: number }>('mesh-a/client', ['bulk', 'server.mesh-b', '9000', '20', '64']);
-    assert.deepEqual({ ok: r.ok, intact: r.intact }, { ok: true, intact: 20 }, JSON.stringify(r));
+    assert.deepEqual({ ok: r.ok, intact: r.intact }, { ok: true, intact: 20 }, `${JSON.stringify(r)}\n${meshLogTail(m.name)}`);
   });
 
   await t.test('1000 concurrent connections are held open and closed cleanly; half-close works', async () => {
@@ -261,7 +261,7 @@ test('mesh data plane with the nftables fallback', { skip, timeout: 300_000 }, a
     assert.equal(r.body!.client.replace('::ffff:', ''), clientIp);
   }
   const bulk = await m.load<{ ok: boolean; intact: number }>('mesh-a/client', ['bulk', 'server.mesh-b', '9000', '20', '4']);
-  assert.deepEqual({ ok: bulk.ok, intact: bulk.intact }, { ok: true, intact: 20 });
+  assert.deepEqual({ ok: bulk.ok, intact: bulk.intact }, { ok: true, intact: 20 }, `${JSON.stringify(bulk)}\n${meshLogTail(m.name)}`);
   const h = await m.load<{ ok: boolean }>('mesh-a/client', ['halfclose', 'server.mesh-b', '9000']);
   assert.equal(h.ok, true);
   await m.apply('strict.yaml');
