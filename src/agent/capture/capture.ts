@@ -7,6 +7,24 @@ export const OUTBOUND_PORT = 15001;
 export const INBOUND_PORT = 15006;
 export const HBONE_PORT = 15008;
 
+/**
+ * nft chains (for a pod-netns table) that drop TCP packets conntrack marks INVALID, in both
+ * directions. Capture and reply routing hang on conntrack (REDIRECT's NAT, the reply ct mark); an
+ * out-of-window packet under heavy load is INVALID, skips both, and would reach the wrong socket
+ * (an app behind a NAT it does not know, or a peer through eth0) which answers with a reset. Dropped,
+ * it is retransmitted and then matches. Kubernetes' kube-proxy and Istio's sidecar capture
+ * (DROP_INVALID) do the same for the same reason.
+ */
+export function dropInvalidChains(): string[] {
+  const chain = (name: string, hook: 'output' | 'prerouting'): string[] => [
+    `  chain ${name} {`,
+    `    type filter hook ${hook} priority mangle; policy accept;`,
+    '    meta l4proto tcp ct state invalid drop',
+    '  }',
+  ];
+  return [...chain('invalid_out', 'output'), ...chain('invalid_in', 'prerouting')];
+}
+
 export interface EnrollOptions {
   /** Pod UID: the enrollment's identity (pin folder name, table comment). */
   uid: string;

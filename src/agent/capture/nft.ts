@@ -11,7 +11,7 @@
 import { AmbitError } from '../../shared/errors.js';
 import type { Logger } from '../../shared/log.js';
 import { BYPASS_MARK } from '../../../native/netns.js';
-import { HBONE_PORT, INBOUND_PORT, OUTBOUND_PORT, type Capture, type DirectTuple, type EnrollOptions } from './capture.js';
+import { dropInvalidChains, HBONE_PORT, INBOUND_PORT, OUTBOUND_PORT, type Capture, type DirectTuple, type EnrollOptions } from './capture.js';
 import { execInNetns } from './netns-exec.js';
 import { installReplyRouting, removeReplyRouting } from './reply-route.js';
 
@@ -74,6 +74,7 @@ export function buildNftRuleset(opts: EnrollOptions): string {
     `    tcp dport ${portSet(exIn)} return`,
     `    ${families}meta l4proto tcp redirect to :${inb}`,
     '  }',
+    ...dropInvalidChains(),
     '}',
   ];
   return lines.join('\n') + '\n';

@@ -14,10 +14,14 @@
  * return`, BPF connect4) is untouched; the nat chains (priority -100) run after this one (-150)
  * and only see new connections, never replies.
  *
+ * Both tables also drop TCP packets conntrack finds INVALID (capture.ts dropInvalidChains), since
+ * an INVALID reply carries no ct mark and would leave through eth0.
+ *
  * Invariant: installed while the pod is enrolled; everything lives in the pod's netns, so it also
  * disappears with the netns.
  */
 import { BYPASS_MARK } from '../../../native/netns.js';
+import { dropInvalidChains } from './capture.js';
 import { execInNetns, type NetnsExecOptions } from './netns-exec.js';
 
 export const REPLY_NFT_TABLE = 'ambit_reply';
@@ -50,6 +54,7 @@ export function buildReplyRuleset(): string {
     `    meta mark ${hex(BYPASS_MARK)} return`,
     `    ct mark and ${hex(REPLY_MARK_MASK)} == ${hex(REPLY_MARK)} meta mark set meta mark and ${keep} or ${hex(REPLY_MARK)}`,
     '  }',
+    ...dropInvalidChains(),
     '}',
   ].join('\n') + '\n';
 }

@@ -33,3 +33,10 @@ test('excluded ports, custom ports and ipv6 are honoured', () => {
 test('an invalid port is refused before nft runs', () => {
   assert.throws(() => buildNftRuleset({ ...base, excludeInboundPorts: [0] }), { code: 'AMBIT_ERR_CAPTURE_FAILED' });
 });
+
+test('TCP packets conntrack finds INVALID are dropped on the way out and in, before NAT and routing', () => {
+  const r = buildNftRuleset(base);
+  for (const hook of ['output', 'prerouting']) {
+    assert.match(r, new RegExp(`type filter hook ${hook} priority mangle; policy accept;\\n {4}meta l4proto tcp ct state invalid drop\\n`));
+  }
+});

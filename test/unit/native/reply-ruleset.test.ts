@@ -19,3 +19,10 @@ test("only the agent's new connections to local addresses get the ct mark, and t
   assert.ok(bypass > ctMark && mark > bypass, 'the 0x539 return comes before any packet mark is set');
   assert.match(lines[mark]!, /^ct mark and 0xfff == 0x111 meta mark set meta mark and 0xfffff000 or 0x111$/);
 });
+
+test('TCP packets conntrack finds INVALID are dropped on the way out and in, before NAT and routing', () => {
+  const r = buildReplyRuleset();
+  for (const hook of ['output', 'prerouting']) {
+    assert.match(r, new RegExp(`type filter hook ${hook} priority mangle; policy accept;\\n {4}meta l4proto tcp ct state invalid drop\\n`));
+  }
+});
