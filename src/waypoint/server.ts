@@ -761,6 +761,17 @@ export class WaypointServer {
         done();
       };
       overall.addEventListener('abort', onAbort, { once: true });
+      if (gs !== undefined && st.http2) {
+        // A gRPC trailers-only answer (the status in the headers) stays one frame that ends the stream.
+        resp.body.resume();
+        try {
+          (res as http2.Http2ServerResponse).stream.respond({ ...headers, ':status': resp.status } as http2.OutgoingHttpHeaders, { endStream: true });
+        } catch (e) {
+          this.log.warn({ reqId: st.reqId, err: errorMessage(e) }, 'upstream response headers rejected');
+          res.destroy();
+        }
+        return done();
+      }
       try {
         out(res).writeHead(resp.status, headers as http.OutgoingHttpHeaders);
       } catch (e) {
@@ -828,8 +839,14 @@ export class WaypointServer {
     }
     st.status = 200;
     st.grpcStatus = String(code);
-    out(res).writeHead(200, { 'content-type': 'application/grpc', 'grpc-status': String(code), 'grpc-message': encodeURIComponent(message) });
-    res.end();
+    const headers = { 'content-type': 'application/grpc', 'grpc-status': String(code), 'grpc-message': encodeURIComponent(message) };
+    // Trailers-only: one HEADERS frame that ends the stream (gRPC clients take the status only from
+    // a frame that ends the stream; headers followed by an empty DATA frame read as "no status").
+    if (st.http2) (res as http2.Http2ServerResponse).stream.respond({ ':status': 200, ...headers }, { endStream: true });
+    else {
+      out(res).writeHead(200, headers);
+      res.end();
+    }
   }
 
   private finish(st: RequestState, res: ServerResponse): void {
