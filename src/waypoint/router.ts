@@ -18,6 +18,11 @@ export interface RouteRequest {
   headers: RequestHeaders;
   /** Destination port the request arrived for (service port), when known. */
   port?: number;
+  /**
+   * Hostname of the Service the caller addressed (the tunnel's destination VIP), when known: its
+   * routes apply whatever the Host header says, as Istio waypoints route by destination service.
+   */
+  service?: string;
 }
 
 export type RouteDecision =
@@ -142,7 +147,7 @@ export function selectRoute(config: RouteConfig, req: RouteRequest): HttpRoute |
 }
 
 export function routeRequest(table: RouteTable, req: RouteRequest): RouteDecision {
-  const config = lookupConfig(table, req.authority);
+  const config = (req.service !== undefined ? table.exact.get(req.service.toLowerCase()) : undefined) ?? lookupConfig(table, req.authority);
   if (!config) return { kind: 'no-route', reason: 'unknown-host' };
   const route = selectRoute(config, req);
   if (!route) return { kind: 'no-route', reason: 'no-match', config };

@@ -309,7 +309,8 @@ export class Waypoint {
     const socket = session.socket as tls.TLSSocket;
     const source = this.sourceOf(peerIdentity(socket), socket.remoteAddress);
     stream.respond({ ':status': HBONE_STATUS.OK });
-    this.server.acceptConnection(stream, { source, targetPort: target.port });
+    const service = this.index.byVip.get(`${normalizeIp(target.address)}|${target.port}`)?.hostname;
+    this.server.acceptConnection(stream, { source, targetPort: target.port, ...(service !== undefined ? { targetService: service } : {}) });
   }
 
   async close(deadlineMs = 5000): Promise<void> {

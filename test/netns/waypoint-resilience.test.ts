@@ -172,6 +172,13 @@ test('waypoint resilience: retries, timeout, connection pool (and raising it), o
     assert.ok(metricSum(text, 'istio_request_duration_milliseconds_count', { ...client, destination_service: svc('slow'), response_code: '504', response_flags: 'UT' }) >= 6, 'durations labelled too');
   });
 
+  await t.test('a request to a Service with a foreign Host header still gets that Service\'s routes (its 1 s timeout)', async () => {
+    const r = await m.exec(['curl', '-s', '-m', '5', '-o', '/dev/null', '-w', '%{http_code} %{time_total}', '-H', 'Host: something-else.example', 'http://slow:9080/h']);
+    const [code, secs] = r.stdout.trim().split(' ');
+    assert.equal(code, '504', `routed by the destination Service, not by Host: ${r.stdout} ${r.stderr}`);
+    assert.ok(Number(secs) >= 0.9 && Number(secs) <= 2.5, `after the route's timeout: ${secs} s`);
+  });
+
   await t.test('gRPC: a real client calls a real server through the waypoint; a 50/50 split, a fault abort status and a server status arrive; grpc_response_status is labelled', async () => {
     const split = await m.grpcLoad(['greeter:50051', '400', '8']);
     t.diagnostic(JSON.stringify(split));

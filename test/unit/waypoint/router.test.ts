@@ -114,3 +114,15 @@ test('rewritePath replaces the matched prefix and keeps the query', () => {
   const full = r('full', [m({ uri: { prefix: '/old' } })], { rewrite: { fullPath: '/fixed' } });
   assert.equal(rewritePath(full, req({ path: '/old/deep?a=1' })), '/fixed?a=1');
 });
+
+test('routeRequest: the addressed Service wins over a foreign Host header; the Host decides without one', () => {
+  const table = buildRouteTable([reviews, plain]);
+  const foreign = routeRequest(table, req({ authority: 'something-else.example', path: '/health', service: 'reviews.bookinfo.svc.cluster.local' }));
+  assert.equal(foreign.kind, 'route');
+  assert.equal(foreign.kind === 'route' && foreign.route.name, 'exact');
+  const other = routeRequest(table, req({ authority: 'ratings:9080', path: '/health', service: 'reviews.bookinfo.svc.cluster.local' }));
+  assert.equal(other.kind === 'route' && other.config.hostname, 'reviews.bookinfo.svc.cluster.local', 'the VIP decides, not another service named in Host');
+  const unknown = routeRequest(table, req({ authority: 'ratings:9080', service: 'nobody.bookinfo.svc.cluster.local' }));
+  assert.equal(unknown.kind === 'route' && unknown.config.hostname, 'ratings.bookinfo.svc.cluster.local', 'an unknown service falls back to the Host');
+  assert.deepEqual(routeRequest(table, req({ authority: 'something-else.example' })), { kind: 'no-route', reason: 'unknown-host' });
+});
