@@ -149,6 +149,8 @@ export interface ConnectionMeta {
   targetPort?: number;
   /** Hostname of the Service whose VIP the caller addressed: its routes apply whatever the Host says. */
   targetService?: string;
+  /** Address of the pod the caller addressed (workload-bound waypoint): requests go to that pod. */
+  targetWorkload?: string;
 }
 
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'host', 'http2-settings', 'te', 'trailer']);
@@ -393,7 +395,7 @@ export class WaypointServer {
     for (let i = 0; i < req.rawHeaders.length; i++) st.headerBytes += req.rawHeaders[i]!.length + 2;
     res.once('close', () => this.finish(st, res));
 
-    const rreq: RouteRequest = { authority, path: st.path, method: st.method, headers: req.headers, ...(meta?.targetPort !== undefined ? { port: meta.targetPort } : {}), ...(meta?.targetService !== undefined ? { service: meta.targetService } : {}) };
+    const rreq: RouteRequest = { authority, path: st.path, method: st.method, headers: req.headers, ...(meta?.targetPort !== undefined ? { port: meta.targetPort } : {}), ...(meta?.targetService !== undefined ? { service: meta.targetService } : {}), ...(meta?.targetWorkload !== undefined ? { workload: meta.targetWorkload } : {}) };
     const decision = routeRequest(this.table, rreq);
     if (decision.kind === 'no-route') {
       st.service = hostOfAuthority(authority);

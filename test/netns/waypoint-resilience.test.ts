@@ -5,7 +5,8 @@
  * retries against a backend failing every second request, a VirtualService timeout against a slow
  * backend, a DestinationRule connection pool that overflows and recovers, outlier detection
  * ejecting a failing endpoint and letting it back, fault injection ratios, the labels of the
- * waypoint's metrics, and gRPC (split, a fault abort's status, a server's status) through it.
+ * waypoint's metrics, gRPC (split, a fault abort's status, a server's status) through it, routing
+ * by the addressed Service whatever the Host header, and a waypoint for workloads.
  * Every check compares what the client saw with what the backends or the waypoint counted.
  */
 import { test } from 'node:test';
@@ -28,7 +29,7 @@ function near(part: number, total: number, percent: number, points: number): boo
   return Math.abs((100 * part) / total - percent) <= points;
 }
 
-test('waypoint resilience: retries, timeout, connection pool (and raising it), outlier detection, faults, labels, gRPC', { skip, timeout: 600_000 }, async (t) => {
+test('waypoint resilience: retries, timeout, connection pool (and raising it), outlier detection, faults, labels, foreign Host, workload waypoint, gRPC', { skip, timeout: 600_000 }, async (t) => {
   const m = await startWaypointMesh(t, 'rz', [fx('app.yaml'), fx('routes.yaml')], 'resil');
   const st = await m.status();
   const wp = st.pods.find((p) => p.namespace === 'resil' && p.name.startsWith('waypoint-waypoint-'));
@@ -177,6 +178,20 @@ test('waypoint resilience: retries, timeout, connection pool (and raising it), o
     const [code, secs] = r.stdout.trim().split(' ');
     assert.equal(code, '504', `routed by the destination Service, not by Host: ${r.stdout} ${r.stderr}`);
     assert.ok(Number(secs) >= 0.9 && Number(secs) <= 2.5, `after the route's timeout: ${secs} s`);
+  });
+
+  await t.test('a waypoint for workloads (waypoint-for: workload): requests to the Service VIP and to the pod go through it to that pod', async () => {
+    const now = await m.status();
+    const wlWp = now.pods.find((p) => p.namespace === 'resil-wl' && p.name.startsWith('wl-waypoint-waypoint-'));
+    const pod = now.pods.find((p) => p.namespace === 'resil-wl' && p.name.startsWith('wlecho-'));
+    assert.ok(wlWp?.ready && pod, `the workload waypoint and the pod run: ${JSON.stringify(now.pods.map((p) => p.name))}`);
+    const viaVip = await m.load(['http://wlecho.resil-wl:9080/w', '40', '4']);
+    assert.deepEqual(viaVip.texts, { wl: 40 }, `through the VIP: ${JSON.stringify(viaVip)}`);
+    const direct = await m.load([`http://${pod.ip}:8080/w`, '10', '2']);
+    assert.deepEqual(direct.texts, { wl: 10 }, `straight to the pod: ${JSON.stringify(direct)}`);
+    const text = await fetch(`http://${wlWp.ip}:15020/metrics`).then((r) => r.text());
+    const seen = metricSum(text, 'istio_requests_total', { reporter: 'waypoint', source_principal: CLIENT, destination_workload: 'wlecho', destination_version: 'v1', response_code: '200' });
+    assert.equal(seen, 50, 'the workload waypoint served all of them');
   });
 
   await t.test('gRPC: a real client calls a real server through the waypoint; a 50/50 split, a fault abort status and a server status arrive; grpc_response_status is labelled', async () => {
