@@ -29,7 +29,7 @@ function near(part: number, total: number, percent: number, points: number): boo
   return Math.abs((100 * part) / total - percent) <= points;
 }
 
-test('waypoint resilience: retries, timeout, connection pool (and raising it), outlier detection, faults, labels, foreign Host, workload waypoint, gRPC', { skip, timeout: 600_000 }, async (t) => {
+test('waypoint resilience: retries, timeout, connection pool (and raising it), outlier detection, faults, labels, foreign Host, workload waypoint, gRPC, GRPCRoute', { skip, timeout: 600_000 }, async (t) => {
   const m = await startWaypointMesh(t, 'rz', [fx('app.yaml'), fx('routes.yaml')], 'resil');
   const st = await m.status();
   const wp = st.pods.find((p) => p.namespace === 'resil' && p.name.startsWith('waypoint-waypoint-'));
@@ -213,5 +213,20 @@ test('waypoint resilience: retries, timeout, connection pool (and raising it), o
     assert.equal(metricSum(text, 'istio_requests_total', { ...g, grpc_response_status: '14', response_flags: 'FI' }), 20, 'aborted calls');
     assert.equal(metricSum(text, 'istio_requests_total', { ...g, grpc_response_status: '5' }), 20, 'server-failed calls');
     assert.ok(metricSum(text, 'istio_requests_total', { ...g, grpc_response_status: '0', destination_version: 'v2' }) > 0, 'destination_version on gRPC');
+  });
+
+  await t.test('gRPC routed by a GRPCRoute (ambit local apply): a header match goes to v2 only, the rest split 3:1', async () => {
+    await m.apply(fx('grpcroute.yaml'));
+    const marked = await waitFor('the GRPCRoute to reach the waypoint', async () => {
+      const r = await m.grpcLoad(['greeter:50051', '40', '4', 'x-version:v2']);
+      return r.texts['greeter-v2'] === 40 ? r : undefined;
+    });
+    t.diagnostic(JSON.stringify(marked));
+    const split = await m.grpcLoad(['greeter:50051', '400', '8']);
+    t.diagnostic(JSON.stringify(split));
+    assert.deepEqual(split.codes, { '0': 400 }, JSON.stringify(split));
+    const v2 = split.texts['greeter-v2'] ?? 0;
+    assert.equal((split.texts['greeter-v1'] ?? 0) + v2, 400, JSON.stringify(split.texts));
+    assert.ok(near(v2, 400, 25, 10), `v2 share ${v2 / 4}% (25 ± 10)`);
   });
 });
