@@ -9,11 +9,11 @@
  * by the addressed Service whatever the Host header, and a waypoint for workloads.
  * Every check compares what the client saw with what the backends or the waypoint counted.
  */
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { isRoot, metricSum, repoRoot, waitFor } from '../helpers/local-mesh.js';
-import { startWaypointMesh, type LoadResult } from './waypoint-mesh.js';
+import { startWaypointMesh, type GrpcLoadResult, type LoadResult } from './waypoint-mesh.js';
 
 const fx = (f: string): string => join(repoRoot, 'test/fixtures/waypoint-resilience', f);
 const skip = isRoot() ? false : 'requires root (network namespaces, BPF, nftables)';
@@ -27,6 +27,16 @@ function count(r: LoadResult, pred: (status: number) => boolean): number {
 /** Within `points` percentage points of `percent`. */
 function near(part: number, total: number, percent: number, points: number): boolean {
   return Math.abs((100 * part) / total - percent) <= points;
+}
+
+/** Every call OK and answered by greeter-v1 or greeter-v2, v2 at `percent` ± `points`. */
+function assertGrpcSplit(t: TestContext, r: GrpcLoadResult, percent: number, points: number): void {
+  t.diagnostic(JSON.stringify(r));
+  const n = Object.values(r.codes).reduce((a, b) => a + b, 0);
+  assert.deepEqual(r.codes, { '0': n }, JSON.stringify(r));
+  const v2 = r.texts['greeter-v2'] ?? 0;
+  assert.equal((r.texts['greeter-v1'] ?? 0) + v2, n, JSON.stringify(r.texts));
+  assert.ok(near(v2, n, percent, points), `v2 share ${(100 * v2) / n}% (${percent} ± ${points})`);
 }
 
 test('waypoint resilience: retries, timeout, connection pool (and raising it), outlier detection, faults, labels, foreign Host, workload waypoint, gRPC, GRPCRoute', { skip, timeout: 600_000 }, async (t) => {
@@ -195,12 +205,7 @@ test('waypoint resilience: retries, timeout, connection pool (and raising it), o
   });
 
   await t.test('gRPC: a real client calls a real server through the waypoint; a 50/50 split, a fault abort status and a server status arrive; grpc_response_status is labelled', async () => {
-    const split = await m.grpcLoad(['greeter:50051', '400', '8']);
-    t.diagnostic(JSON.stringify(split));
-    assert.deepEqual(split.codes, { '0': 400 }, JSON.stringify(split));
-    const v2 = split.texts['greeter-v2'] ?? 0;
-    assert.equal((split.texts['greeter-v1'] ?? 0) + v2, 400, JSON.stringify(split.texts));
-    assert.ok(near(v2, 400, 50, 12), `v2 share ${v2 / 4}% (50 ± 12)`);
+    assertGrpcSplit(t, await m.grpcLoad(['greeter:50051', '400', '8']), 50, 12);
     const aborted = await m.grpcLoad(['greeter:50051', '20', '4', 'x-fault:abort']);
     assert.deepEqual(aborted.codes, { '14': 20 }, `UNAVAILABLE from the fault abort: ${JSON.stringify(aborted)}`);
     assert.match(aborted.details['14'] ?? '', /fault filter abort/);
@@ -222,11 +227,6 @@ test('waypoint resilience: retries, timeout, connection pool (and raising it), o
       return r.texts['greeter-v2'] === 40 ? r : undefined;
     });
     t.diagnostic(JSON.stringify(marked));
-    const split = await m.grpcLoad(['greeter:50051', '400', '8']);
-    t.diagnostic(JSON.stringify(split));
-    assert.deepEqual(split.codes, { '0': 400 }, JSON.stringify(split));
-    const v2 = split.texts['greeter-v2'] ?? 0;
-    assert.equal((split.texts['greeter-v1'] ?? 0) + v2, 400, JSON.stringify(split.texts));
-    assert.ok(near(v2, 400, 25, 10), `v2 share ${v2 / 4}% (25 ± 10)`);
+    assertGrpcSplit(t, await m.grpcLoad(['greeter:50051', '400', '8']), 25, 10);
   });
 });
