@@ -69,6 +69,9 @@ test('waypoint: 90/10 subsets, header match, L7 deny, metrics, no bypass', { ski
     assert.ok(ok >= 10_000, `200s counted: ${ok}`);
     assert.ok(forbidden >= 10, `403s counted: ${forbidden}`);
     assert.ok(metricSum(text, 'istio_requests_total', { reporter: 'waypoint', destination_version: 'v2' }) > 0, 'destination_version is labelled');
+    const client = { reporter: 'waypoint', source_workload: 'client', source_workload_namespace: 'bookinfo', source_principal: 'spiffe://cluster.local/ns/bookinfo/sa/client' };
+    assert.equal(metricSum(text, 'istio_requests_total', { ...client, response_code: '200', response_flags: '-', destination_service_name: 'reviews' }), ok, 'every 200 names the client and has no flags');
+    assert.equal(metricSum(text, 'istio_requests_total', { ...client, response_code: '403', response_flags: 'RBAC' }), forbidden, 'every 403 carries flag RBAC');
   });
 
   await t.test('a TCP service bound to the waypoint is carried through it as TCP', async () => {
