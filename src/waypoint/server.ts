@@ -461,8 +461,9 @@ export class WaypointServer {
       return this.localReply(st, res, 503, 'no healthy upstream', RESPONSE_FLAGS.NO_HEALTHY_UPSTREAM);
     }
     const port = backend.port ?? rreq.port;
-    st.service = backend.host;
-    st.serviceNamespace = serviceParts(backend.host, config.namespace).namespace;
+    // A pod-addressed request (workload waypoint) is labelled with the pod's Service when it has one.
+    st.service = rreq.workload !== undefined ? config.hostname : backend.host;
+    st.serviceNamespace = serviceParts(st.service, config.namespace).namespace;
     if (port === undefined) {
       req.resume();
       return this.localReply(st, res, 503, `no port known for backend ${backend.host}`, RESPONSE_FLAGS.NO_HEALTHY_UPSTREAM);

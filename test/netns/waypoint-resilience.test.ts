@@ -208,8 +208,8 @@ test('waypoint resilience: retries, timeout, connection pool (and raising it), o
     const direct = await m.load([`http://${pod.ip}:8080/w`, '10', '2']);
     assert.deepEqual(direct.texts, { wl: 10 }, `straight to the pod: ${JSON.stringify(direct)}`);
     const text = await fetch(`http://${wlWp.ip}:15020/metrics`).then((r) => r.text());
-    const seen = metricSum(text, 'istio_requests_total', { reporter: 'waypoint', source_principal: CLIENT, destination_workload: 'wlecho', destination_version: 'v1', response_code: '200' });
-    assert.equal(seen, 50, 'the workload waypoint served all of them');
+    const seen = metricSum(text, 'istio_requests_total', { reporter: 'waypoint', source_principal: CLIENT, destination_service: 'wlecho.resil-wl.svc.cluster.local', destination_service_name: 'wlecho', destination_workload: 'wlecho', destination_version: 'v1', response_code: '200' });
+    assert.equal(seen, 50, 'the workload waypoint served all of them, labelled with the pod\'s Service');
   });
 
   await t.test('gRPC: a real client calls a real server through the waypoint; a 50/50 split, a fault abort status and a server status arrive; grpc_response_status is labelled', async () => {
