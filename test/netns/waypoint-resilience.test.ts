@@ -87,9 +87,13 @@ test('waypoint resilience: retries, timeout, connection pool (and raising it), o
     assert.ok(seq.retries >= 290, `about every second request needed a retry: ${seq.retries}`);
     // Concurrent requests interleave on the backend, so a retry fails half the time, and the retry
     // budget (20%, at least 3 at once) refuses some: the counts must still agree exactly.
+    const refusals = async (): Promise<number> => metricSum(await metrics(), 'ambit_circuit_breaker_trips_total', { destination_service: svc('flaky'), reason: 'retry_budget' });
+    const refused0 = await refusals();
     const conc = await run(400, 8);
-    t.diagnostic(`8 at a time: ${conc.ok} of 400 succeeded with ${conc.retries} retries`);
+    const refused = (await refusals()) - refused0;
+    t.diagnostic(`8 at a time: ${conc.ok} of 400 succeeded with ${conc.retries} retries; the retry budget refused ${refused}`);
     assert.ok(conc.retries > 0);
+    assert.ok(400 - conc.ok >= refused, 'every refused retry left its request failed');
   });
 
   await t.test('timeout: a backend slower than the VirtualService timeout (1 s) gives 504 with flag UT after about 1 s', async () => {
