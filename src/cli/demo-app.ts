@@ -6,16 +6,11 @@
  *                                     were served and how many failed (not counting /count itself)
  *   http-front --port P --backend URL calls URL for every request and wraps the answer
  *   tcp-echo   --port P               echoes bytes back (half-close aware)
- *   grpc-echo  --port P --text T [--delay-ms D]  gRPC ambit.demo.Echo/Say (src/cli/echo.proto):
- *                                     replies T and the pod name, or fails with the status the call asks for
+ *   grpc-echo  --port P --text T [--delay-ms D]  gRPC ambit.demo.Echo/Say (grpc-echo.ts)
  */
-import { join } from 'node:path';
 import { createServer, request as httpRequest, type Server } from 'node:http';
 import { createServer as createTcpServer } from 'node:net';
 import { parseArgs } from 'node:util';
-import * as grpc from '@grpc/grpc-js';
-import * as protoLoader from '@grpc/proto-loader';
-import { PROTO_LOADER_OPTIONS, protoDir } from '../shared/api/load.js';
 import { AmbitError } from '../shared/errors.js';
 import type { Io } from './io.js';
 
@@ -76,35 +71,6 @@ export function createHttpEcho(o: HttpEchoOptions): Server {
   });
 }
 
-/** The demo gRPC service definition, loaded from src/cli/echo.proto (tsc does not copy protos to dist/). */
-export function echoServiceDefinition(): grpc.ServiceDefinition {
-  const path = join(protoDir(), '..', '..', 'cli', 'echo.proto');
-  const pkg = grpc.loadPackageDefinition(protoLoader.loadSync(path, PROTO_LOADER_OPTIONS)) as unknown as { ambit: { demo: { Echo: grpc.ServiceClientConstructor } } };
-  return pkg.ambit.demo.Echo.service;
-}
-
-interface SayRequest {
-  message: string;
-  status: number;
-}
-
-/** The grpc-echo server with the Echo service added (not yet bound). */
-export function createGrpcEcho(o: { text: string; pod: string; delayMs: number }): grpc.Server {
-  const server = new grpc.Server();
-  server.addService(echoServiceDefinition(), {
-    Say: (call: grpc.ServerUnaryCall<SayRequest, unknown>, callback: grpc.sendUnaryData<unknown>) => {
-      const answer = (): void => {
-        const code = call.request.status;
-        if (code > 0 && code <= 16) return callback({ code, details: `status ${code} requested by the caller` });
-        callback(null, { text: o.text, pod: o.pod, message: call.request.message });
-      };
-      if (o.delayMs > 0) setTimeout(answer, o.delayMs);
-      else answer();
-    },
-  });
-  return server;
-}
-
 export async function runDemoApp(argv: string[], io: Io): Promise<number> {
   const [kind, ...rest] = argv;
   const { values } = parseArgs({
@@ -132,8 +98,9 @@ export async function runDemoApp(argv: string[], io: Io): Promise<number> {
   if (kind === 'http-echo') {
     createHttpEcho({ text: values.text!, pod, ...(failEvery !== undefined ? { failEvery } : {}), failStatus, delayMs }).listen(port);
   } else if (kind === 'grpc-echo') {
-    const server = createGrpcEcho({ text: values.text!, pod, delayMs });
-    await new Promise<void>((resolve, reject) => server.bindAsync(`0.0.0.0:${port}`, grpc.ServerCredentials.createInsecure(), (err) => (err ? reject(err) : resolve())));
+    // Loaded only here: the HTTP kinds start without gRPC.
+    const { listenGrpcEcho } = await import('./grpc-echo.js');
+    await listenGrpcEcho({ text: values.text!, pod, delayMs }, port);
   } else if (kind === 'http-front') {
     const backend = values.backend;
     if (!backend) throw new AmbitError('AMBIT_ERR_CLI_USAGE', 'http-front needs --backend <url>');

@@ -7,7 +7,7 @@ import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { Writable } from 'node:stream';
 import * as grpc from '@grpc/grpc-js';
-import { createGrpcEcho, echoServiceDefinition } from '../../src/cli/demo-app.js';
+import { createGrpcEcho, echoServiceDefinition } from '../../src/cli/grpc-echo.js';
 import { createLogger } from '../../src/shared/log.js';
 import { createRegistry } from '../../src/shared/metrics.js';
 import { emptyHeaderOps, type RouteConfig } from '../../src/shared/routes.js';

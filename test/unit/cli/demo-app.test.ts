@@ -2,7 +2,8 @@ import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import type { AddressInfo } from 'node:net';
 import * as grpc from '@grpc/grpc-js';
-import { createGrpcEcho, createHttpEcho, echoServiceDefinition, failsRequest, intFlag, runDemoApp, type HttpEchoOptions } from '../../../src/cli/demo-app.js';
+import { createHttpEcho, failsRequest, intFlag, runDemoApp, type HttpEchoOptions } from '../../../src/cli/demo-app.js';
+import { createGrpcEcho, echoServiceDefinition } from '../../../src/cli/grpc-echo.js';
 
 async function startEcho(t: TestContext, o: Partial<HttpEchoOptions>): Promise<string> {
   const server = createHttpEcho({ text: 'v1', pod: 'pod-a', failStatus: 500, delayMs: 0, ...o });
