@@ -1,32 +1,106 @@
 /**
- * Tiny HTTP servers the demo and the end-to-end tests run as pod containers:
- *   http-echo  --port P --text T      answers every request with T, its pod name and the client address
+ * Tiny servers the demo and the end-to-end tests run as pod containers:
+ *   http-echo  --port P --text T      answers every request with T, its pod name and the client address;
+ *              [--fail-every N] [--fail-status S]  every Nth request answers S (default 500) instead;
+ *              [--delay-ms D]         waits D ms before answering; GET /count tells how many requests
+ *                                     were served and how many failed (not counting /count itself)
  *   http-front --port P --backend URL calls URL for every request and wraps the answer
  *   tcp-echo   --port P               echoes bytes back (half-close aware)
+ *   grpc-echo  --port P --text T [--delay-ms D]  gRPC ambit.demo.Echo/Say (grpc-echo.ts)
  */
-import { createServer, request as httpRequest } from 'node:http';
+import { createServer, request as httpRequest, type Server } from 'node:http';
 import { createServer as createTcpServer } from 'node:net';
 import { parseArgs } from 'node:util';
 import { AmbitError } from '../shared/errors.js';
 import type { Io } from './io.js';
 
+const USAGE =
+  'usage: ambit demo-app <http-echo|http-front|tcp-echo|grpc-echo> --port P [--text T] [--backend URL] [--fail-every N] [--fail-status S] [--delay-ms D]\n';
+
+export interface HttpEchoOptions {
+  text: string;
+  pod: string;
+  /** Every failEvery-th request (1-based) fails; undefined or 0: none does. */
+  failEvery?: number;
+  /** Status of a failed request. */
+  failStatus: number;
+  /** Wait before every answer. */
+  delayMs: number;
+}
+
+/** Whether the n-th request (1-based) is one of the failing ones. */
+export function failsRequest(n: number, failEvery: number | undefined): boolean {
+  return failEvery !== undefined && failEvery > 0 && n % failEvery === 0;
+}
+
+/** An integer flag within [min, max], or the default when absent; a clear usage error otherwise. */
+export function intFlag(name: string, value: string | undefined, min: number, max: number, dflt?: number): number | undefined {
+  if (value === undefined) return dflt;
+  const n = Number(value);
+  if (value.trim() === '' || !Number.isInteger(n) || n < min || n > max) {
+    throw new AmbitError('AMBIT_ERR_CLI_USAGE', `--${name} must be an integer ${min}..${max} (got ${JSON.stringify(value)})`);
+  }
+  return n;
+}
+
+/** The http-echo server (not yet listening). */
+export function createHttpEcho(o: HttpEchoOptions): Server {
+  let served = 0;
+  let failed = 0;
+  return createServer((req, res) => {
+    req.resume();
+    if (req.method === 'GET' && req.url === '/count') {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ requests: served, failed, text: o.text, pod: o.pod }) + '\n');
+      return;
+    }
+    const n = ++served;
+    const fail = failsRequest(n, o.failEvery);
+    if (fail) failed++;
+    const answer = (): void => {
+      if (res.destroyed) return;
+      const status = fail ? o.failStatus : 200;
+      const body = JSON.stringify({ text: o.text, pod: o.pod, client: req.socket.remoteAddress, path: req.url, ...(fail ? { error: 'injected failure', request: n } : {}) }) + '\n';
+      res.writeHead(status, { 'content-type': 'application/json', 'x-served-by': o.pod });
+      res.end(body);
+    };
+    if (o.delayMs > 0) {
+      const timer = setTimeout(answer, o.delayMs);
+      res.once('close', () => clearTimeout(timer));
+    } else answer();
+  });
+}
+
 export async function runDemoApp(argv: string[], io: Io): Promise<number> {
   const [kind, ...rest] = argv;
   const { values } = parseArgs({
     args: rest,
-    options: { port: { type: 'string', default: '8080' }, text: { type: 'string', default: 'hello' }, backend: { type: 'string' } },
+    options: {
+      port: { type: 'string', default: '8080' },
+      text: { type: 'string', default: 'hello' },
+      backend: { type: 'string' },
+      'fail-every': { type: 'string' },
+      'fail-status': { type: 'string' },
+      'delay-ms': { type: 'string' },
+    },
   });
-  const port = Number(values.port);
-  if (!Number.isInteger(port) || port < 1 || port > 65535) throw new AmbitError('AMBIT_ERR_CLI_USAGE', `--port must be 1..65535 (got ${JSON.stringify(values.port)})`);
+  const port = intFlag('port', values.port, 1, 65535)!;
+  const failEvery = intFlag('fail-every', values['fail-every'], 0, 1_000_000);
+  const failStatus = intFlag('fail-status', values['fail-status'], 100, 599, 500)!;
+  const delayMs = intFlag('delay-ms', values['delay-ms'], 0, 600_000, 0)!;
   const pod = process.env.POD_NAME ?? 'unknown';
+  if (kind !== 'http-echo' && (failEvery !== undefined || values['fail-status'] !== undefined)) {
+    throw new AmbitError('AMBIT_ERR_CLI_USAGE', `--fail-every and --fail-status are http-echo options (got them for ${JSON.stringify(kind)})`);
+  }
+  if (kind !== 'http-echo' && kind !== 'grpc-echo' && delayMs > 0) {
+    throw new AmbitError('AMBIT_ERR_CLI_USAGE', `--delay-ms is an http-echo and grpc-echo option (got it for ${JSON.stringify(kind)})`);
+  }
   if (kind === 'http-echo') {
-    const text = values.text!;
-    createServer((req, res) => {
-      req.resume();
-      const body = JSON.stringify({ text, pod, client: req.socket.remoteAddress, path: req.url }) + '\n';
-      res.writeHead(200, { 'content-type': 'application/json', 'x-served-by': pod });
-      res.end(body);
-    }).listen(port);
+    createHttpEcho({ text: values.text!, pod, ...(failEvery !== undefined ? { failEvery } : {}), failStatus, delayMs }).listen(port);
+  } else if (kind === 'grpc-echo') {
+    // Loaded only here: the HTTP kinds start without gRPC.
+    const { listenGrpcEcho } = await import('./grpc-echo.js');
+    await listenGrpcEcho({ text: values.text!, pod, delayMs }, port);
   } else if (kind === 'http-front') {
     const backend = values.backend;
     if (!backend) throw new AmbitError('AMBIT_ERR_CLI_USAGE', 'http-front needs --backend <url>');
@@ -60,7 +134,7 @@ export async function runDemoApp(argv: string[], io: Io): Promise<number> {
       s.pipe(s);
     }).listen(port);
   } else {
-    io.err('usage: ambit demo-app <http-echo|http-front|tcp-echo> --port P [--text T] [--backend URL]\n');
+    io.err(USAGE);
     return 2;
   }
   // Serve until terminated.

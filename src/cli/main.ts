@@ -11,7 +11,7 @@ export const USAGE = `ambit — a sidecarless service mesh
 Usage:
   ambit local <up|apply|delete|exec|status|down|demo> ...   run the whole mesh on this machine
   ambit proxy-status [--controller URL] [-o json]          config sync state of agents and waypoints
-  ambit demo-app <http-echo|http-front|tcp-echo> [options] small servers the demo pods run
+  ambit demo-app <http-echo|http-front|tcp-echo|grpc-echo> [options] small servers the demo pods run
   ambit waypoint                                           run a waypoint proxy (configured by AMBIT_* env; local mode starts it)
   ambit version
 

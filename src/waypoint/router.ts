@@ -18,6 +18,17 @@ export interface RouteRequest {
   headers: RequestHeaders;
   /** Destination port the request arrived for (service port), when known. */
   port?: number;
+  /**
+   * Hostname of the Service the caller addressed (the tunnel's destination VIP), when known: its
+   * routes apply whatever the Host header says, as Istio waypoints route by destination service.
+   */
+  service?: string;
+  /**
+   * Address of the pod the caller addressed, when it addressed a pod rather than a Service VIP (a
+   * workload-bound waypoint): the request goes to that pod on `port` (original destination), and
+   * no Service route applies; `service` (the pod's Service) still picks the config (policy).
+   */
+  workload?: string;
 }
 
 export type RouteDecision =
@@ -141,8 +152,24 @@ export function selectRoute(config: RouteConfig, req: RouteRequest): HttpRoute |
   return undefined;
 }
 
+/** The route for pod-addressed requests: everything to the pod itself, on the port it was sent to. */
+export function originalDestinationRoute(address: string, port: number | undefined): HttpRoute {
+  return {
+    name: 'original-destination',
+    match: [],
+    backends: [{ host: address, weight: 1, ...(port !== undefined ? { port } : {}) }],
+    headers: { request: emptyHeaderOps(), response: emptyHeaderOps() },
+  };
+}
+
 export function routeRequest(table: RouteTable, req: RouteRequest): RouteDecision {
-  const config = lookupConfig(table, req.authority);
+  const addressed = req.service !== undefined ? table.exact.get(req.service.toLowerCase()) : undefined;
+  if (req.workload !== undefined) {
+    // Never by Host here: a caller must not pick another service's policy for this pod.
+    const own: RouteConfig = addressed ?? { name: `workload/${req.workload}`, namespace: '', hostname: req.workload, aliases: [], ports: [], routes: [], authorization: [] };
+    return { kind: 'route', config: own, route: originalDestinationRoute(req.workload, req.port) };
+  }
+  const config = addressed ?? lookupConfig(table, req.authority);
   if (!config) return { kind: 'no-route', reason: 'unknown-host' };
   const route = selectRoute(config, req);
   if (!route) return { kind: 'no-route', reason: 'no-match', config };

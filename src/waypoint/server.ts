@@ -147,6 +147,10 @@ export interface ConnectionMeta {
   source?: SourceInfo;
   /** The service port the caller addressed (the CONNECT target's port). */
   targetPort?: number;
+  /** Hostname of the Service whose VIP the caller addressed: its routes apply whatever the Host says. */
+  targetService?: string;
+  /** Address of the pod the caller addressed (workload-bound waypoint): requests go to that pod. */
+  targetWorkload?: string;
 }
 
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'host', 'http2-settings', 'te', 'trailer']);
@@ -391,7 +395,7 @@ export class WaypointServer {
     for (let i = 0; i < req.rawHeaders.length; i++) st.headerBytes += req.rawHeaders[i]!.length + 2;
     res.once('close', () => this.finish(st, res));
 
-    const rreq: RouteRequest = { authority, path: st.path, method: st.method, headers: req.headers, ...(meta?.targetPort !== undefined ? { port: meta.targetPort } : {}) };
+    const rreq: RouteRequest = { authority, path: st.path, method: st.method, headers: req.headers, ...(meta?.targetPort !== undefined ? { port: meta.targetPort } : {}), ...(meta?.targetService !== undefined ? { service: meta.targetService } : {}), ...(meta?.targetWorkload !== undefined ? { workload: meta.targetWorkload } : {}) };
     const decision = routeRequest(this.table, rreq);
     if (decision.kind === 'no-route') {
       st.service = hostOfAuthority(authority);
@@ -457,8 +461,9 @@ export class WaypointServer {
       return this.localReply(st, res, 503, 'no healthy upstream', RESPONSE_FLAGS.NO_HEALTHY_UPSTREAM);
     }
     const port = backend.port ?? rreq.port;
-    st.service = backend.host;
-    st.serviceNamespace = serviceParts(backend.host, config.namespace).namespace;
+    // A pod-addressed request (workload waypoint) is labelled with the pod's Service when it has one.
+    st.service = rreq.workload !== undefined ? config.hostname : backend.host;
+    st.serviceNamespace = serviceParts(st.service, config.namespace).namespace;
     if (port === undefined) {
       req.resume();
       return this.localReply(st, res, 503, `no port known for backend ${backend.host}`, RESPONSE_FLAGS.NO_HEALTHY_UPSTREAM);
@@ -761,6 +766,17 @@ export class WaypointServer {
         done();
       };
       overall.addEventListener('abort', onAbort, { once: true });
+      if (gs !== undefined && st.http2) {
+        // A gRPC trailers-only answer (the status in the headers) stays one frame that ends the stream.
+        resp.body.resume();
+        try {
+          (res as http2.Http2ServerResponse).stream.respond({ ...headers, ':status': resp.status } as http2.OutgoingHttpHeaders, { endStream: true });
+        } catch (e) {
+          this.log.warn({ reqId: st.reqId, err: errorMessage(e) }, 'upstream response headers rejected');
+          res.destroy();
+        }
+        return done();
+      }
       try {
         out(res).writeHead(resp.status, headers as http.OutgoingHttpHeaders);
       } catch (e) {
@@ -828,8 +844,14 @@ export class WaypointServer {
     }
     st.status = 200;
     st.grpcStatus = String(code);
-    out(res).writeHead(200, { 'content-type': 'application/grpc', 'grpc-status': String(code), 'grpc-message': encodeURIComponent(message) });
-    res.end();
+    const headers = { 'content-type': 'application/grpc', 'grpc-status': String(code), 'grpc-message': encodeURIComponent(message) };
+    // Trailers-only: one HEADERS frame that ends the stream (gRPC clients take the status only from
+    // a frame that ends the stream; headers followed by an empty DATA frame read as "no status").
+    if (st.http2) (res as http2.Http2ServerResponse).stream.respond({ ':status': 200, ...headers }, { endStream: true });
+    else {
+      out(res).writeHead(200, headers);
+      res.end();
+    }
   }
 
   private finish(st: RequestState, res: ServerResponse): void {

@@ -126,10 +126,16 @@ export class Waypoint {
     this.index = { byHost, byVip, workloads: state.workloads, byIp };
   }
 
-  /** Healthy endpoints of a backend: service port → pod target port, filtered by subset labels. */
+  /**
+   * Healthy endpoints of a backend: service port → pod target port, filtered by subset labels. A
+   * pod address as the host (original destination, workload-bound waypoint) is that pod itself.
+   */
   resolveEndpoints(target: BackendTarget): Endpoint[] {
     const svc = this.index.byHost.get(target.host);
-    if (!svc) return [];
+    if (!svc) {
+      const w = this.index.byIp.get(normalizeIp(target.host));
+      return w && w.status === 'Healthy' ? [this.endpointOf(w, normalizeIp(target.host), target.port)] : [];
+    }
     const key = `${svc.namespace}/${svc.hostname}`;
     const out: Endpoint[] = [];
     for (const uid of svc.endpoints) {
@@ -140,20 +146,41 @@ export class Waypoint {
       const port = mapping?.targetPort ?? svc.ports.find((p) => p.port === target.port)?.targetPort;
       const address = w.addresses[0];
       if (port === undefined || address === undefined) continue;
-      out.push({
-        key: `${address}:${port}`,
-        address,
-        port,
-        labels: w.labels,
-        workload: w.workloadName || w.name,
-        namespace: w.namespace,
-        canonicalService: w.canonicalName,
-        canonicalRevision: w.canonicalRevision,
-        principal: workloadIdentity(w),
-        ...(this.opts.clusterId ? { cluster: this.opts.clusterId } : {}),
-      });
+      out.push(this.endpointOf(w, address, port));
     }
     return out;
+  }
+
+  private endpointOf(w: Workload, address: string, port: number): Endpoint {
+    return {
+      key: `${address}:${port}`,
+      address,
+      port,
+      labels: w.labels,
+      workload: w.workloadName || w.name,
+      namespace: w.namespace,
+      canonicalService: w.canonicalName,
+      canonicalRevision: w.canonicalRevision,
+      principal: workloadIdentity(w),
+      ...(this.opts.clusterId ? { cluster: this.opts.clusterId } : {}),
+    };
+  }
+
+  /**
+   * What an HTTP tunnel addressed: a Service VIP (its routes apply whatever the Host says), or a
+   * pod (workload-bound waypoint: the pod itself, under the config of its Service on that port).
+   */
+  private addressed(target: Address): { targetService?: string; targetWorkload?: string } {
+    const ip = normalizeIp(target.address);
+    const svc = this.index.byVip.get(`${ip}|${target.port}`);
+    if (svc) return { targetService: svc.hostname };
+    const w = this.index.byIp.get(ip);
+    if (!w) return {};
+    for (const [key, mappings] of Object.entries(w.services)) {
+      const host = key.slice(key.indexOf('/') + 1);
+      if (mappings.some((m) => m.targetPort === target.port) && this.index.byHost.has(host)) return { targetWorkload: ip, targetService: host };
+    }
+    return { targetWorkload: ip };
   }
 
   /**
@@ -309,7 +336,7 @@ export class Waypoint {
     const socket = session.socket as tls.TLSSocket;
     const source = this.sourceOf(peerIdentity(socket), socket.remoteAddress);
     stream.respond({ ':status': HBONE_STATUS.OK });
-    this.server.acceptConnection(stream, { source, targetPort: target.port });
+    this.server.acceptConnection(stream, { source, targetPort: target.port, ...this.addressed(target) });
   }
 
   async close(deadlineMs = 5000): Promise<void> {

@@ -5,73 +5,19 @@
  * and a client dialing a backend pod directly refused by
  * the destination agent (waypoint-bound traffic must come through the waypoint).
  */
-import { test, type TestContext } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { ambit, destroyMesh, isRoot, lockLocalMesh, meshName, metricSum, repoRoot, waitFor } from '../helpers/local-mesh.js';
-import type { LocalStatus } from '../../src/local/mesh.js';
+import { isRoot, metricSum, repoRoot, waitFor } from '../helpers/local-mesh.js';
+import { startWaypointMesh } from './waypoint-mesh.js';
 
 const fx = (f: string): string => join(repoRoot, 'test/fixtures/waypoint-e2e', f);
 const SEED_VS = join(repoRoot, 'test/fixtures/manifests/valid/istio-docs/reviews-90-10.yaml');
 const skip = isRoot() ? false : 'requires root (network namespaces, BPF, nftables)';
 const URL = 'http://reviews:9080/reviews/1';
 
-interface LoadResult {
-  texts: Record<string, number>;
-  statuses: Record<string, number>;
-  errors: number;
-  stopped?: string;
-}
-
-interface Mesh {
-  name: string;
-  status(): Promise<LocalStatus>;
-  /** Runs argv in the client pod. */
-  exec(argv: string[]): Promise<{ code: number; stdout: string; stderr: string }>;
-  load(args: string[]): Promise<LoadResult>;
-  apply(file: string): Promise<void>;
-  remove(file: string): Promise<void>;
-}
-
-async function startMesh(t: TestContext): Promise<Mesh> {
-  const unlock = await lockLocalMesh();
-  const name = meshName('tw');
-  t.after(async () => {
-    await destroyMesh(name);
-    unlock();
-  });
-  const up = await ambit(['local', 'up', '-f', fx('app.yaml'), '-f', SEED_VS, '--name', name, '--timeout', '120s']);
-  assert.equal(up.code, 0, `local up failed:\n${up.stderr}`);
-  const status = async (): Promise<LocalStatus> => JSON.parse((await ambit(['local', 'status', '--name', name, '-o', 'json'])).stdout) as LocalStatus;
-  const client = (await status()).pods.find((p) => p.namespace === 'bookinfo' && p.name.startsWith('client-'));
-  assert.ok(client, 'the client pod runs');
-  const exec = (argv: string[]) => ambit(['local', 'exec', '--name', name, `bookinfo/${client.name}`, '--', ...argv]);
-  return {
-    name,
-    status,
-    exec,
-    load: async (args) => {
-      const r = await exec([process.execPath, fx('load.mjs'), ...args]);
-      const last = r.stdout.trim().split('\n').pop() ?? '';
-      try {
-        return JSON.parse(last) as LoadResult;
-      } catch {
-        throw new Error(`load ${args.join(' ')} printed ${JSON.stringify(r.stdout)} (stderr ${r.stderr})`);
-      }
-    },
-    apply: async (file) => {
-      const r = await ambit(['local', 'apply', '--name', name, '-f', file]);
-      assert.equal(r.code, 0, `apply ${file}: ${r.stderr}`);
-    },
-    remove: async (file) => {
-      const r = await ambit(['local', 'delete', '--name', name, '-f', file]);
-      assert.equal(r.code, 0, `delete ${file}: ${r.stderr}`);
-    },
-  };
-}
-
 test('waypoint: 90/10 subsets, header match, L7 deny, metrics, no bypass', { skip, timeout: 600_000 }, async (t) => {
-  const m = await startMesh(t);
+  const m = await startWaypointMesh(t, 'tw', [fx('app.yaml'), SEED_VS], 'bookinfo');
   const st = await m.status();
   const wp = st.pods.find((p) => p.namespace === 'bookinfo' && p.name.startsWith('waypoint-waypoint-'));
   assert.ok(wp, `a waypoint pod runs for the Gateway: ${JSON.stringify(st.pods.map((p) => p.name))}`);
@@ -88,15 +34,15 @@ test('waypoint: 90/10 subsets, header match, L7 deny, metrics, no bypass', { ski
     return metricSum(text, 'istio_requests_total', { reporter: 'waypoint' }) > 0 ? true : undefined;
   });
 
-  // 2000 requests: the ±3 point bound is 4.5 standard deviations of a fair 90/10 split.
-  await t.test('the seed VirtualService splits 90/10 between subsets v1 and v2 (2000 requests, ±3 points)', async () => {
-    const n = 2000;
-    const r = await m.load([URL, String(n), '8']);
+  // 10,000 requests: the ±2 point bound is 6.7 standard deviations of a fair 90/10 split.
+  await t.test('the seed VirtualService splits 90/10 between subsets v1 and v2 (10,000 requests, ±2 points)', async () => {
+    const n = 10_000;
+    const r = await m.load([URL, String(n), '16']);
     t.diagnostic(JSON.stringify(r));
     assert.deepEqual({ errors: r.errors, ok: r.statuses['200'] }, { errors: 0, ok: n }, JSON.stringify(r));
     const v2 = r.texts['v2'] ?? 0;
     assert.equal((r.texts['v1'] ?? 0) + v2, n, JSON.stringify(r.texts));
-    assert.ok(Math.abs(v2 / n - 0.1) <= 0.03, `v2 share ${(100 * v2) / n}% is within 10±3%`);
+    assert.ok(Math.abs(v2 / n - 0.1) <= 0.02, `v2 share ${(100 * v2) / n}% is within 10±2%`);
   });
 
   await t.test('a header match sends the marked user to v2 only; others still split', async () => {
@@ -120,9 +66,12 @@ test('waypoint: 90/10 subsets, header match, L7 deny, metrics, no bypass', { ski
     const text = await fetch(metricsUrl).then((r) => r.text());
     const ok = metricSum(text, 'istio_requests_total', { reporter: 'waypoint', response_code: '200', destination_service_name: 'reviews' });
     const forbidden = metricSum(text, 'istio_requests_total', { reporter: 'waypoint', response_code: '403' });
-    assert.ok(ok >= 1500, `200s counted: ${ok}`);
+    assert.ok(ok >= 10_000, `200s counted: ${ok}`);
     assert.ok(forbidden >= 10, `403s counted: ${forbidden}`);
     assert.ok(metricSum(text, 'istio_requests_total', { reporter: 'waypoint', destination_version: 'v2' }) > 0, 'destination_version is labelled');
+    const client = { reporter: 'waypoint', source_workload: 'client', source_workload_namespace: 'bookinfo', source_principal: 'spiffe://cluster.local/ns/bookinfo/sa/client' };
+    assert.equal(metricSum(text, 'istio_requests_total', { ...client, response_code: '200', response_flags: '-', destination_service_name: 'reviews' }), ok, 'every 200 names the client and has no flags');
+    assert.equal(metricSum(text, 'istio_requests_total', { ...client, response_code: '403', response_flags: 'RBAC' }), forbidden, 'every 403 carries flag RBAC');
   });
 
   await t.test('a TCP service bound to the waypoint is carried through it as TCP', async () => {

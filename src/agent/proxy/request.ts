@@ -55,6 +55,8 @@ export function buildOutboundRequest(input: BuildOutboundRequestInput): Outbound
     const endpoint = candidates.length > 0 ? input.pickEndpoint(service, port, candidates, src) : undefined;
     if (!endpoint) return { kind: 'deny', reason: 'no_healthy_upstream', service };
     const dst = endpoint.workload;
+    // A workload-bound waypoint (waypoint-for workload) gets the chosen endpoint as its target.
+    if (dst.waypoint && !isWaypointSelf(dst.waypoint, srcIps)) return toWaypoint(dst.waypoint, { address: normalizeIp(endpoint.address), port: endpoint.port }, { service, dstWorkload: dst });
     if (dst.tunnelProtocol !== 'HBONE') {
       return { kind: 'passthrough', address: endpoint.address, port: endpoint.port, reason: 'not_enrolled', dstWorkload: dst, service, endpoint };
     }

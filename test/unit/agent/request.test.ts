@@ -130,6 +130,20 @@ test('request: workload waypoint applies to pod-IP traffic; the waypoint itself 
   assert.equal(fromWp.kind === 'tunnel' && fromWp.viaWaypoint, false);
 });
 
+test('request: service VIP whose chosen endpoint has a workload waypoint → tunnel to that waypoint, target = the endpoint', () => {
+  const dst = wl('server', '10.0.0.2', { waypoint: WP, services: { 'ns/web.ns.svc.cluster.local': [{ servicePort: 80, targetPort: 8081 }] } });
+  const wp = wl('waypoint', '10.0.0.99');
+  const s = svc('web', '10.96.0.10', [dst.uid]);
+  const ix = index([src, dst, wp], [s]);
+  const r = buildOutboundRequest({ src, origDst: { address: '10.96.0.10', port: 80 }, index: ix, nodeName: 'node1', pickEndpoint: first });
+  assert.equal(r.kind, 'tunnel');
+  if (r.kind !== 'tunnel') return;
+  assert.deepEqual([r.target, r.tunnelAddress, r.expectedIdentities, r.viaWaypoint], [{ address: '10.0.0.2', port: 8081 }, { address: '10.0.0.99', port: 15008 }, [WP.identity], true]);
+  assert.equal(r.service, s);
+  const fromWp = buildOutboundRequest({ src: wp, origDst: { address: '10.96.0.10', port: 80 }, index: ix, nodeName: 'node1', pickEndpoint: first });
+  assert.equal(fromWp.kind === 'tunnel' && fromWp.viaWaypoint, false, 'the waypoint itself goes to the endpoint');
+});
+
 test('request: waypoint without addresses fails closed', () => {
   const dst = wl('server', '10.0.0.2');
   const s = svc('web', '10.96.0.10', [dst.uid], { waypoint: { ...WP, addresses: [] } });

@@ -114,3 +114,27 @@ test('rewritePath replaces the matched prefix and keeps the query', () => {
   const full = r('full', [m({ uri: { prefix: '/old' } })], { rewrite: { fullPath: '/fixed' } });
   assert.equal(rewritePath(full, req({ path: '/old/deep?a=1' })), '/fixed?a=1');
 });
+
+test('routeRequest: the addressed Service wins over a foreign Host header; the Host decides without one', () => {
+  const table = buildRouteTable([reviews, plain]);
+  const foreign = routeRequest(table, req({ authority: 'something-else.example', path: '/health', service: 'reviews.bookinfo.svc.cluster.local' }));
+  assert.equal(foreign.kind, 'route');
+  assert.equal(foreign.kind === 'route' && foreign.route.name, 'exact');
+  const other = routeRequest(table, req({ authority: 'ratings:9080', path: '/health', service: 'reviews.bookinfo.svc.cluster.local' }));
+  assert.equal(other.kind === 'route' && other.config.hostname, 'reviews.bookinfo.svc.cluster.local', 'the VIP decides, not another service named in Host');
+  const unknown = routeRequest(table, req({ authority: 'ratings:9080', service: 'nobody.bookinfo.svc.cluster.local' }));
+  assert.equal(unknown.kind === 'route' && unknown.config.hostname, 'ratings.bookinfo.svc.cluster.local', 'an unknown service falls back to the Host');
+  assert.deepEqual(routeRequest(table, req({ authority: 'something-else.example' })), { kind: 'no-route', reason: 'unknown-host' });
+});
+
+test('routeRequest: a pod-addressed request goes to that pod (original destination) under its Service config, never by Host', () => {
+  const table = buildRouteTable([reviews, plain]);
+  const d = routeRequest(table, req({ authority: 'ratings:9080', path: '/health', port: 9080, workload: '10.244.1.3', service: 'reviews.bookinfo.svc.cluster.local' }));
+  assert.equal(d.kind, 'route');
+  if (d.kind !== 'route') return;
+  assert.equal(d.config.hostname, 'reviews.bookinfo.svc.cluster.local', 'the pod\'s own Service config (its policy)');
+  assert.deepEqual([d.route.name, d.route.backends], ['original-destination', [{ host: '10.244.1.3', port: 9080, weight: 1 }]], 'no Service route: the pod itself');
+  const bare = routeRequest(table, req({ authority: 'reviews:9080', port: 8080, workload: '10.244.1.9' }));
+  assert.equal(bare.kind === 'route' && bare.config.hostname, '10.244.1.9', 'without a Service, a config of its own, not the Host\'s');
+  assert.deepEqual(bare.kind === 'route' && [bare.config.authorization, bare.route.backends], [[], [{ host: '10.244.1.9', port: 8080, weight: 1 }]]);
+});
