@@ -5,7 +5,8 @@
  * bodies both ways and passing HTTP/2 trailers (gRPC status) through. One access-log line and one
  * set of Istio metrics per request.
  */
-import * as http from 'node:http';
+import type * as http from 'node:http';
+import { nodeHttp } from '../shared/node-builtins.js';
 import * as http2 from 'node:http2';
 import * as net from 'node:net';
 import type { Duplex } from 'node:stream';
@@ -241,7 +242,7 @@ export class WaypointServer {
         } else res.destroy();
       });
     };
-    this.h1 = http.createServer({ keepAliveTimeout: 60_000, requestTimeout: 0, headersTimeout: 60_000 }, handler);
+    this.h1 = nodeHttp.createServer({ keepAliveTimeout: 60_000, requestTimeout: 0, headersTimeout: 60_000 }, handler);
     this.h2 = http2.createServer({ peerMaxConcurrentStreams: 1000, settings: { maxConcurrentStreams: 1000 } }, handler);
     this.h2.on('sessionError', (e) => this.log.debug({ err: errorMessage(e) }, 'http2 session error'));
   }

@@ -4,7 +4,8 @@
  * streams through the same `connect` seam. Failures are tagged so retry and outlier logic can tell
  * a connect failure (request never sent) from a reset (maybe processed).
  */
-import * as http from 'node:http';
+import type * as http from 'node:http';
+import { nodeHttp } from '../shared/node-builtins.js';
 import * as http2 from 'node:http2';
 import * as net from 'node:net';
 import type { Duplex, Readable } from 'node:stream';
@@ -113,7 +114,7 @@ function asSocketLike(s: Duplex): Duplex {
   return s;
 }
 
-class ConnectAgent extends http.Agent {
+class ConnectAgent extends nodeHttp.Agent {
   constructor(
     private readonly connectFn: ConnectFn,
     opts: http.AgentOptions,
@@ -168,7 +169,7 @@ export class HttpUpstream {
   private dispatchHttp1(endpoint: Endpoint, req: UpstreamRequest): Promise<UpstreamResponse> {
     return new Promise((resolve, reject) => {
       const headers: http.OutgoingHttpHeaders = { ...req.headers, host: req.authority };
-      const creq = http.request({
+      const creq = nodeHttp.request({
         agent: this.agent,
         host: endpoint.address,
         port: endpoint.port,
