@@ -551,7 +551,7 @@ export class WaypointServer {
 
     let release: Release | undefined;
     try {
-      release = await new Promise<Release | undefined>((resolve) => {
+      release = entry.immediate ?? await new Promise<Release | undefined>((resolve) => {
         if (overall.signal.aborted) return resolve(undefined);
         const onAbort = (): void => {
           entry.cancel();

@@ -151,6 +151,13 @@ export interface HttpUpstreamOptions {
 
 const NOOP = (): void => {};
 
+/** The error an aborted signal carries (as `signal:` on http.request would raise it). */
+function abortError(signal: AbortSignal): Error {
+  const e = new Error('The operation was aborted', { cause: signal.reason });
+  e.name = 'AbortError';
+  return e;
+}
+
 /** HTTP/1.1 (keep-alive) and HTTP/2 (one session per endpoint) client over `connect`. */
 export class HttpUpstream {
   private readonly connectFn: ConnectFn;
@@ -176,9 +183,15 @@ export class HttpUpstream {
         method: req.method,
         path: req.path,
         headers,
-        signal: req.signal,
         ambitEndpoint: endpoint,
       } as http.RequestOptions);
+      // Abort by hand rather than with `signal:` (which hooks end-of-stream on the request: several
+      // listeners per request); the listener goes when the response ends or the request fails.
+      const onAbort = (): void => void creq.destroy(abortError(req.signal));
+      if (req.signal.aborted) onAbort();
+      else req.signal.addEventListener('abort', onAbort, { once: true });
+      const unhook = (): void => req.signal.removeEventListener('abort', onAbort);
+      creq.once('close', unhook);
       let responded = false;
       creq.once('response', (res) => {
         responded = true;
