@@ -344,9 +344,12 @@ export class TunnelPool {
       };
       stream.once('close', () => {
         release();
-        settle(new AmbitError('AMBIT_ERR_TUNNEL_CONNECT', `tunnel stream to ${formatAddress(req.target)} closed before a reply (code ${stream.rstCode})`));
+        // Normally long settled (the reply came): build no error for nothing.
+        if (!settled) settle(new AmbitError('AMBIT_ERR_TUNNEL_CONNECT', `tunnel stream to ${formatAddress(req.target)} closed before a reply (code ${stream.rstCode})`));
       });
-      stream.once('error', (e) => settle(new AmbitError('AMBIT_ERR_TUNNEL_CONNECT', `tunnel stream to ${formatAddress(req.target)} failed: ${errorMessage(e)}`, { cause: e })));
+      stream.once('error', (e) => {
+        if (!settled) settle(new AmbitError('AMBIT_ERR_TUNNEL_CONNECT', `tunnel stream to ${formatAddress(req.target)} failed: ${errorMessage(e)}`, { cause: e }));
+      });
       stream.once('response', (headers) => {
         const status = Number(headers[':status']);
         if (status === HBONE_STATUS.OK) settle();
