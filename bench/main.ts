@@ -5,10 +5,12 @@
  * down. Options:
  *   --quick              short runs (for trying the harness)
  *   --paths a,b,c        subset of direct,stunnel,ambit (default all three)
+ *   --only s1,s2         run only these sections (l4, l7; default all)
  *   --name NAME          local mesh name (default "bench")
  *   --out FILE           JSON output (default bench/results/latest.json)
  *   --profile DIR        run the mesh's Node processes with --cpu-prof; keeps the agents'
- *                        profiles as DIR/agent-<node>.cpuprofile (open in Chrome DevTools)
+ *                        profiles as DIR/agent-<node>.cpuprofile and the waypoint's as
+ *                        DIR/waypoint.cpuprofile (open in Chrome DevTools)
  */
 import { mkdirSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, release } from 'node:os';
@@ -18,12 +20,20 @@ import { BenchMesh, lockLocalMesh, repoRoot } from './mesh.js';
 import { renderMarkdown, renderText, type PathName, type SectionResult } from './report.js';
 import type { BenchOptions, Section } from './section.js';
 import { l4Section } from './sections/l4.js';
-import { l7Section } from './sections/l7.js';
+import { l7Section, netnsPids } from './sections/l7.js';
 
 /** Sections in run order; a later section (e.g. the waypoint benchmark) is appended here. */
 export const SECTIONS: Section[] = [l4Section, l7Section];
 
 const ALL_PATHS: PathName[] = ['direct', 'stunnel', 'ambit'];
+
+export function parseSections(text: string | undefined): Section[] {
+  if (text === undefined) return SECTIONS;
+  const names = text.split(',').map((x) => x.trim()).filter(Boolean);
+  for (const n of names) if (!SECTIONS.some((s) => s.name === n)) throw new Error(`--only: unknown section ${JSON.stringify(n)}; use ${SECTIONS.map((s) => s.name).join(',')}`);
+  if (names.length === 0) throw new Error('--only: name at least one section');
+  return SECTIONS.filter((s) => names.includes(s.name));
+}
 
 export function parsePaths(text: string): Set<PathName> {
   const out = new Set<PathName>();
@@ -42,15 +52,18 @@ function profileEnv(dir: string | undefined): NodeJS.ProcessEnv {
   return { ...process.env, NODE_OPTIONS: [process.env.NODE_OPTIONS, flags].filter(Boolean).join(' ') };
 }
 
-/** Renames the agents' profiles (Node names them CPU.<date>.<pid>.<tid>.<seq>.cpuprofile) and drops the rest. */
-function keepAgentProfiles(dir: string, agentPids: Map<number, string>, progress: (line: string) => void): void {
+/**
+ * Renames the agents' and the waypoint's profiles (Node names them
+ * CPU.<date>.<pid>.<tid>.<seq>.cpuprofile; `names` maps pid → file stem) and drops the rest.
+ */
+function keepProfiles(dir: string, names: Map<number, string>, progress: (line: string) => void): void {
   for (const f of readdirSync(dir)) {
     const m = /^CPU\.[\d.]+?\.(\d+)\.\d+\.\d+\.cpuprofile$/.exec(f);
     if (!m) continue;
-    const node = agentPids.get(Number(m[1]));
-    if (node) {
-      renameSync(join(dir, f), join(dir, `agent-${node}.cpuprofile`));
-      progress(`profile of the ${node} agent: ${join(dir, `agent-${node}.cpuprofile`)}`);
+    const stem = names.get(Number(m[1]));
+    if (stem) {
+      renameSync(join(dir, f), join(dir, `${stem}.cpuprofile`));
+      progress(`profile: ${join(dir, `${stem}.cpuprofile`)}`);
     } else rmSync(join(dir, f), { force: true });
   }
 }
@@ -61,6 +74,7 @@ async function main(argv: string[]): Promise<number> {
     options: {
       quick: { type: 'boolean', default: false },
       paths: { type: 'string', default: ALL_PATHS.join(',') },
+      only: { type: 'string' },
       name: { type: 'string', default: 'bench' },
       out: { type: 'string', default: join(repoRoot, 'bench/results/latest.json') },
       profile: { type: 'string' },
@@ -73,7 +87,8 @@ async function main(argv: string[]): Promise<number> {
   const started = new Date();
   const progress = (line: string): void => void process.stderr.write(`[bench ${((Date.now() - started.getTime()) / 1000).toFixed(0).padStart(4)}s] ${line}\n`);
   const opts: BenchOptions = { quick: values.quick!, paths: parsePaths(values.paths!), progress };
-  const files = [...new Set(SECTIONS.flatMap((s) => s.manifests(opts)))];
+  const sections = parseSections(values.only);
+  const files = [...new Set(sections.flatMap((s) => s.manifests(opts)))];
   const mesh = new BenchMesh(values.name!);
   const profileDir = values.profile === undefined ? undefined : resolve(values.profile);
   let agentPids = new Map<number, string>();
@@ -100,15 +115,19 @@ async function main(argv: string[]): Promise<number> {
     // Agents are optional for the direct and stunnel paths; the Ambit path needs them (and its
     // enrolled pods make `up` fail when capture does not work).
     const { agentsConnected } = await mesh.up(files, { timeoutMs: opts.paths.has('ambit') ? 120_000 : 30_000, agentsOptional: true, env: profileEnv(profileDir) });
-    if (profileDir) agentPids = new Map((await mesh.status(true)).nodes.flatMap((n) => (n.agentPid !== undefined ? [[n.agentPid, n.name] as const] : [])));
+    if (profileDir) agentPids = new Map((await mesh.status(true)).nodes.flatMap((n) => (n.agentPid !== undefined ? [[n.agentPid, `agent-${n.name}`] as const] : [])));
     if (!agentsConnected) progress('agents are not connected: the Ambit path and agent memory are skipped');
-    for (const s of SECTIONS) {
+    for (const s of sections) {
       progress(`section ${s.name}`);
       results.push(await s.run({ ...opts, mesh, agentsConnected }));
     }
+    if (profileDir) {
+      const st = await mesh.status(true);
+      for (const wp of st.pods.filter((p) => p.name.includes('-waypoint-'))) for (const pid of netnsPids(wp.netns)) agentPids.set(pid, 'waypoint');
+    }
   } finally {
     await cleanup();
-    if (profileDir) keepAgentProfiles(profileDir, agentPids, progress);
+    if (profileDir) keepProfiles(profileDir, agentPids, progress);
   }
 
   const report = {

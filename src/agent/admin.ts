@@ -3,7 +3,8 @@
  * /stats/prometheus), readiness on 15021 (/healthz/ready), and a localhost-only admin on 15000
  * (/config_dump, /debug/connections). Certificates appear without keys.
  */
-import * as http from 'node:http';
+import type * as http from 'node:http';
+import { nodeHttp } from '../shared/node-builtins.js';
 import type { AddressInfo } from 'node:net';
 import type { Registry } from 'prom-client';
 import type { Logger } from '../shared/log.js';
@@ -45,7 +46,7 @@ export class AdminServer {
   }
 
   private listen(addr: HostPort, handler: (req: http.IncomingMessage, res: http.ServerResponse) => Promise<void> | void): Promise<AddressInfo> {
-    const server = http.createServer((req, res) => {
+    const server = nodeHttp.createServer((req, res) => {
       Promise.resolve(handler(req, res)).catch((e: unknown) => {
         this.log.error({ err: e, path: req.url }, 'admin request failed');
         if (!res.headersSent) send(res, 500, 'text/plain', `error: ${errorMessage(e)}\n`);

@@ -10,6 +10,7 @@ import { existsSync, createWriteStream } from 'node:fs';
 import { mkdir, readdir, rm, writeFile, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { AmbitError, errorMessage } from '../shared/errors.js';
+import { AGENT_NODE_FLAGS } from '../agent/process-flags.js';
 import type { Logger } from '../shared/log.js';
 import type { KubeObject } from '../controller/objects.js';
 import { Controller, type WorkloadCaptureState } from '../controller/controller.js';
@@ -165,7 +166,7 @@ export class LocalMesh {
     const script = 'ulimit -n 65536 2>/dev/null; echo $$ > "$1" && shift && exec nsenter --net="$@"';
     const child = spawn(
       'sh',
-      ['-c', script, 'sh', join(this.cgroupDir, 'cgroup.procs'), `/var/run/netns/${n.netns}`, process.execPath, join(o.repoRoot, 'dist/src/agent/main.js')],
+      ['-c', script, 'sh', join(this.cgroupDir, 'cgroup.procs'), `/var/run/netns/${n.netns}`, process.execPath, ...AGENT_NODE_FLAGS, join(o.repoRoot, 'dist/src/agent/main.js')],
       { env, stdio: ['ignore', 'pipe', 'pipe'], detached: true },
     );
     child.stdout?.pipe(logFile, { end: false });

@@ -37,3 +37,119 @@ export const ISTIO_COMMON_LABELS = [
   'destination_cluster',
   'request_protocol',
 ] as const;
+
+/** One label set's counter value. */
+export interface CounterCell {
+  value: number;
+}
+
+/** One label set's histogram: per-bucket (non-cumulative) counts, sum and count. */
+export interface HistogramCell {
+  readonly buckets: Float64Array;
+  sum: number;
+  count: number;
+}
+
+interface FamilyOptions<L extends string> {
+  name: string;
+  help: string;
+  labelNames: readonly L[];
+  registers?: Registry[];
+}
+
+/** What prom-client's Registry reads from a metric (get/reset); shared by the families below. */
+abstract class SeriesFamily<L extends string, C> {
+  readonly name: string;
+  readonly help: string;
+  readonly labelNames: readonly L[];
+  readonly aggregator = 'sum';
+  abstract readonly type: 'counter' | 'histogram';
+  protected readonly cells = new Map<string, { labels: Readonly<Record<L, string>>; cell: C }>();
+
+  constructor(o: FamilyOptions<L>) {
+    this.name = o.name;
+    this.help = o.help;
+    this.labelNames = o.labelNames;
+    for (const r of o.registers ?? []) r.registerMetric(this as unknown as Parameters<Registry['registerMetric']>[0]);
+  }
+
+  protected abstract newCell(): C;
+
+  /**
+   * The cell of one label set. `key` must identify `labels` (e.g. the values joined); `labels` is
+   * read only when the cell is new, so a caller that keeps the key can skip building it.
+   */
+  cell(key: string, labels: () => Readonly<Record<L, string>>): C {
+    const found = this.cells.get(key);
+    if (found) return found.cell;
+    const cell = this.newCell();
+    this.cells.set(key, { labels: { ...labels() }, cell });
+    return cell;
+  }
+
+  reset(): void {
+    this.cells.clear();
+  }
+}
+
+/**
+ * A counter whose label sets are bound once (a Map lookup per update) instead of prom-client's
+ * validate-and-hash of every label on every inc(). Registered in a prom-client Registry, it
+ * renders like a prom-client Counter.
+ */
+export class SeriesCounter<L extends string> extends SeriesFamily<L, CounterCell> {
+  readonly type = 'counter';
+
+  protected newCell(): CounterCell {
+    return { value: 0 };
+  }
+
+  get(): Promise<{ name: string; help: string; type: 'counter'; aggregator: 'sum'; values: { labels: Record<string, string>; value: number }[] }> {
+    const values = [...this.cells.values()].map(({ labels, cell }) => ({ labels: { ...labels }, value: cell.value }));
+    return Promise.resolve({ name: this.name, help: this.help, type: this.type, aggregator: this.aggregator, values });
+  }
+}
+
+/** A histogram with bound label sets (see SeriesCounter); renders like a prom-client Histogram. */
+export class SeriesHistogram<L extends string> extends SeriesFamily<L, HistogramCell> {
+  readonly type = 'histogram';
+  readonly upperBounds: readonly number[];
+
+  constructor(o: FamilyOptions<L> & { buckets: readonly number[] }) {
+    super(o);
+    this.upperBounds = [...o.buckets].sort((a, b) => a - b);
+  }
+
+  protected newCell(): HistogramCell {
+    return { buckets: new Float64Array(this.upperBounds.length), sum: 0, count: 0 };
+  }
+
+  /** Adds one observation to a cell of this histogram. */
+  observe(cell: HistogramCell, value: number): void {
+    const b = this.upperBounds;
+    for (let i = 0; i < b.length; i++) {
+      if (value <= b[i]!) {
+        cell.buckets[i]!++;
+        break;
+      }
+    }
+    cell.sum += value;
+    cell.count++;
+  }
+
+  get(): Promise<{ name: string; help: string; type: 'histogram'; aggregator: 'sum'; values: { labels: Record<string, string | number>; value: number; metricName: string }[] }> {
+    const values: { labels: Record<string, string | number>; value: number; metricName: string }[] = [];
+    const bucket = `${this.name}_bucket`;
+    for (const { labels, cell } of this.cells.values()) {
+      let acc = 0;
+      this.upperBounds.forEach((le, i) => {
+        acc += cell.buckets[i]!;
+        values.push({ labels: { ...labels, le }, value: acc, metricName: bucket });
+      });
+      values.push({ labels: { ...labels, le: '+Inf' }, value: cell.count, metricName: bucket });
+      values.push({ labels: { ...labels }, value: cell.sum, metricName: `${this.name}_sum` });
+      values.push({ labels: { ...labels }, value: cell.count, metricName: `${this.name}_count` });
+    }
+    return Promise.resolve({ name: this.name, help: this.help, type: this.type, aggregator: this.aggregator, values });
+  }
+}

@@ -8,7 +8,15 @@ import type { ConnectionPoolPolicy, OutlierDetectionPolicy } from '../shared/rou
 export type Release = () => void;
 
 export type GateEntry =
-  | { ok: true; /** Resolves when a slot is free. */ ready: Promise<Release>; /** Leave the queue (or free the slot). */ cancel: () => void }
+  | {
+      ok: true;
+      /** Resolves when a slot is free. */
+      ready: Promise<Release>;
+      /** Leave the queue (or free the slot). */
+      cancel: () => void;
+      /** Set when a slot was free at once (the common case: no waiting, no promise turn). */
+      immediate?: Release;
+    }
   | { ok: false };
 
 /**
@@ -38,7 +46,7 @@ export class ConnectionPoolGate {
     if (this.active < this.maxActive) {
       this.active++;
       const release = this.releaser();
-      return { ok: true, ready: Promise.resolve(release), cancel: release };
+      return { ok: true, ready: Promise.resolve(release), cancel: release, immediate: release };
     }
     if (this.queue.length >= this.maxPending) return { ok: false };
     let waiter!: (r: Release) => void;

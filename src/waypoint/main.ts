@@ -5,7 +5,8 @@
  * SIGINT drain and stop.
  */
 import { readFile } from 'node:fs/promises';
-import * as http from 'node:http';
+import type * as http from 'node:http';
+import { nodeHttp } from '../shared/node-builtins.js';
 import * as grpc from '@grpc/grpc-js';
 import { AmbitError, errorCode, errorMessage } from '../shared/errors.js';
 import { formatSpiffeId } from '../shared/identity.js';
@@ -64,7 +65,7 @@ async function run(config: Readonly<WaypointConfig>, log: Logger): Promise<numbe
   });
 
   let synced = false;
-  const metrics = http.createServer((req, res) => {
+  const metrics = nodeHttp.createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0];
     if (path === '/metrics' || path === '/stats/prometheus') {
       registry.metrics().then(

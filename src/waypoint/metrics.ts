@@ -3,8 +3,8 @@
  * Istio dashboards read them, plus `ambit_*` counters for retries, timeouts, circuit breaking,
  * outlier ejections and injected faults. Labels are bounded: no IPs, ports or request ids.
  */
-import { Counter, Histogram, type Registry } from 'prom-client';
-import { ISTIO_COMMON_LABELS, UNKNOWN } from '../shared/metrics.js';
+import { Counter, type Registry } from 'prom-client';
+import { ISTIO_COMMON_LABELS, SeriesCounter, SeriesHistogram, UNKNOWN } from '../shared/metrics.js';
 
 export const ISTIO_HTTP_LABELS = [
   ...ISTIO_COMMON_LABELS,
@@ -49,10 +49,10 @@ const DURATION_BUCKETS_MS = [0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5
 const SIZE_BUCKETS = [1, 10, 100, 1000, 10000, 100000, 1000000, 10000000];
 
 export interface WaypointMetrics {
-  requests: Counter<IstioHttpLabel>;
-  duration: Histogram<IstioHttpLabel>;
-  requestBytes: Histogram<IstioHttpLabel>;
-  responseBytes: Histogram<IstioHttpLabel>;
+  requests: SeriesCounter<IstioHttpLabel>;
+  duration: SeriesHistogram<IstioHttpLabel>;
+  requestBytes: SeriesHistogram<IstioHttpLabel>;
+  responseBytes: SeriesHistogram<IstioHttpLabel>;
   retries: Counter<'destination_service' | 'route' | 'reason'>;
   timeouts: Counter<'destination_service' | 'route' | 'kind'>;
   circuitBreakerTrips: Counter<'destination_service' | 'reason'>;
@@ -63,12 +63,13 @@ export interface WaypointMetrics {
 }
 
 export function createWaypointMetrics(registry: Registry): WaypointMetrics {
-  const labelNames = [...ISTIO_HTTP_LABELS];
+  const labelNames = ISTIO_HTTP_LABELS;
+  // Per-request series: bound once per label set (SeriesCounter/SeriesHistogram), not hashed per request.
   return {
-    requests: new Counter({ name: 'istio_requests_total', help: 'Requests handled by the waypoint.', labelNames, registers: [registry] }),
-    duration: new Histogram({ name: 'istio_request_duration_milliseconds', help: 'Request duration in milliseconds.', labelNames, buckets: DURATION_BUCKETS_MS, registers: [registry] }),
-    requestBytes: new Histogram({ name: 'istio_request_bytes', help: 'Request size (headers and body) in bytes.', labelNames, buckets: SIZE_BUCKETS, registers: [registry] }),
-    responseBytes: new Histogram({ name: 'istio_response_bytes', help: 'Response size (headers and body) in bytes.', labelNames, buckets: SIZE_BUCKETS, registers: [registry] }),
+    requests: new SeriesCounter({ name: 'istio_requests_total', help: 'Requests handled by the waypoint.', labelNames, registers: [registry] }),
+    duration: new SeriesHistogram({ name: 'istio_request_duration_milliseconds', help: 'Request duration in milliseconds.', labelNames, buckets: DURATION_BUCKETS_MS, registers: [registry] }),
+    requestBytes: new SeriesHistogram({ name: 'istio_request_bytes', help: 'Request size (headers and body) in bytes.', labelNames, buckets: SIZE_BUCKETS, registers: [registry] }),
+    responseBytes: new SeriesHistogram({ name: 'istio_response_bytes', help: 'Response size (headers and body) in bytes.', labelNames, buckets: SIZE_BUCKETS, registers: [registry] }),
     retries: new Counter({ name: 'ambit_request_retries_total', help: 'Retries the waypoint made, by retry condition.', labelNames: ['destination_service', 'route', 'reason'], registers: [registry] }),
     timeouts: new Counter({ name: 'ambit_request_timeouts_total', help: 'Requests or tries that hit a timeout (kind: request|per_try).', labelNames: ['destination_service', 'route', 'kind'], registers: [registry] }),
     circuitBreakerTrips: new Counter({ name: 'ambit_circuit_breaker_trips_total', help: 'Requests refused by connection-pool limits or the retry budget.', labelNames: ['destination_service', 'reason'], registers: [registry] }),
@@ -96,30 +97,13 @@ export interface RequestRecord {
   responseBytes: number;
 }
 
-interface BoundSeries {
-  requests: { inc(): void };
-  duration: { observe(v: number): void };
-  requestBytes: { observe(v: number): void };
-  responseBytes: { observe(v: number): void };
-}
-
-const seriesCache = new WeakMap<WaypointMetrics, Map<string, BoundSeries>>();
-const MAX_CACHED_SERIES = 10_000;
-
-/** Records one request; label-bound children are cached per label set (prom-client hashing is costly). */
+/** Records one request in the four per-request series (one key per label set, built once). */
 export function recordRequest(m: WaypointMetrics, r: RequestRecord): void {
-  let cache = seriesCache.get(m);
-  if (!cache) seriesCache.set(m, (cache = new Map()));
   let key = '';
   for (const l of ISTIO_HTTP_LABELS) key += r.labels[l] + '\u0001';
-  let s = cache.get(key);
-  if (!s) {
-    if (cache.size >= MAX_CACHED_SERIES) cache.clear();
-    s = { requests: m.requests.labels(r.labels), duration: m.duration.labels(r.labels), requestBytes: m.requestBytes.labels(r.labels), responseBytes: m.responseBytes.labels(r.labels) };
-    cache.set(key, s);
-  }
-  s.requests.inc();
-  s.duration.observe(r.durationMs);
-  s.requestBytes.observe(r.requestBytes);
-  s.responseBytes.observe(r.responseBytes);
+  const labels = (): IstioHttpLabels => r.labels;
+  m.requests.cell(key, labels).value++;
+  m.duration.observe(m.duration.cell(key, labels), r.durationMs);
+  m.requestBytes.observe(m.requestBytes.cell(key, labels), r.requestBytes);
+  m.responseBytes.observe(m.responseBytes.cell(key, labels), r.responseBytes);
 }

@@ -5,14 +5,15 @@
  * bodies both ways and passing HTTP/2 trailers (gRPC status) through. One access-log line and one
  * set of Istio metrics per request.
  */
-import * as http from 'node:http';
+import type * as http from 'node:http';
+import { nodeHttp } from '../shared/node-builtins.js';
 import * as http2 from 'node:http2';
 import * as net from 'node:net';
 import type { Duplex } from 'node:stream';
 import * as tls from 'node:tls';
 import type { Registry } from 'prom-client';
 import { errorMessage } from '../shared/errors.js';
-import type { Logger } from '../shared/log.js';
+import { accessLogger, type Logger } from '../shared/log.js';
 import { UNKNOWN } from '../shared/metrics.js';
 import { formatIssue, type Issue } from '../shared/validate.js';
 import {
@@ -94,6 +95,8 @@ export interface WaypointServerOptions {
 
 interface DestinationState {
   policyKey: string;
+  /** The route config the policy was read from; the key is recomputed only when it changes. */
+  from: RouteConfig | undefined;
   gate: ConnectionPoolGate;
   outlier?: OutlierDetector;
   budget?: RetryBudget;
@@ -176,6 +179,14 @@ function headerString(v: string | string[] | undefined): string | undefined {
   return Array.isArray(v) ? v.join(',') : v;
 }
 
+const NO_TOKENS: ReadonlySet<string> = new Set();
+
+/** Header names a `Connection` header lists (hop-by-hop for this message); usually none. */
+function connectionTokens(v: string | string[] | undefined): ReadonlySet<string> {
+  if (v === undefined) return NO_TOKENS;
+  return new Set((headerString(v) ?? '').split(',').map((t) => t.trim().toLowerCase()).filter(Boolean));
+}
+
 function applyHeaderOps(headers: Record<string, string | string[] | number | undefined>, ops: HeaderOps): void {
   for (const name of ops.remove) delete headers[name.toLowerCase()];
   for (const [k, v] of Object.entries(ops.set)) headers[k.toLowerCase()] = v;
@@ -201,6 +212,8 @@ function hexId(random: RandomSource): string {
 export class WaypointServer {
   readonly metrics: WaypointMetrics;
   private readonly log: Logger;
+  /** One line per request, without the redaction pass (only known-safe fields go in). */
+  private readonly accessLog: Logger;
   private readonly random: RandomSource;
   private readonly now: () => number;
   private readonly sleep: (ms: number, signal: AbortSignal) => Promise<void>;
@@ -219,6 +232,7 @@ export class WaypointServer {
 
   constructor(private readonly opts: WaypointServerOptions) {
     this.log = opts.log.child({ component: opts.gateway ? 'gateway' : 'waypoint' });
+    this.accessLog = accessLogger(this.log);
     this.metrics = createWaypointMetrics(opts.registry);
     this.random = opts.random ?? Math.random;
     this.now = opts.now ?? (() => performance.now());
@@ -232,7 +246,7 @@ export class WaypointServer {
         } else res.destroy();
       });
     };
-    this.h1 = http.createServer({ keepAliveTimeout: 60_000, requestTimeout: 0, headersTimeout: 60_000 }, handler);
+    this.h1 = nodeHttp.createServer({ keepAliveTimeout: 60_000, requestTimeout: 0, headersTimeout: 60_000 }, handler);
     this.h2 = http2.createServer({ peerMaxConcurrentStreams: 1000, settings: { maxConcurrentStreams: 1000 } }, handler);
     this.h2.on('sessionError', (e) => this.log.debug({ err: errorMessage(e) }, 'http2 session error'));
   }
@@ -344,6 +358,9 @@ export class WaypointServer {
   private destination(backend: RouteBackend): DestinationState {
     const key = `${backend.host}|${backend.subset ?? ''}`;
     const svc = this.meshTable.exact.get(backend.host.toLowerCase()) ?? this.configs.find((c) => !c.gateway && c.hostname === backend.host);
+    const known = this.destinations.get(key);
+    // Configs are replaced, never changed in place (setRoutes clones): same object, same policy.
+    if (known && known.from === svc) return known;
     const tp: TrafficPolicy | undefined = svc?.trafficPolicy;
     const subset = backend.subset ? tp?.subsets.find((s) => s.name === backend.subset) : undefined;
     const connectionPool = subset?.trafficPolicy?.connectionPool ?? tp?.connectionPool;
@@ -351,10 +368,11 @@ export class WaypointServer {
     const policyKey = JSON.stringify([connectionPool, outlierDetection]);
     let st = this.destinations.get(key);
     if (!st || st.policyKey !== policyKey) {
-      st = { policyKey, gate: new ConnectionPoolGate(connectionPool), closeAfterRequest: connectionPool?.maxRequestsPerConnection === 1, active: new Map() };
+      st = { policyKey, from: svc, gate: new ConnectionPoolGate(connectionPool), closeAfterRequest: connectionPool?.maxRequestsPerConnection === 1, active: new Map() };
       if (outlierDetection) st.outlier = new OutlierDetector(outlierDetection, this.now);
       this.destinations.set(key, st);
     }
+    st.from = svc;
     return st;
   }
 
@@ -473,9 +491,11 @@ export class WaypointServer {
 
   private upstreamHeaders(req: ServerRequest, route: HttpRoute, traceSet: Record<string, string>, traceRemove: string[]): http.OutgoingHttpHeaders {
     const out: Record<string, string | string[] | number | undefined> = {};
-    const connTokens = new Set((headerString(req.headers.connection) ?? '').split(',').map((t) => t.trim().toLowerCase()).filter(Boolean));
-    for (const [k, v] of Object.entries(req.headers)) {
-      if (k.startsWith(':') || HOP_BY_HOP.has(k) || connTokens.has(k) || v === undefined) continue;
+    const connTokens = connectionTokens(req.headers.connection);
+    const inHeaders = req.headers;
+    for (const k in inHeaders) {
+      const v = inHeaders[k];
+      if (v === undefined || k.charCodeAt(0) === 58 /* ':' */ || HOP_BY_HOP.has(k) || connTokens.has(k)) continue;
       out[k] = v;
     }
     if (headerString(req.headers.te)?.toLowerCase().includes('trailers')) out['te'] = 'trailers';
@@ -513,11 +533,6 @@ export class WaypointServer {
       return this.localReply(st, res, 503, 'upstream connect error or disconnect/reset before headers. reset reason: overflow', RESPONSE_FLAGS.UPSTREAM_OVERFLOW);
     }
 
-    const downstreamGone = new AbortController();
-    const onResClose = (): void => {
-      if (!res.writableFinished) downstreamGone.abort();
-    };
-    res.once('close', onResClose);
     const grpcTimeout = p.grpc ? parseGrpcTimeout(headerString(req.headers['grpc-timeout'])) : undefined;
     const timeoutMs = route.timeoutMs !== undefined && grpcTimeout !== undefined ? Math.min(route.timeoutMs, grpcTimeout) : (route.timeoutMs ?? grpcTimeout);
     const deadline = createDeadline(timeoutMs, this.now());
@@ -530,12 +545,18 @@ export class WaypointServer {
             overall.abort();
           }, timeoutMs)
         : undefined;
-    const onGone = (): void => overall.abort();
-    downstreamGone.signal.addEventListener('abort', onGone, { once: true });
+    // The downstream going away aborts everything in flight for this request.
+    let downstreamGone = false;
+    const onResClose = (): void => {
+      if (res.writableFinished) return;
+      downstreamGone = true;
+      overall.abort();
+    };
+    res.once('close', onResClose);
 
     let release: Release | undefined;
     try {
-      release = await new Promise<Release | undefined>((resolve) => {
+      release = entry.immediate ?? await new Promise<Release | undefined>((resolve) => {
         if (overall.signal.aborted) return resolve(undefined);
         const onAbort = (): void => {
           entry.cancel();
@@ -608,22 +629,22 @@ export class WaypointServer {
           else dest.active.set(endpoint.key, n);
         };
 
-        const tryCtl = new AbortController();
-        const onOverall = (): void => tryCtl.abort();
-        overall.signal.addEventListener('abort', onOverall, { once: true });
         const perTry = policy?.perTryTimeoutMs !== undefined ? tryTimeoutMs(deadline, policy.perTryTimeoutMs, this.now()) : undefined;
+        // A try has its own signal only when it has its own timeout; otherwise the request's.
+        const tryCtl = perTry !== undefined && perTry !== Infinity ? new AbortController() : undefined;
+        const onOverall = (): void => tryCtl?.abort();
+        if (tryCtl) overall.signal.addEventListener('abort', onOverall, { once: true });
         let tryTimedOut = false;
-        const tryTimer =
-          perTry !== undefined && perTry !== Infinity
-            ? setTimeout(() => {
-                tryTimedOut = true;
-                tryCtl.abort();
-              }, perTry)
-            : undefined;
+        const tryTimer = tryCtl
+          ? setTimeout(() => {
+              tryTimedOut = true;
+              tryCtl.abort();
+            }, perTry)
+          : undefined;
         let resp: UpstreamResponse | undefined;
         let outcome: TryOutcome;
         try {
-          resp = await this.opts.dispatch(endpoint, { method: st.method, path, authority, headers, body: body?.open(), http2: useH2, signal: tryCtl.signal });
+          resp = await this.opts.dispatch(endpoint, { method: st.method, path, authority, headers, body: body?.open(), http2: useH2, signal: tryCtl?.signal ?? overall.signal });
           const gs = headerString(resp.headers['grpc-status']);
           outcome = { kind: 'response', status: resp.status, ...(gs !== undefined ? { grpcStatus: Number(gs) } : {}) };
         } catch (e) {
@@ -634,12 +655,12 @@ export class WaypointServer {
           this.log.debug({ reqId: st.reqId, endpoint: endpoint.key, err: errorMessage(e) }, 'upstream try failed');
         } finally {
           if (tryTimer) clearTimeout(tryTimer);
-          overall.signal.removeEventListener('abort', onOverall);
+          if (tryCtl) overall.signal.removeEventListener('abort', onOverall);
         }
         if (attempt > 0) budget?.finish();
         if (!resp) endpointDone();
-        if (resp && (downstreamGone.signal.aborted || overallTimedOut)) endpointDone();
-        if (downstreamGone.signal.aborted) {
+        if (resp && (downstreamGone || overallTimedOut)) endpointDone();
+        if (downstreamGone) {
           resp?.body.destroy();
           body?.detachAll();
           st.flags.push(RESPONSE_FLAGS.DOWNSTREAM_RESET);
@@ -711,7 +732,6 @@ export class WaypointServer {
     } finally {
       release?.();
       if (overallTimer) clearTimeout(overallTimer);
-      downstreamGone.signal.removeEventListener('abort', onGone);
       res.removeListener('close', onResClose);
     }
   }
@@ -739,9 +759,11 @@ export class WaypointServer {
 
   private sendResponse(st: RequestState, res: ServerResponse, resp: UpstreamResponse, route: HttpRoute, overall: AbortSignal, timedOut: () => boolean): Promise<void> {
     const headers: Record<string, string | string[] | number | undefined> = {};
-    const connTokens = new Set((headerString(resp.headers.connection) ?? '').split(',').map((t) => t.trim().toLowerCase()).filter(Boolean));
-    for (const [k, v] of Object.entries(resp.headers)) {
-      if (HOP_BY_HOP.has(k) || connTokens.has(k) || v === undefined) continue;
+    const connTokens = connectionTokens(resp.headers.connection);
+    const respHeaders = resp.headers;
+    for (const k in respHeaders) {
+      const v = respHeaders[k];
+      if (v === undefined || HOP_BY_HOP.has(k) || connTokens.has(k)) continue;
       headers[k] = v;
     }
     applyHeaderOps(headers, route.headers.response);
@@ -881,9 +903,8 @@ export class WaypointServer {
         error: status >= 500 || status === 0,
       });
     }
-    this.log.info(
+    this.accessLog.info(
       {
-        scope: 'access',
         reqId: st.reqId,
         method: st.method,
         authority: st.authority,

@@ -4,7 +4,8 @@
  * streams through the same `connect` seam. Failures are tagged so retry and outlier logic can tell
  * a connect failure (request never sent) from a reset (maybe processed).
  */
-import * as http from 'node:http';
+import type * as http from 'node:http';
+import { nodeHttp } from '../shared/node-builtins.js';
 import * as http2 from 'node:http2';
 import * as net from 'node:net';
 import type { Duplex, Readable } from 'node:stream';
@@ -113,7 +114,7 @@ function asSocketLike(s: Duplex): Duplex {
   return s;
 }
 
-class ConnectAgent extends http.Agent {
+class ConnectAgent extends nodeHttp.Agent {
   constructor(
     private readonly connectFn: ConnectFn,
     opts: http.AgentOptions,
@@ -150,6 +151,13 @@ export interface HttpUpstreamOptions {
 
 const NOOP = (): void => {};
 
+/** The error an aborted signal carries (as `signal:` on http.request would raise it). */
+function abortError(signal: AbortSignal): Error {
+  const e = new Error('The operation was aborted', { cause: signal.reason });
+  e.name = 'AbortError';
+  return e;
+}
+
 /** HTTP/1.1 (keep-alive) and HTTP/2 (one session per endpoint) client over `connect`. */
 export class HttpUpstream {
   private readonly connectFn: ConnectFn;
@@ -168,16 +176,22 @@ export class HttpUpstream {
   private dispatchHttp1(endpoint: Endpoint, req: UpstreamRequest): Promise<UpstreamResponse> {
     return new Promise((resolve, reject) => {
       const headers: http.OutgoingHttpHeaders = { ...req.headers, host: req.authority };
-      const creq = http.request({
+      const creq = nodeHttp.request({
         agent: this.agent,
         host: endpoint.address,
         port: endpoint.port,
         method: req.method,
         path: req.path,
         headers,
-        signal: req.signal,
         ambitEndpoint: endpoint,
       } as http.RequestOptions);
+      // Abort by hand rather than with `signal:` (which hooks end-of-stream on the request: several
+      // listeners per request); the listener goes when the response ends or the request fails.
+      const onAbort = (): void => void creq.destroy(abortError(req.signal));
+      if (req.signal.aborted) onAbort();
+      else req.signal.addEventListener('abort', onAbort, { once: true });
+      const unhook = (): void => req.signal.removeEventListener('abort', onAbort);
+      creq.once('close', unhook);
       let responded = false;
       creq.once('response', (res) => {
         responded = true;

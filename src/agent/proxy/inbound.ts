@@ -4,7 +4,8 @@
  * to this pod, authorize, dial the pod's port from inside the pod, and pipe.
  * Replies: 400 bad request / wrong target, 401 denied by policy, 503 upstream refused, 200 piped.
  */
-import * as http2 from 'node:http2';
+import type * as http2 from 'node:http2';
+import { nodeHttp2 } from '../../shared/node-builtins.js';
 import type * as net from 'node:net';
 import type * as tls from 'node:tls';
 import type { Logger } from '../../shared/log.js';
@@ -75,7 +76,7 @@ export class InboundHbone {
   async start(): Promise<void> {
     const cert = await this.opts.getCertificate();
     this.currentCert = cert;
-    const h2 = http2.createSecureServer({
+    const h2 = nodeHttp2.createSecureServer({
       ...tlsOptions(cert),
       requestCert: true,
       rejectUnauthorized: true,

@@ -5,9 +5,9 @@
  */
 import type { Counter, Gauge, Registry } from 'prom-client';
 import * as prom from 'prom-client';
-import type { Logger } from '../../shared/log.js';
+import { accessLogger, type Logger } from '../../shared/log.js';
 import type { Service, Workload } from '../../shared/model.js';
-import { ISTIO_COMMON_LABELS, UNKNOWN } from '../../shared/metrics.js';
+import { ISTIO_COMMON_LABELS, SeriesCounter, UNKNOWN, type CounterCell } from '../../shared/metrics.js';
 import { workloadIdentity } from '../state/workloads.js';
 
 /** ztunnel's CommonTrafficLabels, in order. */
@@ -23,10 +23,10 @@ export type TrafficLabels = Record<TrafficLabel, string>;
 export type ResponseFlag = '-' | 'DENY' | 'CONNECT' | 'TLS_FAILURE' | 'IDENTITY_ERROR';
 
 export interface ProxyMetrics {
-  connectionsOpened: Counter<TrafficLabel>;
-  connectionsClosed: Counter<TrafficLabel>;
-  sentBytes: Counter<TrafficLabel>;
-  receivedBytes: Counter<TrafficLabel>;
+  connectionsOpened: SeriesCounter<TrafficLabel>;
+  connectionsClosed: SeriesCounter<TrafficLabel>;
+  sentBytes: SeriesCounter<TrafficLabel>;
+  receivedBytes: SeriesCounter<TrafficLabel>;
   policyDenials: Counter<'reason'>;
   handshakeFailures: Counter<'direction'>;
   poolConnections: Gauge<never>;
@@ -34,8 +34,8 @@ export interface ProxyMetrics {
 }
 
 export function createProxyMetrics(registry: Registry): ProxyMetrics {
-  const traffic = (name: string, help: string): Counter<TrafficLabel> =>
-    new prom.Counter({ name, help, labelNames: TRAFFIC_LABELS, registers: [registry] });
+  // Bound series: byte counters move per chunk, where prom-client would hash 23 labels per inc().
+  const traffic = (name: string, help: string): SeriesCounter<TrafficLabel> => new SeriesCounter({ name, help, labelNames: TRAFFIC_LABELS, registers: [registry] });
   return {
     connectionsOpened: traffic('istio_tcp_connections_opened_total', 'TCP connections opened'),
     connectionsClosed: traffic('istio_tcp_connections_closed_total', 'TCP connections closed'),
@@ -117,6 +117,22 @@ export function trafficLabels(i: TrafficLabelInput): TrafficLabels {
   };
 }
 
+/** The map key of a traffic label set (its values in TRAFFIC_LABELS order). */
+export function trafficKey(l: TrafficLabels): string {
+  let key = '';
+  for (const n of TRAFFIC_LABELS) key += l[n] + '\u0001';
+  return key;
+}
+
+const accessLogs = new WeakMap<Logger, Logger>();
+
+/** The access-log child of a proxy's logger, made once per logger. */
+function accessLogOf(log: Logger): Logger {
+  let a = accessLogs.get(log);
+  if (!a) accessLogs.set(log, (a = accessLogger(log)));
+  return a;
+}
+
 export interface AccessLogPeer {
   addr?: string;
   workload?: string;
@@ -145,8 +161,9 @@ export class ConnectionTelemetry {
   bytesSent = 0;
   bytesReceived = 0;
   private labels: TrafficLabels;
-  private sent: prom.Counter.Internal | undefined;
-  private received: prom.Counter.Internal | undefined;
+  private key: string;
+  private sent: CounterCell | undefined;
+  private received: CounterCell | undefined;
   private readonly startedAt: number;
   private opened = false;
   private finished = false;
@@ -160,6 +177,7 @@ export class ConnectionTelemetry {
   ) {
     this.info = info;
     this.labels = labels;
+    this.key = trafficKey(labels);
     this.startedAt = now();
   }
 
@@ -167,21 +185,22 @@ export class ConnectionTelemetry {
   open(): void {
     if (this.opened) return;
     this.opened = true;
-    this.metrics.connectionsOpened.inc(this.labels);
-    this.sent = this.metrics.sentBytes.labels(this.labels);
-    this.received = this.metrics.receivedBytes.labels(this.labels);
+    const labels = (): TrafficLabels => this.labels;
+    this.metrics.connectionsOpened.cell(this.key, labels).value++;
+    this.sent = this.metrics.sentBytes.cell(this.key, labels);
+    this.received = this.metrics.receivedBytes.cell(this.key, labels);
   }
 
   /** Bytes from the downstream (connection initiator) toward the upstream. */
   addReceived(n: number): void {
     this.bytesReceived += n;
-    this.received?.inc(n);
+    if (this.received) this.received.value += n;
   }
 
   /** Bytes from the upstream back to the downstream. */
   addSent(n: number): void {
     this.bytesSent += n;
-    this.sent?.inc(n);
+    if (this.sent) this.sent.value += n;
   }
 
   get durationMs(): number {
@@ -192,15 +211,18 @@ export class ConnectionTelemetry {
   finish(reason: string, flags: ResponseFlag = '-', extra: Record<string, unknown> = {}): void {
     if (this.finished) return;
     this.finished = true;
-    if (flags !== '-') this.labels = { ...this.labels, response_flags: flags };
+    if (flags !== '-') {
+      this.labels = { ...this.labels, response_flags: flags };
+      this.key = trafficKey(this.labels);
+    }
+    const labels = (): TrafficLabels => this.labels;
     if (!this.opened) {
       this.opened = true;
-      this.metrics.connectionsOpened.inc(this.labels);
+      this.metrics.connectionsOpened.cell(this.key, labels).value++;
     }
-    this.metrics.connectionsClosed.inc(this.labels);
-    this.log.info(
+    this.metrics.connectionsClosed.cell(this.key, labels).value++;
+    accessLogOf(this.log).info(
       {
-        scope: 'access',
         connId: this.info.connId,
         src: this.info.src,
         dst: this.info.dst,

@@ -9,8 +9,9 @@
  * - the server must present a URI SAN in the expected set, else AMBIT_ERR_TUNNEL_IDENTITY;
  * - a ready connection with no streams for `idleTimeoutMs` is closed.
  */
-import * as http2 from 'node:http2';
-import * as tls from 'node:tls';
+import type * as http2 from 'node:http2';
+import type * as tls from 'node:tls';
+import { nodeHttp2, nodeTls } from '../../shared/node-builtins.js';
 import type * as net from 'node:net';
 import { AmbitError, errorCode, errorMessage } from '../../shared/errors.js';
 import type { Logger } from '../../shared/log.js';
@@ -167,7 +168,7 @@ class PooledConnection {
       tcp.destroy();
     }, opts.connectTimeoutMs);
     timer.unref();
-    const tlsSocket = tls.connect({
+    const tlsSocket = nodeTls.connect({
       socket: tcp,
       cert: cert.certChainPem.join('\n'),
       key: cert.keyPem,
@@ -205,7 +206,7 @@ class PooledConnection {
       this.fail(wrapped);
     };
     tlsSocket.on('error', onEarlyError);
-    const session = http2.connect(`https://${via}`, {
+    const session = nodeHttp2.connect(`https://${via}`, {
       createConnection: () => tlsSocket,
       settings: { initialWindowSize: opts.streamWindowBytes, maxFrameSize: MAX_FRAME_BYTES, enablePush: false },
       maxSessionMemory: 256,
@@ -329,7 +330,7 @@ export class TunnelPool {
       let settled = false;
       const timer = setTimeout(() => {
         settle(new AmbitError('AMBIT_ERR_TUNNEL_CONNECT', `no CONNECT reply from ${formatAddress(req.tunnelAddress)} within ${this.replyTimeoutMs} ms`));
-        stream.close(http2.constants.NGHTTP2_CANCEL);
+        stream.close(nodeHttp2.constants.NGHTTP2_CANCEL);
         // The peer may be gone without a FIN (agent killed, node lost): probe before reuse.
         this.probe(conn);
       }, this.replyTimeoutMs);
@@ -343,9 +344,12 @@ export class TunnelPool {
       };
       stream.once('close', () => {
         release();
-        settle(new AmbitError('AMBIT_ERR_TUNNEL_CONNECT', `tunnel stream to ${formatAddress(req.target)} closed before a reply (code ${stream.rstCode})`));
+        // Normally long settled (the reply came): build no error for nothing.
+        if (!settled) settle(new AmbitError('AMBIT_ERR_TUNNEL_CONNECT', `tunnel stream to ${formatAddress(req.target)} closed before a reply (code ${stream.rstCode})`));
       });
-      stream.once('error', (e) => settle(new AmbitError('AMBIT_ERR_TUNNEL_CONNECT', `tunnel stream to ${formatAddress(req.target)} failed: ${errorMessage(e)}`, { cause: e })));
+      stream.once('error', (e) => {
+        if (!settled) settle(new AmbitError('AMBIT_ERR_TUNNEL_CONNECT', `tunnel stream to ${formatAddress(req.target)} failed: ${errorMessage(e)}`, { cause: e }));
+      });
       stream.once('response', (headers) => {
         const status = Number(headers[':status']);
         if (status === HBONE_STATUS.OK) settle();

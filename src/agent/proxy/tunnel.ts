@@ -74,8 +74,10 @@ export function buildBaggage(w: Workload): string {
 /** A fresh random W3C traceparent: `00-<32 hex>-<16 hex>-00`. */
 export function newTraceparent(random?: () => number): string {
   const hex = (bytes: number): string =>
-    random ? Array.from({ length: bytes }, () => Math.floor(random() * 256).toString(16).padStart(2, '0')).join('') : crypto.randomBytes(bytes).toString('hex');
-  return `00-${hex(16)}-${hex(8)}-00`;
+    random ? Array.from({ length: bytes }, () => Math.floor(random() * 256).toString(16).padStart(2, '0')).join('') : '';
+  if (random) return `00-${hex(16)}-${hex(8)}-00`;
+  const id = crypto.randomBytes(24).toString('hex');
+  return `00-${id.slice(0, 32)}-${id.slice(32)}-00`;
 }
 
 /** The `for=` address of a `forwarded` header (brackets and port stripped), or undefined. */
@@ -100,10 +102,19 @@ export function uriSans(cert: Pick<PeerCertificate, 'subjectaltname'> | undefine
     .map((e) => e.slice(4));
 }
 
-/** The peer's SPIFFE identity on a verified TLS socket, or undefined. */
+const peerIdentities = new WeakMap<TLSSocket, string>();
+
+/**
+ * The peer's SPIFFE identity on a verified TLS socket, or undefined. Read once per socket (a TLS
+ * 1.3 peer certificate never changes; getPeerCertificate builds a fresh object each call, and
+ * every tunnel stream asks).
+ */
 export function peerIdentity(socket: TLSSocket): string | undefined {
-  const cert = socket.getPeerCertificate();
-  return uriSans(cert).find((u) => tryParseSpiffeId(u) !== undefined);
+  const known = peerIdentities.get(socket);
+  if (known !== undefined) return known;
+  const id = uriSans(socket.getPeerCertificate()).find((u) => tryParseSpiffeId(u) !== undefined);
+  if (id !== undefined) peerIdentities.set(socket, id);
+  return id;
 }
 
 /** Maps a non-200 CONNECT reply to the error the outbound side branches on. */
