@@ -26,6 +26,7 @@ import { TunnelPool } from '../agent/proxy/pool.js';
 import { normalizeIp, parseAddress, type Address } from '../agent/proxy/sockets.js';
 import { HBONE_STATUS, MAX_FRAME_BYTES, STREAM_WINDOW_BYTES, peerIdentity, type TunnelCertificate } from '../agent/proxy/tunnel.js';
 import { workloadIdentity } from '../agent/state/workloads.js';
+import { gatewayRoutes, IngressListeners } from './gateway.js';
 import { hboneConnect } from './hbone.js';
 import { isHttpProtocol } from './protocol.js';
 import { WaypointServer, type BackendTarget, type SourceInfo } from './server.js';
@@ -46,6 +47,11 @@ export interface WaypointOptions {
   getCertificate: (identity: string) => Promise<TunnelCertificate>;
   /** Upstream TCP connect (default net.connect). */
   connectTcp?: (addr: { address: string; port: number }) => net.Socket;
+  /**
+   * Gateway mode: serve the ingress listeners and routes pushed for this gateway pod instead of
+   * mesh routes; `source` is who the requests come from in telemetry (the gateway workload).
+   */
+  gateway?: { source: SourceInfo; listenHost?: string };
 }
 
 interface ServiceIndex {
@@ -70,6 +76,8 @@ export class Waypoint {
   private h2: http2.Http2SecureServer | undefined;
   private currentCert: TunnelCertificate | undefined;
   private readonly sessions = new Set<http2.ServerHttp2Session>();
+  /** Gateway mode: the ingress ports. */
+  readonly ingress: IngressListeners | undefined;
 
   constructor(private readonly opts: WaypointOptions) {
     this.log = opts.log.child({ component: 'waypoint', waypoint: opts.name });
@@ -101,12 +109,27 @@ export class Waypoint {
       dispatch: this.upstream.dispatch,
       resolveEndpoints: (t) => this.resolveEndpoints(t),
       ...(opts.clusterId ? { cluster: opts.clusterId } : {}),
+      ...(opts.gateway ? { gateway: opts.name } : {}),
     });
+    if (opts.gateway) {
+      this.ingress = new IngressListeners({
+        log: this.log,
+        accept: (conn, meta) => this.server.acceptConnection(conn, meta),
+        source: opts.gateway.source,
+        ...(opts.gateway.listenHost ? { host: opts.gateway.listenHost } : {}),
+      });
+    }
   }
 
-  /** Route configs bound to this waypoint, from a config state. */
+  /** Route configs bound to this waypoint (or, in gateway mode, served by this gateway pod), from a config state. */
   routesOf(state: ConfigState): RouteConfig[] {
+    if (this.opts.gateway) return gatewayRoutes(state.routes?.values() ?? [], state.listeners?.values() ?? [], this.opts.name);
     return [...(state.routes?.values() ?? [])].filter((r) => r.gateway === undefined && (r.waypoint === undefined || r.waypoint === this.opts.name));
+  }
+
+  /** Gateway mode: opens, updates and closes the ingress ports to match the config state. */
+  async applyListeners(state: ConfigState): Promise<void> {
+    await this.ingress?.apply(state.listeners?.values() ?? []);
   }
 
   /** Applies a config stream state; throws (NACK) when the route configs are invalid. */
@@ -314,6 +337,7 @@ export class Waypoint {
 
   async close(deadlineMs = 5000): Promise<void> {
     this.hbone?.close();
+    this.ingress?.close();
     for (const s of this.sessions) s.close();
     for (const p of this.pipes) p.destroy();
     await this.server.close(deadlineMs);
