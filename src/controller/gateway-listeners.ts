@@ -135,12 +135,17 @@ export function gatewayListeners(servers: readonly GatewayServer[], pods: readon
         refuse(s, 'UnsupportedProtocol', `protocol ${s.protocol}${mode} is not supported by ambit gateways (HTTP, HTTP2, GRPC, and HTTPS with tls.mode SIMPLE are)`);
         continue;
       }
+      const redirect = s.httpsRedirect === true;
       const cur = byPort.get(s.port);
       if (cur && cur.protocol !== protocol) {
         refuse(s, 'PortConflict', `port ${s.port} is already served as ${cur.protocol} by Gateway ${cur.gateways[0]}`);
         continue;
       }
-      const l = cur ?? { pod: podKey, port: s.port, protocol, gateways: [], hosts: [], certificates: [] };
+      if (cur && (cur.httpsRedirect === true) !== redirect) {
+        refuse(s, 'PortConflict', `port ${s.port} is already served ${redirect ? 'without' : 'with'} httpsRedirect by Gateway ${cur.gateways[0]}; one port cannot mix both`);
+        continue;
+      }
+      const l: GatewayListener = cur ?? { pod: podKey, port: s.port, protocol, gateways: [], hosts: [], certificates: [], ...(redirect ? { httpsRedirect: true } : {}) };
       if (!l.gateways.includes(s.gateway)) l.gateways.push(s.gateway);
       for (const h of s.hosts) if (!l.hosts.includes(h)) l.hosts.push(h);
       if (cert) l.certificates.push(cert);

@@ -224,6 +224,8 @@ export interface GatewayServer {
   protocol: 'HTTP' | 'HTTPS' | 'HTTP2' | 'GRPC' | 'TLS' | 'TCP';
   hosts: string[];
   tls?: { mode: 'SIMPLE' | 'MUTUAL' | 'PASSTHROUGH' | 'ISTIO_MUTUAL'; credentialName?: string };
+  /** A plain server with `tls.httpsRedirect: true`: every request gets a 301 to https. */
+  httpsRedirect?: boolean;
   /** Workload selector of the Gateway (which gateway pods serve it). */
   selector: Record<string, string>;
 }
@@ -253,6 +255,8 @@ export interface GatewayListener {
   hosts: string[];
   /** HTTPS only: at least one. */
   certificates: ListenerCertificate[];
+  /** HTTP only: answer every request with a 301 to the same URL over https (Istio httpsRedirect). */
+  httpsRedirect?: boolean;
 }
 
 /** The certificate a listener presents for an SNI name: exact host, then wildcard, then the first. */
@@ -643,6 +647,8 @@ export function validateGatewayListener(value: unknown, path = 'gatewayListener'
   if (value['protocol'] !== 'HTTP' && value['protocol'] !== 'HTTPS') issues.add(`${path}.protocol`, 'must be HTTP or HTTPS', value['protocol']);
   stringList(issues, value['gateways'], `${path}.gateways`, true);
   stringList(issues, value['hosts'], `${path}.hosts`, true);
+  if (value['httpsRedirect'] !== undefined && typeof value['httpsRedirect'] !== 'boolean') issues.add(`${path}.httpsRedirect`, 'must be a boolean', value['httpsRedirect']);
+  if (value['httpsRedirect'] === true && value['protocol'] !== 'HTTP') issues.add(`${path}.httpsRedirect`, 'is only valid for HTTP', value['httpsRedirect']);
   const certs = value['certificates'];
   if (!Array.isArray(certs)) issues.add(`${path}.certificates`, 'must be a list', typeof certs);
   else {

@@ -7,6 +7,7 @@
  * open is logged and retried on the next apply, the others keep serving; certificates are swapped
  * in place (new handshakes get the new one, open connections keep theirs).
  */
+import * as http from 'node:http';
 import * as net from 'node:net';
 import * as tls from 'node:tls';
 import { errorMessage } from '../shared/errors.js';
@@ -73,6 +74,8 @@ export interface IngressListenersOptions {
 interface OpenListener {
   port: number;
   protocol: GatewayListener['protocol'];
+  /** protocol, plus whether the port only redirects to https: a change of kind reopens the port. */
+  kind: string;
   server: net.Server;
   /** HTTPS: contexts by certificate, chosen per handshake by SNI. */
   certs: GatewayListener['certificates'];
@@ -99,7 +102,7 @@ export class IngressListeners {
     for (const l of listeners) want.set(l.port, l);
     for (const [port, cur] of this.open) {
       const next = want.get(port);
-      if (!next || next.protocol !== cur.protocol) this.closeListener(cur);
+      if (!next || kindOf(next) !== cur.kind) this.closeListener(cur);
     }
     for (const l of want.values()) {
       const cur = this.open.get(l.port);
@@ -128,7 +131,7 @@ export class IngressListeners {
   private async openListener(l: GatewayListener): Promise<void> {
     const meta: ConnectionMeta = { targetPort: l.port, ...(this.opts.source ? { source: this.opts.source } : {}) };
     let server: net.Server;
-    const rec: OpenListener = { port: l.port, protocol: l.protocol, server: undefined as unknown as net.Server, certs: [], contexts: new Map() };
+    const rec: OpenListener = { port: l.port, protocol: l.protocol, kind: kindOf(l), server: undefined as unknown as net.Server, certs: [], contexts: new Map() };
     if (l.protocol === 'HTTPS') {
       const first = l.certificates[0];
       if (!first) throw new Error(`port ${l.port} is HTTPS but has no certificate`);
@@ -147,6 +150,12 @@ export class IngressListeners {
       );
       secure.on('tlsClientError', (e) => this.log.debug({ port: l.port, err: errorMessage(e) }, 'tls handshake failed'));
       server = secure;
+    } else if (l.httpsRedirect) {
+      const redirect = http.createServer({ requestTimeout: 10_000, headersTimeout: 10_000 }, (req, res) => answerHttpsRedirect(req, res));
+      server = net.createServer({ noDelay: true }, (s) => {
+        s.on('error', () => s.destroy());
+        redirect.emit('connection', s);
+      });
     } else {
       server = net.createServer({ noDelay: true }, (s) => this.opts.accept(s, meta));
     }
@@ -162,7 +171,7 @@ export class IngressListeners {
     });
     server.on('error', (e) => this.log.warn({ port: l.port, err: errorMessage(e) }, 'ingress listener error'));
     this.open.set(l.port, rec);
-    this.log.info({ addr: `${host}:${l.port}`, protocol: l.protocol, gateways: l.gateways, hosts: l.hosts }, 'ingress listener established');
+    this.log.info({ addr: `${host}:${l.port}`, protocol: l.protocol, httpsRedirect: l.httpsRedirect === true, gateways: l.gateways, hosts: l.hosts }, 'ingress listener established');
   }
 
   /** Stops accepting on the port; connections already open stay with the WaypointServer (drained on close). */
@@ -175,5 +184,34 @@ export class IngressListeners {
   /** Stops accepting on every port (open connections are drained by the WaypointServer). */
   close(): void {
     for (const l of [...this.open.values()]) this.closeListener(l);
+  }
+}
+
+function kindOf(l: GatewayListener): string {
+  return l.httpsRedirect ? `${l.protocol}+redirect` : l.protocol;
+}
+
+/** The https URL for a request (Istio httpsRedirect): same host without its port, same path; undefined without a usable Host. */
+export function httpsRedirectLocation(authority: string | undefined, path: string | undefined): string | undefined {
+  const a = (authority ?? '').trim();
+  const host = a.startsWith('[') ? a.slice(0, a.indexOf(']') + 1) : a.split(':')[0]!;
+  if (host === '' || !/^[A-Za-z0-9.\-[\]:]+$/.test(host)) return undefined;
+  const p = path && path.startsWith('/') ? path : '/';
+  return `https://${host}${p}`;
+}
+
+function answerHttpsRedirect(req: http.IncomingMessage, res: http.ServerResponse): void {
+  req.resume();
+  const location = httpsRedirectLocation(req.headers.host, req.url);
+  try {
+    if (!location) {
+      res.writeHead(400, { 'content-type': 'text/plain' });
+      res.end('a Host header is required\n');
+      return;
+    }
+    res.writeHead(301, { location, 'content-length': 0 });
+    res.end();
+  } catch {
+    res.destroy();
   }
 }

@@ -1,11 +1,12 @@
 /**
  * IngressListeners on 127.0.0.1: pushed GatewayListeners open plain and TLS ports whose
  * connections reach the accept callback with the port; TLS picks the certificate by SNI; a new
- * certificate is used by the next handshake; removed ports stop accepting; a port that cannot be
- * opened does not keep the others from serving.
+ * certificate is used by the next handshake; a port switched to httpsRedirect answers 301; removed
+ * ports stop accepting; a port that cannot be opened does not keep the others from serving.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import * as http from 'node:http';
 import * as net from 'node:net';
 import * as tls from 'node:tls';
 import type { Duplex } from 'node:stream';
@@ -87,8 +88,19 @@ test('ingress listeners open, pick certificates by SNI, swap them, close removed
   });
   assert.equal(rotated, new (await import('node:crypto')).X509Certificate(a2.certPem.split(/(?<=-----END CERTIFICATE-----)/)[0]!).serialNumber, 'the new certificate is served');
 
+  // The same port switched to httpsRedirect is reopened as a redirect-only HTTP port.
+  await listeners.apply([{ ...l(httpsPort, 'HTTP'), httpsRedirect: true }]);
+  const res = await new Promise<http.IncomingMessage>((resolve, reject) => {
+    const req = http.get({ host: '127.0.0.1', port: httpsPort, path: '/p?q=1', headers: { host: 'a.example.com:8080' }, agent: false }, resolve);
+    req.once('error', reject);
+  });
+  res.resume();
+  assert.equal(res.statusCode, 301);
+  assert.equal(res.headers.location, 'https://a.example.com/p?q=1');
+
   await listeners.apply([]);
   assert.deepEqual(listeners.ports(), []);
-  await assert.rejects(hello(httpsPort, 'a.example.com'), /ECONNREFUSED/);
+  await assert.rejects(hello(httpPort), /ECONNREFUSED/);
+  await assert.rejects(fetch(`http://127.0.0.1:${httpsPort}/`), /fetch failed/);
   assert.ok(accepted.length >= 3);
 });

@@ -2,7 +2,7 @@
  * The ingress gateway end to end in `ambit local`: the seed Gateway + VirtualService for
  * example.com applied unchanged beside a reviews backend in an ambient, STRICT-mTLS namespace;
  * requests from the root namespace to the gateway pod's address over HTTP and HTTPS (certificate
- * from a kubernetes.io/tls Secret), an unserved host, a Gateway whose Secret is missing, the
+ * from a kubernetes.io/tls Secret, and an httpsRedirect port), an unserved host, a Gateway whose Secret is missing, the
  * gateway's Istio metrics, the destination agent seeing the gateway's identity over HBONE, no key
  * material in any log, the gateway pod removed with the last Gateway, nothing left after down.
  */
@@ -133,7 +133,7 @@ test('ingress gateway: example.com over HTTP and HTTPS from the root namespace, 
     writeFileSync(secretFile, secretYaml(issued.certChainPem.join('\n'), issued.keyPem), { mode: 0o600 });
     await apply(secretFile, fx('tls.yaml'));
     const g = await gatewayReady((x) => x.listeners.some((l) => l.port === 443));
-    assert.deepEqual(g.listeners.map((l) => `${l.port}/${l.protocol}`), ['80/HTTP', '443/HTTPS']);
+    assert.deepEqual(g.listeners.map((l) => `${l.port}/${l.protocol}`), ['80/HTTP', '443/HTTPS', '8080/HTTP']);
     const r = await waitFor('a 200 over HTTPS', async () => {
       const c = await curl(['--resolve', `example.com:443:${ip}`, '--cacert', caFile, 'https://example.com/reviews/1']);
       return c.status === 200 ? c : undefined;
@@ -142,6 +142,12 @@ test('ingress gateway: example.com over HTTP and HTTPS from the root namespace, 
     const wrongCa = await curl(['--resolve', `example.com:443:${ip}`, 'https://example.com/reviews/1']);
     assert.notEqual(wrongCa.code, 0, 'the certificate is not trusted without the test CA (it really is the Secret one)');
     assert.equal((await curl(['-H', 'Host: example.com', `http://${ip}/reviews/1`])).status, 200, 'plain HTTP still works');
+    // tls.httpsRedirect: 301 to the same URL over https, which curl -L then follows through the gateway.
+    const redirect = await curl(['-o', '/dev/null', '-D', '-', '--resolve', `example.com:8080:${ip}`, 'http://example.com:8080/reviews/3?x=1']);
+    assert.equal(redirect.status, 301, redirect.stderr);
+    assert.match(redirect.body, /^location: https:\/\/example\.com\/reviews\/3\?x=1\r?$/im);
+    const followed = await curl(['-L', '--resolve', `example.com:8080:${ip}`, '--resolve', `example.com:443:${ip}`, '--cacert', caFile, 'http://example.com:8080/reviews/3']);
+    assert.equal(followed.status, 200, followed.stderr);
     // Key material must not be logged anywhere (controller, agents, gateway).
     const keyBody = issued.keyPem.split('\n')[1]!;
     const dir = join('/run/ambit', name, 'logs');

@@ -11,7 +11,7 @@ import { decodeTlsSecret, gatewayListeners, serverSelectsPod } from '../../../sr
 import { translateRoutes } from '../../../src/controller/translate-routes.js';
 import { ingressGatewayPod, isIstioGateway, waypointPod, wantsIngressGateway, type WaypointPodEnv } from '../../../src/local/workloads.js';
 import { loadWaypointConfig } from '../../../src/waypoint/config.js';
-import { gatewayRoutes } from '../../../src/waypoint/gateway.js';
+import { gatewayRoutes, httpsRedirectLocation } from '../../../src/waypoint/gateway.js';
 import { certificateFor, emptyHeaderOps, validateGatewayListener, type GatewayListener, type RouteConfig } from '../../../src/shared/routes.js';
 import { validateResource } from '../../../src/shared/validate-resource.js';
 import { TYPE_GATEWAY_LISTENER } from '../../../src/shared/model.js';
@@ -184,4 +184,25 @@ test('gatewayRoutes: ingress configs of the served Gateways merge per host and b
       { name: 'bookinfo/tls/example.com', gateway: 'istio-system/istio-ingressgateway', ports: [80, 443], routes: ['r', 'r#2'] },
     ],
   );
+});
+
+test('httpsRedirect: a plain server with tls.httpsRedirect becomes a redirecting HTTP listener; a port cannot mix both', () => {
+  const redirect80 = { port: { number: 80, name: 'http', protocol: 'HTTP' }, tls: { httpsRedirect: true }, hosts: ['example.com'] };
+  const out = translateRoutes([istioGateway('a', [redirect80, https443('example-com-cert')]), istioGateway('b', [http80])]);
+  assert.deepEqual(out.conditions.filter((c) => c.status === 'False'), [], 'the Gateway is accepted (httpsRedirect needs no credentialName)');
+  assert.equal(out.gateways.find((g) => g.gateway === 'bookinfo/a' && g.port === 80)?.httpsRedirect, true);
+  const r = gatewayListeners(out.gateways, [ingressGatewayPod(env)], [goodSecret]);
+  const ls = [...r.byPod.values()][0]!;
+  assert.deepEqual(ls.map((l) => [l.port, l.protocol, l.httpsRedirect ?? false]), [[80, 'HTTP', true], [443, 'HTTPS', false]]);
+  assert.deepEqual(r.conditions.map((c) => c.reason), ['PortConflict'], 'Gateway b on port 80 without redirect is refused');
+  assert.match(r.conditions[0]!.message, /port 80 is already served with httpsRedirect by Gateway bookinfo\/a/);
+  assert.deepEqual(validateGatewayListener({ ...ls[1]!, httpsRedirect: true }).map((i) => i.problem), ['is only valid for HTTP']);
+});
+
+test('httpsRedirectLocation keeps host (without port) and path, and refuses unusable hosts', () => {
+  assert.equal(httpsRedirectLocation('example.com:8080', '/a/b?c=1'), 'https://example.com/a/b?c=1');
+  assert.equal(httpsRedirectLocation('example.com', undefined), 'https://example.com/');
+  assert.equal(httpsRedirectLocation('[::1]:80', '/x'), 'https://[::1]/x');
+  assert.equal(httpsRedirectLocation('', '/x'), undefined);
+  assert.equal(httpsRedirectLocation('evil.com/@x', '/x'), undefined);
 });
