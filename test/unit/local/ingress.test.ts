@@ -16,6 +16,10 @@ import { certificateFor, emptyHeaderOps, validateGatewayListener, type GatewayLi
 import { validateResource } from '../../../src/shared/validate-resource.js';
 import { TYPE_GATEWAY_LISTENER } from '../../../src/shared/model.js';
 import { createTestCa } from '../../helpers/test-ca.js';
+import { testWorkload } from '../../helpers/loopback-net.js';
+import { Waypoint } from '../../../src/waypoint/waypoint.js';
+import { silentLogger } from '../../../src/shared/log.js';
+import { createRegistry } from '../../../src/shared/metrics.js';
 import { CertificateAuthority } from '../../../src/controller/ca/authority.js';
 
 const env: WaypointPodEnv = {
@@ -205,4 +209,49 @@ test('httpsRedirectLocation keeps host (without port) and path, and refuses unus
   assert.equal(httpsRedirectLocation('[::1]:80', '/x'), 'https://[::1]/x');
   assert.equal(httpsRedirectLocation('', '/x'), undefined);
   assert.equal(httpsRedirectLocation('evil.com/@x', '/x'), undefined);
+});
+
+test('gateway endpoints: a waypoint-bound Service is reached through its waypoint (VIP over HBONE to the waypoint); others directly', async () => {
+  const wpRef = { name: 'bookinfo/waypoint', namespace: 'bookinfo', addresses: ['10.244.1.9'], identity: 'spiffe://cluster.local/ns/bookinfo/sa/waypoint' };
+  const svc = (name: string, vip: string, uid: string, waypoint?: typeof wpRef) => ({
+    name,
+    namespace: 'bookinfo',
+    hostname: `${name}.bookinfo.svc.cluster.local`,
+    vips: [vip],
+    ports: [{ name: 'http', port: 9080, targetPort: 9080, protocol: 'http' }],
+    subjectAltNames: [],
+    routingPreference: [] as Array<'node'>,
+    endpoints: [uid],
+    ...(waypoint ? { waypoint } : {}),
+  });
+  const pod = (name: string, ip: string) =>
+    testWorkload({ name, namespace: 'bookinfo', ip, serviceAccount: name, labels: { app: name }, services: { [`bookinfo/${name}.bookinfo.svc.cluster.local`]: [{ servicePort: 9080, targetPort: 9080 }] } });
+  const reviews = pod('reviews', '10.244.1.5');
+  const ratings = pod('ratings', '10.244.2.6');
+  const gw = new Waypoint({
+    name: 'istio-system/istio-ingressgateway',
+    podIp: '10.244.1.7',
+    identity: 'spiffe://cluster.local/ns/istio-system/sa/istio-ingressgateway',
+    trustDomain: 'cluster.local',
+    log: silentLogger(),
+    registry: createRegistry(),
+    getCertificate: () => Promise.reject(new Error('no certificates in this test')),
+    gateway: { source: { workload: 'istio-ingressgateway' } },
+  });
+  gw.applyConfig({
+    workloads: new Map([reviews, ratings].map((w) => [w.uid, w])),
+    services: new Map([svc('reviews', '10.96.0.10', reviews.uid, wpRef), svc('ratings', '10.96.0.11', ratings.uid)].map((s) => [`bookinfo/${s.hostname}`, s])),
+    authorizations: new Map(),
+    versions: new Map(),
+    systemVersions: new Map(),
+  });
+  assert.deepEqual(gw.gatewayEndpoints({ host: 'reviews.bookinfo.svc.cluster.local', port: 9080 }), [
+    { key: 'waypoint|bookinfo/waypoint|10.96.0.10:9080', address: '10.96.0.10', port: 9080, principal: wpRef.identity, workload: 'waypoint', namespace: 'bookinfo' },
+  ]);
+  assert.deepEqual(
+    gw.gatewayEndpoints({ host: 'ratings.bookinfo.svc.cluster.local', port: 9080 }).map((e) => e.key),
+    ['10.244.2.6:9080'],
+    'a Service without a waypoint: its pods',
+  );
+  await gw.close(100);
 });
