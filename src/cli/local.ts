@@ -237,6 +237,14 @@ export function formatStatus(st: LocalStatus): string {
     lines.push('');
     lines.push(renderTable(['NAMESPACE', 'WAYPOINT', 'POD', 'METRICS'], st.waypoints.map((w) => [w.namespace, w.gateway, w.pod, w.metrics])));
   }
+  const ingress = (st.ingressGateways ?? []).flatMap((g) =>
+    g.listeners.map((l) => [g.namespace, g.pod, g.ip, g.ready ? 'yes' : 'no', `${l.port}/${l.protocol}`, l.hosts.join(',') || '*', l.url]),
+  );
+  if (ingress.length > 0) {
+    lines.push('');
+    lines.push(renderTable(['NAMESPACE', 'INGRESS GATEWAY', 'IP', 'READY', 'PORT', 'HOSTS', 'URL'], ingress));
+  }
+  for (const problem of st.ingressProblems ?? []) lines.push(`! ${problem}`);
   if (st.services.length > 0) {
     lines.push('');
     lines.push(renderTable(['NAMESPACE', 'SERVICE', 'CLUSTER-IP', 'PORTS'], st.services.map((s) => [s.namespace, s.name, s.clusterIP, s.ports.join(',')])));

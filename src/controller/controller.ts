@@ -13,12 +13,14 @@ import { AmbitError, errorMessage } from '../shared/errors.js';
 import type { Logger } from '../shared/log.js';
 import { createRegistry } from '../shared/metrics.js';
 import type { Workload } from '../shared/model.js';
+import type { KubeObject } from './objects.js';
 import { AdminServer } from './admin.js';
 import { CertificateAuthority } from './ca/authority.js';
 import { createCaService, createNodeAuthorizer, StaticTokenAuthenticator, type PodIdentityRef } from './ca/service.js';
 import { ObjectStore } from './store.js';
 import { translate, type TranslateResult } from './translate.js';
 import { translateRoutes, type TranslateRoutesResult } from './translate-routes.js';
+import { gatewayListeners, type GatewayListenersResult } from './gateway-listeners.js';
 import type { NodeInfo } from '../shared/xds/node.js';
 import { buildSnapshot, ConfigServer, type Snapshot } from './xds/server.js';
 
@@ -52,6 +54,8 @@ export class Controller {
   readonly configServer: ConfigServer;
   private translated: TranslateResult = { workloads: [], services: [], authorizations: [], conditions: [] };
   private translatedRoutes: TranslateRoutesResult = { routes: [], gateways: [], conditions: [] };
+  /** Ingress listeners per gateway pod; holds TLS key material, so it is never logged or dumped. */
+  private listeners: GatewayListenersResult = { byPod: new Map(), conditions: [] };
   private unsubscribe: () => void = () => undefined;
   /** When the controller came up (ms since epoch; after the CA loaded). */
   readonly startedAt = Date.now();
@@ -126,7 +130,9 @@ export class Controller {
   /**
    * What one subscriber holds: agents get workloads, services and authorizations; a waypoint also
    * gets the mesh route configs of the services bound to it (node metadata `waypoint` = `ns/name`;
-   * all mesh configs when absent); a gateway gets the ingress route configs.
+   * all mesh configs when absent); a gateway pod (node metadata `pod` = `ns/name`) gets the
+   * listeners of the Gateways selecting it, their ingress route configs and the mesh configs (for
+   * destination policies); a gateway without `pod` gets every ingress route config.
    */
   private snapshot(node?: NodeInfo): Snapshot {
     if (!node || node.role === 'agent') {
@@ -134,13 +140,21 @@ export class Controller {
       return this.snapshotCache;
     }
     const waypoint = node.metadata?.['waypoint'] ?? '';
-    const key = node.role === 'gateway' ? 'gateway' : `waypoint:${waypoint}`;
+    const pod = node.metadata?.['pod'] ?? '';
+    const key = node.role === 'gateway' ? `gateway:${pod}` : `waypoint:${waypoint}`;
     let snap = this.routeSnapshots.get(key);
     if (!snap) {
-      const routes = this.translatedRoutes.routes.filter((r) =>
-        node.role === 'gateway' ? r.gateway !== undefined : r.gateway === undefined && (waypoint === '' || r.waypoint === waypoint),
-      );
-      snap = buildSnapshot({ ...this.translated, routes });
+      if (node.role === 'gateway' && pod !== '') {
+        const listeners = this.listeners.byPod.get(pod) ?? [];
+        const served = new Set(listeners.flatMap((l) => l.gateways));
+        const routes = this.translatedRoutes.routes.filter((r) => (r.gateway === undefined ? true : served.has(r.gateway)));
+        snap = buildSnapshot({ ...this.translated, routes, listeners });
+      } else {
+        const routes = this.translatedRoutes.routes.filter((r) =>
+          node.role === 'gateway' ? r.gateway !== undefined : r.gateway === undefined && (waypoint === '' || r.waypoint === waypoint),
+        );
+        snap = buildSnapshot({ ...this.translated, routes });
+      }
       this.routeSnapshots.set(key, snap);
     }
     return snap;
@@ -152,6 +166,8 @@ export class Controller {
       const objects = this.store.snapshot().objects;
       this.translated = translate(objects, { trustDomain: this.opts.trustDomain });
       this.translatedRoutes = translateRoutes(objects, { trustDomain: this.opts.trustDomain });
+      const ofKind = (kind: string): KubeObject[] => objects.filter((o) => o.kind === kind && o.apiVersion === 'v1');
+      this.listeners = gatewayListeners(this.translatedRoutes.gateways, ofKind('Pod'), ofKind('Secret'));
       this.snapshotCache = undefined;
       this.routeSnapshots = new Map();
       this.writeConditions();
@@ -166,7 +182,7 @@ export class Controller {
   /** Writes translation conditions into each object's status; logs only the ones that changed. */
   private writeConditions(): void {
     const byObject = new Map<string, TranslateResult['conditions']>();
-    for (const c of [...this.translated.conditions, ...this.translatedRoutes.conditions]) byObject.set(c.objectKey, [...(byObject.get(c.objectKey) ?? []), c]);
+    for (const c of [...this.translated.conditions, ...this.translatedRoutes.conditions, ...this.listeners.conditions]) byObject.set(c.objectKey, [...(byObject.get(c.objectKey) ?? []), c]);
     const next = new Map<string, string>();
     for (const [key, conds] of byObject) {
       const text = JSON.stringify(conds);
@@ -188,6 +204,18 @@ export class Controller {
   /** The current route translation (what waypoints and gateways are being served). */
   routeTranslation(): TranslateRoutesResult {
     return this.translatedRoutes;
+  }
+
+  /** Ports each ingress gateway pod (`ns/name`) listens on, with their protocol (no TLS material). */
+  gatewayPorts(): Map<string, Array<{ port: number; protocol: 'HTTP' | 'HTTPS'; hosts: string[]; gateways: string[] }>> {
+    const out = new Map<string, Array<{ port: number; protocol: 'HTTP' | 'HTTPS'; hosts: string[]; gateways: string[] }>>();
+    for (const [pod, ls] of this.listeners.byPod) out.set(pod, ls.map((l) => ({ port: l.port, protocol: l.protocol, hosts: [...l.hosts], gateways: [...l.gateways] })));
+    return out;
+  }
+
+  /** Why some Istio Gateway servers are not served by the gateway pods they select (condition messages). */
+  gatewayProblems(): string[] {
+    return this.listeners.conditions.map((c) => c.message);
   }
 
   /** The current translation (what subscribers are being served). */

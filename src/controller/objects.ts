@@ -59,6 +59,7 @@ const DEFS: ReadonlyArray<Omit<KindInfo, 'ref'>> = [
   { group: '', kind: 'Pod', versions: ['v1'], namespaced: true },
   { group: '', kind: 'Service', versions: ['v1'], namespaced: true },
   { group: '', kind: 'ServiceAccount', versions: ['v1'], namespaced: true },
+  { group: '', kind: 'Secret', versions: ['v1'], namespaced: true },
   { group: 'apps', kind: 'Deployment', versions: ['v1'], namespaced: true },
   { group: GROUP_ISTIO_SECURITY, kind: 'PeerAuthentication', versions: ['v1', 'v1beta1'], namespaced: true },
   { group: GROUP_ISTIO_SECURITY, kind: 'AuthorizationPolicy', versions: ['v1', 'v1beta1'], namespaced: true },

@@ -869,10 +869,14 @@ function translateIstioGateway(ctx: Ctx, gw: KubeObject): void {
     const protocol = (asString(p['protocol']) ?? '').toUpperCase();
     if (typeof port !== 'number' || port < 1 || port > 65535) throw new Invalid('InvalidServer', `spec.servers[${i}].port.number must be a port`);
     if (!['HTTP', 'HTTPS', 'HTTP2', 'GRPC', 'TLS', 'TCP'].includes(protocol)) throw new Invalid('InvalidServer', `spec.servers[${i}].port.protocol ${JSON.stringify(protocol)} is not HTTP, HTTPS, HTTP2, GRPC, TLS or TCP`);
-    const server: GatewayServer = { gateway: key, port, protocol: protocol as GatewayServer['protocol'], hosts: asStrings(r['hosts']), selector };
+    const server: GatewayServer = { gateway: key, index: i, port, protocol: protocol as GatewayServer['protocol'], hosts: asStrings(r['hosts']), selector };
     if (asString(p['name'])) server.name = asString(p['name'])!;
     const tls = asRecord(r['tls']);
-    if (r['tls'] !== undefined) {
+    const plain = protocol === 'HTTP' || protocol === 'HTTP2' || protocol === 'GRPC';
+    if (plain && tls['httpsRedirect'] === true && tls['mode'] === undefined && tls['credentialName'] === undefined) {
+      // Istio's `tls: { httpsRedirect: true }` on a plain server: answer 301 to https.
+      server.httpsRedirect = true;
+    } else if (r['tls'] !== undefined) {
       const mode = (asString(tls['mode']) ?? 'SIMPLE') as NonNullable<GatewayServer['tls']>['mode'];
       server.tls = { mode, ...(asString(tls['credentialName']) ? { credentialName: asString(tls['credentialName'])! } : {}) };
       if ((protocol === 'HTTPS' || mode === 'SIMPLE' || mode === 'MUTUAL') && mode !== 'PASSTHROUGH' && mode !== 'ISTIO_MUTUAL' && !server.tls.credentialName) {

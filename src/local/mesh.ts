@@ -18,7 +18,21 @@ import { cgroup2Root, createCgroup, removeCgroup } from './cgroup.js';
 import { addPodNetwork, applyServiceRules, cleanupNetwork, createClusterNetwork, removePodNetwork, renderServiceRules, writePodDns } from './network.js';
 import { BRIDGE_IP, cgroupName, CONTROLLER_PORT, pickNode, planNode, podIp, podNetnsName, serviceIp, type NodePlan } from './plan.js';
 import { containersOf, PodProcesses } from './pods.js';
-import { isWaypointGateway, keyOf, NETNS_ANNOTATION, nsOf, podsForDeployment, renderHosts, selects, serviceRules, waypointPod, type PodAddress } from './workloads.js';
+import {
+  ingressGatewayPod,
+  isWaypointGateway,
+  keyOf,
+  NETNS_ANNOTATION,
+  nsOf,
+  podsForDeployment,
+  renderHosts,
+  selects,
+  serviceRules,
+  waypointPod,
+  wantsIngressGateway,
+  type PodAddress,
+  type WaypointPodEnv,
+} from './workloads.js';
 
 export type CaptureMode = 'auto' | 'bpf' | 'nft';
 
@@ -76,6 +90,21 @@ export interface LocalStatus {
   services: Array<{ namespace: string; name: string; clusterIP: string; ports: number[] }>;
   /** Waypoint pods and where their metrics are scraped (reachable from the root namespace). */
   waypoints: Array<{ namespace: string; gateway: string; pod: string; ip: string; metrics: string }>;
+  /** Ingress gateway pods, the ports they listen on and the URLs to reach them from the root namespace. */
+  ingressGateways: IngressGatewayStatus[];
+  /** Istio Gateway servers the ingress gateway cannot serve, and why (bad Secret, unsupported protocol...). */
+  ingressProblems: string[];
+}
+
+export interface IngressGatewayStatus {
+  namespace: string;
+  pod: string;
+  ip: string;
+  ready: boolean;
+  metrics: string;
+  /** Istio Gateways (`ns/name`) served on some port. */
+  gateways: string[];
+  listeners: Array<{ port: number; protocol: 'HTTP' | 'HTTPS'; hosts: string[]; url: string }>;
 }
 
 /** Path of the pid file every mesh keeps so a crashed run's leftovers can be found. */
@@ -306,18 +335,20 @@ export class LocalMesh {
     const deployments = store.list('Deployment');
     const desiredOwned = new Map<string, KubeObject>();
     for (const d of deployments) for (const p of podsForDeployment(d)) desiredOwned.set(keyOf(p), p);
-    // Waypoint Gateways → one waypoint pod each (a built-in gateway deployment controller).
-    for (const gw of store.list('Gateway').filter(isWaypointGateway)) {
-      const p = waypointPod(gw, {
-        controllerAddr: `${BRIDGE_IP}:${CONTROLLER_PORT}`,
-        caRootFile: join(this.opts.stateDir, 'root-cert.pem'),
-        tokenFile: (node) => join(this.opts.stateDir, 'tokens', node),
-        trustDomain: this.opts.trustDomain,
-        logLevel: this.opts.logLevel,
-        nodes: this.nodes.map((n) => n.name),
-      });
-      desiredOwned.set(keyOf(p), p);
-    }
+    // Waypoint Gateways → one waypoint pod each; Istio Gateways → the ingress gateway pod (a
+    // built-in gateway deployment controller).
+    const proxyEnv: WaypointPodEnv = {
+      controllerAddr: `${BRIDGE_IP}:${CONTROLLER_PORT}`,
+      caRootFile: join(this.opts.stateDir, 'root-cert.pem'),
+      tokenFile: (node) => join(this.opts.stateDir, 'tokens', node),
+      trustDomain: this.opts.trustDomain,
+      logLevel: this.opts.logLevel,
+      nodes: this.nodes.map((n) => n.name),
+    };
+    const gateways = store.list('Gateway');
+    const proxies = gateways.filter(isWaypointGateway).map((gw) => waypointPod(gw, proxyEnv));
+    if (wantsIngressGateway(gateways)) proxies.push(ingressGatewayPod(proxyEnv));
+    for (const p of proxies) desiredOwned.set(keyOf(p), p);
     const owned = store.list('Pod').filter((p) => (p.metadata.ownerReferences ?? []).some((r) => r.kind === 'ReplicaSet'));
     const stale = owned.filter((p) => !desiredOwned.has(keyOf(p)));
     const missing = [...desiredOwned.values()].filter((p) => !store.get('Pod', nsOf(p), p.metadata.name));
@@ -469,6 +500,8 @@ export class LocalMesh {
         const gateway = cp.store.get('Pod', p.namespace, p.name)?.metadata.labels?.['gateway.networking.k8s.io/gateway-name'];
         return gateway ? [{ namespace: p.namespace, gateway, pod: p.name, ip: p.ip, metrics: `http://${p.ip}:15020/metrics` }] : [];
       }),
+      ingressGateways: this.ingressStatus(pods),
+      ingressProblems: cp.gatewayProblems(),
       services: cp.store.list('Service').map((s) => ({
         namespace: nsOf(s),
         name: s.metadata.name,
@@ -476,6 +509,26 @@ export class LocalMesh {
         ports: ((s.spec?.ports ?? []) as Array<Record<string, unknown>>).map((p) => Number(p.port)),
       })),
     };
+  }
+
+  /** Pods some Istio Gateway listens on, with a URL per port (pod IPs are routed from the root namespace). */
+  private ingressStatus(pods: PodStatus[]): IngressGatewayStatus[] {
+    const ports = this.controlPlane.gatewayPorts();
+    return pods.flatMap((p) => {
+      const listeners = ports.get(`${p.namespace}/${p.name}`);
+      if (!listeners) return [];
+      return [
+        {
+          namespace: p.namespace,
+          pod: p.name,
+          ip: p.ip,
+          ready: p.ready,
+          metrics: `http://${p.ip}:15020/metrics`,
+          gateways: [...new Set(listeners.flatMap((l) => l.gateways))].sort(),
+          listeners: listeners.map((l) => ({ port: l.port, protocol: l.protocol, hosts: l.hosts, url: `${l.protocol === 'HTTPS' ? 'https' : 'http'}://${p.ip}:${l.port}/` })),
+        },
+      ];
+    });
   }
 
   /** Stops everything and removes every namespace, link, cgroup, pin and process the mesh made. */

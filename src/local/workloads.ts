@@ -13,6 +13,7 @@ import {
   ENV_SERVICE_ACCOUNT,
   ENV_TOKEN_FILE,
   ENV_TRUST_DOMAIN,
+  ENV_WAYPOINT_MODE,
   ENV_WAYPOINT_NAME,
 } from '../waypoint/config.js';
 
@@ -147,6 +148,77 @@ export function isWaypointGateway(o: KubeObject): boolean {
   return o.kind === 'Gateway' && o.apiVersion.startsWith('gateway.networking.k8s.io/') && WAYPOINT_CLASS_NAMES.includes(String(rec(o.spec).gatewayClassName ?? ''));
 }
 
+/** Namespace, name and labels of the built-in ingress gateway (Istio's `istio-ingressgateway` Deployment). */
+export const INGRESS_GATEWAY = {
+  namespace: 'istio-system',
+  name: 'istio-ingressgateway',
+  labels: { istio: 'ingressgateway', app: 'istio-ingressgateway' } as Readonly<Record<string, string>>,
+} as const;
+
+/** True for an Istio (networking.istio.io) Gateway: ingress servers, not a waypoint. */
+export function isIstioGateway(o: KubeObject): boolean {
+  return o.kind === 'Gateway' && o.apiVersion.startsWith('networking.istio.io/');
+}
+
+/**
+ * Whether local mode runs the built-in ingress gateway pod: yes while at least one Istio Gateway
+ * exists (whatever its selector; Gateways whose selector does not match its labels are simply not
+ * served by it, as on a cluster without a matching gateway Deployment).
+ */
+export function wantsIngressGateway(objects: readonly KubeObject[]): boolean {
+  return objects.some(isIstioGateway);
+}
+
+/** One pod of the `ambit waypoint` binary, as a gateway Deployment of one replica would run it. */
+function proxyPod(p: {
+  name: string;
+  namespace: string;
+  /** What the pod-template-hash and the node choice are derived from (stable per owner). */
+  owner: string;
+  labels: Record<string, string>;
+  serviceAccount: string;
+  container: string;
+  vars: Record<string, string>;
+  ports: Array<{ name: string; containerPort: number }>;
+  readinessPort?: number;
+  env: WaypointPodEnv;
+}): KubeObject {
+  const hash = templateHash({ owner: p.owner, labels: p.labels });
+  const node = p.env.nodes[parseInt(templateHash(p.owner), 16) % Math.max(1, p.env.nodes.length)] ?? '';
+  const vars: Record<string, string> = {
+    [ENV_NODE_NAME]: node,
+    [ENV_CONTROLLER_ADDR]: p.env.controllerAddr,
+    [ENV_CA_ROOT_FILE]: p.env.caRootFile,
+    [ENV_TOKEN_FILE]: p.env.tokenFile(node),
+    [ENV_TRUST_DOMAIN]: p.env.trustDomain,
+    [ENV_LOG_LEVEL]: p.env.logLevel,
+    ...p.vars,
+  };
+  return {
+    apiVersion: 'v1',
+    kind: 'Pod',
+    metadata: {
+      name: `${p.name}-${hash}-0`,
+      namespace: p.namespace,
+      labels: { ...p.labels, 'istio.io/dataplane-mode': 'none', 'pod-template-hash': hash },
+      ownerReferences: [{ apiVersion: 'apps/v1', kind: 'ReplicaSet', name: `${p.name}-${hash}`, controller: true }],
+    },
+    spec: {
+      nodeName: node,
+      serviceAccountName: p.serviceAccount,
+      containers: [
+        {
+          name: p.container,
+          command: ['ambit', 'waypoint'],
+          env: Object.entries(vars).map(([k, v]) => ({ name: k, value: v })),
+          ports: p.ports,
+          ...(p.readinessPort !== undefined ? { readinessProbe: { httpGet: { path: '/healthz/ready', port: p.readinessPort } } } : {}),
+        },
+      ],
+    },
+  };
+}
+
 /**
  * The pod local mode runs for a waypoint Gateway (what a Deployment would give on Kubernetes):
  * `<gateway>-waypoint-<hash>-0`, not enrolled itself, service account `<gateway>`, running
@@ -155,46 +227,43 @@ export function isWaypointGateway(o: KubeObject): boolean {
 export function waypointPod(gw: KubeObject, env: WaypointPodEnv): KubeObject {
   const name = gw.metadata.name;
   const ns = nsOf(gw);
-  const hash = templateHash({ waypoint: `${ns}/${name}`, class: rec(gw.spec).gatewayClassName });
-  const node = env.nodes[parseInt(templateHash(`${ns}/${name}`), 16) % Math.max(1, env.nodes.length)] ?? '';
-  const vars: Record<string, string> = {
-    [ENV_NODE_NAME]: node,
-    [ENV_CONTROLLER_ADDR]: env.controllerAddr,
-    [ENV_CA_ROOT_FILE]: env.caRootFile,
-    [ENV_TOKEN_FILE]: env.tokenFile(node),
-    [ENV_TRUST_DOMAIN]: env.trustDomain,
-    [ENV_LOG_LEVEL]: env.logLevel,
-    [ENV_WAYPOINT_NAME]: name,
-    [ENV_SERVICE_ACCOUNT]: name,
-  };
-  return {
-    apiVersion: 'v1',
-    kind: 'Pod',
-    metadata: {
-      name: `${name}-waypoint-${hash}-0`,
-      namespace: ns,
-      labels: {
-        'gateway.networking.k8s.io/gateway-name': name,
-        'istio.io/dataplane-mode': 'none',
-        'service.istio.io/canonical-name': name,
-        'pod-template-hash': hash,
-      },
-      ownerReferences: [{ apiVersion: 'apps/v1', kind: 'ReplicaSet', name: `${name}-waypoint-${hash}`, controller: true }],
-    },
-    spec: {
-      nodeName: node,
-      serviceAccountName: name,
-      containers: [
-        {
-          name: 'waypoint',
-          command: ['ambit', 'waypoint'],
-          env: Object.entries(vars).map(([k, v]) => ({ name: k, value: v })),
-          ports: [
-            { name: 'hbone', containerPort: 15008 },
-            { name: 'metrics', containerPort: 15020 },
-          ],
-        },
-      ],
-    },
-  };
+  return proxyPod({
+    name: `${name}-waypoint`,
+    namespace: ns,
+    owner: `${ns}/${name}`,
+    labels: { 'gateway.networking.k8s.io/gateway-name': name, 'service.istio.io/canonical-name': name },
+    serviceAccount: name,
+    container: 'waypoint',
+    vars: { [ENV_WAYPOINT_NAME]: name, [ENV_SERVICE_ACCOUNT]: name },
+    ports: [
+      { name: 'hbone', containerPort: 15008 },
+      { name: 'metrics', containerPort: 15020 },
+    ],
+    env,
+  });
+}
+
+/**
+ * The built-in ingress gateway pod (Istio's `istio-ingressgateway`): `istio-ingressgateway-<hash>-0`
+ * in istio-system with labels `istio: ingressgateway` and `app: istio-ingressgateway`, not enrolled,
+ * service account `istio-ingressgateway`, running `ambit waypoint` in gateway mode (metrics on
+ * 15020, ready on 15021 once its listeners are open), pinned to one node.
+ */
+export function ingressGatewayPod(env: WaypointPodEnv): KubeObject {
+  const g = INGRESS_GATEWAY;
+  return proxyPod({
+    name: g.name,
+    namespace: g.namespace,
+    owner: `${g.namespace}/${g.name}`,
+    labels: { ...g.labels, 'service.istio.io/canonical-name': g.name },
+    serviceAccount: g.name,
+    container: 'istio-proxy',
+    vars: { [ENV_WAYPOINT_MODE]: 'gateway', [ENV_WAYPOINT_NAME]: g.name, [ENV_SERVICE_ACCOUNT]: g.name },
+    ports: [
+      { name: 'metrics', containerPort: 15020 },
+      { name: 'status-port', containerPort: 15021 },
+    ],
+    readinessPort: 15021,
+    env,
+  });
 }

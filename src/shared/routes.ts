@@ -217,13 +217,58 @@ export interface RouteConfig {
 export interface GatewayServer {
   /** `<namespace>/<name>` of the Gateway. */
   gateway: string;
+  /** Position in the Gateway's `spec.servers` (for messages). */
+  index?: number;
   port: number;
   name?: string;
   protocol: 'HTTP' | 'HTTPS' | 'HTTP2' | 'GRPC' | 'TLS' | 'TCP';
   hosts: string[];
   tls?: { mode: 'SIMPLE' | 'MUTUAL' | 'PASSTHROUGH' | 'ISTIO_MUTUAL'; credentialName?: string };
+  /** A plain server with `tls.httpsRedirect: true`: every request gets a 301 to https. */
+  httpsRedirect?: boolean;
   /** Workload selector of the Gateway (which gateway pods serve it). */
   selector: Record<string, string>;
+}
+
+/** A TLS certificate an ingress listener presents for some hosts (from a kubernetes.io/tls Secret). */
+export interface ListenerCertificate {
+  /** Hosts (SNI names, `*.` wildcards, `*`) this certificate is for, from the Gateway server. */
+  hosts: string[];
+  /** `<namespace>/<name>` of the Secret it came from (for messages; never the material). */
+  secret: string;
+  certPem: string;
+  keyPem: string;
+}
+
+/**
+ * One port an ingress gateway pod listens on: the Gateway servers selecting the pod merged per
+ * port. HTTP is plain HTTP/1.1 and h2c; HTTPS terminates TLS with the certificate whose hosts
+ * match the client's SNI (the first one when none does). Resource name `<pod ns>/<pod name>/<port>`.
+ */
+export interface GatewayListener {
+  /** `<namespace>/<name>` of the gateway pod this listener is for. */
+  pod: string;
+  port: number;
+  protocol: 'HTTP' | 'HTTPS';
+  /** Gateways (`ns/name`) with a server on this port. */
+  gateways: string[];
+  hosts: string[];
+  /** HTTPS only: at least one. */
+  certificates: ListenerCertificate[];
+  /** HTTP only: answer every request with a 301 to the same URL over https (Istio httpsRedirect). */
+  httpsRedirect?: boolean;
+}
+
+/** The certificate a listener presents for an SNI name: exact host, then wildcard, then the first. */
+export function certificateFor(certs: readonly ListenerCertificate[], serverName: string | undefined): ListenerCertificate | undefined {
+  const sni = (serverName ?? '').toLowerCase();
+  if (sni) {
+    const exact = certs.find((c) => c.hosts.some((h) => h.toLowerCase() === sni));
+    if (exact) return exact;
+    const wild = certs.find((c) => c.hosts.some((h) => h === '*' || (h.startsWith('*.') && sni.endsWith(h.slice(1).toLowerCase()))));
+    if (wild) return wild;
+  }
+  return certs[0];
 }
 
 export function routeConfigName(namespace: string, hostname: string, gateway?: string): string {
@@ -581,5 +626,42 @@ export function validateGatewayServer(value: unknown, path = 'gatewayServer'): I
   if (!['HTTP', 'HTTPS', 'HTTP2', 'GRPC', 'TLS', 'TCP'].includes(String(value['protocol']))) issues.add(`${path}.protocol`, 'must be HTTP, HTTPS, HTTP2, GRPC, TLS or TCP', value['protocol']);
   stringList(issues, value['hosts'], `${path}.hosts`, true);
   stringMap(issues, value['selector'], `${path}.selector`);
+  return issues.list;
+}
+
+const PEM_CERT = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/;
+const PEM_KEY = /-----BEGIN ([A-Z]+ )?PRIVATE KEY-----[\s\S]+?-----END ([A-Z]+ )?PRIVATE KEY-----/;
+
+/**
+ * Checks a GatewayListener. Issues about certificate or key text never carry the text itself
+ * (issues are logged), only what is wrong with it.
+ */
+export function validateGatewayListener(value: unknown, path = 'gatewayListener'): Issue[] {
+  const issues = new Issues();
+  if (!isRecord(value)) {
+    issues.add(path, 'must be an object', value);
+    return issues.list;
+  }
+  if (typeof value['pod'] !== 'string' || !/^[^/]+\/[^/]+$/.test(value['pod'])) issues.add(`${path}.pod`, 'must be namespace/name', value['pod']);
+  if (!isInt(value['port'], 1, 65535)) issues.add(`${path}.port`, 'must be a port 1..65535', value['port']);
+  if (value['protocol'] !== 'HTTP' && value['protocol'] !== 'HTTPS') issues.add(`${path}.protocol`, 'must be HTTP or HTTPS', value['protocol']);
+  stringList(issues, value['gateways'], `${path}.gateways`, true);
+  stringList(issues, value['hosts'], `${path}.hosts`, true);
+  if (value['httpsRedirect'] !== undefined && typeof value['httpsRedirect'] !== 'boolean') issues.add(`${path}.httpsRedirect`, 'must be a boolean', value['httpsRedirect']);
+  if (value['httpsRedirect'] === true && value['protocol'] !== 'HTTP') issues.add(`${path}.httpsRedirect`, 'is only valid for HTTP', value['httpsRedirect']);
+  const certs = value['certificates'];
+  if (!Array.isArray(certs)) issues.add(`${path}.certificates`, 'must be a list', typeof certs);
+  else {
+    if (value['protocol'] === 'HTTPS' && certs.length === 0) issues.add(`${path}.certificates`, 'must hold at least one certificate for HTTPS');
+    if (value['protocol'] === 'HTTP' && certs.length > 0) issues.add(`${path}.certificates`, 'must be empty for HTTP');
+    certs.forEach((c, i) => {
+      const cp = `${path}.certificates[${i}]`;
+      if (!isRecord(c)) return issues.add(cp, 'must be an object');
+      stringList(issues, c['hosts'], `${cp}.hosts`, true);
+      if (typeof c['secret'] !== 'string' || !c['secret'].includes('/')) issues.add(`${cp}.secret`, 'must be namespace/name', c['secret']);
+      if (typeof c['certPem'] !== 'string' || !PEM_CERT.test(c['certPem'])) issues.add(`${cp}.certPem`, 'must hold a PEM certificate');
+      if (typeof c['keyPem'] !== 'string' || !PEM_KEY.test(c['keyPem'])) issues.add(`${cp}.keyPem`, 'must hold a PEM private key');
+    });
+  }
   return issues.list;
 }

@@ -6,9 +6,10 @@
  */
 import { isIP } from 'node:net';
 import { tryParseSpiffeId } from './identity.js';
-import { validateRouteConfig, type RouteConfig } from './routes.js';
+import { validateGatewayListener, validateRouteConfig, type GatewayListener, type RouteConfig } from './routes.js';
 import {
   TYPE_AUTHORIZATION,
+  TYPE_GATEWAY_LISTENER,
   TYPE_ROUTE_CONFIG,
   TYPE_SERVICE,
   TYPE_WORKLOAD,
@@ -42,6 +43,7 @@ const KIND_OF_TYPE: Record<string, string> = {
   [TYPE_SERVICE]: 'service',
   [TYPE_AUTHORIZATION]: 'authorization',
   [TYPE_ROUTE_CONFIG]: 'routeConfig',
+  [TYPE_GATEWAY_LISTENER]: 'gatewayListener',
 };
 
 /**
@@ -67,6 +69,7 @@ export function validateResource(typeUrl: string, name: string, body: unknown, p
   if (typeUrl === TYPE_WORKLOAD) value = checkWorkload(body, name, base, issues);
   else if (typeUrl === TYPE_SERVICE) value = checkService(body, name, base, issues);
   else if (typeUrl === TYPE_ROUTE_CONFIG) value = checkRouteConfig(body, name, base, issues);
+  else if (typeUrl === TYPE_GATEWAY_LISTENER) value = checkGatewayListener(body, name, base, issues);
   else value = checkAuthorization(body, name, base, issues);
   return issues.ok && value !== undefined ? { value, issues: [] } : { issues: issues.list };
 }
@@ -458,6 +461,12 @@ function checkStringMatch(v: unknown, path: string, issues: Issues): StringMatch
 // ---- RouteConfig ----
 
 /** Route config (routes.ts): its own validator; the resource name must equal its `name`. */
+function checkGatewayListener(o: Record<string, unknown>, name: string, path: string, issues: Issues): GatewayListener | undefined {
+  for (const i of validateGatewayListener(o, path)) issues.add(i.path, i.problem, i.value);
+  if (typeof o['pod'] === 'string' && `${o['pod']}/${String(o['port'])}` !== name) issues.add(`${path}.port`, `pod/port must equal the resource name ${JSON.stringify(name)}`, o['port']);
+  return issues.ok ? (structuredClone(o) as unknown as GatewayListener) : undefined;
+}
+
 function checkRouteConfig(o: Record<string, unknown>, name: string, path: string, issues: Issues): RouteConfig | undefined {
   for (const i of validateRouteConfig(o, path)) issues.add(i.path, i.problem, i.value);
   if (typeof o['name'] === 'string' && o['name'] !== name) issues.add(`${path}.name`, `must equal the resource name ${JSON.stringify(name)}`, o['name']);

@@ -24,8 +24,15 @@ export const ENV_TRUST_DOMAIN = 'AMBIT_TRUST_DOMAIN';
 export const ENV_CLUSTER_ID = 'AMBIT_CLUSTER_ID';
 export const ENV_CERT_TTL = 'AMBIT_CERT_TTL';
 export const ENV_DRAIN_DEADLINE = 'AMBIT_DRAIN_DEADLINE';
+/** `waypoint` (default) or `gateway`: an ingress gateway serving the Istio Gateways that select its pod. */
+export const ENV_WAYPOINT_MODE = 'AMBIT_WAYPOINT_MODE';
+/** Gateway mode: where /healthz/ready answers once listeners are open (default <pod ip>:15021). */
+export const ENV_READY_ADDR = 'AMBIT_READY_ADDR';
+
+export type WaypointMode = 'waypoint' | 'gateway';
 
 export interface WaypointConfig {
+  mode: WaypointMode;
   nodeName: string;
   controller: HostPort;
   controllerServerName: string | undefined;
@@ -38,12 +45,14 @@ export interface WaypointConfig {
   namespace: string;
   podIp: string;
   serviceAccount: string;
-  /** Gateway name this waypoint serves (`<namespace>/<gateway>` is the waypoint's key). */
+  /** Gateway name this waypoint serves (`<namespace>/<gateway>` is the waypoint's key); in gateway mode the pod's own name. */
   gatewayName: string;
   /** HBONE listener, default 0.0.0.0:15008. */
   hboneAddr: HostPort;
   /** Prometheus /metrics and /stats/prometheus, default <pod ip>:15020. */
   metricsAddr: HostPort;
+  /** Gateway mode: /healthz/ready, opened once the first config is applied; default <pod ip>:15021. */
+  readyAddr: HostPort;
   logLevel: LogLevel;
   certTtlSec: number;
   drainDeadlineMs: number;
@@ -87,12 +96,17 @@ export function loadWaypointConfig(env: NodeJS.ProcessEnv): Readonly<WaypointCon
   if (namespace && !isDnsLabel(namespace)) issues.add(ENV_POD_NAMESPACE, 'must be a DNS-1123 label', namespace);
   const podIp = required(ENV_POD_IP, 'the waypoint pod IP');
   if (podIp && isIP(podIp) === 0) issues.add(ENV_POD_IP, 'must be an IP address', podIp);
-  const gatewayName = required(ENV_WAYPOINT_NAME, 'the waypoint Gateway name');
+  const modeText = get(ENV_WAYPOINT_MODE) ?? 'waypoint';
+  if (modeText !== 'waypoint' && modeText !== 'gateway') issues.add(ENV_WAYPOINT_MODE, 'must be waypoint or gateway', modeText);
+  const mode: WaypointMode = modeText === 'gateway' ? 'gateway' : 'waypoint';
+  const gatewayName = mode === 'gateway' ? (get(ENV_WAYPOINT_NAME) ?? podName) : required(ENV_WAYPOINT_NAME, 'the waypoint Gateway name');
   if (gatewayName && !isDnsSubdomain(gatewayName)) issues.add(ENV_WAYPOINT_NAME, 'must be a DNS-1123 subdomain', gatewayName);
   const serviceAccount = get(ENV_SERVICE_ACCOUNT) ?? gatewayName;
   if (serviceAccount && !isDnsSubdomain(serviceAccount)) issues.add(ENV_SERVICE_ACCOUNT, 'must be a DNS-1123 subdomain', serviceAccount);
   const hboneAddr = parseHostPort(get(ENV_HBONE_ADDR) ?? '0.0.0.0:15008', ENV_HBONE_ADDR, issues);
-  const metricsAddr = parseHostPort(get(ENV_METRICS_ADDR) ?? `${podIp.includes(':') ? `[${podIp}]` : podIp || '0.0.0.0'}:15020`, ENV_METRICS_ADDR, issues);
+  const podHost = podIp.includes(':') ? `[${podIp}]` : podIp || '0.0.0.0';
+  const metricsAddr = parseHostPort(get(ENV_METRICS_ADDR) ?? `${podHost}:15020`, ENV_METRICS_ADDR, issues);
+  const readyAddr = parseHostPort(get(ENV_READY_ADDR) ?? `${podHost}:15021`, ENV_READY_ADDR, issues);
   const logLevel = (get(ENV_LOG_LEVEL) ?? 'info') as LogLevel;
   if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) issues.add(ENV_LOG_LEVEL, `must be one of ${LOG_LEVELS.join(', ')}`, logLevel);
   const trustDomain = get(ENV_TRUST_DOMAIN) ?? 'cluster.local';
@@ -103,6 +117,7 @@ export function loadWaypointConfig(env: NodeJS.ProcessEnv): Readonly<WaypointCon
 
   issues.throwIfAny('AMBIT_ERR_CONFIG_INVALID', 'invalid waypoint environment');
   return deepFreeze({
+    mode,
     nodeName,
     controller: controller as HostPort,
     controllerServerName: get(ENV_CONTROLLER_SERVER_NAME),
@@ -117,6 +132,7 @@ export function loadWaypointConfig(env: NodeJS.ProcessEnv): Readonly<WaypointCon
     gatewayName,
     hboneAddr: hboneAddr as HostPort,
     metricsAddr: metricsAddr as HostPort,
+    readyAddr: readyAddr as HostPort,
     logLevel,
     certTtlSec: Math.round(certTtlMs / 1000),
     drainDeadlineMs,

@@ -2,7 +2,9 @@
  * Entry of `ambit waypoint`: load config from the environment, get the waypoint's workload
  * certificate from the controller CA (authenticated with the node token, like an agent), subscribe
  * to the config stream with role waypoint, serve HBONE on 15008 and metrics on 15020; SIGTERM or
- * SIGINT drain and stop.
+ * SIGINT drain and stop. In gateway mode (AMBIT_WAYPOINT_MODE=gateway) it subscribes as role
+ * gateway for its pod, opens the ingress ports the controller pushes instead of HBONE, and answers
+ * /healthz/ready on 15021 once the first config is applied (Istio's ingress gateway readiness port).
  */
 import { readFile } from 'node:fs/promises';
 import type * as http from 'node:http';
@@ -12,7 +14,7 @@ import { AmbitError, errorCode, errorMessage } from '../shared/errors.js';
 import { formatSpiffeId } from '../shared/identity.js';
 import { createLogger, type Logger } from '../shared/log.js';
 import { createRegistry } from '../shared/metrics.js';
-import { ALL_RESOURCE_TYPES } from '../shared/model.js';
+import { ALL_RESOURCE_TYPES, WAYPOINT_RESOURCE_TYPES } from '../shared/model.js';
 import { splitPemChain } from '../shared/tls.js';
 import { ConfigClient } from '../shared/xds/client.js';
 import { createCaClient } from '../agent/identity/ca-client.js';
@@ -53,6 +55,7 @@ async function run(config: Readonly<WaypointConfig>, log: Logger): Promise<numbe
   const certs = new CertManager({ fetcher: caClient, rootsPem, ttlSec: config.certTtlSec, registry, log });
   const identity = formatSpiffeId({ trustDomain: config.trustDomain, namespace: config.namespace, serviceAccount: config.serviceAccount });
   const name = `${config.namespace}/${config.gatewayName}`;
+  const gatewayMode = config.mode === 'gateway';
   const waypoint = new Waypoint({
     name,
     podIp: config.podIp,
@@ -62,6 +65,13 @@ async function run(config: Readonly<WaypointConfig>, log: Logger): Promise<numbe
     log,
     registry,
     getCertificate: (id) => certs.getCertificate(id),
+    ...(gatewayMode
+      ? {
+          gateway: {
+            source: { principal: identity, workload: config.gatewayName, namespace: config.namespace, app: config.gatewayName, canonicalService: config.gatewayName, cluster: config.clusterId },
+          },
+        }
+      : {}),
   });
 
   let synced = false;
@@ -86,6 +96,16 @@ async function run(config: Readonly<WaypointConfig>, log: Logger): Promise<numbe
       res.end();
     }
   });
+  // Gateway mode: the readiness port opens only once listeners match the first config, so a pod
+  // that is "ready" (ports listening) really serves its Gateways.
+  const ready = gatewayMode ? nodeHttp.createServer((req, res) => metrics.emit('request', req, res)) : undefined;
+  let readyOpened = false;
+  const openReady = (): void => {
+    if (!ready || readyOpened) return;
+    readyOpened = true;
+    ready.once('error', (e) => log.error({ err: errorMessage(e), addr: hostPort(config.readyAddr) }, 'gateway readiness port cannot listen'));
+    ready.listen(config.readyAddr.port, config.readyAddr.host);
+  };
   await new Promise<void>((resolve, reject) => {
     metrics.once('error', (e) => reject(new AmbitError('AMBIT_ERR_CONFIG_INVALID', `waypoint metrics cannot listen on ${hostPort(config.metricsAddr)}: ${e.message}`, { cause: e })));
     metrics.listen(config.metricsAddr.port, config.metricsAddr.host, () => resolve());
@@ -100,19 +120,29 @@ async function run(config: Readonly<WaypointConfig>, log: Logger): Promise<numbe
       md.set('authorization', `Bearer ${await readToken()}`);
       return md;
     },
-    node: { id: `waypoint~${config.podName}.${config.namespace}`, nodeName: config.nodeName, role: 'waypoint', metadata: { waypoint: name, clusterId: config.clusterId } },
-    types: ALL_RESOURCE_TYPES,
-    onUpdate: (state) => {
+    node: gatewayMode
+      ? { id: `gateway~${config.podName}.${config.namespace}`, nodeName: config.nodeName, role: 'gateway', metadata: { pod: `${config.namespace}/${config.podName}`, clusterId: config.clusterId } }
+      : { id: `waypoint~${config.podName}.${config.namespace}`, nodeName: config.nodeName, role: 'waypoint', metadata: { waypoint: name, clusterId: config.clusterId } },
+    types: gatewayMode ? ALL_RESOURCE_TYPES : WAYPOINT_RESOURCE_TYPES,
+    onUpdate: async (state) => {
       waypoint.applyConfig(state);
+      await waypoint.applyListeners(state);
       synced = true;
+      openReady();
     },
     log,
     registry,
   });
   client.start();
-  // The HBONE listener needs the certificate: it opens once the CA answered (retried by CertManager).
-  await waypoint.listenHbone(config.hboneAddr.port, config.hboneAddr.host);
-  log.info({ waypoint: name, identity, controller: controllerAddr, hbone: hostPort(config.hboneAddr), metrics: hostPort(config.metricsAddr) }, 'waypoint started');
+  if (gatewayMode) {
+    // Upstream tunnels need the certificate; fetch it now so a CA problem shows at start.
+    await certs.getCertificate(identity);
+    log.info({ gateway: name, identity, controller: controllerAddr, metrics: hostPort(config.metricsAddr), ready: hostPort(config.readyAddr) }, 'ingress gateway started');
+  } else {
+    // The HBONE listener needs the certificate: it opens once the CA answered (retried by CertManager).
+    await waypoint.listenHbone(config.hboneAddr.port, config.hboneAddr.host);
+    log.info({ waypoint: name, identity, controller: controllerAddr, hbone: hostPort(config.hboneAddr), metrics: hostPort(config.metricsAddr) }, 'waypoint started');
+  }
 
   return new Promise<number>((resolve) => {
     let stopping = false;
@@ -128,6 +158,7 @@ async function run(config: Readonly<WaypointConfig>, log: Logger): Promise<numbe
         .catch((e: unknown) => log.warn({ err: errorMessage(e) }, 'waypoint close failed'))
         .then(async () => {
           metrics.close();
+          ready?.close();
           await certs.close().catch(() => undefined);
           caClient.close();
           clearTimeout(force);

@@ -26,7 +26,8 @@ import { TunnelPool } from '../agent/proxy/pool.js';
 import { normalizeIp, parseAddress, type Address } from '../agent/proxy/sockets.js';
 import { HBONE_STATUS, MAX_FRAME_BYTES, STREAM_WINDOW_BYTES, peerIdentity, type TunnelCertificate } from '../agent/proxy/tunnel.js';
 import { workloadIdentity } from '../agent/state/workloads.js';
-import { hboneConnect } from './hbone.js';
+import { gatewayRoutes, IngressListeners } from './gateway.js';
+import { HBONE_PORT, hboneConnect } from './hbone.js';
 import { isHttpProtocol } from './protocol.js';
 import { WaypointServer, type BackendTarget, type SourceInfo } from './server.js';
 import { HttpUpstream, tcpConnect, type ConnectFn, type Endpoint } from './upstream.js';
@@ -46,6 +47,11 @@ export interface WaypointOptions {
   getCertificate: (identity: string) => Promise<TunnelCertificate>;
   /** Upstream TCP connect (default net.connect). */
   connectTcp?: (addr: { address: string; port: number }) => net.Socket;
+  /**
+   * Gateway mode: serve the ingress listeners and routes pushed for this gateway pod instead of
+   * mesh routes; `source` is who the requests come from in telemetry (the gateway workload).
+   */
+  gateway?: { source: SourceInfo; listenHost?: string };
 }
 
 interface ServiceIndex {
@@ -70,6 +76,10 @@ export class Waypoint {
   private h2: http2.Http2SecureServer | undefined;
   private currentCert: TunnelCertificate | undefined;
   private readonly sessions = new Set<http2.ServerHttp2Session>();
+  /** Gateway mode: the ingress ports. */
+  readonly ingress: IngressListeners | undefined;
+  /** Gateway mode: endpoint key → HBONE address of the waypoint that endpoint (a Service VIP) is reached through. */
+  private readonly waypointTunnels = new Map<string, Address>();
 
   constructor(private readonly opts: WaypointOptions) {
     this.log = opts.log.child({ component: 'waypoint', waypoint: opts.name });
@@ -84,7 +94,10 @@ export class Waypoint {
     });
     const viaHbone = hboneConnect({ pool: this.pool, srcIdentity: opts.identity, srcIp: opts.podIp });
     const plain = tcpConnect();
-    this.connectL4 = (e) => (this.index.byIp.get(normalizeIp(e.address))?.tunnelProtocol === 'HBONE' ? viaHbone(e) : plain(e));
+    // Gateway mode: endpoints standing for a waypoint-bound Service tunnel to its waypoint.
+    const viaWaypoint = hboneConnect({ pool: this.pool, srcIdentity: opts.identity, srcIp: opts.podIp, tunnelAddressOf: (e) => this.waypointTunnels.get(e.key)! });
+    this.connectL4 = (e) =>
+      this.waypointTunnels.has(e.key) ? viaWaypoint(e) : this.index.byIp.get(normalizeIp(e.address))?.tunnelProtocol === 'HBONE' ? viaHbone(e) : plain(e);
     this.upstream = new HttpUpstream({
       connect: async (e) => {
         const stream = await this.connectL4(e);
@@ -99,14 +112,46 @@ export class Waypoint {
       log: opts.log,
       registry: opts.registry,
       dispatch: this.upstream.dispatch,
-      resolveEndpoints: (t) => this.resolveEndpoints(t),
+      resolveEndpoints: opts.gateway ? (t) => this.gatewayEndpoints(t) : (t) => this.resolveEndpoints(t),
       ...(opts.clusterId ? { cluster: opts.clusterId } : {}),
+      ...(opts.gateway ? { gateway: opts.name } : {}),
     });
+    if (opts.gateway) {
+      this.ingress = new IngressListeners({
+        log: this.log,
+        accept: (conn, meta) => this.server.acceptConnection(conn, meta),
+        source: opts.gateway.source,
+        ...(opts.gateway.listenHost ? { host: opts.gateway.listenHost } : {}),
+      });
+    }
   }
 
-  /** Route configs bound to this waypoint, from a config state. */
+  /** Route configs bound to this waypoint (or, in gateway mode, served by this gateway pod), from a config state. */
   routesOf(state: ConfigState): RouteConfig[] {
+    if (this.opts.gateway) return gatewayRoutes(state.routes?.values() ?? [], state.listeners?.values() ?? [], this.opts.name);
     return [...(state.routes?.values() ?? [])].filter((r) => r.gateway === undefined && (r.waypoint === undefined || r.waypoint === this.opts.name));
+  }
+
+  /**
+   * Gateway mode: where a backend goes. A Service bound to a waypoint is reached through it (as
+   * Istio's `istio.io/ingress-use-waypoint`; destination agents admit only the waypoint for such
+   * Services): one endpoint, the Service VIP and port, tunnelled over HBONE to the waypoint, which
+   * applies the Service's routes. Other Services: their endpoints, as a waypoint resolves them.
+   */
+  gatewayEndpoints(target: BackendTarget): Endpoint[] {
+    const svc = this.index.byHost.get(target.host);
+    const wp = svc?.waypoint;
+    const vip = svc?.vips[0];
+    const tunnel = wp?.addresses[0];
+    if (!svc || !wp || vip === undefined || tunnel === undefined) return this.resolveEndpoints(target);
+    const key = `waypoint|${wp.name}|${vip}:${target.port}`;
+    this.waypointTunnels.set(key, { address: tunnel, port: HBONE_PORT });
+    return [{ key, address: vip, port: target.port, principal: wp.identity, workload: wp.name.slice(wp.name.indexOf('/') + 1), namespace: wp.namespace }];
+  }
+
+  /** Gateway mode: opens, updates and closes the ingress ports to match the config state. */
+  async applyListeners(state: ConfigState): Promise<void> {
+    await this.ingress?.apply(state.listeners?.values() ?? []);
   }
 
   /** Applies a config stream state; throws (NACK) when the route configs are invalid. */
@@ -341,6 +386,7 @@ export class Waypoint {
 
   async close(deadlineMs = 5000): Promise<void> {
     this.hbone?.close();
+    this.ingress?.close();
     for (const s of this.sessions) s.close();
     for (const p of this.pipes) p.destroy();
     await this.server.close(deadlineMs);

@@ -134,9 +134,30 @@ function validateCoreSpec(c: Check, obj: Record<string, unknown>, info: KindInfo
     case 'Service':
       validateService(c, obj['spec']);
       return;
+    case 'Secret':
+      validateSecret(c, obj);
+      return;
     case 'ServiceAccount':
     case 'Namespace':
       return;
+  }
+}
+
+/** Secret: type, data (base64) and stringData. Problems never quote the values (they are secret). */
+function validateSecret(c: Check, obj: Record<string, unknown>): void {
+  str(c, obj['type'], 'type');
+  for (const field of ['data', 'stringData'] as const) {
+    const v = obj[field];
+    if (v === undefined || v === null) continue;
+    if (typeof v !== 'object' || Array.isArray(v)) {
+      c.add(field, 'must be a map of strings');
+      continue;
+    }
+    for (const [k, x] of Object.entries(v as Record<string, unknown>)) {
+      if (!/^[-._a-zA-Z0-9]+$/.test(k)) c.add(`${field}.${k}`, 'key must consist of alphanumerics, "-", "_" or "."');
+      if (typeof x !== 'string') c.add(`${field}.${k}`, 'must be a string');
+      else if (field === 'data' && !/^[A-Za-z0-9+/=\s]*$/.test(x)) c.add(`${field}.${k}`, 'must be base64 (use stringData for plain text)');
+    }
   }
 }
 

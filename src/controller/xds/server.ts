@@ -17,14 +17,16 @@ import * as grpc from '@grpc/grpc-js';
 import type { Registry } from 'prom-client';
 import { AmbitError, errorMessage } from '../../shared/errors.js';
 import type { Logger } from '../../shared/log.js';
-import type { RouteConfig } from '../../shared/routes.js';
+import type { GatewayListener, RouteConfig } from '../../shared/routes.js';
 import {
   ALL_RESOURCE_TYPES,
   TYPE_AUTHORIZATION,
+  TYPE_GATEWAY_LISTENER,
   TYPE_ROUTE_CONFIG,
   TYPE_SERVICE,
   TYPE_WORKLOAD,
   authorizationResourceName,
+  gatewayListenerResourceName,
   routeConfigResourceName,
   serviceResourceName,
   workloadResourceName,
@@ -63,6 +65,8 @@ export function buildSnapshot(input: {
   authorizations?: Iterable<Authorization>;
   /** Route configs: only snapshots for waypoints and gateways carry them. */
   routes?: Iterable<RouteConfig>;
+  /** Ingress listeners: only snapshots for gateways carry them. */
+  listeners?: Iterable<GatewayListener>;
 }): Snapshot {
   const byName = <T extends Resource>(items: Iterable<T> | undefined, name: (r: T) => string): Map<string, Resource> => {
     const m = new Map<string, Resource>();
@@ -75,6 +79,7 @@ export function buildSnapshot(input: {
       [TYPE_SERVICE]: byName(input.services, serviceResourceName),
       [TYPE_AUTHORIZATION]: byName(input.authorizations, authorizationResourceName),
       ...(input.routes ? { [TYPE_ROUTE_CONFIG]: byName(input.routes, routeConfigResourceName) } : {}),
+      ...(input.listeners ? { [TYPE_GATEWAY_LISTENER]: byName(input.listeners, gatewayListenerResourceName) } : {}),
     },
   };
 }

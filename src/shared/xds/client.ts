@@ -16,11 +16,12 @@ import type { Registry } from 'prom-client';
 import { backoffMs } from '../drain.js';
 import { AmbitError, errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
-import type { RouteConfig } from '../routes.js';
+import type { GatewayListener, RouteConfig } from '../routes.js';
 import {
   ALL_RESOURCE_TYPES,
   RESOURCE_TYPES,
   TYPE_AUTHORIZATION,
+  TYPE_GATEWAY_LISTENER,
   TYPE_ROUTE_CONFIG,
   TYPE_SERVICE,
   TYPE_WORKLOAD,
@@ -50,6 +51,8 @@ export interface ConfigState {
   readonly authorizations: ReadonlyMap<string, Authorization>;
   /** Route configs (waypoints and gateways subscribe to them; absent until one arrives). */
   readonly routes?: ReadonlyMap<string, RouteConfig>;
+  /** Ingress listeners by port (gateways subscribe to them; absent until one arrives). */
+  readonly listeners?: ReadonlyMap<string, GatewayListener>;
   /** Per type URL: resource name → version. */
   readonly versions: ReadonlyMap<ResourceType, ReadonlyMap<string, string>>;
   /** Per type URL: system_version_info of the last applied response. */
@@ -102,6 +105,7 @@ export function resourcesOf(state: ConfigState, typeUrl: ResourceType): Readonly
   if (typeUrl === TYPE_WORKLOAD) return state.workloads;
   if (typeUrl === TYPE_SERVICE) return state.services;
   if (typeUrl === TYPE_ROUTE_CONFIG) return state.routes ?? new Map<string, RouteConfig>();
+  if (typeUrl === TYPE_GATEWAY_LISTENER) return state.listeners ?? new Map<string, GatewayListener>();
   return state.authorizations;
 }
 
@@ -115,6 +119,7 @@ function withResources(state: ConfigState, typeUrl: ResourceType, resources: Map
     services: typeUrl === TYPE_SERVICE ? (resources as Map<string, Service>) : state.services,
     authorizations: typeUrl === TYPE_AUTHORIZATION ? (resources as Map<string, Authorization>) : state.authorizations,
     ...(typeUrl === TYPE_ROUTE_CONFIG ? { routes: resources as Map<string, RouteConfig> } : state.routes ? { routes: state.routes } : {}),
+    ...(typeUrl === TYPE_GATEWAY_LISTENER ? { listeners: resources as Map<string, GatewayListener> } : state.listeners ? { listeners: state.listeners } : {}),
     versions: allVersions,
     systemVersions,
   });

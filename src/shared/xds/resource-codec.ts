@@ -3,7 +3,7 @@
  * that body as the version, so equal content always has equal versions on every controller.
  */
 import { createHash } from 'node:crypto';
-import { TYPE_AUTHORIZATION, TYPE_ROUTE_CONFIG, TYPE_SERVICE, TYPE_WORKLOAD } from '../model.js';
+import { TYPE_AUTHORIZATION, TYPE_GATEWAY_LISTENER, TYPE_ROUTE_CONFIG, TYPE_SERVICE, TYPE_WORKLOAD } from '../model.js';
 
 /** JSON with object keys sorted at every level; arrays keep their order. */
 export function canonicalJson(value: unknown): string {
@@ -52,9 +52,10 @@ const KIND_LABELS: Record<string, string> = {
   [TYPE_SERVICE]: 'service',
   [TYPE_AUTHORIZATION]: 'authorization',
   [TYPE_ROUTE_CONFIG]: 'route',
+  [TYPE_GATEWAY_LISTENER]: 'listener',
 };
 
-/** Bounded metric/log label for a type URL: workload | service | authorization | route | unknown. */
+/** Bounded metric/log label for a type URL: workload | service | authorization | route | listener | unknown. */
 export function typeLabel(typeUrl: string): string {
   return KIND_LABELS[typeUrl] ?? 'unknown';
 }

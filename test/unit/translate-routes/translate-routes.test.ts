@@ -50,7 +50,7 @@ test('the istio.io Gateway + VirtualService for example.com give an ingress conf
   const { objects } = await loadManifests([fixture('manifests/valid/istio-docs/ingress-example-com.yaml')]);
   const out = translateRoutes([...objects, ...bookinfoServices]);
   assert.deepEqual(out.conditions, []);
-  assert.deepEqual(out.gateways, [{ gateway: 'bookinfo/my-gateway', port: 80, name: 'http', protocol: 'HTTP', hosts: ['example.com'], selector: { istio: 'ingressgateway' } }]);
+  assert.deepEqual(out.gateways, [{ gateway: 'bookinfo/my-gateway', index: 0, port: 80, name: 'http', protocol: 'HTTP', hosts: ['example.com'], selector: { istio: 'ingressgateway' } }]);
   for (const g of out.gateways) assert.deepEqual(validateGatewayServer(g), []);
   const cfg = out.routes.find((r) => r.gateway === 'bookinfo/my-gateway')!;
   assert.equal(cfg.name, 'bookinfo/my-gateway/example.com');

@@ -1,0 +1,187 @@
+/**
+ * The ingress gateway end to end in `ambit local`: the seed Gateway + VirtualService for
+ * example.com applied unchanged beside a reviews backend in an ambient, STRICT-mTLS namespace;
+ * requests from the root namespace to the gateway pod's address over HTTP and HTTPS (certificate
+ * from a kubernetes.io/tls Secret, and an httpsRedirect port), an unserved host, a Gateway whose Secret is missing, the
+ * gateway's Istio metrics, the destination agent seeing the gateway's identity over HBONE, no key
+ * material in any log, the gateway pod removed with the last Gateway, nothing left after down.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { CertificateAuthority } from '../../src/controller/ca/authority.js';
+import type { IngressGatewayStatus, LocalStatus } from '../../src/local/mesh.js';
+import { ambit, destroyMesh, isRoot, leftovers, lockLocalMesh, meshLogTail, meshName, metricSum, repoRoot, waitFor } from '../helpers/local-mesh.js';
+
+const fx = (f: string): string => join(repoRoot, 'test/fixtures/ingress', f);
+const SEED = join(repoRoot, 'test/fixtures/manifests/valid/istio-docs/ingress-example-com.yaml');
+const skip = isRoot() ? false : 'requires root (network namespaces, BPF, nftables)';
+const GATEWAY_ID = 'spiffe://cluster.local/ns/istio-system/sa/istio-ingressgateway';
+
+interface Curl {
+  code: number;
+  status: number;
+  body: string;
+  stderr: string;
+}
+
+/** curl from the root namespace; the status code is the last line of stdout. */
+function curl(args: string[]): Promise<Curl> {
+  return new Promise((resolve) => {
+    execFile('curl', ['-sS', '-m', '10', '-w', '\n%{http_code}', ...args], { encoding: 'utf8' }, (err, stdout, stderr) => {
+      const cut = stdout.lastIndexOf('\n');
+      resolve({ code: err ? Number((err as { code?: number }).code ?? 1) : 0, status: Number(stdout.slice(cut + 1)) || 0, body: stdout.slice(0, Math.max(0, cut)), stderr });
+    });
+  });
+}
+
+function secretYaml(certPem: string, keyPem: string): string {
+  const b64 = (s: string): string => Buffer.from(s).toString('base64');
+  return [
+    'apiVersion: v1',
+    'kind: Secret',
+    'metadata: { name: example-com-cert, namespace: istio-system }',
+    'type: kubernetes.io/tls',
+    'data:',
+    `  tls.crt: ${b64(certPem)}`,
+    `  tls.key: ${b64(keyPem)}`,
+    '',
+  ].join('\n');
+}
+
+test('ingress gateway: example.com over HTTP and HTTPS from the root namespace, into the mesh over HBONE', { skip, timeout: 600_000 }, async (t) => {
+  const unlock = await lockLocalMesh();
+  const name = meshName('ti');
+  const tmp = mkdtempSync(join(tmpdir(), 'ambit-ingress-'));
+  t.after(async () => {
+    await destroyMesh(name);
+    rmSync(tmp, { recursive: true, force: true });
+    unlock();
+  });
+  const status = async (): Promise<LocalStatus> => JSON.parse((await ambit(['local', 'status', '--name', name, '-o', 'json'])).stdout) as LocalStatus;
+  const apply = async (...files: string[]): Promise<void> => {
+    const r = await ambit(['local', 'apply', '--name', name, ...files.flatMap((f) => ['-f', f])]);
+    assert.equal(r.code, 0, `apply ${files.join(' ')}: ${r.stderr}`);
+  };
+  const gatewayReady = (want: (g: IngressGatewayStatus) => boolean): Promise<IngressGatewayStatus> =>
+    waitFor('the ingress gateway to be ready with its listeners', async () => {
+      const g = (await status()).ingressGateways[0];
+      return g && g.ready && want(g) ? g : undefined;
+    }, 60_000);
+
+  const up = await ambit(['local', 'up', '-f', fx('app.yaml'), '-f', SEED, '--name', name, '--timeout', '120s']);
+  assert.equal(up.code, 0, `local up failed:\n${up.stderr}\n${meshLogTail(name)}`);
+
+  const st = await status();
+  const gwPod = st.pods.find((p) => p.namespace === 'istio-system' && p.name.startsWith('istio-ingressgateway-'));
+  assert.ok(gwPod, `an ingress gateway pod runs in istio-system: ${JSON.stringify(st.pods.map((p) => `${p.namespace}/${p.name}`))}`);
+  assert.equal(gwPod.enrolled, false, 'the gateway pod itself is not captured');
+  const gw = await gatewayReady((g) => g.listeners.some((l) => l.port === 80));
+  assert.deepEqual(
+    { namespace: gw.namespace, pod: gw.pod, ip: gw.ip, gateways: gw.gateways, listeners: gw.listeners },
+    { namespace: 'istio-system', pod: gwPod.name, ip: gwPod.ip, gateways: ['bookinfo/my-gateway'], listeners: [{ port: 80, protocol: 'HTTP', hosts: ['example.com'], url: `http://${gwPod.ip}:80/` }] },
+    'status shows the gateway, its address and the port to curl',
+  );
+  const table = await ambit(['local', 'status', '--name', name]);
+  assert.match(table.stdout, new RegExp(`istio-ingressgateway-\\S+\\s+${gwPod.ip.replace(/\./g, '\\.')}\\s+yes\\s+80/HTTP\\s+example\\.com\\s+http://`), table.stdout);
+  const ip = gw.ip;
+
+  await t.test('Host: example.com /reviews/1 from the root namespace reaches the backend (200)', async () => {
+    const r = await waitFor('a 200 through the gateway', async () => {
+      const c = await curl(['-H', 'Host: example.com', `http://${ip}/reviews/1`]);
+      return c.status === 200 ? c : undefined;
+    }, 20_000);
+    const body = JSON.parse(r.body) as { text: string; path: string };
+    assert.equal(body.text, 'reviews-v1');
+    assert.equal(body.path, '/reviews/1');
+    const resolved = await curl(['--resolve', `example.com:80:${ip}`, 'http://example.com/reviews/2']);
+    assert.equal(resolved.status, 200, resolved.stderr);
+  });
+
+  await t.test('a host or path the Gateway does not route gets 404', async () => {
+    assert.equal((await curl(['-H', 'Host: other.example.org', `http://${ip}/reviews/1`])).status, 404);
+    assert.equal((await curl(['-H', 'Host: reviews.bookinfo.svc.cluster.local', `http://${ip}/reviews/1`])).status, 404, 'mesh hosts are not exposed');
+    assert.equal((await curl(['-H', 'Host: example.com', `http://${ip}/ratings`])).status, 404, 'only /reviews is routed');
+  });
+
+  await t.test('the backend is reached over HBONE with the gateway identity (STRICT mTLS lets it in)', async () => {
+    const nodes = (await status()).nodes;
+    const opened = await waitFor('the destination agent to count the gateway connection', async () => {
+      let sum = 0;
+      for (const n of nodes) sum += metricSum(await fetch(n.metrics).then((r) => r.text()), 'istio_tcp_connections_opened_total', { reporter: 'destination', source_principal: GATEWAY_ID });
+      return sum > 0 ? sum : undefined;
+    }, 10_000);
+    assert.ok(opened >= 1, `connections from ${GATEWAY_ID} counted at the destination: ${opened}`);
+  });
+
+  await t.test('the gateway :15020 metrics count the requests with Istio labels', async () => {
+    const text = await fetch(gw.metrics).then((r) => r.text());
+    const ok = metricSum(text, 'istio_requests_total', { response_code: '200', destination_service_name: 'reviews', destination_service_namespace: 'bookinfo', source_workload: 'istio-ingressgateway' });
+    assert.ok(ok >= 2, `200s to reviews counted: ${ok}`);
+    assert.ok(metricSum(text, 'istio_requests_total', { response_code: '404' }) >= 3, '404s counted');
+  });
+
+  await t.test('HTTPS with the certificate from a kubernetes.io/tls Secret in istio-system', async () => {
+    const ca = CertificateAuthority.generate({ trustDomain: 'example.test', ttlDays: 1 });
+    const issued = ca.issueServingCert({ dnsNames: ['example.com'], ips: [], ttlMs: 3_600_000 });
+    const caFile = join(tmp, 'ca.pem');
+    writeFileSync(caFile, ca.rootCertPem);
+    const secretFile = join(tmp, 'secret.yaml');
+    writeFileSync(secretFile, secretYaml(issued.certChainPem.join('\n'), issued.keyPem), { mode: 0o600 });
+    await apply(secretFile, fx('tls.yaml'));
+    const g = await gatewayReady((x) => x.listeners.some((l) => l.port === 443));
+    assert.deepEqual(g.listeners.map((l) => `${l.port}/${l.protocol}`), ['80/HTTP', '443/HTTPS', '8080/HTTP']);
+    const r = await waitFor('a 200 over HTTPS', async () => {
+      const c = await curl(['--resolve', `example.com:443:${ip}`, '--cacert', caFile, 'https://example.com/reviews/1']);
+      return c.status === 200 ? c : undefined;
+    }, 20_000);
+    assert.equal((JSON.parse(r.body) as { text: string }).text, 'reviews-v1');
+    const wrongCa = await curl(['--resolve', `example.com:443:${ip}`, 'https://example.com/reviews/1']);
+    assert.notEqual(wrongCa.code, 0, 'the certificate is not trusted without the test CA (it really is the Secret one)');
+    assert.equal((await curl(['-H', 'Host: example.com', `http://${ip}/reviews/1`])).status, 200, 'plain HTTP still works');
+    // tls.httpsRedirect: 301 to the same URL over https, which curl -L then follows through the gateway.
+    const redirect = await curl(['-o', '/dev/null', '-D', '-', '--resolve', `example.com:8080:${ip}`, 'http://example.com:8080/reviews/3?x=1']);
+    assert.equal(redirect.status, 301, redirect.stderr);
+    assert.match(redirect.body, /^location: https:\/\/example\.com\/reviews\/3\?x=1\r?$/im);
+    const followed = await curl(['-L', '--resolve', `example.com:8080:${ip}`, '--resolve', `example.com:443:${ip}`, '--cacert', caFile, 'http://example.com:8080/reviews/3']);
+    assert.equal(followed.status, 200, followed.stderr);
+    // Key material must not be logged anywhere (controller, agents, gateway).
+    const keyBody = issued.keyPem.split('\n')[1]!;
+    const dir = join('/run/ambit', name, 'logs');
+    for (const f of readdirSync(dir)) {
+      const text = readFileSync(join(dir, f), 'utf8');
+      assert.ok(!text.includes('PRIVATE KEY') && !text.includes(keyBody) && !text.includes(Buffer.from(issued.keyPem).toString('base64').slice(0, 40)), `no key material in ${f}`);
+    }
+  });
+
+  await t.test('a Gateway whose Secret is missing gets a clear message; the other servers keep working', async () => {
+    await apply(fx('broken-tls.yaml'));
+    const st2 = await status();
+    const problem = st2.ingressProblems.find((p) => p.includes('bookinfo/broken-tls'));
+    assert.ok(problem, `a problem is reported: ${JSON.stringify(st2.ingressProblems)}`);
+    assert.match(problem, /server 0 "https-broken" \(port 8443 HTTPS\)/);
+    assert.match(problem, /Secret istio-system\/no-such-cert not found/);
+    assert.equal(st2.ingressGateways[0]!.listeners.some((l) => l.port === 8443), false, 'the broken server does not listen');
+    const table2 = await ambit(['local', 'status', '--name', name]);
+    assert.match(table2.stdout, /! Gateway bookinfo\/broken-tls server 0/);
+    assert.equal((await curl(['-H', 'Host: example.com', `http://${ip}/reviews/1`])).status, 200, 'HTTP still served');
+  });
+
+  await t.test('deleting the Gateways removes the gateway pod', async () => {
+    const r = await ambit(['local', 'delete', '--name', name, '-f', SEED, '-f', fx('tls.yaml'), '-f', fx('broken-tls.yaml')]);
+    assert.equal(r.code, 0, r.stderr);
+    const after = await status();
+    assert.equal(after.pods.some((p) => p.namespace === 'istio-system'), false, 'the ingress gateway pod is gone');
+    assert.deepEqual(after.ingressGateways, []);
+    assert.notEqual((await curl(['-m', '2', '-H', 'Host: example.com', `http://${ip}/reviews/1`])).status, 200);
+  });
+
+  await t.test('down leaves nothing behind', async () => {
+    const down = await ambit(['local', 'down', '--name', name]);
+    assert.equal(down.code, 0, down.stderr);
+    assert.deepEqual(leftovers(name), []);
+  });
+});
