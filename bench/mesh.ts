@@ -2,7 +2,7 @@
  * The benchmark's handle on one `ambit local` mesh: bring it up, run commands inside pods (through
  * `ambit local exec`, so they join the pod's netns and the mesh cgroup exactly as the tests do),
  * read agent memory, and take it down. Holds the same machine-wide lock as the tests
- * (test/helpers/local-mesh.ts): local meshes share address ranges, so only one runs at a time.
+ * (src/local/mesh-lock.ts): local meshes share address ranges, so only one runs at a time.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync, existsSync } from 'node:fs';
@@ -12,8 +12,8 @@ import { AmbitError } from '../src/shared/errors.js';
 import type { LocalStatus, PodStatus } from '../src/local/mesh.js';
 
 export const repoRoot = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
-/** Same path and semantics as lockLocalMesh() in test/helpers/local-mesh.ts. */
-const LOCK = '/run/ambit-test-local.lock';
+export { lockLocalMesh, pidAlive } from '../src/local/mesh-lock.js';
+import { pidAlive } from '../src/local/mesh-lock.js';
 
 export interface CommandResult {
   code: number;
@@ -21,33 +21,6 @@ export interface CommandResult {
   stderr: string;
 }
 
-/** Takes the machine-wide local-mesh lock (stale holders detected by pid); returns the release function. */
-export async function lockLocalMesh(timeoutMs: number): Promise<() => void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      mkdirSync(LOCK);
-      writeFileSync(join(LOCK, 'pid'), String(process.pid));
-      return () => rmSync(LOCK, { recursive: true, force: true });
-    } catch {
-      const holder = Number(existsSync(join(LOCK, 'pid')) ? readFileSync(join(LOCK, 'pid'), 'utf8') : '0');
-      if (!(holder > 0 && pidAlive(holder))) rmSync(LOCK, { recursive: true, force: true });
-      if (Date.now() > deadline) {
-        throw new AmbitError('AMBIT_ERR_LOCAL_ALREADY_RUNNING', `local mesh lock ${LOCK} held by pid ${holder} for more than ${timeoutMs} ms; is a test or another benchmark running?`);
-      }
-      await new Promise((r) => setTimeout(r, 250));
-    }
-  }
-}
-
-export function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 /** Signals a whole process group (children spawned with `detached: true`), ignoring a gone group. */
 export function killGroup(child: ChildProcess, sig: NodeJS.Signals = 'SIGTERM'): void {

@@ -3,53 +3,16 @@
  * meshes share address ranges, so only one may run at a time), and the CLI as a child process.
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { linkSync, mkdirSync, readdirSync, rmSync, readFileSync, writeFileSync, existsSync, statSync } from 'node:fs';
+import { mkdirSync, readdirSync, rmSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 export const repoRoot = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
-const LOCK = '/run/ambit-test-local.lock';
+export { lockLocalMesh, pidAlive } from '../../src/local/mesh-lock.js';
+import { pidAlive } from '../../src/local/mesh-lock.js';
 
 export function isRoot(): boolean {
   return typeof process.getuid === 'function' && process.getuid() === 0;
-}
-
-/**
- * Takes the machine-wide local-mesh lock, waiting for another holder. The lock is a file holding
- * the holder's pid, created whole by link(2) (atomic: it exists with its pid or not at all), so a
- * waiter never mistakes a lock being taken for a stale one. A holder that died is detected by pid.
- */
-export async function lockLocalMesh(timeoutMs = 600_000): Promise<() => void> {
-  const deadline = Date.now() + timeoutMs;
-  const mine = `${LOCK}.${process.pid}.${Math.random().toString(36).slice(2)}`;
-  writeFileSync(mine, String(process.pid));
-  try {
-    for (;;) {
-      try {
-        linkSync(mine, LOCK);
-        return () => rmSync(LOCK, { force: true });
-      } catch (e) {
-        if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
-      }
-      // An older version of this helper used a directory; treat one as stale.
-      if (statSync(LOCK, { throwIfNoEntry: false })?.isDirectory()) rmSync(LOCK, { recursive: true, force: true });
-      const holder = lockHolder();
-      if (holder === undefined) continue; // released just now
-      if (!pidAlive(holder) && lockHolder() === holder) rmSync(LOCK, { force: true });
-      if (Date.now() > deadline) throw new Error(`local mesh lock ${LOCK} held by pid ${holder} for too long`);
-      await new Promise((r) => setTimeout(r, 250));
-    }
-  } finally {
-    rmSync(mine, { force: true });
-  }
-}
-
-function lockHolder(): number | undefined {
-  try {
-    return Number(readFileSync(LOCK, 'utf8').trim() || '0');
-  } catch {
-    return undefined;
-  }
 }
 
 export interface CliResult {
@@ -93,15 +56,6 @@ export function leftovers(prefix: string): string[] {
   return out;
 }
 
-export function pidAlive(pid: number): boolean {
-  if (!Number.isInteger(pid) || pid <= 0) return false; // kill(0) would signal our own group
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 export function meshName(tag: string): string {
   return `${tag}${process.pid % 100000}`.slice(0, 8);
