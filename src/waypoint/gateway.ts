@@ -7,9 +7,10 @@
  * open is logged and retried on the next apply, the others keep serving; certificates are swapped
  * in place (new handshakes get the new one, open connections keep theirs).
  */
-import * as http from 'node:http';
+import type * as http from 'node:http';
+import { nodeHttp, nodeTls } from '../shared/node-builtins.js';
 import * as net from 'node:net';
-import * as tls from 'node:tls';
+import type * as tls from 'node:tls';
 import { errorMessage } from '../shared/errors.js';
 import type { Logger } from '../shared/log.js';
 import { certificateFor, type GatewayListener, type HttpRoute, type RouteConfig } from '../shared/routes.js';
@@ -120,11 +121,11 @@ export class IngressListeners {
 
   private setCertificates(l: OpenListener, certs: GatewayListener['certificates']): void {
     const contexts = new Map<GatewayListener['certificates'][number], tls.SecureContext>();
-    for (const c of certs) contexts.set(c, tls.createSecureContext({ cert: c.certPem, key: c.keyPem }));
+    for (const c of certs) contexts.set(c, nodeTls.createSecureContext({ cert: c.certPem, key: c.keyPem }));
     l.certs = certs;
     l.contexts = contexts;
     const first = certs[0];
-    if (first && l.server instanceof tls.Server) l.server.setSecureContext({ cert: first.certPem, key: first.keyPem, ALPNProtocols: ['h2', 'http/1.1'] } as tls.SecureContextOptions);
+    if (first && l.server instanceof nodeTls.Server) l.server.setSecureContext({ cert: first.certPem, key: first.keyPem, ALPNProtocols: ['h2', 'http/1.1'] } as tls.SecureContextOptions);
     this.log.info({ port: l.port, secrets: certs.map((c) => c.secret) }, 'ingress certificates loaded');
   }
 
@@ -135,7 +136,7 @@ export class IngressListeners {
     if (l.protocol === 'HTTPS') {
       const first = l.certificates[0];
       if (!first) throw new Error(`port ${l.port} is HTTPS but has no certificate`);
-      const secure = tls.createServer(
+      const secure = nodeTls.createServer(
         {
           cert: first.certPem,
           key: first.keyPem,
@@ -151,7 +152,7 @@ export class IngressListeners {
       secure.on('tlsClientError', (e) => this.log.debug({ port: l.port, err: errorMessage(e) }, 'tls handshake failed'));
       server = secure;
     } else if (l.httpsRedirect) {
-      const redirect = http.createServer({ requestTimeout: 10_000, headersTimeout: 10_000 }, (req, res) => answerHttpsRedirect(req, res));
+      const redirect = nodeHttp.createServer({ requestTimeout: 10_000, headersTimeout: 10_000 }, (req, res) => answerHttpsRedirect(req, res));
       server = net.createServer({ noDelay: true }, (s) => {
         s.on('error', () => s.destroy());
         redirect.emit('connection', s);
