@@ -37,6 +37,7 @@ import {
   type Subset,
   type TrafficPolicy,
   type ConnectionPoolPolicy,
+  DEFAULT_RETRY_BUDGET,
 } from '../shared/routes.js';
 
 export interface TranslateRoutesResult {
@@ -286,7 +287,7 @@ function vsRetries(v: unknown, where: string): RetryPolicy | undefined {
     else throw new Invalid('InvalidRetry', `${where}.retryOn: unknown condition ${JSON.stringify(t)}`);
   }
   if (codes.length > 0 && !retryOn.includes('retriable-status-codes')) retryOn.push('retriable-status-codes');
-  const out: RetryPolicy = { attempts, retryOn, retriableStatusCodes: codes.length > 0 ? codes : retryOn.includes('retriable-status-codes') ? [503] : [], budget: { percent: 20, minConcurrency: 3 } };
+  const out: RetryPolicy = { attempts, retryOn, retriableStatusCodes: codes.length > 0 ? codes : retryOn.includes('retriable-status-codes') ? [503] : [], budget: { ...DEFAULT_RETRY_BUDGET } };
   const perTry = durationMs(r['perTryTimeout'], `${where}.perTryTimeout`);
   if (perTry !== undefined) out.perTryTimeoutMs = perTry;
   if (r['retryRemoteLocalities'] !== undefined) out.retryNonIdempotent = false;
@@ -597,7 +598,7 @@ function gwRetry(v: unknown, where: string): RetryPolicy | undefined {
     attempts: typeof r['attempts'] === 'number' ? r['attempts'] : 2,
     retryOn: ['connect-failure', 'refused-stream', ...(codes.length > 0 ? ['retriable-status-codes'] : [])],
     retriableStatusCodes: codes,
-    budget: { percent: 20, minConcurrency: 3 },
+    budget: { ...DEFAULT_RETRY_BUDGET },
   };
   const backoff = durationMs(r['backoff'], `${where}.backoff`);
   if (backoff !== undefined) out.backoffMs = backoff;

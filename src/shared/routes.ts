@@ -63,6 +63,15 @@ export interface RetryBudget {
   minConcurrency: number;
 }
 
+/**
+ * The budget every translated retry policy gets (Istio's API has no field for one; Envoy as Istio
+ * configures it has none). Retries may add at most as many tries as there were requests, plus 3
+ * at once: an outage at most doubles the load on the backend (3 unbudgeted retries would
+ * quadruple it), while a backend failing half its requests, which needs ~0.75 retries per request
+ * to be hidden, still gets all of them.
+ */
+export const DEFAULT_RETRY_BUDGET: Readonly<RetryBudget> = Object.freeze({ percent: 100, minConcurrency: 3 });
+
 export interface RetryPolicy {
   /** Retries after the first try (Istio `attempts`): 3 means up to 4 tries. */
   attempts: number;

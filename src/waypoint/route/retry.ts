@@ -2,7 +2,7 @@
  * Retry decisions (Envoy retry_on semantics as Istio configures them) and a retry budget so retries
  * cannot amplify an outage. Pure except RetryBudget's counters.
  */
-import type { RetryBudget as RetryBudgetPolicy, RetryPolicy } from '../../shared/routes.js';
+import { DEFAULT_RETRY_BUDGET, type RetryBudget as RetryBudgetPolicy, type RetryPolicy } from '../../shared/routes.js';
 import type { RandomSource } from './weighted.js';
 
 /** What one try ended with. */
@@ -33,7 +33,7 @@ export function defaultRetryPolicy(): RetryPolicy {
     attempts: 2,
     retryOn: ['connect-failure', 'refused-stream', 'unavailable', 'cancelled', 'retriable-status-codes'],
     retriableStatusCodes: [503],
-    budget: { percent: 20, minConcurrency: 3 },
+    budget: { ...DEFAULT_RETRY_BUDGET },
   };
 }
 

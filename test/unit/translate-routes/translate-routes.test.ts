@@ -59,7 +59,7 @@ test('the istio.io Gateway + VirtualService for example.com give an ingress conf
   assert.deepEqual(route.match, [{ uri: { prefix: '/reviews' }, headers: [], queryParams: [] }]);
   assert.deepEqual(route.backends, [{ host: 'reviews.bookinfo.svc.cluster.local', port: 9080, weight: 1 }]);
   assert.equal(route.timeoutMs, 5000);
-  assert.deepEqual(route.retries, { attempts: 3, perTryTimeoutMs: 2000, retryOn: ['gateway-error', 'connect-failure', 'refused-stream'], retriableStatusCodes: [], budget: { percent: 20, minConcurrency: 3 } });
+  assert.deepEqual(route.retries, { attempts: 3, perTryTimeoutMs: 2000, retryOn: ['gateway-error', 'connect-failure', 'refused-stream'], retriableStatusCodes: [], budget: { percent: 100, minConcurrency: 3 } });
   const gwTable = buildRouteTable(out.routes, 'bookinfo/my-gateway');
   const d = routeRequest(gwTable, { authority: 'example.com', path: '/reviews/1', method: 'GET', headers: {} });
   assert.equal(d.kind, 'route');
