@@ -87,189 +87,177 @@ function freePort(): Promise<number> {
   });
 }
 
-test('mesh data plane with BPF capture', { skip, timeout: 600_000 }, async (t) => {
-  const m = await startMesh(t, 'tm', 'bpf');
-  let st = await m.status();
-  assert.ok(st.pods.filter((p) => p.enrolled).every((p) => p.captured && p.captureMode === 'bpf'), JSON.stringify(st.pods));
-  const clientIp = podIp(st, 'mesh-a', 'client');
-  const serverIp = podIp(st, 'mesh-b', 'server');
+/** The same core checks for both capture modes (the nft fallback is enabled by `--capture nft`). */
+for (const capture of ['bpf', 'nft'] as const) {
+  test(`mesh data plane with ${capture === 'bpf' ? 'BPF capture' : 'the nftables fallback'}`, { skip, timeout: 600_000 }, async (t) => {
+    const m = await startMesh(t, capture === 'bpf' ? 'tm' : 'tn', capture);
+    let st = await m.status();
+    assert.ok(st.pods.filter((p) => p.enrolled).every((p) => p.captured && p.captureMode === capture), JSON.stringify(st.pods));
+    const clientIp = podIp(st, 'mesh-a', 'client');
+    const serverIp = podIp(st, 'mesh-b', 'server');
 
-  await t.test('a plain client reaches the server by pod IP and by Service name; the server sees the client pod IP', async () => {
-    for (const url of [`http://${serverIp}:8080/ip`, 'http://server.mesh-b:8080/svc', 'http://server.mesh-b.svc.cluster.local:8080/fqdn']) {
-      const r = await httpFrom(m, 'mesh-a/client', url);
-      assert.ok(r.ok, `GET ${url}`);
-      assert.equal(r.body!.client.replace('::ffff:', ''), clientIp, `source preserved for ${url}`);
-    }
-    const metrics = await fetch(st.nodes.find((n) => n.name === 'node1')!.metrics).then((r) => r.text());
-    assert.ok(metricSum(metrics, 'istio_tcp_connections_opened_total', { reporter: 'source', source_workload_namespace: 'mesh-a', destination_workload_namespace: 'mesh-b' }) >= 3);
-    const dst = await fetch(st.nodes.find((n) => n.name === 'node2')!.metrics).then((r) => r.text());
-    assert.ok(metricSum(dst, 'istio_tcp_connections_opened_total', { reporter: 'destination', source_principal: 'spiffe://cluster.local/ns/mesh-a/sa/client' }) >= 3);
-  });
-
-  await t.test('between nodes the wire carries only TLS on port 15008, never the payload', async () => {
-    // node1's veth in the root namespace: the bridge device itself does not see frames it switches between ports.
-    const dir = mkdtempSync(join(tmpdir(), 'ambit-pcap-'));
-    t.after(() => rmSync(dir, { recursive: true, force: true }));
-    const pcap = join(dir, 'bridge.pcap');
-    const dump = spawn('tcpdump', ['-i', `${m.name}-n1`, '--immediate-mode', '-nn', '-U', '-s', '0', '-w', pcap, 'tcp and not port 15012'], { stdio: 'ignore' });
-    await new Promise((r) => setTimeout(r, 1000));
-    const marker = `AMBIT-SECRET-${process.pid}-${Date.now()}`;
-    const r = await m.load<{ reply: string }>('mesh-a/client', ['send', 'server.mesh-b', '9000', marker]);
-    await new Promise((r2) => setTimeout(r2, 500));
-    dump.kill('SIGINT');
-    await new Promise((r2) => dump.once('exit', r2));
-    assert.equal(r.reply, marker, 'the echo came back through the mesh');
-    const text = spawnSync('tcpdump', ['-r', pcap, '-nn', '-A'], { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 }).stdout;
-    const headers = text.split('\n').filter((l) => / IP \d+\.\d+\.\d+\.\d+\.\d+ > /.test(l));
-    assert.ok(headers.length > 0, 'packets between the nodes were captured');
-    for (const h of headers) assert.match(h, /\.15008[ :]/, `every packet on the bridge is HBONE: ${h}`);
-    assert.ok(!text.includes(marker), 'the payload never appears in clear on the wire');
-  });
-
-  await t.test('64 MiB each way on 20 parallel connections arrive intact', async () => {
-    const r = await m.load<{ ok: boolean; intact: number; conns: number }>('mesh-a/client', ['bulk', 'server.mesh-b', '9000', '20', '64']);
-    assert.deepEqual({ ok: r.ok, intact: r.intact }, { ok: true, intact: 20 }, `${JSON.stringify(r)}\n${meshLogTail(m.name)}`);
-  });
-
-  await t.test('1000 concurrent connections are held open and closed cleanly; half-close works', async () => {
-    const r = await m.load<{ opened: number; failed: number; echoed: number; stillOpen: number; closedCleanly: number }>('mesh-a/client', ['hold', 'server.mesh-b', '9000', '1000', '500']);
-    assert.deepEqual(r, { opened: 1000, failed: 0, echoed: 1000, stillOpen: 1000, closedCleanly: 1000 });
-    const h = await m.load<{ ok: boolean }>('mesh-a/client', ['halfclose', 'server.mesh-b', '9000']);
-    assert.equal(h.ok, true);
-  });
-
-  await t.test('STRICT refuses plaintext from a pod outside the mesh; PERMISSIVE accepts it', async () => {
-    assert.equal((await httpFrom(m, 'outside/plain', 'http://server.mesh-b:8080/')).ok, true, 'PERMISSIVE (default) accepts plaintext');
-    await m.apply('strict.yaml');
-    assert.equal((await httpFrom(m, 'outside/plain', 'http://server.mesh-b:8080/')).ok, false, 'STRICT refuses plaintext');
-    assert.equal((await httpFrom(m, 'mesh-a/client', 'http://server.mesh-b:8080/')).ok, true, 'mesh traffic still flows under STRICT');
-  });
-
-  await t.test('enrolling a running pod by label captures it; unenrolling restores direct traffic', async () => {
-    const before = await m.status();
-    const plain = before.pods.find((p) => p.name === 'plain')!;
-    assert.equal(plain.enrolled, false);
-    const started = Date.now();
-    await m.apply('enroll-outside.yaml');
-    t.diagnostic(`enrollment took effect ${Date.now() - started} ms after apply started`);
-    const after = await m.status();
-    const p2 = after.pods.find((p) => p.name === 'plain')!;
-    assert.deepEqual({ enrolled: p2.enrolled, captured: p2.captured, restarts: p2.restarts }, { enrolled: true, captured: true, restarts: 0 }, 'captured without a restart');
-    const r = await httpFrom(m, 'outside/plain', 'http://server.mesh-b:8080/');
-    assert.equal(r.ok, true, 'now in the mesh, STRICT accepts it');
-    await m.apply('unenroll-outside.yaml');
-    assert.equal((await m.status()).pods.find((p) => p.name === 'plain')!.enrolled, false);
-    assert.equal((await httpFrom(m, 'outside/plain', 'http://server.mesh-b:8080/')).ok, false, 'direct plaintext again, refused by STRICT');
-    await m.apply('permissive.yaml');
-    assert.equal((await httpFrom(m, 'outside/plain', 'http://server.mesh-b:8080/')).ok, true, 'direct plaintext accepted under PERMISSIVE');
-  });
-
-  await t.test('AuthorizationPolicy: DENY by principal, ALLOW by namespace and port', async () => {
-    await m.apply('deny-other.yaml');
-    assert.equal((await httpFrom(m, 'mesh-a/other', 'http://server.mesh-b:8080/')).ok, false, 'other is denied by principal');
-    assert.equal((await httpFrom(m, 'mesh-a/client', 'http://server.mesh-b:8080/')).ok, true, 'client is not');
-    await m.remove('deny-other.yaml');
-    await m.apply('allow-client-http.yaml');
-    assert.equal((await httpFrom(m, 'mesh-a/other', 'http://server.mesh-b:8080/')).ok, true, 'namespace mesh-a is allowed on 8080');
-    const tcp = await m.load<{ reply?: string }>('mesh-a/client', ['send', 'server.mesh-b', '9000', 'x']);
-    assert.notEqual(tcp.reply, 'x', 'port 9000 is not in the ALLOW rule');
-    assert.equal((await httpFrom(m, 'outside/plain', 'http://server.mesh-b:8080/')).ok, false, 'a namespace outside the ALLOW rule is denied');
-    await m.remove('allow-client-http.yaml');
-  });
-
-  await t.test('a new DENY closes a live connection', async () => {
-    const stateDir = stateDirFor(m.name);
-    const target = await callControl<{ netns: string; cgroupProcs: string; env: Record<string, string> }>(stateDir, 'GET', '/exec-target?namespace=mesh-a&name=client');
-    const child = spawn('sh', ['-c', 'echo $$ > "$1" && shift && exec ip netns exec "$@"', 'sh', target.cgroupProcs, target.netns, process.execPath, netload, 'wait', 'server.mesh-b', '9000', '30000'], { stdio: ['ignore', 'pipe', 'ignore'] });
-    t.after(() => {
-      if (child.exitCode === null) child.kill('SIGKILL');
+    await t.test('a plain client reaches the server by pod IP and by Service name; the server sees the client pod IP', async () => {
+      for (const url of [`http://${serverIp}:8080/ip`, 'http://server.mesh-b:8080/svc', 'http://server.mesh-b.svc.cluster.local:8080/fqdn']) {
+        const r = await httpFrom(m, 'mesh-a/client', url);
+        assert.ok(r.ok, `GET ${url}`);
+        assert.equal(r.body!.client.replace('::ffff:', ''), clientIp, `source preserved for ${url}`);
+      }
+      const metrics = await fetch(st.nodes.find((n) => n.name === 'node1')!.metrics).then((r) => r.text());
+      assert.ok(metricSum(metrics, 'istio_tcp_connections_opened_total', { reporter: 'source', source_workload_namespace: 'mesh-a', destination_workload_namespace: 'mesh-b' }) >= 3);
+      const dst = await fetch(st.nodes.find((n) => n.name === 'node2')!.metrics).then((r) => r.text());
+      assert.ok(metricSum(dst, 'istio_tcp_connections_opened_total', { reporter: 'destination', source_principal: 'spiffe://cluster.local/ns/mesh-a/sa/client' }) >= 3);
     });
-    const exited = new Promise((r) => child.once('exit', r));
-    let out = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
-    await waitFor('the live connection', async () => (out.includes('"connected":true') ? true : undefined), 10_000);
-    await m.apply('deny-client.yaml');
-    await exited;
-    const result = JSON.parse(out.trim().split('\n').pop()!) as { outcome: string };
-    assert.equal(result.outcome, 'closed', 'the agent closed the now-denied connection');
-    await m.remove('deny-client.yaml');
-    assert.equal((await httpFrom(m, 'mesh-a/client', 'http://server.mesh-b:8080/')).ok, true);
+
+    await t.test('between nodes the wire carries only TLS on port 15008, never the payload', async () => {
+      // node1's veth in the root namespace: the bridge device itself does not see frames it switches between ports.
+      const dir = mkdtempSync(join(tmpdir(), 'ambit-pcap-'));
+      t.after(() => rmSync(dir, { recursive: true, force: true }));
+      const pcap = join(dir, 'bridge.pcap');
+      const dump = spawn('tcpdump', ['-i', `${m.name}-n1`, '--immediate-mode', '-nn', '-U', '-s', '0', '-w', pcap, 'tcp and not port 15012'], { stdio: 'ignore' });
+      await new Promise((r) => setTimeout(r, 1000));
+      const marker = `AMBIT-SECRET-${process.pid}-${Date.now()}`;
+      const r = await m.load<{ reply: string }>('mesh-a/client', ['send', 'server.mesh-b', '9000', marker]);
+      await new Promise((r2) => setTimeout(r2, 500));
+      dump.kill('SIGINT');
+      await new Promise((r2) => dump.once('exit', r2));
+      assert.equal(r.reply, marker, 'the echo came back through the mesh');
+      const text = spawnSync('tcpdump', ['-r', pcap, '-nn', '-A'], { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 }).stdout;
+      const headers = text.split('\n').filter((l) => / IP \d+\.\d+\.\d+\.\d+\.\d+ > /.test(l));
+      assert.ok(headers.length > 0, 'packets between the nodes were captured');
+      for (const h of headers) assert.match(h, /\.15008[ :]/, `every packet on the bridge is HBONE: ${h}`);
+      assert.ok(!text.includes(marker), 'the payload never appears in clear on the wire');
+    });
+
+    await t.test('64 MiB each way on 20 parallel connections arrive intact', async () => {
+      const r = await m.load<{ ok: boolean; intact: number; conns: number }>('mesh-a/client', ['bulk', 'server.mesh-b', '9000', '20', '64']);
+      assert.deepEqual({ ok: r.ok, intact: r.intact }, { ok: true, intact: 20 }, `${JSON.stringify(r)}\n${meshLogTail(m.name)}`);
+    });
+
+    await t.test('1000 concurrent connections are held open and closed cleanly; half-close works', async () => {
+      const r = await m.load<{ opened: number; failed: number; echoed: number; stillOpen: number; closedCleanly: number }>('mesh-a/client', ['hold', 'server.mesh-b', '9000', '1000', '500']);
+      assert.deepEqual(r, { opened: 1000, failed: 0, echoed: 1000, stillOpen: 1000, closedCleanly: 1000 });
+      const h = await m.load<{ ok: boolean }>('mesh-a/client', ['halfclose', 'server.mesh-b', '9000']);
+      assert.equal(h.ok, true);
+    });
+
+    await t.test('STRICT refuses plaintext from a pod outside the mesh; PERMISSIVE accepts it', async () => {
+      assert.equal((await httpFrom(m, 'outside/plain', 'http://server.mesh-b:8080/')).ok, true, 'PERMISSIVE (default) accepts plaintext');
+      await m.apply('strict.yaml');
+      assert.equal((await httpFrom(m, 'outside/plain', 'http://server.mesh-b:8080/')).ok, false, 'STRICT refuses plaintext');
+      assert.equal((await httpFrom(m, 'mesh-a/client', 'http://server.mesh-b:8080/')).ok, true, 'mesh traffic still flows under STRICT');
+    });
+
+    await t.test('enrolling a running pod by label captures it; unenrolling restores direct traffic', async () => {
+      const before = await m.status();
+      const plain = before.pods.find((p) => p.name === 'plain')!;
+      assert.equal(plain.enrolled, false);
+      const started = Date.now();
+      await m.apply('enroll-outside.yaml');
+      t.diagnostic(`enrollment took effect ${Date.now() - started} ms after apply started`);
+      const after = await m.status();
+      const p2 = after.pods.find((p) => p.name === 'plain')!;
+      assert.deepEqual({ enrolled: p2.enrolled, captured: p2.captured, restarts: p2.restarts }, { enrolled: true, captured: true, restarts: 0 }, 'captured without a restart');
+      const r = await httpFrom(m, 'outside/plain', 'http://server.mesh-b:8080/');
+      assert.equal(r.ok, true, 'now in the mesh, STRICT accepts it');
+      await m.apply('unenroll-outside.yaml');
+      assert.equal((await m.status()).pods.find((p) => p.name === 'plain')!.enrolled, false);
+      assert.equal((await httpFrom(m, 'outside/plain', 'http://server.mesh-b:8080/')).ok, false, 'direct plaintext again, refused by STRICT');
+      await m.apply('permissive.yaml');
+      assert.equal((await httpFrom(m, 'outside/plain', 'http://server.mesh-b:8080/')).ok, true, 'direct plaintext accepted under PERMISSIVE');
+    });
+
+    await t.test('AuthorizationPolicy: DENY by principal, ALLOW by namespace and port', async () => {
+      await m.apply('deny-other.yaml');
+      assert.equal((await httpFrom(m, 'mesh-a/other', 'http://server.mesh-b:8080/')).ok, false, 'other is denied by principal');
+      assert.equal((await httpFrom(m, 'mesh-a/client', 'http://server.mesh-b:8080/')).ok, true, 'client is not');
+      await m.remove('deny-other.yaml');
+      await m.apply('allow-client-http.yaml');
+      assert.equal((await httpFrom(m, 'mesh-a/other', 'http://server.mesh-b:8080/')).ok, true, 'namespace mesh-a is allowed on 8080');
+      const tcp = await m.load<{ reply?: string }>('mesh-a/client', ['send', 'server.mesh-b', '9000', 'x']);
+      assert.notEqual(tcp.reply, 'x', 'port 9000 is not in the ALLOW rule');
+      assert.equal((await httpFrom(m, 'outside/plain', 'http://server.mesh-b:8080/')).ok, false, 'a namespace outside the ALLOW rule is denied');
+      await m.remove('allow-client-http.yaml');
+    });
+
+    await t.test('a new DENY closes a live connection', async () => {
+      const stateDir = stateDirFor(m.name);
+      const target = await callControl<{ netns: string; cgroupProcs: string; env: Record<string, string> }>(stateDir, 'GET', '/exec-target?namespace=mesh-a&name=client');
+      const child = spawn('sh', ['-c', 'echo $$ > "$1" && shift && exec ip netns exec "$@"', 'sh', target.cgroupProcs, target.netns, process.execPath, netload, 'wait', 'server.mesh-b', '9000', '30000'], { stdio: ['ignore', 'pipe', 'ignore'] });
+      t.after(() => {
+        if (child.exitCode === null) child.kill('SIGKILL');
+      });
+      const exited = new Promise((r) => child.once('exit', r));
+      let out = '';
+      child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
+      await waitFor('the live connection', async () => (out.includes('"connected":true') ? true : undefined), 10_000);
+      await m.apply('deny-client.yaml');
+      await exited;
+      const result = JSON.parse(out.trim().split('\n').pop()!) as { outcome: string };
+      assert.equal(result.outcome, 'closed', 'the agent closed the now-denied connection');
+      await m.remove('deny-client.yaml');
+      assert.equal((await httpFrom(m, 'mesh-a/client', 'http://server.mesh-b:8080/')).ok, true);
+    });
+
+    if (capture === 'bpf') await t.test('Prometheus scrapes both agents', async () => {
+      const dir = mkdtempSync(join(tmpdir(), 'ambit-prom-'));
+      t.after(() => rmSync(dir, { recursive: true, force: true }));
+      const port = await freePort();
+      const targets = st.nodes.map((n) => `'${n.ip}:15020'`).join(', ');
+      writeFileSync(join(dir, 'prometheus.yml'), `global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: ambit-agents\n    static_configs:\n      - targets: [${targets}]\n`);
+      const prom = spawn('prometheus', [`--config.file=${join(dir, 'prometheus.yml')}`, `--storage.tsdb.path=${join(dir, 'data')}`, `--web.listen-address=127.0.0.1:${port}`], { stdio: 'ignore' });
+      t.after(() => {
+        if (prom.exitCode === null) prom.kill('SIGKILL');
+      });
+      const query = async (q: string): Promise<Array<{ value: [number, string] }>> => {
+        const r = await fetch(`http://127.0.0.1:${port}/api/v1/query?query=${encodeURIComponent(q)}`).catch(() => undefined);
+        if (!r?.ok) return [];
+        return ((await r.json()) as { data: { result: Array<{ value: [number, string] }> } }).data.result;
+      };
+      const up = await waitFor('both agents up in Prometheus', async () => {
+        const res = await query('sum(up{job="ambit-agents"})');
+        return res.length && Number(res[0]!.value[1]) === 2 ? 2 : undefined;
+      });
+      assert.equal(up, 2);
+      const opened = await waitFor('istio_tcp_connections_opened_total in Prometheus', async () => {
+        const res = await query('sum(istio_tcp_connections_opened_total{reporter="destination",destination_workload_namespace="mesh-b"})');
+        return res.length && Number(res[0]!.value[1]) > 0 ? Number(res[0]!.value[1]) : undefined;
+      });
+      assert.ok(opened > 0);
+    });
+
+    await t.test('an agent restart leaves nothing stale and capture works again', async () => {
+      const pinDir = `/sys/fs/bpf/${m.name}-node2`;
+      const pinsBefore = existsSync(pinDir) ? readdirSync(pinDir).sort() : [];
+      const cgroup = join(/^\S+ (\S+) cgroup2 /m.exec(readFileSync('/proc/mounts', 'utf8'))![1]!, `${m.name}-mesh`);
+      const progs = () => spawnSync('bpftool', ['cgroup', 'show', cgroup], { encoding: 'utf8' }).stdout.split('\n').filter((l) => /^\d+/.test(l.trim())).length;
+      // What the agent installs inside the server pod's netns: nft tables and the reply-routing rule.
+      const inPod = async () => {
+        const tables = (await m.exec('mesh-b/server', ['nft', 'list', 'tables'])).stdout.split('\n').filter((l) => l.trim()).sort();
+        const rules = (await m.exec('mesh-b/server', ['ip', 'rule', 'show', 'pref', '32764'])).stdout.split('\n').filter((l) => l.trim()).length;
+        return { tables, rules };
+      };
+      const progsBefore = progs();
+      const podBefore = await inPod();
+      assert.equal(podBefore.rules, 1, 'one reply-routing rule in the pod');
+      if (capture === 'nft') assert.ok(podBefore.tables.includes('table inet ambit_capture'), JSON.stringify(podBefore));
+      await callControl(stateDirFor(m.name), 'POST', '/restart-agent', { node: 'node2' });
+      st = await waitFor('node2 agent back and pods captured', async () => {
+        const s = await m.status();
+        const ok = s.nodes.every((n) => n.connected) && s.pods.filter((p) => p.enrolled).every((p) => p.captured && p.captureMode === capture);
+        return ok ? s : undefined;
+      });
+      assert.deepEqual(existsSync(pinDir) ? readdirSync(pinDir).sort() : [], pinsBefore, 'the same pins, no stale ones');
+      assert.equal(progs(), progsBefore, 'no extra programs attached to the mesh cgroup');
+      assert.deepEqual(await inPod(), podBefore, 'the same nft tables and one reply rule in the pod, no duplicates');
+      const r = await httpFrom(m, 'mesh-a/client', 'http://server.mesh-b:8080/after-restart');
+      assert.equal(r.ok, true);
+      assert.equal(r.body!.client.replace('::ffff:', ''), clientIp);
+    });
+
+    const pods = (await m.status()).pods.length;
+    assert.equal(pods, 4);
+    const down = await ambit(['local', 'down', '--name', m.name]);
+    assert.equal(down.code, 0);
+    assert.deepEqual(leftovers(m.name), []);
   });
-
-  await t.test('Prometheus scrapes both agents', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'ambit-prom-'));
-    t.after(() => rmSync(dir, { recursive: true, force: true }));
-    const port = await freePort();
-    const targets = st.nodes.map((n) => `'${n.ip}:15020'`).join(', ');
-    writeFileSync(join(dir, 'prometheus.yml'), `global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: ambit-agents\n    static_configs:\n      - targets: [${targets}]\n`);
-    const prom = spawn('prometheus', [`--config.file=${join(dir, 'prometheus.yml')}`, `--storage.tsdb.path=${join(dir, 'data')}`, `--web.listen-address=127.0.0.1:${port}`], { stdio: 'ignore' });
-    t.after(() => {
-      if (prom.exitCode === null) prom.kill('SIGKILL');
-    });
-    const query = async (q: string): Promise<Array<{ value: [number, string] }>> => {
-      const r = await fetch(`http://127.0.0.1:${port}/api/v1/query?query=${encodeURIComponent(q)}`).catch(() => undefined);
-      if (!r?.ok) return [];
-      return ((await r.json()) as { data: { result: Array<{ value: [number, string] }> } }).data.result;
-    };
-    const up = await waitFor('both agents up in Prometheus', async () => {
-      const res = await query('sum(up{job="ambit-agents"})');
-      return res.length && Number(res[0]!.value[1]) === 2 ? 2 : undefined;
-    });
-    assert.equal(up, 2);
-    const opened = await waitFor('istio_tcp_connections_opened_total in Prometheus', async () => {
-      const res = await query('sum(istio_tcp_connections_opened_total{reporter="destination",destination_workload_namespace="mesh-b"})');
-      return res.length && Number(res[0]!.value[1]) > 0 ? Number(res[0]!.value[1]) : undefined;
-    });
-    assert.ok(opened > 0);
-  });
-
-  await t.test("an agent restart leaves nothing stale and capture works again", async () => {
-    const pinDir = `/sys/fs/bpf/${m.name}-node2`;
-    const pinsBefore = existsSync(pinDir) ? readdirSync(pinDir).sort() : [];
-    const cgroup = join(/^\S+ (\S+) cgroup2 /m.exec(readFileSync('/proc/mounts', 'utf8'))![1]!, `${m.name}-mesh`);
-    const progs = () => spawnSync('bpftool', ['cgroup', 'show', cgroup], { encoding: 'utf8' }).stdout.split('\n').filter((l) => /^\d+/.test(l.trim())).length;
-    const progsBefore = progs();
-    await callControl(stateDirFor(m.name), 'POST', '/restart-agent', { node: 'node2' });
-    st = await waitFor('node2 agent back and pods captured', async () => {
-      const s = await m.status();
-      const ok = s.nodes.every((n) => n.connected) && s.pods.filter((p) => p.enrolled).every((p) => p.captured);
-      return ok ? s : undefined;
-    });
-    assert.deepEqual(existsSync(pinDir) ? readdirSync(pinDir).sort() : [], pinsBefore, 'the same pins, no stale ones');
-    assert.equal(progs(), progsBefore, 'no extra programs attached to the mesh cgroup');
-    const r = await httpFrom(m, 'mesh-a/client', 'http://server.mesh-b:8080/after-restart');
-    assert.equal(r.ok, true);
-    assert.equal(r.body!.client.replace('::ffff:', ''), clientIp);
-  });
-
-  const pods = (await m.status()).pods.length;
-  assert.equal(pods, 4);
-  const down = await ambit(['local', 'down', '--name', m.name]);
-  assert.equal(down.code, 0);
-  assert.deepEqual(leftovers(m.name), []);
-});
-
-test('mesh data plane with the nftables fallback', { skip, timeout: 300_000 }, async (t) => {
-  const m = await startMesh(t, 'tn', 'nft');
-  const st = await m.status();
-  assert.ok(st.pods.filter((p) => p.enrolled).every((p) => p.captured && p.captureMode === 'nft'), JSON.stringify(st.pods));
-  const clientIp = podIp(st, 'mesh-a', 'client');
-  const serverIp = podIp(st, 'mesh-b', 'server');
-  for (const url of [`http://${serverIp}:8080/ip`, 'http://server.mesh-b:8080/svc']) {
-    const r = await httpFrom(m, 'mesh-a/client', url);
-    assert.ok(r.ok, `GET ${url}`);
-    assert.equal(r.body!.client.replace('::ffff:', ''), clientIp);
-  }
-  const bulk = await m.load<{ ok: boolean; intact: number }>('mesh-a/client', ['bulk', 'server.mesh-b', '9000', '20', '4']);
-  assert.deepEqual({ ok: bulk.ok, intact: bulk.intact }, { ok: true, intact: 20 }, `${JSON.stringify(bulk)}\n${meshLogTail(m.name)}`);
-  const h = await m.load<{ ok: boolean }>('mesh-a/client', ['halfclose', 'server.mesh-b', '9000']);
-  assert.equal(h.ok, true);
-  await m.apply('strict.yaml');
-  assert.equal((await httpFrom(m, 'outside/plain', 'http://server.mesh-b:8080/')).ok, false, 'STRICT refuses plaintext');
-  assert.equal((await httpFrom(m, 'mesh-a/client', 'http://server.mesh-b:8080/')).ok, true);
-  await m.apply('deny-other.yaml');
-  assert.equal((await httpFrom(m, 'mesh-a/other', 'http://server.mesh-b:8080/')).ok, false);
-  const down = await ambit(['local', 'down', '--name', m.name]);
-  assert.equal(down.code, 0);
-  assert.deepEqual(leftovers(m.name), []);
-});
+}
