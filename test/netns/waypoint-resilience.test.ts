@@ -178,7 +178,8 @@ test('waypoint resilience: retries, timeout, connection pool (and raising it), o
     assert.ok(near(aborted, n, 20, 3), `aborted ${(100 * aborted) / n}% (20 ± 3)`);
     assert.equal(faults(text1, 'abort') - faults(text0, 'abort'), aborted, 'every abort is counted');
     const delayed = faults(text1, 'delay') - faults(text0, 'delay');
-    assert.ok(near(r.slow!, n, 10, 3), `${(100 * r.slow!) / n}% took ≥ 245 ms (10 ± 3)`);
+    // The client-side share of slow requests is not bounded above: on a loaded machine undelayed
+    // requests can also take 245 ms. Every delayed one must be slow, and the delays near 10%.
     assert.ok(near(delayed, n, 10, 3), `delays counted ${(100 * delayed) / n}% (10 ± 3)`);
     assert.ok(r.slow! >= delayed, `every delayed request was slow (${r.slow} slow, ${delayed} delayed)`);
   });
