@@ -216,8 +216,9 @@ test('ingress gateway → a Service bound to a waypoint: the waypoint routes, au
     }
     return out;
   };
-  // The first requests may race the gateway learning the waypoint's address.
-  await waitFor('a 200 through the gateway and the waypoint', async () => ((await get('/reviews/0')).status === 200 ? true : undefined), 20_000);
+  // `up` returns once the gateway and the waypoint acknowledged their config: the first request must pass.
+  const first = await get('/reviews/0');
+  assert.equal(first.status, 200, `${first.stderr}${first.body}`);
 
   await t.test('the mesh VirtualService on the waypoint applies to ingress traffic: end-user jason → v2, others → v1', async () => {
     // The backend sees the waypoint's address: the request went gateway → waypoint → backend.

@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { countReply, newTally, splitRows } from '../../../src/cli/demo.js';
+import { countReply, ingressUrl, newTally, splitRows } from '../../../src/cli/demo.js';
 import { loadManifests } from '../../../src/controller/source/manifests.js';
 
 const repoRoot = join(fileURLToPath(import.meta.url), '..', '..', '..', '..', '..');
@@ -44,4 +44,16 @@ test('examples/demo loads: the waypoint namespace plus an Istio Gateway and Virt
   assert.deepEqual((gw.spec as { selector: unknown }).selector, { istio: 'ingressgateway' });
   const vs = objects.find((o) => o.kind === 'VirtualService' && (o.spec as { gateways?: string[] }).gateways?.includes(gw.metadata.name));
   assert.deepEqual((vs?.spec as { hosts: string[] } | undefined)?.hosts, ['demo.example.com']);
+});
+
+test('ingressUrl: the plain-HTTP listener of a ready gateway that serves demo.example.com, else none', () => {
+  const gw = (ready: boolean, listeners: Array<{ port: number; protocol: 'HTTP' | 'HTTPS'; hosts: string[] }>) => ({
+    namespace: 'istio-system', pod: 'istio-ingressgateway-0', ip: '10.244.1.9', ready, metrics: 'http://10.244.1.9:15020/metrics', gateways: ['demo/demo-gateway'],
+    listeners: listeners.map((l) => ({ ...l, url: `${l.protocol === 'HTTP' ? 'http' : 'https'}://10.244.1.9:${l.port}/` })),
+  });
+  const https = { port: 443, protocol: 'HTTPS' as const, hosts: ['demo.example.com'] };
+  assert.equal(ingressUrl({ ingressGateways: [gw(true, [https, { port: 8080, protocol: 'HTTP', hosts: ['*.example.com', 'demo.example.com'] }])] }), 'http://10.244.1.9:8080/');
+  assert.equal(ingressUrl({ ingressGateways: [gw(false, [{ port: 80, protocol: 'HTTP', hosts: ['demo.example.com'] }])] }), undefined, 'not ready');
+  assert.equal(ingressUrl({ ingressGateways: [gw(true, [https, { port: 80, protocol: 'HTTP', hosts: ['example.com'] }])] }), undefined, 'no plain listener for the host');
+  assert.equal(ingressUrl({ ingressGateways: [] }), undefined);
 });
