@@ -254,9 +254,13 @@ test('ingress gateway → a Service bound to a waypoint: the waypoint routes, au
     assert.deepEqual({ gateway: gateway, waypointSeen: waypoint > 0 }, { gateway: 0, waypointSeen: true }, `destination connections: from the gateway ${gateway}, from the waypoint ${waypoint}`);
   });
 
-  await t.test('down leaves nothing behind', async () => {
+  await t.test('down leaves nothing behind; agents stop on SIGTERM (the proxies holding tunnels into them stopped first)', async () => {
     const down = await ambit(['local', 'down', '--name', name]);
     assert.equal(down.code, 0, down.stderr);
     assert.deepEqual(leftovers(name), []);
+    const dir = join('/run/ambit', name, 'logs');
+    const agents = readdirSync(dir).filter((f) => f.startsWith('agent-'));
+    assert.equal(agents.length, 2, `agent logs: ${agents.join(', ')}`);
+    for (const f of agents) assert.match(readFileSync(join(dir, f), 'utf8'), /"msg":"agent stopped"/, `${f}: the agent finished its shutdown (not killed after its drain deadline)`);
   });
 });
