@@ -7,6 +7,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { ambit, destroyMesh, isRoot, leftovers, lockLocalMesh, meshLogTail, meshName } from '../helpers/local-mesh.js';
 
 const skip = isRoot() ? false : 'requires root (network namespaces, BPF, nftables)';
@@ -59,4 +61,9 @@ test('ambit local demo: split through the waypoint from the client pod and throu
   const down = await ambit(['local', 'down', '--name', name]);
   assert.equal(down.code, 0, down.stderr);
   assert.deepEqual(leftovers(name), []);
+  // The demo apps stop on SIGTERM (exit code 0), not by SIGKILL after the grace period.
+  const daemonLog = readFileSync(join('/run/ambit', name, 'logs', 'daemon.log'), 'utf8');
+  const exits = daemonLog.slice(daemonLog.indexOf('stopping local mesh')).split('\n').filter((l) => l.includes('"msg":"container exited"') && /"container":"(frontend|backend)"/.test(l));
+  assert.equal(exits.length, 3, exits.join('\n'));
+  for (const l of exits) assert.match(l, /"exitCode":0/, l);
 });
