@@ -9,7 +9,7 @@
  *   grpc-echo  --port P --text T [--delay-ms D]  gRPC ambit.demo.Echo/Say (grpc-echo.ts)
  */
 import { createServer, request as httpRequest, type Server } from 'node:http';
-import { createServer as createTcpServer } from 'node:net';
+import { createServer as createTcpServer, type Socket } from 'node:net';
 import { parseArgs } from 'node:util';
 import { AmbitError } from '../shared/errors.js';
 import type { Io } from './io.js';
@@ -95,16 +95,19 @@ export async function runDemoApp(argv: string[], io: Io): Promise<number> {
   if (kind !== 'http-echo' && kind !== 'grpc-echo' && delayMs > 0) {
     throw new AmbitError('AMBIT_ERR_CLI_USAGE', `--delay-ms is an http-echo and grpc-echo option (got it for ${JSON.stringify(kind)})`);
   }
+  /** Stops serving so the process exits on SIGTERM (open connections are cut: a demo app has no drain). */
+  let close: () => void;
   if (kind === 'http-echo') {
-    createHttpEcho({ text: values.text!, pod, ...(failEvery !== undefined ? { failEvery } : {}), failStatus, delayMs }).listen(port);
+    close = closerOf(createHttpEcho({ text: values.text!, pod, ...(failEvery !== undefined ? { failEvery } : {}), failStatus, delayMs }).listen(port));
   } else if (kind === 'grpc-echo') {
     // Loaded only here: the HTTP kinds start without gRPC.
     const { listenGrpcEcho } = await import('./grpc-echo.js');
-    await listenGrpcEcho({ text: values.text!, pod, delayMs }, port);
+    const grpcServer = await listenGrpcEcho({ text: values.text!, pod, delayMs }, port);
+    close = () => grpcServer.forceShutdown();
   } else if (kind === 'http-front') {
     const backend = values.backend;
     if (!backend) throw new AmbitError('AMBIT_ERR_CLI_USAGE', 'http-front needs --backend <url>');
-    createServer((req, res) => {
+    const front = createServer((req, res) => {
       req.resume();
       // A new connection per request, so the L4 balancer (per connection) spreads them over endpoints.
       const up = httpRequest(backend, { timeout: 5000, agent: false }, (br) => {
@@ -127,12 +130,20 @@ export async function runDemoApp(argv: string[], io: Io): Promise<number> {
         res.end(JSON.stringify({ frontend: pod, error: err.message }) + '\n');
       });
       up.end();
-    }).listen(port);
+    });
+    close = closerOf(front.listen(port));
   } else if (kind === 'tcp-echo') {
-    createTcpServer({ allowHalfOpen: true }, (s) => {
+    const sockets = new Set<Socket>();
+    const tcp = createTcpServer({ allowHalfOpen: true }, (s) => {
+      sockets.add(s);
+      s.on('close', () => sockets.delete(s));
       s.on('error', () => s.destroy());
       s.pipe(s);
     }).listen(port);
+    close = () => {
+      tcp.close();
+      for (const s of sockets) s.destroy();
+    };
   } else {
     io.err(USAGE);
     return 2;
@@ -142,5 +153,13 @@ export async function runDemoApp(argv: string[], io: Io): Promise<number> {
     process.once('SIGTERM', () => resolve());
     process.once('SIGINT', () => resolve());
   });
+  close();
   return 0;
+}
+
+function closerOf(server: Server): () => void {
+  return () => {
+    server.close();
+    server.closeAllConnections();
+  };
 }

@@ -37,7 +37,7 @@ interface CommonOpts {
   stateDir: string;
 }
 
-function common(values: { name?: string | undefined }): CommonOpts {
+export function common(values: { name?: string | undefined }): CommonOpts {
   const name = validatePrefix(values.name ?? process.env.AMBIT_LOCAL_NAME ?? 'ambit');
   return { name, stateDir: stateDirFor(name) };
 }

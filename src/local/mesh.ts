@@ -536,9 +536,11 @@ export class LocalMesh {
     this.closed = true;
     if (this.statusTimer) clearInterval(this.statusTimer);
     await this.queue.catch(() => undefined);
-    await Promise.all(this.agents.map((a) => this.stopAgent(a)));
+    // Pods first: waypoints and the ingress gateway keep pooled tunnels open into the agents, and
+    // an agent stopped before them waits out its drain deadline for those connections.
     await Promise.all([...this.pods.values()].map((r) => r.procs.stop()));
     this.pods.clear();
+    await Promise.all(this.agents.map((a) => this.stopAgent(a)));
     await this.cp?.close();
     return cleanupLeftovers(this.opts.prefix, this.opts.log);
   }

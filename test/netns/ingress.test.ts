@@ -6,7 +6,7 @@
  * gateway's Istio metrics, the destination agent seeing the gateway's identity over HBONE, no key
  * material in any log, the gateway pod removed with the last Gateway, nothing left after down.
  */
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -52,28 +52,41 @@ function secretYaml(certPem: string, keyPem: string): string {
   ].join('\n');
 }
 
-test('ingress gateway: example.com over HTTP and HTTPS from the root namespace, into the mesh over HBONE', { skip, timeout: 600_000 }, async (t) => {
+interface IngressMesh {
+  name: string;
+  status(): Promise<LocalStatus>;
+  apply(...files: string[]): Promise<void>;
+  /** Waits for the ingress gateway to be ready with listeners that satisfy `want`. */
+  gatewayReady(want: (g: IngressGatewayStatus) => boolean): Promise<IngressGatewayStatus>;
+}
+
+/** Brings a mesh up from `files` under the machine-wide lock; it is destroyed after the test. */
+async function startIngressMesh(t: TestContext, tag: string, files: string[]): Promise<IngressMesh> {
   const unlock = await lockLocalMesh();
-  const name = meshName('ti');
-  const tmp = mkdtempSync(join(tmpdir(), 'ambit-ingress-'));
+  const name = meshName(tag);
   t.after(async () => {
     await destroyMesh(name);
-    rmSync(tmp, { recursive: true, force: true });
     unlock();
   });
   const status = async (): Promise<LocalStatus> => JSON.parse((await ambit(['local', 'status', '--name', name, '-o', 'json'])).stdout) as LocalStatus;
-  const apply = async (...files: string[]): Promise<void> => {
-    const r = await ambit(['local', 'apply', '--name', name, ...files.flatMap((f) => ['-f', f])]);
-    assert.equal(r.code, 0, `apply ${files.join(' ')}: ${r.stderr}`);
+  const apply = async (...more: string[]): Promise<void> => {
+    const r = await ambit(['local', 'apply', '--name', name, ...more.flatMap((f) => ['-f', f])]);
+    assert.equal(r.code, 0, `apply ${more.join(' ')}: ${r.stderr}`);
   };
   const gatewayReady = (want: (g: IngressGatewayStatus) => boolean): Promise<IngressGatewayStatus> =>
     waitFor('the ingress gateway to be ready with its listeners', async () => {
       const g = (await status()).ingressGateways[0];
       return g && g.ready && want(g) ? g : undefined;
     }, 60_000);
-
-  const up = await ambit(['local', 'up', '-f', fx('app.yaml'), '-f', SEED, '--name', name, '--timeout', '120s']);
+  const up = await ambit(['local', 'up', ...files.flatMap((f) => ['-f', f]), '--name', name, '--timeout', '120s']);
   assert.equal(up.code, 0, `local up failed:\n${up.stderr}\n${meshLogTail(name)}`);
+  return { name, status, apply, gatewayReady };
+}
+
+test('ingress gateway: example.com over HTTP and HTTPS from the root namespace, into the mesh over HBONE', { skip, timeout: 600_000 }, async (t) => {
+  const tmp = mkdtempSync(join(tmpdir(), 'ambit-ingress-'));
+  t.after(() => rmSync(tmp, { recursive: true, force: true }));
+  const { name, status, apply, gatewayReady } = await startIngressMesh(t, 'ti', [fx('app.yaml'), SEED]);
 
   const st = await status();
   const gwPod = st.pods.find((p) => p.namespace === 'istio-system' && p.name.startsWith('istio-ingressgateway-'));
@@ -183,5 +196,71 @@ test('ingress gateway: example.com over HTTP and HTTPS from the root namespace, 
     const down = await ambit(['local', 'down', '--name', name]);
     assert.equal(down.code, 0, down.stderr);
     assert.deepEqual(leftovers(name), []);
+  });
+});
+
+test('ingress gateway → a Service bound to a waypoint: the waypoint routes, authorizes and counts ingress requests', { skip, timeout: 300_000 }, async (t) => {
+  const { name, status, gatewayReady } = await startIngressMesh(t, 'tj', [fx('waypoint-app.yaml'), SEED]);
+  const st = await status();
+  const wp = st.waypoints.find((w) => w.namespace === 'bookinfo');
+  assert.ok(wp, `bookinfo has a waypoint: ${JSON.stringify(st.waypoints)}`);
+  const { ip } = await gatewayReady((g) => g.listeners.some((l) => l.port === 80));
+  const get = (path: string, ...headers: string[]): Promise<Curl> => curl([...headers.flatMap((h) => ['-H', h]), '-H', 'Host: example.com', `http://${ip}${path}`]);
+  const texts = async (n: number, path: string, ...headers: string[]): Promise<Record<string, number>> => {
+    const out: Record<string, number> = {};
+    for (let i = 0; i < n; i++) {
+      const r = await get(path, ...headers);
+      const echo = r.status === 200 ? (JSON.parse(r.body) as { text: string; client: string }) : undefined;
+      const key = echo ? `${echo.text} via ${echo.client.replace(/^::ffff:/, '')}` : `status ${r.status}`;
+      out[key] = (out[key] ?? 0) + 1;
+    }
+    return out;
+  };
+  // `up` returns once the gateway and the waypoint acknowledged their config: the first request must pass.
+  const first = await get('/reviews/0');
+  assert.equal(first.status, 200, `${first.stderr}${first.body}`);
+
+  await t.test('the mesh VirtualService on the waypoint applies to ingress traffic: end-user jason → v2, others → v1', async () => {
+    // The backend sees the waypoint's address: the request went gateway → waypoint → backend.
+    assert.deepEqual(await texts(10, '/reviews/1'), { [`reviews-v1 via ${wp.ip}`]: 10 });
+    assert.deepEqual(await texts(10, '/reviews/1', 'end-user: jason'), { [`reviews-v2 via ${wp.ip}`]: 10 });
+  });
+
+  await t.test('an L7 AuthorizationPolicy on the waypoint denies /reviews/admin with 403 through the ingress', async () => {
+    const denied = await get('/reviews/admin');
+    assert.equal(denied.status, 403, denied.body);
+    assert.match(denied.body, /RBAC: access denied/i);
+    assert.deepEqual(await texts(4, '/reviews/admin/x'), { 'status 403': 4 });
+    assert.equal((await get('/reviews/administrator')).status, 200, 'only the denied paths are refused');
+  });
+
+  await t.test("the waypoint's :15020 metrics count the ingress requests under the gateway's identity", async () => {
+    const text = await fetch(wp.metrics).then((r) => r.text());
+    const fromGateway = { reporter: 'waypoint', destination_service_name: 'reviews', source_workload: 'istio-ingressgateway', source_principal: GATEWAY_ID };
+    const v1 = metricSum(text, 'istio_requests_total', { ...fromGateway, response_code: '200', destination_version: 'v1' });
+    const v2 = metricSum(text, 'istio_requests_total', { ...fromGateway, response_code: '200', destination_version: 'v2' });
+    const forbidden = metricSum(text, 'istio_requests_total', { ...fromGateway, response_code: '403', response_flags: 'RBAC' });
+    assert.ok(v1 >= 12 && v2 === 10 && forbidden === 5, `counted at the waypoint: v1 ${v1} (≥ 12), v2 ${v2} (10), 403 ${forbidden} (5)`);
+  });
+
+  await t.test('no bypass: the backends admit only the waypoint, never the gateway directly', async () => {
+    let gateway = 0;
+    let waypoint = 0;
+    for (const n of (await status()).nodes) {
+      const text = await fetch(n.metrics).then((r) => r.text());
+      gateway += metricSum(text, 'istio_tcp_connections_opened_total', { reporter: 'destination', source_principal: GATEWAY_ID });
+      waypoint += metricSum(text, 'istio_tcp_connections_opened_total', { reporter: 'destination', source_principal: 'spiffe://cluster.local/ns/bookinfo/sa/waypoint' });
+    }
+    assert.deepEqual({ gateway: gateway, waypointSeen: waypoint > 0 }, { gateway: 0, waypointSeen: true }, `destination connections: from the gateway ${gateway}, from the waypoint ${waypoint}`);
+  });
+
+  await t.test('down leaves nothing behind; agents stop on SIGTERM (the proxies holding tunnels into them stopped first)', async () => {
+    const down = await ambit(['local', 'down', '--name', name]);
+    assert.equal(down.code, 0, down.stderr);
+    assert.deepEqual(leftovers(name), []);
+    const dir = join('/run/ambit', name, 'logs');
+    const agents = readdirSync(dir).filter((f) => f.startsWith('agent-'));
+    assert.equal(agents.length, 2, `agent logs: ${agents.join(', ')}`);
+    for (const f of agents) assert.match(readFileSync(join(dir, f), 'utf8'), /"msg":"agent stopped"/, `${f}: the agent finished its shutdown (not killed after its drain deadline)`);
   });
 });

@@ -1,6 +1,10 @@
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import type { AddressInfo } from 'node:net';
+import { spawn } from 'node:child_process';
+import * as http2 from 'node:http2';
+import { connect, createServer as createTcpServer, type AddressInfo, type Socket } from 'node:net';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import { createHttpEcho, failsRequest, intFlag, runDemoApp, type HttpEchoOptions } from '../../../src/cli/demo-app.js';
 import { createGrpcEcho, echoServiceDefinition } from '../../../src/cli/grpc-echo.js';
@@ -79,3 +83,53 @@ test('runDemoApp refuses unknown kinds and flags of another kind with a clear me
   await assert.rejects(runDemoApp(['tcp-echo', '--fail-every', '2'], { out: () => {}, err: () => {} }), /--fail-every and --fail-status are http-echo options/);
   await assert.rejects(runDemoApp(['http-echo', '--delay-ms=-1'], { out: () => {}, err: () => {} }), /--delay-ms must be an integer 0\.\.600000 \(got "-1"\)/);
 });
+
+const ambitBin = join(fileURLToPath(import.meta.url), '..', '..', '..', '..', '..', 'bin', 'ambit.mjs');
+
+async function freePort(): Promise<number> {
+  const s = createTcpServer();
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+  const port = (s.address() as AddressInfo).port;
+  await new Promise<void>((r) => s.close(() => r()));
+  return port;
+}
+
+function connectOnce(port: number): Promise<Socket | undefined> {
+  return new Promise((resolve) => {
+    const s = connect(port, '127.0.0.1', () => resolve(s));
+    s.on('error', () => resolve(undefined));
+  });
+}
+
+// Local mode stops pods with SIGTERM and kills what is left after a grace period: a demo app
+// that ignored SIGTERM (its servers kept the process alive) slowed every `ambit local down`.
+for (const kind of ['http-echo', 'http-front', 'tcp-echo', 'grpc-echo']) {
+  test(`demo-app ${kind} exits 0 on SIGTERM, even with a connection open`, { timeout: 30_000 }, async (t) => {
+    const port = await freePort();
+    const args = [ambitBin, 'demo-app', kind, '--port', String(port), ...(kind === 'http-front' ? ['--backend', 'http://127.0.0.1:9/'] : [])];
+    const child = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })));
+    t.after(() => child.kill('SIGKILL'));
+    let sock: Socket | undefined;
+    for (let i = 0; i < 100 && !sock && child.exitCode === null; i++) {
+      sock = await connectOnce(port);
+      if (!sock) await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.ok(sock, `${kind} listens on ${port}: ${stderr}`);
+    sock.on('error', () => undefined);
+    // gRPC: an HTTP/2 session (a bare socket before the preface is not a gRPC connection yet).
+    const session = kind === 'grpc-echo' ? http2.connect(`http://127.0.0.1:${port}`) : undefined;
+    if (session) {
+      session.on('error', () => undefined);
+      await new Promise<void>((resolve) => session.once('remoteSettings', () => resolve()));
+      sock.destroy();
+    }
+    child.kill('SIGTERM');
+    const done = await Promise.race([exited, new Promise<'still running'>((r) => setTimeout(() => r('still running'), 10_000))]);
+    sock.destroy();
+    session?.destroy();
+    assert.deepEqual(done, { code: 0, signal: null }, stderr);
+  });
+}
