@@ -57,6 +57,8 @@ export interface AgentOptions {
   drainDeadlineMs?: number;
   /** Called when a pod's capture status changed (ConfigClient.reportStatus). */
   onStatusChange?: () => void;
+  /** Returns freed native memory to the kernel (native trimMallocHeap), after pods were enrolled or unenrolled. */
+  releaseFreedMemory?: () => void;
 }
 
 interface PodProxy {
@@ -165,7 +167,11 @@ export class Agent {
     this.pruneBalancer(index);
     this.synced = true;
     void this.checkCertificates([...wanted.values()]);
-    if (statusChanged) this.opts.onStatusChange?.();
+    if (statusChanged) {
+      this.opts.onStatusChange?.();
+      // Enrolling and unenrolling is native-heavy and rare (BPF objects, keys, TLS contexts).
+      this.opts.releaseFreedMemory?.();
+    }
   }
 
   private pruneBalancer(index: WorkloadIndex): void {
