@@ -63,6 +63,7 @@ async function setup(t: import('node:test').TestContext, opts: { failPod?: strin
     // Loopback pods listen on their own address (the netns sockets use 127.0.0.1 for 15001).
     listen: { outbound: '0.0.0.0' },
     releaseFreedMemory: () => releases++,
+    releaseFreedMemoryDelayMs: 50,
     originalDestination: (s) => {
       const entry = waiting.get(`${s.remoteAddress}|${s.remotePort}`);
       if (!entry?.dst) throw new Error('test did not register the destination');
@@ -120,8 +121,11 @@ test('agent enrolls local pods, proxies traffic and serves metrics, readiness an
   const { agent, addrs, echo, dial, registry, releases } = await setup(t);
   assert.equal((await get(addrs.ready.port, '/healthz/ready')).status, 503, 'not ready before the first snapshot');
   await agent.applyConfig(snapshot([wa, wb, wc, wRemote]));
-  assert.equal(releases(), 1, 'freed native memory is handed back once the pods are enrolled');
+  assert.equal(releases(), 0, 'freed native memory is handed back once enrolment changes are quiet, not at once');
+  for (let i = 0; i < 100 && releases() === 0; i++) await new Promise((r) => setTimeout(r, 20));
+  assert.equal(releases(), 1, 'freed native memory is handed back after the pods were enrolled');
   await agent.applyConfig(snapshot([wa, wb, wc, wRemote]));
+  await new Promise((r) => setTimeout(r, 150));
   assert.equal(releases(), 1, 'and not again when nothing was enrolled or unenrolled');
   assert.deepEqual(
     agent.statusProvider().sort((x, y) => x.uid.localeCompare(y.uid)),
