@@ -95,6 +95,8 @@ export interface LibcFunctions {
   listen(fd: number, backlog: number): number;
   connect(fd: number, addr: Buffer, len: number): number;
   close(fd: number): number;
+  /** glibc: returns free heap memory to the kernel; 1 when some was released. */
+  mallocTrim(pad: number): number;
 }
 
 /** errno of the last native call; read it before making any other native call. */
@@ -188,8 +190,18 @@ export function libc(): LibcFunctions {
     listen: lib.func('listen', 'int', ['int', 'int']),
     connect: lib.func('connect', 'int', ['int', 'void *', 'uint32_t']),
     close: lib.func('close', 'int', ['int']),
+    mallocTrim: lib.func('malloc_trim', 'int', ['size_t']),
   } as unknown as LibcFunctions;
   return libcCache;
+}
+
+/**
+ * Hands free heap memory back to the kernel (glibc malloc_trim). glibc keeps freed pages resident,
+ * and after it frees large blocks it raises its own trim threshold, so a burst of native setup work
+ * (libbpf parsing the ~5 MB kernel BTF per object, key generation, TLS contexts) stays in RSS.
+ */
+export function trimMallocHeap(): void {
+  libc().mallocTrim(0);
 }
 
 /** Writes `value` laid out as `type` into a fresh Buffer of exactly the type's size. */

@@ -57,6 +57,10 @@ export interface AgentOptions {
   drainDeadlineMs?: number;
   /** Called when a pod's capture status changed (ConfigClient.reportStatus). */
   onStatusChange?: () => void;
+  /** Returns freed native memory to the kernel (native trimMallocHeap), after pods were enrolled or unenrolled. */
+  releaseFreedMemory?: () => void;
+  /** Quiet time after the last enrolment change before releaseFreedMemory runs; default 1000 ms. */
+  releaseFreedMemoryDelayMs?: number;
 }
 
 interface PodProxy {
@@ -86,6 +90,7 @@ export class Agent {
   private readonly draining = new Set<TunnelPool>();
   private applying: Promise<void> = Promise.resolve();
   private synced = false;
+  private releaseTimer: NodeJS.Timeout | undefined;
   private certsOk = true;
   private certReason = '';
   private admin: AdminServer | undefined;
@@ -165,7 +170,10 @@ export class Agent {
     this.pruneBalancer(index);
     this.synced = true;
     void this.checkCertificates([...wanted.values()]);
-    if (statusChanged) this.opts.onStatusChange?.();
+    if (statusChanged) {
+      this.opts.onStatusChange?.();
+      this.scheduleMemoryRelease();
+    }
   }
 
   private pruneBalancer(index: WorkloadIndex): void {
@@ -386,10 +394,27 @@ export class Agent {
     };
   }
 
+  /**
+   * Enrolling and unenrolling is native-heavy and rare (BPF objects, keys, TLS contexts, the
+   * certificate checks and status report that follow): once changes have been quiet for a moment,
+   * hand what was freed back to the kernel. Never on the data path.
+   */
+  private scheduleMemoryRelease(): void {
+    const release = this.opts.releaseFreedMemory;
+    if (!release || this.closed) return;
+    if (this.releaseTimer) clearTimeout(this.releaseTimer);
+    this.releaseTimer = setTimeout(() => {
+      this.releaseTimer = undefined;
+      release();
+    }, this.opts.releaseFreedMemoryDelayMs ?? 1000);
+    this.releaseTimer.unref();
+  }
+
   /** Stops listening, drains connections until the deadline, unenrolls capture, closes admin. */
   async close(deadlineMs = this.opts.drainDeadlineMs ?? 5000): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    if (this.releaseTimer) clearTimeout(this.releaseTimer);
     if (this.retryTimer) clearTimeout(this.retryTimer);
     await this.applying;
     const pods = [...this.pods.values()];

@@ -11,6 +11,7 @@ import { createRegistry } from '../shared/metrics.js';
 import { splitPemChain } from '../shared/tls.js';
 import { ConfigClient } from '../shared/xds/client.js';
 import { socketFd } from '../../native/netns.js';
+import { trimMallocHeap } from '../../native/bindings.js';
 import { loadConfig, type AgentConfig } from './config.js';
 import { Agent } from './agent.js';
 import { openCapture } from './capture/open.js';
@@ -58,6 +59,7 @@ async function run(config: Readonly<AgentConfig>, log: Logger): Promise<void> {
     poolIdleTimeoutMs: config.poolIdleTimeoutMs,
     drainDeadlineMs: config.drainDeadlineMs,
     onStatusChange: () => client?.reportStatus(),
+    releaseFreedMemory: trimMallocHeap,
   });
   await agent.startAdmin({ metrics: config.metricsAddr, ready: config.readyAddr, admin: config.adminAddr });
 

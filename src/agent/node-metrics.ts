@@ -2,7 +2,7 @@
  * Node-level `ambit_` gauges of the agent, computed when scraped: uptime, capture mode, pods by
  * capture state, and the config version in force per resource type (an info metric).
  */
-import { Gauge, type Registry } from 'prom-client';
+import { Gauge, type Registry } from '../shared/metrics.js';
 import type { WorkloadStatus } from '../shared/xds/node.js';
 
 export interface NodeMetricsSources {

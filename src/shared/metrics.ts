@@ -1,5 +1,68 @@
-/** prom-client registries: one per component (and per test), never the global default. */
-import { Registry, collectDefaultMetrics } from 'prom-client';
+/**
+ * prom-client registries: one per component (and per test), never the global default.
+ *
+ * prom-client's classes are loaded from their own files, never from the package's index: the index
+ * also loads the Pushgateway (node:https, node:zlib), the cluster aggregator and, through the CPU
+ * default metric, @opentelemetry/api, which together cost an agent ~10 MB of resident memory it
+ * never uses. Every component takes Registry, Counter, Gauge and Histogram from here; types still
+ * come from `import type ... from 'prom-client'`.
+ */
+import { createRequire } from 'node:module';
+import type * as Prom from 'prom-client';
+
+const require = createRequire(import.meta.url);
+export const Registry = require('prom-client/lib/registry') as typeof Prom.Registry;
+export type Registry = Prom.Registry;
+export const Counter = require('prom-client/lib/counter') as typeof Prom.Counter;
+export type Counter<T extends string = string> = Prom.Counter<T>;
+export const Gauge = require('prom-client/lib/gauge') as typeof Prom.Gauge;
+export type Gauge<T extends string = string> = Prom.Gauge<T>;
+export const Histogram = require('prom-client/lib/histogram') as typeof Prom.Histogram;
+export type Histogram<T extends string = string> = Prom.Histogram<T>;
+
+/** prom-client's default process metrics, each from its own file (see above), the CPU one ours. */
+const PROCESS_METRIC_FILES = [
+  'processStartTime',
+  'osMemoryHeap',
+  'processOpenFileDescriptors',
+  'processMaxFileDescriptors',
+  'eventLoopLag',
+  'processResources',
+  'processHandles',
+  'processRequests',
+  'heapSizeAndUsed',
+  'heapSpacesSizeAndUsed',
+  'version',
+  'gc',
+] as const;
+
+type DefaultMetric = (registry: Registry, config: { prefix: string; eventLoopMonitoringPrecision: number }) => void;
+
+/**
+ * The metrics of prom-client's collectDefaultMetrics, same names and values:
+ * process_cpu_{user,system}_seconds_total and process_cpu_seconds_total from process.cpuUsage()
+ * at each scrape (prom-client's own version also loads @opentelemetry/api for exemplars).
+ */
+function registerProcessMetrics(registry: Registry, prefix: string): void {
+  let last = process.cpuUsage();
+  const user = new Counter({
+    name: `${prefix}process_cpu_user_seconds_total`,
+    help: 'Total user CPU time spent in seconds.',
+    registers: [registry],
+    collect() {
+      const now = process.cpuUsage();
+      const u = (now.user - last.user) / 1e6;
+      const s = (now.system - last.system) / 1e6;
+      last = now;
+      user.inc(u);
+      system.inc(s);
+      total.inc(u + s);
+    },
+  });
+  const system = new Counter({ name: `${prefix}process_cpu_system_seconds_total`, help: 'Total system CPU time spent in seconds.', registers: [registry] });
+  const total = new Counter({ name: `${prefix}process_cpu_seconds_total`, help: 'Total user and system CPU time spent in seconds.', registers: [registry] });
+  for (const f of PROCESS_METRIC_FILES) (require(`prom-client/lib/metrics/${f}`) as DefaultMetric)(registry, { prefix, eventLoopMonitoringPrecision: 10 });
+}
 
 export const AMBIT_PREFIX = 'ambit_';
 
@@ -9,7 +72,7 @@ export const UNKNOWN = 'unknown';
 export function createRegistry(opts: { processMetrics?: boolean; labels?: Record<string, string> } = {}): Registry {
   const registry = new Registry();
   if (opts.labels) registry.setDefaultLabels(opts.labels);
-  if (opts.processMetrics) collectDefaultMetrics({ register: registry, prefix: AMBIT_PREFIX + 'process_' });
+  if (opts.processMetrics) registerProcessMetrics(registry, AMBIT_PREFIX + 'process_');
   return registry;
 }
 

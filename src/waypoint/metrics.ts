@@ -3,8 +3,7 @@
  * Istio dashboards read them, plus `ambit_*` counters for retries, timeouts, circuit breaking,
  * outlier ejections and injected faults. Labels are bounded: no IPs, ports or request ids.
  */
-import { Counter, type Registry } from 'prom-client';
-import { ISTIO_COMMON_LABELS, SeriesCounter, SeriesHistogram, UNKNOWN } from '../shared/metrics.js';
+import { Counter, ISTIO_COMMON_LABELS, SeriesCounter, SeriesHistogram, UNKNOWN, type Registry } from '../shared/metrics.js';
 
 export const ISTIO_HTTP_LABELS = [
   ...ISTIO_COMMON_LABELS,

@@ -40,6 +40,7 @@ async function setup(t: import('node:test').TestContext, opts: { failPod?: strin
   const registry = createRegistry();
   const issued = new Map<string, { certChainPem: string[]; keyPem: string; rootsPem: string[]; notAfter: Date }>();
   const waiting = new Map<string, { dst?: Address; resolve?: (a: Address) => void }>();
+  let releases = 0;
   const agent = new Agent({
     nodeName: 'node1',
     log,
@@ -61,6 +62,8 @@ async function setup(t: import('node:test').TestContext, opts: { failPod?: strin
     },
     // Loopback pods listen on their own address (the netns sockets use 127.0.0.1 for 15001).
     listen: { outbound: '0.0.0.0' },
+    releaseFreedMemory: () => releases++,
+    releaseFreedMemoryDelayMs: 50,
     originalDestination: (s) => {
       const entry = waiting.get(`${s.remoteAddress}|${s.remotePort}`);
       if (!entry?.dst) throw new Error('test did not register the destination');
@@ -88,7 +91,7 @@ async function setup(t: import('node:test').TestContext, opts: { failPod?: strin
         });
       });
     });
-  return { agent, loop, sink, registry, addrs, echo, dial };
+  return { agent, loop, sink, registry, addrs, echo, dial, releases: () => releases };
 }
 
 function echoOnce(s: net.Socket, text: string): Promise<string | undefined> {
@@ -115,9 +118,15 @@ const wc = testWorkload({ name: 'legacy', namespace: 'backend', ip: C_IP, tunnel
 const wRemote = testWorkload({ name: 'remote', namespace: 'backend', ip: BASE + '9', node: 'node2' });
 
 test('agent enrolls local pods, proxies traffic and serves metrics, readiness and admin', { timeout: 30_000 }, async (t) => {
-  const { agent, addrs, echo, dial, registry } = await setup(t);
+  const { agent, addrs, echo, dial, registry, releases } = await setup(t);
   assert.equal((await get(addrs.ready.port, '/healthz/ready')).status, 503, 'not ready before the first snapshot');
   await agent.applyConfig(snapshot([wa, wb, wc, wRemote]));
+  assert.equal(releases(), 0, 'freed native memory is handed back once enrolment changes are quiet, not at once');
+  for (let i = 0; i < 100 && releases() === 0; i++) await new Promise((r) => setTimeout(r, 20));
+  assert.equal(releases(), 1, 'freed native memory is handed back after the pods were enrolled');
+  await agent.applyConfig(snapshot([wa, wb, wc, wRemote]));
+  await new Promise((r) => setTimeout(r, 150));
+  assert.equal(releases(), 1, 'and not again when nothing was enrolled or unenrolled');
   assert.deepEqual(
     agent.statusProvider().sort((x, y) => x.uid.localeCompare(y.uid)),
     [

@@ -5,7 +5,7 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import { AmbitError, errorMessage } from '../../shared/errors.js';
-import { loadProto } from '../../shared/api/load.js';
+import { decodeCertificateResponse, encodeCertificateRequest } from '../../shared/api/wire.js';
 import { spiffeIdOf, splitPemChain } from '../../shared/tls.js';
 
 /** What the cert manager needs from a CA: a chain (leaf first, root last) for a CSR. */
@@ -30,25 +30,8 @@ export interface CaClient extends CertificateFetcher {
   close(): void;
 }
 
-interface RawClient extends grpc.Client {
-  CreateCertificate(
-    req: unknown,
-    metadata: grpc.Metadata,
-    options: grpc.CallOptions,
-    callback: (err: grpc.ServiceError | null, res?: { certChain?: string[] }) => void,
-  ): grpc.ClientUnaryCall;
-}
-
-let ctor: grpc.ServiceClientConstructor | undefined;
-function clientConstructor(): grpc.ServiceClientConstructor {
-  if (!ctor) {
-    const pkg = loadProto('ca.proto') as unknown as {
-      istio: { v1: { auth: { IstioCertificateService: grpc.ServiceClientConstructor } } };
-    };
-    ctor = pkg.istio.v1.auth.IstioCertificateService;
-  }
-  return ctor;
-}
+/** ca.proto's one method; messages are encoded by src/shared/api/wire.ts (no proto-loader). */
+export const CREATE_CERTIFICATE_PATH = '/istio.v1.auth.IstioCertificateService/CreateCertificate';
 
 export function createCaClient(opts: CaClientOptions): CaClient {
   if (opts.rootsPem.length === 0) {
@@ -57,8 +40,7 @@ export function createCaClient(opts: CaClientOptions): CaClient {
   const creds = grpc.credentials.createSsl(Buffer.from(opts.rootsPem.join('\n')));
   const channelOptions: grpc.ChannelOptions = {};
   if (opts.serverName) channelOptions['grpc.ssl_target_name_override'] = opts.serverName;
-  const Ctor = clientConstructor();
-  const client = new Ctor(opts.address, creds, channelOptions) as unknown as RawClient;
+  const client = new grpc.Client(opts.address, creds, channelOptions);
   const timeoutMs = opts.timeoutMs ?? 10_000;
 
   async function fetchCertificate(spiffeId: string, csrPem: string, ttlSec: number): Promise<string[]> {
@@ -71,7 +53,7 @@ export function createCaClient(opts: CaClientOptions): CaClient {
       metadata: { fields: { ImpersonatedIdentity: { stringValue: spiffeId } } },
     };
     const res = await new Promise<{ certChain?: string[] }>((resolve, reject) => {
-      client.CreateCertificate(req, md, { deadline: Date.now() + timeoutMs }, (err, r) => {
+      client.makeUnaryRequest(CREATE_CERTIFICATE_PATH, encodeCertificateRequest, decodeCertificateResponse, req, md, { deadline: Date.now() + timeoutMs }, (err, r) => {
         if (err) {
           reject(
             new AmbitError(

@@ -9,7 +9,7 @@
  * - an entry's state changes only through `transition`, which refuses moves not in its `from` list;
  * - key material is never logged.
  */
-import { Counter, Gauge, Registry } from 'prom-client';
+import { Counter, Gauge, Registry } from '../../shared/metrics.js';
 import { AmbitError, errorMessage } from '../../shared/errors.js';
 import { parseSpiffeId } from '../../shared/identity.js';
 import { silentLogger, type Logger } from '../../shared/log.js';

@@ -4,10 +4,9 @@
  * log line written once per connection at close.
  */
 import type { Counter, Gauge, Registry } from 'prom-client';
-import * as prom from 'prom-client';
 import { accessLogger, type Logger } from '../../shared/log.js';
 import type { Service, Workload } from '../../shared/model.js';
-import { ISTIO_COMMON_LABELS, SeriesCounter, UNKNOWN, type CounterCell } from '../../shared/metrics.js';
+import { Counter as PromCounter, Gauge as PromGauge, ISTIO_COMMON_LABELS, SeriesCounter, UNKNOWN, type CounterCell } from '../../shared/metrics.js';
 import { workloadIdentity } from '../state/workloads.js';
 
 /** ztunnel's CommonTrafficLabels, in order. */
@@ -41,24 +40,24 @@ export function createProxyMetrics(registry: Registry): ProxyMetrics {
     connectionsClosed: traffic('istio_tcp_connections_closed_total', 'TCP connections closed'),
     sentBytes: traffic('istio_tcp_sent_bytes_total', 'Bytes sent toward the downstream (response direction)'),
     receivedBytes: traffic('istio_tcp_received_bytes_total', 'Bytes received from the downstream (request direction)'),
-    policyDenials: new prom.Counter({
+    policyDenials: new PromCounter({
       name: 'ambit_policy_denials_total',
       help: 'Connections denied or closed by L4 policy, by reason',
       labelNames: ['reason'],
       registers: [registry],
     }),
-    handshakeFailures: new prom.Counter({
+    handshakeFailures: new PromCounter({
       name: 'ambit_mtls_handshake_failures_total',
       help: 'mTLS handshakes that failed, by direction',
       labelNames: ['direction'],
       registers: [registry],
     }),
-    poolConnections: new prom.Gauge({
+    poolConnections: new PromGauge({
       name: 'ambit_tunnel_pool_connections',
       help: 'Open pooled HBONE client connections',
       registers: [registry],
     }),
-    connectionsRejected: new prom.Counter({
+    connectionsRejected: new PromCounter({
       name: 'ambit_connections_rejected_total',
       help: 'Accepted connections the proxy closed before proxying, by direction and reason',
       labelNames: ['direction', 'reason'],

@@ -1,12 +1,15 @@
 /**
  * Loads the .proto files of src/shared/api with @grpc/proto-loader. tsc does not copy .proto files
  * into dist/, so the source folder is found by walking up from this module to the package root.
+ * proto-loader (and protobufjs) load on the first call only: clients (agent, waypoint) encode their
+ * few messages with src/shared/api/wire.ts and never need them.
  */
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
+import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
-import * as protoLoader from '@grpc/proto-loader';
+import type * as protoLoader from '@grpc/proto-loader';
 import { AmbitError } from '../errors.js';
 
 /** Options every Ambit proto is loaded with: camelCase fields, int64 as JS numbers, defaults filled. */
@@ -43,6 +46,7 @@ export function loadProto(fileName: string, options: protoLoader.Options = PROTO
   if (!existsSync(path)) {
     throw new AmbitError('AMBIT_ERR_CONFIG_INVALID', `proto file ${path} not found; src/shared/api must ship next to dist/`);
   }
-  const def = protoLoader.loadSync(path, { ...options, includeDirs: [protoDir()] });
+  const loader = createRequire(import.meta.url)('@grpc/proto-loader') as typeof protoLoader;
+  const def = loader.loadSync(path, { ...options, includeDirs: [protoDir()] });
   return grpc.loadPackageDefinition(def);
 }

@@ -37,12 +37,12 @@ import { createConfigClientMetrics, type ConfigClientMetrics } from './metrics.j
 import { nodeToMessage, type NodeInfo, type WorkloadStatus } from './node.js';
 import {
   CONFIG_SERVICE_PATH,
-  configServiceDefinition,
   type DeltaConfigRequestMessage,
   type DeltaConfigResponseMessage,
   type StatusMessage,
 } from './proto.js';
 import { typeLabel } from './resource-codec.js';
+import { decodeDeltaConfigResponse, encodeDeltaConfigRequest } from '../api/wire.js';
 
 /** The last good config, immutable: replaced as a whole on every applied update. */
 export interface ConfigState {
@@ -275,12 +275,10 @@ export class ConfigClient {
       return;
     }
     if (this.closed) return;
-    const def = configServiceDefinition()['DeltaConfig'];
-    if (!def) throw new AmbitError('AMBIT_ERR_XDS_STREAM', 'config.proto has no DeltaConfig method; is src/shared/api/config.proto current?');
     const call = this.client.makeBidiStreamRequest<DeltaConfigRequestMessage, DeltaConfigResponseMessage>(
       CONFIG_SERVICE_PATH,
-      def.requestSerialize as (v: DeltaConfigRequestMessage) => Buffer,
-      def.responseDeserialize as (b: Buffer) => DeltaConfigResponseMessage,
+      encodeDeltaConfigRequest,
+      decodeDeltaConfigResponse,
       metadata,
     );
     this.call = call;

@@ -1,5 +1,5 @@
 /** Metrics of a config stream client (agent, waypoint): connection, sync, applied and rejected updates. */
-import { Counter, Gauge, type Registry } from 'prom-client';
+import { Counter, Gauge, type Registry } from '../metrics.js';
 import { registerOnce } from './metric-util.js';
 
 export interface ConfigClientMetrics {

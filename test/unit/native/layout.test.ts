@@ -1,7 +1,7 @@
 /** koffi's layout of the structs shared with BPF must equal the C layout of bpf/include/types.h. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { SHARED_STRUCTS, koffiLayout, shim } from '../../../native/bindings.js';
+import { SHARED_STRUCTS, koffiLayout, shim, trimMallocHeap } from '../../../native/bindings.js';
 
 function shimOrReason(): string | undefined {
   try {
@@ -30,4 +30,9 @@ for (const [name, type] of Object.entries(SHARED_STRUCTS)) {
 test('the layout helpers answer -1 for unknown names, so a typo can not pass', { skip }, () => {
   assert.equal(shim().layoutSizeof('ambit_nope'), -1);
   assert.equal(shim().layoutOffsetof('ambit_orig_dst', 'nope'), -1);
+});
+
+test('trimMallocHeap hands freed heap memory back without failing', () => {
+  // glibc's malloc_trim: nothing to observe but that the call is bound and returns.
+  assert.doesNotThrow(() => trimMallocHeap());
 });
