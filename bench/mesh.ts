@@ -15,6 +15,8 @@ export const repoRoot = join(dirname(fileURLToPath(import.meta.url)), '..', '..'
 export { lockLocalMesh, pidAlive } from '../src/local/mesh-lock.js';
 import { pidAlive } from '../src/local/mesh-lock.js';
 
+const BENCH_NET = '2';
+
 export interface CommandResult {
   code: number;
   stdout: string;
@@ -116,7 +118,8 @@ export class BenchMesh {
    * connected is accepted (the non-mesh paths do not need agents); every pod must still be ready.
    */
   async up(files: string[], opts: { timeoutMs: number; agentsOptional: boolean; env?: NodeJS.ProcessEnv }): Promise<{ agentsConnected: boolean }> {
-    const args = ['local', 'up', '--name', this.name, '--nodes', '2', '--timeout', `${Math.round(opts.timeoutMs / 1000)}s`];
+    // Address block 2: a mesh the user keeps on block 0 (the demo) or tests on block 1 do not collide.
+    const args = ['local', 'up', '--name', this.name, '--nodes', '2', '--net', BENCH_NET, '--timeout', `${Math.round(opts.timeoutMs / 1000)}s`];
     for (const f of files) args.push('-f', f);
     // The mesh daemon, and through it the agents and pod containers, inherit this environment.
     const r = await runAmbit(args, opts.timeoutMs + 60_000, '', opts.env ?? process.env);

@@ -25,9 +25,11 @@ if (files.length === 0) {
   console.error('no test files found');
   process.exit(1);
 }
+// Test meshes use address block 1 (`ambit local up --net`), so a mesh the user left running on the
+// default block 0 (the README demo keeps its mesh up) neither blocks the tests nor is touched.
 const r = spawnSync(
   process.execPath,
   ['--test', '--test-concurrency=2', '--test-timeout=300000', '--test-reporter=spec', ...files],
-  { stdio: 'inherit', env: { ...process.env, AMBIT_TEST: '1' } },
+  { stdio: 'inherit', env: { ...process.env, AMBIT_TEST: '1', AMBIT_LOCAL_NET: process.env.AMBIT_LOCAL_NET ?? '1' } },
 );
 process.exit(r.status ?? 1);

@@ -14,7 +14,7 @@ import { callControl, type ExecTarget } from '../local/control.js';
 import { podCommand } from '../local/exec.js';
 import type { LocalStatus } from '../local/mesh.js';
 import { renderTable, type Io } from './io.js';
-import { common, formatStatus, runLocal, startLocal } from './local.js';
+import { common, formatStatus, netOption, runLocal, startLocal } from './local.js';
 
 const repoRoot = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 const REQUESTS = 100;
@@ -62,13 +62,13 @@ export function splitRows(client: DemoTally, ingress: DemoTally): string[][] {
 }
 
 export async function runDemo(argv: string[], io: Io): Promise<number> {
-  const { values } = parseArgs({ args: argv, options: { name: { type: 'string' } } });
+  const { values } = parseArgs({ args: argv, options: { name: { type: 'string' }, net: { type: 'string' } } });
   const { name, stateDir } = common(values);
   const nameFlag = name === 'ambit' ? '' : ` --name ${name}`;
   io.out('== Ambit local demo ==\n');
   await runLocal(['down', '--name', name], { out: () => undefined, err: io.err });
   io.out('starting a 2-node mesh with examples/demo (namespace "demo" is labelled istio.io/dataplane-mode=ambient)...\n');
-  const st = await startLocal({ files: [join(repoRoot, 'examples/demo')], nodes: 2, name, capture: 'auto', timeoutMs: 120_000 }, io);
+  const st = await startLocal({ files: [join(repoRoot, 'examples/demo')], nodes: 2, name, net: netOption(values.net), capture: 'auto', timeoutMs: 120_000 }, io);
   io.out(formatStatus(st) + '\n');
 
   const client = st.pods.find((p) => p.namespace === 'demo' && p.name.startsWith('client-'));

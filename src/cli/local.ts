@@ -10,19 +10,20 @@ import { loadManifests } from '../controller/source/manifests.js';
 import type { KubeObject } from '../controller/objects.js';
 import { callControl, type ExecTarget } from '../local/control.js';
 import { cleanupLeftovers, stateDirFor, type LocalStatus } from '../local/mesh.js';
-import { validatePrefix } from '../local/plan.js';
+import { validateNet, validatePrefix } from '../local/plan.js';
 import { podCommand } from '../local/exec.js';
 import { renderTable, type Io } from './io.js';
 
 export const LOCAL_USAGE = `Usage:
-  ambit local up -f <file|dir>... [--nodes N] [--name NAME] [--capture auto|bpf|nft] [--timeout 120s]
+  ambit local up -f <file|dir>... [--nodes N] [--name NAME] [--net K] [--capture auto|bpf|nft] [--timeout 120s]
   ambit local apply -f <file|dir>...        change objects live; returns once agents acknowledged
   ambit local delete -f <file|dir>...       remove objects live
   ambit local exec <namespace>/<pod> -- <cmd> [args...]
   ambit local status [-o json]
   ambit local down
   ambit local demo                          the README demo: up, traffic, summary
-Options valid everywhere: --name NAME (default "ambit"; a second mesh needs another name).`;
+Options valid everywhere: --name NAME (default "ambit"; a second mesh needs another name).
+--net K (up, demo): address block 0-7 (default $AMBIT_LOCAL_NET or 0); meshes on different blocks run side by side.`;
 
 const repoRoot = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 
@@ -73,7 +74,13 @@ async function readManifests(files: string[]): Promise<KubeObject[]> {
 }
 
 /** Starts a mesh; used by `up` and the demo. */
-export async function startLocal(opts: { files: string[]; nodes: number; name: string; capture: string; timeoutMs: number }, io: Io): Promise<LocalStatus> {
+/** The address block `--net` asks for, else $AMBIT_LOCAL_NET, else 0. */
+export function netOption(flag: string | undefined): number {
+  const text = flag ?? process.env.AMBIT_LOCAL_NET ?? '0';
+  return validateNet(/^\d+$/.test(text) ? Number(text) : Number.NaN, flag !== undefined ? '--net' : 'AMBIT_LOCAL_NET');
+}
+
+export async function startLocal(opts: { files: string[]; nodes: number; name: string; net: number; capture: string; timeoutMs: number }, io: Io): Promise<LocalStatus> {
   requireRoot();
   const stateDir = stateDirFor(opts.name);
   // Validate everything before making anything: bad input must not leave a half-built mesh.
@@ -82,10 +89,12 @@ export async function startLocal(opts: { files: string[]; nodes: number; name: s
     throw new AmbitError('AMBIT_ERR_LOCAL_ALREADY_RUNNING', `local mesh "${opts.name}" is already running; use \`ambit local apply\` or \`ambit local down\` first`);
   }
   for (const other of existsSync('/run/ambit') ? readdirSync('/run/ambit') : []) {
-    if (other !== opts.name && (await isRunning(stateDirFor(other)))) {
+    if (other === opts.name) continue;
+    const otherNet = await runningNet(stateDirFor(other));
+    if (otherNet === opts.net) {
       throw new AmbitError(
         'AMBIT_ERR_LOCAL_ALREADY_RUNNING',
-        `local mesh "${other}" is running; local meshes share their address ranges, so only one can run at a time (ambit local down --name ${other})`,
+        `local mesh "${other}" is running on address block ${otherNet}; meshes on one block share their address ranges: pick another block (--net ${opts.net === 0 ? 1 : 0}) or stop it (ambit local down --name ${other})`,
       );
     }
   }
@@ -96,7 +105,7 @@ export async function startLocal(opts: { files: string[]; nodes: number; name: s
   const out = openSync(logPath, 'a');
   const child = spawn(
     process.execPath,
-    [join(repoRoot, 'dist/src/local/daemon-main.js'), '--prefix', opts.name, '--nodes', String(opts.nodes), '--state-dir', stateDir, '--capture', opts.capture, '--cwd', process.cwd()],
+    [join(repoRoot, 'dist/src/local/daemon-main.js'), '--prefix', opts.name, '--nodes', String(opts.nodes), '--net', String(opts.net), '--state-dir', stateDir, '--capture', opts.capture, '--cwd', process.cwd()],
     { detached: true, stdio: ['ignore', out, out] },
   );
   let exited: number | null = null;
@@ -119,6 +128,17 @@ export async function startLocal(opts: { files: string[]; nodes: number; name: s
   return callControl<LocalStatus>(stateDir, 'GET', '/status');
 }
 
+/** The address block of a running mesh, or undefined when it is not running. */
+async function runningNet(stateDir: string): Promise<number | undefined> {
+  try {
+    const st = await callControl<Partial<LocalStatus>>(stateDir, 'GET', '/status', undefined, 5000);
+    return typeof st.net === 'number' ? st.net : 0;
+  } catch (err) {
+    if (isAmbitError(err, 'AMBIT_ERR_LOCAL_NOT_RUNNING')) return undefined;
+    throw err;
+  }
+}
+
 async function isRunning(stateDir: string): Promise<boolean> {
   try {
     await callControl(stateDir, 'GET', '/status', undefined, 5000);
@@ -136,6 +156,7 @@ async function up(argv: string[], io: Io): Promise<number> {
       file: { type: 'string', short: 'f', multiple: true },
       nodes: { type: 'string', default: '2' },
       name: { type: 'string' },
+      net: { type: 'string' },
       capture: { type: 'string', default: 'auto' },
       timeout: { type: 'string', default: '120s' },
     },
@@ -144,7 +165,7 @@ async function up(argv: string[], io: Io): Promise<number> {
   if (!Number.isInteger(nodes) || nodes < 1 || nodes > 16) throw new AmbitError('AMBIT_ERR_CLI_USAGE', `--nodes must be an integer 1..16 (got ${JSON.stringify(values.nodes)})`);
   if (!['auto', 'bpf', 'nft'].includes(values.capture!)) throw new AmbitError('AMBIT_ERR_CLI_USAGE', `--capture must be auto, bpf or nft (got ${JSON.stringify(values.capture)})`);
   const { name } = common(values);
-  const st = await startLocal({ files: values.file ?? [], nodes, name, capture: values.capture!, timeoutMs: parseDuration(values.timeout!, '--timeout') }, io);
+  const st = await startLocal({ files: values.file ?? [], nodes, name, net: netOption(values.net), capture: values.capture!, timeoutMs: parseDuration(values.timeout!, '--timeout') }, io);
   io.out(formatStatus(st));
   return 0;
 }

@@ -10,12 +10,13 @@ import { createLogger } from '../shared/log.js';
 import { errorMessage } from '../shared/errors.js';
 import { LocalMesh, type CaptureMode } from './mesh.js';
 import { serveControl } from './control.js';
-import { validatePrefix } from './plan.js';
+import { validateNet, validatePrefix } from './plan.js';
 
 const { values } = parseArgs({
   options: {
     prefix: { type: 'string', default: 'ambit' },
     nodes: { type: 'string', default: '2' },
+    net: { type: 'string', default: '0' },
     'state-dir': { type: 'string' },
     capture: { type: 'string', default: 'auto' },
     'log-level': { type: 'string', default: 'info' },
@@ -33,6 +34,7 @@ async function main(): Promise<void> {
   const mesh = await LocalMesh.start({
     prefix,
     nodes: Number(values.nodes),
+    net: validateNet(Number(values.net)),
     stateDir,
     repoRoot,
     cwd: values.cwd!,

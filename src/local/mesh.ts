@@ -16,7 +16,7 @@ import type { KubeObject } from '../controller/objects.js';
 import { Controller, type WorkloadCaptureState } from '../controller/controller.js';
 import { cgroup2Root, createCgroup, removeCgroup } from './cgroup.js';
 import { addPodNetwork, applyServiceRules, cleanupNetwork, createClusterNetwork, removePodNetwork, renderServiceRules, writePodDns } from './network.js';
-import { BRIDGE_IP, cgroupName, CONTROLLER_PORT, pickNode, planNode, podIp, podNetnsName, serviceIp, type NodePlan } from './plan.js';
+import { addressPlan, cgroupName, CONTROLLER_PORT, pickNode, planNode, podIp, podNetnsName, serviceIp, type NodePlan } from './plan.js';
 import { containersOf, PodProcesses } from './pods.js';
 import {
   ingressGatewayPod,
@@ -39,6 +39,8 @@ export type CaptureMode = 'auto' | 'bpf' | 'nft';
 export interface LocalMeshOptions {
   prefix: string;
   nodes: number;
+  /** Address block (plan.ts): meshes on different blocks can run at the same time. */
+  net: number;
   stateDir: string;
   repoRoot: string;
   cwd: string;
@@ -84,6 +86,8 @@ export interface PodStatus {
 
 export interface LocalStatus {
   prefix: string;
+  /** Address block of this mesh (`--net`). */
+  net: number;
   controller: string;
   nodes: Array<{ name: string; ip: string; netns: string; agentPid?: number; metrics: string; ready: string; connected: boolean }>;
   pods: PodStatus[];
@@ -145,7 +149,7 @@ export class LocalMesh {
     await mkdir(join(o.stateDir, 'logs'), { recursive: true });
     await mkdir(join(o.stateDir, 'tokens'), { recursive: true, mode: 0o700 });
     this.cgroupDir = await createCgroup(cgroupName(o.prefix));
-    this.nodes.push(...(await createClusterNetwork(o.prefix, o.nodes)));
+    this.nodes.push(...(await createClusterNetwork(o.prefix, o.nodes, o.net)));
     const tokens = new Map<string, string>();
     for (const n of this.nodes) {
       const token = randomBytes(24).toString('hex');
@@ -154,11 +158,11 @@ export class LocalMesh {
     }
     this.cp = await Controller.start({
       stateDir: o.stateDir,
-      host: BRIDGE_IP,
+      host: addressPlan(o.net).bridgeIp,
       port: CONTROLLER_PORT,
       trustDomain: o.trustDomain,
       nodeTokens: tokens,
-      admin: { host: BRIDGE_IP, port: 15014 },
+      admin: { host: addressPlan(o.net).bridgeIp, port: 15014 },
       log: o.log.child({ component: 'controller' }),
     });
     this.cp.store.subscribe(() => this.schedule());
@@ -177,7 +181,7 @@ export class LocalMesh {
     const env: NodeJS.ProcessEnv = {
       ...process.env,
       AMBIT_NODE_NAME: n.name,
-      AMBIT_CONTROLLER_ADDR: `${BRIDGE_IP}:${CONTROLLER_PORT}`,
+      AMBIT_CONTROLLER_ADDR: `${addressPlan(this.opts.net).bridgeIp}:${CONTROLLER_PORT}`,
       AMBIT_CA_ROOT_FILE: join(o.stateDir, 'root-cert.pem'),
       AMBIT_TOKEN_FILE: join(o.stateDir, 'tokens', n.name),
       AMBIT_CAPTURE: o.capture,
@@ -279,7 +283,7 @@ export class LocalMesh {
         while (used.has(slot)) slot++;
         this.serviceSlots.set(key, slot);
       }
-      spec.clusterIP = serviceIp(slot);
+      spec.clusterIP = serviceIp(slot, this.opts.net);
     }
     return { ...o, spec };
   }
@@ -338,7 +342,7 @@ export class LocalMesh {
     // Waypoint Gateways → one waypoint pod each; Istio Gateways → the ingress gateway pod (a
     // built-in gateway deployment controller).
     const proxyEnv: WaypointPodEnv = {
-      controllerAddr: `${BRIDGE_IP}:${CONTROLLER_PORT}`,
+      controllerAddr: `${addressPlan(this.opts.net).bridgeIp}:${CONTROLLER_PORT}`,
       caRootFile: join(this.opts.stateDir, 'root-cert.pem'),
       tokenFile: (node) => join(this.opts.stateDir, 'tokens', node),
       trustDomain: this.opts.trustDomain,
@@ -413,8 +417,8 @@ export class LocalMesh {
     let slot = 0;
     while (used.has(slot)) slot++;
     const netns = podNetnsName(this.opts.prefix, node.index, slot);
-    const addr = podIp(node.index, slot);
-    await addPodNetwork(node, netns, slot, addr);
+    const addr = podIp(node.index, slot, this.opts.net);
+    await addPodNetwork(node, this.opts.net, netns, slot, addr);
     await writePodDns(netns, renderHosts({ name: p.metadata.name, namespace: nsOf(p), ip: addr }, this.cp!.store.list('Service')), nsOf(p));
     const annotated: KubeObject = {
       ...p,
@@ -485,7 +489,8 @@ export class LocalMesh {
       .sort((a, b) => (`${a.namespace}/${a.name}` < `${b.namespace}/${b.name}` ? -1 : 1));
     return {
       prefix: this.opts.prefix,
-      controller: `${BRIDGE_IP}:${CONTROLLER_PORT}`,
+      net: this.opts.net,
+      controller: `${addressPlan(this.opts.net).bridgeIp}:${CONTROLLER_PORT}`,
       nodes: this.agents.map((a) => ({
         name: a.node.name,
         ip: a.node.ip,

@@ -8,22 +8,23 @@ import { mkdir, readdir, rm, writeFile, open } from 'node:fs/promises';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ip, nftIn, run } from './exec.js';
-import { bridgeName, BRIDGE_IP, NODE_NET, POD_NET, SERVICE_NET, planNode, podVethName, type NodePlan } from './plan.js';
+import { addressPlan, bridgeName, MAX_NET, planNode, podVethName, type NodePlan } from './plan.js';
 
 export const NETNS_DIR = '/var/run/netns';
 export const NETNS_ETC = '/etc/netns';
 
 /** Creates the bridge, the node namespaces and the routes between them. */
-export async function createClusterNetwork(prefix: string, nodes: number): Promise<NodePlan[]> {
+export async function createClusterNetwork(prefix: string, nodes: number, net: number): Promise<NodePlan[]> {
+  const plan = addressPlan(net);
   const br = bridgeName(prefix);
   await ip(['link', 'add', br, 'type', 'bridge']);
-  await ip(['addr', 'add', `${BRIDGE_IP}/24`, 'dev', br]);
+  await ip(['addr', 'add', `${plan.bridgeIp}/24`, 'dev', br]);
   await ip(['link', 'set', br, 'up']);
   // Safety: nothing for the mesh ranges may leave through the machine's real interfaces.
-  for (const cidr of [POD_NET, SERVICE_NET]) await ip(['route', 'replace', 'blackhole', cidr]);
+  for (const cidr of [plan.podNet, plan.serviceNet]) await ip(['route', 'replace', 'blackhole', cidr]);
   const plans: NodePlan[] = [];
   for (let i = 1; i <= nodes; i++) {
-    const n = planNode(prefix, i);
+    const n = planNode(prefix, i, net);
     plans.push(n);
     await ip(['netns', 'add', n.netns]);
     await ip(['link', 'add', n.hostVeth, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', n.netns]);
@@ -48,7 +49,8 @@ export interface PodNet {
 }
 
 /** Creates a pod's netns behind node `n` with address `podIp` (a /32, gateway = the node). */
-export async function addPodNetwork(n: NodePlan, netns: string, slot: number, podIp: string): Promise<PodNet> {
+export async function addPodNetwork(n: NodePlan, net: number, netns: string, slot: number, podIp: string): Promise<PodNet> {
+  const plan = addressPlan(net);
   const veth = podVethName(slot);
   await ip(['netns', 'add', netns]);
   try {
@@ -57,7 +59,7 @@ export async function addPodNetwork(n: NodePlan, netns: string, slot: number, po
     await ip(['addr', 'add', `${podIp}/32`, 'dev', 'eth0'], netns);
     await ip(['link', 'set', 'eth0', 'up'], netns);
     await ip(['route', 'add', n.podGateway, 'dev', 'eth0', 'scope', 'link'], netns);
-    for (const cidr of [POD_NET, SERVICE_NET, NODE_NET]) await ip(['route', 'add', cidr, 'via', n.podGateway, 'src', podIp], netns);
+    for (const cidr of [plan.podNet, plan.serviceNet, plan.nodeNet]) await ip(['route', 'add', cidr, 'via', n.podGateway, 'src', podIp], netns);
     await ip(['addr', 'add', `${n.podGateway}/32`, 'dev', veth], n.netns);
     await ip(['link', 'set', veth, 'up'], n.netns);
     await ip(['route', 'add', `${podIp}/32`, 'dev', veth, 'scope', 'link'], n.netns);
@@ -154,9 +156,13 @@ export async function cleanupNetwork(prefix: string): Promise<string[]> {
     }
   }
   const routes = await ip(['route', 'show'], undefined, { allowFailure: true });
-  const meshRoutesLeft = /10\.244\.\d+\.0\/24 via 10\.240\./.test(routes.stdout) || /dev \S+-br /.test(routes.stdout);
-  if (!meshRoutesLeft) {
-    for (const cidr of [POD_NET, SERVICE_NET]) {
+  // An address block's safety blackholes go once no mesh routes its pods any more.
+  for (let net = 0; net <= MAX_NET; net++) {
+    const plan = addressPlan(net);
+    const inUse = new RegExp(`^10\\.${244 + net}\\.\\d+\\.0/24 via 10\\.240\\.${net}\\.`, 'm').test(routes.stdout);
+    if (inUse) continue;
+    for (const cidr of [plan.podNet, plan.serviceNet]) {
+      if (!routes.stdout.includes(`blackhole ${cidr}`)) continue;
       const r = await ip(['route', 'del', 'blackhole', cidr], undefined, { allowFailure: true });
       if (r.code === 0) removed.push(`route blackhole ${cidr}`);
     }

@@ -1,16 +1,35 @@
 /**
- * Address and name plan of a local mesh (pure). Documented ranges:
- *   node network  10.240.0.0/24  bridge `<prefix>-br` in the root namespace at .1, node i at .(10+i)
- *   pod network   10.244.0.0/16  node i owns 10.244.i.0/24, its gateway 10.244.i.1, pods from .2
- *   services      10.96.0.0/16   ClusterIPs handed out from 10.96.0.10
+ * Address and name plan of a local mesh (pure). A mesh uses one address block `net` (0-7, default
+ * 0; `ambit local up --net K`), so meshes on different blocks can run side by side. Block K:
+ *   node network  10.240.K.0/24     bridge `<prefix>-br` in the root namespace at .1, node i at .(10+i)
+ *   pod network   10.(244+K).0.0/16 node i owns 10.(244+K).i.0/24, its gateway .1, pods from .2
+ *   services      10.(96+K).0.0/16  ClusterIPs handed out from 10.(96+K).0.10
  * Interface names stay within Linux's 15 characters: the prefix is at most 8 characters.
  */
 import { AmbitError } from '../shared/errors.js';
 
-export const NODE_NET = '10.240.0.0/24';
-export const POD_NET = '10.244.0.0/16';
-export const SERVICE_NET = '10.96.0.0/16';
-export const BRIDGE_IP = '10.240.0.1';
+/** Address blocks 0..MAX_NET. */
+export const MAX_NET = 7;
+
+export interface AddressPlan {
+  net: number;
+  nodeNet: string;
+  podNet: string;
+  serviceNet: string;
+  bridgeIp: string;
+}
+
+export function validateNet(net: number, what = '--net'): number {
+  if (!Number.isInteger(net) || net < 0 || net > MAX_NET) {
+    throw new AmbitError('AMBIT_ERR_CLI_USAGE', `${what} ${JSON.stringify(net)} is not an address block 0-${MAX_NET}`);
+  }
+  return net;
+}
+
+export function addressPlan(net: number): AddressPlan {
+  validateNet(net);
+  return { net, nodeNet: `10.240.${net}.0/24`, podNet: `10.${244 + net}.0.0/16`, serviceNet: `10.${96 + net}.0.0/16`, bridgeIp: `10.240.${net}.1` };
+}
 export const CONTROLLER_PORT = 15012;
 export const MAX_NODES = 200;
 export const MAX_PODS_PER_NODE = 250;
@@ -41,7 +60,7 @@ export function cgroupName(prefix: string): string {
   return `${prefix}-mesh`;
 }
 
-export function planNode(prefix: string, index: number): NodePlan {
+export function planNode(prefix: string, index: number, net: number): NodePlan {
   if (!Number.isInteger(index) || index < 1 || index > MAX_NODES) {
     throw new AmbitError('AMBIT_ERR_CLI_USAGE', `node index ${index} out of range 1..${MAX_NODES}`);
   }
@@ -50,23 +69,23 @@ export function planNode(prefix: string, index: number): NodePlan {
     name: `node${index}`,
     netns: `${prefix}-node${index}`,
     hostVeth: `${prefix}-n${index}`,
-    ip: `10.240.0.${10 + index}`,
-    podCidr: `10.244.${index}.0/24`,
-    podGateway: `10.244.${index}.1`,
+    ip: `10.240.${net}.${10 + index}`,
+    podCidr: `10.${244 + net}.${index}.0/24`,
+    podGateway: `10.${244 + net}.${index}.1`,
   };
 }
 
 /** Pod IP for slot `slot` (0-based) on node `nodeIndex`. */
-export function podIp(nodeIndex: number, slot: number): string {
+export function podIp(nodeIndex: number, slot: number, net: number): string {
   if (slot < 0 || slot >= MAX_PODS_PER_NODE) throw new AmbitError('AMBIT_ERR_LOCAL_SETUP', `node${nodeIndex} has no free pod address (max ${MAX_PODS_PER_NODE})`);
-  return `10.244.${nodeIndex}.${slot + 2}`;
+  return `10.${244 + net}.${nodeIndex}.${slot + 2}`;
 }
 
 /** ClusterIP for service slot `slot` (0-based). */
-export function serviceIp(slot: number): string {
+export function serviceIp(slot: number, net: number): string {
   const n = slot + 10;
-  if (n > 65_000) throw new AmbitError('AMBIT_ERR_LOCAL_SETUP', 'service address range 10.96.0.0/16 exhausted');
-  return `10.96.${Math.floor(n / 256)}.${n % 256}`;
+  if (n > 65_000) throw new AmbitError('AMBIT_ERR_LOCAL_SETUP', `service address range ${addressPlan(net).serviceNet} exhausted`);
+  return `10.${96 + net}.${Math.floor(n / 256)}.${n % 256}`;
 }
 
 /** Netns name of a pod: `<prefix>-p-<slot>` on its node, short and unique. */

@@ -1,10 +1,15 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { ambit, destroyMesh, isRoot, leftovers, lockLocalMesh, meshName, pidAlive, repoRoot } from '../helpers/local-mesh.js';
 import type { LocalStatus } from '../../src/local/mesh.js';
 
 const fixture = join(repoRoot, 'test/fixtures/local/four-pods.yaml');
+/** The address block the runner gives test meshes (scripts/run-tests.mjs; `--net`), and its ranges. */
+const net = Number(process.env.AMBIT_LOCAL_NET ?? '0');
+const podOctet = String(244 + net);
+const serviceOctet = String(96 + net);
 
 test('ambit local: 2 nodes and 4 pods, exec, names, ClusterIP, and nothing left after down', { skip: isRoot() ? false : 'requires root (network namespaces, cgroups)' }, async (t) => {
   const unlock = await lockLocalMesh();
@@ -16,17 +21,19 @@ test('ambit local: 2 nodes and 4 pods, exec, names, ClusterIP, and nothing left 
 
   const up = await ambit(['local', 'up', '-f', fixture, '--name', name, '--nodes', '2']);
   assert.equal(up.code, 0, `up failed: ${up.stderr}`);
-  assert.match(up.stdout, /client-a\s+node1\s+10\.244\.1\.\d+\s+yes/);
+  assert.match(up.stdout, new RegExp(`client-a\\s+node1\\s+10\\.${podOctet}\\.1\\.\\d+\\s+yes`));
 
   const st = JSON.parse((await ambit(['local', 'status', '--name', name, '-o', 'json'])).stdout) as LocalStatus;
+  assert.equal(st.net, net, 'the mesh runs on the address block it was given');
+  assert.equal(st.controller, `10.240.${net}.1:15012`);
   assert.equal(st.nodes.length, 2);
   assert.equal(st.pods.length, 4);
-  assert.ok(st.pods.every((p) => p.ready && /^10\.244\.[12]\.\d+$/.test(p.ip) && !p.enrolled), JSON.stringify(st.pods));
+  assert.ok(st.pods.every((p) => p.ready && new RegExp(`^10\\.${podOctet}\\.[12]\\.\\d+$`).test(p.ip) && !p.enrolled), JSON.stringify(st.pods));
   const echoNodes = new Set(st.pods.filter((p) => p.name.startsWith('echo-')).map((p) => p.node));
   assert.equal(echoNodes.size, 2, 'the two echo replicas are spread over both nodes');
   assert.equal(st.pods.find((p) => p.name === 'client-b')?.node, 'node2', 'spec.nodeName is honoured');
   const svc = st.services.find((s) => s.name === 'echo');
-  assert.ok(svc && /^10\.96\.\d+\.\d+$/.test(svc.clusterIP));
+  assert.ok(svc && new RegExp(`^10\\.${serviceOctet}\\.\\d+\\.\\d+$`).test(svc.clusterIP), JSON.stringify(svc));
 
   // Names resolve to the ClusterIP in every form.
   for (const host of ['echo', 'echo.plain', 'echo.plain.svc.cluster.local']) {
@@ -84,4 +91,42 @@ test('ambit local up rejects bad manifests before creating anything', { skip: is
   assert.match(r.stderr, /replicas/);
   assert.match(r.stderr, /Frobnicator/);
   assert.deepEqual(leftovers(name), [], 'nothing was created');
+});
+
+test('meshes on different address blocks run side by side; a second mesh on a block in use is refused', { skip: isRoot() ? false : 'requires root' }, async (t) => {
+  const unlock = await lockLocalMesh();
+  const a = meshName('ta');
+  const b = `tz${process.pid % 100000}`.slice(0, 8);
+  const otherNet = String(net === 3 ? 4 : 3); // neither the tests' block nor the bench's (2)
+  t.after(async () => {
+    await destroyMesh(b);
+    await destroyMesh(a);
+    unlock();
+  });
+  const curlEcho = async (mesh: string): Promise<string> => {
+    const r = await ambit(['local', 'exec', '--name', mesh, 'plain/client-a', '--', 'curl', '-s', '-m', '3', 'http://echo.plain/']);
+    assert.equal(r.code, 0, `curl in ${mesh}: ${r.stderr}`);
+    return (JSON.parse(r.stdout) as { client: string }).client.replace('::ffff:', '');
+  };
+  const upA = await ambit(['local', 'up', '-f', fixture, '--name', a]);
+  assert.equal(upA.code, 0, upA.stderr);
+
+  const clash = await ambit(['local', 'up', '-f', fixture, '--name', b, '--net', String(net)]);
+  assert.equal(clash.code, 1);
+  assert.match(clash.stderr, new RegExp(`AMBIT_ERR_LOCAL_ALREADY_RUNNING: local mesh "${a}" is running on address block ${net}`));
+  assert.deepEqual(leftovers(b), [], 'the refused mesh made nothing');
+
+  const upB = await ambit(['local', 'up', '-f', fixture, '--name', b, '--net', otherNet]);
+  assert.equal(upB.code, 0, upB.stderr);
+  assert.match(await curlEcho(b), new RegExp(`^10\\.${244 + Number(otherNet)}\\.`), 'mesh B serves its ClusterIP from its own pod range');
+  assert.match(await curlEcho(a), new RegExp(`^10\\.${podOctet}\\.`), 'mesh A still works alongside');
+
+  const downB = await ambit(['local', 'down', '--name', b]);
+  assert.equal(downB.code, 0, downB.stderr);
+  assert.deepEqual(leftovers(b), []);
+  assert.match(await curlEcho(a), new RegExp(`^10\\.${podOctet}\\.`), "taking B down leaves A's routes alone");
+  const downA = await ambit(['local', 'down', '--name', a]);
+  assert.equal(downA.code, 0, downA.stderr);
+  const routes = spawnSync('ip', ['route', 'show'], { encoding: 'utf8' }).stdout;
+  assert.doesNotMatch(routes, new RegExp(`blackhole 10\\.(${podOctet}|${244 + Number(otherNet)})\\.0\\.0/16`), 'both blocks released their safety routes');
 });

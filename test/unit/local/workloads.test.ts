@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { podsForDeployment, renderHosts, resolveTargetPort, selects, serviceRules, templateHash } from '../../../src/local/workloads.js';
 import { renderServiceRules } from '../../../src/local/network.js';
-import { pickNode, planNode, podIp, podNetnsName, serviceIp, validatePrefix } from '../../../src/local/plan.js';
+import { addressPlan, pickNode, planNode, podIp, podNetnsName, serviceIp, validatePrefix } from '../../../src/local/plan.js';
 import type { KubeObject } from '../../../src/controller/objects.js';
 
 const deployment: KubeObject = {
@@ -87,14 +87,24 @@ test('hosts file gives short names only for the pod namespace, and FQDNs for all
   assert.match(hosts, /^10\.244\.1\.2\tp$/m);
 });
 
+test('address blocks: block K shifts every range, so meshes on different blocks never overlap', () => {
+  assert.deepEqual(addressPlan(0), { net: 0, nodeNet: '10.240.0.0/24', podNet: '10.244.0.0/16', serviceNet: '10.96.0.0/16', bridgeIp: '10.240.0.1' });
+  assert.deepEqual(addressPlan(3), { net: 3, nodeNet: '10.240.3.0/24', podNet: '10.247.0.0/16', serviceNet: '10.99.0.0/16', bridgeIp: '10.240.3.1' });
+  const n = planNode('x', 1, 3);
+  assert.deepEqual([n.ip, n.podCidr, n.podGateway], ['10.240.3.11', '10.247.1.0/24', '10.247.1.1']);
+  assert.equal(podIp(2, 0, 3), '10.247.2.2');
+  assert.equal(serviceIp(0, 3), '10.99.0.10');
+  for (const bad of [-1, 8, 1.5, Number.NaN]) assert.throws(() => addressPlan(bad), { code: 'AMBIT_ERR_CLI_USAGE' });
+});
+
 test('address plan: documented ranges, short interface names, spread over nodes', () => {
-  const n = planNode('ambit', 2);
+  const n = planNode('ambit', 2, 0);
   assert.deepEqual(n, { index: 2, name: 'node2', netns: 'ambit-node2', hostVeth: 'ambit-n2', ip: '10.240.0.12', podCidr: '10.244.2.0/24', podGateway: '10.244.2.1' });
-  assert.equal(podIp(1, 0), '10.244.1.2');
-  assert.equal(serviceIp(0), '10.96.0.10');
-  assert.equal(serviceIp(300), '10.96.1.54');
+  assert.equal(podIp(1, 0, 0), '10.244.1.2');
+  assert.equal(serviceIp(0, 0), '10.96.0.10');
+  assert.equal(serviceIp(300, 0), '10.96.1.54');
   assert.ok(podNetnsName('abcdefgh', 16, 249).length < 64);
-  assert.ok(planNode('abcdefgh', 16).hostVeth.length <= 15);
+  assert.ok(planNode('abcdefgh', 16, 0).hostVeth.length <= 15);
   assert.equal(pickNode([2, 1, 1]), 2);
   assert.equal(pickNode([0, 0]), 1);
   assert.throws(() => validatePrefix('Bad_Name'), /invalid local mesh name "Bad_Name"/);
