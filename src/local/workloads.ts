@@ -222,7 +222,8 @@ function proxyPod(p: {
 /**
  * The pod local mode runs for a waypoint Gateway (what a Deployment would give on Kubernetes):
  * `<gateway>-waypoint-<hash>-0`, not enrolled itself, service account `<gateway>`, running
- * `ambit waypoint` with HBONE on 15008 and metrics on 15020, pinned to one node.
+ * `ambit waypoint` with HBONE on 15008, metrics on 15020 and the readiness port 15021 (opened once
+ * its first config is applied, so the pod is ready only when it routes), pinned to one node.
  */
 export function waypointPod(gw: KubeObject, env: WaypointPodEnv): KubeObject {
   const name = gw.metadata.name;
@@ -238,7 +239,9 @@ export function waypointPod(gw: KubeObject, env: WaypointPodEnv): KubeObject {
     ports: [
       { name: 'hbone', containerPort: 15008 },
       { name: 'metrics', containerPort: 15020 },
+      { name: 'status-port', containerPort: 15021 },
     ],
+    readinessPort: 15021,
     env,
   });
 }

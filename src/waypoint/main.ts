@@ -96,14 +96,14 @@ async function run(config: Readonly<WaypointConfig>, log: Logger): Promise<numbe
       res.end();
     }
   });
-  // Gateway mode: the readiness port opens only once listeners match the first config, so a pod
-  // that is "ready" (ports listening) really serves its Gateways.
-  const ready = gatewayMode ? nodeHttp.createServer((req, res) => metrics.emit('request', req, res)) : undefined;
+  // The readiness port opens only once the first config is applied (and, for a gateway, its
+  // listeners match it), so a pod that is "ready" (ports listening) really routes.
+  const ready = nodeHttp.createServer((req, res) => metrics.emit('request', req, res));
   let readyOpened = false;
   const openReady = (): void => {
-    if (!ready || readyOpened) return;
+    if (readyOpened) return;
     readyOpened = true;
-    ready.once('error', (e) => log.error({ err: errorMessage(e), addr: hostPort(config.readyAddr) }, 'gateway readiness port cannot listen'));
+    ready.once('error', (e) => log.error({ err: errorMessage(e), addr: hostPort(config.readyAddr) }, 'readiness port cannot listen'));
     ready.listen(config.readyAddr.port, config.readyAddr.host);
   };
   await new Promise<void>((resolve, reject) => {
@@ -158,7 +158,7 @@ async function run(config: Readonly<WaypointConfig>, log: Logger): Promise<numbe
         .catch((e: unknown) => log.warn({ err: errorMessage(e) }, 'waypoint close failed'))
         .then(async () => {
           metrics.close();
-          ready?.close();
+          ready.close();
           await certs.close().catch(() => undefined);
           caClient.close();
           clearTimeout(force);
