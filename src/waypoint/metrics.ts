@@ -79,11 +79,14 @@ export function createWaypointMetrics(registry: Registry): WaypointMetrics {
   };
 }
 
-/** A full label set with every field "unknown" except reporter="waypoint". */
-export function baseLabels(): IstioHttpLabels {
+/**
+ * A full label set with every field "unknown" except the reporter: "waypoint" for a waypoint,
+ * "source" for an ingress gateway (as Istio's gateways report: they are the requests' client side).
+ */
+export function baseLabels(reporter: 'waypoint' | 'source' = 'waypoint'): IstioHttpLabels {
   const out = {} as IstioHttpLabels;
   for (const l of ISTIO_HTTP_LABELS) out[l] = UNKNOWN;
-  out.reporter = 'waypoint';
+  out.reporter = reporter;
   out.response_flags = RESPONSE_FLAGS.NONE;
   out.grpc_response_status = '';
   return out;

@@ -927,7 +927,7 @@ export class WaypointServer {
   }
 
   private labels(st: RequestState, status: number, flags: string): IstioHttpLabels {
-    const l = baseLabels();
+    const l = baseLabels(this.opts.gateway !== undefined ? 'source' : 'waypoint');
     const src = st.source;
     const ep = st.endpoint;
     const svc = st.service ?? UNKNOWN;

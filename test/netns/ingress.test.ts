@@ -132,7 +132,7 @@ test('ingress gateway: example.com over HTTP and HTTPS from the root namespace, 
 
   await t.test('the gateway :15020 metrics count the requests with Istio labels', async () => {
     const text = await fetch(gw.metrics).then((r) => r.text());
-    const ok = metricSum(text, 'istio_requests_total', { response_code: '200', destination_service_name: 'reviews', destination_service_namespace: 'bookinfo', source_workload: 'istio-ingressgateway' });
+    const ok = metricSum(text, 'istio_requests_total', { reporter: 'source', response_code: '200', destination_service_name: 'reviews', destination_service_namespace: 'bookinfo', source_workload: 'istio-ingressgateway' });
     assert.ok(ok >= 2, `200s to reviews counted: ${ok}`);
     assert.ok(metricSum(text, 'istio_requests_total', { response_code: '404' }) >= 3, '404s counted');
   });
