@@ -5,7 +5,7 @@
  * (src/local/mesh-lock.ts): local meshes share address ranges, so only one runs at a time.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync, existsSync } from 'node:fs';
+import { readFileSync, readdirSync, rmSync } from 'node:fs';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { AmbitError } from '../src/shared/errors.js';

@@ -140,13 +140,7 @@ async function runningNet(stateDir: string): Promise<number | undefined> {
 }
 
 async function isRunning(stateDir: string): Promise<boolean> {
-  try {
-    await callControl(stateDir, 'GET', '/status', undefined, 5000);
-    return true;
-  } catch (err) {
-    if (isAmbitError(err, 'AMBIT_ERR_LOCAL_NOT_RUNNING')) return false;
-    throw err;
-  }
+  return (await runningNet(stateDir)) !== undefined;
 }
 
 async function up(argv: string[], io: Io): Promise<number> {

@@ -1,9 +1,10 @@
 /**
- * Runs `ambit local` from tests: a unique mesh name per test process, a machine-wide lock (local
- * meshes share address ranges, so only one may run at a time), and the CLI as a child process.
+ * Runs `ambit local` from tests: a unique mesh name per test process, the machine-wide lock (test
+ * meshes share one address block, so only one runs at a time: src/local/mesh-lock.ts), and the
+ * CLI as a child process.
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdirSync, readdirSync, rmSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
+import { mkdirSync, readdirSync, rmSync, readFileSync, existsSync } from 'node:fs';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 

@@ -59,21 +59,9 @@ export async function startWaypointMesh(t: TestContext, tag: string, files: stri
   const name = meshName(tag);
   t.after(async () => {
     await destroyMesh(name);
-    try {
-      unlock();
-    } catch (e) {
-      // Another helper version may hold the path as a directory by now; the mesh is gone either way.
-      t.diagnostic(`releasing the local-mesh lock: ${(e as Error).message}`);
-    }
+    unlock();
   });
-  // A mesh started without the lock (a hand-run benchmark), or one still going down, also blocks
-  // `up`: wait for it, bounded.
-  const waitUntil = Date.now() + 300_000;
-  let up = await ambit(['local', 'up', ...files.flatMap((f) => ['-f', f]), '--name', name, '--timeout', '120s']);
-  while (up.code !== 0 && /AMBIT_ERR_LOCAL_ALREADY_RUNNING|EADDRINUSE/.test(up.stderr) && Date.now() < waitUntil) {
-    await new Promise((r) => setTimeout(r, 2000));
-    up = await ambit(['local', 'up', ...files.flatMap((f) => ['-f', f]), '--name', name, '--timeout', '120s']);
-  }
+  const up = await ambit(['local', 'up', ...files.flatMap((f) => ['-f', f]), '--name', name, '--timeout', '120s']);
   assert.equal(up.code, 0, `local up failed:\n${up.stderr}`);
   const status = async (): Promise<LocalStatus> => JSON.parse((await ambit(['local', 'status', '--name', name, '-o', 'json'])).stdout) as LocalStatus;
   const client = (await status()).pods.find((p) => p.namespace === namespace && p.name.startsWith('client-'));
