@@ -36,6 +36,8 @@ const SOCK_CLOEXEC = 0o2000000;
 const SOL_SOCKET = 1;
 const SO_REUSEADDR = 2;
 const SO_MARK = 36;
+const SO_SNDBUF = 7;
+const SO_SNDBUFFORCE = 32;
 const SO_NETNS_COOKIE = 71;
 const SOL_IP = 0;
 const IP_TRANSPARENT = 19;
@@ -125,6 +127,35 @@ function setIntOpt(fd: number, level: number, name: number, value: number, what:
   }
 }
 
+/**
+ * Sets a socket's kernel send buffer to `bytes` of payload (the kernel doubles the value for its
+ * own bookkeeping and reports the doubled size). SO_SNDBUFFORCE goes past net.core.wmem_max and
+ * needs CAP_NET_ADMIN; without it SO_SNDBUF is used, capped by wmem_max. Returns the size the
+ * kernel reports afterwards and whether the forced size took.
+ */
+export function setSendBuffer(fd: number, bytes: number): { reported: number; forced: boolean } {
+  const v = Buffer.alloc(4);
+  v.writeInt32LE(Math.min(bytes, 0x3fffffff));
+  let forced = libc().setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, v, 4) === 0;
+  if (!forced && libc().setsockopt(fd, SOL_SOCKET, SO_SNDBUF, v, 4) !== 0) {
+    throw nativeError('AMBIT_ERR_NATIVE_CALL', 'setsockopt SO_SNDBUF', lastErrno(), { fd, bytes });
+  }
+  const reported = sendBufferSize(fd);
+  forced &&= reported >= bytes;
+  return { reported, forced };
+}
+
+/** SO_SNDBUF as the kernel reports it (twice the payload size asked for). */
+export function sendBufferSize(fd: number): number {
+  const out = Buffer.alloc(4);
+  const len = Buffer.alloc(4);
+  len.writeUInt32LE(4);
+  if (libc().getsockopt(fd, SOL_SOCKET, SO_SNDBUF, out, len) !== 0) {
+    throw nativeError('AMBIT_ERR_NATIVE_CALL', 'getsockopt SO_SNDBUF', lastErrno(), { fd });
+  }
+  return out.readInt32LE();
+}
+
 function newSocket(domain: number, type: number): number {
   const fd = libc().socket(domain, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) throw nativeError('AMBIT_ERR_NATIVE_CALL', 'socket()', lastErrno());
@@ -164,6 +195,8 @@ export interface ListenOptions {
   family?: IpFamily;
   /** IP_TRANSPARENT / IPV6_TRANSPARENT (needed only for tproxy-style capture). */
   transparent?: boolean;
+  /** Kernel send buffer (see setSendBuffer); accepted sockets inherit it from the listener. */
+  sendBufferBytes?: number;
 }
 
 /**
@@ -176,6 +209,7 @@ export function listenInNetns(netnsPath: string, opts: ListenOptions): number {
     const fd = newSocket(domain, SOCK_STREAM);
     try {
       setIntOpt(fd, SOL_SOCKET, SO_REUSEADDR, 1, 'SO_REUSEADDR');
+      if (opts.sendBufferBytes !== undefined) setSendBuffer(fd, opts.sendBufferBytes);
       if (opts.transparent) {
         if (domain === AF_INET6) setIntOpt(fd, SOL_IPV6, IPV6_TRANSPARENT, 1, 'IPV6_TRANSPARENT');
         else setIntOpt(fd, SOL_IP, IP_TRANSPARENT, 1, 'IP_TRANSPARENT');
@@ -205,6 +239,8 @@ export interface SocketOptions {
   family: IpFamily;
   /** SO_MARK; pass BYPASS_MARK for upstream dials capture must not catch again. */
   mark?: number;
+  /** Kernel send buffer (see setSendBuffer). */
+  sendBufferBytes?: number;
 }
 
 /**
@@ -217,6 +253,7 @@ export function socketInNetns(netnsPath: string, opts: SocketOptions): number {
     const fd = newSocket(domain, SOCK_STREAM);
     try {
       if (opts.mark !== undefined) setIntOpt(fd, SOL_SOCKET, SO_MARK, opts.mark, 'SO_MARK');
+      if (opts.sendBufferBytes !== undefined) setSendBuffer(fd, opts.sendBufferBytes);
       return fd;
     } catch (e) {
       libc().close(fd);

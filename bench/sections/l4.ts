@@ -12,6 +12,7 @@ import { evaluate, median, PATH_LABELS, type Check, type Metric, type PathName, 
 import type { BenchContext, BenchOptions, Section } from '../section.js';
 import { startStunnelPair, type StunnelPair } from '../stunnel.js';
 import type { CpsResult, HoldResult, RrResult, ThroughputResult } from '../load.js';
+import { RAISE_NOFILE } from '../../src/local/exec.js';
 
 const SINK = 9000;
 const ECHO = 9001;
@@ -56,7 +57,7 @@ function maxOf(rss: Record<string, number | undefined>): number | undefined {
 
 /** Opens `count` connections through the mesh from the client pod, reads agent RSS while held, closes them. */
 async function rssWithConnections(ctx: BenchContext, ep: Endpoint, count: number): Promise<{ hold: HoldResult; rss: Record<string, number | undefined> }> {
-  const child = ctx.mesh.spawnIn(ep.client, ['sh', '-c', 'ulimit -n 65536 2>/dev/null; exec "$@"', 'sh', process.execPath, join(repoRoot, 'dist/bench/load.js'), 'hold', ep.host, String(ep.echo), '--count', String(count), '--max-seconds', '120']);
+  const child = ctx.mesh.spawnIn(ep.client, ['sh', '-c', `${RAISE_NOFILE} exec "$@"`, 'sh', process.execPath, join(repoRoot, 'dist/bench/load.js'), 'hold', ep.host, String(ep.echo), '--count', String(count), '--max-seconds', '120']);
   try {
     const line = await new Promise<string>((resolve, reject) => {
       let buf = '';

@@ -65,10 +65,17 @@ export function inNetns(ns: string, cmd: string, args: string[], opts: RunOption
 }
 
 /**
+ * Shell prefix raising the open-files limit for a process that holds many connections: 65536, or
+ * the hard limit when that is lower and the process may not raise it (EPERM without
+ * CAP_SYS_RESOURCE, as on some CI machines); silent either way.
+ */
+export const RAISE_NOFILE = 'ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -H -n)" 2>/dev/null;';
+
+/**
  * argv that runs `cmd` as a pod process: first join the mesh cgroup (BPF capture attaches there),
  * then enter the pod's netns with `ip netns exec`, which also bind-mounts /etc/netns/<pod>/hosts.
  * Joining the cgroup must come first: `ip netns exec` remounts /sys, hiding cgroup2.
  */
 export function podCommand(cgroupProcs: string, netns: string, cmd: string[]): [string, string[]] {
-  return ['sh', ['-c', 'ulimit -n 65536 2>/dev/null; echo $$ > "$1" && shift && exec ip netns exec "$@"', 'sh', cgroupProcs, netns, ...cmd]];
+  return ['sh', ['-c', `${RAISE_NOFILE} echo $$ > "$1" && shift && exec ip netns exec "$@"`, 'sh', cgroupProcs, netns, ...cmd]];
 }

@@ -18,6 +18,7 @@ import { cgroup2Root, createCgroup, removeCgroup } from './cgroup.js';
 import { addPodNetwork, applyServiceRules, cleanupNetwork, createClusterNetwork, removePodNetwork, renderServiceRules, writePodDns } from './network.js';
 import { addressPlan, cgroupName, CONTROLLER_PORT, pickNode, planNode, podIp, podNetnsName, serviceIp, type NodePlan } from './plan.js';
 import { containersOf, PodProcesses } from './pods.js';
+import { RAISE_NOFILE } from './exec.js';
 import {
   ingressGatewayPod,
   isWaypointGateway,
@@ -196,7 +197,7 @@ export class LocalMesh {
     const logFile = createWriteStream(join(o.stateDir, 'logs', `agent-${n.name}.log`), { flags: 'a' });
     // The agent joins the mesh cgroup (so the getsockopt hook sees its accepted sockets) and runs in
     // the node's netns; nsenter keeps the mount namespace, so bpffs and cgroup2 stay visible.
-    const script = 'ulimit -n 65536 2>/dev/null; echo $$ > "$1" && shift && exec nsenter --net="$@"';
+    const script = `${RAISE_NOFILE} echo $$ > "$1" && shift && exec nsenter --net="$@"`;
     const child = spawn(
       'sh',
       ['-c', script, 'sh', join(this.cgroupDir, 'cgroup.procs'), `/var/run/netns/${n.netns}`, process.execPath, ...AGENT_NODE_FLAGS, join(o.repoRoot, 'dist/src/agent/main.js')],

@@ -18,6 +18,7 @@ import {
   getOriginalDst,
   listenInNetns,
   netnsCookie,
+  sendBufferSize,
   socketFd,
   socketInNetns,
   socketLocalAddress,
@@ -62,6 +63,28 @@ test('netns helpers create sockets inside the pod and read its cookie', { skip: 
     sock.on('connect', () => (connected = true));
     assert.equal(await fetchText(sock, 8080, b.ip), `from ${a.ip}`);
     assert.equal(connected, true);
+  });
+
+  await t.test('sendBufferBytes goes past net.core.wmem_max on dials and on accepted sockets', async () => {
+    const wmemMax = Number(execFileSync('cat', ['/proc/sys/net/core/wmem_max'], { encoding: 'utf8' }).trim());
+    const want = wmemMax + 1024 * 1024;
+    const lfd = listenInNetns(b.netnsPath, { address: '0.0.0.0', port: 8443, sendBufferBytes: want });
+    const accepted = new Promise<number>((resolve) => {
+      const server = net.createServer((s) => {
+        resolve(sendBufferSize(socketFd(s)));
+        s.end();
+      });
+      servers.push(server);
+      server.listen({ fd: lfd });
+    });
+    const dfd = socketInNetns(a.netnsPath, { family: 'IPv4', mark: BYPASS_MARK, sendBufferBytes: want });
+    // The kernel doubles what it is asked for; an unforced SO_SNDBUF would stop at 2 × wmem_max.
+    assert.equal(sendBufferSize(dfd), 2 * want);
+    const sock = new net.Socket({ fd: dfd });
+    sock.connect(8443, b.ip);
+    sock.on('data', () => undefined);
+    assert.equal(await accepted, 2 * want, 'the accepted socket inherits the listener\'s send buffer');
+    sock.destroy();
   });
 
   await t.test('connectInNetns returns an fd Node can use as already connected', async () => {

@@ -16,7 +16,9 @@ const port = Number(portText);
 const HARD_LIMIT_MS = 120_000;
 /** Per-connection progress of a bulk run, reported if the run fails or stalls (for diagnosis). */
 const progress: Array<{ sent: number; received: number; state: string }> = [];
-setTimeout(() => finish({ error: 'hard time limit reached', progress }, 2), HARD_LIMIT_MS).unref();
+/** Counters of a hold run, reported the same way. */
+const holdProgress = { opened: 0, failed: 0, echoed: 0, phase: 'opening' };
+setTimeout(() => finish({ error: 'hard time limit reached', progress, hold: holdProgress }, 2), HARD_LIMIT_MS).unref();
 
 function finish(result: Record<string, unknown>, code = 0): never {
   process.stdout.write(JSON.stringify(result) + '\n');
@@ -65,6 +67,8 @@ async function bulkOne(index: number, bytes: number): Promise<{ ok: boolean; sen
       reject(err);
     });
   });
+  // A reset while still sending must not become an unhandled rejection: the run reports it.
+  done.catch(() => undefined);
   const chunk = Buffer.allocUnsafe(256 * 1024);
   let seed = 0x9e3779b9 ^ (index * 7919);
   let left = bytes;
@@ -75,7 +79,8 @@ async function bulkOne(index: number, bytes: number): Promise<{ ok: boolean; sen
     sentHash.update(piece);
     left -= n;
     p.sent += n;
-    if (!s.write(piece)) await new Promise((r) => s.once('drain', r));
+    if (s.destroyed) break;
+    if (!s.write(piece)) await Promise.race([new Promise((r) => s.once('drain', r)), done]);
   }
   s.end();
   p.state = 'half-closed, reading';
@@ -104,13 +109,16 @@ async function main(): Promise<void> {
       const batch = await Promise.allSettled(Array.from({ length: Math.min(50, conns - i) }, () => open()));
       for (const r of batch) if (r.status === 'fulfilled') sockets.push(r.value);
       else failed++;
+      Object.assign(holdProgress, { opened: sockets.length, failed });
     }
+    holdProgress.phase = 'echoing';
     await Promise.all(
       sockets.map(
         (s) =>
           new Promise<void>((resolve) => {
             s.once('data', () => {
               echoed++;
+              holdProgress.echoed = echoed;
               resolve();
             });
             s.once('error', () => resolve());
@@ -118,7 +126,9 @@ async function main(): Promise<void> {
           }),
       ),
     );
+    holdProgress.phase = 'holding';
     await new Promise((r) => setTimeout(r, holdMs));
+    holdProgress.phase = 'closing';
     const stillOpen = sockets.filter((s) => !s.destroyed && s.readyState === 'open').length;
     let closedCleanly = 0;
     await Promise.all(

@@ -12,6 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ambit, destroyMesh, isRoot, leftovers, lockLocalMesh, meshLogTail, meshName, metricSum, repoRoot, waitFor } from '../helpers/local-mesh.js';
 import { callControl } from '../../src/local/control.js';
+import { RAISE_NOFILE } from '../../src/local/exec.js';
 import { stateDirFor, type LocalStatus } from '../../src/local/mesh.js';
 
 const fx = (f: string): string => join(repoRoot, 'test/fixtures/mesh', f);
@@ -42,12 +43,12 @@ async function startMesh(t: TestContext, tag: string, capture: 'bpf' | 'nft'): P
     status: async () => JSON.parse((await ambit(['local', 'status', '--name', name, '-o', 'json'])).stdout) as LocalStatus,
     exec,
     load: async <T>(pod: string, args: string[]) => {
-      const r = await exec(pod, ['sh', '-c', 'ulimit -n 65536; exec "$0" "$@"', process.execPath, netload, ...args]);
+      const r = await exec(pod, ['sh', '-c', `${RAISE_NOFILE} exec "$0" "$@"`, process.execPath, netload, ...args]);
       const last = r.stdout.trim().split('\n').pop() ?? '';
       try {
         return JSON.parse(last) as T;
       } catch {
-        throw new Error(`netload ${args.join(' ')} in ${pod} printed ${JSON.stringify(r.stdout)} (stderr ${r.stderr})`);
+        throw new Error(`netload ${args.join(' ')} in ${pod} printed ${JSON.stringify(r.stdout)} (stderr ${r.stderr})\n${meshLogTail(name)}`);
       }
     },
     apply: async (file) => {
@@ -135,7 +136,7 @@ for (const capture of ['bpf', 'nft'] as const) {
 
     await t.test('1000 concurrent connections are held open and closed cleanly; half-close works', async () => {
       const r = await m.load<{ opened: number; failed: number; echoed: number; stillOpen: number; closedCleanly: number }>('mesh-a/client', ['hold', 'server.mesh-b', '9000', '1000', '500']);
-      assert.deepEqual(r, { opened: 1000, failed: 0, echoed: 1000, stillOpen: 1000, closedCleanly: 1000 });
+      assert.deepEqual(r, { opened: 1000, failed: 0, echoed: 1000, stillOpen: 1000, closedCleanly: 1000 }, meshLogTail(m.name));
       const h = await m.load<{ ok: boolean }>('mesh-a/client', ['halfclose', 'server.mesh-b', '9000']);
       assert.equal(h.ok, true);
     });

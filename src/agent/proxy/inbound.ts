@@ -25,6 +25,7 @@ import {
   MAX_FRAME_BYTES,
   REASON_HEADER,
   STREAM_WINDOW_BYTES,
+  TUNNEL_SEND_BUFFER_BYTES,
   parseForwardedFor,
   peerIdentity,
   type TunnelCertificate,
@@ -99,7 +100,7 @@ export class InboundHbone {
         if (!stream.destroyed) stream.destroy();
       });
     });
-    this.server = await this.opts.sockets.listen(this.opts.port ?? INBOUND_HBONE_PORT, this.opts.listenAddress);
+    this.server = await this.opts.sockets.listen(this.opts.port ?? INBOUND_HBONE_PORT, this.opts.listenAddress, { sendBufferBytes: TUNNEL_SEND_BUFFER_BYTES });
     this.server.on('connection', (raw: net.Socket) => {
       raw.on('error', () => raw.destroy());
       this.refreshCertificate().then(

@@ -8,7 +8,7 @@
 import * as net from 'node:net';
 import { BYPASS_MARK, listenInNetns, socketInNetns, transparentSocketInNetns, closeFd } from '../../../native/netns.js';
 import type { Capture, DirectTuple } from '../capture/capture.js';
-import type { PodConnectOptions, PodSockets } from './sockets.js';
+import type { PodConnectOptions, PodListenOptions, PodSockets } from './sockets.js';
 
 export interface NetnsPodSocketsOptions {
   /** The agent's capture and the pod's uid in it, for source-preserving dials. */
@@ -36,8 +36,8 @@ export class NetnsPodSockets implements PodSockets {
     return this.opts.capture !== undefined && this.opts.uid !== undefined && this.opts.capture.preservesSource(this.opts.uid);
   }
 
-  async listen(port: number, address = '0.0.0.0'): Promise<net.Server> {
-    const fd = listenInNetns(this.netnsPath, { address, port, backlog: 1024 });
+  async listen(port: number, address = '0.0.0.0', options: PodListenOptions = {}): Promise<net.Server> {
+    const fd = listenInNetns(this.netnsPath, { address, port, backlog: 1024, ...(options.sendBufferBytes === undefined ? {} : { sendBufferBytes: options.sendBufferBytes }) });
     // Nagle off everywhere on the data path: HTTP/2 writes HEADERS and DATA separately, and Nagle +
     // delayed ACK would hold the second write for ~40 ms.
     const server = net.createServer({ allowHalfOpen: true, noDelay: true });
@@ -78,7 +78,7 @@ export class NetnsPodSockets implements PodSockets {
       socket.once('close', forget);
       return socket.connect({ port: opts.port, host: destination });
     }
-    const fd = socketInNetns(this.netnsPath, { family, mark: this.mark });
+    const fd = socketInNetns(this.netnsPath, { family, mark: this.mark, ...(opts.sendBufferBytes === undefined ? {} : { sendBufferBytes: opts.sendBufferBytes }) });
     const socket = new net.Socket({ fd, allowHalfOpen: true });
     socket.setNoDelay(true);
     return socket.connect({ port: opts.port, host: destination });

@@ -16,7 +16,7 @@ import type * as net from 'node:net';
 import { AmbitError, errorCode, errorMessage } from '../../shared/errors.js';
 import type { Logger } from '../../shared/log.js';
 import { drain } from '../../shared/drain.js';
-import { formatAddress, type Address } from './sockets.js';
+import { formatAddress, type Address, type PodConnectOptions } from './sockets.js';
 import type { ProxyMetrics } from './metrics.js';
 import {
   CONNECTION_WINDOW_BYTES,
@@ -24,6 +24,7 @@ import {
   MAX_FRAME_BYTES,
   REASON_HEADER,
   STREAM_WINDOW_BYTES,
+  TUNNEL_SEND_BUFFER_BYTES,
   tunnelStatusError,
   uriSans,
   type TunnelCertificate,
@@ -35,7 +36,7 @@ export interface TunnelPoolOptions {
   log: Logger;
   metrics: ProxyMetrics;
   /** TCP connect from the source pod's side, marked so capture skips it (PodSockets.connect). */
-  connectTcp: (addr: Address) => net.Socket;
+  connectTcp: (opts: PodConnectOptions) => net.Socket;
   /** The certificate of a source identity (CertManager.getCertificate). */
   getCertificate: (identity: string) => Promise<TunnelCertificate>;
   maxStreamsPerConnection?: number;
@@ -75,6 +76,8 @@ class PooledConnection {
   private resolveReady!: () => void;
   private rejectReady!: (e: Error) => void;
   private failure: Error | undefined;
+  /** The TCP socket under the session, destroyed with it (see destroy). */
+  private socket: net.Socket | undefined;
 
   constructor(
     readonly key: string,
@@ -147,6 +150,10 @@ class PooledConnection {
   destroy(err?: Error): void {
     if (err) this.failure ??= err;
     this.session?.destroy();
+    // A session destroyed while its own write is stuck leaves its socket open (seen: the connection
+    // lingered for minutes with both queues full after the PING probe gave up, and the peer kept
+    // its streams). Closing the socket resets it, so the peer's streams end too.
+    this.socket?.destroy();
     this.transition(['connecting', 'ready', 'draining'], 'closed');
   }
 
@@ -160,7 +167,8 @@ class PooledConnection {
     const expected = new Set(req.expectedIdentities);
     let tcpConnected = false;
     let secured = false;
-    const tcp = this.pool.connectTcp(req.tunnelAddress);
+    const tcp = this.pool.connectTcp({ ...req.tunnelAddress, sendBufferBytes: TUNNEL_SEND_BUFFER_BYTES });
+    this.socket = tcp;
     tcp.setKeepAlive(true, 180_000);
     tcp.once('connect', () => (tcpConnected = true));
     const timer = setTimeout(() => {
@@ -248,7 +256,7 @@ export class TunnelPool {
   readonly metrics: ProxyMetrics;
   readonly maxStreamsPerConnection: number;
   readonly idleTimeoutMs: number;
-  readonly connectTcp: (addr: Address) => net.Socket;
+  readonly connectTcp: (opts: PodConnectOptions) => net.Socket;
   private readonly log: Logger;
   private readonly getCertificate: (identity: string) => Promise<TunnelCertificate>;
   private readonly connectTimeoutMs: number;

@@ -16,6 +16,13 @@ export interface PodConnectOptions extends Address {
    * honour it ignore it and report that through `preservesSource`.
    */
   localAddress?: string;
+  /** Kernel send buffer for this socket (HBONE connections: TUNNEL_SEND_BUFFER_BYTES). */
+  sendBufferBytes?: number;
+}
+
+export interface PodListenOptions {
+  /** Kernel send buffer of every accepted socket (inherited from the listener). */
+  sendBufferBytes?: number;
 }
 
 /**
@@ -24,7 +31,7 @@ export interface PodConnectOptions extends Address {
  */
 export interface PodSockets {
   /** Listens on `address` (default: all addresses) and `port` inside the pod; resolves once listening. */
-  listen(port: number, address?: string): Promise<net.Server>;
+  listen(port: number, address?: string, options?: PodListenOptions): Promise<net.Server>;
   /** A socket connecting from the pod's side; emits 'connect' or 'error' like net.connect. */
   connect(opts: PodConnectOptions): net.Socket;
   /** True when `connect({ localAddress })` really binds to a non-local source address. */

@@ -26,6 +26,18 @@ export const STREAM_WINDOW_BYTES = 4 * 1024 * 1024;
 export const CONNECTION_WINDOW_BYTES = 4 * 1024 * 1024;
 export const MAX_FRAME_BYTES = 1024 * 1024;
 
+/**
+ * Kernel send buffer of every HBONE connection an agent opens or accepts. node:http2 stops reading
+ * its socket while one of its writes is still in progress (nodejs/node#29399). When both ends of
+ * a tunnel carry bulk data, each end's write can wait for the other to read, and neither reads: a
+ * mutual stall, seen here as 20 parallel 64 MiB echo transfers hanging with both sockets' queues
+ * full and 128 KiB receive buffers (autotuning had not grown them yet). Whatever one end has
+ * written and the peer has not read is bounded by the peer's connection window plus a few control
+ * frames, so a send buffer that holds a whole window (twice that once the kernel doubles it) lets
+ * every write complete: the agent always goes back to reading, and the peer's writes drain.
+ */
+export const TUNNEL_SEND_BUFFER_BYTES = CONNECTION_WINDOW_BYTES + 1024 * 1024;
+
 /** Certificate material a tunnel end presents (CertManager's WorkloadCertificate fits). */
 export interface TunnelCertificate {
   identity?: string;
