@@ -70,8 +70,26 @@ export function runAmbit(args: string[], timeoutMs: number, input = '', env: Nod
   });
 }
 
-/** Resident set of `pid` and its descendants, in bytes (VmRSS from /proc). */
-export function rssBytes(pid: number): number {
+/**
+ * What a process's memory figure counts: `rss` is VmRSS (resident pages, including the Node
+ * binary's file pages other processes share); `private` is the pages only this process maps
+ * (Private_Clean + Private_Dirty of smaps_rollup), what stopping it would give back.
+ */
+export type MemoryKind = 'rss' | 'private';
+
+function processMemoryBytes(pid: number, kind: MemoryKind): number {
+  if (kind === 'rss') {
+    const m = /^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) * 1024 : 0;
+  }
+  const text = readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8');
+  let kb = 0;
+  for (const m of text.matchAll(/^Private_(?:Clean|Dirty):\s+(\d+) kB/gm)) kb += Number(m[1]);
+  return kb * 1024;
+}
+
+/** Memory of `pid` and its descendants, in bytes. */
+export function treeMemoryBytes(pid: number, kind: MemoryKind = 'rss'): number {
   let total = 0;
   const seen = new Set<number>();
   const stack = [pid];
@@ -81,8 +99,7 @@ export function rssBytes(pid: number): number {
     if (seen.has(p)) continue;
     seen.add(p);
     try {
-      const m = /^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${p}/status`, 'utf8'));
-      if (m) total += Number(m[1]) * 1024;
+      total += processMemoryBytes(p, kind);
       for (const t of readdirSync(`/proc/${p}/task`)) {
         const kids = readFileSync(`/proc/${p}/task/${t}/children`, 'utf8').trim();
         if (kids) stack.push(...kids.split(/\s+/).map(Number));
@@ -197,11 +214,11 @@ export class BenchMesh {
     }
   }
 
-  /** RSS of each node's agent in bytes, by node name (undefined when an agent is not running). */
-  async agentRss(): Promise<Record<string, number | undefined>> {
+  /** Memory of each node's agent in bytes, by node name (undefined when an agent is not running). */
+  async agentMemory(kind: MemoryKind = 'rss'): Promise<Record<string, number | undefined>> {
     const st = await this.status(true);
     const out: Record<string, number | undefined> = {};
-    for (const n of st.nodes) out[n.name] = n.agentPid !== undefined && pidAlive(n.agentPid) ? rssBytes(n.agentPid) : undefined;
+    for (const n of st.nodes) out[n.name] = n.agentPid !== undefined && pidAlive(n.agentPid) ? treeMemoryBytes(n.agentPid, kind) : undefined;
     return out;
   }
 
@@ -216,7 +233,7 @@ export class BenchMesh {
     if (r.status !== 0) throw new AmbitError('AMBIT_ERR_LOCAL_SETUP', `cannot tune sysctls of pod ${namespace}/${name} (netns ${p.netns}): ${r.stderr || r.error?.message}`);
   }
 
-  /** CPU seconds used so far by each node's agent (uses the last status: call agentRss or status(true) after restarts). */
+  /** CPU seconds used so far by each node's agent (uses the last status: call agentMemory or status(true) after restarts). */
   async agentCpu(): Promise<Record<string, number | undefined>> {
     const st = await this.status();
     return Object.fromEntries(st.nodes.map((n) => [n.name, n.agentPid !== undefined ? cpuSeconds(n.agentPid) : undefined]));

@@ -80,7 +80,7 @@ async function rssWithConnections(ctx: BenchContext, ep: Endpoint, count: number
     const parsed = JSON.parse(line) as HoldResult & { error?: string };
     if (parsed.error) throw new Error(`hold failed: ${parsed.error}`);
     await new Promise((r) => setTimeout(r, 1000));
-    const rss = await ctx.mesh.agentRss();
+    const rss = await ctx.mesh.agentMemory();
     return { hold: parsed, rss };
   } finally {
     child.stdin!.end();
@@ -107,6 +107,7 @@ export const l4Section: Section = {
     const rr: Partial<Record<PathName, RrResult[]>> = {};
     const cps: Partial<Record<PathName, CpsResult[]>> = {};
     let idleRss: Record<string, number | undefined> | undefined;
+    let idlePrivate: Record<string, number | undefined> | undefined;
     let afterRss: Record<string, number | undefined> | undefined;
     let held: { hold: HoldResult; rss: Record<string, number | undefined> } | undefined;
     const agentCpu = { throughput: [] as number[], rr: [] as number[], cps: [] as number[] };
@@ -126,7 +127,8 @@ export const l4Section: Section = {
 
       if (paths.has('ambit')) {
         await new Promise((r) => setTimeout(r, 2000));
-        idleRss = await mesh.agentRss();
+        idleRss = await mesh.agentMemory();
+        idlePrivate = await mesh.agentMemory('private');
       }
       // Runs one measurement; on the Ambit path also records the busier agent's CPU share during it.
       const measure = async <T,>(p: PathName, what: keyof typeof agentCpu, args: string[]): Promise<T> => {
@@ -160,7 +162,7 @@ export const l4Section: Section = {
         ctx.progress(`agent memory with ${plan.hold.count} open connections`);
         held = await rssWithConnections(ctx, run('ambit'), plan.hold.count);
         await new Promise((r) => setTimeout(r, 2000));
-        afterRss = await mesh.agentRss();
+        afterRss = await mesh.agentMemory();
       }
     } finally {
       await stunnel?.stop();
@@ -191,6 +193,7 @@ export const l4Section: Section = {
       { key: 'cpuRr', label: 'busier agent CPU during RR', unit: '% of a core', digits: 0, values: cpuRow(agentCpu.rr) },
       { key: 'cpuCps', label: 'busier agent CPU during new connections', unit: '% of a core', digits: 0, values: cpuRow(agentCpu.cps) },
       { key: 'rssIdle', label: 'agent RSS idle, max of 2', unit: 'MiB', digits: 1, values: rssRow(idleRss) },
+      { key: 'privateIdle', label: 'agent private memory idle (no shared binary pages), max of 2', unit: 'MiB', digits: 1, values: rssRow(idlePrivate) },
       { key: 'rssHeld', label: `agent RSS, ${plan.hold.count} conns open, max of 2`, unit: 'MiB', digits: 1, values: rssRow(held?.rss) },
       { key: 'rssAfter', label: 'agent RSS after load, max of 2', unit: 'MiB', digits: 1, values: rssRow(afterRss) },
     ];
@@ -233,6 +236,7 @@ export const l4Section: Section = {
         cps,
         agentCpuPercent: agentCpu,
         agentRssBytes: { idle: idleRss, held: held?.rss, afterLoad: afterRss },
+        agentPrivateBytes: { idle: idlePrivate },
         hold: held?.hold,
         skipped,
       },
