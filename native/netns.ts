@@ -83,40 +83,47 @@ function familyOf(address: string, family?: IpFamily): number {
  */
 export function inNetns<T>(netnsPath: string, fn: () => T): T {
   const c = libc();
-  let self: number;
+  const self = homeNetns();
   let target: number;
   try {
-    self = openSync('/proc/thread-self/ns/net', 'r');
+    target = openSync(netnsPath, 'r');
   } catch (cause) {
-    throw new AmbitError('AMBIT_ERR_NETNS_ENTER', 'opening /proc/thread-self/ns/net failed; is /proc mounted?', { cause });
+    throw new AmbitError('AMBIT_ERR_NETNS_ENTER', `opening netns ${netnsPath} failed; does the pod still exist?`, {
+      cause,
+      details: { netnsPath },
+    });
   }
   try {
-    try {
-      target = openSync(netnsPath, 'r');
-    } catch (cause) {
-      throw new AmbitError('AMBIT_ERR_NETNS_ENTER', `opening netns ${netnsPath} failed; does the pod still exist?`, {
-        cause,
-        details: { netnsPath },
-      });
+    if (c.setns(target, CLONE_NEWNET) !== 0) {
+      throw nativeError('AMBIT_ERR_NETNS_ENTER', `setns into ${netnsPath}`, lastErrno(), { netnsPath });
     }
     try {
-      if (c.setns(target, CLONE_NEWNET) !== 0) {
-        throw nativeError('AMBIT_ERR_NETNS_ENTER', `setns into ${netnsPath}`, lastErrno(), { netnsPath });
-      }
-      try {
-        return fn();
-      } finally {
-        if (c.setns(self, CLONE_NEWNET) !== 0) {
-          // The thread would keep running in the pod's netns: nothing after this is safe.
-          throw nativeError('AMBIT_ERR_NETNS_ENTER', `setns back from ${netnsPath}`, lastErrno(), { netnsPath });
-        }
-      }
+      return fn();
     } finally {
-      closeSync(target);
+      if (c.setns(self, CLONE_NEWNET) !== 0) {
+        // The thread would keep running in the pod's netns: nothing after this is safe.
+        throw nativeError('AMBIT_ERR_NETNS_ENTER', `setns back from ${netnsPath}`, lastErrno(), { netnsPath });
+      }
     }
   } finally {
-    closeSync(self);
+    closeSync(target);
   }
+}
+
+/**
+ * The calling thread's own netns, opened once and kept (close-on-exec): inNetns always switches
+ * back, so a thread's home never changes, and each dial saves an open and a close.
+ */
+let homeNetnsFd: number | undefined;
+function homeNetns(): number {
+  if (homeNetnsFd === undefined) {
+    try {
+      homeNetnsFd = openSync('/proc/thread-self/ns/net', 'r');
+    } catch (cause) {
+      throw new AmbitError('AMBIT_ERR_NETNS_ENTER', 'opening /proc/thread-self/ns/net failed; is /proc mounted?', { cause });
+    }
+  }
+  return homeNetnsFd;
 }
 
 function setIntOpt(fd: number, level: number, name: number, value: number, what: string): void {

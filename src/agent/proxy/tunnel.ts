@@ -88,9 +88,17 @@ export function newTraceparent(random?: () => number): string {
   const hex = (bytes: number): string =>
     random ? Array.from({ length: bytes }, () => Math.floor(random() * 256).toString(16).padStart(2, '0')).join('') : '';
   if (random) return `00-${hex(16)}-${hex(8)}-00`;
-  const id = crypto.randomBytes(24).toString('hex');
+  if (randomOffset + 24 > randomPool.length) {
+    randomPool = crypto.randomBytes(24 * 256);
+    randomOffset = 0;
+  }
+  const id = randomPool.toString('hex', randomOffset, (randomOffset += 24));
   return `00-${id.slice(0, 32)}-${id.slice(32)}-00`;
 }
+
+/** Random bytes for trace ids, drawn 6 KiB at a time: one randomBytes call per connection cost ~2.5% of the agent's CPU. */
+let randomPool = Buffer.alloc(0);
+let randomOffset = 0;
 
 /** The `for=` address of a `forwarded` header (brackets and port stripped), or undefined. */
 export function parseForwardedFor(header: string | string[] | undefined): string | undefined {

@@ -17,6 +17,17 @@ test('framing: CONNECT headers name the target and carry forwarded/traceparent',
   assert.match(newTraceparent(), /^00-[0-9a-f]{32}-[0-9a-f]{16}-00$/);
 });
 
+test('framing: trace ids from the random pool are well formed and distinct across pool refills', () => {
+  const seen = new Set<string>();
+  // 600 ids span three refills of the 256-id pool.
+  for (let i = 0; i < 600; i++) {
+    const tp = newTraceparent();
+    assert.match(tp, /^00-[0-9a-f]{32}-[0-9a-f]{16}-00$/);
+    seen.add(tp.slice(3, 35));
+  }
+  assert.equal(seen.size, 600);
+});
+
 test('framing: forwarded for= round-trips for v4, v6 and with a port', () => {
   const rows: Array<[string | undefined, string | undefined]> = [
     ['for="10.0.0.1"', '10.0.0.1'],
