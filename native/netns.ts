@@ -137,19 +137,15 @@ function setIntOpt(fd: number, level: number, name: number, value: number, what:
 /**
  * Sets a socket's kernel send buffer to `bytes` of payload (the kernel doubles the value for its
  * own bookkeeping and reports the doubled size). SO_SNDBUFFORCE goes past net.core.wmem_max and
- * needs CAP_NET_ADMIN; without it SO_SNDBUF is used, capped by wmem_max. Returns the size the
- * kernel reports afterwards and whether the forced size took.
+ * needs CAP_NET_ADMIN (which an agent has); without it SO_SNDBUF is used, capped by wmem_max.
  */
-export function setSendBuffer(fd: number, bytes: number): { reported: number; forced: boolean } {
+export function setSendBuffer(fd: number, bytes: number): void {
   const v = Buffer.alloc(4);
   v.writeInt32LE(Math.min(bytes, 0x3fffffff));
-  let forced = libc().setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, v, 4) === 0;
-  if (!forced && libc().setsockopt(fd, SOL_SOCKET, SO_SNDBUF, v, 4) !== 0) {
+  if (libc().setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, v, 4) === 0) return;
+  if (libc().setsockopt(fd, SOL_SOCKET, SO_SNDBUF, v, 4) !== 0) {
     throw nativeError('AMBIT_ERR_NATIVE_CALL', 'setsockopt SO_SNDBUF', lastErrno(), { fd, bytes });
   }
-  const reported = sendBufferSize(fd);
-  forced &&= reported >= bytes;
-  return { reported, forced };
 }
 
 /** SO_SNDBUF as the kernel reports it (twice the payload size asked for). */
