@@ -38,10 +38,42 @@ export function createLogger(opts: LoggerOptions = {}): Logger {
       base: { pid: process.pid },
       timestamp: pino.stdTimeFunctions.isoTime,
     },
-    // Lines are gathered up to 4 KiB (a write per request line costs a syscall each); a timer
-    // writes what waits every 100 ms and pino writes the rest synchronously on exit.
-    opts.destination ?? pino.destination({ fd: 2, sync: false, minLength: BUFFER_BYTES, periodicFlush: FLUSH_MS }),
+    opts.destination ?? stderrDestination(),
   );
+}
+
+let sharedStderr: DestinationStream | undefined;
+
+/** Flush ticks after the last line: a flush that meets a write in progress does nothing, so a few more follow. */
+const FLUSH_TICKS_AFTER_LAST_LINE = 10;
+
+/** The process's one stderr destination (bufferedDestination), shared by every logger made here. */
+function stderrDestination(): DestinationStream {
+  sharedStderr ??= bufferedDestination(2);
+  return sharedStderr;
+}
+
+/**
+ * A pino destination on `fd` that gathers lines up to 4 KiB (a write per request line would cost
+ * a syscall each); a timer writes what waits every 100 ms, and pino writes the rest synchronously
+ * on exit. The timer stops flushing a second after the last line: sonic-boom's own periodicFlush
+ * writes an empty buffer through the thread pool every time, which kept idle agents waking ~20
+ * times a second.
+ */
+export function bufferedDestination(fd: number): DestinationStream & { flush(): void } {
+  const dest = pino.destination({ fd, sync: false, minLength: BUFFER_BYTES });
+  const write = dest.write.bind(dest);
+  let ticksLeft = 0;
+  dest.write = (line: string): boolean => {
+    ticksLeft = FLUSH_TICKS_AFTER_LAST_LINE;
+    return write(line);
+  };
+  setInterval(() => {
+    if (ticksLeft === 0) return;
+    ticksLeft--;
+    dest.flush();
+  }, FLUSH_MS).unref();
+  return dest;
 }
 
 /**

@@ -61,7 +61,7 @@ function registerProcessMetrics(registry: Registry, prefix: string): void {
   });
   const system = new Counter({ name: `${prefix}process_cpu_system_seconds_total`, help: 'Total system CPU time spent in seconds.', registers: [registry] });
   const total = new Counter({ name: `${prefix}process_cpu_seconds_total`, help: 'Total user and system CPU time spent in seconds.', registers: [registry] });
-  for (const f of PROCESS_METRIC_FILES) (require(`prom-client/lib/metrics/${f}`) as DefaultMetric)(registry, { prefix, eventLoopMonitoringPrecision: 10 });
+  for (const f of PROCESS_METRIC_FILES) (require(`prom-client/lib/metrics/${f}`) as DefaultMetric)(registry, { prefix, eventLoopMonitoringPrecision: 100 });
 }
 
 export const AMBIT_PREFIX = 'ambit_';
