@@ -61,6 +61,8 @@ function registerProcessMetrics(registry: Registry, prefix: string): void {
   });
   const system = new Counter({ name: `${prefix}process_cpu_system_seconds_total`, help: 'Total system CPU time spent in seconds.', registers: [registry] });
   const total = new Counter({ name: `${prefix}process_cpu_seconds_total`, help: 'Total user and system CPU time spent in seconds.', registers: [registry] });
+  // Event-loop delay sampled every 100 ms (prom-client's default 10 ms woke an idle agent ~100
+  // times a second for this metric alone).
   for (const f of PROCESS_METRIC_FILES) (require(`prom-client/lib/metrics/${f}`) as DefaultMetric)(registry, { prefix, eventLoopMonitoringPrecision: 100 });
 }
 
