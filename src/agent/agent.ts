@@ -49,8 +49,12 @@ export interface AgentOptions {
   originalDestination: (socket: net.Socket, direction: 'outbound' | 'inbound') => Address;
   /** The fd of a listening server (native socketFd), passed to capture.enroll. */
   listenerFd?: (server: net.Server) => number;
-  /** Listen addresses inside the pod; defaults: outbound 127.0.0.1 (capture redirects to loopback), others 0.0.0.0. */
-  listen?: { outbound?: string; inbound?: string; hbone?: string };
+  /**
+   * Listen addresses inside the pod. Defaults with capture: outbound 127.0.0.1 plus [::1] for
+   * native IPv6 (capture redirects to loopback), inbound and HBONE "::" (dual-stack); without
+   * capture: outbound 127.0.0.1, others 0.0.0.0.
+   */
+  listen?: { outbound?: string; outbound6?: string; inbound?: string; hbone?: string };
   /** Ports inside pods; defaults 15001/15006/15008 (tests may change them). */
   ports?: { outbound?: number; inbound?: number; hbone?: number };
   poolIdleTimeoutMs?: number;
@@ -249,6 +253,9 @@ export class Agent {
         metrics: this.metrics,
         log: podLog,
         listenAddress: o.listen?.outbound ?? '127.0.0.1',
+        ...((o.listen?.outbound6 ?? (o.capture ? '::1' : undefined)) !== undefined
+          ? { listenAddress6: o.listen?.outbound6 ?? '::1' }
+          : {}),
         port: o.ports?.outbound ?? 15001,
         originalDestination: (s) => o.originalDestination(s, 'outbound'),
         pickEndpoint: (svc, _port, candidates, src) => this.balancer.pick(svc, candidates, src),
@@ -262,7 +269,7 @@ export class Agent {
         metrics: this.metrics,
         log: podLog,
         connections: this.connections,
-        listenAddress: o.listen?.hbone ?? '0.0.0.0',
+        listenAddress: o.listen?.hbone ?? (o.capture ? '::' : '0.0.0.0'),
         port: o.ports?.hbone ?? 15008,
       });
       const plaintext = new InboundPlaintext({
@@ -272,7 +279,7 @@ export class Agent {
         metrics: this.metrics,
         log: podLog,
         connections: this.connections,
-        listenAddress: o.listen?.inbound ?? '0.0.0.0',
+        listenAddress: o.listen?.inbound ?? (o.capture ? '::' : '0.0.0.0'),
         port: o.ports?.inbound ?? 15006,
         originalDestination: (s) => o.originalDestination(s, 'inbound'),
       });
@@ -284,7 +291,13 @@ export class Agent {
         if (!w.netns) throw new Error('the workload has no netns; the controller must report where the pod runs');
         const server = plaintext.listener();
         if (!server || !o.listenerFd) throw new Error('no inbound listener fd to hand to capture');
-        await o.capture.enroll({ uid: w.uid, netnsPath: w.netns, inboundListenerFd: o.listenerFd(server), excludeInboundPorts: [] });
+        await o.capture.enroll({
+          uid: w.uid,
+          netnsPath: w.netns,
+          inboundListenerFd: o.listenerFd(server),
+          excludeInboundPorts: [],
+          ipv6: outbound.hasIpv6Listener(),
+        });
       }
       this.pods.set(w.uid, proxy);
       this.statuses.set(w.uid, { uid: w.uid, captured: true, mode: o.capture?.mode ?? 'none', message: '' });
