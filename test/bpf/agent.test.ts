@@ -1,7 +1,8 @@
 /**
  * The Agent with real BPF capture in real namespaces: its in-pod listeners are dual-stack, so a
- * pod's IPv6 is captured both ways, and a captured connection aimed at the pod's own agent ports
- * is closed rather than dialed back into the agent.
+ * pod's IPv6 is captured both ways; a captured connection aimed at the pod's own agent ports is
+ * closed rather than dialed back into the agent; the CNI hand-off (preparePod / releasePod) keeps
+ * a new pod refused until the config enrolls it; a restarted agent prunes what it no longer wants.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -99,4 +100,60 @@ test("the agent's dual-stack listeners capture a pod's IPv6 both ways; its own p
     assert.equal(await rejected(), before + 3);
     assert.equal(hits.get(a.name), appBefore);
   });
+});
+
+test('the CNI hand-off: preparePod refuses the pod until the config enrolls it with that netns; releasePod lets it go', { skip }, async (t) => {
+  const { fx, servers, openBpf, own } = captureTest(t, 'h', 3);
+  const [a, b, c] = fx.pods as [Pod, Pod, Pod];
+  const hits = startApps([a, b, c], servers);
+  const capture = await openBpf();
+  const { agent } = startAgent(capture);
+  own({ uninstall: () => agent.close(200) });
+  // The controller knows the pods but not their netns yet.
+  const wa = testWorkload({ name: 'client', namespace: 'demo', ip: a.ip });
+  const wc = testWorkload({ name: 'legacy', namespace: 'demo', ip: c.ip, tunnelProtocol: 'NONE' });
+
+  await agent.preparePod({ uid: wa.uid, netnsPath: a.netnsPath });
+  await agent.preparePod({ uid: wc.uid, netnsPath: c.netnsPath });
+  assert.deepEqual(capture.pending().sort(), [wa.uid, wc.uid].sort());
+  assert.equal(await outcome(dialFrom(a.netnsPath, b.ip, 8080)), 'EPERM', 'before the config arrives, the pod is refused');
+  assert.equal(await outcome(dialFrom(b.netnsPath, a.ip, 8080)), 'ECONNREFUSED');
+
+  await agent.applyConfig(snapshot([wa, wc]));
+  assert.deepEqual(capture.enrolled(), [wa.uid], 'enrolled with the netns the CNI handed over');
+  assert.deepEqual(capture.pending(), [], 'the pod the config does not put in the mesh is released');
+  assert.equal(agent.statusProvider().find((s) => s.uid === wa.uid)?.captured, true);
+  assert.equal(await dialFrom(a.netnsPath, b.ip, 8080), `app ${b.name} from ${a.ip}`, 'captured: passed through by the agent from the pod');
+  assert.equal(await dialFrom(b.netnsPath, a.ip, 8080), `app ${a.name} from ${b.ip}`, 'captured inbound: PERMISSIVE plaintext reaches the app, source kept');
+  assert.equal(await dialFrom(c.netnsPath, b.ip, 8080), `app ${b.name} from ${c.ip}`, 'the released pod is direct');
+
+  // The controller now reports the netns: the same netns, nothing changes.
+  await agent.applyConfig(snapshot([{ ...wa, netns: a.netnsPath }, wc]));
+  assert.deepEqual(capture.enrolled(), [wa.uid]);
+  await agent.releasePod(wa.uid);
+  assert.deepEqual(capture.enrolled(), []);
+  assert.equal(await dialFrom(a.netnsPath, b.ip, 8080), `app ${b.name} from ${a.ip}`);
+  assert.equal(hits.get(a.name), 1, 'only the captured, authorized connection reached a');
+});
+
+test('a restarted agent keeps the pods it still wants captured and releases the others after its first config', { skip }, async (t) => {
+  const { fx, servers, openBpf, own } = captureTest(t, 'e', 2);
+  const [a, b] = fx.pods as [Pod, Pod];
+  startApps([a, b], servers);
+  const wa = testWorkload({ name: 'client', namespace: 'demo', ip: a.ip, netns: a.netnsPath });
+  const wb = testWorkload({ name: 'server', namespace: 'demo', ip: b.ip, netns: b.netnsPath });
+  const first = startAgent(await openBpf()).agent;
+  await first.applyConfig(snapshot([wa, wb]));
+  await first.close(200);
+  // b left the mesh while no agent ran.
+  const capture = await openBpf();
+  const { agent } = startAgent(capture);
+  own({ uninstall: () => agent.close(200) });
+  assert.equal(capture.adopted().length, 2, 'both pods were left captured');
+  assert.equal(await outcome(dialFrom(b.netnsPath, a.ip, 8080)), 'ECONNREFUSED', 'refused until the new agent enrolls a');
+  await agent.applyConfig(snapshot([wa, { ...wb, tunnelProtocol: 'NONE' }]));
+  assert.deepEqual(capture.adopted(), [], 'a is enrolled again, b released');
+  assert.deepEqual(capture.enrolled(), [wa.uid]);
+  assert.equal(await dialFrom(b.netnsPath, a.ip, 8080), `app ${a.name} from ${b.ip}`, 'a is captured again (PERMISSIVE)');
+  assert.equal(await dialFrom(b.netnsPath, b.ip, 8080), `app ${b.name} from ${b.ip}`, 'b is direct');
 });
