@@ -43,7 +43,8 @@ export interface AgentConfig {
   caRootFile: string;
   tokenFile: string;
   capture: CaptureSetting;
-  cgroupPath: string;
+  /** cgroup v2 folder capture attaches at; undefined: the cgroup2 mount found in /proc/mounts. */
+  cgroupPath: string | undefined;
   pinDir: string;
   /** Prometheus /metrics and /stats/prometheus (15020). */
   metricsAddr: HostPort;
@@ -125,7 +126,7 @@ export function loadConfig(env: NodeJS.ProcessEnv): Readonly<AgentConfig> {
 
   const capture = (get(ENV_CAPTURE) ?? 'auto') as CaptureSetting;
   if (!(CAPTURE_MODES as readonly string[]).includes(capture)) issues.add(ENV_CAPTURE, `must be one of ${CAPTURE_MODES.join(', ')}`, capture);
-  const cgroupPath = get(ENV_CGROUP_PATH) ?? '/sys/fs/cgroup';
+  const cgroupPath = get(ENV_CGROUP_PATH);
   absPath(ENV_CGROUP_PATH, cgroupPath);
   const pinDir = get(ENV_PIN_DIR) ?? '/sys/fs/bpf/ambit';
   absPath(ENV_PIN_DIR, pinDir);

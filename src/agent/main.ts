@@ -41,7 +41,7 @@ async function run(config: Readonly<AgentConfig>, log: Logger): Promise<void> {
     ...(config.controllerServerName ? { serverName: config.controllerServerName } : {}),
   });
   const certs = new CertManager({ fetcher: caClient, rootsPem, ttlSec: config.certTtlSec, registry, log });
-  const { capture, decision } = await openCapture({ mode: config.capture, cgroupPath: config.cgroupPath, pinDir: config.pinDir, log });
+  const { capture, decision } = await openCapture({ mode: config.capture, ...(config.cgroupPath !== undefined ? { cgroupPath: config.cgroupPath } : {}), pinDir: config.pinDir, log });
 
   let client: ConfigClient | undefined;
   const agent = new Agent({
