@@ -247,13 +247,21 @@ test('a new agent prunes pods no longer wanted, keeps pending ones, and removes 
   mkdirSync(`${pinDir}/not-ambit`);
   execFileSync('bpftool', ['map', 'create', `${pinDir}/maps/not_ambit`, 'type', 'hash', 'key', '4', 'value', '4', 'entries', '4', 'name', 'not_ambit']);
 
+  // A pod entry with no pin folder, as a run that crashed halfway through unenrolling leaves.
+  const podsMap = BpfMap.fromPin(`${pinDir}/maps/ambit_pods`, RAW_CODEC);
+  const orphan = Buffer.alloc(8);
+  orphan.writeBigUInt64LE(0xfffffffffff0n);
+  podsMap.update(orphan, Buffer.from([0x99, 0x3a, 0, 0, 0, 0, 0, 0]));
+  podsMap.close();
   capture = await BpfCapture.open({ cgroupPath: fx.cgroupPath, pinDir, log: silentLogger() });
   const cookies = new Map([a, b, c].map((p) => [p.name, netnsCookie(p.netnsPath)]));
   assert.deepEqual(capture.adopted().sort(), [...cookies.values()].sort(), 'the new agent adopts the three pods');
   assert.equal(await outcome(dialFrom(a.netnsPath, b.ip, 8080)), 'ECONNREFUSED', 'adopted, not yet enrolled: refused');
 
   const released = await capture.prune({ keepNetns: [a.netnsPath] });
-  assert.equal(released, 1, 'b is no longer wanted');
+  assert.equal(released, 2, 'b is no longer wanted, and the orphan entry goes');
+  assert.equal(pinnedKeys(fx, 'ambit_pods').includes(orphan.toString('hex')), false);
+  assert.equal(await capture.prune({ keepNetns: [a.netnsPath] }), 0, 'a second prune finds nothing more');
   assert.deepEqual(capture.adopted().sort(), [cookies.get(a.name)!, cookies.get(c.name)!].sort(), 'a is wanted, c is pending');
   assert.deepEqual(linksOn({ netnsPath: b.netnsPath }), [], "b's link is gone");
   assert.equal(await dialFrom(b.netnsPath, a.ip, 8080).catch((e: { code?: string }) => e.code), 'ECONNREFUSED', 'a stays refused until enrolled');

@@ -268,6 +268,7 @@ export class BpfCapture implements Capture {
   readonly #foreign: AttachedProgram[];
   readonly #replyRoute: ReplyRouteOptions;
   #closed = false;
+  #orphansChecked = false;
 
   private constructor(
     opts: BpfCaptureOptions,
@@ -509,12 +510,16 @@ export class BpfCapture implements Capture {
 
   async prune(opts: PruneOptions): Promise<number> {
     this.#open();
+    // Called after every config snapshot: only work while a previous run's leftovers remain.
+    if (this.#adopted.size === 0 && this.#orphansChecked) return 0;
     const keep = new Set<bigint>();
-    for (const path of opts.keepNetns) {
-      try {
-        keep.add(netnsCookie(path));
-      } catch {
-        // a netns that is gone has nothing to keep
+    if (this.#adopted.size > 0) {
+      for (const path of opts.keepNetns) {
+        try {
+          keep.add(netnsCookie(path));
+        } catch {
+          // a netns that is gone has nothing to keep
+        }
       }
     }
     let released = 0;
@@ -527,12 +532,16 @@ export class BpfCapture implements Capture {
       this.#dropAdopted(a);
       released++;
     }
-    // Entries without a folder: a run that crashed halfway through unenrolling.
-    for (const cookie of this.#podsMap.keys()) {
-      if (this.#pods.has(cookie) || this.#adopted.has(cookie) || keep.has(cookie)) continue;
-      this.#podsMap.delete(cookie);
-      this.#handshakes.delete(cookie);
-      released++;
+    // Entries without a folder: a run that crashed halfway through unenrolling (a failed enroll
+    // never leaves one), so they belong to no pod anyone wants.
+    if (!this.#orphansChecked) {
+      for (const cookie of this.#podsMap.keys()) {
+        if (this.#pods.has(cookie) || this.#adopted.has(cookie)) continue;
+        this.#podsMap.delete(cookie);
+        this.#handshakes.delete(cookie);
+        released++;
+      }
+      this.#orphansChecked = true;
     }
     if (released > 0) this.#log.info({ released }, 'released capture of pods a previous run left');
     return released;
