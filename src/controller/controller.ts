@@ -9,7 +9,7 @@ import * as grpc from '@grpc/grpc-js';
 import { join } from 'node:path';
 import { writeFile } from 'node:fs/promises';
 import type { Registry } from 'prom-client';
-import { AmbitError, errorMessage } from '../shared/errors.js';
+import { AmbitError } from '../shared/errors.js';
 import type { Logger } from '../shared/log.js';
 import { createRegistry } from '../shared/metrics.js';
 import type { Workload } from '../shared/model.js';
@@ -173,7 +173,7 @@ export class Controller {
       this.writeConditions();
       this.configServer.notify();
     } catch (err) {
-      this.opts.log.error({ err: errorMessage(err) }, 'translation failed; subscribers keep the last config');
+      this.opts.log.error({ err: err }, 'translation failed; subscribers keep the last config');
     }
   }
 

@@ -11,34 +11,8 @@ import { asArray, asRecord, asString, asStrings, compareAge, compareStrings, nsO
 import { requestedWaypoint, WAYPOINT_CLASSES } from './translate/waypoints.js';
 import { tryParseDuration } from '../shared/duration.js';
 import { formatIssue } from '../shared/validate.js';
-import {
-  emptyHeaderOps,
-  isRetryOnToken,
-  validateRouteConfig,
-  type AuthzStringMatch,
-  type FaultPolicy,
-  type GatewayServer,
-  type HeaderMatcher,
-  type HeaderOps,
-  type HttpRoute,
-  type L7AuthorizationPolicy,
-  type L7Condition,
-  type L7Operation,
-  type L7Rule,
-  type L7Source,
-  type MirrorPolicy,
-  type OutlierDetectionPolicy,
-  type QueryParamMatcher,
-  type RetryPolicy,
-  type RouteBackend,
-  type RouteConfig,
-  type RouteMatch,
-  type StringMatcher,
-  type Subset,
-  type TrafficPolicy,
-  type ConnectionPoolPolicy,
-  DEFAULT_RETRY_BUDGET,
-} from '../shared/routes.js';
+import { emptyHeaderOps, isRetryOnToken, validateRouteConfig, type FaultPolicy, type GatewayServer, type HeaderMatcher, type HeaderOps, type HttpRoute, type L7AuthorizationPolicy, type L7Condition, type L7Operation, type L7Rule, type L7Source, type MirrorPolicy, type OutlierDetectionPolicy, type QueryParamMatcher, type RetryPolicy, type RouteBackend, type RouteConfig, type RouteMatch, type StringMatcher, type Subset, type TrafficPolicy, type ConnectionPoolPolicy, DEFAULT_RETRY_BUDGET } from '../shared/routes.js';
+import { type StringMatch } from '../shared/model.js';
 
 export interface TranslateRoutesResult {
   /** Mesh configs (one per Service) and ingress configs (one per gateway + host), sorted by name. */
@@ -736,14 +710,14 @@ function translateGatewayRoutes(ctx: Ctx, list: KubeObject[], gwApiGateways: Map
 // ---------------------------------------------------------------------------------------------
 // AuthorizationPolicy (targetRefs → waypoint)
 
-function authzValue(v: string): AuthzStringMatch {
+function authzValue(v: string): StringMatch {
   if (v === '*') return { presence: true };
   if (v.endsWith('*')) return { prefix: v.slice(0, -1) };
   if (v.startsWith('*')) return { suffix: v.slice(1) };
   return { exact: v };
 }
 
-function authzValues(v: unknown): AuthzStringMatch[] {
+function authzValues(v: unknown): StringMatch[] {
   return asStrings(v).map(authzValue);
 }
 

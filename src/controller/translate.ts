@@ -2,13 +2,8 @@
  * Kubernetes objects → the mesh model (Workloads, Services, Authorizations) plus status conditions.
  * Pure and deterministic: the same objects give the same, sorted output, so versions stay stable.
  */
-import {
-  authorizationResourceName,
-  serviceResourceName,
-  type Authorization,
-  type Service,
-  type Workload,
-} from '../shared/model.js';
+import { authorizationResourceName, serviceResourceName } from '../shared/resources.js';
+import { type Authorization, type Service, type Workload } from '../shared/model.js';
 import type { KubeObject } from './objects.js';
 import { buildAuthorizations } from './translate/authorization.js';
 import { buildIndex, DEFAULT_TRANSLATE_OPTIONS, type TranslateCondition, type TranslateOptions } from './translate/index.js';

@@ -241,7 +241,7 @@ export class Waypoint {
     try {
       upstream = await this.connectL4(endpoint);
     } catch (e) {
-      this.log.warn({ endpoint: endpoint.key, err: errorMessage(e) }, 'tcp upstream connect failed');
+      this.log.warn({ endpoint: endpoint.key, err: e }, 'tcp upstream connect failed');
       if (!stream.destroyed && !stream.headersSent) stream.respond({ ':status': HBONE_STATUS.UPSTREAM_FAILED }, { endStream: true });
       return;
     }
@@ -297,7 +297,7 @@ export class Waypoint {
       settings: { initialWindowSize: STREAM_WINDOW_BYTES, maxConcurrentStreams: 1000, maxFrameSize: MAX_FRAME_BYTES, enablePush: false },
     });
     this.h2 = h2;
-    h2.on('tlsClientError', (e) => this.log.warn({ err: errorMessage(e) }, 'mtls handshake failed'));
+    h2.on('tlsClientError', (e) => this.log.warn({ err: e }, 'mtls handshake failed'));
     h2.on('session', (session) => {
       const identity = peerIdentity(session.socket as tls.TLSSocket);
       const parsed = identity ? tryParseSpiffeId(identity) : undefined;
@@ -307,7 +307,7 @@ export class Waypoint {
         return;
       }
       this.sessions.add(session);
-      session.on('error', (e) => this.log.debug({ err: errorMessage(e) }, 'tunnel session error'));
+      session.on('error', (e) => this.log.debug({ err: e }, 'tunnel session error'));
       session.once('close', () => this.sessions.delete(session));
     });
     h2.on('stream', (stream, headers) => this.onStream(stream, headers));
@@ -316,7 +316,7 @@ export class Waypoint {
       this.refreshCertificate().then(
         () => h2.emit('connection', raw),
         (e: unknown) => {
-          this.log.error({ err: errorMessage(e) }, 'no certificate for the hbone listener; closing connection');
+          this.log.error({ err: e }, 'no certificate for the hbone listener; closing connection');
           raw.destroy();
         },
       );
@@ -356,7 +356,7 @@ export class Waypoint {
     }
     if (l4 !== undefined) {
       this.forwardTcp(stream, l4, target, peerIdentity(session.socket as tls.TLSSocket)).catch((e: unknown) => {
-        this.log.error({ err: errorMessage(e) }, 'tcp forward failed');
+        this.log.error({ err: e }, 'tcp forward failed');
         stream.destroy();
       });
       return;

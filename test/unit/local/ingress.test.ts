@@ -14,7 +14,7 @@ import { loadWaypointConfig } from '../../../src/waypoint/config.js';
 import { gatewayRoutes, httpsRedirectLocation } from '../../../src/waypoint/gateway.js';
 import { certificateFor, emptyHeaderOps, validateGatewayListener, type GatewayListener, type RouteConfig } from '../../../src/shared/routes.js';
 import { validateResource } from '../../../src/shared/validate-resource.js';
-import { TYPE_GATEWAY_LISTENER } from '../../../src/shared/model.js';
+import { TYPE_GATEWAY_LISTENER } from '../../../src/shared/resources.js';
 import { createTestCa } from '../../helpers/test-ca.js';
 import { testWorkload } from '../../helpers/loopback-net.js';
 import { Waypoint } from '../../../src/waypoint/waypoint.js';
@@ -82,7 +82,7 @@ test('the ingress gateway pod is istio-ingressgateway in istio-system, labelled 
   const wp = waypointPod(waypointGateway, env);
   assert.match(wp.metadata.name, /^waypoint-waypoint-[0-9a-f]{8}-0$/);
   assert.equal((wp.spec as { containers: Array<{ env: Array<{ name: string }> }> }).containers[0]!.env.some((e) => e.name === 'AMBIT_WAYPOINT_MODE'), false);
-  assert.throws(() => loadWaypointConfig({ ...vars, AMBIT_WAYPOINT_MODE: 'ingress', POD_NAME: 'p', POD_NAMESPACE: 'istio-system', POD_IP: '10.1.1.5' }), /AMBIT_WAYPOINT_MODE: must be waypoint or gateway/);
+  assert.throws(() => loadWaypointConfig({ ...vars, AMBIT_WAYPOINT_MODE: 'ingress', POD_NAME: 'p', POD_NAMESPACE: 'istio-system', POD_IP: '10.1.1.5' }), /AMBIT_WAYPOINT_MODE: must be one of waypoint, gateway/);
 });
 
 test('Gateway servers select pods by spec.selector labels; an empty selector selects none', () => {
