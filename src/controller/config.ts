@@ -16,6 +16,8 @@ export const ENV_TRUST_DOMAIN = 'AMBIT_TRUST_DOMAIN';
 export const ENV_MANIFESTS = 'AMBIT_MANIFESTS';
 export const ENV_NODE_TOKENS_FILE = 'AMBIT_NODE_TOKENS_FILE';
 export const ENV_CERT_TTL = 'AMBIT_CERT_TTL';
+export const ENV_CERT_MAX_TTL = 'AMBIT_CERT_MAX_TTL';
+export const ENV_ADMIN_TOKEN_FILE = 'AMBIT_ADMIN_TOKEN_FILE';
 export const ENV_LOG_LEVEL = 'AMBIT_LOG_LEVEL';
 
 export const DEFAULT_CONTROLLER_LISTEN = '0.0.0.0:15012';
@@ -46,8 +48,12 @@ export interface ControllerConfig {
   manifests: readonly string[];
   /** File of bootstrap node tokens; read by readNodeTokens(). Undefined: no agent can authenticate. */
   nodeTokensFile: string | undefined;
-  /** Lifetime of issued workload certificates. */
+  /** Lifetime of issued workload certificates when a request names none. */
   certTtlMs: number;
+  /** The longest lifetime the CA signs, whatever a request asks (default: certTtlMs). */
+  certMaxTtlMs: number;
+  /** File of the bearer token that /debug/* on the admin port requires; unset: /debug/* answers loopback callers only. */
+  adminTokenFile: string | undefined;
   logLevel: LogLevel;
 }
 
@@ -111,13 +117,21 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Contr
 
   const nodeTokensFile = get(ENV_NODE_TOKENS_FILE);
 
-  const ttlText = get(ENV_CERT_TTL) ?? DEFAULT_CERT_TTL;
-  const certTtlMs = tryParseDuration(ttlText);
-  if (certTtlMs === undefined) {
-    issues.add(ENV_CERT_TTL, 'must be a duration such as "24h" or "90m"', ttlText);
-  } else if (certTtlMs < MIN_CERT_TTL_MS || certTtlMs > MAX_CERT_TTL_MS) {
-    issues.add(ENV_CERT_TTL, `must be between ${MIN_CERT_TTL_MS / 1000}s and ${MAX_CERT_TTL_MS / 3_600_000}h`, ttlText);
+  const ttl = (name: string, fallback: string): number | undefined => {
+    const text = get(name) ?? fallback;
+    const ms = tryParseDuration(text);
+    if (ms === undefined) issues.add(name, 'must be a duration such as "24h" or "90m"', text);
+    else if (ms < MIN_CERT_TTL_MS || ms > MAX_CERT_TTL_MS) issues.add(name, `must be between ${MIN_CERT_TTL_MS / 1000}s and ${MAX_CERT_TTL_MS / 3_600_000}h`, text);
+    return ms;
+  };
+  const certTtlMs = ttl(ENV_CERT_TTL, DEFAULT_CERT_TTL);
+  const certMaxTtlMs = get(ENV_CERT_MAX_TTL) === undefined ? certTtlMs : ttl(ENV_CERT_MAX_TTL, '');
+  if (certTtlMs !== undefined && certMaxTtlMs !== undefined && certMaxTtlMs < certTtlMs) {
+    issues.add(ENV_CERT_MAX_TTL, `must not be shorter than ${ENV_CERT_TTL} (${get(ENV_CERT_TTL) ?? DEFAULT_CERT_TTL})`, get(ENV_CERT_MAX_TTL));
   }
+
+  const adminTokenFile = get(ENV_ADMIN_TOKEN_FILE);
+  if (adminTokenFile !== undefined && !adminTokenFile.startsWith('/')) issues.add(ENV_ADMIN_TOKEN_FILE, 'must be an absolute path', adminTokenFile);
 
   const levelText = get(ENV_LOG_LEVEL) ?? 'info';
   if (!(LOG_LEVELS as readonly string[]).includes(levelText)) issues.add(ENV_LOG_LEVEL, `must be one of ${LOG_LEVELS.join(', ')}`, levelText);
@@ -131,6 +145,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Contr
     manifests,
     nodeTokensFile,
     certTtlMs: certTtlMs as number,
+    certMaxTtlMs: certMaxTtlMs as number,
+    adminTokenFile,
     logLevel: levelText as LogLevel,
   });
 }
@@ -198,4 +214,20 @@ export async function readNodeTokens(file: string | undefined): Promise<Map<stri
     throw new AmbitError('AMBIT_ERR_CONFIG_INVALID', `${ENV_NODE_TOKENS_FILE}: cannot read ${JSON.stringify(file)}: ${errorMessage(e)}; does it exist and is it readable?`, { cause: e });
   }
   return parseNodeTokens(text, file);
+}
+
+/** Reads the admin bearer token (first line, trimmed; at least 16 characters); an unset path gives none. */
+export async function readAdminToken(file: string | undefined): Promise<string | undefined> {
+  if (file === undefined) return undefined;
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (e) {
+    throw new AmbitError('AMBIT_ERR_CONFIG_INVALID', `cannot read ${ENV_ADMIN_TOKEN_FILE} ${file}: ${errorMessage(e)}`, { cause: e });
+  }
+  const token = text.split('\n')[0]!.trim();
+  if (token.length < 16 || /\s/.test(token)) {
+    throw new AmbitError('AMBIT_ERR_CONFIG_INVALID', `${ENV_ADMIN_TOKEN_FILE} ${file} must hold one token of at least 16 characters without spaces`);
+  }
+  return token;
 }
