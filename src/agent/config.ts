@@ -2,7 +2,8 @@
  * The agent's configuration from its environment: parsed and validated once, every problem
  * collected into one AMBIT_ERR_CONFIG_INVALID, returned deep-frozen. Only `main.ts` calls it.
  */
-import { isIP } from 'node:net';
+import { parseHostPort, type HostPort } from '../shared/address.js';
+import { LOG_LEVELS, type LogLevel } from '../shared/log.js';
 import { Issues, deepFreeze } from '../shared/validate.js';
 import { tryParseDuration } from '../shared/duration.js';
 
@@ -24,15 +25,8 @@ export const ENV_CERT_TTL = 'AMBIT_CERT_TTL';
 export const ENV_POOL_IDLE_TIMEOUT = 'AMBIT_POOL_IDLE_TIMEOUT';
 export const ENV_DRAIN_DEADLINE = 'AMBIT_DRAIN_DEADLINE';
 
-export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
-export type LogLevel = (typeof LOG_LEVELS)[number];
 export const CAPTURE_MODES = ['bpf', 'nft', 'auto'] as const;
 export type CaptureSetting = (typeof CAPTURE_MODES)[number];
-
-export interface HostPort {
-  host: string;
-  port: number;
-}
 
 export interface AgentConfig {
   nodeName: string;
@@ -57,30 +51,6 @@ export interface AgentConfig {
   certTtlSec: number;
   poolIdleTimeoutMs: number;
   drainDeadlineMs: number;
-}
-
-/** `host:port` or `[v6]:port`; port 0 allowed (tests). */
-export function parseHostPort(text: string, name: string, issues: Issues): HostPort | undefined {
-  const m = /^(?:\[([^\]]+)\]|([^:[\]]+)):(\d{1,5})$/.exec(text);
-  if (!m) {
-    issues.add(name, 'must be host:port, e.g. 0.0.0.0:15020 or [::1]:15000', text);
-    return undefined;
-  }
-  const host = (m[1] ?? m[2]) as string;
-  const port = Number(m[3]);
-  if (m[1] !== undefined && isIP(host) !== 6) {
-    issues.add(name, 'brackets must hold an IPv6 address', text);
-    return undefined;
-  }
-  if (m[2] !== undefined && isIP(host) === 0 && !/^[A-Za-z0-9]([-A-Za-z0-9.]*[A-Za-z0-9])?$/.test(host)) {
-    issues.add(name, 'host must be an IP address or a DNS name', text);
-    return undefined;
-  }
-  if (port > 65535) {
-    issues.add(name, 'port must be between 0 and 65535', text);
-    return undefined;
-  }
-  return { host, port };
 }
 
 const TRUST_DOMAIN = /^[a-z0-9]([-a-z0-9._]*[a-z0-9])?$/;

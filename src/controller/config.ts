@@ -6,6 +6,7 @@ import { readFile } from 'node:fs/promises';
 import { isIP } from 'node:net';
 import { AmbitError, errorMessage } from '../shared/errors.js';
 import { tryParseDuration } from '../shared/duration.js';
+import { LOG_LEVELS, type LogLevel } from '../shared/log.js';
 import { Issues, deepFreeze, isRecord } from '../shared/validate.js';
 import { MAX_CERT_TTL_MS } from './ca/service.js';
 
@@ -28,8 +29,6 @@ export const DEFAULT_CERT_TTL = '24h';
 /** Shortest workload certificate lifetime accepted: rotation needs room to work. */
 export const MIN_CERT_TTL_MS = 60_000;
 
-export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
-export type LogLevel = (typeof LOG_LEVELS)[number];
 
 export interface ListenAddress {
   host: string;

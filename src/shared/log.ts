@@ -3,6 +3,10 @@ import { pino, type Logger, type DestinationStream, type LevelWithSilent } from 
 
 export type { Logger };
 
+/** The levels AMBIT_LOG_LEVEL accepts (pino's, and `silent`). */
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const satisfies readonly LevelWithSilent[];
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
 /** Paths whose values are replaced before any line is written: keys, tokens, authorization headers. */
 export const REDACT_PATHS = [
   'privateKey',

@@ -3,7 +3,8 @@
  * Deployment gives it): parsed and validated once, every problem in one AMBIT_ERR_CONFIG_INVALID.
  */
 import { isIP } from 'node:net';
-import { parseHostPort, LOG_LEVELS, type HostPort, type LogLevel } from '../agent/config.js';
+import { parseHostPort, type HostPort } from '../shared/address.js';
+import { LOG_LEVELS, type LogLevel } from '../shared/log.js';
 import { Issues, deepFreeze, isDnsLabel, isDnsSubdomain } from '../shared/validate.js';
 import { tryParseDuration } from '../shared/duration.js';
 

@@ -17,8 +17,8 @@ import { createRegistry } from '../shared/metrics.js';
 import { ALL_RESOURCE_TYPES, WAYPOINT_RESOURCE_TYPES } from '../shared/model.js';
 import { splitPemChain } from '../shared/tls.js';
 import { ConfigClient } from '../shared/xds/client.js';
-import { createCaClient } from '../agent/identity/ca-client.js';
-import { CertManager } from '../agent/identity/cert-manager.js';
+import { createCaClient } from '../shared/certs/ca-client.js';
+import { CertManager } from '../shared/certs/cert-manager.js';
 import { loadWaypointConfig, type WaypointConfig } from './config.js';
 import { Waypoint } from './waypoint.js';
 

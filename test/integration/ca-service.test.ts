@@ -5,9 +5,9 @@ import { Registry } from 'prom-client';
 import { CertificateAuthority } from '../../src/controller/ca/authority.js';
 import { createCaService } from '../../src/controller/ca/service.js';
 import { generateToken, refuseIdentity, StaticTokenAuthenticator, type AccessView, type PodRecord } from '../../src/controller/callers.js';
-import { createCaClient, type CaClient } from '../../src/agent/identity/ca-client.js';
-import { createKeyAndCsr } from '../../src/agent/identity/csr.js';
-import { CertManager } from '../../src/agent/identity/cert-manager.js';
+import { createCaClient, type CaClient } from '../../src/shared/certs/ca-client.js';
+import { createKeyAndCsr } from '../../src/shared/certs/csr.js';
+import { CertManager } from '../../src/shared/certs/cert-manager.js';
 import { readCertificateFacts, verifyChain } from '../../src/shared/tls.js';
 import { isAmbitError, type AmbitError } from '../../src/shared/errors.js';
 

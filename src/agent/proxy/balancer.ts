@@ -6,7 +6,7 @@
  * candidate is ejected all of them are used again (better a likely failure than a certain one).
  */
 import type { Service, Workload } from '../../shared/model.js';
-import type { Endpoint } from '../state/workloads.js';
+import type { Endpoint } from '../../shared/state/workloads.js';
 
 export interface BalancerOptions {
   now?: () => number;

@@ -7,7 +7,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { testWorkload } from '../../helpers/loopback-net.js';
 import { requiredWaypoint } from '../../../src/agent/proxy/inbound.js';
-import { WorkloadIndex } from '../../../src/agent/state/workloads.js';
+import { WorkloadIndex } from '../../../src/shared/state/workloads.js';
 import { silentLogger } from '../../../src/shared/log.js';
 import { createRegistry } from '../../../src/shared/metrics.js';
 import { TYPE_ROUTE_CONFIG, type Service, type WaypointRef, type Workload } from '../../../src/shared/model.js';

@@ -9,12 +9,12 @@
  * - an entry's state changes only through `transition`, which refuses moves not in its `from` list;
  * - key material is never logged.
  */
-import { Counter, Gauge, Registry } from '../../shared/metrics.js';
-import { AmbitError, errorMessage } from '../../shared/errors.js';
-import { parseSpiffeId } from '../../shared/identity.js';
-import { silentLogger, type Logger } from '../../shared/log.js';
-import { backoffMs } from '../../shared/drain.js';
-import { keyMatchesCertificate, readCertificateFacts, verifyChain } from '../../shared/tls.js';
+import { Counter, Gauge, Registry } from '../metrics.js';
+import { AmbitError, errorMessage } from '../errors.js';
+import { parseSpiffeId } from '../identity.js';
+import { silentLogger, type Logger } from '../log.js';
+import { backoffMs } from '../drain.js';
+import { keyMatchesCertificate, readCertificateFacts, verifyChain } from '../tls.js';
 import { createKeyAndCsrAsync, type KeyAndCsr } from './csr.js';
 import type { CertificateFetcher } from './ca-client.js';
 
