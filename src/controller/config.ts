@@ -4,8 +4,21 @@
  */
 import { readFile } from 'node:fs/promises';
 import type { HostPort } from '../shared/address.js';
+import { tryParseDuration } from '../shared/duration.js';
 import { AmbitError, errorMessage } from '../shared/errors.js';
-import { ENV_ADMIN_LISTEN, ENV_CONTROLLER_LISTEN, ENV_MANIFESTS, ENV_NODE_TOKENS_FILE, ENV_STATE_DIR, EnvReader } from '../shared/env.js';
+import {
+  ENV_ADMIN_LISTEN,
+  ENV_ADMIN_TOKEN_FILE,
+  ENV_CERT_MAX_TTL,
+  ENV_CERT_TTL,
+  ENV_CONTROLLER_LISTEN,
+  ENV_MANIFESTS,
+  ENV_NODE_TOKENS_FILE,
+  ENV_STATE_DIR,
+  DEFAULT_CERT_TTL,
+  EnvReader,
+  MIN_CERT_TTL_MS,
+} from '../shared/env.js';
 import type { LogLevel } from '../shared/log.js';
 import { Issues, isRecord } from '../shared/validate.js';
 import { MAX_CERT_TTL_MS } from './ca/service.js';
@@ -26,8 +39,12 @@ export interface ControllerConfig {
   manifests: readonly string[];
   /** File of bootstrap node tokens; read by readNodeTokens(). Undefined: no agent can authenticate. */
   nodeTokensFile: string | undefined;
-  /** Lifetime of issued workload certificates. */
+  /** Lifetime of issued workload certificates when a request names none. */
   certTtlMs: number;
+  /** The longest lifetime the CA signs, whatever a request asks (default: certTtlMs). */
+  certMaxTtlMs: number;
+  /** File of the bearer token that /debug/* on the admin port requires; unset: /debug/* answers loopback callers only. */
+  adminTokenFile: string | undefined;
   logLevel: LogLevel;
 }
 
@@ -40,6 +57,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Contr
     [ENV_CONTROLLER_LISTEN, listen],
     [ENV_ADMIN_LISTEN, admin],
   ]);
+  const certTtlMs = r.certTtlMs(MAX_CERT_TTL_MS);
+  const maxTtlText = r.text(ENV_CERT_MAX_TTL);
+  const certMaxTtlMs = maxTtlText === undefined ? certTtlMs : r.durationMs(ENV_CERT_MAX_TTL, maxTtlText, MIN_CERT_TTL_MS, MAX_CERT_TTL_MS);
+  if (maxTtlText !== undefined && tryParseDuration(maxTtlText) !== undefined && certMaxTtlMs < certTtlMs) r.issues.add(ENV_CERT_MAX_TTL, `must not be shorter than ${ENV_CERT_TTL} (${r.text(ENV_CERT_TTL) ?? DEFAULT_CERT_TTL})`, maxTtlText);
   return r.finish('controller', {
     listen,
     admin,
@@ -47,7 +68,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Contr
     trustDomain: r.trustDomain(),
     manifests: r.list(ENV_MANIFESTS, 'files or directories'),
     nodeTokensFile: r.text(ENV_NODE_TOKENS_FILE),
-    certTtlMs: r.certTtlMs(MAX_CERT_TTL_MS),
+    certTtlMs,
+    certMaxTtlMs,
+    adminTokenFile: r.optionalPath(ENV_ADMIN_TOKEN_FILE),
     logLevel: r.logLevel(),
   });
 }
@@ -115,4 +138,20 @@ export async function readNodeTokens(file: string | undefined): Promise<Map<stri
     throw new AmbitError('AMBIT_ERR_CONFIG_INVALID', `${ENV_NODE_TOKENS_FILE}: cannot read ${JSON.stringify(file)}: ${errorMessage(e)}; does it exist and is it readable?`, { cause: e });
   }
   return parseNodeTokens(text, file);
+}
+
+/** Reads the admin bearer token (first line, trimmed; at least 16 characters); an unset path gives none. */
+export async function readAdminToken(file: string | undefined): Promise<string | undefined> {
+  if (file === undefined) return undefined;
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (e) {
+    throw new AmbitError('AMBIT_ERR_CONFIG_INVALID', `cannot read ${ENV_ADMIN_TOKEN_FILE} ${file}: ${errorMessage(e)}`, { cause: e });
+  }
+  const token = text.split('\n')[0]!.trim();
+  if (token.length < 16 || /\s/.test(token)) {
+    throw new AmbitError('AMBIT_ERR_CONFIG_INVALID', `${ENV_ADMIN_TOKEN_FILE} ${file} must hold one token of at least 16 characters without spaces`);
+  }
+  return token;
 }

@@ -6,7 +6,7 @@
 import { createLogger, type Logger } from '../shared/log.js';
 import { createRegistry } from '../shared/metrics.js';
 import { AdminServer } from './admin.js';
-import { loadConfig, readNodeTokens, type ControllerConfig } from './config.js';
+import { loadConfig, readAdminToken, readNodeTokens, type ControllerConfig } from './config.js';
 import { Controller } from './controller.js';
 import { FileSource } from './source/watch.js';
 
@@ -15,6 +15,7 @@ const SHUTDOWN_DEADLINE_MS = 10_000;
 
 async function run(config: Readonly<ControllerConfig>, log: Logger): Promise<void> {
   const nodeTokens = await readNodeTokens(config.nodeTokensFile);
+  const adminToken = await readAdminToken(config.adminTokenFile);
   if (nodeTokens.size === 0) log.warn({ file: config.nodeTokensFile }, 'no node tokens configured; no agent can authenticate');
   const registry = createRegistry({ processMetrics: true });
   const controller = await Controller.start({
@@ -22,10 +23,11 @@ async function run(config: Readonly<ControllerConfig>, log: Logger): Promise<voi
     host: config.listen.host,
     port: config.listen.port,
     trustDomain: config.trustDomain,
-    nodeTokens,
+    auth: { nodeTokens },
     log,
     registry,
     certTtlMs: config.certTtlMs,
+    certMaxTtlMs: config.certMaxTtlMs,
   });
 
   let source: FileSource | undefined;
@@ -64,6 +66,7 @@ async function run(config: Readonly<ControllerConfig>, log: Logger): Promise<voi
       port: config.admin.port,
       log,
       startedAt: controller.startedAt,
+      ...(adminToken !== undefined ? { debugToken: adminToken } : {}),
       ready: () => !stopping && (src === undefined || src.ready),
     });
   } catch (err) {

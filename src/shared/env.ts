@@ -68,6 +68,10 @@ export const ENV_STATE_DIR = 'AMBIT_STATE_DIR';
 export const ENV_MANIFESTS = 'AMBIT_MANIFESTS';
 /** Node bootstrap tokens. */
 export const ENV_NODE_TOKENS_FILE = 'AMBIT_NODE_TOKENS_FILE';
+/** The longest workload certificate lifetime the CA signs. */
+export const ENV_CERT_MAX_TTL = 'AMBIT_CERT_MAX_TTL';
+/** Bearer token file that /debug/* on the controller's admin port requires. */
+export const ENV_ADMIN_TOKEN_FILE = 'AMBIT_ADMIN_TOKEN_FILE';
 
 // Every binary.
 /** SPIFFE trust domain. */
@@ -89,7 +93,7 @@ export const ENV_NAMES = [
   ENV_DRAIN_DEADLINE, ENV_METRICS_ADDR, ENV_READY_ADDR, ENV_CAPTURE, ENV_CGROUP_PATH, ENV_PIN_DIR, ENV_ADMIN_ADDR,
   ENV_POOL_IDLE_TIMEOUT, ENV_WAYPOINT_NAME, ENV_WAYPOINT_MODE, ENV_SERVICE_ACCOUNT, ENV_HBONE_ADDR, ENV_POD_NAME,
   ENV_POD_NAMESPACE, ENV_POD_IP, ENV_CONTROLLER_LISTEN, ENV_ADMIN_LISTEN, ENV_STATE_DIR, ENV_MANIFESTS,
-  ENV_NODE_TOKENS_FILE, ENV_TRUST_DOMAIN, ENV_LOG_LEVEL, ENV_CERT_TTL, ENV_LOCAL_NET, ENV_LOCAL_NAME,
+  ENV_NODE_TOKENS_FILE, ENV_CERT_MAX_TTL, ENV_ADMIN_TOKEN_FILE, ENV_TRUST_DOMAIN, ENV_LOG_LEVEL, ENV_CERT_TTL, ENV_LOCAL_NET, ENV_LOCAL_NAME,
 ] as const;
 export type EnvName = (typeof ENV_NAMES)[number];
 
@@ -139,6 +143,13 @@ export class EnvReader {
   path(name: EnvName, fallback: string | { required: string }): string {
     const v = typeof fallback === 'string' ? (this.text(name) ?? fallback) : this.required(name, fallback.required);
     if (v !== '' && !v.startsWith('/')) this.issues.add(name, 'must be an absolute path', v);
+    return v;
+  }
+
+  /** An absolute path, or undefined when unset. */
+  optionalPath(name: EnvName): string | undefined {
+    const v = this.text(name);
+    if (v !== undefined && !v.startsWith('/')) this.issues.add(name, 'must be an absolute path', v);
     return v;
   }
 

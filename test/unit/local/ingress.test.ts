@@ -25,7 +25,7 @@ import { CertificateAuthority } from '../../../src/controller/ca/authority.js';
 const env: WaypointPodEnv = {
   controllerAddr: '10.1.0.1:15012',
   caRootFile: '/run/ambit/x/root-cert.pem',
-  tokenFile: (n) => `/run/ambit/x/tokens/${n}`,
+  tokenFile: (ns, pod) => `/run/ambit/x/tokens/pods/${ns}.${pod}`,
   trustDomain: 'cluster.local',
   logLevel: 'info',
   nodes: ['node-1', 'node-2'],
@@ -70,7 +70,7 @@ test('the ingress gateway pod is istio-ingressgateway in istio-system, labelled 
   assert.deepEqual(c.command, ['ambit', 'waypoint']);
   const vars = Object.fromEntries(c.env.map((e) => [e.name, e.value]));
   assert.equal(vars['AMBIT_WAYPOINT_MODE'], 'gateway');
-  assert.equal(vars['AMBIT_TOKEN_FILE'], `/run/ambit/x/tokens/${spec.nodeName}`);
+  assert.equal(vars['AMBIT_TOKEN_FILE'], `/run/ambit/x/tokens/pods/${p.metadata.namespace}.${p.metadata.name}`, 'the pod authenticates with its own credential, not its node\'s');
   assert.deepEqual(c.readinessProbe, { httpGet: { path: '/healthz/ready', port: 15021 } });
   assert.deepEqual(ingressGatewayPod(env), p, 'stable: the same pod every reconcile');
   // The process reads that environment as a gateway.

@@ -143,7 +143,7 @@ test('local mode runs a waypoint Gateway as an unenrolled pod with the gateway s
   assert.equal(isWaypointGateway(gw), true);
   assert.equal(isWaypointGateway({ ...gw, spec: { gatewayClassName: 'istio' } }), false);
   assert.equal(isWaypointGateway({ ...gw, apiVersion: 'networking.istio.io/v1' }), false);
-  const env = { controllerAddr: '10.0.0.1:15012', caRootFile: '/s/root.pem', tokenFile: (n: string) => `/s/tokens/${n}`, trustDomain: 'cluster.local', logLevel: 'info', nodes: ['node1', 'node2'] };
+  const env = { controllerAddr: '10.0.0.1:15012', caRootFile: '/s/root.pem', tokenFile: (ns: string, pod: string) => `/s/tokens/pods/${ns}.${pod}`, trustDomain: 'cluster.local', logLevel: 'info', nodes: ['node1', 'node2'] };
   const pod = waypointPod(gw, env);
   assert.equal(JSON.stringify(waypointPod(gw, env)), JSON.stringify(pod), 'stable');
   assert.match(pod.metadata.name, /^waypoint-waypoint-[0-9a-f]{8}-0$/);
@@ -154,7 +154,7 @@ test('local mode runs a waypoint Gateway as an unenrolled pod with the gateway s
   assert.ok(env.nodes.includes(spec.nodeName));
   assert.deepEqual(spec.containers[0]!.command, ['ambit', 'waypoint']);
   const vars = Object.fromEntries(spec.containers[0]!.env.map((e) => [e.name, e.value]));
-  assert.equal(vars['AMBIT_TOKEN_FILE'], `/s/tokens/${spec.nodeName}`);
+  assert.equal(vars['AMBIT_TOKEN_FILE'], `/s/tokens/pods/${pod.metadata.namespace}.${pod.metadata.name}`, 'the pod authenticates with its own credential, not its node\'s');
   assert.equal(vars['AMBIT_NODE_NAME'], spec.nodeName);
 });
 
