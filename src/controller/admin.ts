@@ -14,7 +14,7 @@ import { typeLabel } from '../shared/xds/resource-codec.js';
 import { registerOnce } from '../shared/xds/metric-util.js';
 import { KINDS, kindRef } from './objects.js';
 import type { ObjectStore } from './store.js';
-import type { TranslateResult } from './translate.js';
+import type { TranslateResult } from './translate/translate.js';
 import type { SubscriberState, TypeSubscriptionState } from './xds/server.js';
 
 /** What the admin server reads; the Controller provides it. */

@@ -25,6 +25,7 @@ import { ReplayableBody } from './replay-body.js';
 import { decideFault, rollPercent } from './route/fault.js';
 import { defaultRetryPolicy, isRetryable, retryBackoffMs, RetryBudget, type TryOutcome } from './route/retry.js';
 import { createDeadline, parseGrpcTimeout, tryTimeoutMs } from './route/timeout.js';
+import { pickLeastRequest } from '../shared/balancer.js';
 import { pickWeighted, type RandomSource } from './route/weighted.js';
 import { buildRouteTable, hostOfAuthority, rewritePath, routeRequest, type RouteRequest, type RouteTable } from './router.js';
 import { propagateTrace, type OtlpSpanExporter, type TraceContext } from './trace.js';
@@ -96,18 +97,6 @@ interface DestinationState {
   closeAfterRequest: boolean;
   /** In-flight requests per endpoint key, for least-request picks. */
   active: Map<string, number>;
-}
-
-/**
- * Least-request endpoint choice (Istio's default LEAST_REQUEST): two random candidates, the one
- * with fewer requests in flight wins.
- */
-export function pickLeastRequest<T extends { key: string }>(pool: readonly T[], active: ReadonlyMap<string, number>, random: RandomSource): T | undefined {
-  if (pool.length <= 1) return pool[0];
-  const a = pool[Math.min(pool.length - 1, Math.floor(random() * pool.length))]!;
-  let b = pool[Math.min(pool.length - 1, Math.floor(random() * pool.length))]!;
-  if (b === a) b = pool[(pool.indexOf(a) + 1) % pool.length]!;
-  return (active.get(b.key) ?? 0) < (active.get(a.key) ?? 0) ? b : a;
 }
 
 interface RequestState {

@@ -7,8 +7,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { KubeObject } from '../../../src/controller/objects.js';
-import { decodeTlsSecret, gatewayListeners, serverSelectsPod } from '../../../src/controller/gateway-listeners.js';
-import { translateRoutes } from '../../../src/controller/translate-routes.js';
+import { decodeTlsSecret, gatewayListeners, serverSelectsPod } from '../../../src/controller/translate/gateway-listeners.js';
+import { translateRoutes } from '../../../src/controller/translate/routes.js';
 import { ingressGatewayPod, isIstioGateway, waypointPod, wantsIngressGateway, type WaypointPodEnv } from '../../../src/local/workloads.js';
 import { loadWaypointConfig } from '../../../src/waypoint/config.js';
 import { gatewayRoutes, httpsRedirectLocation } from '../../../src/waypoint/gateway.js';
