@@ -9,7 +9,7 @@ import type { AddressInfo } from 'node:net';
 import type { Registry } from 'prom-client';
 import type { Logger } from '../shared/log.js';
 import { errorMessage } from '../shared/errors.js';
-import type { HostPort } from './config.js';
+import type { HostPort } from '../shared/address.js';
 
 export interface AdminSources {
   registry: Registry;

@@ -21,16 +21,17 @@ import { backoffMs } from '../shared/drain.js';
 import type { Workload } from '../shared/model.js';
 import type { WorkloadStatus } from '../shared/xds/node.js';
 import type { Capture } from './capture/capture.js';
-import { WorkloadIndex, emptySnapshot, workloadIdentity, type ConfigSnapshot } from './state/workloads.js';
-import { LoadBalancer, endpointKey } from './proxy/balancer.js';
+import { WorkloadIndex, emptySnapshot, workloadIdentity, type ConfigSnapshot } from '../shared/state/workloads.js';
+import { LoadBalancer, endpointKey } from '../shared/balancer.js';
 import { ConnectionRegistry } from './proxy/connections.js';
 import { createProxyMetrics, type ProxyMetrics } from './proxy/metrics.js';
-import { TunnelPool } from './proxy/pool.js';
+import { TunnelPool } from '../shared/hbone/pool.js';
 import { OutboundProxy } from './proxy/outbound.js';
 import { InboundHbone } from './proxy/inbound.js';
 import { InboundPlaintext } from './proxy/inbound-plaintext.js';
-import type { Address, PodSockets } from './proxy/sockets.js';
-import type { TunnelCertificate } from './proxy/tunnel.js';
+import type { Address } from '../shared/address.js';
+import type { PodSockets } from './proxy/sockets.js';
+import type { TunnelCertificate } from '../shared/hbone/tunnel.js';
 import { AdminServer, type AdminAddresses } from './admin.js';
 
 /** What the agent needs from the certificate manager (CertManager fits). */

@@ -3,6 +3,7 @@
  * state of each resource type and the capture summary, read from the controller's /debug/syncz
  * (like `istioctl proxy-status`).
  */
+import { readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import type { SynczReport, SynczSubscriber, SynczType } from '../controller/admin.js';
 import { AmbitError, errorMessage } from '../shared/errors.js';
@@ -10,13 +11,17 @@ import { renderTable, type Io } from './io.js';
 
 /** Local mode's controller admin address (the bridge IP, port 15014). */
 export const DEFAULT_CONTROLLER_ADMIN_URL = 'http://10.240.0.1:15014';
+/** The admin token of the default local mesh (`ambit local up` writes it, root-only). */
+export const DEFAULT_ADMIN_TOKEN_FILE = '/run/ambit/ambit/admin-token';
 
-export const PROXY_STATUS_USAGE = `Usage: ambit proxy-status [--controller http://host:15014] [-o json]
+export const PROXY_STATUS_USAGE = `Usage: ambit proxy-status [--controller http://host:15014] [--token-file FILE] [-o json]
 
 Shows, for every agent, waypoint and gateway connected to the controller, whether it holds the
 current config of each type: SYNCED, STALE (push pending), NACKED: <reason>, NOT SENT.
   --controller URL   controller admin endpoint (default ${DEFAULT_CONTROLLER_ADMIN_URL}, local mode)
   -o, --output json  print the controller's /debug/syncz document
+  --token-file FILE  bearer token the controller's /debug/* needs (default ${DEFAULT_ADMIN_TOKEN_FILE}
+                     when it exists: the local mesh's admin token)
   --timeout MS       request timeout (default 5000)
 `;
 
@@ -27,6 +32,8 @@ const MAX_NACK_CHARS = 60;
 export interface ProxyStatusOptions {
   /** Used when --controller is not given. */
   defaultController?: string;
+  /** Used when --token-file is not given (missing file: no token). */
+  defaultTokenFile?: string;
   fetch?: typeof fetch;
 }
 
@@ -37,6 +44,7 @@ export async function runProxyStatus(argv: string[], io: Io, opts: ProxyStatusOp
       args: argv,
       options: {
         controller: { type: 'string' },
+        'token-file': { type: 'string' },
         output: { type: 'string', short: 'o' },
         timeout: { type: 'string', default: '5000' },
         help: { type: 'boolean', short: 'h' },
@@ -60,7 +68,8 @@ export async function runProxyStatus(argv: string[], io: Io, opts: ProxyStatusOp
     throw new AmbitError('AMBIT_ERR_CLI_USAGE', `--timeout must be a positive number of milliseconds (got ${JSON.stringify(values.timeout)})`);
   }
   const base = values.controller ?? opts.defaultController ?? DEFAULT_CONTROLLER_ADMIN_URL;
-  const report = await fetchSyncz(base, timeoutMs, opts.fetch ?? fetch);
+  const token = await readTokenFile(values['token-file'], opts.defaultTokenFile ?? DEFAULT_ADMIN_TOKEN_FILE);
+  const report = await fetchSyncz(base, timeoutMs, opts.fetch ?? fetch, token);
   if (output === 'json') {
     io.out(JSON.stringify(report, null, 2) + '\n');
     return 0;
@@ -70,7 +79,17 @@ export async function runProxyStatus(argv: string[], io: Io, opts: ProxyStatusOp
 }
 
 /** GETs `<base>/debug/syncz`; throws AMBIT_ERR_ADMIN_UNAVAILABLE naming the URL and likely cause. */
-export async function fetchSyncz(base: string, timeoutMs: number, doFetch: typeof fetch = fetch): Promise<SynczReport> {
+/** The token in `--token-file` (which must be readable), else in the default file when it exists. */
+async function readTokenFile(given: string | undefined, fallback: string): Promise<string | undefined> {
+  try {
+    return (await readFile(given ?? fallback, 'utf8')).trim();
+  } catch (e) {
+    if (given === undefined) return undefined;
+    throw new AmbitError('AMBIT_ERR_CLI_USAGE', `--token-file ${given} cannot be read: ${errorMessage(e)}`, { cause: e });
+  }
+}
+
+export async function fetchSyncz(base: string, timeoutMs: number, doFetch: typeof fetch = fetch, token?: string): Promise<SynczReport> {
   let url: URL;
   try {
     url = new URL('/debug/syncz', base);
@@ -82,12 +101,15 @@ export async function fetchSyncz(base: string, timeoutMs: number, doFetch: typeo
   }
   let res: Response;
   try {
-    res = await doFetch(url, { signal: AbortSignal.timeout(timeoutMs) });
+    res = await doFetch(url, { signal: AbortSignal.timeout(timeoutMs), ...(token !== undefined ? { headers: { authorization: `Bearer ${token}` } } : {}) });
   } catch (e) {
     const why = e instanceof Error && e.cause instanceof Error ? e.cause.message : errorMessage(e);
     throw new AmbitError('AMBIT_ERR_ADMIN_UNAVAILABLE', `cannot reach the controller admin endpoint ${url.href}: ${why}; is the controller (or \`ambit local up\`) running and is --controller right?`, { cause: e });
   }
   const text = await res.text();
+  if (res.status === 401) {
+    throw new AmbitError('AMBIT_ERR_ADMIN_UNAVAILABLE', `controller admin endpoint ${url.href} needs its admin token: pass --token-file (local mode: /run/ambit/<name>/admin-token); it said: ${text.slice(0, 200).trim()}`);
+  }
   if (!res.ok) {
     throw new AmbitError('AMBIT_ERR_ADMIN_UNAVAILABLE', `controller admin endpoint ${url.href} answered ${res.status}: ${text.slice(0, 200).trim()}`);
   }

@@ -1,8 +1,10 @@
 /**
  * The controller's HTTP admin server: `/metrics` (CA, config and controller metrics), `/ready`,
  * `/debug/syncz` (what every config subscriber holds, what `ambit proxy-status` prints) and
- * `/debug/config_dump` (the translated model; it holds no key material).
+ * `/debug/config_dump` (the translated model; it holds no key material, but names every principal
+ * and address, so /debug/* needs the admin bearer token, or a loopback caller when none is set).
  */
+import { createHash, timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Gauge, type Registry } from 'prom-client';
@@ -12,7 +14,7 @@ import { typeLabel } from '../shared/xds/resource-codec.js';
 import { registerOnce } from '../shared/xds/metric-util.js';
 import { KINDS, kindRef } from './objects.js';
 import type { ObjectStore } from './store.js';
-import type { TranslateResult } from './translate.js';
+import type { TranslateResult } from './translate/translate.js';
 import type { SubscriberState, TypeSubscriptionState } from './xds/server.js';
 
 /** What the admin server reads; the Controller provides it. */
@@ -37,6 +39,23 @@ export interface AdminServerOptions {
   now?: () => number;
   /** When the controller started (ms since epoch), for the uptime gauge. Default: now. */
   startedAt?: number;
+  /**
+   * Bearer token /debug/* requires (the config dump names every principal and address). Without
+   * one, /debug/* answers only callers on the loopback interface. /metrics and /ready stay open.
+   */
+  debugToken?: string;
+}
+
+/** Whether a request may read /debug/*: the right bearer token, or, with no token configured, a loopback peer. */
+export function mayReadDebug(req: Pick<IncomingMessage, 'headers' | 'socket'>, debugToken: string | undefined): boolean {
+  if (debugToken === undefined) {
+    const peer = req.socket.remoteAddress ?? '';
+    return peer === '::1' || peer.startsWith('127.') || peer.startsWith('::ffff:127.');
+  }
+  const m = /^Bearer\s+(\S+)\s*$/i.exec(req.headers.authorization ?? '');
+  if (!m) return false;
+  const want = createHash('sha256').update(debugToken).digest();
+  return timingSafeEqual(createHash('sha256').update(m[1]!).digest(), want);
 }
 
 /**
@@ -189,7 +208,7 @@ export class AdminServer {
     createControllerMetrics(opts.source.registry, opts.source, opts.startedAt ?? now(), now);
     const server = createServer((req, res) => {
       handle(req, res, opts, now).catch((e: unknown) => {
-        log.warn({ err: errorMessage(e), path: req.url }, 'admin request failed');
+        log.warn({ err: e, path: req.url }, 'admin request failed');
         if (!res.headersSent) send(res, 500, 'text/plain; charset=utf-8', `internal error: ${errorMessage(e)}\n`);
         else res.destroy();
       });
@@ -205,7 +224,7 @@ export class AdminServer {
         resolve();
       });
     });
-    server.on('error', (e) => log.error({ err: errorMessage(e) }, 'admin server error'));
+    server.on('error', (e) => log.error({ err: e }, 'admin server error'));
     const a = server.address() as AddressInfo;
     const address = a.family === 'IPv6' ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`;
     log.info({ address }, 'admin server listening');
@@ -237,6 +256,13 @@ async function handle(req: IncomingMessage, res: ServerResponse, opts: AdminServ
   }
   const path = new URL(req.url ?? '/', 'http://admin').pathname;
   const src = opts.source;
+  if (path.startsWith('/debug/') && !mayReadDebug(req, opts.debugToken)) {
+    res.setHeader('www-authenticate', 'Bearer');
+    send(res, 401, 'text/plain; charset=utf-8', opts.debugToken === undefined
+      ? 'debug endpoints answer loopback callers only (set AMBIT_ADMIN_TOKEN_FILE to allow a bearer token)\n'
+      : 'debug endpoints need "authorization: Bearer <admin token>"\n');
+    return;
+  }
   switch (path) {
     case '/metrics':
       send(res, 200, src.registry.contentType, await src.registry.metrics());

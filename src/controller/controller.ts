@@ -9,20 +9,20 @@ import * as grpc from '@grpc/grpc-js';
 import { join } from 'node:path';
 import { writeFile } from 'node:fs/promises';
 import type { Registry } from 'prom-client';
-import { AmbitError, errorMessage } from '../shared/errors.js';
+import { AmbitError } from '../shared/errors.js';
 import type { Logger } from '../shared/log.js';
 import { createRegistry } from '../shared/metrics.js';
 import type { Workload } from '../shared/model.js';
-import type { KubeObject } from './objects.js';
 import { AdminServer } from './admin.js';
 import { CertificateAuthority } from './ca/authority.js';
-import { createCaService, createNodeAuthorizer, StaticTokenAuthenticator, type PodIdentityRef } from './ca/service.js';
+import { createCaService } from './ca/service.js';
+import { refuseIdentity, refuseSubscription, StaticTokenAuthenticator, type AccessView, type CallerAuthenticator, type PodRecord } from './callers.js';
 import { ObjectStore } from './store.js';
-import { translate, type TranslateResult } from './translate.js';
-import { translateRoutes, type TranslateRoutesResult } from './translate-routes.js';
-import { gatewayListeners, type GatewayListenersResult } from './gateway-listeners.js';
+import { translateAll, type TranslateResult } from './translate/translate.js';
+import type { TranslateRoutesResult } from './translate/routes.js';
+import type { GatewayListenersResult } from './translate/gateway-listeners.js';
 import type { NodeInfo } from '../shared/xds/node.js';
-import { buildSnapshot, ConfigServer, type Snapshot } from './xds/server.js';
+import { buildSnapshot, ConfigServer, type Snapshot, type StreamLimits } from './xds/server.js';
 
 export interface WorkloadCaptureState {
   captured: boolean;
@@ -37,13 +37,22 @@ export interface ControllerOptions {
   host: string;
   port: number;
   trustDomain: string;
-  /** token → node name for agents (bootstrap tokens). */
-  nodeTokens: Map<string, string>;
+  /**
+   * Who may call: node tokens (token → node name) for a StaticTokenAuthenticator, or an
+   * authenticator of the caller's own (local mode registers pod tokens on one it keeps).
+   */
+  auth: { nodeTokens: Map<string, string> } | { authenticator: CallerAuthenticator };
   log: Logger;
   registry?: Registry;
   debounceMs?: number;
   /** Lifetime of issued workload certificates (default the CA service's, 24h). */
   certTtlMs?: number;
+  /** The longest lifetime the CA signs whatever a request asks (default certTtlMs). */
+  certMaxTtlMs?: number;
+  /** Bearer token /debug/* on the admin port requires (undefined: loopback callers only). */
+  adminToken?: string;
+  /** Bounds on config streams before they subscribe and per caller (defaults: DEFAULT_STREAM_LIMITS). */
+  streamLimits?: Partial<StreamLimits>;
   /** Also serve the HTTP admin endpoints (/metrics, /ready, /debug/syncz, /debug/config_dump) here. */
   admin?: { host: string; port: number };
 }
@@ -67,20 +76,16 @@ export class Controller {
     readonly ca: CertificateAuthority,
     private readonly server: grpc.Server,
     readonly address: string,
-    private readonly authenticator: StaticTokenAuthenticator,
+    private readonly authenticator: CallerAuthenticator,
   ) {
     this.registry = opts.registry ?? createRegistry();
     this.configServer = new ConfigServer({
       log: opts.log,
       registry: this.registry,
       debounceMs: opts.debounceMs ?? 50,
-      authenticate: async (call, node) => {
-        const caller = await this.authenticator.authenticate(call.metadata);
-        if (!caller) throw new AmbitError('AMBIT_ERR_CA_UNAUTHENTICATED', `config stream from ${node.id} without a valid bearer token`);
-        if (node.nodeName !== caller.node) {
-          throw new AmbitError('AMBIT_ERR_CA_IDENTITY_DENIED', `config stream token belongs to node ${caller.node}, not ${JSON.stringify(node.nodeName)}`);
-        }
-      },
+      authenticate: (token) => this.authenticator.authenticate(token),
+      authorize: (caller, node) => refuseSubscription(caller, node, this.access),
+      ...(opts.streamLimits ? { limits: opts.streamLimits } : {}),
     });
   }
 
@@ -96,15 +101,16 @@ export class Controller {
     const port = await new Promise<number>((resolve, reject) =>
       server.bindAsync(`${opts.host}:${opts.port}`, creds, (err, p) => (err ? reject(new AmbitError('AMBIT_ERR_CA_INIT', `controller cannot listen on ${opts.host}:${opts.port}: ${err.message}`, { cause: err })) : resolve(p))),
     );
-    const authenticator = new StaticTokenAuthenticator(opts.nodeTokens);
+    const authenticator = 'authenticator' in opts.auth ? opts.auth.authenticator : new StaticTokenAuthenticator(opts.auth.nodeTokens);
     const c = new Controller(opts, ca, server, `${opts.host}:${port}`, authenticator);
     const caService = createCaService({
       authority: ca,
       authenticator,
-      authorizer: createNodeAuthorizer((node) => c.podIdentitiesOn(node)),
+      authorize: (caller, spiffe) => refuseIdentity(caller, spiffe, c.access),
       registry: c.registry,
       log: opts.log,
       ...(opts.certTtlMs !== undefined ? { defaultTtlMs: opts.certTtlMs } : {}),
+      ...(opts.certMaxTtlMs !== undefined ? { maxTtlMs: opts.certMaxTtlMs } : {}),
     });
     server.addService(caService.definition, caService.implementation);
     c.configServer.addToServer(server);
@@ -114,7 +120,7 @@ export class Controller {
     opts.log.info({ address: c.address }, 'controller serving CA and config streams');
     if (opts.admin) {
       try {
-        c.adminServer = await AdminServer.start({ source: c, host: opts.admin.host, port: opts.admin.port, log: opts.log, startedAt: c.startedAt });
+        c.adminServer = await AdminServer.start({ source: c, host: opts.admin.host, port: opts.admin.port, log: opts.log, startedAt: c.startedAt, ...(opts.adminToken !== undefined ? { debugToken: opts.adminToken } : {}) });
       } catch (err) {
         await c.close();
         throw err;
@@ -164,16 +170,17 @@ export class Controller {
   retranslate(): void {
     try {
       const objects = this.store.snapshot().objects;
-      this.translated = translate(objects, { trustDomain: this.opts.trustDomain });
-      this.translatedRoutes = translateRoutes(objects, { trustDomain: this.opts.trustDomain });
-      const ofKind = (kind: string): KubeObject[] => objects.filter((o) => o.kind === kind && o.apiVersion === 'v1');
-      this.listeners = gatewayListeners(this.translatedRoutes.gateways, ofKind('Pod'), ofKind('Secret'));
+      const t = translateAll(objects, { trustDomain: this.opts.trustDomain });
+      this.translated = t.model;
+      this.translatedRoutes = t.routes;
+      this.listeners = t.listeners;
+      this.podIndex = new Map(this.translated.workloads.map((w) => [`${w.namespace}/${w.name}`, { namespace: w.namespace, name: w.name, serviceAccount: w.serviceAccount, node: w.node, labels: w.labels }]));
       this.snapshotCache = undefined;
       this.routeSnapshots = new Map();
       this.writeConditions();
       this.configServer.notify();
     } catch (err) {
-      this.opts.log.error({ err: errorMessage(err) }, 'translation failed; subscribers keep the last config');
+      this.opts.log.error({ err: err }, 'translation failed; subscribers keep the last config');
     }
   }
 
@@ -223,9 +230,16 @@ export class Controller {
     return this.translated;
   }
 
-  /** Pods (namespace + service account) scheduled on `node`: the CA's node-scoped authorization. */
-  podIdentitiesOn(node: string): PodIdentityRef[] {
-    return this.translated.workloads.filter((w) => w.node === node).map((w) => ({ namespace: w.namespace, serviceAccount: w.serviceAccount }));
+  /** Pods by `namespace/name`, rebuilt with each translation: what callers are authorized against. */
+  private podIndex = new Map<string, PodRecord>();
+
+  /** The controller's current view as caller authorization reads it (callers.ts). */
+  get access(): AccessView {
+    return {
+      trustDomain: this.opts.trustDomain,
+      podsOnNode: (node) => this.translated.workloads.filter((w) => w.node === node),
+      pod: (namespace, name) => this.podIndex.get(`${namespace}/${name}`),
+    };
   }
 
   enrolledWorkloads(): Workload[] {

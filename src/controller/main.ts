@@ -4,10 +4,9 @@
  * shuts down on SIGTERM/SIGINT within a deadline.
  */
 import { createLogger, type Logger } from '../shared/log.js';
-import { errorCode, errorMessage } from '../shared/errors.js';
 import { createRegistry } from '../shared/metrics.js';
 import { AdminServer } from './admin.js';
-import { loadConfig, readNodeTokens, type ControllerConfig } from './config.js';
+import { loadConfig, readAdminToken, readNodeTokens, type ControllerConfig } from './config.js';
 import { Controller } from './controller.js';
 import { FileSource } from './source/watch.js';
 
@@ -16,6 +15,7 @@ const SHUTDOWN_DEADLINE_MS = 10_000;
 
 async function run(config: Readonly<ControllerConfig>, log: Logger): Promise<void> {
   const nodeTokens = await readNodeTokens(config.nodeTokensFile);
+  const adminToken = await readAdminToken(config.adminTokenFile);
   if (nodeTokens.size === 0) log.warn({ file: config.nodeTokensFile }, 'no node tokens configured; no agent can authenticate');
   const registry = createRegistry({ processMetrics: true });
   const controller = await Controller.start({
@@ -23,10 +23,11 @@ async function run(config: Readonly<ControllerConfig>, log: Logger): Promise<voi
     host: config.listen.host,
     port: config.listen.port,
     trustDomain: config.trustDomain,
-    nodeTokens,
+    auth: { nodeTokens },
     log,
     registry,
     certTtlMs: config.certTtlMs,
+    certMaxTtlMs: config.certMaxTtlMs,
   });
 
   let source: FileSource | undefined;
@@ -43,7 +44,7 @@ async function run(config: Readonly<ControllerConfig>, log: Logger): Promise<voi
     force.unref();
     source?.close();
     await admin?.close().catch(() => undefined);
-    await controller.close().catch((err: unknown) => log.warn({ err: errorMessage(err) }, 'controller close failed'));
+    await controller.close().catch((err: unknown) => log.warn({ err: err }, 'controller close failed'));
     clearTimeout(force);
     log.info('controller stopped');
     process.exit(0);
@@ -65,6 +66,7 @@ async function run(config: Readonly<ControllerConfig>, log: Logger): Promise<voi
       port: config.admin.port,
       log,
       startedAt: controller.startedAt,
+      ...(adminToken !== undefined ? { debugToken: adminToken } : {}),
       ready: () => !stopping && (src === undefined || src.ready),
     });
   } catch (err) {
@@ -81,7 +83,7 @@ try {
   log = createLogger({ name: 'ambit-controller', level: config.logLevel });
   await run(config, log);
 } catch (err) {
-  log.fatal({ code: errorCode(err), err: errorMessage(err) }, 'controller failed to start');
+  log.fatal({ err }, 'controller failed to start');
   log.flush();
   process.exitCode = 1;
   // Give the async log destination a moment to drain, then exit even if handles remain.

@@ -5,7 +5,6 @@
  * apply() returns only after pods are ready, enrolled pods are captured and every agent acked.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import { existsSync, createWriteStream } from 'node:fs';
 import { mkdir, readdir, rm, writeFile, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -14,6 +13,8 @@ import { AGENT_NODE_FLAGS } from '../agent/process-flags.js';
 import type { Logger } from '../shared/log.js';
 import type { KubeObject } from '../controller/objects.js';
 import { Controller, type WorkloadCaptureState } from '../controller/controller.js';
+import { generateToken, StaticTokenAuthenticator } from '../controller/callers.js';
+import { podServiceAccount } from '../controller/translate/workloads.js';
 import { cgroup2Root, createCgroup, removeCgroup } from './cgroup.js';
 import { addPodNetwork, applyServiceRules, cleanupNetwork, createClusterNetwork, removePodNetwork, renderServiceRules, writePodDns } from './network.js';
 import { addressPlan, cgroupName, CONTROLLER_PORT, pickNode, planNode, podIp, podNetnsName, serviceIp, type NodePlan } from './plan.js';
@@ -61,6 +62,16 @@ interface PodRecord {
   specHash: string;
   procs: PodProcesses;
   ready: boolean;
+  /** The pod's own controller credential (registered with `tokens`; file podTokenFile()). */
+  token: string;
+}
+
+/** File of the daemon's admin token for the controller's /debug/* endpoints (0600, in the state dir). */
+export const ADMIN_TOKEN_FILE = 'admin-token';
+
+/** Where a pod's own controller credential is written (0600), as a kubelet projects a token. */
+export function podTokenFile(stateDir: string, namespace: string, pod: string): string {
+  return join(stateDir, 'tokens', 'pods', `${namespace}.${pod}`);
 }
 
 interface AgentRecord {
@@ -126,6 +137,8 @@ export class LocalMesh {
   private readonly agents: AgentRecord[] = [];
   private cgroupDir = '';
   private cp: Controller | undefined;
+  /** Node and pod credentials the controller accepts (pods' are added and removed with the pods). */
+  private readonly tokens = new StaticTokenAuthenticator();
   private serviceSlots = new Map<string, number>();
   private lastRules = '';
   private lastHosts = new Map<string, string>();
@@ -155,18 +168,21 @@ export class LocalMesh {
     await mkdir(join(o.stateDir, 'tokens'), { recursive: true, mode: 0o700 });
     this.cgroupDir = await createCgroup(cgroupName(o.prefix));
     this.nodes.push(...(await createClusterNetwork(o.prefix, o.nodes, o.net)));
-    const tokens = new Map<string, string>();
+    await mkdir(join(o.stateDir, 'tokens', 'pods'), { recursive: true, mode: 0o700 });
     for (const n of this.nodes) {
-      const token = randomBytes(24).toString('hex');
-      tokens.set(token, n.name);
+      const token = generateToken();
+      this.tokens.set(token, { kind: 'node', node: n.name });
       await writeFile(join(o.stateDir, 'tokens', n.name), token, { mode: 0o600 });
     }
+    const adminToken = generateToken();
+    await writeFile(join(o.stateDir, ADMIN_TOKEN_FILE), adminToken, { mode: 0o600 });
     this.cp = await Controller.start({
       stateDir: o.stateDir,
       host: addressPlan(o.net).bridgeIp,
       port: CONTROLLER_PORT,
       trustDomain: o.trustDomain,
-      nodeTokens: tokens,
+      auth: { authenticator: this.tokens },
+      adminToken,
       admin: { host: addressPlan(o.net).bridgeIp, port: 15014 },
       log: o.log.child({ component: 'controller' }),
     });
@@ -362,7 +378,7 @@ export class LocalMesh {
     const proxyEnv: WaypointPodEnv = {
       controllerAddr: `${addressPlan(this.opts.net).bridgeIp}:${CONTROLLER_PORT}`,
       caRootFile: join(this.opts.stateDir, 'root-cert.pem'),
-      tokenFile: (node) => join(this.opts.stateDir, 'tokens', node),
+      tokenFile: (namespace, pod) => podTokenFile(this.opts.stateDir, namespace, pod),
       trustDomain: this.opts.trustDomain,
       logLevel: this.opts.logLevel,
       nodes: this.nodes.map((n) => n.name),
@@ -457,7 +473,12 @@ export class LocalMesh {
       log: this.opts.log.child({ component: 'kubelet' }),
       onChange: () => this.schedule(),
     });
-    const rec: PodRecord = { key, uid: '', node, slot, netns, ip: addr, specHash: specHash(p), procs, ready: false };
+    // Every pod gets a credential bound to it, as the kubelet projects a service-account token; the
+    // waypoint and gateway pods authenticate to the controller with theirs, never a node's.
+    const token = generateToken();
+    await writeFile(podTokenFile(this.opts.stateDir, nsOf(p), p.metadata.name), token, { mode: 0o600 });
+    this.tokens.set(token, { kind: 'pod', namespace: nsOf(p), pod: p.metadata.name, serviceAccount: podServiceAccount(p) });
+    const rec: PodRecord = { key, uid: '', node, slot, netns, ip: addr, specHash: specHash(p), procs, ready: false, token };
     this.pods.set(key, rec);
     this.cp!.store.apply([{ ...annotated, status: podStatus(rec, 'Pending', false) }], { preserveStatus: false });
     procs.start();
@@ -467,6 +488,9 @@ export class LocalMesh {
     this.pods.delete(rec.key);
     this.lastHosts.delete(rec.key);
     await rec.procs.stop();
+    this.tokens.delete(rec.token);
+    const [ns, name] = rec.key.split('/') as [string, string];
+    await rm(podTokenFile(this.opts.stateDir, ns, name), { force: true });
     await removePodNetwork(rec.node, rec.netns, rec.slot);
   }
 

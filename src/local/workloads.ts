@@ -135,8 +135,8 @@ export const WAYPOINT_CLASS_NAMES: readonly string[] = ['ambit-waypoint', 'istio
 export interface WaypointPodEnv {
   controllerAddr: string;
   caRootFile: string;
-  /** Token file of a node (the waypoint authenticates with its node's token). */
-  tokenFile: (node: string) => string;
+  /** The pod's own credential file (a waypoint or gateway authenticates as itself, never as its node). */
+  tokenFile: (namespace: string, pod: string) => string;
   trustDomain: string;
   logLevel: string;
   /** Node names; the waypoint pod is pinned to one of them (stable per Gateway). */
@@ -185,11 +185,12 @@ function proxyPod(p: {
 }): KubeObject {
   const hash = templateHash({ owner: p.owner, labels: p.labels });
   const node = p.env.nodes[parseInt(templateHash(p.owner), 16) % Math.max(1, p.env.nodes.length)] ?? '';
+  const podName = `${p.name}-${hash}-0`;
   const vars: Record<string, string> = {
     [ENV_NODE_NAME]: node,
     [ENV_CONTROLLER_ADDR]: p.env.controllerAddr,
     [ENV_CA_ROOT_FILE]: p.env.caRootFile,
-    [ENV_TOKEN_FILE]: p.env.tokenFile(node),
+    [ENV_TOKEN_FILE]: p.env.tokenFile(p.namespace, podName),
     [ENV_TRUST_DOMAIN]: p.env.trustDomain,
     [ENV_LOG_LEVEL]: p.env.logLevel,
     ...p.vars,
@@ -198,7 +199,7 @@ function proxyPod(p: {
     apiVersion: 'v1',
     kind: 'Pod',
     metadata: {
-      name: `${p.name}-${hash}-0`,
+      name: podName,
       namespace: p.namespace,
       labels: { ...p.labels, 'istio.io/dataplane-mode': 'none', 'pod-template-hash': hash },
       ownerReferences: [{ apiVersion: 'apps/v1', kind: 'ReplicaSet', name: `${p.name}-${hash}`, controller: true }],

@@ -4,10 +4,8 @@
  * limit and the L7 authorization policies attached to it. Plain JSON data; receivers validate it
  * with validateRouteConfig() before use and keep the last good config when it fails.
  */
+import type { StringMatch } from './model.js';
 import { Issues, isRecord, type Issue } from './validate.js';
-
-/** Type URL of route config on the config stream (defined with the other types in model.ts). */
-export { TYPE_ROUTE_CONFIG } from './model.js';
 
 export type StringMatcher = { exact: string } | { prefix: string } | { regex: string };
 
@@ -158,20 +156,18 @@ export interface LocalRateLimit {
   fillIntervalMs: number;
 }
 
-export type AuthzStringMatch = { exact: string } | { prefix: string } | { suffix: string } | { presence: true };
-
 export interface L7Source {
-  principals: AuthzStringMatch[];
-  notPrincipals: AuthzStringMatch[];
-  namespaces: AuthzStringMatch[];
-  notNamespaces: AuthzStringMatch[];
+  principals: StringMatch[];
+  notPrincipals: StringMatch[];
+  namespaces: StringMatch[];
+  notNamespaces: StringMatch[];
 }
 
 export interface L7Operation {
-  hosts: AuthzStringMatch[];
-  notHosts: AuthzStringMatch[];
-  paths: AuthzStringMatch[];
-  notPaths: AuthzStringMatch[];
+  hosts: StringMatch[];
+  notHosts: StringMatch[];
+  paths: StringMatch[];
+  notPaths: StringMatch[];
   methods: string[];
   notMethods: string[];
   ports: number[];
@@ -181,8 +177,8 @@ export interface L7Operation {
 /** `when` condition on a request header: `request.headers[<name>]`. */
 export interface L7Condition {
   header: string;
-  values: AuthzStringMatch[];
-  notValues: AuthzStringMatch[];
+  values: StringMatch[];
+  notValues: StringMatch[];
 }
 
 /** from (OR within) AND to (OR within) AND when (AND). Empty lists match everything. */

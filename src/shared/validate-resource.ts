@@ -7,25 +7,8 @@
 import { isIP } from 'node:net';
 import { tryParseSpiffeId } from './identity.js';
 import { validateGatewayListener, validateRouteConfig, type GatewayListener, type RouteConfig } from './routes.js';
-import {
-  TYPE_AUTHORIZATION,
-  TYPE_GATEWAY_LISTENER,
-  TYPE_ROUTE_CONFIG,
-  TYPE_SERVICE,
-  TYPE_WORKLOAD,
-  type Authorization,
-  type AuthzClause,
-  type AuthzMatch,
-  type AuthzRule,
-  type Locality,
-  type PortMapping,
-  type Resource,
-  type Service,
-  type ServicePort,
-  type StringMatch,
-  type WaypointRef,
-  type Workload,
-} from './model.js';
+import { TYPE_AUTHORIZATION, TYPE_GATEWAY_LISTENER, TYPE_ROUTE_CONFIG, TYPE_SERVICE, TYPE_WORKLOAD, type Resource } from './resources.js';
+import { type Authorization, type AuthzClause, type AuthzMatch, type AuthzRule, type Locality, type PortMapping, type Service, type ServicePort, type StringMatch, type WaypointRef, type Workload } from './model.js';
 import { Issues, isDnsLabel, isDnsSubdomain, isPort, isRecord, type Issue } from './validate.js';
 
 export interface ResourceValidation {

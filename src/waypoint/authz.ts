@@ -4,7 +4,8 @@
  * policies are evaluated for the log but never change the verdict. Denials answer 403
  * `RBAC: access denied` like Envoy.
  */
-import type { AuthzStringMatch, L7AuthorizationPolicy, L7Condition, L7Operation, L7Rule, L7Source } from '../shared/routes.js';
+import type { StringMatch } from '../shared/model.js';
+import type { L7AuthorizationPolicy, L7Condition, L7Operation, L7Rule, L7Source } from '../shared/routes.js';
 import { hostOfAuthority, type RequestHeaders } from './router.js';
 
 export const RBAC_DENIED_BODY = 'RBAC: access denied';
@@ -32,7 +33,7 @@ export interface AuthzVerdict {
   dryRunDenied: string[];
 }
 
-export function matchAuthzString(m: AuthzStringMatch, value: string | undefined): boolean {
+export function matchAuthzString(m: StringMatch, value: string | undefined): boolean {
   if ('presence' in m) return value !== undefined && value !== '';
   if (value === undefined) return false;
   if ('exact' in m) return value === m.exact;
@@ -40,7 +41,7 @@ export function matchAuthzString(m: AuthzStringMatch, value: string | undefined)
   return value.endsWith(m.suffix);
 }
 
-function anyMatch(list: readonly AuthzStringMatch[], value: string | undefined): boolean {
+function anyMatch(list: readonly StringMatch[], value: string | undefined): boolean {
   return list.some((m) => matchAuthzString(m, value));
 }
 
@@ -61,9 +62,9 @@ function matchSource(s: L7Source, req: AuthzRequest): boolean {
   return true;
 }
 
-function matchHost(list: readonly AuthzStringMatch[], authority: string): boolean {
+function matchHost(list: readonly StringMatch[], authority: string): boolean {
   const host = hostOfAuthority(authority);
-  const lower = list.map((m): AuthzStringMatch => ('exact' in m ? { exact: m.exact.toLowerCase() } : 'prefix' in m ? { prefix: m.prefix.toLowerCase() } : 'suffix' in m ? { suffix: m.suffix.toLowerCase() } : m));
+  const lower = list.map((m): StringMatch => ('exact' in m ? { exact: m.exact.toLowerCase() } : 'prefix' in m ? { prefix: m.prefix.toLowerCase() } : 'suffix' in m ? { suffix: m.suffix.toLowerCase() } : m));
   return anyMatch(lower, host) || anyMatch(lower, authority.toLowerCase());
 }
 

@@ -11,7 +11,6 @@ import type * as http from 'node:http';
 import { nodeHttp, nodeTls } from '../shared/node-builtins.js';
 import * as net from 'node:net';
 import type * as tls from 'node:tls';
-import { errorMessage } from '../shared/errors.js';
 import type { Logger } from '../shared/log.js';
 import { certificateFor, type GatewayListener, type HttpRoute, type RouteConfig } from '../shared/routes.js';
 import type { ConnectionMeta } from './server.js';
@@ -114,7 +113,7 @@ export class IngressListeners {
       try {
         await this.openListener(l);
       } catch (e) {
-        this.log.error({ port: l.port, protocol: l.protocol, err: errorMessage(e) }, 'ingress listener cannot open; other ports keep serving');
+        this.log.error({ port: l.port, protocol: l.protocol, err: e }, 'ingress listener cannot open; other ports keep serving');
       }
     }
   }
@@ -149,7 +148,7 @@ export class IngressListeners {
         },
         (s) => this.opts.accept(s, meta),
       );
-      secure.on('tlsClientError', (e) => this.log.debug({ port: l.port, err: errorMessage(e) }, 'tls handshake failed'));
+      secure.on('tlsClientError', (e) => this.log.debug({ port: l.port, err: e }, 'tls handshake failed'));
       server = secure;
     } else if (l.httpsRedirect) {
       const redirect = nodeHttp.createServer({ requestTimeout: 10_000, headersTimeout: 10_000 }, (req, res) => answerHttpsRedirect(req, res));
@@ -170,7 +169,7 @@ export class IngressListeners {
         resolve();
       });
     });
-    server.on('error', (e) => this.log.warn({ port: l.port, err: errorMessage(e) }, 'ingress listener error'));
+    server.on('error', (e) => this.log.warn({ port: l.port, err: e }, 'ingress listener error'));
     this.open.set(l.port, rec);
     this.log.info({ addr: `${host}:${l.port}`, protocol: l.protocol, httpsRedirect: l.httpsRedirect === true, gateways: l.gateways, hosts: l.hosts }, 'ingress listener established');
   }

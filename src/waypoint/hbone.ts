@@ -1,21 +1,19 @@
 /**
  * The waypoint's HBONE leg out: a ConnectFn that opens an HBONE CONNECT stream (through the
- * agent's TunnelPool, with the waypoint's own identity) to an endpoint's node, so HttpUpstream
+ * shared TunnelPool, with the waypoint's own identity) to an endpoint's node, so HttpUpstream
  * speaks HTTP/1.1 or HTTP/2 inside the tunnel exactly as it does over plain TCP.
  */
 import type * as http2 from 'node:http2';
 import type { Duplex } from 'node:stream';
-import type { OpenTunnel, TunnelOpenRequest } from '../agent/proxy/pool.js';
-import type { Address } from '../agent/proxy/sockets.js';
-import { buildConnectHeaders } from '../agent/proxy/tunnel.js';
+import type { OpenTunnel, TunnelOpenRequest } from '../shared/hbone/pool.js';
+import type { Address } from '../shared/address.js';
+import { HBONE_PORT, buildConnectHeaders } from '../shared/hbone/tunnel.js';
 import type { ConnectFn, Endpoint } from './upstream.js';
 
 /** What the waypoint needs from a tunnel pool (TunnelPool fits). */
 export interface TunnelOpener {
   open(req: TunnelOpenRequest): Promise<OpenTunnel>;
 }
-
-export const HBONE_PORT = 15008;
 
 export interface HboneConnectOptions {
   pool: TunnelOpener;

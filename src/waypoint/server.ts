@@ -12,19 +12,10 @@ import * as net from 'node:net';
 import type { Duplex } from 'node:stream';
 import * as tls from 'node:tls';
 import type { Registry } from 'prom-client';
-import { errorMessage } from '../shared/errors.js';
 import { accessLogger, type Logger } from '../shared/log.js';
 import { UNKNOWN } from '../shared/metrics.js';
 import { formatIssue, type Issue } from '../shared/validate.js';
-import {
-  validateRouteConfig,
-  type HeaderOps,
-  type HttpRoute,
-  type RetryPolicy,
-  type RouteBackend,
-  type RouteConfig,
-  type TrafficPolicy,
-} from '../shared/routes.js';
+import { validateRouteConfig, type HeaderOps, type HttpRoute, type RetryPolicy, type RouteBackend, type RouteConfig, type TrafficPolicy } from '../shared/routes.js';
 import { authorizeRequest, RBAC_DENIED_BODY } from './authz.js';
 import { ConnectionPoolGate, OutlierDetector, classifyResult, type Release } from './circuit-breaker.js';
 import { baseLabels, createWaypointMetrics, recordRequest, RESPONSE_FLAGS, type IstioHttpLabels, type WaypointMetrics } from './metrics.js';
@@ -34,6 +25,7 @@ import { ReplayableBody } from './replay-body.js';
 import { decideFault, rollPercent } from './route/fault.js';
 import { defaultRetryPolicy, isRetryable, retryBackoffMs, RetryBudget, type TryOutcome } from './route/retry.js';
 import { createDeadline, parseGrpcTimeout, tryTimeoutMs } from './route/timeout.js';
+import { pickLeastRequest } from '../shared/balancer.js';
 import { pickWeighted, type RandomSource } from './route/weighted.js';
 import { buildRouteTable, hostOfAuthority, rewritePath, routeRequest, type RouteRequest, type RouteTable } from './router.js';
 import { propagateTrace, type OtlpSpanExporter, type TraceContext } from './trace.js';
@@ -105,18 +97,6 @@ interface DestinationState {
   closeAfterRequest: boolean;
   /** In-flight requests per endpoint key, for least-request picks. */
   active: Map<string, number>;
-}
-
-/**
- * Least-request endpoint choice (Istio's default LEAST_REQUEST): two random candidates, the one
- * with fewer requests in flight wins.
- */
-export function pickLeastRequest<T extends { key: string }>(pool: readonly T[], active: ReadonlyMap<string, number>, random: RandomSource): T | undefined {
-  if (pool.length <= 1) return pool[0];
-  const a = pool[Math.min(pool.length - 1, Math.floor(random() * pool.length))]!;
-  let b = pool[Math.min(pool.length - 1, Math.floor(random() * pool.length))]!;
-  if (b === a) b = pool[(pool.indexOf(a) + 1) % pool.length]!;
-  return (active.get(b.key) ?? 0) < (active.get(a.key) ?? 0) ? b : a;
 }
 
 interface RequestState {
@@ -239,7 +219,7 @@ export class WaypointServer {
     this.sleep = opts.sleep ?? defaultSleep;
     const handler = (req: ServerRequest, res: ServerResponse): void => {
       this.handle(req, res).catch((e: unknown) => {
-        this.log.error({ err: errorMessage(e) }, 'request handler failed');
+        this.log.error({ err: e }, 'request handler failed');
         if (!res.headersSent) {
           out(res).writeHead(500);
           res.end();
@@ -248,7 +228,7 @@ export class WaypointServer {
     };
     this.h1 = nodeHttp.createServer({ keepAliveTimeout: 60_000, requestTimeout: 0, headersTimeout: 60_000 }, handler);
     this.h2 = http2.createServer({ peerMaxConcurrentStreams: 1000, settings: { maxConcurrentStreams: 1000 } }, handler);
-    this.h2.on('sessionError', (e) => this.log.debug({ err: errorMessage(e) }, 'http2 session error'));
+    this.h2.on('sessionError', (e) => this.log.debug({ err: e }, 'http2 session error'));
   }
 
   /**
@@ -305,7 +285,7 @@ export class WaypointServer {
       },
       (s) => this.acceptConnection(s),
     );
-    server.on('tlsClientError', (e) => this.log.debug({ err: errorMessage(e) }, 'tls handshake failed'));
+    server.on('tlsClientError', (e) => this.log.debug({ err: e }, 'tls handshake failed'));
     this.tlsListeners.add(server);
     return new Promise((resolve, reject) => {
       server.once('error', reject);
@@ -326,7 +306,7 @@ export class WaypointServer {
     this.meta.set(conn, meta);
     this.connections.add(conn);
     conn.once('close', () => this.connections.delete(conn));
-    conn.on('error', (e) => this.log.debug({ err: errorMessage(e) }, 'downstream connection error'));
+    conn.on('error', (e) => this.log.debug({ err: e }, 'downstream connection error'));
     let buf: Buffer = Buffer.alloc(0);
     const preface = Buffer.from('PRI ');
     const onData = (c: Buffer): void => {
@@ -652,7 +632,7 @@ export class WaypointServer {
           else if (overall.signal.aborted) outcome = { kind: 'timeout' };
           else if (isUpstreamFailure(e)) outcome = { kind: e.kind };
           else outcome = { kind: 'reset' };
-          this.log.debug({ reqId: st.reqId, endpoint: endpoint.key, err: errorMessage(e) }, 'upstream try failed');
+          this.log.debug({ reqId: st.reqId, endpoint: endpoint.key, err: e }, 'upstream try failed');
         } finally {
           if (tryTimer) clearTimeout(tryTimer);
           if (tryCtl) overall.signal.removeEventListener('abort', onOverall);
@@ -794,7 +774,7 @@ export class WaypointServer {
         try {
           (res as http2.Http2ServerResponse).stream.respond({ ...headers, ':status': resp.status } as http2.OutgoingHttpHeaders, { endStream: true });
         } catch (e) {
-          this.log.warn({ reqId: st.reqId, err: errorMessage(e) }, 'upstream response headers rejected');
+          this.log.warn({ reqId: st.reqId, err: e }, 'upstream response headers rejected');
           res.destroy();
         }
         return done();
@@ -802,7 +782,7 @@ export class WaypointServer {
       try {
         out(res).writeHead(resp.status, headers as http.OutgoingHttpHeaders);
       } catch (e) {
-        this.log.warn({ reqId: st.reqId, err: errorMessage(e) }, 'upstream response headers rejected');
+        this.log.warn({ reqId: st.reqId, err: e }, 'upstream response headers rejected');
         resp.body.destroy();
         res.destroy();
         return done();

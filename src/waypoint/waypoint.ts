@@ -15,18 +15,18 @@ import { AmbitError, errorMessage } from '../shared/errors.js';
 import { tryParseSpiffeId } from '../shared/identity.js';
 import type { Logger } from '../shared/log.js';
 import { Counter, createRegistry, type Registry } from '../shared/metrics.js';
-import type { Service, Workload } from '../shared/model.js';
+import type { Workload } from '../shared/model.js';
 import { formatIssue } from '../shared/validate.js';
 import type { RouteConfig } from '../shared/routes.js';
 import type { ConfigState } from '../shared/xds/client.js';
-import { copyBidirectional, type CopyHandle } from '../agent/proxy/copy.js';
-import { createProxyMetrics } from '../agent/proxy/metrics.js';
-import { TunnelPool } from '../agent/proxy/pool.js';
-import { normalizeIp, parseAddress, type Address } from '../agent/proxy/sockets.js';
-import { HBONE_STATUS, MAX_FRAME_BYTES, STREAM_WINDOW_BYTES, peerIdentity, type TunnelCertificate } from '../agent/proxy/tunnel.js';
-import { workloadIdentity } from '../agent/state/workloads.js';
+import { copyBidirectional, type CopyHandle } from '../shared/hbone/copy.js';
+import { createTunnelPoolMetrics } from '../shared/hbone/metrics.js';
+import { TunnelPool } from '../shared/hbone/pool.js';
+import { normalizeIp, parseAddress, type Address } from '../shared/address.js';
+import { HBONE_PORT, HBONE_STATUS, MAX_FRAME_BYTES, STREAM_WINDOW_BYTES, peerIdentity, type TunnelCertificate } from '../shared/hbone/tunnel.js';
+import { WorkloadIndex, workloadIdentity } from '../shared/state/workloads.js';
 import { gatewayRoutes, IngressListeners } from './gateway.js';
-import { HBONE_PORT, hboneConnect } from './hbone.js';
+import { hboneConnect } from './hbone.js';
 import { isHttpProtocol } from './protocol.js';
 import { WaypointServer, type BackendTarget, type SourceInfo } from './server.js';
 import { HttpUpstream, tcpConnect, type ConnectFn, type Endpoint } from './upstream.js';
@@ -53,20 +53,12 @@ export interface WaypointOptions {
   gateway?: { source: SourceInfo; listenHost?: string };
 }
 
-interface ServiceIndex {
-  byHost: Map<string, Service>;
-  /** `<vip>|<port>` → service. */
-  byVip: Map<string, Service>;
-  workloads: ReadonlyMap<string, Workload>;
-  byIp: Map<string, Workload>;
-}
-
 export class Waypoint {
   readonly server: WaypointServer;
   private readonly pool: TunnelPool;
   private readonly upstream: HttpUpstream;
   private readonly log: Logger;
-  private index: ServiceIndex = { byHost: new Map(), byVip: new Map(), workloads: new Map(), byIp: new Map() };
+  private index = new WorkloadIndex({ workloads: new Map(), services: new Map(), authorizations: new Map() });
   /** Opens a byte stream to an endpoint: HBONE with the waypoint's identity when it is enrolled, else TCP. */
   private readonly connectL4: ConnectFn;
   private readonly pipes = new Set<CopyHandle>();
@@ -86,8 +78,8 @@ export class Waypoint {
     const connectTcp = opts.connectTcp ?? ((a) => net.connect({ host: a.address, port: a.port, noDelay: true }));
     this.pool = new TunnelPool({
       log: this.log,
-      // Pool metrics share names with the waypoint's; they stay in a registry of their own.
-      metrics: createProxyMetrics(createRegistry()),
+      // Kept out of the waypoint's registry, as before the pool moved to shared/hbone.
+      metrics: createTunnelPoolMetrics(createRegistry()),
       connectTcp,
       getCertificate: (id) => opts.getCertificate(id),
     });
@@ -96,7 +88,7 @@ export class Waypoint {
     // Gateway mode: endpoints standing for a waypoint-bound Service tunnel to its waypoint.
     const viaWaypoint = hboneConnect({ pool: this.pool, srcIdentity: opts.identity, srcIp: opts.podIp, tunnelAddressOf: (e) => this.waypointTunnels.get(e.key)! });
     this.connectL4 = (e) =>
-      this.waypointTunnels.has(e.key) ? viaWaypoint(e) : this.index.byIp.get(normalizeIp(e.address))?.tunnelProtocol === 'HBONE' ? viaHbone(e) : plain(e);
+      this.waypointTunnels.has(e.key) ? viaWaypoint(e) : this.index.workloadByIp(e.address)?.tunnelProtocol === 'HBONE' ? viaHbone(e) : plain(e);
     this.upstream = new HttpUpstream({
       connect: async (e) => {
         const stream = await this.connectL4(e);
@@ -138,7 +130,7 @@ export class Waypoint {
    * applies the Service's routes. Other Services: their endpoints, as a waypoint resolves them.
    */
   gatewayEndpoints(target: BackendTarget): Endpoint[] {
-    const svc = this.index.byHost.get(target.host);
+    const svc = this.index.serviceByHostname(target.host);
     const wp = svc?.waypoint;
     const vip = svc?.vips[0];
     const tunnel = wp?.addresses[0];
@@ -159,15 +151,7 @@ export class Waypoint {
     if (!result.ok) {
       throw new AmbitError('AMBIT_ERR_XDS_STREAM', `route config rejected: ${result.issues.slice(0, 5).map(formatIssue).join('; ')}`);
     }
-    const byHost = new Map<string, Service>();
-    const byVip = new Map<string, Service>();
-    for (const s of state.services.values()) {
-      byHost.set(s.hostname, s);
-      for (const vip of s.vips) for (const p of s.ports) byVip.set(`${normalizeIp(vip)}|${p.port}`, s);
-    }
-    const byIp = new Map<string, Workload>();
-    for (const w of state.workloads.values()) for (const a of w.addresses) byIp.set(normalizeIp(a), w);
-    this.index = { byHost, byVip, workloads: state.workloads, byIp };
+    this.index = new WorkloadIndex(state);
   }
 
   /**
@@ -175,15 +159,15 @@ export class Waypoint {
    * pod address as the host (original destination, workload-bound waypoint) is that pod itself.
    */
   resolveEndpoints(target: BackendTarget): Endpoint[] {
-    const svc = this.index.byHost.get(target.host);
+    const svc = this.index.serviceByHostname(target.host);
     if (!svc) {
-      const w = this.index.byIp.get(normalizeIp(target.host));
+      const w = this.index.workloadByIp(target.host);
       return w && w.status === 'Healthy' ? [this.endpointOf(w, normalizeIp(target.host), target.port)] : [];
     }
     const key = `${svc.namespace}/${svc.hostname}`;
     const out: Endpoint[] = [];
     for (const uid of svc.endpoints) {
-      const w = this.index.workloads.get(uid);
+      const w = this.index.workloadByUid(uid);
       if (!w || w.status !== 'Healthy') continue;
       if (target.subsetLabels && !Object.entries(target.subsetLabels).every(([k, v]) => w.labels[k] === v)) continue;
       const mapping = (w.services[key] ?? []).find((m) => m.servicePort === target.port);
@@ -216,13 +200,13 @@ export class Waypoint {
    */
   private addressed(target: Address): { targetService?: string; targetWorkload?: string } {
     const ip = normalizeIp(target.address);
-    const svc = this.index.byVip.get(`${ip}|${target.port}`);
+    const svc = this.index.serviceByVip(ip, target.port)?.service;
     if (svc) return { targetService: svc.hostname };
-    const w = this.index.byIp.get(ip);
+    const w = this.index.workloadByIp(ip);
     if (!w) return {};
     for (const [key, mappings] of Object.entries(w.services)) {
       const host = key.slice(key.indexOf('/') + 1);
-      if (mappings.some((m) => m.targetPort === target.port) && this.index.byHost.has(host)) return { targetWorkload: ip, targetService: host };
+      if (mappings.some((m) => m.targetPort === target.port) && this.index.serviceByHostname(host) !== undefined) return { targetWorkload: ip, targetService: host };
     }
     return { targetWorkload: ip };
   }
@@ -234,17 +218,17 @@ export class Waypoint {
    */
   tcpEndpoint(target: Address, random: () => number = Math.random): Endpoint | null | undefined {
     const ip = normalizeIp(target.address);
-    const svc = this.index.byVip.get(`${ip}|${target.port}`);
+    const svc = this.index.serviceByVip(ip, target.port)?.service;
     if (svc) {
       const sp = svc.ports.find((p) => p.port === target.port);
       if (!sp || isHttpProtocol(sp.protocol)) return undefined;
       const eps = this.resolveEndpoints({ host: svc.hostname, port: target.port });
       return eps.length === 0 ? null : eps[Math.min(eps.length - 1, Math.floor(random() * eps.length))]!;
     }
-    const w = this.index.byIp.get(ip);
+    const w = this.index.workloadByIp(ip);
     if (!w) return undefined;
     for (const [key, mappings] of Object.entries(w.services)) {
-      const s = this.index.byHost.get(key.slice(key.indexOf('/') + 1));
+      const s = this.index.serviceByHostname(key.slice(key.indexOf('/') + 1));
       const m = mappings.find((x) => x.targetPort === target.port);
       if (s && m && isHttpProtocol(s.ports.find((p) => p.port === m.servicePort)?.protocol ?? 'tcp')) return undefined;
     }
@@ -257,7 +241,7 @@ export class Waypoint {
     try {
       upstream = await this.connectL4(endpoint);
     } catch (e) {
-      this.log.warn({ endpoint: endpoint.key, err: errorMessage(e) }, 'tcp upstream connect failed');
+      this.log.warn({ endpoint: endpoint.key, err: e }, 'tcp upstream connect failed');
       if (!stream.destroyed && !stream.headersSent) stream.respond({ ':status': HBONE_STATUS.UPSTREAM_FAILED }, { endStream: true });
       return;
     }
@@ -266,7 +250,7 @@ export class Waypoint {
       return;
     }
     stream.respond({ ':status': HBONE_STATUS.OK });
-    const svc = this.index.byVip.get(`${normalizeIp(target.address)}|${target.port}`);
+    const svc = this.index.serviceByVip(target.address, target.port)?.service;
     const labels: Record<TcpLabel, string> = {
       reporter: 'waypoint',
       source_principal: srcIdentity ?? 'unknown',
@@ -290,7 +274,7 @@ export class Waypoint {
   /** The caller of a tunnel: its peer identity, and its workload when the source IP matches it. */
   private sourceOf(identity: string | undefined, srcIp: string | undefined): SourceInfo {
     const parsed = identity ? tryParseSpiffeId(identity) : undefined;
-    const w = srcIp ? this.index.byIp.get(normalizeIp(srcIp)) : undefined;
+    const w = srcIp ? this.index.workloadByIp(srcIp) : undefined;
     const match = w && identity === workloadIdentity(w) ? w : undefined;
     return {
       ...(parsed ? { principal: identity!, namespace: parsed.namespace } : {}),
@@ -313,7 +297,7 @@ export class Waypoint {
       settings: { initialWindowSize: STREAM_WINDOW_BYTES, maxConcurrentStreams: 1000, maxFrameSize: MAX_FRAME_BYTES, enablePush: false },
     });
     this.h2 = h2;
-    h2.on('tlsClientError', (e) => this.log.warn({ err: errorMessage(e) }, 'mtls handshake failed'));
+    h2.on('tlsClientError', (e) => this.log.warn({ err: e }, 'mtls handshake failed'));
     h2.on('session', (session) => {
       const identity = peerIdentity(session.socket as tls.TLSSocket);
       const parsed = identity ? tryParseSpiffeId(identity) : undefined;
@@ -323,7 +307,7 @@ export class Waypoint {
         return;
       }
       this.sessions.add(session);
-      session.on('error', (e) => this.log.debug({ err: errorMessage(e) }, 'tunnel session error'));
+      session.on('error', (e) => this.log.debug({ err: e }, 'tunnel session error'));
       session.once('close', () => this.sessions.delete(session));
     });
     h2.on('stream', (stream, headers) => this.onStream(stream, headers));
@@ -332,7 +316,7 @@ export class Waypoint {
       this.refreshCertificate().then(
         () => h2.emit('connection', raw),
         (e: unknown) => {
-          this.log.error({ err: errorMessage(e) }, 'no certificate for the hbone listener; closing connection');
+          this.log.error({ err: e }, 'no certificate for the hbone listener; closing connection');
           raw.destroy();
         },
       );
@@ -372,7 +356,7 @@ export class Waypoint {
     }
     if (l4 !== undefined) {
       this.forwardTcp(stream, l4, target, peerIdentity(session.socket as tls.TLSSocket)).catch((e: unknown) => {
-        this.log.error({ err: errorMessage(e) }, 'tcp forward failed');
+        this.log.error({ err: e }, 'tcp forward failed');
         stream.destroy();
       });
       return;

@@ -15,7 +15,7 @@ import { Agent } from '../../src/agent/agent.js';
 import type { Capture } from '../../src/agent/capture/capture.js';
 import { originalDestination } from '../../src/agent/capture/orig-dst.js';
 import { NetnsPodSockets } from '../../src/agent/proxy/netns-sockets.js';
-import type { ConfigSnapshot } from '../../src/agent/state/workloads.js';
+import type { ConfigSnapshot } from '../../src/shared/state/workloads.js';
 import { listenInNetns, socketFd } from '../../native/netns.js';
 import { testWorkload } from '../helpers/loopback-net.js';
 import { createTestCa } from '../helpers/test-ca.js';

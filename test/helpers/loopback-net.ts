@@ -67,16 +67,16 @@ import { createTestCa, type TestCa } from './test-ca.js';
 import { createLogger, type Logger } from '../../src/shared/log.js';
 import { createRegistry } from '../../src/shared/metrics.js';
 import type { Authorization, Service, Workload } from '../../src/shared/model.js';
-import { WorkloadIndex, workloadIdentity, type ConfigSnapshot } from '../../src/agent/state/workloads.js';
+import { WorkloadIndex, workloadIdentity, type ConfigSnapshot } from '../../src/shared/state/workloads.js';
 import { createProxyMetrics, type ProxyMetrics } from '../../src/agent/proxy/metrics.js';
 import { ConnectionRegistry } from '../../src/agent/proxy/connections.js';
-import { TunnelPool, type TunnelPoolOptions } from '../../src/agent/proxy/pool.js';
+import { TunnelPool, type TunnelPoolOptions } from '../../src/shared/hbone/pool.js';
 import { InboundHbone } from '../../src/agent/proxy/inbound.js';
 import { InboundPlaintext } from '../../src/agent/proxy/inbound-plaintext.js';
 import { OutboundProxy } from '../../src/agent/proxy/outbound.js';
-import { LoadBalancer } from '../../src/agent/proxy/balancer.js';
-import type { Address } from '../../src/agent/proxy/sockets.js';
-import type { TunnelCertificate } from '../../src/agent/proxy/tunnel.js';
+import { LoadBalancer } from '../../src/shared/balancer.js';
+import type { Address } from '../../src/shared/address.js';
+import type { TunnelCertificate } from '../../src/shared/hbone/tunnel.js';
 import type { Registry } from 'prom-client';
 
 /** Collects pino lines as parsed objects. */

@@ -1,6 +1,6 @@
 /** A throwaway CA for tests: issues SPIFFE certificates for Node TLS (`key`, `cert`, `ca`). */
 import { CertificateAuthority } from '../../src/controller/ca/authority.js';
-import { createKeyAndCsr } from '../../src/agent/identity/csr.js';
+import { createKeyAndCsr } from '../../src/shared/certs/csr.js';
 
 export interface TestCa {
   ca: CertificateAuthority;

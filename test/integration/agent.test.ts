@@ -10,8 +10,8 @@ import { createLogger } from '../../src/shared/log.js';
 import { createRegistry } from '../../src/shared/metrics.js';
 import type { Authorization, Workload } from '../../src/shared/model.js';
 import { Agent } from '../../src/agent/agent.js';
-import type { ConfigSnapshot } from '../../src/agent/state/workloads.js';
-import type { Address } from '../../src/agent/proxy/sockets.js';
+import type { ConfigSnapshot } from '../../src/shared/state/workloads.js';
+import type { Address } from '../../src/shared/address.js';
 
 const BASE = `127.${10 + (process.pid % 200)}.4.`;
 const A_IP = BASE + '1';

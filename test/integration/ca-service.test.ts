@@ -3,10 +3,11 @@ import assert from 'node:assert/strict';
 import * as grpc from '@grpc/grpc-js';
 import { Registry } from 'prom-client';
 import { CertificateAuthority } from '../../src/controller/ca/authority.js';
-import { createCaService, createNodeAuthorizer, StaticTokenAuthenticator, generateNodeToken, type PodIdentityRef } from '../../src/controller/ca/service.js';
-import { createCaClient, type CaClient } from '../../src/agent/identity/ca-client.js';
-import { createKeyAndCsr } from '../../src/agent/identity/csr.js';
-import { CertManager } from '../../src/agent/identity/cert-manager.js';
+import { createCaService } from '../../src/controller/ca/service.js';
+import { generateToken, refuseIdentity, StaticTokenAuthenticator, type AccessView, type PodRecord } from '../../src/controller/callers.js';
+import { createCaClient, type CaClient } from '../../src/shared/certs/ca-client.js';
+import { createKeyAndCsr } from '../../src/shared/certs/csr.js';
+import { CertManager } from '../../src/shared/certs/cert-manager.js';
 import { readCertificateFacts, verifyChain } from '../../src/shared/tls.js';
 import { isAmbitError, type AmbitError } from '../../src/shared/errors.js';
 
@@ -14,20 +15,28 @@ const TD = 'cluster.local';
 const WEB = `spiffe://${TD}/ns/default/sa/web`;
 const DB = `spiffe://${TD}/ns/default/sa/db`;
 
-async function startCa(t: import('node:test').TestContext) {
+async function startCa(t: import('node:test').TestContext, ttl: { defaultTtlMs?: number; maxTtlMs?: number } = { defaultTtlMs: 2 * 3_600_000, maxTtlMs: 3 * 3_600_000 }) {
   const ca = CertificateAuthority.generate({ trustDomain: TD });
-  const tokenA = generateNodeToken();
-  const pods = new Map<string, PodIdentityRef[]>([
-    ['node-a', [{ namespace: 'default', serviceAccount: 'web' }]],
-    ['node-b', [{ namespace: 'default', serviceAccount: 'db' }]],
-  ]);
+  const tokenA = generateToken();
+  const tokenWaypoint = generateToken();
+  const pods: PodRecord[] = [
+    { namespace: 'default', name: 'web-1', serviceAccount: 'web', node: 'node-a', labels: {} },
+    { namespace: 'default', name: 'db-1', serviceAccount: 'db', node: 'node-b', labels: {} },
+    { namespace: 'default', name: 'waypoint-1', serviceAccount: 'waypoint', node: 'node-b', labels: {} },
+  ];
+  const view: AccessView = {
+    trustDomain: TD,
+    podsOnNode: (node) => pods.filter((p) => p.node === node),
+    pod: (ns, name) => pods.find((p) => p.namespace === ns && p.name === name),
+  };
+  const authenticator = new StaticTokenAuthenticator({ [tokenA]: 'node-a' });
+  authenticator.set(tokenWaypoint, { kind: 'pod', namespace: 'default', pod: 'waypoint-1', serviceAccount: 'waypoint' });
   const registry = new Registry();
   const svc = createCaService({
     authority: ca,
-    authenticator: new StaticTokenAuthenticator({ [tokenA]: 'node-a' }),
-    authorizer: createNodeAuthorizer((node) => pods.get(node) ?? []),
-    defaultTtlMs: 2 * 3_600_000,
-    maxTtlMs: 3 * 3_600_000,
+    authenticator,
+    authorize: (caller, spiffe) => refuseIdentity(caller, spiffe, view),
+    ...ttl,
     registry,
   });
   const serving = ca.issueServingCert({ ips: ['127.0.0.1'], dnsNames: ['localhost'], ttlMs: 3_600_000 });
@@ -51,7 +60,7 @@ async function startCa(t: import('node:test').TestContext) {
     const m = await registry.getSingleMetric(name)!.get();
     return m.values.find((v) => Object.entries(labels).every(([k, x]) => v.labels[k] === x))?.value ?? 0;
   };
-  return { ca, tokenA, client, count, pods, port };
+  return { ca, tokenA, tokenWaypoint, client, count, pods, port };
 }
 
 const grpcCode = (e: unknown) => (e as AmbitError).details?.grpcCode;
@@ -82,6 +91,26 @@ test('validity 0 gets the default ttl and a huge validity is capped', async (t) 
   assert.ok(d > 2 * 3_600_000 - 120_000 && d <= 2 * 3_600_000, `default 2 h (got ${d})`);
   const m = await life(365 * 86_400);
   assert.ok(m > 3 * 3_600_000 - 120_000 && m <= 3 * 3_600_000, `max 3 h (got ${m})`);
+});
+
+test('the CA never signs past its maximum lifetime, which defaults to the configured one', async (t) => {
+  const { tokenA, client } = await startCa(t, { defaultTtlMs: 2 * 3_600_000 });
+  const chain = await client(tokenA).fetchCertificate(WEB, createKeyAndCsr(WEB).csrPem, 90 * 86_400);
+  const life = readCertificateFacts(chain[0]!).notAfter.getTime() - Date.now();
+  assert.ok(life > 2 * 3_600_000 - 120_000 && life <= 2 * 3_600_000, `asked for 90 days, got ${life} ms; the configured 2 h is the maximum`);
+});
+
+test('a pod credential obtains only its own identity', async (t) => {
+  const { tokenWaypoint, client, count } = await startCa(t);
+  const own = `spiffe://${TD}/ns/default/sa/waypoint`;
+  const chain = await client(tokenWaypoint).fetchCertificate(own, createKeyAndCsr(own).csrPem, 3600);
+  assert.equal(readCertificateFacts(chain[0]!).spiffeId, own);
+  await assert.rejects(
+    client(tokenWaypoint).fetchCertificate(DB, createKeyAndCsr(DB).csrPem, 3600),
+    (e) => grpcCode(e) === grpc.status.PERMISSION_DENIED && (e as Error).message.includes('only request its own identity'),
+    'a waypoint pod on node-b may not have the identity of another pod on its node',
+  );
+  assert.equal(await count('ambit_ca_requests_total', { result: 'denied' }), 1);
 });
 
 test('an identity whose service account has no pod on the caller node is refused with PERMISSION_DENIED', async (t) => {

@@ -4,25 +4,25 @@
  * /debug/config_dump and `ambit proxy-status` reading them; a NACKing client shows NACKED.
  */
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
-import type { SynczReport } from '../../src/controller/admin.js';
+import { mayReadDebug, type SynczReport } from '../../src/controller/admin.js';
 import { Controller } from '../../src/controller/controller.js';
 import { runProxyStatus } from '../../src/cli/proxy-status.js';
 import { isAmbitError } from '../../src/shared/errors.js';
 import { silentLogger } from '../../src/shared/log.js';
 import { createRegistry } from '../../src/shared/metrics.js';
-import { TYPE_SERVICE } from '../../src/shared/model.js';
+import { TYPE_SERVICE } from '../../src/shared/resources.js';
 import { ConfigClient } from '../../src/shared/xds/client.js';
 import type { WorkloadStatus } from '../../src/shared/xds/node.js';
 import { namespace, pod, service } from '../unit/translate/helpers.js';
 
 const TOKENS = { node1: 'n1-token-0123456789abcdef', node2: 'n2-token-0123456789abcdef' };
 
-async function startController(t: TestContext): Promise<{ controller: Controller; adminUrl: string }> {
+async function startController(t: TestContext, adminToken?: string): Promise<{ controller: Controller; adminUrl: string }> {
   const stateDir = await mkdtemp(join(tmpdir(), `ambit-ctl${process.pid % 10000}-`));
   t.after(() => rm(stateDir, { recursive: true, force: true }));
   const controller = await Controller.start({
@@ -30,13 +30,16 @@ async function startController(t: TestContext): Promise<{ controller: Controller
     host: '127.0.0.1',
     port: 0,
     trustDomain: 'cluster.local',
-    nodeTokens: new Map([
-      [TOKENS.node1, 'node-1'],
-      [TOKENS.node2, 'node-2'],
-    ]),
+    auth: {
+      nodeTokens: new Map([
+        [TOKENS.node1, 'node-1'],
+        [TOKENS.node2, 'node-2'],
+      ]),
+    },
     log: silentLogger(),
     debounceMs: 10,
     admin: { host: '127.0.0.1', port: 0 },
+    ...(adminToken !== undefined ? { adminToken } : {}),
   });
   t.after(() => controller.close());
   assert.ok(controller.adminServer, 'admin server started');
@@ -213,4 +216,47 @@ test('proxy-status reports an unreachable controller and bad usage with their co
     isAmbitError(e, 'AMBIT_ERR_ADMIN_UNAVAILABLE') && /http:\/\/127\.0\.0\.1:1\/debug\/syncz/.test((e as Error).message));
   await assert.rejects(runProxyStatus(['-o', 'yaml'], io.io), (e: unknown) => isAmbitError(e, 'AMBIT_ERR_CLI_USAGE'));
   await assert.rejects(runProxyStatus(['--bogus'], io.io), (e: unknown) => isAmbitError(e, 'AMBIT_ERR_CLI_USAGE'));
+});
+
+test('with an admin token, /debug/* needs it while /metrics and /ready stay open; proxy-status sends it', async (t) => {
+  const adminToken = 'admin-token-0123456789abcdef';
+  const { controller, adminUrl } = await startController(t, adminToken);
+  const get = (path: string, token?: string) =>
+    fetch(`${adminUrl}${path}`, { signal: AbortSignal.timeout(5000), ...(token ? { headers: { authorization: `Bearer ${token}` } } : {}) });
+  for (const path of ['/debug/syncz', '/debug/config_dump']) {
+    const none = await get(path);
+    assert.equal(none.status, 401, `${path} without a token`);
+    assert.doesNotMatch(await none.text(), /spiffe|node-1/, 'a refusal reveals nothing of the config');
+    assert.equal((await get(path, 'wrong-token-0123456789abcdef')).status, 401, `${path} with a wrong token`);
+    assert.equal((await get(path, adminToken)).status, 200, `${path} with the admin token`);
+  }
+  assert.equal((await get('/metrics')).status, 200);
+  assert.equal((await get('/ready')).status, 200);
+
+  connect(t, controller, 'node-1', TOKENS.node1);
+  await controller.waitForSync(1, 8000);
+  const dir = await mkdtemp(join(tmpdir(), `ambit-adm${process.pid % 10000}-`));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const tokenFile = join(dir, 'token');
+  await writeFile(tokenFile, `${adminToken}\n`, { mode: 0o600 });
+  const out = captureIo();
+  assert.equal(await runProxyStatus(['--controller', adminUrl, '--token-file', tokenFile], out.io), 0);
+  assert.match(out.out(), /node-1\/agent/);
+  const missing = join(dir, 'no-such-file');
+  await assert.rejects(runProxyStatus(['--controller', adminUrl, '--token-file', missing], captureIo().io), (e: unknown) => isAmbitError(e, 'AMBIT_ERR_CLI_USAGE'));
+  await assert.rejects(
+    runProxyStatus(['--controller', adminUrl], captureIo().io, { defaultTokenFile: missing }),
+    (e: unknown) => isAmbitError(e, 'AMBIT_ERR_ADMIN_UNAVAILABLE') && /--token-file/.test((e as Error).message),
+    'without the token the CLI says how to pass it',
+  );
+});
+
+test('without an admin token, /debug/* answers only loopback peers', () => {
+  const req = (remoteAddress: string, authorization?: string) => ({ socket: { remoteAddress }, headers: authorization ? { authorization } : {} }) as unknown as Parameters<typeof mayReadDebug>[0];
+  assert.equal(mayReadDebug(req('127.0.0.1'), undefined), true);
+  assert.equal(mayReadDebug(req('::1'), undefined), true);
+  assert.equal(mayReadDebug(req('::ffff:127.0.0.1'), undefined), true);
+  assert.equal(mayReadDebug(req('10.244.1.5', 'Bearer anything-at-all-0123456'), undefined), false, 'a pod on the bridge is refused');
+  assert.equal(mayReadDebug(req('10.244.1.5', 'Bearer right-token-0123456789'), 'right-token-0123456789'), true);
+  assert.equal(mayReadDebug(req('127.0.0.1'), 'right-token-0123456789'), false, 'with a token configured, loopback needs it too');
 });

@@ -9,8 +9,8 @@ import * as tls from 'node:tls';
 import { once } from 'node:events';
 import { createLoopbackMesh, testWorkload, type LoopbackMesh, type MeshPod } from '../helpers/loopback-net.js';
 import { startEchoServer, type EchoServer } from '../helpers/echo.js';
-import { workloadIdentity } from '../../src/agent/state/workloads.js';
-import { buildConnectHeaders } from '../../src/agent/proxy/tunnel.js';
+import { workloadIdentity } from '../../src/shared/state/workloads.js';
+import { buildConnectHeaders } from '../../src/shared/hbone/tunnel.js';
 import { isAmbitError } from '../../src/shared/errors.js';
 
 const BASE = `127.${10 + (process.pid % 200)}.1.`;
@@ -307,7 +307,7 @@ test('a pooled connection whose peer went silent is probed and replaced', { time
     relay.close();
   });
   const relayPort = (relay.address() as net.AddressInfo).port;
-  const { TunnelPool } = await import('../../src/agent/proxy/pool.js');
+  const { TunnelPool } = await import('../../src/shared/hbone/pool.js');
   const pool = new TunnelPool({
     log: mesh.log,
     metrics: mesh.metrics,

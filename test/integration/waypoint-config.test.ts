@@ -10,15 +10,19 @@ import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
 import { Controller } from '../../src/controller/controller.js';
+import { StaticTokenAuthenticator } from '../../src/controller/callers.js';
 import type { KubeObject } from '../../src/controller/objects.js';
 import { silentLogger } from '../../src/shared/log.js';
 import { createRegistry } from '../../src/shared/metrics.js';
-import { ALL_RESOURCE_TYPES } from '../../src/shared/model.js';
+import { ALL_RESOURCE_TYPES } from '../../src/shared/resources.js';
 import { ConfigClient, type ConfigState } from '../../src/shared/xds/client.js';
 import type { NodeInfo } from '../../src/shared/xds/node.js';
 import { namespace, pod, service, waypointGateway } from '../unit/translate/helpers.js';
 
 const TOKEN = 'n1-token-0123456789abcdef';
+/** The waypoint pods' own credentials (a waypoint never subscribes with its node's token). */
+const WP_TOKEN = 'wp-bookinfo-0123456789abcdef';
+const OTHER_WP_TOKEN = 'wp-other-0123456789abcdefgh';
 const REVIEWS = 'bookinfo/reviews.bookinfo.svc.cluster.local';
 
 const virtualService: KubeObject = {
@@ -40,12 +44,17 @@ const destinationRule: KubeObject = {
 async function startController(t: TestContext): Promise<Controller> {
   const stateDir = await mkdtemp(join(tmpdir(), `ambit-wpc${process.pid % 10000}-`));
   t.after(() => rm(stateDir, { recursive: true, force: true }));
-  const controller = await Controller.start({ stateDir, host: '127.0.0.1', port: 0, trustDomain: 'cluster.local', nodeTokens: new Map([[TOKEN, 'node-1']]), log: silentLogger(), debounceMs: 10 });
+  const authenticator = new StaticTokenAuthenticator({ [TOKEN]: 'node-1' });
+  authenticator.set(WP_TOKEN, { kind: 'pod', namespace: 'bookinfo', pod: 'waypoint-0', serviceAccount: 'waypoint' });
+  authenticator.set(OTHER_WP_TOKEN, { kind: 'pod', namespace: 'other', pod: 'wp-0', serviceAccount: 'wp' });
+  const controller = await Controller.start({ stateDir, host: '127.0.0.1', port: 0, trustDomain: 'cluster.local', auth: { authenticator }, log: silentLogger(), debounceMs: 10 });
   t.after(() => controller.close());
   controller.store.apply([
     namespace('bookinfo', { 'istio.io/dataplane-mode': 'ambient', 'istio.io/use-waypoint': 'waypoint' }),
     namespace('other', { 'istio.io/dataplane-mode': 'ambient' }),
     waypointGateway('waypoint', { ns: 'bookinfo' }),
+    pod('waypoint-0', { ns: 'bookinfo', ip: '10.0.0.2', sa: 'waypoint', labels: { 'gateway.networking.k8s.io/gateway-name': 'waypoint' } }),
+    pod('wp-0', { ns: 'other', ip: '10.0.0.3', sa: 'wp', labels: { 'gateway.networking.k8s.io/gateway-name': 'wp' } }),
     pod('reviews-v1', { ns: 'bookinfo', ip: '10.0.0.11', labels: { app: 'reviews', version: 'v1' } }),
     pod('reviews-v2', { ns: 'bookinfo', ip: '10.0.0.12', labels: { app: 'reviews', version: 'v2' } }),
     service('reviews', { ns: 'bookinfo', ports: [{ name: 'http', port: 9080, targetPort: 9080 }] }),
@@ -56,9 +65,9 @@ async function startController(t: TestContext): Promise<Controller> {
   return controller;
 }
 
-function subscribe(t: TestContext, controller: Controller, node: NodeInfo, types?: ConstructorParameters<typeof ConfigClient>[0]['types']): { latest: () => ConfigState | undefined } {
+function subscribe(t: TestContext, controller: Controller, node: NodeInfo, token: string, types?: ConstructorParameters<typeof ConfigClient>[0]['types']): { latest: () => ConfigState | undefined } {
   const md = new grpc.Metadata();
-  md.set('authorization', `Bearer ${TOKEN}`);
+  md.set('authorization', `Bearer ${token}`);
   let latest: ConfigState | undefined;
   const client = new ConfigClient({
     address: controller.address,
@@ -85,9 +94,9 @@ async function eventually(what: string, cond: () => boolean, timeoutMs = 8000): 
 
 test('waypoints get the route configs bound to them; agents get none', { timeout: 30_000 }, async (t) => {
   const controller = await startController(t);
-  const wp = subscribe(t, controller, { id: 'waypoint~a', nodeName: 'node-1', role: 'waypoint', metadata: { waypoint: 'bookinfo/waypoint' } }, ALL_RESOURCE_TYPES);
-  const otherWp = subscribe(t, controller, { id: 'waypoint~b', nodeName: 'node-1', role: 'waypoint', metadata: { waypoint: 'other/wp' } }, ALL_RESOURCE_TYPES);
-  const agent = subscribe(t, controller, { id: 'agent~node-1', nodeName: 'node-1', role: 'agent' });
+  const wp = subscribe(t, controller, { id: 'waypoint~a', nodeName: 'node-1', role: 'waypoint', metadata: { waypoint: 'bookinfo/waypoint' } }, WP_TOKEN, ALL_RESOURCE_TYPES);
+  const otherWp = subscribe(t, controller, { id: 'waypoint~b', nodeName: 'node-1', role: 'waypoint', metadata: { waypoint: 'other/wp' } }, OTHER_WP_TOKEN, ALL_RESOURCE_TYPES);
+  const agent = subscribe(t, controller, { id: 'agent~node-1', nodeName: 'node-1', role: 'agent' }, TOKEN);
 
   await eventually('the waypoint holds the reviews route config', () => wp.latest()?.routes?.has(REVIEWS) === true);
   const cfg = wp.latest()!.routes!.get(REVIEWS)!;

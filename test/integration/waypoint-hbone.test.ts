@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import * as http from 'node:http';
 import * as http2 from 'node:http2';
 import { createLoopbackMesh, testWorkload } from '../helpers/loopback-net.js';
-import { workloadIdentity } from '../../src/agent/state/workloads.js';
+import { workloadIdentity } from '../../src/shared/state/workloads.js';
 import { silentLogger } from '../../src/shared/log.js';
 import { createRegistry } from '../../src/shared/metrics.js';
 import { emptyHeaderOps, type RouteConfig } from '../../src/shared/routes.js';

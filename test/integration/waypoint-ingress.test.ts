@@ -11,7 +11,7 @@ import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import type { KubeObject } from '../../src/controller/objects.js';
 import { loadManifests } from '../../src/controller/source/manifests.js';
-import { translateRoutes } from '../../src/controller/translate-routes.js';
+import { translateRoutes } from '../../src/controller/translate/routes.js';
 import { silentLogger } from '../../src/shared/log.js';
 import { createRegistry } from '../../src/shared/metrics.js';
 import { emptyHeaderOps, type RouteConfig } from '../../src/shared/routes.js';

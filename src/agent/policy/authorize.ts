@@ -5,7 +5,7 @@
  */
 import { BlockList, isIP } from 'node:net';
 import type { Authorization, AuthzMatch, StringMatch } from '../../shared/model.js';
-import { normalizeIp } from '../proxy/sockets.js';
+import { normalizeIp } from '../../shared/address.js';
 
 /** What the destination knows about a connection. */
 export interface ConnAttributes {

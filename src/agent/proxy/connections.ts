@@ -5,10 +5,10 @@
  */
 import type { Logger } from '../../shared/log.js';
 import type { AuthzDecision, ConnAttributes } from '../policy/authorize.js';
-import type { WorkloadIndex } from '../state/workloads.js';
+import type { WorkloadIndex } from '../../shared/state/workloads.js';
 import type { Duplex } from 'node:stream';
 import type { ConnectionTelemetry, ProxyMetrics } from './metrics.js';
-import { copyBidirectional, type CopyHandle } from './copy.js';
+import { copyBidirectional, type CopyHandle } from '../../shared/hbone/copy.js';
 
 export interface LiveConnection {
   connId: number;

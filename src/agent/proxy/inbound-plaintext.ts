@@ -5,13 +5,13 @@
  */
 import type * as net from 'node:net';
 import type { Logger } from '../../shared/log.js';
-import { errorMessage } from '../../shared/errors.js';
 import { drain } from '../../shared/drain.js';
 import type { Workload } from '../../shared/model.js';
 import { authorize, type ConnAttributes } from '../policy/authorize.js';
-import { workloadIdentity, type WorkloadIndex } from '../state/workloads.js';
-import { connectVia, formatAddress, normalizeIp, type Address, type PodSockets } from './sockets.js';
-import type { CopyHandle } from './copy.js';
+import { workloadIdentity, type WorkloadIndex } from '../../shared/state/workloads.js';
+import { connectVia, type PodSockets } from './sockets.js';
+import { formatAddress, normalizeIp, type Address } from '../../shared/address.js';
+import type { CopyHandle } from '../../shared/hbone/copy.js';
 import { ConnectionTelemetry, newConnId, trafficLabels, type ProxyMetrics } from './metrics.js';
 import { pipeTracked, type ConnectionRegistry } from './connections.js';
 
@@ -117,7 +117,7 @@ export class InboundPlaintext {
       );
     } catch (e) {
       this.pending.delete(downstream);
-      this.log.warn({ connId, err: errorMessage(e) }, 'plaintext upstream connect failed');
+      this.log.warn({ connId, err: e }, 'plaintext upstream connect failed');
       downstream.destroy();
       telemetry.finish('upstream_connect_failed', 'CONNECT');
       return;

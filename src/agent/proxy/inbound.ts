@@ -14,13 +14,15 @@ import { tryParseSpiffeId, principalOf } from '../../shared/identity.js';
 import { drain } from '../../shared/drain.js';
 import type { WaypointRef, Workload } from '../../shared/model.js';
 import { authorize, type ConnAttributes } from '../policy/authorize.js';
-import { workloadIdentity, type WorkloadIndex } from '../state/workloads.js';
-import { connectVia, normalizeIp, parseAddress, formatAddress, type PodSockets } from './sockets.js';
-import type { CopyHandle } from './copy.js';
+import { workloadIdentity, type WorkloadIndex } from '../../shared/state/workloads.js';
+import { connectVia, type PodSockets } from './sockets.js';
+import { normalizeIp, parseAddress, formatAddress } from '../../shared/address.js';
+import type { CopyHandle } from '../../shared/hbone/copy.js';
 import { ConnectionTelemetry, newConnId, trafficLabels, type ProxyMetrics } from './metrics.js';
 import { pipeTracked, type ConnectionRegistry } from './connections.js';
 import {
   CONNECTION_WINDOW_BYTES,
+  HBONE_PORT,
   HBONE_STATUS,
   MAX_FRAME_BYTES,
   REASON_HEADER,
@@ -29,9 +31,7 @@ import {
   parseForwardedFor,
   peerIdentity,
   type TunnelCertificate,
-} from './tunnel.js';
-
-export const INBOUND_HBONE_PORT = 15008;
+} from '../../shared/hbone/tunnel.js';
 
 export interface InboundHboneOptions {
   pod: Workload;
@@ -100,7 +100,7 @@ export class InboundHbone {
         if (!stream.destroyed) stream.destroy();
       });
     });
-    this.server = await this.opts.sockets.listen(this.opts.port ?? INBOUND_HBONE_PORT, this.opts.listenAddress, { sendBufferBytes: TUNNEL_SEND_BUFFER_BYTES });
+    this.server = await this.opts.sockets.listen(this.opts.port ?? HBONE_PORT, this.opts.listenAddress, { sendBufferBytes: TUNNEL_SEND_BUFFER_BYTES });
     this.server.on('connection', (raw: net.Socket) => {
       raw.on('error', () => raw.destroy());
       this.refreshCertificate().then(
@@ -219,7 +219,7 @@ export class InboundHbone {
         this.opts.upstreamConnectTimeoutMs ?? 10_000,
       );
     } catch (e) {
-      this.reject(stream, HBONE_STATUS.UPSTREAM_FAILED, 'upstream_connect', { connId, err: errorMessage(e) });
+      this.reject(stream, HBONE_STATUS.UPSTREAM_FAILED, 'upstream_connect', { connId, err: e });
       telemetry.finish('upstream_connect_failed', 'CONNECT');
       return;
     }

@@ -3,11 +3,12 @@
  * internals (policy denials, mTLS handshake failures, pooled tunnel connections), and the access
  * log line written once per connection at close.
  */
-import type { Counter, Gauge, Registry } from 'prom-client';
+import type { Counter, Registry } from 'prom-client';
 import { accessLogger, type Logger } from '../../shared/log.js';
 import type { Service, Workload } from '../../shared/model.js';
-import { Counter as PromCounter, Gauge as PromGauge, ISTIO_COMMON_LABELS, SeriesCounter, UNKNOWN, type CounterCell } from '../../shared/metrics.js';
-import { workloadIdentity } from '../state/workloads.js';
+import { Counter as PromCounter, ISTIO_COMMON_LABELS, SeriesCounter, UNKNOWN, type CounterCell } from '../../shared/metrics.js';
+import { createTunnelPoolMetrics, type TunnelPoolMetrics } from '../../shared/hbone/metrics.js';
+import { clusterOf, workloadIdentity } from '../../shared/state/workloads.js';
 
 /** ztunnel's CommonTrafficLabels, in order. */
 export const TRAFFIC_LABELS = [
@@ -21,14 +22,12 @@ export type TrafficLabels = Record<TrafficLabel, string>;
 /** Istio response_flags values used by the agent. */
 export type ResponseFlag = '-' | 'DENY' | 'CONNECT' | 'TLS_FAILURE' | 'IDENTITY_ERROR';
 
-export interface ProxyMetrics {
+export interface ProxyMetrics extends TunnelPoolMetrics {
   connectionsOpened: SeriesCounter<TrafficLabel>;
   connectionsClosed: SeriesCounter<TrafficLabel>;
   sentBytes: SeriesCounter<TrafficLabel>;
   receivedBytes: SeriesCounter<TrafficLabel>;
   policyDenials: Counter<'reason'>;
-  handshakeFailures: Counter<'direction'>;
-  poolConnections: Gauge<never>;
   connectionsRejected: Counter<'direction' | 'reason'>;
 }
 
@@ -46,17 +45,7 @@ export function createProxyMetrics(registry: Registry): ProxyMetrics {
       labelNames: ['reason'],
       registers: [registry],
     }),
-    handshakeFailures: new PromCounter({
-      name: 'ambit_mtls_handshake_failures_total',
-      help: 'mTLS handshakes that failed, by direction',
-      labelNames: ['direction'],
-      registers: [registry],
-    }),
-    poolConnections: new PromGauge({
-      name: 'ambit_tunnel_pool_connections',
-      help: 'Open pooled HBONE client connections',
-      registers: [registry],
-    }),
+    ...createTunnelPoolMetrics(registry),
     connectionsRejected: new PromCounter({
       name: 'ambit_connections_rejected_total',
       help: 'Accepted connections the proxy closed before proxying, by direction and reason',
@@ -64,13 +53,6 @@ export function createProxyMetrics(registry: Registry): ProxyMetrics {
       registers: [registry],
     }),
   };
-}
-
-/** The cluster part of a workload uid `<cluster>//v1/Pod/<ns>/<name>`. */
-export function clusterOf(w: Workload | undefined): string {
-  if (!w) return UNKNOWN;
-  const i = w.uid.indexOf('//');
-  return i > 0 ? w.uid.slice(0, i) : UNKNOWN;
 }
 
 export interface TrafficLabelInput {

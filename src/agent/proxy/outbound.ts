@@ -9,13 +9,14 @@ import type { Logger } from '../../shared/log.js';
 import { errorCode, errorMessage } from '../../shared/errors.js';
 import { drain } from '../../shared/drain.js';
 import type { Service, ServicePort, Workload } from '../../shared/model.js';
-import { workloadIdentity, type Endpoint, type WorkloadIndex } from '../state/workloads.js';
+import { workloadIdentity, type Endpoint, type WorkloadIndex } from '../../shared/state/workloads.js';
 import { buildOutboundRequest, type OutboundRequest } from './request.js';
-import { connectVia, formatAddress, normalizeIp, type Address, type PodSockets } from './sockets.js';
-import { copyBidirectional, type CopyHandle } from './copy.js';
+import { connectVia, type PodSockets } from './sockets.js';
+import { formatAddress, normalizeIp, type Address } from '../../shared/address.js';
+import { copyBidirectional, type CopyHandle } from '../../shared/hbone/copy.js';
 import { ConnectionTelemetry, newConnId, trafficLabels, type ProxyMetrics, type ResponseFlag } from './metrics.js';
-import type { TunnelPool } from './pool.js';
-import { buildConnectHeaders } from './tunnel.js';
+import type { TunnelPool } from '../../shared/hbone/pool.js';
+import { buildConnectHeaders } from '../../shared/hbone/tunnel.js';
 
 export const OUTBOUND_PORT = 15001;
 
@@ -110,7 +111,7 @@ export class OutboundProxy {
     try {
       origDst = await this.opts.originalDestination(downstream);
     } catch (e) {
-      this.log.warn({ connId, err: errorMessage(e) }, 'original destination unavailable');
+      this.log.warn({ connId, err: e }, 'original destination unavailable');
     }
     const index = this.opts.index();
     const src = index.workloadByUid(this.opts.pod.uid) ?? this.opts.pod;

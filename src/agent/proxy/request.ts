@@ -3,12 +3,10 @@
  * an HBONE tunnel (to the destination pod or to its waypoint), plaintext passthrough, or deny.
  */
 import type { Service, ServicePort, Workload, WaypointRef } from '../../shared/model.js';
-import { serviceResourceName } from '../../shared/model.js';
-import type { Address } from './sockets.js';
-import { normalizeIp } from './sockets.js';
-import { workloadIdentity, type Endpoint, type WorkloadIndex } from '../state/workloads.js';
-
-export const HBONE_PORT = 15008;
+import { serviceResourceName } from '../../shared/resources.js';
+import { normalizeIp, type Address } from '../../shared/address.js';
+import { HBONE_PORT } from '../../shared/hbone/tunnel.js';
+import { workloadIdentity, type Endpoint, type WorkloadIndex } from '../../shared/state/workloads.js';
 
 export type PassthroughReason = 'not_enrolled' | 'unknown_destination';
 export type OutboundDenyReason = 'no_healthy_upstream' | 'no_waypoint' | 'loop';

@@ -1,23 +1,18 @@
 /** The seam through which proxies open sockets on a pod's behalf: listeners and dials inside the pod's netns. */
 import type * as net from 'node:net';
+import { formatAddress } from '../../shared/address.js';
+import type { TunnelDialOptions } from '../../shared/hbone/pool.js';
 
 /** Socket mark on every socket the agent opens for a pod, so capture (BPF or nft) skips it. */
 export const AMBIT_SOCKET_MARK = 0x539;
 
-export interface Address {
-  address: string;
-  port: number;
-}
-
-export interface PodConnectOptions extends Address {
+export interface PodConnectOptions extends TunnelDialOptions {
   /**
    * Source address to bind before connecting (original-source preservation on inbound). Needs
    * IP_TRANSPARENT/freebind when the address is not local to the pod; implementations that cannot
    * honour it ignore it and report that through `preservesSource`.
    */
   localAddress?: string;
-  /** Kernel send buffer for this socket (HBONE connections: TUNNEL_SEND_BUFFER_BYTES). */
-  sendBufferBytes?: number;
 }
 
 export interface PodListenOptions {
@@ -36,26 +31,6 @@ export interface PodSockets {
   connect(opts: PodConnectOptions): net.Socket;
   /** True when `connect({ localAddress })` really binds to a non-local source address. */
   readonly preservesSource: boolean;
-}
-
-/** `ip:port`, with brackets for IPv6 (HTTP authority form). */
-export function formatAddress(a: Address): string {
-  return a.address.includes(':') ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`;
-}
-
-/** Parses `ip:port` or `[v6]:port`; undefined when malformed. */
-export function parseAddress(text: string): Address | undefined {
-  const m = /^\[([0-9a-fA-F:.]+)\]:(\d{1,5})$/.exec(text) ?? /^([0-9.]+):(\d{1,5})$/.exec(text);
-  if (!m) return undefined;
-  const port = Number(m[2]);
-  if (port < 1 || port > 65535) return undefined;
-  return { address: m[1]!, port };
-}
-
-/** Strips the IPv4-mapped prefix Node reports on dual-stack sockets (`::ffff:10.0.0.1`). */
-export function normalizeIp(ip: string | undefined): string {
-  if (!ip) return '';
-  return ip.startsWith('::ffff:') && ip.includes('.') ? ip.slice(7) : ip;
 }
 
 /** Dials through `sockets` and resolves once connected; rejects on error or after `timeoutMs`. */

@@ -27,6 +27,18 @@ import {
 import { validateIstioSpec } from './validate-istio.js';
 import { validateGatewayApiSpec } from './validate-gateway-api.js';
 
+/**
+ * Size limits on every object (documented in the README): one policy or route object is read by
+ * every agent or waypoint and re-translated on every change, so an oversized one would cost the
+ * whole mesh memory and time. Kubernetes itself stores objects of up to ~1.5 MiB.
+ */
+export const OBJECT_LIMITS = {
+  /** The object as compact JSON. */
+  maxBytes: 512 * 1024,
+  /** Entries of any one list (principals, hosts, rules, routes, containers, ...). */
+  maxListItems: 1024,
+} as const;
+
 export interface ValidateOptions {
   /**
    * Local mode runs each container's `command` as a host process, so it is required there; on a
@@ -46,6 +58,7 @@ export function validateObject(obj: unknown, where: string, opts: ValidateOption
     return issues;
   }
   const c = new Check(issues, `${where}: ${subjectOf(obj)}`);
+  if (!checkLimits(c, obj)) return issues;
   const apiVersion = str(c, obj['apiVersion'], 'apiVersion', { required: true });
   const kind = str(c, obj['kind'], 'kind', { required: true });
   if (apiVersion === undefined || kind === undefined) return issues;
@@ -57,6 +70,37 @@ export function validateObject(obj: unknown, where: string, opts: ValidateOption
   validateMetadata(c, obj['metadata'], info);
   validateSpec(c, obj, info, opts);
   return issues;
+}
+
+/** Records size-limit problems (at most 5 lists named); false when the object is too large to validate further. */
+function checkLimits(c: Check, obj: Record<string, unknown>): boolean {
+  let bytes: number;
+  try {
+    bytes = Buffer.byteLength(JSON.stringify(obj));
+  } catch {
+    c.add('(document)', 'cannot be serialized as JSON');
+    return false;
+  }
+  if (bytes > OBJECT_LIMITS.maxBytes) {
+    c.add('(document)', `is ${bytes} bytes as JSON, more than the limit of ${OBJECT_LIMITS.maxBytes}; split it into several objects`);
+    return false;
+  }
+  const long: string[] = [];
+  const walk = (v: unknown, path: string): void => {
+    if (long.length >= 5) return;
+    if (Array.isArray(v)) {
+      if (v.length > OBJECT_LIMITS.maxListItems) {
+        long.push(path);
+        c.add(path, `has ${v.length} entries, more than the limit of ${OBJECT_LIMITS.maxListItems}`);
+        return;
+      }
+      v.forEach((x, i) => walk(x, `${path}[${i}]`));
+    } else if (isObj(v)) {
+      for (const [k, x] of Object.entries(v)) walk(x, path ? `${path}.${k}` : k);
+    }
+  };
+  walk(obj, '');
+  return long.length === 0;
 }
 
 function subjectOf(obj: Record<string, unknown>): string {

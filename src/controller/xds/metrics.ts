@@ -1,4 +1,4 @@
-/** Metrics of the config server: pushes, NACKs, subscribers by role, notify → ACK latency. */
+/** Metrics of the config server: pushes, NACKs, subscribers by role, notify → ACK latency, refused streams. */
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import { registerOnce } from '../../shared/xds/metric-util.js';
 
@@ -8,7 +8,11 @@ export interface ConfigServerMetrics {
   invalid: Counter<'type'>;
   subscribers: Gauge<'role'>;
   pushLatency: Histogram<string>;
+  refused: Counter<'reason'>;
 }
+
+/** Why a config stream was refused or ended before it subscribed (bounded label values). */
+export type StreamRefusal = 'unauthenticated' | 'forbidden' | 'peer_limit' | 'pending_limit' | 'caller_limit' | 'identify_timeout' | 'flood';
 
 export function createConfigServerMetrics(registry: Registry): ConfigServerMetrics {
   return {
@@ -40,6 +44,12 @@ export function createConfigServerMetrics(registry: Registry): ConfigServerMetri
       name: 'ambit_config_push_latency_seconds',
       help: 'Time from a config change (notify) to the subscriber ACKing the push that carried it.',
       buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+      registers: [registry],
+    })),
+    refused: registerOnce(registry, 'ambit_config_streams_refused_total', () => new Counter({
+      name: 'ambit_config_streams_refused_total',
+      help: 'Config streams refused before they subscribed, by reason (unauthenticated, forbidden, peer_limit, pending_limit, caller_limit, identify_timeout, flood).',
+      labelNames: ['reason'],
       registers: [registry],
     })),
   };

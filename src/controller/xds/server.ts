@@ -18,24 +18,8 @@ import type { Registry } from 'prom-client';
 import { AmbitError, errorMessage } from '../../shared/errors.js';
 import type { Logger } from '../../shared/log.js';
 import type { GatewayListener, RouteConfig } from '../../shared/routes.js';
-import {
-  ALL_RESOURCE_TYPES,
-  TYPE_AUTHORIZATION,
-  TYPE_GATEWAY_LISTENER,
-  TYPE_ROUTE_CONFIG,
-  TYPE_SERVICE,
-  TYPE_WORKLOAD,
-  authorizationResourceName,
-  gatewayListenerResourceName,
-  routeConfigResourceName,
-  serviceResourceName,
-  workloadResourceName,
-  type Authorization,
-  type Resource,
-  type ResourceType,
-  type Service,
-  type Workload,
-} from '../../shared/model.js';
+import { ALL_RESOURCE_TYPES, TYPE_AUTHORIZATION, TYPE_GATEWAY_LISTENER, TYPE_ROUTE_CONFIG, TYPE_SERVICE, TYPE_WORKLOAD, authorizationResourceName, gatewayListenerResourceName, routeConfigResourceName, serviceResourceName, workloadResourceName, type Resource, type ResourceType } from '../../shared/resources.js';
+import { type Authorization, type Service, type Workload } from '../../shared/model.js';
 import { validateResource } from '../../shared/validate-resource.js';
 import { formatIssue, isRecord, type Issue } from '../../shared/validate.js';
 import { roleFromMessage, workloadStatusFromMessage, type NodeInfo, type NodeRole, type WorkloadStatus, NODE_ROLES } from '../../shared/xds/node.js';
@@ -46,7 +30,8 @@ import {
 } from '../../shared/xds/proto.js';
 import { encodeResource, setVersion, typeLabel, type EncodedResource } from '../../shared/xds/resource-codec.js';
 import { computeDelta, isEmptyDelta } from './delta.js';
-import { createConfigServerMetrics, type ConfigServerMetrics } from './metrics.js';
+import { createConfigServerMetrics, type ConfigServerMetrics, type StreamRefusal } from './metrics.js';
+import { bearerToken, callerKey, type Caller } from '../callers.js';
 
 export { computeDelta, type Delta } from './delta.js';
 
@@ -140,12 +125,37 @@ export interface ConfigServerOptions {
   /** Validator run on every resource before sending (default validateResource). */
   validate?: (typeUrl: ResourceType, name: string, body: unknown) => Issue[];
   /**
-   * Called with the first request's node before anything is sent; throw (or reject) to refuse the
-   * stream. AmbitError code AMBIT_ERR_CA_UNAUTHENTICATED maps to UNAUTHENTICATED, others to
-   * PERMISSION_DENIED. Use it to bind node.id to the peer's mTLS identity.
+   * Authenticates a stream from its bearer token (`authorization` metadata) when it opens, before
+   * the stream is registered or any request is read; undefined refuses it with UNAUTHENTICATED.
+   * Without this option every stream is anonymous and `authorize` is not consulted (tests only).
    */
-  authenticate?: (call: grpc.ServerDuplexStream<unknown, unknown>, node: NodeInfo) => void | Promise<void>;
+  authenticate?: (token: string) => Promise<Caller | undefined>;
+  /** Why an authenticated caller may not subscribe as `node`, or undefined when it may (PERMISSION_DENIED). */
+  authorize?: (caller: Caller, node: NodeInfo) => string | undefined;
+  /** Bounds on streams that have not subscribed yet and on streams per caller. */
+  limits?: Partial<StreamLimits>;
 }
+
+export interface StreamLimits {
+  /** A stream must authenticate and send its first request within this (DEADLINE_EXCEEDED after). */
+  identifyTimeoutMs: number;
+  /** Streams not yet subscribed, in all. */
+  maxPending: number;
+  /** Streams not yet subscribed, from one peer address. */
+  maxPendingPerPeer: number;
+  /** Subscribed streams of one caller (an agent needs one; a restart briefly makes two). */
+  maxStreamsPerCaller: number;
+  /** Requests a stream may queue before it has subscribed. */
+  maxQueuedBeforeIdentify: number;
+}
+
+export const DEFAULT_STREAM_LIMITS: Readonly<StreamLimits> = {
+  identifyTimeoutMs: 10_000,
+  maxPending: 1024,
+  maxPendingPerPeer: 32,
+  maxStreamsPerCaller: 8,
+  maxQueuedBeforeIdentify: 4,
+};
 
 interface InFlight {
   nonce: string;
@@ -175,7 +185,15 @@ interface Subscriber {
   streamId: string;
   call: grpc.ServerDuplexStream<DeltaConfigRequestMessage, DeltaConfigResponseMessage>;
   peer: string;
+  /** Peer address without the port: the unit of the pending-stream limit. */
+  peerHost: string;
+  /** Who the bearer token says is calling; undefined until authenticated (or without authentication). */
+  caller: Caller | undefined;
   node: NodeInfo | undefined;
+  /** Until the stream subscribes: ends it when it takes longer than identifyTimeoutMs. */
+  identifyTimer: NodeJS.Timeout | undefined;
+  /** Requests received and not yet handled. */
+  queued: number;
   connectedAt: number;
   types: Map<ResourceType, TypeSub>;
   workloadStatus: WorkloadStatus[];
@@ -213,6 +231,10 @@ export class ConfigServer {
   private readonly now: () => number;
   private readonly validate: (typeUrl: ResourceType, name: string, body: unknown) => Issue[];
   private readonly authenticate: ConfigServerOptions['authenticate'];
+  private readonly authorize: ConfigServerOptions['authorize'];
+  private readonly limits: StreamLimits;
+  /** Streams that have not subscribed yet (authenticating or waiting for their first request). */
+  private readonly pending = new Set<Subscriber>();
   private provider: SnapshotProvider = () => ({ resources: {} });
   private readonly subs = new Map<string, Subscriber>();
   private readonly waiters = new Set<SyncWaiter>();
@@ -236,6 +258,8 @@ export class ConfigServer {
     this.now = opts.now ?? Date.now;
     this.validate = opts.validate ?? ((t, n, b) => validateResource(t, n, b).issues);
     this.authenticate = opts.authenticate;
+    this.authorize = opts.authorize;
+    this.limits = { ...DEFAULT_STREAM_LIMITS, ...opts.limits };
     for (const role of NODE_ROLES) this.metrics.subscribers.set({ role }, 0);
   }
 
@@ -361,7 +385,7 @@ export class ConfigServer {
     this.closed = true;
     if (this.debounceTimer) clearTimeout(this.debounceTimer);
     this.debounceTimer = undefined;
-    for (const sub of [...this.subs.values()]) this.endStream(sub, grpc.status.UNAVAILABLE, 'config server shutting down');
+    for (const sub of [...this.subs.values(), ...this.pending]) this.endStream(sub, grpc.status.UNAVAILABLE, 'config server shutting down');
     for (const w of this.waiters) {
       clearTimeout(w.timer);
       w.reject(new AmbitError('AMBIT_ERR_XDS_STREAM', 'config server closed while waiting for subscribers to sync'));
@@ -383,7 +407,11 @@ export class ConfigServer {
       streamId,
       call,
       peer,
+      peerHost: peerHostOf(peer),
+      caller: undefined,
       node: undefined,
+      identifyTimer: undefined,
+      queued: 0,
       connectedAt: this.now(),
       types: new Map(),
       workloadStatus: [],
@@ -396,11 +424,35 @@ export class ConfigServer {
       call.emit('error', { code: grpc.status.UNAVAILABLE, details: 'config server shutting down' });
       return;
     }
-    this.subs.set(streamId, sub);
+    // Bound what an unauthenticated peer can hold before anything else is done for it.
+    let samePeer = 0;
+    for (const p of this.pending) if (p.peerHost === sub.peerHost) samePeer++;
+    if (samePeer >= this.limits.maxPendingPerPeer) {
+      this.refuse(sub, 'peer_limit', grpc.status.RESOURCE_EXHAUSTED, `too many config streams from ${sub.peerHost} that have not subscribed yet (limit ${this.limits.maxPendingPerPeer})`);
+      return;
+    }
+    if (this.pending.size >= this.limits.maxPending) {
+      this.refuse(sub, 'pending_limit', grpc.status.RESOURCE_EXHAUSTED, `too many config streams that have not subscribed yet (limit ${this.limits.maxPending}); retry later`);
+      return;
+    }
+    this.pending.add(sub);
+    sub.identifyTimer = setTimeout(() => {
+      this.refuse(sub, 'identify_timeout', grpc.status.DEADLINE_EXCEEDED, `no authenticated first request within ${this.limits.identifyTimeoutMs}ms`);
+    }, this.limits.identifyTimeoutMs);
+    sub.identifyTimer.unref?.();
+    if (this.authenticate) sub.queue = this.authenticateStream(sub);
     sub.log.debug({ peer }, 'config stream opened');
     call.on('data', (req: DeltaConfigRequestMessage) => {
+      if (sub.closed) return;
+      if (!sub.node && ++sub.queued > this.limits.maxQueuedBeforeIdentify) {
+        this.refuse(sub, 'flood', grpc.status.RESOURCE_EXHAUSTED, `more than ${this.limits.maxQueuedBeforeIdentify} requests before the stream subscribed`);
+        return;
+      }
       sub.queue = sub.queue
-        .then(() => this.handleRequest(sub, req))
+        .then(() => {
+          if (!sub.node) sub.queued--;
+          return this.handleRequest(sub, req);
+        })
         .catch((e: unknown) => {
           sub.log.warn({ err: e }, 'config request rejected');
           this.endStream(sub, grpc.status.INVALID_ARGUMENT, errorMessage(e));
@@ -418,6 +470,32 @@ export class ConfigServer {
     call.on('cancelled', () => gone('stream cancelled'));
     call.on('error', (e: unknown) => gone(`stream error: ${errorMessage(e)}`));
     call.on('close', () => gone('stream closed'));
+  }
+
+  /** Resolves the stream's caller from its bearer token, or refuses the stream. Never throws. */
+  private async authenticateStream(sub: Subscriber): Promise<void> {
+    let caller: Caller | undefined;
+    try {
+      const token = bearerToken(sub.call.metadata);
+      caller = token === undefined ? undefined : await (this.authenticate as NonNullable<ConfigServerOptions['authenticate']>)(token);
+    } catch (e) {
+      sub.log.warn({ err: e, peer: sub.peer }, 'config stream authentication failed');
+    }
+    if (sub.closed) return;
+    if (!caller) {
+      this.refuse(sub, 'unauthenticated', grpc.status.UNAUTHENTICATED, 'config stream without a valid bearer token');
+      return;
+    }
+    sub.caller = caller;
+    sub.log = sub.log.child({ caller: callerKey(caller) });
+  }
+
+  /** Ends a stream that never subscribed, counting why. */
+  private refuse(sub: Subscriber, reason: StreamRefusal, code: grpc.status, details: string): void {
+    if (sub.closed) return;
+    this.metrics.refused.inc({ reason });
+    sub.log.warn({ peer: sub.peer, reason, ...(sub.caller ? { caller: callerKey(sub.caller) } : {}) }, `config stream refused: ${details}`);
+    this.endStream(sub, code, details);
   }
 
   private async handleRequest(sub: Subscriber, req: DeltaConfigRequestMessage): Promise<void> {
@@ -454,6 +532,11 @@ export class ConfigServer {
     this.checkWaiters();
   }
 
+  /**
+   * Reads the node of the first request and decides whether this caller may subscribe as it. A
+   * newer stream replaces an older one only when both are the same caller with the same node id,
+   * so no credential can take over another identity's stream.
+   */
   private async identify(sub: Subscriber, req: DeltaConfigRequestMessage): Promise<void> {
     const n = req.node;
     const role = roleFromMessage(n?.role);
@@ -466,24 +549,34 @@ export class ConfigServer {
       role,
       metadata: isRecord(n.metadata) ? stringRecord(n.metadata) : {},
     };
-    if (this.authenticate) {
-      try {
-        await this.authenticate(sub.call as unknown as grpc.ServerDuplexStream<unknown, unknown>, node);
-      } catch (e) {
-        const code = e instanceof AmbitError && e.code === 'AMBIT_ERR_CA_UNAUTHENTICATED' ? grpc.status.UNAUTHENTICATED : grpc.status.PERMISSION_DENIED;
-        sub.log.warn({ nodeId: node.id, peer: sub.peer, err: e }, 'config stream refused');
-        this.endStream(sub, code, `node ${JSON.stringify(node.id)} refused: ${errorMessage(e)}`);
+    if (this.authenticate && !sub.caller) return; // refused while authenticating
+    if (sub.caller && this.authorize) {
+      const refusal = this.authorize(sub.caller, node);
+      if (refusal !== undefined) {
+        this.refuse(sub, 'forbidden', grpc.status.PERMISSION_DENIED, `node ${JSON.stringify(node.id)} refused: ${refusal}`);
         return;
       }
     }
-    if (sub.closed) return;
+    const key = sub.caller ? callerKey(sub.caller) : undefined;
+    let sameCaller = 0;
     for (const other of this.subs.values()) {
-      if (other !== sub && other.node?.id === node.id) {
-        other.log.warn({ nodeId: node.id }, 'config stream superseded by a newer stream from the same node');
+      if (other === sub || !other.node || (other.caller ? callerKey(other.caller) : undefined) !== key) continue;
+      if (other.node.id === node.id) {
+        other.log.warn({ nodeId: node.id }, 'config stream superseded by a newer stream of the same caller and node');
         this.endStream(other, grpc.status.ABORTED, `superseded by a newer stream from node ${JSON.stringify(node.id)}`);
+      } else {
+        sameCaller++;
       }
     }
+    if (key !== undefined && sameCaller >= this.limits.maxStreamsPerCaller) {
+      this.refuse(sub, 'caller_limit', grpc.status.RESOURCE_EXHAUSTED, `${key} already holds ${sameCaller} config streams (limit ${this.limits.maxStreamsPerCaller})`);
+      return;
+    }
+    this.pending.delete(sub);
+    clearTimeout(sub.identifyTimer);
+    sub.identifyTimer = undefined;
     sub.node = node;
+    this.subs.set(sub.streamId, sub);
     sub.log = sub.log.child({ nodeId: node.id, role: node.role });
     sub.log.info({ peer: sub.peer, nodeName: node.nodeName }, 'config subscriber connected');
     this.updateSubscriberGauge();
@@ -680,6 +773,9 @@ export class ConfigServer {
   private dropSubscriber(sub: Subscriber, why: string): void {
     if (sub.closed) return;
     sub.closed = true;
+    this.pending.delete(sub);
+    clearTimeout(sub.identifyTimer);
+    sub.identifyTimer = undefined;
     this.subs.delete(sub.streamId);
     if (sub.node) sub.log.info({ why }, 'config subscriber disconnected');
     this.updateSubscriberGauge();
@@ -742,6 +838,15 @@ export class ConfigServer {
     if (this.debounceTimer) names.push('(push pending)');
     return names.length > 0 ? names.slice(0, 20).join(', ') : 'too few subscribers connected';
   }
+}
+
+/** `ipv4:10.0.0.1:5000` / `ipv6:[::1]:5000` / `10.0.0.1:5000` → the address without the port. */
+export function peerHostOf(peer: string): string {
+  const text = peer.replace(/^ipv[46]:/, '');
+  const bracket = /^\[([^\]]+)\]:\d+$/.exec(text);
+  if (bracket) return bracket[1]!;
+  const m = /^(.*):\d+$/.exec(text);
+  return m && !m[1]!.includes(':') ? m[1]! : text;
 }
 
 function safePredicate(p: (s: SubscriberState) => boolean, s: SubscriberState): boolean {

@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { generateKeyPairSync } from 'node:crypto';
 import forge from 'node-forge';
-import { buildCsr, der } from '../../../src/agent/identity/csr.js';
+import { buildCsr, der } from '../../../src/shared/certs/csr.js';
 
 test('DER lengths: short form below 128, long form with the fewest bytes above', () => {
   assert.deepEqual([...der(0x04, Buffer.alloc(127)).subarray(0, 2)], [0x04, 127]);

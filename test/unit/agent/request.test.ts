@@ -2,9 +2,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { Service, Workload, WaypointRef } from '../../../src/shared/model.js';
-import { WorkloadIndex, type Endpoint } from '../../../src/agent/state/workloads.js';
+import { WorkloadIndex, type Endpoint } from '../../../src/shared/state/workloads.js';
 import { buildOutboundRequest } from '../../../src/agent/proxy/request.js';
-import { LoadBalancer, preferLocality } from '../../../src/agent/proxy/balancer.js';
+import { LoadBalancer, preferLocality } from '../../../src/shared/balancer.js';
 
 function wl(name: string, ip: string, extra: Partial<Workload> = {}): Workload {
   return {

@@ -2,9 +2,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as net from 'node:net';
-import { buildConnectHeaders, parseForwardedFor, uriSans, newTraceparent, tunnelStatusError } from '../../../src/agent/proxy/tunnel.js';
-import { formatAddress, parseAddress, normalizeIp } from '../../../src/agent/proxy/sockets.js';
-import { copyBidirectional, type CopyResult } from '../../../src/agent/proxy/copy.js';
+import { buildConnectHeaders, parseForwardedFor, uriSans, newTraceparent, tunnelStatusError } from '../../../src/shared/hbone/tunnel.js';
+import { formatAddress, parseAddress, normalizeIp } from '../../../src/shared/address.js';
+import { copyBidirectional, type CopyResult } from '../../../src/shared/hbone/copy.js';
 import { trafficLabels, TRAFFIC_LABELS } from '../../../src/agent/proxy/metrics.js';
 
 test('framing: CONNECT headers name the target and carry forwarded/traceparent', () => {

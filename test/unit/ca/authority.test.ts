@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import forge from 'node-forge';
 import { CertificateAuthority, controllerIdentity, readCsr, generateRsaKeyPair, ROOT_KEY_FILE, ROOT_CERT_FILE } from '../../../src/controller/ca/authority.js';
-import { createKeyAndCsr, createKeyAndCsrAsync, buildCsr } from '../../../src/agent/identity/csr.js';
+import { createKeyAndCsr, createKeyAndCsrAsync, buildCsr } from '../../../src/shared/certs/csr.js';
 import { readCertificateFacts, verifyChain, keyMatchesCertificate } from '../../../src/shared/tls.js';
 import { isAmbitError } from '../../../src/shared/errors.js';
 import { createTestCa } from '../../helpers/test-ca.js';

@@ -3,9 +3,9 @@ import assert from 'node:assert/strict';
 import { generateKeyPairSync } from 'node:crypto';
 import { Registry } from 'prom-client';
 import { CertificateAuthority } from '../../../src/controller/ca/authority.js';
-import { buildCsr } from '../../../src/agent/identity/csr.js';
-import { CertManager, refreshAt, type TimerHandle } from '../../../src/agent/identity/cert-manager.js';
-import type { CertificateFetcher } from '../../../src/agent/identity/ca-client.js';
+import { buildCsr } from '../../../src/shared/certs/csr.js';
+import { CertManager, refreshAt, type TimerHandle } from '../../../src/shared/certs/cert-manager.js';
+import type { CertificateFetcher } from '../../../src/shared/certs/ca-client.js';
 import { isAmbitError } from '../../../src/shared/errors.js';
 
 const TD = 'cluster.local';

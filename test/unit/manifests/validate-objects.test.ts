@@ -159,3 +159,19 @@ test('issue paths name the origin, the kind and namespace/name of the object', (
   const issues = validateObject(vs({ hosts: ['a'], http: [{ timeout: '5x', route: [dest('a')] }] }), 'dir/app.yaml#3');
   assert.deepEqual(issues.map((i) => i.path), ['dir/app.yaml#3: VirtualService demo/v: spec.http[0].timeout']);
 });
+
+test('size limits: an oversized list or object is refused with its path, size and the limit', () => {
+  const principals = Array.from({ length: 200_000 }, (_, i) => `cluster.local/ns/demo/sa/sa-${i}`);
+  const big = validateObject(ap({ rules: [{ from: [{ source: { principals } }] }] }), 'big.yaml#1');
+  assert.equal(big.length, 1, JSON.stringify(big.map((i) => i.path)));
+  assert.equal(big[0]!.path, 'big.yaml#1: AuthorizationPolicy demo/a: (document)');
+  assert.match(big[0]!.problem, /more than the limit of 524288/, 'a 7 MB policy is refused for its size before anything else is read');
+
+  const many = Array.from({ length: 1025 }, (_, i) => `sa-${i}`);
+  const long = validateObject(ap({ rules: [{ from: [{ source: { principals: many } }] }] }), 'long.yaml#1');
+  assert.deepEqual(long.map((i) => i.path), ['long.yaml#1: AuthorizationPolicy demo/a: spec.rules[0].from[0].source.principals']);
+  assert.match(long[0]!.problem, /has 1025 entries, more than the limit of 1024/);
+
+  const atLimit = Array.from({ length: 1024 }, (_, i) => `cluster.local/ns/demo/sa/sa-${i}`);
+  assert.deepEqual(validateObject(ap({ rules: [{ from: [{ source: { principals: atLimit } }] }] }), 'ok.yaml#1'), [], '1024 entries are accepted');
+});

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { fileURLToPath } from 'node:url';
 import type { KubeObject } from '../../../src/controller/objects.js';
 import { loadManifests } from '../../../src/controller/source/manifests.js';
-import { resolveHost, translateRoutes } from '../../../src/controller/translate-routes.js';
+import { resolveHost, translateRoutes } from '../../../src/controller/translate/routes.js';
 import { validateGatewayServer, validateRouteConfig } from '../../../src/shared/routes.js';
 import { buildRouteTable, routeRequest } from '../../../src/waypoint/router.js';
 

@@ -7,10 +7,11 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { testWorkload } from '../../helpers/loopback-net.js';
 import { requiredWaypoint } from '../../../src/agent/proxy/inbound.js';
-import { WorkloadIndex } from '../../../src/agent/state/workloads.js';
+import { WorkloadIndex } from '../../../src/shared/state/workloads.js';
 import { silentLogger } from '../../../src/shared/log.js';
 import { createRegistry } from '../../../src/shared/metrics.js';
-import { TYPE_ROUTE_CONFIG, type Service, type WaypointRef, type Workload } from '../../../src/shared/model.js';
+import { TYPE_ROUTE_CONFIG } from '../../../src/shared/resources.js';
+import { type Service, type WaypointRef, type Workload } from '../../../src/shared/model.js';
 import { emptyHeaderOps, type RouteConfig } from '../../../src/shared/routes.js';
 import { validateResource } from '../../../src/shared/validate-resource.js';
 import type { ConfigState } from '../../../src/shared/xds/client.js';
@@ -142,7 +143,7 @@ test('local mode runs a waypoint Gateway as an unenrolled pod with the gateway s
   assert.equal(isWaypointGateway(gw), true);
   assert.equal(isWaypointGateway({ ...gw, spec: { gatewayClassName: 'istio' } }), false);
   assert.equal(isWaypointGateway({ ...gw, apiVersion: 'networking.istio.io/v1' }), false);
-  const env = { controllerAddr: '10.0.0.1:15012', caRootFile: '/s/root.pem', tokenFile: (n: string) => `/s/tokens/${n}`, trustDomain: 'cluster.local', logLevel: 'info', nodes: ['node1', 'node2'] };
+  const env = { controllerAddr: '10.0.0.1:15012', caRootFile: '/s/root.pem', tokenFile: (ns: string, pod: string) => `/s/tokens/pods/${ns}.${pod}`, trustDomain: 'cluster.local', logLevel: 'info', nodes: ['node1', 'node2'] };
   const pod = waypointPod(gw, env);
   assert.equal(JSON.stringify(waypointPod(gw, env)), JSON.stringify(pod), 'stable');
   assert.match(pod.metadata.name, /^waypoint-waypoint-[0-9a-f]{8}-0$/);
@@ -153,7 +154,7 @@ test('local mode runs a waypoint Gateway as an unenrolled pod with the gateway s
   assert.ok(env.nodes.includes(spec.nodeName));
   assert.deepEqual(spec.containers[0]!.command, ['ambit', 'waypoint']);
   const vars = Object.fromEntries(spec.containers[0]!.env.map((e) => [e.name, e.value]));
-  assert.equal(vars['AMBIT_TOKEN_FILE'], `/s/tokens/${spec.nodeName}`);
+  assert.equal(vars['AMBIT_TOKEN_FILE'], `/s/tokens/pods/${pod.metadata.namespace}.${pod.metadata.name}`, 'the pod authenticates with its own credential, not its node\'s');
   assert.equal(vars['AMBIT_NODE_NAME'], spec.nodeName);
 });
 

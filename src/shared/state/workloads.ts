@@ -1,12 +1,13 @@
 /**
- * Read-only index over one config snapshot: workloads by IP and uid, services by VIP:port and
+ * Read-only index over one config snapshot, the agent's and the waypoint's: workloads by IP and uid, services by VIP:port and
  * hostname, the policies that apply to a workload, the workloads of this node. Pure lookups;
  * a new snapshot builds a new index (invariant: an index never changes after construction).
  */
-import type { Authorization, Service, ServicePort, Workload, WaypointRef } from '../../shared/model.js';
-import { serviceResourceName } from '../../shared/model.js';
-import { formatSpiffeId } from '../../shared/identity.js';
-import { normalizeIp } from '../proxy/sockets.js';
+import type { Authorization, Service, ServicePort, Workload, WaypointRef } from '../model.js';
+import { serviceResourceName } from '../resources.js';
+import { formatSpiffeId } from '../identity.js';
+import { normalizeIp } from '../address.js';
+import { UNKNOWN } from '../metrics.js';
 
 /** The maps the config stream delivers, keyed by resource name. */
 export interface ConfigSnapshot {
@@ -36,6 +37,13 @@ export function workloadIdentity(w: Pick<Workload, 'trustDomain' | 'namespace' |
   return formatSpiffeId({ trustDomain: w.trustDomain, namespace: w.namespace, serviceAccount: w.serviceAccount });
 }
 
+/** The cluster part of a workload uid `<cluster>//v1/Pod/<ns>/<name>`, or `unknown`. */
+export function clusterOf(w: Workload | undefined): string {
+  if (!w) return UNKNOWN;
+  const i = w.uid.indexOf('//');
+  return i > 0 ? w.uid.slice(0, i) : UNKNOWN;
+}
+
 export class WorkloadIndex {
   readonly snapshot: ConfigSnapshot;
   readonly nodeName: string;
@@ -44,7 +52,8 @@ export class WorkloadIndex {
   private readonly byHostname = new Map<string, Service>();
   private readonly waypointIps = new Set<string>();
 
-  constructor(snapshot: ConfigSnapshot, nodeName: string) {
+  /** `nodeName` is the agent's node (localWorkloads); a waypoint, serving no node, leaves it empty. */
+  constructor(snapshot: ConfigSnapshot, nodeName = '') {
     this.snapshot = snapshot;
     this.nodeName = nodeName;
     for (const w of snapshot.workloads.values()) {

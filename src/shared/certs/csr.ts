@@ -8,7 +8,7 @@
  */
 import { createPrivateKey, createPublicKey, generateKeyPair, generateKeyPairSync, sign } from 'node:crypto';
 import { promisify } from 'node:util';
-import { parseSpiffeId } from '../../shared/identity.js';
+import { parseSpiffeId } from '../identity.js';
 
 export interface KeyAndCsr {
   /** PKCS#8 PEM. Never log it. */

@@ -5,11 +5,14 @@
 import * as crypto from 'node:crypto';
 import type * as http2 from 'node:http2';
 import type { TLSSocket, PeerCertificate } from 'node:tls';
-import { AmbitError } from '../../shared/errors.js';
-import { tryParseSpiffeId } from '../../shared/identity.js';
-import type { Service, Workload } from '../../shared/model.js';
-import { formatAddress, type Address } from './sockets.js';
-import { clusterOf } from './metrics.js';
+import { AmbitError } from '../errors.js';
+import { tryParseSpiffeId } from '../identity.js';
+import type { Service, Workload } from '../model.js';
+import { formatAddress, type Address } from '../address.js';
+import { clusterOf } from '../state/workloads.js';
+
+/** The port HBONE listens on: the agent's inbound side and every waypoint. */
+export const HBONE_PORT = 15008;
 
 export const HBONE_STATUS = { OK: 200, BAD_REQUEST: 400, DENIED: 401, UPSTREAM_FAILED: 503 } as const;
 

@@ -9,12 +9,12 @@
  * - an entry's state changes only through `transition`, which refuses moves not in its `from` list;
  * - key material is never logged.
  */
-import { Counter, Gauge, Registry } from '../../shared/metrics.js';
-import { AmbitError, errorMessage } from '../../shared/errors.js';
-import { parseSpiffeId } from '../../shared/identity.js';
-import { silentLogger, type Logger } from '../../shared/log.js';
-import { backoffMs } from '../../shared/drain.js';
-import { keyMatchesCertificate, readCertificateFacts, verifyChain } from '../../shared/tls.js';
+import { Counter, Gauge, Registry } from '../metrics.js';
+import { AmbitError, errorMessage } from '../errors.js';
+import { parseSpiffeId } from '../identity.js';
+import { silentLogger, type Logger } from '../log.js';
+import { backoffMs } from '../drain.js';
+import { keyMatchesCertificate, readCertificateFacts, verifyChain } from '../tls.js';
 import { createKeyAndCsrAsync, type KeyAndCsr } from './csr.js';
 import type { CertificateFetcher } from './ca-client.js';
 
@@ -171,7 +171,7 @@ export class CertManager {
       try {
         entry = this.#entry(id);
       } catch (e) {
-        this.#log.warn({ identity: id, err: errorMessage(e) }, 'prefetch skipped an invalid identity');
+        this.#log.warn({ identity: id, err: e }, 'prefetch skipped an invalid identity');
         continue;
       }
       this.#startFetch(entry).catch(() => undefined);
@@ -287,7 +287,7 @@ export class CertManager {
         const delayMs = backoffMs(entry.attempt, this.#baseMs, this.#capMs, this.#random);
         entry.attempt++;
         this.#transition(entry, ['fetching', 'renewing'], 'backoff');
-        this.#log.warn({ identity: entry.identity, err: errorMessage(e), retryInMs: delayMs, failures: entry.attempt }, 'certificate fetch failed');
+        this.#log.warn({ identity: entry.identity, err: e, retryInMs: delayMs, failures: entry.attempt }, 'certificate fetch failed');
         this.#schedule(entry, this.#now() + delayMs, () => {
           this.#startFetch(entry).catch(() => undefined);
         });

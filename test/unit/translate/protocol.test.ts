@@ -1,9 +1,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { detectProtocol, isHttpProtocol, upstreamUsesHttp2 } from '../../../src/waypoint/protocol.js';
+import { detectPortProtocol } from '../../../src/controller/translate/protocol.js';
+import { isHttpProtocol, upstreamUsesHttp2 } from '../../../src/waypoint/protocol.js';
 
-test('Istio protocol selection (table)', () => {
-  const cases: Array<[Parameters<typeof detectProtocol>[0], string]> = [
+test('Istio protocol selection (table): one detector for agents and waypoints, grpc-web by prefix as pilot reads it', () => {
+  const cases: Array<[Parameters<typeof detectPortProtocol>[0], string]> = [
     [{ name: 'http' }, 'http'],
     [{ name: 'http-web' }, 'http'],
     [{ name: 'http2' }, 'http2'],
@@ -11,6 +12,9 @@ test('Istio protocol selection (table)', () => {
     [{ name: 'grpc-api' }, 'grpc'],
     [{ name: 'grpc-web' }, 'grpc-web'],
     [{ name: 'grpc-web-ui' }, 'grpc-web'],
+    [{ name: 'grpc-webx' }, 'grpc-web'],
+    [{ name: 'GRPC-Web' }, 'grpc-web'],
+    [{ name: 'grpcweb' }, 'tcp'],
     [{ name: 'tcp-db' }, 'tcp'],
     [{ name: 'web' }, 'tcp'],
     [{ name: 'httpx' }, 'tcp'],
@@ -22,7 +26,7 @@ test('Istio protocol selection (table)', () => {
     [{ name: 'http', protocol: 'UDP' }, 'udp'],
     [{ name: 'HTTP' }, 'http'],
   ];
-  for (const [port, want] of cases) assert.equal(detectProtocol(port), want, JSON.stringify(port));
+  for (const [port, want] of cases) assert.equal(detectPortProtocol(port), want, JSON.stringify(port));
 });
 
 test('which protocols the waypoint handles as HTTP and when the upstream leg is HTTP/2', () => {
@@ -34,3 +38,4 @@ test('which protocols the waypoint handles as HTTP and when the upstream leg is 
   assert.equal(upstreamUsesHttp2(undefined, true, 'application/grpc+proto'), true);
   assert.equal(upstreamUsesHttp2(undefined, false, 'application/grpc-web'), false);
 });
+

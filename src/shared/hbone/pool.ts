@@ -11,13 +11,13 @@
  */
 import type * as http2 from 'node:http2';
 import type * as tls from 'node:tls';
-import { nodeHttp2, nodeTls } from '../../shared/node-builtins.js';
+import { nodeHttp2, nodeTls } from '../node-builtins.js';
 import type * as net from 'node:net';
-import { AmbitError, errorCode, errorMessage } from '../../shared/errors.js';
-import type { Logger } from '../../shared/log.js';
-import { drain } from '../../shared/drain.js';
-import { formatAddress, type Address, type PodConnectOptions } from './sockets.js';
-import type { ProxyMetrics } from './metrics.js';
+import { AmbitError, errorCode, errorMessage } from '../errors.js';
+import type { Logger } from '../log.js';
+import { drain } from '../drain.js';
+import { formatAddress, type Address } from '../address.js';
+import type { TunnelPoolMetrics } from './metrics.js';
 import {
   CONNECTION_WINDOW_BYTES,
   HBONE_STATUS,
@@ -32,11 +32,16 @@ import {
 
 export type TunnelState = 'connecting' | 'ready' | 'draining' | 'closed';
 
+/** Where the pool dials a tunnel connection, and the kernel send buffer it wants (TUNNEL_SEND_BUFFER_BYTES). */
+export interface TunnelDialOptions extends Address {
+  sendBufferBytes?: number;
+}
+
 export interface TunnelPoolOptions {
   log: Logger;
-  metrics: ProxyMetrics;
+  metrics: TunnelPoolMetrics;
   /** TCP connect from the source pod's side, marked so capture skips it (PodSockets.connect). */
-  connectTcp: (opts: PodConnectOptions) => net.Socket;
+  connectTcp: (opts: TunnelDialOptions) => net.Socket;
   /** The certificate of a source identity (CertManager.getCertificate). */
   getCertificate: (identity: string) => Promise<TunnelCertificate>;
   maxStreamsPerConnection?: number;
@@ -253,10 +258,10 @@ class PooledConnection {
 }
 
 export class TunnelPool {
-  readonly metrics: ProxyMetrics;
+  readonly metrics: TunnelPoolMetrics;
   readonly maxStreamsPerConnection: number;
   readonly idleTimeoutMs: number;
-  readonly connectTcp: (opts: PodConnectOptions) => net.Socket;
+  readonly connectTcp: (opts: TunnelDialOptions) => net.Socket;
   private readonly log: Logger;
   private readonly getCertificate: (identity: string) => Promise<TunnelCertificate>;
   private readonly connectTimeoutMs: number;

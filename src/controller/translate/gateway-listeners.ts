@@ -9,10 +9,10 @@
  * condition message.
  */
 import { X509Certificate, createPrivateKey } from 'node:crypto';
-import { REF_ISTIO_GATEWAY, type KubeObject } from './objects.js';
-import type { TranslateCondition } from './translate/index.js';
-import { asRecord, asString, compareStrings, matchesLabels, nsOf } from './translate/util.js';
-import type { GatewayListener, GatewayServer, ListenerCertificate } from '../shared/routes.js';
+import { REF_ISTIO_GATEWAY, type KubeObject } from '../objects.js';
+import type { TranslateCondition } from './object-index.js';
+import { asRecord, asString, compareStrings, matchesLabels, nsOf } from './util.js';
+import type { GatewayListener, GatewayServer, ListenerCertificate } from '../../shared/routes.js';
 
 /** Condition type written on an Istio Gateway whose server a gateway pod cannot serve. */
 export const CONDITION_GATEWAY_PROGRAMMED = 'Programmed';

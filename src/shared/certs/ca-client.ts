@@ -4,9 +4,9 @@
  * `ImpersonatedIdentity`. Checks the reply names the identity asked for before returning it.
  */
 import * as grpc from '@grpc/grpc-js';
-import { AmbitError, errorMessage } from '../../shared/errors.js';
-import { decodeCertificateResponse, encodeCertificateRequest } from '../../shared/api/wire.js';
-import { spiffeIdOf, splitPemChain } from '../../shared/tls.js';
+import { AmbitError, errorMessage } from '../errors.js';
+import { decodeCertificateResponse, encodeCertificateRequest } from '../api/wire.js';
+import { spiffeIdOf, splitPemChain } from '../tls.js';
 
 /** What the cert manager needs from a CA: a chain (leaf first, root last) for a CSR. */
 export interface CertificateFetcher {

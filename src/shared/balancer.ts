@@ -1,12 +1,15 @@
 /**
- * Endpoint choice for service traffic: round robin per service over the endpoints that are not
- * ejected, narrowed to the best locality tier the service's routingPreference asks for.
+ * Endpoint choice, for the agent and the waypoint. The agent's LoadBalancer: round robin per
+ * service over the endpoints that are not ejected, narrowed to the best locality tier the
+ * service's routingPreference asks for. The waypoint's pickLeastRequest: Istio's default
+ * LEAST_REQUEST (power of two choices over requests in flight), after its breaker has removed
+ * ejected endpoints.
  * Invariants: an endpoint that failed to connect n times in a row is skipped for
  * min(maxEjectMs, baseEjectMs·2^(n-1)) (jittered); a success clears its record; when every
  * candidate is ejected all of them are used again (better a likely failure than a certain one).
  */
-import type { Service, Workload } from '../../shared/model.js';
-import type { Endpoint } from '../state/workloads.js';
+import type { Service, Workload } from './model.js';
+import type { Endpoint } from './state/workloads.js';
 
 export interface BalancerOptions {
   now?: () => number;
@@ -102,4 +105,16 @@ function sameScope(scope: string, a: Workload, b: Workload): boolean {
     default:
       return true;
   }
+}
+
+/**
+ * Least-request endpoint choice (Istio's default LEAST_REQUEST): two random candidates, the one
+ * with fewer requests in flight (`active`, by endpoint key) wins.
+ */
+export function pickLeastRequest<T extends { key: string }>(pool: readonly T[], active: ReadonlyMap<string, number>, random: () => number): T | undefined {
+  if (pool.length <= 1) return pool[0];
+  const a = pool[Math.min(pool.length - 1, Math.floor(random() * pool.length))]!;
+  let b = pool[Math.min(pool.length - 1, Math.floor(random() * pool.length))]!;
+  if (b === a) b = pool[(pool.indexOf(a) + 1) % pool.length]!;
+  return (active.get(b.key) ?? 0) < (active.get(a.key) ?? 0) ? b : a;
 }

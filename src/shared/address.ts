@@ -1,0 +1,41 @@
+/**
+ * Addresses as every binary writes and reads them: `ip:port` endpoints (v4, v6 in brackets,
+ * v4-mapped v6 folded to v4) and `host:port` settings (parsed from the environment by env.ts).
+ */
+
+/** An IP endpoint. */
+export interface Address {
+  address: string;
+  port: number;
+}
+
+/** A `host:port` setting; the host may be a DNS name. */
+export interface HostPort {
+  host: string;
+  port: number;
+}
+
+/** `ip:port`, with brackets for IPv6 (HTTP authority form). */
+export function formatAddress(a: Address): string {
+  return a.address.includes(':') ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`;
+}
+
+/** `host:port`, with brackets for an IPv6 host. */
+export function formatHostPort(a: HostPort): string {
+  return formatAddress({ address: a.host, port: a.port });
+}
+
+/** Parses `ip:port` or `[v6]:port`; undefined when malformed. */
+export function parseAddress(text: string): Address | undefined {
+  const m = /^\[([0-9a-fA-F:.]+)\]:(\d{1,5})$/.exec(text) ?? /^([0-9.]+):(\d{1,5})$/.exec(text);
+  if (!m) return undefined;
+  const port = Number(m[2]);
+  if (port < 1 || port > 65535) return undefined;
+  return { address: m[1]!, port };
+}
+
+/** Strips the IPv4-mapped prefix Node reports on dual-stack sockets (`::ffff:10.0.0.1`). */
+export function normalizeIp(ip: string | undefined): string {
+  if (!ip) return '';
+  return ip.startsWith('::ffff:') && ip.includes('.') ? ip.slice(7) : ip;
+}
