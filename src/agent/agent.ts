@@ -15,12 +15,11 @@ import * as crypto from 'node:crypto';
 import type * as net from 'node:net';
 import type { Registry } from 'prom-client';
 import type { Logger } from '../shared/log.js';
-import { statSync } from 'node:fs';
 import { AmbitError, errorMessage } from '../shared/errors.js';
 import { backoffMs } from '../shared/drain.js';
 import type { Workload } from '../shared/model.js';
 import type { WorkloadStatus } from '../shared/xds/node.js';
-import type { Capture } from './capture/capture.js';
+import { sameNetns, type Capture } from './capture/capture.js';
 import { WorkloadIndex, emptySnapshot, workloadIdentity, type ConfigSnapshot } from '../shared/state/workloads.js';
 import { LoadBalancer, endpointKey } from '../shared/balancer.js';
 import { ConnectionRegistry } from './proxy/connections.js';
@@ -528,18 +527,5 @@ export class Agent {
     }
     await this.admin?.close();
     this.log.info({}, 'agent closed');
-  }
-}
-
-/** True when both paths name the same network namespace (a CNI path and the controller's may differ). */
-function sameNetns(a: string | undefined, b: string | undefined): boolean {
-  if (a === b) return true;
-  if (!a || !b) return false;
-  try {
-    const x = statSync(a);
-    const y = statSync(b);
-    return x.ino === y.ino && x.dev === y.dev;
-  } catch {
-    return false;
   }
 }

@@ -59,6 +59,17 @@ for (const mode of ['bpf', 'nft'] as const) {
     assert.equal(await dialFrom(a.netnsPath, b.ip, 8080), `proxied ${b.ip}:8080 -> app ${b.name} from ${a.ip}`);
     assert.equal(await dialFrom(b.netnsPath, a.ip, 8080), `inbound ${a.ip}:8080 from ${b.ip}`);
 
+    // Prepared under one uid (the CNI's) and enrolled under another: one pod, known by the new uid.
+    await capture.prepare({ uid: 'cni-b', netnsPath: b.netnsPath });
+    const pb = startProxies(b);
+    servers.push(...pb.servers);
+    await capture.enroll({ uid: 'pod-b', netnsPath: b.netnsPath, inboundListenerFd: socketFd(pb.inbound) });
+    assert.deepEqual([capture.pending(), capture.enrolled().sort()], [[], ['pod-a', 'pod-b']]);
+    await capture.unenroll('cni-b');
+    assert.equal(await dialFrom(a.netnsPath, b.ip, 8080).then((x) => x.startsWith('proxied')), true, 'the old uid no longer reaches the pod');
+    assert.equal(await dialFrom(b.netnsPath, a.ip, 8080).then((x) => x.startsWith('proxied')), true, 'b is still captured');
+    await capture.unenroll('pod-b');
+
     // A pending pod released without ever being enrolled goes direct again.
     await capture.prepare({ uid: 'pod-b', netnsPath: b.netnsPath });
     assert.equal(await outcome(dialFrom(b.netnsPath, a.ip, 8080)), refusedOut);

@@ -3,7 +3,25 @@
  * agent, or refuse it while it can not (pending, agent down).
  */
 
+import { statSync } from 'node:fs';
+
 export type CaptureMode = 'bpf' | 'nft';
+
+/**
+ * True when both paths name the same network namespace (the CNI's path and the controller's may
+ * differ: /var/run/netns/<name>, /proc/<pid>/ns/net).
+ */
+export function sameNetns(a: string | undefined, b: string | undefined): boolean {
+  if (a === b) return true;
+  if (!a || !b) return false;
+  try {
+    const x = statSync(a);
+    const y = statSync(b);
+    return x.ino === y.ino && x.dev === y.dev;
+  } catch {
+    return false;
+  }
+}
 
 /** Istio ambient's in-pod ports (DESIGN.md, Ports). */
 export const OUTBOUND_PORT = 15001;

@@ -18,6 +18,7 @@ import {
   HBONE_PORT,
   INBOUND_PORT,
   OUTBOUND_PORT,
+  sameNetns,
   type Capture,
   type DirectTuple,
   type EnrollOptions,
@@ -181,6 +182,8 @@ export class NftCapture implements Capture {
               return false;
             },
           );
+    // The netns may have been prepared under another uid (the CNI's): one entry per netns.
+    for (const [uid, pod] of [...this.#pods]) if (uid !== opts.uid && sameNetns(pod.netnsPath, opts.netnsPath)) this.#pods.delete(uid);
     this.#pods.set(opts.uid, { netnsPath: opts.netnsPath, state: 'enrolled', replyRouting });
     this.#log.info({ uid: opts.uid, table: NFT_TABLE, replyRouting }, 'pod enrolled');
   }

@@ -647,6 +647,9 @@ export class BpfCapture implements Capture {
   }
 
   #addPod(pod: PodEntry): void {
+    // The netns may have been prepared under another uid (the CNI's): that name no longer points here.
+    const before = this.#pods.get(pod.cookie);
+    if (before !== undefined && before.uid !== pod.uid && this.#byUid.get(before.uid) === pod.cookie) this.#byUid.delete(before.uid);
     this.#pods.set(pod.cookie, pod);
     this.#byUid.set(pod.uid, pod.cookie);
   }
