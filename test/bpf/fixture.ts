@@ -414,8 +414,11 @@ export function captureTest(
   const fx = createFixture(tag, count, opts);
   const servers: net.Server[] = [];
   const owned: { uninstall(): Promise<void> }[] = [];
+  const pinDir = `/sys/fs/bpf/${fx.prefix}`;
   t.after(async () => {
     for (const c of owned.reverse()) await c.uninstall().catch(() => undefined);
+    // A capture closed (not uninstalled) leaves its pins on purpose: adopt them and remove them.
+    if (existsSync(pinDir)) await (await BpfCapture.open({ cgroupPath: fx.cgroupPath, pinDir, log: silentLogger() })).uninstall();
     for (const s of servers) await closeServer(s);
     fx.cleanup();
   });
@@ -428,7 +431,6 @@ export function captureTest(
     fx,
     servers,
     own,
-    openBpf: async (o = {}) =>
-      own(await BpfCapture.open({ cgroupPath: o.cgroupPath ?? fx.cgroupPath, pinDir: o.pinDir ?? `/sys/fs/bpf/${fx.prefix}`, log: o.log ?? silentLogger() })),
+    openBpf: async (o = {}) => own(await BpfCapture.open({ cgroupPath: o.cgroupPath ?? fx.cgroupPath, pinDir: o.pinDir ?? pinDir, log: o.log ?? silentLogger() })),
   };
 }

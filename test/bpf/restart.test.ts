@@ -88,7 +88,7 @@ function pinnedKeys(fx: Fixture, map: string): string[] {
 
 /**
  * The test's pods and servers (captureTest), and the stand-in agents it starts: killed after the
- * test, and what they pinned removed by a capture that adopts and uninstalls it.
+ * test (captureTest then adopts and removes what they pinned).
  */
 function restartTest(t: { after(fn: () => Promise<void>): void }, tag: string, count: number): { fx: Fixture; servers: net.Server[]; stubs: Stub[] } {
   const { fx, servers, own } = captureTest(t, tag, count);
@@ -96,7 +96,6 @@ function restartTest(t: { after(fn: () => Promise<void>): void }, tag: string, c
   own({
     uninstall: async () => {
       for (const s of stubs) await kill9(s);
-      await (await BpfCapture.open({ cgroupPath: fx.cgroupPath, pinDir: `/sys/fs/bpf/${fx.prefix}`, log: silentLogger() })).uninstall();
     },
   });
   return { fx, servers, stubs };
