@@ -8,25 +8,11 @@ import { tryParseDuration } from '../shared/duration.js';
 import { DEFAULT_CNI_SOCKET } from '../shared/cni-handoff.js';
 import { Issues, deepFreeze, isDnsLabel, isDnsSubdomain } from '../shared/validate.js';
 
-export const ENV_CNI_BIN_DIR = 'AMBIT_CNI_BIN_DIR';
-export const ENV_CNI_CONF_DIR = 'AMBIT_CNI_CONF_DIR';
-export const ENV_CNI_CONF_FILE = 'AMBIT_CNI_CONF_FILE';
-export const ENV_CNI_INSTALL_DIR = 'AMBIT_CNI_INSTALL_DIR';
-export const ENV_CNI_SOCKET = 'AMBIT_CNI_SOCKET';
-export const ENV_CNI_EXCLUDE_NAMESPACES = 'AMBIT_CNI_EXCLUDE_NAMESPACES';
-export const ENV_CNI_AGENT_TIMEOUT = 'AMBIT_CNI_AGENT_TIMEOUT';
-export const ENV_CNI_KUBE_TIMEOUT = 'AMBIT_CNI_KUBE_TIMEOUT';
-export const ENV_CNI_KUBE_SERVER = 'AMBIT_CNI_KUBE_SERVER';
-export const ENV_CNI_LOG_LEVEL = 'AMBIT_CNI_LOG_LEVEL';
-export const ENV_CNI_LOG_FILE = 'AMBIT_CNI_LOG_FILE';
-export const ENV_CNI_SERVICE_ACCOUNT = 'AMBIT_CNI_SERVICE_ACCOUNT';
-export const ENV_CNI_TOKEN_TTL = 'AMBIT_CNI_TOKEN_TTL';
-export const ENV_CNI_DAEMONSET = 'AMBIT_CNI_DAEMONSET';
-export const ENV_CNI_READY_FILE = 'AMBIT_CNI_READY_FILE';
-export const ENV_LOG_LEVEL = 'AMBIT_LOG_LEVEL';
-export const ENV_POD_NAME = 'POD_NAME';
-export const ENV_POD_NAMESPACE = 'POD_NAMESPACE';
-export const ENV_POD_UID = 'POD_UID';
+import {
+  ENV_CNI_AGENT_TIMEOUT, ENV_CNI_BIN_DIR, ENV_CNI_CONF_DIR, ENV_CNI_CONF_FILE, ENV_CNI_DAEMONSET, ENV_CNI_EXCLUDE_NAMESPACES,
+  ENV_CNI_INSTALL_DIR, ENV_CNI_KUBE_SERVER, ENV_CNI_KUBE_TIMEOUT, ENV_CNI_LOG_FILE, ENV_CNI_LOG_LEVEL, ENV_CNI_READY_FILE,
+  ENV_CNI_SERVICE_ACCOUNT, ENV_CNI_SOCKET, ENV_CNI_TOKEN_TTL, ENV_LOG_LEVEL, ENV_POD_NAME, ENV_POD_NAMESPACE, ENV_POD_UID,
+} from '../shared/env.js';
 
 export interface InstallConfig {
   /** CNI bin folder as mounted in the container (the launcher goes there). */
