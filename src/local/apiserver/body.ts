@@ -1,9 +1,10 @@
 /**
- * Request bodies: read with the real server's 3 MiB limit, decoded as JSON or YAML by
- * Content-Type; anything else is a 415. Malformed input is a 400 naming the problem.
+ * Request bodies: read with the real server's 3 MiB limit, decoded as JSON, YAML or Kubernetes
+ * protobuf by Content-Type; anything else is a 415. Malformed input is a 400 naming the problem.
  */
 import type { IncomingMessage } from 'node:http';
 import { parse as parseYaml } from 'yaml';
+import { decodeKubernetesProtobuf } from './proto/decode.js';
 import { badRequest, tooLarge, unsupportedMediaType } from './status.js';
 
 /** kube-apiserver's --max-request-bytes default for non-etcd-bound limits (3 MiB). */
@@ -50,6 +51,7 @@ export function mediaType(contentType: string | undefined): string {
 
 const JSON_TYPES = new Set(['application/json', 'application/json-patch+json', 'application/merge-patch+json', 'application/strategic-merge-patch+json']);
 const YAML_TYPES = new Set(['application/yaml', 'application/apply-patch+yaml']);
+export const PROTOBUF_TYPE = 'application/vnd.kubernetes.protobuf';
 
 /** Decodes a body by its media type; an empty body is `undefined`. */
 export function decodeBody(buf: Buffer, type: string, accepted: string[]): unknown {
@@ -62,6 +64,7 @@ export function decodeBody(buf: Buffer, type: string, accepted: string[]): unkno
       throw badRequest(`error decoding JSON body: ${(e as Error).message}`);
     }
   }
+  if (type === PROTOBUF_TYPE && accepted.includes(PROTOBUF_TYPE)) return decodeKubernetesProtobuf(buf);
   if (YAML_TYPES.has(type)) {
     try {
       return parseYaml(text, { maxAliasCount: 100 }) as unknown;

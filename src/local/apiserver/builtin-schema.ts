@@ -278,6 +278,8 @@ function walk(v: unknown, t: TypeRef, format: string, path: string, parentModel:
           continue;
         }
         walk(x, a.type, a.format, p, s.model, k, report);
+        // Go's omitempty leaves empty maps out (a label removed by patch leaves no `labels: {}`).
+        if (isMap(x) && Object.keys(x).length === 0 && typeShape(a.type).shape === 'map') delete v[k];
       }
       return;
     }

@@ -7,7 +7,7 @@
 import type { Logger } from '../../shared/log.js';
 import { ANONYMOUS, AUTHENTICATED_GROUP, parseServiceAccountUser, readImpersonation, serviceAccountGroups, type Authenticator, type UserInfo } from './authn.js';
 import { authorize, denyText, type Attributes } from './authz.js';
-import { decodeBody, mediaType } from './body.js';
+import { decodeBody, mediaType, PROTOBUF_TYPE } from './body.js';
 import { aggregatedContentType, aggregatedDiscovery, aggregatedDiscoveryVersion, apiGroupList, apiResourceList, apiVersions, versionInfo } from './discovery.js';
 import { openApiDocument, openApiRoot } from './openapi.js';
 import { parseRequestInfo, type RequestInfo } from './request-info.js';
@@ -36,6 +36,8 @@ export interface ApiResponse {
   end(chunk?: string): void;
   /** Called once when the client goes away (streams stop then). */
   onClose(cb: () => void): void;
+  /** Whether the head was already sent. */
+  started?(): boolean;
 }
 
 export interface HandlerDeps {
@@ -49,6 +51,8 @@ export interface HandlerDeps {
   log: Logger;
   /** Set once the server has stopped accepting work (/readyz answers 503). */
   ready: () => boolean;
+  /** Watches without timeoutSeconds end after a random [min, 2×min] seconds. */
+  minRequestTimeoutSeconds: number;
 }
 
 const JSON_TYPE = 'application/json';
@@ -96,7 +100,15 @@ function statusOf(e: unknown): { status: Status; headers: Record<string, string>
 }
 
 export class ApiHandler {
+  /** End functions of the watches being streamed (stop() ends them cleanly). */
+  private readonly watches = new Set<() => void>();
+
   constructor(private readonly d: HandlerDeps) {}
+
+  /** Ends every open watch with a proper end of stream; clients resume from their last RV. */
+  closeWatches(): void {
+    for (const end of [...this.watches]) end();
+  }
 
   private reviewDeps(): ReviewDeps {
     return { store: this.d.registry.store, authenticator: this.d.authenticator, signer: this.d.signer, now: this.d.now };
@@ -110,6 +122,11 @@ export class ApiHandler {
     } catch (e) {
       const { status, headers } = statusOf(e);
       if (status.code >= 500) this.d.log.error({ err: e, method: req.method, path: req.url.split('?')[0] }, 'request failed');
+      if (res.started?.()) {
+        // A stream already sent its head: end it rather than append a body that is not an event.
+        res.end();
+        return;
+      }
       this.send(res, status.code, status, warnings, headers);
     }
   }
@@ -274,7 +291,8 @@ export class ApiHandler {
       if (neg.partial && o['kind'] === def.kind) return this.send(res, code, { kind: 'PartialObjectMetadata', apiVersion: 'meta.k8s.io/v1', metadata: (o as KubeObject).metadata }, ctx.warnings);
       this.send(res, code, o, ctx.warnings);
     };
-    const writeAccepted = def.model !== undefined ? [JSON_TYPE, 'application/yaml'] : [JSON_TYPE, 'application/yaml'];
+    // Built-in kinds also take protobuf (kubectl's typed clients send it); custom resources never do.
+    const writeAccepted = def.model !== undefined ? [JSON_TYPE, 'application/yaml', PROTOBUF_TYPE] : [JSON_TYPE, 'application/yaml'];
 
     if (def.review) {
       if (info.verb !== 'create') throw methodNotAllowed();
@@ -378,7 +396,7 @@ export class ApiHandler {
   }
 
   private async deleteOptions(req: ApiRequest, q: URLSearchParams): Promise<DeleteOptions> {
-    const { body } = await this.readJson(req, [JSON_TYPE, 'application/yaml']);
+    const { body } = await this.readJson(req, [JSON_TYPE, 'application/yaml', PROTOBUF_TYPE]);
     const opts: DeleteOptions = {};
     if (body !== undefined && !isMap(body)) throw badRequest('the body of a DELETE must be a DeleteOptions object');
     const b = (body ?? {}) as JsonMap;
@@ -415,7 +433,7 @@ export class ApiHandler {
       allowWatchBookmarks: q.get('allowWatchBookmarks') === 'true',
       ...(sie !== null ? { sendInitialEvents: sie === 'true' } : {}),
       ...(timeoutText !== null && /^\d+$/.test(timeoutText) ? { timeoutSeconds: Number(timeoutText) } : {}),
-    });
+    }, this.d.minRequestTimeoutSeconds);
     const contentType = neg.table ? `application/json;as=Table;v=${neg.table};g=meta.k8s.io` : JSON_TYPE;
     res.head(200, { 'Content-Type': contentType, 'Cache-Control': 'no-cache, private' });
     let first = true;
@@ -429,18 +447,26 @@ export class ApiHandler {
       return JSON.stringify(e) + '\n';
     };
     let ended = false;
-    const stop = w.start({
+    // The watch may end while it starts (a too-old resourceVersion), before start() returns.
+    let stop: () => void = () => {};
+    const end = (): void => {
+      if (ended) return;
+      ended = true;
+      this.watches.delete(end);
+      stop();
+      res.end();
+    };
+    this.watches.add(end);
+    stop = w.start({
       send: (e) => {
         if (!ended) res.write(encode(e));
       },
-      end: () => {
-        if (ended) return;
-        ended = true;
-        res.end();
-      },
+      end,
     });
+    if (ended) stop();
     res.onClose(() => {
       ended = true;
+      this.watches.delete(end);
       stop();
     });
   }

@@ -27,6 +27,7 @@ import { tokenRequest } from './reviews.js';
 import { StateFile, writeAtomic } from './state-file.js';
 import { Store } from './store.js';
 import { TokenSigner } from './tokens.js';
+import { DEFAULT_MIN_REQUEST_TIMEOUT_S } from './watch.js';
 import type { JsonMap } from './types.js';
 
 export interface ApiServerOptions {
@@ -46,6 +47,8 @@ export interface ApiServerOptions {
   clusterDomain?: string;
   /** Watch events kept per resource for resuming watches (default 1000). */
   historySize?: number;
+  /** Watches without timeoutSeconds end after a random [min, 2×min] seconds (default 1800, as upstream). */
+  minRequestTimeoutSeconds?: number;
   log?: Logger;
   now?: () => number;
 }
@@ -82,6 +85,8 @@ export interface InProcessRequest {
 const ADDRESS_FILE = 'address.json';
 const LOCK_FILE = 'lock';
 const DEFAULT_SERVICE_CIDR = '10.96.0.0/16';
+/** How long stop() lets in-flight responses finish before cutting connections. */
+const STOP_GRACE_MS = 1000;
 
 function pidAlive(pid: number): boolean {
   try {
@@ -183,6 +188,7 @@ export class ApiServer {
         now,
         log,
         ready: () => ready,
+        minRequestTimeoutSeconds: opts.minRequestTimeoutSeconds ?? DEFAULT_MIN_REQUEST_TIMEOUT_S,
       });
       const server = createServer({ key: pki.servingKeyPem, cert: pki.servingCertPem, ALPNProtocols: ['http/1.1'] });
       server.requestTimeout = 0;
@@ -321,6 +327,7 @@ export class ApiServer {
         if (closed) cb();
         else closeCbs.push(cb);
       },
+      started: () => res.headersSent,
     };
     void this.handler.handle(apiReq, apiRes).then(() => {
       this.log.debug({ method: req.method, path: (req.url ?? '').split('?')[0], code: res.statusCode, durationMs: this.now() - started }, 'request');
@@ -332,10 +339,18 @@ export class ApiServer {
     if (this.closing) return;
     this.closing = true;
     this.controllers.stop();
+    this.handler.closeWatches();
     await new Promise<void>((resolve) => {
-      this.server.close(() => resolve());
-      this.server.closeAllConnections();
-      for (const s of this.sockets) s.destroy();
+      // Watches just ended cleanly; connections still busy after a grace period are cut.
+      const force = setTimeout(() => {
+        this.server.closeAllConnections();
+        for (const s of this.sockets) s.destroy();
+      }, STOP_GRACE_MS);
+      this.server.close(() => {
+        clearTimeout(force);
+        resolve();
+      });
+      this.server.closeIdleConnections();
     });
     this.store.compact();
     this.file.close();

@@ -35,8 +35,8 @@ export interface WatchSink {
 
 /** Bookmarks go out this often when asked for (the real server sends about one a minute). */
 const BOOKMARK_INTERVAL_MS = 30_000;
-/** Without timeoutSeconds a watch ends after a random 30-60 min, as MinRequestTimeout does upstream. */
-const DEFAULT_TIMEOUT_S = 1800;
+/** Without timeoutSeconds a watch ends after a random [min, 2×min] (the real --min-request-timeout, 1800 s). */
+export const DEFAULT_MIN_REQUEST_TIMEOUT_S = 1800;
 
 export const INITIAL_EVENTS_END = 'k8s.io/initial-events-end';
 
@@ -46,7 +46,15 @@ export interface Watch {
 }
 
 /** Validates the request (throwing ApiErrors before any byte is sent) and returns the watch. */
-export function prepareWatch(registry: Registry, def: ResourceDef, version: string, namespace: string, opts: WatchOptions, random: () => number = Math.random): Watch {
+export function prepareWatch(
+  registry: Registry,
+  def: ResourceDef,
+  version: string,
+  namespace: string,
+  opts: WatchOptions,
+  minRequestTimeoutS = DEFAULT_MIN_REQUEST_TIMEOUT_S,
+  random: () => number = Math.random,
+): Watch {
   const match = registry.matcher(def, version, opts.labelSelector, opts.fieldSelector);
   const store = registry.store;
   const rvText = opts.resourceVersion ?? '';
@@ -143,7 +151,7 @@ export function prepareWatch(registry: Registry, def: ResourceDef, version: stri
         };
         timers.push(setTimeout(tick, BOOKMARK_INTERVAL_MS).unref());
       }
-      const timeoutS = opts.timeoutSeconds ?? DEFAULT_TIMEOUT_S * (1 + random());
+      const timeoutS = opts.timeoutSeconds ?? minRequestTimeoutS * (1 + random());
       timers.push(
         setTimeout(() => {
           if (opts.allowWatchBookmarks && !stopped) sink.send(bookmark(store.rv));
