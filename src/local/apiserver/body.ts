@@ -53,24 +53,53 @@ const JSON_TYPES = new Set(['application/json', 'application/json-patch+json', '
 const YAML_TYPES = new Set(['application/yaml', 'application/apply-patch+yaml']);
 export const PROTOBUF_TYPE = 'application/vnd.kubernetes.protobuf';
 
+/**
+ * Deepest nesting a body may have. Go's decoder stops at 10000; the JavaScript engine's own
+ * recursion (JSON.stringify, structuredClone) fails near 5000, so the limit is lower here.
+ */
+export const MAX_BODY_DEPTH = 1000;
+
+/** Nesting depth of a decoded value, counted without recursion. */
+function depthOf(v: unknown): number {
+  let max = 0;
+  const stack: Array<[unknown, number]> = [[v, 1]];
+  while (stack.length > 0) {
+    const [x, d] = stack.pop()!;
+    if (typeof x !== 'object' || x === null) continue;
+    if (d > max) max = d;
+    if (max > MAX_BODY_DEPTH) return max;
+    for (const c of Array.isArray(x) ? x : Object.values(x)) if (typeof c === 'object' && c !== null) stack.push([c, d + 1]);
+  }
+  return max;
+}
+
+function checkDepth<T>(v: T): T {
+  if (depthOf(v) > MAX_BODY_DEPTH) throw badRequest(`the request body is nested deeper than ${MAX_BODY_DEPTH} levels`);
+  return v;
+}
+
 /** Decodes a body by its media type; an empty body is `undefined`. */
 export function decodeBody(buf: Buffer, type: string, accepted: string[]): unknown {
   if (buf.length === 0) return undefined;
   const text = buf.toString('utf8');
   if (JSON_TYPES.has(type) || (type === '' && accepted.includes('application/json'))) {
+    let v: unknown;
     try {
-      return JSON.parse(text) as unknown;
+      v = JSON.parse(text) as unknown;
     } catch (e) {
       throw badRequest(`error decoding JSON body: ${(e as Error).message}`);
     }
+    return checkDepth(v);
   }
   if (type === PROTOBUF_TYPE && accepted.includes(PROTOBUF_TYPE)) return decodeKubernetesProtobuf(buf);
   if (YAML_TYPES.has(type)) {
+    let v: unknown;
     try {
-      return parseYaml(text, { maxAliasCount: 100 }) as unknown;
+      v = parseYaml(text, { maxAliasCount: 100 }) as unknown;
     } catch (e) {
       throw badRequest(`error converting YAML to JSON: ${(e as Error).message.split('\n')[0]}`);
     }
+    return checkDepth(v);
   }
   throw unsupportedMediaType(accepted);
 }

@@ -345,6 +345,8 @@ export class ApiHandler {
       throw pathNotFound();
     }
 
+    // Collections take GET, POST and DELETE; items take GET, PUT, PATCH and DELETE.
+    if ((info.name === '' && (info.verb === 'update' || info.verb === 'patch')) || (info.name !== '' && info.verb === 'create')) throw methodNotAllowed();
     switch (info.verb) {
       case 'get':
         return one(200, reg.get(def, version, ns, info.name));

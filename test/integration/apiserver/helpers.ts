@@ -218,7 +218,7 @@ export function startServerProcess(stateDir: string, extra: string[] = []): Prom
 /** Sends `signal` and waits (bounded) for the process to exit. */
 export function stopProcess(child: ChildProcess, signal: NodeJS.Signals = 'SIGTERM'): Promise<number | null> {
   return new Promise((resolve) => {
-    if (child.exitCode !== null) return resolve(child.exitCode);
+    if (child.exitCode !== null || child.signalCode !== null) return resolve(child.exitCode);
     const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
     child.once('exit', (code) => {
       clearTimeout(timer);

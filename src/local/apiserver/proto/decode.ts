@@ -172,7 +172,11 @@ function special(typeName: string, m: Record<string, unknown>): unknown {
   }
 }
 
-function decodeMessage(buf: Buffer, typeName: string, path: string): unknown {
+/** Messages nest no deeper than this in any object this server serves. */
+const MAX_DEPTH = 64;
+
+function decodeMessage(buf: Buffer, typeName: string, path: string, depth = 0): unknown {
+  if (depth > MAX_DEPTH) throw new Error(`messages nested deeper than ${MAX_DEPTH} levels`);
   const fields = MESSAGES.get(typeName);
   if (fields === undefined) throw new Error(`message ${typeName} is not known to this server`);
   const r = new Reader(buf);
@@ -189,12 +193,12 @@ function decodeMessage(buf: Buffer, typeName: string, path: string): unknown {
     if (type === 'message') {
       const body = r.bytes();
       if (MAP_ENTRIES.has(ref!)) {
-        const entry = decodeMessage(body, ref!, at) as Record<string, unknown>;
+        const entry = decodeMessage(body, ref!, at, depth + 1) as Record<string, unknown>;
         const target = (out[name] ??= {}) as Record<string, unknown>;
         target[String(entry['key'] ?? '')] = entry['value'] ?? (MESSAGES.get(ref!)!.get(2)?.[2] === 'string' ? '' : undefined);
         continue;
       }
-      value = special(ref!, decodeMessage(body, ref!, at) as Record<string, unknown>);
+      value = special(ref!, decodeMessage(body, ref!, at, depth + 1) as Record<string, unknown>);
     } else if (repeated && wireType === 2 && type !== 'string' && type !== 'bytes') {
       // Packed repeated scalars.
       const inner = new Reader(r.bytes());
