@@ -46,10 +46,11 @@ function leaves(obj: KubeObject, schema: MergeSchema): Set<string> {
   const top: JsonMap = { ...obj };
   delete top['apiVersion'];
   delete top['kind'];
+  delete top['metadata'];
   if (isMap(obj.metadata)) {
     const m: JsonMap = {};
     for (const [k, v] of Object.entries(obj.metadata)) if (!SYSTEM_META.has(k) && v !== undefined) m[k] = v;
-    top['metadata'] = m;
+    if (Object.keys(m).length > 0) top['metadata'] = m;
   }
   walk(top, schema, [], out);
   return out;
