@@ -302,6 +302,19 @@ export class ApiServer {
     return { status, headers: outHeaders, body };
   }
 
+  /**
+   * `request()` that returns the body of a 2xx answer and throws AMBIT_ERR_APISERVER_REQUEST
+   * (naming method, path, code, reason and message) otherwise.
+   */
+  async requestOk<T = unknown>(r: InProcessRequest): Promise<T> {
+    const res = await this.request(r);
+    if (res.status >= 200 && res.status < 300) return res.body as T;
+    const st = (typeof res.body === 'object' && res.body !== null ? res.body : {}) as { reason?: string; message?: string };
+    throw new AmbitError('AMBIT_ERR_APISERVER_REQUEST', `${r.method} ${r.path}: ${res.status} ${st.reason ?? ''}: ${st.message ?? String(res.body)}`, {
+      details: { status: res.status, reason: st.reason, body: res.body },
+    });
+  }
+
   private serve(req: import('node:http').IncomingMessage, res: import('node:http').ServerResponse): void {
     const started = this.now();
     const apiReq: ApiRequest = { method: req.method ?? 'GET', url: req.url ?? '/', headers: req.headers, body: () => readBody(req) };

@@ -7,6 +7,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { httpsWatch, startTestServer, waitUntil, type TestServer } from './helpers.js';
+import { isAmbitError } from '../../../src/shared/errors.js';
 
 const CM = (name: string, ns = 'default', extra: Record<string, unknown> = {}): unknown => ({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name, namespace: ns, ...extra }, data: { a: '1' } });
 
@@ -308,4 +309,24 @@ test('object lifecycle: generateName, generation, status, finalizers, propagatio
   assert.equal(kube.json.spec.clusterIP, '10.96.0.1');
   const eps = await s.call('GET', '/apis/discovery.k8s.io/v1/namespaces/default/endpointslices/kubernetes');
   assert.deepEqual(eps.json.ports[0].port, s.server.port);
+});
+
+test('the in-process client runs the same pipeline as HTTPS and throws coded errors', async (t) => {
+  const s = await startTestServer(t);
+  const cm = await s.server.requestOk<any>({ method: 'POST', path: '/api/v1/namespaces/default/configmaps', body: CM('inproc') });
+  assert.equal(cm.metadata.name, 'inproc');
+  const table = await s.server.request({ method: 'GET', path: '/api/v1/namespaces/default/configmaps', headers: { accept: 'application/json;as=Table;v=v1;g=meta.k8s.io' } });
+  assert.equal((table.body as any).kind, 'Table');
+  const patched = await s.server.requestOk<any>({ method: 'PATCH', path: '/api/v1/namespaces/default/configmaps/inproc', body: { data: { b: '2' } }, contentType: 'application/merge-patch+json' });
+  assert.deepEqual(patched.data, { a: '1', b: '2' });
+  await assert.rejects(
+    s.server.requestOk({ method: 'GET', path: '/api/v1/namespaces/default/configmaps/missing' }),
+    (e: unknown) => isAmbitError(e, 'AMBIT_ERR_APISERVER_REQUEST') && e.message === 'GET /api/v1/namespaces/default/configmaps/missing: 404 NotFound: configmaps "missing" not found',
+  );
+  const asSa = await s.server.request({ method: 'GET', path: '/api/v1/namespaces/default/secrets', user: { username: 'system:serviceaccount:default:default', groups: ['system:serviceaccounts', 'system:authenticated'] } });
+  assert.equal(asSa.status, 403);
+  const yaml = s.server.kubeconfig('default');
+  assert.match(yaml, /certificate-authority-data: /);
+  assert.match(yaml, new RegExp(`server: ${s.server.url.replace(/[.]/g, '\\.')}`));
+  assert.match(yaml, /namespace: default/);
 });

@@ -50,9 +50,11 @@ function usedClusterIps(ctx: StrategyContext): Set<string> {
   return used;
 }
 
-function usedNodePorts(ctx: StrategyContext): Set<number> {
+/** Node ports in use by Services other than `self`. */
+function usedNodePorts(ctx: StrategyContext, self: KubeObject): Set<number> {
   const used = new Set<number>();
   for (const s of ctx.store.list('/services')) {
+    if (s.metadata.namespace === self.metadata.namespace && s.metadata.name === self.metadata.name) continue;
     const ports = isMap(s['spec']) ? s['spec']['ports'] : undefined;
     if (Array.isArray(ports)) for (const p of ports) if (isMap(p) && typeof p['nodePort'] === 'number') used.add(p['nodePort']);
   }
@@ -94,8 +96,15 @@ function allocate(obj: KubeObject, ctx: StrategyContext): void {
     spec['clusterIP'] = ip;
     spec['clusterIPs'] = [ip];
   }
+  allocateNodePorts(obj, ctx);
+}
+
+/** NodePort and LoadBalancer Services get a node port for every port that has none. */
+function allocateNodePorts(obj: KubeObject, ctx: StrategyContext): void {
+  const spec = obj['spec'] as JsonMap;
+  const type = spec['type'];
   if (type === 'NodePort' || type === 'LoadBalancer') {
-    const used = usedNodePorts(ctx);
+    const used = usedNodePorts(ctx, obj);
     const [lo, hi] = ctx.settings.nodePortRange;
     const ports = Array.isArray(spec['ports']) ? spec['ports'] : [];
     ports.forEach((p, i) => {
@@ -143,7 +152,7 @@ export const serviceStrategy: KindStrategy = {
   prepareForCreate(obj, ctx) {
     allocate(obj, ctx);
   },
-  prepareForUpdate(obj, old) {
+  prepareForUpdate(obj, old, ctx) {
     // An update that leaves allocated values out keeps them (as the real server does since 1.20).
     const spec = obj['spec'] as JsonMap;
     const oldSpec = isMap(old['spec']) ? old['spec'] : {};
@@ -158,6 +167,8 @@ export const serviceStrategy: KindStrategy = {
         }
       }
     }
+    // Ports still without one (a Service that became NodePort) get a free node port.
+    allocateNodePorts(obj, ctx);
   },
   validate(obj) {
     const errs: FieldError[] = [];
