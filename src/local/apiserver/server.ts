@@ -168,7 +168,10 @@ export class ApiServer {
         throw new AmbitError('AMBIT_ERR_APISERVER_START', `invalid service CIDR ${serviceCidr}: ${errorMessage(e)}`, { cause: e });
       }
       const pki = loadOrCreatePki(opts.stateDir, servingHosts([host, advertise, ...(opts.extraSans ?? [])], clusterDomain, serviceIp), now());
-      const store = new Store(file, { historySize: opts.historySize ?? 1000 });
+      const store = new Store(file, {
+        historySize: opts.historySize ?? 1000,
+        onListenerError: (err) => log.error({ err }, 'a store listener failed'),
+      });
       store.load(snapshot, records);
       const issuer = `https://kubernetes.default.svc.${clusterDomain}`;
       const signer = new TokenSigner(pki.saKeyPem, pki.saPublicKeyPem, issuer);

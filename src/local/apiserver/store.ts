@@ -33,6 +33,8 @@ interface History {
 export interface StoreOptions {
   /** Events kept per resource for watches that resume (the real watch cache keeps ~100-1000). */
   historySize?: number;
+  /** Told when a listener throws; the write that caused the event still succeeds. */
+  onListenerError?: (e: unknown) => void;
 }
 
 export function objectKey(namespace: string | undefined, name: string): string {
@@ -46,12 +48,14 @@ export class Store {
   private readonly histories = new Map<string, History>();
   private readonly listeners = new Set<(e: StoreEvent) => void>();
   private readonly historySize: number;
+  private readonly onListenerError: (e: unknown) => void;
 
   constructor(
     private readonly file: StateFile | undefined,
     opts: StoreOptions = {},
   ) {
     this.historySize = opts.historySize ?? 1000;
+    this.onListenerError = opts.onListenerError ?? (() => {});
   }
 
   /** Rebuilds the store from a snapshot and the log records after it. */
@@ -203,7 +207,14 @@ export class Store {
 
   private emit(e: StoreEvent): void {
     this.remember(e);
-    for (const fn of [...this.listeners]) fn(e);
+    for (const fn of [...this.listeners]) {
+      try {
+        fn(e);
+      } catch (err) {
+        // One watcher's failure must not fail the write that is already stored.
+        this.onListenerError(err);
+      }
+    }
     if (this.file?.needsCompaction) this.compact();
   }
 

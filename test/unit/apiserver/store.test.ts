@@ -92,3 +92,19 @@ test('compaction writes a snapshot and empties the log; a corrupt middle line st
   writeFileSync(join(dir, LOG_FILE), 'garbage\n{"rv":9,"op":"put","r":"/x","o":{"metadata":{"name":"x"}}}\n');
   assert.throws(() => StateFile.open(dir), (e: unknown) => isAmbitError(e, 'AMBIT_ERR_APISERVER_STATE') && /objects.log line 1 is corrupt/.test(e.message));
 });
+
+test('a listener that throws does not fail the write; the failure is reported', (t) => {
+  const { file, snapshot, records } = StateFile.open(tempDir(t));
+  t.after(() => file.close());
+  const failures: unknown[] = [];
+  const store = new Store(file, { onListenerError: (e) => failures.push(e) });
+  store.load(snapshot, records);
+  const after: string[] = [];
+  store.subscribe(() => {
+    throw new Error('broken watcher');
+  });
+  store.subscribe((e) => after.push(e.type));
+  assert.equal(store.put('/configmaps', cm('a', '1')).metadata.resourceVersion, '1');
+  assert.deepEqual(after, ['ADDED'], 'later listeners still hear the event');
+  assert.equal((failures[0] as Error).message, 'broken watcher');
+});
