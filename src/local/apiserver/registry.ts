@@ -32,7 +32,7 @@ import {
   type FieldError,
   type Status,
 } from './status.js';
-import { fieldsAt, getPath, type ClusterSettings, type KindStrategy, type StrategyContext } from './strategy.js';
+import { fieldsAt, getPath, type ClusterSettings, type StrategyContext } from './strategy.js';
 import { applyDefaults, crdMergeSchema, pruneUnknown, validateValue } from './structural-schema.js';
 import type { Store } from './store.js';
 import { apiVersionOf, clone, isMap, jsonEqual, rfc3339, type JsonMap, type KubeObject } from './types.js';
@@ -245,7 +245,7 @@ export class Registry {
     if (!/^\d+$/.test(rvText)) throw badRequest(`invalid resource version "${rvText}": strconv.ParseUint: parsing "${rvText}": invalid syntax`);
     const rv = Number(rvText);
     if (rv > this.store.rv) {
-      throw Object.assign(timeout(`Too large resource version: ${rv}, current: ${this.store.rv}`, 1), {}) as ApiError;
+      throw timeout(`Too large resource version: ${rv}, current: ${this.store.rv}`, 1);
     }
     if (match === 'Exact' && rv !== this.store.rv) {
       throw expired(`too old resource version: ${rv} (${this.store.rv})`);
@@ -694,4 +694,3 @@ function setPath(obj: JsonMap, path: string, value: unknown): void {
   cur[segs[segs.length - 1]!] = value;
 }
 
-export type { KindStrategy };

@@ -1,7 +1,7 @@
 /** Namespaces, Nodes, Events, Leases, Endpoints, EndpointSlices and PodDisruptionBudgets. */
 import { fieldError, type FieldError } from '../status.js';
 import { fieldString, statusWithMetadata, type KindStrategy } from '../strategy.js';
-import { clone, isMap, type JsonMap, type KubeObject } from '../types.js';
+import { clone, isMap, type JsonMap } from '../types.js';
 import { portProblem } from './names.js';
 
 /** The finalizer the namespace controller removes once a namespace is empty. */
