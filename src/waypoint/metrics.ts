@@ -109,3 +109,10 @@ export function recordRequest(m: WaypointMetrics, r: RequestRecord): void {
   m.requestBytes.observe(m.requestBytes.cell(key, labels), r.requestBytes);
   m.responseBytes.observe(m.responseBytes.cell(key, labels), r.responseBytes);
 }
+
+/** `reviews.bookinfo.svc.cluster.local` → name reviews, namespace bookinfo. */
+export function serviceParts(host: string, fallbackNs: string | undefined): { name: string; namespace: string } {
+  const parts = host.split('.');
+  if (parts.length >= 3 && parts[2] === 'svc') return { name: parts[0]!, namespace: parts[1]! };
+  return { name: parts[0] ?? host, namespace: fallbackNs ?? UNKNOWN };
+}

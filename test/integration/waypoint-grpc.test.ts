@@ -11,8 +11,8 @@ import { createGrpcEcho, echoServiceDefinition } from '../../src/cli/grpc-echo.j
 import { createLogger } from '../../src/shared/log.js';
 import { createRegistry } from '../../src/shared/metrics.js';
 import { emptyHeaderOps, type RouteConfig } from '../../src/shared/routes.js';
-import { WaypointServer } from '../../src/waypoint/server.js';
-import { HttpUpstream } from '../../src/waypoint/upstream.js';
+import { WaypointServer } from '../../src/waypoint/server/server.js';
+import { HttpUpstream } from '../../src/waypoint/endpoint/upstream.js';
 import { seededRandom } from '../../src/waypoint/route/weighted.js';
 
 const SVC = 'greeter.demo.svc.cluster.local';

@@ -12,9 +12,9 @@ import { workloadIdentity } from '../../src/shared/state/workloads.js';
 import { silentLogger } from '../../src/shared/log.js';
 import { createRegistry } from '../../src/shared/metrics.js';
 import { emptyHeaderOps, type RouteConfig } from '../../src/shared/routes.js';
-import { hboneConnect } from '../../src/waypoint/hbone.js';
-import { WaypointServer } from '../../src/waypoint/server.js';
-import { HttpUpstream, type Endpoint } from '../../src/waypoint/upstream.js';
+import { hboneConnect } from '../../src/waypoint/endpoint/hbone.js';
+import { WaypointServer } from '../../src/waypoint/server/server.js';
+import { HttpUpstream, type Endpoint } from '../../src/waypoint/endpoint/upstream.js';
 
 const BASE = `127.${10 + ((process.pid + 77) % 200)}.3.`;
 const WP_IP = BASE + '1';

@@ -16,8 +16,8 @@ import { silentLogger } from '../../src/shared/log.js';
 import { createRegistry } from '../../src/shared/metrics.js';
 import { emptyHeaderOps, type RouteConfig } from '../../src/shared/routes.js';
 import { seededRandom } from '../../src/waypoint/route/weighted.js';
-import { WaypointServer, type BackendTarget } from '../../src/waypoint/server.js';
-import { HttpUpstream, type Endpoint } from '../../src/waypoint/upstream.js';
+import { WaypointServer, type BackendTarget } from '../../src/waypoint/server/server.js';
+import { HttpUpstream, type Endpoint } from '../../src/waypoint/endpoint/upstream.js';
 import * as https from 'node:https';
 import { createTestCa } from '../helpers/test-ca.js';
 

@@ -12,8 +12,8 @@ import { Writable } from 'node:stream';
 import { createLogger } from '../../src/shared/log.js';
 import { createRegistry } from '../../src/shared/metrics.js';
 import { emptyHeaderOps, type HttpRoute, type RouteConfig } from '../../src/shared/routes.js';
-import { WaypointServer, type BackendTarget } from '../../src/waypoint/server.js';
-import { HttpUpstream, type Endpoint } from '../../src/waypoint/upstream.js';
+import { WaypointServer, type BackendTarget } from '../../src/waypoint/server/server.js';
+import { HttpUpstream, type Endpoint } from '../../src/waypoint/endpoint/upstream.js';
 import { seededRandom } from '../../src/waypoint/route/weighted.js';
 
 type Handler = (req: http.IncomingMessage, res: http.ServerResponse, n: number) => void;
