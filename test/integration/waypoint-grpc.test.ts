@@ -3,6 +3,7 @@
  * 127.0.0.1: an OK reply, a status the server fails with (trailers-only), and a fault abort's
  * status reach the client, and istio_requests_total carries grpc_response_status.
  */
+import { validateRouteConfig } from '../../src/shared/validate-routes.js';
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { Writable } from 'node:stream';
@@ -45,7 +46,8 @@ async function setup(t: TestContext): Promise<{ call: (req: object, md?: Record<
     ],
     authorization: [],
   };
-  assert.deepEqual(server.setRoutes([config]).issues, []);
+  assert.deepEqual(validateRouteConfig(config), [], 'the test route config is valid');
+  server.setRoutes([config]);
   const addr = await server.listen(0, '127.0.0.1');
   t.after(async () => {
     await server.close(1000);

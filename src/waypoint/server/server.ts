@@ -15,8 +15,7 @@ import type { Duplex } from 'node:stream';
 import * as tls from 'node:tls';
 import type { Registry } from 'prom-client';
 import { accessLogger, type Logger } from '../../shared/log.js';
-import { formatIssue, type Issue } from '../../shared/validate.js';
-import { validateRouteConfig, type RetryPolicy, type RouteConfig } from '../../shared/routes.js';
+import { type RetryPolicy, type RouteConfig } from '../../shared/routes.js';
 import { balance } from '../balance/balance.js';
 import { withPoolGate } from '../balance/pool-gate.js';
 import { Destinations } from '../balance/destinations.js';
@@ -153,22 +152,14 @@ export class WaypointServer {
   }
 
   /**
-   * Replaces the route configs. Every config is validated first; when any is invalid nothing
-   * changes (the last good set stays in force) and the issues are returned.
+   * Replaces the route configs. They come validated: the config client checked every resource on
+   * receipt (a bad one NACKed the update and the last good set stayed), so nothing is re-checked.
    */
-  setRoutes(configs: readonly RouteConfig[]): { ok: boolean; issues: Issue[] } {
-    const issues: Issue[] = [];
-    configs.forEach((c, i) => issues.push(...validateRouteConfig(c, `routes[${i}]${typeof c?.name === 'string' ? `(${c.name})` : ''}`)));
-    if (issues.length > 0) {
-      this.metrics.configRejections.inc();
-      this.log.warn({ issues: issues.slice(0, 20).map(formatIssue), count: issues.length }, 'route config rejected; keeping last good config');
-      return { ok: false, issues };
-    }
+  setRoutes(configs: readonly RouteConfig[]): void {
     this.configs = configs.map((c) => structuredClone(c));
     this.table = buildRouteTable(this.configs, this.opts.gateway);
     this.meshTable = this.opts.gateway ? buildRouteTable(this.configs) : this.table;
     this.log.info({ configs: configs.length }, 'route config applied');
-    return { ok: true, issues: [] };
   }
 
   get routes(): readonly RouteConfig[] {

@@ -13,7 +13,7 @@ import { ingressGatewayPod, isIstioGateway, waypointPod, wantsIngressGateway, ty
 import { loadWaypointConfig } from '../../../src/waypoint/config.js';
 import { gatewayRoutes, httpsRedirectLocation } from '../../../src/waypoint/server/gateway.js';
 import { certificateFor, emptyHeaderOps, type GatewayListener, type RouteConfig } from '../../../src/shared/routes.js';
-import { validateGatewayListener } from '../../../src/shared/routes.js';
+import { validateGatewayListener } from '../../../src/shared/validate-routes.js';
 import { validateResource } from '../../../src/shared/validate-resource.js';
 import { TYPE_GATEWAY_LISTENER } from '../../../src/shared/resources.js';
 import { createTestCa } from '../../helpers/test-ca.js';

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { PassThrough } from 'node:stream';
 import { createRegistry } from '../../../src/shared/metrics.js';
 import { emptyHeaderOps, type RouteConfig } from '../../../src/shared/routes.js';
-import { validateGatewayServer, validateRouteConfig } from '../../../src/shared/routes.js';
+import { validateGatewayServer, validateRouteConfig } from '../../../src/shared/validate-routes.js';
 import { baseLabels, createWaypointMetrics, ISTIO_HTTP_LABELS, recordRequest } from '../../../src/waypoint/metrics.js';
 import { TokenBucket } from '../../../src/waypoint/filters/rate-limit.js';
 import { ReplayableBody } from '../../../src/waypoint/dispatch/replay-body.js';
