@@ -57,6 +57,35 @@ export const ENV_POD_NAME = 'POD_NAME';
 export const ENV_POD_NAMESPACE = 'POD_NAMESPACE';
 export const ENV_POD_IP = 'POD_IP';
 
+// CNI installer (the DaemonSet's installer container; the agent reads AMBIT_CNI_SOCKET too).
+/** The node's CNI folders as mounted in the installer. */
+export const ENV_CNI_BIN_DIR = 'AMBIT_CNI_BIN_DIR';
+export const ENV_CNI_CONF_DIR = 'AMBIT_CNI_CONF_DIR';
+/** Conflist to chain into, when not the one the runtime picks first. */
+export const ENV_CNI_CONF_FILE = 'AMBIT_CNI_CONF_FILE';
+/** Host folder for Node, the plugin, its kubeconfig and token. */
+export const ENV_CNI_INSTALL_DIR = 'AMBIT_CNI_INSTALL_DIR';
+/** The agent's CNI socket (a host path). */
+export const ENV_CNI_SOCKET = 'AMBIT_CNI_SOCKET';
+/** Namespaces whose pods are never looked up nor captured. */
+export const ENV_CNI_EXCLUDE_NAMESPACES = 'AMBIT_CNI_EXCLUDE_NAMESPACES';
+/** How long ADD waits for the agent, and for each API lookup. */
+export const ENV_CNI_AGENT_TIMEOUT = 'AMBIT_CNI_AGENT_TIMEOUT';
+export const ENV_CNI_KUBE_TIMEOUT = 'AMBIT_CNI_KUBE_TIMEOUT';
+/** API server URL the plugin uses from the host. */
+export const ENV_CNI_KUBE_SERVER = 'AMBIT_CNI_KUBE_SERVER';
+/** The plugin's log level and file. */
+export const ENV_CNI_LOG_LEVEL = 'AMBIT_CNI_LOG_LEVEL';
+export const ENV_CNI_LOG_FILE = 'AMBIT_CNI_LOG_FILE';
+/** The plugin's identity: a token requested for this service account, and its lifetime. */
+export const ENV_CNI_SERVICE_ACCOUNT = 'AMBIT_CNI_SERVICE_ACCOUNT';
+export const ENV_CNI_TOKEN_TTL = 'AMBIT_CNI_TOKEN_TTL';
+/** The DaemonSet whose deletion means uninstall; the file the startup probe waits for. */
+export const ENV_CNI_DAEMONSET = 'AMBIT_CNI_DAEMONSET';
+export const ENV_CNI_READY_FILE = 'AMBIT_CNI_READY_FILE';
+/** The installer's pod uid (downward API). */
+export const ENV_POD_UID = 'POD_UID';
+
 // Controller.
 /** gRPC listener (CA and config streams, TLS). */
 export const ENV_CONTROLLER_LISTEN = 'AMBIT_CONTROLLER_LISTEN';
@@ -94,6 +123,9 @@ export const ENV_NAMES = [
   ENV_POOL_IDLE_TIMEOUT, ENV_WAYPOINT_NAME, ENV_WAYPOINT_MODE, ENV_SERVICE_ACCOUNT, ENV_HBONE_ADDR, ENV_POD_NAME,
   ENV_POD_NAMESPACE, ENV_POD_IP, ENV_CONTROLLER_LISTEN, ENV_ADMIN_LISTEN, ENV_STATE_DIR, ENV_MANIFESTS,
   ENV_NODE_TOKENS_FILE, ENV_CERT_MAX_TTL, ENV_ADMIN_TOKEN_FILE, ENV_TRUST_DOMAIN, ENV_LOG_LEVEL, ENV_CERT_TTL, ENV_LOCAL_NET, ENV_LOCAL_NAME,
+  ENV_CNI_BIN_DIR, ENV_CNI_CONF_DIR, ENV_CNI_CONF_FILE, ENV_CNI_INSTALL_DIR, ENV_CNI_SOCKET, ENV_CNI_EXCLUDE_NAMESPACES,
+  ENV_CNI_AGENT_TIMEOUT, ENV_CNI_KUBE_TIMEOUT, ENV_CNI_KUBE_SERVER, ENV_CNI_LOG_LEVEL, ENV_CNI_LOG_FILE,
+  ENV_CNI_SERVICE_ACCOUNT, ENV_CNI_TOKEN_TTL, ENV_CNI_DAEMONSET, ENV_CNI_READY_FILE, ENV_POD_UID,
 ] as const;
 export type EnvName = (typeof ENV_NAMES)[number];
 
