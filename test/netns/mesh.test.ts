@@ -111,10 +111,11 @@ for (const capture of ['bpf', 'nft'] as const) {
 
     await t.test('between nodes the wire carries only TLS on port 15008, never the payload', async () => {
       // node1's veth in the root namespace: the bridge device itself does not see frames it switches between ports.
+      // The root namespace's own calls to the node (controller 15012, metrics 15020, readiness 15021) are not between nodes.
       const dir = mkdtempSync(join(tmpdir(), 'ambit-pcap-'));
       t.after(() => rmSync(dir, { recursive: true, force: true }));
       const pcap = join(dir, 'bridge.pcap');
-      const dump = spawn('tcpdump', ['-i', `${m.name}-n1`, '--immediate-mode', '-nn', '-U', '-s', '0', '-w', pcap, 'tcp and not port 15012'], { stdio: 'ignore' });
+      const dump = spawn('tcpdump', ['-i', `${m.name}-n1`, '--immediate-mode', '-nn', '-U', '-s', '0', '-w', pcap, 'tcp and not port 15012 and not port 15020 and not port 15021'], { stdio: 'ignore' });
       await new Promise((r) => setTimeout(r, 1000));
       const marker = `AMBIT-SECRET-${process.pid}-${Date.now()}`;
       const r = await m.load<{ reply: string }>('mesh-a/client', ['send', 'server.mesh-b', '9000', marker]);
