@@ -250,6 +250,22 @@ export class Agent {
     return run;
   }
 
+  /**
+   * The CNI's CHECK: resolves when the pod is still captured (enrolled) or refused (pending) in
+   * `netnsPath`; rejects with AMBIT_ERR_CAPTURE_FAILED otherwise. Without capture it resolves.
+   */
+  async checkPod(pod: { uid: string; netnsPath: string }): Promise<void> {
+    const capture = this.opts.capture;
+    if (!capture) return;
+    const netns = this.pods.get(pod.uid)?.workload.netns ?? this.handedOver.get(pod.uid);
+    const inCapture = capture.enrolled().includes(pod.uid) || capture.pending().includes(pod.uid);
+    if (!inCapture || !sameNetns(netns, pod.netnsPath)) {
+      throw new AmbitError('AMBIT_ERR_CAPTURE_FAILED', `pod ${pod.uid} is not captured in ${pod.netnsPath}${netns ? ` (its capture is in ${netns})` : ''}`, {
+        details: { uid: pod.uid, netnsPath: pod.netnsPath },
+      });
+    }
+  }
+
   /** The CNI's DEL: the pod's netns is going away; stop capturing (or refusing) it now. */
   releasePod(uid: string): Promise<void> {
     const run = this.applying.then(async () => {

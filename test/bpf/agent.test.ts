@@ -102,7 +102,7 @@ test("the agent's dual-stack listeners capture a pod's IPv6 both ways; its own p
   });
 });
 
-test('the CNI hand-off: preparePod refuses the pod until the config enrolls it with that netns; releasePod lets it go', { skip }, async (t) => {
+test('the CNI hand-off: preparePod refuses the pod until the config enrolls it with that netns; checkPod confirms it; releasePod lets it go', { skip }, async (t) => {
   const { fx, servers, openBpf, own } = captureTest(t, 'h', 3);
   const [a, b, c] = fx.pods as [Pod, Pod, Pod];
   const hits = startApps([a, b, c], servers);
@@ -116,6 +116,9 @@ test('the CNI hand-off: preparePod refuses the pod until the config enrolls it w
   await agent.preparePod({ uid: wa.uid, netnsPath: a.netnsPath });
   await agent.preparePod({ uid: wc.uid, netnsPath: c.netnsPath });
   assert.deepEqual(capture.pending().sort(), [wa.uid, wc.uid].sort());
+  await agent.checkPod({ uid: wa.uid, netnsPath: a.netnsPath });
+  await assert.rejects(agent.checkPod({ uid: wa.uid, netnsPath: b.netnsPath }), { code: 'AMBIT_ERR_CAPTURE_FAILED' }, 'another netns is not where its capture is');
+  await assert.rejects(agent.checkPod({ uid: 'nobody', netnsPath: b.netnsPath }), { code: 'AMBIT_ERR_CAPTURE_FAILED' });
   assert.equal(await outcome(dialFrom(a.netnsPath, b.ip, 8080)), 'EPERM', 'before the config arrives, the pod is refused');
   assert.equal(await outcome(dialFrom(b.netnsPath, a.ip, 8080)), 'ECONNREFUSED');
 
@@ -130,8 +133,10 @@ test('the CNI hand-off: preparePod refuses the pod until the config enrolls it w
   // The controller now reports the netns: the same netns, nothing changes.
   await agent.applyConfig(snapshot([{ ...wa, netns: a.netnsPath }, wc]));
   assert.deepEqual(capture.enrolled(), [wa.uid]);
+  await agent.checkPod({ uid: wa.uid, netnsPath: a.netnsPath });
   await agent.releasePod(wa.uid);
   assert.deepEqual(capture.enrolled(), []);
+  await assert.rejects(agent.checkPod({ uid: wa.uid, netnsPath: a.netnsPath }), { code: 'AMBIT_ERR_CAPTURE_FAILED' }, 'released: no longer captured');
   assert.equal(await dialFrom(a.netnsPath, b.ip, 8080), `app ${b.name} from ${a.ip}`);
   assert.equal(hits.get(a.name), 1, 'only the captured, authorized connection reached a');
 });
