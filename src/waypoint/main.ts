@@ -51,7 +51,7 @@ async function run(config: Readonly<WaypointConfig>, log: Logger): Promise<numbe
     ...(gatewayMode
       ? {
           gateway: {
-            source: { principal: identity, workload: config.gatewayName, namespace: config.namespace, app: config.gatewayName, canonicalService: config.gatewayName, cluster: config.clusterId },
+            source: { principal: identity, workload: config.gatewayName, namespace: config.namespace, canonicalService: config.gatewayName, cluster: config.clusterId },
           },
         }
       : {}),

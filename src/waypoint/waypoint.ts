@@ -13,7 +13,7 @@ import { AmbitError } from '../shared/errors.js';
 import { tryParseSpiffeId } from '../shared/identity.js';
 import type { Logger } from '../shared/log.js';
 import { createRegistry, type Registry } from '../shared/metrics.js';
-import type { Workload } from '../shared/model.js';
+import type { Service, Workload } from '../shared/model.js';
 import type { RouteConfig } from '../shared/routes.js';
 import type { ConfigState } from '../shared/xds/client.js';
 import { createTunnelPoolMetrics } from '../shared/hbone/metrics.js';
@@ -21,6 +21,7 @@ import { TunnelPool } from '../shared/hbone/pool.js';
 import { normalizeIp, type Address } from '../shared/address.js';
 import { HBONE_PORT, HBONE_STATUS, type TunnelCertificate } from '../shared/hbone/tunnel.js';
 import { WorkloadIndex, workloadIdentity } from '../shared/state/workloads.js';
+import { clusterOfUid } from '../shared/istio-metrics.js';
 import { hboneConnect } from './endpoint/hbone.js';
 import { HttpUpstream, tcpConnect, type ConnectFn, type Endpoint } from './endpoint/upstream.js';
 import { isHttpProtocol } from './protocol.js';
@@ -97,7 +98,7 @@ export class Waypoint {
       registry: opts.registry,
       dispatch: this.upstream.dispatch,
       resolveEndpoints: opts.gateway ? (t) => this.gatewayEndpoints(t) : (t) => this.resolveEndpoints(t),
-      ...(opts.clusterId ? { cluster: opts.clusterId } : {}),
+      serviceOf: (host) => this.index.serviceByHostname(host),
       ...(opts.gateway ? { gateway: opts.name } : {}),
     });
     this.tcp = new TcpForwarder(opts.registry, this.log, this.connectL4);
@@ -108,7 +109,7 @@ export class Waypoint {
       getCertificate: (id) => opts.getCertificate(id),
       classify: (target, peer) => this.classify(target, peer),
       serveHttp: (stream, meta) => this.server.acceptConnection(stream, meta),
-      forwardTcp: (stream, endpoint, target, peer) => this.tcp.forward(stream, endpoint, this.index.serviceByVip(target.address, target.port)?.service.hostname, peer),
+      forwardTcp: (stream, endpoint, target, source) => this.tcp.forward(stream, endpoint, this.tcpService(target, endpoint), source),
     });
     if (opts.gateway) {
       this.ingress = new IngressListeners({
@@ -190,7 +191,7 @@ export class Waypoint {
       canonicalService: w.canonicalName,
       canonicalRevision: w.canonicalRevision,
       principal: workloadIdentity(w),
-      ...(this.opts.clusterId ? { cluster: this.opts.clusterId } : {}),
+      cluster: clusterOfUid(w.uid),
     };
   }
 
@@ -232,7 +233,15 @@ export class Waypoint {
       const m = mappings.find((x) => x.targetPort === target.port);
       if (s && m && isHttpProtocol(s.ports.find((p) => p.port === m.servicePort)?.protocol ?? 'tcp')) return undefined;
     }
-    return { key: `${ip}:${target.port}`, address: ip, port: target.port, principal: workloadIdentity(w), workload: w.name, namespace: w.namespace };
+    return this.endpointOf(w, ip, target.port);
+  }
+
+  /** The Service a TCP tunnel addressed: the VIP's, else (a pod addressed) the pod's Service on that port. */
+  private tcpService(target: Address, endpoint: Endpoint): Service | undefined {
+    const byVip = this.index.serviceByVip(target.address, target.port)?.service;
+    if (byVip) return byVip;
+    const w = this.index.workloadByIp(endpoint.address);
+    return w ? this.index.serviceOfWorkloadPort(w, target.port) : undefined;
   }
 
   /** The caller of a tunnel: its peer identity, and its workload when the source IP matches it. */
@@ -242,8 +251,7 @@ export class Waypoint {
     const match = w && identity === workloadIdentity(w) ? w : undefined;
     return {
       ...(parsed ? { principal: identity!, namespace: parsed.namespace } : {}),
-      ...(match ? { workload: match.workloadName || match.name, app: match.canonicalName, version: match.canonicalRevision, canonicalService: match.canonicalName, canonicalRevision: match.canonicalRevision } : {}),
-      ...(this.opts.clusterId ? { cluster: this.opts.clusterId } : {}),
+      ...(match ? { workload: match.workloadName || match.name, canonicalService: match.canonicalName, canonicalRevision: match.canonicalRevision, cluster: clusterOfUid(match.uid) } : {}),
     };
   }
 
@@ -251,7 +259,7 @@ export class Waypoint {
   private classify(target: Address, peer: { identity: string | undefined; ip: string | undefined }): TunnelDecision {
     const l4 = this.tcpEndpoint(target);
     if (l4 === null) return { kind: 'refuse', status: HBONE_STATUS.UPSTREAM_FAILED };
-    if (l4 !== undefined) return { kind: 'tcp', endpoint: l4 };
+    if (l4 !== undefined) return { kind: 'tcp', endpoint: l4, source: this.sourceOf(peer.identity, peer.ip) };
     return { kind: 'http', meta: { source: this.sourceOf(peer.identity, peer.ip), targetPort: target.port, ...this.addressed(target) } };
   }
 

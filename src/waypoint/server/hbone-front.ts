@@ -15,11 +15,12 @@ import type { Logger } from '../../shared/log.js';
 import { HBONE_STATUS, MAX_FRAME_BYTES, STREAM_WINDOW_BYTES, peerIdentity, type TunnelCertificate } from '../../shared/hbone/tunnel.js';
 import type { Endpoint } from '../endpoint/upstream.js';
 import type { ConnectionMeta } from './request.js';
+import type { SourceInfo } from './telemetry.js';
 
 /** What a CONNECT target gets: HTTP service, a TCP pipe to one endpoint, or a refusal with its status. */
 export type TunnelDecision =
   | { kind: 'http'; meta: ConnectionMeta }
-  | { kind: 'tcp'; endpoint: Endpoint }
+  | { kind: 'tcp'; endpoint: Endpoint; source: SourceInfo }
   | { kind: 'refuse'; status: number };
 
 export interface HboneFrontOptions {
@@ -33,7 +34,7 @@ export interface HboneFrontOptions {
   /** Serves an accepted HTTP tunnel (WaypointServer.acceptConnection). */
   serveHttp: (stream: Duplex, meta: ConnectionMeta) => void;
   /** Carries a TCP tunnel (TcpForwarder.forward). */
-  forwardTcp: (stream: http2.ServerHttp2Stream, endpoint: Endpoint, target: Address, peerIdentity: string | undefined) => Promise<void>;
+  forwardTcp: (stream: http2.ServerHttp2Stream, endpoint: Endpoint, target: Address, source: SourceInfo) => Promise<void>;
 }
 
 function tlsOptions(cert: TunnelCertificate): { cert: string; key: string; ca: string[] } {
@@ -125,7 +126,7 @@ export class HboneFront {
       return;
     }
     if (decision.kind === 'tcp') {
-      this.opts.forwardTcp(stream, decision.endpoint, target, identity).catch((e: unknown) => {
+      this.opts.forwardTcp(stream, decision.endpoint, target, decision.source).catch((e: unknown) => {
         this.log.error({ err: e }, 'tcp forward failed');
         stream.destroy();
       });

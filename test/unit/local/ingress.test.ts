@@ -81,7 +81,7 @@ test('the ingress gateway pod is istio-ingressgateway in istio-system, labelled 
   assert.deepEqual(cfg.readyAddr, { host: '10.1.1.5', port: 15021 });
   // Waypoint pods come from the same mechanism and stay waypoints.
   const wp = waypointPod(waypointGateway, env);
-  assert.match(wp.metadata.name, /^waypoint-waypoint-[0-9a-f]{8}-0$/);
+  assert.match(wp.metadata.name, /^waypoint-[0-9a-f]{8}-0$/);
   assert.equal((wp.spec as { containers: Array<{ env: Array<{ name: string }> }> }).containers[0]!.env.some((e) => e.name === 'AMBIT_WAYPOINT_MODE'), false);
   assert.throws(() => loadWaypointConfig({ ...vars, AMBIT_WAYPOINT_MODE: 'ingress', POD_NAME: 'p', POD_NAMESPACE: 'istio-system', POD_IP: '10.1.1.5' }), /AMBIT_WAYPOINT_MODE: must be one of waypoint, gateway/);
 });
