@@ -13,6 +13,7 @@ import { AmbitError } from '../shared/errors.js';
 import { DEFAULT_CLUSTER_ID } from '../shared/env.js';
 import type { Logger } from '../shared/log.js';
 import { createRegistry } from '../shared/metrics.js';
+import { ambitVersion } from '../shared/version.js';
 import type { Workload } from '../shared/model.js';
 import { AdminServer } from './admin.js';
 import { CertificateAuthority } from './ca/authority.js';
@@ -84,7 +85,7 @@ export class Controller {
     readonly address: string,
     private readonly authenticator: CallerAuthenticator,
   ) {
-    this.registry = opts.registry ?? createRegistry();
+    this.registry = opts.registry ?? createRegistry({ build: { component: 'pilot', tag: ambitVersion() } });
     this.configServer = new ConfigServer({
       log: opts.log,
       registry: this.registry,

@@ -5,6 +5,7 @@
  */
 import { createLogger, type Logger } from '../shared/log.js';
 import { createRegistry } from '../shared/metrics.js';
+import { ambitVersion } from '../shared/version.js';
 import { AdminServer } from './admin.js';
 import { loadConfig, readAdminToken, readNodeTokens, type ControllerConfig } from './config.js';
 import { Controller } from './controller.js';
@@ -17,7 +18,7 @@ async function run(config: Readonly<ControllerConfig>, log: Logger): Promise<voi
   const nodeTokens = await readNodeTokens(config.nodeTokensFile);
   const adminToken = await readAdminToken(config.adminTokenFile);
   if (nodeTokens.size === 0) log.warn({ file: config.nodeTokensFile }, 'no node tokens configured; no agent can authenticate');
-  const registry = createRegistry({ processMetrics: true });
+  const registry = createRegistry({ processMetrics: true, build: { component: 'pilot', tag: ambitVersion() } });
   const controller = await Controller.start({
     stateDir: config.stateDir,
     host: config.listen.host,

@@ -8,7 +8,9 @@
  * series stay bounded.
  */
 import type { Service, Workload } from './model.js';
-import { SeriesCounter, SeriesHistogram, UNKNOWN, type Registry } from './metrics.js';
+import { ISTIO_BUILD_METRIC, SeriesCounter, SeriesHistogram, UNKNOWN, type Registry } from './metrics.js';
+
+export { ISTIO_BUILD_METRIC } from './metrics.js';
 
 /** The labels of Istio's TCP metrics (ztunnel's CommonTrafficLabels, Envoy's TCP stats), in order. */
 export const ISTIO_TCP_LABELS = [
@@ -59,8 +61,6 @@ export const ISTIO_HTTP_METRICS = {
   responseBytes: 'istio_response_bytes',
 } as const;
 
-/** `istio_build{component,tag}`: one series per process, value 1. */
-export const ISTIO_BUILD_METRIC = 'istio_build';
 
 /**
  * Every `istio_*` metric an Ambit component exports, with its exact label names (histograms: the

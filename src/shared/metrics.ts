@@ -71,10 +71,31 @@ export const AMBIT_PREFIX = 'ambit_';
 /** The value Istio puts in any traffic label it cannot fill. */
 export const UNKNOWN = 'unknown';
 
-export function createRegistry(opts: { processMetrics?: boolean; labels?: Record<string, string> } = {}): Registry {
+/** `istio_build{component,tag}`: which Istio component a process stands for, and its version. */
+export const ISTIO_BUILD_METRIC = 'istio_build';
+
+/**
+ * The Istio component each Ambit process stands in for in `istio_build` (what Istio's dashboards
+ * filter on): the agent is the node proxy (`ztunnel`), a waypoint or gateway the `proxy`, the
+ * controller `pilot`.
+ */
+export type IstioComponent = 'ztunnel' | 'proxy' | 'pilot';
+
+export interface RegistryOptions {
+  /** prom-client's default process_* and nodejs_* metrics, under their standard names. */
+  processMetrics?: boolean;
+  /** Adds istio_build{component, tag=version} = 1. */
+  build?: { component: IstioComponent; tag: string };
+  labels?: Record<string, string>;
+}
+
+export function createRegistry(opts: RegistryOptions = {}): Registry {
   const registry = new Registry();
   if (opts.labels) registry.setDefaultLabels(opts.labels);
-  if (opts.processMetrics) registerProcessMetrics(registry, AMBIT_PREFIX + 'process_');
+  if (opts.processMetrics) registerProcessMetrics(registry, '');
+  if (opts.build) {
+    new Gauge({ name: ISTIO_BUILD_METRIC, help: 'Istio component and version this process reports as.', labelNames: ['component', 'tag'], registers: [registry] }).set({ component: opts.build.component, tag: opts.build.tag }, 1);
+  }
   return registry;
 }
 

@@ -1,4 +1,8 @@
-/** Metrics of a config stream client (agent, waypoint): connection, sync, applied and rejected updates. */
+/**
+ * Metrics of a config stream client (agent, waypoint): connection, sync, applied and rejected
+ * updates (ambit_config_*), and the two ztunnel names Istio's ztunnel dashboard reads:
+ * istio_xds_connection_terminations_total{reason} and istio_xds_message_total{url}.
+ */
 import { Counter, Gauge, type Registry } from '../metrics.js';
 import { registerOnce } from './metric-util.js';
 
@@ -8,7 +12,12 @@ export interface ConfigClientMetrics {
   updates: Counter<'type'>;
   rejected: Counter<'type'>;
   reconnects: Counter<string>;
+  terminations: Counter<'reason'>;
+  messages: Counter<'url'>;
 }
+
+/** Why a config stream ended, in ztunnel's words: the server ended it, the client restarted it, the connection failed, or another error. */
+export type StreamTermination = 'Complete' | 'Reconnect' | 'ConnectionError' | 'Error';
 
 export function createConfigClientMetrics(registry: Registry): ConfigClientMetrics {
   return {
@@ -38,6 +47,18 @@ export function createConfigClientMetrics(registry: Registry): ConfigClientMetri
     reconnects: registerOnce(registry, 'ambit_config_reconnects_total', () => new Counter({
       name: 'ambit_config_reconnects_total',
       help: 'Config stream reconnect attempts after the stream ended or failed.',
+      registers: [registry],
+    })),
+    terminations: registerOnce(registry, 'istio_xds_connection_terminations_total', () => new Counter({
+      name: 'istio_xds_connection_terminations_total',
+      help: 'Config (xDS) streams to the controller that ended, by reason (Complete, Reconnect, ConnectionError, Error).',
+      labelNames: ['reason'],
+      registers: [registry],
+    })),
+    messages: registerOnce(registry, 'istio_xds_message_total', () => new Counter({
+      name: 'istio_xds_message_total',
+      help: 'Config (xDS) responses received from the controller, by type URL.',
+      labelNames: ['url'],
       registers: [registry],
     })),
   };

@@ -19,6 +19,8 @@ import {
 import { createRegistry } from '../../../src/shared/metrics.js';
 import type { Service, Workload } from '../../../src/shared/model.js';
 import { trafficLabels } from '../../../src/agent/proxy/metrics.js';
+import { terminationReason } from '../../../src/shared/xds/client.js';
+import { status as grpcStatus } from '@grpc/grpc-js';
 
 function workload(over: Partial<Workload> = {}): Workload {
   return {
@@ -147,4 +149,21 @@ test('families render every label of the table; a request lands in all four requ
   }
   assert.match(text, /istio_requests_total\{[^}]*response_flags="NR"[^}]*response_code="404"[^}]*\} 1/);
   assert.match(text, /istio_request_bytes_sum\{[^}]*\} 50/);
+});
+
+test('a component registry: istio_build, and prom-client\'s process_* and nodejs_* under their standard names', async () => {
+  const registry = createRegistry({ processMetrics: true, build: { component: 'ztunnel', tag: '1.2.3' } });
+  const text = await registry.metrics();
+  assert.match(text, /^istio_build\{component="ztunnel",tag="1\.2\.3"\} 1$/m);
+  for (const name of ['process_cpu_user_seconds_total', 'process_cpu_seconds_total', 'process_resident_memory_bytes', 'process_start_time_seconds', 'process_open_fds', 'nodejs_heap_size_used_bytes', 'nodejs_eventloop_lag_seconds', 'nodejs_version_info']) {
+    assert.match(text, new RegExp(`^${name}(\\{[^}]*\\})? `, 'm'), `${name} is exported`);
+  }
+  assert.doesNotMatch(text, /ambit_process_/, 'no prefixed copies');
+});
+
+test('config stream terminations are counted with ztunnel\'s reasons', () => {
+  assert.equal(terminationReason(grpcStatus.OK, false), 'Complete');
+  assert.equal(terminationReason(grpcStatus.CANCELLED, true), 'Reconnect', 'restarted to retry an apply');
+  assert.equal(terminationReason(grpcStatus.UNAVAILABLE, false), 'ConnectionError');
+  assert.equal(terminationReason(grpcStatus.INTERNAL, false), 'Error');
 });
