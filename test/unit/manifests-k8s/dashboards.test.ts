@@ -64,7 +64,7 @@ async function exportedNames(): Promise<Set<string>> {
   return names;
 }
 
-const PROMQL_WORDS = new Set(['sum', 'by', 'rate', 'irate', 'round', 'max', 'min', 'or', 'vector', 'histogram_quantile', 'label_values', 'without', 'on', 'ignoring', 'le', 'and', 'unless']);
+const PROMQL_WORDS = new Set(['sum', 'by', 'rate', 'irate', 'round', 'max', 'min', 'or', 'vector', 'histogram_quantile', 'label_values', 'without', 'on', 'ignoring', 'le', 'and', 'unless', 'count', 'label_replace', 'query_result']);
 
 /** Identifiers of an expression that are metric names (not functions, keywords, labels or strings). */
 function metricNames(expr: string): string[] {
