@@ -141,7 +141,10 @@ export class Waypoint {
     if (!svc || !wp || vip === undefined || tunnel === undefined) return this.resolveEndpoints(target);
     const key = `waypoint|${wp.name}|${vip}:${target.port}`;
     this.waypointTunnels.set(key, { address: tunnel, port: HBONE_PORT });
-    return [{ key, address: vip, port: target.port, principal: wp.identity, workload: wp.name.slice(wp.name.indexOf('/') + 1), namespace: wp.namespace }];
+    // Labelled as the waypoint's own pod (the workload at its address), as every reporter names it.
+    const pod = this.index.workloadByIp(tunnel);
+    const labels = pod ? this.endpointOf(pod, vip, target.port) : { workload: wp.name.slice(wp.name.indexOf('/') + 1), namespace: wp.namespace };
+    return [{ ...labels, key, address: vip, port: target.port, principal: wp.identity }];
   }
 
   /** Gateway mode: opens, updates and closes the ingress ports to match the config state. */

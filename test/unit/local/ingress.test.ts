@@ -254,5 +254,19 @@ test('gateway endpoints: a waypoint-bound Service is reached through its waypoin
     ['10.244.2.6:9080'],
     'a Service without a waypoint: its pods',
   );
+  // Once the waypoint's own pod is known, the endpoint carries that pod's labels (as agents name it).
+  const wpPod = testWorkload({ name: 'waypoint-5d9c-0', namespace: 'bookinfo', ip: '10.244.1.9', workloadName: 'waypoint', canonicalName: 'waypoint', canonicalRevision: 'latest', tunnelProtocol: 'NONE' });
+  gw.applyConfig({
+    workloads: new Map([reviews, ratings, wpPod].map((w) => [w.uid, w])),
+    services: new Map([svc('reviews', '10.96.0.10', reviews.uid, wpRef)].map((s) => [`bookinfo/${s.hostname}`, s])),
+    authorizations: new Map(),
+    versions: new Map(),
+    systemVersions: new Map(),
+  });
+  const [viaWaypoint] = gw.gatewayEndpoints({ host: 'reviews.bookinfo.svc.cluster.local', port: 9080 });
+  assert.deepEqual(
+    { workload: viaWaypoint?.workload, namespace: viaWaypoint?.namespace, canonicalService: viaWaypoint?.canonicalService, cluster: viaWaypoint?.cluster, principal: viaWaypoint?.principal, address: viaWaypoint?.address },
+    { workload: 'waypoint', namespace: 'bookinfo', canonicalService: 'waypoint', cluster: 'Kubernetes', principal: wpRef.identity, address: '10.96.0.10' },
+  );
   await gw.close(100);
 });
