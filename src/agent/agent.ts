@@ -29,6 +29,7 @@ import type { Address } from '../shared/address.js';
 import type { PodSockets } from './proxy/sockets.js';
 import type { TunnelCertificate } from '../shared/hbone/tunnel.js';
 import { AdminServer, type AdminAddresses } from './admin.js';
+import { agentPortSet } from './proxy/self-call.js';
 
 /** What the agent needs from the certificate manager (CertManager fits). */
 export interface AgentCertificates {
@@ -230,6 +231,7 @@ export class Agent {
   private async enroll(w: Workload): Promise<void> {
     const o = this.opts;
     const podLog = o.log.child({ pod: `${w.namespace}/${w.name}` });
+    const agentPorts = agentPortSet([o.ports?.outbound, o.ports?.inbound, o.ports?.hbone]);
     let proxy: PodProxy | undefined;
     try {
       const sockets = o.podSockets(w);
@@ -251,6 +253,7 @@ export class Agent {
         log: podLog,
         listenAddress: o.listen?.outbound ?? '127.0.0.1',
         port: o.ports?.outbound ?? 15001,
+        agentPorts,
         originalDestination: (s) => o.originalDestination(s, 'outbound'),
         pickEndpoint: (svc, _port, candidates, src) => this.balancer.pick(svc, candidates, src),
         reportEndpoint: (e, ok) => (ok ? this.balancer.reportSuccess(e) : this.balancer.reportFailure(e)),
@@ -265,6 +268,7 @@ export class Agent {
         connections: this.connections,
         listenAddress: o.listen?.hbone ?? '0.0.0.0',
         port: o.ports?.hbone ?? 15008,
+        agentPorts,
       });
       const plaintext = new InboundPlaintext({
         pod: w,
@@ -275,6 +279,7 @@ export class Agent {
         connections: this.connections,
         listenAddress: o.listen?.inbound ?? '0.0.0.0',
         port: o.ports?.inbound ?? 15006,
+        agentPorts,
         originalDestination: (s) => o.originalDestination(s, 'inbound'),
       });
       proxy = { workload: w, pool, outbound, inbound, plaintext };

@@ -15,6 +15,7 @@ import { formatAddress, normalizeIp, type Address } from '../../shared/address.j
 import type { CopyHandle } from '../../shared/hbone/copy.js';
 import { ConnectionTelemetry, newConnId, trafficLabels, type ProxyMetrics } from './metrics.js';
 import { pipeTracked, type ConnectionRegistry } from './connections.js';
+import { agentPortSet, SELF_CALL_REASON } from './self-call.js';
 
 export const INBOUND_PLAINTEXT_PORT = 15006;
 
@@ -31,6 +32,8 @@ export interface InboundPlaintextOptions {
   originalDestination?: (socket: net.Socket) => Address | undefined;
   upstreamConnectTimeoutMs?: number;
   now?: () => number;
+  /** Ports the agent listens on inside pods (self-call.ts); default the standard three plus `port`. */
+  agentPorts?: ReadonlySet<number>;
 }
 
 export class InboundPlaintext {
@@ -38,9 +41,11 @@ export class InboundPlaintext {
   private server: net.Server | undefined;
   private readonly pipes = new Set<CopyHandle>();
   private readonly pending = new Set<net.Socket>();
+  private readonly agentPorts: ReadonlySet<number>;
 
   constructor(private readonly opts: InboundPlaintextOptions) {
     this.log = opts.log.child({ component: 'inbound-plaintext', pod: `${opts.pod.namespace}/${opts.pod.name}` });
+    this.agentPorts = opts.agentPorts ?? agentPortSet([opts.port]);
   }
 
   /** The listening server (its fd goes to capture.enroll for the inbound listener). */
@@ -73,6 +78,11 @@ export class InboundPlaintext {
     if (!origDst) {
       this.opts.metrics.connectionsRejected.inc({ direction: 'inbound', reason: 'no_original_dst' });
       this.log.warn({ connId }, 'plaintext connection without original destination; closing');
+      return void downstream.destroy();
+    }
+    if (this.agentPorts.has(origDst.port)) {
+      this.opts.metrics.connectionsRejected.inc({ direction: 'inbound', reason: SELF_CALL_REASON });
+      this.log.warn({ connId, src: { addr: normalizeIp(downstream.remoteAddress) }, dst: { port: origDst.port } }, 'plaintext connection to an agent port refused');
       return void downstream.destroy();
     }
     const index = this.opts.index();

@@ -20,6 +20,7 @@ import { normalizeIp, parseAddress, formatAddress } from '../../shared/address.j
 import type { CopyHandle } from '../../shared/hbone/copy.js';
 import { ConnectionTelemetry, newConnId, trafficLabels, type ProxyMetrics } from './metrics.js';
 import { pipeTracked, type ConnectionRegistry } from './connections.js';
+import { agentPortSet, SELF_CALL_REASON } from './self-call.js';
 import {
   CONNECTION_WINDOW_BYTES,
   HBONE_PORT,
@@ -48,6 +49,8 @@ export interface InboundHboneOptions {
   listenAddress?: string;
   upstreamConnectTimeoutMs?: number;
   now?: () => number;
+  /** Ports the agent listens on inside pods (self-call.ts); default the standard three plus `port`. */
+  agentPorts?: ReadonlySet<number>;
 }
 
 export class InboundHbone {
@@ -58,10 +61,12 @@ export class InboundHbone {
   private readonly sessions = new Set<http2.ServerHttp2Session>();
   private readonly pipes = new Set<CopyHandle>();
   private readonly trustDomain: string;
+  private readonly agentPorts: ReadonlySet<number>;
 
   constructor(private readonly opts: InboundHboneOptions) {
     this.log = opts.log.child({ component: 'inbound', pod: `${opts.pod.namespace}/${opts.pod.name}` });
     this.trustDomain = opts.pod.trustDomain;
+    this.agentPorts = opts.agentPorts ?? agentPortSet([opts.port]);
   }
 
   /** The real listening address (tests use it with loopback sockets). */
@@ -164,6 +169,7 @@ export class InboundHbone {
     if (!podIps.has(dstIp) && !pod.addresses.some((a) => index.isWaypointAddress(a))) {
       return this.reject(stream, HBONE_STATUS.BAD_REQUEST, 'ip_mismatch', { authority: headers[':authority'] });
     }
+    if (this.agentPorts.has(target.port)) return this.reject(stream, HBONE_STATUS.BAD_REQUEST, SELF_CALL_REASON, { authority: headers[':authority'] });
     const srcIp = normalizeIp(socket.remoteAddress);
     const srcByIp = index.workloadByIp(srcIp);
     const src = srcByIp && srcIdentity === workloadIdentity(srcByIp) ? srcByIp : undefined;

@@ -17,6 +17,7 @@ import { copyBidirectional, type CopyHandle } from '../../shared/hbone/copy.js';
 import { ConnectionTelemetry, newConnId, trafficLabels, type ProxyMetrics, type ResponseFlag } from './metrics.js';
 import type { TunnelPool } from '../../shared/hbone/pool.js';
 import { buildConnectHeaders } from '../../shared/hbone/tunnel.js';
+import { agentPortSet, isLoopback } from './self-call.js';
 
 export const OUTBOUND_PORT = 15001;
 
@@ -37,6 +38,8 @@ export interface OutboundOptions {
   listenAddress?: string;
   upstreamConnectTimeoutMs?: number;
   now?: () => number;
+  /** Ports the agent listens on inside pods (self-call.ts); default the standard three plus `port`. */
+  agentPorts?: ReadonlySet<number>;
 }
 
 export class OutboundProxy {
@@ -44,9 +47,11 @@ export class OutboundProxy {
   private server: net.Server | undefined;
   private readonly pipes = new Set<CopyHandle>();
   private readonly pending = new Set<net.Socket>();
+  private readonly agentPorts: ReadonlySet<number>;
 
   constructor(private readonly opts: OutboundOptions) {
     this.log = opts.log.child({ component: 'outbound', pod: `${opts.pod.namespace}/${opts.pod.name}` });
+    this.agentPorts = opts.agentPorts ?? agentPortSet([opts.port]);
   }
 
   /** The listening server (its fd goes to capture.enroll for the inbound listener). */
@@ -103,7 +108,7 @@ export class OutboundProxy {
     // source is the pod's own address.
     const remote = normalizeIp(downstream.remoteAddress);
     const srcIp = remote && !isLoopback(remote) ? remote : normalizeIp(src.addresses.find((a) => a.includes(':') === remote.includes(':')) ?? src.addresses[0]);
-    const req = buildOutboundRequest({ src, origDst, index, nodeName: this.opts.nodeName, pickEndpoint: this.opts.pickEndpoint });
+    const req = buildOutboundRequest({ src, origDst, index, nodeName: this.opts.nodeName, pickEndpoint: this.opts.pickEndpoint, agentPorts: this.agentPorts });
     const dst = req.kind === 'deny' ? undefined : req.dstWorkload;
     const service = req.service;
     const mtls = req.kind === 'tunnel';
@@ -214,10 +219,6 @@ export class OutboundProxy {
     for (const s of this.pending) s.destroy();
     for (const p of this.pipes) p.destroy();
   }
-}
-
-function isLoopback(ip: string): boolean {
-  return ip.startsWith('127.') || ip === '::1';
 }
 
 function reasonOf(code: string | undefined): string {
