@@ -58,7 +58,7 @@ test('plaintext to a pod\'s 15006 is refused once and the agent never dials itse
   const fds = fdCount();
   const rss = rssBytes();
   const r = await outcome(net.connect({ host: B_IP, port: mesh.net.realPort(B_IP, 15006), localAddress: A_IP }));
-  assert.equal(r.bytes, 0);
+  assert.deepEqual(r, { error: 'ECONNRESET', bytes: 0 }, 'the client sees a reset');
   assert.ok(await eventually(async () => (await rejected(mesh, 'inbound')) === 1), 'one self_call rejection is counted');
   // A loop would keep accepting its own dials: give it time to show, then count again.
   await new Promise((res) => setTimeout(res, 300));
@@ -101,7 +101,7 @@ test('outbound to the agent\'s ports (own pod, loopback, another mesh pod) is re
   ];
   for (const dst of targets) {
     const r = await outcome(mesh.appConnect(a, dst));
-    assert.equal(r.bytes, 0, `nothing comes back from ${dst.address}:${dst.port}`);
+    assert.deepEqual(r, { error: 'ECONNRESET', bytes: 0 }, `${dst.address}:${dst.port} is reset`);
   }
   assert.ok(await eventually(async () => (await rejected(mesh, 'outbound')) === targets.length), 'each is counted as self_call at the source');
   assert.equal(a.pool.stats().length, 0, 'no tunnel was opened');

@@ -12,7 +12,7 @@ import { authorize, type ConnAttributes } from '../policy/authorize.js';
 import { workloadIdentity, type WorkloadIndex } from '../../shared/state/workloads.js';
 import { connectVia, type PodSockets } from './sockets.js';
 import { formatAddress, normalizeIp, type Address } from '../../shared/address.js';
-import type { CopyHandle } from '../../shared/hbone/copy.js';
+import { abort, type CopyHandle } from '../../shared/hbone/copy.js';
 import { ConnectionTelemetry, newConnId, trafficLabels, type ProxyMetrics } from './metrics.js';
 import { pipeTracked, type ConnectionRegistry } from './connections.js';
 import { agentPortSet, SELF_CALL_REASON } from './self-call.js';
@@ -62,7 +62,7 @@ export class InboundPlaintext {
     this.server.on('connection', (s: net.Socket) => {
       this.onConnection(s).catch((e: unknown) => {
         this.log.error({ err: e }, 'plaintext inbound handler failed');
-        s.destroy();
+        abort(s);
       });
     });
     this.log.info({ addr: this.address() }, 'listener established');
@@ -78,12 +78,12 @@ export class InboundPlaintext {
     if (!origDst) {
       this.opts.metrics.connectionsRejected.inc({ direction: 'inbound', reason: 'no_original_dst' });
       this.log.warn({ connId }, 'plaintext connection without original destination; closing');
-      return void downstream.destroy();
+      return void abort(downstream);
     }
     if (this.agentPorts.has(origDst.port)) {
       this.opts.metrics.connectionsRejected.inc({ direction: 'inbound', reason: SELF_CALL_REASON });
       this.log.warn({ connId, src: { addr: normalizeIp(downstream.remoteAddress) }, dst: { port: origDst.port } }, 'plaintext connection to an agent port refused');
-      return void downstream.destroy();
+      return void abort(downstream);
     }
     const index = this.opts.index();
     const pod = index.workloadByUid(this.opts.pod.uid) ?? this.opts.pod;
@@ -111,7 +111,7 @@ export class InboundPlaintext {
     if (!decision.allowed) {
       this.opts.metrics.policyDenials.inc({ reason: decision.reason });
       this.log.warn({ connId, src: { addr: srcIp }, reason: decision.reason, policy: decision.policy }, 'plaintext connection denied');
-      downstream.destroy();
+      abort(downstream);
       telemetry.finish('policy_denied', 'DENY', { policy: decision.policy, authz: decision.reason });
       return;
     }
@@ -126,7 +126,7 @@ export class InboundPlaintext {
     } catch (e) {
       this.pending.delete(downstream);
       this.log.warn({ connId, err: errorMessage(e) }, 'plaintext upstream connect failed');
-      downstream.destroy();
+      abort(downstream);
       telemetry.finish('upstream_connect_failed', 'CONNECT');
       return;
     } finally {
@@ -160,7 +160,7 @@ export class InboundPlaintext {
 
   destroy(): void {
     this.server?.close();
-    for (const s of this.pending) s.destroy();
+    for (const s of this.pending) abort(s);
     for (const p of this.pipes) p.destroy();
   }
 }

@@ -13,7 +13,7 @@ import { workloadIdentity, type Endpoint, type WorkloadIndex } from '../../share
 import { buildOutboundRequest, type OutboundRequest } from './request.js';
 import { connectVia, type PodSockets } from './sockets.js';
 import { formatAddress, normalizeIp, type Address } from '../../shared/address.js';
-import { copyBidirectional, type CopyHandle } from '../../shared/hbone/copy.js';
+import { abort, copyBidirectional, type CopyHandle } from '../../shared/hbone/copy.js';
 import { ConnectionTelemetry, newConnId, trafficLabels, type ProxyMetrics, type ResponseFlag } from './metrics.js';
 import type { TunnelPool } from '../../shared/hbone/pool.js';
 import { buildConnectHeaders } from '../../shared/hbone/tunnel.js';
@@ -72,7 +72,7 @@ export class OutboundProxy {
     this.server.on('connection', (s: net.Socket) => {
       this.onConnection(s).catch((e: unknown) => {
         this.log.error({ err: e }, 'outbound handler failed');
-        s.destroy();
+        abort(s);
       });
     });
     this.log.info({ addr: this.address() }, 'listener established');
@@ -99,7 +99,7 @@ export class OutboundProxy {
     }
     if (!origDst) {
       this.opts.metrics.connectionsRejected.inc({ direction: 'outbound', reason: 'no_original_dst' });
-      return void downstream.destroy();
+      return void abort(downstream);
     }
     const index = this.opts.index();
     const src = index.workloadByUid(this.opts.pod.uid) ?? this.opts.pod;
@@ -141,7 +141,7 @@ export class OutboundProxy {
     if (req.kind === 'deny') {
       this.opts.metrics.connectionsRejected.inc({ direction: 'outbound', reason: req.reason });
       this.log.warn({ connId, dst: { addr: formatAddress(origDst) }, reason: req.reason }, 'outbound connection refused');
-      downstream.destroy();
+      abort(downstream);
       telemetry.finish(req.reason, 'CONNECT');
       return;
     }
@@ -156,7 +156,7 @@ export class OutboundProxy {
         code === 'AMBIT_ERR_TUNNEL_REFUSED' ? 'DENY' : code === 'AMBIT_ERR_TUNNEL_IDENTITY' ? 'IDENTITY_ERROR' : code === 'AMBIT_ERR_TUNNEL_HANDSHAKE' ? 'TLS_FAILURE' : 'CONNECT';
       if (req.endpoint && (flags === 'CONNECT' || code === 'AMBIT_ERR_UPSTREAM_CONNECT')) this.opts.reportEndpoint?.(req.endpoint, false);
       this.log.warn({ connId, dst: { addr: formatAddress(origDst) }, err: { code, message: errorMessage(e) } }, 'outbound connection failed');
-      downstream.destroy();
+      abort(downstream);
       telemetry.finish(reasonOf(code), flags);
       return;
     }
@@ -216,7 +216,7 @@ export class OutboundProxy {
 
   destroy(): void {
     this.server?.close();
-    for (const s of this.pending) s.destroy();
+    for (const s of this.pending) abort(s);
     for (const p of this.pipes) p.destroy();
   }
 }
