@@ -30,6 +30,7 @@ import type { PodSockets } from './proxy/sockets.js';
 import type { TunnelCertificate } from '../shared/hbone/tunnel.js';
 import { AdminServer, type AdminAddresses } from './admin.js';
 import { agentPortSet } from './proxy/self-call.js';
+import { fdExhaustion, readFdUsage, type FdUsage } from './fd-usage.js';
 
 /** What the agent needs from the certificate manager (CertManager fits). */
 export interface AgentCertificates {
@@ -63,6 +64,8 @@ export interface AgentOptions {
   releaseFreedMemory?: () => void;
   /** Quiet time after the last enrolment change before releaseFreedMemory runs; default 1000 ms. */
   releaseFreedMemoryDelayMs?: number;
+  /** Open fds against the limit, read per readiness check (default fd-usage.ts readFdUsage). */
+  fdUsage?: () => FdUsage | undefined;
 }
 
 interface PodProxy {
@@ -367,6 +370,8 @@ export class Agent {
     if (!this.synced) reasons.push('config not synced from the controller yet');
     if (!this.certsOk) reasons.push(this.certReason);
     if (this.closed) reasons.push('shutting down');
+    const fds = fdExhaustion((this.opts.fdUsage ?? readFdUsage)());
+    if (fds) reasons.push(fds);
     return { ready: reasons.length === 0, reasons };
   }
 

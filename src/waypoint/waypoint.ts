@@ -22,6 +22,7 @@ import type { ConfigState } from '../shared/xds/client.js';
 import { copyBidirectional, type CopyHandle } from '../shared/hbone/copy.js';
 import { createTunnelPoolMetrics } from '../shared/hbone/metrics.js';
 import { TunnelPool } from '../shared/hbone/pool.js';
+import { HBONE_SERVER_IDLE_TIMEOUT_MS, watchLiveness } from '../shared/hbone/liveness.js';
 import { normalizeIp, parseAddress, type Address } from '../shared/address.js';
 import { HBONE_PORT, HBONE_STATUS, MAX_FRAME_BYTES, STREAM_WINDOW_BYTES, peerIdentity, type TunnelCertificate } from '../shared/hbone/tunnel.js';
 import { WorkloadIndex, workloadIdentity } from '../shared/state/workloads.js';
@@ -308,11 +309,14 @@ export class Waypoint {
       }
       this.sessions.add(session);
       session.on('error', (e) => this.log.debug({ err: errorMessage(e) }, 'tunnel session error'));
+      // A caller that closed its side, vanished or idles is let go with its streams (liveness.ts).
+      watchLiveness(session, { idleTimeoutMs: HBONE_SERVER_IDLE_TIMEOUT_MS, onEnd: (reason) => this.log.debug({ peer: identity, reason }, 'tunnel session ended') });
       session.once('close', () => this.sessions.delete(session));
     });
     h2.on('stream', (stream, headers) => this.onStream(stream, headers));
     const server = net.createServer({ noDelay: true }, (raw) => {
       raw.on('error', () => raw.destroy());
+      raw.setKeepAlive(true, 60_000);
       this.refreshCertificate().then(
         () => h2.emit('connection', raw),
         (e: unknown) => {
@@ -326,6 +330,8 @@ export class Waypoint {
       server.once('error', (e) => reject(new AmbitError('AMBIT_ERR_CONFIG_INVALID', `waypoint cannot listen on ${host}:${port}: ${errorMessage(e)}`, { cause: e })));
       server.listen({ port, host, backlog: 1024 }, () => {
         const addr = server.address() as net.AddressInfo;
+        // An accept that failed (EMFILE) must not throw out of the listener and kill the process.
+        server.on('error', (e) => this.log.warn({ err: errorMessage(e) }, 'accept failed'));
         this.log.info({ addr: `${addr.address}:${addr.port}` }, 'hbone listener established');
         resolve(addr);
       });

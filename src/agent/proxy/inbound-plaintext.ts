@@ -10,7 +10,7 @@ import { drain } from '../../shared/drain.js';
 import type { Workload } from '../../shared/model.js';
 import { authorize, type ConnAttributes } from '../policy/authorize.js';
 import { workloadIdentity, type WorkloadIndex } from '../../shared/state/workloads.js';
-import { connectVia, type PodSockets } from './sockets.js';
+import { connectVia, logAcceptError, type PodSockets } from './sockets.js';
 import { formatAddress, normalizeIp, type Address } from '../../shared/address.js';
 import { abort, type CopyHandle } from '../../shared/hbone/copy.js';
 import { ConnectionTelemetry, newConnId, trafficLabels, type ProxyMetrics } from './metrics.js';
@@ -59,6 +59,7 @@ export class InboundPlaintext {
 
   async start(): Promise<void> {
     this.server = await this.opts.sockets.listen(this.opts.port ?? INBOUND_PLAINTEXT_PORT, this.opts.listenAddress);
+    this.server.on('error', (e) => logAcceptError(this.log, e));
     this.server.on('connection', (s: net.Socket) => {
       this.onConnection(s).catch((e: unknown) => {
         this.log.error({ err: e }, 'plaintext inbound handler failed');

@@ -21,6 +21,8 @@ import type { CopyHandle } from '../../shared/hbone/copy.js';
 import { ConnectionTelemetry, newConnId, trafficLabels, type ProxyMetrics } from './metrics.js';
 import { pipeTracked, type ConnectionRegistry } from './connections.js';
 import { agentPortSet, SELF_CALL_REASON } from './self-call.js';
+import { HBONE_SERVER_IDLE_TIMEOUT_MS, watchLiveness, type LivenessOptions } from '../../shared/hbone/liveness.js';
+import { logAcceptError, TCP_KEEPALIVE_MS } from './sockets.js';
 import {
   CONNECTION_WINDOW_BYTES,
   HBONE_PORT,
@@ -51,6 +53,8 @@ export interface InboundHboneOptions {
   now?: () => number;
   /** Ports the agent listens on inside pods (self-call.ts); default the standard three plus `port`. */
   agentPorts?: ReadonlySet<number>;
+  /** Keepalive and idle timeout of each tunnel session (liveness.ts defaults: 10 s, 10 s, 10 min). */
+  liveness?: Omit<LivenessOptions, 'onEnd'>;
 }
 
 export class InboundHbone {
@@ -106,8 +110,10 @@ export class InboundHbone {
       });
     });
     this.server = await this.opts.sockets.listen(this.opts.port ?? HBONE_PORT, this.opts.listenAddress, { sendBufferBytes: TUNNEL_SEND_BUFFER_BYTES });
+    this.server.on('error', (e) => logAcceptError(this.log, e));
     this.server.on('connection', (raw: net.Socket) => {
       raw.on('error', () => raw.destroy());
+      raw.setKeepAlive(true, TCP_KEEPALIVE_MS);
       this.refreshCertificate().then(
         () => h2.emit('connection', raw),
         (e: unknown) => {
@@ -140,6 +146,15 @@ export class InboundHbone {
     }
     session.setLocalWindowSize(CONNECTION_WINDOW_BYTES);
     session.on('error', (e) => this.log.debug({ err: e }, 'inbound session error'));
+    // A client that closed its side, vanished or idles is let go; its streams' app sockets are reset.
+    watchLiveness(session, {
+      idleTimeoutMs: HBONE_SERVER_IDLE_TIMEOUT_MS,
+      ...this.opts.liveness,
+      onEnd: (reason) => {
+        this.opts.metrics.sessionsEnded.inc({ direction: 'inbound', reason });
+        this.log.debug({ peer, reason }, 'tunnel session ended');
+      },
+    });
     this.sessions.add(session);
     session.once('close', () => this.sessions.delete(session));
   }

@@ -11,7 +11,7 @@ import { drain } from '../../shared/drain.js';
 import type { Service, ServicePort, Workload } from '../../shared/model.js';
 import { workloadIdentity, type Endpoint, type WorkloadIndex } from '../../shared/state/workloads.js';
 import { buildOutboundRequest, type OutboundRequest } from './request.js';
-import { connectVia, type PodSockets } from './sockets.js';
+import { connectVia, logAcceptError, type PodSockets } from './sockets.js';
 import { formatAddress, normalizeIp, type Address } from '../../shared/address.js';
 import { abort, copyBidirectional, type CopyHandle } from '../../shared/hbone/copy.js';
 import { ConnectionTelemetry, newConnId, trafficLabels, type ProxyMetrics, type ResponseFlag } from './metrics.js';
@@ -69,6 +69,7 @@ export class OutboundProxy {
 
   async start(): Promise<void> {
     this.server = await this.opts.sockets.listen(this.opts.port ?? OUTBOUND_PORT, this.opts.listenAddress);
+    this.server.on('error', (e) => logAcceptError(this.log, e));
     this.server.on('connection', (s: net.Socket) => {
       this.onConnection(s).catch((e: unknown) => {
         this.log.error({ err: e }, 'outbound handler failed');

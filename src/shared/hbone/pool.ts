@@ -7,7 +7,9 @@
  * - `reserved` counts streams promised or open on a connection and never exceeds its cap, so a
  *   burst of N opens makes ceil(N / cap) connections, not N;
  * - the server must present a URI SAN in the expected set, else AMBIT_ERR_TUNNEL_IDENTITY;
- * - a ready connection with no streams for `idleTimeoutMs` is closed.
+ * - a ready connection with no streams for `idleTimeoutMs` is closed;
+ * - a connection whose peer closed its side or stopped answering PINGs is destroyed with its
+ *   streams (liveness.ts), never left draining on a half-open socket.
  */
 import type * as http2 from 'node:http2';
 import type * as tls from 'node:tls';
@@ -18,6 +20,7 @@ import type { Logger } from '../log.js';
 import { drain } from '../drain.js';
 import { formatAddress, type Address } from '../address.js';
 import type { TunnelPoolMetrics } from './metrics.js';
+import { watchLiveness, type LivenessOptions } from './liveness.js';
 import {
   CONNECTION_WINDOW_BYTES,
   HBONE_STATUS,
@@ -51,6 +54,8 @@ export interface TunnelPoolOptions {
   replyTimeoutMs?: number;
   streamWindowBytes?: number;
   connectionWindowBytes?: number;
+  /** Keepalive of each pooled session (liveness.ts defaults: PING after 10 s without reads, 10 s to answer). */
+  liveness?: Pick<LivenessOptions, 'keepaliveIntervalMs' | 'keepaliveTimeoutMs'>;
 }
 
 export interface TunnelOpenRequest {
@@ -243,12 +248,16 @@ class PooledConnection {
       }
     });
     session.once('goaway', () => this.transition(['ready'], 'draining'));
-    // The peer's end of the connection closed (e.g. its agent restarted): the TCP socket is
-    // half-open, so nothing fails until a new stream times out. Stop using it at once; streams
-    // already running finish, then the session closes.
-    tlsSocket.once('end', () => {
-      if (this.transition(['ready'], 'draining')) this.log.debug({ tunnelId: this.id }, 'tunnel peer closed its side; draining');
-      session.close();
+    // The peer closed its side (its agent exited or restarted) or stopped answering PINGs: no
+    // stream on this connection can complete, so it ends with all of them (their app sockets are
+    // reset by the proxy) and new streams go to a fresh connection.
+    watchLiveness(session, {
+      ...this.pool.liveness,
+      onEnd: (reason) => {
+        this.pool.metrics.sessionsEnded.inc({ direction: 'outbound', reason });
+        this.log.debug({ tunnelId: this.id, reason }, 'tunnel peer gone; closing the connection');
+        this.destroy(new AmbitError('AMBIT_ERR_TUNNEL_CONNECT', `tunnel connection ${this.id} to ${via} ended: ${reason}`));
+      },
     });
     session.once('close', () => {
       clearTimeout(timer);
@@ -262,6 +271,7 @@ export class TunnelPool {
   readonly maxStreamsPerConnection: number;
   readonly idleTimeoutMs: number;
   readonly connectTcp: (opts: TunnelDialOptions) => net.Socket;
+  readonly liveness: TunnelPoolOptions['liveness'];
   private readonly log: Logger;
   private readonly getCertificate: (identity: string) => Promise<TunnelCertificate>;
   private readonly connectTimeoutMs: number;
@@ -275,6 +285,7 @@ export class TunnelPool {
     this.log = opts.log.child({ component: 'tunnel-pool' });
     this.metrics = opts.metrics;
     this.connectTcp = opts.connectTcp;
+    this.liveness = opts.liveness;
     this.getCertificate = opts.getCertificate;
     this.maxStreamsPerConnection = opts.maxStreamsPerConnection ?? 100;
     this.idleTimeoutMs = opts.idleTimeoutMs ?? 5 * 60_000;
