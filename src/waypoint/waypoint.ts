@@ -298,7 +298,11 @@ export class Waypoint {
       settings: { initialWindowSize: STREAM_WINDOW_BYTES, maxConcurrentStreams: 1000, maxFrameSize: MAX_FRAME_BYTES, enablePush: false },
     });
     this.h2 = h2;
-    h2.on('tlsClientError', (e) => this.log.warn({ err: errorMessage(e) }, 'mtls handshake failed'));
+    h2.on('tlsClientError', (e, socket: tls.TLSSocket) => {
+      // A refused client certificate shows only as a hang-up; the verify error is on the socket.
+      const authorizationError = (socket as { authorizationError?: Error | string } | undefined)?.authorizationError;
+      this.log.warn({ err: errorMessage(e), ...(authorizationError ? { authorizationError: String(authorizationError) } : {}) }, 'mtls handshake failed');
+    });
     h2.on('session', (session) => {
       const identity = peerIdentity(session.socket as tls.TLSSocket);
       const parsed = identity ? tryParseSpiffeId(identity) : undefined;

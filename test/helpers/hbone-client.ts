@@ -33,8 +33,10 @@ export async function hboneSession(t: HboneTarget): Promise<http2.ClientHttp2Ses
   const socket = hboneTls(t);
   const session = http2.connect(`https://${t.host}:${t.port}`, { createConnection: () => socket });
   session.on('error', () => undefined);
+  // 'connect' fires when TLS is up on the client's side; in TLS 1.3 the server checks the client
+  // certificate after that, so only its SETTINGS prove the session was accepted.
   await Promise.race([
-    once(session, 'connect'),
+    once(session, 'remoteSettings'),
     once(session, 'close').then(() => {
       throw new Error(`hbone session to ${t.host}:${t.port} closed before SETTINGS`);
     }),

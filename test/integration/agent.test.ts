@@ -156,6 +156,14 @@ test('agent enrolls local pods, proxies traffic and serves metrics, readiness an
     assert.match(c.serial, /^[0-9A-F]+$/i);
     assert.ok(!Number.isNaN(Date.parse(c.notAfter)));
   }
+  // Each pooled tunnel shows the certificate it presents, not just the identity's current one.
+  const pools = (dump as unknown as { pools: Record<string, Array<{ certificate?: { serial: string; notAfter: string }; streamsTotal: number; retireAt?: string }>> }).pools;
+  const tunnel = pools[wa.uid]?.[0];
+  const feCert = dump.certificates.find((c) => c.identity === 'spiffe://cluster.local/ns/frontend/sa/fe')!;
+  assert.ok(tunnel?.certificate, `the tunnel shows its certificate: ${JSON.stringify(pools)}`);
+  assert.deepEqual({ serial: tunnel.certificate.serial, notAfter: tunnel.certificate.notAfter }, { serial: feCert.serial, notAfter: feCert.notAfter });
+  assert.equal(tunnel.streamsTotal, 1);
+  assert.ok(Date.parse(tunnel.retireAt!) < Date.parse(tunnel.certificate.notAfter), 'retired before it expires');
 
   for (const path of ['/metrics', '/stats/prometheus']) {
     const m = await get(addrs.metrics.port, path);

@@ -98,9 +98,15 @@ export class InboundHbone {
       maxSessionMemory: 256,
     });
     this.h2 = h2;
-    h2.on('tlsClientError', (err) => {
+    h2.on('tlsClientError', (err, socket: tls.TLSSocket) => {
       this.opts.metrics.handshakeFailures.inc({ direction: 'inbound' });
-      this.log.warn({ err: { message: errorMessage(err), code: (err as { code?: string }).code } }, 'mtls handshake failed');
+      // A refused client certificate (CERT_HAS_EXPIRED, CERT_NOT_YET_VALID, ...) surfaces only as a
+      // hang-up; the verify error is on the socket.
+      const authorizationError = (socket as { authorizationError?: Error | string } | undefined)?.authorizationError;
+      this.log.warn(
+        { err: { message: errorMessage(err), code: (err as { code?: string }).code }, ...(authorizationError ? { authorizationError: String(authorizationError) } : {}) },
+        'mtls handshake failed',
+      );
     });
     h2.on('session', (session) => this.onSession(session));
     h2.on('stream', (stream, headers) => {
