@@ -95,6 +95,30 @@ test('the destination\'s connection ends (FIN): the source app\'s connection is 
   assert.equal(a.pool.stats().length, 0, 'the dead connection left the pool');
 });
 
+test('an app that had sent all its data (half-closed) is reset, not shown a clean EOF, when the tunnel dies', { timeout: 30_000 }, async (t) => {
+  const { mesh, a, echo, relay } = await setup(t);
+  // The echo server holds its reply: the app half-closes and waits for the whole echo.
+  for (const s of echo.sockets) s.pause();
+  echo.server.removeAllListeners('connection');
+  echo.server.on('connection', (s) => {
+    echo.sockets.add(s);
+    s.on('error', () => undefined);
+    s.once('close', () => echo.sockets.delete(s));
+  });
+  const socket = mesh.appConnect(a, { address: B_IP, port: echo.port });
+  let how = 'open';
+  socket.on('error', (e: NodeJS.ErrnoException) => (how = e.code ?? 'error'));
+  socket.once('end', () => (how = how === 'open' ? 'eof' : how));
+  const closed = new Promise((r) => socket.once('close', r));
+  await once(socket, 'connect');
+  socket.end('all my data');
+  assert.ok(await eventually(() => echo.sockets.size === 1), 'the app connection reached the server');
+  await new Promise((r) => setTimeout(r, 100));
+  relay.finClient();
+  await Promise.race([closed, new Promise((r) => setTimeout(r, 5000))]);
+  assert.equal(how, 'ECONNRESET', 'a reset: the reply never came, and a FIN would say it was empty');
+});
+
 test('a peer that vanishes without a FIN is found by PING within the stated bound; both apps are reset', { timeout: 60_000 }, async (t) => {
   const { mesh, a, echo, relay } = await setup(t);
   const { ended } = await liveConnection(mesh, a, echo);
