@@ -29,8 +29,11 @@ export function formatHostPort(a: HostPort): string {
 
 /** Parses `ip:port` or `[v6]:port`; undefined when malformed. */
 export function parseAddress(text: string): Address | undefined {
-  const m = /^\[([0-9a-fA-F:.]+)\]:(\d{1,5})$/.exec(text) ?? /^([0-9.]+):(\d{1,5})$/.exec(text);
+  const v6 = /^\[([0-9a-fA-F:.]+)\]:(\d{1,5})$/.exec(text);
+  const m = v6 ?? /^([0-9.]+):(\d{1,5})$/.exec(text);
   if (!m) return undefined;
+  // Brackets hold IPv6 only (RFC 3986 IP-literal); a bare address must be a real IPv4 one.
+  if (isIP(m[1]!) !== (v6 ? 6 : 4)) return undefined;
   const port = Number(m[2]);
   if (port < 1 || port > 65535) return undefined;
   return { address: m[1]!, port };

@@ -11,6 +11,8 @@ export interface HboneTarget {
   host: string;
   port: number;
   cert: TunnelCertificate;
+  /** Source address to connect from (a 127.x "pod" address). */
+  localAddress?: string;
 }
 
 /** TLS 1.3 with ALPN h2 and the client certificate; the server identity is not checked here. */
@@ -18,6 +20,7 @@ export function hboneTls(t: HboneTarget): tls.TLSSocket {
   return tls.connect({
     host: t.host,
     port: t.port,
+    ...(t.localAddress ? { localAddress: t.localAddress } : {}),
     cert: t.cert.certChainPem.join('\n'),
     key: t.cert.keyPem,
     ca: t.cert.rootsPem,
