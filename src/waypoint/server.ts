@@ -30,6 +30,7 @@ import { ConnectionPoolGate, OutlierDetector, classifyResult, type Release } fro
 import { baseLabels, createWaypointMetrics, recordRequest, RESPONSE_FLAGS, type IstioHttpLabels, type WaypointMetrics } from './metrics.js';
 import { upstreamUsesHttp2 } from './protocol.js';
 import { TokenBucket } from './rate-limit.js';
+import { HTTP1_LIMITS, HTTP2_LIMITS, refuseAmbiguousFraming } from './limits.js';
 import { ReplayableBody } from './replay-body.js';
 import { decideFault, rollPercent } from './route/fault.js';
 import { defaultRetryPolicy, isRetryable, retryBackoffMs, RetryBudget, type TryOutcome } from './route/retry.js';
@@ -238,6 +239,7 @@ export class WaypointServer {
     this.now = opts.now ?? (() => performance.now());
     this.sleep = opts.sleep ?? defaultSleep;
     const handler = (req: ServerRequest, res: ServerResponse): void => {
+      if (refuseAmbiguousFraming(req, out(res))) return;
       this.handle(req, res).catch((e: unknown) => {
         this.log.error({ err: errorMessage(e) }, 'request handler failed');
         if (!res.headersSent) {
@@ -246,8 +248,8 @@ export class WaypointServer {
         } else res.destroy();
       });
     };
-    this.h1 = nodeHttp.createServer({ keepAliveTimeout: 60_000, requestTimeout: 0, headersTimeout: 60_000 }, handler);
-    this.h2 = http2.createServer({ peerMaxConcurrentStreams: 1000, settings: { maxConcurrentStreams: 1000 } }, handler);
+    this.h1 = nodeHttp.createServer({ ...HTTP1_LIMITS, keepAliveTimeout: 60_000, requestTimeout: 0, headersTimeout: 60_000 }, handler);
+    this.h2 = http2.createServer({ ...HTTP2_LIMITS, peerMaxConcurrentStreams: 1000, settings: { ...HTTP2_LIMITS.settings, maxConcurrentStreams: 1000 } }, handler);
     this.h2.on('sessionError', (e) => this.log.debug({ err: errorMessage(e) }, 'http2 session error'));
   }
 
