@@ -22,7 +22,7 @@ import type { ConfigState } from '../shared/xds/client.js';
 import { copyBidirectional, type CopyHandle } from '../shared/hbone/copy.js';
 import { createTunnelPoolMetrics } from '../shared/hbone/metrics.js';
 import { TunnelPool } from '../shared/hbone/pool.js';
-import { HBONE_SERVER_IDLE_TIMEOUT_MS, watchLiveness } from '../shared/hbone/liveness.js';
+import { AcceptedSockets, HBONE_HANDSHAKE_TIMEOUT_MS, HBONE_SERVER_IDLE_TIMEOUT_MS, watchLiveness } from '../shared/hbone/liveness.js';
 import { normalizeIp, parseAddress, type Address } from '../shared/address.js';
 import { HBONE_PORT, HBONE_STATUS, MAX_FRAME_BYTES, STREAM_WINDOW_BYTES, peerIdentity, type TunnelCertificate } from '../shared/hbone/tunnel.js';
 import { WorkloadIndex, workloadIdentity } from '../shared/state/workloads.js';
@@ -68,6 +68,7 @@ export class Waypoint {
   private h2: http2.Http2SecureServer | undefined;
   private currentCert: TunnelCertificate | undefined;
   private readonly sessions = new Set<http2.ServerHttp2Session>();
+  private readonly accepted = new AcceptedSockets();
   /** Gateway mode: the ingress ports. */
   readonly ingress: IngressListeners | undefined;
   /** Gateway mode: endpoint key → HBONE address of the waypoint that endpoint (a Service VIP) is reached through. */
@@ -296,6 +297,7 @@ export class Waypoint {
       ALPNProtocols: ['h2'],
       allowHTTP1: false,
       settings: { initialWindowSize: STREAM_WINDOW_BYTES, maxConcurrentStreams: 1000, maxFrameSize: MAX_FRAME_BYTES, enablePush: false },
+      handshakeTimeout: HBONE_HANDSHAKE_TIMEOUT_MS,
     });
     this.h2 = h2;
     h2.on('tlsClientError', (e, socket: tls.TLSSocket) => {
@@ -314,13 +316,15 @@ export class Waypoint {
       this.sessions.add(session);
       session.on('error', (e) => this.log.debug({ err: errorMessage(e) }, 'tunnel session error'));
       // A caller that closed its side, vanished or idles is let go with its streams (liveness.ts).
-      watchLiveness(session, { idleTimeoutMs: HBONE_SERVER_IDLE_TIMEOUT_MS, onEnd: (reason) => this.log.debug({ peer: identity, reason }, 'tunnel session ended') });
+      const raw = this.accepted.of(session);
+      watchLiveness(session, { idleTimeoutMs: HBONE_SERVER_IDLE_TIMEOUT_MS, ...(raw ? { socket: raw } : {}), onEnd: (reason) => this.log.debug({ peer: identity, reason }, 'tunnel session ended') });
       session.once('close', () => this.sessions.delete(session));
     });
     h2.on('stream', (stream, headers) => this.onStream(stream, headers));
     const server = net.createServer({ noDelay: true }, (raw) => {
       raw.on('error', () => raw.destroy());
       raw.setKeepAlive(true, 60_000);
+      this.accepted.track(raw);
       this.refreshCertificate().then(
         () => h2.emit('connection', raw),
         (e: unknown) => {

@@ -15,7 +15,7 @@ import { createRegistry } from '../../src/shared/metrics.js';
 import { emptyHeaderOps, type RouteConfig } from '../../src/shared/routes.js';
 import { WaypointServer } from '../../src/waypoint/server.js';
 import { HttpUpstream } from '../../src/waypoint/upstream.js';
-import { IngressListeners } from '../../src/waypoint/gateway.js';
+import { ingressPort } from '../helpers/ingress-port.js';
 import { MAX_REQUEST_HEADER_BYTES } from '../../src/waypoint/limits.js';
 
 interface Backend {
@@ -90,13 +90,7 @@ async function front(t: TestContext, kind: 'waypoint' | 'gateway', be: Backend, 
     upstream.close();
   });
   if (kind === 'waypoint') return (await server.listen(0, '127.0.0.1')).port;
-  const listeners = new IngressListeners({ log: silentLogger(), host: '127.0.0.1', source: { workload: 'istio-ingressgateway' }, accept: (c, meta) => server.acceptConnection(c, meta) });
-  t.after(() => listeners.close());
-  const probe = net.createServer();
-  const port = await new Promise<number>((r) => probe.listen(0, '127.0.0.1', () => r((probe.address() as net.AddressInfo).port)));
-  await new Promise<void>((r) => probe.close(() => r()));
-  await listeners.apply([{ pod: 'istio-system/gw', port, protocol: 'HTTP', gateways: ['shop/gw'], hosts: ['*'], certificates: [] }]);
-  return port;
+  return ingressPort(t, server);
 }
 
 /** Writes raw bytes, reads until the server closes (or 5 s); returns the status codes of every response. */

@@ -21,7 +21,7 @@ import type { CopyHandle } from '../../shared/hbone/copy.js';
 import { ConnectionTelemetry, newConnId, trafficLabels, type ProxyMetrics } from './metrics.js';
 import { pipeTracked, type ConnectionRegistry } from './connections.js';
 import { agentPortSet, SELF_CALL_REASON } from './self-call.js';
-import { HBONE_SERVER_IDLE_TIMEOUT_MS, watchLiveness, type LivenessOptions } from '../../shared/hbone/liveness.js';
+import { AcceptedSockets, HBONE_HANDSHAKE_TIMEOUT_MS, HBONE_SERVER_IDLE_TIMEOUT_MS, watchLiveness, type LivenessOptions } from '../../shared/hbone/liveness.js';
 import { logAcceptError, TCP_KEEPALIVE_MS } from './sockets.js';
 import {
   CONNECTION_WINDOW_BYTES,
@@ -63,6 +63,7 @@ export class InboundHbone {
   private h2: http2.Http2SecureServer | undefined;
   private currentCert: TunnelCertificate | undefined;
   private readonly sessions = new Set<http2.ServerHttp2Session>();
+  private readonly accepted = new AcceptedSockets();
   private readonly pipes = new Set<CopyHandle>();
   private readonly trustDomain: string;
   private readonly agentPorts: ReadonlySet<number>;
@@ -96,6 +97,7 @@ export class InboundHbone {
       allowHTTP1: false,
       settings: { initialWindowSize: STREAM_WINDOW_BYTES, maxConcurrentStreams: 200, maxFrameSize: MAX_FRAME_BYTES, enablePush: false },
       maxSessionMemory: 256,
+      handshakeTimeout: HBONE_HANDSHAKE_TIMEOUT_MS,
     });
     this.h2 = h2;
     h2.on('tlsClientError', (err, socket: tls.TLSSocket) => {
@@ -120,6 +122,7 @@ export class InboundHbone {
     this.server.on('connection', (raw: net.Socket) => {
       raw.on('error', () => raw.destroy());
       raw.setKeepAlive(true, TCP_KEEPALIVE_MS);
+      this.accepted.track(raw);
       this.refreshCertificate().then(
         () => h2.emit('connection', raw),
         (e: unknown) => {
@@ -153,9 +156,11 @@ export class InboundHbone {
     session.setLocalWindowSize(CONNECTION_WINDOW_BYTES);
     session.on('error', (e) => this.log.debug({ err: e }, 'inbound session error'));
     // A client that closed its side, vanished or idles is let go; its streams' app sockets are reset.
+    const raw = this.accepted.of(session);
     watchLiveness(session, {
       idleTimeoutMs: HBONE_SERVER_IDLE_TIMEOUT_MS,
       ...this.opts.liveness,
+      ...(raw ? { socket: raw } : {}),
       onEnd: (reason) => {
         this.opts.metrics.sessionsEnded.inc({ direction: 'inbound', reason });
         this.log.debug({ peer, reason }, 'tunnel session ended');

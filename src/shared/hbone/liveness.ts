@@ -11,6 +11,7 @@
  * - `onEnd` runs at most once per session, with a bounded reason.
  */
 import type * as http2 from 'node:http2';
+import type * as net from 'node:net';
 
 /** Every 10 s a session that read nothing is PINGed (HTTP/2 keepalive, as gRPC and ztunnel do). */
 export const HBONE_KEEPALIVE_INTERVAL_MS = 10_000;
@@ -28,7 +29,42 @@ export interface LivenessOptions {
   idleTimeoutMs?: number;
   /** Called once when liveness ends the session. */
   onEnd?: (reason: SessionEndReason) => void;
+  /**
+   * The TCP socket under the session, destroyed with it: node:http2 leaves a session's socket
+   * open when the session is destroyed while a write of its own is pending (seen with clients
+   * that vanish right after the handshake: the session never emits 'close' and the fd stays).
+   */
+  socket?: net.Socket;
 }
+
+/**
+ * The TCP sockets a server accepted, found again by the peer address of the session on top of
+ * them (a TLS server wraps the accepted socket; node:http2 hides it behind a proxy).
+ */
+export class AcceptedSockets {
+  private readonly byPeer = new Map<string, net.Socket>();
+
+  /** Call for every accepted socket, before handing it to the TLS server. */
+  track(raw: net.Socket): void {
+    const key = `${raw.remoteAddress}|${raw.remotePort}`;
+    this.byPeer.set(key, raw);
+    raw.once('close', () => {
+      if (this.byPeer.get(key) === raw) this.byPeer.delete(key);
+    });
+  }
+
+  /** The accepted socket under `session`, if it is still open. */
+  of(session: http2.Http2Session): net.Socket | undefined {
+    return this.byPeer.get(`${session.socket.remoteAddress}|${session.socket.remotePort}`);
+  }
+
+  get size(): number {
+    return this.byPeer.size;
+  }
+}
+
+/** TLS handshakes on 15008 must finish within this (Node's default is 2 minutes). */
+export const HBONE_HANDSHAKE_TIMEOUT_MS = 10_000;
 
 /**
  * The longest a dead peer goes unnoticed when it vanished without a FIN: one interval for the
@@ -57,7 +93,10 @@ export function watchLiveness(session: http2.Http2Session, opts: LivenessOptions
     ended = true;
     opts.onEnd?.(reason);
     if (graceful) session.close();
-    else session.destroy();
+    else {
+      session.destroy();
+      opts.socket?.destroy();
+    }
   };
 
   let lastRead = bytesRead();
