@@ -24,7 +24,7 @@ import { createTunnelPoolMetrics } from '../shared/hbone/metrics.js';
 import { TunnelPool } from '../shared/hbone/pool.js';
 import { AcceptedSockets, HBONE_HANDSHAKE_TIMEOUT_MS, HBONE_SERVER_IDLE_TIMEOUT_MS, watchLiveness } from '../shared/hbone/liveness.js';
 import { normalizeIp, parseAddress, type Address } from '../shared/address.js';
-import { HBONE_PORT, HBONE_STATUS, MAX_FRAME_BYTES, STREAM_WINDOW_BYTES, peerIdentity, type TunnelCertificate } from '../shared/hbone/tunnel.js';
+import { HBONE_PORT, HBONE_STATUS, MAX_FRAME_BYTES, REASON_HEADER, STREAM_WINDOW_BYTES, peerIdentity, type TunnelCertificate } from '../shared/hbone/tunnel.js';
 import { WorkloadIndex, workloadIdentity } from '../shared/state/workloads.js';
 import { gatewayRoutes, IngressListeners } from './gateway.js';
 import { hboneConnect } from './hbone.js';
@@ -361,6 +361,12 @@ export class Waypoint {
     const target = parseAddress(String(headers[':authority'] ?? ''));
     if (headers[':method'] !== 'CONNECT' || !target) {
       stream.respond({ ':status': HBONE_STATUS.BAD_REQUEST }, { endStream: true });
+      return;
+    }
+    // The waypoint's own address (its 15008, metrics, readiness): never a destination to dial.
+    if (normalizeIp(target.address) === normalizeIp(this.opts.podIp)) {
+      this.log.warn({ authority: headers[':authority'] }, 'tunnel to the waypoint itself refused');
+      stream.respond({ ':status': HBONE_STATUS.BAD_REQUEST, [REASON_HEADER]: 'self_call' }, { endStream: true });
       return;
     }
     const l4 = this.tcpEndpoint(target);

@@ -177,6 +177,13 @@ test('the waypoint\'s real HBONE front: the mTLS peer identity and the CONNECT t
   assert.deepEqual(await viaTunnel('frontend', 8080), { status: 200, body: 'ok /items' });
   assert.equal((await viaTunnel('intruder', 8080)).status, 403, 'the certificate\'s identity feeds L7 authz');
   assert.equal((await viaTunnel('frontend', 8081)).status, 404, 'the CONNECT target port feeds route matching');
+  // A tunnel to the waypoint's own address (its HBONE port, its metrics) is refused, never dialled.
+  const self = await hboneSession({ host: WP_IP, port: hbone.port, cert: mesh.certFor('spiffe://cluster.local/ns/shop/sa/frontend') });
+  for (const p of [hbone.port, 15008, 15020]) {
+    const r = await hboneRequest(self, { ':authority': `${WP_IP}:${p}` });
+    assert.deepEqual({ status: r.status, reason: r.reason }, { status: 400, reason: 'self_call' }, `CONNECT to the waypoint's own :${p}`);
+  }
+  self.destroy();
   // A certificate from another CA never gets a session, so it never reaches authz.
   const foreign = createTestCa().issue('spiffe://cluster.local/ns/shop/sa/frontend');
   await assert.rejects(hboneSession({ host: WP_IP, port: hbone.port, cert: { ...foreign, rootsPem: [mesh.ca.rootPem] } }));
