@@ -357,6 +357,11 @@ export class WaypointServer {
     return this.meta.get(req.socket);
   }
 
+  /** Requests in flight and queued at each destination's connection pool (`host|subset`), for /debug and tests. */
+  poolLoad(): Array<{ destination: string; active: number; pending: number }> {
+    return [...this.destinations].map(([destination, st]) => ({ destination, active: st.gate.activeCount, pending: st.gate.pendingCount }));
+  }
+
   private destination(backend: RouteBackend): DestinationState {
     const key = `${backend.host}|${backend.subset ?? ''}`;
     const svc = this.meshTable.exact.get(backend.host.toLowerCase()) ?? this.configs.find((c) => !c.gateway && c.hostname === backend.host);

@@ -125,6 +125,9 @@ test('agent enrolls local pods, proxies traffic and serves metrics, readiness an
   for (let i = 0; i < 100 && releases() === 0; i++) await new Promise((r) => setTimeout(r, 20));
   assert.equal(releases(), 1, 'freed native memory is handed back after the pods were enrolled');
   await agent.applyConfig(snapshot([wa, wb, wc, wRemote]));
+  // Not a race: a release that apply scheduled (50 ms timer, armed before applyConfig resolved)
+  // expires before this later, longer timer, and Node runs expired timers in expiry order, so a
+  // loaded machine delays both but cannot reorder them.
   await new Promise((r) => setTimeout(r, 150));
   assert.equal(releases(), 1, 'and not again when nothing was enrolled or unenrolled');
   assert.deepEqual(
