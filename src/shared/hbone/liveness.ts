@@ -8,7 +8,9 @@
  *   no half-closed connection, so no stream on it can ever be completed by the peer;
  * - a PING is sent only after a whole interval in which nothing was read, so a busy session costs
  *   nothing; a PING unanswered for `keepaliveTimeoutMs` ends the session;
- * - `onEnd` runs at most once per session, with a bounded reason.
+ * - `onEnd` runs at most once per session, with a bounded reason;
+ * - a session found destroyed but not closed gets its TCP socket (`socket`) closed within one
+ *   interval, whoever destroyed it.
  */
 import type * as http2 from 'node:http2';
 import type * as net from 'node:net';
@@ -102,7 +104,14 @@ export function watchLiveness(session: http2.Http2Session, opts: LivenessOptions
   let lastRead = bytesRead();
   let pingTimer: NodeJS.Timeout | undefined;
   const tick = setInterval(() => {
-    if (session.destroyed || pingTimer) return;
+    if (session.destroyed) {
+      // Destroyed (by liveness or by node:http2 on an error) yet never closed: its socket is stuck
+      // open (see `socket`). Close it, and stop watching.
+      stop();
+      opts.socket?.destroy();
+      return;
+    }
+    if (pingTimer) return;
     const read = bytesRead();
     if (read !== lastRead) {
       lastRead = read;
@@ -144,10 +153,11 @@ export function watchLiveness(session: http2.Http2Session, opts: LivenessOptions
     armIdle();
   }
 
-  socket.once('end', () => end('peer_closed'));
-  session.once('close', () => {
+  function stop(): void {
     clearInterval(tick);
     clearTimeout(pingTimer);
     clearTimeout(idleTimer);
-  });
+  }
+  socket.once('end', () => end('peer_closed'));
+  session.once('close', stop);
 }
