@@ -18,7 +18,7 @@ import type { Workload } from '../shared/model.js';
 import type { WorkloadStatus } from '../shared/xds/node.js';
 import type { Capture } from './capture/capture.js';
 import { WorkloadIndex, emptySnapshot, workloadIdentity, type ConfigSnapshot } from '../shared/state/workloads.js';
-import { LoadBalancer, endpointKey } from './proxy/balancer.js';
+import { LoadBalancer, endpointKey } from '../shared/balancer.js';
 import { ConnectionRegistry } from './proxy/connections.js';
 import { createProxyMetrics, type ProxyMetrics } from './proxy/metrics.js';
 import { TunnelPool } from '../shared/hbone/pool.js';

@@ -1,4 +1,7 @@
-/** `ambit local ...`: the whole mesh on one machine (see src/local/). */
+/**
+ * `ambit local ...`: the whole mesh on one machine (see src/local/). `ambit local demo` is
+ * dispatched by main.ts to demo.ts, which builds on the verbs here (so this file never imports it).
+ */
 import { spawn } from 'node:child_process';
 import { existsSync, openSync, readFileSync, mkdirSync, readdirSync } from 'node:fs';
 import { join, dirname, resolve } from 'node:path';
@@ -6,6 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { AmbitError, isAmbitError } from '../shared/errors.js';
 import { parseDuration } from '../shared/duration.js';
+import { ENV_LOCAL_NAME, ENV_LOCAL_NET } from '../shared/env.js';
 import { loadManifests } from '../controller/source/manifests.js';
 import type { KubeObject } from '../controller/objects.js';
 import { callControl, type ExecTarget } from '../local/control.js';
@@ -39,7 +43,7 @@ interface CommonOpts {
 }
 
 export function common(values: { name?: string | undefined }): CommonOpts {
-  const name = validatePrefix(values.name ?? process.env.AMBIT_LOCAL_NAME ?? 'ambit');
+  const name = validatePrefix(values.name ?? process.env[ENV_LOCAL_NAME] ?? 'ambit');
   return { name, stateDir: stateDirFor(name) };
 }
 
@@ -57,10 +61,6 @@ export async function runLocal(argv: string[], io: Io): Promise<number> {
       return status(rest, io);
     case 'down':
       return down(rest, io);
-    case 'demo': {
-      const { runDemo } = await import('./demo.js');
-      return runDemo(rest, io);
-    }
     default:
       io.err(LOCAL_USAGE + '\n');
       return sub === undefined || sub === 'help' || sub === '--help' ? 0 : 2;
@@ -76,8 +76,8 @@ async function readManifests(files: string[]): Promise<KubeObject[]> {
 /** Starts a mesh; used by `up` and the demo. */
 /** The address block `--net` asks for, else $AMBIT_LOCAL_NET, else 0. */
 export function netOption(flag: string | undefined): number {
-  const text = flag ?? process.env.AMBIT_LOCAL_NET ?? '0';
-  return validateNet(/^\d+$/.test(text) ? Number(text) : Number.NaN, flag !== undefined ? '--net' : 'AMBIT_LOCAL_NET');
+  const text = flag ?? process.env[ENV_LOCAL_NET] ?? '0';
+  return validateNet(/^\d+$/.test(text) ? Number(text) : Number.NaN, flag !== undefined ? '--net' : ENV_LOCAL_NET);
 }
 
 export async function startLocal(opts: { files: string[]; nodes: number; name: string; net: number; capture: string; timeoutMs: number }, io: Io): Promise<LocalStatus> {

@@ -23,6 +23,7 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
   try {
     switch (cmd) {
       case 'local':
+        if (rest[0] === 'demo') return await (await import('./demo.js')).runDemo(rest.slice(1), io);
         return await runLocal(rest, io);
       case 'proxy-status': {
         const { runProxyStatus } = await import('./proxy-status.js');

@@ -14,7 +14,7 @@ import { typeLabel } from '../shared/xds/resource-codec.js';
 import { registerOnce } from '../shared/xds/metric-util.js';
 import { KINDS, kindRef } from './objects.js';
 import type { ObjectStore } from './store.js';
-import type { TranslateResult } from './translate.js';
+import type { TranslateResult } from './translate/translate.js';
 import type { SubscriberState, TypeSubscriptionState } from './xds/server.js';
 
 /** What the admin server reads; the Controller provides it. */
@@ -208,7 +208,7 @@ export class AdminServer {
     createControllerMetrics(opts.source.registry, opts.source, opts.startedAt ?? now(), now);
     const server = createServer((req, res) => {
       handle(req, res, opts, now).catch((e: unknown) => {
-        log.warn({ err: errorMessage(e), path: req.url }, 'admin request failed');
+        log.warn({ err: e, path: req.url }, 'admin request failed');
         if (!res.headersSent) send(res, 500, 'text/plain; charset=utf-8', `internal error: ${errorMessage(e)}\n`);
         else res.destroy();
       });
@@ -224,7 +224,7 @@ export class AdminServer {
         resolve();
       });
     });
-    server.on('error', (e) => log.error({ err: errorMessage(e) }, 'admin server error'));
+    server.on('error', (e) => log.error({ err: e }, 'admin server error'));
     const a = server.address() as AddressInfo;
     const address = a.family === 'IPv6' ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`;
     log.info({ address }, 'admin server listening');

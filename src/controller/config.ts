@@ -3,43 +3,35 @@
  * collected into one AMBIT_ERR_CONFIG_INVALID, returned deep-frozen. Only `main.ts` calls it.
  */
 import { readFile } from 'node:fs/promises';
-import { isIP } from 'node:net';
-import { AmbitError, errorMessage } from '../shared/errors.js';
+import type { HostPort } from '../shared/address.js';
 import { tryParseDuration } from '../shared/duration.js';
-import { LOG_LEVELS, type LogLevel } from '../shared/log.js';
-import { Issues, deepFreeze, isRecord } from '../shared/validate.js';
+import { AmbitError, errorMessage } from '../shared/errors.js';
+import {
+  ENV_ADMIN_LISTEN,
+  ENV_ADMIN_TOKEN_FILE,
+  ENV_CERT_MAX_TTL,
+  ENV_CERT_TTL,
+  ENV_CONTROLLER_LISTEN,
+  ENV_MANIFESTS,
+  ENV_NODE_TOKENS_FILE,
+  ENV_STATE_DIR,
+  DEFAULT_CERT_TTL,
+  EnvReader,
+  MIN_CERT_TTL_MS,
+} from '../shared/env.js';
+import type { LogLevel } from '../shared/log.js';
+import { Issues, isRecord } from '../shared/validate.js';
 import { MAX_CERT_TTL_MS } from './ca/service.js';
-
-export const ENV_CONTROLLER_LISTEN = 'AMBIT_CONTROLLER_LISTEN';
-export const ENV_ADMIN_LISTEN = 'AMBIT_ADMIN_LISTEN';
-export const ENV_STATE_DIR = 'AMBIT_STATE_DIR';
-export const ENV_TRUST_DOMAIN = 'AMBIT_TRUST_DOMAIN';
-export const ENV_MANIFESTS = 'AMBIT_MANIFESTS';
-export const ENV_NODE_TOKENS_FILE = 'AMBIT_NODE_TOKENS_FILE';
-export const ENV_CERT_TTL = 'AMBIT_CERT_TTL';
-export const ENV_CERT_MAX_TTL = 'AMBIT_CERT_MAX_TTL';
-export const ENV_ADMIN_TOKEN_FILE = 'AMBIT_ADMIN_TOKEN_FILE';
-export const ENV_LOG_LEVEL = 'AMBIT_LOG_LEVEL';
 
 export const DEFAULT_CONTROLLER_LISTEN = '0.0.0.0:15012';
 export const DEFAULT_ADMIN_LISTEN = '0.0.0.0:15014';
 export const DEFAULT_STATE_DIR = '/var/lib/ambit/controller';
-export const DEFAULT_TRUST_DOMAIN = 'cluster.local';
-export const DEFAULT_CERT_TTL = '24h';
-/** Shortest workload certificate lifetime accepted: rotation needs room to work. */
-export const MIN_CERT_TTL_MS = 60_000;
-
-
-export interface ListenAddress {
-  host: string;
-  port: number;
-}
 
 export interface ControllerConfig {
   /** gRPC (CA + config streams) over TLS. */
-  listen: ListenAddress;
+  listen: HostPort;
   /** HTTP admin: /metrics, /ready, /debug/syncz, /debug/config_dump. */
-  admin: ListenAddress;
+  admin: HostPort;
   /** Holds the CA root (ca/) and root-cert.pem. */
   stateDir: string;
   trustDomain: string;
@@ -56,97 +48,30 @@ export interface ControllerConfig {
   logLevel: LogLevel;
 }
 
-/**
- * Parses `host:port` (`[::1]:15012` for IPv6). Port 0 asks the OS for a free one (tests).
- * Returns undefined, recording an issue under `name`, when it does not parse.
- */
-export function parseListenAddress(text: string, name: string, issues: Issues): ListenAddress | undefined {
-  const m = /^(?:\[([^\]]+)\]|([^:[\]]+)):(\d{1,5})$/.exec(text);
-  if (!m) {
-    issues.add(name, 'must be host:port, e.g. 0.0.0.0:15012 or [::]:15012', text);
-    return undefined;
-  }
-  const host = (m[1] ?? m[2]) as string;
-  const port = Number(m[3]);
-  let ok = true;
-  if (m[1] !== undefined && isIP(host) !== 6) {
-    issues.add(name, 'brackets must hold an IPv6 address', text);
-    ok = false;
-  }
-  if (m[2] !== undefined && isIP(host) === 0 && !/^[A-Za-z0-9]([-A-Za-z0-9.]*[A-Za-z0-9])?$/.test(host)) {
-    issues.add(name, 'host must be an IP address or a DNS name', text);
-    ok = false;
-  }
-  if (port > 65535) {
-    issues.add(name, 'port must be between 0 and 65535', text);
-    ok = false;
-  }
-  return ok ? { host, port } : undefined;
-}
-
-const TRUST_DOMAIN = /^[a-z0-9]([-a-z0-9._]*[a-z0-9])?$/;
-
 /** Reads the controller's configuration from `env`; throws AMBIT_ERR_CONFIG_INVALID listing every problem. */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<ControllerConfig> {
-  const issues = new Issues();
-  const get = (name: string): string | undefined => {
-    const v = env[name];
-    return v === undefined || v.trim() === '' ? undefined : v.trim();
-  };
-
-  const listen = parseListenAddress(get(ENV_CONTROLLER_LISTEN) ?? DEFAULT_CONTROLLER_LISTEN, ENV_CONTROLLER_LISTEN, issues);
-  const admin = parseListenAddress(get(ENV_ADMIN_LISTEN) ?? DEFAULT_ADMIN_LISTEN, ENV_ADMIN_LISTEN, issues);
-  if (listen && admin && listen.port !== 0 && listen.port === admin.port && listen.host === admin.host) {
-    issues.add(ENV_ADMIN_LISTEN, `must differ from ${ENV_CONTROLLER_LISTEN}`, `${admin.host}:${admin.port}`);
-  }
-
-  const stateDir = get(ENV_STATE_DIR) ?? DEFAULT_STATE_DIR;
-  if (!stateDir.startsWith('/')) issues.add(ENV_STATE_DIR, 'must be an absolute path', stateDir);
-
-  const trustDomain = get(ENV_TRUST_DOMAIN) ?? DEFAULT_TRUST_DOMAIN;
-  if (trustDomain.length > 255 || !TRUST_DOMAIN.test(trustDomain)) {
-    issues.add(ENV_TRUST_DOMAIN, 'must be a lowercase trust domain such as cluster.local (letters, digits, ".", "-", "_")', trustDomain);
-  }
-
-  const manifestsText = env[ENV_MANIFESTS] ?? '';
-  const manifests = manifestsText.split(',').map((p) => p.trim()).filter((p) => p !== '');
-  if (manifestsText.trim() !== '' && manifestsText.split(',').some((p) => p.trim() === '')) {
-    issues.add(ENV_MANIFESTS, 'must be a comma-separated list of files or directories without empty entries', manifestsText);
-  }
-
-  const nodeTokensFile = get(ENV_NODE_TOKENS_FILE);
-
-  const ttl = (name: string, fallback: string): number | undefined => {
-    const text = get(name) ?? fallback;
-    const ms = tryParseDuration(text);
-    if (ms === undefined) issues.add(name, 'must be a duration such as "24h" or "90m"', text);
-    else if (ms < MIN_CERT_TTL_MS || ms > MAX_CERT_TTL_MS) issues.add(name, `must be between ${MIN_CERT_TTL_MS / 1000}s and ${MAX_CERT_TTL_MS / 3_600_000}h`, text);
-    return ms;
-  };
-  const certTtlMs = ttl(ENV_CERT_TTL, DEFAULT_CERT_TTL);
-  const certMaxTtlMs = get(ENV_CERT_MAX_TTL) === undefined ? certTtlMs : ttl(ENV_CERT_MAX_TTL, '');
-  if (certTtlMs !== undefined && certMaxTtlMs !== undefined && certMaxTtlMs < certTtlMs) {
-    issues.add(ENV_CERT_MAX_TTL, `must not be shorter than ${ENV_CERT_TTL} (${get(ENV_CERT_TTL) ?? DEFAULT_CERT_TTL})`, get(ENV_CERT_MAX_TTL));
-  }
-
-  const adminTokenFile = get(ENV_ADMIN_TOKEN_FILE);
-  if (adminTokenFile !== undefined && !adminTokenFile.startsWith('/')) issues.add(ENV_ADMIN_TOKEN_FILE, 'must be an absolute path', adminTokenFile);
-
-  const levelText = get(ENV_LOG_LEVEL) ?? 'info';
-  if (!(LOG_LEVELS as readonly string[]).includes(levelText)) issues.add(ENV_LOG_LEVEL, `must be one of ${LOG_LEVELS.join(', ')}`, levelText);
-
-  issues.throwIfAny('AMBIT_ERR_CONFIG_INVALID', 'invalid controller environment');
-  return deepFreeze({
-    listen: listen as ListenAddress,
-    admin: admin as ListenAddress,
-    stateDir,
-    trustDomain,
-    manifests,
-    nodeTokensFile,
-    certTtlMs: certTtlMs as number,
-    certMaxTtlMs: certMaxTtlMs as number,
-    adminTokenFile,
-    logLevel: levelText as LogLevel,
+  const r = new EnvReader(env);
+  const listen = r.hostPort(ENV_CONTROLLER_LISTEN, DEFAULT_CONTROLLER_LISTEN);
+  const admin = r.hostPort(ENV_ADMIN_LISTEN, DEFAULT_ADMIN_LISTEN);
+  r.distinctListeners([
+    [ENV_CONTROLLER_LISTEN, listen],
+    [ENV_ADMIN_LISTEN, admin],
+  ]);
+  const certTtlMs = r.certTtlMs(MAX_CERT_TTL_MS);
+  const maxTtlText = r.text(ENV_CERT_MAX_TTL);
+  const certMaxTtlMs = maxTtlText === undefined ? certTtlMs : r.durationMs(ENV_CERT_MAX_TTL, maxTtlText, MIN_CERT_TTL_MS, MAX_CERT_TTL_MS);
+  if (maxTtlText !== undefined && tryParseDuration(maxTtlText) !== undefined && certMaxTtlMs < certTtlMs) r.issues.add(ENV_CERT_MAX_TTL, `must not be shorter than ${ENV_CERT_TTL} (${r.text(ENV_CERT_TTL) ?? DEFAULT_CERT_TTL})`, maxTtlText);
+  return r.finish('controller', {
+    listen,
+    admin,
+    stateDir: r.path(ENV_STATE_DIR, DEFAULT_STATE_DIR),
+    trustDomain: r.trustDomain(),
+    manifests: r.list(ENV_MANIFESTS, 'files or directories'),
+    nodeTokensFile: r.text(ENV_NODE_TOKENS_FILE),
+    certTtlMs,
+    certMaxTtlMs,
+    adminTokenFile: r.optionalPath(ENV_ADMIN_TOKEN_FILE),
+    logLevel: r.logLevel(),
   });
 }
 

@@ -9,19 +9,18 @@ import * as grpc from '@grpc/grpc-js';
 import { join } from 'node:path';
 import { writeFile } from 'node:fs/promises';
 import type { Registry } from 'prom-client';
-import { AmbitError, errorMessage } from '../shared/errors.js';
+import { AmbitError } from '../shared/errors.js';
 import type { Logger } from '../shared/log.js';
 import { createRegistry } from '../shared/metrics.js';
 import type { Workload } from '../shared/model.js';
-import type { KubeObject } from './objects.js';
 import { AdminServer } from './admin.js';
 import { CertificateAuthority } from './ca/authority.js';
 import { createCaService } from './ca/service.js';
 import { refuseIdentity, refuseSubscription, StaticTokenAuthenticator, type AccessView, type CallerAuthenticator, type PodRecord } from './callers.js';
 import { ObjectStore } from './store.js';
-import { translate, type TranslateResult } from './translate.js';
-import { translateRoutes, type TranslateRoutesResult } from './translate-routes.js';
-import { gatewayListeners, type GatewayListenersResult } from './gateway-listeners.js';
+import { translateAll, type TranslateResult } from './translate/translate.js';
+import type { TranslateRoutesResult } from './translate/routes.js';
+import type { GatewayListenersResult } from './translate/gateway-listeners.js';
 import type { NodeInfo } from '../shared/xds/node.js';
 import { buildSnapshot, ConfigServer, type Snapshot, type StreamLimits } from './xds/server.js';
 
@@ -171,17 +170,17 @@ export class Controller {
   retranslate(): void {
     try {
       const objects = this.store.snapshot().objects;
-      this.translated = translate(objects, { trustDomain: this.opts.trustDomain });
-      this.translatedRoutes = translateRoutes(objects, { trustDomain: this.opts.trustDomain });
-      const ofKind = (kind: string): KubeObject[] => objects.filter((o) => o.kind === kind && o.apiVersion === 'v1');
-      this.listeners = gatewayListeners(this.translatedRoutes.gateways, ofKind('Pod'), ofKind('Secret'));
+      const t = translateAll(objects, { trustDomain: this.opts.trustDomain });
+      this.translated = t.model;
+      this.translatedRoutes = t.routes;
+      this.listeners = t.listeners;
       this.podIndex = new Map(this.translated.workloads.map((w) => [`${w.namespace}/${w.name}`, { namespace: w.namespace, name: w.name, serviceAccount: w.serviceAccount, node: w.node, labels: w.labels }]));
       this.snapshotCache = undefined;
       this.routeSnapshots = new Map();
       this.writeConditions();
       this.configServer.notify();
     } catch (err) {
-      this.opts.log.error({ err: errorMessage(err) }, 'translation failed; subscribers keep the last config');
+      this.opts.log.error({ err: err }, 'translation failed; subscribers keep the last config');
     }
   }
 

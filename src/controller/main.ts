@@ -4,7 +4,6 @@
  * shuts down on SIGTERM/SIGINT within a deadline.
  */
 import { createLogger, type Logger } from '../shared/log.js';
-import { errorCode, errorMessage } from '../shared/errors.js';
 import { createRegistry } from '../shared/metrics.js';
 import { AdminServer } from './admin.js';
 import { loadConfig, readAdminToken, readNodeTokens, type ControllerConfig } from './config.js';
@@ -45,7 +44,7 @@ async function run(config: Readonly<ControllerConfig>, log: Logger): Promise<voi
     force.unref();
     source?.close();
     await admin?.close().catch(() => undefined);
-    await controller.close().catch((err: unknown) => log.warn({ err: errorMessage(err) }, 'controller close failed'));
+    await controller.close().catch((err: unknown) => log.warn({ err: err }, 'controller close failed'));
     clearTimeout(force);
     log.info('controller stopped');
     process.exit(0);
@@ -84,7 +83,7 @@ try {
   log = createLogger({ name: 'ambit-controller', level: config.logLevel });
   await run(config, log);
 } catch (err) {
-  log.fatal({ code: errorCode(err), err: errorMessage(err) }, 'controller failed to start');
+  log.fatal({ err }, 'controller failed to start');
   log.flush();
   process.exitCode = 1;
   // Give the async log destination a moment to drain, then exit even if handles remain.

@@ -1,9 +1,8 @@
 /**
  * Addresses as every binary writes and reads them: `ip:port` endpoints (v4, v6 in brackets,
- * v4-mapped v6 folded to v4) and `host:port` listen/dial settings from the environment.
+ * v4-mapped v6 folded to v4) and `host:port` settings (parsed from the environment by env.ts).
  */
 import { isIP } from 'node:net';
-import type { Issues } from './validate.js';
 
 /** An IP endpoint. */
 export interface Address {
@@ -43,28 +42,4 @@ export function parseAddress(text: string): Address | undefined {
 export function normalizeIp(ip: string | undefined): string {
   if (!ip) return '';
   return ip.startsWith('::ffff:') && ip.includes('.') ? ip.slice(7) : ip;
-}
-
-/** `host:port` or `[v6]:port`; port 0 allowed (tests). Problems go to `issues` under `name`. */
-export function parseHostPort(text: string, name: string, issues: Issues): HostPort | undefined {
-  const m = /^(?:\[([^\]]+)\]|([^:[\]]+)):(\d{1,5})$/.exec(text);
-  if (!m) {
-    issues.add(name, 'must be host:port, e.g. 0.0.0.0:15020 or [::1]:15000', text);
-    return undefined;
-  }
-  const host = (m[1] ?? m[2]) as string;
-  const port = Number(m[3]);
-  if (m[1] !== undefined && isIP(host) !== 6) {
-    issues.add(name, 'brackets must hold an IPv6 address', text);
-    return undefined;
-  }
-  if (m[2] !== undefined && isIP(host) === 0 && !/^[A-Za-z0-9]([-A-Za-z0-9.]*[A-Za-z0-9])?$/.test(host)) {
-    issues.add(name, 'host must be an IP address or a DNS name', text);
-    return undefined;
-  }
-  if (port > 65535) {
-    issues.add(name, 'port must be between 0 and 65535', text);
-    return undefined;
-  }
-  return { host, port };
 }

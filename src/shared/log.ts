@@ -1,5 +1,6 @@
 /** The root pino logger and the redaction every component shares. */
 import { pino, type Logger, type DestinationStream, type LevelWithSilent } from 'pino';
+import { errorCode, errorMessage } from './errors.js';
 
 export type { Logger };
 
@@ -39,6 +40,7 @@ export function createLogger(opts: LoggerOptions = {}): Logger {
       level: opts.level ?? 'info',
       ...(opts.name ? { name: opts.name } : {}),
       redact: { paths: REDACT_PATHS, censor: '[redacted]' },
+      serializers: { err: serializeError },
       base: { pid: process.pid },
       timestamp: pino.stdTimeFunctions.isoTime,
     },
@@ -87,6 +89,36 @@ export function bufferedDestination(fd: number): DestinationStream & { flush(): 
  */
 export function accessLogger(parent: Logger, bindings: Record<string, unknown> = {}): Logger {
   return parent.child({ scope: 'access', ...bindings }, { redact: [] });
+}
+
+/** An error as it appears under a log line's `err` key. */
+export interface LoggedError {
+  type: string;
+  message: string;
+  /** AmbitError code (`AMBIT_ERR_*`) or Node's (`ECONNREFUSED`): what callers branch on. */
+  code?: string;
+  cause?: LoggedError;
+  /** Only for errors without a code: those are unexpected, and where they came from matters. */
+  stack?: string;
+}
+
+/** Causes followed at most this deep (a cycle of causes must not hang the logger). */
+const MAX_CAUSE_DEPTH = 4;
+
+/**
+ * The `err` serializer of every logger made here: type, message, code and the cause chain, so a
+ * wrapped AmbitError keeps what it wraps. An AmbitError's `details` are left out: they may hold
+ * whole objects from the network or the API (the message already names the offending value).
+ * Anything thrown that is not an Error is logged by its message.
+ */
+export function serializeError(e: unknown, depth = 0): LoggedError {
+  if (!(e instanceof Error)) return { type: typeof e, message: errorMessage(e) };
+  const out: LoggedError = { type: e.name, message: e.message };
+  const code = errorCode(e);
+  if (code !== undefined) out.code = code;
+  if (e.cause !== undefined && depth < MAX_CAUSE_DEPTH) out.cause = serializeError(e.cause, depth + 1);
+  if (code === undefined && e.stack !== undefined) out.stack = e.stack;
+  return out;
 }
 
 /** A logger that writes nothing, for tests and library defaults. */

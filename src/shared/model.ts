@@ -1,25 +1,8 @@
 /**
  * The mesh model: what the controller computes from Kubernetes objects and pushes to agents and
- * waypoints. Plain JSON-serialisable data; every receiver validates it (validateResource) before use.
+ * waypoints. Plain JSON-serialisable data; every receiver validates it (validateResource) before use. Type URLs and
+ * resource names of everything on the config stream are in resources.ts.
  */
-import type { GatewayListener, RouteConfig } from './routes.js';
-
-/** Type URLs of the three resource kinds on the config stream (delta-xDS shaped). */
-export const TYPE_WORKLOAD = 'type.ambit.dev/ambit.v1.Workload';
-export const TYPE_SERVICE = 'type.ambit.dev/ambit.v1.Service';
-export const TYPE_AUTHORIZATION = 'type.ambit.dev/ambit.v1.Authorization';
-/** The types agents subscribe to by default. */
-export const RESOURCE_TYPES = [TYPE_WORKLOAD, TYPE_SERVICE, TYPE_AUTHORIZATION] as const;
-/** Route config (routes.ts RouteConfig): only waypoints and gateways subscribe to it. */
-export const TYPE_ROUTE_CONFIG = 'type.ambit.dev/ambit.v1.RouteConfig';
-/** Ingress listeners (routes.ts GatewayListener, TLS material included): only gateways subscribe to it. */
-export const TYPE_GATEWAY_LISTENER = 'type.ambit.dev/ambit.v1.GatewayListener';
-/** Every type the config stream serves. */
-export const ALL_RESOURCE_TYPES = [...RESOURCE_TYPES, TYPE_ROUTE_CONFIG, TYPE_GATEWAY_LISTENER] as const;
-/** The types a waypoint subscribes to. */
-export const WAYPOINT_RESOURCE_TYPES = [...RESOURCE_TYPES, TYPE_ROUTE_CONFIG] as const;
-export type ResourceType = (typeof ALL_RESOURCE_TYPES)[number];
-
 export interface Locality {
   region: string;
   zone: string;
@@ -158,22 +141,4 @@ export interface Authorization {
   action: 'ALLOW' | 'DENY' | 'AUDIT';
   rules: AuthzRule[];
   dryRun: boolean;
-}
-
-export type Resource = Workload | Service | Authorization | RouteConfig | GatewayListener;
-
-export function workloadResourceName(w: Pick<Workload, 'uid'>): string {
-  return w.uid;
-}
-export function serviceResourceName(s: Pick<Service, 'namespace' | 'hostname'>): string {
-  return `${s.namespace}/${s.hostname}`;
-}
-export function authorizationResourceName(a: Pick<Authorization, 'namespace' | 'name'>): string {
-  return `${a.namespace}/${a.name}`;
-}
-export function routeConfigResourceName(r: Pick<RouteConfig, 'name'>): string {
-  return r.name;
-}
-export function gatewayListenerResourceName(l: Pick<GatewayListener, 'pod' | 'port'>): string {
-  return `${l.pod}/${l.port}`;
 }

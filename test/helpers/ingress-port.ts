@@ -2,8 +2,8 @@
 import type { TestContext } from 'node:test';
 import * as net from 'node:net';
 import { silentLogger } from '../../src/shared/log.js';
-import { IngressListeners } from '../../src/waypoint/gateway.js';
-import type { WaypointServer } from '../../src/waypoint/server.js';
+import { IngressListeners } from '../../src/waypoint/server/gateway.js';
+import type { WaypointServer } from '../../src/waypoint/server/server.js';
 
 /** Opens a free port on 127.0.0.1 as an Istio Gateway HTTP server for any host; returns it. */
 export async function ingressPort(t: TestContext, server: WaypointServer): Promise<number> {

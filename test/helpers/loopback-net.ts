@@ -74,7 +74,7 @@ import { TunnelPool, type TunnelPoolOptions } from '../../src/shared/hbone/pool.
 import { InboundHbone, type InboundHboneOptions } from '../../src/agent/proxy/inbound.js';
 import { InboundPlaintext } from '../../src/agent/proxy/inbound-plaintext.js';
 import { OutboundProxy } from '../../src/agent/proxy/outbound.js';
-import { LoadBalancer } from '../../src/agent/proxy/balancer.js';
+import { LoadBalancer } from '../../src/shared/balancer.js';
 import type { Address } from '../../src/shared/address.js';
 import type { TunnelCertificate } from '../../src/shared/hbone/tunnel.js';
 import type { Registry } from 'prom-client';

@@ -11,7 +11,7 @@ import { ConfigServer, buildSnapshot, type ConfigServerOptions } from '../../src
 import { refuseSubscription, StaticTokenAuthenticator, type AccessView, type Caller, type PodRecord } from '../../src/controller/callers.js';
 import { silentLogger } from '../../src/shared/log.js';
 import { createRegistry } from '../../src/shared/metrics.js';
-import { TYPE_GATEWAY_LISTENER, TYPE_WORKLOAD } from '../../src/shared/model.js';
+import { TYPE_GATEWAY_LISTENER, TYPE_WORKLOAD } from '../../src/shared/resources.js';
 import { encodeDeltaConfigRequest, decodeDeltaConfigResponse, type DeltaConfigRequestInput } from '../../src/shared/api/wire.js';
 import { CONFIG_SERVICE_PATH } from '../../src/shared/xds/proto.js';
 import { workload } from '../unit/xds/fixtures.js';

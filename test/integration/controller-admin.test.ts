@@ -15,7 +15,7 @@ import { runProxyStatus } from '../../src/cli/proxy-status.js';
 import { isAmbitError } from '../../src/shared/errors.js';
 import { silentLogger } from '../../src/shared/log.js';
 import { createRegistry } from '../../src/shared/metrics.js';
-import { TYPE_SERVICE } from '../../src/shared/model.js';
+import { TYPE_SERVICE } from '../../src/shared/resources.js';
 import { ConfigClient } from '../../src/shared/xds/client.js';
 import type { WorkloadStatus } from '../../src/shared/xds/node.js';
 import { namespace, pod, service } from '../unit/translate/helpers.js';

@@ -101,7 +101,9 @@ test('controller main: invalid environment exits 1 with one fatal line naming ev
   assert.equal(await p.exited, 1);
   const fatal = p.lines.filter((l) => l['level'] === 60);
   assert.equal(fatal.length, 1);
-  assert.equal(fatal[0]!['code'], 'AMBIT_ERR_CONFIG_INVALID');
-  assert.match(String(fatal[0]!['err']), /AMBIT_CONTROLLER_LISTEN: must be host:port.*"nope"/);
-  assert.match(String(fatal[0]!['err']), /AMBIT_CERT_TTL: must be a duration.*"forever"/);
+  const err = fatal[0]!['err'] as { code?: string; message?: string; stack?: string };
+  assert.equal(err.code, 'AMBIT_ERR_CONFIG_INVALID', 'the error is logged under err with its code');
+  assert.match(String(err.message), /AMBIT_CONTROLLER_LISTEN: must be host:port.*"nope"/);
+  assert.match(String(err.message), /AMBIT_CERT_TTL: must be a duration.*"forever"/);
+  assert.equal(err.stack, undefined, 'a coded error is logged without its stack');
 });

@@ -22,10 +22,11 @@ import { FLAG, FRAME, frame, h2Case, http1Case, Rng, validConnect } from '../hel
 import { createRegistry } from '../../src/shared/metrics.js';
 import { silentLogger } from '../../src/shared/log.js';
 import { emptyHeaderOps, type RouteConfig } from '../../src/shared/routes.js';
+import { validateRouteConfig } from '../../src/shared/validate-routes.js';
 import type { Service } from '../../src/shared/model.js';
 import { Waypoint } from '../../src/waypoint/waypoint.js';
-import { WaypointServer } from '../../src/waypoint/server.js';
-import { HttpUpstream } from '../../src/waypoint/upstream.js';
+import { WaypointServer } from '../../src/waypoint/server/server.js';
+import { HttpUpstream } from '../../src/waypoint/endpoint/upstream.js';
 import { ingressPort } from '../helpers/ingress-port.js';
 import { deadPeerBoundMs, HBONE_HANDSHAKE_TIMEOUT_MS } from '../../src/shared/hbone/liveness.js';
 
@@ -230,7 +231,8 @@ async function httpFront(t: TestContext, gateway: boolean): Promise<number> {
   const upstream = new HttpUpstream();
   const server = new WaypointServer({ log: silentLogger(), registry: createRegistry(), dispatch: upstream.dispatch, resolveEndpoints: () => [{ key: `127.0.0.1:${appPort}`, address: '127.0.0.1', port: appPort }], ...(gateway ? { gateway: 'istio-system/gw' } : {}) });
   const cfg: RouteConfig = { name: 'shop/svc', namespace: 'shop', hostname: 'svc', aliases: [], ports: [{ port: 80, protocol: 'http' }], routes: [{ name: 'all', match: [], backends: [{ host: 'svc', weight: 1 }], headers: { request: emptyHeaderOps(), response: emptyHeaderOps() } }], authorization: [] };
-  assert.deepEqual(server.setRoutes(gateway ? [] : [cfg]).issues, []);
+  assert.deepEqual(validateRouteConfig(cfg), []);
+  server.setRoutes(gateway ? [] : [cfg]);
   t.after(async () => {
     await server.close(200);
     upstream.close();

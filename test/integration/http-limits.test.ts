@@ -13,10 +13,11 @@ import * as net from 'node:net';
 import { silentLogger } from '../../src/shared/log.js';
 import { createRegistry } from '../../src/shared/metrics.js';
 import { emptyHeaderOps, type RouteConfig } from '../../src/shared/routes.js';
-import { WaypointServer } from '../../src/waypoint/server.js';
-import { HttpUpstream } from '../../src/waypoint/upstream.js';
+import { validateRouteConfig } from '../../src/shared/validate-routes.js';
+import { WaypointServer } from '../../src/waypoint/server/server.js';
+import { HttpUpstream } from '../../src/waypoint/endpoint/upstream.js';
 import { ingressPort } from '../helpers/ingress-port.js';
-import { MAX_REQUEST_HEADER_BYTES } from '../../src/waypoint/limits.js';
+import { MAX_REQUEST_HEADER_BYTES } from '../../src/waypoint/server/limits.js';
 
 interface Backend {
   port: number;
@@ -84,7 +85,8 @@ async function front(t: TestContext, kind: 'waypoint' | 'gateway', be: Backend, 
     resolveEndpoints: () => [{ key: `127.0.0.1:${be.port}`, address: '127.0.0.1', port: be.port }],
     ...(kind === 'gateway' ? { gateway: 'istio-system/gw' } : {}),
   });
-  assert.deepEqual(server.setRoutes(kind === 'waypoint' ? [routeTo(retries)] : []).issues, []);
+  assert.deepEqual(validateRouteConfig(routeTo(retries)), []);
+  server.setRoutes(kind === 'waypoint' ? [routeTo(retries)] : []);
   t.after(async () => {
     await server.close(200);
     upstream.close();

@@ -14,7 +14,7 @@ import { StaticTokenAuthenticator } from '../../src/controller/callers.js';
 import type { KubeObject } from '../../src/controller/objects.js';
 import { silentLogger } from '../../src/shared/log.js';
 import { createRegistry } from '../../src/shared/metrics.js';
-import { ALL_RESOURCE_TYPES } from '../../src/shared/model.js';
+import { ALL_RESOURCE_TYPES } from '../../src/shared/resources.js';
 import { ConfigClient, type ConfigState } from '../../src/shared/xds/client.js';
 import type { NodeInfo } from '../../src/shared/xds/node.js';
 import { namespace, pod, service, waypointGateway } from '../unit/translate/helpers.js';

@@ -3,6 +3,7 @@
  * test CA: HttpUpstream runs HTTP/1.1 and HTTP/2 inside tunnel streams opened by the agent's
  * TunnelPool with the waypoint's identity.
  */
+import { validateRouteConfig } from '../../src/shared/validate-routes.js';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as http from 'node:http';
@@ -11,9 +12,9 @@ import { createLoopbackMesh, testWorkload } from '../helpers/loopback-net.js';
 import { workloadIdentity } from '../../src/shared/state/workloads.js';
 import { createRegistry } from '../../src/shared/metrics.js';
 import { emptyHeaderOps, type RouteConfig } from '../../src/shared/routes.js';
-import { hboneConnect } from '../../src/waypoint/hbone.js';
-import { WaypointServer } from '../../src/waypoint/server.js';
-import { HttpUpstream, type Endpoint } from '../../src/waypoint/upstream.js';
+import { hboneConnect } from '../../src/waypoint/endpoint/hbone.js';
+import { WaypointServer } from '../../src/waypoint/server/server.js';
+import { HttpUpstream, type Endpoint } from '../../src/waypoint/endpoint/upstream.js';
 import { Waypoint } from '../../src/waypoint/waypoint.js';
 import type { Service } from '../../src/shared/model.js';
 import { hboneRequest, hboneSession } from '../helpers/hbone-client.js';
@@ -67,7 +68,8 @@ test('waypoint requests reach the pod through HBONE with the waypoint identity (
   };
   const registry = createRegistry();
   const server = new WaypointServer({ log: mesh.log, registry, dispatch: upstream.dispatch, resolveEndpoints: (target) => [endpoint(target.port)] });
-  assert.ok(server.setRoutes([cfg]).ok);
+  assert.deepEqual(validateRouteConfig(cfg), [], 'the test route config is valid');
+  server.setRoutes([cfg]);
   const { port } = await server.listen(0, '127.0.0.1');
   t.after(async () => {
     await server.close(500);
@@ -147,6 +149,7 @@ test('the waypoint\'s real HBONE front: the mTLS peer identity and the CONNECT t
     routes: [{ name: 'all', match: [{ port: 8080, headers: [], queryParams: [] }], backends: [{ host: SVC, weight: 1 }], headers: { request: emptyHeaderOps(), response: emptyHeaderOps() } }],
     authorization: [{ name: 'shop/only-frontend', action: 'ALLOW', dryRun: false, rules: [{ from: [{ principals: [{ exact: 'cluster.local/ns/shop/sa/frontend' }], notPrincipals: [], namespaces: [], notNamespaces: [] }], to: [], when: [] }] }],
   };
+  assert.deepEqual(validateRouteConfig(cfg), [], 'the test route config is valid');
   waypoint.applyConfig({
     workloads: new Map([cart, frontend].map((w) => [w.uid, w])),
     services: new Map([[`shop/${SVC}`, service]]),

@@ -7,7 +7,8 @@ import { ConfigServer, buildSnapshot, type ConfigServerOptions, type Snapshot } 
 import { isAmbitError } from '../../src/shared/errors.js';
 import { silentLogger } from '../../src/shared/log.js';
 import { createRegistry } from '../../src/shared/metrics.js';
-import { TYPE_SERVICE, TYPE_WORKLOAD, type Workload } from '../../src/shared/model.js';
+import { TYPE_SERVICE, TYPE_WORKLOAD } from '../../src/shared/resources.js';
+import { type Workload } from '../../src/shared/model.js';
 import { ConfigClient, type ConfigChange, type ConfigClientOptions, type ConfigState } from '../../src/shared/xds/client.js';
 import type { NodeInfo, WorkloadStatus } from '../../src/shared/xds/node.js';
 import { CONFIG_SERVICE_PATH, configServiceDefinition, type DeltaConfigRequestMessage } from '../../src/shared/xds/proto.js';

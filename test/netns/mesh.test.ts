@@ -124,10 +124,11 @@ for (const capture of ['bpf', 'nft'] as const) {
 
     await t.test('between nodes the wire carries only TLS on port 15008, never the payload', async () => {
       // node1's veth in the root namespace: the bridge device itself does not see frames it switches between ports.
+      // The root namespace's own calls to the node (controller 15012, metrics 15020, readiness 15021) are not between nodes.
       const dir = mkdtempSync(join(tmpdir(), 'ambit-pcap-'));
       t.after(() => rmSync(dir, { recursive: true, force: true }));
       const pcap = join(dir, 'bridge.pcap');
-      const dump = spawn('tcpdump', ['-i', `${m.name}-n1`, '--immediate-mode', '-nn', '-U', '-s', '0', '-w', pcap, 'tcp and not port 15012'], { stdio: ['ignore', 'ignore', 'pipe'] });
+      const dump = spawn('tcpdump', ['-i', `${m.name}-n1`, '--immediate-mode', '-nn', '-U', '-s', '0', '-w', pcap, 'tcp and not port 15012 and not port 15020 and not port 15021'], { stdio: ['ignore', 'ignore', 'pipe'] });
       // Capturing starts when tcpdump says "listening on": wait for that, not for a guessed second.
       await new Promise<void>((resolve, reject) => {
         let err = '';

@@ -5,7 +5,6 @@
  */
 import type * as net from 'node:net';
 import type { Logger } from '../../shared/log.js';
-import { errorMessage } from '../../shared/errors.js';
 import { drain } from '../../shared/drain.js';
 import type { Workload } from '../../shared/model.js';
 import { authorize, type ConnAttributes } from '../policy/authorize.js';
@@ -126,7 +125,7 @@ export class InboundPlaintext {
       );
     } catch (e) {
       this.pending.delete(downstream);
-      this.log.warn({ connId, err: errorMessage(e) }, 'plaintext upstream connect failed');
+      this.log.warn({ connId, err: e }, 'plaintext upstream connect failed');
       abort(downstream);
       telemetry.finish('upstream_connect_failed', 'CONNECT');
       return;

@@ -251,7 +251,7 @@ export class InboundHbone {
         this.opts.upstreamConnectTimeoutMs ?? 10_000,
       );
     } catch (e) {
-      this.reject(stream, HBONE_STATUS.UPSTREAM_FAILED, 'upstream_connect', { connId, err: errorMessage(e) });
+      this.reject(stream, HBONE_STATUS.UPSTREAM_FAILED, 'upstream_connect', { connId, err: e });
       telemetry.finish('upstream_connect_failed', 'CONNECT');
       return;
     }

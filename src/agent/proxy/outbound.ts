@@ -96,7 +96,7 @@ export class OutboundProxy {
     try {
       origDst = await this.opts.originalDestination(downstream);
     } catch (e) {
-      this.log.warn({ connId, err: errorMessage(e) }, 'original destination unavailable');
+      this.log.warn({ connId, err: e }, 'original destination unavailable');
     }
     if (!origDst) {
       this.opts.metrics.connectionsRejected.inc({ direction: 'outbound', reason: 'no_original_dst' });

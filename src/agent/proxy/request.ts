@@ -3,7 +3,7 @@
  * an HBONE tunnel (to the destination pod or to its waypoint), plaintext passthrough, or deny.
  */
 import type { Service, ServicePort, Workload, WaypointRef } from '../../shared/model.js';
-import { serviceResourceName } from '../../shared/model.js';
+import { serviceResourceName } from '../../shared/resources.js';
 import { normalizeIp, type Address } from '../../shared/address.js';
 import { HBONE_PORT } from '../../shared/hbone/tunnel.js';
 import { workloadIdentity, type Endpoint, type WorkloadIndex } from '../../shared/state/workloads.js';

@@ -130,7 +130,7 @@ export class FileSource {
     try {
       this.opts.onReload?.(r);
     } catch (e) {
-      this.log.warn({ err: errorMessage(e) }, 'reload listener failed');
+      this.log.warn({ err: e }, 'reload listener failed');
     }
     return r;
   }
@@ -188,11 +188,11 @@ export class FileSource {
         if (name === undefined || file === null || file === name) this.schedule();
       });
     } catch (e) {
-      this.log.warn({ path: target, code: errorCode(e), err: errorMessage(e) }, 'cannot watch manifest path; changes need a restart');
+      this.log.warn({ path: target, err: e }, 'cannot watch manifest path; changes need a restart');
       return;
     }
     w.on('error', (e) => {
-      this.log.warn({ path: target, err: errorMessage(e) }, 'manifest watch failed; changes need a restart');
+      this.log.warn({ path: target, err: e }, 'manifest watch failed; changes need a restart');
       w.close();
     });
     this.watchers.push(w);

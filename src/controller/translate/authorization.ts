@@ -2,24 +2,18 @@
  * AuthorizationPolicy → L4 Authorization for the destination agent, with Istio's semantics.
  * Policies attached with targetRef(s) belong to waypoints and are skipped here. HTTP attributes
  * the agent cannot check fail closed: an ALLOW (or AUDIT) rule using them is omitted (allows less);
- * in a DENY rule they are removed (denies more). A condition says so.
+ * in a DENY rule they are removed (denies more). A condition says so. authorization-l7.ts, beside
+ * it, translates the targetRef policies for waypoints.
  */
 import { emptyMatch, type Authorization, type AuthzClause, type AuthzMatch, type AuthzRule, type StringMatch } from '../../shared/model.js';
 import type { KubeObject } from '../objects.js';
-import { addCondition, type TranslateIndex } from './index.js';
+import { addCondition, type TranslateIndex } from './object-index.js';
 import { CONDITION_ACCEPTED } from './peer-authentication.js';
 import type { PodWorkload } from './services.js';
+import { toStringMatch } from './string-match.js';
 import { annotationsOf, asArray, asRecord, asString, asStrings, labelsOf, matchesLabels, nsOf, policySelector } from './util.js';
 
 export const ANNOTATION_DRY_RUN = 'istio.io/dry-run';
-
-/** Istio string matching: "*" presence, "prefix*", "*suffix", else exact. */
-export function toStringMatch(v: string): StringMatch {
-  if (v === '*') return { presence: true };
-  if (v.startsWith('*')) return { suffix: v.slice(1) };
-  if (v.endsWith('*')) return { prefix: v.slice(0, -1) };
-  return { exact: v };
-}
 
 export { emptyMatch };
 

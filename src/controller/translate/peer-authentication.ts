@@ -5,7 +5,7 @@
  */
 import type { Workload } from '../../shared/model.js';
 import type { KubeObject } from '../objects.js';
-import { addCondition, type TranslateIndex } from './index.js';
+import { addCondition, type TranslateIndex } from './object-index.js';
 import type { PodWorkload } from './services.js';
 import { asRecord, asString, compareAge, labelsOf, matchesLabels, nsOf, policySelector } from './util.js';
 

@@ -2,7 +2,7 @@
 import { formatSpiffeId } from '../../shared/identity.js';
 import type { PortMapping, Service, ServicePort, Workload } from '../../shared/model.js';
 import type { KubeObject } from '../objects.js';
-import type { TranslateIndex } from './index.js';
+import type { TranslateIndex } from './object-index.js';
 import { detectPortProtocol } from './protocol.js';
 import { annotationsOf, asArray, asRecord, asString, matchesLabels, nsOf, sortedUnique, labelsOf } from './util.js';
 import { isPodRunning, podServiceAccount } from './workloads.js';

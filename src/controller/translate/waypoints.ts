@@ -5,7 +5,7 @@
 import { formatSpiffeId } from '../../shared/identity.js';
 import type { Service, WaypointRef } from '../../shared/model.js';
 import type { KubeObject } from '../objects.js';
-import { addCondition, type TranslateIndex } from './index.js';
+import { addCondition, type TranslateIndex } from './object-index.js';
 import type { PodWorkload } from './services.js';
 import { asString, labelsOf, nsOf, sortedUnique } from './util.js';
 import { isPodRunning, podIps, podServiceAccount } from './workloads.js';

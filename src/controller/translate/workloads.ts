@@ -1,7 +1,7 @@
 /** Pods → Workloads: enrollment, identity, addresses, health, telemetry names, locality. */
 import type { Locality, Workload } from '../../shared/model.js';
 import type { KubeObject } from '../objects.js';
-import type { TranslateIndex } from './index.js';
+import type { TranslateIndex } from './object-index.js';
 import { annotationsOf, asArray, asRecord, asString, labelsOf, nsOf } from './util.js';
 
 export const LABEL_DATAPLANE_MODE = 'istio.io/dataplane-mode';

@@ -18,24 +18,8 @@ import type { Registry } from 'prom-client';
 import { AmbitError, errorMessage } from '../../shared/errors.js';
 import type { Logger } from '../../shared/log.js';
 import type { GatewayListener, RouteConfig } from '../../shared/routes.js';
-import {
-  ALL_RESOURCE_TYPES,
-  TYPE_AUTHORIZATION,
-  TYPE_GATEWAY_LISTENER,
-  TYPE_ROUTE_CONFIG,
-  TYPE_SERVICE,
-  TYPE_WORKLOAD,
-  authorizationResourceName,
-  gatewayListenerResourceName,
-  routeConfigResourceName,
-  serviceResourceName,
-  workloadResourceName,
-  type Authorization,
-  type Resource,
-  type ResourceType,
-  type Service,
-  type Workload,
-} from '../../shared/model.js';
+import { ALL_RESOURCE_TYPES, TYPE_AUTHORIZATION, TYPE_GATEWAY_LISTENER, TYPE_ROUTE_CONFIG, TYPE_SERVICE, TYPE_WORKLOAD, authorizationResourceName, gatewayListenerResourceName, routeConfigResourceName, serviceResourceName, workloadResourceName, type Resource, type ResourceType } from '../../shared/resources.js';
+import { type Authorization, type Service, type Workload } from '../../shared/model.js';
 import { validateResource } from '../../shared/validate-resource.js';
 import { formatIssue, isRecord, type Issue } from '../../shared/validate.js';
 import { roleFromMessage, workloadStatusFromMessage, type NodeInfo, type NodeRole, type WorkloadStatus, NODE_ROLES } from '../../shared/xds/node.js';

@@ -171,7 +171,7 @@ export class CertManager {
       try {
         entry = this.#entry(id);
       } catch (e) {
-        this.#log.warn({ identity: id, err: errorMessage(e) }, 'prefetch skipped an invalid identity');
+        this.#log.warn({ identity: id, err: e }, 'prefetch skipped an invalid identity');
         continue;
       }
       this.#startFetch(entry).catch(() => undefined);
@@ -287,7 +287,7 @@ export class CertManager {
         const delayMs = backoffMs(entry.attempt, this.#baseMs, this.#capMs, this.#random);
         entry.attempt++;
         this.#transition(entry, ['fetching', 'renewing'], 'backoff');
-        this.#log.warn({ identity: entry.identity, err: errorMessage(e), retryInMs: delayMs, failures: entry.attempt }, 'certificate fetch failed');
+        this.#log.warn({ identity: entry.identity, err: e, retryInMs: delayMs, failures: entry.attempt }, 'certificate fetch failed');
         this.#schedule(entry, this.#now() + delayMs, () => {
           this.#startFetch(entry).catch(() => undefined);
         });

@@ -4,7 +4,7 @@
  * a new snapshot builds a new index (invariant: an index never changes after construction).
  */
 import type { Authorization, Service, ServicePort, Workload, WaypointRef } from '../model.js';
-import { serviceResourceName } from '../model.js';
+import { serviceResourceName } from '../resources.js';
 import { formatSpiffeId } from '../identity.js';
 import { normalizeIp } from '../address.js';
 import { UNKNOWN } from '../metrics.js';

@@ -17,20 +17,8 @@ import { backoffMs } from '../drain.js';
 import { AmbitError, errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { GatewayListener, RouteConfig } from '../routes.js';
-import {
-  ALL_RESOURCE_TYPES,
-  RESOURCE_TYPES,
-  TYPE_AUTHORIZATION,
-  TYPE_GATEWAY_LISTENER,
-  TYPE_ROUTE_CONFIG,
-  TYPE_SERVICE,
-  TYPE_WORKLOAD,
-  type Authorization,
-  type Resource,
-  type ResourceType,
-  type Service,
-  type Workload,
-} from '../model.js';
+import { ALL_RESOURCE_TYPES, RESOURCE_TYPES, TYPE_AUTHORIZATION, TYPE_GATEWAY_LISTENER, TYPE_ROUTE_CONFIG, TYPE_SERVICE, TYPE_WORKLOAD, type Resource, type ResourceType } from '../resources.js';
+import { type Authorization, type Service, type Workload } from '../model.js';
 import { validateResource } from '../validate-resource.js';
 import { deepFreeze, formatIssue, type Issue } from '../validate.js';
 import { createConfigClientMetrics, type ConfigClientMetrics } from './metrics.js';

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import type { Service, Workload, WaypointRef } from '../../../src/shared/model.js';
 import { WorkloadIndex, type Endpoint } from '../../../src/shared/state/workloads.js';
 import { buildOutboundRequest } from '../../../src/agent/proxy/request.js';
-import { LoadBalancer, preferLocality } from '../../../src/agent/proxy/balancer.js';
+import { LoadBalancer, preferLocality } from '../../../src/shared/balancer.js';
 
 function wl(name: string, ip: string, extra: Partial<Workload> = {}): Workload {
   return {

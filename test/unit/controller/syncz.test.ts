@@ -4,7 +4,7 @@ import { test } from 'node:test';
 import { buildSyncz, typeSyncState, type SyncState } from '../../../src/controller/admin.js';
 import type { SubscriberState, TypeSubscriptionState } from '../../../src/controller/xds/server.js';
 import { formatTypeState, renderProxyStatus } from '../../../src/cli/proxy-status.js';
-import { TYPE_AUTHORIZATION, TYPE_SERVICE, TYPE_WORKLOAD } from '../../../src/shared/model.js';
+import { TYPE_AUTHORIZATION, TYPE_SERVICE, TYPE_WORKLOAD } from '../../../src/shared/resources.js';
 
 function ts(o: Partial<TypeSubscriptionState>): TypeSubscriptionState {
   return {

@@ -7,14 +7,15 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { KubeObject } from '../../../src/controller/objects.js';
-import { decodeTlsSecret, gatewayListeners, serverSelectsPod } from '../../../src/controller/gateway-listeners.js';
-import { translateRoutes } from '../../../src/controller/translate-routes.js';
+import { decodeTlsSecret, gatewayListeners, serverSelectsPod } from '../../../src/controller/translate/gateway-listeners.js';
+import { translateRoutes } from '../../../src/controller/translate/routes.js';
 import { ingressGatewayPod, isIstioGateway, waypointPod, wantsIngressGateway, type WaypointPodEnv } from '../../../src/local/workloads.js';
 import { loadWaypointConfig } from '../../../src/waypoint/config.js';
-import { gatewayRoutes, httpsRedirectLocation } from '../../../src/waypoint/gateway.js';
-import { certificateFor, emptyHeaderOps, validateGatewayListener, type GatewayListener, type RouteConfig } from '../../../src/shared/routes.js';
+import { gatewayRoutes, httpsRedirectLocation } from '../../../src/waypoint/server/gateway.js';
+import { certificateFor, emptyHeaderOps, type GatewayListener, type RouteConfig } from '../../../src/shared/routes.js';
+import { validateGatewayListener } from '../../../src/shared/validate-routes.js';
 import { validateResource } from '../../../src/shared/validate-resource.js';
-import { TYPE_GATEWAY_LISTENER } from '../../../src/shared/model.js';
+import { TYPE_GATEWAY_LISTENER } from '../../../src/shared/resources.js';
 import { createTestCa } from '../../helpers/test-ca.js';
 import { testWorkload } from '../../helpers/loopback-net.js';
 import { Waypoint } from '../../../src/waypoint/waypoint.js';
@@ -25,7 +26,7 @@ import { CertificateAuthority } from '../../../src/controller/ca/authority.js';
 const env: WaypointPodEnv = {
   controllerAddr: '10.1.0.1:15012',
   caRootFile: '/run/ambit/x/root-cert.pem',
-  tokenFile: (n) => `/run/ambit/x/tokens/${n}`,
+  tokenFile: (ns, pod) => `/run/ambit/x/tokens/pods/${ns}.${pod}`,
   trustDomain: 'cluster.local',
   logLevel: 'info',
   nodes: ['node-1', 'node-2'],
@@ -70,7 +71,7 @@ test('the ingress gateway pod is istio-ingressgateway in istio-system, labelled 
   assert.deepEqual(c.command, ['ambit', 'waypoint']);
   const vars = Object.fromEntries(c.env.map((e) => [e.name, e.value]));
   assert.equal(vars['AMBIT_WAYPOINT_MODE'], 'gateway');
-  assert.equal(vars['AMBIT_TOKEN_FILE'], `/run/ambit/x/tokens/${spec.nodeName}`);
+  assert.equal(vars['AMBIT_TOKEN_FILE'], `/run/ambit/x/tokens/pods/${p.metadata.namespace}.${p.metadata.name}`, 'the pod authenticates with its own credential, not its node\'s');
   assert.deepEqual(c.readinessProbe, { httpGet: { path: '/healthz/ready', port: 15021 } });
   assert.deepEqual(ingressGatewayPod(env), p, 'stable: the same pod every reconcile');
   // The process reads that environment as a gateway.
@@ -82,7 +83,7 @@ test('the ingress gateway pod is istio-ingressgateway in istio-system, labelled 
   const wp = waypointPod(waypointGateway, env);
   assert.match(wp.metadata.name, /^waypoint-waypoint-[0-9a-f]{8}-0$/);
   assert.equal((wp.spec as { containers: Array<{ env: Array<{ name: string }> }> }).containers[0]!.env.some((e) => e.name === 'AMBIT_WAYPOINT_MODE'), false);
-  assert.throws(() => loadWaypointConfig({ ...vars, AMBIT_WAYPOINT_MODE: 'ingress', POD_NAME: 'p', POD_NAMESPACE: 'istio-system', POD_IP: '10.1.1.5' }), /AMBIT_WAYPOINT_MODE: must be waypoint or gateway/);
+  assert.throws(() => loadWaypointConfig({ ...vars, AMBIT_WAYPOINT_MODE: 'ingress', POD_NAME: 'p', POD_NAMESPACE: 'istio-system', POD_IP: '10.1.1.5' }), /AMBIT_WAYPOINT_MODE: must be one of waypoint, gateway/);
 });
 
 test('Gateway servers select pods by spec.selector labels; an empty selector selects none', () => {

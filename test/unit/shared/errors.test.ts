@@ -4,6 +4,7 @@ import { readFileSync } from 'node:fs';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { AmbitError, ErrorCodes, errorCode, errorMessage, isAmbitError } from '../../../src/shared/errors.js';
+import { createLogger, serializeError } from '../../../src/shared/log.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', '..');
 
@@ -39,4 +40,31 @@ test('AmbitError keeps code, cause and details; helpers read unknown throwables'
   assert.equal(errorCode('text'), undefined);
   assert.equal(errorMessage({ a: 1 }), '{"a":1}');
   assert.equal(errorMessage('plain'), 'plain');
+});
+
+test('logged errors keep their code and cause under err; only uncoded errors carry a stack', () => {
+  const cause = Object.assign(new Error('connect ECONNREFUSED 10.0.0.7:15008'), { code: 'ECONNREFUSED' });
+  const wrapped = new AmbitError('AMBIT_ERR_TUNNEL_CONNECT', 'tunnel connect to 10.0.0.7:15008 failed', { cause, details: { status: 503 } });
+  assert.deepEqual(serializeError(wrapped), {
+    type: 'AmbitError',
+    message: 'tunnel connect to 10.0.0.7:15008 failed',
+    code: 'AMBIT_ERR_TUNNEL_CONNECT',
+    cause: { type: 'Error', message: 'connect ECONNREFUSED 10.0.0.7:15008', code: 'ECONNREFUSED' },
+  });
+  const bug = serializeError(new TypeError('x is undefined'));
+  assert.equal(bug.type, 'TypeError');
+  assert.match(bug.stack ?? '', /TypeError: x is undefined/);
+  assert.deepEqual(serializeError('plain text'), { type: 'string', message: 'plain text' });
+  const loop = new Error('a', { cause: undefined }) as Error & { cause?: unknown };
+  loop.cause = loop;
+  let depth = 0;
+  for (let e: { cause?: unknown } | undefined = serializeError(loop); e; e = e.cause as typeof e) depth++;
+  assert.equal(depth, 5, 'a cycle of causes stops at the depth limit');
+
+  const lines: string[] = [];
+  const log = createLogger({ destination: { write: (l: string) => void lines.push(l) } });
+  log.warn({ err: wrapped }, 'tunnel failed');
+  const line = JSON.parse(lines[0]!) as { err: { code: string; cause: { code: string } } };
+  assert.equal(line.err.code, 'AMBIT_ERR_TUNNEL_CONNECT');
+  assert.equal(line.err.cause.code, 'ECONNREFUSED');
 });

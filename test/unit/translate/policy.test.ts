@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { translate } from '../../../src/controller/translate.js';
+import { translate } from '../../../src/controller/translate/translate.js';
 import type { KubeObject } from '../../../src/controller/objects.js';
 import type { Authorization, AuthzMatch } from '../../../src/shared/model.js';
 import { emptyMatch } from '../../../src/controller/translate/authorization.js';

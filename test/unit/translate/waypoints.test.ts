@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { fileURLToPath } from 'node:url';
-import { translate } from '../../../src/controller/translate.js';
+import { translate } from '../../../src/controller/translate/translate.js';
 import { loadManifests } from '../../../src/controller/source/manifests.js';
 import type { KubeObject } from '../../../src/controller/objects.js';
 import { authorizationPolicy, namespace, peerAuthentication, pod, service, waypointGateway } from './helpers.js';

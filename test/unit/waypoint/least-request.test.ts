@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { pickLeastRequest } from '../../../src/waypoint/server.js';
+import { pickLeastRequest } from '../../../src/shared/balancer.js';
 import { seededRandom } from '../../../src/waypoint/route/weighted.js';
 
 test('least-request: of two random candidates the one with fewer requests in flight wins', () => {

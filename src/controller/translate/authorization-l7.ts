@@ -1,0 +1,122 @@
+/**
+ * AuthorizationPolicies attached with targetRefs (to a Service, or to a waypoint Gateway: every
+ * Service bound to it) → L7 authorization of the waypoint's route configs. Beside authorization.ts,
+ * which turns selector policies into the agents' L4 Authorizations; both read Istio string values
+ * with toStringMatch. Attributes a waypoint cannot check fail closed: an ALLOW rule using them
+ * matches nothing, in DENY and AUDIT they are dropped (the rule matches more).
+ */
+import { GROUP_GATEWAY_API, type KubeObject } from '../objects.js';
+import type { StringMatch } from '../../shared/model.js';
+import type { L7AuthorizationPolicy, L7Condition, L7Operation, L7Rule, L7Source } from '../../shared/routes.js';
+import { ANNOTATION_DRY_RUN } from './authorization.js';
+import { condition, Invalid, serviceHostname, translateObject, type RouteContext } from './route-context.js';
+import { toStringMatch } from './string-match.js';
+import { annotationsOf, asArray, asRecord, asString, asStrings, compareAge, nsOf } from './util.js';
+
+function authzValues(v: unknown): StringMatch[] {
+  return asStrings(v).map(toStringMatch);
+}
+
+function portList(v: unknown, where: string): number[] {
+  return asStrings(v).map((p) => {
+    const n = Number(p);
+    if (!Number.isInteger(n) || n < 1 || n > 65535) throw new Invalid('InvalidPolicy', `${where}: ${JSON.stringify(p)} is not a port`);
+    return n;
+  });
+}
+
+const L4_ONLY_SOURCE = ['ipBlocks', 'notIpBlocks', 'remoteIpBlocks', 'notRemoteIpBlocks', 'requestPrincipals', 'notRequestPrincipals', 'serviceAccounts', 'notServiceAccounts'];
+
+/** One Istio rule, or undefined when it cannot match (an ALLOW rule using attributes we lack). */
+function authzRule(v: unknown, action: string, where: string, unsupported: string[]): L7Rule | undefined {
+  const r = asRecord(v);
+  let impossible = false;
+  const from: L7Source[] = asArray(r['from']).map((f, i) => {
+    const s = asRecord(asRecord(f)['source']);
+    for (const k of L4_ONLY_SOURCE) {
+      if (s[k] !== undefined) {
+        unsupported.push(`${where}.from[${i}].source.${k}`);
+        if (action === 'ALLOW') impossible = true;
+      }
+    }
+    return { principals: authzValues(s['principals']), notPrincipals: authzValues(s['notPrincipals']), namespaces: authzValues(s['namespaces']), notNamespaces: authzValues(s['notNamespaces']) };
+  });
+  const to: L7Operation[] = asArray(r['to']).map((t, i) => {
+    const o = asRecord(asRecord(t)['operation']);
+    return {
+      hosts: authzValues(o['hosts']).map((m) => ('exact' in m ? { exact: m.exact.toLowerCase() } : m)),
+      notHosts: authzValues(o['notHosts']),
+      paths: authzValues(o['paths']),
+      notPaths: authzValues(o['notPaths']),
+      methods: asStrings(o['methods']).map((x) => x.toUpperCase()),
+      notMethods: asStrings(o['notMethods']).map((x) => x.toUpperCase()),
+      ports: portList(o['ports'], `${where}.to[${i}].operation.ports`),
+      notPorts: portList(o['notPorts'], `${where}.to[${i}].operation.notPorts`),
+    };
+  });
+  const when: L7Condition[] = [];
+  asArray(r['when']).forEach((c, i) => {
+    const cr = asRecord(c);
+    const key = asString(cr['key']) ?? '';
+    const values = authzValues(cr['values']);
+    const notValues = authzValues(cr['notValues']);
+    const header = /^request\.headers\[(.+)\]$/.exec(key);
+    if (header) when.push({ header: header[1]!.toLowerCase(), values, notValues });
+    else if (key === 'source.namespace') from.push({ principals: [], notPrincipals: [], namespaces: values, notNamespaces: notValues });
+    else if (key === 'source.principal') from.push({ principals: values, notPrincipals: notValues, namespaces: [], notNamespaces: [] });
+    else {
+      unsupported.push(`${where}.when[${i}] key ${JSON.stringify(key)}`);
+      if (action === 'ALLOW') impossible = true;
+    }
+  });
+  // source.* conditions from `when` are ANDed with `from`, so they must each hold on their own.
+  if (impossible) return undefined;
+  return { from, to, when };
+}
+
+function targetServices(ctx: RouteContext, ap: KubeObject): { services: string[]; notes: string[] } {
+  const spec = asRecord(ap.spec);
+  const refs = [...asArray(spec['targetRefs']), ...(spec['targetRef'] !== undefined ? [spec['targetRef']] : [])].map(asRecord);
+  const out = { services: [] as string[], notes: [] as string[] };
+  const ns = nsOf(ap);
+  for (const ref of refs) {
+    const kind = asString(ref['kind']);
+    const name = asString(ref['name']) ?? '';
+    const group = asString(ref['group']) ?? '';
+    if (kind === 'Service' && group === '') {
+      const host = serviceHostname(name, ns, ctx.opts.clusterDomain);
+      if (ctx.mesh.has(host)) out.services.push(host);
+      else out.notes.push(`target Service ${ns}/${name} does not exist`);
+    } else if (kind === 'Gateway' && (group === GROUP_GATEWAY_API || group === '')) {
+      const key = `${ns}/${name}`;
+      const bound = [...ctx.mesh.values()].filter((c) => c.waypoint === key).map((c) => c.hostname);
+      if (bound.length === 0) out.notes.push(`no Service uses waypoint ${key}`);
+      out.services.push(...bound);
+    } else out.notes.push(`target ${group ? group + '/' : ''}${kind} ${name} is not supported`);
+  }
+  return out;
+}
+
+export function translateAuthorization(ctx: RouteContext, list: readonly KubeObject[]): void {
+  for (const ap of [...list].sort(compareAge)) {
+    const spec = asRecord(ap.spec);
+    if (spec['targetRefs'] === undefined && spec['targetRef'] === undefined) continue; // selector policies are L4, enforced by agents
+    translateObject(ctx, ap, () => {
+      const action = asString(spec['action']) ?? 'ALLOW';
+      if (action === 'CUSTOM') throw new Invalid('Unsupported', 'action CUSTOM (external authorization) is not supported');
+      if (action !== 'ALLOW' && action !== 'DENY' && action !== 'AUDIT') throw new Invalid('InvalidPolicy', `action ${JSON.stringify(action)} is not ALLOW, DENY or AUDIT`);
+      const unsupported: string[] = [];
+      const rules: L7Rule[] = [];
+      asArray(spec['rules']).forEach((r, i) => {
+        const rule = authzRule(r, action, `spec.rules[${i}]`, unsupported);
+        if (rule) rules.push(rule);
+      });
+      const policy: L7AuthorizationPolicy = { name: `${nsOf(ap)}/${ap.metadata.name}`, action, rules, dryRun: annotationsOf(ap)[ANNOTATION_DRY_RUN] === 'true' };
+      const targets = targetServices(ctx, ap);
+      for (const host of targets.services) ctx.mesh.get(host)?.authorization.push(structuredClone(policy));
+      const notes = [...targets.notes];
+      if (unsupported.length > 0) notes.push(`unsupported attributes ${unsupported.join(', ')}; ${action === 'ALLOW' ? 'rules using them match nothing' : 'they are ignored, so the rule matches more'} (fail closed)`);
+      if (notes.length > 0) condition(ctx, ap, 'PartiallyApplied', notes.join('; '));
+    });
+  }
+}

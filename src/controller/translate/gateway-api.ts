@@ -1,0 +1,250 @@
+/**
+ * Gateway API HTTPRoutes and GRPCRoutes → HTTP routes: attached to a Service (mesh, served by its
+ * waypoint) or to a Gateway API Gateway (ingress). Rules are ordered by the Gateway API's
+ * precedence (path kind and length, method, header and query matches, then age).
+ */
+import { GROUP_GATEWAY_API, type KubeObject } from '../objects.js';
+import { DEFAULT_RETRY_BUDGET, emptyHeaderOps, type HeaderMatcher, type HeaderOps, type HttpRoute, type QueryParamMatcher, type RetryPolicy, type RouteBackend, type RouteMatch, type StringMatcher } from '../../shared/routes.js';
+import { condition, durationMs, firstPort, ingressConfig, Invalid, serviceHostname, translateObject, type RouteContext } from './route-context.js';
+import { asArray, asRecord, asString, asStrings, compareAge, nsOf } from './util.js';
+import { WAYPOINT_CLASSES } from './waypoints.js';
+
+interface RankedRoute {
+  route: HttpRoute;
+  rank: [number, number, number, number, number];
+  age: KubeObject;
+  order: number;
+}
+
+function escapeRegex(s: string): string {
+  return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+}
+
+function gwPathMatch(v: unknown, where: string): { uri?: StringMatcher; rank: [number, number] } {
+  const p = asRecord(v);
+  const type = asString(p['type']) ?? 'PathPrefix';
+  const value = asString(p['value']) ?? '/';
+  if (!value.startsWith('/') && type !== 'RegularExpression') throw new Invalid('InvalidMatch', `${where}.value must start with "/"`);
+  if (type === 'Exact') return { uri: { exact: value }, rank: [2, value.length] };
+  if (type === 'RegularExpression') return { uri: { regex: value }, rank: [0, value.length] };
+  if (type !== 'PathPrefix') throw new Invalid('InvalidMatch', `${where}.type ${JSON.stringify(type)} is not Exact, PathPrefix or RegularExpression`);
+  const trimmed = value.replace(/\/+$/, '');
+  if (trimmed === '') return { uri: { prefix: '/' }, rank: [1, 1] };
+  // Gateway API prefixes match whole path elements: /foo matches /foo and /foo/bar, not /foobar.
+  return { uri: { regex: `${escapeRegex(trimmed)}(/.*)?` }, rank: [1, trimmed.length] };
+}
+
+/** Gateway API header or query parameter matches (`name`, `value`, type Exact or RegularExpression). */
+function gwValueMatches(v: unknown, where: string, lowerName: boolean): Array<HeaderMatcher & QueryParamMatcher> {
+  return asArray(v).map((h, i) => {
+    const r = asRecord(h);
+    const name = asString(r['name']);
+    const value = asString(r['value']);
+    if (!name || value === undefined) throw new Invalid('InvalidMatch', `${where}[${i}] needs name and value`);
+    return { name: lowerName ? name.toLowerCase() : name, match: asString(r['type']) === 'RegularExpression' ? { regex: value } : { exact: value } };
+  });
+}
+
+function gwBackends(ctx: RouteContext, route: KubeObject, v: unknown, where: string): RouteBackend[] {
+  const ns = nsOf(route);
+  return asArray(v).map((b, i) => {
+    const r = asRecord(b);
+    const kind = asString(r['kind']) ?? 'Service';
+    const group = asString(r['group']) ?? '';
+    if (kind !== 'Service' || group !== '') throw new Invalid('Unsupported', `${where}[${i}]: backend kind ${group ? group + '/' : ''}${kind} is not supported (use a Service)`);
+    const name = asString(r['name']);
+    if (!name) throw new Invalid('InvalidBackend', `${where}[${i}].name must be set`);
+    const host = serviceHostname(name, asString(r['namespace']) ?? ns, ctx.opts.clusterDomain);
+    if (!ctx.services.has(host)) throw new Invalid('BackendNotFound', `${where}[${i}]: Service ${host} does not exist`);
+    const weight = typeof r['weight'] === 'number' ? r['weight'] : 1;
+    return { host, weight, ...(typeof r['port'] === 'number' ? { port: r['port'] } : {}) };
+  });
+}
+
+function gwHeaderModifier(f: Record<string, unknown>): HeaderOps {
+  const ops = emptyHeaderOps();
+  for (const h of asArray(f['set']).map(asRecord)) if (asString(h['name']) && asString(h['value']) !== undefined) ops.set[asString(h['name'])!.toLowerCase()] = asString(h['value'])!;
+  for (const h of asArray(f['add']).map(asRecord)) if (asString(h['name']) && asString(h['value']) !== undefined) ops.add[asString(h['name'])!.toLowerCase()] = asString(h['value'])!;
+  ops.remove = asStrings(f['remove']).map((x) => x.toLowerCase());
+  return ops;
+}
+
+function gwFilters(ctx: RouteContext, route: KubeObject, filters: unknown, where: string, out: HttpRoute, pathPrefix: string | undefined): void {
+  asArray(filters).forEach((f, i) => {
+    const r = asRecord(f);
+    const type = asString(r['type']);
+    const w = `${where}[${i}]`;
+    switch (type) {
+      case 'RequestHeaderModifier':
+        out.headers.request = gwHeaderModifier(asRecord(r['requestHeaderModifier']));
+        break;
+      case 'ResponseHeaderModifier':
+        out.headers.response = gwHeaderModifier(asRecord(r['responseHeaderModifier']));
+        break;
+      case 'URLRewrite': {
+        const u = asRecord(r['urlRewrite']);
+        out.rewrite = {};
+        if (typeof u['hostname'] === 'string') out.rewrite.authority = u['hostname'];
+        const p = asRecord(u['path']);
+        if (p['type'] === 'ReplacePrefixMatch') {
+          if (pathPrefix === undefined) throw new Invalid('InvalidFilter', `${w}: ReplacePrefixMatch needs a PathPrefix match`);
+          out.rewrite.uriPrefix = asString(p['replacePrefixMatch']) ?? '/';
+          out.rewrite.matchPrefix = pathPrefix;
+        } else if (p['type'] === 'ReplaceFullPath') {
+          out.rewrite.fullPath = asString(p['replaceFullPath']) ?? '/';
+        }
+        break;
+      }
+      case 'RequestMirror': {
+        const m = asRecord(r['requestMirror']);
+        const [b] = gwBackends(ctx, route, [m['backendRef']], `${w}.requestMirror.backendRef`);
+        const percent = typeof m['percent'] === 'number' ? m['percent'] : 100;
+        const port = b!.port ?? firstPort(ctx, b!.host);
+        out.mirror = { host: b!.host, percent, ...(port !== undefined ? { port } : {}) };
+        break;
+      }
+      default:
+        throw new Invalid('Unsupported', `${w}: filter type ${JSON.stringify(type)} is not supported`);
+    }
+  });
+}
+
+function gwRetry(v: unknown, where: string): RetryPolicy | undefined {
+  if (v === undefined) return undefined;
+  const r = asRecord(v);
+  const codes = asArray(r['codes']).filter((c): c is number => typeof c === 'number');
+  const out: RetryPolicy = {
+    attempts: typeof r['attempts'] === 'number' ? r['attempts'] : 2,
+    retryOn: ['connect-failure', 'refused-stream', ...(codes.length > 0 ? ['retriable-status-codes'] : [])],
+    retriableStatusCodes: codes,
+    budget: { ...DEFAULT_RETRY_BUDGET },
+  };
+  const backoff = durationMs(r['backoff'], `${where}.backoff`);
+  if (backoff !== undefined) out.backoffMs = backoff;
+  return out;
+}
+
+/** parentRefs → mesh Service hosts and ingress gateways (`ns/name`). */
+function parents(ctx: RouteContext, route: KubeObject): { services: string[]; gateways: string[]; notes: string[] } {
+  const out = { services: [] as string[], gateways: [] as string[], notes: [] as string[] };
+  for (const p of asArray(asRecord(route.spec)['parentRefs']).map(asRecord)) {
+    const kind = asString(p['kind']) ?? 'Gateway';
+    const group = asString(p['group']) ?? (kind === 'Service' ? '' : GROUP_GATEWAY_API);
+    const name = asString(p['name']) ?? '';
+    const ns = asString(p['namespace']) ?? nsOf(route);
+    if (kind === 'Service' && group === '') {
+      const host = serviceHostname(name, ns, ctx.opts.clusterDomain);
+      if (ctx.services.has(host)) out.services.push(host);
+      else out.notes.push(`parent Service ${ns}/${name} does not exist`);
+    } else if (kind === 'Gateway' && group === GROUP_GATEWAY_API) out.gateways.push(`${ns}/${name}`);
+    else out.notes.push(`parent ${group}/${kind} ${name} is not supported`);
+  }
+  return out;
+}
+
+export function translateGatewayRoutes(ctx: RouteContext, list: readonly KubeObject[], gwApiGateways: Map<string, KubeObject>): Set<string> {
+  const byHost = new Map<string, RankedRoute[]>();
+  const hosts = new Set<string>();
+  let order = 0;
+  for (const obj of [...list].sort(compareAge)) {
+    const ns = nsOf(obj);
+    const grpc = obj.kind === 'GRPCRoute';
+    translateObject(ctx, obj, () => {
+      const spec = asRecord(obj.spec);
+      const ranked: RankedRoute[] = [];
+      asArray(spec['rules']).forEach((rule, i) => {
+        const r = asRecord(rule);
+        const where = `spec.rules[${i}]`;
+        const backends = gwBackends(ctx, obj, r['backendRefs'], `${where}.backendRefs`);
+        if (backends.length === 0) throw new Invalid('InvalidBackend', `${where}.backendRefs must name at least one Service`);
+        const matches = asArray(r['matches']);
+        const list = matches.length > 0 ? matches : [{}];
+        list.forEach((m, j) => {
+          const mr = asRecord(m);
+          const mw = `${where}.matches[${j}]`;
+          const match: RouteMatch = { headers: gwValueMatches(mr['headers'], `${mw}.headers`, true), queryParams: grpc ? [] : gwValueMatches(mr['queryParams'], `${mw}.queryParams`, false) };
+          let rankPath: [number, number] = [1, 1];
+          let prefix: string | undefined;
+          if (grpc) {
+            const meth = asRecord(mr['method']);
+            const svc = asString(meth['service']);
+            const method = asString(meth['method']);
+            const type = asString(meth['type']) ?? 'Exact';
+            if (svc && method) match.uri = type === 'RegularExpression' ? { regex: `/${svc}/${method}` } : { exact: `/${svc}/${method}` };
+            else if (svc) match.uri = type === 'RegularExpression' ? { regex: `/${svc}/[^/]+` } : { prefix: `/${svc}/` };
+            else if (method) match.uri = type === 'RegularExpression' ? { regex: `/[^/]+/${method}` } : { regex: `/[^/]+/${escapeRegex(method)}` };
+            rankPath = [match.uri && 'exact' in match.uri ? 2 : 1, (svc?.length ?? 0) + (method?.length ?? 0)];
+            match.method = 'POST';
+          } else {
+            if (mr['path'] !== undefined || matches.length === 0) {
+              const pm = gwPathMatch(mr['path'], `${mw}.path`);
+              if (pm.uri) match.uri = pm.uri;
+              rankPath = pm.rank;
+              const pv = asRecord(mr['path']);
+              if ((asString(pv['type']) ?? 'PathPrefix') === 'PathPrefix') prefix = asString(pv['value']) ?? '/';
+            } else prefix = '/';
+            if (typeof mr['method'] === 'string') match.method = mr['method'].toUpperCase();
+          }
+          const hr: HttpRoute = {
+            name: `${ns}/${obj.metadata.name}.${i}.${j}`,
+            match: matches.length > 0 || grpc ? [match] : [],
+            backends: structuredClone(backends),
+            headers: { request: emptyHeaderOps(), response: emptyHeaderOps() },
+          };
+          if (matches.length === 0 && !grpc && match.uri && !('prefix' in match.uri && match.uri.prefix === '/')) hr.match = [match];
+          gwFilters(ctx, obj, r['filters'], `${where}.filters`, hr, prefix);
+          const timeouts = asRecord(r['timeouts']);
+          const t = durationMs(timeouts['request'], `${where}.timeouts.request`);
+          if (t !== undefined && t > 0) hr.timeoutMs = t;
+          const bt = durationMs(timeouts['backendRequest'], `${where}.timeouts.backendRequest`);
+          const retry = gwRetry(r['retry'], `${where}.retry`);
+          if (retry) hr.retries = retry;
+          if (bt !== undefined && bt > 0) hr.retries = { ...(hr.retries ?? { attempts: 0, retryOn: [], retriableStatusCodes: [] }), perTryTimeoutMs: bt };
+          const methodRank = match.method && !grpc ? 1 : 0;
+          ranked.push({ route: hr, rank: [rankPath[0], rankPath[1], methodRank, match.headers.length, match.queryParams.length], age: obj, order: order++ });
+        });
+      });
+      const par = parents(ctx, obj);
+      const notes = [...par.notes];
+      for (const host of par.services) {
+        hosts.add(host);
+        const l = byHost.get(host) ?? [];
+        l.push(...ranked);
+        byHost.set(host, l);
+      }
+      for (const g of par.gateways) {
+        const gw = gwApiGateways.get(g);
+        if (!gw) {
+          notes.push(`parent Gateway ${g} does not exist`);
+          continue;
+        }
+        if (WAYPOINT_CLASSES.includes(asString(asRecord(gw.spec)['gatewayClassName']) ?? '')) {
+          notes.push(`parent Gateway ${g} is a waypoint; attach routes to a Service instead`);
+          continue;
+        }
+        const hostnames = asStrings(spec['hostnames']);
+        for (const h of hostnames.length > 0 ? hostnames : ['*']) {
+          const key = `gw:${g}/${h.toLowerCase()}`;
+          const l = byHost.get(key) ?? [];
+          l.push(...ranked);
+          byHost.set(key, l);
+        }
+      }
+      if (notes.length > 0) condition(ctx, obj, 'PartiallyApplied', notes.join('; '));
+    });
+  }
+  for (const [key, ranked] of byHost) {
+    ranked.sort((a, b) => {
+      for (let k = 0; k < a.rank.length; k++) if (a.rank[k] !== b.rank[k]) return b.rank[k]! - a.rank[k]!;
+      return compareAge(a.age, b.age) || a.order - b.order;
+    });
+    const routes = ranked.map((x) => x.route);
+    if (key.startsWith('gw:')) {
+      const rest = key.slice(3);
+      const parts = rest.split('/');
+      const cfg = ingressConfig(ctx, `${parts[0]}/${parts[1]}`, parts.slice(2).join('/'));
+      cfg.routes.push(...routes);
+    } else ctx.mesh.get(key)!.routes.push(...routes);
+  }
+  return hosts;
+}

@@ -1,0 +1,81 @@
+/**
+ * The translation input, indexed once per retranslate: every object grouped by kind (each group
+ * sorted by namespace/name, so output is deterministic), the typed groups the model translation
+ * reads, and the options. The same index feeds the model (translate.ts), the route configs
+ * (routes.ts) and the gateway listeners (gateway-listeners.ts). It never changes once built; each
+ * translation collects its conditions in its own sink.
+ */
+import { kindRef, objectKey, REF_GATEWAY_API_GATEWAY, type KubeObject } from '../objects.js';
+import { compareStrings, nsOf } from './util.js';
+
+export interface TranslateOptions {
+  trustDomain: string;
+  clusterId: string;
+  clusterDomain: string;
+  rootNamespace: string;
+}
+
+export const DEFAULT_TRANSLATE_OPTIONS: Readonly<TranslateOptions> = Object.freeze({
+  trustDomain: 'cluster.local',
+  clusterId: 'local',
+  clusterDomain: 'cluster.local',
+  rootNamespace: 'istio-system',
+});
+
+/** A status condition translation wants written on an object (by the status writer). */
+export interface TranslateCondition {
+  /** objectKey() of the object it belongs to. */
+  objectKey: string;
+  type: string;
+  status: 'True' | 'False' | 'Unknown';
+  reason: string;
+  message: string;
+}
+
+export interface ObjectIndex {
+  readonly opts: TranslateOptions;
+  /** The objects of one kind (kindRef: `Pod`, `VirtualService.networking.istio.io`, ...), sorted by namespace/name. */
+  of(ref: string): readonly KubeObject[];
+  readonly namespaces: ReadonlyMap<string, KubeObject>;
+  readonly pods: readonly KubeObject[];
+  readonly services: readonly KubeObject[];
+  /** Gateway API Gateways (waypoints among them). */
+  readonly gateways: readonly KubeObject[];
+  readonly gatewayClasses: ReadonlyMap<string, KubeObject>;
+  readonly peerAuthentications: readonly KubeObject[];
+  readonly authorizationPolicies: readonly KubeObject[];
+}
+
+/** The model translation's view: the index plus its condition sink. */
+export interface TranslateIndex extends ObjectIndex {
+  conditions: TranslateCondition[];
+}
+
+/** Groups `objects` by kind; `options` fill in DEFAULT_TRANSLATE_OPTIONS. */
+export function buildIndex(objects: readonly KubeObject[], options: Partial<TranslateOptions> = {}): ObjectIndex {
+  const byKind = new Map<string, KubeObject[]>();
+  const sorted = [...objects].sort((a, b) => compareStrings(`${nsOf(a)}/${a.metadata.name}`, `${nsOf(b)}/${b.metadata.name}`));
+  for (const o of sorted) {
+    const ref = kindRef(o);
+    const list = byKind.get(ref);
+    if (list) list.push(o);
+    else byKind.set(ref, [o]);
+  }
+  const of = (ref: string): readonly KubeObject[] => byKind.get(ref) ?? [];
+  const byName = (ref: string): Map<string, KubeObject> => new Map(of(ref).map((o) => [o.metadata.name, o]));
+  return {
+    opts: { ...DEFAULT_TRANSLATE_OPTIONS, ...options },
+    of,
+    namespaces: byName('Namespace'),
+    pods: of('Pod'),
+    services: of('Service'),
+    gateways: of(REF_GATEWAY_API_GATEWAY),
+    gatewayClasses: byName('GatewayClass'),
+    peerAuthentications: of('PeerAuthentication'),
+    authorizationPolicies: of('AuthorizationPolicy'),
+  };
+}
+
+export function addCondition(idx: TranslateIndex, obj: KubeObject, c: Omit<TranslateCondition, 'objectKey'>): void {
+  idx.conditions.push({ objectKey: objectKey(obj), ...c });
+}

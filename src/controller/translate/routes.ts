@@ -1,0 +1,86 @@
+/**
+ * Kubernetes/Istio/Gateway API objects → waypoint and ingress route configs (pure), in order:
+ * Services (service-routes.ts), Istio Gateways (istio-gateway.ts), DestinationRules, Gateway API
+ * routes (gateway-api.ts), VirtualServices (virtual-service.ts), then L7 authorization
+ * (authorization-l7.ts). An object that cannot be translated gets a condition naming the problem;
+ * every other object is still translated.
+ */
+import type { KubeObject } from '../objects.js';
+import type { GatewayServer, RouteConfig } from '../../shared/routes.js';
+import { translateAuthorization } from './authorization-l7.js';
+import { translateGatewayRoutes } from './gateway-api.js';
+import { translateIstioGateway } from './istio-gateway.js';
+import { buildIndex, type ObjectIndex, type TranslateCondition, type TranslateOptions } from './object-index.js';
+import { translateObject, type RouteContext } from './route-context.js';
+import { serviceConfig, translateDestinationRules } from './service-routes.js';
+import { compareStrings, nsOf } from './util.js';
+import { translateVirtualServices } from './virtual-service.js';
+import { REF_GATEWAY_API_GATEWAY, REF_ISTIO_GATEWAY } from '../objects.js';
+
+export { CONDITION_ROUTES_ACCEPTED, resolveHost } from './route-context.js';
+
+export interface TranslateRoutesResult {
+  /** Mesh configs (one per Service) and ingress configs (one per gateway + host), sorted by name. */
+  routes: RouteConfig[];
+  /** Istio Gateway servers (ingress listeners). */
+  gateways: GatewayServer[];
+  conditions: TranslateCondition[];
+}
+
+/** Route configs and Istio Gateway servers of `objects` (builds its own index; see buildRoutes). */
+export function translateRoutes(objects: readonly KubeObject[], opts: Partial<TranslateOptions> = {}): TranslateRoutesResult {
+  return buildRoutes(buildIndex(objects, opts));
+}
+
+/** Translates the route-related objects of an index into RouteConfigs and Gateway servers; never throws on bad input. */
+export function buildRoutes(idx: ObjectIndex): TranslateRoutesResult {
+  const ctx: RouteContext = {
+    opts: idx.opts,
+    conditions: [],
+    namespaces: idx.namespaces,
+    services: new Map(),
+    destinationRules: new Map(),
+    mesh: new Map(),
+    ingress: new Map(),
+    istioGateways: new Map(),
+    gatewayServers: [],
+  };
+  for (const svc of idx.of('Service')) {
+    const cfg = serviceConfig(ctx, svc);
+    ctx.services.set(cfg.hostname, svc);
+    ctx.mesh.set(cfg.hostname, cfg);
+  }
+  for (const gw of idx.of(REF_ISTIO_GATEWAY)) {
+    translateObject(ctx, gw, () => {
+      translateIstioGateway(ctx, gw);
+      ctx.istioGateways.set(`${nsOf(gw)}/${gw.metadata.name}`, gw);
+    });
+  }
+  const gwApi = new Map<string, KubeObject>();
+  for (const g of idx.of(REF_GATEWAY_API_GATEWAY)) gwApi.set(`${nsOf(g)}/${g.metadata.name}`, g);
+
+  translateDestinationRules(ctx, idx.of('DestinationRule'));
+  const routeHosts = translateGatewayRoutes(ctx, [...idx.of('HTTPRoute'), ...idx.of('GRPCRoute')], gwApi);
+  translateVirtualServices(ctx, idx.of('VirtualService'), routeHosts);
+  translateAuthorization(ctx, idx.of('AuthorizationPolicy'));
+  return { routes: finishConfigs(ctx), gateways: ctx.gatewayServers.sort((a, b) => compareStrings(`${a.gateway}:${a.port}`, `${b.gateway}:${b.port}`)), conditions: ctx.conditions };
+}
+
+/**
+ * Names each config's routes uniquely (`name#2`, ...) and returns the configs sorted by name. They
+ * are validated once, by the config server before it sends them (an invalid one is not sent: the
+ * last good version stays, logged and counted in ambit_config_invalid_resources_total).
+ */
+function finishConfigs(ctx: RouteContext): RouteConfig[] {
+  const routes = [...ctx.mesh.values(), ...ctx.ingress.values()];
+  for (const cfg of routes) {
+    const names = new Set<string>();
+    for (const r of cfg.routes) {
+      let n = r.name;
+      for (let k = 2; names.has(n); k++) n = `${r.name}#${k}`;
+      r.name = n;
+      names.add(n);
+    }
+  }
+  return routes.sort((a, b) => compareStrings(a.name, b.name));
+}

@@ -1,0 +1,73 @@
+/**
+ * Kubernetes objects → everything the controller pushes, from one object index per retranslate:
+ * the mesh model (Workloads, Services, Authorizations: buildModel), the waypoint and ingress
+ * route configs (routes.ts) and the ingress gateway listeners (gateway-listeners.ts), each with
+ * the status conditions it wants written. Pure and deterministic: the same objects give the same,
+ * sorted output, so versions stay stable.
+ */
+import { authorizationResourceName, serviceResourceName } from '../../shared/resources.js';
+import type { Authorization, Service, Workload } from '../../shared/model.js';
+import type { KubeObject } from '../objects.js';
+import { buildAuthorizations } from './authorization.js';
+import { gatewayListeners, type GatewayListenersResult } from './gateway-listeners.js';
+import { buildIndex, type ObjectIndex, type TranslateCondition, type TranslateIndex, type TranslateOptions } from './object-index.js';
+import { applyPeerAuthentication } from './peer-authentication.js';
+import { buildRoutes, type TranslateRoutesResult } from './routes.js';
+import { buildServices, type PodWorkload } from './services.js';
+import { compareStrings } from './util.js';
+import { assignWaypoints, collectWaypoints } from './waypoints.js';
+import { buildWorkload, isPodTerminated } from './workloads.js';
+
+export { DEFAULT_TRANSLATE_OPTIONS, type TranslateCondition, type TranslateOptions } from './object-index.js';
+
+export interface TranslateResult {
+  workloads: Workload[];
+  services: Service[];
+  authorizations: Authorization[];
+  /** Sorted by objectKey, then type. */
+  conditions: TranslateCondition[];
+}
+
+/** One retranslate's whole output. */
+export interface MeshTranslation {
+  model: TranslateResult;
+  routes: TranslateRoutesResult;
+  listeners: GatewayListenersResult;
+}
+
+/** Everything from one index: the model, route configs, and the listeners of each gateway pod. */
+export function translateAll(objects: readonly KubeObject[], options: Partial<TranslateOptions> = {}): MeshTranslation {
+  const idx = buildIndex(objects, options);
+  const routes = buildRoutes(idx);
+  return { model: buildModel(idx), routes, listeners: gatewayListeners(routes.gateways, idx.of('Pod'), idx.of('Secret')) };
+}
+
+/**
+ * The mesh model of a store snapshot (or a plain object list). Deployments are not expanded here:
+ * the local runtime or the kubelet turns them into Pods, and only Pods become Workloads.
+ */
+export function translate(input: readonly KubeObject[] | { objects: readonly KubeObject[] }, options: Partial<TranslateOptions> = {}): TranslateResult {
+  const objects = Array.isArray(input) ? (input as readonly KubeObject[]) : (input as { objects: readonly KubeObject[] }).objects;
+  return buildModel(buildIndex(objects, options));
+}
+
+/** Workloads, Services and (L4) Authorizations of an index. */
+export function buildModel(objects: ObjectIndex): TranslateResult {
+  const idx: TranslateIndex = { ...objects, conditions: [] };
+  const pods: PodWorkload[] = idx.pods.filter((p) => !isPodTerminated(p)).map((pod) => ({ pod, workload: buildWorkload(idx, pod) }));
+  const services = buildServices(idx, pods);
+  const serviceObjects = idx.services
+    .map((svc) => ({ svc, service: services.find((s) => s.namespace === (svc.metadata.namespace ?? '') && s.name === svc.metadata.name) }))
+    .filter((e): e is { svc: KubeObject; service: Service } => e.service !== undefined);
+  assignWaypoints(idx, collectWaypoints(idx, pods), pods, serviceObjects);
+  applyPeerAuthentication(idx, pods);
+  const authorizations = buildAuthorizations(idx, pods);
+
+  const workloads = pods.map((p) => p.workload);
+  for (const w of workloads) w.authorizationPolicies.sort(compareStrings);
+  workloads.sort((a, b) => compareStrings(a.uid, b.uid));
+  services.sort((a, b) => compareStrings(serviceResourceName(a), serviceResourceName(b)));
+  authorizations.sort((a, b) => compareStrings(authorizationResourceName(a), authorizationResourceName(b)));
+  const conditions = idx.conditions.sort((a, b) => compareStrings(a.objectKey, b.objectKey) || compareStrings(a.type, b.type));
+  return { workloads, services, authorizations, conditions };
+}

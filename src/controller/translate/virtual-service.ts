@@ -1,0 +1,249 @@
+/**
+ * Istio VirtualServices → HTTP routes of mesh configs (bound to `mesh`) and of ingress configs
+ * (bound to Istio Gateways): matches, header operations, retries, faults, rewrites, mirrors,
+ * direct responses. The oldest VirtualService claims a host; an HTTPRoute on it takes precedence.
+ */
+import type { KubeObject } from '../objects.js';
+import { DEFAULT_RETRY_BUDGET, emptyHeaderOps, isRetryOnToken, type FaultPolicy, type HeaderOps, type HttpRoute, type MirrorPolicy, type RetryPolicy, type RouteBackend, type RouteMatch, type StringMatcher } from '../../shared/routes.js';
+import { gatewayAllowsHost } from './istio-gateway.js';
+import { condition, durationMs, firstPort, ingressConfig, Invalid, percentValue, resolveHost, translateObject, type RouteContext } from './route-context.js';
+import { subsetLabels } from './service-routes.js';
+import { asArray, asRecord, asString, asStrings, compareAge, nsOf } from './util.js';
+
+const GRPC_CODES: Record<string, number> = {
+  OK: 0,
+  CANCELLED: 1,
+  UNKNOWN: 2,
+  INVALID_ARGUMENT: 3,
+  DEADLINE_EXCEEDED: 4,
+  NOT_FOUND: 5,
+  ALREADY_EXISTS: 6,
+  PERMISSION_DENIED: 7,
+  RESOURCE_EXHAUSTED: 8,
+  FAILED_PRECONDITION: 9,
+  ABORTED: 10,
+  OUT_OF_RANGE: 11,
+  UNIMPLEMENTED: 12,
+  INTERNAL: 13,
+  UNAVAILABLE: 14,
+  DATA_LOSS: 15,
+  UNAUTHENTICATED: 16,
+};
+
+function istioStringMatch(v: unknown, where: string): StringMatcher | { present: boolean } {
+  const r = asRecord(v);
+  if (typeof r['exact'] === 'string') return { exact: r['exact'] };
+  if (typeof r['prefix'] === 'string') return { prefix: r['prefix'] };
+  if (typeof r['regex'] === 'string') {
+    try {
+      new RegExp(r['regex']);
+    } catch {
+      throw new Invalid('InvalidRegex', `${where}: invalid regex ${JSON.stringify(r['regex'])}`);
+    }
+    return { regex: r['regex'] };
+  }
+  if (Object.keys(r).length === 0) return { present: true };
+  throw new Invalid('InvalidMatch', `${where}: use exact, prefix or regex (got ${JSON.stringify(v)})`);
+}
+
+function uriMatch(v: unknown, where: string): StringMatcher {
+  const m = istioStringMatch(v, where);
+  if ('present' in m) throw new Invalid('InvalidMatch', `${where}: uri needs exact, prefix or regex`);
+  return m;
+}
+
+function vsMatch(v: unknown, where: string): RouteMatch {
+  const r = asRecord(v);
+  const m: RouteMatch = { headers: [], queryParams: [] };
+  if (r['uri'] !== undefined) m.uri = uriMatch(r['uri'], `${where}.uri`);
+  if (r['ignoreUriCase'] === true) m.ignoreUriCase = true;
+  if (r['method'] !== undefined) {
+    const mm = istioStringMatch(r['method'], `${where}.method`);
+    if (!('exact' in mm)) throw new Invalid('Unsupported', `${where}.method: only exact method matches are supported`);
+    m.method = mm.exact.toUpperCase();
+  }
+  if (typeof r['port'] === 'number') m.port = r['port'];
+  for (const [name, hv] of Object.entries(asRecord(r['headers']))) m.headers.push({ name: name.toLowerCase(), match: istioStringMatch(hv, `${where}.headers.${name}`) });
+  for (const [name, hv] of Object.entries(asRecord(r['withoutHeaders']))) m.headers.push({ name: name.toLowerCase(), match: istioStringMatch(hv, `${where}.withoutHeaders.${name}`), invert: true });
+  for (const [name, qv] of Object.entries(asRecord(r['queryParams']))) m.queryParams.push({ name, match: istioStringMatch(qv, `${where}.queryParams.${name}`) });
+  if (r['sourceLabels'] !== undefined || r['sourceNamespace'] !== undefined || r['gateways'] !== undefined) {
+    throw new Invalid('Unsupported', `${where}: sourceLabels, sourceNamespace and gateways in a match are not supported by waypoints`);
+  }
+  return m;
+}
+
+function vsHeaderOps(v: unknown): HeaderOps {
+  const r = asRecord(v);
+  const ops = emptyHeaderOps();
+  for (const [k, x] of Object.entries(asRecord(r['set']))) if (typeof x === 'string') ops.set[k.toLowerCase()] = x;
+  for (const [k, x] of Object.entries(asRecord(r['add']))) if (typeof x === 'string') ops.add[k.toLowerCase()] = x;
+  ops.remove = asStrings(r['remove']).map((x) => x.toLowerCase());
+  return ops;
+}
+
+function vsRetries(v: unknown, where: string): RetryPolicy | undefined {
+  if (v === undefined) return undefined;
+  const r = asRecord(v);
+  const attempts = typeof r['attempts'] === 'number' ? r['attempts'] : 2;
+  const tokens = (asString(r['retryOn']) ?? 'connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes')
+    .split(',')
+    .map((x) => x.trim())
+    .filter(Boolean);
+  const retryOn: string[] = [];
+  const codes: number[] = [];
+  for (const t of tokens) {
+    if (/^\d{3}$/.test(t)) codes.push(Number(t));
+    else if (isRetryOnToken(t)) retryOn.push(t);
+    else throw new Invalid('InvalidRetry', `${where}.retryOn: unknown condition ${JSON.stringify(t)}`);
+  }
+  if (codes.length > 0 && !retryOn.includes('retriable-status-codes')) retryOn.push('retriable-status-codes');
+  const out: RetryPolicy = { attempts, retryOn, retriableStatusCodes: codes.length > 0 ? codes : retryOn.includes('retriable-status-codes') ? [503] : [], budget: { ...DEFAULT_RETRY_BUDGET } };
+  const perTry = durationMs(r['perTryTimeout'], `${where}.perTryTimeout`);
+  if (perTry !== undefined) out.perTryTimeoutMs = perTry;
+  if (r['retryRemoteLocalities'] !== undefined) out.retryNonIdempotent = false;
+  return out;
+}
+
+function vsFault(v: unknown, where: string): FaultPolicy | undefined {
+  if (v === undefined) return undefined;
+  const r = asRecord(v);
+  const out: FaultPolicy = {};
+  if (r['delay'] !== undefined) {
+    const d = asRecord(r['delay']);
+    const ms = durationMs(d['fixedDelay'], `${where}.delay.fixedDelay`);
+    if (ms === undefined) throw new Invalid('InvalidFault', `${where}.delay.fixedDelay must be set`);
+    out.delay = { percent: percentValue(d['percentage'], typeof d['percent'] === 'number' ? d['percent'] : 100), fixedDelayMs: ms };
+  }
+  if (r['abort'] !== undefined) {
+    const a = asRecord(r['abort']);
+    const percent = percentValue(a['percentage'], typeof a['percent'] === 'number' ? a['percent'] : 100);
+    if (typeof a['httpStatus'] === 'number') out.abort = { percent, httpStatus: a['httpStatus'] };
+    else if (a['grpcStatus'] !== undefined) {
+      const g = typeof a['grpcStatus'] === 'number' ? a['grpcStatus'] : GRPC_CODES[String(a['grpcStatus']).toUpperCase()];
+      if (g === undefined) throw new Invalid('InvalidFault', `${where}.abort.grpcStatus: unknown gRPC status ${JSON.stringify(a['grpcStatus'])}`);
+      out.abort = { percent, grpcStatus: g };
+    } else throw new Invalid('InvalidFault', `${where}.abort needs httpStatus or grpcStatus`);
+  }
+  return out;
+}
+
+function vsRoute(ctx: RouteContext, vs: KubeObject, v: unknown, i: number): HttpRoute {
+  const ns = nsOf(vs);
+  const where = `spec.http[${i}]`;
+  const r = asRecord(v);
+  const owner = `VirtualService ${ns}/${vs.metadata.name} ${where}`;
+  if (r['redirect'] !== undefined) throw new Invalid('Unsupported', `${where}.redirect is not supported by ambit waypoints yet`);
+  const dests = asArray(r['route']).map(asRecord);
+  const anyWeight = dests.some((d) => typeof d['weight'] === 'number');
+  const backends: RouteBackend[] = dests.map((d, j) => {
+    const dest = asRecord(d['destination']);
+    const hostRaw = asString(dest['host']);
+    if (!hostRaw) throw new Invalid('InvalidDestination', `${where}.route[${j}].destination.host must be set`);
+    const host = resolveHost(hostRaw, ns, ctx.opts.clusterDomain);
+    const port = asRecord(dest['port'])['number'];
+    const subset = asString(dest['subset']);
+    const labels = subsetLabels(ctx, host, subset, owner);
+    const weight = dests.length === 1 ? 1 : anyWeight ? (typeof d['weight'] === 'number' ? d['weight'] : 0) : 1;
+    return { host, weight, ...(typeof port === 'number' ? { port } : {}), ...(subset ? { subset } : {}), ...(labels ? { subsetLabels: labels } : {}) };
+  });
+  const direct = asRecord(r['directResponse']);
+  if (backends.length === 0 && r['directResponse'] === undefined) throw new Invalid('InvalidRoute', `${where} needs route destinations or directResponse`);
+  const headers = asRecord(r['headers']);
+  const route: HttpRoute = {
+    name: asString(r['name']) ?? `${ns}/${vs.metadata.name}.${i}`,
+    match: asArray(r['match']).map((m, j) => vsMatch(m, `${where}.match[${j}]`)),
+    backends,
+    headers: { request: vsHeaderOps(headers['request']), response: vsHeaderOps(headers['response']) },
+  };
+  if (r['directResponse'] !== undefined) route.directResponse = { status: typeof direct['status'] === 'number' ? direct['status'] : 200, ...(asString(asRecord(direct['body'])['string']) !== undefined ? { body: asString(asRecord(direct['body'])['string'])! } : {}) };
+  const rw = asRecord(r['rewrite']);
+  if (r['rewrite'] !== undefined) {
+    route.rewrite = {};
+    if (typeof rw['uri'] === 'string') route.rewrite.uriPrefix = rw['uri'];
+    if (typeof rw['authority'] === 'string') route.rewrite.authority = rw['authority'];
+  }
+  if (r['mirror'] !== undefined) {
+    const m = asRecord(r['mirror']);
+    const host = resolveHost(asString(m['host']) ?? '', ns, ctx.opts.clusterDomain);
+    const subset = asString(m['subset']);
+    const labels = subsetLabels(ctx, host, subset, owner);
+    const port = asRecord(m['port'])['number'];
+    const mirror: MirrorPolicy = { host, percent: percentValue(r['mirrorPercentage'], 100), ...(subset ? { subset } : {}), ...(labels ? { subsetLabels: labels } : {}) };
+    const svcPort = typeof port === 'number' ? port : firstPort(ctx, host);
+    if (svcPort !== undefined) mirror.port = svcPort;
+    route.mirror = mirror;
+  }
+  const timeout = durationMs(r['timeout'], `${where}.timeout`);
+  if (timeout !== undefined && timeout > 0) route.timeoutMs = timeout;
+  const retries = vsRetries(r['retries'], `${where}.retries`);
+  if (retries) route.retries = retries;
+  const fault = vsFault(r['fault'], `${where}.fault`);
+  if (fault) route.fault = fault;
+  return route;
+}
+
+/** Gateway references of a VirtualService: `mesh` or `ns/name`. Empty list means mesh only. */
+function vsGateways(vs: KubeObject): { mesh: boolean; gateways: string[] } {
+  const list = asStrings(asRecord(vs.spec)['gateways']);
+  if (list.length === 0) return { mesh: true, gateways: [] };
+  const gateways: string[] = [];
+  let mesh = false;
+  for (const g of list) {
+    if (g === 'mesh') mesh = true;
+    else gateways.push(g.includes('/') ? g : `${nsOf(vs)}/${g}`);
+  }
+  return { mesh, gateways };
+}
+
+export function translateVirtualServices(ctx: RouteContext, list: readonly KubeObject[], httpRouteHosts: Set<string>): void {
+  const claimed = new Map<string, string>();
+  for (const vs of [...list].sort(compareAge)) {
+    const ns = nsOf(vs);
+    translateObject(ctx, vs, () => {
+      const spec = asRecord(vs.spec);
+      const hosts = asStrings(spec['hosts']).map((h) => resolveHost(h, ns, ctx.opts.clusterDomain));
+      if (hosts.length === 0) throw new Invalid('InvalidHosts', 'spec.hosts must list at least one host');
+      const routes = asArray(spec['http']).map((h, i) => vsRoute(ctx, vs, h, i));
+      const binding = vsGateways(vs);
+      const notes: string[] = [];
+      for (const k of ['tcp', 'tls', 'delegate'] as const) {
+        if (spec[k] !== undefined) notes.push(`spec.${k} is not supported by ambit waypoints yet and is ignored`);
+      }
+      if (binding.mesh) {
+        for (const host of hosts) {
+          const cfg = ctx.mesh.get(host);
+          if (!cfg) {
+            notes.push(`host ${host} is not a known Service; mesh routes for it are ignored`);
+            continue;
+          }
+          if (httpRouteHosts.has(host)) {
+            notes.push(`host ${host} also has an HTTPRoute, which takes precedence`);
+            continue;
+          }
+          const owner = claimed.get(host);
+          if (owner) {
+            notes.push(`host ${host} is already routed by the older VirtualService ${owner}`);
+            continue;
+          }
+          claimed.set(host, `${ns}/${vs.metadata.name}`);
+          cfg.routes.push(...structuredClone(routes));
+        }
+      }
+      for (const g of binding.gateways) {
+        const gw = ctx.istioGateways.get(g);
+        if (!gw) {
+          notes.push(`gateway ${g} does not exist`);
+          continue;
+        }
+        for (const host of hosts) {
+          if (!gatewayAllowsHost(gw, host, ns)) {
+            notes.push(`gateway ${g} does not serve host ${host}`);
+            continue;
+          }
+          ingressConfig(ctx, g, host).routes.push(...structuredClone(routes));
+        }
+      }
+      if (notes.length > 0) condition(ctx, vs, 'PartiallyApplied', notes.join('; '));
+    });
+  }
+}

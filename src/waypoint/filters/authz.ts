@@ -1,0 +1,122 @@
+/**
+ * L7 AuthorizationPolicy evaluation in the waypoint with Istio semantics: CUSTOM is not ours, any
+ * matching DENY denies, then when ALLOW policies exist one must match; AUDIT only marks. Dry-run
+ * policies are evaluated for the log but never change the verdict. Denials answer 403
+ * `RBAC: access denied` like Envoy.
+ */
+import type { StringMatch } from '../../shared/model.js';
+import type { L7AuthorizationPolicy, L7Condition, L7Operation, L7Rule, L7Source } from '../../shared/routes.js';
+import { hostOfAuthority, type RequestHeaders } from '../route/router.js';
+
+export const RBAC_DENIED_BODY = 'RBAC: access denied';
+
+export interface AuthzRequest {
+  method: string;
+  /** Path with or without query; the query is ignored. */
+  path: string;
+  authority: string;
+  headers: RequestHeaders;
+  /** Destination (service) port. */
+  port?: number;
+  /** Peer SPIFFE id (`spiffe://td/ns/x/sa/y`) or undefined for plaintext. */
+  principal?: string;
+}
+
+export interface AuthzVerdict {
+  allowed: boolean;
+  reason: 'no-policy' | 'allow-matched' | 'deny-matched' | 'no-allow-match';
+  /** The deciding policy (`namespace/name`). */
+  policy?: string;
+  /** AUDIT policies that matched. */
+  audited: string[];
+  /** Dry-run policies that would have denied. */
+  dryRunDenied: string[];
+}
+
+export function matchAuthzString(m: StringMatch, value: string | undefined): boolean {
+  if ('presence' in m) return value !== undefined && value !== '';
+  if (value === undefined) return false;
+  if ('exact' in m) return value === m.exact;
+  if ('prefix' in m) return value.startsWith(m.prefix);
+  return value.endsWith(m.suffix);
+}
+
+function anyMatch(list: readonly StringMatch[], value: string | undefined): boolean {
+  return list.some((m) => matchAuthzString(m, value));
+}
+
+/** `spiffe://td/ns/x/sa/y` → principal `td/ns/x/sa/y` and namespace `x`. */
+export function sourceOf(principal: string | undefined): { principal?: string; namespace?: string } {
+  if (!principal) return {};
+  const p = principal.startsWith('spiffe://') ? principal.slice('spiffe://'.length) : principal;
+  const m = /\/ns\/([^/]+)\/sa\//.exec(p);
+  return m ? { principal: p, namespace: m[1]! } : { principal: p };
+}
+
+function matchSource(s: L7Source, req: AuthzRequest): boolean {
+  const src = sourceOf(req.principal);
+  if (s.principals.length > 0 && !anyMatch(s.principals, src.principal)) return false;
+  if (s.notPrincipals.length > 0 && anyMatch(s.notPrincipals, src.principal)) return false;
+  if (s.namespaces.length > 0 && !anyMatch(s.namespaces, src.namespace)) return false;
+  if (s.notNamespaces.length > 0 && anyMatch(s.notNamespaces, src.namespace)) return false;
+  return true;
+}
+
+function matchHost(list: readonly StringMatch[], authority: string): boolean {
+  const host = hostOfAuthority(authority);
+  const lower = list.map((m): StringMatch => ('exact' in m ? { exact: m.exact.toLowerCase() } : 'prefix' in m ? { prefix: m.prefix.toLowerCase() } : 'suffix' in m ? { suffix: m.suffix.toLowerCase() } : m));
+  return anyMatch(lower, host) || anyMatch(lower, authority.toLowerCase());
+}
+
+function matchOperation(o: L7Operation, req: AuthzRequest): boolean {
+  const q = req.path.indexOf('?');
+  const path = q < 0 ? req.path : req.path.slice(0, q);
+  const method = req.method.toUpperCase();
+  if (o.hosts.length > 0 && !matchHost(o.hosts, req.authority)) return false;
+  if (o.notHosts.length > 0 && matchHost(o.notHosts, req.authority)) return false;
+  if (o.paths.length > 0 && !anyMatch(o.paths, path)) return false;
+  if (o.notPaths.length > 0 && anyMatch(o.notPaths, path)) return false;
+  if (o.methods.length > 0 && !o.methods.includes(method)) return false;
+  if (o.notMethods.length > 0 && o.notMethods.includes(method)) return false;
+  if (o.ports.length > 0 && (req.port === undefined || !o.ports.includes(req.port))) return false;
+  if (o.notPorts.length > 0 && req.port !== undefined && o.notPorts.includes(req.port)) return false;
+  return true;
+}
+
+function matchCondition(c: L7Condition, req: AuthzRequest): boolean {
+  const raw = req.headers[c.header.toLowerCase()];
+  const value = Array.isArray(raw) ? raw.join(',') : raw;
+  if (c.values.length > 0 && !anyMatch(c.values, value)) return false;
+  if (c.notValues.length > 0 && anyMatch(c.notValues, value)) return false;
+  return true;
+}
+
+export function matchRule(r: L7Rule, req: AuthzRequest): boolean {
+  if (r.from.length > 0 && !r.from.some((s) => matchSource(s, req))) return false;
+  if (r.to.length > 0 && !r.to.some((o) => matchOperation(o, req))) return false;
+  return r.when.every((c) => matchCondition(c, req));
+}
+
+export function matchPolicy(p: L7AuthorizationPolicy, req: AuthzRequest): boolean {
+  return p.rules.some((r) => matchRule(r, req));
+}
+
+export function authorizeRequest(policies: readonly L7AuthorizationPolicy[], req: AuthzRequest): AuthzVerdict {
+  const audited: string[] = [];
+  const dryRunDenied: string[] = [];
+  const enforced = policies.filter((p) => !p.dryRun);
+  for (const p of policies) {
+    if (p.action === 'AUDIT' && matchPolicy(p, req)) audited.push(p.name);
+  }
+  for (const p of policies.filter((x) => x.dryRun)) {
+    const m = matchPolicy(p, req);
+    if ((p.action === 'DENY' && m) || (p.action === 'ALLOW' && !m)) dryRunDenied.push(p.name);
+  }
+  const deny = enforced.find((p) => p.action === 'DENY' && matchPolicy(p, req));
+  if (deny) return { allowed: false, reason: 'deny-matched', policy: deny.name, audited, dryRunDenied };
+  const allows = enforced.filter((p) => p.action === 'ALLOW');
+  if (allows.length === 0) return { allowed: true, reason: 'no-policy', audited, dryRunDenied };
+  const allow = allows.find((p) => matchPolicy(p, req));
+  if (allow) return { allowed: true, reason: 'allow-matched', policy: allow.name, audited, dryRunDenied };
+  return { allowed: false, reason: 'no-allow-match', audited, dryRunDenied };
+}

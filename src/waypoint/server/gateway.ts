@@ -1,0 +1,218 @@
+/**
+ * Gateway mode of the waypoint binary: the ingress listeners the controller pushes
+ * (GatewayListener, one per port) opened as plain or TLS sockets whose connections feed the L7
+ * WaypointServer, and the ingress route configs of the Gateways served merged into one table per
+ * gateway pod.
+ * Invariants: listeners change only through apply(), one call at a time; a port that fails to
+ * open is logged and retried on the next apply, the others keep serving; certificates are swapped
+ * in place (new handshakes get the new one, open connections keep theirs).
+ */
+import type * as http from 'node:http';
+import { nodeHttp, nodeTls } from '../../shared/node-builtins.js';
+import * as net from 'node:net';
+import type * as tls from 'node:tls';
+import { HTTP1_LIMITS } from './limits.js';
+import type { Logger } from '../../shared/log.js';
+import { certificateFor, type GatewayListener, type HttpRoute, type RouteConfig } from '../../shared/routes.js';
+import type { ConnectionMeta } from './server.js';
+import type { Duplex } from 'node:stream';
+
+/**
+ * The route configs a gateway pod serves: mesh configs as they are (destination policies), and the
+ * ingress configs of the Gateways it listens for, merged per host (routes of the Gateways in name
+ * order) and rebound to `gatewayKey` so one route table serves every port.
+ */
+export function gatewayRoutes(configs: Iterable<RouteConfig>, listeners: Iterable<GatewayListener>, gatewayKey: string): RouteConfig[] {
+  const served = new Set<string>();
+  for (const l of listeners) for (const g of l.gateways) served.add(g);
+  const mesh: RouteConfig[] = [];
+  const byHost = new Map<string, RouteConfig[]>();
+  for (const c of configs) {
+    if (c.gateway === undefined) mesh.push(c);
+    else if (served.has(c.gateway)) {
+      const host = c.hostname.toLowerCase();
+      byHost.set(host, [...(byHost.get(host) ?? []), c]);
+    }
+  }
+  const ingress: RouteConfig[] = [];
+  for (const list of byHost.values()) {
+    list.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    const first = list[0]!;
+    const names = new Set<string>();
+    const routes: HttpRoute[] = [];
+    for (const c of list) {
+      for (const r of c.routes) {
+        let name = r.name;
+        for (let k = 2; names.has(name); k++) name = `${r.name}#${k}`;
+        names.add(name);
+        routes.push({ ...r, name });
+      }
+    }
+    const ports = new Map<number, { port: number; protocol: string }>();
+    for (const c of list) for (const p of c.ports) if (!ports.has(p.port)) ports.set(p.port, p);
+    ingress.push({
+      ...first,
+      gateway: gatewayKey,
+      aliases: [...new Set(list.flatMap((c) => c.aliases))],
+      ports: [...ports.values()].sort((a, b) => a.port - b.port),
+      routes,
+      authorization: list.flatMap((c) => c.authorization),
+    });
+  }
+  return [...mesh, ...ingress.sort((a, b) => (a.name < b.name ? -1 : 1))];
+}
+
+export interface IngressListenersOptions {
+  log: Logger;
+  /** Where accepted connections go (WaypointServer.acceptConnection). */
+  accept: (conn: Duplex, meta: ConnectionMeta) => void;
+  /** Who the requests come from, for telemetry (the gateway workload itself). */
+  source: ConnectionMeta['source'];
+  /** Address to bind (default 0.0.0.0: every address of the pod). */
+  host?: string;
+}
+
+interface OpenListener {
+  port: number;
+  protocol: GatewayListener['protocol'];
+  /** protocol, plus whether the port only redirects to https: a change of kind reopens the port. */
+  kind: string;
+  server: net.Server;
+  /** HTTPS: contexts by certificate, chosen per handshake by SNI. */
+  certs: GatewayListener['certificates'];
+  contexts: Map<GatewayListener['certificates'][number], tls.SecureContext>;
+}
+
+/** The ingress ports of one gateway pod. */
+export class IngressListeners {
+  private readonly log: Logger;
+  private readonly open = new Map<number, OpenListener>();
+
+  constructor(private readonly opts: IngressListenersOptions) {
+    this.log = opts.log.child({ component: 'ingress' });
+  }
+
+  /** Ports listening now, with their protocol. */
+  ports(): Array<{ port: number; protocol: GatewayListener['protocol'] }> {
+    return [...this.open.values()].map((l) => ({ port: l.port, protocol: l.protocol })).sort((a, b) => a.port - b.port);
+  }
+
+  /** Opens, updates and closes listeners to match `listeners`; resolves once every change is done. */
+  async apply(listeners: Iterable<GatewayListener>): Promise<void> {
+    const want = new Map<number, GatewayListener>();
+    for (const l of listeners) want.set(l.port, l);
+    for (const [port, cur] of this.open) {
+      const next = want.get(port);
+      if (!next || kindOf(next) !== cur.kind) this.closeListener(cur);
+    }
+    for (const l of want.values()) {
+      const cur = this.open.get(l.port);
+      if (cur) {
+        if (l.protocol === 'HTTPS') this.setCertificates(cur, l.certificates);
+        continue;
+      }
+      try {
+        await this.openListener(l);
+      } catch (e) {
+        this.log.error({ port: l.port, protocol: l.protocol, err: e }, 'ingress listener cannot open; other ports keep serving');
+      }
+    }
+  }
+
+  private setCertificates(l: OpenListener, certs: GatewayListener['certificates']): void {
+    const contexts = new Map<GatewayListener['certificates'][number], tls.SecureContext>();
+    for (const c of certs) contexts.set(c, nodeTls.createSecureContext({ cert: c.certPem, key: c.keyPem }));
+    l.certs = certs;
+    l.contexts = contexts;
+    const first = certs[0];
+    if (first && l.server instanceof nodeTls.Server) l.server.setSecureContext({ cert: first.certPem, key: first.keyPem, ALPNProtocols: ['h2', 'http/1.1'] } as tls.SecureContextOptions);
+    this.log.info({ port: l.port, secrets: certs.map((c) => c.secret) }, 'ingress certificates loaded');
+  }
+
+  private async openListener(l: GatewayListener): Promise<void> {
+    const meta: ConnectionMeta = { targetPort: l.port, ...(this.opts.source ? { source: this.opts.source } : {}) };
+    let server: net.Server;
+    const rec: OpenListener = { port: l.port, protocol: l.protocol, kind: kindOf(l), server: undefined as unknown as net.Server, certs: [], contexts: new Map() };
+    if (l.protocol === 'HTTPS') {
+      const first = l.certificates[0];
+      if (!first) throw new Error(`port ${l.port} is HTTPS but has no certificate`);
+      const secure = nodeTls.createServer(
+        {
+          cert: first.certPem,
+          key: first.keyPem,
+          ALPNProtocols: ['h2', 'http/1.1'],
+          minVersion: 'TLSv1.2',
+          SNICallback: (servername, cb) => {
+            const cert = certificateFor(rec.certs, servername);
+            cb(null, cert ? rec.contexts.get(cert) : undefined);
+          },
+        },
+        (s) => this.opts.accept(s, meta),
+      );
+      secure.on('tlsClientError', (e) => this.log.debug({ port: l.port, err: e }, 'tls handshake failed'));
+      server = secure;
+    } else if (l.httpsRedirect) {
+      const redirect = nodeHttp.createServer({ ...HTTP1_LIMITS, requestTimeout: 10_000, headersTimeout: 10_000 }, (req, res) => answerHttpsRedirect(req, res));
+      server = net.createServer({ noDelay: true }, (s) => {
+        s.on('error', () => s.destroy());
+        redirect.emit('connection', s);
+      });
+    } else {
+      server = net.createServer({ noDelay: true }, (s) => this.opts.accept(s, meta));
+    }
+    rec.server = server;
+    if (l.protocol === 'HTTPS') this.setCertificates(rec, l.certificates);
+    const host = this.opts.host ?? '0.0.0.0';
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen({ port: l.port, host, backlog: 1024 }, () => {
+        server.removeListener('error', reject);
+        resolve();
+      });
+    });
+    server.on('error', (e) => this.log.warn({ port: l.port, err: e }, 'ingress listener error'));
+    this.open.set(l.port, rec);
+    this.log.info({ addr: `${host}:${l.port}`, protocol: l.protocol, httpsRedirect: l.httpsRedirect === true, gateways: l.gateways, hosts: l.hosts }, 'ingress listener established');
+  }
+
+  /** Stops accepting on the port; connections already open stay with the WaypointServer (drained on close). */
+  private closeListener(l: OpenListener): void {
+    this.open.delete(l.port);
+    l.server.close();
+    this.log.info({ port: l.port, protocol: l.protocol }, 'ingress listener closed');
+  }
+
+  /** Stops accepting on every port (open connections are drained by the WaypointServer). */
+  close(): void {
+    for (const l of [...this.open.values()]) this.closeListener(l);
+  }
+}
+
+function kindOf(l: GatewayListener): string {
+  return l.httpsRedirect ? `${l.protocol}+redirect` : l.protocol;
+}
+
+/** The https URL for a request (Istio httpsRedirect): same host without its port, same path; undefined without a usable Host. */
+export function httpsRedirectLocation(authority: string | undefined, path: string | undefined): string | undefined {
+  const a = (authority ?? '').trim();
+  const host = a.startsWith('[') ? a.slice(0, a.indexOf(']') + 1) : a.split(':')[0]!;
+  if (host === '' || !/^[A-Za-z0-9.\-[\]:]+$/.test(host)) return undefined;
+  const p = path && path.startsWith('/') ? path : '/';
+  return `https://${host}${p}`;
+}
+
+function answerHttpsRedirect(req: http.IncomingMessage, res: http.ServerResponse): void {
+  req.resume();
+  const location = httpsRedirectLocation(req.headers.host, req.url);
+  try {
+    if (!location) {
+      res.writeHead(400, { 'content-type': 'text/plain' });
+      res.end('a Host header is required\n');
+      return;
+    }
+    res.writeHead(301, { location, 'content-length': 0 });
+    res.end();
+  } catch {
+    res.destroy();
+  }
+}
