@@ -17,6 +17,7 @@ import { pipeTracked, type ConnectionRegistry } from './connections.js';
 import { agentPortSet, SELF_CALL_REASON } from './self-call.js';
 
 export const INBOUND_PLAINTEXT_PORT = 15006;
+/** The agent's own ports in every enrolled pod (DESIGN.md, Ports): never a destination to dial. */
 
 export interface InboundPlaintextOptions {
   pod: Workload;

@@ -36,6 +36,11 @@ export interface OutboundOptions {
   nodeName: string;
   port?: number;
   listenAddress?: string;
+  /**
+   * A second listener for native IPv6 (capture redirects it to [::1]:port). Best effort: a pod
+   * without IPv6 has none, and capture then refuses its IPv6 connects.
+   */
+  listenAddress6?: string;
   upstreamConnectTimeoutMs?: number;
   now?: () => number;
   /** Ports the agent listens on inside pods (self-call.ts); default the standard three plus `port`. */
@@ -45,6 +50,7 @@ export interface OutboundOptions {
 export class OutboundProxy {
   private readonly log: Logger;
   private server: net.Server | undefined;
+  private server6: net.Server | undefined;
   private readonly pipes = new Set<CopyHandle>();
   private readonly pending = new Set<net.Socket>();
   private readonly agentPorts: ReadonlySet<number>;
@@ -63,6 +69,11 @@ export class OutboundProxy {
     return (this.server?.address() as net.AddressInfo | null) ?? undefined;
   }
 
+  /** True when the IPv6 listener (listenAddress6) is up. */
+  hasIpv6Listener(): boolean {
+    return this.server6 !== undefined;
+  }
+
   get activeConnections(): number {
     return this.pipes.size + this.pending.size;
   }
@@ -70,13 +81,24 @@ export class OutboundProxy {
   async start(): Promise<void> {
     this.server = await this.opts.sockets.listen(this.opts.port ?? OUTBOUND_PORT, this.opts.listenAddress);
     this.server.on('error', (e) => logAcceptError(this.log, e));
-    this.server.on('connection', (s: net.Socket) => {
-      this.onConnection(s).catch((e: unknown) => {
-        this.log.error({ err: e }, 'outbound handler failed');
-        abort(s);
-      });
+    this.server.on('connection', (s: net.Socket) => this.accept(s));
+    if (this.opts.listenAddress6 !== undefined) {
+      try {
+        this.server6 = await this.opts.sockets.listen(this.opts.port ?? OUTBOUND_PORT, this.opts.listenAddress6);
+        this.server6.on('error', (e) => logAcceptError(this.log, e));
+        this.server6.on('connection', (s: net.Socket) => this.accept(s));
+      } catch (e) {
+        this.log.warn({ err: e, addr: this.opts.listenAddress6 }, 'no IPv6 outbound listener; IPv6 connects of the pod are refused');
+      }
+    }
+    this.log.info({ addr: this.address(), addr6: this.server6?.address() }, 'listener established');
+  }
+
+  private accept(s: net.Socket): void {
+    this.onConnection(s).catch((e: unknown) => {
+      this.log.error({ err: e }, 'outbound handler failed');
+      abort(s);
     });
-    this.log.info({ addr: this.address() }, 'listener established');
   }
 
   private async onConnection(downstream: net.Socket): Promise<void> {
@@ -98,12 +120,12 @@ export class OutboundProxy {
     } catch (e) {
       this.log.warn({ connId, err: e }, 'original destination unavailable');
     }
+    const index = this.opts.index();
+    const src = index.workloadByUid(this.opts.pod.uid) ?? this.opts.pod;
     if (!origDst) {
       this.opts.metrics.connectionsRejected.inc({ direction: 'outbound', reason: 'no_original_dst' });
       return void abort(downstream);
     }
-    const index = this.opts.index();
-    const src = index.workloadByUid(this.opts.pod.uid) ?? this.opts.pod;
     const srcIdentity = workloadIdentity(src);
     // Captured connects are redirected to 127.0.0.1:15001, so the peer address is loopback: the
     // source is the pod's own address.
@@ -201,13 +223,14 @@ export class OutboundProxy {
 
   stopListening(): void {
     this.server?.close();
+    this.server6?.close();
   }
 
   async close(deadlineMs: number): Promise<void> {
-    const server = this.server;
+    const servers = [this.server, this.server6].filter((s): s is net.Server => s !== undefined);
     await drain(
       async () => {
-        await new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve()));
+        await Promise.all(servers.map((server) => new Promise<void>((resolve) => server.close(() => resolve()))));
         while (this.activeConnections > 0) await new Promise((r) => setTimeout(r, 50));
       },
       () => this.destroy(),
@@ -217,6 +240,7 @@ export class OutboundProxy {
 
   destroy(): void {
     this.server?.close();
+    this.server6?.close();
     for (const s of this.pending) abort(s);
     for (const p of this.pipes) p.destroy();
   }
