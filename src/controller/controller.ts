@@ -55,10 +55,18 @@ export interface ControllerOptions {
   streamLimits?: Partial<StreamLimits>;
   /** Also serve the HTTP admin endpoints (/metrics, /ready, /debug/syncz, /debug/config_dump) here. */
   admin?: { host: string; port: number };
+  /** The CA to sign with (Kubernetes mode: from the cluster's Secret); default: loaded or created under stateDir. */
+  ca?: CertificateAuthority;
+  /** The store to translate (Kubernetes mode: the one its source already filled); default a new empty one. */
+  store?: ObjectStore;
+  /** DNS names of the serving certificate (default ambit-controller, ambit-controller.ambit-system.svc). */
+  servingDnsNames?: string[];
+  /** Called after every translation (Kubernetes mode writes status from it). */
+  onTranslated?: () => void;
 }
 
 export class Controller {
-  readonly store = new ObjectStore();
+  readonly store: ObjectStore;
   readonly registry: Registry;
   readonly configServer: ConfigServer;
   private translated: TranslateResult = { workloads: [], services: [], authorizations: [], conditions: [] };
@@ -79,6 +87,7 @@ export class Controller {
     private readonly authenticator: CallerAuthenticator,
   ) {
     this.registry = opts.registry ?? createRegistry();
+    this.store = opts.store ?? new ObjectStore();
     this.configServer = new ConfigServer({
       log: opts.log,
       registry: this.registry,
@@ -91,9 +100,10 @@ export class Controller {
 
   /** Loads (or creates) the CA, starts gRPC on host:port with TLS and serves CA + config streams. */
   static async start(opts: ControllerOptions): Promise<Controller> {
-    const ca = await CertificateAuthority.loadOrCreate({ dir: join(opts.stateDir, 'ca'), trustDomain: opts.trustDomain });
+    const ca = opts.ca ?? (await CertificateAuthority.loadOrCreate({ dir: join(opts.stateDir, 'ca'), trustDomain: opts.trustDomain }));
     await writeFile(join(opts.stateDir, 'root-cert.pem'), ca.rootCertPem);
-    const serving = ca.issueServingCert({ ips: [opts.host], dnsNames: ['ambit-controller', 'ambit-controller.ambit-system.svc'], ttlMs: 365 * 24 * 3_600_000 });
+    const dnsNames = opts.servingDnsNames ?? ['ambit-controller', 'ambit-controller.ambit-system.svc'];
+    const serving = ca.issueServingCert({ ips: [opts.host], dnsNames, ttlMs: 365 * 24 * 3_600_000 });
     const server = new grpc.Server({ 'grpc.max_receive_message_length': 16 * 1024 * 1024 });
     const creds = grpc.ServerCredentials.createSsl(Buffer.from(ca.rootCertPem), [
       { cert_chain: Buffer.from(serving.certChainPem.join('\n')), private_key: Buffer.from(serving.keyPem) },
@@ -179,6 +189,7 @@ export class Controller {
       this.routeSnapshots = new Map();
       this.writeConditions();
       this.configServer.notify();
+      this.opts.onTranslated?.();
     } catch (err) {
       this.opts.log.error({ err: err }, 'translation failed; subscribers keep the last config');
     }
@@ -211,6 +222,11 @@ export class Controller {
   /** The current route translation (what waypoints and gateways are being served). */
   routeTranslation(): TranslateRoutesResult {
     return this.translatedRoutes;
+  }
+
+  /** The current ingress listener translation (holds TLS key material: never log or dump it). */
+  listenerTranslation(): GatewayListenersResult {
+    return this.listeners;
   }
 
   /** Ports each ingress gateway pod (`ns/name`) listens on, with their protocol (no TLS material). */

@@ -30,6 +30,8 @@ export interface TranslateCondition {
   status: 'True' | 'False' | 'Unknown';
   reason: string;
   message: string;
+  /** The part of the object it is about (a Gateway API listener name). */
+  section?: string;
 }
 
 export interface ObjectIndex {

@@ -11,6 +11,7 @@ import { formatIssue } from '../../shared/validate.js';
 import { validateRouteConfig, type GatewayServer, type RouteConfig } from '../../shared/routes.js';
 import { translateAuthorization } from './authorization-l7.js';
 import { translateGatewayRoutes } from './gateway-api.js';
+import { gatewayApiServers } from './gateway-api-listeners.js';
 import { translateIstioGateway } from './istio-gateway.js';
 import { buildIndex, type ObjectIndex, type TranslateCondition, type TranslateOptions } from './object-index.js';
 import { condition, translateObject, type RouteContext } from './route-context.js';
@@ -45,6 +46,7 @@ export function buildRoutes(idx: ObjectIndex): TranslateRoutesResult {
     mesh: new Map(),
     ingress: new Map(),
     istioGateways: new Map(),
+    gatewayApiGateways: new Map(),
     gatewayServers: [],
   };
   for (const svc of idx.of('Service')) {
@@ -58,8 +60,11 @@ export function buildRoutes(idx: ObjectIndex): TranslateRoutesResult {
       ctx.istioGateways.set(`${nsOf(gw)}/${gw.metadata.name}`, gw);
     });
   }
-  const gwApi = new Map<string, KubeObject>();
+  const gwApi = ctx.gatewayApiGateways;
   for (const g of idx.of(REF_GATEWAY_API_GATEWAY)) gwApi.set(`${nsOf(g)}/${g.metadata.name}`, g);
+  const ingress = gatewayApiServers(idx);
+  ctx.gatewayServers.push(...ingress.servers);
+  ctx.conditions.push(...ingress.conditions);
 
   translateDestinationRules(ctx, idx.of('DestinationRule'));
   const routeHosts = translateGatewayRoutes(ctx, [...idx.of('HTTPRoute'), ...idx.of('GRPCRoute')], gwApi);
