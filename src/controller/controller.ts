@@ -18,7 +18,7 @@ import { CertificateAuthority } from './ca/authority.js';
 import { createCaService } from './ca/service.js';
 import { refuseIdentity, refuseSubscription, StaticTokenAuthenticator, type AccessView, type CallerAuthenticator, type PodRecord } from './callers.js';
 import { ObjectStore } from './store.js';
-import { translateAll, type TranslateResult } from './translate/translate.js';
+import { translateAll, type TranslateOptions, type TranslateResult } from './translate/translate.js';
 import type { TranslateRoutesResult } from './translate/routes.js';
 import type { GatewayListenersResult } from './translate/gateway-listeners.js';
 import type { NodeInfo } from '../shared/xds/node.js';
@@ -63,6 +63,8 @@ export interface ControllerOptions {
   servingDnsNames?: string[];
   /** Called after every translation (Kubernetes mode writes status from it). */
   onTranslated?: () => void;
+  /** Cluster id, cluster domain and root namespace of translation (trustDomain comes from above). */
+  translate?: Partial<Omit<TranslateOptions, 'trustDomain'>>;
 }
 
 export class Controller {
@@ -180,7 +182,7 @@ export class Controller {
   retranslate(): void {
     try {
       const objects = this.store.snapshot().objects;
-      const t = translateAll(objects, { trustDomain: this.opts.trustDomain });
+      const t = translateAll(objects, { ...this.opts.translate, trustDomain: this.opts.trustDomain });
       this.translated = t.model;
       this.translatedRoutes = t.routes;
       this.listeners = t.listeners;

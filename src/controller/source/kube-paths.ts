@@ -40,6 +40,7 @@ export function crdName(info: Pick<KindInfo, 'plural' | 'group'>): string {
 
 /** Built-in kinds the rest of the controller writes or reads outside the store. */
 export const RESOURCES = {
+  pods: { group: '', version: 'v1', plural: 'pods', namespaced: true },
   deployments: { group: 'apps', version: 'v1', plural: 'deployments', namespaced: true },
   services: { group: '', version: 'v1', plural: 'services', namespaced: true },
   serviceAccounts: { group: '', version: 'v1', plural: 'serviceaccounts', namespaced: true },

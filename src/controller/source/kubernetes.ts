@@ -140,6 +140,11 @@ export class KubernetesSource extends EventEmitter<KubernetesSourceEvents> {
     return this.watched.get(ref)?.informer.objects() ?? [];
   }
 
+  /** Whether the store holds a version of `obj` (for an invalid object: its last good one). */
+  inStore(obj: KubeObject): boolean {
+    return this.opts.store.get(kindRef(obj), obj.metadata.namespace, obj.metadata.name) !== undefined;
+  }
+
   /** Objects that failed validation, by objectKey. */
   invalid(): ReadonlyMap<string, InvalidObject> {
     return this.invalidObjects;
@@ -237,7 +242,7 @@ export class KubernetesSource extends EventEmitter<KubernetesSourceEvents> {
       const stamp = `${raw.metadata.resourceVersion}`;
       if (this.invalidLogged.get(key) !== stamp) {
         this.invalidLogged.set(key, stamp);
-        const kept = this.opts.store.get(info.ref, obj.metadata.namespace, obj.metadata.name) !== undefined;
+        const kept = this.inStore(obj);
         this.log.warn(
           { code: 'AMBIT_ERR_MANIFEST_INVALID', object: key, problems: issues.length, issues: issues.slice(0, MAX_ISSUES).map(formatIssue) },
           kept ? 'object is invalid; its last good version stays in force' : 'object is invalid; it is not applied',

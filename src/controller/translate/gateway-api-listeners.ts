@@ -2,14 +2,15 @@
  * Gateway API Gateways of an ingress class → the servers their own gateway pods open (pure): the
  * pods of the Gateway's namespace labelled `gateway.networking.k8s.io/gateway-name: <name>` (the
  * Deployment the controller makes for it). HTTP listeners, and HTTPS listeners that terminate TLS
- * with a Secret in the Gateway's namespace, become servers; any other listener gets a condition
- * naming it and is left out (the others keep working).
+ * with a valid TLS Secret of the Gateway's namespace, become servers; any other listener gets a
+ * condition naming it and is left out (the others keep working).
  */
 import { objectKey, type KubeObject } from '../objects.js';
 import type { GatewayServer } from '../../shared/routes.js';
 import type { ObjectIndex, TranslateCondition } from './object-index.js';
 import { asArray, asRecord, asString, nsOf } from './util.js';
 import { LABEL_GATEWAY_NAME } from './waypoints.js';
+import { decodeTlsSecret } from './gateway-listeners.js';
 
 /** Gateway classes served as ingress gateways (Istio's `istio`, and `ambit`). */
 export const INGRESS_CLASSES: readonly string[] = ['ambit', 'istio'];
@@ -29,7 +30,8 @@ export interface GatewayApiServers {
 }
 
 /** The servers of every ingress-class Gateway, and the listeners that cannot be served. */
-export function gatewayApiServers(idx: Pick<ObjectIndex, 'gateways'>): GatewayApiServers {
+export function gatewayApiServers(idx: Pick<ObjectIndex, 'gateways' | 'of'>): GatewayApiServers {
+  const secrets = new Map(idx.of('Secret').map((s) => [`${nsOf(s)}/${s.metadata.name}`, s]));
   const servers: GatewayServer[] = [];
   const conditions: TranslateCondition[] = [];
   for (const gw of idx.gateways) {
@@ -74,6 +76,8 @@ export function gatewayApiServers(idx: Pick<ObjectIndex, 'gateways'>): GatewayAp
       if ((asString(ref['namespace']) ?? ns) !== ns) {
         return refuse(LISTENER_RESOLVED_REFS, 'RefNotPermitted', `certificateRefs[0] names a Secret in namespace ${asString(ref['namespace'])}; only the Gateway's own namespace is supported (no ReferenceGrant)`);
       }
+      const decoded = decodeTlsSecret(secrets.get(`${ns}/${refName}`), `${ns}/${refName}`);
+      if (!decoded.ok) return refuse(LISTENER_RESOLVED_REFS, 'InvalidCertificateRef', decoded.problem);
       servers.push({ ...base, protocol: 'HTTPS', tls: { mode: 'SIMPLE', credentialName: refName } });
     });
   }

@@ -4,6 +4,10 @@
  * or in process, and a Kubernetes source feeding a store.
  */
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { KubernetesController } from '../../../src/controller/kubernetes-mode.js';
 import { ALL_CRDS, GATEWAY_API_CRDS, ISTIO_CRDS } from '../../../src/crds/index.js';
 import type { ApiServer } from '../../../src/local/apiserver/server.js';
 import { KubeClient, loadKubeConfig } from '../../../src/controller/source/kube-client.js';
@@ -88,4 +92,85 @@ export async function startSource(t: { after(fn: () => unknown): void }, server:
   t.after(() => source.close());
   if (opts.start !== false) await source.start();
   return { store, source, registry };
+}
+
+export interface Cluster {
+  ts: import('../apiserver/helpers.js').TestServer;
+  /** Kubeconfig text of the controller's service account (RBAC from daemonset/core/rbac-controller.yaml). */
+  controllerKubeconfig: string;
+}
+
+/**
+ * An API server with Ambit's CRDs, namespace istio-system, the controller's RBAC exactly as
+ * daemonset/core/rbac-controller.yaml grants it (applied with kubectl), the agents' service
+ * account, and a kubeconfig of the controller's service account.
+ */
+export async function startCluster(t: { after(fn: () => unknown): void }): Promise<Cluster> {
+  const { startTestServer } = await import('../apiserver/helpers.js');
+  const ts = await startTestServer(t);
+  await installCrds(ts.server, 'all');
+  await put(ts.server, [
+    { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'istio-system' } },
+    { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: 'ambit-agent', namespace: 'istio-system' } },
+  ]);
+  const rbac = new URL('../../../../daemonset/core/rbac-controller.yaml', import.meta.url).pathname;
+  const applied = await ts.kubectl(['apply', '-n', 'istio-system', '-f', rbac]);
+  assert.equal(applied.code, 0, applied.stderr);
+  const { token } = ts.server.issueServiceAccountToken({ namespace: 'istio-system', serviceAccount: 'ambit-controller', expirationSeconds: 7200 });
+  return { ts, controllerKubeconfig: ts.server.serviceAccountKubeconfig(token, 'istio-system', 'ambit-controller') };
+}
+
+/** A pod object on a node (status set separately: the API server has no kubelet). */
+export function podObject(name: string, ns: string, o: { node: string; sa: string; labels?: Record<string, string> }): Record<string, unknown> {
+  return {
+    apiVersion: 'v1',
+    kind: 'Pod',
+    metadata: { name, namespace: ns, labels: o.labels ?? { app: name } },
+    spec: { nodeName: o.node, serviceAccountName: o.sa, containers: [{ name: 'c', image: 'x' }] },
+  };
+}
+
+/** Marks a pod Running and Ready with an IP, as a kubelet would. */
+export async function setPodRunning(server: ApiServer, ns: string, name: string, ip: string): Promise<void> {
+  await server.requestOk({
+    method: 'PATCH',
+    path: `/api/v1/namespaces/${ns}/pods/${name}/status`,
+    contentType: 'application/merge-patch+json',
+    body: { status: { phase: 'Running', podIP: ip, podIPs: [{ ip }], conditions: [{ type: 'Ready', status: 'True' }] } },
+  });
+}
+
+/**
+ * A controller replica in Kubernetes mode as the controller's service account, with short lease
+ * and backoff timings; closed in t.after unless the test closed it.
+ */
+export async function startKubernetesController(t: { after(fn: () => unknown): void }, c: Cluster, o: { identity?: string } = {}): Promise<KubernetesController> {
+  const stateDir = mkdtempSync(join(tmpdir(), 'ambit-k8sctl-'));
+  const kc = await KubernetesController.start({
+    kubeconfig: { text: c.controllerKubeconfig },
+    namespace: 'istio-system',
+    stateDir,
+    host: '127.0.0.1',
+    port: 0,
+    trustDomain: 'cluster.local',
+    log: testLog(),
+    registry: createRegistry(),
+    debounceMs: 10,
+    ...(o.identity ? { identity: o.identity } : {}),
+    lease: { durationMs: 3000, renewDeadlineMs: 2000, retryPeriodMs: 200 },
+    informerBackoff: { initialMs: 100, maxMs: 1000 },
+    proxy: { image: 'localhost/ambit:test' },
+  });
+  let closed = false;
+  const close = kc.close.bind(kc);
+  kc.close = async () => {
+    if (closed) return;
+    closed = true;
+    await close();
+  };
+  t.after(async () => {
+    await kc.close();
+    rmSync(stateDir, { recursive: true, force: true });
+  });
+  return kc;
 }

@@ -12,34 +12,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ApiServer } from '../../../src/local/apiserver/server.js';
 import { translateAll } from '../../../src/controller/translate/translate.js';
-import { installCrds, put, silentLog, startSource, startTestServer, waitUntil } from './helpers.js';
+import { installCrds, podObject, put, setPodRunning, silentLog, startSource, startTestServer, waitUntil } from './helpers.js';
 
 const NS = { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'demo', labels: { 'istio.io/dataplane-mode': 'ambient' } } };
-
-function podObject(name: string, node = 'node-1'): Record<string, unknown> {
-  return {
-    apiVersion: 'v1',
-    kind: 'Pod',
-    metadata: { name, namespace: 'demo', labels: { app: name } },
-    spec: { nodeName: node, serviceAccountName: name, containers: [{ name: 'c', image: 'x' }] },
-  };
-}
-
-async function setPodRunning(server: ApiServer, name: string, ip: string): Promise<void> {
-  const path = `/api/v1/namespaces/demo/pods/${name}/status`;
-  await server.requestOk({
-    method: 'PATCH',
-    path,
-    contentType: 'application/merge-patch+json',
-    body: { status: { phase: 'Running', podIP: ip, podIPs: [{ ip }], conditions: [{ type: 'Ready', status: 'True' }] } },
-  });
-}
 
 test('kubectl apply/delete of Istio and Gateway API objects reaches the store and the translation', async (t) => {
   const ts = await startTestServer(t);
   await installCrds(ts.server, 'all');
-  await put(ts.server, [NS, { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: 'web', namespace: 'demo' } }, podObject('web')]);
-  await setPodRunning(ts.server, 'web', '10.1.0.5');
+  await put(ts.server, [NS, { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: 'web', namespace: 'demo' } }, podObject('web', 'demo', { node: 'node-1', sa: 'web' })]);
+  await setPodRunning(ts.server, 'demo', 'web', '10.1.0.5');
   const { store, source } = await startSource(t, ts.server);
   assert.ok(source.ready);
   assert.ok(source.watchedKinds().includes('AuthorizationPolicy'));

@@ -6,6 +6,7 @@ import { loadManifests } from '../../../src/controller/source/manifests.js';
 import { resolveHost, translateRoutes } from '../../../src/controller/translate/routes.js';
 import { validateGatewayServer, validateRouteConfig } from '../../../src/shared/routes.js';
 import { buildRouteTable, routeRequest } from '../../../src/waypoint/router.js';
+import { CertificateAuthority } from '../../../src/controller/ca/authority.js';
 
 const fixture = (p: string): string => fileURLToPath(new URL(`../../../../test/fixtures/${p}`, import.meta.url));
 
@@ -196,6 +197,13 @@ test('HTTPRoute on an ingress Gateway API Gateway binds by hostnames; waypoint p
   assert.deepEqual(out.routes.find((r) => r.hostname.startsWith('reviews.'))!.routes, [], 'the rejected route adds nothing');
 });
 
+/** A kubernetes.io/tls Secret holding a real certificate and its key. */
+function tlsSecret(name: string, namespace: string): KubeObject {
+  const serving = CertificateAuthority.generate({ trustDomain: 'example.test', ttlDays: 1 }).issueServingCert({ dnsNames: ['shop.example.com'], ttlMs: 3_600_000 });
+  const b64 = (s: string): string => Buffer.from(s).toString('base64');
+  return { apiVersion: 'v1', kind: 'Secret', metadata: { name, namespace }, type: 'kubernetes.io/tls', data: { 'tls.crt': b64(serving.certChainPem.join('\n')), 'tls.key': b64(serving.keyPem) } } as KubeObject;
+}
+
 test('Gateway API ingress Gateway: listeners become servers of its own pods only; unsupported listeners get a condition', async () => {
   const { translateAll } = await import('../../../src/controller/translate/translate.js');
   const { gatewayApiServers } = await import('../../../src/controller/translate/gateway-api-listeners.js');
@@ -213,10 +221,13 @@ test('Gateway API ingress Gateway: listeners become servers of its own pods only
       ],
     },
   };
-  const { servers, conditions } = gatewayApiServers({ gateways: [gw] });
+  const secret = tlsSecret('shop-cert', 'bookinfo');
+  const { servers, conditions } = gatewayApiServers({ gateways: [gw], of: (ref) => (ref === 'Secret' ? [secret] : []) });
   assert.deepEqual(servers.map((s) => `${s.listener}:${s.port}/${s.protocol}${s.tls ? `:${s.tls.credentialName}` : ''}`), ['http:80/HTTP', 'https:443/HTTPS:shop-cert']);
   assert.deepEqual(servers[1]!.hosts, ['shop.example.com']);
   assert.deepEqual(conditions.map((c) => `${c.section} ${c.type} ${c.reason}`), ['tcp Accepted UnsupportedProtocol', 'far ResolvedRefs RefNotPermitted']);
+  const noSecret = gatewayApiServers({ gateways: [gw], of: () => [] });
+  assert.match(noSecret.conditions.find((c) => c.section === 'https')!.message, /listener https: Secret bookinfo\/shop-cert not found/, 'a missing Secret is reported even before any gateway pod runs');
 
   const gwPod = (name: string, ns: string): KubeObject => ({
     apiVersion: 'v1',
@@ -230,7 +241,7 @@ test('Gateway API ingress Gateway: listeners become servers of its own pods only
   assert.deepEqual([...out.listeners.byPod.keys()], ['bookinfo/public-istio-abc'], 'a pod of another namespace with the same label does not serve it');
   const listeners = out.listeners.byPod.get('bookinfo/public-istio-abc')!;
   assert.deepEqual(listeners.map((l) => `${l.port}/${l.protocol}`), ['80/HTTP']);
-  const missing = out.listeners.conditions.find((c) => c.section === 'https')!;
+  const missing = out.routes.conditions.find((c) => c.section === 'https')!;
   assert.equal(missing.objectKey, 'Gateway.gateway.networking.k8s.io/bookinfo/public', 'the missing Secret is reported on the Gateway API Gateway');
   assert.equal(missing.reason, 'InvalidCertificateRef');
   const cfg = out.routes.routes.find((r) => r.gateway === 'bookinfo/public')!;
