@@ -7,7 +7,7 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import { join } from 'node:path';
-import { writeFile } from 'node:fs/promises';
+import { mkdir, writeFile } from 'node:fs/promises';
 import type { Registry } from 'prom-client';
 import { AmbitError } from '../shared/errors.js';
 import type { Logger } from '../shared/log.js';
@@ -103,6 +103,7 @@ export class Controller {
   /** Loads (or creates) the CA, starts gRPC on host:port with TLS and serves CA + config streams. */
   static async start(opts: ControllerOptions): Promise<Controller> {
     const ca = opts.ca ?? (await CertificateAuthority.loadOrCreate({ dir: join(opts.stateDir, 'ca'), trustDomain: opts.trustDomain }));
+    await mkdir(opts.stateDir, { recursive: true, mode: 0o700 });
     await writeFile(join(opts.stateDir, 'root-cert.pem'), ca.rootCertPem);
     const dnsNames = opts.servingDnsNames ?? ['ambit-controller', 'ambit-controller.ambit-system.svc'];
     const serving = ca.issueServingCert({ ips: [opts.host], dnsNames, ttlMs: 365 * 24 * 3_600_000 });

@@ -27,12 +27,7 @@ export function loadKubeConfig(source: KubeConfigSource): k8s.KubeConfig {
   try {
     if ('file' in source) kc.loadFromFile(source.file);
     else if ('text' in source) kc.loadFromString(source.text);
-    else {
-      if (!process.env['KUBERNETES_SERVICE_HOST']) {
-        throw new Error('KUBERNETES_SERVICE_HOST is not set; is the controller running in a pod?');
-      }
-      kc.loadFromCluster();
-    }
+    else kc.loadFromCluster();
   } catch (e) {
     const what = 'file' in source ? `kubeconfig ${source.file}` : 'text' in source ? 'kubeconfig text' : 'in-cluster credentials';
     throw new AmbitError('AMBIT_ERR_KUBE_CONFIG', `cannot load ${what}: ${errorMessage(e)}`, { cause: e });

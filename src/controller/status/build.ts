@@ -102,7 +102,8 @@ function istioStatus(obj: KubeObject, inputs: StatusInputs): Record<string, unkn
     .map(asRecord)
     .filter((m) => !OWNED_CODES.has(asString(asRecord(m['type'])['code']) ?? ''));
   if (inv) messages.push({ type: { code: ANALYSIS.schema.code, name: ANALYSIS.schema.name }, level: ANALYSIS.schema.level });
-  if (merged.some(isNegative)) messages.push({ type: { code: ANALYSIS.negative.code, name: ANALYSIS.negative.name }, level: ANALYSIS.negative.level });
+  // An invalid object already carries IST0106; IST0171 is for what translation could not apply.
+  if (merged.some((f) => isNegative(f) && f.reason !== 'Invalid')) messages.push({ type: { code: ANALYSIS.negative.code, name: ANALYSIS.negative.name }, level: ANALYSIS.negative.level });
   const out: Record<string, unknown> = { ...current, conditions };
   if (messages.length > 0) out['validationMessages'] = messages;
   else delete out['validationMessages'];
