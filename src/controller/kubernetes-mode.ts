@@ -24,7 +24,7 @@ import type { ProxyTemplate } from './owned/render.js';
 import { KubeClient, loadKubeConfig, type KubeConfigSource } from './source/kube-client.js';
 import { objectPath, RESOURCES } from './source/kube-paths.js';
 import { KubernetesSource } from './source/kubernetes.js';
-import { StatusWriter } from './status/writer.js';
+import { STATUS_KINDS, StatusWriter } from './status/writer.js';
 import { ObjectStore } from './store.js';
 import { TokenReviewAuthenticator, DEFAULT_AGENT_SERVICE_ACCOUNT } from './token-review.js';
 
@@ -184,7 +184,8 @@ export class KubernetesController {
       });
       started.push(rootPublisher);
       source.on('live', (ref) => {
-        writer.trigger();
+        // Other kinds reach status through translation (onTranslated).
+        if (STATUS_KINDS.includes(ref)) writer.trigger();
         if (ref === REF_GATEWAY_API_GATEWAY) owned.trigger();
         if (ref === 'Namespace') rootPublisher.trigger();
       });

@@ -22,7 +22,7 @@ import type { OwnedState } from '../owned/reconciler.js';
 import { desiredStatus, type ConditionOrigin, type StatusInputs } from './build.js';
 
 /** Kinds whose status this controller writes (kind refs). */
-const STATUS_KINDS = ['AuthorizationPolicy', 'PeerAuthentication', 'VirtualService', 'DestinationRule', 'Gateway.networking.istio.io', 'Service', REF_GATEWAY_API_GATEWAY, 'HTTPRoute', 'GRPCRoute'];
+export const STATUS_KINDS: readonly string[] = ['AuthorizationPolicy', 'PeerAuthentication', 'VirtualService', 'DestinationRule', 'Gateway.networking.istio.io', 'Service', REF_GATEWAY_API_GATEWAY, 'HTTPRoute', 'GRPCRoute'];
 
 /** The translation findings the writer reads (the Controller's current translation). */
 export interface TranslationView {

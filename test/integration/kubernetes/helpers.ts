@@ -84,11 +84,16 @@ export interface SourceHarness {
   registry: Registry;
 }
 
+/** A logger whose lines (parsed) land in `lines`. */
+export function captureLog(lines: Array<Record<string, unknown>>): Logger {
+  return createLogger({ level: 'info', destination: { write: (s: string) => void lines.push(JSON.parse(s) as Record<string, unknown>) } });
+}
+
 /** A store fed by a Kubernetes source on `server` (admin credentials); closed in t.after. */
-export async function startSource(t: { after(fn: () => unknown): void }, server: ApiServer, opts: { start?: boolean } = {}): Promise<SourceHarness> {
+export async function startSource(t: { after(fn: () => unknown): void }, server: ApiServer, opts: { start?: boolean; log?: Logger } = {}): Promise<SourceHarness> {
   const store = new ObjectStore();
   const registry = createRegistry();
-  const source = new KubernetesSource({ client: adminClient(server), store, log: testLog(), registry, batchMs: 10, backoff: { initialMs: 100, maxMs: 1000 } });
+  const source = new KubernetesSource({ client: adminClient(server), store, log: opts.log ?? testLog(), registry, batchMs: 10, backoff: { initialMs: 100, maxMs: 1000 } });
   t.after(() => source.close());
   if (opts.start !== false) await source.start();
   return { store, source, registry };

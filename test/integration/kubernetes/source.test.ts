@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ApiServer } from '../../../src/local/apiserver/server.js';
 import { translateAll } from '../../../src/controller/translate/translate.js';
-import { installCrds, podObject, put, setPodRunning, silentLog, startSource, startTestServer, waitUntil } from './helpers.js';
+import { captureLog, installCrds, podObject, put, setPodRunning, silentLog, startSource, startTestServer, waitUntil } from './helpers.js';
 
 const NS = { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'demo', labels: { 'istio.io/dataplane-mode': 'ambient' } } };
 
@@ -74,9 +74,13 @@ spec:
 test('a CRD installed after start is picked up; one deleted takes its objects out of the store', async (t) => {
   const ts = await startTestServer(t);
   await put(ts.server, [NS]);
-  const { store, source } = await startSource(t, ts.server);
+  const lines: Array<Record<string, unknown>> = [];
+  const { store, source } = await startSource(t, ts.server, { log: captureLog(lines) });
   assert.ok(!source.watchedKinds().includes('AuthorizationPolicy'), 'no CRD, no informer');
   assert.ok(source.ready);
+  const skipped = lines.filter((l) => l['kind'] === 'AuthorizationPolicy' && String(l['msg']).startsWith('skipping'));
+  assert.equal(skipped.length, 1, 'one log line per skipped kind');
+  assert.equal(skipped[0]!['msg'], 'skipping AuthorizationPolicy.security.istio.io: its CRD authorizationpolicies.security.istio.io is not installed; it is picked up when the CRD appears');
 
   await installCrds(ts.server, 'istio');
   await waitUntil('the informer of the new kind', () => (source.watchedKinds().includes('AuthorizationPolicy') ? true : undefined));
