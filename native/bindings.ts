@@ -14,7 +14,7 @@ import { fileURLToPath } from 'node:url';
 import { AmbitError } from '../src/shared/errors.js';
 
 /** ABI version the shim must report (AMBIT_SHIM_ABI in native/shim.h). */
-export const SHIM_ABI = 1;
+export const SHIM_ABI = 2;
 
 /** Opaque libbpf handles: only ever passed back to the shim. */
 export const BpfObjectHandle = koffi.opaque('bpf_object');
@@ -38,8 +38,7 @@ export const OrigDstType = koffi.struct('ambit_orig_dst', {
   family: 'uint16_t',
   pad: 'uint32_t',
 });
-export const TupleKeyType = koffi.struct('ambit_tuple_key', {
-  netns_cookie: 'uint64_t',
+export const PeerKeyType = koffi.struct('ambit_peer_key', {
   addr: koffi.array('uint8_t', 16, 'Typed'),
   port: 'uint16_t',
   pad: koffi.array('uint16_t', 3),
@@ -52,27 +51,57 @@ export const DirectKeyType = koffi.struct('ambit_direct_key', {
   pad: 'uint32_t',
 });
 
+/**
+ * The uapi context of sk_lookup programs (linux/bpf.h), as BPF_PROG_RUN takes it: addresses and
+ * remote_port in network order, local_port in host order; `cookie` comes back non-zero (the
+ * selected socket's cookie) when the program assigned a socket.
+ */
+export const SkLookupCtxType = koffi.struct('bpf_sk_lookup', {
+  cookie: 'uint64_t',
+  family: 'uint32_t',
+  protocol: 'uint32_t',
+  remote_ip4: koffi.array('uint8_t', 4, 'Typed'),
+  remote_ip6: koffi.array('uint8_t', 16, 'Typed'),
+  remote_port: koffi.array('uint8_t', 2, 'Typed'),
+  pad: 'uint16_t',
+  local_ip4: koffi.array('uint8_t', 4, 'Typed'),
+  local_ip6: koffi.array('uint8_t', 16, 'Typed'),
+  local_port: 'uint32_t',
+  ingress_ifindex: 'uint32_t',
+});
+
 /** The structs above by their C name, for the layout test. */
 export const SHARED_STRUCTS = {
   ambit_pod_config: PodConfigType,
   ambit_port_key: PortKeyType,
   ambit_orig_dst: OrigDstType,
-  ambit_tuple_key: TupleKeyType,
+  ambit_peer_key: PeerKeyType,
   ambit_direct_key: DirectKeyType,
+  bpf_sk_lookup: SkLookupCtxType,
 } as const;
 
 export interface ShimFunctions {
   abi(): number;
-  objectOpenLoad(path: string, pinRoot: string | null, log: Buffer, logSize: number): NativePointer | null;
+  logTake(out: Buffer, size: number): number;
+  objectOpenLoad(path: string, pinRoot: string | null): NativePointer | null;
   objectClose(obj: NativePointer): void;
   objectMapFd(obj: NativePointer, name: string): number;
   objectProgFd(obj: NativePointer, name: string): number;
   attachCgroup(obj: NativePointer, prog: string, cgroupFd: number): NativePointer | null;
   attachNetns(obj: NativePointer, prog: string, netnsFd: number): NativePointer | null;
+  linkOpen(path: string): NativePointer | null;
+  linkUpdate(link: NativePointer, obj: NativePointer, prog: string): number;
   linkPin(link: NativePointer, path: string): number;
   linkUnpin(link: NativePointer): number;
   linkFd(link: NativePointer): number;
   linkDestroy(link: NativePointer): number;
+  /** out: 4 × u64 {link type, prog id, target (cgroup id / netns inode), attach type}. */
+  linkInfo(fd: number, out: Buffer): number;
+  progQuery(targetFd: number, attachType: number, flags: number, ids: Buffer, cap: number): number;
+  progName(id: number, name: Buffer, size: number): number;
+  progTestRun(progFd: number, ctxIn: Buffer, ctxInSize: number, ctxOut: Buffer, ctxOutSize: number, retval: Buffer): number;
+  mapCreate(type: number, name: string, keySize: number, valueSize: number, maxEntries: number, flags: number): number;
+  mapFdById(id: number): number;
   mapUpdate(fd: number, key: Buffer, value: Buffer, flags: bigint): number;
   mapLookup(fd: number, key: Buffer, value: Buffer): number;
   mapDelete(fd: number, key: Buffer): number;
@@ -94,6 +123,7 @@ export interface LibcFunctions {
   bind(fd: number, addr: Buffer, len: number): number;
   listen(fd: number, backlog: number): number;
   connect(fd: number, addr: Buffer, len: number): number;
+  sendto(fd: number, data: Buffer, len: number, flags: number, addr: Buffer, addrLen: number): number;
   close(fd: number): number;
   /** glibc: returns free heap memory to the kernel; 1 when some was released. */
   mallocTrim(pad: number): number;
@@ -137,16 +167,25 @@ export function shim(): ShimFunctions {
   const link = koffi.pointer(BpfLinkHandle);
   const f = {
     abi: lib.func('ambit_shim_abi', 'int', []),
-    objectOpenLoad: lib.func('ambit_object_open_load', obj, ['str', 'str', 'void *', 'uint32_t']),
+    logTake: lib.func('ambit_log_take', 'int', ['void *', 'uint32_t']),
+    objectOpenLoad: lib.func('ambit_object_open_load', obj, ['str', 'str']),
     objectClose: lib.func('ambit_object_close', 'void', [obj]),
     objectMapFd: lib.func('ambit_object_map_fd', 'int', [obj, 'str']),
     objectProgFd: lib.func('ambit_object_prog_fd', 'int', [obj, 'str']),
     attachCgroup: lib.func('ambit_attach_cgroup', link, [obj, 'str', 'int']),
     attachNetns: lib.func('ambit_attach_netns', link, [obj, 'str', 'int']),
+    linkOpen: lib.func('ambit_link_open', link, ['str']),
+    linkUpdate: lib.func('ambit_link_update', 'int', [link, obj, 'str']),
     linkPin: lib.func('ambit_link_pin', 'int', [link, 'str']),
     linkUnpin: lib.func('ambit_link_unpin', 'int', [link]),
     linkFd: lib.func('ambit_link_fd', 'int', [link]),
     linkDestroy: lib.func('ambit_link_destroy', 'int', [link]),
+    linkInfo: lib.func('ambit_link_info', 'int', ['int', 'void *']),
+    progQuery: lib.func('ambit_prog_query', 'int', ['int', 'uint32_t', 'uint32_t', 'void *', 'uint32_t']),
+    progName: lib.func('ambit_prog_name', 'int', ['uint32_t', 'void *', 'uint32_t']),
+    progTestRun: lib.func('ambit_prog_test_run', 'int', ['int', 'void *', 'uint32_t', 'void *', 'uint32_t', 'void *']),
+    mapCreate: lib.func('ambit_map_create', 'int', ['uint32_t', 'str', 'uint32_t', 'uint32_t', 'uint32_t', 'uint32_t']),
+    mapFdById: lib.func('ambit_map_fd_by_id', 'int', ['uint32_t']),
     mapUpdate: lib.func('ambit_map_update', 'int', ['int', 'void *', 'void *', 'uint64_t']),
     mapLookup: lib.func('ambit_map_lookup', 'int', ['int', 'void *', 'void *']),
     mapDelete: lib.func('ambit_map_delete', 'int', ['int', 'void *']),
@@ -189,6 +228,7 @@ export function libc(): LibcFunctions {
     bind: lib.func('bind', 'int', ['int', 'void *', 'uint32_t']),
     listen: lib.func('listen', 'int', ['int', 'int']),
     connect: lib.func('connect', 'int', ['int', 'void *', 'uint32_t']),
+    sendto: lib.func('sendto', 'long', ['int', 'void *', 'size_t', 'int', 'void *', 'uint32_t']),
     close: lib.func('close', 'int', ['int']),
     mallocTrim: lib.func('malloc_trim', 'int', ['size_t']),
   } as unknown as LibcFunctions;

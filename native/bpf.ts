@@ -3,8 +3,9 @@
  * BpfMap (a map fd with key/value codecs). Everything above native/ uses these, never koffi.
  *
  * Invariants: every owner has an idempotent close(); a closed owner refuses further use; a
- * failed call throws AmbitError naming the operation, the path and the errno name. Pinned links
- * stay attached after close() (and after process exit) until their pin is removed.
+ * failed call throws AmbitError naming the operation, the path and the errno name, with what
+ * libbpf logged meanwhile (the end of it, where the reason is) in details.log. Pinned links stay
+ * attached after close() (and after process exit) until their pin is removed.
  */
 import { closeSync, existsSync, openSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
@@ -13,8 +14,8 @@ import { getSystemErrorName } from 'node:util';
 import { AmbitError, type ErrorCode } from '../src/shared/errors.js';
 import { lastErrno, shim, type NativePointer } from './bindings.js';
 
-const LOG_SIZE = 1 << 20;
-const BTF_PATH = '/sys/kernel/btf/vmlinux';
+/** The end of libbpf's log kept in an error (the verifier's verdict is at the end). */
+const LOG_TAIL_BYTES = 64 * 1024;
 
 /**
  * errno values that mean "this machine or these privileges can not do BPF" when loading or
@@ -33,12 +34,46 @@ function errnoName(errno: number): string {
   }
 }
 
+/** What libbpf logged since the last call (its tail); empties the shim's ring. */
+export function takeLibbpfLog(): string {
+  const buf = Buffer.alloc(LOG_TAIL_BYTES);
+  const n = shim().logTake(buf, buf.length);
+  return buf.toString('utf8', 0, Math.max(0, n));
+}
+
+/** The program libbpf names in a failed load ("prog 'ambit_connect4': ..."), if any. */
+export function failingProgram(log: string): string | undefined {
+  const all = [...log.matchAll(/prog '([^']+)': (?:BPF program load failed|failed to load|-- BEGIN PROG LOAD LOG)/g)];
+  return all.length > 0 ? all[all.length - 1]![1] : undefined;
+}
+
+/**
+ * What an error message quotes of the log: the verifier's verdict (the last line of a program's
+ * load log before its statistics) when there is one, else libbpf's last line.
+ */
+export function logVerdict(log: string): string {
+  const lines = log.trimEnd().split('\n');
+  const end = lines.lastIndexOf('-- END PROG LOAD LOG --');
+  if (end > 0) {
+    const verdict = lines
+      .slice(0, end)
+      .reverse()
+      .find((l) => l.trim() !== '' && !/^processed \d+ insns|^verification time|^stack depth/.test(l));
+    if (verdict !== undefined) return verdict.trim();
+  }
+  return (lines.at(-1) ?? '').trim();
+}
+
 function bpfError(code: ErrorCode, what: string, errno: number, details: Record<string, unknown> = {}): AmbitError {
   const name = errnoName(errno);
   const unsupported = (code === 'AMBIT_ERR_BPF_MAP' ? MAP_UNSUPPORTED_ERRNOS : UNSUPPORTED_ERRNOS).has(name);
   const hint = unsupported ? '; BPF needs root (CAP_BPF, CAP_NET_ADMIN, CAP_SYS_ADMIN) and a kernel with these program types' : '';
-  return new AmbitError(unsupported ? 'AMBIT_ERR_BPF_UNSUPPORTED' : code, `${what} failed with ${name}${hint}`, {
-    details: { ...details, errno: name },
+  // Map calls are frequent and libbpf says nothing for them; every other failure carries its log.
+  const log = code === 'AMBIT_ERR_BPF_MAP' ? '' : takeLibbpfLog();
+  const prog = failingProgram(log);
+  const said = log.trim() === '' ? '' : `: ${logVerdict(log)}`;
+  return new AmbitError(unsupported ? 'AMBIT_ERR_BPF_UNSUPPORTED' : code, `${what}${prog ? ` (program ${prog})` : ''} failed with ${name}${hint}${said}`, {
+    details: { ...details, errno: name, ...(log !== '' ? { log } : {}), ...(prog ? { program: prog } : {}) },
   });
 }
 
@@ -56,12 +91,12 @@ export function bpfObjectPath(name: string): string {
 }
 
 /**
- * Why BPF can not be used here, or undefined when the prerequisites are present
- * (root, BTF, the shim). Loading can still fail; callers treat that as unsupported too.
+ * Why BPF can not be used here, or undefined when the prerequisites are present (root, the
+ * shim). The programs need no kernel BTF (they read only uapi context structs). Loading can still
+ * fail; callers treat that as unsupported too.
  */
 export function bpfUnsupportedReason(): string | undefined {
   if (typeof process.getuid === 'function' && process.getuid() !== 0) return 'requires root';
-  if (!existsSync(BTF_PATH)) return `kernel BTF ${BTF_PATH} is missing (CONFIG_DEBUG_INFO_BTF)`;
   try {
     shim();
   } catch (e) {
@@ -98,7 +133,15 @@ export interface MapInfo {
   keySize: number;
   valueSize: number;
   maxEntries: number;
+  flags: number;
+  /** Kernel id of the map (what prog/map-in-map lookups report). */
+  id: number;
 }
+
+/** bpf_map_type values the agent creates (linux/bpf.h). */
+export const MapType = { hash: 1, hashOfMaps: 13 } as const;
+/** BPF_F_NO_PREALLOC: entries are allocated on update, so an empty map costs nothing. */
+export const MAP_F_NO_PREALLOC = 1;
 
 const PERCPU_TYPES = new Set([5 /* PERCPU_HASH */, 6 /* PERCPU_ARRAY */, 10 /* LRU_PERCPU_HASH */]);
 
@@ -123,7 +166,7 @@ export class BpfMap<K = Buffer, V = Buffer> {
     this.#fd = fd;
     this.#codec = codec;
     this.#ownsFd = ownsFd;
-    const out = Buffer.alloc(16);
+    const out = Buffer.alloc(24);
     const rc = shim().mapInfo(fd, out);
     if (rc < 0) throw bpfError('AMBIT_ERR_BPF_MAP', `reading info of map ${name}`, rc, { map: name });
     this.info = {
@@ -131,6 +174,8 @@ export class BpfMap<K = Buffer, V = Buffer> {
       keySize: out.readUInt32LE(4),
       valueSize: out.readUInt32LE(8),
       maxEntries: out.readUInt32LE(12),
+      flags: out.readUInt32LE(16),
+      id: out.readUInt32LE(20),
     };
     this.#valueBufSize = PERCPU_TYPES.has(this.info.type)
       ? Math.ceil(this.info.valueSize / 8) * 8 * shim().numPossibleCpus()
@@ -143,6 +188,36 @@ export class BpfMap<K = Buffer, V = Buffer> {
     if (fd < 0) throw bpfError('AMBIT_ERR_BPF_MAP', `opening pinned map ${path}`, fd, { path });
     try {
       return new BpfMap(path, fd, codec, true);
+    } catch (e) {
+      closeSync(fd);
+      throw e;
+    }
+  }
+
+  /** Opens a map by kernel id (e.g. a pod's inner map, as its outer map reports it); owns the fd. */
+  static fromId<K, V>(name: string, id: number, codec: MapCodec<K, V>): BpfMap<K, V> {
+    const fd = shim().mapFdById(id);
+    if (fd < 0) throw bpfError('AMBIT_ERR_BPF_MAP', `opening map ${name} (id ${id})`, fd, { map: name, id });
+    try {
+      return new BpfMap(name, fd, codec, true);
+    } catch (e) {
+      closeSync(fd);
+      throw e;
+    }
+  }
+
+  /** Creates a map without BTF (owns the fd). */
+  static create<K, V>(
+    name: string,
+    spec: { type: number; keySize: number; valueSize: number; maxEntries: number; flags?: number },
+    codec: MapCodec<K, V>,
+  ): BpfMap<K, V> {
+    // Kernel map names: 15 characters of [A-Za-z0-9_.].
+    const kname = name.replace(/[^A-Za-z0-9_.]/g, '_').slice(0, 15);
+    const fd = shim().mapCreate(spec.type, kname, spec.keySize, spec.valueSize, spec.maxEntries, spec.flags ?? 0);
+    if (fd < 0) throw bpfError('AMBIT_ERR_BPF_MAP', `creating map ${name}`, fd, { map: name });
+    try {
+      return new BpfMap(name, fd, codec, true);
     } catch (e) {
       closeSync(fd);
       throw e;
@@ -184,6 +259,7 @@ export class BpfMap<K = Buffer, V = Buffer> {
     if (rc < 0) throw bpfError('AMBIT_ERR_BPF_MAP', `updating map ${this.name}`, rc, { map: this.name });
   }
 
+  /** Map-in-map: a lookup answers the inner map's id (u32), an update takes its fd. */
   lookup(key: K): V | undefined {
     const out = Buffer.alloc(this.#valueBufSize);
     const rc = shim().mapLookup(this.fd, this.#key(key), out);
@@ -222,16 +298,44 @@ export class BpfMap<K = Buffer, V = Buffer> {
   }
 }
 
+/** What the kernel reports about a link (bpf_link_info). */
+export interface LinkInfo {
+  /** BPF_LINK_TYPE_*: 3 cgroup, 5 netns. */
+  type: number;
+  progId: number;
+  /** cgroup links: the cgroup id (inode of its folder); netns links: the netns inode, 0 once it is gone. */
+  target: bigint;
+  attachType: number;
+}
+
+export const LinkType = { cgroup: 3, netns: 5 } as const;
+
 /** An attachment. close() detaches it unless it is pinned. */
 export class BpfLink {
   readonly description: string;
   #ptr: NativePointer | null;
   #pinPath: string | undefined;
 
-  constructor(description: string, ptr: NativePointer) {
+  constructor(description: string, ptr: NativePointer, pinPath?: string) {
     this.description = description;
     this.#ptr = ptr;
+    this.#pinPath = pinPath;
     leaks.register(this, `bpf link ${description}`, this);
+  }
+
+  /**
+   * The link pinned at `path` (a previous run's), or undefined when nothing is pinned there.
+   * The handle does not detach it on close() while the pin stays.
+   */
+  static openPinned(path: string): BpfLink | undefined {
+    if (!existsSync(path)) return undefined;
+    const ptr = shim().linkOpen(path);
+    const errno = lastErrno();
+    if (ptr === null || ptr === 0n) {
+      if (errno === 2) return undefined;
+      throw bpfError('AMBIT_ERR_BPF_ATTACH', `opening pinned link ${path}`, errno, { path });
+    }
+    return new BpfLink(path, ptr, path);
   }
 
   get closed(): boolean {
@@ -245,6 +349,28 @@ export class BpfLink {
   #handle(): NativePointer {
     if (this.#ptr === null) throw new AmbitError('AMBIT_ERR_BPF_ATTACH', `link ${this.description} is closed`);
     return this.#ptr;
+  }
+
+  info(): LinkInfo {
+    const out = Buffer.alloc(32);
+    const rc = shim().linkInfo(shim().linkFd(this.#handle()), out);
+    if (rc < 0) throw bpfError('AMBIT_ERR_BPF_ATTACH', `reading info of link ${this.description}`, rc);
+    return {
+      type: Number(out.readBigUInt64LE(0)),
+      progId: Number(out.readBigUInt64LE(8)),
+      target: out.readBigUInt64LE(16),
+      attachType: Number(out.readBigUInt64LE(24)),
+    };
+  }
+
+  /**
+   * Swaps in `prog` of `obj` (same program type and attach type) without detaching: the hook
+   * never runs without a program (BPF_LINK_UPDATE), and the link keeps its place in the
+   * cgroup's program order.
+   */
+  update(obj: BpfObject, prog: string): void {
+    const rc = shim().linkUpdate(this.#handle(), obj.handle(), prog);
+    if (rc < 0) throw bpfError('AMBIT_ERR_BPF_ATTACH', `updating link ${this.description} to ${prog} of ${obj.path}`, rc, { prog });
   }
 
   /** Pins the link on bpffs so it survives this process; the parent folder must exist. */
@@ -266,13 +392,17 @@ export class BpfLink {
     this.#pinPath = undefined;
   }
 
-  /** Frees the handle; detaches the program unless the link is still pinned. */
+  /**
+   * Frees the handle; detaches the program unless the link is still pinned. Throws (once the
+   * handle is freed) when libbpf reports a failure, so a detach that did not happen is not silent.
+   */
   close(): void {
     if (this.#ptr === null) return;
     const ptr = this.#ptr;
     this.#ptr = null;
     leaks.unregister(this);
-    shim().linkDestroy(ptr);
+    const rc = shim().linkDestroy(ptr);
+    if (rc < 0) throw bpfError('AMBIT_ERR_BPF_ATTACH', `destroying link ${this.description}`, rc);
   }
 
   /** Unpin then close: the program is detached when this returns. */
@@ -315,16 +445,23 @@ export class BpfObject {
         details: { path, reason },
       });
     }
-    const log = Buffer.alloc(LOG_SIZE);
-    const ptr = shim().objectOpenLoad(path, opts.pinRoot ?? null, log, log.length);
+    takeLibbpfLog(); // start from an empty log: what follows is this load's
+    const ptr = shim().objectOpenLoad(path, opts.pinRoot ?? null);
     const errno = lastErrno();
-    if (ptr === null || ptr === 0n) {
-      const end = log.indexOf(0);
-      const text = log.toString('utf8', 0, end < 0 ? log.length : end);
-      const err = bpfError('AMBIT_ERR_BPF_LOAD', `loading bpf object ${path}`, errno, { path, log: text });
-      throw err;
-    }
+    if (ptr === null || ptr === 0n) throw bpfError('AMBIT_ERR_BPF_LOAD', `loading bpf object ${path}`, errno, { path });
     return new BpfObject(path, ptr);
+  }
+
+  /** The libbpf handle, for BpfLink.update (never leaves native/). */
+  handle(): NativePointer {
+    return this.#handle();
+  }
+
+  /** The fd of program `prog` (owned by the object). */
+  progFd(prog: string): number {
+    const fd = shim().objectProgFd(this.#handle(), prog);
+    if (fd < 0) throw bpfError('AMBIT_ERR_BPF_LOAD', `finding program ${prog} in ${this.path}`, fd, { prog });
+    return fd;
   }
 
   #handle(): NativePointer {
@@ -346,32 +483,40 @@ export class BpfObject {
     return this.#attach(prog, cgroupPath, 'cgroup', (fd) => shim().attachCgroup(this.#handle(), prog, fd));
   }
 
-  /** Attaches program `prog` (sk_lookup) to the netns at `netnsPath`. */
-  attachNetns(prog: string, netnsPath: string): BpfLink {
-    return this.#attach(prog, netnsPath, 'netns', (fd) => shim().attachNetns(this.#handle(), prog, fd));
+  /**
+   * Attaches program `prog` (sk_lookup) to a netns: a path, or an fd the caller opened once for
+   * the whole enrolment (`label` names it in errors).
+   */
+  attachNetns(prog: string, netns: string | { fd: number; label: string }): BpfLink {
+    return this.#attach(prog, netns, 'netns', (fd) => shim().attachNetns(this.#handle(), prog, fd));
   }
 
-  #attach(prog: string, target: string, kind: string, call: (fd: number) => NativePointer | null): BpfLink {
+  #attach(prog: string, target: string | { fd: number; label: string }, kind: string, call: (fd: number) => NativePointer | null): BpfLink {
     this.#handle();
+    const label = typeof target === 'string' ? target : target.label;
     let fd: number;
-    try {
-      fd = openSync(target, 'r');
-    } catch (cause) {
-      throw new AmbitError('AMBIT_ERR_BPF_ATTACH', `opening ${kind} ${target} to attach ${prog} failed; does it exist?`, {
-        cause,
-        details: { prog, target },
-      });
+    if (typeof target === 'string') {
+      try {
+        fd = openSync(target, 'r');
+      } catch (cause) {
+        throw new AmbitError('AMBIT_ERR_BPF_ATTACH', `opening ${kind} ${target} to attach ${prog} failed; does it exist?`, {
+          cause,
+          details: { prog, target },
+        });
+      }
+    } else {
+      fd = target.fd;
     }
     try {
       const ptr = call(fd);
       const errno = lastErrno();
       if (ptr === null || ptr === 0n) {
-        throw bpfError('AMBIT_ERR_BPF_ATTACH', `attaching ${prog} to ${kind} ${target}`, errno, { prog, target });
+        throw bpfError('AMBIT_ERR_BPF_ATTACH', `attaching ${prog} to ${kind} ${label}`, errno, { prog, target: label });
       }
-      return new BpfLink(`${prog}@${target}`, ptr);
+      return new BpfLink(`${prog}@${label}`, ptr);
     } finally {
       // The link holds its own reference to the cgroup/netns.
-      closeSync(fd);
+      if (typeof target === 'string') closeSync(fd);
     }
   }
 
@@ -385,4 +530,63 @@ export class BpfObject {
     leaks.unregister(this);
     shim().objectClose(ptr);
   }
+}
+
+/** bpf_attach_type values of the cgroup hooks capture uses (linux/bpf.h). */
+export const AttachType = {
+  cgroupInet4Connect: 10,
+  cgroupInet6Connect: 11,
+  cgroupSockOps: 3,
+  cgroupGetsockopt: 21,
+  cgroupInet4Getpeername: 29,
+  cgroupInet6Getpeername: 30,
+} as const;
+
+export interface AttachedProgram {
+  id: number;
+  /** The kernel's copy of the name: at most 15 characters. */
+  name: string;
+}
+
+/**
+ * Programs that run at a cgroup's hook of `attachType`, including those attached at its
+ * ancestors (BPF_F_QUERY_EFFECTIVE), in the order they run.
+ */
+export function attachedPrograms(cgroupPath: string, attachType: number): AttachedProgram[] {
+  let fd: number;
+  try {
+    fd = openSync(cgroupPath, 'r');
+  } catch (cause) {
+    throw new AmbitError('AMBIT_ERR_BPF_ATTACH', `opening cgroup ${cgroupPath} to list its programs failed`, { cause, details: { cgroupPath } });
+  }
+  try {
+    const cap = 64;
+    const ids = Buffer.alloc(4 * cap);
+    const n = shim().progQuery(fd, attachType, 1 /* BPF_F_QUERY_EFFECTIVE */, ids, cap);
+    if (n < 0) throw bpfError('AMBIT_ERR_BPF_ATTACH', `listing programs at cgroup ${cgroupPath} (attach type ${attachType})`, n, { cgroupPath });
+    const out: AttachedProgram[] = [];
+    for (let i = 0; i < Math.min(n, cap); i++) {
+      const id = ids.readUInt32LE(i * 4);
+      const name = Buffer.alloc(16);
+      // A program detached meanwhile is simply not listed.
+      if (shim().progName(id, name, name.length) < 0) continue;
+      out.push({ id, name: name.toString('utf8', 0, Math.max(0, name.indexOf(0))) });
+    }
+    return out;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/**
+ * BPF_PROG_RUN: runs program `prog` of `obj` once on `ctx` (the program type's uapi context,
+ * e.g. struct bpf_sk_lookup) and returns its verdict and the context as the program left it.
+ * Only program types the kernel can test-run (sk_lookup among capture's) accept this.
+ */
+export function testRunProgram(obj: BpfObject, prog: string, ctx: Buffer): { retval: number; ctx: Buffer } {
+  const out = Buffer.alloc(ctx.length);
+  const retval = Buffer.alloc(4);
+  const rc = shim().progTestRun(obj.progFd(prog), ctx, ctx.length, out, out.length, retval);
+  if (rc < 0) throw bpfError('AMBIT_ERR_BPF_LOAD', `test-running ${prog} of ${obj.path}`, rc, { prog });
+  return { retval: retval.readUInt32LE(0), ctx: out };
 }

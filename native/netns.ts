@@ -7,9 +7,11 @@
  * `new net.Socket({ fd })`). A socket stays in the netns it was created in.
  *
  * Invariant: the calling thread is back in its own netns when any function here returns or
- * throws; fds made here are non-blocking and close-on-exec, and are closed on every error path.
+ * throws; if switching back fails the process aborts (it would otherwise go on serving from a
+ * pod's netns). fds made here are non-blocking and close-on-exec, and are closed on every error
+ * path.
  */
-import { closeSync, openSync } from 'node:fs';
+import { closeSync, openSync, writeSync } from 'node:fs';
 import { isIPv4, isIPv6, type Server, type Socket } from 'node:net';
 import { getSystemErrorName } from 'node:util';
 import { AmbitError, type ErrorCode } from '../src/shared/errors.js';
@@ -39,12 +41,14 @@ const SO_MARK = 36;
 const SO_SNDBUF = 7;
 const SO_SNDBUFFORCE = 32;
 const SO_NETNS_COOKIE = 71;
+const SO_COOKIE = 57;
 const SOL_IP = 0;
 const IP_TRANSPARENT = 19;
 const IP_FREEBIND = 15;
 const IPV6_FREEBIND = 78;
 const SOL_IPV6 = 41;
 const IPV6_TRANSPARENT = 75;
+const IPV6_V6ONLY = 26;
 /** SO_ORIGINAL_DST (SOL_IP) and IP6T_SO_ORIGINAL_DST (SOL_IPV6) are both 80. */
 const SO_ORIGINAL_DST = 80;
 const EINPROGRESS = 115;
@@ -77,36 +81,57 @@ function familyOf(address: string, family?: IpFamily): number {
   });
 }
 
-/**
- * Runs `fn` synchronously with the calling thread inside the netns at `netnsPath`
- * (e.g. /var/run/netns/<pod>), always switching back before returning.
- */
-export function inNetns<T>(netnsPath: string, fn: () => T): T {
-  const c = libc();
-  const self = homeNetns();
-  let target: number;
+/** A netns opened once by the caller (openNetns) and used for several calls; `label` names it in errors. */
+export interface NetnsHandle {
+  fd: number;
+  label: string;
+}
+
+/** Opens the netns file (e.g. /var/run/netns/<pod>) for several calls; close it with closeFd. */
+export function openNetns(netnsPath: string): NetnsHandle {
   try {
-    target = openSync(netnsPath, 'r');
+    return { fd: openSync(netnsPath, 'r'), label: netnsPath };
   } catch (cause) {
     throw new AmbitError('AMBIT_ERR_NETNS_ENTER', `opening netns ${netnsPath} failed; does the pod still exist?`, {
       cause,
       details: { netnsPath },
     });
   }
+}
+
+/**
+ * The thread could not return to its own netns: every socket it made from now on would be the
+ * pod's. Nothing after this is safe, so the process stops here (an orchestrator restarts it).
+ */
+function abortStuckInNetns(label: string, errno: number): never {
+  const text = `ambit: setns back from ${label} failed with ${errnoName(errno)}; aborting rather than run on in a pod's network namespace\n`;
   try {
-    if (c.setns(target, CLONE_NEWNET) !== 0) {
-      throw nativeError('AMBIT_ERR_NETNS_ENTER', `setns into ${netnsPath}`, lastErrno(), { netnsPath });
+    writeSync(2, text);
+  } catch {
+    // stderr gone: abort anyway
+  }
+  process.abort();
+}
+
+/**
+ * Runs `fn` synchronously with the calling thread inside the netns at `netns` (a path such as
+ * /var/run/netns/<pod>, or a handle from openNetns), always switching back before returning.
+ */
+export function inNetns<T>(netns: string | NetnsHandle, fn: () => T): T {
+  const c = libc();
+  const self = homeNetns();
+  const target = typeof netns === 'string' ? openNetns(netns) : netns;
+  try {
+    if (c.setns(target.fd, CLONE_NEWNET) !== 0) {
+      throw nativeError('AMBIT_ERR_NETNS_ENTER', `setns into ${target.label}`, lastErrno(), { netnsPath: target.label });
     }
     try {
       return fn();
     } finally {
-      if (c.setns(self, CLONE_NEWNET) !== 0) {
-        // The thread would keep running in the pod's netns: nothing after this is safe.
-        throw nativeError('AMBIT_ERR_NETNS_ENTER', `setns back from ${netnsPath}`, lastErrno(), { netnsPath });
-      }
+      if (c.setns(self, CLONE_NEWNET) !== 0) abortStuckInNetns(target.label, lastErrno());
     }
   } finally {
-    closeSync(target);
+    if (typeof netns === 'string') closeSync(target.fd);
   }
 }
 
@@ -159,8 +184,8 @@ export function sendBufferSize(fd: number): number {
   return out.readInt32LE();
 }
 
-function newSocket(domain: number, type: number): number {
-  const fd = libc().socket(domain, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+function newSocket(domain: number, type: number, protocol = 0): number {
+  const fd = libc().socket(domain, type | SOCK_NONBLOCK | SOCK_CLOEXEC, protocol);
   if (fd < 0) throw nativeError('AMBIT_ERR_NATIVE_CALL', 'socket()', lastErrno());
   return fd;
 }
@@ -170,9 +195,10 @@ export function closeFd(fd: number): void {
   if (fd >= 0) libc().close(fd);
 }
 
-/** The netns cookie (SO_NETNS_COOKIE) of the namespace at `netnsPath`, as capture maps key it. */
-export function netnsCookie(netnsPath: string): bigint {
-  return inNetns(netnsPath, () => {
+/** The netns cookie (SO_NETNS_COOKIE) of the namespace at `netns`, as capture maps key it. */
+export function netnsCookie(netns: string | NetnsHandle): bigint {
+  const netnsPath = typeof netns === 'string' ? netns : netns.label;
+  return inNetns(netns, () => {
     const fd = newSocket(AF_INET, SOCK_DGRAM);
     try {
       const v = Buffer.alloc(8);
@@ -203,7 +229,8 @@ export interface ListenOptions {
 }
 
 /**
- * A listening TCP socket inside the netns (SO_REUSEADDR, non-blocking, close-on-exec).
+ * A listening TCP socket inside the netns (SO_REUSEADDR, non-blocking, close-on-exec). "::" is
+ * dual-stack (IPV6_V6ONLY off whatever net.ipv6.bindv6only says): IPv4 arrives v4-mapped.
  * Returns the fd; hand it to Node with `net.createServer(...).listen({ fd })`.
  */
 export function listenInNetns(netnsPath: string, opts: ListenOptions): number {
@@ -212,6 +239,7 @@ export function listenInNetns(netnsPath: string, opts: ListenOptions): number {
     const fd = newSocket(domain, SOCK_STREAM);
     try {
       setIntOpt(fd, SOL_SOCKET, SO_REUSEADDR, 1, 'SO_REUSEADDR');
+      if (domain === AF_INET6 && isIPv6(opts.address) && /^[0:]+$/.test(opts.address)) setIntOpt(fd, SOL_IPV6, IPV6_V6ONLY, 0, 'IPV6_V6ONLY');
       if (opts.sendBufferBytes !== undefined) setSendBuffer(fd, opts.sendBufferBytes);
       if (opts.transparent) {
         if (domain === AF_INET6) setIntOpt(fd, SOL_IPV6, IPV6_TRANSPARENT, 1, 'IPV6_TRANSPARENT');
@@ -240,10 +268,16 @@ export function listenInNetns(netnsPath: string, opts: ListenOptions): number {
 
 export interface SocketOptions {
   family: IpFamily;
+  /** IP protocol; default 0 (TCP). 262 is MPTCP. */
+  protocol?: number;
   /** SO_MARK; pass BYPASS_MARK for upstream dials capture must not catch again. */
   mark?: number;
   /** Kernel send buffer (see setSendBuffer). */
   sendBufferBytes?: number;
+  /** Bind first (SO_REUSEADDR), e.g. to reuse a client port. */
+  bind?: { address: string; port: number };
+  /** Integer socket options to set, e.g. { level: 6, name: 30, value: 1 } (TCP_FASTOPEN_CONNECT). */
+  options?: { level: number; name: number; value: number }[];
 }
 
 /**
@@ -253,10 +287,18 @@ export interface SocketOptions {
 export function socketInNetns(netnsPath: string, opts: SocketOptions): number {
   const domain = opts.family === 'IPv6' ? AF_INET6 : AF_INET;
   return inNetns(netnsPath, () => {
-    const fd = newSocket(domain, SOCK_STREAM);
+    const fd = newSocket(domain, SOCK_STREAM, opts.protocol ?? 0);
     try {
       if (opts.mark !== undefined) setIntOpt(fd, SOL_SOCKET, SO_MARK, opts.mark, 'SO_MARK');
       if (opts.sendBufferBytes !== undefined) setSendBuffer(fd, opts.sendBufferBytes);
+      for (const o of opts.options ?? []) setIntOpt(fd, o.level, o.name, o.value, `option ${o.level}/${o.name}`);
+      if (opts.bind !== undefined) {
+        setIntOpt(fd, SOL_SOCKET, SO_REUSEADDR, 1, 'SO_REUSEADDR');
+        const sa = encodeSockaddr(opts.bind.address, opts.bind.port);
+        if (libc().bind(fd, sa, sa.length) !== 0) {
+          throw nativeError('AMBIT_ERR_NATIVE_CALL', `bind ${opts.bind.address}:${opts.bind.port} in ${netnsPath}`, lastErrno(), { netnsPath });
+        }
+      }
       return fd;
     } catch (e) {
       libc().close(fd);
@@ -348,6 +390,40 @@ export function connectInNetns(netnsPath: string, opts: ConnectOptions): number 
       libc().close(fd);
       throw e;
     }
+  });
+}
+
+/** The socket's cookie (SO_COOKIE), as BPF programs see it (bpf_get_socket_cookie). */
+export function socketCookie(fd: number): bigint {
+  const v = Buffer.alloc(8);
+  const len = Buffer.alloc(4);
+  len.writeUInt32LE(8);
+  if (libc().getsockopt(fd, SOL_SOCKET, SO_COOKIE, v, len) !== 0) {
+    throw nativeError('AMBIT_ERR_NATIVE_CALL', `getsockopt SO_COOKIE on fd ${fd}`, lastErrno(), { fd });
+  }
+  return v.readBigUInt64LE(0);
+}
+
+/**
+ * sendto(MSG_FASTOPEN) inside the netns: a TCP Fast Open connect that carries `data` in the SYN
+ * when the kernel holds a cookie for the destination. Returns the fd (non-blocking, connect in
+ * progress); Node treats it as connected: `new net.Socket({ fd, readable: true, writable: true })`.
+ */
+export function fastOpenConnectInNetns(netnsPath: string, opts: { address: string; port: number; data: Buffer }): number {
+  const MSG_FASTOPEN = 0x20000000;
+  const domain = familyOf(opts.address);
+  return inNetns(netnsPath, () => {
+    const fd = newSocket(domain, SOCK_STREAM);
+    const sa = encodeSockaddr(opts.address, opts.port);
+    const n = Number(libc().sendto(fd, opts.data, opts.data.length, MSG_FASTOPEN, sa, sa.length));
+    if (n < 0) {
+      const errno = lastErrno();
+      if (errno !== EINPROGRESS) {
+        libc().close(fd);
+        throw nativeError('AMBIT_ERR_UPSTREAM_CONNECT', `sendto(MSG_FASTOPEN) ${opts.address}:${opts.port} in ${netnsPath}`, errno, { netnsPath });
+      }
+    }
+    return fd;
   });
 }
 

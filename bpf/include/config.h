@@ -8,17 +8,22 @@
 /* Inbound HBONE is terminated by the agent itself, so sk_lookup never steers it. */
 #define AMBIT_HBONE_PORT 15008
 
+/* Enrolled and pending pods of one agent. */
 #define AMBIT_MAX_PODS 4096
 #define AMBIT_MAX_EXCLUDED_PORTS 16384
-/* One entry per in-flight outbound connection of all enrolled pods together. */
-#define AMBIT_MAX_CONNECTIONS 65536
+/*
+ * Per pod: redirected connects between the SYN and the proxy's accept (an entry is handed to the
+ * accepted socket at once, or removed when the app's socket closes first). One pod filling its
+ * own map only makes its own new connections fail; other pods have maps of their own.
+ */
+#define AMBIT_MAX_HANDSHAKES_PER_POD 4096
 #define AMBIT_MAX_STEER_EXCLUDED_PORTS 256
-/* Per pod: the agent's transparent dials to the app between bind and connect. */
+/* Per pod: the agent's transparent dials to the app between bind and connect (deleted after). */
 #define AMBIT_MAX_STEER_DIRECT 4096
 /* Size of the stats array: reason codes are below this (reasons.h). */
 #define AMBIT_MAX_REASONS 64
 
-/* Socket-level constants not present in vmlinux.h (uapi macros, not BTF types). */
+/* Socket-level constants the uapi headers do not give the BPF target (libc macros). */
 #define AMBIT_AF_INET 2
 #define AMBIT_AF_INET6 10
 #define AMBIT_SOCK_STREAM 1
@@ -26,5 +31,10 @@
 #define AMBIT_SOL_IPV6 41
 /* SO_ORIGINAL_DST (linux/netfilter_ipv4.h) and IP6T_SO_ORIGINAL_DST share the number 80. */
 #define AMBIT_SO_ORIGINAL_DST 80
+/*
+ * Bound for optlen before it is added to the optval pointer (the verifier caps packet-style
+ * offsets at 0xffff); any larger optlen is certainly beyond the program's one-page buffer.
+ */
+#define AMBIT_MAX_OPTLEN 0xffff
 
 #endif

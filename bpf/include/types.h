@@ -8,9 +8,7 @@
 #ifndef AMBIT_TYPES_H
 #define AMBIT_TYPES_H
 
-#ifndef __VMLINUX_H__
 #include <linux/types.h>
-#endif
 
 /* ambit_pods value, keyed by the pod's netns cookie (__u64). */
 struct ambit_pod_config {
@@ -19,8 +17,13 @@ struct ambit_pod_config {
 	__u32 pad;
 };
 
-/* Capture native IPv6 destinations too (the pod has a listener on [::1]:outbound_port). */
+/* The pod has an outbound listener on [::1]:outbound_port: native IPv6 is redirected there. */
 #define AMBIT_POD_F_IPV6 0x1
+/*
+ * The pod's netns is known but its listeners are not in place yet (the CNI hand-off at pod
+ * start, before enrolment): every TCP connect is refused, inbound finds no socket and is refused.
+ */
+#define AMBIT_POD_F_PENDING 0x2
 
 /* ambit_excluded_ports key: a destination port a pod's outbound traffic keeps going direct to. */
 struct ambit_port_key {
@@ -37,17 +40,20 @@ struct ambit_orig_dst {
 	__u32 pad;
 };
 
-/* ambit_orig_by_tuple key: the client side of a redirected connection, as the proxy sees its peer. */
-struct ambit_tuple_key {
-	__u64 netns_cookie;
+/*
+ * Key of a pod's handshake map (ambit_handshakes inner map): the client side of a redirected
+ * connection, as the proxy's accepted socket sees its peer. The netns is the outer key, so
+ * pods' identical 127.0.0.1:<port> client sides never collide.
+ */
+struct ambit_peer_key {
 	__u8 addr[16];
 	__u16 port;
 	__u16 pad[3];
 };
 
 /*
- * ambit_steer_direct key (steer.bpf.c, one map per pod): a connection the agent itself dials to
- * the pod's app from a foreign source address (IP_TRANSPARENT, original client IP). sk_lookup
+ * ambit_steer_direct key (sk_lookup.bpf.c, one map per pod): a connection the agent itself dials
+ * to the pod's app from a foreign source address (IP_TRANSPARENT, original client IP). sk_lookup
  * sees it as remote = source, local port = the app's port, and must not steer it to 15006.
  */
 struct ambit_direct_key {

@@ -6,17 +6,20 @@
  * - snapshots are applied one at a time, in order;
  * - a pod has at most one PodProxy; unenrolling closes its listeners and capture but leaves
  *   established connections to finish (its tunnel pool drains);
- * - a pod that fails to enroll is reported (statusProvider) and retried on the next snapshot.
+ * - a pod that fails to enroll is reported (statusProvider) and retried on the next snapshot;
+ * - a pod the CNI handed over (preparePod) is pending, all its TCP refused, until the config
+ *   enrolls it (with that netns, even before the controller reports one) or says it is not in
+ *   the mesh; capture outlives the agent (close() keeps it), so a restart loses none.
  */
 import * as crypto from 'node:crypto';
 import type * as net from 'node:net';
 import type { Registry } from 'prom-client';
 import type { Logger } from '../shared/log.js';
-import { errorMessage } from '../shared/errors.js';
+import { AmbitError, errorMessage } from '../shared/errors.js';
 import { backoffMs } from '../shared/drain.js';
 import type { Workload } from '../shared/model.js';
 import type { WorkloadStatus } from '../shared/xds/node.js';
-import type { Capture } from './capture/capture.js';
+import { sameNetns, type Capture } from './capture/capture.js';
 import { WorkloadIndex, emptySnapshot, workloadIdentity, type ConfigSnapshot } from '../shared/state/workloads.js';
 import { LoadBalancer, endpointKey } from '../shared/balancer.js';
 import { ConnectionRegistry } from './proxy/connections.js';
@@ -50,8 +53,12 @@ export interface AgentOptions {
   originalDestination: (socket: net.Socket, direction: 'outbound' | 'inbound') => Address;
   /** The fd of a listening server (native socketFd), passed to capture.enroll. */
   listenerFd?: (server: net.Server) => number;
-  /** Listen addresses inside the pod; defaults: outbound 127.0.0.1 (capture redirects to loopback), others 0.0.0.0. */
-  listen?: { outbound?: string; inbound?: string; hbone?: string };
+  /**
+   * Listen addresses inside the pod. Defaults with capture: outbound 127.0.0.1 plus [::1] for
+   * native IPv6 (capture redirects to loopback), inbound and HBONE "::" (dual-stack); without
+   * capture: outbound 127.0.0.1, others 0.0.0.0.
+   */
+  listen?: { outbound?: string; outbound6?: string; inbound?: string; hbone?: string };
   /** Ports inside pods; defaults 15001/15006/15008 (tests may change them). */
   ports?: { outbound?: number; inbound?: number; hbone?: number };
   poolIdleTimeoutMs?: number;
@@ -96,6 +103,10 @@ export class Agent {
   private certReason = '';
   private admin: AdminServer | undefined;
   private closed = false;
+  /** Netns the CNI handed over (preparePod) for pods not released: uid -> netns path. */
+  private readonly handedOver = new Map<string, string>();
+  /** A first reconcile has pruned what a previous run left. */
+  private prunedOnce = false;
 
   constructor(private readonly opts: AgentOptions) {
     this.log = opts.log.child({ component: 'agent', node: opts.nodeName });
@@ -134,19 +145,20 @@ export class Agent {
     if (this.closed) return;
     const index = new WorkloadIndex(snapshot, this.opts.nodeName);
     this.index = index;
-    const wanted = new Map(index.localEnrolledWorkloads().map((w) => [w.uid, w]));
+    // The CNI's netns stands in until the controller reports one.
+    const wanted = new Map(index.localEnrolledWorkloads().map((w) => [w.uid, this.withNetns(w)]));
     let statusChanged = false;
 
     for (const [uid, pod] of [...this.pods]) {
       const next = wanted.get(uid);
-      if (!next || next.netns !== pod.workload.netns) {
+      if (!next || !sameNetns(next.netns, pod.workload.netns)) {
         await this.unenroll(uid, next ? 'netns_changed' : 'pod_removed');
         statusChanged = true;
       }
     }
     for (const [uid, w] of wanted) {
       if (this.pods.has(uid)) {
-        this.pods.get(uid)!.workload = w;
+        this.pods.get(uid)!.workload = { ...w, netns: this.pods.get(uid)!.workload.netns };
         continue;
       }
       if (this.opts.capture && !w.netns) {
@@ -159,12 +171,22 @@ export class Agent {
       await this.enroll(w);
       statusChanged = true;
     }
+    // Handed over by the CNI, and the config says the pod is not in the mesh: let its traffic go.
+    for (const uid of [...this.handedOver.keys()]) {
+      const w = index.workloadByUid(uid);
+      if (w && w.node === this.opts.nodeName && !wanted.has(uid)) {
+        this.handedOver.delete(uid);
+        await this.opts.capture?.unenroll(uid).catch((e: unknown) => this.log.error({ err: e, uid }, 'releasing a pending pod failed'));
+        this.log.info({ uid }, 'pending pod is not in the mesh; released');
+      }
+    }
     for (const uid of [...this.statuses.keys()]) {
       if (!index.workloadByUid(uid) || index.workloadByUid(uid)!.node !== this.opts.nodeName) {
         this.statuses.delete(uid);
         statusChanged = true;
       }
     }
+    await this.pruneCapture(index, wanted);
 
     const closed = this.connections.reevaluate(index);
     if (closed > 0) this.log.info({ closed }, 'policy change closed live connections');
@@ -175,6 +197,84 @@ export class Agent {
       this.opts.onStatusChange?.();
       this.scheduleMemoryRelease();
     }
+  }
+
+  /** The workload with the netns the CNI handed over when the controller has not reported one. */
+  private withNetns(w: Workload): Workload {
+    const handed = this.handedOver.get(w.uid);
+    return w.netns || handed === undefined ? w : { ...w, netns: handed };
+  }
+
+  /**
+   * Releases capture a previous agent run left for pods this config no longer wants (kept for
+   * wanted and handed-over ones, even when their enrolment failed: they stay refused). The first
+   * time also clears nft tables a previous run left in this node's pods that are not in the mesh.
+   */
+  private async pruneCapture(index: WorkloadIndex, wanted: Map<string, Workload>): Promise<void> {
+    const capture = this.opts.capture;
+    if (!capture) return;
+    const keepNetns = [...new Set([...[...wanted.values()].map((w) => w.netns), ...this.handedOver.values()].filter((n): n is string => !!n))];
+    const otherNetns = this.prunedOnce
+      ? undefined
+      : index
+          .localWorkloads()
+          .filter((w) => !wanted.has(w.uid) && !!w.netns && !this.handedOver.has(w.uid))
+          .map((w) => w.netns!);
+    try {
+      await capture.prune({ keepNetns, ...(otherNetns ? { otherNetns } : {}) });
+      this.prunedOnce = true;
+    } catch (e) {
+      this.log.warn({ err: e }, 'pruning capture a previous run left failed');
+    }
+  }
+
+  /**
+   * The CNI hand-off at pod start (ADD): puts the pod's netns in the pending state, in which all
+   * its TCP is refused in both directions, and enrolls it at once if the config already wants it.
+   * Resolves once that is in force; rejects with AMBIT_ERR_CAPTURE_FAILED when it can not be (the
+   * CNI must then fail the pod's start, so the pod never runs uncaptured). Without capture
+   * (tests) it does nothing.
+   */
+  preparePod(pod: { uid: string; netnsPath: string }): Promise<void> {
+    const run = this.applying.then(async () => {
+      const capture = this.opts.capture;
+      if (this.closed) throw new AmbitError('AMBIT_ERR_CAPTURE_FAILED', `the agent is shutting down; pod ${pod.uid} can not be prepared`);
+      if (!capture || this.pods.has(pod.uid)) return;
+      await capture.prepare(pod);
+      this.handedOver.set(pod.uid, pod.netnsPath);
+      this.statuses.set(pod.uid, { uid: pod.uid, captured: false, mode: 'pending', message: 'waiting to be enrolled; its traffic is refused meanwhile' });
+      if (this.lastSnapshot) await this.reconcile(this.lastSnapshot);
+      this.opts.onStatusChange?.();
+    });
+    this.applying = run.catch(() => undefined);
+    return run;
+  }
+
+  /**
+   * The CNI's CHECK: resolves when the pod is still captured (enrolled) or refused (pending) in
+   * `netnsPath`; rejects with AMBIT_ERR_CAPTURE_FAILED otherwise. Without capture it resolves.
+   */
+  async checkPod(pod: { uid: string; netnsPath: string }): Promise<void> {
+    const capture = this.opts.capture;
+    if (!capture) return;
+    const netns = this.pods.get(pod.uid)?.workload.netns ?? this.handedOver.get(pod.uid);
+    const inCapture = capture.enrolled().includes(pod.uid) || capture.pending().includes(pod.uid);
+    if (!inCapture || !sameNetns(netns, pod.netnsPath)) {
+      throw new AmbitError('AMBIT_ERR_CAPTURE_FAILED', `pod ${pod.uid} is not captured in ${pod.netnsPath}${netns ? ` (its capture is in ${netns})` : ''}`, {
+        details: { uid: pod.uid, netnsPath: pod.netnsPath },
+      });
+    }
+  }
+
+  /** The CNI's DEL: the pod's netns is going away; stop capturing (or refusing) it now. */
+  releasePod(uid: string): Promise<void> {
+    const run = this.applying.then(async () => {
+      this.handedOver.delete(uid);
+      if (this.pods.has(uid)) await this.unenroll(uid, 'pod_deleted');
+      else await this.opts.capture?.unenroll(uid);
+    });
+    this.applying = run.catch(() => undefined);
+    return run;
   }
 
   private pruneBalancer(index: WorkloadIndex): void {
@@ -250,6 +350,9 @@ export class Agent {
         metrics: this.metrics,
         log: podLog,
         listenAddress: o.listen?.outbound ?? '127.0.0.1',
+        ...((o.listen?.outbound6 ?? (o.capture ? '::1' : undefined)) !== undefined
+          ? { listenAddress6: o.listen?.outbound6 ?? '::1' }
+          : {}),
         port: o.ports?.outbound ?? 15001,
         originalDestination: (s) => o.originalDestination(s, 'outbound'),
         pickEndpoint: (svc, _port, candidates, src) => this.balancer.pick(svc, candidates, src),
@@ -263,7 +366,7 @@ export class Agent {
         metrics: this.metrics,
         log: podLog,
         connections: this.connections,
-        listenAddress: o.listen?.hbone ?? '0.0.0.0',
+        listenAddress: o.listen?.hbone ?? (o.capture ? '::' : '0.0.0.0'),
         port: o.ports?.hbone ?? 15008,
       });
       const plaintext = new InboundPlaintext({
@@ -273,7 +376,7 @@ export class Agent {
         metrics: this.metrics,
         log: podLog,
         connections: this.connections,
-        listenAddress: o.listen?.inbound ?? '0.0.0.0',
+        listenAddress: o.listen?.inbound ?? (o.capture ? '::' : '0.0.0.0'),
         port: o.ports?.inbound ?? 15006,
         originalDestination: (s) => o.originalDestination(s, 'inbound'),
       });
@@ -285,7 +388,13 @@ export class Agent {
         if (!w.netns) throw new Error('the workload has no netns; the controller must report where the pod runs');
         const server = plaintext.listener();
         if (!server || !o.listenerFd) throw new Error('no inbound listener fd to hand to capture');
-        await o.capture.enroll({ uid: w.uid, netnsPath: w.netns, inboundListenerFd: o.listenerFd(server), excludeInboundPorts: [] });
+        await o.capture.enroll({
+          uid: w.uid,
+          netnsPath: w.netns,
+          inboundListenerFd: o.listenerFd(server),
+          excludeInboundPorts: [],
+          ipv6: outbound.hasIpv6Listener(),
+        });
       }
       this.pods.set(w.uid, proxy);
       this.statuses.set(w.uid, { uid: w.uid, captured: true, mode: o.capture?.mode ?? 'none', message: '' });
@@ -411,7 +520,10 @@ export class Agent {
     this.releaseTimer.unref();
   }
 
-  /** Stops listening, drains connections until the deadline, unenrolls capture, closes admin. */
+  /**
+   * Stops listening, drains connections until the deadline, releases capture (pods stay captured:
+   * refused until the next agent takes over, see Capture.close), closes admin.
+   */
   async close(deadlineMs = this.opts.drainDeadlineMs ?? 5000): Promise<void> {
     if (this.closed) return;
     this.closed = true;

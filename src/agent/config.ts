@@ -22,7 +22,8 @@ export type CaptureSetting = (typeof CAPTURE_MODES)[number];
 export interface AgentConfig extends ControllerClientSettings {
   nodeName: string;
   capture: CaptureSetting;
-  cgroupPath: string;
+  /** cgroup v2 folder capture attaches at; undefined: the cgroup2 mount found in /proc/mounts. */
+  cgroupPath: string | undefined;
   pinDir: string;
   /** Prometheus /metrics and /stats/prometheus (15020). */
   metricsAddr: HostPort;
@@ -44,7 +45,8 @@ export function loadConfig(env: NodeJS.ProcessEnv): Readonly<AgentConfig> {
   const nodeName = r.nodeName('the Kubernetes node this agent serves');
   const client = r.controllerClient();
   const capture = r.oneOf(ENV_CAPTURE, CAPTURE_MODES, 'auto');
-  const cgroupPath = r.path(ENV_CGROUP_PATH, '/sys/fs/cgroup');
+  // Unset: capture attaches at the cgroup2 mount it finds in /proc/mounts.
+  const cgroupPath = r.optionalPath(ENV_CGROUP_PATH);
   const pinDir = r.path(ENV_PIN_DIR, '/sys/fs/bpf/ambit');
   const metricsAddr = r.hostPort(ENV_METRICS_ADDR, '0.0.0.0:15020');
   const readyAddr = r.hostPort(ENV_READY_ADDR, '0.0.0.0:15021');

@@ -22,7 +22,7 @@ async function run(config: Readonly<AgentConfig>, log: Logger): Promise<void> {
   const registry = createRegistry({ processMetrics: true });
   const controller = await connectToController(config, { registry, log });
   const { certs } = controller;
-  const { capture, decision } = await openCapture({ mode: config.capture, cgroupPath: config.cgroupPath, pinDir: config.pinDir, log });
+  const { capture, decision } = await openCapture({ mode: config.capture, ...(config.cgroupPath !== undefined ? { cgroupPath: config.cgroupPath } : {}), pinDir: config.pinDir, log });
 
   let client: ConfigClient | undefined;
   const agent = new Agent({

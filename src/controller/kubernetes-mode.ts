@@ -11,7 +11,6 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { Registry } from 'prom-client';
-import { errorMessage } from '../shared/errors.js';
 import type { Logger } from '../shared/log.js';
 import { createRegistry } from '../shared/metrics.js';
 import { loadOrCreateKubeCa } from './ca/kube-root.js';
@@ -237,7 +236,7 @@ async function ownImage(client: KubeClient, self: { namespace: string; name: str
     const image = pod.spec?.containers?.[0]?.image;
     if (image) return image;
   } catch (e) {
-    log.warn({ err: errorMessage(e), pod: `${self.namespace}/${self.name}` }, `cannot read the controller's own pod; waypoints run ${FALLBACK_PROXY_IMAGE}`);
+    log.warn({ err: e, pod: `${self.namespace}/${self.name}` }, `cannot read the controller's own pod; waypoints run ${FALLBACK_PROXY_IMAGE}`);
   }
   return FALLBACK_PROXY_IMAGE;
 }

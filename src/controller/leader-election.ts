@@ -13,7 +13,6 @@
  */
 import { EventEmitter } from 'node:events';
 import type { Registry } from 'prom-client';
-import { errorMessage } from '../shared/errors.js';
 import type { Logger } from '../shared/log.js';
 import { Counter, Gauge } from '../shared/metrics.js';
 import { registerOnce } from '../shared/xds/metric-util.js';
@@ -122,7 +121,7 @@ export class LeaderElector extends EventEmitter<Events> {
         this.log.info('leader lease released');
       }
     } catch (e) {
-      this.log.warn({ err: errorMessage(e) }, 'cannot release the leader lease; another replica takes over once it expires');
+      this.log.warn({ err: e }, 'cannot release the leader lease; another replica takes over once it expires');
     }
     this.setLeading(false);
   }
@@ -154,7 +153,7 @@ export class LeaderElector extends EventEmitter<Events> {
     try {
       ok = await this.tryAcquireOrRenew();
     } catch (e) {
-      this.log.debug({ err: errorMessage(e) }, 'lease attempt failed');
+      this.log.debug({ err: e }, 'lease attempt failed');
     }
     if (this.closed) return;
     if (ok) {

@@ -4,7 +4,6 @@
  * that fails is retried with backoff, and a periodic resync repairs what no event reported. Passes
  * run only while `active()` (the leader); becoming active should be followed by trigger().
  */
-import { errorMessage } from '../shared/errors.js';
 import type { Logger } from '../shared/log.js';
 import type { ResourceInformer } from './source/informer.js';
 
@@ -87,7 +86,7 @@ export class ReconcileLoop {
     } catch (e) {
       const delay = Math.min(30_000, (this.opts.retryMs ?? 500) * 2 ** this.failures);
       this.failures = Math.min(this.failures + 1, 20);
-      this.log.warn({ err: errorMessage(e), retryInMs: delay }, 'reconcile pass failed; retrying');
+      this.log.warn({ err: e, retryInMs: delay }, 'reconcile pass failed; retrying');
       if (!this.closed) {
         // Retried after this pass settles (trigger() during a running pass only marks `again`).
         setTimeout(() => this.trigger(0), delay).unref();

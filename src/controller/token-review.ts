@@ -10,7 +10,6 @@
  */
 import { createHash } from 'node:crypto';
 import type { Registry } from 'prom-client';
-import { errorMessage } from '../shared/errors.js';
 import type { Logger } from '../shared/log.js';
 import { Counter } from '../shared/metrics.js';
 import { registerOnce } from '../shared/xds/metric-util.js';
@@ -98,7 +97,7 @@ export class TokenReviewAuthenticator implements CallerAuthenticator {
       status = answer?.status ?? {};
     } catch (e) {
       this.count('error', false);
-      this.log.warn({ code: 'AMBIT_ERR_TOKEN_REVIEW', err: errorMessage(e) }, 'TokenReview failed; the caller is refused (fail closed)');
+      this.log.warn({ code: 'AMBIT_ERR_TOKEN_REVIEW', err: e }, 'TokenReview failed; the caller is refused (fail closed)');
       return undefined;
     }
     const mapped = callerFromTokenReview(status, this.policy);

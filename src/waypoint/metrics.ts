@@ -58,7 +58,6 @@ export interface WaypointMetrics {
   outlierEjections: Counter<'destination_service'>;
   faults: Counter<'destination_service' | 'route' | 'kind'>;
   policyDenials: Counter<'destination_service' | 'reason'>;
-  configRejections: Counter;
 }
 
 export function createWaypointMetrics(registry: Registry): WaypointMetrics {
@@ -74,7 +73,6 @@ export function createWaypointMetrics(registry: Registry): WaypointMetrics {
     circuitBreakerTrips: new Counter({ name: 'ambit_circuit_breaker_trips_total', help: 'Requests refused by connection-pool limits or the retry budget.', labelNames: ['destination_service', 'reason'], registers: [registry] }),
     outlierEjections: new Counter({ name: 'ambit_outlier_ejections_total', help: 'Endpoints ejected by outlier detection.', labelNames: ['destination_service'], registers: [registry] }),
     faults: new Counter({ name: 'ambit_faults_injected_total', help: 'Injected faults (kind: delay|abort).', labelNames: ['destination_service', 'route', 'kind'], registers: [registry] }),
-    configRejections: new Counter({ name: 'ambit_route_config_rejections_total', help: 'Route config updates rejected as invalid (the last good config stayed in force).', registers: [registry] }),
     policyDenials: new Counter({ name: 'ambit_policy_denials_total', help: 'Requests the waypoint refused (reason: rbac|rate_limited).', labelNames: ['destination_service', 'reason'], registers: [registry] }),
   };
 }
@@ -108,4 +106,11 @@ export function recordRequest(m: WaypointMetrics, r: RequestRecord): void {
   m.duration.observe(m.duration.cell(key, labels), r.durationMs);
   m.requestBytes.observe(m.requestBytes.cell(key, labels), r.requestBytes);
   m.responseBytes.observe(m.responseBytes.cell(key, labels), r.responseBytes);
+}
+
+/** `reviews.bookinfo.svc.cluster.local` → name reviews, namespace bookinfo. */
+export function serviceParts(host: string, fallbackNs: string | undefined): { name: string; namespace: string } {
+  const parts = host.split('.');
+  if (parts.length >= 3 && parts[2] === 'svc') return { name: parts[0]!, namespace: parts[1]! };
+  return { name: parts[0] ?? host, namespace: fallbackNs ?? UNKNOWN };
 }

@@ -4,7 +4,7 @@
  * caller's span becomes the parent), and starts a trace when the request carries none.
  */
 import type { RandomSource } from './route/weighted.js';
-import type { RequestHeaders } from './router.js';
+import type { RequestHeaders } from './route/router.js';
 
 export interface TraceContext {
   traceId: string;

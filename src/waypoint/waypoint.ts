@@ -1,35 +1,33 @@
 /**
- * One waypoint process, wired: HBONE listener (15008, mTLS with the waypoint's own workload
- * certificate) whose CONNECT streams feed the L7 WaypointServer; route configs and endpoints from
- * the controller's config stream; upstream tries over HBONE (TunnelPool, the waypoint's identity)
- * to enrolled endpoints, plain TCP to the others. Tunnels to ports that are not HTTP are piped to
- * an endpoint as TCP.
- * Invariants: a config whose route configs fail validation is rejected (thrown, so the stream
- * NACKs) and the last good one stays in force; endpoints are looked up in the last applied state.
+ * One waypoint process, wired: the HBONE front (server/hbone-front.ts) whose CONNECT streams feed
+ * the L7 WaypointServer (server/server.ts), or the TCP forwarder for ports that are not HTTP;
+ * route configs and endpoints from the controller's config stream, looked up in a WorkloadIndex;
+ * upstream tries over HBONE (TunnelPool, the waypoint's identity) to enrolled endpoints, plain TCP
+ * to the others. In gateway mode the ingress listeners (server/gateway.ts) replace the HBONE front.
+ * Invariants: every resource of an applied state was validated on receipt by the config client
+ * (an invalid one NACKs the whole response and the last good state stays); endpoints are looked
+ * up in the last applied state.
  */
-import * as http2 from 'node:http2';
 import * as net from 'node:net';
-import type { Duplex } from 'node:stream';
-import type * as tls from 'node:tls';
-import { AmbitError, errorMessage } from '../shared/errors.js';
+import { AmbitError } from '../shared/errors.js';
 import { tryParseSpiffeId } from '../shared/identity.js';
 import type { Logger } from '../shared/log.js';
-import { Counter, createRegistry, type Registry } from '../shared/metrics.js';
+import { createRegistry, type Registry } from '../shared/metrics.js';
 import type { Workload } from '../shared/model.js';
-import { formatIssue } from '../shared/validate.js';
 import type { RouteConfig } from '../shared/routes.js';
 import type { ConfigState } from '../shared/xds/client.js';
-import { copyBidirectional, type CopyHandle } from '../shared/hbone/copy.js';
 import { createTunnelPoolMetrics } from '../shared/hbone/metrics.js';
 import { TunnelPool } from '../shared/hbone/pool.js';
-import { normalizeIp, parseAddress, type Address } from '../shared/address.js';
-import { HBONE_PORT, HBONE_STATUS, MAX_FRAME_BYTES, STREAM_WINDOW_BYTES, peerIdentity, type TunnelCertificate } from '../shared/hbone/tunnel.js';
+import { normalizeIp, type Address } from '../shared/address.js';
+import { HBONE_PORT, HBONE_STATUS, type TunnelCertificate } from '../shared/hbone/tunnel.js';
 import { WorkloadIndex, workloadIdentity } from '../shared/state/workloads.js';
-import { gatewayRoutes, IngressListeners } from './gateway.js';
-import { hboneConnect } from './hbone.js';
+import { hboneConnect } from './endpoint/hbone.js';
+import { HttpUpstream, tcpConnect, type ConnectFn, type Endpoint } from './endpoint/upstream.js';
 import { isHttpProtocol } from './protocol.js';
-import { WaypointServer, type BackendTarget, type SourceInfo } from './server.js';
-import { HttpUpstream, tcpConnect, type ConnectFn, type Endpoint } from './upstream.js';
+import { gatewayRoutes, IngressListeners } from './server/gateway.js';
+import { HboneFront, type TunnelDecision } from './server/hbone-front.js';
+import { WaypointServer, type BackendTarget, type SourceInfo } from './server/server.js';
+import { TcpForwarder } from './server/tcp-forward.js';
 
 export interface WaypointOptions {
   /** `<namespace>/<gateway name>` this process serves. */
@@ -61,12 +59,8 @@ export class Waypoint {
   private index = new WorkloadIndex({ workloads: new Map(), services: new Map(), authorizations: new Map() });
   /** Opens a byte stream to an endpoint: HBONE with the waypoint's identity when it is enrolled, else TCP. */
   private readonly connectL4: ConnectFn;
-  private readonly pipes = new Set<CopyHandle>();
-  private readonly tcp: TcpMetrics;
-  private hbone: net.Server | undefined;
-  private h2: http2.Http2SecureServer | undefined;
-  private currentCert: TunnelCertificate | undefined;
-  private readonly sessions = new Set<http2.ServerHttp2Session>();
+  private readonly tcp: TcpForwarder;
+  private readonly hbone: HboneFront;
   /** Gateway mode: the ingress ports. */
   readonly ingress: IngressListeners | undefined;
   /** Gateway mode: endpoint key → HBONE address of the waypoint that endpoint (a Service VIP) is reached through. */
@@ -74,7 +68,6 @@ export class Waypoint {
 
   constructor(private readonly opts: WaypointOptions) {
     this.log = opts.log.child({ component: 'waypoint', waypoint: opts.name });
-    this.tcp = createTcpMetrics(opts.registry);
     const connectTcp = opts.connectTcp ?? ((a) => net.connect({ host: a.address, port: a.port, noDelay: true }));
     this.pool = new TunnelPool({
       log: this.log,
@@ -106,6 +99,16 @@ export class Waypoint {
       resolveEndpoints: opts.gateway ? (t) => this.gatewayEndpoints(t) : (t) => this.resolveEndpoints(t),
       ...(opts.clusterId ? { cluster: opts.clusterId } : {}),
       ...(opts.gateway ? { gateway: opts.name } : {}),
+    });
+    this.tcp = new TcpForwarder(opts.registry, this.log, this.connectL4);
+    this.hbone = new HboneFront({
+      log: this.log,
+      identity: opts.identity,
+      trustDomain: opts.trustDomain,
+      getCertificate: (id) => opts.getCertificate(id),
+      classify: (target, peer) => this.classify(target, peer),
+      serveHttp: (stream, meta) => this.server.acceptConnection(stream, meta),
+      forwardTcp: (stream, endpoint, target, peer) => this.tcp.forward(stream, endpoint, this.index.serviceByVip(target.address, target.port)?.service.hostname, peer),
     });
     if (opts.gateway) {
       this.ingress = new IngressListeners({
@@ -145,12 +148,9 @@ export class Waypoint {
     await this.ingress?.apply(state.listeners?.values() ?? []);
   }
 
-  /** Applies a config stream state; throws (NACK) when the route configs are invalid. */
+  /** Applies a config stream state (validated on receipt by the config client). */
   applyConfig(state: ConfigState): void {
-    const result = this.server.setRoutes(this.routesOf(state));
-    if (!result.ok) {
-      throw new AmbitError('AMBIT_ERR_XDS_STREAM', `route config rejected: ${result.issues.slice(0, 5).map(formatIssue).join('; ')}`);
-    }
+    this.server.setRoutes(this.routesOf(state));
     this.index = new WorkloadIndex(state);
   }
 
@@ -235,42 +235,6 @@ export class Waypoint {
     return { key: `${ip}:${target.port}`, address: ip, port: target.port, principal: workloadIdentity(w), workload: w.name, namespace: w.namespace };
   }
 
-  /** Pipes a tunnel stream to a TCP endpoint (half-close kept, errors tear both sides down). */
-  private async forwardTcp(stream: http2.ServerHttp2Stream, endpoint: Endpoint, target: Address, srcIdentity: string | undefined): Promise<void> {
-    let upstream: Duplex;
-    try {
-      upstream = await this.connectL4(endpoint);
-    } catch (e) {
-      this.log.warn({ endpoint: endpoint.key, err: e }, 'tcp upstream connect failed');
-      if (!stream.destroyed && !stream.headersSent) stream.respond({ ':status': HBONE_STATUS.UPSTREAM_FAILED }, { endStream: true });
-      return;
-    }
-    if (stream.destroyed || stream.closed) {
-      upstream.destroy();
-      return;
-    }
-    stream.respond({ ':status': HBONE_STATUS.OK });
-    const svc = this.index.serviceByVip(target.address, target.port)?.service;
-    const labels: Record<TcpLabel, string> = {
-      reporter: 'waypoint',
-      source_principal: srcIdentity ?? 'unknown',
-      destination_service: svc?.hostname ?? 'unknown',
-      destination_workload: endpoint.workload ?? 'unknown',
-      destination_workload_namespace: endpoint.namespace ?? 'unknown',
-      destination_principal: endpoint.principal ?? 'unknown',
-    };
-    this.tcp.opened.inc(labels);
-    const handle = copyBidirectional(stream, upstream, {
-      onDownstreamBytes: (n) => this.tcp.received.inc(labels, n),
-      onUpstreamBytes: (n) => this.tcp.sent.inc(labels, n),
-      onClose: () => {
-        this.pipes.delete(handle);
-        this.tcp.closed.inc(labels);
-      },
-    });
-    this.pipes.add(handle);
-  }
-
   /** The caller of a tunnel: its peer identity, and its workload when the source IP matches it. */
   private sourceOf(identity: string | undefined, srcIp: string | undefined): SourceInfo {
     const parsed = identity ? tryParseSpiffeId(identity) : undefined;
@@ -283,123 +247,26 @@ export class Waypoint {
     };
   }
 
-  /** Opens the HBONE listener (mTLS, h2 CONNECT); each accepted stream is served as HTTP. */
-  async listenHbone(port: number, host = '0.0.0.0'): Promise<net.AddressInfo> {
-    const cert = await this.opts.getCertificate(this.opts.identity);
-    this.currentCert = cert;
-    const h2 = http2.createSecureServer({
-      ...tlsOptions(cert),
-      requestCert: true,
-      rejectUnauthorized: true,
-      minVersion: 'TLSv1.3',
-      ALPNProtocols: ['h2'],
-      allowHTTP1: false,
-      settings: { initialWindowSize: STREAM_WINDOW_BYTES, maxConcurrentStreams: 1000, maxFrameSize: MAX_FRAME_BYTES, enablePush: false },
-    });
-    this.h2 = h2;
-    h2.on('tlsClientError', (e) => this.log.warn({ err: e }, 'mtls handshake failed'));
-    h2.on('session', (session) => {
-      const identity = peerIdentity(session.socket as tls.TLSSocket);
-      const parsed = identity ? tryParseSpiffeId(identity) : undefined;
-      if (!parsed || parsed.trustDomain !== this.opts.trustDomain) {
-        this.log.warn({ peer: identity }, 'tunnel peer rejected: identity not in this trust domain');
-        session.destroy();
-        return;
-      }
-      this.sessions.add(session);
-      session.on('error', (e) => this.log.debug({ err: e }, 'tunnel session error'));
-      session.once('close', () => this.sessions.delete(session));
-    });
-    h2.on('stream', (stream, headers) => this.onStream(stream, headers));
-    const server = net.createServer({ noDelay: true }, (raw) => {
-      raw.on('error', () => raw.destroy());
-      this.refreshCertificate().then(
-        () => h2.emit('connection', raw),
-        (e: unknown) => {
-          this.log.error({ err: e }, 'no certificate for the hbone listener; closing connection');
-          raw.destroy();
-        },
-      );
-    });
-    this.hbone = server;
-    return new Promise((resolve, reject) => {
-      server.once('error', (e) => reject(new AmbitError('AMBIT_ERR_CONFIG_INVALID', `waypoint cannot listen on ${host}:${port}: ${errorMessage(e)}`, { cause: e })));
-      server.listen({ port, host, backlog: 1024 }, () => {
-        const addr = server.address() as net.AddressInfo;
-        this.log.info({ addr: `${addr.address}:${addr.port}` }, 'hbone listener established');
-        resolve(addr);
-      });
-    });
-  }
-
-  private async refreshCertificate(): Promise<void> {
-    const cert = await this.opts.getCertificate(this.opts.identity);
-    if (cert !== this.currentCert && this.h2) {
-      this.h2.setSecureContext(tlsOptions(cert));
-      this.currentCert = cert;
-    }
-  }
-
-  private onStream(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): void {
-    stream.on('error', () => undefined);
-    const session = stream.session as http2.ServerHttp2Session | undefined;
-    if (!session || !this.sessions.has(session)) return void stream.destroy();
-    const target = parseAddress(String(headers[':authority'] ?? ''));
-    if (headers[':method'] !== 'CONNECT' || !target) {
-      stream.respond({ ':status': HBONE_STATUS.BAD_REQUEST }, { endStream: true });
-      return;
-    }
+  /** What a tunnel to `target` is: a TCP pipe (ports not served as HTTP), a refusal, or HTTP. */
+  private classify(target: Address, peer: { identity: string | undefined; ip: string | undefined }): TunnelDecision {
     const l4 = this.tcpEndpoint(target);
-    if (l4 === null) {
-      stream.respond({ ':status': HBONE_STATUS.UPSTREAM_FAILED }, { endStream: true });
-      return;
-    }
-    if (l4 !== undefined) {
-      this.forwardTcp(stream, l4, target, peerIdentity(session.socket as tls.TLSSocket)).catch((e: unknown) => {
-        this.log.error({ err: e }, 'tcp forward failed');
-        stream.destroy();
-      });
-      return;
-    }
-    const socket = session.socket as tls.TLSSocket;
-    const source = this.sourceOf(peerIdentity(socket), socket.remoteAddress);
-    stream.respond({ ':status': HBONE_STATUS.OK });
-    this.server.acceptConnection(stream, { source, targetPort: target.port, ...this.addressed(target) });
+    if (l4 === null) return { kind: 'refuse', status: HBONE_STATUS.UPSTREAM_FAILED };
+    if (l4 !== undefined) return { kind: 'tcp', endpoint: l4 };
+    return { kind: 'http', meta: { source: this.sourceOf(peer.identity, peer.ip), targetPort: target.port, ...this.addressed(target) } };
+  }
+
+  /** Opens the HBONE listener (mTLS, h2 CONNECT); each accepted stream is served as HTTP or TCP. */
+  listenHbone(port: number, host = '0.0.0.0'): Promise<net.AddressInfo> {
+    return this.hbone.listen(port, host);
   }
 
   async close(deadlineMs = 5000): Promise<void> {
-    this.hbone?.close();
+    this.hbone.close();
     this.ingress?.close();
-    for (const s of this.sessions) s.close();
-    for (const p of this.pipes) p.destroy();
+    this.tcp.destroy();
     await this.server.close(deadlineMs);
     this.upstream.close();
     await this.pool.close(Math.min(deadlineMs, 1000)).catch(() => undefined);
-    for (const s of this.sessions) s.destroy();
+    this.hbone.destroy();
   }
-}
-
-const TCP_LABELS = ['reporter', 'source_principal', 'destination_service', 'destination_workload', 'destination_workload_namespace', 'destination_principal'] as const;
-type TcpLabel = (typeof TCP_LABELS)[number];
-
-interface TcpMetrics {
-  opened: Counter<TcpLabel>;
-  closed: Counter<TcpLabel>;
-  sent: Counter<TcpLabel>;
-  received: Counter<TcpLabel>;
-}
-
-/** Istio TCP metrics for connections the waypoint carries as TCP (reporter=waypoint). */
-function createTcpMetrics(registry: Registry): TcpMetrics {
-  const counter = (name: string, help: string): Counter<TcpLabel> => new Counter({ name, help, labelNames: TCP_LABELS, registers: [registry] });
-  return {
-    opened: counter('istio_tcp_connections_opened_total', 'TCP connections the waypoint opened to endpoints.'),
-    closed: counter('istio_tcp_connections_closed_total', 'TCP connections through the waypoint that closed.'),
-    sent: counter('istio_tcp_sent_bytes_total', 'Response bytes the waypoint sent back to callers on TCP connections.'),
-    received: counter('istio_tcp_received_bytes_total', 'Request bytes the waypoint received from callers on TCP connections.'),
-  };
-}
-
-function tlsOptions(cert: TunnelCertificate): { cert: string; key: string; ca: string[] } {
-  return { cert: cert.certChainPem.join('\n'), key: cert.keyPem, ca: cert.rootsPem };
 }

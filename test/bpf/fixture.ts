@@ -2,16 +2,73 @@
  * Test pods for the capture suites: network namespaces joined to the host by veth pairs, a test
  * cgroup, and helpers to run a client inside a pod. Everything carries a per-process prefix and
  * is removed by cleanup(), which is safe to call twice.
+ *
+ * Skips are decided up front and only for the machine (not root, kernel without the program or
+ * map types, no cgroup2/bpffs): once a BPF test runs, "BPF unsupported" from Ambit's own objects
+ * is a failure, not a skip.
  */
 import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
 import { once } from 'node:events';
 import net from 'node:net';
-
-export const CGROUP2_ROOT = '/sys/fs/cgroup/unified';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { silentLogger, type Logger } from '../../src/shared/log.js';
+import { findCgroup2Root } from '../../src/agent/capture/cgroup.js';
+import { BpfCapture } from '../../src/agent/capture/redirect.js';
+import { originalDestination } from '../../src/agent/capture/orig-dst.js';
+import { BYPASS_MARK, listenInNetns, socketInNetns } from '../../native/netns.js';
 
 export function isRoot(): boolean {
   return typeof process.getuid === 'function' && process.getuid() === 0;
+}
+
+/** The cgroup2 mount, found the way the agent finds it (/proc/mounts); undefined when none. */
+export function cgroup2Root(): string | undefined {
+  try {
+    return findCgroup2Root();
+  } catch {
+    return undefined;
+  }
+}
+
+/** Kernel program and map types the capture objects need (bpftool feature probe names). */
+const KERNEL_FEATURES = {
+  program_types: [
+    'have_cgroup_sock_addr_prog_type',
+    'have_sock_ops_prog_type',
+    'have_cgroup_sockopt_prog_type',
+    'have_sk_lookup_prog_type',
+  ],
+  map_types: ['have_sk_storage_map_type', 'have_hash_of_maps_map_type', 'have_sockmap_map_type', 'have_percpu_array_map_type'],
+} as const;
+
+let bpfSkip: { reason: string | undefined } | undefined;
+
+/**
+ * Why this machine can not run the BPF capture tests, or undefined when it can. Asks the kernel
+ * (bpftool feature probe), never Ambit's own objects: a capture object that fails to load on a
+ * kernel that has every feature is a bug the tests must report.
+ */
+export function bpfSkipReason(): string | undefined {
+  bpfSkip ??= { reason: probeBpfSkip() };
+  return bpfSkip.reason;
+}
+
+function probeBpfSkip(): string | undefined {
+  if (!isRoot()) return 'requires root';
+  if (cgroup2Root() === undefined) return 'no cgroup2 filesystem is mounted (scripts/setup.sh mounts one)';
+  if (!readFileSync('/proc/mounts', 'utf8').split('\n').some((l) => l.split(' ')[1] === '/sys/fs/bpf' && l.split(' ')[2] === 'bpf')) {
+    return '/sys/fs/bpf is not a bpf filesystem (scripts/setup.sh mounts it)';
+  }
+  let probe: Record<string, Record<string, boolean>>;
+  try {
+    probe = JSON.parse(execFileSync('bpftool', ['feature', 'probe', 'kernel', '-j'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'], timeout: 30_000 })) as typeof probe;
+  } catch (e) {
+    return `bpftool feature probe failed (${(e as Error).message.split('\n')[0]}); install bpftool`;
+  }
+  const missing = Object.entries(KERNEL_FEATURES).flatMap(([group, names]) => names.filter((n) => probe[group]?.[n] !== true));
+  return missing.length > 0 ? `the kernel lacks ${missing.join(', ')}` : undefined;
 }
 
 function run(cmd: string, args: string[]): string {
@@ -36,10 +93,14 @@ export interface Pod {
   hostIp: string;
   /** The pod's IPv6 address, fd00:a:X::N+1 (no DAD, usable at once). */
   ip6: string;
+  /** The host's IPv6 address on the pods' bridge, fd00:a:X::1. */
+  hostIp6: string;
 }
 
 export interface Fixture {
   prefix: string;
+  /** The cgroup2 mount the test cgroup is in. */
+  cgroupRoot: string;
   /** 10.X.0.0/16: blackholed in the host; pods use 10.X.0.0/24. */
   net: string;
   pods: Pod[];
@@ -49,12 +110,20 @@ export interface Fixture {
   cleanup(): void;
 }
 
+export interface FixtureOptions {
+  /** cgroup2 mount to make the test cgroup in; default the one /proc/mounts lists first. */
+  cgroupRoot?: string;
+}
+
 /**
- * Creates `count` pods `<prefix>pN` (10.X.0.N+1/24) on a host bridge (10.X.0.1) with no other
- * route, a blackhole route for 10.X.0.0/16 in the host, and a test cgroup.
+ * Creates `count` pods `<prefix>pN` (10.X.0.N+1/24, fd00:a:X::N+1/64) on a host bridge
+ * (10.X.0.1, fd00:a:X::1) with no other route, a blackhole route for 10.X.0.0/16 in the host,
+ * and a test cgroup.
  */
-export function createFixture(tag: string, count: number): Fixture {
+export function createFixture(tag: string, count: number, opts: FixtureOptions = {}): Fixture {
   const prefix = `a${tag}${process.pid % 10000}`;
+  const root = opts.cgroupRoot ?? cgroup2Root();
+  if (root === undefined) throw new Error('no cgroup2 filesystem is mounted');
   const undo: (() => void)[] = [];
   const cleanup = (): void => {
     while (undo.length > 0) {
@@ -81,6 +150,8 @@ export function createFixture(tag: string, count: number): Fixture {
     run('ip', ['link', 'add', bridge, 'type', 'bridge']);
     undo.push(() => run('ip', ['link', 'del', bridge]));
     run('ip', ['addr', 'add', `${hostIp}/24`, 'dev', bridge]);
+    const hostIp6 = `fd00:a:${x}::1`;
+    run('ip', ['addr', 'add', `${hostIp6}/64`, 'dev', bridge, 'nodad']);
     run('ip', ['link', 'set', bridge, 'up']);
     const pods: Pod[] = [];
     for (let n = 1; n <= count; n++) {
@@ -99,16 +170,16 @@ export function createFixture(tag: string, count: number): Fixture {
       run('ip', ['-n', name, 'addr', 'add', `${ip6}/64`, 'dev', peer, 'nodad']);
       run('ip', ['-n', name, 'link', 'set', peer, 'up']);
       run('ip', ['-n', name, 'link', 'set', 'lo', 'up']);
-      pods.push({ name, netnsPath: `/var/run/netns/${name}`, ip, hostIp, ip6 });
+      pods.push({ name, netnsPath: `/var/run/netns/${name}`, ip, hostIp, ip6, hostIp6 });
     }
-    const cgroupPath = `${CGROUP2_ROOT}/${prefix}`;
+    const cgroupPath = join(root, prefix);
     mkdirSync(cgroupPath);
     undo.push(() => {
       // Move everything back to the root cgroup, then remove ours.
       const procs = readFileSync(`${cgroupPath}/cgroup.procs`, 'utf8').split('\n').filter(Boolean);
       for (const pid of procs) {
         try {
-          writeFileSync(`${CGROUP2_ROOT}/cgroup.procs`, pid);
+          writeFileSync(join(root, 'cgroup.procs'), pid);
         } catch {
           // the process exited meanwhile
         }
@@ -117,6 +188,7 @@ export function createFixture(tag: string, count: number): Fixture {
     });
     return {
       prefix,
+      cgroupRoot: root,
       net: net16,
       pods,
       cgroupPath,
@@ -242,4 +314,123 @@ export function linksOn(opts: { cgroupPath?: string; netnsPath?: string }): numb
   const nsIno =
     opts.netnsPath !== undefined ? Number(execFileSync('stat', ['-L', '-c', '%i', opts.netnsPath], { encoding: 'utf8' }).trim()) : -1;
   return links.filter((l) => l.cgroup_id === cgId || l.netns_ino === nsIno).map((l) => l.id);
+}
+
+/** A connection made from inside `netnsPath` by the test process (in the test cgroup), read until the server ends. */
+export function dialFrom(netnsPath: string, host: string, port: number, opts: { mark?: number; protocol?: number } = {}): Promise<string> {
+  const family = net.isIPv6(host) ? 'IPv6' : 'IPv4';
+  const fd = socketInNetns(netnsPath, { family, ...opts });
+  return fetchText(new net.Socket({ fd }), port, host);
+}
+
+/** dialFrom that reports the outcome instead of throwing: the text, or the error code. */
+export async function outcome(p: Promise<string>): Promise<string> {
+  try {
+    return `ok:${await p}`;
+  } catch (e) {
+    return (e as { code?: string }).code ?? (e as Error).message;
+  }
+}
+
+export interface PodProxies {
+  servers: net.Server[];
+  /** The 15006 listener ("::", dual-stack): its fd goes to enroll(). */
+  inbound: net.Server;
+  /** Accepted connections per listener, for "nothing reached X" assertions. */
+  seen: { outbound: number; inbound: number };
+}
+
+/**
+ * A pod's stand-in agent listeners: 127.0.0.1:15001 (and [::1]:15001 with `ipv6`) read the
+ * original destination and dial it from the pod with the bypass mark, answering
+ * `proxied <dst> -> <reply>`; [::]:15006 answers `inbound <orig> from <peer>`.
+ */
+export function startProxies(pod: Pod, opts: { ipv6?: boolean } = {}): PodProxies {
+  const seen = { outbound: 0, inbound: 0 };
+  const servers: net.Server[] = [];
+  const outbound = async (s: net.Socket): Promise<string> => {
+    seen.outbound++;
+    const orig = originalDestination(s, 'outbound');
+    const text = await dialFrom(pod.netnsPath, orig.address, orig.port, { mark: BYPASS_MARK });
+    return `proxied ${net.isIPv6(orig.address) ? `[${orig.address}]` : orig.address}:${orig.port} -> ${text}`;
+  };
+  servers.push(serveFd(listenInNetns(pod.netnsPath, { address: '127.0.0.1', port: 15001 }), outbound));
+  if (opts.ipv6) servers.push(serveFd(listenInNetns(pod.netnsPath, { address: '::1', port: 15001 }), outbound));
+  const inbound = serveFd(listenInNetns(pod.netnsPath, { address: '::', port: 15006 }), (s) => {
+    seen.inbound++;
+    const o = originalDestination(s, 'inbound');
+    return `inbound ${net.isIPv6(o.address) ? `[${o.address}]` : o.address}:${o.port} from ${s.remoteAddress?.replace(/^::ffff:/, '')}`;
+  });
+  servers.push(inbound);
+  return { servers, inbound, seen };
+}
+
+/** The repository's bpf/ folder (compiled tests run from dist/test/bpf). */
+export const BPF_DIR = fileURLToPath(new URL('../../../bpf/', import.meta.url));
+
+/**
+ * Builds test/bpf/fixtures/<name>.bpf.c into `dir` with the flags bpf/Makefile uses
+ * (`make print-cflags`), so fixtures compile exactly like Ambit's own objects.
+ */
+export function buildFixtureObject(name: string, dir: string): string {
+  const flags = execFileSync('make', ['-s', '-C', BPF_DIR, 'print-cflags'], { encoding: 'utf8' })
+    .trim()
+    .split(/\s+/)
+    .map((f) => (f === '-Iinclude' ? `-I${join(BPF_DIR, 'include')}` : f));
+  const src = fileURLToPath(new URL(`../../../test/bpf/fixtures/${name}.bpf.c`, import.meta.url));
+  const out = join(dir, `${name}.bpf.o`);
+  execFileSync('clang', [...flags, '-c', src, '-o', out], { stdio: ['ignore', 'ignore', 'pipe'], timeout: 120_000 });
+  return out;
+}
+
+/** Why the nft tests can not run here, or undefined. */
+export function nftSkipReason(): string | undefined {
+  if (!isRoot()) return 'requires root';
+  try {
+    execFileSync('nft', ['--version'], { stdio: 'ignore' });
+    return undefined;
+  } catch {
+    return 'requires the nft binary';
+  }
+}
+
+/** A test's pods, servers and captures, all released after the test (captures uninstalled first). */
+export interface CaptureTest {
+  fx: Fixture;
+  servers: net.Server[];
+  /** A BPF capture at the fixture's cgroup and pin folder, uninstalled after the test. */
+  openBpf(opts?: { log?: Logger; pinDir?: string; cgroupPath?: string }): Promise<BpfCapture>;
+  /** Uninstalls `capture` after the test (before the servers close and the namespaces go). */
+  own<T extends { uninstall(): Promise<void> }>(capture: T): T;
+}
+
+/** createFixture + cleanup in t.after; with `enterCgroup` (default) this process joins the test cgroup. */
+export function captureTest(
+  t: { after(fn: () => Promise<void>): void },
+  tag: string,
+  count: number,
+  opts: FixtureOptions & { enterCgroup?: boolean } = {},
+): CaptureTest {
+  const fx = createFixture(tag, count, opts);
+  const servers: net.Server[] = [];
+  const owned: { uninstall(): Promise<void> }[] = [];
+  const pinDir = `/sys/fs/bpf/${fx.prefix}`;
+  t.after(async () => {
+    for (const c of owned.reverse()) await c.uninstall().catch(() => undefined);
+    // A capture closed (not uninstalled) leaves its pins on purpose: adopt them and remove them.
+    if (existsSync(pinDir)) await (await BpfCapture.open({ cgroupPath: fx.cgroupPath, pinDir, log: silentLogger() })).uninstall();
+    for (const s of servers) await closeServer(s);
+    fx.cleanup();
+  });
+  if (opts.enterCgroup !== false) fx.enterCgroup();
+  const own = <T extends { uninstall(): Promise<void> }>(c: T): T => {
+    owned.push(c);
+    return c;
+  };
+  return {
+    fx,
+    servers,
+    own,
+    openBpf: async (o = {}) => own(await BpfCapture.open({ cgroupPath: o.cgroupPath ?? fx.cgroupPath, pinDir: o.pinDir ?? pinDir, log: o.log ?? silentLogger() })),
+  };
 }

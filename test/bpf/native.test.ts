@@ -1,12 +1,14 @@
 /**
  * native/ against the real kernel: sockets made inside a netns, netns cookies, SO_ORIGINAL_DST
- * on an uncaptured socket, the connect styles the agent proxy can use, and BPF load errors.
- * Needs root (the BPF part also needs BPF and clang).
+ * on an uncaptured socket, the connect styles the agent proxy can use, BPF load and attach
+ * errors (program named, the end of the verifier log kept, libbpf's messages after a load), and
+ * the abort when a thread can not leave a pod's netns. Needs root (the BPF part also needs BPF
+ * and clang).
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import net from 'node:net';
@@ -23,8 +25,8 @@ import {
   socketInNetns,
   socketLocalAddress,
 } from '../../native/netns.js';
-import { BpfObject, bpfObjectPath, bpfUnsupportedReason } from '../../native/bpf.js';
-import { closeServer, createFixture, fetchText, isRoot, serveFd } from './fixture.js';
+import { BpfObject, bpfObjectPath } from '../../native/bpf.js';
+import { bpfSkipReason, buildFixtureObject, closeServer, createFixture, fetchText, isRoot, serveFd } from './fixture.js';
 
 const rootSkip = isRoot() ? undefined : 'requires root';
 
@@ -142,28 +144,88 @@ function hasClang(): boolean {
   }
 }
 
-const bpfSkip = rootSkip ?? bpfUnsupportedReason() ?? (hasClang() ? undefined : 'requires clang');
+const bpfSkip = bpfSkipReason() ?? (hasClang() ? undefined : 'requires clang');
 
-test('a program the verifier rejects fails with AMBIT_ERR_BPF_LOAD carrying the verifier log', { skip: bpfSkip }, (t) => {
+test('a program the verifier rejects fails with AMBIT_ERR_BPF_LOAD naming the program and the verdict', { skip: bpfSkip }, (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'ambit-reject-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
-  const bpfDir = fileURLToPath(new URL('../../../bpf/', import.meta.url));
-  const src = fileURLToPath(new URL('../../../test/bpf/fixtures/reject.bpf.c', import.meta.url));
-  const obj = join(dir, 'reject.bpf.o');
-  execFileSync('clang', ['-O2', '-g', '-target', 'bpf', '-D__TARGET_ARCH_x86', `-I${bpfDir}`, '-c', src, '-o', obj]);
+  const obj = buildFixtureObject('reject', dir);
   assert.throws(
     () => BpfObject.open(obj),
     (e: unknown) => {
-      const x = e as { code?: string; details?: { log?: string; errno?: string } };
+      const x = e as { code?: string; message: string; details?: { log?: string; errno?: string; program?: string } };
       assert.equal(x.code, 'AMBIT_ERR_BPF_LOAD');
-      assert.match(x.details?.log ?? '', /invalid bpf_context access/);
       assert.equal(x.details?.errno, 'EACCES');
+      assert.equal(x.details?.program, 'ambit_reject');
+      assert.match(x.message, /\(program ambit_reject\) failed with EACCES: invalid bpf_context access/);
+      assert.match(x.details?.log ?? '', /BEGIN PROG LOAD LOG/);
       return true;
     },
   );
 });
 
-test('a missing object file fails with AMBIT_ERR_BPF_LOAD naming ENOENT', { skip: rootSkip ?? bpfUnsupportedReason() }, () => {
+test('a verifier log of megabytes keeps its end, where the verdict is', { skip: bpfSkip }, (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'ambit-reject-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const obj = buildFixtureObject('long-reject', dir);
+  assert.throws(
+    () => BpfObject.open(obj),
+    (e: unknown) => {
+      const x = e as { code?: string; message: string; details?: { log?: string } };
+      assert.equal(x.code, 'AMBIT_ERR_BPF_LOAD');
+      assert.match(x.message, /\(program ambit_long_reject\) failed with EACCES: invalid bpf_context access/);
+      assert.match(x.details?.log ?? '', /END PROG LOAD LOG/, 'the end of the log is kept');
+      return true;
+    },
+  );
+});
+
+test('libbpf keeps talking after a load: a failed attach carries its message', { skip: bpfSkip }, (t) => {
+  const pinRoot = `/sys/fs/bpf/ambit-native-${process.pid}`;
+  const dir = mkdtempSync(join(tmpdir(), 'ambit-attach-'));
+  mkdirSync(pinRoot, { recursive: true });
+  const obj = BpfObject.open(bpfObjectPath('sock_addr'), { pinRoot });
+  t.after(() => {
+    obj.close();
+    rmSync(pinRoot, { recursive: true, force: true });
+    rmSync(dir, { recursive: true, force: true });
+  });
+  const notACgroup = join(dir, 'file');
+  writeFileSync(notACgroup, '');
+  assert.throws(
+    () => obj.attachCgroup('ambit_connect4', notACgroup),
+    (e: unknown) => {
+      const x = e as { code?: string; message: string; details?: { log?: string } };
+      assert.equal(x.code, 'AMBIT_ERR_BPF_ATTACH');
+      assert.match(x.details?.log ?? '', /prog 'ambit_connect4': failed to attach/);
+      return true;
+    },
+  );
+});
+
+test('a missing object file fails with AMBIT_ERR_BPF_LOAD naming ENOENT', { skip: bpfSkip }, () => {
   assert.throws(() => BpfObject.open('/nonexistent/ambit.bpf.o'), { code: 'AMBIT_ERR_BPF_LOAD', message: /ENOENT/ });
-  assert.match(bpfObjectPath('redirect'), /bpf\/redirect\.bpf\.o$/);
+  for (const name of ['sock_addr', 'sockops', 'sockopt', 'sk_lookup']) assert.match(bpfObjectPath(name), new RegExp(`bpf/${name}\\.bpf\\.o$`));
+});
+
+test('a thread that can not switch back from a pod netns aborts the process instead of running on there', { skip: rootSkip }, async (t) => {
+  const fx = createFixture('x', 1);
+  t.after(() => fx.cleanup());
+  const netnsJs = fileURLToPath(new URL('../../native/netns.js', import.meta.url));
+  // Inside the pod's netns, close every fd of the thread's own (home) netns: setns back then fails.
+  const script = `
+    const fs = await import('node:fs');
+    const { inNetns, netnsCookie } = await import(${JSON.stringify(netnsJs)});
+    netnsCookie('/proc/self/ns/net');
+    const home = fs.readlinkSync('/proc/self/ns/net');
+    inNetns(${JSON.stringify(fx.pods[0]!.netnsPath)}, () => {
+      for (const fd of fs.readdirSync('/proc/self/fd')) {
+        try { if (fs.readlinkSync('/proc/self/fd/' + fd) === home) fs.closeSync(Number(fd)); } catch {}
+      }
+    });
+    console.log('still running');`;
+  const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', timeout: 30_000 });
+  assert.equal(r.signal, 'SIGABRT', `the process aborted (status ${r.status}, stderr ${r.stderr})`);
+  assert.doesNotMatch(r.stdout, /still running/);
+  assert.match(r.stderr, /setns back from .* failed with EBADF; aborting rather than run on in a pod's network namespace/);
 });

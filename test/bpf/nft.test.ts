@@ -11,18 +11,9 @@ import { NftCapture, NFT_TABLE } from '../../src/agent/capture/nft.js';
 import { openCapture } from '../../src/agent/capture/open.js';
 import { originalDestination } from '../../src/agent/capture/orig-dst.js';
 import { BYPASS_MARK, listenInNetns, socketFd, socketInNetns } from '../../native/netns.js';
-import { closeServer, createFixture, fetchText, isRoot, runClient, serveFd } from './fixture.js';
+import { captureTest, closeServer, createFixture, dialFrom, fetchText, nftSkipReason, outcome, runClient, serveFd, startProxies, type Pod } from './fixture.js';
 
-function hasNft(): boolean {
-  try {
-    execFileSync('nft', ['--version'], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-const skipReason = !isRoot() ? 'requires root' : !hasNft() ? 'requires the nft binary' : undefined;
+const skipReason = nftSkipReason();
 
 function dial(netnsPath: string, host: string, port: number, mark?: number): Promise<string> {
   const fd = socketInNetns(netnsPath, mark === undefined ? { family: 'IPv4' } : { family: 'IPv4', mark });
@@ -38,7 +29,7 @@ test('nft capture redirects outbound to 15001 and inbound to 15006', { skip: ski
   const capture = new NftCapture({ log: silentLogger() });
   const servers: net.Server[] = [];
   t.after(async () => {
-    await capture.close();
+    await capture.uninstall();
     for (const s of servers) await closeServer(s);
     fx.cleanup();
   });
@@ -99,6 +90,47 @@ test('nft capture redirects outbound to 15001 and inbound to 15006', { skip: ski
     assert.equal(r.data, `app-b ${b.ip}:8080`);
     assert.equal(await fetchText(new net.Socket(), 8080, a.ip), 'app-a');
   });
+});
+
+test('nft capture: IPv6 is captured both ways; while no agent runs the pod is refused; a new agent re-applies the table', { skip: skipReason }, async (t) => {
+  const { fx, servers: apps, own } = captureTest(t, 'i', 2, { enterCgroup: false });
+  let capture = own(new NftCapture({ log: silentLogger() }));
+  let proxies = startProxies(fx.pods[0]!, { ipv6: true });
+  t.after(async () => {
+    for (const s of proxies.servers) await closeServer(s);
+  });
+  const [a, b] = fx.pods as [Pod, Pod];
+  const hits = { a: 0, b: 0 };
+  apps.push(serveFd(listenInNetns(a.netnsPath, { address: '::', port: 8080 }), () => `app-a ${++hits.a}`));
+  apps.push(serveFd(listenInNetns(b.netnsPath, { address: '::', port: 8080 }), () => `app-b ${++hits.b}`));
+  await capture.enroll({ uid: 'pod-a', netnsPath: a.netnsPath, inboundListenerFd: socketFd(proxies.inbound), ipv6: true });
+
+  assert.equal(await dialFrom(a.netnsPath, b.ip6, 8080), `proxied [${b.ip6}]:8080 -> app-b 1`, 'IPv6 out: redirected to [::1]:15001');
+  assert.equal(await dialFrom(b.netnsPath, a.ip6, 8080), `inbound [${a.ip6}]:8080 from ${b.ip6}`, 'IPv6 in: redirected to [::]:15006');
+  assert.equal(await dialFrom(b.netnsPath, a.ip, 8080), `inbound ${a.ip}:8080 from ${b.ip}`, 'IPv4 in, same dual-stack listener');
+
+  // The agent stops: its listeners close, the table stays.
+  await capture.close();
+  for (const s of proxies.servers) await closeServer(s);
+  assert.match(tables(a.netnsPath), new RegExp(`table inet ${NFT_TABLE}`), 'close() leaves the table');
+  for (const [from, host] of [
+    [a, b.ip],
+    [a, b.ip6],
+    [b, a.ip],
+    [b, a.ip6],
+  ] as const) {
+    assert.equal(await outcome(dialFrom(from.netnsPath, host, 8080)), 'ECONNREFUSED', `${from.name} -> ${host} is refused while no agent runs`);
+  }
+  assert.deepEqual(hits, { a: 0, b: 1 }, 'nothing went direct');
+
+  // The next agent enrolls again: the table is replaced in one transaction.
+  capture = own(new NftCapture({ log: silentLogger() }));
+  proxies = startProxies(a, { ipv6: true });
+  await capture.enroll({ uid: 'pod-a', netnsPath: a.netnsPath, inboundListenerFd: socketFd(proxies.inbound), ipv6: true });
+  assert.equal(tables(a.netnsPath).split('\n').filter((l) => l.includes(NFT_TABLE)).length, 1);
+  assert.equal(await dialFrom(a.netnsPath, b.ip, 8080), `proxied ${b.ip}:8080 -> app-b 2`);
+  await capture.uninstall();
+  assert.doesNotMatch(tables(a.netnsPath), new RegExp(NFT_TABLE), 'uninstall removes it');
 });
 
 test('openCapture builds the configured nft capture without touching BPF', { skip: skipReason }, async () => {

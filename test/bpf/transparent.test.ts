@@ -18,8 +18,7 @@ import { originalDestination } from '../../src/agent/capture/orig-dst.js';
 import { dialTransparent } from '../../src/agent/capture/transparent.js';
 import { REPLY_NFT_TABLE, REPLY_ROUTE_TABLE } from '../../src/agent/capture/reply-route.js';
 import { listenInNetns, socketFd } from '../../native/netns.js';
-import { bpfUnsupportedReason } from '../../native/bpf.js';
-import { closeServer, createFixture, fetchText, isRoot, serveFd, type Fixture, type Pod } from './fixture.js';
+import { bpfSkipReason, closeServer, createFixture, fetchText, isRoot, serveFd, type Fixture, type Pod } from './fixture.js';
 
 function hasNft(): boolean {
   try {
@@ -31,7 +30,7 @@ function hasNft(): boolean {
 }
 
 const nftSkip = !isRoot() ? 'requires root' : !hasNft() ? 'requires the nft binary' : undefined;
-const bpfSkip = nftSkip ?? bpfUnsupportedReason();
+const bpfSkip = nftSkip ?? bpfSkipReason();
 
 function inNs(netnsPath: string, argv: string[]): string {
   return execFileSync('nsenter', [`--net=${netnsPath}`, ...argv], {
@@ -130,26 +129,22 @@ async function checkTransparentDial(
 function unlistedCapture(capture: BpfCapture): Capture {
   return {
     mode: capture.mode,
+    prepare: (o) => capture.prepare(o),
     enroll: (o) => capture.enroll(o),
     unenroll: (uid) => capture.unenroll(uid),
+    prune: (o) => capture.prune(o),
     enrolled: () => capture.enrolled(),
+    pending: () => capture.pending(),
     close: () => capture.close(),
+    uninstall: () => capture.uninstall(),
     preservesSource: () => true,
     allowDirect: () => undefined,
     forgetDirect: () => undefined,
   };
 }
 
-async function openBpf(t: { skip(msg: string): void }, fx: Fixture): Promise<BpfCapture | undefined> {
-  try {
-    return await BpfCapture.open({ cgroupPath: fx.cgroupPath, pinDir: `/sys/fs/bpf/${fx.prefix}`, log: silentLogger() });
-  } catch (e) {
-    if (isAmbitError(e, 'AMBIT_ERR_BPF_UNSUPPORTED')) {
-      t.skip(`bpf unsupported: ${e.message}`);
-      return undefined;
-    }
-    throw e;
-  }
+function openBpf(fx: Fixture): Promise<BpfCapture> {
+  return BpfCapture.open({ cgroupPath: fx.cgroupPath, pinDir: `/sys/fs/bpf/${fx.prefix}`, log: silentLogger() });
 }
 
 test('bpf capture: a transparent dial keeps the client address and is not steered to 15006', { skip: bpfSkip }, async (t) => {
@@ -157,15 +152,14 @@ test('bpf capture: a transparent dial keeps the client address and is not steere
   let capture: BpfCapture | undefined;
   const servers: net.Server[] = [];
   t.after(async () => {
-    await capture?.close();
+    await capture?.uninstall();
     for (const s of servers) await closeServer(s);
     fx.cleanup();
   });
   fx.enterCgroup();
   const [a, b] = fx.pods as [Pod, Pod];
   const seen = startPod(a, servers);
-  capture = await openBpf(t, fx);
-  if (capture === undefined) return;
+  capture = await openBpf(fx);
   await capture.enroll({ uid: 'pod-a', netnsPath: a.netnsPath, inboundListenerFd: socketFd(seen.inboundServer) });
   assert.equal(capture.preservesSource('pod-a'), true);
   assert.deepEqual(replyRouting(a), {
@@ -243,7 +237,7 @@ test('nft capture: a transparent dial keeps the client address and is not redire
   const capture = new NftCapture({ log: silentLogger() });
   const servers: net.Server[] = [];
   t.after(async () => {
-    await capture.close();
+    await capture.uninstall();
     for (const s of servers) await closeServer(s);
     fx.cleanup();
   });

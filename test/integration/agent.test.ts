@@ -166,6 +166,19 @@ test('agent enrolls local pods, proxies traffic and serves metrics, readiness an
   s.destroy();
 });
 
+test("a captured connection aimed at the pod's own agent ports is closed, never dialed back into the agent", { timeout: 30_000 }, async (t) => {
+  const { agent, dial, registry } = await setup(t);
+  await agent.applyConfig(snapshot([wa, wb]));
+  const rejected = async (): Promise<number> =>
+    ((await registry.getSingleMetric('ambit_connections_rejected_total')!.get()).values.find((v) => v.labels['reason'] === 'no_original_dst' && v.labels['direction'] === 'outbound')?.value ?? 0);
+  const before = await rejected();
+  for (const port of [15001, 15006, 15008]) {
+    const s = await dial(A_IP, { address: A_IP, port });
+    assert.equal(await echoOnce(s, 'loop?'), undefined, `the connection to its own :${port} is closed`);
+  }
+  assert.equal(await rejected(), before + 3, 'counted as connections without a usable original destination');
+});
+
 test('unenrolling a pod closes its listeners but keeps established connections', { timeout: 30_000 }, async (t) => {
   const { agent, loop, echo, dial } = await setup(t);
   await agent.applyConfig(snapshot([wa, wb]));

@@ -13,8 +13,8 @@ import type { Duplex } from 'node:stream';
 import { CertificateAuthority } from '../../src/controller/ca/authority.js';
 import { silentLogger } from '../../src/shared/log.js';
 import type { GatewayListener, ListenerCertificate } from '../../src/shared/routes.js';
-import { IngressListeners } from '../../src/waypoint/gateway.js';
-import type { ConnectionMeta } from '../../src/waypoint/server.js';
+import { IngressListeners } from '../../src/waypoint/server/gateway.js';
+import type { ConnectionMeta } from '../../src/waypoint/server/server.js';
 
 async function freePort(): Promise<number> {
   const s = net.createServer();

@@ -3,6 +3,7 @@
  * 127.0.0.1: an OK reply, a status the server fails with (trailers-only), and a fault abort's
  * status reach the client, and istio_requests_total carries grpc_response_status.
  */
+import { validateRouteConfig } from '../../src/shared/validate-routes.js';
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { Writable } from 'node:stream';
@@ -11,8 +12,8 @@ import { createGrpcEcho, echoServiceDefinition } from '../../src/cli/grpc-echo.j
 import { createLogger } from '../../src/shared/log.js';
 import { createRegistry } from '../../src/shared/metrics.js';
 import { emptyHeaderOps, type RouteConfig } from '../../src/shared/routes.js';
-import { WaypointServer } from '../../src/waypoint/server.js';
-import { HttpUpstream } from '../../src/waypoint/upstream.js';
+import { WaypointServer } from '../../src/waypoint/server/server.js';
+import { HttpUpstream } from '../../src/waypoint/endpoint/upstream.js';
 import { seededRandom } from '../../src/waypoint/route/weighted.js';
 
 const SVC = 'greeter.demo.svc.cluster.local';
@@ -45,7 +46,8 @@ async function setup(t: TestContext): Promise<{ call: (req: object, md?: Record<
     ],
     authorization: [],
   };
-  assert.deepEqual(server.setRoutes([config]).issues, []);
+  assert.deepEqual(validateRouteConfig(config), [], 'the test route config is valid');
+  server.setRoutes([config]);
   const addr = await server.listen(0, '127.0.0.1');
   t.after(async () => {
     await server.close(1000);

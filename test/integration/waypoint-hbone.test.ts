@@ -3,6 +3,7 @@
  * test CA: HttpUpstream runs HTTP/1.1 and HTTP/2 inside tunnel streams opened by the agent's
  * TunnelPool with the waypoint's identity.
  */
+import { validateRouteConfig } from '../../src/shared/validate-routes.js';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as http from 'node:http';
@@ -12,9 +13,9 @@ import { workloadIdentity } from '../../src/shared/state/workloads.js';
 import { silentLogger } from '../../src/shared/log.js';
 import { createRegistry } from '../../src/shared/metrics.js';
 import { emptyHeaderOps, type RouteConfig } from '../../src/shared/routes.js';
-import { hboneConnect } from '../../src/waypoint/hbone.js';
-import { WaypointServer } from '../../src/waypoint/server.js';
-import { HttpUpstream, type Endpoint } from '../../src/waypoint/upstream.js';
+import { hboneConnect } from '../../src/waypoint/endpoint/hbone.js';
+import { WaypointServer } from '../../src/waypoint/server/server.js';
+import { HttpUpstream, type Endpoint } from '../../src/waypoint/endpoint/upstream.js';
 
 const BASE = `127.${10 + ((process.pid + 77) % 200)}.3.`;
 const WP_IP = BASE + '1';
@@ -64,7 +65,8 @@ test('waypoint requests reach the pod through HBONE with the waypoint identity (
   };
   const registry = createRegistry();
   const server = new WaypointServer({ log: mesh.log, registry, dispatch: upstream.dispatch, resolveEndpoints: (target) => [endpoint(target.port)] });
-  assert.ok(server.setRoutes([cfg]).ok);
+  assert.deepEqual(validateRouteConfig(cfg), [], 'the test route config is valid');
+  server.setRoutes([cfg]);
   const { port } = await server.listen(0, '127.0.0.1');
   t.after(async () => {
     await server.close(500);
@@ -116,7 +118,8 @@ test('tunnel streams handed to acceptConnection carry the caller identity and ta
     routes: [{ name: 'all', match: [{ port: 8080, headers: [], queryParams: [] }], backends: [{ host: 'cart.shop.svc.cluster.local', weight: 1 }], headers: { request: emptyHeaderOps(), response: emptyHeaderOps() } }],
     authorization: [{ name: 'shop/only-frontend', action: 'ALLOW', dryRun: false, rules: [{ from: [{ principals: [{ exact: 'cluster.local/ns/shop/sa/frontend' }], notPrincipals: [], namespaces: [], notNamespaces: [] }], to: [], when: [] }] }],
   };
-  assert.ok(server.setRoutes([cfg]).ok);
+  assert.deepEqual(validateRouteConfig(cfg), [], 'the test route config is valid');
+  server.setRoutes([cfg]);
   // A stand-in for the waypoint's HBONE listener: terminate CONNECT (h2c here) and hand the stream over.
   const front = http2.createServer();
   front.on('stream', (stream, headers) => {

@@ -3,6 +3,7 @@
  * translated by translateRoutes and served by a WaypointServer in gateway mode; a POST body
  * replayed on retry; a fault delay; HTTP/2 client to an HTTP/1.1 backend.
  */
+import { validateRouteConfig } from '../../src/shared/validate-routes.js';
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import * as http from 'node:http';
@@ -16,8 +17,8 @@ import { silentLogger } from '../../src/shared/log.js';
 import { createRegistry } from '../../src/shared/metrics.js';
 import { emptyHeaderOps, type RouteConfig } from '../../src/shared/routes.js';
 import { seededRandom } from '../../src/waypoint/route/weighted.js';
-import { WaypointServer, type BackendTarget } from '../../src/waypoint/server.js';
-import { HttpUpstream, type Endpoint } from '../../src/waypoint/upstream.js';
+import { WaypointServer, type BackendTarget } from '../../src/waypoint/server/server.js';
+import { HttpUpstream, type Endpoint } from '../../src/waypoint/endpoint/upstream.js';
 import * as https from 'node:https';
 import { createTestCa } from '../helpers/test-ca.js';
 
@@ -39,7 +40,8 @@ async function backend(t: TestContext, handler: http.RequestListener): Promise<n
 async function waypoint(t: TestContext, configs: RouteConfig[], resolve: (target: BackendTarget) => Endpoint[], gateway?: string): Promise<{ port: number; server: WaypointServer }> {
   const upstream = new HttpUpstream();
   const server = new WaypointServer({ log: silentLogger(), registry: createRegistry(), dispatch: upstream.dispatch, resolveEndpoints: resolve, random: seededRandom(7), ...(gateway ? { gateway } : {}) });
-  assert.deepEqual(server.setRoutes(configs).issues, []);
+  assert.deepEqual(configs.flatMap((c) => validateRouteConfig(c)), [], 'the test route configs are valid');
+  server.setRoutes(configs);
   const { port } = await server.listen(0, '127.0.0.1');
   t.after(async () => {
     await server.close(500);
@@ -224,7 +226,8 @@ test('ingress over TLS: HTTPS (http/1.1) and h2 via ALPN terminate and route lik
   };
   const upstream = new HttpUpstream();
   const server = new WaypointServer({ log: silentLogger(), registry: createRegistry(), dispatch: upstream.dispatch, resolveEndpoints: () => [{ key: `127.0.0.1:${port}`, address: '127.0.0.1', port }], gateway: 'bookinfo/gw' });
-  assert.ok(server.setRoutes([cfg]).ok);
+  assert.deepEqual(validateRouteConfig(cfg), [], 'the test route config is valid');
+  server.setRoutes([cfg]);
   const ca = createTestCa();
   const issued = ca.issue('spiffe://cluster.local/ns/bookinfo/sa/ingress');
   const addr = await server.listenTls({ certPem: issued.certChainPem.join('\n'), keyPem: issued.keyPem });
@@ -280,7 +283,8 @@ test('spans are exported as OTLP/HTTP JSON with the caller trace id and parent s
   const upstream = new HttpUpstream();
   const server = new WaypointServer({ log: silentLogger(), registry: createRegistry(), dispatch: upstream.dispatch, resolveEndpoints: () => [{ key: `127.0.0.1:${appPort}`, address: '127.0.0.1', port: appPort }], spanExporter: exporter });
   const cfg: RouteConfig = { name: 'ns/svc', namespace: 'ns', hostname: 'svc', aliases: [], ports: [{ port: 80, protocol: 'http' }], routes: [], authorization: [] };
-  assert.ok(server.setRoutes([cfg]).ok);
+  assert.deepEqual(validateRouteConfig(cfg), [], 'the test route config is valid');
+  server.setRoutes([cfg]);
   const { port } = await server.listen(0, '127.0.0.1');
   t.after(async () => {
     await server.close(200);

@@ -111,10 +111,11 @@ for (const capture of ['bpf', 'nft'] as const) {
 
     await t.test('between nodes the wire carries only TLS on port 15008, never the payload', async () => {
       // node1's veth in the root namespace: the bridge device itself does not see frames it switches between ports.
+      // The root namespace's own calls to the node (controller 15012, metrics 15020, readiness 15021) are not between nodes.
       const dir = mkdtempSync(join(tmpdir(), 'ambit-pcap-'));
       t.after(() => rmSync(dir, { recursive: true, force: true }));
       const pcap = join(dir, 'bridge.pcap');
-      const dump = spawn('tcpdump', ['-i', `${m.name}-n1`, '--immediate-mode', '-nn', '-U', '-s', '0', '-w', pcap, 'tcp and not port 15012'], { stdio: 'ignore' });
+      const dump = spawn('tcpdump', ['-i', `${m.name}-n1`, '--immediate-mode', '-nn', '-U', '-s', '0', '-w', pcap, 'tcp and not port 15012 and not port 15020 and not port 15021'], { stdio: 'ignore' });
       await new Promise((r) => setTimeout(r, 1000));
       const marker = `AMBIT-SECRET-${process.pid}-${Date.now()}`;
       const r = await m.load<{ reply: string }>('mesh-a/client', ['send', 'server.mesh-b', '9000', marker]);
@@ -224,6 +225,59 @@ for (const capture of ['bpf', 'nft'] as const) {
         return res.length && Number(res[0]!.value[1]) > 0 ? Number(res[0]!.value[1]) : undefined;
       });
       assert.ok(opened > 0);
+    });
+
+    await t.test('while an agent is killed and until it has restarted, nothing goes around the mesh', async () => {
+      /**
+       * Kills `node`'s agent (kill -9) while `pod` keeps fetching `url`, until the supervisor has
+       * restarted it and every enrolled pod is captured again, then a little longer. Returns the
+       * attempts and how many got an HTTP 200.
+       */
+      const hammerThroughRestart = async (node: string, pod: string, url: string): Promise<{ attempts: number; ok: number }> => {
+        const stopFile = join(mkdtempSync(join(tmpdir(), 'ambit-hammer-')), 'stop');
+        t.after(() => rmSync(join(stopFile, '..'), { recursive: true, force: true }));
+        const loop = `ok=0; n=0; while [ ! -e ${stopFile} ] && [ $n -lt 600 ]; do n=$((n+1)); c=$(curl -s -m 1 -o /dev/null -w '%{http_code}' ${url}); [ "$c" = 200 ] && ok=$((ok+1)); sleep 0.05; done; echo "$n $ok"`;
+        const running = m.exec(pod, ['sh', '-c', loop]);
+        const before = (await m.status()).nodes.find((n) => n.name === node)!;
+        assert.ok(before.agentPid, `${node}'s agent runs`);
+        await new Promise((r) => setTimeout(r, 300));
+        process.kill(before.agentPid, 'SIGKILL');
+        await waitFor(`${node}'s agent restarted and every enrolled pod captured`, async () => {
+          const s = await m.status();
+          const n = s.nodes.find((x) => x.name === node)!;
+          const ok = n.agentPid !== undefined && n.agentPid !== before.agentPid && n.connected && s.pods.filter((p) => p.enrolled).every((p) => p.captured && p.captureMode === capture);
+          return ok ? true : undefined;
+        }, 60_000);
+        await new Promise((r) => setTimeout(r, 1000));
+        writeFileSync(stopFile, '');
+        const out = (await running).stdout.trim().split(' ').map(Number);
+        return { attempts: out[0]!, ok: out[1]! };
+      };
+      const serverUrl = `http://${serverIp}:8080/`;
+
+      // The server's agent dies: a plaintext client outside the mesh must never get an answer from the STRICT server.
+      await m.apply('strict.yaml');
+      const plain = await hammerThroughRestart('node2', 'outside/plain', serverUrl);
+      t.diagnostic(`plaintext client: ${plain.attempts} attempts through node2's agent restart`);
+      assert.ok(plain.attempts >= 10, `the client kept trying (${plain.attempts})`);
+      assert.equal(plain.ok, 0, 'zero plaintext successes against the STRICT pod');
+
+      // The client's agent dies: under PERMISSIVE a connection that went around the mesh would be
+      // accepted by the server's agent as plaintext. None may arrive; the mesh ones are mTLS.
+      await m.apply('permissive.yaml');
+      const node2 = st.nodes.find((n) => n.name === 'node2')!;
+      const plaintextIn = async (): Promise<number> =>
+        metricSum(await fetch(node2.metrics).then((r) => r.text()), 'istio_tcp_connections_opened_total', {
+          reporter: 'destination',
+          source_workload: 'client',
+          connection_security_policy: 'unknown',
+        });
+      const plainBefore = await plaintextIn();
+      const client = await hammerThroughRestart('node1', 'mesh-a/client', serverUrl);
+      t.diagnostic(`enrolled client: ${client.attempts} attempts, ${client.ok} answered, through node1's agent restart`);
+      assert.ok(client.ok >= 1, 'the client is served again once its agent is back');
+      assert.equal(await plaintextIn(), plainBefore, 'zero connections from the enrolled client arrived outside the mesh');
+      st = await m.status();
     });
 
     await t.test('an agent restart leaves nothing stale and capture works again', async () => {

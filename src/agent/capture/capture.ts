@@ -1,6 +1,27 @@
-/** The interface both capture modes implement: enroll a pod's netns so its TCP goes through the agent. */
+/**
+ * The interface both capture modes implement: enroll a pod's netns so its TCP goes through the
+ * agent, or refuse it while it can not (pending, agent down).
+ */
+
+import { statSync } from 'node:fs';
 
 export type CaptureMode = 'bpf' | 'nft';
+
+/**
+ * True when both paths name the same network namespace (the CNI's path and the controller's may
+ * differ: /var/run/netns/<name>, /proc/<pid>/ns/net).
+ */
+export function sameNetns(a: string | undefined, b: string | undefined): boolean {
+  if (a === b) return true;
+  if (!a || !b) return false;
+  try {
+    const x = statSync(a);
+    const y = statSync(b);
+    return x.ino === y.ino && x.dev === y.dev;
+  } catch {
+    return false;
+  }
+}
 
 /** Istio ambient's in-pod ports (DESIGN.md, Ports). */
 export const OUTBOUND_PORT = 15001;
@@ -45,10 +66,24 @@ export interface EnrollOptions {
   /** The inbound listener's port (default 15006; nft mode redirects to it). */
   inboundPort?: number;
   /**
-   * Capture native IPv6 too. The pod then needs an outbound listener on [::1]:outboundPort
-   * besides 127.0.0.1. IPv4 through dual-stack sockets is always captured.
+   * The pod has an outbound listener on [::1]:outboundPort besides 127.0.0.1, so native IPv6 is
+   * captured too. Without it native IPv6 connects are refused (IPv4, dual-stack sockets included,
+   * is always captured): never direct.
    */
   ipv6?: boolean;
+}
+
+/** A pod whose netns is known before its listeners exist (the CNI hand-off at pod start). */
+export interface PrepareOptions {
+  uid: string;
+  netnsPath: string;
+}
+
+export interface PruneOptions {
+  /** Netns of pods the agent still wants captured (enrolled, pending, or failing to enroll). */
+  keepNetns: string[];
+  /** Netns of this node's pods that must not be captured (nft mode removes tables a previous run left there). */
+  otherNetns?: string[];
 }
 
 /**
@@ -61,12 +96,29 @@ export interface DirectTuple {
   destinationPort: number;
 }
 
+/**
+ * Lifecycle of one netns: prepare() (pending: all TCP in and out refused) -> enroll() (captured)
+ * -> unenroll() (direct again). Capture outlives the agent process on purpose: close() leaves
+ * enrolled and pending pods captured, so while no agent runs their connections are refused
+ * (there is no listener), never direct; the next agent takes them over without a gap.
+ */
 export interface Capture {
   readonly mode: CaptureMode;
-  /** Starts capturing the pod's traffic; enrolling an enrolled uid replaces its settings. */
+  /**
+   * Puts the pod's netns in the pending state: every TCP connect and every inbound TCP connection
+   * is refused until enroll(). Resolves once that is in force; a pod already enrolled or pending
+   * is left as it is.
+   */
+  prepare(opts: PrepareOptions): Promise<void>;
+  /** Starts capturing the pod's traffic; enrolling an enrolled uid replaces its settings in place. */
   enroll(opts: EnrollOptions): Promise<void>;
-  /** Stops capturing; a uid that is not enrolled is ignored. */
+  /** Stops capturing (or refusing); a uid that is not enrolled or pending is ignored. */
   unenroll(uid: string): Promise<void>;
+  /**
+   * Removes capture a previous agent left for pods no longer wanted (after the first config
+   * snapshot). Pending netns that still exist are kept. Returns how many pods were released.
+   */
+  prune(opts: PruneOptions): Promise<number>;
   /**
    * True when the pod's netns routes replies to foreign (original client) addresses back to the
    * agent's transparent sockets (reply-route.ts), i.e. dialTransparent can preserve the source.
@@ -76,12 +128,20 @@ export interface Capture {
    * Lets the agent's own transparent dial `tuple` reach the app instead of being captured inbound.
    * Call after bind, before connect; BPF: sk_lookup can not see socket marks; nft: no-op
    * (nat prerouting never sees locally generated connections). Ignores a uid not enrolled.
+   * Throws when it can not (the pod's map is full): the dial must then not be made.
    */
   allowDirect(uid: string, tuple: DirectTuple): void;
   /** Removes what allowDirect added (after connect succeeded or failed). Never throws for a missing entry. */
   forgetDirect(uid: string, tuple: DirectTuple): void;
   /** UIDs currently enrolled. */
   enrolled(): string[];
-  /** Unenrolls every pod and detaches everything this instance attached. Idempotent. */
+  /** UIDs currently pending. */
+  pending(): string[];
+  /**
+   * Releases this process's handles. Enrolled and pending pods stay captured (refused while no
+   * agent listens); when none is left, everything is removed. Idempotent.
+   */
   close(): Promise<void>;
+  /** Unenrolls every pod and removes everything capture installed. Idempotent. */
+  uninstall(): Promise<void>;
 }

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { errorMessage } from '../../shared/errors.js';
 import { BpfObject, bpfObjectPath, bpfUnsupportedReason } from '../../../native/bpf.js';
 import type { CaptureMode } from './capture.js';
+import { checkCgroup2 } from './cgroup.js';
 
 export interface CaptureModeDecision {
   mode: CaptureMode;
@@ -12,15 +13,21 @@ export interface CaptureModeDecision {
 }
 
 export interface DetectOptions {
+  /** The cgroup the capture would attach at; checked to be cgroup2 when given. */
+  cgroupPath?: string;
   /** bpffs mount point (default /sys/fs/bpf). */
   bpffs?: string;
   /** /proc/mounts content, for tests. */
   mounts?: string;
 }
 
+/** The objects a BPF capture loads: the three cgroup families and the per-pod sk_lookup. */
+const PROBE_OBJECTS = ['sock_addr', 'sockops', 'sockopt', 'sk_lookup'] as const;
+
 /**
- * Checks root, BTF, the shim, a cgroup2 and a bpffs mount, then loads redirect.bpf.o once (maps
- * pinned under a throwaway folder that is removed again). Never throws.
+ * Checks root, the shim, a cgroup2 and a bpffs mount (and that cgroupPath is cgroup2), then
+ * loads every capture object once (maps pinned under a throwaway folder that is removed again).
+ * Never throws.
  */
 export function detectCaptureMode(opts: DetectOptions = {}): CaptureModeDecision {
   const bpffs = opts.bpffs ?? '/sys/fs/bpf';
@@ -35,10 +42,18 @@ export function detectCaptureMode(opts: DetectOptions = {}): CaptureModeDecision
   const lines = mounts.split('\n').map((l) => l.split(' '));
   if (!lines.some((f) => f[2] === 'cgroup2')) return { mode: 'nft', reason: 'no cgroup2 filesystem is mounted' };
   if (!lines.some((f) => f[2] === 'bpf' && f[1] === bpffs)) return { mode: 'nft', reason: `${bpffs} is not a bpf filesystem` };
+  if (opts.cgroupPath !== undefined) {
+    try {
+      checkCgroup2(opts.cgroupPath, mounts);
+    } catch (e) {
+      return { mode: 'nft', reason: errorMessage(e) };
+    }
+  }
+  // The probe folder is this process's own (pid in the name), made and removed here.
   const probeDir = join(bpffs, `ambit-probe-${process.pid}`);
   try {
     mkdirSync(probeDir, { recursive: true });
-    BpfObject.open(bpfObjectPath('redirect'), { pinRoot: probeDir }).close();
+    for (const name of PROBE_OBJECTS) BpfObject.open(bpfObjectPath(name), { pinRoot: probeDir }).close();
     return { mode: 'bpf' };
   } catch (e) {
     return { mode: 'nft', reason: errorMessage(e) };

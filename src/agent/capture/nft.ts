@@ -1,17 +1,30 @@
 /**
  * nftables capture, the fallback when BPF can not load: one table inside each pod's netns that
- * REDIRECTs outbound TCP to the pod's 127.0.0.1:15001 and inbound TCP to :15006. Conntrack
- * answers getsockopt(SO_ORIGINAL_DST) for both, so the proxy code is the same as with BPF.
+ * REDIRECTs outbound TCP (IPv4 and IPv6) to the pod's 127.0.0.1 / [::1]:15001 and inbound TCP to
+ * :15006. Conntrack answers getsockopt(SO_ORIGINAL_DST) for both, so the proxy code is the same
+ * as with BPF. A pending pod's table rejects all its TCP instead (pod-local traffic excepted).
  *
  * Each enrolled pod also gets reply routing (reply-route.ts) for the agent's transparent dials.
  *
- * Invariant: a pod's netns holds the table exactly while the pod is enrolled; the table lives in
- * the pod's netns, so it disappears with the pod even if the agent dies.
+ * Invariant: a pod's netns holds the table while the pod is pending or enrolled, also while no
+ * agent runs (REDIRECT then finds no listener: the connection is refused, never direct); the
+ * table is replaced in one transaction, never removed in between, and disappears with the netns.
  */
 import { AmbitError } from '../../shared/errors.js';
 import type { Logger } from '../../shared/log.js';
 import { BYPASS_MARK } from '../../../native/netns.js';
-import { dropInvalidChains, HBONE_PORT, INBOUND_PORT, OUTBOUND_PORT, type Capture, type DirectTuple, type EnrollOptions } from './capture.js';
+import {
+  dropInvalidChains,
+  HBONE_PORT,
+  INBOUND_PORT,
+  OUTBOUND_PORT,
+  sameNetns,
+  type Capture,
+  type DirectTuple,
+  type EnrollOptions,
+  type PrepareOptions,
+  type PruneOptions,
+} from './capture.js';
 import { execInNetns } from './netns-exec.js';
 import { installReplyRouting, removeReplyRouting } from './reply-route.js';
 
@@ -31,6 +44,7 @@ export interface NftCaptureOptions {
 
 interface NftPod {
   netnsPath: string;
+  state: 'pending' | 'enrolled';
   /** Reply routing is installed (transparent dials preserve the source). */
   replyRouting: boolean;
 }
@@ -38,6 +52,22 @@ interface NftPod {
 function portSet(ports: number[]): string {
   return `{ ${ports.join(', ')} }`;
 }
+
+/**
+ * The opening of the pod's table file: declaring then deleting makes the whole file replace the
+ * table in one transaction (pending -> enrolled -> new settings, never absent in between).
+ */
+function tableOpening(uid: string, note = ''): string[] {
+  return [
+    `table inet ${NFT_TABLE} {}`,
+    `delete table inet ${NFT_TABLE}`,
+    `table inet ${NFT_TABLE} {`,
+    `  comment "ambit capture for pod ${uid.replace(/[^A-Za-z0-9_.:-]/g, '_')}${note}"`,
+    '  chain output {',
+  ];
+}
+
+const BYPASS_RETURN = `    meta mark ${'0x' + BYPASS_MARK.toString(16)} return`;
 
 /** The ruleset for one pod (pure, for tests and `ambit` debugging). */
 export function buildNftRuleset(opts: EnrollOptions): string {
@@ -50,21 +80,16 @@ export function buildNftRuleset(opts: EnrollOptions): string {
       throw new AmbitError('AMBIT_ERR_CAPTURE_FAILED', `port ${p} is not an integer in 1-65535`, { details: { port: p } });
     }
   }
-  const families = opts.ipv6 ? '' : 'meta nfproto ipv4 ';
   const lines = [
-    // Declaring then deleting makes the whole file idempotent in one transaction.
-    `table inet ${NFT_TABLE} {}`,
-    `delete table inet ${NFT_TABLE}`,
-    `table inet ${NFT_TABLE} {`,
-    `  comment "ambit capture for pod ${opts.uid.replace(/[^A-Za-z0-9_.:-]/g, '_')}"`,
-    '  chain output {',
+    ...tableOpening(opts.uid),
     '    type nat hook output priority -100; policy accept;',
-    `    meta mark ${'0x' + BYPASS_MARK.toString(16)} return`,
+    BYPASS_RETURN,
     '    meta l4proto != tcp return',
     '    ip daddr 127.0.0.0/8 return',
     '    ip6 daddr ::1 return',
     ...(exOut.length > 0 ? [`    tcp dport ${portSet(exOut)} return`] : []),
-    `    ${families}meta l4proto tcp redirect to :${out}`,
+    // IPv6 goes to [::1]:out; without that listener it is refused there, never direct.
+    `    meta l4proto tcp redirect to :${out}`,
     '  }',
     '  chain prerouting {',
     '    type nat hook prerouting priority -100; policy accept;',
@@ -72,13 +97,40 @@ export function buildNftRuleset(opts: EnrollOptions): string {
     '    meta l4proto != tcp return',
     '    ip saddr 127.0.0.0/8 return',
     `    tcp dport ${portSet(exIn)} return`,
-    `    ${families}meta l4proto tcp redirect to :${inb}`,
+    `    meta l4proto tcp redirect to :${inb}`,
     '  }',
     ...dropInvalidChains(),
     '}',
   ];
   return lines.join('\n') + '\n';
 }
+
+/**
+ * The pending pod's table: until it is enrolled, every TCP connection it tries to make or
+ * receive is rejected with a reset (its SYN), except pod-local traffic (lo) and the agent's own
+ * marked sockets.
+ */
+export function buildPendingRuleset(uid: string): string {
+  return [
+    ...tableOpening(uid, ' (pending: tcp refused until enrolled)'),
+    '    type filter hook output priority 0; policy accept;',
+    BYPASS_RETURN,
+    '    meta l4proto != tcp return',
+    '    oifname "lo" return',
+    // Connection attempts only: the resets the input chain sends pass here too.
+    '    tcp flags & (syn | ack) == syn reject with tcp reset',
+    '  }',
+    '  chain input {',
+    '    type filter hook input priority 0; policy accept;',
+    '    iifname "lo" return',
+    '    meta l4proto != tcp return',
+    '    tcp flags & (syn | ack) == syn reject with tcp reset',
+    '  }',
+    '}',
+  ].join('\n') + '\n';
+}
+
+const DELETE_TABLE = `table inet ${NFT_TABLE} {}\ndelete table inet ${NFT_TABLE}\n`;
 
 export class NftCapture implements Capture {
   readonly mode = 'nft' as const;
@@ -99,22 +151,57 @@ export class NftCapture implements Capture {
   }
 
   enrolled(): string[] {
-    return [...this.#pods.keys()];
+    return [...this.#pods].filter(([, p]) => p.state === 'enrolled').map(([uid]) => uid);
+  }
+
+  pending(): string[] {
+    return [...this.#pods].filter(([, p]) => p.state === 'pending').map(([uid]) => uid);
+  }
+
+  async prepare(opts: PrepareOptions): Promise<void> {
+    this.#open();
+    if (this.#pods.has(opts.uid)) return;
+    await this.#run(opts.netnsPath, ['-f', '-'], buildPendingRuleset(opts.uid));
+    this.#pods.set(opts.uid, { netnsPath: opts.netnsPath, state: 'pending', replyRouting: false });
+    this.#log.info({ uid: opts.uid, table: NFT_TABLE }, 'pod pending: its tcp is refused until it is enrolled');
   }
 
   async enroll(opts: EnrollOptions): Promise<void> {
-    if (this.#closed) throw new AmbitError('AMBIT_ERR_CAPTURE_FAILED', 'nft capture is closed');
+    this.#open();
     const ruleset = buildNftRuleset(opts);
+    const prev = this.#pods.get(opts.uid);
+    // The same table name: nft replaces the pending (or older) table in one transaction.
     await this.#run(opts.netnsPath, ['-f', '-'], ruleset);
-    const replyRouting = await installReplyRouting(opts.netnsPath, this.#routeOpts()).then(
-      () => true,
-      (e: unknown) => {
-        this.#log.warn({ uid: opts.uid, err: e }, 'reply routing failed; inbound dials will use the pod address as source');
-        return false;
-      },
-    );
-    this.#pods.set(opts.uid, { netnsPath: opts.netnsPath, replyRouting });
+    const replyRouting =
+      prev?.state === 'enrolled' && prev.replyRouting && prev.netnsPath === opts.netnsPath
+        ? true
+        : await installReplyRouting(opts.netnsPath, this.#routeOpts()).then(
+            () => true,
+            (e: unknown) => {
+              this.#log.warn({ uid: opts.uid, err: e }, 'reply routing failed; inbound dials will use the pod address as source');
+              return false;
+            },
+          );
+    // The netns may have been prepared under another uid (the CNI's): one entry per netns.
+    for (const [uid, pod] of [...this.#pods]) if (uid !== opts.uid && sameNetns(pod.netnsPath, opts.netnsPath)) this.#pods.delete(uid);
+    this.#pods.set(opts.uid, { netnsPath: opts.netnsPath, state: 'enrolled', replyRouting });
     this.#log.info({ uid: opts.uid, table: NFT_TABLE, replyRouting }, 'pod enrolled');
+  }
+
+  /** Deletes the tables a previous run left in netns of this node's pods that are not to be captured. */
+  async prune(opts: PruneOptions): Promise<number> {
+    this.#open();
+    let released = 0;
+    for (const netnsPath of opts.otherNetns ?? []) {
+      if ([...this.#pods.values()].some((p) => p.netnsPath === netnsPath)) continue;
+      const had = await this.#hasTable(netnsPath);
+      if (!had) continue;
+      await this.#run(netnsPath, ['-f', '-'], DELETE_TABLE).catch((e: unknown) => this.#log.warn({ netnsPath, err: e }, 'removing a stale nft table failed'));
+      await removeReplyRouting(netnsPath, this.#routeOpts()).catch(() => undefined);
+      released++;
+    }
+    if (released > 0) this.#log.info({ released }, 'released capture of pods a previous run left');
+    return released;
   }
 
   preservesSource(uid: string): boolean {
@@ -131,7 +218,7 @@ export class NftCapture implements Capture {
     if (pod === undefined) return;
     this.#pods.delete(uid);
     // Idempotent delete: the netns may already be gone with its table.
-    await this.#run(pod.netnsPath, ['-f', '-'], `table inet ${NFT_TABLE} {}\ndelete table inet ${NFT_TABLE}\n`).catch(
+    await this.#run(pod.netnsPath, ['-f', '-'], DELETE_TABLE).catch(
       (e: unknown) => {
         this.#log.warn({ uid, err: e }, 'removing the nft table failed');
       },
@@ -142,10 +229,29 @@ export class NftCapture implements Capture {
     this.#log.info({ uid }, 'pod unenrolled');
   }
 
+  /** Leaves every table in place: while no agent runs, the pods' connections are refused (no listener). */
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    if (this.#pods.size > 0) this.#log.info({ pods: this.#pods.size }, 'nft capture released; its pods stay captured until the next agent takes over');
+    this.#pods.clear();
+  }
+
+  async uninstall(): Promise<void> {
+    if (this.#closed) return;
     for (const uid of [...this.#pods.keys()]) await this.unenroll(uid);
+    this.#closed = true;
+  }
+
+  #open(): void {
+    if (this.#closed) throw new AmbitError('AMBIT_ERR_CAPTURE_FAILED', 'nft capture is closed');
+  }
+
+  async #hasTable(netnsPath: string): Promise<boolean> {
+    return this.#run(netnsPath, ['list', 'table', 'inet', NFT_TABLE], '').then(
+      () => true,
+      () => false,
+    );
   }
 
   #routeOpts(): { nftPath: string; ipPath: string; nsenterPath: string; timeoutMs: number } {

@@ -1,6 +1,6 @@
 /** The original destination of an accepted, captured connection (same code for BPF and nftables capture). */
 import type { Socket } from 'node:net';
-import { isAmbitError } from '../../shared/errors.js';
+import { AmbitError, isAmbitError } from '../../shared/errors.js';
 import { getOriginalDst, socketFd, type SocketAddressInfo } from '../../../native/netns.js';
 
 export type { SocketAddressInfo };
@@ -11,9 +11,16 @@ function unmap(address: string): { address: string; family: 'IPv4' | 'IPv6' } {
   return { address, family: address.includes(':') ? 'IPv6' : 'IPv4' };
 }
 
+/** 127/8, ::1, 0.0.0.0 and ::: where a captured connection can never have been going. */
+function isLocalOnly(address: string): boolean {
+  return /^127\./.test(address) || address === '::1' || address === '0.0.0.0' || address === '::';
+}
+
 /**
  * outbound: getsockopt(SO_ORIGINAL_DST), answered by cgroup/getsockopt (BPF) or conntrack (nft);
- * throws AMBIT_ERR_CAPTURE_FAILED when the connection was not captured.
+ * throws AMBIT_ERR_CAPTURE_FAILED when the connection was not captured. A loopback or unspecified
+ * answer is refused too: capture never redirects those, so it is conntrack describing a direct
+ * connect to the capture listener itself (the proxy would dial itself in a loop).
  * inbound: SO_ORIGINAL_DST when conntrack knows it (nft REDIRECT to 15006), otherwise the socket's
  * local address, which sk_lookup leaves as the original destination. IPv4 is never v4-mapped.
  */
@@ -21,7 +28,15 @@ export function originalDestination(socket: Socket, direction: 'outbound' | 'inb
   const fd = socketFd(socket);
   if (direction === 'outbound') {
     const d = getOriginalDst(fd);
-    return { ...d, ...unmap(d.address) };
+    const out = { ...d, ...unmap(d.address) };
+    if (isLocalOnly(out.address)) {
+      throw new AmbitError(
+        'AMBIT_ERR_CAPTURE_FAILED',
+        `original destination ${out.address}:${out.port} is local to the pod: the connection was not captured (a direct connect to the capture listener?)`,
+        { details: { address: out.address, port: out.port } },
+      );
+    }
+    return out;
   }
   try {
     const d = getOriginalDst(fd);

@@ -16,6 +16,8 @@ import { ConnectionTelemetry, newConnId, trafficLabels, type ProxyMetrics } from
 import { pipeTracked, type ConnectionRegistry } from './connections.js';
 
 export const INBOUND_PLAINTEXT_PORT = 15006;
+/** The agent's own ports in every enrolled pod (DESIGN.md, Ports): never a destination to dial. */
+const CAPTURE_PORTS = new Set([15001, 15006, 15008]);
 
 export interface InboundPlaintextOptions {
   pod: Workload;
@@ -69,9 +71,10 @@ export class InboundPlaintext {
     const origDst = this.opts.originalDestination
       ? this.opts.originalDestination(downstream)
       : { address: normalizeIp(downstream.localAddress), port: downstream.localPort ?? 0 };
-    if (!origDst) {
+    if (!origDst || CAPTURE_PORTS.has(origDst.port)) {
+      // A capture port as destination would be dialed back into this agent's own listener.
       this.opts.metrics.connectionsRejected.inc({ direction: 'inbound', reason: 'no_original_dst' });
-      this.log.warn({ connId }, 'plaintext connection without original destination; closing');
+      this.log.warn({ connId, port: origDst?.port }, 'plaintext connection without a usable original destination; closing');
       return void downstream.destroy();
     }
     const index = this.opts.index();

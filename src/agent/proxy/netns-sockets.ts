@@ -7,6 +7,7 @@
  */
 import * as net from 'node:net';
 import { BYPASS_MARK, listenInNetns, socketInNetns, transparentSocketInNetns, closeFd } from '../../../native/netns.js';
+import { errorMessage } from '../../shared/errors.js';
 import type { Capture, DirectTuple } from '../capture/capture.js';
 import type { PodConnectOptions, PodListenOptions, PodSockets } from './sockets.js';
 
@@ -37,7 +38,15 @@ export class NetnsPodSockets implements PodSockets {
   }
 
   async listen(port: number, address = '0.0.0.0', options: PodListenOptions = {}): Promise<net.Server> {
-    const fd = listenInNetns(this.netnsPath, { address, port, backlog: 1024, ...(options.sendBufferBytes === undefined ? {} : { sendBufferBytes: options.sendBufferBytes }) });
+    const listenOpts = { port, backlog: 1024, ...(options.sendBufferBytes === undefined ? {} : { sendBufferBytes: options.sendBufferBytes }) };
+    let fd: number;
+    try {
+      fd = listenInNetns(this.netnsPath, { address, ...listenOpts });
+    } catch (e) {
+      // "::" in a pod without IPv6: IPv4 only (capture then refuses the pod's IPv6, never lets it through).
+      if (address !== '::' || !/EAFNOSUPPORT|EADDRNOTAVAIL/.test(errorMessage(e))) throw e;
+      fd = listenInNetns(this.netnsPath, { address: '0.0.0.0', ...listenOpts });
+    }
     // Nagle off everywhere on the data path: HTTP/2 writes HEADERS and DATA separately, and Nagle +
     // delayed ACK would hold the second write for ~40 ms.
     const server = net.createServer({ allowHalfOpen: true, noDelay: true });

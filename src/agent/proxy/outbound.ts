@@ -35,6 +35,11 @@ export interface OutboundOptions {
   nodeName: string;
   port?: number;
   listenAddress?: string;
+  /**
+   * A second listener for native IPv6 (capture redirects it to [::1]:port). Best effort: a pod
+   * without IPv6 has none, and capture then refuses its IPv6 connects.
+   */
+  listenAddress6?: string;
   upstreamConnectTimeoutMs?: number;
   now?: () => number;
 }
@@ -42,6 +47,7 @@ export interface OutboundOptions {
 export class OutboundProxy {
   private readonly log: Logger;
   private server: net.Server | undefined;
+  private server6: net.Server | undefined;
   private readonly pipes = new Set<CopyHandle>();
   private readonly pending = new Set<net.Socket>();
 
@@ -58,19 +64,34 @@ export class OutboundProxy {
     return (this.server?.address() as net.AddressInfo | null) ?? undefined;
   }
 
+  /** True when the IPv6 listener (listenAddress6) is up. */
+  hasIpv6Listener(): boolean {
+    return this.server6 !== undefined;
+  }
+
   get activeConnections(): number {
     return this.pipes.size + this.pending.size;
   }
 
   async start(): Promise<void> {
     this.server = await this.opts.sockets.listen(this.opts.port ?? OUTBOUND_PORT, this.opts.listenAddress);
-    this.server.on('connection', (s: net.Socket) => {
-      this.onConnection(s).catch((e: unknown) => {
-        this.log.error({ err: e }, 'outbound handler failed');
-        s.destroy();
-      });
+    this.server.on('connection', (s: net.Socket) => this.accept(s));
+    if (this.opts.listenAddress6 !== undefined) {
+      try {
+        this.server6 = await this.opts.sockets.listen(this.opts.port ?? OUTBOUND_PORT, this.opts.listenAddress6);
+        this.server6.on('connection', (s: net.Socket) => this.accept(s));
+      } catch (e) {
+        this.log.warn({ err: e, addr: this.opts.listenAddress6 }, 'no IPv6 outbound listener; IPv6 connects of the pod are refused');
+      }
+    }
+    this.log.info({ addr: this.address(), addr6: this.server6?.address() }, 'listener established');
+  }
+
+  private accept(s: net.Socket): void {
+    this.onConnection(s).catch((e: unknown) => {
+      this.log.error({ err: e }, 'outbound handler failed');
+      s.destroy();
     });
-    this.log.info({ addr: this.address() }, 'listener established');
   }
 
   private async onConnection(downstream: net.Socket): Promise<void> {
@@ -92,12 +113,17 @@ export class OutboundProxy {
     } catch (e) {
       this.log.warn({ connId, err: e }, 'original destination unavailable');
     }
+    const index = this.opts.index();
+    const src = index.workloadByUid(this.opts.pod.uid) ?? this.opts.pod;
+    if (origDst && isOwnListener(origDst, src)) {
+      // The pod's own 15001/15006/15008: dialing it would hand the connection back to this agent.
+      this.log.warn({ connId, dst: { addr: formatAddress(origDst) } }, 'original destination is one of the pod\'s own capture listeners; refused');
+      origDst = undefined;
+    }
     if (!origDst) {
       this.opts.metrics.connectionsRejected.inc({ direction: 'outbound', reason: 'no_original_dst' });
       return void downstream.destroy();
     }
-    const index = this.opts.index();
-    const src = index.workloadByUid(this.opts.pod.uid) ?? this.opts.pod;
     const srcIdentity = workloadIdentity(src);
     // Captured connects are redirected to 127.0.0.1:15001, so the peer address is loopback: the
     // source is the pod's own address.
@@ -195,13 +221,14 @@ export class OutboundProxy {
 
   stopListening(): void {
     this.server?.close();
+    this.server6?.close();
   }
 
   async close(deadlineMs: number): Promise<void> {
-    const server = this.server;
+    const servers = [this.server, this.server6].filter((s): s is net.Server => s !== undefined);
     await drain(
       async () => {
-        await new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve()));
+        await Promise.all(servers.map((server) => new Promise<void>((resolve) => server.close(() => resolve()))));
         while (this.activeConnections > 0) await new Promise((r) => setTimeout(r, 50));
       },
       () => this.destroy(),
@@ -211,6 +238,7 @@ export class OutboundProxy {
 
   destroy(): void {
     this.server?.close();
+    this.server6?.close();
     for (const s of this.pending) s.destroy();
     for (const p of this.pipes) p.destroy();
   }
@@ -218,6 +246,13 @@ export class OutboundProxy {
 
 function isLoopback(ip: string): boolean {
   return ip.startsWith('127.') || ip === '::1';
+}
+
+/** Ports of the agent's own listeners in every enrolled pod (DESIGN.md, Ports). */
+const CAPTURE_PORTS = new Set([15001, 15006, 15008]);
+
+function isOwnListener(dst: Address, pod: Workload): boolean {
+  return CAPTURE_PORTS.has(dst.port) && pod.addresses.some((a) => normalizeIp(a) === normalizeIp(dst.address));
 }
 
 function reasonOf(code: string | undefined): string {

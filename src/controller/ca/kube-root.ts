@@ -81,7 +81,7 @@ export async function loadOrCreateKubeCa(opts: KubeCaOptions): Promise<Certifica
       secret = await opts.client.getOptional<SecretObject>(path);
     } catch (e) {
       readFailed = true;
-      opts.log.warn({ err: errorMessage(e) }, `cannot read the CA ${where}; retrying`);
+      opts.log.warn({ err: e }, `cannot read the CA ${where}; retrying`);
     }
     if (secret) {
       const pem = caChainFromSecret(secret.data ?? {});
@@ -107,7 +107,7 @@ export async function loadOrCreateKubeCa(opts: KubeCaOptions): Promise<Certifica
         });
         opts.log.info({ secret: `${opts.namespace}/${CA_SECRET_NAME}` }, 'created a new mesh root CA');
       } catch (e) {
-        if (!isAlreadyExists(e)) opts.log.warn({ err: errorMessage(e) }, `cannot create the CA ${where}; retrying`);
+        if (!isAlreadyExists(e)) opts.log.warn({ err: e }, `cannot create the CA ${where}; retrying`);
       }
       continue;
     }

@@ -13,7 +13,6 @@
 import { setImmediate as tick } from 'node:timers';
 import * as k8s from '@kubernetes/client-node';
 import type { Registry } from 'prom-client';
-import { errorMessage } from '../../shared/errors.js';
 import type { Logger } from '../../shared/log.js';
 import { Counter, Gauge } from '../../shared/metrics.js';
 import { registerOnce } from '../../shared/xds/metric-util.js';
@@ -204,7 +203,7 @@ export class ResourceInformer {
     this.failures = Math.min(this.failures + 1, 30);
     const delayMs = Math.round(base * (0.5 + this.random() / 2));
     const level = this.failures <= 1 ? 'info' : 'warn';
-    this.log[level]({ err: errorMessage(err), retryInMs: delayMs, attempt: this.failures }, 'list/watch failed; restarting from the last resourceVersion');
+    this.log[level]({ err: err, retryInMs: delayMs, attempt: this.failures }, 'list/watch failed; restarting from the last resourceVersion');
     if (this.restartTimer) clearTimeout(this.restartTimer);
     this.restartTimer = setTimeout(() => {
       this.restartTimer = undefined;

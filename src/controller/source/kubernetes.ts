@@ -19,7 +19,6 @@
  */
 import { EventEmitter } from 'node:events';
 import type { Registry } from 'prom-client';
-import { errorMessage } from '../../shared/errors.js';
 import type { Logger } from '../../shared/log.js';
 import { formatIssue, type Issue } from '../../shared/validate.js';
 import { KINDS, kindRef, objectKey, REF_GATEWAY_API_GATEWAY, REF_ISTIO_GATEWAY, type KindInfo, type KubeObject } from '../objects.js';
@@ -311,13 +310,13 @@ export class KubernetesSource extends EventEmitter<KubernetesSourceEvents> {
       this.opts.store.apply(objects);
       return;
     } catch (e) {
-      this.log.warn({ err: errorMessage(e) }, 'store refused a batch; applying its objects one by one');
+      this.log.warn({ err: e }, 'store refused a batch; applying its objects one by one');
     }
     for (const o of objects) {
       try {
         this.opts.store.apply([o]);
       } catch (e) {
-        this.log.warn({ object: objectKey(o), err: errorMessage(e) }, 'store refused an object; its last good version stays');
+        this.log.warn({ object: objectKey(o), err: e }, 'store refused an object; its last good version stays');
       }
     }
   }

@@ -2,13 +2,12 @@
  * Loads Kubernetes manifests from files and directories (YAML multi-document, JSON, `kind: List`),
  * validates every object and either returns all of them or throws one error listing every problem.
  */
+import { type Issue, Issues, isRecord } from '../../shared/validate.js';
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseAllDocuments } from 'yaml';
 import { AmbitError, errorMessage } from '../../shared/errors.js';
-import { Issues, type Issue } from '../../shared/validate.js';
 import { describeObject, isNamespaced, objectKey, type KubeObject } from '../objects.js';
-import { isObj } from './check.js';
 import { validateObject, type ValidateOptions } from './validate-objects.js';
 
 export interface LoadManifestsOptions extends ValidateOptions {
@@ -108,7 +107,7 @@ export function parseManifestText(text: string, file: string, issues: Issues): A
       return;
     }
     if (value === null || value === undefined) return;
-    if (isObj(value) && value['kind'] === 'List' && value['apiVersion'] === 'v1') {
+    if (isRecord(value) && value['kind'] === 'List' && value['apiVersion'] === 'v1') {
       const items = value['items'];
       if (!Array.isArray(items)) {
         issues.add(`${where}: List: items`, 'must be a list', items);

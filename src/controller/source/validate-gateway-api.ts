@@ -1,8 +1,9 @@
 /** Validation of Gateway API objects (Gateway, GatewayClass, HTTPRoute, GRPCRoute). */
 import type { KindInfo } from '../objects.js';
-import { Check, gatewayDuration, int, knownFields, isDnsLabelName, port, rec, recs, str, strList } from './check.js';
+import { Issues, int, isDnsLabel, knownFields, port, rec, recs, str, strList } from '../../shared/validate.js';
+import { gatewayDuration } from './kube-fields.js';
 
-export function validateGatewayApiSpec(c: Check, obj: Record<string, unknown>, info: KindInfo): void {
+export function validateGatewayApiSpec(c: Issues, obj: Record<string, unknown>, info: KindInfo): void {
   switch (info.kind) {
     case 'Gateway':
       validateGateway(c, obj['spec']);
@@ -23,13 +24,13 @@ export function validateGatewayApiSpec(c: Check, obj: Record<string, unknown>, i
 
 const LISTENER_PROTOCOL = /^(HTTP|HTTPS|TLS|TCP|UDP|HBONE|[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\/[A-Za-z0-9]+)$/;
 
-function validateGateway(c: Check, v: unknown): void {
+function validateGateway(c: Issues, v: unknown): void {
   const spec = rec(c, v, 'spec', true);
   if (!spec) return;
   str(c, spec['gatewayClassName'], 'spec.gatewayClassName', { required: true });
   const names = new Set<string>();
   for (const [l, lp] of recs(c, spec['listeners'], 'spec.listeners', { required: true, nonEmpty: true })) {
-    const name = str(c, l['name'], `${lp}.name`, { required: true, test: isDnsLabelName, expect: 'a DNS label' });
+    const name = str(c, l['name'], `${lp}.name`, { required: true, test: isDnsLabel, expect: 'a DNS label' });
     if (name !== undefined) {
       if (names.has(name)) c.add(`${lp}.name`, 'duplicates another listener name', name);
       names.add(name);
@@ -45,7 +46,7 @@ function validateGateway(c: Check, v: unknown): void {
   for (const [a, ap] of recs(c, spec['addresses'], 'spec.addresses')) str(c, a['value'], `${ap}.value`, { required: true });
 }
 
-function parentRefs(c: Check, v: unknown, path: string): void {
+function parentRefs(c: Issues, v: unknown, path: string): void {
   for (const [p, pp] of recs(c, v, path)) {
     str(c, p['name'], `${pp}.name`, { required: true });
     str(c, p['namespace'], `${pp}.namespace`);
@@ -56,7 +57,7 @@ function parentRefs(c: Check, v: unknown, path: string): void {
   }
 }
 
-function headerMatches(c: Check, v: unknown, path: string): void {
+function headerMatches(c: Issues, v: unknown, path: string): void {
   for (const [h, hp] of recs(c, v, path)) {
     str(c, h['name'], `${hp}.name`, { required: true });
     str(c, h['value'], `${hp}.value`, { required: true });
@@ -68,7 +69,7 @@ const HTTP_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'CONNECT', 'OPTION
 const HTTP_FILTERS = ['RequestHeaderModifier', 'ResponseHeaderModifier', 'RequestMirror', 'RequestRedirect', 'URLRewrite', 'ExtensionRef', 'CORS'];
 const GRPC_FILTERS = ['RequestHeaderModifier', 'ResponseHeaderModifier', 'RequestMirror', 'ExtensionRef'];
 
-function validateRoute(c: Check, v: unknown, flavour: 'http' | 'grpc'): void {
+function validateRoute(c: Issues, v: unknown, flavour: 'http' | 'grpc'): void {
   const spec = rec(c, v, 'spec', true);
   if (!spec) return;
   knownFields(c, spec, 'spec', ['parentRefs', 'hostnames', 'rules']);

@@ -3,27 +3,13 @@
  * networking.istio.io VirtualService/DestinationRule/Gateway), following istio's own rules.
  */
 import type { KindInfo } from '../objects.js';
-import {
-  Check,
-  bool,
-  duration,
-  int,
-  isCidr,
-  isDnsLabelName,
-  knownFields,
-  labels,
-  num,
-  port,
-  rec,
-  recs,
-  str,
-  strList,
-} from './check.js';
+import { Issues, bool, duration, int, isCidr, isDnsLabel, knownFields, num, port, rec, recs, str, strList } from '../../shared/validate.js';
+import { labels } from './kube-fields.js';
 
 export const PEER_AUTHENTICATION_MODES = ['UNSET', 'DISABLE', 'PERMISSIVE', 'STRICT'] as const;
 export const AUTHORIZATION_ACTIONS = ['ALLOW', 'DENY', 'AUDIT', 'CUSTOM'] as const;
 
-export function validateIstioSpec(c: Check, obj: Record<string, unknown>, info: KindInfo): void {
+export function validateIstioSpec(c: Issues, obj: Record<string, unknown>, info: KindInfo): void {
   switch (info.kind) {
     case 'PeerAuthentication':
       validatePeerAuthentication(c, obj['spec']);
@@ -44,14 +30,14 @@ export function validateIstioSpec(c: Check, obj: Record<string, unknown>, info: 
 }
 
 /** `selector: { matchLabels }` as Istio's WorkloadSelector. Returns true when it selects by labels. */
-function workloadSelector(c: Check, v: unknown, path: string): boolean {
+function workloadSelector(c: Issues, v: unknown, path: string): boolean {
   const sel = rec(c, v, path);
   if (!sel) return false;
   const ml = labels(c, sel['matchLabels'], `${path}.matchLabels`);
   return ml !== undefined && Object.keys(ml).length > 0;
 }
 
-function validatePeerAuthentication(c: Check, v: unknown): void {
+function validatePeerAuthentication(c: Issues, v: unknown): void {
   const spec = rec(c, v, 'spec');
   if (!spec) return;
   knownFields(c, spec, 'spec', ['selector', 'mtls', 'portLevelMtls']);
@@ -111,7 +97,7 @@ const SOURCE_FIELDS = [
 const OPERATION_FIELDS = ['hosts', 'notHosts', 'ports', 'notPorts', 'methods', 'notMethods', 'paths', 'notPaths'];
 
 /** Istio string match syntax: "*", "prefix*", "*suffix" or exact; no "*" in the middle. */
-function matchValues(c: Check, v: unknown, path: string, check?: (s: string) => string | undefined): void {
+function matchValues(c: Issues, v: unknown, path: string, check?: (s: string) => string | undefined): void {
   const list = strList(c, v, path);
   list?.forEach((s, i) => {
     if (s.length === 0) c.add(`${path}[${i}]`, 'must not be empty', s);
@@ -127,7 +113,7 @@ const cidrProblem = (s: string): string | undefined => (isCidr(s) ? undefined : 
 const portProblem = (s: string): string | undefined =>
   /^\d+$/.test(s) && Number(s) >= 1 && Number(s) <= 65535 ? undefined : 'must be a port number between 1 and 65535 (as a string)';
 
-function validateAuthorizationPolicy(c: Check, v: unknown): void {
+function validateAuthorizationPolicy(c: Issues, v: unknown): void {
   const spec = rec(c, v, 'spec');
   if (!spec) return;
   knownFields(c, spec, 'spec', ['selector', 'targetRef', 'targetRefs', 'action', 'provider', 'rules']);
@@ -190,7 +176,7 @@ function validateAuthorizationPolicy(c: Check, v: unknown): void {
 }
 
 /** Istio StringMatch: exactly one of exact, prefix, regex. */
-function stringMatch(c: Check, v: unknown, path: string): void {
+function stringMatch(c: Issues, v: unknown, path: string): void {
   const m = rec(c, v, path);
   if (!m) return;
   const set = ['exact', 'prefix', 'regex'].filter((k) => m[k] !== undefined);
@@ -207,12 +193,12 @@ function stringMatch(c: Check, v: unknown, path: string): void {
   }
 }
 
-function percentage(c: Check, v: unknown, path: string): void {
+function percentage(c: Issues, v: unknown, path: string): void {
   const p = rec(c, v, path);
   if (p) num(c, p['value'], `${path}.value`, { min: 0, max: 100 });
 }
 
-function destination(c: Check, v: unknown, path: string): void {
+function destination(c: Issues, v: unknown, path: string): void {
   const d = rec(c, v, path, true);
   if (!d) return;
   knownFields(c, d, path, ['host', 'subset', 'port']);
@@ -223,7 +209,7 @@ function destination(c: Check, v: unknown, path: string): void {
 }
 
 /** Route destinations with weights; more than one destination must have weights summing to 100. */
-function routeDestinations(c: Check, v: unknown, path: string, required: boolean): number {
+function routeDestinations(c: Issues, v: unknown, path: string, required: boolean): number {
   const routes = recs(c, v, path, { required, nonEmpty: required });
   let total = 0;
   let allNumbers = true;
@@ -249,7 +235,7 @@ const HTTP_MATCH_FIELDS = [
   'ignoreUriCase', 'withoutHeaders', 'sourceNamespace', 'statPrefix',
 ];
 
-function validateVirtualService(c: Check, v: unknown): void {
+function validateVirtualService(c: Issues, v: unknown): void {
   const spec = rec(c, v, 'spec', true);
   if (!spec) return;
   knownFields(c, spec, 'spec', ['hosts', 'gateways', 'http', 'tls', 'tcp', 'exportTo']);
@@ -337,7 +323,7 @@ function validateVirtualService(c: Check, v: unknown): void {
 const LB_SIMPLE = ['UNSPECIFIED', 'LEAST_CONN', 'RANDOM', 'PASSTHROUGH', 'ROUND_ROBIN', 'LEAST_REQUEST'];
 const TLS_MODES_CLIENT = ['DISABLE', 'SIMPLE', 'MUTUAL', 'ISTIO_MUTUAL'];
 
-function trafficPolicy(c: Check, v: unknown, path: string, allowPortLevel: boolean): void {
+function trafficPolicy(c: Issues, v: unknown, path: string, allowPortLevel: boolean): void {
   const tp = rec(c, v, path);
   if (!tp) return;
   knownFields(c, tp, path, allowPortLevel
@@ -400,7 +386,7 @@ function trafficPolicy(c: Check, v: unknown, path: string, allowPortLevel: boole
   }
 }
 
-function validateDestinationRule(c: Check, v: unknown): void {
+function validateDestinationRule(c: Issues, v: unknown): void {
   const spec = rec(c, v, 'spec', true);
   if (!spec) return;
   knownFields(c, spec, 'spec', ['host', 'trafficPolicy', 'subsets', 'exportTo', 'workloadSelector']);
@@ -409,7 +395,7 @@ function validateDestinationRule(c: Check, v: unknown): void {
   const names = new Set<string>();
   for (const [s, sp] of recs(c, spec['subsets'], 'spec.subsets')) {
     knownFields(c, s, sp, ['name', 'labels', 'trafficPolicy']);
-    const name = str(c, s['name'], `${sp}.name`, { required: true, test: isDnsLabelName, expect: 'a DNS label' });
+    const name = str(c, s['name'], `${sp}.name`, { required: true, test: isDnsLabel, expect: 'a DNS label' });
     if (name !== undefined) {
       if (names.has(name)) c.add(`${sp}.name`, 'duplicates another subset name', name);
       names.add(name);
@@ -425,7 +411,7 @@ function validateDestinationRule(c: Check, v: unknown): void {
 const SERVER_PROTOCOLS = ['HTTP', 'HTTPS', 'GRPC', 'GRPC-WEB', 'HTTP2', 'MONGO', 'TCP', 'TLS'];
 const SERVER_TLS_MODES = ['PASSTHROUGH', 'SIMPLE', 'MUTUAL', 'AUTO_PASSTHROUGH', 'ISTIO_MUTUAL', 'OPTIONAL_MUTUAL'];
 
-function validateIstioGateway(c: Check, v: unknown): void {
+function validateIstioGateway(c: Issues, v: unknown): void {
   const spec = rec(c, v, 'spec', true);
   if (!spec) return;
   labels(c, spec['selector'], 'spec.selector');

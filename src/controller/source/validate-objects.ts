@@ -2,28 +2,10 @@
  * Per-kind validation of Kubernetes-shaped objects. Collects every problem with the field path and
  * the offending value; shared by the manifest loader, the object store and the Kubernetes source.
  */
+import { type Issue, Issues, arr, bool, int, isDns1035Label, isDnsLabel, isDnsSubdomain, isRecord, port, rec, recs, str, strList, stringMap } from '../../shared/validate.js';
 import { isIP } from 'node:net';
-import type { Issue } from '../../shared/validate.js';
 import { lookupKind, splitApiVersion, KINDS, type KindInfo } from '../objects.js';
-import {
-  Check,
-  arr,
-  bool,
-  int,
-  isDns1035Label,
-  isDnsLabelName,
-  isDnsSubdomainName,
-  isObj,
-  isPortName,
-  labelSelector,
-  labels,
-  port,
-  rec,
-  recs,
-  str,
-  stringMap,
-  strList,
-} from './check.js';
+import { isPortName, labelSelector, labels } from './kube-fields.js';
 import { validateIstioSpec } from './validate-istio.js';
 import { validateGatewayApiSpec } from './validate-gateway-api.js';
 
@@ -53,11 +35,11 @@ export interface ValidateOptions {
  */
 export function validateObject(obj: unknown, where: string, opts: ValidateOptions = {}): Issue[] {
   const issues: Issue[] = [];
-  if (!isObj(obj)) {
-    new Check(issues, where).add('(document)', 'must be an object with apiVersion, kind and metadata', obj);
+  if (!isRecord(obj)) {
+    new Issues(where, issues).add('(document)', 'must be an object with apiVersion, kind and metadata', obj);
     return issues;
   }
-  const c = new Check(issues, `${where}: ${subjectOf(obj)}`);
+  const c = new Issues(`${where}: ${subjectOf(obj)}`, issues);
   if (!checkLimits(c, obj)) return issues;
   const apiVersion = str(c, obj['apiVersion'], 'apiVersion', { required: true });
   const kind = str(c, obj['kind'], 'kind', { required: true });
@@ -73,7 +55,7 @@ export function validateObject(obj: unknown, where: string, opts: ValidateOption
 }
 
 /** Records size-limit problems (at most 5 lists named); false when the object is too large to validate further. */
-function checkLimits(c: Check, obj: Record<string, unknown>): boolean {
+function checkLimits(c: Issues, obj: Record<string, unknown>): boolean {
   let bytes: number;
   try {
     bytes = Buffer.byteLength(JSON.stringify(obj));
@@ -95,7 +77,7 @@ function checkLimits(c: Check, obj: Record<string, unknown>): boolean {
         return;
       }
       v.forEach((x, i) => walk(x, `${path}[${i}]`));
-    } else if (isObj(v)) {
+    } else if (isRecord(v)) {
       for (const [k, x] of Object.entries(v)) walk(x, path ? `${path}.${k}` : k);
     }
   };
@@ -105,7 +87,7 @@ function checkLimits(c: Check, obj: Record<string, unknown>): boolean {
 
 function subjectOf(obj: Record<string, unknown>): string {
   const kind = typeof obj['kind'] === 'string' ? obj['kind'] : '<no kind>';
-  const md = isObj(obj['metadata']) ? obj['metadata'] : {};
+  const md = isRecord(obj['metadata']) ? obj['metadata'] : {};
   const name = typeof md['name'] === 'string' && md['name'] ? md['name'] : '<no name>';
   const ns = typeof md['namespace'] === 'string' && md['namespace'] ? `${md['namespace']}/` : '';
   return `${kind} ${ns}${name}`;
@@ -122,12 +104,12 @@ function unknownKindProblem(apiVersion: string, kind: string): string {
   return `unknown kind ${kind}${group ? ` in group ${group}` : ''}; supported kinds are ${known}`;
 }
 
-function validateMetadata(c: Check, v: unknown, info: KindInfo): void {
+function validateMetadata(c: Issues, v: unknown, info: KindInfo): void {
   const md = rec(c, v, 'metadata', true);
   if (!md) return;
   const name = str(c, md['name'], 'metadata.name', { required: true });
   if (name !== undefined) {
-    const ok = info.kind === 'Service' ? isDns1035Label(name) : info.kind === 'Namespace' ? isDnsLabelName(name) : isDnsSubdomainName(name);
+    const ok = info.kind === 'Service' ? isDns1035Label(name) : info.kind === 'Namespace' ? isDnsLabel(name) : isDnsSubdomain(name);
     if (!ok) {
       const rule =
         info.kind === 'Service'
@@ -139,7 +121,7 @@ function validateMetadata(c: Check, v: unknown, info: KindInfo): void {
     }
   }
   if (info.namespaced) {
-    str(c, md['namespace'], 'metadata.namespace', { test: isDnsLabelName, expect: 'a DNS label (lowercase letters, digits and "-")' });
+    str(c, md['namespace'], 'metadata.namespace', { test: isDnsLabel, expect: 'a DNS label (lowercase letters, digits and "-")' });
   }
   labels(c, md['labels'], 'metadata.labels');
   stringMap(c, md['annotations'], 'metadata.annotations');
@@ -150,7 +132,7 @@ function validateMetadata(c: Check, v: unknown, info: KindInfo): void {
   }
 }
 
-function validateSpec(c: Check, obj: Record<string, unknown>, info: KindInfo, opts: ValidateOptions): void {
+function validateSpec(c: Issues, obj: Record<string, unknown>, info: KindInfo, opts: ValidateOptions): void {
   switch (info.group) {
     case '':
     case 'apps':
@@ -169,7 +151,7 @@ function validateSpec(c: Check, obj: Record<string, unknown>, info: KindInfo, op
   }
 }
 
-function validateCoreSpec(c: Check, obj: Record<string, unknown>, info: KindInfo, opts: ValidateOptions): void {
+function validateCoreSpec(c: Issues, obj: Record<string, unknown>, info: KindInfo, opts: ValidateOptions): void {
   switch (info.kind) {
     case 'Pod':
       validatePodSpec(c, obj['spec'], 'spec', opts);
@@ -192,7 +174,7 @@ function validateCoreSpec(c: Check, obj: Record<string, unknown>, info: KindInfo
 }
 
 /** EndpointSlice: address type, endpoints (addresses, ready condition, target pod) and ports. */
-function validateEndpointSlice(c: Check, obj: Record<string, unknown>): void {
+function validateEndpointSlice(c: Issues, obj: Record<string, unknown>): void {
   str(c, obj['addressType'], 'addressType', { required: true, oneOf: ['IPv4', 'IPv6', 'FQDN'] });
   for (const [ep, p] of recs(c, obj['endpoints'], 'endpoints')) {
     strList(c, ep['addresses'], `${p}.addresses`, { required: true, nonEmpty: true });
@@ -214,7 +196,7 @@ function validateEndpointSlice(c: Check, obj: Record<string, unknown>): void {
 }
 
 /** Secret: type, data (base64) and stringData. Problems never quote the values (they are secret). */
-function validateSecret(c: Check, obj: Record<string, unknown>): void {
+function validateSecret(c: Issues, obj: Record<string, unknown>): void {
   str(c, obj['type'], 'type');
   for (const field of ['data', 'stringData'] as const) {
     const v = obj[field];
@@ -232,13 +214,13 @@ function validateSecret(c: Check, obj: Record<string, unknown>): void {
 }
 
 /** Pod spec: containers (name, command, ports), service account, node. */
-export function validatePodSpec(c: Check, v: unknown, path: string, opts: ValidateOptions): void {
+export function validatePodSpec(c: Issues, v: unknown, path: string, opts: ValidateOptions): void {
   const spec = rec(c, v, path, true);
   if (!spec) return;
   const seen = new Set<string>();
   const portNames = new Set<string>();
   for (const [ctr, p] of recs(c, spec['containers'], `${path}.containers`, { required: true, nonEmpty: true })) {
-    const name = str(c, ctr['name'], `${p}.name`, { required: true, test: isDnsLabelName, expect: 'a DNS label' });
+    const name = str(c, ctr['name'], `${p}.name`, { required: true, test: isDnsLabel, expect: 'a DNS label' });
     if (name !== undefined) {
       if (seen.has(name)) c.add(`${p}.name`, 'duplicates another container name', name);
       seen.add(name);
@@ -264,12 +246,12 @@ export function validatePodSpec(c: Check, v: unknown, path: string, opts: Valida
       str(c, cp['protocol'], `${pp}.protocol`, { oneOf: ['TCP', 'UDP', 'SCTP'] });
     }
   }
-  str(c, spec['serviceAccountName'], `${path}.serviceAccountName`, { test: isDnsSubdomainName, expect: 'a DNS subdomain' });
+  str(c, spec['serviceAccountName'], `${path}.serviceAccountName`, { test: isDnsSubdomain, expect: 'a DNS subdomain' });
   str(c, spec['nodeName'], `${path}.nodeName`);
   bool(c, spec['hostNetwork'], `${path}.hostNetwork`);
 }
 
-function validatePodStatus(c: Check, v: unknown): void {
+function validatePodStatus(c: Issues, v: unknown): void {
   const st = rec(c, v, 'status');
   if (!st) return;
   str(c, st['phase'], 'status.phase', { oneOf: ['Pending', 'Running', 'Succeeded', 'Failed', 'Unknown'] });
@@ -283,7 +265,7 @@ function validatePodStatus(c: Check, v: unknown): void {
   }
 }
 
-function validateDeployment(c: Check, v: unknown, opts: ValidateOptions): void {
+function validateDeployment(c: Issues, v: unknown, opts: ValidateOptions): void {
   const spec = rec(c, v, 'spec', true);
   if (!spec) return;
   int(c, spec['replicas'], 'spec.replicas', { min: 0 });
@@ -292,7 +274,7 @@ function validateDeployment(c: Check, v: unknown, opts: ValidateOptions): void {
   if (!template) return;
   const tmd = rec(c, template['metadata'], 'spec.template.metadata');
   const tlabels = tmd ? labels(c, tmd['labels'], 'spec.template.metadata.labels') : undefined;
-  const match = selector && isObj(selector['matchLabels']) ? selector['matchLabels'] : undefined;
+  const match = selector && isRecord(selector['matchLabels']) ? selector['matchLabels'] : undefined;
   if (match) {
     for (const [k, val] of Object.entries(match)) {
       if (tlabels?.[k] !== val) {
@@ -307,7 +289,7 @@ function validateDeployment(c: Check, v: unknown, opts: ValidateOptions): void {
 const SERVICE_TYPES = ['ClusterIP', 'NodePort', 'LoadBalancer', 'ExternalName'];
 const TRAFFIC_DISTRIBUTIONS = ['PreferClose', 'PreferSameZone', 'PreferSameNode'];
 
-function validateService(c: Check, v: unknown): void {
+function validateService(c: Issues, v: unknown): void {
   const spec = rec(c, v, 'spec', true);
   if (!spec) return;
   const type = str(c, spec['type'], 'spec.type', { oneOf: SERVICE_TYPES });
@@ -316,7 +298,7 @@ function validateService(c: Check, v: unknown): void {
   const numbers = new Set<string>();
   for (const [sp, p] of ports) {
     const n = port(c, sp['port'], `${p}.port`, true);
-    const name = str(c, sp['name'], `${p}.name`, { required: ports.length > 1, test: isDnsLabelName, expect: 'a DNS label' });
+    const name = str(c, sp['name'], `${p}.name`, { required: ports.length > 1, test: isDnsLabel, expect: 'a DNS label' });
     if (name !== undefined) {
       if (names.has(name)) c.add(`${p}.name`, 'duplicates another port name', name);
       names.add(name);

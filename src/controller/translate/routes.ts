@@ -3,18 +3,16 @@
  * Services (service-routes.ts), Istio Gateways (istio-gateway.ts), DestinationRules, Gateway API
  * routes (gateway-api.ts), VirtualServices (virtual-service.ts), then L7 authorization
  * (authorization-l7.ts). An object that cannot be translated gets a condition naming the problem;
- * every other object is still translated. Each produced config is validated once here; an invalid
- * one is left out with a condition on its owner.
+ * every other object is still translated.
  */
 import type { KubeObject } from '../objects.js';
-import { formatIssue } from '../../shared/validate.js';
-import { validateRouteConfig, type GatewayServer, type RouteConfig } from '../../shared/routes.js';
+import type { GatewayServer, RouteConfig } from '../../shared/routes.js';
 import { translateAuthorization } from './authorization-l7.js';
 import { translateGatewayRoutes } from './gateway-api.js';
 import { gatewayApiServers } from './gateway-api-listeners.js';
 import { translateIstioGateway } from './istio-gateway.js';
 import { buildIndex, type ObjectIndex, type TranslateCondition, type TranslateOptions } from './object-index.js';
-import { condition, translateObject, type RouteContext } from './route-context.js';
+import { translateObject, type RouteContext } from './route-context.js';
 import { serviceConfig, translateDestinationRules } from './service-routes.js';
 import { compareStrings, nsOf } from './util.js';
 import { translateVirtualServices } from './virtual-service.js';
@@ -74,13 +72,13 @@ export function buildRoutes(idx: ObjectIndex): TranslateRoutesResult {
 }
 
 /**
- * Names each config's routes uniquely (`name#2`, ...), validates every config once (the
- * controller's half of "validated before it is sent"), and returns the valid ones sorted by name;
- * an invalid one gets a condition on the Service or Gateway it came from.
+ * Names each config's routes uniquely (`name#2`, ...) and returns the configs sorted by name. They
+ * are validated once, by the config server before it sends them (an invalid one is not sent: the
+ * last good version stays, logged and counted in ambit_config_invalid_resources_total).
  */
 function finishConfigs(ctx: RouteContext): RouteConfig[] {
-  const routes: RouteConfig[] = [];
-  for (const cfg of [...ctx.mesh.values(), ...ctx.ingress.values()]) {
+  const routes = [...ctx.mesh.values(), ...ctx.ingress.values()];
+  for (const cfg of routes) {
     const names = new Set<string>();
     for (const r of cfg.routes) {
       let n = r.name;
@@ -88,13 +86,6 @@ function finishConfigs(ctx: RouteContext): RouteConfig[] {
       r.name = n;
       names.add(n);
     }
-    const issues = validateRouteConfig(cfg, cfg.name);
-    if (issues.length > 0) {
-      const owner = ctx.services.get(cfg.hostname) ?? ctx.istioGateways.get(cfg.gateway ?? '');
-      if (owner) condition(ctx, owner, 'InvalidRouteConfig', `route config ${cfg.name} is invalid and was not produced: ${issues.slice(0, 5).map(formatIssue).join('; ')}`);
-      continue;
-    }
-    routes.push(cfg);
   }
   return routes.sort((a, b) => compareStrings(a.name, b.name));
 }

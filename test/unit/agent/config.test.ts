@@ -18,6 +18,8 @@ test('config: minimal environment gets Istio-compatible defaults', () => {
   assert.deepEqual(c.readyAddr, { host: '0.0.0.0', port: 15021 });
   assert.deepEqual(c.adminAddr, { host: '127.0.0.1', port: 15000 });
   assert.equal(c.capture, 'auto');
+  assert.equal(c.cgroupPath, undefined, 'unset: capture attaches at the cgroup2 mount found in /proc/mounts');
+  assert.equal(c.pinDir, '/sys/fs/bpf/ambit');
   assert.equal(c.trustDomain, 'cluster.local');
   assert.equal(c.poolIdleTimeoutMs, 300_000);
   assert.equal(c.certTtlSec, 86_400);
@@ -28,6 +30,7 @@ test('config: minimal environment gets Istio-compatible defaults', () => {
 test('config: explicit values parse, IPv6 in brackets', () => {
   const c = loadConfig({ ...minimal, AMBIT_CAPTURE: 'nft', AMBIT_ADMIN_ADDR: '[::1]:15000', AMBIT_POOL_IDLE_TIMEOUT: '30s', AMBIT_DRAIN_DEADLINE: '1.5s', AMBIT_LOG_LEVEL: 'debug' });
   assert.equal(c.capture, 'nft');
+  assert.equal(loadConfig({ ...minimal, AMBIT_CGROUP_PATH: '/sys/fs/cgroup/unified' }).cgroupPath, '/sys/fs/cgroup/unified');
   assert.deepEqual(c.adminAddr, { host: '::1', port: 15000 });
   assert.equal(c.poolIdleTimeoutMs, 30_000);
   assert.equal(c.drainDeadlineMs, 1500);

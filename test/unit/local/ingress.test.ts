@@ -11,8 +11,9 @@ import { decodeTlsSecret, gatewayListeners, serverSelectsPod } from '../../../sr
 import { translateRoutes } from '../../../src/controller/translate/routes.js';
 import { ingressGatewayPod, isIstioGateway, waypointPod, wantsIngressGateway, type WaypointPodEnv } from '../../../src/local/workloads.js';
 import { loadWaypointConfig } from '../../../src/waypoint/config.js';
-import { gatewayRoutes, httpsRedirectLocation } from '../../../src/waypoint/gateway.js';
-import { certificateFor, emptyHeaderOps, validateGatewayListener, type GatewayListener, type RouteConfig } from '../../../src/shared/routes.js';
+import { gatewayRoutes, httpsRedirectLocation } from '../../../src/waypoint/server/gateway.js';
+import { certificateFor, emptyHeaderOps, type GatewayListener, type RouteConfig } from '../../../src/shared/routes.js';
+import { validateGatewayListener } from '../../../src/shared/validate-routes.js';
 import { validateResource } from '../../../src/shared/validate-resource.js';
 import { TYPE_GATEWAY_LISTENER } from '../../../src/shared/resources.js';
 import { createTestCa } from '../../helpers/test-ca.js';

@@ -249,6 +249,7 @@ test('the agent DaemonSet: privileged on the host network and PID space, critica
   assert.equal(agentCfg.controller.host, 'ambit-controller.istio-system.svc');
   assert.equal(agentCfg.controller.port, 15012);
   find(base, 'Service', 'ambit-controller');
+  assert.ok(agentCfg.cgroupPath !== undefined, 'the manifest sets AMBIT_CGROUP_PATH (unset, the agent would look for cgroup2 in its own /proc/mounts)');
   for (const path of [agentCfg.tokenFile, agentCfg.caRootFile, agentCfg.cgroupPath, agentCfg.pinDir, agentEnv['AMBIT_CNI_SOCKET']!]) {
     assert.ok(mountFor(agent, path), `${path} is on a volume of the agent`);
   }

@@ -4,8 +4,8 @@ import { fileURLToPath } from 'node:url';
 import type { KubeObject } from '../../../src/controller/objects.js';
 import { loadManifests } from '../../../src/controller/source/manifests.js';
 import { resolveHost, translateRoutes } from '../../../src/controller/translate/routes.js';
-import { validateGatewayServer, validateRouteConfig } from '../../../src/shared/routes.js';
-import { buildRouteTable, routeRequest } from '../../../src/waypoint/router.js';
+import { validateGatewayServer, validateRouteConfig } from '../../../src/shared/validate-routes.js';
+import { buildRouteTable, routeRequest } from '../../../src/waypoint/route/router.js';
 import { CertificateAuthority } from '../../../src/controller/ca/authority.js';
 
 const fixture = (p: string): string => fileURLToPath(new URL(`../../../../test/fixtures/${p}`, import.meta.url));

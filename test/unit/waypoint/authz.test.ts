@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { L7AuthorizationPolicy, L7Operation, L7Rule, L7Source } from '../../../src/shared/routes.js';
-import { authorizeRequest, sourceOf, type AuthzRequest } from '../../../src/waypoint/authz.js';
+import { authorizeRequest, sourceOf, type AuthzRequest } from '../../../src/waypoint/filters/authz.js';
 
 const op = (p: Partial<L7Operation>): L7Operation => ({ hosts: [], notHosts: [], paths: [], notPaths: [], methods: [], notMethods: [], ports: [], notPorts: [], ...p });
 const src = (p: Partial<L7Source>): L7Source => ({ principals: [], notPrincipals: [], namespaces: [], notNamespaces: [], ...p });

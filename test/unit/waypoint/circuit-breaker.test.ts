@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { classifyResult, ConnectionPoolGate, OutlierDetector } from '../../../src/waypoint/circuit-breaker.js';
+import { classifyResult, ConnectionPoolGate, OutlierDetector } from '../../../src/waypoint/balance/breaker.js';
 
 test('pool gate: maxConnections active, http1MaxPendingRequests queued, the rest refused', async () => {
   const gate = new ConnectionPoolGate({ maxConnections: 2, http1MaxPendingRequests: 1 });

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { decideFault, rollPercent } from '../../../src/waypoint/route/fault.js';
+import { decideFault, rollPercent } from '../../../src/waypoint/filters/fault.js';
 import { seededRandom } from '../../../src/waypoint/route/weighted.js';
 
 test('delay and abort percentages hold within ±3 points over 10,000 seeded requests', () => {

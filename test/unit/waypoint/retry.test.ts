@@ -1,7 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { RetryPolicy } from '../../../src/shared/routes.js';
-import { defaultRetryPolicy, isRetryable, retryBackoffMs, RetryBudget, type RetryInput, type TryOutcome } from '../../../src/waypoint/route/retry.js';
+import { RetryBudget } from '../../../src/waypoint/dispatch/budget.js';
+import { defaultRetryPolicy, isRetryable, retryBackoffMs, type RetryInput, type TryOutcome } from '../../../src/waypoint/dispatch/retry.js';
 import { seededRandom } from '../../../src/waypoint/route/weighted.js';
 
 const pol = (p: Partial<RetryPolicy>): RetryPolicy => ({ attempts: 3, retryOn: [], retriableStatusCodes: [], ...p });

@@ -1,7 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { emptyHeaderOps, type HttpRoute, type RouteConfig, type RouteMatch } from '../../../src/shared/routes.js';
-import { buildRouteTable, hostOfAuthority, matchRequest, rewritePath, routeRequest, type RouteRequest } from '../../../src/waypoint/router.js';
+import { rewritePath } from '../../../src/waypoint/route/rewrite.js';
+import { buildRouteTable, hostOfAuthority, matchRequest, routeRequest, type RouteRequest } from '../../../src/waypoint/route/router.js';
 
 const ops = () => ({ request: emptyHeaderOps(), response: emptyHeaderOps() });
 const m = (p: Partial<RouteMatch>): RouteMatch => ({ headers: [], queryParams: [], ...p });

@@ -2,11 +2,12 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { PassThrough } from 'node:stream';
 import { createRegistry } from '../../../src/shared/metrics.js';
-import { emptyHeaderOps, validateGatewayServer, validateRouteConfig, type RouteConfig } from '../../../src/shared/routes.js';
+import { emptyHeaderOps, type RouteConfig } from '../../../src/shared/routes.js';
+import { validateGatewayServer, validateRouteConfig } from '../../../src/shared/validate-routes.js';
 import { baseLabels, createWaypointMetrics, ISTIO_HTTP_LABELS, recordRequest } from '../../../src/waypoint/metrics.js';
-import { TokenBucket } from '../../../src/waypoint/rate-limit.js';
-import { ReplayableBody } from '../../../src/waypoint/replay-body.js';
-import { createDeadline, isExpired, parseGrpcTimeout, remainingMs, tryTimeoutMs } from '../../../src/waypoint/route/timeout.js';
+import { TokenBucket } from '../../../src/waypoint/filters/rate-limit.js';
+import { ReplayableBody } from '../../../src/waypoint/dispatch/replay-body.js';
+import { createDeadline, isExpired, parseGrpcTimeout, remainingMs, tryTimeoutMs } from '../../../src/waypoint/dispatch/timeout.js';
 import { seededRandom } from '../../../src/waypoint/route/weighted.js';
 import { propagateTrace, readTraceContext } from '../../../src/waypoint/trace.js';
 

@@ -2,7 +2,8 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { TYPE_AUTHORIZATION, TYPE_SERVICE, TYPE_WORKLOAD, authorizationResourceName, serviceResourceName, workloadResourceName, type ResourceType } from '../../../src/shared/resources.js';
 import { formatIssue } from '../../../src/shared/validate.js';
-import { cidrProblem, validateResource } from '../../../src/shared/validate-resource.js';
+import { cidrProblem } from '../../../src/shared/validate.js';
+import { validateResource } from '../../../src/shared/validate-resource.js';
 import { canonicalJson } from '../../../src/shared/xds/resource-codec.js';
 import { authorization, service, workload } from './fixtures.js';
 

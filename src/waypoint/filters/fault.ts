@@ -1,6 +1,6 @@
 /** Fault injection decisions (Istio HTTPFaultInjection): delay and/or abort by percentage. */
 import type { FaultPolicy } from '../../shared/routes.js';
-import type { RandomSource } from './weighted.js';
+import type { RandomSource } from '../route/weighted.js';
 
 export interface FaultDecision {
   delayMs: number;

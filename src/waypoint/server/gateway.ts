@@ -8,11 +8,11 @@
  * in place (new handshakes get the new one, open connections keep theirs).
  */
 import type * as http from 'node:http';
-import { nodeHttp, nodeTls } from '../shared/node-builtins.js';
+import { nodeHttp, nodeTls } from '../../shared/node-builtins.js';
 import * as net from 'node:net';
 import type * as tls from 'node:tls';
-import type { Logger } from '../shared/log.js';
-import { certificateFor, type GatewayListener, type HttpRoute, type RouteConfig } from '../shared/routes.js';
+import type { Logger } from '../../shared/log.js';
+import { certificateFor, type GatewayListener, type HttpRoute, type RouteConfig } from '../../shared/routes.js';
 import type { ConnectionMeta } from './server.js';
 import type { Duplex } from 'node:stream';
 

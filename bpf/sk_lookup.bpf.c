@@ -1,23 +1,30 @@
 // SPDX-License-Identifier: Apache-2.0
 /*
- * Inbound capture: an sk_lookup program attached to one pod's netns steers every inbound TCP
- * connection to that pod's inbound listener (15006), which must live in the same netns (a socket
- * from another netns is accepted by bpf_sk_assign and then silently black-holed). The accepted
- * socket's local address is the original destination.
+ * Inbound capture, the sk_lookup family: an instance attached to one pod's netns steers every
+ * inbound TCP connection to that pod's inbound listener (15006), which must live in the same
+ * netns (a socket from another netns is accepted by bpf_sk_assign and then silently
+ * black-holed). The accepted socket's local address is the original destination.
+ *
+ * Fail closed: when the listener is missing (the agent is down or restarting, or the pod is
+ * pending and has none yet) or can not take the connection (an IPv6 connection and an IPv4-only
+ * listener), the connection is refused (SK_DROP: the SYN is answered with a reset), never handed
+ * to the app unauthenticated. Pod-internal traffic, 15008, excluded ports and the agent's own
+ * transparent dials go to the app's own sockets.
  *
  * One object instance per pod: ambit_steer_socket holds that pod's listener and
  * ambit_steer_excluded its excluded ports. sk_lookup can not read the netns cookie, and pod
- * addresses are not known at enrollment, so a per-pod instance is the simplest correct key.
+ * addresses are not known at enrollment, so a per-pod instance is the simplest correct key. It
+ * asks maps.h for no shared map, so it carries only its own three maps and ambit_stats.
  *
  * The agent's own dials to the app from the original client address (IP_TRANSPARENT, mark
  * 0x539) look like any inbound connection here (sk_lookup can not read socket marks), so the
  * agent lists each one in ambit_steer_direct between bind() and connect() and removes it once
  * connected; a listed connection goes to the app's own listener.
- * ambit_stats is pinned by name and shared with redirect.bpf.o.
  *
  * License: Apache-2.0 (the program uses no GPL-only helpers).
  */
-#include "vmlinux.h"
+#include <linux/bpf.h>
+#include <linux/in.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 
@@ -44,9 +51,15 @@ struct {
 	__type(value, __u8);
 } ambit_steer_excluded SEC(".maps");
 
-/* The agent's transparent dials in flight (value unused, presence counts). */
+/*
+ * The agent's transparent dials in flight (value unused, presence counts). A plain HASH, not an
+ * LRU: an LRU would evict a live entry to make room (per-CPU free lists make that happen long
+ * before the map is full on many-CPU nodes) and the agent's own dial would be steered back to
+ * 15006 as plaintext without the client identity. Full, the agent's dial fails instead.
+ */
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(max_entries, AMBIT_MAX_STEER_DIRECT);
 	__type(key, struct ambit_direct_key);
 	__type(value, __u8);
@@ -76,10 +89,7 @@ static __always_inline int __is_direct(struct bpf_sk_lookup *ctx)
 {
 	struct ambit_direct_key key = {};
 	__u32 *words = (__u32 *)key.remote_addr;
-	/*
-	 * Every context field is read unconditionally, one u32 at a time: a load chosen by a branch
-	 * lets clang compute the context offset, which the verifier refuses.
-	 */
+	/* Every context field is read unconditionally, one u32 at a time (see __is_local). */
 	__u32 ip4 = ctx->remote_ip4;
 	__u32 ip6_0 = ctx->remote_ip6[0], ip6_1 = ctx->remote_ip6[1];
 	__u32 ip6_2 = ctx->remote_ip6[2], ip6_3 = ctx->remote_ip6[3];
@@ -106,6 +116,7 @@ int ambit_steer(struct bpf_sk_lookup *ctx)
 	struct bpf_sock *sk;
 	long err;
 
+	/* UDP is not captured (docs/capture.md). */
 	if (ctx->protocol != IPPROTO_TCP)
 		return SK_PASS;
 	if (__is_local(ctx)) {
@@ -122,12 +133,15 @@ int ambit_steer(struct bpf_sk_lookup *ctx)
 	}
 	sk = bpf_map_lookup_elem(&ambit_steer_socket, &zero);
 	if (!sk) {
-		__count(AMBIT_REASON_STEER_NO_SOCKET);
-		return SK_PASS;
+		__count(AMBIT_REASON_STEER_REFUSED_NO_SOCKET);
+		return SK_DROP;
 	}
-	/* Fails e.g. for an IPv6 lookup and an AF_INET listener; the regular lookup then runs. */
 	err = bpf_sk_assign(ctx, sk, 0);
 	bpf_sk_release(sk);
-	__count(err == 0 ? AMBIT_REASON_STEER_ASSIGNED : AMBIT_REASON_STEER_ASSIGN_FAILED);
+	if (err != 0) {
+		__count(AMBIT_REASON_STEER_REFUSED_ASSIGN);
+		return SK_DROP;
+	}
+	__count(AMBIT_REASON_STEER_ASSIGNED);
 	return SK_PASS;
 }

@@ -5,9 +5,9 @@
  */
 import type * as http2 from 'node:http2';
 import type { Duplex } from 'node:stream';
-import type { OpenTunnel, TunnelOpenRequest } from '../shared/hbone/pool.js';
-import type { Address } from '../shared/address.js';
-import { HBONE_PORT, buildConnectHeaders } from '../shared/hbone/tunnel.js';
+import type { OpenTunnel, TunnelOpenRequest } from '../../shared/hbone/pool.js';
+import type { Address } from '../../shared/address.js';
+import { HBONE_PORT, buildConnectHeaders } from '../../shared/hbone/tunnel.js';
 import type { ConnectFn, Endpoint } from './upstream.js';
 
 /** What the waypoint needs from a tunnel pool (TunnelPool fits). */

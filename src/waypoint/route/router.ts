@@ -2,8 +2,8 @@
  * Pure routing: request (authority, path, method, headers) + route configs → the config and the
  * HTTP route that serves it, or the reason nothing does (404). No sockets, no clocks.
  */
-import type { HeaderMatcher, HttpRoute, QueryParamMatcher, RouteConfig, RouteMatch, StringMatcher } from '../shared/routes.js';
-import { emptyHeaderOps } from '../shared/routes.js';
+import type { HeaderMatcher, HttpRoute, QueryParamMatcher, RouteConfig, RouteMatch, StringMatcher } from '../../shared/routes.js';
+import { emptyHeaderOps } from '../../shared/routes.js';
 
 export type HeaderValue = string | string[] | undefined;
 export type RequestHeaders = Record<string, HeaderValue>;
@@ -110,7 +110,7 @@ function matchValue(m: HeaderMatcher['match'] | QueryParamMatcher['match'], valu
   return matchString(m, value);
 }
 
-function splitPath(path: string): { pathname: string; query: string } {
+export function splitPath(path: string): { pathname: string; query: string } {
   const q = path.indexOf('?');
   return q < 0 ? { pathname: path, query: '' } : { pathname: path.slice(0, q), query: path.slice(q + 1) };
 }
@@ -174,29 +174,4 @@ export function routeRequest(table: RouteTable, req: RouteRequest): RouteDecisio
   const route = selectRoute(config, req);
   if (!route) return { kind: 'no-route', reason: 'no-match', config };
   return { kind: 'route', config, route };
-}
-
-/** Applies a route's rewrite to the path: the matched URI prefix (or exact path) is replaced. */
-export function rewritePath(route: HttpRoute, req: RouteRequest): string {
-  const rw = route.rewrite;
-  if (rw?.uriPrefix === undefined && rw?.fullPath === undefined) return req.path;
-  const { pathname, query } = splitPath(req.path);
-  let out: string;
-  if (rw.fullPath !== undefined) out = rw.fullPath;
-  else {
-    const prefix = rw.uriPrefix!;
-    const m = route.match.find((x) => matchRequest(x, req))?.uri;
-    let rest: string;
-    if (rw.matchPrefix !== undefined) {
-      const mp = rw.matchPrefix.replace(/\/+$/, '');
-      rest = pathname.startsWith(mp) ? pathname.slice(mp.length) : pathname;
-      // Gateway API: replacing "/api" in "/api/x" with "/" gives "/x", never "//x".
-      if (prefix.endsWith('/') && rest.startsWith('/')) rest = rest.slice(1);
-    } else if (m && 'prefix' in m) rest = pathname.slice(m.prefix.length);
-    else if (m && 'exact' in m) rest = '';
-    else rest = m ? '' : pathname.slice(1);
-    out = prefix + rest;
-  }
-  if (out === '') out = '/';
-  return query ? `${out}?${query}` : out;
 }

@@ -4,9 +4,9 @@
  * policies are evaluated for the log but never change the verdict. Denials answer 403
  * `RBAC: access denied` like Envoy.
  */
-import type { StringMatch } from '../shared/model.js';
-import type { L7AuthorizationPolicy, L7Condition, L7Operation, L7Rule, L7Source } from '../shared/routes.js';
-import { hostOfAuthority, type RequestHeaders } from './router.js';
+import type { StringMatch } from '../../shared/model.js';
+import type { L7AuthorizationPolicy, L7Condition, L7Operation, L7Rule, L7Source } from '../../shared/routes.js';
+import { hostOfAuthority, type RequestHeaders } from '../route/router.js';
 
 export const RBAC_DENIED_BODY = 'RBAC: access denied';
 

@@ -1,5 +1,7 @@
-/** Overall and per-try deadlines for one proxied request (Istio `timeout`, `perTryTimeout`). */
-
+/**
+ * Overall and per-try deadlines for one proxied request (Istio `timeout`, `perTryTimeout`): the
+ * arithmetic. deadline.ts enforces the overall one as a dispatch layer; retry.ts the per-try one.
+ */
 export interface Deadline {
   /** Absolute end of the whole request (ms, `now()` clock); Infinity when there is none. */
   endsAt: number;

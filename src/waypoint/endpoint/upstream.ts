@@ -5,11 +5,11 @@
  * a connect failure (request never sent) from a reset (maybe processed).
  */
 import type * as http from 'node:http';
-import { nodeHttp } from '../shared/node-builtins.js';
+import { nodeHttp } from '../../shared/node-builtins.js';
 import * as http2 from 'node:http2';
 import * as net from 'node:net';
 import type { Duplex, Readable } from 'node:stream';
-import { AmbitError } from '../shared/errors.js';
+import { AmbitError } from '../../shared/errors.js';
 
 /** One address of a backend, with what telemetry needs to know about the pod behind it. */
 export interface Endpoint {

@@ -1,5 +1,5 @@
 /** Local rate limiting (Envoy local_ratelimit): one token bucket per route config → 429 when empty. */
-import type { LocalRateLimit } from '../shared/routes.js';
+import type { LocalRateLimit } from '../../shared/routes.js';
 
 export class TokenBucket {
   private tokens: number;

@@ -1,9 +1,10 @@
 /**
  * Circuit breaking per destination (Istio DestinationRule): connection-pool limits that reject
  * with 503 and response flag UO once the active and pending slots are full, and outlier detection
- * that ejects endpoints returning consecutive 5xx / gateway errors.
+ * that ejects endpoints returning consecutive 5xx / gateway errors (balance.ts consults it when
+ * picking an endpoint). pool-gate.ts makes the pool a layer of the dispatch stack.
  */
-import type { ConnectionPoolPolicy, OutlierDetectionPolicy } from '../shared/routes.js';
+import type { ConnectionPoolPolicy, OutlierDetectionPolicy } from '../../shared/routes.js';
 
 export type Release = () => void;
 

@@ -1,0 +1,350 @@
+/**
+ * Validation of the L7 resources on the kit (shared/validate.ts): RouteConfig (routes, matches,
+ * retries, faults, destination policy, L7 authorization), GatewayServer and GatewayListener.
+ * validate-resource.ts calls them for pushed resources. Issues about certificate or key text
+ * never carry the text itself.
+ */
+import { isRetryOnToken, RETRY_ON_TOKENS } from './routes.js';
+import { arr, int, isInt, isPercent, isRecord, stringMap, strList, Issues, type Issue } from './validate.js';
+
+function intList(issues: Issues, v: unknown, path: string, min: number, max: number): void {
+  (arr(issues, v, path) ?? []).forEach((x, i) => int(issues, x, `${path}[${i}]`, { min, max }));
+}
+
+
+
+
+
+function stringMatcher(issues: Issues, v: unknown, path: string, allowPresent: boolean): void {
+  if (!isRecord(v)) return issues.add(path, 'must be an object with exact, prefix or regex', v);
+  const keys = Object.keys(v);
+  if (keys.length !== 1) return issues.add(path, 'must set exactly one of exact, prefix, regex' + (allowPresent ? ', present' : ''), v);
+  const k = keys[0]!;
+  const x = v[k];
+  if (k === 'present' && allowPresent) {
+    if (typeof x !== 'boolean') issues.add(`${path}.present`, 'must be a boolean', x);
+    return;
+  }
+  if (k !== 'exact' && k !== 'prefix' && k !== 'regex') return issues.add(path, `unknown matcher ${JSON.stringify(k)}`, v);
+  if (typeof x !== 'string') return issues.add(`${path}.${k}`, 'must be a string', x);
+  if (k === 'regex') {
+    try {
+      new RegExp(`^(?:${x})$`);
+    } catch {
+      issues.add(`${path}.regex`, 'must be a valid regular expression', x);
+    }
+  }
+}
+
+function authzMatches(issues: Issues, v: unknown, path: string): void {
+  if (v === undefined) return;
+  if (!Array.isArray(v)) return issues.add(path, 'must be a list', v);
+  v.forEach((m, i) => {
+    const p = `${path}[${i}]`;
+    if (!isRecord(m) || Object.keys(m).length !== 1) return issues.add(p, 'must set exactly one of exact, prefix, suffix, presence', m);
+    const [k, x] = Object.entries(m)[0]!;
+    if (k === 'presence') {
+      if (x !== true) issues.add(`${p}.presence`, 'must be true', x);
+    } else if (k === 'exact' || k === 'prefix' || k === 'suffix') {
+      if (typeof x !== 'string') issues.add(`${p}.${k}`, 'must be a string', x);
+    } else issues.add(p, `unknown matcher ${JSON.stringify(k)}`, m);
+  });
+}
+
+
+function headerOps(issues: Issues, v: unknown, path: string): void {
+  if (!isRecord(v)) return issues.add(path, 'must be an object with set, add, remove', v);
+  stringMap(issues, v['set'], `${path}.set`);
+  stringMap(issues, v['add'], `${path}.add`);
+  strList(issues, v['remove'], `${path}.remove`);
+}
+
+function backend(issues: Issues, v: unknown, path: string, needWeight: boolean): void {
+  if (!isRecord(v)) return issues.add(path, 'must be an object', v);
+  if (typeof v['host'] !== 'string' || v['host'].length === 0) issues.add(`${path}.host`, 'must be a non-empty hostname', v['host']);
+  if (v['port'] !== undefined && !isInt(v['port'], 1, 65535)) issues.add(`${path}.port`, 'must be a port 1..65535', v['port']);
+  if (v['subset'] !== undefined && typeof v['subset'] !== 'string') issues.add(`${path}.subset`, 'must be a string', v['subset']);
+  stringMap(issues, v['subsetLabels'], `${path}.subsetLabels`);
+  if (needWeight && !isInt(v['weight'], 0, 1_000_000)) issues.add(`${path}.weight`, 'must be an integer 0..1000000', v['weight']);
+  if (!needWeight && !isPercent(v['percent'])) issues.add(`${path}.percent`, 'must be a number 0..100', v['percent']);
+}
+
+function retryPolicy(issues: Issues, v: unknown, path: string): void {
+  if (!isRecord(v)) return issues.add(path, 'must be an object', v);
+  if (!isInt(v['attempts'], 0, 100)) issues.add(`${path}.attempts`, 'must be an integer 0..100', v['attempts']);
+  if (v['perTryTimeoutMs'] !== undefined && !isInt(v['perTryTimeoutMs'], 1)) issues.add(`${path}.perTryTimeoutMs`, 'must be a positive integer', v['perTryTimeoutMs']);
+  if (v['backoffMs'] !== undefined && !isInt(v['backoffMs'], 0)) issues.add(`${path}.backoffMs`, 'must be a non-negative integer', v['backoffMs']);
+  strList(issues, v['retryOn'], `${path}.retryOn`, { required: true });
+  if (Array.isArray(v['retryOn'])) {
+    v['retryOn'].forEach((t, i) => {
+      if (typeof t === 'string' && !isRetryOnToken(t)) issues.add(`${path}.retryOn[${i}]`, `unknown retry condition; use one of ${RETRY_ON_TOKENS.join(', ')}`, t);
+    });
+  }
+  if (!Array.isArray(v['retriableStatusCodes'])) issues.add(`${path}.retriableStatusCodes`, 'must be a list of integers', v['retriableStatusCodes']);
+  else intList(issues, v['retriableStatusCodes'], `${path}.retriableStatusCodes`, 100, 599);
+  if (v['retryNonIdempotent'] !== undefined && typeof v['retryNonIdempotent'] !== 'boolean') issues.add(`${path}.retryNonIdempotent`, 'must be a boolean', v['retryNonIdempotent']);
+  const b = v['budget'];
+  if (b !== undefined) {
+    if (!isRecord(b)) issues.add(`${path}.budget`, 'must be an object', b);
+    else {
+      if (!isPercent(b['percent'])) issues.add(`${path}.budget.percent`, 'must be a number 0..100', b['percent']);
+      if (!isInt(b['minConcurrency'], 0)) issues.add(`${path}.budget.minConcurrency`, 'must be a non-negative integer', b['minConcurrency']);
+    }
+  }
+}
+
+function faultPolicy(issues: Issues, v: unknown, path: string): void {
+  if (!isRecord(v)) return issues.add(path, 'must be an object', v);
+  const d = v['delay'];
+  if (d !== undefined) {
+    if (!isRecord(d)) issues.add(`${path}.delay`, 'must be an object', d);
+    else {
+      if (!isPercent(d['percent'])) issues.add(`${path}.delay.percent`, 'must be a number 0..100', d['percent']);
+      if (!isInt(d['fixedDelayMs'], 0)) issues.add(`${path}.delay.fixedDelayMs`, 'must be a non-negative integer', d['fixedDelayMs']);
+    }
+  }
+  const a = v['abort'];
+  if (a !== undefined) {
+    if (!isRecord(a)) issues.add(`${path}.abort`, 'must be an object', a);
+    else {
+      if (!isPercent(a['percent'])) issues.add(`${path}.abort.percent`, 'must be a number 0..100', a['percent']);
+      const hasHttp = a['httpStatus'] !== undefined;
+      const hasGrpc = a['grpcStatus'] !== undefined;
+      if (hasHttp === hasGrpc) issues.add(`${path}.abort`, 'must set exactly one of httpStatus, grpcStatus', a);
+      if (hasHttp && !isInt(a['httpStatus'], 200, 599)) issues.add(`${path}.abort.httpStatus`, 'must be an HTTP status 200..599', a['httpStatus']);
+      if (hasGrpc && !isInt(a['grpcStatus'], 0, 16)) issues.add(`${path}.abort.grpcStatus`, 'must be a gRPC status code 0..16', a['grpcStatus']);
+    }
+  }
+}
+
+function routeMatch(issues: Issues, v: unknown, path: string): void {
+  if (!isRecord(v)) return issues.add(path, 'must be an object', v);
+  if (v['uri'] !== undefined) stringMatcher(issues, v['uri'], `${path}.uri`, false);
+  if (v['method'] !== undefined && (typeof v['method'] !== 'string' || !/^[A-Z]+$/.test(v['method']))) issues.add(`${path}.method`, 'must be an uppercase HTTP method', v['method']);
+  if (v['port'] !== undefined && !isInt(v['port'], 1, 65535)) issues.add(`${path}.port`, 'must be a port 1..65535', v['port']);
+  for (const key of ['headers', 'queryParams'] as const) {
+    const list = v[key];
+    if (!Array.isArray(list)) {
+      issues.add(`${path}.${key}`, 'must be a list', list);
+      continue;
+    }
+    list.forEach((h, i) => {
+      const p = `${path}.${key}[${i}]`;
+      if (!isRecord(h)) return issues.add(p, 'must be an object with name and match', h);
+      if (typeof h['name'] !== 'string' || h['name'].length === 0) issues.add(`${p}.name`, 'must be a non-empty string', h['name']);
+      else if (key === 'headers' && h['name'] !== h['name'].toLowerCase()) issues.add(`${p}.name`, 'must be lowercase', h['name']);
+      stringMatcher(issues, h['match'], `${p}.match`, true);
+    });
+  }
+}
+
+function httpRoute(issues: Issues, v: unknown, path: string): void {
+  if (!isRecord(v)) return issues.add(path, 'must be an object', v);
+  if (typeof v['name'] !== 'string') issues.add(`${path}.name`, 'must be a string', v['name']);
+  if (!Array.isArray(v['match'])) issues.add(`${path}.match`, 'must be a list (empty matches every request)', v['match']);
+  else v['match'].forEach((m, i) => routeMatch(issues, m, `${path}.match[${i}]`));
+  const direct = v['directResponse'];
+  if (direct !== undefined) {
+    if (!isRecord(direct) || !isInt(direct['status'], 200, 599)) issues.add(`${path}.directResponse.status`, 'must be an HTTP status 200..599', isRecord(direct) ? direct['status'] : direct);
+  }
+  if (!Array.isArray(v['backends'])) issues.add(`${path}.backends`, 'must be a list', v['backends']);
+  else {
+    if (v['backends'].length === 0 && direct === undefined) issues.add(`${path}.backends`, 'must name at least one backend (or set directResponse)', v['backends']);
+    v['backends'].forEach((b, i) => backend(issues, b, `${path}.backends[${i}]`, true));
+    const total = v['backends'].reduce((s: number, b) => s + (isRecord(b) && isInt(b['weight']) ? b['weight'] : 0), 0);
+    if (v['backends'].length > 0 && total === 0) issues.add(`${path}.backends`, 'weights must not all be zero', v['backends']);
+  }
+  const rw = v['rewrite'];
+  if (rw !== undefined) {
+    if (!isRecord(rw)) issues.add(`${path}.rewrite`, 'must be an object', rw);
+    else {
+      if (rw['uriPrefix'] !== undefined && typeof rw['uriPrefix'] !== 'string') issues.add(`${path}.rewrite.uriPrefix`, 'must be a string', rw['uriPrefix']);
+      for (const k of ['authority', 'matchPrefix', 'fullPath']) {
+        if (rw[k] !== undefined && typeof rw[k] !== 'string') issues.add(`${path}.rewrite.${k}`, 'must be a string', rw[k]);
+      }
+      if (rw['uriPrefix'] !== undefined && rw['fullPath'] !== undefined) issues.add(`${path}.rewrite`, 'must not set both uriPrefix and fullPath', rw);
+    }
+  }
+  if (!isRecord(v['headers'])) issues.add(`${path}.headers`, 'must be an object with request and response', v['headers']);
+  else {
+    headerOps(issues, v['headers']['request'], `${path}.headers.request`);
+    headerOps(issues, v['headers']['response'], `${path}.headers.response`);
+  }
+  if (v['mirror'] !== undefined) backend(issues, v['mirror'], `${path}.mirror`, false);
+  if (v['timeoutMs'] !== undefined && !isInt(v['timeoutMs'], 1)) issues.add(`${path}.timeoutMs`, 'must be a positive integer', v['timeoutMs']);
+  if (v['retries'] !== undefined) retryPolicy(issues, v['retries'], `${path}.retries`);
+  if (v['fault'] !== undefined) faultPolicy(issues, v['fault'], `${path}.fault`);
+}
+
+function destinationPolicy(issues: Issues, v: unknown, path: string): void {
+  if (!isRecord(v)) return issues.add(path, 'must be an object', v);
+  const cp = v['connectionPool'];
+  if (cp !== undefined) {
+    if (!isRecord(cp)) issues.add(`${path}.connectionPool`, 'must be an object', cp);
+    else
+      for (const k of ['maxConnections', 'http1MaxPendingRequests', 'http2MaxRequests', 'maxRequestsPerConnection']) {
+        if (cp[k] !== undefined && !isInt(cp[k], 1)) issues.add(`${path}.connectionPool.${k}`, 'must be a positive integer', cp[k]);
+      }
+  }
+  const od = v['outlierDetection'];
+  if (od !== undefined) {
+    if (!isRecord(od)) issues.add(`${path}.outlierDetection`, 'must be an object', od);
+    else {
+      for (const k of ['consecutive5xxErrors', 'consecutiveGatewayErrors']) {
+        if (od[k] !== undefined && !isInt(od[k], 0)) issues.add(`${path}.outlierDetection.${k}`, 'must be a non-negative integer', od[k]);
+      }
+      for (const k of ['intervalMs', 'baseEjectionTimeMs']) {
+        if (!isInt(od[k], 1)) issues.add(`${path}.outlierDetection.${k}`, 'must be a positive integer', od[k]);
+      }
+      if (!isPercent(od['maxEjectionPercent'])) issues.add(`${path}.outlierDetection.maxEjectionPercent`, 'must be a number 0..100', od['maxEjectionPercent']);
+    }
+  }
+}
+
+function trafficPolicy(issues: Issues, v: unknown, path: string): void {
+  destinationPolicy(issues, v, path);
+  if (!isRecord(v)) return;
+  if (!Array.isArray(v['subsets'])) return issues.add(`${path}.subsets`, 'must be a list', v['subsets']);
+  const seen = new Set<string>();
+  v['subsets'].forEach((s, i) => {
+    const p = `${path}.subsets[${i}]`;
+    if (!isRecord(s)) return issues.add(p, 'must be an object', s);
+    if (typeof s['name'] !== 'string' || s['name'].length === 0) issues.add(`${p}.name`, 'must be a non-empty string', s['name']);
+    else if (seen.has(s['name'])) issues.add(`${p}.name`, 'is a duplicate subset name', s['name']);
+    else seen.add(s['name']);
+    stringMap(issues, s['labels'], `${p}.labels`);
+    if (!isRecord(s['labels'])) issues.add(`${p}.labels`, 'must be a map of strings', s['labels']);
+    if (s['trafficPolicy'] !== undefined) destinationPolicy(issues, s['trafficPolicy'], `${p}.trafficPolicy`);
+  });
+}
+
+function authzPolicy(issues: Issues, v: unknown, path: string): void {
+  if (!isRecord(v)) return issues.add(path, 'must be an object', v);
+  if (typeof v['name'] !== 'string' || !v['name'].includes('/')) issues.add(`${path}.name`, 'must be namespace/name', v['name']);
+  if (v['action'] !== 'ALLOW' && v['action'] !== 'DENY' && v['action'] !== 'AUDIT') issues.add(`${path}.action`, 'must be ALLOW, DENY or AUDIT', v['action']);
+  if (typeof v['dryRun'] !== 'boolean') issues.add(`${path}.dryRun`, 'must be a boolean', v['dryRun']);
+  if (!Array.isArray(v['rules'])) return issues.add(`${path}.rules`, 'must be a list', v['rules']);
+  v['rules'].forEach((r, i) => {
+    const p = `${path}.rules[${i}]`;
+    if (!isRecord(r)) return issues.add(p, 'must be an object with from, to, when', r);
+    for (const key of ['from', 'to', 'when'] as const) {
+      const list = r[key];
+      if (!Array.isArray(list)) {
+        issues.add(`${p}.${key}`, 'must be a list', list);
+        continue;
+      }
+      list.forEach((x, j) => {
+        const q = `${p}.${key}[${j}]`;
+        if (!isRecord(x)) return issues.add(q, 'must be an object', x);
+        if (key === 'from') for (const f of ['principals', 'notPrincipals', 'namespaces', 'notNamespaces']) authzMatches(issues, x[f], `${q}.${f}`);
+        if (key === 'to') {
+          for (const f of ['hosts', 'notHosts', 'paths', 'notPaths']) authzMatches(issues, x[f], `${q}.${f}`);
+          strList(issues, x['methods'], `${q}.methods`);
+          strList(issues, x['notMethods'], `${q}.notMethods`);
+          intList(issues, x['ports'], `${q}.ports`, 1, 65535);
+          intList(issues, x['notPorts'], `${q}.notPorts`, 1, 65535);
+        }
+        if (key === 'when') {
+          if (typeof x['header'] !== 'string' || x['header'].length === 0) issues.add(`${q}.header`, 'must be a non-empty header name', x['header']);
+          authzMatches(issues, x['values'], `${q}.values`);
+          authzMatches(issues, x['notValues'], `${q}.notValues`);
+        }
+      });
+    }
+  });
+}
+
+/** Checks a pushed RouteConfig; returns every problem with its path (empty when valid). */
+export function validateRouteConfig(value: unknown, path = 'routeConfig'): Issue[] {
+  const issues = new Issues();
+  if (!isRecord(value)) {
+    issues.add(path, 'must be an object', value);
+    return issues.list;
+  }
+  for (const k of ['name', 'namespace', 'hostname'] as const) {
+    if (typeof value[k] !== 'string' || value[k].length === 0) issues.add(`${path}.${k}`, 'must be a non-empty string', value[k]);
+  }
+  strList(issues, value['aliases'], `${path}.aliases`, { required: true });
+  if (value['gateway'] !== undefined && (typeof value['gateway'] !== 'string' || !value['gateway'].includes('/'))) issues.add(`${path}.gateway`, 'must be namespace/name', value['gateway']);
+  if (value['waypoint'] !== undefined && (typeof value['waypoint'] !== 'string' || !value['waypoint'].includes('/'))) issues.add(`${path}.waypoint`, 'must be namespace/name', value['waypoint']);
+  if (!Array.isArray(value['ports'])) issues.add(`${path}.ports`, 'must be a list', value['ports']);
+  else
+    value['ports'].forEach((p, i) => {
+      if (!isRecord(p) || !isInt(p['port'], 1, 65535) || typeof p['protocol'] !== 'string') issues.add(`${path}.ports[${i}]`, 'must be { port: 1..65535, protocol: string }', p);
+    });
+  if (!Array.isArray(value['routes'])) issues.add(`${path}.routes`, 'must be a list', value['routes']);
+  else {
+    const names = new Set<string>();
+    value['routes'].forEach((r, i) => {
+      httpRoute(issues, r, `${path}.routes[${i}]`);
+      if (isRecord(r) && typeof r['name'] === 'string') {
+        if (names.has(r['name'])) issues.add(`${path}.routes[${i}].name`, 'is a duplicate route name', r['name']);
+        names.add(r['name']);
+      }
+    });
+  }
+  if (value['trafficPolicy'] !== undefined) trafficPolicy(issues, value['trafficPolicy'], `${path}.trafficPolicy`);
+  const rl = value['rateLimit'];
+  if (rl !== undefined) {
+    if (!isRecord(rl)) issues.add(`${path}.rateLimit`, 'must be an object', rl);
+    else
+      for (const k of ['maxTokens', 'tokensPerFill', 'fillIntervalMs']) {
+        if (!isInt(rl[k], 1)) issues.add(`${path}.rateLimit.${k}`, 'must be a positive integer', rl[k]);
+      }
+  }
+  if (!Array.isArray(value['authorization'])) issues.add(`${path}.authorization`, 'must be a list', value['authorization']);
+  else value['authorization'].forEach((a, i) => authzPolicy(issues, a, `${path}.authorization[${i}]`));
+  return issues.list;
+}
+
+/** Checks a GatewayServer. */
+export function validateGatewayServer(value: unknown, path = 'gatewayServer'): Issue[] {
+  const issues = new Issues();
+  if (!isRecord(value)) {
+    issues.add(path, 'must be an object', value);
+    return issues.list;
+  }
+  if (typeof value['gateway'] !== 'string' || !value['gateway'].includes('/')) issues.add(`${path}.gateway`, 'must be namespace/name', value['gateway']);
+  if (!isInt(value['port'], 1, 65535)) issues.add(`${path}.port`, 'must be a port 1..65535', value['port']);
+  if (!['HTTP', 'HTTPS', 'HTTP2', 'GRPC', 'TLS', 'TCP'].includes(String(value['protocol']))) issues.add(`${path}.protocol`, 'must be HTTP, HTTPS, HTTP2, GRPC, TLS or TCP', value['protocol']);
+  strList(issues, value['hosts'], `${path}.hosts`, { required: true });
+  stringMap(issues, value['selector'], `${path}.selector`);
+  return issues.list;
+}
+
+const PEM_CERT = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/;
+const PEM_KEY = /-----BEGIN ([A-Z]+ )?PRIVATE KEY-----[\s\S]+?-----END ([A-Z]+ )?PRIVATE KEY-----/;
+
+/**
+ * Checks a GatewayListener. Issues about certificate or key text never carry the text itself
+ * (issues are logged), only what is wrong with it.
+ */
+export function validateGatewayListener(value: unknown, path = 'gatewayListener'): Issue[] {
+  const issues = new Issues();
+  if (!isRecord(value)) {
+    issues.add(path, 'must be an object', value);
+    return issues.list;
+  }
+  if (typeof value['pod'] !== 'string' || !/^[^/]+\/[^/]+$/.test(value['pod'])) issues.add(`${path}.pod`, 'must be namespace/name', value['pod']);
+  if (!isInt(value['port'], 1, 65535)) issues.add(`${path}.port`, 'must be a port 1..65535', value['port']);
+  if (value['protocol'] !== 'HTTP' && value['protocol'] !== 'HTTPS') issues.add(`${path}.protocol`, 'must be HTTP or HTTPS', value['protocol']);
+  strList(issues, value['gateways'], `${path}.gateways`, { required: true });
+  strList(issues, value['hosts'], `${path}.hosts`, { required: true });
+  if (value['httpsRedirect'] !== undefined && typeof value['httpsRedirect'] !== 'boolean') issues.add(`${path}.httpsRedirect`, 'must be a boolean', value['httpsRedirect']);
+  if (value['httpsRedirect'] === true && value['protocol'] !== 'HTTP') issues.add(`${path}.httpsRedirect`, 'is only valid for HTTP', value['httpsRedirect']);
+  const certs = value['certificates'];
+  if (!Array.isArray(certs)) issues.add(`${path}.certificates`, 'must be a list', typeof certs);
+  else {
+    if (value['protocol'] === 'HTTPS' && certs.length === 0) issues.add(`${path}.certificates`, 'must hold at least one certificate for HTTPS');
+    if (value['protocol'] === 'HTTP' && certs.length > 0) issues.add(`${path}.certificates`, 'must be empty for HTTP');
+    certs.forEach((c, i) => {
+      const cp = `${path}.certificates[${i}]`;
+      if (!isRecord(c)) return issues.add(cp, 'must be an object');
+      strList(issues, c['hosts'], `${cp}.hosts`, { required: true });
+      if (typeof c['secret'] !== 'string' || !c['secret'].includes('/')) issues.add(`${cp}.secret`, 'must be namespace/name', c['secret']);
+      if (typeof c['certPem'] !== 'string' || !PEM_CERT.test(c['certPem'])) issues.add(`${cp}.certPem`, 'must hold a PEM certificate');
+      if (typeof c['keyPem'] !== 'string' || !PEM_KEY.test(c['keyPem'])) issues.add(`${cp}.keyPem`, 'must hold a PEM private key');
+    });
+  }
+  return issues.list;
+}

@@ -1,0 +1,148 @@
+/**
+ * The waypoint's HBONE front (port 15008): mTLS (TLS 1.3, the waypoint's own workload
+ * certificate, refreshed as it rotates; peers must present an identity of this trust domain) and
+ * HTTP/2 CONNECT. Each CONNECT stream names a target; `classify` says whether the tunnel is served
+ * as HTTP (the stream becomes a connection of the WaypointServer), carried as TCP, or refused.
+ */
+import * as http2 from 'node:http2';
+import * as net from 'node:net';
+import type { Duplex } from 'node:stream';
+import type * as tls from 'node:tls';
+import { parseAddress, type Address } from '../../shared/address.js';
+import { AmbitError, errorMessage } from '../../shared/errors.js';
+import { tryParseSpiffeId } from '../../shared/identity.js';
+import type { Logger } from '../../shared/log.js';
+import { HBONE_STATUS, MAX_FRAME_BYTES, STREAM_WINDOW_BYTES, peerIdentity, type TunnelCertificate } from '../../shared/hbone/tunnel.js';
+import type { Endpoint } from '../endpoint/upstream.js';
+import type { ConnectionMeta } from './request.js';
+
+/** What a CONNECT target gets: HTTP service, a TCP pipe to one endpoint, or a refusal with its status. */
+export type TunnelDecision =
+  | { kind: 'http'; meta: ConnectionMeta }
+  | { kind: 'tcp'; endpoint: Endpoint }
+  | { kind: 'refuse'; status: number };
+
+export interface HboneFrontOptions {
+  log: Logger;
+  /** The waypoint's SPIFFE id and trust domain (peers from other trust domains are refused). */
+  identity: string;
+  trustDomain: string;
+  getCertificate: (identity: string) => Promise<TunnelCertificate>;
+  /** Decides what a tunnel to `target` from `peer` (identity, source IP) is. */
+  classify: (target: Address, peer: { identity: string | undefined; ip: string | undefined }) => TunnelDecision;
+  /** Serves an accepted HTTP tunnel (WaypointServer.acceptConnection). */
+  serveHttp: (stream: Duplex, meta: ConnectionMeta) => void;
+  /** Carries a TCP tunnel (TcpForwarder.forward). */
+  forwardTcp: (stream: http2.ServerHttp2Stream, endpoint: Endpoint, target: Address, peerIdentity: string | undefined) => Promise<void>;
+}
+
+function tlsOptions(cert: TunnelCertificate): { cert: string; key: string; ca: string[] } {
+  return { cert: cert.certChainPem.join('\n'), key: cert.keyPem, ca: cert.rootsPem };
+}
+
+export class HboneFront {
+  private readonly log: Logger;
+  private server: net.Server | undefined;
+  private h2: http2.Http2SecureServer | undefined;
+  private currentCert: TunnelCertificate | undefined;
+  private readonly sessions = new Set<http2.ServerHttp2Session>();
+
+  constructor(private readonly opts: HboneFrontOptions) {
+    this.log = opts.log;
+  }
+
+  /** Opens the HBONE listener; resolves once it listens (after the first certificate arrived). */
+  async listen(port: number, host = '0.0.0.0'): Promise<net.AddressInfo> {
+    const cert = await this.opts.getCertificate(this.opts.identity);
+    this.currentCert = cert;
+    const h2 = http2.createSecureServer({
+      ...tlsOptions(cert),
+      requestCert: true,
+      rejectUnauthorized: true,
+      minVersion: 'TLSv1.3',
+      ALPNProtocols: ['h2'],
+      allowHTTP1: false,
+      settings: { initialWindowSize: STREAM_WINDOW_BYTES, maxConcurrentStreams: 1000, maxFrameSize: MAX_FRAME_BYTES, enablePush: false },
+    });
+    this.h2 = h2;
+    h2.on('tlsClientError', (e) => this.log.warn({ err: e }, 'mtls handshake failed'));
+    h2.on('session', (session) => {
+      const identity = peerIdentity(session.socket as tls.TLSSocket);
+      const parsed = identity ? tryParseSpiffeId(identity) : undefined;
+      if (!parsed || parsed.trustDomain !== this.opts.trustDomain) {
+        this.log.warn({ peer: identity }, 'tunnel peer rejected: identity not in this trust domain');
+        session.destroy();
+        return;
+      }
+      this.sessions.add(session);
+      session.on('error', (e) => this.log.debug({ err: e }, 'tunnel session error'));
+      session.once('close', () => this.sessions.delete(session));
+    });
+    h2.on('stream', (stream, headers) => this.onStream(stream, headers));
+    const server = net.createServer({ noDelay: true }, (raw) => {
+      raw.on('error', () => raw.destroy());
+      this.refreshCertificate().then(
+        () => h2.emit('connection', raw),
+        (e: unknown) => {
+          this.log.error({ err: e }, 'no certificate for the hbone listener; closing connection');
+          raw.destroy();
+        },
+      );
+    });
+    this.server = server;
+    return new Promise((resolve, reject) => {
+      server.once('error', (e) => reject(new AmbitError('AMBIT_ERR_CONFIG_INVALID', `waypoint cannot listen on ${host}:${port}: ${errorMessage(e)}`, { cause: e })));
+      server.listen({ port, host, backlog: 1024 }, () => {
+        const addr = server.address() as net.AddressInfo;
+        this.log.info({ addr: `${addr.address}:${addr.port}` }, 'hbone listener established');
+        resolve(addr);
+      });
+    });
+  }
+
+  private async refreshCertificate(): Promise<void> {
+    const cert = await this.opts.getCertificate(this.opts.identity);
+    if (cert !== this.currentCert && this.h2) {
+      this.h2.setSecureContext(tlsOptions(cert));
+      this.currentCert = cert;
+    }
+  }
+
+  private onStream(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): void {
+    stream.on('error', () => undefined);
+    const session = stream.session as http2.ServerHttp2Session | undefined;
+    if (!session || !this.sessions.has(session)) return void stream.destroy();
+    const target = parseAddress(String(headers[':authority'] ?? ''));
+    if (headers[':method'] !== 'CONNECT' || !target) {
+      stream.respond({ ':status': HBONE_STATUS.BAD_REQUEST }, { endStream: true });
+      return;
+    }
+    const socket = session.socket as tls.TLSSocket;
+    const identity = peerIdentity(socket);
+    const decision = this.opts.classify(target, { identity, ip: socket.remoteAddress });
+    if (decision.kind === 'refuse') {
+      stream.respond({ ':status': decision.status }, { endStream: true });
+      return;
+    }
+    if (decision.kind === 'tcp') {
+      this.opts.forwardTcp(stream, decision.endpoint, target, identity).catch((e: unknown) => {
+        this.log.error({ err: e }, 'tcp forward failed');
+        stream.destroy();
+      });
+      return;
+    }
+    stream.respond({ ':status': HBONE_STATUS.OK });
+    this.opts.serveHttp(stream, decision.meta);
+  }
+
+  /** Stops accepting tunnels and asks open sessions to finish. */
+  close(): void {
+    this.server?.close();
+    for (const s of this.sessions) s.close();
+  }
+
+  /** Tears open sessions down. */
+  destroy(): void {
+    for (const s of this.sessions) s.destroy();
+  }
+}

@@ -1,0 +1,144 @@
+/**
+ * What the waypoint records about one request, and what it writes when the request closes: one
+ * access-log line (`scope: access`), Istio's request metrics with their labels (source from the
+ * tunnel, destination from the endpoint that answered), and a span when tracing is on.
+ */
+import type { Logger } from '../../shared/log.js';
+import { UNKNOWN } from '../../shared/metrics.js';
+import type { ExchangeRecord } from '../dispatch/dispatch.js';
+import type { ReplayableBody } from '../dispatch/replay-body.js';
+import { baseLabels, recordRequest, RESPONSE_FLAGS, serviceParts, type IstioHttpLabels, type WaypointMetrics } from '../metrics.js';
+import { hostOfAuthority } from '../route/router.js';
+import type { OtlpSpanExporter, TraceContext } from '../trace.js';
+import type { ServerResponse } from './headers.js';
+
+/** The calling workload, as the tunnel (HBONE peer certificate, baggage) tells it. */
+export interface SourceInfo {
+  principal?: string;
+  workload?: string;
+  namespace?: string;
+  app?: string;
+  version?: string;
+  canonicalService?: string;
+  canonicalRevision?: string;
+  cluster?: string;
+}
+
+/** One request's record, filled in as it goes; `record` is what the dispatch layers add. */
+export interface RequestState {
+  reqId: string;
+  started: number;
+  method: string;
+  authority: string;
+  path: string;
+  protocol: 'http' | 'grpc';
+  http2: boolean;
+  status?: number;
+  grpcStatus?: string;
+  flags: string[];
+  route?: string;
+  service?: string;
+  serviceNamespace?: string;
+  record: ExchangeRecord;
+  bytesIn: number;
+  bytesOut: number;
+  traceId?: string;
+  trace?: TraceContext;
+  source: SourceInfo;
+  headerBytes: number;
+  body?: ReplayableBody;
+}
+
+export interface TelemetryDeps {
+  metrics: WaypointMetrics;
+  accessLog: Logger;
+  now: () => number;
+  /** `source` for an ingress gateway (it reports as the source, as Istio's gateways do), else `waypoint`. */
+  reporter: 'waypoint' | 'source';
+  cluster: string | undefined;
+  spanExporter: Pick<OtlpSpanExporter, 'export'> | undefined;
+}
+
+/** Writes the metrics, span and access-log line of a request whose response closed. */
+export function finishRequest(deps: TelemetryDeps, st: RequestState, res: ServerResponse): void {
+  const durationMs = deps.now() - st.started;
+  if (st.body) st.bytesIn = st.body.bytes;
+  if (!res.writableFinished && !st.flags.includes(RESPONSE_FLAGS.DOWNSTREAM_RESET) && st.status === undefined) st.flags.push(RESPONSE_FLAGS.DOWNSTREAM_RESET);
+  const status = st.status ?? 0;
+  const flags = st.flags.length > 0 ? [...new Set(st.flags)].join(',') : RESPONSE_FLAGS.NONE;
+  const endpoint = st.record.endpoint;
+  recordRequest(deps.metrics, { labels: requestLabels(deps, st, status, flags), durationMs, requestBytes: st.headerBytes + st.bytesIn, responseBytes: st.bytesOut });
+  if (deps.spanExporter && st.trace) {
+    deps.spanExporter.export({
+      context: st.trace,
+      name: `${st.service ?? hostOfAuthority(st.authority)}/*`,
+      startUnixMs: Date.now() - durationMs,
+      durationMs,
+      attributes: {
+        'http.method': st.method,
+        'http.url': st.path,
+        'http.status_code': status,
+        'upstream_cluster': st.service ?? UNKNOWN,
+        'response_flags': flags,
+        'istio.canonical_service': endpoint?.canonicalService ?? UNKNOWN,
+        'ambit.req_id': st.reqId,
+        ...(st.grpcStatus !== undefined ? { 'grpc.status_code': Number(st.grpcStatus) } : {}),
+      },
+      error: status >= 500 || status === 0,
+    });
+  }
+  deps.accessLog.info(
+    {
+      reqId: st.reqId,
+      method: st.method,
+      authority: st.authority,
+      path: st.path,
+      protocol: st.http2 ? 'HTTP/2' : 'HTTP/1.1',
+      status,
+      responseFlags: flags,
+      ...(st.grpcStatus !== undefined ? { grpcStatus: st.grpcStatus } : {}),
+      route: st.route,
+      dst: { service: st.service, endpoint: endpoint?.key, workload: endpoint?.workload },
+      src: { identity: st.source.principal, workload: st.source.workload, namespace: st.source.namespace },
+      retries: st.record.retries,
+      durationMs: Math.round(durationMs * 1000) / 1000,
+      bytesReceived: st.bytesIn,
+      bytesSent: st.bytesOut,
+      traceId: st.traceId,
+    },
+    'request',
+  );
+}
+
+function requestLabels(deps: TelemetryDeps, st: RequestState, status: number, flags: string): IstioHttpLabels {
+  const l = baseLabels(deps.reporter);
+  const src = st.source;
+  const ep = st.record.endpoint;
+  const svc = st.service ?? UNKNOWN;
+  const parts = serviceParts(svc, st.serviceNamespace);
+  l.source_workload = src.workload ?? UNKNOWN;
+  l.source_workload_namespace = src.namespace ?? UNKNOWN;
+  l.source_principal = src.principal ?? UNKNOWN;
+  l.source_app = src.app ?? src.canonicalService ?? UNKNOWN;
+  l.source_version = src.version ?? src.canonicalRevision ?? UNKNOWN;
+  l.source_canonical_service = src.canonicalService ?? src.app ?? UNKNOWN;
+  l.source_canonical_revision = src.canonicalRevision ?? src.version ?? 'latest';
+  l.source_cluster = src.cluster ?? deps.cluster ?? UNKNOWN;
+  l.destination_service = svc;
+  l.destination_service_name = parts.name;
+  l.destination_service_namespace = parts.namespace;
+  l.destination_workload = ep?.workload ?? UNKNOWN;
+  l.destination_workload_namespace = ep?.namespace ?? UNKNOWN;
+  l.destination_principal = ep?.principal ?? UNKNOWN;
+  l.destination_app = ep?.labels?.['app'] ?? ep?.canonicalService ?? UNKNOWN;
+  l.destination_version = ep?.labels?.['version'] ?? ep?.canonicalRevision ?? UNKNOWN;
+  l.destination_canonical_service = ep?.canonicalService ?? ep?.labels?.['app'] ?? UNKNOWN;
+  l.destination_canonical_revision = ep?.canonicalRevision ?? ep?.labels?.['version'] ?? (ep ? 'latest' : UNKNOWN);
+  l.destination_cluster = ep?.cluster ?? deps.cluster ?? UNKNOWN;
+  l.request_protocol = st.protocol;
+  l.response_code = String(status);
+  l.response_flags = flags;
+  l.grpc_response_status = st.grpcStatus ?? '';
+  l.connection_security_policy = src.principal ? 'mutual_tls' : UNKNOWN;
+  return l;
+}
