@@ -62,6 +62,12 @@ export const ISTIO_HTTP_METRICS = {
 } as const;
 
 
+/** ztunnel's config-stream (xDS) counters, which the agent and the waypoint export. */
+export const ISTIO_XDS_METRICS = {
+  messages: 'istio_xds_message_total',
+  terminations: 'istio_xds_connection_terminations_total',
+} as const;
+
 /**
  * Every `istio_*` metric an Ambit component exports, with its exact label names (histograms: the
  * `_bucket` series add `le`). The end-to-end tests check every scraped series against this table.
@@ -70,6 +76,8 @@ export const ISTIO_METRIC_LABELS: Readonly<Record<string, readonly string[]>> = 
   ...Object.fromEntries(Object.values(ISTIO_TCP_METRICS).map((n) => [n, ISTIO_TCP_LABELS])),
   ...Object.fromEntries(Object.values(ISTIO_HTTP_METRICS).map((n) => [n, ISTIO_HTTP_LABELS])),
   [ISTIO_BUILD_METRIC]: ['component', 'tag'],
+  [ISTIO_XDS_METRICS.messages]: ['url'],
+  [ISTIO_XDS_METRICS.terminations]: ['reason'],
 });
 
 /** Who reports: the agent on the client side (`source`) or server side (`destination`), a waypoint, or a gateway (`source`, as Istio's gateways do). */

@@ -177,7 +177,6 @@ test('telemetry: Istio label sets on real /metrics, and every dashboard panel fi
       for (const s of series) {
         if (!s.name.startsWith('istio_')) continue;
         const family = familyOf(s.name);
-        if (family.startsWith('istio_xds_')) continue; // ztunnel's xDS figures: their own small label sets
         const want = ISTIO_METRIC_LABELS[family];
         assert.ok(want, `${url}: ${s.name} is in the label table`);
         const names = Object.keys(s.labels).filter((l) => !(l === 'le' && s.name.endsWith('_bucket')));

@@ -5,6 +5,7 @@
  */
 import { Counter, Gauge, type Registry } from '../metrics.js';
 import { registerOnce } from './metric-util.js';
+import { ISTIO_XDS_METRICS } from '../istio-metrics.js';
 
 export interface ConfigClientMetrics {
   connected: Gauge<string>;
@@ -49,14 +50,14 @@ export function createConfigClientMetrics(registry: Registry): ConfigClientMetri
       help: 'Config stream reconnect attempts after the stream ended or failed.',
       registers: [registry],
     })),
-    terminations: registerOnce(registry, 'istio_xds_connection_terminations_total', () => new Counter({
-      name: 'istio_xds_connection_terminations_total',
+    terminations: registerOnce(registry, ISTIO_XDS_METRICS.terminations, () => new Counter({
+      name: ISTIO_XDS_METRICS.terminations,
       help: 'Config (xDS) streams to the controller that ended, by reason (Complete, Reconnect, ConnectionError, Error).',
       labelNames: ['reason'],
       registers: [registry],
     })),
-    messages: registerOnce(registry, 'istio_xds_message_total', () => new Counter({
-      name: 'istio_xds_message_total',
+    messages: registerOnce(registry, ISTIO_XDS_METRICS.messages, () => new Counter({
+      name: ISTIO_XDS_METRICS.messages,
       help: 'Config (xDS) responses received from the controller, by type URL.',
       labelNames: ['url'],
       registers: [registry],
