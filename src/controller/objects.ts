@@ -53,6 +53,8 @@ export interface KindInfo {
 export const GROUP_ISTIO_SECURITY = 'security.istio.io';
 export const GROUP_ISTIO_NETWORKING = 'networking.istio.io';
 export const GROUP_GATEWAY_API = 'gateway.networking.k8s.io';
+export const GROUP_ISTIO_TELEMETRY = 'telemetry.istio.io';
+export const GROUP_K8S_NETWORKING = 'networking.k8s.io';
 
 const DEFS: ReadonlyArray<Omit<KindInfo, 'ref'>> = [
   { group: '', kind: 'Namespace', versions: ['v1'], namespaced: false },
@@ -60,16 +62,28 @@ const DEFS: ReadonlyArray<Omit<KindInfo, 'ref'>> = [
   { group: '', kind: 'Service', versions: ['v1'], namespaced: true },
   { group: '', kind: 'ServiceAccount', versions: ['v1'], namespaced: true },
   { group: '', kind: 'Secret', versions: ['v1'], namespaced: true },
+  { group: '', kind: 'ConfigMap', versions: ['v1'], namespaced: true },
   { group: 'apps', kind: 'Deployment', versions: ['v1'], namespaced: true },
   { group: GROUP_ISTIO_SECURITY, kind: 'PeerAuthentication', versions: ['v1', 'v1beta1'], namespaced: true },
   { group: GROUP_ISTIO_SECURITY, kind: 'AuthorizationPolicy', versions: ['v1', 'v1beta1'], namespaced: true },
+  { group: GROUP_ISTIO_SECURITY, kind: 'RequestAuthentication', versions: ['v1', 'v1beta1'], namespaced: true },
   { group: GROUP_ISTIO_NETWORKING, kind: 'VirtualService', versions: ['v1', 'v1beta1', 'v1alpha3'], namespaced: true },
   { group: GROUP_ISTIO_NETWORKING, kind: 'DestinationRule', versions: ['v1', 'v1beta1', 'v1alpha3'], namespaced: true },
   { group: GROUP_ISTIO_NETWORKING, kind: 'Gateway', versions: ['v1', 'v1beta1', 'v1alpha3'], namespaced: true },
+  { group: GROUP_ISTIO_NETWORKING, kind: 'ServiceEntry', versions: ['v1', 'v1beta1', 'v1alpha3'], namespaced: true },
+  { group: GROUP_ISTIO_NETWORKING, kind: 'WorkloadEntry', versions: ['v1', 'v1beta1', 'v1alpha3'], namespaced: true },
+  { group: GROUP_ISTIO_NETWORKING, kind: 'WorkloadGroup', versions: ['v1', 'v1beta1', 'v1alpha3'], namespaced: true },
+  { group: GROUP_ISTIO_NETWORKING, kind: 'Sidecar', versions: ['v1', 'v1beta1', 'v1alpha3'], namespaced: true },
+  { group: GROUP_ISTIO_NETWORKING, kind: 'EnvoyFilter', versions: ['v1alpha3'], namespaced: true },
+  { group: GROUP_ISTIO_TELEMETRY, kind: 'Telemetry', versions: ['v1', 'v1alpha1'], namespaced: true },
   { group: GROUP_GATEWAY_API, kind: 'Gateway', versions: ['v1', 'v1beta1'], namespaced: true },
   { group: GROUP_GATEWAY_API, kind: 'HTTPRoute', versions: ['v1', 'v1beta1'], namespaced: true },
   { group: GROUP_GATEWAY_API, kind: 'GRPCRoute', versions: ['v1', 'v1alpha2'], namespaced: true },
   { group: GROUP_GATEWAY_API, kind: 'GatewayClass', versions: ['v1', 'v1beta1'], namespaced: false },
+  { group: GROUP_GATEWAY_API, kind: 'TCPRoute', versions: ['v1alpha2'], namespaced: true },
+  { group: GROUP_GATEWAY_API, kind: 'TLSRoute', versions: ['v1alpha2'], namespaced: true },
+  { group: GROUP_GATEWAY_API, kind: 'ReferenceGrant', versions: ['v1beta1', 'v1alpha2'], namespaced: true },
+  { group: GROUP_K8S_NETWORKING, kind: 'Ingress', versions: ['v1'], namespaced: true },
 ];
 
 function withRefs(defs: ReadonlyArray<Omit<KindInfo, 'ref'>>): readonly KindInfo[] {

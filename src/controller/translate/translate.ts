@@ -9,6 +9,7 @@ import { authorizationResourceName, serviceResourceName } from '../../shared/res
 import type { Authorization, Service, Workload } from '../../shared/model.js';
 import type { KubeObject } from '../objects.js';
 import { buildAuthorizations } from './authorization.js';
+import { fieldWarnings } from './field-warnings.js';
 import { gatewayListeners, type GatewayListenersResult } from './gateway-listeners.js';
 import { buildIndex, type ObjectIndex, type TranslateCondition, type TranslateIndex, type TranslateOptions } from './object-index.js';
 import { applyPeerAuthentication } from './peer-authentication.js';
@@ -39,7 +40,13 @@ export interface MeshTranslation {
 export function translateAll(objects: readonly KubeObject[], options: Partial<TranslateOptions> = {}): MeshTranslation {
   const idx = buildIndex(objects, options);
   const routes = buildRoutes(idx);
-  return { model: buildModel(idx), routes, listeners: gatewayListeners(routes.gateways, idx.of('Pod'), idx.of('Secret')) };
+  return { model: withFieldWarnings(buildModel(idx), idx), routes, listeners: gatewayListeners(routes.gateways, idx.of('Pod'), idx.of('Secret')) };
+}
+
+/** The model with the field warnings of every object (field-warnings.ts) among its conditions. */
+function withFieldWarnings(model: TranslateResult, idx: ObjectIndex): TranslateResult {
+  const conditions = [...model.conditions, ...fieldWarnings(idx)].sort((a, b) => compareStrings(a.objectKey, b.objectKey) || compareStrings(a.type, b.type));
+  return { ...model, conditions };
 }
 
 /**
@@ -48,7 +55,8 @@ export function translateAll(objects: readonly KubeObject[], options: Partial<Tr
  */
 export function translate(input: readonly KubeObject[] | { objects: readonly KubeObject[] }, options: Partial<TranslateOptions> = {}): TranslateResult {
   const objects = Array.isArray(input) ? (input as readonly KubeObject[]) : (input as { objects: readonly KubeObject[] }).objects;
-  return buildModel(buildIndex(objects, options));
+  const idx = buildIndex(objects, options);
+  return withFieldWarnings(buildModel(idx), idx);
 }
 
 /** Workloads, Services and (L4) Authorizations of an index. */

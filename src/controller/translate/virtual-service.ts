@@ -100,7 +100,6 @@ function vsRetries(v: unknown, where: string): RetryPolicy | undefined {
   const out: RetryPolicy = { attempts, retryOn, retriableStatusCodes: codes.length > 0 ? codes : retryOn.includes('retriable-status-codes') ? [503] : [], budget: { ...DEFAULT_RETRY_BUDGET } };
   const perTry = durationMs(r['perTryTimeout'], `${where}.perTryTimeout`);
   if (perTry !== undefined) out.perTryTimeoutMs = perTry;
-  if (r['retryRemoteLocalities'] !== undefined) out.retryNonIdempotent = false;
   return out;
 }
 
