@@ -18,6 +18,7 @@ import { CertificateAuthority } from './ca/authority.js';
 import { createCaService } from './ca/service.js';
 import { refuseIdentity, refuseSubscription, StaticTokenAuthenticator, type AccessView, type CallerAuthenticator, type PodRecord } from './callers.js';
 import { ObjectStore } from './store.js';
+import { CONDITION_WARNING } from './translate/field-warnings.js';
 import { translateAll, type MeshTranslation, type TranslateResult } from './translate/translate.js';
 import type { TranslateRoutesResult } from './translate/routes.js';
 import { RoleScopes } from './xds/scope.js';
@@ -187,6 +188,16 @@ export class Controller {
     return this.translated.listeners.conditions.map((c) => c.message);
   }
 
+  /**
+   * Every translation condition that says something is not served as written: refused (status
+   * False), partly applied, or a field warning (field-warnings.ts). Sorted by object. Gateway
+   * listener conditions are not among them: gatewayProblems() lists those.
+   */
+  objectProblems(): TranslateResult['conditions'] {
+    const all = [...this.translated.model.conditions, ...this.translated.routes.conditions];
+    return all.filter(isProblem).sort((a, b) => (a.objectKey < b.objectKey ? -1 : a.objectKey > b.objectKey ? 1 : 0));
+  }
+
   /** The current translation (what subscribers are being served). */
   translation(): TranslateResult {
     return this.translated.model;
@@ -245,4 +256,9 @@ export class Controller {
       });
     });
   }
+}
+
+/** Whether a condition reports something not served as written (see Controller.objectProblems). */
+export function isProblem(c: { type: string; status: string; reason: string }): boolean {
+  return c.status !== 'True' || c.type === CONDITION_WARNING || c.reason === 'PartiallyApplied';
 }
