@@ -98,6 +98,35 @@ export interface MirrorPolicy {
   percent: number;
 }
 
+/**
+ * Istio HTTPRedirect: a 3xx whose Location is the request URL with the set parts replaced. `uri`
+ * replaces the whole path (with the request's query kept unless `uri` has its own); `port` and
+ * `derivePort` are exclusive.
+ */
+export interface RedirectPolicy {
+  /** 301, 302, 303, 307 or 308. */
+  code: number;
+  scheme?: string;
+  authority?: string;
+  port?: number;
+  /** FROM_REQUEST_PORT keeps the port the request was addressed to; FROM_PROTOCOL_DEFAULT drops it. */
+  derivePort?: 'FROM_REQUEST_PORT' | 'FROM_PROTOCOL_DEFAULT';
+  uri?: string;
+}
+
+/** Istio CorsPolicy, as Envoy's CORS filter applies it. */
+export interface CorsPolicy {
+  /** Origins allowed; an `exact: "*"` entry allows any origin. */
+  allowOrigins: StringMatcher[];
+  allowMethods: string[];
+  allowHeaders: string[];
+  exposeHeaders: string[];
+  maxAgeSeconds?: number;
+  allowCredentials?: boolean;
+  /** Preflights from origins not allowed: FORWARD (default) passes them on; IGNORE answers 200 with no CORS headers. */
+  unmatchedPreflights: 'FORWARD' | 'IGNORE';
+}
+
 export interface HttpRoute {
   name: string;
   /** Empty means match every request. */
@@ -113,8 +142,11 @@ export interface HttpRoute {
   timeoutMs?: number;
   retries?: RetryPolicy;
   fault?: FaultPolicy;
-  /** Fixed reply instead of a backend (Istio directResponse / redirect-free subset). */
+  /** Fixed reply instead of a backend (Istio directResponse). */
   directResponse?: { status: number; body?: string };
+  /** A redirect instead of a backend (Istio redirect). */
+  redirect?: RedirectPolicy;
+  cors?: CorsPolicy;
 }
 
 export interface ConnectionPoolPolicy {

@@ -138,6 +138,26 @@ function routeMatch(issues: Issues, v: unknown, path: string): void {
   }
 }
 
+const REDIRECT_CODES = [301, 302, 303, 307, 308];
+
+function redirectPolicy(issues: Issues, v: unknown, path: string): void {
+  if (!isRecord(v)) return issues.add(path, 'must be an object', v);
+  if (!REDIRECT_CODES.includes(v['code'] as number)) issues.add(`${path}.code`, `must be one of ${REDIRECT_CODES.join(', ')}`, v['code']);
+  for (const k of ['scheme', 'authority', 'uri']) if (v[k] !== undefined && typeof v[k] !== 'string') issues.add(`${path}.${k}`, 'must be a string', v[k]);
+  if (v['port'] !== undefined) int(issues, v['port'], `${path}.port`, { min: 1, max: 65535 });
+  if (v['derivePort'] !== undefined && v['derivePort'] !== 'FROM_REQUEST_PORT' && v['derivePort'] !== 'FROM_PROTOCOL_DEFAULT') issues.add(`${path}.derivePort`, 'must be FROM_REQUEST_PORT or FROM_PROTOCOL_DEFAULT', v['derivePort']);
+  if (v['port'] !== undefined && v['derivePort'] !== undefined) issues.add(path, 'must not set both port and derivePort', v);
+}
+
+function corsPolicy(issues: Issues, v: unknown, path: string): void {
+  if (!isRecord(v)) return issues.add(path, 'must be an object', v);
+  (arr(issues, v['allowOrigins'], `${path}.allowOrigins`) ?? []).forEach((m, i) => stringMatcher(issues, m, `${path}.allowOrigins[${i}]`, false));
+  for (const k of ['allowMethods', 'allowHeaders', 'exposeHeaders']) strList(issues, v[k], `${path}.${k}`);
+  if (v['maxAgeSeconds'] !== undefined) int(issues, v['maxAgeSeconds'], `${path}.maxAgeSeconds`, { min: 0 });
+  if (v['allowCredentials'] !== undefined && typeof v['allowCredentials'] !== 'boolean') issues.add(`${path}.allowCredentials`, 'must be a boolean', v['allowCredentials']);
+  if (v['unmatchedPreflights'] !== 'FORWARD' && v['unmatchedPreflights'] !== 'IGNORE') issues.add(`${path}.unmatchedPreflights`, 'must be FORWARD or IGNORE', v['unmatchedPreflights']);
+}
+
 function httpRoute(issues: Issues, v: unknown, path: string): void {
   if (!isRecord(v)) return issues.add(path, 'must be an object', v);
   if (typeof v['name'] !== 'string') issues.add(`${path}.name`, 'must be a string', v['name']);
@@ -147,9 +167,13 @@ function httpRoute(issues: Issues, v: unknown, path: string): void {
   if (direct !== undefined) {
     if (!isRecord(direct) || !isInt(direct['status'], 200, 599)) issues.add(`${path}.directResponse.status`, 'must be an HTTP status 200..599', isRecord(direct) ? direct['status'] : direct);
   }
+  if (v['redirect'] !== undefined) redirectPolicy(issues, v['redirect'], `${path}.redirect`);
+  if (v['cors'] !== undefined) corsPolicy(issues, v['cors'], `${path}.cors`);
+  const local = direct !== undefined || v['redirect'] !== undefined;
+  if (direct !== undefined && v['redirect'] !== undefined) issues.add(path, 'must not set both directResponse and redirect', Object.keys(v));
   if (!Array.isArray(v['backends'])) issues.add(`${path}.backends`, 'must be a list', v['backends']);
   else {
-    if (v['backends'].length === 0 && direct === undefined) issues.add(`${path}.backends`, 'must name at least one backend (or set directResponse)', v['backends']);
+    if (v['backends'].length === 0 && !local) issues.add(`${path}.backends`, 'must name at least one backend (or set directResponse or redirect)', v['backends']);
     v['backends'].forEach((b, i) => backend(issues, b, `${path}.backends[${i}]`, true));
     const total = v['backends'].reduce((s: number, b) => s + (isRecord(b) && isInt(b['weight']) ? b['weight'] : 0), 0);
     if (v['backends'].length > 0 && total === 0) issues.add(`${path}.backends`, 'weights must not all be zero', v['backends']);

@@ -82,6 +82,59 @@ test('ingress: the istio.io example.com Gateway + VirtualService serve Host exam
   assert.equal((await send(gw.port, { host: 'reviews', path: '/reviews/1' })).status, 404, 'mesh hosts are not served by the gateway');
 });
 
+test('ingress: a VirtualService redirect and corsPolicy bound to an Istio Gateway are served by the gateway', async (t) => {
+  const gateway: KubeObject = { apiVersion: 'networking.istio.io/v1', kind: 'Gateway', metadata: { name: 'web', namespace: 'bookinfo' }, spec: { selector: { istio: 'ingressgateway' }, servers: [{ port: { number: 80, name: 'http', protocol: 'HTTP' }, hosts: ['shop.example.com'] }] } };
+  const vs: KubeObject = {
+    apiVersion: 'networking.istio.io/v1',
+    kind: 'VirtualService',
+    metadata: { name: 'shop', namespace: 'bookinfo' },
+    spec: {
+      hosts: ['shop.example.com'],
+      gateways: ['web'],
+      http: [
+        { match: [{ uri: { prefix: '/legacy' } }], redirect: { uri: '/reviews', redirectCode: 302 } },
+        { match: [{ uri: { prefix: '/login' } }], redirect: { scheme: 'https' } },
+        { route: [{ destination: { host: 'reviews', port: { number: 9080 } } }], corsPolicy: { allowOrigins: [{ prefix: 'https://app.' }], allowMethods: ['POST'], maxAge: '30s' } },
+      ],
+    },
+  };
+  const reviewsSvc: KubeObject = { apiVersion: 'v1', kind: 'Service', metadata: { name: 'reviews', namespace: 'bookinfo' }, spec: { ports: [{ name: 'http', port: 9080 }] } };
+  const out = translateRoutes([gateway, vs, reviewsSvc]);
+  assert.deepEqual(out.conditions, []);
+  let hits = 0;
+  const port = await backend(t, (req, res) => {
+    hits++;
+    req.resume();
+    res.end('reviews');
+  });
+  const gw = await waypoint(t, out.routes, () => [{ key: `127.0.0.1:${port}`, address: '127.0.0.1', port }], 'bookinfo/web');
+  const get = (path: string, headers: Record<string, string>, method = 'GET'): Promise<http.IncomingMessage> =>
+    new Promise((resolve, reject) => {
+      const req = http.request({ host: '127.0.0.1', port: gw.port, path, method, headers: { host: 'shop.example.com', ...headers } }, (res) => {
+        res.resume();
+        res.once('end', () => resolve(res));
+      });
+      req.once('error', reject);
+      req.end();
+    });
+  const legacy = await get('/legacy/x?id=7', {});
+  assert.equal(legacy.statusCode, 302);
+  assert.equal(legacy.headers.location, 'http://shop.example.com/reviews?id=7');
+  const login = await get('/login', {});
+  assert.equal(login.statusCode, 301);
+  assert.equal(login.headers.location, 'https://shop.example.com/login');
+  const pre = await get('/reviews', { origin: 'https://app.example.com', 'access-control-request-method': 'POST' }, 'OPTIONS');
+  assert.equal(pre.statusCode, 200);
+  assert.equal(pre.headers['access-control-allow-origin'], 'https://app.example.com');
+  assert.equal(pre.headers['access-control-allow-methods'], 'POST');
+  assert.equal(pre.headers['access-control-max-age'], '30');
+  assert.equal(hits, 0, 'redirects and the preflight are answered by the gateway');
+  const actual = await get('/reviews', { origin: 'https://app.example.com' });
+  assert.equal(actual.statusCode, 200);
+  assert.equal(actual.headers['access-control-allow-origin'], 'https://app.example.com');
+  assert.equal(hits, 1);
+});
+
 test('a POST body is replayed on retry when retryNonIdempotent is set', async (t) => {
   const bodies: string[] = [];
   const port = await backend(t, (req, res) => {

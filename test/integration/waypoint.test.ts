@@ -416,3 +416,48 @@ test('maxRequestsPerConnection: 1 opens a new upstream connection per request; o
   for (let i = 0; i < 5; i++) assert.equal((await request(reuse.port, '/')).status, 200);
   assert.equal(sockets.size, 1, 'keep-alive reuses one connection');
 });
+
+test('redirect: a 301/308 with the Location Envoy builds, the backend never reached', async (t) => {
+  const b = await startBackend(t, reply('ok'));
+  const moved = route('moved', { match: [{ uri: { prefix: '/old' }, headers: [], queryParams: [] }], redirect: { code: 301, uri: '/new' } });
+  const tls = route('tls', { match: [{ uri: { prefix: '/secure' }, headers: [], queryParams: [] }], redirect: { code: 308, scheme: 'https', authority: 'secure.example.com', derivePort: 'FROM_PROTOCOL_DEFAULT' } });
+  const rest = route('rest', { backends: [{ host: SVC, weight: 1 }] });
+  const w = await startWaypoint(t, [config([moved, tls, rest])], { v1: [b.port] });
+  const r1 = await request(w.port, '/old/page?q=1');
+  assert.equal(r1.status, 301);
+  assert.equal(r1.headers.location, 'http://reviews:9080/new?q=1');
+  assert.equal(r1.body, '');
+  const r2 = await request(w.port, '/secure', {}, 'POST', 'x');
+  assert.equal(r2.status, 308);
+  assert.equal(r2.headers.location, 'https://secure.example.com/secure');
+  assert.equal(b.hits, 0, 'redirected requests never reach the backend');
+  assert.equal((await request(w.port, '/other')).status, 200);
+  assert.equal(await counterValue(w.registry, 'istio_requests_total', { response_code: '301' }), 1);
+});
+
+test('CORS: preflights are answered at the waypoint; allowed origins get their headers on the backend response; others get none', async (t) => {
+  const b = await startBackend(t, reply('ok'));
+  const cors = { allowOrigins: [{ exact: 'https://app.example.com' }], allowMethods: ['GET', 'PUT'], allowHeaders: ['x-token'], exposeHeaders: ['x-backend'], maxAgeSeconds: 600, allowCredentials: true, unmatchedPreflights: 'IGNORE' as const };
+  const w = await startWaypoint(t, [config([route('api', { backends: [{ host: SVC, weight: 1 }], cors })])], { v1: [b.port] });
+  const pre = await request(w.port, '/items', { origin: 'https://app.example.com', 'access-control-request-method': 'PUT' }, 'OPTIONS');
+  assert.equal(pre.status, 200);
+  assert.equal(pre.headers['access-control-allow-origin'], 'https://app.example.com');
+  assert.equal(pre.headers['access-control-allow-methods'], 'GET,PUT');
+  assert.equal(pre.headers['access-control-allow-headers'], 'x-token');
+  assert.equal(pre.headers['access-control-max-age'], '600');
+  assert.equal(pre.headers['access-control-allow-credentials'], 'true');
+  assert.equal(b.hits, 0, 'the preflight is answered by the waypoint');
+  const actual = await request(w.port, '/items', { origin: 'https://app.example.com' });
+  assert.equal(actual.status, 200);
+  assert.equal(actual.body, 'ok');
+  assert.equal(actual.headers['access-control-allow-origin'], 'https://app.example.com');
+  assert.equal(actual.headers['access-control-expose-headers'], 'x-backend');
+  assert.equal(actual.headers['access-control-allow-credentials'], 'true');
+  const other = await request(w.port, '/items', { origin: 'https://evil.example.com' });
+  assert.equal(other.status, 200);
+  assert.equal(other.headers['access-control-allow-origin'], undefined);
+  const ignored = await request(w.port, '/items', { origin: 'https://evil.example.com', 'access-control-request-method': 'PUT' }, 'OPTIONS');
+  assert.equal(ignored.status, 200);
+  assert.equal(ignored.headers['access-control-allow-origin'], undefined);
+  assert.equal(b.hits, 2, 'an ignored unmatched preflight does not reach the backend either');
+});

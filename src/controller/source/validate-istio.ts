@@ -432,6 +432,36 @@ const HTTP_MATCH_FIELDS = [
   'ignoreUriCase', 'withoutHeaders', 'sourceNamespace', 'statPrefix',
 ];
 
+/** Istio HTTPRedirect: Envoy answers with 301, 302, 303, 307 or 308. */
+function validateRedirect(c: Issues, r: Record<string, unknown>, path: string): void {
+  knownFields(c, r, path, ['uri', 'authority', 'port', 'derivePort', 'scheme', 'redirectCode']);
+  str(c, r['uri'], `${path}.uri`);
+  str(c, r['authority'], `${path}.authority`);
+  str(c, r['scheme'], `${path}.scheme`);
+  port(c, r['port'], `${path}.port`);
+  str(c, r['derivePort'], `${path}.derivePort`, { oneOf: ['FROM_PROTOCOL_DEFAULT', 'FROM_REQUEST_PORT'] });
+  if (r['port'] !== undefined && r['derivePort'] !== undefined) c.add(`${path}.derivePort`, 'cannot be combined with port', r['derivePort']);
+  const code = int(c, r['redirectCode'], `${path}.redirectCode`);
+  if (code !== undefined && code !== 0 && ![301, 302, 303, 307, 308].includes(code)) c.add(`${path}.redirectCode`, 'must be a redirect status: 301, 302, 303, 307 or 308', code);
+}
+
+const HTTP_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'CONNECT', 'OPTIONS', 'TRACE', 'PATCH'];
+
+/** Istio CorsPolicy, with Istio's checks: known methods, header names, a max age in whole seconds. */
+function validateCorsPolicy(c: Issues, r: Record<string, unknown>, path: string): void {
+  knownFields(c, r, path, ['allowOrigins', 'allowOrigin', 'allowMethods', 'allowHeaders', 'exposeHeaders', 'maxAge', 'allowCredentials', 'unmatchedPreflights']);
+  for (const [m, mp] of recs(c, r['allowOrigins'], `${path}.allowOrigins`)) stringMatch(c, m, mp);
+  strList(c, r['allowOrigin'], `${path}.allowOrigin`);
+  strList(c, r['allowMethods'], `${path}.allowMethods`, { check: (m) => (HTTP_METHODS.includes(m) ? undefined : `must be an HTTP method (${HTTP_METHODS.join(', ')})`) });
+  const headerName = (h: string): string | undefined => (/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/.test(h) ? undefined : 'must be an HTTP header name');
+  strList(c, r['allowHeaders'], `${path}.allowHeaders`, { check: headerName });
+  strList(c, r['exposeHeaders'], `${path}.exposeHeaders`, { check: headerName });
+  const ms = duration(c, r['maxAge'], `${path}.maxAge`);
+  if (ms !== undefined && ms % 1000 !== 0) c.add(`${path}.maxAge`, 'must be whole seconds (CORS max age has seconds precision)', r['maxAge']);
+  bool(c, r['allowCredentials'], `${path}.allowCredentials`);
+  str(c, r['unmatchedPreflights'], `${path}.unmatchedPreflights`, { oneOf: ['UNSPECIFIED', 'FORWARD', 'IGNORE'] });
+}
+
 function validateVirtualService(c: Issues, v: unknown): void {
   const spec = rec(c, v, 'spec', true);
   if (!spec) return;
@@ -457,7 +487,9 @@ function validateVirtualService(c: Issues, v: unknown): void {
     }
     const nRoutes = routeDestinations(c, h['route'], `${hp}.route`, false);
     const redirect = rec(c, h['redirect'], `${hp}.redirect`);
-    if (redirect) int(c, redirect['redirectCode'], `${hp}.redirect.redirectCode`, { min: 300, max: 399 });
+    if (redirect) validateRedirect(c, redirect, `${hp}.redirect`);
+    const cors = rec(c, h['corsPolicy'], `${hp}.corsPolicy`);
+    if (cors) validateCorsPolicy(c, cors, `${hp}.corsPolicy`);
     const direct = rec(c, h['directResponse'], `${hp}.directResponse`);
     if (direct) int(c, direct['status'], `${hp}.directResponse.status`, { required: true, min: 200, max: 599 });
     if (nRoutes === 0 && !redirect && !direct && h['delegate'] === undefined) {

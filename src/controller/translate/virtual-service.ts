@@ -1,10 +1,10 @@
 /**
  * Istio VirtualServices → HTTP routes of mesh configs (bound to `mesh`) and of ingress configs
  * (bound to Istio Gateways): matches, header operations, retries, faults, rewrites, mirrors,
- * direct responses. The oldest VirtualService claims a host; an HTTPRoute on it takes precedence.
+ * direct responses, redirects and CORS policies. The oldest VirtualService claims a host; an HTTPRoute on it takes precedence.
  */
 import type { KubeObject } from '../objects.js';
-import { DEFAULT_RETRY_BUDGET, emptyHeaderOps, isRetryOnToken, type FaultPolicy, type HeaderOps, type HttpRoute, type MirrorPolicy, type RetryPolicy, type RouteBackend, type RouteMatch, type StringMatcher } from '../../shared/routes.js';
+import { DEFAULT_RETRY_BUDGET, emptyHeaderOps, isRetryOnToken, type CorsPolicy, type FaultPolicy, type HeaderOps, type HttpRoute, type MirrorPolicy, type RedirectPolicy, type RetryPolicy, type RouteBackend, type RouteMatch, type StringMatcher } from '../../shared/routes.js';
 import { gatewayAllowsHost } from './istio-gateway.js';
 import { condition, durationMs, firstPort, ingressConfig, Invalid, percentValue, resolveHost, translateObject, type RouteContext } from './route-context.js';
 import { subsetLabels } from './service-routes.js';
@@ -126,12 +126,50 @@ function vsFault(v: unknown, where: string): FaultPolicy | undefined {
   return out;
 }
 
+/** Istio HTTPRedirect (redirectCode 0 or unset is 301). */
+function vsRedirect(v: unknown, where: string): RedirectPolicy {
+  const r = asRecord(v);
+  const code = typeof r['redirectCode'] === 'number' && r['redirectCode'] !== 0 ? r['redirectCode'] : 301;
+  if (![301, 302, 303, 307, 308].includes(code)) throw new Invalid('InvalidRedirect', `${where}.redirectCode: ${code} is not a redirect status (301, 302, 303, 307 or 308)`);
+  const out: RedirectPolicy = { code };
+  for (const k of ['scheme', 'authority', 'uri'] as const) {
+    const x = asString(r[k]);
+    if (x !== undefined && x !== '') out[k] = x;
+  }
+  if (typeof r['port'] === 'number' && r['port'] !== 0) out.port = r['port'];
+  const derive = asString(r['derivePort']);
+  if (derive === 'FROM_REQUEST_PORT' || derive === 'FROM_PROTOCOL_DEFAULT') out.derivePort = derive;
+  return out;
+}
+
+/** Istio CorsPolicy; `allowOrigin` (deprecated exact strings) joins `allowOrigins`. */
+function vsCors(v: unknown, where: string): CorsPolicy {
+  const r = asRecord(v);
+  const allowOrigins: StringMatcher[] = [];
+  asArray(r['allowOrigins']).forEach((m, j) => {
+    const sm = istioStringMatch(m, `${where}.allowOrigins[${j}]`);
+    if ('present' in sm) throw new Invalid('InvalidMatch', `${where}.allowOrigins[${j}]: use exact, prefix or regex`);
+    allowOrigins.push(sm);
+  });
+  for (const o of asStrings(r['allowOrigin'])) allowOrigins.push({ exact: o });
+  const out: CorsPolicy = {
+    allowOrigins,
+    allowMethods: asStrings(r['allowMethods']),
+    allowHeaders: asStrings(r['allowHeaders']),
+    exposeHeaders: asStrings(r['exposeHeaders']),
+    unmatchedPreflights: r['unmatchedPreflights'] === 'IGNORE' ? 'IGNORE' : 'FORWARD',
+  };
+  const maxAge = durationMs(r['maxAge'], `${where}.maxAge`);
+  if (maxAge !== undefined) out.maxAgeSeconds = Math.floor(maxAge / 1000);
+  if (typeof r['allowCredentials'] === 'boolean') out.allowCredentials = r['allowCredentials'];
+  return out;
+}
+
 function vsRoute(ctx: RouteContext, vs: KubeObject, v: unknown, i: number): HttpRoute {
   const ns = nsOf(vs);
   const where = `spec.http[${i}]`;
   const r = asRecord(v);
   const owner = `VirtualService ${ns}/${vs.metadata.name} ${where}`;
-  if (r['redirect'] !== undefined) throw new Invalid('Unsupported', `${where}.redirect is not supported by ambit waypoints yet`);
   const dests = asArray(r['route']).map(asRecord);
   const anyWeight = dests.some((d) => typeof d['weight'] === 'number');
   const backends: RouteBackend[] = dests.map((d, j) => {
@@ -146,7 +184,7 @@ function vsRoute(ctx: RouteContext, vs: KubeObject, v: unknown, i: number): Http
     return { host, weight, ...(typeof port === 'number' ? { port } : {}), ...(subset ? { subset } : {}), ...(labels ? { subsetLabels: labels } : {}) };
   });
   const direct = asRecord(r['directResponse']);
-  if (backends.length === 0 && r['directResponse'] === undefined) throw new Invalid('InvalidRoute', `${where} needs route destinations or directResponse`);
+  if (backends.length === 0 && r['directResponse'] === undefined && r['redirect'] === undefined) throw new Invalid('InvalidRoute', `${where} needs route destinations, redirect or directResponse`);
   const headers = asRecord(r['headers']);
   const route: HttpRoute = {
     name: asString(r['name']) ?? `${ns}/${vs.metadata.name}.${i}`,
@@ -155,6 +193,8 @@ function vsRoute(ctx: RouteContext, vs: KubeObject, v: unknown, i: number): Http
     headers: { request: vsHeaderOps(headers['request']), response: vsHeaderOps(headers['response']) },
   };
   if (r['directResponse'] !== undefined) route.directResponse = { status: typeof direct['status'] === 'number' ? direct['status'] : 200, ...(asString(asRecord(direct['body'])['string']) !== undefined ? { body: asString(asRecord(direct['body'])['string'])! } : {}) };
+  if (r['redirect'] !== undefined) route.redirect = vsRedirect(r['redirect'], `${where}.redirect`);
+  if (r['corsPolicy'] !== undefined) route.cors = vsCors(r['corsPolicy'], `${where}.corsPolicy`);
   const rw = asRecord(r['rewrite']);
   if (r['rewrite'] !== undefined) {
     route.rewrite = {};

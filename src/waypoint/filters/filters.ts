@@ -1,22 +1,26 @@
 /**
- * The request filters between routing and the backend, in Envoy's order: fault injection (delay,
- * then abort), L7 authorization, the local rate limit, and a route's direct response. Each either
- * lets the request through or answers it locally; a caller that leaves during a fault delay ends
- * the chain (`gone`).
+ * The request filters between routing and the backend: fault injection (delay, then abort), L7
+ * authorization, the local rate limit, CORS (cors.ts: a preflight is answered here; other CORS
+ * requests carry the headers their response gets), and a route's redirect or direct response.
+ * Each either lets the request through or answers it locally; a caller that leaves during a fault
+ * delay ends the chain (`gone`).
  */
 import type { Logger } from '../../shared/log.js';
 import type { HttpRoute, RouteConfig } from '../../shared/routes.js';
 import { RESPONSE_FLAGS, type WaypointMetrics } from '../metrics.js';
 import type { RandomSource } from '../route/weighted.js';
 import type { RequestHeaders } from '../route/router.js';
+import { redirectLocation } from '../route/redirect.js';
 import { authorizeRequest, RBAC_DENIED_BODY } from './authz.js';
+import { decideCors } from './cors.js';
 import { decideFault } from './fault.js';
 import { TokenBucket } from './rate-limit.js';
 
 /** How the chain ended: on to the backend, a local reply, or the caller went away. */
 export type FilterVerdict =
-  | { kind: 'continue' }
-  | { kind: 'reply'; status: number; body: string; flag: string; grpcStatus?: number }
+  /** On to the backend; `responseHeaders` go on whatever response the request gets (CORS). */
+  | { kind: 'continue'; responseHeaders?: Record<string, string> }
+  | { kind: 'reply'; status: number; body: string; flag: string; grpcStatus?: number; headers?: Record<string, string> }
   | { kind: 'gone' };
 
 export interface FilterRequest {
@@ -24,6 +28,8 @@ export interface FilterRequest {
   method: string;
   path: string;
   authority: string;
+  /** `http` or `https`: how the request reached this proxy (redirects keep it unless they set one). */
+  scheme: string;
   headers: RequestHeaders;
   /** The service port the request was addressed to. */
   port: number | undefined;
@@ -73,8 +79,15 @@ export async function runFilters(deps: FilterDeps, config: RouteConfig, route: H
     return { kind: 'reply', status: 429, body: 'local_rate_limited', flag: RESPONSE_FLAGS.RATE_LIMITED };
   }
 
-  if (route.directResponse) return { kind: 'reply', status: route.directResponse.status, body: route.directResponse.body ?? '', flag: RESPONSE_FLAGS.NONE };
-  return CONTINUE;
+  const cors = decideCors(route.cors, req.method, req.headers);
+  if (cors.kind === 'preflight') return { kind: 'reply', status: 200, body: '', flag: RESPONSE_FLAGS.NONE, headers: cors.headers };
+  const corsHeaders = cors.kind === 'actual' ? cors.headers : {};
+  if (route.redirect) {
+    const location = redirectLocation(route.redirect, { scheme: req.scheme, authority: req.authority, path: req.path, port: req.port });
+    return { kind: 'reply', status: route.redirect.code, body: '', flag: RESPONSE_FLAGS.NONE, headers: { ...corsHeaders, location } };
+  }
+  if (route.directResponse) return { kind: 'reply', status: route.directResponse.status, body: route.directResponse.body ?? '', flag: RESPONSE_FLAGS.NONE, headers: corsHeaders };
+  return cors.kind === 'actual' ? { kind: 'continue', responseHeaders: corsHeaders } : CONTINUE;
 }
 
 /** One token bucket per route config with a local rate limit, kept while its settings stay the same. */

@@ -195,3 +195,41 @@ test('HTTPRoute on an ingress Gateway API Gateway binds by hostnames; waypoint p
   assert.match(cond('ghost')!.message, /Service nope\.bookinfo\.svc\.cluster\.local does not exist/);
   assert.deepEqual(out.routes.find((r) => r.hostname.startsWith('reviews.'))!.routes, [], 'the rejected route adds nothing');
 });
+
+test('VirtualService redirect and corsPolicy translate into valid route configs, with Istio defaults', () => {
+  const vs: KubeObject = {
+    apiVersion: 'networking.istio.io/v1',
+    kind: 'VirtualService',
+    metadata: { name: 'web', namespace: 'bookinfo' },
+    spec: {
+      hosts: ['httpbin'],
+      http: [
+        { name: 'moved', match: [{ uri: { prefix: '/old' } }], redirect: { uri: '/new', authority: 'httpbin.example.com' } },
+        { name: 'tls', match: [{ uri: { prefix: '/secure' } }], redirect: { scheme: 'https', derivePort: 'FROM_PROTOCOL_DEFAULT', redirectCode: 308 } },
+        {
+          name: 'api',
+          route: [{ destination: { host: 'httpbin' } }],
+          corsPolicy: { allowOrigins: [{ exact: 'https://a.example.com' }, { regex: 'https://.*\\.b\\.com' }], allowOrigin: ['https://old.example.com'], allowMethods: ['GET'], allowHeaders: ['x-a'], exposeHeaders: ['x-b'], maxAge: '1m', allowCredentials: false },
+        },
+      ],
+    },
+  };
+  const out = translateRoutes([vs, ...bookinfoServices]);
+  assert.deepEqual(out.conditions.filter((c) => c.status === 'False'), []);
+  const cfg = out.routes.find((r) => r.hostname.startsWith('httpbin.'))!;
+  assert.deepEqual(validateRouteConfig(cfg), []);
+  const [moved, tls, api] = cfg.routes;
+  assert.deepEqual(moved!.redirect, { code: 301, uri: '/new', authority: 'httpbin.example.com' });
+  assert.deepEqual(moved!.backends, []);
+  assert.deepEqual(tls!.redirect, { code: 308, scheme: 'https', derivePort: 'FROM_PROTOCOL_DEFAULT' });
+  assert.deepEqual(api!.cors, {
+    allowOrigins: [{ exact: 'https://a.example.com' }, { regex: 'https://.*\\.b\\.com' }, { exact: 'https://old.example.com' }],
+    allowMethods: ['GET'],
+    allowHeaders: ['x-a'],
+    exposeHeaders: ['x-b'],
+    maxAgeSeconds: 60,
+    allowCredentials: false,
+    unmatchedPreflights: 'FORWARD',
+  });
+  assert.deepEqual(validateRouteConfig({ ...cfg, routes: [{ ...moved!, redirect: { code: 200 } }] }).map((i) => i.path), ['routeConfig.routes[0].redirect.code']);
+});
