@@ -45,6 +45,11 @@ export interface RouteBackend {
   subsetLabels?: Record<string, string>;
   /** Integer weight; the route's weights need not sum to 100. */
   weight: number;
+  /**
+   * Set for a backend the route may not use (Gateway API RefNotPermitted): requests picked for it
+   * get a 500, as the Gateway API requires, instead of reaching another backend.
+   */
+  refused?: true;
 }
 
 export interface HeaderOps {

@@ -65,6 +65,7 @@ function backend(issues: Issues, v: unknown, path: string, needWeight: boolean):
   if (v['port'] !== undefined && !isInt(v['port'], 1, 65535)) issues.add(`${path}.port`, 'must be a port 1..65535', v['port']);
   if (v['subset'] !== undefined && typeof v['subset'] !== 'string') issues.add(`${path}.subset`, 'must be a string', v['subset']);
   stringMap(issues, v['subsetLabels'], `${path}.subsetLabels`);
+  if (v['refused'] !== undefined && v['refused'] !== true) issues.add(`${path}.refused`, 'must be true when set', v['refused']);
   if (needWeight && !isInt(v['weight'], 0, 1_000_000)) issues.add(`${path}.weight`, 'must be an integer 0..1000000', v['weight']);
   if (!needWeight && !isPercent(v['percent'])) issues.add(`${path}.percent`, 'must be a number 0..100', v['percent']);
 }

@@ -461,3 +461,14 @@ test('CORS: preflights are answered at the waypoint; allowed origins get their h
   assert.equal(ignored.headers['access-control-allow-origin'], undefined);
   assert.equal(b.hits, 2, 'an ignored unmatched preflight does not reach the backend either');
 });
+
+test('a refused backend (RefNotPermitted) gets its share of requests answered 500; the rest reach their backend', async (t) => {
+  const b = await startBackend(t, reply('ok'));
+  const r = route('split', { backends: [{ host: SVC, weight: 1 }, { host: 'other.elsewhere.svc.cluster.local', weight: 1, refused: true }] });
+  const w = await startWaypoint(t, [config([r])], { v1: [b.port] });
+  const statuses = await many(40, 4, async () => (await request(w.port, '/')).status);
+  const fails = statuses.filter((s) => s === 500).length;
+  assert.equal(fails + statuses.filter((s) => s === 200).length, 40);
+  assert.ok(fails > 5 && fails < 35, `about half the requests get 500 (${fails} of 40)`);
+  assert.equal(b.hits, 40 - fails);
+});

@@ -7,6 +7,7 @@ import { GROUP_GATEWAY_API, type KubeObject } from '../objects.js';
 import { DEFAULT_RETRY_BUDGET, emptyHeaderOps, type HeaderMatcher, type HeaderOps, type HttpRoute, type QueryParamMatcher, type RetryPolicy, type RouteBackend, type RouteMatch, type StringMatcher } from '../../shared/routes.js';
 import { condition, durationMs, firstPort, ingressConfig, Invalid, serviceHostname, translateObject, type RouteContext } from './route-context.js';
 import { asArray, asRecord, asString, asStrings, compareAge, nsOf } from './util.js';
+import { referencePermitted, refNotPermitted } from './reference-grant.js';
 import { WAYPOINT_CLASSES } from './waypoints.js';
 
 interface RankedRoute {
@@ -45,7 +46,11 @@ function gwValueMatches(v: unknown, where: string, lowerName: boolean): Array<He
   });
 }
 
-function gwBackends(ctx: RouteContext, route: KubeObject, v: unknown, where: string): RouteBackend[] {
+/**
+ * A route's backendRefs as backends. A reference to another namespace that no ReferenceGrant
+ * allows is kept `refused` (its share of requests gets a 500) and noted in `notes`.
+ */
+export function gwBackends(ctx: RouteContext, route: KubeObject, v: unknown, where: string, notes: string[]): RouteBackend[] {
   const ns = nsOf(route);
   return asArray(v).map((b, i) => {
     const r = asRecord(b);
@@ -54,10 +59,17 @@ function gwBackends(ctx: RouteContext, route: KubeObject, v: unknown, where: str
     if (kind !== 'Service' || group !== '') throw new Invalid('Unsupported', `${where}[${i}]: backend kind ${group ? group + '/' : ''}${kind} is not supported (use a Service)`);
     const name = asString(r['name']);
     if (!name) throw new Invalid('InvalidBackend', `${where}[${i}].name must be set`);
-    const host = serviceHostname(name, asString(r['namespace']) ?? ns, ctx.opts.clusterDomain);
-    if (!ctx.services.has(host)) throw new Invalid('BackendNotFound', `${where}[${i}]: Service ${host} does not exist`);
+    const toNamespace = asString(r['namespace']) ?? ns;
+    const host = serviceHostname(name, toNamespace, ctx.opts.clusterDomain);
     const weight = typeof r['weight'] === 'number' ? r['weight'] : 1;
-    return { host, weight, ...(typeof r['port'] === 'number' ? { port: r['port'] } : {}) };
+    const port = typeof r['port'] === 'number' ? { port: r['port'] } : {};
+    const ref = { fromKind: route.kind, fromNamespace: ns, toNamespace, toName: name };
+    if (!referencePermitted(ctx.referenceGrants, ref)) {
+      notes.push(`${where}[${i}]: ${refNotPermitted(ref)}; its share of requests gets a 500`);
+      return { host, weight, ...port, refused: true as const };
+    }
+    if (!ctx.services.has(host)) throw new Invalid('BackendNotFound', `${where}[${i}]: Service ${host} does not exist`);
+    return { host, weight, ...port };
   });
 }
 
@@ -69,7 +81,7 @@ function gwHeaderModifier(f: Record<string, unknown>): HeaderOps {
   return ops;
 }
 
-function gwFilters(ctx: RouteContext, route: KubeObject, filters: unknown, where: string, out: HttpRoute, pathPrefix: string | undefined): void {
+function gwFilters(ctx: RouteContext, route: KubeObject, filters: unknown, where: string, out: HttpRoute, pathPrefix: string | undefined, notes: string[]): void {
   asArray(filters).forEach((f, i) => {
     const r = asRecord(f);
     const type = asString(r['type']);
@@ -97,7 +109,8 @@ function gwFilters(ctx: RouteContext, route: KubeObject, filters: unknown, where
       }
       case 'RequestMirror': {
         const m = asRecord(r['requestMirror']);
-        const [b] = gwBackends(ctx, route, [m['backendRef']], `${w}.requestMirror.backendRef`);
+        const [b] = gwBackends(ctx, route, [m['backendRef']], `${w}.requestMirror.backendRef`, notes);
+        if (b!.refused) break;
         const percent = typeof m['percent'] === 'number' ? m['percent'] : 100;
         const port = b!.port ?? firstPort(ctx, b!.host);
         out.mirror = { host: b!.host, percent, ...(port !== undefined ? { port } : {}) };
@@ -152,10 +165,11 @@ export function translateGatewayRoutes(ctx: RouteContext, list: readonly KubeObj
     translateObject(ctx, obj, () => {
       const spec = asRecord(obj.spec);
       const ranked: RankedRoute[] = [];
+      const notes: string[] = [];
       asArray(spec['rules']).forEach((rule, i) => {
         const r = asRecord(rule);
         const where = `spec.rules[${i}]`;
-        const backends = gwBackends(ctx, obj, r['backendRefs'], `${where}.backendRefs`);
+        const backends = gwBackends(ctx, obj, r['backendRefs'], `${where}.backendRefs`, notes);
         if (backends.length === 0) throw new Invalid('InvalidBackend', `${where}.backendRefs must name at least one Service`);
         const matches = asArray(r['matches']);
         const list = matches.length > 0 ? matches : [{}];
@@ -192,7 +206,7 @@ export function translateGatewayRoutes(ctx: RouteContext, list: readonly KubeObj
             headers: { request: emptyHeaderOps(), response: emptyHeaderOps() },
           };
           if (matches.length === 0 && !grpc && match.uri && !('prefix' in match.uri && match.uri.prefix === '/')) hr.match = [match];
-          gwFilters(ctx, obj, r['filters'], `${where}.filters`, hr, prefix);
+          gwFilters(ctx, obj, r['filters'], `${where}.filters`, hr, prefix, notes);
           const timeouts = asRecord(r['timeouts']);
           const t = durationMs(timeouts['request'], `${where}.timeouts.request`);
           if (t !== undefined && t > 0) hr.timeoutMs = t;
@@ -205,7 +219,7 @@ export function translateGatewayRoutes(ctx: RouteContext, list: readonly KubeObj
         });
       });
       const par = parents(ctx, obj);
-      const notes = [...par.notes];
+      notes.push(...par.notes);
       for (const host of par.services) {
         hosts.add(host);
         const l = byHost.get(host) ?? [];

@@ -35,6 +35,8 @@ export interface RouteContext {
   ingress: Map<string, RouteConfig>;
   istioGateways: Map<string, KubeObject>;
   gatewayServers: GatewayServer[];
+  /** Gateway API ReferenceGrants (cross-namespace backendRefs need one). */
+  referenceGrants: readonly KubeObject[];
 }
 
 export function condition(ctx: RouteContext, obj: KubeObject, reason: string, message: string, status: 'True' | 'False' = 'False'): void {

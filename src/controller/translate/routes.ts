@@ -44,6 +44,7 @@ export function buildRoutes(idx: ObjectIndex): TranslateRoutesResult {
     ingress: new Map(),
     istioGateways: new Map(),
     gatewayServers: [],
+    referenceGrants: idx.of('ReferenceGrant'),
   };
   for (const svc of idx.of('Service')) {
     const cfg = serviceConfig(ctx, svc);

@@ -192,5 +192,5 @@ export const SERVED_FIELDS: ReadonlyMap<string, ServedKind> = new Map<string, Se
   ['GRPCRoute', { fields: GRPC_ROUTE }],
   ['TCPRoute', { fields: [], ignoredBecause: 'TCPRoute is not served yet' }],
   ['TLSRoute', { fields: [], ignoredBecause: 'TLSRoute is not served yet' }],
-  ['ReferenceGrant', { fields: [], ignoredBecause: 'ReferenceGrant is not served yet' }],
+  ['ReferenceGrant', { fields: ['spec.from[].group', 'spec.from[].kind=HTTPRoute|GRPCRoute|TCPRoute|TLSRoute', 'spec.from[].namespace', 'spec.to[].group', 'spec.to[].kind=Service', 'spec.to[].name'] }],
 ]);

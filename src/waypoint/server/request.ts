@@ -132,6 +132,10 @@ export class RequestHandler {
       req.resume();
       return localReply(st, res, 503, 'no healthy upstream', RESPONSE_FLAGS.NO_HEALTHY_UPSTREAM, [], addHeaders);
     }
+    if (backend.refused) {
+      req.resume();
+      return localReply(st, res, 500, `backend ${backend.host} is not permitted (RefNotPermitted)`, RESPONSE_FLAGS.NO_ROUTE, [], addHeaders);
+    }
     const port = backend.port ?? rreq.port;
     // A pod-addressed request (workload waypoint) is labelled with the pod's Service when it has one.
     st.service = rreq.workload !== undefined ? config.hostname : backend.host;

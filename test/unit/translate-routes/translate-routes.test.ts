@@ -233,3 +233,38 @@ test('VirtualService redirect and corsPolicy translate into valid route configs,
   });
   assert.deepEqual(validateRouteConfig({ ...cfg, routes: [{ ...moved!, redirect: { code: 200 } }] }).map((i) => i.path), ['routeConfig.routes[0].redirect.code']);
 });
+
+test('ReferenceGrant: a backendRef to another namespace needs a grant there; without one its share of requests gets a 500', () => {
+  const route = (name: string, backendRefs: unknown[]): KubeObject => ({
+    apiVersion: 'gateway.networking.k8s.io/v1',
+    kind: 'HTTPRoute',
+    metadata: { name, namespace: 'front' },
+    spec: { parentRefs: [{ kind: 'Service', group: '', name: 'web' }], rules: [{ matches: [{ path: { type: 'PathPrefix', value: `/${name}` } }], backendRefs }] },
+  });
+  const grant = (to: Record<string, unknown>, from = 'front'): KubeObject => ({
+    apiVersion: 'gateway.networking.k8s.io/v1beta1',
+    kind: 'ReferenceGrant',
+    metadata: { name: `g-${from}`, namespace: 'bookinfo' },
+    spec: { from: [{ group: 'gateway.networking.k8s.io', kind: 'HTTPRoute', namespace: from }], to: [{ group: '', kind: 'Service', ...to }] },
+  });
+  const web = service('web', 'front', [{ name: 'http', port: 80 }]);
+  const objects = [web, ...bookinfoServices, route('split', [{ name: 'web', port: 80, weight: 50 }, { name: 'reviews', namespace: 'bookinfo', port: 9080, weight: 50 }])];
+  const backendsOf = (out: ReturnType<typeof translateRoutes>) => out.routes.find((r) => r.hostname === 'web.front.svc.cluster.local')!.routes[0]!.backends;
+
+  const denied = translateRoutes(objects);
+  assert.deepEqual(backendsOf(denied), [
+    { host: 'web.front.svc.cluster.local', weight: 50, port: 80 },
+    { host: 'reviews.bookinfo.svc.cluster.local', weight: 50, port: 9080, refused: true },
+  ]);
+  const cond = denied.conditions.find((c) => c.objectKey.endsWith('/split'))!;
+  assert.equal(cond.reason, 'PartiallyApplied');
+  assert.match(cond.message, /RefNotPermitted: backendRef to Service bookinfo\/reviews is not allowed: no ReferenceGrant in namespace bookinfo allows HTTPRoute from namespace front/);
+  for (const r of denied.routes) assert.deepEqual(validateRouteConfig(r), []);
+
+  for (const g of [grant({}), grant({ name: 'reviews' })]) {
+    const ok = translateRoutes([...objects, g]);
+    assert.deepEqual(backendsOf(ok)[1], { host: 'reviews.bookinfo.svc.cluster.local', weight: 50, port: 9080 });
+    assert.deepEqual(ok.conditions.filter((c) => c.objectKey.endsWith('/split')), []);
+  }
+  for (const g of [grant({ name: 'ratings' }), grant({}, 'other')]) assert.equal(backendsOf(translateRoutes([...objects, g]))[1]!.refused, true, 'a grant for another Service or namespace does not count');
+});
