@@ -154,6 +154,22 @@ export interface HttpRoute {
   cors?: CorsPolicy;
 }
 
+/**
+ * A route for connections the waypoint carries as bytes (Istio VirtualService `tcp`/`tls`,
+ * Gateway API TCPRoute/TLSRoute): the first route whose match holds picks a backend by weight for
+ * the whole connection. A match holds when each field it sets does; no match entries match all.
+ */
+export interface L4Route {
+  name: string;
+  match: Array<{
+    /** Only connections to this service port. */
+    port?: number;
+    /** TLS routes: the ClientHello SNI is one of these (`*.` wildcards allowed). */
+    sniHosts?: string[];
+  }>;
+  backends: RouteBackend[];
+}
+
 export interface ConnectionPoolPolicy {
   /** tcp.maxConnections: concurrent upstream connections (HTTP/1: concurrent requests). */
   maxConnections?: number;
@@ -249,6 +265,10 @@ export interface RouteConfig {
   /** Ports this config applies to; empty means all. Protocol per port (http, http2, grpc, tcp). */
   ports: Array<{ port: number; protocol: string }>;
   routes: HttpRoute[];
+  /** Routes of connections on TCP ports (VirtualService `tcp`, TCPRoute). */
+  tcpRoutes?: L4Route[];
+  /** Routes of TLS connections on TCP ports, by SNI (VirtualService `tls`, TLSRoute); checked before tcpRoutes. */
+  tlsRoutes?: L4Route[];
   trafficPolicy?: TrafficPolicy;
   rateLimit?: LocalRateLimit;
   authorization: L7AuthorizationPolicy[];

@@ -201,6 +201,21 @@ function httpRoute(issues: Issues, v: unknown, path: string): void {
   if (v['fault'] !== undefined) faultPolicy(issues, v['fault'], `${path}.fault`);
 }
 
+function l4Route(issues: Issues, v: unknown, path: string, tls: boolean): void {
+  if (!isRecord(v)) return issues.add(path, 'must be an object', v);
+  if (typeof v['name'] !== 'string') issues.add(`${path}.name`, 'must be a string', v['name']);
+  (arr(issues, v['match'], `${path}.match`) ?? []).forEach((m, i) => {
+    const mp = `${path}.match[${i}]`;
+    if (!isRecord(m)) return issues.add(mp, 'must be an object', m);
+    if (m['port'] !== undefined) int(issues, m['port'], `${mp}.port`, { min: 1, max: 65535 });
+    if (m['sniHosts'] !== undefined) strList(issues, m['sniHosts'], `${mp}.sniHosts`);
+    if (tls && !Array.isArray(m['sniHosts'])) issues.add(`${mp}.sniHosts`, 'is required in a TLS route', m['sniHosts']);
+  });
+  const backends = arr(issues, v['backends'], `${path}.backends`) ?? [];
+  if (backends.length === 0) issues.add(`${path}.backends`, 'must name at least one backend', v['backends']);
+  backends.forEach((b, i) => backend(issues, b, `${path}.backends[${i}]`, true));
+}
+
 function destinationPolicy(issues: Issues, v: unknown, path: string): void {
   if (!isRecord(v)) return issues.add(path, 'must be an object', v);
   const cp = v['connectionPool'];
@@ -307,6 +322,9 @@ export function validateRouteConfig(value: unknown, path = 'routeConfig'): Issue
         names.add(r['name']);
       }
     });
+  }
+  for (const k of ['tcpRoutes', 'tlsRoutes'] as const) {
+    if (value[k] !== undefined) (arr(issues, value[k], `${path}.${k}`) ?? []).forEach((r, i) => l4Route(issues, r, `${path}.${k}[${i}]`, k === 'tlsRoutes'));
   }
   if (value['trafficPolicy'] !== undefined) trafficPolicy(issues, value['trafficPolicy'], `${path}.trafficPolicy`);
   const rl = value['rateLimit'];

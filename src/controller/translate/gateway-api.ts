@@ -1,10 +1,11 @@
 /**
  * Gateway API HTTPRoutes and GRPCRoutes → HTTP routes: attached to a Service (mesh, served by its
  * waypoint) or to a Gateway API Gateway (ingress). Rules are ordered by the Gateway API's
- * precedence (path kind and length, method, header and query matches, then age).
+ * precedence (path kind and length, method, header and query matches, then age). TCPRoutes and
+ * TLSRoutes attached to a Service → its L4 routes (one per rule, oldest route first).
  */
 import { GROUP_GATEWAY_API, type KubeObject } from '../objects.js';
-import { DEFAULT_RETRY_BUDGET, emptyHeaderOps, type HeaderMatcher, type HeaderOps, type HttpRoute, type QueryParamMatcher, type RetryPolicy, type RouteBackend, type RouteMatch, type StringMatcher } from '../../shared/routes.js';
+import { DEFAULT_RETRY_BUDGET, emptyHeaderOps, type HeaderMatcher, type HeaderOps, type HttpRoute, type L4Route, type QueryParamMatcher, type RetryPolicy, type RouteBackend, type RouteMatch, type StringMatcher } from '../../shared/routes.js';
 import { condition, durationMs, firstPort, ingressConfig, Invalid, serviceHostname, translateObject, type RouteContext } from './route-context.js';
 import { asArray, asRecord, asString, asStrings, compareAge, nsOf } from './util.js';
 import { referencePermitted, refNotPermitted } from './reference-grant.js';
@@ -137,9 +138,9 @@ function gwRetry(v: unknown, where: string): RetryPolicy | undefined {
   return out;
 }
 
-/** parentRefs → mesh Service hosts and ingress gateways (`ns/name`). */
-function parents(ctx: RouteContext, route: KubeObject): { services: string[]; gateways: string[]; notes: string[] } {
-  const out = { services: [] as string[], gateways: [] as string[], notes: [] as string[] };
+/** parentRefs → mesh Service hosts (with the port a ref names) and ingress gateways (`ns/name`). */
+function parents(ctx: RouteContext, route: KubeObject): { services: string[]; servicePorts: Array<number | undefined>; gateways: string[]; notes: string[] } {
+  const out = { services: [] as string[], servicePorts: [] as Array<number | undefined>, gateways: [] as string[], notes: [] as string[] };
   for (const p of asArray(asRecord(route.spec)['parentRefs']).map(asRecord)) {
     const kind = asString(p['kind']) ?? 'Gateway';
     const group = asString(p['group']) ?? (kind === 'Service' ? '' : GROUP_GATEWAY_API);
@@ -147,8 +148,10 @@ function parents(ctx: RouteContext, route: KubeObject): { services: string[]; ga
     const ns = asString(p['namespace']) ?? nsOf(route);
     if (kind === 'Service' && group === '') {
       const host = serviceHostname(name, ns, ctx.opts.clusterDomain);
-      if (ctx.services.has(host)) out.services.push(host);
-      else out.notes.push(`parent Service ${ns}/${name} does not exist`);
+      if (ctx.services.has(host)) {
+        out.services.push(host);
+        out.servicePorts.push(typeof p['port'] === 'number' ? p['port'] : undefined);
+      } else out.notes.push(`parent Service ${ns}/${name} does not exist`);
     } else if (kind === 'Gateway' && group === GROUP_GATEWAY_API) out.gateways.push(`${ns}/${name}`);
     else out.notes.push(`parent ${group}/${kind} ${name} is not supported`);
   }
@@ -261,4 +264,40 @@ export function translateGatewayRoutes(ctx: RouteContext, list: readonly KubeObj
     } else ctx.mesh.get(key)!.routes.push(...routes);
   }
   return hosts;
+}
+
+/**
+ * TCPRoutes and TLSRoutes (oldest first) → L4 routes of the Services they attach to: each rule
+ * picks among its backendRefs by weight; a TLSRoute matches its hostnames by SNI (none: any), a
+ * parentRef port limits the route to that port. Attached to a Gateway they are not served yet.
+ */
+export function translateL4GatewayRoutes(ctx: RouteContext, list: readonly KubeObject[]): void {
+  for (const obj of [...list].sort(compareAge)) {
+    const ns = nsOf(obj);
+    const tls = obj.kind === 'TLSRoute';
+    translateObject(ctx, obj, () => {
+      const spec = asRecord(obj.spec);
+      const notes: string[] = [];
+      const sniHosts = asStrings(spec['hostnames']).map((h) => h.toLowerCase());
+      const rules = asArray(spec['rules']).map((rule, i) => {
+        const where = `spec.rules[${i}]`;
+        const backends = gwBackends(ctx, obj, asRecord(rule)['backendRefs'], `${where}.backendRefs`, notes);
+        if (backends.length === 0) throw new Invalid('InvalidBackend', `${where}.backendRefs must name at least one Service`);
+        return { name: `${ns}/${obj.metadata.name}.${i}`, backends };
+      });
+      if (rules.length > 1) notes.push(`only spec.rules[0] is used: ${obj.kind} rules have no matches, so the first takes every connection`);
+      const par = parents(ctx, obj);
+      notes.push(...par.notes);
+      if (par.gateways.length > 0) notes.push(`parent Gateway ${par.gateways.join(', ')}: ${obj.kind} on ingress gateways is not served yet`);
+      par.services.forEach((host, k) => {
+        const port = par.servicePorts[k];
+        const match = port !== undefined || tls ? [{ ...(port !== undefined ? { port } : {}), ...(tls ? { sniHosts: sniHosts.length > 0 ? sniHosts : ['*'] } : {}) }] : [];
+        const cfg = ctx.mesh.get(host)!;
+        const out: L4Route[] = rules.map((r) => ({ name: r.name, match: structuredClone(match), backends: structuredClone(r.backends) }));
+        if (tls) (cfg.tlsRoutes ??= []).push(...out);
+        else (cfg.tcpRoutes ??= []).push(...out);
+      });
+      if (notes.length > 0) condition(ctx, obj, 'PartiallyApplied', notes.join('; '));
+    });
+  }
 }

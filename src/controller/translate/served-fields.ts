@@ -30,6 +30,15 @@ const HEADER_OPS = (base: string): string[] => [`${base}.set{}`, `${base}.add{}`
 const VS_MATCH = 'spec.http[].match[]';
 const VS_ROUTE = 'spec.http[]';
 
+/** A VirtualService `tcp` or `tls` route: port matches and weighted destinations. */
+const L4_ROUTE = (base: string): string[] => [
+  `${base}.match[].port`,
+  `${base}.route[].destination.host`,
+  `${base}.route[].destination.subset`,
+  `${base}.route[].destination.port.number`,
+  `${base}.route[].weight`,
+];
+
 const VIRTUAL_SERVICE: readonly string[] = [
   'spec.hosts',
   'spec.gateways',
@@ -68,6 +77,9 @@ const VIRTUAL_SERVICE: readonly string[] = [
   `${VS_ROUTE}.fault.abort.percentage.value`,
   ...HEADER_OPS(`${VS_ROUTE}.headers.request`),
   ...HEADER_OPS(`${VS_ROUTE}.headers.response`),
+  ...L4_ROUTE('spec.tcp[]'),
+  ...L4_ROUTE('spec.tls[]'),
+  'spec.tls[].match[].sniHosts',
 ];
 
 const CONNECTION_POOL = (base: string): string[] => [
@@ -123,6 +135,8 @@ const GW_VALUE_MATCH = ['name', 'value', 'type'];
 const GW_OBJECT_REF = ['kind', 'group', 'name', 'namespace', 'port'];
 const GW_BACKEND = [...GW_OBJECT_REF, 'weight'];
 const GW_PARENT = under('spec.parentRefs[]', ['kind', 'group', 'name', 'namespace']);
+/** TCPRoute and TLSRoute parents: a Service (its port limits the route to that port). */
+const GW_L4_PARENT = under('spec.parentRefs[]', ['kind', 'group', 'name', 'namespace', 'port']);
 const GW_HEADER_MODIFIER = (base: string): string[] => [`${base}.set[].name`, `${base}.set[].value`, `${base}.add[].name`, `${base}.add[].value`, `${base}.remove`];
 
 const HTTP_ROUTE: readonly string[] = [
@@ -190,7 +204,7 @@ export const SERVED_FIELDS: ReadonlyMap<string, ServedKind> = new Map<string, Se
   [REF_GATEWAY_API_GATEWAY, { fields: GATEWAY_API_GATEWAY }],
   ['HTTPRoute', { fields: HTTP_ROUTE }],
   ['GRPCRoute', { fields: GRPC_ROUTE }],
-  ['TCPRoute', { fields: [], ignoredBecause: 'TCPRoute is not served yet' }],
-  ['TLSRoute', { fields: [], ignoredBecause: 'TLSRoute is not served yet' }],
+  ['TCPRoute', { fields: [...GW_L4_PARENT, ...under('spec.rules[].backendRefs[]', GW_BACKEND)] }],
+  ['TLSRoute', { fields: [...GW_L4_PARENT, 'spec.hostnames', ...under('spec.rules[].backendRefs[]', GW_BACKEND)] }],
   ['ReferenceGrant', { fields: ['spec.from[].group', 'spec.from[].kind=HTTPRoute|GRPCRoute|TCPRoute|TLSRoute', 'spec.from[].namespace', 'spec.to[].group', 'spec.to[].kind=Service', 'spec.to[].name'] }],
 ]);

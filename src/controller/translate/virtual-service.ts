@@ -4,7 +4,7 @@
  * direct responses, redirects and CORS policies. The oldest VirtualService claims a host; an HTTPRoute on it takes precedence.
  */
 import type { KubeObject } from '../objects.js';
-import { DEFAULT_RETRY_BUDGET, emptyHeaderOps, isRetryOnToken, type CorsPolicy, type FaultPolicy, type HeaderOps, type HttpRoute, type MirrorPolicy, type RedirectPolicy, type RetryPolicy, type RouteBackend, type RouteMatch, type StringMatcher } from '../../shared/routes.js';
+import { DEFAULT_RETRY_BUDGET, emptyHeaderOps, isRetryOnToken, type CorsPolicy, type FaultPolicy, type HeaderOps, type HttpRoute, type L4Route, type MirrorPolicy, type RedirectPolicy, type RetryPolicy, type RouteBackend, type RouteMatch, type StringMatcher } from '../../shared/routes.js';
 import { gatewayAllowsHost } from './istio-gateway.js';
 import { condition, durationMs, firstPort, ingressConfig, Invalid, percentValue, resolveHost, translateObject, type RouteContext } from './route-context.js';
 import { subsetLabels } from './service-routes.js';
@@ -126,6 +126,44 @@ function vsFault(v: unknown, where: string): FaultPolicy | undefined {
   return out;
 }
 
+/** A route's destinations as weighted backends (one destination: weight 1; weights unset: equal). */
+function vsBackends(ctx: RouteContext, vs: KubeObject, v: unknown, where: string, owner: string): RouteBackend[] {
+  const ns = nsOf(vs);
+  const dests = asArray(v).map(asRecord);
+  const anyWeight = dests.some((d) => typeof d['weight'] === 'number');
+  return dests.map((d, j) => {
+    const dest = asRecord(d['destination']);
+    const hostRaw = asString(dest['host']);
+    if (!hostRaw) throw new Invalid('InvalidDestination', `${where}.route[${j}].destination.host must be set`);
+    const host = resolveHost(hostRaw, ns, ctx.opts.clusterDomain);
+    const port = asRecord(dest['port'])['number'];
+    const subset = asString(dest['subset']);
+    const labels = subsetLabels(ctx, host, subset, owner);
+    const weight = dests.length === 1 ? 1 : anyWeight ? (typeof d['weight'] === 'number' ? d['weight'] : 0) : 1;
+    return { host, weight, ...(typeof port === 'number' ? { port } : {}), ...(subset ? { subset } : {}), ...(labels ? { subsetLabels: labels } : {}) };
+  });
+}
+
+/** Match fields of `tcp`/`tls` routes Ambit cannot check: a route using them is left out (it would match more). */
+const L4_UNSERVED_MATCH = ['destinationSubnets', 'sourceLabels', 'sourceNamespace', 'gateways'];
+
+/** One `tcp` or `tls` route, or undefined (with a note) when a match uses fields Ambit cannot check. */
+function vsL4Route(ctx: RouteContext, vs: KubeObject, v: unknown, where: string, tls: boolean, notes: string[]): L4Route | undefined {
+  const r = asRecord(v);
+  const match: L4Route['match'] = [];
+  for (const [j, m] of asArray(r['match']).map(asRecord).entries()) {
+    const unserved = L4_UNSERVED_MATCH.filter((k) => m[k] !== undefined);
+    if (unserved.length > 0) {
+      notes.push(`${where}.match[${j}] uses ${unserved.join(', ')}, which Ambit does not check; the route is not applied`);
+      return undefined;
+    }
+    match.push({ ...(typeof m['port'] === 'number' ? { port: m['port'] } : {}), ...(tls ? { sniHosts: asStrings(m['sniHosts']).map((h) => h.toLowerCase()) } : {}) });
+  }
+  const backends = vsBackends(ctx, vs, r['route'], where, `VirtualService ${nsOf(vs)}/${vs.metadata.name} ${where}`);
+  if (backends.length === 0) throw new Invalid('InvalidRoute', `${where}.route must name at least one destination`);
+  return { name: `${nsOf(vs)}/${vs.metadata.name}.${where.slice('spec.'.length)}`, match, backends };
+}
+
 /** Istio HTTPRedirect (redirectCode 0 or unset is 301). */
 function vsRedirect(v: unknown, where: string): RedirectPolicy {
   const r = asRecord(v);
@@ -170,19 +208,7 @@ function vsRoute(ctx: RouteContext, vs: KubeObject, v: unknown, i: number): Http
   const where = `spec.http[${i}]`;
   const r = asRecord(v);
   const owner = `VirtualService ${ns}/${vs.metadata.name} ${where}`;
-  const dests = asArray(r['route']).map(asRecord);
-  const anyWeight = dests.some((d) => typeof d['weight'] === 'number');
-  const backends: RouteBackend[] = dests.map((d, j) => {
-    const dest = asRecord(d['destination']);
-    const hostRaw = asString(dest['host']);
-    if (!hostRaw) throw new Invalid('InvalidDestination', `${where}.route[${j}].destination.host must be set`);
-    const host = resolveHost(hostRaw, ns, ctx.opts.clusterDomain);
-    const port = asRecord(dest['port'])['number'];
-    const subset = asString(dest['subset']);
-    const labels = subsetLabels(ctx, host, subset, owner);
-    const weight = dests.length === 1 ? 1 : anyWeight ? (typeof d['weight'] === 'number' ? d['weight'] : 0) : 1;
-    return { host, weight, ...(typeof port === 'number' ? { port } : {}), ...(subset ? { subset } : {}), ...(labels ? { subsetLabels: labels } : {}) };
-  });
+  const backends = vsBackends(ctx, vs, r['route'], where, owner);
   const direct = asRecord(r['directResponse']);
   if (backends.length === 0 && r['directResponse'] === undefined && r['redirect'] === undefined) throw new Invalid('InvalidRoute', `${where} needs route destinations, redirect or directResponse`);
   const headers = asRecord(r['headers']);
@@ -245,9 +271,11 @@ export function translateVirtualServices(ctx: RouteContext, list: readonly KubeO
       const routes = asArray(spec['http']).map((h, i) => vsRoute(ctx, vs, h, i));
       const binding = vsGateways(vs);
       const notes: string[] = [];
-      for (const k of ['tcp', 'tls', 'delegate'] as const) {
-        if (spec[k] !== undefined) notes.push(`spec.${k} is not supported by ambit waypoints yet and is ignored`);
-      }
+      const l4 = (k: 'tcp' | 'tls'): L4Route[] => asArray(spec[k]).flatMap((t, i) => vsL4Route(ctx, vs, t, `spec.${k}[${i}]`, k === 'tls', notes) ?? []);
+      const tcpRoutes = l4('tcp');
+      const tlsRoutes = l4('tls');
+      for (const h of asArray(spec['http'])) if (asRecord(h)['delegate'] !== undefined) notes.push('delegate is not supported and is ignored');
+      if ((tcpRoutes.length > 0 || tlsRoutes.length > 0) && binding.gateways.length > 0) notes.push('tcp and tls routes are served for mesh traffic only; ingress gateways do not serve them yet');
       if (binding.mesh) {
         for (const host of hosts) {
           const cfg = ctx.mesh.get(host);
@@ -266,6 +294,8 @@ export function translateVirtualServices(ctx: RouteContext, list: readonly KubeO
           }
           claimed.set(host, `${ns}/${vs.metadata.name}`);
           cfg.routes.push(...structuredClone(routes));
+          if (tcpRoutes.length > 0) (cfg.tcpRoutes ??= []).push(...structuredClone(tcpRoutes));
+          if (tlsRoutes.length > 0) (cfg.tlsRoutes ??= []).push(...structuredClone(tlsRoutes));
         }
       }
       for (const g of binding.gateways) {

@@ -3,7 +3,7 @@
  * does): the CONNECT stream piped to one endpoint, half-close kept, with Istio's TCP metrics
  * (reporter=waypoint).
  */
-import type * as http2 from 'node:http2';
+import * as http2 from 'node:http2';
 import type { Duplex } from 'node:stream';
 import type { Logger } from '../../shared/log.js';
 import { Counter, type Registry } from '../../shared/metrics.js';
@@ -52,13 +52,15 @@ export class TcpForwarder {
     } catch (e) {
       this.log.warn({ endpoint: endpoint.key, err: e }, 'tcp upstream connect failed');
       if (!stream.destroyed && !stream.headersSent) stream.respond({ ':status': HBONE_STATUS.UPSTREAM_FAILED }, { endStream: true });
+      // Accepted already (a TLS-routed tunnel answers before it reads the ClientHello): reset it.
+      else if (!stream.destroyed) stream.close(http2.constants.NGHTTP2_CONNECT_ERROR);
       return;
     }
     if (stream.destroyed || stream.closed) {
       upstream.destroy();
       return;
     }
-    stream.respond({ ':status': HBONE_STATUS.OK });
+    if (!stream.headersSent) stream.respond({ ':status': HBONE_STATUS.OK });
     const labels: Record<TcpLabel, string> = {
       reporter: 'waypoint',
       source_principal: srcIdentity ?? 'unknown',

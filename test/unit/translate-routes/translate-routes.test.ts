@@ -128,9 +128,10 @@ test('invalid objects get a clear condition and the rest still translate', () =>
   const conflict = vs('later', { hosts: ['reviews'], http: [{ route: [{ destination: { host: 'reviews' } }] }] }, '2025-01-01T00:00:00Z');
   const custom: KubeObject = { apiVersion: 'security.istio.io/v1', kind: 'AuthorizationPolicy', metadata: { name: 'ext', namespace: 'bookinfo' }, spec: { action: 'CUSTOM', targetRefs: [{ kind: 'Service', group: '', name: 'reviews' }] } };
   const badRetry = vs('bad-retry', { hosts: ['httpbin.bookinfo.svc.cluster.local'], http: [{ route: [{ destination: { host: 'httpbin' } }], retries: { attempts: 2, retryOn: 'whenever' } }] });
-  const tcp = vs('tcp-too', { hosts: ['httpbin'], http: [{ route: [{ destination: { host: 'httpbin' } }] }], tcp: [{ route: [{ destination: { host: 'httpbin' } }] }] });
+  const tcp = vs('tcp-too', { hosts: ['httpbin'], http: [{ route: [{ destination: { host: 'httpbin' } }] }], tcp: [{ match: [{ sourceLabels: { app: 'x' } }], route: [{ destination: { host: 'httpbin' } }] }] });
   const out = translateRoutes([good, badSubset, badDuration, conflict, custom, badRetry, tcp, ...bookinfoServices]);
-  assert.match(out.conditions.find((c) => c.objectKey.endsWith('/tcp-too'))!.message, /spec\.tcp is not supported/);
+  assert.match(out.conditions.find((c) => c.objectKey.endsWith('/tcp-too'))!.message, /spec\.tcp\[0\]\.match\[0\] uses sourceLabels, which Ambit does not check; the route is not applied/);
+  assert.equal(out.routes.find((r) => r.hostname.startsWith('httpbin.'))!.tcpRoutes, undefined);
   assert.equal(out.routes.find((r) => r.hostname.startsWith('httpbin.'))!.routes.length, 1, 'its http part still applies');
   const byName = (n: string) => out.conditions.find((c) => c.objectKey.endsWith(`/${n}`));
   assert.equal(byName('bad-subset')?.reason, 'SubsetNotFound');
@@ -267,4 +268,38 @@ test('ReferenceGrant: a backendRef to another namespace needs a grant there; wit
     assert.deepEqual(ok.conditions.filter((c) => c.objectKey.endsWith('/split')), []);
   }
   for (const g of [grant({ name: 'ratings' }), grant({}, 'other')]) assert.equal(backendsOf(translateRoutes([...objects, g]))[1]!.refused, true, 'a grant for another Service or namespace does not count');
+});
+
+test('VirtualService tcp/tls routes and TCPRoute/TLSRoute on a Service become its L4 routes; Gateway API ones come first', () => {
+  const db = service('db', 'bookinfo', [{ name: 'tcp', port: 5432 }]);
+  const dr: KubeObject = { apiVersion: 'networking.istio.io/v1', kind: 'DestinationRule', metadata: { name: 'db', namespace: 'bookinfo' }, spec: { host: 'db', subsets: [{ name: 'v1', labels: { version: 'v1' } }, { name: 'v2', labels: { version: 'v2' } }] } };
+  const vs: KubeObject = {
+    apiVersion: 'networking.istio.io/v1',
+    kind: 'VirtualService',
+    metadata: { name: 'db', namespace: 'bookinfo' },
+    spec: {
+      hosts: ['db'],
+      tcp: [{ match: [{ port: 5432 }], route: [{ destination: { host: 'db', subset: 'v1' }, weight: 90 }, { destination: { host: 'db', subset: 'v2' }, weight: 10 }] }],
+      tls: [{ match: [{ sniHosts: ['DB.example.com'] }], route: [{ destination: { host: 'db', subset: 'v2', port: { number: 5432 } } }] }],
+    },
+  };
+  const tcpRoute: KubeObject = { apiVersion: 'gateway.networking.k8s.io/v1alpha2', kind: 'TCPRoute', metadata: { name: 'db', namespace: 'bookinfo', creationTimestamp: '2024-01-01T00:00:00Z' }, spec: { parentRefs: [{ kind: 'Service', group: '', name: 'db', port: 5432 }], rules: [{ backendRefs: [{ name: 'db', port: 5432, weight: 3 }, { name: 'ratings', port: 9080, weight: 1 }] }, { backendRefs: [{ name: 'db', port: 5432 }] }] } };
+  const tlsRoute: KubeObject = { apiVersion: 'gateway.networking.k8s.io/v1alpha2', kind: 'TLSRoute', metadata: { name: 'db-tls', namespace: 'bookinfo' }, spec: { parentRefs: [{ kind: 'Service', group: '', name: 'db' }, { name: 'public' }], hostnames: ['*.db.example.com'], rules: [{ backendRefs: [{ name: 'db', port: 5432 }] }] } };
+  const out = translateRoutes([db, dr, vs, tcpRoute, tlsRoute, ...bookinfoServices]);
+  const cfg = out.routes.find((r) => r.hostname === 'db.bookinfo.svc.cluster.local')!;
+  assert.deepEqual(validateRouteConfig(cfg), []);
+  const dbHost = 'db.bookinfo.svc.cluster.local';
+  assert.deepEqual(cfg.tcpRoutes, [
+    { name: 'bookinfo/db.0', match: [{ port: 5432 }], backends: [{ host: dbHost, weight: 3, port: 5432 }, { host: 'ratings.bookinfo.svc.cluster.local', weight: 1, port: 9080 }] },
+    { name: 'bookinfo/db.1', match: [{ port: 5432 }], backends: [{ host: dbHost, weight: 1, port: 5432 }] },
+    { name: 'bookinfo/db.tcp[0]', match: [{ port: 5432 }], backends: [{ host: dbHost, weight: 90, subset: 'v1', subsetLabels: { version: 'v1' } }, { host: dbHost, weight: 10, subset: 'v2', subsetLabels: { version: 'v2' } }] },
+  ]);
+  assert.deepEqual(cfg.tlsRoutes, [
+    { name: 'bookinfo/db-tls.0', match: [{ sniHosts: ['*.db.example.com'] }], backends: [{ host: dbHost, weight: 1, port: 5432 }] },
+    { name: 'bookinfo/db.tls[0]', match: [{ sniHosts: ['db.example.com'] }], backends: [{ host: dbHost, weight: 1, port: 5432, subset: 'v2', subsetLabels: { version: 'v2' } }] },
+  ]);
+  const notes = (n: string) => out.conditions.filter((c) => c.objectKey.endsWith(`/${n}`)).map((c) => c.message).join(' | ');
+  assert.match(notes('db'), /only spec\.rules\[0\] is used/);
+  assert.match(notes('db-tls'), /parent Gateway bookinfo\/public: TLSRoute on ingress gateways is not served yet/);
+  assert.equal(out.conditions.filter((c) => c.objectKey.startsWith('VirtualService/')).length, 0, 'the VirtualService applies whole');
 });
