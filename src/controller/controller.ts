@@ -18,7 +18,10 @@ import { CertificateAuthority } from './ca/authority.js';
 import { createCaService } from './ca/service.js';
 import { refuseIdentity, refuseSubscription, StaticTokenAuthenticator, type AccessView, type CallerAuthenticator, type PodRecord } from './callers.js';
 import { ObjectStore } from './store.js';
+import { DnsAnswers } from './dns-answers.js';
+import { kindRef } from './objects.js';
 import { CONDITION_WARNING } from './translate/field-warnings.js';
+import { serviceEntryDnsNames } from './translate/service-entries.js';
 import { translateAll, type MeshTranslation, type TranslateResult } from './translate/translate.js';
 import type { TranslateRoutesResult } from './translate/routes.js';
 import { RoleScopes } from './xds/scope.js';
@@ -53,6 +56,8 @@ export interface ControllerOptions {
   adminToken?: string;
   /** Bounds on config streams before they subscribe and per caller (defaults: DEFAULT_STREAM_LIMITS). */
   streamLimits?: Partial<StreamLimits>;
+  /** Resolves ServiceEntry host names (default: the system resolver). */
+  resolveHost?: (name: string) => Promise<string[]>;
   /** Also serve the HTTP admin endpoints (/metrics, /ready, /debug/syncz, /debug/config_dump) here. */
   admin?: { host: string; port: number };
 }
@@ -70,6 +75,8 @@ export class Controller {
   /** What each subscriber holds, by role (xds/scope.ts). */
   private scopes = new RoleScopes(this.translated);
   private unsubscribe: () => void = () => undefined;
+  /** Addresses of the hosts DNS ServiceEntries name; a changed answer translates again. */
+  private readonly dnsAnswers: DnsAnswers;
   /** When the controller came up (ms since epoch; after the CA loaded). */
   readonly startedAt = Date.now();
   /** The admin server when `admin` was given. */
@@ -83,6 +90,7 @@ export class Controller {
     private readonly authenticator: CallerAuthenticator,
   ) {
     this.registry = opts.registry ?? createRegistry();
+    this.dnsAnswers = new DnsAnswers({ log: opts.log, onChange: () => this.retranslate(), ...(opts.resolveHost ? { resolve: opts.resolveHost } : {}) });
     this.configServer = new ConfigServer({
       log: opts.log,
       registry: this.registry,
@@ -137,9 +145,11 @@ export class Controller {
   retranslate(): void {
     try {
       const objects = this.store.snapshot().objects;
-      this.translated = translateAll(objects, { trustDomain: this.opts.trustDomain });
+      this.dnsAnswers.want(serviceEntryDnsNames(objects.filter((o) => kindRef(o) === 'ServiceEntry')));
+      this.translated = translateAll(objects, { trustDomain: this.opts.trustDomain, dnsAnswers: this.dnsAnswers.current() });
       this.scopes = new RoleScopes(this.translated);
-      this.podIndex = new Map(this.translated.model.workloads.map((w) => [`${w.namespace}/${w.name}`, { namespace: w.namespace, name: w.name, serviceAccount: w.serviceAccount, node: w.node, labels: w.labels }]));
+      // Pods only: ServiceEntry endpoints are workloads too, but no caller may act as one.
+      this.podIndex = new Map(this.translated.model.workloads.filter((w) => w.uid.includes('/v1/Pod/')).map((w) => [`${w.namespace}/${w.name}`, { namespace: w.namespace, name: w.name, serviceAccount: w.serviceAccount, node: w.node, labels: w.labels }]));
       this.writeConditions();
       this.configServer.notify();
     } catch (err) {
@@ -243,6 +253,7 @@ export class Controller {
 
   async close(): Promise<void> {
     this.unsubscribe();
+    this.dnsAnswers.close();
     await this.adminServer?.close();
     this.configServer.close();
     await new Promise<void>((resolve) => {

@@ -194,7 +194,21 @@ export const SERVED_FIELDS: ReadonlyMap<string, ServedKind> = new Map<string, Se
   ['AuthorizationPolicy', { fields: AUTHORIZATION_POLICY }],
   ['PeerAuthentication', { fields: PEER_AUTHENTICATION }],
   ['RequestAuthentication', { fields: [], ignoredBecause: 'JWT authentication is not served yet' }],
-  ['ServiceEntry', { fields: [], ignoredBecause: 'ServiceEntry is not served yet' }],
+  [
+    'ServiceEntry',
+    {
+      fields: [
+        'spec.hosts',
+        'spec.addresses',
+        ...under('spec.ports[]', ['number', 'protocol', 'name', 'targetPort']),
+        'spec.location',
+        'spec.resolution=NONE|STATIC|DNS|DNS_ROUND_ROBIN',
+        ...under('spec.endpoints[]', ['address', 'ports{}', 'labels{}', 'serviceAccount']),
+        'spec.workloadSelector.labels{}',
+        'spec.subjectAltNames',
+      ],
+    },
+  ],
   ['Telemetry', { fields: [], ignoredBecause: 'Telemetry is not served yet' }],
   ['Sidecar', { fields: [], ignoredBecause: NOT_FOR_AMBIENT }],
   ['EnvoyFilter', { fields: [], ignoredBecause: 'it patches Envoy configuration, and Ambit\'s proxies are not Envoy' }],

@@ -9,6 +9,7 @@ import { authorizationResourceName, serviceResourceName } from '../../shared/res
 import type { Authorization, Service, Workload } from '../../shared/model.js';
 import type { KubeObject } from '../objects.js';
 import { buildAuthorizations } from './authorization.js';
+import { buildServiceEntries } from './service-entries.js';
 import { fieldWarnings } from './field-warnings.js';
 import { gatewayListeners, type GatewayListenersResult } from './gateway-listeners.js';
 import { buildIndex, type ObjectIndex, type TranslateCondition, type TranslateIndex, type TranslateOptions } from './object-index.js';
@@ -64,6 +65,8 @@ export function buildModel(objects: ObjectIndex): TranslateResult {
   const idx: TranslateIndex = { ...objects, conditions: [] };
   const pods: PodWorkload[] = idx.pods.filter((p) => !isPodTerminated(p)).map((pod) => ({ pod, workload: buildWorkload(idx, pod) }));
   const services = buildServices(idx, pods);
+  const entryWorkloads: Workload[] = [];
+  buildServiceEntries(idx, pods, services, entryWorkloads);
   const serviceObjects = idx.services
     .map((svc) => ({ svc, service: services.find((s) => s.namespace === (svc.metadata.namespace ?? '') && s.name === svc.metadata.name) }))
     .filter((e): e is { svc: KubeObject; service: Service } => e.service !== undefined);
@@ -71,7 +74,7 @@ export function buildModel(objects: ObjectIndex): TranslateResult {
   applyPeerAuthentication(idx, pods);
   const authorizations = buildAuthorizations(idx, pods);
 
-  const workloads = pods.map((p) => p.workload);
+  const workloads = [...pods.map((p) => p.workload), ...entryWorkloads];
   for (const w of workloads) w.authorizationPolicies.sort(compareStrings);
   workloads.sort((a, b) => compareStrings(a.uid, b.uid));
   services.sort((a, b) => compareStrings(serviceResourceName(a), serviceResourceName(b)));

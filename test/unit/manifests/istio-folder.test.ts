@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { fileURLToPath } from 'node:url';
 import { loadManifests } from '../../../src/controller/source/manifests.js';
 import { objectKey } from '../../../src/controller/objects.js';
-import { translate } from '../../../src/controller/translate/translate.js';
+import { translateAll } from '../../../src/controller/translate/translate.js';
 import { isProblem } from '../../../src/controller/controller.js';
 
 const FOLDER = fileURLToPath(new URL('../../../../test/fixtures/istio-folder', import.meta.url));
@@ -22,9 +22,14 @@ test('a config folder with kinds Ambit does not know loads: those objects are re
 
 test('every Istio, Gateway API and Ingress object of the folder not served as written has a status condition saying so', async () => {
   const { objects } = await loadManifests([FOLDER]);
-  const conditions = translate(objects).conditions;
+  const all = translateAll(objects);
+  const conditions = [...all.model.conditions, ...all.routes.conditions];
+  // Served whole: a TCPRoute on a Service and a ReferenceGrant.
+  for (const o of objects.filter((x) => x.kind === 'TCPRoute' || x.kind === 'ReferenceGrant')) {
+    assert.deepEqual(conditions.filter((c) => c.objectKey === objectKey(o) && isProblem(c)), [], o.kind);
+  }
   for (const o of objects) {
-    if (o.kind === 'Namespace' || o.kind === 'Service') continue;
+    if (['Namespace', 'Service', 'TCPRoute', 'ReferenceGrant'].includes(o.kind)) continue;
     const mine = conditions.filter((c) => c.objectKey === objectKey(o) && isProblem(c));
     assert.ok(mine.length > 0, `${o.kind} ${o.metadata.name} has a problem condition: ${JSON.stringify(conditions.filter((c) => c.objectKey === objectKey(o)))}`);
     for (const c of mine) assert.match(c.message, /not (served|supported)|no effect/, `${o.kind}: ${c.message}`);
