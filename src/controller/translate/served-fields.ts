@@ -179,7 +179,15 @@ const GRPC_ROUTE: readonly string[] = [
   ...under('spec.rules[].backendRefs[]', GW_BACKEND),
 ];
 
-const GATEWAY_API_GATEWAY: readonly string[] = ['spec.gatewayClassName', 'spec.listeners[].name', 'spec.listeners[].port', 'spec.listeners[].protocol'];
+const GATEWAY_API_GATEWAY: readonly string[] = [
+  'spec.gatewayClassName',
+  'spec.listeners[].name',
+  'spec.listeners[].port',
+  'spec.listeners[].protocol=HTTP|HTTPS|HBONE',
+  'spec.listeners[].hostname',
+  'spec.listeners[].tls.mode=Terminate',
+  ...under('spec.listeners[].tls.certificateRefs[]', ['group', 'kind', 'name', 'namespace']),
+];
 
 const NOT_FOR_AMBIENT = 'it configures sidecar proxies, which ambient mode does not run';
 
