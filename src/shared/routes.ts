@@ -213,6 +213,9 @@ export interface L7Source {
   notPrincipals: StringMatch[];
   namespaces: StringMatch[];
   notNamespaces: StringMatch[];
+  /** JWT request principals (`<iss>/<sub>`, RequestAuthentication); none without a valid token. */
+  requestPrincipals?: StringMatch[];
+  notRequestPrincipals?: StringMatch[];
 }
 
 export interface L7Operation {
@@ -226,11 +229,38 @@ export interface L7Operation {
   notPorts: number[];
 }
 
-/** `when` condition on a request header: `request.headers[<name>]`. */
+/**
+ * A `when` condition on a request header (`request.headers[<name>]`) or, with `claim`, on a claim
+ * of the request's valid JWT (`request.auth.claims[a][b]`: the path a, b; a list claim matches
+ * when any element does). `header` is empty for a claim condition.
+ */
 export interface L7Condition {
   header: string;
+  claim?: string[];
   values: StringMatch[];
   notValues: StringMatch[];
+}
+
+/**
+ * One RequestAuthentication jwtRule, enforced by waypoints: a token found in the request (the
+ * headers with their prefixes, then the query parameters) must verify against the rule of its
+ * issuer, or the request gets 401; a request without a token goes on with no request principal.
+ */
+export interface JwtRule {
+  issuer: string;
+  /** When set, the token's `aud` must name one of them. */
+  audiences: string[];
+  /** Key source: the JWKS itself (JSON text), or a URL the waypoint fetches it from. */
+  jwks?: string;
+  jwksUri?: string;
+  /** Header names (lowercase) and the prefix the token follows; default authorization "Bearer ". */
+  fromHeaders: Array<{ name: string; prefix: string }>;
+  /** Query parameters; default access_token (only when fromHeaders is also defaulted). */
+  fromParams: string[];
+  /** Header the verified payload (base64url JSON) is sent upstream in. */
+  outputPayloadToHeader?: string;
+  /** Keep the token in the request upstream (default: removed). */
+  forwardOriginalToken: boolean;
 }
 
 /** from (OR within) AND to (OR within) AND when (AND). Empty lists match everything. */
@@ -272,6 +302,8 @@ export interface RouteConfig {
   trafficPolicy?: TrafficPolicy;
   rateLimit?: LocalRateLimit;
   authorization: L7AuthorizationPolicy[];
+  /** RequestAuthentication rules attached to this service (checked before authorization). */
+  jwtRules?: JwtRule[];
 }
 
 /** An Istio Gateway server: the listener an ingress gateway opens. */

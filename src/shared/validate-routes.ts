@@ -216,6 +216,21 @@ function l4Route(issues: Issues, v: unknown, path: string, tls: boolean): void {
   backends.forEach((b, i) => backend(issues, b, `${path}.backends[${i}]`, true));
 }
 
+function jwtRule(issues: Issues, v: unknown, path: string): void {
+  if (!isRecord(v)) return issues.add(path, 'must be an object', v);
+  if (typeof v['issuer'] !== 'string' || v['issuer'] === '') issues.add(`${path}.issuer`, 'must be a non-empty string', v['issuer']);
+  strList(issues, v['audiences'], `${path}.audiences`, { required: true });
+  strList(issues, v['fromParams'], `${path}.fromParams`, { required: true });
+  if ((v['jwks'] === undefined) === (v['jwksUri'] === undefined)) issues.add(path, 'must set exactly one of jwks and jwksUri', v);
+  if (v['jwks'] !== undefined && typeof v['jwks'] !== 'string') issues.add(`${path}.jwks`, 'must be JSON text', v['jwks']);
+  if (v['jwksUri'] !== undefined && (typeof v['jwksUri'] !== 'string' || !/^https?:\/\//.test(v['jwksUri']))) issues.add(`${path}.jwksUri`, 'must be an http(s) URL', v['jwksUri']);
+  (arr(issues, v['fromHeaders'], `${path}.fromHeaders`) ?? []).forEach((h, i) => {
+    if (!isRecord(h) || typeof h['name'] !== 'string' || h['name'] === '' || typeof h['prefix'] !== 'string') issues.add(`${path}.fromHeaders[${i}]`, 'must be { name, prefix }', h);
+  });
+  if (v['outputPayloadToHeader'] !== undefined && typeof v['outputPayloadToHeader'] !== 'string') issues.add(`${path}.outputPayloadToHeader`, 'must be a header name', v['outputPayloadToHeader']);
+  if (typeof v['forwardOriginalToken'] !== 'boolean') issues.add(`${path}.forwardOriginalToken`, 'must be a boolean', v['forwardOriginalToken']);
+}
+
 function destinationPolicy(issues: Issues, v: unknown, path: string): void {
   if (!isRecord(v)) return issues.add(path, 'must be an object', v);
   const cp = v['connectionPool'];
@@ -276,7 +291,7 @@ function authzPolicy(issues: Issues, v: unknown, path: string): void {
       list.forEach((x, j) => {
         const q = `${p}.${key}[${j}]`;
         if (!isRecord(x)) return issues.add(q, 'must be an object', x);
-        if (key === 'from') for (const f of ['principals', 'notPrincipals', 'namespaces', 'notNamespaces']) authzMatches(issues, x[f], `${q}.${f}`);
+        if (key === 'from') for (const f of ['principals', 'notPrincipals', 'namespaces', 'notNamespaces', 'requestPrincipals', 'notRequestPrincipals']) authzMatches(issues, x[f], `${q}.${f}`);
         if (key === 'to') {
           for (const f of ['hosts', 'notHosts', 'paths', 'notPaths']) authzMatches(issues, x[f], `${q}.${f}`);
           strList(issues, x['methods'], `${q}.methods`);
@@ -285,7 +300,10 @@ function authzPolicy(issues: Issues, v: unknown, path: string): void {
           intList(issues, x['notPorts'], `${q}.notPorts`, 1, 65535);
         }
         if (key === 'when') {
-          if (typeof x['header'] !== 'string' || x['header'].length === 0) issues.add(`${q}.header`, 'must be a non-empty header name', x['header']);
+          if (x['claim'] !== undefined) {
+            strList(issues, x['claim'], `${q}.claim`);
+            if (!Array.isArray(x['claim']) || x['claim'].length === 0) issues.add(`${q}.claim`, 'must name a claim path', x['claim']);
+          } else if (typeof x['header'] !== 'string' || x['header'].length === 0) issues.add(`${q}.header`, 'must be a non-empty header name', x['header']);
           authzMatches(issues, x['values'], `${q}.values`);
           authzMatches(issues, x['notValues'], `${q}.notValues`);
         }
@@ -326,6 +344,7 @@ export function validateRouteConfig(value: unknown, path = 'routeConfig'): Issue
   for (const k of ['tcpRoutes', 'tlsRoutes'] as const) {
     if (value[k] !== undefined) (arr(issues, value[k], `${path}.${k}`) ?? []).forEach((r, i) => l4Route(issues, r, `${path}.${k}[${i}]`, k === 'tlsRoutes'));
   }
+  if (value['jwtRules'] !== undefined) (arr(issues, value['jwtRules'], `${path}.jwtRules`) ?? []).forEach((r, i) => jwtRule(issues, r, `${path}.jwtRules[${i}]`));
   if (value['trafficPolicy'] !== undefined) trafficPolicy(issues, value['trafficPolicy'], `${path}.trafficPolicy`);
   const rl = value['rateLimit'];
   if (rl !== undefined) {

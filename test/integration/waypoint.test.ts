@@ -476,3 +476,50 @@ test('a refused backend (RefNotPermitted) gets its share of requests answered 50
   assert.ok(fails > 5 && fails < 35, `about half the requests get 500 (${fails} of 40)`);
   assert.equal(b.hits, 40 - fails);
 });
+
+test('JWT: a RequestAuthentication with a JWKS the test serves, and an ALLOW on requestPrincipals and a claim, through the waypoint', async (t) => {
+  const { exportJWK, generateKeyPair, SignJWT } = await import('jose');
+  const { publicKey, privateKey } = await generateKeyPair('ES256');
+  const jwks = JSON.stringify({ keys: [{ ...(await exportJWK(publicKey)), kid: 'k1', alg: 'ES256' }] });
+  let jwksFetches = 0;
+  const keyServer = http.createServer((_req, res) => {
+    jwksFetches++;
+    res.writeHead(200, { 'content-type': 'application/json' });
+    res.end(jwks);
+  });
+  await new Promise<void>((r) => keyServer.listen(0, '127.0.0.1', () => r()));
+  t.after(() => new Promise<void>((r) => keyServer.close(() => r())));
+  const seen: http.IncomingHttpHeaders[] = [];
+  const b = await startBackend(t, (req, res) => {
+    seen.push(req.headers);
+    req.resume();
+    res.end('ok');
+  });
+  const iss = 'https://issuer.example.com';
+  const sign = (sub: string, groups: string[]) => new SignJWT({ groups }).setProtectedHeader({ alg: 'ES256', kid: 'k1' }).setIssuer(iss).setSubject(sub).setAudience('shop').setExpirationTime('5m').sign(privateKey);
+  const jwtRules = [{ issuer: iss, audiences: ['shop'], jwksUri: `http://127.0.0.1:${(keyServer.address() as AddressInfo).port}/jwks.json`, fromHeaders: [], fromParams: [], outputPayloadToHeader: 'x-jwt-payload', forwardOriginalToken: false }];
+  const authorization = [
+    {
+      name: 'bookinfo/require-jwt',
+      action: 'ALLOW' as const,
+      dryRun: false,
+      rules: [{ from: [{ principals: [], notPrincipals: [], namespaces: [], notNamespaces: [], requestPrincipals: [{ presence: true as const }] }], to: [], when: [{ header: '', claim: ['groups'], values: [{ exact: 'readers' }], notValues: [] }] }],
+    },
+  ];
+  const w = await startWaypoint(t, [config([route('all', { backends: [{ host: SVC, weight: 1 }] })], { jwtRules, authorization })], { v1: [b.port] });
+
+  const none = await request(w.port, '/');
+  assert.equal(none.status, 403, 'no token: no request principal, so the ALLOW does not match');
+  const reader = await request(w.port, '/', { authorization: `Bearer ${await sign('alice', ['readers'])}` });
+  assert.equal(reader.status, 200);
+  assert.equal(seen.length, 1);
+  assert.equal(seen[0]!['authorization'], undefined, 'the token is not forwarded');
+  assert.equal(JSON.parse(Buffer.from(String(seen[0]!['x-jwt-payload']), 'base64url').toString()).sub, 'alice');
+  assert.equal((await request(w.port, '/', { authorization: `Bearer ${await sign('bob', ['writers'])}` })).status, 403, 'a valid token without the claim');
+  const forged = await request(w.port, '/', { authorization: `Bearer ${(await sign('alice', ['readers'])).slice(0, -4)}AAAA` });
+  assert.equal(forged.status, 401);
+  assert.equal(forged.body, 'Jwt verification fails');
+  assert.match(String(forged.headers['www-authenticate']), /^Bearer realm=.*error="invalid_token"/);
+  assert.equal(seen.length, 1, 'refused requests never reached the backend');
+  assert.ok(jwksFetches >= 1, 'the waypoint fetched the JWKS');
+});

@@ -25,7 +25,7 @@ function portList(v: unknown, where: string): number[] {
   });
 }
 
-const L4_ONLY_SOURCE = ['ipBlocks', 'notIpBlocks', 'remoteIpBlocks', 'notRemoteIpBlocks', 'requestPrincipals', 'notRequestPrincipals', 'serviceAccounts', 'notServiceAccounts'];
+const L4_ONLY_SOURCE = ['ipBlocks', 'notIpBlocks', 'remoteIpBlocks', 'notRemoteIpBlocks', 'serviceAccounts', 'notServiceAccounts'];
 
 /** One Istio rule, or undefined when it cannot match (an ALLOW rule using attributes we lack). */
 function authzRule(v: unknown, action: string, where: string, unsupported: string[]): L7Rule | undefined {
@@ -39,7 +39,11 @@ function authzRule(v: unknown, action: string, where: string, unsupported: strin
         if (action === 'ALLOW') impossible = true;
       }
     }
-    return { principals: authzValues(s['principals']), notPrincipals: authzValues(s['notPrincipals']), namespaces: authzValues(s['namespaces']), notNamespaces: authzValues(s['notNamespaces']) };
+    const jwt = {
+      ...(s['requestPrincipals'] !== undefined ? { requestPrincipals: authzValues(s['requestPrincipals']) } : {}),
+      ...(s['notRequestPrincipals'] !== undefined ? { notRequestPrincipals: authzValues(s['notRequestPrincipals']) } : {}),
+    };
+    return { principals: authzValues(s['principals']), notPrincipals: authzValues(s['notPrincipals']), namespaces: authzValues(s['namespaces']), notNamespaces: authzValues(s['notNamespaces']), ...jwt };
   });
   const to: L7Operation[] = asArray(r['to']).map((t, i) => {
     const o = asRecord(asRecord(t)['operation']);
@@ -61,7 +65,10 @@ function authzRule(v: unknown, action: string, where: string, unsupported: strin
     const values = authzValues(cr['values']);
     const notValues = authzValues(cr['notValues']);
     const header = /^request\.headers\[(.+)\]$/.exec(key);
+    const claim = /^request\.auth\.claims((?:\[[^\]]+\])+)$/.exec(key);
     if (header) when.push({ header: header[1]!.toLowerCase(), values, notValues });
+    else if (claim) when.push({ header: '', claim: [...claim[1]!.matchAll(/\[([^\]]+)\]/g)].map((m) => m[1]!), values, notValues });
+    else if (key === 'request.auth.principal') from.push({ principals: [], notPrincipals: [], namespaces: [], notNamespaces: [], requestPrincipals: values, notRequestPrincipals: notValues });
     else if (key === 'source.namespace') from.push({ principals: [], notPrincipals: [], namespaces: values, notNamespaces: notValues });
     else if (key === 'source.principal') from.push({ principals: values, notPrincipals: notValues, namespaces: [], notNamespaces: [] });
     else {
@@ -74,7 +81,8 @@ function authzRule(v: unknown, action: string, where: string, unsupported: strin
   return { from, to, when };
 }
 
-function targetServices(ctx: RouteContext, ap: KubeObject): { services: string[]; notes: string[] } {
+/** The mesh Services a policy's targetRef(s) name: a Service, or every Service bound to a waypoint Gateway. */
+export function targetServices(ctx: RouteContext, ap: KubeObject): { services: string[]; notes: string[] } {
   const spec = asRecord(ap.spec);
   const refs = [...asArray(spec['targetRefs']), ...(spec['targetRef'] !== undefined ? [spec['targetRef']] : [])].map(asRecord);
   const out = { services: [] as string[], notes: [] as string[] };

@@ -9,6 +9,7 @@
 import type { KubeObject } from '../objects.js';
 import type { GatewayServer, RouteConfig } from '../../shared/routes.js';
 import { translateAuthorization } from './authorization-l7.js';
+import { translateRequestAuthentication } from './request-authentication.js';
 import { translateGatewayRoutes, translateL4GatewayRoutes } from './gateway-api.js';
 import { gatewayApiServers } from './gateway-api-listeners.js';
 import { translateIstioGateway } from './istio-gateway.js';
@@ -70,6 +71,7 @@ export function buildRoutes(idx: ObjectIndex): TranslateRoutesResult {
   const routeHosts = translateGatewayRoutes(ctx, [...idx.of('HTTPRoute'), ...idx.of('GRPCRoute')], gwApi);
   translateL4GatewayRoutes(ctx, [...idx.of('TCPRoute'), ...idx.of('TLSRoute')]);
   translateVirtualServices(ctx, idx.of('VirtualService'), routeHosts);
+  translateRequestAuthentication(ctx, idx.of('RequestAuthentication'));
   translateAuthorization(ctx, idx.of('AuthorizationPolicy'));
   return { routes: finishConfigs(ctx), gateways: ctx.gatewayServers.sort((a, b) => compareStrings(`${a.gateway}:${a.port}`, `${b.gateway}:${b.port}`)), conditions: ctx.conditions };
 }

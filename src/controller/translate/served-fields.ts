@@ -201,7 +201,17 @@ export const SERVED_FIELDS: ReadonlyMap<string, ServedKind> = new Map<string, Se
   [REF_ISTIO_GATEWAY, { fields: ISTIO_GATEWAY }],
   ['AuthorizationPolicy', { fields: AUTHORIZATION_POLICY }],
   ['PeerAuthentication', { fields: PEER_AUTHENTICATION }],
-  ['RequestAuthentication', { fields: [], ignoredBecause: 'JWT authentication is not served yet' }],
+  [
+    'RequestAuthentication',
+    {
+      fields: [
+        ...TARGET_REFS,
+        'spec.selector.matchLabels{}',
+        ...under('spec.jwtRules[]', ['issuer', 'audiences', 'jwksUri', 'jwks', 'fromParams', 'outputPayloadToHeader', 'forwardOriginalToken']),
+        ...under('spec.jwtRules[].fromHeaders[]', ['name', 'prefix']),
+      ],
+    },
+  ],
   [
     'ServiceEntry',
     {

@@ -154,6 +154,10 @@ export class RequestHandler {
     if (body) st.body = body;
     else req.resume();
     const headers = upstreamHeaders(req, route, trace.set, trace.remove);
+    if (verdict.requestHeaders) {
+      for (const h of verdict.requestHeaders.remove) delete headers[h];
+      Object.assign(headers, verdict.requestHeaders.set);
+    }
     const upstreamAuthority = route.rewrite?.authority ?? authority;
     const path = rewritePath(route, rreq);
     const useH2 = upstreamUsesHttp2(backendConfig.ports.find((x) => x.port === port)?.protocol, h2, contentType);

@@ -355,3 +355,37 @@ test('Gateway API ingress Gateway: listeners become servers of its own pods only
   const cfg = out.routes.routes.find((r) => r.gateway === 'bookinfo/public')!;
   assert.deepEqual(cfg.ports.map((p) => p.port), [80, 443, 9000, 8443], 'ingress configs take their ports from the listeners');
 });
+
+test('RequestAuthentication on a waypoint gives its Services JWT rules; requestPrincipals and claims conditions reach L7 authorization', () => {
+  const ra = (name: string, spec: Record<string, unknown>): KubeObject => ({ apiVersion: 'security.istio.io/v1', kind: 'RequestAuthentication', metadata: { name, namespace: 'bookinfo' }, spec });
+  const waypoint: KubeObject = { apiVersion: 'gateway.networking.k8s.io/v1', kind: 'Gateway', metadata: { name: 'waypoint', namespace: 'bookinfo' }, spec: { gatewayClassName: 'istio-waypoint', listeners: [{ name: 'mesh', port: 15008, protocol: 'HBONE' }] } };
+  const ap: KubeObject = {
+    apiVersion: 'security.istio.io/v1',
+    kind: 'AuthorizationPolicy',
+    metadata: { name: 'jwt', namespace: 'bookinfo' },
+    spec: { targetRefs: [{ kind: 'Service', group: '', name: 'reviews' }], rules: [{ from: [{ source: { requestPrincipals: ['testing@secure.istio.io/*'] } }], when: [{ key: 'request.auth.claims[groups]', values: ['group1'] }, { key: 'request.auth.claims[org][tier]', notValues: ['free'] }, { key: 'request.auth.principal', values: ['*'] }] }] },
+  };
+  const out = translateRoutes([
+    ...bookinfoServices,
+    ra('by-service', { targetRef: { kind: 'Service', group: '', name: 'reviews' }, jwtRules: [{ issuer: 'testing@secure.istio.io', jwksUri: 'https://keys.example.com/jwks.json', audiences: ['shop'], fromHeaders: [{ name: 'X-Jwt', prefix: '' }], outputPayloadToHeader: 'x-payload' }] }),
+    ra('no-keys', { targetRef: { kind: 'Service', group: '', name: 'ratings' }, jwtRules: [{ issuer: 'https://discovered.example.com' }] }),
+    ra('selector', { selector: { matchLabels: { app: 'reviews' } }, jwtRules: [{ issuer: 'x', jwks: '{"keys":[]}' }] }),
+    waypoint,
+    ap,
+  ]);
+  const reviews = out.routes.find((r) => r.hostname.startsWith('reviews.'))!;
+  assert.deepEqual(validateRouteConfig(reviews), []);
+  assert.deepEqual(reviews.jwtRules, [{ issuer: 'testing@secure.istio.io', audiences: ['shop'], fromHeaders: [{ name: 'x-jwt', prefix: '' }], fromParams: [], forwardOriginalToken: false, jwksUri: 'https://keys.example.com/jwks.json', outputPayloadToHeader: 'x-payload' }]);
+  assert.deepEqual(out.routes.find((r) => r.hostname.startsWith('ratings.'))!.jwtRules?.map((r) => r.jwks), ['{"keys":[]}'], 'no keys: every token of that issuer fails');
+  const rule = reviews.authorization[0]!.rules[0]!;
+  assert.deepEqual(rule.from[0]!.requestPrincipals, [{ prefix: 'testing@secure.istio.io/' }]);
+  assert.deepEqual(rule.when, [
+    { header: '', claim: ['groups'], values: [{ exact: 'group1' }], notValues: [] },
+    { header: '', claim: ['org', 'tier'], values: [], notValues: [{ exact: 'free' }] },
+  ]);
+  assert.deepEqual(rule.from[1]!.requestPrincipals, [{ presence: true }], 'request.auth.principal is a request principal condition');
+  const cond = (n: string) => out.conditions.find((c) => c.objectKey.endsWith(`/${n}`));
+  assert.match(cond('no-keys')!.message, /names no jwks or jwksUri/);
+  assert.equal(cond('selector')!.reason, 'NotEnforced');
+  assert.equal(cond('jwt'), undefined, 'the AuthorizationPolicy applies whole');
+});
