@@ -135,6 +135,43 @@ test('ingress: a VirtualService redirect and corsPolicy bound to an Istio Gatewa
   assert.equal(hits, 1);
 });
 
+test('ingress: a RequestAuthentication and an AuthorizationPolicy attached to the Istio Gateway are enforced by the gateway', async (t) => {
+  const { exportJWK, generateKeyPair, SignJWT } = await import('jose');
+  const { publicKey, privateKey } = await generateKeyPair('RS256');
+  const jwks = JSON.stringify({ keys: [{ ...(await exportJWK(publicKey)), kid: 'gw', alg: 'RS256' }] });
+  const gwRef = { kind: 'Gateway', group: 'networking.istio.io', name: 'web' };
+  const objects: KubeObject[] = [
+    { apiVersion: 'networking.istio.io/v1', kind: 'Gateway', metadata: { name: 'web', namespace: 'bookinfo' }, spec: { selector: { istio: 'ingressgateway' }, servers: [{ port: { number: 80, name: 'http', protocol: 'HTTP' }, hosts: ['shop.example.com'] }] } },
+    { apiVersion: 'networking.istio.io/v1', kind: 'VirtualService', metadata: { name: 'shop', namespace: 'bookinfo' }, spec: { hosts: ['shop.example.com'], gateways: ['web'], http: [{ route: [{ destination: { host: 'reviews', port: { number: 9080 } } }] }] } },
+    { apiVersion: 'v1', kind: 'Service', metadata: { name: 'reviews', namespace: 'bookinfo' }, spec: { ports: [{ name: 'http', port: 9080 }] } },
+    { apiVersion: 'security.istio.io/v1', kind: 'RequestAuthentication', metadata: { name: 'jwt', namespace: 'bookinfo' }, spec: { targetRef: gwRef, jwtRules: [{ issuer: 'https://login.example.com', jwks }] } },
+    { apiVersion: 'security.istio.io/v1', kind: 'AuthorizationPolicy', metadata: { name: 'need-jwt', namespace: 'bookinfo' }, spec: { targetRef: gwRef, rules: [{ from: [{ source: { requestPrincipals: ['https://login.example.com/*'] } }] }] } },
+  ];
+  const out = translateRoutes(objects);
+  assert.deepEqual(out.conditions, []);
+  let hits = 0;
+  const port = await backend(t, (req, res) => {
+    hits++;
+    req.resume();
+    res.end('reviews');
+  });
+  const gw = await waypoint(t, out.routes, () => [{ key: `127.0.0.1:${port}`, address: '127.0.0.1', port }], 'bookinfo/web');
+  const token = await new SignJWT({}).setProtectedHeader({ alg: 'RS256', kid: 'gw' }).setIssuer('https://login.example.com').setSubject('carol').setExpirationTime('5m').sign(privateKey);
+  const get = (auth?: string): Promise<number> =>
+    new Promise((resolve, reject) => {
+      const req = http.request({ host: '127.0.0.1', port: gw.port, path: '/', headers: { host: 'shop.example.com', ...(auth ? { authorization: auth } : {}) } }, (res) => {
+        res.resume();
+        res.once('end', () => resolve(res.statusCode ?? 0));
+      });
+      req.once('error', reject);
+      req.end();
+    });
+  assert.equal(await get(), 403, 'no token: the ALLOW on requestPrincipals does not match');
+  assert.equal(await get(`Bearer ${token}`), 200);
+  assert.equal(await get(`Bearer ${token.slice(0, -2)}xx`), 401);
+  assert.equal(hits, 1);
+});
+
 test('a POST body is replayed on retry when retryNonIdempotent is set', async (t) => {
   const bodies: string[] = [];
   const port = await backend(t, (req, res) => {

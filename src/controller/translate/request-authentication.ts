@@ -1,12 +1,12 @@
 /**
- * RequestAuthentications attached with targetRef(s) (a Service, or a waypoint Gateway: every
- * Service bound to it) → the JWT rules of those Services' route configs, enforced by the waypoint
- * (waypoint/filters/jwt.ts). A selector RequestAuthentication would need a sidecar, which ambient
+ * RequestAuthentications attached with targetRef(s) (a Service, a waypoint Gateway: every Service
+ * bound to it, or an ingress Gateway: every host it serves) → the JWT rules of those route
+ * configs, enforced by the waypoint or gateway (waypoint/filters/jwt.ts). A selector RequestAuthentication would need a sidecar, which ambient
  * mode does not run: it is accepted with a condition saying it is not enforced.
  */
 import type { KubeObject } from '../objects.js';
 import type { JwtRule } from '../../shared/routes.js';
-import { targetServices } from './authorization-l7.js';
+import { targetConfigs } from './authorization-l7.js';
 import { condition, translateObject, type RouteContext } from './route-context.js';
 import { asArray, asRecord, asString, asStrings, compareAge } from './util.js';
 
@@ -44,11 +44,8 @@ export function translateRequestAuthentication(ctx: RouteContext, list: readonly
         }
         return [rule];
       });
-      const targets = targetServices(ctx, ra);
-      for (const host of targets.services) {
-        const cfg = ctx.mesh.get(host);
-        if (cfg) (cfg.jwtRules ??= []).push(...structuredClone(rules));
-      }
+      const targets = targetConfigs(ctx, ra);
+      for (const cfg of targets.configs) (cfg.jwtRules ??= []).push(...structuredClone(rules));
       notes.push(...targets.notes);
       if (notes.length > 0) condition(ctx, ra, 'PartiallyApplied', notes.join('; '));
     });
