@@ -63,6 +63,18 @@ function send(port: number, opts: { host: string; path: string; method?: string;
   });
 }
 
+/** A gateway-mode server for `bookinfo/web` whose every backend is one counting HTTP server. */
+async function gatewayWithCountingBackend(t: TestContext, routes: RouteConfig[]): Promise<{ port: number; hits: () => number }> {
+  let hits = 0;
+  const port = await backend(t, (req, res) => {
+    hits++;
+    req.resume();
+    res.end('reviews');
+  });
+  const gw = await waypoint(t, routes, () => [{ key: `127.0.0.1:${port}`, address: '127.0.0.1', port }], 'bookinfo/web');
+  return { port: gw.port, hits: () => hits };
+}
+
 test('ingress: the istio.io example.com Gateway + VirtualService serve Host example.com', async (t) => {
   const { objects } = await loadManifests([fixture('manifests/valid/istio-docs/ingress-example-com.yaml')]);
   const reviewsSvc: KubeObject = { apiVersion: 'v1', kind: 'Service', metadata: { name: 'reviews', namespace: 'bookinfo' }, spec: { ports: [{ name: 'http', port: 9080 }] } };
@@ -101,13 +113,7 @@ test('ingress: a VirtualService redirect and corsPolicy bound to an Istio Gatewa
   const reviewsSvc: KubeObject = { apiVersion: 'v1', kind: 'Service', metadata: { name: 'reviews', namespace: 'bookinfo' }, spec: { ports: [{ name: 'http', port: 9080 }] } };
   const out = translateRoutes([gateway, vs, reviewsSvc]);
   assert.deepEqual(out.conditions, []);
-  let hits = 0;
-  const port = await backend(t, (req, res) => {
-    hits++;
-    req.resume();
-    res.end('reviews');
-  });
-  const gw = await waypoint(t, out.routes, () => [{ key: `127.0.0.1:${port}`, address: '127.0.0.1', port }], 'bookinfo/web');
+  const gw = await gatewayWithCountingBackend(t, out.routes);
   const get = (path: string, headers: Record<string, string>, method = 'GET'): Promise<http.IncomingMessage> =>
     new Promise((resolve, reject) => {
       const req = http.request({ host: '127.0.0.1', port: gw.port, path, method, headers: { host: 'shop.example.com', ...headers } }, (res) => {
@@ -128,11 +134,11 @@ test('ingress: a VirtualService redirect and corsPolicy bound to an Istio Gatewa
   assert.equal(pre.headers['access-control-allow-origin'], 'https://app.example.com');
   assert.equal(pre.headers['access-control-allow-methods'], 'POST');
   assert.equal(pre.headers['access-control-max-age'], '30');
-  assert.equal(hits, 0, 'redirects and the preflight are answered by the gateway');
+  assert.equal(gw.hits(), 0, 'redirects and the preflight are answered by the gateway');
   const actual = await get('/reviews', { origin: 'https://app.example.com' });
   assert.equal(actual.statusCode, 200);
   assert.equal(actual.headers['access-control-allow-origin'], 'https://app.example.com');
-  assert.equal(hits, 1);
+  assert.equal(gw.hits(), 1);
 });
 
 test('ingress: a RequestAuthentication and an AuthorizationPolicy attached to the Istio Gateway are enforced by the gateway', async (t) => {
@@ -149,13 +155,7 @@ test('ingress: a RequestAuthentication and an AuthorizationPolicy attached to th
   ];
   const out = translateRoutes(objects);
   assert.deepEqual(out.conditions, []);
-  let hits = 0;
-  const port = await backend(t, (req, res) => {
-    hits++;
-    req.resume();
-    res.end('reviews');
-  });
-  const gw = await waypoint(t, out.routes, () => [{ key: `127.0.0.1:${port}`, address: '127.0.0.1', port }], 'bookinfo/web');
+  const gw = await gatewayWithCountingBackend(t, out.routes);
   const token = await new SignJWT({}).setProtectedHeader({ alg: 'RS256', kid: 'gw' }).setIssuer('https://login.example.com').setSubject('carol').setExpirationTime('5m').sign(privateKey);
   const get = (auth?: string): Promise<number> =>
     new Promise((resolve, reject) => {
@@ -169,7 +169,7 @@ test('ingress: a RequestAuthentication and an AuthorizationPolicy attached to th
   assert.equal(await get(), 403, 'no token: the ALLOW on requestPrincipals does not match');
   assert.equal(await get(`Bearer ${token}`), 200);
   assert.equal(await get(`Bearer ${token.slice(0, -2)}xx`), 401);
-  assert.equal(hits, 1);
+  assert.equal(gw.hits(), 1);
 });
 
 test('a POST body is replayed on retry when retryNonIdempotent is set', async (t) => {
