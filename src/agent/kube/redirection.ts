@@ -12,7 +12,7 @@
 import type * as k8s from '@kubernetes/client-node';
 import type { Logger } from '../../shared/log.js';
 import { backoffMs } from '../../shared/drain.js';
-import { errorMessage, isAmbitError } from '../../shared/errors.js';
+import { isAmbitError } from '../../shared/errors.js';
 import { AMBIT_PREFIX, Counter, type Registry } from '../../shared/metrics.js';
 import type { PodRedirection, Redirection } from '../agent.js';
 import { nodePodOf, type NodePod, type NodePodsClient } from './client.js';
@@ -140,7 +140,7 @@ export class RedirectionAnnotator {
     if (this.closed) return;
     this.watchSynced = false;
     const waitMs = backoffMs(this.watchFailures++, this.opts.backoff?.baseMs ?? 1000, this.opts.backoff?.capMs ?? 30_000);
-    this.log.warn({ err: errorMessage(e), waitMs }, 'watch of this node\'s pods failed; restarting');
+    this.log.warn({ err: e, waitMs }, 'watch of this node\'s pods failed; restarting');
     if (this.restartTimer) clearTimeout(this.restartTimer);
     this.restartTimer = setTimeout(() => {
       this.restartTimer = undefined;
@@ -169,7 +169,7 @@ export class RedirectionAnnotator {
         // Gone, or re-created under the name (uid precondition): the watch brings the news.
         if (status === 404 || status === 409) continue;
         failed++;
-        this.log.warn({ pod: `${pod.namespace}/${pod.name}`, err: errorMessage(e) }, 'writing the pod redirection annotation failed; retrying');
+        this.log.warn({ pod: `${pod.namespace}/${pod.name}`, err: e }, 'writing the pod redirection annotation failed; retrying');
       }
     }
     if (failed === 0) {

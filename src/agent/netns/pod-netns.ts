@@ -16,7 +16,6 @@ import { closeSync, openSync } from 'node:fs';
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { Logger } from '../../shared/log.js';
-import { errorMessage } from '../../shared/errors.js';
 import type { Workload } from '../../shared/model.js';
 import { boundNetnsPaths, matchNetns, netnsKey, type HostNetns } from './host-scan.js';
 
@@ -88,7 +87,7 @@ export class PodNetnsTable {
     try {
       text = await readFile(file, 'utf8');
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') this.log.warn({ file, err: errorMessage(e) }, 'pod netns state file unreadable; starting without it');
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') this.log.warn({ file, err: e }, 'pod netns state file unreadable; starting without it');
       return;
     }
     const pods = parseState(text);
@@ -171,7 +170,7 @@ export class PodNetnsTable {
     try {
       host = await scan();
     } catch (e) {
-      this.log.warn({ err: errorMessage(e) }, 'scanning the host for pod network namespaces failed');
+      this.log.warn({ err: e }, 'scanning the host for pod network namespaces failed');
       return [];
     }
     const claimed = new Set([...this.records.values()].map((r) => r.key));
@@ -243,7 +242,7 @@ export class PodNetnsTable {
       await writeFile(tmp, text, { mode: 0o600 });
       await rename(tmp, file);
     });
-    this.writing = run.catch((e: unknown) => this.log.error({ file, err: errorMessage(e) }, 'writing the pod netns state file failed'));
+    this.writing = run.catch((e: unknown) => this.log.error({ file, err: e }, 'writing the pod netns state file failed'));
     return this.writing;
   }
 }
