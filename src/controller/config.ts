@@ -35,6 +35,8 @@ export interface ControllerConfig {
   /** Holds the CA root (ca/) and root-cert.pem. */
   stateDir: string;
   trustDomain: string;
+  /** First part of every workload uid; agents and waypoints must use the same (AMBIT_CLUSTER_ID). */
+  clusterId: string;
   /** Manifest files/directories loaded and watched (the local-files source); may be empty. */
   manifests: readonly string[];
   /** File of bootstrap node tokens; read by readNodeTokens(). Undefined: no agent can authenticate. */
@@ -66,6 +68,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Contr
     admin,
     stateDir: r.path(ENV_STATE_DIR, DEFAULT_STATE_DIR),
     trustDomain: r.trustDomain(),
+    clusterId: r.clusterId(),
     manifests: r.list(ENV_MANIFESTS, 'files or directories'),
     nodeTokensFile: r.text(ENV_NODE_TOKENS_FILE),
     certTtlMs,

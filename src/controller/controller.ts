@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { writeFile } from 'node:fs/promises';
 import type { Registry } from 'prom-client';
 import { AmbitError } from '../shared/errors.js';
+import { DEFAULT_CLUSTER_ID } from '../shared/env.js';
 import type { Logger } from '../shared/log.js';
 import { createRegistry } from '../shared/metrics.js';
 import type { Workload } from '../shared/model.js';
@@ -36,6 +37,11 @@ export interface ControllerOptions {
   host: string;
   port: number;
   trustDomain: string;
+  /**
+   * First part of every workload uid (`<cluster>//v1/Pod/<ns>/<name>`); the agents' AMBIT_CLUSTER_ID
+   * must be the same, since the CNI hand-off names a pod by that uid. Default DEFAULT_CLUSTER_ID.
+   */
+  clusterId?: string;
   /**
    * Who may call: node tokens (token → node name) for a StaticTokenAuthenticator, or an
    * authenticator of the caller's own (local mode registers pod tokens on one it keeps).
@@ -136,7 +142,7 @@ export class Controller {
   retranslate(): void {
     try {
       const objects = this.store.snapshot().objects;
-      this.translated = translateAll(objects, { trustDomain: this.opts.trustDomain });
+      this.translated = translateAll(objects, { trustDomain: this.opts.trustDomain, clusterId: this.opts.clusterId ?? DEFAULT_CLUSTER_ID });
       this.scopes = new RoleScopes(this.translated);
       this.podIndex = new Map(this.translated.model.workloads.map((w) => [`${w.namespace}/${w.name}`, { namespace: w.namespace, name: w.name, serviceAccount: w.serviceAccount, node: w.node, labels: w.labels }]));
       this.writeConditions();

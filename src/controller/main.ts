@@ -23,6 +23,7 @@ async function run(config: Readonly<ControllerConfig>, log: Logger): Promise<voi
     host: config.listen.host,
     port: config.listen.port,
     trustDomain: config.trustDomain,
+    clusterId: config.clusterId,
     auth: { nodeTokens },
     log,
     registry,
