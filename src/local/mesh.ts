@@ -9,6 +9,7 @@ import { existsSync, createWriteStream } from 'node:fs';
 import { mkdir, readdir, rm, writeFile, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { AmbitError, errorMessage } from '../shared/errors.js';
+import { Issues } from '../shared/validate.js';
 import { AGENT_NODE_FLAGS } from '../agent/process-flags.js';
 import type { Logger } from '../shared/log.js';
 import type { KubeObject } from '../controller/objects.js';
@@ -139,6 +140,8 @@ export class LocalMesh {
   private cp: Controller | undefined;
   /** Node and pod credentials the controller accepts (pods' are added and removed with the pods). */
   private readonly tokens = new StaticTokenAuthenticator();
+  /** Pods whose spec.nodeName names no node of this mesh (key → that name): Pending, never created. */
+  private readonly unschedulable = new Map<string, string>();
   private serviceSlots = new Map<string, number>();
   private lastRules = '';
   private lastHosts = new Map<string, string>();
@@ -286,6 +289,7 @@ export class LocalMesh {
    */
   async apply(objects: KubeObject[], timeoutMs = 90_000): Promise<string[]> {
     const cp = this.controlPlane;
+    this.checkNodeNames(objects);
     const admitted = objects.map((o) => this.admit(o));
     cp.store.apply(admitted);
     await this.settle(timeoutMs);
@@ -297,6 +301,25 @@ export class LocalMesh {
     const deleted = cp.store.remove(objects);
     await this.settle(timeoutMs);
     return deleted;
+  }
+
+  /**
+   * Refuses, before anything is applied, a Pod or Deployment template whose spec.nodeName names a
+   * node this mesh does not have: such a pod could never run, and every later apply would wait for it.
+   */
+  private checkNodeNames(objects: KubeObject[]): void {
+    const issues = new Issues();
+    const names = this.nodes.map((n) => n.name);
+    for (const o of objects) {
+      const spec = (o.spec ?? {}) as Record<string, unknown>;
+      const [field, nodeName] =
+        o.kind === 'Pod' ? ['spec.nodeName', spec.nodeName] : o.kind === 'Deployment' ? ['spec.template.spec.nodeName', ((spec.template as { spec?: Record<string, unknown> } | undefined)?.spec ?? {}).nodeName] : [];
+      if (field === undefined || nodeName === undefined || nodeName === '') continue;
+      if (typeof nodeName !== 'string' || !names.includes(nodeName)) {
+        issues.add(`${o.kind} ${keyOf(o)}: ${field}`, `no such node in this mesh (nodes: ${names.join(', ')})`, nodeName);
+      }
+    }
+    issues.throwIfAny('AMBIT_ERR_MANIFEST_INVALID', 'objects refused, nothing applied');
   }
 
   /** Assigns a ClusterIP to a Service that has none (kept stable across re-applies). */
@@ -353,6 +376,7 @@ export class LocalMesh {
     const capture = cp.captureStatus();
     const want = new Set(cp.store.list('Pod').map(keyOf));
     for (const key of want) {
+      if (this.unschedulable.has(key)) continue;
       const rec = this.pods.get(key);
       if (!rec) reasons.push(`pod ${key} not created`);
       else if (!rec.ready) reasons.push(`pod ${key} not ready`);
@@ -396,6 +420,7 @@ export class LocalMesh {
     // 2. Pods → netns + processes.
     const pods = store.list('Pod');
     const wanted = new Map(pods.map((p) => [keyOf(p), p]));
+    for (const key of [...this.unschedulable.keys()]) if (!wanted.has(key)) this.unschedulable.delete(key);
     for (const [key, rec] of this.pods) {
       const p = wanted.get(key);
       if (!p || specHash(p) !== rec.specHash) await this.removePod(rec);
@@ -440,9 +465,19 @@ export class LocalMesh {
     if (typeof spec.nodeName === 'string' && spec.nodeName !== '') {
       node = this.nodes.find((n) => n.name === spec.nodeName);
       if (!node) {
-        this.opts.log.warn({ pod: key, nodeName: spec.nodeName }, 'pod asks for an unknown node; it stays pending');
+        // Only objects that bypassed apply's check get here: the pod stays Pending with the reason
+        // in its status, and does not hold up anything else (pendingReasons skips it).
+        if (this.unschedulable.get(key) !== spec.nodeName) {
+          this.unschedulable.set(key, spec.nodeName);
+          this.opts.log.warn({ pod: key, nodeName: spec.nodeName }, 'pod asks for an unknown node; it stays pending');
+          this.cp!.store.setStatus('Pod', nsOf(p), p.metadata.name, {
+            phase: 'Pending',
+            conditions: [{ type: 'PodScheduled', status: 'False', reason: 'NodeNotFound', message: `node ${JSON.stringify(spec.nodeName)} does not exist in this mesh` }],
+          });
+        }
         return;
       }
+      this.unschedulable.delete(key);
     } else {
       const counts = this.nodes.map((n) => [...this.pods.values()].filter((r) => r.node === n).length);
       node = this.nodes[pickNode(counts) - 1]!;
@@ -528,6 +563,12 @@ export class LocalMesh {
           restarts: r.procs.containers.reduce((s, c) => s + c.restarts, 0),
         };
       })
+      .concat(
+        [...this.unschedulable].map(([key, node]) => {
+          const [namespace, name] = key.split('/') as [string, string];
+          return { namespace, name, node, ip: '', netns: '', phase: 'Pending', ready: false, enrolled: false, captured: false, captureMode: 'none', restarts: 0 };
+        }),
+      )
       .sort((a, b) => (`${a.namespace}/${a.name}` < `${b.namespace}/${b.name}` ? -1 : 1));
     return {
       prefix: this.opts.prefix,

@@ -44,8 +44,6 @@ export const ENV_ADMIN_ADDR = 'AMBIT_ADMIN_ADDR';
 export const ENV_POOL_IDLE_TIMEOUT = 'AMBIT_POOL_IDLE_TIMEOUT';
 /** The agent's node-local record of pods' network namespaces (kept across restarts). */
 export const ENV_NETNS_STATE_FILE = 'AMBIT_NETNS_STATE_FILE';
-/** Kubeconfig the agent reads and annotates its node's pods with (unset: in-cluster credentials). */
-export const ENV_KUBECONFIG = 'AMBIT_KUBECONFIG';
 
 // Waypoint (and ingress gateway).
 /** The Gateway a waypoint serves; in gateway mode the workload name in telemetry. */
@@ -105,6 +103,18 @@ export const ENV_NODE_TOKENS_FILE = 'AMBIT_NODE_TOKENS_FILE';
 export const ENV_CERT_MAX_TTL = 'AMBIT_CERT_MAX_TTL';
 /** Bearer token file that /debug/* on the controller's admin port requires. */
 export const ENV_ADMIN_TOKEN_FILE = 'AMBIT_ADMIN_TOKEN_FILE';
+/** Where the controller reads objects from: `manifests` or `kubernetes`. */
+export const ENV_CONFIG_SOURCE = 'AMBIT_CONFIG_SOURCE';
+/** Kubeconfig of the controller's Kubernetes source and of the agent's pod annotations (unset: the pod's service account). */
+export const ENV_KUBECONFIG = 'AMBIT_KUBECONFIG';
+/** The agents' service account (`namespace/name`): its node-bound tokens are node callers. */
+export const ENV_AGENT_SERVICE_ACCOUNT = 'AMBIT_AGENT_SERVICE_ACCOUNT';
+/** Image of the waypoint and gateway Deployments the controller makes (default: its own). */
+export const ENV_PROXY_IMAGE = 'AMBIT_PROXY_IMAGE';
+/** `host:port` waypoint and gateway pods reach the controller at. */
+export const ENV_PROXY_CONTROLLER_ADDR = 'AMBIT_PROXY_CONTROLLER_ADDR';
+/** Set by Kubernetes in every pod: the API server's address (in-cluster credentials). */
+export const ENV_KUBERNETES_SERVICE_HOST = 'KUBERNETES_SERVICE_HOST';
 
 // Every binary.
 /** SPIFFE trust domain. */
@@ -124,9 +134,10 @@ export const ENV_LOCAL_NAME = 'AMBIT_LOCAL_NAME';
 export const ENV_NAMES = [
   ENV_NODE_NAME, ENV_CONTROLLER_ADDR, ENV_CONTROLLER_SERVER_NAME, ENV_CA_ROOT_FILE, ENV_TOKEN_FILE, ENV_CLUSTER_ID,
   ENV_DRAIN_DEADLINE, ENV_METRICS_ADDR, ENV_READY_ADDR, ENV_CAPTURE, ENV_CGROUP_PATH, ENV_PIN_DIR, ENV_ADMIN_ADDR,
-  ENV_POOL_IDLE_TIMEOUT, ENV_NETNS_STATE_FILE, ENV_KUBECONFIG, ENV_WAYPOINT_NAME, ENV_WAYPOINT_MODE, ENV_SERVICE_ACCOUNT, ENV_HBONE_ADDR, ENV_POD_NAME,
+  ENV_POOL_IDLE_TIMEOUT, ENV_NETNS_STATE_FILE, ENV_WAYPOINT_NAME, ENV_WAYPOINT_MODE, ENV_SERVICE_ACCOUNT, ENV_HBONE_ADDR, ENV_POD_NAME,
   ENV_POD_NAMESPACE, ENV_POD_IP, ENV_CONTROLLER_LISTEN, ENV_ADMIN_LISTEN, ENV_STATE_DIR, ENV_MANIFESTS,
-  ENV_NODE_TOKENS_FILE, ENV_CERT_MAX_TTL, ENV_ADMIN_TOKEN_FILE, ENV_TRUST_DOMAIN, ENV_LOG_LEVEL, ENV_CERT_TTL, ENV_LOCAL_NET, ENV_LOCAL_NAME,
+  ENV_NODE_TOKENS_FILE, ENV_CERT_MAX_TTL, ENV_ADMIN_TOKEN_FILE, ENV_CONFIG_SOURCE, ENV_KUBECONFIG, ENV_AGENT_SERVICE_ACCOUNT,
+  ENV_PROXY_IMAGE, ENV_PROXY_CONTROLLER_ADDR, ENV_KUBERNETES_SERVICE_HOST, ENV_TRUST_DOMAIN, ENV_LOG_LEVEL, ENV_CERT_TTL, ENV_LOCAL_NET, ENV_LOCAL_NAME,
   ENV_CNI_BIN_DIR, ENV_CNI_CONF_DIR, ENV_CNI_CONF_FILE, ENV_CNI_INSTALL_DIR, ENV_CNI_SOCKET, ENV_CNI_EXCLUDE_NAMESPACES,
   ENV_CNI_AGENT_TIMEOUT, ENV_CNI_KUBE_TIMEOUT, ENV_CNI_KUBE_SERVER, ENV_CNI_LOG_LEVEL, ENV_CNI_LOG_FILE,
   ENV_CNI_SERVICE_ACCOUNT, ENV_CNI_TOKEN_TTL, ENV_CNI_DAEMONSET, ENV_CNI_READY_FILE, ENV_POD_UID,

@@ -57,6 +57,11 @@ test('CRD schemas must be structural', () => {
   assert.ok(texts.includes('s.properties[e].anyOf[0].type: Forbidden: must be empty to be structural'));
   assert.ok(texts.includes('s.properties[metadata].properties[labels]: Forbidden: only name and generateName may be restricted in metadata'));
   assert.deepEqual(checkStructural({ type: 'string' }, 's').map(fieldErrorText), ['s.type: Invalid value: "string": must be object at the root']);
+  // The one typed junctor upstream allows: what intstr.IntOrString fields generate.
+  const intOrString = { 'x-kubernetes-int-or-string': true, anyOf: [{ type: 'integer' }, { type: 'string' }] };
+  assert.deepEqual(checkStructural({ type: 'object', properties: { gen: intOrString } }, 's'), []);
+  assert.ok(checkStructural({ type: 'object', properties: { gen: { ...intOrString, anyOf: [{ type: 'string' }, { type: 'integer' }] } } }, 's').length > 0, 'only in that order and shape');
+  assert.ok(checkStructural({ type: 'object', properties: { gen: { anyOf: [{ type: 'integer' }, { type: 'string' }] } } }, 's').length > 0, 'only under x-kubernetes-int-or-string');
 });
 
 test('pruning drops undeclared fields except under preserve-unknown-fields; defaults fill absent fields', () => {
