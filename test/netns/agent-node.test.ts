@@ -1,46 +1,48 @@
 /**
- * The agent on a node, end to end with real parts: the agent process (dist/src/agent/main.js)
- * with BPF capture in a test cgroup, the controller process over manifest files (its file
- * source), local mode's Kubernetes API server (pods, namespaces, the RBAC of daemonset/core) and
- * the CNI plugin executable (dist/src/cni/main.js, run as a runtime runs it) against the agent's
- * CNI socket, for pods that are real network namespaces.
+ * The agent on a node, end to end with real parts and Kubernetes mode throughout: the agent
+ * process (dist/src/agent/main.js) with BPF capture in a test cgroup, authenticating with a
+ * projected service-account token (audience istio-ca); the controller in Kubernetes mode
+ * (informers, TokenReview) against local mode's API server, which also holds the pods, namespaces
+ * and the RBAC of daemonset/core; the CNI plugin executable (dist/src/cni/main.js, run as a
+ * runtime runs it) against the agent's CNI socket, for pods that are real network namespaces.
  *
  * Covered: pods that predate the agent are found by scanning host processes (with and without a
- * bind mount); ADD of an ambient pod holds its traffic until the controller enrolls it, then it
- * is captured (agent counters); CHECK; a non-ambient pod passes without the agent; labels on the
- * namespace and the pod enroll and unenroll a running pod while a long transfer between two other
- * enrolled pods goes on unbroken; the redirection annotation follows in the API server; while the
- * agent is down ADD fails closed and the pod stays refused; a restarted agent captures the
- * CNI's pods again from its state file; DEL releases.
+ * bind mount); ADD of an ambient pod the controller knows captures it before ADD returns; ADD
+ * while the controller is away holds the pod's traffic until the controller is back and enrolls
+ * it; CHECK; a non-ambient pod passes without the agent; labels set through the API on the
+ * namespace and the pod enroll and unenroll a running pod while a long transfer between two
+ * other enrolled pods goes on unbroken; the redirection annotation follows in the API server;
+ * while the agent is down ADD fails closed and the pod stays refused; a restarted agent captures
+ * the CNI's pods again from its state file; DEL releases.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, statSync } from 'node:fs';
-import { mkdtemp, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseAllDocuments } from 'yaml';
+import { KubernetesController } from '../../src/controller/kubernetes-mode.js';
 import { ApiServer } from '../../src/local/apiserver/server.js';
+import { createRegistry } from '../../src/shared/metrics.js';
 import { BpfCapture } from '../../src/agent/capture/redirect.js';
-import { silentLogger } from '../../src/shared/log.js';
+import { createLogger, silentLogger } from '../../src/shared/log.js';
 import { listenInNetns, socketInNetns } from '../../native/netns.js';
 import { bpfSkipReason, closeServer, createFixture, dialFrom, outcome, serveFd, type Fixture, type Pod } from '../bpf/fixture.js';
 import { metricSum, waitFor } from '../helpers/local-mesh.js';
 import { execCniPlugin, type CniRun } from '../helpers/cni-exec.js';
 import { spawnJsonLogged, type JsonLogProcess } from '../helpers/json-process.js';
-import { namespace as nsManifest, pod as podManifest } from '../unit/translate/helpers.js';
 
 const DIST = fileURLToPath(new URL('../../', import.meta.url));
 const REPO = join(DIST, '..');
 const AGENT_MAIN = join(DIST, 'src/agent/main.js');
-const CONTROLLER_MAIN = join(DIST, 'src/controller/main.js');
 const CNI_MAIN = join(DIST, 'src/cni/main.js');
 const NODE = 'node-1';
-const NODE_TOKEN = `node-token-${randomBytes(12).toString('hex')}`;
+const AGENT_POD = 'ambit-agent-node-1';
 const ANNOTATION = 'ambient.istio.io/redirection';
 const LABEL = 'istio.io/dataplane-mode';
 const APP_PORT = 8080;
@@ -68,7 +70,6 @@ interface Harness {
   fx: Fixture;
   dir: string;
   api: ApiServer;
-  manifests: string;
   socketPath: string;
   agentEnv: Record<string, string>;
   pluginConf: Record<string, unknown>;
@@ -85,23 +86,26 @@ function runPlugin(h: Harness, command: 'ADD' | 'CHECK' | 'DEL', namespace: stri
   return execCniPlugin(process.execPath, [CNI_MAIN], { command, namespace, name, netns, podUid: h.uids.get(`${namespace}/${name}`) ?? '', cniPath: '/opt/cni/bin', config });
 }
 
-/** The manifests the controller reads: namespaces (plain with `plainLabels`) and the pods it knows. */
-async function writeManifests(h: Harness, o: { plainLabels?: Record<string, string>; appLabels?: Record<string, string>; withClient: boolean }): Promise<void> {
-  const [client, server, legacy, app, orphan] = h.fx.pods as [Pod, Pod, Pod, Pod, Pod];
-  const ips = (p: Pod): string[] => [p.ip, p.ip6];
-  const objects = [
-    nsManifest('demo', { [LABEL]: 'ambient' }),
-    nsManifest('plain', o.plainLabels ?? {}),
-    podManifest('server', { ip: ips(server), labels: { app: 'server' } }),
-    podManifest('legacy', { ip: ips(legacy), labels: { app: 'legacy' } }),
-    podManifest('orphan', { ip: ips(orphan), labels: { app: 'orphan' } }),
-    podManifest('app', { ns: 'plain', ip: ips(app), labels: { app: 'app', ...(o.appLabels ?? {}) } }),
-    ...(o.withClient ? [podManifest('client', { ip: ips(client), labels: { app: 'client' } })] : []),
-  ];
-  // Written beside and renamed in: the controller never reads half a file.
-  const tmp = join(h.dir, 'cluster.yaml.tmp');
-  await writeFile(tmp, objects.map((x) => JSON.stringify(x)).join('\n---\n'));
-  await rename(tmp, join(h.manifests, 'cluster.yaml'));
+/** Sets (or with null removes) labels of a namespace or pod through the API, as kubectl label does. */
+async function patchLabels(h: Harness, path: string, labels: Record<string, string | null>): Promise<void> {
+  await h.api.requestOk({ method: 'PATCH', path, contentType: 'application/merge-patch+json', body: { metadata: { labels } } });
+}
+
+/** Creates `name` in `ns` on the node for fixture pod `p`, and marks it Running with its addresses as a kubelet would. */
+async function createPod(h: Harness, ns: string, name: string, p: Pod | undefined, sa = 'default'): Promise<void> {
+  const created = await h.api.requestOk<{ metadata: { uid: string } }>({
+    method: 'POST',
+    path: `/api/v1/namespaces/${ns}/pods`,
+    body: { apiVersion: 'v1', kind: 'Pod', metadata: { name, namespace: ns, labels: { app: name } }, spec: { nodeName: NODE, serviceAccountName: sa, containers: [{ name: 'app', image: 'app' }] } },
+  });
+  h.uids.set(`${ns}/${name}`, created.metadata.uid);
+  if (!p) return;
+  await h.api.requestOk({
+    method: 'PATCH',
+    path: `/api/v1/namespaces/${ns}/pods/${name}/status`,
+    contentType: 'application/merge-patch+json',
+    body: { status: { phase: 'Running', podIP: p.ip, podIPs: [{ ip: p.ip }, { ip: p.ip6 }], conditions: [{ type: 'Ready', status: 'True' }] } },
+  });
 }
 
 async function annotationOf(h: Harness, namespace: string, name: string): Promise<string | undefined> {
@@ -110,10 +114,10 @@ async function annotationOf(h: Harness, namespace: string, name: string): Promis
 }
 
 async function waitAnnotation(h: Harness, namespace: string, name: string, want: string | undefined): Promise<void> {
-  await waitFor(`${namespace}/${name} ${ANNOTATION}=${want ?? '(none)'}`, async () => ((await annotationOf(h, namespace, name)) === want ? true : undefined), 30_000, 100);
+  await waitFor(`${namespace}/${name} ${ANNOTATION}=${want ?? '(none)'}`, async () => ((await annotationOf(h, namespace, name)) === want ? true : undefined), 60_000, 100);
 }
 
-/** Creates the API objects: nodes, namespaces, RBAC from daemonset/core, and one Pod per fixture pod. */
+/** Creates the API objects: the node, namespaces, RBAC from daemonset/core, the agent's pod and the fixture's pods but client. */
 async function seedApi(h: Harness): Promise<void> {
   const post = (path: string, body: unknown): Promise<{ metadata: { uid: string } }> => h.api.requestOk({ method: 'POST', path, body });
   await post('/api/v1/nodes', { apiVersion: 'v1', kind: 'Node', metadata: { name: NODE } });
@@ -127,7 +131,7 @@ async function seedApi(h: Harness): Promise<void> {
     Role: '/apis/rbac.authorization.k8s.io/v1/namespaces/istio-system/roles',
     RoleBinding: '/apis/rbac.authorization.k8s.io/v1/namespaces/istio-system/rolebindings',
   };
-  for (const file of ['rbac-agent.yaml', 'rbac-cni.yaml']) {
+  for (const file of ['rbac-agent.yaml', 'rbac-cni.yaml', 'rbac-controller.yaml']) {
     for (const doc of parseAllDocuments(readFileSync(join(REPO, 'daemonset/core', file), 'utf8'))) {
       const obj = doc.toJS() as { kind: string; metadata: Record<string, unknown> } | null;
       if (!obj) continue;
@@ -137,17 +141,11 @@ async function seedApi(h: Harness): Promise<void> {
       await post(path, obj);
     }
   }
-  const names = ['client', 'server', 'legacy', 'app', 'orphan'];
-  for (const name of names) {
-    const ns = name === 'app' ? 'plain' : 'demo';
-    const created = await post(`/api/v1/namespaces/${ns}/pods`, {
-      apiVersion: 'v1',
-      kind: 'Pod',
-      metadata: { name, namespace: ns, labels: { app: name } },
-      spec: { nodeName: NODE, containers: [{ name: 'app', image: 'app' }] },
-    });
-    h.uids.set(`${ns}/${name}`, created.metadata.uid);
-  }
+  const [, server, legacy, app, orphan] = h.fx.pods as [Pod, Pod, Pod, Pod, Pod];
+  for (const [name, p] of [['server', server], ['legacy', legacy], ['orphan', orphan]] as const) await createPod(h, 'demo', name, p);
+  await createPod(h, 'plain', 'app', app);
+  // The agent's own pod: its projected token is bound to it, which tells TokenReview its node.
+  await createPod(h, 'istio-system', AGENT_POD, undefined, 'ambit-agent');
 }
 
 /** Sum of istio_tcp_connections_opened_total for `labels` on the agent's /metrics. */
@@ -259,7 +257,7 @@ function sleeper(pod: Pod): ChildProcess {
   return child;
 }
 
-test('agent on a node: CNI hand-off, host scan, redirection annotation, live labels, restart and fail-closed', { skip, timeout: 300_000 }, async (t) => {
+test('agent on a node in Kubernetes mode: CNI hand-off, host scan, redirection annotation, live labels, restart and fail-closed', { skip, timeout: 600_000 }, async (t) => {
   const fx = createFixture('k', 5);
   fx.enterCgroup();
   const [client, server, legacy, app, orphan] = fx.pods as [Pod, Pod, Pod, Pod, Pod];
@@ -267,16 +265,18 @@ test('agent on a node: CNI hand-off, host scan, redirection annotation, live lab
   const servers: net.Server[] = [];
   const sleepers: ChildProcess[] = [];
   let api: ApiServer | undefined;
-  let controller: Proc | undefined;
+  let controller: KubernetesController | undefined;
+  const controllerLog: string[] = [];
   let agent: Proc | undefined;
   const pinDir = `/sys/fs/bpf/${fx.prefix}`;
   t.after(async () => {
     const logDir = process.env['AMBIT_TEST_LOG_DIR'];
     if (logDir) {
       for (const { name, proc } of spawned) await writeFile(join(logDir, `${name}.log`), proc.lines.map((l) => JSON.stringify(l)).join('\n'));
+      await writeFile(join(logDir, 'controller.log'), controllerLog.join(''));
     }
     await stopProc(agent);
-    await stopProc(controller);
+    await controller?.close();
     for (const s of sleepers) s.kill('SIGKILL');
     await api?.stop();
     if (existsSync(pinDir)) await (await BpfCapture.open({ cgroupPath: fx.cgroupPath, pinDir, log: silentLogger() })).uninstall();
@@ -307,26 +307,23 @@ test('agent on a node: CNI hand-off, host scan, redirection annotation, live lab
   const orphanNetns = `/proc/${orphanProc.pid}/ns/net`;
 
   api = await ApiServer.start({ stateDir: join(dir, 'apiserver'), log: silentLogger() });
-  const manifests = join(dir, 'manifests');
-  await mkdir(manifests);
   const h: Harness = {
     fx,
     dir,
     api,
-    manifests,
     socketPath: join(dir, 'run', 'cni.sock'),
     agentEnv: {},
     pluginConf: {},
     uids: new Map(),
   };
   await seedApi(h);
-  await writeManifests(h, { withClient: false });
   const agentToken = api.issueServiceAccountToken({ namespace: 'istio-system', serviceAccount: 'ambit-agent' }).token;
   const cniToken = api.issueServiceAccountToken({ namespace: 'istio-system', serviceAccount: 'ambit-cni' }).token;
   await writeFile(join(dir, 'agent.kubeconfig'), api.serviceAccountKubeconfig(agentToken, 'istio-system', 'ambit-agent'), { mode: 0o600 });
   await writeFile(join(dir, 'cni.kubeconfig'), api.serviceAccountKubeconfig(cniToken, 'istio-system', 'ambit-cni'), { mode: 0o600 });
-  await writeFile(join(dir, 'node-tokens'), `${NODE} ${NODE_TOKEN}\n`);
-  await writeFile(join(dir, 'node-token'), NODE_TOKEN);
+  // The agent's projected token, as the DaemonSet mounts it: audience istio-ca, bound to its pod.
+  const projected = api.issueServiceAccountToken({ namespace: 'istio-system', serviceAccount: 'ambit-agent', audiences: ['istio-ca'], pod: AGENT_POD }).token;
+  await writeFile(join(dir, 'istio-token'), projected, { mode: 0o600 });
   h.pluginConf = {
     cniVersion: '1.0.0',
     name: 'testnet',
@@ -338,26 +335,35 @@ test('agent on a node: CNI hand-off, host scan, redirection annotation, live lab
     log_level: 'debug',
   };
 
-  controller = startProc(CONTROLLER_MAIN, {
-    AMBIT_CONTROLLER_LISTEN: '127.0.0.1:0',
-    AMBIT_ADMIN_LISTEN: '127.0.0.1:0',
-    AMBIT_STATE_DIR: join(dir, 'controller'),
-    // The file, not its directory: Node's recursive directory watch on Linux misses a file renamed
-    // over one it already saw (Node 24), while a file is watched through its directory by name.
-    AMBIT_MANIFESTS: join(manifests, 'cluster.yaml'),
-    AMBIT_NODE_TOKENS_FILE: join(dir, 'node-tokens'),
-    AMBIT_LOG_LEVEL: 'info',
-  });
-  const ctlReady = await waitFor('controller ready', async () => {
-    const fatal = fatalOf(controller!);
-    if (fatal) assert.fail(`controller failed: ${fatal}`);
-    return controller!.lines.find((l) => l['msg'] === 'controller ready');
-  });
+  // The controller in Kubernetes mode as its own service account (RBAC of rbac-controller.yaml).
+  const controllerToken = api.issueServiceAccountToken({ namespace: 'istio-system', serviceAccount: 'ambit-controller', expirationSeconds: 7200 }).token;
+  const controllerKubeconfig = api.serviceAccountKubeconfig(controllerToken, 'istio-system', 'ambit-controller');
+  let controllerPort = 0;
+  const startController = async (): Promise<KubernetesController> => {
+    const kc = await KubernetesController.start({
+      kubeconfig: { text: controllerKubeconfig },
+      namespace: 'istio-system',
+      stateDir: join(dir, 'controller'),
+      host: '127.0.0.1',
+      port: controllerPort,
+      trustDomain: 'cluster.local',
+      log: createLogger({ level: 'info', name: 'controller', destination: { write: (line: string) => void controllerLog.push(line) } }),
+      registry: createRegistry(),
+      debounceMs: 10,
+      lease: { durationMs: 3000, renewDeadlineMs: 2000, retryPeriodMs: 200 },
+      informerBackoff: { initialMs: 100, maxMs: 1000 },
+      proxy: { image: 'localhost/ambit:test' },
+    });
+    controllerPort = Number(kc.controller.address.slice(kc.controller.address.lastIndexOf(':') + 1));
+    return kc;
+  };
+  controller = await startController();
+  await writeFile(join(dir, 'root-cert.pem'), controller.controller.ca.rootCertPem);
   h.agentEnv = {
     AMBIT_NODE_NAME: NODE,
-    AMBIT_CONTROLLER_ADDR: String(ctlReady['grpc']),
-    AMBIT_CA_ROOT_FILE: join(dir, 'controller', 'root-cert.pem'),
-    AMBIT_TOKEN_FILE: join(dir, 'node-token'),
+    AMBIT_CONTROLLER_ADDR: `127.0.0.1:${controllerPort}`,
+    AMBIT_CA_ROOT_FILE: join(dir, 'root-cert.pem'),
+    AMBIT_TOKEN_FILE: join(dir, 'istio-token'),
     AMBIT_CAPTURE: 'bpf',
     AMBIT_CGROUP_PATH: fx.cgroupPath,
     AMBIT_PIN_DIR: pinDir,
@@ -404,13 +410,16 @@ test('agent on a node: CNI hand-off, host scan, redirection annotation, live lab
     assert.equal(await sourceOpened('server'), before + 1);
   });
 
-  await t.test('ADD of an ambient pod the controller does not know yet holds its traffic (pending) until it is enrolled', async () => {
+  await t.test('ADD while the controller is away holds the pod\'s traffic (pending) until the controller is back and enrolls it', async () => {
+    await controller!.close();
+    controller = undefined;
+    await createPod(h, 'demo', 'client', client);
     const r = await runPlugin(h, 'ADD', 'demo', 'client', client);
     assert.equal(r.code, 0, r.stdout + r.stderr);
     await waitAnnotation(h, 'demo', 'client', 'pending');
     assert.equal(await outcome(dialFrom(client.netnsPath, server.ip, APP_PORT)), 'EPERM', 'no uncaptured connection out');
     assert.equal(await outcome(dialFrom(app.netnsPath, client.ip, APP_PORT)), 'ECONNREFUSED', 'none in either');
-    await writeManifests(h, { withClient: true });
+    controller = await startController();
     await waitAnnotation(h, 'demo', 'client', 'enabled');
     const before = await sourceOpened('client');
     assert.equal(await dialFrom(client.netnsPath, server.ip, APP_PORT), `hello from ${server.name}`);
@@ -435,14 +444,16 @@ test('agent on a node: CNI hand-off, host scan, redirection annotation, live lab
   await t.test('labels act live: a running pod enrolls and unenrolls while a long transfer between two other enrolled pods goes on', async () => {
     const stream = startStream(client, server);
     await waitFor('the stream flowing', async () => (stream.sent() > 1 << 20 ? true : undefined));
-    const steps: Array<[string, { plainLabels?: Record<string, string>; appLabels?: Record<string, string> }, string | undefined]> = [
-      ['namespace labelled ambient', { plainLabels: { [LABEL]: 'ambient' } }, 'enabled'],
-      ['pod opted out with none', { plainLabels: { [LABEL]: 'ambient' }, appLabels: { [LABEL]: 'none' } }, undefined],
-      ['pod label removed', { plainLabels: { [LABEL]: 'ambient' } }, 'enabled'],
-      ['namespace label removed', {}, undefined],
+    const ns = '/api/v1/namespaces/plain';
+    const pod = '/api/v1/namespaces/plain/pods/app';
+    const steps: Array<[string, string, Record<string, string | null>, string | undefined]> = [
+      ['namespace labelled ambient', ns, { [LABEL]: 'ambient' }, 'enabled'],
+      ['pod opted out with none', pod, { [LABEL]: 'none' }, undefined],
+      ['pod label removed', pod, { [LABEL]: null }, 'enabled'],
+      ['namespace label removed', ns, { [LABEL]: null }, undefined],
     ];
-    for (const [what, labels, want] of steps) {
-      await writeManifests(h, { withClient: true, ...labels });
+    for (const [what, path, labels, want] of steps) {
+      await patchLabels(h, path, labels);
       await waitAnnotation(h, 'plain', 'app', want);
       const before = await sourceOpened('app');
       assert.equal(await dialFrom(app.netnsPath, legacy.ip, APP_PORT), `hello from ${legacy.name}`, what);
