@@ -11,6 +11,7 @@ import {
   ENV_PIN_DIR,
   ENV_POOL_IDLE_TIMEOUT,
   ENV_READY_ADDR,
+  ENV_SAME_NODE_FAST_PATH,
   EnvReader,
   type ControllerClientSettings,
 } from '../shared/env.js';
@@ -37,6 +38,8 @@ export interface AgentConfig extends ControllerClientSettings {
   certTtlSec: number;
   poolIdleTimeoutMs: number;
   drainDeadlineMs: number;
+  /** Pod-to-pod connections within this node skip TLS (AMBIT_SAME_NODE_FAST_PATH). */
+  sameNodeFastPath: boolean;
 }
 
 /** Reads the agent's configuration from `env`; throws AMBIT_ERR_CONFIG_INVALID listing every problem. */
@@ -71,5 +74,6 @@ export function loadConfig(env: NodeJS.ProcessEnv): Readonly<AgentConfig> {
     certTtlSec: Math.round(r.certTtlMs() / 1000),
     poolIdleTimeoutMs: r.durationMs(ENV_POOL_IDLE_TIMEOUT, '5m', 1000),
     drainDeadlineMs: r.drainDeadlineMs(),
+    sameNodeFastPath: r.oneOf(ENV_SAME_NODE_FAST_PATH, ['on', 'off'], 'on') === 'on',
   });
 }

@@ -39,6 +39,7 @@ async function run(config: Readonly<AgentConfig>, log: Logger): Promise<void> {
     listenerFd: (server) => socketFd(server),
     poolIdleTimeoutMs: config.poolIdleTimeoutMs,
     drainDeadlineMs: config.drainDeadlineMs,
+    sameNodeFastPath: config.sameNodeFastPath,
     onStatusChange: () => client?.reportStatus(),
     releaseFreedMemory: trimMallocHeap,
   });
