@@ -10,8 +10,10 @@ import { join } from 'node:path';
 import { mkdir, writeFile } from 'node:fs/promises';
 import type { Registry } from 'prom-client';
 import { AmbitError } from '../shared/errors.js';
+import { DEFAULT_CLUSTER_ID } from '../shared/env.js';
 import type { Logger } from '../shared/log.js';
 import { createRegistry } from '../shared/metrics.js';
+import { ambitVersion } from '../shared/version.js';
 import type { Workload } from '../shared/model.js';
 import { AdminServer } from './admin.js';
 import { CertificateAuthority } from './ca/authority.js';
@@ -91,7 +93,7 @@ export class Controller {
     readonly address: string,
     private readonly authenticator: CallerAuthenticator,
   ) {
-    this.registry = opts.registry ?? createRegistry();
+    this.registry = opts.registry ?? createRegistry({ build: { component: 'pilot', tag: ambitVersion() } });
     this.store = opts.store ?? new ObjectStore();
     this.configServer = new ConfigServer({
       log: opts.log,
@@ -149,7 +151,8 @@ export class Controller {
   retranslate(): void {
     try {
       const objects = this.store.snapshot().objects;
-      this.translated = translateAll(objects, { ...this.opts.translate, trustDomain: this.opts.trustDomain });
+      // The cluster id defaults to Istio's, the one agents and waypoints default to.
+      this.translated = translateAll(objects, { clusterId: DEFAULT_CLUSTER_ID, ...this.opts.translate, trustDomain: this.opts.trustDomain });
       this.scopes = new RoleScopes(this.translated);
       this.podIndex = new Map(this.translated.model.workloads.map((w) => [`${w.namespace}/${w.name}`, { namespace: w.namespace, name: w.name, serviceAccount: w.serviceAccount, node: w.node, labels: w.labels }]));
       this.writeConditions();

@@ -13,7 +13,7 @@ import { AmbitError } from '../shared/errors.js';
 import { tryParseSpiffeId } from '../shared/identity.js';
 import type { Logger } from '../shared/log.js';
 import { createRegistry, type Registry } from '../shared/metrics.js';
-import type { Workload } from '../shared/model.js';
+import type { Service, Workload } from '../shared/model.js';
 import type { RouteConfig } from '../shared/routes.js';
 import type { ConfigState } from '../shared/xds/client.js';
 import { createTunnelPoolMetrics } from '../shared/hbone/metrics.js';
@@ -21,6 +21,7 @@ import { TunnelPool } from '../shared/hbone/pool.js';
 import { normalizeIp, type Address } from '../shared/address.js';
 import { HBONE_PORT, HBONE_STATUS, type TunnelCertificate } from '../shared/hbone/tunnel.js';
 import { WorkloadIndex, workloadIdentity } from '../shared/state/workloads.js';
+import { clusterOfUid } from '../shared/istio-metrics.js';
 import { hboneConnect } from './endpoint/hbone.js';
 import { HttpUpstream, tcpConnect, type ConnectFn, type Endpoint } from './endpoint/upstream.js';
 import { isHttpProtocol } from './protocol.js';
@@ -97,7 +98,7 @@ export class Waypoint {
       registry: opts.registry,
       dispatch: this.upstream.dispatch,
       resolveEndpoints: opts.gateway ? (t) => this.gatewayEndpoints(t) : (t) => this.resolveEndpoints(t),
-      ...(opts.clusterId ? { cluster: opts.clusterId } : {}),
+      serviceOf: (host) => this.index.serviceByHostname(host),
       ...(opts.gateway ? { gateway: opts.name } : {}),
     });
     this.tcp = new TcpForwarder(opts.registry, this.log, this.connectL4);
@@ -108,7 +109,7 @@ export class Waypoint {
       getCertificate: (id) => opts.getCertificate(id),
       classify: (target, peer) => this.classify(target, peer),
       serveHttp: (stream, meta) => this.server.acceptConnection(stream, meta),
-      forwardTcp: (stream, endpoint, target, peer) => this.tcp.forward(stream, endpoint, this.index.serviceByVip(target.address, target.port)?.service.hostname, peer),
+      forwardTcp: (stream, endpoint, target, source) => this.tcp.forward(stream, endpoint, this.tcpService(target, endpoint), source),
     });
     if (opts.gateway) {
       this.ingress = new IngressListeners({
@@ -140,7 +141,10 @@ export class Waypoint {
     if (!svc || !wp || vip === undefined || tunnel === undefined) return this.resolveEndpoints(target);
     const key = `waypoint|${wp.name}|${vip}:${target.port}`;
     this.waypointTunnels.set(key, { address: tunnel, port: HBONE_PORT });
-    return [{ key, address: vip, port: target.port, principal: wp.identity, workload: wp.name.slice(wp.name.indexOf('/') + 1), namespace: wp.namespace }];
+    // Labelled as the waypoint's own pod (the workload at its address), as every reporter names it.
+    const pod = this.index.workloadByIp(tunnel);
+    const labels = pod ? this.endpointOf(pod, vip, target.port) : { workload: wp.name.slice(wp.name.indexOf('/') + 1), namespace: wp.namespace };
+    return [{ ...labels, key, address: vip, port: target.port, principal: wp.identity }];
   }
 
   /** Gateway mode: opens, updates and closes the ingress ports to match the config state. */
@@ -190,7 +194,7 @@ export class Waypoint {
       canonicalService: w.canonicalName,
       canonicalRevision: w.canonicalRevision,
       principal: workloadIdentity(w),
-      ...(this.opts.clusterId ? { cluster: this.opts.clusterId } : {}),
+      cluster: clusterOfUid(w.uid),
     };
   }
 
@@ -232,7 +236,15 @@ export class Waypoint {
       const m = mappings.find((x) => x.targetPort === target.port);
       if (s && m && isHttpProtocol(s.ports.find((p) => p.port === m.servicePort)?.protocol ?? 'tcp')) return undefined;
     }
-    return { key: `${ip}:${target.port}`, address: ip, port: target.port, principal: workloadIdentity(w), workload: w.name, namespace: w.namespace };
+    return this.endpointOf(w, ip, target.port);
+  }
+
+  /** The Service a TCP tunnel addressed: the VIP's, else (a pod addressed) the pod's Service on that port. */
+  private tcpService(target: Address, endpoint: Endpoint): Service | undefined {
+    const byVip = this.index.serviceByVip(target.address, target.port)?.service;
+    if (byVip) return byVip;
+    const w = this.index.workloadByIp(endpoint.address);
+    return w ? this.index.serviceOfWorkloadPort(w, target.port) : undefined;
   }
 
   /** The caller of a tunnel: its peer identity, and its workload when the source IP matches it. */
@@ -242,8 +254,7 @@ export class Waypoint {
     const match = w && identity === workloadIdentity(w) ? w : undefined;
     return {
       ...(parsed ? { principal: identity!, namespace: parsed.namespace } : {}),
-      ...(match ? { workload: match.workloadName || match.name, app: match.canonicalName, version: match.canonicalRevision, canonicalService: match.canonicalName, canonicalRevision: match.canonicalRevision } : {}),
-      ...(this.opts.clusterId ? { cluster: this.opts.clusterId } : {}),
+      ...(match ? { workload: match.workloadName || match.name, canonicalService: match.canonicalName, canonicalRevision: match.canonicalRevision, cluster: clusterOfUid(match.uid) } : {}),
     };
   }
 
@@ -256,7 +267,7 @@ export class Waypoint {
     }
     const l4 = this.tcpEndpoint(target);
     if (l4 === null) return { kind: 'refuse', status: HBONE_STATUS.UPSTREAM_FAILED };
-    if (l4 !== undefined) return { kind: 'tcp', endpoint: l4 };
+    if (l4 !== undefined) return { kind: 'tcp', endpoint: l4, source: this.sourceOf(peer.identity, peer.ip) };
     return { kind: 'http', meta: { source: this.sourceOf(peer.identity, peer.ip), targetPort: target.port, ...this.addressed(target) } };
   }
 

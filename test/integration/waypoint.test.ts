@@ -96,7 +96,6 @@ async function startWaypoint(t: TestContext, configs: RouteConfig[], endpoints: 
     resolveEndpoints,
     random: seededRandom(opts.seed ?? 42),
     ...(opts.defaultRetries === null ? { defaultRetries: null } : {}),
-    cluster: 'test',
   });
   assert.deepEqual(configs.flatMap((c) => validateRouteConfig(c)), [], 'the test route config is valid');
   server.setRoutes(configs);

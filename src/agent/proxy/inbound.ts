@@ -262,7 +262,7 @@ export class InboundHbone {
     /** True once the initiating side went away while dialing. */
     gone: () => boolean;
   }): Promise<Admission> {
-    const { srcIdentity, srcIp, target, service } = r;
+    const { srcIdentity, srcIp, target } = r;
     const parsed = srcIdentity ? tryParseSpiffeId(srcIdentity) : undefined;
     const index = this.opts.index();
     const pod = index.workloadByUid(this.opts.pod.uid) ?? this.opts.pod;
@@ -273,6 +273,8 @@ export class InboundHbone {
     if (this.agentPorts.has(target.port)) return refuse(HBONE_STATUS.BAD_REQUEST, SELF_CALL_REASON, { authority: r.authority });
     const srcByIp = index.workloadByIp(srcIp);
     const src = srcByIp && srcIdentity === workloadIdentity(srcByIp) ? srcByIp : undefined;
+    // The Service the caller named, else the pod's Service on that port (a waypoint names none).
+    const service = r.service ?? index.serviceOfWorkloadPort(pod, target.port);
     const connId = newConnId();
     const telemetry = new ConnectionTelemetry(
       this.opts.metrics,

@@ -16,11 +16,12 @@ import { HBONE_STATUS, MAX_FRAME_BYTES, REASON_HEADER, STREAM_WINDOW_BYTES, peer
 import { AcceptedSockets, HBONE_HANDSHAKE_TIMEOUT_MS, HBONE_SERVER_IDLE_TIMEOUT_MS, watchLiveness } from '../../shared/hbone/liveness.js';
 import type { Endpoint } from '../endpoint/upstream.js';
 import type { ConnectionMeta } from './request.js';
+import type { SourceInfo } from './telemetry.js';
 
 /** What a CONNECT target gets: HTTP service, a TCP pipe to one endpoint, or a refusal with its status. */
 export type TunnelDecision =
   | { kind: 'http'; meta: ConnectionMeta }
-  | { kind: 'tcp'; endpoint: Endpoint }
+  | { kind: 'tcp'; endpoint: Endpoint; source: SourceInfo }
   | { kind: 'refuse'; status: number; /** Bounded reason sent as x-ambit-reason (e.g. self_call). */ reason?: string };
 
 export interface HboneFrontOptions {
@@ -34,7 +35,7 @@ export interface HboneFrontOptions {
   /** Serves an accepted HTTP tunnel (WaypointServer.acceptConnection). */
   serveHttp: (stream: Duplex, meta: ConnectionMeta) => void;
   /** Carries a TCP tunnel (TcpForwarder.forward). */
-  forwardTcp: (stream: http2.ServerHttp2Stream, endpoint: Endpoint, target: Address, peerIdentity: string | undefined) => Promise<void>;
+  forwardTcp: (stream: http2.ServerHttp2Stream, endpoint: Endpoint, target: Address, source: SourceInfo) => Promise<void>;
 }
 
 function tlsOptions(cert: TunnelCertificate): { cert: string; key: string; ca: string[] } {
@@ -139,7 +140,7 @@ export class HboneFront {
       return;
     }
     if (decision.kind === 'tcp') {
-      this.opts.forwardTcp(stream, decision.endpoint, target, identity).catch((e: unknown) => {
+      this.opts.forwardTcp(stream, decision.endpoint, target, decision.source).catch((e: unknown) => {
         this.log.error({ err: e }, 'tcp forward failed');
         stream.destroy();
       });

@@ -15,7 +15,7 @@ import { ReplayableBody } from '../dispatch/replay-body.js';
 import { defaultRetryPolicy } from '../dispatch/retry.js';
 import { parseGrpcTimeout } from '../dispatch/timeout.js';
 import { runFilters, type FilterDeps } from '../filters/filters.js';
-import { RESPONSE_FLAGS, serviceParts, type WaypointMetrics } from '../metrics.js';
+import { RESPONSE_FLAGS, type WaypointMetrics } from '../metrics.js';
 import { upstreamUsesHttp2 } from '../protocol.js';
 import { rewritePath } from '../route/rewrite.js';
 import { hostOfAuthority, routeRequest, type RouteRequest, type RouteTable } from '../route/router.js';
@@ -102,9 +102,9 @@ export class RequestHandler {
     const routes = d.routes();
     const decision = routeRequest(routes.table, rreq);
     if (decision.kind === 'no-route') {
-      st.service = hostOfAuthority(authority);
+      // No service: the host the client sent is no metric label (an address or any name a client makes up).
       req.resume();
-      return localReply(st, res, 404, decision.reason === 'unknown-host' ? `no route config for host ${JSON.stringify(st.service)}` : 'no route matched the request', RESPONSE_FLAGS.NO_ROUTE);
+      return localReply(st, res, 404, decision.reason === 'unknown-host' ? `no route config for host ${JSON.stringify(hostOfAuthority(authority))}` : 'no route matched the request', RESPONSE_FLAGS.NO_ROUTE);
     }
     const { config, route } = decision;
     rreq.port ??= d.portOf?.(req, config) ?? (config.ports.length === 1 ? config.ports[0]!.port : (req.socket as net.Socket | undefined)?.localPort);
@@ -133,7 +133,7 @@ export class RequestHandler {
     const port = backend.port ?? rreq.port;
     // A pod-addressed request (workload waypoint) is labelled with the pod's Service when it has one.
     st.service = rreq.workload !== undefined ? config.hostname : backend.host;
-    st.serviceNamespace = serviceParts(st.service, config.namespace).namespace;
+    st.serviceNamespace = config.namespace;
     if (port === undefined) {
       req.resume();
       return localReply(st, res, 503, `no port known for backend ${backend.host}`, RESPONSE_FLAGS.NO_HEALTHY_UPSTREAM);

@@ -145,8 +145,9 @@ test('local mode runs a waypoint Gateway as an unenrolled pod with the gateway s
   const env = { controllerAddr: '10.0.0.1:15012', caRootFile: '/s/root.pem', tokenFile: (ns: string, pod: string) => `/s/tokens/pods/${ns}.${pod}`, trustDomain: 'cluster.local', logLevel: 'info', nodes: ['node1', 'node2'] };
   const pod = waypointPod(gw, env);
   assert.equal(JSON.stringify(waypointPod(gw, env)), JSON.stringify(pod), 'stable');
-  assert.match(pod.metadata.name, /^waypoint-waypoint-[0-9a-f]{8}-0$/);
+  assert.match(pod.metadata.name, /^waypoint-[0-9a-f]{8}-0$/);
   assert.equal(pod.metadata.labels?.['gateway.networking.k8s.io/gateway-name'], 'waypoint');
+  assert.equal(pod.metadata.labels?.['gateway.istio.io/managed'], 'istio.io-mesh-controller', 'Kiali finds waypoints by this label');
   assert.equal(pod.metadata.labels?.['istio.io/dataplane-mode'], 'none');
   const spec = pod.spec as { nodeName: string; serviceAccountName: string; containers: Array<{ command: string[]; env: Array<{ name: string; value: string }> }> };
   assert.equal(spec.serviceAccountName, 'waypoint');
