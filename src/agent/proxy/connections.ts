@@ -138,6 +138,7 @@ export function pipeTracked(o: {
       lateReason = reason;
       handle.destroy();
     },
-    bytes: () => ({ sent: telemetry.bytesSent, received: telemetry.bytesReceived }),
+    // Live from the pipe (its callbacks are batched).
+    bytes: () => ({ sent: handle.bytesFromUpstream, received: handle.bytesFromDownstream }),
   });
 }
