@@ -111,6 +111,8 @@ export interface LocalStatus {
   ingressGateways: IngressGatewayStatus[];
   /** Istio Gateway servers the ingress gateway cannot serve, and why (bad Secret, unsupported protocol...). */
   ingressProblems: string[];
+  /** Objects Ambit does not serve as written: refused, partly applied, or with unserved fields (their status conditions). */
+  objectProblems: Array<{ object: string; type: string; reason: string; message: string }>;
 }
 
 export interface IngressGatewayStatus {
@@ -590,6 +592,7 @@ export class LocalMesh {
       }),
       ingressGateways: this.ingressStatus(pods),
       ingressProblems: cp.gatewayProblems(),
+      objectProblems: cp.objectProblems().map((c) => ({ object: c.objectKey, type: c.type, reason: c.reason, message: c.message })),
       services: cp.store.list('Service').map((s) => ({
         namespace: nsOf(s),
         name: s.metadata.name,

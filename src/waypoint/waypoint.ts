@@ -14,7 +14,7 @@ import { tryParseSpiffeId } from '../shared/identity.js';
 import type { Logger } from '../shared/log.js';
 import { createRegistry, type Registry } from '../shared/metrics.js';
 import type { Service, Workload } from '../shared/model.js';
-import type { RouteConfig } from '../shared/routes.js';
+import type { L4Route, RouteConfig } from '../shared/routes.js';
 import type { ConfigState } from '../shared/xds/client.js';
 import { createTunnelPoolMetrics } from '../shared/hbone/metrics.js';
 import { TunnelPool } from '../shared/hbone/pool.js';
@@ -25,6 +25,8 @@ import { clusterOfUid } from '../shared/istio-metrics.js';
 import { hboneConnect } from './endpoint/hbone.js';
 import { HttpUpstream, tcpConnect, type ConnectFn, type Endpoint } from './endpoint/upstream.js';
 import { isHttpProtocol } from './protocol.js';
+import { selectL4Route } from './route/l4.js';
+import { pickWeighted } from './route/weighted.js';
 import { gatewayRoutes, IngressListeners } from './server/gateway.js';
 import { HboneFront, type TunnelDecision } from './server/hbone-front.js';
 import { WaypointServer, type BackendTarget, type SourceInfo } from './server/server.js';
@@ -152,9 +154,14 @@ export class Waypoint {
     await this.ingress?.apply(state.listeners?.values() ?? []);
   }
 
+  /** Mesh route configs by Service hostname (their L4 routes pick TCP and TLS backends). */
+  private meshConfigs = new Map<string, RouteConfig>();
+
   /** Applies a config stream state (validated on receipt by the config client). */
   applyConfig(state: ConfigState): void {
-    this.server.setRoutes(this.routesOf(state));
+    const routes = this.routesOf(state);
+    this.server.setRoutes(routes);
+    this.meshConfigs = new Map(routes.filter((r) => r.gateway === undefined).map((r) => [r.hostname, r]));
     this.index = new WorkloadIndex(state);
   }
 
@@ -226,8 +233,9 @@ export class Waypoint {
     if (svc) {
       const sp = svc.ports.find((p) => p.port === target.port);
       if (!sp || isHttpProtocol(sp.protocol)) return undefined;
-      const eps = this.resolveEndpoints({ host: svc.hostname, port: target.port });
-      return eps.length === 0 ? null : eps[Math.min(eps.length - 1, Math.floor(random() * eps.length))]!;
+      const route = selectL4Route(this.meshConfigs.get(svc.hostname)?.tcpRoutes, target.port);
+      if (route) return this.l4Endpoint(route, target.port, random);
+      return pickEndpoint(this.resolveEndpoints({ host: svc.hostname, port: target.port }), random);
     }
     const w = this.index.workloadByIp(ip);
     if (!w) return undefined;
@@ -245,6 +253,29 @@ export class Waypoint {
     if (byVip) return byVip;
     const w = this.index.workloadByIp(endpoint.address);
     return w ? this.index.serviceOfWorkloadPort(w, target.port) : undefined;
+  }
+
+  /** An endpoint of the backend a TCP/TLS route picks by weight; null when it has none (or is refused). */
+  private l4Endpoint(route: L4Route, port: number, random: () => number): Endpoint | null {
+    const backend = pickWeighted(route.backends, random);
+    if (!backend || backend.refused) return null;
+    return pickEndpoint(this.resolveEndpoints({ host: backend.host, port: backend.port ?? port, ...(backend.subsetLabels ? { subsetLabels: backend.subsetLabels } : {}) }), random);
+  }
+
+  /**
+   * For a TCP port of a Service with TLS routes: how to pick the endpoint once the first bytes
+   * are read (a TLS route by SNI, else the TCP routes or the Service itself); undefined otherwise.
+   */
+  sniChooser(target: Address, random: () => number = Math.random): ((hello: { tls: boolean; sni?: string }) => Endpoint | null) | undefined {
+    const svc = this.index.serviceByVip(normalizeIp(target.address), target.port)?.service;
+    const sp = svc?.ports.find((p) => p.port === target.port);
+    if (!svc || !sp || isHttpProtocol(sp.protocol)) return undefined;
+    const tlsRoutes = this.meshConfigs.get(svc.hostname)?.tlsRoutes;
+    if (!tlsRoutes || tlsRoutes.length === 0) return undefined;
+    return (hello) => {
+      const route = hello.tls ? selectL4Route(tlsRoutes, target.port, hello.sni) : undefined;
+      return route ? this.l4Endpoint(route, target.port, random) : (this.tcpEndpoint(target, random) ?? null);
+    };
   }
 
   /** The caller of a tunnel: its peer identity, and its workload when the source IP matches it. */
@@ -265,6 +296,8 @@ export class Waypoint {
       this.log.warn({ target: `${target.address}:${target.port}` }, 'tunnel to the waypoint itself refused');
       return { kind: 'refuse', status: HBONE_STATUS.BAD_REQUEST, reason: 'self_call' };
     }
+    const choose = this.sniChooser(target);
+    if (choose) return { kind: 'sni', choose, source: this.sourceOf(peer.identity, peer.ip) };
     const l4 = this.tcpEndpoint(target);
     if (l4 === null) return { kind: 'refuse', status: HBONE_STATUS.UPSTREAM_FAILED };
     if (l4 !== undefined) return { kind: 'tcp', endpoint: l4, source: this.sourceOf(peer.identity, peer.ip) };
@@ -285,4 +318,9 @@ export class Waypoint {
     await this.pool.close(Math.min(deadlineMs, 1000)).catch(() => undefined);
     this.hbone.destroy();
   }
+}
+
+/** One of `eps` at random; null when there is none. */
+function pickEndpoint(eps: readonly Endpoint[], random: () => number): Endpoint | null {
+  return eps.length === 0 ? null : eps[Math.min(eps.length - 1, Math.floor(random() * eps.length))]!;
 }

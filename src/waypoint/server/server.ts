@@ -32,6 +32,7 @@ import type { RandomSource } from '../route/weighted.js';
 import type { OtlpSpanExporter } from '../trace.js';
 import { out, type ServerRequest, type ServerResponse } from './headers.js';
 import { HTTP1_LIMITS, HTTP2_LIMITS, refuseAmbiguousFraming } from './limits.js';
+import { JwksCache } from '../filters/jwt.js';
 import { RequestHandler, type ConnectionMeta } from './request.js';
 import type { SourceInfo } from './telemetry.js';
 
@@ -137,7 +138,7 @@ export class WaypointServer {
       metrics,
       random,
       now,
-      filters: { metrics, log: this.log, random, sleep, rateLimits: new RateLimits(now) },
+      filters: { metrics, log: this.log, random, sleep, rateLimits: new RateLimits(now), jwks: new JwksCache() },
       telemetry: { metrics, accessLog: accessLogger(this.log), now, reporter: opts.gateway !== undefined ? 'source' : 'waypoint', ...(opts.serviceOf ? { serviceOf: opts.serviceOf } : {}), spanExporter: opts.spanExporter },
       destinations: this.destinations,
       dispatch,

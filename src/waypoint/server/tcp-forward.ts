@@ -3,7 +3,7 @@
  * does): the CONNECT stream piped to one endpoint, half-close kept, with Istio's TCP metrics
  * (reporter=waypoint, the full label set of shared/istio-metrics.ts).
  */
-import type * as http2 from 'node:http2';
+import * as http2 from 'node:http2';
 import type { Duplex } from 'node:stream';
 import type { Logger } from '../../shared/log.js';
 import type { Registry } from '../../shared/metrics.js';
@@ -44,13 +44,15 @@ export class TcpForwarder {
       this.log.warn({ endpoint: endpoint.key, err: e }, 'tcp upstream connect failed');
       this.count({ ...labels, response_flags: 'UF' }, true);
       if (!stream.destroyed && !stream.headersSent) stream.respond({ ':status': HBONE_STATUS.UPSTREAM_FAILED }, { endStream: true });
+      // Accepted already (a TLS-routed tunnel answers before it reads the ClientHello): reset it.
+      else if (!stream.destroyed) stream.close(http2.constants.NGHTTP2_CONNECT_ERROR);
       return;
     }
     if (stream.destroyed || stream.closed) {
       upstream.destroy();
       return;
     }
-    stream.respond({ ':status': HBONE_STATUS.OK });
+    if (!stream.headersSent) stream.respond({ ':status': HBONE_STATUS.OK });
     const { key, get } = this.count(labels, false);
     const received = this.metrics.received.cell(key, get);
     const sent = this.metrics.sent.cell(key, get);
