@@ -70,6 +70,8 @@ export interface AgentOptions {
   ports?: { outbound?: number; inbound?: number; hbone?: number };
   poolIdleTimeoutMs?: number;
   drainDeadlineMs?: number;
+  /** Connections between two pods of this node skip TLS, handed over in-process (default true). */
+  sameNodeFastPath?: boolean;
   /** Called when a pod's capture status changed (ConfigClient.reportStatus). */
   onStatusChange?: () => void;
   /** Returns freed native memory to the kernel (native trimMallocHeap), after pods were enrolled or unenrolled. */
@@ -471,6 +473,7 @@ export class Agent {
         originalDestination: (s) => o.originalDestination(s, 'outbound'),
         pickEndpoint: (svc, _port, candidates, src) => this.balancer.pick(svc, candidates, src),
         reportEndpoint: (e, ok) => (ok ? this.balancer.reportSuccess(e) : this.balancer.reportFailure(e)),
+        ...(o.sameNodeFastPath === false ? {} : { sameNodeInbound: (dst: Workload) => this.pods.get(dst.uid)?.inbound }),
       });
       const inbound = new InboundHbone({
         pod: w,

@@ -15,6 +15,7 @@ import {
   ENV_PIN_DIR,
   ENV_POOL_IDLE_TIMEOUT,
   ENV_READY_ADDR,
+  ENV_SAME_NODE_FAST_PATH,
   EnvReader,
   type ControllerClientSettings,
 } from '../shared/env.js';
@@ -47,6 +48,8 @@ export interface AgentConfig extends ControllerClientSettings {
   netnsStateFile: string | undefined;
   /** The Kubernetes API (pod annotations); undefined: none (no kubeconfig, not in a cluster). */
   kube: { kubeconfig: string } | { inCluster: true } | undefined;
+  /** Pod-to-pod connections within this node skip TLS (AMBIT_SAME_NODE_FAST_PATH). */
+  sameNodeFastPath: boolean;
 }
 
 /** Set by the kubelet in every container: the agent runs in a cluster. */
@@ -92,5 +95,6 @@ export function loadConfig(env: NodeJS.ProcessEnv): Readonly<AgentConfig> {
     cniSocket,
     netnsStateFile,
     kube: kubeconfig ? { kubeconfig } : inCluster ? { inCluster: true as const } : undefined,
+    sameNodeFastPath: r.oneOf(ENV_SAME_NODE_FAST_PATH, ['on', 'off'], 'on') === 'on',
   });
 }

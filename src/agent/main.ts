@@ -58,6 +58,7 @@ async function run(config: Readonly<AgentConfig>, log: Logger): Promise<void> {
     listenerFd: (server) => socketFd(server),
     poolIdleTimeoutMs: config.poolIdleTimeoutMs,
     drainDeadlineMs: config.drainDeadlineMs,
+    sameNodeFastPath: config.sameNodeFastPath,
     onStatusChange: () => {
       client?.reportStatus();
       annotator?.update();
