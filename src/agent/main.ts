@@ -22,8 +22,7 @@ import { PodNetnsTable } from './netns/pod-netns.js';
 import { scanHostNetns } from './netns/host-scan.js';
 import { CniServer } from './cni/server.js';
 import { createAgentCniHandler } from './cni/handler.js';
-import { loadKubeConfig, NodePodsClient } from './kube/client.js';
-import { RedirectionAnnotator } from './kube/redirection.js';
+import type { RedirectionAnnotator } from './kube/redirection.js';
 
 /** Where container runtimes bind-mount pod sandboxes' network namespaces (the DaemonSet mounts it). */
 const NETNS_DIRS = ['/var/run/netns'];
@@ -67,6 +66,9 @@ async function run(config: Readonly<AgentConfig>, log: Logger): Promise<void> {
     netns,
   });
   if (config.kube) {
+    // Loaded only with an API to talk to: client-node costs an agent ~40 MB of RSS.
+    const { loadKubeConfig, NodePodsClient } = await import('./kube/client.js');
+    const { RedirectionAnnotator } = await import('./kube/redirection.js');
     const pods = new NodePodsClient(loadKubeConfig(config.kube), config.nodeName);
     annotator = new RedirectionAnnotator({ pods, redirections: () => agent.redirections(), ready: () => agent.hasConfig(), log, registry });
     annotator.start();
