@@ -109,6 +109,9 @@ function checkNode(s: Schema, path: string, errs: FieldError[], specified: boole
   for (const j of JUNCTORS) {
     const list = s[j];
     if (list === undefined) continue;
+    // Upstream allows exactly this typed anyOf under x-kubernetes-int-or-string (what
+    // `intstr.IntOrString` fields generate): `anyOf: [{type: integer}, {type: string}]`.
+    if (j === 'anyOf' && bool(s, 'x-kubernetes-int-or-string') && isIntOrStringAnyOf(list)) continue;
     if (!Array.isArray(list)) {
       errs.push(fieldError('Invalid', sub(path, j), list, 'must be a list of schemas'));
       continue;
@@ -118,6 +121,12 @@ function checkNode(s: Schema, path: string, errs: FieldError[], specified: boole
     });
   }
   if (isMap(s['not'])) checkNode(s['not'], sub(path, 'not'), errs, false, true);
+}
+
+function isIntOrStringAnyOf(list: unknown): boolean {
+  if (!Array.isArray(list) || list.length !== 2) return false;
+  const only = (x: unknown, type: string): boolean => isMap(x) && Object.keys(x).length === 1 && x['type'] === type;
+  return only(list[0], 'integer') && only(list[1], 'string');
 }
 
 /** Keys of the root (and of embedded resources) that are never pruned. */

@@ -88,3 +88,12 @@ test('validation messages match the real server', () => {
   assert.deepEqual(validateValue({ spec: { color: 'green' } }, widget, '').map(fieldErrorText), ['spec.color: Unsupported value: "green": supported values: "red", "blue"']);
   assert.deepEqual(validateValue({ spec: 'x' }, widget, '').map(fieldErrorText), ['spec: Invalid value: "x": spec in body must be of type object: "string"']);
 });
+
+test('x-kubernetes-int-or-string allows exactly the anyOf [integer, string] that IntOrString fields generate', () => {
+  const intOrString = (anyOf: unknown): Schema => ({ type: 'object', properties: { port: { 'x-kubernetes-int-or-string': true, anyOf } as Schema } });
+  assert.deepEqual(checkStructural(intOrString([{ type: 'integer' }, { type: 'string' }]), 's'), []);
+  const texts = checkStructural(intOrString([{ type: 'string' }, { type: 'integer' }]), 's').map(fieldErrorText);
+  assert.ok(texts.some((x) => x.startsWith('s.properties[port].anyOf[0].type: Forbidden')), texts.join('\n'));
+  const noFlag = checkStructural({ type: 'object', properties: { port: { anyOf: [{ type: 'integer' }, { type: 'string' }] } } }, 's').map(fieldErrorText);
+  assert.ok(noFlag.length > 0, 'without x-kubernetes-int-or-string the typed anyOf is not structural');
+});
