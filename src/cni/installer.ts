@@ -98,7 +98,7 @@ export class CniInstaller {
       await delay(RETRY_MS, this.abort.signal);
     }
     this.watcher = watch(this.cfg.confDir, () => this.scheduleReconcile());
-    this.watcher.on('error', (e) => this.log.warn({ err: errorMessage(e) }, 'watching the CNI config folder failed; polling only'));
+    this.watcher.on('error', (e) => this.log.warn({ err: e }, 'watching the CNI config folder failed; polling only'));
     this.timer = setInterval(() => this.scheduleReconcile(), RECONCILE_INTERVAL_MS);
     this.timer.unref();
     await writeFile(this.cfg.readyFile, `${new Date(this.now()).toISOString()}\n`);
@@ -132,7 +132,7 @@ export class CniInstaller {
         const out = unchainPlugin(await readFile(path, 'utf8'), path);
         if (out.changed) await this.writeFileAtomic(path, out.text, 0o644);
       } catch (e) {
-        this.log.warn({ file: path, err: errorMessage(e) }, 'cannot unchain the plugin from a CNI config');
+        this.log.warn({ file: path, err: e }, 'cannot unchain the plugin from a CNI config');
       }
     }
     await rm(join(this.cfg.binDir, PLUGIN_TYPE), { force: true });
@@ -213,13 +213,13 @@ export class CniInstaller {
         const expires = typeof status.expirationTimestamp === 'string' ? Date.parse(status.expirationTimestamp) : NaN;
         const lifetimeMs = Number.isFinite(expires) ? expires - this.now() : this.cfg.tokenTtlSec * 1000;
         const renewInMs = Math.max(60_000, Math.floor(lifetimeMs * 0.8));
-        this.tokenTimer = setTimeout(() => void this.renewToken().catch((e: unknown) => this.log.error({ err: errorMessage(e) }, 'token renewal failed')), renewInMs);
+        this.tokenTimer = setTimeout(() => void this.renewToken().catch((e: unknown) => this.log.error({ err: e }, 'token renewal failed')), renewInMs);
         this.tokenTimer.unref();
         this.log.info({ serviceAccount: `${namespace}/${this.cfg.serviceAccount}`, renewInSec: Math.round(renewInMs / 1000) }, 'cni plugin token written');
         return;
       } catch (e) {
         if (this.abort.signal.aborted) return;
-        this.log.warn({ err: errorMessage(e) }, 'cannot obtain the cni plugin token; retrying');
+        this.log.warn({ err: e }, 'cannot obtain the cni plugin token; retrying');
         await delay(RETRY_MS, this.abort.signal);
       }
     }
@@ -251,7 +251,7 @@ export class CniInstaller {
         if (this.abort.signal.aborted) return;
         await this.chain();
       })
-      .catch((e: unknown) => this.log.error({ err: errorMessage(e) }, 'cannot keep the cni plugin chained'));
+      .catch((e: unknown) => this.log.error({ err: e }, 'cannot keep the cni plugin chained'));
   }
 
   /** Whether this DaemonSet still exists: 'present', 'deleted' (gone or deleting) or 'unknown'. */
@@ -267,7 +267,7 @@ export class CniInstaller {
       const meta = (res.body as { metadata?: { deletionTimestamp?: unknown } }).metadata;
       return meta?.deletionTimestamp ? 'deleted' : 'present';
     } catch (e) {
-      this.log.warn({ err: errorMessage(e) }, 'cannot read the agent DaemonSet');
+      this.log.warn({ err: e }, 'cannot read the agent DaemonSet');
       return 'unknown';
     }
   }

@@ -15,7 +15,7 @@ import { registerOnce } from '../shared/xds/metric-util.js';
 import { KINDS, kindRef } from './objects.js';
 import type { ObjectStore } from './store.js';
 import type { TranslateResult } from './translate/translate.js';
-import type { SubscriberState, TypeSubscriptionState } from './xds/server.js';
+import type { SubscriberState, TypeSubscriptionState } from './xds/status.js';
 
 /** What the admin server reads; the Controller provides it. */
 export interface AdminSource {

@@ -18,11 +18,10 @@ import { CertificateAuthority } from './ca/authority.js';
 import { createCaService } from './ca/service.js';
 import { refuseIdentity, refuseSubscription, StaticTokenAuthenticator, type AccessView, type CallerAuthenticator, type PodRecord } from './callers.js';
 import { ObjectStore } from './store.js';
-import { translateAll, type TranslateResult } from './translate/translate.js';
+import { translateAll, type MeshTranslation, type TranslateResult } from './translate/translate.js';
 import type { TranslateRoutesResult } from './translate/routes.js';
-import type { GatewayListenersResult } from './translate/gateway-listeners.js';
-import type { NodeInfo } from '../shared/xds/node.js';
-import { buildSnapshot, ConfigServer, type Snapshot, type StreamLimits } from './xds/server.js';
+import { RoleScopes } from './xds/scope.js';
+import { ConfigServer, type StreamLimits } from './xds/server.js';
 
 export interface WorkloadCaptureState {
   captured: boolean;
@@ -61,10 +60,14 @@ export class Controller {
   readonly store = new ObjectStore();
   readonly registry: Registry;
   readonly configServer: ConfigServer;
-  private translated: TranslateResult = { workloads: [], services: [], authorizations: [], conditions: [] };
-  private translatedRoutes: TranslateRoutesResult = { routes: [], gateways: [], conditions: [] };
-  /** Ingress listeners per gateway pod; holds TLS key material, so it is never logged or dumped. */
-  private listeners: GatewayListenersResult = { byPod: new Map(), conditions: [] };
+  /** The current translation; its listeners hold TLS key material, so they are never logged or dumped. */
+  private translated: MeshTranslation = {
+    model: { workloads: [], services: [], authorizations: [], conditions: [] },
+    routes: { routes: [], gateways: [], conditions: [] },
+    listeners: { byPod: new Map(), conditions: [] },
+  };
+  /** What each subscriber holds, by role (xds/scope.ts). */
+  private scopes = new RoleScopes(this.translated);
   private unsubscribe: () => void = () => undefined;
   /** When the controller came up (ms since epoch; after the CA loaded). */
   readonly startedAt = Date.now();
@@ -114,7 +117,7 @@ export class Controller {
     });
     server.addService(caService.definition, caService.implementation);
     c.configServer.addToServer(server);
-    c.configServer.setSnapshotProvider((node) => c.snapshot(node));
+    c.configServer.setSnapshotProvider((node) => c.scopes.for(node));
     c.unsubscribe = c.store.subscribe(() => c.retranslate());
     c.retranslate();
     opts.log.info({ address: c.address }, 'controller serving CA and config streams');
@@ -129,54 +132,13 @@ export class Controller {
     return c;
   }
 
-  private snapshotCache: Snapshot | undefined;
-  /** Snapshots with route configs, per scope (`waypoint:<ns/name>`, `gateway`). */
-  private routeSnapshots = new Map<string, Snapshot>();
-
-  /**
-   * What one subscriber holds: agents get workloads, services and authorizations; a waypoint also
-   * gets the mesh route configs of the services bound to it (node metadata `waypoint` = `ns/name`;
-   * all mesh configs when absent); a gateway pod (node metadata `pod` = `ns/name`) gets the
-   * listeners of the Gateways selecting it, their ingress route configs and the mesh configs (for
-   * destination policies); a gateway without `pod` gets every ingress route config.
-   */
-  private snapshot(node?: NodeInfo): Snapshot {
-    if (!node || node.role === 'agent') {
-      this.snapshotCache ??= buildSnapshot(this.translated);
-      return this.snapshotCache;
-    }
-    const waypoint = node.metadata?.['waypoint'] ?? '';
-    const pod = node.metadata?.['pod'] ?? '';
-    const key = node.role === 'gateway' ? `gateway:${pod}` : `waypoint:${waypoint}`;
-    let snap = this.routeSnapshots.get(key);
-    if (!snap) {
-      if (node.role === 'gateway' && pod !== '') {
-        const listeners = this.listeners.byPod.get(pod) ?? [];
-        const served = new Set(listeners.flatMap((l) => l.gateways));
-        const routes = this.translatedRoutes.routes.filter((r) => (r.gateway === undefined ? true : served.has(r.gateway)));
-        snap = buildSnapshot({ ...this.translated, routes, listeners });
-      } else {
-        const routes = this.translatedRoutes.routes.filter((r) =>
-          node.role === 'gateway' ? r.gateway !== undefined : r.gateway === undefined && (waypoint === '' || r.waypoint === waypoint),
-        );
-        snap = buildSnapshot({ ...this.translated, routes });
-      }
-      this.routeSnapshots.set(key, snap);
-    }
-    return snap;
-  }
-
   /** Translates the store and notifies subscribers (debounced by the config server). */
   retranslate(): void {
     try {
       const objects = this.store.snapshot().objects;
-      const t = translateAll(objects, { trustDomain: this.opts.trustDomain });
-      this.translated = t.model;
-      this.translatedRoutes = t.routes;
-      this.listeners = t.listeners;
-      this.podIndex = new Map(this.translated.workloads.map((w) => [`${w.namespace}/${w.name}`, { namespace: w.namespace, name: w.name, serviceAccount: w.serviceAccount, node: w.node, labels: w.labels }]));
-      this.snapshotCache = undefined;
-      this.routeSnapshots = new Map();
+      this.translated = translateAll(objects, { trustDomain: this.opts.trustDomain });
+      this.scopes = new RoleScopes(this.translated);
+      this.podIndex = new Map(this.translated.model.workloads.map((w) => [`${w.namespace}/${w.name}`, { namespace: w.namespace, name: w.name, serviceAccount: w.serviceAccount, node: w.node, labels: w.labels }]));
       this.writeConditions();
       this.configServer.notify();
     } catch (err) {
@@ -189,7 +151,7 @@ export class Controller {
   /** Writes translation conditions into each object's status; logs only the ones that changed. */
   private writeConditions(): void {
     const byObject = new Map<string, TranslateResult['conditions']>();
-    for (const c of [...this.translated.conditions, ...this.translatedRoutes.conditions, ...this.listeners.conditions]) byObject.set(c.objectKey, [...(byObject.get(c.objectKey) ?? []), c]);
+    for (const c of [...this.translated.model.conditions, ...this.translated.routes.conditions, ...this.translated.listeners.conditions]) byObject.set(c.objectKey, [...(byObject.get(c.objectKey) ?? []), c]);
     const next = new Map<string, string>();
     for (const [key, conds] of byObject) {
       const text = JSON.stringify(conds);
@@ -210,24 +172,24 @@ export class Controller {
 
   /** The current route translation (what waypoints and gateways are being served). */
   routeTranslation(): TranslateRoutesResult {
-    return this.translatedRoutes;
+    return this.translated.routes;
   }
 
   /** Ports each ingress gateway pod (`ns/name`) listens on, with their protocol (no TLS material). */
   gatewayPorts(): Map<string, Array<{ port: number; protocol: 'HTTP' | 'HTTPS'; hosts: string[]; gateways: string[] }>> {
     const out = new Map<string, Array<{ port: number; protocol: 'HTTP' | 'HTTPS'; hosts: string[]; gateways: string[] }>>();
-    for (const [pod, ls] of this.listeners.byPod) out.set(pod, ls.map((l) => ({ port: l.port, protocol: l.protocol, hosts: [...l.hosts], gateways: [...l.gateways] })));
+    for (const [pod, ls] of this.translated.listeners.byPod) out.set(pod, ls.map((l) => ({ port: l.port, protocol: l.protocol, hosts: [...l.hosts], gateways: [...l.gateways] })));
     return out;
   }
 
   /** Why some Istio Gateway servers are not served by the gateway pods they select (condition messages). */
   gatewayProblems(): string[] {
-    return this.listeners.conditions.map((c) => c.message);
+    return this.translated.listeners.conditions.map((c) => c.message);
   }
 
   /** The current translation (what subscribers are being served). */
   translation(): TranslateResult {
-    return this.translated;
+    return this.translated.model;
   }
 
   /** Pods by `namespace/name`, rebuilt with each translation: what callers are authorized against. */
@@ -237,13 +199,13 @@ export class Controller {
   get access(): AccessView {
     return {
       trustDomain: this.opts.trustDomain,
-      podsOnNode: (node) => this.translated.workloads.filter((w) => w.node === node),
+      podsOnNode: (node) => this.translated.model.workloads.filter((w) => w.node === node),
       pod: (namespace, name) => this.podIndex.get(`${namespace}/${name}`),
     };
   }
 
   enrolledWorkloads(): Workload[] {
-    return this.translated.workloads.filter((w) => w.tunnelProtocol === 'HBONE');
+    return this.translated.model.workloads.filter((w) => w.tunnelProtocol === 'HBONE');
   }
 
   agentConnected(node: string): boolean {

@@ -7,7 +7,8 @@
 import assert from 'node:assert/strict';
 import { test, type TestContext } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
-import { ConfigServer, buildSnapshot, type ConfigServerOptions } from '../../src/controller/xds/server.js';
+import { ConfigServer, type ConfigServerOptions } from '../../src/controller/xds/server.js';
+import { buildSnapshot } from '../../src/controller/xds/snapshot.js';
 import { refuseSubscription, StaticTokenAuthenticator, type AccessView, type Caller, type PodRecord } from '../../src/controller/callers.js';
 import { silentLogger } from '../../src/shared/log.js';
 import { createRegistry } from '../../src/shared/metrics.js';

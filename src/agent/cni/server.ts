@@ -180,7 +180,7 @@ export class CniServer {
       else await this.opts.handler.del(pod);
     } catch (e) {
       this.count(op, 'refused');
-      this.log.warn({ ...subject, err: errorMessage(e), code: errorCode(e) }, 'cni request failed in the agent');
+      this.log.warn({ ...subject, err: e }, 'cni request failed in the agent');
       return reply(res, 500, { ok: false, error: errorMessage(e), ...(errorCode(e) ? { code: errorCode(e)! } : {}) });
     }
     this.count(op, 'ok');

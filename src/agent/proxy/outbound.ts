@@ -81,7 +81,7 @@ export class OutboundProxy {
         this.server6 = await this.opts.sockets.listen(this.opts.port ?? OUTBOUND_PORT, this.opts.listenAddress6);
         this.server6.on('connection', (s: net.Socket) => this.accept(s));
       } catch (e) {
-        this.log.warn({ err: errorMessage(e), addr: this.opts.listenAddress6 }, 'no IPv6 outbound listener; IPv6 connects of the pod are refused');
+        this.log.warn({ err: e, addr: this.opts.listenAddress6 }, 'no IPv6 outbound listener; IPv6 connects of the pod are refused');
       }
     }
     this.log.info({ addr: this.address(), addr6: this.server6?.address() }, 'listener established');

@@ -1,118 +1,30 @@
 /**
- * The config server: per-subscriber delta streams (ConfigDiscovery.DeltaConfig) from versioned
- * snapshots, debounced pushes, ACK/NACK tracking, and the view `ambit proxy-status` reads.
+ * The config stream server: per-subscriber delta streams (ConfigDiscovery.DeltaConfig) — stream
+ * admission (authentication, authorization of the node a caller subscribes as, limits on streams
+ * that have not subscribed yet and per caller), requests in order per stream, debounced pushes of
+ * snapshot differences. The parts live beside it: snapshot.ts (what to send, validated and
+ * encoded), scope.ts (what each role holds), subscription.ts (one type's subscription and its
+ * ACK/NACK state), status.ts (the subscriber view and waiting for sync).
  *
- * Invariants:
- * - At most one response per (subscriber, type) is in flight; a change arriving meanwhile marks
- *   the type dirty and is pushed when the ACK/NACK comes back. So `sent` is always exactly what
- *   the subscriber holds once the in-flight response is answered.
- * - `sent` is what the subscriber holds: set from initial_resource_versions on (re)subscribe,
- *   advanced when a response is written, reverted to the previous map on NACK (the client keeps
- *   its last good config).
- * - Resource versions are content hashes of the canonical JSON body; equal content, equal version.
- * - Nothing a subscriber sends can throw out of a handler: bad input ends that stream with
- *   INVALID_ARGUMENT or is ignored and logged.
+ * Invariant: nothing a subscriber sends can throw out of a handler: bad input ends that stream
+ * with INVALID_ARGUMENT or is ignored and logged.
  */
 import * as grpc from '@grpc/grpc-js';
 import type { Registry } from 'prom-client';
 import { AmbitError, errorMessage } from '../../shared/errors.js';
 import type { Logger } from '../../shared/log.js';
-import type { GatewayListener, RouteConfig } from '../../shared/routes.js';
-import { ALL_RESOURCE_TYPES, TYPE_AUTHORIZATION, TYPE_GATEWAY_LISTENER, TYPE_ROUTE_CONFIG, TYPE_SERVICE, TYPE_WORKLOAD, authorizationResourceName, gatewayListenerResourceName, routeConfigResourceName, serviceResourceName, workloadResourceName, type Resource, type ResourceType } from '../../shared/resources.js';
-import { type Authorization, type Service, type Workload } from '../../shared/model.js';
+import { ALL_RESOURCE_TYPES, type ResourceType } from '../../shared/resources.js';
 import { validateResource } from '../../shared/validate-resource.js';
-import { formatIssue, isRecord, type Issue } from '../../shared/validate.js';
+import { isRecord, type Issue } from '../../shared/validate.js';
 import { roleFromMessage, workloadStatusFromMessage, type NodeInfo, type NodeRole, type WorkloadStatus, NODE_ROLES } from '../../shared/xds/node.js';
-import {
-  configServiceDefinition,
-  type DeltaConfigRequestMessage,
-  type DeltaConfigResponseMessage,
-} from '../../shared/xds/proto.js';
-import { encodeResource, setVersion, typeLabel, type EncodedResource } from '../../shared/xds/resource-codec.js';
-import { computeDelta, isEmptyDelta } from './delta.js';
-import { createConfigServerMetrics, type ConfigServerMetrics, type StreamRefusal } from './metrics.js';
+import { configServiceDefinition, type DeltaConfigRequestMessage, type DeltaConfigResponseMessage } from '../../shared/xds/proto.js';
+import { typeLabel } from '../../shared/xds/resource-codec.js';
 import { bearerToken, callerKey, type Caller } from '../callers.js';
+import { createConfigServerMetrics, type ConfigServerMetrics, type StreamRefusal } from './metrics.js';
+import { SnapshotEncoder, type Snapshot, type SnapshotProvider } from './snapshot.js';
+import { SyncWaiters, type SubscriberState, type SyncView } from './status.js';
+import { applySubscriptionChange, boundedNames, isTypeNackedAtTarget, isTypeSynced, markDirty, newTypeSub, nextResponse, recordReply, typeState, type TypeSub } from './subscription.js';
 
-export { computeDelta, type Delta } from './delta.js';
-
-/** Resources per type; a missing type means none. Treat as immutable once handed over. */
-export interface Snapshot {
-  readonly resources: { readonly [T in ResourceType]?: ReadonlyMap<string, Resource> };
-}
-
-/** Computes what one subscriber should hold (the controller may scope by node or role). */
-export type SnapshotProvider = (node: NodeInfo) => Snapshot;
-
-/** Builds a Snapshot keyed by each kind's resource-name rule (model.ts). */
-export function buildSnapshot(input: {
-  workloads?: Iterable<Workload>;
-  services?: Iterable<Service>;
-  authorizations?: Iterable<Authorization>;
-  /** Route configs: only snapshots for waypoints and gateways carry them. */
-  routes?: Iterable<RouteConfig>;
-  /** Ingress listeners: only snapshots for gateways carry them. */
-  listeners?: Iterable<GatewayListener>;
-}): Snapshot {
-  const byName = <T extends Resource>(items: Iterable<T> | undefined, name: (r: T) => string): Map<string, Resource> => {
-    const m = new Map<string, Resource>();
-    for (const r of items ?? []) m.set(name(r), r);
-    return m;
-  };
-  return {
-    resources: {
-      [TYPE_WORKLOAD]: byName(input.workloads, workloadResourceName),
-      [TYPE_SERVICE]: byName(input.services, serviceResourceName),
-      [TYPE_AUTHORIZATION]: byName(input.authorizations, authorizationResourceName),
-      ...(input.routes ? { [TYPE_ROUTE_CONFIG]: byName(input.routes, routeConfigResourceName) } : {}),
-      ...(input.listeners ? { [TYPE_GATEWAY_LISTENER]: byName(input.listeners, gatewayListenerResourceName) } : {}),
-    },
-  };
-}
-
-export interface NackRecord {
-  nonce: string;
-  /** system_version_info of the rejected response. */
-  version: string;
-  code: number;
-  message: string;
-  at: number;
-}
-
-export interface TypeSubscriptionState {
-  typeUrl: ResourceType;
-  /** Subscribed to every resource of the type. */
-  wildcard: boolean;
-  /** Explicitly subscribed names (besides the wildcard). */
-  names: string[];
-  /** Version of the set the subscriber holds (or will once the in-flight response is ACKed). */
-  sentVersion: string;
-  /** Version of the set the server wants the subscriber to hold. */
-  targetVersion: string;
-  /** Version of the last ACKed response; undefined before the first ACK. */
-  ackedVersion: string | undefined;
-  /** Nonce of the response awaiting ACK/NACK. */
-  pending: string | undefined;
-  /** Number of resources the subscriber holds. */
-  resourceCount: number;
-  lastAckAt: number | undefined;
-  lastNack: NackRecord | undefined;
-  nackCount: number;
-}
-
-export interface SubscriberState {
-  /** Server-assigned id of this stream. */
-  streamId: string;
-  nodeId: string;
-  nodeName: string;
-  role: NodeRole;
-  metadata: Record<string, string>;
-  peer: string;
-  connectedAt: number;
-  types: TypeSubscriptionState[];
-  /** Per-pod capture state last reported (agents). */
-  workloadStatus: WorkloadStatus[];
-  statusAt: number | undefined;
-}
 
 export interface ConfigServerOptions {
   log: Logger;
@@ -157,30 +69,6 @@ export const DEFAULT_STREAM_LIMITS: Readonly<StreamLimits> = {
   maxQueuedBeforeIdentify: 4,
 };
 
-interface InFlight {
-  nonce: string;
-  version: string;
-  prevSent: Map<string, string>;
-  /** notify() time of the change this push carries; undefined for subscription-driven pushes. */
-  notifiedAt: number | undefined;
-}
-
-interface TypeSub {
-  typeUrl: ResourceType;
-  wildcard: boolean;
-  names: Set<string>;
-  sent: Map<string, string>;
-  targetVersion: string;
-  inflight: InFlight | undefined;
-  dirty: boolean;
-  dirtyNotifiedAt: number | undefined;
-  ackedVersion: string | undefined;
-  lastAckAt: number | undefined;
-  lastNack: NackRecord | undefined;
-  lastReplyWasNack: boolean;
-  nackCount: number;
-}
-
 interface Subscriber {
   streamId: string;
   call: grpc.ServerDuplexStream<DeltaConfigRequestMessage, DeltaConfigResponseMessage>;
@@ -204,23 +92,8 @@ interface Subscriber {
   log: Logger;
 }
 
-interface SyncWaiter {
-  predicate: (s: SubscriberState) => boolean;
-  minSubscribers: number;
-  resolve: () => void;
-  reject: (e: Error) => void;
-  timer: NodeJS.Timeout;
-}
-
-const MAX_INITIAL_VERSIONS = 200_000;
-const MAX_NAMES_PER_REQUEST = 100_000;
 const MAX_STATUS_ENTRIES = 10_000;
 const MAX_MESSAGE_CHARS = 4096;
-
-interface CachedEncoding {
-  encoded?: EncodedResource;
-  issues: Issue[];
-}
 
 /** Serves ConfigDiscovery.DeltaConfig to agents, waypoints and gateways. */
 export class ConfigServer {
@@ -229,7 +102,7 @@ export class ConfigServer {
   private readonly debounceMs: number;
   private readonly maxDebounceMs: number;
   private readonly now: () => number;
-  private readonly validate: (typeUrl: ResourceType, name: string, body: unknown) => Issue[];
+  private readonly encoder: SnapshotEncoder;
   private readonly authenticate: ConfigServerOptions['authenticate'];
   private readonly authorize: ConfigServerOptions['authorize'];
   private readonly limits: StreamLimits;
@@ -237,13 +110,7 @@ export class ConfigServer {
   private readonly pending = new Set<Subscriber>();
   private provider: SnapshotProvider = () => ({ resources: {} });
   private readonly subs = new Map<string, Subscriber>();
-  private readonly waiters = new Set<SyncWaiter>();
-  /** Encodings by object identity, so a resource shared by many subscribers is hashed once. */
-  private encodings = new WeakMap<object, CachedEncoding>();
-  /** Last valid encoding per type and name, sent in place of a resource that fails validation. */
-  private readonly lastGood = new Map<ResourceType, Map<string, EncodedResource>>();
-  /** Names encoded during the current flush, so lastGood can forget resources that are gone. */
-  private flushSeen: Map<ResourceType, Set<string>> | undefined;
+  private readonly waiters = new SyncWaiters();
   private debounceTimer: NodeJS.Timeout | undefined;
   private firstNotifyAt: number | undefined;
   private nextStreamId = 1;
@@ -256,7 +123,7 @@ export class ConfigServer {
     this.debounceMs = opts.debounceMs ?? 100;
     this.maxDebounceMs = opts.maxDebounceMs ?? Math.max(this.debounceMs * 10, this.debounceMs);
     this.now = opts.now ?? Date.now;
-    this.validate = opts.validate ?? ((t, n, b) => validateResource(t, n, b).issues);
+    this.encoder = new SnapshotEncoder(opts.validate ?? ((t, n, b) => validateResource(t, n, b).issues), (t) => this.metrics.invalid.inc({ type: typeLabel(t) }));
     this.authenticate = opts.authenticate;
     this.authorize = opts.authorize;
     this.limits = { ...DEFAULT_STREAM_LIMITS, ...opts.limits };
@@ -302,8 +169,7 @@ export class ConfigServer {
     const notifiedAt = this.firstNotifyAt;
     this.firstNotifyAt = undefined;
     if (this.closed) return;
-    this.encodings = new WeakMap();
-    this.flushSeen = new Map();
+    this.encoder.beginRound();
     let complete = true;
     for (const sub of this.subs.values()) {
       if (!sub.node || sub.closed || sub.types.size === 0) continue;
@@ -317,8 +183,7 @@ export class ConfigServer {
         this.push(sub, ts, { snapshot, notifiedAt, force: false });
       }
     }
-    if (complete) this.forgetUnseen(this.flushSeen);
-    this.flushSeen = undefined;
+    this.encoder.endRound(complete);
     this.checkWaiters();
   }
 
@@ -335,19 +200,7 @@ export class ConfigServer {
         metadata: { ...(sub.node.metadata ?? {}) },
         peer: sub.peer,
         connectedAt: sub.connectedAt,
-        types: [...sub.types.values()].map((ts) => ({
-          typeUrl: ts.typeUrl,
-          wildcard: ts.wildcard,
-          names: [...ts.names].sort(),
-          sentVersion: setVersion(ts.sent),
-          targetVersion: ts.targetVersion,
-          ackedVersion: ts.ackedVersion,
-          pending: ts.inflight?.nonce,
-          resourceCount: ts.sent.size,
-          lastAckAt: ts.lastAckAt,
-          lastNack: ts.lastNack ? { ...ts.lastNack } : undefined,
-          nackCount: ts.nackCount,
-        })),
+        types: [...sub.types.values()].map(typeState),
         workloadStatus: sub.workloadStatus.map((s) => ({ ...s })),
         statusAt: sub.statusAt,
       });
@@ -363,20 +216,7 @@ export class ConfigServer {
    * minSubscribers 0 it resolves as soon as no push is pending.
    */
   waitForSync(predicate: (s: SubscriberState) => boolean = () => true, timeoutMs = 10_000, opts: { minSubscribers?: number } = {}): Promise<void> {
-    return new Promise<void>((resolve, reject) => {
-      const waiter: SyncWaiter = {
-        predicate,
-        minSubscribers: opts.minSubscribers ?? 0,
-        resolve,
-        reject,
-        timer: setTimeout(() => {
-          this.waiters.delete(waiter);
-          reject(new AmbitError('AMBIT_ERR_XDS_SYNC_TIMEOUT', `config not acknowledged within ${timeoutMs}ms; not synced: ${this.describeUnsynced(predicate)}`));
-        }, timeoutMs),
-      };
-      this.waiters.add(waiter);
-      this.checkWaiters();
-    });
+    return this.waiters.wait(predicate, timeoutMs, opts.minSubscribers ?? 0, () => this.syncView());
   }
 
   /** Ends every stream (clients reconnect elsewhere or later) and stops pushing. */
@@ -386,11 +226,7 @@ export class ConfigServer {
     if (this.debounceTimer) clearTimeout(this.debounceTimer);
     this.debounceTimer = undefined;
     for (const sub of [...this.subs.values(), ...this.pending]) this.endStream(sub, grpc.status.UNAVAILABLE, 'config server shutting down');
-    for (const w of this.waiters) {
-      clearTimeout(w.timer);
-      w.reject(new AmbitError('AMBIT_ERR_XDS_STREAM', 'config server closed while waiting for subscribers to sync'));
-    }
-    this.waiters.clear();
+    this.waiters.rejectAll(new AmbitError('AMBIT_ERR_XDS_STREAM', 'config server closed while waiting for subscribers to sync'));
   }
 
   // ---- streams ----
@@ -519,7 +355,7 @@ export class ConfigServer {
     if (!ts) {
       // First request of the type on this stream (a new connection or a reconnect): the client
       // tells us what it holds; answer with exactly what differs, even if that is nothing.
-      ts = this.newTypeSub(type, subscribe, req.initialResourceVersions, ts);
+      ts = newTypeSub(type, subscribe, req.initialResourceVersions, ts);
       sub.types.set(type, ts);
       applySubscriptionChange(ts, [], unsubscribe);
       this.push(sub, ts, { snapshot: undefined, notifiedAt: undefined, force: true });
@@ -582,66 +418,18 @@ export class ConfigServer {
     this.updateSubscriberGauge();
   }
 
-  private newTypeSub(type: ResourceType, subscribe: string[], initial: unknown, previous: TypeSub | undefined): TypeSub {
-    const sent = new Map<string, string>();
-    if (isRecord(initial)) {
-      const entries = Object.entries(initial);
-      if (entries.length > MAX_INITIAL_VERSIONS) {
-        throw new AmbitError('AMBIT_ERR_XDS_STREAM', `initial_resource_versions has ${entries.length} entries, more than ${MAX_INITIAL_VERSIONS}`);
-      }
-      for (const [name, version] of entries) if (typeof version === 'string') sent.set(name, version);
-    }
-    const wildcard = subscribe.length === 0 || subscribe.includes('*');
-    return {
-      typeUrl: type,
-      wildcard,
-      names: new Set(subscribe.filter((n) => n !== '*')),
-      sent,
-      targetVersion: setVersion(sent),
-      inflight: undefined,
-      dirty: false,
-      dirtyNotifiedAt: undefined,
-      ackedVersion: undefined,
-      lastAckAt: undefined,
-      lastNack: previous?.lastNack,
-      lastReplyWasNack: false,
-      nackCount: previous?.nackCount ?? 0,
-    };
-  }
-
   private handleReply(sub: Subscriber, ts: TypeSub, req: DeltaConfigRequestMessage): void {
-    const inflight = ts.inflight;
-    const current = inflight !== undefined && inflight.nonce === req.responseNonce;
     const label = typeLabel(ts.typeUrl);
-    if (req.errorDetail) {
-      const message = String(req.errorDetail.message ?? '').slice(0, MAX_MESSAGE_CHARS);
-      const code = Number.isInteger(req.errorDetail.code) ? req.errorDetail.code : grpc.status.UNKNOWN;
-      if (current || ts.lastNack?.nonce !== req.responseNonce) {
-        // A repeat of an already recorded NACK (status report) is not a new rejection.
-        ts.nackCount++;
-        this.metrics.nacks.inc({ type: label });
-        ts.lastNack = { nonce: req.responseNonce, version: current ? inflight.version : 'unknown', code, message, at: this.now() };
-        sub.log.warn({ type: label, nonce: req.responseNonce, version: ts.lastNack.version, nack: message }, 'config rejected by subscriber');
-      }
-      if (!current) return;
-      ts.sent = inflight.prevSent;
-      ts.inflight = undefined;
-      ts.lastReplyWasNack = true;
-    } else {
-      if (!current) return; // stale or repeated ACK (e.g. a status report)
-      ts.ackedVersion = inflight.version;
-      ts.lastAckAt = this.now();
-      ts.inflight = undefined;
-      ts.lastReplyWasNack = false;
-      if (inflight.notifiedAt !== undefined) this.metrics.pushLatency.observe(Math.max(0, this.now() - inflight.notifiedAt) / 1000);
-      sub.log.debug({ type: label, version: inflight.version }, 'config acknowledged');
+    const outcome = recordReply(ts, req, this.now(), grpc.status.UNKNOWN);
+    if (outcome.nack) {
+      this.metrics.nacks.inc({ type: label });
+      sub.log.warn({ type: label, nonce: outcome.nack.nonce, version: outcome.nack.version, nack: outcome.nack.message }, 'config rejected by subscriber');
     }
-    if (ts.dirty) {
-      const notifiedAt = ts.dirtyNotifiedAt;
-      ts.dirty = false;
-      ts.dirtyNotifiedAt = undefined;
-      this.push(sub, ts, { snapshot: undefined, notifiedAt, force: false });
+    if (outcome.acked) {
+      if (outcome.acked.notifiedAt !== undefined) this.metrics.pushLatency.observe(Math.max(0, this.now() - outcome.acked.notifiedAt) / 1000);
+      sub.log.debug({ type: label, version: outcome.acked.version }, 'config acknowledged');
     }
+    if (outcome.pushNow) this.push(sub, ts, { snapshot: undefined, notifiedAt: outcome.pushNow.notifiedAt, force: false });
   }
 
   private recordStatus(sub: Subscriber, workloads: unknown): void {
@@ -664,101 +452,26 @@ export class ConfigServer {
     }
   }
 
-  /** Sends what differs between `sent` and the snapshot (always answers when `force`). */
+  /** Sends what differs between what the subscriber holds and the snapshot (always answers when `force`). */
   private push(sub: Subscriber, ts: TypeSub, o: { snapshot: Snapshot | undefined; notifiedAt: number | undefined; force: boolean }): void {
     if (sub.closed) return;
-    if (ts.inflight) {
-      ts.dirty = true;
-      ts.dirtyNotifiedAt ??= o.notifiedAt;
-      return;
-    }
+    if (ts.inflight) return markDirty(ts, o.notifiedAt);
     const snapshot = o.snapshot ?? this.snapshotFor(sub);
     if (!snapshot) return;
-    const next = this.encodeVisible(ts, snapshot, sub.log);
-    const nextVersions = new Map<string, string>();
-    for (const [name, e] of next) nextVersions.set(name, e.version);
-    ts.targetVersion = setVersion(nextVersions);
-    const delta = computeDelta(ts.sent, next);
-    if (!o.force && isEmptyDelta(delta)) return;
-    const nonce = String(this.nextNonce++);
-    const response: DeltaConfigResponseMessage = {
-      systemVersionInfo: ts.targetVersion,
-      typeUrl: ts.typeUrl,
-      resources: delta.updated.map((name) => {
-        const e = next.get(name) as EncodedResource;
-        return { name, version: e.version, body: e.body };
-      }),
-      removedResources: delta.removed,
-      nonce,
-    };
-    ts.inflight = { nonce, version: ts.targetVersion, prevSent: ts.sent, notifiedAt: o.notifiedAt };
-    ts.sent = nextVersions;
+    const next = nextResponse(ts, this.encoder.visible(ts, snapshot, sub.log), { force: o.force, notifiedAt: o.notifiedAt, nonce: () => String(this.nextNonce++) });
+    if (!next) return;
     try {
-      sub.call.write(response);
+      sub.call.write(next.response);
     } catch (e) {
       sub.log.warn({ err: e }, 'config push failed; dropping stream');
       this.endStream(sub, grpc.status.INTERNAL, 'write failed');
       return;
     }
     this.metrics.pushes.inc({ type: typeLabel(ts.typeUrl) });
-    sub.log.debug(
-      { type: typeLabel(ts.typeUrl), nonce, version: ts.targetVersion, updated: delta.updated.length, removed: delta.removed.length },
-      'config pushed',
-    );
-  }
-
-  /** Encodes the resources of a type the subscription covers; invalid ones fall back to the last good. */
-  private encodeVisible(ts: TypeSub, snapshot: Snapshot, log: Logger): Map<string, EncodedResource> {
-    const out = new Map<string, EncodedResource>();
-    const resources = snapshot.resources[ts.typeUrl];
-    if (!resources) return out;
-    let good = this.lastGood.get(ts.typeUrl);
-    if (!good) this.lastGood.set(ts.typeUrl, (good = new Map()));
-    for (const [name, resource] of resources) {
-      if (!ts.wildcard && !ts.names.has(name)) continue;
-      this.flushSeen?.get(ts.typeUrl)?.add(name) ?? this.flushSeen?.set(ts.typeUrl, new Set([name]));
-      const enc = this.encodeOne(ts.typeUrl, name, resource, log);
-      if (enc.encoded) {
-        good.set(name, enc.encoded);
-        out.set(name, enc.encoded);
-      } else {
-        const previous = good.get(name);
-        if (previous) out.set(name, previous);
-      }
-    }
-    return out;
-  }
-
-  private encodeOne(type: ResourceType, name: string, resource: Resource, log: Logger): CachedEncoding {
-    const key = typeof resource === 'object' && resource !== null ? resource : undefined;
-    const cached = key ? this.encodings.get(key) : undefined;
-    if (cached) return cached;
-    let result: CachedEncoding;
-    try {
-      const issues = this.validate(type, name, resource);
-      result = issues.length === 0 ? { encoded: encodeResource(resource), issues } : { issues };
-    } catch (e) {
-      result = { issues: [{ path: `${typeLabel(type)}[${name}]`, problem: `cannot encode: ${errorMessage(e)}` }] };
-    }
-    if (result.issues.length > 0) {
-      this.metrics.invalid.inc({ type: typeLabel(type) });
-      log.error(
-        { type: typeLabel(type), name, issues: result.issues.slice(0, 10).map(formatIssue) },
-        'invalid resource not sent; the last good version stays in force',
-      );
-    }
-    if (key) this.encodings.set(key, result);
-    return result;
+    sub.log.debug({ type: typeLabel(ts.typeUrl), nonce: next.response.nonce, version: ts.targetVersion, updated: next.updated, removed: next.removed }, 'config pushed');
   }
 
   // ---- bookkeeping ----
-
-  private forgetUnseen(seen: Map<ResourceType, Set<string>>): void {
-    for (const [type, good] of this.lastGood) {
-      const names = seen.get(type);
-      for (const name of [...good.keys()]) if (!names?.has(name)) good.delete(name);
-    }
-  }
 
   private endStream(sub: Subscriber, code: grpc.status, details: string): void {
     if (sub.closed) return;
@@ -789,54 +502,22 @@ export class ConfigServer {
   }
 
   private checkWaiters(): void {
-    if (this.waiters.size === 0) return;
-    const states = this.subscribers();
-    const pendingNotify = this.debounceTimer !== undefined;
-    for (const w of [...this.waiters]) {
-      if (pendingNotify) continue; // judge only the state the pending push will produce
-      const matching = states.filter((s) => safePredicate(w.predicate, s));
-      const nacked = matching.flatMap((s) =>
-        s.types.filter((t) => this.isNackedAtTarget(s.streamId, t.typeUrl)).map((t) => ({ s, t })),
-      );
-      if (nacked.length > 0) {
-        const { s, t } = nacked[0] as { s: SubscriberState; t: TypeSubscriptionState };
-        this.settle(w, new AmbitError('AMBIT_ERR_XDS_NACK', `node ${JSON.stringify(s.nodeId)} rejected ${typeLabel(t.typeUrl)} config version ${t.targetVersion}: ${t.lastNack?.message ?? ''}`, {
-          details: { nodeId: s.nodeId, typeUrl: t.typeUrl, nack: t.lastNack },
-        }));
-        continue;
-      }
-      if (matching.length < w.minSubscribers) continue;
-      if (matching.every((s) => this.isSynced(s.streamId))) this.settle(w);
-    }
+    if (this.waiters.size > 0) this.waiters.check(this.syncView());
   }
 
-  private isSynced(streamId: string): boolean {
-    const sub = this.subs.get(streamId);
-    if (!sub) return false;
-    for (const ts of sub.types.values()) {
-      if (ts.inflight || ts.dirty || ts.lastReplyWasNack || ts.ackedVersion !== ts.targetVersion) return false;
-    }
-    return sub.types.size > 0;
-  }
-
-  private isNackedAtTarget(streamId: string, type: ResourceType): boolean {
-    const ts = this.subs.get(streamId)?.types.get(type);
-    return !!ts && !ts.inflight && !ts.dirty && ts.lastReplyWasNack && ts.lastNack?.version === ts.targetVersion;
-  }
-
-  private settle(w: SyncWaiter, err?: Error): void {
-    this.waiters.delete(w);
-    clearTimeout(w.timer);
-    if (err) w.reject(err);
-    else w.resolve();
-  }
-
-  private describeUnsynced(predicate: (s: SubscriberState) => boolean): string {
-    const names = this.subscribers()
-      .filter((s) => safePredicate(predicate, s) && !this.isSynced(s.streamId))
-      .map((s) => s.nodeId);
-    if (this.debounceTimer) names.push('(push pending)');
-    return names.length > 0 ? names.slice(0, 20).join(', ') : 'too few subscribers connected';
+  private syncView(): SyncView {
+    return {
+      states: this.subscribers(),
+      pushPending: this.debounceTimer !== undefined,
+      synced: (streamId) => {
+        const sub = this.subs.get(streamId);
+        return !!sub && sub.types.size > 0 && [...sub.types.values()].every(isTypeSynced);
+      },
+      nackedAtTarget: (streamId, type) => {
+        const ts = this.subs.get(streamId)?.types.get(type);
+        return !!ts && isTypeNackedAtTarget(ts);
+      },
+    };
   }
 }
 
@@ -847,44 +528,6 @@ export function peerHostOf(peer: string): string {
   if (bracket) return bracket[1]!;
   const m = /^(.*):\d+$/.exec(text);
   return m && !m[1]!.includes(':') ? m[1]! : text;
-}
-
-function safePredicate(p: (s: SubscriberState) => boolean, s: SubscriberState): boolean {
-  try {
-    return p(s);
-  } catch {
-    return false;
-  }
-}
-
-function boundedNames(v: unknown, field: string): string[] {
-  if (!Array.isArray(v)) return [];
-  if (v.length > MAX_NAMES_PER_REQUEST) throw new AmbitError('AMBIT_ERR_XDS_STREAM', `${field} has ${v.length} names, more than ${MAX_NAMES_PER_REQUEST}`);
-  return v.filter((n): n is string => typeof n === 'string');
-}
-
-/** Applies subscribe/unsubscribe lists; returns whether the subscription changed. */
-function applySubscriptionChange(ts: TypeSub, subscribe: string[], unsubscribe: string[]): boolean {
-  let changed = false;
-  for (const n of subscribe) {
-    if (n === '*') {
-      if (!ts.wildcard) changed = ts.wildcard = true;
-    } else if (!ts.names.has(n)) {
-      ts.names.add(n);
-      changed = true;
-    }
-  }
-  for (const n of unsubscribe) {
-    if (n === '*') {
-      if (ts.wildcard) {
-        ts.wildcard = false;
-        changed = true;
-      }
-    } else if (ts.names.delete(n)) {
-      changed = true;
-    }
-  }
-  return changed;
 }
 
 function stringRecord(o: Record<string, unknown>): Record<string, string> {

@@ -163,7 +163,10 @@ export function withRetries(next: ProxyDispatch, deps: RetryDeps): ProxyDispatch
         const gs = headerText(resp.headers['grpc-status']);
         outcome = { kind: 'response', status: resp.status, ...(gs !== undefined ? { grpcStatus: Number(gs) } : {}) };
       } catch (e) {
-        if (!(e instanceof DispatchFailure) || !TRY_FAILURES.has(e.kind)) throw e;
+        if (!(e instanceof DispatchFailure) || !TRY_FAILURES.has(e.kind)) {
+          if (attempt > 0) budget?.finish(); // the retry it started is over
+          throw e;
+        }
         failure = e;
         outcome = { kind: e.kind as 'timeout' | 'connect-failure' | 'reset' | 'refused-stream' };
       } finally {

@@ -94,7 +94,7 @@ test('a handler that fails answers 500 with its message and code; the plugin\'s 
   const err = answerError(answer, 'capture pod demo/web-0', socketPath)!;
   assert.ok(isAmbitError(err, 'AMBIT_ERR_CNI_AGENT_REFUSED'));
   assert.equal(err.details?.['cniCode'], 100);
-  assert.ok(sink.lines.some((l) => l['msg'] === 'cni request failed in the agent' && l['code'] === 'AMBIT_ERR_CAPTURE_FAILED' && l['pod'] === 'demo/web-0'));
+  assert.ok(sink.lines.some((l) => l['msg'] === 'cni request failed in the agent' && (l['err'] as { code?: string } | undefined)?.code === 'AMBIT_ERR_CAPTURE_FAILED' && l['pod'] === 'demo/web-0'));
   assert.match(await registry.getSingleMetricAsString('ambit_cni_requests_total'), /op="add",result="refused"\} 1/);
   // The server keeps serving after a failure.
   handler.fail = undefined;

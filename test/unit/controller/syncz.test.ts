@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { buildSyncz, typeSyncState, type SyncState } from '../../../src/controller/admin.js';
-import type { SubscriberState, TypeSubscriptionState } from '../../../src/controller/xds/server.js';
+import type { SubscriberState, TypeSubscriptionState } from '../../../src/controller/xds/status.js';
 import { formatTypeState, renderProxyStatus } from '../../../src/cli/proxy-status.js';
 import { TYPE_AUTHORIZATION, TYPE_SERVICE, TYPE_WORKLOAD } from '../../../src/shared/resources.js';
 

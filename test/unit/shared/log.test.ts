@@ -4,7 +4,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { closeSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
@@ -26,11 +26,16 @@ test('buffered destination: a short line is written by the timer, which then flu
   const dir = mkdtempSync(join(tmpdir(), 'ambit-log-'));
   const file = join(dir, 'out.log');
   const fd = openSync(file, 'w');
-  t.after(() => {
-    closeSync(fd);
+  const dest = bufferedDestination(fd);
+  t.after(async () => {
+    // End the destination rather than closing its fd under it: a flush's write may still be in
+    // flight (under load it outlives the test), and it would then write to a closed fd (EBADF).
+    await new Promise<void>((resolve) => {
+      (dest as unknown as NodeJS.EventEmitter).once('close', () => resolve());
+      (dest as unknown as { end(): void }).end();
+    });
     rmSync(dir, { recursive: true, force: true });
   });
-  const dest = bufferedDestination(fd);
   let flushes = 0;
   const flush = dest.flush.bind(dest);
   dest.flush = () => {

@@ -22,6 +22,10 @@ const MAY_IMPORT: Record<string, readonly string[]> = {
   controller: ['shared'],
   local: ['shared', 'agent', 'waypoint', 'controller', 'native'],
   cli: ['shared', 'agent', 'waypoint', 'controller', 'local'],
+  /** The CNI plugin and its installer: their own binaries, beside the agent. */
+  cni: ['shared'],
+  /** The CRD manifests of the kinds the controller reads (a generator binary). */
+  crds: ['shared'],
 };
 /** Packages a folder must not import (shared/ stays free of native bindings and the Kubernetes client). */
 const FORBIDDEN_PACKAGES: Record<string, readonly string[]> = {

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { computeDelta } from '../../../src/controller/xds/delta.js';
-import { buildSnapshot } from '../../../src/controller/xds/server.js';
+import { buildSnapshot } from '../../../src/controller/xds/snapshot.js';
 import { TYPE_AUTHORIZATION, TYPE_SERVICE, TYPE_WORKLOAD } from '../../../src/shared/resources.js';
 import { decodeResponse } from '../../../src/shared/xds/client.js';
 import { canonicalJson, encodeResource, setVersion } from '../../../src/shared/xds/resource-codec.js';

@@ -1,0 +1,138 @@
+/**
+ * Snapshots: the resources one subscriber should hold, per type (scope.ts decides which by role),
+ * and their encoding for the wire. Every resource is validated once before it is sent
+ * (validateResource, shared with the config client's check on receipt); one failing it is not
+ * sent, and the subscriber keeps the last good version of it.
+ * Invariants: resource versions are content hashes of the canonical JSON body (equal content,
+ * equal version); a resource object shared by many snapshots is validated and encoded once per
+ * push.
+ */
+import { errorMessage } from '../../shared/errors.js';
+import type { Logger } from '../../shared/log.js';
+import type { Authorization, Service, Workload } from '../../shared/model.js';
+import { TYPE_AUTHORIZATION, TYPE_GATEWAY_LISTENER, TYPE_ROUTE_CONFIG, TYPE_SERVICE, TYPE_WORKLOAD, authorizationResourceName, gatewayListenerResourceName, routeConfigResourceName, serviceResourceName, workloadResourceName, type Resource, type ResourceType } from '../../shared/resources.js';
+import type { GatewayListener, RouteConfig } from '../../shared/routes.js';
+import { formatIssue, type Issue } from '../../shared/validate.js';
+import { encodeResource, typeLabel, type EncodedResource } from '../../shared/xds/resource-codec.js';
+import type { NodeInfo } from '../../shared/xds/node.js';
+
+/** Resources per type; a missing type means none. Treat as immutable once handed over. */
+export interface Snapshot {
+  readonly resources: { readonly [T in ResourceType]?: ReadonlyMap<string, Resource> };
+}
+
+/** Computes what one subscriber should hold (the controller scopes by node and role: scope.ts). */
+export type SnapshotProvider = (node: NodeInfo) => Snapshot;
+
+/** Builds a Snapshot keyed by each kind's resource-name rule (resources.ts). */
+export function buildSnapshot(input: {
+  workloads?: Iterable<Workload>;
+  services?: Iterable<Service>;
+  authorizations?: Iterable<Authorization>;
+  /** Route configs: only snapshots for waypoints and gateways carry them. */
+  routes?: Iterable<RouteConfig>;
+  /** Ingress listeners: only snapshots for gateways carry them. */
+  listeners?: Iterable<GatewayListener>;
+}): Snapshot {
+  const byName = <T extends Resource>(items: Iterable<T> | undefined, name: (r: T) => string): Map<string, Resource> => {
+    const m = new Map<string, Resource>();
+    for (const r of items ?? []) m.set(name(r), r);
+    return m;
+  };
+  return {
+    resources: {
+      [TYPE_WORKLOAD]: byName(input.workloads, workloadResourceName),
+      [TYPE_SERVICE]: byName(input.services, serviceResourceName),
+      [TYPE_AUTHORIZATION]: byName(input.authorizations, authorizationResourceName),
+      ...(input.routes ? { [TYPE_ROUTE_CONFIG]: byName(input.routes, routeConfigResourceName) } : {}),
+      ...(input.listeners ? { [TYPE_GATEWAY_LISTENER]: byName(input.listeners, gatewayListenerResourceName) } : {}),
+    },
+  };
+}
+
+interface CachedEncoding {
+  encoded?: EncodedResource;
+  issues: Issue[];
+}
+
+/** Which resources of a type a subscription covers. */
+export interface Visibility {
+  typeUrl: ResourceType;
+  wildcard: boolean;
+  names: ReadonlySet<string>;
+}
+
+/**
+ * Validates and encodes snapshot resources for the wire, keeping the last good encoding of each
+ * (type, name) to send in place of a resource that fails validation.
+ */
+export class SnapshotEncoder {
+  /** Encodings by object identity, so a resource shared by many subscribers is hashed once. */
+  private encodings = new WeakMap<object, CachedEncoding>();
+  private readonly lastGood = new Map<ResourceType, Map<string, EncodedResource>>();
+  /** Names encoded during the current push round, so lastGood can forget resources that are gone. */
+  private seen: Map<ResourceType, Set<string>> | undefined;
+
+  constructor(
+    private readonly validate: (typeUrl: ResourceType, name: string, body: unknown) => Issue[],
+    private readonly onInvalid: (typeUrl: ResourceType) => void,
+  ) {}
+
+  /** Starts a push round to every subscriber: encodings are recomputed, names seen are tracked. */
+  beginRound(): void {
+    this.encodings = new WeakMap();
+    this.seen = new Map();
+  }
+
+  /** Ends the round; when every subscriber was served, last good versions of resources gone are forgotten. */
+  endRound(complete: boolean): void {
+    if (complete && this.seen) {
+      for (const [type, good] of this.lastGood) {
+        const names = this.seen.get(type);
+        for (const name of [...good.keys()]) if (!names?.has(name)) good.delete(name);
+      }
+    }
+    this.seen = undefined;
+  }
+
+  /** Encodes the resources of a type a subscription covers; invalid ones fall back to the last good. */
+  visible(sub: Visibility, snapshot: Snapshot, log: Logger): Map<string, EncodedResource> {
+    const out = new Map<string, EncodedResource>();
+    const resources = snapshot.resources[sub.typeUrl];
+    if (!resources) return out;
+    let good = this.lastGood.get(sub.typeUrl);
+    if (!good) this.lastGood.set(sub.typeUrl, (good = new Map()));
+    for (const [name, resource] of resources) {
+      if (!sub.wildcard && !sub.names.has(name)) continue;
+      this.seen?.get(sub.typeUrl)?.add(name) ?? this.seen?.set(sub.typeUrl, new Set([name]));
+      const enc = this.encode(sub.typeUrl, name, resource, log);
+      if (enc.encoded) {
+        good.set(name, enc.encoded);
+        out.set(name, enc.encoded);
+      } else {
+        const previous = good.get(name);
+        if (previous) out.set(name, previous);
+      }
+    }
+    return out;
+  }
+
+  private encode(type: ResourceType, name: string, resource: Resource, log: Logger): CachedEncoding {
+    const key = typeof resource === 'object' && resource !== null ? resource : undefined;
+    const cached = key ? this.encodings.get(key) : undefined;
+    if (cached) return cached;
+    let result: CachedEncoding;
+    try {
+      const issues = this.validate(type, name, resource);
+      result = issues.length === 0 ? { encoded: encodeResource(resource), issues } : { issues };
+    } catch (e) {
+      result = { issues: [{ path: `${typeLabel(type)}[${name}]`, problem: `cannot encode: ${errorMessage(e)}` }] };
+    }
+    if (result.issues.length > 0) {
+      this.onInvalid(type);
+      log.error({ type: typeLabel(type), name, issues: result.issues.slice(0, 10).map(formatIssue) }, 'invalid resource not sent; the last good version stays in force');
+    }
+    if (key) this.encodings.set(key, result);
+    return result;
+  }
+}
