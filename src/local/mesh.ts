@@ -324,7 +324,7 @@ export class LocalMesh {
 
   private schedule(): void {
     if (this.closed) return;
-    this.queue = this.queue.then(() => this.reconcile()).catch((err) => this.opts.log.error({ err: errorMessage(err) }, 'reconcile failed'));
+    this.queue = this.queue.then(() => this.reconcile()).catch((err) => this.opts.log.error({ err: err }, 'reconcile failed'));
   }
 
   private async settle(timeoutMs: number): Promise<void> {

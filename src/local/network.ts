@@ -84,6 +84,9 @@ export interface ServiceRule {
 }
 
 /** Renders the kube-proxy-like nft table of a node (pure). Rules replace the table atomically. */
+/** Packet mark of hairpin Service traffic (kube-proxy's masquerade bit). */
+const HAIRPIN_MARK = '0x4000';
+
 export function renderServiceRules(prefix: string, rules: ServiceRule[]): string {
   const table = `${prefix}_svc`;
   const lines: string[] = [`table ip ${table} {}`, `delete table ip ${table}`, `table ip ${table} {`];
@@ -97,13 +100,16 @@ export function renderServiceRules(prefix: string, rules: ServiceRule[]): string
     }
     const targets = r.endpoints.map((e, j) => {
       const name = `s${i}e${j}`;
-      chains.push(`  chain ${name} {\n    meta l4proto tcp dnat ip to ${e.ip}:${e.port}\n  }`);
+      // Hairpin: a pod reaching itself through the ClusterIP is masqueraded (as kube-proxy
+      // marks it), else its reply would come from its own address, not the ClusterIP.
+      chains.push(`  chain ${name} {\n    ip saddr ${e.ip} meta mark set mark or ${HAIRPIN_MARK}\n    meta l4proto tcp dnat ip to ${e.ip}:${e.port}\n  }`);
       return `${j} : jump ${name}`;
     });
     pre.push(`    ${match} numgen random mod ${r.endpoints.length} vmap { ${targets.join(', ')} }`);
   });
   lines.push(...chains);
-  lines.push('  chain prerouting {', '    type nat hook prerouting priority -100; policy accept;', ...pre, '  }', '}');
+  lines.push('  chain prerouting {', '    type nat hook prerouting priority -100; policy accept;', ...pre, '  }');
+  lines.push('  chain postrouting {', '    type nat hook postrouting priority 100; policy accept;', `    meta mark & ${HAIRPIN_MARK} == ${HAIRPIN_MARK} masquerade`, '  }', '}');
   return lines.join('\n') + '\n';
 }
 

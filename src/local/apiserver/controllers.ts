@@ -79,7 +79,7 @@ export class Controllers {
         fn();
       } catch (e) {
         if (attempt >= MAX_ATTEMPTS) {
-          this.log.warn({ task: key, err: errorMessage(e) }, 'controller task failed; giving up until the next change');
+          this.log.warn({ task: key, err: e }, 'controller task failed; giving up until the next change');
           return;
         }
         const t = setTimeout(() => {

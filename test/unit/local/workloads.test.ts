@@ -73,7 +73,8 @@ test('service rules list only ready pods of the same namespace, sorted; no endpo
   ]);
   const nft = renderServiceRules('t1', rules);
   assert.match(nft, /ip daddr 10\.96\.0\.10 tcp dport 80 numgen random mod 2 vmap \{ 0 : jump s0e0, 1 : jump s0e1 \}/);
-  assert.match(nft, /chain s0e1 \{\n\s+meta l4proto tcp dnat ip to 10\.244\.2\.2:8080/);
+  assert.match(nft, /chain s0e1 \{\n\s+ip saddr 10\.244\.2\.2 meta mark set mark or 0x4000\n\s+meta l4proto tcp dnat ip to 10\.244\.2\.2:8080/);
+  assert.match(nft, /type nat hook postrouting priority 100; policy accept;\n\s+meta mark & 0x4000 == 0x4000 masquerade/, "a pod reaching itself through its Service is masqueraded");
   assert.match(nft, /ip daddr 10\.96\.0\.11 tcp dport 5432 reject with tcp reset/);
   assert.match(nft, /^table ip t1_svc \{\}\ndelete table ip t1_svc\n/, 'the table is replaced atomically');
 });
