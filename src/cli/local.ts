@@ -24,6 +24,7 @@ export const LOCAL_USAGE = `Usage:
   ambit local delete -f <file|dir>...       remove objects live
   ambit local exec <namespace>/<pod> -- <cmd> [args...]
   ambit local status [-o json]
+  ambit local kubeconfig                    prints the kubeconfig path: KUBECONFIG=$(ambit local kubeconfig) kubectl get pods -A
   ambit local down
   ambit local demo                          the README demo: up, traffic, summary
 Options valid everywhere: --name NAME (default "ambit"; a second mesh needs another name).
@@ -61,6 +62,8 @@ export async function runLocal(argv: string[], io: Io): Promise<number> {
       return status(rest, io);
     case 'down':
       return down(rest, io);
+    case 'kubeconfig':
+      return kubeconfig(rest, io);
     default:
       io.err(LOCAL_USAGE + '\n');
       return sub === undefined || sub === 'help' || sub === '--help' ? 0 : 2;
@@ -205,6 +208,16 @@ async function status(argv: string[], io: Io): Promise<number> {
   return 0;
 }
 
+/** Prints the path of the mesh's kubeconfig (the cluster admin's), for kubectl. */
+async function kubeconfig(argv: string[], io: Io): Promise<number> {
+  const { values } = parseArgs({ args: argv, options: { name: { type: 'string' } } });
+  const { name, stateDir } = common(values);
+  const file = join(stateDir, 'kubeconfig');
+  if (!existsSync(file)) throw new AmbitError('AMBIT_ERR_LOCAL_NOT_RUNNING', `no local mesh "${name}" is running (no ${file}); start one with \`ambit local up\``);
+  io.out(file + '\n');
+  return 0;
+}
+
 async function down(argv: string[], io: Io): Promise<number> {
   const { values } = parseArgs({ args: argv, options: { name: { type: 'string' } } });
   const { name, stateDir } = common(values);
@@ -234,7 +247,7 @@ async function down(argv: string[], io: Io): Promise<number> {
 
 export function formatStatus(st: LocalStatus): string {
   const lines: string[] = [];
-  lines.push(`Local mesh "${st.prefix}"  controller ${st.controller}`, '');
+  lines.push(`Local mesh "${st.prefix}"  controller ${st.controller}  API ${st.api?.url ?? '-'}`, `kubeconfig: ${st.api?.kubeconfig ?? '-'}`, '');
   lines.push(
     renderTable(
       ['NODE', 'IP', 'AGENT', 'METRICS'],
@@ -260,6 +273,8 @@ export function formatStatus(st: LocalStatus): string {
     lines.push(renderTable(['NAMESPACE', 'INGRESS GATEWAY', 'IP', 'READY', 'PORT', 'HOSTS', 'URL'], ingress));
   }
   for (const problem of st.ingressProblems ?? []) lines.push(`! ${problem}`);
+  for (const r of st.refused ?? []) lines.push(`! ${r.object} refused by the controller: ${r.reason}`);
+  for (const p of st.pods.filter((x) => x.waiting)) lines.push(`! pod ${p.namespace}/${p.name} cannot start: ${p.waiting}`);
   if (st.services.length > 0) {
     lines.push('');
     lines.push(renderTable(['NAMESPACE', 'SERVICE', 'CLUSTER-IP', 'PORTS'], st.services.map((s) => [s.namespace, s.name, s.clusterIP, s.ports.join(',')])));

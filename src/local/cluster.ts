@@ -144,9 +144,14 @@ export class LocalCluster {
     log.info({ nodes: this.nodes.length, api: api.url }, 'local cluster ready');
   }
 
-  /** Stops the node runtimes (pods go first), then the rest in reverse start order. */
-  async stop(): Promise<void> {
+  /** Stops every pod of every node (containers, CNI DEL, netns), leaving the API as it is. */
+  async stopNodes(): Promise<void> {
     await Promise.all(this.runtimes.map((r) => r.stop().catch((e: unknown) => this.opts.log.warn({ node: r.name, err: e }, 'node stop failed'))));
+  }
+
+  /** Stops the node runtimes (pods go first), then the rest in reverse start order. Idempotent. */
+  async stop(): Promise<void> {
+    await this.stopNodes();
     for (const s of this.stoppers.reverse()) {
       try {
         await s();

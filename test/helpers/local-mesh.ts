@@ -9,8 +9,16 @@ import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 export const repoRoot = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
-export { lockLocalMesh, pidAlive } from '../../src/local/mesh-lock.js';
-import { pidAlive } from '../../src/local/mesh-lock.js';
+export { pidAlive } from '../../src/local/mesh-lock.js';
+import { lockLocalMesh as lockPath, MESH_LOCK_PATH, pidAlive } from '../../src/local/mesh-lock.js';
+
+/**
+ * Waits for this address block's test lock: meshes on one block share their ranges and run one at
+ * a time; meshes on different blocks (other worktrees' test runs) run side by side.
+ */
+export function lockLocalMesh(timeoutMs?: number, net: number | string = process.env['AMBIT_LOCAL_NET'] ?? '1'): Promise<() => void> {
+  return lockPath(timeoutMs, `${MESH_LOCK_PATH}.net${net}`);
+}
 
 export function isRoot(): boolean {
   return typeof process.getuid === 'function' && process.getuid() === 0;

@@ -50,6 +50,12 @@ async function environment(pod: KubeObject, c: Record<string, unknown>, ctx: Con
     PATH: [...ctx.pathPrefix, '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'].join(':'),
     HOSTNAME: pod.metadata.name,
     HOME: home,
+    // Local mode's runtime also names the pod to its processes (what `ambit local exec` sets too);
+    // a manifest's own env entries of these names win.
+    POD_NAME: pod.metadata.name,
+    POD_NAMESPACE: pod.metadata.namespace ?? 'default',
+    POD_IP: ctx.podIp,
+    NODE_NAME: String(rec(pod.spec).nodeName ?? ''),
   };
   if (ctx.apiService) {
     env['KUBERNETES_SERVICE_HOST'] = ctx.apiService.host;

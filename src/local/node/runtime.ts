@@ -16,6 +16,8 @@ import { mkdir, rm } from 'node:fs/promises';
 import { statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { KubeObject } from '../../controller/objects.js';
+import { ANNOTATION_NETNS } from '../../controller/translate/workloads.js';
+import { NETNS_DIR } from '../network.js';
 import { AmbitError, errorMessage } from '../../shared/errors.js';
 import type { Logger } from '../../shared/log.js';
 import { Informer, isNotFound, type KubeClient } from '../kube-client.js';
@@ -328,7 +330,8 @@ export class NodeRuntime {
     if (key === w.lastStatus) return;
     try {
       const updated = await this.opts.client.mergePatch(`/api/v1/namespaces/${encodeURIComponent(w.pod.metadata.namespace ?? 'default')}/pods/${encodeURIComponent(w.pod.metadata.name)}/status`, {
-        metadata: { uid: w.uid },
+        // Where the pod's netns is, for the controller to tell the node's agent (ambit.dev/netns).
+        metadata: { uid: w.uid, ...(w.sandbox && w.sandbox.id !== 'host' ? { annotations: { [ANNOTATION_NETNS]: join(NETNS_DIR, w.sandbox.netns) } } : {}) },
         status: withTransitionTimes(status, w.pod.status, isoNow()),
       });
       w.lastStatus = key;

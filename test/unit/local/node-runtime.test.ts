@@ -35,8 +35,8 @@ test('pod spec: command, env with $(VAR) expansion, downward API, envFrom; secur
         readinessProbe: { tcpSocket: { port: 9090 } },
         env: [
           { name: 'PORT', value: '8080' },
-          { name: 'URL', value: 'http://$(POD_IP):$(PORT)' },
-          { name: 'POD_IP', valueFrom: { fieldRef: { fieldPath: 'status.podIP' } } },
+          { name: 'URL', value: 'http://$(MY_IP):$(PORT)' },
+          { name: 'MY_IP', valueFrom: { fieldRef: { fieldPath: 'status.podIP' } } },
           { name: 'NS', valueFrom: { fieldRef: { fieldPath: 'metadata.namespace' } } },
         ],
         envFrom: [{ configMapRef: { name: 'cfg' }, prefix: 'CFG_' }],
@@ -48,12 +48,13 @@ test('pod spec: command, env with $(VAR) expansion, downward API, envFrom; secur
   assert.ok(c);
   assert.deepEqual(c.argv, ['node', 'server.js', '$(PORT)'], 'args are not expanded by the runtime (the kubelet expands them; see below)');
   assert.equal(c.env['PORT'], '8080');
-  assert.equal(c.env['URL'], 'http://$(POD_IP):8080', 'only variables defined before are expanded');
-  assert.equal(c.env['POD_IP'], '10.5.1.2');
+  assert.equal(c.env['URL'], 'http://$(MY_IP):8080', 'only variables defined before are expanded');
+  assert.equal(c.env['MY_IP'], '10.5.1.2');
   assert.equal(c.env['NS'], 'demo');
   assert.equal(c.env['CFG_mode'], 'fast');
   assert.equal(c.env['CFG_bad key'], undefined, 'envFrom skips keys that are not valid variable names');
   assert.equal(c.env['KUBERNETES_SERVICE_HOST'], '10.96.0.1');
+  assert.deepEqual([c.env['POD_NAME'], c.env['POD_NAMESPACE']], ['p', 'demo'], 'local mode names the pod to its processes');
   assert.match(c.env['PATH']!, /^\/opt\/bin:/);
   assert.deepEqual(c.ports, [8080, 9090], 'declared ports and the readiness probe port must listen');
   assert.deepEqual(c.user, { uid: 1000, gid: 2000, groups: [3000] });
