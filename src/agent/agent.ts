@@ -32,6 +32,8 @@ import type { Address } from '../shared/address.js';
 import type { PodSockets } from './proxy/sockets.js';
 import type { TunnelCertificate } from '../shared/hbone/tunnel.js';
 import { AdminServer, type AdminAddresses } from './admin.js';
+import { agentPortSet } from './proxy/self-call.js';
+import { fdExhaustion, readFdUsage, type FdUsage } from './fd-usage.js';
 
 /** What the agent needs from the certificate manager (CertManager fits). */
 export interface AgentCertificates {
@@ -69,6 +71,8 @@ export interface AgentOptions {
   releaseFreedMemory?: () => void;
   /** Quiet time after the last enrolment change before releaseFreedMemory runs; default 1000 ms. */
   releaseFreedMemoryDelayMs?: number;
+  /** Open fds against the limit, read per readiness check (default fd-usage.ts readFdUsage). */
+  fdUsage?: () => FdUsage | undefined;
 }
 
 interface PodProxy {
@@ -330,6 +334,7 @@ export class Agent {
   private async enroll(w: Workload): Promise<void> {
     const o = this.opts;
     const podLog = o.log.child({ pod: `${w.namespace}/${w.name}` });
+    const agentPorts = agentPortSet([o.ports?.outbound, o.ports?.inbound, o.ports?.hbone]);
     let proxy: PodProxy | undefined;
     try {
       const sockets = o.podSockets(w);
@@ -354,6 +359,7 @@ export class Agent {
           ? { listenAddress6: o.listen?.outbound6 ?? '::1' }
           : {}),
         port: o.ports?.outbound ?? 15001,
+        agentPorts,
         originalDestination: (s) => o.originalDestination(s, 'outbound'),
         pickEndpoint: (svc, _port, candidates, src) => this.balancer.pick(svc, candidates, src),
         reportEndpoint: (e, ok) => (ok ? this.balancer.reportSuccess(e) : this.balancer.reportFailure(e)),
@@ -368,6 +374,7 @@ export class Agent {
         connections: this.connections,
         listenAddress: o.listen?.hbone ?? (o.capture ? '::' : '0.0.0.0'),
         port: o.ports?.hbone ?? 15008,
+        agentPorts,
       });
       const plaintext = new InboundPlaintext({
         pod: w,
@@ -378,6 +385,7 @@ export class Agent {
         connections: this.connections,
         listenAddress: o.listen?.inbound ?? (o.capture ? '::' : '0.0.0.0'),
         port: o.ports?.inbound ?? 15006,
+        agentPorts,
         originalDestination: (s) => o.originalDestination(s, 'inbound'),
       });
       proxy = { workload: w, pool, outbound, inbound, plaintext };
@@ -471,6 +479,8 @@ export class Agent {
     if (!this.synced) reasons.push('config not synced from the controller yet');
     if (!this.certsOk) reasons.push(this.certReason);
     if (this.closed) reasons.push('shutting down');
+    const fds = fdExhaustion((this.opts.fdUsage ?? readFdUsage)());
+    if (fds) reasons.push(fds);
     return { ready: reasons.length === 0, reasons };
   }
 

@@ -164,3 +164,57 @@ export function refuseSubscription(caller: Caller, node: NodeInfo, view: AccessV
   if (named !== `${caller.namespace}/${caller.pod}`) return `${who} may only subscribe for its own pod, not ${JSON.stringify(named)}`;
   return undefined;
 }
+
+/** The part of a TokenReview's status the mapping reads (authentication.k8s.io/v1). */
+export interface TokenReviewStatus {
+  authenticated?: boolean;
+  user?: { username?: string; uid?: string; groups?: string[]; extra?: Record<string, string[]> };
+  audiences?: string[];
+  error?: string;
+}
+
+/** What a reviewed token may be: the agents' service account, and the audience tokens must carry. */
+export interface TokenReviewPolicy {
+  agent: { namespace: string; serviceAccount: string };
+  audience: string;
+}
+
+/** Why a reviewed token is refused (a bounded metric label). */
+export type TokenRefusal = 'unauthenticated' | 'audience' | 'not_service_account' | 'agent_not_node_bound' | 'not_pod_bound';
+
+export const EXTRA_POD_NAME = 'authentication.kubernetes.io/pod-name';
+export const EXTRA_NODE_NAME = 'authentication.kubernetes.io/node-name';
+const SA_USER = /^system:serviceaccount:([a-z0-9]([-a-z0-9]*[a-z0-9])?):([a-z0-9]([-a-z0-9.]*[a-z0-9])?)$/;
+
+function singleExtra(extra: Record<string, string[]> | undefined, key: string): string | undefined {
+  const v = extra?.[key];
+  return Array.isArray(v) && v.length === 1 && typeof v[0] === 'string' && v[0] !== '' ? v[0] : undefined;
+}
+
+/**
+ * Maps an API server's TokenReview answer to a caller (pure). The agents' service account with a
+ * token bound to a node (`authentication.kubernetes.io/node-name`, which a projected token of a
+ * pod on that node carries) is that node's agent; any other service-account token bound to a pod
+ * (`.../pod-name`) is that pod; everything else (unauthenticated, another audience, a user or a
+ * token bound to nothing) is refused with a bounded reason.
+ */
+export function callerFromTokenReview(status: TokenReviewStatus, policy: TokenReviewPolicy): { caller: Caller } | { refused: TokenRefusal; detail: string } {
+  if (status.authenticated !== true) return { refused: 'unauthenticated', detail: `the API server did not authenticate the token${status.error ? `: ${status.error}` : ''}` };
+  if (!(status.audiences ?? []).includes(policy.audience)) {
+    return { refused: 'audience', detail: `the token is not for audience ${policy.audience} (it is for ${(status.audiences ?? []).join(', ') || 'none'})` };
+  }
+  const username = status.user?.username ?? '';
+  const m = SA_USER.exec(username);
+  if (!m) return { refused: 'not_service_account', detail: `${JSON.stringify(username.slice(0, 100))} is not a service account` };
+  const namespace = m[1]!;
+  const serviceAccount = m[3]!;
+  const extra = status.user?.extra;
+  if (namespace === policy.agent.namespace && serviceAccount === policy.agent.serviceAccount) {
+    const node = singleExtra(extra, EXTRA_NODE_NAME);
+    if (!node) return { refused: 'agent_not_node_bound', detail: `a token of the agents' service account ${namespace}/${serviceAccount} must be bound to a pod on a node (projected token)` };
+    return { caller: { kind: 'node', node } };
+  }
+  const pod = singleExtra(extra, EXTRA_POD_NAME);
+  if (!pod) return { refused: 'not_pod_bound', detail: `service account ${namespace}/${serviceAccount}: only pod-bound tokens (projected volumes) are accepted` };
+  return { caller: { kind: 'pod', namespace, serviceAccount, pod } };
+}

@@ -3,13 +3,21 @@
  * collected into one AMBIT_ERR_CONFIG_INVALID, returned deep-frozen. Only `main.ts` calls it.
  */
 import { readFile } from 'node:fs/promises';
-import type { HostPort } from '../shared/address.js';
+import { formatHostPort, type HostPort } from '../shared/address.js';
 import { tryParseDuration } from '../shared/duration.js';
 import { AmbitError, errorMessage } from '../shared/errors.js';
 import {
   ENV_ADMIN_LISTEN,
   ENV_ADMIN_TOKEN_FILE,
+  ENV_AGENT_SERVICE_ACCOUNT,
   ENV_CERT_MAX_TTL,
+  ENV_CONFIG_SOURCE,
+  ENV_KUBECONFIG,
+  ENV_KUBERNETES_SERVICE_HOST,
+  ENV_POD_NAME,
+  ENV_POD_NAMESPACE,
+  ENV_PROXY_CONTROLLER_ADDR,
+  ENV_PROXY_IMAGE,
   ENV_CERT_TTL,
   ENV_CONTROLLER_LISTEN,
   ENV_MANIFESTS,
@@ -20,12 +28,30 @@ import {
   MIN_CERT_TTL_MS,
 } from '../shared/env.js';
 import type { LogLevel } from '../shared/log.js';
-import { Issues, isRecord } from '../shared/validate.js';
+import { Issues, isDnsLabel, isDnsSubdomain, isRecord } from '../shared/validate.js';
 import { MAX_CERT_TTL_MS } from './ca/service.js';
 
 export const DEFAULT_CONTROLLER_LISTEN = '0.0.0.0:15012';
 export const DEFAULT_ADMIN_LISTEN = '0.0.0.0:15014';
 export const DEFAULT_STATE_DIR = '/var/lib/ambit/controller';
+
+/** Where objects come from: manifest files (local mode, tests) or a Kubernetes API server. */
+export type ConfigSource =
+  | { kind: 'manifests' }
+  | {
+      kind: 'kubernetes';
+      /** Kubeconfig file; undefined: the pod's service account (in-cluster). */
+      kubeconfig: string | undefined;
+      /** The controller's namespace (Lease, CA Secret, its Service). */
+      namespace: string;
+      /** The controller's pod, when known (Lease holder name, its image). */
+      podName: string | undefined;
+      agentServiceAccount: { namespace: string; serviceAccount: string };
+      /** Image of waypoint and gateway pods; undefined: the controller's own. */
+      proxyImage: string | undefined;
+      /** `host:port` those pods reach the controller at. */
+      proxyControllerAddress: string;
+    };
 
 export interface ControllerConfig {
   /** gRPC (CA + config streams) over TLS. */
@@ -46,6 +72,8 @@ export interface ControllerConfig {
   /** File of the bearer token that /debug/* on the admin port requires; unset: /debug/* answers loopback callers only. */
   adminTokenFile: string | undefined;
   logLevel: LogLevel;
+  source: ConfigSource;
+  clusterId: string;
 }
 
 /** Reads the controller's configuration from `env`; throws AMBIT_ERR_CONFIG_INVALID listing every problem. */
@@ -61,6 +89,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Contr
   const maxTtlText = r.text(ENV_CERT_MAX_TTL);
   const certMaxTtlMs = maxTtlText === undefined ? certTtlMs : r.durationMs(ENV_CERT_MAX_TTL, maxTtlText, MIN_CERT_TTL_MS, MAX_CERT_TTL_MS);
   if (maxTtlText !== undefined && tryParseDuration(maxTtlText) !== undefined && certMaxTtlMs < certTtlMs) r.issues.add(ENV_CERT_MAX_TTL, `must not be shorter than ${ENV_CERT_TTL} (${r.text(ENV_CERT_TTL) ?? DEFAULT_CERT_TTL})`, maxTtlText);
+  const source = readSource(r, listen);
   return r.finish('controller', {
     listen,
     admin,
@@ -72,7 +101,39 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Contr
     certMaxTtlMs,
     adminTokenFile: r.optionalPath(ENV_ADMIN_TOKEN_FILE),
     logLevel: r.logLevel(),
+    source,
+    clusterId: r.clusterId(),
   });
+}
+
+/**
+ * The config source: `kubernetes` when asked for, or by default in a pod (KUBERNETES_SERVICE_HOST)
+ * or with a kubeconfig; `manifests` otherwise. One source at a time.
+ */
+function readSource(r: EnvReader, listen: HostPort): ConfigSource {
+  const kubeconfig = r.optionalPath(ENV_KUBECONFIG);
+  const inCluster = r.text(ENV_KUBERNETES_SERVICE_HOST) !== undefined;
+  const kind = r.oneOf(ENV_CONFIG_SOURCE, ['manifests', 'kubernetes'] as const, kubeconfig !== undefined || inCluster ? 'kubernetes' : 'manifests');
+  if (kind === 'manifests') return { kind };
+  if (kubeconfig === undefined && !inCluster) r.issues.add(ENV_CONFIG_SOURCE, `kubernetes needs ${ENV_KUBECONFIG} or in-cluster credentials (${ENV_KUBERNETES_SERVICE_HOST} is not set)`, kind);
+  if (r.text(ENV_MANIFESTS) !== undefined) r.issues.add(ENV_MANIFESTS, `must not be set with ${ENV_CONFIG_SOURCE}=kubernetes (one source at a time)`, r.text(ENV_MANIFESTS));
+  const namespace = r.text(ENV_POD_NAMESPACE) ?? 'istio-system';
+  if (!isDnsLabel(namespace)) r.issues.add(ENV_POD_NAMESPACE, 'must be a namespace name', namespace);
+  const agentText = r.text(ENV_AGENT_SERVICE_ACCOUNT) ?? 'istio-system/ambit-agent';
+  const [agentNs, agentSa, extra] = agentText.split('/');
+  if (!agentNs || !agentSa || extra !== undefined || !isDnsLabel(agentNs) || !isDnsSubdomain(agentSa)) {
+    r.issues.add(ENV_AGENT_SERVICE_ACCOUNT, 'must be <namespace>/<service account>', agentText);
+  }
+  const proxyAddr = r.hostPort(ENV_PROXY_CONTROLLER_ADDR, `ambit-controller.${namespace}.svc:${listen.port || 15012}`);
+  return {
+    kind,
+    kubeconfig,
+    namespace,
+    podName: r.text(ENV_POD_NAME),
+    agentServiceAccount: { namespace: agentNs ?? '', serviceAccount: agentSa ?? '' },
+    proxyImage: r.text(ENV_PROXY_IMAGE),
+    proxyControllerAddress: formatHostPort(proxyAddr),
+  };
 }
 
 /**

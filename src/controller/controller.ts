@@ -7,7 +7,7 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import { join } from 'node:path';
-import { writeFile } from 'node:fs/promises';
+import { mkdir, writeFile } from 'node:fs/promises';
 import type { Registry } from 'prom-client';
 import { AmbitError } from '../shared/errors.js';
 import type { Logger } from '../shared/log.js';
@@ -18,7 +18,7 @@ import { CertificateAuthority } from './ca/authority.js';
 import { createCaService } from './ca/service.js';
 import { refuseIdentity, refuseSubscription, StaticTokenAuthenticator, type AccessView, type CallerAuthenticator, type PodRecord } from './callers.js';
 import { ObjectStore } from './store.js';
-import { translateAll, type MeshTranslation, type TranslateResult } from './translate/translate.js';
+import { translateAll, type MeshTranslation, type TranslateOptions, type TranslateResult } from './translate/translate.js';
 import type { TranslateRoutesResult } from './translate/routes.js';
 import { RoleScopes } from './xds/scope.js';
 import { ConfigServer, type StreamLimits } from './xds/server.js';
@@ -54,10 +54,20 @@ export interface ControllerOptions {
   streamLimits?: Partial<StreamLimits>;
   /** Also serve the HTTP admin endpoints (/metrics, /ready, /debug/syncz, /debug/config_dump) here. */
   admin?: { host: string; port: number };
+  /** The CA to sign with (Kubernetes mode: from the cluster's Secret); default: loaded or created under stateDir. */
+  ca?: CertificateAuthority;
+  /** The store to translate (Kubernetes mode: the one its source already filled); default a new empty one. */
+  store?: ObjectStore;
+  /** DNS names of the serving certificate (default ambit-controller, ambit-controller.ambit-system.svc). */
+  servingDnsNames?: string[];
+  /** Called after every translation (Kubernetes mode writes status from it). */
+  onTranslated?: () => void;
+  /** Cluster id, cluster domain and root namespace of translation (trustDomain comes from above). */
+  translate?: Partial<Omit<TranslateOptions, 'trustDomain'>>;
 }
 
 export class Controller {
-  readonly store = new ObjectStore();
+  readonly store: ObjectStore;
   readonly registry: Registry;
   readonly configServer: ConfigServer;
   /** The current translation; its listeners hold TLS key material, so they are never logged or dumped. */
@@ -82,6 +92,7 @@ export class Controller {
     private readonly authenticator: CallerAuthenticator,
   ) {
     this.registry = opts.registry ?? createRegistry();
+    this.store = opts.store ?? new ObjectStore();
     this.configServer = new ConfigServer({
       log: opts.log,
       registry: this.registry,
@@ -94,9 +105,11 @@ export class Controller {
 
   /** Loads (or creates) the CA, starts gRPC on host:port with TLS and serves CA + config streams. */
   static async start(opts: ControllerOptions): Promise<Controller> {
-    const ca = await CertificateAuthority.loadOrCreate({ dir: join(opts.stateDir, 'ca'), trustDomain: opts.trustDomain });
+    const ca = opts.ca ?? (await CertificateAuthority.loadOrCreate({ dir: join(opts.stateDir, 'ca'), trustDomain: opts.trustDomain }));
+    await mkdir(opts.stateDir, { recursive: true, mode: 0o700 });
     await writeFile(join(opts.stateDir, 'root-cert.pem'), ca.rootCertPem);
-    const serving = ca.issueServingCert({ ips: [opts.host], dnsNames: ['ambit-controller', 'ambit-controller.ambit-system.svc'], ttlMs: 365 * 24 * 3_600_000 });
+    const dnsNames = opts.servingDnsNames ?? ['ambit-controller', 'ambit-controller.ambit-system.svc'];
+    const serving = ca.issueServingCert({ ips: [opts.host], dnsNames, ttlMs: 365 * 24 * 3_600_000 });
     const server = new grpc.Server({ 'grpc.max_receive_message_length': 16 * 1024 * 1024 });
     const creds = grpc.ServerCredentials.createSsl(Buffer.from(ca.rootCertPem), [
       { cert_chain: Buffer.from(serving.certChainPem.join('\n')), private_key: Buffer.from(serving.keyPem) },
@@ -136,11 +149,12 @@ export class Controller {
   retranslate(): void {
     try {
       const objects = this.store.snapshot().objects;
-      this.translated = translateAll(objects, { trustDomain: this.opts.trustDomain });
+      this.translated = translateAll(objects, { ...this.opts.translate, trustDomain: this.opts.trustDomain });
       this.scopes = new RoleScopes(this.translated);
       this.podIndex = new Map(this.translated.model.workloads.map((w) => [`${w.namespace}/${w.name}`, { namespace: w.namespace, name: w.name, serviceAccount: w.serviceAccount, node: w.node, labels: w.labels }]));
       this.writeConditions();
       this.configServer.notify();
+      this.opts.onTranslated?.();
     } catch (err) {
       this.opts.log.error({ err: err }, 'translation failed; subscribers keep the last config');
     }
@@ -173,6 +187,11 @@ export class Controller {
   /** The current route translation (what waypoints and gateways are being served). */
   routeTranslation(): TranslateRoutesResult {
     return this.translated.routes;
+  }
+
+  /** The current ingress listener translation (holds TLS key material: never log or dump it). */
+  listenerTranslation(): MeshTranslation['listeners'] {
+    return this.translated.listeners;
   }
 
   /** Ports each ingress gateway pod (`ns/name`) listens on, with their protocol (no TLS material). */

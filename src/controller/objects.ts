@@ -43,6 +43,10 @@ export interface KindInfo {
   /** Versions accepted in `apiVersion`, preferred first. */
   versions: readonly string[];
   namespaced: boolean;
+  /** The API resource (lowercase plural): the path segment and, for custom kinds, `<plural>.<group>` names the CRD. */
+  plural: string;
+  /** Served by every API server (core, apps, discovery); false for kinds that exist only once their CRD is installed. */
+  builtin: boolean;
   /**
    * Name used in object keys and store queries: the kind, or `Kind.group` for the kinds whose name
    * exists in two groups (Istio's `Gateway` and Gateway API's `Gateway`), so keys never collide.
@@ -53,29 +57,34 @@ export interface KindInfo {
 export const GROUP_ISTIO_SECURITY = 'security.istio.io';
 export const GROUP_ISTIO_NETWORKING = 'networking.istio.io';
 export const GROUP_GATEWAY_API = 'gateway.networking.k8s.io';
+export const GROUP_DISCOVERY = 'discovery.k8s.io';
 
-const DEFS: ReadonlyArray<Omit<KindInfo, 'ref'>> = [
-  { group: '', kind: 'Namespace', versions: ['v1'], namespaced: false },
-  { group: '', kind: 'Pod', versions: ['v1'], namespaced: true },
-  { group: '', kind: 'Service', versions: ['v1'], namespaced: true },
-  { group: '', kind: 'ServiceAccount', versions: ['v1'], namespaced: true },
-  { group: '', kind: 'Secret', versions: ['v1'], namespaced: true },
-  { group: 'apps', kind: 'Deployment', versions: ['v1'], namespaced: true },
-  { group: GROUP_ISTIO_SECURITY, kind: 'PeerAuthentication', versions: ['v1', 'v1beta1'], namespaced: true },
-  { group: GROUP_ISTIO_SECURITY, kind: 'AuthorizationPolicy', versions: ['v1', 'v1beta1'], namespaced: true },
-  { group: GROUP_ISTIO_NETWORKING, kind: 'VirtualService', versions: ['v1', 'v1beta1', 'v1alpha3'], namespaced: true },
-  { group: GROUP_ISTIO_NETWORKING, kind: 'DestinationRule', versions: ['v1', 'v1beta1', 'v1alpha3'], namespaced: true },
-  { group: GROUP_ISTIO_NETWORKING, kind: 'Gateway', versions: ['v1', 'v1beta1', 'v1alpha3'], namespaced: true },
-  { group: GROUP_GATEWAY_API, kind: 'Gateway', versions: ['v1', 'v1beta1'], namespaced: true },
-  { group: GROUP_GATEWAY_API, kind: 'HTTPRoute', versions: ['v1', 'v1beta1'], namespaced: true },
-  { group: GROUP_GATEWAY_API, kind: 'GRPCRoute', versions: ['v1', 'v1alpha2'], namespaced: true },
-  { group: GROUP_GATEWAY_API, kind: 'GatewayClass', versions: ['v1', 'v1beta1'], namespaced: false },
+const BUILTIN_GROUPS = new Set(['', 'apps', GROUP_DISCOVERY]);
+
+const DEFS: ReadonlyArray<Omit<KindInfo, 'ref' | 'builtin'>> = [
+  { group: '', kind: 'Namespace', versions: ['v1'], namespaced: false, plural: 'namespaces' },
+  { group: '', kind: 'Node', versions: ['v1'], namespaced: false, plural: 'nodes' },
+  { group: '', kind: 'Pod', versions: ['v1'], namespaced: true, plural: 'pods' },
+  { group: '', kind: 'Service', versions: ['v1'], namespaced: true, plural: 'services' },
+  { group: '', kind: 'ServiceAccount', versions: ['v1'], namespaced: true, plural: 'serviceaccounts' },
+  { group: '', kind: 'Secret', versions: ['v1'], namespaced: true, plural: 'secrets' },
+  { group: 'apps', kind: 'Deployment', versions: ['v1'], namespaced: true, plural: 'deployments' },
+  { group: GROUP_DISCOVERY, kind: 'EndpointSlice', versions: ['v1'], namespaced: true, plural: 'endpointslices' },
+  { group: GROUP_ISTIO_SECURITY, kind: 'PeerAuthentication', versions: ['v1', 'v1beta1'], namespaced: true, plural: 'peerauthentications' },
+  { group: GROUP_ISTIO_SECURITY, kind: 'AuthorizationPolicy', versions: ['v1', 'v1beta1'], namespaced: true, plural: 'authorizationpolicies' },
+  { group: GROUP_ISTIO_NETWORKING, kind: 'VirtualService', versions: ['v1', 'v1beta1', 'v1alpha3'], namespaced: true, plural: 'virtualservices' },
+  { group: GROUP_ISTIO_NETWORKING, kind: 'DestinationRule', versions: ['v1', 'v1beta1', 'v1alpha3'], namespaced: true, plural: 'destinationrules' },
+  { group: GROUP_ISTIO_NETWORKING, kind: 'Gateway', versions: ['v1', 'v1beta1', 'v1alpha3'], namespaced: true, plural: 'gateways' },
+  { group: GROUP_GATEWAY_API, kind: 'Gateway', versions: ['v1', 'v1beta1'], namespaced: true, plural: 'gateways' },
+  { group: GROUP_GATEWAY_API, kind: 'HTTPRoute', versions: ['v1', 'v1beta1'], namespaced: true, plural: 'httproutes' },
+  { group: GROUP_GATEWAY_API, kind: 'GRPCRoute', versions: ['v1', 'v1alpha2'], namespaced: true, plural: 'grpcroutes' },
+  { group: GROUP_GATEWAY_API, kind: 'GatewayClass', versions: ['v1', 'v1beta1'], namespaced: false, plural: 'gatewayclasses' },
 ];
 
-function withRefs(defs: ReadonlyArray<Omit<KindInfo, 'ref'>>): readonly KindInfo[] {
+function withRefs(defs: ReadonlyArray<Omit<KindInfo, 'ref' | 'builtin'>>): readonly KindInfo[] {
   const count = new Map<string, number>();
   for (const d of defs) count.set(d.kind, (count.get(d.kind) ?? 0) + 1);
-  return defs.map((d) => Object.freeze({ ...d, ref: (count.get(d.kind) ?? 0) > 1 ? `${d.kind}.${d.group}` : d.kind }));
+  return defs.map((d) => Object.freeze({ ...d, builtin: BUILTIN_GROUPS.has(d.group), ref: (count.get(d.kind) ?? 0) > 1 ? `${d.kind}.${d.group}` : d.kind }));
 }
 
 /** Every kind the controller understands. */

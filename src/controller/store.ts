@@ -6,8 +6,9 @@
  * - `apply` and `delete` are atomic batches: every object is validated first and either the whole
  *   batch lands or nothing changes; a batch that changes something emits exactly one 'change' event.
  * - Stored objects are deep-frozen; readers never get a mutable reference.
- * - `uid` and `creationTimestamp` are set on create and kept on update; `resourceVersion` is a
- *   store-wide counter bumped for every stored change (apply, delete, status).
+ * - `uid` and `creationTimestamp` come from the applied object when it has them (an API server's
+ *   are authoritative: a recreated object has a new uid), else are set on create and kept on
+ *   update; `resourceVersion` is a store-wide counter bumped for every stored change.
  * - `setStatus` emits 'status'; it emits 'change' too only for kinds whose status translation reads
  *   (Pods: IPs, phase, readiness), so writing conditions on policies cannot trigger a re-translate loop.
  */
@@ -218,8 +219,8 @@ export class ObjectStore extends EventEmitter<StoreEvents> {
 
   #stamp(input: KubeObject, statusFrom: KubeObject | undefined, rv: string, old: KubeObject | undefined): KubeObject {
     const copy = structuredClone(input);
-    copy.metadata.uid = old?.metadata.uid ?? input.metadata.uid ?? this.#newUid();
-    copy.metadata.creationTimestamp = old?.metadata.creationTimestamp ?? input.metadata.creationTimestamp ?? this.#now().toISOString();
+    copy.metadata.uid = input.metadata.uid ?? old?.metadata.uid ?? this.#newUid();
+    copy.metadata.creationTimestamp = input.metadata.creationTimestamp ?? old?.metadata.creationTimestamp ?? this.#now().toISOString();
     copy.metadata.resourceVersion = rv;
     if (copy.status === undefined && statusFrom?.status !== undefined) copy.status = structuredClone(statusFrom.status);
     return deepFreeze(copy) as KubeObject;
@@ -228,11 +229,12 @@ export class ObjectStore extends EventEmitter<StoreEvents> {
 
 const SERVER_FIELDS = ['uid', 'resourceVersion', 'creationTimestamp'];
 
-/** True when applying `input` over `old` would change nothing the user controls. */
+/** True when applying `input` over `old` would change nothing (server fields count only when `input` carries them). */
 function sameContent(old: KubeObject, input: KubeObject, preserveStatus: boolean): boolean {
+  const given = SERVER_FIELDS.filter((f) => f !== 'resourceVersion' && input.metadata[f] !== undefined);
   const strip = (o: KubeObject, keepStatus: boolean): unknown => {
     const md: Record<string, unknown> = { ...o.metadata };
-    for (const f of SERVER_FIELDS) delete md[f];
+    for (const f of SERVER_FIELDS) if (!given.includes(f)) delete md[f];
     const out: Record<string, unknown> = { ...o, metadata: md };
     if (!keepStatus) delete out['status'];
     return out;

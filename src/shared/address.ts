@@ -2,6 +2,7 @@
  * Addresses as every binary writes and reads them: `ip:port` endpoints (v4, v6 in brackets,
  * v4-mapped v6 folded to v4) and `host:port` settings (parsed from the environment by env.ts).
  */
+import { isIP } from 'node:net';
 
 /** An IP endpoint. */
 export interface Address {
@@ -27,8 +28,11 @@ export function formatHostPort(a: HostPort): string {
 
 /** Parses `ip:port` or `[v6]:port`; undefined when malformed. */
 export function parseAddress(text: string): Address | undefined {
-  const m = /^\[([0-9a-fA-F:.]+)\]:(\d{1,5})$/.exec(text) ?? /^([0-9.]+):(\d{1,5})$/.exec(text);
+  const v6 = /^\[([0-9a-fA-F:.]+)\]:(\d{1,5})$/.exec(text);
+  const m = v6 ?? /^([0-9.]+):(\d{1,5})$/.exec(text);
   if (!m) return undefined;
+  // Brackets hold IPv6 only (RFC 3986 IP-literal); a bare address must be a real IPv4 one.
+  if (isIP(m[1]!) !== (v6 ? 6 : 4)) return undefined;
   const port = Number(m[2]);
   if (port < 1 || port > 65535) return undefined;
   return { address: m[1]!, port };

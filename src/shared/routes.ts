@@ -232,6 +232,12 @@ export interface GatewayServer {
   httpsRedirect?: boolean;
   /** Workload selector of the Gateway (which gateway pods serve it). */
   selector: Record<string, string>;
+  /** Only pods of this namespace serve it (Gateway API Gateways are served by their own pods). */
+  namespace?: string;
+  /** The object its problems are reported on, when not the Istio Gateway `gateway` names (objectKey form). */
+  objectKey?: string;
+  /** The Gateway API listener it comes from. */
+  listener?: string;
 }
 
 /** A TLS certificate an ingress listener presents for some hosts (from a kubernetes.io/tls Secret). */

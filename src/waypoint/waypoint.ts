@@ -249,6 +249,11 @@ export class Waypoint {
 
   /** What a tunnel to `target` is: a TCP pipe (ports not served as HTTP), a refusal, or HTTP. */
   private classify(target: Address, peer: { identity: string | undefined; ip: string | undefined }): TunnelDecision {
+    // The waypoint's own address (its 15008, metrics, readiness): never a destination to dial.
+    if (normalizeIp(target.address) === normalizeIp(this.opts.podIp)) {
+      this.log.warn({ target: `${target.address}:${target.port}` }, 'tunnel to the waypoint itself refused');
+      return { kind: 'refuse', status: HBONE_STATUS.BAD_REQUEST, reason: 'self_call' };
+    }
     const l4 = this.tcpEndpoint(target);
     if (l4 === null) return { kind: 'refuse', status: HBONE_STATUS.UPSTREAM_FAILED };
     if (l4 !== undefined) return { kind: 'tcp', endpoint: l4 };

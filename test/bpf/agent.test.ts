@@ -89,7 +89,7 @@ test("the agent's dual-stack listeners capture a pod's IPv6 both ways; its own p
   await t.test("connections to the pod's own agent ports are closed, not looped", async () => {
     const rejected = async (): Promise<number> =>
       (await registry.getSingleMetric('ambit_connections_rejected_total')!.get()).values
-        .filter((v) => v.labels['reason'] === 'no_original_dst')
+        .filter((v) => v.labels['reason'] === 'self_call')
         .reduce((n, v) => n + v.value, 0);
     const before = await rejected();
     const appBefore = hits.get(a.name);

@@ -24,6 +24,15 @@ export function isRoot(): boolean {
   return typeof process.getuid === 'function' && process.getuid() === 0;
 }
 
+/**
+ * The `skip` option of a test that needs root: false as root, else a reason starting with
+ * "requires root", which `npm test` lists in its skip banner and refuses when CI is set or when
+ * running as root (scripts/skip-policy.mjs).
+ */
+export function requiresRoot(what: string): false | string {
+  return isRoot() ? false : `requires root (${what})`;
+}
+
 export interface CliResult {
   code: number;
   stdout: string;

@@ -71,7 +71,7 @@ import { WorkloadIndex, workloadIdentity, type ConfigSnapshot } from '../../src/
 import { createProxyMetrics, type ProxyMetrics } from '../../src/agent/proxy/metrics.js';
 import { ConnectionRegistry } from '../../src/agent/proxy/connections.js';
 import { TunnelPool, type TunnelPoolOptions } from '../../src/shared/hbone/pool.js';
-import { InboundHbone } from '../../src/agent/proxy/inbound.js';
+import { InboundHbone, type InboundHboneOptions } from '../../src/agent/proxy/inbound.js';
 import { InboundPlaintext } from '../../src/agent/proxy/inbound-plaintext.js';
 import { OutboundProxy } from '../../src/agent/proxy/outbound.js';
 import { LoadBalancer } from '../../src/shared/balancer.js';
@@ -133,7 +133,10 @@ export interface LoopbackMesh {
   index(): WorkloadIndex;
   /** Replaces the config and re-evaluates live connections, as the agent does. */
   setConfig(next: Partial<{ workloads: Workload[]; services: Service[]; authorizations: Authorization[] }>): void;
-  addPod(w: Workload, opts?: { plaintextOriginalDst?: (s: import('node:net').Socket) => Address | undefined; pool?: Partial<TunnelPoolOptions> }): Promise<MeshPod>;
+  addPod(
+    w: Workload,
+    opts?: { plaintextOriginalDst?: (s: import('node:net').Socket) => Address | undefined; pool?: Partial<TunnelPoolOptions>; inbound?: Partial<InboundHboneOptions> },
+  ): Promise<MeshPod>;
   /** An app socket in pod `from` connecting to `dst` through the pod's outbound capture listener. */
   appConnect(from: MeshPod, dst: Address, localAddress?: string): import('node:net').Socket;
   certFor(identity: string): TunnelCertificate;
@@ -223,7 +226,7 @@ export async function createLoopbackMesh(): Promise<LoopbackMesh> {
           return new Promise<Address>((resolve) => waiting.set(key, { resolve }));
         },
       });
-      const inbound = new InboundHbone({ pod: w, sockets, index: () => index, getCertificate: async () => certFor(workloadIdentity(w)), metrics, log, connections });
+      const inbound = new InboundHbone({ pod: w, sockets, index: () => index, getCertificate: async () => certFor(workloadIdentity(w)), metrics, log, connections, ...opts.inbound });
       const plaintext = new InboundPlaintext({
         pod: w,
         sockets,

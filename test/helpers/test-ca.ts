@@ -7,16 +7,28 @@ export interface TestCa {
   rootPem: string;
   /** Key + chain (leaf first, root last) for `spiffeId`; default ttl 1 h. */
   issue(spiffeId: string, ttlMs?: number): { certChainPem: string[]; keyPem: string };
+  /** As issue, but signed as if the clock read `atMs` (expired or not-yet-valid leaves). */
+  issueAt(spiffeId: string, atMs: number, ttlMs?: number): { certChainPem: string[]; keyPem: string };
 }
 
 export function createTestCa(trustDomain = 'cluster.local'): TestCa {
-  const ca = CertificateAuthority.generate({ trustDomain, ttlDays: 30 });
+  let shiftMs = 0;
+  const ca = CertificateAuthority.generate({ trustDomain, ttlDays: 30, now: () => Date.now() + shiftMs });
+  const issue = (spiffeId: string, ttlMs = 3_600_000): { certChainPem: string[]; keyPem: string } => {
+    const { keyPem, csrPem } = createKeyAndCsr(spiffeId);
+    return { certChainPem: ca.signCsr(csrPem, { identity: spiffeId, ttlMs }), keyPem };
+  };
   return {
     ca,
     rootPem: ca.rootCertPem,
-    issue(spiffeId: string, ttlMs = 3_600_000) {
-      const { keyPem, csrPem } = createKeyAndCsr(spiffeId);
-      return { certChainPem: ca.signCsr(csrPem, { identity: spiffeId, ttlMs }), keyPem };
+    issue,
+    issueAt(spiffeId, atMs, ttlMs) {
+      shiftMs = atMs - Date.now();
+      try {
+        return issue(spiffeId, ttlMs);
+      } finally {
+        shiftMs = 0;
+      }
     },
   };
 }

@@ -125,6 +125,9 @@ test('agent enrolls local pods, proxies traffic and serves metrics, readiness an
   for (let i = 0; i < 100 && releases() === 0; i++) await new Promise((r) => setTimeout(r, 20));
   assert.equal(releases(), 1, 'freed native memory is handed back after the pods were enrolled');
   await agent.applyConfig(snapshot([wa, wb, wc, wRemote]));
+  // Not a race: a release that apply scheduled (50 ms timer, armed before applyConfig resolved)
+  // expires before this later, longer timer, and Node runs expired timers in expiry order, so a
+  // loaded machine delays both but cannot reorder them.
   await new Promise((r) => setTimeout(r, 150));
   assert.equal(releases(), 1, 'and not again when nothing was enrolled or unenrolled');
   assert.deepEqual(
@@ -156,6 +159,14 @@ test('agent enrolls local pods, proxies traffic and serves metrics, readiness an
     assert.match(c.serial, /^[0-9A-F]+$/i);
     assert.ok(!Number.isNaN(Date.parse(c.notAfter)));
   }
+  // Each pooled tunnel shows the certificate it presents, not just the identity's current one.
+  const pools = (dump as unknown as { pools: Record<string, Array<{ certificate?: { serial: string; notAfter: string }; streamsTotal: number; retireAt?: string }>> }).pools;
+  const tunnel = pools[wa.uid]?.[0];
+  const feCert = dump.certificates.find((c) => c.identity === 'spiffe://cluster.local/ns/frontend/sa/fe')!;
+  assert.ok(tunnel?.certificate, `the tunnel shows its certificate: ${JSON.stringify(pools)}`);
+  assert.deepEqual({ serial: tunnel.certificate.serial, notAfter: tunnel.certificate.notAfter }, { serial: feCert.serial, notAfter: feCert.notAfter });
+  assert.equal(tunnel.streamsTotal, 1);
+  assert.ok(Date.parse(tunnel.retireAt!) < Date.parse(tunnel.certificate.notAfter), 'retired before it expires');
 
   for (const path of ['/metrics', '/stats/prometheus']) {
     const m = await get(addrs.metrics.port, path);
@@ -170,13 +181,17 @@ test("a captured connection aimed at the pod's own agent ports is closed, never 
   const { agent, dial, registry } = await setup(t);
   await agent.applyConfig(snapshot([wa, wb]));
   const rejected = async (): Promise<number> =>
-    ((await registry.getSingleMetric('ambit_connections_rejected_total')!.get()).values.find((v) => v.labels['reason'] === 'no_original_dst' && v.labels['direction'] === 'outbound')?.value ?? 0);
+    ((await registry.getSingleMetric('ambit_connections_rejected_total')!.get()).values.find((v) => v.labels['reason'] === 'self_call' && v.labels['direction'] === 'outbound')?.value ?? 0);
   const before = await rejected();
   for (const port of [15001, 15006, 15008]) {
-    const s = await dial(A_IP, { address: A_IP, port });
-    assert.equal(await echoOnce(s, 'loop?'), undefined, `the connection to its own :${port} is closed`);
+    // The agent resets at once: on loopback the reset can beat the client's own connect event.
+    const answer = await dial(A_IP, { address: A_IP, port }).then(
+      (s) => echoOnce(s, 'loop?'),
+      (e: NodeJS.ErrnoException) => (e.code === 'ECONNRESET' ? undefined : Promise.reject(e)),
+    );
+    assert.equal(answer, undefined, `the connection to its own :${port} is closed`);
   }
-  assert.equal(await rejected(), before + 3, 'counted as connections without a usable original destination');
+  assert.equal(await rejected(), before + 3, 'counted as self calls');
 });
 
 test('unenrolling a pod closes its listeners but keeps established connections', { timeout: 30_000 }, async (t) => {

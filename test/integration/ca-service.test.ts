@@ -162,13 +162,15 @@ test('a client that does not trust the controller root cannot connect', async (t
 test('cert manager over the real CA rotates a short-lived certificate and keeps serving', async (t) => {
   const { tokenA, client, ca } = await startCa(t);
   const registry = new Registry();
-  const mgr = new CertManager({ fetcher: client(tokenA), rootsPem: [ca.rootCertPem], ttlSec: 2, registry });
+  // 20 s certificates, renewed at half-life: on a busy machine a 2 s certificate could expire
+  // between a poll and its assertion; 20 s leaves ~10 s of margin after the renewal is due.
+  const mgr = new CertManager({ fetcher: client(tokenA), rootsPem: [ca.rootCertPem], ttlSec: 20, registry });
   t.after(() => mgr.destroy());
   const first = await mgr.getCertificate(WEB);
   let latest = first;
-  // Bounded: at most 100 polls of 50 ms (5 s) for a renewal due after ~1 s.
-  for (let i = 0; i < 100 && latest === first; i++) {
-    await new Promise((r) => setTimeout(r, 50));
+  // Bounded: polls every 100 ms for up to 30 s for a renewal due after ~10 s.
+  for (let i = 0; i < 300 && latest === first; i++) {
+    await new Promise((r) => setTimeout(r, 100));
     latest = await mgr.getCertificate(WEB);
     assert.ok(latest.notAfter.getTime() > Date.now(), 'a valid certificate is always served');
   }

@@ -42,24 +42,32 @@ function policy(name: string, action: Authorization['action'], m: Partial<AuthzM
   return { name, namespace: 'backend', scope: 'namespace', action, dryRun: false, rules: [{ clauses: [{ matches: [match(m)] }] }] };
 }
 
-/** Sends one line and reports whether it came back (true) or the connection was closed (false). */
-function echoes(s: net.Socket): Promise<boolean> {
+/**
+ * Sends one line and reports how the connection answered: `echo` (it came back), `reset` (the
+ * connection was reset, as ztunnel answers an L4 denial) or `eof` (an orderly close, no data).
+ */
+function echoes(s: net.Socket): Promise<'echo' | 'reset' | 'eof'> {
   return new Promise((resolve) => {
-    s.on('error', () => undefined);
+    let reset = false;
+    s.on('error', (e: NodeJS.ErrnoException) => (reset ||= e.code === 'ECONNRESET'));
     s.once('data', () => {
       s.destroy();
-      resolve(true);
+      resolve('echo');
     });
-    // A refused connection ends with FIN (EOF) or a reset: either way, no echo.
     s.once('end', () => {
       s.destroy();
-      resolve(false);
+      resolve('eof');
     });
-    s.once('close', () => resolve(false));
+    s.once('close', () => resolve(reset ? 'reset' : 'eof'));
     const go = (): void => void s.write('ping');
     if (s.connecting) s.once('connect', go);
     else go();
   });
+}
+
+async function allDenials(mesh: LoopbackMesh): Promise<number> {
+  const m = await mesh.registry.getSingleMetric('ambit_policy_denials_total')!.get();
+  return m.values.reduce((n, v) => n + v.value, 0);
 }
 
 async function denials(mesh: LoopbackMesh, reason: string): Promise<number> {
@@ -70,21 +78,21 @@ async function denials(mesh: LoopbackMesh, reason: string): Promise<number> {
 test('PERMISSIVE accepts plaintext on 15006, STRICT refuses it and counts the reason', { timeout: 30_000 }, async (t) => {
   const { mesh, echo, wa, wb } = await setup(t);
   const plainPort = mesh.net.realPort(B_IP, 15006);
-  assert.equal(await echoes(net.connect({ host: B_IP, port: plainPort, localAddress: C_IP })), true, 'PERMISSIVE: plaintext reaches the app');
+  assert.equal(await echoes(net.connect({ host: B_IP, port: plainPort, localAddress: C_IP })), 'echo', 'PERMISSIVE: plaintext reaches the app');
   assert.deepEqual(echo.peers, [C_IP]);
   mesh.setConfig({ workloads: [wa, { ...wb, peerAuthentication: 'STRICT' }] });
-  assert.equal(await echoes(net.connect({ host: B_IP, port: plainPort, localAddress: C_IP })), false, 'STRICT: plaintext is closed');
+  assert.equal(await echoes(net.connect({ host: B_IP, port: plainPort, localAddress: C_IP })), 'reset', 'STRICT: plaintext is reset');
   assert.equal(echo.peers.length, 1, 'nothing new reached the app');
   assert.equal(await denials(mesh, 'strict_mtls'), 1);
   // A port-level PERMISSIVE override opens that port again.
   mesh.setConfig({ workloads: [wa, { ...wb, peerAuthentication: 'STRICT', portPeerAuthentication: { [String(echo.port)]: 'PERMISSIVE' } }] });
-  assert.equal(await echoes(net.connect({ host: B_IP, port: plainPort, localAddress: C_IP })), true);
+  assert.equal(await echoes(net.connect({ host: B_IP, port: plainPort, localAddress: C_IP })), 'echo');
 });
 
 test('STRICT still admits mTLS tunnel traffic', { timeout: 30_000 }, async (t) => {
   const { mesh, a, echo, wa, wb } = await setup(t);
   mesh.setConfig({ workloads: [wa, { ...wb, peerAuthentication: 'STRICT' }] });
-  assert.equal(await echoes(mesh.appConnect(a, { address: B_IP, port: echo.port })), true);
+  assert.equal(await echoes(mesh.appConnect(a, { address: B_IP, port: echo.port })), 'echo');
 });
 
 test('ALLOW and DENY by principal, namespace and port', { timeout: 30_000 }, async (t) => {
@@ -102,7 +110,10 @@ test('ALLOW and DENY by principal, namespace and port', { timeout: 30_000 }, asy
   ];
   for (const c of cases) {
     mesh.setConfig({ authorizations: c.policies });
-    assert.equal(await echoes(mesh.appConnect(a, { address: B_IP, port: echo.port })), c.allowed, c.name);
+    const before = await allDenials(mesh);
+    // ztunnel resets a denied connection (curl exit 56), never an orderly close (52).
+    assert.equal(await echoes(mesh.appConnect(a, { address: B_IP, port: echo.port })), c.allowed ? 'echo' : 'reset', c.name);
+    assert.equal((await allDenials(mesh)) - before, c.allowed ? 0 : 1, `${c.name}: the destination's deny counter`);
   }
   for (let i = 0; i < 100 && mesh.sink.access().filter((l) => l['reason'] === 'policy_denied').length < 8; i++) await new Promise((r) => setTimeout(r, 20));
   const denied = mesh.sink.access().filter((l) => l['reason'] === 'policy_denied');

@@ -10,12 +10,15 @@ import * as http from 'node:http';
 import * as http2 from 'node:http2';
 import { createLoopbackMesh, testWorkload } from '../helpers/loopback-net.js';
 import { workloadIdentity } from '../../src/shared/state/workloads.js';
-import { silentLogger } from '../../src/shared/log.js';
 import { createRegistry } from '../../src/shared/metrics.js';
 import { emptyHeaderOps, type RouteConfig } from '../../src/shared/routes.js';
 import { hboneConnect } from '../../src/waypoint/endpoint/hbone.js';
 import { WaypointServer } from '../../src/waypoint/server/server.js';
 import { HttpUpstream, type Endpoint } from '../../src/waypoint/endpoint/upstream.js';
+import { Waypoint } from '../../src/waypoint/waypoint.js';
+import type { Service } from '../../src/shared/model.js';
+import { hboneRequest, hboneSession } from '../helpers/hbone-client.js';
+import { createTestCa } from '../helpers/test-ca.js';
 
 const BASE = `127.${10 + ((process.pid + 77) % 200)}.3.`;
 const WP_IP = BASE + '1';
@@ -95,53 +98,74 @@ test('waypoint requests reach the pod through HBONE with the waypoint identity (
   );
 });
 
-test('tunnel streams handed to acceptConnection carry the caller identity and target port into routing, authz and metrics', { timeout: 30_000 }, async (t) => {
+test('the waypoint\'s real HBONE front: the mTLS peer identity and the CONNECT target port feed routing, authz and metrics', { timeout: 30_000 }, async (t) => {
+  const mesh = await createLoopbackMesh();
+  t.after(() => mesh.close());
+  const APP_IP = BASE + '3';
+  const FRONTEND_IP = BASE + '4';
   const app = http.createServer((req, res) => {
     req.resume();
     res.end(`ok ${req.url}`);
   });
-  await new Promise<void>((r) => app.listen(0, '127.0.0.1', () => r()));
-  const appPort = (app.address() as import('node:net').AddressInfo).port;
+  await new Promise<void>((r) => app.listen(8080, APP_IP, () => r()));
   t.after(() => {
     app.closeAllConnections();
     app.close();
   });
-  const upstream = new HttpUpstream();
   const registry = createRegistry();
-  const server = new WaypointServer({ log: silentLogger(), registry, dispatch: upstream.dispatch, resolveEndpoints: () => [{ key: `127.0.0.1:${appPort}`, address: '127.0.0.1', port: appPort }] });
-  const cfg: RouteConfig = {
-    name: 'shop/cart.shop.svc.cluster.local',
+  const waypoint = new Waypoint({
+    name: 'shop/waypoint',
+    podIp: WP_IP,
+    identity: 'spiffe://cluster.local/ns/shop/sa/waypoint',
+    trustDomain: 'cluster.local',
+    log: mesh.log,
+    registry,
+    getCertificate: async (id) => mesh.certFor(id),
+  });
+  const hbone = await waypoint.listenHbone(0, WP_IP);
+  t.after(() => waypoint.close(500));
+  const SVC = 'cart.shop.svc.cluster.local';
+  const cart = testWorkload({ name: 'cart', namespace: 'shop', ip: APP_IP, serviceAccount: 'cart', tunnelProtocol: 'NONE', services: { [`shop/${SVC}`]: [{ servicePort: 8080, targetPort: 8080 }, { servicePort: 8081, targetPort: 8080 }] } });
+  const frontend = testWorkload({ name: 'frontend', namespace: 'shop', ip: FRONTEND_IP, serviceAccount: 'frontend' });
+  const service: Service = {
+    name: 'cart',
     namespace: 'shop',
-    hostname: 'cart.shop.svc.cluster.local',
+    hostname: SVC,
+    vips: ['10.96.0.5'],
+    ports: [
+      { name: 'http', port: 8080, targetPort: 8080, protocol: 'http' },
+      { name: 'http-alt', port: 8081, targetPort: 8080, protocol: 'http' },
+    ],
+    subjectAltNames: [],
+    routingPreference: [],
+    endpoints: [cart.uid],
+  };
+  const cfg: RouteConfig = {
+    name: `shop/${SVC}`,
+    namespace: 'shop',
+    hostname: SVC,
     aliases: ['cart'],
     ports: [{ port: 8080, protocol: 'http' }, { port: 8081, protocol: 'http' }],
-    routes: [{ name: 'all', match: [{ port: 8080, headers: [], queryParams: [] }], backends: [{ host: 'cart.shop.svc.cluster.local', weight: 1 }], headers: { request: emptyHeaderOps(), response: emptyHeaderOps() } }],
+    routes: [{ name: 'all', match: [{ port: 8080, headers: [], queryParams: [] }], backends: [{ host: SVC, weight: 1 }], headers: { request: emptyHeaderOps(), response: emptyHeaderOps() } }],
     authorization: [{ name: 'shop/only-frontend', action: 'ALLOW', dryRun: false, rules: [{ from: [{ principals: [{ exact: 'cluster.local/ns/shop/sa/frontend' }], notPrincipals: [], namespaces: [], notNamespaces: [] }], to: [], when: [] }] }],
   };
   assert.deepEqual(validateRouteConfig(cfg), [], 'the test route config is valid');
-  server.setRoutes([cfg]);
-  // A stand-in for the waypoint's HBONE listener: terminate CONNECT (h2c here) and hand the stream over.
-  const front = http2.createServer();
-  front.on('stream', (stream, headers) => {
-    const sa = String(headers['x-test-sa']);
-    const port = Number(String(headers[':authority']).split(':')[1]);
-    stream.respond({ ':status': 200 });
-    server.acceptConnection(stream, { source: { principal: `spiffe://cluster.local/ns/shop/sa/${sa}`, workload: sa, namespace: 'shop' }, targetPort: port });
+  waypoint.applyConfig({
+    workloads: new Map([cart, frontend].map((w) => [w.uid, w])),
+    services: new Map([[`shop/${SVC}`, service]]),
+    authorizations: new Map(),
+    routes: new Map([[cfg.name, cfg]]),
+    versions: new Map(),
+    systemVersions: new Map(),
   });
-  await new Promise<void>((r) => front.listen(0, '127.0.0.1', () => r()));
-  const frontPort = (front.address() as import('node:net').AddressInfo).port;
-  const client = http2.connect(`http://127.0.0.1:${frontPort}`);
-  t.after(async () => {
-    client.close();
-    front.close();
-    await server.close(200);
-    upstream.close();
-  });
-  const viaTunnel = (sa: string, port: number): Promise<{ status: number; body: string }> =>
-    new Promise((resolve, reject) => {
-      const tunnel = client.request({ ':method': 'CONNECT', ':authority': `10.96.0.5:${port}`, 'x-test-sa': sa });
-      tunnel.once('response', () => {
-        const req = http.request({ createConnection: () => tunnel as unknown as import('node:net').Socket, path: '/items', headers: { host: 'cart', connection: 'close' } }, (res) => {
+  /** An HTTP/1.1 request inside a CONNECT stream of an mTLS session presenting `sa`'s certificate. */
+  const viaTunnel = async (sa: string, port: number): Promise<{ status: number; body: string }> => {
+    const session = await hboneSession({ host: WP_IP, port: hbone.port, cert: mesh.certFor(`spiffe://cluster.local/ns/shop/sa/${sa}`), localAddress: FRONTEND_IP });
+    try {
+      const { status, stream } = await hboneRequest(session, { ':authority': `10.96.0.5:${port}` });
+      assert.equal(status, 200, 'the waypoint accepts the CONNECT');
+      return await new Promise((resolve, reject) => {
+        const req = http.request({ createConnection: () => stream as unknown as import('node:net').Socket, path: '/items', headers: { host: 'cart', connection: 'close' } }, (res) => {
           let body = '';
           res.on('data', (c: Buffer) => (body += c.toString()));
           res.once('end', () => resolve({ status: res.statusCode ?? 0, body }));
@@ -149,14 +173,26 @@ test('tunnel streams handed to acceptConnection carry the caller identity and ta
         req.once('error', reject);
         req.end();
       });
-      tunnel.once('error', reject);
-    });
+    } finally {
+      session.destroy();
+    }
+  };
   assert.deepEqual(await viaTunnel('frontend', 8080), { status: 200, body: 'ok /items' });
-  assert.equal((await viaTunnel('intruder', 8080)).status, 403, 'the tunnel peer identity feeds L7 authz');
+  assert.equal((await viaTunnel('intruder', 8080)).status, 403, 'the certificate\'s identity feeds L7 authz');
   assert.equal((await viaTunnel('frontend', 8081)).status, 404, 'the CONNECT target port feeds route matching');
+  // A tunnel to the waypoint's own address (its HBONE port, its metrics) is refused, never dialled.
+  const self = await hboneSession({ host: WP_IP, port: hbone.port, cert: mesh.certFor('spiffe://cluster.local/ns/shop/sa/frontend') });
+  for (const p of [hbone.port, 15008, 15020]) {
+    const r = await hboneRequest(self, { ':authority': `${WP_IP}:${p}` });
+    assert.deepEqual({ status: r.status, reason: r.reason }, { status: 400, reason: 'self_call' }, `CONNECT to the waypoint's own :${p}`);
+  }
+  self.destroy();
+  // A certificate from another CA never gets a session, so it never reaches authz.
+  const foreign = createTestCa().issue('spiffe://cluster.local/ns/shop/sa/frontend');
+  await assert.rejects(hboneSession({ host: WP_IP, port: hbone.port, cert: { ...foreign, rootsPem: [mesh.ca.rootPem] } }));
   const m = await registry.getSingleMetric('istio_requests_total')!.get();
   const ok = m.values.find((v) => v.labels['response_code'] === '200')!;
   assert.equal(ok.labels['source_principal'], 'spiffe://cluster.local/ns/shop/sa/frontend');
-  assert.equal(ok.labels['source_workload'], 'frontend');
+  assert.equal(ok.labels['source_workload'], 'frontend', 'the caller\'s workload is found by its address and identity');
   assert.equal(ok.labels['connection_security_policy'], 'mutual_tls');
 });

@@ -236,12 +236,14 @@ test('a slow backend yields 504 at the route timeout', async (t) => {
 });
 
 test('per-try timeout retries on another try and the request still succeeds', async (t) => {
+  // The first try never answers; the second answers at once. The per-try timeout is wide (2 s)
+  // so that on a loaded machine the prompt second try cannot time out too (150 ms could).
   const sometimesSlow = await startBackend(t, (req, res, n) => {
     req.resume();
-    const timer = setTimeout(() => res.end('ok'), n === 0 ? 5000 : 0);
+    const timer = setTimeout(() => res.end('ok'), n === 0 ? 60_000 : 0);
     res.once('close', () => clearTimeout(timer));
   });
-  const r = route('pertry', { backends: [{ host: SVC, weight: 1 }], timeoutMs: 3000, retries: { attempts: 2, perTryTimeoutMs: 150, retryOn: ['gateway-error'], retriableStatusCodes: [] } });
+  const r = route('pertry', { backends: [{ host: SVC, weight: 1 }], timeoutMs: 20_000, retries: { attempts: 2, perTryTimeoutMs: 2000, retryOn: ['gateway-error'], retriableStatusCodes: [] } });
   const w = await startWaypoint(t, [config([r])], { v1: [sometimesSlow.port] });
   const res = await request(w.port, '/');
   assert.equal(res.status, 200);
@@ -263,7 +265,9 @@ test('connection-pool limit answers 503 UO when full, then recovers', async (t) 
   while (held.length < 1 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
   assert.equal(held.length, 1, 'the first request is in flight at the backend');
   const second = request(w.port, '/queued');
-  await new Promise((r) => setTimeout(r, 50));
+  // The overflow requests must come after the second is queued: wait for it, not for a guess.
+  while (!w.server.poolLoad().some((l) => l.pending === 1) && Date.now() < deadline + 5000) await new Promise((r) => setTimeout(r, 10));
+  assert.deepEqual(w.server.poolLoad().map((l) => [l.active, l.pending]), [[1, 1]], 'one request in flight, one queued');
   const overflow = await Promise.all([request(w.port, '/x'), request(w.port, '/y'), request(w.port, '/z')]);
   assert.deepEqual(overflow.map((x) => x.status), [503, 503, 503], 'requests beyond active + pending are refused');
   assert.match(overflow[0]!.body, /overflow/);

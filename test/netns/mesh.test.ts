@@ -72,6 +72,19 @@ async function httpFrom(m: Mesh, pod: string, url: string): Promise<{ ok: boolea
   }
 }
 
+/**
+ * Asserts a refusal as the app sees it and as the destination counts it: the connection is reset
+ * (netload's probe tells a reset from a refused connect or an orderly close, which curl cannot)
+ * and node2's agent (the server's) counts exactly one more policy denial with `reason`.
+ */
+async function assertDenied(m: Mesh, st: LocalStatus, from: string, port: string, reason: string, what: string): Promise<void> {
+  const denials = async (): Promise<number> => metricSum(await fetch(st.nodes.find((n) => n.name === 'node2')!.metrics).then((r) => r.text()), 'ambit_policy_denials_total', { reason });
+  const before = await denials();
+  const r = await m.load<{ outcome: string }>(from, ['probe', 'server.mesh-b', port]);
+  assert.equal(r.outcome, 'reset', `${what}: the connection is reset`);
+  assert.equal((await denials()) - before, 1, `${what}: the destination counted one ${reason} denial`);
+}
+
 function podIp(st: LocalStatus, ns: string, name: string): string {
   const p = st.pods.find((x) => x.namespace === ns && x.name === name);
   assert.ok(p, `pod ${ns}/${name} exists`);
@@ -115,8 +128,19 @@ for (const capture of ['bpf', 'nft'] as const) {
       const dir = mkdtempSync(join(tmpdir(), 'ambit-pcap-'));
       t.after(() => rmSync(dir, { recursive: true, force: true }));
       const pcap = join(dir, 'bridge.pcap');
-      const dump = spawn('tcpdump', ['-i', `${m.name}-n1`, '--immediate-mode', '-nn', '-U', '-s', '0', '-w', pcap, 'tcp and not port 15012 and not port 15020 and not port 15021'], { stdio: 'ignore' });
-      await new Promise((r) => setTimeout(r, 1000));
+      const dump = spawn('tcpdump', ['-i', `${m.name}-n1`, '--immediate-mode', '-nn', '-U', '-s', '0', '-w', pcap, 'tcp and not port 15012 and not port 15020 and not port 15021'], { stdio: ['ignore', 'ignore', 'pipe'] });
+      // Capturing starts when tcpdump says "listening on": wait for that, not for a guessed second.
+      await new Promise<void>((resolve, reject) => {
+        let err = '';
+        const timer = setTimeout(() => reject(new Error(`tcpdump did not start: ${err}`)), 30_000);
+        dump.stderr!.setEncoding('utf8').on('data', (d: string) => {
+          err += d;
+          if (err.includes('listening on')) {
+            clearTimeout(timer);
+            resolve();
+          }
+        });
+      });
       const marker = `AMBIT-SECRET-${process.pid}-${Date.now()}`;
       const r = await m.load<{ reply: string }>('mesh-a/client', ['send', 'server.mesh-b', '9000', marker]);
       await new Promise((r2) => setTimeout(r2, 500));
@@ -145,7 +169,7 @@ for (const capture of ['bpf', 'nft'] as const) {
     await t.test('STRICT refuses plaintext from a pod outside the mesh; PERMISSIVE accepts it', async () => {
       assert.equal((await httpFrom(m, 'outside/plain', 'http://server.mesh-b:8080/')).ok, true, 'PERMISSIVE (default) accepts plaintext');
       await m.apply('strict.yaml');
-      assert.equal((await httpFrom(m, 'outside/plain', 'http://server.mesh-b:8080/')).ok, false, 'STRICT refuses plaintext');
+      await assertDenied(m, st, 'outside/plain', '8080', 'strict_mtls', 'STRICT refuses plaintext');
       assert.equal((await httpFrom(m, 'mesh-a/client', 'http://server.mesh-b:8080/')).ok, true, 'mesh traffic still flows under STRICT');
     });
 
@@ -163,21 +187,20 @@ for (const capture of ['bpf', 'nft'] as const) {
       assert.equal(r.ok, true, 'now in the mesh, STRICT accepts it');
       await m.apply('unenroll-outside.yaml');
       assert.equal((await m.status()).pods.find((p) => p.name === 'plain')!.enrolled, false);
-      assert.equal((await httpFrom(m, 'outside/plain', 'http://server.mesh-b:8080/')).ok, false, 'direct plaintext again, refused by STRICT');
+      await assertDenied(m, st, 'outside/plain', '8080', 'strict_mtls', 'direct plaintext again, refused by STRICT');
       await m.apply('permissive.yaml');
       assert.equal((await httpFrom(m, 'outside/plain', 'http://server.mesh-b:8080/')).ok, true, 'direct plaintext accepted under PERMISSIVE');
     });
 
     await t.test('AuthorizationPolicy: DENY by principal, ALLOW by namespace and port', async () => {
       await m.apply('deny-other.yaml');
-      assert.equal((await httpFrom(m, 'mesh-a/other', 'http://server.mesh-b:8080/')).ok, false, 'other is denied by principal');
+      await assertDenied(m, st, 'mesh-a/other', '8080', 'deny_match', 'other is denied by principal');
       assert.equal((await httpFrom(m, 'mesh-a/client', 'http://server.mesh-b:8080/')).ok, true, 'client is not');
       await m.remove('deny-other.yaml');
       await m.apply('allow-client-http.yaml');
       assert.equal((await httpFrom(m, 'mesh-a/other', 'http://server.mesh-b:8080/')).ok, true, 'namespace mesh-a is allowed on 8080');
-      const tcp = await m.load<{ reply?: string }>('mesh-a/client', ['send', 'server.mesh-b', '9000', 'x']);
-      assert.notEqual(tcp.reply, 'x', 'port 9000 is not in the ALLOW rule');
-      assert.equal((await httpFrom(m, 'outside/plain', 'http://server.mesh-b:8080/')).ok, false, 'a namespace outside the ALLOW rule is denied');
+      await assertDenied(m, st, 'mesh-a/client', '9000', 'no_allow_match', 'port 9000 is not in the ALLOW rule');
+      await assertDenied(m, st, 'outside/plain', '8080', 'no_allow_match', 'a namespace outside the ALLOW rule is denied');
       await m.remove('allow-client-http.yaml');
     });
 

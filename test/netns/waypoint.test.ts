@@ -86,8 +86,13 @@ test('waypoint: 90/10 subsets, header match, L7 deny, metrics, no bypass', { ski
   });
 
   await t.test('dialing a backend pod directly is refused by the destination agent (only the waypoint may reach it)', async () => {
+    const v1Node = st.nodes.find((n) => n.name === v1.node)!;
+    const denials = async (): Promise<number> => metricSum(await fetch(v1Node.metrics).then((r) => r.text()), 'ambit_policy_denials_total', { reason: 'waypoint_required' });
+    const before = await denials();
     const r = await m.exec(['curl', '-s', '-m', '5', '-o', '/dev/null', '-w', '%{http_code}', `http://${v1.ip}:9080/direct`]);
-    assert.ok(r.code !== 0 || r.stdout.trim() === '000', `direct call must fail: exit ${r.code}, status ${r.stdout}`);
+    // The source agent waits for the destination's 401, then resets: curl reports "connection reset" (56).
+    assert.equal(r.code, 56, `direct call is reset by the mesh: exit ${r.code}, status ${r.stdout}`);
+    assert.equal((await denials()) - before, 1, 'the destination agent counted it as waypoint_required');
     const via = await m.load([URL, '5', '1']);
     assert.equal(via.statuses['200'], 5, 'the service through the waypoint still works');
   });

@@ -9,15 +9,15 @@ import { drain } from '../../shared/drain.js';
 import type { Workload } from '../../shared/model.js';
 import { authorize, type ConnAttributes } from '../policy/authorize.js';
 import { workloadIdentity, type WorkloadIndex } from '../../shared/state/workloads.js';
-import { connectVia, type PodSockets } from './sockets.js';
+import { connectVia, logAcceptError, type PodSockets } from './sockets.js';
 import { formatAddress, normalizeIp, type Address } from '../../shared/address.js';
-import type { CopyHandle } from '../../shared/hbone/copy.js';
+import { abort, type CopyHandle } from '../../shared/hbone/copy.js';
 import { ConnectionTelemetry, newConnId, trafficLabels, type ProxyMetrics } from './metrics.js';
 import { pipeTracked, type ConnectionRegistry } from './connections.js';
+import { agentPortSet, SELF_CALL_REASON } from './self-call.js';
 
 export const INBOUND_PLAINTEXT_PORT = 15006;
 /** The agent's own ports in every enrolled pod (DESIGN.md, Ports): never a destination to dial. */
-const CAPTURE_PORTS = new Set([15001, 15006, 15008]);
 
 export interface InboundPlaintextOptions {
   pod: Workload;
@@ -32,6 +32,8 @@ export interface InboundPlaintextOptions {
   originalDestination?: (socket: net.Socket) => Address | undefined;
   upstreamConnectTimeoutMs?: number;
   now?: () => number;
+  /** Ports the agent listens on inside pods (self-call.ts); default the standard three plus `port`. */
+  agentPorts?: ReadonlySet<number>;
 }
 
 export class InboundPlaintext {
@@ -39,9 +41,11 @@ export class InboundPlaintext {
   private server: net.Server | undefined;
   private readonly pipes = new Set<CopyHandle>();
   private readonly pending = new Set<net.Socket>();
+  private readonly agentPorts: ReadonlySet<number>;
 
   constructor(private readonly opts: InboundPlaintextOptions) {
     this.log = opts.log.child({ component: 'inbound-plaintext', pod: `${opts.pod.namespace}/${opts.pod.name}` });
+    this.agentPorts = opts.agentPorts ?? agentPortSet([opts.port]);
   }
 
   /** The listening server (its fd goes to capture.enroll for the inbound listener). */
@@ -55,10 +59,11 @@ export class InboundPlaintext {
 
   async start(): Promise<void> {
     this.server = await this.opts.sockets.listen(this.opts.port ?? INBOUND_PLAINTEXT_PORT, this.opts.listenAddress);
+    this.server.on('error', (e) => logAcceptError(this.log, e));
     this.server.on('connection', (s: net.Socket) => {
       this.onConnection(s).catch((e: unknown) => {
         this.log.error({ err: e }, 'plaintext inbound handler failed');
-        s.destroy();
+        abort(s);
       });
     });
     this.log.info({ addr: this.address() }, 'listener established');
@@ -71,11 +76,15 @@ export class InboundPlaintext {
     const origDst = this.opts.originalDestination
       ? this.opts.originalDestination(downstream)
       : { address: normalizeIp(downstream.localAddress), port: downstream.localPort ?? 0 };
-    if (!origDst || CAPTURE_PORTS.has(origDst.port)) {
-      // A capture port as destination would be dialed back into this agent's own listener.
+    if (!origDst) {
       this.opts.metrics.connectionsRejected.inc({ direction: 'inbound', reason: 'no_original_dst' });
-      this.log.warn({ connId, port: origDst?.port }, 'plaintext connection without a usable original destination; closing');
-      return void downstream.destroy();
+      this.log.warn({ connId }, 'plaintext connection without original destination; closing');
+      return void abort(downstream);
+    }
+    if (this.agentPorts.has(origDst.port)) {
+      this.opts.metrics.connectionsRejected.inc({ direction: 'inbound', reason: SELF_CALL_REASON });
+      this.log.warn({ connId, src: { addr: normalizeIp(downstream.remoteAddress) }, dst: { port: origDst.port } }, 'plaintext connection to an agent port refused');
+      return void abort(downstream);
     }
     const index = this.opts.index();
     const pod = index.workloadByUid(this.opts.pod.uid) ?? this.opts.pod;
@@ -103,7 +112,7 @@ export class InboundPlaintext {
     if (!decision.allowed) {
       this.opts.metrics.policyDenials.inc({ reason: decision.reason });
       this.log.warn({ connId, src: { addr: srcIp }, reason: decision.reason, policy: decision.policy }, 'plaintext connection denied');
-      downstream.destroy();
+      abort(downstream);
       telemetry.finish('policy_denied', 'DENY', { policy: decision.policy, authz: decision.reason });
       return;
     }
@@ -118,7 +127,7 @@ export class InboundPlaintext {
     } catch (e) {
       this.pending.delete(downstream);
       this.log.warn({ connId, err: e }, 'plaintext upstream connect failed');
-      downstream.destroy();
+      abort(downstream);
       telemetry.finish('upstream_connect_failed', 'CONNECT');
       return;
     } finally {
@@ -152,7 +161,7 @@ export class InboundPlaintext {
 
   destroy(): void {
     this.server?.close();
-    for (const s of this.pending) s.destroy();
+    for (const s of this.pending) abort(s);
     for (const p of this.pipes) p.destroy();
   }
 }

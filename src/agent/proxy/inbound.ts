@@ -20,6 +20,9 @@ import { normalizeIp, parseAddress, formatAddress } from '../../shared/address.j
 import type { CopyHandle } from '../../shared/hbone/copy.js';
 import { ConnectionTelemetry, newConnId, trafficLabels, type ProxyMetrics } from './metrics.js';
 import { pipeTracked, type ConnectionRegistry } from './connections.js';
+import { agentPortSet, SELF_CALL_REASON } from './self-call.js';
+import { AcceptedSockets, HBONE_HANDSHAKE_TIMEOUT_MS, HBONE_SERVER_IDLE_TIMEOUT_MS, watchLiveness, type LivenessOptions } from '../../shared/hbone/liveness.js';
+import { logAcceptError, TCP_KEEPALIVE_MS } from './sockets.js';
 import {
   CONNECTION_WINDOW_BYTES,
   HBONE_PORT,
@@ -48,6 +51,10 @@ export interface InboundHboneOptions {
   listenAddress?: string;
   upstreamConnectTimeoutMs?: number;
   now?: () => number;
+  /** Ports the agent listens on inside pods (self-call.ts); default the standard three plus `port`. */
+  agentPorts?: ReadonlySet<number>;
+  /** Keepalive and idle timeout of each tunnel session (liveness.ts defaults: 10 s, 10 s, 10 min). */
+  liveness?: Omit<LivenessOptions, 'onEnd'>;
 }
 
 export class InboundHbone {
@@ -56,12 +63,15 @@ export class InboundHbone {
   private h2: http2.Http2SecureServer | undefined;
   private currentCert: TunnelCertificate | undefined;
   private readonly sessions = new Set<http2.ServerHttp2Session>();
+  private readonly accepted = new AcceptedSockets();
   private readonly pipes = new Set<CopyHandle>();
   private readonly trustDomain: string;
+  private readonly agentPorts: ReadonlySet<number>;
 
   constructor(private readonly opts: InboundHboneOptions) {
     this.log = opts.log.child({ component: 'inbound', pod: `${opts.pod.namespace}/${opts.pod.name}` });
     this.trustDomain = opts.pod.trustDomain;
+    this.agentPorts = opts.agentPorts ?? agentPortSet([opts.port]);
   }
 
   /** The real listening address (tests use it with loopback sockets). */
@@ -87,11 +97,18 @@ export class InboundHbone {
       allowHTTP1: false,
       settings: { initialWindowSize: STREAM_WINDOW_BYTES, maxConcurrentStreams: 200, maxFrameSize: MAX_FRAME_BYTES, enablePush: false },
       maxSessionMemory: 256,
+      handshakeTimeout: HBONE_HANDSHAKE_TIMEOUT_MS,
     });
     this.h2 = h2;
-    h2.on('tlsClientError', (err) => {
+    h2.on('tlsClientError', (err, socket: tls.TLSSocket) => {
       this.opts.metrics.handshakeFailures.inc({ direction: 'inbound' });
-      this.log.warn({ err: { message: errorMessage(err), code: (err as { code?: string }).code } }, 'mtls handshake failed');
+      // A refused client certificate (CERT_HAS_EXPIRED, CERT_NOT_YET_VALID, ...) surfaces only as a
+      // hang-up; the verify error is on the socket.
+      const authorizationError = (socket as { authorizationError?: Error | string } | undefined)?.authorizationError;
+      this.log.warn(
+        { err: { message: errorMessage(err), code: (err as { code?: string }).code }, ...(authorizationError ? { authorizationError: String(authorizationError) } : {}) },
+        'mtls handshake failed',
+      );
     });
     h2.on('session', (session) => this.onSession(session));
     h2.on('stream', (stream, headers) => {
@@ -101,8 +118,11 @@ export class InboundHbone {
       });
     });
     this.server = await this.opts.sockets.listen(this.opts.port ?? HBONE_PORT, this.opts.listenAddress, { sendBufferBytes: TUNNEL_SEND_BUFFER_BYTES });
+    this.server.on('error', (e) => logAcceptError(this.log, e));
     this.server.on('connection', (raw: net.Socket) => {
       raw.on('error', () => raw.destroy());
+      raw.setKeepAlive(true, TCP_KEEPALIVE_MS);
+      this.accepted.track(raw);
       this.refreshCertificate().then(
         () => h2.emit('connection', raw),
         (e: unknown) => {
@@ -135,6 +155,17 @@ export class InboundHbone {
     }
     session.setLocalWindowSize(CONNECTION_WINDOW_BYTES);
     session.on('error', (e) => this.log.debug({ err: e }, 'inbound session error'));
+    // A client that closed its side, vanished or idles is let go; its streams' app sockets are reset.
+    const raw = this.accepted.of(session);
+    watchLiveness(session, {
+      idleTimeoutMs: HBONE_SERVER_IDLE_TIMEOUT_MS,
+      ...this.opts.liveness,
+      ...(raw ? { socket: raw } : {}),
+      onEnd: (reason) => {
+        this.opts.metrics.sessionsEnded.inc({ direction: 'inbound', reason });
+        this.log.debug({ peer, reason }, 'tunnel session ended');
+      },
+    });
     this.sessions.add(session);
     session.once('close', () => this.sessions.delete(session));
   }
@@ -164,6 +195,7 @@ export class InboundHbone {
     if (!podIps.has(dstIp) && !pod.addresses.some((a) => index.isWaypointAddress(a))) {
       return this.reject(stream, HBONE_STATUS.BAD_REQUEST, 'ip_mismatch', { authority: headers[':authority'] });
     }
+    if (this.agentPorts.has(target.port)) return this.reject(stream, HBONE_STATUS.BAD_REQUEST, SELF_CALL_REASON, { authority: headers[':authority'] });
     const srcIp = normalizeIp(socket.remoteAddress);
     const srcByIp = index.workloadByIp(srcIp);
     const src = srcByIp && srcIdentity === workloadIdentity(srcByIp) ? srcByIp : undefined;

@@ -11,12 +11,13 @@ import { drain } from '../../shared/drain.js';
 import type { Service, ServicePort, Workload } from '../../shared/model.js';
 import { workloadIdentity, type Endpoint, type WorkloadIndex } from '../../shared/state/workloads.js';
 import { buildOutboundRequest, type OutboundRequest } from './request.js';
-import { connectVia, type PodSockets } from './sockets.js';
+import { connectVia, logAcceptError, type PodSockets } from './sockets.js';
 import { formatAddress, normalizeIp, type Address } from '../../shared/address.js';
-import { copyBidirectional, type CopyHandle } from '../../shared/hbone/copy.js';
+import { abort, copyBidirectional, type CopyHandle } from '../../shared/hbone/copy.js';
 import { ConnectionTelemetry, newConnId, trafficLabels, type ProxyMetrics, type ResponseFlag } from './metrics.js';
 import type { TunnelPool } from '../../shared/hbone/pool.js';
 import { buildConnectHeaders } from '../../shared/hbone/tunnel.js';
+import { agentPortSet, isLoopback } from './self-call.js';
 
 export const OUTBOUND_PORT = 15001;
 
@@ -42,6 +43,8 @@ export interface OutboundOptions {
   listenAddress6?: string;
   upstreamConnectTimeoutMs?: number;
   now?: () => number;
+  /** Ports the agent listens on inside pods (self-call.ts); default the standard three plus `port`. */
+  agentPorts?: ReadonlySet<number>;
 }
 
 export class OutboundProxy {
@@ -50,9 +53,11 @@ export class OutboundProxy {
   private server6: net.Server | undefined;
   private readonly pipes = new Set<CopyHandle>();
   private readonly pending = new Set<net.Socket>();
+  private readonly agentPorts: ReadonlySet<number>;
 
   constructor(private readonly opts: OutboundOptions) {
     this.log = opts.log.child({ component: 'outbound', pod: `${opts.pod.namespace}/${opts.pod.name}` });
+    this.agentPorts = opts.agentPorts ?? agentPortSet([opts.port]);
   }
 
   /** The listening server (its fd goes to capture.enroll for the inbound listener). */
@@ -75,10 +80,12 @@ export class OutboundProxy {
 
   async start(): Promise<void> {
     this.server = await this.opts.sockets.listen(this.opts.port ?? OUTBOUND_PORT, this.opts.listenAddress);
+    this.server.on('error', (e) => logAcceptError(this.log, e));
     this.server.on('connection', (s: net.Socket) => this.accept(s));
     if (this.opts.listenAddress6 !== undefined) {
       try {
         this.server6 = await this.opts.sockets.listen(this.opts.port ?? OUTBOUND_PORT, this.opts.listenAddress6);
+        this.server6.on('error', (e) => logAcceptError(this.log, e));
         this.server6.on('connection', (s: net.Socket) => this.accept(s));
       } catch (e) {
         this.log.warn({ err: e, addr: this.opts.listenAddress6 }, 'no IPv6 outbound listener; IPv6 connects of the pod are refused');
@@ -90,7 +97,7 @@ export class OutboundProxy {
   private accept(s: net.Socket): void {
     this.onConnection(s).catch((e: unknown) => {
       this.log.error({ err: e }, 'outbound handler failed');
-      s.destroy();
+      abort(s);
     });
   }
 
@@ -115,21 +122,16 @@ export class OutboundProxy {
     }
     const index = this.opts.index();
     const src = index.workloadByUid(this.opts.pod.uid) ?? this.opts.pod;
-    if (origDst && isOwnListener(origDst, src)) {
-      // The pod's own 15001/15006/15008: dialing it would hand the connection back to this agent.
-      this.log.warn({ connId, dst: { addr: formatAddress(origDst) } }, 'original destination is one of the pod\'s own capture listeners; refused');
-      origDst = undefined;
-    }
     if (!origDst) {
       this.opts.metrics.connectionsRejected.inc({ direction: 'outbound', reason: 'no_original_dst' });
-      return void downstream.destroy();
+      return void abort(downstream);
     }
     const srcIdentity = workloadIdentity(src);
     // Captured connects are redirected to 127.0.0.1:15001, so the peer address is loopback: the
     // source is the pod's own address.
     const remote = normalizeIp(downstream.remoteAddress);
     const srcIp = remote && !isLoopback(remote) ? remote : normalizeIp(src.addresses.find((a) => a.includes(':') === remote.includes(':')) ?? src.addresses[0]);
-    const req = buildOutboundRequest({ src, origDst, index, nodeName: this.opts.nodeName, pickEndpoint: this.opts.pickEndpoint });
+    const req = buildOutboundRequest({ src, origDst, index, nodeName: this.opts.nodeName, pickEndpoint: this.opts.pickEndpoint, agentPorts: this.agentPorts });
     const dst = req.kind === 'deny' ? undefined : req.dstWorkload;
     const service = req.service;
     const mtls = req.kind === 'tunnel';
@@ -162,7 +164,7 @@ export class OutboundProxy {
     if (req.kind === 'deny') {
       this.opts.metrics.connectionsRejected.inc({ direction: 'outbound', reason: req.reason });
       this.log.warn({ connId, dst: { addr: formatAddress(origDst) }, reason: req.reason }, 'outbound connection refused');
-      downstream.destroy();
+      abort(downstream);
       telemetry.finish(req.reason, 'CONNECT');
       return;
     }
@@ -177,7 +179,7 @@ export class OutboundProxy {
         code === 'AMBIT_ERR_TUNNEL_REFUSED' ? 'DENY' : code === 'AMBIT_ERR_TUNNEL_IDENTITY' ? 'IDENTITY_ERROR' : code === 'AMBIT_ERR_TUNNEL_HANDSHAKE' ? 'TLS_FAILURE' : 'CONNECT';
       if (req.endpoint && (flags === 'CONNECT' || code === 'AMBIT_ERR_UPSTREAM_CONNECT')) this.opts.reportEndpoint?.(req.endpoint, false);
       this.log.warn({ connId, dst: { addr: formatAddress(origDst) }, err: { code, message: errorMessage(e) } }, 'outbound connection failed');
-      downstream.destroy();
+      abort(downstream);
       telemetry.finish(reasonOf(code), flags);
       return;
     }
@@ -239,20 +241,9 @@ export class OutboundProxy {
   destroy(): void {
     this.server?.close();
     this.server6?.close();
-    for (const s of this.pending) s.destroy();
+    for (const s of this.pending) abort(s);
     for (const p of this.pipes) p.destroy();
   }
-}
-
-function isLoopback(ip: string): boolean {
-  return ip.startsWith('127.') || ip === '::1';
-}
-
-/** Ports of the agent's own listeners in every enrolled pod (DESIGN.md, Ports). */
-const CAPTURE_PORTS = new Set([15001, 15006, 15008]);
-
-function isOwnListener(dst: Address, pod: Workload): boolean {
-  return CAPTURE_PORTS.has(dst.port) && pod.addresses.some((a) => normalizeIp(a) === normalizeIp(dst.address));
 }
 
 function reasonOf(code: string | undefined): string {

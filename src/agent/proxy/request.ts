@@ -7,9 +7,10 @@ import { serviceResourceName } from '../../shared/resources.js';
 import { normalizeIp, type Address } from '../../shared/address.js';
 import { HBONE_PORT } from '../../shared/hbone/tunnel.js';
 import { workloadIdentity, type Endpoint, type WorkloadIndex } from '../../shared/state/workloads.js';
+import { AGENT_POD_PORTS, isLoopback } from './self-call.js';
 
 export type PassthroughReason = 'not_enrolled' | 'unknown_destination';
-export type OutboundDenyReason = 'no_healthy_upstream' | 'no_waypoint' | 'loop';
+export type OutboundDenyReason = 'no_healthy_upstream' | 'no_waypoint' | 'self_call';
 
 export type OutboundRequest =
   | {
@@ -36,12 +37,19 @@ export interface BuildOutboundRequestInput {
   nodeName: string;
   /** Chooses one endpoint for a service connection (LoadBalancer.pick). */
   pickEndpoint: (service: Service, port: ServicePort, candidates: readonly Endpoint[], src: Workload) => Endpoint | undefined;
+  /** Ports the agent listens on inside pods (self-call.ts agentPortSet); default 15001, 15006, 15008. */
+  agentPorts?: ReadonlySet<number>;
 }
+
+const DEFAULT_AGENT_PORTS: ReadonlySet<number> = new Set(AGENT_POD_PORTS);
 
 export function buildOutboundRequest(input: BuildOutboundRequestInput): OutboundRequest {
   const { src, index } = input;
   const origDst: Address = { address: normalizeIp(input.origDst.address), port: input.origDst.port };
   const srcIps = new Set(src.addresses.map(normalizeIp));
+  const agentPorts = input.agentPorts ?? DEFAULT_AGENT_PORTS;
+  // The agent's own listeners, reached from the pod itself (loopback or its own address): a loop.
+  if (agentPorts.has(origDst.port) && (isLoopback(origDst.address) || srcIps.has(origDst.address))) return { kind: 'deny', reason: 'self_call' };
 
   const svc = index.serviceByVip(origDst.address, origDst.port);
   if (svc) {
@@ -53,6 +61,8 @@ export function buildOutboundRequest(input: BuildOutboundRequestInput): Outbound
     const endpoint = candidates.length > 0 ? input.pickEndpoint(service, port, candidates, src) : undefined;
     if (!endpoint) return { kind: 'deny', reason: 'no_healthy_upstream', service };
     const dst = endpoint.workload;
+    // A mesh endpoint's agent port: its agent would refuse the CONNECT (inbound.ts); say so here.
+    if (dst.tunnelProtocol === 'HBONE' && agentPorts.has(endpoint.port)) return { kind: 'deny', reason: 'self_call', service };
     // A workload-bound waypoint (waypoint-for workload) gets the chosen endpoint as its target.
     if (dst.waypoint && !isWaypointSelf(dst.waypoint, srcIps)) return toWaypoint(dst.waypoint, { address: normalizeIp(endpoint.address), port: endpoint.port }, { service, dstWorkload: dst });
     if (dst.tunnelProtocol !== 'HBONE') {
@@ -72,11 +82,11 @@ export function buildOutboundRequest(input: BuildOutboundRequestInput): Outbound
 
   const dst = index.workloadByIp(origDst.address);
   if (!dst) return { kind: 'passthrough', address: origDst.address, port: origDst.port, reason: 'unknown_destination' };
+  if (dst.tunnelProtocol === 'HBONE' && agentPorts.has(origDst.port)) return { kind: 'deny', reason: 'self_call' };
   if (dst.waypoint && !isWaypointSelf(dst.waypoint, srcIps)) return toWaypoint(dst.waypoint, origDst, { dstWorkload: dst });
   if (dst.tunnelProtocol !== 'HBONE') {
     return { kind: 'passthrough', address: origDst.address, port: origDst.port, reason: 'not_enrolled', dstWorkload: dst };
   }
-  if (origDst.port === HBONE_PORT) return { kind: 'deny', reason: 'loop' };
   return {
     kind: 'tunnel',
     target: origDst,

@@ -2,6 +2,7 @@
 import type * as net from 'node:net';
 import { formatAddress } from '../../shared/address.js';
 import type { TunnelDialOptions } from '../../shared/hbone/pool.js';
+import type { Logger } from '../../shared/log.js';
 
 /** Socket mark on every socket the agent opens for a pod, so capture (BPF or nft) skips it. */
 export const AMBIT_SOCKET_MARK = 0x539;
@@ -31,6 +32,18 @@ export interface PodSockets {
   connect(opts: PodConnectOptions): net.Socket;
   /** True when `connect({ localAddress })` really binds to a non-local source address. */
   readonly preservesSource: boolean;
+}
+
+/** TCP keepalive on accepted tunnel sockets: the kernel notices a vanished peer even where nothing is sent. */
+export const TCP_KEEPALIVE_MS = 60_000;
+
+/**
+ * A listener's error handler: an accept that failed (EMFILE when the process is out of file
+ * descriptors) is logged and the listener keeps serving; without a handler Node throws it and the
+ * whole agent dies.
+ */
+export function logAcceptError(log: Logger, e: Error): void {
+  log.warn({ err: { message: e.message, code: (e as NodeJS.ErrnoException).code } }, 'accept failed');
 }
 
 /** Dials through `sockets` and resolves once connected; rejects on error or after `timeoutMs`. */

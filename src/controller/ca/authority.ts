@@ -85,6 +85,35 @@ export interface CsrFacts {
   otherSans: string[];
 }
 
+/**
+ * A new self-signed root as PEM (RSA-2048, SHA-256, valid `ttlDays`, default 3650): for callers
+ * that store it themselves (the Kubernetes Secret) before loading it with fromPem. Never log keyPem.
+ */
+export function generateRootPem(opts: GenerateCaOptions): { certPem: string; keyPem: string } {
+  const now = opts.now ?? Date.now;
+  const ttlDays = opts.ttlDays ?? DEFAULT_ROOT_TTL_DAYS;
+  const { keyPem, publicKeyPem } = generateRsaKeyPair();
+  const cert = forge.pki.createCertificate();
+  cert.publicKey = forge.pki.publicKeyFromPem(publicKeyPem);
+  cert.serialNumber = randomSerialHex();
+  const t = now();
+  cert.validity.notBefore = new Date(t - CLOCK_SKEW_MS);
+  cert.validity.notAfter = new Date(t + ttlDays * DAY_MS);
+  const name = [
+    { name: 'organizationName', value: opts.trustDomain },
+    { name: 'commonName', value: 'Ambit Root CA' },
+  ];
+  cert.setSubject(name);
+  cert.setIssuer(name);
+  cert.setExtensions([
+    { name: 'basicConstraints', cA: true, critical: true },
+    { name: 'keyUsage', keyCertSign: true, cRLSign: true, digitalSignature: true, critical: true },
+    { name: 'subjectKeyIdentifier' },
+  ]);
+  cert.sign(forge.pki.privateKeyFromPem(keyPem), forge.md.sha256.create());
+  return { certPem: lf(forge.pki.certificateToPem(cert)), keyPem };
+}
+
 /** Generates an RSA-2048 key pair with node:crypto; PEM encoded (PKCS#8 private, SPKI public). */
 export function generateRsaKeyPair(): { keyPem: string; publicKeyPem: string } {
   const { privateKey, publicKey } = generateKeyPairSync('rsa', {
@@ -225,28 +254,8 @@ export class CertificateAuthority {
 
   /** A new self-signed root (RSA-2048, SHA-256), valid `ttlDays` (default 3650). */
   static generate(opts: GenerateCaOptions): CertificateAuthority {
-    const now = opts.now ?? Date.now;
-    const ttlDays = opts.ttlDays ?? DEFAULT_ROOT_TTL_DAYS;
-    const { keyPem, publicKeyPem } = generateRsaKeyPair();
-    const cert = forge.pki.createCertificate();
-    cert.publicKey = forge.pki.publicKeyFromPem(publicKeyPem);
-    cert.serialNumber = randomSerialHex();
-    const t = now();
-    cert.validity.notBefore = new Date(t - CLOCK_SKEW_MS);
-    cert.validity.notAfter = new Date(t + ttlDays * DAY_MS);
-    const name = [
-      { name: 'organizationName', value: opts.trustDomain },
-      { name: 'commonName', value: 'Ambit Root CA' },
-    ];
-    cert.setSubject(name);
-    cert.setIssuer(name);
-    cert.setExtensions([
-      { name: 'basicConstraints', cA: true, critical: true },
-      { name: 'keyUsage', keyCertSign: true, cRLSign: true, digitalSignature: true, critical: true },
-      { name: 'subjectKeyIdentifier' },
-    ]);
-    cert.sign(forge.pki.privateKeyFromPem(keyPem), forge.md.sha256.create());
-    return new CertificateAuthority({ trustDomain: opts.trustDomain, chainPem: [lf(forge.pki.certificateToPem(cert))], keyPem, now });
+    const { certPem, keyPem } = generateRootPem(opts);
+    return new CertificateAuthority({ trustDomain: opts.trustDomain, chainPem: [certPem], keyPem, now: opts.now ?? Date.now });
   }
 
   /** A CA over a user-supplied root or intermediate (e.g. from a Secret). */

@@ -74,6 +74,13 @@ interface CertRequest {
   metadata?: { fields?: Record<string, { stringValue?: string; kind?: string }> } | null;
 }
 
+/** The error code each refusal is logged with. */
+const REFUSAL_CODES: Partial<Record<CaRequestResult, string>> = {
+  denied: 'AMBIT_ERR_CA_IDENTITY_DENIED',
+  unauthenticated: 'AMBIT_ERR_CA_UNAUTHENTICATED',
+  invalid: 'AMBIT_ERR_CA_CSR_INVALID',
+};
+
 class Refusal extends Error {
   constructor(readonly status: grpc.status, readonly result: CaRequestResult, message: string) {
     super(message);
@@ -170,7 +177,7 @@ export function createCaService(opts: CaServiceOptions): CaService {
         (e: unknown) => {
           if (e instanceof Refusal) {
             metrics.requests.inc({ result: e.result });
-            log.warn({ result: e.result, reason: e.message }, 'certificate request refused');
+            log.warn({ code: REFUSAL_CODES[e.result], result: e.result, reason: e.message }, 'certificate request refused');
             callback({ code: e.status, details: e.message });
             return;
           }

@@ -138,6 +138,9 @@ function validateSpec(c: Issues, obj: Record<string, unknown>, info: KindInfo, o
     case 'apps':
       validateCoreSpec(c, obj, info, opts);
       return;
+    case 'discovery.k8s.io':
+      validateEndpointSlice(c, obj);
+      return;
     case 'security.istio.io':
     case 'networking.istio.io':
       validateIstioSpec(c, obj, info);
@@ -165,7 +168,30 @@ function validateCoreSpec(c: Issues, obj: Record<string, unknown>, info: KindInf
       return;
     case 'ServiceAccount':
     case 'Namespace':
+    case 'Node':
       return;
+  }
+}
+
+/** EndpointSlice: address type, endpoints (addresses, ready condition, target pod) and ports. */
+function validateEndpointSlice(c: Issues, obj: Record<string, unknown>): void {
+  str(c, obj['addressType'], 'addressType', { required: true, oneOf: ['IPv4', 'IPv6', 'FQDN'] });
+  for (const [ep, p] of recs(c, obj['endpoints'], 'endpoints')) {
+    strList(c, ep['addresses'], `${p}.addresses`, { required: true, nonEmpty: true });
+    const cond = rec(c, ep['conditions'], `${p}.conditions`);
+    if (cond) for (const k of ['ready', 'serving', 'terminating']) bool(c, cond[k], `${p}.conditions.${k}`);
+    const ref = rec(c, ep['targetRef'], `${p}.targetRef`);
+    if (ref) {
+      str(c, ref['kind'], `${p}.targetRef.kind`);
+      str(c, ref['name'], `${p}.targetRef.name`);
+      str(c, ref['namespace'], `${p}.targetRef.namespace`);
+    }
+    str(c, ep['nodeName'], `${p}.nodeName`);
+  }
+  for (const [sp, p] of recs(c, obj['ports'], 'ports')) {
+    str(c, sp['name'], `${p}.name`);
+    port(c, sp['port'], `${p}.port`);
+    str(c, sp['protocol'], `${p}.protocol`, { oneOf: ['TCP', 'UDP', 'SCTP'] });
   }
 }
 

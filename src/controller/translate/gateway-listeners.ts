@@ -25,8 +25,9 @@ const TLS_SECRET_TYPES = ['kubernetes.io/tls', 'Opaque', 'istio.io/key-and-cert'
 
 export type TlsSecretResult = { ok: true; certPem: string; keyPem: string } | { ok: false; problem: string };
 
-/** True when a Gateway server's selector (non-empty) matches the pod's labels. */
-export function serverSelectsPod(server: Pick<GatewayServer, 'selector'>, pod: KubeObject): boolean {
+/** True when a Gateway server's selector (non-empty) matches the pod's labels (and namespace, when it names one). */
+export function serverSelectsPod(server: Pick<GatewayServer, 'selector' | 'namespace'>, pod: KubeObject): boolean {
+  if (server.namespace !== undefined && nsOf(pod) !== server.namespace) return false;
   return Object.keys(server.selector).length > 0 && matchesLabels(server.selector, (pod.metadata.labels ?? {}) as Record<string, string>);
 }
 
@@ -97,10 +98,11 @@ export function gatewayListeners(servers: readonly GatewayServer[], pods: readon
   const secretByKey = new Map(secrets.map((s) => [`${nsOf(s) || 'default'}/${s.metadata.name}`, s]));
   const ordered = [...servers].sort((a, b) => compareStrings(a.gateway, b.gateway) || (a.index ?? 0) - (b.index ?? 0));
   const byPod = new Map<string, GatewayListener[]>();
-  const problems = new Map<string, { gateway: string; reason: string; message: string }>();
+  const problems = new Map<string, { objectKey: string; reason: string; message: string; listener?: string }>();
   const refuse = (s: GatewayServer, reason: string, what: string): void => {
     const message = `Gateway ${s.gateway} ${serverLabel(s)}: ${what}; this server is not served (the others keep working)`;
-    problems.set(`${s.gateway}|${message}`, { gateway: s.gateway, reason, message });
+    const objectKey = s.objectKey ?? gatewayObjectKey(s.gateway);
+    problems.set(`${objectKey}|${message}`, { objectKey, reason, message, ...(s.listener !== undefined ? { listener: s.listener } : {}) });
   };
   for (const pod of [...pods].sort((a, b) => compareStrings(`${nsOf(a)}/${a.metadata.name}`, `${nsOf(b)}/${b.metadata.name}`))) {
     const podNs = nsOf(pod) || 'default';
@@ -154,11 +156,12 @@ export function gatewayListeners(servers: readonly GatewayServer[], pods: readon
     if (byPort.size > 0) byPod.set(podKey, [...byPort.values()].sort((a, b) => a.port - b.port));
   }
   const conditions: TranslateCondition[] = [...problems.values()].map((p) => ({
-    objectKey: gatewayObjectKey(p.gateway),
+    objectKey: p.objectKey,
     type: CONDITION_GATEWAY_PROGRAMMED,
     status: 'False',
     reason: p.reason,
     message: p.message,
+    ...(p.listener !== undefined ? { section: p.listener } : {}),
   }));
   return { byPod, conditions };
 }

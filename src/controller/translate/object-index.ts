@@ -30,6 +30,8 @@ export interface TranslateCondition {
   status: 'True' | 'False' | 'Unknown';
   reason: string;
   message: string;
+  /** The part of the object it is about (a Gateway API listener name). */
+  section?: string;
 }
 
 export interface ObjectIndex {
@@ -37,6 +39,8 @@ export interface ObjectIndex {
   /** The objects of one kind (kindRef: `Pod`, `VirtualService.networking.istio.io`, ...), sorted by namespace/name. */
   of(ref: string): readonly KubeObject[];
   readonly namespaces: ReadonlyMap<string, KubeObject>;
+  /** Nodes by name (their topology labels give a pod its locality). */
+  readonly nodes: ReadonlyMap<string, KubeObject>;
   readonly pods: readonly KubeObject[];
   readonly services: readonly KubeObject[];
   /** Gateway API Gateways (waypoints among them). */
@@ -67,6 +71,7 @@ export function buildIndex(objects: readonly KubeObject[], options: Partial<Tran
     opts: { ...DEFAULT_TRANSLATE_OPTIONS, ...options },
     of,
     namespaces: byName('Namespace'),
+    nodes: byName('Node'),
     pods: of('Pod'),
     services: of('Service'),
     gateways: of(REF_GATEWAY_API_GATEWAY),

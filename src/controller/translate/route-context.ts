@@ -34,6 +34,8 @@ export interface RouteContext {
   mesh: Map<string, RouteConfig>;
   ingress: Map<string, RouteConfig>;
   istioGateways: Map<string, KubeObject>;
+  /** Gateway API Gateways by `ns/name` (their listeners give ingress configs their ports). */
+  gatewayApiGateways: Map<string, KubeObject>;
   gatewayServers: GatewayServer[];
 }
 
@@ -90,12 +92,16 @@ export function ingressConfig(ctx: RouteContext, gatewayKey: string, host: strin
   let cfg = ctx.ingress.get(name);
   if (!cfg) {
     const gw = ctx.istioGateways.get(gatewayKey);
+    const gwApi = ctx.gatewayApiGateways.get(gatewayKey);
     const ports = gw
       ? asArray(asRecord(gw.spec)['servers']).map((s) => {
           const p = asRecord(asRecord(s)['port']);
           return { port: typeof p['number'] === 'number' ? p['number'] : 0, protocol: (asString(p['protocol']) ?? 'HTTP').toLowerCase() };
         })
-      : [];
+      : asArray(asRecord(gwApi?.spec)['listeners']).map((l) => {
+          const r = asRecord(l);
+          return { port: typeof r['port'] === 'number' ? r['port'] : 0, protocol: (asString(r['protocol']) ?? 'HTTP').toLowerCase() };
+        });
     cfg = { name, namespace: gatewayKey.split('/')[0]!, hostname: host, aliases: [], gateway: gatewayKey, ports: ports.filter((p) => p.port > 0), routes: [], authorization: [] };
     ctx.ingress.set(name, cfg);
   }

@@ -9,6 +9,7 @@ import type { KubeObject } from '../objects.js';
 import type { GatewayServer, RouteConfig } from '../../shared/routes.js';
 import { translateAuthorization } from './authorization-l7.js';
 import { translateGatewayRoutes } from './gateway-api.js';
+import { gatewayApiServers } from './gateway-api-listeners.js';
 import { translateIstioGateway } from './istio-gateway.js';
 import { buildIndex, type ObjectIndex, type TranslateCondition, type TranslateOptions } from './object-index.js';
 import { translateObject, type RouteContext } from './route-context.js';
@@ -43,6 +44,7 @@ export function buildRoutes(idx: ObjectIndex): TranslateRoutesResult {
     mesh: new Map(),
     ingress: new Map(),
     istioGateways: new Map(),
+    gatewayApiGateways: new Map(),
     gatewayServers: [],
   };
   for (const svc of idx.of('Service')) {
@@ -56,8 +58,11 @@ export function buildRoutes(idx: ObjectIndex): TranslateRoutesResult {
       ctx.istioGateways.set(`${nsOf(gw)}/${gw.metadata.name}`, gw);
     });
   }
-  const gwApi = new Map<string, KubeObject>();
+  const gwApi = ctx.gatewayApiGateways;
   for (const g of idx.of(REF_GATEWAY_API_GATEWAY)) gwApi.set(`${nsOf(g)}/${g.metadata.name}`, g);
+  const ingress = gatewayApiServers(idx);
+  ctx.gatewayServers.push(...ingress.servers);
+  ctx.conditions.push(...ingress.conditions);
 
   translateDestinationRules(ctx, idx.of('DestinationRule'));
   const routeHosts = translateGatewayRoutes(ctx, [...idx.of('HTTPRoute'), ...idx.of('GRPCRoute')], gwApi);

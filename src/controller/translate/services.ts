@@ -80,9 +80,40 @@ function routingPreference(svc: KubeObject): Service['routingPreference'] {
   }
 }
 
+/** Label an EndpointSlice names its Service with. */
+export const LABEL_SERVICE_NAME = 'kubernetes.io/service-name';
+
+/**
+ * The pods a Service without a selector reaches: the ready endpoints of its EndpointSlices (label
+ * kubernetes.io/service-name) whose targetRef is a Pod, with each slice's port numbers by port
+ * name. Endpoints that are not pods (external addresses) have no workload and are left out.
+ */
+function podsOfEndpointSlices(idx: TranslateIndex, svc: KubeObject, pods: readonly PodWorkload[]): { pods: PodWorkload[]; portsByName: Map<string, number> } {
+  const ns = nsOf(svc);
+  const byName = new Map(pods.filter((p) => p.workload.namespace === ns).map((p) => [p.pod.metadata.name, p]));
+  const out = new Map<string, PodWorkload>();
+  const portsByName = new Map<string, number>();
+  for (const slice of idx.of('EndpointSlice')) {
+    if (nsOf(slice) !== ns || labelsOf(slice)[LABEL_SERVICE_NAME] !== svc.metadata.name) continue;
+    const raw = slice as Record<string, unknown>;
+    for (const p of asArray(raw['ports']).map(asRecord)) {
+      if (typeof p['port'] === 'number' && !portsByName.has(asString(p['name']) ?? '')) portsByName.set(asString(p['name']) ?? '', p['port']);
+    }
+    for (const ep of asArray(raw['endpoints']).map(asRecord)) {
+      if (asRecord(ep['conditions'])['ready'] === false) continue;
+      const ref = asRecord(ep['targetRef']);
+      if (asString(ref['kind']) !== 'Pod' || (asString(ref['namespace']) ?? ns) !== ns) continue;
+      const pod = byName.get(asString(ref['name']) ?? '');
+      if (pod) out.set(pod.pod.metadata.name, pod);
+    }
+  }
+  return { pods: [...out.values()], portsByName };
+}
+
 /**
  * Builds every Service (ExternalName services are skipped: nothing for the data plane to do) and
- * fills `services` on the workloads each one selects. Endpoints are the Running selected pods.
+ * fills `services` on the workloads each one selects. Endpoints are the Running selected pods; a
+ * Service without a selector takes its pods from its EndpointSlices.
  */
 export function buildServices(idx: TranslateIndex, pods: readonly PodWorkload[]): Service[] {
   const out: Service[] = [];
@@ -92,7 +123,18 @@ export function buildServices(idx: TranslateIndex, pods: readonly PodWorkload[])
     const hostname = serviceHostname(svc, idx.opts.clusterDomain);
     const raw = servicePorts(svc);
     const selector = serviceSelector(svc);
-    const selected = selector ? pods.filter((p) => p.workload.namespace === ns && matchesLabels(selector, labelsOf(p.pod))) : [];
+    let selected: PodWorkload[];
+    if (selector) {
+      selected = pods.filter((p) => p.workload.namespace === ns && matchesLabels(selector, labelsOf(p.pod)));
+    } else {
+      // Without a selector the EndpointSlices say where each port goes (by port name).
+      const sliced = podsOfEndpointSlices(idx, svc, pods);
+      selected = sliced.pods;
+      for (const rp of raw) {
+        const target = sliced.portsByName.get(rp.name);
+        if (target !== undefined) rp.targetPort = target;
+      }
+    }
     const endpoints = selected.filter((p) => isPodRunning(p.pod));
     const key = `${ns}/${hostname}`;
     for (const p of selected) {

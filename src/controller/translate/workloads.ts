@@ -96,12 +96,18 @@ function firstLabel(labels: Record<string, string>, keys: string[]): string | un
   return undefined;
 }
 
-export function podLocality(pod: KubeObject): Locality | undefined {
-  const l = labelsOf(pod);
-  const zone = l[LABEL_ZONE];
-  const region = l[LABEL_REGION];
-  if (!zone && !region) return undefined;
-  return { region: region ?? '', zone: zone ?? '', subzone: '' };
+/**
+ * A pod's locality: its own topology labels, else its node's (where Kubernetes puts them; Istio
+ * reads the node's too), else undefined.
+ */
+export function podLocality(pod: KubeObject, node?: KubeObject): Locality | undefined {
+  for (const source of [pod, node]) {
+    const l = labelsOf(source);
+    const zone = l[LABEL_ZONE];
+    const region = l[LABEL_REGION];
+    if (zone || region) return { region: region ?? '', zone: zone ?? '', subzone: '' };
+  }
+  return undefined;
 }
 
 /**
@@ -132,7 +138,7 @@ export function buildWorkload(idx: TranslateIndex, pod: KubeObject): Workload {
     peerAuthentication: 'PERMISSIVE',
     portPeerAuthentication: {},
   };
-  const locality = podLocality(pod);
+  const locality = podLocality(pod, idx.nodes.get(w.node));
   if (locality) w.locality = locality;
   const netns = annotationsOf(pod)[ANNOTATION_NETNS];
   if (netns) w.netns = netns;

@@ -2,7 +2,8 @@
  * Bidirectional pipe between a downstream and an upstream duplex with backpressure (stream.pipe),
  * half-close carried each way, live byte counts, and exactly one close callback.
  * Invariants: a FIN from either side becomes end() on the other; an error or reset on either side
- * destroys both; `onClose` runs once, after both sides have closed.
+ * destroys both (a tunnel stream cut off by its session's end counts as reset); `onClose` runs
+ * once, after both sides have closed.
  */
 import type { Duplex } from 'node:stream';
 
@@ -81,6 +82,15 @@ export function copyBidirectional(downstream: Duplex, upstream: Duplex, opts: Co
   };
   downstream.once('aborted', onAborted);
   upstream.once('aborted', onAborted);
+  // A tunnel stream whose session died (peer gone, liveness) reads a synthetic EOF, after its
+  // destroy and without 'aborted' when we had already ended our side: that is not the peer's
+  // END_STREAM, and passing it on as a FIN would show the app a clean end of truncated data.
+  for (const side of [downstream, upstream]) {
+    if ((side as { session?: unknown }).session === undefined) continue;
+    side.once('end', () => {
+      if (side.destroyed && !forced) onError(new Error('tunnel session ended before the stream did'));
+    });
+  }
   for (const side of [downstream, upstream]) {
     // A side that closed before the pipe started (the client gave up while the tunnel opened).
     if (side.closed) queueMicrotask(() => onClosed(side));

@@ -7,8 +7,15 @@
  * - `reserved` counts streams promised or open on a connection and never exceeds its cap, so a
  *   burst of N opens makes ceil(N / cap) connections, not N;
  * - the server must present a URI SAN in the expected set, else AMBIT_ERR_TUNNEL_IDENTITY;
- * - a ready connection with no streams for `idleTimeoutMs` is closed.
+ * - a ready connection with no streams for `idleTimeoutMs` is closed;
+ * - a connection whose peer closed its side or stopped answering PINGs is destroyed with its
+ *   streams (liveness.ts), never left draining on a half-open socket;
+ * - a connection is retired (draining: its streams finish, new ones go to a fresh connection
+ *   with the current certificate) before its client certificate expires and after
+ *   `maxStreamsTotal` streams; a retired connection never takes a new stream, even when its
+ *   timer runs late.
  */
+import * as crypto from 'node:crypto';
 import type * as http2 from 'node:http2';
 import type * as tls from 'node:tls';
 import { nodeHttp2, nodeTls } from '../node-builtins.js';
@@ -18,6 +25,7 @@ import type { Logger } from '../log.js';
 import { drain } from '../drain.js';
 import { formatAddress, type Address } from '../address.js';
 import type { TunnelPoolMetrics } from './metrics.js';
+import { watchLiveness, type LivenessOptions } from './liveness.js';
 import {
   CONNECTION_WINDOW_BYTES,
   HBONE_STATUS,
@@ -51,6 +59,15 @@ export interface TunnelPoolOptions {
   replyTimeoutMs?: number;
   streamWindowBytes?: number;
   connectionWindowBytes?: number;
+  /** Streams one connection carries in its life before it is retired (default 10,000). */
+  maxStreamsTotal?: number;
+  /**
+   * How long before its client certificate expires a connection is retired; default the smaller
+   * of 5 minutes and a tenth of the certificate's lifetime.
+   */
+  retireBeforeExpiryMs?: number;
+  /** Keepalive of each pooled session (liveness.ts defaults: PING after 10 s without reads, 10 s to answer). */
+  liveness?: Pick<LivenessOptions, 'keepaliveIntervalMs' | 'keepaliveTimeoutMs'>;
 }
 
 export interface TunnelOpenRequest {
@@ -70,14 +87,45 @@ export interface OpenTunnel {
 
 let nextTunnelId = 1;
 
+/** What a pooled connection presents to its peer: the leaf certificate's serial and validity. */
+export interface PresentedCertificate {
+  serial: string;
+  notBefore: string;
+  notAfter: string;
+}
+
+/** The leaf of a chain as shown in the admin view, or undefined when it does not parse. */
+export function presentedCertificate(certChainPem: readonly string[]): (PresentedCertificate & { notAfterMs: number; notBeforeMs: number }) | undefined {
+  try {
+    const x = new crypto.X509Certificate(certChainPem[0] ?? '');
+    const notBeforeMs = Date.parse(x.validFrom);
+    const notAfterMs = Date.parse(x.validTo);
+    return { serial: x.serialNumber, notBefore: new Date(notBeforeMs).toISOString(), notAfter: new Date(notAfterMs).toISOString(), notBeforeMs, notAfterMs };
+  } catch {
+    return undefined;
+  }
+}
+
+/** Longest delay Node's timers take (2^31 - 1 ms); longer waits are re-armed in steps. */
+const MAX_TIMER_MS = 2_147_483_647;
+
 class PooledConnection {
   readonly id = nextTunnelId++;
   state: TunnelState = 'connecting';
   reserved = 0;
   session: http2.ClientHttp2Session | undefined;
   peerIdentity: string | undefined;
+  /** Streams this connection has taken in its life. */
+  streamsTotal = 0;
+  /** The client certificate this connection presents (set when it starts). */
+  certificate: PresentedCertificate | undefined;
+  /** When this connection stops taking streams (certificate about to expire), epoch ms. */
+  retireAt: number | undefined;
   readonly ready: Promise<void>;
   private idleTimer: NodeJS.Timeout | undefined;
+  private retireTimer: NodeJS.Timeout | undefined;
+  /** Draining because of retirement (GOAWAY waits for promised streams), not because of the peer or the pool closing. */
+  private retired = false;
   private resolveReady!: () => void;
   private rejectReady!: (e: Error) => void;
   private failure: Error | undefined;
@@ -109,6 +157,7 @@ class PooledConnection {
     if (to === 'closed') {
       if (wasReady) this.pool.metrics.poolConnections.dec();
       this.clearIdle();
+      clearTimeout(this.retireTimer);
       this.pool.forget(this);
       this.rejectReady(this.failure ?? new AmbitError('AMBIT_ERR_TUNNEL_CONNECT', `tunnel connection ${this.id} closed before it was ready`));
     }
@@ -122,17 +171,47 @@ class PooledConnection {
   }
 
   acceptsStreams(): boolean {
-    return (this.state === 'connecting' || this.state === 'ready') && this.reserved < this.cap();
+    return (this.state === 'connecting' || this.state === 'ready') && this.reserved < this.cap() && this.retirement() === undefined;
   }
 
   reserve(): void {
     this.reserved++;
+    this.streamsTotal++;
     this.clearIdle();
+    if (this.state === 'ready') this.retireIfDue();
+  }
+
+  /** Why this connection must take no more streams, if it must not. */
+  private retirement(): 'cert_expiry' | 'max_streams' | undefined {
+    if (this.retireAt !== undefined && Date.now() >= this.retireAt) return 'cert_expiry';
+    if (this.streamsTotal >= this.pool.maxStreamsTotal) return 'max_streams';
+    return undefined;
+  }
+
+  /** Drains a ready connection that is due for retirement (its running streams finish). */
+  private retireIfDue(): void {
+    const reason = this.retirement();
+    if (reason === undefined || !this.transition(['ready'], 'draining')) return;
+    this.retired = true;
+    this.pool.metrics.sessionsEnded.inc({ direction: 'outbound', reason: `retired_${reason}` });
+    this.log.info({ tunnelId: this.id, reason, certificate: this.certificate, streamsTotal: this.streamsTotal }, 'tunnel connection retired');
+    // Streams already promised still go out on it; once none is pending, close() sends GOAWAY and
+    // lets the running streams finish: drained, not reset.
+    if (this.reserved === 0) this.session?.close();
+  }
+
+  /** Runs retireIfDue at retireAt (re-armed in steps past Node's timer range). */
+  private armRetire(): void {
+    if (this.retireAt === undefined) return;
+    const wait = Math.max(0, this.retireAt - Date.now());
+    this.retireTimer = setTimeout(() => (Date.now() >= this.retireAt! ? this.retireIfDue() : this.armRetire()), Math.min(wait, MAX_TIMER_MS));
+    this.retireTimer.unref();
   }
 
   release(): void {
     this.reserved = Math.max(0, this.reserved - 1);
     if (this.reserved === 0 && this.state === 'ready') this.armIdle();
+    if (this.reserved === 0 && this.retired) this.session?.close();
   }
 
   private armIdle(): void {
@@ -170,6 +249,14 @@ class PooledConnection {
   start(req: TunnelOpenRequest, cert: TunnelCertificate, opts: { connectTimeoutMs: number; streamWindowBytes: number; connectionWindowBytes: number }): void {
     const via = formatAddress(req.tunnelAddress);
     const expected = new Set(req.expectedIdentities);
+    const presented = presentedCertificate(cert.certChainPem);
+    if (presented) {
+      const { notAfterMs, notBeforeMs, ...shown } = presented;
+      this.certificate = shown;
+      const margin = this.pool.retireBeforeExpiryMs ?? Math.min(5 * 60_000, (notAfterMs - notBeforeMs) / 10);
+      this.retireAt = notAfterMs - margin;
+      if (this.retireAt <= Date.now()) this.log.warn({ tunnelId: this.id, certificate: shown }, 'client certificate expires within the retirement margin; the connection takes this one stream only');
+    }
     let tcpConnected = false;
     let secured = false;
     const tcp = this.pool.connectTcp({ ...req.tunnelAddress, sendBufferBytes: TUNNEL_SEND_BUFFER_BYTES });
@@ -240,15 +327,21 @@ class PooledConnection {
         this.log.debug({ tunnelId: this.id, via, peer: this.peerIdentity }, 'tunnel connection established');
         this.resolveReady();
         if (this.reserved === 0) this.armIdle();
+        this.armRetire();
+        this.retireIfDue();
       }
     });
     session.once('goaway', () => this.transition(['ready'], 'draining'));
-    // The peer's end of the connection closed (e.g. its agent restarted): the TCP socket is
-    // half-open, so nothing fails until a new stream times out. Stop using it at once; streams
-    // already running finish, then the session closes.
-    tlsSocket.once('end', () => {
-      if (this.transition(['ready'], 'draining')) this.log.debug({ tunnelId: this.id }, 'tunnel peer closed its side; draining');
-      session.close();
+    // The peer closed its side (its agent exited or restarted) or stopped answering PINGs: no
+    // stream on this connection can complete, so it ends with all of them (their app sockets are
+    // reset by the proxy) and new streams go to a fresh connection.
+    watchLiveness(session, {
+      ...this.pool.liveness,
+      onEnd: (reason) => {
+        this.pool.metrics.sessionsEnded.inc({ direction: 'outbound', reason });
+        this.log.debug({ tunnelId: this.id, reason }, 'tunnel peer gone; closing the connection');
+        this.destroy(new AmbitError('AMBIT_ERR_TUNNEL_CONNECT', `tunnel connection ${this.id} to ${via} ended: ${reason}`));
+      },
     });
     session.once('close', () => {
       clearTimeout(timer);
@@ -257,11 +350,30 @@ class PooledConnection {
   }
 }
 
+/** One pooled connection as the admin view shows it. */
+export interface TunnelStats {
+  key: string;
+  id: number;
+  state: TunnelState;
+  /** Streams open (or promised) now. */
+  streams: number;
+  /** Streams taken in the connection's life. */
+  streamsTotal: number;
+  peerIdentity: string | undefined;
+  /** The client certificate the connection presents (serial, validity). */
+  certificate?: PresentedCertificate;
+  /** When it stops taking streams, ahead of the certificate's expiry. */
+  retireAt?: string;
+}
+
 export class TunnelPool {
   readonly metrics: TunnelPoolMetrics;
   readonly maxStreamsPerConnection: number;
   readonly idleTimeoutMs: number;
   readonly connectTcp: (opts: TunnelDialOptions) => net.Socket;
+  readonly liveness: TunnelPoolOptions['liveness'];
+  readonly maxStreamsTotal: number;
+  readonly retireBeforeExpiryMs: number | undefined;
   private readonly log: Logger;
   private readonly getCertificate: (identity: string) => Promise<TunnelCertificate>;
   private readonly connectTimeoutMs: number;
@@ -275,6 +387,9 @@ export class TunnelPool {
     this.log = opts.log.child({ component: 'tunnel-pool' });
     this.metrics = opts.metrics;
     this.connectTcp = opts.connectTcp;
+    this.liveness = opts.liveness;
+    this.maxStreamsTotal = opts.maxStreamsTotal ?? 10_000;
+    this.retireBeforeExpiryMs = opts.retireBeforeExpiryMs;
     this.getCertificate = opts.getCertificate;
     this.maxStreamsPerConnection = opts.maxStreamsPerConnection ?? 100;
     this.idleTimeoutMs = opts.idleTimeoutMs ?? 5 * 60_000;
@@ -405,10 +520,23 @@ export class TunnelPool {
     if (list.length === 0) this.byKey.delete(conn.key);
   }
 
-  /** Open connections and their streams, for /debug and tests. */
-  stats(): Array<{ key: string; id: number; state: TunnelState; streams: number; peerIdentity: string | undefined }> {
-    const out = [];
-    for (const [key, list] of this.byKey) for (const c of list) out.push({ key, id: c.id, state: c.state, streams: c.reserved, peerIdentity: c.peerIdentity });
+  /** Open connections, their streams and the certificate each presents, for /debug and tests. */
+  stats(): TunnelStats[] {
+    const out: TunnelStats[] = [];
+    for (const [key, list] of this.byKey) {
+      for (const c of list) {
+        out.push({
+          key,
+          id: c.id,
+          state: c.state,
+          streams: c.reserved,
+          streamsTotal: c.streamsTotal,
+          peerIdentity: c.peerIdentity,
+          ...(c.certificate ? { certificate: c.certificate } : {}),
+          ...(c.retireAt !== undefined ? { retireAt: new Date(c.retireAt).toISOString() } : {}),
+        });
+      }
+    }
     return out;
   }
 

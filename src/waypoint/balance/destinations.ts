@@ -48,6 +48,11 @@ export class Destinations {
     st.from = config;
     return st;
   }
+
+  /** Requests in flight and queued at each destination's connection pool (`host|subset`), for /debug and tests. */
+  load(): Array<{ destination: string; active: number; pending: number }> {
+    return [...this.states].map(([destination, st]) => ({ destination, active: st.gate.activeCount, pending: st.gate.pendingCount }));
+  }
 }
 
 /** The destination's retry budget for `policy` (rebuilt when the budget settings change). */

@@ -11,6 +11,7 @@ import type * as http from 'node:http';
 import { nodeHttp, nodeTls } from '../../shared/node-builtins.js';
 import * as net from 'node:net';
 import type * as tls from 'node:tls';
+import { HTTP1_LIMITS } from './limits.js';
 import type { Logger } from '../../shared/log.js';
 import { certificateFor, type GatewayListener, type HttpRoute, type RouteConfig } from '../../shared/routes.js';
 import type { ConnectionMeta } from './server.js';
@@ -151,7 +152,7 @@ export class IngressListeners {
       secure.on('tlsClientError', (e) => this.log.debug({ port: l.port, err: e }, 'tls handshake failed'));
       server = secure;
     } else if (l.httpsRedirect) {
-      const redirect = nodeHttp.createServer({ requestTimeout: 10_000, headersTimeout: 10_000 }, (req, res) => answerHttpsRedirect(req, res));
+      const redirect = nodeHttp.createServer({ ...HTTP1_LIMITS, requestTimeout: 10_000, headersTimeout: 10_000 }, (req, res) => answerHttpsRedirect(req, res));
       server = net.createServer({ noDelay: true }, (s) => {
         s.on('error', () => s.destroy());
         redirect.emit('connection', s);

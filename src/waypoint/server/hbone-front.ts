@@ -12,7 +12,8 @@ import { parseAddress, type Address } from '../../shared/address.js';
 import { AmbitError, errorMessage } from '../../shared/errors.js';
 import { tryParseSpiffeId } from '../../shared/identity.js';
 import type { Logger } from '../../shared/log.js';
-import { HBONE_STATUS, MAX_FRAME_BYTES, STREAM_WINDOW_BYTES, peerIdentity, type TunnelCertificate } from '../../shared/hbone/tunnel.js';
+import { HBONE_STATUS, MAX_FRAME_BYTES, REASON_HEADER, STREAM_WINDOW_BYTES, peerIdentity, type TunnelCertificate } from '../../shared/hbone/tunnel.js';
+import { AcceptedSockets, HBONE_HANDSHAKE_TIMEOUT_MS, HBONE_SERVER_IDLE_TIMEOUT_MS, watchLiveness } from '../../shared/hbone/liveness.js';
 import type { Endpoint } from '../endpoint/upstream.js';
 import type { ConnectionMeta } from './request.js';
 
@@ -20,7 +21,7 @@ import type { ConnectionMeta } from './request.js';
 export type TunnelDecision =
   | { kind: 'http'; meta: ConnectionMeta }
   | { kind: 'tcp'; endpoint: Endpoint }
-  | { kind: 'refuse'; status: number };
+  | { kind: 'refuse'; status: number; /** Bounded reason sent as x-ambit-reason (e.g. self_call). */ reason?: string };
 
 export interface HboneFrontOptions {
   log: Logger;
@@ -46,6 +47,7 @@ export class HboneFront {
   private h2: http2.Http2SecureServer | undefined;
   private currentCert: TunnelCertificate | undefined;
   private readonly sessions = new Set<http2.ServerHttp2Session>();
+  private readonly accepted = new AcceptedSockets();
 
   constructor(private readonly opts: HboneFrontOptions) {
     this.log = opts.log;
@@ -63,9 +65,14 @@ export class HboneFront {
       ALPNProtocols: ['h2'],
       allowHTTP1: false,
       settings: { initialWindowSize: STREAM_WINDOW_BYTES, maxConcurrentStreams: 1000, maxFrameSize: MAX_FRAME_BYTES, enablePush: false },
+      handshakeTimeout: HBONE_HANDSHAKE_TIMEOUT_MS,
     });
     this.h2 = h2;
-    h2.on('tlsClientError', (e) => this.log.warn({ err: e }, 'mtls handshake failed'));
+    h2.on('tlsClientError', (e, socket: tls.TLSSocket) => {
+      // A refused client certificate shows only as a hang-up; the verify error is on the socket.
+      const authorizationError = (socket as { authorizationError?: Error | string } | undefined)?.authorizationError;
+      this.log.warn({ err: e, ...(authorizationError ? { authorizationError: String(authorizationError) } : {}) }, 'mtls handshake failed');
+    });
     h2.on('session', (session) => {
       const identity = peerIdentity(session.socket as tls.TLSSocket);
       const parsed = identity ? tryParseSpiffeId(identity) : undefined;
@@ -77,10 +84,15 @@ export class HboneFront {
       this.sessions.add(session);
       session.on('error', (e) => this.log.debug({ err: e }, 'tunnel session error'));
       session.once('close', () => this.sessions.delete(session));
+      // A caller that closed its side, vanished or idles is let go with its streams (liveness.ts).
+      const raw = this.accepted.of(session);
+      watchLiveness(session, { idleTimeoutMs: HBONE_SERVER_IDLE_TIMEOUT_MS, ...(raw ? { socket: raw } : {}), onEnd: (reason) => this.log.debug({ peer: identity, reason }, 'tunnel session ended') });
     });
     h2.on('stream', (stream, headers) => this.onStream(stream, headers));
     const server = net.createServer({ noDelay: true }, (raw) => {
       raw.on('error', () => raw.destroy());
+      raw.setKeepAlive(true, 60_000);
+      this.accepted.track(raw);
       this.refreshCertificate().then(
         () => h2.emit('connection', raw),
         (e: unknown) => {
@@ -94,6 +106,8 @@ export class HboneFront {
       server.once('error', (e) => reject(new AmbitError('AMBIT_ERR_CONFIG_INVALID', `waypoint cannot listen on ${host}:${port}: ${errorMessage(e)}`, { cause: e })));
       server.listen({ port, host, backlog: 1024 }, () => {
         const addr = server.address() as net.AddressInfo;
+        // An accept that failed (EMFILE) must not throw out of the listener and kill the process.
+        server.on('error', (e) => this.log.warn({ err: e }, 'accept failed'));
         this.log.info({ addr: `${addr.address}:${addr.port}` }, 'hbone listener established');
         resolve(addr);
       });
@@ -121,7 +135,7 @@ export class HboneFront {
     const identity = peerIdentity(socket);
     const decision = this.opts.classify(target, { identity, ip: socket.remoteAddress });
     if (decision.kind === 'refuse') {
-      stream.respond({ ':status': decision.status }, { endStream: true });
+      stream.respond({ ':status': decision.status, ...(decision.reason ? { [REASON_HEADER]: decision.reason } : {}) }, { endStream: true });
       return;
     }
     if (decision.kind === 'tcp') {

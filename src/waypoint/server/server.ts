@@ -29,7 +29,8 @@ import { withMirror } from '../route/mirror.js';
 import { buildRouteTable, type RouteTable } from '../route/router.js';
 import type { RandomSource } from '../route/weighted.js';
 import type { OtlpSpanExporter } from '../trace.js';
-import type { ServerRequest, ServerResponse } from './headers.js';
+import { out, type ServerRequest, type ServerResponse } from './headers.js';
+import { HTTP1_LIMITS, HTTP2_LIMITS, refuseAmbiguousFraming } from './limits.js';
 import { RequestHandler, type ConnectionMeta } from './request.js';
 import type { SourceInfo } from './telemetry.js';
 
@@ -82,6 +83,7 @@ export class WaypointServer {
   readonly metrics: WaypointMetrics;
   private readonly log: Logger;
   private readonly handler: RequestHandler;
+  private readonly destinations: Destinations;
   private readonly h1: http.Server;
   private readonly h2: http2.Http2Server;
   private listener: net.Server | undefined;
@@ -98,6 +100,7 @@ export class WaypointServer {
     const random = opts.random ?? Math.random;
     const now = opts.now ?? (() => performance.now());
     const sleep = opts.sleep ?? defaultSleep;
+    this.destinations = new Destinations(now);
     const metrics = this.metrics;
     const labels = (r: { service: string; route: string }): { destination_service: string; route: string } => ({ destination_service: r.service, route: r.route });
     const dispatch: ProxyDispatch = withDeadline(
@@ -135,7 +138,7 @@ export class WaypointServer {
       now,
       filters: { metrics, log: this.log, random, sleep, rateLimits: new RateLimits(now) },
       telemetry: { metrics, accessLog: accessLogger(this.log), now, reporter: opts.gateway !== undefined ? 'source' : 'waypoint', cluster: opts.cluster, spanExporter: opts.spanExporter },
-      destinations: new Destinations(now),
+      destinations: this.destinations,
       dispatch,
       routes: () => ({ table: this.table, mesh: this.meshTable, configs: this.configs }),
       ...(opts.identifySource ? { identifySource: opts.identifySource } : {}),
@@ -144,11 +147,17 @@ export class WaypointServer {
       maxReplayBytes: opts.maxReplayBytes ?? DEFAULT_MAX_REPLAY_BYTES,
     });
     const onRequest = (req: ServerRequest, res: ServerResponse): void => {
+      if (refuseAmbiguousFraming(req, out(res))) return;
       this.handle(req, res).catch((e: unknown) => this.handler.failed(res, e));
     };
-    this.h1 = nodeHttp.createServer({ keepAliveTimeout: 60_000, requestTimeout: 0, headersTimeout: 60_000 }, onRequest);
-    this.h2 = http2.createServer({ peerMaxConcurrentStreams: 1000, settings: { maxConcurrentStreams: 1000 } }, onRequest);
+    this.h1 = nodeHttp.createServer({ ...HTTP1_LIMITS, keepAliveTimeout: 60_000, requestTimeout: 0, headersTimeout: 60_000 }, onRequest);
+    this.h2 = http2.createServer({ ...HTTP2_LIMITS, peerMaxConcurrentStreams: 1000, settings: { ...HTTP2_LIMITS.settings, maxConcurrentStreams: 1000 } }, onRequest);
     this.h2.on('sessionError', (e) => this.log.debug({ err: e }, 'http2 session error'));
+  }
+
+  /** Requests in flight and queued at each destination's connection pool (`host|subset`), for /debug and tests. */
+  poolLoad(): Array<{ destination: string; active: number; pending: number }> {
+    return this.destinations.load();
   }
 
   /**

@@ -224,3 +224,33 @@ test('balancer: routingPreference narrows to the best locality tier', () => {
   assert.deepEqual(preferLocality([sameZone, other], ['zone'], me), [sameZone]);
   assert.deepEqual(preferLocality([sameNode, other], [], me), [sameNode, other]);
 });
+
+test('request: the agent\'s own ports are refused as self_call on every outbound path', () => {
+  const dst = wl('server', '10.0.0.2');
+  const plain = wl('legacy', '10.0.0.3', { tunnelProtocol: 'NONE' });
+  const s = svc('server', '10.96.0.10', [dst.uid], { ports: [{ name: 'tcp', port: 80, targetPort: 15006, protocol: 'tcp' }] });
+  const ix = index([src, dst, plain], [s]);
+  const decide = (address: string, port: number, agentPorts?: ReadonlySet<number>) =>
+    buildOutboundRequest({ src, origDst: { address, port }, index: ix, nodeName: 'node1', pickEndpoint: first, ...(agentPorts ? { agentPorts } : {}) });
+  const cases: Array<[string, number, string]> = [
+    ['10.0.0.2', 15001, 'self_call'],
+    ['10.0.0.2', 15006, 'self_call'],
+    ['10.0.0.2', 15008, 'self_call'],
+    ['10.0.0.1', 15001, 'self_call'],
+    ['127.0.0.1', 15006, 'self_call'],
+    ['::1', 15008, 'self_call'],
+    ['::ffff:127.0.0.1', 15001, 'self_call'],
+    ['10.96.0.10', 80, 'self_call'],
+    // Not the agent: a port-15008 server outside the mesh, or a pod that is not enrolled.
+    ['93.184.216.34', 15008, 'passthrough'],
+    ['10.0.0.3', 15006, 'passthrough'],
+    ['10.0.0.2', 9000, 'tunnel'],
+  ];
+  for (const [address, port, want] of cases) {
+    const r = decide(address, port);
+    assert.equal(r.kind === 'deny' ? r.reason : r.kind, want, `${address}:${port}`);
+  }
+  const custom = new Set([15001, 15006, 15008, 25006]);
+  assert.equal(decide('10.0.0.2', 25006, custom).kind, 'deny', 'a configured agent port counts too');
+  assert.equal(decide('10.0.0.2', 25006).kind, 'tunnel');
+});

@@ -100,3 +100,9 @@ test('copy: counts bytes both ways, carries half-close each way, calls onClose o
   assert.equal(Buffer.concat(appGot).toString(), 'world!');
   assert.deepEqual([r.bytesFromDownstream, r.bytesFromUpstream, r.clean], [5, 6, true]);
 });
+
+test('framing: an :authority is an IPv4 address or a bracketed IPv6 one, with a port 1-65535', () => {
+  for (const bad of ['[10.0.0.1]:80', '999.1.1.1:80', '1.2.3:80', '[::1', '[zz::1]:80', 'fd00::1:80', '10.0.0.1:65536', ':80', '']) assert.equal(parseAddress(bad), undefined, bad);
+  assert.deepEqual(parseAddress('[::ffff:10.0.0.1]:80'), { address: '::ffff:10.0.0.1', port: 80 });
+  assert.deepEqual(parseAddress('10.0.0.1:65535'), { address: '10.0.0.1', port: 65535 });
+});

@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as grpc from '@grpc/grpc-js';
 import {
-  bearerToken, callerKey, generateToken, refuseIdentity, refuseSubscription, StaticTokenAuthenticator,
+  bearerToken, callerFromTokenReview, callerKey, EXTRA_NODE_NAME, EXTRA_POD_NAME, generateToken, refuseIdentity, refuseSubscription, StaticTokenAuthenticator,
   type AccessView, type Caller, type PodRecord,
 } from '../../../src/controller/callers.js';
 import type { NodeInfo } from '../../../src/shared/xds/node.js';
@@ -97,3 +97,40 @@ test('StaticTokenAuthenticator maps tokens to callers, refuses unknown and short
   assert.equal(await auth.authenticate(t1), undefined);
   assert.throws(() => auth.set('short', nodeA), /shorter than 16/);
 });
+
+describeTokenReviewMapping();
+
+function describeTokenReviewMapping(): void {
+  const policy = { agent: { namespace: 'istio-system', serviceAccount: 'ambit-agent' }, audience: 'istio-ca' };
+  const review = (username: string, extra: Record<string, string[]> = {}, audiences = ['istio-ca'], authenticated = true) => ({ authenticated, audiences, user: { username, extra } });
+  const CASES: Array<{ name: string; status: Parameters<typeof callerFromTokenReview>[0]; want: Caller | string }> = [
+    {
+      name: 'the agent service account bound to a pod on a node is that node',
+      status: review('system:serviceaccount:istio-system:ambit-agent', { [EXTRA_NODE_NAME]: ['node-1'], [EXTRA_POD_NAME]: ['ambit-agent-x7'] }),
+      want: { kind: 'node', node: 'node-1' },
+    },
+    { name: 'the agent service account without a node binding', status: review('system:serviceaccount:istio-system:ambit-agent'), want: 'agent_not_node_bound' },
+    {
+      name: 'the agent service account name in another namespace is just a pod',
+      status: review('system:serviceaccount:demo:ambit-agent', { [EXTRA_NODE_NAME]: ['node-1'], [EXTRA_POD_NAME]: ['fake-agent'] }),
+      want: { kind: 'pod', namespace: 'demo', serviceAccount: 'ambit-agent', pod: 'fake-agent' },
+    },
+    {
+      name: 'a waypoint pod token is that pod',
+      status: review('system:serviceaccount:demo:waypoint', { [EXTRA_POD_NAME]: ['waypoint-5c9-0'], [EXTRA_NODE_NAME]: ['node-2'] }),
+      want: { kind: 'pod', namespace: 'demo', serviceAccount: 'waypoint', pod: 'waypoint-5c9-0' },
+    },
+    { name: 'a service-account token bound to no pod', status: review('system:serviceaccount:demo:web'), want: 'not_pod_bound' },
+    { name: 'two pod names', status: review('system:serviceaccount:demo:web', { [EXTRA_POD_NAME]: ['a', 'b'] }), want: 'not_pod_bound' },
+    { name: 'a user, not a service account', status: review('alice', { [EXTRA_POD_NAME]: ['a'] }), want: 'not_service_account' },
+    { name: 'another audience', status: review('system:serviceaccount:demo:web', { [EXTRA_POD_NAME]: ['a'] }, ['https://kubernetes.default.svc']), want: 'audience' },
+    { name: 'not authenticated', status: review('system:serviceaccount:demo:web', { [EXTRA_POD_NAME]: ['a'] }, ['istio-ca'], false), want: 'unauthenticated' },
+  ];
+  for (const c of CASES) {
+    test(`token review mapping: ${c.name}`, () => {
+      const got = callerFromTokenReview(c.status, policy);
+      if (typeof c.want === 'string') assert.equal('refused' in got ? got.refused : 'accepted', c.want);
+      else assert.deepEqual('caller' in got ? got.caller : got, c.want);
+    });
+  }
+}

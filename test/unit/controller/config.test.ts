@@ -125,3 +125,47 @@ test('readNodeTokens: unset path gives no tokens; unreadable path is a config er
   assert.deepEqual([...(await readNodeTokens(file))], [['z'.repeat(20), 'node-1']]);
   await assert.rejects(readNodeTokens(join(dir, 'missing')), (e: unknown) => isAmbitError(e, 'AMBIT_ERR_CONFIG_INVALID') && /cannot read/.test((e as Error).message));
 });
+
+test('loadConfig: the config source is manifests by default, kubernetes in a pod or with a kubeconfig', () => {
+  assert.deepEqual(loadConfig({}).source, { kind: 'manifests' });
+  const inPod = loadConfig({ KUBERNETES_SERVICE_HOST: '10.96.0.1', POD_NAMESPACE: 'mesh', POD_NAME: 'ambit-controller-5c-x' }).source;
+  assert.deepEqual(inPod, {
+    kind: 'kubernetes',
+    kubeconfig: undefined,
+    namespace: 'mesh',
+    podName: 'ambit-controller-5c-x',
+    agentServiceAccount: { namespace: 'istio-system', serviceAccount: 'ambit-agent' },
+    proxyImage: undefined,
+    proxyControllerAddress: 'ambit-controller.mesh.svc:15012',
+  });
+  const local = loadConfig({
+    AMBIT_KUBECONFIG: '/run/ambit/kubeconfig',
+    AMBIT_CONTROLLER_LISTEN: '10.240.0.1:15012',
+    AMBIT_AGENT_SERVICE_ACCOUNT: 'ambit/agent',
+    AMBIT_PROXY_IMAGE: 'registry.example.com/ambit:1',
+    AMBIT_PROXY_CONTROLLER_ADDR: '10.240.0.1:15012',
+    AMBIT_CLUSTER_ID: 'local',
+  });
+  assert.equal(local.clusterId, 'local');
+  assert.deepEqual(local.source, {
+    kind: 'kubernetes',
+    kubeconfig: '/run/ambit/kubeconfig',
+    namespace: 'istio-system',
+    podName: undefined,
+    agentServiceAccount: { namespace: 'ambit', serviceAccount: 'agent' },
+    proxyImage: 'registry.example.com/ambit:1',
+    proxyControllerAddress: '10.240.0.1:15012',
+  });
+  assert.deepEqual(loadConfig({ KUBERNETES_SERVICE_HOST: '10.96.0.1', AMBIT_CONFIG_SOURCE: 'manifests' }).source, { kind: 'manifests' }, 'asked for explicitly');
+  assert.throws(
+    () => loadConfig({ AMBIT_CONFIG_SOURCE: 'kubernetes', AMBIT_MANIFESTS: '/m', AMBIT_AGENT_SERVICE_ACCOUNT: 'no-slash' }),
+    (e: unknown) => {
+      assert.ok(isAmbitError(e, 'AMBIT_ERR_CONFIG_INVALID'));
+      assert.match(e.message, /AMBIT_CONFIG_SOURCE: kubernetes needs AMBIT_KUBECONFIG or in-cluster credentials/);
+      assert.match(e.message, /AMBIT_MANIFESTS: must not be set with AMBIT_CONFIG_SOURCE=kubernetes/);
+      assert.match(e.message, /AMBIT_AGENT_SERVICE_ACCOUNT: must be <namespace>\/<service account>.*no-slash/);
+      return true;
+    },
+  );
+  assert.throws(() => loadConfig({ AMBIT_KUBECONFIG: 'relative' }), /AMBIT_KUBECONFIG: must be an absolute path/);
+});

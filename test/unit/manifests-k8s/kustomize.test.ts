@@ -4,15 +4,9 @@
  * the API server's rules and src/crds/, RBAC for least privilege, the workloads for what the
  * agent, the installer and the controller need, and each overlay for what it leaves out.
  *
- * Still to add once local mode's Kubernetes API server (src/local/apiserver/) is merged: a
- * test/netns test that starts it, writes its kubeconfig and, with the real kubectl,
- *   1. `kubectl apply --server-side -f` the rendered CustomResourceDefinitions and waits for each
- *      to be Established (not NonStructuralSchema), then
- *   2. `kubectl apply --dry-run=server -k daemonset/core` (and each overlay) and expects exit 0
- *      and one "(server dry run)" line per object (namespaced ones in istio-system),
- *   3. applies one custom resource per kind from examples/ and test/fixtures/ and reads it back
- *      unchanged (nothing pruned), and checks a CR with an unknown field is refused with
- *      `--validate=strict` and a wrongly typed field is refused by the server.
+ * The same files against local mode's API server with the real kubectl (CRDs Established,
+ * server-side dry run of the install and each overlay, custom resources read back unchanged):
+ * test/integration/apiserver/manifests.test.ts.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';

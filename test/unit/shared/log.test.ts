@@ -12,8 +12,12 @@ import { bufferedDestination } from '../../../src/shared/log.js';
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-/** Polls `check` every 20 ms until it holds or `ms` pass; returns whether it held. */
-async function eventually(check: () => boolean, ms = 5000): Promise<boolean> {
+/**
+ * Polls `check` every 20 ms until it holds or `ms` pass; returns whether it held. The default is
+ * long on purpose: the checks count timer ticks, which a loaded machine delays without bound
+ * (10 ticks of 100 ms took over 5 s once at load 8), and a passing check returns at once.
+ */
+async function eventually(check: () => boolean, ms = 60_000): Promise<boolean> {
   const deadline = Date.now() + ms;
   while (!check()) {
     if (Date.now() > deadline) return false;

@@ -6,6 +6,7 @@ import { loadManifests } from '../../../src/controller/source/manifests.js';
 import { resolveHost, translateRoutes } from '../../../src/controller/translate/routes.js';
 import { validateGatewayServer, validateRouteConfig } from '../../../src/shared/validate-routes.js';
 import { buildRouteTable, routeRequest } from '../../../src/waypoint/route/router.js';
+import { CertificateAuthority } from '../../../src/controller/ca/authority.js';
 
 const fixture = (p: string): string => fileURLToPath(new URL(`../../../../test/fixtures/${p}`, import.meta.url));
 
@@ -194,4 +195,55 @@ test('HTTPRoute on an ingress Gateway API Gateway binds by hostnames; waypoint p
   assert.equal(cond('ghost')!.reason, 'BackendNotFound');
   assert.match(cond('ghost')!.message, /Service nope\.bookinfo\.svc\.cluster\.local does not exist/);
   assert.deepEqual(out.routes.find((r) => r.hostname.startsWith('reviews.'))!.routes, [], 'the rejected route adds nothing');
+});
+
+/** A kubernetes.io/tls Secret holding a real certificate and its key. */
+function tlsSecret(name: string, namespace: string): KubeObject {
+  const serving = CertificateAuthority.generate({ trustDomain: 'example.test', ttlDays: 1 }).issueServingCert({ dnsNames: ['shop.example.com'], ttlMs: 3_600_000 });
+  const b64 = (s: string): string => Buffer.from(s).toString('base64');
+  return { apiVersion: 'v1', kind: 'Secret', metadata: { name, namespace }, type: 'kubernetes.io/tls', data: { 'tls.crt': b64(serving.certChainPem.join('\n')), 'tls.key': b64(serving.keyPem) } } as KubeObject;
+}
+
+test('Gateway API ingress Gateway: listeners become servers of its own pods only; unsupported listeners get a condition', async () => {
+  const { translateAll } = await import('../../../src/controller/translate/translate.js');
+  const { gatewayApiServers } = await import('../../../src/controller/translate/gateway-api-listeners.js');
+  const gw: KubeObject = {
+    apiVersion: 'gateway.networking.k8s.io/v1',
+    kind: 'Gateway',
+    metadata: { name: 'public', namespace: 'bookinfo' },
+    spec: {
+      gatewayClassName: 'istio',
+      listeners: [
+        { name: 'http', port: 80, protocol: 'HTTP' },
+        { name: 'https', port: 443, protocol: 'HTTPS', hostname: 'shop.example.com', tls: { certificateRefs: [{ name: 'shop-cert' }] } },
+        { name: 'tcp', port: 9000, protocol: 'TCP' },
+        { name: 'far', port: 8443, protocol: 'HTTPS', tls: { certificateRefs: [{ name: 'x', namespace: 'other' }] } },
+      ],
+    },
+  };
+  const secret = tlsSecret('shop-cert', 'bookinfo');
+  const { servers, conditions } = gatewayApiServers({ gateways: [gw], of: (ref) => (ref === 'Secret' ? [secret] : []) });
+  assert.deepEqual(servers.map((s) => `${s.listener}:${s.port}/${s.protocol}${s.tls ? `:${s.tls.credentialName}` : ''}`), ['http:80/HTTP', 'https:443/HTTPS:shop-cert']);
+  assert.deepEqual(servers[1]!.hosts, ['shop.example.com']);
+  assert.deepEqual(conditions.map((c) => `${c.section} ${c.type} ${c.reason}`), ['tcp Accepted UnsupportedProtocol', 'far ResolvedRefs RefNotPermitted']);
+  const noSecret = gatewayApiServers({ gateways: [gw], of: () => [] });
+  assert.match(noSecret.conditions.find((c) => c.section === 'https')!.message, /listener https: Secret bookinfo\/shop-cert not found/, 'a missing Secret is reported even before any gateway pod runs');
+
+  const gwPod = (name: string, ns: string): KubeObject => ({
+    apiVersion: 'v1',
+    kind: 'Pod',
+    metadata: { name, namespace: ns, labels: { 'gateway.networking.k8s.io/gateway-name': 'public' } },
+    spec: { nodeName: 'n1', containers: [{ name: 'c' }] },
+    status: { phase: 'Running', podIP: '10.0.0.9' },
+  });
+  const route: KubeObject = { apiVersion: 'gateway.networking.k8s.io/v1', kind: 'HTTPRoute', metadata: { name: 'web', namespace: 'bookinfo' }, spec: { parentRefs: [{ name: 'public' }], rules: [{ backendRefs: [{ name: 'reviews', port: 9080 }] }] } };
+  const out = translateAll([gw, route, gwPod('public-istio-abc', 'bookinfo'), gwPod('same-label-elsewhere', 'other'), ...bookinfoServices]);
+  assert.deepEqual([...out.listeners.byPod.keys()], ['bookinfo/public-istio-abc'], 'a pod of another namespace with the same label does not serve it');
+  const listeners = out.listeners.byPod.get('bookinfo/public-istio-abc')!;
+  assert.deepEqual(listeners.map((l) => `${l.port}/${l.protocol}`), ['80/HTTP']);
+  const missing = out.routes.conditions.find((c) => c.section === 'https')!;
+  assert.equal(missing.objectKey, 'Gateway.gateway.networking.k8s.io/bookinfo/public', 'the missing Secret is reported on the Gateway API Gateway');
+  assert.equal(missing.reason, 'InvalidCertificateRef');
+  const cfg = out.routes.routes.find((r) => r.gateway === 'bookinfo/public')!;
+  assert.deepEqual(cfg.ports.map((p) => p.port), [80, 443, 9000, 8443], 'ingress configs take their ports from the listeners');
 });

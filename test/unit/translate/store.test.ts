@@ -149,3 +149,14 @@ test('snapshot is sorted and unaffected by later batches', () => {
   assert.deepEqual(snap.objects.map((o) => o.metadata.name), ['a', 'b']);
   assert.equal(store.snapshot().objects.length, 3);
 });
+
+test('an object that carries uid and creationTimestamp (from an API server) keeps them; a recreated one takes the new uid', () => {
+  const s = newStore();
+  const cm = (uid: string, data: string): KubeObject => ({ apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: 'x', namespace: 'demo', uid, creationTimestamp: '2025-05-05T00:00:00Z' }, spec: { data } });
+  s.apply([cm('api-uid-1', 'a')]);
+  assert.equal(s.get('ServiceAccount', 'demo', 'x')!.metadata.uid, 'api-uid-1');
+  assert.equal(s.get('ServiceAccount', 'demo', 'x')!.metadata.creationTimestamp, '2025-05-05T00:00:00Z');
+  const same = s.apply([cm('api-uid-2', 'a')]);
+  assert.equal(same.applied.length, 1, 'the same content under a new uid is a change');
+  assert.equal(s.get('ServiceAccount', 'demo', 'x')!.metadata.uid, 'api-uid-2');
+});

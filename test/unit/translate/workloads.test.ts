@@ -206,3 +206,46 @@ for (const c of PREFERENCE) {
     assert.deepEqual(translate([service('s', c.svc)]).services[0]!.routingPreference, c.want);
   });
 }
+
+test('Service without a selector: endpoints are the ready pods its EndpointSlices name, ports by name', () => {
+  const slice = (name: string, endpoints: Array<Record<string, unknown>>, ports: Array<Record<string, unknown>>): KubeObject => ({
+    apiVersion: 'discovery.k8s.io/v1',
+    kind: 'EndpointSlice',
+    metadata: { name, namespace: 'demo', labels: { 'kubernetes.io/service-name': 'manual' } },
+    addressType: 'IPv4',
+    endpoints,
+    ports,
+  });
+  const { services, workloads } = translate([
+    service('manual', { selector: {}, ports: [{ name: 'http', port: 80 }] }),
+    pod('a', { ip: '10.0.0.1' }),
+    pod('b', { ip: '10.0.0.2' }),
+    pod('c', { ip: '10.0.0.3' }),
+    slice('manual-1', [
+      { addresses: ['10.0.0.1'], conditions: { ready: true }, targetRef: { kind: 'Pod', name: 'a', namespace: 'demo' } },
+      { addresses: ['10.0.0.2'], conditions: { ready: false }, targetRef: { kind: 'Pod', name: 'b', namespace: 'demo' } },
+      { addresses: ['192.0.2.9'] },
+    ], [{ name: 'http', port: 8081, protocol: 'TCP' }]),
+    // A slice of another Service is not read.
+    { ...slice('other', [{ addresses: ['10.0.0.3'], targetRef: { kind: 'Pod', name: 'c', namespace: 'demo' } }], []), metadata: { name: 'other', namespace: 'demo', labels: { 'kubernetes.io/service-name': 'else' } } },
+  ]);
+  assert.deepEqual(services[0]!.endpoints, ['local//v1/Pod/demo/a'], 'only the ready pod endpoint; the not-ready pod and the external address are left out');
+  assert.equal(services[0]!.ports[0]!.targetPort, 8081, 'the slice says where port http goes');
+  const a = workloads.find((w) => w.name === 'a')!;
+  assert.deepEqual(a.services['demo/manual.demo.svc.cluster.local'], [{ servicePort: 80, targetPort: 8081 }]);
+  assert.deepEqual(workloads.find((w) => w.name === 'c')!.services, {});
+});
+
+test('locality: the pod\'s own topology labels win, else its node\'s', () => {
+  const node = (name: string, labels: Record<string, string>): KubeObject => ({ apiVersion: 'v1', kind: 'Node', metadata: { name, labels } });
+  const { workloads } = translate([
+    node('n1', { 'topology.kubernetes.io/region': 'r1', 'topology.kubernetes.io/zone': 'z1' }),
+    pod('from-node', { node: 'n1' }),
+    pod('own', { node: 'n1', labels: { app: 'own', 'topology.kubernetes.io/zone': 'z9' } }),
+    pod('none', { node: 'n2' }),
+  ]);
+  const by = (n: string) => workloads.find((w) => w.name === n)!;
+  assert.deepEqual(by('from-node').locality, { region: 'r1', zone: 'z1', subzone: '' });
+  assert.deepEqual(by('own').locality, { region: '', zone: 'z9', subzone: '' });
+  assert.equal(by('none').locality, undefined);
+});

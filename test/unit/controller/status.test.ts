@@ -1,0 +1,100 @@
+/** Status building (pure): Istio's conditions and analyzer messages, Gateway API statuses, what others own is kept, idempotence. */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import type { KubeObject } from '../../../src/controller/objects.js';
+import { CONTROLLER_NAME, desiredStatus, type StatusInputs } from '../../../src/controller/status/build.js';
+import { cleanReason, mergeFindings, toConditions } from '../../../src/controller/status/conditions.js';
+
+const NOW = '2026-12-02T10:00:00Z';
+const LATER = '2026-12-02T11:00:00Z';
+
+function inputs(o: Partial<StatusInputs> = {}): StatusInputs {
+  return { conditions: new Map(), invalid: new Map(), gatewayState: () => undefined, gateways: new Map(), services: new Set(), routes: [], now: NOW, ...o };
+}
+
+const policy = (status?: Record<string, unknown>): KubeObject => ({
+  apiVersion: 'security.istio.io/v1',
+  kind: 'AuthorizationPolicy',
+  metadata: { name: 'p', namespace: 'demo', generation: 3 },
+  spec: {},
+  ...(status ? { status } : {}),
+});
+const KEY = 'AuthorizationPolicy/demo/p';
+
+test('findings of one type merge: False wins with its reason, messages joined; reasons are CamelCase', () => {
+  assert.deepEqual(
+    mergeFindings([
+      { type: 'Accepted', status: 'True', reason: 'Accepted', message: 'ok' },
+      { type: 'Accepted', status: 'False', reason: 'Unsupported', message: 'a' },
+      { type: 'Accepted', status: 'False', reason: 'Other', message: 'b' },
+      { type: 'Programmed', status: 'True', reason: 'Programmed', message: 'p' },
+    ]),
+    [
+      { type: 'Accepted', status: 'False', reason: 'Unsupported', message: 'a; b' },
+      { type: 'Programmed', status: 'True', reason: 'Programmed', message: 'p' },
+    ],
+  );
+  assert.equal(cleanReason('no such thing!'), 'NoSuchThing');
+  assert.equal(cleanReason('BackendNotFound'), 'BackendNotFound');
+});
+
+test('a condition keeps its transition time while its status stays', () => {
+  const first = toConditions([{ type: 'A', status: 'False', reason: 'X', message: 'm' }], [], NOW, 1);
+  assert.equal(first[0]!.lastTransitionTime, NOW);
+  const same = toConditions([{ type: 'A', status: 'False', reason: 'Y', message: 'other' }], first, LATER, 2);
+  assert.equal(same[0]!.lastTransitionTime, NOW, 'reason and message changed, status did not');
+  assert.equal(same[0]!.observedGeneration, 2);
+  const flipped = toConditions([{ type: 'A', status: 'True', reason: 'A', message: '' }], first, LATER, 2);
+  assert.equal(flipped[0]!.lastTransitionTime, LATER);
+});
+
+test('AuthorizationPolicy: what the agents apply is ZtunnelAccepted, what waypoints apply WaypointAccepted; IST0171 for a negative one', () => {
+  const conditions = new Map([[KEY, [
+    { objectKey: KEY, type: 'Accepted', status: 'True' as const, reason: 'Accepted', message: 'applied by the node agents', origin: 'model' as const },
+    { objectKey: KEY, type: 'Accepted', status: 'False' as const, reason: 'Unsupported', message: 'rule 0 uses requestPrincipals', origin: 'routes' as const },
+  ]]]);
+  const foreign = { type: 'Reconciled', status: 'True', reason: 'Done', message: 'someone else' };
+  const foreignMessage = { type: { code: 'IST0102', name: 'NamespaceNotInjected' }, level: 'INFO' };
+  const st = desiredStatus(policy({ conditions: [foreign], validationMessages: [foreignMessage] }), inputs({ conditions }))!;
+  const conds = st['conditions'] as Array<Record<string, unknown>>;
+  assert.deepEqual(conds.map((c) => `${c['type']}=${c['status']}`), ['Reconciled=True', 'ZtunnelAccepted=True', 'WaypointAccepted=False'], 'the condition another writer owns is kept');
+  assert.equal(conds[1]!['observedGeneration'], 3);
+  assert.deepEqual(st['validationMessages'], [foreignMessage, { type: { code: 'IST0171', name: 'NegativeConditionStatus' }, level: 'WARNING' }]);
+  assert.equal(st['observedGeneration'], 3);
+  // Written once, the same inputs want exactly that status again: nothing to write.
+  assert.deepEqual(desiredStatus(policy(st), inputs({ conditions, now: LATER })), st);
+});
+
+test('an invalid object: Accepted=False Invalid and IST0106; once fixed, only what the controller wrote goes', () => {
+  const invalid = new Map([[KEY, { issues: [{ path: 'kubernetes: AuthorizationPolicy demo/p: spec.action', problem: 'must be one of ALLOW, DENY', value: 'MAYBE' }], kept: true }]]);
+  const st = desiredStatus(policy({ conditions: [{ type: 'Reconciled', status: 'True' }] }), inputs({ invalid }))!;
+  const accepted = (st['conditions'] as Array<Record<string, unknown>>).find((c) => c['type'] === 'Accepted')!;
+  assert.equal(accepted['status'], 'False');
+  assert.equal(accepted['reason'], 'Invalid');
+  assert.equal(accepted['message'], 'spec.action: must be one of ALLOW, DENY (got "MAYBE"); the previous version stays in force');
+  assert.deepEqual(st['validationMessages'], [{ type: { code: 'IST0106', name: 'SchemaValidationError' }, level: 'ERROR' }]);
+  const fixed = desiredStatus(policy(st), inputs())!;
+  assert.deepEqual(fixed['conditions'], [{ type: 'Reconciled', status: 'True' }]);
+  assert.equal(fixed['validationMessages'], undefined);
+  assert.deepEqual(desiredStatus(policy(), inputs()), {}, 'nothing said, nothing to write');
+});
+
+test('Gateway API: another controller\'s class is not written; route parents of other controllers are kept', () => {
+  const gw = (cls: string): KubeObject => ({ apiVersion: 'gateway.networking.k8s.io/v1', kind: 'Gateway', metadata: { name: 'g', namespace: 'demo', generation: 1 }, spec: { gatewayClassName: cls, listeners: [] } });
+  assert.equal(desiredStatus(gw('nginx'), inputs()), undefined);
+  const other = { parentRef: { name: 'edge' }, controllerName: 'example.com/edge', conditions: [{ type: 'Accepted', status: 'True' }] };
+  const route: KubeObject = {
+    apiVersion: 'gateway.networking.k8s.io/v1',
+    kind: 'HTTPRoute',
+    metadata: { name: 'r', namespace: 'demo', generation: 2 },
+    spec: { parentRefs: [{ name: 'edge' }, { group: '', kind: 'Service', name: 'web' }, { group: '', kind: 'Service', name: 'gone' }] },
+    status: { parents: [other] },
+  };
+  const st = desiredStatus(route, inputs({ services: new Set(['demo/web']), gateways: new Map([['demo/edge', gw('nginx')]]) }))!;
+  const parents = st['parents'] as Array<Record<string, any>>;
+  assert.deepEqual(parents[0], other);
+  assert.deepEqual(parents.slice(1).map((p) => [p['controllerName'], p['parentRef']['name'], p['conditions'].map((c: any) => `${c.type}=${c.status}:${c.reason}`).join(',')]), [
+    [CONTROLLER_NAME, 'web', 'Accepted=True:Accepted,ResolvedRefs=True:ResolvedRefs'],
+    [CONTROLLER_NAME, 'gone', 'Accepted=False:NoMatchingParent,ResolvedRefs=True:ResolvedRefs'],
+  ]);
+});
