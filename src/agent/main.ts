@@ -6,6 +6,7 @@
 import { createLogger, type Logger } from '../shared/log.js';
 import { AmbitError } from '../shared/errors.js';
 import { createRegistry } from '../shared/metrics.js';
+import { ambitVersion } from '../shared/version.js';
 import { connectToController } from '../shared/controller-client.js';
 import type { ConfigClient } from '../shared/xds/client.js';
 import { socketFd } from '../../native/netns.js';
@@ -19,7 +20,7 @@ import { registerNodeMetrics } from './node-metrics.js';
 import { typeLabel } from '../shared/xds/resource-codec.js';
 
 async function run(config: Readonly<AgentConfig>, log: Logger): Promise<void> {
-  const registry = createRegistry({ processMetrics: true });
+  const registry = createRegistry({ processMetrics: true, build: { component: 'ztunnel', tag: ambitVersion() } });
   const controller = await connectToController(config, { registry, log });
   const { certs } = controller;
   const { capture, decision } = await openCapture({ mode: config.capture, ...(config.cgroupPath !== undefined ? { cgroupPath: config.cgroupPath } : {}), pinDir: config.pinDir, log });

@@ -1,6 +1,8 @@
 /**
  * Node-level `ambit_` gauges of the agent, computed when scraped: uptime, capture mode, pods by
- * capture state, and the config version in force per resource type (an info metric).
+ * capture state, and the config version in force per resource type (an info metric); plus the
+ * pods by state under ztunnel's workload-manager names, which Istio's ztunnel dashboard reads
+ * (active: captured and proxied; pending: enrolled, capture not yet in place).
  */
 import { Gauge, type Registry } from '../shared/metrics.js';
 import type { WorkloadStatus } from '../shared/xds/node.js';
@@ -53,6 +55,23 @@ export function registerNodeMetrics(registry: Registry, src: NodeMetricsSources)
       const counts = new Map<string, number>(POD_STATES.map((s) => [s, 0]));
       for (const s of src.statuses()) counts.set(stateOf(s), (counts.get(stateOf(s)) ?? 0) + 1);
       for (const [state, n] of counts) this.set({ state }, n);
+    },
+  });
+  const countOf = (state: (typeof POD_STATES)[number]): number => src.statuses().filter((s) => stateOf(s) === state).length;
+  new Gauge({
+    name: 'workload_manager_active_proxy_count',
+    help: 'Enrolled pods of this node whose traffic the agent captures and proxies (ztunnel\'s name).',
+    registers: [registry],
+    collect() {
+      this.set(countOf('captured'));
+    },
+  });
+  new Gauge({
+    name: 'workload_manager_pending_proxy_count',
+    help: 'Enrolled pods of this node whose capture is not in place yet (ztunnel\'s name).',
+    registers: [registry],
+    collect() {
+      this.set(countOf('pending'));
     },
   });
   new Gauge({

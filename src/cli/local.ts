@@ -10,8 +10,8 @@ import { parseArgs } from 'node:util';
 import { AmbitError, isAmbitError } from '../shared/errors.js';
 import { parseDuration } from '../shared/duration.js';
 import { ENV_LOCAL_NAME, ENV_LOCAL_NET } from '../shared/env.js';
-import { loadManifests } from '../controller/source/manifests.js';
-import type { KubeObject } from '../controller/objects.js';
+import { loadManifests, type RefusedObject } from '../controller/source/manifests.js';
+import { objectKey, type KubeObject } from '../controller/objects.js';
 import { callControl, type ExecTarget } from '../local/control.js';
 import { cleanupLeftovers, stateDirFor, type LocalStatus } from '../local/mesh.js';
 import { validateNet, validatePrefix } from '../local/plan.js';
@@ -27,6 +27,8 @@ export const LOCAL_USAGE = `Usage:
   ambit local kubeconfig                    prints the kubeconfig path: KUBECONFIG=$(ambit local kubeconfig) kubectl get pods -A
   ambit local down
   ambit local demo                          the README demo: up, traffic, summary
+up and apply skip objects of kinds Ambit does not serve (each is listed as refused, the rest is
+applied, and the exit code is 3), and list every object Ambit does not serve as written.
 Options valid everywhere: --name NAME (default "ambit"; a second mesh needs another name).
 --net K (up, demo): address block 0-7 (default $AMBIT_LOCAL_NET or 0); meshes on different blocks run side by side.`;
 
@@ -70,10 +72,26 @@ export async function runLocal(argv: string[], io: Io): Promise<number> {
   }
 }
 
-async function readManifests(files: string[]): Promise<KubeObject[]> {
+/** Exit code of up/apply/delete when some objects were refused (the others were applied). */
+export const EXIT_REFUSED = 3;
+
+/** Reads and validates manifests; objects of kinds Ambit does not serve are listed on stderr and left out. */
+async function readManifests(files: string[], io: Io): Promise<{ objects: KubeObject[]; refused: RefusedObject[] }> {
   if (files.length === 0) throw new AmbitError('AMBIT_ERR_CLI_USAGE', 'no manifests given; pass -f <file|dir> at least once');
-  const { objects } = await loadManifests(files.map((f) => resolve(f)));
-  return objects;
+  const loaded = await loadManifests(files.map((f) => resolve(f)));
+  for (const r of loaded.refused) io.err(`refused: ${r.where}: ${r.object}: ${r.reason}\n`);
+  return loaded;
+}
+
+/** `Kind/ns/name` (objectKey) → `Kind ns/name`. */
+function describeKey(key: string): string {
+  const [kind, ns, ...name] = key.split('/');
+  return `${(kind ?? '').split('.')[0]} ${ns ? `${ns}/` : ''}${name.join('/')}`;
+}
+
+/** Lines naming what Ambit does not serve as written, one per condition. */
+function problemLines(problems: LocalStatus['objectProblems'], keys?: ReadonlySet<string>): string[] {
+  return problems.filter((p) => !keys || keys.has(p.object)).map((p) => `! ${describeKey(p.object)}: ${p.type === 'Warning' ? '' : `${p.reason}: `}${p.message}`);
 }
 
 /** Starts a mesh; used by `up` and the demo. */
@@ -83,11 +101,11 @@ export function netOption(flag: string | undefined): number {
   return validateNet(/^\d+$/.test(text) ? Number(text) : Number.NaN, flag !== undefined ? '--net' : ENV_LOCAL_NET);
 }
 
-export async function startLocal(opts: { files: string[]; nodes: number; name: string; net: number; capture: string; timeoutMs: number }, io: Io): Promise<LocalStatus> {
+export async function startLocal(opts: { files: string[]; nodes: number; name: string; net: number; capture: string; timeoutMs: number }, io: Io): Promise<LocalStatus & { refused: number }> {
   requireRoot();
   const stateDir = stateDirFor(opts.name);
   // Validate everything before making anything: bad input must not leave a half-built mesh.
-  const objects = await readManifests(opts.files);
+  const { objects, refused } = await readManifests(opts.files, io);
   if (await isRunning(stateDir)) {
     throw new AmbitError('AMBIT_ERR_LOCAL_ALREADY_RUNNING', `local mesh "${opts.name}" is already running; use \`ambit local apply\` or \`ambit local down\` first`);
   }
@@ -128,7 +146,7 @@ export async function startLocal(opts: { files: string[]; nodes: number; name: s
     io.err(`apply failed; the mesh is still up for inspection (ambit local status --name ${opts.name}; ambit local down --name ${opts.name})\n`);
     throw err;
   }
-  return callControl<LocalStatus>(stateDir, 'GET', '/status');
+  return { ...(await callControl<LocalStatus>(stateDir, 'GET', '/status')), refused: refused.length };
 }
 
 /** The address block of a running mesh, or undefined when it is not running. */
@@ -164,7 +182,7 @@ async function up(argv: string[], io: Io): Promise<number> {
   const { name } = common(values);
   const st = await startLocal({ files: values.file ?? [], nodes, name, net: netOption(values.net), capture: values.capture!, timeoutMs: parseDuration(values.timeout!, '--timeout') }, io);
   io.out(formatStatus(st));
-  return 0;
+  return st.refused > 0 ? EXIT_REFUSED : 0;
 }
 
 async function change(kind: 'apply' | 'delete', argv: string[], io: Io): Promise<number> {
@@ -173,11 +191,15 @@ async function change(kind: 'apply' | 'delete', argv: string[], io: Io): Promise
     options: { file: { type: 'string', short: 'f', multiple: true }, name: { type: 'string' }, timeout: { type: 'string', default: '90s' } },
   });
   const { stateDir } = common(values);
-  const objects = await readManifests(values.file ?? []);
+  const { objects, refused } = await readManifests(values.file ?? [], io);
   const timeoutMs = parseDuration(values.timeout!, '--timeout');
   const r = await callControl<{ changed: string[] }>(stateDir, 'POST', `/${kind}`, { objects, timeoutMs }, timeoutMs + 10_000);
   for (const c of r.changed) io.out(`${c} ${kind === 'apply' ? 'applied' : 'deleted'}\n`);
-  return 0;
+  if (kind === 'apply') {
+    const st = await callControl<LocalStatus>(stateDir, 'GET', '/status');
+    for (const line of problemLines(st.objectProblems ?? [], new Set(objects.map(objectKey)))) io.out(line + '\n');
+  }
+  return refused.length > 0 ? EXIT_REFUSED : 0;
 }
 
 async function exec(argv: string[], io: Io): Promise<number> {
@@ -273,8 +295,10 @@ export function formatStatus(st: LocalStatus): string {
     lines.push(renderTable(['NAMESPACE', 'INGRESS GATEWAY', 'IP', 'READY', 'PORT', 'HOSTS', 'URL'], ingress));
   }
   for (const problem of st.ingressProblems ?? []) lines.push(`! ${problem}`);
-  for (const r of st.refused ?? []) lines.push(`! ${r.object} refused by the controller: ${r.reason}`);
+  for (const r of st.refusedFromApi ?? []) lines.push(`! ${r.object} refused by the controller: ${r.reason}`);
   for (const p of st.pods.filter((x) => x.waiting)) lines.push(`! pod ${p.namespace}/${p.name} cannot start: ${p.waiting}`);
+  const problems = problemLines(st.objectProblems ?? []);
+  if (problems.length > 0) lines.push('', 'Not served as written (status conditions of these objects):', ...problems);
   if (st.services.length > 0) {
     lines.push('');
     lines.push(renderTable(['NAMESPACE', 'SERVICE', 'CLUSTER-IP', 'PORTS'], st.services.map((s) => [s.namespace, s.name, s.clusterIP, s.ports.join(',')])));

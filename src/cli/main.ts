@@ -1,8 +1,6 @@
 /** The `ambit` command line: dispatches subcommands; errors print their code and message. */
-import { readFileSync } from 'node:fs';
-import { join, dirname } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { errorCode, errorMessage } from '../shared/errors.js';
+import { ambitVersion } from '../shared/version.js';
 import { processIo, type Io } from './io.js';
 import { runLocal, LOCAL_USAGE } from './local.js';
 
@@ -36,9 +34,7 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
       case 'waypoint':
         return await (await import('../waypoint/main.js')).runWaypoint(process.env);
       case 'version': {
-        const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
-        const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { version: string };
-        io.out(`ambit ${pkg.version} (node ${process.versions.node})\n`);
+        io.out(`ambit ${ambitVersion()} (node ${process.versions.node})\n`);
         return 0;
       }
       case undefined:

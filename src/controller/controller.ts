@@ -10,14 +10,20 @@ import { join } from 'node:path';
 import { mkdir, writeFile } from 'node:fs/promises';
 import type { Registry } from 'prom-client';
 import { AmbitError } from '../shared/errors.js';
+import { DEFAULT_CLUSTER_ID } from '../shared/env.js';
 import type { Logger } from '../shared/log.js';
 import { createRegistry } from '../shared/metrics.js';
+import { ambitVersion } from '../shared/version.js';
 import type { Workload } from '../shared/model.js';
 import { AdminServer } from './admin.js';
 import { CertificateAuthority } from './ca/authority.js';
 import { createCaService } from './ca/service.js';
 import { refuseIdentity, refuseSubscription, StaticTokenAuthenticator, type AccessView, type CallerAuthenticator, type PodRecord } from './callers.js';
 import { ObjectStore } from './store.js';
+import { DnsAnswers } from './dns-answers.js';
+import { kindRef } from './objects.js';
+import { CONDITION_WARNING } from './translate/field-warnings.js';
+import { serviceEntryDnsNames } from './translate/service-entries.js';
 import { translateAll, type MeshTranslation, type TranslateOptions, type TranslateResult } from './translate/translate.js';
 import type { TranslateRoutesResult } from './translate/routes.js';
 import { RoleScopes } from './xds/scope.js';
@@ -52,6 +58,8 @@ export interface ControllerOptions {
   adminToken?: string;
   /** Bounds on config streams before they subscribe and per caller (defaults: DEFAULT_STREAM_LIMITS). */
   streamLimits?: Partial<StreamLimits>;
+  /** Resolves ServiceEntry host names (default: the system resolver). */
+  resolveHost?: (name: string) => Promise<string[]>;
   /** Also serve the HTTP admin endpoints (/metrics, /ready, /debug/syncz, /debug/config_dump) here. */
   admin?: { host: string; port: number };
   /** The CA to sign with (Kubernetes mode: from the cluster's Secret); default: loaded or created under stateDir. */
@@ -79,6 +87,8 @@ export class Controller {
   /** What each subscriber holds, by role (xds/scope.ts). */
   private scopes = new RoleScopes(this.translated);
   private unsubscribe: () => void = () => undefined;
+  /** Addresses of the hosts DNS ServiceEntries name; a changed answer translates again. */
+  private readonly dnsAnswers: DnsAnswers;
   /** When the controller came up (ms since epoch; after the CA loaded). */
   readonly startedAt = Date.now();
   /** The admin server when `admin` was given. */
@@ -91,8 +101,9 @@ export class Controller {
     readonly address: string,
     private readonly authenticator: CallerAuthenticator,
   ) {
-    this.registry = opts.registry ?? createRegistry();
+    this.registry = opts.registry ?? createRegistry({ build: { component: 'pilot', tag: ambitVersion() } });
     this.store = opts.store ?? new ObjectStore();
+    this.dnsAnswers = new DnsAnswers({ log: opts.log, onChange: () => this.retranslate(), ...(opts.resolveHost ? { resolve: opts.resolveHost } : {}) });
     this.configServer = new ConfigServer({
       log: opts.log,
       registry: this.registry,
@@ -149,9 +160,12 @@ export class Controller {
   retranslate(): void {
     try {
       const objects = this.store.snapshot().objects;
-      this.translated = translateAll(objects, { ...this.opts.translate, trustDomain: this.opts.trustDomain });
+      this.dnsAnswers.want(serviceEntryDnsNames(objects.filter((o) => kindRef(o) === 'ServiceEntry')));
+      // The cluster id defaults to Istio's, the one agents and waypoints default to.
+      this.translated = translateAll(objects, { clusterId: DEFAULT_CLUSTER_ID, ...this.opts.translate, trustDomain: this.opts.trustDomain, dnsAnswers: this.dnsAnswers.current() });
       this.scopes = new RoleScopes(this.translated);
-      this.podIndex = new Map(this.translated.model.workloads.map((w) => [`${w.namespace}/${w.name}`, { namespace: w.namespace, name: w.name, serviceAccount: w.serviceAccount, node: w.node, labels: w.labels }]));
+      // Pods only: ServiceEntry endpoints are workloads too, but no caller may act as one.
+      this.podIndex = new Map(this.translated.model.workloads.filter((w) => w.uid.includes('/v1/Pod/')).map((w) => [`${w.namespace}/${w.name}`, { namespace: w.namespace, name: w.name, serviceAccount: w.serviceAccount, node: w.node, labels: w.labels }]));
       this.writeConditions();
       this.configServer.notify();
       this.opts.onTranslated?.();
@@ -206,6 +220,16 @@ export class Controller {
     return this.translated.listeners.conditions.map((c) => c.message);
   }
 
+  /**
+   * Every translation condition that says something is not served as written: refused (status
+   * False), partly applied, or a field warning (field-warnings.ts). Sorted by object. Gateway
+   * listener conditions are not among them: gatewayProblems() lists those.
+   */
+  objectProblems(): TranslateResult['conditions'] {
+    const all = [...this.translated.model.conditions, ...this.translated.routes.conditions];
+    return all.filter(isProblem).sort((a, b) => (a.objectKey < b.objectKey ? -1 : a.objectKey > b.objectKey ? 1 : 0));
+  }
+
   /** The current translation (what subscribers are being served). */
   translation(): TranslateResult {
     return this.translated.model;
@@ -251,6 +275,7 @@ export class Controller {
 
   async close(): Promise<void> {
     this.unsubscribe();
+    this.dnsAnswers.close();
     await this.adminServer?.close();
     this.configServer.close();
     await new Promise<void>((resolve) => {
@@ -264,4 +289,9 @@ export class Controller {
       });
     });
   }
+}
+
+/** Whether a condition reports something not served as written (see Controller.objectProblems). */
+export function isProblem(c: { type: string; status: string; reason: string }): boolean {
+  return c.status !== 'True' || c.type === CONDITION_WARNING || c.reason === 'PartiallyApplied';
 }

@@ -12,6 +12,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Registry } from 'prom-client';
 import type { Logger } from '../shared/log.js';
+import { ambitVersion } from '../shared/version.js';
 import { createRegistry } from '../shared/metrics.js';
 import { loadOrCreateKubeCa } from './ca/kube-root.js';
 import { RootPublisher } from './ca/root-publisher.js';
@@ -81,7 +82,7 @@ export class KubernetesController {
   /** Starts everything; resolves once config and certificates are served (the store synced). */
   static async start(opts: KubernetesControllerOptions): Promise<KubernetesController> {
     const log = opts.log.child({ mode: 'kubernetes' });
-    const registry = opts.registry ?? createRegistry();
+    const registry = opts.registry ?? createRegistry({ build: { component: 'pilot', tag: ambitVersion() } });
     const namespace = opts.namespace ?? DEFAULT_CONTROLLER_NAMESPACE;
     const clusterDomain = opts.clusterDomain ?? 'cluster.local';
     const client = new KubeClient(loadKubeConfig(opts.kubeconfig));

@@ -6,6 +6,7 @@
  */
 import { createLogger, type Logger } from '../shared/log.js';
 import { createRegistry } from '../shared/metrics.js';
+import { ambitVersion } from '../shared/version.js';
 import { AdminServer } from './admin.js';
 import { loadConfig, readAdminToken, readNodeTokens, type ControllerConfig } from './config.js';
 import { Controller } from './controller.js';
@@ -17,7 +18,7 @@ const SHUTDOWN_DEADLINE_MS = 10_000;
 /** Kubernetes mode: informers, TokenReview, the CA Secret, leader election (kubernetes-mode.ts). */
 async function runKubernetes(config: Readonly<ControllerConfig>, source: Extract<ControllerConfig['source'], { kind: 'kubernetes' }>, log: Logger): Promise<void> {
   const adminToken = await readAdminToken(config.adminTokenFile);
-  const registry = createRegistry({ processMetrics: true });
+  const registry = createRegistry({ processMetrics: true, build: { component: 'pilot', tag: ambitVersion() } });
   // Imported here so the manifest source never loads the Kubernetes client.
   const { KubernetesController } = await import('./kubernetes-mode.js');
   const kc = await KubernetesController.start({
@@ -86,12 +87,13 @@ async function run(config: Readonly<ControllerConfig>, log: Logger): Promise<voi
   const nodeTokens = await readNodeTokens(config.nodeTokensFile);
   const adminToken = await readAdminToken(config.adminTokenFile);
   if (nodeTokens.size === 0) log.warn({ file: config.nodeTokensFile }, 'no node tokens configured; no agent can authenticate');
-  const registry = createRegistry({ processMetrics: true });
+  const registry = createRegistry({ processMetrics: true, build: { component: 'pilot', tag: ambitVersion() } });
   const controller = await Controller.start({
     stateDir: config.stateDir,
     host: config.listen.host,
     port: config.listen.port,
     trustDomain: config.trustDomain,
+    translate: { clusterId: config.clusterId },
     auth: { nodeTokens },
     log,
     registry,

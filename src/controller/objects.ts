@@ -58,8 +58,10 @@ export const GROUP_ISTIO_SECURITY = 'security.istio.io';
 export const GROUP_ISTIO_NETWORKING = 'networking.istio.io';
 export const GROUP_GATEWAY_API = 'gateway.networking.k8s.io';
 export const GROUP_DISCOVERY = 'discovery.k8s.io';
+export const GROUP_ISTIO_TELEMETRY = 'telemetry.istio.io';
+export const GROUP_K8S_NETWORKING = 'networking.k8s.io';
 
-const BUILTIN_GROUPS = new Set(['', 'apps', GROUP_DISCOVERY]);
+const BUILTIN_GROUPS = new Set(['', 'apps', GROUP_DISCOVERY, GROUP_K8S_NETWORKING]);
 
 const DEFS: ReadonlyArray<Omit<KindInfo, 'ref' | 'builtin'>> = [
   { group: '', kind: 'Namespace', versions: ['v1'], namespaced: false, plural: 'namespaces' },
@@ -68,17 +70,29 @@ const DEFS: ReadonlyArray<Omit<KindInfo, 'ref' | 'builtin'>> = [
   { group: '', kind: 'Service', versions: ['v1'], namespaced: true, plural: 'services' },
   { group: '', kind: 'ServiceAccount', versions: ['v1'], namespaced: true, plural: 'serviceaccounts' },
   { group: '', kind: 'Secret', versions: ['v1'], namespaced: true, plural: 'secrets' },
+  { group: '', kind: 'ConfigMap', versions: ['v1'], namespaced: true, plural: 'configmaps' },
   { group: 'apps', kind: 'Deployment', versions: ['v1'], namespaced: true, plural: 'deployments' },
   { group: GROUP_DISCOVERY, kind: 'EndpointSlice', versions: ['v1'], namespaced: true, plural: 'endpointslices' },
   { group: GROUP_ISTIO_SECURITY, kind: 'PeerAuthentication', versions: ['v1', 'v1beta1'], namespaced: true, plural: 'peerauthentications' },
   { group: GROUP_ISTIO_SECURITY, kind: 'AuthorizationPolicy', versions: ['v1', 'v1beta1'], namespaced: true, plural: 'authorizationpolicies' },
+  { group: GROUP_ISTIO_SECURITY, kind: 'RequestAuthentication', versions: ['v1', 'v1beta1'], namespaced: true, plural: 'requestauthentications' },
   { group: GROUP_ISTIO_NETWORKING, kind: 'VirtualService', versions: ['v1', 'v1beta1', 'v1alpha3'], namespaced: true, plural: 'virtualservices' },
   { group: GROUP_ISTIO_NETWORKING, kind: 'DestinationRule', versions: ['v1', 'v1beta1', 'v1alpha3'], namespaced: true, plural: 'destinationrules' },
   { group: GROUP_ISTIO_NETWORKING, kind: 'Gateway', versions: ['v1', 'v1beta1', 'v1alpha3'], namespaced: true, plural: 'gateways' },
+  { group: GROUP_ISTIO_NETWORKING, kind: 'ServiceEntry', versions: ['v1', 'v1beta1', 'v1alpha3'], namespaced: true, plural: 'serviceentries' },
+  { group: GROUP_ISTIO_NETWORKING, kind: 'WorkloadEntry', versions: ['v1', 'v1beta1', 'v1alpha3'], namespaced: true, plural: 'workloadentries' },
+  { group: GROUP_ISTIO_NETWORKING, kind: 'WorkloadGroup', versions: ['v1', 'v1beta1', 'v1alpha3'], namespaced: true, plural: 'workloadgroups' },
+  { group: GROUP_ISTIO_NETWORKING, kind: 'Sidecar', versions: ['v1', 'v1beta1', 'v1alpha3'], namespaced: true, plural: 'sidecars' },
+  { group: GROUP_ISTIO_NETWORKING, kind: 'EnvoyFilter', versions: ['v1alpha3'], namespaced: true, plural: 'envoyfilters' },
+  { group: GROUP_ISTIO_TELEMETRY, kind: 'Telemetry', versions: ['v1', 'v1alpha1'], namespaced: true, plural: 'telemetries' },
   { group: GROUP_GATEWAY_API, kind: 'Gateway', versions: ['v1', 'v1beta1'], namespaced: true, plural: 'gateways' },
   { group: GROUP_GATEWAY_API, kind: 'HTTPRoute', versions: ['v1', 'v1beta1'], namespaced: true, plural: 'httproutes' },
   { group: GROUP_GATEWAY_API, kind: 'GRPCRoute', versions: ['v1', 'v1alpha2'], namespaced: true, plural: 'grpcroutes' },
   { group: GROUP_GATEWAY_API, kind: 'GatewayClass', versions: ['v1', 'v1beta1'], namespaced: false, plural: 'gatewayclasses' },
+  { group: GROUP_GATEWAY_API, kind: 'TCPRoute', versions: ['v1alpha2'], namespaced: true, plural: 'tcproutes' },
+  { group: GROUP_GATEWAY_API, kind: 'TLSRoute', versions: ['v1alpha2'], namespaced: true, plural: 'tlsroutes' },
+  { group: GROUP_GATEWAY_API, kind: 'ReferenceGrant', versions: ['v1beta1', 'v1alpha2'], namespaced: true, plural: 'referencegrants' },
+  { group: GROUP_K8S_NETWORKING, kind: 'Ingress', versions: ['v1'], namespaced: true, plural: 'ingresses' },
 ];
 
 function withRefs(defs: ReadonlyArray<Omit<KindInfo, 'ref' | 'builtin'>>): readonly KindInfo[] {

@@ -255,7 +255,16 @@ const httpRoute = obj({
   mirrors: list(obj({ destination, percentage: percent }, { required: ['destination'] })),
   mirrorPercentage: percent,
   mirrorPercent: int32({ nullable: true }),
-  corsPolicy: opaque('Cross-origin resource sharing settings (kept as written; not enforced by Ambit).'),
+  corsPolicy: obj({
+    allowOrigins: list(stringMatch),
+    allowOrigin: strs(),
+    allowMethods: strs(),
+    allowHeaders: strs(),
+    exposeHeaders: strs(),
+    maxAge: str(),
+    allowCredentials: bool({ nullable: true }),
+    unmatchedPreflights: oneOfStrings(['UNSPECIFIED', 'FORWARD', 'IGNORE']),
+  }),
   headers,
 });
 

@@ -92,7 +92,9 @@ export interface LocalStatus {
   /** Istio Gateway servers the ingress gateway cannot serve, and why (bad Secret, unsupported protocol...). */
   ingressProblems: string[];
   /** Objects the API server holds that the controller refused, and why (their last good version stays in force). */
-  refused: Array<{ object: string; reason: string }>;
+  refusedFromApi: Array<{ object: string; reason: string }>;
+  /** Objects Ambit does not serve as written: refused, partly applied, or with unserved fields (their status conditions). */
+  objectProblems: Array<{ object: string; type: string; reason: string; message: string }>;
 }
 
 export interface IngressGatewayStatus {
@@ -410,13 +412,14 @@ export class LocalMesh {
       }),
       ingressGateways: this.ingressStatus(pods),
       ingressProblems: cp.gatewayProblems(),
+      objectProblems: cp.objectProblems().map((c) => ({ object: c.objectKey, type: c.type, reason: c.reason, message: c.message })),
       services: cp.store.list('Service').map((s) => ({
         namespace: nsOf(s),
         name: s.metadata.name,
         clusterIP: String(s.spec?.clusterIP ?? ''),
         ports: ((s.spec?.ports ?? []) as Array<Record<string, unknown>>).map((p) => Number(p.port)),
       })),
-      refused: this.feed?.refusedObjects() ?? [],
+      refusedFromApi: this.feed?.refusedObjects() ?? [],
     };
   }
 

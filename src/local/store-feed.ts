@@ -61,7 +61,14 @@ export class StoreFeed {
 
   private async watchKind(k: KindInfo): Promise<void> {
     const apiVersion = k.group === '' ? k.versions[0]! : `${k.group}/${k.versions[0]!}`;
-    const path = (await this.opts.objects.collectionPath(apiVersion, k.kind)).replace(/\/namespaces\/[^/]+\//, '/');
+    let path: string;
+    try {
+      path = (await this.opts.objects.collectionPath(apiVersion, k.kind)).replace(/\/namespaces\/[^/]+\//, '/');
+    } catch (e) {
+      // A kind the local API server does not serve (no CRD, or a built-in it lacks) has no objects.
+      this.log.info({ kind: `${k.kind}.${k.group}`, err: e }, 'kind not served by the local API server; not fed');
+      return;
+    }
     const inf = new Informer({
       client: this.opts.client,
       path,

@@ -167,7 +167,8 @@ function proxyPod(p: {
 
 /**
  * The pod local mode runs for a waypoint Gateway (what a Deployment would give on Kubernetes):
- * `<gateway>-waypoint-<hash>-0`, not enrolled itself, service account `<gateway>`, running
+ * `<gateway>-<hash>-0` (Istio names the waypoint Deployment after its Gateway, so the workload is
+ * `<gateway>` in every component's telemetry), not enrolled itself, service account `<gateway>`, running
  * `ambit waypoint` with HBONE on 15008, metrics on 15020 and the readiness port 15021 (opened once
  * its first config is applied, so the pod is ready only when it routes), pinned to one node.
  */
@@ -175,10 +176,11 @@ export function waypointPod(gw: KubeObject, env: WaypointPodEnv): KubeObject {
   const name = gw.metadata.name;
   const ns = nsOf(gw);
   return proxyPod({
-    name: `${name}-waypoint`,
+    name,
     namespace: ns,
     owner: `${ns}/${name}`,
-    labels: { 'gateway.networking.k8s.io/gateway-name': name, 'service.istio.io/canonical-name': name },
+    // Kiali finds waypoints by these two labels.
+    labels: { 'gateway.networking.k8s.io/gateway-name': name, 'gateway.istio.io/managed': 'istio.io-mesh-controller', 'service.istio.io/canonical-name': name },
     serviceAccount: name,
     container: 'waypoint',
     vars: { [ENV_WAYPOINT_NAME]: name, [ENV_SERVICE_ACCOUNT]: name },

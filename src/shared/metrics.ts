@@ -71,37 +71,33 @@ export const AMBIT_PREFIX = 'ambit_';
 /** The value Istio puts in any traffic label it cannot fill. */
 export const UNKNOWN = 'unknown';
 
-export function createRegistry(opts: { processMetrics?: boolean; labels?: Record<string, string> } = {}): Registry {
-  const registry = new Registry();
-  if (opts.labels) registry.setDefaultLabels(opts.labels);
-  if (opts.processMetrics) registerProcessMetrics(registry, AMBIT_PREFIX + 'process_');
-  return registry;
+/** `istio_build{component,tag}`: which Istio component a process stands for, and its version. */
+export const ISTIO_BUILD_METRIC = 'istio_build';
+
+/**
+ * The Istio component each Ambit process stands in for in `istio_build` (what Istio's dashboards
+ * filter on): the agent is the node proxy (`ztunnel`), a waypoint or gateway the `proxy`, the
+ * controller `pilot`.
+ */
+export type IstioComponent = 'ztunnel' | 'proxy' | 'pilot';
+
+export interface RegistryOptions {
+  /** prom-client's default process_* and nodejs_* metrics, under their standard names. */
+  processMetrics?: boolean;
+  /** Adds istio_build{component, tag=version} = 1. */
+  build?: { component: IstioComponent; tag: string };
+  labels?: Record<string, string>;
 }
 
-/** Istio's standard workload/service labels shared by TCP (agent) and HTTP (waypoint) metrics, in order. */
-export const ISTIO_COMMON_LABELS = [
-  'reporter',
-  'source_workload',
-  'source_canonical_service',
-  'source_canonical_revision',
-  'source_workload_namespace',
-  'source_principal',
-  'source_app',
-  'source_version',
-  'source_cluster',
-  'destination_service',
-  'destination_service_namespace',
-  'destination_service_name',
-  'destination_workload',
-  'destination_canonical_service',
-  'destination_canonical_revision',
-  'destination_workload_namespace',
-  'destination_principal',
-  'destination_app',
-  'destination_version',
-  'destination_cluster',
-  'request_protocol',
-] as const;
+export function createRegistry(opts: RegistryOptions = {}): Registry {
+  const registry = new Registry();
+  if (opts.labels) registry.setDefaultLabels(opts.labels);
+  if (opts.processMetrics) registerProcessMetrics(registry, '');
+  if (opts.build) {
+    new Gauge({ name: ISTIO_BUILD_METRIC, help: 'Istio component and version this process reports as.', labelNames: ['component', 'tag'], registers: [registry] }).set({ component: opts.build.component, tag: opts.build.tag }, 1);
+  }
+  return registry;
+}
 
 /** One label set's counter value. */
 export interface CounterCell {

@@ -45,6 +45,11 @@ export interface RouteBackend {
   subsetLabels?: Record<string, string>;
   /** Integer weight; the route's weights need not sum to 100. */
   weight: number;
+  /**
+   * Set for a backend the route may not use (Gateway API RefNotPermitted): requests picked for it
+   * get a 500, as the Gateway API requires, instead of reaching another backend.
+   */
+  refused?: true;
 }
 
 export interface HeaderOps {
@@ -98,6 +103,35 @@ export interface MirrorPolicy {
   percent: number;
 }
 
+/**
+ * Istio HTTPRedirect: a 3xx whose Location is the request URL with the set parts replaced. `uri`
+ * replaces the whole path (with the request's query kept unless `uri` has its own); `port` and
+ * `derivePort` are exclusive.
+ */
+export interface RedirectPolicy {
+  /** 301, 302, 303, 307 or 308. */
+  code: number;
+  scheme?: string;
+  authority?: string;
+  port?: number;
+  /** FROM_REQUEST_PORT keeps the port the request was addressed to; FROM_PROTOCOL_DEFAULT drops it. */
+  derivePort?: 'FROM_REQUEST_PORT' | 'FROM_PROTOCOL_DEFAULT';
+  uri?: string;
+}
+
+/** Istio CorsPolicy, as Envoy's CORS filter applies it. */
+export interface CorsPolicy {
+  /** Origins allowed; an `exact: "*"` entry allows any origin. */
+  allowOrigins: StringMatcher[];
+  allowMethods: string[];
+  allowHeaders: string[];
+  exposeHeaders: string[];
+  maxAgeSeconds?: number;
+  allowCredentials?: boolean;
+  /** Preflights from origins not allowed: FORWARD (default) passes them on; IGNORE answers 200 with no CORS headers. */
+  unmatchedPreflights: 'FORWARD' | 'IGNORE';
+}
+
 export interface HttpRoute {
   name: string;
   /** Empty means match every request. */
@@ -113,8 +147,27 @@ export interface HttpRoute {
   timeoutMs?: number;
   retries?: RetryPolicy;
   fault?: FaultPolicy;
-  /** Fixed reply instead of a backend (Istio directResponse / redirect-free subset). */
+  /** Fixed reply instead of a backend (Istio directResponse). */
   directResponse?: { status: number; body?: string };
+  /** A redirect instead of a backend (Istio redirect). */
+  redirect?: RedirectPolicy;
+  cors?: CorsPolicy;
+}
+
+/**
+ * A route for connections the waypoint carries as bytes (Istio VirtualService `tcp`/`tls`,
+ * Gateway API TCPRoute/TLSRoute): the first route whose match holds picks a backend by weight for
+ * the whole connection. A match holds when each field it sets does; no match entries match all.
+ */
+export interface L4Route {
+  name: string;
+  match: Array<{
+    /** Only connections to this service port. */
+    port?: number;
+    /** TLS routes: the ClientHello SNI is one of these (`*.` wildcards allowed). */
+    sniHosts?: string[];
+  }>;
+  backends: RouteBackend[];
 }
 
 export interface ConnectionPoolPolicy {
@@ -160,6 +213,9 @@ export interface L7Source {
   notPrincipals: StringMatch[];
   namespaces: StringMatch[];
   notNamespaces: StringMatch[];
+  /** JWT request principals (`<iss>/<sub>`, RequestAuthentication); none without a valid token. */
+  requestPrincipals?: StringMatch[];
+  notRequestPrincipals?: StringMatch[];
 }
 
 export interface L7Operation {
@@ -173,11 +229,38 @@ export interface L7Operation {
   notPorts: number[];
 }
 
-/** `when` condition on a request header: `request.headers[<name>]`. */
+/**
+ * A `when` condition on a request header (`request.headers[<name>]`) or, with `claim`, on a claim
+ * of the request's valid JWT (`request.auth.claims[a][b]`: the path a, b; a list claim matches
+ * when any element does). `header` is empty for a claim condition.
+ */
 export interface L7Condition {
   header: string;
+  claim?: string[];
   values: StringMatch[];
   notValues: StringMatch[];
+}
+
+/**
+ * One RequestAuthentication jwtRule, enforced by waypoints: a token found in the request (the
+ * headers with their prefixes, then the query parameters) must verify against the rule of its
+ * issuer, or the request gets 401; a request without a token goes on with no request principal.
+ */
+export interface JwtRule {
+  issuer: string;
+  /** When set, the token's `aud` must name one of them. */
+  audiences: string[];
+  /** Key source: the JWKS itself (JSON text), or a URL the waypoint fetches it from. */
+  jwks?: string;
+  jwksUri?: string;
+  /** Header names (lowercase) and the prefix the token follows; default authorization "Bearer ". */
+  fromHeaders: Array<{ name: string; prefix: string }>;
+  /** Query parameters; default access_token (only when fromHeaders is also defaulted). */
+  fromParams: string[];
+  /** Header the verified payload (base64url JSON) is sent upstream in. */
+  outputPayloadToHeader?: string;
+  /** Keep the token in the request upstream (default: removed). */
+  forwardOriginalToken: boolean;
 }
 
 /** from (OR within) AND to (OR within) AND when (AND). Empty lists match everything. */
@@ -212,9 +295,15 @@ export interface RouteConfig {
   /** Ports this config applies to; empty means all. Protocol per port (http, http2, grpc, tcp). */
   ports: Array<{ port: number; protocol: string }>;
   routes: HttpRoute[];
+  /** Routes of connections on TCP ports (VirtualService `tcp`, TCPRoute). */
+  tcpRoutes?: L4Route[];
+  /** Routes of TLS connections on TCP ports, by SNI (VirtualService `tls`, TLSRoute); checked before tcpRoutes. */
+  tlsRoutes?: L4Route[];
   trafficPolicy?: TrafficPolicy;
   rateLimit?: LocalRateLimit;
   authorization: L7AuthorizationPolicy[];
+  /** RequestAuthentication rules attached to this service (checked before authorization). */
+  jwtRules?: JwtRule[];
 }
 
 /** An Istio Gateway server: the listener an ingress gateway opens. */

@@ -190,8 +190,9 @@ export function checkService(o: Record<string, unknown>, name: string, path: str
   const namespace = checkName(o, 'namespace', path, issues, dnsLabelProblem);
   const hostname = checkName(o, 'hostname', path, issues, (s) => {
     if (!isDnsSubdomain(s)) return 'must be a DNS name';
+    // A Kubernetes Service's host is <name>.<namespace>.svc.<domain>; a ServiceEntry's any DNS name outside .svc.
     const prefix = `${svcName}.${namespace}.svc.`;
-    if (svcName && namespace && (!s.startsWith(prefix) || s.length === prefix.length)) return `must be ${prefix}<cluster domain>`;
+    if (svcName && namespace && s.includes('.svc.') && (!s.startsWith(prefix) || s.length === prefix.length)) return `must be ${prefix}<cluster domain>`;
     return undefined;
   });
   if (namespace && hostname && name !== `${namespace}/${hostname}`) {

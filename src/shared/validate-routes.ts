@@ -65,6 +65,7 @@ function backend(issues: Issues, v: unknown, path: string, needWeight: boolean):
   if (v['port'] !== undefined && !isInt(v['port'], 1, 65535)) issues.add(`${path}.port`, 'must be a port 1..65535', v['port']);
   if (v['subset'] !== undefined && typeof v['subset'] !== 'string') issues.add(`${path}.subset`, 'must be a string', v['subset']);
   stringMap(issues, v['subsetLabels'], `${path}.subsetLabels`);
+  if (v['refused'] !== undefined && v['refused'] !== true) issues.add(`${path}.refused`, 'must be true when set', v['refused']);
   if (needWeight && !isInt(v['weight'], 0, 1_000_000)) issues.add(`${path}.weight`, 'must be an integer 0..1000000', v['weight']);
   if (!needWeight && !isPercent(v['percent'])) issues.add(`${path}.percent`, 'must be a number 0..100', v['percent']);
 }
@@ -138,6 +139,26 @@ function routeMatch(issues: Issues, v: unknown, path: string): void {
   }
 }
 
+const REDIRECT_CODES = [301, 302, 303, 307, 308];
+
+function redirectPolicy(issues: Issues, v: unknown, path: string): void {
+  if (!isRecord(v)) return issues.add(path, 'must be an object', v);
+  if (!REDIRECT_CODES.includes(v['code'] as number)) issues.add(`${path}.code`, `must be one of ${REDIRECT_CODES.join(', ')}`, v['code']);
+  for (const k of ['scheme', 'authority', 'uri']) if (v[k] !== undefined && typeof v[k] !== 'string') issues.add(`${path}.${k}`, 'must be a string', v[k]);
+  if (v['port'] !== undefined) int(issues, v['port'], `${path}.port`, { min: 1, max: 65535 });
+  if (v['derivePort'] !== undefined && v['derivePort'] !== 'FROM_REQUEST_PORT' && v['derivePort'] !== 'FROM_PROTOCOL_DEFAULT') issues.add(`${path}.derivePort`, 'must be FROM_REQUEST_PORT or FROM_PROTOCOL_DEFAULT', v['derivePort']);
+  if (v['port'] !== undefined && v['derivePort'] !== undefined) issues.add(path, 'must not set both port and derivePort', v);
+}
+
+function corsPolicy(issues: Issues, v: unknown, path: string): void {
+  if (!isRecord(v)) return issues.add(path, 'must be an object', v);
+  (arr(issues, v['allowOrigins'], `${path}.allowOrigins`) ?? []).forEach((m, i) => stringMatcher(issues, m, `${path}.allowOrigins[${i}]`, false));
+  for (const k of ['allowMethods', 'allowHeaders', 'exposeHeaders']) strList(issues, v[k], `${path}.${k}`);
+  if (v['maxAgeSeconds'] !== undefined) int(issues, v['maxAgeSeconds'], `${path}.maxAgeSeconds`, { min: 0 });
+  if (v['allowCredentials'] !== undefined && typeof v['allowCredentials'] !== 'boolean') issues.add(`${path}.allowCredentials`, 'must be a boolean', v['allowCredentials']);
+  if (v['unmatchedPreflights'] !== 'FORWARD' && v['unmatchedPreflights'] !== 'IGNORE') issues.add(`${path}.unmatchedPreflights`, 'must be FORWARD or IGNORE', v['unmatchedPreflights']);
+}
+
 function httpRoute(issues: Issues, v: unknown, path: string): void {
   if (!isRecord(v)) return issues.add(path, 'must be an object', v);
   if (typeof v['name'] !== 'string') issues.add(`${path}.name`, 'must be a string', v['name']);
@@ -147,9 +168,13 @@ function httpRoute(issues: Issues, v: unknown, path: string): void {
   if (direct !== undefined) {
     if (!isRecord(direct) || !isInt(direct['status'], 200, 599)) issues.add(`${path}.directResponse.status`, 'must be an HTTP status 200..599', isRecord(direct) ? direct['status'] : direct);
   }
+  if (v['redirect'] !== undefined) redirectPolicy(issues, v['redirect'], `${path}.redirect`);
+  if (v['cors'] !== undefined) corsPolicy(issues, v['cors'], `${path}.cors`);
+  const local = direct !== undefined || v['redirect'] !== undefined;
+  if (direct !== undefined && v['redirect'] !== undefined) issues.add(path, 'must not set both directResponse and redirect', Object.keys(v));
   if (!Array.isArray(v['backends'])) issues.add(`${path}.backends`, 'must be a list', v['backends']);
   else {
-    if (v['backends'].length === 0 && direct === undefined) issues.add(`${path}.backends`, 'must name at least one backend (or set directResponse)', v['backends']);
+    if (v['backends'].length === 0 && !local) issues.add(`${path}.backends`, 'must name at least one backend (or set directResponse or redirect)', v['backends']);
     v['backends'].forEach((b, i) => backend(issues, b, `${path}.backends[${i}]`, true));
     const total = v['backends'].reduce((s: number, b) => s + (isRecord(b) && isInt(b['weight']) ? b['weight'] : 0), 0);
     if (v['backends'].length > 0 && total === 0) issues.add(`${path}.backends`, 'weights must not all be zero', v['backends']);
@@ -174,6 +199,36 @@ function httpRoute(issues: Issues, v: unknown, path: string): void {
   if (v['timeoutMs'] !== undefined && !isInt(v['timeoutMs'], 1)) issues.add(`${path}.timeoutMs`, 'must be a positive integer', v['timeoutMs']);
   if (v['retries'] !== undefined) retryPolicy(issues, v['retries'], `${path}.retries`);
   if (v['fault'] !== undefined) faultPolicy(issues, v['fault'], `${path}.fault`);
+}
+
+function l4Route(issues: Issues, v: unknown, path: string, tls: boolean): void {
+  if (!isRecord(v)) return issues.add(path, 'must be an object', v);
+  if (typeof v['name'] !== 'string') issues.add(`${path}.name`, 'must be a string', v['name']);
+  (arr(issues, v['match'], `${path}.match`) ?? []).forEach((m, i) => {
+    const mp = `${path}.match[${i}]`;
+    if (!isRecord(m)) return issues.add(mp, 'must be an object', m);
+    if (m['port'] !== undefined) int(issues, m['port'], `${mp}.port`, { min: 1, max: 65535 });
+    if (m['sniHosts'] !== undefined) strList(issues, m['sniHosts'], `${mp}.sniHosts`);
+    if (tls && !Array.isArray(m['sniHosts'])) issues.add(`${mp}.sniHosts`, 'is required in a TLS route', m['sniHosts']);
+  });
+  const backends = arr(issues, v['backends'], `${path}.backends`) ?? [];
+  if (backends.length === 0) issues.add(`${path}.backends`, 'must name at least one backend', v['backends']);
+  backends.forEach((b, i) => backend(issues, b, `${path}.backends[${i}]`, true));
+}
+
+function jwtRule(issues: Issues, v: unknown, path: string): void {
+  if (!isRecord(v)) return issues.add(path, 'must be an object', v);
+  if (typeof v['issuer'] !== 'string' || v['issuer'] === '') issues.add(`${path}.issuer`, 'must be a non-empty string', v['issuer']);
+  strList(issues, v['audiences'], `${path}.audiences`, { required: true });
+  strList(issues, v['fromParams'], `${path}.fromParams`, { required: true });
+  if ((v['jwks'] === undefined) === (v['jwksUri'] === undefined)) issues.add(path, 'must set exactly one of jwks and jwksUri', v);
+  if (v['jwks'] !== undefined && typeof v['jwks'] !== 'string') issues.add(`${path}.jwks`, 'must be JSON text', v['jwks']);
+  if (v['jwksUri'] !== undefined && (typeof v['jwksUri'] !== 'string' || !/^https?:\/\//.test(v['jwksUri']))) issues.add(`${path}.jwksUri`, 'must be an http(s) URL', v['jwksUri']);
+  (arr(issues, v['fromHeaders'], `${path}.fromHeaders`) ?? []).forEach((h, i) => {
+    if (!isRecord(h) || typeof h['name'] !== 'string' || h['name'] === '' || typeof h['prefix'] !== 'string') issues.add(`${path}.fromHeaders[${i}]`, 'must be { name, prefix }', h);
+  });
+  if (v['outputPayloadToHeader'] !== undefined && typeof v['outputPayloadToHeader'] !== 'string') issues.add(`${path}.outputPayloadToHeader`, 'must be a header name', v['outputPayloadToHeader']);
+  if (typeof v['forwardOriginalToken'] !== 'boolean') issues.add(`${path}.forwardOriginalToken`, 'must be a boolean', v['forwardOriginalToken']);
 }
 
 function destinationPolicy(issues: Issues, v: unknown, path: string): void {
@@ -236,7 +291,7 @@ function authzPolicy(issues: Issues, v: unknown, path: string): void {
       list.forEach((x, j) => {
         const q = `${p}.${key}[${j}]`;
         if (!isRecord(x)) return issues.add(q, 'must be an object', x);
-        if (key === 'from') for (const f of ['principals', 'notPrincipals', 'namespaces', 'notNamespaces']) authzMatches(issues, x[f], `${q}.${f}`);
+        if (key === 'from') for (const f of ['principals', 'notPrincipals', 'namespaces', 'notNamespaces', 'requestPrincipals', 'notRequestPrincipals']) authzMatches(issues, x[f], `${q}.${f}`);
         if (key === 'to') {
           for (const f of ['hosts', 'notHosts', 'paths', 'notPaths']) authzMatches(issues, x[f], `${q}.${f}`);
           strList(issues, x['methods'], `${q}.methods`);
@@ -245,7 +300,10 @@ function authzPolicy(issues: Issues, v: unknown, path: string): void {
           intList(issues, x['notPorts'], `${q}.notPorts`, 1, 65535);
         }
         if (key === 'when') {
-          if (typeof x['header'] !== 'string' || x['header'].length === 0) issues.add(`${q}.header`, 'must be a non-empty header name', x['header']);
+          if (x['claim'] !== undefined) {
+            strList(issues, x['claim'], `${q}.claim`);
+            if (!Array.isArray(x['claim']) || x['claim'].length === 0) issues.add(`${q}.claim`, 'must name a claim path', x['claim']);
+          } else if (typeof x['header'] !== 'string' || x['header'].length === 0) issues.add(`${q}.header`, 'must be a non-empty header name', x['header']);
           authzMatches(issues, x['values'], `${q}.values`);
           authzMatches(issues, x['notValues'], `${q}.notValues`);
         }
@@ -283,6 +341,10 @@ export function validateRouteConfig(value: unknown, path = 'routeConfig'): Issue
       }
     });
   }
+  for (const k of ['tcpRoutes', 'tlsRoutes'] as const) {
+    if (value[k] !== undefined) (arr(issues, value[k], `${path}.${k}`) ?? []).forEach((r, i) => l4Route(issues, r, `${path}.${k}[${i}]`, k === 'tlsRoutes'));
+  }
+  if (value['jwtRules'] !== undefined) (arr(issues, value['jwtRules'], `${path}.jwtRules`) ?? []).forEach((r, i) => jwtRule(issues, r, `${path}.jwtRules[${i}]`));
   if (value['trafficPolicy'] !== undefined) trafficPolicy(issues, value['trafficPolicy'], `${path}.trafficPolicy`);
   const rl = value['rateLimit'];
   if (rl !== undefined) {

@@ -12,6 +12,7 @@ import { AmbitError, errorMessage } from '../shared/errors.js';
 import { formatSpiffeId } from '../shared/identity.js';
 import { createLogger, type Logger } from '../shared/log.js';
 import { createRegistry } from '../shared/metrics.js';
+import { ambitVersion } from '../shared/version.js';
 import { ALL_RESOURCE_TYPES, WAYPOINT_RESOURCE_TYPES } from '../shared/resources.js';
 import { connectToController } from '../shared/controller-client.js';
 import { formatHostPort } from '../shared/address.js';
@@ -33,7 +34,7 @@ export async function runWaypoint(env: NodeJS.ProcessEnv): Promise<number> {
 }
 
 async function run(config: Readonly<WaypointConfig>, log: Logger): Promise<number> {
-  const registry = createRegistry({ processMetrics: true });
+  const registry = createRegistry({ processMetrics: true, build: { component: 'proxy', tag: ambitVersion() } });
   const controller = await connectToController(config, { registry, log });
   const { certs } = controller;
   const identity = formatSpiffeId({ trustDomain: config.trustDomain, namespace: config.namespace, serviceAccount: config.serviceAccount });
@@ -51,7 +52,7 @@ async function run(config: Readonly<WaypointConfig>, log: Logger): Promise<numbe
     ...(gatewayMode
       ? {
           gateway: {
-            source: { principal: identity, workload: config.gatewayName, namespace: config.namespace, app: config.gatewayName, canonicalService: config.gatewayName, cluster: config.clusterId },
+            source: { principal: identity, workload: config.gatewayName, namespace: config.namespace, canonicalService: config.gatewayName, cluster: config.clusterId },
           },
         }
       : {}),

@@ -13,17 +13,20 @@ import { AmbitError } from '../shared/errors.js';
 import { tryParseSpiffeId } from '../shared/identity.js';
 import type { Logger } from '../shared/log.js';
 import { createRegistry, type Registry } from '../shared/metrics.js';
-import type { Workload } from '../shared/model.js';
-import type { RouteConfig } from '../shared/routes.js';
+import type { Service, Workload } from '../shared/model.js';
+import type { L4Route, RouteConfig } from '../shared/routes.js';
 import type { ConfigState } from '../shared/xds/client.js';
 import { createTunnelPoolMetrics } from '../shared/hbone/metrics.js';
 import { TunnelPool } from '../shared/hbone/pool.js';
 import { normalizeIp, type Address } from '../shared/address.js';
 import { HBONE_PORT, HBONE_STATUS, type TunnelCertificate } from '../shared/hbone/tunnel.js';
 import { WorkloadIndex, workloadIdentity } from '../shared/state/workloads.js';
+import { clusterOfUid } from '../shared/istio-metrics.js';
 import { hboneConnect } from './endpoint/hbone.js';
 import { HttpUpstream, tcpConnect, type ConnectFn, type Endpoint } from './endpoint/upstream.js';
 import { isHttpProtocol } from './protocol.js';
+import { selectL4Route } from './route/l4.js';
+import { pickWeighted } from './route/weighted.js';
 import { gatewayRoutes, IngressListeners } from './server/gateway.js';
 import { HboneFront, type TunnelDecision } from './server/hbone-front.js';
 import { WaypointServer, type BackendTarget, type SourceInfo } from './server/server.js';
@@ -97,7 +100,7 @@ export class Waypoint {
       registry: opts.registry,
       dispatch: this.upstream.dispatch,
       resolveEndpoints: opts.gateway ? (t) => this.gatewayEndpoints(t) : (t) => this.resolveEndpoints(t),
-      ...(opts.clusterId ? { cluster: opts.clusterId } : {}),
+      serviceOf: (host) => this.index.serviceByHostname(host),
       ...(opts.gateway ? { gateway: opts.name } : {}),
     });
     this.tcp = new TcpForwarder(opts.registry, this.log, this.connectL4);
@@ -108,7 +111,7 @@ export class Waypoint {
       getCertificate: (id) => opts.getCertificate(id),
       classify: (target, peer) => this.classify(target, peer),
       serveHttp: (stream, meta) => this.server.acceptConnection(stream, meta),
-      forwardTcp: (stream, endpoint, target, peer) => this.tcp.forward(stream, endpoint, this.index.serviceByVip(target.address, target.port)?.service.hostname, peer),
+      forwardTcp: (stream, endpoint, target, source) => this.tcp.forward(stream, endpoint, this.tcpService(target, endpoint), source),
     });
     if (opts.gateway) {
       this.ingress = new IngressListeners({
@@ -140,7 +143,10 @@ export class Waypoint {
     if (!svc || !wp || vip === undefined || tunnel === undefined) return this.resolveEndpoints(target);
     const key = `waypoint|${wp.name}|${vip}:${target.port}`;
     this.waypointTunnels.set(key, { address: tunnel, port: HBONE_PORT });
-    return [{ key, address: vip, port: target.port, principal: wp.identity, workload: wp.name.slice(wp.name.indexOf('/') + 1), namespace: wp.namespace }];
+    // Labelled as the waypoint's own pod (the workload at its address), as every reporter names it.
+    const pod = this.index.workloadByIp(tunnel);
+    const labels = pod ? this.endpointOf(pod, vip, target.port) : { workload: wp.name.slice(wp.name.indexOf('/') + 1), namespace: wp.namespace };
+    return [{ ...labels, key, address: vip, port: target.port, principal: wp.identity }];
   }
 
   /** Gateway mode: opens, updates and closes the ingress ports to match the config state. */
@@ -148,9 +154,14 @@ export class Waypoint {
     await this.ingress?.apply(state.listeners?.values() ?? []);
   }
 
+  /** Mesh route configs by Service hostname (their L4 routes pick TCP and TLS backends). */
+  private meshConfigs = new Map<string, RouteConfig>();
+
   /** Applies a config stream state (validated on receipt by the config client). */
   applyConfig(state: ConfigState): void {
-    this.server.setRoutes(this.routesOf(state));
+    const routes = this.routesOf(state);
+    this.server.setRoutes(routes);
+    this.meshConfigs = new Map(routes.filter((r) => r.gateway === undefined).map((r) => [r.hostname, r]));
     this.index = new WorkloadIndex(state);
   }
 
@@ -190,7 +201,7 @@ export class Waypoint {
       canonicalService: w.canonicalName,
       canonicalRevision: w.canonicalRevision,
       principal: workloadIdentity(w),
-      ...(this.opts.clusterId ? { cluster: this.opts.clusterId } : {}),
+      cluster: clusterOfUid(w.uid),
     };
   }
 
@@ -222,8 +233,9 @@ export class Waypoint {
     if (svc) {
       const sp = svc.ports.find((p) => p.port === target.port);
       if (!sp || isHttpProtocol(sp.protocol)) return undefined;
-      const eps = this.resolveEndpoints({ host: svc.hostname, port: target.port });
-      return eps.length === 0 ? null : eps[Math.min(eps.length - 1, Math.floor(random() * eps.length))]!;
+      const route = selectL4Route(this.meshConfigs.get(svc.hostname)?.tcpRoutes, target.port);
+      if (route) return this.l4Endpoint(route, target.port, random);
+      return pickEndpoint(this.resolveEndpoints({ host: svc.hostname, port: target.port }), random);
     }
     const w = this.index.workloadByIp(ip);
     if (!w) return undefined;
@@ -232,7 +244,38 @@ export class Waypoint {
       const m = mappings.find((x) => x.targetPort === target.port);
       if (s && m && isHttpProtocol(s.ports.find((p) => p.port === m.servicePort)?.protocol ?? 'tcp')) return undefined;
     }
-    return { key: `${ip}:${target.port}`, address: ip, port: target.port, principal: workloadIdentity(w), workload: w.name, namespace: w.namespace };
+    return this.endpointOf(w, ip, target.port);
+  }
+
+  /** The Service a TCP tunnel addressed: the VIP's, else (a pod addressed) the pod's Service on that port. */
+  private tcpService(target: Address, endpoint: Endpoint): Service | undefined {
+    const byVip = this.index.serviceByVip(target.address, target.port)?.service;
+    if (byVip) return byVip;
+    const w = this.index.workloadByIp(endpoint.address);
+    return w ? this.index.serviceOfWorkloadPort(w, target.port) : undefined;
+  }
+
+  /** An endpoint of the backend a TCP/TLS route picks by weight; null when it has none (or is refused). */
+  private l4Endpoint(route: L4Route, port: number, random: () => number): Endpoint | null {
+    const backend = pickWeighted(route.backends, random);
+    if (!backend || backend.refused) return null;
+    return pickEndpoint(this.resolveEndpoints({ host: backend.host, port: backend.port ?? port, ...(backend.subsetLabels ? { subsetLabels: backend.subsetLabels } : {}) }), random);
+  }
+
+  /**
+   * For a TCP port of a Service with TLS routes: how to pick the endpoint once the first bytes
+   * are read (a TLS route by SNI, else the TCP routes or the Service itself); undefined otherwise.
+   */
+  sniChooser(target: Address, random: () => number = Math.random): ((hello: { tls: boolean; sni?: string }) => Endpoint | null) | undefined {
+    const svc = this.index.serviceByVip(normalizeIp(target.address), target.port)?.service;
+    const sp = svc?.ports.find((p) => p.port === target.port);
+    if (!svc || !sp || isHttpProtocol(sp.protocol)) return undefined;
+    const tlsRoutes = this.meshConfigs.get(svc.hostname)?.tlsRoutes;
+    if (!tlsRoutes || tlsRoutes.length === 0) return undefined;
+    return (hello) => {
+      const route = hello.tls ? selectL4Route(tlsRoutes, target.port, hello.sni) : undefined;
+      return route ? this.l4Endpoint(route, target.port, random) : (this.tcpEndpoint(target, random) ?? null);
+    };
   }
 
   /** The caller of a tunnel: its peer identity, and its workload when the source IP matches it. */
@@ -242,8 +285,7 @@ export class Waypoint {
     const match = w && identity === workloadIdentity(w) ? w : undefined;
     return {
       ...(parsed ? { principal: identity!, namespace: parsed.namespace } : {}),
-      ...(match ? { workload: match.workloadName || match.name, app: match.canonicalName, version: match.canonicalRevision, canonicalService: match.canonicalName, canonicalRevision: match.canonicalRevision } : {}),
-      ...(this.opts.clusterId ? { cluster: this.opts.clusterId } : {}),
+      ...(match ? { workload: match.workloadName || match.name, canonicalService: match.canonicalName, canonicalRevision: match.canonicalRevision, cluster: clusterOfUid(match.uid) } : {}),
     };
   }
 
@@ -254,9 +296,11 @@ export class Waypoint {
       this.log.warn({ target: `${target.address}:${target.port}` }, 'tunnel to the waypoint itself refused');
       return { kind: 'refuse', status: HBONE_STATUS.BAD_REQUEST, reason: 'self_call' };
     }
+    const choose = this.sniChooser(target);
+    if (choose) return { kind: 'sni', choose, source: this.sourceOf(peer.identity, peer.ip) };
     const l4 = this.tcpEndpoint(target);
     if (l4 === null) return { kind: 'refuse', status: HBONE_STATUS.UPSTREAM_FAILED };
-    if (l4 !== undefined) return { kind: 'tcp', endpoint: l4 };
+    if (l4 !== undefined) return { kind: 'tcp', endpoint: l4, source: this.sourceOf(peer.identity, peer.ip) };
     return { kind: 'http', meta: { source: this.sourceOf(peer.identity, peer.ip), targetPort: target.port, ...this.addressed(target) } };
   }
 
@@ -274,4 +318,9 @@ export class Waypoint {
     await this.pool.close(Math.min(deadlineMs, 1000)).catch(() => undefined);
     this.hbone.destroy();
   }
+}
+
+/** One of `eps` at random; null when there is none. */
+function pickEndpoint(eps: readonly Endpoint[], random: () => number): Endpoint | null {
+  return eps.length === 0 ? null : eps[Math.min(eps.length - 1, Math.floor(random() * eps.length))]!;
 }

@@ -257,3 +257,29 @@ test('a failed enrollment is retried with backoff until it succeeds', { timeout:
   }
   assert.deepEqual(agent.statusProvider().find((x) => x.uid === wb.uid), { uid: wb.uid, captured: true, mode: 'none', message: '' });
 });
+
+test('egress to a ServiceEntry: a connection to its address goes from the client\'s agent to the external endpoint in plain TCP', { timeout: 30_000 }, async (t) => {
+  const { agent, dial, registry } = await setup(t);
+  const external = await startEchoServer(C_IP);
+  t.after(() => external.close());
+  const { translate } = await import('../../src/controller/translate/translate.js');
+  const { serviceResourceName } = await import('../../src/shared/resources.js');
+  const model = translate([
+    { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'frontend' } },
+    {
+      apiVersion: 'networking.istio.io/v1',
+      kind: 'ServiceEntry',
+      metadata: { name: 'partner-api', namespace: 'frontend' },
+      spec: { hosts: ['api.partner.example'], addresses: ['240.0.0.50'], location: 'MESH_EXTERNAL', resolution: 'STATIC', ports: [{ number: 7000, name: 'tcp', protocol: 'TCP' }], endpoints: [{ address: C_IP, ports: { tcp: external.port } }] },
+    },
+  ]);
+  const snap = snapshot([wa, wb, ...model.workloads]);
+  snap.services = new Map(model.services.map((s) => [serviceResourceName(s), s]));
+  await agent.applyConfig(snap);
+  const s = await dial(A_IP, { address: '240.0.0.50', port: 7000 });
+  assert.equal(await echoOnce(s, 'to the partner'), 'to the partner');
+  assert.deepEqual(external.peers, [A_IP], 'the external endpoint sees the client pod, no tunnel in between');
+  s.destroy();
+  const opened = await registry.getSingleMetric('istio_tcp_connections_opened_total')!.get();
+  assert.ok(opened.values.some((v) => v.labels['reporter'] === 'source' && String(v.labels['destination_service']).startsWith('api.partner.example')), JSON.stringify(opened.values.map((v) => v.labels)));
+});

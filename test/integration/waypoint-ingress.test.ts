@@ -63,6 +63,18 @@ function send(port: number, opts: { host: string; path: string; method?: string;
   });
 }
 
+/** A gateway-mode server for `bookinfo/web` whose every backend is one counting HTTP server. */
+async function gatewayWithCountingBackend(t: TestContext, routes: RouteConfig[]): Promise<{ port: number; hits: () => number }> {
+  let hits = 0;
+  const port = await backend(t, (req, res) => {
+    hits++;
+    req.resume();
+    res.end('reviews');
+  });
+  const gw = await waypoint(t, routes, () => [{ key: `127.0.0.1:${port}`, address: '127.0.0.1', port }], 'bookinfo/web');
+  return { port: gw.port, hits: () => hits };
+}
+
 test('ingress: the istio.io example.com Gateway + VirtualService serve Host example.com', async (t) => {
   const { objects } = await loadManifests([fixture('manifests/valid/istio-docs/ingress-example-com.yaml')]);
   const reviewsSvc: KubeObject = { apiVersion: 'v1', kind: 'Service', metadata: { name: 'reviews', namespace: 'bookinfo' }, spec: { ports: [{ name: 'http', port: 9080 }] } };
@@ -80,6 +92,84 @@ test('ingress: the istio.io example.com Gateway + VirtualService serve Host exam
   assert.deepEqual(seen, ['example.com /reviews/1'], 'the authority and path reach the backend');
   assert.equal((await send(gw.port, { host: 'example.com', path: '/other' })).status, 404, 'only /reviews is routed');
   assert.equal((await send(gw.port, { host: 'reviews', path: '/reviews/1' })).status, 404, 'mesh hosts are not served by the gateway');
+});
+
+test('ingress: a VirtualService redirect and corsPolicy bound to an Istio Gateway are served by the gateway', async (t) => {
+  const gateway: KubeObject = { apiVersion: 'networking.istio.io/v1', kind: 'Gateway', metadata: { name: 'web', namespace: 'bookinfo' }, spec: { selector: { istio: 'ingressgateway' }, servers: [{ port: { number: 80, name: 'http', protocol: 'HTTP' }, hosts: ['shop.example.com'] }] } };
+  const vs: KubeObject = {
+    apiVersion: 'networking.istio.io/v1',
+    kind: 'VirtualService',
+    metadata: { name: 'shop', namespace: 'bookinfo' },
+    spec: {
+      hosts: ['shop.example.com'],
+      gateways: ['web'],
+      http: [
+        { match: [{ uri: { prefix: '/legacy' } }], redirect: { uri: '/reviews', redirectCode: 302 } },
+        { match: [{ uri: { prefix: '/login' } }], redirect: { scheme: 'https' } },
+        { route: [{ destination: { host: 'reviews', port: { number: 9080 } } }], corsPolicy: { allowOrigins: [{ prefix: 'https://app.' }], allowMethods: ['POST'], maxAge: '30s' } },
+      ],
+    },
+  };
+  const reviewsSvc: KubeObject = { apiVersion: 'v1', kind: 'Service', metadata: { name: 'reviews', namespace: 'bookinfo' }, spec: { ports: [{ name: 'http', port: 9080 }] } };
+  const out = translateRoutes([gateway, vs, reviewsSvc]);
+  assert.deepEqual(out.conditions, []);
+  const gw = await gatewayWithCountingBackend(t, out.routes);
+  const get = (path: string, headers: Record<string, string>, method = 'GET'): Promise<http.IncomingMessage> =>
+    new Promise((resolve, reject) => {
+      const req = http.request({ host: '127.0.0.1', port: gw.port, path, method, headers: { host: 'shop.example.com', ...headers } }, (res) => {
+        res.resume();
+        res.once('end', () => resolve(res));
+      });
+      req.once('error', reject);
+      req.end();
+    });
+  const legacy = await get('/legacy/x?id=7', {});
+  assert.equal(legacy.statusCode, 302);
+  assert.equal(legacy.headers.location, 'http://shop.example.com/reviews?id=7');
+  const login = await get('/login', {});
+  assert.equal(login.statusCode, 301);
+  assert.equal(login.headers.location, 'https://shop.example.com/login');
+  const pre = await get('/reviews', { origin: 'https://app.example.com', 'access-control-request-method': 'POST' }, 'OPTIONS');
+  assert.equal(pre.statusCode, 200);
+  assert.equal(pre.headers['access-control-allow-origin'], 'https://app.example.com');
+  assert.equal(pre.headers['access-control-allow-methods'], 'POST');
+  assert.equal(pre.headers['access-control-max-age'], '30');
+  assert.equal(gw.hits(), 0, 'redirects and the preflight are answered by the gateway');
+  const actual = await get('/reviews', { origin: 'https://app.example.com' });
+  assert.equal(actual.statusCode, 200);
+  assert.equal(actual.headers['access-control-allow-origin'], 'https://app.example.com');
+  assert.equal(gw.hits(), 1);
+});
+
+test('ingress: a RequestAuthentication and an AuthorizationPolicy attached to the Istio Gateway are enforced by the gateway', async (t) => {
+  const { exportJWK, generateKeyPair, SignJWT } = await import('jose');
+  const { publicKey, privateKey } = await generateKeyPair('RS256');
+  const jwks = JSON.stringify({ keys: [{ ...(await exportJWK(publicKey)), kid: 'gw', alg: 'RS256' }] });
+  const gwRef = { kind: 'Gateway', group: 'networking.istio.io', name: 'web' };
+  const objects: KubeObject[] = [
+    { apiVersion: 'networking.istio.io/v1', kind: 'Gateway', metadata: { name: 'web', namespace: 'bookinfo' }, spec: { selector: { istio: 'ingressgateway' }, servers: [{ port: { number: 80, name: 'http', protocol: 'HTTP' }, hosts: ['shop.example.com'] }] } },
+    { apiVersion: 'networking.istio.io/v1', kind: 'VirtualService', metadata: { name: 'shop', namespace: 'bookinfo' }, spec: { hosts: ['shop.example.com'], gateways: ['web'], http: [{ route: [{ destination: { host: 'reviews', port: { number: 9080 } } }] }] } },
+    { apiVersion: 'v1', kind: 'Service', metadata: { name: 'reviews', namespace: 'bookinfo' }, spec: { ports: [{ name: 'http', port: 9080 }] } },
+    { apiVersion: 'security.istio.io/v1', kind: 'RequestAuthentication', metadata: { name: 'jwt', namespace: 'bookinfo' }, spec: { targetRef: gwRef, jwtRules: [{ issuer: 'https://login.example.com', jwks }] } },
+    { apiVersion: 'security.istio.io/v1', kind: 'AuthorizationPolicy', metadata: { name: 'need-jwt', namespace: 'bookinfo' }, spec: { targetRef: gwRef, rules: [{ from: [{ source: { requestPrincipals: ['https://login.example.com/*'] } }] }] } },
+  ];
+  const out = translateRoutes(objects);
+  assert.deepEqual(out.conditions, []);
+  const gw = await gatewayWithCountingBackend(t, out.routes);
+  const token = await new SignJWT({}).setProtectedHeader({ alg: 'RS256', kid: 'gw' }).setIssuer('https://login.example.com').setSubject('carol').setExpirationTime('5m').sign(privateKey);
+  const get = (auth?: string): Promise<number> =>
+    new Promise((resolve, reject) => {
+      const req = http.request({ host: '127.0.0.1', port: gw.port, path: '/', headers: { host: 'shop.example.com', ...(auth ? { authorization: auth } : {}) } }, (res) => {
+        res.resume();
+        res.once('end', () => resolve(res.statusCode ?? 0));
+      });
+      req.once('error', reject);
+      req.end();
+    });
+  assert.equal(await get(), 403, 'no token: the ALLOW on requestPrincipals does not match');
+  assert.equal(await get(`Bearer ${token}`), 200);
+  assert.equal(await get(`Bearer ${token.slice(0, -2)}xx`), 401);
+  assert.equal(gw.hits(), 1);
 });
 
 test('a POST body is replayed on retry when retryNonIdempotent is set', async (t) => {

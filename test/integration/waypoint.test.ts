@@ -96,7 +96,6 @@ async function startWaypoint(t: TestContext, configs: RouteConfig[], endpoints: 
     resolveEndpoints,
     random: seededRandom(opts.seed ?? 42),
     ...(opts.defaultRetries === null ? { defaultRetries: null } : {}),
-    cluster: 'test',
   });
   assert.deepEqual(configs.flatMap((c) => validateRouteConfig(c)), [], 'the test route config is valid');
   server.setRoutes(configs);
@@ -419,4 +418,107 @@ test('maxRequestsPerConnection: 1 opens a new upstream connection per request; o
   const reuse = await startWaypoint(t, [config([r])], { v1: [b.port] });
   for (let i = 0; i < 5; i++) assert.equal((await request(reuse.port, '/')).status, 200);
   assert.equal(sockets.size, 1, 'keep-alive reuses one connection');
+});
+
+test('redirect: a 301/308 with the Location Envoy builds, the backend never reached', async (t) => {
+  const b = await startBackend(t, reply('ok'));
+  const moved = route('moved', { match: [{ uri: { prefix: '/old' }, headers: [], queryParams: [] }], redirect: { code: 301, uri: '/new' } });
+  const tls = route('tls', { match: [{ uri: { prefix: '/secure' }, headers: [], queryParams: [] }], redirect: { code: 308, scheme: 'https', authority: 'secure.example.com', derivePort: 'FROM_PROTOCOL_DEFAULT' } });
+  const rest = route('rest', { backends: [{ host: SVC, weight: 1 }] });
+  const w = await startWaypoint(t, [config([moved, tls, rest])], { v1: [b.port] });
+  const r1 = await request(w.port, '/old/page?q=1');
+  assert.equal(r1.status, 301);
+  assert.equal(r1.headers.location, 'http://reviews:9080/new?q=1');
+  assert.equal(r1.body, '');
+  const r2 = await request(w.port, '/secure', {}, 'POST', 'x');
+  assert.equal(r2.status, 308);
+  assert.equal(r2.headers.location, 'https://secure.example.com/secure');
+  assert.equal(b.hits, 0, 'redirected requests never reach the backend');
+  assert.equal((await request(w.port, '/other')).status, 200);
+  assert.equal(await counterValue(w.registry, 'istio_requests_total', { response_code: '301' }), 1);
+});
+
+test('CORS: preflights are answered at the waypoint; allowed origins get their headers on the backend response; others get none', async (t) => {
+  const b = await startBackend(t, reply('ok'));
+  const cors = { allowOrigins: [{ exact: 'https://app.example.com' }], allowMethods: ['GET', 'PUT'], allowHeaders: ['x-token'], exposeHeaders: ['x-backend'], maxAgeSeconds: 600, allowCredentials: true, unmatchedPreflights: 'IGNORE' as const };
+  const w = await startWaypoint(t, [config([route('api', { backends: [{ host: SVC, weight: 1 }], cors })])], { v1: [b.port] });
+  const pre = await request(w.port, '/items', { origin: 'https://app.example.com', 'access-control-request-method': 'PUT' }, 'OPTIONS');
+  assert.equal(pre.status, 200);
+  assert.equal(pre.headers['access-control-allow-origin'], 'https://app.example.com');
+  assert.equal(pre.headers['access-control-allow-methods'], 'GET,PUT');
+  assert.equal(pre.headers['access-control-allow-headers'], 'x-token');
+  assert.equal(pre.headers['access-control-max-age'], '600');
+  assert.equal(pre.headers['access-control-allow-credentials'], 'true');
+  assert.equal(b.hits, 0, 'the preflight is answered by the waypoint');
+  const actual = await request(w.port, '/items', { origin: 'https://app.example.com' });
+  assert.equal(actual.status, 200);
+  assert.equal(actual.body, 'ok');
+  assert.equal(actual.headers['access-control-allow-origin'], 'https://app.example.com');
+  assert.equal(actual.headers['access-control-expose-headers'], 'x-backend');
+  assert.equal(actual.headers['access-control-allow-credentials'], 'true');
+  const other = await request(w.port, '/items', { origin: 'https://evil.example.com' });
+  assert.equal(other.status, 200);
+  assert.equal(other.headers['access-control-allow-origin'], undefined);
+  const ignored = await request(w.port, '/items', { origin: 'https://evil.example.com', 'access-control-request-method': 'PUT' }, 'OPTIONS');
+  assert.equal(ignored.status, 200);
+  assert.equal(ignored.headers['access-control-allow-origin'], undefined);
+  assert.equal(b.hits, 2, 'an ignored unmatched preflight does not reach the backend either');
+});
+
+test('a refused backend (RefNotPermitted) gets its share of requests answered 500; the rest reach their backend', async (t) => {
+  const b = await startBackend(t, reply('ok'));
+  const r = route('split', { backends: [{ host: SVC, weight: 1 }, { host: 'other.elsewhere.svc.cluster.local', weight: 1, refused: true }] });
+  const w = await startWaypoint(t, [config([r])], { v1: [b.port] });
+  const statuses = await many(40, 4, async () => (await request(w.port, '/')).status);
+  const fails = statuses.filter((s) => s === 500).length;
+  assert.equal(fails + statuses.filter((s) => s === 200).length, 40);
+  assert.ok(fails > 5 && fails < 35, `about half the requests get 500 (${fails} of 40)`);
+  assert.equal(b.hits, 40 - fails);
+});
+
+test('JWT: a RequestAuthentication with a JWKS the test serves, and an ALLOW on requestPrincipals and a claim, through the waypoint', async (t) => {
+  const { exportJWK, generateKeyPair, SignJWT } = await import('jose');
+  const { publicKey, privateKey } = await generateKeyPair('ES256');
+  const jwks = JSON.stringify({ keys: [{ ...(await exportJWK(publicKey)), kid: 'k1', alg: 'ES256' }] });
+  let jwksFetches = 0;
+  const keyServer = http.createServer((_req, res) => {
+    jwksFetches++;
+    res.writeHead(200, { 'content-type': 'application/json' });
+    res.end(jwks);
+  });
+  await new Promise<void>((r) => keyServer.listen(0, '127.0.0.1', () => r()));
+  t.after(() => new Promise<void>((r) => keyServer.close(() => r())));
+  const seen: http.IncomingHttpHeaders[] = [];
+  const b = await startBackend(t, (req, res) => {
+    seen.push(req.headers);
+    req.resume();
+    res.end('ok');
+  });
+  const iss = 'https://issuer.example.com';
+  const sign = (sub: string, groups: string[]) => new SignJWT({ groups }).setProtectedHeader({ alg: 'ES256', kid: 'k1' }).setIssuer(iss).setSubject(sub).setAudience('shop').setExpirationTime('5m').sign(privateKey);
+  const jwtRules = [{ issuer: iss, audiences: ['shop'], jwksUri: `http://127.0.0.1:${(keyServer.address() as AddressInfo).port}/jwks.json`, fromHeaders: [], fromParams: [], outputPayloadToHeader: 'x-jwt-payload', forwardOriginalToken: false }];
+  const authorization = [
+    {
+      name: 'bookinfo/require-jwt',
+      action: 'ALLOW' as const,
+      dryRun: false,
+      rules: [{ from: [{ principals: [], notPrincipals: [], namespaces: [], notNamespaces: [], requestPrincipals: [{ presence: true as const }] }], to: [], when: [{ header: '', claim: ['groups'], values: [{ exact: 'readers' }], notValues: [] }] }],
+    },
+  ];
+  const w = await startWaypoint(t, [config([route('all', { backends: [{ host: SVC, weight: 1 }] })], { jwtRules, authorization })], { v1: [b.port] });
+
+  const none = await request(w.port, '/');
+  assert.equal(none.status, 403, 'no token: no request principal, so the ALLOW does not match');
+  const reader = await request(w.port, '/', { authorization: `Bearer ${await sign('alice', ['readers'])}` });
+  assert.equal(reader.status, 200);
+  assert.equal(seen.length, 1);
+  assert.equal(seen[0]!['authorization'], undefined, 'the token is not forwarded');
+  assert.equal(JSON.parse(Buffer.from(String(seen[0]!['x-jwt-payload']), 'base64url').toString()).sub, 'alice');
+  assert.equal((await request(w.port, '/', { authorization: `Bearer ${await sign('bob', ['writers'])}` })).status, 403, 'a valid token without the claim');
+  const forged = await request(w.port, '/', { authorization: `Bearer ${(await sign('alice', ['readers'])).slice(0, -4)}AAAA` });
+  assert.equal(forged.status, 401);
+  assert.equal(forged.body, 'Jwt verification fails');
+  assert.match(String(forged.headers['www-authenticate']), /^Bearer realm=.*error="invalid_token"/);
+  assert.equal(seen.length, 1, 'refused requests never reached the backend');
+  assert.ok(jwksFetches >= 1, 'the waypoint fetched the JWKS');
 });

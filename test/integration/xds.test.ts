@@ -115,6 +115,10 @@ test('subscribe, receive, ACK recorded in subscribers(), waitForSync resolves', 
   assert.equal(sub.types.find((x) => x.typeUrl === TYPE_WORKLOAD)?.resourceCount, 2);
   assert.equal(await metricValue(s.registry, 'ambit_config_subscribers', { role: 'agent' }), 1);
   assert.equal(await metricValue(s.registry, 'ambit_config_pushes_total', { type: 'workload' }), 1);
+  // The same figures under istiod's and ztunnel's names (Istio's dashboards read these).
+  assert.equal(await metricValue(s.registry, 'pilot_xds_pushes', { type: 'workload' }), 1);
+  assert.equal(await metricValue(s.registry, 'pilot_xds'), 1);
+  assert.equal(await metricValue(c.registry, 'istio_xds_message_total', { url: TYPE_WORKLOAD }), 1);
   assert.equal(await metricValue(c.registry, 'ambit_config_connected'), 1);
   assert.equal(await metricValue(c.registry, 'ambit_config_synced', { type: 'service' }), 1);
 
@@ -149,6 +153,7 @@ test('an invalid resource is NACKed: client keeps the last good config, server r
   assert.notEqual(wts.ackedVersion, wts.targetVersion);
   assert.equal(await metricValue(s.registry, 'ambit_config_nacks_total', { type: 'workload' }), 1);
   assert.equal(await metricValue(c.registry, 'ambit_config_rejected_total', { type: 'workload' }), 1);
+  assert.equal(await metricValue(s.registry, 'pilot_total_xds_rejects', { type: 'workload' }), 1);
   assert.equal(await metricValue(c.registry, 'ambit_config_synced', { type: 'workload' }), 0);
 
   // Other types in the same push were valid and applied.
@@ -243,6 +248,8 @@ test('server restart: client reconnects with backoff and resyncs through initial
   assert.deepEqual(resync.updated, [], 'an unchanged resource is not resent after reconnect');
   assert.deepEqual(resync.removed, ['cluster1//v1/Pod/default/web-2']);
   assert.ok((await metricValue(c.registry, 'ambit_config_reconnects_total')) >= 1);
+  const terminations = (await c.registry.getSingleMetric('istio_xds_connection_terminations_total')!.get()).values;
+  assert.ok(terminations.reduce((n, v) => n + v.value, 0) >= 1, `the ended stream is counted as a termination: ${JSON.stringify(terminations)}`);
   assert.equal(c.client.isConnected, true);
 });
 

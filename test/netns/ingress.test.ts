@@ -118,6 +118,7 @@ test('ingress gateway: example.com over HTTP and HTTPS from the root namespace, 
     assert.equal((await curl(['-H', 'Host: other.example.org', `http://${ip}/reviews/1`])).status, 404);
     assert.equal((await curl(['-H', 'Host: reviews.bookinfo.svc.cluster.local', `http://${ip}/reviews/1`])).status, 404, 'mesh hosts are not exposed');
     assert.equal((await curl(['-H', 'Host: example.com', `http://${ip}/ratings`])).status, 404, 'only /reviews is routed');
+    assert.equal((await curl([`http://${ip}/reviews/1`])).status, 404, 'the gateway address as Host is not routed');
   });
 
   await t.test('the backend is reached over HBONE with the gateway identity (STRICT mTLS lets it in)', async () => {
@@ -134,7 +135,10 @@ test('ingress gateway: example.com over HTTP and HTTPS from the root namespace, 
     const text = await fetch(gw.metrics).then((r) => r.text());
     const ok = metricSum(text, 'istio_requests_total', { reporter: 'source', response_code: '200', destination_service_name: 'reviews', destination_service_namespace: 'bookinfo', source_workload: 'istio-ingressgateway' });
     assert.ok(ok >= 2, `200s to reviews counted: ${ok}`);
-    assert.ok(metricSum(text, 'istio_requests_total', { response_code: '404' }) >= 3, '404s counted');
+    assert.ok(metricSum(text, 'istio_requests_total', { response_code: '404' }) >= 4, '404s counted');
+    // A no-route reply names no Service: never the Host a client sent (an address made it "10" once).
+    assert.equal(metricSum(text, 'istio_requests_total', { response_code: '404', response_flags: 'NR', destination_service: 'unknown', destination_service_name: 'unknown', destination_service_namespace: 'unknown' }), metricSum(text, 'istio_requests_total', { response_code: '404' }));
+    assert.doesNotMatch(text, /destination_service_name="\d+"/);
   });
 
   await t.test('HTTPS with the certificate from a kubernetes.io/tls Secret in istio-system', async () => {

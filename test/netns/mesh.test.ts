@@ -7,10 +7,9 @@ import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync, existsSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ambit, destroyMesh, isRoot, leftovers, lockLocalMesh, meshLogTail, meshName, metricSum, repoRoot, waitFor } from '../helpers/local-mesh.js';
+import { ambit, destroyMesh, freePort, isRoot, leftovers, lockLocalMesh, meshLogTail, meshName, metricSum, repoRoot, waitFor } from '../helpers/local-mesh.js';
 import { callControl } from '../../src/local/control.js';
 import { RAISE_NOFILE } from '../../src/local/exec.js';
 import { stateDirFor, type LocalStatus } from '../../src/local/mesh.js';
@@ -89,16 +88,6 @@ function podIp(st: LocalStatus, ns: string, name: string): string {
   const p = st.pods.find((x) => x.namespace === ns && x.name === name);
   assert.ok(p, `pod ${ns}/${name} exists`);
   return p.ip;
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const p = (s.address() as { port: number }).port;
-      s.close(() => resolve(p));
-    });
-  });
 }
 
 /** The same core checks for both capture modes (the nft fallback is enabled by `--capture nft`). */

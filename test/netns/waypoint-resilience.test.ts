@@ -42,7 +42,7 @@ function assertGrpcSplit(t: TestContext, r: GrpcLoadResult, percent: number, poi
 test('waypoint resilience: retries, timeout, connection pool (and raising it), outlier detection, faults, labels, foreign Host, workload waypoint, gRPC, GRPCRoute', { skip, timeout: 600_000 }, async (t) => {
   const m = await startWaypointMesh(t, 'rz', [fx('app.yaml'), fx('routes.yaml')], 'resil');
   const st = await m.status();
-  const wp = st.pods.find((p) => p.namespace === 'resil' && p.name.startsWith('waypoint-waypoint-'));
+  const wp = st.pods.find((p) => p.namespace === 'resil' && p.name.startsWith('waypoint-'));
   assert.ok(wp?.ready, `the waypoint pod runs and is ready: ${JSON.stringify(st.pods.map((p) => p.name))}`);
   const metricsUrl = `http://${wp.ip}:15020/metrics`;
   const metrics = (): Promise<string> => fetch(metricsUrl).then((r) => r.text());
@@ -206,7 +206,7 @@ test('waypoint resilience: retries, timeout, connection pool (and raising it), o
 
   await t.test('a waypoint for workloads (waypoint-for: workload): requests to the Service VIP and to the pod go through it to that pod', async () => {
     const now = await m.status();
-    const wlWp = now.pods.find((p) => p.namespace === 'resil-wl' && p.name.startsWith('wl-waypoint-waypoint-'));
+    const wlWp = now.pods.find((p) => p.namespace === 'resil-wl' && p.name.startsWith('wl-waypoint-'));
     const pod = now.pods.find((p) => p.namespace === 'resil-wl' && p.name.startsWith('wlecho-'));
     assert.ok(wlWp?.ready && pod, `the workload waypoint and the pod run: ${JSON.stringify(now.pods.map((p) => p.name))}`);
     const viaVip = await m.load(['http://wlecho.resil-wl:9080/w', '40', '4']);

@@ -19,7 +19,7 @@ const URL = 'http://reviews:9080/reviews/1';
 test('waypoint: 90/10 subsets, header match, L7 deny, metrics, no bypass', { skip, timeout: 600_000 }, async (t) => {
   const m = await startWaypointMesh(t, 'tw', [fx('app.yaml'), SEED_VS], 'bookinfo');
   const st = await m.status();
-  const wp = st.pods.find((p) => p.namespace === 'bookinfo' && p.name.startsWith('waypoint-waypoint-'));
+  const wp = st.pods.find((p) => p.namespace === 'bookinfo' && p.name.startsWith('waypoint-'));
   assert.ok(wp, `a waypoint pod runs for the Gateway: ${JSON.stringify(st.pods.map((p) => p.name))}`);
   assert.equal(wp.enrolled, false, 'the waypoint pod itself is not captured');
   assert.ok(wp.ready, 'the waypoint pod is ready (HBONE and metrics listening)');
@@ -100,7 +100,7 @@ test('waypoint: 90/10 subsets, header match, L7 deny, metrics, no bypass', { ski
   await t.test('deleting the waypoint Gateway removes its pod; traffic then goes straight to the endpoints', async () => {
     await m.remove(fx('gateway.yaml'));
     const after = await m.status();
-    assert.equal(after.pods.some((p) => p.name.startsWith('waypoint-waypoint-')), false, 'the waypoint pod is gone');
+    assert.equal(after.pods.some((p) => p.name.startsWith('waypoint-')), false, 'the waypoint pod is gone');
     const r = await m.load(['http://reviews:9080/admin/x', '40', '1', '-', 'close']);
     assert.equal(r.statuses['200'], 40, `no L7 policy without the waypoint, and no refusal: ${JSON.stringify(r)}`);
     assert.ok((r.texts['v1'] ?? 0) > 0 && (r.texts['v2'] ?? 0) > 0, `L4 balancing reaches both versions: ${JSON.stringify(r.texts)}`);

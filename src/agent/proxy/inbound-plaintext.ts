@@ -100,7 +100,7 @@ export class InboundPlaintext {
         src: { addr: srcIp, workload: src?.name, namespace: src?.namespace },
         dst: { addr: formatAddress({ address: dstIp, port: origDst.port }), workload: pod.name, identity: workloadIdentity(pod) },
       },
-      trafficLabels({ reporter: 'destination', src, dst: pod, mtls: false }),
+      trafficLabels({ reporter: 'destination', src, dst: pod, service: index.serviceOfWorkloadPort(pod, origDst.port), mtls: false }),
       this.opts.now,
     );
     const attrs: ConnAttributes = { srcIp, dstIp, dstPort: origDst.port };

@@ -200,7 +200,8 @@ export class InboundHbone {
     const srcByIp = index.workloadByIp(srcIp);
     const src = srcByIp && srcIdentity === workloadIdentity(srcByIp) ? srcByIp : undefined;
     const forwardedHost = /;\s*host=([^;,\s]+)/i.exec(String(headers['forwarded'] ?? ''))?.[1];
-    const service = forwardedHost ? index.serviceByHostname(forwardedHost) : undefined;
+    // The Service the caller named (`forwarded: ...;host=`), else the pod's Service on that port (a waypoint names none).
+    const service = (forwardedHost ? index.serviceByHostname(forwardedHost) : undefined) ?? index.serviceOfWorkloadPort(pod, target.port);
     const connId = newConnId();
     const telemetry = new ConnectionTelemetry(
       this.opts.metrics,

@@ -6,39 +6,45 @@
 import type { Counter, Registry } from 'prom-client';
 import { accessLogger, type Logger } from '../../shared/log.js';
 import type { Service, Workload } from '../../shared/model.js';
-import { Counter as PromCounter, ISTIO_COMMON_LABELS, SeriesCounter, UNKNOWN, type CounterCell } from '../../shared/metrics.js';
+import { Counter as PromCounter, type CounterCell } from '../../shared/metrics.js';
+import {
+  createIstioTcpMetrics,
+  ISTIO_TCP_LABELS,
+  istioTcpLabels,
+  labelKey,
+  peerOfWorkload,
+  serviceLabels,
+  type IstioTcpLabel,
+  type IstioTcpLabels,
+  type IstioTcpMetrics,
+} from '../../shared/istio-metrics.js';
 import { createTunnelPoolMetrics, type TunnelPoolMetrics } from '../../shared/hbone/metrics.js';
-import { clusterOf, workloadIdentity } from '../../shared/state/workloads.js';
+import { workloadIdentity } from '../../shared/state/workloads.js';
 
-/** ztunnel's CommonTrafficLabels, in order. */
-export const TRAFFIC_LABELS = [
-  ...ISTIO_COMMON_LABELS,
-  'response_flags',
-  'connection_security_policy',
-] as const;
-export type TrafficLabel = (typeof TRAFFIC_LABELS)[number];
-export type TrafficLabels = Record<TrafficLabel, string>;
+/** ztunnel's CommonTrafficLabels, in order (shared/istio-metrics.ts). */
+export const TRAFFIC_LABELS = ISTIO_TCP_LABELS;
+export type TrafficLabel = IstioTcpLabel;
+export type TrafficLabels = IstioTcpLabels;
 
 /** Istio response_flags values used by the agent. */
 export type ResponseFlag = '-' | 'DENY' | 'CONNECT' | 'TLS_FAILURE' | 'IDENTITY_ERROR';
 
 export interface ProxyMetrics extends TunnelPoolMetrics {
-  connectionsOpened: SeriesCounter<TrafficLabel>;
-  connectionsClosed: SeriesCounter<TrafficLabel>;
-  sentBytes: SeriesCounter<TrafficLabel>;
-  receivedBytes: SeriesCounter<TrafficLabel>;
+  connectionsOpened: IstioTcpMetrics['opened'];
+  connectionsClosed: IstioTcpMetrics['closed'];
+  sentBytes: IstioTcpMetrics['sent'];
+  receivedBytes: IstioTcpMetrics['received'];
   policyDenials: Counter<'reason'>;
   connectionsRejected: Counter<'direction' | 'reason'>;
 }
 
 export function createProxyMetrics(registry: Registry): ProxyMetrics {
-  // Bound series: byte counters move per chunk, where prom-client would hash 23 labels per inc().
-  const traffic = (name: string, help: string): SeriesCounter<TrafficLabel> => new SeriesCounter({ name, help, labelNames: TRAFFIC_LABELS, registers: [registry] });
+  const tcp = createIstioTcpMetrics(registry);
   return {
-    connectionsOpened: traffic('istio_tcp_connections_opened_total', 'TCP connections opened'),
-    connectionsClosed: traffic('istio_tcp_connections_closed_total', 'TCP connections closed'),
-    sentBytes: traffic('istio_tcp_sent_bytes_total', 'Bytes sent toward the downstream (response direction)'),
-    receivedBytes: traffic('istio_tcp_received_bytes_total', 'Bytes received from the downstream (request direction)'),
+    connectionsOpened: tcp.opened,
+    connectionsClosed: tcp.closed,
+    sentBytes: tcp.sent,
+    receivedBytes: tcp.received,
     policyDenials: new PromCounter({
       name: 'ambit_policy_denials_total',
       help: 'Connections denied or closed by L4 policy, by reason',
@@ -67,42 +73,23 @@ export interface TrafficLabelInput {
   mtls: boolean;
 }
 
+/** The agent's TCP label set: both ends described as every component describes them (peerOfWorkload). */
 export function trafficLabels(i: TrafficLabelInput): TrafficLabels {
-  const v = (s: string | undefined): string => (s === undefined || s === '' ? UNKNOWN : s);
-  const src = i.src;
-  const dst = i.dst;
-  return {
+  const dstIdentity = i.dstIdentity ?? (i.dst && i.dst.tunnelProtocol === 'HBONE' && i.mtls ? workloadIdentity(i.dst) : undefined);
+  return istioTcpLabels({
     reporter: i.reporter,
-    source_workload: v(src?.workloadName),
-    source_canonical_service: v(src?.canonicalName),
-    source_canonical_revision: v(src?.canonicalRevision),
-    source_workload_namespace: v(src?.namespace),
-    source_principal: v(i.srcIdentity),
-    source_app: v(src ? (src.labels['app'] ?? src.labels['app.kubernetes.io/name'] ?? src.canonicalName) : undefined),
-    source_version: v(src ? (src.labels['version'] ?? src.labels['app.kubernetes.io/version'] ?? src.canonicalRevision) : undefined),
-    source_cluster: src ? clusterOf(src) : UNKNOWN,
-    destination_service: v(i.service?.hostname),
-    destination_service_namespace: v(i.service?.namespace),
-    destination_service_name: v(i.service?.name),
-    destination_workload: v(dst?.workloadName),
-    destination_canonical_service: v(dst?.canonicalName),
-    destination_canonical_revision: v(dst?.canonicalRevision),
-    destination_workload_namespace: v(dst?.namespace),
-    destination_principal: v(i.dstIdentity ?? (dst && dst.tunnelProtocol === 'HBONE' && i.mtls ? workloadIdentity(dst) : undefined)),
-    destination_app: v(dst ? (dst.labels['app'] ?? dst.labels['app.kubernetes.io/name'] ?? dst.canonicalName) : undefined),
-    destination_version: v(dst ? (dst.labels['version'] ?? dst.labels['app.kubernetes.io/version'] ?? dst.canonicalRevision) : undefined),
-    destination_cluster: dst ? clusterOf(dst) : UNKNOWN,
-    request_protocol: 'tcp',
-    response_flags: i.responseFlags ?? '-',
-    connection_security_policy: i.mtls ? 'mutual_tls' : UNKNOWN,
-  };
+    source: peerOfWorkload(i.src, i.srcIdentity),
+    destination: peerOfWorkload(i.dst, dstIdentity),
+    service: serviceLabels(i.service),
+    protocol: 'tcp',
+    ...(i.responseFlags ? { responseFlags: i.responseFlags } : {}),
+    mtls: i.mtls,
+  });
 }
 
 /** The map key of a traffic label set (its values in TRAFFIC_LABELS order). */
 export function trafficKey(l: TrafficLabels): string {
-  let key = '';
-  for (const n of TRAFFIC_LABELS) key += l[n] + '\u0001';
-  return key;
+  return labelKey(l, TRAFFIC_LABELS);
 }
 
 const accessLogs = new WeakMap<Logger, Logger>();

@@ -1,13 +1,15 @@
 /**
  * Loads Kubernetes manifests from files and directories (YAML multi-document, JSON, `kind: List`),
  * validates every object and either returns all of them or throws one error listing every problem.
+ * Objects of a kind Ambit does not know at all (a Job, a CRD of another project) are not problems:
+ * they are refused one by one, with the reason, and the rest is returned.
  */
 import { type Issue, Issues, isRecord } from '../../shared/validate.js';
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseAllDocuments } from 'yaml';
 import { AmbitError, errorMessage } from '../../shared/errors.js';
-import { describeObject, isNamespaced, objectKey, type KubeObject } from '../objects.js';
+import { describeObject, isNamespaced, KINDS, objectKey, splitApiVersion, type KubeObject } from '../objects.js';
 import { validateObject, type ValidateOptions } from './validate-objects.js';
 
 export interface LoadManifestsOptions extends ValidateOptions {
@@ -15,8 +17,39 @@ export interface LoadManifestsOptions extends ValidateOptions {
   defaultNamespace?: string;
 }
 
+/** An object left out of a load because Ambit does not serve its kind. */
+export interface RefusedObject {
+  /** `<file>#<document>` */
+  where: string;
+  /** `<Kind> <namespace>/<name>` as written. */
+  object: string;
+  reason: string;
+}
+
 export interface LoadedManifests {
   objects: KubeObject[];
+  /** Objects of kinds Ambit does not know, in file order; none of them is in `objects`. */
+  refused: RefusedObject[];
+}
+
+/**
+ * Why Ambit refuses an object of a kind it does not know, or undefined for a known kind (also for
+ * a known kind at an unsupported version, or no kind at all: those are mistakes, reported by
+ * validateObject).
+ */
+export function unknownKindReason(v: unknown): string | undefined {
+  if (!isRecord(v) || typeof v['apiVersion'] !== 'string' || typeof v['kind'] !== 'string') return undefined;
+  const { group } = splitApiVersion(v['apiVersion']);
+  const kind = v['kind'];
+  if (KINDS.some((k) => k.kind === kind && k.group === group)) return undefined;
+  return `kind ${kind}${group ? ` of group ${group}` : ''} is not served by Ambit; the object was not applied`;
+}
+
+function describeRaw(v: Record<string, unknown>): string {
+  const md = isRecord(v['metadata']) ? v['metadata'] : {};
+  const name = typeof md['name'] === 'string' ? md['name'] : '<unnamed>';
+  const ns = typeof md['namespace'] === 'string' && md['namespace'] ? `${md['namespace']}/` : '';
+  return `${String(v['kind'])} ${ns}${name}`;
 }
 
 const MANIFEST_EXT = /\.(ya?ml|json)$/i;
@@ -32,6 +65,7 @@ export async function loadManifests(paths: string[], opts: LoadManifestsOptions 
   for (const p of paths) files.push(...(await listManifestFiles(p)));
   const issues = new Issues();
   const found: Array<{ obj: KubeObject; where: string }> = [];
+  const refused: RefusedObject[] = [];
   for (const file of files) {
     let text: string;
     try {
@@ -40,6 +74,11 @@ export async function loadManifests(paths: string[], opts: LoadManifestsOptions 
       throw readError(file, e);
     }
     for (const { value, where } of parseManifestText(text, file, issues)) {
+      const reason = unknownKindReason(value);
+      if (reason !== undefined) {
+        refused.push({ where, object: describeRaw(value as Record<string, unknown>), reason });
+        continue;
+      }
       const problems = validateObject(value, where, opts);
       issues.merge(problems);
       if (problems.length === 0) found.push({ obj: withNamespace(value as KubeObject, defaultNamespace), where });
@@ -47,7 +86,7 @@ export async function loadManifests(paths: string[], opts: LoadManifestsOptions 
   }
   issues.merge(findDuplicates(found));
   issues.throwIfAny('AMBIT_ERR_MANIFEST_INVALID', `invalid manifests in ${paths.join(', ')}`);
-  return { objects: found.map((f) => f.obj) };
+  return { objects: found.map((f) => f.obj), refused };
 }
 
 async function listManifestFiles(path: string): Promise<string[]> {

@@ -1,4 +1,4 @@
-/** Validation of Gateway API objects (Gateway, GatewayClass, HTTPRoute, GRPCRoute). */
+/** Validation of Gateway API objects (Gateway, GatewayClass, HTTPRoute, GRPCRoute, TCPRoute, TLSRoute, ReferenceGrant). */
 import type { KindInfo } from '../objects.js';
 import { Issues, int, isDnsLabel, knownFields, port, rec, recs, str, strList } from '../../shared/validate.js';
 import { gatewayDuration } from './kube-fields.js';
@@ -19,6 +19,57 @@ export function validateGatewayApiSpec(c: Issues, obj: Record<string, unknown>, 
     case 'GRPCRoute':
       validateRoute(c, obj['spec'], 'grpc');
       return;
+    case 'TCPRoute':
+    case 'TLSRoute':
+      validateL4Route(c, obj['spec'], info.kind === 'TLSRoute');
+      return;
+    case 'ReferenceGrant':
+      validateReferenceGrant(c, obj['spec']);
+      return;
+  }
+}
+
+function backendRefs(c: Issues, v: unknown, path: string, extra: readonly string[]): void {
+  for (const [b, bp] of recs(c, v, path)) {
+    knownFields(c, b, bp, ['group', 'kind', 'name', 'namespace', 'port', 'weight', ...extra]);
+    str(c, b['name'], `${bp}.name`, { required: true });
+    str(c, b['namespace'], `${bp}.namespace`);
+    const kind = str(c, b['kind'], `${bp}.kind`) ?? 'Service';
+    const group = str(c, b['group'], `${bp}.group`) ?? '';
+    port(c, b['port'], `${bp}.port`, kind === 'Service' && group === '');
+    int(c, b['weight'], `${bp}.weight`, { min: 0, max: 1_000_000 });
+  }
+}
+
+/** TCPRoute and TLSRoute: parents, (TLS) SNI hostnames, and one or more rules of weighted backends. */
+function validateL4Route(c: Issues, v: unknown, tls: boolean): void {
+  const spec = rec(c, v, 'spec', true);
+  if (!spec) return;
+  knownFields(c, spec, 'spec', tls ? ['parentRefs', 'hostnames', 'rules'] : ['parentRefs', 'rules']);
+  parentRefs(c, spec['parentRefs'], 'spec.parentRefs');
+  if (tls) strList(c, spec['hostnames'], 'spec.hostnames');
+  for (const [r, rp] of recs(c, spec['rules'], 'spec.rules', { required: true, nonEmpty: true })) {
+    knownFields(c, r, rp, ['name', 'backendRefs']);
+    str(c, r['name'], `${rp}.name`);
+    backendRefs(c, r['backendRefs'], `${rp}.backendRefs`, []);
+  }
+}
+
+function validateReferenceGrant(c: Issues, v: unknown): void {
+  const spec = rec(c, v, 'spec', true);
+  if (!spec) return;
+  knownFields(c, spec, 'spec', ['from', 'to']);
+  for (const [f, fp] of recs(c, spec['from'], 'spec.from', { required: true, nonEmpty: true })) {
+    knownFields(c, f, fp, ['group', 'kind', 'namespace']);
+    str(c, f['group'], `${fp}.group`, { required: true, allowEmpty: true });
+    str(c, f['kind'], `${fp}.kind`, { required: true });
+    str(c, f['namespace'], `${fp}.namespace`, { required: true, test: isDnsLabel, expect: 'a namespace name' });
+  }
+  for (const [t, tp] of recs(c, spec['to'], 'spec.to', { required: true, nonEmpty: true })) {
+    knownFields(c, t, tp, ['group', 'kind', 'name']);
+    str(c, t['group'], `${tp}.group`, { required: true, allowEmpty: true });
+    str(c, t['kind'], `${tp}.kind`, { required: true });
+    str(c, t['name'], `${tp}.name`);
   }
 }
 
@@ -105,15 +156,7 @@ function validateRoute(c: Issues, v: unknown, flavour: 'http' | 'grpc'): void {
     for (const [f, fp] of recs(c, r['filters'], `${rp}.filters`)) {
       str(c, f['type'], `${fp}.type`, { required: true, oneOf: flavour === 'http' ? HTTP_FILTERS : GRPC_FILTERS });
     }
-    for (const [b, bp] of recs(c, r['backendRefs'], `${rp}.backendRefs`)) {
-      knownFields(c, b, bp, ['group', 'kind', 'name', 'namespace', 'port', 'weight', 'filters']);
-      str(c, b['name'], `${bp}.name`, { required: true });
-      str(c, b['namespace'], `${bp}.namespace`);
-      const kind = str(c, b['kind'], `${bp}.kind`) ?? 'Service';
-      const group = str(c, b['group'], `${bp}.group`) ?? '';
-      port(c, b['port'], `${bp}.port`, kind === 'Service' && group === '');
-      int(c, b['weight'], `${bp}.weight`, { min: 0, max: 1_000_000 });
-    }
+    backendRefs(c, r['backendRefs'], `${rp}.backendRefs`, ['filters']);
     if (flavour === 'http') {
       const t = rec(c, r['timeouts'], `${rp}.timeouts`);
       if (t) {

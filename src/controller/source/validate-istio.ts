@@ -3,6 +3,7 @@
  * networking.istio.io VirtualService/DestinationRule/Gateway), following istio's own rules.
  */
 import type { KindInfo } from '../objects.js';
+import { isIP } from 'node:net';
 import { Issues, bool, duration, int, isCidr, isDnsLabel, knownFields, num, port, rec, recs, str, strList } from '../../shared/validate.js';
 import { labels } from './kube-fields.js';
 
@@ -26,6 +27,214 @@ export function validateIstioSpec(c: Issues, obj: Record<string, unknown>, info:
     case 'Gateway':
       validateIstioGateway(c, obj['spec']);
       return;
+    case 'ServiceEntry':
+      validateServiceEntry(c, obj['spec']);
+      return;
+    case 'RequestAuthentication':
+      validateRequestAuthentication(c, obj['spec']);
+      return;
+    case 'Telemetry':
+      validateTelemetry(c, obj['spec']);
+      return;
+    case 'WorkloadEntry':
+      workloadEntry(c, rec(c, obj['spec'], 'spec', true), 'spec');
+      return;
+    case 'WorkloadGroup': {
+      const spec = rec(c, obj['spec'], 'spec', true);
+      if (!spec) return;
+      knownFields(c, spec, 'spec', ['metadata', 'template', 'probe']);
+      workloadEntry(c, rec(c, spec['template'], 'spec.template', true), 'spec.template');
+      return;
+    }
+    case 'Sidecar': {
+      const spec = rec(c, obj['spec'], 'spec');
+      if (spec) knownFields(c, spec, 'spec', ['workloadSelector', 'ingress', 'egress', 'inboundConnectionPool', 'outboundTrafficPolicy']);
+      return;
+    }
+    case 'EnvoyFilter': {
+      const spec = rec(c, obj['spec'], 'spec');
+      if (spec) knownFields(c, spec, 'spec', ['workloadSelector', 'targetRefs', 'configPatches', 'priority']);
+      return;
+    }
+  }
+}
+
+/** Policy attachment shared by RequestAuthentication, AuthorizationPolicy and Telemetry: a selector or targetRef(s), not both. */
+function policyAttachment(c: Issues, spec: Record<string, unknown>, kinds: readonly string[]): void {
+  const hasSelector = spec['selector'] !== undefined;
+  workloadSelector(c, spec['selector'], 'spec.selector');
+  const targets: Array<[Record<string, unknown>, string]> = [];
+  const tr = rec(c, spec['targetRef'], 'spec.targetRef');
+  if (tr) targets.push([tr, 'spec.targetRef']);
+  targets.push(...recs(c, spec['targetRefs'], 'spec.targetRefs'));
+  for (const [t, p] of targets) {
+    str(c, t['kind'], `${p}.kind`, { required: true, oneOf: kinds });
+    str(c, t['name'], `${p}.name`, { required: true });
+    str(c, t['group'], `${p}.group`);
+    str(c, t['namespace'], `${p}.namespace`);
+  }
+  if (hasSelector && targets.length > 0) c.add('spec.selector', 'cannot be combined with targetRef/targetRefs; use one attachment', spec['selector']);
+  if (tr && spec['targetRefs'] !== undefined) c.add('spec.targetRef', 'cannot be combined with spec.targetRefs', tr);
+}
+
+const SE_RESOLUTIONS = ['NONE', 'STATIC', 'DNS', 'DNS_ROUND_ROBIN', 'DYNAMIC_DNS'] as const;
+const PORT_PROTOCOLS = ['HTTP', 'HTTPS', 'GRPC', 'GRPC-WEB', 'HTTP2', 'MONGO', 'TCP', 'TLS', 'UDP', 'REDIS', 'MYSQL'];
+
+/** A host of a ServiceEntry: a DNS name, optionally starting with "*." (no bare "*", no IP). */
+function isServiceEntryHost(h: string): boolean {
+  const name = h.startsWith('*.') ? h.slice(2) : h;
+  return name.length > 0 && name.length <= 253 && /^[A-Za-z0-9]([-A-Za-z0-9]*[A-Za-z0-9])?(\.[A-Za-z0-9]([-A-Za-z0-9]*[A-Za-z0-9])?)*$/.test(name) && isIP(name) === 0;
+}
+
+function workloadEntry(c: Issues, we: Record<string, unknown> | undefined, path: string): string | undefined {
+  if (!we) return undefined;
+  knownFields(c, we, path, ['address', 'ports', 'labels', 'network', 'locality', 'weight', 'serviceAccount']);
+  const address = str(c, we['address'], `${path}.address`);
+  const ports = rec(c, we['ports'], `${path}.ports`);
+  for (const [k, v] of Object.entries(ports ?? {})) port(c, v, `${path}.ports.${k}`, true);
+  labels(c, we['labels'], `${path}.labels`);
+  str(c, we['network'], `${path}.network`);
+  str(c, we['locality'], `${path}.locality`);
+  int(c, we['weight'], `${path}.weight`, { min: 0 });
+  str(c, we['serviceAccount'], `${path}.serviceAccount`, { test: (s) => isDnsSubdomainLike(s), expect: 'a service account name' });
+  return address;
+}
+
+function isDnsSubdomainLike(s: string): boolean {
+  return /^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(s);
+}
+
+function validateServiceEntry(c: Issues, v: unknown): void {
+  const spec = rec(c, v, 'spec', true);
+  if (!spec) return;
+  knownFields(c, spec, 'spec', ['hosts', 'addresses', 'ports', 'location', 'resolution', 'endpoints', 'workloadSelector', 'exportTo', 'subjectAltNames']);
+  const hosts = strList(c, spec['hosts'], 'spec.hosts', { required: true, nonEmpty: true, unique: true, check: (h) => (isServiceEntryHost(h) ? undefined : 'must be a DNS name, optionally starting with "*." (not "*" or an IP address)') }) ?? [];
+  strList(c, spec['addresses'], 'spec.addresses', { check: cidrCheck });
+  const names = new Set<string>();
+  const numbers = new Set<number>();
+  for (const [p, pp] of recs(c, spec['ports'], 'spec.ports')) {
+    knownFields(c, p, pp, ['number', 'protocol', 'name', 'targetPort']);
+    const n = port(c, p['number'], `${pp}.number`, true);
+    if (n !== undefined) {
+      if (numbers.has(n)) c.add(`${pp}.number`, 'duplicates another port number', n);
+      numbers.add(n);
+    }
+    const name = str(c, p['name'], `${pp}.name`, { required: true });
+    if (name !== undefined) {
+      if (names.has(name)) c.add(`${pp}.name`, 'duplicates another port name', name);
+      names.add(name);
+    }
+    const proto = str(c, p['protocol'], `${pp}.protocol`);
+    if (proto !== undefined && !PORT_PROTOCOLS.includes(proto.toUpperCase())) c.add(`${pp}.protocol`, `must be one of ${PORT_PROTOCOLS.join(', ')}`, proto);
+    port(c, p['targetPort'], `${pp}.targetPort`);
+  }
+  str(c, spec['location'], 'spec.location', { oneOf: ['MESH_EXTERNAL', 'MESH_INTERNAL'] });
+  const resolution = str(c, spec['resolution'], 'spec.resolution', { oneOf: SE_RESOLUTIONS }) ?? 'NONE';
+  const endpoints = recs(c, spec['endpoints'], 'spec.endpoints');
+  const selector = rec(c, spec['workloadSelector'], 'spec.workloadSelector');
+  if (selector) {
+    knownFields(c, selector, 'spec.workloadSelector', ['labels']);
+    labels(c, selector['labels'], 'spec.workloadSelector.labels');
+    if (endpoints.length > 0) c.add('spec.workloadSelector', 'cannot be combined with spec.endpoints', selector);
+  }
+  for (const [e, ep] of endpoints) {
+    const address = workloadEntry(c, e, ep);
+    if (address === undefined) {
+      c.add(`${ep}.address`, 'is required');
+      continue;
+    }
+    if (resolution === 'STATIC' && isIP(address) === 0 && !address.startsWith('unix://')) c.add(`${ep}.address`, 'must be an IP address when resolution is STATIC', address);
+    for (const k of Object.keys(asRecordOf(e['ports']))) if (!names.has(k)) c.add(`${ep}.ports.${k}`, 'names no port of spec.ports', k);
+  }
+  if (resolution === 'NONE' && endpoints.length > 0) c.add('spec.endpoints', 'must be empty when resolution is NONE (connections go to the address the client asked for)', endpoints.length);
+  if (resolution === 'STATIC' && endpoints.length === 0 && !selector) c.add('spec.endpoints', 'is required when resolution is STATIC (or use spec.workloadSelector)');
+  if ((resolution === 'DNS' || resolution === 'DNS_ROUND_ROBIN') && endpoints.length === 0) {
+    hosts.forEach((h, i) => {
+      if (h.startsWith('*')) c.add(`spec.hosts[${i}]`, `cannot be a wildcard when resolution is ${resolution} without endpoints (the host itself is resolved)`, h);
+    });
+  }
+  strList(c, spec['exportTo'], 'spec.exportTo');
+  strList(c, spec['subjectAltNames'], 'spec.subjectAltNames');
+}
+
+function asRecordOf(v: unknown): Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as Record<string, unknown>) : {};
+}
+
+function httpUrlProblem(s: string): string | undefined {
+  try {
+    const u = new URL(s);
+    return u.protocol === 'http:' || u.protocol === 'https:' ? undefined : 'must be an http or https URL';
+  } catch {
+    return 'must be an http or https URL';
+  }
+}
+
+function validateRequestAuthentication(c: Issues, v: unknown): void {
+  const spec = rec(c, v, 'spec');
+  if (!spec) return;
+  knownFields(c, spec, 'spec', ['selector', 'targetRef', 'targetRefs', 'jwtRules']);
+  policyAttachment(c, spec, ['Gateway', 'Service', 'GatewayClass', 'ServiceEntry']);
+  for (const [r, rp] of recs(c, spec['jwtRules'], 'spec.jwtRules')) {
+    knownFields(c, r, rp, ['issuer', 'audiences', 'jwksUri', 'jwks', 'fromHeaders', 'fromParams', 'fromCookies', 'outputPayloadToHeader', 'forwardOriginalToken', 'outputClaimToHeaders', 'timeout']);
+    str(c, r['issuer'], `${rp}.issuer`, { required: true });
+    strList(c, r['audiences'], `${rp}.audiences`);
+    const uri = str(c, r['jwksUri'], `${rp}.jwksUri`);
+    if (uri !== undefined && httpUrlProblem(uri)) c.add(`${rp}.jwksUri`, httpUrlProblem(uri)!, uri);
+    const jwks = str(c, r['jwks'], `${rp}.jwks`);
+    if (jwks !== undefined) {
+      let parsed: unknown;
+      try {
+        parsed = JSON.parse(jwks);
+      } catch {
+        c.add(`${rp}.jwks`, 'must be a JSON Web Key Set (JSON text with a "keys" list)');
+      }
+      if (parsed !== undefined && !Array.isArray(asRecordOf(parsed)['keys'])) c.add(`${rp}.jwks`, 'must be a JSON Web Key Set (JSON text with a "keys" list)');
+    }
+    for (const [h, hp] of recs(c, r['fromHeaders'], `${rp}.fromHeaders`)) {
+      knownFields(c, h, hp, ['name', 'prefix']);
+      str(c, h['name'], `${hp}.name`, { required: true });
+      str(c, h['prefix'], `${hp}.prefix`, { allowEmpty: true });
+    }
+    strList(c, r['fromParams'], `${rp}.fromParams`);
+    strList(c, r['fromCookies'], `${rp}.fromCookies`);
+    str(c, r['outputPayloadToHeader'], `${rp}.outputPayloadToHeader`);
+    bool(c, r['forwardOriginalToken'], `${rp}.forwardOriginalToken`);
+    for (const [o, op] of recs(c, r['outputClaimToHeaders'], `${rp}.outputClaimToHeaders`)) {
+      knownFields(c, o, op, ['header', 'claim']);
+      str(c, o['header'], `${op}.header`, { required: true });
+      str(c, o['claim'], `${op}.claim`, { required: true });
+    }
+    duration(c, r['timeout'], `${rp}.timeout`, { minMs: 1 });
+  }
+}
+
+function validateTelemetry(c: Issues, v: unknown): void {
+  const spec = rec(c, v, 'spec');
+  if (!spec) return;
+  knownFields(c, spec, 'spec', ['selector', 'targetRef', 'targetRefs', 'tracing', 'metrics', 'accessLogging']);
+  policyAttachment(c, spec, ['Gateway', 'Service', 'GatewayClass', 'ServiceEntry']);
+  const providers = (v: unknown, path: string): void => {
+    for (const [p, pp] of recs(c, v, path)) str(c, p['name'], `${pp}.name`, { required: true });
+  };
+  for (const [t, tp] of recs(c, spec['tracing'], 'spec.tracing')) {
+    knownFields(c, t, tp, ['match', 'providers', 'randomSamplingPercentage', 'disableSpanReporting', 'customTags', 'useRequestIdForTraceSampling', 'enableIstioTags']);
+    providers(t['providers'], `${tp}.providers`);
+    num(c, t['randomSamplingPercentage'], `${tp}.randomSamplingPercentage`, { min: 0, max: 100 });
+    bool(c, t['disableSpanReporting'], `${tp}.disableSpanReporting`);
+  }
+  for (const [a, ap] of recs(c, spec['accessLogging'], 'spec.accessLogging')) {
+    knownFields(c, a, ap, ['match', 'providers', 'disabled', 'filter']);
+    providers(a['providers'], `${ap}.providers`);
+    bool(c, a['disabled'], `${ap}.disabled`);
+    const f = rec(c, a['filter'], `${ap}.filter`);
+    if (f) str(c, f['expression'], `${ap}.filter.expression`, { required: true });
+    const m = rec(c, a['match'], `${ap}.match`);
+    if (m) str(c, m['mode'], `${ap}.match.mode`, { oneOf: ['CLIENT_AND_SERVER', 'CLIENT', 'SERVER'] });
+  }
+  for (const [m, mp] of recs(c, spec['metrics'], 'spec.metrics')) {
+    knownFields(c, m, mp, ['providers', 'overrides', 'reportingInterval']);
+    providers(m['providers'], `${mp}.providers`);
   }
 }
 
@@ -109,7 +318,7 @@ function matchValues(c: Issues, v: unknown, path: string, check?: (s: string) =>
   });
 }
 
-const cidrProblem = (s: string): string | undefined => (isCidr(s) ? undefined : 'must be an IP address or CIDR such as 10.0.0.0/8');
+const cidrCheck = (s: string): string | undefined => (isCidr(s) ? undefined : 'must be an IP address or CIDR such as 10.0.0.0/8');
 const portProblem = (s: string): string | undefined =>
   /^\d+$/.test(s) && Number(s) >= 1 && Number(s) <= 65535 ? undefined : 'must be a port number between 1 and 65535 (as a string)';
 
@@ -117,19 +326,7 @@ function validateAuthorizationPolicy(c: Issues, v: unknown): void {
   const spec = rec(c, v, 'spec');
   if (!spec) return;
   knownFields(c, spec, 'spec', ['selector', 'targetRef', 'targetRefs', 'action', 'provider', 'rules']);
-  const hasSelector = spec['selector'] !== undefined;
-  workloadSelector(c, spec['selector'], 'spec.selector');
-  const targets: Array<[Record<string, unknown>, string]> = [];
-  const tr = rec(c, spec['targetRef'], 'spec.targetRef');
-  if (tr) targets.push([tr, 'spec.targetRef']);
-  targets.push(...recs(c, spec['targetRefs'], 'spec.targetRefs'));
-  for (const [t, p] of targets) {
-    str(c, t['kind'], `${p}.kind`, { required: true, oneOf: ['Gateway', 'Service', 'GatewayClass', 'ServiceEntry'] });
-    str(c, t['name'], `${p}.name`, { required: true });
-    str(c, t['group'], `${p}.group`);
-  }
-  if (hasSelector && targets.length > 0) c.add('spec.selector', 'cannot be combined with targetRef/targetRefs; use one attachment', spec['selector']);
-  if (tr && spec['targetRefs'] !== undefined) c.add('spec.targetRef', 'cannot be combined with spec.targetRefs', tr);
+  policyAttachment(c, spec, ['Gateway', 'Service', 'GatewayClass', 'ServiceEntry']);
   const action = str(c, spec['action'], 'spec.action', { oneOf: AUTHORIZATION_ACTIONS });
   const provider = rec(c, spec['provider'], 'spec.provider');
   if (action === 'CUSTOM') {
@@ -149,7 +346,7 @@ function validateAuthorizationPolicy(c: Issues, v: unknown): void {
       for (const f of ['principals', 'notPrincipals', 'requestPrincipals', 'notRequestPrincipals', 'namespaces', 'notNamespaces']) {
         matchValues(c, source[f], `${fp}.source.${f}`);
       }
-      for (const f of ['ipBlocks', 'notIpBlocks', 'remoteIpBlocks', 'notRemoteIpBlocks']) matchValues(c, source[f], `${fp}.source.${f}`, cidrProblem);
+      for (const f of ['ipBlocks', 'notIpBlocks', 'remoteIpBlocks', 'notRemoteIpBlocks']) matchValues(c, source[f], `${fp}.source.${f}`, cidrCheck);
       for (const f of ['serviceAccounts', 'notServiceAccounts']) {
         matchValues(c, source[f], `${fp}.source.${f}`, (s) => (/^[^/*]+\/[^/*]+$/.test(s) ? undefined : 'must be <namespace>/<service account>'));
       }
@@ -168,7 +365,7 @@ function validateAuthorizationPolicy(c: Issues, v: unknown): void {
       const key = str(c, when['key'], `${wp}.key`, { required: true });
       if (key !== undefined && !isKnownWhenKey(key)) c.add(`${wp}.key`, 'is not a supported condition key (e.g. source.ip, source.namespace, source.principal, destination.port, request.headers[...])', key);
       if (when['values'] === undefined && when['notValues'] === undefined) c.add(`${wp}`, 'must set values or notValues', when);
-      const check = key === 'source.ip' || key === 'remote.ip' || key === 'destination.ip' ? cidrProblem : key === 'destination.port' ? portProblem : undefined;
+      const check = key === 'source.ip' || key === 'remote.ip' || key === 'destination.ip' ? cidrCheck : key === 'destination.port' ? portProblem : undefined;
       matchValues(c, when['values'], `${wp}.values`, check);
       matchValues(c, when['notValues'], `${wp}.notValues`, check);
     }
@@ -235,6 +432,36 @@ const HTTP_MATCH_FIELDS = [
   'ignoreUriCase', 'withoutHeaders', 'sourceNamespace', 'statPrefix',
 ];
 
+/** Istio HTTPRedirect: Envoy answers with 301, 302, 303, 307 or 308. */
+function validateRedirect(c: Issues, r: Record<string, unknown>, path: string): void {
+  knownFields(c, r, path, ['uri', 'authority', 'port', 'derivePort', 'scheme', 'redirectCode']);
+  str(c, r['uri'], `${path}.uri`);
+  str(c, r['authority'], `${path}.authority`);
+  str(c, r['scheme'], `${path}.scheme`);
+  port(c, r['port'], `${path}.port`);
+  str(c, r['derivePort'], `${path}.derivePort`, { oneOf: ['FROM_PROTOCOL_DEFAULT', 'FROM_REQUEST_PORT'] });
+  if (r['port'] !== undefined && r['derivePort'] !== undefined) c.add(`${path}.derivePort`, 'cannot be combined with port', r['derivePort']);
+  const code = int(c, r['redirectCode'], `${path}.redirectCode`);
+  if (code !== undefined && code !== 0 && ![301, 302, 303, 307, 308].includes(code)) c.add(`${path}.redirectCode`, 'must be a redirect status: 301, 302, 303, 307 or 308', code);
+}
+
+const HTTP_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'CONNECT', 'OPTIONS', 'TRACE', 'PATCH'];
+
+/** Istio CorsPolicy, with Istio's checks: known methods, header names, a max age in whole seconds. */
+function validateCorsPolicy(c: Issues, r: Record<string, unknown>, path: string): void {
+  knownFields(c, r, path, ['allowOrigins', 'allowOrigin', 'allowMethods', 'allowHeaders', 'exposeHeaders', 'maxAge', 'allowCredentials', 'unmatchedPreflights']);
+  for (const [m, mp] of recs(c, r['allowOrigins'], `${path}.allowOrigins`)) stringMatch(c, m, mp);
+  strList(c, r['allowOrigin'], `${path}.allowOrigin`);
+  strList(c, r['allowMethods'], `${path}.allowMethods`, { check: (m) => (HTTP_METHODS.includes(m) ? undefined : `must be an HTTP method (${HTTP_METHODS.join(', ')})`) });
+  const headerName = (h: string): string | undefined => (/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/.test(h) ? undefined : 'must be an HTTP header name');
+  strList(c, r['allowHeaders'], `${path}.allowHeaders`, { check: headerName });
+  strList(c, r['exposeHeaders'], `${path}.exposeHeaders`, { check: headerName });
+  const ms = duration(c, r['maxAge'], `${path}.maxAge`);
+  if (ms !== undefined && ms % 1000 !== 0) c.add(`${path}.maxAge`, 'must be whole seconds (CORS max age has seconds precision)', r['maxAge']);
+  bool(c, r['allowCredentials'], `${path}.allowCredentials`);
+  str(c, r['unmatchedPreflights'], `${path}.unmatchedPreflights`, { oneOf: ['UNSPECIFIED', 'FORWARD', 'IGNORE'] });
+}
+
 function validateVirtualService(c: Issues, v: unknown): void {
   const spec = rec(c, v, 'spec', true);
   if (!spec) return;
@@ -260,7 +487,9 @@ function validateVirtualService(c: Issues, v: unknown): void {
     }
     const nRoutes = routeDestinations(c, h['route'], `${hp}.route`, false);
     const redirect = rec(c, h['redirect'], `${hp}.redirect`);
-    if (redirect) int(c, redirect['redirectCode'], `${hp}.redirect.redirectCode`, { min: 300, max: 399 });
+    if (redirect) validateRedirect(c, redirect, `${hp}.redirect`);
+    const cors = rec(c, h['corsPolicy'], `${hp}.corsPolicy`);
+    if (cors) validateCorsPolicy(c, cors, `${hp}.corsPolicy`);
     const direct = rec(c, h['directResponse'], `${hp}.directResponse`);
     if (direct) int(c, direct['status'], `${hp}.directResponse.status`, { required: true, min: 200, max: 599 });
     if (nRoutes === 0 && !redirect && !direct && h['delegate'] === undefined) {

@@ -143,7 +143,11 @@ function validateSpec(c: Issues, obj: Record<string, unknown>, info: KindInfo, o
       return;
     case 'security.istio.io':
     case 'networking.istio.io':
+    case 'telemetry.istio.io':
       validateIstioSpec(c, obj, info);
+      return;
+    case 'networking.k8s.io':
+      validateIngress(c, obj['spec']);
       return;
     case 'gateway.networking.k8s.io':
       validateGatewayApiSpec(c, obj, info);
@@ -165,6 +169,9 @@ function validateCoreSpec(c: Issues, obj: Record<string, unknown>, info: KindInf
       return;
     case 'Secret':
       validateSecret(c, obj);
+      return;
+    case 'ConfigMap':
+      stringMap(c, obj['data'], 'data');
       return;
     case 'ServiceAccount':
     case 'Namespace':
@@ -284,6 +291,25 @@ function validateDeployment(c: Issues, v: unknown, opts: ValidateOptions): void 
     }
   }
   validatePodSpec(c, template['spec'], 'spec.template.spec', opts);
+}
+
+/** Ingress (networking.k8s.io/v1): the shape only; Ambit reports it as not served (translate/field-warnings.ts). */
+function validateIngress(c: Issues, v: unknown): void {
+  const spec = rec(c, v, 'spec');
+  if (!spec) return;
+  str(c, spec['ingressClassName'], 'spec.ingressClassName');
+  for (const [r, rp] of recs(c, spec['rules'], 'spec.rules')) {
+    str(c, r['host'], `${rp}.host`);
+    const http = rec(c, r['http'], `${rp}.http`);
+    if (http) for (const [p, pp] of recs(c, http['paths'], `${rp}.http.paths`, { required: true })) {
+      str(c, p['pathType'], `${pp}.pathType`, { required: true, oneOf: ['Exact', 'Prefix', 'ImplementationSpecific'] });
+      rec(c, p['backend'], `${pp}.backend`, true);
+    }
+  }
+  for (const [t, tp] of recs(c, spec['tls'], 'spec.tls')) {
+    strList(c, t['hosts'], `${tp}.hosts`);
+    str(c, t['secretName'], `${tp}.secretName`);
+  }
 }
 
 const SERVICE_TYPES = ['ClusterIP', 'NodePort', 'LoadBalancer', 'ExternalName'];

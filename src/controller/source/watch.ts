@@ -138,7 +138,9 @@ export class FileSource {
   private async apply(): Promise<ReloadResult> {
     let objects: KubeObject[];
     try {
-      objects = (await loadManifests([...this.opts.paths], this.opts.load)).objects;
+      const loaded = await loadManifests([...this.opts.paths], this.opts.load);
+      objects = loaded.objects;
+      for (const r of loaded.refused) this.log.warn({ where: r.where, object: r.object }, r.reason);
     } catch (e) {
       return rejected(e);
     }

@@ -1,13 +1,14 @@
 /**
- * AuthorizationPolicies attached with targetRefs (to a Service, or to a waypoint Gateway: every
- * Service bound to it) → L7 authorization of the waypoint's route configs. Beside authorization.ts,
+ * AuthorizationPolicies attached with targetRefs (to a Service, to a waypoint Gateway: every
+ * Service bound to it, or to an ingress Gateway: every host it serves) → L7 authorization of the
+ * waypoints' and gateways' route configs. Beside authorization.ts,
  * which turns selector policies into the agents' L4 Authorizations; both read Istio string values
  * with toStringMatch. Attributes a waypoint cannot check fail closed: an ALLOW rule using them
  * matches nothing, in DENY and AUDIT they are dropped (the rule matches more).
  */
-import { GROUP_GATEWAY_API, type KubeObject } from '../objects.js';
+import { GROUP_GATEWAY_API, GROUP_ISTIO_NETWORKING, type KubeObject } from '../objects.js';
 import type { StringMatch } from '../../shared/model.js';
-import type { L7AuthorizationPolicy, L7Condition, L7Operation, L7Rule, L7Source } from '../../shared/routes.js';
+import type { L7AuthorizationPolicy, L7Condition, L7Operation, L7Rule, L7Source, RouteConfig } from '../../shared/routes.js';
 import { ANNOTATION_DRY_RUN } from './authorization.js';
 import { condition, Invalid, serviceHostname, translateObject, type RouteContext } from './route-context.js';
 import { toStringMatch } from './string-match.js';
@@ -25,7 +26,7 @@ function portList(v: unknown, where: string): number[] {
   });
 }
 
-const L4_ONLY_SOURCE = ['ipBlocks', 'notIpBlocks', 'remoteIpBlocks', 'notRemoteIpBlocks', 'requestPrincipals', 'notRequestPrincipals', 'serviceAccounts', 'notServiceAccounts'];
+const L4_ONLY_SOURCE = ['ipBlocks', 'notIpBlocks', 'remoteIpBlocks', 'notRemoteIpBlocks', 'serviceAccounts', 'notServiceAccounts'];
 
 /** One Istio rule, or undefined when it cannot match (an ALLOW rule using attributes we lack). */
 function authzRule(v: unknown, action: string, where: string, unsupported: string[]): L7Rule | undefined {
@@ -39,7 +40,11 @@ function authzRule(v: unknown, action: string, where: string, unsupported: strin
         if (action === 'ALLOW') impossible = true;
       }
     }
-    return { principals: authzValues(s['principals']), notPrincipals: authzValues(s['notPrincipals']), namespaces: authzValues(s['namespaces']), notNamespaces: authzValues(s['notNamespaces']) };
+    const jwt = {
+      ...(s['requestPrincipals'] !== undefined ? { requestPrincipals: authzValues(s['requestPrincipals']) } : {}),
+      ...(s['notRequestPrincipals'] !== undefined ? { notRequestPrincipals: authzValues(s['notRequestPrincipals']) } : {}),
+    };
+    return { principals: authzValues(s['principals']), notPrincipals: authzValues(s['notPrincipals']), namespaces: authzValues(s['namespaces']), notNamespaces: authzValues(s['notNamespaces']), ...jwt };
   });
   const to: L7Operation[] = asArray(r['to']).map((t, i) => {
     const o = asRecord(asRecord(t)['operation']);
@@ -61,7 +66,10 @@ function authzRule(v: unknown, action: string, where: string, unsupported: strin
     const values = authzValues(cr['values']);
     const notValues = authzValues(cr['notValues']);
     const header = /^request\.headers\[(.+)\]$/.exec(key);
+    const claim = /^request\.auth\.claims((?:\[[^\]]+\])+)$/.exec(key);
     if (header) when.push({ header: header[1]!.toLowerCase(), values, notValues });
+    else if (claim) when.push({ header: '', claim: [...claim[1]!.matchAll(/\[([^\]]+)\]/g)].map((m) => m[1]!), values, notValues });
+    else if (key === 'request.auth.principal') from.push({ principals: [], notPrincipals: [], namespaces: [], notNamespaces: [], requestPrincipals: values, notRequestPrincipals: notValues });
     else if (key === 'source.namespace') from.push({ principals: [], notPrincipals: [], namespaces: values, notNamespaces: notValues });
     else if (key === 'source.principal') from.push({ principals: values, notPrincipals: notValues, namespaces: [], notNamespaces: [] });
     else {
@@ -74,24 +82,29 @@ function authzRule(v: unknown, action: string, where: string, unsupported: strin
   return { from, to, when };
 }
 
-function targetServices(ctx: RouteContext, ap: KubeObject): { services: string[]; notes: string[] } {
+/**
+ * The route configs a policy's targetRef(s) name: a Service's; every Service's bound to a waypoint
+ * Gateway; or, for an ingress Gateway (Istio or Gateway API), every host config that gateway serves.
+ */
+export function targetConfigs(ctx: RouteContext, ap: KubeObject): { configs: RouteConfig[]; notes: string[] } {
   const spec = asRecord(ap.spec);
   const refs = [...asArray(spec['targetRefs']), ...(spec['targetRef'] !== undefined ? [spec['targetRef']] : [])].map(asRecord);
-  const out = { services: [] as string[], notes: [] as string[] };
+  const out = { configs: [] as RouteConfig[], notes: [] as string[] };
   const ns = nsOf(ap);
   for (const ref of refs) {
     const kind = asString(ref['kind']);
     const name = asString(ref['name']) ?? '';
     const group = asString(ref['group']) ?? '';
     if (kind === 'Service' && group === '') {
-      const host = serviceHostname(name, ns, ctx.opts.clusterDomain);
-      if (ctx.mesh.has(host)) out.services.push(host);
+      const cfg = ctx.mesh.get(serviceHostname(name, ns, ctx.opts.clusterDomain));
+      if (cfg) out.configs.push(cfg);
       else out.notes.push(`target Service ${ns}/${name} does not exist`);
-    } else if (kind === 'Gateway' && (group === GROUP_GATEWAY_API || group === '')) {
+    } else if (kind === 'Gateway' && (group === GROUP_GATEWAY_API || group === GROUP_ISTIO_NETWORKING || group === '')) {
       const key = `${ns}/${name}`;
-      const bound = [...ctx.mesh.values()].filter((c) => c.waypoint === key).map((c) => c.hostname);
-      if (bound.length === 0) out.notes.push(`no Service uses waypoint ${key}`);
-      out.services.push(...bound);
+      const bound = [...ctx.mesh.values()].filter((c) => c.waypoint === key);
+      const ingress = [...ctx.ingress.values()].filter((c) => c.gateway === key);
+      if (bound.length === 0 && ingress.length === 0) out.notes.push(`no Service uses waypoint ${key} and no route is bound to a gateway of that name`);
+      out.configs.push(...bound, ...ingress);
     } else out.notes.push(`target ${group ? group + '/' : ''}${kind} ${name} is not supported`);
   }
   return out;
@@ -112,8 +125,8 @@ export function translateAuthorization(ctx: RouteContext, list: readonly KubeObj
         if (rule) rules.push(rule);
       });
       const policy: L7AuthorizationPolicy = { name: `${nsOf(ap)}/${ap.metadata.name}`, action, rules, dryRun: annotationsOf(ap)[ANNOTATION_DRY_RUN] === 'true' };
-      const targets = targetServices(ctx, ap);
-      for (const host of targets.services) ctx.mesh.get(host)?.authorization.push(structuredClone(policy));
+      const targets = targetConfigs(ctx, ap);
+      for (const cfg of targets.configs) cfg.authorization.push(structuredClone(policy));
       const notes = [...targets.notes];
       if (unsupported.length > 0) notes.push(`unsupported attributes ${unsupported.join(', ')}; ${action === 'ALLOW' ? 'rules using them match nothing' : 'they are ignored, so the rule matches more'} (fail closed)`);
       if (notes.length > 0) condition(ctx, ap, 'PartiallyApplied', notes.join('; '));

@@ -1,12 +1,14 @@
 /**
  * Gateway API HTTPRoutes and GRPCRoutes → HTTP routes: attached to a Service (mesh, served by its
  * waypoint) or to a Gateway API Gateway (ingress). Rules are ordered by the Gateway API's
- * precedence (path kind and length, method, header and query matches, then age).
+ * precedence (path kind and length, method, header and query matches, then age). TCPRoutes and
+ * TLSRoutes attached to a Service → its L4 routes (one per rule, oldest route first).
  */
 import { GROUP_GATEWAY_API, type KubeObject } from '../objects.js';
-import { DEFAULT_RETRY_BUDGET, emptyHeaderOps, type HeaderMatcher, type HeaderOps, type HttpRoute, type QueryParamMatcher, type RetryPolicy, type RouteBackend, type RouteMatch, type StringMatcher } from '../../shared/routes.js';
+import { DEFAULT_RETRY_BUDGET, emptyHeaderOps, type HeaderMatcher, type HeaderOps, type HttpRoute, type L4Route, type QueryParamMatcher, type RetryPolicy, type RouteBackend, type RouteMatch, type StringMatcher } from '../../shared/routes.js';
 import { condition, durationMs, firstPort, ingressConfig, Invalid, serviceHostname, translateObject, type RouteContext } from './route-context.js';
 import { asArray, asRecord, asString, asStrings, compareAge, nsOf } from './util.js';
+import { referencePermitted, refNotPermitted } from './reference-grant.js';
 import { WAYPOINT_CLASSES } from './waypoints.js';
 
 interface RankedRoute {
@@ -45,7 +47,11 @@ function gwValueMatches(v: unknown, where: string, lowerName: boolean): Array<He
   });
 }
 
-function gwBackends(ctx: RouteContext, route: KubeObject, v: unknown, where: string): RouteBackend[] {
+/**
+ * A route's backendRefs as backends. A reference to another namespace that no ReferenceGrant
+ * allows is kept `refused` (its share of requests gets a 500) and noted in `notes`.
+ */
+export function gwBackends(ctx: RouteContext, route: KubeObject, v: unknown, where: string, notes: string[]): RouteBackend[] {
   const ns = nsOf(route);
   return asArray(v).map((b, i) => {
     const r = asRecord(b);
@@ -54,10 +60,17 @@ function gwBackends(ctx: RouteContext, route: KubeObject, v: unknown, where: str
     if (kind !== 'Service' || group !== '') throw new Invalid('Unsupported', `${where}[${i}]: backend kind ${group ? group + '/' : ''}${kind} is not supported (use a Service)`);
     const name = asString(r['name']);
     if (!name) throw new Invalid('InvalidBackend', `${where}[${i}].name must be set`);
-    const host = serviceHostname(name, asString(r['namespace']) ?? ns, ctx.opts.clusterDomain);
-    if (!ctx.services.has(host)) throw new Invalid('BackendNotFound', `${where}[${i}]: Service ${host} does not exist`);
+    const toNamespace = asString(r['namespace']) ?? ns;
+    const host = serviceHostname(name, toNamespace, ctx.opts.clusterDomain);
     const weight = typeof r['weight'] === 'number' ? r['weight'] : 1;
-    return { host, weight, ...(typeof r['port'] === 'number' ? { port: r['port'] } : {}) };
+    const port = typeof r['port'] === 'number' ? { port: r['port'] } : {};
+    const ref = { fromKind: route.kind, fromNamespace: ns, toNamespace, toName: name };
+    if (!referencePermitted(ctx.referenceGrants, ref)) {
+      notes.push(`${where}[${i}]: ${refNotPermitted(ref)}; its share of requests gets a 500`);
+      return { host, weight, ...port, refused: true as const };
+    }
+    if (!ctx.services.has(host)) throw new Invalid('BackendNotFound', `${where}[${i}]: Service ${host} does not exist`);
+    return { host, weight, ...port };
   });
 }
 
@@ -69,7 +82,7 @@ function gwHeaderModifier(f: Record<string, unknown>): HeaderOps {
   return ops;
 }
 
-function gwFilters(ctx: RouteContext, route: KubeObject, filters: unknown, where: string, out: HttpRoute, pathPrefix: string | undefined): void {
+function gwFilters(ctx: RouteContext, route: KubeObject, filters: unknown, where: string, out: HttpRoute, pathPrefix: string | undefined, notes: string[]): void {
   asArray(filters).forEach((f, i) => {
     const r = asRecord(f);
     const type = asString(r['type']);
@@ -97,7 +110,8 @@ function gwFilters(ctx: RouteContext, route: KubeObject, filters: unknown, where
       }
       case 'RequestMirror': {
         const m = asRecord(r['requestMirror']);
-        const [b] = gwBackends(ctx, route, [m['backendRef']], `${w}.requestMirror.backendRef`);
+        const [b] = gwBackends(ctx, route, [m['backendRef']], `${w}.requestMirror.backendRef`, notes);
+        if (b!.refused) break;
         const percent = typeof m['percent'] === 'number' ? m['percent'] : 100;
         const port = b!.port ?? firstPort(ctx, b!.host);
         out.mirror = { host: b!.host, percent, ...(port !== undefined ? { port } : {}) };
@@ -124,9 +138,9 @@ function gwRetry(v: unknown, where: string): RetryPolicy | undefined {
   return out;
 }
 
-/** parentRefs → mesh Service hosts and ingress gateways (`ns/name`). */
-function parents(ctx: RouteContext, route: KubeObject): { services: string[]; gateways: string[]; notes: string[] } {
-  const out = { services: [] as string[], gateways: [] as string[], notes: [] as string[] };
+/** parentRefs → mesh Service hosts (with the port a ref names) and ingress gateways (`ns/name`). */
+function parents(ctx: RouteContext, route: KubeObject): { services: string[]; servicePorts: Array<number | undefined>; gateways: string[]; notes: string[] } {
+  const out = { services: [] as string[], servicePorts: [] as Array<number | undefined>, gateways: [] as string[], notes: [] as string[] };
   for (const p of asArray(asRecord(route.spec)['parentRefs']).map(asRecord)) {
     const kind = asString(p['kind']) ?? 'Gateway';
     const group = asString(p['group']) ?? (kind === 'Service' ? '' : GROUP_GATEWAY_API);
@@ -134,8 +148,10 @@ function parents(ctx: RouteContext, route: KubeObject): { services: string[]; ga
     const ns = asString(p['namespace']) ?? nsOf(route);
     if (kind === 'Service' && group === '') {
       const host = serviceHostname(name, ns, ctx.opts.clusterDomain);
-      if (ctx.services.has(host)) out.services.push(host);
-      else out.notes.push(`parent Service ${ns}/${name} does not exist`);
+      if (ctx.services.has(host)) {
+        out.services.push(host);
+        out.servicePorts.push(typeof p['port'] === 'number' ? p['port'] : undefined);
+      } else out.notes.push(`parent Service ${ns}/${name} does not exist`);
     } else if (kind === 'Gateway' && group === GROUP_GATEWAY_API) out.gateways.push(`${ns}/${name}`);
     else out.notes.push(`parent ${group}/${kind} ${name} is not supported`);
   }
@@ -152,10 +168,11 @@ export function translateGatewayRoutes(ctx: RouteContext, list: readonly KubeObj
     translateObject(ctx, obj, () => {
       const spec = asRecord(obj.spec);
       const ranked: RankedRoute[] = [];
+      const notes: string[] = [];
       asArray(spec['rules']).forEach((rule, i) => {
         const r = asRecord(rule);
         const where = `spec.rules[${i}]`;
-        const backends = gwBackends(ctx, obj, r['backendRefs'], `${where}.backendRefs`);
+        const backends = gwBackends(ctx, obj, r['backendRefs'], `${where}.backendRefs`, notes);
         if (backends.length === 0) throw new Invalid('InvalidBackend', `${where}.backendRefs must name at least one Service`);
         const matches = asArray(r['matches']);
         const list = matches.length > 0 ? matches : [{}];
@@ -192,7 +209,7 @@ export function translateGatewayRoutes(ctx: RouteContext, list: readonly KubeObj
             headers: { request: emptyHeaderOps(), response: emptyHeaderOps() },
           };
           if (matches.length === 0 && !grpc && match.uri && !('prefix' in match.uri && match.uri.prefix === '/')) hr.match = [match];
-          gwFilters(ctx, obj, r['filters'], `${where}.filters`, hr, prefix);
+          gwFilters(ctx, obj, r['filters'], `${where}.filters`, hr, prefix, notes);
           const timeouts = asRecord(r['timeouts']);
           const t = durationMs(timeouts['request'], `${where}.timeouts.request`);
           if (t !== undefined && t > 0) hr.timeoutMs = t;
@@ -205,7 +222,7 @@ export function translateGatewayRoutes(ctx: RouteContext, list: readonly KubeObj
         });
       });
       const par = parents(ctx, obj);
-      const notes = [...par.notes];
+      notes.push(...par.notes);
       for (const host of par.services) {
         hosts.add(host);
         const l = byHost.get(host) ?? [];
@@ -247,4 +264,40 @@ export function translateGatewayRoutes(ctx: RouteContext, list: readonly KubeObj
     } else ctx.mesh.get(key)!.routes.push(...routes);
   }
   return hosts;
+}
+
+/**
+ * TCPRoutes and TLSRoutes (oldest first) → L4 routes of the Services they attach to: each rule
+ * picks among its backendRefs by weight; a TLSRoute matches its hostnames by SNI (none: any), a
+ * parentRef port limits the route to that port. Attached to a Gateway they are not served yet.
+ */
+export function translateL4GatewayRoutes(ctx: RouteContext, list: readonly KubeObject[]): void {
+  for (const obj of [...list].sort(compareAge)) {
+    const ns = nsOf(obj);
+    const tls = obj.kind === 'TLSRoute';
+    translateObject(ctx, obj, () => {
+      const spec = asRecord(obj.spec);
+      const notes: string[] = [];
+      const sniHosts = asStrings(spec['hostnames']).map((h) => h.toLowerCase());
+      const rules = asArray(spec['rules']).map((rule, i) => {
+        const where = `spec.rules[${i}]`;
+        const backends = gwBackends(ctx, obj, asRecord(rule)['backendRefs'], `${where}.backendRefs`, notes);
+        if (backends.length === 0) throw new Invalid('InvalidBackend', `${where}.backendRefs must name at least one Service`);
+        return { name: `${ns}/${obj.metadata.name}.${i}`, backends };
+      });
+      if (rules.length > 1) notes.push(`only spec.rules[0] is used: ${obj.kind} rules have no matches, so the first takes every connection`);
+      const par = parents(ctx, obj);
+      notes.push(...par.notes);
+      if (par.gateways.length > 0) notes.push(`parent Gateway ${par.gateways.join(', ')}: ${obj.kind} on ingress gateways is not served yet`);
+      par.services.forEach((host, k) => {
+        const port = par.servicePorts[k];
+        const match = port !== undefined || tls ? [{ ...(port !== undefined ? { port } : {}), ...(tls ? { sniHosts: sniHosts.length > 0 ? sniHosts : ['*'] } : {}) }] : [];
+        const cfg = ctx.mesh.get(host)!;
+        const out: L4Route[] = rules.map((r) => ({ name: r.name, match: structuredClone(match), backends: structuredClone(r.backends) }));
+        if (tls) (cfg.tlsRoutes ??= []).push(...out);
+        else (cfg.tcpRoutes ??= []).push(...out);
+      });
+      if (notes.length > 0) condition(ctx, obj, 'PartiallyApplied', notes.join('; '));
+    });
+  }
 }

@@ -13,6 +13,8 @@ export interface TranslateOptions {
   clusterId: string;
   clusterDomain: string;
   rootNamespace: string;
+  /** Addresses of host names DNS ServiceEntries need, as the controller last resolved them. */
+  dnsAnswers?: ReadonlyMap<string, readonly string[]>;
 }
 
 export const DEFAULT_TRANSLATE_OPTIONS: Readonly<TranslateOptions> = Object.freeze({

@@ -37,6 +37,8 @@ export interface RouteContext {
   /** Gateway API Gateways by `ns/name` (their listeners give ingress configs their ports). */
   gatewayApiGateways: Map<string, KubeObject>;
   gatewayServers: GatewayServer[];
+  /** Gateway API ReferenceGrants (cross-namespace backendRefs need one). */
+  referenceGrants: readonly KubeObject[];
 }
 
 export function condition(ctx: RouteContext, obj: KubeObject, reason: string, message: string, status: 'True' | 'False' = 'False'): void {

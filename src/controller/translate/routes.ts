@@ -1,14 +1,16 @@
 /**
  * Kubernetes/Istio/Gateway API objects → waypoint and ingress route configs (pure), in order:
  * Services (service-routes.ts), Istio Gateways (istio-gateway.ts), DestinationRules, Gateway API
- * routes (gateway-api.ts), VirtualServices (virtual-service.ts), then L7 authorization
+ * routes (gateway-api.ts: HTTP, then TCP/TLS, whose routes come before a VirtualService's
+ * tcp/tls routes), VirtualServices (virtual-service.ts), then L7 authorization
  * (authorization-l7.ts). An object that cannot be translated gets a condition naming the problem;
  * every other object is still translated.
  */
 import type { KubeObject } from '../objects.js';
 import type { GatewayServer, RouteConfig } from '../../shared/routes.js';
 import { translateAuthorization } from './authorization-l7.js';
-import { translateGatewayRoutes } from './gateway-api.js';
+import { translateRequestAuthentication } from './request-authentication.js';
+import { translateGatewayRoutes, translateL4GatewayRoutes } from './gateway-api.js';
 import { gatewayApiServers } from './gateway-api-listeners.js';
 import { translateIstioGateway } from './istio-gateway.js';
 import { buildIndex, type ObjectIndex, type TranslateCondition, type TranslateOptions } from './object-index.js';
@@ -46,6 +48,7 @@ export function buildRoutes(idx: ObjectIndex): TranslateRoutesResult {
     istioGateways: new Map(),
     gatewayApiGateways: new Map(),
     gatewayServers: [],
+    referenceGrants: idx.of('ReferenceGrant'),
   };
   for (const svc of idx.of('Service')) {
     const cfg = serviceConfig(ctx, svc);
@@ -66,7 +69,9 @@ export function buildRoutes(idx: ObjectIndex): TranslateRoutesResult {
 
   translateDestinationRules(ctx, idx.of('DestinationRule'));
   const routeHosts = translateGatewayRoutes(ctx, [...idx.of('HTTPRoute'), ...idx.of('GRPCRoute')], gwApi);
+  translateL4GatewayRoutes(ctx, [...idx.of('TCPRoute'), ...idx.of('TLSRoute')]);
   translateVirtualServices(ctx, idx.of('VirtualService'), routeHosts);
+  translateRequestAuthentication(ctx, idx.of('RequestAuthentication'));
   translateAuthorization(ctx, idx.of('AuthorizationPolicy'));
   return { routes: finishConfigs(ctx), gateways: ctx.gatewayServers.sort((a, b) => compareStrings(`${a.gateway}:${a.port}`, `${b.gateway}:${b.port}`)), conditions: ctx.conditions };
 }

@@ -9,6 +9,8 @@ import { authorizationResourceName, serviceResourceName } from '../../shared/res
 import type { Authorization, Service, Workload } from '../../shared/model.js';
 import type { KubeObject } from '../objects.js';
 import { buildAuthorizations } from './authorization.js';
+import { buildServiceEntries } from './service-entries.js';
+import { fieldWarnings } from './field-warnings.js';
 import { gatewayListeners, type GatewayListenersResult } from './gateway-listeners.js';
 import { buildIndex, type ObjectIndex, type TranslateCondition, type TranslateIndex, type TranslateOptions } from './object-index.js';
 import { applyPeerAuthentication } from './peer-authentication.js';
@@ -39,7 +41,13 @@ export interface MeshTranslation {
 export function translateAll(objects: readonly KubeObject[], options: Partial<TranslateOptions> = {}): MeshTranslation {
   const idx = buildIndex(objects, options);
   const routes = buildRoutes(idx);
-  return { model: buildModel(idx), routes, listeners: gatewayListeners(routes.gateways, idx.of('Pod'), idx.of('Secret')) };
+  return { model: withFieldWarnings(buildModel(idx), idx), routes, listeners: gatewayListeners(routes.gateways, idx.of('Pod'), idx.of('Secret')) };
+}
+
+/** The model with the field warnings of every object (field-warnings.ts) among its conditions. */
+function withFieldWarnings(model: TranslateResult, idx: ObjectIndex): TranslateResult {
+  const conditions = [...model.conditions, ...fieldWarnings(idx)].sort((a, b) => compareStrings(a.objectKey, b.objectKey) || compareStrings(a.type, b.type));
+  return { ...model, conditions };
 }
 
 /**
@@ -48,7 +56,8 @@ export function translateAll(objects: readonly KubeObject[], options: Partial<Tr
  */
 export function translate(input: readonly KubeObject[] | { objects: readonly KubeObject[] }, options: Partial<TranslateOptions> = {}): TranslateResult {
   const objects = Array.isArray(input) ? (input as readonly KubeObject[]) : (input as { objects: readonly KubeObject[] }).objects;
-  return buildModel(buildIndex(objects, options));
+  const idx = buildIndex(objects, options);
+  return withFieldWarnings(buildModel(idx), idx);
 }
 
 /** Workloads, Services and (L4) Authorizations of an index. */
@@ -56,6 +65,8 @@ export function buildModel(objects: ObjectIndex): TranslateResult {
   const idx: TranslateIndex = { ...objects, conditions: [] };
   const pods: PodWorkload[] = idx.pods.filter((p) => !isPodTerminated(p)).map((pod) => ({ pod, workload: buildWorkload(idx, pod) }));
   const services = buildServices(idx, pods);
+  const entryWorkloads: Workload[] = [];
+  buildServiceEntries(idx, pods, services, entryWorkloads);
   const serviceObjects = idx.services
     .map((svc) => ({ svc, service: services.find((s) => s.namespace === (svc.metadata.namespace ?? '') && s.name === svc.metadata.name) }))
     .filter((e): e is { svc: KubeObject; service: Service } => e.service !== undefined);
@@ -63,7 +74,7 @@ export function buildModel(objects: ObjectIndex): TranslateResult {
   applyPeerAuthentication(idx, pods);
   const authorizations = buildAuthorizations(idx, pods);
 
-  const workloads = pods.map((p) => p.workload);
+  const workloads = [...pods.map((p) => p.workload), ...entryWorkloads];
   for (const w of workloads) w.authorizationPolicies.sort(compareStrings);
   workloads.sort((a, b) => compareStrings(a.uid, b.uid));
   services.sort((a, b) => compareStrings(serviceResourceName(a), serviceResourceName(b)));

@@ -1,10 +1,10 @@
 /**
  * Istio VirtualServices → HTTP routes of mesh configs (bound to `mesh`) and of ingress configs
  * (bound to Istio Gateways): matches, header operations, retries, faults, rewrites, mirrors,
- * direct responses. The oldest VirtualService claims a host; an HTTPRoute on it takes precedence.
+ * direct responses, redirects and CORS policies. The oldest VirtualService claims a host; an HTTPRoute on it takes precedence.
  */
 import type { KubeObject } from '../objects.js';
-import { DEFAULT_RETRY_BUDGET, emptyHeaderOps, isRetryOnToken, type FaultPolicy, type HeaderOps, type HttpRoute, type MirrorPolicy, type RetryPolicy, type RouteBackend, type RouteMatch, type StringMatcher } from '../../shared/routes.js';
+import { DEFAULT_RETRY_BUDGET, emptyHeaderOps, isRetryOnToken, type CorsPolicy, type FaultPolicy, type HeaderOps, type HttpRoute, type L4Route, type MirrorPolicy, type RedirectPolicy, type RetryPolicy, type RouteBackend, type RouteMatch, type StringMatcher } from '../../shared/routes.js';
 import { gatewayAllowsHost } from './istio-gateway.js';
 import { condition, durationMs, firstPort, ingressConfig, Invalid, percentValue, resolveHost, translateObject, type RouteContext } from './route-context.js';
 import { subsetLabels } from './service-routes.js';
@@ -100,7 +100,6 @@ function vsRetries(v: unknown, where: string): RetryPolicy | undefined {
   const out: RetryPolicy = { attempts, retryOn, retriableStatusCodes: codes.length > 0 ? codes : retryOn.includes('retriable-status-codes') ? [503] : [], budget: { ...DEFAULT_RETRY_BUDGET } };
   const perTry = durationMs(r['perTryTimeout'], `${where}.perTryTimeout`);
   if (perTry !== undefined) out.perTryTimeoutMs = perTry;
-  if (r['retryRemoteLocalities'] !== undefined) out.retryNonIdempotent = false;
   return out;
 }
 
@@ -127,15 +126,12 @@ function vsFault(v: unknown, where: string): FaultPolicy | undefined {
   return out;
 }
 
-function vsRoute(ctx: RouteContext, vs: KubeObject, v: unknown, i: number): HttpRoute {
+/** A route's destinations as weighted backends (one destination: weight 1; weights unset: equal). */
+function vsBackends(ctx: RouteContext, vs: KubeObject, v: unknown, where: string, owner: string): RouteBackend[] {
   const ns = nsOf(vs);
-  const where = `spec.http[${i}]`;
-  const r = asRecord(v);
-  const owner = `VirtualService ${ns}/${vs.metadata.name} ${where}`;
-  if (r['redirect'] !== undefined) throw new Invalid('Unsupported', `${where}.redirect is not supported by ambit waypoints yet`);
-  const dests = asArray(r['route']).map(asRecord);
+  const dests = asArray(v).map(asRecord);
   const anyWeight = dests.some((d) => typeof d['weight'] === 'number');
-  const backends: RouteBackend[] = dests.map((d, j) => {
+  return dests.map((d, j) => {
     const dest = asRecord(d['destination']);
     const hostRaw = asString(dest['host']);
     if (!hostRaw) throw new Invalid('InvalidDestination', `${where}.route[${j}].destination.host must be set`);
@@ -146,8 +142,75 @@ function vsRoute(ctx: RouteContext, vs: KubeObject, v: unknown, i: number): Http
     const weight = dests.length === 1 ? 1 : anyWeight ? (typeof d['weight'] === 'number' ? d['weight'] : 0) : 1;
     return { host, weight, ...(typeof port === 'number' ? { port } : {}), ...(subset ? { subset } : {}), ...(labels ? { subsetLabels: labels } : {}) };
   });
+}
+
+/** Match fields of `tcp`/`tls` routes Ambit cannot check: a route using them is left out (it would match more). */
+const L4_UNSERVED_MATCH = ['destinationSubnets', 'sourceLabels', 'sourceNamespace', 'gateways'];
+
+/** One `tcp` or `tls` route, or undefined (with a note) when a match uses fields Ambit cannot check. */
+function vsL4Route(ctx: RouteContext, vs: KubeObject, v: unknown, where: string, tls: boolean, notes: string[]): L4Route | undefined {
+  const r = asRecord(v);
+  const match: L4Route['match'] = [];
+  for (const [j, m] of asArray(r['match']).map(asRecord).entries()) {
+    const unserved = L4_UNSERVED_MATCH.filter((k) => m[k] !== undefined);
+    if (unserved.length > 0) {
+      notes.push(`${where}.match[${j}] uses ${unserved.join(', ')}, which Ambit does not check; the route is not applied`);
+      return undefined;
+    }
+    match.push({ ...(typeof m['port'] === 'number' ? { port: m['port'] } : {}), ...(tls ? { sniHosts: asStrings(m['sniHosts']).map((h) => h.toLowerCase()) } : {}) });
+  }
+  const backends = vsBackends(ctx, vs, r['route'], where, `VirtualService ${nsOf(vs)}/${vs.metadata.name} ${where}`);
+  if (backends.length === 0) throw new Invalid('InvalidRoute', `${where}.route must name at least one destination`);
+  return { name: `${nsOf(vs)}/${vs.metadata.name}.${where.slice('spec.'.length)}`, match, backends };
+}
+
+/** Istio HTTPRedirect (redirectCode 0 or unset is 301). */
+function vsRedirect(v: unknown, where: string): RedirectPolicy {
+  const r = asRecord(v);
+  const code = typeof r['redirectCode'] === 'number' && r['redirectCode'] !== 0 ? r['redirectCode'] : 301;
+  if (![301, 302, 303, 307, 308].includes(code)) throw new Invalid('InvalidRedirect', `${where}.redirectCode: ${code} is not a redirect status (301, 302, 303, 307 or 308)`);
+  const out: RedirectPolicy = { code };
+  for (const k of ['scheme', 'authority', 'uri'] as const) {
+    const x = asString(r[k]);
+    if (x !== undefined && x !== '') out[k] = x;
+  }
+  if (typeof r['port'] === 'number' && r['port'] !== 0) out.port = r['port'];
+  const derive = asString(r['derivePort']);
+  if (derive === 'FROM_REQUEST_PORT' || derive === 'FROM_PROTOCOL_DEFAULT') out.derivePort = derive;
+  return out;
+}
+
+/** Istio CorsPolicy; `allowOrigin` (deprecated exact strings) joins `allowOrigins`. */
+function vsCors(v: unknown, where: string): CorsPolicy {
+  const r = asRecord(v);
+  const allowOrigins: StringMatcher[] = [];
+  asArray(r['allowOrigins']).forEach((m, j) => {
+    const sm = istioStringMatch(m, `${where}.allowOrigins[${j}]`);
+    if ('present' in sm) throw new Invalid('InvalidMatch', `${where}.allowOrigins[${j}]: use exact, prefix or regex`);
+    allowOrigins.push(sm);
+  });
+  for (const o of asStrings(r['allowOrigin'])) allowOrigins.push({ exact: o });
+  const out: CorsPolicy = {
+    allowOrigins,
+    allowMethods: asStrings(r['allowMethods']),
+    allowHeaders: asStrings(r['allowHeaders']),
+    exposeHeaders: asStrings(r['exposeHeaders']),
+    unmatchedPreflights: r['unmatchedPreflights'] === 'IGNORE' ? 'IGNORE' : 'FORWARD',
+  };
+  const maxAge = durationMs(r['maxAge'], `${where}.maxAge`);
+  if (maxAge !== undefined) out.maxAgeSeconds = Math.floor(maxAge / 1000);
+  if (typeof r['allowCredentials'] === 'boolean') out.allowCredentials = r['allowCredentials'];
+  return out;
+}
+
+function vsRoute(ctx: RouteContext, vs: KubeObject, v: unknown, i: number): HttpRoute {
+  const ns = nsOf(vs);
+  const where = `spec.http[${i}]`;
+  const r = asRecord(v);
+  const owner = `VirtualService ${ns}/${vs.metadata.name} ${where}`;
+  const backends = vsBackends(ctx, vs, r['route'], where, owner);
   const direct = asRecord(r['directResponse']);
-  if (backends.length === 0 && r['directResponse'] === undefined) throw new Invalid('InvalidRoute', `${where} needs route destinations or directResponse`);
+  if (backends.length === 0 && r['directResponse'] === undefined && r['redirect'] === undefined) throw new Invalid('InvalidRoute', `${where} needs route destinations, redirect or directResponse`);
   const headers = asRecord(r['headers']);
   const route: HttpRoute = {
     name: asString(r['name']) ?? `${ns}/${vs.metadata.name}.${i}`,
@@ -156,6 +219,8 @@ function vsRoute(ctx: RouteContext, vs: KubeObject, v: unknown, i: number): Http
     headers: { request: vsHeaderOps(headers['request']), response: vsHeaderOps(headers['response']) },
   };
   if (r['directResponse'] !== undefined) route.directResponse = { status: typeof direct['status'] === 'number' ? direct['status'] : 200, ...(asString(asRecord(direct['body'])['string']) !== undefined ? { body: asString(asRecord(direct['body'])['string'])! } : {}) };
+  if (r['redirect'] !== undefined) route.redirect = vsRedirect(r['redirect'], `${where}.redirect`);
+  if (r['corsPolicy'] !== undefined) route.cors = vsCors(r['corsPolicy'], `${where}.corsPolicy`);
   const rw = asRecord(r['rewrite']);
   if (r['rewrite'] !== undefined) {
     route.rewrite = {};
@@ -206,9 +271,11 @@ export function translateVirtualServices(ctx: RouteContext, list: readonly KubeO
       const routes = asArray(spec['http']).map((h, i) => vsRoute(ctx, vs, h, i));
       const binding = vsGateways(vs);
       const notes: string[] = [];
-      for (const k of ['tcp', 'tls', 'delegate'] as const) {
-        if (spec[k] !== undefined) notes.push(`spec.${k} is not supported by ambit waypoints yet and is ignored`);
-      }
+      const l4 = (k: 'tcp' | 'tls'): L4Route[] => asArray(spec[k]).flatMap((t, i) => vsL4Route(ctx, vs, t, `spec.${k}[${i}]`, k === 'tls', notes) ?? []);
+      const tcpRoutes = l4('tcp');
+      const tlsRoutes = l4('tls');
+      for (const h of asArray(spec['http'])) if (asRecord(h)['delegate'] !== undefined) notes.push('delegate is not supported and is ignored');
+      if ((tcpRoutes.length > 0 || tlsRoutes.length > 0) && binding.gateways.length > 0) notes.push('tcp and tls routes are served for mesh traffic only; ingress gateways do not serve them yet');
       if (binding.mesh) {
         for (const host of hosts) {
           const cfg = ctx.mesh.get(host);
@@ -227,6 +294,8 @@ export function translateVirtualServices(ctx: RouteContext, list: readonly KubeO
           }
           claimed.set(host, `${ns}/${vs.metadata.name}`);
           cfg.routes.push(...structuredClone(routes));
+          if (tcpRoutes.length > 0) (cfg.tcpRoutes ??= []).push(...structuredClone(tcpRoutes));
+          if (tlsRoutes.length > 0) (cfg.tlsRoutes ??= []).push(...structuredClone(tlsRoutes));
         }
       }
       for (const g of binding.gateways) {

@@ -1,4 +1,9 @@
-/** Metrics of the config server: pushes, NACKs, subscribers by role, notify → ACK latency, refused streams. */
+/**
+ * Metrics of the config server: pushes, NACKs, subscribers by role, notify → ACK latency, refused
+ * streams (ambit_config_*), and the same figures under the names Istio's control-plane dashboard
+ * reads from istiod: pilot_xds (connected streams), pilot_xds_pushes{type},
+ * pilot_total_xds_rejects{type}.
+ */
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import { registerOnce } from '../../shared/xds/metric-util.js';
 
@@ -9,6 +14,9 @@ export interface ConfigServerMetrics {
   subscribers: Gauge<'role'>;
   pushLatency: Histogram<string>;
   refused: Counter<'reason'>;
+  istioConnected: Gauge<string>;
+  istioPushes: Counter<'type'>;
+  istioRejects: Counter<'type'>;
 }
 
 /** Why a config stream was refused or ended before it subscribed (bounded label values). */
@@ -50,6 +58,23 @@ export function createConfigServerMetrics(registry: Registry): ConfigServerMetri
       name: 'ambit_config_streams_refused_total',
       help: 'Config streams refused before they subscribed, by reason (unauthenticated, forbidden, peer_limit, pending_limit, caller_limit, identify_timeout, flood).',
       labelNames: ['reason'],
+      registers: [registry],
+    })),
+    istioConnected: registerOnce(registry, 'pilot_xds', () => new Gauge({
+      name: 'pilot_xds',
+      help: 'Connected config (xDS) streams, all roles (istiod\'s name).',
+      registers: [registry],
+    })),
+    istioPushes: registerOnce(registry, 'pilot_xds_pushes', () => new Counter({
+      name: 'pilot_xds_pushes',
+      help: 'Config (xDS) responses sent, by resource type (istiod\'s name).',
+      labelNames: ['type'],
+      registers: [registry],
+    })),
+    istioRejects: registerOnce(registry, 'pilot_total_xds_rejects', () => new Counter({
+      name: 'pilot_total_xds_rejects',
+      help: 'Config (xDS) responses rejected (NACKed) by subscribers, by resource type (istiod\'s name).',
+      labelNames: ['type'],
       registers: [registry],
     })),
   };

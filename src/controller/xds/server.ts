@@ -423,6 +423,7 @@ export class ConfigServer {
     const outcome = recordReply(ts, req, this.now(), grpc.status.UNKNOWN);
     if (outcome.nack) {
       this.metrics.nacks.inc({ type: label });
+      this.metrics.istioRejects.inc({ type: label });
       sub.log.warn({ type: label, nonce: outcome.nack.nonce, version: outcome.nack.version, nack: outcome.nack.message }, 'config rejected by subscriber');
     }
     if (outcome.acked) {
@@ -468,6 +469,7 @@ export class ConfigServer {
       return;
     }
     this.metrics.pushes.inc({ type: typeLabel(ts.typeUrl) });
+    this.metrics.istioPushes.inc({ type: typeLabel(ts.typeUrl) });
     sub.log.debug({ type: typeLabel(ts.typeUrl), nonce: next.response.nonce, version: ts.targetVersion, updated: next.updated, removed: next.removed }, 'config pushed');
   }
 
@@ -499,6 +501,7 @@ export class ConfigServer {
     const counts = new Map<NodeRole, number>(NODE_ROLES.map((r) => [r, 0]));
     for (const s of this.subs.values()) if (s.node) counts.set(s.node.role, (counts.get(s.node.role) ?? 0) + 1);
     for (const [role, n] of counts) this.metrics.subscribers.set({ role }, n);
+    this.metrics.istioConnected.set([...counts.values()].reduce((a, b) => a + b, 0));
   }
 
   private checkWaiters(): void {

@@ -8,6 +8,7 @@ import { serviceResourceName } from '../resources.js';
 import { formatSpiffeId } from '../identity.js';
 import { normalizeIp } from '../address.js';
 import { UNKNOWN } from '../metrics.js';
+import { clusterOfUid } from '../istio-metrics.js';
 
 /** The maps the config stream delivers, keyed by resource name. */
 export interface ConfigSnapshot {
@@ -39,9 +40,7 @@ export function workloadIdentity(w: Pick<Workload, 'trustDomain' | 'namespace' |
 
 /** The cluster part of a workload uid `<cluster>//v1/Pod/<ns>/<name>`, or `unknown`. */
 export function clusterOf(w: Workload | undefined): string {
-  if (!w) return UNKNOWN;
-  const i = w.uid.indexOf('//');
-  return i > 0 ? w.uid.slice(0, i) : UNKNOWN;
+  return w ? clusterOfUid(w.uid) : UNKNOWN;
 }
 
 export class WorkloadIndex {
@@ -93,6 +92,23 @@ export class WorkloadIndex {
   }
 
   /** True when `ip` is the address of some waypoint named by a service or workload. */
+  /**
+   * The Service a connection to `port` of workload `w` most likely addressed, when the caller did
+   * not say (ztunnel's inbound guess): the first, by hostname, of the workload's Services that map
+   * a port to `port`.
+   */
+  serviceOfWorkloadPort(w: Workload, port: number): Service | undefined {
+    const hosts = Object.entries(w.services)
+      .filter(([, mappings]) => mappings.some((m) => m.targetPort === port))
+      .map(([key]) => key.slice(key.indexOf('/') + 1))
+      .sort();
+    for (const h of hosts) {
+      const s = this.byHostname.get(h);
+      if (s) return s;
+    }
+    return undefined;
+  }
+
   isWaypointAddress(ip: string): boolean {
     return this.waypointIps.has(normalizeIp(ip));
   }

@@ -21,7 +21,7 @@ import { ALL_RESOURCE_TYPES, RESOURCE_TYPES, TYPE_AUTHORIZATION, TYPE_GATEWAY_LI
 import { type Authorization, type Service, type Workload } from '../model.js';
 import { validateResource } from '../validate-resource.js';
 import { deepFreeze, formatIssue, type Issue } from '../validate.js';
-import { createConfigClientMetrics, type ConfigClientMetrics } from './metrics.js';
+import { createConfigClientMetrics, type ConfigClientMetrics, type StreamTermination } from './metrics.js';
 import { nodeToMessage, type NodeInfo, type WorkloadStatus } from './node.js';
 import {
   CONFIG_SERVICE_PATH,
@@ -309,6 +309,7 @@ export class ConfigClient {
     this.setConnected(false);
     for (const t of this.types) this.metrics.synced.set({ type: typeLabel(t) }, 0);
     if (this.closed) return;
+    this.metrics.terminations.inc({ reason: terminationReason(status.code, this.failedApply.size > 0) });
     const fields = { code: grpc.status[status.code] ?? status.code, details: status.details };
     if (status.code === grpc.status.CANCELLED && this.failedApply.size > 0) this.log.info('config stream restarted to retry a failed apply');
     else if (status.code === grpc.status.OK) this.log.info(fields, 'config stream ended by the controller; reconnecting');
@@ -347,6 +348,7 @@ export class ConfigClient {
       return;
     }
     const label = typeLabel(typeUrl);
+    this.metrics.messages.inc({ url: typeUrl });
     const systemVersion = typeof resp.systemVersionInfo === 'string' ? resp.systemVersionInfo : '';
 
     const { decoded, removed, issues } = decodeResponse(typeUrl, resp);
@@ -500,4 +502,12 @@ export function decodeResponse(typeUrl: ResourceType, resp: DeltaConfigResponseM
     if (decoded.has(n)) issues.push({ path: `${label}[${n}]`, problem: 'is both updated and removed in one response', value: n });
   }
   return { decoded, removed, issues };
+}
+
+/** ztunnel's reason for a config stream's end: OK is the server's Complete; our own cancel to retry an apply a Reconnect. */
+export function terminationReason(code: grpc.status, restarting: boolean): StreamTermination {
+  if (code === grpc.status.OK) return 'Complete';
+  if (code === grpc.status.CANCELLED && restarting) return 'Reconnect';
+  if (code === grpc.status.UNAVAILABLE) return 'ConnectionError';
+  return 'Error';
 }

@@ -1,6 +1,11 @@
-/** Metrics of a config stream client (agent, waypoint): connection, sync, applied and rejected updates. */
+/**
+ * Metrics of a config stream client (agent, waypoint): connection, sync, applied and rejected
+ * updates (ambit_config_*), and the two ztunnel names Istio's ztunnel dashboard reads:
+ * istio_xds_connection_terminations_total{reason} and istio_xds_message_total{url}.
+ */
 import { Counter, Gauge, type Registry } from '../metrics.js';
 import { registerOnce } from './metric-util.js';
+import { ISTIO_XDS_METRICS } from '../istio-metrics.js';
 
 export interface ConfigClientMetrics {
   connected: Gauge<string>;
@@ -8,7 +13,12 @@ export interface ConfigClientMetrics {
   updates: Counter<'type'>;
   rejected: Counter<'type'>;
   reconnects: Counter<string>;
+  terminations: Counter<'reason'>;
+  messages: Counter<'url'>;
 }
+
+/** Why a config stream ended, in ztunnel's words: the server ended it, the client restarted it, the connection failed, or another error. */
+export type StreamTermination = 'Complete' | 'Reconnect' | 'ConnectionError' | 'Error';
 
 export function createConfigClientMetrics(registry: Registry): ConfigClientMetrics {
   return {
@@ -38,6 +48,18 @@ export function createConfigClientMetrics(registry: Registry): ConfigClientMetri
     reconnects: registerOnce(registry, 'ambit_config_reconnects_total', () => new Counter({
       name: 'ambit_config_reconnects_total',
       help: 'Config stream reconnect attempts after the stream ended or failed.',
+      registers: [registry],
+    })),
+    terminations: registerOnce(registry, ISTIO_XDS_METRICS.terminations, () => new Counter({
+      name: ISTIO_XDS_METRICS.terminations,
+      help: 'Config (xDS) streams to the controller that ended, by reason (Complete, Reconnect, ConnectionError, Error).',
+      labelNames: ['reason'],
+      registers: [registry],
+    })),
+    messages: registerOnce(registry, ISTIO_XDS_METRICS.messages, () => new Counter({
+      name: ISTIO_XDS_METRICS.messages,
+      help: 'Config (xDS) responses received from the controller, by type URL.',
+      labelNames: ['url'],
       registers: [registry],
     })),
   };

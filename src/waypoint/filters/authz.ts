@@ -7,6 +7,7 @@
 import type { StringMatch } from '../../shared/model.js';
 import type { L7AuthorizationPolicy, L7Condition, L7Operation, L7Rule, L7Source } from '../../shared/routes.js';
 import { hostOfAuthority, type RequestHeaders } from '../route/router.js';
+import { claimValues } from './jwt.js';
 
 export const RBAC_DENIED_BODY = 'RBAC: access denied';
 
@@ -20,6 +21,9 @@ export interface AuthzRequest {
   port?: number;
   /** Peer SPIFFE id (`spiffe://td/ns/x/sa/y`) or undefined for plaintext. */
   principal?: string;
+  /** `<iss>/<sub>` of the request's verified JWT (jwt.ts), and its claims; undefined without one. */
+  requestPrincipal?: string;
+  claims?: Record<string, unknown>;
 }
 
 export interface AuthzVerdict {
@@ -59,6 +63,8 @@ function matchSource(s: L7Source, req: AuthzRequest): boolean {
   if (s.notPrincipals.length > 0 && anyMatch(s.notPrincipals, src.principal)) return false;
   if (s.namespaces.length > 0 && !anyMatch(s.namespaces, src.namespace)) return false;
   if (s.notNamespaces.length > 0 && anyMatch(s.notNamespaces, src.namespace)) return false;
+  if (s.requestPrincipals && s.requestPrincipals.length > 0 && !anyMatch(s.requestPrincipals, req.requestPrincipal)) return false;
+  if (s.notRequestPrincipals && s.notRequestPrincipals.length > 0 && anyMatch(s.notRequestPrincipals, req.requestPrincipal)) return false;
   return true;
 }
 
@@ -84,6 +90,13 @@ function matchOperation(o: L7Operation, req: AuthzRequest): boolean {
 }
 
 function matchCondition(c: L7Condition, req: AuthzRequest): boolean {
+  if (c.claim) {
+    // A list claim matches when any element does; no token, or no such claim, matches no value.
+    const values = claimValues(req.claims, c.claim);
+    if (c.values.length > 0 && !values.some((v) => anyMatch(c.values, v))) return false;
+    if (c.notValues.length > 0 && values.some((v) => anyMatch(c.notValues, v))) return false;
+    return true;
+  }
   const raw = req.headers[c.header.toLowerCase()];
   const value = Array.isArray(raw) ? raw.join(',') : raw;
   if (c.values.length > 0 && !anyMatch(c.values, value)) return false;

@@ -2,7 +2,8 @@
  * The waypoint's HBONE front (port 15008): mTLS (TLS 1.3, the waypoint's own workload
  * certificate, refreshed as it rotates; peers must present an identity of this trust domain) and
  * HTTP/2 CONNECT. Each CONNECT stream names a target; `classify` says whether the tunnel is served
- * as HTTP (the stream becomes a connection of the WaypointServer), carried as TCP, or refused.
+ * as HTTP (the stream becomes a connection of the WaypointServer), carried as TCP (to an endpoint
+ * chosen now, or by the SNI of the ClientHello read first), or refused.
  */
 import * as http2 from 'node:http2';
 import * as net from 'node:net';
@@ -16,12 +17,51 @@ import { HBONE_STATUS, MAX_FRAME_BYTES, REASON_HEADER, STREAM_WINDOW_BYTES, peer
 import { AcceptedSockets, HBONE_HANDSHAKE_TIMEOUT_MS, HBONE_SERVER_IDLE_TIMEOUT_MS, watchLiveness } from '../../shared/hbone/liveness.js';
 import type { Endpoint } from '../endpoint/upstream.js';
 import type { ConnectionMeta } from './request.js';
+import type { SourceInfo } from './telemetry.js';
+import { MAX_CLIENT_HELLO_BYTES, peekClientHello, type ClientHelloPeek } from './sni.js';
 
 /** What a CONNECT target gets: HTTP service, a TCP pipe to one endpoint, or a refusal with its status. */
 export type TunnelDecision =
   | { kind: 'http'; meta: ConnectionMeta }
-  | { kind: 'tcp'; endpoint: Endpoint }
+  | { kind: 'tcp'; endpoint: Endpoint; source: SourceInfo }
+  /** TCP to the endpoint `choose` picks once the first bytes (a TLS ClientHello, or not) are read. */
+  | { kind: 'sni'; choose: (hello: { tls: boolean; sni?: string }) => Endpoint | null; source: SourceInfo }
   | { kind: 'refuse'; status: number; /** Bounded reason sent as x-ambit-reason (e.g. self_call). */ reason?: string };
+
+/** How long a TLS-routed tunnel may take to send its ClientHello. */
+const CLIENT_HELLO_TIMEOUT_MS = 10_000;
+
+/**
+ * Reads a stream's first bytes until they tell whether they start a TLS ClientHello (and its SNI),
+ * then puts them back (unshift) for whoever reads the stream next.
+ */
+function peekStream(stream: Duplex, timeoutMs: number): Promise<ClientHelloPeek> {
+  return new Promise((resolve) => {
+    const chunks: Buffer[] = [];
+    let done = false;
+    const finish = (peek: ClientHelloPeek): void => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      stream.off('readable', onReadable);
+      stream.off('end', onEnd);
+      const head = Buffer.concat(chunks);
+      if (head.length > 0 && !stream.destroyed) stream.unshift(head);
+      resolve(peek.kind === 'incomplete' ? { kind: 'not-tls' } : peek);
+    };
+    const onReadable = (): void => {
+      let c: Buffer | null;
+      while ((c = stream.read() as Buffer | null) !== null) chunks.push(c);
+      const head = Buffer.concat(chunks);
+      const peek = peekClientHello(head);
+      if (peek.kind !== 'incomplete' || head.length >= MAX_CLIENT_HELLO_BYTES) finish(peek);
+    };
+    const onEnd = (): void => finish({ kind: 'not-tls' });
+    const timer = setTimeout(() => finish({ kind: 'not-tls' }), timeoutMs);
+    stream.on('readable', onReadable);
+    stream.once('end', onEnd);
+  });
+}
 
 export interface HboneFrontOptions {
   log: Logger;
@@ -34,7 +74,7 @@ export interface HboneFrontOptions {
   /** Serves an accepted HTTP tunnel (WaypointServer.acceptConnection). */
   serveHttp: (stream: Duplex, meta: ConnectionMeta) => void;
   /** Carries a TCP tunnel (TcpForwarder.forward). */
-  forwardTcp: (stream: http2.ServerHttp2Stream, endpoint: Endpoint, target: Address, peerIdentity: string | undefined) => Promise<void>;
+  forwardTcp: (stream: http2.ServerHttp2Stream, endpoint: Endpoint, target: Address, source: SourceInfo) => Promise<void>;
 }
 
 function tlsOptions(cert: TunnelCertificate): { cert: string; key: string; ca: string[] } {
@@ -138,8 +178,24 @@ export class HboneFront {
       stream.respond({ ':status': decision.status, ...(decision.reason ? { [REASON_HEADER]: decision.reason } : {}) }, { endStream: true });
       return;
     }
+    if (decision.kind === 'sni') {
+      // The client sends its ClientHello only once the tunnel is up: accept it, read, then pick.
+      stream.respond({ ':status': HBONE_STATUS.OK });
+      peekStream(stream, CLIENT_HELLO_TIMEOUT_MS)
+        .then((peek) => {
+          if (stream.destroyed) return;
+          const endpoint = decision.choose(peek.kind === 'tls' ? { tls: true, ...(peek.sni !== undefined ? { sni: peek.sni } : {}) } : { tls: false });
+          if (!endpoint) return void stream.close(http2.constants.NGHTTP2_REFUSED_STREAM);
+          return this.opts.forwardTcp(stream, endpoint, target, decision.source);
+        })
+        .catch((e: unknown) => {
+          this.log.error({ err: e }, 'tls forward failed');
+          stream.destroy();
+        });
+      return;
+    }
     if (decision.kind === 'tcp') {
-      this.opts.forwardTcp(stream, decision.endpoint, target, identity).catch((e: unknown) => {
+      this.opts.forwardTcp(stream, decision.endpoint, target, decision.source).catch((e: unknown) => {
         this.log.error({ err: e }, 'tcp forward failed');
         stream.destroy();
       });

@@ -17,7 +17,7 @@ import type { RequestState } from './telemetry.js';
 const GRPC_FOR_HTTP: Record<number, number> = { 400: 13, 401: 16, 403: 7, 404: 12, 429: 14, 502: 14, 503: 14, 504: 4 };
 
 /** Streams `resp` to the caller; resolves once the body ended (trailers sent) or either side closed. */
-export function sendResponse(log: Logger, st: RequestState, res: ServerResponse, resp: UpstreamResponse, route: HttpRoute): Promise<void> {
+export function sendResponse(log: Logger, st: RequestState, res: ServerResponse, resp: UpstreamResponse, route: HttpRoute, addHeaders?: Record<string, string>): Promise<void> {
   const headers: Record<string, string | string[] | number | undefined> = {};
   const connTokens = connectionTokens(resp.headers.connection);
   const respHeaders = resp.headers;
@@ -27,6 +27,7 @@ export function sendResponse(log: Logger, st: RequestState, res: ServerResponse,
     headers[k] = v;
   }
   applyHeaderOps(headers, route.headers.response);
+  if (addHeaders) Object.assign(headers, addHeaders);
   st.status = resp.status;
   const gs = headerString(resp.headers['grpc-status']);
   if (gs !== undefined) st.grpcStatus = gs;
@@ -92,8 +93,11 @@ export function sendResponse(log: Logger, st: RequestState, res: ServerResponse,
   });
 }
 
-/** A local reply; to a gRPC caller, the trailers-only gRPC status for `status`. */
-export function localReply(st: RequestState, res: ServerResponse, status: number, body: string, flag: string, extraFlags: string[] = []): void {
+/**
+ * A local reply; to a gRPC caller, the trailers-only gRPC status for `status`. `headers` are added
+ * (a redirect's Location, CORS headers); an empty body goes without a content type.
+ */
+export function localReply(st: RequestState, res: ServerResponse, status: number, body: string, flag: string, extraFlags: string[] = [], headers: Record<string, string> = {}): void {
   if (flag !== RESPONSE_FLAGS.NONE) st.flags.push(flag);
   st.flags.push(...extraFlags);
   if (res.headersSent || res.destroyed) {
@@ -104,7 +108,7 @@ export function localReply(st: RequestState, res: ServerResponse, status: number
   st.status = status;
   const buf = Buffer.from(body);
   st.bytesOut += buf.length;
-  out(res).writeHead(status, { 'content-type': 'text/plain', 'content-length': String(buf.length) });
+  out(res).writeHead(status, { ...(buf.length > 0 ? { 'content-type': 'text/plain' } : {}), 'content-length': String(buf.length), ...headers });
   res.end(buf);
 }
 
@@ -128,22 +132,22 @@ export function grpcReply(st: RequestState, res: ServerResponse, code: number, m
 }
 
 /** The local reply for a request the dispatch stack could not get a response for (none when the caller left). */
-export function failureReply(st: RequestState, res: ServerResponse, f: DispatchFailure): void {
+export function failureReply(st: RequestState, res: ServerResponse, f: DispatchFailure, headers: Record<string, string> = {}): void {
   const retried = f.detail.retryLimit ? [RESPONSE_FLAGS.UPSTREAM_RETRY_LIMIT] : [];
   switch (f.kind) {
     case 'cancelled':
       st.flags.push(RESPONSE_FLAGS.DOWNSTREAM_RESET);
       return;
     case 'overflow':
-      return localReply(st, res, 503, 'upstream connect error or disconnect/reset before headers. reset reason: overflow', RESPONSE_FLAGS.UPSTREAM_OVERFLOW);
+      return localReply(st, res, 503, 'upstream connect error or disconnect/reset before headers. reset reason: overflow', RESPONSE_FLAGS.UPSTREAM_OVERFLOW, [], headers);
     case 'no-healthy-upstream':
-      return localReply(st, res, 503, 'no healthy upstream', RESPONSE_FLAGS.NO_HEALTHY_UPSTREAM);
+      return localReply(st, res, 503, 'no healthy upstream', RESPONSE_FLAGS.NO_HEALTHY_UPSTREAM, [], headers);
     case 'timeout':
-      return localReply(st, res, 504, 'upstream request timeout', RESPONSE_FLAGS.UPSTREAM_TIMEOUT, retried);
+      return localReply(st, res, 504, 'upstream request timeout', RESPONSE_FLAGS.UPSTREAM_TIMEOUT, retried, headers);
     case 'connect-failure':
-      return localReply(st, res, 503, 'upstream connect error or disconnect/reset before headers. reset reason: connection failure', RESPONSE_FLAGS.UPSTREAM_CONNECT_FAILURE, retried);
+      return localReply(st, res, 503, 'upstream connect error or disconnect/reset before headers. reset reason: connection failure', RESPONSE_FLAGS.UPSTREAM_CONNECT_FAILURE, retried, headers);
     case 'reset':
     case 'refused-stream':
-      return localReply(st, res, 503, 'upstream connect error or disconnect/reset before headers. reset reason: connection termination', RESPONSE_FLAGS.UPSTREAM_RESET, retried);
+      return localReply(st, res, 503, 'upstream connect error or disconnect/reset before headers. reset reason: connection termination', RESPONSE_FLAGS.UPSTREAM_RESET, retried, headers);
   }
 }

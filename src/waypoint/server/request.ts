@@ -1,6 +1,6 @@
 /**
  * One request through the waypoint's layers: route (router.ts) → filters (fault, authz, rate
- * limit, direct response) → backend (weighted pick, port) and rewrite → the dispatch stack
+ * limit, CORS, redirect, direct response) → backend (weighted pick, port) and rewrite → the dispatch stack
  * (deadline, pool gate, mirror, retries, balance, endpoint) → the response streamed back, or the
  * local reply a failure gets. The record it fills is written out when the response closes
  * (telemetry.ts).
@@ -15,7 +15,7 @@ import { ReplayableBody } from '../dispatch/replay-body.js';
 import { defaultRetryPolicy } from '../dispatch/retry.js';
 import { parseGrpcTimeout } from '../dispatch/timeout.js';
 import { runFilters, type FilterDeps } from '../filters/filters.js';
-import { RESPONSE_FLAGS, serviceParts, type WaypointMetrics } from '../metrics.js';
+import { RESPONSE_FLAGS, type WaypointMetrics } from '../metrics.js';
 import { upstreamUsesHttp2 } from '../protocol.js';
 import { rewritePath } from '../route/rewrite.js';
 import { hostOfAuthority, routeRequest, type RouteRequest, type RouteTable } from '../route/router.js';
@@ -102,9 +102,9 @@ export class RequestHandler {
     const routes = d.routes();
     const decision = routeRequest(routes.table, rreq);
     if (decision.kind === 'no-route') {
-      st.service = hostOfAuthority(authority);
+      // No service: the host the client sent is no metric label (an address or any name a client makes up).
       req.resume();
-      return localReply(st, res, 404, decision.reason === 'unknown-host' ? `no route config for host ${JSON.stringify(st.service)}` : 'no route matched the request', RESPONSE_FLAGS.NO_ROUTE);
+      return localReply(st, res, 404, decision.reason === 'unknown-host' ? `no route config for host ${JSON.stringify(hostOfAuthority(authority))}` : 'no route matched the request', RESPONSE_FLAGS.NO_ROUTE);
     }
     const { config, route } = decision;
     rreq.port ??= d.portOf?.(req, config) ?? (config.ports.length === 1 ? config.ports[0]!.port : (req.socket as net.Socket | undefined)?.localPort);
@@ -116,27 +116,33 @@ export class RequestHandler {
     st.trace = trace.context;
 
     // filters
-    const verdict = await runFilters(d.filters, config, route, { reqId: st.reqId, method: st.method, path: st.path, authority, headers: req.headers, port: rreq.port, principal: st.source.principal, flags, downstream: downstream.signal });
+    const scheme = (req.socket as { encrypted?: boolean } | undefined)?.encrypted === true ? 'https' : 'http';
+    const verdict = await runFilters(d.filters, config, route, { reqId: st.reqId, method: st.method, path: st.path, authority, scheme, headers: req.headers, port: rreq.port, principal: st.source.principal, flags, downstream: downstream.signal });
     if (verdict.kind === 'gone') return;
     if (verdict.kind === 'reply') {
       req.resume();
       if (verdict.grpcStatus !== undefined) return grpcReply(st, res, verdict.grpcStatus, verdict.body, verdict.flag);
-      return localReply(st, res, verdict.status, verdict.body, verdict.flag);
+      return localReply(st, res, verdict.status, verdict.body, verdict.flag, [], verdict.headers);
     }
+    const addHeaders = verdict.responseHeaders;
 
     // backend
     const backend = pickWeighted(route.backends, d.random);
     if (!backend) {
       req.resume();
-      return localReply(st, res, 503, 'no healthy upstream', RESPONSE_FLAGS.NO_HEALTHY_UPSTREAM);
+      return localReply(st, res, 503, 'no healthy upstream', RESPONSE_FLAGS.NO_HEALTHY_UPSTREAM, [], addHeaders);
+    }
+    if (backend.refused) {
+      req.resume();
+      return localReply(st, res, 500, `backend ${backend.host} is not permitted (RefNotPermitted)`, RESPONSE_FLAGS.NO_ROUTE, [], addHeaders);
     }
     const port = backend.port ?? rreq.port;
     // A pod-addressed request (workload waypoint) is labelled with the pod's Service when it has one.
     st.service = rreq.workload !== undefined ? config.hostname : backend.host;
-    st.serviceNamespace = serviceParts(st.service, config.namespace).namespace;
+    st.serviceNamespace = config.namespace;
     if (port === undefined) {
       req.resume();
-      return localReply(st, res, 503, `no port known for backend ${backend.host}`, RESPONSE_FLAGS.NO_HEALTHY_UPSTREAM);
+      return localReply(st, res, 503, `no port known for backend ${backend.host}`, RESPONSE_FLAGS.NO_HEALTHY_UPSTREAM, [], addHeaders);
     }
 
     // the request as it goes upstream
@@ -148,6 +154,10 @@ export class RequestHandler {
     if (body) st.body = body;
     else req.resume();
     const headers = upstreamHeaders(req, route, trace.set, trace.remove);
+    if (verdict.requestHeaders) {
+      for (const h of verdict.requestHeaders.remove) delete headers[h];
+      Object.assign(headers, verdict.requestHeaders.set);
+    }
     const upstreamAuthority = route.rewrite?.authority ?? authority;
     const path = rewritePath(route, rreq);
     const useH2 = upstreamUsesHttp2(backendConfig.ports.find((x) => x.port === port)?.protocol, h2, contentType);
@@ -174,12 +184,12 @@ export class RequestHandler {
         signal: downstream.signal,
         record: st.record,
       });
-      await sendResponse(d.log, st, res, resp, route);
+      await sendResponse(d.log, st, res, resp, route, addHeaders);
     } catch (e) {
       if (!(e instanceof DispatchFailure)) throw e;
       body?.detachAll();
       req.resume();
-      failureReply(st, res, e);
+      failureReply(st, res, e, addHeaders);
     }
   }
 

@@ -15,6 +15,7 @@ import type { Duplex } from 'node:stream';
 import * as tls from 'node:tls';
 import type { Registry } from 'prom-client';
 import { accessLogger, type Logger } from '../../shared/log.js';
+import type { Service } from '../../shared/model.js';
 import { type RetryPolicy, type RouteConfig } from '../../shared/routes.js';
 import { balance } from '../balance/balance.js';
 import { withPoolGate } from '../balance/pool-gate.js';
@@ -31,6 +32,7 @@ import type { RandomSource } from '../route/weighted.js';
 import type { OtlpSpanExporter } from '../trace.js';
 import { out, type ServerRequest, type ServerResponse } from './headers.js';
 import { HTTP1_LIMITS, HTTP2_LIMITS, refuseAmbiguousFraming } from './limits.js';
+import { JwksCache } from '../filters/jwt.js';
 import { RequestHandler, type ConnectionMeta } from './request.js';
 import type { SourceInfo } from './telemetry.js';
 
@@ -58,8 +60,8 @@ export interface WaypointServerOptions {
   sleep?: (ms: number, signal: AbortSignal) => Promise<void>;
   /** Largest request body kept for retries and mirroring. */
   maxReplayBytes?: number;
-  /** Cluster name for metric labels. */
-  cluster?: string;
+  /** The Service of a hostname, for the destination_service_* labels (default: read from the name). */
+  serviceOf?: (host: string) => Service | undefined;
   /** Exports one span per sampled request (OTLP); optional. */
   spanExporter?: Pick<OtlpSpanExporter, 'export'>;
 }
@@ -136,8 +138,8 @@ export class WaypointServer {
       metrics,
       random,
       now,
-      filters: { metrics, log: this.log, random, sleep, rateLimits: new RateLimits(now) },
-      telemetry: { metrics, accessLog: accessLogger(this.log), now, reporter: opts.gateway !== undefined ? 'source' : 'waypoint', cluster: opts.cluster, spanExporter: opts.spanExporter },
+      filters: { metrics, log: this.log, random, sleep, rateLimits: new RateLimits(now), jwks: new JwksCache() },
+      telemetry: { metrics, accessLog: accessLogger(this.log), now, reporter: opts.gateway !== undefined ? 'source' : 'waypoint', ...(opts.serviceOf ? { serviceOf: opts.serviceOf } : {}), spanExporter: opts.spanExporter },
       destinations: this.destinations,
       dispatch,
       routes: () => ({ table: this.table, mesh: this.meshTable, configs: this.configs }),

@@ -7,18 +7,18 @@ import type { Logger } from '../../shared/log.js';
 import { UNKNOWN } from '../../shared/metrics.js';
 import type { ExchangeRecord } from '../dispatch/dispatch.js';
 import type { ReplayableBody } from '../dispatch/replay-body.js';
-import { baseLabels, recordRequest, RESPONSE_FLAGS, serviceParts, type IstioHttpLabels, type WaypointMetrics } from '../metrics.js';
+import { istioHttpLabels, peerLabels, recordIstioRequest, serviceLabelsOfHost, type IstioHttpLabels } from '../../shared/istio-metrics.js';
+import type { Service } from '../../shared/model.js';
+import { RESPONSE_FLAGS, type WaypointMetrics } from '../metrics.js';
 import { hostOfAuthority } from '../route/router.js';
 import type { OtlpSpanExporter, TraceContext } from '../trace.js';
 import type { ServerResponse } from './headers.js';
 
-/** The calling workload, as the tunnel (HBONE peer certificate, baggage) tells it. */
+/** The calling workload, as the tunnel (HBONE peer certificate, its workload by address) tells it; labelled by peerLabels. */
 export interface SourceInfo {
   principal?: string;
   workload?: string;
   namespace?: string;
-  app?: string;
-  version?: string;
   canonicalService?: string;
   canonicalRevision?: string;
   cluster?: string;
@@ -55,7 +55,8 @@ export interface TelemetryDeps {
   now: () => number;
   /** `source` for an ingress gateway (it reports as the source, as Istio's gateways do), else `waypoint`. */
   reporter: 'waypoint' | 'source';
-  cluster: string | undefined;
+  /** The Service of a hostname, for destination_service_name and _namespace (the waypoint's config index). */
+  serviceOf?: (host: string) => Service | undefined;
   spanExporter: Pick<OtlpSpanExporter, 'export'> | undefined;
 }
 
@@ -67,7 +68,7 @@ export function finishRequest(deps: TelemetryDeps, st: RequestState, res: Server
   const status = st.status ?? 0;
   const flags = st.flags.length > 0 ? [...new Set(st.flags)].join(',') : RESPONSE_FLAGS.NONE;
   const endpoint = st.record.endpoint;
-  recordRequest(deps.metrics, { labels: requestLabels(deps, st, status, flags), durationMs, requestBytes: st.headerBytes + st.bytesIn, responseBytes: st.bytesOut });
+  recordIstioRequest(deps.metrics, requestLabels(deps, st, status, flags), { durationMs, requestBytes: st.headerBytes + st.bytesIn, responseBytes: st.bytesOut });
   if (deps.spanExporter && st.trace) {
     deps.spanExporter.export({
       context: st.trace,
@@ -110,35 +111,19 @@ export function finishRequest(deps: TelemetryDeps, st: RequestState, res: Server
   );
 }
 
+/** The request's Istio labels: source from the tunnel, destination from the endpoint that answered, service from the route. */
 function requestLabels(deps: TelemetryDeps, st: RequestState, status: number, flags: string): IstioHttpLabels {
-  const l = baseLabels(deps.reporter);
-  const src = st.source;
   const ep = st.record.endpoint;
-  const svc = st.service ?? UNKNOWN;
-  const parts = serviceParts(svc, st.serviceNamespace);
-  l.source_workload = src.workload ?? UNKNOWN;
-  l.source_workload_namespace = src.namespace ?? UNKNOWN;
-  l.source_principal = src.principal ?? UNKNOWN;
-  l.source_app = src.app ?? src.canonicalService ?? UNKNOWN;
-  l.source_version = src.version ?? src.canonicalRevision ?? UNKNOWN;
-  l.source_canonical_service = src.canonicalService ?? src.app ?? UNKNOWN;
-  l.source_canonical_revision = src.canonicalRevision ?? src.version ?? 'latest';
-  l.source_cluster = src.cluster ?? deps.cluster ?? UNKNOWN;
-  l.destination_service = svc;
-  l.destination_service_name = parts.name;
-  l.destination_service_namespace = parts.namespace;
-  l.destination_workload = ep?.workload ?? UNKNOWN;
-  l.destination_workload_namespace = ep?.namespace ?? UNKNOWN;
-  l.destination_principal = ep?.principal ?? UNKNOWN;
-  l.destination_app = ep?.labels?.['app'] ?? ep?.canonicalService ?? UNKNOWN;
-  l.destination_version = ep?.labels?.['version'] ?? ep?.canonicalRevision ?? UNKNOWN;
-  l.destination_canonical_service = ep?.canonicalService ?? ep?.labels?.['app'] ?? UNKNOWN;
-  l.destination_canonical_revision = ep?.canonicalRevision ?? ep?.labels?.['version'] ?? (ep ? 'latest' : UNKNOWN);
-  l.destination_cluster = ep?.cluster ?? deps.cluster ?? UNKNOWN;
-  l.request_protocol = st.protocol;
-  l.response_code = String(status);
-  l.response_flags = flags;
-  l.grpc_response_status = st.grpcStatus ?? '';
-  l.connection_security_policy = src.principal ? 'mutual_tls' : UNKNOWN;
-  return l;
+  return istioHttpLabels({
+    reporter: deps.reporter,
+    source: peerLabels(st.source),
+    destination: peerLabels(ep ?? {}),
+    service: serviceLabelsOfHost(st.service, deps.serviceOf, st.serviceNamespace),
+    protocol: st.protocol,
+    responseFlags: flags,
+    // A gateway reports as the source, where Istio leaves the policy unknown; a waypoint knows its caller's mTLS.
+    mtls: deps.reporter === 'waypoint' && st.source.principal !== undefined,
+    responseCode: status,
+    ...(st.grpcStatus !== undefined ? { grpcStatus: st.grpcStatus } : {}),
+  });
 }

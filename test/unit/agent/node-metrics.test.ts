@@ -21,6 +21,8 @@ test('node gauges: uptime, capture mode, workloads by state, config version info
   assert.match(text, /^ambit_workloads\{state="captured"\} 2$/m);
   assert.match(text, /^ambit_workloads\{state="pending"\} 1$/m);
   assert.match(text, /^ambit_workloads\{state="failed"\} 1$/m);
+  assert.match(text, /^workload_manager_active_proxy_count 2$/m, 'ztunnel\'s name for captured pods');
+  assert.match(text, /^workload_manager_pending_proxy_count 1$/m);
   assert.match(text, /^ambit_config_version_info\{type="workload",version="v1"\} 1$/m);
   now = 20_000;
   statuses = [];

@@ -12,6 +12,7 @@ test('loadConfig: defaults when nothing is set', () => {
   assert.deepEqual(c.listen, { host: '0.0.0.0', port: 15012 });
   assert.deepEqual(c.admin, { host: '0.0.0.0', port: 15014 });
   assert.equal(c.trustDomain, 'cluster.local');
+  assert.equal(c.clusterId, 'Kubernetes', 'Istio\'s default cluster id, the one agents and waypoints use');
   assert.equal(c.certTtlMs, 24 * 3_600_000);
   assert.equal(c.logLevel, 'info');
   assert.deepEqual(c.manifests, []);
@@ -25,6 +26,7 @@ test('loadConfig: reads every variable, IPv6 listen, comma-separated manifests',
     AMBIT_ADMIN_LISTEN: '127.0.0.1:9000',
     AMBIT_STATE_DIR: '/tmp/ambit-ctl',
     AMBIT_TRUST_DOMAIN: 'example.org',
+    AMBIT_CLUSTER_ID: 'east-1',
     AMBIT_MANIFESTS: ' /etc/mesh/a.yaml, /etc/mesh/dir ',
     AMBIT_NODE_TOKENS_FILE: '/etc/mesh/tokens',
     AMBIT_CERT_TTL: '1h30m',
@@ -34,6 +36,7 @@ test('loadConfig: reads every variable, IPv6 listen, comma-separated manifests',
   assert.deepEqual(c.admin, { host: '127.0.0.1', port: 9000 });
   assert.equal(c.stateDir, '/tmp/ambit-ctl');
   assert.equal(c.trustDomain, 'example.org');
+  assert.equal(c.clusterId, 'east-1');
   assert.deepEqual(c.manifests, ['/etc/mesh/a.yaml', '/etc/mesh/dir']);
   assert.equal(c.nodeTokensFile, '/etc/mesh/tokens');
   assert.equal(c.certTtlMs, 90 * 60_000);

@@ -81,7 +81,7 @@ test('the ingress gateway pod is istio-ingressgateway in istio-system, labelled 
   assert.deepEqual(cfg.readyAddr, { host: '10.1.1.5', port: 15021 });
   // Waypoint pods come from the same mechanism and stay waypoints.
   const wp = waypointPod(waypointGateway, env);
-  assert.match(wp.metadata.name, /^waypoint-waypoint-[0-9a-f]{8}-0$/);
+  assert.match(wp.metadata.name, /^waypoint-[0-9a-f]{8}-0$/);
   assert.equal((wp.spec as { containers: Array<{ env: Array<{ name: string }> }> }).containers[0]!.env.some((e) => e.name === 'AMBIT_WAYPOINT_MODE'), false);
   assert.throws(() => loadWaypointConfig({ ...vars, AMBIT_WAYPOINT_MODE: 'ingress', POD_NAME: 'p', POD_NAMESPACE: 'istio-system', POD_IP: '10.1.1.5' }), /AMBIT_WAYPOINT_MODE: must be one of waypoint, gateway/);
 });
@@ -253,6 +253,20 @@ test('gateway endpoints: a waypoint-bound Service is reached through its waypoin
     gw.gatewayEndpoints({ host: 'ratings.bookinfo.svc.cluster.local', port: 9080 }).map((e) => e.key),
     ['10.244.2.6:9080'],
     'a Service without a waypoint: its pods',
+  );
+  // Once the waypoint's own pod is known, the endpoint carries that pod's labels (as agents name it).
+  const wpPod = testWorkload({ name: 'waypoint-5d9c-0', namespace: 'bookinfo', ip: '10.244.1.9', workloadName: 'waypoint', canonicalName: 'waypoint', canonicalRevision: 'latest', tunnelProtocol: 'NONE' });
+  gw.applyConfig({
+    workloads: new Map([reviews, ratings, wpPod].map((w) => [w.uid, w])),
+    services: new Map([svc('reviews', '10.96.0.10', reviews.uid, wpRef)].map((s) => [`bookinfo/${s.hostname}`, s])),
+    authorizations: new Map(),
+    versions: new Map(),
+    systemVersions: new Map(),
+  });
+  const [viaWaypoint] = gw.gatewayEndpoints({ host: 'reviews.bookinfo.svc.cluster.local', port: 9080 });
+  assert.deepEqual(
+    { workload: viaWaypoint?.workload, namespace: viaWaypoint?.namespace, canonicalService: viaWaypoint?.canonicalService, cluster: viaWaypoint?.cluster, principal: viaWaypoint?.principal, address: viaWaypoint?.address },
+    { workload: 'waypoint', namespace: 'bookinfo', canonicalService: 'waypoint', cluster: 'Kubernetes', principal: wpRef.identity, address: '10.96.0.10' },
   );
   await gw.close(100);
 });

@@ -75,7 +75,7 @@ test('every problem in a multi-document file is reported with file, document, ob
     { doc: 3, object: 'VirtualService reviews', field: 'spec.http[0].route', value: [80, 10] },
     { doc: 4, object: 'PeerAuthentication default', field: 'spec.mtls.mode', value: 'STRICTEST' },
     { doc: 5, object: 'AuthorizationPolicy deny-all', field: 'spec.action', value: 'REJECT' },
-    { doc: 6, object: 'Frobnicator x', field: 'kind', value: 'v1 Frobnicator' },
+    { doc: 6, object: 'VirtualService x', field: 'kind', value: 'networking.istio.io/v1alpha1 VirtualService' },
     { doc: 7, object: 'Service <no name>', field: 'metadata.name' },
     { doc: 7, object: 'Service <no name>', field: 'metadata.labels.app', value: 'bad value!' },
   ];

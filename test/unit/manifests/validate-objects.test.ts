@@ -14,6 +14,9 @@ const vs = (spec: Obj): Obj => ({ apiVersion: 'networking.istio.io/v1', kind: 'V
 const dr = (spec: Obj): Obj => ({ apiVersion: 'networking.istio.io/v1', kind: 'DestinationRule', metadata: meta('d'), spec });
 const route = (spec: Obj): Obj => ({ apiVersion: 'gateway.networking.k8s.io/v1', kind: 'HTTPRoute', metadata: meta('r'), spec });
 const gw = (spec: Obj): Obj => ({ apiVersion: 'gateway.networking.k8s.io/v1', kind: 'Gateway', metadata: meta('g'), spec });
+const se = (spec: Obj): Obj => ({ apiVersion: 'networking.istio.io/v1', kind: 'ServiceEntry', metadata: meta('se'), spec });
+const ra = (spec: Obj): Obj => ({ apiVersion: 'security.istio.io/v1', kind: 'RequestAuthentication', metadata: meta('ra'), spec });
+const gapi = (kind: string, spec: Obj, version = 'v1alpha2'): Obj => ({ apiVersion: `gateway.networking.k8s.io/${version}`, kind, metadata: meta('x'), spec });
 const dest = (host: string, weight?: number): Obj => (weight === undefined ? { destination: { host } } : { destination: { host }, weight });
 
 /** Each invalid case names the field that must be reported and the value it must quote. */
@@ -105,6 +108,21 @@ const INVALID: Array<{ name: string; obj: unknown; field: string; value?: unknow
   { name: 'httproute timeout format', obj: route({ rules: [{ timeouts: { request: '1.5s' } }] }), field: 'spec.rules[0].timeouts.request', value: '1.5s' },
   { name: 'httproute path must start with /', obj: route({ rules: [{ matches: [{ path: { type: 'PathPrefix', value: 'api' } }] }] }), field: 'spec.rules[0].matches[0].path.value', value: 'api' },
   { name: 'grpcroute method type', obj: { apiVersion: 'gateway.networking.k8s.io/v1', kind: 'GRPCRoute', metadata: meta('r'), spec: { rules: [{ matches: [{ method: { type: 'Prefix', service: 'a.B' } }] }] } }, field: 'spec.rules[0].matches[0].method.type', value: 'Prefix' },
+  { name: 'serviceentry without hosts', obj: se({ ports: [{ number: 80, name: 'http' }] }), field: 'spec.hosts' },
+  { name: 'serviceentry host is an IP', obj: se({ hosts: ['10.0.0.1'] }), field: 'spec.hosts[0]', value: '10.0.0.1' },
+  { name: 'serviceentry port protocol', obj: se({ hosts: ['a.example.com'], ports: [{ number: 80, name: 'x', protocol: 'SMTP' }] }), field: 'spec.ports[0].protocol', value: 'SMTP' },
+  { name: 'serviceentry STATIC needs IP endpoints', obj: se({ hosts: ['a.example.com'], resolution: 'STATIC', endpoints: [{ address: 'db.example.com' }] }), field: 'spec.endpoints[0].address', value: 'db.example.com' },
+  { name: 'serviceentry DNS wildcard host', obj: se({ hosts: ['*.example.com'], resolution: 'DNS' }), field: 'spec.hosts[0]', value: '*.example.com' },
+  { name: 'serviceentry endpoint port names no port', obj: se({ hosts: ['a.example.com'], resolution: 'STATIC', ports: [{ number: 80, name: 'http' }], endpoints: [{ address: '10.0.0.1', ports: { tcp: 81 } }] }), field: 'spec.endpoints[0].ports.tcp', value: 'tcp' },
+  { name: 'requestauthentication without issuer', obj: ra({ jwtRules: [{ jwksUri: 'https://a.example.com/jwks' }] }), field: 'spec.jwtRules[0].issuer' },
+  { name: 'requestauthentication jwksUri scheme', obj: ra({ jwtRules: [{ issuer: 'a', jwksUri: 'ftp://a/jwks' }] }), field: 'spec.jwtRules[0].jwksUri', value: 'ftp://a/jwks' },
+  { name: 'requestauthentication jwks not JSON', obj: ra({ jwtRules: [{ issuer: 'a', jwks: '{nope' }] }), field: 'spec.jwtRules[0].jwks' },
+  { name: 'requestauthentication selector and targetRef', obj: ra({ selector: { matchLabels: { a: 'b' } }, targetRef: { kind: 'Gateway', name: 'g' } }), field: 'spec.selector', value: { matchLabels: { a: 'b' } } },
+  { name: 'tcproute without rules', obj: gapi('TCPRoute', { parentRefs: [{ name: 'g' }] }), field: 'spec.rules' },
+  { name: 'tlsroute unknown field', obj: gapi('TLSRoute', { rules: [{ backendRefs: [{ name: 'a', port: 443 }] }], matches: [] }), field: 'spec.matches' },
+  { name: 'referencegrant from without namespace', obj: gapi('ReferenceGrant', { from: [{ group: '', kind: 'HTTPRoute' }], to: [{ group: '', kind: 'Service' }] }, 'v1beta1'), field: 'spec.from[0].namespace' },
+  { name: 'telemetry sampling over 100', obj: { apiVersion: 'telemetry.istio.io/v1', kind: 'Telemetry', metadata: meta('t'), spec: { tracing: [{ randomSamplingPercentage: 101 }] } }, field: 'spec.tracing[0].randomSamplingPercentage', value: 101 },
+  { name: 'ingress path type', obj: { apiVersion: 'networking.k8s.io/v1', kind: 'Ingress', metadata: meta('i'), spec: { rules: [{ http: { paths: [{ path: '/', pathType: 'Regex', backend: {} }] } }] } }, field: 'spec.rules[0].http.paths[0].pathType', value: 'Regex' },
   { name: 'gatewayclass controllerName', obj: { apiVersion: 'gateway.networking.k8s.io/v1', kind: 'GatewayClass', metadata: { name: 'c' }, spec: {} }, field: 'spec.controllerName' },
 ];
 
@@ -140,6 +158,14 @@ const VALID: Array<{ name: string; obj: Obj }> = [
   { name: 'peer authentication with port-level settings', obj: pa({ selector: { matchLabels: { app: 'x' } }, mtls: { mode: 'STRICT' }, portLevelMtls: { '8080': { mode: 'PERMISSIVE' } } }) },
   { name: 'virtual service single route without weight', obj: vs({ hosts: ['a'], http: [{ route: [dest('a')], timeout: '1.5s' }] }) },
   { name: 'waypoint gateway', obj: gw({ gatewayClassName: 'istio-waypoint', listeners: [{ name: 'mesh', port: 15008, protocol: 'HBONE' }] }) },
+  { name: 'DNS service entry', obj: se({ hosts: ['api.example.com'], location: 'MESH_EXTERNAL', resolution: 'DNS', ports: [{ number: 443, name: 'https', protocol: 'TLS' }] }) },
+  { name: 'STATIC service entry', obj: se({ hosts: ['db.internal'], addresses: ['240.0.0.1'], resolution: 'STATIC', ports: [{ number: 5432, name: 'tcp', protocol: 'TCP' }], endpoints: [{ address: '10.0.0.5', ports: { tcp: 15432 } }], exportTo: ['.'] }) },
+  { name: 'JWT request authentication', obj: ra({ targetRef: { kind: 'Gateway', group: 'gateway.networking.k8s.io', name: 'waypoint' }, jwtRules: [{ issuer: 'testing@secure.istio.io', jwks: '{"keys":[]}', fromHeaders: [{ name: 'x-jwt', prefix: 'Bearer ' }], fromParams: ['token'], outputPayloadToHeader: 'x-payload', forwardOriginalToken: true }] }) },
+  { name: 'tcp route', obj: gapi('TCPRoute', { parentRefs: [{ name: 'g' }], rules: [{ backendRefs: [{ name: 'a', port: 9000, weight: 80 }, { name: 'b', port: 9000, weight: 20 }] }] }) },
+  { name: 'tls route', obj: gapi('TLSRoute', { parentRefs: [{ name: 'g' }], hostnames: ['a.example.com'], rules: [{ backendRefs: [{ name: 'a', port: 443 }] }] }) },
+  { name: 'reference grant', obj: gapi('ReferenceGrant', { from: [{ group: 'gateway.networking.k8s.io', kind: 'HTTPRoute', namespace: 'front' }], to: [{ group: '', kind: 'Service' }] }, 'v1beta1') },
+  { name: 'sidecar', obj: { apiVersion: 'networking.istio.io/v1', kind: 'Sidecar', metadata: meta('default'), spec: { egress: [{ hosts: ['./*'] }] } } },
+  { name: 'ingress', obj: { apiVersion: 'networking.k8s.io/v1', kind: 'Ingress', metadata: meta('i'), spec: { ingressClassName: 'istio', rules: [{ host: 'a.example.com', http: { paths: [{ path: '/', pathType: 'Prefix', backend: { service: { name: 'a', port: { number: 80 } } } }] } }] } } },
   { name: 'grpc route', obj: { apiVersion: 'gateway.networking.k8s.io/v1', kind: 'GRPCRoute', metadata: meta('r'), spec: { parentRefs: [{ name: 'svc', kind: 'Service', group: '' }], rules: [{ matches: [{ method: { service: 'helloworld.Greeter' } }], backendRefs: [{ name: 'svc', port: 50051 }] }] } } },
 ];
 

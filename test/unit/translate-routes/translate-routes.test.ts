@@ -129,9 +129,10 @@ test('invalid objects get a clear condition and the rest still translate', () =>
   const conflict = vs('later', { hosts: ['reviews'], http: [{ route: [{ destination: { host: 'reviews' } }] }] }, '2025-01-01T00:00:00Z');
   const custom: KubeObject = { apiVersion: 'security.istio.io/v1', kind: 'AuthorizationPolicy', metadata: { name: 'ext', namespace: 'bookinfo' }, spec: { action: 'CUSTOM', targetRefs: [{ kind: 'Service', group: '', name: 'reviews' }] } };
   const badRetry = vs('bad-retry', { hosts: ['httpbin.bookinfo.svc.cluster.local'], http: [{ route: [{ destination: { host: 'httpbin' } }], retries: { attempts: 2, retryOn: 'whenever' } }] });
-  const tcp = vs('tcp-too', { hosts: ['httpbin'], http: [{ route: [{ destination: { host: 'httpbin' } }] }], tcp: [{ route: [{ destination: { host: 'httpbin' } }] }] });
+  const tcp = vs('tcp-too', { hosts: ['httpbin'], http: [{ route: [{ destination: { host: 'httpbin' } }] }], tcp: [{ match: [{ sourceLabels: { app: 'x' } }], route: [{ destination: { host: 'httpbin' } }] }] });
   const out = translateRoutes([good, badSubset, badDuration, conflict, custom, badRetry, tcp, ...bookinfoServices]);
-  assert.match(out.conditions.find((c) => c.objectKey.endsWith('/tcp-too'))!.message, /spec\.tcp is not supported/);
+  assert.match(out.conditions.find((c) => c.objectKey.endsWith('/tcp-too'))!.message, /spec\.tcp\[0\]\.match\[0\] uses sourceLabels, which Ambit does not check; the route is not applied/);
+  assert.equal(out.routes.find((r) => r.hostname.startsWith('httpbin.'))!.tcpRoutes, undefined);
   assert.equal(out.routes.find((r) => r.hostname.startsWith('httpbin.'))!.routes.length, 1, 'its http part still applies');
   const byName = (n: string) => out.conditions.find((c) => c.objectKey.endsWith(`/${n}`));
   assert.equal(byName('bad-subset')?.reason, 'SubsetNotFound');
@@ -197,6 +198,113 @@ test('HTTPRoute on an ingress Gateway API Gateway binds by hostnames; waypoint p
   assert.deepEqual(out.routes.find((r) => r.hostname.startsWith('reviews.'))!.routes, [], 'the rejected route adds nothing');
 });
 
+test('VirtualService redirect and corsPolicy translate into valid route configs, with Istio defaults', () => {
+  const vs: KubeObject = {
+    apiVersion: 'networking.istio.io/v1',
+    kind: 'VirtualService',
+    metadata: { name: 'web', namespace: 'bookinfo' },
+    spec: {
+      hosts: ['httpbin'],
+      http: [
+        { name: 'moved', match: [{ uri: { prefix: '/old' } }], redirect: { uri: '/new', authority: 'httpbin.example.com' } },
+        { name: 'tls', match: [{ uri: { prefix: '/secure' } }], redirect: { scheme: 'https', derivePort: 'FROM_PROTOCOL_DEFAULT', redirectCode: 308 } },
+        {
+          name: 'api',
+          route: [{ destination: { host: 'httpbin' } }],
+          corsPolicy: { allowOrigins: [{ exact: 'https://a.example.com' }, { regex: 'https://.*\\.b\\.com' }], allowOrigin: ['https://old.example.com'], allowMethods: ['GET'], allowHeaders: ['x-a'], exposeHeaders: ['x-b'], maxAge: '1m', allowCredentials: false },
+        },
+      ],
+    },
+  };
+  const out = translateRoutes([vs, ...bookinfoServices]);
+  assert.deepEqual(out.conditions.filter((c) => c.status === 'False'), []);
+  const cfg = out.routes.find((r) => r.hostname.startsWith('httpbin.'))!;
+  assert.deepEqual(validateRouteConfig(cfg), []);
+  const [moved, tls, api] = cfg.routes;
+  assert.deepEqual(moved!.redirect, { code: 301, uri: '/new', authority: 'httpbin.example.com' });
+  assert.deepEqual(moved!.backends, []);
+  assert.deepEqual(tls!.redirect, { code: 308, scheme: 'https', derivePort: 'FROM_PROTOCOL_DEFAULT' });
+  assert.deepEqual(api!.cors, {
+    allowOrigins: [{ exact: 'https://a.example.com' }, { regex: 'https://.*\\.b\\.com' }, { exact: 'https://old.example.com' }],
+    allowMethods: ['GET'],
+    allowHeaders: ['x-a'],
+    exposeHeaders: ['x-b'],
+    maxAgeSeconds: 60,
+    allowCredentials: false,
+    unmatchedPreflights: 'FORWARD',
+  });
+  assert.deepEqual(validateRouteConfig({ ...cfg, routes: [{ ...moved!, redirect: { code: 200 } }] }).map((i) => i.path), ['routeConfig.routes[0].redirect.code']);
+});
+
+test('ReferenceGrant: a backendRef to another namespace needs a grant there; without one its share of requests gets a 500', () => {
+  const route = (name: string, backendRefs: unknown[]): KubeObject => ({
+    apiVersion: 'gateway.networking.k8s.io/v1',
+    kind: 'HTTPRoute',
+    metadata: { name, namespace: 'front' },
+    spec: { parentRefs: [{ kind: 'Service', group: '', name: 'web' }], rules: [{ matches: [{ path: { type: 'PathPrefix', value: `/${name}` } }], backendRefs }] },
+  });
+  const grant = (to: Record<string, unknown>, from = 'front'): KubeObject => ({
+    apiVersion: 'gateway.networking.k8s.io/v1beta1',
+    kind: 'ReferenceGrant',
+    metadata: { name: `g-${from}`, namespace: 'bookinfo' },
+    spec: { from: [{ group: 'gateway.networking.k8s.io', kind: 'HTTPRoute', namespace: from }], to: [{ group: '', kind: 'Service', ...to }] },
+  });
+  const web = service('web', 'front', [{ name: 'http', port: 80 }]);
+  const objects = [web, ...bookinfoServices, route('split', [{ name: 'web', port: 80, weight: 50 }, { name: 'reviews', namespace: 'bookinfo', port: 9080, weight: 50 }])];
+  const backendsOf = (out: ReturnType<typeof translateRoutes>) => out.routes.find((r) => r.hostname === 'web.front.svc.cluster.local')!.routes[0]!.backends;
+
+  const denied = translateRoutes(objects);
+  assert.deepEqual(backendsOf(denied), [
+    { host: 'web.front.svc.cluster.local', weight: 50, port: 80 },
+    { host: 'reviews.bookinfo.svc.cluster.local', weight: 50, port: 9080, refused: true },
+  ]);
+  const cond = denied.conditions.find((c) => c.objectKey.endsWith('/split'))!;
+  assert.equal(cond.reason, 'PartiallyApplied');
+  assert.match(cond.message, /RefNotPermitted: backendRef to Service bookinfo\/reviews is not allowed: no ReferenceGrant in namespace bookinfo allows HTTPRoute from namespace front/);
+  for (const r of denied.routes) assert.deepEqual(validateRouteConfig(r), []);
+
+  for (const g of [grant({}), grant({ name: 'reviews' })]) {
+    const ok = translateRoutes([...objects, g]);
+    assert.deepEqual(backendsOf(ok)[1], { host: 'reviews.bookinfo.svc.cluster.local', weight: 50, port: 9080 });
+    assert.deepEqual(ok.conditions.filter((c) => c.objectKey.endsWith('/split')), []);
+  }
+  for (const g of [grant({ name: 'ratings' }), grant({}, 'other')]) assert.equal(backendsOf(translateRoutes([...objects, g]))[1]!.refused, true, 'a grant for another Service or namespace does not count');
+});
+
+test('VirtualService tcp/tls routes and TCPRoute/TLSRoute on a Service become its L4 routes; Gateway API ones come first', () => {
+  const db = service('db', 'bookinfo', [{ name: 'tcp', port: 5432 }]);
+  const dr: KubeObject = { apiVersion: 'networking.istio.io/v1', kind: 'DestinationRule', metadata: { name: 'db', namespace: 'bookinfo' }, spec: { host: 'db', subsets: [{ name: 'v1', labels: { version: 'v1' } }, { name: 'v2', labels: { version: 'v2' } }] } };
+  const vs: KubeObject = {
+    apiVersion: 'networking.istio.io/v1',
+    kind: 'VirtualService',
+    metadata: { name: 'db', namespace: 'bookinfo' },
+    spec: {
+      hosts: ['db'],
+      tcp: [{ match: [{ port: 5432 }], route: [{ destination: { host: 'db', subset: 'v1' }, weight: 90 }, { destination: { host: 'db', subset: 'v2' }, weight: 10 }] }],
+      tls: [{ match: [{ sniHosts: ['DB.example.com'] }], route: [{ destination: { host: 'db', subset: 'v2', port: { number: 5432 } } }] }],
+    },
+  };
+  const tcpRoute: KubeObject = { apiVersion: 'gateway.networking.k8s.io/v1alpha2', kind: 'TCPRoute', metadata: { name: 'db', namespace: 'bookinfo', creationTimestamp: '2024-01-01T00:00:00Z' }, spec: { parentRefs: [{ kind: 'Service', group: '', name: 'db', port: 5432 }], rules: [{ backendRefs: [{ name: 'db', port: 5432, weight: 3 }, { name: 'ratings', port: 9080, weight: 1 }] }, { backendRefs: [{ name: 'db', port: 5432 }] }] } };
+  const tlsRoute: KubeObject = { apiVersion: 'gateway.networking.k8s.io/v1alpha2', kind: 'TLSRoute', metadata: { name: 'db-tls', namespace: 'bookinfo' }, spec: { parentRefs: [{ kind: 'Service', group: '', name: 'db' }, { name: 'public' }], hostnames: ['*.db.example.com'], rules: [{ backendRefs: [{ name: 'db', port: 5432 }] }] } };
+  const out = translateRoutes([db, dr, vs, tcpRoute, tlsRoute, ...bookinfoServices]);
+  const cfg = out.routes.find((r) => r.hostname === 'db.bookinfo.svc.cluster.local')!;
+  assert.deepEqual(validateRouteConfig(cfg), []);
+  const dbHost = 'db.bookinfo.svc.cluster.local';
+  assert.deepEqual(cfg.tcpRoutes, [
+    { name: 'bookinfo/db.0', match: [{ port: 5432 }], backends: [{ host: dbHost, weight: 3, port: 5432 }, { host: 'ratings.bookinfo.svc.cluster.local', weight: 1, port: 9080 }] },
+    { name: 'bookinfo/db.1', match: [{ port: 5432 }], backends: [{ host: dbHost, weight: 1, port: 5432 }] },
+    { name: 'bookinfo/db.tcp[0]', match: [{ port: 5432 }], backends: [{ host: dbHost, weight: 90, subset: 'v1', subsetLabels: { version: 'v1' } }, { host: dbHost, weight: 10, subset: 'v2', subsetLabels: { version: 'v2' } }] },
+  ]);
+  assert.deepEqual(cfg.tlsRoutes, [
+    { name: 'bookinfo/db-tls.0', match: [{ sniHosts: ['*.db.example.com'] }], backends: [{ host: dbHost, weight: 1, port: 5432 }] },
+    { name: 'bookinfo/db.tls[0]', match: [{ sniHosts: ['db.example.com'] }], backends: [{ host: dbHost, weight: 1, port: 5432, subset: 'v2', subsetLabels: { version: 'v2' } }] },
+  ]);
+  const notes = (n: string) => out.conditions.filter((c) => c.objectKey.endsWith(`/${n}`)).map((c) => c.message).join(' | ');
+  assert.match(notes('db'), /only spec\.rules\[0\] is used/);
+  assert.match(notes('db-tls'), /parent Gateway bookinfo\/public: TLSRoute on ingress gateways is not served yet/);
+  assert.equal(out.conditions.filter((c) => c.objectKey.startsWith('VirtualService/')).length, 0, 'the VirtualService applies whole');
+});
+
 /** A kubernetes.io/tls Secret holding a real certificate and its key. */
 function tlsSecret(name: string, namespace: string): KubeObject {
   const serving = CertificateAuthority.generate({ trustDomain: 'example.test', ttlDays: 1 }).issueServingCert({ dnsNames: ['shop.example.com'], ttlMs: 3_600_000 });
@@ -246,4 +354,38 @@ test('Gateway API ingress Gateway: listeners become servers of its own pods only
   assert.equal(missing.reason, 'InvalidCertificateRef');
   const cfg = out.routes.routes.find((r) => r.gateway === 'bookinfo/public')!;
   assert.deepEqual(cfg.ports.map((p) => p.port), [80, 443, 9000, 8443], 'ingress configs take their ports from the listeners');
+});
+
+test('RequestAuthentication on a waypoint gives its Services JWT rules; requestPrincipals and claims conditions reach L7 authorization', () => {
+  const ra = (name: string, spec: Record<string, unknown>): KubeObject => ({ apiVersion: 'security.istio.io/v1', kind: 'RequestAuthentication', metadata: { name, namespace: 'bookinfo' }, spec });
+  const waypoint: KubeObject = { apiVersion: 'gateway.networking.k8s.io/v1', kind: 'Gateway', metadata: { name: 'waypoint', namespace: 'bookinfo' }, spec: { gatewayClassName: 'istio-waypoint', listeners: [{ name: 'mesh', port: 15008, protocol: 'HBONE' }] } };
+  const ap: KubeObject = {
+    apiVersion: 'security.istio.io/v1',
+    kind: 'AuthorizationPolicy',
+    metadata: { name: 'jwt', namespace: 'bookinfo' },
+    spec: { targetRefs: [{ kind: 'Service', group: '', name: 'reviews' }], rules: [{ from: [{ source: { requestPrincipals: ['testing@secure.istio.io/*'] } }], when: [{ key: 'request.auth.claims[groups]', values: ['group1'] }, { key: 'request.auth.claims[org][tier]', notValues: ['free'] }, { key: 'request.auth.principal', values: ['*'] }] }] },
+  };
+  const out = translateRoutes([
+    ...bookinfoServices,
+    ra('by-service', { targetRef: { kind: 'Service', group: '', name: 'reviews' }, jwtRules: [{ issuer: 'testing@secure.istio.io', jwksUri: 'https://keys.example.com/jwks.json', audiences: ['shop'], fromHeaders: [{ name: 'X-Jwt', prefix: '' }], outputPayloadToHeader: 'x-payload' }] }),
+    ra('no-keys', { targetRef: { kind: 'Service', group: '', name: 'ratings' }, jwtRules: [{ issuer: 'https://discovered.example.com' }] }),
+    ra('selector', { selector: { matchLabels: { app: 'reviews' } }, jwtRules: [{ issuer: 'x', jwks: '{"keys":[]}' }] }),
+    waypoint,
+    ap,
+  ]);
+  const reviews = out.routes.find((r) => r.hostname.startsWith('reviews.'))!;
+  assert.deepEqual(validateRouteConfig(reviews), []);
+  assert.deepEqual(reviews.jwtRules, [{ issuer: 'testing@secure.istio.io', audiences: ['shop'], fromHeaders: [{ name: 'x-jwt', prefix: '' }], fromParams: [], forwardOriginalToken: false, jwksUri: 'https://keys.example.com/jwks.json', outputPayloadToHeader: 'x-payload' }]);
+  assert.deepEqual(out.routes.find((r) => r.hostname.startsWith('ratings.'))!.jwtRules?.map((r) => r.jwks), ['{"keys":[]}'], 'no keys: every token of that issuer fails');
+  const rule = reviews.authorization[0]!.rules[0]!;
+  assert.deepEqual(rule.from[0]!.requestPrincipals, [{ prefix: 'testing@secure.istio.io/' }]);
+  assert.deepEqual(rule.when, [
+    { header: '', claim: ['groups'], values: [{ exact: 'group1' }], notValues: [] },
+    { header: '', claim: ['org', 'tier'], values: [], notValues: [{ exact: 'free' }] },
+  ]);
+  assert.deepEqual(rule.from[1]!.requestPrincipals, [{ presence: true }], 'request.auth.principal is a request principal condition');
+  const cond = (n: string) => out.conditions.find((c) => c.objectKey.endsWith(`/${n}`));
+  assert.match(cond('no-keys')!.message, /names no jwks or jwksUri/);
+  assert.equal(cond('selector')!.reason, 'NotEnforced');
+  assert.equal(cond('jwt'), undefined, 'the AuthorizationPolicy applies whole');
 });

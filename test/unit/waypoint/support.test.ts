@@ -4,7 +4,8 @@ import { PassThrough } from 'node:stream';
 import { createRegistry } from '../../../src/shared/metrics.js';
 import { emptyHeaderOps, type RouteConfig } from '../../../src/shared/routes.js';
 import { validateGatewayServer, validateRouteConfig } from '../../../src/shared/validate-routes.js';
-import { baseLabels, createWaypointMetrics, ISTIO_HTTP_LABELS, recordRequest } from '../../../src/waypoint/metrics.js';
+import { createWaypointMetrics, ISTIO_HTTP_LABELS } from '../../../src/waypoint/metrics.js';
+import { istioHttpLabels, peerLabels, recordIstioRequest, serviceLabels } from '../../../src/shared/istio-metrics.js';
 import { TokenBucket } from '../../../src/waypoint/filters/rate-limit.js';
 import { ReplayableBody } from '../../../src/waypoint/dispatch/replay-body.js';
 import { createDeadline, isExpired, parseGrpcTimeout, remainingMs, tryTimeoutMs } from '../../../src/waypoint/dispatch/timeout.js';
@@ -64,12 +65,12 @@ test('trace: keeps the trace id, makes a new span, parent is the caller span; st
 test('metrics: Istio label set with reporter=waypoint, unknown defaults', async () => {
   const registry = createRegistry();
   const m = createWaypointMetrics(registry);
-  const labels = baseLabels();
+  const labels = istioHttpLabels({ reporter: 'waypoint', source: peerLabels({}), destination: peerLabels({}), service: serviceLabels(undefined), protocol: 'http', mtls: false, responseCode: 200 });
   assert.equal(labels.reporter, 'waypoint');
   assert.equal(labels.source_workload, 'unknown');
   assert.equal(labels.response_flags, '-');
   assert.deepEqual(Object.keys(labels).sort(), [...ISTIO_HTTP_LABELS].sort());
-  recordRequest(m, { labels: { ...labels, response_code: '200' }, durationMs: 12, requestBytes: 100, responseBytes: 2000 });
+  recordIstioRequest(m, labels, { durationMs: 12, requestBytes: 100, responseBytes: 2000 });
   const text = await registry.metrics();
   assert.match(text, /istio_requests_total\{reporter="waypoint",.*response_code="200".*\} 1/);
   assert.match(text, /istio_request_bytes_sum\{.*\} 100/);

@@ -145,8 +145,9 @@ test('local mode runs a waypoint Gateway as an unenrolled pod with the gateway s
   const env = { controllerAddr: '10.0.0.1:15012', caRootFile: '/s/root.pem', tokenFile: (ns: string, pod: string) => `/s/tokens/pods/${ns}.${pod}`, trustDomain: 'cluster.local', logLevel: 'info', nodes: ['node1', 'node2'] };
   const pod = waypointPod(gw, env);
   assert.equal(JSON.stringify(waypointPod(gw, env)), JSON.stringify(pod), 'stable');
-  assert.match(pod.metadata.name, /^waypoint-waypoint-[0-9a-f]{8}-0$/);
+  assert.match(pod.metadata.name, /^waypoint-[0-9a-f]{8}-0$/);
   assert.equal(pod.metadata.labels?.['gateway.networking.k8s.io/gateway-name'], 'waypoint');
+  assert.equal(pod.metadata.labels?.['gateway.istio.io/managed'], 'istio.io-mesh-controller', 'Kiali finds waypoints by this label');
   assert.equal(pod.metadata.labels?.['istio.io/dataplane-mode'], 'none');
   const spec = pod.spec as { nodeName: string; serviceAccountName: string; containers: Array<{ command: string[]; env: Array<{ name: string; value: string }> }> };
   assert.equal(spec.serviceAccountName, 'waypoint');
@@ -183,4 +184,40 @@ test('waypoint tunnels: HTTP ports are served as HTTP, other ports are piped as 
   assert.equal(wp.tcpEndpoint({ address: '10.0.1.1', port: 19080 }), undefined, 'a pod port an http service maps to');
   assert.equal(wp.tcpEndpoint({ address: '10.0.1.1', port: 7000 })?.key, '10.0.1.1:7000', 'any other pod port is tcp');
   assert.equal(wp.tcpEndpoint({ address: '192.0.2.1', port: 80 }), undefined, 'unknown destinations default to http');
+});
+
+test('waypoint tunnels: TCP routes split connections by weight; TLS routes pick by SNI, non-TLS falls back to the TCP routes', () => {
+  const db = (name: string, ip: string, version: string): Workload =>
+    testWorkload({ name, namespace: 'bookinfo', ip, serviceAccount: 'db', labels: { app: 'db', version }, services: { 'bookinfo/db.bookinfo.svc.cluster.local': [{ servicePort: 5432, targetPort: 15432 }] } });
+  const d1 = db('db-v1', '10.0.1.7', 'v1');
+  const d2 = db('db-v2', '10.0.1.8', 'v2');
+  const dbHost = 'db.bookinfo.svc.cluster.local';
+  const dbService: Service = { ...service([d1, d2]), name: 'db', hostname: dbHost, vips: ['10.96.0.11'], ports: [{ name: 'tcp', port: 5432, targetPort: 15432, protocol: 'tcp' }] };
+  const cfg: RouteConfig = {
+    ...routeConfig(`bookinfo/${dbHost}`),
+    hostname: dbHost,
+    aliases: [],
+    ports: [{ port: 5432, protocol: 'tcp' }],
+    routes: [],
+    tcpRoutes: [{ name: 'split', match: [], backends: [{ host: dbHost, subset: 'v1', subsetLabels: { version: 'v1' }, weight: 80 }, { host: dbHost, subset: 'v2', subsetLabels: { version: 'v2' }, weight: 20 }] }],
+  };
+  assert.deepEqual(validateResource(TYPE_ROUTE_CONFIG, cfg.name, cfg).issues, []);
+  const wp = newWaypoint();
+  wp.applyConfig(state([d1, d2], [dbService], [cfg]));
+  let seq = 0;
+  const random = (): number => ((seq++ * 37) % 100) / 100;
+  const picks = Array.from({ length: 100 }, () => wp.tcpEndpoint({ address: '10.96.0.11', port: 5432 }, random)!.address);
+  const v1 = picks.filter((a) => a === '10.0.1.7').length;
+  assert.ok(v1 >= 70 && v1 <= 90, `about 80 of 100 connections go to v1 (${v1})`);
+  assert.equal(wp.sniChooser({ address: '10.96.0.11', port: 5432 }), undefined, 'no TLS routes: chosen at once');
+
+  const tlsCfg: RouteConfig = { ...cfg, tlsRoutes: [{ name: 'v2-by-sni', match: [{ sniHosts: ['v2.db.example.com'] }], backends: [{ host: dbHost, subsetLabels: { version: 'v2' }, weight: 1 }] }], tcpRoutes: [{ name: 'v1', match: [], backends: [{ host: dbHost, subsetLabels: { version: 'v1' }, weight: 1 }] }] };
+  wp.applyConfig(state([d1, d2], [dbService], [tlsCfg]));
+  const choose = wp.sniChooser({ address: '10.96.0.11', port: 5432 })!;
+  assert.equal(choose({ tls: true, sni: 'v2.db.example.com' })?.address, '10.0.1.8');
+  assert.equal(choose({ tls: true, sni: 'other.example.com' })?.address, '10.0.1.7', 'no TLS route matches: the TCP routes apply');
+  assert.equal(choose({ tls: false })?.address, '10.0.1.7');
+  const refused: RouteConfig = { ...cfg, tcpRoutes: [{ name: 'x', match: [], backends: [{ host: 'gone.other.svc.cluster.local', weight: 1, refused: true }] }] };
+  wp.applyConfig(state([d1, d2], [dbService], [refused]));
+  assert.equal(wp.tcpEndpoint({ address: '10.96.0.11', port: 5432 }), null, 'a refused backend refuses the tunnel');
 });

@@ -1,0 +1,155 @@
+/**
+ * Istio ServiceEntries → Services of the model, so the node agents treat their addresses as they
+ * treat a Kubernetes Service's ClusterIPs (egress included: an endpoint outside the mesh is
+ * reached in plain TCP by the client's agent). Per host, one Service: `spec.addresses` as its
+ * VIPs, `spec.ports` (protocol from Istio's names), and endpoints by resolution:
+ *  - STATIC: `spec.endpoints`, each a workload of its own (tunnel NONE), or with
+ *    `spec.workloadSelector` the Running pods of the namespace it selects;
+ *  - DNS / DNS_ROUND_ROBIN: the endpoints' addresses, or with none the host itself, resolved by
+ *    the controller (TranslateOptions.dnsAnswers; every address for DNS, the first for
+ *    DNS_ROUND_ROBIN as Envoy does);
+ *  - NONE: nothing to add (connections already go to the address the client asked for).
+ * An entry whose host is a Kubernetes Service, or another older entry's, is refused for that host.
+ */
+import { isIP } from 'node:net';
+import type { KubeObject } from '../objects.js';
+import type { PortMapping, Service, ServicePort, Workload } from '../../shared/model.js';
+import { addCondition, type TranslateIndex } from './object-index.js';
+import { CONDITION_ACCEPTED } from './peer-authentication.js';
+import { detectPortProtocol } from './protocol.js';
+import type { PodWorkload } from './services.js';
+import { asArray, asRecord, asString, asStrings, compareAge, labelsOf, matchesLabels, nsOf } from './util.js';
+import { isPodRunning } from './workloads.js';
+
+/** Host names the DNS-resolved ServiceEntries of `objects` need resolved (for the controller's resolver). */
+export function serviceEntryDnsNames(entries: readonly KubeObject[]): string[] {
+  const names = new Set<string>();
+  for (const se of entries) {
+    const spec = asRecord(se.spec);
+    const resolution = asString(spec['resolution']) ?? 'NONE';
+    if (resolution !== 'DNS' && resolution !== 'DNS_ROUND_ROBIN') continue;
+    const endpoints = asArray(spec['endpoints']).map(asRecord);
+    const targets = endpoints.length > 0 ? endpoints.map((e) => asString(e['address']) ?? '') : asStrings(spec['hosts']);
+    for (const t of targets) if (t !== '' && isIP(t) === 0 && !t.startsWith('*')) names.add(t.toLowerCase());
+  }
+  return [...names].sort();
+}
+
+interface RawEndpoint {
+  addresses: string[];
+  ports: Record<string, number>;
+  labels: Record<string, string>;
+  serviceAccount: string | undefined;
+}
+
+function numberMap(v: unknown): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const [k, x] of Object.entries(asRecord(v))) if (typeof x === 'number') out[k] = x;
+  return out;
+}
+
+function stringMap(v: unknown): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, x] of Object.entries(asRecord(v))) if (typeof x === 'string') out[k] = x;
+  return out;
+}
+
+/** The endpoints of an entry with resolution STATIC or DNS*, addresses resolved. */
+function rawEndpoints(spec: Record<string, unknown>, host: string, dns: ReadonlyMap<string, readonly string[]>, notes: string[]): RawEndpoint[] {
+  const resolution = asString(spec['resolution']) ?? 'NONE';
+  const list = asArray(spec['endpoints']).map(asRecord);
+  const resolve = (address: string): string[] => {
+    if (isIP(address) !== 0) return [address];
+    const answers = dns.get(address.toLowerCase()) ?? [];
+    if (answers.length === 0) notes.push(`${address} has not resolved (yet); it has no endpoints`);
+    return resolution === 'DNS_ROUND_ROBIN' ? answers.slice(0, 1) : [...answers];
+  };
+  if (list.length === 0) return resolution === 'STATIC' ? [] : [{ addresses: resolve(host), ports: {}, labels: {}, serviceAccount: undefined }];
+  return list.map((e) => ({
+    addresses: resolution === 'STATIC' ? [asString(e['address']) ?? ''].filter((a) => isIP(a) !== 0) : resolve(asString(e['address']) ?? ''),
+    ports: numberMap(e['ports']),
+    labels: stringMap(e['labels']),
+    serviceAccount: asString(e['serviceAccount']),
+  }));
+}
+
+/** Adds the Services (and endpoint workloads) of every ServiceEntry to `services` and `workloads`. */
+export function buildServiceEntries(idx: TranslateIndex, pods: readonly PodWorkload[], services: Service[], workloads: Workload[]): void {
+  const taken = new Map<string, string>(services.map((s) => [s.hostname, `Service ${s.namespace}/${s.name}`]));
+  const dns = idx.opts.dnsAnswers ?? new Map<string, readonly string[]>();
+  for (const se of [...idx.of('ServiceEntry')].sort(compareAge)) {
+    const ns = nsOf(se);
+    const spec = asRecord(se.spec);
+    const resolution = asString(spec['resolution']) ?? 'NONE';
+    const notes: string[] = [];
+    if (resolution === 'NONE' || resolution === 'DYNAMIC_DNS') {
+      addCondition(idx, se, { type: CONDITION_ACCEPTED, status: 'True', reason: 'Accepted', message: `resolution ${resolution}: connections go to the address the client asked for` });
+      continue;
+    }
+    const vips = asStrings(spec['addresses']).filter((a) => {
+      if (isIP(a) !== 0) return true;
+      notes.push(`address ${a} is a range; only single addresses are served`);
+      return false;
+    });
+    const rawPorts = asArray(spec['ports']).map(asRecord);
+    const ports: ServicePort[] = rawPorts.map((p) => {
+      const number = typeof p['number'] === 'number' ? p['number'] : 0;
+      return { name: asString(p['name']) ?? '', port: number, targetPort: typeof p['targetPort'] === 'number' ? p['targetPort'] : number, protocol: detectPortProtocol({ appProtocol: asString(p['protocol']) ?? 'TCP', name: asString(p['name']) ?? '' }) };
+    });
+    const selector = asRecord(asRecord(spec['workloadSelector'])['labels']);
+    const selected = spec['workloadSelector'] !== undefined ? pods.filter((p) => p.workload.namespace === ns && matchesLabels(stringMap(selector), labelsOf(p.pod))) : [];
+    asStrings(spec['hosts']).forEach((hostRaw, h) => {
+      const host = hostRaw.toLowerCase();
+      if (host.startsWith('*')) {
+        notes.push(`host ${host}: wildcard hosts are not served`);
+        return;
+      }
+      const owner = taken.get(host);
+      if (owner) {
+        notes.push(`host ${host} is already ${owner}'s; this entry is ignored for it`);
+        return;
+      }
+      taken.set(host, `ServiceEntry ${ns}/${se.metadata.name}`);
+      const key = `${ns}/${host}`;
+      const endpoints: string[] = [];
+      const mapping = (portsByName: Record<string, number>): PortMapping[] => ports.map((p) => ({ servicePort: p.port, targetPort: portsByName[p.name] ?? p.targetPort }));
+      for (const p of selected) {
+        p.workload.services[key] = mapping({});
+        if (isPodRunning(p.pod)) endpoints.push(p.workload.uid);
+      }
+      if (spec['workloadSelector'] === undefined) {
+        let k = 0;
+        for (const e of rawEndpoints(spec, host, dns, notes)) {
+          for (const address of e.addresses) {
+            const name = `${se.metadata.name}.${h}.${k++}`;
+            const w: Workload = {
+              uid: `${idx.opts.clusterId}/networking.istio.io/v1/ServiceEntry/${ns}/${name}`,
+              name,
+              namespace: ns,
+              serviceAccount: e.serviceAccount ?? 'default',
+              trustDomain: idx.opts.trustDomain,
+              node: 'external',
+              addresses: [address],
+              tunnelProtocol: 'NONE',
+              canonicalName: e.labels['app'] ?? se.metadata.name,
+              canonicalRevision: e.labels['version'] ?? 'latest',
+              workloadName: se.metadata.name,
+              workloadType: 'pod',
+              labels: e.labels,
+              services: { [key]: mapping(e.ports) },
+              status: 'Healthy',
+              authorizationPolicies: [],
+              peerAuthentication: 'PERMISSIVE',
+              portPeerAuthentication: {},
+            };
+            workloads.push(w);
+            endpoints.push(w.uid);
+          }
+        }
+      }
+      services.push({ name: se.metadata.name, namespace: ns, hostname: host, vips, ports, subjectAltNames: asStrings(spec['subjectAltNames']), routingPreference: [], endpoints: endpoints.sort() });
+    });
+    if (vips.length === 0) notes.push('no spec.addresses: Ambit allocates no address for the hosts, so connections to them are not served by this entry (they go where the client\'s own DNS answer points)');
+    addCondition(idx, se, notes.length > 0 ? { type: CONDITION_ACCEPTED, status: 'True', reason: 'PartiallyApplied', message: notes.join('; ') } : { type: CONDITION_ACCEPTED, status: 'True', reason: 'Accepted', message: 'served by the node agents' });
+  }
+}

@@ -1,0 +1,102 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import type { KubeObject } from '../../../src/controller/objects.js';
+import { translate } from '../../../src/controller/translate/translate.js';
+import { serviceEntryDnsNames } from '../../../src/controller/translate/service-entries.js';
+import { DnsAnswers } from '../../../src/controller/dns-answers.js';
+import { silentLogger } from '../../../src/shared/log.js';
+import { serviceResourceName, TYPE_SERVICE, TYPE_WORKLOAD } from '../../../src/shared/resources.js';
+import { validateResource } from '../../../src/shared/validate-resource.js';
+import { namespace, pod, service } from './helpers.js';
+
+const se = (name: string, spec: Record<string, unknown>, ts = '2024-01-01T00:00:00Z'): KubeObject => ({ apiVersion: 'networking.istio.io/v1', kind: 'ServiceEntry', metadata: { name, namespace: 'demo', creationTimestamp: ts }, spec });
+
+function valid(r: ReturnType<typeof translate>): void {
+  for (const w of r.workloads) assert.deepEqual(validateResource(TYPE_WORKLOAD, w.uid, w).issues, [], w.uid);
+  for (const s of r.services) assert.deepEqual(validateResource(TYPE_SERVICE, serviceResourceName(s), s).issues, [], s.hostname);
+}
+
+test('a STATIC ServiceEntry is a Service on its addresses with one plain-TCP workload per endpoint (named ports mapped)', () => {
+  const r = translate([
+    namespace('demo'),
+    se('db', { hosts: ['db.example.com'], addresses: ['240.0.0.10'], location: 'MESH_EXTERNAL', resolution: 'STATIC', ports: [{ number: 5432, name: 'tcp-pg', protocol: 'TCP' }, { number: 80, name: 'http', protocol: 'HTTP', targetPort: 8080 }], endpoints: [{ address: '192.0.2.10', ports: { 'tcp-pg': 15432 }, labels: { app: 'pg', version: 'v9' } }, { address: '192.0.2.11' }] }),
+  ]);
+  valid(r);
+  const svc = r.services.find((s) => s.hostname === 'db.example.com')!;
+  assert.deepEqual({ vips: svc.vips, ports: svc.ports }, { vips: ['240.0.0.10'], ports: [{ name: 'tcp-pg', port: 5432, targetPort: 5432, protocol: 'tcp' }, { name: 'http', port: 80, targetPort: 8080, protocol: 'http' }] });
+  const eps = r.workloads.filter((w) => svc.endpoints.includes(w.uid));
+  assert.deepEqual(
+    eps.map((w) => ({ addresses: w.addresses, tunnel: w.tunnelProtocol, name: w.canonicalName, rev: w.canonicalRevision, ports: w.services['demo/db.example.com'] })),
+    [
+      { addresses: ['192.0.2.10'], tunnel: 'NONE', name: 'pg', rev: 'v9', ports: [{ servicePort: 5432, targetPort: 15432 }, { servicePort: 80, targetPort: 8080 }] },
+      { addresses: ['192.0.2.11'], tunnel: 'NONE', name: 'db', rev: 'latest', ports: [{ servicePort: 5432, targetPort: 5432 }, { servicePort: 80, targetPort: 8080 }] },
+    ],
+  );
+  assert.equal(r.conditions.find((c) => c.objectKey === 'ServiceEntry/demo/db')?.reason, 'Accepted');
+});
+
+test('a DNS ServiceEntry takes the controller\'s answers: every address for DNS, the first for DNS_ROUND_ROBIN; unresolved names are noted', () => {
+  const dnsAnswers = new Map([
+    ['api.example.com', ['203.0.113.1', '203.0.113.2']],
+    ['b.example.net', ['203.0.113.9', '203.0.113.8']],
+  ]);
+  const objects = [
+    namespace('demo'),
+    se('api', { hosts: ['api.example.com'], addresses: ['240.0.0.20'], resolution: 'DNS', ports: [{ number: 443, name: 'tls', protocol: 'TLS' }] }),
+    se('rr', { hosts: ['rr.example.com'], addresses: ['240.0.0.21'], resolution: 'DNS_ROUND_ROBIN', ports: [{ number: 80, name: 'http' }], endpoints: [{ address: 'b.example.net' }, { address: 'c.example.net' }] }),
+  ];
+  assert.deepEqual(serviceEntryDnsNames(objects.filter((o) => o.kind === 'ServiceEntry')), ['api.example.com', 'b.example.net', 'c.example.net']);
+  const r = translate(objects, { dnsAnswers });
+  valid(r);
+  const addrs = (host: string) => r.workloads.filter((w) => r.services.find((s) => s.hostname === host)!.endpoints.includes(w.uid)).map((w) => w.addresses[0]);
+  assert.deepEqual(addrs('api.example.com'), ['203.0.113.1', '203.0.113.2']);
+  assert.deepEqual(addrs('rr.example.com'), ['203.0.113.9']);
+  assert.match(r.conditions.find((c) => c.objectKey === 'ServiceEntry/demo/rr')!.message, /c\.example\.net has not resolved \(yet\); it has no endpoints/);
+});
+
+test('a workloadSelector ServiceEntry selects the namespace\'s pods; hosts of Services or older entries are refused; NONE adds nothing', () => {
+  const r = translate([
+    namespace('demo'),
+    pod('web-1', { labels: { app: 'web' }, ip: '10.0.0.5' }),
+    service('web', { ports: [{ name: 'http', port: 80 }] }),
+    se('internal', { hosts: ['web.internal', 'web.demo.svc.cluster.local'], addresses: ['240.0.0.30'], location: 'MESH_INTERNAL', resolution: 'STATIC', ports: [{ number: 8080, name: 'http', targetPort: 80 }], workloadSelector: { labels: { app: 'web' } } }),
+    se('later', { hosts: ['web.internal'], addresses: ['240.0.0.31'], resolution: 'STATIC', endpoints: [{ address: '192.0.2.1' }], ports: [{ number: 1, name: 'tcp' }] }, '2025-01-01T00:00:00Z'),
+    se('none', { hosts: ['*.example.org'], resolution: 'NONE' }),
+  ]);
+  valid(r);
+  const svc = r.services.find((s) => s.hostname === 'web.internal')!;
+  const web = r.workloads.find((w) => w.name === 'web-1')!;
+  assert.deepEqual(svc.endpoints, [web.uid]);
+  assert.deepEqual(web.services['demo/web.internal'], [{ servicePort: 8080, targetPort: 80 }]);
+  const msg = (n: string) => r.conditions.find((c) => c.objectKey === `ServiceEntry/demo/${n}`)!.message;
+  assert.match(msg('internal'), /host web\.demo\.svc\.cluster\.local is already Service demo\/web's/);
+  assert.match(msg('later'), /host web\.internal is already ServiceEntry demo\/internal's/);
+  assert.match(msg('none'), /resolution NONE: connections go to the address the client asked for/);
+  assert.equal(r.services.filter((s) => s.name === 'later' || s.name === 'none').length, 0);
+});
+
+test('DnsAnswers resolves wanted names, re-resolves, reports changes, keeps the last answer on failure and drops unwanted names', async () => {
+  const table = new Map<string, string[] | Error>([['a.example', ['203.0.113.2', '203.0.113.1']]]);
+  let changes = 0;
+  const d = new DnsAnswers({ log: silentLogger(), onChange: () => changes++, refreshMs: 3_600_000, resolve: async (n) => {
+    const v = table.get(n);
+    if (v instanceof Error || v === undefined) throw v ?? new Error('NXDOMAIN');
+    return v;
+  } });
+  d.want(['a.example', 'b.example']);
+  await d.refresh('a.example');
+  await d.refresh('b.example');
+  assert.deepEqual(Object.fromEntries(d.current()), { 'a.example': ['203.0.113.1', '203.0.113.2'] });
+  const before = changes;
+  await d.refresh('a.example');
+  assert.equal(changes, before, 'the same answer is no change');
+  table.set('a.example', new Error('SERVFAIL'));
+  await d.refresh('a.example');
+  assert.deepEqual(d.current().get('a.example'), ['203.0.113.1', '203.0.113.2'], 'a failure keeps the last answer');
+  table.set('a.example', ['203.0.113.3']);
+  await d.refresh('a.example');
+  assert.equal(changes, before + 1);
+  d.want(['b.example']);
+  assert.equal(d.current().has('a.example'), false);
+  d.close();
+});
