@@ -5,7 +5,8 @@
  * down. Options:
  *   --quick              short runs (for trying the harness)
  *   --paths a,b,c        subset of direct,stunnel,ambit (default all three)
- *   --only s1,s2         run only these sections (l4, l7; default all)
+ *   --only s1,s2         run only these sections (l4, l7, controlplane; default all)
+ *   --cp-pods N,M        pod counts of the control-plane section (default 1000,10000; --quick 1000)
  *   --name NAME          local mesh name (default "bench")
  *   --out FILE           JSON output (default bench/results/latest.json)
  *   --profile DIR        run the mesh's Node processes with --cpu-prof; keeps the agents'
@@ -21,9 +22,18 @@ import { renderMarkdown, renderText, type PathName, type SectionResult } from '.
 import type { BenchOptions, Section } from './section.js';
 import { l4Section } from './sections/l4.js';
 import { l7Section, netnsPids } from './sections/l7.js';
+import { controlPlaneSection } from './sections/controlplane.js';
 
 /** Sections in run order; a later section (e.g. the waypoint benchmark) is appended here. */
-export const SECTIONS: Section[] = [l4Section, l7Section];
+export const SECTIONS: Section[] = [l4Section, l7Section, controlPlaneSection];
+
+/** `--cp-pods 1000,10000`: positive integers. */
+export function parsePodCounts(text: string | undefined): number[] | undefined {
+  if (text === undefined) return undefined;
+  const out = text.split(',').map((x) => x.trim()).filter(Boolean).map(Number);
+  if (out.length === 0 || out.some((n) => !Number.isInteger(n) || n < 1)) throw new Error(`--cp-pods: a comma-separated list of positive integers, got ${JSON.stringify(text)}`);
+  return out;
+}
 
 const ALL_PATHS: PathName[] = ['direct', 'stunnel', 'ambit'];
 
@@ -78,57 +88,71 @@ async function main(argv: string[]): Promise<number> {
       name: { type: 'string', default: 'bench' },
       out: { type: 'string', default: join(repoRoot, 'bench/results/latest.json') },
       profile: { type: 'string' },
+      'cp-pods': { type: 'string' },
     },
   });
-  if (typeof process.getuid === 'function' && process.getuid() !== 0) {
+  const sectionsWanted = parseSections(values.only);
+  if (sectionsWanted.some((x) => x.needsMesh !== false) && typeof process.getuid === 'function' && process.getuid() !== 0) {
     process.stderr.write('bench: needs root (it runs `ambit local up`, which creates network namespaces); run it as root\n');
     return 2;
   }
   const started = new Date();
   const progress = (line: string): void => void process.stderr.write(`[bench ${((Date.now() - started.getTime()) / 1000).toFixed(0).padStart(4)}s] ${line}\n`);
-  const opts: BenchOptions = { quick: values.quick!, paths: parsePaths(values.paths!), progress };
+  const cpPods = parsePodCounts(values['cp-pods']);
+  const opts: BenchOptions = { quick: values.quick!, paths: parsePaths(values.paths!), progress, ...(cpPods ? { controlPlanePods: cpPods } : {}) };
   const sections = parseSections(values.only);
+  const meshNeeded = sections.some((s) => s.needsMesh !== false);
   const files = [...new Set(sections.flatMap((s) => s.manifests(opts)))];
   const mesh = new BenchMesh(values.name!);
   const profileDir = values.profile === undefined ? undefined : resolve(values.profile);
   let agentPids = new Map<number, string>();
   if (profileDir) mkdirSync(profileDir, { recursive: true });
   const results: SectionResult[] = [];
-  progress('waiting for the local-mesh lock');
-  const unlock = await lockLocalMesh(15 * 60_000);
-  let cleaning: Promise<void> | undefined;
-  const cleanup = (): Promise<void> =>
-    (cleaning ??= (async () => {
-      progress('ambit local down');
-      const down = await mesh.down();
-      if (down.code !== 0) process.stderr.write(`bench: ambit local down failed: ${down.stderr}\n`);
-      unlock();
-    })());
-  const onSignal = (): void => {
-    progress('interrupted; taking the mesh down');
-    void cleanup().finally(() => process.exit(130));
-  };
-  process.once('SIGINT', onSignal);
-  process.once('SIGTERM', onSignal);
-  try {
-    progress(`ambit local up --name ${mesh.name} --nodes 2 (${files.map((f) => f.replace(`${repoRoot}/`, '')).join(', ')})`);
-    // Agents are optional for the direct and stunnel paths; the Ambit path needs them (and its
-    // enrolled pods make `up` fail when capture does not work).
-    const { agentsConnected } = await mesh.up(files, { timeoutMs: opts.paths.has('ambit') ? 120_000 : 30_000, agentsOptional: true, env: profileEnv(profileDir) });
-    if (profileDir) agentPids = new Map((await mesh.status(true)).nodes.flatMap((n) => (n.agentPid !== undefined ? [[n.agentPid, `agent-${n.name}`] as const] : [])));
-    if (!agentsConnected) progress('agents are not connected: the Ambit path and agent memory are skipped');
-    for (const s of sections) {
-      progress(`section ${s.name}`);
-      results.push(await s.run({ ...opts, mesh, agentsConnected }));
+  const meshSections = sections.filter((s) => s.needsMesh !== false);
+  if (meshNeeded) {
+    progress('waiting for the local-mesh lock');
+    const unlock = await lockLocalMesh(15 * 60_000);
+    let cleaning: Promise<void> | undefined;
+    const cleanup = (): Promise<void> =>
+      (cleaning ??= (async () => {
+        progress('ambit local down');
+        const down = await mesh.down();
+        if (down.code !== 0) process.stderr.write(`bench: ambit local down failed: ${down.stderr}\n`);
+        unlock();
+      })());
+    const onSignal = (): void => {
+      progress('interrupted; taking the mesh down');
+      void cleanup().finally(() => process.exit(130));
+    };
+    process.once('SIGINT', onSignal);
+    process.once('SIGTERM', onSignal);
+    try {
+      progress(`ambit local up --name ${mesh.name} --nodes 2 (${files.map((f) => f.replace(`${repoRoot}/`, '')).join(', ')})`);
+      // Agents are optional for the direct and stunnel paths; the Ambit path needs them (and its
+      // enrolled pods make `up` fail when capture does not work).
+      const { agentsConnected } = await mesh.up(files, { timeoutMs: opts.paths.has('ambit') ? 120_000 : 30_000, agentsOptional: true, env: profileEnv(profileDir) });
+      if (profileDir) agentPids = new Map((await mesh.status(true)).nodes.flatMap((n) => (n.agentPid !== undefined ? [[n.agentPid, `agent-${n.name}`] as const] : [])));
+      if (!agentsConnected) progress('agents are not connected: the Ambit path and agent memory are skipped');
+      for (const s of sections) {
+        progress(`section ${s.name}`);
+        results.push(await s.run({ ...opts, mesh, agentsConnected }));
+      }
+      if (profileDir) {
+        const st = await mesh.status(true);
+        for (const wp of st.pods.filter((p) => p.name.includes('-waypoint-'))) for (const pid of netnsPids(wp.netns)) agentPids.set(pid, 'waypoint');
+      }
+    } finally {
+      await cleanup();
+      if (profileDir) keepProfiles(profileDir, agentPids, progress);
     }
-    if (profileDir) {
-      const st = await mesh.status(true);
-      for (const wp of st.pods.filter((p) => p.name.includes('-waypoint-'))) for (const pid of netnsPids(wp.netns)) agentPids.set(pid, 'waypoint');
-    }
-  } finally {
-    await cleanup();
-    if (profileDir) keepProfiles(profileDir, agentPids, progress);
   }
+  // Sections without the mesh run after it is down, so its idle processes do not share the CPU.
+  for (const s of sections.filter((x) => x.needsMesh === false)) {
+    progress(`section ${s.name}`);
+    results.push(await s.run({ ...opts, mesh, agentsConnected: false }));
+  }
+  // Report in the order sections are listed.
+  results.sort((a, b) => SECTIONS.findIndex((s) => s.name === a.name) - SECTIONS.findIndex((s) => s.name === b.name));
 
   const report = {
     date: started.toISOString(),

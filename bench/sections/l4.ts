@@ -4,7 +4,9 @@
  *   direct   bench-plain/client → bench-plain/server pod IP (no mesh, no TLS)
  *   stunnel  bench-plain/client → stunnel client (loopback) → TLS 1.3 mTLS → stunnel server → loopback
  *   ambit    bench-mesh/client  → node1 agent → HBONE mTLS → node2 agent → bench-mesh/server
- * plus agent memory idle and while 1000 connections through the mesh are held open.
+ * plus agent memory idle and while 1000 connections through the mesh are held open; then the same
+ * three paths with the server on node1 next to the client (server-local pods), throughput and RR:
+ *   ambit    bench-mesh/client → node1 agent → in-process hand-over (same-node fast path) → server-local
  */
 import { join } from 'node:path';
 import { killGroup, repoRoot, waitExit, type BenchMesh } from '../mesh.js';
@@ -42,12 +44,19 @@ export function planFor(quick: boolean): Plan {
     : { rounds: 3, throughput: { maxBytes: 512 * MIB, maxSeconds: 5 }, rr: { count: 5000, warmup: 500 }, cps: { parallel: 4, seconds: 3 }, hold: { count: 1000 } };
 }
 
-async function endpoints(mesh: BenchMesh, paths: ReadonlySet<PathName>, stunnel: StunnelPair | undefined): Promise<Partial<Record<PathName, Endpoint>>> {
+/** Endpoints of each path to `server` (`server` on node2, or `server-local` on node1 beside the client). */
+async function endpoints(mesh: BenchMesh, paths: ReadonlySet<PathName>, stunnel: StunnelPair | undefined, server: string): Promise<Partial<Record<PathName, Endpoint>>> {
   const out: Partial<Record<PathName, Endpoint>> = {};
-  if (paths.has('direct')) out.direct = { client: 'bench-plain/client', host: (await mesh.pod('bench-plain', 'server')).ip, sink: SINK, echo: ECHO };
+  if (paths.has('direct')) out.direct = { client: 'bench-plain/client', host: (await mesh.pod('bench-plain', server)).ip, sink: SINK, echo: ECHO };
   if (stunnel) out.stunnel = { client: 'bench-plain/client', host: '127.0.0.1', sink: stunnel.ports.sink, echo: stunnel.ports.echo };
-  if (paths.has('ambit')) out.ambit = { client: 'bench-mesh/client', host: (await mesh.pod('bench-mesh', 'server')).ip, sink: SINK, echo: ECHO };
+  if (paths.has('ambit')) out.ambit = { client: 'bench-mesh/client', host: (await mesh.pod('bench-mesh', server)).ip, sink: SINK, echo: ECHO };
   return out;
+}
+
+/** A stunnel pair from bench-plain/client to `serverPod`. */
+async function stunnelTo(mesh: BenchMesh, serverPod: string): Promise<StunnelPair> {
+  const server = await mesh.pod('bench-plain', serverPod);
+  return startStunnelPair({ mesh, namespace: 'bench-plain', clientPod: 'client', serverPod, serverIp: server.ip, sinkPort: SINK, echoPort: ECHO });
 }
 
 function maxOf(rss: Record<string, number | undefined>): number | undefined {
@@ -106,22 +115,23 @@ export const l4Section: Section = {
     const tput: Partial<Record<PathName, ThroughputResult[]>> = {};
     const rr: Partial<Record<PathName, RrResult[]>> = {};
     const cps: Partial<Record<PathName, CpsResult[]>> = {};
+    const sameTput: Partial<Record<PathName, ThroughputResult[]>> = {};
+    const sameRr: Partial<Record<PathName, RrResult[]>> = {};
     let idleRss: Record<string, number | undefined> | undefined;
     let idlePrivate: Record<string, number | undefined> | undefined;
     let afterRss: Record<string, number | undefined> | undefined;
     let held: { hold: HoldResult; rss: Record<string, number | undefined> } | undefined;
-    const agentCpu = { throughput: [] as number[], rr: [] as number[], cps: [] as number[] };
+    const agentCpu = { throughput: [] as number[], rr: [] as number[], cps: [] as number[], sameThroughput: [] as number[], sameRr: [] as number[] };
     const pods = (await mesh.status(true)).pods.map((p) => ({ pod: `${p.namespace}/${p.name}`, node: p.node, ip: p.ip, enrolled: p.enrolled, captureMode: p.captureMode }));
     try {
       for (const ns of ['bench-plain', ...(paths.has('ambit') ? ['bench-mesh'] : [])]) {
-        for (const pod of ['client', 'server']) await mesh.tunePod(ns, pod);
+        for (const pod of ['client', 'server', 'server-local']) await mesh.tunePod(ns, pod);
       }
       if (paths.has('stunnel')) {
-        const server = await mesh.pod('bench-plain', 'server');
-        stunnel = await startStunnelPair({ mesh, namespace: 'bench-plain', clientPod: 'client', serverPod: 'server', serverIp: server.ip, sinkPort: SINK, echoPort: ECHO });
+        stunnel = await stunnelTo(mesh, 'server');
         ctx.progress(`stunnel pair up (${stunnel.version})`);
       }
-      const eps = await endpoints(mesh, paths, stunnel);
+      let eps = await endpoints(mesh, paths, stunnel, 'server');
       const run = (p: PathName): Endpoint => eps[p]!;
       const active = ORDER.filter((p) => eps[p] !== undefined);
 
@@ -164,6 +174,24 @@ export const l4Section: Section = {
         await new Promise((r) => setTimeout(r, 2000));
         afterRss = await mesh.agentMemory();
       }
+
+      // Same node: the server beside the client on node1 (Ambit takes the fast path: no TLS, no tunnel).
+      if (stunnel) {
+        await stunnel.stop();
+        stunnel = await stunnelTo(mesh, 'server-local');
+      }
+      eps = await endpoints(mesh, paths, stunnel, 'server-local');
+      for (let round = 1; round <= plan.rounds; round++) {
+        const tag = plan.rounds > 1 ? ` (round ${round}/${plan.rounds})` : '';
+        for (const p of active) {
+          ctx.progress(`same-node throughput ${p}${tag}`);
+          (sameTput[p] ??= []).push(await measure<ThroughputResult>(p, 'sameThroughput', ['throughput', run(p).host, String(run(p).sink), '--max-bytes', String(plan.throughput.maxBytes), '--max-seconds', String(plan.throughput.maxSeconds)]));
+        }
+        for (const p of active) {
+          ctx.progress(`same-node request/response ${p}${tag}`);
+          (sameRr[p] ??= []).push(await measure<RrResult>(p, 'sameRr', ['rr', run(p).host, String(run(p).echo), '--count', String(plan.rr.count), '--warmup', String(plan.rr.warmup), '--max-seconds', '60']));
+        }
+      }
     } finally {
       await stunnel?.stop();
     }
@@ -192,6 +220,10 @@ export const l4Section: Section = {
       { key: 'cpuThroughput', label: 'busier agent CPU during throughput', unit: '% of a core', digits: 0, values: cpuRow(agentCpu.throughput) },
       { key: 'cpuRr', label: 'busier agent CPU during RR', unit: '% of a core', digits: 0, values: cpuRow(agentCpu.rr) },
       { key: 'cpuCps', label: 'busier agent CPU during new connections', unit: '% of a core', digits: 0, values: cpuRow(agentCpu.cps) },
+      { key: 'sameThroughput', label: 'same node: single-stream throughput', unit: 'MiB/s', digits: 0, values: pick(sameTput, (v) => v.mibPerSec) },
+      { key: 'sameRrP50', label: 'same node: 1-byte RR p50', unit: 'µs', digits: 0, values: pick(sameRr, (v) => v.p50Us) },
+      { key: 'sameRrP99', label: 'same node: 1-byte RR p99', unit: 'µs', digits: 0, values: pick(sameRr, (v) => v.p99Us) },
+      { key: 'cpuSameThroughput', label: 'same node: busier agent CPU during throughput', unit: '% of a core', digits: 0, values: cpuRow(agentCpu.sameThroughput) },
       { key: 'rssIdle', label: 'agent RSS idle, max of 2', unit: 'MiB', digits: 1, values: rssRow(idleRss) },
       { key: 'privateIdle', label: 'agent private memory idle (no shared binary pages), max of 2', unit: 'MiB', digits: 1, values: rssRow(idlePrivate) },
       { key: 'rssHeld', label: `agent RSS, ${plan.hold.count} conns open, max of 2`, unit: 'MiB', digits: 1, values: rssRow(held?.rss) },
@@ -223,7 +255,7 @@ export const l4Section: Section = {
 
     return {
       name: 'l4',
-      title: 'L4: client pod (node1) → server pod (node2)',
+      title: 'L4: client pod (node1) → server pod (node2); "same node" rows → server pod on node1',
       columns: ORDER.filter((p) => ctx.paths.has(p)).map((p) => ({ key: p, label: PATH_LABELS[p] })),
       metrics,
       checks,
@@ -234,6 +266,7 @@ export const l4Section: Section = {
         throughput: tput,
         rr,
         cps,
+        sameNode: { throughput: sameTput, rr: sameRr },
         agentCpuPercent: agentCpu,
         agentRssBytes: { idle: idleRss, held: held?.rss, afterLoad: afterRss },
         agentPrivateBytes: { idle: idlePrivate },

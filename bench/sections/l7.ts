@@ -289,7 +289,7 @@ export const l7Section: Section = {
       else if (!ctx.agentsConnected) errors.waypoint = 'agents are not connected';
       else {
         try {
-          const wp = st.pods.find((p) => p.namespace === MESHED && p.name.startsWith('bench-waypoint-waypoint-'));
+          const wp = st.pods.find((p) => p.namespace === MESHED && p.name.startsWith('bench-waypoint-'));
           if (!wp) throw new Error(`no waypoint pod in ${MESHED} (pods there: ${st.pods.filter((p) => p.namespace === MESHED).map((p) => p.name).join(', ') || 'none'})`);
           if (!wp.ready) throw new Error(`waypoint pod ${wp.name} is not ready`);
           const svc = st.services.find((s) => s.namespace === MESHED && s.name === 'backend');

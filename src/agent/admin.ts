@@ -9,6 +9,7 @@ import type { AddressInfo } from 'node:net';
 import type { Registry } from 'prom-client';
 import type { Logger } from '../shared/log.js';
 import { errorMessage } from '../shared/errors.js';
+import { flushCopyCounters } from '../shared/hbone/copy.js';
 import type { HostPort } from '../shared/address.js';
 
 export interface AdminSources {
@@ -69,6 +70,7 @@ export class AdminServer {
     const path = pathOf(req);
     if (req.method !== 'GET' && req.method !== 'HEAD') return send(res, 405, 'text/plain', 'method not allowed\n');
     if (path === '/metrics' || path === '/stats/prometheus') {
+      flushCopyCounters();
       return send(res, 200, this.sources.registry.contentType, await this.sources.registry.metrics());
     }
     send(res, 404, 'text/plain', 'not found; try /metrics\n');

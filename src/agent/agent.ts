@@ -9,7 +9,11 @@
  * - a pod that fails to enroll is reported (statusProvider) and retried on the next snapshot;
  * - a pod the CNI handed over (preparePod) is pending, all its TCP refused, until the config
  *   enrolls it (with that netns, even before the controller reports one) or says it is not in
- *   the mesh; capture outlives the agent (close() keeps it), so a restart loses none.
+ *   the mesh; capture outlives the agent (close() keeps it), so a restart loses none;
+ * - a pod's netns is the agent's own record (the CNI's hand-over, else a host scan by the pod's
+ *   IPs: PodNetnsTable), else the controller's Workload.netns; once enrolled in a netns a pod
+ *   stays there until that netns is gone or the CNI hands over another;
+ * - a change to one pod touches only that pod's listeners, tunnels and capture.
  */
 import * as crypto from 'node:crypto';
 import type * as net from 'node:net';
@@ -32,6 +36,7 @@ import type { Address } from '../shared/address.js';
 import type { PodSockets } from './proxy/sockets.js';
 import type { TunnelCertificate } from '../shared/hbone/tunnel.js';
 import { AdminServer, type AdminAddresses } from './admin.js';
+import { PodNetnsTable } from './netns/pod-netns.js';
 import { agentPortSet } from './proxy/self-call.js';
 import { fdExhaustion, readFdUsage, type FdUsage } from './fd-usage.js';
 
@@ -65,6 +70,8 @@ export interface AgentOptions {
   ports?: { outbound?: number; inbound?: number; hbone?: number };
   poolIdleTimeoutMs?: number;
   drainDeadlineMs?: number;
+  /** Connections between two pods of this node skip TLS, handed over in-process (default true). */
+  sameNodeFastPath?: boolean;
   /** Called when a pod's capture status changed (ConfigClient.reportStatus). */
   onStatusChange?: () => void;
   /** Returns freed native memory to the kernel (native trimMallocHeap), after pods were enrolled or unenrolled. */
@@ -73,6 +80,24 @@ export interface AgentOptions {
   releaseFreedMemoryDelayMs?: number;
   /** Open fds against the limit, read per readiness check (default fd-usage.ts readFdUsage). */
   fdUsage?: () => FdUsage | undefined;
+  /**
+   * Where pods' netns are (CNI records, host scan). Default: an in-memory table without
+   * scanning, so only the CNI hand-over and the controller's Workload.netns name one.
+   */
+  netns?: PodNetnsTable;
+}
+
+/** A pod's capture as the `ambient.istio.io/redirection` annotation says it (Istio's values). */
+export type Redirection = 'enabled' | 'pending';
+
+/** One of this node's pods whose traffic the agent redirects or holds. */
+export interface PodRedirection {
+  uid: string;
+  namespace: string;
+  name: string;
+  /** metadata.uid the CNI reported for the sandbox, when known. */
+  podUid?: string;
+  state: Redirection;
 }
 
 interface PodProxy {
@@ -107,20 +132,28 @@ export class Agent {
   private certReason = '';
   private admin: AdminServer | undefined;
   private closed = false;
-  /** Netns the CNI handed over (preparePod) for pods not released: uid -> netns path. */
-  private readonly handedOver = new Map<string, string>();
+  /** Where each pod's netns is (the CNI's hand-over, a host scan). */
+  readonly netns: PodNetnsTable;
   /** A first reconcile has pruned what a previous run left. */
   private prunedOnce = false;
+  /** Wanted pods whose netns is not known yet (retried with the enrollment backoff). */
+  private unlocated = 0;
 
   constructor(private readonly opts: AgentOptions) {
     this.log = opts.log.child({ component: 'agent', node: opts.nodeName });
     this.metrics = createProxyMetrics(opts.registry);
     this.connections = new ConnectionRegistry(opts.log, this.metrics);
     this.index = new WorkloadIndex(emptySnapshot(), opts.nodeName);
+    this.netns = opts.netns ?? new PodNetnsTable({ log: opts.log });
   }
 
   currentIndex(): WorkloadIndex {
     return this.index;
+  }
+
+  /** True once a config snapshot has been applied (the first reconcile is done). */
+  hasConfig(): boolean {
+    return this.synced;
   }
 
   /** Starts the metrics, readiness and admin endpoints. */
@@ -149,9 +182,11 @@ export class Agent {
     if (this.closed) return;
     const index = new WorkloadIndex(snapshot, this.opts.nodeName);
     this.index = index;
-    // The CNI's netns stands in until the controller reports one.
-    const wanted = new Map(index.localEnrolledWorkloads().map((w) => [w.uid, this.withNetns(w)]));
-    let statusChanged = false;
+    let statusChanged = await this.forgetVanished(index);
+    const enrolled = index.localEnrolledWorkloads();
+    if (this.opts.capture) await this.netns.locate(enrolled.filter((w) => !w.netns && !this.pods.has(w.uid)));
+    const wanted = new Map(enrolled.map((w) => [w.uid, this.withNetns(w)]));
+    let unlocated = 0;
 
     for (const [uid, pod] of [...this.pods]) {
       const next = wanted.get(uid);
@@ -166,23 +201,28 @@ export class Agent {
         continue;
       }
       if (this.opts.capture && !w.netns) {
-        // The controller learns a pod's netns after it starts: wait for a snapshot that has it.
+        // No CNI hand-over, not found on the host (no address yet, no process in it yet).
         const prev = this.statuses.get(uid);
         if (prev?.mode !== 'pending') statusChanged = true;
         this.statuses.set(uid, { uid, captured: false, mode: 'pending', message: 'waiting for the pod network namespace' });
+        if (w.addresses.length > 0) unlocated++;
         continue;
       }
       await this.enroll(w);
       statusChanged = true;
     }
     // Handed over by the CNI, and the config says the pod is not in the mesh: let its traffic go.
-    for (const uid of [...this.handedOver.keys()]) {
+    for (const uid of this.opts.capture?.pending() ?? []) {
       const w = index.workloadByUid(uid);
       if (w && w.node === this.opts.nodeName && !wanted.has(uid)) {
-        this.handedOver.delete(uid);
         await this.opts.capture?.unenroll(uid).catch((e: unknown) => this.log.error({ err: e, uid }, 'releasing a pending pod failed'));
+        statusChanged = true;
         this.log.info({ uid }, 'pending pod is not in the mesh; released');
       }
+    }
+    // Scanned netns of pods no longer wanted are found again if they come back.
+    for (const r of this.netns.list()) {
+      if (r.source === 'scan' && !wanted.has(r.uid) && !this.pods.has(r.uid)) await this.netns.forget(r.uid);
     }
     for (const uid of [...this.statuses.keys()]) {
       if (!index.workloadByUid(uid) || index.workloadByUid(uid)!.node !== this.opts.nodeName) {
@@ -196,6 +236,8 @@ export class Agent {
     if (closed > 0) this.log.info({ closed }, 'policy change closed live connections');
     this.pruneBalancer(index);
     this.synced = true;
+    this.unlocated = unlocated;
+    if (unlocated > 0) this.scheduleEnrollRetry();
     void this.checkCertificates([...wanted.values()]);
     if (statusChanged) {
       this.opts.onStatusChange?.();
@@ -203,10 +245,27 @@ export class Agent {
     }
   }
 
-  /** The workload with the netns the CNI handed over when the controller has not reported one. */
+  /** The workload with the netns the agent recorded (CNI, scan), else the one the controller reported. */
   private withNetns(w: Workload): Workload {
-    const handed = this.handedOver.get(w.uid);
-    return w.netns || handed === undefined ? w : { ...w, netns: handed };
+    const recorded = this.netns.pathOf(w.uid);
+    return recorded === undefined ? w : { ...w, netns: recorded };
+  }
+
+  /**
+   * Records whose netns is gone (the sandbox was deleted and the DEL never reached the agent):
+   * the pod's capture is released and the record forgotten. Returns whether anything changed.
+   */
+  private async forgetVanished(index: WorkloadIndex): Promise<boolean> {
+    let changed = false;
+    for (const r of await this.netns.vanished()) {
+      this.log.info({ uid: r.uid, netns: r.netnsPath, inConfig: index.workloadByUid(r.uid) !== undefined }, 'pod network namespace is gone; forgetting it');
+      if (this.pods.has(r.uid)) await this.unenroll(r.uid, 'netns_gone');
+      else await this.opts.capture?.unenroll(r.uid).catch((e: unknown) => this.log.error({ err: e, uid: r.uid }, 'releasing a pod whose netns is gone failed'));
+      await this.netns.forget(r.uid);
+      this.statuses.delete(r.uid);
+      changed = true;
+    }
+    return changed;
   }
 
   /**
@@ -217,13 +276,19 @@ export class Agent {
   private async pruneCapture(index: WorkloadIndex, wanted: Map<string, Workload>): Promise<void> {
     const capture = this.opts.capture;
     if (!capture) return;
-    const keepNetns = [...new Set([...[...wanted.values()].map((w) => w.netns), ...this.handedOver.values()].filter((n): n is string => !!n))];
+    // Handed over by the CNI and not yet known to the config: still pending.
+    const handedOver = this.netns
+      .list()
+      .filter((r) => r.source === 'cni' && index.workloadByUid(r.uid)?.node !== this.opts.nodeName)
+      .map((r) => r.netnsPath);
+    const keepNetns = [...new Set([...[...wanted.values()].map((w) => w.netns), ...handedOver].filter((n): n is string => !!n))];
     const otherNetns = this.prunedOnce
       ? undefined
       : index
           .localWorkloads()
-          .filter((w) => !wanted.has(w.uid) && !!w.netns && !this.handedOver.has(w.uid))
-          .map((w) => w.netns!);
+          .filter((w) => !wanted.has(w.uid))
+          .map((w) => this.withNetns(w).netns)
+          .filter((n): n is string => !!n);
     try {
       await capture.prune({ keepNetns, ...(otherNetns ? { otherNetns } : {}) });
       this.prunedOnce = true;
@@ -239,13 +304,28 @@ export class Agent {
    * CNI must then fail the pod's start, so the pod never runs uncaptured). Without capture
    * (tests) it does nothing.
    */
-  preparePod(pod: { uid: string; netnsPath: string }): Promise<void> {
+  preparePod(pod: { uid: string; netnsPath: string; containerId?: string; podUid?: string }): Promise<void> {
     const run = this.applying.then(async () => {
       const capture = this.opts.capture;
       if (this.closed) throw new AmbitError('AMBIT_ERR_CAPTURE_FAILED', `the agent is shutting down; pod ${pod.uid} can not be prepared`);
-      if (!capture || this.pods.has(pod.uid)) return;
-      await capture.prepare(pod);
-      this.handedOver.set(pod.uid, pod.netnsPath);
+      if (!capture) return;
+      const enrolled = this.pods.get(pod.uid);
+      if (enrolled && sameNetns(enrolled.workload.netns, pod.netnsPath)) {
+        // A repeated ADD for the netns the pod is captured in. A scanned record stays: its held
+        // descriptor names the netns the pod's proxies and capture use.
+        if (this.netns.get(pod.uid)?.source !== 'scan') await this.netns.handOver(pod);
+        return;
+      }
+      // A new sandbox of a pod captured (or held) in another netns: the old one goes first.
+      if (enrolled) await this.unenroll(pod.uid, 'sandbox_replaced');
+      else if (capture.pending().includes(pod.uid) && !sameNetns(this.netns.pathOf(pod.uid), pod.netnsPath)) await capture.unenroll(pod.uid);
+      try {
+        await this.netns.handOver(pod);
+        await capture.prepare({ uid: pod.uid, netnsPath: pod.netnsPath });
+      } catch (e) {
+        await this.netns.forget(pod.uid);
+        throw e instanceof AmbitError ? e : new AmbitError('AMBIT_ERR_CAPTURE_FAILED', `preparing pod ${pod.uid} (${pod.netnsPath}) failed: ${errorMessage(e)}`, { cause: e });
+      }
       this.statuses.set(pod.uid, { uid: pod.uid, captured: false, mode: 'pending', message: 'waiting to be enrolled; its traffic is refused meanwhile' });
       if (this.lastSnapshot) await this.reconcile(this.lastSnapshot);
       this.opts.onStatusChange?.();
@@ -261,7 +341,7 @@ export class Agent {
   async checkPod(pod: { uid: string; netnsPath: string }): Promise<void> {
     const capture = this.opts.capture;
     if (!capture) return;
-    const netns = this.pods.get(pod.uid)?.workload.netns ?? this.handedOver.get(pod.uid);
+    const netns = this.pods.get(pod.uid)?.workload.netns ?? this.netns.pathOf(pod.uid);
     const inCapture = capture.enrolled().includes(pod.uid) || capture.pending().includes(pod.uid);
     if (!inCapture || !sameNetns(netns, pod.netnsPath)) {
       throw new AmbitError('AMBIT_ERR_CAPTURE_FAILED', `pod ${pod.uid} is not captured in ${pod.netnsPath}${netns ? ` (its capture is in ${netns})` : ''}`, {
@@ -270,15 +350,45 @@ export class Agent {
     }
   }
 
-  /** The CNI's DEL: the pod's netns is going away; stop capturing (or refusing) it now. */
-  releasePod(uid: string): Promise<void> {
+  /**
+   * The CNI's DEL: the pod's netns is going away; stop capturing (or refusing) it now. With
+   * `containerId`, a DEL of a sandbox other than the one the pod was handed over in (a late DEL of
+   * its previous sandbox) changes nothing.
+   */
+  releasePod(uid: string, opts: { containerId?: string } = {}): Promise<void> {
     const run = this.applying.then(async () => {
-      this.handedOver.delete(uid);
+      if (opts.containerId && this.netns.isOtherSandbox(uid, opts.containerId)) {
+        this.log.info({ uid, containerId: opts.containerId }, 'DEL of a previous sandbox; the pod keeps its capture');
+        return;
+      }
       if (this.pods.has(uid)) await this.unenroll(uid, 'pod_deleted');
       else await this.opts.capture?.unenroll(uid);
+      // After capture let go of it: a held descriptor may be what names the netns.
+      await this.netns.forget(uid);
+      this.statuses.delete(uid);
+      this.opts.onStatusChange?.();
     });
     this.applying = run.catch(() => undefined);
     return run;
+  }
+
+  /**
+   * This node's pods whose traffic is redirected (enrolled) or held (pending), for the
+   * `ambient.istio.io/redirection` annotation. Without capture nothing is redirected.
+   */
+  redirections(): PodRedirection[] {
+    const capture = this.opts.capture;
+    if (!capture) return [];
+    const out: PodRedirection[] = [];
+    const add = (uid: string, state: Redirection): void => {
+      const ref = podRefOfUid(uid);
+      if (!ref) return;
+      const podUid = this.netns.get(uid)?.podUid;
+      out.push({ uid, ...ref, ...(podUid ? { podUid } : {}), state });
+    };
+    for (const uid of this.pods.keys()) add(uid, 'enabled');
+    for (const uid of capture.pending()) if (!this.pods.has(uid)) add(uid, 'pending');
+    return out;
   }
 
   private pruneBalancer(index: WorkloadIndex): void {
@@ -363,6 +473,7 @@ export class Agent {
         originalDestination: (s) => o.originalDestination(s, 'outbound'),
         pickEndpoint: (svc, _port, candidates, src) => this.balancer.pick(svc, candidates, src),
         reportEndpoint: (e, ok) => (ok ? this.balancer.reportSuccess(e) : this.balancer.reportFailure(e)),
+        ...(o.sameNodeFastPath === false ? {} : { sameNodeInbound: (dst: Workload) => this.pods.get(dst.uid)?.inbound }),
       });
       const inbound = new InboundHbone({
         pod: w,
@@ -435,7 +546,7 @@ export class Agent {
       this.retryTimer = undefined;
       if (this.lastSnapshot && !this.closed) {
         void this.applyConfig(this.lastSnapshot).then(() => {
-          if ([...this.statuses.values()].every((st) => st.mode !== 'failed')) this.retryAttempt = 0;
+          if (this.unlocated === 0 && [...this.statuses.values()].every((st) => st.mode !== 'failed')) this.retryAttempt = 0;
           this.opts.onStatusChange?.();
         });
       }
@@ -551,7 +662,19 @@ export class Agent {
     } catch (e) {
       this.log.error({ err: e }, 'capture close failed');
     }
+    this.netns.close();
     await this.admin?.close();
     this.log.info({}, 'agent closed');
   }
+}
+
+/** `<namespace>/<name>` of a workload uid `<cluster>//v1/Pod/<namespace>/<name>`; undefined for another shape. */
+export function podRefOfUid(uid: string): { namespace: string; name: string } | undefined {
+  const m = /^[^/]*\/\/v1\/Pod\/([^/]+)\/([^/]+)$/.exec(uid);
+  return m ? { namespace: m[1]!, name: m[2]! } : undefined;
+}
+
+/** The workload uid of a pod (as the controller names it): `<cluster>//v1/Pod/<namespace>/<name>`. */
+export function podWorkloadUid(clusterId: string, namespace: string, name: string): string {
+  return `${clusterId}//v1/Pod/${namespace}/${name}`;
 }

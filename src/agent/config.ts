@@ -2,15 +2,20 @@
  * The agent's configuration from its environment: parsed and validated once, every problem
  * collected into one AMBIT_ERR_CONFIG_INVALID, returned deep-frozen. Only `main.ts` calls it.
  */
+import { dirname, join } from 'node:path';
 import type { HostPort } from '../shared/address.js';
 import {
   ENV_ADMIN_ADDR,
   ENV_CAPTURE,
   ENV_CGROUP_PATH,
+  ENV_CNI_SOCKET,
+  ENV_KUBECONFIG,
   ENV_METRICS_ADDR,
+  ENV_NETNS_STATE_FILE,
   ENV_PIN_DIR,
   ENV_POOL_IDLE_TIMEOUT,
   ENV_READY_ADDR,
+  ENV_SAME_NODE_FAST_PATH,
   EnvReader,
   type ControllerClientSettings,
 } from '../shared/env.js';
@@ -37,7 +42,18 @@ export interface AgentConfig extends ControllerClientSettings {
   certTtlSec: number;
   poolIdleTimeoutMs: number;
   drainDeadlineMs: number;
+  /** The CNI plugin's socket this agent serves; undefined: no CNI hand-off (local mode without a CNI chain). */
+  cniSocket: string | undefined;
+  /** Where CNI hand-overs are recorded across restarts; undefined: in memory only. */
+  netnsStateFile: string | undefined;
+  /** The Kubernetes API (pod annotations); undefined: none (no kubeconfig, not in a cluster). */
+  kube: { kubeconfig: string } | { inCluster: true } | undefined;
+  /** Pod-to-pod connections within this node skip TLS (AMBIT_SAME_NODE_FAST_PATH). */
+  sameNodeFastPath: boolean;
 }
+
+/** Set by the kubelet in every container: the agent runs in a cluster. */
+const KUBERNETES_SERVICE_HOST = 'KUBERNETES_SERVICE_HOST';
 
 /** Reads the agent's configuration from `env`; throws AMBIT_ERR_CONFIG_INVALID listing every problem. */
 export function loadConfig(env: NodeJS.ProcessEnv): Readonly<AgentConfig> {
@@ -56,6 +72,11 @@ export function loadConfig(env: NodeJS.ProcessEnv): Readonly<AgentConfig> {
     [ENV_READY_ADDR, readyAddr],
     [ENV_ADMIN_ADDR, adminAddr],
   ]);
+  const cniSocket = r.optionalPath(ENV_CNI_SOCKET);
+  // Beside the socket by default: the folder is node-local and survives agent restarts.
+  const netnsStateFile = r.optionalPath(ENV_NETNS_STATE_FILE) ?? (cniSocket ? join(dirname(cniSocket), 'netns-state.json') : undefined);
+  const kubeconfig = r.optionalPath(ENV_KUBECONFIG);
+  const inCluster = (env[KUBERNETES_SERVICE_HOST] ?? '').trim() !== '';
   return r.finish('agent', {
     nodeName,
     ...client,
@@ -71,5 +92,9 @@ export function loadConfig(env: NodeJS.ProcessEnv): Readonly<AgentConfig> {
     certTtlSec: Math.round(r.certTtlMs() / 1000),
     poolIdleTimeoutMs: r.durationMs(ENV_POOL_IDLE_TIMEOUT, '5m', 1000),
     drainDeadlineMs: r.drainDeadlineMs(),
+    cniSocket,
+    netnsStateFile,
+    kube: kubeconfig ? { kubeconfig } : inCluster ? { inCluster: true as const } : undefined,
+    sameNodeFastPath: r.oneOf(ENV_SAME_NODE_FAST_PATH, ['on', 'off'], 'on') === 'on',
   });
 }

@@ -18,6 +18,14 @@ import { originalDestination } from './capture/orig-dst.js';
 import { NetnsPodSockets } from './proxy/netns-sockets.js';
 import { registerNodeMetrics } from './node-metrics.js';
 import { typeLabel } from '../shared/xds/resource-codec.js';
+import { PodNetnsTable } from './netns/pod-netns.js';
+import { scanHostNetns } from './netns/host-scan.js';
+import { CniServer } from './cni/server.js';
+import { createAgentCniHandler } from './cni/handler.js';
+import type { RedirectionAnnotator } from './kube/redirection.js';
+
+/** Where container runtimes bind-mount pod sandboxes' network namespaces (the DaemonSet mounts it). */
+const NETNS_DIRS = ['/var/run/netns'];
 
 async function run(config: Readonly<AgentConfig>, log: Logger): Promise<void> {
   const registry = createRegistry({ processMetrics: true, build: { component: 'ztunnel', tag: ambitVersion() } });
@@ -25,7 +33,16 @@ async function run(config: Readonly<AgentConfig>, log: Logger): Promise<void> {
   const { certs } = controller;
   const { capture, decision } = await openCapture({ mode: config.capture, ...(config.cgroupPath !== undefined ? { cgroupPath: config.cgroupPath } : {}), pinDir: config.pinDir, log });
 
+  const netns = new PodNetnsTable({
+    log,
+    ...(config.netnsStateFile !== undefined ? { stateFile: config.netnsStateFile } : {}),
+    scan: () => scanHostNetns(),
+    netnsDirs: NETNS_DIRS,
+  });
+  await netns.load();
+
   let client: ConfigClient | undefined;
+  let annotator: RedirectionAnnotator | undefined;
   const agent = new Agent({
     nodeName: config.nodeName,
     log,
@@ -40,9 +57,32 @@ async function run(config: Readonly<AgentConfig>, log: Logger): Promise<void> {
     listenerFd: (server) => socketFd(server),
     poolIdleTimeoutMs: config.poolIdleTimeoutMs,
     drainDeadlineMs: config.drainDeadlineMs,
-    onStatusChange: () => client?.reportStatus(),
+    sameNodeFastPath: config.sameNodeFastPath,
+    onStatusChange: () => {
+      client?.reportStatus();
+      annotator?.update();
+    },
     releaseFreedMemory: trimMallocHeap,
+    netns,
   });
+  if (config.kube) {
+    // Loaded only with an API to talk to: client-node costs an agent ~40 MB of RSS.
+    const { loadKubeConfig, NodePodsClient } = await import('./kube/client.js');
+    const { RedirectionAnnotator } = await import('./kube/redirection.js');
+    const pods = new NodePodsClient(loadKubeConfig(config.kube), config.nodeName);
+    annotator = new RedirectionAnnotator({ pods, redirections: () => agent.redirections(), ready: () => agent.hasConfig(), log, registry });
+    annotator.start();
+  } else {
+    log.warn({}, 'no Kubernetes API (AMBIT_KUBECONFIG unset and not in a cluster): pods get no ambient.istio.io/redirection annotation');
+  }
+  // The CNI hand-off is served before the agent reports ready, and stops first at shutdown.
+  let cni: CniServer | undefined;
+  if (config.cniSocket) {
+    cni = new CniServer({ socketPath: config.cniSocket, handler: createAgentCniHandler({ agent, clusterId: config.clusterId, log }), log, registry });
+    await cni.start();
+  } else {
+    log.warn({}, 'AMBIT_CNI_SOCKET unset: no CNI hand-off; pods are captured once the controller reports them');
+  }
   await agent.startAdmin({ metrics: config.metricsAddr, ready: config.readyAddr, admin: config.adminAddr });
 
   client = controller.configClient({
@@ -72,7 +112,10 @@ async function run(config: Readonly<AgentConfig>, log: Logger): Promise<void> {
       process.exit(1);
     }, config.drainDeadlineMs + 5000);
     force.unref();
+    // New pods' ADD fails from here on (no socket): they wait for the next agent, never uncaptured.
+    await cni?.close(Math.min(config.drainDeadlineMs, 2000)).catch((e: unknown) => log.warn({ err: e }, 'cni socket close failed'));
     client?.close();
+    await annotator?.close().catch((e: unknown) => log.warn({ err: e }, 'annotator close failed'));
     await agent.close(config.drainDeadlineMs).catch((e: unknown) => log.warn({ err: e }, 'agent close failed'));
     await controller.close();
     clearTimeout(force);

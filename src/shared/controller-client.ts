@@ -1,8 +1,9 @@
 /**
- * How an agent or a waypoint talks to the controller: the mesh root read once, the node token
- * re-read on every call (rotation), a CA client and a certificate manager for workload
- * certificates, and config-stream clients with the same TLS and bearer token. Both binaries' main.ts
- * start here.
+ * How an agent or a waypoint talks to the controller: the mesh root read once, the bearer token
+ * from its file (token-file.ts: re-read whenever the kubelet rotates it), a CA client and a
+ * certificate manager for workload certificates, and config-stream clients with the same TLS and
+ * bearer token (each connection presents the token current when it opens). Both binaries'
+ * main.ts start here.
  */
 import { readFile } from 'node:fs/promises';
 import * as grpc from '@grpc/grpc-js';
@@ -14,6 +15,7 @@ import { AmbitError, errorMessage } from './errors.js';
 import type { Logger } from './log.js';
 import type { Registry } from './metrics.js';
 import { splitPemChain } from './tls.js';
+import { TokenFile } from './token-file.js';
 import { ConfigClient, type ConfigClientOptions } from './xds/client.js';
 
 /** What a config-stream client needs beyond the connection itself. */
@@ -47,7 +49,8 @@ export async function connectToController(
     throw new AmbitError('AMBIT_ERR_CONFIG_INVALID', `cannot read the mesh root ${settings.caRootFile}: ${errorMessage(e)}; is the controller's root-cert.pem mounted?`, { cause: e });
   }
   const rootsPem = splitPemChain(rootsText);
-  const readToken = async (): Promise<string> => (await readFile(settings.tokenFile, 'utf8')).trim();
+  const tokenFile = new TokenFile(settings.tokenFile, { log: deps.log });
+  const readToken = (): Promise<string> => tokenFile.read();
   const address = formatHostPort(settings.controller);
   const serverName = settings.controllerServerName;
   const caClient = createCaClient({ address, rootsPem, token: readToken, ...(serverName ? { serverName } : {}) });

@@ -42,6 +42,10 @@ export const ENV_PIN_DIR = 'AMBIT_PIN_DIR';
 export const ENV_ADMIN_ADDR = 'AMBIT_ADMIN_ADDR';
 /** Idle pooled tunnel connections close after this. */
 export const ENV_POOL_IDLE_TIMEOUT = 'AMBIT_POOL_IDLE_TIMEOUT';
+/** The agent's node-local record of pods' network namespaces (kept across restarts). */
+export const ENV_NETNS_STATE_FILE = 'AMBIT_NETNS_STATE_FILE';
+/** `on` (default): a connection between two pods of this node skips TLS and is handed over in-process; `off`: always HBONE. */
+export const ENV_SAME_NODE_FAST_PATH = 'AMBIT_SAME_NODE_FAST_PATH';
 
 // Waypoint (and ingress gateway).
 /** The Gateway a waypoint serves; in gateway mode the workload name in telemetry. */
@@ -103,7 +107,7 @@ export const ENV_CERT_MAX_TTL = 'AMBIT_CERT_MAX_TTL';
 export const ENV_ADMIN_TOKEN_FILE = 'AMBIT_ADMIN_TOKEN_FILE';
 /** Where the controller reads objects from: `manifests` or `kubernetes`. */
 export const ENV_CONFIG_SOURCE = 'AMBIT_CONFIG_SOURCE';
-/** Kubeconfig file of the Kubernetes source (unset: the pod's service account). */
+/** Kubeconfig of the controller's Kubernetes source and of the agent's pod annotations (unset: the pod's service account). */
 export const ENV_KUBECONFIG = 'AMBIT_KUBECONFIG';
 /** The agents' service account (`namespace/name`): its node-bound tokens are node callers. */
 export const ENV_AGENT_SERVICE_ACCOUNT = 'AMBIT_AGENT_SERVICE_ACCOUNT';
@@ -132,7 +136,7 @@ export const ENV_LOCAL_NAME = 'AMBIT_LOCAL_NAME';
 export const ENV_NAMES = [
   ENV_NODE_NAME, ENV_CONTROLLER_ADDR, ENV_CONTROLLER_SERVER_NAME, ENV_CA_ROOT_FILE, ENV_TOKEN_FILE, ENV_CLUSTER_ID,
   ENV_DRAIN_DEADLINE, ENV_METRICS_ADDR, ENV_READY_ADDR, ENV_CAPTURE, ENV_CGROUP_PATH, ENV_PIN_DIR, ENV_ADMIN_ADDR,
-  ENV_POOL_IDLE_TIMEOUT, ENV_WAYPOINT_NAME, ENV_WAYPOINT_MODE, ENV_SERVICE_ACCOUNT, ENV_HBONE_ADDR, ENV_POD_NAME,
+  ENV_POOL_IDLE_TIMEOUT, ENV_NETNS_STATE_FILE, ENV_SAME_NODE_FAST_PATH, ENV_WAYPOINT_NAME, ENV_WAYPOINT_MODE, ENV_SERVICE_ACCOUNT, ENV_HBONE_ADDR, ENV_POD_NAME,
   ENV_POD_NAMESPACE, ENV_POD_IP, ENV_CONTROLLER_LISTEN, ENV_ADMIN_LISTEN, ENV_STATE_DIR, ENV_MANIFESTS,
   ENV_NODE_TOKENS_FILE, ENV_CERT_MAX_TTL, ENV_ADMIN_TOKEN_FILE, ENV_CONFIG_SOURCE, ENV_KUBECONFIG, ENV_AGENT_SERVICE_ACCOUNT,
   ENV_PROXY_IMAGE, ENV_PROXY_CONTROLLER_ADDR, ENV_KUBERNETES_SERVICE_HOST, ENV_TRUST_DOMAIN, ENV_LOG_LEVEL, ENV_CERT_TTL, ENV_LOCAL_NET, ENV_LOCAL_NAME,

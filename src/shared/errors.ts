@@ -61,6 +61,7 @@ export const ErrorCodes = {
   AMBIT_ERR_KUBE_API: 'AMBIT_ERR_KUBE_API',
   AMBIT_ERR_KUBE_CONFIG: 'AMBIT_ERR_KUBE_CONFIG',
   AMBIT_ERR_TOKEN_REVIEW: 'AMBIT_ERR_TOKEN_REVIEW',
+  AMBIT_ERR_TOKEN_FILE: 'AMBIT_ERR_TOKEN_FILE',
 } as const;
 
 export type ErrorCode = keyof typeof ErrorCodes;

@@ -16,6 +16,7 @@ import { ambitVersion } from '../shared/version.js';
 import { ALL_RESOURCE_TYPES, WAYPOINT_RESOURCE_TYPES } from '../shared/resources.js';
 import { connectToController } from '../shared/controller-client.js';
 import { formatHostPort } from '../shared/address.js';
+import { flushCopyCounters } from '../shared/hbone/copy.js';
 import { loadWaypointConfig, type WaypointConfig } from './config.js';
 import { Waypoint } from './waypoint.js';
 
@@ -62,6 +63,7 @@ async function run(config: Readonly<WaypointConfig>, log: Logger): Promise<numbe
   const metrics = nodeHttp.createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0];
     if (path === '/metrics' || path === '/stats/prometheus') {
+      flushCopyCounters();
       registry.metrics().then(
         (text) => {
           res.writeHead(200, { 'content-type': registry.contentType });

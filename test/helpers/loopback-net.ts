@@ -135,7 +135,13 @@ export interface LoopbackMesh {
   setConfig(next: Partial<{ workloads: Workload[]; services: Service[]; authorizations: Authorization[] }>): void;
   addPod(
     w: Workload,
-    opts?: { plaintextOriginalDst?: (s: import('node:net').Socket) => Address | undefined; pool?: Partial<TunnelPoolOptions>; inbound?: Partial<InboundHboneOptions> },
+    opts?: {
+      plaintextOriginalDst?: (s: import('node:net').Socket) => Address | undefined;
+      pool?: Partial<TunnelPoolOptions>;
+      inbound?: Partial<InboundHboneOptions>;
+      /** The pod's outbound hands connections to pods of this mesh in-process (the agent's same-node fast path). */
+      sameNode?: boolean;
+    },
   ): Promise<MeshPod>;
   /** An app socket in pod `from` connecting to `dst` through the pod's outbound capture listener. */
   appConnect(from: MeshPod, dst: Address, localAddress?: string): import('node:net').Socket;
@@ -225,6 +231,7 @@ export async function createLoopbackMesh(): Promise<LoopbackMesh> {
           }
           return new Promise<Address>((resolve) => waiting.set(key, { resolve }));
         },
+        ...(opts.sameNode ? { sameNodeInbound: (dst: Workload) => pods.find((p) => p.workload.uid === dst.uid)?.inbound } : {}),
       });
       const inbound = new InboundHbone({ pod: w, sockets, index: () => index, getCertificate: async () => certFor(workloadIdentity(w)), metrics, log, connections, ...opts.inbound });
       const plaintext = new InboundPlaintext({

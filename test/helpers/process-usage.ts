@@ -1,5 +1,5 @@
 /** File descriptors and resident memory of a process (this one by default), read from /proc. */
-import { readdirSync, readFileSync } from 'node:fs';
+import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 
 export function fdCount(pid: number | 'self' = 'self'): number {
   return readdirSync(`/proc/${pid}/fd`).length;
@@ -27,4 +27,48 @@ export async function eventually(check: () => boolean | Promise<boolean>, timeou
     if (Date.now() > deadline) return false;
     await new Promise((r) => setTimeout(r, 20));
   }
+}
+
+const TCP_STATES = ['', 'ESTABLISHED', 'SYN_SENT', 'SYN_RECV', 'FIN_WAIT1', 'FIN_WAIT2', 'TIME_WAIT', 'CLOSE', 'CLOSE_WAIT', 'LAST_ACK', 'LISTEN', 'CLOSING'];
+
+/** "a.b.c.d:port" from /proc/net/tcp's little-endian hex form (IPv4 only; others kept raw). */
+function procAddress(hex: string): string {
+  const [ip = '', port = '0'] = hex.split(':');
+  if (ip.length !== 8) return hex;
+  const b = Buffer.from(ip, 'hex').reverse();
+  return `${[...b].join('.')}:${parseInt(port, 16)}`;
+}
+
+/**
+ * What this process's descriptors are, counted by kind; TCP sockets by "local → remote state",
+ * so a leak check that fails can say which connections stayed open.
+ */
+export function fdReport(pid: number | 'self' = 'self'): string {
+  const tcp = new Map<string, string>();
+  for (const file of ['tcp', 'tcp6']) {
+    let text = '';
+    try {
+      text = readFileSync(`/proc/${pid}/net/${file}`, 'utf8');
+    } catch {
+      continue;
+    }
+    for (const line of text.split('\n').slice(1)) {
+      const f = line.trim().split(/\s+/);
+      if (f.length < 10) continue;
+      tcp.set(f[9]!, `${procAddress(f[1]!)} → ${procAddress(f[2]!)} ${TCP_STATES[parseInt(f[3]!, 16)] ?? f[3]}`);
+    }
+  }
+  const counts = new Map<string, number>();
+  for (const fd of readdirSync(`/proc/${pid}/fd`)) {
+    let target: string;
+    try {
+      target = readlinkSync(`/proc/${pid}/fd/${fd}`);
+    } catch {
+      continue;
+    }
+    const inode = /^socket:\[(\d+)\]$/.exec(target)?.[1];
+    const kind = inode !== undefined ? (tcp.get(inode) ?? 'socket (not TCP)') : target.replace(/\d+/g, 'N');
+    counts.set(kind, (counts.get(kind) ?? 0) + 1);
+  }
+  return [...counts].sort((a, b) => b[1] - a[1]).map(([k, n]) => `${n}× ${k}`).join('; ');
 }

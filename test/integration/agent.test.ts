@@ -31,7 +31,7 @@ async function get(port: number, path: string): Promise<{ status: number; body: 
   return { status: res.status, body: await res.text() };
 }
 
-async function setup(t: import('node:test').TestContext, opts: { failPod?: string; failTimes?: number } = {}) {
+async function setup(t: import('node:test').TestContext, opts: { failPod?: string; failTimes?: number; sameNodeFastPath?: boolean } = {}) {
   let failures = 0;
   const loop = new LoopbackNet();
   const ca = createTestCa();
@@ -64,6 +64,7 @@ async function setup(t: import('node:test').TestContext, opts: { failPod?: strin
     listen: { outbound: '0.0.0.0' },
     releaseFreedMemory: () => releases++,
     releaseFreedMemoryDelayMs: 50,
+    ...(opts.sameNodeFastPath !== undefined ? { sameNodeFastPath: opts.sameNodeFastPath } : {}),
     originalDestination: (s) => {
       const entry = waiting.get(`${s.remoteAddress}|${s.remotePort}`);
       if (!entry?.dst) throw new Error('test did not register the destination');
@@ -118,7 +119,9 @@ const wc = testWorkload({ name: 'legacy', namespace: 'backend', ip: C_IP, tunnel
 const wRemote = testWorkload({ name: 'remote', namespace: 'backend', ip: BASE + '9', node: 'node2' });
 
 test('agent enrolls local pods, proxies traffic and serves metrics, readiness and admin', { timeout: 30_000 }, async (t) => {
-  const { agent, addrs, echo, dial, registry, releases } = await setup(t);
+  // Both pods are on this agent: the fast path is off here so the connection takes a real tunnel
+  // (its certificate and pool are checked below); test/integration/same-node.test.ts covers the fast path.
+  const { agent, addrs, echo, dial, registry, releases } = await setup(t, { sameNodeFastPath: false });
   assert.equal((await get(addrs.ready.port, '/healthz/ready')).status, 503, 'not ready before the first snapshot');
   await agent.applyConfig(snapshot([wa, wb, wc, wRemote]));
   assert.equal(releases(), 0, 'freed native memory is handed back once enrolment changes are quiet, not at once');

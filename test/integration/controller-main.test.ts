@@ -3,44 +3,22 @@
  * admin; a manifest edit shows in /debug/config_dump; SIGTERM exits 0; bad env exits 1 naming it.
  */
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { test, type TestContext } from 'node:test';
 import { namespace, pod } from '../unit/translate/helpers.js';
+import { spawnJsonLogged, type JsonLogProcess } from '../helpers/json-process.js';
 
 const MAIN = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'src', 'controller', 'main.js');
 
-interface Proc {
-  child: ChildProcess;
-  lines: Array<Record<string, unknown>>;
-  exited: Promise<number | null>;
-}
-
-function startMain(t: TestContext, env: Record<string, string>): Proc {
-  const child = spawn(process.execPath, [MAIN], { env: { PATH: process.env['PATH'] ?? '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-  const lines: Array<Record<string, unknown>> = [];
-  let buf = '';
-  child.stderr?.on('data', (d: Buffer) => {
-    buf += d.toString();
-    let i;
-    while ((i = buf.indexOf('\n')) >= 0) {
-      const line = buf.slice(0, i);
-      buf = buf.slice(i + 1);
-      try {
-        lines.push(JSON.parse(line) as Record<string, unknown>);
-      } catch {
-        lines.push({ msg: line });
-      }
-    }
-  });
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+function startMain(t: TestContext, env: Record<string, string>): JsonLogProcess {
+  const p = spawnJsonLogged(MAIN, env, ['stderr']);
   t.after(() => {
-    if (child.exitCode === null && child.signalCode === null && child.pid !== undefined) child.kill('SIGKILL');
+    if (p.child.exitCode === null && p.child.signalCode === null && p.child.pid !== undefined) p.child.kill('SIGKILL');
   });
-  return { child, lines, exited };
+  return p;
 }
 
 async function waitFor<T>(what: string, get: () => T | undefined | Promise<T | undefined>, timeoutMs = 15_000): Promise<T> {

@@ -17,7 +17,7 @@ import * as vm from 'node:vm';
 import { createLoopbackMesh, testWorkload, type LoopbackMesh } from '../helpers/loopback-net.js';
 import { startEchoServer } from '../helpers/echo.js';
 import { hboneRequest, hboneSession, hboneTls } from '../helpers/hbone-client.js';
-import { eventually, fdCount, rssBytes } from '../helpers/process-usage.js';
+import { eventually, fdCount, fdReport, rssBytes } from '../helpers/process-usage.js';
 import { FLAG, FRAME, frame, h2Case, http1Case, Rng, validConnect } from '../helpers/fuzz.js';
 import { createRegistry } from '../../src/shared/metrics.js';
 import { silentLogger } from '../../src/shared/log.js';
@@ -124,7 +124,7 @@ async function expectNoLeak(t: TestContext, run: () => Promise<void>, settled: (
   collectGarbage();
   const heapAfter = process.memoryUsage().heapUsed;
   t.diagnostic(`fds ${fds} → ${fdCount()}, heap ${Math.round(heap / 1e6)} → ${Math.round(heapAfter / 1e6)} MB, RSS ${Math.round(rss / 1e6)} → ${Math.round(rssBytes() / 1e6)} MB`);
-  assert.ok(back, `fds back near the start (${fds} → ${fdCount()})`);
+  assert.ok(back, `fds back near the start (${fds} → ${fdCount()}): ${fdReport()}`);
   assert.ok(heapAfter - heap < 40 * 1024 * 1024, 'the heap after a full collection is back near the start');
   assert.ok(rssBytes() - rss < 400 * 1024 * 1024, 'RSS stays bounded');
 }

@@ -12,6 +12,7 @@ import { startEchoServer, type EchoServer } from '../helpers/echo.js';
 import { workloadIdentity } from '../../src/shared/state/workloads.js';
 import { buildConnectHeaders } from '../../src/shared/hbone/tunnel.js';
 import { isAmbitError } from '../../src/shared/errors.js';
+import { flushCopyCounters } from '../../src/shared/hbone/copy.js';
 
 const BASE = `127.${10 + (process.pid % 200)}.1.`;
 const A_IP = BASE + '1';
@@ -118,6 +119,7 @@ test('a connection from pod A reaches B through the tunnel with source IP, metri
     },
   );
   assert.equal(dst.labels['source_principal'], aId);
+  flushCopyCounters(); // byte counters are handed over by batch, as a /metrics scrape does first
   const received = await mesh.registry.getSingleMetric('istio_tcp_received_bytes_total')!.get();
   assert.equal(received.values.find((v) => v.labels['reporter'] === 'destination')?.value, 19);
   const closed = await mesh.registry.getSingleMetric('istio_tcp_connections_closed_total')!.get();
@@ -133,6 +135,7 @@ test('byte counters move while a long connection is still open', { timeout: 30_0
     got += (c as Buffer).length;
     if (got >= 1000) break;
   }
+  flushCopyCounters(); // byte counters are handed over by batch, as a /metrics scrape does first
   const received = await mesh.registry.getSingleMetric('istio_tcp_received_bytes_total')!.get();
   const src = received.values.find((v) => v.labels['reporter'] === 'source');
   assert.equal(src?.value, 1000, 'bytes counted before close');

@@ -97,20 +97,40 @@ export function pipeTracked(o: {
   pipes: Set<CopyHandle>;
   connections: ConnectionRegistry;
   entry: Omit<LiveConnection, 'close' | 'bytes' | 'startedAt'>;
+  /**
+   * The source side of a same-node connection (its outbound proxy's telemetry and pipe set): it
+   * sees the same bytes and closes with the same reason, as the two agents' halves would.
+   */
+  source?: { telemetry: ConnectionTelemetry; pipes: Set<CopyHandle> };
 }): void {
-  const { telemetry } = o;
+  const { telemetry, source } = o;
   telemetry.open();
+  source?.telemetry.open();
   let lateReason: string | undefined;
   const handle = copyBidirectional(o.downstream, o.upstream, {
-    onDownstreamBytes: (n) => telemetry.addReceived(n),
-    onUpstreamBytes: (n) => telemetry.addSent(n),
+    onDownstreamBytes: source
+      ? (n) => {
+          telemetry.addReceived(n);
+          source.telemetry.addReceived(n);
+        }
+      : (n) => telemetry.addReceived(n),
+    onUpstreamBytes: source
+      ? (n) => {
+          telemetry.addSent(n);
+          source.telemetry.addSent(n);
+        }
+      : (n) => telemetry.addSent(n),
     onClose: (r) => {
       remove();
       o.pipes.delete(handle);
-      telemetry.finish(lateReason ?? (r.clean ? 'closed' : r.error ? 'error' : 'reset'));
+      source?.pipes.delete(handle);
+      const reason = lateReason ?? (r.clean ? 'closed' : r.error ? 'error' : 'reset');
+      telemetry.finish(reason);
+      source?.telemetry.finish(reason);
     },
   });
   o.pipes.add(handle);
+  source?.pipes.add(handle);
   const remove = o.connections.add({
     ...o.entry,
     startedAt: Date.now(),
@@ -118,6 +138,7 @@ export function pipeTracked(o: {
       lateReason = reason;
       handle.destroy();
     },
-    bytes: () => ({ sent: telemetry.bytesSent, received: telemetry.bytesReceived }),
+    // Live from the pipe (its callbacks are batched).
+    bytes: () => ({ sent: handle.bytesFromUpstream, received: handle.bytesFromDownstream }),
   });
 }

@@ -5,13 +5,13 @@
  */
 import type * as net from 'node:net';
 import type { Logger } from '../../shared/log.js';
-import { drain } from '../../shared/drain.js';
 import type { Workload } from '../../shared/model.js';
 import { authorize, type ConnAttributes } from '../policy/authorize.js';
 import { workloadIdentity, type WorkloadIndex } from '../../shared/state/workloads.js';
-import { connectVia, logAcceptError, type PodSockets } from './sockets.js';
+import { connectVia, type PodSockets } from './sockets.js';
+import { PodListener } from './listener.js';
 import { formatAddress, normalizeIp, type Address } from '../../shared/address.js';
-import { abort, type CopyHandle } from '../../shared/hbone/copy.js';
+import { abort } from '../../shared/hbone/copy.js';
 import { ConnectionTelemetry, newConnId, trafficLabels, type ProxyMetrics } from './metrics.js';
 import { pipeTracked, type ConnectionRegistry } from './connections.js';
 import { agentPortSet, SELF_CALL_REASON } from './self-call.js';
@@ -38,35 +38,32 @@ export interface InboundPlaintextOptions {
 
 export class InboundPlaintext {
   private readonly log: Logger;
-  private server: net.Server | undefined;
-  private readonly pipes = new Set<CopyHandle>();
-  private readonly pending = new Set<net.Socket>();
+  private readonly shell: PodListener;
   private readonly agentPorts: ReadonlySet<number>;
 
   constructor(private readonly opts: InboundPlaintextOptions) {
     this.log = opts.log.child({ component: 'inbound-plaintext', pod: `${opts.pod.namespace}/${opts.pod.name}` });
     this.agentPorts = opts.agentPorts ?? agentPortSet([opts.port]);
+    this.shell = new PodListener({
+      sockets: opts.sockets,
+      port: opts.port ?? INBOUND_PLAINTEXT_PORT,
+      address: opts.listenAddress,
+      log: this.log,
+      onConnection: (s) => this.onConnection(s),
+    });
   }
 
   /** The listening server (its fd goes to capture.enroll for the inbound listener). */
   listener(): net.Server | undefined {
-    return this.server;
+    return this.shell.listener();
   }
 
   address(): net.AddressInfo | undefined {
-    return (this.server?.address() as net.AddressInfo | null) ?? undefined;
+    return this.shell.address();
   }
 
-  async start(): Promise<void> {
-    this.server = await this.opts.sockets.listen(this.opts.port ?? INBOUND_PLAINTEXT_PORT, this.opts.listenAddress);
-    this.server.on('error', (e) => logAcceptError(this.log, e));
-    this.server.on('connection', (s: net.Socket) => {
-      this.onConnection(s).catch((e: unknown) => {
-        this.log.error({ err: e }, 'plaintext inbound handler failed');
-        abort(s);
-      });
-    });
-    this.log.info({ addr: this.address() }, 'listener established');
+  start(): Promise<void> {
+    return this.shell.start();
   }
 
   private async onConnection(downstream: net.Socket): Promise<void> {
@@ -116,7 +113,7 @@ export class InboundPlaintext {
       telemetry.finish('policy_denied', 'DENY', { policy: decision.policy, authz: decision.reason });
       return;
     }
-    this.pending.add(downstream);
+    this.shell.pending.add(downstream);
     let upstream: net.Socket;
     try {
       upstream = await connectVia(
@@ -125,43 +122,33 @@ export class InboundPlaintext {
         this.opts.upstreamConnectTimeoutMs ?? 10_000,
       );
     } catch (e) {
-      this.pending.delete(downstream);
+      this.shell.pending.delete(downstream);
       this.log.warn({ connId, err: e }, 'plaintext upstream connect failed');
       abort(downstream);
       telemetry.finish('upstream_connect_failed', 'CONNECT');
       return;
     } finally {
-      this.pending.delete(downstream);
+      this.shell.pending.delete(downstream);
     }
     pipeTracked({
       downstream: downstream,
       upstream,
       telemetry,
-      pipes: this.pipes,
+      pipes: this.shell.pipes,
       connections: this.opts.connections,
       entry: { connId, direction: 'inbound', workloadUid: pod.uid, attrs, mtls: false, check },
     });
   }
 
   stopListening(): void {
-    this.server?.close();
+    this.shell.stopListening();
   }
 
-  async close(deadlineMs: number): Promise<void> {
-    const server = this.server;
-    await drain(
-      async () => {
-        await new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve()));
-        while (this.pipes.size > 0) await new Promise((r) => setTimeout(r, 50));
-      },
-      () => this.destroy(),
-      deadlineMs,
-    );
+  close(deadlineMs: number): Promise<void> {
+    return this.shell.close(deadlineMs);
   }
 
   destroy(): void {
-    this.server?.close();
-    for (const s of this.pending) abort(s);
-    for (const p of this.pipes) p.destroy();
+    this.shell.destroy();
   }
 }

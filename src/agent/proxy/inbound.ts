@@ -11,18 +11,19 @@ import type * as tls from 'node:tls';
 import type { Logger } from '../../shared/log.js';
 import { errorMessage } from '../../shared/errors.js';
 import { tryParseSpiffeId, principalOf } from '../../shared/identity.js';
-import { drain } from '../../shared/drain.js';
-import type { WaypointRef, Workload } from '../../shared/model.js';
+import type { Service, WaypointRef, Workload } from '../../shared/model.js';
+import type { Duplex } from 'node:stream';
+import type { CopyHandle } from '../../shared/hbone/copy.js';
 import { authorize, type ConnAttributes } from '../policy/authorize.js';
 import { workloadIdentity, type WorkloadIndex } from '../../shared/state/workloads.js';
 import { connectVia, type PodSockets } from './sockets.js';
-import { normalizeIp, parseAddress, formatAddress } from '../../shared/address.js';
-import type { CopyHandle } from '../../shared/hbone/copy.js';
+import { normalizeIp, parseAddress, formatAddress, type Address } from '../../shared/address.js';
+import { PodListener } from './listener.js';
 import { ConnectionTelemetry, newConnId, trafficLabels, type ProxyMetrics } from './metrics.js';
 import { pipeTracked, type ConnectionRegistry } from './connections.js';
 import { agentPortSet, SELF_CALL_REASON } from './self-call.js';
 import { AcceptedSockets, HBONE_HANDSHAKE_TIMEOUT_MS, HBONE_SERVER_IDLE_TIMEOUT_MS, watchLiveness, type LivenessOptions } from '../../shared/hbone/liveness.js';
-import { logAcceptError, TCP_KEEPALIVE_MS } from './sockets.js';
+import { TCP_KEEPALIVE_MS } from './sockets.js';
 import {
   CONNECTION_WINDOW_BYTES,
   HBONE_PORT,
@@ -35,6 +36,9 @@ import {
   peerIdentity,
   type TunnelCertificate,
 } from '../../shared/hbone/tunnel.js';
+
+/** The initiator left while the pod was dialed: nothing to answer, nothing to count. */
+const DOWNSTREAM_CLOSED = 'downstream_closed';
 
 export interface InboundHboneOptions {
   pod: Workload;
@@ -59,12 +63,11 @@ export interface InboundHboneOptions {
 
 export class InboundHbone {
   private readonly log: Logger;
-  private server: net.Server | undefined;
+  private readonly shell: PodListener;
   private h2: http2.Http2SecureServer | undefined;
   private currentCert: TunnelCertificate | undefined;
   private readonly sessions = new Set<http2.ServerHttp2Session>();
   private readonly accepted = new AcceptedSockets();
-  private readonly pipes = new Set<CopyHandle>();
   private readonly trustDomain: string;
   private readonly agentPorts: ReadonlySet<number>;
 
@@ -72,16 +75,23 @@ export class InboundHbone {
     this.log = opts.log.child({ component: 'inbound', pod: `${opts.pod.namespace}/${opts.pod.name}` });
     this.trustDomain = opts.pod.trustDomain;
     this.agentPorts = opts.agentPorts ?? agentPortSet([opts.port]);
+    this.shell = new PodListener({
+      sockets: opts.sockets,
+      port: opts.port ?? HBONE_PORT,
+      address: opts.listenAddress,
+      listenOptions: { sendBufferBytes: TUNNEL_SEND_BUFFER_BYTES },
+      log: this.log,
+      onConnection: (raw) => this.onTunnelSocket(raw),
+    });
   }
 
-  /** The real listening address (tests use it with loopback sockets). */
   /** The listening server (its fd goes to capture.enroll for the inbound listener). */
   listener(): net.Server | undefined {
-    return this.server;
+    return this.shell.listener();
   }
 
   address(): net.AddressInfo | undefined {
-    return (this.server?.address() as net.AddressInfo | null) ?? undefined;
+    return this.shell.address();
   }
 
   async start(): Promise<void> {
@@ -117,21 +127,23 @@ export class InboundHbone {
         if (!stream.destroyed) stream.destroy();
       });
     });
-    this.server = await this.opts.sockets.listen(this.opts.port ?? HBONE_PORT, this.opts.listenAddress, { sendBufferBytes: TUNNEL_SEND_BUFFER_BYTES });
-    this.server.on('error', (e) => logAcceptError(this.log, e));
-    this.server.on('connection', (raw: net.Socket) => {
-      raw.on('error', () => raw.destroy());
-      raw.setKeepAlive(true, TCP_KEEPALIVE_MS);
-      this.accepted.track(raw);
-      this.refreshCertificate().then(
-        () => h2.emit('connection', raw),
-        (e: unknown) => {
-          this.log.error({ err: e }, 'no certificate for inbound tunnel; closing connection');
-          raw.destroy();
-        },
-      );
-    });
-    this.log.info({ addr: this.address() }, 'listener established');
+    await this.shell.start();
+  }
+
+  /** A raw TCP connection: TLS starts once the current certificate is in place. */
+  private onTunnelSocket(raw: net.Socket): void {
+    const h2 = this.h2;
+    if (!h2) return void raw.destroy();
+    raw.on('error', () => raw.destroy());
+    raw.setKeepAlive(true, TCP_KEEPALIVE_MS);
+    this.accepted.track(raw);
+    this.refreshCertificate().then(
+      () => h2.emit('connection', raw),
+      (e: unknown) => {
+        this.log.error({ err: e }, 'no certificate for inbound tunnel; closing connection');
+        raw.destroy();
+      },
+    );
   }
 
   /** Picks up a rotated certificate before the next handshake. */
@@ -182,26 +194,87 @@ export class InboundHbone {
     const session = stream.session;
     if (!session || !this.sessions.has(session as http2.ServerHttp2Session)) return void stream.destroy();
     const socket = session.socket as tls.TLSSocket;
-    const srcIdentity = peerIdentity(socket);
-    const parsed = srcIdentity ? tryParseSpiffeId(srcIdentity) : undefined;
     if (headers[':method'] !== 'CONNECT') return this.reject(stream, HBONE_STATUS.BAD_REQUEST, 'not_connect', { method: headers[':method'] });
     const target = parseAddress(String(headers[':authority'] ?? ''));
     if (!target) return this.reject(stream, HBONE_STATUS.BAD_REQUEST, 'bad_authority', { authority: headers[':authority'] });
+    const forwardedHost = /;\s*host=([^;,\s]+)/i.exec(String(headers['forwarded'] ?? ''))?.[1];
+    const index = this.opts.index();
+    const admitted = await this.admit({
+      srcIdentity: peerIdentity(socket),
+      srcIp: normalizeIp(socket.remoteAddress),
+      target,
+      service: forwardedHost ? index.serviceByHostname(forwardedHost) : undefined,
+      authority: headers[':authority'],
+      forwardedFor: parseForwardedFor(headers['forwarded']),
+      gone: () => stream.destroyed || stream.closed,
+    });
+    if (!admitted.ok) {
+      if (admitted.reason !== DOWNSTREAM_CLOSED) this.reject(stream, admitted.status, admitted.reason, admitted.extra);
+      return;
+    }
+    stream.respond({ ':status': HBONE_STATUS.OK });
+    this.pipe(stream, admitted);
+  }
 
+  /**
+   * The same-node fast path: a connection the agent captured from another pod on this node,
+   * handed over in-process with the source pod's identity, admitted exactly as a CONNECT over
+   * mTLS from that identity would be (target check, L4 authz, PeerAuthentication as mTLS,
+   * waypoint requirement), then piped to this pod. Resolves false when refused (the caller resets
+   * the app's connection); `source` is the outbound side's telemetry, fed the same bytes.
+   */
+  async acceptLocal(o: { downstream: Duplex; srcIdentity: string; srcIp: string; target: Address; service?: Service; source: ConnectionTelemetry; sourcePipes: Set<CopyHandle> }): Promise<Admission> {
+    const admitted = await this.admit({ srcIdentity: o.srcIdentity, srcIp: o.srcIp, target: o.target, service: o.service, authority: formatAddress(o.target), gone: () => o.downstream.destroyed });
+    if (!admitted.ok) {
+      if (admitted.reason === DOWNSTREAM_CLOSED) return admitted;
+      this.opts.metrics.connectionsRejected.inc({ direction: 'inbound', reason: admitted.reason });
+      this.log.warn({ reason: admitted.reason, sameNode: true, ...admitted.extra }, 'same-node connection rejected');
+      return admitted;
+    }
+    this.pipe(o.downstream, admitted, { telemetry: o.source, pipes: o.sourcePipes });
+    return admitted;
+  }
+
+  private pipe(downstream: Duplex, a: Admitted, source?: { telemetry: ConnectionTelemetry; pipes: Set<CopyHandle> }): void {
+    pipeTracked({
+      downstream,
+      upstream: a.upstream,
+      telemetry: a.telemetry,
+      pipes: this.shell.pipes,
+      connections: this.opts.connections,
+      entry: a.entry,
+      ...(source ? { source } : {}),
+    });
+  }
+
+  /**
+   * Decides one tunnelled connection to this pod and dials the pod: the target must be this pod
+   * (or its waypoint address) on a non-agent port, policy must allow the source identity, and a
+   * required waypoint must be the source. The destination's telemetry is finished on refusal.
+   */
+  private async admit(r: {
+    srcIdentity: string | undefined;
+    srcIp: string;
+    target: Address;
+    service: Service | undefined;
+    authority: unknown;
+    forwardedFor?: unknown;
+    /** True once the initiating side went away while dialing. */
+    gone: () => boolean;
+  }): Promise<Admission> {
+    const { srcIdentity, srcIp, target } = r;
+    const parsed = srcIdentity ? tryParseSpiffeId(srcIdentity) : undefined;
     const index = this.opts.index();
     const pod = index.workloadByUid(this.opts.pod.uid) ?? this.opts.pod;
     const podIps = new Set(pod.addresses.map(normalizeIp));
     const dstIp = normalizeIp(target.address);
-    if (!podIps.has(dstIp) && !pod.addresses.some((a) => index.isWaypointAddress(a))) {
-      return this.reject(stream, HBONE_STATUS.BAD_REQUEST, 'ip_mismatch', { authority: headers[':authority'] });
-    }
-    if (this.agentPorts.has(target.port)) return this.reject(stream, HBONE_STATUS.BAD_REQUEST, SELF_CALL_REASON, { authority: headers[':authority'] });
-    const srcIp = normalizeIp(socket.remoteAddress);
+    const refuse = (status: number, reason: string, extra: Record<string, unknown> = {}): Refused => ({ ok: false, status, reason, extra });
+    if (!podIps.has(dstIp) && !pod.addresses.some((a) => index.isWaypointAddress(a))) return refuse(HBONE_STATUS.BAD_REQUEST, 'ip_mismatch', { authority: r.authority });
+    if (this.agentPorts.has(target.port)) return refuse(HBONE_STATUS.BAD_REQUEST, SELF_CALL_REASON, { authority: r.authority });
     const srcByIp = index.workloadByIp(srcIp);
     const src = srcByIp && srcIdentity === workloadIdentity(srcByIp) ? srcByIp : undefined;
-    const forwardedHost = /;\s*host=([^;,\s]+)/i.exec(String(headers['forwarded'] ?? ''))?.[1];
-    // The Service the caller named (`forwarded: ...;host=`), else the pod's Service on that port (a waypoint names none).
-    const service = (forwardedHost ? index.serviceByHostname(forwardedHost) : undefined) ?? index.serviceOfWorkloadPort(pod, target.port);
+    // The Service the caller named, else the pod's Service on that port (a waypoint names none).
+    const service = r.service ?? index.serviceOfWorkloadPort(pod, target.port);
     const connId = newConnId();
     const telemetry = new ConnectionTelemetry(
       this.opts.metrics,
@@ -229,21 +302,18 @@ export class InboundHbone {
     const decision = check(index);
     if (!decision.allowed) {
       this.opts.metrics.policyDenials.inc({ reason: decision.reason });
-      this.reject(stream, HBONE_STATUS.DENIED, 'policy_denied', { connId, policy: decision.policy, authz: decision.reason });
       telemetry.finish('policy_denied', 'DENY', { policy: decision.policy, authz: decision.reason });
-      return;
+      return refuse(HBONE_STATUS.DENIED, 'policy_denied', { connId, policy: decision.policy, authz: decision.reason });
     }
     if (decision.audit.length > 0) this.log.info({ connId, audit: decision.audit }, 'audit policy matched');
     const waypoint = requiredWaypoint(index, index.workloadByUid(pod.uid) ?? pod, target.port);
     if (waypoint && srcIdentity !== waypoint.identity) {
       this.opts.metrics.policyDenials.inc({ reason: 'waypoint_required' });
-      this.reject(stream, HBONE_STATUS.DENIED, 'policy_denied', { connId, authz: 'waypoint_required', waypoint: waypoint.name, srcIdentity });
       telemetry.finish('policy_denied', 'DENY', { authz: 'waypoint_required' });
-      return;
+      return refuse(HBONE_STATUS.DENIED, 'policy_denied', { connId, authz: 'waypoint_required', waypoint: waypoint.name, srcIdentity });
     }
 
-    const fwd = parseForwardedFor(headers['forwarded']);
-    this.log.debug({ connId, forwardedFor: fwd, srcIp }, 'dialing pod');
+    this.log.debug({ connId, forwardedFor: r.forwardedFor, srcIp }, 'dialing pod');
     let upstream: net.Socket;
     try {
       upstream = await connectVia(
@@ -252,48 +322,35 @@ export class InboundHbone {
         this.opts.upstreamConnectTimeoutMs ?? 10_000,
       );
     } catch (e) {
-      this.reject(stream, HBONE_STATUS.UPSTREAM_FAILED, 'upstream_connect', { connId, err: e });
       telemetry.finish('upstream_connect_failed', 'CONNECT');
-      return;
+      return refuse(HBONE_STATUS.UPSTREAM_FAILED, 'upstream_connect', { connId, err: e });
     }
-    if (stream.destroyed || stream.closed) {
+    if (r.gone()) {
       upstream.destroy();
       telemetry.finish('downstream_closed');
-      return;
+      return refuse(HBONE_STATUS.UPSTREAM_FAILED, DOWNSTREAM_CLOSED, { connId });
     }
-    stream.respond({ ':status': HBONE_STATUS.OK });
-    pipeTracked({
-      downstream: stream,
-      upstream,
-      telemetry,
-      pipes: this.pipes,
-      connections: this.opts.connections,
-      entry: { connId, direction: 'inbound', workloadUid: pod.uid, attrs, mtls: true, check },
-    });
+    return { ok: true, upstream, telemetry, entry: { connId, direction: 'inbound', workloadUid: pod.uid, attrs, mtls: true, check } };
   }
 
   /** Stops accepting; existing tunnels continue until the deadline, then are destroyed. */
-  async close(deadlineMs: number): Promise<void> {
-    const server = this.server;
-    await drain(
-      async () => {
-        await new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve()));
+  close(deadlineMs: number): Promise<void> {
+    return this.shell.close(deadlineMs, {
+      settled: async () => {
         for (const s of this.sessions) s.close();
         await Promise.all([...this.sessions].map((s) => new Promise<void>((r) => (s.closed ? r() : s.once('close', () => r())))));
       },
-      () => this.destroy(),
-      deadlineMs,
-    );
+      force: () => this.destroy(),
+    });
   }
 
   /** Stops listening but leaves established tunnels alone (unenroll keeps existing connections). */
   stopListening(): void {
-    this.server?.close();
+    this.shell.stopListening();
   }
 
   destroy(): void {
-    this.server?.close();
-    for (const p of this.pipes) p.destroy();
+    this.shell.destroy();
     for (const s of this.sessions) s.destroy();
   }
 }
@@ -315,3 +372,22 @@ export function requiredWaypoint(index: WorkloadIndex, pod: Workload, port: numb
   }
   return undefined;
 }
+
+interface Admitted {
+  ok: true;
+  upstream: net.Socket;
+  telemetry: ConnectionTelemetry;
+  entry: Parameters<typeof pipeTracked>[0]['entry'];
+}
+
+interface Refused {
+  ok: false;
+  /** The HBONE status the refusal maps to (401 denied by policy, 400 wrong target, 503 upstream). */
+  status: number;
+  /** Bounded reason (connectionsRejected label). */
+  reason: string;
+  extra: Record<string, unknown>;
+}
+
+/** The outcome of admitting one connection to the pod. */
+export type Admission = Admitted | Refused;

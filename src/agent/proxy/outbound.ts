@@ -7,16 +7,17 @@ import type * as net from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { Logger } from '../../shared/log.js';
 import { errorCode, errorMessage } from '../../shared/errors.js';
-import { drain } from '../../shared/drain.js';
 import type { Service, ServicePort, Workload } from '../../shared/model.js';
 import { workloadIdentity, type Endpoint, type WorkloadIndex } from '../../shared/state/workloads.js';
 import { buildOutboundRequest, type OutboundRequest } from './request.js';
-import { connectVia, logAcceptError, type PodSockets } from './sockets.js';
+import { connectVia, type PodSockets } from './sockets.js';
+import { PodListener } from './listener.js';
 import { formatAddress, normalizeIp, type Address } from '../../shared/address.js';
-import { abort, copyBidirectional, type CopyHandle } from '../../shared/hbone/copy.js';
+import { abort, copyBidirectional } from '../../shared/hbone/copy.js';
 import { ConnectionTelemetry, newConnId, trafficLabels, type ProxyMetrics, type ResponseFlag } from './metrics.js';
 import type { TunnelPool } from '../../shared/hbone/pool.js';
-import { buildConnectHeaders } from '../../shared/hbone/tunnel.js';
+import { buildConnectHeaders, HBONE_STATUS } from '../../shared/hbone/tunnel.js';
+import type { InboundHbone } from './inbound.js';
 import { agentPortSet, isLoopback } from './self-call.js';
 
 export const OUTBOUND_PORT = 15001;
@@ -45,71 +46,63 @@ export interface OutboundOptions {
   now?: () => number;
   /** Ports the agent listens on inside pods (self-call.ts); default the standard three plus `port`. */
   agentPorts?: ReadonlySet<number>;
+  /**
+   * The same-node fast path: the inbound side of a destination pod this agent serves, or
+   * undefined (another node, or the fast path is off). A direct tunnel to such a pod is handed
+   * over in-process instead (no TLS, no socket between the two).
+   */
+  sameNodeInbound?: (dst: Workload) => Pick<InboundHbone, 'acceptLocal'> | undefined;
 }
 
 export class OutboundProxy {
   private readonly log: Logger;
-  private server: net.Server | undefined;
-  private server6: net.Server | undefined;
-  private readonly pipes = new Set<CopyHandle>();
-  private readonly pending = new Set<net.Socket>();
+  private readonly shell: PodListener;
   private readonly agentPorts: ReadonlySet<number>;
 
   constructor(private readonly opts: OutboundOptions) {
     this.log = opts.log.child({ component: 'outbound', pod: `${opts.pod.namespace}/${opts.pod.name}` });
     this.agentPorts = opts.agentPorts ?? agentPortSet([opts.port]);
+    this.shell = new PodListener({
+      sockets: opts.sockets,
+      port: opts.port ?? OUTBOUND_PORT,
+      address: opts.listenAddress,
+      address6: opts.listenAddress6,
+      log: this.log,
+      onConnection: (s) => this.onConnection(s),
+    });
   }
 
   /** The listening server (its fd goes to capture.enroll for the inbound listener). */
   listener(): net.Server | undefined {
-    return this.server;
+    return this.shell.listener();
   }
 
   address(): net.AddressInfo | undefined {
-    return (this.server?.address() as net.AddressInfo | null) ?? undefined;
+    return this.shell.address();
   }
 
   /** True when the IPv6 listener (listenAddress6) is up. */
   hasIpv6Listener(): boolean {
-    return this.server6 !== undefined;
+    return this.shell.hasIpv6();
   }
 
   get activeConnections(): number {
-    return this.pipes.size + this.pending.size;
+    return this.shell.active;
   }
 
-  async start(): Promise<void> {
-    this.server = await this.opts.sockets.listen(this.opts.port ?? OUTBOUND_PORT, this.opts.listenAddress);
-    this.server.on('error', (e) => logAcceptError(this.log, e));
-    this.server.on('connection', (s: net.Socket) => this.accept(s));
-    if (this.opts.listenAddress6 !== undefined) {
-      try {
-        this.server6 = await this.opts.sockets.listen(this.opts.port ?? OUTBOUND_PORT, this.opts.listenAddress6);
-        this.server6.on('error', (e) => logAcceptError(this.log, e));
-        this.server6.on('connection', (s: net.Socket) => this.accept(s));
-      } catch (e) {
-        this.log.warn({ err: e, addr: this.opts.listenAddress6 }, 'no IPv6 outbound listener; IPv6 connects of the pod are refused');
-      }
-    }
-    this.log.info({ addr: this.address(), addr6: this.server6?.address() }, 'listener established');
-  }
-
-  private accept(s: net.Socket): void {
-    this.onConnection(s).catch((e: unknown) => {
-      this.log.error({ err: e }, 'outbound handler failed');
-      abort(s);
-    });
+  start(): Promise<void> {
+    return this.shell.start();
   }
 
   private async onConnection(downstream: net.Socket): Promise<void> {
     downstream.pause();
     downstream.on('error', () => undefined);
     const connId = newConnId();
-    this.pending.add(downstream);
+    this.shell.pending.add(downstream);
     try {
       await this.handle(downstream, connId);
     } finally {
-      this.pending.delete(downstream);
+      this.shell.pending.delete(downstream);
     }
   }
 
@@ -169,6 +162,23 @@ export class OutboundProxy {
       return;
     }
 
+    const local = req.kind === 'tunnel' && !req.viaWaypoint && dst ? this.opts.sameNodeInbound?.(dst) : undefined;
+    if (local && req.kind === 'tunnel' && dst) {
+      telemetry.info.dst.identity = workloadIdentity(dst);
+      const admitted = await local.acceptLocal({ downstream, srcIdentity, srcIp, target: req.target, ...(service ? { service } : {}), source: telemetry, sourcePipes: this.shell.pipes });
+      if (admitted.ok) {
+        if (req.endpoint) this.opts.reportEndpoint?.(req.endpoint, true);
+        return;
+      }
+      abort(downstream);
+      if (admitted.reason === 'downstream_closed') return void telemetry.finish('downstream_closed');
+      const denied = admitted.status === HBONE_STATUS.DENIED;
+      if (req.endpoint && admitted.status === HBONE_STATUS.UPSTREAM_FAILED) this.opts.reportEndpoint?.(req.endpoint, false);
+      this.log.warn({ connId, dst: { addr: formatAddress(origDst) }, sameNode: true, reason: admitted.reason }, 'outbound connection failed');
+      telemetry.finish(denied ? 'policy_denied' : admitted.status === HBONE_STATUS.UPSTREAM_FAILED ? 'upstream_connect_failed' : 'connect_failed', denied ? 'DENY' : 'CONNECT');
+      return;
+    }
+
     let upstream: Duplex;
     try {
       upstream = await this.openUpstream(req, src, srcIp, telemetry);
@@ -193,11 +203,11 @@ export class OutboundProxy {
       onDownstreamBytes: (n) => telemetry.addReceived(n),
       onUpstreamBytes: (n) => telemetry.addSent(n),
       onClose: (r) => {
-        this.pipes.delete(handle);
+        this.shell.pipes.delete(handle);
         telemetry.finish(r.clean ? 'closed' : r.error ? 'error' : 'reset');
       },
     });
-    this.pipes.add(handle);
+    this.shell.pipes.add(handle);
   }
 
   private async openUpstream(
@@ -222,27 +232,15 @@ export class OutboundProxy {
   }
 
   stopListening(): void {
-    this.server?.close();
-    this.server6?.close();
+    this.shell.stopListening();
   }
 
-  async close(deadlineMs: number): Promise<void> {
-    const servers = [this.server, this.server6].filter((s): s is net.Server => s !== undefined);
-    await drain(
-      async () => {
-        await Promise.all(servers.map((server) => new Promise<void>((resolve) => server.close(() => resolve()))));
-        while (this.activeConnections > 0) await new Promise((r) => setTimeout(r, 50));
-      },
-      () => this.destroy(),
-      deadlineMs,
-    );
+  close(deadlineMs: number): Promise<void> {
+    return this.shell.close(deadlineMs);
   }
 
   destroy(): void {
-    this.server?.close();
-    this.server6?.close();
-    for (const s of this.pending) abort(s);
-    for (const p of this.pipes) p.destroy();
+    this.shell.destroy();
   }
 }
 

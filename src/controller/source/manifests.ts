@@ -85,6 +85,9 @@ export async function loadManifests(paths: string[], opts: LoadManifestsOptions 
     }
   }
   issues.merge(findDuplicates(found));
+  // When the set fails as a whole, the objects of unknown kinds are named in the same error, so
+  // one run shows everything to fix.
+  if (!issues.ok) for (const r of refused) issues.add(`${r.where}: ${r.object}`, r.reason);
   issues.throwIfAny('AMBIT_ERR_MANIFEST_INVALID', `invalid manifests in ${paths.join(', ')}`);
   return { objects: found.map((f) => f.obj), refused };
 }

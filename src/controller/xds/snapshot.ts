@@ -72,6 +72,8 @@ export class SnapshotEncoder {
   private readonly lastGood = new Map<ResourceType, Map<string, EncodedResource>>();
   /** Names encoded during the current push round, so lastGood can forget resources that are gone. */
   private seen: Map<ResourceType, Set<string>> | undefined;
+  /** Within a round: what wildcard subscribers of one snapshot see, computed once per type. */
+  private wildcardViews = new Map<ResourceType, { snapshot: Snapshot; view: Map<string, EncodedResource> }>();
 
   constructor(
     private readonly validate: (typeUrl: ResourceType, name: string, body: unknown) => Issue[],
@@ -82,6 +84,7 @@ export class SnapshotEncoder {
   beginRound(): void {
     this.encodings = new WeakMap();
     this.seen = new Map();
+    this.wildcardViews = new Map();
   }
 
   /** Ends the round; when every subscriber was served, last good versions of resources gone are forgotten. */
@@ -93,10 +96,22 @@ export class SnapshotEncoder {
       }
     }
     this.seen = undefined;
+    this.wildcardViews = new Map();
   }
 
-  /** Encodes the resources of a type a subscription covers; invalid ones fall back to the last good. */
-  visible(sub: Visibility, snapshot: Snapshot, log: Logger): Map<string, EncodedResource> {
+  /**
+   * Encodes the resources of a type a subscription covers; invalid ones fall back to the last
+   * good. The map returned is shared (wildcard subscribers of one snapshot in a round): read only.
+   */
+  visible(sub: Visibility, snapshot: Snapshot, log: Logger): ReadonlyMap<string, EncodedResource> {
+    const shared = sub.wildcard && this.seen ? this.wildcardViews.get(sub.typeUrl) : undefined;
+    if (shared && shared.snapshot === snapshot) return shared.view;
+    const out = this.encodeVisible(sub, snapshot, log);
+    if (sub.wildcard && this.seen) this.wildcardViews.set(sub.typeUrl, { snapshot, view: out });
+    return out;
+  }
+
+  private encodeVisible(sub: Visibility, snapshot: Snapshot, log: Logger): Map<string, EncodedResource> {
     const out = new Map<string, EncodedResource>();
     const resources = snapshot.resources[sub.typeUrl];
     if (!resources) return out;

@@ -45,6 +45,19 @@ export interface TypeSub {
   nackCount: number;
 }
 
+/**
+ * Set versions by the map they were computed from (these maps are not changed once built): the
+ * subscribers of one scope share one `next` map per push round, and proxy-status and waitForSync
+ * read every subscriber's `sent` version on each ACK, so each is sorted and hashed once.
+ */
+const setVersions = new WeakMap<ReadonlyMap<string, unknown>, string>();
+
+function versionOfSet(versions: ReadonlyMap<string, string>): string {
+  let v = setVersions.get(versions);
+  if (v === undefined) setVersions.set(versions, (v = setVersion(versions)));
+  return v;
+}
+
 /** The subscription a first request of a type opens; the client says what it holds already. */
 export function newTypeSub(type: ResourceType, subscribe: string[], initial: unknown, previous: TypeSub | undefined): TypeSub {
   const sent = new Map<string, string>();
@@ -61,7 +74,7 @@ export function newTypeSub(type: ResourceType, subscribe: string[], initial: unk
     wildcard,
     names: new Set(subscribe.filter((n) => n !== '*')),
     sent,
-    targetVersion: setVersion(sent),
+    targetVersion: versionOfSet(sent),
     inflight: undefined,
     dirty: false,
     dirtyNotifiedAt: undefined,
@@ -153,7 +166,10 @@ export function recordReply(ts: TypeSub, req: DeltaConfigRequestMessage, now: nu
 export function nextResponse(ts: TypeSub, next: ReadonlyMap<string, EncodedResource>, o: { force: boolean; notifiedAt: number | undefined; nonce: () => string }): { response: DeltaConfigResponseMessage; updated: number; removed: number } | undefined {
   const nextVersions = new Map<string, string>();
   for (const [name, e] of next) nextVersions.set(name, e.version);
-  ts.targetVersion = setVersion(nextVersions);
+  let target = setVersions.get(next);
+  if (target === undefined) setVersions.set(next, (target = setVersion(nextVersions)));
+  setVersions.set(nextVersions, target);
+  ts.targetVersion = target;
   const delta = computeDelta(ts.sent, next);
   if (!o.force && isEmptyDelta(delta)) return undefined;
   const nonce = o.nonce();
@@ -194,7 +210,7 @@ export function typeState(ts: TypeSub): TypeSubscriptionState {
     typeUrl: ts.typeUrl,
     wildcard: ts.wildcard,
     names: [...ts.names].sort(),
-    sentVersion: setVersion(ts.sent),
+    sentVersion: versionOfSet(ts.sent),
     targetVersion: ts.targetVersion,
     ackedVersion: ts.ackedVersion,
     pending: ts.inflight?.nonce,

@@ -1,6 +1,9 @@
 /**
  * Bidirectional pipe between a downstream and an upstream duplex with backpressure (stream.pipe),
  * half-close carried each way, live byte counts, and exactly one close callback.
+ * Byte counters are reported by batch, not per chunk: a chunk only adds to a local number; the
+ * byte callbacks get what accumulated at each flush — every COUNTER_FLUSH_MS (one timer for all
+ * pipes), when a reader asks (flushCopyCounters, before /metrics), and before onClose.
  * Invariants: a FIN from either side becomes end() on the other; an error or reset on either side
  * destroys both (a tunnel stream cut off by its session's end counts as reset); `onClose` runs
  * once, after both sides have closed.
@@ -19,9 +22,40 @@ export interface CopyResult {
 }
 
 export interface CopyOptions {
+  /** Bytes read from the downstream since the last flush (called only with n > 0). */
   onDownstreamBytes?: (n: number) => void;
+  /** Bytes read from the upstream since the last flush (called only with n > 0). */
   onUpstreamBytes?: (n: number) => void;
+  /** Runs once, after the last flush. */
   onClose: (result: CopyResult) => void;
+}
+
+/** How often live pipes hand their byte counts to the callbacks. */
+export const COUNTER_FLUSH_MS = 1000;
+
+/** Flushes of the live pipes; one interval serves them all while any is live. */
+const liveFlushes = new Set<() => void>();
+let flushTimer: NodeJS.Timeout | undefined;
+
+/** Hands every live pipe's accumulated byte counts to its callbacks now (call before reading metrics). */
+export function flushCopyCounters(): void {
+  for (const f of liveFlushes) f();
+}
+
+function trackFlush(f: () => void): void {
+  liveFlushes.add(f);
+  if (!flushTimer) {
+    flushTimer = setInterval(flushCopyCounters, COUNTER_FLUSH_MS);
+    flushTimer.unref();
+  }
+}
+
+function untrackFlush(f: () => void): void {
+  liveFlushes.delete(f);
+  if (liveFlushes.size === 0 && flushTimer) {
+    clearInterval(flushTimer);
+    flushTimer = undefined;
+  }
 }
 
 export interface CopyHandle {
@@ -40,6 +74,21 @@ export function copyBidirectional(downstream: Duplex, upstream: Duplex, opts: Co
   let closedCount = 0;
   let done = false;
   let forced = false;
+  let reportedDown = 0;
+  let reportedUp = 0;
+  const flush = (): void => {
+    if (fromDown > reportedDown) {
+      const n = fromDown - reportedDown;
+      reportedDown = fromDown;
+      opts.onDownstreamBytes?.(n);
+    }
+    if (fromUp > reportedUp) {
+      const n = fromUp - reportedUp;
+      reportedUp = fromUp;
+      opts.onUpstreamBytes?.(n);
+    }
+  };
+  trackFlush(flush);
 
   const onError = (e: Error): void => {
     error ??= e;
@@ -59,18 +108,14 @@ export function copyBidirectional(downstream: Duplex, upstream: Duplex, opts: Co
     }
     if (closedCount === 2 && !done) {
       done = true;
+      untrackFlush(flush);
+      flush();
       opts.onClose({ bytesFromDownstream: fromDown, bytesFromUpstream: fromUp, clean: !forced && !error && downEnded && upEnded, ...(error ? { error } : {}) });
     }
   };
 
-  downstream.on('data', (c: Buffer) => {
-    fromDown += c.length;
-    opts.onDownstreamBytes?.(c.length);
-  });
-  upstream.on('data', (c: Buffer) => {
-    fromUp += c.length;
-    opts.onUpstreamBytes?.(c.length);
-  });
+  downstream.on('data', (c: Buffer) => void (fromDown += c.length));
+  upstream.on('data', (c: Buffer) => void (fromUp += c.length));
   downstream.once('end', () => (downEnded = true));
   upstream.once('end', () => (upEnded = true));
   downstream.on('error', onError);

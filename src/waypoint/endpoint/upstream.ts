@@ -8,7 +8,7 @@ import type * as http from 'node:http';
 import { nodeHttp } from '../../shared/node-builtins.js';
 import * as http2 from 'node:http2';
 import * as net from 'node:net';
-import type { Duplex, Readable } from 'node:stream';
+import { finished, type Duplex, type Readable, type Writable } from 'node:stream';
 import { AmbitError } from '../../shared/errors.js';
 
 /** One address of a backend, with what telemetry needs to know about the pod behind it. */
@@ -158,6 +158,18 @@ function abortError(signal: AbortSignal): Error {
   return e;
 }
 
+/**
+ * Pipes a request body upstream. A body that fails, or is destroyed before its end (the client
+ * left, or a retry let go of this try), takes the upstream request down with it: a request left
+ * waiting for the rest of its body would hold its connection (and the app's) for good.
+ */
+function sendBody(body: Readable, upstream: Writable): void {
+  finished(body, { writable: false }, (e) => {
+    if (e && !upstream.writableFinished) upstream.destroy(e);
+  });
+  body.pipe(upstream);
+}
+
 /** HTTP/1.1 (keep-alive) and HTTP/2 (one session per endpoint) client over `connect`. */
 export class HttpUpstream {
   private readonly connectFn: ConnectFn;
@@ -206,10 +218,8 @@ export class HttpUpstream {
         const kind: UpstreamFailureKind = (e as Tagged).ambitConnectFailure ? 'connect-failure' : 'reset';
         reject(req.signal.aborted ? e : new UpstreamFailure(kind, endpoint, e));
       });
-      if (req.body) {
-        req.body.once('error', (e) => creq.destroy(e));
-        req.body.pipe(creq);
-      } else creq.end();
+      if (req.body) sendBody(req.body, creq);
+      else creq.end();
     });
   }
 
@@ -288,10 +298,7 @@ export class HttpUpstream {
           reject(new UpstreamFailure(refused ? 'refused-stream' : 'reset', endpoint, new Error(`stream closed with code ${stream.rstCode}`)));
         }
       });
-      if (req.body) {
-        req.body.once('error', (e) => stream.destroy(e));
-        req.body.pipe(stream);
-      }
+      if (req.body) sendBody(req.body, stream);
     });
   }
 

@@ -9,7 +9,7 @@
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile, execFileSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { mkdtemp, readFile, readdir, rm, stat, writeFile, mkdir } from 'node:fs/promises';
 import { statfsSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -23,6 +23,7 @@ import { createLogger } from '../../../src/shared/log.js';
 import { LogSink } from '../../helpers/loopback-net.js';
 import { isRoot } from '../../helpers/local-mesh.js';
 import { startKubeApiStub, type KubeApiStub } from '../../helpers/kube-api-stub.js';
+import { execCniPlugin, type CniRun } from '../../helpers/cni-exec.js';
 
 const REPO = fileURLToPath(new URL('../../../../', import.meta.url));
 const skip = isRoot() ? false : 'requires root (creates a network namespace and a veth pair)';
@@ -178,45 +179,17 @@ after(async () => {
   await rm(env.dir, { recursive: true, force: true });
 });
 
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-  json: Record<string, unknown> | undefined;
-}
-
 /**
  * Runs the installed plugin the way libcni does: the plugin's entry from the chained conflist
  * plus cniVersion, name and prevResult on stdin, the CNI_* variables in a minimal environment.
  */
-async function runtime(command: string, namespace: string, name: string, opts: { prevResult?: Record<string, unknown> | null; netns?: string; version?: string } = {}): Promise<Run> {
+async function runtime(command: string, namespace: string, name: string, opts: { prevResult?: Record<string, unknown> | null; netns?: string; version?: string } = {}): Promise<CniRun> {
   const conflist = JSON.parse(await readFile(join(env.confDir, '10-testnet.conflist'), 'utf8')) as { cniVersion: string; name: string; plugins: Array<Record<string, unknown>> };
   const entry = conflist.plugins.find((p) => p['type'] === 'ambit-cni');
   assert.ok(entry, 'the plugin is chained');
   const prev = opts.prevResult === null ? undefined : (opts.prevResult ?? env.prevResult);
-  const stdin = JSON.stringify({ ...entry, cniVersion: opts.version ?? conflist.cniVersion, name: conflist.name, ...(prev ? { prevResult: prev } : {}) });
-  const vars: Record<string, string> = {
-    PATH: '/usr/sbin:/usr/bin:/sbin:/bin',
-    CNI_COMMAND: command,
-    CNI_CONTAINERID: `sandbox-${name}`,
-    CNI_NETNS: opts.netns ?? NETNS_PATH,
-    CNI_IFNAME: 'eth0',
-    CNI_PATH: env.binDir,
-    CNI_ARGS: `IgnoreUnknown=1;K8S_POD_NAMESPACE=${namespace};K8S_POD_NAME=${name};K8S_POD_INFRA_CONTAINER_ID=sandbox-${name};K8S_POD_UID=uid-${name}`,
-  };
-  return new Promise((resolve) => {
-    const child = execFile(join(env.binDir, 'ambit-cni'), [], { env: vars, timeout: 30_000 }, (err, stdout, stderr) => {
-      const code = err ? ((err as { code?: number }).code ?? 1) : 0;
-      let json: Record<string, unknown> | undefined;
-      try {
-        json = stdout.trim() ? (JSON.parse(stdout) as Record<string, unknown>) : undefined;
-      } catch {
-        json = undefined;
-      }
-      resolve({ code: typeof code === 'number' ? code : 1, stdout, stderr, json });
-    });
-    child.stdin!.end(stdin);
-  });
+  const config = { ...entry, cniVersion: opts.version ?? conflist.cniVersion, name: conflist.name, ...(prev ? { prevResult: prev } : {}) };
+  return execCniPlugin(join(env.binDir, 'ambit-cni'), [], { command, namespace, name, netns: opts.netns ?? NETNS_PATH, podUid: `uid-${name}`, cniPath: env.binDir, config });
 }
 
 test('the installer puts Node and the plugin on the node, writes the launcher and a kubeconfig with the plugin\'s own token, and chains it last', { skip }, async () => {

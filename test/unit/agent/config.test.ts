@@ -48,3 +48,20 @@ test('config: every problem is reported at once', () => {
     assert.match(e.message, /\(got "ebpf"\)/);
   }
 });
+
+test('config: the CNI hand-off, its state file and the Kubernetes API are opt-in, each named by one variable', () => {
+  const none = loadConfig(minimal);
+  assert.deepEqual([none.cniSocket, none.netnsStateFile, none.kube], [undefined, undefined, undefined], 'local mode without a CNI chain nor an API');
+  const node = loadConfig({ ...minimal, AMBIT_CNI_SOCKET: '/var/run/ambit/cni.sock', KUBERNETES_SERVICE_HOST: '10.96.0.1' });
+  assert.equal(node.cniSocket, '/var/run/ambit/cni.sock');
+  assert.equal(node.netnsStateFile, '/var/run/ambit/netns-state.json', 'beside the socket, node-local');
+  assert.deepEqual(node.kube, { inCluster: true });
+  const local = loadConfig({ ...minimal, AMBIT_CNI_SOCKET: '/run/x/cni.sock', AMBIT_NETNS_STATE_FILE: '/run/x/state.json', AMBIT_KUBECONFIG: '/run/x/kubeconfig', KUBERNETES_SERVICE_HOST: '10.96.0.1' });
+  assert.equal(local.netnsStateFile, '/run/x/state.json');
+  assert.deepEqual(local.kube, { kubeconfig: '/run/x/kubeconfig' }, 'a kubeconfig wins over in-cluster credentials');
+  assert.throws(() => loadConfig({ ...minimal, AMBIT_CNI_SOCKET: 'cni.sock', AMBIT_KUBECONFIG: 'kubeconfig', AMBIT_NETNS_STATE_FILE: 'state.json' }), (e: unknown) => {
+    assert.ok(isAmbitError(e, 'AMBIT_ERR_CONFIG_INVALID'));
+    for (const name of ['AMBIT_CNI_SOCKET', 'AMBIT_KUBECONFIG', 'AMBIT_NETNS_STATE_FILE']) assert.match(e.message, new RegExp(`${name}: must be an absolute path`));
+    return true;
+  });
+});

@@ -1,0 +1,129 @@
+/**
+ * The config-stream clients of the control-plane benchmark, all in this one process (forked by
+ * run-size.ts over IPC): `count` real ConfigClients (grpc-js, TLS, bearer token), each the agent
+ * of one node, connected through an in-process TCP relay that counts the bytes the controller
+ * sends. Messages in: start, arm (reset the per-change record), collect, stop. Out: ready, armed,
+ * collected, with wall-clock times (performance.timeOrigin + now, comparable across processes).
+ */
+import * as net from 'node:net';
+import * as grpc from '@grpc/grpc-js';
+import { silentLogger } from '../../src/shared/log.js';
+import { createRegistry } from '../../src/shared/metrics.js';
+import { ConfigClient } from '../../src/shared/xds/client.js';
+
+export interface StartMessage {
+  cmd: 'start';
+  /** host:port of the controller. */
+  address: string;
+  rootPem: string;
+  /** One per client: its node name and its token. */
+  clients: Array<{ node: string; token: string }>;
+  timeoutMs: number;
+}
+
+export type ClientCommand = StartMessage | { cmd: 'arm' } | { cmd: 'collect' } | { cmd: 'stop' };
+
+export interface ClientUpdate {
+  client: number;
+  /** Wall-clock ms when onUpdate ran (the ACK follows it). */
+  at: number;
+  type: string;
+}
+
+export type ClientReply =
+  | { kind: 'ready'; at: number; bytes: number; synced: number }
+  | { kind: 'armed' }
+  | { kind: 'collected'; bytes: number; updates: ClientUpdate[] }
+  | { kind: 'error'; message: string };
+
+const wallNow = (): number => performance.timeOrigin + performance.now();
+
+/** A relay on 127.0.0.1 to `target`, counting bytes from the target. */
+function startRelay(target: { host: string; port: number }): Promise<{ port: number; down: () => number; close: () => void }> {
+  let down = 0;
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer((c) => {
+    const u = net.connect(target);
+    sockets.add(c).add(u);
+    u.on('data', (d: Buffer) => (down += d.length));
+    c.pipe(u).pipe(c);
+    const end = (): void => {
+      c.destroy();
+      u.destroy();
+    };
+    c.on('error', end).on('close', end);
+    u.on('error', end).on('close', end);
+  });
+  return new Promise((resolve) =>
+    server.listen(0, '127.0.0.1', () =>
+      resolve({
+        port: (server.address() as net.AddressInfo).port,
+        down: () => down,
+        close: () => {
+          server.close();
+          for (const s of sockets) s.destroy();
+        },
+      }),
+    ),
+  );
+}
+
+async function main(): Promise<void> {
+  const send = (r: ClientReply): void => void process.send!(r);
+  let clients: ConfigClient[] = [];
+  let relay: Awaited<ReturnType<typeof startRelay>> | undefined;
+  let armed = false;
+  let updates: ClientUpdate[] = [];
+  let bytesAtArm = 0;
+  process.on('message', (m: ClientCommand) => {
+    void (async () => {
+      try {
+        if (m.cmd === 'start') {
+          const [host, port] = [m.address.slice(0, m.address.lastIndexOf(':')), Number(m.address.slice(m.address.lastIndexOf(':') + 1))];
+          relay = await startRelay({ host, port });
+          const log = silentLogger();
+          const credentials = grpc.credentials.createSsl(Buffer.from(m.rootPem));
+          clients = m.clients.map(
+            (c, i) =>
+              new ConfigClient({
+                address: `127.0.0.1:${relay!.port}`,
+                credentials,
+                callMetadata: () => {
+                  const md = new grpc.Metadata();
+                  md.set('authorization', `Bearer ${c.token}`);
+                  return md;
+                },
+                node: { id: `agent~${c.node}`, nodeName: c.node, role: 'agent' },
+                onUpdate: (_state, change) => {
+                  if (armed) updates.push({ client: i, at: wallNow(), type: change.typeUrl });
+                },
+                log,
+                registry: createRegistry(),
+              }),
+          );
+          for (const c of clients) c.start();
+          const timer = setTimeout(() => send({ kind: 'error', message: `clients not synced within ${m.timeoutMs} ms` }), m.timeoutMs);
+          await Promise.all(clients.map((c) => c.whenSynced()));
+          clearTimeout(timer);
+          send({ kind: 'ready', at: wallNow(), bytes: relay.down(), synced: clients.length });
+        } else if (m.cmd === 'arm') {
+          updates = [];
+          bytesAtArm = relay?.down() ?? 0;
+          armed = true;
+          send({ kind: 'armed' });
+        } else if (m.cmd === 'collect') {
+          armed = false;
+          send({ kind: 'collected', bytes: (relay?.down() ?? 0) - bytesAtArm, updates });
+        } else if (m.cmd === 'stop') {
+          for (const c of clients) c.close();
+          relay?.close();
+          process.disconnect();
+        }
+      } catch (e) {
+        send({ kind: 'error', message: e instanceof Error ? e.message : String(e) });
+      }
+    })();
+  });
+}
+
+void main();

@@ -1,0 +1,196 @@
+/**
+ * One size of the control-plane benchmark, in a process of its own (so each size's RSS is its
+ * own): the real Controller in-process (store → translation → config server, gRPC over TLS with
+ * node tokens), the generated cluster applied to its store, `clients` agents in one forked process
+ * (clients.ts), then single-object changes one at a time. For each change: wall time from the
+ * store apply to the config server seeing every subscriber ACK (waitForSync, debounce included),
+ * each updated client's onUpdate time, bytes the controller sent (counted by the clients' relay),
+ * and this process's CPU. Prints one JSON line (SizeResult).
+ *   node dist/bench/controlplane/run-size.js --pods 1000 [--services 1000 --policies 500
+ *     --virtual-services 200 --namespaces 100 --clients 100 --changes 30]
+ */
+import { fork, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { fileURLToPath } from 'node:url';
+import { Controller } from '../../src/controller/controller.js';
+import { silentLogger } from '../../src/shared/log.js';
+import type { ClientCommand, ClientReply, ClientUpdate } from './clients.js';
+import { CHANGE_KINDS, change, generateCluster, nodeName, type ChangeKind, type ClusterSize } from './generate.js';
+
+export interface ChangeResult {
+  kind: ChangeKind;
+  /** Store apply → every subscriber ACKed (ms). */
+  allAckedMs: number;
+  /** Store apply → each updated client's onUpdate (ms). */
+  clientMs: number[];
+  /** Clients that received an update. */
+  affected: number;
+  /** Bytes the controller sent for this change (TLS records, all clients). */
+  bytes: number;
+  /** CPU of the controller process from apply to all ACKed (ms). */
+  cpuMs: number;
+}
+
+export interface SizeResult {
+  size: ClusterSize & { clients: number };
+  objects: number;
+  /** Applying the whole cluster to the store (validation and translation), ms and CPU ms. */
+  load: { ms: number; cpuMs: number };
+  /** Clients started → all synced with the full snapshot. */
+  initialSync: { ms: number; bytes: number; bytesPerClient: number };
+  changes: ChangeResult[];
+  rssBytes: { idle: number; afterLoad: number; afterSync: number; afterChanges: number };
+  heapUsedBytes: number;
+}
+
+const wallNow = (): number => performance.timeOrigin + performance.now();
+const cpuMs = (): number => {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1000;
+};
+
+/** Sends `cmd` to the clients' process and waits for the reply of `kind`. */
+function ask<K extends ClientReply['kind']>(child: ChildProcess, cmd: ClientCommand, kind: K, timeoutMs: number): Promise<Extract<ClientReply, { kind: K }>> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => done(new Error(`clients process: no ${kind} within ${timeoutMs} ms`)), timeoutMs);
+    const onMessage = (r: ClientReply): void => {
+      if (r.kind === 'error') done(new Error(`clients process: ${r.message}`));
+      else if (r.kind === kind) done(undefined, r as Extract<ClientReply, { kind: K }>);
+    };
+    const onExit = (code: number | null): void => done(new Error(`clients process exited (${code}) before ${kind}`));
+    function done(err?: Error, r?: Extract<ClientReply, { kind: K }>): void {
+      clearTimeout(timer);
+      child.off('message', onMessage);
+      child.off('exit', onExit);
+      if (err) reject(err);
+      else resolve(r!);
+    }
+    child.on('message', onMessage);
+    child.once('exit', onExit);
+    child.send(cmd);
+  });
+}
+
+export async function runSize(size: ClusterSize & { clients: number }, changes: number): Promise<SizeResult> {
+  const stateDir = mkdtempSync(join(tmpdir(), 'ambit-bench-cp-'));
+  const tokens = new Map<string, string>();
+  const clients = Array.from({ length: size.clients }, (_, i) => {
+    const token = randomBytes(24).toString('hex');
+    tokens.set(token, nodeName(i));
+    return { node: nodeName(i), token };
+  });
+  const rssIdle = process.memoryUsage().rss;
+  const controller = await Controller.start({ stateDir, host: '127.0.0.1', port: 0, trustDomain: 'cluster.local', auth: { nodeTokens: tokens }, log: silentLogger() });
+  let child: ChildProcess | undefined;
+  try {
+    const objects = generateCluster(size);
+    const c0 = cpuMs();
+    const t0 = wallNow();
+    controller.store.apply(objects);
+    const load = { ms: wallNow() - t0, cpuMs: cpuMs() - c0 };
+    const afterLoad = process.memoryUsage().rss;
+
+    const here = fileURLToPath(new URL('.', import.meta.url));
+    child = fork(join(here, 'clients.js'), [], { execPath: process.execPath, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    const rootPem = controller.ca.rootCertPem;
+    const s0 = wallNow();
+    const ready = await ask(child, { cmd: 'start', address: controller.address, rootPem, clients, timeoutMs: 600_000 }, 'ready', 610_000);
+    await controller.configServer.waitForSync(() => true, 120_000, { minSubscribers: size.clients });
+    const initialSync = { ms: ready.at - s0, bytes: ready.bytes, bytesPerClient: ready.bytes / size.clients };
+    const afterSync = process.memoryUsage().rss;
+
+    const results: ChangeResult[] = [];
+    for (let n = 1; n <= changes; n++) {
+      const kind = CHANGE_KINDS[(n - 1) % CHANGE_KINDS.length]!;
+      const obj = change(size, kind, n);
+      await ask(child, { cmd: 'arm' }, 'armed', 30_000);
+      const cpu0 = cpuMs();
+      const start = wallNow();
+      controller.store.apply([obj]);
+      await controller.configServer.waitForSync(() => true, 60_000, { minSubscribers: size.clients });
+      const allAckedMs = wallNow() - start;
+      const cpu = cpuMs() - cpu0;
+      const got = await ask(child, { cmd: 'collect' }, 'collected', 30_000);
+      const firstPerClient = new Map<number, ClientUpdate>();
+      for (const u of got.updates) if (!firstPerClient.has(u.client)) firstPerClient.set(u.client, u);
+      results.push({ kind, allAckedMs, clientMs: [...firstPerClient.values()].map((u) => u.at - start), affected: firstPerClient.size, bytes: got.bytes, cpuMs: cpu });
+    }
+    return {
+      size,
+      objects: objects.length,
+      load,
+      initialSync,
+      changes: results,
+      rssBytes: { idle: rssIdle, afterLoad, afterSync, afterChanges: process.memoryUsage().rss },
+      heapUsedBytes: process.memoryUsage().heapUsed,
+    };
+  } finally {
+    if (child && child.exitCode === null) {
+      child.send({ cmd: 'stop' } satisfies ClientCommand);
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(() => {
+          child!.kill('SIGKILL');
+          resolve();
+        }, 5000);
+        child!.once('exit', () => {
+          clearTimeout(t);
+          resolve();
+        });
+      });
+    }
+    await controller.close();
+    rmSync(stateDir, { recursive: true, force: true });
+  }
+}
+
+/** Size options shared by the CLI here and the bench section. */
+export function sizeFromArgs(argv: string[]): { size: ClusterSize & { clients: number }; changes: number } {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      pods: { type: 'string', default: '1000' },
+      services: { type: 'string', default: '1000' },
+      policies: { type: 'string', default: '500' },
+      'virtual-services': { type: 'string', default: '200' },
+      namespaces: { type: 'string', default: '100' },
+      clients: { type: 'string', default: '100' },
+      changes: { type: 'string', default: '30' },
+    },
+  });
+  const num = (name: string, v: string | undefined, min: number): number => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < min) throw new Error(`--${name}: must be an integer ≥ ${min} (got ${JSON.stringify(v)})`);
+    return n;
+  };
+  const clients = num('clients', values.clients, 1);
+  return {
+    size: {
+      pods: num('pods', values.pods, 1),
+      services: num('services', values.services, 1),
+      policies: num('policies', values.policies, 0),
+      virtualServices: num('virtual-services', values['virtual-services'], 0),
+      namespaces: num('namespaces', values.namespaces, 1),
+      nodes: clients,
+      clients,
+    },
+    changes: num('changes', values.changes, 1),
+  };
+}
+
+if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
+  const { size, changes } = sizeFromArgs(process.argv.slice(2));
+  runSize(size, changes).then(
+    (r) => {
+      process.stdout.write(JSON.stringify(r) + '\n');
+      process.exit(0);
+    },
+    (e: unknown) => {
+      process.stderr.write(`controlplane: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
+      process.exit(1);
+    },
+  );
+}

@@ -1,0 +1,186 @@
+/**
+ * Keeps the `ambient.istio.io/redirection` annotation of this node's pods equal to what the agent
+ * does with their traffic, as istio-cni's node agent does: `enabled` while captured, `pending`
+ * while held at pod start, absent otherwise. Written with JSON merge patches on pods/status (the
+ * only write the agent's RBAC grants), level-triggered from a watch of the node's pods.
+ *
+ * Invariants: nothing is written before the agent applied its first config (a restarted agent
+ * must not strip the annotation of pods it still captures); only pods the watch shows on this
+ * node are patched, each with its uid as a precondition; a failed patch is retried with capped
+ * backoff and never throws out; a lost watch is restarted with backoff.
+ */
+import type * as k8s from '@kubernetes/client-node';
+import type { Logger } from '../../shared/log.js';
+import { backoffMs } from '../../shared/drain.js';
+import { isAmbitError } from '../../shared/errors.js';
+import { AMBIT_PREFIX, Counter, type Registry } from '../../shared/metrics.js';
+import type { PodRedirection, Redirection } from '../agent.js';
+import { nodePodOf, type NodePod, type NodePodsClient } from './client.js';
+
+export const ANNOTATION_REDIRECTION = 'ambient.istio.io/redirection';
+
+export interface RedirectionPatch {
+  pod: NodePod;
+  /** The annotation's new value; null removes it. */
+  value: Redirection | null;
+}
+
+/**
+ * The patches that make each of `nodeName`'s pods say what the agent does. A redirection whose
+ * pod uid differs from the API's pod (re-created under the same name) does not apply to it.
+ */
+export function planRedirectionPatches(pods: readonly NodePod[], wanted: readonly PodRedirection[], nodeName: string): RedirectionPatch[] {
+  const byRef = new Map(wanted.map((r) => [`${r.namespace}/${r.name}`, r]));
+  const out: RedirectionPatch[] = [];
+  for (const pod of pods) {
+    if (pod.nodeName !== nodeName) continue;
+    const w = byRef.get(`${pod.namespace}/${pod.name}`);
+    const desired = w && (w.podUid === undefined || w.podUid === pod.uid) ? w.state : undefined;
+    const current = pod.annotations[ANNOTATION_REDIRECTION];
+    if (desired === current) continue;
+    out.push({ pod, value: desired ?? null });
+  }
+  return out;
+}
+
+export interface RedirectionAnnotatorOptions {
+  pods: NodePodsClient;
+  /** What the agent does now (Agent.redirections). */
+  redirections: () => PodRedirection[];
+  /** True once the agent applied its first config. */
+  ready: () => boolean;
+  log: Logger;
+  registry?: Registry;
+  /** Retry backoff for failed patches and a lost watch (default 1 s to 30 s). */
+  backoff?: { baseMs?: number; capMs?: number };
+}
+
+export class RedirectionAnnotator {
+  private readonly log: Logger;
+  private readonly patches: Counter<'result'> | undefined;
+  private informer: (k8s.Informer<k8s.V1Pod> & k8s.ObjectCache<k8s.V1Pod>) | undefined;
+  private watchSynced = false;
+  private running: Promise<void> | undefined;
+  private again = false;
+  private timer: NodeJS.Timeout | undefined;
+  private restartTimer: NodeJS.Timeout | undefined;
+  private failures = 0;
+  private watchFailures = 0;
+  private closed = false;
+
+  constructor(private readonly opts: RedirectionAnnotatorOptions) {
+    this.log = opts.log.child({ component: 'redirection-annotator' });
+    this.patches = opts.registry
+      ? new Counter({
+          name: `${AMBIT_PREFIX}pod_annotation_patches_total`,
+          help: `Patches of the ${ANNOTATION_REDIRECTION} annotation on this node's pods, by result (ok, error).`,
+          labelNames: ['result'],
+          registers: [opts.registry],
+        })
+      : undefined;
+  }
+
+  /** Starts watching this node's pods; patches follow once the agent has its first config. */
+  start(): void {
+    const informer = this.opts.pods.informer();
+    this.informer = informer;
+    const changed = (): void => this.update();
+    informer.on('add', changed);
+    informer.on('update', changed);
+    informer.on('delete', changed);
+    informer.on('error', (e: unknown) => this.onWatchError(e));
+    void this.startWatch();
+  }
+
+  /** Re-checks every pod soon (call after the agent's redirections changed). */
+  update(): void {
+    if (this.closed) return;
+    if (this.running) {
+      this.again = true;
+      return;
+    }
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    this.running = this.sync().finally(() => {
+      this.running = undefined;
+      if (this.again) {
+        this.again = false;
+        this.update();
+      }
+    });
+  }
+
+  /** Resolves once no sync is running (tests, shutdown). */
+  async idle(): Promise<void> {
+    while (this.running) await this.running;
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    if (this.timer) clearTimeout(this.timer);
+    if (this.restartTimer) clearTimeout(this.restartTimer);
+    await this.informer?.stop();
+    await this.idle();
+  }
+
+  private async startWatch(): Promise<void> {
+    const informer = this.informer;
+    if (!informer || this.closed) return;
+    const before = this.watchFailures;
+    await informer.start();
+    // start() resolves after the list and the watch request; an error meanwhile was reported.
+    if (this.watchFailures === before && !this.closed) {
+      this.watchSynced = true;
+      this.log.info({ node: this.opts.pods.nodeName, pods: informer.list().length }, 'watching this node\'s pods');
+      this.update();
+    }
+  }
+
+  private onWatchError(e: unknown): void {
+    if (this.closed) return;
+    this.watchSynced = false;
+    const waitMs = backoffMs(this.watchFailures++, this.opts.backoff?.baseMs ?? 1000, this.opts.backoff?.capMs ?? 30_000);
+    this.log.warn({ err: e, waitMs }, 'watch of this node\'s pods failed; restarting');
+    if (this.restartTimer) clearTimeout(this.restartTimer);
+    this.restartTimer = setTimeout(() => {
+      this.restartTimer = undefined;
+      void this.startWatch();
+    }, waitMs);
+    this.restartTimer.unref();
+  }
+
+  private async sync(): Promise<void> {
+    const informer = this.informer;
+    if (!informer || !this.watchSynced || !this.opts.ready() || this.closed) return;
+    const pods = informer
+      .list()
+      .map(nodePodOf)
+      .filter((p): p is NodePod => p !== undefined);
+    const plan = planRedirectionPatches(pods, this.opts.redirections(), this.opts.pods.nodeName);
+    let failed = 0;
+    for (const { pod, value } of plan) {
+      try {
+        await this.opts.pods.patchAnnotations(pod, { [ANNOTATION_REDIRECTION]: value });
+        this.patches?.inc({ result: 'ok' });
+        this.log.info({ pod: `${pod.namespace}/${pod.name}`, redirection: value ?? '(removed)' }, 'pod redirection annotation written');
+      } catch (e) {
+        this.patches?.inc({ result: 'error' });
+        const status = isAmbitError(e) ? e.details?.['status'] : undefined;
+        // Gone, or re-created under the name (uid precondition): the watch brings the news.
+        if (status === 404 || status === 409) continue;
+        failed++;
+        this.log.warn({ pod: `${pod.namespace}/${pod.name}`, err: e }, 'writing the pod redirection annotation failed; retrying');
+      }
+    }
+    if (failed === 0) {
+      this.failures = 0;
+      return;
+    }
+    const waitMs = backoffMs(this.failures++, this.opts.backoff?.baseMs ?? 1000, this.opts.backoff?.capMs ?? 30_000);
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      this.update();
+    }, waitMs);
+    this.timer.unref();
+  }
+}
