@@ -10,11 +10,12 @@ import { parseArgs } from 'node:util';
 import { AmbitError, isAmbitError } from '../shared/errors.js';
 import { parseDuration } from '../shared/duration.js';
 import { ENV_LOCAL_NAME, ENV_LOCAL_NET } from '../shared/env.js';
-import { loadManifests, type RefusedObject } from '../controller/source/manifests.js';
+import type { RefusedObject } from '../controller/source/manifests.js';
 import { objectKey, type KubeObject } from '../controller/objects.js';
 import { callControl, type ExecTarget } from '../local/control.js';
-import { cleanupLeftovers, stateDirFor, type LocalStatus } from '../local/mesh.js';
-import { validateNet, validatePrefix } from '../local/plan.js';
+import { cleanupLeftovers } from '../local/cleanup.js';
+import type { LocalStatus } from '../local/mesh.js';
+import { stateDirFor, validateNet, validatePrefix } from '../local/plan.js';
 import { podCommand } from '../local/exec.js';
 import { renderTable, type Io } from './io.js';
 
@@ -78,6 +79,8 @@ export const EXIT_REFUSED = 3;
 /** Reads and validates manifests; objects of kinds Ambit does not serve are listed on stderr and left out. */
 async function readManifests(files: string[], io: Io): Promise<{ objects: KubeObject[]; refused: RefusedObject[] }> {
   if (files.length === 0) throw new AmbitError('AMBIT_ERR_CLI_USAGE', 'no manifests given; pass -f <file|dir> at least once');
+  // Loaded here, not at the top: the short verbs (status, exec, kubeconfig) need none of it.
+  const { loadManifests } = await import('../controller/source/manifests.js');
   const loaded = await loadManifests(files.map((f) => resolve(f)));
   for (const r of loaded.refused) io.err(`refused: ${r.where}: ${r.object}: ${r.reason}\n`);
   return loaded;

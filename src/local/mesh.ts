@@ -9,8 +9,7 @@
  * Deployments are rolled out, pods are ready, enrolled pods are captured and every agent acked;
  * down() stops pods first (they hold tunnels into the agents), then agents, then the rest.
  */
-import { existsSync } from 'node:fs';
-import { mkdir, readdir, rm, writeFile, readFile } from 'node:fs/promises';
+import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { AmbitError } from '../shared/errors.js';
 import { Issues } from '../shared/validate.js';
@@ -20,17 +19,14 @@ import { Controller, type WorkloadCaptureState } from '../controller/controller.
 import { generateToken, StaticTokenAuthenticator } from '../controller/callers.js';
 import { AgentPods } from './agent-pods.js';
 import { AgentSupervisor } from './agents.js';
-import { cgroup2Root, removeCgroup } from './cgroup.js';
-import { CONTROLLER_IDENTITY, CONTROLLER_MANAGER } from './cluster-api.js';
+import { cleanupLeftovers } from './cleanup.js';
+import { AGENT_IDENTITY, CONTROLLER_IDENTITY, CONTROLLER_MANAGER } from './cluster-api.js';
 import { LocalCluster } from './cluster.js';
 import { isPodReady, rec } from './controllers/queue.js';
 import { NODE_NOT_FOUND } from './controllers/pod-gc.js';
 import { Informer, KubeClient } from './kube-client.js';
-import { cleanupNetwork } from './network.js';
-import { MOUNTPOINTS_FILE, removeRecorded } from './node/mountpoints.js';
-import { signalGroup } from './node/containers.js';
 import { ObjectsApi } from './objects-api.js';
-import { addressPlan, cgroupName, CONTROLLER_PORT } from './plan.js';
+import { addressPlan, CONTROLLER_PORT } from './plan.js';
 import { ProxyPods } from './proxies.js';
 import { StoreFeed } from './store-feed.js';
 import { keyOf, nsOf, selects, type WaypointPodEnv } from './workloads.js';
@@ -106,11 +102,6 @@ export interface IngressGatewayStatus {
   /** Istio Gateways (`ns/name`) served on some port. */
   gateways: string[];
   listeners: Array<{ port: number; protocol: 'HTTP' | 'HTTPS'; hosts: string[]; url: string }>;
-}
-
-/** Path of the pid file every mesh keeps so a crashed run's leftovers can be found. */
-export function stateDirFor(prefix: string): string {
-  return join('/run/ambit', prefix);
 }
 
 /** How often settling re-reads the state. */
@@ -195,6 +186,15 @@ export class LocalMesh {
     this.proxies = proxies;
     this.unsubscribe = cp.store.subscribe(() => void proxies.reconcile());
 
+    // Each agent talks to the API server as the agent service account (what daemonset/ grants it:
+    // its node's pods, and their ambient.istio.io/redirection annotation), with a node-bound token.
+    const agentKubeconfigs = new Map<string, string>();
+    for (const n of cluster.nodes) {
+      const { token } = await api.token(AGENT_IDENTITY, { node: n.name });
+      const file = join(o.stateDir, 'tokens', `${n.name}.kubeconfig`);
+      await writeFile(file, api.kubeconfigFor(token, AGENT_IDENTITY), { mode: 0o600 });
+      agentKubeconfigs.set(n.name, file);
+    }
     const agents = new AgentSupervisor({
       repoRoot: o.repoRoot,
       logDir: join(o.stateDir, 'logs'),
@@ -206,6 +206,7 @@ export class LocalMesh {
         AMBIT_CONTROLLER_ADDR: `${plan.bridgeIp}:${CONTROLLER_PORT}`,
         AMBIT_CA_ROOT_FILE: join(o.stateDir, 'root-cert.pem'),
         AMBIT_TOKEN_FILE: join(o.stateDir, 'tokens', n.name),
+        AMBIT_KUBECONFIG: agentKubeconfigs.get(n.name)!,
         AMBIT_CAPTURE: o.capture,
         AMBIT_CGROUP_PATH: cluster.cgroupDir,
         AMBIT_PIN_DIR: `/sys/fs/bpf/${o.prefix}-${n.name}`,
@@ -462,48 +463,6 @@ export class LocalMesh {
   }
 }
 
-/**
- * Removes what a mesh with this prefix may have left: processes in its cgroup, netns, links,
- * /etc/netns folders, bpffs pins and the cgroup itself. Safe to run when nothing is left.
- */
-export async function cleanupLeftovers(prefix: string, log?: Logger, stateDir = stateDirFor(prefix)): Promise<string[]> {
-  const removed: string[] = [];
-  let cgroupDir: string | undefined;
-  try {
-    cgroupDir = join(cgroup2Root(), cgroupName(prefix));
-  } catch {
-    cgroupDir = undefined;
-  }
-  if (cgroupDir && existsSync(cgroupDir)) {
-    const procs = (await readFile(join(cgroupDir, 'cgroup.procs'), 'utf8').catch(() => '')).split('\n').filter(Boolean);
-    if (procs.length > 0) {
-      if (existsSync(join(cgroupDir, 'cgroup.kill'))) await writeFile(join(cgroupDir, 'cgroup.kill'), '1').catch(() => undefined);
-      for (const pid of procs) signalGroup(Number(pid), 'SIGKILL');
-      removed.push(`${procs.length} process(es)`);
-      for (let i = 0; i < 50; i++) {
-        const left = (await readFile(join(cgroupDir, 'cgroup.procs'), 'utf8').catch(() => '')).trim();
-        if (!left) break;
-        await new Promise((r) => setTimeout(r, 100));
-      }
-    }
-  }
-  removed.push(...(await cleanupNetwork(prefix)));
-  if (existsSync('/sys/fs/bpf')) {
-    for (const name of await readdir('/sys/fs/bpf').catch(() => [] as string[])) {
-      if (name.startsWith(`${prefix}-`)) {
-        await rm(join('/sys/fs/bpf', name), { recursive: true, force: true });
-        removed.push(`pin ${name}`);
-      }
-    }
-  }
-  if (cgroupDir && existsSync(cgroupDir)) {
-    await removeCgroup(cgroupDir);
-    removed.push(`cgroup ${cgroupDir}`);
-  }
-  // Mount points made on the host for pods' volumes (recorded in the state folder).
-  removed.push(...(await removeRecorded(join(stateDir, MOUNTPOINTS_FILE))).map((p) => `mount point ${p}`));
-  if (removed.length > 0) log?.info({ removed }, 'removed leftovers');
-  return removed;
-}
-
 export { selects };
+/** Where a mesh keeps its state (re-exported for the tests that read it next to LocalStatus). */
+export { stateDirFor } from './plan.js';

@@ -76,3 +76,8 @@ export function planNode(prefix: string, index: number, net: number): NodePlan {
 }
 
 /** Pod IP for slot `slot` (0-based) on node `nodeIndex`. */
+
+/** The state folder of mesh `prefix` (its pid file, control socket, keys, logs): a crashed run's leftovers are found there. */
+export function stateDirFor(prefix: string): string {
+  return `/run/ambit/${prefix}`;
+}

@@ -5,6 +5,7 @@
  * runs as the securityContext says (uid, no capabilities, no_new_privs), its status carries its IP
  * and readiness, the Service's ClusterIP name resolves and balances inside pods; a pod cannot read
  * the cluster's keys or another pod's token; `kubectl delete` removes the pods and their netns.
+ * Waits are on API watches; the block's mesh lock is taken before the test's clock starts.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -13,10 +14,11 @@ import { mkdtempSync, readFileSync, rmSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { LocalCluster } from '../../src/local/cluster.js';
-import { cleanupLeftovers } from '../../src/local/mesh.js';
+import { cleanupLeftovers } from '../../src/local/cleanup.js';
 import { createLogger } from '../../src/shared/log.js';
-import { isRoot, leftovers, lockLocalMesh, meshName, repoRoot } from '../helpers/local-mesh.js';
-import { runKubectl, waitUntil } from '../integration/apiserver/helpers.js';
+import { isRoot, leftovers, lockLocalMesh, meshName, netnsGone, repoRoot } from '../helpers/local-mesh.js';
+import { kubeClientFromKubeconfig, watchUntil } from '../helpers/kube-watch.js';
+import { runKubectl } from '../integration/apiserver/helpers.js';
 
 const NET = Number(process.env['AMBIT_LOCAL_NET'] ?? '1');
 
@@ -73,12 +75,15 @@ function httpGet(url: string): Promise<string> {
   });
 }
 
+const POD_NETNS = (prefix: string): RegExp => new RegExp(`^${prefix}-n\\d+-`);
+
 function netnsList(prefix: string): string[] {
-  return spawnSync('ip', ['netns', 'list'], { encoding: 'utf8' }).stdout.split('\n').map((l) => l.split(' ')[0]!).filter((n) => new RegExp(`^${prefix}-n\\d+-`).test(n));
+  return spawnSync('ip', ['netns', 'list'], { encoding: 'utf8' }).stdout.split('\n').map((l) => l.split(' ')[0]!).filter((n) => POD_NETNS(prefix).test(n));
 }
 
+const unlock = isRoot() ? await lockLocalMesh() : undefined;
+
 test('local cluster: kubectl-applied pods run in their own netns as their securityContext says', { skip: isRoot() ? false : 'requires root (network namespaces, setpriv)' }, async (t) => {
-  const unlock = await lockLocalMesh();
   const prefix = meshName('lk');
   const stateDir = mkdtempSync(join(tmpdir(), 'ambit-lk-'));
   const log = createLogger({ level: (process.env['AMBIT_TEST_LOG'] ?? 'silent') as 'silent' });
@@ -87,7 +92,7 @@ test('local cluster: kubectl-applied pods run in their own netns as their securi
     await cluster?.stop();
     await cleanupLeftovers(prefix);
     rmSync(stateDir, { recursive: true, force: true });
-    unlock();
+    unlock?.();
   });
   await cleanupLeftovers(prefix);
   cluster = await LocalCluster.start({ prefix, nodes: 2, net: NET, stateDir, repoRoot, cwd: repoRoot, log });
@@ -140,16 +145,20 @@ test('local cluster: kubectl-applied pods run in their own netns as their securi
   // A pod that cannot run as written says why in its status.
   const bad = await kubectl(['run', 'rooty', '-n', 'lkdemo', '--image=none', '--overrides={"spec":{"securityContext":{"runAsNonRoot":true},"containers":[{"name":"rooty","image":"none","command":["sleep","60"]}]}}']);
   assert.equal(bad.code, 0, bad.stderr);
-  const reason = await waitUntil('rooty waiting with a reason', async () => {
-    const r = await kubectl(['get', 'pod', 'rooty', '-n', 'lkdemo', '-o', 'jsonpath={.status.containerStatuses[0].state.waiting.message}']);
-    return /runAsNonRoot/.test(r.stdout) ? r.stdout : undefined;
-  }, 30_000);
+  const admin = kubeClientFromKubeconfig(cluster.kubeconfigPath);
+  const reason = await watchUntil(admin, '/api/v1/namespaces/lkdemo/pods', 'rooty waiting with a reason', (items) => {
+    const statuses = items[0]?.status?.['containerStatuses'] as Array<{ state?: { waiting?: { message?: string } } }> | undefined;
+    const message = statuses?.[0]?.state?.waiting?.message;
+    return message !== undefined && /runAsNonRoot/.test(message) ? message : undefined;
+  }, { fieldSelector: 'metadata.name=rooty' });
   assert.match(reason, /would run as root/);
 
   // kubectl delete: pods stop, their netns go.
   const del = await kubectl(['delete', 'namespace', 'lkdemo', '--timeout=60s']);
   assert.equal(del.code, 0, del.stderr);
-  await waitUntil('the pods\' netns removed', () => (netnsList(prefix).length === 0 ? true : undefined), 30_000);
+  await watchUntil(admin, '/api/v1/namespaces/lkdemo/pods', 'the lkdemo pods gone', (items) => (items.length === 0 ? true : undefined));
+  await netnsGone('the pods\' netns removed', (n) => POD_NETNS(prefix).test(n));
+  assert.deepEqual(netnsList(prefix), []);
   assert.match(readFileSync(join(stateDir, 'kubeconfig'), 'utf8'), new RegExp(`server: https://10\\.240\\.${NET}\\.1:6443`));
 
   await cluster.stop();
