@@ -11,7 +11,6 @@
  */
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { errorMessage } from '../shared/errors.js';
 import type { Logger } from '../shared/log.js';
 import { createCgroup } from './cgroup.js';
 import { ClusterApi, CONTROLLER_MANAGER, NODE_IDENTITY, PROXY_IDENTITY } from './cluster-api.js';

@@ -7,7 +7,6 @@ import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { createLogger } from '../shared/log.js';
-import { errorMessage } from '../shared/errors.js';
 import { LocalMesh, type CaptureMode } from './mesh.js';
 import { serveControl } from './control.js';
 import { validateNet, validatePrefix } from './plan.js';

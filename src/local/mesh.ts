@@ -122,7 +122,6 @@ export class LocalMesh {
   /** Node and proxy-pod credentials the controller accepts. */
   private readonly tokens = new StaticTokenAuthenticator();
   private unsubscribe: (() => void) | undefined;
-  private closed = false;
 
   private constructor(private readonly opts: LocalMeshOptions) {}
 
@@ -446,7 +445,6 @@ export class LocalMesh {
 
   /** Stops everything and removes every namespace, link, cgroup, pin and process the mesh made. */
   async down(): Promise<string[]> {
-    this.closed = true;
     this.unsubscribe?.();
     if (this.agentPodsTimer) clearInterval(this.agentPodsTimer);
     await this.agentPods?.stop();

@@ -10,7 +10,6 @@
  */
 import type { Logger } from '../shared/log.js';
 import type { KubeObject } from '../controller/objects.js';
-import { errorMessage } from '../shared/errors.js';
 import { Informer, type KubeClient } from './kube-client.js';
 import { applyServiceRules, renderServiceRules, writePodDns, type ServiceRule } from './network.js';
 import type { NodePlan } from './plan.js';

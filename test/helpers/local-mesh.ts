@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url';
 
 export const repoRoot = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 export { pidAlive } from '../../src/local/mesh-lock.js';
-import { lockLocalMesh as lockPath, MESH_LOCK_PATH, pidAlive } from '../../src/local/mesh-lock.js';
+import { lockLocalMesh as lockPath, MESH_LOCK_PATH } from '../../src/local/mesh-lock.js';
 import { callControl, type ExecTarget } from '../../src/local/control.js';
 import { podCommand } from '../../src/local/exec.js';
 import type { LocalStatus } from '../../src/local/mesh.js';

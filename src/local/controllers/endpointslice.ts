@@ -100,7 +100,7 @@ export class EndpointSliceController {
 
   constructor(
     private readonly client: KubeClient,
-    private readonly log: Logger,
+    log: Logger,
   ) {
     this.queue = new WorkQueue('endpointslice', (key) => this.sync(key), log);
     const onPod = (p: KubeObject, old?: KubeObject): void => {

@@ -5,7 +5,6 @@
  * readiness, label selectors). Controllers re-derive everything from their informers' caches on
  * each pass, so a lost or repeated event never leaves them wrong.
  */
-import { errorMessage } from '../../shared/errors.js';
 import type { Logger } from '../../shared/log.js';
 import type { KubeObject, OwnerReference } from '../../controller/objects.js';
 import { labelSelectorFromObject, matchLabels } from '../apiserver/selectors.js';

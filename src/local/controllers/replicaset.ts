@@ -64,7 +64,7 @@ export class ReplicaSetController {
 
   constructor(
     private readonly client: KubeClient,
-    private readonly log: Logger,
+    log: Logger,
   ) {
     this.queue = new WorkQueue('replicaset', (key) => this.sync(key), log);
     const enqueueOwner = (pod: KubeObject): void => {
