@@ -16,7 +16,11 @@ import { Issues } from '../shared/validate.js';
 import type { Logger } from '../shared/log.js';
 import { objectKey, type KubeObject } from '../controller/objects.js';
 import { Controller, type WorkloadCaptureState } from '../controller/controller.js';
-import { generateToken, StaticTokenAuthenticator } from '../controller/callers.js';
+import { generateToken, StaticTokenAuthenticator, type Caller } from '../controller/callers.js';
+import { KubeClient as ControllerKubeClient, loadKubeConfig } from '../controller/source/kube-client.js';
+import { ISTIO_CA_AUDIENCE, TokenReviewAuthenticator } from '../controller/token-review.js';
+import { createRegistry } from '../shared/metrics.js';
+import { ambitVersion } from '../shared/version.js';
 import { AgentPods } from './agent-pods.js';
 import { AgentSupervisor } from './agents.js';
 import { cleanupLeftovers } from './cleanup.js';
@@ -119,7 +123,7 @@ export class LocalMesh {
   private agentPodsTimer: NodeJS.Timeout | undefined;
   private deployments: Informer | undefined;
   private objects: ObjectsApi | undefined;
-  /** Node and proxy-pod credentials the controller accepts. */
+  /** Credentials of the waypoint and gateway pods local mode makes (agents are checked by TokenReview). */
   private readonly tokens = new StaticTokenAuthenticator();
   private unsubscribe: (() => void) | undefined;
 
@@ -145,11 +149,21 @@ export class LocalMesh {
     const cluster = await LocalCluster.start({ prefix: o.prefix, nodes: o.nodes, net: o.net, stateDir: o.stateDir, repoRoot: o.repoRoot, cwd: o.cwd, log: o.log });
     this.cluster = cluster;
     const api = cluster.api!;
+    // Each agent presents a token of the agents' service account bound to its node, for audience
+    // istio-ca, and the controller asks the API server about it (TokenReview), as on a cluster.
     for (const n of cluster.nodes) {
-      const token = generateToken();
-      this.tokens.set(token, { kind: 'node', node: n.name });
+      const { token } = await api.token(AGENT_IDENTITY, { node: n.name, audiences: [ISTIO_CA_AUDIENCE] });
       await writeFile(join(o.stateDir, 'tokens', n.name), token, { mode: 0o600 });
     }
+    const registry = createRegistry({ build: { component: 'pilot', tag: ambitVersion() } });
+    const { token: reviewer } = await api.token(CONTROLLER_IDENTITY);
+    const reviews = new TokenReviewAuthenticator({
+      client: new ControllerKubeClient(loadKubeConfig({ text: api.kubeconfigFor(reviewer, CONTROLLER_IDENTITY) })),
+      log: o.log.child({ component: 'controller' }),
+      registry,
+    });
+    const proxyTokens = this.tokens;
+    const authenticator = { authenticate: async (token: string): Promise<Caller | undefined> => (await proxyTokens.authenticate(token)) ?? reviews.authenticate(token) };
     const adminToken = generateToken();
     await writeFile(join(o.stateDir, ADMIN_TOKEN_FILE), adminToken, { mode: 0o600 });
     const cp = await Controller.start({
@@ -157,7 +171,8 @@ export class LocalMesh {
       host: plan.bridgeIp,
       port: CONTROLLER_PORT,
       trustDomain: o.trustDomain,
-      auth: { authenticator: this.tokens },
+      auth: { authenticator },
+      registry,
       adminToken,
       admin: { host: plan.bridgeIp, port: 15014 },
       log: o.log.child({ component: 'controller' }),

@@ -97,6 +97,11 @@ test('kubectl drives a running local mesh: apply, enroll by namespace label, mTL
   await kubectl(['label', 'namespace', 'kdemo', 'istio.io/dataplane-mode=ambient']);
   await kubectl(['wait', '--for=jsonpath={.metadata.annotations.ambient\\.istio\\.io/redirection}=enabled', 'pod', '--all', '-n', 'kdemo', '--timeout=60s']);
   phase('enrollment by namespace label');
+  // The agents authenticated to the controller with their service-account tokens, checked by the
+  // API server (TokenReview): no credential of local mode's own.
+  const controllerMetrics = await (await fetch(`http://${st.controller.split(':')[0]!}:15014/metrics`)).text();
+  assert.ok(metricSum(controllerMetrics, 'ambit_token_reviews_total', { result: 'node', cached: 'false' }) >= st.nodes.length, `every agent reviewed as its node:\n${controllerMetrics.split('\n').filter((l) => l.startsWith('ambit_token_reviews_total')).join('\n')}`);
+  assert.equal(metricSum(controllerMetrics, 'ambit_token_reviews_total', { result: 'error' }), 0, 'no TokenReview failed');
   const after = await podsJson();
   assert.deepEqual(after.map((p) => p.metadata.uid).sort(), before.map((p) => p.metadata.uid).sort(), 'the same pods, not new ones');
   assert.ok(after.every((p) => (p.status.containerStatuses ?? []).every((c) => c.restartCount === 0)), 'no container restarted');
