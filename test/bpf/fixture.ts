@@ -434,3 +434,18 @@ export function captureTest(
     openBpf: async (o = {}) => own(await BpfCapture.open({ cgroupPath: o.cgroupPath ?? fx.cgroupPath, pinDir: o.pinDir ?? pinDir, log: o.log ?? silentLogger() })),
   };
 }
+
+/** Apps on [::]:8080 in every pod, answering "app <pod> from <peer>" and counting connections. */
+export function startApps(pods: Pod[], servers: net.Server[]): Map<string, number> {
+  const hits = new Map<string, number>();
+  for (const p of pods) {
+    hits.set(p.name, 0);
+    servers.push(
+      serveFd(listenInNetns(p.netnsPath, { address: '::', port: 8080 }), (s) => {
+        hits.set(p.name, hits.get(p.name)! + 1);
+        return `app ${p.name} from ${s.remoteAddress?.replace(/^::ffff:/, '')}`;
+      }),
+    );
+  }
+  return hits;
+}
