@@ -81,6 +81,8 @@ interface AgentRecord {
   pid?: number;
   restarts: number;
   stopping: boolean;
+  /** AMBIT_WORKERS for this agent, set by restartAgent; absent: the environment's (else the agent's default). */
+  workers?: number;
 }
 
 export interface PodStatus {
@@ -231,6 +233,7 @@ export class LocalMesh {
       AMBIT_ADMIN_ADDR: '127.0.0.1:15000',
       AMBIT_TRUST_DOMAIN: o.trustDomain,
       AMBIT_LOG_LEVEL: o.logLevel,
+      ...(a.workers !== undefined ? { AMBIT_WORKERS: String(a.workers) } : {}),
     };
     const logFile = createWriteStream(join(o.stateDir, 'logs', `agent-${n.name}.log`), { flags: 'a' });
     // The agent joins the mesh cgroup (so the getsockopt hook sees its accepted sockets) and runs in
@@ -256,11 +259,16 @@ export class LocalMesh {
     });
   }
 
-  /** Restarts node `name`'s agent (used by tests of agent restarts); resolves once the new one runs. */
-  async restartAgent(name: string): Promise<void> {
+  /**
+   * Restarts node `name`'s agent (used by tests of agent restarts and by the bench); resolves once
+   * the new one runs. `workers` sets its AMBIT_WORKERS from now on (null: back to the default).
+   */
+  async restartAgent(name: string, opts: { workers?: number | null } = {}): Promise<void> {
     const a = this.agents.find((x) => x.node.name === name);
     if (!a) throw new AmbitError('AMBIT_ERR_LOCAL_POD_NOT_FOUND', `no node named ${JSON.stringify(name)}`);
     await this.stopAgent(a, 'SIGKILL');
+    if (opts.workers === null) delete a.workers;
+    else if (opts.workers !== undefined) a.workers = opts.workers;
     a.stopping = false;
     this.startAgent(a);
   }
