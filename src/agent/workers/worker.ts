@@ -105,11 +105,6 @@ function main(): void {
     threadId,
   });
   const pods = new Map<string, PodDataPath>();
-  const podOf = (uid: string): PodDataPath => {
-    const p = pods.get(uid);
-    if (!p) throw new Error(`pod ${uid} is not enrolled on worker ${settings.worker}`);
-    return p;
-  };
   const forget = (uid: string, p: PodDataPath): void => {
     if (pods.get(uid) === p) pods.delete(uid);
     direct.release(uid);
@@ -148,7 +143,8 @@ function main(): void {
     forget(uid, p);
     p.destroy();
   });
-  rpc.handle('stats', (uid: string) => podOf(uid).stats());
+  // A pod unenrolled meanwhile has nothing in progress here.
+  rpc.handle('stats', (uid: string) => pods.get(uid)?.stats() ?? { active: 0, tunnels: [] });
   rpc.handle('recheck', () => data.recheck());
   rpc.handle('connections', () => data.connections());
   rpc.handle('counters', () => data.counters());
