@@ -7,6 +7,7 @@
  * - /metrics merges the workers' counters: its totals equal the per-worker sums, with the metric
  *   names and labels of a one-thread agent;
  * - a config change reaches every worker before applyConfig resolves (a policy denies on both);
+ * - the same spread with nft capture (REDIRECT is an ordinary socket lookup);
  * - a killed agent leaves its pods refused both ways (fail closed), workers or not.
  */
 import { test } from 'node:test';
@@ -20,10 +21,13 @@ import { TRAFFIC_LABELS, createProxyMetrics } from '../../src/agent/proxy/metric
 import type { Agent } from '../../src/agent/agent.js';
 import type { DataPathCounters } from '../../src/agent/datapath.js';
 import { testWorkload } from '../helpers/loopback-net.js';
-import { bpfSkipReason, captureTest, dialFrom, outcome, startApps, type Pod } from './fixture.js';
+import { silentLogger } from '../../src/shared/log.js';
+import { NftCapture } from '../../src/agent/capture/nft.js';
+import { bpfSkipReason, captureTest, dialFrom, nftSkipReason, outcome, startApps, type Pod } from './fixture.js';
 import { snapshot, startWorkerAgent } from './worker-agent.js';
 
 const skip = bpfSkipReason();
+const nftSkip = nftSkipReason();
 const stubJs = fileURLToPath(new URL('./worker-agent-stub.js', import.meta.url));
 const DIALS = 24;
 
@@ -142,6 +146,31 @@ test('two workers: connections steered by sk_lookup (15006) and redirected to 15
     );
   });
   assert.deepEqual(exits, [], 'no worker ended');
+});
+
+test('nft capture with two workers: connections redirected to 15006 and 15001 are spread over both', { skip: nftSkip }, async (t) => {
+  const { fx, servers, own } = captureTest(t, 'q', 2);
+  const [a, b] = fx.pods as [Pod, Pod];
+  startApps([a, b], servers);
+  const capture = own(new NftCapture({ log: silentLogger() }));
+  const { agent, exits } = startWorkerAgent(capture, { workers: 2 });
+  own({ uninstall: () => agent.close(200) });
+  const ports = await startAdmin(agent);
+  await agent.applyConfig(snapshot([testWorkload({ name: 'client', namespace: 'demo', ip: a.ip, netns: a.netnsPath })]));
+  assert.equal(agent.statusProvider()[0]?.captured, true);
+  for (const [what, dial, expected] of [
+    ['inbound, REDIRECT to 15006', () => dialFrom(b.netnsPath, a.ip, 8080), `app ${a.name} from ${b.ip}`],
+    ['outbound, REDIRECT to 15001', () => dialFrom(a.netnsPath, b.ip, 8080), `app ${b.name} from ${a.ip}`],
+  ] as const) {
+    const before = await workerCounters(ports.admin);
+    await dialMany(DIALS, dial, expected);
+    const served = (await workerCounters(ports.admin)).map((w, i) => w.connectionsOpened - before[i]!.connectionsOpened);
+    assert.ok(
+      served.every((n) => n > 0),
+      `${what}: both workers served connections (per worker: ${served.join(', ')})`,
+    );
+  }
+  assert.deepEqual(exits, []);
 });
 
 test('a killed agent with two workers leaves its pod refused both ways', { skip }, async (t) => {
