@@ -270,10 +270,41 @@ export interface L7Rule {
   when: L7Condition[];
 }
 
+/**
+ * An external authorizer from the mesh config's `extensionProviders` (Istio `envoyExtAuthzHttp` /
+ * `envoyExtAuthzGrpc`), resolved by the controller. Requests a CUSTOM policy matches are checked
+ * with it before DENY and ALLOW policies run.
+ */
+export interface ExtAuthzProvider {
+  name: string;
+  protocol: 'http' | 'grpc';
+  /** Service hostname (or address) of the authorizer and its port. */
+  service: string;
+  port: number;
+  /** Longest wait for its answer; Istio's default is 600s. */
+  timeoutMs: number;
+  /** A failed check (unreachable, timeout, 5xx, gRPC error) lets the request through. */
+  failOpen: boolean;
+  /** Status answered on a failed check when not failing open (default 403). */
+  statusOnError?: number;
+  /** HTTP only: prefix of the check request's path. */
+  pathPrefix?: string;
+  /** HTTP only: request headers sent in the check besides Host, Method, Path and Content-Length. */
+  includeRequestHeadersInCheck?: StringMatch[];
+  /** HTTP only: headers of an OK answer set on the upstream request (none when empty). */
+  headersToUpstreamOnAllow?: StringMatch[];
+  /** HTTP only: headers of a denial passed to the client (all but Host when absent). */
+  headersToDownstreamOnDeny?: StringMatch[];
+}
+
 export interface L7AuthorizationPolicy {
   /** `namespace/name` */
   name: string;
-  action: 'ALLOW' | 'DENY' | 'AUDIT';
+  action: 'ALLOW' | 'DENY' | 'AUDIT' | 'CUSTOM';
+  /** CUSTOM only: the provider named in `provider.name`. */
+  providerName?: string;
+  /** CUSTOM only: that provider; absent when the mesh config has no usable one, and the policy then denies what it matches (Istio). */
+  provider?: ExtAuthzProvider;
   /** No rules: ALLOW matches nothing, DENY/AUDIT match nothing (Istio). `[{}]`-style empty rule matches all. */
   rules: L7Rule[];
   dryRun: boolean;

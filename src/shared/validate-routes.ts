@@ -273,10 +273,25 @@ function trafficPolicy(issues: Issues, v: unknown, path: string): void {
   });
 }
 
+function extAuthzProvider(issues: Issues, v: unknown, path: string): void {
+  if (!isRecord(v)) return issues.add(path, 'must be an object', v);
+  if (typeof v['name'] !== 'string' || v['name'] === '') issues.add(`${path}.name`, 'must be a non-empty string', v['name']);
+  if (v['protocol'] !== 'http' && v['protocol'] !== 'grpc') issues.add(`${path}.protocol`, 'must be http or grpc', v['protocol']);
+  if (typeof v['service'] !== 'string' || v['service'] === '') issues.add(`${path}.service`, 'must be a non-empty host', v['service']);
+  if (!isInt(v['port'], 1, 65535)) issues.add(`${path}.port`, 'must be a port 1..65535', v['port']);
+  if (!isInt(v['timeoutMs'], 1)) issues.add(`${path}.timeoutMs`, 'must be a positive integer', v['timeoutMs']);
+  if (typeof v['failOpen'] !== 'boolean') issues.add(`${path}.failOpen`, 'must be a boolean', v['failOpen']);
+  if (v['statusOnError'] !== undefined && !isInt(v['statusOnError'], 100, 599)) issues.add(`${path}.statusOnError`, 'must be an HTTP status 100..599', v['statusOnError']);
+  if (v['pathPrefix'] !== undefined && (typeof v['pathPrefix'] !== 'string' || !v['pathPrefix'].startsWith('/'))) issues.add(`${path}.pathPrefix`, 'must begin with /', v['pathPrefix']);
+  for (const k of ['includeRequestHeadersInCheck', 'headersToUpstreamOnAllow', 'headersToDownstreamOnDeny']) if (v[k] !== undefined) authzMatches(issues, v[k], `${path}.${k}`);
+}
+
 function authzPolicy(issues: Issues, v: unknown, path: string): void {
   if (!isRecord(v)) return issues.add(path, 'must be an object', v);
   if (typeof v['name'] !== 'string' || !v['name'].includes('/')) issues.add(`${path}.name`, 'must be namespace/name', v['name']);
-  if (v['action'] !== 'ALLOW' && v['action'] !== 'DENY' && v['action'] !== 'AUDIT') issues.add(`${path}.action`, 'must be ALLOW, DENY or AUDIT', v['action']);
+  if (v['action'] !== 'ALLOW' && v['action'] !== 'DENY' && v['action'] !== 'AUDIT' && v['action'] !== 'CUSTOM') issues.add(`${path}.action`, 'must be ALLOW, DENY, AUDIT or CUSTOM', v['action']);
+  if (v['action'] === 'CUSTOM' && (typeof v['providerName'] !== 'string' || v['providerName'] === '')) issues.add(`${path}.providerName`, 'must name the provider of a CUSTOM policy', v['providerName']);
+  if (v['provider'] !== undefined) extAuthzProvider(issues, v['provider'], `${path}.provider`);
   if (typeof v['dryRun'] !== 'boolean') issues.add(`${path}.dryRun`, 'must be a boolean', v['dryRun']);
   if (!Array.isArray(v['rules'])) return issues.add(`${path}.rules`, 'must be a list', v['rules']);
   v['rules'].forEach((r, i) => {

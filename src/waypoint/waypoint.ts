@@ -29,7 +29,7 @@ import { selectL4Route } from './route/l4.js';
 import { pickWeighted } from './route/weighted.js';
 import { gatewayRoutes, IngressListeners } from './server/gateway.js';
 import { HboneFront, type TunnelDecision } from './server/hbone-front.js';
-import { WaypointServer, type BackendTarget, type SourceInfo } from './server/server.js';
+import { directExtAuthzDial, WaypointServer, type BackendTarget, type SourceInfo } from './server/server.js';
 import { TcpForwarder } from './server/tcp-forward.js';
 
 export interface WaypointOptions {
@@ -101,6 +101,8 @@ export class Waypoint {
       dispatch: this.upstream.dispatch,
       resolveEndpoints: opts.gateway ? (t) => this.gatewayEndpoints(t) : (t) => this.resolveEndpoints(t),
       serviceOf: (host) => this.index.serviceByHostname(host),
+      // External authorizers are reached as any backend: their service's endpoints, over HBONE when in the mesh.
+      extAuthzDial: directExtAuthzDial((t) => this.resolveEndpoints(t), (e) => this.connectL4(e)),
       ...(opts.gateway ? { gateway: opts.name } : {}),
     });
     this.tcp = new TcpForwarder(opts.registry, this.log, this.connectL4);

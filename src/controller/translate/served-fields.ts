@@ -120,7 +120,8 @@ const AUTHZ_OPERATION = ['hosts', 'notHosts', 'paths', 'notPaths', 'methods', 'n
 const AUTHORIZATION_POLICY: readonly string[] = [
   'spec.selector.matchLabels{}',
   ...TARGET_REFS,
-  'spec.action=ALLOW|DENY|AUDIT',
+  'spec.action=ALLOW|DENY|AUDIT|CUSTOM',
+  'spec.provider.name',
   ...under('spec.rules[].from[].source', AUTHZ_SOURCE),
   ...under('spec.rules[].to[].operation', AUTHZ_OPERATION),
   'spec.rules[].when[].key',
