@@ -368,22 +368,27 @@ export interface ListenerCertificate {
   secret: string;
   certPem: string;
   keyPem: string;
+  /** TLS MUTUAL: client certificates must chain to these CA certificates (the Secret's `ca.crt`). */
+  caPem?: string;
 }
 
 /**
  * One port an ingress gateway pod listens on: the Gateway servers selecting the pod merged per
  * port. HTTP is plain HTTP/1.1 and h2c; HTTPS terminates TLS with the certificate whose hosts
- * match the client's SNI (the first one when none does). Resource name `<pod ns>/<pod name>/<port>`.
+ * match the client's SNI (the first one when none does), and with `caPem` certificates (MUTUAL)
+ * requires a client certificate; TCP connections follow the gateway's `tcp` routes for the port;
+ * TLS connections (PASSTHROUGH) are routed by the ClientHello's SNI with the `tls` routes and
+ * passed through undecrypted. Resource name `<pod ns>/<pod name>/<port>`.
  */
 export interface GatewayListener {
   /** `<namespace>/<name>` of the gateway pod this listener is for. */
   pod: string;
   port: number;
-  protocol: 'HTTP' | 'HTTPS';
+  protocol: 'HTTP' | 'HTTPS' | 'TCP' | 'TLS';
   /** Gateways (`ns/name`) with a server on this port. */
   gateways: string[];
   hosts: string[];
-  /** HTTPS only: at least one. */
+  /** HTTPS only: at least one; either all or none carry a `caPem`. */
   certificates: ListenerCertificate[];
   /** HTTP only: answer every request with a 301 to the same URL over https (Istio httpsRedirect). */
   httpsRedirect?: boolean;

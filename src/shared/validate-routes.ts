@@ -404,7 +404,7 @@ export function validateGatewayListener(value: unknown, path = 'gatewayListener'
   }
   if (typeof value['pod'] !== 'string' || !/^[^/]+\/[^/]+$/.test(value['pod'])) issues.add(`${path}.pod`, 'must be namespace/name', value['pod']);
   if (!isInt(value['port'], 1, 65535)) issues.add(`${path}.port`, 'must be a port 1..65535', value['port']);
-  if (value['protocol'] !== 'HTTP' && value['protocol'] !== 'HTTPS') issues.add(`${path}.protocol`, 'must be HTTP or HTTPS', value['protocol']);
+  if (!['HTTP', 'HTTPS', 'TCP', 'TLS'].includes(String(value['protocol']))) issues.add(`${path}.protocol`, 'must be HTTP, HTTPS, TCP or TLS', value['protocol']);
   strList(issues, value['gateways'], `${path}.gateways`, { required: true });
   strList(issues, value['hosts'], `${path}.hosts`, { required: true });
   if (value['httpsRedirect'] !== undefined && typeof value['httpsRedirect'] !== 'boolean') issues.add(`${path}.httpsRedirect`, 'must be a boolean', value['httpsRedirect']);
@@ -413,7 +413,9 @@ export function validateGatewayListener(value: unknown, path = 'gatewayListener'
   if (!Array.isArray(certs)) issues.add(`${path}.certificates`, 'must be a list', typeof certs);
   else {
     if (value['protocol'] === 'HTTPS' && certs.length === 0) issues.add(`${path}.certificates`, 'must hold at least one certificate for HTTPS');
-    if (value['protocol'] === 'HTTP' && certs.length > 0) issues.add(`${path}.certificates`, 'must be empty for HTTP');
+    if (value['protocol'] !== 'HTTPS' && certs.length > 0) issues.add(`${path}.certificates`, `must be empty for ${String(value['protocol'])}`);
+    const mutual = certs.filter((c) => isRecord(c) && c['caPem'] !== undefined).length;
+    if (mutual > 0 && mutual < certs.length) issues.add(`${path}.certificates`, 'must all carry a caPem (MUTUAL) or none');
     certs.forEach((c, i) => {
       const cp = `${path}.certificates[${i}]`;
       if (!isRecord(c)) return issues.add(cp, 'must be an object');
@@ -421,6 +423,7 @@ export function validateGatewayListener(value: unknown, path = 'gatewayListener'
       if (typeof c['secret'] !== 'string' || !c['secret'].includes('/')) issues.add(`${cp}.secret`, 'must be namespace/name', c['secret']);
       if (typeof c['certPem'] !== 'string' || !PEM_CERT.test(c['certPem'])) issues.add(`${cp}.certPem`, 'must hold a PEM certificate');
       if (typeof c['keyPem'] !== 'string' || !PEM_KEY.test(c['keyPem'])) issues.add(`${cp}.keyPem`, 'must hold a PEM private key');
+      if (c['caPem'] !== undefined && (typeof c['caPem'] !== 'string' || !PEM_CERT.test(c['caPem']))) issues.add(`${cp}.caPem`, 'must hold PEM CA certificates');
     });
   }
   return issues.list;

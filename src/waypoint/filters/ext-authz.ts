@@ -21,11 +21,29 @@ import type { Duplex } from 'node:stream';
 import type * as grpc from '@grpc/grpc-js';
 import type { StringMatch } from '../../shared/model.js';
 import type { ExtAuthzProvider } from '../../shared/routes.js';
-import type { FilterRequest } from './filters.js';
+import type { RequestHeaders } from '../route/router.js';
 import { matchAuthzString } from './authz.js';
 
-/** What a check is told: the request as the filters see it, and the signal that ends it. */
-export type ExtAuthzRequest = Pick<FilterRequest, 'reqId' | 'method' | 'path' | 'authority' | 'scheme' | 'headers' | 'protocol' | 'principal' | 'port'> & { signal: AbortSignal; sourceAddress?: string };
+/** A request as the filters see it (filters.ts FilterRequest extends it). */
+export interface CheckedRequest {
+  reqId: string;
+  method: string;
+  /** Path with query. */
+  path: string;
+  authority: string;
+  /** `http` or `https`: how the request reached this proxy. */
+  scheme: string;
+  headers: RequestHeaders;
+  /** `HTTP/1.1` or `HTTP/2` (told to gRPC external authorizers). */
+  protocol: string;
+  /** The caller's SPIFFE id, when it came over mTLS. */
+  principal: string | undefined;
+  /** The service port the request was addressed to. */
+  port: number | undefined;
+}
+
+/** What a check is told: the request, and the signal that ends it (the caller went away). */
+export type ExtAuthzRequest = CheckedRequest & { signal: AbortSignal; sourceAddress?: string };
 
 export type ExtAuthzVerdict =
   | { kind: 'allow'; setHeaders: Record<string, string>; appendHeaders: Record<string, string>; removeHeaders: string[]; responseHeaders: Record<string, string>; failedOpen?: string }

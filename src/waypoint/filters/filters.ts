@@ -10,10 +10,9 @@ import type { Logger } from '../../shared/log.js';
 import type { HttpRoute, RouteConfig } from '../../shared/routes.js';
 import { RESPONSE_FLAGS, type WaypointMetrics } from '../metrics.js';
 import type { RandomSource } from '../route/weighted.js';
-import type { RequestHeaders } from '../route/router.js';
 import { redirectLocation } from '../route/redirect.js';
 import { authorizeRequest, matchPolicy, RBAC_DENIED_BODY, type AuthzRequest } from './authz.js';
-import type { ExtAuthzClient } from './ext-authz.js';
+import type { CheckedRequest, ExtAuthzClient } from './ext-authz.js';
 import { decideCors } from './cors.js';
 import { verifyJwt, type JwksCache } from './jwt.js';
 import { decideFault } from './fault.js';
@@ -29,20 +28,7 @@ export type FilterVerdict =
   | { kind: 'reply'; status: number; body: string; flag: string; grpcStatus?: number; headers?: Record<string, string> }
   | { kind: 'gone' };
 
-export interface FilterRequest {
-  reqId: string;
-  method: string;
-  path: string;
-  authority: string;
-  /** `http` or `https`: how the request reached this proxy (redirects keep it unless they set one). */
-  scheme: string;
-  headers: RequestHeaders;
-  /** The service port the request was addressed to. */
-  port: number | undefined;
-  /** The caller's SPIFFE id, when it came over mTLS. */
-  principal: string | undefined;
-  /** `HTTP/1.1` or `HTTP/2` (told to gRPC external authorizers). */
-  protocol: string;
+export interface FilterRequest extends CheckedRequest {
   /** Response flags of the request (a delay adds DI). */
   flags: string[];
   /** Aborts when the caller goes away. */
