@@ -4,7 +4,7 @@ import type { PortMapping, Service, ServicePort, Workload } from '../../shared/m
 import type { KubeObject } from '../objects.js';
 import type { TranslateIndex } from './object-index.js';
 import { detectPortProtocol } from './protocol.js';
-import { annotationsOf, asArray, asRecord, asString, matchesLabels, nsOf, sortedUnique, labelsOf } from './util.js';
+import { ANNOTATION_EXPORT_TO, annotationsOf, asArray, asRecord, asString, exportNamespaces, matchesLabels, nsOf, sortedUnique, labelsOf } from './util.js';
 import { isPodRunning, podServiceAccount } from './workloads.js';
 
 export const ANNOTATION_TRAFFIC_DISTRIBUTION = 'networking.istio.io/traffic-distribution';
@@ -65,6 +65,13 @@ function serviceVips(svc: KubeObject): string[] {
   const single = asString(svc.spec?.['clusterIP']);
   const all = ips.length > 0 ? ips : single ? [single] : [];
   return all.filter((ip) => ip !== '' && ip !== 'None');
+}
+
+/** A Service's `networking.istio.io/exportTo` annotation, as the model's exportTo (absent: everyone). */
+function exportToOf(svc: KubeObject, ns: string): Pick<Service, 'exportTo'> {
+  const raw = annotationsOf(svc)[ANNOTATION_EXPORT_TO];
+  const exportTo = raw === undefined ? undefined : exportNamespaces(raw.split(',').map((v) => v.trim()).filter((v) => v !== ''), ns);
+  return exportTo ? { exportTo } : {};
 }
 
 function routingPreference(svc: KubeObject): Service['routingPreference'] {
@@ -171,6 +178,7 @@ export function buildServices(idx: TranslateIndex, pods: readonly PodWorkload[])
       ),
       routingPreference: routingPreference(svc),
       endpoints: sortedUnique(endpoints.map((e) => e.workload.uid)),
+      ...exportToOf(svc, ns),
     });
   }
   return out;
