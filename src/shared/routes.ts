@@ -400,8 +400,13 @@ export interface GatewayListener {
   /** Gateways (`ns/name`) with a server on this port. */
   gateways: string[];
   hosts: string[];
-  /** HTTPS only: at least one; either all or none carry a `caPem`. */
+  /** HTTPS only: at least one (none with istioMutual); either all or none carry a `caPem`. */
   certificates: ListenerCertificate[];
+  /**
+   * HTTPS with tls.mode ISTIO_MUTUAL: the gateway presents its own mesh certificate and requires a
+   * client certificate with a SPIFFE identity of the mesh (which then is the request's principal).
+   */
+  istioMutual?: boolean;
   /** HTTP only: answer every request with a 301 to the same URL over https (Istio httpsRedirect). */
   httpsRedirect?: boolean;
 }

@@ -421,7 +421,11 @@ export function validateGatewayListener(value: unknown, path = 'gatewayListener'
   const certs = value['certificates'];
   if (!Array.isArray(certs)) issues.add(`${path}.certificates`, 'must be a list', typeof certs);
   else {
-    if (value['protocol'] === 'HTTPS' && certs.length === 0) issues.add(`${path}.certificates`, 'must hold at least one certificate for HTTPS');
+    const istioMutual = value['istioMutual'];
+    if (istioMutual !== undefined && typeof istioMutual !== 'boolean') issues.add(`${path}.istioMutual`, 'must be a boolean', istioMutual);
+    if (istioMutual === true && value['protocol'] !== 'HTTPS') issues.add(`${path}.istioMutual`, 'is only valid for HTTPS', istioMutual);
+    if (istioMutual === true && certs.length > 0) issues.add(`${path}.certificates`, 'must be empty with istioMutual (the gateway presents its mesh certificate)');
+    if (value['protocol'] === 'HTTPS' && istioMutual !== true && certs.length === 0) issues.add(`${path}.certificates`, 'must hold at least one certificate for HTTPS');
     if (value['protocol'] !== 'HTTPS' && certs.length > 0) issues.add(`${path}.certificates`, `must be empty for ${String(value['protocol'])}`);
     const mutual = certs.filter((c) => isRecord(c) && c['caPem'] !== undefined).length;
     if (mutual > 0 && mutual < certs.length) issues.add(`${path}.certificates`, 'must all carry a caPem (MUTUAL) or none');

@@ -126,6 +126,8 @@ export class Waypoint {
           });
         },
         source: opts.gateway.source,
+        meshCertificate: () => opts.getCertificate(opts.identity),
+        trustDomain: opts.trustDomain,
         ...(opts.gateway.listenHost ? { host: opts.gateway.listenHost } : {}),
       });
     }

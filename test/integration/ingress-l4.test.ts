@@ -1,9 +1,10 @@
 /**
- * Istio Gateway servers of protocol TCP, TLS PASSTHROUGH and HTTPS MUTUAL, from manifests-shaped
+ * Istio Gateway servers of protocol TCP, TLS PASSTHROUGH and HTTPS MUTUAL and ISTIO_MUTUAL, from manifests-shaped
  * objects through the controller's translation into a gateway-mode Waypoint listening on
  * 127.0.0.1, with real TCP, TLS and HTTPS clients and backends on other loopback addresses:
  * weighted `tcp` routes, `tls` routes by SNI with the backend's own certificate reaching the
- * client, and client certificates required and checked against the Secret's ca.crt.
+ * client, client certificates required and checked against the Secret's ca.crt, and mesh
+ * identities required (and authorized by principal) on ISTIO_MUTUAL.
  */
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
@@ -20,6 +21,7 @@ import { validateGatewayListener, validateRouteConfig } from '../../src/shared/v
 import type { ConfigState } from '../../src/shared/xds/client.js';
 import { Waypoint } from '../../src/waypoint/waypoint.js';
 import { freePort } from '../helpers/local-mesh.js';
+import { createTestCa } from '../helpers/test-ca.js';
 import { namespace, pod, service } from '../unit/translate/helpers.js';
 
 const serverCa = CertificateAuthority.generate({ trustDomain: 'server.test', ttlDays: 1 });
@@ -89,10 +91,12 @@ function tlsExchange(port: number, servername: string): Promise<{ line: string; 
   });
 }
 
-function httpsGet(port: number, client?: { certChainPem: string[]; keyPem: string }, host = 'secure.example.com'): Promise<{ status: number; body: string } | { error: string }> {
+function httpsGet(port: number, client?: { certChainPem: string[]; keyPem: string }, host = 'secure.example.com', ca = serverCa.rootCertPem): Promise<{ status: number; body: string } | { error: string }> {
   return new Promise((resolve) => {
     const req = https.request(
-      { host: '127.0.0.1', port, path: '/hello', servername: host, headers: { host }, ca: serverCa.rootCertPem, agent: false, ...(client ? { cert: client.certChainPem.join('\n'), key: client.keyPem } : {}) },
+      { host: '127.0.0.1', port, path: '/hello', servername: host, headers: { host }, ca, agent: false,
+        // The mesh certificate of an ISTIO_MUTUAL gateway names a SPIFFE identity, not the host.
+        ...(ca === serverCa.rootCertPem ? {} : { checkServerIdentity: () => undefined }), ...(client ? { cert: client.certChainPem.join('\n'), key: client.keyPem } : {}) },
       (res) => {
         let body = '';
         res.setEncoding('utf8');
@@ -108,7 +112,7 @@ function httpsGet(port: number, client?: { certChainPem: string[]; keyPem: strin
 
 const b64 = (s: string): string => Buffer.from(s).toString('base64');
 
-test('ingress gateway: a TCP server with weighted tcp routes, TLS PASSTHROUGH routed by SNI, HTTPS MUTUAL requiring client certificates', async (t) => {
+test('ingress gateway: a TCP server with weighted tcp routes, TLS PASSTHROUGH routed by SNI, HTTPS MUTUAL requiring client certificates, ISTIO_MUTUAL requiring mesh identities', async (t) => {
   const [v1, v2, tlsA, tlsB] = [await tcpBackend(t, '127.0.0.2', 'v1'), await tcpBackend(t, '127.0.0.3', 'v2'), await tlsBackend(t, '127.0.0.4', 'a.example.com'), await tlsBackend(t, '127.0.0.5', 'b.example.com')];
   const web = await listening(
     t,
@@ -118,7 +122,9 @@ test('ingress gateway: a TCP server with weighted tcp routes, TLS PASSTHROUGH ro
     }),
     '127.0.0.6',
   );
-  const port = { tcp: await freePort(), tls: await freePort(), mtls: await freePort() };
+  const port = { tcp: await freePort(), tls: await freePort(), mtls: await freePort(), mesh: await freePort() };
+  const mesh = createTestCa('cluster.local');
+  const gatewayId = 'spiffe://cluster.local/ns/istio-system/sa/istio-ingressgateway';
   const secureCert = issued(serverCa, 'secure.example.com');
   const otherCert = issued(serverCa, 'other.example.com');
   const backendPod = (name: string, ip: string) => pod(name, { ns: 'shop', ip, labels: { app: name } });
@@ -150,6 +156,7 @@ test('ingress gateway: a TCP server with weighted tcp routes, TLS PASSTHROUGH ro
           { port: { number: port.tls, name: 'tls', protocol: 'TLS' }, hosts: ['a.example.com', 'b.example.com'], tls: { mode: 'PASSTHROUGH' } },
           { port: { number: port.mtls, name: 'https', protocol: 'HTTPS' }, hosts: ['secure.example.com'], tls: { mode: 'MUTUAL', credentialName: 'secure-cred' } },
           { port: { number: port.mtls, name: 'https-other', protocol: 'HTTPS' }, hosts: ['other.example.com'], tls: { mode: 'MUTUAL', credentialName: 'other-cred' } },
+          { port: { number: port.mesh, name: 'https-mesh', protocol: 'HTTPS' }, hosts: ['mesh.example.com'], tls: { mode: 'ISTIO_MUTUAL' } },
         ],
       },
     },
@@ -180,7 +187,17 @@ test('ingress gateway: a TCP server with weighted tcp routes, TLS PASSTHROUGH ro
       apiVersion: 'networking.istio.io/v1',
       kind: 'VirtualService',
       metadata: { name: 'web', namespace: 'shop' },
-      spec: { hosts: ['secure.example.com'], gateways: ['edge'], http: [{ route: [{ destination: { host: 'web', port: { number: 8080 } } }] }] },
+      spec: { hosts: ['secure.example.com', 'mesh.example.com'], gateways: ['edge'], http: [{ route: [{ destination: { host: 'web', port: { number: 8080 } } }] }] },
+    },
+    {
+      apiVersion: 'security.istio.io/v1',
+      kind: 'AuthorizationPolicy',
+      metadata: { name: 'mesh-clients', namespace: 'shop' },
+      spec: {
+        targetRefs: [{ kind: 'Gateway', group: 'networking.istio.io', name: 'edge' }],
+        action: 'ALLOW',
+        rules: [{ from: [{ source: { principals: ['cluster.local/ns/shop/sa/client'] } }], to: [{ operation: { hosts: ['mesh.example.com'] } }] }, { to: [{ operation: { hosts: ['secure.example.com'] } }] }],
+      },
     },
   ];
   const out = translateAll(objects);
@@ -194,6 +211,7 @@ test('ingress gateway: a TCP server with weighted tcp routes, TLS PASSTHROUGH ro
       [port.tcp, 'TCP', []],
       [port.tls, 'TLS', []],
       [port.mtls, 'HTTPS', [true, true]],
+      [port.mesh, 'HTTPS', []],
     ].sort((a, b) => (a[0] as number) - (b[0] as number)),
   );
   for (const l of listeners) assert.deepEqual(validateGatewayListener(l), []);
@@ -203,11 +221,11 @@ test('ingress gateway: a TCP server with weighted tcp routes, TLS PASSTHROUGH ro
   const gw = new Waypoint({
     name: podKey,
     podIp: '127.0.0.1',
-    identity: 'spiffe://cluster.local/ns/istio-system/sa/istio-ingressgateway',
+    identity: gatewayId,
     trustDomain: 'cluster.local',
     log: silentLogger(),
     registry,
-    getCertificate: () => Promise.reject(new Error('no mesh certificates in this test')),
+    getCertificate: (id) => Promise.resolve({ identity: id, ...mesh.issue(id), rootsPem: [mesh.rootPem] }),
     gateway: { source: { workload: 'istio-ingressgateway', namespace: 'istio-system' }, listenHost: '127.0.0.1' },
   });
   t.after(() => gw.close(500));
@@ -222,7 +240,7 @@ test('ingress gateway: a TCP server with weighted tcp routes, TLS PASSTHROUGH ro
   };
   gw.applyConfig(state);
   await gw.applyListeners(state);
-  assert.deepEqual(gw.ingress!.ports().map((p) => p.protocol).sort(), ['HTTPS', 'TCP', 'TLS']);
+  assert.deepEqual(gw.ingress!.ports().map((p) => p.protocol).sort(), ['HTTPS', 'HTTPS', 'TCP', 'TLS']);
 
   // TCP: half the connections each way, bytes both ways.
   const firsts: Record<string, number> = {};
@@ -253,6 +271,13 @@ test('ingress gateway: a TCP server with weighted tcp routes, TLS PASSTHROUGH ro
   assert.ok('error' in (await httpsGet(port.mtls, issued(rogueCa, 'client.example.com'))), 'a certificate of the CA of another host on the port: refused');
   assert.equal((await httpsGet(port.mtls, issued(rogueCa, 'client.example.com'), 'other.example.com') as { status: number }).status, 404, 'that CA is good for its own host (which has no route)');
   assert.ok('error' in (await httpsGet(port.mtls, issued(clientCa, 'client.example.com'), 'other.example.com')), '... and only there');
+
+  // ISTIO_MUTUAL: the gateway's mesh certificate; clients need one of the mesh, whose identity AuthorizationPolicies see.
+  const meshGet = (id?: string) => httpsGet(port.mesh, id ? mesh.issue(id) : undefined, 'mesh.example.com', mesh.rootPem);
+  assert.deepEqual(await meshGet('spiffe://cluster.local/ns/shop/sa/client'), { status: 200, body: 'web' });
+  assert.equal(((await meshGet('spiffe://cluster.local/ns/shop/sa/other')) as { status: number }).status, 403, 'another mesh identity: the ALLOW on principals does not match');
+  assert.ok('error' in (await meshGet()), 'no client certificate: the handshake fails');
+  assert.ok('error' in (await httpsGet(port.mesh, issued(clientCa, 'client.example.com'), 'mesh.example.com', mesh.rootPem)), 'a certificate from outside the mesh: the handshake fails');
 
   const opened = (await registry.getSingleMetric('istio_tcp_connections_opened_total')?.get())?.values ?? [];
   const bySource = opened.filter((v) => v.labels['reporter'] === 'source' && v.labels['source_workload'] === 'istio-ingressgateway');

@@ -128,6 +128,7 @@ export function gatewayListeners(servers: readonly GatewayServer[], pods: readon
       }
       let protocol: GatewayListener['protocol'];
       let cert: ListenerCertificate | undefined;
+      let istioMutual = false;
       if (s.protocol === 'HTTP' || s.protocol === 'HTTP2' || s.protocol === 'GRPC') {
         if (s.tls) {
           refuse(s, 'UnsupportedProtocol', `tls on a ${s.protocol} server is not supported; use protocol HTTPS`);
@@ -145,19 +146,26 @@ export function gatewayListeners(servers: readonly GatewayServer[], pods: readon
         }
         protocol = 'HTTPS';
         cert = { hosts: hostNames(s.hosts), secret: ref, certPem: decoded.certPem, keyPem: decoded.keyPem, ...(decoded.caPem !== undefined ? { caPem: decoded.caPem } : {}) };
+      } else if (s.protocol === 'HTTPS' && s.tls?.mode === 'ISTIO_MUTUAL') {
+        protocol = 'HTTPS';
+        istioMutual = true;
       } else if (s.protocol === 'TCP' && !s.tls) {
         protocol = 'TCP';
       } else if ((s.protocol === 'TLS' || s.protocol === 'HTTPS') && s.tls?.mode === 'PASSTHROUGH') {
         protocol = 'TLS';
       } else {
         const mode = s.tls?.mode ? ` with tls.mode ${s.tls.mode}` : '';
-        refuse(s, 'UnsupportedProtocol', `protocol ${s.protocol}${mode} is not supported by ambit gateways (HTTP, HTTP2, GRPC, HTTPS with tls.mode SIMPLE or MUTUAL, TCP, and TLS with tls.mode PASSTHROUGH are)`);
+        refuse(s, 'UnsupportedProtocol', `protocol ${s.protocol}${mode} is not supported by ambit gateways (HTTP, HTTP2, GRPC, HTTPS with tls.mode SIMPLE, MUTUAL or ISTIO_MUTUAL, TCP, and TLS with tls.mode PASSTHROUGH are)`);
         continue;
       }
       const redirect = s.httpsRedirect === true;
       const cur = byPort.get(s.port);
       if (cur && cur.protocol !== protocol) {
         refuse(s, 'PortConflict', `port ${s.port} is already served as ${cur.protocol} by Gateway ${cur.gateways[0]}`);
+        continue;
+      }
+      if (cur && cur.protocol === 'HTTPS' && (cur.istioMutual === true) !== istioMutual) {
+        refuse(s, 'PortConflict', `port ${s.port} is already served ${istioMutual ? 'without' : 'with'} tls.mode ISTIO_MUTUAL by Gateway ${cur.gateways[0]}; one port cannot mix it with other modes`);
         continue;
       }
       if (cur && cert && cur.certificates.length > 0 && (cur.certificates[0]!.caPem !== undefined) !== (cert.caPem !== undefined)) {
@@ -168,7 +176,7 @@ export function gatewayListeners(servers: readonly GatewayServer[], pods: readon
         refuse(s, 'PortConflict', `port ${s.port} is already served ${redirect ? 'without' : 'with'} httpsRedirect by Gateway ${cur.gateways[0]}; one port cannot mix both`);
         continue;
       }
-      const l: GatewayListener = cur ?? { pod: podKey, port: s.port, protocol, gateways: [], hosts: [], certificates: [], ...(redirect ? { httpsRedirect: true } : {}) };
+      const l: GatewayListener = cur ?? { pod: podKey, port: s.port, protocol, gateways: [], hosts: [], certificates: [], ...(redirect ? { httpsRedirect: true } : {}), ...(istioMutual ? { istioMutual: true } : {}) };
       if (!l.gateways.includes(s.gateway)) l.gateways.push(s.gateway);
       for (const h of s.hosts) if (!l.hosts.includes(h)) l.hosts.push(h);
       if (cert) l.certificates.push(cert);

@@ -108,7 +108,7 @@ const ISTIO_GATEWAY: readonly string[] = [
   'spec.servers[].port.name',
   'spec.servers[].hosts',
   'spec.servers[].tls.httpsRedirect',
-  'spec.servers[].tls.mode=SIMPLE|MUTUAL|PASSTHROUGH',
+  'spec.servers[].tls.mode=SIMPLE|MUTUAL|PASSTHROUGH|ISTIO_MUTUAL',
   'spec.servers[].tls.credentialName',
 ];
 

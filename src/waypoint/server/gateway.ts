@@ -18,6 +18,8 @@ import type { Logger } from '../../shared/log.js';
 import { certificateFor, type GatewayListener, type HttpRoute, type RouteConfig } from '../../shared/routes.js';
 import type { ConnectionMeta } from './server.js';
 import type { Duplex } from 'node:stream';
+import { peerIdentity, type TunnelCertificate } from '../../shared/hbone/tunnel.js';
+import { tryParseSpiffeId } from '../../shared/identity.js';
 
 /**
  * The route configs a gateway pod serves: mesh configs as they are (destination policies), and the
@@ -79,6 +81,9 @@ export interface IngressListenersOptions {
   source: ConnectionMeta['source'];
   /** Address to bind (default 0.0.0.0: every address of the pod). */
   host?: string;
+  /** ISTIO_MUTUAL listeners: the gateway's own mesh certificate (current one; rotated in place), and the mesh trust domain clients must belong to. */
+  meshCertificate?: () => Promise<TunnelCertificate>;
+  trustDomain?: string;
   /** Where connections of TCP and TLS (passthrough) listeners go, with the listener as it is now. */
   acceptL4?: (socket: net.Socket, listener: { port: number; protocol: 'TCP' | 'TLS'; hosts: readonly string[] }) => void;
 }
@@ -94,6 +99,15 @@ interface OpenListener {
   contexts: Map<GatewayListener['certificates'][number], tls.SecureContext>;
   /** The listener's server hosts (TLS passthrough admits only SNI names among them). */
   hosts: readonly string[];
+  /** ISTIO_MUTUAL: re-reads the mesh certificate so rotations reach new handshakes. */
+  refresh?: NodeJS.Timeout;
+}
+
+/** How often an ISTIO_MUTUAL listener picks up a rotated mesh certificate. */
+const MESH_CERT_REFRESH_MS = 30_000;
+
+function meshContext(c: TunnelCertificate): tls.SecureContextOptions {
+  return { cert: c.certChainPem.join('\n'), key: c.keyPem, ca: c.rootsPem.join('\n'), ALPNProtocols: ['h2', 'http/1.1'] } as tls.SecureContextOptions;
 }
 
 /** The ingress ports of one gateway pod. */
@@ -121,7 +135,7 @@ export class IngressListeners {
     for (const l of want.values()) {
       const cur = this.open.get(l.port);
       if (cur) {
-        if (l.protocol === 'HTTPS') this.setCertificates(cur, l.certificates);
+        if (l.protocol === 'HTTPS' && !l.istioMutual) this.setCertificates(cur, l.certificates);
         cur.hosts = l.hosts;
         continue;
       }
@@ -148,7 +162,9 @@ export class IngressListeners {
     const meta: ConnectionMeta = { targetPort: l.port, ...(this.opts.source ? { source: this.opts.source } : {}) };
     let server: net.Server;
     const rec: OpenListener = { port: l.port, protocol: l.protocol, kind: kindOf(l), server: undefined as unknown as net.Server, certs: [], contexts: new Map(), hosts: l.hosts };
-    if (l.protocol === 'HTTPS') {
+    if (l.protocol === 'HTTPS' && l.istioMutual) {
+      server = await this.openIstioMutual(rec, meta);
+    } else if (l.protocol === 'HTTPS') {
       const first = l.certificates[0];
       if (!first) throw new Error(`port ${l.port} is HTTPS but has no certificate`);
       const ca = clientCas(l.certificates);
@@ -195,7 +211,7 @@ export class IngressListeners {
       server = net.createServer({ noDelay: true }, (s) => this.opts.accept(s, meta));
     }
     rec.server = server;
-    if (l.protocol === 'HTTPS') this.setCertificates(rec, l.certificates);
+    if (l.protocol === 'HTTPS' && !l.istioMutual) this.setCertificates(rec, l.certificates);
     const host = this.opts.host ?? '0.0.0.0';
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
@@ -209,8 +225,44 @@ export class IngressListeners {
     this.log.info({ addr: `${host}:${l.port}`, protocol: l.protocol, httpsRedirect: l.httpsRedirect === true, gateways: l.gateways, hosts: l.hosts }, 'ingress listener established');
   }
 
+  /**
+   * ISTIO_MUTUAL: TLS with the gateway's mesh certificate; the client must present a certificate
+   * of the mesh CA with a SPIFFE identity of the trust domain, which becomes the requests'
+   * principal (AuthorizationPolicy `principals` apply to it).
+   */
+  private async openIstioMutual(rec: OpenListener, meta: ConnectionMeta): Promise<tls.Server> {
+    const get = this.opts.meshCertificate;
+    if (!get || !this.opts.trustDomain) throw new Error(`port ${rec.port} is ISTIO_MUTUAL but this gateway has no mesh certificate`);
+    let current = await get();
+    const server = nodeTls.createServer({ ...meshContext(current), minVersion: 'TLSv1.2', requestCert: true, rejectUnauthorized: true }, (s) => {
+      const id = peerIdentity(s);
+      const parsed = id ? tryParseSpiffeId(id) : undefined;
+      if (!id || !parsed || parsed.trustDomain !== this.opts.trustDomain) {
+        this.log.debug({ port: rec.port, peer: id }, 'ISTIO_MUTUAL client without an identity of this mesh refused');
+        s.destroy();
+        return;
+      }
+      this.opts.accept(s, { ...meta, source: { ...meta.source, principal: id, namespace: parsed.namespace } });
+    });
+    server.on('tlsClientError', (e) => this.log.debug({ port: rec.port, err: e }, 'tls handshake failed'));
+    rec.refresh = setInterval(() => {
+      get().then(
+        (next) => {
+          if (next.certChainPem[0] === current.certChainPem[0] && next.rootsPem.join() === current.rootsPem.join()) return;
+          current = next;
+          server.setSecureContext(meshContext(next));
+          this.log.info({ port: rec.port }, 'ingress mesh certificate rotated');
+        },
+        (e: unknown) => this.log.warn({ port: rec.port, err: e }, 'mesh certificate refresh failed; the current one stays'),
+      );
+    }, MESH_CERT_REFRESH_MS);
+    rec.refresh.unref();
+    return server;
+  }
+
   /** Stops accepting on the port; connections already open stay with the WaypointServer (drained on close). */
   private closeListener(l: OpenListener): void {
+    if (l.refresh) clearInterval(l.refresh);
     this.open.delete(l.port);
     l.server.close();
     this.log.info({ port: l.port, protocol: l.protocol }, 'ingress listener closed');
@@ -224,6 +276,7 @@ export class IngressListeners {
 
 function kindOf(l: GatewayListener): string {
   if (l.httpsRedirect) return `${l.protocol}+redirect`;
+  if (l.istioMutual) return `${l.protocol}+istio-mutual`;
   return clientCas(l.certificates) ? `${l.protocol}+mutual` : l.protocol;
 }
 
