@@ -4,7 +4,8 @@
  * requests from the root namespace to the gateway pod's address over HTTP and HTTPS (certificate
  * from a kubernetes.io/tls Secret, and an httpsRedirect port), an unserved host, a Gateway whose Secret is missing, the
  * gateway's Istio metrics, the destination agent seeing the gateway's identity over HBONE, no key
- * material in any log, the gateway pod removed with the last Gateway, nothing left after down.
+ * material in any log, the gateway pod removed with the last Gateway, nothing left after down;
+ * and a TCP server whose VirtualService `tcp` route splits connections between two Services.
  */
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
@@ -268,3 +269,25 @@ test('ingress gateway → a Service bound to a waypoint: the waypoint routes, au
     for (const f of agents) assert.match(readFileSync(join(dir, f), 'utf8'), /"msg":"agent stopped"/, `${f}: the agent finished its shutdown (not killed after its drain deadline)`);
   });
 });
+
+test('ingress gateway: a TCP server carries connections into the mesh over HBONE, split by tcp route weights', { skip, timeout: 300_000 }, async (t) => {
+  const { status, gatewayReady } = await startIngressMesh(t, 'tk', [fx('app.yaml'), fx('tcp.yaml')]);
+  const gw = await gatewayReady((g) => g.listeners.some((l) => l.port === 31400 && l.protocol === 'TCP'));
+  const url = `http://${gw.ip}:31400/anything`;
+  await waitFor('a first answer through the TCP server', async () => ((await curl([url])).status === 200 ? true : undefined), 20_000);
+  const texts: Record<string, number> = {};
+  for (let i = 0; i < 40; i++) {
+    const c = await curl([url]);
+    assert.equal(c.status, 200, c.stderr);
+    const text = (JSON.parse(c.body) as { text: string }).text;
+    texts[text] = (texts[text] ?? 0) + 1;
+  }
+  assert.deepEqual(Object.keys(texts).sort(), ['reviews-b', 'reviews-v1'], JSON.stringify(texts));
+  assert.ok(texts['reviews-b']! >= 5 && texts['reviews-v1']! >= 5, `a 50/50 split of 40 connections: ${JSON.stringify(texts)}`);
+  const gwText = await fetch(gw.metrics).then((r) => r.text());
+  assert.ok(metricSum(gwText, 'istio_tcp_connections_opened_total', { reporter: 'source', source_workload: 'istio-ingressgateway' }) >= 41, 'the gateway counts the TCP connections');
+  let fromGateway = 0;
+  for (const n of (await status()).nodes) fromGateway += metricSum(await fetch(n.metrics).then((r) => r.text()), 'istio_tcp_connections_opened_total', { reporter: 'destination', source_principal: GATEWAY_ID });
+  assert.ok(fromGateway >= 41, `STRICT backends admitted the gateway's HBONE tunnels: ${fromGateway}`);
+});
+
