@@ -16,8 +16,8 @@ import { gatewayApiServers } from './gateway-api-listeners.js';
 import { translateIstioGateway } from './istio-gateway.js';
 import { buildIndex, type ObjectIndex, type TranslateCondition, type TranslateOptions } from './object-index.js';
 import { translateObject, type RouteContext } from './route-context.js';
-import { serviceConfig, translateDestinationRules } from './service-routes.js';
-import { compareStrings, nsOf } from './util.js';
+import { serviceConfig, serviceEntryConfigs, translateDestinationRules } from './service-routes.js';
+import { compareAge, compareStrings, nsOf } from './util.js';
 import { translateVirtualServices } from './virtual-service.js';
 import { REF_GATEWAY_API_GATEWAY, REF_ISTIO_GATEWAY } from '../objects.js';
 
@@ -57,6 +57,10 @@ export function buildRoutes(idx: ObjectIndex): TranslateRoutesResult {
     const cfg = serviceConfig(ctx, svc);
     ctx.services.set(cfg.hostname, svc);
     ctx.mesh.set(cfg.hostname, cfg);
+  }
+  // ServiceEntry hosts a Service does not have (oldest entry first, as the model takes them).
+  for (const se of [...idx.of('ServiceEntry')].sort(compareAge)) {
+    for (const cfg of serviceEntryConfigs(ctx, se)) if (!ctx.mesh.has(cfg.hostname)) ctx.mesh.set(cfg.hostname, cfg);
   }
   for (const gw of idx.of(REF_ISTIO_GATEWAY)) {
     translateObject(ctx, gw, () => {

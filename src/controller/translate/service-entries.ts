@@ -74,7 +74,7 @@ function rawEndpoints(spec: Record<string, unknown>, host: string, dns: Readonly
 }
 
 /** Adds the Services (and endpoint workloads) of every ServiceEntry to `services` and `workloads`. */
-export function buildServiceEntries(idx: TranslateIndex, pods: readonly PodWorkload[], services: Service[], workloads: Workload[]): void {
+export function buildServiceEntries(idx: TranslateIndex, pods: readonly PodWorkload[], services: Service[], workloads: Workload[], entries: Array<{ svc: KubeObject; service: Service }> = []): void {
   const taken = new Map<string, string>(services.map((s) => [s.hostname, `Service ${s.namespace}/${s.name}`]));
   const dns = idx.opts.dnsAnswers ?? new Map<string, readonly string[]>();
   for (const se of [...idx.of('ServiceEntry')].sort(compareAge)) {
@@ -148,7 +148,9 @@ export function buildServiceEntries(idx: TranslateIndex, pods: readonly PodWorkl
         }
       }
       const exportTo = exportNamespaces(asStrings(spec['exportTo']), ns);
-      services.push({ name: se.metadata.name, namespace: ns, hostname: host, vips, ports, subjectAltNames: asStrings(spec['subjectAltNames']), routingPreference: [], endpoints: endpoints.sort(), ...(exportTo ? { exportTo } : {}) });
+      const service: Service = { name: se.metadata.name, namespace: ns, hostname: host, vips, ports, subjectAltNames: asStrings(spec['subjectAltNames']), routingPreference: [], endpoints: endpoints.sort(), ...(exportTo ? { exportTo } : {}) };
+      services.push(service);
+      entries.push({ svc: se, service });
     });
     if (vips.length === 0) notes.push('no spec.addresses: Ambit allocates no address for the hosts, so connections to them are not served by this entry (they go where the client\'s own DNS answer points)');
     addCondition(idx, se, notes.length > 0 ? { type: CONDITION_ACCEPTED, status: 'True', reason: 'PartiallyApplied', message: notes.join('; ') } : { type: CONDITION_ACCEPTED, status: 'True', reason: 'Accepted', message: 'served by the node agents' });

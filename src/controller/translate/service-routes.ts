@@ -3,6 +3,7 @@
  * aliases, ports and waypoint), and the traffic policy (connection pool, outlier detection,
  * subsets) of the oldest DestinationRule for each host.
  */
+import { isIP } from 'node:net';
 import type { KubeObject } from '../objects.js';
 import type { ConnectionPoolPolicy, OutlierDetectionPolicy, RouteConfig, Subset, TrafficPolicy } from '../../shared/routes.js';
 import { detectPortProtocol } from './protocol.js';
@@ -33,6 +34,36 @@ export function serviceConfig(ctx: RouteContext, svc: KubeObject): RouteConfig {
   const wp = requestedWaypoint(svc, ctx.namespaces.get(ns));
   if (wp && wp !== 'none') cfg.waypoint = wp.key;
   return cfg;
+}
+
+/**
+ * The hosts of a ServiceEntry with addresses to serve (resolution STATIC, DNS, DNS_ROUND_ROBIN;
+ * no wildcards) as mesh configs, so VirtualServices, DestinationRules and a bound waypoint serve
+ * them as they serve a Service.
+ */
+export function serviceEntryConfigs(ctx: RouteContext, se: KubeObject): RouteConfig[] {
+  const spec = asRecord(se.spec);
+  const resolution = asString(spec['resolution']) ?? 'NONE';
+  if (resolution === 'NONE' || resolution === 'DYNAMIC_DNS') return [];
+  const ns = nsOf(se);
+  const ports = asArray(spec['ports'])
+    .map(asRecord)
+    .map((p) => ({ port: typeof p['number'] === 'number' ? p['number'] : 0, protocol: detectPortProtocol({ name: asString(p['name']) ?? '', appProtocol: asString(p['protocol']) ?? 'TCP' }) }))
+    .filter((p) => p.port > 0);
+  const wp = requestedWaypoint(se, ctx.namespaces.get(ns));
+  return asStrings(spec['hosts'])
+    .map((h) => h.toLowerCase())
+    .filter((h) => !h.startsWith('*'))
+    .map((hostname) => ({
+      name: `${ns}/${hostname}`,
+      namespace: ns,
+      hostname,
+      aliases: asStrings(spec['addresses']).filter((a) => isIP(a) !== 0),
+      ports,
+      routes: [],
+      authorization: [],
+      ...(wp && wp !== 'none' ? { waypoint: wp.key } : {}),
+    }));
 }
 
 function connectionPool(v: unknown): ConnectionPoolPolicy | undefined {

@@ -65,11 +65,13 @@ export function buildModel(objects: ObjectIndex): TranslateResult {
   const idx: TranslateIndex = { ...objects, conditions: [] };
   const pods: PodWorkload[] = idx.pods.filter((p) => !isPodTerminated(p)).map((pod) => ({ pod, workload: buildWorkload(idx, pod) }));
   const services = buildServices(idx, pods);
-  const entryWorkloads: Workload[] = [];
-  buildServiceEntries(idx, pods, services, entryWorkloads);
+  const byName = new Map(services.map((s) => [`${s.namespace}/${s.name}`, s]));
   const serviceObjects = idx.services
-    .map((svc) => ({ svc, service: services.find((s) => s.namespace === (svc.metadata.namespace ?? '') && s.name === svc.metadata.name) }))
+    .map((svc) => ({ svc, service: byName.get(`${svc.metadata.namespace ?? ''}/${svc.metadata.name}`) }))
     .filter((e): e is { svc: KubeObject; service: Service } => e.service !== undefined);
+  const entryWorkloads: Workload[] = [];
+  // ServiceEntries bind to a waypoint by the same labels as Services (theirs, then their namespace's).
+  buildServiceEntries(idx, pods, services, entryWorkloads, serviceObjects);
   assignWaypoints(idx, collectWaypoints(idx, pods), pods, serviceObjects);
   applyPeerAuthentication(idx, pods);
   const authorizations = buildAuthorizations(idx, pods);

@@ -109,3 +109,22 @@ test('exportTo: "." is the entry\'s namespace, "*" everyone, "~" no one; a Servi
   const exports = Object.fromEntries(r.services.map((s) => [s.name, s.exportTo]));
   assert.deepEqual(exports, { a: ['demo', 'shop'], b: undefined, c: [], d: undefined, web: ['demo', 'shop'] });
 });
+
+test('a ServiceEntry labelled istio.io/use-waypoint is bound like a Service: agents send it to the waypoint, which gets its route config and VirtualService', async () => {
+  const { translateAll } = await import('../../../src/controller/translate/translate.js');
+  const { waypointGateway } = await import('./helpers.js');
+  const entry = se('partner', { hosts: ['api.partner.example'], addresses: ['240.0.0.30'], resolution: 'STATIC', ports: [{ number: 80, name: 'http', protocol: 'HTTP' }], endpoints: [{ address: '192.0.2.30' }] });
+  entry.metadata.labels = { 'istio.io/use-waypoint': 'waypoint' };
+  const vs: KubeObject = { apiVersion: 'networking.istio.io/v1', kind: 'VirtualService', metadata: { name: 'partner', namespace: 'demo' }, spec: { hosts: ['api.partner.example'], http: [{ timeout: '2s', route: [{ destination: { host: 'api.partner.example' } }] }] } };
+  const out = translateAll([namespace('demo'), waypointGateway('waypoint', { ns: 'demo' }), entry, vs]);
+  const svc = out.model.services.find((s) => s.hostname === 'api.partner.example')!;
+  assert.equal(svc.waypoint?.name, 'demo/waypoint', 'the agents send connections to the entry through the waypoint');
+  assert.equal(out.model.conditions.find((c) => c.objectKey === 'ServiceEntry/demo/partner' && c.type === 'istio.io/WaypointBound')?.status, 'True');
+  const cfg = out.routes.routes.find((r) => r.hostname === 'api.partner.example')!;
+  assert.deepEqual({ waypoint: cfg.waypoint, aliases: cfg.aliases, ports: cfg.ports }, { waypoint: 'demo/waypoint', aliases: ['240.0.0.30'], ports: [{ port: 80, protocol: 'http' }] });
+  assert.equal(cfg.routes[0]?.timeoutMs, 2000, 'the VirtualService on the entry host is the waypoint\'s route');
+  // Unlabelled: no waypoint, still a config (VirtualServices for the host are translated).
+  const plain = translateAll([namespace('demo'), waypointGateway('waypoint', { ns: 'demo' }), se('p2', { hosts: ['b.example'], addresses: ['240.0.0.31'], resolution: 'STATIC', ports: [{ number: 80, name: 'http', protocol: 'HTTP' }], endpoints: [{ address: '192.0.2.31' }] })]);
+  assert.equal(plain.model.services[0]?.waypoint, undefined);
+  assert.equal(plain.routes.routes.find((r) => r.hostname === 'b.example')?.waypoint, undefined);
+});
