@@ -88,6 +88,8 @@ export function finishRequest(deps: TelemetryDeps, st: RequestState, res: Server
       error: status >= 500 || status === 0,
     });
   }
+  // Nothing is built for a line nobody writes (the access log's level turned off).
+  if (!deps.accessLog.isLevelEnabled('info')) return;
   deps.accessLog.info(
     {
       reqId: st.reqId,
