@@ -108,7 +108,6 @@ async function main(argv: string[]): Promise<number> {
   let agentPids = new Map<number, string>();
   if (profileDir) mkdirSync(profileDir, { recursive: true });
   const results: SectionResult[] = [];
-  const meshSections = sections.filter((s) => s.needsMesh !== false);
   if (meshNeeded) {
     progress('waiting for the local-mesh lock');
     const unlock = await lockLocalMesh(15 * 60_000);

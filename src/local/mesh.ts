@@ -18,7 +18,7 @@ import { generateToken, StaticTokenAuthenticator } from '../controller/callers.j
 import { podServiceAccount } from '../controller/translate/workloads.js';
 import { cgroup2Root, createCgroup, removeCgroup } from './cgroup.js';
 import { addPodNetwork, applyServiceRules, cleanupNetwork, createClusterNetwork, removePodNetwork, renderServiceRules, writePodDns } from './network.js';
-import { addressPlan, cgroupName, CONTROLLER_PORT, pickNode, planNode, podIp, podNetnsName, serviceIp, type NodePlan } from './plan.js';
+import { addressPlan, cgroupName, CONTROLLER_PORT, pickNode, podIp, podNetnsName, serviceIp, type NodePlan } from './plan.js';
 import { containersOf, PodProcesses } from './pods.js';
 import { RAISE_NOFILE } from './exec.js';
 import {

@@ -65,6 +65,7 @@ export const ISTIO_HTTP_METRICS = {
 /** ztunnel's config-stream (xDS) counters, which the agent and the waypoint export. */
 export const ISTIO_XDS_METRICS = {
   messages: 'istio_xds_message_total',
+  messageBytes: 'istio_xds_message_bytes_total',
   terminations: 'istio_xds_connection_terminations_total',
 } as const;
 
@@ -77,6 +78,7 @@ export const ISTIO_METRIC_LABELS: Readonly<Record<string, readonly string[]>> = 
   ...Object.fromEntries(Object.values(ISTIO_HTTP_METRICS).map((n) => [n, ISTIO_HTTP_LABELS])),
   [ISTIO_BUILD_METRIC]: ['component', 'tag'],
   [ISTIO_XDS_METRICS.messages]: ['url'],
+  [ISTIO_XDS_METRICS.messageBytes]: ['url'],
   [ISTIO_XDS_METRICS.terminations]: ['reason'],
 });
 

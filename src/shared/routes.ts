@@ -304,6 +304,18 @@ export interface RouteConfig {
   authorization: L7AuthorizationPolicy[];
   /** RequestAuthentication rules attached to this service (checked before authorization). */
   jwtRules?: JwtRule[];
+  /** Telemetry knobs in force (Istio's Telemetry kind); absent: access log on, every new trace sampled, spans reported. */
+  telemetry?: RouteTelemetry;
+}
+
+/** Access-log and tracing knobs of one route config (Istio Telemetry `accessLogging`, `tracing`). */
+export interface RouteTelemetry {
+  /** false: no access-log line for these requests. */
+  accessLog: boolean;
+  /** Percent (0-100) of requests that carry no trace decision for which a sampled trace starts. */
+  samplingPercent: number;
+  /** false: the waypoint reports no span (trace context still propagates). */
+  reportSpans: boolean;
 }
 
 /** An Istio Gateway server: the listener an ingress gateway opens. */

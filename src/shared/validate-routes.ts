@@ -346,6 +346,15 @@ export function validateRouteConfig(value: unknown, path = 'routeConfig'): Issue
   }
   if (value['jwtRules'] !== undefined) (arr(issues, value['jwtRules'], `${path}.jwtRules`) ?? []).forEach((r, i) => jwtRule(issues, r, `${path}.jwtRules[${i}]`));
   if (value['trafficPolicy'] !== undefined) trafficPolicy(issues, value['trafficPolicy'], `${path}.trafficPolicy`);
+  const tel = value['telemetry'];
+  if (tel !== undefined) {
+    if (!isRecord(tel)) issues.add(`${path}.telemetry`, 'must be an object', tel);
+    else {
+      for (const k of ['accessLog', 'reportSpans']) if (typeof tel[k] !== 'boolean') issues.add(`${path}.telemetry.${k}`, 'must be a boolean', tel[k]);
+      const pct = tel['samplingPercent'];
+      if (typeof pct !== 'number' || !(pct >= 0 && pct <= 100)) issues.add(`${path}.telemetry.samplingPercent`, 'must be a number from 0 to 100', pct);
+    }
+  }
   const rl = value['rateLimit'];
   if (rl !== undefined) {
     if (!isRecord(rl)) issues.add(`${path}.rateLimit`, 'must be an object', rl);

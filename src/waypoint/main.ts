@@ -6,7 +6,6 @@
  * gateway for its pod, opens the ingress ports the controller pushes instead of HBONE, and answers
  * /healthz/ready on 15021 once the first config is applied (Istio's ingress gateway readiness port).
  */
-import type * as http from 'node:http';
 import { nodeHttp } from '../shared/node-builtins.js';
 import { AmbitError, errorMessage } from '../shared/errors.js';
 import { formatSpiffeId } from '../shared/identity.js';

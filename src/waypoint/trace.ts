@@ -50,13 +50,15 @@ export function readTraceContext(headers: RequestHeaders): TraceContext | undefi
 
 /**
  * The waypoint's span for this request and the headers to send upstream. B3 headers are written
- * only when the request used B3 (keeps upstream requests small); traceparent always.
+ * only when the request used B3 (keeps upstream requests small); traceparent always. A request
+ * that carries a sampling decision keeps it; a new trace is sampled with `samplingPercent`
+ * (Telemetry `randomSamplingPercentage`, default 100).
  */
-export function propagateTrace(headers: RequestHeaders, random: RandomSource): { context: TraceContext; set: Record<string, string>; remove: string[] } {
+export function propagateTrace(headers: RequestHeaders, random: RandomSource, samplingPercent = 100): { context: TraceContext; set: Record<string, string>; remove: string[] } {
   const incoming = readTraceContext(headers);
   const context: TraceContext = incoming
     ? { traceId: incoming.traceId, spanId: hex(random, 16), parentSpanId: incoming.spanId, sampled: incoming.sampled }
-    : { traceId: hex(random, 32), spanId: hex(random, 16), sampled: true };
+    : { traceId: hex(random, 32), spanId: hex(random, 16), sampled: samplingPercent >= 100 || random() * 100 < samplingPercent };
   const flags = context.sampled ? '01' : '00';
   const set: Record<string, string> = { traceparent: `00-${context.traceId}-${context.spanId}-${flags}` };
   const remove: string[] = [];

@@ -9,7 +9,6 @@
  * up in the last applied state.
  */
 import * as net from 'node:net';
-import { AmbitError } from '../shared/errors.js';
 import { tryParseSpiffeId } from '../shared/identity.js';
 import type { Logger } from '../shared/log.js';
 import { createRegistry, type Registry } from '../shared/metrics.js';

@@ -7,7 +7,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as crypto from 'node:crypto';
-import net from 'node:net';
 import { silentLogger } from '../../src/shared/log.js';
 import { createRegistry } from '../../src/shared/metrics.js';
 import type { Workload } from '../../src/shared/model.js';
@@ -16,10 +15,10 @@ import type { Capture } from '../../src/agent/capture/capture.js';
 import { originalDestination } from '../../src/agent/capture/orig-dst.js';
 import { NetnsPodSockets } from '../../src/agent/proxy/netns-sockets.js';
 import type { ConfigSnapshot } from '../../src/shared/state/workloads.js';
-import { listenInNetns, socketFd } from '../../native/netns.js';
+import { socketFd } from '../../native/netns.js';
 import { testWorkload } from '../helpers/loopback-net.js';
 import { createTestCa } from '../helpers/test-ca.js';
-import { bpfSkipReason, captureTest, dialFrom, outcome, serveFd, type Pod } from './fixture.js';
+import { bpfSkipReason, captureTest, dialFrom, outcome, startApps, type Pod } from './fixture.js';
 
 const skip = bpfSkipReason();
 
@@ -51,20 +50,6 @@ function startAgent(capture: Capture): { agent: Agent; registry: ReturnType<type
 }
 
 /** Apps on [::]:8080 in every pod, answering with the peer they see and counting connections. */
-function startApps(pods: Pod[], servers: net.Server[]): Map<string, number> {
-  const hits = new Map<string, number>();
-  for (const p of pods) {
-    hits.set(p.name, 0);
-    servers.push(
-      serveFd(listenInNetns(p.netnsPath, { address: '::', port: 8080 }), (s) => {
-        hits.set(p.name, hits.get(p.name)! + 1);
-        return `app ${p.name} from ${s.remoteAddress?.replace(/^::ffff:/, '')}`;
-      }),
-    );
-  }
-  return hits;
-}
-
 test("the agent's dual-stack listeners capture a pod's IPv6 both ways; its own ports are never dialed back", { skip }, async (t) => {
   const { fx, servers, openBpf, own } = captureTest(t, 'j', 2);
   const [a, b] = fx.pods as [Pod, Pod];

@@ -276,6 +276,21 @@ export function serveFd(fd: number, reply: (s: net.Socket) => string | Promise<s
 }
 
 /** Connects a client socket and collects everything until end. */
+/** An app on port 8080 (dual-stack) in each pod, answering with its name and the peer; counts hits per pod. */
+export function startApps(pods: Pod[], servers: net.Server[]): Map<string, number> {
+  const hits = new Map<string, number>();
+  for (const p of pods) {
+    hits.set(p.name, 0);
+    servers.push(
+      serveFd(listenInNetns(p.netnsPath, { address: '::', port: 8080 }), (s) => {
+        hits.set(p.name, hits.get(p.name)! + 1);
+        return `app ${p.name} from ${s.remoteAddress?.replace(/^::ffff:/, '')}`;
+      }),
+    );
+  }
+  return hits;
+}
+
 export async function fetchText(socket: net.Socket, port?: number, host?: string): Promise<string> {
   return new Promise((resolve, reject) => {
     let data = '';

@@ -4,32 +4,17 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import net from 'node:net';
 import { silentLogger } from '../../src/shared/log.js';
 import type { Capture } from '../../src/agent/capture/capture.js';
 import { NftCapture } from '../../src/agent/capture/nft.js';
-import { listenInNetns, socketFd } from '../../native/netns.js';
-import { bpfSkipReason, captureTest, dialFrom, linksOn, nftSkipReason, outcome, serveFd, startProxies, type Pod } from './fixture.js';
+import { socketFd } from '../../native/netns.js';
+import { bpfSkipReason, captureTest, dialFrom, linksOn, nftSkipReason, outcome, startApps, startProxies, type Pod } from './fixture.js';
 
 const bpfSkip = bpfSkipReason();
 
 const nftSkip = nftSkipReason();
 
 /** Apps on 8080 in every pod, counting what reaches them. */
-function startApps(pods: Pod[], servers: net.Server[]): Map<string, number> {
-  const hits = new Map<string, number>();
-  for (const p of pods) {
-    hits.set(p.name, 0);
-    servers.push(
-      serveFd(listenInNetns(p.netnsPath, { address: '::', port: 8080 }), (s) => {
-        hits.set(p.name, hits.get(p.name)! + 1);
-        return `app ${p.name} from ${s.remoteAddress?.replace(/^::ffff:/, '')}`;
-      }),
-    );
-  }
-  return hits;
-}
-
 for (const mode of ['bpf', 'nft'] as const) {
   test(`${mode}: a pending pod refuses all its TCP both ways until it is enrolled`, { skip: mode === 'bpf' ? bpfSkip : nftSkip }, async (t) => {
     const { fx, servers, openBpf, own } = captureTest(t, mode === 'bpf' ? 'w' : 'y', 2);

@@ -11,7 +11,6 @@ import { fileURLToPath } from 'node:url';
 
 export const repoRoot = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 export { lockLocalMesh, pidAlive } from '../../src/local/mesh-lock.js';
-import { pidAlive } from '../../src/local/mesh-lock.js';
 
 export function isRoot(): boolean {
   return typeof process.getuid === 'function' && process.getuid() === 0;

@@ -12,7 +12,7 @@ export function rssBytes(pid: number | 'self' = 'self'): number {
 }
 
 /** The value of one counter series in a prom-client registry (0 when absent). */
-export async function counterValue(registry: import('prom-client').Registry, name: string, labels: Record<string, string>): Promise<number> {
+export async function counterValue(registry: import('prom-client').Registry, name: string, labels: Record<string, string> = {}): Promise<number> {
   const metric = registry.getSingleMetric(name);
   if (!metric) return 0;
   const values = (await metric.get()).values;

@@ -16,6 +16,7 @@ import { emptyHeaderOps, type HttpRoute, type RouteConfig } from '../../src/shar
 import { WaypointServer, type BackendTarget } from '../../src/waypoint/server/server.js';
 import { HttpUpstream, type Endpoint } from '../../src/waypoint/endpoint/upstream.js';
 import { seededRandom } from '../../src/waypoint/route/weighted.js';
+import { counterValue, eventually } from '../helpers/process-usage.js';
 
 type Handler = (req: http.IncomingMessage, res: http.ServerResponse, n: number) => void;
 
@@ -135,12 +136,6 @@ async function many<T>(count: number, concurrency: number, fn: (i: number) => Pr
     }),
   );
   return out;
-}
-
-async function counterValue(registry: ReturnType<typeof createRegistry>, name: string, filter: Record<string, string> = {}): Promise<number> {
-  const m = await registry.getSingleMetric(name)?.get();
-  if (!m) return 0;
-  return m.values.filter((v) => Object.entries(filter).every(([k, x]) => v.labels[k] === x)).reduce((s, v) => s + v.value, 0);
 }
 
 test.after(() => agent.destroy());
@@ -521,4 +516,30 @@ test('JWT: a RequestAuthentication with a JWKS the test serves, and an ALLOW on 
   assert.match(String(forged.headers['www-authenticate']), /^Bearer realm=.*error="invalid_token"/);
   assert.equal(seen.length, 1, 'refused requests never reached the backend');
   assert.ok(jwksFetches >= 1, 'the waypoint fetched the JWKS');
+});
+
+test('Telemetry knobs: access log off and 0% sampling for one config; a caller\'s sampling decision is kept', async (t) => {
+  const seen: string[] = [];
+  const be = await startBackend(t, (req, res, n) => {
+    seen[n] = String(req.headers['traceparent']);
+    req.resume();
+    res.end('ok');
+  });
+  const all = [route('all', { backends: [{ host: SVC, weight: 100 }] })];
+  const quiet = config(all, { telemetry: { accessLog: false, samplingPercent: 0, reportSpans: true } });
+  const w = await startWaypoint(t, [quiet], { v1: [be.port] });
+  for (let i = 0; i < 10; i++) assert.equal((await request(w.port, '/q', { host: 'reviews' })).status, 200);
+  assert.ok(await eventually(async () => (await counterValue(w.registry, 'istio_requests_total', {})) === 10), 'every request was finished (metrics come before the access line)');
+  assert.equal(w.lines.filter((l) => l['scope'] === 'access').length, 0, 'no access-log line for a config whose access log is disabled');
+  assert.equal(seen.length, 10);
+  assert.ok(seen.every((tp) => /^00-[0-9a-f]{32}-[0-9a-f]{16}-00$/.test(tp)), `new traces are not sampled at 0%: ${seen.join(' ')}`);
+  const callerId = '4bf92f3577b34da6a3ce929d0e0e4736';
+  await request(w.port, '/q', { host: 'reviews', traceparent: `00-${callerId}-00f067aa0ba902b7-01` });
+  assert.match(seen[10]!, new RegExp(`^00-${callerId}-[0-9a-f]{16}-01$`), 'a sampled caller stays sampled');
+
+  // The same waypoint with the knobs gone (the Telemetry deleted): lines and sampled traces again.
+  w.server.setRoutes([config(all)]);
+  assert.equal((await request(w.port, '/q', { host: 'reviews' })).status, 200);
+  assert.match(seen[11]!, /-01$/);
+  assert.ok(await eventually(() => w.lines.some((l) => l['scope'] === 'access')), 'the access log is back');
 });

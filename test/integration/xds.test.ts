@@ -119,6 +119,9 @@ test('subscribe, receive, ACK recorded in subscribers(), waitForSync resolves', 
   assert.equal(await metricValue(s.registry, 'pilot_xds_pushes', { type: 'workload' }), 1);
   assert.equal(await metricValue(s.registry, 'pilot_xds'), 1);
   assert.equal(await metricValue(c.registry, 'istio_xds_message_total', { url: TYPE_WORKLOAD }), 1);
+  const firstBytes = await metricValue(c.registry, 'istio_xds_message_bytes_total', { url: TYPE_WORKLOAD });
+  const bodies = [...c.client.state.workloads.values()].reduce((n, w) => n + JSON.stringify(w).length, 0);
+  assert.ok(firstBytes > bodies / 2, `the first workload response's bytes are counted (${firstBytes} for ${bodies} bytes of workloads)`);
   assert.equal(await metricValue(c.registry, 'ambit_config_connected'), 1);
   assert.equal(await metricValue(c.registry, 'ambit_config_synced', { type: 'service' }), 1);
 
@@ -128,6 +131,8 @@ test('subscribe, receive, ACK recorded in subscribers(), waitForSync resolves', 
   assert.deepEqual([...c.client.state.workloads.keys()], ['cluster1//v1/Pod/default/web-1']);
   const last = c.updates.at(-1)!.change;
   assert.deepEqual({ type: last.typeUrl, updated: last.updated, removed: last.removed }, { type: TYPE_WORKLOAD, updated: [], removed: ['cluster1//v1/Pod/default/web-2'] });
+  const deltaBytes = (await metricValue(c.registry, 'istio_xds_message_bytes_total', { url: TYPE_WORKLOAD })) - firstBytes;
+  assert.ok(deltaBytes > 0 && deltaBytes < firstBytes / 2, `a removal is a small delta on the wire (${deltaBytes} bytes after ${firstBytes})`);
   const histogram = await s.registry.getSingleMetric('ambit_config_push_latency_seconds')!.get();
   assert.equal(histogram.values.find((v) => (v as { metricName?: string }).metricName === 'ambit_config_push_latency_seconds_count')?.value, 1, 'notify → ACK latency observed once');
 });

@@ -2,14 +2,15 @@
  * Kubernetes/Istio/Gateway API objects → waypoint and ingress route configs (pure), in order:
  * Services (service-routes.ts), Istio Gateways (istio-gateway.ts), DestinationRules, Gateway API
  * routes (gateway-api.ts: HTTP, then TCP/TLS, whose routes come before a VirtualService's
- * tcp/tls routes), VirtualServices (virtual-service.ts), then L7 authorization
- * (authorization-l7.ts). An object that cannot be translated gets a condition naming the problem;
+ * tcp/tls routes), VirtualServices (virtual-service.ts), L7 authorization (authorization-l7.ts),
+ * then Telemetry knobs (telemetry.ts). An object that cannot be translated gets a condition naming the problem;
  * every other object is still translated.
  */
 import type { KubeObject } from '../objects.js';
 import type { GatewayServer, RouteConfig } from '../../shared/routes.js';
 import { translateAuthorization } from './authorization-l7.js';
 import { translateRequestAuthentication } from './request-authentication.js';
+import { translateTelemetry } from './telemetry.js';
 import { translateGatewayRoutes, translateL4GatewayRoutes } from './gateway-api.js';
 import { gatewayApiServers } from './gateway-api-listeners.js';
 import { translateIstioGateway } from './istio-gateway.js';
@@ -73,6 +74,7 @@ export function buildRoutes(idx: ObjectIndex): TranslateRoutesResult {
   translateVirtualServices(ctx, idx.of('VirtualService'), routeHosts);
   translateRequestAuthentication(ctx, idx.of('RequestAuthentication'));
   translateAuthorization(ctx, idx.of('AuthorizationPolicy'));
+  translateTelemetry(ctx, idx.of('Telemetry'));
   return { routes: finishConfigs(ctx), gateways: ctx.gatewayServers.sort((a, b) => compareStrings(`${a.gateway}:${a.port}`, `${b.gateway}:${b.port}`)), conditions: ctx.conditions };
 }
 

@@ -227,7 +227,12 @@ export const SERVED_FIELDS: ReadonlyMap<string, ServedKind> = new Map<string, Se
       ],
     },
   ],
-  ['Telemetry', { fields: [], ignoredBecause: 'Telemetry is not served yet' }],
+  [
+    'Telemetry',
+    {
+      fields: [...TARGET_REFS, 'spec.selector.matchLabels{}', 'spec.accessLogging[].disabled', 'spec.tracing[].randomSamplingPercentage', 'spec.tracing[].disableSpanReporting'],
+    },
+  ],
   ['Sidecar', { fields: [], ignoredBecause: NOT_FOR_AMBIENT }],
   ['EnvoyFilter', { fields: [], ignoredBecause: 'it patches Envoy configuration, and Ambit\'s proxies are not Envoy' }],
   ['WorkloadEntry', { fields: [], ignoredBecause: 'workloads outside Kubernetes are not served' }],

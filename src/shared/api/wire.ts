@@ -227,6 +227,8 @@ export interface DecodedDeltaConfigResponse {
   resources: DecodedResource[];
   removedResources: string[];
   nonce: string;
+  /** Bytes of the encoded message (istio_xds_message_bytes_total). */
+  wireBytes: number;
 }
 
 function decodeResource(buf: Buffer): DecodedResource {
@@ -244,7 +246,7 @@ function decodeResource(buf: Buffer): DecodedResource {
 }
 
 export function decodeDeltaConfigResponse(buf: Buffer): DecodedDeltaConfigResponse {
-  const out: DecodedDeltaConfigResponse = { systemVersionInfo: '', typeUrl: '', resources: [], removedResources: [], nonce: '' };
+  const out: DecodedDeltaConfigResponse = { systemVersionInfo: '', typeUrl: '', resources: [], removedResources: [], nonce: '', wireBytes: buf.length };
   const r = new Reader(buf);
   r.fields((no, wt) => {
     if (no < 1 || no > 5) return false;

@@ -17,7 +17,6 @@
  */
 import * as crypto from 'node:crypto';
 import type * as http2 from 'node:http2';
-import type * as tls from 'node:tls';
 import { nodeHttp2, nodeTls } from '../node-builtins.js';
 import type * as net from 'node:net';
 import { AmbitError, errorCode, errorMessage } from '../errors.js';

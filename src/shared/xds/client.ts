@@ -349,6 +349,7 @@ export class ConfigClient {
     }
     const label = typeLabel(typeUrl);
     this.metrics.messages.inc({ url: typeUrl });
+    this.metrics.messageBytes.inc({ url: typeUrl }, resp.wireBytes ?? 0);
     const systemVersion = typeof resp.systemVersionInfo === 'string' ? resp.systemVersionInfo : '';
 
     const { decoded, removed, issues } = decodeResponse(typeUrl, resp);

@@ -1,7 +1,8 @@
 /**
  * Metrics of a config stream client (agent, waypoint): connection, sync, applied and rejected
  * updates (ambit_config_*), and the two ztunnel names Istio's ztunnel dashboard reads:
- * istio_xds_connection_terminations_total{reason} and istio_xds_message_total{url}.
+ * istio_xds_connection_terminations_total{reason}, istio_xds_message_total{url} and
+ * istio_xds_message_bytes_total{url}.
  */
 import { Counter, Gauge, type Registry } from '../metrics.js';
 import { registerOnce } from './metric-util.js';
@@ -15,6 +16,7 @@ export interface ConfigClientMetrics {
   reconnects: Counter<string>;
   terminations: Counter<'reason'>;
   messages: Counter<'url'>;
+  messageBytes: Counter<'url'>;
 }
 
 /** Why a config stream ended, in ztunnel's words: the server ended it, the client restarted it, the connection failed, or another error. */
@@ -59,6 +61,12 @@ export function createConfigClientMetrics(registry: Registry): ConfigClientMetri
     messages: registerOnce(registry, ISTIO_XDS_METRICS.messages, () => new Counter({
       name: ISTIO_XDS_METRICS.messages,
       help: 'Config (xDS) responses received from the controller, by type URL.',
+      labelNames: ['url'],
+      registers: [registry],
+    })),
+    messageBytes: registerOnce(registry, ISTIO_XDS_METRICS.messageBytes, () => new Counter({
+      name: ISTIO_XDS_METRICS.messageBytes,
+      help: 'Bytes of config (xDS) responses received from the controller, by type URL.',
       labelNames: ['url'],
       registers: [registry],
     })),

@@ -51,6 +51,8 @@ export interface DeltaConfigResponseMessage {
   resources: ResourceMessage[];
   removedResources: string[];
   nonce: string;
+  /** Size of the response on the wire (set by the client's decoder; the server leaves it out). */
+  wireBytes?: number;
 }
 
 /** Loader options for config.proto, so both ends see the shapes declared above. */

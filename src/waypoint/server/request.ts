@@ -111,7 +111,8 @@ export class RequestHandler {
     st.route = route.name;
     st.service = config.hostname;
     st.serviceNamespace = config.namespace;
-    const trace = propagateTrace(req.headers, d.random);
+    st.telemetry = config.telemetry;
+    const trace = propagateTrace(req.headers, d.random, config.telemetry?.samplingPercent);
     st.traceId = trace.context.traceId;
     st.trace = trace.context;
 

@@ -9,6 +9,7 @@ import type { ExchangeRecord } from '../dispatch/dispatch.js';
 import type { ReplayableBody } from '../dispatch/replay-body.js';
 import { istioHttpLabels, peerLabels, recordIstioRequest, serviceLabelsOfHost, type IstioHttpLabels } from '../../shared/istio-metrics.js';
 import type { Service } from '../../shared/model.js';
+import type { RouteTelemetry } from '../../shared/routes.js';
 import { RESPONSE_FLAGS, type WaypointMetrics } from '../metrics.js';
 import { hostOfAuthority } from '../route/router.js';
 import type { OtlpSpanExporter, TraceContext } from '../trace.js';
@@ -47,6 +48,8 @@ export interface RequestState {
   source: SourceInfo;
   headerBytes: number;
   body?: ReplayableBody;
+  /** The route config's Telemetry knobs (absent: log, sample and report). */
+  telemetry?: RouteTelemetry;
 }
 
 export interface TelemetryDeps {
@@ -69,7 +72,7 @@ export function finishRequest(deps: TelemetryDeps, st: RequestState, res: Server
   const flags = st.flags.length > 0 ? [...new Set(st.flags)].join(',') : RESPONSE_FLAGS.NONE;
   const endpoint = st.record.endpoint;
   recordIstioRequest(deps.metrics, requestLabels(deps, st, status, flags), { durationMs, requestBytes: st.headerBytes + st.bytesIn, responseBytes: st.bytesOut });
-  if (deps.spanExporter && st.trace) {
+  if (deps.spanExporter && st.trace && st.telemetry?.reportSpans !== false) {
     deps.spanExporter.export({
       context: st.trace,
       name: `${st.service ?? hostOfAuthority(st.authority)}/*`,
@@ -88,8 +91,8 @@ export function finishRequest(deps: TelemetryDeps, st: RequestState, res: Server
       error: status >= 500 || status === 0,
     });
   }
-  // Nothing is built for a line nobody writes (the access log's level turned off).
-  if (!deps.accessLog.isLevelEnabled('info')) return;
+  // Nothing is built for a line nobody writes (turned off by Telemetry, or the level is off).
+  if (st.telemetry?.accessLog === false || !deps.accessLog.isLevelEnabled('info')) return;
   deps.accessLog.info(
     {
       reqId: st.reqId,

@@ -122,6 +122,7 @@ test('istioTcpLabels and istioHttpLabels: the full Istio set, in the table, flag
   assert.deepEqual(ISTIO_METRIC_LABELS['istio_request_duration_milliseconds'], ISTIO_HTTP_LABELS);
   assert.deepEqual(ISTIO_METRIC_LABELS['istio_build'], ['component', 'tag']);
   assert.deepEqual(ISTIO_METRIC_LABELS['istio_xds_message_total'], ['url']);
+  assert.deepEqual(ISTIO_METRIC_LABELS['istio_xds_message_bytes_total'], ['url']);
 });
 
 test('the agent and the waypoint label the same workload with the same values', () => {

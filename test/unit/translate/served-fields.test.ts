@@ -112,10 +112,10 @@ test('every kind Ambit reads from Istio or Gateway API is in the served-fields t
 });
 
 test('translate() lists each object\'s field warning among its conditions, one per object', () => {
-  const objects = [vs([{ route: [{ destination: { host: 'reviews' } }] }], { exportTo: ['*'] }), { apiVersion: 'telemetry.istio.io/v1', kind: 'Telemetry', metadata: { name: 't', namespace: 'shop' }, spec: {} }];
+  const objects = [vs([{ route: [{ destination: { host: 'reviews' } }] }], { exportTo: ['*'] }), { apiVersion: 'networking.istio.io/v1', kind: 'Sidecar', metadata: { name: 't', namespace: 'shop' }, spec: {} }];
   const warnings = translate(objects).conditions.filter((c) => c.type === CONDITION_WARNING);
   assert.deepEqual(
     warnings.map((w) => w.objectKey),
-    ['Telemetry/shop/t', 'VirtualService/shop/r'],
+    ['Sidecar/shop/t', 'VirtualService/shop/r'],
   );
 });

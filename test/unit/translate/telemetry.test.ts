@@ -1,0 +1,84 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import type { KubeObject } from '../../../src/controller/objects.js';
+import { translateRoutes } from '../../../src/controller/translate/routes.js';
+import { telemetryKnobs } from '../../../src/controller/translate/telemetry.js';
+import { validateRouteConfig } from '../../../src/shared/validate-routes.js';
+import { namespace, service, waypointGateway } from './helpers.js';
+
+function telemetry(name: string, ns: string, spec: Record<string, unknown>, created = '2026-01-01T00:00:00Z'): KubeObject {
+  return { apiVersion: 'telemetry.istio.io/v1', kind: 'Telemetry', metadata: { name, namespace: ns, creationTimestamp: created }, spec };
+}
+
+/** shop (waypoint `waypoint` for the namespace) with reviews and ratings; web in another namespace without a waypoint. */
+const cluster: KubeObject[] = [
+  namespace('shop', { 'istio.io/use-waypoint': 'waypoint' }),
+  namespace('web'),
+  waypointGateway('waypoint', { ns: 'shop' }),
+  service('reviews', { ns: 'shop', clusterIP: '10.96.0.11' }),
+  service('ratings', { ns: 'shop', clusterIP: '10.96.0.12' }),
+  service('front', { ns: 'web', clusterIP: '10.96.0.13' }),
+];
+
+function knobsOf(objects: KubeObject[]): Record<string, unknown> {
+  const out = translateRoutes([...cluster, ...objects]);
+  for (const r of out.routes) assert.deepEqual(validateRouteConfig(r), [], r.name);
+  return Object.fromEntries(out.routes.map((r) => [r.hostname.split('.')[0], r.telemetry]));
+}
+
+test('telemetryKnobs: disabled entries turn the log off only when every entry is disabled; tracing reads the first entry', () => {
+  assert.deepEqual(telemetryKnobs({}), {});
+  assert.deepEqual(telemetryKnobs({ accessLogging: [{ disabled: true }] }), { accessLog: false });
+  assert.deepEqual(telemetryKnobs({ accessLogging: [{ disabled: true }, { providers: [{ name: 'envoy' }] }] }), { accessLog: true });
+  assert.deepEqual(telemetryKnobs({ tracing: [{ randomSamplingPercentage: 2.5, disableSpanReporting: true }] }), { samplingPercent: 2.5, reportSpans: false });
+  assert.deepEqual(telemetryKnobs({ tracing: [{ randomSamplingPercentage: 101 }] }), {}, 'an out-of-range percentage (refused by validation) sets nothing');
+});
+
+test('no Telemetry: configs carry no telemetry (the waypoint defaults apply)', () => {
+  assert.deepEqual(knobsOf([]), { front: undefined, ratings: undefined, reviews: undefined });
+});
+
+test('mesh default < namespace < targetRefs, knob by knob', () => {
+  const got = knobsOf([
+    telemetry('mesh', 'istio-system', { tracing: [{ randomSamplingPercentage: 1 }] }),
+    telemetry('ns', 'shop', { accessLogging: [{ disabled: true }] }),
+    telemetry('reviews', 'shop', { targetRefs: [{ kind: 'Service', group: '', name: 'reviews' }], tracing: [{ randomSamplingPercentage: 100, disableSpanReporting: true }] }),
+  ]);
+  assert.deepEqual(got, {
+    front: { accessLog: true, samplingPercent: 1, reportSpans: true },
+    ratings: { accessLog: false, samplingPercent: 1, reportSpans: true },
+    reviews: { accessLog: false, samplingPercent: 100, reportSpans: false },
+  });
+});
+
+test('a waypoint Gateway target applies to every Service bound to it; at one level the oldest object wins', () => {
+  const got = knobsOf([
+    telemetry('newer', 'shop', { targetRef: { kind: 'Gateway', group: 'gateway.networking.k8s.io', name: 'waypoint' }, tracing: [{ randomSamplingPercentage: 50 }] }, '2026-02-01T00:00:00Z'),
+    telemetry('older', 'shop', { targetRef: { kind: 'Gateway', group: 'gateway.networking.k8s.io', name: 'waypoint' }, tracing: [{ randomSamplingPercentage: 20 }] }, '2026-01-01T00:00:00Z'),
+  ]);
+  assert.deepEqual(got, {
+    front: undefined,
+    ratings: { accessLog: true, samplingPercent: 20, reportSpans: true },
+    reviews: { accessLog: true, samplingPercent: 20, reportSpans: true },
+  });
+});
+
+test('a selector Telemetry changes nothing and says why; a missing target is named', () => {
+  const out = translateRoutes([
+    ...cluster,
+    telemetry('sel', 'shop', { selector: { matchLabels: { app: 'reviews' } }, accessLogging: [{ disabled: true }] }),
+    telemetry('gone', 'shop', { targetRefs: [{ kind: 'Service', group: '', name: 'nope' }], accessLogging: [{ disabled: true }] }),
+  ]);
+  assert.ok(out.routes.every((r) => r.telemetry === undefined));
+  const byObject = Object.fromEntries(out.conditions.map((c) => [c.objectKey, `${c.reason}: ${c.message}`]));
+  assert.match(byObject['Telemetry/shop/sel'] ?? '', /^NotEnforced: .*selector.*sidecars/);
+  assert.match(byObject['Telemetry/shop/gone'] ?? '', /^PartiallyApplied: target Service shop\/nope does not exist/);
+});
+
+test('validateRouteConfig names a bad telemetry knob', () => {
+  const cfg = { name: 'shop/a', namespace: 'shop', hostname: 'a', aliases: [], ports: [], routes: [], authorization: [], telemetry: { accessLog: 'no', samplingPercent: 200, reportSpans: true } };
+  assert.deepEqual(
+    validateRouteConfig(cfg).map((i) => i.path),
+    ['routeConfig.telemetry.accessLog', 'routeConfig.telemetry.samplingPercent'],
+  );
+});
