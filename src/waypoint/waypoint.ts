@@ -156,19 +156,41 @@ export class Waypoint {
   /** Mesh route configs by Service hostname (their L4 routes pick TCP and TLS backends). */
   private meshConfigs = new Map<string, RouteConfig>();
 
+  /**
+   * Endpoints resolved under the config state in force, by `host|port` and subset labels (the
+   * labels object of a route's backend is the same for every request under one state). Emptied
+   * when a state is applied. Callers never change the arrays.
+   */
+  private endpointCache = new Map<string, { all?: Endpoint[]; bySubset: WeakMap<object, Endpoint[]> }>();
+
   /** Applies a config stream state (validated on receipt by the config client). */
   applyConfig(state: ConfigState): void {
     const routes = this.routesOf(state);
     this.server.setRoutes(routes);
     this.meshConfigs = new Map(routes.filter((r) => r.gateway === undefined).map((r) => [r.hostname, r]));
     this.index = new WorkloadIndex(state);
+    this.endpointCache = new Map();
   }
 
   /**
    * Healthy endpoints of a backend: service port → pod target port, filtered by subset labels. A
    * pod address as the host (original destination, workload-bound waypoint) is that pod itself.
+   * Resolved once per config state and backend (every request to a backend asks).
    */
   resolveEndpoints(target: BackendTarget): Endpoint[] {
+    const key = `${target.host}|${target.port}`;
+    let entry = this.endpointCache.get(key);
+    if (!entry) this.endpointCache.set(key, (entry = { bySubset: new WeakMap() }));
+    const labels = target.subsetLabels;
+    const cached = labels ? entry.bySubset.get(labels) : entry.all;
+    if (cached) return cached;
+    const out = this.endpointsNow(target);
+    if (labels) entry.bySubset.set(labels, out);
+    else entry.all = out;
+    return out;
+  }
+
+  private endpointsNow(target: BackendTarget): Endpoint[] {
     const svc = this.index.serviceByHostname(target.host);
     if (!svc) {
       const w = this.index.workloadByIp(target.host);
