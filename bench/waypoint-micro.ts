@@ -2,7 +2,7 @@
  * Waypoint micro-benchmark on loopback (no mesh, no root): what one request costs the waypoint's
  * L7 server, next to haproxy on the same backend in the same run.
  *   node dist/bench/waypoint-micro.js [--connections 8] [--seconds 5] [--warmup-seconds 1]
- *        [--rounds 1] [--no-haproxy] [--max-requests N] [--hbone]
+ *        [--rounds 1] [--no-haproxy] [--max-requests N] [--hbone [--workers N] [--sessions S]]
  * This process holds a WaypointServer (plain listener on 127.0.0.1, one VirtualService-style
  * route `prefix /` → `backend:8080`, access log and metrics on, lines written to /dev/null); the
  * backend (the demo http-echo) and the load generator (bench/l7-load.ts, 8 keep-alive HTTP/1.1
@@ -10,7 +10,11 @@
  * this process holds the whole Waypoint as in a waypoint pod: the load arrives in 8 HBONE CONNECT
  * streams (mTLS, one HTTP/2 session, as from a node's agent) and goes upstream over HBONE to a
  * destination agent (the agent's InboundHbone) in front of the backend; the caller, that agent
- * and the backend run in one child process (test/helpers/loopback-net.ts, 127.0.0.0/8). haproxy (one
+ * and the backend run in one child process (test/helpers/loopback-net.ts, 127.0.0.0/8). With
+ * `--workers N` the Waypoint runs on N worker threads (src/waypoint/workers.ts, SO_REUSEPORT) and
+ * goes upstream in plain TCP to the backend (CPU is the whole process's, every thread); the
+ * kernel spreads TLS connections, not streams, so `--sessions S` spreads the load connections
+ * over S HBONE sessions (default 1, as from one node's agent). haproxy (one
  * thread, as in the L7 section) runs against the same backend. CPU per request is the process's
  * CPU time during the load divided by the requests answered (warm-up included, as the section
  * does). Profile the waypoint with `node --cpu-prof --cpu-prof-dir=DIR dist/bench/waypoint-micro.js`.
@@ -35,10 +39,13 @@ import { cpuSeconds, repoRoot } from './mesh.js';
 import type { TunnelCertificate } from '../src/shared/hbone/tunnel.js';
 import type { Service } from '../src/shared/model.js';
 import { Waypoint } from '../src/waypoint/waypoint.js';
+import { WaypointWorkers } from '../src/waypoint/workers.js';
+import type { ConfigState } from '../src/shared/xds/client.js';
 import * as net from 'node:net';
 import { createInterface } from 'node:readline';
 import { createLoopbackMesh, testWorkload } from '../test/helpers/loopback-net.js';
-import { hboneRequest, hboneSession } from '../test/helpers/hbone-client.js';
+import { hboneRequest, hboneTls } from '../test/helpers/hbone-client.js';
+import * as http2 from 'node:http2';
 import { runHttpLoad } from './l7-load.js';
 import { workloadIdentity } from '../src/shared/state/workloads.js';
 
@@ -46,6 +53,10 @@ const HOST = 'backend.bench-l7.svc.cluster.local';
 
 interface Opts {
   hbone: boolean;
+  /** HBONE sessions the load connections are spread over. */
+  sessions: number;
+  /** Worker threads (HBONE mode); undefined: the Waypoint on the main thread. */
+  workers: number | undefined;
   connections: number;
   seconds: number;
   warmupSeconds: number;
@@ -151,11 +162,21 @@ const NET = `127.${10 + (process.pid % 200)}.9.`;
 const VIP = '10.96.0.80';
 const IDS = { waypoint: 'spiffe://cluster.local/ns/bench-l7/sa/bench-waypoint', client: 'spiffe://cluster.local/ns/bench-l7/sa/l7-client' };
 
-function workloads(base: string): { backend: ReturnType<typeof testWorkload>; client: ReturnType<typeof testWorkload> } {
+function workloads(base: string, plainUpstream = false): { backend: ReturnType<typeof testWorkload>; client: ReturnType<typeof testWorkload> } {
   return {
-    backend: testWorkload({ name: 'backend', namespace: 'bench-l7', ip: base + '2', serviceAccount: 'l7-backend', services: { [`bench-l7/${HOST}`]: [{ servicePort: 8080, targetPort: 8080 }] } }),
+    backend: testWorkload({ name: 'backend', namespace: 'bench-l7', ip: base + '2', serviceAccount: 'l7-backend', services: { [`bench-l7/${HOST}`]: [{ servicePort: 8080, targetPort: 8080 }] }, ...(plainUpstream ? { tunnelProtocol: 'NONE' as const } : {}) }),
     client: testWorkload({ name: 'client', namespace: 'bench-l7', ip: base + '3', serviceAccount: 'l7-client' }),
   };
+}
+
+/** An HBONE session as the agent's pool opens one: mTLS, h2, no Nagle delay; resolves on the server's SETTINGS. */
+async function tunnelSession(host: string, port: number, cert: TunnelCertificate, localAddress: string): Promise<http2.ClientHttp2Session> {
+  const socket = hboneTls({ host, port, cert, localAddress });
+  socket.setNoDelay(true);
+  const session = http2.connect(`https://${host}:${port}`, { createConnection: () => socket });
+  session.on('error', () => undefined);
+  await once(session, 'remoteSettings');
+  return session;
 }
 
 /**
@@ -170,12 +191,15 @@ async function hbonePeer(base: string, o: Opts): Promise<void> {
   const echo = createHttpEcho({ text: 'l7', pod: 'backend', failStatus: 500, delayMs: 0 });
   const l = await mesh.net.pod(w.backend.addresses[0]!).listen(8080);
   l.on('connection', (s) => echo.emit('connection', s));
+  // The same backend on its address's real port 8080, for waypoint workers going upstream in plain TCP.
+  await new Promise<void>((resolve) => echo.listen(8080, w.backend.addresses[0]!, () => resolve()));
   const hello = { waypointCert: mesh.certFor(IDS.waypoint), inboundPort: mesh.net.realPort(w.backend.addresses[0]!, 15008) };
   process.stdout.write(JSON.stringify(hello) + '\n');
   for await (const line of createInterface({ input: process.stdin })) {
     const port = Number(line.trim());
     if (!Number.isInteger(port) || port <= 0) break;
-    const session = await hboneSession({ host: base + '1', port, cert: mesh.certFor(IDS.client), localAddress: w.client.addresses[0]! });
+    const sessions = await Promise.all(Array.from({ length: o.sessions }, () => tunnelSession(base + '1', port, mesh.certFor(IDS.client), w.client.addresses[0]!)));
+    let next = 0;
     const r = await runHttpLoad({
       host: base + '1',
       port,
@@ -186,12 +210,12 @@ async function hbonePeer(base: string, o: Opts): Promise<void> {
       warmupSeconds: o.warmupSeconds,
       maxRequests: o.maxRequests,
       open: async () => {
-        const { status, stream } = await hboneRequest(session, { ':authority': `${VIP}:8080` });
+        const { status, stream } = await hboneRequest(sessions[next++ % sessions.length]!, { ':authority': `${VIP}:8080` });
         if (status !== 200) throw new Error(`CONNECT answered ${status}`);
         return stream;
       },
     });
-    session.destroy();
+    for (const s of sessions) s.destroy();
     process.stdout.write(JSON.stringify(r) + '\n');
   }
   echo.closeAllConnections();
@@ -200,7 +224,7 @@ async function hbonePeer(base: string, o: Opts): Promise<void> {
 }
 
 interface HboneRig {
-  waypoint: Waypoint;
+  close(): Promise<void>;
   port: number;
   peer: ChildProcess;
   /** One load run through the waypoint; resolves with the peer's result. */
@@ -209,7 +233,7 @@ interface HboneRig {
 
 /** The whole Waypoint (HBONE front, L7 server, HBONE upstream) with the config a controller would push. */
 async function startHboneRig(o: Opts): Promise<HboneRig> {
-  const peer = spawn(process.execPath, [new URL(import.meta.url).pathname, '--role', 'hbone-peer', '--net', NET, '--connections', String(o.connections), '--seconds', String(o.seconds), '--warmup-seconds', String(o.warmupSeconds), '--max-requests', String(o.maxRequests)], { stdio: ['pipe', 'pipe', 'inherit'], env: { ...process.env, NODE_OPTIONS: '' } });
+  const peer = spawn(process.execPath, [new URL(import.meta.url).pathname, '--role', 'hbone-peer', '--net', NET, '--sessions', String(o.sessions), '--connections', String(o.connections), '--seconds', String(o.seconds), '--warmup-seconds', String(o.warmupSeconds), '--max-requests', String(o.maxRequests)], { stdio: ['pipe', 'pipe', 'inherit'], env: { ...process.env, NODE_OPTIONS: '' } });
   const lines = createInterface({ input: peer.stdout! })[Symbol.asyncIterator]();
   const next = async (): Promise<string> => {
     const r = await lines.next();
@@ -217,9 +241,41 @@ async function startHboneRig(o: Opts): Promise<HboneRig> {
     return r.value;
   };
   const hello = JSON.parse(await next()) as { waypointCert: TunnelCertificate; inboundPort: number };
-  const w = workloads(NET);
+  const w = workloads(NET, o.workers !== undefined);
   const service: Service = { name: 'backend', namespace: 'bench-l7', hostname: HOST, vips: [VIP], ports: [{ name: 'http', port: 8080, targetPort: 8080, protocol: 'http' }], subjectAltNames: [], routingPreference: [], endpoints: [w.backend.uid] };
   const config = routeConfig();
+  const state = {
+    workloads: new Map([w.backend, w.client].map((x) => [x.uid, x])),
+    services: new Map([[`bench-l7/${HOST}`, service]]),
+    authorizations: new Map(),
+    routes: new Map([[config.name, config]]),
+    versions: new Map(),
+    systemVersions: new Map(),
+  };
+  if (workloadIdentity(w.client) !== IDS.client) throw new Error(`client identity ${workloadIdentity(w.client)} is not ${IDS.client}`);
+  const serving = o.workers !== undefined ? await startWorkers(o.workers, hello.waypointCert, state) : await startInProcess(hello, state);
+  const port = serving.port;
+  return {
+    close: () => serving.close(),
+    port,
+    peer,
+    async run() {
+      peer.stdin!.write(`${port}\n`);
+      const r = JSON.parse(await next()) as L7LoadResult & { error?: string };
+      if (r.error) throw new Error(`load generator: ${r.error}`);
+      return r;
+    },
+  };
+}
+
+async function startWorkers(count: number, cert: TunnelCertificate, state: ConfigState): Promise<{ port: number; close(): Promise<void> }> {
+  const workers = await WaypointWorkers.start({ count, init: { waypoint: { name: 'bench-l7/bench-waypoint', podIp: NET + '1', identity: IDS.waypoint, trustDomain: 'cluster.local' }, logLevel: 'info' }, log: devNullLogger(), getCertificate: async () => cert });
+  await workers.applyConfig(state);
+  const port = await workers.listenHbone(0, NET + '1');
+  return { port, close: () => workers.close(1000) };
+}
+
+async function startInProcess(hello: { waypointCert: TunnelCertificate; inboundPort: number }, state: ConfigState): Promise<{ port: number; close(): Promise<void> }> {
   const waypoint = new Waypoint({
     name: 'bench-l7/bench-waypoint',
     podIp: NET + '1',
@@ -231,27 +287,9 @@ async function startHboneRig(o: Opts): Promise<HboneRig> {
     // The destination agent's 15008 is an ephemeral port in the peer's loopback net.
     connectTcp: (a) => net.connect({ host: a.address, port: a.port === 15008 ? hello.inboundPort : a.port, noDelay: true }),
   });
-  waypoint.applyConfig({
-    workloads: new Map([w.backend, w.client].map((x) => [x.uid, x])),
-    services: new Map([[`bench-l7/${HOST}`, service]]),
-    authorizations: new Map(),
-    routes: new Map([[config.name, config]]),
-    versions: new Map(),
-    systemVersions: new Map(),
-  });
-  if (workloadIdentity(w.client) !== IDS.client) throw new Error(`client identity ${workloadIdentity(w.client)} is not ${IDS.client}`);
+  waypoint.applyConfig(state);
   const { port } = await waypoint.listenHbone(0, NET + '1');
-  return {
-    waypoint,
-    port,
-    peer,
-    async run() {
-      peer.stdin!.write(`${port}\n`);
-      const r = JSON.parse(await next()) as L7LoadResult & { error?: string };
-      if (r.error) throw new Error(`load generator: ${r.error}`);
-      return r;
-    },
-  };
+  return { port, close: () => waypoint.close(1000) };
 }
 
 async function main(argv: string[]): Promise<void> {
@@ -266,6 +304,8 @@ async function main(argv: string[]): Promise<void> {
       'max-requests': { type: 'string', default: '1000000' },
       'no-haproxy': { type: 'boolean', default: false },
       hbone: { type: 'boolean', default: false },
+      workers: { type: 'string' },
+      sessions: { type: 'string', default: '1' },
       net: { type: 'string' },
     },
   });
@@ -274,7 +314,7 @@ async function main(argv: string[]): Promise<void> {
     s.listen(0, '127.0.0.1', () => process.stdout.write(`${(s.address() as AddressInfo).port}\n`));
     return;
   }
-  const o: Opts = { hbone: values.hbone!, connections: Number(values.connections), seconds: Number(values.seconds), warmupSeconds: Number(values['warmup-seconds']), rounds: Number(values.rounds), haproxy: !values['no-haproxy'], maxRequests: Number(values['max-requests']) };
+  const o: Opts = { hbone: values.hbone!, workers: values.workers !== undefined ? Number(values.workers) : undefined, sessions: Number(values.sessions), connections: Number(values.connections), seconds: Number(values.seconds), warmupSeconds: Number(values['warmup-seconds']), rounds: Number(values.rounds), haproxy: !values['no-haproxy'], maxRequests: Number(values['max-requests']) };
   for (const [k, v] of Object.entries(o)) if (typeof v === 'number' && !(Number.isFinite(v) && v > 0) && k !== 'warmupSeconds') throw new Error(`--${k}: a positive number, got ${v}`);
   if (values.role === 'hbone-peer') return hbonePeer(values.net ?? NET, o);
   const dir = mkdtempSync(join(tmpdir(), 'ambit-wpmicro-'));
@@ -307,7 +347,7 @@ async function main(argv: string[]): Promise<void> {
     }
     if (rig) {
       rig.peer.stdin!.end('0\n');
-      await rig.waypoint.close(1000);
+      await rig.close();
     }
     const med = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
     const summary: Record<string, number> = { waypointReqPerSec: med(results.map((r) => r.waypoint.reqPerSec)), waypointCpuUsPerRequest: med(results.map((r) => r.waypoint.cpuUsPerRequest)) };

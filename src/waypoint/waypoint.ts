@@ -51,6 +51,8 @@ export interface WaypointOptions {
    * mesh routes; `source` is who the requests come from in telemetry (the gateway workload).
    */
   gateway?: { source: SourceInfo; listenHost?: string };
+  /** Listen with SO_REUSEPORT (HBONE and ingress ports): one of several worker threads (workers.ts). */
+  reusePort?: boolean;
 }
 
 export class Waypoint {
@@ -118,6 +120,7 @@ export class Waypoint {
         accept: (conn, meta) => this.server.acceptConnection(conn, meta),
         source: opts.gateway.source,
         ...(opts.gateway.listenHost ? { host: opts.gateway.listenHost } : {}),
+        ...(opts.reusePort ? { reusePort: true } : {}),
       });
     }
   }
@@ -327,7 +330,7 @@ export class Waypoint {
 
   /** Opens the HBONE listener (mTLS, h2 CONNECT); each accepted stream is served as HTTP or TCP. */
   listenHbone(port: number, host = '0.0.0.0'): Promise<net.AddressInfo> {
-    return this.hbone.listen(port, host);
+    return this.hbone.listen(port, host, this.opts.reusePort === true);
   }
 
   async close(deadlineMs = 5000): Promise<void> {

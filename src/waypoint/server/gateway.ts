@@ -70,6 +70,8 @@ export interface IngressListenersOptions {
   source: ConnectionMeta['source'];
   /** Address to bind (default 0.0.0.0: every address of the pod). */
   host?: string;
+  /** SO_REUSEPORT on every port (the worker threads of one gateway listen on the same ports). */
+  reusePort?: boolean;
 }
 
 interface OpenListener {
@@ -165,7 +167,7 @@ export class IngressListeners {
     const host = this.opts.host ?? '0.0.0.0';
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
-      server.listen({ port: l.port, host, backlog: 1024 }, () => {
+      server.listen({ port: l.port, host, backlog: 1024, ...(this.opts.reusePort ? { reusePort: true } : {}) }, () => {
         server.removeListener('error', reject);
         resolve();
       });
