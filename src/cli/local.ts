@@ -10,11 +10,12 @@ import { parseArgs } from 'node:util';
 import { AmbitError, isAmbitError } from '../shared/errors.js';
 import { parseDuration } from '../shared/duration.js';
 import { ENV_LOCAL_NAME, ENV_LOCAL_NET } from '../shared/env.js';
-import { loadManifests, type RefusedObject } from '../controller/source/manifests.js';
+import type { RefusedObject } from '../controller/source/manifests.js';
 import { objectKey, type KubeObject } from '../controller/objects.js';
 import { callControl, type ExecTarget } from '../local/control.js';
-import { cleanupLeftovers, stateDirFor, type LocalStatus } from '../local/mesh.js';
-import { validateNet, validatePrefix } from '../local/plan.js';
+import { cleanupLeftovers } from '../local/cleanup.js';
+import type { LocalStatus } from '../local/mesh.js';
+import { stateDirFor, validateNet, validatePrefix } from '../local/plan.js';
 import { podCommand } from '../local/exec.js';
 import { renderTable, type Io } from './io.js';
 
@@ -24,6 +25,7 @@ export const LOCAL_USAGE = `Usage:
   ambit local delete -f <file|dir>...       remove objects live
   ambit local exec <namespace>/<pod> -- <cmd> [args...]
   ambit local status [-o json]
+  ambit local kubeconfig                    prints the kubeconfig path: KUBECONFIG=$(ambit local kubeconfig) kubectl get pods -A
   ambit local down
   ambit local demo                          the README demo: up, traffic, summary
 up and apply skip objects of kinds Ambit does not serve (each is listed as refused, the rest is
@@ -63,6 +65,8 @@ export async function runLocal(argv: string[], io: Io): Promise<number> {
       return status(rest, io);
     case 'down':
       return down(rest, io);
+    case 'kubeconfig':
+      return kubeconfig(rest, io);
     default:
       io.err(LOCAL_USAGE + '\n');
       return sub === undefined || sub === 'help' || sub === '--help' ? 0 : 2;
@@ -75,6 +79,8 @@ export const EXIT_REFUSED = 3;
 /** Reads and validates manifests; objects of kinds Ambit does not serve are listed on stderr and left out. */
 async function readManifests(files: string[], io: Io): Promise<{ objects: KubeObject[]; refused: RefusedObject[] }> {
   if (files.length === 0) throw new AmbitError('AMBIT_ERR_CLI_USAGE', 'no manifests given; pass -f <file|dir> at least once');
+  // Loaded here, not at the top: the short verbs (status, exec, kubeconfig) need none of it.
+  const { loadManifests } = await import('../controller/source/manifests.js');
   const loaded = await loadManifests(files.map((f) => resolve(f)));
   for (const r of loaded.refused) io.err(`refused: ${r.where}: ${r.object}: ${r.reason}\n`);
   return loaded;
@@ -227,6 +233,16 @@ async function status(argv: string[], io: Io): Promise<number> {
   return 0;
 }
 
+/** Prints the path of the mesh's kubeconfig (the cluster admin's), for kubectl. */
+async function kubeconfig(argv: string[], io: Io): Promise<number> {
+  const { values } = parseArgs({ args: argv, options: { name: { type: 'string' } } });
+  const { name, stateDir } = common(values);
+  const file = join(stateDir, 'kubeconfig');
+  if (!existsSync(file)) throw new AmbitError('AMBIT_ERR_LOCAL_NOT_RUNNING', `no local mesh "${name}" is running (no ${file}); start one with \`ambit local up\``);
+  io.out(file + '\n');
+  return 0;
+}
+
 async function down(argv: string[], io: Io): Promise<number> {
   const { values } = parseArgs({ args: argv, options: { name: { type: 'string' } } });
   const { name, stateDir } = common(values);
@@ -256,7 +272,7 @@ async function down(argv: string[], io: Io): Promise<number> {
 
 export function formatStatus(st: LocalStatus): string {
   const lines: string[] = [];
-  lines.push(`Local mesh "${st.prefix}"  controller ${st.controller}`, '');
+  lines.push(`Local mesh "${st.prefix}"  controller ${st.controller}  API ${st.api?.url ?? '-'}`, `kubeconfig: ${st.api?.kubeconfig ?? '-'}`, '');
   lines.push(
     renderTable(
       ['NODE', 'IP', 'AGENT', 'METRICS'],
@@ -282,6 +298,8 @@ export function formatStatus(st: LocalStatus): string {
     lines.push(renderTable(['NAMESPACE', 'INGRESS GATEWAY', 'IP', 'READY', 'PORT', 'HOSTS', 'URL'], ingress));
   }
   for (const problem of st.ingressProblems ?? []) lines.push(`! ${problem}`);
+  for (const r of st.refusedFromApi ?? []) lines.push(`! ${r.object} refused by the controller: ${r.reason}`);
+  for (const p of st.pods.filter((x) => x.waiting)) lines.push(`! pod ${p.namespace}/${p.name} cannot start: ${p.waiting}`);
   const problems = problemLines(st.objectProblems ?? []);
   if (problems.length > 0) lines.push('', 'Not served as written (status conditions of these objects):', ...problems);
   if (st.services.length > 0) {

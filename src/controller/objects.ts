@@ -115,11 +115,15 @@ export function splitApiVersion(apiVersion: string): { group: string; version: s
   return { group: apiVersion.slice(0, slash), version: apiVersion.slice(slash + 1) };
 }
 
+/** `apiVersion kind` → entry, for every version of every kind (lookupKind runs per object, often). */
+const BY_API_VERSION_KIND: ReadonlyMap<string, KindInfo> = new Map(
+  KINDS.flatMap((k) => k.versions.map((v) => [`${k.group === '' ? v : `${k.group}/${v}`} ${k.kind}`, k] as const)),
+);
+
 /** The registry entry for an apiVersion + kind, or undefined when the pair is not understood. */
 export function lookupKind(apiVersion: unknown, kind: unknown): KindInfo | undefined {
   if (typeof apiVersion !== 'string' || typeof kind !== 'string') return undefined;
-  const { group, version } = splitApiVersion(apiVersion);
-  return KINDS.find((k) => k.group === group && k.kind === kind && k.versions.includes(version));
+  return BY_API_VERSION_KIND.get(`${apiVersion} ${kind}`);
 }
 
 /** Registry entries a store query names: a ref (`Pod`, `Gateway.networking.istio.io`) or a bare kind. */

@@ -209,7 +209,9 @@ export class ObjectStore extends EventEmitter<StoreEvents> {
   }
 
   snapshot(): StoreSnapshot {
-    return { resourceVersion: this.resourceVersion, objects: [...this.#objects.values()].sort(byKey) };
+    // Sorted by the map's keys, which are the objectKeys (no key computed per comparison).
+    const entries = [...this.#objects.entries()].sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
+    return { resourceVersion: this.resourceVersion, objects: entries.map((e) => e[1]) };
   }
 
   #withNamespace<T extends Pick<KubeObject, 'apiVersion' | 'kind' | 'metadata'>>(o: T): T {

@@ -29,7 +29,7 @@ export async function serveControl(mesh: LocalMesh, stateDir: string, log: Logge
   await rm(path, { force: true });
   const server = createServer((req, res) => {
     handle(mesh, req, res, onDown).catch((err) => {
-      log.warn({ err: errorMessage(err) }, 'control request failed');
+      log.warn({ err: err }, 'control request failed');
       reply(res, 500, { error: { code: errorCode(err) ?? 'AMBIT_ERR_LOCAL_SETUP', message: errorMessage(err) } });
     });
   });

@@ -7,7 +7,6 @@ import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { createLogger } from '../shared/log.js';
-import { errorMessage } from '../shared/errors.js';
 import { LocalMesh, type CaptureMode } from './mesh.js';
 import { serveControl } from './control.js';
 import { validateNet, validatePrefix } from './plan.js';
@@ -53,7 +52,7 @@ async function main(): Promise<void> {
       const removed = await mesh.down();
       log.info({ removed: removed.length }, 'local mesh stopped');
     } catch (err) {
-      log.error({ err: errorMessage(err) }, 'cleanup failed');
+      log.error({ err: err }, 'cleanup failed');
     }
     await rm(join(stateDir, 'daemon.pid'), { force: true });
     process.exit(0);
@@ -66,6 +65,6 @@ async function main(): Promise<void> {
 }
 
 main().catch((err) => {
-  log.fatal({ err: errorMessage(err) }, 'local mesh failed to start');
+  log.fatal({ err: err }, 'local mesh failed to start');
   setTimeout(() => process.exit(1), 100);
 });

@@ -1,41 +1,39 @@
 /**
- * A whole mesh on one machine: the controller, one agent per simulated node (a netns on a bridge),
- * and pods from ordinary manifests (each a netns running its containers as host processes).
- * Invariants: every resource made is named with the mesh prefix; reconcile() runs one at a time;
- * apply() returns only after pods are ready, enrolled pods are captured and every agent acked.
+ * A whole mesh on one machine, on the one-machine Kubernetes of cluster.ts: the API server (the
+ * kubeconfig kubectl uses), the controllers and one node runtime per node make the pods from API
+ * objects; on top of that the controller (CA and config server, its store fed from the API
+ * server), one agent per node, and the waypoint and ingress gateway pods Gateways ask for.
+ * `apply`/`delete` write to the API server as kubectl would and wait until the mesh settled.
+ *
+ * Invariants: every resource made is named with the mesh prefix; apply() returns only after
+ * Deployments are rolled out, pods are ready, enrolled pods are captured and every agent acked;
+ * down() stops pods first (they hold tunnels into the agents), then agents, then the rest.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, createWriteStream } from 'node:fs';
-import { mkdir, readdir, rm, writeFile, readFile } from 'node:fs/promises';
+import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { AmbitError, errorMessage } from '../shared/errors.js';
+import { AmbitError } from '../shared/errors.js';
 import { Issues } from '../shared/validate.js';
-import { AGENT_NODE_FLAGS } from '../agent/process-flags.js';
 import type { Logger } from '../shared/log.js';
-import type { KubeObject } from '../controller/objects.js';
+import { objectKey, type KubeObject } from '../controller/objects.js';
 import { Controller, type WorkloadCaptureState } from '../controller/controller.js';
-import { generateToken, StaticTokenAuthenticator } from '../controller/callers.js';
-import { podServiceAccount } from '../controller/translate/workloads.js';
-import { cgroup2Root, createCgroup, removeCgroup } from './cgroup.js';
-import { addPodNetwork, applyServiceRules, cleanupNetwork, createClusterNetwork, removePodNetwork, renderServiceRules, writePodDns } from './network.js';
-import { addressPlan, cgroupName, CONTROLLER_PORT, pickNode, podIp, podNetnsName, serviceIp, type NodePlan } from './plan.js';
-import { containersOf, PodProcesses } from './pods.js';
-import { RAISE_NOFILE } from './exec.js';
-import {
-  ingressGatewayPod,
-  isWaypointGateway,
-  keyOf,
-  NETNS_ANNOTATION,
-  nsOf,
-  podsForDeployment,
-  renderHosts,
-  selects,
-  serviceRules,
-  waypointPod,
-  wantsIngressGateway,
-  type PodAddress,
-  type WaypointPodEnv,
-} from './workloads.js';
+import { generateToken, StaticTokenAuthenticator, type Caller } from '../controller/callers.js';
+import { KubeClient as ControllerKubeClient, loadKubeConfig } from '../controller/source/kube-client.js';
+import { ISTIO_CA_AUDIENCE, TokenReviewAuthenticator } from '../controller/token-review.js';
+import { createRegistry } from '../shared/metrics.js';
+import { ambitVersion } from '../shared/version.js';
+import { AgentPods } from './agent-pods.js';
+import { AgentSupervisor } from './agents.js';
+import { cleanupLeftovers } from './cleanup.js';
+import { AGENT_IDENTITY, CONTROLLER_IDENTITY, CONTROLLER_MANAGER } from './cluster-api.js';
+import { LocalCluster } from './cluster.js';
+import { isPodReady, rec } from './controllers/queue.js';
+import { NODE_NOT_FOUND } from './controllers/pod-gc.js';
+import { Informer, KubeClient } from './kube-client.js';
+import { ObjectsApi } from './objects-api.js';
+import { addressPlan, CONTROLLER_PORT } from './plan.js';
+import { ProxyPods } from './proxies.js';
+import { StoreFeed } from './store-feed.js';
+import { keyOf, nsOf, selects, type WaypointPodEnv } from './workloads.js';
 
 export type CaptureMode = 'auto' | 'bpf' | 'nft';
 
@@ -53,34 +51,12 @@ export interface LocalMeshOptions {
   logLevel: string;
 }
 
-interface PodRecord {
-  key: string;
-  uid: string;
-  node: NodePlan;
-  slot: number;
-  netns: string;
-  ip: string;
-  specHash: string;
-  procs: PodProcesses;
-  ready: boolean;
-  /** The pod's own controller credential (registered with `tokens`; file podTokenFile()). */
-  token: string;
-}
-
 /** File of the daemon's admin token for the controller's /debug/* endpoints (0600, in the state dir). */
 export const ADMIN_TOKEN_FILE = 'admin-token';
 
-/** Where a pod's own controller credential is written (0600), as a kubelet projects a token. */
+/** Where a waypoint's or gateway's own controller credential is written (0600). */
 export function podTokenFile(stateDir: string, namespace: string, pod: string): string {
   return join(stateDir, 'tokens', 'pods', `${namespace}.${pod}`);
-}
-
-interface AgentRecord {
-  node: NodePlan;
-  child?: ChildProcess;
-  pid?: number;
-  restarts: number;
-  stopping: boolean;
 }
 
 export interface PodStatus {
@@ -95,6 +71,8 @@ export interface PodStatus {
   captured: boolean;
   captureMode: string;
   restarts: number;
+  /** Why the pod cannot run yet (its waiting reason and message), when it cannot. */
+  waiting?: string;
 }
 
 export interface LocalStatus {
@@ -102,6 +80,8 @@ export interface LocalStatus {
   /** Address block of this mesh (`--net`). */
   net: number;
   controller: string;
+  /** The Kubernetes API server of the mesh, and the kubeconfig kubectl uses with it. */
+  api: { url: string; kubeconfig: string };
   nodes: Array<{ name: string; ip: string; netns: string; agentPid?: number; metrics: string; ready: string; connected: boolean }>;
   pods: PodStatus[];
   services: Array<{ namespace: string; name: string; clusterIP: string; ports: number[] }>;
@@ -111,6 +91,8 @@ export interface LocalStatus {
   ingressGateways: IngressGatewayStatus[];
   /** Istio Gateway servers the ingress gateway cannot serve, and why (bad Secret, unsupported protocol...). */
   ingressProblems: string[];
+  /** Objects the API server holds that the controller refused, and why (their last good version stays in force). */
+  refusedFromApi: Array<{ object: string; reason: string }>;
   /** Objects Ambit does not serve as written: refused, partly applied, or with unserved fields (their status conditions). */
   objectProblems: Array<{ object: string; type: string; reason: string; message: string }>;
 }
@@ -126,31 +108,24 @@ export interface IngressGatewayStatus {
   listeners: Array<{ port: number; protocol: 'HTTP' | 'HTTPS'; hosts: string[]; url: string }>;
 }
 
-/** Path of the pid file every mesh keeps so a crashed run's leftovers can be found. */
-export function stateDirFor(prefix: string): string {
-  return join('/run/ambit', prefix);
-}
-
-/** How often a settled mesh re-reads its pods' readiness in the background. */
-const SETTLED_CHECK_MS = 2000;
+/** How often settling re-reads the state. */
+const SETTLE_POLL_MS = 150;
+/** How often the agents' mirror pods' readiness is written (when it changed). */
+const AGENT_POD_SYNC_MS = 500;
 
 export class LocalMesh {
-  private readonly nodes: NodePlan[] = [];
-  private readonly pods = new Map<string, PodRecord>();
-  private readonly agents: AgentRecord[] = [];
-  private cgroupDir = '';
+  private cluster: LocalCluster | undefined;
   private cp: Controller | undefined;
-  /** Node and pod credentials the controller accepts (pods' are added and removed with the pods). */
+  private feed: StoreFeed | undefined;
+  private proxies: ProxyPods | undefined;
+  private agents: AgentSupervisor | undefined;
+  private agentPods: AgentPods | undefined;
+  private agentPodsTimer: NodeJS.Timeout | undefined;
+  private deployments: Informer | undefined;
+  private objects: ObjectsApi | undefined;
+  /** Credentials of the waypoint and gateway pods local mode makes (agents are checked by TokenReview). */
   private readonly tokens = new StaticTokenAuthenticator();
-  /** Pods whose spec.nodeName names no node of this mesh (key → that name): Pending, never created. */
-  private readonly unschedulable = new Map<string, string>();
-  private serviceSlots = new Map<string, number>();
-  private lastRules = '';
-  private lastHosts = new Map<string, string>();
-  private queue: Promise<void> = Promise.resolve();
-  private statusTimer: NodeJS.Timeout | undefined;
-  private lastBackgroundCheck = 0;
-  private closed = false;
+  private unsubscribe: (() => void) | undefined;
 
   private constructor(private readonly opts: LocalMeshOptions) {}
 
@@ -158,7 +133,7 @@ export class LocalMesh {
   static async start(opts: LocalMeshOptions): Promise<LocalMesh> {
     const mesh = new LocalMesh(opts);
     try {
-      await cleanupLeftovers(opts.prefix, opts.log);
+      await cleanupLeftovers(opts.prefix, opts.log, opts.stateDir);
       await mesh.build();
       return mesh;
     } catch (err) {
@@ -169,115 +144,107 @@ export class LocalMesh {
 
   private async build(): Promise<void> {
     const o = this.opts;
-    await mkdir(join(o.stateDir, 'logs'), { recursive: true });
-    await mkdir(join(o.stateDir, 'tokens'), { recursive: true, mode: 0o700 });
-    this.cgroupDir = await createCgroup(cgroupName(o.prefix));
-    this.nodes.push(...(await createClusterNetwork(o.prefix, o.nodes, o.net)));
+    const plan = addressPlan(o.net);
     await mkdir(join(o.stateDir, 'tokens', 'pods'), { recursive: true, mode: 0o700 });
-    for (const n of this.nodes) {
-      const token = generateToken();
-      this.tokens.set(token, { kind: 'node', node: n.name });
+    const cluster = await LocalCluster.start({ prefix: o.prefix, nodes: o.nodes, net: o.net, stateDir: o.stateDir, repoRoot: o.repoRoot, cwd: o.cwd, log: o.log });
+    this.cluster = cluster;
+    const api = cluster.api!;
+    // Each agent presents a token of the agents' service account bound to its node, for audience
+    // istio-ca, and the controller asks the API server about it (TokenReview), as on a cluster.
+    for (const n of cluster.nodes) {
+      const { token } = await api.token(AGENT_IDENTITY, { node: n.name, audiences: [ISTIO_CA_AUDIENCE] });
       await writeFile(join(o.stateDir, 'tokens', n.name), token, { mode: 0o600 });
     }
+    const registry = createRegistry({ build: { component: 'pilot', tag: ambitVersion() } });
+    const { token: reviewer } = await api.token(CONTROLLER_IDENTITY);
+    const reviews = new TokenReviewAuthenticator({
+      client: new ControllerKubeClient(loadKubeConfig({ text: api.kubeconfigFor(reviewer, CONTROLLER_IDENTITY) })),
+      log: o.log.child({ component: 'controller' }),
+      registry,
+    });
+    const proxyTokens = this.tokens;
+    const authenticator = { authenticate: async (token: string): Promise<Caller | undefined> => (await proxyTokens.authenticate(token)) ?? reviews.authenticate(token) };
     const adminToken = generateToken();
     await writeFile(join(o.stateDir, ADMIN_TOKEN_FILE), adminToken, { mode: 0o600 });
-    this.cp = await Controller.start({
+    const cp = await Controller.start({
       stateDir: o.stateDir,
-      host: addressPlan(o.net).bridgeIp,
+      host: plan.bridgeIp,
       port: CONTROLLER_PORT,
       trustDomain: o.trustDomain,
-      auth: { authenticator: this.tokens },
+      auth: { authenticator },
+      registry,
       adminToken,
-      admin: { host: addressPlan(o.net).bridgeIp, port: 15014 },
+      admin: { host: plan.bridgeIp, port: 15014 },
       log: o.log.child({ component: 'controller' }),
     });
-    this.cp.store.subscribe(() => this.schedule());
-    for (const n of this.nodes) {
-      const a: AgentRecord = { node: n, restarts: 0, stopping: false };
-      this.agents.push(a);
-      this.startAgent(a);
-    }
-    this.statusTimer = setInterval(() => this.backgroundTick(), 300);
-    this.statusTimer.unref();
-  }
+    this.cp = cp;
 
-  /**
-   * Background readiness checks (container ports read from /proc): every 300 ms while something is
-   * pending, every 2 s once the mesh is settled, as a kubelet probes a ready pod periodically.
-   * Object changes and process exits reconcile at once, and `up`/`apply` poll on their own while
-   * they wait; a settled mesh checked every 300 ms kept the daemon at ~4% of a core.
-   */
-  private backgroundTick(): void {
-    const now = Date.now();
-    if (now - this.lastBackgroundCheck < SETTLED_CHECK_MS && this.pendingReasons().length === 0) return;
-    this.lastBackgroundCheck = now;
-    this.schedule();
-  }
+    // What the operator does with kubectl, the mesh does as the cluster admin.
+    const admin = new KubeClient({ server: api.url, caPem: api.caCertPem, token: () => api.api.adminToken });
+    this.objects = new ObjectsApi(admin);
+    const feed = new StoreFeed({ client: await api.clientFor(CONTROLLER_IDENTITY), objects: this.objects, store: cp.store, log: o.log });
+    this.feed = feed;
+    await feed.start();
+    this.deployments = new Informer({ client: admin, path: '/apis/apps/v1/deployments', apiVersion: 'apps/v1', kind: 'Deployment', log: o.log, onEvent: () => undefined });
+    await this.deployments.start();
 
-  private startAgent(a: AgentRecord): void {
-    const o = this.opts;
-    const n = a.node;
-    const env: NodeJS.ProcessEnv = {
-      ...process.env,
-      AMBIT_NODE_NAME: n.name,
-      AMBIT_CONTROLLER_ADDR: `${addressPlan(this.opts.net).bridgeIp}:${CONTROLLER_PORT}`,
-      AMBIT_CA_ROOT_FILE: join(o.stateDir, 'root-cert.pem'),
-      AMBIT_TOKEN_FILE: join(o.stateDir, 'tokens', n.name),
-      AMBIT_CAPTURE: o.capture,
-      AMBIT_CGROUP_PATH: this.cgroupDir,
-      AMBIT_PIN_DIR: `/sys/fs/bpf/${o.prefix}-${n.name}`,
-      AMBIT_METRICS_ADDR: `${n.ip}:15020`,
-      AMBIT_READY_ADDR: `${n.ip}:15021`,
-      AMBIT_ADMIN_ADDR: '127.0.0.1:15000',
-      AMBIT_TRUST_DOMAIN: o.trustDomain,
-      AMBIT_LOG_LEVEL: o.logLevel,
+    const proxyEnv: WaypointPodEnv = {
+      controllerAddr: `${plan.bridgeIp}:${CONTROLLER_PORT}`,
+      caRootFile: join(o.stateDir, 'root-cert.pem'),
+      tokenFile: (namespace, pod) => podTokenFile(o.stateDir, namespace, pod),
+      trustDomain: o.trustDomain,
+      logLevel: o.logLevel,
+      nodes: cluster.nodes.map((n) => n.name),
     };
-    const logFile = createWriteStream(join(o.stateDir, 'logs', `agent-${n.name}.log`), { flags: 'a' });
-    // The agent joins the mesh cgroup (so the getsockopt hook sees its accepted sockets) and runs in
-    // the node's netns; nsenter keeps the mount namespace, so bpffs and cgroup2 stay visible.
-    const script = `${RAISE_NOFILE} echo $$ > "$1" && shift && exec nsenter --net="$@"`;
-    const child = spawn(
-      'sh',
-      ['-c', script, 'sh', join(this.cgroupDir, 'cgroup.procs'), `/var/run/netns/${n.netns}`, process.execPath, ...AGENT_NODE_FLAGS, join(o.repoRoot, 'dist/src/agent/main.js')],
-      { env, stdio: ['ignore', 'pipe', 'pipe'], detached: true },
-    );
-    child.stdout?.pipe(logFile, { end: false });
-    child.stderr?.pipe(logFile, { end: false });
-    a.child = child;
-    if (child.pid !== undefined) a.pid = child.pid;
-    child.on('exit', (code, signal) => {
-      delete a.child;
-      delete a.pid;
-      logFile.end();
-      if (a.stopping || this.closed) return;
-      o.log.warn({ node: n.name, code, signal }, 'agent exited; restarting');
-      a.restarts++;
-      setTimeout(() => this.startAgent(a), Math.min(5000, 250 * 2 ** Math.min(a.restarts, 4))).unref();
+    const proxies = new ProxyPods({ client: await api.clientFor(CONTROLLER_MANAGER), store: cp.store, env: proxyEnv, tokens: this.tokens, log: o.log });
+    this.proxies = proxies;
+    this.unsubscribe = cp.store.subscribe(() => void proxies.reconcile());
+
+    // Each agent talks to the API server as the agent service account (what daemonset/ grants it:
+    // its node's pods, and their ambient.istio.io/redirection annotation), with a node-bound token.
+    const agentKubeconfigs = new Map<string, string>();
+    for (const n of cluster.nodes) {
+      const { token } = await api.token(AGENT_IDENTITY, { node: n.name });
+      const file = join(o.stateDir, 'tokens', `${n.name}.kubeconfig`);
+      await writeFile(file, api.kubeconfigFor(token, AGENT_IDENTITY), { mode: 0o600 });
+      agentKubeconfigs.set(n.name, file);
+    }
+    const agents = new AgentSupervisor({
+      repoRoot: o.repoRoot,
+      logDir: join(o.stateDir, 'logs'),
+      cgroupDir: cluster.cgroupDir,
+      log: o.log,
+      env: (n) => ({
+        ...process.env,
+        AMBIT_NODE_NAME: n.name,
+        AMBIT_CONTROLLER_ADDR: `${plan.bridgeIp}:${CONTROLLER_PORT}`,
+        AMBIT_CA_ROOT_FILE: join(o.stateDir, 'root-cert.pem'),
+        AMBIT_TOKEN_FILE: join(o.stateDir, 'tokens', n.name),
+        AMBIT_KUBECONFIG: agentKubeconfigs.get(n.name)!,
+        AMBIT_CAPTURE: o.capture,
+        AMBIT_CGROUP_PATH: cluster.cgroupDir,
+        AMBIT_PIN_DIR: `/sys/fs/bpf/${o.prefix}-${n.name}`,
+        AMBIT_METRICS_ADDR: `${n.ip}:15020`,
+        AMBIT_READY_ADDR: `${n.ip}:15021`,
+        AMBIT_ADMIN_ADDR: '127.0.0.1:15000',
+        AMBIT_TRUST_DOMAIN: o.trustDomain,
+        AMBIT_LOG_LEVEL: o.logLevel,
+      }),
     });
+    this.agents = agents;
+    agents.start(cluster.nodes);
+    // The agents as the API shows them: mirror pods, Ready while connected (Prometheus finds them).
+    const agentPods = new AgentPods({ client: admin, nodes: cluster.nodes, state: (node) => ({ running: agents.pids().get(node) !== undefined, ready: cp.agentConnected(node) }), log: o.log });
+    this.agentPods = agentPods;
+    await agentPods.sync();
+    this.agentPodsTimer = setInterval(() => void agentPods.sync(), AGENT_POD_SYNC_MS);
+    this.agentPodsTimer.unref();
   }
 
   /** Restarts node `name`'s agent (used by tests of agent restarts); resolves once the new one runs. */
   async restartAgent(name: string): Promise<void> {
-    const a = this.agents.find((x) => x.node.name === name);
-    if (!a) throw new AmbitError('AMBIT_ERR_LOCAL_POD_NOT_FOUND', `no node named ${JSON.stringify(name)}`);
-    await this.stopAgent(a, 'SIGKILL');
-    a.stopping = false;
-    this.startAgent(a);
-  }
-
-  private stopAgent(a: AgentRecord, sig: NodeJS.Signals = 'SIGTERM'): Promise<void> {
-    a.stopping = true;
-    const child = a.child;
-    if (!child || a.pid === undefined) return Promise.resolve();
-    const pid = a.pid;
-    return new Promise((resolve) => {
-      const kill = setTimeout(() => safeKill(pid, 'SIGKILL'), 5000);
-      child.once('exit', () => {
-        clearTimeout(kill);
-        resolve();
-      });
-      safeKill(pid, sig);
-    });
+    if (!this.agents) throw new AmbitError('AMBIT_ERR_LOCAL_NOT_RUNNING', 'local mesh is not running');
+    await this.agents.restart(name);
   }
 
   get controlPlane(): Controller {
@@ -285,37 +252,37 @@ export class LocalMesh {
     return this.cp;
   }
 
-  /**
-   * Applies validated objects atomically (ClusterIPs assigned first), then waits until every pod is
-   * ready, enrolled pods are captured and agents acknowledged the resulting config.
-   */
-  async apply(objects: KubeObject[], timeoutMs = 90_000): Promise<string[]> {
-    const cp = this.controlPlane;
-    this.checkNodeNames(objects);
-    const admitted = objects.map((o) => this.admit(o));
-    cp.store.apply(admitted);
-    await this.settle(timeoutMs);
-    return admitted.map((o) => `${o.kind}/${keyOf(o)}`);
+  private get api(): ObjectsApi {
+    if (!this.objects) throw new AmbitError('AMBIT_ERR_LOCAL_NOT_RUNNING', 'local mesh is not running');
+    return this.objects;
   }
 
-  async delete(objects: KubeObject[], timeoutMs = 60_000): Promise<string[]> {
-    const cp = this.controlPlane;
-    const deleted = cp.store.remove(objects);
-    await this.settle(timeoutMs);
-    return deleted;
+  /**
+   * Writes the objects to the API server (server-side apply, as `kubectl apply --server-side`),
+   * then waits until the controller has them and the mesh settled: Deployments rolled out, pods
+   * ready, enrolled pods captured, agents acknowledged.
+   */
+  async apply(objects: KubeObject[], timeoutMs = 90_000): Promise<string[]> {
+    const deadline = Date.now() + timeoutMs;
+    this.checkNodeNames(objects);
+    const written = await this.api.apply(objects);
+    await this.waitFed(written, false, deadline);
+    await this.proxies?.reconcile();
+    await this.settle(deadline, timeoutMs);
+    return written.map((o) => `${o.kind}/${keyOf(o)}`);
   }
 
   /**
    * Refuses, before anything is applied, a Pod or Deployment template whose spec.nodeName names a
-   * node this mesh does not have: such a pod could never run, and every later apply would wait for it.
+   * node this mesh does not have: such a pod could never run. (Written with kubectl anyway, it is
+   * reported NodeNotFound by the pod garbage collector and holds nothing up.)
    */
   private checkNodeNames(objects: KubeObject[]): void {
     const issues = new Issues();
-    const names = this.nodes.map((n) => n.name);
+    const names = (this.cluster?.nodes ?? []).map((n) => n.name);
     for (const o of objects) {
-      const spec = (o.spec ?? {}) as Record<string, unknown>;
-      const [field, nodeName] =
-        o.kind === 'Pod' ? ['spec.nodeName', spec.nodeName] : o.kind === 'Deployment' ? ['spec.template.spec.nodeName', ((spec.template as { spec?: Record<string, unknown> } | undefined)?.spec ?? {}).nodeName] : [];
+      const spec = rec(o.spec);
+      const [field, nodeName] = o.kind === 'Pod' ? ['spec.nodeName', spec.nodeName] : o.kind === 'Deployment' ? ['spec.template.spec.nodeName', rec(rec(spec.template).spec).nodeName] : [];
       if (field === undefined || nodeName === undefined || nodeName === '') continue;
       if (typeof nodeName !== 'string' || !names.includes(nodeName)) {
         issues.add(`${o.kind} ${keyOf(o)}: ${field}`, `no such node in this mesh (nodes: ${names.join(', ')})`, nodeName);
@@ -324,50 +291,38 @@ export class LocalMesh {
     issues.throwIfAny('AMBIT_ERR_MANIFEST_INVALID', 'objects refused, nothing applied');
   }
 
-  /** Assigns a ClusterIP to a Service that has none (kept stable across re-applies). */
-  private admit(o: KubeObject): KubeObject {
-    if (o.kind !== 'Service') return o;
-    const spec = { ...(o.spec ?? {}) };
-    if (spec.clusterIP === 'None') return o;
-    const key = keyOf(o);
-    const existing = this.controlPlane.store.get('Service', nsOf(o), o.metadata.name);
-    const prev = existing?.spec?.clusterIP;
-    if (typeof spec.clusterIP === 'string' && spec.clusterIP !== '') return o;
-    if (typeof prev === 'string' && prev !== '') spec.clusterIP = prev;
-    else {
-      let slot = this.serviceSlots.get(key);
-      if (slot === undefined) {
-        const used = new Set(this.serviceSlots.values());
-        slot = 0;
-        while (used.has(slot)) slot++;
-        this.serviceSlots.set(key, slot);
-      }
-      spec.clusterIP = serviceIp(slot, this.opts.net);
-    }
-    return { ...o, spec };
-  }
-
-  private schedule(): void {
-    if (this.closed) return;
-    this.queue = this.queue.then(() => this.reconcile()).catch((err) => this.opts.log.error({ err: errorMessage(err) }, 'reconcile failed'));
-  }
-
-  private async settle(timeoutMs: number): Promise<void> {
+  /** Deletes the objects from the API server (dependents in the background) and waits until the mesh settled. */
+  async delete(objects: KubeObject[], timeoutMs = 60_000): Promise<string[]> {
     const deadline = Date.now() + timeoutMs;
-    this.schedule();
-    await this.queue;
+    const deleted = await this.api.delete(objects);
+    await this.waitFed(deleted, true, deadline);
+    await this.proxies?.reconcile();
+    await this.settle(deadline, timeoutMs);
+    return deleted.map((o) => objectKey(o));
+  }
+
+  /** Waits until the controller's store holds what was written (or no longer holds what was deleted). */
+  private async waitFed(objs: KubeObject[], gone: boolean, deadline: number): Promise<void> {
+    const feed = this.feed!;
+    // Pods leave the API server only once their node stopped them: settle() waits for those.
+    const watched = gone ? objs.filter((o) => o.kind !== 'Pod') : objs;
+    while (!feed.caughtUp(watched, gone)) {
+      if (Date.now() > deadline) throw new AmbitError('AMBIT_ERR_LOCAL_TIMEOUT', 'the controller did not receive the written objects in time; is the local API server overloaded?');
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+
+  private async settle(deadline: number, timeoutMs: number): Promise<void> {
     for (;;) {
-      this.schedule();
-      await this.queue;
       const pending = this.pendingReasons();
       if (pending.length === 0) {
-        await this.controlPlane.waitForSync(this.agents.length, Math.max(1000, deadline - Date.now()));
+        await this.controlPlane.waitForSync(this.agents?.count ?? 0, Math.max(1000, deadline - Date.now()));
         if (this.pendingReasons().length === 0) return;
       }
       if (Date.now() > deadline) {
         throw new AmbitError('AMBIT_ERR_LOCAL_TIMEOUT', `local mesh did not settle within ${timeoutMs} ms: ${pending.slice(0, 5).join('; ')}`);
       }
-      await new Promise((r) => setTimeout(r, 150));
+      await new Promise((r) => setTimeout(r, SETTLE_POLL_MS));
     }
   }
 
@@ -375,215 +330,95 @@ export class LocalMesh {
   private pendingReasons(): string[] {
     const reasons: string[] = [];
     const cp = this.controlPlane;
-    const capture = cp.captureStatus();
-    const want = new Set(cp.store.list('Pod').map(keyOf));
-    for (const key of want) {
-      if (this.unschedulable.has(key)) continue;
-      const rec = this.pods.get(key);
-      if (!rec) reasons.push(`pod ${key} not created`);
-      else if (!rec.ready) reasons.push(`pod ${key} not ready`);
+    for (const d of this.deployments?.list() ?? []) {
+      const spec = rec(d.spec);
+      const st = rec(d.status);
+      const want = typeof spec.replicas === 'number' ? spec.replicas : 1;
+      const n = (k: string): number => (typeof st[k] === 'number' ? (st[k] as number) : 0);
+      if (d.metadata.deletionTimestamp !== undefined) reasons.push(`deployment ${keyOf(d)} being deleted`);
+      else if (n('observedGeneration') < (d.metadata.generation ?? 1) || n('updatedReplicas') < want || n('readyReplicas') < want || n('replicas') > want) {
+        reasons.push(`deployment ${keyOf(d)}: ${n('readyReplicas')} of ${want} ready`);
+      }
     }
-    for (const rec of this.pods.values()) if (!want.has(rec.key)) reasons.push(`pod ${rec.key} still terminating`);
+    const pods = cp.store.list('Pod');
+    const inStore = new Set(pods.map(keyOf));
+    for (const p of pods) {
+      const key = keyOf(p);
+      const st = rec(p.status);
+      if (p.metadata.deletionTimestamp !== undefined) reasons.push(`pod ${key} still terminating`);
+      else if (st.reason === NODE_NOT_FOUND || st.phase === 'Succeeded' || st.phase === 'Failed') continue;
+      else if (!rec(p.spec).nodeName) reasons.push(`pod ${key} not scheduled`);
+      else if (!isPodReady(p)) {
+        const waiting = this.nodePods().find((v) => `${v.namespace}/${v.name}` === key)?.waiting;
+        reasons.push(`pod ${key} not ready${waiting ? ` (${waiting})` : ''}`);
+      }
+    }
+    for (const key of this.proxies?.wantedKeys() ?? []) if (!inStore.has(key)) reasons.push(`pod ${key} not created`);
+    for (const v of this.nodePods()) if (v.phase === 'Terminating' || !inStore.has(`${v.namespace}/${v.name}`)) reasons.push(`pod ${v.namespace}/${v.name} still terminating`);
+    const capture = cp.captureStatus();
     for (const w of cp.enrolledWorkloads()) {
       const st = capture.get(w.uid);
       if (!st?.captured) reasons.push(`pod ${w.namespace}/${w.name} not captured yet${st?.message ? ` (${st.message})` : ''}`);
     }
-    for (const a of this.agents) if (!cp.agentConnected(a.node.name)) reasons.push(`agent on ${a.node.name} not connected`);
+    for (const n of this.cluster?.nodes ?? []) if (!cp.agentConnected(n.name)) reasons.push(`agent on ${n.name} not connected`);
     return reasons;
   }
 
-  private async reconcile(): Promise<void> {
-    if (this.closed || !this.cp) return;
-    const store = this.cp.store;
-    // 1. Deployments → Pods (a built-in ReplicaSet controller).
-    const deployments = store.list('Deployment');
-    const desiredOwned = new Map<string, KubeObject>();
-    for (const d of deployments) for (const p of podsForDeployment(d)) desiredOwned.set(keyOf(p), p);
-    // Waypoint Gateways → one waypoint pod each; Istio Gateways → the ingress gateway pod (a
-    // built-in gateway deployment controller).
-    const proxyEnv: WaypointPodEnv = {
-      controllerAddr: `${addressPlan(this.opts.net).bridgeIp}:${CONTROLLER_PORT}`,
-      caRootFile: join(this.opts.stateDir, 'root-cert.pem'),
-      tokenFile: (namespace, pod) => podTokenFile(this.opts.stateDir, namespace, pod),
-      trustDomain: this.opts.trustDomain,
-      logLevel: this.opts.logLevel,
-      nodes: this.nodes.map((n) => n.name),
-    };
-    const gateways = store.list('Gateway');
-    const proxies = gateways.filter(isWaypointGateway).map((gw) => waypointPod(gw, proxyEnv));
-    if (wantsIngressGateway(gateways)) proxies.push(ingressGatewayPod(proxyEnv));
-    for (const p of proxies) desiredOwned.set(keyOf(p), p);
-    const owned = store.list('Pod').filter((p) => (p.metadata.ownerReferences ?? []).some((r) => r.kind === 'ReplicaSet'));
-    const stale = owned.filter((p) => !desiredOwned.has(keyOf(p)));
-    const missing = [...desiredOwned.values()].filter((p) => !store.get('Pod', nsOf(p), p.metadata.name));
-    if (stale.length > 0) store.remove(stale);
-    if (missing.length > 0) store.apply(missing);
-
-    // 2. Pods → netns + processes.
-    const pods = store.list('Pod');
-    const wanted = new Map(pods.map((p) => [keyOf(p), p]));
-    for (const key of [...this.unschedulable.keys()]) if (!wanted.has(key)) this.unschedulable.delete(key);
-    for (const [key, rec] of this.pods) {
-      const p = wanted.get(key);
-      if (!p || specHash(p) !== rec.specHash) await this.removePod(rec);
-    }
-    for (const p of pods) if (!this.pods.has(keyOf(p))) await this.createPod(p);
-
-    // 3. Readiness → Pod status.
-    for (const rec of this.pods.values()) {
-      const ready = rec.procs.ready();
-      const phase = rec.procs.phase();
-      const p = store.get('Pod', rec.key.split('/')[0]!, rec.key.split('/')[1]!);
-      if (!p) continue;
-      const st = (p.status ?? {}) as Record<string, unknown>;
-      const cur = (st.conditions as Array<Record<string, unknown>> | undefined)?.find((c) => c.type === 'Ready')?.status === 'True';
-      if (cur !== ready || st.phase !== phase) store.setStatus('Pod', nsOf(p), p.metadata.name, podStatus(rec, phase, ready));
-      rec.ready = ready && phase === 'Running';
-    }
-
-    // 4. Services → node rules and pod hosts files.
-    const services = store.list('Service');
-    const addrs: PodAddress[] = [...this.pods.values()].map((r) => ({ pod: wanted.get(r.key)!, ip: r.ip, ready: r.ready })).filter((a) => a.pod);
-    const rules = serviceRules(services, addrs);
-    const rendered = renderServiceRules(this.opts.prefix, rules);
-    if (rendered !== this.lastRules) {
-      for (const n of this.nodes) await applyServiceRules(this.opts.prefix, n, rules);
-      this.lastRules = rendered;
-    }
-    for (const rec of this.pods.values()) {
-      const [ns, name] = rec.key.split('/') as [string, string];
-      const hosts = renderHosts({ name, namespace: ns, ip: rec.ip }, services);
-      if (this.lastHosts.get(rec.key) !== hosts) {
-        await writePodDns(rec.netns, hosts, ns);
-        this.lastHosts.set(rec.key, hosts);
-      }
-    }
-  }
-
-  private async createPod(p: KubeObject): Promise<void> {
-    const key = keyOf(p);
-    const spec = (p.spec ?? {}) as Record<string, unknown>;
-    let node: NodePlan | undefined;
-    if (typeof spec.nodeName === 'string' && spec.nodeName !== '') {
-      node = this.nodes.find((n) => n.name === spec.nodeName);
-      if (!node) {
-        // Only objects that bypassed apply's check get here: the pod stays Pending with the reason
-        // in its status, and does not hold up anything else (pendingReasons skips it).
-        if (this.unschedulable.get(key) !== spec.nodeName) {
-          this.unschedulable.set(key, spec.nodeName);
-          this.opts.log.warn({ pod: key, nodeName: spec.nodeName }, 'pod asks for an unknown node; it stays pending');
-          this.cp!.store.setStatus('Pod', nsOf(p), p.metadata.name, {
-            phase: 'Pending',
-            conditions: [{ type: 'PodScheduled', status: 'False', reason: 'NodeNotFound', message: `node ${JSON.stringify(spec.nodeName)} does not exist in this mesh` }],
-          });
-        }
-        return;
-      }
-      this.unschedulable.delete(key);
-    } else {
-      const counts = this.nodes.map((n) => [...this.pods.values()].filter((r) => r.node === n).length);
-      node = this.nodes[pickNode(counts) - 1]!;
-    }
-    const used = new Set([...this.pods.values()].filter((r) => r.node === node).map((r) => r.slot));
-    let slot = 0;
-    while (used.has(slot)) slot++;
-    const netns = podNetnsName(this.opts.prefix, node.index, slot);
-    const addr = podIp(node.index, slot, this.opts.net);
-    await addPodNetwork(node, this.opts.net, netns, slot, addr);
-    await writePodDns(netns, renderHosts({ name: p.metadata.name, namespace: nsOf(p), ip: addr }, this.cp!.store.list('Service')), nsOf(p));
-    const annotated: KubeObject = {
-      ...p,
-      metadata: { ...p.metadata, annotations: { ...(p.metadata.annotations ?? {}), [NETNS_ANNOTATION]: `/var/run/netns/${netns}` } },
-      spec: { ...spec, nodeName: node.name },
-    };
-    const procs = new PodProcesses({
-      key,
-      netns,
-      podIp: addr,
-      nodeName: node.name,
-      cgroupProcs: join(this.cgroupDir, 'cgroup.procs'),
-      logDir: join(this.opts.stateDir, 'logs'),
-      restartPolicy: (spec.restartPolicy as 'Always' | 'OnFailure' | 'Never' | undefined) ?? 'Always',
-      containers: containersOf(annotated, addr, node.name),
-      pathPrefix: [join(this.opts.repoRoot, 'node_modules/.bin'), join(this.opts.repoRoot, 'bin')],
-      cwd: this.opts.cwd,
-      log: this.opts.log.child({ component: 'kubelet' }),
-      onChange: () => this.schedule(),
-    });
-    // Every pod gets a credential bound to it, as the kubelet projects a service-account token; the
-    // waypoint and gateway pods authenticate to the controller with theirs, never a node's.
-    const token = generateToken();
-    await writeFile(podTokenFile(this.opts.stateDir, nsOf(p), p.metadata.name), token, { mode: 0o600 });
-    this.tokens.set(token, { kind: 'pod', namespace: nsOf(p), pod: p.metadata.name, serviceAccount: podServiceAccount(p) });
-    const rec: PodRecord = { key, uid: '', node, slot, netns, ip: addr, specHash: specHash(p), procs, ready: false, token };
-    this.pods.set(key, rec);
-    this.cp!.store.apply([{ ...annotated, status: podStatus(rec, 'Pending', false) }], { preserveStatus: false });
-    procs.start();
-  }
-
-  private async removePod(rec: PodRecord): Promise<void> {
-    this.pods.delete(rec.key);
-    this.lastHosts.delete(rec.key);
-    await rec.procs.stop();
-    this.tokens.delete(rec.token);
-    const [ns, name] = rec.key.split('/') as [string, string];
-    await rm(podTokenFile(this.opts.stateDir, ns, name), { force: true });
-    await removePodNetwork(rec.node, rec.netns, rec.slot);
+  private nodePods(): Array<ReturnType<LocalCluster['runtimes'][number]['pods']>[number] & { node: string }> {
+    return (this.cluster?.runtimes ?? []).flatMap((r) => r.pods().map((p) => ({ ...p, node: r.name })));
   }
 
   /** Runs `argv` inside pod `ns/name` (its netns, the mesh cgroup, its hosts file), with stdio passed through. */
   podExecTarget(namespace: string, name: string): { netns: string; cgroupProcs: string; env: Record<string, string> } {
-    const rec = this.pods.get(`${namespace}/${name}`);
-    if (!rec) throw new AmbitError('AMBIT_ERR_LOCAL_POD_NOT_FOUND', `no pod ${namespace}/${name} in the local mesh; see \`ambit local status\``);
+    const v = this.nodePods().find((p) => p.namespace === namespace && p.name === name && p.netns !== undefined);
+    if (!v || !v.netns || !v.ip) throw new AmbitError('AMBIT_ERR_LOCAL_POD_NOT_FOUND', `no running pod ${namespace}/${name} in the local mesh; see \`ambit local status\``);
     return {
-      netns: rec.netns,
-      cgroupProcs: join(this.cgroupDir, 'cgroup.procs'),
-      env: { POD_NAME: name, POD_NAMESPACE: namespace, POD_IP: rec.ip, NODE_NAME: rec.node.name },
+      netns: v.netns,
+      cgroupProcs: join(this.cluster!.cgroupDir, 'cgroup.procs'),
+      env: { POD_NAME: name, POD_NAMESPACE: namespace, POD_IP: v.ip, NODE_NAME: v.node },
     };
   }
 
   status(): LocalStatus {
     const cp = this.controlPlane;
+    const cluster = this.cluster!;
     const capture = cp.captureStatus();
     const enrolled = new Map(cp.enrolledWorkloads().map((w) => [`${w.namespace}/${w.name}`, w.uid]));
-    const pods: PodStatus[] = [...this.pods.values()]
-      .map((r) => {
-        const [namespace, name] = r.key.split('/') as [string, string];
-        const uid = enrolled.get(r.key);
+    const pods: PodStatus[] = this.nodePods()
+      .map((v) => {
+        const key = `${v.namespace}/${v.name}`;
+        const uid = enrolled.get(key);
         const st: WorkloadCaptureState | undefined = uid ? capture.get(uid) : undefined;
         return {
-          namespace,
-          name,
-          node: r.node.name,
-          ip: r.ip,
-          netns: r.netns,
-          phase: r.procs.phase(),
-          ready: r.ready,
+          namespace: v.namespace,
+          name: v.name,
+          node: v.node,
+          ip: v.ip ?? '',
+          netns: v.netns ?? '',
+          phase: v.phase,
+          ready: v.ready,
           enrolled: uid !== undefined,
           captured: st?.captured ?? false,
           captureMode: st?.mode ?? (uid ? 'pending' : 'none'),
-          restarts: r.procs.containers.reduce((s, c) => s + c.restarts, 0),
+          restarts: v.restarts,
+          ...(v.waiting ? { waiting: v.waiting } : {}),
         };
       })
-      .concat(
-        [...this.unschedulable].map(([key, node]) => {
-          const [namespace, name] = key.split('/') as [string, string];
-          return { namespace, name, node, ip: '', netns: '', phase: 'Pending', ready: false, enrolled: false, captured: false, captureMode: 'none', restarts: 0 };
-        }),
-      )
       .sort((a, b) => (`${a.namespace}/${a.name}` < `${b.namespace}/${b.name}` ? -1 : 1));
+    const pids = this.agents?.pids() ?? new Map<string, number | undefined>();
     return {
       prefix: this.opts.prefix,
       net: this.opts.net,
       controller: `${addressPlan(this.opts.net).bridgeIp}:${CONTROLLER_PORT}`,
-      nodes: this.agents.map((a) => ({
-        name: a.node.name,
-        ip: a.node.ip,
-        netns: a.node.netns,
-        ...(a.pid !== undefined ? { agentPid: a.pid } : {}),
-        metrics: `http://${a.node.ip}:15020/metrics`,
-        ready: `http://${a.node.ip}:15021/healthz/ready`,
-        connected: cp.agentConnected(a.node.name),
+      api: { url: cluster.api?.url ?? '', kubeconfig: cluster.kubeconfigPath },
+      nodes: cluster.nodes.map((n) => ({
+        name: n.name,
+        ip: n.ip,
+        netns: n.netns,
+        ...(pids.get(n.name) !== undefined ? { agentPid: pids.get(n.name)! } : {}),
+        metrics: `http://${n.ip}:15020/metrics`,
+        ready: `http://${n.ip}:15021/healthz/ready`,
+        connected: cp.agentConnected(n.name),
       })),
       pods,
       waypoints: pods.flatMap((p) => {
@@ -599,6 +434,7 @@ export class LocalMesh {
         clusterIP: String(s.spec?.clusterIP ?? ''),
         ports: ((s.spec?.ports ?? []) as Array<Record<string, unknown>>).map((p) => Number(p.port)),
       })),
+      refusedFromApi: this.feed?.refusedObjects() ?? [],
     };
   }
 
@@ -624,87 +460,22 @@ export class LocalMesh {
 
   /** Stops everything and removes every namespace, link, cgroup, pin and process the mesh made. */
   async down(): Promise<string[]> {
-    this.closed = true;
-    if (this.statusTimer) clearInterval(this.statusTimer);
-    await this.queue.catch(() => undefined);
+    this.unsubscribe?.();
+    if (this.agentPodsTimer) clearInterval(this.agentPodsTimer);
+    await this.agentPods?.stop();
+    await this.proxies?.stop();
+    this.feed?.stop();
+    this.deployments?.stop();
     // Pods first: waypoints and the ingress gateway keep pooled tunnels open into the agents, and
     // an agent stopped before them waits out its drain deadline for those connections.
-    await Promise.all([...this.pods.values()].map((r) => r.procs.stop()));
-    this.pods.clear();
-    await Promise.all(this.agents.map((a) => this.stopAgent(a)));
+    await this.cluster?.stopNodes();
+    await this.agents?.stop();
     await this.cp?.close();
-    return cleanupLeftovers(this.opts.prefix, this.opts.log);
+    await this.cluster?.stop();
+    return cleanupLeftovers(this.opts.prefix, this.opts.log, this.opts.stateDir);
   }
-}
-
-function specHash(p: KubeObject): string {
-  const spec = { ...(p.spec ?? {}) } as Record<string, unknown>;
-  delete spec.nodeName;
-  return JSON.stringify(spec.containers ?? []);
-}
-
-function podStatus(rec: PodRecord, phase: string, ready: boolean): Record<string, unknown> {
-  return {
-    phase,
-    podIP: rec.ip,
-    podIPs: [{ ip: rec.ip }],
-    hostIP: rec.node.ip,
-    conditions: [{ type: 'Ready', status: ready ? 'True' : 'False' }],
-  };
-}
-
-function safeKill(pid: number, sig: NodeJS.Signals): void {
-  try {
-    process.kill(-pid, sig);
-  } catch {
-    try {
-      process.kill(pid, sig);
-    } catch {
-      // gone already
-    }
-  }
-}
-
-/**
- * Removes what a mesh with this prefix may have left: processes in its cgroup, netns, links,
- * /etc/netns folders, bpffs pins and the cgroup itself. Safe to run when nothing is left.
- */
-export async function cleanupLeftovers(prefix: string, log?: Logger): Promise<string[]> {
-  const removed: string[] = [];
-  let cgroupDir: string | undefined;
-  try {
-    cgroupDir = join(cgroup2Root(), cgroupName(prefix));
-  } catch {
-    cgroupDir = undefined;
-  }
-  if (cgroupDir && existsSync(cgroupDir)) {
-    const procs = (await readFile(join(cgroupDir, 'cgroup.procs'), 'utf8').catch(() => '')).split('\n').filter(Boolean);
-    if (procs.length > 0) {
-      if (existsSync(join(cgroupDir, 'cgroup.kill'))) await writeFile(join(cgroupDir, 'cgroup.kill'), '1').catch(() => undefined);
-      for (const pid of procs) safeKill(Number(pid), 'SIGKILL');
-      removed.push(`${procs.length} process(es)`);
-      for (let i = 0; i < 50; i++) {
-        const left = (await readFile(join(cgroupDir, 'cgroup.procs'), 'utf8').catch(() => '')).trim();
-        if (!left) break;
-        await new Promise((r) => setTimeout(r, 100));
-      }
-    }
-  }
-  removed.push(...(await cleanupNetwork(prefix)));
-  if (existsSync('/sys/fs/bpf')) {
-    for (const name of await readdir('/sys/fs/bpf').catch(() => [] as string[])) {
-      if (name.startsWith(`${prefix}-`)) {
-        await rm(join('/sys/fs/bpf', name), { recursive: true, force: true });
-        removed.push(`pin ${name}`);
-      }
-    }
-  }
-  if (cgroupDir && existsSync(cgroupDir)) {
-    await removeCgroup(cgroupDir);
-    removed.push(`cgroup ${cgroupDir}`);
-  }
-  if (removed.length > 0) log?.info({ removed }, 'removed leftovers');
-  return removed;
 }
 
 export { selects };
+/** Where a mesh keeps its state (re-exported for the tests that read it next to LocalStatus). */
+export { stateDirFor } from './plan.js';

@@ -8,7 +8,7 @@ import { mkdir, readdir, rm, writeFile, open } from 'node:fs/promises';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ip, nftIn, run } from './exec.js';
-import { addressPlan, bridgeName, MAX_NET, planNode, podVethName, type NodePlan } from './plan.js';
+import { addressPlan, bridgeName, MAX_NET, planNode, type NodePlan } from './plan.js';
 
 export const NETNS_DIR = '/var/run/netns';
 export const NETNS_ETC = '/etc/netns';
@@ -42,41 +42,6 @@ export async function createClusterNetwork(prefix: string, nodes: number, net: n
   return plans;
 }
 
-export interface PodNet {
-  netns: string;
-  ip: string;
-  slot: number;
-}
-
-/** Creates a pod's netns behind node `n` with address `podIp` (a /32, gateway = the node). */
-export async function addPodNetwork(n: NodePlan, net: number, netns: string, slot: number, podIp: string): Promise<PodNet> {
-  const plan = addressPlan(net);
-  const veth = podVethName(slot);
-  await ip(['netns', 'add', netns]);
-  try {
-    await ip(['link', 'add', veth, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', netns], n.netns);
-    await ip(['link', 'set', 'lo', 'up'], netns);
-    await ip(['addr', 'add', `${podIp}/32`, 'dev', 'eth0'], netns);
-    await ip(['link', 'set', 'eth0', 'up'], netns);
-    await ip(['route', 'add', n.podGateway, 'dev', 'eth0', 'scope', 'link'], netns);
-    for (const cidr of [plan.podNet, plan.serviceNet, plan.nodeNet]) await ip(['route', 'add', cidr, 'via', n.podGateway, 'src', podIp], netns);
-    await ip(['addr', 'add', `${n.podGateway}/32`, 'dev', veth], n.netns);
-    await ip(['link', 'set', veth, 'up'], n.netns);
-    await ip(['route', 'add', `${podIp}/32`, 'dev', veth, 'scope', 'link'], n.netns);
-  } catch (err) {
-    await removePodNetwork(n, netns, slot);
-    throw err;
-  }
-  return { netns, ip: podIp, slot };
-}
-
-export async function removePodNetwork(n: NodePlan, netns: string, slot: number): Promise<void> {
-  await ip(['link', 'del', podVethName(slot)], n.netns, { allowFailure: true });
-  await ip(['netns', 'del', netns], undefined, { allowFailure: true });
-  await rm(join(NETNS_ETC, netns), { recursive: true, force: true });
-}
-
-/** One ClusterIP port and the pod endpoints behind it, for the node-level service rules. */
 export interface ServiceRule {
   vip: string;
   port: number;
@@ -84,6 +49,9 @@ export interface ServiceRule {
 }
 
 /** Renders the kube-proxy-like nft table of a node (pure). Rules replace the table atomically. */
+/** Packet mark of hairpin Service traffic (kube-proxy's masquerade bit). */
+const HAIRPIN_MARK = '0x4000';
+
 export function renderServiceRules(prefix: string, rules: ServiceRule[]): string {
   const table = `${prefix}_svc`;
   const lines: string[] = [`table ip ${table} {}`, `delete table ip ${table}`, `table ip ${table} {`];
@@ -97,13 +65,16 @@ export function renderServiceRules(prefix: string, rules: ServiceRule[]): string
     }
     const targets = r.endpoints.map((e, j) => {
       const name = `s${i}e${j}`;
-      chains.push(`  chain ${name} {\n    meta l4proto tcp dnat ip to ${e.ip}:${e.port}\n  }`);
+      // Hairpin: a pod reaching itself through the ClusterIP is masqueraded (as kube-proxy
+      // marks it), else its reply would come from its own address, not the ClusterIP.
+      chains.push(`  chain ${name} {\n    ip saddr ${e.ip} meta mark set mark or ${HAIRPIN_MARK}\n    meta l4proto tcp dnat ip to ${e.ip}:${e.port}\n  }`);
       return `${j} : jump ${name}`;
     });
     pre.push(`    ${match} numgen random mod ${r.endpoints.length} vmap { ${targets.join(', ')} }`);
   });
   lines.push(...chains);
-  lines.push('  chain prerouting {', '    type nat hook prerouting priority -100; policy accept;', ...pre, '  }', '}');
+  lines.push('  chain prerouting {', '    type nat hook prerouting priority -100; policy accept;', ...pre, '  }');
+  lines.push('  chain postrouting {', '    type nat hook postrouting priority 100; policy accept;', `    meta mark & ${HAIRPIN_MARK} == ${HAIRPIN_MARK} masquerade`, '  }', '}');
   return lines.join('\n') + '\n';
 }
 

@@ -76,31 +76,8 @@ export function planNode(prefix: string, index: number, net: number): NodePlan {
 }
 
 /** Pod IP for slot `slot` (0-based) on node `nodeIndex`. */
-export function podIp(nodeIndex: number, slot: number, net: number): string {
-  if (slot < 0 || slot >= MAX_PODS_PER_NODE) throw new AmbitError('AMBIT_ERR_LOCAL_SETUP', `node${nodeIndex} has no free pod address (max ${MAX_PODS_PER_NODE})`);
-  return `10.${244 + net}.${nodeIndex}.${slot + 2}`;
-}
 
-/** ClusterIP for service slot `slot` (0-based). */
-export function serviceIp(slot: number, net: number): string {
-  const n = slot + 10;
-  if (n > 65_000) throw new AmbitError('AMBIT_ERR_LOCAL_SETUP', `service address range ${addressPlan(net).serviceNet} exhausted`);
-  return `10.${96 + net}.${Math.floor(n / 256)}.${n % 256}`;
-}
-
-/** Netns name of a pod: `<prefix>-p-<slot>` on its node, short and unique. */
-export function podNetnsName(prefix: string, nodeIndex: number, slot: number): string {
-  return `${prefix}-n${nodeIndex}p${slot}`;
-}
-
-/** Node-side veth of a pod (inside the node's netns). */
-export function podVethName(slot: number): string {
-  return `vp${slot}`;
-}
-
-/** Spreads a new pod over nodes: the node with the fewest pods, lowest index first. */
-export function pickNode(podCounts: number[]): number {
-  let best = 0;
-  for (let i = 1; i < podCounts.length; i++) if (podCounts[i]! < podCounts[best]!) best = i;
-  return best + 1;
+/** The state folder of mesh `prefix` (its pid file, control socket, keys, logs): a crashed run's leftovers are found there. */
+export function stateDirFor(prefix: string): string {
+  return `/run/ambit/${prefix}`;
 }

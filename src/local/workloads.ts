@@ -1,10 +1,9 @@
 /**
- * Pure decisions of local mode's built-in controllers: Deployment → Pods, Service → endpoints and
- * ClusterIP rules, and each pod's hosts file. No I/O here; mesh.ts applies the results.
+ * Pure parts of local mode's workloads: each pod's hosts file, and the waypoint and ingress
+ * gateway pods local mode runs for Gateways (proxies.ts writes them to the API server).
  */
 import { createHash } from 'node:crypto';
 import type { KubeObject } from '../controller/objects.js';
-import type { ServiceRule } from './network.js';
 import {
   ENV_CA_ROOT_FILE,
   ENV_CONTROLLER_ADDR,
@@ -16,8 +15,8 @@ import {
   ENV_WAYPOINT_MODE,
   ENV_WAYPOINT_NAME,
 } from '../waypoint/config.js';
+import { ENV_POD_IP, ENV_POD_NAME, ENV_POD_NAMESPACE } from '../shared/env.js';
 
-export const NETNS_ANNOTATION = 'ambit.dev/netns';
 export const CLUSTER_DOMAIN = 'cluster.local';
 
 function rec(v: unknown): Record<string, unknown> {
@@ -32,34 +31,9 @@ export function keyOf(o: KubeObject): string {
   return `${nsOf(o)}/${o.metadata.name}`;
 }
 
-/** Stable short hash of a pod template (what Kubernetes calls pod-template-hash). */
-export function templateHash(template: unknown): string {
+/** Stable short hash of what a proxy pod is made from (its pod-template-hash). */
+function templateHash(template: unknown): string {
   return createHash('sha256').update(JSON.stringify(template ?? {})).digest('hex').slice(0, 8);
-}
-
-/** The pods a Deployment wants: `<name>-<hash>-<i>`, labels from the template plus pod-template-hash. */
-export function podsForDeployment(d: KubeObject): KubeObject[] {
-  const spec = rec(d.spec);
-  const template = rec(spec.template);
-  const meta = rec(template.metadata);
-  const replicas = typeof spec.replicas === 'number' ? spec.replicas : 1;
-  const hash = templateHash(template);
-  const pods: KubeObject[] = [];
-  for (let i = 0; i < replicas; i++) {
-    pods.push({
-      apiVersion: 'v1',
-      kind: 'Pod',
-      metadata: {
-        name: `${d.metadata.name}-${hash}-${i}`,
-        namespace: nsOf(d),
-        labels: { ...((meta.labels as Record<string, string> | undefined) ?? {}), 'pod-template-hash': hash },
-        annotations: { ...((meta.annotations as Record<string, string> | undefined) ?? {}) },
-        ownerReferences: [{ apiVersion: 'apps/v1', kind: 'ReplicaSet', name: `${d.metadata.name}-${hash}`, controller: true }],
-      },
-      spec: structuredClone(rec(template.spec)),
-    });
-  }
-  return pods;
 }
 
 /** True when `labels` carry every key/value of `selector` (an empty selector selects nothing, as for Services). */
@@ -67,49 +41,6 @@ export function selects(selector: Record<string, string> | undefined, labels: Re
   if (!selector || Object.keys(selector).length === 0) return false;
   const l = labels ?? {};
   return Object.entries(selector).every(([k, v]) => l[k] === v);
-}
-
-/** Resolves a Service targetPort (number or named container port) on a pod. */
-export function resolveTargetPort(pod: KubeObject, targetPort: unknown, fallback: number): number | undefined {
-  if (typeof targetPort === 'number') return targetPort;
-  if (typeof targetPort !== 'string' || targetPort === '') return fallback;
-  if (/^\d+$/.test(targetPort)) return Number(targetPort);
-  for (const c of (rec(pod.spec).containers ?? []) as Array<Record<string, unknown>>) {
-    for (const p of (c.ports ?? []) as Array<Record<string, unknown>>) {
-      if (p.name === targetPort && typeof p.containerPort === 'number') return p.containerPort;
-    }
-  }
-  return undefined;
-}
-
-export interface PodAddress {
-  pod: KubeObject;
-  ip: string;
-  ready: boolean;
-}
-
-/** kube-proxy's view: every ClusterIP port and its ready endpoints. */
-export function serviceRules(services: KubeObject[], pods: PodAddress[]): ServiceRule[] {
-  const rules: ServiceRule[] = [];
-  for (const s of services) {
-    const spec = rec(s.spec);
-    const vip = spec.clusterIP;
-    if (typeof vip !== 'string' || vip === 'None' || vip === '') continue;
-    const selector = spec.selector as Record<string, string> | undefined;
-    for (const p of (spec.ports ?? []) as Array<Record<string, unknown>>) {
-      if (typeof p.port !== 'number') continue;
-      if (p.protocol !== undefined && p.protocol !== 'TCP') continue;
-      const endpoints: ServiceRule['endpoints'] = [];
-      for (const pa of pods) {
-        if (!pa.ready || nsOf(pa.pod) !== nsOf(s) || !selects(selector, pa.pod.metadata.labels)) continue;
-        const port = resolveTargetPort(pa.pod, p.targetPort, p.port);
-        if (port !== undefined) endpoints.push({ ip: pa.ip, port });
-      }
-      endpoints.sort((a, b) => (a.ip < b.ip ? -1 : a.ip > b.ip ? 1 : a.port - b.port));
-      rules.push({ vip, port: p.port, endpoints });
-    }
-  }
-  return rules;
 }
 
 /** The hosts file of a pod in namespace `podNs`: `<svc>` (same namespace), `<svc>.<ns>`, `<svc>.<ns>.svc.cluster.local`. */
@@ -169,6 +100,12 @@ export function wantsIngressGateway(objects: readonly KubeObject[]): boolean {
   return objects.some(isIstioGateway);
 }
 
+const DOWNWARD_ENV: ReadonlyArray<[string, string]> = [
+  [ENV_POD_NAME, 'metadata.name'],
+  [ENV_POD_NAMESPACE, 'metadata.namespace'],
+  [ENV_POD_IP, 'status.podIP'],
+];
+
 /** One pod of the `ambit waypoint` binary, as a gateway Deployment of one replica would run it. */
 function proxyPod(p: {
   name: string;
@@ -202,6 +139,8 @@ function proxyPod(p: {
       name: podName,
       namespace: p.namespace,
       labels: { ...p.labels, 'istio.io/dataplane-mode': 'none', 'pod-template-hash': hash },
+      // Scraped as Istio's waypoint and gateway pods are: Prometheus' pod discovery keeps these.
+      annotations: { 'prometheus.io/scrape': 'true', 'prometheus.io/port': '15020', 'prometheus.io/path': '/metrics' },
       ownerReferences: [{ apiVersion: 'apps/v1', kind: 'ReplicaSet', name: `${p.name}-${hash}`, controller: true }],
     },
     spec: {
@@ -210,8 +149,14 @@ function proxyPod(p: {
       containers: [
         {
           name: p.container,
+          // Local mode runs the command as a host process; the image is what a cluster would pull.
+          image: 'ambit',
           command: ['ambit', 'waypoint'],
-          env: Object.entries(vars).map(([k, v]) => ({ name: k, value: v })),
+          env: [
+            ...Object.entries(vars).map(([k, v]) => ({ name: k, value: v })),
+            // The downward API, as the waypoint's Deployment on a cluster sets them.
+            ...DOWNWARD_ENV.map(([name, fieldPath]) => ({ name, valueFrom: { fieldRef: { fieldPath } } })),
+          ],
           ports: p.ports,
           ...(p.readinessPort !== undefined ? { readinessProbe: { httpGet: { path: '/healthz/ready', port: p.readinessPort } } } : {}),
         },

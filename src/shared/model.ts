@@ -84,6 +84,17 @@ export interface Service {
   routingPreference: Array<'node' | 'zone' | 'region'>;
   /** uids of the workloads behind it (the endpoints); ports via Workload.services. */
   endpoints: string[];
+  /**
+   * Namespaces whose workloads see this service (ServiceEntry `exportTo`, a Service's
+   * `networking.istio.io/exportTo` annotation), `.` already resolved; absent or `*`: everyone.
+   * To others its addresses are no service: their connections go where they were addressed.
+   */
+  exportTo?: string[];
+}
+
+/** True when workloads of `namespace` see `service` (its exportTo). */
+export function serviceVisibleTo(service: Pick<Service, 'exportTo'>, namespace: string): boolean {
+  return service.exportTo === undefined || service.exportTo.includes('*') || service.exportTo.includes(namespace);
 }
 
 export type StringMatch = { exact: string } | { prefix: string } | { suffix: string } | { presence: true };

@@ -4,13 +4,25 @@
  * CLI as a child process.
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdirSync, readdirSync, rmSync, readFileSync, existsSync } from 'node:fs';
+import { mkdirSync, readdirSync, rmSync, readFileSync, existsSync, watch } from 'node:fs';
 import { join, dirname } from 'node:path';
 import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
 
 export const repoRoot = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
-export { lockLocalMesh, pidAlive } from '../../src/local/mesh-lock.js';
+export { pidAlive } from '../../src/local/mesh-lock.js';
+import { lockLocalMesh as lockPath, MESH_LOCK_PATH } from '../../src/local/mesh-lock.js';
+import { callControl, type ExecTarget } from '../../src/local/control.js';
+import { podCommand } from '../../src/local/exec.js';
+import type { LocalStatus } from '../../src/local/mesh.js';
+
+/**
+ * Waits for this address block's test lock: meshes on one block share their ranges and run one at
+ * a time; meshes on different blocks (other worktrees' test runs) run side by side.
+ */
+export function lockLocalMesh(timeoutMs?: number, net: number | string = process.env['AMBIT_LOCAL_NET'] ?? '1'): Promise<() => void> {
+  return lockPath(timeoutMs, `${MESH_LOCK_PATH}.net${net}`);
+}
 
 export function isRoot(): boolean {
   return typeof process.getuid === 'function' && process.getuid() === 0;
@@ -45,6 +57,61 @@ export function ambit(args: string[], opts: { input?: string; timeoutMs?: number
       resolve({ code: code ?? 1, stdout, stderr });
     });
     child.stdin.end(opts.input ?? '');
+  });
+}
+
+/** `ambit local status -o json` of mesh `name`, asked over the daemon's socket from this process. */
+export function meshStatus(name: string): Promise<LocalStatus> {
+  return callControl<LocalStatus>(join('/run/ambit', name), 'GET', '/status');
+}
+
+/**
+ * `ambit local exec --name <name> <namespace>/<pod> -- <cmd...>` without starting the CLI: the same
+ * exec target from the daemon and the same pod command (mesh cgroup, pod netns, hosts file).
+ */
+export async function podExec(name: string, target: string, cmd: string[], timeoutMs = 60_000): Promise<CliResult> {
+  const [namespace, pod] = target.split('/', 2) as [string, string];
+  const t = await callControl<ExecTarget>(join('/run/ambit', name), 'GET', `/exec-target?namespace=${encodeURIComponent(namespace)}&name=${encodeURIComponent(pod)}`);
+  const [sh, args] = podCommand(t.cgroupProcs, t.netns, cmd);
+  return new Promise((resolve) => {
+    const child = spawn(sh, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...t.env } });
+    let stdout = '';
+    let stderr = '';
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code: code ?? 1, stdout, stderr });
+    });
+  });
+}
+
+/**
+ * Resolves once no network namespace in /run/netns satisfies `match`, woken by the directory's
+ * change events (inotify), not by a poll; rejects after `timeoutMs` naming those still there.
+ */
+export function netnsGone(what: string, match: (name: string) => boolean, timeoutMs = 60_000): Promise<void> {
+  const dir = '/run/netns';
+  const left = (): string[] => (existsSync(dir) ? readdirSync(dir).filter(match) : []);
+  return new Promise((resolve, reject) => {
+    if (left().length === 0) return resolve();
+    const watcher = watch(dir, () => {
+      if (left().length > 0) return;
+      clearTimeout(timer);
+      watcher.close();
+      resolve();
+    });
+    const timer = setTimeout(() => {
+      watcher.close();
+      reject(new Error(`timed out after ${timeoutMs} ms waiting for ${what}; still there: ${left().join(', ')}`));
+    }, timeoutMs);
+    // A removal between the first look and the watch's start has no event: look once more.
+    if (left().length === 0) {
+      clearTimeout(timer);
+      watcher.close();
+      resolve();
+    }
   });
 }
 

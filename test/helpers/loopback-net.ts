@@ -78,6 +78,8 @@ import { LoadBalancer } from '../../src/shared/balancer.js';
 import type { Address } from '../../src/shared/address.js';
 import type { TunnelCertificate } from '../../src/shared/hbone/tunnel.js';
 import type { Registry } from 'prom-client';
+import type { TestContext } from 'node:test';
+import { startEchoServer, type EchoServer } from './echo.js';
 
 /** Collects pino lines as parsed objects. */
 export class LogSink extends Writable {
@@ -279,4 +281,29 @@ export async function createLoopbackMesh(): Promise<LoopbackMesh> {
 
 function emptyMaps(): ConfigSnapshot {
   return { workloads: new Map(), services: new Map(), authorizations: new Map() };
+}
+
+/** A loopback mesh with a client pod (frontend/fe at `base`1) and a server pod (backend/be at `base`2) in front of an echo app. */
+export interface TwoPodMesh {
+  mesh: LoopbackMesh;
+  a: MeshPod;
+  b: MeshPod;
+  echo: EchoServer;
+  wa: Workload;
+  wb: Workload;
+}
+
+/** Builds a TwoPodMesh; `t.after` closes it. */
+export async function twoPodMesh(t: TestContext, base: string): Promise<TwoPodMesh> {
+  const mesh = await createLoopbackMesh();
+  const echo = await startEchoServer(base + '2');
+  const wa = testWorkload({ name: 'client', namespace: 'frontend', ip: base + '1', serviceAccount: 'fe' });
+  const wb = testWorkload({ name: 'server', namespace: 'backend', ip: base + '2', serviceAccount: 'be' });
+  const a = await mesh.addPod(wa);
+  const b = await mesh.addPod(wb, { plaintextOriginalDst: () => ({ address: base + '2', port: echo.port }) });
+  t.after(async () => {
+    await mesh.close();
+    await echo.close();
+  });
+  return { mesh, a, b, echo, wa, wb };
 }

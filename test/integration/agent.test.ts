@@ -286,3 +286,42 @@ test('egress to a ServiceEntry: a connection to its address goes from the client
   const opened = await registry.getSingleMetric('istio_tcp_connections_opened_total')!.get();
   assert.ok(opened.values.some((v) => v.labels['reporter'] === 'source' && String(v.labels['destination_service']).startsWith('api.partner.example')), JSON.stringify(opened.values.map((v) => v.labels)));
 });
+
+test('exportTo: a ServiceEntry not exported to the client\'s namespace is no service to it; its connection goes as addressed', { timeout: 30_000 }, async (t) => {
+  const { agent, dial } = await setup(t);
+  const endpoint = await startEchoServer(C_IP);
+  // What the entry's address itself serves (where a client outside the entry's audience lands).
+  const address = BASE + '5';
+  const direct = await startEchoServer(address);
+  t.after(async () => {
+    await endpoint.close();
+    await direct.close();
+  });
+  const { translate } = await import('../../src/controller/translate/translate.js');
+  const { serviceResourceName } = await import('../../src/shared/resources.js');
+  const apply = async (exportTo: string[]): Promise<void> => {
+    const model = translate([
+      { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'backend' } },
+      {
+        apiVersion: 'networking.istio.io/v1',
+        kind: 'ServiceEntry',
+        metadata: { name: 'partner-api', namespace: 'backend' },
+        spec: { hosts: ['api.partner.example'], addresses: [address], resolution: 'STATIC', ports: [{ number: direct.port, name: 'tcp', protocol: 'TCP' }], endpoints: [{ address: C_IP, ports: { tcp: endpoint.port } }], exportTo },
+      },
+    ]);
+    const snap = snapshot([wa, wb, ...model.workloads]);
+    snap.services = new Map(model.services.map((s) => [serviceResourceName(s), s]));
+    await agent.applyConfig(snap);
+  };
+  const once = async (): Promise<void> => {
+    const s = await dial(A_IP, { address, port: direct.port });
+    assert.equal(await echoOnce(s, 'hello'), 'hello');
+    s.destroy();
+  };
+  await apply(['.']);
+  await once();
+  assert.deepEqual([endpoint.peers.length, direct.peers.length], [0, 1], 'exported to backend only: the frontend client reaches the address itself');
+  await apply(['.', 'frontend']);
+  await once();
+  assert.deepEqual([endpoint.peers.length, direct.peers.length], [1, 1], 'exported to frontend: the entry sends it to its endpoint');
+});

@@ -2,37 +2,14 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as net from 'node:net';
-import { createLoopbackMesh, testWorkload, type LoopbackMesh, type MeshPod } from '../helpers/loopback-net.js';
-import { startEchoServer, type EchoServer } from '../helpers/echo.js';
-import { emptyMatch, type Authorization, type AuthzMatch, type Workload } from '../../src/shared/model.js';
+import { twoPodMesh, type LoopbackMesh, type TwoPodMesh } from '../helpers/loopback-net.js';
+import { emptyMatch, type Authorization, type AuthzMatch } from '../../src/shared/model.js';
 
 const BASE = `127.${10 + (process.pid % 200)}.3.`;
-const A_IP = BASE + '1';
 const B_IP = BASE + '2';
 const C_IP = BASE + '3';
 
-interface Fixture {
-  mesh: LoopbackMesh;
-  a: MeshPod;
-  b: MeshPod;
-  echo: EchoServer;
-  wa: Workload;
-  wb: Workload;
-}
-
-async function setup(t: import('node:test').TestContext): Promise<Fixture> {
-  const mesh = await createLoopbackMesh();
-  const echo = await startEchoServer(B_IP);
-  const wa = testWorkload({ name: 'client', namespace: 'frontend', ip: A_IP, serviceAccount: 'fe' });
-  const wb = testWorkload({ name: 'server', namespace: 'backend', ip: B_IP, serviceAccount: 'be' });
-  const a = await mesh.addPod(wa);
-  const b = await mesh.addPod(wb, { plaintextOriginalDst: () => ({ address: B_IP, port: echo.port }) });
-  t.after(async () => {
-    await mesh.close();
-    await echo.close();
-  });
-  return { mesh, a, b, echo, wa, wb };
-}
+const setup = (t: import('node:test').TestContext): Promise<TwoPodMesh> => twoPodMesh(t, BASE);
 
 function match(m: Partial<AuthzMatch>): AuthzMatch {
   return emptyMatch(m);

@@ -7,8 +7,7 @@ import assert from 'node:assert/strict';
 import * as net from 'node:net';
 import * as tls from 'node:tls';
 import { once } from 'node:events';
-import { createLoopbackMesh, testWorkload, type LoopbackMesh, type MeshPod } from '../helpers/loopback-net.js';
-import { startEchoServer, type EchoServer } from '../helpers/echo.js';
+import { twoPodMesh, type TwoPodMesh } from '../helpers/loopback-net.js';
 import { workloadIdentity } from '../../src/shared/state/workloads.js';
 import { buildConnectHeaders } from '../../src/shared/hbone/tunnel.js';
 import { isAmbitError } from '../../src/shared/errors.js';
@@ -19,26 +18,7 @@ const A_IP = BASE + '1';
 const B_IP = BASE + '2';
 const C_IP = BASE + '3';
 
-interface Fixture {
-  mesh: LoopbackMesh;
-  a: MeshPod;
-  b: MeshPod;
-  echo: EchoServer;
-}
-
-async function setup(t: import('node:test').TestContext): Promise<Fixture> {
-  const mesh = await createLoopbackMesh();
-  const echo = await startEchoServer(B_IP);
-  const a = await mesh.addPod(testWorkload({ name: 'client', namespace: 'frontend', ip: A_IP, serviceAccount: 'fe' }));
-  const b = await mesh.addPod(testWorkload({ name: 'server', namespace: 'backend', ip: B_IP, serviceAccount: 'be' }), {
-    plaintextOriginalDst: () => ({ address: B_IP, port: echo.port }),
-  });
-  t.after(async () => {
-    await mesh.close();
-    await echo.close();
-  });
-  return { mesh, a, b, echo };
-}
+const setup = (t: import('node:test').TestContext): Promise<TwoPodMesh> => twoPodMesh(t, BASE);
 
 /** Writes `payload`, half-closes, resolves with all bytes read until the peer's FIN (or close). */
 function exchange(s: net.Socket, payload: Buffer | string): Promise<{ data: Buffer; ended: boolean }> {

@@ -100,9 +100,12 @@ test('meshes on different address blocks run side by side; a second mesh on a bl
   // Block 0 is kept free for this second mesh (block 1 is the tests', 2 the bench's, 3-7 are
   // for development checkouts); a run on block 0 itself takes 1.
   const otherNet = String(net === 0 ? 1 : 0);
+  // The second block is locked too: test runs of other checkouts may use it for the same purpose.
+  const unlockOther = await lockLocalMesh(undefined, otherNet);
   t.after(async () => {
     await destroyMesh(b);
     await destroyMesh(a);
+    unlockOther();
     unlock();
   });
   const curlEcho = async (mesh: string): Promise<string> => {

@@ -51,7 +51,8 @@ export function buildOutboundRequest(input: BuildOutboundRequestInput): Outbound
   // The agent's own listeners, reached from the pod itself (loopback or its own address): a loop.
   if (agentPorts.has(origDst.port) && (isLoopback(origDst.address) || srcIps.has(origDst.address))) return { kind: 'deny', reason: 'self_call' };
 
-  const svc = index.serviceByVip(origDst.address, origDst.port);
+  // A service not exported to the client's namespace is no service to it (Istio exportTo).
+  const svc = index.serviceByVip(origDst.address, origDst.port, src.namespace);
   if (svc) {
     const { service, port } = svc;
     if (service.waypoint && !isWaypointSelf(service.waypoint, srcIps)) {

@@ -153,8 +153,14 @@ function validateServiceEntry(c: Issues, v: unknown): void {
       if (h.startsWith('*')) c.add(`spec.hosts[${i}]`, `cannot be a wildcard when resolution is ${resolution} without endpoints (the host itself is resolved)`, h);
     });
   }
-  strList(c, spec['exportTo'], 'spec.exportTo');
+  exportTo(c, spec['exportTo']);
   strList(c, spec['subjectAltNames'], 'spec.subjectAltNames');
+}
+
+/** Istio `exportTo`: `.` (this namespace), `*` (all), `~` (none, alone) or namespace names. */
+function exportTo(c: Issues, v: unknown): void {
+  const values = strList(c, v, 'spec.exportTo', { check: (x) => (x === '.' || x === '*' || x === '~' || isDnsLabel(x) ? undefined : 'must be ".", "*", "~" or a namespace name') }) ?? [];
+  if (values.includes('~') && values.length > 1) c.add('spec.exportTo', '"~" (exported nowhere) cannot be combined with other values', values);
 }
 
 function asRecordOf(v: unknown): Record<string, unknown> {

@@ -9,7 +9,7 @@ import { emptyMatch, type Authorization, type AuthzClause, type AuthzMatch, type
 import type { KubeObject } from '../objects.js';
 import { addCondition, type TranslateIndex } from './object-index.js';
 import { CONDITION_ACCEPTED } from './peer-authentication.js';
-import type { PodWorkload } from './services.js';
+import { podsByNamespace, type PodWorkload } from './services.js';
 import { toStringMatch } from './string-match.js';
 import { annotationsOf, asArray, asRecord, asString, asStrings, labelsOf, matchesLabels, nsOf, policySelector } from './util.js';
 
@@ -117,6 +117,8 @@ function isWaypointAttached(ap: KubeObject): boolean {
  */
 export function buildAuthorizations(idx: TranslateIndex, pods: readonly PodWorkload[]): Authorization[] {
   const out: Authorization[] = [];
+  // Selector policies match pods of their own namespace (all, from the root namespace).
+  const inNamespace = podsByNamespace(pods);
   for (const ap of idx.authorizationPolicies) {
     if (isWaypointAttached(ap)) continue;
     const ns = nsOf(ap);
@@ -144,8 +146,7 @@ export function buildAuthorizations(idx: TranslateIndex, pods: readonly PodWorkl
     out.push({ name: ap.metadata.name, namespace: ns, scope, action, rules, dryRun: annotationsOf(ap)[ANNOTATION_DRY_RUN] === 'true' });
     if (selector) {
       const key = `${ns}/${ap.metadata.name}`;
-      for (const { pod, workload } of pods) {
-        if (ns !== idx.opts.rootNamespace && workload.namespace !== ns) continue;
+      for (const { pod, workload } of ns === idx.opts.rootNamespace ? pods : (inNamespace.get(ns) ?? [])) {
         if (matchesLabels(selector, labelsOf(pod))) workload.authorizationPolicies.push(key);
       }
     }

@@ -107,7 +107,18 @@ function listFields(fields: readonly UnservedField[], render: (f: UnservedField)
 }
 
 /** The Warning condition of one object, or undefined when Ambit serves all of it. */
+/** Warnings by object: stored objects are frozen, and a retranslate sees mostly the same ones. */
+const warnings = new WeakMap<KubeObject, TranslateCondition | null>();
+
 export function fieldWarning(obj: KubeObject): TranslateCondition | undefined {
+  const cached = warnings.get(obj);
+  if (cached !== undefined) return cached ?? undefined;
+  const c = computeFieldWarning(obj);
+  if (Object.isFrozen(obj)) warnings.set(obj, c ?? null);
+  return c;
+}
+
+function computeFieldWarning(obj: KubeObject): TranslateCondition | undefined {
   const t = fieldTable(kindRef(obj));
   if (!t) return undefined;
   if (t.ignoredBecause !== undefined) {

@@ -224,6 +224,7 @@ export const SERVED_FIELDS: ReadonlyMap<string, ServedKind> = new Map<string, Se
         ...under('spec.endpoints[]', ['address', 'ports{}', 'labels{}', 'serviceAccount']),
         'spec.workloadSelector.labels{}',
         'spec.subjectAltNames',
+        'spec.exportTo',
       ],
     },
   ],

@@ -18,7 +18,7 @@ import { addCondition, type TranslateIndex } from './object-index.js';
 import { CONDITION_ACCEPTED } from './peer-authentication.js';
 import { detectPortProtocol } from './protocol.js';
 import type { PodWorkload } from './services.js';
-import { asArray, asRecord, asString, asStrings, compareAge, labelsOf, matchesLabels, nsOf } from './util.js';
+import { asArray, asRecord, asString, asStrings, compareAge, exportNamespaces, labelsOf, matchesLabels, nsOf } from './util.js';
 import { isPodRunning } from './workloads.js';
 
 /** Host names the DNS-resolved ServiceEntries of `objects` need resolved (for the controller's resolver). */
@@ -147,7 +147,8 @@ export function buildServiceEntries(idx: TranslateIndex, pods: readonly PodWorkl
           }
         }
       }
-      services.push({ name: se.metadata.name, namespace: ns, hostname: host, vips, ports, subjectAltNames: asStrings(spec['subjectAltNames']), routingPreference: [], endpoints: endpoints.sort() });
+      const exportTo = exportNamespaces(asStrings(spec['exportTo']), ns);
+      services.push({ name: se.metadata.name, namespace: ns, hostname: host, vips, ports, subjectAltNames: asStrings(spec['subjectAltNames']), routingPreference: [], endpoints: endpoints.sort(), ...(exportTo ? { exportTo } : {}) });
     });
     if (vips.length === 0) notes.push('no spec.addresses: Ambit allocates no address for the hosts, so connections to them are not served by this entry (they go where the client\'s own DNS answer points)');
     addCondition(idx, se, notes.length > 0 ? { type: CONDITION_ACCEPTED, status: 'True', reason: 'PartiallyApplied', message: notes.join('; ') } : { type: CONDITION_ACCEPTED, status: 'True', reason: 'Accepted', message: 'served by the node agents' });

@@ -4,7 +4,7 @@ import type { PortMapping, Service, ServicePort, Workload } from '../../shared/m
 import type { KubeObject } from '../objects.js';
 import type { TranslateIndex } from './object-index.js';
 import { detectPortProtocol } from './protocol.js';
-import { annotationsOf, asArray, asRecord, asString, matchesLabels, nsOf, sortedUnique, labelsOf } from './util.js';
+import { ANNOTATION_EXPORT_TO, annotationsOf, asArray, asRecord, asString, exportNamespaces, matchesLabels, nsOf, sortedUnique, labelsOf } from './util.js';
 import { isPodRunning, podServiceAccount } from './workloads.js';
 
 export const ANNOTATION_TRAFFIC_DISTRIBUTION = 'networking.istio.io/traffic-distribution';
@@ -12,6 +12,17 @@ export const ANNOTATION_TRAFFIC_DISTRIBUTION = 'networking.istio.io/traffic-dist
 export interface PodWorkload {
   pod: KubeObject;
   workload: Workload;
+}
+
+/** Pods by namespace: Services and selector policies look only in their own (one pass, not one per object). */
+export function podsByNamespace(pods: readonly PodWorkload[]): Map<string, PodWorkload[]> {
+  const out = new Map<string, PodWorkload[]>();
+  for (const p of pods) {
+    const list = out.get(p.workload.namespace);
+    if (list) list.push(p);
+    else out.set(p.workload.namespace, [p]);
+  }
+  return out;
 }
 
 interface RawPort {
@@ -67,6 +78,13 @@ function serviceVips(svc: KubeObject): string[] {
   return all.filter((ip) => ip !== '' && ip !== 'None');
 }
 
+/** A Service's `networking.istio.io/exportTo` annotation, as the model's exportTo (absent: everyone). */
+function exportToOf(svc: KubeObject, ns: string): Pick<Service, 'exportTo'> {
+  const raw = annotationsOf(svc)[ANNOTATION_EXPORT_TO];
+  const exportTo = raw === undefined ? undefined : exportNamespaces(raw.split(',').map((v) => v.trim()).filter((v) => v !== ''), ns);
+  return exportTo ? { exportTo } : {};
+}
+
 function routingPreference(svc: KubeObject): Service['routingPreference'] {
   const value = asString(svc.spec?.['trafficDistribution']) ?? annotationsOf(svc)[ANNOTATION_TRAFFIC_DISTRIBUTION];
   switch (value) {
@@ -88,13 +106,12 @@ export const LABEL_SERVICE_NAME = 'kubernetes.io/service-name';
  * kubernetes.io/service-name) whose targetRef is a Pod, with each slice's port numbers by port
  * name. Endpoints that are not pods (external addresses) have no workload and are left out.
  */
-function podsOfEndpointSlices(idx: TranslateIndex, svc: KubeObject, pods: readonly PodWorkload[]): { pods: PodWorkload[]; portsByName: Map<string, number> } {
+function podsOfEndpointSlices(slices: readonly KubeObject[], svc: KubeObject, nsPods: readonly PodWorkload[]): { pods: PodWorkload[]; portsByName: Map<string, number> } {
   const ns = nsOf(svc);
-  const byName = new Map(pods.filter((p) => p.workload.namespace === ns).map((p) => [p.pod.metadata.name, p]));
+  const byName = new Map(nsPods.map((p) => [p.pod.metadata.name, p]));
   const out = new Map<string, PodWorkload>();
   const portsByName = new Map<string, number>();
-  for (const slice of idx.of('EndpointSlice')) {
-    if (nsOf(slice) !== ns || labelsOf(slice)[LABEL_SERVICE_NAME] !== svc.metadata.name) continue;
+  for (const slice of slices) {
     const raw = slice as Record<string, unknown>;
     for (const p of asArray(raw['ports']).map(asRecord)) {
       if (typeof p['port'] === 'number' && !portsByName.has(asString(p['name']) ?? '')) portsByName.set(asString(p['name']) ?? '', p['port']);
@@ -117,6 +134,14 @@ function podsOfEndpointSlices(idx: TranslateIndex, svc: KubeObject, pods: readon
  */
 export function buildServices(idx: TranslateIndex, pods: readonly PodWorkload[]): Service[] {
   const out: Service[] = [];
+  const inNamespace = podsByNamespace(pods);
+  const slicesOf = new Map<string, KubeObject[]>();
+  for (const slice of idx.of('EndpointSlice')) {
+    const key = `${nsOf(slice)}/${labelsOf(slice)[LABEL_SERVICE_NAME] ?? ''}`;
+    const list = slicesOf.get(key);
+    if (list) list.push(slice);
+    else slicesOf.set(key, [slice]);
+  }
   for (const svc of idx.services) {
     if (asString(svc.spec?.['type']) === 'ExternalName') continue;
     const ns = nsOf(svc);
@@ -124,11 +149,12 @@ export function buildServices(idx: TranslateIndex, pods: readonly PodWorkload[])
     const raw = servicePorts(svc);
     const selector = serviceSelector(svc);
     let selected: PodWorkload[];
+    const nsPods = inNamespace.get(ns) ?? [];
     if (selector) {
-      selected = pods.filter((p) => p.workload.namespace === ns && matchesLabels(selector, labelsOf(p.pod)));
+      selected = nsPods.filter((p) => matchesLabels(selector, labelsOf(p.pod)));
     } else {
       // Without a selector the EndpointSlices say where each port goes (by port name).
-      const sliced = podsOfEndpointSlices(idx, svc, pods);
+      const sliced = podsOfEndpointSlices(slicesOf.get(`${ns}/${svc.metadata.name}`) ?? [], svc, nsPods);
       selected = sliced.pods;
       for (const rp of raw) {
         const target = sliced.portsByName.get(rp.name);
@@ -171,6 +197,7 @@ export function buildServices(idx: TranslateIndex, pods: readonly PodWorkload[])
       ),
       routingPreference: routingPreference(svc),
       endpoints: sortedUnique(endpoints.map((e) => e.workload.uid)),
+      ...exportToOf(svc, ns),
     });
   }
   return out;

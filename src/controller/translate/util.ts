@@ -25,6 +25,18 @@ export function annotationsOf(obj: KubeObject | undefined): Record<string, strin
   return (obj?.metadata.annotations ?? {}) as Record<string, string>;
 }
 
+/**
+ * Istio `exportTo` values of an object in `ns` → the namespaces that see it: `.` is `ns`, `~` is
+ * none; undefined (everyone) when the list is empty or holds `*`.
+ */
+export function exportNamespaces(values: readonly string[], ns: string): string[] | undefined {
+  if (values.length === 0 || values.includes('*')) return undefined;
+  return sortedUnique(values.filter((v) => v !== '~').map((v) => (v === '.' ? ns : v)));
+}
+
+/** The `networking.istio.io/exportTo` annotation of a Service (comma-separated), as exportTo values. */
+export const ANNOTATION_EXPORT_TO = 'networking.istio.io/exportTo';
+
 export function nsOf(obj: KubeObject): string {
   return obj.metadata.namespace ?? '';
 }

@@ -13,7 +13,7 @@ import type { Authorization, Service, Workload } from '../../shared/model.js';
 import { TYPE_AUTHORIZATION, TYPE_GATEWAY_LISTENER, TYPE_ROUTE_CONFIG, TYPE_SERVICE, TYPE_WORKLOAD, authorizationResourceName, gatewayListenerResourceName, routeConfigResourceName, serviceResourceName, workloadResourceName, type Resource, type ResourceType } from '../../shared/resources.js';
 import type { GatewayListener, RouteConfig } from '../../shared/routes.js';
 import { formatIssue, type Issue } from '../../shared/validate.js';
-import { encodeResource, typeLabel, type EncodedResource } from '../../shared/xds/resource-codec.js';
+import { contentHash, encodeBody, typeLabel, type EncodedResource } from '../../shared/xds/resource-codec.js';
 import type { NodeInfo } from '../../shared/xds/node.js';
 
 /** Resources per type; a missing type means none. Treat as immutable once handed over. */
@@ -138,8 +138,15 @@ export class SnapshotEncoder {
     if (cached) return cached;
     let result: CachedEncoding;
     try {
-      const issues = this.validate(type, name, resource);
-      result = issues.length === 0 ? { encoded: encodeResource(resource), issues } : { issues };
+      // A resource whose body is the last good one's byte for byte was validated then: reuse it
+      // (a retranslate rebuilds every object, but most are unchanged).
+      const body = encodeBody(resource);
+      const previous = this.lastGood.get(type)?.get(name);
+      if (previous?.body.equals(body)) result = { encoded: previous, issues: [] };
+      else {
+        const issues = this.validate(type, name, resource);
+        result = issues.length === 0 ? { encoded: { body, version: contentHash(body) }, issues } : { issues };
+      }
     } catch (e) {
       result = { issues: [{ path: `${typeLabel(type)}[${name}]`, problem: `cannot encode: ${errorMessage(e)}` }] };
     }

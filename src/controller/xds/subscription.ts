@@ -14,7 +14,7 @@ import type { ResourceType } from '../../shared/resources.js';
 import { isRecord } from '../../shared/validate.js';
 import type { DeltaConfigRequestMessage, DeltaConfigResponseMessage } from '../../shared/xds/proto.js';
 import { setVersion, type EncodedResource } from '../../shared/xds/resource-codec.js';
-import { computeDelta, isEmptyDelta } from './delta.js';
+import { computeDelta, isEmptyDelta, type Delta } from './delta.js';
 import type { NackRecord, TypeSubscriptionState } from './status.js';
 
 const MAX_INITIAL_VERSIONS = 200_000;
@@ -51,6 +51,20 @@ export interface TypeSub {
  * read every subscriber's `sent` version on each ACK, so each is sorted and hashed once.
  */
 const setVersions = new WeakMap<ReadonlyMap<string, unknown>, string>();
+
+/** name → version of a `next` map, built once per map (shared by its subscribers; never changed). */
+const versionMaps = new WeakMap<ReadonlyMap<string, EncodedResource>, Map<string, string>>();
+
+/** The delta between a held map and a `next` map, computed once per pair: subscribers that held the same set share it. */
+const deltas = new WeakMap<ReadonlyMap<string, string>, WeakMap<ReadonlyMap<string, EncodedResource>, Delta>>();
+
+function deltaOf(sent: ReadonlyMap<string, string>, next: ReadonlyMap<string, EncodedResource>): Delta {
+  let byNext = deltas.get(sent);
+  if (!byNext) deltas.set(sent, (byNext = new WeakMap()));
+  let d = byNext.get(next);
+  if (!d) byNext.set(next, (d = computeDelta(sent, next)));
+  return d;
+}
 
 function versionOfSet(versions: ReadonlyMap<string, string>): string {
   let v = setVersions.get(versions);
@@ -164,13 +178,17 @@ export function recordReply(ts: TypeSub, req: DeltaConfigRequestMessage, now: nu
  * and the push is not forced), marking it in flight. The caller writes it.
  */
 export function nextResponse(ts: TypeSub, next: ReadonlyMap<string, EncodedResource>, o: { force: boolean; notifiedAt: number | undefined; nonce: () => string }): { response: DeltaConfigResponseMessage; updated: number; removed: number } | undefined {
-  const nextVersions = new Map<string, string>();
-  for (const [name, e] of next) nextVersions.set(name, e.version);
+  let nextVersions = versionMaps.get(next);
+  if (!nextVersions) {
+    nextVersions = new Map<string, string>();
+    for (const [name, e] of next) nextVersions.set(name, e.version);
+    versionMaps.set(next, nextVersions);
+  }
   let target = setVersions.get(next);
   if (target === undefined) setVersions.set(next, (target = setVersion(nextVersions)));
   setVersions.set(nextVersions, target);
   ts.targetVersion = target;
-  const delta = computeDelta(ts.sent, next);
+  const delta = deltaOf(ts.sent, next);
   if (!o.force && isEmptyDelta(delta)) return undefined;
   const nonce = o.nonce();
   const response: DeltaConfigResponseMessage = {
@@ -180,7 +198,7 @@ export function nextResponse(ts: TypeSub, next: ReadonlyMap<string, EncodedResou
       const e = next.get(name) as EncodedResource;
       return { name, version: e.version, body: e.body };
     }),
-    removedResources: delta.removed,
+    removedResources: [...delta.removed],
     nonce,
   };
   ts.inflight = { nonce, version: ts.targetVersion, prevSent: ts.sent, notifiedAt: o.notifiedAt };

@@ -11,7 +11,6 @@
  * fails is retried a bounded number of times.
  */
 import type { Logger } from '../../shared/log.js';
-import { errorMessage } from '../../shared/errors.js';
 import { SYSTEM_USER } from './authn.js';
 import { CRD_CLEANUP_FINALIZER, CRD_RESOURCE } from './kinds/crd.js';
 import { NAMESPACE_FINALIZER } from './kinds/cluster.js';
@@ -79,7 +78,7 @@ export class Controllers {
         fn();
       } catch (e) {
         if (attempt >= MAX_ATTEMPTS) {
-          this.log.warn({ task: key, err: errorMessage(e) }, 'controller task failed; giving up until the next change');
+          this.log.warn({ task: key, err: e }, 'controller task failed; giving up until the next change');
           return;
         }
         const t = setTimeout(() => {

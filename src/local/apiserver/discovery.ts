@@ -29,6 +29,7 @@ function subresourceEntries(def: ResourceDef, version: string): Array<{ name: st
   if (v?.scale) out.push({ name: 'scale', kind: 'Scale', group: 'autoscaling', version: 'v1', verbs: ['get', 'patch', 'update'] });
   if (def.token) out.push({ name: 'token', kind: 'TokenRequest', group: 'authentication.k8s.io', version: 'v1', verbs: ['create'] });
   if (def.finalize) out.push({ name: 'finalize', kind: def.kind, verbs: ['update'] });
+  if (def.binding) out.push({ name: 'binding', kind: 'Binding', verbs: ['create'] });
   return out;
 }
 

@@ -335,6 +335,12 @@ export class ApiHandler {
         const { body } = await this.readJson(req, writeAccepted);
         return this.send(res, 201, tokenRequest(this.reviewDeps(), ns, info.name, isMap(body) ? body : {}), ctx.warnings);
       }
+      if (sub === 'binding' && def.binding) {
+        if (info.verb !== 'create') throw methodNotAllowed();
+        const { body } = await this.readJson(req, writeAccepted);
+        reg.bind(def, ns, info.name, body, ctx);
+        return this.send(res, 201, { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Success', code: 201 }, ctx.warnings);
+      }
       if (sub === 'finalize' && def.finalize) {
         if (info.verb !== 'update') throw methodNotAllowed();
         const { body } = await this.readJson(req, writeAccepted);

@@ -596,6 +596,42 @@ export class Registry {
     return this.store.put(def.id, next);
   }
 
+  /**
+   * pods/binding (a Binding `{metadata: {name}, target: {kind: Node, name}}`): sets spec.nodeName
+   * of an unbound pod, the one spec change a pod allows, as the scheduler does it. A bound pod
+   * or one being deleted is a 409, as upstream's BindingREST answers.
+   */
+  bind(def: ResourceDef, namespace: string, name: string, body: unknown, ctx: RequestContext): void {
+    const binding = isMap(body) ? body : {};
+    const meta = isMap(binding['metadata']) ? binding['metadata'] : {};
+    const target = isMap(binding['target']) ? binding['target'] : {};
+    if (meta['name'] !== undefined && meta['name'] !== name) {
+      throw badRequest(`the name of the object (${String(meta['name'])}) does not match the name on the URL (${name})`);
+    }
+    const node = target['name'];
+    if (typeof node !== 'string' || node === '') throw invalid({ group: '', kind: 'Binding' }, name, [fieldError('Required', 'target.name', undefined)]);
+    if (target['kind'] !== undefined && target['kind'] !== 'Node' && target['kind'] !== '') {
+      throw invalid({ group: '', kind: 'Binding' }, name, [fieldError('NotSupported', 'target.kind', target['kind'], 'supported values: "Node"')]);
+    }
+    const stored = this.store.get(def.id, namespace, name);
+    if (stored === undefined) throw notFound(this.gr(def), name);
+    if (typeof meta['uid'] === 'string' && meta['uid'] !== '' && meta['uid'] !== stored.metadata.uid) {
+      throw conflict(this.gr(def), name, `Precondition failed: UID in precondition: ${meta['uid']}, UID in object meta: ${stored.metadata.uid ?? ''}`);
+    }
+    if (stored.metadata.deletionTimestamp !== undefined) throw conflict(this.gr(def), name, `pod ${name} is being deleted, cannot be assigned to a host`);
+    const spec = isMap(stored['spec']) ? stored['spec'] : {};
+    if (typeof spec['nodeName'] === 'string' && spec['nodeName'] !== '') {
+      throw conflict(this.gr(def), name, `pod ${name} is already assigned to node "${spec['nodeName']}"`);
+    }
+    if (ctx.dryRun) return;
+    const next = clone(stored);
+    (next['spec'] as JsonMap)['nodeName'] = node;
+    const status = isMap(next['status']) ? next['status'] : (next['status'] = {});
+    const conds = Array.isArray(status['conditions']) ? (status['conditions'] as JsonMap[]).filter((c) => c['type'] !== 'PodScheduled') : [];
+    status['conditions'] = [...conds, { type: 'PodScheduled', status: 'True', lastProbeTime: null, lastTransitionTime: rfc3339(this.now()) }];
+    this.store.put(def.id, next);
+  }
+
   // ---- scale subresource ----------------------------------------------------------------------
 
   /** The autoscaling/v1 Scale of an object. */

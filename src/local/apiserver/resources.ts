@@ -65,6 +65,8 @@ export interface ResourceDef {
   token?: boolean;
   /** namespaces/finalize. */
   finalize?: boolean;
+  /** pods/binding: the scheduler's way to set spec.nodeName. */
+  binding?: boolean;
   /** Create-only review types (TokenReview, SubjectAccessReview): nothing is stored. */
   review?: boolean;
   /** A custom resource served from a CRD (named here). */
@@ -87,13 +89,14 @@ interface BuiltinSpec {
   scale?: boolean;
   token?: boolean;
   finalize?: boolean;
+  binding?: boolean;
   review?: boolean;
   singular?: string;
 }
 
 const BUILTINS: BuiltinSpec[] = [
   { group: '', version: 'v1', plural: 'namespaces', kind: 'Namespace', namespaced: false, model: 'V1Namespace', strategy: namespaceStrategy, shortNames: ['ns'], status: true, finalize: true },
-  { group: '', version: 'v1', plural: 'pods', kind: 'Pod', namespaced: true, model: 'V1Pod', strategy: podStrategy, shortNames: ['po'], categories: ['all'], status: true },
+  { group: '', version: 'v1', plural: 'pods', kind: 'Pod', namespaced: true, model: 'V1Pod', strategy: podStrategy, shortNames: ['po'], categories: ['all'], status: true, binding: true },
   { group: '', version: 'v1', plural: 'services', kind: 'Service', namespaced: true, model: 'V1Service', strategy: serviceStrategy, shortNames: ['svc'], categories: ['all'], status: true },
   { group: '', version: 'v1', plural: 'endpoints', kind: 'Endpoints', namespaced: true, model: 'V1Endpoints', strategy: endpointsStrategy, shortNames: ['ep'], singular: 'endpoints' },
   { group: '', version: 'v1', plural: 'serviceaccounts', kind: 'ServiceAccount', namespaced: true, model: 'V1ServiceAccount', strategy: serviceAccountStrategy, shortNames: ['sa'], token: true },
@@ -143,6 +146,7 @@ function builtinDef(b: BuiltinSpec): ResourceDef {
   };
   if (b.token) def.token = true;
   if (b.finalize) def.finalize = true;
+  if (b.binding) def.binding = true;
   if (b.review) def.review = true;
   return def;
 }

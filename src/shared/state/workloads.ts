@@ -3,7 +3,7 @@
  * hostname, the policies that apply to a workload, the workloads of this node. Pure lookups;
  * a new snapshot builds a new index (invariant: an index never changes after construction).
  */
-import type { Authorization, Service, ServicePort, Workload, WaypointRef } from '../model.js';
+import { serviceVisibleTo, type Authorization, type Service, type ServicePort, type Workload, type WaypointRef } from '../model.js';
 import { serviceResourceName } from '../resources.js';
 import { formatSpiffeId } from '../identity.js';
 import { normalizeIp } from '../address.js';
@@ -83,8 +83,10 @@ export class WorkloadIndex {
     return this.snapshot.workloads.get(uid);
   }
 
-  serviceByVip(ip: string, port: number): ServiceMatch | undefined {
-    return this.byVip.get(`${normalizeIp(ip)}|${port}`);
+  /** The service at `ip:port`; with `fromNamespace`, only one exported to that namespace. */
+  serviceByVip(ip: string, port: number, fromNamespace?: string): ServiceMatch | undefined {
+    const m = this.byVip.get(`${normalizeIp(ip)}|${port}`);
+    return m && (fromNamespace === undefined || serviceVisibleTo(m.service, fromNamespace)) ? m : undefined;
   }
 
   serviceByHostname(hostname: string): Service | undefined {

@@ -33,8 +33,13 @@ export interface EncodedResource {
   version: string;
 }
 
+/** The wire body of a resource: its canonical JSON. */
+export function encodeBody(resource: unknown): Buffer {
+  return Buffer.from(canonicalJson(resource), 'utf8');
+}
+
 export function encodeResource(resource: unknown): EncodedResource {
-  const body = Buffer.from(canonicalJson(resource), 'utf8');
+  const body = encodeBody(resource);
   return { body, version: contentHash(body) };
 }
 

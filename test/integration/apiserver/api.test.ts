@@ -330,3 +330,25 @@ test('the in-process client runs the same pipeline as HTTPS and throws coded err
   assert.match(yaml, new RegExp(`server: ${s.server.url.replace(/[.]/g, '\\.')}`));
   assert.match(yaml, /namespace: default/);
 });
+
+test('pods/binding sets the node of an unbound pod once, as the scheduler binds', async (t) => {
+  const s = await startTestServer(t);
+  const pod = await create(s, '/api/v1/namespaces/default/pods', { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'b' }, spec: { containers: [{ name: 'c', image: 'x' }] } });
+  const disco = await s.call('GET', '/api/v1');
+  assert.ok(disco.json.resources.some((r: any) => r.name === 'pods/binding' && r.verbs.includes('create')), 'discovery lists pods/binding');
+  const bind = (body: unknown): Promise<any> => s.call('POST', '/api/v1/namespaces/default/pods/b/binding', body);
+  const noTarget = await bind({ apiVersion: 'v1', kind: 'Binding', metadata: { name: 'b' }, target: {} });
+  assert.equal(noTarget.status, 422);
+  assert.match(noTarget.json.message, /target\.name: Required value/);
+  assert.equal((await bind({ apiVersion: 'v1', kind: 'Binding', metadata: { name: 'other' }, target: { kind: 'Node', name: 'n1' } })).status, 400, 'the name must match the URL');
+  assert.equal((await bind({ apiVersion: 'v1', kind: 'Binding', metadata: { name: 'b', uid: 'wrong' }, target: { kind: 'Node', name: 'n1' } })).status, 409, 'a uid precondition is checked');
+  const ok = await bind({ apiVersion: 'v1', kind: 'Binding', metadata: { name: 'b', uid: pod.metadata.uid }, target: { kind: 'Node', name: 'n1' } });
+  assert.equal(ok.status, 201, ok.text);
+  const bound = (await s.call('GET', '/api/v1/namespaces/default/pods/b')).json;
+  assert.equal(bound.spec.nodeName, 'n1');
+  assert.equal(bound.status.conditions.find((c: any) => c.type === 'PodScheduled')?.status, 'True');
+  const again = await bind({ apiVersion: 'v1', kind: 'Binding', metadata: { name: 'b' }, target: { kind: 'Node', name: 'n2' } });
+  assert.equal(again.status, 409);
+  assert.match(again.json.message, /already assigned to node "n1"/);
+  assert.equal((await s.call('POST', '/api/v1/namespaces/default/pods/missing/binding', { target: { name: 'n1' } })).status, 404);
+});

@@ -254,3 +254,16 @@ test('request: the agent\'s own ports are refused as self_call on every outbound
   assert.equal(decide('10.0.0.2', 25006, custom).kind, 'deny', 'a configured agent port counts too');
   assert.equal(decide('10.0.0.2', 25006).kind, 'tunnel');
 });
+
+test('request: a service exported only to other namespaces is no service to this client (Istio exportTo)', () => {
+  const dst = wl('server', '10.0.0.2', { services: { 'ns/web.ns.svc.cluster.local': [{ servicePort: 80, targetPort: 8081 }] } });
+  const run = (exportTo: string[] | undefined, from: Workload) =>
+    buildOutboundRequest({ src: from, origDst: { address: '10.96.0.10', port: 80 }, index: index([from, dst], [svc('web', '10.96.0.10', [dst.uid], exportTo ? { exportTo } : {})]), nodeName: 'node1', pickEndpoint: first });
+  const other = wl('other', '10.0.0.3', { namespace: 'web' });
+  assert.equal(run(undefined, other).kind, 'tunnel', 'exported everywhere by default');
+  assert.equal(run(['*'], other).kind, 'tunnel');
+  assert.equal(run(['ns', 'web'], other).kind, 'tunnel', 'exported to the client namespace');
+  assert.deepEqual(run(['ns'], other), { kind: 'passthrough', address: '10.96.0.10', port: 80, reason: 'unknown_destination' }, 'not exported: the address is no service, the connection goes as addressed');
+  assert.equal(run(['ns'], src).kind, 'tunnel', 'its own namespace still sees it');
+  assert.equal(run([], src).kind, 'passthrough', 'exported nowhere ("~")');
+});

@@ -113,6 +113,8 @@ const INVALID: Array<{ name: string; obj: unknown; field: string; value?: unknow
   { name: 'serviceentry port protocol', obj: se({ hosts: ['a.example.com'], ports: [{ number: 80, name: 'x', protocol: 'SMTP' }] }), field: 'spec.ports[0].protocol', value: 'SMTP' },
   { name: 'serviceentry STATIC needs IP endpoints', obj: se({ hosts: ['a.example.com'], resolution: 'STATIC', endpoints: [{ address: 'db.example.com' }] }), field: 'spec.endpoints[0].address', value: 'db.example.com' },
   { name: 'serviceentry DNS wildcard host', obj: se({ hosts: ['*.example.com'], resolution: 'DNS' }), field: 'spec.hosts[0]', value: '*.example.com' },
+  { name: 'serviceentry exportTo value', obj: se({ hosts: ['a.example.com'], exportTo: ['.', 'Bad_NS'] }), field: 'spec.exportTo[1]', value: 'Bad_NS' },
+  { name: 'serviceentry exportTo ~ with others', obj: se({ hosts: ['a.example.com'], exportTo: ['~', 'shop'] }), field: 'spec.exportTo' },
   { name: 'serviceentry endpoint port names no port', obj: se({ hosts: ['a.example.com'], resolution: 'STATIC', ports: [{ number: 80, name: 'http' }], endpoints: [{ address: '10.0.0.1', ports: { tcp: 81 } }] }), field: 'spec.endpoints[0].ports.tcp', value: 'tcp' },
   { name: 'requestauthentication without issuer', obj: ra({ jwtRules: [{ jwksUri: 'https://a.example.com/jwks' }] }), field: 'spec.jwtRules[0].issuer' },
   { name: 'requestauthentication jwksUri scheme', obj: ra({ jwtRules: [{ issuer: 'a', jwksUri: 'ftp://a/jwks' }] }), field: 'spec.jwtRules[0].jwksUri', value: 'ftp://a/jwks' },

@@ -59,7 +59,9 @@ test('DeltaConfigResponse: the codec decodes what protobufjs encodes, defaults f
     const bytes = delta().responseSerialize(r);
     const ours = decodeDeltaConfigResponse(bytes);
     const theirs = delta().responseDeserialize(bytes) as typeof ours;
-    assert.deepEqual(ours, theirs);
+    const { wireBytes, ...decoded } = ours;
+    assert.equal(wireBytes, bytes.length, 'the decoder notes the size on the wire');
+    assert.deepEqual(decoded, theirs);
     for (const [i, res] of ours.resources.entries()) assert.ok(Buffer.isBuffer(res.body) && res.body.equals(theirs.resources[i]!.body));
   }
 });

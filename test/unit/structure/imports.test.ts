@@ -20,8 +20,8 @@ const MAY_IMPORT: Record<string, readonly string[]> = {
   agent: ['shared', 'native'],
   waypoint: ['shared'],
   controller: ['shared'],
-  local: ['shared', 'agent', 'waypoint', 'controller', 'native'],
-  cli: ['shared', 'agent', 'waypoint', 'controller', 'local'],
+  local: ['shared', 'agent', 'waypoint', 'controller', 'native', 'cni', 'crds'],
+  cli: ['shared', 'agent', 'waypoint', 'controller', 'local', 'cni', 'crds'],
   /** The CNI plugin and its installer: their own binaries, beside the agent. */
   cni: ['shared'],
   /** The CRD manifests of the kinds the controller reads (a generator binary). */

@@ -100,3 +100,12 @@ test('DnsAnswers resolves wanted names, re-resolves, reports changes, keeps the 
   assert.equal(d.current().has('a.example'), false);
   d.close();
 });
+
+test('exportTo: "." is the entry\'s namespace, "*" everyone, "~" no one; a Service says it with networking.istio.io/exportTo', () => {
+  const entry = (name: string, exportTo?: string[]): KubeObject => se(name, { hosts: [`${name}.example.com`], addresses: ['240.0.0.20'], resolution: 'STATIC', ports: [{ number: 80, name: 'http', protocol: 'HTTP' }], endpoints: [{ address: '192.0.2.20' }], ...(exportTo ? { exportTo } : {}) });
+  const annotated = service('web', { ns: 'demo', annotations: { 'networking.istio.io/exportTo': ' ., shop ' } });
+  const r = translate([namespace('demo'), entry('a', ['.', 'shop']), entry('b', ['*', '.']), entry('c', ['~']), entry('d'), annotated]);
+  valid(r);
+  const exports = Object.fromEntries(r.services.map((s) => [s.name, s.exportTo]));
+  assert.deepEqual(exports, { a: ['demo', 'shop'], b: undefined, c: [], d: undefined, web: ['demo', 'shop'] });
+});

@@ -1,0 +1,181 @@
+/**
+ * The real kubectl against a running local mesh: `kubectl apply` a Deployment and a Service, the
+ * pods come up in network namespaces (running as their securityContext says), `kubectl label
+ * namespace ... istio.io/dataplane-mode=ambient` enrolls the running pods without restarting them
+ * (the agents mark them `ambient.istio.io/redirection: enabled` through the API), traffic between
+ * them then crosses the mesh in mutual TLS (the agents' metrics say so), removing the label
+ * unenrolls them, and `kubectl delete` removes the pods and their netns. A waypoint Gateway
+ * applied with kubectl gets its pod; Prometheus' pod discovery, done as Prometheus does it with
+ * its own account against the API server, finds every agent (their mirror pods) and the waypoint
+ * by the scrape annotations, and their metrics count the traffic.
+ *
+ * Every wait is on an event: a watch of the API server (kubectl's own or an informer here), or
+ * the reply of a request. The block's mesh lock is taken before the test starts, so waiting for
+ * another test file's mesh does not count against this test's time limit.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ambit, destroyMesh, isRoot, leftovers, lockLocalMesh, meshLogTail, meshName, meshStatus, metricSum, netnsGone, podExec, repoRoot } from '../helpers/local-mesh.js';
+import { kubeClientFromKubeconfig, podReady, watchUntil } from '../helpers/kube-watch.js';
+import { runKubectl } from '../integration/apiserver/helpers.js';
+import type { LocalStatus } from '../../src/local/mesh.js';
+import { KubeClient } from '../../src/local/kube-client.js';
+import type { KubeObject } from '../../src/controller/objects.js';
+
+const fx = (f: string): string => join(repoRoot, 'test/fixtures/kubectl', f);
+const REDIRECTION = 'ambient.istio.io/redirection';
+
+interface PodJson {
+  metadata: { name: string; uid: string };
+  spec: { nodeName: string };
+  status: { podIP?: string; containerStatuses?: Array<{ restartCount: number }> };
+}
+
+const unlock = isRoot() ? await lockLocalMesh() : undefined;
+
+test('kubectl drives a running local mesh: apply, enroll by namespace label, mTLS traffic, delete', { skip: isRoot() ? false : 'requires root (network namespaces, BPF)' }, async (t) => {
+  const name = meshName('tk');
+  const cache = mkdtempSync(join(tmpdir(), 'ambit-kubectl-'));
+  // How long each phase took, reported with the test's result (where the time goes under load).
+  let phaseStart = Date.now();
+  const phase = (what: string): void => {
+    t.diagnostic(`${what}: ${((Date.now() - phaseStart) / 1000).toFixed(1)} s`);
+    phaseStart = Date.now();
+  };
+  t.after(async () => {
+    await destroyMesh(name);
+    rmSync(cache, { recursive: true, force: true });
+    unlock?.();
+  });
+  const up = await ambit(['local', 'up', '-f', fx('client.yaml'), '--name', name]);
+  assert.equal(up.code, 0, `local up failed:\n${up.stderr}`);
+  phase('ambit local up');
+  const kc = await ambit(['local', 'kubeconfig', '--name', name]);
+  assert.equal(kc.code, 0, kc.stderr);
+  const kubeconfig = kc.stdout.trim();
+  const admin = kubeClientFromKubeconfig(kubeconfig);
+  const kubectl = async (args: string[]) => {
+    const r = await runKubectl(kubeconfig, cache, args);
+    assert.equal(r.code, 0, `kubectl ${args.join(' ')}: ${r.stderr}\n${meshLogTail(name)}`);
+    return r.stdout;
+  };
+  const podsJson = async (): Promise<PodJson[]> => (JSON.parse(await kubectl(['get', 'pods', '-n', 'kdemo', '-l', 'app=web', '-o', 'json'])) as { items: PodJson[] }).items;
+  const curl = async (): Promise<string> => {
+    const r = await podExec(name, 'kdemo/client', ['curl', '-s', '-m', '5', 'http://web.kdemo/']);
+    assert.equal(r.code, 0, `curl: ${r.stderr}`);
+    return r.stdout;
+  };
+  const appPods = (items: KubeObject[]): KubeObject[] => items.filter((p) => ['web', 'client'].includes(p.metadata.labels?.['app'] ?? ''));
+
+  assert.match(await kubectl(['get', 'nodes']), /node1\s+Ready/);
+  await kubectl(['apply', '-f', fx('web.yaml')]);
+  await kubectl(['rollout', 'status', 'deployment/web', '-n', 'kdemo', '--timeout=90s']);
+  phase('kubectl apply and rollout of web');
+  const before = await podsJson();
+  assert.equal(before.length, 2);
+  // The CLI's own status and exec, once each (the rest asks the daemon from this process).
+  const st = JSON.parse((await ambit(['local', 'status', '--name', name, '-o', 'json'])).stdout) as LocalStatus;
+  for (const p of before) {
+    const view = st.pods.find((x) => x.namespace === 'kdemo' && x.name === p.metadata.name);
+    assert.ok(view?.netns, `pod ${p.metadata.name} runs in a netns of its own`);
+    assert.ok(spawnSync('ip', ['netns', 'list'], { encoding: 'utf8' }).stdout.includes(view.netns));
+    assert.equal(view.ip, p.status.podIP);
+    assert.equal(view.enrolled, false, 'namespace kdemo is not in the mesh yet');
+  }
+  const plain = await ambit(['local', 'exec', '--name', name, 'kdemo/client', '--', 'curl', '-s', '-m', '5', 'http://web.kdemo/']);
+  assert.equal(plain.code, 0, `curl: ${plain.stderr}`);
+  assert.match(plain.stdout, /"text":"web"/, 'plain traffic reaches the Service before enrollment');
+  assert.ok(appPods((await admin.get<{ items: KubeObject[] }>('/api/v1/namespaces/kdemo/pods')).items).every((p) => p.metadata.annotations?.[REDIRECTION] === undefined), 'no pod is marked redirected before enrollment');
+  phase('status, exec and plain traffic');
+
+  // Enroll the namespace: the running pods are captured, not restarted; each node's agent marks
+  // the pods it captures through the API server, as on a cluster.
+  await kubectl(['label', 'namespace', 'kdemo', 'istio.io/dataplane-mode=ambient']);
+  await kubectl(['wait', '--for=jsonpath={.metadata.annotations.ambient\\.istio\\.io/redirection}=enabled', 'pod', '--all', '-n', 'kdemo', '--timeout=60s']);
+  phase('enrollment by namespace label');
+  // The agents authenticated to the controller with their service-account tokens, checked by the
+  // API server (TokenReview): no credential of local mode's own.
+  const controllerMetrics = await (await fetch(`http://${st.controller.split(':')[0]!}:15014/metrics`)).text();
+  assert.ok(metricSum(controllerMetrics, 'ambit_token_reviews_total', { result: 'node', cached: 'false' }) >= st.nodes.length, `every agent reviewed as its node:\n${controllerMetrics.split('\n').filter((l) => l.startsWith('ambit_token_reviews_total')).join('\n')}`);
+  assert.equal(metricSum(controllerMetrics, 'ambit_token_reviews_total', { result: 'error' }), 0, 'no TokenReview failed');
+  const after = await podsJson();
+  assert.deepEqual(after.map((p) => p.metadata.uid).sort(), before.map((p) => p.metadata.uid).sort(), 'the same pods, not new ones');
+  assert.ok(after.every((p) => (p.status.containerStatuses ?? []).every((c) => c.restartCount === 0)), 'no container restarted');
+
+  // The destination side counts a connection before its bytes reach the app, so once curl has
+  // its answer the count is there.
+  const scrapeAgents = (): Promise<string[]> => Promise.all(st.nodes.map(async (n) => (await fetch(n.metrics)).text()));
+  const opened = (texts: string[]): number => texts.reduce((s, m) => s + metricSum(m, 'istio_tcp_connections_opened_total', { reporter: 'destination', destination_workload: 'web', connection_security_policy: 'mutual_tls', source_principal: 'spiffe://cluster.local/ns/kdemo/sa/client' }), 0);
+  const metricsBefore = opened(await scrapeAgents());
+  for (let i = 0; i < 4; i++) assert.match(await curl(), /"text":"web"/);
+  assert.ok(opened(await scrapeAgents()) >= metricsBefore + 4, 'the destination agents count mTLS connections from the client');
+  const enrolledView = (await meshStatus(name)).pods.filter((p) => p.namespace === 'kdemo');
+  assert.equal(enrolledView.length, 3);
+  assert.ok(enrolledView.every((p) => p.enrolled), `every kdemo pod enrolled: ${JSON.stringify(enrolledView)}`);
+  phase('mTLS traffic');
+
+  // A waypoint Gateway applied with kubectl gets its pod.
+  await kubectl(['apply', '-f', fx('waypoint.yaml')]);
+  const waypointPod = await watchUntil(admin, '/api/v1/namespaces/kdemo/pods', 'the waypoint pod ready', (items) => items.find((p) => podReady(p))?.metadata.name, { labelSelector: 'gateway.networking.k8s.io/gateway-name=waypoint', timeoutMs: 90_000 });
+  assert.ok((await meshStatus(name)).waypoints.some((w) => w.namespace === 'kdemo' && w.gateway === 'waypoint' && w.pod === waypointPod), 'local status lists the waypoint pod');
+  phase('waypoint pod');
+
+  // What Prometheus' pod discovery (kubernetes_sd_configs, role pod) does, as its own service
+  // account: list and watch the pods, keep those annotated prometheus.io/scrape=true, scrape
+  // podIP:port/path. (Debian's prometheus 2.42 is built without kubernetes_sd_configs, so the test
+  // plays its part.)
+  await kubectl(['apply', '-f', fx('prometheus-rbac.yaml')]);
+  const promToken = (await kubectl(['create', 'token', 'prometheus', '-n', 'monitoring'])).trim();
+  const ca = Buffer.from(await kubectl(['config', 'view', '--raw', '-o', 'jsonpath={.clusters[0].cluster.certificate-authority-data}']), 'base64').toString('utf8');
+  const asPrometheus = new KubeClient({ server: st.api.url, caPem: ca, token: () => promToken });
+  const scrapeTargets = (items: KubeObject[]): Array<{ pod: string; url: string }> =>
+    items
+      .filter((p) => p.metadata.annotations?.['prometheus.io/scrape'] === 'true' && p.status?.['podIP'])
+      .map((p) => ({ pod: p.metadata.name, url: `http://${String(p.status!['podIP'])}:${p.metadata.annotations!['prometheus.io/port']}${p.metadata.annotations!['prometheus.io/path'] ?? '/metrics'}` }));
+  const targets = await watchUntil(asPrometheus, '/api/v1/pods', 'both agents and the waypoint discoverable', (items) => {
+    const found = scrapeTargets(items);
+    return found.length === 3 ? found : undefined;
+  });
+  assert.deepEqual(targets.map((x) => x.pod).sort(), ['ambit-agent-node1', 'ambit-agent-node2', waypointPod].sort(), 'every agent and the waypoint, found by their scrape annotations');
+  const agentsWide = await kubectl(['get', 'pods', '-n', 'istio-system', '-l', 'app=ambit-agent', '-o', 'wide']);
+  for (const n of st.nodes) assert.match(agentsWide, new RegExp(`ambit-agent-${n.name}\\s+1/1\\s+Running\\s+0\\s+\\S+\\s+${n.ip.replace(/\./g, '\\.')}\\s+${n.name}`), agentsWide);
+  await assert.rejects(asPrometheus.get('/api/v1/secrets'), /403/, 'Prometheus\' account reads pods, nothing else');
+  for (let i = 0; i < 2; i++) assert.match(await curl(), /"text":"web"/);
+  const scraped = await Promise.all(targets.map(async (x) => ({ pod: x.pod, text: await (await fetch(x.url)).text() })));
+  for (const x of scraped) assert.match(x.text, x.pod.startsWith('ambit-agent-') ? /^istio_tcp_connections_opened_total\{/m : /^# TYPE istio_requests_total counter/m, `${x.pod} serves Istio's metrics`);
+  const total = scraped.reduce((sum, x) => sum + metricSum(x.text, 'istio_tcp_connections_opened_total', { reporter: 'destination', destination_workload: 'web' }), 0);
+  assert.ok(total >= 6, `the discovered agents report the connections to web (${total})`);
+  await kubectl(['delete', '-f', fx('waypoint.yaml')]);
+  phase('Prometheus discovery and scrapes');
+
+  // Unenroll: the agents release the pods and take their mark off; traffic still flows directly.
+  await kubectl(['label', 'namespace', 'kdemo', 'istio.io/dataplane-mode-']);
+  await watchUntil(admin, '/api/v1/namespaces/kdemo/pods', 'the kdemo pods released by the agents', (items) => {
+    const pods = appPods(items);
+    return pods.length === 3 && pods.every((p) => p.metadata.annotations?.[REDIRECTION] === undefined) ? true : undefined;
+  });
+  const ours = new Set(['client', ...before.map((p) => p.metadata.name)]);
+  const released = (await meshStatus(name)).pods.filter((p) => p.namespace === 'kdemo' && ours.has(p.name));
+  assert.equal(released.length, 3);
+  assert.ok(released.every((p) => !p.enrolled && !p.captured), `kdemo pods out of the mesh: ${JSON.stringify(released)}`);
+  assert.match(await curl(), /"text":"web"/);
+
+  phase('unenrollment');
+  // kubectl delete: pods and their netns go.
+  const netns = released.filter((p) => p.name.startsWith('web-')).map((p) => p.netns);
+  assert.equal(netns.length, 2);
+  await kubectl(['delete', '-f', fx('web.yaml'), '--timeout=60s']);
+  await kubectl(['wait', '--for=delete', 'pod', '-l', 'app=web', '-n', 'kdemo', '--timeout=60s']);
+  await netnsGone('the web pods\' netns removed', (n) => netns.includes(n));
+  assert.equal((await runKubectl(kubeconfig, cache, ['get', 'pods', '-n', 'kdemo', '-l', 'app=web', '-o', 'name'])).stdout.trim(), '');
+  phase('kubectl delete');
+
+  const down = await ambit(['local', 'down', '--name', name]);
+  assert.equal(down.code, 0, down.stderr);
+  assert.deepEqual(leftovers(name), []);
+  phase('ambit local down');
+});
