@@ -52,7 +52,7 @@ export const ENV_SAME_NODE_FAST_PATH = 'AMBIT_SAME_NODE_FAST_PATH';
 export const ENV_WAYPOINT_NAME = 'AMBIT_WAYPOINT_NAME';
 /** `waypoint` (default) or `gateway`. */
 export const ENV_WAYPOINT_MODE = 'AMBIT_WAYPOINT_MODE';
-/** Worker threads serving a waypoint's or gateway's traffic (SO_REUSEPORT listeners); default from the CPU limit, 1: none. */
+/** Worker threads serving a waypoint's or gateway's traffic (SO_REUSEPORT listeners): a count or `auto` (the CPU limit); default 1: none. */
 export const ENV_WAYPOINT_WORKERS = 'AMBIT_WAYPOINT_WORKERS';
 /** The waypoint's service account (its identity). */
 export const ENV_SERVICE_ACCOUNT = 'AMBIT_SERVICE_ACCOUNT';

@@ -57,7 +57,7 @@ export interface WaypointConfig extends ControllerClientSettings {
   logLevel: LogLevel;
   certTtlSec: number;
   drainDeadlineMs: number;
-  /** Worker threads serving traffic (AMBIT_WAYPOINT_WORKERS, default the CPU limit); 1 serves on the main thread. */
+  /** Worker threads serving traffic (AMBIT_WAYPOINT_WORKERS: a count, or `auto` for the CPU limit; default 1, the main thread). */
   workers: number;
 }
 
@@ -99,13 +99,17 @@ export function loadWaypointConfig(env: NodeJS.ProcessEnv): Readonly<WaypointCon
   });
 }
 
-/** AMBIT_WAYPOINT_WORKERS: 1-64; unset: the CPU limit (workers.ts defaultWorkerCount). */
+/**
+ * AMBIT_WAYPOINT_WORKERS: 1-64, or `auto` for the CPU limit (workers.ts defaultWorkerCount);
+ * unset: 1, until worker threads measure better in the benchmark (see docs/design.md 48).
+ */
 function workerCount(r: EnvReader): number {
   const v = r.text(ENV_WAYPOINT_WORKERS);
-  if (v === undefined) return defaultWorkerCount();
+  if (v === undefined) return 1;
+  if (v === 'auto') return defaultWorkerCount();
   const n = Number(v);
   if (!/^\d+$/.test(v) || n < 1 || n > 64) {
-    r.issues.add(ENV_WAYPOINT_WORKERS, 'must be an integer 1..64 (worker threads)', v);
+    r.issues.add(ENV_WAYPOINT_WORKERS, 'must be an integer 1..64 (worker threads) or auto (the CPU limit)', v);
     return 1;
   }
   return n;

@@ -108,10 +108,11 @@ test('waypoint environment: required variables are named together; defaults deri
   assert.throws(() => loadWaypointConfig({ AMBIT_NODE_NAME: 'node1', AMBIT_CONTROLLER_ADDR: 'x:1', AMBIT_CA_ROOT_FILE: 'rel.pem', AMBIT_TOKEN_FILE: '/t', POD_NAME: 'p', POD_NAMESPACE: 'ns', POD_IP: 'nope', AMBIT_WAYPOINT_NAME: 'w' }), /AMBIT_CA_ROOT_FILE[\s\S]*POD_IP|POD_IP[\s\S]*AMBIT_CA_ROOT_FILE/);
 });
 
-test('waypoint workers: AMBIT_WAYPOINT_WORKERS is 1..64, unset is the cgroup CPU limit rounded up', () => {
+test('waypoint workers: AMBIT_WAYPOINT_WORKERS is 1..64 or auto (the cgroup CPU limit rounded up), unset is 1', () => {
   const env = { AMBIT_NODE_NAME: 'node1', AMBIT_CONTROLLER_ADDR: '10.0.0.1:15012', AMBIT_CA_ROOT_FILE: '/run/root.pem', AMBIT_TOKEN_FILE: '/run/token', POD_NAME: 'w-0', POD_NAMESPACE: 'ns', POD_IP: '10.0.1.5', AMBIT_WAYPOINT_NAME: 'w' };
   assert.equal(loadWaypointConfig({ ...env, AMBIT_WAYPOINT_WORKERS: '3' }).workers, 3);
-  assert.equal(loadWaypointConfig(env).workers, defaultWorkerCount());
+  assert.equal(loadWaypointConfig(env).workers, 1);
+  assert.equal(loadWaypointConfig({ ...env, AMBIT_WAYPOINT_WORKERS: 'auto' }).workers, defaultWorkerCount());
   for (const bad of ['0', '65', 'two', '1.5']) assert.throws(() => loadWaypointConfig({ ...env, AMBIT_WAYPOINT_WORKERS: bad }), new RegExp(`AMBIT_WAYPOINT_WORKERS[\\s\\S]*${bad.replace('.', '\\.')}`), bad);
   const dir = mkdtempSync(join(tmpdir(), 'ambit-cpumax-'));
   try {
