@@ -1,7 +1,7 @@
 /**
  * Load generator, run inside the client pod (`ambit local exec <ns>/<pod> -- node dist/bench/load.js ...`).
  * Prints exactly one JSON line on stdout per run (hold: one line once the connections are open).
- *   throughput <host> <port> [--max-bytes N] [--max-seconds S]    single stream to the sink server
+ *   throughput <host> <port> [--max-bytes N] [--max-seconds S] [--streams K]  K streams (default 1) to the sink server
  *   rr         <host> <port> [--count N] [--warmup N] [--max-seconds S]   1-byte ping-pong on one connection
  *   cps        <host> <port> [--parallel P] [--seconds S] [--max-count N] connect, 1-byte exchange, close
  *   hold       <host> <port> [--count N] [--max-seconds S]        open N echo connections, hold until stdin ends
@@ -12,6 +12,8 @@ import { parseArgs } from 'node:util';
 
 export interface ThroughputResult {
   mode: 'throughput';
+  /** Parallel connections (flows), each sending its share of the bytes. */
+  streams: number;
   sentBytes: number;
   serverBytes: number;
   seconds: number;
@@ -102,7 +104,17 @@ function exchange(s: Socket, timeoutMs: number): Promise<void> {
   });
 }
 
-export async function runThroughput(host: string, port: number, maxBytes: number, maxSeconds: number): Promise<ThroughputResult> {
+/** `streams` connections sending at once (maxBytes shared between them); the figure is their sum over the longest one's time. */
+export async function runThroughput(host: string, port: number, maxBytes: number, maxSeconds: number, streams = 1): Promise<ThroughputResult> {
+  const start = performance.now();
+  const flows = await Promise.all(Array.from({ length: streams }, () => oneStream(host, port, Math.ceil(maxBytes / streams), start + maxSeconds * 1000)));
+  const seconds = (performance.now() - start) / 1000;
+  const sent = flows.reduce((n, f) => n + f.sent, 0);
+  const serverBytes = flows.reduce((n, f) => n + f.serverBytes, 0);
+  return { mode: 'throughput', streams, sentBytes: sent, serverBytes, seconds, mibPerSec: serverBytes / 1048576 / seconds };
+}
+
+async function oneStream(host: string, port: number, maxBytes: number, deadline: number): Promise<{ sent: number; serverBytes: number }> {
   const s = await open(host, port, 5000);
   const reply = new Promise<string>((resolve, reject) => {
     let text = '';
@@ -111,8 +123,6 @@ export async function runThroughput(host: string, port: number, maxBytes: number
     s.once('end', () => resolve(text));
     s.once('error', reject);
   });
-  const start = performance.now();
-  const deadline = start + maxSeconds * 1000;
   let sent = 0;
   // Bounded: stops at maxBytes or the deadline, whichever comes first.
   while (sent < maxBytes && performance.now() < deadline) {
@@ -133,11 +143,10 @@ export async function runThroughput(host: string, port: number, maxBytes: number
     reply,
     new Promise<string>((_, reject) => setTimeout(() => reject(new Error('sink did not report its byte count within 20 s')), 20_000)),
   ]);
-  const seconds = (performance.now() - start) / 1000;
   s.destroy();
   const serverBytes = Number(text.trim());
   if (!Number.isFinite(serverBytes)) throw new Error(`sink answered ${JSON.stringify(text)} instead of a byte count`);
-  return { mode: 'throughput', sentBytes: sent, serverBytes, seconds, mibPerSec: serverBytes / 1048576 / seconds };
+  return { sent, serverBytes };
 }
 
 export async function runRr(host: string, port: number, count: number, warmup: number, maxSeconds: number): Promise<RrResult> {
@@ -288,6 +297,7 @@ async function main(argv: string[]): Promise<void> {
       parallel: { type: 'string', default: '4' },
       seconds: { type: 'string', default: '3' },
       'max-count': { type: 'string', default: '200000' },
+      streams: { type: 'string', default: '1' },
     },
   });
   const [mode, host, portText] = positionals;
@@ -297,7 +307,7 @@ async function main(argv: string[]): Promise<void> {
   const print = (r: LoadResult): void => void process.stdout.write(JSON.stringify(r) + '\n');
   switch (mode) {
     case 'throughput':
-      print(await runThroughput(host, port, num(values['max-bytes'], 'max-bytes', 1, 2 ** 40), maxSeconds));
+      print(await runThroughput(host, port, num(values['max-bytes'], 'max-bytes', 1, 2 ** 40), maxSeconds, num(values.streams, 'streams', 1, 64)));
       break;
     case 'rr':
       print(await runRr(host, port, num(values.count, 'count', 1, 1e6), num(values.warmup, 'warmup', 0, 1e6), maxSeconds));

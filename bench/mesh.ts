@@ -9,7 +9,8 @@ import { readFileSync, readdirSync, rmSync } from 'node:fs';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { AmbitError } from '../src/shared/errors.js';
-import type { LocalStatus, PodStatus } from '../src/local/mesh.js';
+import { stateDirFor, type LocalStatus, type PodStatus } from '../src/local/mesh.js';
+import { callControl } from '../src/local/control.js';
 
 export const repoRoot = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 export { lockLocalMesh, pidAlive } from '../src/local/mesh-lock.js';
@@ -238,6 +239,18 @@ export class BenchMesh {
   async agentCpu(): Promise<Record<string, number | undefined>> {
     const st = await this.status();
     return Object.fromEntries(st.nodes.map((n) => [n.name, n.agentPid !== undefined ? cpuSeconds(n.agentPid) : undefined]));
+  }
+
+  /**
+   * Restarts every node's agent with `workers` data-path threads (null: the agent's default) and
+   * waits until the pods in `ready` have their agent ports again (the new agent enrolled them).
+   */
+  async restartAgents(workers: number | null, ready: { namespace: string; name: string; ports: number[] }[], timeoutMs = 60_000): Promise<void> {
+    const st = await this.status(true);
+    for (const n of st.nodes) await callControl(stateDirFor(this.name), 'POST', '/restart-agent', { node: n.name, workers }, timeoutMs);
+    for (const p of ready) await this.waitListening(p.namespace, p.name, p.ports, timeoutMs);
+    // The new agents' pids, for agentCpu.
+    await this.status(true);
   }
 
   /** Takes the mesh down and removes its state folder (CA, tokens, logs): the bench leaves nothing. */

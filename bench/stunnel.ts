@@ -6,13 +6,13 @@
  * Processes run in the foreground as process groups this process owns and kills by pid.
  */
 import type { ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync, chmodSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync, chmodSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { AmbitError } from '../src/shared/errors.js';
 import { createTestCa } from '../test/helpers/test-ca.js';
-import { killGroup, waitExit, type BenchMesh } from './mesh.js';
+import { cpuSeconds, killGroup, waitExit, type BenchMesh } from './mesh.js';
 
 export interface StunnelPorts {
   /** Loopback port in the client pod that tunnels to the sink server. */
@@ -24,6 +24,8 @@ export interface StunnelPorts {
 export interface StunnelPair {
   ports: StunnelPorts;
   version: string;
+  /** CPU seconds used so far by both stunnel processes (undefined when one is not found). */
+  cpuSeconds(): number | undefined;
   stop(): Promise<void>;
 }
 
@@ -113,9 +115,30 @@ export async function startStunnelPair(o: PairOptions): Promise<StunnelPair> {
     }
     await o.mesh.waitListening(o.namespace, o.serverPod, [SERVER_SINK, SERVER_ECHO], 15_000);
     await o.mesh.waitListening(o.namespace, o.clientPod, [CLIENT_SINK, CLIENT_ECHO], 15_000);
-    return { ports: { sink: CLIENT_SINK, echo: CLIENT_ECHO }, version, stop };
+    return { ports: { sink: CLIENT_SINK, echo: CLIENT_ECHO }, version, stop, cpuSeconds: () => stunnelCpu(dir) };
   } catch (err) {
     await stop();
     throw new AmbitError('AMBIT_ERR_LOCAL_SETUP', `stunnel pair did not start: ${err instanceof Error ? err.message : String(err)}\n${logs.join('').slice(-2000)}`, { cause: err });
   }
+}
+
+/** CPU seconds of the two stunnel processes started with a config in `dir` (found by their command line). */
+function stunnelCpu(dir: string): number | undefined {
+  let total = 0;
+  let found = 0;
+  for (const pid of readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
+    let cmd: string;
+    try {
+      cmd = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+    } catch {
+      continue;
+    }
+    const argv = cmd.split('\0');
+    if (!/stunnel/.test(argv[0] ?? '') || !argv.some((a) => a.startsWith(`${dir}/`))) continue;
+    const c = cpuSeconds(Number(pid));
+    if (c === undefined) continue;
+    total += c;
+    found++;
+  }
+  return found === 2 ? total : undefined;
 }

@@ -37,6 +37,7 @@ const SOCK_NONBLOCK = 0o4000;
 const SOCK_CLOEXEC = 0o2000000;
 const SOL_SOCKET = 1;
 const SO_REUSEADDR = 2;
+const SO_REUSEPORT = 15;
 const SO_MARK = 36;
 const SO_SNDBUF = 7;
 const SO_SNDBUFFORCE = 32;
@@ -226,10 +227,15 @@ export interface ListenOptions {
   transparent?: boolean;
   /** Kernel send buffer (see setSendBuffer); accepted sockets inherit it from the listener. */
   sendBufferBytes?: number;
+  /**
+   * SO_REUSEPORT: several listeners (one per agent worker thread) share the port, and the kernel
+   * spreads new connections over the group (also after an sk_lookup assign of one member).
+   */
+  reusePort?: boolean;
 }
 
 /**
- * A listening TCP socket inside the netns (SO_REUSEADDR, non-blocking, close-on-exec). "::" is
+ * A listening TCP socket inside the netns (SO_REUSEADDR, SO_REUSEPORT on request, non-blocking, close-on-exec). "::" is
  * dual-stack (IPV6_V6ONLY off whatever net.ipv6.bindv6only says): IPv4 arrives v4-mapped.
  * Returns the fd; hand it to Node with `net.createServer(...).listen({ fd })`.
  */
@@ -239,6 +245,7 @@ export function listenInNetns(netnsPath: string, opts: ListenOptions): number {
     const fd = newSocket(domain, SOCK_STREAM);
     try {
       setIntOpt(fd, SOL_SOCKET, SO_REUSEADDR, 1, 'SO_REUSEADDR');
+      if (opts.reusePort) setIntOpt(fd, SOL_SOCKET, SO_REUSEPORT, 1, 'SO_REUSEPORT');
       if (domain === AF_INET6 && isIPv6(opts.address) && /^[0:]+$/.test(opts.address)) setIntOpt(fd, SOL_IPV6, IPV6_V6ONLY, 0, 'IPV6_V6ONLY');
       if (opts.sendBufferBytes !== undefined) setSendBuffer(fd, opts.sendBufferBytes);
       if (opts.transparent) {

@@ -7,6 +7,11 @@
  * plus agent memory idle and while 1000 connections through the mesh are held open; then the same
  * three paths with the server on node1 next to the client (server-local pods), throughput and RR:
  *   ambit    bench-mesh/client → node1 agent → in-process hand-over (same-node fast path) → server-local
+ * and last the scaling rows: 1, 2, 4, 8 parallel flows client → server (node2) through the stunnel
+ * pair and through Ambit with both agents restarted at 1 and then 2 data-path workers
+ * (AMBIT_WORKERS), each as aggregate throughput and CPU-seconds per GiB (both agents; both
+ * stunnels) with the same-run ratio Ambit/stunnel; the agents are restarted with their default
+ * worker count afterwards.
  */
 import { join } from 'node:path';
 import { killGroup, repoRoot, waitExit, type BenchMesh } from '../mesh.js';
@@ -20,6 +25,7 @@ const SINK = 9000;
 const ECHO = 9001;
 const MB = 1_000_000;
 const MIB = 1_048_576;
+const GIB = 1_073_741_824;
 const ORDER: PathName[] = ['direct', 'stunnel', 'ambit'];
 
 interface Endpoint {
@@ -36,12 +42,26 @@ interface Plan {
   rr: { count: number; warmup: number };
   cps: { parallel: number; seconds: number };
   hold: { count: number };
+  /** Parallel-flow throughput with the agents at each worker count. */
+  scaling: { workers: number[]; streams: number[]; maxBytes: number; maxSeconds: number };
+}
+
+/** One scaling measurement: `streams` flows on `path` with the agents at `workers` workers. */
+interface ScaleRun {
+  workers: number;
+  streams: number;
+  path: 'stunnel' | 'ambit';
+  mibPerSec: number;
+  gib: number;
+  /** CPU seconds of both agents (Ambit) or both stunnel processes during the run. */
+  cpuSeconds: number | undefined;
 }
 
 export function planFor(quick: boolean): Plan {
+  const flows = { workers: [1, 2], streams: [1, 2, 4, 8] };
   return quick
-    ? { rounds: 1, throughput: { maxBytes: 128 * MIB, maxSeconds: 2 }, rr: { count: 1000, warmup: 200 }, cps: { parallel: 4, seconds: 1 }, hold: { count: 1000 } }
-    : { rounds: 3, throughput: { maxBytes: 512 * MIB, maxSeconds: 5 }, rr: { count: 5000, warmup: 500 }, cps: { parallel: 4, seconds: 3 }, hold: { count: 1000 } };
+    ? { rounds: 1, throughput: { maxBytes: 128 * MIB, maxSeconds: 2 }, rr: { count: 1000, warmup: 200 }, cps: { parallel: 4, seconds: 1 }, hold: { count: 1000 }, scaling: { ...flows, maxBytes: 256 * MIB, maxSeconds: 2 } }
+    : { rounds: 3, throughput: { maxBytes: 512 * MIB, maxSeconds: 5 }, rr: { count: 5000, warmup: 500 }, cps: { parallel: 4, seconds: 3 }, hold: { count: 1000 }, scaling: { ...flows, maxBytes: 1024 * MIB, maxSeconds: 4 } };
 }
 
 /** Endpoints of each path to `server` (`server` on node2, or `server-local` on node1 beside the client). */
@@ -122,6 +142,7 @@ export const l4Section: Section = {
     let afterRss: Record<string, number | undefined> | undefined;
     let held: { hold: HoldResult; rss: Record<string, number | undefined> } | undefined;
     const agentCpu = { throughput: [] as number[], rr: [] as number[], cps: [] as number[], sameThroughput: [] as number[], sameRr: [] as number[] };
+    const scale: ScaleRun[] = [];
     const pods = (await mesh.status(true)).pods.map((p) => ({ pod: `${p.namespace}/${p.name}`, node: p.node, ip: p.ip, enrolled: p.enrolled, captureMode: p.captureMode }));
     try {
       for (const ns of ['bench-plain', ...(paths.has('ambit') ? ['bench-mesh'] : [])]) {
@@ -192,6 +213,41 @@ export const l4Section: Section = {
           (sameRr[p] ??= []).push(await measure<RrResult>(p, 'sameRr', ['rr', run(p).host, String(run(p).echo), '--count', String(plan.rr.count), '--warmup', String(plan.rr.warmup), '--max-seconds', '60']));
         }
       }
+
+      // Scaling: parallel flows across nodes with the agents at each worker count (ratios need both paths).
+      if (paths.has('ambit') && paths.has('stunnel')) {
+        await stunnel?.stop();
+        stunnel = await stunnelTo(mesh, 'server');
+        eps = await endpoints(mesh, paths, stunnel, 'server');
+        const pair = stunnel;
+        const agentPorts = [
+          { namespace: 'bench-mesh', name: 'client', ports: [15001] },
+          { namespace: 'bench-mesh', name: 'server', ports: [15008] },
+        ];
+        const agentsCpu = async (): Promise<number | undefined> => {
+          const c = Object.values(await mesh.agentCpu());
+          return c.every((x): x is number => x !== undefined) ? c.reduce((a, b) => a + b, 0) : undefined;
+        };
+        try {
+          for (const workers of plan.scaling.workers) {
+            ctx.progress(`agents restarted with ${workers} data-path worker(s)`);
+            await mesh.restartAgents(workers, agentPorts);
+            for (const streams of plan.scaling.streams) {
+              for (const p of ['stunnel', 'ambit'] as const) {
+                ctx.progress(`${streams} flow(s) ${p}, ${workers} worker(s)`);
+                const cpu = p === 'ambit' ? agentsCpu : async (): Promise<number | undefined> => pair.cpuSeconds();
+                const c0 = await cpu();
+                const r = await mesh.load<ThroughputResult>(run(p).client, ['throughput', run(p).host, String(run(p).sink), '--max-bytes', String(plan.scaling.maxBytes), '--max-seconds', String(plan.scaling.maxSeconds), '--streams', String(streams)], 120_000);
+                const c1 = await cpu();
+                scale.push({ workers, streams, path: p, mibPerSec: r.mibPerSec, gib: r.serverBytes / GIB, cpuSeconds: c0 !== undefined && c1 !== undefined ? c1 - c0 : undefined });
+              }
+            }
+          }
+        } finally {
+          ctx.progress('agents restarted with their default worker count');
+          await mesh.restartAgents(null, agentPorts);
+        }
+      }
     } finally {
       await stunnel?.stop();
     }
@@ -230,6 +286,26 @@ export const l4Section: Section = {
       { key: 'rssAfter', label: 'agent RSS after load, max of 2', unit: 'MiB', digits: 1, values: rssRow(afterRss) },
     ];
 
+    const scaleOf = (w: number, n: number, p: 'stunnel' | 'ambit'): ScaleRun | undefined => scale.find((r) => r.workers === w && r.streams === n && r.path === p);
+    const perGiB = (r: ScaleRun | undefined): number | undefined => (r && r.cpuSeconds !== undefined && r.gib > 0 ? r.cpuSeconds / r.gib : undefined);
+    const scaleRow = (key: string, label: string, unit: string, digits: number, st: number | undefined, am: number | undefined): Metric => {
+      const values: Partial<Record<string, number>> = {};
+      if (st !== undefined) values['stunnel'] = st;
+      if (am !== undefined) values['ambit'] = am;
+      if (st !== undefined && am !== undefined && st > 0) values['ratio'] = am / st;
+      return { key, label, unit, digits, values };
+    };
+    for (const w of plan.scaling.workers) {
+      for (const n of plan.scaling.streams) {
+        const st = scaleOf(w, n, 'stunnel');
+        const am = scaleOf(w, n, 'ambit');
+        if (!st && !am) continue;
+        const flows = `${n} flow${n > 1 ? 's' : ''}, ${w} worker${w > 1 ? 's' : ''}`;
+        metrics.push(scaleRow(`scaleW${w}N${n}`, `${flows}: aggregate throughput`, 'MiB/s', 0, st?.mibPerSec, am?.mibPerSec));
+        metrics.push(scaleRow(`scaleCpuW${w}N${n}`, `${flows}: CPU-seconds per GiB`, 's/GiB', 2, perGiB(st), perGiB(am)));
+      }
+    }
+
     const why = paths.has('ambit') ? 'not measured' : 'Ambit path not run';
     const whyStunnel = paths.has('stunnel') ? why : 'stunnel path not run';
     const ratio = (a: number | undefined, b: number | undefined): number | undefined => (a !== undefined && b !== undefined && b > 0 ? a / b : undefined);
@@ -249,6 +325,20 @@ export const l4Section: Section = {
       evaluate('agent RSS idle (MB)', idleRss && maxOf(idleRss) !== undefined ? maxOf(idleRss)! / MB : undefined, '<=', 80, ' MB', 1, why),
       evaluate(`agent RSS with ${plan.hold.count} open connections (MB)`, held && maxOf(held.rss) !== undefined ? maxOf(held.rss)! / MB : undefined, '<=', 150, ' MB', 1, why),
     ];
+    for (const w of plan.scaling.workers) {
+      const maxFlows = Math.max(...plan.scaling.streams);
+      checks.push(
+        evaluate(
+          `${maxFlows}-flow aggregate Ambit/stunnel, ${w} worker${w > 1 ? 's' : ''}`,
+          ratio(scaleOf(w, maxFlows, 'ambit')?.mibPerSec, scaleOf(w, maxFlows, 'stunnel')?.mibPerSec),
+          '>=',
+          1.0,
+          '×',
+          2,
+          paths.has('ambit') && paths.has('stunnel') ? why : 'needs the stunnel and Ambit paths',
+        ),
+      );
+    }
     if (held && held.hold.held < plan.hold.count) {
       checks[5] = { ...checks[5]!, verdict: 'MISS', note: `only ${held.hold.held} of ${plan.hold.count} connections opened (${held.hold.failed} failed: ${held.hold.firstError ?? '?'}); ${checks[5]!.note}` };
     }
@@ -256,7 +346,7 @@ export const l4Section: Section = {
     return {
       name: 'l4',
       title: 'L4: client pod (node1) → server pod (node2); "same node" rows → server pod on node1',
-      columns: ORDER.filter((p) => ctx.paths.has(p)).map((p) => ({ key: p, label: PATH_LABELS[p] })),
+      columns: [...ORDER.filter((p) => ctx.paths.has(p)).map((p) => ({ key: p, label: PATH_LABELS[p] })), ...(scale.length > 0 ? [{ key: 'ratio', label: 'Ambit/stunnel' }] : [])],
       metrics,
       checks,
       details: {
@@ -267,6 +357,7 @@ export const l4Section: Section = {
         rr,
         cps,
         sameNode: { throughput: sameTput, rr: sameRr },
+        scaling: scale,
         agentCpuPercent: agentCpu,
         agentRssBytes: { idle: idleRss, held: held?.rss, afterLoad: afterRss },
         agentPrivateBytes: { idle: idlePrivate },

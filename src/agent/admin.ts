@@ -19,6 +19,8 @@ export interface AdminSources {
   /** Workloads, services, policies, certificates (never keys), pods and capture state. */
   configDump: () => unknown;
   connections: () => unknown;
+  /** Prometheus text when the registry alone is not all of it (worker threads' counters merged); undefined: the registry's. */
+  metrics?: () => Promise<string> | undefined;
 }
 
 export interface AdminAddresses {
@@ -71,7 +73,8 @@ export class AdminServer {
     if (req.method !== 'GET' && req.method !== 'HEAD') return send(res, 405, 'text/plain', 'method not allowed\n');
     if (path === '/metrics' || path === '/stats/prometheus') {
       flushCopyCounters();
-      return send(res, 200, this.sources.registry.contentType, await this.sources.registry.metrics());
+      const merged = this.sources.metrics?.();
+      return send(res, 200, this.sources.registry.contentType, await (merged ?? this.sources.registry.metrics()));
     }
     send(res, 404, 'text/plain', 'not found; try /metrics\n');
   }
@@ -83,10 +86,10 @@ export class AdminServer {
     else send(res, 503, 'text/plain', `not ready: ${r.reasons.join('; ')}\n`);
   }
 
-  private handleAdmin(req: http.IncomingMessage, res: http.ServerResponse): void {
+  private async handleAdmin(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     const path = pathOf(req);
-    if (path === '/config_dump') return sendJson(res, this.sources.configDump());
-    if (path === '/debug/connections') return sendJson(res, this.sources.connections());
+    if (path === '/config_dump') return sendJson(res, await this.sources.configDump());
+    if (path === '/debug/connections') return sendJson(res, await this.sources.connections());
     if (path === '/healthz/ready') return this.handleReady(req, res);
     if (path === '/') return sendJson(res, { endpoints: ['/config_dump', '/debug/connections', '/healthz/ready'] });
     send(res, 404, 'text/plain', 'not found; try /config_dump or /debug/connections\n');

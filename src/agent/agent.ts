@@ -25,19 +25,12 @@ import type { Workload } from '../shared/model.js';
 import type { WorkloadStatus } from '../shared/xds/node.js';
 import { sameNetns, type Capture } from './capture/capture.js';
 import { WorkloadIndex, emptySnapshot, workloadIdentity, type ConfigSnapshot } from '../shared/state/workloads.js';
-import { LoadBalancer, endpointKey } from '../shared/balancer.js';
-import { ConnectionRegistry } from './proxy/connections.js';
-import { createProxyMetrics, type ProxyMetrics } from './proxy/metrics.js';
-import { TunnelPool } from '../shared/hbone/pool.js';
-import { OutboundProxy } from './proxy/outbound.js';
-import { InboundHbone } from './proxy/inbound.js';
-import { InboundPlaintext } from './proxy/inbound-plaintext.js';
 import type { Address } from '../shared/address.js';
 import type { PodSockets } from './proxy/sockets.js';
 import type { TunnelCertificate } from '../shared/hbone/tunnel.js';
 import { AdminServer, type AdminAddresses } from './admin.js';
 import { PodNetnsTable } from './netns/pod-netns.js';
-import { agentPortSet } from './proxy/self-call.js';
+import { LocalDataPath, type DataPath, type PodDataPath, type PodListenSettings } from './datapath.js';
 import { fdExhaustion, readFdUsage, type FdUsage } from './fd-usage.js';
 
 /** What the agent needs from the certificate manager (CertManager fits). */
@@ -85,6 +78,17 @@ export interface AgentOptions {
    * scanning, so only the CNI hand-over and the controller's Workload.netns name one.
    */
   netns?: PodNetnsTable;
+  /**
+   * The data path for this agent's pods; default a LocalDataPath on this thread over podSockets.
+   * `host` gives what the data path takes from the agent (certificates, resolved listen settings).
+   */
+  dataPath?: (host: DataPathHost) => DataPath;
+}
+
+/** What the agent hands its data path. */
+export interface DataPathHost {
+  certificate: (identity: string) => Promise<TunnelCertificate>;
+  listen: PodListenSettings;
 }
 
 /** A pod's capture as the `ambient.istio.io/redirection` annotation says it (Istio's values). */
@@ -102,10 +106,7 @@ export interface PodRedirection {
 
 interface PodProxy {
   workload: Workload;
-  pool: TunnelPool;
-  outbound: OutboundProxy;
-  inbound: InboundHbone;
-  plaintext: InboundPlaintext;
+  data: PodDataPath;
 }
 
 interface CertInfo {
@@ -116,15 +117,12 @@ interface CertInfo {
 }
 
 export class Agent {
-  readonly metrics: ProxyMetrics;
-  readonly connections: ConnectionRegistry;
-  readonly balancer = new LoadBalancer();
+  readonly dataPath: DataPath;
   private readonly log: Logger;
   private index: WorkloadIndex;
   private readonly pods = new Map<string, PodProxy>();
   private readonly statuses = new Map<string, WorkloadStatus>();
   private readonly certInfo = new Map<string, CertInfo>();
-  private readonly draining = new Set<TunnelPool>();
   private applying: Promise<void> = Promise.resolve();
   private synced = false;
   private releaseTimer: NodeJS.Timeout | undefined;
@@ -141,10 +139,23 @@ export class Agent {
 
   constructor(private readonly opts: AgentOptions) {
     this.log = opts.log.child({ component: 'agent', node: opts.nodeName });
-    this.metrics = createProxyMetrics(opts.registry);
-    this.connections = new ConnectionRegistry(opts.log, this.metrics);
     this.index = new WorkloadIndex(emptySnapshot(), opts.nodeName);
     this.netns = opts.netns ?? new PodNetnsTable({ log: opts.log });
+    const host: DataPathHost = { certificate: (id) => this.certificate(id), listen: podListenSettings(opts) };
+    this.dataPath = opts.dataPath
+      ? opts.dataPath(host)
+      : new LocalDataPath({
+          nodeName: opts.nodeName,
+          log: opts.log,
+          registry: opts.registry,
+          certificate: host.certificate,
+          podSockets: opts.podSockets,
+          originalDestination: opts.originalDestination,
+          listen: host.listen,
+          ...(opts.poolIdleTimeoutMs !== undefined ? { poolIdleTimeoutMs: opts.poolIdleTimeoutMs } : {}),
+          ...(opts.sameNodeFastPath !== undefined ? { sameNodeFastPath: opts.sameNodeFastPath } : {}),
+          ...(opts.listenerFd ? { listenerFd: opts.listenerFd } : {}),
+        });
   }
 
   currentIndex(): WorkloadIndex {
@@ -164,6 +175,7 @@ export class Agent {
         readiness: () => this.readiness(),
         configDump: () => this.configDump(),
         connections: () => this.debugConnections(),
+        metrics: () => this.dataPath.mergedMetrics(),
       },
       this.opts.log,
     );
@@ -182,6 +194,7 @@ export class Agent {
     if (this.closed) return;
     const index = new WorkloadIndex(snapshot, this.opts.nodeName);
     this.index = index;
+    this.dataPath.setConfig(snapshot, index);
     let statusChanged = await this.forgetVanished(index);
     const enrolled = index.localEnrolledWorkloads();
     if (this.opts.capture) await this.netns.locate(enrolled.filter((w) => !w.netns && !this.pods.has(w.uid)));
@@ -196,8 +209,9 @@ export class Agent {
       }
     }
     for (const [uid, w] of wanted) {
-      if (this.pods.has(uid)) {
-        this.pods.get(uid)!.workload = { ...w, netns: this.pods.get(uid)!.workload.netns };
+      const current = this.pods.get(uid);
+      if (current) {
+        current.workload = { ...w, netns: current.workload.netns };
         continue;
       }
       if (this.opts.capture && !w.netns) {
@@ -232,9 +246,8 @@ export class Agent {
     }
     await this.pruneCapture(index, wanted);
 
-    const closed = this.connections.reevaluate(index);
+    const closed = await this.dataPath.recheck();
     if (closed > 0) this.log.info({ closed }, 'policy change closed live connections');
-    this.pruneBalancer(index);
     this.synced = true;
     this.unlocated = unlocated;
     if (unlocated > 0) this.scheduleEnrollRetry();
@@ -391,16 +404,6 @@ export class Agent {
     return out;
   }
 
-  private pruneBalancer(index: WorkloadIndex): void {
-    const eps = new Set<string>();
-    const svcs = new Set<string>();
-    for (const s of index.snapshot.services.values()) {
-      svcs.add(`${s.namespace}/${s.hostname}`);
-      for (const p of s.ports) for (const e of index.endpointsOf(s, p)) eps.add(endpointKey(e));
-    }
-    this.balancer.prune(eps, svcs);
-  }
-
   private async checkCertificates(workloads: Workload[]): Promise<void> {
     const ids = [...new Set(workloads.map(workloadIdentity))];
     this.opts.certs.prefetch?.(ids);
@@ -444,87 +447,26 @@ export class Agent {
   private async enroll(w: Workload): Promise<void> {
     const o = this.opts;
     const podLog = o.log.child({ pod: `${w.namespace}/${w.name}` });
-    const agentPorts = agentPortSet([o.ports?.outbound, o.ports?.inbound, o.ports?.hbone]);
-    let proxy: PodProxy | undefined;
+    let data: PodDataPath | undefined;
     try {
-      const sockets = o.podSockets(w);
-      const index = (): WorkloadIndex => this.index;
-      const pool = new TunnelPool({
-        log: podLog,
-        metrics: this.metrics,
-        connectTcp: (a) => sockets.connect(a),
-        getCertificate: (id) => this.certificate(id),
-        ...(o.poolIdleTimeoutMs !== undefined ? { idleTimeoutMs: o.poolIdleTimeoutMs } : {}),
-      });
-      const outbound = new OutboundProxy({
-        pod: w,
-        sockets,
-        pool,
-        index,
-        nodeName: o.nodeName,
-        metrics: this.metrics,
-        log: podLog,
-        listenAddress: o.listen?.outbound ?? '127.0.0.1',
-        ...((o.listen?.outbound6 ?? (o.capture ? '::1' : undefined)) !== undefined
-          ? { listenAddress6: o.listen?.outbound6 ?? '::1' }
-          : {}),
-        port: o.ports?.outbound ?? 15001,
-        agentPorts,
-        originalDestination: (s) => o.originalDestination(s, 'outbound'),
-        pickEndpoint: (svc, _port, candidates, src) => this.balancer.pick(svc, candidates, src),
-        reportEndpoint: (e, ok) => (ok ? this.balancer.reportSuccess(e) : this.balancer.reportFailure(e)),
-        ...(o.sameNodeFastPath === false ? {} : { sameNodeInbound: (dst: Workload) => this.pods.get(dst.uid)?.inbound }),
-      });
-      const inbound = new InboundHbone({
-        pod: w,
-        sockets,
-        index,
-        getCertificate: () => this.certificate(workloadIdentity(w)),
-        metrics: this.metrics,
-        log: podLog,
-        connections: this.connections,
-        listenAddress: o.listen?.hbone ?? (o.capture ? '::' : '0.0.0.0'),
-        port: o.ports?.hbone ?? 15008,
-        agentPorts,
-      });
-      const plaintext = new InboundPlaintext({
-        pod: w,
-        sockets,
-        index,
-        metrics: this.metrics,
-        log: podLog,
-        connections: this.connections,
-        listenAddress: o.listen?.inbound ?? (o.capture ? '::' : '0.0.0.0'),
-        port: o.ports?.inbound ?? 15006,
-        agentPorts,
-        originalDestination: (s) => o.originalDestination(s, 'inbound'),
-      });
-      proxy = { workload: w, pool, outbound, inbound, plaintext };
-      await outbound.start();
-      await inbound.start();
-      await plaintext.start();
+      data = await this.dataPath.enroll(w);
       if (o.capture) {
         if (!w.netns) throw new Error('the workload has no netns; the controller must report where the pod runs');
-        const server = plaintext.listener();
-        if (!server || !o.listenerFd) throw new Error('no inbound listener fd to hand to capture');
         await o.capture.enroll({
           uid: w.uid,
           netnsPath: w.netns,
-          inboundListenerFd: o.listenerFd(server),
+          inboundListenerFd: data.inboundListenerFd(),
           excludeInboundPorts: [],
-          ipv6: outbound.hasIpv6Listener(),
+          ipv6: data.hasIpv6Listener(),
         });
+        const directMapId = o.capture.directMapId?.(w.uid);
+        data.captured({ preservesSource: o.capture.preservesSource(w.uid), ...(directMapId !== undefined ? { directMapId } : {}) });
       }
-      this.pods.set(w.uid, proxy);
+      this.pods.set(w.uid, { workload: w, data });
       this.statuses.set(w.uid, { uid: w.uid, captured: true, mode: o.capture?.mode ?? 'none', message: '' });
       podLog.info({ uid: w.uid, mode: o.capture?.mode ?? 'none' }, 'pod enrolled');
     } catch (e) {
-      if (proxy) {
-        proxy.outbound.destroy();
-        proxy.inbound.destroy();
-        proxy.plaintext.destroy();
-        proxy.pool.destroy();
-      }
+      data?.destroy();
       this.statuses.set(w.uid, { uid: w.uid, captured: false, mode: 'failed', message: errorMessage(e) });
       podLog.error({ err: e, uid: w.uid }, 'pod enrollment failed');
       this.scheduleEnrollRetry();
@@ -564,12 +506,8 @@ export class Agent {
     } catch (e) {
       this.log.error({ err: e, uid }, 'capture unenroll failed');
     }
-    pod.outbound.stopListening();
-    pod.inbound.stopListening();
-    pod.plaintext.stopListening();
     // Established connections keep going; the pool refuses new tunnels and drains.
-    this.draining.add(pod.pool);
-    void pod.pool.close(60 * 60_000).finally(() => this.draining.delete(pod.pool));
+    await pod.data.unenroll();
     this.log.info({ uid, reason }, 'pod unenrolled');
   }
 
@@ -595,8 +533,9 @@ export class Agent {
     return { ready: reasons.length === 0, reasons };
   }
 
-  configDump(): unknown {
+  async configDump(): Promise<unknown> {
     const snap = this.index.snapshot;
+    const pools = await Promise.all([...this.pods].map(async ([uid, p]) => [uid, (await p.data.stats()).tunnels] as const));
     return {
       nodeName: this.opts.nodeName,
       captureMode: this.opts.capture?.mode ?? 'none',
@@ -605,23 +544,16 @@ export class Agent {
       policies: [...snap.authorizations.values()],
       certificates: [...this.certInfo.values()],
       pods: this.statusProvider(),
-      pools: Object.fromEntries([...this.pods].map(([uid, p]) => [uid, p.pool.stats()])),
+      pools: Object.fromEntries(pools),
     };
   }
 
-  debugConnections(): unknown {
+  async debugConnections(): Promise<unknown> {
+    const outbound = await Promise.all([...this.pods].map(async ([uid, p]) => [uid, await p.data.stats()] as const));
     return {
-      inbound: this.connections.list().map((c) => ({
-        connId: c.connId,
-        direction: c.direction,
-        workloadUid: c.workloadUid,
-        src: { addr: c.attrs.srcIp, principal: c.attrs.srcPrincipal },
-        dst: { addr: c.attrs.dstIp, port: c.attrs.dstPort },
-        mtls: c.mtls,
-        startedAt: new Date(c.startedAt).toISOString(),
-        bytes: c.bytes(),
-      })),
-      outbound: Object.fromEntries([...this.pods].map(([uid, p]) => [uid, { active: p.outbound.activeConnections, tunnels: p.pool.stats() }])),
+      inbound: await this.dataPath.connections(),
+      outbound: Object.fromEntries(outbound),
+      workers: await this.dataPath.counters(),
     };
   }
 
@@ -653,10 +585,8 @@ export class Agent {
     await this.applying;
     const pods = [...this.pods.values()];
     this.pods.clear();
-    await Promise.all(
-      pods.flatMap((p) => [p.outbound.close(deadlineMs), p.inbound.close(deadlineMs), p.plaintext.close(deadlineMs), p.pool.close(deadlineMs)]),
-    );
-    for (const pool of this.draining) pool.destroy();
+    await Promise.all(pods.map((p) => p.data.close(deadlineMs)));
+    await this.dataPath.close();
     try {
       await this.opts.capture?.close();
     } catch (e) {
@@ -677,4 +607,20 @@ export function podRefOfUid(uid: string): { namespace: string; name: string } | 
 /** The workload uid of a pod (as the controller names it): `<cluster>//v1/Pod/<namespace>/<name>`. */
 export function podWorkloadUid(clusterId: string, namespace: string, name: string): string {
   return `${clusterId}//v1/Pod/${namespace}/${name}`;
+}
+
+/**
+ * Listen addresses and ports inside pods with their defaults. With capture: outbound 127.0.0.1
+ * plus [::1] (capture redirects to loopback), inbound and HBONE "::" (dual-stack); without:
+ * outbound 127.0.0.1, others 0.0.0.0.
+ */
+function podListenSettings(o: AgentOptions): PodListenSettings {
+  const outbound6 = o.listen?.outbound6 ?? (o.capture ? '::1' : undefined);
+  return {
+    outbound: o.listen?.outbound ?? '127.0.0.1',
+    ...(outbound6 !== undefined ? { outbound6 } : {}),
+    inbound: o.listen?.inbound ?? (o.capture ? '::' : '0.0.0.0'),
+    hbone: o.listen?.hbone ?? (o.capture ? '::' : '0.0.0.0'),
+    ports: { outbound: o.ports?.outbound ?? 15001, inbound: o.ports?.inbound ?? 15006, hbone: o.ports?.hbone ?? 15008 },
+  };
 }

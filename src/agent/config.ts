@@ -16,10 +16,15 @@ import {
   ENV_POOL_IDLE_TIMEOUT,
   ENV_READY_ADDR,
   ENV_SAME_NODE_FAST_PATH,
+  ENV_WORKERS,
   EnvReader,
   type ControllerClientSettings,
 } from '../shared/env.js';
 import type { LogLevel } from '../shared/log.js';
+import { defaultWorkerCount } from './workers/pool.js';
+
+/** Most data-path worker threads AMBIT_WORKERS accepts. */
+export const MAX_WORKERS = 256;
 
 export const CAPTURE_MODES = ['bpf', 'nft', 'auto'] as const;
 export type CaptureSetting = (typeof CAPTURE_MODES)[number];
@@ -50,6 +55,8 @@ export interface AgentConfig extends ControllerClientSettings {
   kube: { kubeconfig: string } | { inCluster: true } | undefined;
   /** Pod-to-pod connections within this node skip TLS (AMBIT_SAME_NODE_FAST_PATH). */
   sameNodeFastPath: boolean;
+  /** Data-path worker threads (AMBIT_WORKERS); 1: the data path runs on the main thread. */
+  workers: number;
 }
 
 /** Set by the kubelet in every container: the agent runs in a cluster. */
@@ -96,5 +103,6 @@ export function loadConfig(env: NodeJS.ProcessEnv): Readonly<AgentConfig> {
     netnsStateFile,
     kube: kubeconfig ? { kubeconfig } : inCluster ? { inCluster: true as const } : undefined,
     sameNodeFastPath: r.oneOf(ENV_SAME_NODE_FAST_PATH, ['on', 'off'], 'on') === 'on',
+    workers: r.integer(ENV_WORKERS, Math.min(defaultWorkerCount(), MAX_WORKERS), 1, MAX_WORKERS),
   });
 }

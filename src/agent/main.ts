@@ -16,6 +16,7 @@ import { Agent } from './agent.js';
 import { openCapture } from './capture/open.js';
 import { originalDestination } from './capture/orig-dst.js';
 import { NetnsPodSockets } from './proxy/netns-sockets.js';
+import { WorkerDataPath } from './workers/pool.js';
 import { registerNodeMetrics } from './node-metrics.js';
 import { typeLabel } from '../shared/xds/resource-codec.js';
 import { PodNetnsTable } from './netns/pod-netns.js';
@@ -64,6 +65,27 @@ async function run(config: Readonly<AgentConfig>, log: Logger): Promise<void> {
     },
     releaseFreedMemory: trimMallocHeap,
     netns,
+    // One worker: the data path on this thread, as before workers existed.
+    ...(config.workers > 1
+      ? {
+          dataPath: (host) =>
+            new WorkerDataPath({
+              count: config.workers,
+              nodeName: config.nodeName,
+              log,
+              logLevel: config.logLevel,
+              registry,
+              host,
+              poolIdleTimeoutMs: config.poolIdleTimeoutMs,
+              sameNodeFastPath: config.sameNodeFastPath,
+              // Its share of every pod's ports is gone: exit, and the pods stay captured (refused) until the next agent.
+              onWorkerExit: (worker, reason) => {
+                log.fatal({ worker, reason }, 'agent worker thread ended; exiting');
+                process.exit(1);
+              },
+            }),
+        }
+      : {}),
   });
   if (config.kube) {
     // Loaded only with an API to talk to: client-node costs an agent ~40 MB of RSS.
@@ -100,7 +122,7 @@ async function run(config: Readonly<AgentConfig>, log: Logger): Promise<void> {
     configVersions: () => new Map([...configClient.state.systemVersions].map(([t, v]) => [typeLabel(t), v])),
   });
   client.start();
-  log.info({ node: config.nodeName, controller: controller.address, capture: decision.mode, captureReason: 'reason' in decision ? decision.reason : undefined }, 'agent started');
+  log.info({ node: config.nodeName, controller: controller.address, capture: decision.mode, workers: config.workers, captureReason: 'reason' in decision ? decision.reason : undefined }, 'agent started');
 
   let stopping = false;
   const stop = async (signal: string): Promise<void> => {

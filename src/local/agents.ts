@@ -31,6 +31,8 @@ interface AgentRecord {
   pid?: number;
   restarts: number;
   stopping: boolean;
+  /** AMBIT_WORKERS for this agent, set by restart(); absent: the environment's (else the agent's default). */
+  workers?: number;
 }
 
 export class AgentSupervisor {
@@ -64,7 +66,7 @@ export class AgentSupervisor {
     // nsenter keeps the mount namespace, so bpffs and cgroup2 stay visible.
     const script = `${RAISE_NOFILE} echo $$ > "$1" && shift && exec nsenter --net="$@"`;
     const child = spawn('sh', ['-c', script, 'sh', join(o.cgroupDir, 'cgroup.procs'), `/var/run/netns/${n.netns}`, process.execPath, ...AGENT_NODE_FLAGS, join(o.repoRoot, 'dist/src/agent/main.js')], {
-      env: o.env(n),
+      env: { ...o.env(n), ...(a.workers !== undefined ? { AMBIT_WORKERS: String(a.workers) } : {}) },
       stdio: ['ignore', 'pipe', 'pipe'],
       detached: true,
     });
@@ -83,11 +85,16 @@ export class AgentSupervisor {
     });
   }
 
-  /** Restarts node `name`'s agent (tests of agent restarts); resolves once the new one runs. */
-  async restart(name: string): Promise<void> {
+  /**
+   * Restarts node `name`'s agent (tests of agent restarts, the bench); resolves once the new one
+   * runs. `workers` sets its AMBIT_WORKERS from now on (null: back to the default).
+   */
+  async restart(name: string, opts: { workers?: number | null } = {}): Promise<void> {
     const a = this.agents.find((x) => x.node.name === name);
     if (!a) throw new AmbitError('AMBIT_ERR_LOCAL_POD_NOT_FOUND', `no node named ${JSON.stringify(name)}`);
     await this.stopOne(a, 'SIGKILL');
+    if (opts.workers === null) delete a.workers;
+    else if (opts.workers !== undefined) a.workers = opts.workers;
     a.stopping = false;
     this.launch(a);
   }

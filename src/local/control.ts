@@ -58,8 +58,12 @@ async function handle(mesh: LocalMesh, req: IncomingMessage, res: ServerResponse
       return reply(res, 200, { changed });
     }
     if (req.method === 'POST' && url.pathname === '/restart-agent') {
-      const body = (await readJson(req)) as { node?: string };
-      await mesh.restartAgent(String(body.node ?? ''));
+      const body = (await readJson(req)) as { node?: string; workers?: unknown };
+      const w = body.workers;
+      if (w !== undefined && w !== null && !(Number.isInteger(w) && (w as number) >= 1 && (w as number) <= 256)) {
+        throw new AmbitError('AMBIT_ERR_MANIFEST_INVALID', `restart-agent: workers must be a whole number from 1 to 256 or null, got ${JSON.stringify(w)}`);
+      }
+      await mesh.restartAgent(String(body.node ?? ''), w === undefined ? {} : { workers: w as number | null });
       return reply(res, 200, { restarted: body.node });
     }
     if (req.method === 'POST' && url.pathname === '/down') {

@@ -241,10 +241,13 @@ export class LocalMesh {
     this.agentPodsTimer.unref();
   }
 
-  /** Restarts node `name`'s agent (used by tests of agent restarts); resolves once the new one runs. */
-  async restartAgent(name: string): Promise<void> {
+  /**
+   * Restarts node `name`'s agent (tests of agent restarts, the bench); resolves once the new one
+   * runs. `workers` sets its AMBIT_WORKERS from now on (null: back to the default).
+   */
+  async restartAgent(name: string, opts: { workers?: number | null } = {}): Promise<void> {
     if (!this.agents) throw new AmbitError('AMBIT_ERR_LOCAL_NOT_RUNNING', 'local mesh is not running');
-    await this.agents.restart(name);
+    await this.agents.restart(name, opts);
   }
 
   get controlPlane(): Controller {

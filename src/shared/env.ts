@@ -46,6 +46,8 @@ export const ENV_POOL_IDLE_TIMEOUT = 'AMBIT_POOL_IDLE_TIMEOUT';
 export const ENV_NETNS_STATE_FILE = 'AMBIT_NETNS_STATE_FILE';
 /** `on` (default): a connection between two pods of this node skips TLS and is handed over in-process; `off`: always HBONE. */
 export const ENV_SAME_NODE_FAST_PATH = 'AMBIT_SAME_NODE_FAST_PATH';
+/** Data-path worker threads of the agent (1-256); unset: the CPU limit (cgroup cpu.max, else the CPUs available). */
+export const ENV_WORKERS = 'AMBIT_WORKERS';
 
 // Waypoint (and ingress gateway).
 /** The Gateway a waypoint serves; in gateway mode the workload name in telemetry. */
@@ -138,7 +140,7 @@ export const ENV_LOCAL_NAME = 'AMBIT_LOCAL_NAME';
 export const ENV_NAMES = [
   ENV_NODE_NAME, ENV_CONTROLLER_ADDR, ENV_CONTROLLER_SERVER_NAME, ENV_CA_ROOT_FILE, ENV_TOKEN_FILE, ENV_CLUSTER_ID,
   ENV_DRAIN_DEADLINE, ENV_METRICS_ADDR, ENV_READY_ADDR, ENV_CAPTURE, ENV_CGROUP_PATH, ENV_PIN_DIR, ENV_ADMIN_ADDR,
-  ENV_POOL_IDLE_TIMEOUT, ENV_NETNS_STATE_FILE, ENV_SAME_NODE_FAST_PATH, ENV_WAYPOINT_NAME, ENV_WAYPOINT_MODE, ENV_WAYPOINT_WORKERS, ENV_SERVICE_ACCOUNT, ENV_HBONE_ADDR, ENV_POD_NAME,
+  ENV_POOL_IDLE_TIMEOUT, ENV_NETNS_STATE_FILE, ENV_SAME_NODE_FAST_PATH, ENV_WORKERS, ENV_WAYPOINT_NAME, ENV_WAYPOINT_MODE, ENV_WAYPOINT_WORKERS, ENV_SERVICE_ACCOUNT, ENV_HBONE_ADDR, ENV_POD_NAME,
   ENV_POD_NAMESPACE, ENV_POD_IP, ENV_CONTROLLER_LISTEN, ENV_ADMIN_LISTEN, ENV_STATE_DIR, ENV_MANIFESTS,
   ENV_NODE_TOKENS_FILE, ENV_CERT_MAX_TTL, ENV_ADMIN_TOKEN_FILE, ENV_CONFIG_SOURCE, ENV_KUBECONFIG, ENV_AGENT_SERVICE_ACCOUNT,
   ENV_PROXY_IMAGE, ENV_PROXY_CONTROLLER_ADDR, ENV_KUBERNETES_SERVICE_HOST, ENV_TRUST_DOMAIN, ENV_LOG_LEVEL, ENV_CERT_TTL, ENV_LOCAL_NET, ENV_LOCAL_NAME,
@@ -215,6 +217,18 @@ export class EnvReader {
     if (maxMs !== undefined && (ms < minMs || ms > maxMs)) this.issues.add(name, `must be between ${formatMs(minMs)} and ${formatMs(maxMs)}`, text);
     else if (ms < minMs) this.issues.add(name, `must be at least ${minMs} ms`, text);
     return ms;
+  }
+
+  /** A whole number from `min` to `max`; `fallback` when unset. */
+  integer(name: EnvName, fallback: number, min: number, max: number): number {
+    const text = this.text(name);
+    if (text === undefined) return fallback;
+    const n = /^\d+$/.test(text) ? Number(text) : NaN;
+    if (!Number.isSafeInteger(n) || n < min || n > max) {
+      this.issues.add(name, `must be a whole number from ${min} to ${max}`, text);
+      return fallback;
+    }
+    return n;
   }
 
   /** `host:port` or `[v6]:port` (port 0 allowed: tests); every problem of the value is recorded. */

@@ -6,50 +6,18 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import * as crypto from 'node:crypto';
-import { silentLogger } from '../../src/shared/log.js';
-import { createRegistry } from '../../src/shared/metrics.js';
-import type { Workload } from '../../src/shared/model.js';
-import { Agent } from '../../src/agent/agent.js';
 import type { Capture } from '../../src/agent/capture/capture.js';
-import { originalDestination } from '../../src/agent/capture/orig-dst.js';
-import { NetnsPodSockets } from '../../src/agent/proxy/netns-sockets.js';
-import type { ConfigSnapshot } from '../../src/shared/state/workloads.js';
-import { socketFd } from '../../native/netns.js';
 import { testWorkload } from '../helpers/loopback-net.js';
-import { createTestCa } from '../helpers/test-ca.js';
 import { bpfSkipReason, captureTest, dialFrom, outcome, startApps, type Pod } from './fixture.js';
+import { snapshot, startWorkerAgent, type WorkerAgent } from './worker-agent.js';
 
 const skip = bpfSkipReason();
 
-function snapshot(workloads: Workload[]): ConfigSnapshot {
-  return { workloads: new Map(workloads.map((w) => [w.uid, w])), services: new Map(), authorizations: new Map() };
+/** An Agent over `capture` as main.ts wires it with one worker (no controller: the test applies snapshots). */
+function startAgent(capture: Capture): WorkerAgent {
+  return startWorkerAgent(capture, { workers: 1 });
 }
 
-/** An Agent over `capture` as main.ts wires it (no controller: the test applies snapshots). */
-function startAgent(capture: Capture): { agent: Agent; registry: ReturnType<typeof createRegistry> } {
-  const ca = createTestCa();
-  const registry = createRegistry();
-  const agent = new Agent({
-    nodeName: 'node1',
-    log: silentLogger(),
-    registry,
-    certs: {
-      getCertificate: async (id) => {
-        const c = ca.issue(id);
-        return { ...c, rootsPem: [ca.rootPem], notAfter: new Date(new crypto.X509Certificate(c.certChainPem[0]!).validTo) };
-      },
-    },
-    capture,
-    podSockets: (w) => new NetnsPodSockets(w.netns!, { capture, uid: w.uid }),
-    originalDestination: (s, direction) => originalDestination(s, direction),
-    listenerFd: (server) => socketFd(server),
-    drainDeadlineMs: 200,
-  });
-  return { agent, registry };
-}
-
-/** Apps on [::]:8080 in every pod, answering with the peer they see and counting connections. */
 test("the agent's dual-stack listeners capture a pod's IPv6 both ways; its own ports are never dialed back", { skip }, async (t) => {
   const { fx, servers, openBpf, own } = captureTest(t, 'j', 2);
   const [a, b] = fx.pods as [Pod, Pod];

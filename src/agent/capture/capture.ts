@@ -133,6 +133,12 @@ export interface Capture {
   allowDirect(uid: string, tuple: DirectTuple): void;
   /** Removes what allowDirect added (after connect succeeded or failed). Never throws for a missing entry. */
   forgetDirect(uid: string, tuple: DirectTuple): void;
+  /**
+   * The kernel id of the map allowDirect writes for this pod (BPF: its `ambit_steer_direct`), so a
+   * worker thread can open its own fd and exempt its dials without asking the main thread;
+   * undefined: allowDirect needs no map (nft) or the pod is not enrolled.
+   */
+  directMapId?(uid: string): number | undefined;
   /** UIDs currently enrolled. */
   enrolled(): string[];
   /** UIDs currently pending. */

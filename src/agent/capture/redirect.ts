@@ -196,7 +196,8 @@ export const steerSocketCodec: MapCodec<number, bigint> = {
   decodeValue: u64Codec.decodeValue,
 };
 
-const directCodec: MapCodec<DirectTuple, number> = {
+/** `ambit_steer_direct` keys and values (also opened by id on agent worker threads). */
+export const directCodec: MapCodec<DirectTuple, number> = {
   encodeKey: (k) =>
     encodeStruct(DirectKeyType, {
       remote_addr: ipToBytes16(k.sourceAddress),
@@ -487,6 +488,10 @@ export class BpfCapture implements Capture {
 
   allowDirect(uid: string, tuple: DirectTuple): void {
     this.#podOf(uid)?.direct.update(tuple, 1);
+  }
+
+  directMapId(uid: string): number | undefined {
+    return this.#podOf(uid)?.direct.info.id;
   }
 
   forgetDirect(uid: string, tuple: DirectTuple): void {

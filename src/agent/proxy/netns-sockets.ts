@@ -11,11 +11,23 @@ import { errorMessage } from '../../shared/errors.js';
 import type { Capture, DirectTuple } from '../capture/capture.js';
 import type { PodConnectOptions, PodListenOptions, PodSockets } from './sockets.js';
 
+/**
+ * What source-preserving dials need from capture: the agent's Capture on its main thread; on a
+ * worker thread a stand-in whose allowDirect asks the main thread (and resolves once in force).
+ */
+export interface DirectDials {
+  preservesSource(uid: string): boolean;
+  allowDirect(uid: string, tuple: DirectTuple): void | Promise<void>;
+  forgetDirect(uid: string, tuple: DirectTuple): void;
+}
+
 export interface NetnsPodSocketsOptions {
   /** The agent's capture and the pod's uid in it, for source-preserving dials. */
-  capture?: Capture;
+  capture?: Capture | DirectDials;
   uid?: string;
   mark?: number;
+  /** Listeners join the port's SO_REUSEPORT group (one listener per agent worker thread). */
+  reusePort?: boolean;
 }
 
 function unmapped(address: string): string {
@@ -38,7 +50,7 @@ export class NetnsPodSockets implements PodSockets {
   }
 
   async listen(port: number, address = '0.0.0.0', options: PodListenOptions = {}): Promise<net.Server> {
-    const listenOpts = { port, backlog: 1024, ...(options.sendBufferBytes === undefined ? {} : { sendBufferBytes: options.sendBufferBytes }) };
+    const listenOpts = { port, backlog: 1024, ...(this.opts.reusePort ? { reusePort: true } : {}), ...(options.sendBufferBytes === undefined ? {} : { sendBufferBytes: options.sendBufferBytes }) };
     let fd: number;
     try {
       fd = listenInNetns(this.netnsPath, { address, ...listenOpts });
@@ -73,8 +85,9 @@ export class NetnsPodSockets implements PodSockets {
     if (source !== undefined && capture && uid !== undefined && this.preservesSource && net.isIPv6(source) === (family === 'IPv6')) {
       const t = transparentSocketInNetns(this.netnsPath, { source: { address: source, port: 0 }, mark: this.mark });
       const tuple: DirectTuple = { sourceAddress: source, sourcePort: t.local.port, destinationPort: opts.port };
+      let allowed: void | Promise<void>;
       try {
-        capture.allowDirect(uid, tuple);
+        allowed = capture.allowDirect(uid, tuple);
       } catch (e) {
         closeFd(t.fd);
         throw e;
@@ -85,7 +98,15 @@ export class NetnsPodSockets implements PodSockets {
       const forget = (): void => capture.forgetDirect(uid, tuple);
       socket.once('connect', forget);
       socket.once('close', forget);
-      return socket.connect({ port: opts.port, host: destination });
+      if (!allowed) return socket.connect({ port: opts.port, host: destination });
+      // Exempted by the main thread: the SYN leaves once the exemption is in the map.
+      allowed.then(
+        () => {
+          if (!socket.destroyed) socket.connect({ port: opts.port, host: destination });
+        },
+        (e: unknown) => socket.destroy(e instanceof Error ? e : new Error(errorMessage(e))),
+      );
+      return socket;
     }
     const fd = socketInNetns(this.netnsPath, { family, mark: this.mark, ...(opts.sendBufferBytes === undefined ? {} : { sendBufferBytes: opts.sendBufferBytes }) });
     const socket = new net.Socket({ fd, allowHalfOpen: true });
