@@ -15,7 +15,7 @@ import { AmbitError } from '../shared/errors.js';
 import type { Io } from './io.js';
 
 const USAGE =
-  'usage: ambit demo-app <http-echo|http-front|tcp-echo|grpc-echo> --port P [--text T] [--backend URL] [--fail-every N] [--fail-status S] [--delay-ms D]\n';
+  'usage: ambit demo-app <http-echo|http-front|tcp-echo|grpc-echo|ext-authz> --port P [--text T] [--backend URL] [--fail-every N] [--fail-status S] [--delay-ms D]\n';
 
 export interface HttpEchoOptions {
   text: string;
@@ -68,6 +68,20 @@ export function createHttpEcho(o: HttpEchoOptions): Server {
       const timer = setTimeout(answer, o.delayMs);
       res.once('close', () => clearTimeout(timer));
     } else answer();
+  });
+}
+
+/**
+ * An external authorizer for CUSTOM AuthorizationPolicies, as Istio's ext-authz sample behaves over
+ * HTTP: a request with `x-ext-authz: allow` is allowed (200, `x-ext-authz-check-result: allowed`),
+ * any other is denied (403, `x-ext-authz-check-result: denied`, a body saying why).
+ */
+export function createExtAuthzDemo(pod: string): Server {
+  return createServer((req, res) => {
+    req.resume();
+    const allowed = req.headers['x-ext-authz'] === 'allow';
+    res.writeHead(allowed ? 200 : 403, { 'x-ext-authz-check-result': allowed ? 'allowed' : 'denied', 'x-ext-authz-pod': pod, 'content-type': 'text/plain' });
+    res.end(allowed ? '' : 'denied by ext_authz for not found header `x-ext-authz: allow` in the request');
   });
 }
 
@@ -132,6 +146,8 @@ export async function runDemoApp(argv: string[], io: Io): Promise<number> {
       up.end();
     });
     close = closerOf(front.listen(port));
+  } else if (kind === 'ext-authz') {
+    close = closerOf(createExtAuthzDemo(pod).listen(port));
   } else if (kind === 'tcp-echo') {
     const sockets = new Set<Socket>();
     const tcp = createTcpServer({ allowHalfOpen: true }, (s) => {

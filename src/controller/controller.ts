@@ -26,6 +26,7 @@ import { CONDITION_WARNING } from './translate/field-warnings.js';
 import { serviceEntryDnsNames } from './translate/service-entries.js';
 import { translateAll, type MeshTranslation, type TranslateOptions, type TranslateResult } from './translate/translate.js';
 import type { TranslateRoutesResult } from './translate/routes.js';
+import type { GatewayListener } from '../shared/routes.js';
 import { RoleScopes } from './xds/scope.js';
 import { ConfigServer, type StreamLimits } from './xds/server.js';
 
@@ -209,8 +210,8 @@ export class Controller {
   }
 
   /** Ports each ingress gateway pod (`ns/name`) listens on, with their protocol (no TLS material). */
-  gatewayPorts(): Map<string, Array<{ port: number; protocol: 'HTTP' | 'HTTPS'; hosts: string[]; gateways: string[] }>> {
-    const out = new Map<string, Array<{ port: number; protocol: 'HTTP' | 'HTTPS'; hosts: string[]; gateways: string[] }>>();
+  gatewayPorts(): Map<string, Array<{ port: number; protocol: GatewayListener['protocol']; hosts: string[]; gateways: string[] }>> {
+    const out = new Map<string, Array<{ port: number; protocol: GatewayListener['protocol']; hosts: string[]; gateways: string[] }>>();
     for (const [pod, ls] of this.translated.listeners.byPod) out.set(pod, ls.map((l) => ({ port: l.port, protocol: l.protocol, hosts: [...l.hosts], gateways: [...l.gateways] })));
     return out;
   }

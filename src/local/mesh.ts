@@ -105,7 +105,7 @@ export interface IngressGatewayStatus {
   metrics: string;
   /** Istio Gateways (`ns/name`) served on some port. */
   gateways: string[];
-  listeners: Array<{ port: number; protocol: 'HTTP' | 'HTTPS'; hosts: string[]; url: string }>;
+  listeners: Array<{ port: number; protocol: 'HTTP' | 'HTTPS' | 'TCP' | 'TLS'; hosts: string[]; url: string }>;
 }
 
 /** How often settling re-reads the state. */
@@ -455,7 +455,7 @@ export class LocalMesh {
           ready: p.ready,
           metrics: `http://${p.ip}:15020/metrics`,
           gateways: [...new Set(listeners.flatMap((l) => l.gateways))].sort(),
-          listeners: listeners.map((l) => ({ port: l.port, protocol: l.protocol, hosts: l.hosts, url: `${l.protocol === 'HTTPS' ? 'https' : 'http'}://${p.ip}:${l.port}/` })),
+          listeners: listeners.map((l) => ({ port: l.port, protocol: l.protocol, hosts: l.hosts, url: `${({ HTTP: 'http', HTTPS: 'https', TCP: 'tcp', TLS: 'tls' } as const)[l.protocol]}://${p.ip}:${l.port}/` })),
         },
       ];
     });

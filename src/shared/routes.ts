@@ -270,10 +270,41 @@ export interface L7Rule {
   when: L7Condition[];
 }
 
+/**
+ * An external authorizer from the mesh config's `extensionProviders` (Istio `envoyExtAuthzHttp` /
+ * `envoyExtAuthzGrpc`), resolved by the controller. Requests a CUSTOM policy matches are checked
+ * with it before DENY and ALLOW policies run.
+ */
+export interface ExtAuthzProvider {
+  name: string;
+  protocol: 'http' | 'grpc';
+  /** Service hostname (or address) of the authorizer and its port. */
+  service: string;
+  port: number;
+  /** Longest wait for its answer; Istio's default is 600s. */
+  timeoutMs: number;
+  /** A failed check (unreachable, timeout, 5xx, gRPC error) lets the request through. */
+  failOpen: boolean;
+  /** Status answered on a failed check when not failing open (default 403). */
+  statusOnError?: number;
+  /** HTTP only: prefix of the check request's path. */
+  pathPrefix?: string;
+  /** HTTP only: request headers sent in the check besides Host, Method, Path and Content-Length. */
+  includeRequestHeadersInCheck?: StringMatch[];
+  /** HTTP only: headers of an OK answer set on the upstream request (none when empty). */
+  headersToUpstreamOnAllow?: StringMatch[];
+  /** HTTP only: headers of a denial passed to the client (all but Host when absent). */
+  headersToDownstreamOnDeny?: StringMatch[];
+}
+
 export interface L7AuthorizationPolicy {
   /** `namespace/name` */
   name: string;
-  action: 'ALLOW' | 'DENY' | 'AUDIT';
+  action: 'ALLOW' | 'DENY' | 'AUDIT' | 'CUSTOM';
+  /** CUSTOM only: the provider named in `provider.name`. */
+  providerName?: string;
+  /** CUSTOM only: that provider; absent when the mesh config has no usable one, and the policy then denies what it matches (Istio). */
+  provider?: ExtAuthzProvider;
   /** No rules: ALLOW matches nothing, DENY/AUDIT match nothing (Istio). `[{}]`-style empty rule matches all. */
   rules: L7Rule[];
   dryRun: boolean;
@@ -349,23 +380,33 @@ export interface ListenerCertificate {
   secret: string;
   certPem: string;
   keyPem: string;
+  /** TLS MUTUAL: client certificates must chain to these CA certificates (the Secret's `ca.crt`). */
+  caPem?: string;
 }
 
 /**
  * One port an ingress gateway pod listens on: the Gateway servers selecting the pod merged per
  * port. HTTP is plain HTTP/1.1 and h2c; HTTPS terminates TLS with the certificate whose hosts
- * match the client's SNI (the first one when none does). Resource name `<pod ns>/<pod name>/<port>`.
+ * match the client's SNI (the first one when none does), and with `caPem` certificates (MUTUAL)
+ * requires a client certificate; TCP connections follow the gateway's `tcp` routes for the port;
+ * TLS connections (PASSTHROUGH) are routed by the ClientHello's SNI with the `tls` routes and
+ * passed through undecrypted. Resource name `<pod ns>/<pod name>/<port>`.
  */
 export interface GatewayListener {
   /** `<namespace>/<name>` of the gateway pod this listener is for. */
   pod: string;
   port: number;
-  protocol: 'HTTP' | 'HTTPS';
+  protocol: 'HTTP' | 'HTTPS' | 'TCP' | 'TLS';
   /** Gateways (`ns/name`) with a server on this port. */
   gateways: string[];
   hosts: string[];
-  /** HTTPS only: at least one. */
+  /** HTTPS only: at least one (none with istioMutual); either all or none carry a `caPem`. */
   certificates: ListenerCertificate[];
+  /**
+   * HTTPS with tls.mode ISTIO_MUTUAL: the gateway presents its own mesh certificate and requires a
+   * client certificate with a SPIFFE identity of the mesh (which then is the request's principal).
+   */
+  istioMutual?: boolean;
   /** HTTP only: answer every request with a 301 to the same URL over https (Istio httpsRedirect). */
   httpsRedirect?: boolean;
 }

@@ -273,10 +273,25 @@ function trafficPolicy(issues: Issues, v: unknown, path: string): void {
   });
 }
 
+function extAuthzProvider(issues: Issues, v: unknown, path: string): void {
+  if (!isRecord(v)) return issues.add(path, 'must be an object', v);
+  if (typeof v['name'] !== 'string' || v['name'] === '') issues.add(`${path}.name`, 'must be a non-empty string', v['name']);
+  if (v['protocol'] !== 'http' && v['protocol'] !== 'grpc') issues.add(`${path}.protocol`, 'must be http or grpc', v['protocol']);
+  if (typeof v['service'] !== 'string' || v['service'] === '') issues.add(`${path}.service`, 'must be a non-empty host', v['service']);
+  if (!isInt(v['port'], 1, 65535)) issues.add(`${path}.port`, 'must be a port 1..65535', v['port']);
+  if (!isInt(v['timeoutMs'], 1)) issues.add(`${path}.timeoutMs`, 'must be a positive integer', v['timeoutMs']);
+  if (typeof v['failOpen'] !== 'boolean') issues.add(`${path}.failOpen`, 'must be a boolean', v['failOpen']);
+  if (v['statusOnError'] !== undefined && !isInt(v['statusOnError'], 100, 599)) issues.add(`${path}.statusOnError`, 'must be an HTTP status 100..599', v['statusOnError']);
+  if (v['pathPrefix'] !== undefined && (typeof v['pathPrefix'] !== 'string' || !v['pathPrefix'].startsWith('/'))) issues.add(`${path}.pathPrefix`, 'must begin with /', v['pathPrefix']);
+  for (const k of ['includeRequestHeadersInCheck', 'headersToUpstreamOnAllow', 'headersToDownstreamOnDeny']) if (v[k] !== undefined) authzMatches(issues, v[k], `${path}.${k}`);
+}
+
 function authzPolicy(issues: Issues, v: unknown, path: string): void {
   if (!isRecord(v)) return issues.add(path, 'must be an object', v);
   if (typeof v['name'] !== 'string' || !v['name'].includes('/')) issues.add(`${path}.name`, 'must be namespace/name', v['name']);
-  if (v['action'] !== 'ALLOW' && v['action'] !== 'DENY' && v['action'] !== 'AUDIT') issues.add(`${path}.action`, 'must be ALLOW, DENY or AUDIT', v['action']);
+  if (v['action'] !== 'ALLOW' && v['action'] !== 'DENY' && v['action'] !== 'AUDIT' && v['action'] !== 'CUSTOM') issues.add(`${path}.action`, 'must be ALLOW, DENY, AUDIT or CUSTOM', v['action']);
+  if (v['action'] === 'CUSTOM' && (typeof v['providerName'] !== 'string' || v['providerName'] === '')) issues.add(`${path}.providerName`, 'must name the provider of a CUSTOM policy', v['providerName']);
+  if (v['provider'] !== undefined) extAuthzProvider(issues, v['provider'], `${path}.provider`);
   if (typeof v['dryRun'] !== 'boolean') issues.add(`${path}.dryRun`, 'must be a boolean', v['dryRun']);
   if (!Array.isArray(v['rules'])) return issues.add(`${path}.rules`, 'must be a list', v['rules']);
   v['rules'].forEach((r, i) => {
@@ -398,7 +413,7 @@ export function validateGatewayListener(value: unknown, path = 'gatewayListener'
   }
   if (typeof value['pod'] !== 'string' || !/^[^/]+\/[^/]+$/.test(value['pod'])) issues.add(`${path}.pod`, 'must be namespace/name', value['pod']);
   if (!isInt(value['port'], 1, 65535)) issues.add(`${path}.port`, 'must be a port 1..65535', value['port']);
-  if (value['protocol'] !== 'HTTP' && value['protocol'] !== 'HTTPS') issues.add(`${path}.protocol`, 'must be HTTP or HTTPS', value['protocol']);
+  if (!['HTTP', 'HTTPS', 'TCP', 'TLS'].includes(String(value['protocol']))) issues.add(`${path}.protocol`, 'must be HTTP, HTTPS, TCP or TLS', value['protocol']);
   strList(issues, value['gateways'], `${path}.gateways`, { required: true });
   strList(issues, value['hosts'], `${path}.hosts`, { required: true });
   if (value['httpsRedirect'] !== undefined && typeof value['httpsRedirect'] !== 'boolean') issues.add(`${path}.httpsRedirect`, 'must be a boolean', value['httpsRedirect']);
@@ -406,8 +421,14 @@ export function validateGatewayListener(value: unknown, path = 'gatewayListener'
   const certs = value['certificates'];
   if (!Array.isArray(certs)) issues.add(`${path}.certificates`, 'must be a list', typeof certs);
   else {
-    if (value['protocol'] === 'HTTPS' && certs.length === 0) issues.add(`${path}.certificates`, 'must hold at least one certificate for HTTPS');
-    if (value['protocol'] === 'HTTP' && certs.length > 0) issues.add(`${path}.certificates`, 'must be empty for HTTP');
+    const istioMutual = value['istioMutual'];
+    if (istioMutual !== undefined && typeof istioMutual !== 'boolean') issues.add(`${path}.istioMutual`, 'must be a boolean', istioMutual);
+    if (istioMutual === true && value['protocol'] !== 'HTTPS') issues.add(`${path}.istioMutual`, 'is only valid for HTTPS', istioMutual);
+    if (istioMutual === true && certs.length > 0) issues.add(`${path}.certificates`, 'must be empty with istioMutual (the gateway presents its mesh certificate)');
+    if (value['protocol'] === 'HTTPS' && istioMutual !== true && certs.length === 0) issues.add(`${path}.certificates`, 'must hold at least one certificate for HTTPS');
+    if (value['protocol'] !== 'HTTPS' && certs.length > 0) issues.add(`${path}.certificates`, `must be empty for ${String(value['protocol'])}`);
+    const mutual = certs.filter((c) => isRecord(c) && c['caPem'] !== undefined).length;
+    if (mutual > 0 && mutual < certs.length) issues.add(`${path}.certificates`, 'must all carry a caPem (MUTUAL) or none');
     certs.forEach((c, i) => {
       const cp = `${path}.certificates[${i}]`;
       if (!isRecord(c)) return issues.add(cp, 'must be an object');
@@ -415,6 +436,7 @@ export function validateGatewayListener(value: unknown, path = 'gatewayListener'
       if (typeof c['secret'] !== 'string' || !c['secret'].includes('/')) issues.add(`${cp}.secret`, 'must be namespace/name', c['secret']);
       if (typeof c['certPem'] !== 'string' || !PEM_CERT.test(c['certPem'])) issues.add(`${cp}.certPem`, 'must hold a PEM certificate');
       if (typeof c['keyPem'] !== 'string' || !PEM_KEY.test(c['keyPem'])) issues.add(`${cp}.keyPem`, 'must hold a PEM private key');
+      if (c['caPem'] !== undefined && (typeof c['caPem'] !== 'string' || !PEM_CERT.test(c['caPem']))) issues.add(`${cp}.caPem`, 'must hold PEM CA certificates');
     });
   }
   return issues.list;

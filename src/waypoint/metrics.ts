@@ -32,6 +32,8 @@ export const RESPONSE_FLAGS = {
   RATE_LIMITED: 'RL',
   /** Denied by RBAC. */
   RBAC_DENIED: 'RBAC',
+  /** Denied by the external authorization service (CUSTOM policy). */
+  EXT_AUTHZ_DENIED: 'UAEX',
   /** Downstream went away. */
   DOWNSTREAM_RESET: 'DC',
 } as const;
@@ -53,6 +55,6 @@ export function createWaypointMetrics(registry: Registry): WaypointMetrics {
     circuitBreakerTrips: new Counter({ name: 'ambit_circuit_breaker_trips_total', help: 'Requests refused by connection-pool limits or the retry budget.', labelNames: ['destination_service', 'reason'], registers: [registry] }),
     outlierEjections: new Counter({ name: 'ambit_outlier_ejections_total', help: 'Endpoints ejected by outlier detection.', labelNames: ['destination_service'], registers: [registry] }),
     faults: new Counter({ name: 'ambit_faults_injected_total', help: 'Injected faults (kind: delay|abort).', labelNames: ['destination_service', 'route', 'kind'], registers: [registry] }),
-    policyDenials: new Counter({ name: 'ambit_policy_denials_total', help: 'Requests the waypoint refused (reason: rbac|rate_limited).', labelNames: ['destination_service', 'reason'], registers: [registry] }),
+    policyDenials: new Counter({ name: 'ambit_policy_denials_total', help: 'Requests the waypoint refused (reason: jwt|ext_authz|rbac|rate_limited).', labelNames: ['destination_service', 'reason'], registers: [registry] }),
   };
 }

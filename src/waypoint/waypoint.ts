@@ -24,12 +24,13 @@ import { clusterOfUid } from '../shared/istio-metrics.js';
 import { hboneConnect } from './endpoint/hbone.js';
 import { HttpUpstream, tcpConnect, type ConnectFn, type Endpoint } from './endpoint/upstream.js';
 import { isHttpProtocol } from './protocol.js';
-import { selectL4Route } from './route/l4.js';
+import { selectL4Route, sniMatches } from './route/l4.js';
 import { pickWeighted } from './route/weighted.js';
 import { gatewayRoutes, IngressListeners } from './server/gateway.js';
 import { HboneFront, type TunnelDecision } from './server/hbone-front.js';
-import { WaypointServer, type BackendTarget, type SourceInfo } from './server/server.js';
+import { directExtAuthzDial, WaypointServer, type BackendTarget, type SourceInfo } from './server/server.js';
 import { TcpForwarder } from './server/tcp-forward.js';
+import { CLIENT_HELLO_TIMEOUT_MS, peekStream } from './server/sni.js';
 
 export interface WaypointOptions {
   /** `<namespace>/<gateway name>` this process serves. */
@@ -102,6 +103,8 @@ export class Waypoint {
       dispatch: this.upstream.dispatch,
       resolveEndpoints: opts.gateway ? (t) => this.gatewayEndpoints(t) : (t) => this.resolveEndpoints(t),
       serviceOf: (host) => this.index.serviceByHostname(host),
+      // External authorizers are reached as any backend: their service's endpoints, over HBONE when in the mesh.
+      extAuthzDial: directExtAuthzDial((t) => this.resolveEndpoints(t), (e) => this.connectL4(e)),
       ...(opts.gateway ? { gateway: opts.name } : {}),
     });
     this.tcp = new TcpForwarder(opts.registry, this.log, this.connectL4);
@@ -118,7 +121,15 @@ export class Waypoint {
       this.ingress = new IngressListeners({
         log: this.log,
         accept: (conn, meta) => this.server.acceptConnection(conn, meta),
+        acceptL4: (socket, l) => {
+          this.acceptIngressL4(socket, l).catch((e: unknown) => {
+            this.log.error({ err: e, port: l.port }, 'ingress tcp forward failed');
+            socket.destroy();
+          });
+        },
         source: opts.gateway.source,
+        meshCertificate: () => opts.getCertificate(opts.identity),
+        trustDomain: opts.trustDomain,
         ...(opts.gateway.listenHost ? { host: opts.gateway.listenHost } : {}),
         ...(opts.reusePort ? { reusePort: true } : {}),
       });
@@ -158,6 +169,8 @@ export class Waypoint {
 
   /** Mesh route configs by Service hostname (their L4 routes pick TCP and TLS backends). */
   private meshConfigs = new Map<string, RouteConfig>();
+  /** Gateway mode: the ingress configs, whose tcp and tls routes serve the TCP and TLS listeners. */
+  private ingressConfigs: RouteConfig[] = [];
 
   /**
    * Endpoints resolved under the config state in force, by `host|port` and subset labels (the
@@ -171,6 +184,7 @@ export class Waypoint {
     const routes = this.routesOf(state);
     this.server.setRoutes(routes);
     this.meshConfigs = new Map(routes.filter((r) => r.gateway === undefined).map((r) => [r.hostname, r]));
+    this.ingressConfigs = routes.filter((r) => r.gateway !== undefined);
     this.index = new WorkloadIndex(state);
     this.endpointCache = new Map();
   }
@@ -300,6 +314,40 @@ export class Waypoint {
       const route = hello.tls ? selectL4Route(tlsRoutes, target.port, hello.sni) : undefined;
       return route ? this.l4Endpoint(route, target.port, random) : (this.tcpEndpoint(target, random) ?? null);
     };
+  }
+
+  /**
+   * Gateway mode: a connection on a TCP or TLS (passthrough) listener. TCP takes the first `tcp`
+   * route of the ingress configs whose port matches; TLS reads the ClientHello (the bytes go on
+   * unchanged) and takes the first `tls` route matching port and SNI, whose SNI must be one of the
+   * listener's hosts. The backend is reached as HTTP backends are (through its waypoint when it
+   * has one). No route, no SNI, or no endpoint: the client's connection is reset.
+   */
+  async acceptIngressL4(socket: net.Socket, l: { port: number; protocol: 'TCP' | 'TLS'; hosts: readonly string[] }, random: () => number = Math.random): Promise<void> {
+    let sni: string | undefined;
+    if (l.protocol === 'TLS') {
+      const peek = await peekStream(socket, CLIENT_HELLO_TIMEOUT_MS);
+      const hosts = l.hosts.map((h) => (h.includes('/') ? h.slice(h.indexOf('/') + 1) : h));
+      if (peek.kind !== 'tls' || !sniMatches(hosts, peek.sni)) {
+        this.log.debug({ port: l.port, sni: peek.kind === 'tls' ? peek.sni : undefined }, 'tls passthrough: no ClientHello with a served SNI; reset');
+        return void socket.resetAndDestroy();
+      }
+      sni = peek.sni;
+    }
+    let route: L4Route | undefined;
+    for (const c of this.ingressConfigs) {
+      route = selectL4Route(l.protocol === 'TLS' ? c.tlsRoutes : c.tcpRoutes, l.port, sni);
+      if (route) break;
+    }
+    const backend = route ? pickWeighted(route.backends, random) : undefined;
+    const target = backend && !backend.refused ? { host: backend.host, port: backend.port ?? l.port, ...(backend.subsetLabels ? { subsetLabels: backend.subsetLabels } : {}) } : undefined;
+    const endpoint = target ? pickEndpoint(this.gatewayEndpoints(target), random) : null;
+    if (!endpoint || !target) {
+      this.log.debug({ port: l.port, sni, route: route?.name }, 'ingress connection has no route or no endpoint; reset');
+      return void socket.resetAndDestroy();
+    }
+    if (socket.destroyed) return;
+    await this.tcp.forwardSocket(socket, endpoint, this.index.serviceByHostname(target.host), this.opts.gateway?.source ?? {});
   }
 
   /** The caller of a tunnel: its peer identity, and its workload when the source IP matches it. */

@@ -21,20 +21,12 @@ import { WaypointServer, type BackendTarget } from '../../src/waypoint/server/se
 import { HttpUpstream, type Endpoint } from '../../src/waypoint/endpoint/upstream.js';
 import * as https from 'node:https';
 import { createTestCa } from '../helpers/test-ca.js';
+import { listenHttp } from '../helpers/http-server.js';
 
 const fixture = (p: string): string => fileURLToPath(new URL(`../../../test/fixtures/${p}`, import.meta.url));
 
-async function backend(t: TestContext, handler: http.RequestListener): Promise<number> {
-  const server = http.createServer(handler);
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
-  t.after(
-    () =>
-      new Promise<void>((r) => {
-        server.closeAllConnections();
-        server.close(() => r());
-      }),
-  );
-  return (server.address() as AddressInfo).port;
+function backend(t: TestContext, handler: http.RequestListener): Promise<number> {
+  return listenHttp(t, http.createServer(handler));
 }
 
 async function waypoint(t: TestContext, configs: RouteConfig[], resolve: (target: BackendTarget) => Endpoint[], gateway?: string): Promise<{ port: number; server: WaypointServer }> {

@@ -4,11 +4,14 @@
  * requests from the root namespace to the gateway pod's address over HTTP and HTTPS (certificate
  * from a kubernetes.io/tls Secret, and an httpsRedirect port), an unserved host, a Gateway whose Secret is missing, the
  * gateway's Istio metrics, the destination agent seeing the gateway's identity over HBONE, no key
- * material in any log, the gateway pod removed with the last Gateway, nothing left after down.
+ * material in any log, the gateway pod removed with the last Gateway, nothing left after down;
+ * a TCP server whose VirtualService `tcp` route splits connections between two Services; and a
+ * TLS PASSTHROUGH server routing by SNI to two TLS backends.
  */
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
+import { connect as tlsConnect } from 'node:tls';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -268,3 +271,111 @@ test('ingress gateway → a Service bound to a waypoint: the waypoint routes, au
     for (const f of agents) assert.match(readFileSync(join(dir, f), 'utf8'), /"msg":"agent stopped"/, `${f}: the agent finished its shutdown (not killed after its drain deadline)`);
   });
 });
+
+test('ingress gateway: a TCP server carries connections into the mesh over HBONE, split by tcp route weights', { skip, timeout: 300_000 }, async (t) => {
+  const { status, gatewayReady } = await startIngressMesh(t, 'tk', [fx('app.yaml'), fx('tcp.yaml')]);
+  const gw = await gatewayReady((g) => g.listeners.some((l) => l.port === 31400 && l.protocol === 'TCP'));
+  const url = `http://${gw.ip}:31400/anything`;
+  await waitFor('a first answer through the TCP server', async () => ((await curl([url])).status === 200 ? true : undefined), 20_000);
+  const texts: Record<string, number> = {};
+  for (let i = 0; i < 40; i++) {
+    const c = await curl([url]);
+    assert.equal(c.status, 200, c.stderr);
+    const text = (JSON.parse(c.body) as { text: string }).text;
+    texts[text] = (texts[text] ?? 0) + 1;
+  }
+  assert.deepEqual(Object.keys(texts).sort(), ['reviews-b', 'reviews-v1'], JSON.stringify(texts));
+  assert.ok(texts['reviews-b']! >= 5 && texts['reviews-v1']! >= 5, `a 50/50 split of 40 connections: ${JSON.stringify(texts)}`);
+  const gwText = await fetch(gw.metrics).then((r) => r.text());
+  assert.ok(metricSum(gwText, 'istio_tcp_connections_opened_total', { reporter: 'source', source_workload: 'istio-ingressgateway' }) >= 41, 'the gateway counts the TCP connections');
+  let fromGateway = 0;
+  for (const n of (await status()).nodes) fromGateway += metricSum(await fetch(n.metrics).then((r) => r.text()), 'istio_tcp_connections_opened_total', { reporter: 'destination', source_principal: GATEWAY_ID });
+  assert.ok(fromGateway >= 41, `STRICT backends admitted the gateway's HBONE tunnels: ${fromGateway}`);
+});
+
+test('ingress gateway: a TLS PASSTHROUGH server routes by SNI to backends whose own certificates reach the client', { skip, timeout: 300_000 }, async (t) => {
+  const tmp = mkdtempSync(join(tmpdir(), 'ambit-passthrough-'));
+  t.after(() => rmSync(tmp, { recursive: true, force: true }));
+  const ca = CertificateAuthority.generate({ trustDomain: 'passthrough.test', ttlDays: 1 });
+  const sites = ['a', 'b'].map((x) => {
+    const host = `${x}.example.com`;
+    const issued = ca.issueServingCert({ dnsNames: [host], ttlMs: 3_600_000 });
+    const cert = join(tmp, `${x}.crt`);
+    const key = join(tmp, `${x}.key`);
+    writeFileSync(cert, issued.certChainPem.join('\n'));
+    writeFileSync(key, issued.keyPem, { mode: 0o600 });
+    return { x, host, cert, key };
+  });
+  const backend = (s: (typeof sites)[number]): string => `apiVersion: apps/v1
+kind: Deployment
+metadata: { name: site-${s.x}, namespace: bookinfo }
+spec:
+  replicas: 1
+  selector: { matchLabels: { app: site-${s.x} } }
+  template:
+    metadata: { labels: { app: site-${s.x} } }
+    spec:
+      containers:
+        - name: site
+          image: example/site
+          command: [${JSON.stringify(process.execPath)}, ${JSON.stringify(join(repoRoot, 'test/fixtures/ingress/tls-echo.mjs'))}, "8443", ${JSON.stringify(s.cert)}, ${JSON.stringify(s.key)}, "site-${s.x}"]
+          ports: [{ containerPort: 8443, name: tls }]
+---
+apiVersion: v1
+kind: Service
+metadata: { name: site-${s.x}, namespace: bookinfo }
+spec:
+  selector: { app: site-${s.x} }
+  ports: [{ name: tls, port: 8443, targetPort: 8443 }]
+---
+`;
+  const manifest = join(tmp, 'passthrough.yaml');
+  writeFileSync(
+    manifest,
+    sites.map(backend).join('') +
+      `apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: { name: tls-gateway, namespace: bookinfo }
+spec:
+  selector: { istio: ingressgateway }
+  servers:
+  - port: { number: 443, name: tls, protocol: TLS }
+    hosts: [a.example.com, b.example.com]
+    tls: { mode: PASSTHROUGH }
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: { name: sites, namespace: bookinfo }
+spec:
+  hosts: [a.example.com, b.example.com]
+  gateways: [tls-gateway]
+  tls:
+${sites.map((s) => `  - match: [{ port: 443, sniHosts: [${s.host}] }]\n    route: [{ destination: { host: site-${s.x}.bookinfo.svc.cluster.local, port: { number: 8443 } } }]`).join('\n')}
+`,
+  );
+  const { gatewayReady } = await startIngressMesh(t, 'tp', [fx('app.yaml'), manifest]);
+  const gw = await gatewayReady((g) => g.listeners.some((l) => l.port === 443 && l.protocol === 'TLS'));
+  const hello = (servername: string): Promise<{ line: string; san: string } | 'reset'> =>
+    new Promise((resolve, reject) => {
+      const s = tlsConnect({ host: gw.ip, port: 443, servername, ca: ca.rootCertPem });
+      let data = '';
+      s.setEncoding('utf8');
+      s.on('data', (d: string) => (data += d));
+      s.once('end', () => resolve({ line: data.trim(), san: String(s.getPeerX509Certificate()?.subjectAltName ?? '') }));
+      s.once('error', (e: NodeJS.ErrnoException) => (e.code === 'ECONNRESET' || /socket disconnected/.test(e.message) ? resolve('reset') : reject(e)));
+      s.setTimeout(10_000, () => s.destroy(new Error('tls hello timed out')));
+    });
+  await waitFor('site-a through the gateway', async () => {
+    const r = await hello('a.example.com').catch(() => 'reset' as const);
+    return r !== 'reset' && r.line === 'site-a' ? true : undefined;
+  }, 30_000);
+  for (const s of sites) {
+    const r = await hello(s.host);
+    assert.notEqual(r, 'reset', s.host);
+    if (r === 'reset') return;
+    assert.equal(r.line, `site-${s.x}`);
+    assert.match(r.san, new RegExp(`DNS:${s.x}\\.example\\.com`), 'the backend\'s own certificate: TLS was not terminated at the gateway');
+  }
+  assert.equal(await hello('c.example.com'), 'reset', 'an SNI the Gateway does not list is reset');
+});
+

@@ -67,7 +67,7 @@ test('ambit local: 2 nodes and 4 pods, exec, names, ClusterIP, and nothing left 
   assert.equal(exit.stderr, 'err\n');
   const missing = await ambit(['local', 'exec', '--name', name, 'plain/nope', '--', 'true']);
   assert.equal(missing.code, 1);
-  assert.match(missing.stderr, /AMBIT_ERR_LOCAL_POD_NOT_FOUND: no pod plain\/nope/);
+  assert.match(missing.stderr, /AMBIT_ERR_LOCAL_POD_NOT_FOUND: no running pod plain\/nope in the local mesh/);
 
   const pids = st.nodes.map((n) => n.agentPid).filter((p): p is number => p !== undefined);
   const down = await ambit(['local', 'down', '--name', name]);

@@ -1,7 +1,8 @@
 /**
  * The Kubernetes source: client-node informers on an API server feed the same ObjectStore the
  * manifest source feeds, so translation is the same whichever source runs. Watched: Namespaces,
- * Nodes, Pods, Services, ServiceAccounts, EndpointSlices, `kubernetes.io/tls` Secrets (only those
+ * Nodes, Pods, Services, ServiceAccounts, EndpointSlices, the mesh config ConfigMap `istio`,
+ * `kubernetes.io/tls` Secrets (only those
  * a Gateway references reach the store) and every custom kind of objects.ts whose CRD is
  * installed; the CRDs themselves are watched, so a kind whose CRD appears later is picked up then
  * (and one whose CRD goes away leaves the store).
@@ -28,6 +29,7 @@ import { createInformerMetrics, ResourceInformer, type InformerMetrics } from '.
 import type { KubeClient } from './kube-client.js';
 import { apiVersionOf, collectionPath, crdName, RESOURCES, resourceOf } from './kube-paths.js';
 import { referencedSecrets } from './secret-refs.js';
+import { MESH_CONFIG_MAP } from '../translate/mesh-config.js';
 import { validateObject } from './validate-objects.js';
 
 /** An object the API server holds that failed validation: not applied, its last good version (if any) stays. */
@@ -54,7 +56,9 @@ interface KubernetesSourceEvents {
 }
 
 /** Built-in kinds that are watched (Deployments are not: translation reads Pods). */
-const WATCHED_BUILTINS = ['Namespace', 'Node', 'Pod', 'Service', 'ServiceAccount', 'EndpointSlice', 'Secret'];
+const WATCHED_BUILTINS = ['Namespace', 'Node', 'Pod', 'Service', 'ServiceAccount', 'EndpointSlice', 'Secret', 'ConfigMap'];
+/** Of the ConfigMaps only Istio's mesh config is read (translate/mesh-config.ts checks its namespace). */
+const CONFIG_MAP_SELECTOR = `metadata.name=${MESH_CONFIG_MAP}`;
 /** Secrets are watched by type; only referenced ones reach the store. */
 const SECRET_TYPE = 'kubernetes.io/tls';
 const LAST_APPLIED = 'kubectl.kubernetes.io/last-applied-configuration';
@@ -178,6 +182,7 @@ export class KubernetesSource extends EventEmitter<KubernetesSourceEvents> {
       apiVersion: apiVersionOf(info.group, version),
       kind: info.kind,
       ...(info.kind === 'Secret' ? { fieldSelector: `type=${SECRET_TYPE}` } : {}),
+      ...(info.kind === 'ConfigMap' ? { fieldSelector: CONFIG_MAP_SELECTOR } : {}),
     });
     informer.on('add', (o) => this.onObject(info, o));
     informer.on('update', (o) => this.onObject(info, o));

@@ -11,6 +11,7 @@ import type { StringMatch } from '../../shared/model.js';
 import type { L7AuthorizationPolicy, L7Condition, L7Operation, L7Rule, L7Source, RouteConfig } from '../../shared/routes.js';
 import { ANNOTATION_DRY_RUN } from './authorization.js';
 import { condition, Invalid, serviceHostname, translateObject, type RouteContext } from './route-context.js';
+import { meshExtensionProviders, type MeshExtensionProviders } from './mesh-config.js';
 import { toStringMatch } from './string-match.js';
 import { annotationsOf, asArray, asRecord, asString, asStrings, compareAge, nsOf } from './util.js';
 
@@ -110,26 +111,58 @@ export function targetConfigs(ctx: RouteContext, ap: KubeObject): { configs: Rou
   return out;
 }
 
+/**
+ * A CUSTOM policy's provider, resolved against the mesh config: its service must be a Service or
+ * ServiceEntry host the mesh knows (Istio). When it is unknown or unusable the policy goes out
+ * without one, and waypoints deny the requests it matches, as Istio's
+ * `deny-due-to-bad-CUSTOM-action` rule does; `problem` says why.
+ */
+function customProvider(ctx: RouteContext, ap: KubeObject, mesh: MeshExtensionProviders): { fields: Pick<L7AuthorizationPolicy, 'providerName' | 'provider'>; problem?: string } {
+  const name = asString(asRecord(asRecord(ap.spec)['provider'])['name']) ?? '';
+  if (name === '') throw new Invalid('InvalidPolicy', 'spec.provider.name must name an extension provider for action CUSTOM');
+  const deny = (why: string) => ({ fields: { providerName: name }, problem: `${why}; requests the policy matches are denied (Istio)` });
+  if (mesh.error) return deny(`extension provider ${JSON.stringify(name)} is unknown: ${mesh.error}`);
+  const declared = mesh.byName.get(name);
+  if (!declared) {
+    const known = [...mesh.byName.keys()].sort();
+    return deny(`extension provider ${JSON.stringify(name)} is not declared in ${mesh.source} (declared: ${known.length > 0 ? known.join(', ') : 'none'})`);
+  }
+  if (!declared.ok) return deny(`extension provider ${JSON.stringify(name)} cannot be used: ${declared.reason}`);
+  const svc = ctx.services.get(declared.provider.service);
+  const entry = serviceEntryHosts(ctx).has(declared.provider.service);
+  if ((!svc && !entry) || (declared.namespace !== undefined && svc && nsOf(svc) !== declared.namespace)) {
+    return deny(`extension provider ${JSON.stringify(name)}: service ${JSON.stringify(declared.provider.service)}${declared.namespace ? ` in namespace ${declared.namespace}` : ''} is not a Service or ServiceEntry host of the mesh`);
+  }
+  return { fields: { providerName: name, provider: declared.provider } };
+}
+
+function serviceEntryHosts(ctx: RouteContext): Set<string> {
+  return new Set(ctx.serviceEntries.flatMap((se) => asStrings(asRecord(se.spec)['hosts']).map((h) => h.toLowerCase())));
+}
+
 export function translateAuthorization(ctx: RouteContext, list: readonly KubeObject[]): void {
+  let mesh: MeshExtensionProviders | undefined;
+  const providers = (): MeshExtensionProviders => (mesh ??= meshExtensionProviders(ctx.configMaps, ctx.opts.rootNamespace));
   for (const ap of [...list].sort(compareAge)) {
     const spec = asRecord(ap.spec);
     if (spec['targetRefs'] === undefined && spec['targetRef'] === undefined) continue; // selector policies are L4, enforced by agents
     translateObject(ctx, ap, () => {
       const action = asString(spec['action']) ?? 'ALLOW';
-      if (action === 'CUSTOM') throw new Invalid('Unsupported', 'action CUSTOM (external authorization) is not supported');
-      if (action !== 'ALLOW' && action !== 'DENY' && action !== 'AUDIT') throw new Invalid('InvalidPolicy', `action ${JSON.stringify(action)} is not ALLOW, DENY or AUDIT`);
+      if (action !== 'ALLOW' && action !== 'DENY' && action !== 'AUDIT' && action !== 'CUSTOM') throw new Invalid('InvalidPolicy', `action ${JSON.stringify(action)} is not ALLOW, DENY, AUDIT or CUSTOM`);
+      const custom = action === 'CUSTOM' ? customProvider(ctx, ap, providers()) : undefined;
       const unsupported: string[] = [];
       const rules: L7Rule[] = [];
       asArray(spec['rules']).forEach((r, i) => {
         const rule = authzRule(r, action, `spec.rules[${i}]`, unsupported);
         if (rule) rules.push(rule);
       });
-      const policy: L7AuthorizationPolicy = { name: `${nsOf(ap)}/${ap.metadata.name}`, action, rules, dryRun: annotationsOf(ap)[ANNOTATION_DRY_RUN] === 'true' };
+      const policy: L7AuthorizationPolicy = { name: `${nsOf(ap)}/${ap.metadata.name}`, action, rules, dryRun: annotationsOf(ap)[ANNOTATION_DRY_RUN] === 'true', ...custom?.fields };
       const targets = targetConfigs(ctx, ap);
       for (const cfg of targets.configs) cfg.authorization.push(structuredClone(policy));
       const notes = [...targets.notes];
+      if (custom?.problem) notes.push(custom.problem);
       if (unsupported.length > 0) notes.push(`unsupported attributes ${unsupported.join(', ')}; ${action === 'ALLOW' ? 'rules using them match nothing' : 'they are ignored, so the rule matches more'} (fail closed)`);
-      if (notes.length > 0) condition(ctx, ap, 'PartiallyApplied', notes.join('; '));
+      if (notes.length > 0) condition(ctx, ap, custom?.problem ? 'InvalidProvider' : 'PartiallyApplied', notes.join('; '));
     });
   }
 }

@@ -2,7 +2,8 @@
  * Istio Gateway servers → the listeners each ingress gateway pod opens (pure). A Gateway serves on
  * every pod its `spec.selector` matches (any namespace, as Istio); a TLS server's `credentialName`
  * names a `kubernetes.io/tls` Secret in the gateway pod's namespace, decoded here into PEM for the
- * pod. A server that cannot be served (missing or bad Secret, unsupported protocol or TLS mode,
+ * pod (with its `ca.crt` for tls.mode MUTUAL). TCP servers and TLS servers in PASSTHROUGH mode
+ * become TCP and TLS listeners routed by the gateway's VirtualService `tcp` and `tls` routes. A server that cannot be served (missing or bad Secret, unsupported protocol or TLS mode,
  * reserved or conflicting port) gets a condition on its Gateway naming the server and is left
  * out; the other servers keep working.
  * Invariant: certificate and key text only ever lands in the returned listeners, never in a
@@ -23,7 +24,7 @@ export const RESERVED_GATEWAY_PORTS: readonly number[] = [15000, 15008, 15020, 1
 /** Secret types Istio reads a server certificate from. */
 const TLS_SECRET_TYPES = ['kubernetes.io/tls', 'Opaque', 'istio.io/key-and-cert'];
 
-export type TlsSecretResult = { ok: true; certPem: string; keyPem: string } | { ok: false; problem: string };
+export type TlsSecretResult = { ok: true; certPem: string; keyPem: string; caPem?: string } | { ok: false; problem: string };
 
 /** True when a Gateway server's selector (non-empty) matches the pod's labels (and namespace, when it names one). */
 export function serverSelectsPod(server: Pick<GatewayServer, 'selector' | 'namespace'>, pod: KubeObject): boolean {
@@ -49,9 +50,11 @@ function secretField(secret: KubeObject, keys: readonly string[]): { text?: stri
 
 /**
  * Decodes a TLS Secret (`tls.crt`/`tls.key`, or Istio's `cert`/`key`) into PEM and checks that
- * the key belongs to the certificate. Problems say what is wrong, never what the Secret holds.
+ * the key belongs to the certificate; with `mutual`, also the CA certificates client certificates
+ * must chain to (`ca.crt`, or Istio's `cacert`, in the same Secret). Problems say what is wrong,
+ * never what the Secret holds.
  */
-export function decodeTlsSecret(secret: KubeObject | undefined, ref: string): TlsSecretResult {
+export function decodeTlsSecret(secret: KubeObject | undefined, ref: string, mutual = false): TlsSecretResult {
   if (!secret) return { ok: false, problem: `Secret ${ref} not found` };
   const type = asString((secret as Record<string, unknown>)['type']) ?? 'Opaque';
   if (!TLS_SECRET_TYPES.includes(type)) return { ok: false, problem: `Secret ${ref} has type ${type}; expected kubernetes.io/tls` };
@@ -71,7 +74,16 @@ export function decodeTlsSecret(secret: KubeObject | undefined, ref: string): Tl
   } catch {
     return { ok: false, problem: `Secret ${ref}: tls.key is not a PEM private key` };
   }
-  return { ok: true, certPem: cert.text, keyPem: key.text };
+  if (!mutual) return { ok: true, certPem: cert.text, keyPem: key.text };
+  const ca = secretField(secret, ['ca.crt', 'cacert']);
+  if (ca.problem) return { ok: false, problem: `Secret ${ref}: ${ca.problem}` };
+  if (ca.text === undefined) return { ok: false, problem: `Secret ${ref} has no ca.crt, which tls.mode MUTUAL needs to verify client certificates` };
+  try {
+    new X509Certificate(ca.text);
+  } catch {
+    return { ok: false, problem: `Secret ${ref}: ca.crt is not a PEM certificate` };
+  }
+  return { ok: true, certPem: cert.text, keyPem: key.text, caPem: ca.text };
 }
 
 function serverLabel(s: GatewayServer): string {
@@ -116,25 +128,34 @@ export function gatewayListeners(servers: readonly GatewayServer[], pods: readon
       }
       let protocol: GatewayListener['protocol'];
       let cert: ListenerCertificate | undefined;
+      let istioMutual = false;
       if (s.protocol === 'HTTP' || s.protocol === 'HTTP2' || s.protocol === 'GRPC') {
         if (s.tls) {
           refuse(s, 'UnsupportedProtocol', `tls on a ${s.protocol} server is not supported; use protocol HTTPS`);
           continue;
         }
         protocol = 'HTTP';
-      } else if (s.protocol === 'HTTPS' && (s.tls?.mode ?? 'SIMPLE') === 'SIMPLE') {
+      } else if (s.protocol === 'HTTPS' && (s.tls?.mode ?? 'SIMPLE') !== 'PASSTHROUGH' && s.tls?.mode !== 'ISTIO_MUTUAL') {
+        const mutual = s.tls?.mode === 'MUTUAL';
         const name = s.tls?.credentialName ?? '';
         const ref = `${podNs}/${name}`;
-        const decoded = decodeTlsSecret(secretByKey.get(ref), ref);
+        const decoded = decodeTlsSecret(secretByKey.get(ref), ref, mutual);
         if (!decoded.ok) {
           refuse(s, 'InvalidCertificateRef', `credentialName ${JSON.stringify(name)}: ${decoded.problem}`);
           continue;
         }
         protocol = 'HTTPS';
-        cert = { hosts: hostNames(s.hosts), secret: ref, certPem: decoded.certPem, keyPem: decoded.keyPem };
+        cert = { hosts: hostNames(s.hosts), secret: ref, certPem: decoded.certPem, keyPem: decoded.keyPem, ...(decoded.caPem !== undefined ? { caPem: decoded.caPem } : {}) };
+      } else if (s.protocol === 'HTTPS' && s.tls?.mode === 'ISTIO_MUTUAL') {
+        protocol = 'HTTPS';
+        istioMutual = true;
+      } else if (s.protocol === 'TCP' && !s.tls) {
+        protocol = 'TCP';
+      } else if ((s.protocol === 'TLS' || s.protocol === 'HTTPS') && s.tls?.mode === 'PASSTHROUGH') {
+        protocol = 'TLS';
       } else {
         const mode = s.tls?.mode ? ` with tls.mode ${s.tls.mode}` : '';
-        refuse(s, 'UnsupportedProtocol', `protocol ${s.protocol}${mode} is not supported by ambit gateways (HTTP, HTTP2, GRPC, and HTTPS with tls.mode SIMPLE are)`);
+        refuse(s, 'UnsupportedProtocol', `protocol ${s.protocol}${mode} is not supported by ambit gateways (HTTP, HTTP2, GRPC, HTTPS with tls.mode SIMPLE, MUTUAL or ISTIO_MUTUAL, TCP, and TLS with tls.mode PASSTHROUGH are)`);
         continue;
       }
       const redirect = s.httpsRedirect === true;
@@ -143,11 +164,19 @@ export function gatewayListeners(servers: readonly GatewayServer[], pods: readon
         refuse(s, 'PortConflict', `port ${s.port} is already served as ${cur.protocol} by Gateway ${cur.gateways[0]}`);
         continue;
       }
+      if (cur && cur.protocol === 'HTTPS' && (cur.istioMutual === true) !== istioMutual) {
+        refuse(s, 'PortConflict', `port ${s.port} is already served ${istioMutual ? 'without' : 'with'} tls.mode ISTIO_MUTUAL by Gateway ${cur.gateways[0]}; one port cannot mix it with other modes`);
+        continue;
+      }
+      if (cur && cert && cur.certificates.length > 0 && (cur.certificates[0]!.caPem !== undefined) !== (cert.caPem !== undefined)) {
+        refuse(s, 'PortConflict', `port ${s.port} is already served with tls.mode ${cert.caPem !== undefined ? 'SIMPLE' : 'MUTUAL'} by Gateway ${cur.gateways[0]}; one port cannot mix SIMPLE and MUTUAL`);
+        continue;
+      }
       if (cur && (cur.httpsRedirect === true) !== redirect) {
         refuse(s, 'PortConflict', `port ${s.port} is already served ${redirect ? 'without' : 'with'} httpsRedirect by Gateway ${cur.gateways[0]}; one port cannot mix both`);
         continue;
       }
-      const l: GatewayListener = cur ?? { pod: podKey, port: s.port, protocol, gateways: [], hosts: [], certificates: [], ...(redirect ? { httpsRedirect: true } : {}) };
+      const l: GatewayListener = cur ?? { pod: podKey, port: s.port, protocol, gateways: [], hosts: [], certificates: [], ...(redirect ? { httpsRedirect: true } : {}), ...(istioMutual ? { istioMutual: true } : {}) };
       if (!l.gateways.includes(s.gateway)) l.gateways.push(s.gateway);
       for (const h of s.hosts) if (!l.hosts.includes(h)) l.hosts.push(h);
       if (cert) l.certificates.push(cert);

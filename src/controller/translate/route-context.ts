@@ -39,6 +39,10 @@ export interface RouteContext {
   gatewayServers: GatewayServer[];
   /** Gateway API ReferenceGrants (cross-namespace backendRefs need one). */
   referenceGrants: readonly KubeObject[];
+  /** ConfigMaps (the mesh config `istio` in the root namespace among them). */
+  configMaps: readonly KubeObject[];
+  /** ServiceEntries (their hosts may serve extension providers). */
+  serviceEntries: readonly KubeObject[];
 }
 
 export function condition(ctx: RouteContext, obj: KubeObject, reason: string, message: string, status: 'True' | 'False' = 'False'): void {

@@ -50,6 +50,8 @@ export function buildRoutes(idx: ObjectIndex): TranslateRoutesResult {
     gatewayApiGateways: new Map(),
     gatewayServers: [],
     referenceGrants: idx.of('ReferenceGrant'),
+    configMaps: idx.of('ConfigMap'),
+    serviceEntries: idx.of('ServiceEntry'),
   };
   for (const svc of idx.of('Service')) {
     const cfg = serviceConfig(ctx, svc);

@@ -108,7 +108,7 @@ const ISTIO_GATEWAY: readonly string[] = [
   'spec.servers[].port.name',
   'spec.servers[].hosts',
   'spec.servers[].tls.httpsRedirect',
-  'spec.servers[].tls.mode=SIMPLE',
+  'spec.servers[].tls.mode=SIMPLE|MUTUAL|PASSTHROUGH|ISTIO_MUTUAL',
   'spec.servers[].tls.credentialName',
 ];
 
@@ -120,7 +120,8 @@ const AUTHZ_OPERATION = ['hosts', 'notHosts', 'paths', 'notPaths', 'methods', 'n
 const AUTHORIZATION_POLICY: readonly string[] = [
   'spec.selector.matchLabels{}',
   ...TARGET_REFS,
-  'spec.action=ALLOW|DENY|AUDIT',
+  'spec.action=ALLOW|DENY|AUDIT|CUSTOM',
+  'spec.provider.name',
   ...under('spec.rules[].from[].source', AUTHZ_SOURCE),
   ...under('spec.rules[].to[].operation', AUTHZ_OPERATION),
   'spec.rules[].when[].key',

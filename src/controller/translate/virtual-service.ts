@@ -275,7 +275,6 @@ export function translateVirtualServices(ctx: RouteContext, list: readonly KubeO
       const tcpRoutes = l4('tcp');
       const tlsRoutes = l4('tls');
       for (const h of asArray(spec['http'])) if (asRecord(h)['delegate'] !== undefined) notes.push('delegate is not supported and is ignored');
-      if ((tcpRoutes.length > 0 || tlsRoutes.length > 0) && binding.gateways.length > 0) notes.push('tcp and tls routes are served for mesh traffic only; ingress gateways do not serve them yet');
       if (binding.mesh) {
         for (const host of hosts) {
           const cfg = ctx.mesh.get(host);
@@ -309,7 +308,11 @@ export function translateVirtualServices(ctx: RouteContext, list: readonly KubeO
             notes.push(`gateway ${g} does not serve host ${host}`);
             continue;
           }
-          ingressConfig(ctx, g, host).routes.push(...structuredClone(routes));
+          const cfg = ingressConfig(ctx, g, host);
+          cfg.routes.push(...structuredClone(routes));
+          // On a gateway a `port` match is the gateway server's port (its TCP and TLS listeners pick by it).
+          if (tcpRoutes.length > 0) (cfg.tcpRoutes ??= []).push(...structuredClone(tcpRoutes));
+          if (tlsRoutes.length > 0) (cfg.tlsRoutes ??= []).push(...structuredClone(tlsRoutes));
         }
       }
       if (notes.length > 0) condition(ctx, vs, 'PartiallyApplied', notes.join('; '));

@@ -1,6 +1,7 @@
 /**
  * The request filters between routing and the backend: fault injection (delay, then abort), JWT
- * verification (jwt.ts: an invalid token is answered 401), L7 authorization, the local rate limit, CORS (cors.ts: a preflight is answered here; other CORS
+ * verification (jwt.ts: an invalid token is answered 401), CUSTOM authorization (ext-authz.ts: an
+ * external authorizer), L7 authorization, the local rate limit, CORS (cors.ts: a preflight is answered here; other CORS
  * requests carry the headers their response gets), and a route's redirect or direct response.
  * Each either lets the request through or answers it locally; a caller that leaves during a fault
  * delay ends the chain (`gone`).
@@ -9,9 +10,9 @@ import type { Logger } from '../../shared/log.js';
 import type { HttpRoute, RouteConfig } from '../../shared/routes.js';
 import { RESPONSE_FLAGS, type WaypointMetrics } from '../metrics.js';
 import type { RandomSource } from '../route/weighted.js';
-import type { RequestHeaders } from '../route/router.js';
 import { redirectLocation } from '../route/redirect.js';
-import { authorizeRequest, RBAC_DENIED_BODY } from './authz.js';
+import { authorizeRequest, matchPolicy, RBAC_DENIED_BODY, type AuthzRequest } from './authz.js';
+import type { CheckedRequest, ExtAuthzClient } from './ext-authz.js';
 import { decideCors } from './cors.js';
 import { verifyJwt, type JwksCache } from './jwt.js';
 import { decideFault } from './fault.js';
@@ -27,18 +28,7 @@ export type FilterVerdict =
   | { kind: 'reply'; status: number; body: string; flag: string; grpcStatus?: number; headers?: Record<string, string> }
   | { kind: 'gone' };
 
-export interface FilterRequest {
-  reqId: string;
-  method: string;
-  path: string;
-  authority: string;
-  /** `http` or `https`: how the request reached this proxy (redirects keep it unless they set one). */
-  scheme: string;
-  headers: RequestHeaders;
-  /** The service port the request was addressed to. */
-  port: number | undefined;
-  /** The caller's SPIFFE id, when it came over mTLS. */
-  principal: string | undefined;
+export interface FilterRequest extends CheckedRequest {
   /** Response flags of the request (a delay adds DI). */
   flags: string[];
   /** Aborts when the caller goes away. */
@@ -52,6 +42,7 @@ export interface FilterDeps {
   sleep: (ms: number, signal: AbortSignal) => Promise<void>;
   rateLimits: RateLimits;
   jwks: JwksCache;
+  extAuthz: ExtAuthzClient;
 }
 
 const CONTINUE: FilterVerdict = { kind: 'continue' };
@@ -75,9 +66,15 @@ export async function runFilters(deps: FilterDeps, config: RouteConfig, route: H
     return { kind: 'reply', status: 401, body: jwt.message, flag: RESPONSE_FLAGS.NONE, headers: { 'www-authenticate': 'Bearer realm="http://' + req.authority + req.path.split('?')[0] + '", error="invalid_token"' } };
   }
   const auth = jwt?.kind === 'valid' ? { requestPrincipal: jwt.principal, claims: jwt.claims as Record<string, unknown> } : {};
+  const authzReq = { method: req.method, path: req.path, authority: req.authority, headers: req.headers, port: req.port, principal: req.principal, ...auth };
+
+  // CUSTOM first, then DENY, then ALLOW (Istio's order).
+  const custom = await checkCustom(deps, config, req, authzReq);
+  if (custom.kind === 'reply') return custom;
+  if (req.downstream.aborted) return { kind: 'gone' };
 
   if (config.authorization.length > 0) {
-    const verdict = authorizeRequest(config.authorization, { method: req.method, path: req.path, authority: req.authority, headers: req.headers, port: req.port, principal: req.principal, ...auth });
+    const verdict = authorizeRequest(config.authorization, authzReq);
     if (verdict.audited.length > 0 || verdict.dryRunDenied.length > 0) deps.log.info({ reqId: req.reqId, audited: verdict.audited, dryRunDenied: verdict.dryRunDenied }, 'authorization audit');
     if (!verdict.allowed) {
       deps.metrics.policyDenials.inc({ destination_service: config.hostname, reason: 'rbac' });
@@ -99,9 +96,56 @@ export async function runFilters(deps: FilterDeps, config: RouteConfig, route: H
     return { kind: 'reply', status: route.redirect.code, body: '', flag: RESPONSE_FLAGS.NONE, headers: { ...corsHeaders, location } };
   }
   if (route.directResponse) return { kind: 'reply', status: route.directResponse.status, body: route.directResponse.body ?? '', flag: RESPONSE_FLAGS.NONE, headers: corsHeaders };
-  const requestHeaders = jwt?.kind === 'valid' ? { set: jwt.setHeaders, remove: jwt.removeHeaders } : undefined;
-  if (cors.kind !== 'actual' && !requestHeaders) return CONTINUE;
-  return { kind: 'continue', ...(cors.kind === 'actual' ? { responseHeaders: corsHeaders } : {}), ...(requestHeaders ? { requestHeaders } : {}) };
+  const requestHeaders = mergeHeaderChanges(jwt?.kind === 'valid' ? { set: jwt.setHeaders, remove: jwt.removeHeaders } : undefined, custom.requestHeaders);
+  const responseHeaders = { ...custom.responseHeaders, ...corsHeaders };
+  if (Object.keys(responseHeaders).length === 0 && !requestHeaders) return CONTINUE;
+  return { kind: 'continue', ...(Object.keys(responseHeaders).length > 0 ? { responseHeaders } : {}), ...(requestHeaders ? { requestHeaders } : {}) };
+}
+
+type HeaderChanges = { set: Record<string, string>; remove: string[] };
+
+function mergeHeaderChanges(a: HeaderChanges | undefined, b: HeaderChanges | undefined): HeaderChanges | undefined {
+  if (!a || !b) return a ?? b;
+  return { set: { ...a.set, ...b.set }, remove: [...a.remove, ...b.remove] };
+}
+
+/**
+ * The CUSTOM policies: when one matches, its provider decides. A matching policy without a usable
+ * provider, or matching policies naming different providers, deny (Istio allows one provider per
+ * workload and denies what a bad CUSTOM policy matches). Dry-run CUSTOM policies are not checked.
+ */
+async function checkCustom(
+  deps: FilterDeps,
+  config: RouteConfig,
+  req: FilterRequest,
+  authzReq: AuthzRequest,
+): Promise<{ kind: 'reply'; status: number; body: string; flag: string; headers?: Record<string, string> } | { kind: 'continue'; requestHeaders?: HeaderChanges; responseHeaders?: Record<string, string> }> {
+  const matched = config.authorization.filter((p) => p.action === 'CUSTOM' && !p.dryRun && matchPolicy(p, authzReq));
+  if (matched.length === 0) return { kind: 'continue' };
+  const deny = (reason: string, policy: string) => {
+    deps.metrics.policyDenials.inc({ destination_service: config.hostname, reason: 'ext_authz' });
+    deps.log.info({ reqId: req.reqId, policy, reason }, 'CUSTOM authorization denied');
+    return { kind: 'reply' as const, status: 403, body: RBAC_DENIED_BODY, flag: RESPONSE_FLAGS.RBAC_DENIED };
+  };
+  const bad = matched.find((p) => !p.provider);
+  if (bad) return deny(`extension provider ${JSON.stringify(bad.providerName)} is not usable`, bad.name);
+  const provider = matched[0]!.provider!;
+  if (matched.some((p) => p.provider!.name !== provider.name)) return deny(`the matching CUSTOM policies name different providers (${[...new Set(matched.map((p) => p.providerName))].join(', ')})`, matched[0]!.name);
+  const v = await deps.extAuthz.check(provider, { reqId: req.reqId, method: req.method, path: req.path, authority: req.authority, scheme: req.scheme, headers: req.headers, protocol: req.protocol, principal: req.principal, port: req.port, signal: req.downstream });
+  if (v.kind === 'deny') {
+    deps.metrics.policyDenials.inc({ destination_service: config.hostname, reason: 'ext_authz' });
+    if (v.error) deps.log.warn({ reqId: req.reqId, provider: provider.name, error: v.error }, 'external authorization failed; request denied');
+    return { kind: 'reply', status: v.status, body: v.body, flag: RESPONSE_FLAGS.EXT_AUTHZ_DENIED, headers: v.headers };
+  }
+  if (v.failedOpen) deps.log.warn({ reqId: req.reqId, provider: provider.name, error: v.failedOpen }, 'external authorization failed; request allowed (failOpen)');
+  const set = { ...v.setHeaders };
+  for (const [k, value] of Object.entries(v.appendHeaders)) {
+    const cur = req.headers[k];
+    const prior = Array.isArray(cur) ? cur.join(',') : cur;
+    set[k] = prior ? `${prior},${value}` : value;
+  }
+  const changed = Object.keys(set).length > 0 || v.removeHeaders.length > 0;
+  return { kind: 'continue', ...(changed ? { requestHeaders: { set, remove: v.removeHeaders } } : {}), ...(Object.keys(v.responseHeaders).length > 0 ? { responseHeaders: v.responseHeaders } : {}) };
 }
 
 /** One token bucket per route config with a local rate limit, kept while its settings stay the same. */

@@ -1,7 +1,8 @@
 /**
  * Gateway mode of the waypoint binary: the ingress listeners the controller pushes
  * (GatewayListener, one per port) opened as plain or TLS sockets whose connections feed the L7
- * WaypointServer, and the ingress route configs of the Gateways served merged into one table per
+ * WaypointServer (HTTPS with MUTUAL requires client certificates), or, for TCP and TLS
+ * passthrough ports, go to `acceptL4` as raw sockets; and the ingress route configs of the Gateways served merged into one table per
  * gateway pod.
  * Invariants: listeners change only through apply(), one call at a time; a port that fails to
  * open is logged and retried on the next apply, the others keep serving; certificates are swapped
@@ -9,6 +10,7 @@
  */
 import type * as http from 'node:http';
 import { nodeHttp, nodeTls } from '../../shared/node-builtins.js';
+import { X509Certificate } from 'node:crypto';
 import * as net from 'node:net';
 import type * as tls from 'node:tls';
 import { HTTP1_LIMITS } from './limits.js';
@@ -16,6 +18,8 @@ import type { Logger } from '../../shared/log.js';
 import { certificateFor, type GatewayListener, type HttpRoute, type RouteConfig } from '../../shared/routes.js';
 import type { ConnectionMeta } from './server.js';
 import type { Duplex } from 'node:stream';
+import { peerIdentity, type TunnelCertificate } from '../../shared/hbone/tunnel.js';
+import { tryParseSpiffeId } from '../../shared/identity.js';
 
 /**
  * The route configs a gateway pod serves: mesh configs as they are (destination policies), and the
@@ -57,9 +61,16 @@ export function gatewayRoutes(configs: Iterable<RouteConfig>, listeners: Iterabl
       ports: [...ports.values()].sort((a, b) => a.port - b.port),
       routes,
       authorization: list.flatMap((c) => c.authorization),
+      ...l4Routes(list, 'tcpRoutes'),
+      ...l4Routes(list, 'tlsRoutes'),
     });
   }
   return [...mesh, ...ingress.sort((a, b) => (a.name < b.name ? -1 : 1))];
+}
+
+function l4Routes(list: readonly RouteConfig[], key: 'tcpRoutes' | 'tlsRoutes'): Partial<Pick<RouteConfig, 'tcpRoutes' | 'tlsRoutes'>> {
+  const all = list.flatMap((c) => c[key] ?? []);
+  return all.length > 0 ? { [key]: all } : {};
 }
 
 export interface IngressListenersOptions {
@@ -70,6 +81,11 @@ export interface IngressListenersOptions {
   source: ConnectionMeta['source'];
   /** Address to bind (default 0.0.0.0: every address of the pod). */
   host?: string;
+  /** ISTIO_MUTUAL listeners: the gateway's own mesh certificate (current one; rotated in place), and the mesh trust domain clients must belong to. */
+  meshCertificate?: () => Promise<TunnelCertificate>;
+  trustDomain?: string;
+  /** Where connections of TCP and TLS (passthrough) listeners go, with the listener as it is now. */
+  acceptL4?: (socket: net.Socket, listener: { port: number; protocol: 'TCP' | 'TLS'; hosts: readonly string[] }) => void;
   /** SO_REUSEPORT on every port (the worker threads of one gateway listen on the same ports). */
   reusePort?: boolean;
 }
@@ -83,6 +99,17 @@ interface OpenListener {
   /** HTTPS: contexts by certificate, chosen per handshake by SNI. */
   certs: GatewayListener['certificates'];
   contexts: Map<GatewayListener['certificates'][number], tls.SecureContext>;
+  /** The listener's server hosts (TLS passthrough admits only SNI names among them). */
+  hosts: readonly string[];
+  /** ISTIO_MUTUAL: re-reads the mesh certificate so rotations reach new handshakes. */
+  refresh?: NodeJS.Timeout;
+}
+
+/** How often an ISTIO_MUTUAL listener picks up a rotated mesh certificate. */
+const MESH_CERT_REFRESH_MS = 30_000;
+
+function meshContext(c: TunnelCertificate): tls.SecureContextOptions {
+  return { cert: c.certChainPem.join('\n'), key: c.keyPem, ca: c.rootsPem.join('\n'), ALPNProtocols: ['h2', 'http/1.1'] } as tls.SecureContextOptions;
 }
 
 /** The ingress ports of one gateway pod. */
@@ -110,7 +137,8 @@ export class IngressListeners {
     for (const l of want.values()) {
       const cur = this.open.get(l.port);
       if (cur) {
-        if (l.protocol === 'HTTPS') this.setCertificates(cur, l.certificates);
+        if (l.protocol === 'HTTPS' && !l.istioMutual) this.setCertificates(cur, l.certificates);
+        cur.hosts = l.hosts;
         continue;
       }
       try {
@@ -123,36 +151,58 @@ export class IngressListeners {
 
   private setCertificates(l: OpenListener, certs: GatewayListener['certificates']): void {
     const contexts = new Map<GatewayListener['certificates'][number], tls.SecureContext>();
-    for (const c of certs) contexts.set(c, nodeTls.createSecureContext({ cert: c.certPem, key: c.keyPem }));
+    for (const c of certs) contexts.set(c, nodeTls.createSecureContext({ cert: c.certPem, key: c.keyPem, ...(c.caPem !== undefined ? { ca: c.caPem } : {}) }));
     l.certs = certs;
     l.contexts = contexts;
     const first = certs[0];
-    if (first && l.server instanceof nodeTls.Server) l.server.setSecureContext({ cert: first.certPem, key: first.keyPem, ALPNProtocols: ['h2', 'http/1.1'] } as tls.SecureContextOptions);
+    const ca = clientCas(certs);
+    if (first && l.server instanceof nodeTls.Server) l.server.setSecureContext({ cert: first.certPem, key: first.keyPem, ALPNProtocols: ['h2', 'http/1.1'], ...(ca ? { ca } : {}) } as tls.SecureContextOptions);
     this.log.info({ port: l.port, secrets: certs.map((c) => c.secret) }, 'ingress certificates loaded');
   }
 
   private async openListener(l: GatewayListener): Promise<void> {
     const meta: ConnectionMeta = { targetPort: l.port, ...(this.opts.source ? { source: this.opts.source } : {}) };
     let server: net.Server;
-    const rec: OpenListener = { port: l.port, protocol: l.protocol, kind: kindOf(l), server: undefined as unknown as net.Server, certs: [], contexts: new Map() };
-    if (l.protocol === 'HTTPS') {
+    const rec: OpenListener = { port: l.port, protocol: l.protocol, kind: kindOf(l), server: undefined as unknown as net.Server, certs: [], contexts: new Map(), hosts: l.hosts };
+    if (l.protocol === 'HTTPS' && l.istioMutual) {
+      server = await this.openIstioMutual(rec, meta);
+    } else if (l.protocol === 'HTTPS') {
       const first = l.certificates[0];
       if (!first) throw new Error(`port ${l.port} is HTTPS but has no certificate`);
+      const ca = clientCas(l.certificates);
       const secure = nodeTls.createServer(
         {
           cert: first.certPem,
           key: first.keyPem,
           ALPNProtocols: ['h2', 'http/1.1'],
           minVersion: 'TLSv1.2',
+          // MUTUAL: a client certificate chaining to one of the port's CAs is required in the handshake.
+          ...(ca ? { ca, requestCert: true, rejectUnauthorized: true } : {}),
           SNICallback: (servername, cb) => {
             const cert = certificateFor(rec.certs, servername);
             cb(null, cert ? rec.contexts.get(cert) : undefined);
           },
         },
-        (s) => this.opts.accept(s, meta),
+        (s) => {
+          // ... and to the CA of the host the client asked for, when the port serves several.
+          const cert = certificateFor(rec.certs, s.servername || undefined);
+          if (cert?.caPem !== undefined && !chainsTo(s, cert.caPem)) {
+            this.log.debug({ port: l.port, servername: s.servername }, 'client certificate not issued by the CA of the requested host');
+            s.destroy();
+            return;
+          }
+          this.opts.accept(s, meta);
+        },
       );
       secure.on('tlsClientError', (e) => this.log.debug({ port: l.port, err: e }, 'tls handshake failed'));
       server = secure;
+    } else if (l.protocol === 'TCP' || l.protocol === 'TLS') {
+      const protocol = l.protocol;
+      server = net.createServer({ noDelay: true }, (s) => {
+        s.on('error', () => s.destroy());
+        if (!this.opts.acceptL4) return s.resetAndDestroy();
+        this.opts.acceptL4(s, { port: rec.port, protocol, hosts: rec.hosts });
+      });
     } else if (l.httpsRedirect) {
       const redirect = nodeHttp.createServer({ ...HTTP1_LIMITS, requestTimeout: 10_000, headersTimeout: 10_000 }, (req, res) => answerHttpsRedirect(req, res));
       server = net.createServer({ noDelay: true }, (s) => {
@@ -163,7 +213,7 @@ export class IngressListeners {
       server = net.createServer({ noDelay: true }, (s) => this.opts.accept(s, meta));
     }
     rec.server = server;
-    if (l.protocol === 'HTTPS') this.setCertificates(rec, l.certificates);
+    if (l.protocol === 'HTTPS' && !l.istioMutual) this.setCertificates(rec, l.certificates);
     const host = this.opts.host ?? '0.0.0.0';
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
@@ -177,8 +227,44 @@ export class IngressListeners {
     this.log.info({ addr: `${host}:${l.port}`, protocol: l.protocol, httpsRedirect: l.httpsRedirect === true, gateways: l.gateways, hosts: l.hosts }, 'ingress listener established');
   }
 
+  /**
+   * ISTIO_MUTUAL: TLS with the gateway's mesh certificate; the client must present a certificate
+   * of the mesh CA with a SPIFFE identity of the trust domain, which becomes the requests'
+   * principal (AuthorizationPolicy `principals` apply to it).
+   */
+  private async openIstioMutual(rec: OpenListener, meta: ConnectionMeta): Promise<tls.Server> {
+    const get = this.opts.meshCertificate;
+    if (!get || !this.opts.trustDomain) throw new Error(`port ${rec.port} is ISTIO_MUTUAL but this gateway has no mesh certificate`);
+    let current = await get();
+    const server = nodeTls.createServer({ ...meshContext(current), minVersion: 'TLSv1.2', requestCert: true, rejectUnauthorized: true }, (s) => {
+      const id = peerIdentity(s);
+      const parsed = id ? tryParseSpiffeId(id) : undefined;
+      if (!id || !parsed || parsed.trustDomain !== this.opts.trustDomain) {
+        this.log.debug({ port: rec.port, peer: id }, 'ISTIO_MUTUAL client without an identity of this mesh refused');
+        s.destroy();
+        return;
+      }
+      this.opts.accept(s, { ...meta, source: { ...meta.source, principal: id, namespace: parsed.namespace } });
+    });
+    server.on('tlsClientError', (e) => this.log.debug({ port: rec.port, err: e }, 'tls handshake failed'));
+    rec.refresh = setInterval(() => {
+      get().then(
+        (next) => {
+          if (next.certChainPem[0] === current.certChainPem[0] && next.rootsPem.join() === current.rootsPem.join()) return;
+          current = next;
+          server.setSecureContext(meshContext(next));
+          this.log.info({ port: rec.port }, 'ingress mesh certificate rotated');
+        },
+        (e: unknown) => this.log.warn({ port: rec.port, err: e }, 'mesh certificate refresh failed; the current one stays'),
+      );
+    }, MESH_CERT_REFRESH_MS);
+    rec.refresh.unref();
+    return server;
+  }
+
   /** Stops accepting on the port; connections already open stay with the WaypointServer (drained on close). */
   private closeListener(l: OpenListener): void {
+    if (l.refresh) clearInterval(l.refresh);
     this.open.delete(l.port);
     l.server.close();
     this.log.info({ port: l.port, protocol: l.protocol }, 'ingress listener closed');
@@ -191,7 +277,29 @@ export class IngressListeners {
 }
 
 function kindOf(l: GatewayListener): string {
-  return l.httpsRedirect ? `${l.protocol}+redirect` : l.protocol;
+  if (l.httpsRedirect) return `${l.protocol}+redirect`;
+  if (l.istioMutual) return `${l.protocol}+istio-mutual`;
+  return clientCas(l.certificates) ? `${l.protocol}+mutual` : l.protocol;
+}
+
+/** MUTUAL: every CA certificate of the port's certificates (client certificates must chain to one). */
+function clientCas(certs: GatewayListener['certificates']): string | undefined {
+  const cas = certs.flatMap((c) => (c.caPem !== undefined ? [c.caPem.trim()] : []));
+  return cas.length > 0 ? [...new Set(cas)].join('\n') : undefined;
+}
+
+/** True when the client's certificate chain holds a certificate issued by (or equal to) one in `caPem`. */
+function chainsTo(socket: tls.TLSSocket, caPem: string): boolean {
+  const cas = (caPem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? []).map((p) => new X509Certificate(p));
+  let c: tls.DetailedPeerCertificate | undefined = socket.getPeerCertificate(true);
+  const seen = new Set<string>();
+  while (c && c.raw && !seen.has(c.fingerprint256)) {
+    seen.add(c.fingerprint256);
+    const x = new X509Certificate(c.raw);
+    if (cas.some((ca) => x.fingerprint256 === ca.fingerprint256 || (x.checkIssued(ca) && x.verify(ca.publicKey)))) return true;
+    c = c.issuerCertificate;
+  }
+  return false;
 }
 
 /** The https URL for a request (Istio httpsRedirect): same host without its port, same path; undefined without a usable Host. */

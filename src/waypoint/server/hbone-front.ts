@@ -18,7 +18,7 @@ import { AcceptedSockets, HBONE_HANDSHAKE_TIMEOUT_MS, HBONE_SERVER_IDLE_TIMEOUT_
 import type { Endpoint } from '../endpoint/upstream.js';
 import type { ConnectionMeta } from './request.js';
 import type { SourceInfo } from './telemetry.js';
-import { MAX_CLIENT_HELLO_BYTES, peekClientHello, type ClientHelloPeek } from './sni.js';
+import { CLIENT_HELLO_TIMEOUT_MS, peekStream } from './sni.js';
 
 /** What a CONNECT target gets: HTTP service, a TCP pipe to one endpoint, or a refusal with its status. */
 export type TunnelDecision =
@@ -27,41 +27,6 @@ export type TunnelDecision =
   /** TCP to the endpoint `choose` picks once the first bytes (a TLS ClientHello, or not) are read. */
   | { kind: 'sni'; choose: (hello: { tls: boolean; sni?: string }) => Endpoint | null; source: SourceInfo }
   | { kind: 'refuse'; status: number; /** Bounded reason sent as x-ambit-reason (e.g. self_call). */ reason?: string };
-
-/** How long a TLS-routed tunnel may take to send its ClientHello. */
-const CLIENT_HELLO_TIMEOUT_MS = 10_000;
-
-/**
- * Reads a stream's first bytes until they tell whether they start a TLS ClientHello (and its SNI),
- * then puts them back (unshift) for whoever reads the stream next.
- */
-function peekStream(stream: Duplex, timeoutMs: number): Promise<ClientHelloPeek> {
-  return new Promise((resolve) => {
-    const chunks: Buffer[] = [];
-    let done = false;
-    const finish = (peek: ClientHelloPeek): void => {
-      if (done) return;
-      done = true;
-      clearTimeout(timer);
-      stream.off('readable', onReadable);
-      stream.off('end', onEnd);
-      const head = Buffer.concat(chunks);
-      if (head.length > 0 && !stream.destroyed) stream.unshift(head);
-      resolve(peek.kind === 'incomplete' ? { kind: 'not-tls' } : peek);
-    };
-    const onReadable = (): void => {
-      let c: Buffer | null;
-      while ((c = stream.read() as Buffer | null) !== null) chunks.push(c);
-      const head = Buffer.concat(chunks);
-      const peek = peekClientHello(head);
-      if (peek.kind !== 'incomplete' || head.length >= MAX_CLIENT_HELLO_BYTES) finish(peek);
-    };
-    const onEnd = (): void => finish({ kind: 'not-tls' });
-    const timer = setTimeout(() => finish({ kind: 'not-tls' }), timeoutMs);
-    stream.on('readable', onReadable);
-    stream.once('end', onEnd);
-  });
-}
 
 export interface HboneFrontOptions {
   log: Logger;

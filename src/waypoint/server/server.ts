@@ -23,7 +23,8 @@ import { Destinations } from '../balance/destinations.js';
 import type { BackendTarget, ProxyDispatch } from '../dispatch/dispatch.js';
 import { withRetries } from '../dispatch/retry.js';
 import { withDeadline } from '../dispatch/deadline.js';
-import type { Dispatch, Endpoint } from '../endpoint/upstream.js';
+import { tcpConnect, type ConnectFn, type Dispatch, type Endpoint } from '../endpoint/upstream.js';
+import { ExtAuthzClient, type ExtAuthzDial } from '../filters/ext-authz.js';
 import { RateLimits } from '../filters/filters.js';
 import { createWaypointMetrics, type WaypointMetrics } from '../metrics.js';
 import { withMirror } from '../route/mirror.js';
@@ -64,6 +65,8 @@ export interface WaypointServerOptions {
   serviceOf?: (host: string) => Service | undefined;
   /** Exports one span per sampled request (OTLP); optional. */
   spanExporter?: Pick<OtlpSpanExporter, 'export'>;
+  /** Opens a connection to an external authorizer (default: plain TCP to an endpoint of its service, else to its name). */
+  extAuthzDial?: ExtAuthzDial;
 }
 
 const DEFAULT_MAX_REPLAY_BYTES = 64 * 1024;
@@ -95,9 +98,11 @@ export class WaypointServer {
   private configs: RouteConfig[] = [];
   private table: RouteTable = buildRouteTable([]);
   private meshTable: RouteTable = buildRouteTable([]);
+  private readonly extAuthz: ExtAuthzClient;
 
   constructor(private readonly opts: WaypointServerOptions) {
     this.log = opts.log.child({ component: opts.gateway ? 'gateway' : 'waypoint' });
+    this.extAuthz = new ExtAuthzClient(opts.extAuthzDial ?? directExtAuthzDial(opts.resolveEndpoints));
     this.metrics = createWaypointMetrics(opts.registry);
     const random = opts.random ?? Math.random;
     const now = opts.now ?? (() => performance.now());
@@ -138,7 +143,7 @@ export class WaypointServer {
       metrics,
       random,
       now,
-      filters: { metrics, log: this.log, random, sleep, rateLimits: new RateLimits(now), jwks: new JwksCache() },
+      filters: { metrics, log: this.log, random, sleep, rateLimits: new RateLimits(now), jwks: new JwksCache(), extAuthz: this.extAuthz },
       telemetry: { metrics, accessLog: accessLogger(this.log), now, reporter: opts.gateway !== undefined ? 'source' : 'waypoint', ...(opts.serviceOf ? { serviceOf: opts.serviceOf } : {}), spanExporter: opts.spanExporter },
       destinations: this.destinations,
       dispatch,
@@ -273,7 +278,17 @@ export class WaypointServer {
     await closed;
     clearTimeout(timer);
     for (const c of this.connections) c.destroy();
+    this.extAuthz.close();
   }
+}
+
+/** Plain TCP to an endpoint of the provider's service (picked at random), or to its name when the mesh has none. */
+export function directExtAuthzDial(resolveEndpoints: (target: BackendTarget) => Endpoint[], connect: ConnectFn = tcpConnect()): ExtAuthzDial {
+  return (provider) => {
+    const endpoints = resolveEndpoints({ host: provider.service, port: provider.port });
+    const e = endpoints[Math.floor(Math.random() * endpoints.length)];
+    return connect(e ?? { key: `${provider.service}:${provider.port}`, address: provider.service, port: provider.port });
+  };
 }
 
 /** Listens and resolves with the bound address; logs `listener established`. */

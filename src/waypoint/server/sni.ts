@@ -5,6 +5,7 @@
  * version, random, session id, cipher suites, compression methods, then extensions, among them
  * server_name (type 0) with a host_name (type 0) entry.
  */
+import type { Duplex } from 'node:stream';
 
 export type ClientHelloPeek =
   /** More bytes are needed to decide. */
@@ -64,4 +65,39 @@ export function peekClientHello(buf: Buffer): ClientHelloPeek {
     p += len;
   }
   return { kind: 'tls' };
+}
+
+/** How long a TLS-routed tunnel may take to send its ClientHello. */
+export const CLIENT_HELLO_TIMEOUT_MS = 10_000;
+
+/**
+ * Reads a stream's first bytes until they tell whether they start a TLS ClientHello (and its SNI),
+ * then puts them back (unshift) for whoever reads the stream next.
+ */
+export function peekStream(stream: Duplex, timeoutMs: number): Promise<ClientHelloPeek> {
+  return new Promise((resolve) => {
+    const chunks: Buffer[] = [];
+    let done = false;
+    const finish = (peek: ClientHelloPeek): void => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      stream.off('readable', onReadable);
+      stream.off('end', onEnd);
+      const head = Buffer.concat(chunks);
+      if (head.length > 0 && !stream.destroyed) stream.unshift(head);
+      resolve(peek.kind === 'incomplete' ? { kind: 'not-tls' } : peek);
+    };
+    const onReadable = (): void => {
+      let c: Buffer | null;
+      while ((c = stream.read() as Buffer | null) !== null) chunks.push(c);
+      const head = Buffer.concat(chunks);
+      const peek = peekClientHello(head);
+      if (peek.kind !== 'incomplete' || head.length >= MAX_CLIENT_HELLO_BYTES) finish(peek);
+    };
+    const onEnd = (): void => finish({ kind: 'not-tls' });
+    const timer = setTimeout(() => finish({ kind: 'not-tls' }), timeoutMs);
+    stream.on('readable', onReadable);
+    stream.once('end', onEnd);
+  });
 }

@@ -1,9 +1,11 @@
 /**
  * Tunnels the waypoint carries as TCP (ports not declared http, http2, grpc or grpc-web, as Istio
  * does): the CONNECT stream piped to one endpoint, half-close kept, with Istio's TCP metrics
- * (reporter=waypoint, the full label set of shared/istio-metrics.ts).
+ * (reporter=waypoint, the full label set of shared/istio-metrics.ts). Gateways pipe the TCP and
+ * passed-through TLS connections of their listeners the same way (reporter=source).
  */
 import * as http2 from 'node:http2';
+import type * as net from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { Logger } from '../../shared/log.js';
 import type { Registry } from '../../shared/metrics.js';
@@ -27,15 +29,42 @@ export class TcpForwarder {
   }
 
   /** Pipes a tunnel stream from `source` to `endpoint`; `service` is the Service the caller addressed, if any. */
-  async forward(stream: http2.ServerHttp2Stream, endpoint: Endpoint, service: Service | undefined, source: SourceInfo): Promise<void> {
+  forward(stream: http2.ServerHttp2Stream, endpoint: Endpoint, service: Service | undefined, source: SourceInfo): Promise<void> {
+    // Callers reach a waypoint only over HBONE: a known peer identity is mutual TLS.
+    return this.pipe(stream, endpoint, { reporter: 'waypoint', service, source, mtls: source.principal !== undefined }, {
+      failed: () => {
+        if (!stream.destroyed && !stream.headersSent) stream.respond({ ':status': HBONE_STATUS.UPSTREAM_FAILED }, { endStream: true });
+        // Accepted already (a TLS-routed tunnel answers before it reads the ClientHello): reset it.
+        else if (!stream.destroyed) stream.close(http2.constants.NGHTTP2_CONNECT_ERROR);
+      },
+      gone: () => stream.destroyed || stream.closed,
+      connected: () => {
+        if (!stream.headersSent) stream.respond({ ':status': HBONE_STATUS.OK });
+      },
+    });
+  }
+
+  /**
+   * Pipes a connection an ingress gateway accepted (TCP, or TLS passed through) to `endpoint`,
+   * counted as the gateway reports (reporter=source); a failed upstream resets the client.
+   */
+  forwardSocket(socket: net.Socket, endpoint: Endpoint, service: Service | undefined, source: SourceInfo): Promise<void> {
+    return this.pipe(socket, endpoint, { reporter: 'source', service, source, mtls: false }, { failed: () => socket.resetAndDestroy(), gone: () => socket.destroyed, connected: () => undefined });
+  }
+
+  private async pipe(
+    down: Duplex,
+    endpoint: Endpoint,
+    who: { reporter: 'waypoint' | 'source'; service: Service | undefined; source: SourceInfo; mtls: boolean },
+    hooks: { failed: () => void; gone: () => boolean; connected: () => void },
+  ): Promise<void> {
     const labels = istioTcpLabels({
-      reporter: 'waypoint',
-      source: peerLabels(source),
+      reporter: who.reporter,
+      source: peerLabels(who.source),
       destination: peerLabels(endpoint),
-      service: serviceLabels(service),
+      service: serviceLabels(who.service),
       protocol: 'tcp',
-      // Callers reach a waypoint only over HBONE: a known peer identity is mutual TLS.
-      mtls: source.principal !== undefined,
+      mtls: who.mtls,
     });
     let upstream: Duplex;
     try {
@@ -43,20 +72,18 @@ export class TcpForwarder {
     } catch (e) {
       this.log.warn({ endpoint: endpoint.key, err: e }, 'tcp upstream connect failed');
       this.count({ ...labels, response_flags: 'UF' }, true);
-      if (!stream.destroyed && !stream.headersSent) stream.respond({ ':status': HBONE_STATUS.UPSTREAM_FAILED }, { endStream: true });
-      // Accepted already (a TLS-routed tunnel answers before it reads the ClientHello): reset it.
-      else if (!stream.destroyed) stream.close(http2.constants.NGHTTP2_CONNECT_ERROR);
+      hooks.failed();
       return;
     }
-    if (stream.destroyed || stream.closed) {
+    if (hooks.gone()) {
       upstream.destroy();
       return;
     }
-    if (!stream.headersSent) stream.respond({ ':status': HBONE_STATUS.OK });
+    hooks.connected();
     const { key, get } = this.count(labels, false);
     const received = this.metrics.received.cell(key, get);
     const sent = this.metrics.sent.cell(key, get);
-    const handle = copyBidirectional(stream, upstream, {
+    const handle = copyBidirectional(down, upstream, {
       onDownstreamBytes: (n) => (received.value += n),
       onUpstreamBytes: (n) => (sent.value += n),
       onClose: () => {

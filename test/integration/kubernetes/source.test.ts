@@ -2,7 +2,7 @@
  * The Kubernetes source against local mode's API server, with the real client-node informers and
  * the real kubectl: objects applied and deleted with kubectl reach the store and the translation;
  * a CRD installed after start is picked up; Secrets enter the store only when a Gateway references
- * them; an invalid object keeps its last good version in force; the API server restarting while
+ * them; of the ConfigMaps only Istio's mesh config is read; an invalid object keeps its last good version in force; the API server restarting while
  * the informers watch loses nothing, and changes made meanwhile arrive.
  */
 import { test } from 'node:test';
@@ -112,6 +112,24 @@ test('only Secrets a Gateway references enter the store', async (t) => {
   assert.equal(store.get('Secret', 'demo', 'unrelated'), undefined);
   await ts.kubectl(['delete', '-n', 'demo', 'gateway.gateway.networking.k8s.io/public']);
   await waitUntil('the Secret leaves with the Gateway', () => (store.get('Secret', 'demo', 'shop-cert') === undefined ? true : undefined));
+});
+
+test("Istio's mesh config (ConfigMap istio, key mesh) is watched by name; its extension providers serve CUSTOM policies", async (t) => {
+  const ts = await startTestServer(t);
+  await installCrds(ts.server, 'istio');
+  const ROOT = { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'istio-system' } };
+  const mesh = (port: number) => ({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'istio', namespace: 'istio-system' }, data: { mesh: `extensionProviders:\n- name: authz\n  envoyExtAuthzGrpc: { service: authz.demo.svc.cluster.local, port: ${port} }\n` } });
+  const other = { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'unrelated', namespace: 'demo' }, data: { a: 'b' } };
+  const svc = (name: string) => ({ apiVersion: 'v1', kind: 'Service', metadata: { name, namespace: 'demo' }, spec: { ports: [{ name: 'grpc', port: 9000 }], clusterIP: name === 'web' ? '10.96.0.20' : '10.96.0.21' } });
+  const custom = { apiVersion: 'security.istio.io/v1', kind: 'AuthorizationPolicy', metadata: { name: 'ext', namespace: 'demo' }, spec: { targetRefs: [{ kind: 'Service', group: '', name: 'web' }], action: 'CUSTOM', provider: { name: 'authz' }, rules: [{}] } };
+  await put(ts.server, [NS, ROOT, mesh(9000), other, svc('web'), svc('authz'), custom]);
+  const { store } = await startSource(t, ts.server);
+  await waitUntil('the mesh config in the store', () => store.get('ConfigMap', 'istio-system', 'istio'));
+  assert.equal(store.get('ConfigMap', 'demo', 'unrelated'), undefined, 'other ConfigMaps are not read');
+  const provider = () => translateAll(store.snapshot().objects).routes.routes.find((r) => r.hostname === 'web.demo.svc.cluster.local')?.authorization[0]?.provider;
+  assert.equal(provider()?.port, 9000);
+  await put(ts.server, [mesh(9001)]);
+  await waitUntil('a changed mesh config reaches the translation', () => (provider()?.port === 9001 ? true : undefined));
 });
 
 test('an invalid object does not hold up the others; its last good version stays in force', async (t) => {

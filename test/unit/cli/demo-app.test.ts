@@ -6,7 +6,7 @@ import { connect, createServer as createTcpServer, type AddressInfo, type Socket
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
-import { createHttpEcho, failsRequest, intFlag, runDemoApp, type HttpEchoOptions } from '../../../src/cli/demo-app.js';
+import { createExtAuthzDemo, createHttpEcho, failsRequest, intFlag, runDemoApp, type HttpEchoOptions } from '../../../src/cli/demo-app.js';
 import { createGrpcEcho, echoServiceDefinition } from '../../../src/cli/grpc-echo.js';
 
 async function startEcho(t: TestContext, o: Partial<HttpEchoOptions>): Promise<string> {
@@ -79,9 +79,23 @@ test('grpc-echo answers Say with its text, or fails with the status the call ask
 test('runDemoApp refuses unknown kinds and flags of another kind with a clear message', async () => {
   let err = '';
   assert.equal(await runDemoApp(['nope'], { out: () => {}, err: (s) => (err += s) }), 2);
-  assert.match(err, /usage: ambit demo-app <http-echo\|http-front\|tcp-echo\|grpc-echo>/);
+  assert.match(err, /usage: ambit demo-app <http-echo\|http-front\|tcp-echo\|grpc-echo\|ext-authz>/);
   await assert.rejects(runDemoApp(['tcp-echo', '--fail-every', '2'], { out: () => {}, err: () => {} }), /--fail-every and --fail-status are http-echo options/);
   await assert.rejects(runDemoApp(['http-echo', '--delay-ms=-1'], { out: () => {}, err: () => {} }), /--delay-ms must be an integer 0\.\.600000 \(got "-1"\)/);
+});
+
+test('the ext-authz demo app allows `x-ext-authz: allow` and denies the rest as Istio\'s sample does', async (t) => {
+  const server = createExtAuthzDemo('authz-0');
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  t.after(() => server.close());
+  const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}/any/path`;
+  const ok = await fetch(base, { headers: { 'x-ext-authz': 'allow' } });
+  assert.equal(ok.status, 200);
+  assert.equal(ok.headers.get('x-ext-authz-check-result'), 'allowed');
+  const no = await fetch(base, { headers: { 'x-ext-authz': 'deny' } });
+  assert.equal(no.status, 403);
+  assert.equal(no.headers.get('x-ext-authz-check-result'), 'denied');
+  assert.match(await no.text(), /denied by ext_authz for not found header `x-ext-authz: allow`/);
 });
 
 const ambitBin = join(fileURLToPath(import.meta.url), '..', '..', '..', '..', '..', 'bin', 'ambit.mjs');

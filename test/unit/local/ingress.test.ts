@@ -123,7 +123,7 @@ test('gatewayListeners: HTTP and HTTPS per port for the selected pod; a bad serv
   const pod = { ...ingressGatewayPod(env), metadata: { ...ingressGatewayPod(env).metadata, name: 'gw-0' } };
   const objects = [
     istioGateway('a', [http80, https443('example-com-cert')]),
-    istioGateway('b', [https443('missing-cert'), { port: { number: 15020, name: 'm', protocol: 'HTTP' }, hosts: ['*'] }, { port: { number: 9000, name: 'tcp', protocol: 'TCP' }, hosts: ['*'] }]),
+    istioGateway('b', [https443('missing-cert'), { port: { number: 15020, name: 'm', protocol: 'HTTP' }, hosts: ['*'] }, { port: { number: 9000, name: 'tcp', protocol: 'TCP' }, hosts: ['*'] }, { port: { number: 9443, name: 'im', protocol: 'TLS' }, hosts: ['*'], tls: { mode: 'ISTIO_MUTUAL' } }, { port: { number: 8443, name: 'mtls', protocol: 'HTTPS' }, hosts: ['example.com'], tls: { mode: 'MUTUAL', credentialName: 'example-com-cert' } }]),
     istioGateway('c', [{ port: { number: 443, name: 'plain', protocol: 'HTTP' }, hosts: ['other.com'] }]),
   ];
   const { gateways } = translateRoutes(objects);
@@ -134,13 +134,15 @@ test('gatewayListeners: HTTP and HTTPS per port for the selected pod; a bad serv
     [
       { port: 80, protocol: 'HTTP', gateways: ['bookinfo/a'], hosts: ['example.com'], secrets: [] },
       { port: 443, protocol: 'HTTPS', gateways: ['bookinfo/a'], hosts: ['example.com'], secrets: ['istio-system/example-com-cert'] },
+      { port: 9000, protocol: 'TCP', gateways: ['bookinfo/b'], hosts: ['*'], secrets: [] },
     ],
   );
   const messages = out.conditions.map((c) => `${c.objectKey} ${c.type}=${c.status} ${c.reason}: ${c.message}`).sort();
   assert.deepEqual(messages, [
     'Gateway.networking.istio.io/bookinfo/b Programmed=False InvalidCertificateRef: Gateway bookinfo/b server 0 "https" (port 443 HTTPS): credentialName "missing-cert": Secret istio-system/missing-cert not found; this server is not served (the others keep working)',
+    'Gateway.networking.istio.io/bookinfo/b Programmed=False InvalidCertificateRef: Gateway bookinfo/b server 4 "mtls" (port 8443 HTTPS): credentialName "example-com-cert": Secret istio-system/example-com-cert has no ca.crt, which tls.mode MUTUAL needs to verify client certificates; this server is not served (the others keep working)',
     'Gateway.networking.istio.io/bookinfo/b Programmed=False PortUnavailable: Gateway bookinfo/b server 1 "m" (port 15020 HTTP): port 15020 is reserved for the gateway\'s own use (15000, 15008, 15020, 15021); this server is not served (the others keep working)',
-    'Gateway.networking.istio.io/bookinfo/b Programmed=False UnsupportedProtocol: Gateway bookinfo/b server 2 "tcp" (port 9000 TCP): protocol TCP is not supported by ambit gateways (HTTP, HTTP2, GRPC, and HTTPS with tls.mode SIMPLE are); this server is not served (the others keep working)',
+    'Gateway.networking.istio.io/bookinfo/b Programmed=False UnsupportedProtocol: Gateway bookinfo/b server 3 "im" (port 9443 TLS): protocol TLS with tls.mode ISTIO_MUTUAL is not supported by ambit gateways (HTTP, HTTP2, GRPC, HTTPS with tls.mode SIMPLE, MUTUAL or ISTIO_MUTUAL, TCP, and TLS with tls.mode PASSTHROUGH are); this server is not served (the others keep working)',
     'Gateway.networking.istio.io/bookinfo/c Programmed=False PortConflict: Gateway bookinfo/c server 0 "plain" (port 443 HTTP): port 443 is already served as HTTPS by Gateway bookinfo/a; this server is not served (the others keep working)',
   ]);
   for (const l of ls) assert.deepEqual(validateGatewayListener(l), [], 'listeners the controller builds are valid');

@@ -141,7 +141,7 @@ test('invalid objects get a clear condition and the rest still translate', () =>
   assert.match(byName('bad-duration')!.message, /spec\.http\[0\]\.timeout: invalid duration "soon"/);
   assert.equal(byName('later')?.reason, 'PartiallyApplied');
   assert.match(byName('later')!.message, /already routed by the older VirtualService bookinfo\/good/);
-  assert.equal(byName('ext')?.reason, 'Unsupported');
+  assert.equal(byName('ext')?.reason, 'InvalidPolicy', 'a CUSTOM policy must name its provider');
   assert.equal(byName('bad-retry')?.reason, 'InvalidRetry');
   assert.ok(out.conditions.every((c) => c.status === 'False' && c.type === 'Accepted'));
   const reviews = out.routes.find((r) => r.hostname.startsWith('reviews.'))!;

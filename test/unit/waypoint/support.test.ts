@@ -148,7 +148,9 @@ test('validateRouteConfig: every problem is reported with its path (table)', () 
     ['duplicate route name', (c) => c.routes.push(structuredClone(c.routes[0]!)), 'rc.routes[1].name'],
     ['zero pool limit', (c) => (c.trafficPolicy!.connectionPool!.maxConnections = 0), 'rc.trafficPolicy.connectionPool.maxConnections'],
     ['duplicate subset', (c) => c.trafficPolicy!.subsets.push({ name: 'v1', labels: {} }), 'rc.trafficPolicy.subsets[1].name'],
-    ['bad authz action', (c) => ((c.authorization[0] as { action: string }).action = 'CUSTOM'), 'rc.authorization[0].action'],
+    ['bad authz action', (c) => ((c.authorization[0] as { action: string }).action = 'REJECT'), 'rc.authorization[0].action'],
+    ['CUSTOM without a provider name', (c) => (c.authorization[0]!.action = 'CUSTOM'), 'rc.authorization[0].providerName'],
+    ['CUSTOM provider without a port', (c) => Object.assign(c.authorization[0]!, { action: 'CUSTOM', providerName: 'x', provider: { name: 'x', protocol: 'grpc', service: 'a.b', port: 0, timeoutMs: 1, failOpen: false } }), 'rc.authorization[0].provider.port'],
     ['bad rate limit', (c) => (c.rateLimit!.fillIntervalMs = 0), 'rc.rateLimit.fillIntervalMs'],
   ];
   for (const [what, mutate, path] of cases) {

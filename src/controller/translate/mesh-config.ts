@@ -1,0 +1,111 @@
+/**
+ * The parts of Istio's mesh config Ambit reads, from where Istio keeps it: ConfigMap `istio` in the
+ * root namespace (istio-system), key `mesh`, a YAML MeshConfig. Today that is `extensionProviders`
+ * of kind `envoyExtAuthzHttp` and `envoyExtAuthzGrpc` (the external authorizers CUSTOM
+ * AuthorizationPolicies name). A provider that cannot be used keeps its name with the reason, so
+ * a policy naming it can say why it denies (pure).
+ */
+import { parse as parseYaml } from 'yaml';
+import type { ExtAuthzProvider } from '../../shared/routes.js';
+import { tryParseDuration } from '../../shared/duration.js';
+import type { KubeObject } from '../objects.js';
+import { toStringMatch } from './string-match.js';
+import { asArray, asRecord, asString, nsOf } from './util.js';
+
+export const MESH_CONFIG_MAP = 'istio';
+export const MESH_CONFIG_KEY = 'mesh';
+/** Istio's default ext_authz timeout (the HTTP service's server_uri timeout). */
+const DEFAULT_TIMEOUT_MS = 600_000;
+
+/** A provider as declared, before its service is looked up; `service` without the namespace part. */
+export type DeclaredProvider = { ok: true; provider: ExtAuthzProvider; namespace?: string } | { ok: false; name: string; reason: string };
+
+export interface MeshExtensionProviders {
+  /** Where they came from, for messages: `istio-system/istio` key `mesh`, or that it is missing. */
+  source: string;
+  /** Why the whole mesh config could not be read (every provider is then unknown). */
+  error?: string;
+  byName: Map<string, DeclaredProvider>;
+}
+
+const HTTP_FIELDS = new Set(['service', 'port', 'timeout', 'pathPrefix', 'failOpen', 'statusOnError', 'includeRequestHeadersInCheck', 'includeHeadersInCheck', 'includeAdditionalHeadersInCheck', 'includeRequestBodyInCheck', 'headersToUpstreamOnAllow', 'headersToDownstreamOnDeny', 'headersToDownstreamOnAllow', 'clearRouteCache']);
+const GRPC_FIELDS = new Set(['service', 'port', 'timeout', 'failOpen', 'statusOnError', 'includeRequestBody', 'clearRouteCache']);
+/** Fields Ambit reads; the others are named in the policy's condition as not supported. */
+const SERVED = new Set(['service', 'port', 'timeout', 'pathPrefix', 'failOpen', 'statusOnError', 'includeRequestHeadersInCheck', 'includeHeadersInCheck', 'headersToUpstreamOnAllow', 'headersToDownstreamOnDeny']);
+
+/** The mesh config's extension providers from the objects of one retranslate. */
+export function meshExtensionProviders(configMaps: readonly KubeObject[], rootNamespace: string): MeshExtensionProviders {
+  const source = `ConfigMap ${rootNamespace}/${MESH_CONFIG_MAP} key ${MESH_CONFIG_KEY}`;
+  const out: MeshExtensionProviders = { source, byName: new Map() };
+  const cm = configMaps.find((c) => nsOf(c) === rootNamespace && c.metadata.name === MESH_CONFIG_MAP);
+  const text = asString(asRecord(cm?.['data'])[MESH_CONFIG_KEY]);
+  if (text === undefined) {
+    out.error = `${source} does not exist`;
+    return out;
+  }
+  let mesh: unknown;
+  try {
+    mesh = parseYaml(text);
+  } catch (e) {
+    out.error = `${source} is not valid YAML: ${(e as Error).message.split('\n')[0]}`;
+    return out;
+  }
+  asArray(asRecord(mesh)['extensionProviders']).forEach((raw, i) => {
+    const p = asRecord(raw);
+    const name = asString(p['name']) ?? '';
+    if (name === '') return;
+    if (out.byName.has(name)) {
+      out.byName.set(name, { ok: false, name, reason: `extensionProviders[${i}]: the name ${JSON.stringify(name)} is not unique in ${source}` });
+      return;
+    }
+    out.byName.set(name, declaredProvider(name, p, `${source} extensionProviders[${i}]`));
+  });
+  return out;
+}
+
+function declaredProvider(name: string, p: Record<string, unknown>, where: string): DeclaredProvider {
+  const fail = (reason: string): DeclaredProvider => ({ ok: false, name, reason: `${where}: ${reason}` });
+  const http = p['envoyExtAuthzHttp'] !== undefined;
+  const grpc = p['envoyExtAuthzGrpc'] !== undefined;
+  if (!http && !grpc) return fail('is not envoyExtAuthzHttp or envoyExtAuthzGrpc (the only kinds Ambit serves)');
+  const spec = asRecord(http ? p['envoyExtAuthzHttp'] : p['envoyExtAuthzGrpc']);
+  const kind = http ? 'envoyExtAuthzHttp' : 'envoyExtAuthzGrpc';
+  const fields = http ? HTTP_FIELDS : GRPC_FIELDS;
+  for (const k of Object.keys(spec)) if (!fields.has(k)) return fail(`${kind}.${k} is not a field of ${kind}`);
+  const unsupported = Object.keys(spec).filter((k) => !SERVED.has(k) && spec[k] !== false && spec[k] !== undefined);
+  if (unsupported.length > 0) return fail(`${kind}.${unsupported.join(', ')} ${unsupported.length === 1 ? 'is' : 'are'} not supported`);
+  const rawService = asString(spec['service']) ?? '';
+  if (rawService === '') return fail(`${kind}.service must name the authorizer's service`);
+  const slash = rawService.indexOf('/');
+  const namespace = slash > 0 ? rawService.slice(0, slash) : undefined;
+  const service = (slash > 0 ? rawService.slice(slash + 1) : rawService).toLowerCase();
+  const port = Number(spec['port']);
+  if (!Number.isInteger(port) || port < 1 || port > 65535) return fail(`${kind}.port ${JSON.stringify(spec['port'])} is not a port 1..65535`);
+  let timeoutMs = DEFAULT_TIMEOUT_MS;
+  if (spec['timeout'] !== undefined) {
+    const t = typeof spec['timeout'] === 'string' ? tryParseDuration(spec['timeout']) : undefined;
+    if (t === undefined || t <= 0) return fail(`${kind}.timeout ${JSON.stringify(spec['timeout'])} is not a positive duration such as "0.5s"`);
+    timeoutMs = Math.max(1, Math.round(t));
+  }
+  if (spec['failOpen'] !== undefined && typeof spec['failOpen'] !== 'boolean') return fail(`${kind}.failOpen must be true or false`);
+  let statusOnError: number | undefined;
+  if (spec['statusOnError'] !== undefined) {
+    statusOnError = Number(spec['statusOnError']);
+    if (!Number.isInteger(statusOnError) || statusOnError < 100 || statusOnError > 599) return fail(`${kind}.statusOnError ${JSON.stringify(spec['statusOnError'])} is not an HTTP status`);
+  }
+  const provider: ExtAuthzProvider = { name, protocol: http ? 'http' : 'grpc', service, port, timeoutMs, failOpen: spec['failOpen'] === true, ...(statusOnError !== undefined ? { statusOnError } : {}) };
+  if (http) {
+    const prefix = asString(spec['pathPrefix']);
+    if (prefix !== undefined) {
+      if (!prefix.startsWith('/')) return fail(`${kind}.pathPrefix must begin with "/", found ${JSON.stringify(prefix)}`);
+      provider.pathPrefix = prefix;
+    }
+    const headers = (k: string) => asArray(spec[k]).map((h) => toStringMatch(String(h).toLowerCase()));
+    // includeHeadersInCheck is the older name of includeRequestHeadersInCheck.
+    const include = [...headers('includeRequestHeadersInCheck'), ...headers('includeHeadersInCheck')];
+    if (include.length > 0) provider.includeRequestHeadersInCheck = include;
+    if (spec['headersToUpstreamOnAllow'] !== undefined) provider.headersToUpstreamOnAllow = headers('headersToUpstreamOnAllow');
+    if (spec['headersToDownstreamOnDeny'] !== undefined) provider.headersToDownstreamOnDeny = headers('headersToDownstreamOnDeny');
+  }
+  return { ok: true, provider, ...(namespace ? { namespace } : {}) };
+}
