@@ -8,6 +8,7 @@
  * 5 s timeout; after 100 errors it stops.
  */
 import { connect, type Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { parseArgs } from 'node:util';
 import { quantile } from './load.js';
 
@@ -86,7 +87,7 @@ function open(host: string, port: number, timeoutMs: number): Promise<Socket> {
 }
 
 /** One connection: sends requests one at a time, calls `onResponse` per answer, until `more()` is false. */
-function connectionLoop(s: Socket, request: Buffer, more: () => boolean, onResponse: (status: number, us: number) => void): Promise<void> {
+function connectionLoop(s: Duplex, request: Buffer, more: () => boolean, onResponse: (status: number, us: number) => void): Promise<void> {
   return new Promise((resolve, reject) => {
     let buf: Buffer = Buffer.alloc(0);
     let t0 = 0n;
@@ -132,7 +133,11 @@ function connectionLoop(s: Socket, request: Buffer, more: () => boolean, onRespo
   });
 }
 
-export async function runHttpLoad(o: { host: string; port: number; hostHeader: string; path: string; connections: number; seconds: number; warmupSeconds: number; maxRequests: number }): Promise<L7LoadResult> {
+/**
+ * Runs the closed loop. `open` makes one connection (default: TCP to host:port); the waypoint
+ * micro-benchmark passes HBONE CONNECT streams instead.
+ */
+export async function runHttpLoad(o: { host: string; port: number; hostHeader: string; path: string; connections: number; seconds: number; warmupSeconds: number; maxRequests: number; open?: () => Promise<Duplex> }): Promise<L7LoadResult> {
   const request = Buffer.from(`GET ${o.path} HTTP/1.1\r\nHost: ${o.hostHeader}\r\nUser-Agent: ambit-bench\r\nAccept: */*\r\n\r\n`, 'latin1');
   const start = performance.now();
   const measureFrom = start + o.warmupSeconds * 1000;
@@ -155,9 +160,9 @@ export async function runHttpLoad(o: { host: string; port: number; hostHeader: s
   const worker = async (): Promise<void> => {
     // A connection that fails is replaced, up to the error bound.
     while (more()) {
-      let s: Socket | undefined;
+      let s: Duplex | undefined;
       try {
-        s = await open(o.host, o.port, 5000);
+        s = await (o.open ? o.open() : open(o.host, o.port, 5000));
         await connectionLoop(s, request, more, onResponse);
       } catch (err) {
         errors++;

@@ -16,7 +16,8 @@ export const repoRoot = join(dirname(fileURLToPath(import.meta.url)), '..', '..'
 export { lockLocalMesh, pidAlive } from '../src/local/mesh-lock.js';
 import { pidAlive } from '../src/local/mesh-lock.js';
 
-const BENCH_NET = '2';
+/** Address block of the bench's mesh: AMBIT_LOCAL_NET when set (each session its own), else 2. */
+const BENCH_NET = process.env['AMBIT_LOCAL_NET'] ?? '2';
 
 export interface CommandResult {
   code: number;
@@ -136,7 +137,7 @@ export class BenchMesh {
    * connected is accepted (the non-mesh paths do not need agents); every pod must still be ready.
    */
   async up(files: string[], opts: { timeoutMs: number; agentsOptional: boolean; env?: NodeJS.ProcessEnv }): Promise<{ agentsConnected: boolean }> {
-    // Address block 2: a mesh the user keeps on block 0 (the demo) or tests on block 1 do not collide.
+    // Address block 2 by default: a mesh the user keeps on block 0 (the demo) or tests on block 1 do not collide.
     const args = ['local', 'up', '--name', this.name, '--nodes', '2', '--net', BENCH_NET, '--timeout', `${Math.round(opts.timeoutMs / 1000)}s`];
     for (const f of files) args.push('-f', f);
     // The mesh daemon, and through it the agents and pod containers, inherit this environment.

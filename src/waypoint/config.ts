@@ -14,11 +14,13 @@ import {
   ENV_SERVICE_ACCOUNT,
   ENV_WAYPOINT_MODE,
   ENV_WAYPOINT_NAME,
+  ENV_WAYPOINT_WORKERS,
   EnvReader,
   type ControllerClientSettings,
 } from '../shared/env.js';
 import type { LogLevel } from '../shared/log.js';
 import { isDnsLabel, isDnsSubdomain } from '../shared/validate.js';
+import { defaultWorkerCount } from './workers.js';
 
 // src/local/workloads.ts builds waypoint pod specs with these names.
 export {
@@ -55,6 +57,8 @@ export interface WaypointConfig extends ControllerClientSettings {
   logLevel: LogLevel;
   certTtlSec: number;
   drainDeadlineMs: number;
+  /** Worker threads serving traffic (AMBIT_WAYPOINT_WORKERS: a count, or `auto` for the CPU limit; default 1, the main thread). */
+  workers: number;
 }
 
 /** Reads the waypoint's configuration from `env`; throws AMBIT_ERR_CONFIG_INVALID listing every problem. */
@@ -91,5 +95,22 @@ export function loadWaypointConfig(env: NodeJS.ProcessEnv): Readonly<WaypointCon
     logLevel: r.logLevel(),
     certTtlSec: Math.round(r.certTtlMs() / 1000),
     drainDeadlineMs: r.drainDeadlineMs(),
+    workers: workerCount(r),
   });
+}
+
+/**
+ * AMBIT_WAYPOINT_WORKERS: 1-64, or `auto` for the CPU limit (workers.ts defaultWorkerCount);
+ * unset: 1, until worker threads measure better in the benchmark (see docs/design.md 48).
+ */
+function workerCount(r: EnvReader): number {
+  const v = r.text(ENV_WAYPOINT_WORKERS);
+  if (v === undefined) return 1;
+  if (v === 'auto') return defaultWorkerCount();
+  const n = Number(v);
+  if (!/^\d+$/.test(v) || n < 1 || n > 64) {
+    r.issues.add(ENV_WAYPOINT_WORKERS, 'must be an integer 1..64 (worker threads) or auto (the CPU limit)', v);
+    return 1;
+  }
+  return n;
 }

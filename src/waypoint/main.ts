@@ -16,8 +16,46 @@ import { ALL_RESOURCE_TYPES, WAYPOINT_RESOURCE_TYPES } from '../shared/resources
 import { connectToController } from '../shared/controller-client.js';
 import { formatHostPort } from '../shared/address.js';
 import { flushCopyCounters } from '../shared/hbone/copy.js';
+import type { Registry } from 'prom-client';
+import type { TunnelCertificate } from '../shared/hbone/tunnel.js';
+import type { ConfigState } from '../shared/xds/client.js';
 import { loadWaypointConfig, type WaypointConfig } from './config.js';
-import { Waypoint } from './waypoint.js';
+import { Waypoint, type WaypointOptions } from './waypoint.js';
+import { WaypointWorkers } from './workers.js';
+
+/** What serves the traffic: one Waypoint on the main thread, or worker threads running one each (workers.ts). */
+interface Serving {
+  /** Applies a config state (routes, endpoints, and a gateway's ports); resolves once it is in force everywhere. */
+  applyConfig(state: ConfigState): Promise<void>;
+  listenHbone(port: number, host: string): Promise<unknown>;
+  /** The registry /metrics renders: the main thread's, with the workers' series merged in. */
+  registry(): Promise<Registry>;
+  close(deadlineMs: number): Promise<void>;
+}
+
+type PlainOptions = Pick<WaypointOptions, 'name' | 'podIp' | 'identity' | 'trustDomain' | 'clusterId' | 'gateway'>;
+
+async function startServing(config: Readonly<WaypointConfig>, opts: PlainOptions, log: Logger, registry: Registry, getCertificate: (id: string) => Promise<TunnelCertificate>): Promise<Serving> {
+  if (config.workers <= 1) {
+    const waypoint = new Waypoint({ ...opts, log, registry, getCertificate });
+    return {
+      applyConfig: async (state) => {
+        waypoint.applyConfig(state);
+        await waypoint.applyListeners(state);
+      },
+      listenHbone: (port, host) => waypoint.listenHbone(port, host),
+      registry: () => Promise.resolve(registry),
+      close: (ms) => waypoint.close(ms),
+    };
+  }
+  const workers = await WaypointWorkers.start({ count: config.workers, init: { waypoint: opts, logLevel: config.logLevel }, log, getCertificate });
+  return {
+    applyConfig: (state) => workers.applyConfig(state),
+    listenHbone: (port, host) => workers.listenHbone(port, host),
+    registry: () => workers.registry(registry),
+    close: (ms) => workers.close(ms),
+  };
+}
 
 /** Runs the waypoint until SIGTERM/SIGINT; resolves with the exit code. */
 export async function runWaypoint(env: NodeJS.ProcessEnv): Promise<number> {
@@ -40,15 +78,12 @@ async function run(config: Readonly<WaypointConfig>, log: Logger): Promise<numbe
   const identity = formatSpiffeId({ trustDomain: config.trustDomain, namespace: config.namespace, serviceAccount: config.serviceAccount });
   const name = `${config.namespace}/${config.gatewayName}`;
   const gatewayMode = config.mode === 'gateway';
-  const waypoint = new Waypoint({
+  const waypoint = await startServing(config, {
     name,
     podIp: config.podIp,
     identity,
     trustDomain: config.trustDomain,
     clusterId: config.clusterId,
-    log,
-    registry,
-    getCertificate: (id) => certs.getCertificate(id),
     ...(gatewayMode
       ? {
           gateway: {
@@ -56,23 +91,26 @@ async function run(config: Readonly<WaypointConfig>, log: Logger): Promise<numbe
           },
         }
       : {}),
-  });
+  }, log, registry, (id) => certs.getCertificate(id));
 
   let synced = false;
   const metrics = nodeHttp.createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0];
     if (path === '/metrics' || path === '/stats/prometheus') {
       flushCopyCounters();
-      registry.metrics().then(
-        (text) => {
-          res.writeHead(200, { 'content-type': registry.contentType });
-          res.end(text);
-        },
-        (e: unknown) => {
-          res.writeHead(500);
-          res.end(errorMessage(e));
-        },
-      );
+      waypoint
+        .registry()
+        .then((r) => r.metrics())
+        .then(
+          (text) => {
+            res.writeHead(200, { 'content-type': registry.contentType });
+            res.end(text);
+          },
+          (e: unknown) => {
+            res.writeHead(500);
+            res.end(errorMessage(e));
+          },
+        );
     } else if (path === '/healthz/ready') {
       res.writeHead(synced ? 200 : 503);
       res.end(synced ? 'ready\n' : 'waiting for config\n');
@@ -102,8 +140,7 @@ async function run(config: Readonly<WaypointConfig>, log: Logger): Promise<numbe
       : { id: `waypoint~${config.podName}.${config.namespace}`, nodeName: config.nodeName, role: 'waypoint', metadata: { waypoint: name, clusterId: config.clusterId } },
     types: gatewayMode ? ALL_RESOURCE_TYPES : WAYPOINT_RESOURCE_TYPES,
     onUpdate: async (state) => {
-      waypoint.applyConfig(state);
-      await waypoint.applyListeners(state);
+      await waypoint.applyConfig(state);
       synced = true;
       openReady();
     },
@@ -118,7 +155,7 @@ async function run(config: Readonly<WaypointConfig>, log: Logger): Promise<numbe
   } else {
     // The HBONE listener needs the certificate: it opens once the CA answered (retried by CertManager).
     await waypoint.listenHbone(config.hboneAddr.port, config.hboneAddr.host);
-    log.info({ waypoint: name, identity, controller: controller.address, hbone: formatHostPort(config.hboneAddr), metrics: formatHostPort(config.metricsAddr) }, 'waypoint started');
+    log.info({ waypoint: name, identity, controller: controller.address, hbone: formatHostPort(config.hboneAddr), metrics: formatHostPort(config.metricsAddr), workers: config.workers }, 'waypoint started');
   }
 
   return new Promise<number>((resolve) => {

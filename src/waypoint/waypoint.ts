@@ -52,6 +52,8 @@ export interface WaypointOptions {
    * mesh routes; `source` is who the requests come from in telemetry (the gateway workload).
    */
   gateway?: { source: SourceInfo; listenHost?: string };
+  /** Listen with SO_REUSEPORT (HBONE and ingress ports): one of several worker threads (workers.ts). */
+  reusePort?: boolean;
 }
 
 export class Waypoint {
@@ -129,6 +131,7 @@ export class Waypoint {
         meshCertificate: () => opts.getCertificate(opts.identity),
         trustDomain: opts.trustDomain,
         ...(opts.gateway.listenHost ? { host: opts.gateway.listenHost } : {}),
+        ...(opts.reusePort ? { reusePort: true } : {}),
       });
     }
   }
@@ -169,6 +172,13 @@ export class Waypoint {
   /** Gateway mode: the ingress configs, whose tcp and tls routes serve the TCP and TLS listeners. */
   private ingressConfigs: RouteConfig[] = [];
 
+  /**
+   * Endpoints resolved under the config state in force, by `host|port` and subset labels (the
+   * labels object of a route's backend is the same for every request under one state). Emptied
+   * when a state is applied. Callers never change the arrays.
+   */
+  private endpointCache = new Map<string, { all?: Endpoint[]; bySubset: WeakMap<object, Endpoint[]> }>();
+
   /** Applies a config stream state (validated on receipt by the config client). */
   applyConfig(state: ConfigState): void {
     const routes = this.routesOf(state);
@@ -176,13 +186,28 @@ export class Waypoint {
     this.meshConfigs = new Map(routes.filter((r) => r.gateway === undefined).map((r) => [r.hostname, r]));
     this.ingressConfigs = routes.filter((r) => r.gateway !== undefined);
     this.index = new WorkloadIndex(state);
+    this.endpointCache = new Map();
   }
 
   /**
    * Healthy endpoints of a backend: service port → pod target port, filtered by subset labels. A
    * pod address as the host (original destination, workload-bound waypoint) is that pod itself.
+   * Resolved once per config state and backend (every request to a backend asks).
    */
   resolveEndpoints(target: BackendTarget): Endpoint[] {
+    const key = `${target.host}|${target.port}`;
+    let entry = this.endpointCache.get(key);
+    if (!entry) this.endpointCache.set(key, (entry = { bySubset: new WeakMap() }));
+    const labels = target.subsetLabels;
+    const cached = labels ? entry.bySubset.get(labels) : entry.all;
+    if (cached) return cached;
+    const out = this.endpointsNow(target);
+    if (labels) entry.bySubset.set(labels, out);
+    else entry.all = out;
+    return out;
+  }
+
+  private endpointsNow(target: BackendTarget): Endpoint[] {
     const svc = this.index.serviceByHostname(target.host);
     if (!svc) {
       const w = this.index.workloadByIp(target.host);
@@ -353,7 +378,7 @@ export class Waypoint {
 
   /** Opens the HBONE listener (mTLS, h2 CONNECT); each accepted stream is served as HTTP or TCP. */
   listenHbone(port: number, host = '0.0.0.0'): Promise<net.AddressInfo> {
-    return this.hbone.listen(port, host);
+    return this.hbone.listen(port, host, this.opts.reusePort === true);
   }
 
   async close(deadlineMs = 5000): Promise<void> {

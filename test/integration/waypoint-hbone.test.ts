@@ -19,6 +19,7 @@ import { Waypoint } from '../../src/waypoint/waypoint.js';
 import type { Service } from '../../src/shared/model.js';
 import { hboneRequest, hboneSession } from '../helpers/hbone-client.js';
 import { createTestCa } from '../helpers/test-ca.js';
+import { startOkApp } from '../helpers/ok-app.js';
 
 const BASE = `127.${10 + ((process.pid + 77) % 200)}.3.`;
 const WP_IP = BASE + '1';
@@ -103,15 +104,7 @@ test('the waypoint\'s real HBONE front: the mTLS peer identity and the CONNECT t
   t.after(() => mesh.close());
   const APP_IP = BASE + '3';
   const FRONTEND_IP = BASE + '4';
-  const app = http.createServer((req, res) => {
-    req.resume();
-    res.end(`ok ${req.url}`);
-  });
-  await new Promise<void>((r) => app.listen(8080, APP_IP, () => r()));
-  t.after(() => {
-    app.closeAllConnections();
-    app.close();
-  });
+  await startOkApp(t, APP_IP, 8080);
   const registry = createRegistry();
   const waypoint = new Waypoint({
     name: 'shop/waypoint',

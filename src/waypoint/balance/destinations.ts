@@ -17,6 +17,8 @@ export interface DestinationState {
   outlier?: OutlierDetector;
   budget?: RetryBudget;
   budgetKey?: string;
+  /** The policy object the budget was last checked against (configs are replaced, never changed in place). */
+  budgetPolicy?: RetryBudgetPolicy;
   /** DestinationRule maxRequestsPerConnection: 1 turns off HTTP/1.1 keep-alive upstream. */
   closeAfterRequest: boolean;
   /** In-flight requests per endpoint key, for least-request picks. */
@@ -57,10 +59,12 @@ export class Destinations {
 
 /** The destination's retry budget for `policy` (rebuilt when the budget settings change). */
 export function retryBudgetOf(dest: DestinationState, policy: RetryBudgetPolicy): RetryBudget {
+  if (dest.budget && dest.budgetPolicy === policy) return dest.budget;
   const key = JSON.stringify(policy);
   if (!dest.budget || dest.budgetKey !== key) {
     dest.budget = new RetryBudget(policy);
     dest.budgetKey = key;
   }
+  dest.budgetPolicy = policy;
   return dest.budget;
 }

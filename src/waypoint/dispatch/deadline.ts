@@ -18,6 +18,9 @@ export interface DeadlineDeps {
  */
 export function withDeadline(next: ProxyDispatch, deps: DeadlineDeps): ProxyDispatch {
   return async (req) => {
+    // No timeout: nothing to arm; the layers below obey the request's own signal (and the retry
+    // layer makes its own unbounded deadline).
+    if (req.timeoutMs === undefined) return next(req.signal === req.overall ? req : { ...req, signal: req.overall });
     const deadline = createDeadline(req.timeoutMs, deps.now());
     const ctl = new AbortController();
     let timedOut = false;

@@ -101,19 +101,32 @@ export class DispatchFailure extends AmbitError {
   }
 }
 
-/** Calls `release` once, when `resp`'s body has been read to its end or closed (destroyed, failed). */
+/** Release callbacks waiting for a response body's end, in the order the layers registered them. */
+const bodyReleases = new WeakMap<object, Array<() => void>>();
+
+/**
+ * Calls `release` once, when `resp`'s body has been read to its end or closed (destroyed, failed).
+ * The layers of one request share one pair of listeners on the body (several layers each holding
+ * their own would add and remove two listeners apiece per request).
+ */
 export function onResponseDone(resp: UpstreamResponse, release: () => void): void {
-  let done = false;
-  const once = (): void => {
-    if (done) return;
-    done = true;
-    resp.body.removeListener('end', once);
-    resp.body.removeListener('close', once);
-    release();
+  const body = resp.body;
+  if (body.readableEnded || body.closed) return release();
+  const waiting = bodyReleases.get(body);
+  if (waiting) {
+    waiting.push(release);
+    return;
+  }
+  const list = [release];
+  bodyReleases.set(body, list);
+  const done = (): void => {
+    body.removeListener('end', done);
+    body.removeListener('close', done);
+    bodyReleases.delete(body);
+    for (const r of list) r();
   };
-  if (resp.body.readableEnded || resp.body.closed) return once();
-  resp.body.once('end', once);
-  resp.body.once('close', once);
+  body.on('end', done);
+  body.on('close', done);
 }
 
 /** Throws the failure an aborted request gets: the layer that aborted it (withDeadline) renames it. */

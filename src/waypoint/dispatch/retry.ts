@@ -56,9 +56,18 @@ const GRPC_TOKENS: Record<string, number> = {
   unavailable: 14,
 };
 
+/** The retry_on conditions of a policy as a set, made once per policy object. */
+const retryOnSets = new WeakMap<object, ReadonlySet<string>>();
+
+function retryOnSet(policy: Pick<RetryPolicy, 'retryOn'>): ReadonlySet<string> {
+  let on = retryOnSets.get(policy);
+  if (!on) retryOnSets.set(policy, (on = new Set(policy.retryOn)));
+  return on;
+}
+
 /** The retry_on condition the outcome satisfies, or undefined. */
 export function matchRetryOn(policy: Pick<RetryPolicy, 'retryOn' | 'retriableStatusCodes'>, outcome: TryOutcome): string | undefined {
-  const on = new Set(policy.retryOn);
+  const on = retryOnSet(policy);
   switch (outcome.kind) {
     case 'connect-failure':
       if (on.has('connect-failure')) return 'connect-failure';
@@ -159,7 +168,8 @@ export function withRetries(next: ProxyDispatch, deps: RetryDeps): ProxyDispatch
       let failure: DispatchFailure | undefined;
       let outcome: TryOutcome;
       try {
-        resp = await next({ ...req, signal: tryCtl?.signal ?? req.overall });
+        const signal = tryCtl?.signal ?? req.overall;
+        resp = await next(signal === req.signal ? req : { ...req, signal });
         const gs = headerText(resp.headers['grpc-status']);
         outcome = { kind: 'response', status: resp.status, ...(gs !== undefined ? { grpcStatus: Number(gs) } : {}) };
       } catch (e) {

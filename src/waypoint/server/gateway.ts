@@ -86,6 +86,8 @@ export interface IngressListenersOptions {
   trustDomain?: string;
   /** Where connections of TCP and TLS (passthrough) listeners go, with the listener as it is now. */
   acceptL4?: (socket: net.Socket, listener: { port: number; protocol: 'TCP' | 'TLS'; hosts: readonly string[] }) => void;
+  /** SO_REUSEPORT on every port (the worker threads of one gateway listen on the same ports). */
+  reusePort?: boolean;
 }
 
 interface OpenListener {
@@ -215,7 +217,7 @@ export class IngressListeners {
     const host = this.opts.host ?? '0.0.0.0';
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
-      server.listen({ port: l.port, host, backlog: 1024 }, () => {
+      server.listen({ port: l.port, host, backlog: 1024, ...(this.opts.reusePort ? { reusePort: true } : {}) }, () => {
         server.removeListener('error', reject);
         resolve();
       });

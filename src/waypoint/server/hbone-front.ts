@@ -58,8 +58,12 @@ export class HboneFront {
     this.log = opts.log;
   }
 
-  /** Opens the HBONE listener; resolves once it listens (after the first certificate arrived). */
-  async listen(port: number, host = '0.0.0.0'): Promise<net.AddressInfo> {
+  /**
+   * Opens the HBONE listener; resolves once it listens (after the first certificate arrived).
+   * `reusePort`: SO_REUSEPORT, so each worker thread of a waypoint listens on the same port and the
+   * kernel spreads new connections over them.
+   */
+  async listen(port: number, host = '0.0.0.0', reusePort = false): Promise<net.AddressInfo> {
     const cert = await this.opts.getCertificate(this.opts.identity);
     this.currentCert = cert;
     const h2 = http2.createSecureServer({
@@ -109,7 +113,7 @@ export class HboneFront {
     this.server = server;
     return new Promise((resolve, reject) => {
       server.once('error', (e) => reject(new AmbitError('AMBIT_ERR_CONFIG_INVALID', `waypoint cannot listen on ${host}:${port}: ${errorMessage(e)}`, { cause: e })));
-      server.listen({ port, host, backlog: 1024 }, () => {
+      server.listen({ port, host, backlog: 1024, ...(reusePort ? { reusePort: true } : {}) }, () => {
         const addr = server.address() as net.AddressInfo;
         // An accept that failed (EMFILE) must not throw out of the listener and kill the process.
         server.on('error', (e) => this.log.warn({ err: e }, 'accept failed'));

@@ -64,8 +64,12 @@ function hexId(random: RandomSource): string {
 
 export class RequestHandler {
   private seq = 0;
+  /** The policy of routes that set none, made once (the retry layer keys its budget and conditions by the object). */
+  private readonly defaultRetries: RetryPolicy | undefined;
 
-  constructor(private readonly deps: RequestHandlerDeps) {}
+  constructor(private readonly deps: RequestHandlerDeps) {
+    this.defaultRetries = deps.defaultRetries === null ? undefined : (deps.defaultRetries ?? defaultRetryPolicy());
+  }
 
   /** Handles one request; `meta` is what its connection's front end knew. */
   async handle(req: ServerRequest, res: ServerResponse, meta: ConnectionMeta | undefined): Promise<void> {
@@ -195,7 +199,7 @@ export class RequestHandler {
   }
 
   private retryPolicyOf(route: HttpRoute): RetryPolicy | undefined {
-    return route.retries ?? (this.deps.defaultRetries === null ? undefined : (this.deps.defaultRetries ?? defaultRetryPolicy()));
+    return route.retries ?? this.defaultRetries;
   }
 
   /** A 500 for a request whose handling threw (a bug: logged at error). */

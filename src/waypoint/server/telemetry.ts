@@ -4,10 +4,10 @@
  * tunnel, destination from the endpoint that answered), and a span when tracing is on.
  */
 import type { Logger } from '../../shared/log.js';
-import { UNKNOWN } from '../../shared/metrics.js';
+import { UNKNOWN, type CounterCell, type HistogramCell } from '../../shared/metrics.js';
 import type { ExchangeRecord } from '../dispatch/dispatch.js';
 import type { ReplayableBody } from '../dispatch/replay-body.js';
-import { istioHttpLabels, peerLabels, recordIstioRequest, serviceLabelsOfHost, type IstioHttpLabels } from '../../shared/istio-metrics.js';
+import { ISTIO_HTTP_LABELS, istioHttpLabels, labelKey, peerLabels, serviceLabelsOfHost, type IstioHttpLabels, type PeerInput } from '../../shared/istio-metrics.js';
 import type { Service } from '../../shared/model.js';
 import type { RouteTelemetry } from '../../shared/routes.js';
 import { RESPONSE_FLAGS, type WaypointMetrics } from '../metrics.js';
@@ -71,7 +71,12 @@ export function finishRequest(deps: TelemetryDeps, st: RequestState, res: Server
   const status = st.status ?? 0;
   const flags = st.flags.length > 0 ? [...new Set(st.flags)].join(',') : RESPONSE_FLAGS.NONE;
   const endpoint = st.record.endpoint;
-  recordIstioRequest(deps.metrics, requestLabels(deps, st, status, flags), { durationMs, requestBytes: st.headerBytes + st.bytesIn, responseBytes: st.bytesOut });
+  const cells = requestCells(deps, st, status, flags);
+  cells.requests.value++;
+  const m = deps.metrics;
+  m.duration.observe(cells.duration, durationMs);
+  m.requestBytes.observe(cells.requestBytes, st.headerBytes + st.bytesIn);
+  m.responseBytes.observe(cells.responseBytes, st.bytesOut);
   if (deps.spanExporter && st.trace && st.telemetry?.reportSpans !== false) {
     deps.spanExporter.export({
       context: st.trace,
@@ -91,7 +96,8 @@ export function finishRequest(deps: TelemetryDeps, st: RequestState, res: Server
       error: status >= 500 || status === 0,
     });
   }
-  if (st.telemetry?.accessLog === false) return;
+  // Nothing is built for a line nobody writes (turned off by Telemetry, or the level is off).
+  if (st.telemetry?.accessLog === false || !deps.accessLog.isLevelEnabled('info')) return;
   deps.accessLog.info(
     {
       reqId: st.reqId,
@@ -113,6 +119,52 @@ export function finishRequest(deps: TelemetryDeps, st: RequestState, res: Server
     },
     'request',
   );
+}
+
+/** The four series of one label set of Istio's request metrics. */
+interface RequestCells {
+  requests: CounterCell;
+  duration: HistogramCell;
+  requestBytes: HistogramCell;
+  responseBytes: HistogramCell;
+}
+
+/** Per metrics object: a request's short key (below) → its four series, resolved once per label set. */
+const cellCache = new WeakMap<WaypointMetrics, Map<string, RequestCells>>();
+/** Per source (a tunnel's) or endpoint object: what of it goes into labels, joined once. */
+const peerKeys = new WeakMap<object, string>();
+const NO_PEER: PeerInput = Object.freeze({});
+
+function peerKey(p: PeerInput): string {
+  let k = peerKeys.get(p);
+  if (k === undefined) {
+    k = `${p.workload}\u0001${p.namespace}\u0001${p.principal}\u0001${p.canonicalService}\u0001${p.canonicalRevision}\u0001${p.cluster}`;
+    peerKeys.set(p, k);
+  }
+  return k;
+}
+
+/**
+ * The series of a request: found by a short key (source and endpoint joined once per object, the
+ * service's labels, protocol, flags, codes) instead of building and joining all 25 labels per
+ * request; the labels are built only for a key not seen before. Bounded as the series are: the key
+ * is made of label values only.
+ */
+function requestCells(deps: TelemetryDeps, st: RequestState, status: number, flags: string): RequestCells {
+  const m = deps.metrics;
+  let cache = cellCache.get(m);
+  if (!cache) cellCache.set(m, (cache = new Map()));
+  const svc = serviceLabelsOfHost(st.service, deps.serviceOf, st.serviceNamespace);
+  const key = `${peerKey(st.source)}\u0002${peerKey(st.record.endpoint ?? NO_PEER)}\u0002${svc.service}\u0001${svc.name}\u0001${svc.namespace}\u0002${st.protocol}\u0001${flags}\u0001${status}\u0001${st.grpcStatus ?? ''}`;
+  let cells = cache.get(key);
+  if (!cells) {
+    const labels = requestLabels(deps, st, status, flags);
+    const full = labelKey(labels, ISTIO_HTTP_LABELS);
+    const get = (): IstioHttpLabels => labels;
+    cells = { requests: m.requests.cell(full, get), duration: m.duration.cell(full, get), requestBytes: m.requestBytes.cell(full, get), responseBytes: m.responseBytes.cell(full, get) };
+    cache.set(key, cells);
+  }
+  return cells;
 }
 
 /** The request's Istio labels: source from the tunnel, destination from the endpoint that answered, service from the route. */

@@ -18,6 +18,10 @@ import type { ConfigState } from '../../../src/shared/xds/client.js';
 import { isWaypointGateway, waypointPod } from '../../../src/local/workloads.js';
 import { loadWaypointConfig } from '../../../src/waypoint/config.js';
 import { Waypoint } from '../../../src/waypoint/waypoint.js';
+import { defaultWorkerCount } from '../../../src/waypoint/workers.js';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { availableParallelism, tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 const HOST = 'reviews.bookinfo.svc.cluster.local';
 const WAYPOINT: WaypointRef = { name: 'bookinfo/waypoint', namespace: 'bookinfo', addresses: ['10.0.0.9'], identity: 'spiffe://cluster.local/ns/bookinfo/sa/waypoint' };
@@ -102,6 +106,28 @@ test('waypoint environment: required variables are named together; defaults deri
     { sa: 'waypoint', hbone: { host: '0.0.0.0', port: 15008 }, metrics: { host: '10.0.1.5', port: 15020 }, td: 'cluster.local' },
   );
   assert.throws(() => loadWaypointConfig({ AMBIT_NODE_NAME: 'node1', AMBIT_CONTROLLER_ADDR: 'x:1', AMBIT_CA_ROOT_FILE: 'rel.pem', AMBIT_TOKEN_FILE: '/t', POD_NAME: 'p', POD_NAMESPACE: 'ns', POD_IP: 'nope', AMBIT_WAYPOINT_NAME: 'w' }), /AMBIT_CA_ROOT_FILE[\s\S]*POD_IP|POD_IP[\s\S]*AMBIT_CA_ROOT_FILE/);
+});
+
+test('waypoint workers: AMBIT_WAYPOINT_WORKERS is 1..64 or auto (the cgroup CPU limit rounded up), unset is 1', () => {
+  const env = { AMBIT_NODE_NAME: 'node1', AMBIT_CONTROLLER_ADDR: '10.0.0.1:15012', AMBIT_CA_ROOT_FILE: '/run/root.pem', AMBIT_TOKEN_FILE: '/run/token', POD_NAME: 'w-0', POD_NAMESPACE: 'ns', POD_IP: '10.0.1.5', AMBIT_WAYPOINT_NAME: 'w' };
+  assert.equal(loadWaypointConfig({ ...env, AMBIT_WAYPOINT_WORKERS: '3' }).workers, 3);
+  assert.equal(loadWaypointConfig(env).workers, 1);
+  assert.equal(loadWaypointConfig({ ...env, AMBIT_WAYPOINT_WORKERS: 'auto' }).workers, defaultWorkerCount());
+  for (const bad of ['0', '65', 'two', '1.5']) assert.throws(() => loadWaypointConfig({ ...env, AMBIT_WAYPOINT_WORKERS: bad }), new RegExp(`AMBIT_WAYPOINT_WORKERS[\\s\\S]*${bad.replace('.', '\\.')}`), bad);
+  const dir = mkdtempSync(join(tmpdir(), 'ambit-cpumax-'));
+  try {
+    const file = join(dir, 'cpu.max');
+    writeFileSync(file, '150000 100000\n');
+    assert.equal(defaultWorkerCount([file]), Math.min(2, availableParallelism()), '1.5 CPUs: 2 workers (never more than the CPUs)');
+    const parent = join(dir, 'parent.max');
+    writeFileSync(parent, '50000 100000\n');
+    assert.equal(defaultWorkerCount([file, parent]), 1, 'a smaller quota above the own cgroup wins');
+    writeFileSync(file, 'max 100000\n');
+    assert.equal(defaultWorkerCount([file]), availableParallelism(), 'no quota: the CPUs it may run on');
+    assert.equal(defaultWorkerCount([join(dir, 'missing')]), availableParallelism());
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test('waypoint endpoints: subset labels select pods, service port maps to target port, unhealthy pods are skipped', () => {
