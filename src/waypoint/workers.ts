@@ -5,7 +5,7 @@
  * crosses threads). The main thread keeps the controller client and the CertManager: it sends
  * every config state to every worker (applyConfig resolves once all applied it), answers their
  * certificate asks, and merges their registries into its own for /metrics (same names and labels;
- * a series served by two threads is their sum). Design decision 48 (docs/design.md).
+ * a series served by two threads is their sum). Design decision 47 (docs/design.md).
  */
 import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
