@@ -35,7 +35,8 @@ export interface SectionResult {
   name: string;
   title: string;
   /** Column keys of `metrics[].values`, in display order, with their headings. */
-  columns: Array<{ key: string; label: string }>;
+  /** `digits`: decimals of this column's values when they differ from the metric's (a ratio column). */
+  columns: Array<{ key: string; label: string; digits?: number }>;
   metrics: Metric[];
   checks: Check[];
   details: Record<string, unknown>;
@@ -82,7 +83,7 @@ function measuredText(c: Check): string {
 /** Terminal rendering of one section: the metric table, then one line per target. */
 export function renderText(s: SectionResult): string {
   const head = ['', ...s.columns.map((c) => c.label)];
-  const rows = s.metrics.map((m) => [`${m.label} (${m.unit})`, ...s.columns.map((c) => fmt(m.values[c.key], m.digits))]);
+  const rows = s.metrics.map((m) => [`${m.label} (${m.unit})`, ...s.columns.map((c) => fmt(m.values[c.key], c.digits ?? m.digits))]);
   const lines = [`== ${s.title} ==`, pad([head, ...rows]), ''];
   const checkRows = s.checks.map((c) => [c.verdict, c.label, measuredText(c), `target ${c.target}`, c.note]);
   if (checkRows.length > 0) lines.push(pad(checkRows.map((r) => r)), '');
@@ -92,7 +93,7 @@ export function renderText(s: SectionResult): string {
 /** Markdown rendering of one section, ready to paste into README. */
 export function renderMarkdown(s: SectionResult): string {
   const lines = [`| ${['metric', ...s.columns.map((c) => c.label)].join(' | ')} |`, `|${' --- |'.repeat(s.columns.length + 1)}`];
-  for (const m of s.metrics) lines.push(`| ${[`${m.label} (${m.unit})`, ...s.columns.map((c) => fmt(m.values[c.key], m.digits))].join(' | ')} |`);
+  for (const m of s.metrics) lines.push(`| ${[`${m.label} (${m.unit})`, ...s.columns.map((c) => fmt(m.values[c.key], c.digits ?? m.digits))].join(' | ')} |`);
   lines.push('', '| target | measured | result |', '| --- | --- | --- |');
   for (const c of s.checks) lines.push(`| ${c.label} ${c.target} | ${measuredText(c)} | ${c.verdict}${c.verdict === 'n/a' ? ` (${c.note})` : `, ${c.note}`} |`);
   return lines.join('\n') + '\n';

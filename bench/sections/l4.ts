@@ -346,7 +346,7 @@ export const l4Section: Section = {
     return {
       name: 'l4',
       title: 'L4: client pod (node1) → server pod (node2); "same node" rows → server pod on node1',
-      columns: [...ORDER.filter((p) => ctx.paths.has(p)).map((p) => ({ key: p, label: PATH_LABELS[p] })), ...(scale.length > 0 ? [{ key: 'ratio', label: 'Ambit/stunnel' }] : [])],
+      columns: [...ORDER.filter((p) => ctx.paths.has(p)).map((p) => ({ key: p, label: PATH_LABELS[p] })), ...(scale.length > 0 ? [{ key: 'ratio', label: 'Ambit/stunnel', digits: 2 }] : [])],
       metrics,
       checks,
       details: {

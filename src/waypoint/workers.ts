@@ -7,8 +7,7 @@
  * certificate asks, and merges their registries into its own for /metrics (same names and labels;
  * a series served by two threads is their sum). Design decision 47 (docs/design.md).
  */
-import { readFileSync } from 'node:fs';
-import { availableParallelism } from 'node:os';
+import { cpuLimit, ownCpuMaxFiles, readCpuMaxLines } from '../shared/cpu-limit.js';
 import { createRequire } from 'node:module';
 import { Worker } from 'node:worker_threads';
 import type * as Prom from 'prom-client';
@@ -45,41 +44,9 @@ export type ToMain =
   | { type: 'metrics'; id: number; metrics: MetricsJson }
   | { type: 'closed' };
 
-/**
- * CPUs this process may use: the smallest CPU quota (cgroup v2 `cpu.max`) of its cgroup and the
- * cgroups above it, rounded up, and never more than the CPUs it may run on. `cpuMaxFiles`: the
- * files to read (default: from /proc/self/cgroup).
- */
+/** The CPU limit (shared/cpu-limit.ts) given the cpu.max files to read (default: this process's cgroup and its parents). */
 export function defaultWorkerCount(cpuMaxFiles: readonly string[] = ownCpuMaxFiles()): number {
-  let cpus = availableParallelism();
-  for (const file of cpuMaxFiles) {
-    try {
-      const [quota, period] = readFileSync(file, 'utf8').trim().split(/\s+/);
-      const q = Number(quota);
-      const p = Number(period);
-      if (quota !== 'max' && q > 0 && p > 0) cpus = Math.min(cpus, Math.ceil(q / p));
-    } catch {
-      // No CPU controller at this level: it sets no limit.
-    }
-  }
-  return Math.max(1, cpus);
-}
-
-/** cpu.max of this process's cgroup and of each cgroup above it (a container sees its own as the root). */
-function ownCpuMaxFiles(): string[] {
-  let path = '/';
-  try {
-    path = /^0::(.*)$/m.exec(readFileSync('/proc/self/cgroup', 'utf8'))?.[1] ?? '/';
-  } catch {
-    // Not Linux, or no cgroup v2: only the root is looked at.
-  }
-  const files: string[] = [];
-  // Bounded by the depth of the path.
-  for (let p = path; ; p = p.slice(0, p.lastIndexOf('/')) || '/') {
-    files.push(`/sys/fs/cgroup${p === '/' ? '' : p}/cpu.max`);
-    if (p === '/') break;
-  }
-  return files;
+  return cpuLimit(readCpuMaxLines(cpuMaxFiles));
 }
 
 interface Thread {

@@ -13,8 +13,7 @@
  */
 import { Worker } from 'node:worker_threads';
 import { createRequire } from 'node:module';
-import { availableParallelism } from 'node:os';
-import { readFileSync } from 'node:fs';
+import { cpuLimit, readCpuMaxLines } from '../../shared/cpu-limit.js';
 import type * as Prom from 'prom-client';
 import type { Logger, LogLevel } from '../../shared/log.js';
 import { AmbitError, errorMessage } from '../../shared/errors.js';
@@ -183,34 +182,10 @@ export class WorkerDataPath implements DataPath {
 }
 
 /**
- * The default worker count: the CPU limit of the agent's cgroup (cpu.max quota / period, rounded
- * up), else the CPUs this process may run on (os.availableParallelism), as ztunnel sizes its
- * workers; at least 1.
+ * The default worker count: the CPU limit (shared/cpu-limit.ts: cgroup cpu.max quotas, else the
+ * CPUs this process may run on), as ztunnel sizes its workers. `cpuMax`: one cpu.max line to use
+ * instead of this process's cgroups.
  */
-export function defaultWorkerCount(cpuMax: string | undefined = readCpuMax()): number {
-  const cpus = availableParallelism();
-  const quota = cpuMax === undefined ? undefined : cpuQuota(cpuMax);
-  return Math.max(1, Math.min(cpus, quota ?? cpus));
-}
-
-/** CPUs a cgroup v2 `cpu.max` line ("<quota> <period>" or "max <period>") allows; undefined: no limit. */
-export function cpuQuota(cpuMax: string): number | undefined {
-  const m = /^\s*(max|\d+)\s+(\d+)\s*$/.exec(cpuMax);
-  if (!m || m[1] === 'max') return undefined;
-  const period = Number(m[2]);
-  if (!(period > 0)) return undefined;
-  return Math.max(1, Math.ceil(Number(m[1]) / period));
-}
-
-/** This process's cgroup v2 cpu.max, if readable. */
-function readCpuMax(): string | undefined {
-  try {
-    const line = readFileSync('/proc/self/cgroup', 'utf8')
-      .split('\n')
-      .find((l) => l.startsWith('0::'));
-    if (line === undefined) return undefined;
-    return readFileSync(`/sys/fs/cgroup${line.slice(3).trim()}/cpu.max`, 'utf8');
-  } catch {
-    return undefined;
-  }
+export function defaultWorkerCount(cpuMax?: string): number {
+  return cpuLimit(cpuMax === undefined ? readCpuMaxLines() : [cpuMax]);
 }

@@ -3,7 +3,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { MessageChannel } from 'node:worker_threads';
 import { availableParallelism } from 'node:os';
-import { cpuQuota, defaultWorkerCount } from '../../../src/agent/workers/pool.js';
+import { defaultWorkerCount } from '../../../src/agent/workers/pool.js';
+import { cpuQuota } from '../../../src/shared/cpu-limit.js';
 import { Rpc } from '../../../src/agent/workers/rpc.js';
 import { loadConfig } from '../../../src/agent/config.js';
 
