@@ -3,7 +3,6 @@
  * main.ts wires it with AMBIT_WORKERS > 1, minus the controller (the caller applies snapshots).
  * Used in-process by test/bpf/workers.test.ts and in a child process by worker-agent-stub.ts.
  */
-import * as crypto from 'node:crypto';
 import { silentLogger } from '../../src/shared/log.js';
 import { createRegistry, type Registry } from '../../src/shared/metrics.js';
 import type { Workload } from '../../src/shared/model.js';
@@ -43,10 +42,7 @@ export function startWorkerAgent(capture: Capture, o: { workers: number; sameNod
     log,
     registry,
     certs: {
-      getCertificate: async (id) => {
-        const c = ca.issue(id);
-        return { ...c, rootsPem: [ca.rootPem], notAfter: new Date(new crypto.X509Certificate(c.certChainPem[0]!).validTo) };
-      },
+      getCertificate: async (id) => ca.workloadCert(id),
     },
     capture,
     podSockets: (w) => new NetnsPodSockets(w.netns!, { capture, uid: w.uid }),

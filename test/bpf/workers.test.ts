@@ -16,7 +16,7 @@ import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
 import { createRegistry } from '../../src/shared/metrics.js';
-import type { Authorization } from '../../src/shared/model.js';
+import { emptyMatch, type Authorization } from '../../src/shared/model.js';
 import { TRAFFIC_LABELS, createProxyMetrics } from '../../src/agent/proxy/metrics.js';
 import type { Agent } from '../../src/agent/agent.js';
 import type { DataPathCounters } from '../../src/agent/datapath.js';
@@ -126,7 +126,7 @@ test('two workers: connections steered by sk_lookup (15006) and redirected to 15
       scope: 'namespace',
       action: 'DENY',
       dryRun: false,
-      rules: [{ clauses: [{ matches: [{ namespaces: [], notNamespaces: [], principals: [], notPrincipals: [], sourceIps: [`${b.ip}/32`], notSourceIps: [], destinationIps: [], notDestinationIps: [], destinationPorts: [], notDestinationPorts: [] }] }] }],
+      rules: [{ clauses: [{ matches: [emptyMatch({ sourceIps: [`${b.ip}/32`] })] }] }],
     };
     // b leaves the mesh (its pod is unenrolled on every worker): its connects to a are plaintext, steered to 15006.
     await agent.applyConfig(snapshot([wa, { ...wb, tunnelProtocol: 'NONE' }], [deny]));

@@ -1,4 +1,5 @@
 /** A throwaway CA for tests: issues SPIFFE certificates for Node TLS (`key`, `cert`, `ca`). */
+import { X509Certificate } from 'node:crypto';
 import { CertificateAuthority } from '../../src/controller/ca/authority.js';
 import { createKeyAndCsr } from '../../src/shared/certs/csr.js';
 
@@ -9,6 +10,8 @@ export interface TestCa {
   issue(spiffeId: string, ttlMs?: number): { certChainPem: string[]; keyPem: string };
   /** As issue, but signed as if the clock read `atMs` (expired or not-yet-valid leaves). */
   issueAt(spiffeId: string, atMs: number, ttlMs?: number): { certChainPem: string[]; keyPem: string };
+  /** A fresh certificate for `spiffeId` in the shape an agent's getCertificate answers (roots and expiry added). */
+  workloadCert(spiffeId: string): { certChainPem: string[]; keyPem: string; rootsPem: string[]; notAfter: Date };
 }
 
 export function createTestCa(trustDomain = 'cluster.local'): TestCa {
@@ -22,6 +25,10 @@ export function createTestCa(trustDomain = 'cluster.local'): TestCa {
     ca,
     rootPem: ca.rootCertPem,
     issue,
+    workloadCert(spiffeId) {
+      const c = issue(spiffeId);
+      return { ...c, rootsPem: [ca.rootCertPem], notAfter: new Date(new X509Certificate(c.certChainPem[0]!).validTo) };
+    },
     issueAt(spiffeId, atMs, ttlMs) {
       shiftMs = atMs - Date.now();
       try {

@@ -2,7 +2,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as net from 'node:net';
-import * as crypto from 'node:crypto';
 import { LoopbackNet, LogSink, testWorkload } from '../helpers/loopback-net.js';
 import { startEchoServer } from '../helpers/echo.js';
 import { createTestCa } from '../helpers/test-ca.js';
@@ -48,11 +47,7 @@ async function setup(t: import('node:test').TestContext, opts: { failPod?: strin
     certs: {
       getCertificate: async (id) => {
         let c = issued.get(id);
-        if (!c) {
-          const i = ca.issue(id);
-          c = { ...i, rootsPem: [ca.rootPem], notAfter: new Date(new crypto.X509Certificate(i.certChainPem[0]!).validTo) };
-          issued.set(id, c);
-        }
+        if (!c) issued.set(id, (c = ca.workloadCert(id)));
         return c;
       },
     },
