@@ -10,6 +10,8 @@ import {
   ENV_CGROUP_PATH,
   ENV_CNI_SOCKET,
   ENV_KUBECONFIG,
+  ENV_KUBERNETES_SERVICE_HOST,
+  ENV_KUBERNETES_SERVICE_PORT,
   ENV_METRICS_ADDR,
   ENV_NETNS_STATE_FILE,
   ENV_PIN_DIR,
@@ -52,15 +54,12 @@ export interface AgentConfig extends ControllerClientSettings {
   /** Where CNI hand-overs are recorded across restarts; undefined: in memory only. */
   netnsStateFile: string | undefined;
   /** The Kubernetes API (pod annotations); undefined: none (no kubeconfig, not in a cluster). */
-  kube: { kubeconfig: string } | { inCluster: true } | undefined;
+  kube: { kubeconfig: string } | { inCluster: true; server: string } | undefined;
   /** Pod-to-pod connections within this node skip TLS (AMBIT_SAME_NODE_FAST_PATH). */
   sameNodeFastPath: boolean;
   /** Data-path worker threads (AMBIT_WORKERS); 1: the data path runs on the main thread. */
   workers: number;
 }
-
-/** Set by the kubelet in every container: the agent runs in a cluster. */
-const KUBERNETES_SERVICE_HOST = 'KUBERNETES_SERVICE_HOST';
 
 /** Reads the agent's configuration from `env`; throws AMBIT_ERR_CONFIG_INVALID listing every problem. */
 export function loadConfig(env: NodeJS.ProcessEnv): Readonly<AgentConfig> {
@@ -83,7 +82,10 @@ export function loadConfig(env: NodeJS.ProcessEnv): Readonly<AgentConfig> {
   // Beside the socket by default: the folder is node-local and survives agent restarts.
   const netnsStateFile = r.optionalPath(ENV_NETNS_STATE_FILE) ?? (cniSocket ? join(dirname(cniSocket), 'netns-state.json') : undefined);
   const kubeconfig = r.optionalPath(ENV_KUBECONFIG);
-  const inCluster = (env[KUBERNETES_SERVICE_HOST] ?? '').trim() !== '';
+  // Set by the kubelet in every container: the agent runs in a cluster.
+  const apiHost = r.text(ENV_KUBERNETES_SERVICE_HOST);
+  const apiPort = r.integer(ENV_KUBERNETES_SERVICE_PORT, 443, 1, 65535);
+  const inCluster = apiHost !== undefined ? { inCluster: true as const, server: `https://${apiHost.includes(':') ? `[${apiHost}]` : apiHost}:${apiPort}` } : undefined;
   return r.finish('agent', {
     nodeName,
     ...client,
@@ -101,7 +103,7 @@ export function loadConfig(env: NodeJS.ProcessEnv): Readonly<AgentConfig> {
     drainDeadlineMs: r.drainDeadlineMs(),
     cniSocket,
     netnsStateFile,
-    kube: kubeconfig ? { kubeconfig } : inCluster ? { inCluster: true as const } : undefined,
+    kube: kubeconfig ? { kubeconfig } : inCluster,
     sameNodeFastPath: r.oneOf(ENV_SAME_NODE_FAST_PATH, ['on', 'off'], 'on') === 'on',
     workers: r.integer(ENV_WORKERS, Math.min(defaultWorkerCount(), MAX_WORKERS), 1, MAX_WORKERS),
   });

@@ -88,7 +88,6 @@ async function run(config: Readonly<AgentConfig>, log: Logger): Promise<void> {
       : {}),
   });
   if (config.kube) {
-    // Loaded only with an API to talk to: client-node costs an agent ~40 MB of RSS.
     const { loadKubeConfig, NodePodsClient } = await import('./kube/client.js');
     const { RedirectionAnnotator } = await import('./kube/redirection.js');
     const pods = new NodePodsClient(loadKubeConfig(config.kube), config.nodeName);

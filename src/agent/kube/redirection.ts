@@ -9,13 +9,12 @@
  * node are patched, each with its uid as a precondition; a failed patch is retried with capped
  * backoff and never throws out; a lost watch is restarted with backoff.
  */
-import type * as k8s from '@kubernetes/client-node';
 import type { Logger } from '../../shared/log.js';
 import { backoffMs } from '../../shared/drain.js';
 import { isAmbitError } from '../../shared/errors.js';
 import { AMBIT_PREFIX, Counter, type Registry } from '../../shared/metrics.js';
 import type { PodRedirection, Redirection } from '../agent.js';
-import { nodePodOf, type NodePod, type NodePodsClient } from './client.js';
+import { nodePodOf, type NodePod, type NodePodWatch, type NodePodsClient } from './client.js';
 
 export const ANNOTATION_REDIRECTION = 'ambient.istio.io/redirection';
 
@@ -58,7 +57,7 @@ export interface RedirectionAnnotatorOptions {
 export class RedirectionAnnotator {
   private readonly log: Logger;
   private readonly patches: Counter<'result'> | undefined;
-  private informer: (k8s.Informer<k8s.V1Pod> & k8s.ObjectCache<k8s.V1Pod>) | undefined;
+  private informer: NodePodWatch | undefined;
   private watchSynced = false;
   private running: Promise<void> | undefined;
   private again = false;
@@ -82,13 +81,9 @@ export class RedirectionAnnotator {
 
   /** Starts watching this node's pods; patches follow once the agent has its first config. */
   start(): void {
-    const informer = this.opts.pods.informer();
+    const informer = this.opts.pods.watch();
     this.informer = informer;
-    const changed = (): void => this.update();
-    informer.on('add', changed);
-    informer.on('update', changed);
-    informer.on('delete', changed);
-    informer.on('error', (e: unknown) => this.onWatchError(e));
+    informer.on({ changed: () => this.update(), error: (e) => this.onWatchError(e) });
     void this.startWatch();
   }
 
@@ -119,7 +114,7 @@ export class RedirectionAnnotator {
     this.closed = true;
     if (this.timer) clearTimeout(this.timer);
     if (this.restartTimer) clearTimeout(this.restartTimer);
-    await this.informer?.stop();
+    this.informer?.stop();
     await this.idle();
   }
 
@@ -127,8 +122,13 @@ export class RedirectionAnnotator {
     const informer = this.informer;
     if (!informer || this.closed) return;
     const before = this.watchFailures;
-    await informer.start();
-    // start() resolves after the list and the watch request; an error meanwhile was reported.
+    try {
+      await informer.start();
+    } catch (e) {
+      this.onWatchError(e);
+      return;
+    }
+    // start() resolves after the list; a watch error meanwhile was reported.
     if (this.watchFailures === before && !this.closed) {
       this.watchSynced = true;
       this.log.info({ node: this.opts.pods.nodeName, pods: informer.list().length }, 'watching this node\'s pods');

@@ -55,7 +55,8 @@ test('config: the CNI hand-off, its state file and the Kubernetes API are opt-in
   const node = loadConfig({ ...minimal, AMBIT_CNI_SOCKET: '/var/run/ambit/cni.sock', KUBERNETES_SERVICE_HOST: '10.96.0.1' });
   assert.equal(node.cniSocket, '/var/run/ambit/cni.sock');
   assert.equal(node.netnsStateFile, '/var/run/ambit/netns-state.json', 'beside the socket, node-local');
-  assert.deepEqual(node.kube, { inCluster: true });
+  assert.deepEqual(node.kube, { inCluster: true, server: 'https://10.96.0.1:443' });
+  assert.deepEqual(loadConfig({ ...minimal, KUBERNETES_SERVICE_HOST: 'fd00::1', KUBERNETES_SERVICE_PORT: '6443' }).kube, { inCluster: true, server: 'https://[fd00::1]:6443' }, 'an IPv6 API address in brackets');
   const local = loadConfig({ ...minimal, AMBIT_CNI_SOCKET: '/run/x/cni.sock', AMBIT_NETNS_STATE_FILE: '/run/x/state.json', AMBIT_KUBECONFIG: '/run/x/kubeconfig', KUBERNETES_SERVICE_HOST: '10.96.0.1' });
   assert.equal(local.netnsStateFile, '/run/x/state.json');
   assert.deepEqual(local.kube, { kubeconfig: '/run/x/kubeconfig' }, 'a kubeconfig wins over in-cluster credentials');
