@@ -11,7 +11,8 @@
  *   --out FILE           JSON output (default bench/results/latest.json)
  *   --profile DIR        run the mesh's Node processes with --cpu-prof; keeps the agents'
  *                        profiles as DIR/agent-<node>.cpuprofile and the waypoint's as
- *                        DIR/waypoint.cpuprofile (open in Chrome DevTools)
+ *                        DIR/waypoint.cpuprofile, each worker thread's as
+ *                        DIR/agent-<node>-thread<id>.cpuprofile (open in Chrome DevTools)
  */
 import { mkdirSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, release } from 'node:os';
@@ -68,9 +69,11 @@ function profileEnv(dir: string | undefined): NodeJS.ProcessEnv {
  */
 function keepProfiles(dir: string, names: Map<number, string>, progress: (line: string) => void): void {
   for (const f of readdirSync(dir)) {
-    const m = /^CPU\.[\d.]+?\.(\d+)\.\d+\.\d+\.cpuprofile$/.exec(f);
+    const m = /^CPU\.[\d.]+?\.(\d+)\.(\d+)\.\d+\.cpuprofile$/.exec(f);
     if (!m) continue;
-    const stem = names.get(Number(m[1]));
+    const pidStem = names.get(Number(m[1]));
+    // Worker threads (the agent's data-path workers) write one profile each, named by thread id.
+    const stem = pidStem && m[2] !== '0' ? `${pidStem}-thread${m[2]}` : pidStem;
     if (stem) {
       renameSync(join(dir, f), join(dir, `${stem}.cpuprofile`));
       progress(`profile: ${join(dir, `${stem}.cpuprofile`)}`);

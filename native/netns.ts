@@ -88,6 +88,11 @@ export interface NetnsHandle {
   label: string;
 }
 
+/** The path (or handle label) of a netns, for messages. */
+function netnsLabel(netns: string | NetnsHandle): string {
+  return typeof netns === 'string' ? netns : netns.label;
+}
+
 /** Opens the netns file (e.g. /var/run/netns/<pod>) for several calls; close it with closeFd. */
 export function openNetns(netnsPath: string): NetnsHandle {
   try {
@@ -152,10 +157,12 @@ function homeNetns(): number {
   return homeNetnsFd;
 }
 
+/** setsockopt's value buffer, reused: koffi copies it during the (synchronous) call. */
+const intOptValue = Buffer.alloc(4);
+
 function setIntOpt(fd: number, level: number, name: number, value: number, what: string): void {
-  const v = Buffer.alloc(4);
-  v.writeInt32LE(value);
-  if (libc().setsockopt(fd, level, name, v, 4) !== 0) {
+  intOptValue.writeInt32LE(value);
+  if (libc().setsockopt(fd, level, name, intOptValue, 4) !== 0) {
     throw nativeError('AMBIT_ERR_NATIVE_CALL', `setsockopt ${what}`, lastErrno(), { fd });
   }
 }
@@ -239,9 +246,10 @@ export interface ListenOptions {
  * dual-stack (IPV6_V6ONLY off whatever net.ipv6.bindv6only says): IPv4 arrives v4-mapped.
  * Returns the fd; hand it to Node with `net.createServer(...).listen({ fd })`.
  */
-export function listenInNetns(netnsPath: string, opts: ListenOptions): number {
+export function listenInNetns(netns: string | NetnsHandle, opts: ListenOptions): number {
   const domain = familyOf(opts.address, opts.family);
-  return inNetns(netnsPath, () => {
+  const netnsPath = netnsLabel(netns);
+  return inNetns(netns, () => {
     const fd = newSocket(domain, SOCK_STREAM);
     try {
       setIntOpt(fd, SOL_SOCKET, SO_REUSEADDR, 1, 'SO_REUSEADDR');
@@ -291,9 +299,10 @@ export interface SocketOptions {
  * An unconnected TCP socket inside the netns. Node can connect it:
  * `new net.Socket({ fd }).connect(port, address)` (address must be an IP literal of `family`).
  */
-export function socketInNetns(netnsPath: string, opts: SocketOptions): number {
+export function socketInNetns(netns: string | NetnsHandle, opts: SocketOptions): number {
   const domain = opts.family === 'IPv6' ? AF_INET6 : AF_INET;
-  return inNetns(netnsPath, () => {
+  const netnsPath = netnsLabel(netns);
+  return inNetns(netns, () => {
     const fd = newSocket(domain, SOCK_STREAM, opts.protocol ?? 0);
     try {
       if (opts.mark !== undefined) setIntOpt(fd, SOL_SOCKET, SO_MARK, opts.mark, 'SO_MARK');
@@ -334,10 +343,11 @@ export interface TransparentSocket {
  * capture first (the port is known once bound). Replies only come back when the netns routes
  * them to the socket (capture's reply routing). Needs CAP_NET_ADMIN.
  */
-export function transparentSocketInNetns(netnsPath: string, opts: TransparentSocketOptions): TransparentSocket {
+export function transparentSocketInNetns(netns: string | NetnsHandle, opts: TransparentSocketOptions): TransparentSocket {
   const domain = familyOf(opts.source.address);
   const port = opts.source.port ?? 0;
-  return inNetns(netnsPath, () => {
+  const netnsPath = netnsLabel(netns);
+  return inNetns(netns, () => {
     const fd = newSocket(domain, SOCK_STREAM);
     try {
       setIntOpt(fd, SOL_SOCKET, SO_MARK, opts.mark, 'SO_MARK');

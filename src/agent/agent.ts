@@ -30,7 +30,7 @@ import type { PodSockets } from './proxy/sockets.js';
 import type { TunnelCertificate } from '../shared/hbone/tunnel.js';
 import { AdminServer, type AdminAddresses } from './admin.js';
 import { PodNetnsTable } from './netns/pod-netns.js';
-import { LocalDataPath, type DataPath, type PodDataPath, type PodListenSettings } from './datapath.js';
+import { LocalDataPath, threadHeap, type DataPath, type PodDataPath, type PodListenSettings } from './datapath.js';
 import { fdExhaustion, readFdUsage, type FdUsage } from './fd-usage.js';
 
 /** What the agent needs from the certificate manager (CertManager fits). */
@@ -554,6 +554,8 @@ export class Agent {
       inbound: await this.dataPath.connections(),
       outbound: Object.fromEntries(outbound),
       workers: await this.dataPath.counters(),
+      // Where the agent's memory is: the process, and the main thread's heap (each worker's is in `workers`).
+      memory: { ...process.memoryUsage(), mainHeap: threadHeap() },
     };
   }
 

@@ -8,6 +8,7 @@
  * one LocalDataPath each, so every byte of a flow stays on the thread that accepted it.
  */
 import type * as net from 'node:net';
+import { getHeapStatistics } from 'node:v8';
 import type { Registry } from 'prom-client';
 import type { Logger } from '../shared/log.js';
 import type { Workload } from '../shared/model.js';
@@ -83,6 +84,27 @@ export interface DataPathCounters {
   /** Connections denied or closed by policy (ambit_policy_denials_total summed). */
   policyDenials: number;
   liveInbound: number;
+  /** This thread's V8 heap (each worker is an isolate of its own), in bytes. */
+  heap: ThreadHeap;
+}
+
+/** One thread's V8 heap, for /debug/connections (where an agent's memory goes). */
+export interface ThreadHeap {
+  usedBytes: number;
+  /** Committed to the heap's spaces. */
+  totalBytes: number;
+  /** Of it resident. */
+  physicalBytes: number;
+  /** Buffers and other memory outside the heap that V8 knows of. */
+  externalBytes: number;
+  /** V8's own allocations beside the heap. */
+  mallocedBytes: number;
+}
+
+/** The calling thread's heap. */
+export function threadHeap(): ThreadHeap {
+  const h = getHeapStatistics();
+  return { usedBytes: h.used_heap_size, totalBytes: h.total_heap_size, physicalBytes: h.total_physical_size, externalBytes: h.external_memory, mallocedBytes: h.malloced_memory };
 }
 
 export interface DataPath {
@@ -122,6 +144,7 @@ export interface LocalDataPathOptions {
 
 interface PodProxy {
   workload: Workload;
+  sockets: PodSockets;
   pool: TunnelPool;
   outbound: OutboundProxy;
   inbound: InboundHbone;
@@ -157,13 +180,15 @@ export class LocalDataPath implements DataPath {
     const podLog = o.log.child({ pod: `${w.namespace}/${w.name}` });
     const agentPorts = agentPortSet([l.ports.outbound, l.ports.inbound, l.ports.hbone]);
     let proxy: PodProxy | undefined;
+    let sockets: PodSockets | undefined;
     try {
-      const sockets = o.podSockets(w);
+      sockets = o.podSockets(w);
+      const podSockets = sockets;
       const index = (): WorkloadIndex => this.index;
       const pool = new TunnelPool({
         log: podLog,
         metrics: this.metrics,
-        connectTcp: (a) => sockets.connect(a),
+        connectTcp: (a) => podSockets.connect(a),
         getCertificate: (id) => o.certificate(id),
         ...(o.poolIdleTimeoutMs !== undefined ? { idleTimeoutMs: o.poolIdleTimeoutMs } : {}),
       });
@@ -208,12 +233,13 @@ export class LocalDataPath implements DataPath {
         agentPorts,
         originalDestination: (s) => o.originalDestination(s, 'inbound'),
       });
-      proxy = { workload: w, pool, outbound, inbound, plaintext };
+      proxy = { workload: w, sockets, pool, outbound, inbound, plaintext };
       await outbound.start();
       await inbound.start();
       await plaintext.start();
     } catch (e) {
       if (proxy) destroyProxy(proxy);
+      else sockets?.release?.();
       throw e;
     }
     this.pods.set(w.uid, proxy);
@@ -234,6 +260,8 @@ export class LocalDataPath implements DataPath {
         proxy.outbound.stopListening();
         proxy.inbound.stopListening();
         proxy.plaintext.stopListening();
+        // The netns handle goes now (the pod may be gone); draining connections' dials open the path.
+        proxy.sockets.release?.();
         // Established connections keep going; the pool refuses new tunnels and drains.
         this.draining.add(proxy.pool);
         void proxy.pool.close(60 * 60_000).finally(() => this.draining.delete(proxy.pool));
@@ -242,6 +270,7 @@ export class LocalDataPath implements DataPath {
       close: async (deadlineMs) => {
         if (this.pods.get(uid) === proxy) this.pods.delete(uid);
         await Promise.all([proxy.outbound.close(deadlineMs), proxy.inbound.close(deadlineMs), proxy.plaintext.close(deadlineMs), proxy.pool.close(deadlineMs)]);
+        proxy.sockets.release?.();
       },
       destroy: () => {
         if (this.pods.get(uid) === proxy) this.pods.delete(uid);
@@ -292,6 +321,7 @@ export class LocalDataPath implements DataPath {
         connectionsOpened: opened.values.reduce((sum, v) => sum + v.value, 0),
         policyDenials: denials.values.reduce((sum, v) => sum + v.value, 0),
         liveInbound: this.connectionRegistry.size,
+        heap: threadHeap(),
       },
     ];
   }
@@ -312,4 +342,5 @@ function destroyProxy(proxy: PodProxy): void {
   proxy.inbound.destroy();
   proxy.plaintext.destroy();
   proxy.pool.destroy();
+  proxy.sockets.release?.();
 }

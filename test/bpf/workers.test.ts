@@ -84,6 +84,9 @@ test('two workers: connections steered by sk_lookup (15006) and redirected to 15
   assert.equal(before.length, 2, 'two workers report');
   assert.notEqual(before[0]!.threadId, before[1]!.threadId);
   assert.ok(before.every((w) => w.pods === 1), 'every worker serves the enrolled pod');
+  // Each worker is an isolate of its own: its heap is reported, and is not the main thread's.
+  const heaps = before.map((w) => w.heap);
+  assert.ok(heaps.every((h) => h.usedBytes > 0 && h.totalBytes >= h.usedBytes), `every worker reports its heap (${JSON.stringify(heaps)})`);
 
   const spread = async (what: string, run: () => Promise<void>): Promise<void> => {
     await run();

@@ -6,7 +6,7 @@
  * pod's reply routing (Capture.preservesSource), else the dial leaves from the pod's own address.
  */
 import * as net from 'node:net';
-import { BYPASS_MARK, listenInNetns, socketInNetns, transparentSocketInNetns, closeFd } from '../../../native/netns.js';
+import { BYPASS_MARK, listenInNetns, openNetns, socketInNetns, transparentSocketInNetns, closeFd, type NetnsHandle } from '../../../native/netns.js';
 import { errorMessage } from '../../shared/errors.js';
 import type { Capture, DirectTuple } from '../capture/capture.js';
 import type { PodConnectOptions, PodListenOptions, PodSockets } from './sockets.js';
@@ -37,12 +37,27 @@ function unmapped(address: string): string {
 
 export class NetnsPodSockets implements PodSockets {
   private readonly mark: number;
+  /** The pod's netns, opened at the first socket and kept until release() (one open+close less per dial). */
+  private handle: NetnsHandle | undefined;
+  private released = false;
 
   constructor(
     readonly netnsPath: string,
     private readonly opts: NetnsPodSocketsOptions = {},
   ) {
     this.mark = opts.mark ?? BYPASS_MARK;
+  }
+
+  /** The kept netns handle; after release() the path (opened per call). */
+  private netns(): NetnsHandle | string {
+    if (this.released) return this.netnsPath;
+    return (this.handle ??= openNetns(this.netnsPath));
+  }
+
+  release(): void {
+    this.released = true;
+    if (this.handle) closeFd(this.handle.fd);
+    this.handle = undefined;
   }
 
   get preservesSource(): boolean {
@@ -53,11 +68,11 @@ export class NetnsPodSockets implements PodSockets {
     const listenOpts = { port, backlog: 1024, ...(this.opts.reusePort ? { reusePort: true } : {}), ...(options.sendBufferBytes === undefined ? {} : { sendBufferBytes: options.sendBufferBytes }) };
     let fd: number;
     try {
-      fd = listenInNetns(this.netnsPath, { address, ...listenOpts });
+      fd = listenInNetns(this.netns(), { address, ...listenOpts });
     } catch (e) {
       // "::" in a pod without IPv6: IPv4 only (capture then refuses the pod's IPv6, never lets it through).
       if (address !== '::' || !/EAFNOSUPPORT|EADDRNOTAVAIL/.test(errorMessage(e))) throw e;
-      fd = listenInNetns(this.netnsPath, { address: '0.0.0.0', ...listenOpts });
+      fd = listenInNetns(this.netns(), { address: '0.0.0.0', ...listenOpts });
     }
     // Nagle off everywhere on the data path: HTTP/2 writes HEADERS and DATA separately, and Nagle +
     // delayed ACK would hold the second write for ~40 ms.
@@ -83,7 +98,7 @@ export class NetnsPodSockets implements PodSockets {
     const source = opts.localAddress === undefined ? undefined : unmapped(opts.localAddress);
     const { capture, uid } = this.opts;
     if (source !== undefined && capture && uid !== undefined && this.preservesSource && net.isIPv6(source) === (family === 'IPv6')) {
-      const t = transparentSocketInNetns(this.netnsPath, { source: { address: source, port: 0 }, mark: this.mark });
+      const t = transparentSocketInNetns(this.netns(), { source: { address: source, port: 0 }, mark: this.mark });
       const tuple: DirectTuple = { sourceAddress: source, sourcePort: t.local.port, destinationPort: opts.port };
       let allowed: void | Promise<void>;
       try {
@@ -108,7 +123,7 @@ export class NetnsPodSockets implements PodSockets {
       );
       return socket;
     }
-    const fd = socketInNetns(this.netnsPath, { family, mark: this.mark, ...(opts.sendBufferBytes === undefined ? {} : { sendBufferBytes: opts.sendBufferBytes }) });
+    const fd = socketInNetns(this.netns(), { family, mark: this.mark, ...(opts.sendBufferBytes === undefined ? {} : { sendBufferBytes: opts.sendBufferBytes }) });
     const socket = new net.Socket({ fd, allowHalfOpen: true });
     socket.setNoDelay(true);
     return socket.connect({ port: opts.port, host: destination });

@@ -32,6 +32,8 @@ export interface PodSockets {
   connect(opts: PodConnectOptions): net.Socket;
   /** True when `connect({ localAddress })` really binds to a non-local source address. */
   readonly preservesSource: boolean;
+  /** Frees what is held for the pod (its netns handle) at unenrolment; later calls still work, slower. */
+  release?(): void;
 }
 
 /** TCP keepalive on accepted tunnel sockets: the kernel notices a vanished peer even where nothing is sent. */
