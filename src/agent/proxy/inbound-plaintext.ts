@@ -12,7 +12,7 @@ import { connectVia, type PodSockets } from './sockets.js';
 import { PodListener } from './listener.js';
 import { formatAddress, normalizeIp, type Address } from '../../shared/address.js';
 import { abort } from '../../shared/hbone/copy.js';
-import { ConnectionTelemetry, newConnId, trafficLabels, type ProxyMetrics } from './metrics.js';
+import { ConnectionTelemetry, newConnId, trafficLabelSet, type ProxyMetrics } from './metrics.js';
 import { pipeTracked, type ConnectionRegistry } from './connections.js';
 import { agentPortSet, SELF_CALL_REASON } from './self-call.js';
 
@@ -97,7 +97,7 @@ export class InboundPlaintext {
         src: { addr: srcIp, workload: src?.name, namespace: src?.namespace },
         dst: { addr: formatAddress({ address: dstIp, port: origDst.port }), workload: pod.name, identity: workloadIdentity(pod) },
       },
-      trafficLabels({ reporter: 'destination', src, dst: pod, service: index.serviceOfWorkloadPort(pod, origDst.port), mtls: false }),
+      trafficLabelSet(index, { reporter: 'destination', src, dst: pod, service: index.serviceOfWorkloadPort(pod, origDst.port), mtls: false }),
       this.opts.now,
     );
     const attrs: ConnAttributes = { srcIp, dstIp, dstPort: origDst.port };

@@ -19,7 +19,7 @@ import { workloadIdentity, type WorkloadIndex } from '../../shared/state/workloa
 import { connectVia, type PodSockets } from './sockets.js';
 import { normalizeIp, parseAddress, formatAddress, type Address } from '../../shared/address.js';
 import { PodListener } from './listener.js';
-import { ConnectionTelemetry, newConnId, trafficLabels, type ProxyMetrics } from './metrics.js';
+import { ConnectionTelemetry, newConnId, trafficLabelSet, type ProxyMetrics } from './metrics.js';
 import { pipeTracked, type ConnectionRegistry } from './connections.js';
 import { agentPortSet, SELF_CALL_REASON } from './self-call.js';
 import { AcceptedSockets, HBONE_HANDSHAKE_TIMEOUT_MS, HBONE_SERVER_IDLE_TIMEOUT_MS, watchLiveness, type LivenessOptions } from '../../shared/hbone/liveness.js';
@@ -285,7 +285,7 @@ export class InboundHbone {
         src: { addr: srcIp, workload: src?.name, namespace: parsed?.namespace, identity: srcIdentity },
         dst: { addr: formatAddress({ address: dstIp, port: target.port }), hboneAddr: formatAddress(target), service: service?.hostname, workload: pod.name, identity: workloadIdentity(pod) },
       },
-      trafficLabels({ reporter: 'destination', src, srcIdentity, dst: pod, dstIdentity: workloadIdentity(pod), service, mtls: true }),
+      trafficLabelSet(index, { reporter: 'destination', src, srcIdentity, dst: pod, dstIdentity: workloadIdentity(pod), service, mtls: true }),
       this.opts.now,
     );
 

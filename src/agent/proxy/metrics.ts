@@ -92,6 +92,35 @@ export function trafficKey(l: TrafficLabels): string {
   return labelKey(l, TRAFFIC_LABELS);
 }
 
+/** A label set and its key, shared by every connection between the same two ends. */
+export interface TrafficLabelSet {
+  readonly labels: TrafficLabels;
+  readonly key: string;
+}
+
+/** Most label sets kept per config state; past it each connection builds its own (bounded memory). */
+const MAX_LABEL_SETS = 10_000;
+const labelSets = new WeakMap<object, Map<string, TrafficLabelSet>>();
+
+/**
+ * The label set of `i`, built once per config state (`scope`: the WorkloadIndex the connection
+ * was decided on; a new config state starts afresh, so a workload's changed labels are picked up):
+ * a connection then keeps a reference instead of its own 23-label object and ~500-character key.
+ * The ends are named by uid and identity, which within one config state fix every label value.
+ */
+export function trafficLabelSet(scope: object, i: TrafficLabelInput): TrafficLabelSet {
+  let sets = labelSets.get(scope);
+  if (!sets) labelSets.set(scope, (sets = new Map()));
+  const id = `${i.reporter}\u0001${i.src?.uid ?? ''}\u0001${i.srcIdentity ?? ''}\u0001${i.dst?.uid ?? ''}\u0001${i.dstIdentity ?? ''}\u0001${i.service ? `${i.service.namespace}/${i.service.hostname}` : ''}\u0001${i.responseFlags ?? ''}\u0001${i.mtls ? 1 : 0}`;
+  let set = sets.get(id);
+  if (!set) {
+    const labels = trafficLabels(i);
+    set = { labels, key: trafficKey(labels) };
+    if (sets.size < MAX_LABEL_SETS) sets.set(id, set);
+  }
+  return set;
+}
+
 const accessLogs = new WeakMap<Logger, Logger>();
 
 /** The access-log child of a proxy's logger, made once per logger. */
@@ -140,12 +169,17 @@ export class ConnectionTelemetry {
     private readonly metrics: ProxyMetrics,
     private readonly log: Logger,
     info: ConnectionInfo,
-    labels: TrafficLabels,
+    labels: TrafficLabels | TrafficLabelSet,
     private readonly now: () => number = Date.now,
   ) {
     this.info = info;
-    this.labels = labels;
-    this.key = trafficKey(labels);
+    if ('labels' in labels) {
+      this.labels = labels.labels;
+      this.key = labels.key;
+    } else {
+      this.labels = labels;
+      this.key = trafficKey(labels);
+    }
     this.startedAt = now();
   }
 

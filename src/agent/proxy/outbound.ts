@@ -14,7 +14,7 @@ import { connectVia, type PodSockets } from './sockets.js';
 import { PodListener } from './listener.js';
 import { formatAddress, normalizeIp, type Address } from '../../shared/address.js';
 import { abort, copyBidirectional } from '../../shared/hbone/copy.js';
-import { ConnectionTelemetry, newConnId, trafficLabels, type ProxyMetrics, type ResponseFlag } from './metrics.js';
+import { ConnectionTelemetry, newConnId, trafficLabelSet, type ProxyMetrics, type ResponseFlag } from './metrics.js';
 import type { TunnelPool } from '../../shared/hbone/pool.js';
 import { buildConnectHeaders, HBONE_STATUS } from '../../shared/hbone/tunnel.js';
 import type { InboundHbone } from './inbound.js';
@@ -142,7 +142,7 @@ export class OutboundProxy {
           workload: dst?.name,
         },
       },
-      trafficLabels({
+      trafficLabelSet(index, {
         reporter: 'source',
         src,
         srcIdentity,

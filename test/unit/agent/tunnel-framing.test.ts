@@ -5,7 +5,8 @@ import * as net from 'node:net';
 import { buildConnectHeaders, parseForwardedFor, uriSans, newTraceparent, tunnelStatusError } from '../../../src/shared/hbone/tunnel.js';
 import { formatAddress, parseAddress, normalizeIp } from '../../../src/shared/address.js';
 import { copyBidirectional, type CopyResult } from '../../../src/shared/hbone/copy.js';
-import { trafficLabels, TRAFFIC_LABELS } from '../../../src/agent/proxy/metrics.js';
+import { trafficKey, trafficLabels, trafficLabelSet, TRAFFIC_LABELS } from '../../../src/agent/proxy/metrics.js';
+import { testWorkload } from '../../helpers/loopback-net.js';
 
 test('framing: CONNECT headers name the target and carry forwarded/traceparent', () => {
   const h = buildConnectHeaders({ target: { address: 'fd00::7', port: 8080 }, srcIp: 'fd00::5', random: () => 0.5 });
@@ -60,6 +61,22 @@ test('metrics: every traffic label is present and unknown by default', () => {
   assert.equal(l.connection_security_policy, 'unknown');
   assert.equal(l.request_protocol, 'tcp');
   assert.equal(l.response_flags, '-');
+});
+
+test('metrics: a label set is built once per config state and ends, and equals the one built afresh', () => {
+  const a = testWorkload({ name: 'a', namespace: 'ns', ip: '10.0.0.1', serviceAccount: 'sa-a' });
+  const b = testWorkload({ name: 'b', namespace: 'ns', ip: '10.0.0.2', serviceAccount: 'sa-b' });
+  const id = 'spiffe://cluster.local/ns/ns/sa/sa-a';
+  const scope = {};
+  const input = { reporter: 'destination' as const, src: a, srcIdentity: id, dst: b, mtls: true };
+  const first = trafficLabelSet(scope, input);
+  assert.equal(trafficLabelSet(scope, { ...input }), first, 'the same ends in the same config state share one set');
+  assert.deepEqual(first.labels, trafficLabels(input));
+  assert.equal(first.key, trafficKey(trafficLabels(input)));
+  assert.notEqual(trafficLabelSet({}, input), first, 'a new config state builds anew');
+  const other = trafficLabelSet(scope, { ...input, srcIdentity: 'spiffe://cluster.local/ns/ns/sa/other' });
+  assert.equal(other.labels.source_principal, 'spiffe://cluster.local/ns/ns/sa/other', 'another peer identity is another set');
+  assert.notEqual(trafficLabelSet(scope, { ...input, mtls: false }).key, first.key);
 });
 
 test('copy: counts bytes both ways, carries half-close each way, calls onClose once', { timeout: 10_000 }, async (t) => {
