@@ -79,13 +79,22 @@ async function stunnelTo(mesh: BenchMesh, serverPod: string): Promise<StunnelPai
   return startStunnelPair({ mesh, namespace: 'bench-plain', clientPod: 'client', serverPod, serverIp: server.ip, sinkPort: SINK, echoPort: ECHO });
 }
 
+/** The larger agent's RSS growth per connection held open (KiB), from the samples just before and while held. */
+function perConnectionRow(held: { hold: HoldResult; rss: Record<string, number | undefined>; before: Record<string, number | undefined> } | undefined): Partial<Record<string, number>> {
+  if (!held || held.hold.held <= 0) return {};
+  const growth = Object.keys(held.rss).map((n) => (held.rss[n] ?? Number.NaN) - (held.before[n] ?? Number.NaN));
+  return growth.every(Number.isFinite) ? { ambit: Math.max(...growth) / held.hold.held / 1024 } : {};
+}
+
 function maxOf(rss: Record<string, number | undefined>): number | undefined {
   const v = Object.values(rss).filter((x): x is number => x !== undefined);
   return v.length === Object.keys(rss).length && v.length > 0 ? Math.max(...v) : undefined;
 }
 
 /** Opens `count` connections through the mesh from the client pod, reads agent RSS while held, closes them. */
-async function rssWithConnections(ctx: BenchContext, ep: Endpoint, count: number): Promise<{ hold: HoldResult; rss: Record<string, number | undefined> }> {
+async function rssWithConnections(ctx: BenchContext, ep: Endpoint, count: number): Promise<{ hold: HoldResult; rss: Record<string, number | undefined>; before: Record<string, number | undefined> }> {
+  // Just before the connections open (after the other rounds): the difference is what they cost.
+  const before = await ctx.mesh.agentMemory();
   const child = ctx.mesh.spawnIn(ep.client, ['sh', '-c', `${RAISE_NOFILE} exec "$@"`, 'sh', process.execPath, join(repoRoot, 'dist/bench/load.js'), 'hold', ep.host, String(ep.echo), '--count', String(count), '--max-seconds', '120']);
   try {
     const line = await new Promise<string>((resolve, reject) => {
@@ -110,7 +119,7 @@ async function rssWithConnections(ctx: BenchContext, ep: Endpoint, count: number
     if (parsed.error) throw new Error(`hold failed: ${parsed.error}`);
     await new Promise((r) => setTimeout(r, 1000));
     const rss = await ctx.mesh.agentMemory();
-    return { hold: parsed, rss };
+    return { hold: parsed, rss, before };
   } finally {
     child.stdin!.end();
     if ((await waitExit(child, 20_000)) !== 0) killGroup(child, 'SIGKILL');
@@ -140,7 +149,7 @@ export const l4Section: Section = {
     let idleRss: Record<string, number | undefined> | undefined;
     let idlePrivate: Record<string, number | undefined> | undefined;
     let afterRss: Record<string, number | undefined> | undefined;
-    let held: { hold: HoldResult; rss: Record<string, number | undefined> } | undefined;
+    let held: { hold: HoldResult; rss: Record<string, number | undefined>; before: Record<string, number | undefined> } | undefined;
     const agentCpu = { throughput: [] as number[], rr: [] as number[], cps: [] as number[], sameThroughput: [] as number[], sameRr: [] as number[] };
     const scale: ScaleRun[] = [];
     const pods = (await mesh.status(true)).pods.map((p) => ({ pod: `${p.namespace}/${p.name}`, node: p.node, ip: p.ip, enrolled: p.enrolled, captureMode: p.captureMode }));
@@ -284,6 +293,7 @@ export const l4Section: Section = {
       { key: 'privateIdle', label: 'agent private memory idle (no shared binary pages), max of 2', unit: 'MiB', digits: 1, values: rssRow(idlePrivate) },
       { key: 'rssHeld', label: `agent RSS, ${plan.hold.count} conns open, max of 2`, unit: 'MiB', digits: 1, values: rssRow(held?.rss) },
       { key: 'rssAfter', label: 'agent RSS after load, max of 2', unit: 'MiB', digits: 1, values: rssRow(afterRss) },
+      { key: 'rssPerConnection', label: 'agent RSS per open connection (held − just before), max of 2', unit: 'KiB', digits: 1, values: perConnectionRow(held) },
     ];
 
     const scaleOf = (w: number, n: number, p: 'stunnel' | 'ambit'): ScaleRun | undefined => scale.find((r) => r.workers === w && r.streams === n && r.path === p);
@@ -359,7 +369,7 @@ export const l4Section: Section = {
         sameNode: { throughput: sameTput, rr: sameRr },
         scaling: scale,
         agentCpuPercent: agentCpu,
-        agentRssBytes: { idle: idleRss, held: held?.rss, afterLoad: afterRss },
+        agentRssBytes: { idle: idleRss, beforeHold: held?.before, held: held?.rss, afterLoad: afterRss },
         agentPrivateBytes: { idle: idlePrivate },
         hold: held?.hold,
         skipped,
