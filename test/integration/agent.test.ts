@@ -30,7 +30,7 @@ async function get(port: number, path: string): Promise<{ status: number; body: 
   return { status: res.status, body: await res.text() };
 }
 
-async function setup(t: import('node:test').TestContext, opts: { failPod?: string; failTimes?: number; sameNodeFastPath?: boolean } = {}) {
+async function setup(t: import('node:test').TestContext, opts: { failPod?: string; failTimes?: number; sameNodeFastPath?: boolean; releaseEveryMs?: number } = {}) {
   let failures = 0;
   const loop = new LoopbackNet();
   const ca = createTestCa();
@@ -59,6 +59,7 @@ async function setup(t: import('node:test').TestContext, opts: { failPod?: strin
     listen: { outbound: '0.0.0.0' },
     releaseFreedMemory: () => releases++,
     releaseFreedMemoryDelayMs: 50,
+    ...(opts.releaseEveryMs !== undefined ? { releaseFreedMemoryEveryMs: opts.releaseEveryMs } : {}),
     ...(opts.sameNodeFastPath !== undefined ? { sameNodeFastPath: opts.sameNodeFastPath } : {}),
     originalDestination: (s) => {
       const entry = waiting.get(`${s.remoteAddress}|${s.remotePort}`);
@@ -112,6 +113,16 @@ const wa = testWorkload({ name: 'client', namespace: 'frontend', ip: A_IP, servi
 const wb = testWorkload({ name: 'server', namespace: 'backend', ip: B_IP, serviceAccount: 'be' });
 const wc = testWorkload({ name: 'legacy', namespace: 'backend', ip: C_IP, tunnelProtocol: 'NONE' });
 const wRemote = testWorkload({ name: 'remote', namespace: 'backend', ip: BASE + '9', node: 'node2' });
+
+test('agent hands freed native memory back periodically too, and stops at close', { timeout: 30_000 }, async (t) => {
+  const { agent, releases } = await setup(t, { releaseEveryMs: 40 });
+  for (let i = 0; i < 100 && releases() < 3; i++) await new Promise((r) => setTimeout(r, 20));
+  assert.ok(releases() >= 3, `released on its period without any enrolment change (got ${releases()})`);
+  await agent.close(100);
+  const after = releases();
+  await new Promise((r) => setTimeout(r, 150));
+  assert.equal(releases(), after, 'nothing after close');
+});
 
 test('agent enrolls local pods, proxies traffic and serves metrics, readiness and admin', { timeout: 30_000 }, async (t) => {
   // Both pods are on this agent: the fast path is off here so the connection takes a real tunnel
