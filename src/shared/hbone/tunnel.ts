@@ -72,8 +72,17 @@ export function buildConnectHeaders(i: ConnectRequestInput): http2.OutgoingHttpH
   return headers;
 }
 
+/** Baggage per workload object: config objects are replaced on change, never edited, so one string serves every connection of a source. */
+const baggageOf = new WeakMap<Workload, string>();
+
 /** W3C baggage with ztunnel's keys. */
 export function buildBaggage(w: Workload): string {
+  let baggage = baggageOf.get(w);
+  if (baggage === undefined) baggageOf.set(w, (baggage = composeBaggage(w)));
+  return baggage;
+}
+
+function composeBaggage(w: Workload): string {
   const parts: string[] = [];
   const cluster = clusterOf(w);
   if (cluster !== 'unknown') parts.push(`k8s.cluster.name=${cluster}`);

@@ -2,7 +2,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as net from 'node:net';
-import { buildConnectHeaders, parseForwardedFor, uriSans, newTraceparent, tunnelStatusError } from '../../../src/shared/hbone/tunnel.js';
+import { buildBaggage, buildConnectHeaders, parseForwardedFor, uriSans, newTraceparent, tunnelStatusError } from '../../../src/shared/hbone/tunnel.js';
 import { formatAddress, parseAddress, normalizeIp } from '../../../src/shared/address.js';
 import { copyBidirectional, type CopyResult } from '../../../src/shared/hbone/copy.js';
 import { trafficKey, trafficLabels, trafficLabelSet, TRAFFIC_LABELS } from '../../../src/agent/proxy/metrics.js';
@@ -16,6 +16,16 @@ test('framing: CONNECT headers name the target and carry forwarded/traceparent',
   assert.equal(h['traceparent'], `00-${'80'.repeat(16)}-${'80'.repeat(8)}-00`);
   assert.equal(h[':path'], undefined, 'CONNECT has no :path');
   assert.match(newTraceparent(), /^00-[0-9a-f]{32}-[0-9a-f]{16}-00$/);
+});
+
+test('framing: baggage is composed once per workload object; a changed workload (a new object) gets its own', () => {
+  const w = testWorkload({ name: 'a-1', namespace: 'shop', ip: '10.0.0.1' });
+  const first = buildBaggage({ ...w, canonicalName: 'cart', canonicalRevision: 'v1' });
+  assert.match(first, /k8s\.namespace\.name=shop/);
+  assert.match(first, /service\.name=cart,service\.version=v1/);
+  const obj = { ...w, canonicalName: 'cart', canonicalRevision: 'v2' };
+  assert.equal(buildBaggage(obj), buildBaggage(obj));
+  assert.match(buildBaggage(obj), /service\.version=v2/, 'the new object carries its own revision');
 });
 
 test('framing: trace ids from the random pool are well formed and distinct across pool refills', () => {
