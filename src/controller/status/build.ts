@@ -165,7 +165,7 @@ function gatewayStatus(gw: KubeObject, inputs: StatusInputs): Record<string, unk
     ];
     return {
       name,
-      supportedKinds: role === 'ingress' && http ? ROUTE_KINDS : [],
+      supportedKinds: role !== 'ingress' ? [] : http ? ROUTE_KINDS : protocol === 'TCP' ? [{ group: GROUP_GATEWAY_API, kind: 'TCPRoute' }] : protocol === 'TLS' ? [{ group: GROUP_GATEWAY_API, kind: 'TLSRoute' }] : [],
       attachedRoutes: role === 'ingress' ? attachedRoutes(gw, name, inputs.routes) : 0,
       conditions: toConditions(findings, asRecord(prevListeners.get(name))['conditions'], inputs.now, generation),
     };

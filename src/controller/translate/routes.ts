@@ -13,6 +13,7 @@ import { translateRequestAuthentication } from './request-authentication.js';
 import { translateTelemetry } from './telemetry.js';
 import { translateGatewayRoutes, translateL4GatewayRoutes } from './gateway-api.js';
 import { gatewayApiServers } from './gateway-api-listeners.js';
+import { ingressGatewayPods } from './gateway-pods.js';
 import { translateIstioGateway } from './istio-gateway.js';
 import { buildIndex, type ObjectIndex, type TranslateCondition, type TranslateOptions } from './object-index.js';
 import { translateObject, type RouteContext } from './route-context.js';
@@ -52,6 +53,7 @@ export function buildRoutes(idx: ObjectIndex): TranslateRoutesResult {
     referenceGrants: idx.of('ReferenceGrant'),
     configMaps: idx.of('ConfigMap'),
     serviceEntries: idx.of('ServiceEntry'),
+    gatewayPods: ingressGatewayPods(idx),
   };
   for (const svc of idx.of('Service')) {
     const cfg = serviceConfig(ctx, svc);

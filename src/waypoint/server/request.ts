@@ -35,6 +35,8 @@ export interface ConnectionMeta {
   targetService?: string;
   /** Address of the pod the caller addressed (workload-bound waypoint): requests go to that pod. */
   targetWorkload?: string;
+  /** Ingress listeners: the downstream peer's address (AuthorizationPolicy `ipBlocks` at a gateway). */
+  peerAddress?: string;
 }
 
 export interface RequestHandlerDeps {
@@ -122,7 +124,7 @@ export class RequestHandler {
 
     // filters
     const scheme = (req.socket as { encrypted?: boolean } | undefined)?.encrypted === true ? 'https' : 'http';
-    const verdict = await runFilters(d.filters, config, route, { reqId: st.reqId, method: st.method, path: st.path, authority, scheme, headers: req.headers, port: rreq.port, principal: st.source.principal, protocol: h2 ? 'HTTP/2' : 'HTTP/1.1', flags, downstream: downstream.signal });
+    const verdict = await runFilters(d.filters, config, route, { reqId: st.reqId, method: st.method, path: st.path, authority, scheme, headers: req.headers, port: rreq.port, principal: st.source.principal, ...(meta?.peerAddress !== undefined ? { sourceIp: meta.peerAddress } : {}), protocol: h2 ? 'HTTP/2' : 'HTTP/1.1', flags, downstream: downstream.signal });
     if (verdict.kind === 'gone') return;
     if (verdict.kind === 'reply') {
       req.resume();
