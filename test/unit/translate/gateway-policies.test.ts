@@ -64,6 +64,7 @@ test('selector policies of the gateway namespace and the root namespace reach th
       policy('canary-only', 'istio-ingress', { selector: { matchLabels: { canary: 'yes' } }, action: 'DENY', rules: [{ to: [{ operation: { methods: ['DELETE'] } }] }] }),
       policy('mesh-wide', 'istio-system', { action: 'DENY', rules: [{ when: [{ key: 'request.headers[x-evil]', values: ['1'] }] }] }),
       policy('other-namespace', 'demo', { selector: { matchLabels: INGRESS_LABELS }, action: 'DENY', rules: [{}] }),
+      policy('ext', 'istio-ingress', { selector: { matchLabels: INGRESS_LABELS }, action: 'CUSTOM', provider: { name: 'nowhere' }, rules: [{}] }),
       requestAuthentication('jwt', 'istio-ingress', { selector: { matchLabels: INGRESS_LABELS }, jwtRules: [{ issuer: 'https://issuer.example.com', jwks: '{"keys":[]}' }] }),
       requestAuthentication('web-jwt', 'demo', { selector: { matchLabels: { app: 'web' } }, jwtRules: [{ issuer: 'x', jwks: '{"keys":[]}' }] }),
     ]),
@@ -71,7 +72,8 @@ test('selector policies of the gateway namespace and the root namespace reach th
   const cfg = out.routes.routes.find((r) => r.gateway === 'istio-ingress/public')!;
   assert.deepEqual(validateRouteConfig(cfg), []);
   const byName = new Map(cfg.authorization.map((p) => [p.name, p]));
-  assert.deepEqual([...byName.keys()].sort(), ['istio-ingress/allow-office', 'istio-ingress/canary-only', 'istio-system/mesh-wide'], 'a policy of another namespace does not select the gateway');
+  assert.deepEqual([...byName.keys()].sort(), ['istio-ingress/allow-office', 'istio-ingress/canary-only', 'istio-ingress/ext', 'istio-system/mesh-wide'], 'a policy of another namespace does not select the gateway');
+  assert.equal(byName.get('istio-ingress/ext')!.provider, undefined, 'an undeclared provider: the gateway denies what the CUSTOM policy matches');
   assert.deepEqual(byName.get('istio-ingress/allow-office')!.pods, ['istio-ingress/gw-a', 'istio-ingress/gw-b']);
   assert.deepEqual(byName.get('istio-ingress/canary-only')!.pods, ['istio-ingress/gw-b']);
   assert.deepEqual(byName.get('istio-ingress/allow-office')!.rules[0]!.from[0]!.ipBlocks, ['192.0.2.0/24'], 'remoteIpBlocks is checked at the gateway');
@@ -84,6 +86,7 @@ test('selector policies of the gateway namespace and the root namespace reach th
   assert.match(out.routes.conditions.find((c) => c.objectKey.endsWith('/allow-office'))!.message, /enforced by the ingress gateway pods it selects \(Gateway istio-ingress\/public\)/);
   assert.deepEqual(of('AuthorizationPolicy.security.istio.io/istio-system/mesh-wide').sort(), ['Accepted True Accepted', 'Accepted True PartiallyApplied'], 'mesh-wide: node agents (their part) and gateways');
   assert.deepEqual(of('RequestAuthentication.security.istio.io/istio-ingress/jwt'), ['Accepted True Accepted']);
+  assert.deepEqual(of('AuthorizationPolicy.security.istio.io/istio-ingress/ext'), ['Accepted False InvalidProvider'], 'CUSTOM on gateway pods is the gateway\'s: no node-agent refusal beside the provider problem');
   assert.deepEqual(of('RequestAuthentication.security.istio.io/demo/web-jwt'), ['Accepted False NotEnforced'], 'a selector on mesh pods stays not enforced');
 });
 
