@@ -7,6 +7,8 @@
  *   `WaypointAccepted`, as istiod writes them), `observedGeneration`, and analyzer messages:
  *   IST0106 SchemaValidationError for an invalid object, IST0171 NegativeConditionStatus when a
  *   condition says something is not applied or only partly.
+ * - ServiceEntries also get the addresses allocated to their hosts (`status.addresses`, as
+ *   Istio 1.23+ writes them).
  * - Services get `istio.io/WaypointBound`.
  * - Gateway API Gateways of this controller's classes get Accepted/Programmed, one status per
  *   listener (supported kinds, attached routes, Accepted/Programmed/ResolvedRefs) and addresses.
@@ -19,7 +21,7 @@
  */
 import { GROUP_GATEWAY_API, GROUP_ISTIO_NETWORKING, GROUP_ISTIO_SECURITY, objectKey, splitApiVersion, type KubeObject } from '../objects.js';
 import type { TranslateCondition } from '../translate/object-index.js';
-import { asArray, asRecord, asString, nsOf } from '../translate/util.js';
+import { asArray, asRecord, asString, asStrings, nsOf } from '../translate/util.js';
 import { gatewayRole } from '../owned/render.js';
 import type { OwnedState } from '../owned/reconciler.js';
 import { mergeFindings, replaceOwned, toConditions, type Finding } from './conditions.js';
@@ -51,6 +53,8 @@ export interface StatusInputs {
   gateways: ReadonlyMap<string, KubeObject>;
   /** Services by `ns/name` (route parents). */
   services: ReadonlySet<string>;
+  /** Addresses allocated to ServiceEntry hosts (`ns/host` → address), written in their `status.addresses` as Istio does. */
+  entryAddresses?: ReadonlyMap<string, string>;
   /** HTTPRoutes and GRPCRoutes (attached routes per listener). */
   routes: readonly KubeObject[];
   /** RFC 3339 time of this pass. */
@@ -105,6 +109,14 @@ function istioStatus(obj: KubeObject, inputs: StatusInputs): Record<string, unkn
   // An invalid object already carries IST0106; IST0171 is for what translation could not apply.
   if (merged.some((f) => isNegative(f) && f.reason !== 'Invalid')) messages.push({ type: { code: ANALYSIS.negative.code, name: ANALYSIS.negative.name }, level: ANALYSIS.negative.level });
   const out: Record<string, unknown> = { ...current, conditions };
+  if (obj.kind === 'ServiceEntry') {
+    const addresses = asStrings(asRecord(obj.spec)['hosts']).flatMap((h) => {
+      const value = inputs.entryAddresses?.get(`${nsOf(obj)}/${h.toLowerCase()}`);
+      return value ? [{ value, host: h }] : [];
+    });
+    if (addresses.length > 0) out['addresses'] = addresses;
+    else delete out['addresses'];
+  }
   if (messages.length > 0) out['validationMessages'] = messages;
   else delete out['validationMessages'];
   if (conditions.length === 0) delete out['conditions'];

@@ -98,3 +98,15 @@ test('Gateway API: another controller\'s class is not written; route parents of 
     [CONTROLLER_NAME, 'gone', 'Accepted=False:NoMatchingParent,ResolvedRefs=True:ResolvedRefs'],
   ]);
 });
+
+test('ServiceEntry: its condition and the addresses allocated to its hosts (status.addresses, as Istio writes them)', async () => {
+  const { allocateEntryAddresses } = await import('../../../src/controller/translate/address-allocation.js');
+  const se: KubeObject = { apiVersion: 'networking.istio.io/v1', kind: 'ServiceEntry', metadata: { name: 'api', namespace: 'demo', generation: 1 }, spec: { hosts: ['API.example.com', '*.wild.example.com'], resolution: 'DNS', ports: [{ number: 443, name: 'tls', protocol: 'TLS' }] } };
+  const entryAddresses = allocateEntryAddresses([se]);
+  const conditions = new Map([['ServiceEntry/demo/api', [{ objectKey: 'ServiceEntry/demo/api', type: 'Accepted', status: 'True' as const, reason: 'Accepted', message: 'served by the node agents', origin: 'model' as const }]]]);
+  const out = desiredStatus(se, inputs({ conditions, entryAddresses }))!;
+  assert.deepEqual(out['addresses'], [{ value: entryAddresses.get('demo/api.example.com'), host: 'API.example.com' }], 'the wildcard host gets none');
+  assert.equal((out['conditions'] as Array<{ type: string }>)[0]!.type, 'Accepted');
+  const given = desiredStatus({ ...se, spec: { ...se.spec, addresses: ['192.0.2.1'] }, status: out }, inputs({ conditions, entryAddresses: allocateEntryAddresses([{ ...se, spec: { ...se.spec, addresses: ['192.0.2.1'] } }]) }))!;
+  assert.equal(given['addresses'], undefined, 'an entry that names its addresses has none allocated, and an old allocation is removed');
+});
