@@ -347,6 +347,7 @@ export class Waypoint {
     if (config && config.authorization.length > 0) {
       const verdict = authorizeConnection(config.authorization, { port: l.port, ...(socket.remoteAddress !== undefined ? { sourceIp: socket.remoteAddress } : {}) });
       if (!verdict.allowed) {
+        this.server.metrics.policyDenials.inc({ destination_service: config.hostname, reason: 'rbac' });
         this.log.debug({ port: l.port, sni, policy: verdict.policy, reason: verdict.reason }, 'ingress connection denied by authorization policy; reset');
         return void socket.resetAndDestroy();
       }

@@ -223,4 +223,6 @@ test('ingress gateway pod: selector AuthorizationPolicy and RequestAuthenticatio
   assert.equal(await tlsExchange(port.tls, 'site.example.com'), 'tls site');
   assert.equal(await tlsExchange(port.tls, 'other.example.com'), 'reset', 'an SNI no TLSRoute names is reset');
   assert.equal(await tcpExchange(port.tcp, 'ping', '127.0.0.8'), 'reset', 'the selector policy holds on TCP listeners too: another client address is reset');
+  const denials = (await registry.getSingleMetric('ambit_policy_denials_total')?.get())?.values ?? [];
+  assert.equal(denials.filter((v) => v.labels['reason'] === 'rbac').reduce((n, v) => n + v.value, 0), 3, 'two HTTP requests and one TCP connection were denied by policy');
 });
