@@ -12,7 +12,7 @@
  * - Services get `istio.io/WaypointBound`.
  * - Gateway API Gateways of this controller's classes get Accepted/Programmed, one status per
  *   listener (supported kinds, attached routes, Accepted/Programmed/ResolvedRefs) and addresses.
- * - HTTPRoutes and GRPCRoutes get one `parents` entry per parent this controller serves (a
+ * - HTTPRoutes, GRPCRoutes, TCPRoutes and TLSRoutes get one `parents` entry per parent this controller serves (a
  *   Service, or a Gateway of its classes) with Accepted and ResolvedRefs.
  *
  * Only what this controller owns is replaced: its condition types, its analyzer codes, its
@@ -55,7 +55,7 @@ export interface StatusInputs {
   services: ReadonlySet<string>;
   /** Addresses allocated to ServiceEntry hosts (`ns/host` → address), written in their `status.addresses` as Istio does. */
   entryAddresses?: ReadonlyMap<string, string>;
-  /** HTTPRoutes and GRPCRoutes (attached routes per listener). */
+  /** HTTPRoutes, GRPCRoutes, TCPRoutes and TLSRoutes (attached routes per listener, by the kinds it takes). */
   routes: readonly KubeObject[];
   /** RFC 3339 time of this pass. */
   now: string;
@@ -67,7 +67,7 @@ export function desiredStatus(obj: KubeObject, inputs: StatusInputs): Record<str
   if (group === GROUP_ISTIO_SECURITY || group === GROUP_ISTIO_NETWORKING) return istioStatus(obj, inputs);
   if (group === '' && obj.kind === 'Service') return serviceStatus(obj, inputs);
   if (group === GROUP_GATEWAY_API && obj.kind === 'Gateway') return gatewayStatus(obj, inputs);
-  if (group === GROUP_GATEWAY_API && (obj.kind === 'HTTPRoute' || obj.kind === 'GRPCRoute')) return routeStatus(obj, inputs);
+  if (group === GROUP_GATEWAY_API && ROUTE_STATUS_KINDS.includes(obj.kind)) return routeStatus(obj, inputs);
   return undefined;
 }
 
@@ -145,6 +145,16 @@ const ROUTE_KINDS = [
   { group: GROUP_GATEWAY_API, kind: 'HTTPRoute' },
   { group: GROUP_GATEWAY_API, kind: 'GRPCRoute' },
 ];
+/** Route kinds whose `parents` status this controller writes. */
+const ROUTE_STATUS_KINDS: readonly string[] = ['HTTPRoute', 'GRPCRoute', 'TCPRoute', 'TLSRoute'];
+
+/** The route kinds an ingress listener of `protocol` takes. */
+function listenerRouteKinds(protocol: string): Array<{ group: string; kind: string }> {
+  if (protocol === 'HTTP' || protocol === 'HTTPS') return ROUTE_KINDS;
+  if (protocol === 'TCP') return [{ group: GROUP_GATEWAY_API, kind: 'TCPRoute' }];
+  if (protocol === 'TLS') return [{ group: GROUP_GATEWAY_API, kind: 'TLSRoute' }];
+  return [];
+}
 
 function gatewayStatus(gw: KubeObject, inputs: StatusInputs): Record<string, unknown> | undefined {
   const state = inputs.gatewayState(gw);
@@ -160,7 +170,7 @@ function gatewayStatus(gw: KubeObject, inputs: StatusInputs): Record<string, unk
     const name = asString(l['name']) ?? '';
     const protocol = (asString(l['protocol']) ?? '').toUpperCase();
     const mine = problems.filter((p) => p.section === name);
-    const http = protocol === 'HTTP' || protocol === 'HTTPS';
+    const kinds = role === 'ingress' ? listenerRouteKinds(protocol) : [];
     const refProblem = mine.find((p) => p.type === 'ResolvedRefs' || p.reason === 'InvalidCertificateRef' || p.reason === 'RefNotPermitted');
     const acceptProblem = mine.find((p) => p.type === 'Accepted');
     const otherProblem = mine.find((p) => p !== refProblem && p !== acceptProblem);
@@ -177,8 +187,8 @@ function gatewayStatus(gw: KubeObject, inputs: StatusInputs): Record<string, unk
     ];
     return {
       name,
-      supportedKinds: role !== 'ingress' ? [] : http ? ROUTE_KINDS : protocol === 'TCP' ? [{ group: GROUP_GATEWAY_API, kind: 'TCPRoute' }] : protocol === 'TLS' ? [{ group: GROUP_GATEWAY_API, kind: 'TLSRoute' }] : [],
-      attachedRoutes: role === 'ingress' ? attachedRoutes(gw, name, inputs.routes) : 0,
+      supportedKinds: kinds,
+      attachedRoutes: role === 'ingress' ? attachedRoutes(gw, name, inputs.routes.filter((r) => kinds.some((k) => k.kind === r.kind))) : 0,
       conditions: toConditions(findings, asRecord(prevListeners.get(name))['conditions'], inputs.now, generation),
     };
   });

@@ -39,6 +39,8 @@ export const STATUS_KINDS: readonly string[] = [
   REF_GATEWAY_API_GATEWAY,
   'HTTPRoute',
   'GRPCRoute',
+  'TCPRoute',
+  'TLSRoute',
 ];
 
 /** The translation findings the writer reads (the Controller's current translation). */
@@ -110,7 +112,7 @@ export class StatusWriter {
       gatewayState: this.opts.gatewayState,
       gateways: new Map(src.liveObjects(REF_GATEWAY_API_GATEWAY).map((g) => [`${nsOf(g)}/${g.metadata.name}`, g])),
       services: new Set(src.liveObjects('Service').map((s) => `${nsOf(s)}/${s.metadata.name}`)),
-      routes: [...src.liveObjects('HTTPRoute'), ...src.liveObjects('GRPCRoute')],
+      routes: [...src.liveObjects('HTTPRoute'), ...src.liveObjects('GRPCRoute'), ...src.liveObjects('TCPRoute'), ...src.liveObjects('TLSRoute')],
       entryAddresses: allocateEntryAddresses(src.liveObjects('ServiceEntry')),
       now: this.now().toISOString().replace(/\.\d{3}Z$/, 'Z'),
     };
