@@ -216,12 +216,15 @@ export interface L7Source {
   /** JWT request principals (`<iss>/<sub>`, RequestAuthentication); none without a valid token. */
   requestPrincipals?: StringMatch[];
   notRequestPrincipals?: StringMatch[];
-  /**
-   * Ingress gateways only: CIDRs or addresses the downstream peer's address must (not) be in
-   * (Istio `ipBlocks` and `remoteIpBlocks`: one address at a gateway trusting no proxy in front).
-   */
+  /** Ingress gateways only: CIDRs or addresses the downstream peer's address must (not) be in (Istio `ipBlocks`, `source.ip`). */
   ipBlocks?: string[];
   notIpBlocks?: string[];
+  /**
+   * Ingress gateways only: the same for the original client's address (Istio `remoteIpBlocks`,
+   * `remote.ip`): the peer's, or with trusted proxies in front the X-Forwarded-For entry they name.
+   */
+  remoteIpBlocks?: string[];
+  notRemoteIpBlocks?: string[];
 }
 
 export interface L7Operation {
@@ -421,6 +424,12 @@ export interface GatewayListener {
   istioMutual?: boolean;
   /** HTTP only: answer every request with a 301 to the same URL over https (Istio httpsRedirect). */
   httpsRedirect?: boolean;
+  /**
+   * HTTP and HTTPS: proxies in front of the gateway whose X-Forwarded-For entries are trusted
+   * (Istio `gatewayTopology.numTrustedProxies` of the pod's `proxy.istio.io/config`): the client
+   * address is the entry that many from the right.
+   */
+  numTrustedProxies?: number;
   /**
    * HTTPS with `caPem` certificates, tls.mode OPTIONAL_MUTUAL: a client certificate is requested
    * and, when the client sends one, must chain to the CA; a client without one is served too.

@@ -318,7 +318,7 @@ function authzPolicy(issues: Issues, v: unknown, path: string): void {
         if (!isRecord(x)) return issues.add(q, 'must be an object', x);
         if (key === 'from' || key === 'fromAll') {
           for (const f of ['principals', 'notPrincipals', 'namespaces', 'notNamespaces', 'requestPrincipals', 'notRequestPrincipals']) authzMatches(issues, x[f], `${q}.${f}`);
-          for (const f of ['ipBlocks', 'notIpBlocks']) {
+          for (const f of ['ipBlocks', 'notIpBlocks', 'remoteIpBlocks', 'notRemoteIpBlocks']) {
             if (x[f] === undefined) continue;
             strList(issues, x[f], `${q}.${f}`);
             if (Array.isArray(x[f])) x[f].forEach((b, k) => typeof b === 'string' && cidrProblem(b) !== undefined && issues.add(`${q}.${f}[${k}]`, cidrProblem(b)!, b));
@@ -446,6 +446,7 @@ export function validateGatewayListener(value: unknown, path = 'gatewayListener'
     if (value['protocol'] !== 'HTTPS' && certs.length > 0) issues.add(`${path}.certificates`, `must be empty for ${String(value['protocol'])}`);
     const mutual = certs.filter((c) => isRecord(c) && c['caPem'] !== undefined).length;
     if (mutual > 0 && mutual < certs.length) issues.add(`${path}.certificates`, 'must all carry a caPem (MUTUAL) or none');
+    if (value['numTrustedProxies'] !== undefined && !isInt(value['numTrustedProxies'], 0, 64)) issues.add(`${path}.numTrustedProxies`, 'must be an integer 0..64', value['numTrustedProxies']);
     const optional = value['optionalClientCert'];
     if (optional !== undefined && typeof optional !== 'boolean') issues.add(`${path}.optionalClientCert`, 'must be a boolean', optional);
     if (optional === true && (mutual === 0 || value['protocol'] !== 'HTTPS')) issues.add(`${path}.optionalClientCert`, 'is only valid for HTTPS with caPem certificates (OPTIONAL_MUTUAL)', optional);

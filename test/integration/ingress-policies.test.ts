@@ -36,10 +36,10 @@ async function listening(t: TestContext, server: net.Server, host: string): Prom
 }
 
 /** HTTP status of a request through the gateway from `from` (a loopback address of this host). */
-function get(port: number, path: string, opts: { from?: string; host?: string; auth?: string } = {}): Promise<number> {
+function get(port: number, path: string, opts: { from?: string; host?: string; auth?: string; xff?: string } = {}): Promise<number> {
   return new Promise((resolve, reject) => {
     const req = http.request(
-      { host: '127.0.0.1', port, path, localAddress: opts.from ?? '127.0.0.1', agent: false, headers: { host: opts.host ?? 'shop.example.com', ...(opts.auth ? { authorization: opts.auth } : {}) } },
+      { host: '127.0.0.1', port, path, localAddress: opts.from ?? '127.0.0.1', agent: false, headers: { host: opts.host ?? 'shop.example.com', ...(opts.auth ? { authorization: opts.auth } : {}), ...(opts.xff ? { 'x-forwarded-for': opts.xff } : {}) } },
       (res) => {
         res.resume();
         res.once('end', () => resolve(res.statusCode ?? 0));
@@ -132,7 +132,8 @@ test('ingress gateway pod: selector AuthorizationPolicy and RequestAuthenticatio
   const objects: KubeObject[] = [
     namespace('shop'),
     namespace('edge'),
-    pod('edge-gateway-0', { ns: 'edge', ip: '127.0.0.1', labels: gwLabels }),
+    // One trusted proxy (a load balancer) in front: the client is the last X-Forwarded-For entry.
+    pod('edge-gateway-0', { ns: 'edge', ip: '127.0.0.1', labels: gwLabels, annotations: { 'proxy.istio.io/config': '{"gatewayTopology": {"numTrustedProxies": 1}}' } }),
     pod('edge-gateway-1', { ns: 'edge', ip: '127.0.0.9', labels: { ...gwLabels, canary: 'yes' } }),
     pod('web', { ns: 'shop', ip: '127.0.0.6', labels: { app: 'web' } }),
     pod('echo', { ns: 'shop', ip: '127.0.0.2', labels: { app: 'echo' } }),
@@ -207,11 +208,14 @@ test('ingress gateway pod: selector AuthorizationPolicy and RequestAuthenticatio
   assert.equal(await get(port.http, '/public/a', { from: '127.0.0.7' }), 200, 'the allowed address on /public/*');
   assert.equal(await get(port.http, '/public/a', { from: '127.0.0.8' }), 403, 'another address');
   assert.equal(await get(port.http, '/private', { from: '127.0.0.7' }), 403, 'the allowed address elsewhere');
+  // remoteIpBlocks with numTrustedProxies 1: the client address the trusted proxy appended counts.
+  assert.equal(await get(port.http, '/public/a', { from: '127.0.0.8', xff: '10.9.9.9, 127.0.0.7' }), 200, 'the proxy says the client is the allowed address');
+  assert.equal(await get(port.http, '/public/a', { from: '127.0.0.8', xff: '127.0.0.7, 10.9.9.9' }), 403, 'an entry left of what the trusted proxy appended is the client\'s own claim');
   // Selector RequestAuthentication: a valid token makes a request principal; a bad one is refused.
   const token = await new SignJWT({}).setProtectedHeader({ alg: 'RS256', kid: 'edge' }).setIssuer('https://login.example.com').setSubject('carol').setExpirationTime('5m').sign(privateKey);
   assert.equal(await get(port.http, '/private', { from: '127.0.0.8', auth: `Bearer ${token}` }), 200);
   assert.equal(await get(port.http, '/private', { from: '127.0.0.8', auth: `Bearer ${token.slice(0, -2)}xx` }), 401);
-  assert.equal(hits, 2, 'only the allowed requests reached the backend (the canary-only and other-namespace DENY policies do not apply here)');
+  assert.equal(hits, 3, 'only the allowed requests reached the backend (the canary-only and other-namespace DENY policies do not apply here)');
 
   // OPTIONAL_MUTUAL: no certificate is fine, a good one is fine, one from another CA is refused.
   assert.equal(await httpsGet(port.https), 200);
@@ -224,5 +228,5 @@ test('ingress gateway pod: selector AuthorizationPolicy and RequestAuthenticatio
   assert.equal(await tlsExchange(port.tls, 'other.example.com'), 'reset', 'an SNI no TLSRoute names is reset');
   assert.equal(await tcpExchange(port.tcp, 'ping', '127.0.0.8'), 'reset', 'the selector policy holds on TCP listeners too: another client address is reset');
   const denials = (await registry.getSingleMetric('ambit_policy_denials_total')?.get())?.values ?? [];
-  assert.equal(denials.filter((v) => v.labels['reason'] === 'rbac').reduce((n, v) => n + v.value, 0), 3, 'two HTTP requests and one TCP connection were denied by policy');
+  assert.equal(denials.filter((v) => v.labels['reason'] === 'rbac').reduce((n, v) => n + v.value, 0), 4, 'three HTTP requests and one TCP connection were denied by policy');
 });

@@ -61,9 +61,13 @@ function authzRule(v: unknown, action: string, where: string, unsupported: strin
       ...(s['notRequestPrincipals'] !== undefined ? { notRequestPrincipals: authzValues(s['notRequestPrincipals']) } : {}),
     };
     const at = `${where}.from[${i}].source`;
-    const ips = gateway ? [...ipBlocks(s['ipBlocks'], `${at}.ipBlocks`), ...ipBlocks(s['remoteIpBlocks'], `${at}.remoteIpBlocks`)] : [];
-    const notIps = gateway ? [...ipBlocks(s['notIpBlocks'], `${at}.notIpBlocks`), ...ipBlocks(s['notRemoteIpBlocks'], `${at}.notRemoteIpBlocks`)] : [];
-    const addr = { ...(ips.length > 0 ? { ipBlocks: ips } : {}), ...(notIps.length > 0 ? { notIpBlocks: notIps } : {}) };
+    const addr: Partial<L7Source> = {};
+    if (gateway) {
+      for (const k of IP_SOURCE) {
+        const blocks = ipBlocks(s[k], `${at}.${k}`);
+        if (blocks.length > 0) addr[k as 'ipBlocks' | 'notIpBlocks' | 'remoteIpBlocks' | 'notRemoteIpBlocks'] = blocks;
+      }
+    }
     return { principals: authzValues(s['principals']), notPrincipals: authzValues(s['notPrincipals']), namespaces: authzValues(s['namespaces']), notNamespaces: authzValues(s['notNamespaces']), ...jwt, ...addr };
   });
   const to: L7Operation[] = asArray(r['to']).map((t, i) => {
@@ -98,7 +102,8 @@ function authzRule(v: unknown, action: string, where: string, unsupported: strin
       const at = `${where}.when[${i}]`;
       const ips = ipBlocks(cr['values'], `${at}.values`);
       const notIps = ipBlocks(cr['notValues'], `${at}.notValues`);
-      fromAll.push({ principals: [], notPrincipals: [], namespaces: [], notNamespaces: [], ...(ips.length > 0 ? { ipBlocks: ips } : {}), ...(notIps.length > 0 ? { notIpBlocks: notIps } : {}) });
+      const [yes, no] = key === 'source.ip' ? (['ipBlocks', 'notIpBlocks'] as const) : (['remoteIpBlocks', 'notRemoteIpBlocks'] as const);
+      fromAll.push({ principals: [], notPrincipals: [], namespaces: [], notNamespaces: [], ...(ips.length > 0 ? { [yes]: ips } : {}), ...(notIps.length > 0 ? { [no]: notIps } : {}) });
     } else {
       unsupported.push(`${where}.when[${i}] key ${JSON.stringify(key)}`);
       if (action === 'ALLOW') impossible = true;

@@ -12,7 +12,8 @@
 import { X509Certificate, createPrivateKey } from 'node:crypto';
 import { REF_ISTIO_GATEWAY, type KubeObject } from '../objects.js';
 import type { TranslateCondition } from './object-index.js';
-import { asRecord, asString, compareStrings, matchesLabels, nsOf } from './util.js';
+import { parse as parseYaml } from 'yaml';
+import { annotationsOf, asRecord, asString, compareStrings, matchesLabels, nsOf } from './util.js';
 import type { GatewayListener, GatewayServer, ListenerCertificate } from '../../shared/routes.js';
 
 /** Condition type written on an Istio Gateway whose server a gateway pod cannot serve. */
@@ -120,6 +121,7 @@ export function gatewayListeners(servers: readonly GatewayServer[], pods: readon
     const podNs = nsOf(pod) || 'default';
     const podKey = `${podNs}/${pod.metadata.name}`;
     const byPort = new Map<number, GatewayListener>();
+    const trusted = trustedProxies(pod);
     for (const s of ordered) {
       if (!serverSelectsPod(s, pod)) continue;
       if (RESERVED_GATEWAY_PORTS.includes(s.port)) {
@@ -182,7 +184,7 @@ export function gatewayListeners(servers: readonly GatewayServer[], pods: readon
         refuse(s, 'PortConflict', `port ${s.port} is already served ${redirect ? 'without' : 'with'} httpsRedirect by Gateway ${cur.gateways[0]}; one port cannot mix both`);
         continue;
       }
-      const l: GatewayListener = cur ?? { pod: podKey, port: s.port, protocol, gateways: [], hosts: [], certificates: [], ...(redirect ? { httpsRedirect: true } : {}), ...(istioMutual ? { istioMutual: true } : {}), ...(optional ? { optionalClientCert: true } : {}) };
+      const l: GatewayListener = cur ?? { pod: podKey, port: s.port, protocol, gateways: [], hosts: [], certificates: [], ...(redirect ? { httpsRedirect: true } : {}), ...(istioMutual ? { istioMutual: true } : {}), ...(optional ? { optionalClientCert: true } : {}), ...(trusted > 0 && (protocol === 'HTTP' || protocol === 'HTTPS') ? { numTrustedProxies: trusted } : {}) };
       if (!l.gateways.includes(s.gateway)) l.gateways.push(s.gateway);
       for (const h of s.hosts) if (!l.hosts.includes(h)) l.hosts.push(h);
       if (cert) l.certificates.push(cert);
@@ -199,6 +201,21 @@ export function gatewayListeners(servers: readonly GatewayServer[], pods: readon
     ...(p.listener !== undefined ? { section: p.listener } : {}),
   }));
   return { byPod, conditions };
+}
+
+/** Istio's per-pod proxy config annotation (YAML or JSON ProxyConfig). */
+export const ANNOTATION_PROXY_CONFIG = 'proxy.istio.io/config';
+
+/** `gatewayTopology.numTrustedProxies` of a gateway pod's `proxy.istio.io/config` (0 when absent or unusable). */
+export function trustedProxies(pod: KubeObject): number {
+  const text = annotationsOf(pod)[ANNOTATION_PROXY_CONFIG];
+  if (text === undefined) return 0;
+  try {
+    const n = asRecord(asRecord(parseYaml(text))['gatewayTopology'])['numTrustedProxies'];
+    return typeof n === 'number' && Number.isInteger(n) && n >= 0 && n <= 64 ? n : 0;
+  } catch {
+    return 0;
+  }
 }
 
 /** Gateway server hosts (`host` or `<namespace>/host`) as SNI names. */

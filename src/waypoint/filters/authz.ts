@@ -27,6 +27,8 @@ export interface AuthzRequest {
   claims?: Record<string, unknown>;
   /** Ingress gateways: the downstream peer's address (`ipBlocks`); undefined elsewhere. */
   sourceIp?: string;
+  /** Ingress gateways: the original client's address (`remoteIpBlocks`) when trusted proxies name it; else sourceIp. */
+  remoteIp?: string;
 }
 
 export interface AuthzVerdict {
@@ -70,6 +72,9 @@ function matchSource(s: L7Source, req: AuthzRequest): boolean {
   if (s.notRequestPrincipals && s.notRequestPrincipals.length > 0 && anyMatch(s.notRequestPrincipals, req.requestPrincipal)) return false;
   if (s.ipBlocks && s.ipBlocks.length > 0 && !inBlocks(s.ipBlocks, req.sourceIp)) return false;
   if (s.notIpBlocks && s.notIpBlocks.length > 0 && inBlocks(s.notIpBlocks, req.sourceIp)) return false;
+  const remote = req.remoteIp ?? req.sourceIp;
+  if (s.remoteIpBlocks && s.remoteIpBlocks.length > 0 && !inBlocks(s.remoteIpBlocks, remote)) return false;
+  if (s.notRemoteIpBlocks && s.notRemoteIpBlocks.length > 0 && inBlocks(s.notRemoteIpBlocks, remote)) return false;
   return true;
 }
 

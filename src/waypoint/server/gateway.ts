@@ -184,7 +184,7 @@ export class IngressListeners {
   }
 
   private async openListener(l: GatewayListener): Promise<void> {
-    const meta: ConnectionMeta = { targetPort: l.port, ...(this.opts.source ? { source: this.opts.source } : {}) };
+    const meta: ConnectionMeta = { targetPort: l.port, ...(this.opts.source ? { source: this.opts.source } : {}), ...(l.numTrustedProxies ? { trustedProxies: l.numTrustedProxies } : {}) };
     let server: net.Server;
     const rec: OpenListener = { port: l.port, protocol: l.protocol, kind: kindOf(l), server: undefined as unknown as net.Server, certs: [], contexts: new Map(), hosts: l.hosts };
     if (l.protocol === 'HTTPS' && l.istioMutual) {
@@ -307,6 +307,12 @@ function withPeer(meta: ConnectionMeta, s: net.Socket): ConnectionMeta {
 }
 
 function kindOf(l: GatewayListener): string {
+  // The connection meta of a port is fixed when it opens: a change of trusted proxies reopens it.
+  const trusted = l.numTrustedProxies ? `+xff${l.numTrustedProxies}` : '';
+  return `${baseKind(l)}${trusted}`;
+}
+
+function baseKind(l: GatewayListener): string {
   if (l.httpsRedirect) return `${l.protocol}+redirect`;
   if (l.istioMutual) return `${l.protocol}+istio-mutual`;
   if (l.optionalClientCert) return `${l.protocol}+optional-mutual`;

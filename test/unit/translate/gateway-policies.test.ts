@@ -76,7 +76,7 @@ test('selector policies of the gateway namespace and the root namespace reach th
   assert.equal(byName.get('istio-ingress/ext')!.provider, undefined, 'an undeclared provider: the gateway denies what the CUSTOM policy matches');
   assert.deepEqual(byName.get('istio-ingress/allow-office')!.pods, ['istio-ingress/gw-a', 'istio-ingress/gw-b']);
   assert.deepEqual(byName.get('istio-ingress/canary-only')!.pods, ['istio-ingress/gw-b']);
-  assert.deepEqual(byName.get('istio-ingress/allow-office')!.rules[0]!.from[0]!.ipBlocks, ['192.0.2.0/24'], 'remoteIpBlocks is checked at the gateway');
+  assert.deepEqual(byName.get('istio-ingress/allow-office')!.rules[0]!.from[0]!.remoteIpBlocks, ['192.0.2.0/24'], 'remoteIpBlocks is checked at the gateway');
   assert.deepEqual(cfg.jwtRules?.map((r) => `${r.issuer} ${r.pods?.join(',')}`), ['https://issuer.example.com istio-ingress/gw-a,istio-ingress/gw-b']);
   assert.equal(out.routes.routes.some((r) => r.gateway === undefined && r.authorization.some((p) => p.pods !== undefined)), false, 'mesh configs never carry gateway policies');
 
@@ -144,4 +144,28 @@ test('gateway TCP connections: ALLOW rules with HTTP attributes are left out, DE
   const custom = [{ name: 'ns/ext', action: 'CUSTOM' as const, providerName: 'p', dryRun: false, rules: [{ from: [], to: [{ ...op, ports: [9000] }], when: [] }] }];
   assert.equal(authorizeConnection(custom, { port: 9000 }).allowed, false);
   assert.equal(authorizeConnection(custom, { port: 9001 }).allowed, true);
+});
+
+test('remoteIpBlocks: the client address trusted proxies name (X-Forwarded-For, numTrustedProxies from proxy.istio.io/config); ipBlocks: the peer', async () => {
+  const { clientAddress } = await import('../../../src/waypoint/server/request.js');
+  const { trustedProxies } = await import('../../../src/controller/translate/gateway-listeners.js');
+  assert.equal(clientAddress('192.0.2.1', 0, '203.0.113.5'), '192.0.2.1', 'no trusted proxy: the peer');
+  assert.equal(clientAddress('192.0.2.1', 1, '198.51.100.9, 203.0.113.5'), '203.0.113.5', 'one: the entry it appended');
+  assert.equal(clientAddress('192.0.2.1', 2, ['198.51.100.9', '203.0.113.5']), '198.51.100.9', 'two: one more to the left (headers repeated count as one list)');
+  assert.equal(clientAddress('192.0.2.1', 3, '198.51.100.9, 203.0.113.5'), '192.0.2.1', 'fewer entries than trusted proxies: the peer');
+  assert.equal(clientAddress('192.0.2.1', 1, 'unknown'), '192.0.2.1', 'an entry that is no address: the peer');
+  const annotated = (v: string): KubeObject => ({ ...pod('gw', { ns: 'istio-ingress', labels: INGRESS_LABELS }), metadata: { name: 'gw', namespace: 'istio-ingress', labels: INGRESS_LABELS, annotations: { 'proxy.istio.io/config': v } } });
+  assert.equal(trustedProxies(annotated('gatewayTopology:\n  numTrustedProxies: 2\n')), 2);
+  assert.equal(trustedProxies(annotated('{"gatewayTopology": {"numTrustedProxies": 1}}')), 1);
+  assert.equal(trustedProxies(annotated('{not yaml')), 0);
+  assert.equal(trustedProxies(pod('plain')), 0);
+  const out = translateAll([...objects([]).map((o) => (o.metadata.name === 'gw-a' ? annotated('{"gatewayTopology": {"numTrustedProxies": 1}}') : o))]);
+  assert.equal(out.listeners.byPod.get('istio-ingress/gw')?.[0]?.numTrustedProxies, 1, 'the pod\'s listeners carry it');
+  const src = { principals: [], notPrincipals: [], namespaces: [], notNamespaces: [] };
+  const remote = [{ name: 'ns/r', action: 'ALLOW' as const, dryRun: false, rules: [{ from: [{ ...src, remoteIpBlocks: ['203.0.113.0/24'] }], to: [], when: [] }] }];
+  const base = { method: 'GET', path: '/', authority: 'x', headers: {}, sourceIp: '192.0.2.1' };
+  assert.equal(authorizeRequest(remote, { ...base, remoteIp: '203.0.113.5' }).allowed, true);
+  assert.equal(authorizeRequest(remote, base).allowed, false, 'without a remote address the peer counts');
+  const peer = [{ name: 'ns/p', action: 'ALLOW' as const, dryRun: false, rules: [{ from: [{ ...src, ipBlocks: ['203.0.113.0/24'] }], to: [], when: [] }] }];
+  assert.equal(authorizeRequest(peer, { ...base, remoteIp: '203.0.113.5' }).allowed, false, 'ipBlocks is the peer, whatever the header says');
 });
