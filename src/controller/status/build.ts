@@ -272,6 +272,7 @@ function routeStatus(route: KubeObject, inputs: StatusInputs): Record<string, un
       const role = gw ? gatewayRole(gw) : undefined;
       if (!role) continue; // a missing Gateway, or another controller's: not ours to report on
       if (role === 'waypoint') parentProblem = { type: 'Accepted', status: 'False', reason: 'NotAllowedByListeners', message: `parent Gateway ${key} is a waypoint; attach routes to a Service instead` };
+      else parentProblem = listenerProblem(gw!, p, route.kind);
     } else continue;
     let accepted: Finding;
     let resolved: Finding = { type: 'ResolvedRefs', status: 'True', reason: 'ResolvedRefs', message: 'all references resolved' };
@@ -288,6 +289,23 @@ function routeStatus(route: KubeObject, inputs: StatusInputs): Record<string, un
   const others = asArray(current['parents']).map(asRecord).filter((x) => x['controllerName'] !== CONTROLLER_NAME);
   if (ours.length === 0 && others.length === asArray(current['parents']).length) return current;
   return { ...current, parents: [...others, ...ours] };
+}
+
+/** Why no listener of an ingress Gateway takes the route through this parentRef (its sectionName and port), or undefined when one does. */
+function listenerProblem(gw: KubeObject, parentRef: Record<string, unknown>, kind: string): Finding | undefined {
+  const section = asString(parentRef['sectionName']);
+  const port = typeof parentRef['port'] === 'number' ? parentRef['port'] : undefined;
+  const picked = asArray(gw.spec?.['listeners'])
+    .map(asRecord)
+    .filter((l) => (section === undefined || asString(l['name']) === section) && (port === undefined || l['port'] === port));
+  const key = `${nsOf(gw)}/${gw.metadata.name}`;
+  if (picked.length === 0) return { type: 'Accepted', status: 'False', reason: 'NoMatchingParent', message: `parent Gateway ${key} has no listener${section !== undefined ? ` named ${section}` : ''}${port !== undefined ? ` on port ${port}` : ''}` };
+  const takes = picked.some((l) => {
+    const protocol = (asString(l['protocol']) ?? '').toUpperCase();
+    if (protocol === 'TLS' && asString(asRecord(l['tls'])['mode']) !== 'Passthrough') return false;
+    return listenerRouteKinds(protocol).some((k) => k.kind === kind);
+  });
+  return takes ? undefined : { type: 'Accepted', status: 'False', reason: 'NotAllowedByListeners', message: `no listener of parent Gateway ${key} it names takes a ${kind}` };
 }
 
 function sameParent(a: Record<string, unknown>, b: Record<string, unknown>): boolean {

@@ -128,4 +128,8 @@ test('Gateway API ingress: TCP and TLS listeners take TCPRoutes and TLSRoutes (s
   );
   const parents = desiredStatus(routes[1]!, ins)!['parents'] as Array<Record<string, any>>;
   assert.deepEqual(parents.map((p) => p['conditions'].map((c: any) => `${c.type}=${c.status}`).join(',')), ['Accepted=True,ResolvedRefs=True']);
+  const accepted = (r: KubeObject) => (desiredStatus(r, ins)!['parents'] as Array<Record<string, any>>)[0]!['conditions'].find((c: any) => c.type === 'Accepted');
+  assert.equal(accepted(route('TCPRoute', 'wrong', { name: 'edge', sectionName: 'http' })).reason, 'NotAllowedByListeners', 'an HTTP listener takes no TCPRoute');
+  assert.equal(accepted(route('TCPRoute', 'none', { name: 'edge', sectionName: 'nope' })).reason, 'NoMatchingParent');
+  assert.equal(accepted(route('HTTPRoute', 'port', { name: 'edge', port: 9000 })).reason, 'NotAllowedByListeners', 'the TCP listener on that port takes no HTTPRoute');
 });
