@@ -148,11 +148,11 @@ const ROUTE_KINDS = [
 /** Route kinds whose `parents` status this controller writes. */
 const ROUTE_STATUS_KINDS: readonly string[] = ['HTTPRoute', 'GRPCRoute', 'TCPRoute', 'TLSRoute'];
 
-/** The route kinds an ingress listener of `protocol` takes. */
-function listenerRouteKinds(protocol: string): Array<{ group: string; kind: string }> {
+/** The route kinds an ingress listener of `protocol` takes (TLS: in Passthrough mode, the only one served). */
+function listenerRouteKinds(protocol: string, tlsMode: string | undefined): Array<{ group: string; kind: string }> {
   if (protocol === 'HTTP' || protocol === 'HTTPS') return ROUTE_KINDS;
   if (protocol === 'TCP') return [{ group: GROUP_GATEWAY_API, kind: 'TCPRoute' }];
-  if (protocol === 'TLS') return [{ group: GROUP_GATEWAY_API, kind: 'TLSRoute' }];
+  if (protocol === 'TLS' && tlsMode === 'Passthrough') return [{ group: GROUP_GATEWAY_API, kind: 'TLSRoute' }];
   return [];
 }
 
@@ -170,7 +170,7 @@ function gatewayStatus(gw: KubeObject, inputs: StatusInputs): Record<string, unk
     const name = asString(l['name']) ?? '';
     const protocol = (asString(l['protocol']) ?? '').toUpperCase();
     const mine = problems.filter((p) => p.section === name);
-    const kinds = role === 'ingress' ? listenerRouteKinds(protocol) : [];
+    const kinds = role === 'ingress' ? listenerRouteKinds(protocol, asString(asRecord(l['tls'])['mode'])) : [];
     const refProblem = mine.find((p) => p.type === 'ResolvedRefs' || p.reason === 'InvalidCertificateRef' || p.reason === 'RefNotPermitted');
     const acceptProblem = mine.find((p) => p.type === 'Accepted');
     const otherProblem = mine.find((p) => p !== refProblem && p !== acceptProblem);
@@ -300,11 +300,7 @@ function listenerProblem(gw: KubeObject, parentRef: Record<string, unknown>, kin
     .filter((l) => (section === undefined || asString(l['name']) === section) && (port === undefined || l['port'] === port));
   const key = `${nsOf(gw)}/${gw.metadata.name}`;
   if (picked.length === 0) return { type: 'Accepted', status: 'False', reason: 'NoMatchingParent', message: `parent Gateway ${key} has no listener${section !== undefined ? ` named ${section}` : ''}${port !== undefined ? ` on port ${port}` : ''}` };
-  const takes = picked.some((l) => {
-    const protocol = (asString(l['protocol']) ?? '').toUpperCase();
-    if (protocol === 'TLS' && asString(asRecord(l['tls'])['mode']) !== 'Passthrough') return false;
-    return listenerRouteKinds(protocol).some((k) => k.kind === kind);
-  });
+  const takes = picked.some((l) => listenerRouteKinds((asString(l['protocol']) ?? '').toUpperCase(), asString(asRecord(l['tls'])['mode'])).some((k) => k.kind === kind));
   return takes ? undefined : { type: 'Accepted', status: 'False', reason: 'NotAllowedByListeners', message: `no listener of parent Gateway ${key} it names takes a ${kind}` };
 }
 
