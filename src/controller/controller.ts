@@ -2,7 +2,7 @@
  * The controller: object store → translation → config streams, plus the certificate authority,
  * served on one gRPC-over-TLS port (15012). The same class runs in local mode (store fed by
  * manifests through `ambit local`) and, later, on Kubernetes (store fed by informers).
- * Invariants: translation is pure and runs on every store change; a translation that fails
+ * Invariants: translation is pure (incremental, with translateAll's output) and runs on every store change; a translation that fails
  * validation is not pushed (the config server keeps what subscribers already hold).
  */
 import * as grpc from '@grpc/grpc-js';
@@ -24,7 +24,9 @@ import { DnsAnswers } from './dns-answers.js';
 import { kindRef } from './objects.js';
 import { CONDITION_WARNING } from './translate/field-warnings.js';
 import { serviceEntryDnsNames } from './translate/service-entries.js';
-import { translateAll, type MeshTranslation, type TranslateOptions, type TranslateResult } from './translate/translate.js';
+import { keepUnchanged } from './translate/stable.js';
+import { IncrementalTranslator } from './translate/incremental.js';
+import { type MeshTranslation, type TranslateOptions, type TranslateResult } from './translate/translate.js';
 import type { TranslateRoutesResult } from './translate/routes.js';
 import type { GatewayListener } from '../shared/routes.js';
 import { RoleScopes } from './xds/scope.js';
@@ -85,6 +87,8 @@ export class Controller {
     routes: { routes: [], gateways: [], conditions: [] },
     listeners: { byPod: new Map(), conditions: [] },
   };
+  /** Translation of the store, re-deriving per change only what it touched (translate/incremental.ts). */
+  private readonly translator = new IncrementalTranslator();
   /** What each subscriber holds, by role (xds/scope.ts). */
   private scopes = new RoleScopes(this.translated);
   private unsubscribe: () => void = () => undefined;
@@ -163,8 +167,10 @@ export class Controller {
       const objects = this.store.snapshot().objects;
       this.dnsAnswers.want(serviceEntryDnsNames(objects.filter((o) => kindRef(o) === 'ServiceEntry')));
       // The cluster id defaults to Istio's, the one agents and waypoints default to.
-      this.translated = translateAll(objects, { clusterId: DEFAULT_CLUSTER_ID, ...this.opts.translate, trustDomain: this.opts.trustDomain, dnsAnswers: this.dnsAnswers.current() });
-      this.scopes = new RoleScopes(this.translated);
+      const next = this.translator.translate(objects, { clusterId: DEFAULT_CLUSTER_ID, ...this.opts.translate, trustDomain: this.opts.trustDomain, dnsAnswers: this.dnsAnswers.current() });
+      // Unchanged resources keep their identity, so the config server encodes only what changed.
+      this.translated = keepUnchanged(this.translated, next);
+      this.scopes = new RoleScopes(this.translated, this.scopes);
       // Pods only: ServiceEntry endpoints are workloads too, but no caller may act as one.
       this.podIndex = new Map(this.translated.model.workloads.filter((w) => w.uid.includes('/v1/Pod/')).map((w) => [`${w.namespace}/${w.name}`, { namespace: w.namespace, name: w.name, serviceAccount: w.serviceAccount, node: w.node, labels: w.labels }]));
       this.writeConditions();
