@@ -184,8 +184,12 @@ export class ConfigServer {
       }
     }
     this.encoder.endRound(complete);
+    this.lastFlushAt = this.now();
     this.checkWaiters();
   }
+
+  /** When the last push round to every subscriber finished writing (ms, from `now`; the bench reads it). */
+  lastFlushAt: number | undefined;
 
   /** The state of every connected subscriber, for proxy-status. */
   subscribers(): SubscriberState[] {
@@ -364,8 +368,12 @@ export class ConfigServer {
     }
 
     if (req.responseNonce !== '') this.handleReply(sub, ts, req);
-    if (applySubscriptionChange(ts, subscribe, unsubscribe)) this.push(sub, ts, { snapshot: undefined, notifiedAt: undefined, force: false });
-    this.checkWaiters();
+    const changed = applySubscriptionChange(ts, subscribe, unsubscribe);
+    if (changed) this.push(sub, ts, { snapshot: undefined, notifiedAt: undefined, force: false });
+    // A plain reply that leaves its subscriber unsynced and not rejecting cannot settle a waiter
+    // (nothing else changed since the last check): skip the check, which reads every subscriber.
+    const settles = changed || req.responseNonce === '' || req.status || isTypeNackedAtTarget(ts) || [...sub.types.values()].every(isTypeSynced);
+    if (settles) this.checkWaiters();
   }
 
   /**
