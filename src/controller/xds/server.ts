@@ -59,6 +59,12 @@ export interface StreamLimits {
   maxStreamsPerCaller: number;
   /** Requests a stream may queue before it has subscribed. */
   maxQueuedBeforeIdentify: number;
+  /**
+   * First responses (a subscription's whole state) in flight at once; later subscriptions wait
+   * for an ACK or NACK. Bounds the memory of many agents syncing at once (each first response is
+   * its own buffer of the whole state: megabytes at 10,000 pods).
+   */
+  maxInitialSyncs: number;
 }
 
 export const DEFAULT_STREAM_LIMITS: Readonly<StreamLimits> = {
@@ -67,6 +73,7 @@ export const DEFAULT_STREAM_LIMITS: Readonly<StreamLimits> = {
   maxPendingPerPeer: 32,
   maxStreamsPerCaller: 8,
   maxQueuedBeforeIdentify: 4,
+  maxInitialSyncs: 10,
 };
 
 interface Subscriber {
@@ -112,6 +119,10 @@ export class ConfigServer {
   private readonly subs = new Map<string, Subscriber>();
   private readonly waiters = new SyncWaiters();
   private debounceTimer: NodeJS.Timeout | undefined;
+  /** Subscriptions whose first response is in flight, with its nonce (at most maxInitialSyncs). */
+  private readonly initialSyncs = new Map<TypeSub, string>();
+  /** Subscriptions waiting to send their first response, in arrival order (pushes skip them). */
+  private readonly initialQueue = new Map<TypeSub, Subscriber>();
   private firstNotifyAt: number | undefined;
   private nextStreamId = 1;
   private nextNonce = 1;
@@ -362,7 +373,8 @@ export class ConfigServer {
       ts = newTypeSub(type, subscribe, req.initialResourceVersions, ts);
       sub.types.set(type, ts);
       applySubscriptionChange(ts, [], unsubscribe);
-      this.push(sub, ts, { snapshot: undefined, notifiedAt: undefined, force: true });
+      this.initialQueue.set(ts, sub);
+      this.startInitialSyncs();
       this.checkWaiters();
       return;
     }
@@ -426,9 +438,24 @@ export class ConfigServer {
     this.updateSubscriberGauge();
   }
 
+  /** Sends first responses from the queue while fewer than maxInitialSyncs are in flight. */
+  private startInitialSyncs(): void {
+    for (const [ts, sub] of this.initialQueue) {
+      if (this.initialSyncs.size >= this.limits.maxInitialSyncs) return;
+      this.initialQueue.delete(ts);
+      if (sub.closed) continue;
+      this.push(sub, ts, { snapshot: undefined, notifiedAt: undefined, force: true });
+      if (ts.inflight) this.initialSyncs.set(ts, ts.inflight.nonce);
+    }
+  }
+
   private handleReply(sub: Subscriber, ts: TypeSub, req: DeltaConfigRequestMessage): void {
     const label = typeLabel(ts.typeUrl);
     const outcome = recordReply(ts, req, this.now(), grpc.status.UNKNOWN);
+    if (this.initialSyncs.get(ts) === req.responseNonce) {
+      this.initialSyncs.delete(ts);
+      this.startInitialSyncs();
+    }
     if (outcome.nack) {
       this.metrics.nacks.inc({ type: label });
       this.metrics.istioRejects.inc({ type: label });
@@ -464,6 +491,7 @@ export class ConfigServer {
   /** Sends what differs between what the subscriber holds and the snapshot (always answers when `force`). */
   private push(sub: Subscriber, ts: TypeSub, o: { snapshot: Snapshot | undefined; notifiedAt: number | undefined; force: boolean }): void {
     if (sub.closed) return;
+    if (this.initialQueue.has(ts)) return; // its first response, when its turn comes, is the current state
     if (ts.inflight) return markDirty(ts, o.notifiedAt);
     const snapshot = o.snapshot ?? this.snapshotFor(sub);
     if (!snapshot) return;
@@ -500,6 +528,12 @@ export class ConfigServer {
     clearTimeout(sub.identifyTimer);
     sub.identifyTimer = undefined;
     this.subs.delete(sub.streamId);
+    let freed = false;
+    for (const ts of sub.types.values()) {
+      this.initialQueue.delete(ts);
+      freed = this.initialSyncs.delete(ts) || freed;
+    }
+    if (freed) this.startInitialSyncs();
     if (sub.node) sub.log.info({ why }, 'config subscriber disconnected');
     this.updateSubscriberGauge();
     this.checkWaiters();
