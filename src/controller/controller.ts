@@ -171,8 +171,8 @@ export class Controller {
       // Unchanged resources keep their identity, so the config server encodes only what changed.
       this.translated = keepUnchanged(this.translated, next);
       this.scopes = new RoleScopes(this.translated, this.scopes);
-      // Pods only: ServiceEntry endpoints are workloads too, but no caller may act as one.
-      this.podIndex = new Map(this.translated.model.workloads.filter((w) => w.uid.includes('/v1/Pod/')).map((w) => [`${w.namespace}/${w.name}`, { namespace: w.namespace, name: w.name, serviceAccount: w.serviceAccount, node: w.node, labels: w.labels }]));
+      // Rebuilt when next read (callers' authorization), not on every change.
+      if (this.translated.model.workloads !== this.podIndexOf) this.podIndexCache = undefined;
       this.writeConditions();
       this.configServer.notify();
       this.opts.onTranslated?.();
@@ -182,9 +182,14 @@ export class Controller {
   }
 
   private lastConditions = new Map<string, string>();
+  /** The condition lists last written (unchanged lists are kept as the same arrays: translate/stable.ts). */
+  private conditionsWritten: readonly unknown[] = [];
 
   /** Writes translation conditions into each object's status; logs only the ones that changed. */
   private writeConditions(): void {
+    const lists = [this.translated.model.conditions, this.translated.routes.conditions, this.translated.listeners.conditions];
+    if (lists.every((l, i) => l === this.conditionsWritten[i])) return;
+    this.conditionsWritten = lists;
     const byObject = new Map<string, TranslateResult['conditions']>();
     for (const c of [...this.translated.model.conditions, ...this.translated.routes.conditions, ...this.translated.listeners.conditions]) byObject.set(c.objectKey, [...(byObject.get(c.objectKey) ?? []), c]);
     const next = new Map<string, string>();
@@ -243,7 +248,19 @@ export class Controller {
   }
 
   /** Pods by `namespace/name`, rebuilt with each translation: what callers are authorized against. */
-  private podIndex = new Map<string, PodRecord>();
+  private podIndexCache: Map<string, PodRecord> | undefined;
+  /** The workloads podIndexCache was built from. */
+  private podIndexOf: readonly Workload[] | undefined;
+
+  private get podIndex(): Map<string, PodRecord> {
+    if (!this.podIndexCache) {
+      const workloads = this.translated.model.workloads;
+      // Pods only: ServiceEntry endpoints are workloads too, but no caller may act as one.
+      this.podIndexCache = new Map(workloads.filter((w) => w.uid.includes('/v1/Pod/')).map((w) => [`${w.namespace}/${w.name}`, { namespace: w.namespace, name: w.name, serviceAccount: w.serviceAccount, node: w.node, labels: w.labels }]));
+      this.podIndexOf = workloads;
+    }
+    return this.podIndexCache;
+  }
 
   /** The controller's current view as caller authorization reads it (callers.ts). */
   get access(): AccessView {
