@@ -48,7 +48,7 @@ export interface ApplyOptions {
 }
 
 /** Kinds whose `status` is an input to translation; status writes on them are changes. */
-const STATUS_IS_INPUT = new Set(['Pod']);
+export const STATUS_IS_INPUT: ReadonlySet<string> = new Set(['Pod']);
 
 export interface ObjectStoreOptions {
   /** Validation of applied objects; default validateObject without requiring container commands. */

@@ -23,6 +23,7 @@
  */
 import { authorizationResourceName, serviceResourceName, workloadResourceName } from '../../shared/resources.js';
 import { kindRef, objectKey, REF_GATEWAY_API_GATEWAY, type KubeObject } from '../objects.js';
+import { STATUS_IS_INPUT } from '../store.js';
 import { gatewayListeners, type GatewayListenersResult } from './gateway-listeners.js';
 import { buildIndex, type ObjectIndex, type TranslateOptions } from './object-index.js';
 import { buildRoutes, type TranslateRoutesResult } from './routes.js';
@@ -49,7 +50,25 @@ interface Tracked<T> {
 
 function sameObjects(a: readonly KubeObject[] | undefined, b: readonly KubeObject[]): boolean {
   if (a === undefined || a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i] && !sameButStatus(a[i]!, b[i]!)) return false;
+  return true;
+}
+
+/**
+ * The store replaced `a` by `b` writing only its status (setStatus keeps every other part, the
+ * same objects, and bumps resourceVersion), on a kind whose status translation does not read
+ * (store.ts STATUS_IS_INPUT). Conditions written after a translation thus rebuild nothing.
+ */
+function sameButStatus(a: KubeObject, b: KubeObject): boolean {
+  if (STATUS_IS_INPUT.has(kindRef(a))) return false;
+  const ka = Object.keys(a).filter((k) => k !== 'status');
+  if (ka.length !== Object.keys(b).filter((k) => k !== 'status').length) return false;
+  for (const k of ka) if (k !== 'metadata' && (a as Record<string, unknown>)[k] !== (b as Record<string, unknown>)[k]) return false;
+  const ma = a.metadata as Record<string, unknown>;
+  const mb = b.metadata as Record<string, unknown>;
+  const km = Object.keys(ma);
+  if (km.length !== Object.keys(mb).length) return false;
+  for (const k of km) if (k !== 'resourceVersion' && ma[k] !== mb[k]) return false;
   return true;
 }
 

@@ -172,6 +172,18 @@ test('incremental translation re-derives only the namespace a pod or policy chan
   assert.ok(inc.rebuilt >= 4, `a global change rebuilds every part (rebuilt ${inc.rebuilt})`);
   inc.translate(store.snapshot().objects, OPTS);
   assert.equal(inc.rebuilt, 0, 'nothing changed: nothing rebuilt');
+  // Conditions written on a policy (a status the model does not read) rebuild nothing...
+  const routesBefore = inc.translate(store.snapshot().objects, OPTS).routes;
+  assert.ok(store.setStatus('AuthorizationPolicy', 'a', 'web-allow', { conditions: [{ type: 'Accepted', status: 'True' }] }));
+  const afterStatus = inc.translate(store.snapshot().objects, OPTS);
+  assert.equal(inc.rebuilt, 0, 'a status write on a policy rebuilds nothing');
+  assert.equal(afterStatus.routes, routesBefore, 'nor the route configs');
+  assert.deepStrictEqual(afterStatus, translateAll(store.snapshot().objects, OPTS));
+  // ...while a pod's status is an input.
+  assert.ok(store.setStatus('Pod', 'a', 'web-1', { phase: 'Failed' }));
+  const afterPod = inc.translate(store.snapshot().objects, OPTS);
+  assert.equal(inc.rebuilt, 1, 'a pod status write rebuilds its namespace');
+  assert.deepStrictEqual(afterPod, translateAll(store.snapshot().objects, OPTS));
 });
 
 test('keepUnchanged keeps the previous objects where the content is equal, and only there', () => {
