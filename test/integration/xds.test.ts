@@ -137,8 +137,9 @@ test('subscribe, receive, ACK recorded in subscribers(), waitForSync resolves', 
   assert.equal(histogram.values.find((v) => (v as { metricName?: string }).metricName === 'ambit_config_push_latency_seconds_count')?.value, 1, 'notify → ACK latency observed once');
 });
 
-test('first responses are bounded by maxInitialSyncs: later subscriptions wait for an ACK, then all sync', async (t) => {
-  const s = await serve(t, { limits: { maxInitialSyncs: 1 } });
+test('first responses in flight are bounded by maxInitialSyncBytes: later subscriptions wait for an ACK, then all sync', async (t) => {
+  // One byte: one first response at a time (one is always let through).
+  const s = await serve(t, { limits: { maxInitialSyncBytes: 1 } });
   s.server.setSnapshot(baseSnapshot());
   // The first client holds its first update unanswered until released.
   let release!: () => void;
