@@ -42,6 +42,20 @@ export function jsonEqual(a: unknown, b: unknown): boolean {
  * previous array itself when every item is the previous one, in the same order.
  */
 export function keepItems<T extends object>(prev: readonly T[], next: T[], name: (item: T) => string): T[] {
+  // Usually the same names in the same order (updates): compare position by position.
+  if (prev.length === next.length) {
+    let aligned = true;
+    let all = true;
+    for (let i = 0; i < next.length && aligned; i++) {
+      const p = prev[i]!;
+      const n = next[i]!;
+      if (p === n) continue;
+      if (name(p) !== name(n)) aligned = false;
+      else if (jsonEqual(p, n)) next[i] = p;
+      else all = false;
+    }
+    if (aligned) return all ? (prev as T[]) : next;
+  }
   const byName = new Map<string, T>();
   for (const p of prev) byName.set(name(p), p);
   let all = prev.length === next.length;
