@@ -18,7 +18,7 @@
  * - Route configs and gateway listeners are each rebuilt when a kind they read changed: the kinds
  *   they read are recorded on each build (so a translator that starts reading a kind is tracked
  *   without a list kept here); a Pod change, which route translation does not read, reuses them.
- * test/unit/translate-incremental.test.ts checks the output equals translateAll's over sequences
+ * test/unit/translate/incremental.test.ts checks the output equals translateAll's over sequences
  * of adds, updates and deletes of each kind.
  */
 import { authorizationResourceName, serviceResourceName, workloadResourceName } from '../../shared/resources.js';
@@ -72,6 +72,21 @@ function sameButStatus(a: KubeObject, b: KubeObject): boolean {
   return true;
 }
 
+/** The kind each typed group of an ObjectIndex is made of. */
+const GROUP_KINDS: ReadonlyMap<PropertyKey, string> = new Map<keyof ObjectIndex, string>([
+  ['namespaces', 'Namespace'],
+  ['nodes', 'Node'],
+  ['gatewayClasses', 'GatewayClass'],
+  ['pods', 'Pod'],
+  ['services', 'Service'],
+  ['gateways', REF_GATEWAY_API_GATEWAY],
+  ['peerAuthentications', 'PeerAuthentication'],
+  ['authorizationPolicies', 'AuthorizationPolicy'],
+]);
+
+/** Recorded when a build read an index field this file does not know: such a result is never reused. */
+const UNTRACKED = '#untracked';
+
 /** `idx` recording the kinds read through it (by `of` and by the typed groups). */
 function recording(idx: ObjectIndex, reads: Map<string, readonly KubeObject[]>): ObjectIndex {
   const of = (ref: string): readonly KubeObject[] => {
@@ -79,27 +94,20 @@ function recording(idx: ObjectIndex, reads: Map<string, readonly KubeObject[]>):
     reads.set(ref, list);
     return list;
   };
-  const byName = (ref: string, map: ReadonlyMap<string, KubeObject>) => (): ReadonlyMap<string, KubeObject> => {
-    of(ref);
-    return map;
-  };
-  const groups: Array<[keyof ObjectIndex, () => unknown]> = [
-    ['namespaces', byName('Namespace', idx.namespaces)],
-    ['nodes', byName('Node', idx.nodes)],
-    ['gatewayClasses', byName('GatewayClass', idx.gatewayClasses)],
-    ['pods', () => of('Pod')],
-    ['services', () => of('Service')],
-    ['gateways', () => of(REF_GATEWAY_API_GATEWAY)],
-    ['peerAuthentications', () => of('PeerAuthentication')],
-    ['authorizationPolicies', () => of('AuthorizationPolicy')],
-  ];
-  const out = { opts: idx.opts, of } as ObjectIndex;
-  for (const [name, get] of groups) Object.defineProperty(out, name, { get, enumerable: true });
-  return out;
+  return new Proxy(idx, {
+    get(target, prop, receiver): unknown {
+      if (prop === 'of') return of;
+      if (prop === 'opts') return target.opts;
+      const kind = GROUP_KINDS.get(prop);
+      if (kind !== undefined) of(kind);
+      else reads.set(UNTRACKED, []);
+      return Reflect.get(target, prop, receiver) as unknown;
+    },
+  });
 }
 
 function stillValid<T>(t: Tracked<T> | undefined, idx: ObjectIndex): t is Tracked<T> {
-  if (!t) return false;
+  if (!t || t.reads.has(UNTRACKED)) return false;
   for (const [ref, list] of t.reads) if (!sameObjects(list, idx.of(ref))) return false;
   return true;
 }
@@ -120,7 +128,7 @@ export class IncrementalTranslator {
   private routes: Tracked<TranslateRoutesResult> | undefined;
   /** Listeners, with the Gateway servers they were built from. */
   private listeners: (Tracked<GatewayListenersResult> & { servers: TranslateRoutesResult['gateways'] }) | undefined;
-  /** Parts rebuilt by the last translate (tests and the bench read it). */
+  /** Parts rebuilt by the last translate (tests read it). */
   rebuilt = 0;
 
   /** Everything translateAll(objects, options) returns, reusing what the changes did not touch. */
