@@ -7,14 +7,14 @@
  * L4 Authorizations; both read Istio string values with toStringMatch. Attributes a waypoint cannot check fail closed: an ALLOW rule using them
  * matches nothing, in DENY and AUDIT they are dropped (the rule matches more).
  */
-import { GROUP_GATEWAY_API, GROUP_ISTIO_NETWORKING, type KubeObject } from '../objects.js';
+import { GROUP_GATEWAY_API, GROUP_ISTIO_NETWORKING, REF_ISTIO_GATEWAY, type KubeObject } from '../objects.js';
 import type { StringMatch } from '../../shared/model.js';
 import type { L7AuthorizationPolicy, L7Condition, L7Operation, L7Rule, L7Source, RouteConfig } from '../../shared/routes.js';
 import { ANNOTATION_DRY_RUN } from './authorization.js';
 import { condition, Invalid, serviceHostname, translateObject, type RouteContext } from './route-context.js';
 import { meshExtensionProviders, type MeshExtensionProviders } from './mesh-config.js';
 import { toStringMatch } from './string-match.js';
-import { gatewayPodsOfPolicy, type GatewayPod } from './gateway-pods.js';
+import { gatewayPodsOfPolicy, selectsOnlyGatewayPods, type GatewayPod } from './gateway-pods.js';
 import { cidrProblem } from '../../shared/validate.js';
 import { annotationsOf, asArray, asRecord, asString, asStrings, compareAge, nsOf } from './util.js';
 
@@ -177,8 +177,12 @@ export function translateAuthorization(ctx: RouteContext, list: readonly KubeObj
     const spec = asRecord(ap.spec);
     const attached = spec['targetRefs'] !== undefined || spec['targetRef'] !== undefined;
     // Selector (and namespace-wide) policies: node agents enforce them (authorization.ts); ingress gateway pods they select enforce them here.
-    const gatewayPods = attached ? [] : gatewayPodsOfPolicy(ap, ctx.gatewayPods, ctx.opts.rootNamespace);
-    if (!attached && gatewayPods.length === 0) continue;
+    const gatewayPods = attached ? [] : gatewayPodsOfPolicy(ap, ctx.gatewayPods(), ctx.opts.rootNamespace);
+    if (!attached && gatewayPods.length === 0) {
+      // The node agents' builder says nothing of a policy only gateways can have: say it here.
+      if (selectsOnlyGatewayPods(ap, gatewayObjects(ctx))) condition(ctx, ap, 'Accepted', 'enforced by the ingress gateway pods it selects (none runs now)', 'True');
+      continue;
+    }
     translateObject(ctx, ap, () => {
       const action = asString(spec['action']) ?? 'ALLOW';
       if (action !== 'ALLOW' && action !== 'DENY' && action !== 'AUDIT' && action !== 'CUSTOM') throw new Invalid('InvalidPolicy', `action ${JSON.stringify(action)} is not ALLOW, DENY, AUDIT or CUSTOM`);
@@ -201,6 +205,12 @@ export function translateAuthorization(ctx: RouteContext, list: readonly KubeObj
       else if (!attached) condition(ctx, ap, 'Accepted', enforcedAtGateways(gatewayPods), 'True');
     });
   }
+}
+
+/** The Istio and Gateway API Gateways of the run, as selectsOnlyGatewayPods reads them. */
+function gatewayObjects(ctx: RouteContext): { of: (ref: string) => readonly KubeObject[]; gateways: readonly KubeObject[] } {
+  const istio = [...ctx.istioGateways.values()];
+  return { of: (ref) => (ref === REF_ISTIO_GATEWAY ? istio : []), gateways: [...ctx.gatewayApiGateways.values()] };
 }
 
 /** The ingress configs of every Gateway the pods serve. */

@@ -13,7 +13,7 @@ import { addCondition, type TranslateIndex } from './object-index.js';
 import { CONDITION_ACCEPTED } from './peer-authentication.js';
 import { podsByNamespace, type PodWorkload } from './services.js';
 import { toStringMatch } from './string-match.js';
-import { ingressGatewayPods, policySelectsPod } from './gateway-pods.js';
+import { selectsOnlyGatewayPods } from './gateway-pods.js';
 import { annotationsOf, asArray, asRecord, asString, asStrings, labelsOf, matchesLabels, nsOf, policySelector } from './util.js';
 
 export const ANNOTATION_DRY_RUN = 'istio.io/dry-run';
@@ -122,15 +122,13 @@ export function buildAuthorizations(idx: TranslateIndex, pods: readonly PodWorkl
   const out: Authorization[] = [];
   // Selector policies match pods of their own namespace (all, from the root namespace).
   const inNamespace = podsByNamespace(pods);
-  const gatewayPods = ingressGatewayPods(idx);
   for (const ap of idx.authorizationPolicies) {
     if (isWaypointAttached(ap)) continue;
     const ns = nsOf(ap);
     const action = asString(ap.spec?.['action']) ?? 'ALLOW';
-    // A policy that applies only to ingress gateway pods is theirs (authorization-l7.ts says so on it), not the agents'.
-    const gatewayOnly =
-      [...gatewayPods.values()].some((g) => policySelectsPod(ap, g.pod, idx.opts.rootNamespace)) &&
-      !pods.some((p) => !gatewayPods.has(`${nsOf(p.pod)}/${p.pod.metadata.name}`) && policySelectsPod(ap, p.pod, idx.opts.rootNamespace));
+    // A policy whose selector can only pick ingress gateway pods is theirs (authorization-l7.ts
+    // says so on it), not the agents'.
+    const gatewayOnly = selectsOnlyGatewayPods(ap, idx);
     if (action === 'CUSTOM') {
       if (gatewayOnly) continue;
       addCondition(idx, ap, {

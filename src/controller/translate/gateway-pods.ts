@@ -41,6 +41,21 @@ export function ingressGatewayPods(idx: Pick<ObjectIndex, 'of' | 'pods' | 'gatew
   return out;
 }
 
+/**
+ * True when every pod a selector policy can select is an ingress gateway pod, judged from the
+ * objects alone: its `matchLabels` include all of an Istio Gateway's selector, or name an ingress
+ * Gateway API Gateway's pods (gateway-name label). No pod is read, so one namespace's part of the
+ * model (incremental.ts) decides as the whole model does.
+ */
+export function selectsOnlyGatewayPods(obj: KubeObject, idx: Pick<ObjectIndex, 'of' | 'gateways'>): boolean {
+  const selector = policySelector(obj);
+  if (!selector) return false;
+  const istio = idx.of(REF_ISTIO_GATEWAY).map((gw) => stringMap(asRecord(gw.spec)['selector']));
+  if (istio.some((s) => Object.keys(s).length > 0 && Object.entries(s).every(([k, v]) => selector[k] === v))) return true;
+  const name = selector[LABEL_GATEWAY_NAME];
+  return name !== undefined && idx.gateways.some((gw) => isIngressGateway(gw) && gw.metadata.name === name && nsOf(gw) === nsOf(obj));
+}
+
 /** True when a selector (or namespace-wide) policy `obj` applies to `pod` (Istio: its namespace, or the root namespace). */
 export function policySelectsPod(obj: KubeObject, pod: KubeObject, rootNamespace: string): boolean {
   const ns = nsOf(obj);

@@ -36,7 +36,7 @@ export function translateRequestAuthentication(ctx: RouteContext, list: readonly
     const spec = asRecord(ra.spec);
     translateObject(ctx, ra, () => {
       const attached = spec['targetRefs'] !== undefined || spec['targetRef'] !== undefined;
-      const gatewayPods = attached ? [] : gatewayPodsOfPolicy(ra, ctx.gatewayPods, ctx.opts.rootNamespace);
+      const gatewayPods = attached ? [] : gatewayPodsOfPolicy(ra, ctx.gatewayPods(), ctx.opts.rootNamespace);
       if (!attached && gatewayPods.length === 0) {
         condition(ctx, ra, 'NotEnforced', 'not served: a RequestAuthentication with a workload selector needs a sidecar, which ambient mode does not run, unless it selects ingress gateway pods (none now); attach it to a waypoint with targetRefs (kind Gateway or Service)');
         return;

@@ -44,8 +44,12 @@ export interface RouteContext {
   configMaps: readonly KubeObject[];
   /** ServiceEntries (their hosts may serve extension providers). */
   serviceEntries: readonly KubeObject[];
-  /** Ingress gateway pods by `ns/name` (selector policies that select them are enforced there). */
-  gatewayPods: ReadonlyMap<string, GatewayPod>;
+  /**
+   * Ingress gateway pods by `ns/name` (selector policies that select them are enforced there).
+   * Computed on first call: Pods are read only when a selector policy asks and an ingress
+   * Gateway exists, so route translation does not depend on pods otherwise (incremental.ts).
+   */
+  gatewayPods: () => ReadonlyMap<string, GatewayPod>;
 }
 
 export function condition(ctx: RouteContext, obj: KubeObject, reason: string, message: string, status: 'True' | 'False' = 'False'): void {
