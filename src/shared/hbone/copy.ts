@@ -1,6 +1,5 @@
 /**
- * Bidirectional pipe between a downstream and an upstream duplex with backpressure (pause while
- * the other side's write buffer is full, resume on its 'drain'),
+ * Bidirectional pipe between a downstream and an upstream duplex with backpressure (stream.pipe),
  * half-close carried each way, live byte counts, and exactly one close callback.
  * Byte counters are reported by batch, not per chunk: a chunk only adds to a local number; the
  * byte callbacks get what accumulated at each flush — every COUNTER_FLUSH_MS (one timer for all
@@ -115,45 +114,36 @@ export function copyBidirectional(downstream: Duplex, upstream: Duplex, opts: Co
     }
   };
 
+  downstream.on('data', (c: Buffer) => void (fromDown += c.length));
+  upstream.on('data', (c: Buffer) => void (fromUp += c.length));
+  downstream.once('end', () => (downEnded = true));
+  upstream.once('end', () => (upEnded = true));
+  downstream.on('error', onError);
+  upstream.on('error', onError);
   // An HTTP/2 stream reset with CANCEL ends quietly ('aborted', then EOF): it is not a half-close.
   // Our own close() also emits 'aborted' on the stream: only a peer's reset counts here.
   const onAborted = (): void => {
     if (!forced) onError(new Error('tunnel stream reset by the peer'));
   };
-  /**
-   * Moves `src`'s chunks into `dst` (counted), pausing `src` while `dst` is over its high-water
-   * mark, and ends `dst` when `src` ends: the half-close. Hand-rolled rather than stream.pipe():
-   * one listener per event instead of pipe()'s nine closures and a second 'data' listener for
-   * counting, per direction and connection.
-   */
-  const forward = (src: Duplex, dst: Duplex, fromDownstream: boolean): void => {
-    const isTunnel = (src as { session?: unknown }).session !== undefined;
-    src.on('data', (c: Buffer) => {
-      if (fromDownstream) fromDown += c.length;
-      else fromUp += c.length;
-      if (!dst.write(c)) src.pause();
+  downstream.once('aborted', onAborted);
+  upstream.once('aborted', onAborted);
+  // A tunnel stream whose session died (peer gone, liveness) reads a synthetic EOF, after its
+  // destroy and without 'aborted' when we had already ended our side: that is not the peer's
+  // END_STREAM, and passing it on as a FIN would show the app a clean end of truncated data.
+  for (const side of [downstream, upstream]) {
+    if ((side as { session?: unknown }).session === undefined) continue;
+    side.once('end', () => {
+      if (side.destroyed && !forced) onError(new Error('tunnel session ended before the stream did'));
     });
-    dst.on('drain', () => src.resume());
-    src.once('end', () => {
-      if (fromDownstream) downEnded = true;
-      else upEnded = true;
-      // A tunnel stream whose session died (peer gone, liveness) reads a synthetic EOF, after its
-      // destroy and without 'aborted' when we had already ended our side: that is not the peer's
-      // END_STREAM, and passing it on as a FIN would show the app a clean end of truncated data.
-      if (isTunnel && src.destroyed && !forced) return onError(new Error('tunnel session ended before the stream did'));
-      dst.end();
-    });
-    src.on('error', onError);
-    src.once('aborted', onAborted);
-    // A side that closed before the copy started (the client gave up while the tunnel opened).
-    if (src.closed) queueMicrotask(() => onClosed(src));
-    else src.once('close', () => onClosed(src));
-  };
-  forward(downstream, upstream, true);
-  forward(upstream, downstream, false);
-  // Flowing from here (the accept path pauses the downstream until the upstream is ready).
-  downstream.resume();
-  upstream.resume();
+  }
+  for (const side of [downstream, upstream]) {
+    // A side that closed before the pipe started (the client gave up while the tunnel opened).
+    if (side.closed) queueMicrotask(() => onClosed(side));
+    else side.once('close', () => onClosed(side));
+  }
+  // pipe() ends the destination when the source ends: that is the half-close.
+  downstream.pipe(upstream);
+  upstream.pipe(downstream);
 
   return {
     destroy(err?: Error) {
