@@ -56,7 +56,7 @@ test('pod spec: command, env with $(VAR) expansion, downward API, envFrom; secur
   assert.equal(c.env['KUBERNETES_SERVICE_HOST'], '10.96.0.1');
   assert.deepEqual([c.env['POD_NAME'], c.env['POD_NAMESPACE']], ['p', 'demo'], 'local mode names the pod to its processes');
   assert.match(c.env['PATH']!, /^\/opt\/bin:/);
-  assert.deepEqual(c.ports, [8080, 9090], 'declared ports and the readiness probe port must listen');
+  assert.deepEqual(c.ports, [9090], 'with a readiness probe, its port is what must listen (as the kubelet asks only the probe)');
   assert.deepEqual(c.user, { uid: 1000, gid: 2000, groups: [3000] });
   assert.deepEqual(c.capabilities, ['net_bind_service']);
   assert.equal(c.noNewPrivs, true);
