@@ -11,6 +11,7 @@
  * Deployments are rolled out, pods are ready, enrolled pods are captured and every agent acked;
  * down() stops pods first (they hold tunnels into the agents), then agents, then the rest.
  */
+import { existsSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { AmbitError } from '../shared/errors.js';
@@ -28,13 +29,14 @@ import { ambitVersion } from '../shared/version.js';
 import { AgentPods } from './agent-pods.js';
 import { AgentSupervisor } from './agents.js';
 import { cleanupLeftovers } from './cleanup.js';
-import { AGENT_IDENTITY, CONTROLLER_IDENTITY, MESH_NAMESPACE } from './cluster-api.js';
+import { AGENT_IDENTITY, CNI_IDENTITY, CONTROLLER_IDENTITY, MESH_NAMESPACE } from './cluster-api.js';
 import { LocalCluster } from './cluster.js';
 import { isPodReady, rec } from './controllers/queue.js';
 import { NODE_NOT_FOUND } from './controllers/pod-gc.js';
 import { IngressGatewayInstall } from './ingress-gateway.js';
 import { Informer, KubeClient } from './kube-client.js';
 import { ObjectsApi } from './objects-api.js';
+import { installAmbitPlugin } from './node/cni-config.js';
 import { addressPlan, CONTROLLER_PORT } from './plan.js';
 import { keyOf, nsOf, selects } from './workloads.js';
 
@@ -112,8 +114,25 @@ export interface IngressGatewayStatus {
 
 /** How often settling re-reads the state. */
 const SETTLE_POLL_MS = 150;
+/** How long `up` waits for the agents' CNI sockets. */
+const AGENT_SOCKET_WAIT_MS = 20_000;
 /** How often the agents' mirror pods' readiness is written (when it changed). */
 const AGENT_POD_SYNC_MS = 500;
+
+/**
+ * Waits (bounded) until every node's agent serves its CNI socket, as a cluster waits for the
+ * agent DaemonSet: pods created before would be refused by the plugin and retried with backoff.
+ */
+async function waitForCniSockets(sockets: string[], timeoutMs: number, log: Logger): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!sockets.every((s) => existsSync(s))) {
+    if (Date.now() > deadline) {
+      log.warn({ sockets: sockets.filter((s) => !existsSync(s)) }, 'an agent does not serve its CNI socket yet; enrolled pods wait for it');
+      return;
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
 
 export class LocalMesh {
   private cluster: LocalCluster | undefined;
@@ -199,6 +218,17 @@ export class LocalMesh {
       if (ref === REF_ISTIO_GATEWAY) void ingress.reconcile();
     });
 
+    // The Ambit CNI plugin chained after each node's network plugin, as its installer does on a
+    // cluster (its own ambit-cni identity, a token bound to the node): the node runtime's CNI
+    // chain hands each new pod to the node's agent, which holds an enrolled pod's traffic until
+    // it is captured.
+    const cniSockets = new Map<string, string>();
+    for (const n of cluster.nodes) {
+      const { token } = await api.token(CNI_IDENTITY, { node: n.name });
+      const install = { dir: join(cluster.nodeDir(n.name), 'ambit-cni'), apiServer: api.url, caPem: api.caCertPem, token, logFile: join(o.stateDir, 'logs', `cni-${n.name}.log`), logLevel: 'info' as const };
+      cniSockets.set(n.name, await installAmbitPlugin(cluster.cniPaths.get(n.name)!, install, o.repoRoot, process.execPath));
+    }
+
     // Each agent talks to the API server as the agent service account (what daemonset/ grants it:
     // its node's pods, and their ambient.istio.io/redirection annotation), with a node-bound token.
     const agentKubeconfigs = new Map<string, string>();
@@ -220,6 +250,7 @@ export class LocalMesh {
         AMBIT_CA_ROOT_FILE: join(o.stateDir, 'root-cert.pem'),
         AMBIT_TOKEN_FILE: join(o.stateDir, 'tokens', n.name),
         AMBIT_KUBECONFIG: agentKubeconfigs.get(n.name)!,
+        AMBIT_CNI_SOCKET: cniSockets.get(n.name)!,
         AMBIT_CAPTURE: o.capture,
         AMBIT_CGROUP_PATH: cluster.cgroupDir,
         AMBIT_PIN_DIR: `/sys/fs/bpf/${o.prefix}-${n.name}`,
@@ -232,6 +263,7 @@ export class LocalMesh {
     });
     this.agents = agents;
     agents.start(cluster.nodes);
+    await waitForCniSockets([...cniSockets.values()], AGENT_SOCKET_WAIT_MS, o.log);
     // The agents as the API shows them: mirror pods, Ready while connected (Prometheus finds them).
     const agentPods = new AgentPods({ client: admin, nodes: cluster.nodes, state: (node) => ({ running: agents.pids().get(node) !== undefined, ready: kc.controller.agentConnected(node) }), log: o.log });
     this.agentPods = agentPods;
