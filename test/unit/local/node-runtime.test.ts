@@ -57,6 +57,10 @@ test('pod spec: command, env with $(VAR) expansion, downward API, envFrom; secur
   assert.deepEqual([c.env['POD_NAME'], c.env['POD_NAMESPACE']], ['p', 'demo'], 'local mode names the pod to its processes');
   assert.match(c.env['PATH']!, /^\/opt\/bin:/);
   assert.deepEqual(c.ports, [9090], 'with a readiness probe, its port is what must listen (as the kubelet asks only the probe)');
+  const [noProbe] = await containerSpecs(podOf({ containers: [{ name: 'a', command: ['x'], ports: [{ containerPort: 8443 }, { containerPort: 8080 }, { containerPort: 53, protocol: 'UDP' }] }] }), ctx);
+  assert.deepEqual(noProbe?.ports, [8080, 8443], 'without a probe, every declared TCP port must listen');
+  const [named] = await containerSpecs(podOf({ containers: [{ name: 'a', command: ['x'], ports: [{ name: 'status', containerPort: 15021 }, { containerPort: 80 }], readinessProbe: { httpGet: { path: '/healthz/ready', port: 'status' } } }] }), ctx);
+  assert.deepEqual(named?.ports, [15021], 'a probe naming a port: that port alone (a gateway is ready before its listener ports open)');
   assert.deepEqual(c.user, { uid: 1000, gid: 2000, groups: [3000] });
   assert.deepEqual(c.capabilities, ['net_bind_service']);
   assert.equal(c.noNewPrivs, true);
