@@ -26,7 +26,6 @@ export function sameNetns(a: string | undefined, b: string | undefined): boolean
 /** Istio ambient's in-pod ports (DESIGN.md, Ports). */
 export const OUTBOUND_PORT = 15001;
 export const INBOUND_PORT = 15006;
-export const HBONE_PORT = 15008;
 
 /**
  * nft chains (for a pod-netns table) that drop TCP packets conntrack marks INVALID, in both

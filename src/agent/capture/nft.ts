@@ -12,10 +12,10 @@
  */
 import { AmbitError } from '../../shared/errors.js';
 import type { Logger } from '../../shared/log.js';
+import { HBONE_PORT } from '../../shared/hbone/tunnel.js';
 import { BYPASS_MARK } from '../../../native/netns.js';
 import {
   dropInvalidChains,
-  HBONE_PORT,
   INBOUND_PORT,
   OUTBOUND_PORT,
   sameNetns,

@@ -38,7 +38,8 @@ import {
 import { encodeStruct, DirectKeyType, PodConfigType, PortKeyType, OrigDstType, PeerKeyType, decodeStruct } from '../../../native/bindings.js';
 import { closeFd, netnsCookie, openNetns, type NetnsHandle } from '../../../native/netns.js';
 import { bytes16ToIp, ipToBytes16, type SocketAddressInfo } from '../../../native/sockaddr.js';
-import { HBONE_PORT, OUTBOUND_PORT, type Capture, type DirectTuple, type EnrollOptions, type PrepareOptions, type PruneOptions } from './capture.js';
+import { OUTBOUND_PORT, type Capture, type DirectTuple, type EnrollOptions, type PrepareOptions, type PruneOptions } from './capture.js';
+import { HBONE_PORT } from '../../shared/hbone/tunnel.js';
 import { checkCgroup2, cgroupId } from './cgroup.js';
 import { installReplyRouting, removeReplyRouting, type ReplyRouteOptions } from './reply-route.js';
 
