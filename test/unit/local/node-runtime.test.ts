@@ -11,7 +11,7 @@ import { capabilitySet, containerCommand, DEFAULT_CAPABILITIES, type ContainerSp
 import { containerSpecs, expandVars, podSysctls } from '../../../src/local/node/pod-spec.js';
 import { buildPodStatus } from '../../../src/local/node/pod-status.js';
 import { podUser, type VolumeSources } from '../../../src/local/node/volumes.js';
-import { resultPodIp } from '../../../src/local/node/cni-chain.js';
+import { crashLine, resultPodIp } from '../../../src/local/node/cni-chain.js';
 import { nextCandidates, parseNetPluginConf } from '../../../src/local/cni-net/plugin.js';
 
 const sources: VolumeSources = {
@@ -158,4 +158,11 @@ test('local CNI plugin: configuration errors are listed together; addresses go r
   assert.deepEqual(nextCandidates(conf, '10.5.1.3', new Set(['10.5.1.5'])), ['10.5.1.4', '10.5.1.6', '10.5.1.2', '10.5.1.3'], 'after the last one given, wrapping, taken ones skipped');
   assert.equal(resultPodIp({ ips: [{ address: 'fd00::2/64' }, { address: '10.5.1.4/24' }] }), '10.5.1.4');
   assert.equal(resultPodIp({}), undefined);
+});
+
+test('a crashed plugin is reported by its error line, not by Node\'s version banner', () => {
+  assert.equal(crashLine('file:///p/main.js:3\n  throw e\n  ^\n\nTypeError [ERR_INVALID_ARG_TYPE]: bad thing\n    at f (file:///p/main.js:3:9)\n\nNode.js v24.21.0\n'), 'TypeError [ERR_INVALID_ARG_TYPE]: bad thing');
+  assert.equal(crashLine('Error: ip -batch failed\n\nNode.js v24.21.0'), 'Error: ip -batch failed');
+  assert.equal(crashLine('ip: RTNETLINK answers: File exists\n'), 'ip: RTNETLINK answers: File exists');
+  assert.equal(crashLine(''), '');
 });
