@@ -4,8 +4,9 @@
  * node tokens), the generated cluster applied to its store, `clients` agents in one forked process
  * (clients.ts), then single-object changes one at a time. For each change: wall time from the
  * store apply to the config server seeing every subscriber ACK (waitForSync, debounce included),
- * each updated client's onUpdate time, bytes the controller sent (counted by the clients' relay),
- * and this process's CPU. Prints one JSON line (SizeResult).
+ * when the controller finished writing the change's responses (the config server's last push
+ * round), each updated client's onUpdate time, bytes the controller sent (counted by the clients'
+ * relay), and this process's CPU. Prints one JSON line (SizeResult).
  *   node dist/bench/controlplane/run-size.js --pods 1000 [--services 1000 --policies 500
  *     --virtual-services 200 --namespaces 100 --clients 100 --changes 30]
  */
@@ -25,6 +26,8 @@ export interface ChangeResult {
   kind: ChangeKind;
   /** Store apply → every subscriber ACKed (ms). */
   allAckedMs: number;
+  /** Store apply → the controller wrote the last response of the change (debounce included; ms). */
+  pushedMs: number;
   /** Store apply → each updated client's onUpdate (ms). */
   clientMs: number[];
   /** Clients that received an update. */
@@ -110,14 +113,17 @@ export async function runSize(size: ClusterSize & { clients: number }, changes: 
       await ask(child, { cmd: 'arm' }, 'armed', 30_000);
       const cpu0 = cpuMs();
       const start = wallNow();
+      // The config server's clock is Date.now (ms).
+      const startMs = Date.now();
       controller.store.apply([obj]);
       await controller.configServer.waitForSync(() => true, 60_000, { minSubscribers: size.clients });
       const allAckedMs = wallNow() - start;
       const cpu = cpuMs() - cpu0;
+      const pushedMs = (controller.configServer.lastFlushAt ?? Number.NaN) - startMs;
       const got = await ask(child, { cmd: 'collect' }, 'collected', 30_000);
       const firstPerClient = new Map<number, ClientUpdate>();
       for (const u of got.updates) if (!firstPerClient.has(u.client)) firstPerClient.set(u.client, u);
-      results.push({ kind, allAckedMs, clientMs: [...firstPerClient.values()].map((u) => u.at - start), affected: firstPerClient.size, bytes: got.bytes, cpuMs: cpu });
+      results.push({ kind, allAckedMs, pushedMs, clientMs: [...firstPerClient.values()].map((u) => u.at - start), affected: firstPerClient.size, bytes: got.bytes, cpuMs: cpu });
     }
     return {
       size,

@@ -2,7 +2,7 @@
  * The controller: object store → translation → config streams, plus the certificate authority,
  * served on one gRPC-over-TLS port (15012). The same class runs in local mode (store fed by
  * manifests through `ambit local`) and, later, on Kubernetes (store fed by informers).
- * Invariants: translation is pure and runs on every store change; a translation that fails
+ * Invariants: translation is pure (incremental, with translateAll's output) and runs on every store change; a translation that fails
  * validation is not pushed (the config server keeps what subscribers already hold).
  */
 import * as grpc from '@grpc/grpc-js';
@@ -24,7 +24,9 @@ import { DnsAnswers } from './dns-answers.js';
 import { kindRef } from './objects.js';
 import { CONDITION_WARNING } from './translate/field-warnings.js';
 import { serviceEntryDnsNames } from './translate/service-entries.js';
-import { translateAll, type MeshTranslation, type TranslateOptions, type TranslateResult } from './translate/translate.js';
+import { keepUnchanged } from './translate/stable.js';
+import { IncrementalTranslator } from './translate/incremental.js';
+import { type MeshTranslation, type TranslateOptions, type TranslateResult } from './translate/translate.js';
 import type { TranslateRoutesResult } from './translate/routes.js';
 import type { GatewayListener } from '../shared/routes.js';
 import { RoleScopes } from './xds/scope.js';
@@ -85,6 +87,8 @@ export class Controller {
     routes: { routes: [], gateways: [], conditions: [] },
     listeners: { byPod: new Map(), conditions: [] },
   };
+  /** Translation of the store, re-deriving per change only what it touched (translate/incremental.ts). */
+  private readonly translator = new IncrementalTranslator();
   /** What each subscriber holds, by role (xds/scope.ts). */
   private scopes = new RoleScopes(this.translated);
   private unsubscribe: () => void = () => undefined;
@@ -163,10 +167,12 @@ export class Controller {
       const objects = this.store.snapshot().objects;
       this.dnsAnswers.want(serviceEntryDnsNames(objects.filter((o) => kindRef(o) === 'ServiceEntry')));
       // The cluster id defaults to Istio's, the one agents and waypoints default to.
-      this.translated = translateAll(objects, { clusterId: DEFAULT_CLUSTER_ID, ...this.opts.translate, trustDomain: this.opts.trustDomain, dnsAnswers: this.dnsAnswers.current() });
-      this.scopes = new RoleScopes(this.translated);
-      // Pods only: ServiceEntry endpoints are workloads too, but no caller may act as one.
-      this.podIndex = new Map(this.translated.model.workloads.filter((w) => w.uid.includes('/v1/Pod/')).map((w) => [`${w.namespace}/${w.name}`, { namespace: w.namespace, name: w.name, serviceAccount: w.serviceAccount, node: w.node, labels: w.labels }]));
+      const next = this.translator.translate(objects, { clusterId: DEFAULT_CLUSTER_ID, ...this.opts.translate, trustDomain: this.opts.trustDomain, dnsAnswers: this.dnsAnswers.current() });
+      // Unchanged resources keep their identity, so the config server encodes only what changed.
+      this.translated = keepUnchanged(this.translated, next);
+      this.scopes = new RoleScopes(this.translated, this.scopes);
+      // Rebuilt when next read (callers' authorization), not on every change.
+      if (this.translated.model.workloads !== this.podIndexOf) this.podIndexCache = undefined;
       this.writeConditions();
       this.configServer.notify();
       this.opts.onTranslated?.();
@@ -176,9 +182,14 @@ export class Controller {
   }
 
   private lastConditions = new Map<string, string>();
+  /** The condition lists last written (unchanged lists are kept as the same arrays: translate/stable.ts). */
+  private conditionsWritten: readonly unknown[] = [];
 
   /** Writes translation conditions into each object's status; logs only the ones that changed. */
   private writeConditions(): void {
+    const lists = [this.translated.model.conditions, this.translated.routes.conditions, this.translated.listeners.conditions];
+    if (lists.every((l, i) => l === this.conditionsWritten[i])) return;
+    this.conditionsWritten = lists;
     const byObject = new Map<string, TranslateResult['conditions']>();
     for (const c of [...this.translated.model.conditions, ...this.translated.routes.conditions, ...this.translated.listeners.conditions]) byObject.set(c.objectKey, [...(byObject.get(c.objectKey) ?? []), c]);
     const next = new Map<string, string>();
@@ -237,7 +248,19 @@ export class Controller {
   }
 
   /** Pods by `namespace/name`, rebuilt with each translation: what callers are authorized against. */
-  private podIndex = new Map<string, PodRecord>();
+  private podIndexCache: Map<string, PodRecord> | undefined;
+  /** The workloads podIndexCache was built from. */
+  private podIndexOf: readonly Workload[] | undefined;
+
+  private get podIndex(): Map<string, PodRecord> {
+    if (!this.podIndexCache) {
+      const workloads = this.translated.model.workloads;
+      // Pods only: ServiceEntry endpoints are workloads too, but no caller may act as one.
+      this.podIndexCache = new Map(workloads.filter((w) => w.uid.includes('/v1/Pod/')).map((w) => [`${w.namespace}/${w.name}`, { namespace: w.namespace, name: w.name, serviceAccount: w.serviceAccount, node: w.node, labels: w.labels }]));
+      this.podIndexOf = workloads;
+    }
+    return this.podIndexCache;
+  }
 
   /** The controller's current view as caller authorization reads it (callers.ts). */
   get access(): AccessView {

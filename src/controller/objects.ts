@@ -115,15 +115,24 @@ export function splitApiVersion(apiVersion: string): { group: string; version: s
   return { group: apiVersion.slice(0, slash), version: apiVersion.slice(slash + 1) };
 }
 
-/** `apiVersion kind` → entry, for every version of every kind (lookupKind runs per object, often). */
-const BY_API_VERSION_KIND: ReadonlyMap<string, KindInfo> = new Map(
-  KINDS.flatMap((k) => k.versions.map((v) => [`${k.group === '' ? v : `${k.group}/${v}`} ${k.kind}`, k] as const)),
-);
+/** apiVersion → kind → entry, for every version of every kind (lookupKind runs per object, often: no string is built). */
+const BY_API_VERSION_KIND: ReadonlyMap<string, ReadonlyMap<string, KindInfo>> = (() => {
+  const out = new Map<string, Map<string, KindInfo>>();
+  for (const k of KINDS) {
+    for (const v of k.versions) {
+      const apiVersion = k.group === '' ? v : `${k.group}/${v}`;
+      let kinds = out.get(apiVersion);
+      if (!kinds) out.set(apiVersion, (kinds = new Map()));
+      kinds.set(k.kind, k);
+    }
+  }
+  return out;
+})();
 
 /** The registry entry for an apiVersion + kind, or undefined when the pair is not understood. */
 export function lookupKind(apiVersion: unknown, kind: unknown): KindInfo | undefined {
   if (typeof apiVersion !== 'string' || typeof kind !== 'string') return undefined;
-  return BY_API_VERSION_KIND.get(`${apiVersion} ${kind}`);
+  return BY_API_VERSION_KIND.get(apiVersion)?.get(kind);
 }
 
 /** Registry entries a store query names: a ref (`Pod`, `Gateway.networking.istio.io`) or a bare kind. */

@@ -48,7 +48,7 @@ export interface ApplyOptions {
 }
 
 /** Kinds whose `status` is an input to translation; status writes on them are changes. */
-const STATUS_IS_INPUT = new Set(['Pod']);
+export const STATUS_IS_INPUT: ReadonlySet<string> = new Set(['Pod']);
 
 export interface ObjectStoreOptions {
   /** Validation of applied objects; default validateObject without requiring container commands. */
@@ -71,6 +71,8 @@ export class ObjectStore extends EventEmitter<StoreEvents> {
   readonly #now: () => Date;
   readonly #newUid: () => string;
   #version = 0;
+  /** The keys in objectKey order; kept while the set of keys is the same (updates do not change it). */
+  #sortedKeys: string[] | undefined;
 
   constructor(opts: ObjectStoreOptions = {}) {
     super();
@@ -124,6 +126,7 @@ export class ObjectStore extends EventEmitter<StoreEvents> {
     const applied: KubeObject[] = [];
     for (const [key, input] of staged) {
       const old = this.#objects.get(key);
+      if (!old) this.#sortedKeys = undefined;
       const stored = this.#stamp(input, preserveStatus ? old : undefined, rv, old);
       this.#objects.set(key, stored);
       applied.push(stored);
@@ -158,6 +161,7 @@ export class ObjectStore extends EventEmitter<StoreEvents> {
     if (doomed.size === 0) return { applied: [], deleted: [], resourceVersion: this.resourceVersion };
     this.#version += 1;
     for (const k of doomed.keys()) this.#objects.delete(k);
+    this.#sortedKeys = undefined;
     const change: StoreChange = { applied: [], deleted: [...doomed.values()], resourceVersion: this.resourceVersion };
     this.emit('change', change);
     return change;
@@ -209,9 +213,10 @@ export class ObjectStore extends EventEmitter<StoreEvents> {
   }
 
   snapshot(): StoreSnapshot {
-    // Sorted by the map's keys, which are the objectKeys (no key computed per comparison).
-    const entries = [...this.#objects.entries()].sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
-    return { resourceVersion: this.resourceVersion, objects: entries.map((e) => e[1]) };
+    // Sorted by the map's keys, which are the objectKeys (no key computed per comparison), and
+    // sorted again only when an object was created or deleted.
+    this.#sortedKeys ??= [...this.#objects.keys()].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+    return { resourceVersion: this.resourceVersion, objects: this.#sortedKeys.map((k) => this.#objects.get(k)!) };
   }
 
   #withNamespace<T extends Pick<KubeObject, 'apiVersion' | 'kind' | 'metadata'>>(o: T): T {

@@ -137,6 +137,28 @@ test('subscribe, receive, ACK recorded in subscribers(), waitForSync resolves', 
   assert.equal(histogram.values.find((v) => (v as { metricName?: string }).metricName === 'ambit_config_push_latency_seconds_count')?.value, 1, 'notify → ACK latency observed once');
 });
 
+test('first responses in flight are bounded by maxInitialSyncBytes: later subscriptions wait for an ACK, then all sync', async (t) => {
+  // One byte: one first response at a time (one is always let through).
+  const s = await serve(t, { limits: { maxInitialSyncBytes: 1 } });
+  s.server.setSnapshot(baseSnapshot());
+  // The first client holds its first update unanswered until released.
+  let release!: () => void;
+  const held = new Promise<void>((r) => (release = r));
+  const first = connect(t, s.port, { node: { id: 'agent~node-a', nodeName: 'node-a', role: 'agent' }, onUpdate: () => held });
+  await eventually('the first client received a response', () => s.server.subscribers().some((x) => x.types.some((ts) => ts.pending !== undefined)));
+  const others = [connect(t, s.port, { node: { id: 'agent~node-b', nodeName: 'node-b', role: 'agent' } }), connect(t, s.port, { node: { id: 'agent~node-c', nodeName: 'node-c', role: 'agent' } })];
+  await eventually('three subscribers', () => s.server.subscribers().length === 3 && s.server.subscribers().every((x) => x.types.length === 3));
+  // A change meanwhile does not push to the waiting subscriptions either.
+  s.server.setSnapshot(buildSnapshot({ workloads: [workload('web-1')], services: [service()], authorizations: [authorization()] }));
+  await new Promise((r) => setTimeout(r, 200));
+  const inFlight = s.server.subscribers().flatMap((x) => x.types.filter((ts) => ts.pending !== undefined));
+  assert.equal(inFlight.length, 1, 'one first response in flight');
+  assert.deepEqual(others.map((o) => o.updates.length), [0, 0], 'the other subscribers wait');
+  release();
+  await s.server.waitForSync(() => true, 8000, { minSubscribers: 3 });
+  for (const c of [first, ...others]) assert.deepEqual([...c.client.state.workloads.keys()], ['cluster1//v1/Pod/default/web-1'], 'each holds the current state');
+});
+
 test('an invalid resource is NACKed: client keeps the last good config, server records the NACK', async (t) => {
   // The server-side check is replaced so the invalid resource reaches the wire (version skew case).
   const s = await serve(t, { validate: () => [] });

@@ -60,12 +60,21 @@ export interface TranslateIndex extends ObjectIndex {
 /** Groups `objects` by kind; `options` fill in DEFAULT_TRANSLATE_OPTIONS. */
 export function buildIndex(objects: readonly KubeObject[], options: Partial<TranslateOptions> = {}): ObjectIndex {
   const byKind = new Map<string, KubeObject[]>();
-  const sorted = [...objects].sort((a, b) => compareStrings(`${nsOf(a)}/${a.metadata.name}`, `${nsOf(b)}/${b.metadata.name}`));
-  for (const o of sorted) {
+  for (const o of objects) {
     const ref = kindRef(o);
     const list = byKind.get(ref);
     if (list) list.push(o);
     else byKind.set(ref, [o]);
+  }
+  // A store snapshot comes sorted by objectKey, so each kind's group is already in order: sort
+  // (stably, as a sort of the whole input would) only a group that is not.
+  for (const [ref, list] of byKind) {
+    const keys = list.map((o) => `${nsOf(o)}/${o.metadata.name}`);
+    let sorted = true;
+    for (let i = 1; i < keys.length && sorted; i++) if (compareStrings(keys[i - 1]!, keys[i]!) > 0) sorted = false;
+    if (sorted) continue;
+    const order = keys.map((k, i) => ({ k, i })).sort((a, b) => compareStrings(a.k, b.k) || a.i - b.i);
+    byKind.set(ref, order.map((e) => list[e.i]!));
   }
   const of = (ref: string): readonly KubeObject[] => byKind.get(ref) ?? [];
   const byName = (ref: string): Map<string, KubeObject> => new Map(of(ref).map((o) => [o.metadata.name, o]));

@@ -41,11 +41,13 @@ export interface MeshTranslation {
 export function translateAll(objects: readonly KubeObject[], options: Partial<TranslateOptions> = {}): MeshTranslation {
   const idx = buildIndex(objects, options);
   const routes = buildRoutes(idx);
-  return { model: withFieldWarnings(buildModel(idx), idx), routes, listeners: gatewayListeners(routes.gateways, idx.of('Pod'), idx.of('Secret')) };
+  // No server: no listeners and no conditions (skips a pass over every pod).
+  const listeners = routes.gateways.length === 0 ? { byPod: new Map(), conditions: [] } : gatewayListeners(routes.gateways, idx.of('Pod'), idx.of('Secret'));
+  return { model: withFieldWarnings(buildModel(idx), idx), routes, listeners };
 }
 
 /** The model with the field warnings of every object (field-warnings.ts) among its conditions. */
-function withFieldWarnings(model: TranslateResult, idx: ObjectIndex): TranslateResult {
+export function withFieldWarnings(model: TranslateResult, idx: ObjectIndex): TranslateResult {
   const conditions = [...model.conditions, ...fieldWarnings(idx)].sort((a, b) => compareStrings(a.objectKey, b.objectKey) || compareStrings(a.type, b.type));
   return { ...model, conditions };
 }

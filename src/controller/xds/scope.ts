@@ -4,7 +4,9 @@
  * services bound to it (node metadata `waypoint` = `ns/name`; all mesh configs when absent); a
  * gateway pod (node metadata `pod` = `ns/name`) gets the listeners of the Gateways selecting it,
  * their ingress route configs and the mesh configs (for destination policies); a gateway without
- * `pod` gets every ingress route config. Snapshots are built once per scope and translation.
+ * `pod` gets every ingress route config. Snapshots are built once per scope and translation, and
+ * kept from the previous translation's scopes when what they are built from is the same objects
+ * (translate/stable.ts keeps unchanged parts identical).
  */
 import type { NodeInfo } from '../../shared/xds/node.js';
 import type { MeshTranslation } from '../translate/translate.js';
@@ -15,7 +17,16 @@ export class RoleScopes {
   /** Snapshots with route configs, per scope (`waypoint:<ns/name>`, `gateway:<pod>`). */
   private readonly withRoutes = new Map<string, Snapshot>();
 
-  constructor(private readonly t: MeshTranslation) {}
+  constructor(
+    private readonly t: MeshTranslation,
+    previous?: RoleScopes,
+  ) {
+    if (!previous) return;
+    const p = previous.t;
+    if (p.model !== t.model) return;
+    this.agents = previous.agents;
+    if (p.routes.routes === t.routes.routes && p.listeners.byPod === t.listeners.byPod) for (const [k, v] of previous.withRoutes) this.withRoutes.set(k, v);
+  }
 
   /** The snapshot of `node` (agents' when no node). */
   for(node?: NodeInfo): Snapshot {

@@ -59,6 +59,13 @@ export interface StreamLimits {
   maxStreamsPerCaller: number;
   /** Requests a stream may queue before it has subscribed. */
   maxQueuedBeforeIdentify: number;
+  /**
+   * Bytes of first responses (a subscription's whole state) in flight at once; later
+   * subscriptions wait for an ACK or NACK (one is always let through). Bounds the memory of many
+   * agents syncing at once: each first response is its own buffer of the whole state, megabytes
+   * at 10,000 pods.
+   */
+  maxInitialSyncBytes: number;
 }
 
 export const DEFAULT_STREAM_LIMITS: Readonly<StreamLimits> = {
@@ -67,6 +74,7 @@ export const DEFAULT_STREAM_LIMITS: Readonly<StreamLimits> = {
   maxPendingPerPeer: 32,
   maxStreamsPerCaller: 8,
   maxQueuedBeforeIdentify: 4,
+  maxInitialSyncBytes: 64 * 1024 * 1024,
 };
 
 interface Subscriber {
@@ -112,6 +120,11 @@ export class ConfigServer {
   private readonly subs = new Map<string, Subscriber>();
   private readonly waiters = new SyncWaiters();
   private debounceTimer: NodeJS.Timeout | undefined;
+  /** Subscriptions whose first response is in flight, with its nonce and body bytes (maxInitialSyncBytes in all). */
+  private readonly initialSyncs = new Map<TypeSub, { nonce: string; bytes: number }>();
+  private initialSyncBytes = 0;
+  /** Subscriptions waiting to send their first response, in arrival order (pushes skip them). */
+  private readonly initialQueue = new Map<TypeSub, Subscriber>();
   private firstNotifyAt: number | undefined;
   private nextStreamId = 1;
   private nextNonce = 1;
@@ -184,8 +197,12 @@ export class ConfigServer {
       }
     }
     this.encoder.endRound(complete);
+    this.lastFlushAt = this.now();
     this.checkWaiters();
   }
+
+  /** When the last push round to every subscriber finished writing (ms, from `now`; the bench reads it). */
+  lastFlushAt: number | undefined;
 
   /** The state of every connected subscriber, for proxy-status. */
   subscribers(): SubscriberState[] {
@@ -358,14 +375,19 @@ export class ConfigServer {
       ts = newTypeSub(type, subscribe, req.initialResourceVersions, ts);
       sub.types.set(type, ts);
       applySubscriptionChange(ts, [], unsubscribe);
-      this.push(sub, ts, { snapshot: undefined, notifiedAt: undefined, force: true });
+      this.initialQueue.set(ts, sub);
+      this.startInitialSyncs();
       this.checkWaiters();
       return;
     }
 
     if (req.responseNonce !== '') this.handleReply(sub, ts, req);
-    if (applySubscriptionChange(ts, subscribe, unsubscribe)) this.push(sub, ts, { snapshot: undefined, notifiedAt: undefined, force: false });
-    this.checkWaiters();
+    const changed = applySubscriptionChange(ts, subscribe, unsubscribe);
+    if (changed) this.push(sub, ts, { snapshot: undefined, notifiedAt: undefined, force: false });
+    // A plain reply that leaves its subscriber unsynced and not rejecting cannot settle a waiter
+    // (nothing else changed since the last check): skip the check, which reads every subscriber.
+    const settles = changed || req.responseNonce === '' || req.status || isTypeNackedAtTarget(ts) || [...sub.types.values()].every(isTypeSynced);
+    if (settles) this.checkWaiters();
   }
 
   /**
@@ -418,9 +440,33 @@ export class ConfigServer {
     this.updateSubscriberGauge();
   }
 
+  /** Sends first responses from the queue while fewer than maxInitialSyncBytes are in flight. */
+  private startInitialSyncs(): void {
+    for (const [ts, sub] of this.initialQueue) {
+      if (this.initialSyncs.size > 0 && this.initialSyncBytes >= this.limits.maxInitialSyncBytes) return;
+      this.initialQueue.delete(ts);
+      if (sub.closed) continue;
+      const bytes = this.push(sub, ts, { snapshot: undefined, notifiedAt: undefined, force: true });
+      if (ts.inflight && !sub.closed) {
+        this.initialSyncs.set(ts, { nonce: ts.inflight.nonce, bytes });
+        this.initialSyncBytes += bytes;
+      }
+    }
+  }
+
+  /** A first response was answered or its stream ended: let the next ones go. */
+  private endInitialSync(ts: TypeSub): boolean {
+    const entry = this.initialSyncs.get(ts);
+    if (!entry) return false;
+    this.initialSyncs.delete(ts);
+    this.initialSyncBytes -= entry.bytes;
+    return true;
+  }
+
   private handleReply(sub: Subscriber, ts: TypeSub, req: DeltaConfigRequestMessage): void {
     const label = typeLabel(ts.typeUrl);
     const outcome = recordReply(ts, req, this.now(), grpc.status.UNKNOWN);
+    if (this.initialSyncs.get(ts)?.nonce === req.responseNonce && this.endInitialSync(ts)) this.startInitialSyncs();
     if (outcome.nack) {
       this.metrics.nacks.inc({ type: label });
       this.metrics.istioRejects.inc({ type: label });
@@ -453,24 +499,34 @@ export class ConfigServer {
     }
   }
 
-  /** Sends what differs between what the subscriber holds and the snapshot (always answers when `force`). */
-  private push(sub: Subscriber, ts: TypeSub, o: { snapshot: Snapshot | undefined; notifiedAt: number | undefined; force: boolean }): void {
-    if (sub.closed) return;
-    if (ts.inflight) return markDirty(ts, o.notifiedAt);
+  /**
+   * Sends what differs between what the subscriber holds and the snapshot (always answers when
+   * `force`); returns the body bytes written (0 when nothing was).
+   */
+  private push(sub: Subscriber, ts: TypeSub, o: { snapshot: Snapshot | undefined; notifiedAt: number | undefined; force: boolean }): number {
+    if (sub.closed) return 0;
+    if (this.initialQueue.has(ts)) return 0; // its first response, when its turn comes, is the current state
+    if (ts.inflight) {
+      markDirty(ts, o.notifiedAt);
+      return 0;
+    }
     const snapshot = o.snapshot ?? this.snapshotFor(sub);
-    if (!snapshot) return;
+    if (!snapshot) return 0;
     const next = nextResponse(ts, this.encoder.visible(ts, snapshot, sub.log), { force: o.force, notifiedAt: o.notifiedAt, nonce: () => String(this.nextNonce++) });
-    if (!next) return;
+    if (!next) return 0;
     try {
       sub.call.write(next.response);
     } catch (e) {
       sub.log.warn({ err: e }, 'config push failed; dropping stream');
       this.endStream(sub, grpc.status.INTERNAL, 'write failed');
-      return;
+      return 0;
     }
     this.metrics.pushes.inc({ type: typeLabel(ts.typeUrl) });
     this.metrics.istioPushes.inc({ type: typeLabel(ts.typeUrl) });
     sub.log.debug({ type: typeLabel(ts.typeUrl), nonce: next.response.nonce, version: ts.targetVersion, updated: next.updated, removed: next.removed }, 'config pushed');
+    let bytes = 0;
+    for (const r of next.response.resources) bytes += r.body.length;
+    return bytes;
   }
 
   // ---- bookkeeping ----
@@ -492,6 +548,12 @@ export class ConfigServer {
     clearTimeout(sub.identifyTimer);
     sub.identifyTimer = undefined;
     this.subs.delete(sub.streamId);
+    let freed = false;
+    for (const ts of sub.types.values()) {
+      this.initialQueue.delete(ts);
+      freed = this.endInitialSync(ts) || freed;
+    }
+    if (freed) this.startInitialSyncs();
     if (sub.node) sub.log.info({ why }, 'config subscriber disconnected');
     this.updateSubscriberGauge();
     this.checkWaiters();

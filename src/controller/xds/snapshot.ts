@@ -5,7 +5,8 @@
  * sent, and the subscriber keeps the last good version of it.
  * Invariants: resource versions are content hashes of the canonical JSON body (equal content,
  * equal version); a resource object shared by many snapshots is validated and encoded once per
- * push.
+ * push, and once for as long as snapshots hold that same object (resources are never modified
+ * once handed over).
  */
 import { errorMessage } from '../../shared/errors.js';
 import type { Logger } from '../../shared/log.js';
@@ -69,6 +70,11 @@ export interface Visibility {
 export class SnapshotEncoder {
   /** Encodings by object identity, so a resource shared by many subscribers is hashed once. */
   private encodings = new WeakMap<object, CachedEncoding>();
+  /**
+   * Valid encodings by object identity, across rounds: a resource object a later snapshot still
+   * holds (translate/stable.ts keeps unchanged ones) is not encoded or validated again.
+   */
+  private readonly valid = new WeakMap<object, EncodedResource>();
   private readonly lastGood = new Map<ResourceType, Map<string, EncodedResource>>();
   /** Names encoded during the current push round, so lastGood can forget resources that are gone. */
   private seen: Map<ResourceType, Set<string>> | undefined;
@@ -136,6 +142,8 @@ export class SnapshotEncoder {
     const key = typeof resource === 'object' && resource !== null ? resource : undefined;
     const cached = key ? this.encodings.get(key) : undefined;
     if (cached) return cached;
+    const known = key ? this.valid.get(key) : undefined;
+    if (known) return { encoded: known, issues: [] };
     let result: CachedEncoding;
     try {
       // A resource whose body is the last good one's byte for byte was validated then: reuse it
@@ -155,6 +163,7 @@ export class SnapshotEncoder {
       log.error({ type: typeLabel(type), name, issues: result.issues.slice(0, 10).map(formatIssue) }, 'invalid resource not sent; the last good version stays in force');
     }
     if (key) this.encodings.set(key, result);
+    if (key && result.encoded) this.valid.set(key, result.encoded);
     return result;
   }
 }

@@ -150,6 +150,21 @@ test('snapshot is sorted and unaffected by later batches', () => {
   assert.equal(store.snapshot().objects.length, 3);
 });
 
+test('snapshot stays sorted and current through creates, updates, status writes and deletes', () => {
+  const store = newStore();
+  const names = (): string[] => store.snapshot().objects.map((o) => `${o.kind}/${o.metadata.name}`);
+  store.apply([sa('m'), ns('demo'), sa('c')]);
+  assert.deepEqual(names(), ['Namespace/demo', 'ServiceAccount/c', 'ServiceAccount/m']);
+  store.apply([{ ...sa('c'), metadata: { name: 'c', namespace: 'demo', labels: { v: '2' } } }]);
+  assert.deepEqual(store.snapshot().objects[1]?.metadata.labels, { v: '2' }, 'an update is seen at its place');
+  store.apply([pod('p', { phase: 'Running' }), sa('a')]);
+  assert.deepEqual(names(), ['Namespace/demo', 'Pod/p', 'ServiceAccount/a', 'ServiceAccount/c', 'ServiceAccount/m']);
+  assert.ok(store.setStatus('Pod', 'demo', 'p', { phase: 'Failed' }));
+  assert.equal(store.snapshot().objects[1]?.status?.['phase'], 'Failed', 'a status write is seen');
+  store.delete([{ apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: 'c', namespace: 'demo' } }]);
+  assert.deepEqual(names(), ['Namespace/demo', 'Pod/p', 'ServiceAccount/a', 'ServiceAccount/m']);
+});
+
 test('an object that carries uid and creationTimestamp (from an API server) keeps them; a recreated one takes the new uid', () => {
   const s = newStore();
   const cm = (uid: string, data: string): KubeObject => ({ apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: 'x', namespace: 'demo', uid, creationTimestamp: '2025-05-05T00:00:00Z' }, spec: { data } });

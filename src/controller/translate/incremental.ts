@@ -1,0 +1,237 @@
+/**
+ * Incremental translation: the same output as translateAll, re-deriving per store change only
+ * what the changed objects feed.
+ *
+ * - The mesh model is built per namespace. Pods, Services and EndpointSlices of a namespace, and
+ *   its AuthorizationPolicies and PeerAuthentications (outside the root namespace), are that
+ *   namespace's "local" objects; everything else is "global" (Namespaces, Nodes, root-namespace
+ *   policies, every other kind). A namespace's part is buildModel over the global objects plus its
+ *   own local ones, and holds its pods' Workloads, its Services, its Authorizations and the
+ *   conditions of its local objects; the global part (buildModel over the global objects alone)
+ *   holds the root-namespace Authorizations and the conditions of global objects. A part is rebuilt
+ *   when its objects are not the very objects (the store's frozen ones) it was built from; all of
+ *   them when a global object or an option changes.
+ *   This is exact while no translation step reads one namespace's local objects for another
+ *   namespace's output. Today's model steps hold to that, except ServiceEntries (hostnames against
+ *   every Service, workloads of selected pods) and waypoints (Gateways whose pods live elsewhere):
+ *   while any ServiceEntry or Gateway API Gateway exists, the model is built whole, as before.
+ * - Route configs and gateway listeners are each rebuilt when a kind they read changed: the kinds
+ *   they read are recorded on each build (so a translator that starts reading a kind is tracked
+ *   without a list kept here); a Pod change, which route translation does not read, reuses them.
+ * test/unit/translate/incremental.test.ts checks the output equals translateAll's over sequences
+ * of adds, updates and deletes of each kind.
+ */
+import { authorizationResourceName, serviceResourceName, workloadResourceName } from '../../shared/resources.js';
+import { kindRef, objectKey, REF_GATEWAY_API_GATEWAY, type KubeObject } from '../objects.js';
+import { STATUS_IS_INPUT } from '../store.js';
+import { gatewayListeners, type GatewayListenersResult } from './gateway-listeners.js';
+import { buildIndex, type ObjectIndex, type TranslateOptions } from './object-index.js';
+import { buildRoutes, type TranslateRoutesResult } from './routes.js';
+import { keepItems } from './stable.js';
+import { buildModel, withFieldWarnings, type MeshTranslation, type TranslateResult } from './translate.js';
+import { compareStrings, nsOf } from './util.js';
+
+/** Kinds whose objects belong to their namespace's part (policy kinds only outside the root namespace). */
+const LOCAL_KINDS = new Set(['Pod', 'Service', 'EndpointSlice']);
+const LOCAL_POLICY_KINDS = new Set(['AuthorizationPolicy', 'PeerAuthentication']);
+/** Kinds that make the model read across namespaces: while one exists the model is built whole. */
+const WHOLE_MODEL_KINDS = new Set(['ServiceEntry', REF_GATEWAY_API_GATEWAY]);
+
+interface Part {
+  objects: readonly KubeObject[];
+  result: TranslateResult;
+}
+
+/** A derived result with the object lists of each kind it read. */
+interface Tracked<T> {
+  reads: Map<string, readonly KubeObject[]>;
+  value: T;
+}
+
+function sameObjects(a: readonly KubeObject[] | undefined, b: readonly KubeObject[]): boolean {
+  if (a === undefined || a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i] && !sameButStatus(a[i]!, b[i]!)) return false;
+  return true;
+}
+
+/**
+ * The store replaced `a` by `b` writing only its status (setStatus keeps every other part, the
+ * same objects, and bumps resourceVersion), on a kind whose status translation does not read
+ * (store.ts STATUS_IS_INPUT). Conditions written after a translation thus rebuild nothing.
+ */
+function sameButStatus(a: KubeObject, b: KubeObject): boolean {
+  if (STATUS_IS_INPUT.has(kindRef(a))) return false;
+  const ka = Object.keys(a).filter((k) => k !== 'status');
+  if (ka.length !== Object.keys(b).filter((k) => k !== 'status').length) return false;
+  for (const k of ka) if (k !== 'metadata' && (a as Record<string, unknown>)[k] !== (b as Record<string, unknown>)[k]) return false;
+  const ma = a.metadata as Record<string, unknown>;
+  const mb = b.metadata as Record<string, unknown>;
+  const km = Object.keys(ma);
+  if (km.length !== Object.keys(mb).length) return false;
+  for (const k of km) if (k !== 'resourceVersion' && ma[k] !== mb[k]) return false;
+  return true;
+}
+
+/** The kind each typed group of an ObjectIndex is made of. */
+const GROUP_KINDS: ReadonlyMap<PropertyKey, string> = new Map<keyof ObjectIndex, string>([
+  ['namespaces', 'Namespace'],
+  ['nodes', 'Node'],
+  ['gatewayClasses', 'GatewayClass'],
+  ['pods', 'Pod'],
+  ['services', 'Service'],
+  ['gateways', REF_GATEWAY_API_GATEWAY],
+  ['peerAuthentications', 'PeerAuthentication'],
+  ['authorizationPolicies', 'AuthorizationPolicy'],
+]);
+
+/** Recorded when a build read an index field this file does not know: such a result is never reused. */
+const UNTRACKED = '#untracked';
+
+/** `idx` recording the kinds read through it (by `of` and by the typed groups). */
+function recording(idx: ObjectIndex, reads: Map<string, readonly KubeObject[]>): ObjectIndex {
+  const of = (ref: string): readonly KubeObject[] => {
+    const list = idx.of(ref);
+    reads.set(ref, list);
+    return list;
+  };
+  return new Proxy(idx, {
+    get(target, prop, receiver): unknown {
+      if (prop === 'of') return of;
+      if (prop === 'opts') return target.opts;
+      const kind = GROUP_KINDS.get(prop);
+      if (kind !== undefined) of(kind);
+      else reads.set(UNTRACKED, []);
+      return Reflect.get(target, prop, receiver) as unknown;
+    },
+  });
+}
+
+function stillValid<T>(t: Tracked<T> | undefined, idx: ObjectIndex): t is Tracked<T> {
+  if (!t || t.reads.has(UNTRACKED)) return false;
+  for (const [ref, list] of t.reads) if (!sameObjects(list, idx.of(ref))) return false;
+  return true;
+}
+
+/** Options as a comparable string (DNS answers included: they are read as content). */
+function optionsKey(o: TranslateOptions): string {
+  const dns = [...(o.dnsAnswers ?? new Map<string, readonly string[]>())].sort((a, b) => compareStrings(a[0], b[0]));
+  return JSON.stringify([o.trustDomain, o.clusterId, o.clusterDomain, o.rootNamespace, dns]);
+}
+
+export class IncrementalTranslator {
+  private options = '';
+  private global: readonly KubeObject[] | undefined;
+  private globalPart: TranslateResult | undefined;
+  private parts = new Map<string, Part>();
+  /** The parts merged, while no part changed. */
+  private merged: TranslateResult | undefined;
+  private routes: Tracked<TranslateRoutesResult> | undefined;
+  /** Listeners, with the Gateway servers they were built from. */
+  private listeners: (Tracked<GatewayListenersResult> & { servers: TranslateRoutesResult['gateways'] }) | undefined;
+  /** Parts rebuilt by the last translate (tests read it). */
+  rebuilt = 0;
+
+  /** Everything translateAll(objects, options) returns, reusing what the changes did not touch. */
+  translate(objects: readonly KubeObject[], options: Partial<TranslateOptions> = {}): MeshTranslation {
+    const idx = buildIndex(objects, options);
+    const key = optionsKey(idx.opts);
+    if (key !== this.options) {
+      this.options = key;
+      this.global = undefined;
+      this.routes = undefined;
+      this.listeners = undefined;
+    }
+    this.rebuilt = 0;
+    if (!stillValid(this.routes, idx)) {
+      const reads = new Map<string, readonly KubeObject[]>();
+      this.routes = { reads, value: buildRoutes(recording(idx, reads)) };
+    }
+    const routes = this.routes.value;
+    if (!stillValid(this.listeners, idx) || this.listeners.servers !== routes.gateways) {
+      const reads = new Map<string, readonly KubeObject[]>();
+      const r = recording(idx, reads);
+      // No server: no listeners and no conditions (skips a pass over every pod).
+      const value = routes.gateways.length === 0 ? { byPod: new Map(), conditions: [] } : gatewayListeners(routes.gateways, r.of('Pod'), r.of('Secret'));
+      this.listeners = { reads, value, servers: routes.gateways };
+    }
+    return { model: withFieldWarnings(this.model(objects, idx), idx), routes, listeners: this.listeners.value };
+  }
+
+  private model(objects: readonly KubeObject[], idx: ObjectIndex): TranslateResult {
+    const root = idx.opts.rootNamespace;
+    const global: KubeObject[] = [];
+    const local = new Map<string, KubeObject[]>();
+    let whole = false;
+    for (const o of objects) {
+      const ref = kindRef(o);
+      if (WHOLE_MODEL_KINDS.has(ref)) whole = true;
+      const ns = nsOf(o);
+      if (LOCAL_KINDS.has(ref) || (LOCAL_POLICY_KINDS.has(ref) && ns !== root)) {
+        const list = local.get(ns);
+        if (list) list.push(o);
+        else local.set(ns, [o]);
+      } else global.push(o);
+    }
+    if (whole) {
+      this.global = undefined;
+      this.globalPart = undefined;
+      this.merged = undefined;
+      this.parts.clear();
+      this.rebuilt = 1;
+      return buildModel(idx);
+    }
+    const globalChanged = !sameObjects(this.global, global);
+    if (globalChanged) {
+      this.global = global;
+      this.globalPart = keepParts(this.globalPart, buildModel(buildIndex(global, idx.opts)));
+      this.rebuilt++;
+    }
+    const parts = new Map<string, Part>();
+    let partsChanged = globalChanged || local.size !== this.parts.size;
+    for (const [ns, list] of local) {
+      let part = this.parts.get(ns);
+      if (!part || globalChanged || !sameObjects(part.objects, list)) {
+        // Unchanged objects of a rebuilt part stay the previous ones (translate/stable.ts).
+        part = { objects: list, result: keepParts(part?.result, ownPart(ns, list, buildModel(buildIndex([...global, ...list], idx.opts)), root)) };
+        this.rebuilt++;
+        partsChanged = true;
+      }
+      parts.set(ns, part);
+    }
+    this.parts = parts;
+    if (partsChanged || !this.merged) this.merged = merge(this.globalPart!, [...parts.values()].map((p) => p.result));
+    return this.merged;
+  }
+}
+
+/** What of a namespace's buildModel result that namespace owns (see the file comment). */
+function ownPart(ns: string, local: readonly KubeObject[], r: TranslateResult, root: string): TranslateResult {
+  const keys = new Set(local.map((o) => objectKey(o)));
+  return {
+    workloads: r.workloads,
+    services: r.services,
+    authorizations: ns === root ? [] : r.authorizations.filter((a) => a.namespace === ns),
+    conditions: r.conditions.filter((c) => keys.has(c.objectKey)),
+  };
+}
+
+/** `next` with the objects of `prev` it equals (keepItems). */
+function keepParts(prev: TranslateResult | undefined, next: TranslateResult): TranslateResult {
+  if (!prev) return next;
+  return {
+    workloads: keepItems(prev.workloads, next.workloads, workloadResourceName),
+    services: keepItems(prev.services, next.services, serviceResourceName),
+    authorizations: keepItems(prev.authorizations, next.authorizations, authorizationResourceName),
+    conditions: next.conditions,
+  };
+}
+
+/** The parts as one model, sorted as buildModel sorts. */
+function merge(global: TranslateResult, parts: readonly TranslateResult[]): TranslateResult {
+  const all = [global, ...parts];
+  const workloads = all.flatMap((p) => p.workloads).sort((a, b) => compareStrings(a.uid, b.uid));
+  const services = all.flatMap((p) => p.services).sort((a, b) => compareStrings(serviceResourceName(a), serviceResourceName(b)));
+  const authorizations = all.flatMap((p) => p.authorizations).sort((a, b) => compareStrings(authorizationResourceName(a), authorizationResourceName(b)));
+  const conditions = all.flatMap((p) => p.conditions).sort((a, b) => compareStrings(a.objectKey, b.objectKey) || compareStrings(a.type, b.type));
+  return { workloads, services, authorizations, conditions };
+}
