@@ -2,7 +2,7 @@
  * Addresses as every binary writes and reads them: `ip:port` endpoints (v4, v6 in brackets,
  * v4-mapped v6 folded to v4) and `host:port` settings (parsed from the environment by env.ts).
  */
-import { isIP } from 'node:net';
+import { BlockList, isIP } from 'node:net';
 
 /** An IP endpoint. */
 export interface Address {
@@ -42,4 +42,34 @@ export function parseAddress(text: string): Address | undefined {
 export function normalizeIp(ip: string | undefined): string {
   if (!ip) return '';
   return ip.startsWith('::ffff:') && ip.includes('.') ? ip.slice(7) : ip;
+}
+
+const cidrCache = new Map<string, BlockList | null>();
+
+/** `10.0.0.0/8`, `fd00::/8` or a bare address; v4-mapped v6 addresses compare as v4. */
+export function cidrContains(cidr: string, ip: string): boolean {
+  const addr = normalizeIp(ip);
+  const family = isIP(addr);
+  if (family === 0) return false;
+  let list = cidrCache.get(cidr);
+  if (list === undefined) {
+    list = parseCidr(cidr);
+    if (cidrCache.size > 10_000) cidrCache.clear();
+    cidrCache.set(cidr, list);
+  }
+  return list !== null && list.check(addr, family === 4 ? 'ipv4' : 'ipv6');
+}
+
+function parseCidr(cidr: string): BlockList | null {
+  const [rawAddr, rawLen, extra] = cidr.trim().split('/');
+  if (extra !== undefined || rawAddr === undefined) return null;
+  const addr = normalizeIp(rawAddr);
+  const family = isIP(addr);
+  if (family === 0) return null;
+  const max = family === 4 ? 32 : 128;
+  const len = rawLen === undefined ? max : Number(rawLen);
+  if (!Number.isInteger(len) || len < 0 || len > max || (rawLen !== undefined && !/^\d+$/.test(rawLen))) return null;
+  const list = new BlockList();
+  list.addSubnet(addr, len, family === 4 ? 'ipv4' : 'ipv6');
+  return list;
 }

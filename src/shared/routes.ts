@@ -216,6 +216,15 @@ export interface L7Source {
   /** JWT request principals (`<iss>/<sub>`, RequestAuthentication); none without a valid token. */
   requestPrincipals?: StringMatch[];
   notRequestPrincipals?: StringMatch[];
+  /** Ingress gateways only: CIDRs or addresses the downstream peer's address must (not) be in (Istio `ipBlocks`, `source.ip`). */
+  ipBlocks?: string[];
+  notIpBlocks?: string[];
+  /**
+   * Ingress gateways only: the same for the original client's address (Istio `remoteIpBlocks`,
+   * `remote.ip`): the peer's, or with trusted proxies in front the X-Forwarded-For entry they name.
+   */
+  remoteIpBlocks?: string[];
+  notRemoteIpBlocks?: string[];
 }
 
 export interface L7Operation {
@@ -261,13 +270,17 @@ export interface JwtRule {
   outputPayloadToHeader?: string;
   /** Keep the token in the request upstream (default: removed). */
   forwardOriginalToken: boolean;
+  /** A selector RequestAuthentication on ingress gateway pods: only these pods (`ns/name`) apply it. */
+  pods?: string[];
 }
 
-/** from (OR within) AND to (OR within) AND when (AND). Empty lists match everything. */
+/** from (OR within) AND to (OR within) AND when (AND) AND fromAll (AND). Empty lists match everything. */
 export interface L7Rule {
   from: L7Source[];
   to: L7Operation[];
   when: L7Condition[];
+  /** Source conditions of `when` (`source.principal`, `source.ip`, ...): each must match, besides one of `from`. */
+  fromAll?: L7Source[];
 }
 
 /**
@@ -308,6 +321,8 @@ export interface L7AuthorizationPolicy {
   /** No rules: ALLOW matches nothing, DENY/AUDIT match nothing (Istio). `[{}]`-style empty rule matches all. */
   rules: L7Rule[];
   dryRun: boolean;
+  /** A selector policy on ingress gateway pods (Istio: policies selecting the gateway's pods): only these pods (`ns/name`) apply it. */
+  pods?: string[];
 }
 
 /** Route config of one service (mesh) or one host on one ingress gateway. */
@@ -359,7 +374,7 @@ export interface GatewayServer {
   name?: string;
   protocol: 'HTTP' | 'HTTPS' | 'HTTP2' | 'GRPC' | 'TLS' | 'TCP';
   hosts: string[];
-  tls?: { mode: 'SIMPLE' | 'MUTUAL' | 'PASSTHROUGH' | 'ISTIO_MUTUAL'; credentialName?: string };
+  tls?: { mode: 'SIMPLE' | 'MUTUAL' | 'OPTIONAL_MUTUAL' | 'PASSTHROUGH' | 'ISTIO_MUTUAL'; credentialName?: string };
   /** A plain server with `tls.httpsRedirect: true`: every request gets a 301 to https. */
   httpsRedirect?: boolean;
   /** Workload selector of the Gateway (which gateway pods serve it). */
@@ -409,6 +424,17 @@ export interface GatewayListener {
   istioMutual?: boolean;
   /** HTTP only: answer every request with a 301 to the same URL over https (Istio httpsRedirect). */
   httpsRedirect?: boolean;
+  /**
+   * HTTP and HTTPS: proxies in front of the gateway whose X-Forwarded-For entries are trusted
+   * (Istio `gatewayTopology.numTrustedProxies` of the pod's `proxy.istio.io/config`): the client
+   * address is the entry that many from the right.
+   */
+  numTrustedProxies?: number;
+  /**
+   * HTTPS with `caPem` certificates, tls.mode OPTIONAL_MUTUAL: a client certificate is requested
+   * and, when the client sends one, must chain to the CA; a client without one is served too.
+   */
+  optionalClientCert?: boolean;
 }
 
 /** The certificate a listener presents for an SNI name: exact host, then wildcard, then the first. */

@@ -5,7 +5,7 @@
  * never carry the text itself.
  */
 import { isRetryOnToken, RETRY_ON_TOKENS } from './routes.js';
-import { arr, int, isInt, isPercent, isRecord, stringMap, strList, Issues, type Issue } from './validate.js';
+import { arr, cidrProblem, int, isInt, isPercent, isRecord, stringMap, strList, Issues, type Issue } from './validate.js';
 
 function intList(issues: Issues, v: unknown, path: string, min: number, max: number): void {
   (arr(issues, v, path) ?? []).forEach((x, i) => int(issues, x, `${path}[${i}]`, { min, max }));
@@ -229,6 +229,14 @@ function jwtRule(issues: Issues, v: unknown, path: string): void {
   });
   if (v['outputPayloadToHeader'] !== undefined && typeof v['outputPayloadToHeader'] !== 'string') issues.add(`${path}.outputPayloadToHeader`, 'must be a header name', v['outputPayloadToHeader']);
   if (typeof v['forwardOriginalToken'] !== 'boolean') issues.add(`${path}.forwardOriginalToken`, 'must be a boolean', v['forwardOriginalToken']);
+  if (v['pods'] !== undefined) podKeys(issues, v['pods'], `${path}.pods`);
+}
+
+/** `ns/name` pod keys (the gateway pods a selector policy is for). */
+function podKeys(issues: Issues, v: unknown, path: string): void {
+  (arr(issues, v, path) ?? []).forEach((k, i) => {
+    if (typeof k !== 'string' || !/^[^/]+\/[^/]+$/.test(k)) issues.add(`${path}[${i}]`, 'must be namespace/name of a pod', k);
+  });
 }
 
 function destinationPolicy(issues: Issues, v: unknown, path: string): void {
@@ -293,12 +301,14 @@ function authzPolicy(issues: Issues, v: unknown, path: string): void {
   if (v['action'] === 'CUSTOM' && (typeof v['providerName'] !== 'string' || v['providerName'] === '')) issues.add(`${path}.providerName`, 'must name the provider of a CUSTOM policy', v['providerName']);
   if (v['provider'] !== undefined) extAuthzProvider(issues, v['provider'], `${path}.provider`);
   if (typeof v['dryRun'] !== 'boolean') issues.add(`${path}.dryRun`, 'must be a boolean', v['dryRun']);
+  if (v['pods'] !== undefined) podKeys(issues, v['pods'], `${path}.pods`);
   if (!Array.isArray(v['rules'])) return issues.add(`${path}.rules`, 'must be a list', v['rules']);
   v['rules'].forEach((r, i) => {
     const p = `${path}.rules[${i}]`;
     if (!isRecord(r)) return issues.add(p, 'must be an object with from, to, when', r);
-    for (const key of ['from', 'to', 'when'] as const) {
+    for (const key of ['from', 'to', 'when', 'fromAll'] as const) {
       const list = r[key];
+      if (key === 'fromAll' && list === undefined) continue;
       if (!Array.isArray(list)) {
         issues.add(`${p}.${key}`, 'must be a list', list);
         continue;
@@ -306,7 +316,14 @@ function authzPolicy(issues: Issues, v: unknown, path: string): void {
       list.forEach((x, j) => {
         const q = `${p}.${key}[${j}]`;
         if (!isRecord(x)) return issues.add(q, 'must be an object', x);
-        if (key === 'from') for (const f of ['principals', 'notPrincipals', 'namespaces', 'notNamespaces', 'requestPrincipals', 'notRequestPrincipals']) authzMatches(issues, x[f], `${q}.${f}`);
+        if (key === 'from' || key === 'fromAll') {
+          for (const f of ['principals', 'notPrincipals', 'namespaces', 'notNamespaces', 'requestPrincipals', 'notRequestPrincipals']) authzMatches(issues, x[f], `${q}.${f}`);
+          for (const f of ['ipBlocks', 'notIpBlocks', 'remoteIpBlocks', 'notRemoteIpBlocks']) {
+            if (x[f] === undefined) continue;
+            strList(issues, x[f], `${q}.${f}`);
+            if (Array.isArray(x[f])) x[f].forEach((b, k) => typeof b === 'string' && cidrProblem(b) !== undefined && issues.add(`${q}.${f}[${k}]`, cidrProblem(b)!, b));
+          }
+        }
         if (key === 'to') {
           for (const f of ['hosts', 'notHosts', 'paths', 'notPaths']) authzMatches(issues, x[f], `${q}.${f}`);
           strList(issues, x['methods'], `${q}.methods`);
@@ -429,6 +446,10 @@ export function validateGatewayListener(value: unknown, path = 'gatewayListener'
     if (value['protocol'] !== 'HTTPS' && certs.length > 0) issues.add(`${path}.certificates`, `must be empty for ${String(value['protocol'])}`);
     const mutual = certs.filter((c) => isRecord(c) && c['caPem'] !== undefined).length;
     if (mutual > 0 && mutual < certs.length) issues.add(`${path}.certificates`, 'must all carry a caPem (MUTUAL) or none');
+    if (value['numTrustedProxies'] !== undefined && !isInt(value['numTrustedProxies'], 0, 64)) issues.add(`${path}.numTrustedProxies`, 'must be an integer 0..64', value['numTrustedProxies']);
+    const optional = value['optionalClientCert'];
+    if (optional !== undefined && typeof optional !== 'boolean') issues.add(`${path}.optionalClientCert`, 'must be a boolean', optional);
+    if (optional === true && (mutual === 0 || value['protocol'] !== 'HTTPS')) issues.add(`${path}.optionalClientCert`, 'is only valid for HTTPS with caPem certificates (OPTIONAL_MUTUAL)', optional);
     certs.forEach((c, i) => {
       const cp = `${path}.certificates[${i}]`;
       if (!isRecord(c)) return issues.add(cp, 'must be an object');

@@ -25,6 +25,7 @@ import { hboneConnect } from './endpoint/hbone.js';
 import { HttpUpstream, tcpConnect, type ConnectFn, type Endpoint } from './endpoint/upstream.js';
 import { isHttpProtocol } from './protocol.js';
 import { selectL4Route, sniMatches } from './route/l4.js';
+import { authorizeConnection } from './filters/authz.js';
 import { pickWeighted } from './route/weighted.js';
 import { gatewayRoutes, IngressListeners } from './server/gateway.js';
 import { HboneFront, type TunnelDecision } from './server/hbone-front.js';
@@ -335,9 +336,21 @@ export class Waypoint {
       sni = peek.sni;
     }
     let route: L4Route | undefined;
+    let config: RouteConfig | undefined;
     for (const c of this.ingressConfigs) {
       route = selectL4Route(l.protocol === 'TLS' ? c.tlsRoutes : c.tcpRoutes, l.port, sni);
-      if (route) break;
+      if (route) {
+        config = c;
+        break;
+      }
+    }
+    if (config && config.authorization.length > 0) {
+      const verdict = authorizeConnection(config.authorization, { port: l.port, ...(socket.remoteAddress !== undefined ? { sourceIp: socket.remoteAddress } : {}) });
+      if (!verdict.allowed) {
+        this.server.metrics.policyDenials.inc({ destination_service: config.hostname, reason: 'rbac' });
+        this.log.debug({ port: l.port, sni, policy: verdict.policy, reason: verdict.reason }, 'ingress connection denied by authorization policy; reset');
+        return void socket.resetAndDestroy();
+      }
     }
     const backend = route ? pickWeighted(route.backends, random) : undefined;
     const target = backend && !backend.refused ? { host: backend.host, port: backend.port ?? l.port, ...(backend.subsetLabels ? { subsetLabels: backend.subsetLabels } : {}) } : undefined;

@@ -15,12 +15,10 @@ import * as tls from 'node:tls';
 import { CertificateAuthority } from '../../src/controller/ca/authority.js';
 import type { KubeObject } from '../../src/controller/objects.js';
 import { translateAll } from '../../src/controller/translate/translate.js';
-import { silentLogger } from '../../src/shared/log.js';
 import { createRegistry } from '../../src/shared/metrics.js';
 import { validateGatewayListener, validateRouteConfig } from '../../src/shared/validate-routes.js';
-import type { ConfigState } from '../../src/shared/xds/client.js';
-import { Waypoint } from '../../src/waypoint/waypoint.js';
 import { freePort } from '../helpers/local-mesh.js';
+import { startGatewayPod } from '../helpers/gateway-pod.js';
 import { createTestCa } from '../helpers/test-ca.js';
 import { namespace, pod, service } from '../unit/translate/helpers.js';
 
@@ -196,7 +194,12 @@ test('ingress gateway: a TCP server with weighted tcp routes, TLS PASSTHROUGH ro
       spec: {
         targetRefs: [{ kind: 'Gateway', group: 'networking.istio.io', name: 'edge' }],
         action: 'ALLOW',
-        rules: [{ from: [{ source: { principals: ['cluster.local/ns/shop/sa/client'] } }], to: [{ operation: { hosts: ['mesh.example.com'] } }] }, { to: [{ operation: { hosts: ['secure.example.com'] } }] }],
+        rules: [
+          { from: [{ source: { principals: ['cluster.local/ns/shop/sa/client'] } }], to: [{ operation: { hosts: ['mesh.example.com'] } }] },
+          { to: [{ operation: { hosts: ['secure.example.com'] } }] },
+          // The TCP and TLS passthrough ports: connections have no hosts, so only a rule without HTTP attributes allows them (Istio's network RBAC).
+          { to: [{ operation: { ports: [String(port.tcp), String(port.tls)] } }] },
+        ],
       },
     },
   ];
@@ -218,28 +221,7 @@ test('ingress gateway: a TCP server with weighted tcp routes, TLS PASSTHROUGH ro
   for (const r of out.routes.routes) assert.deepEqual(validateRouteConfig(r), [], `${r.name} is valid`);
 
   const registry = createRegistry();
-  const gw = new Waypoint({
-    name: podKey,
-    podIp: '127.0.0.1',
-    identity: gatewayId,
-    trustDomain: 'cluster.local',
-    log: silentLogger(),
-    registry,
-    getCertificate: (id) => Promise.resolve({ identity: id, ...mesh.issue(id), rootsPem: [mesh.rootPem] }),
-    gateway: { source: { workload: 'istio-ingressgateway', namespace: 'istio-system' }, listenHost: '127.0.0.1' },
-  });
-  t.after(() => gw.close(500));
-  const state: ConfigState = {
-    workloads: new Map(out.model.workloads.map((w) => [w.uid, w])),
-    services: new Map(out.model.services.map((s) => [`${s.namespace}/${s.hostname}`, s])),
-    authorizations: new Map(),
-    routes: new Map(out.routes.routes.map((r) => [r.name, r])),
-    listeners: new Map(listeners.map((l) => [`${podKey}/${l.port}`, l])),
-    versions: new Map(),
-    systemVersions: new Map(),
-  };
-  gw.applyConfig(state);
-  await gw.applyListeners(state);
+  const gw = await startGatewayPod(t, { podKey, identity: gatewayId, workload: 'istio-ingressgateway', mesh, registry, translation: out });
   assert.deepEqual(gw.ingress!.ports().map((p) => p.protocol).sort(), ['HTTPS', 'HTTPS', 'TCP', 'TLS']);
 
   // TCP: half the connections each way, bytes both ways.

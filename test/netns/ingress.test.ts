@@ -144,6 +144,19 @@ test('ingress gateway: example.com over HTTP and HTTPS from the root namespace, 
     assert.doesNotMatch(text, /destination_service_name="\d+"/);
   });
 
+  await t.test('a selector AuthorizationPolicy on the gateway pods is enforced by the gateway (403 at the edge)', async () => {
+    await apply(fx('selector-policy.yaml'));
+    const denied = await waitFor('the gateway to deny /reviews/9x', async () => {
+      const c = await curl(['-H', 'Host: example.com', `http://${ip}/reviews/99`]);
+      return c.status === 403 ? c : undefined;
+    });
+    assert.match(denied.body, /RBAC: access denied/);
+    assert.equal((await curl(['-H', 'Host: example.com', '-H', 'x-block: yes', `http://${ip}/reviews/1`])).status, 403, 'the header condition denies too');
+    assert.equal((await curl(['-H', 'Host: example.com', `http://${ip}/reviews/1`])).status, 200, 'other requests pass');
+    const problems = (await status()).objectProblems ?? [];
+    assert.deepEqual(problems.filter((p) => p.object.includes('ingress-deny')), [], 'the policy applies whole');
+  });
+
   await t.test('HTTPS with the certificate from a kubernetes.io/tls Secret in istio-system', async () => {
     const ca = CertificateAuthority.generate({ trustDomain: 'example.test', ttlDays: 1 });
     const issued = ca.issueServingCert({ dnsNames: ['example.com'], ips: [], ttlMs: 3_600_000 });

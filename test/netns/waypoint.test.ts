@@ -2,14 +2,17 @@
  * Waypoints end to end in `ambit local`: a namespace bound to a waypoint Gateway, the seeds'
  * VirtualService 90/10 over DestinationRule subsets v1/v2 unchanged, a header match, an L7 DENY on
  * the waypoint, the waypoint's Istio metrics, a TCP service carried through the waypoint as TCP,
- * and a client dialing a backend pod directly refused by
- * the destination agent (waypoint-bound traffic must come through the waypoint).
+ * a client dialing a backend pod directly refused by the destination agent (waypoint-bound
+ * traffic must come through the waypoint), and a ServiceEntry bound to the waypoint (its
+ * VirtualService applied there, its requests in the waypoint's metrics).
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { isRoot, metricSum, repoRoot, waitFor } from '../helpers/local-mesh.js';
 import { startWaypointMesh } from './waypoint-mesh.js';
+import { loadManifests } from '../../src/controller/source/manifests.js';
+import { allocateEntryAddresses } from '../../src/controller/translate/address-allocation.js';
 
 const fx = (f: string): string => join(repoRoot, 'test/fixtures/waypoint-e2e', f);
 const SEED_VS = join(repoRoot, 'test/fixtures/manifests/valid/istio-docs/reviews-90-10.yaml');
@@ -99,6 +102,34 @@ test('waypoint: 90/10 subsets, header match, L7 deny, metrics, no bypass', { ski
     assert.equal((await denials()) - before, 1, 'the destination agent counted it as waypoint_required');
     const via = await m.load([URL, '5', '1']);
     assert.equal(via.statuses['200'], 5, 'the service through the waypoint still works');
+  });
+
+  await t.test('a ServiceEntry bound to the waypoint: its connections go through the waypoint, whose VirtualService for the host applies and whose metrics count them', async () => {
+    await m.apply(fx('service-entry.yaml'));
+    const url = 'http://240.240.0.10/api';
+    const first = await waitFor('the entry to answer through the mesh', async () => {
+      const r = await m.load([url, '1', '1']);
+      return r.texts['legacy'] === 1 ? r : undefined;
+    });
+    assert.deepEqual(first.statuses, { '200': 1 });
+    const r = await m.load([url, '20', '2']);
+    assert.deepEqual(r.texts, { legacy: 20 }, `the entry's endpoint (a pod outside the mesh) answers: ${JSON.stringify(r)}`);
+    const teapot = await m.load(['http://240.240.0.10/teapot', '5', '1']);
+    assert.deepEqual(teapot.statuses, { '418': 5 }, `the VirtualService of legacy.example.com applies at the waypoint: ${JSON.stringify(teapot)}`);
+    const text = await fetch(metricsUrl).then((res) => res.text());
+    const entry = { reporter: 'waypoint', destination_service: 'legacy.example.com' };
+    assert.ok(metricSum(text, 'istio_requests_total', { ...entry, response_code: '200' }) >= 21, 'the waypoint counts the entry\'s requests');
+    assert.ok(metricSum(text, 'istio_requests_total', { ...entry, response_code: '418' }) >= 5, '... and the answers it made itself');
+
+    // The entry without spec.addresses: its host's allocated address (as the controller computes it) is captured too.
+    const { objects } = await loadManifests([fx('service-entry.yaml')]);
+    const auto = allocateEntryAddresses(objects.filter((o) => o.kind === 'ServiceEntry')).get('bookinfo/auto.example.com');
+    assert.match(auto ?? '', /^240\.240\.\d+\.\d+$/);
+    const viaAuto = await m.load([`http://${auto}/api`, '5', '1']);
+    assert.deepEqual(viaAuto.texts, { legacy: 5 }, `the allocated address ${auto} is served: ${JSON.stringify(viaAuto)}`);
+    const after = await fetch(metricsUrl).then((res) => res.text());
+    assert.ok(metricSum(after, 'istio_requests_total', { reporter: 'waypoint', destination_service: 'auto.example.com', response_code: '200' }) >= 5, 'through the waypoint as well');
+    await m.remove(fx('service-entry.yaml'));
   });
 
   await t.test('deleting the waypoint Gateway removes its pod; traffic then goes straight to the endpoints', async () => {

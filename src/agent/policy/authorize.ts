@@ -3,9 +3,10 @@
  * with no ALLOW policy the connection is allowed; a matching ALLOW allows; otherwise deny.
  * PeerAuthentication STRICT denies connections without a peer identity first. Pure.
  */
-import { BlockList, isIP } from 'node:net';
 import type { Authorization, AuthzMatch, StringMatch } from '../../shared/model.js';
-import { normalizeIp } from '../../shared/address.js';
+import { cidrContains } from '../../shared/address.js';
+
+export { cidrContains };
 
 /** What the destination knows about a connection. */
 export interface ConnAttributes {
@@ -96,32 +97,3 @@ export function stringMatches(m: StringMatch, value: string | undefined): boolea
   return m.presence === true;
 }
 
-const cidrCache = new Map<string, BlockList | null>();
-
-/** `10.0.0.0/8`, `fd00::/8` or a bare address; v4-mapped v6 addresses compare as v4. */
-export function cidrContains(cidr: string, ip: string): boolean {
-  const addr = normalizeIp(ip);
-  const family = isIP(addr);
-  if (family === 0) return false;
-  let list = cidrCache.get(cidr);
-  if (list === undefined) {
-    list = parseCidr(cidr);
-    if (cidrCache.size > 10_000) cidrCache.clear();
-    cidrCache.set(cidr, list);
-  }
-  return list !== null && list.check(addr, family === 4 ? 'ipv4' : 'ipv6');
-}
-
-function parseCidr(cidr: string): BlockList | null {
-  const [rawAddr, rawLen, extra] = cidr.trim().split('/');
-  if (extra !== undefined || rawAddr === undefined) return null;
-  const addr = normalizeIp(rawAddr);
-  const family = isIP(addr);
-  if (family === 0) return null;
-  const max = family === 4 ? 32 : 128;
-  const len = rawLen === undefined ? max : Number(rawLen);
-  if (!Number.isInteger(len) || len < 0 || len > max || (rawLen !== undefined && !/^\d+$/.test(rawLen))) return null;
-  const list = new BlockList();
-  list.addSubnet(addr, len, family === 4 ? 'ipv4' : 'ipv6');
-  return list;
-}

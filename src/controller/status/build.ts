@@ -7,10 +7,12 @@
  *   `WaypointAccepted`, as istiod writes them), `observedGeneration`, and analyzer messages:
  *   IST0106 SchemaValidationError for an invalid object, IST0171 NegativeConditionStatus when a
  *   condition says something is not applied or only partly.
+ * - ServiceEntries also get the addresses allocated to their hosts (`status.addresses`, as
+ *   Istio 1.23+ writes them).
  * - Services get `istio.io/WaypointBound`.
  * - Gateway API Gateways of this controller's classes get Accepted/Programmed, one status per
  *   listener (supported kinds, attached routes, Accepted/Programmed/ResolvedRefs) and addresses.
- * - HTTPRoutes and GRPCRoutes get one `parents` entry per parent this controller serves (a
+ * - HTTPRoutes, GRPCRoutes, TCPRoutes and TLSRoutes get one `parents` entry per parent this controller serves (a
  *   Service, or a Gateway of its classes) with Accepted and ResolvedRefs.
  *
  * Only what this controller owns is replaced: its condition types, its analyzer codes, its
@@ -19,7 +21,7 @@
  */
 import { GROUP_GATEWAY_API, GROUP_ISTIO_NETWORKING, GROUP_ISTIO_SECURITY, objectKey, splitApiVersion, type KubeObject } from '../objects.js';
 import type { TranslateCondition } from '../translate/object-index.js';
-import { asArray, asRecord, asString, nsOf } from '../translate/util.js';
+import { asArray, asRecord, asString, asStrings, nsOf } from '../translate/util.js';
 import { gatewayRole } from '../owned/render.js';
 import type { OwnedState } from '../owned/reconciler.js';
 import { mergeFindings, replaceOwned, toConditions, type Finding } from './conditions.js';
@@ -51,7 +53,9 @@ export interface StatusInputs {
   gateways: ReadonlyMap<string, KubeObject>;
   /** Services by `ns/name` (route parents). */
   services: ReadonlySet<string>;
-  /** HTTPRoutes and GRPCRoutes (attached routes per listener). */
+  /** Addresses allocated to ServiceEntry hosts (`ns/host` → address), written in their `status.addresses` as Istio does. */
+  entryAddresses?: ReadonlyMap<string, string>;
+  /** HTTPRoutes, GRPCRoutes, TCPRoutes and TLSRoutes (attached routes per listener, by the kinds it takes). */
   routes: readonly KubeObject[];
   /** RFC 3339 time of this pass. */
   now: string;
@@ -63,7 +67,7 @@ export function desiredStatus(obj: KubeObject, inputs: StatusInputs): Record<str
   if (group === GROUP_ISTIO_SECURITY || group === GROUP_ISTIO_NETWORKING) return istioStatus(obj, inputs);
   if (group === '' && obj.kind === 'Service') return serviceStatus(obj, inputs);
   if (group === GROUP_GATEWAY_API && obj.kind === 'Gateway') return gatewayStatus(obj, inputs);
-  if (group === GROUP_GATEWAY_API && (obj.kind === 'HTTPRoute' || obj.kind === 'GRPCRoute')) return routeStatus(obj, inputs);
+  if (group === GROUP_GATEWAY_API && ROUTE_STATUS_KINDS.includes(obj.kind)) return routeStatus(obj, inputs);
   return undefined;
 }
 
@@ -105,6 +109,14 @@ function istioStatus(obj: KubeObject, inputs: StatusInputs): Record<string, unkn
   // An invalid object already carries IST0106; IST0171 is for what translation could not apply.
   if (merged.some((f) => isNegative(f) && f.reason !== 'Invalid')) messages.push({ type: { code: ANALYSIS.negative.code, name: ANALYSIS.negative.name }, level: ANALYSIS.negative.level });
   const out: Record<string, unknown> = { ...current, conditions };
+  if (obj.kind === 'ServiceEntry') {
+    const addresses = asStrings(asRecord(obj.spec)['hosts']).flatMap((h) => {
+      const value = inputs.entryAddresses?.get(`${nsOf(obj)}/${h.toLowerCase()}`);
+      return value ? [{ value, host: h }] : [];
+    });
+    if (addresses.length > 0) out['addresses'] = addresses;
+    else delete out['addresses'];
+  }
   if (messages.length > 0) out['validationMessages'] = messages;
   else delete out['validationMessages'];
   if (conditions.length === 0) delete out['conditions'];
@@ -133,6 +145,16 @@ const ROUTE_KINDS = [
   { group: GROUP_GATEWAY_API, kind: 'HTTPRoute' },
   { group: GROUP_GATEWAY_API, kind: 'GRPCRoute' },
 ];
+/** Route kinds whose `parents` status this controller writes. */
+const ROUTE_STATUS_KINDS: readonly string[] = ['HTTPRoute', 'GRPCRoute', 'TCPRoute', 'TLSRoute'];
+
+/** The route kinds an ingress listener of `protocol` takes (TLS: in Passthrough mode, the only one served). */
+function listenerRouteKinds(protocol: string, tlsMode: string | undefined): Array<{ group: string; kind: string }> {
+  if (protocol === 'HTTP' || protocol === 'HTTPS') return ROUTE_KINDS;
+  if (protocol === 'TCP') return [{ group: GROUP_GATEWAY_API, kind: 'TCPRoute' }];
+  if (protocol === 'TLS' && tlsMode === 'Passthrough') return [{ group: GROUP_GATEWAY_API, kind: 'TLSRoute' }];
+  return [];
+}
 
 function gatewayStatus(gw: KubeObject, inputs: StatusInputs): Record<string, unknown> | undefined {
   const state = inputs.gatewayState(gw);
@@ -148,7 +170,7 @@ function gatewayStatus(gw: KubeObject, inputs: StatusInputs): Record<string, unk
     const name = asString(l['name']) ?? '';
     const protocol = (asString(l['protocol']) ?? '').toUpperCase();
     const mine = problems.filter((p) => p.section === name);
-    const http = protocol === 'HTTP' || protocol === 'HTTPS';
+    const kinds = role === 'ingress' ? listenerRouteKinds(protocol, asString(asRecord(l['tls'])['mode'])) : [];
     const refProblem = mine.find((p) => p.type === 'ResolvedRefs' || p.reason === 'InvalidCertificateRef' || p.reason === 'RefNotPermitted');
     const acceptProblem = mine.find((p) => p.type === 'Accepted');
     const otherProblem = mine.find((p) => p !== refProblem && p !== acceptProblem);
@@ -165,8 +187,8 @@ function gatewayStatus(gw: KubeObject, inputs: StatusInputs): Record<string, unk
     ];
     return {
       name,
-      supportedKinds: role === 'ingress' && http ? ROUTE_KINDS : [],
-      attachedRoutes: role === 'ingress' ? attachedRoutes(gw, name, inputs.routes) : 0,
+      supportedKinds: kinds,
+      attachedRoutes: role === 'ingress' ? attachedRoutes(gw, name, inputs.routes.filter((r) => kinds.some((k) => k.kind === r.kind))) : 0,
       conditions: toConditions(findings, asRecord(prevListeners.get(name))['conditions'], inputs.now, generation),
     };
   });
@@ -250,6 +272,7 @@ function routeStatus(route: KubeObject, inputs: StatusInputs): Record<string, un
       const role = gw ? gatewayRole(gw) : undefined;
       if (!role) continue; // a missing Gateway, or another controller's: not ours to report on
       if (role === 'waypoint') parentProblem = { type: 'Accepted', status: 'False', reason: 'NotAllowedByListeners', message: `parent Gateway ${key} is a waypoint; attach routes to a Service instead` };
+      else parentProblem = listenerProblem(gw!, p, route.kind);
     } else continue;
     let accepted: Finding;
     let resolved: Finding = { type: 'ResolvedRefs', status: 'True', reason: 'ResolvedRefs', message: 'all references resolved' };
@@ -266,6 +289,19 @@ function routeStatus(route: KubeObject, inputs: StatusInputs): Record<string, un
   const others = asArray(current['parents']).map(asRecord).filter((x) => x['controllerName'] !== CONTROLLER_NAME);
   if (ours.length === 0 && others.length === asArray(current['parents']).length) return current;
   return { ...current, parents: [...others, ...ours] };
+}
+
+/** Why no listener of an ingress Gateway takes the route through this parentRef (its sectionName and port), or undefined when one does. */
+function listenerProblem(gw: KubeObject, parentRef: Record<string, unknown>, kind: string): Finding | undefined {
+  const section = asString(parentRef['sectionName']);
+  const port = typeof parentRef['port'] === 'number' ? parentRef['port'] : undefined;
+  const picked = asArray(gw.spec?.['listeners'])
+    .map(asRecord)
+    .filter((l) => (section === undefined || asString(l['name']) === section) && (port === undefined || l['port'] === port));
+  const key = `${nsOf(gw)}/${gw.metadata.name}`;
+  if (picked.length === 0) return { type: 'Accepted', status: 'False', reason: 'NoMatchingParent', message: `parent Gateway ${key} has no listener${section !== undefined ? ` named ${section}` : ''}${port !== undefined ? ` on port ${port}` : ''}` };
+  const takes = picked.some((l) => listenerRouteKinds((asString(l['protocol']) ?? '').toUpperCase(), asString(asRecord(l['tls'])['mode'])).some((k) => k.kind === kind));
+  return takes ? undefined : { type: 'Accepted', status: 'False', reason: 'NotAllowedByListeners', message: `no listener of parent Gateway ${key} it names takes a ${kind}` };
 }
 
 function sameParent(a: Record<string, unknown>, b: Record<string, unknown>): boolean {

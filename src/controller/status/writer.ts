@@ -20,9 +20,28 @@ import type { TranslateCondition } from '../translate/object-index.js';
 import { nsOf } from '../translate/util.js';
 import type { OwnedState } from '../owned/reconciler.js';
 import { desiredStatus, type ConditionOrigin, type StatusInputs } from './build.js';
+import { allocateEntryAddresses } from '../translate/address-allocation.js';
 
 /** Kinds whose status this controller writes (kind refs). */
-export const STATUS_KINDS: readonly string[] = ['AuthorizationPolicy', 'PeerAuthentication', 'VirtualService', 'DestinationRule', 'Gateway.networking.istio.io', 'Service', REF_GATEWAY_API_GATEWAY, 'HTTPRoute', 'GRPCRoute'];
+export const STATUS_KINDS: readonly string[] = [
+  'AuthorizationPolicy',
+  'PeerAuthentication',
+  'RequestAuthentication',
+  'VirtualService',
+  'DestinationRule',
+  'Gateway.networking.istio.io',
+  'ServiceEntry',
+  'Sidecar',
+  'EnvoyFilter',
+  'WorkloadEntry',
+  'WorkloadGroup',
+  'Service',
+  REF_GATEWAY_API_GATEWAY,
+  'HTTPRoute',
+  'GRPCRoute',
+  'TCPRoute',
+  'TLSRoute',
+];
 
 /** The translation findings the writer reads (the Controller's current translation). */
 export interface TranslationView {
@@ -93,7 +112,8 @@ export class StatusWriter {
       gatewayState: this.opts.gatewayState,
       gateways: new Map(src.liveObjects(REF_GATEWAY_API_GATEWAY).map((g) => [`${nsOf(g)}/${g.metadata.name}`, g])),
       services: new Set(src.liveObjects('Service').map((s) => `${nsOf(s)}/${s.metadata.name}`)),
-      routes: [...src.liveObjects('HTTPRoute'), ...src.liveObjects('GRPCRoute')],
+      routes: [...src.liveObjects('HTTPRoute'), ...src.liveObjects('GRPCRoute'), ...src.liveObjects('TCPRoute'), ...src.liveObjects('TLSRoute')],
+      entryAddresses: allocateEntryAddresses(src.liveObjects('ServiceEntry')),
       now: this.now().toISOString().replace(/\.\d{3}Z$/, 'Z'),
     };
   }

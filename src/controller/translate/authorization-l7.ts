@@ -1,18 +1,21 @@
 /**
  * AuthorizationPolicies attached with targetRefs (to a Service, to a waypoint Gateway: every
  * Service bound to it, or to an ingress Gateway: every host it serves) → L7 authorization of the
- * waypoints' and gateways' route configs. Beside authorization.ts,
- * which turns selector policies into the agents' L4 Authorizations; both read Istio string values
- * with toStringMatch. Attributes a waypoint cannot check fail closed: an ALLOW rule using them
+ * waypoints' and gateways' route configs; selector (and namespace-wide) policies that select
+ * ingress gateway pods → the ingress configs of those pods' Gateways, limited to those pods
+ * (`pods`; decision 54). Beside authorization.ts, which turns selector policies into the agents'
+ * L4 Authorizations; both read Istio string values with toStringMatch. Attributes a waypoint cannot check fail closed: an ALLOW rule using them
  * matches nothing, in DENY and AUDIT they are dropped (the rule matches more).
  */
-import { GROUP_GATEWAY_API, GROUP_ISTIO_NETWORKING, type KubeObject } from '../objects.js';
+import { GROUP_GATEWAY_API, GROUP_ISTIO_NETWORKING, REF_ISTIO_GATEWAY, type KubeObject } from '../objects.js';
 import type { StringMatch } from '../../shared/model.js';
 import type { L7AuthorizationPolicy, L7Condition, L7Operation, L7Rule, L7Source, RouteConfig } from '../../shared/routes.js';
 import { ANNOTATION_DRY_RUN } from './authorization.js';
 import { condition, Invalid, serviceHostname, translateObject, type RouteContext } from './route-context.js';
 import { meshExtensionProviders, type MeshExtensionProviders } from './mesh-config.js';
 import { toStringMatch } from './string-match.js';
+import { gatewayPodsOfPolicy, selectsOnlyGatewayPods, type GatewayPod } from './gateway-pods.js';
+import { cidrProblem } from '../../shared/validate.js';
 import { annotationsOf, asArray, asRecord, asString, asStrings, compareAge, nsOf } from './util.js';
 
 function authzValues(v: unknown): StringMatch[] {
@@ -27,16 +30,28 @@ function portList(v: unknown, where: string): number[] {
   });
 }
 
-const L4_ONLY_SOURCE = ['ipBlocks', 'notIpBlocks', 'remoteIpBlocks', 'notRemoteIpBlocks', 'serviceAccounts', 'notServiceAccounts'];
+const IP_SOURCE = ['ipBlocks', 'notIpBlocks', 'remoteIpBlocks', 'notRemoteIpBlocks'];
+const L4_ONLY_SOURCE = [...IP_SOURCE, 'serviceAccounts', 'notServiceAccounts'];
 
-/** One Istio rule, or undefined when it cannot match (an ALLOW rule using attributes we lack). */
-function authzRule(v: unknown, action: string, where: string, unsupported: string[]): L7Rule | undefined {
+/** CIDR lists of an ingress gateway rule (the peer's address serves as both source.ip and remote.ip). */
+function ipBlocks(values: unknown, where: string): string[] {
+  return asStrings(values).map((b) => {
+    if (cidrProblem(b) !== undefined) throw new Invalid('InvalidPolicy', `${where}: ${JSON.stringify(b)} ${cidrProblem(b)!}`);
+    return b;
+  });
+}
+
+/**
+ * One Istio rule, or undefined when it cannot match (an ALLOW rule using attributes we lack).
+ * `gateway`: the rule is for ingress gateway pods, which also check the peer's address.
+ */
+function authzRule(v: unknown, action: string, where: string, unsupported: string[], gateway = false): L7Rule | undefined {
   const r = asRecord(v);
   let impossible = false;
   const from: L7Source[] = asArray(r['from']).map((f, i) => {
     const s = asRecord(asRecord(f)['source']);
     for (const k of L4_ONLY_SOURCE) {
-      if (s[k] !== undefined) {
+      if (s[k] !== undefined && !(gateway && IP_SOURCE.includes(k))) {
         unsupported.push(`${where}.from[${i}].source.${k}`);
         if (action === 'ALLOW') impossible = true;
       }
@@ -45,7 +60,15 @@ function authzRule(v: unknown, action: string, where: string, unsupported: strin
       ...(s['requestPrincipals'] !== undefined ? { requestPrincipals: authzValues(s['requestPrincipals']) } : {}),
       ...(s['notRequestPrincipals'] !== undefined ? { notRequestPrincipals: authzValues(s['notRequestPrincipals']) } : {}),
     };
-    return { principals: authzValues(s['principals']), notPrincipals: authzValues(s['notPrincipals']), namespaces: authzValues(s['namespaces']), notNamespaces: authzValues(s['notNamespaces']), ...jwt };
+    const at = `${where}.from[${i}].source`;
+    const addr: Partial<L7Source> = {};
+    if (gateway) {
+      for (const k of IP_SOURCE) {
+        const blocks = ipBlocks(s[k], `${at}.${k}`);
+        if (blocks.length > 0) addr[k as 'ipBlocks' | 'notIpBlocks' | 'remoteIpBlocks' | 'notRemoteIpBlocks'] = blocks;
+      }
+    }
+    return { principals: authzValues(s['principals']), notPrincipals: authzValues(s['notPrincipals']), namespaces: authzValues(s['namespaces']), notNamespaces: authzValues(s['notNamespaces']), ...jwt, ...addr };
   });
   const to: L7Operation[] = asArray(r['to']).map((t, i) => {
     const o = asRecord(asRecord(t)['operation']);
@@ -61,6 +84,8 @@ function authzRule(v: unknown, action: string, where: string, unsupported: strin
     };
   });
   const when: L7Condition[] = [];
+  // source.* conditions from `when`: ANDed with `from` and with each other.
+  const fromAll: L7Source[] = [];
   asArray(r['when']).forEach((c, i) => {
     const cr = asRecord(c);
     const key = asString(cr['key']) ?? '';
@@ -70,17 +95,22 @@ function authzRule(v: unknown, action: string, where: string, unsupported: strin
     const claim = /^request\.auth\.claims((?:\[[^\]]+\])+)$/.exec(key);
     if (header) when.push({ header: header[1]!.toLowerCase(), values, notValues });
     else if (claim) when.push({ header: '', claim: [...claim[1]!.matchAll(/\[([^\]]+)\]/g)].map((m) => m[1]!), values, notValues });
-    else if (key === 'request.auth.principal') from.push({ principals: [], notPrincipals: [], namespaces: [], notNamespaces: [], requestPrincipals: values, notRequestPrincipals: notValues });
-    else if (key === 'source.namespace') from.push({ principals: [], notPrincipals: [], namespaces: values, notNamespaces: notValues });
-    else if (key === 'source.principal') from.push({ principals: values, notPrincipals: notValues, namespaces: [], notNamespaces: [] });
-    else {
+    else if (key === 'request.auth.principal') fromAll.push({ principals: [], notPrincipals: [], namespaces: [], notNamespaces: [], requestPrincipals: values, notRequestPrincipals: notValues });
+    else if (key === 'source.namespace') fromAll.push({ principals: [], notPrincipals: [], namespaces: values, notNamespaces: notValues });
+    else if (key === 'source.principal') fromAll.push({ principals: values, notPrincipals: notValues, namespaces: [], notNamespaces: [] });
+    else if (gateway && (key === 'source.ip' || key === 'remote.ip')) {
+      const at = `${where}.when[${i}]`;
+      const ips = ipBlocks(cr['values'], `${at}.values`);
+      const notIps = ipBlocks(cr['notValues'], `${at}.notValues`);
+      const [yes, no] = key === 'source.ip' ? (['ipBlocks', 'notIpBlocks'] as const) : (['remoteIpBlocks', 'notRemoteIpBlocks'] as const);
+      fromAll.push({ principals: [], notPrincipals: [], namespaces: [], notNamespaces: [], ...(ips.length > 0 ? { [yes]: ips } : {}), ...(notIps.length > 0 ? { [no]: notIps } : {}) });
+    } else {
       unsupported.push(`${where}.when[${i}] key ${JSON.stringify(key)}`);
       if (action === 'ALLOW') impossible = true;
     }
   });
-  // source.* conditions from `when` are ANDed with `from`, so they must each hold on their own.
   if (impossible) return undefined;
-  return { from, to, when };
+  return { from, to, when, ...(fromAll.length > 0 ? { fromAll } : {}) };
 }
 
 /**
@@ -145,7 +175,14 @@ export function translateAuthorization(ctx: RouteContext, list: readonly KubeObj
   const providers = (): MeshExtensionProviders => (mesh ??= meshExtensionProviders(ctx.configMaps, ctx.opts.rootNamespace));
   for (const ap of [...list].sort(compareAge)) {
     const spec = asRecord(ap.spec);
-    if (spec['targetRefs'] === undefined && spec['targetRef'] === undefined) continue; // selector policies are L4, enforced by agents
+    const attached = spec['targetRefs'] !== undefined || spec['targetRef'] !== undefined;
+    // Selector (and namespace-wide) policies: node agents enforce them (authorization.ts); ingress gateway pods they select enforce them here.
+    const gatewayPods = attached ? [] : gatewayPodsOfPolicy(ap, ctx.gatewayPods(), ctx.opts.rootNamespace);
+    if (!attached && gatewayPods.length === 0) {
+      // The node agents' builder says nothing of a policy only gateways can have: say it here.
+      if (selectsOnlyGatewayPods(ap, gatewayObjects(ctx))) condition(ctx, ap, 'Accepted', 'enforced by the ingress gateway pods it selects (none runs now)', 'True');
+      continue;
+    }
     translateObject(ctx, ap, () => {
       const action = asString(spec['action']) ?? 'ALLOW';
       if (action !== 'ALLOW' && action !== 'DENY' && action !== 'AUDIT' && action !== 'CUSTOM') throw new Invalid('InvalidPolicy', `action ${JSON.stringify(action)} is not ALLOW, DENY, AUDIT or CUSTOM`);
@@ -153,16 +190,37 @@ export function translateAuthorization(ctx: RouteContext, list: readonly KubeObj
       const unsupported: string[] = [];
       const rules: L7Rule[] = [];
       asArray(spec['rules']).forEach((r, i) => {
-        const rule = authzRule(r, action, `spec.rules[${i}]`, unsupported);
+        const rule = authzRule(r, action, `spec.rules[${i}]`, unsupported, !attached);
         if (rule) rules.push(rule);
       });
-      const policy: L7AuthorizationPolicy = { name: `${nsOf(ap)}/${ap.metadata.name}`, action, rules, dryRun: annotationsOf(ap)[ANNOTATION_DRY_RUN] === 'true', ...custom?.fields };
-      const targets = targetConfigs(ctx, ap);
+      const pods = gatewayPods.map((p) => p.key);
+      const policy: L7AuthorizationPolicy = { name: `${nsOf(ap)}/${ap.metadata.name}`, action, rules, dryRun: annotationsOf(ap)[ANNOTATION_DRY_RUN] === 'true', ...custom?.fields, ...(attached ? {} : { pods }) };
+      const targets = attached ? targetConfigs(ctx, ap) : { configs: gatewayPodConfigs(ctx, gatewayPods), notes: [] };
       for (const cfg of targets.configs) cfg.authorization.push(structuredClone(policy));
       const notes = [...targets.notes];
       if (custom?.problem) notes.push(custom.problem);
       if (unsupported.length > 0) notes.push(`unsupported attributes ${unsupported.join(', ')}; ${action === 'ALLOW' ? 'rules using them match nothing' : 'they are ignored, so the rule matches more'} (fail closed)`);
-      if (notes.length > 0) condition(ctx, ap, custom?.problem ? 'InvalidProvider' : 'PartiallyApplied', notes.join('; '));
+      const where = attached ? '' : `${enforcedAtGateways(gatewayPods)}; `;
+      if (notes.length > 0) condition(ctx, ap, custom?.problem ? 'InvalidProvider' : 'PartiallyApplied', `${where}${notes.join('; ')}`);
+      else if (!attached) condition(ctx, ap, 'Accepted', enforcedAtGateways(gatewayPods), 'True');
     });
   }
+}
+
+/** The Istio and Gateway API Gateways of the run, as selectsOnlyGatewayPods reads them. */
+function gatewayObjects(ctx: RouteContext): { of: (ref: string) => readonly KubeObject[]; gateways: readonly KubeObject[] } {
+  const istio = [...ctx.istioGateways.values()];
+  return { of: (ref) => (ref === REF_ISTIO_GATEWAY ? istio : []), gateways: [...ctx.gatewayApiGateways.values()] };
+}
+
+/** The ingress configs of every Gateway the pods serve. */
+export function gatewayPodConfigs(ctx: RouteContext, pods: readonly GatewayPod[]): RouteConfig[] {
+  const gateways = new Set(pods.flatMap((p) => p.gateways));
+  return [...ctx.ingress.values()].filter((c) => c.gateway !== undefined && gateways.has(c.gateway));
+}
+
+/** Who enforces a selector policy at ingress, by Gateway (stable while pods come and go). */
+export function enforcedAtGateways(pods: readonly GatewayPod[]): string {
+  const gateways = [...new Set(pods.flatMap((p) => p.gateways))].sort();
+  return `enforced by the ingress gateway pods it selects (Gateway ${gateways.join(', ')})`;
 }

@@ -3,7 +3,9 @@
  * Policies attached with targetRef(s) belong to waypoints and are skipped here. HTTP attributes
  * the agent cannot check fail closed: an ALLOW (or AUDIT) rule using them is omitted (allows less);
  * in a DENY rule they are removed (denies more). A condition says so. authorization-l7.ts, beside
- * it, translates the targetRef policies for waypoints.
+ * it, translates the targetRef policies for waypoints, and the selector policies of ingress
+ * gateway pods for those pods; a policy that applies to gateway pods only gets its condition from
+ * there alone.
  */
 import { emptyMatch, type Authorization, type AuthzClause, type AuthzMatch, type AuthzRule, type StringMatch } from '../../shared/model.js';
 import type { KubeObject } from '../objects.js';
@@ -11,6 +13,7 @@ import { addCondition, type TranslateIndex } from './object-index.js';
 import { CONDITION_ACCEPTED } from './peer-authentication.js';
 import { podsByNamespace, type PodWorkload } from './services.js';
 import { toStringMatch } from './string-match.js';
+import { selectsOnlyGatewayPods } from './gateway-pods.js';
 import { annotationsOf, asArray, asRecord, asString, asStrings, labelsOf, matchesLabels, nsOf, policySelector } from './util.js';
 
 export const ANNOTATION_DRY_RUN = 'istio.io/dry-run';
@@ -123,7 +126,11 @@ export function buildAuthorizations(idx: TranslateIndex, pods: readonly PodWorkl
     if (isWaypointAttached(ap)) continue;
     const ns = nsOf(ap);
     const action = asString(ap.spec?.['action']) ?? 'ALLOW';
+    // A policy whose selector can only pick ingress gateway pods is theirs (authorization-l7.ts
+    // says so on it), not the agents'.
+    const gatewayOnly = selectsOnlyGatewayPods(ap, idx);
     if (action === 'CUSTOM') {
+      if (gatewayOnly) continue;
       addCondition(idx, ap, {
         type: CONDITION_ACCEPTED,
         status: 'False',
@@ -150,7 +157,7 @@ export function buildAuthorizations(idx: TranslateIndex, pods: readonly PodWorkl
         if (matchesLabels(selector, labelsOf(pod))) workload.authorizationPolicies.push(key);
       }
     }
-    addCondition(idx, ap, acceptedCondition(action, [...ignored].sort(), rules.length));
+    if (!gatewayOnly) addCondition(idx, ap, acceptedCondition(action, [...ignored].sort(), rules.length));
   }
   return out;
 }

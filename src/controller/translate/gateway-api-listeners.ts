@@ -1,8 +1,9 @@
 /**
  * Gateway API Gateways of an ingress class → the servers their own gateway pods open (pure): the
  * pods of the Gateway's namespace labelled `gateway.networking.k8s.io/gateway-name: <name>` (the
- * Deployment the controller makes for it). HTTP listeners, and HTTPS listeners that terminate TLS
- * with a valid TLS Secret of the Gateway's namespace, become servers; any other listener gets a
+ * Deployment the controller makes for it). HTTP listeners, HTTPS listeners that terminate TLS
+ * with a valid TLS Secret of the Gateway's namespace, TCP listeners and TLS listeners in
+ * Passthrough mode (served by TCPRoutes and TLSRoutes) become servers; any other listener gets a
  * condition naming it and is left out (the others keep working).
  */
 import { objectKey, type KubeObject } from '../objects.js';
@@ -63,9 +64,19 @@ export function gatewayApiServers(idx: Pick<ObjectIndex, 'gateways' | 'of'>): Ga
         servers.push(base);
         return;
       }
-      if (protocol !== 'HTTPS') return refuse(LISTENER_ACCEPTED, 'UnsupportedProtocol', `protocol ${protocol || '(none)'} is not supported by ambit gateways (HTTP and HTTPS are)`);
+      if (protocol === 'TCP') {
+        servers.push({ ...base, protocol: 'TCP', hosts: ['*'] });
+        return;
+      }
       const tls = asRecord(l['tls']);
       const mode = asString(tls['mode']) ?? 'Terminate';
+      if (protocol === 'TLS') {
+        // TLSRoutes pick the backend by SNI; the bytes pass through undecrypted (decision 50).
+        if (mode !== 'Passthrough') return refuse(LISTENER_ACCEPTED, 'UnsupportedValue', `protocol TLS with tls.mode ${mode} is not supported (Passthrough is)`);
+        servers.push({ ...base, protocol: 'TLS', tls: { mode: 'PASSTHROUGH' } });
+        return;
+      }
+      if (protocol !== 'HTTPS') return refuse(LISTENER_ACCEPTED, 'UnsupportedProtocol', `protocol ${protocol || '(none)'} is not supported by ambit gateways (HTTP, HTTPS, TCP and TLS are)`);
       if (mode !== 'Terminate') return refuse(LISTENER_ACCEPTED, 'UnsupportedValue', `tls.mode ${mode} is not supported (Terminate is)`);
       const ref = asRecord(asArray(tls['certificateRefs'])[0]);
       const refName = asString(ref['name']);

@@ -10,6 +10,7 @@ import { condition, durationMs, firstPort, ingressConfig, Invalid, serviceHostna
 import { asArray, asRecord, asString, asStrings, compareAge, nsOf } from './util.js';
 import { referencePermitted, refNotPermitted } from './reference-grant.js';
 import { WAYPOINT_CLASSES } from './waypoints.js';
+import { INGRESS_CLASSES, isIngressGateway } from './gateway-api-listeners.js';
 
 interface RankedRoute {
   route: HttpRoute;
@@ -158,6 +159,43 @@ function parents(ctx: RouteContext, route: KubeObject): { services: string[]; se
   return out;
 }
 
+/** The Gateway parentRefs of a TCPRoute or TLSRoute, with the listener they pick (sectionName, port). */
+function gatewayParentRefs(route: KubeObject): Array<{ key: string; sectionName?: string; port?: number }> {
+  const out: Array<{ key: string; sectionName?: string; port?: number }> = [];
+  for (const p of asArray(asRecord(route.spec)['parentRefs']).map(asRecord)) {
+    if ((asString(p['kind']) ?? 'Gateway') !== 'Gateway' || (asString(p['group']) ?? GROUP_GATEWAY_API) !== GROUP_GATEWAY_API) continue;
+    const section = asString(p['sectionName']);
+    out.push({ key: `${asString(p['namespace']) ?? nsOf(route)}/${asString(p['name']) ?? ''}`, ...(section !== undefined ? { sectionName: section } : {}), ...(typeof p['port'] === 'number' ? { port: p['port'] } : {}) });
+  }
+  return out;
+}
+
+/** The ports of an ingress Gateway's listeners of `protocol` a parentRef picks; a note says why there are none. */
+function ingressL4Ports(ctx: RouteContext, ref: { key: string; sectionName?: string; port?: number }, protocol: 'TCP' | 'TLS', notes: string[]): number[] {
+  const gw = ctx.gatewayApiGateways.get(ref.key);
+  if (!gw) {
+    notes.push(`parent Gateway ${ref.key} does not exist`);
+    return [];
+  }
+  if (!isIngressGateway(gw)) {
+    notes.push(`parent Gateway ${ref.key} is not an ingress Gateway (class ${INGRESS_CLASSES.join(' or ')}); attach the route to a Service for waypoints`);
+    return [];
+  }
+  const ports: number[] = [];
+  for (const l of asArray(asRecord(gw.spec)['listeners']).map(asRecord)) {
+    if ((asString(l['protocol']) ?? '').toUpperCase() !== protocol || typeof l['port'] !== 'number') continue;
+    if (protocol === 'TLS' && asString(asRecord(l['tls'])['mode']) !== 'Passthrough') continue;
+    if (ref.sectionName !== undefined && asString(l['name']) !== ref.sectionName) continue;
+    if (ref.port !== undefined && l['port'] !== ref.port) continue;
+    if (!ports.includes(l['port'])) ports.push(l['port']);
+  }
+  if (ports.length === 0) {
+    const which = `${ref.sectionName !== undefined ? ` named ${ref.sectionName}` : ''}${ref.port !== undefined ? ` on port ${ref.port}` : ''}`;
+    notes.push(`parent Gateway ${ref.key} has no ${protocol === 'TLS' ? 'TLS listener in Passthrough mode' : 'TCP listener'}${which}`);
+  }
+  return ports;
+}
+
 export function translateGatewayRoutes(ctx: RouteContext, list: readonly KubeObject[], gwApiGateways: Map<string, KubeObject>): Set<string> {
   const byHost = new Map<string, RankedRoute[]>();
   const hosts = new Set<string>();
@@ -269,7 +307,10 @@ export function translateGatewayRoutes(ctx: RouteContext, list: readonly KubeObj
 /**
  * TCPRoutes and TLSRoutes (oldest first) → L4 routes of the Services they attach to: each rule
  * picks among its backendRefs by weight; a TLSRoute matches its hostnames by SNI (none: any), a
- * parentRef port limits the route to that port. Attached to a Gateway they are not served yet.
+ * parentRef port limits the route to that port. Attached to an ingress Gateway (class istio or
+ * ambit) they become the `tcp`/`tls` routes of its TCP listeners (TCPRoute) or TLS Passthrough
+ * listeners (TLSRoute), limited to the listener's port (a parentRef's sectionName or port picks
+ * listeners), served as the Istio Gateway's TCP and TLS servers are (decision 50).
  */
 export function translateL4GatewayRoutes(ctx: RouteContext, list: readonly KubeObject[]): void {
   for (const obj of [...list].sort(compareAge)) {
@@ -288,7 +329,15 @@ export function translateL4GatewayRoutes(ctx: RouteContext, list: readonly KubeO
       if (rules.length > 1) notes.push(`only spec.rules[0] is used: ${obj.kind} rules have no matches, so the first takes every connection`);
       const par = parents(ctx, obj);
       notes.push(...par.notes);
-      if (par.gateways.length > 0) notes.push(`parent Gateway ${par.gateways.join(', ')}: ${obj.kind} on ingress gateways is not served yet`);
+      for (const ref of gatewayParentRefs(obj)) {
+        const ports = ingressL4Ports(ctx, ref, tls ? 'TLS' : 'TCP', notes);
+        if (ports.length === 0) continue;
+        const cfg = ingressConfig(ctx, ref.key, tls && sniHosts.length > 0 ? sniHosts[0]! : '*');
+        const match = ports.map((port) => ({ port, ...(tls ? { sniHosts: sniHosts.length > 0 ? sniHosts : ['*'] } : {}) }));
+        const out: L4Route[] = rules.map((r) => ({ name: r.name, match: structuredClone(match), backends: structuredClone(r.backends) }));
+        if (tls) (cfg.tlsRoutes ??= []).push(...out);
+        else (cfg.tcpRoutes ??= []).push(...out);
+      }
       par.services.forEach((host, k) => {
         const port = par.servicePorts[k];
         const match = port !== undefined || tls ? [{ ...(port !== undefined ? { port } : {}), ...(tls ? { sniHosts: sniHosts.length > 0 ? sniHosts : ['*'] } : {}) }] : [];

@@ -2,7 +2,7 @@
  * Istio Gateway servers → the listeners each ingress gateway pod opens (pure). A Gateway serves on
  * every pod its `spec.selector` matches (any namespace, as Istio); a TLS server's `credentialName`
  * names a `kubernetes.io/tls` Secret in the gateway pod's namespace, decoded here into PEM for the
- * pod (with its `ca.crt` for tls.mode MUTUAL). TCP servers and TLS servers in PASSTHROUGH mode
+ * pod (with its `ca.crt` for tls.mode MUTUAL and OPTIONAL_MUTUAL). TCP servers and TLS servers in PASSTHROUGH mode
  * become TCP and TLS listeners routed by the gateway's VirtualService `tcp` and `tls` routes. A server that cannot be served (missing or bad Secret, unsupported protocol or TLS mode,
  * reserved or conflicting port) gets a condition on its Gateway naming the server and is left
  * out; the other servers keep working.
@@ -12,7 +12,8 @@
 import { X509Certificate, createPrivateKey } from 'node:crypto';
 import { REF_ISTIO_GATEWAY, type KubeObject } from '../objects.js';
 import type { TranslateCondition } from './object-index.js';
-import { asRecord, asString, compareStrings, matchesLabels, nsOf } from './util.js';
+import { parse as parseYaml } from 'yaml';
+import { annotationsOf, asRecord, asString, compareStrings, matchesLabels, nsOf } from './util.js';
 import type { GatewayListener, GatewayServer, ListenerCertificate } from '../../shared/routes.js';
 
 /** Condition type written on an Istio Gateway whose server a gateway pod cannot serve. */
@@ -77,7 +78,7 @@ export function decodeTlsSecret(secret: KubeObject | undefined, ref: string, mut
   if (!mutual) return { ok: true, certPem: cert.text, keyPem: key.text };
   const ca = secretField(secret, ['ca.crt', 'cacert']);
   if (ca.problem) return { ok: false, problem: `Secret ${ref}: ${ca.problem}` };
-  if (ca.text === undefined) return { ok: false, problem: `Secret ${ref} has no ca.crt, which tls.mode MUTUAL needs to verify client certificates` };
+  if (ca.text === undefined) return { ok: false, problem: `Secret ${ref} has no ca.crt, which tls.mode MUTUAL and OPTIONAL_MUTUAL need to verify client certificates` };
   try {
     new X509Certificate(ca.text);
   } catch {
@@ -120,6 +121,7 @@ export function gatewayListeners(servers: readonly GatewayServer[], pods: readon
     const podNs = nsOf(pod) || 'default';
     const podKey = `${podNs}/${pod.metadata.name}`;
     const byPort = new Map<number, GatewayListener>();
+    const trusted = trustedProxies(pod);
     for (const s of ordered) {
       if (!serverSelectsPod(s, pod)) continue;
       if (RESERVED_GATEWAY_PORTS.includes(s.port)) {
@@ -129,6 +131,7 @@ export function gatewayListeners(servers: readonly GatewayServer[], pods: readon
       let protocol: GatewayListener['protocol'];
       let cert: ListenerCertificate | undefined;
       let istioMutual = false;
+      let optional = false;
       if (s.protocol === 'HTTP' || s.protocol === 'HTTP2' || s.protocol === 'GRPC') {
         if (s.tls) {
           refuse(s, 'UnsupportedProtocol', `tls on a ${s.protocol} server is not supported; use protocol HTTPS`);
@@ -136,7 +139,8 @@ export function gatewayListeners(servers: readonly GatewayServer[], pods: readon
         }
         protocol = 'HTTP';
       } else if (s.protocol === 'HTTPS' && (s.tls?.mode ?? 'SIMPLE') !== 'PASSTHROUGH' && s.tls?.mode !== 'ISTIO_MUTUAL') {
-        const mutual = s.tls?.mode === 'MUTUAL';
+        optional = s.tls?.mode === 'OPTIONAL_MUTUAL';
+        const mutual = s.tls?.mode === 'MUTUAL' || optional;
         const name = s.tls?.credentialName ?? '';
         const ref = `${podNs}/${name}`;
         const decoded = decodeTlsSecret(secretByKey.get(ref), ref, mutual);
@@ -155,7 +159,7 @@ export function gatewayListeners(servers: readonly GatewayServer[], pods: readon
         protocol = 'TLS';
       } else {
         const mode = s.tls?.mode ? ` with tls.mode ${s.tls.mode}` : '';
-        refuse(s, 'UnsupportedProtocol', `protocol ${s.protocol}${mode} is not supported by ambit gateways (HTTP, HTTP2, GRPC, HTTPS with tls.mode SIMPLE, MUTUAL or ISTIO_MUTUAL, TCP, and TLS with tls.mode PASSTHROUGH are)`);
+        refuse(s, 'UnsupportedProtocol', `protocol ${s.protocol}${mode} is not supported by ambit gateways (HTTP, HTTP2, GRPC, HTTPS with tls.mode SIMPLE, MUTUAL, OPTIONAL_MUTUAL or ISTIO_MUTUAL, TCP, and TLS with tls.mode PASSTHROUGH are)`);
         continue;
       }
       const redirect = s.httpsRedirect === true;
@@ -172,11 +176,15 @@ export function gatewayListeners(servers: readonly GatewayServer[], pods: readon
         refuse(s, 'PortConflict', `port ${s.port} is already served with tls.mode ${cert.caPem !== undefined ? 'SIMPLE' : 'MUTUAL'} by Gateway ${cur.gateways[0]}; one port cannot mix SIMPLE and MUTUAL`);
         continue;
       }
+      if (cur && cert?.caPem !== undefined && (cur.optionalClientCert === true) !== optional) {
+        refuse(s, 'PortConflict', `port ${s.port} is already served with tls.mode ${optional ? 'MUTUAL' : 'OPTIONAL_MUTUAL'} by Gateway ${cur.gateways[0]}; one port cannot mix MUTUAL and OPTIONAL_MUTUAL`);
+        continue;
+      }
       if (cur && (cur.httpsRedirect === true) !== redirect) {
         refuse(s, 'PortConflict', `port ${s.port} is already served ${redirect ? 'without' : 'with'} httpsRedirect by Gateway ${cur.gateways[0]}; one port cannot mix both`);
         continue;
       }
-      const l: GatewayListener = cur ?? { pod: podKey, port: s.port, protocol, gateways: [], hosts: [], certificates: [], ...(redirect ? { httpsRedirect: true } : {}), ...(istioMutual ? { istioMutual: true } : {}) };
+      const l: GatewayListener = cur ?? { pod: podKey, port: s.port, protocol, gateways: [], hosts: [], certificates: [], ...(redirect ? { httpsRedirect: true } : {}), ...(istioMutual ? { istioMutual: true } : {}), ...(optional ? { optionalClientCert: true } : {}), ...(trusted > 0 && (protocol === 'HTTP' || protocol === 'HTTPS') ? { numTrustedProxies: trusted } : {}) };
       if (!l.gateways.includes(s.gateway)) l.gateways.push(s.gateway);
       for (const h of s.hosts) if (!l.hosts.includes(h)) l.hosts.push(h);
       if (cert) l.certificates.push(cert);
@@ -193,6 +201,21 @@ export function gatewayListeners(servers: readonly GatewayServer[], pods: readon
     ...(p.listener !== undefined ? { section: p.listener } : {}),
   }));
   return { byPod, conditions };
+}
+
+/** Istio's per-pod proxy config annotation (YAML or JSON ProxyConfig). */
+export const ANNOTATION_PROXY_CONFIG = 'proxy.istio.io/config';
+
+/** `gatewayTopology.numTrustedProxies` of a gateway pod's `proxy.istio.io/config` (0 when absent or unusable). */
+export function trustedProxies(pod: KubeObject): number {
+  const text = annotationsOf(pod)[ANNOTATION_PROXY_CONFIG];
+  if (text === undefined) return 0;
+  try {
+    const n = asRecord(asRecord(parseYaml(text))['gatewayTopology'])['numTrustedProxies'];
+    return typeof n === 'number' && Number.isInteger(n) && n >= 0 && n <= 64 ? n : 0;
+  } catch {
+    return 0;
+  }
 }
 
 /** Gateway server hosts (`host` or `<namespace>/host`) as SNI names. */

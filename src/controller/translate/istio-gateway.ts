@@ -44,7 +44,7 @@ export function translateIstioGateway(ctx: RouteContext, gw: KubeObject): void {
     } else if (r['tls'] !== undefined) {
       const mode = (asString(tls['mode']) ?? 'SIMPLE') as NonNullable<GatewayServer['tls']>['mode'];
       server.tls = { mode, ...(asString(tls['credentialName']) ? { credentialName: asString(tls['credentialName'])! } : {}) };
-      if ((protocol === 'HTTPS' || mode === 'SIMPLE' || mode === 'MUTUAL') && mode !== 'PASSTHROUGH' && mode !== 'ISTIO_MUTUAL' && !server.tls.credentialName) {
+      if ((protocol === 'HTTPS' || mode === 'SIMPLE' || mode === 'MUTUAL' || mode === 'OPTIONAL_MUTUAL') && mode !== 'PASSTHROUGH' && mode !== 'ISTIO_MUTUAL' && !server.tls.credentialName) {
         throw new Invalid('InvalidServer', `spec.servers[${i}].tls.credentialName must name a Secret for mode ${mode}`);
       }
     } else if (protocol === 'HTTPS') throw new Invalid('InvalidServer', `spec.servers[${i}]: HTTPS needs tls with a credentialName`);

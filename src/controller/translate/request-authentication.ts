@@ -1,12 +1,16 @@
 /**
  * RequestAuthentications attached with targetRef(s) (a Service, a waypoint Gateway: every Service
  * bound to it, or an ingress Gateway: every host it serves) → the JWT rules of those route
- * configs, enforced by the waypoint or gateway (waypoint/filters/jwt.ts). A selector RequestAuthentication would need a sidecar, which ambient
- * mode does not run: it is accepted with a condition saying it is not enforced.
+ * configs, enforced by the waypoint or gateway (waypoint/filters/jwt.ts). A selector (or
+ * namespace-wide) RequestAuthentication is enforced by the ingress gateway pods it selects (Istio's
+ * gateways are Envoy proxies that apply it as a sidecar would), as the ingress configs of their
+ * Gateways limited to those pods; for any other workload it would need a sidecar, which ambient
+ * mode does not run, and a condition says it is not enforced when it selects no gateway pod.
  */
 import type { KubeObject } from '../objects.js';
 import type { JwtRule } from '../../shared/routes.js';
-import { targetConfigs } from './authorization-l7.js';
+import { enforcedAtGateways, gatewayPodConfigs, targetConfigs } from './authorization-l7.js';
+import { gatewayPodsOfPolicy } from './gateway-pods.js';
 import { condition, translateObject, type RouteContext } from './route-context.js';
 import { asArray, asRecord, asString, asStrings, compareAge } from './util.js';
 
@@ -31,8 +35,10 @@ export function translateRequestAuthentication(ctx: RouteContext, list: readonly
   for (const ra of [...list].sort(compareAge)) {
     const spec = asRecord(ra.spec);
     translateObject(ctx, ra, () => {
-      if (spec['targetRefs'] === undefined && spec['targetRef'] === undefined) {
-        condition(ctx, ra, 'NotEnforced', 'not served: a RequestAuthentication with a workload selector needs a sidecar, which ambient mode does not run; attach it to a waypoint with targetRefs (kind Gateway or Service)');
+      const attached = spec['targetRefs'] !== undefined || spec['targetRef'] !== undefined;
+      const gatewayPods = attached ? [] : gatewayPodsOfPolicy(ra, ctx.gatewayPods(), ctx.opts.rootNamespace);
+      if (!attached && gatewayPods.length === 0) {
+        condition(ctx, ra, 'NotEnforced', 'not served: a RequestAuthentication with a workload selector needs a sidecar, which ambient mode does not run, unless it selects ingress gateway pods (none now); attach it to a waypoint with targetRefs (kind Gateway or Service)');
         return;
       }
       const notes: string[] = [];
@@ -44,10 +50,13 @@ export function translateRequestAuthentication(ctx: RouteContext, list: readonly
         }
         return [rule];
       });
-      const targets = targetConfigs(ctx, ra);
-      for (const cfg of targets.configs) (cfg.jwtRules ??= []).push(...structuredClone(rules));
+      const pods = gatewayPods.map((p) => p.key);
+      const targets = attached ? targetConfigs(ctx, ra) : { configs: gatewayPodConfigs(ctx, gatewayPods), notes: [] };
+      for (const cfg of targets.configs) (cfg.jwtRules ??= []).push(...structuredClone(attached ? rules : rules.map((r) => ({ ...r, pods }))));
       notes.push(...targets.notes);
-      if (notes.length > 0) condition(ctx, ra, 'PartiallyApplied', notes.join('; '));
+      const where = attached ? '' : `${enforcedAtGateways(gatewayPods)}; `;
+      if (notes.length > 0) condition(ctx, ra, 'PartiallyApplied', `${where}${notes.join('; ')}`);
+      else if (!attached) condition(ctx, ra, 'Accepted', enforcedAtGateways(gatewayPods), 'True');
     });
   }
 }

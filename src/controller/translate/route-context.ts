@@ -8,6 +8,7 @@ import { objectKey, type KubeObject } from '../objects.js';
 import type { GatewayServer, RouteConfig } from '../../shared/routes.js';
 import { tryParseDuration } from '../../shared/duration.js';
 import type { TranslateCondition, TranslateOptions } from './object-index.js';
+import type { GatewayPod } from './gateway-pods.js';
 import { asArray, asRecord, asString, nsOf } from './util.js';
 
 export const CONDITION_ROUTES_ACCEPTED = 'Accepted';
@@ -43,6 +44,12 @@ export interface RouteContext {
   configMaps: readonly KubeObject[];
   /** ServiceEntries (their hosts may serve extension providers). */
   serviceEntries: readonly KubeObject[];
+  /**
+   * Ingress gateway pods by `ns/name` (selector policies that select them are enforced there).
+   * Computed on first call: Pods are read only when a selector policy asks and an ingress
+   * Gateway exists, so route translation does not depend on pods otherwise (incremental.ts).
+   */
+  gatewayPods: () => ReadonlyMap<string, GatewayPod>;
 }
 
 export function condition(ctx: RouteContext, obj: KubeObject, reason: string, message: string, status: 'True' | 'False' = 'False'): void {

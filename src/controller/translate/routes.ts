@@ -12,7 +12,8 @@ import { translateAuthorization } from './authorization-l7.js';
 import { translateRequestAuthentication } from './request-authentication.js';
 import { translateTelemetry } from './telemetry.js';
 import { translateGatewayRoutes, translateL4GatewayRoutes } from './gateway-api.js';
-import { gatewayApiServers } from './gateway-api-listeners.js';
+import { gatewayApiServers, isIngressGateway } from './gateway-api-listeners.js';
+import { ingressGatewayPods, type GatewayPod } from './gateway-pods.js';
 import { translateIstioGateway } from './istio-gateway.js';
 import { buildIndex, type ObjectIndex, type TranslateCondition, type TranslateOptions } from './object-index.js';
 import { translateObject, type RouteContext } from './route-context.js';
@@ -38,6 +39,7 @@ export function translateRoutes(objects: readonly KubeObject[], opts: Partial<Tr
 
 /** Translates the route-related objects of an index into RouteConfigs and Gateway servers; never throws on bad input. */
 export function buildRoutes(idx: ObjectIndex): TranslateRoutesResult {
+  let gatewayPods: ReadonlyMap<string, GatewayPod> | undefined;
   const ctx: RouteContext = {
     opts: idx.opts,
     conditions: [],
@@ -52,6 +54,7 @@ export function buildRoutes(idx: ObjectIndex): TranslateRoutesResult {
     referenceGrants: idx.of('ReferenceGrant'),
     configMaps: idx.of('ConfigMap'),
     serviceEntries: idx.of('ServiceEntry'),
+    gatewayPods: () => (gatewayPods ??= idx.of(REF_ISTIO_GATEWAY).length > 0 || idx.gateways.some(isIngressGateway) ? ingressGatewayPods(idx) : new Map()),
   };
   for (const svc of idx.of('Service')) {
     const cfg = serviceConfig(ctx, svc);

@@ -108,7 +108,7 @@ const ISTIO_GATEWAY: readonly string[] = [
   'spec.servers[].port.name',
   'spec.servers[].hosts',
   'spec.servers[].tls.httpsRedirect',
-  'spec.servers[].tls.mode=SIMPLE|MUTUAL|PASSTHROUGH|ISTIO_MUTUAL',
+  'spec.servers[].tls.mode=SIMPLE|MUTUAL|OPTIONAL_MUTUAL|PASSTHROUGH|ISTIO_MUTUAL',
   'spec.servers[].tls.credentialName',
 ];
 
@@ -137,7 +137,7 @@ const GW_OBJECT_REF = ['kind', 'group', 'name', 'namespace', 'port'];
 const GW_BACKEND = [...GW_OBJECT_REF, 'weight'];
 const GW_PARENT = under('spec.parentRefs[]', ['kind', 'group', 'name', 'namespace']);
 /** TCPRoute and TLSRoute parents: a Service (its port limits the route to that port). */
-const GW_L4_PARENT = under('spec.parentRefs[]', ['kind', 'group', 'name', 'namespace', 'port']);
+const GW_L4_PARENT = under('spec.parentRefs[]', ['kind', 'group', 'name', 'namespace', 'port', 'sectionName']);
 const GW_HEADER_MODIFIER = (base: string): string[] => [`${base}.set[].name`, `${base}.set[].value`, `${base}.add[].name`, `${base}.add[].value`, `${base}.remove`];
 
 const HTTP_ROUTE: readonly string[] = [
@@ -184,9 +184,9 @@ const GATEWAY_API_GATEWAY: readonly string[] = [
   'spec.gatewayClassName',
   'spec.listeners[].name',
   'spec.listeners[].port',
-  'spec.listeners[].protocol=HTTP|HTTPS|HBONE',
+  'spec.listeners[].protocol=HTTP|HTTPS|TCP|TLS|HBONE',
   'spec.listeners[].hostname',
-  'spec.listeners[].tls.mode=Terminate',
+  'spec.listeners[].tls.mode=Terminate|Passthrough',
   ...under('spec.listeners[].tls.certificateRefs[]', ['group', 'kind', 'name', 'namespace']),
 ];
 

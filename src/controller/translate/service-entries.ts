@@ -8,7 +8,10 @@
  *  - DNS / DNS_ROUND_ROBIN: the endpoints' addresses, or with none the host itself, resolved by
  *    the controller (TranslateOptions.dnsAnswers; every address for DNS, the first for
  *    DNS_ROUND_ROBIN as Envoy does);
- *  - NONE: nothing to add (connections already go to the address the client asked for).
+ *  - NONE (and DYNAMIC_DNS, wildcard hosts included): nothing to add (connections already go to
+ *    the address the client asked for).
+ * Hosts of an entry without `spec.addresses` get an address of 240.240.0.0/16 (Istio's
+ * auto-allocation, address-allocation.ts).
  * An entry whose host is a Kubernetes Service, or another older entry's, is refused for that host.
  */
 import { isIP } from 'node:net';
@@ -20,6 +23,7 @@ import { detectPortProtocol } from './protocol.js';
 import type { PodWorkload } from './services.js';
 import { asArray, asRecord, asString, asStrings, compareAge, exportNamespaces, labelsOf, matchesLabels, nsOf } from './util.js';
 import { isPodRunning } from './workloads.js';
+import { allocateEntryAddresses, AUTO_ALLOCATE_PREFIX } from './address-allocation.js';
 
 /** Host names the DNS-resolved ServiceEntries of `objects` need resolved (for the controller's resolver). */
 export function serviceEntryDnsNames(entries: readonly KubeObject[]): string[] {
@@ -61,7 +65,7 @@ function rawEndpoints(spec: Record<string, unknown>, host: string, dns: Readonly
   const resolve = (address: string): string[] => {
     if (isIP(address) !== 0) return [address];
     const answers = dns.get(address.toLowerCase()) ?? [];
-    if (answers.length === 0) notes.push(`${address} has not resolved (yet); it has no endpoints`);
+    if (answers.length === 0) notes.push(`${address} has not resolved (yet); it has no endpoints, so connections to it are not served until it does`);
     return resolution === 'DNS_ROUND_ROBIN' ? answers.slice(0, 1) : [...answers];
   };
   if (list.length === 0) return resolution === 'STATIC' ? [] : [{ addresses: resolve(host), ports: {}, labels: {}, serviceAccount: undefined }];
@@ -77,15 +81,20 @@ function rawEndpoints(spec: Record<string, unknown>, host: string, dns: Readonly
 export function buildServiceEntries(idx: TranslateIndex, pods: readonly PodWorkload[], services: Service[], workloads: Workload[], entries: Array<{ svc: KubeObject; service: Service }> = []): void {
   const taken = new Map<string, string>(services.map((s) => [s.hostname, `Service ${s.namespace}/${s.name}`]));
   const dns = idx.opts.dnsAnswers ?? new Map<string, readonly string[]>();
+  const allocated = allocateEntryAddresses(idx.of('ServiceEntry'));
   for (const se of [...idx.of('ServiceEntry')].sort(compareAge)) {
     const ns = nsOf(se);
     const spec = asRecord(se.spec);
     const resolution = asString(spec['resolution']) ?? 'NONE';
     const notes: string[] = [];
     if (resolution === 'NONE' || resolution === 'DYNAMIC_DNS') {
-      addCondition(idx, se, { type: CONDITION_ACCEPTED, status: 'True', reason: 'Accepted', message: `resolution ${resolution}: connections go to the address the client asked for` });
+      const wildcard = asStrings(spec['hosts']).some((h) => h.startsWith('*'));
+      const why = wildcard ? ' (wildcard hosts included: any name they match is passed through)' : '';
+      const dynamic = resolution === 'DYNAMIC_DNS' ? '; DYNAMIC_DNS is served as NONE (no proxy resolves the Host of a request)' : '';
+      addCondition(idx, se, { type: CONDITION_ACCEPTED, status: 'True', reason: 'Accepted', message: `resolution ${resolution}: connections go to the address the client asked for${why}${dynamic}` });
       continue;
     }
+    const allocations: string[] = [];
     const vips = asStrings(spec['addresses']).filter((a) => {
       if (isIP(a) !== 0) return true;
       notes.push(`address ${a} is a range; only single addresses are served`);
@@ -101,7 +110,7 @@ export function buildServiceEntries(idx: TranslateIndex, pods: readonly PodWorkl
     asStrings(spec['hosts']).forEach((hostRaw, h) => {
       const host = hostRaw.toLowerCase();
       if (host.startsWith('*')) {
-        notes.push(`host ${host}: wildcard hosts are not served`);
+        notes.push(`host ${host}: wildcard hosts are served only with resolution NONE or DYNAMIC_DNS (as passthrough)`);
         return;
       }
       const owner = taken.get(host);
@@ -148,11 +157,13 @@ export function buildServiceEntries(idx: TranslateIndex, pods: readonly PodWorkl
         }
       }
       const exportTo = exportNamespaces(asStrings(spec['exportTo']), ns);
-      const service: Service = { name: se.metadata.name, namespace: ns, hostname: host, vips, ports, subjectAltNames: asStrings(spec['subjectAltNames']), routingPreference: [], endpoints: endpoints.sort(), ...(exportTo ? { exportTo } : {}) };
+      const auto = vips.length === 0 ? allocated.get(key) : undefined;
+      if (auto) allocations.push(`${host}=${auto}`);
+      const service: Service = { name: se.metadata.name, namespace: ns, hostname: host, vips: auto ? [auto] : vips, ports, subjectAltNames: asStrings(spec['subjectAltNames']), routingPreference: [], endpoints: endpoints.sort(), ...(exportTo ? { exportTo } : {}) };
       services.push(service);
       entries.push({ svc: se, service });
     });
-    if (vips.length === 0) notes.push('no spec.addresses: Ambit allocates no address for the hosts, so connections to them are not served by this entry (they go where the client\'s own DNS answer points)');
-    addCondition(idx, se, notes.length > 0 ? { type: CONDITION_ACCEPTED, status: 'True', reason: 'PartiallyApplied', message: notes.join('; ') } : { type: CONDITION_ACCEPTED, status: 'True', reason: 'Accepted', message: 'served by the node agents' });
+    const alloc = allocations.length > 0 ? `; no spec.addresses, so addresses were allocated (Istio's auto-allocation, ${AUTO_ALLOCATE_PREFIX}0.0/16): ${allocations.join(', ')}` : '';
+    addCondition(idx, se, notes.length > 0 ? { type: CONDITION_ACCEPTED, status: 'True', reason: 'PartiallyApplied', message: `${notes.join('; ')}${alloc}` } : { type: CONDITION_ACCEPTED, status: 'True', reason: 'Accepted', message: `served by the node agents${alloc}` });
   }
 }

@@ -10,6 +10,7 @@ import { detectPortProtocol } from './protocol.js';
 import { condition, durationMs, Invalid, resolveHost, serviceHostname, translateObject, type RouteContext } from './route-context.js';
 import { asArray, asRecord, asString, asStrings, compareAge, nsOf } from './util.js';
 import { requestedWaypoint } from './waypoints.js';
+import { allocateEntryAddresses } from './address-allocation.js';
 
 export function serviceConfig(ctx: RouteContext, svc: KubeObject): RouteConfig {
   const ns = nsOf(svc);
@@ -51,6 +52,8 @@ export function serviceEntryConfigs(ctx: RouteContext, se: KubeObject): RouteCon
     .map((p) => ({ port: typeof p['number'] === 'number' ? p['number'] : 0, protocol: detectPortProtocol({ name: asString(p['name']) ?? '', appProtocol: asString(p['protocol']) ?? 'TCP' }) }))
     .filter((p) => p.port > 0);
   const wp = requestedWaypoint(se, ctx.namespaces.get(ns));
+  const addresses = asStrings(spec['addresses']).filter((a) => isIP(a) !== 0);
+  const allocated = addresses.length === 0 ? allocateEntryAddresses(ctx.serviceEntries) : undefined;
   return asStrings(spec['hosts'])
     .map((h) => h.toLowerCase())
     .filter((h) => !h.startsWith('*'))
@@ -58,7 +61,7 @@ export function serviceEntryConfigs(ctx: RouteContext, se: KubeObject): RouteCon
       name: `${ns}/${hostname}`,
       namespace: ns,
       hostname,
-      aliases: asStrings(spec['addresses']).filter((a) => isIP(a) !== 0),
+      aliases: allocated ? [allocated.get(`${ns}/${hostname}`)].filter((a): a is string => a !== undefined) : addresses,
       ports,
       routes: [],
       authorization: [],

@@ -6,6 +6,7 @@
  */
 import type { StringMatch } from '../../shared/model.js';
 import type { L7AuthorizationPolicy, L7Condition, L7Operation, L7Rule, L7Source } from '../../shared/routes.js';
+import { cidrContains } from '../../shared/address.js';
 import { hostOfAuthority, type RequestHeaders } from '../route/router.js';
 import { claimValues } from './jwt.js';
 
@@ -24,6 +25,10 @@ export interface AuthzRequest {
   /** `<iss>/<sub>` of the request's verified JWT (jwt.ts), and its claims; undefined without one. */
   requestPrincipal?: string;
   claims?: Record<string, unknown>;
+  /** Ingress gateways: the downstream peer's address (`ipBlocks`); undefined elsewhere. */
+  sourceIp?: string;
+  /** Ingress gateways: the original client's address (`remoteIpBlocks`) when trusted proxies name it; else sourceIp. */
+  remoteIp?: string;
 }
 
 export interface AuthzVerdict {
@@ -65,7 +70,16 @@ function matchSource(s: L7Source, req: AuthzRequest): boolean {
   if (s.notNamespaces.length > 0 && anyMatch(s.notNamespaces, src.namespace)) return false;
   if (s.requestPrincipals && s.requestPrincipals.length > 0 && !anyMatch(s.requestPrincipals, req.requestPrincipal)) return false;
   if (s.notRequestPrincipals && s.notRequestPrincipals.length > 0 && anyMatch(s.notRequestPrincipals, req.requestPrincipal)) return false;
+  if (s.ipBlocks && s.ipBlocks.length > 0 && !inBlocks(s.ipBlocks, req.sourceIp)) return false;
+  if (s.notIpBlocks && s.notIpBlocks.length > 0 && inBlocks(s.notIpBlocks, req.sourceIp)) return false;
+  const remote = req.remoteIp ?? req.sourceIp;
+  if (s.remoteIpBlocks && s.remoteIpBlocks.length > 0 && !inBlocks(s.remoteIpBlocks, remote)) return false;
+  if (s.notRemoteIpBlocks && s.notRemoteIpBlocks.length > 0 && inBlocks(s.notRemoteIpBlocks, remote)) return false;
   return true;
+}
+
+function inBlocks(blocks: readonly string[], ip: string | undefined): boolean {
+  return ip !== undefined && blocks.some((b) => cidrContains(b, ip));
 }
 
 function matchHost(list: readonly StringMatch[], authority: string): boolean {
@@ -106,12 +120,49 @@ function matchCondition(c: L7Condition, req: AuthzRequest): boolean {
 
 export function matchRule(r: L7Rule, req: AuthzRequest): boolean {
   if (r.from.length > 0 && !r.from.some((s) => matchSource(s, req))) return false;
+  if (r.fromAll && !r.fromAll.every((s) => matchSource(s, req))) return false;
   if (r.to.length > 0 && !r.to.some((o) => matchOperation(o, req))) return false;
   return r.when.every((c) => matchCondition(c, req));
 }
 
 export function matchPolicy(p: L7AuthorizationPolicy, req: AuthzRequest): boolean {
   return p.rules.some((r) => matchRule(r, req));
+}
+
+/** True when a rule looks at anything only an HTTP request has. */
+function usesHttp(r: L7Rule): boolean {
+  const httpSource = (s: L7Source): boolean => (s.requestPrincipals?.length ?? 0) > 0 || (s.notRequestPrincipals?.length ?? 0) > 0;
+  return (
+    r.when.length > 0 ||
+    r.from.some(httpSource) ||
+    (r.fromAll ?? []).some(httpSource) ||
+    r.to.some((o) => o.hosts.length + o.notHosts.length + o.paths.length + o.notPaths.length + o.methods.length + o.notMethods.length > 0)
+  );
+}
+
+/** A rule without its HTTP attributes (a DENY rule on a TCP connection matches more). */
+function withoutHttp(r: L7Rule): L7Rule {
+  const src = (s: L7Source): L7Source => ({ ...s, requestPrincipals: [], notRequestPrincipals: [] });
+  return {
+    from: r.from.map(src),
+    to: r.to.map((o) => ({ ...o, hosts: [], notHosts: [], paths: [], notPaths: [], methods: [], notMethods: [] })),
+    when: [],
+    ...(r.fromAll ? { fromAll: r.fromAll.map(src) } : {}),
+  };
+}
+
+/**
+ * A TCP connection at an ingress gateway (TCP and TLS passthrough listeners) under the same
+ * policies, as Envoy's network RBAC filter takes them: an ALLOW or AUDIT rule using HTTP attributes
+ * is left out (allows less), a DENY rule loses them (denies more), and a CUSTOM policy that
+ * matches denies, since no external authorizer sees a byte stream here.
+ */
+export function authorizeConnection(policies: readonly L7AuthorizationPolicy[], conn: { port: number; sourceIp?: string; principal?: string }): AuthzVerdict {
+  const req: AuthzRequest = { method: '', path: '', authority: '', headers: {}, port: conn.port, ...(conn.sourceIp !== undefined ? { sourceIp: conn.sourceIp } : {}), ...(conn.principal !== undefined ? { principal: conn.principal } : {}) };
+  const l4 = policies.map((p): L7AuthorizationPolicy => ({ ...p, rules: p.action === 'DENY' || p.action === 'CUSTOM' ? p.rules.map(withoutHttp) : p.rules.filter((r) => !usesHttp(r)) }));
+  const custom = l4.find((p) => p.action === 'CUSTOM' && !p.dryRun && matchPolicy(p, req));
+  if (custom) return { allowed: false, reason: 'deny-matched', policy: custom.name, audited: [], dryRunDenied: [] };
+  return authorizeRequest(l4, req);
 }
 
 export function authorizeRequest(policies: readonly L7AuthorizationPolicy[], req: AuthzRequest): AuthzVerdict {

@@ -33,6 +33,9 @@ export interface FilterRequest extends CheckedRequest {
   flags: string[];
   /** Aborts when the caller goes away. */
   downstream: AbortSignal;
+  /** Ingress gateways: the downstream peer's address, and the original client's (trusted X-Forwarded-For). */
+  sourceIp?: string;
+  remoteIp?: string;
 }
 
 export interface FilterDeps {
@@ -66,7 +69,7 @@ export async function runFilters(deps: FilterDeps, config: RouteConfig, route: H
     return { kind: 'reply', status: 401, body: jwt.message, flag: RESPONSE_FLAGS.NONE, headers: { 'www-authenticate': 'Bearer realm="http://' + req.authority + req.path.split('?')[0] + '", error="invalid_token"' } };
   }
   const auth = jwt?.kind === 'valid' ? { requestPrincipal: jwt.principal, claims: jwt.claims as Record<string, unknown> } : {};
-  const authzReq = { method: req.method, path: req.path, authority: req.authority, headers: req.headers, port: req.port, principal: req.principal, ...auth };
+  const authzReq = { method: req.method, path: req.path, authority: req.authority, headers: req.headers, port: req.port, principal: req.principal, ...(req.sourceIp !== undefined ? { sourceIp: req.sourceIp } : {}), ...(req.remoteIp !== undefined ? { remoteIp: req.remoteIp } : {}), ...auth };
 
   // CUSTOM first, then DENY, then ALLOW (Istio's order).
   const custom = await checkCustom(deps, config, req, authzReq);

@@ -15,7 +15,7 @@ import * as net from 'node:net';
 import type * as tls from 'node:tls';
 import { HTTP1_LIMITS } from './limits.js';
 import type { Logger } from '../../shared/log.js';
-import { certificateFor, type GatewayListener, type HttpRoute, type RouteConfig } from '../../shared/routes.js';
+import { certificateFor, type GatewayListener, type HttpRoute, type JwtRule, type RouteConfig } from '../../shared/routes.js';
 import type { ConnectionMeta } from './server.js';
 import type { Duplex } from 'node:stream';
 import { peerIdentity, type TunnelCertificate } from '../../shared/hbone/tunnel.js';
@@ -24,11 +24,18 @@ import { tryParseSpiffeId } from '../../shared/identity.js';
 /**
  * The route configs a gateway pod serves: mesh configs as they are (destination policies), and the
  * ingress configs of the Gateways it listens for, merged per host (routes of the Gateways in name
- * order) and rebound to `gatewayKey` so one route table serves every port.
+ * order) and rebound to `gatewayKey` so one route table serves every port. Authorization policies
+ * and JWT rules of selector policies (`pods`) are kept only when they name this pod (the one the
+ * listeners are for).
  */
 export function gatewayRoutes(configs: Iterable<RouteConfig>, listeners: Iterable<GatewayListener>, gatewayKey: string): RouteConfig[] {
   const served = new Set<string>();
-  for (const l of listeners) for (const g of l.gateways) served.add(g);
+  let pod: string | undefined;
+  for (const l of listeners) {
+    pod ??= l.pod;
+    for (const g of l.gateways) served.add(g);
+  }
+  const mine = (x: { pods?: string[] }): boolean => x.pods === undefined || (pod !== undefined && x.pods.includes(pod));
   const mesh: RouteConfig[] = [];
   const byHost = new Map<string, RouteConfig[]>();
   for (const c of configs) {
@@ -60,12 +67,28 @@ export function gatewayRoutes(configs: Iterable<RouteConfig>, listeners: Iterabl
       aliases: [...new Set(list.flatMap((c) => c.aliases))],
       ports: [...ports.values()].sort((a, b) => a.port - b.port),
       routes,
-      authorization: list.flatMap((c) => c.authorization),
+      authorization: uniqueByName(list.flatMap((c) => c.authorization).filter(mine)),
+      ...jwtRulesOf(list, mine),
       ...l4Routes(list, 'tcpRoutes'),
       ...l4Routes(list, 'tlsRoutes'),
     });
   }
   return [...mesh, ...ingress.sort((a, b) => (a.name < b.name ? -1 : 1))];
+}
+
+/** A policy attached to several Gateways this pod serves is evaluated once. */
+function uniqueByName<T extends { name: string }>(list: readonly T[]): T[] {
+  const seen = new Set<string>();
+  return list.filter((p) => !seen.has(p.name) && (seen.add(p.name), true));
+}
+
+function jwtRulesOf(list: readonly RouteConfig[], mine: (r: JwtRule) => boolean): Pick<RouteConfig, 'jwtRules'> {
+  const seen = new Set<string>();
+  const rules = list.flatMap((c) => c.jwtRules ?? []).filter((r) => {
+    const key = JSON.stringify({ ...r, pods: undefined });
+    return mine(r) && !seen.has(key) && (seen.add(key), true);
+  });
+  return { jwtRules: rules };
 }
 
 function l4Routes(list: readonly RouteConfig[], key: 'tcpRoutes' | 'tlsRoutes'): Partial<Pick<RouteConfig, 'tcpRoutes' | 'tlsRoutes'>> {
@@ -161,7 +184,7 @@ export class IngressListeners {
   }
 
   private async openListener(l: GatewayListener): Promise<void> {
-    const meta: ConnectionMeta = { targetPort: l.port, ...(this.opts.source ? { source: this.opts.source } : {}) };
+    const meta: ConnectionMeta = { targetPort: l.port, ...(this.opts.source ? { source: this.opts.source } : {}), ...(l.numTrustedProxies ? { trustedProxies: l.numTrustedProxies } : {}) };
     let server: net.Server;
     const rec: OpenListener = { port: l.port, protocol: l.protocol, kind: kindOf(l), server: undefined as unknown as net.Server, certs: [], contexts: new Map(), hosts: l.hosts };
     if (l.protocol === 'HTTPS' && l.istioMutual) {
@@ -176,8 +199,9 @@ export class IngressListeners {
           key: first.keyPem,
           ALPNProtocols: ['h2', 'http/1.1'],
           minVersion: 'TLSv1.2',
-          // MUTUAL: a client certificate chaining to one of the port's CAs is required in the handshake.
-          ...(ca ? { ca, requestCert: true, rejectUnauthorized: true } : {}),
+          // MUTUAL: a client certificate chaining to one of the port's CAs is required in the handshake;
+          // OPTIONAL_MUTUAL: requested, and checked below when the client sent one.
+          ...(ca ? { ca, requestCert: true, rejectUnauthorized: l.optionalClientCert !== true } : {}),
           SNICallback: (servername, cb) => {
             const cert = certificateFor(rec.certs, servername);
             cb(null, cert ? rec.contexts.get(cert) : undefined);
@@ -186,12 +210,13 @@ export class IngressListeners {
         (s) => {
           // ... and to the CA of the host the client asked for, when the port serves several.
           const cert = certificateFor(rec.certs, s.servername || undefined);
-          if (cert?.caPem !== undefined && !chainsTo(s, cert.caPem)) {
+          const optionalWithout = l.optionalClientCert === true && !sentCertificate(s);
+          if (cert?.caPem !== undefined && !optionalWithout && (!s.authorized || !chainsTo(s, cert.caPem))) {
             this.log.debug({ port: l.port, servername: s.servername }, 'client certificate not issued by the CA of the requested host');
             s.destroy();
             return;
           }
-          this.opts.accept(s, meta);
+          this.opts.accept(s, withPeer(meta, s));
         },
       );
       secure.on('tlsClientError', (e) => this.log.debug({ port: l.port, err: e }, 'tls handshake failed'));
@@ -210,7 +235,7 @@ export class IngressListeners {
         redirect.emit('connection', s);
       });
     } else {
-      server = net.createServer({ noDelay: true }, (s) => this.opts.accept(s, meta));
+      server = net.createServer({ noDelay: true }, (s) => this.opts.accept(s, withPeer(meta, s)));
     }
     rec.server = server;
     if (l.protocol === 'HTTPS' && !l.istioMutual) this.setCertificates(rec, l.certificates);
@@ -244,7 +269,7 @@ export class IngressListeners {
         s.destroy();
         return;
       }
-      this.opts.accept(s, { ...meta, source: { ...meta.source, principal: id, namespace: parsed.namespace } });
+      this.opts.accept(s, { ...withPeer(meta, s), source: { ...meta.source, principal: id, namespace: parsed.namespace } });
     });
     server.on('tlsClientError', (e) => this.log.debug({ port: rec.port, err: e }, 'tls handshake failed'));
     rec.refresh = setInterval(() => {
@@ -276,9 +301,21 @@ export class IngressListeners {
   }
 }
 
+/** A listener's connection meta with the connection's peer address. */
+function withPeer(meta: ConnectionMeta, s: net.Socket): ConnectionMeta {
+  return s.remoteAddress !== undefined ? { ...meta, peerAddress: s.remoteAddress } : meta;
+}
+
 function kindOf(l: GatewayListener): string {
+  // The connection meta of a port is fixed when it opens: a change of trusted proxies reopens it.
+  const trusted = l.numTrustedProxies ? `+xff${l.numTrustedProxies}` : '';
+  return `${baseKind(l)}${trusted}`;
+}
+
+function baseKind(l: GatewayListener): string {
   if (l.httpsRedirect) return `${l.protocol}+redirect`;
   if (l.istioMutual) return `${l.protocol}+istio-mutual`;
+  if (l.optionalClientCert) return `${l.protocol}+optional-mutual`;
   return clientCas(l.certificates) ? `${l.protocol}+mutual` : l.protocol;
 }
 
@@ -286,6 +323,12 @@ function kindOf(l: GatewayListener): string {
 function clientCas(certs: GatewayListener['certificates']): string | undefined {
   const cas = certs.flatMap((c) => (c.caPem !== undefined ? [c.caPem.trim()] : []));
   return cas.length > 0 ? [...new Set(cas)].join('\n') : undefined;
+}
+
+/** True when the client presented a certificate in the handshake. */
+function sentCertificate(socket: tls.TLSSocket): boolean {
+  const c = socket.getPeerCertificate();
+  return c !== null && typeof c === 'object' && Object.keys(c).length > 0;
 }
 
 /** True when the client's certificate chain holds a certificate issued by (or equal to) one in `caPem`. */

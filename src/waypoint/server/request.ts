@@ -6,6 +6,7 @@
  * (telemetry.ts).
  */
 import type * as http2 from 'node:http2';
+import { isIP } from 'node:net';
 import type * as net from 'node:net';
 import type { Logger } from '../../shared/log.js';
 import type { HttpRoute, RetryPolicy, RouteConfig } from '../../shared/routes.js';
@@ -35,6 +36,10 @@ export interface ConnectionMeta {
   targetService?: string;
   /** Address of the pod the caller addressed (workload-bound waypoint): requests go to that pod. */
   targetWorkload?: string;
+  /** Ingress listeners: the downstream peer's address (AuthorizationPolicy `ipBlocks` at a gateway). */
+  peerAddress?: string;
+  /** Ingress listeners: proxies in front whose X-Forwarded-For entries are trusted (`remoteIpBlocks`). */
+  trustedProxies?: number;
 }
 
 export interface RequestHandlerDeps {
@@ -56,6 +61,18 @@ export interface RequestHandlerDeps {
   /** Retry policy for routes that set none; null for none. */
   defaultRetries?: RetryPolicy | null;
   maxReplayBytes: number;
+}
+
+/**
+ * The original client's address at an ingress gateway (Envoy's xff_num_trusted_hops): with N
+ * trusted proxies in front, the X-Forwarded-For entry N from the right; the peer's address
+ * without any, or when the header has fewer entries or that entry is no address.
+ */
+export function clientAddress(peer: string, trusted: number, xff: string | string[] | undefined): string {
+  if (trusted <= 0 || xff === undefined) return peer;
+  const entries = (Array.isArray(xff) ? xff.join(',') : xff).split(',').map((e) => e.trim()).filter((e) => e !== '');
+  const pick = entries[entries.length - trusted];
+  return pick !== undefined && isIP(pick) !== 0 ? pick : peer;
 }
 
 function hexId(random: RandomSource): string {
@@ -122,7 +139,7 @@ export class RequestHandler {
 
     // filters
     const scheme = (req.socket as { encrypted?: boolean } | undefined)?.encrypted === true ? 'https' : 'http';
-    const verdict = await runFilters(d.filters, config, route, { reqId: st.reqId, method: st.method, path: st.path, authority, scheme, headers: req.headers, port: rreq.port, principal: st.source.principal, protocol: h2 ? 'HTTP/2' : 'HTTP/1.1', flags, downstream: downstream.signal });
+    const verdict = await runFilters(d.filters, config, route, { reqId: st.reqId, method: st.method, path: st.path, authority, scheme, headers: req.headers, port: rreq.port, principal: st.source.principal, ...(meta?.peerAddress !== undefined ? { sourceIp: meta.peerAddress, remoteIp: clientAddress(meta.peerAddress, meta.trustedProxies ?? 0, req.headers['x-forwarded-for']) } : {}), protocol: h2 ? 'HTTP/2' : 'HTTP/1.1', flags, downstream: downstream.signal });
     if (verdict.kind === 'gone') return;
     if (verdict.kind === 'reply') {
       req.resume();

@@ -117,6 +117,30 @@ spec:
     return o.status?.conditions?.every((x: any) => x.type !== 'Accepted') ? o : undefined;
   }, 20_000);
   assert.ok(!(fixed.status.validationMessages ?? []).some((m: any) => m.type.code === 'IST0106'));
+
+  // A ServiceEntry without addresses: its condition and its host's allocated address in its status, as Istio writes them.
+  r = await c.ts.kubectl(['apply', '-f', '-'], {
+    input: `
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: { name: api, namespace: demo }
+spec:
+  hosts: [api.example.com]
+  resolution: STATIC
+  endpoints: [{ address: 192.0.2.10 }]
+  ports: [{ number: 80, name: http, protocol: HTTP }]
+`,
+  });
+  assert.equal(r.code, 0, r.stderr);
+  const entry = await waitUntil('the ServiceEntry status', async () => {
+    const o = await getYaml(c, ['serviceentry', '-n', 'demo', 'api']);
+    return o.status?.addresses?.length === 1 && o.status.conditions?.length > 0 ? o : undefined;
+  }, 20_000);
+  assert.match(entry.status.addresses[0].value, /^240\.240\.\d+\.\d+$/);
+  assert.equal(entry.status.addresses[0].host, 'api.example.com');
+  assert.match(entry.status.conditions.find((x: any) => x.type === 'Accepted').message, new RegExp(`api\\.example\\.com=${entry.status.addresses[0].value.replaceAll('.', '\\.')}`));
+  const vip = kc.controller.translation().services.find((x) => x.hostname === 'api.example.com')?.vips;
+  assert.deepEqual(vip, [entry.status.addresses[0].value], 'the address agents capture is the one in the status');
 });
 
 test('TokenReview authentication over real CA calls: node scope, a pod\'s own identity only, fail closed', async (t) => {

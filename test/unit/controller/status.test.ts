@@ -98,3 +98,38 @@ test('Gateway API: another controller\'s class is not written; route parents of 
     [CONTROLLER_NAME, 'gone', 'Accepted=False:NoMatchingParent,ResolvedRefs=True:ResolvedRefs'],
   ]);
 });
+
+test('ServiceEntry: its condition and the addresses allocated to its hosts (status.addresses, as Istio writes them)', async () => {
+  const { allocateEntryAddresses } = await import('../../../src/controller/translate/address-allocation.js');
+  const se: KubeObject = { apiVersion: 'networking.istio.io/v1', kind: 'ServiceEntry', metadata: { name: 'api', namespace: 'demo', generation: 1 }, spec: { hosts: ['API.example.com', '*.wild.example.com'], resolution: 'DNS', ports: [{ number: 443, name: 'tls', protocol: 'TLS' }] } };
+  const entryAddresses = allocateEntryAddresses([se]);
+  const conditions = new Map([['ServiceEntry/demo/api', [{ objectKey: 'ServiceEntry/demo/api', type: 'Accepted', status: 'True' as const, reason: 'Accepted', message: 'served by the node agents', origin: 'model' as const }]]]);
+  const out = desiredStatus(se, inputs({ conditions, entryAddresses }))!;
+  assert.deepEqual(out['addresses'], [{ value: entryAddresses.get('demo/api.example.com'), host: 'API.example.com' }], 'the wildcard host gets none');
+  assert.equal((out['conditions'] as Array<{ type: string }>)[0]!.type, 'Accepted');
+  const given = desiredStatus({ ...se, spec: { ...se.spec, addresses: ['192.0.2.1'] }, status: out }, inputs({ conditions, entryAddresses: allocateEntryAddresses([{ ...se, spec: { ...se.spec, addresses: ['192.0.2.1'] } }]) }))!;
+  assert.equal(given['addresses'], undefined, 'an entry that names its addresses has none allocated, and an old allocation is removed');
+});
+
+test('Gateway API ingress: TCP and TLS listeners take TCPRoutes and TLSRoutes (supportedKinds, attachedRoutes by kind); those routes get parents', () => {
+  const gw: KubeObject = {
+    apiVersion: 'gateway.networking.k8s.io/v1',
+    kind: 'Gateway',
+    metadata: { name: 'edge', namespace: 'demo', generation: 1 },
+    spec: { gatewayClassName: 'istio', listeners: [{ name: 'http', port: 80, protocol: 'HTTP' }, { name: 'tcp', port: 9000, protocol: 'TCP' }, { name: 'tls', port: 9443, protocol: 'TLS', tls: { mode: 'Passthrough' } }] },
+  };
+  const route = (kind: string, name: string, parent: Record<string, unknown>): KubeObject => ({ apiVersion: 'gateway.networking.k8s.io/v1alpha2', kind, metadata: { name, namespace: 'demo', generation: 1 }, spec: { parentRefs: [parent] } });
+  const routes = [route('HTTPRoute', 'web', { name: 'edge' }), route('TCPRoute', 'db', { name: 'edge', sectionName: 'tcp' }), route('TLSRoute', 'site', { name: 'edge' })];
+  const ins = inputs({ routes, gateways: new Map([['demo/edge', gw]]) });
+  const listeners = desiredStatus(gw, ins)!['listeners'] as Array<Record<string, any>>;
+  assert.deepEqual(
+    listeners.map((l) => `${l['name']} ${l['supportedKinds'].map((k: any) => k.kind).join('|')} ${l['attachedRoutes']}`),
+    ['http HTTPRoute|GRPCRoute 1', 'tcp TCPRoute 1', 'tls TLSRoute 1'],
+  );
+  const parents = desiredStatus(routes[1]!, ins)!['parents'] as Array<Record<string, any>>;
+  assert.deepEqual(parents.map((p) => p['conditions'].map((c: any) => `${c.type}=${c.status}`).join(',')), ['Accepted=True,ResolvedRefs=True']);
+  const accepted = (r: KubeObject) => (desiredStatus(r, ins)!['parents'] as Array<Record<string, any>>)[0]!['conditions'].find((c: any) => c.type === 'Accepted');
+  assert.equal(accepted(route('TCPRoute', 'wrong', { name: 'edge', sectionName: 'http' })).reason, 'NotAllowedByListeners', 'an HTTP listener takes no TCPRoute');
+  assert.equal(accepted(route('TCPRoute', 'none', { name: 'edge', sectionName: 'nope' })).reason, 'NoMatchingParent');
+  assert.equal(accepted(route('HTTPRoute', 'port', { name: 'edge', port: 9000 })).reason, 'NotAllowedByListeners', 'the TCP listener on that port takes no HTTPRoute');
+});

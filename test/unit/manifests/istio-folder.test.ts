@@ -17,23 +17,26 @@ test('a config folder with kinds Ambit does not know loads: those objects are re
       ['10-mesh.yaml#6', 'Certificate shop/shop-cert', 'kind Certificate of group cert-manager.io is not served by Ambit; the object was not applied'],
     ],
   );
-  assert.deepEqual(objects.map((o) => o.kind), ['Namespace', 'Service', 'ServiceEntry', 'WorkloadEntry', 'Sidecar', 'RequestAuthentication', 'Telemetry', 'TCPRoute', 'TLSRoute', 'ReferenceGrant', 'Ingress']);
+  assert.deepEqual(objects.map((o) => o.kind), ['Namespace', 'Service', 'ServiceEntry', 'WorkloadEntry', 'Sidecar', 'RequestAuthentication', 'Telemetry', 'Gateway', 'TCPRoute', 'TLSRoute', 'ReferenceGrant', 'Ingress']);
 });
 
 test('every Istio, Gateway API and Ingress object of the folder not served as written has a status condition saying so', async () => {
   const { objects } = await loadManifests([FOLDER]);
   const all = translateAll(objects);
   const conditions = [...all.model.conditions, ...all.routes.conditions];
-  // Served whole: a TCPRoute on a Service and a ReferenceGrant.
-  for (const o of objects.filter((x) => x.kind === 'TCPRoute' || x.kind === 'ReferenceGrant')) {
+  // Served whole: a TCPRoute on a Service, a TLSRoute on an ingress Gateway's TLS Passthrough listener, that Gateway, and a ReferenceGrant.
+  const servedWhole = ['Gateway', 'TCPRoute', 'TLSRoute', 'ReferenceGrant'];
+  for (const o of objects.filter((x) => servedWhole.includes(x.kind))) {
     assert.deepEqual(conditions.filter((c) => c.objectKey === objectKey(o) && isProblem(c)), [], o.kind);
   }
   for (const o of objects) {
-    if (['Namespace', 'Service', 'TCPRoute', 'ReferenceGrant'].includes(o.kind)) continue;
+    if (['Namespace', 'Service', ...servedWhole].includes(o.kind)) continue;
     const mine = conditions.filter((c) => c.objectKey === objectKey(o) && isProblem(c));
     assert.ok(mine.length > 0, `${o.kind} ${o.metadata.name} has a problem condition: ${JSON.stringify(conditions.filter((c) => c.objectKey === objectKey(o)))}`);
     for (const c of mine) assert.match(c.message, /not (served|supported)|no effect/, `${o.kind}: ${c.message}`);
   }
+  const tls = all.routes.routes.find((r) => r.gateway === 'shop/ingress')!;
+  assert.deepEqual(tls.tlsRoutes?.map((r) => r.match), [[{ port: 8443, sniHosts: ['echo.example.com'] }]], 'the TLSRoute is the tls route of the listener port, by SNI');
   const sidecar = conditions.find((c) => c.objectKey === 'Sidecar/shop/default');
   assert.equal(sidecar?.message, 'Warning: Sidecar shop/default is accepted but has no effect: it configures sidecar proxies, which ambient mode does not run; ignored: spec.egress');
 });

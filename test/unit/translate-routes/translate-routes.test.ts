@@ -301,7 +301,7 @@ test('VirtualService tcp/tls routes and TCPRoute/TLSRoute on a Service become it
   ]);
   const notes = (n: string) => out.conditions.filter((c) => c.objectKey.endsWith(`/${n}`)).map((c) => c.message).join(' | ');
   assert.match(notes('db'), /only spec\.rules\[0\] is used/);
-  assert.match(notes('db-tls'), /parent Gateway bookinfo\/public: TLSRoute on ingress gateways is not served yet/);
+  assert.match(notes('db-tls'), /parent Gateway bookinfo\/public does not exist/);
   assert.equal(out.conditions.filter((c) => c.objectKey.startsWith('VirtualService/')).length, 0, 'the VirtualService applies whole');
 });
 
@@ -331,9 +331,9 @@ test('Gateway API ingress Gateway: listeners become servers of its own pods only
   };
   const secret = tlsSecret('shop-cert', 'bookinfo');
   const { servers, conditions } = gatewayApiServers({ gateways: [gw], of: (ref) => (ref === 'Secret' ? [secret] : []) });
-  assert.deepEqual(servers.map((s) => `${s.listener}:${s.port}/${s.protocol}${s.tls ? `:${s.tls.credentialName}` : ''}`), ['http:80/HTTP', 'https:443/HTTPS:shop-cert']);
+  assert.deepEqual(servers.map((s) => `${s.listener}:${s.port}/${s.protocol}${s.tls ? `:${s.tls.credentialName}` : ''}`), ['http:80/HTTP', 'https:443/HTTPS:shop-cert', 'tcp:9000/TCP']);
   assert.deepEqual(servers[1]!.hosts, ['shop.example.com']);
-  assert.deepEqual(conditions.map((c) => `${c.section} ${c.type} ${c.reason}`), ['tcp Accepted UnsupportedProtocol', 'far ResolvedRefs RefNotPermitted']);
+  assert.deepEqual(conditions.map((c) => `${c.section} ${c.type} ${c.reason}`), ['far ResolvedRefs RefNotPermitted']);
   const noSecret = gatewayApiServers({ gateways: [gw], of: () => [] });
   assert.match(noSecret.conditions.find((c) => c.section === 'https')!.message, /listener https: Secret bookinfo\/shop-cert not found/, 'a missing Secret is reported even before any gateway pod runs');
 
@@ -348,7 +348,7 @@ test('Gateway API ingress Gateway: listeners become servers of its own pods only
   const out = translateAll([gw, route, gwPod('public-istio-abc', 'bookinfo'), gwPod('same-label-elsewhere', 'other'), ...bookinfoServices]);
   assert.deepEqual([...out.listeners.byPod.keys()], ['bookinfo/public-istio-abc'], 'a pod of another namespace with the same label does not serve it');
   const listeners = out.listeners.byPod.get('bookinfo/public-istio-abc')!;
-  assert.deepEqual(listeners.map((l) => `${l.port}/${l.protocol}`), ['80/HTTP']);
+  assert.deepEqual(listeners.map((l) => `${l.port}/${l.protocol}`), ['80/HTTP', '9000/TCP']);
   const missing = out.routes.conditions.find((c) => c.section === 'https')!;
   assert.equal(missing.objectKey, 'Gateway.gateway.networking.k8s.io/bookinfo/public', 'the missing Secret is reported on the Gateway API Gateway');
   assert.equal(missing.reason, 'InvalidCertificateRef');
@@ -383,7 +383,8 @@ test('RequestAuthentication on a waypoint gives its Services JWT rules; requestP
     { header: '', claim: ['groups'], values: [{ exact: 'group1' }], notValues: [] },
     { header: '', claim: ['org', 'tier'], values: [], notValues: [{ exact: 'free' }] },
   ]);
-  assert.deepEqual(rule.from[1]!.requestPrincipals, [{ presence: true }], 'request.auth.principal is a request principal condition');
+  assert.equal(rule.from.length, 1);
+  assert.deepEqual(rule.fromAll?.[0]!.requestPrincipals, [{ presence: true }], 'request.auth.principal is a request principal condition, ANDed with from');
   const cond = (n: string) => out.conditions.find((c) => c.objectKey.endsWith(`/${n}`));
   assert.match(cond('no-keys')!.message, /names no jwks or jwksUri/);
   assert.equal(cond('selector')!.reason, 'NotEnforced');

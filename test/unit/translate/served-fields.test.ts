@@ -79,9 +79,9 @@ test('a served field with a value Ambit does not serve is reported with the valu
     apiVersion: 'networking.istio.io/v1',
     kind: 'Gateway',
     metadata: { name: 'g', namespace: 'shop' },
-    spec: { selector: { istio: 'ingressgateway' }, servers: [{ port: { number: 443, name: 'tls', protocol: 'TLS' }, hosts: ['*'], tls: { mode: 'OPTIONAL_MUTUAL' } }] },
+    spec: { selector: { istio: 'ingressgateway' }, servers: [{ port: { number: 443, name: 'tls', protocol: 'TLS' }, hosts: ['*'], tls: { mode: 'AUTO_PASSTHROUGH' } }] },
   };
-  assert.equal(fieldWarning(gw)?.message, 'Warning: spec.servers[0].tls.mode: value "OPTIONAL_MUTUAL" is not supported');
+  assert.equal(fieldWarning(gw)?.message, 'Warning: spec.servers[0].tls.mode: value "AUTO_PASSTHROUGH" is not supported');
 });
 
 test('kinds with no effect are accepted with a warning naming what they set; user-keyed maps are walked as maps', () => {

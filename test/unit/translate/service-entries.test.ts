@@ -128,3 +128,32 @@ test('a ServiceEntry labelled istio.io/use-waypoint is bound like a Service: age
   assert.equal(plain.model.services[0]?.waypoint, undefined);
   assert.equal(plain.routes.routes.find((r) => r.hostname === 'b.example')?.waypoint, undefined);
 });
+
+test('hosts of entries without spec.addresses get stable addresses of 240.240.0.0/16 (Istio auto-allocation); wildcard and NONE hosts get none', async () => {
+  const { allocateEntryAddresses } = await import('../../../src/controller/translate/address-allocation.js');
+  const { translateRoutes } = await import('../../../src/controller/translate/routes.js');
+  const endpoints = [{ address: '192.0.2.10' }];
+  const a = se('a', { hosts: ['a.example.com', 'b.example.com'], resolution: 'STATIC', ports: [{ number: 80, name: 'http', protocol: 'HTTP' }], endpoints });
+  const fixed = se('fixed', { hosts: ['fixed.example.com'], addresses: ['240.240.0.10'], resolution: 'STATIC', ports: [{ number: 80, name: 'http', protocol: 'HTTP' }], endpoints });
+  const wild = se('wild', { hosts: ['*.wild.example.com'], resolution: 'NONE', ports: [{ number: 443, name: 'tls', protocol: 'TLS' }] });
+  const r = translate([namespace('demo'), a, fixed, wild]);
+  valid(r);
+  const vip = (h: string) => r.services.find((s) => s.hostname === h)?.vips;
+  const [va, vb] = [vip('a.example.com')![0]!, vip('b.example.com')![0]!];
+  for (const v of [va, vb]) assert.match(v, /^240\.240\.\d{1,3}\.\d{1,3}$/);
+  assert.notEqual(va, vb, 'one address per host');
+  assert.deepEqual(vip('fixed.example.com'), ['240.240.0.10'], 'written addresses stay');
+  assert.equal(r.services.some((s) => s.hostname.includes('wild')), false, 'a NONE entry (wildcards included) makes no Service');
+  assert.match(r.conditions.find((c) => c.objectKey === 'ServiceEntry/demo/a')!.message, new RegExp(`allocated .*a\\.example\\.com=${va.replaceAll('.', '\\.')}, b\\.example\\.com=${vb.replaceAll('.', '\\.')}`));
+  assert.match(r.conditions.find((c) => c.objectKey === 'ServiceEntry/demo/wild')!.message, /wildcard hosts included: any name they match is passed through/);
+  // Stable: other entries coming and going do not move an address (barring a collision).
+  const more = Array.from({ length: 50 }, (_, i) => se(`x${i}`, { hosts: [`x${i}.example.com`], resolution: 'DNS', ports: [{ number: 80, name: 'http', protocol: 'HTTP' }] }));
+  const again = allocateEntryAddresses([a, fixed, wild, ...more]);
+  assert.equal(again.get('demo/a.example.com'), va);
+  assert.equal(again.get('demo/b.example.com'), vb);
+  assert.equal(new Set(again.values()).size, again.size, 'never one address twice');
+  assert.equal([...again.values()].includes('240.240.0.10'), false, 'never an address an entry names');
+  // The route config of the host knows its address (a waypoint bound to the entry).
+  const cfg = translateRoutes([namespace('demo'), a]).routes.find((c) => c.hostname === 'a.example.com')!;
+  assert.deepEqual(cfg.aliases, [va]);
+});
