@@ -177,7 +177,9 @@ export class KubernetesController {
       const rootPublisher = new RootPublisher({
         client,
         rootCertPem: ca.rootCertPem,
-        namespaces: () => [namespace, ...store.list('Namespace').filter((n) => !n.metadata.deletionTimestamp).map((n) => n.metadata.name)],
+        // The informer's view, not the store's: the store takes a namespace a batch later than
+        // the 'live' event that triggers this, so a pass could run before it and miss it for good.
+        namespaces: () => [namespace, ...source.liveObjects('Namespace').filter((n) => !n.metadata.deletionTimestamp).map((n) => n.metadata.name)],
         isLeader: () => leader.isLeader,
         log,
         registry,

@@ -1,39 +1,44 @@
 /**
  * A whole mesh on one machine, on the one-machine Kubernetes of cluster.ts: the API server (the
  * kubeconfig kubectl uses), the controllers and one node runtime per node make the pods from API
- * objects; on top of that the controller (CA and config server, its store fed from the API
- * server), one agent per node, and the waypoint and ingress gateway pods Gateways ask for.
- * `apply`/`delete` write to the API server as kubectl would and wait until the mesh settled.
+ * objects; on top of that the Ambit controller in Kubernetes mode against that API server (as its
+ * own service account: informers, status, leader election, the waypoint and gateway Deployments
+ * Gateways ask for, TokenReview), Istio's `istio-ingressgateway` Deployment (ingress-gateway.ts)
+ * and one agent per node. `apply`/`delete` write to the API server as kubectl would and wait
+ * until the mesh settled.
  *
  * Invariants: every resource made is named with the mesh prefix; apply() returns only after
  * Deployments are rolled out, pods are ready, enrolled pods are captured and every agent acked;
  * down() stops pods first (they hold tunnels into the agents), then agents, then the rest.
  */
+import { existsSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { AmbitError } from '../shared/errors.js';
-import { Issues } from '../shared/validate.js';
+import { formatIssue, Issues } from '../shared/validate.js';
 import type { Logger } from '../shared/log.js';
-import { objectKey, type KubeObject } from '../controller/objects.js';
-import { Controller, type WorkloadCaptureState } from '../controller/controller.js';
-import { generateToken, StaticTokenAuthenticator, type Caller } from '../controller/callers.js';
-import { KubeClient as ControllerKubeClient, loadKubeConfig } from '../controller/source/kube-client.js';
-import { ISTIO_CA_AUDIENCE, TokenReviewAuthenticator } from '../controller/token-review.js';
+import { kindRef, objectKey, REF_GATEWAY_API_GATEWAY, REF_ISTIO_GATEWAY, type KubeObject } from '../controller/objects.js';
+import type { Controller, WorkloadCaptureState } from '../controller/controller.js';
+import { generateToken } from '../controller/callers.js';
+import { KubernetesController } from '../controller/kubernetes-mode.js';
+import { gatewayRole, LABEL_MANAGED, MANAGED_WAYPOINT, ownedName, type ProxyTemplate } from '../controller/owned/render.js';
+import { ISTIO_CA_AUDIENCE } from '../controller/token-review.js';
+import { LABEL_GATEWAY_NAME } from '../controller/translate/waypoints.js';
 import { createRegistry } from '../shared/metrics.js';
 import { ambitVersion } from '../shared/version.js';
 import { AgentPods } from './agent-pods.js';
 import { AgentSupervisor } from './agents.js';
 import { cleanupLeftovers } from './cleanup.js';
-import { AGENT_IDENTITY, CONTROLLER_IDENTITY, CONTROLLER_MANAGER } from './cluster-api.js';
+import { AGENT_IDENTITY, CNI_IDENTITY, CONTROLLER_IDENTITY, MESH_NAMESPACE } from './cluster-api.js';
 import { LocalCluster } from './cluster.js';
 import { isPodReady, rec } from './controllers/queue.js';
 import { NODE_NOT_FOUND } from './controllers/pod-gc.js';
+import { IngressGatewayInstall } from './ingress-gateway.js';
 import { Informer, KubeClient } from './kube-client.js';
 import { ObjectsApi } from './objects-api.js';
+import { installAmbitPlugin } from './node/cni-config.js';
 import { addressPlan, CONTROLLER_PORT } from './plan.js';
-import { ProxyPods } from './proxies.js';
-import { StoreFeed } from './store-feed.js';
-import { keyOf, nsOf, selects, type WaypointPodEnv } from './workloads.js';
+import { keyOf, nsOf, selects } from './workloads.js';
 
 export type CaptureMode = 'auto' | 'bpf' | 'nft';
 
@@ -53,11 +58,10 @@ export interface LocalMeshOptions {
 
 /** File of the daemon's admin token for the controller's /debug/* endpoints (0600, in the state dir). */
 export const ADMIN_TOKEN_FILE = 'admin-token';
-
-/** Where a waypoint's or gateway's own controller credential is written (0600). */
-export function podTokenFile(stateDir: string, namespace: string, pod: string): string {
-  return join(stateDir, 'tokens', 'pods', `${namespace}.${pod}`);
-}
+/** The controller's kubeconfig (its service account's token; 0600, in the state dir). */
+export const CONTROLLER_KUBECONFIG_FILE = join('tokens', 'controller.kubeconfig');
+/** Image named in the waypoint and gateway pods the controller makes (local mode runs `ambit waypoint` from this checkout). */
+export const LOCAL_PROXY_IMAGE = 'localhost/ambit:local';
 
 export interface PodStatus {
   namespace: string;
@@ -110,22 +114,35 @@ export interface IngressGatewayStatus {
 
 /** How often settling re-reads the state. */
 const SETTLE_POLL_MS = 150;
+/** How long `up` waits for the agents' CNI sockets. */
+const AGENT_SOCKET_WAIT_MS = 20_000;
 /** How often the agents' mirror pods' readiness is written (when it changed). */
 const AGENT_POD_SYNC_MS = 500;
 
+/**
+ * Waits (bounded) until every node's agent serves its CNI socket, as a cluster waits for the
+ * agent DaemonSet: pods created before would be refused by the plugin and retried with backoff.
+ */
+async function waitForCniSockets(sockets: string[], timeoutMs: number, log: Logger): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!sockets.every((s) => existsSync(s))) {
+    if (Date.now() > deadline) {
+      log.warn({ sockets: sockets.filter((s) => !existsSync(s)) }, 'an agent does not serve its CNI socket yet; enrolled pods wait for it');
+      return;
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
 export class LocalMesh {
   private cluster: LocalCluster | undefined;
-  private cp: Controller | undefined;
-  private feed: StoreFeed | undefined;
-  private proxies: ProxyPods | undefined;
+  private kc: KubernetesController | undefined;
+  private ingress: IngressGatewayInstall | undefined;
   private agents: AgentSupervisor | undefined;
   private agentPods: AgentPods | undefined;
   private agentPodsTimer: NodeJS.Timeout | undefined;
   private deployments: Informer | undefined;
   private objects: ObjectsApi | undefined;
-  /** Credentials of the waypoint and gateway pods local mode makes (agents are checked by TokenReview). */
-  private readonly tokens = new StaticTokenAuthenticator();
-  private unsubscribe: (() => void) | undefined;
 
   private constructor(private readonly opts: LocalMeshOptions) {}
 
@@ -145,7 +162,7 @@ export class LocalMesh {
   private async build(): Promise<void> {
     const o = this.opts;
     const plan = addressPlan(o.net);
-    await mkdir(join(o.stateDir, 'tokens', 'pods'), { recursive: true, mode: 0o700 });
+    await mkdir(join(o.stateDir, 'tokens'), { recursive: true, mode: 0o700 });
     const cluster = await LocalCluster.start({ prefix: o.prefix, nodes: o.nodes, net: o.net, stateDir: o.stateDir, repoRoot: o.repoRoot, cwd: o.cwd, log: o.log });
     this.cluster = cluster;
     const api = cluster.api!;
@@ -155,50 +172,62 @@ export class LocalMesh {
       const { token } = await api.token(AGENT_IDENTITY, { node: n.name, audiences: [ISTIO_CA_AUDIENCE] });
       await writeFile(join(o.stateDir, 'tokens', n.name), token, { mode: 0o600 });
     }
-    const registry = createRegistry({ build: { component: 'pilot', tag: ambitVersion() } });
-    const { token: reviewer } = await api.token(CONTROLLER_IDENTITY);
-    const reviews = new TokenReviewAuthenticator({
-      client: new ControllerKubeClient(loadKubeConfig({ text: api.kubeconfigFor(reviewer, CONTROLLER_IDENTITY) })),
-      log: o.log.child({ component: 'controller' }),
-      registry,
-    });
-    const proxyTokens = this.tokens;
-    const authenticator = { authenticate: async (token: string): Promise<Caller | undefined> => (await proxyTokens.authenticate(token)) ?? reviews.authenticate(token) };
+    // The controller is the one a cluster runs (src/controller/main.ts in Kubernetes mode), as its
+    // own service account with the RBAC of daemonset/. Its waypoint and gateway pods reach it on
+    // the bridge address and run this checkout's `ambit waypoint` (the node runtime runs no images).
+    const { token: controllerToken } = await api.token(CONTROLLER_IDENTITY);
+    const controllerKubeconfig = api.kubeconfigFor(controllerToken, CONTROLLER_IDENTITY);
+    await writeFile(join(o.stateDir, CONTROLLER_KUBECONFIG_FILE), controllerKubeconfig, { mode: 0o600 });
     const adminToken = generateToken();
     await writeFile(join(o.stateDir, ADMIN_TOKEN_FILE), adminToken, { mode: 0o600 });
-    const cp = await Controller.start({
+    const template: ProxyTemplate = {
+      image: LOCAL_PROXY_IMAGE,
+      imagePullPolicy: 'Never',
+      controllerAddress: `${plan.bridgeIp}:${CONTROLLER_PORT}`,
+      trustDomain: o.trustDomain,
+      clusterId: 'Kubernetes',
+      logLevel: o.logLevel,
+    };
+    const kc = await KubernetesController.start({
+      kubeconfig: { text: controllerKubeconfig },
+      namespace: MESH_NAMESPACE,
+      identity: `${o.prefix}-controller`,
       stateDir: o.stateDir,
       host: plan.bridgeIp,
       port: CONTROLLER_PORT,
-      trustDomain: o.trustDomain,
-      auth: { authenticator },
-      registry,
-      adminToken,
       admin: { host: plan.bridgeIp, port: 15014 },
+      adminToken,
+      trustDomain: o.trustDomain,
       log: o.log.child({ component: 'controller' }),
+      registry: createRegistry({ build: { component: 'pilot', tag: ambitVersion() } }),
+      agentServiceAccount: { namespace: AGENT_IDENTITY.namespace, serviceAccount: AGENT_IDENTITY.name },
+      proxy: template,
     });
-    this.cp = cp;
+    this.kc = kc;
 
     // What the operator does with kubectl, the mesh does as the cluster admin.
     const admin = new KubeClient({ server: api.url, caPem: api.caCertPem, token: () => api.api.adminToken });
     this.objects = new ObjectsApi(admin);
-    const feed = new StoreFeed({ client: await api.clientFor(CONTROLLER_IDENTITY), objects: this.objects, store: cp.store, log: o.log });
-    this.feed = feed;
-    await feed.start();
     this.deployments = new Informer({ client: admin, path: '/apis/apps/v1/deployments', apiVersion: 'apps/v1', kind: 'Deployment', log: o.log, onEvent: () => undefined });
     await this.deployments.start();
+    // Istio's ingress gateway, installed as its chart would be (scaled by the Istio Gateways there are).
+    const ingress = new IngressGatewayInstall({ objects: this.objects, template, istioGateways: () => kc.source.liveObjects(REF_ISTIO_GATEWAY), log: o.log });
+    this.ingress = ingress;
+    await ingress.install();
+    kc.source.on('live', (ref) => {
+      if (ref === REF_ISTIO_GATEWAY) void ingress.reconcile();
+    });
 
-    const proxyEnv: WaypointPodEnv = {
-      controllerAddr: `${plan.bridgeIp}:${CONTROLLER_PORT}`,
-      caRootFile: join(o.stateDir, 'root-cert.pem'),
-      tokenFile: (namespace, pod) => podTokenFile(o.stateDir, namespace, pod),
-      trustDomain: o.trustDomain,
-      logLevel: o.logLevel,
-      nodes: cluster.nodes.map((n) => n.name),
-    };
-    const proxies = new ProxyPods({ client: await api.clientFor(CONTROLLER_MANAGER), store: cp.store, env: proxyEnv, tokens: this.tokens, log: o.log });
-    this.proxies = proxies;
-    this.unsubscribe = cp.store.subscribe(() => void proxies.reconcile());
+    // The Ambit CNI plugin chained after each node's network plugin, as its installer does on a
+    // cluster (its own ambit-cni identity, a token bound to the node): the node runtime's CNI
+    // chain hands each new pod to the node's agent, which holds an enrolled pod's traffic until
+    // it is captured.
+    const cniSockets = new Map<string, string>();
+    for (const n of cluster.nodes) {
+      const { token } = await api.token(CNI_IDENTITY, { node: n.name });
+      const install = { dir: join(cluster.nodeDir(n.name), 'ambit-cni'), apiServer: api.url, caPem: api.caCertPem, token, logFile: join(o.stateDir, 'logs', `cni-${n.name}.log`), logLevel: 'info' as const };
+      cniSockets.set(n.name, await installAmbitPlugin(cluster.cniPaths.get(n.name)!, install, o.repoRoot, process.execPath));
+    }
 
     // Each agent talks to the API server as the agent service account (what daemonset/ grants it:
     // its node's pods, and their ambient.istio.io/redirection annotation), with a node-bound token.
@@ -221,6 +250,7 @@ export class LocalMesh {
         AMBIT_CA_ROOT_FILE: join(o.stateDir, 'root-cert.pem'),
         AMBIT_TOKEN_FILE: join(o.stateDir, 'tokens', n.name),
         AMBIT_KUBECONFIG: agentKubeconfigs.get(n.name)!,
+        AMBIT_CNI_SOCKET: cniSockets.get(n.name)!,
         AMBIT_CAPTURE: o.capture,
         AMBIT_CGROUP_PATH: cluster.cgroupDir,
         AMBIT_PIN_DIR: `/sys/fs/bpf/${o.prefix}-${n.name}`,
@@ -233,8 +263,9 @@ export class LocalMesh {
     });
     this.agents = agents;
     agents.start(cluster.nodes);
+    await waitForCniSockets([...cniSockets.values()], AGENT_SOCKET_WAIT_MS, o.log);
     // The agents as the API shows them: mirror pods, Ready while connected (Prometheus finds them).
-    const agentPods = new AgentPods({ client: admin, nodes: cluster.nodes, state: (node) => ({ running: agents.pids().get(node) !== undefined, ready: cp.agentConnected(node) }), log: o.log });
+    const agentPods = new AgentPods({ client: admin, nodes: cluster.nodes, state: (node) => ({ running: agents.pids().get(node) !== undefined, ready: kc.controller.agentConnected(node) }), log: o.log });
     this.agentPods = agentPods;
     await agentPods.sync();
     this.agentPodsTimer = setInterval(() => void agentPods.sync(), AGENT_POD_SYNC_MS);
@@ -250,9 +281,14 @@ export class LocalMesh {
     await this.agents.restart(name, opts);
   }
 
+  /** The controller in Kubernetes mode (its source, leader election, status writer, owned workloads). */
+  get kubernetesController(): KubernetesController {
+    if (!this.kc) throw new AmbitError('AMBIT_ERR_LOCAL_NOT_RUNNING', 'local mesh is not running');
+    return this.kc;
+  }
+
   get controlPlane(): Controller {
-    if (!this.cp) throw new AmbitError('AMBIT_ERR_LOCAL_NOT_RUNNING', 'local mesh is not running');
-    return this.cp;
+    return this.kubernetesController.controller;
   }
 
   private get api(): ObjectsApi {
@@ -270,7 +306,7 @@ export class LocalMesh {
     this.checkNodeNames(objects);
     const written = await this.api.apply(objects);
     await this.waitFed(written, false, deadline);
-    await this.proxies?.reconcile();
+    await this.ingress?.reconcile();
     await this.settle(deadline, timeoutMs);
     return written.map((o) => `${o.kind}/${keyOf(o)}`);
   }
@@ -299,20 +335,37 @@ export class LocalMesh {
     const deadline = Date.now() + timeoutMs;
     const deleted = await this.api.delete(objects);
     await this.waitFed(deleted, true, deadline);
-    await this.proxies?.reconcile();
+    await this.ingress?.reconcile();
     await this.settle(deadline, timeoutMs);
     return deleted.map((o) => objectKey(o));
   }
 
   /** Waits until the controller's store holds what was written (or no longer holds what was deleted). */
   private async waitFed(objs: KubeObject[], gone: boolean, deadline: number): Promise<void> {
-    const feed = this.feed!;
     // Pods leave the API server only once their node stopped them: settle() waits for those.
     const watched = gone ? objs.filter((o) => o.kind !== 'Pod') : objs;
-    while (!feed.caughtUp(watched, gone)) {
+    while (!watched.every((o) => this.caughtUp(o, gone))) {
       if (Date.now() > deadline) throw new AmbitError('AMBIT_ERR_LOCAL_TIMEOUT', 'the controller did not receive the written objects in time; is the local API server overloaded?');
       await new Promise((r) => setTimeout(r, 20));
     }
+  }
+
+  /**
+   * Whether the controller's source saw `o` at the resourceVersion written (or saw it go) and put
+   * it in the store. Objects of kinds the controller does not watch (Deployments, Secrets other
+   * than TLS ones, ConfigMaps other than the mesh config) are not waited for.
+   */
+  private caughtUp(o: KubeObject, gone: boolean): boolean {
+    const source = this.kubernetesController.source;
+    const ref = kindRef(o);
+    if (!source.watchedKinds().includes(ref)) return true;
+    if (ref === 'Secret' && o['type'] !== 'kubernetes.io/tls') return true;
+    if (ref === 'ConfigMap' && o.metadata.name !== 'istio') return true;
+    const key = objectKey(o);
+    if (source.isPending(key)) return false;
+    const live = source.live(key);
+    if (gone) return live === undefined;
+    return live !== undefined && Number(live.metadata.resourceVersion ?? '0') >= Number(o.metadata.resourceVersion ?? '0');
   }
 
   private async settle(deadline: number, timeoutMs: number): Promise<void> {
@@ -356,7 +409,7 @@ export class LocalMesh {
         reasons.push(`pod ${key} not ready${waiting ? ` (${waiting})` : ''}`);
       }
     }
-    for (const key of this.proxies?.wantedKeys() ?? []) if (!inStore.has(key)) reasons.push(`pod ${key} not created`);
+    reasons.push(...this.gatewayWorkloadReasons());
     for (const v of this.nodePods()) if (v.phase === 'Terminating' || !inStore.has(`${v.namespace}/${v.name}`)) reasons.push(`pod ${v.namespace}/${v.name} still terminating`);
     const capture = cp.captureStatus();
     for (const w of cp.enrolledWorkloads()) {
@@ -364,6 +417,34 @@ export class LocalMesh {
       if (!st?.captured) reasons.push(`pod ${w.namespace}/${w.name} not captured yet${st?.message ? ` (${st.message})` : ''}`);
     }
     for (const n of this.cluster?.nodes ?? []) if (!cp.agentConnected(n.name)) reasons.push(`agent on ${n.name} not connected`);
+    return reasons;
+  }
+
+  /**
+   * Gateway workloads not there yet: a Deployment each waypoint or gateway Gateway asks the
+   * controller for, the ingress gateway scaled for the Istio Gateways, and no Deployment left of
+   * a Gateway that is gone.
+   */
+  private gatewayWorkloadReasons(): string[] {
+    const reasons: string[] = [];
+    const kc = this.kubernetesController;
+    const deployments = new Map((this.deployments?.list() ?? []).map((d) => [keyOf(d), d]));
+    const gateways = kc.source.liveObjects(REF_GATEWAY_API_GATEWAY).filter((g) => g.metadata.deletionTimestamp === undefined);
+    const uids = new Set(gateways.map((g) => g.metadata.uid));
+    for (const gw of gateways) {
+      const role = gatewayRole(gw);
+      if (!role) continue;
+      const key = `${nsOf(gw)}/${ownedName(gw, role)}`;
+      const conflict = kc.owned.stateOf(gw)?.conflict;
+      if (!deployments.has(key) && !conflict) reasons.push(`deployment ${key} of Gateway ${keyOf(gw)} not created`);
+    }
+    for (const [key, d] of deployments) {
+      const owner = (d.metadata.ownerReferences ?? []).find((r) => r.controller === true && r.kind === 'Gateway');
+      if (owner && !uids.has(owner.uid)) reasons.push(`deployment ${key} of a deleted Gateway still there`);
+    }
+    const want = this.ingress?.wantedReplicas;
+    const ingress = deployments.get(IngressGatewayInstall.key);
+    if (want !== undefined && ingress && rec(ingress.spec).replicas !== want) reasons.push(`deployment ${IngressGatewayInstall.key} not scaled to ${want} yet`);
     return reasons;
   }
 
@@ -425,8 +506,9 @@ export class LocalMesh {
       })),
       pods,
       waypoints: pods.flatMap((p) => {
-        const gateway = cp.store.get('Pod', p.namespace, p.name)?.metadata.labels?.['gateway.networking.k8s.io/gateway-name'];
-        return gateway ? [{ namespace: p.namespace, gateway, pod: p.name, ip: p.ip, metrics: `http://${p.ip}:15020/metrics` }] : [];
+        const labels = cp.store.get('Pod', p.namespace, p.name)?.metadata.labels ?? {};
+        const gateway = labels[LABEL_GATEWAY_NAME];
+        return gateway && labels[LABEL_MANAGED] === MANAGED_WAYPOINT ? [{ namespace: p.namespace, gateway, pod: p.name, ip: p.ip, metrics: `http://${p.ip}:15020/metrics` }] : [];
       }),
       ingressGateways: this.ingressStatus(pods),
       ingressProblems: cp.gatewayProblems(),
@@ -437,7 +519,7 @@ export class LocalMesh {
         clusterIP: String(s.spec?.clusterIP ?? ''),
         ports: ((s.spec?.ports ?? []) as Array<Record<string, unknown>>).map((p) => Number(p.port)),
       })),
-      refusedFromApi: this.feed?.refusedObjects() ?? [],
+      refusedFromApi: [...this.kubernetesController.source.invalid()].map(([object, v]) => ({ object, reason: v.issues.map(formatIssue).join('; ') })),
     };
   }
 
@@ -463,17 +545,15 @@ export class LocalMesh {
 
   /** Stops everything and removes every namespace, link, cgroup, pin and process the mesh made. */
   async down(): Promise<string[]> {
-    this.unsubscribe?.();
     if (this.agentPodsTimer) clearInterval(this.agentPodsTimer);
     await this.agentPods?.stop();
-    await this.proxies?.stop();
-    this.feed?.stop();
+    await this.ingress?.stop();
     this.deployments?.stop();
     // Pods first: waypoints and the ingress gateway keep pooled tunnels open into the agents, and
     // an agent stopped before them waits out its drain deadline for those connections.
     await this.cluster?.stopNodes();
     await this.agents?.stop();
-    await this.cp?.close();
+    await this.kc?.close();
     await this.cluster?.stop();
     return cleanupLeftovers(this.opts.prefix, this.opts.log, this.opts.stateDir);
   }

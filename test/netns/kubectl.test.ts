@@ -4,10 +4,15 @@
  * namespace ... istio.io/dataplane-mode=ambient` enrolls the running pods without restarting them
  * (the agents mark them `ambient.istio.io/redirection: enabled` through the API), traffic between
  * them then crosses the mesh in mutual TLS (the agents' metrics say so), removing the label
- * unenrolls them, and `kubectl delete` removes the pods and their netns. A waypoint Gateway
- * applied with kubectl gets its pod; Prometheus' pod discovery, done as Prometheus does it with
- * its own account against the API server, finds every agent (their mirror pods) and the waypoint
- * by the scrape annotations, and their metrics count the traffic.
+ * unenrolls them, and `kubectl delete` removes the pods and their netns. The controller runs in
+ * Kubernetes mode against the local API server: it holds its Lease, an AuthorizationPolicy made
+ * invalid with kubectl shows the controller's condition in `kubectl get -o yaml` while its previous
+ * version stays enforced, and a waypoint Gateway applied with kubectl gets a controller-owned
+ * Deployment whose pod serves the Service bound to it (deleting the Gateway removes them), as an
+ * ingress Gateway of class istio gets a Deployment serving its HTTPRoute.
+ * Prometheus' pod discovery, done as Prometheus does it with its own account against the API
+ * server, finds every agent (their mirror pods) and the waypoint by the scrape annotations, and
+ * their metrics count the traffic.
  *
  * Every wait is on an event: a watch of the API server (kubectl's own or an informer here), or
  * the reply of a request. The block's mesh lock is taken before the test starts, so waiting for
@@ -118,11 +123,73 @@ test('kubectl drives a running local mesh: apply, enroll by namespace label, mTL
   assert.ok(enrolledView.every((p) => p.enrolled), `every kdemo pod enrolled: ${JSON.stringify(enrolledView)}`);
   phase('mTLS traffic');
 
-  // A waypoint Gateway applied with kubectl gets its pod.
+  // The controller is the one a cluster runs: it holds its Lease in istio-system.
+  assert.equal(await kubectl(['get', 'lease', 'ambit-controller', '-n', 'istio-system', '-o', 'jsonpath={.spec.holderIdentity}']), `${name}-controller`, 'the controller holds the Lease');
+
+  // An AuthorizationPolicy applied with kubectl is enforced by web's agents; made invalid, it gets
+  // the controller's condition in its status and its previous version stays in force.
+  const reaches = async (): Promise<boolean> => (await podExec(name, 'kdemo/client', ['curl', '-s', '-m', '3', 'http://web.kdemo/'])).code === 0;
+  const until = async (what: string, want: boolean): Promise<void> => {
+    // The agents apply a pushed policy within moments; bounded in count.
+    for (let i = 0; i < 60; i++) {
+      if ((await reaches()) === want) return;
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    assert.fail(`${what}\n${meshLogTail(name)}`);
+  };
+  await kubectl(['apply', '-f', fx('deny-client.yaml')]);
+  await until('the DENY policy applied with kubectl refuses the client', false);
+  await kubectl(['apply', '-f', fx('deny-client-invalid.yaml')]);
+  const policyPath = '/apis/security.istio.io/v1/namespaces/kdemo/authorizationpolicies';
+  await watchUntil(admin, policyPath, 'the invalid policy\'s Accepted=False condition', (items) => {
+    const conds = ((items.find((p) => p.metadata.name === 'deny-client')?.status?.['conditions'] ?? []) as Array<Record<string, unknown>>);
+    return conds.some((c) => c['type'] === 'Accepted' && c['status'] === 'False' && c['observedGeneration'] === 2) ? true : undefined;
+  });
+  const policyYaml = await kubectl(['get', 'authorizationpolicy', 'deny-client', '-n', 'kdemo', '-o', 'yaml']);
+  assert.match(policyYaml, /reason: Invalid/, policyYaml);
+  assert.match(policyYaml, /spec\.rules\[0\]\.from\[0\]\.source\.principals\[1\]: may use "\*" only as a whole\s+value, a prefix or a suffix/, policyYaml);
+  assert.match(policyYaml, /the previous\s+version stays in force/, policyYaml);
+  assert.match(policyYaml, /code: IST0106/, 'Istio\'s analyzer code for a schema error');
+  assert.equal(await reaches(), false, 'the previous (valid) version of the policy stays enforced');
+  await kubectl(['delete', '-f', fx('deny-client.yaml')]);
+  await until('deleting the policy lets the client through again', true);
+  phase('AuthorizationPolicy status and last good version');
+
+  // A waypoint Gateway applied with kubectl: the controller makes its ServiceAccount, Deployment
+  // and Service, owned by the Gateway; local mode's controllers and nodes run the Deployment's pod,
+  // which authenticates with its projected token and serves the Service bound to it.
   await kubectl(['apply', '-f', fx('waypoint.yaml')]);
   const waypointPod = await watchUntil(admin, '/api/v1/namespaces/kdemo/pods', 'the waypoint pod ready', (items) => items.find((p) => podReady(p))?.metadata.name, { labelSelector: 'gateway.networking.k8s.io/gateway-name=waypoint', timeoutMs: 90_000 });
+  await kubectl(['rollout', 'status', 'deployment/waypoint', '-n', 'kdemo', '--timeout=60s']);
+  const gatewayUid = (await kubectl(['get', 'gateways.gateway.networking.k8s.io', 'waypoint', '-n', 'kdemo', '-o', 'jsonpath={.metadata.uid}'])).trim();
+  for (const kind of ['deployment', 'service', 'serviceaccount']) {
+    const o = JSON.parse(await kubectl(['get', kind, 'waypoint', '-n', 'kdemo', '-o', 'json'])) as KubeObject;
+    assert.equal(o.metadata.labels?.['app.kubernetes.io/managed-by'], 'ambit-controller', `${kind} made by the controller`);
+    assert.deepEqual((o.metadata.ownerReferences ?? []).map((r) => [r.kind, r.name, r.uid, r.controller]), [['Gateway', 'waypoint', gatewayUid, true]], `${kind} owned by the Gateway`);
+  }
+  const wpJson = JSON.parse(await kubectl(['get', 'pod', waypointPod, '-n', 'kdemo', '-o', 'json'])) as KubeObject;
+  assert.equal(wpJson.metadata.ownerReferences?.[0]?.kind, 'ReplicaSet', 'the waypoint pod is the Deployment\'s');
+  assert.ok((wpJson.spec?.['volumes'] as Array<{ name: string }>).some((v) => v.name === 'istio-token'), 'it carries the projected istio-ca token');
   assert.ok((await meshStatus(name)).waypoints.some((w) => w.namespace === 'kdemo' && w.gateway === 'waypoint' && w.pod === waypointPod), 'local status lists the waypoint pod');
-  phase('waypoint pod');
+  const gwStatus = await kubectl(['get', 'gateways.gateway.networking.k8s.io', 'waypoint', '-n', 'kdemo', '-o', 'jsonpath={.status.conditions[?(@.type=="Programmed")].status}']);
+  assert.equal(gwStatus, 'True', 'the Gateway is Programmed');
+  await kubectl(['label', 'service', 'web', '-n', 'kdemo', 'istio.io/use-waypoint=waypoint']);
+  const wpMetrics = `http://${String(wpJson.status?.['podIP'])}:15020/metrics`;
+  const served = async (): Promise<number> => metricSum(await (await fetch(wpMetrics)).text(), 'istio_requests_total', { reporter: 'waypoint', destination_workload: 'web', response_code: '200' });
+  // While the binding reaches the client's and web's agents, a request may be refused once (web's
+  // agent already admits only the waypoint); bounded in count.
+  for (let i = 0; i < 60 && (await served()) === 0; i++) {
+    await reaches();
+    if ((await served()) > 0) break;
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  assert.match(await curl(), /"text":"web"/);
+  assert.ok((await served()) > 0, 'requests to web go through the waypoint pod');
+  const reviews = await (await fetch(`http://${st.controller.split(':')[0]!}:15014/metrics`)).text();
+  assert.ok(metricSum(reviews, 'ambit_token_reviews_total', { result: 'pod', cached: 'false' }) >= 1, 'the waypoint pod authenticated with its service-account token (TokenReview)');
+  await kubectl(['label', 'service', 'web', '-n', 'kdemo', 'istio.io/use-waypoint-']);
+  await until('web answers directly again once the binding is gone from every agent', true);
+  phase('waypoint Deployment');
 
   // What Prometheus' pod discovery (kubernetes_sd_configs, role pod) does, as its own service
   // account: list and watch the pods, keep those annotated prometheus.io/scrape=true, scrape
@@ -149,8 +216,32 @@ test('kubectl drives a running local mesh: apply, enroll by namespace label, mTL
   for (const x of scraped) assert.match(x.text, x.pod.startsWith('ambit-agent-') ? /^istio_tcp_connections_opened_total\{/m : /^# TYPE istio_requests_total counter/m, `${x.pod} serves Istio's metrics`);
   const total = scraped.reduce((sum, x) => sum + metricSum(x.text, 'istio_tcp_connections_opened_total', { reporter: 'destination', destination_workload: 'web' }), 0);
   assert.ok(total >= 6, `the discovered agents report the connections to web (${total})`);
-  await kubectl(['delete', '-f', fx('waypoint.yaml')]);
   phase('Prometheus discovery and scrapes');
+  // Deleting the Gateway removes what the controller made for it.
+  await kubectl(['delete', '-f', fx('waypoint.yaml')]);
+  await kubectl(['wait', '--for=delete', 'deployment/waypoint', 'service/waypoint', 'serviceaccount/waypoint', '-n', 'kdemo', '--timeout=60s']);
+  await kubectl(['wait', '--for=delete', 'pod', '-l', 'gateway.networking.k8s.io/gateway-name=waypoint', '-n', 'kdemo', '--timeout=60s']);
+  phase('waypoint removed with its Gateway');
+
+  // A Gateway API ingress gateway (class istio) applied with kubectl: the controller makes its
+  // Deployment and LoadBalancer Service; its pod serves the HTTPRoute from the root namespace.
+  await kubectl(['apply', '-f', fx('ingress-gateway.yaml')]);
+  await kubectl(['wait', '--for=create', 'deployment/web-gw-istio', '-n', 'kdemo', '--timeout=60s']);
+  await kubectl(['rollout', 'status', 'deployment/web-gw-istio', '-n', 'kdemo', '--timeout=60s']);
+  assert.equal(await kubectl(['get', 'service', 'web-gw-istio', '-n', 'kdemo', '-o', 'jsonpath={.spec.type}']), 'LoadBalancer');
+  const gwIp = await kubectl(['get', 'pod', '-n', 'kdemo', '-l', 'gateway.networking.k8s.io/gateway-name=web-gw', '-o', 'jsonpath={.items[0].status.podIP}']);
+  // The pod is ready once its listener is open; the HTTPRoute's routes reach it in the same or
+  // the next push (bounded in count).
+  const viaGateway = (): string => spawnSync('curl', ['-sS', '-m', '3', '-H', 'Host: web.example', `http://${gwIp}:8080/`], { encoding: 'utf8' }).stdout;
+  let body = viaGateway();
+  for (let i = 0; i < 40 && !/"text":"web"/.test(body); i++) {
+    await new Promise((r) => setTimeout(r, 250));
+    body = viaGateway();
+  }
+  assert.match(body, /"text":"web"/, `the gateway pod routes web.example to Service web\n${meshLogTail(name)}`);
+  await kubectl(['delete', '-f', fx('ingress-gateway.yaml')]);
+  await kubectl(['wait', '--for=delete', 'deployment/web-gw-istio', 'service/web-gw-istio', '-n', 'kdemo', '--timeout=60s']);
+  phase('Gateway API ingress gateway');
 
   // Unenroll: the agents release the pods and take their mark off; traffic still flows directly.
   await kubectl(['label', 'namespace', 'kdemo', 'istio.io/dataplane-mode-']);

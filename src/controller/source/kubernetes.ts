@@ -148,6 +148,11 @@ export class KubernetesSource extends EventEmitter<KubernetesSourceEvents> {
     return this.opts.store.get(kindRef(obj), obj.metadata.namespace, obj.metadata.name) !== undefined;
   }
 
+  /** Whether an informer event of the object (`objectKey` form) waits to reach the store. */
+  isPending(key: string): boolean {
+    return this.pending.has(key);
+  }
+
   /** Objects that failed validation, by objectKey. */
   invalid(): ReadonlyMap<string, InvalidObject> {
     return this.invalidObjects;

@@ -20,6 +20,9 @@ function run(args: string[], input?: string): Promise<{ code: number; stdout: st
     child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
     child.on('error', (e) => resolve({ code: 127, stdout, stderr: e.message }));
     child.on('close', (code) => resolve({ code: code ?? 1, stdout, stderr }));
+    // `ip` may exit before reading all of its input (a failed batch line): its exit code and
+    // stderr say why, so the EPIPE of the unread input must not crash the plugin.
+    child.stdin.on('error', () => undefined);
     child.stdin.end(input ?? '');
   });
 }

@@ -98,12 +98,21 @@ function execPlugin(opts: CniChainOptions, list: Conflist, plugin: Conflist['plu
         parsed = undefined;
       }
       if (code === 0 && parsed !== undefined) return resolve(parsed);
-      const msg = parsed && typeof parsed['msg'] === 'string' ? parsed['msg'] : (stderr.trim().split('\n').pop() ?? '') || `exit ${code ?? signal}`;
+      const msg = parsed && typeof parsed['msg'] === 'string' ? parsed['msg'] : crashLine(stderr) || `exit ${code ?? signal}`;
       const cniCode = parsed && typeof parsed['code'] === 'number' ? parsed['code'] : undefined;
       reject(new AmbitError('AMBIT_ERR_LOCAL_SANDBOX', `${what} failed${cniCode !== undefined ? ` (CNI code ${cniCode})` : ''}: ${msg}`, { details: { plugin: plugin.type, cniCode } }));
     });
     child.stdin.end(stdin);
   });
+}
+
+/**
+ * The line of a plugin's stderr that says what went wrong: for a Node crash the error line
+ * (`TypeError: ...`), not the trailing `Node.js v24...`; else the last line.
+ */
+export function crashLine(stderr: string): string {
+  const lines = stderr.split('\n').map((l) => l.trim()).filter((l) => l !== '');
+  return lines.find((l) => /^(\w*Error|Error)(\s*\[\w+\])?:/.test(l)) ?? lines.filter((l) => !/^Node\.js v\d/.test(l)).pop() ?? '';
 }
 
 /** libcni's chain over one node's CNI folders. */

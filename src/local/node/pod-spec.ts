@@ -106,10 +106,13 @@ async function environment(pod: KubeObject, c: Record<string, unknown>, ctx: Con
   return env;
 }
 
-/** Declared container ports and the readiness/startup probe ports: what must listen for readiness. */
+/**
+ * The ports that must listen for readiness: the readiness and startup probes' ports when the
+ * container has a probe (as the kubelet, which asks only the probe: a gateway declares its
+ * listener ports but is ready once its status port answers), else every declared TCP port.
+ */
 function readinessPorts(c: Record<string, unknown>): number[] {
   const ports = new Set<number>();
-  for (const p of (c['ports'] ?? []) as Array<Record<string, unknown>>) if (typeof p['containerPort'] === 'number' && (p['protocol'] ?? 'TCP') === 'TCP') ports.add(p['containerPort']);
   for (const probe of [c['readinessProbe'], c['startupProbe']]) {
     const pr = rec(probe);
     const port = rec(pr['tcpSocket'])['port'] ?? rec(pr['httpGet'])['port'] ?? rec(pr['grpc'])['port'];
@@ -119,6 +122,8 @@ function readinessPorts(c: Record<string, unknown>): number[] {
       if (typeof named?.['containerPort'] === 'number') ports.add(named['containerPort']);
     }
   }
+  if (ports.size > 0) return [...ports].sort((a, b) => a - b);
+  for (const p of (c['ports'] ?? []) as Array<Record<string, unknown>>) if (typeof p['containerPort'] === 'number' && (p['protocol'] ?? 'TCP') === 'TCP') ports.add(p['containerPort']);
   return [...ports].sort((a, b) => a - b);
 }
 

@@ -1,5 +1,5 @@
 /**
- * The pure parts of the ingress gateway: which pod local mode runs and when, which Gateway servers
+ * The pure parts of the ingress gateway: what local mode installs and when it scales it up, which Gateway servers
  * select it, TLS Secret decoding and its errors, listeners per pod with their conditions, the
  * listener resource validation (never quoting key text), SNI certificate choice and the merge of
  * ingress routes in the gateway process.
@@ -9,7 +9,8 @@ import assert from 'node:assert/strict';
 import type { KubeObject } from '../../../src/controller/objects.js';
 import { decodeTlsSecret, gatewayListeners, serverSelectsPod } from '../../../src/controller/translate/gateway-listeners.js';
 import { translateRoutes } from '../../../src/controller/translate/routes.js';
-import { ingressGatewayPod, isIstioGateway, waypointPod, wantsIngressGateway, type WaypointPodEnv } from '../../../src/local/workloads.js';
+import { ingressGatewayObjects, ingressReplicas, isIstioGateway } from '../../../src/local/ingress-gateway.js';
+import { renderOwned, type ProxyTemplate } from '../../../src/controller/owned/render.js';
 import { loadWaypointConfig } from '../../../src/waypoint/config.js';
 import { gatewayRoutes, httpsRedirectLocation } from '../../../src/waypoint/server/gateway.js';
 import { certificateFor, emptyHeaderOps, type GatewayListener, type RouteConfig } from '../../../src/shared/routes.js';
@@ -23,14 +24,15 @@ import { silentLogger } from '../../../src/shared/log.js';
 import { createRegistry } from '../../../src/shared/metrics.js';
 import { CertificateAuthority } from '../../../src/controller/ca/authority.js';
 
-const env: WaypointPodEnv = {
-  controllerAddr: '10.1.0.1:15012',
-  caRootFile: '/run/ambit/x/root-cert.pem',
-  tokenFile: (ns, pod) => `/run/ambit/x/tokens/pods/${ns}.${pod}`,
-  trustDomain: 'cluster.local',
-  logLevel: 'info',
-  nodes: ['node-1', 'node-2'],
-};
+const template: ProxyTemplate = { image: 'localhost/ambit:local', controllerAddress: '10.1.0.1:15012', trustDomain: 'cluster.local', clusterId: 'Kubernetes', logLevel: 'info' };
+
+/** A pod of a Deployment, as its ReplicaSet makes it from the template. */
+function podOf(deployment: KubeObject, name: string): KubeObject {
+  const tpl = (deployment.spec as { template: { metadata: { labels: Record<string, string> }; spec: Record<string, unknown> } }).template;
+  return { apiVersion: 'v1', kind: 'Pod', metadata: { name, namespace: deployment.metadata.namespace!, labels: { ...tpl.metadata.labels } }, spec: { ...tpl.spec, nodeName: 'node-1' } };
+}
+const ingressDeployment = (): KubeObject => ingressGatewayObjects(template, 1).find((o) => o.kind === 'Deployment')!;
+const ingressGatewayPod = (name = 'istio-ingressgateway-5d9c7b8f6-abcde'): KubeObject => podOf(ingressDeployment(), name);
 
 const istioGateway = (name: string, servers: unknown[], selector: Record<string, string> = { istio: 'ingressgateway' }): KubeObject => ({
   apiVersion: 'networking.istio.io/v1',
@@ -50,44 +52,48 @@ const b64 = (s: string): string => Buffer.from(s).toString('base64');
 const tlsSecret = (name: string, data: Record<string, string>, type = 'kubernetes.io/tls', namespace = 'istio-system'): KubeObject => ({ apiVersion: 'v1', kind: 'Secret', metadata: { name, namespace }, type, data });
 const goodSecret = tlsSecret('example-com-cert', { 'tls.crt': b64(serving.certChainPem.join('\n')), 'tls.key': b64(serving.keyPem) });
 
-test('local mode runs the ingress gateway pod while an Istio Gateway exists, and only then', () => {
-  assert.equal(wantsIngressGateway([]), false);
-  assert.equal(wantsIngressGateway([waypointGateway]), false, 'a waypoint Gateway (Gateway API) is not an ingress Gateway');
-  assert.equal(wantsIngressGateway([istioGateway('g', [http80])]), true);
+test('local mode scales the ingress gateway to one replica while an Istio Gateway exists, and only then', () => {
+  assert.equal(ingressReplicas([]), 0);
+  assert.equal(ingressReplicas([waypointGateway]), 0, 'a waypoint Gateway (Gateway API) is not an Istio Gateway');
+  assert.equal(ingressReplicas([istioGateway('g', [http80])]), 1);
+  const deleting = istioGateway('g', [http80]);
+  deleting.metadata.deletionTimestamp = '2026-01-01T00:00:00Z';
+  assert.equal(ingressReplicas([deleting]), 0, 'a Gateway being deleted asks for nothing');
   assert.equal(isIstioGateway(waypointGateway), false);
+  const objs = ingressGatewayObjects(template, 0);
+  assert.deepEqual(objs.map((o) => `${o.kind} ${o.metadata.namespace}/${o.metadata.name}`), ['ServiceAccount istio-system/istio-ingressgateway', 'Service istio-system/istio-ingressgateway', 'Deployment istio-system/istio-ingressgateway']);
+  assert.equal((objs[2]!.spec as { replicas: number }).replicas, 0);
 });
 
-test('the ingress gateway pod is istio-ingressgateway in istio-system, labelled as Istio, not enrolled, in gateway mode', () => {
-  const p = ingressGatewayPod(env);
-  assert.equal(p.metadata.namespace, 'istio-system');
-  assert.match(p.metadata.name, /^istio-ingressgateway-[0-9a-f]{8}-0$/);
+test('the ingress gateway is istio-ingressgateway in istio-system, labelled as Istio, not enrolled, in gateway mode with its projected token', () => {
+  const p = ingressGatewayPod();
   assert.equal(p.metadata.labels?.['istio'], 'ingressgateway');
   assert.equal(p.metadata.labels?.['app'], 'istio-ingressgateway');
   assert.equal(p.metadata.labels?.['istio.io/dataplane-mode'], 'none');
-  const spec = p.spec as { serviceAccountName: string; nodeName: string; containers: Array<{ command: string[]; env: Array<{ name: string; value: string }>; readinessProbe?: unknown; ports: unknown[] }> };
+  const spec = p.spec as { serviceAccountName: string; containers: Array<{ command: string[]; env: Array<{ name: string; value?: string }>; readinessProbe?: unknown }>; volumes: Array<{ name: string; projected?: unknown }> };
   assert.equal(spec.serviceAccountName, 'istio-ingressgateway');
-  assert.ok(env.nodes.includes(spec.nodeName));
   const c = spec.containers[0]!;
   assert.deepEqual(c.command, ['ambit', 'waypoint']);
-  const vars = Object.fromEntries(c.env.map((e) => [e.name, e.value]));
+  const vars = Object.fromEntries(c.env.filter((e) => e.value !== undefined).map((e) => [e.name, e.value!]));
   assert.equal(vars['AMBIT_WAYPOINT_MODE'], 'gateway');
-  assert.equal(vars['AMBIT_TOKEN_FILE'], `/run/ambit/x/tokens/pods/${p.metadata.namespace}.${p.metadata.name}`, 'the pod authenticates with its own credential, not its node\'s');
-  assert.deepEqual(c.readinessProbe, { httpGet: { path: '/healthz/ready', port: 15021 } });
-  assert.deepEqual(ingressGatewayPod(env), p, 'stable: the same pod every reconcile');
+  assert.equal(vars['AMBIT_TOKEN_FILE'], '/var/run/secrets/tokens/istio-token', 'the pod authenticates with its own projected service-account token');
+  assert.deepEqual(spec.volumes.find((v) => v.name === 'istio-token')?.projected, { sources: [{ serviceAccountToken: { audience: 'istio-ca', expirationSeconds: 43200, path: 'istio-token' } }] });
+  assert.deepEqual((c.readinessProbe as { httpGet: unknown }).httpGet, { path: '/healthz/ready', port: 15021 });
+  assert.deepEqual(ingressGatewayObjects(template, 1), ingressGatewayObjects(template, 1), 'stable: the same objects every pass');
   // The process reads that environment as a gateway.
-  const cfg = loadWaypointConfig({ ...vars, POD_NAME: p.metadata.name, POD_NAMESPACE: 'istio-system', POD_IP: '10.1.1.5' });
+  const cfg = loadWaypointConfig({ ...vars, AMBIT_NODE_NAME: 'node-1', POD_NAME: p.metadata.name, POD_NAMESPACE: 'istio-system', POD_IP: '10.1.1.5' });
   assert.equal(cfg.mode, 'gateway');
   assert.equal(cfg.gatewayName, 'istio-ingressgateway');
   assert.deepEqual(cfg.readyAddr, { host: '10.1.1.5', port: 15021 });
-  // Waypoint pods come from the same mechanism and stay waypoints.
-  const wp = waypointPod(waypointGateway, env);
-  assert.match(wp.metadata.name, /^waypoint-[0-9a-f]{8}-0$/);
-  assert.equal((wp.spec as { containers: Array<{ env: Array<{ name: string }> }> }).containers[0]!.env.some((e) => e.name === 'AMBIT_WAYPOINT_MODE'), false);
-  assert.throws(() => loadWaypointConfig({ ...vars, AMBIT_WAYPOINT_MODE: 'ingress', POD_NAME: 'p', POD_NAMESPACE: 'istio-system', POD_IP: '10.1.1.5' }), /AMBIT_WAYPOINT_MODE: must be one of waypoint, gateway/);
+  // Waypoint pods come from the same template and stay waypoints.
+  const wp = renderOwned({ ...waypointGateway, metadata: { ...waypointGateway.metadata, uid: 'u1' } }, template)!;
+  assert.equal(wp.deployment.metadata.name, 'waypoint');
+  assert.equal((podOf(wp.deployment, 'waypoint-1').spec as { containers: Array<{ env: Array<{ name: string; value?: string }> }> }).containers[0]!.env.find((e) => e.name === 'AMBIT_WAYPOINT_MODE')?.value, 'waypoint');
+  assert.throws(() => loadWaypointConfig({ ...vars, AMBIT_NODE_NAME: 'node-1', AMBIT_WAYPOINT_MODE: 'ingress', POD_NAME: 'p', POD_NAMESPACE: 'istio-system', POD_IP: '10.1.1.5' }), /AMBIT_WAYPOINT_MODE: must be one of waypoint, gateway/);
 });
 
 test('Gateway servers select pods by spec.selector labels; an empty selector selects none', () => {
-  const pod = ingressGatewayPod(env);
+  const pod = ingressGatewayPod();
   const servers = translateRoutes([istioGateway('a', [http80]), istioGateway('b', [http80], { istio: 'eastwestgateway' }), istioGateway('c', [http80], {})]).gateways;
   assert.deepEqual(servers.filter((s) => serverSelectsPod(s, pod)).map((s) => s.gateway), ['bookinfo/a']);
 });
@@ -120,7 +126,7 @@ test('decodeTlsSecret: a kubernetes.io/tls Secret decodes; every bad Secret gets
 });
 
 test('gatewayListeners: HTTP and HTTPS per port for the selected pod; a bad server is refused with a condition, the rest served', () => {
-  const pod = { ...ingressGatewayPod(env), metadata: { ...ingressGatewayPod(env).metadata, name: 'gw-0' } };
+  const pod = ingressGatewayPod('gw-0');
   const objects = [
     istioGateway('a', [http80, https443('example-com-cert')]),
     istioGateway('b', [https443('missing-cert'), { port: { number: 15020, name: 'm', protocol: 'HTTP' }, hosts: ['*'] }, { port: { number: 9000, name: 'tcp', protocol: 'TCP' }, hosts: ['*'] }, { port: { number: 9443, name: 'im', protocol: 'TLS' }, hosts: ['*'], tls: { mode: 'ISTIO_MUTUAL' } }, { port: { number: 8443, name: 'mtls', protocol: 'HTTPS' }, hosts: ['example.com'], tls: { mode: 'MUTUAL', credentialName: 'example-com-cert' } }]),
@@ -198,7 +204,7 @@ test('httpsRedirect: a plain server with tls.httpsRedirect becomes a redirecting
   const out = translateRoutes([istioGateway('a', [redirect80, https443('example-com-cert')]), istioGateway('b', [http80])]);
   assert.deepEqual(out.conditions.filter((c) => c.status === 'False'), [], 'the Gateway is accepted (httpsRedirect needs no credentialName)');
   assert.equal(out.gateways.find((g) => g.gateway === 'bookinfo/a' && g.port === 80)?.httpsRedirect, true);
-  const r = gatewayListeners(out.gateways, [ingressGatewayPod(env)], [goodSecret]);
+  const r = gatewayListeners(out.gateways, [ingressGatewayPod()], [goodSecret]);
   const ls = [...r.byPod.values()][0]!;
   assert.deepEqual(ls.map((l) => [l.port, l.protocol, l.httpsRedirect ?? false]), [[80, 'HTTP', true], [443, 'HTTPS', false]]);
   assert.deepEqual(r.conditions.map((c) => c.reason), ['PortConflict'], 'Gateway b on port 80 without redirect is refused');

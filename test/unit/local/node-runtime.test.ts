@@ -11,7 +11,7 @@ import { capabilitySet, containerCommand, DEFAULT_CAPABILITIES, type ContainerSp
 import { containerSpecs, expandVars, podSysctls } from '../../../src/local/node/pod-spec.js';
 import { buildPodStatus } from '../../../src/local/node/pod-status.js';
 import { podUser, type VolumeSources } from '../../../src/local/node/volumes.js';
-import { resultPodIp } from '../../../src/local/node/cni-chain.js';
+import { crashLine, resultPodIp } from '../../../src/local/node/cni-chain.js';
 import { nextCandidates, parseNetPluginConf } from '../../../src/local/cni-net/plugin.js';
 
 const sources: VolumeSources = {
@@ -56,7 +56,11 @@ test('pod spec: command, env with $(VAR) expansion, downward API, envFrom; secur
   assert.equal(c.env['KUBERNETES_SERVICE_HOST'], '10.96.0.1');
   assert.deepEqual([c.env['POD_NAME'], c.env['POD_NAMESPACE']], ['p', 'demo'], 'local mode names the pod to its processes');
   assert.match(c.env['PATH']!, /^\/opt\/bin:/);
-  assert.deepEqual(c.ports, [8080, 9090], 'declared ports and the readiness probe port must listen');
+  assert.deepEqual(c.ports, [9090], 'with a readiness probe, its port is what must listen (as the kubelet asks only the probe)');
+  const [noProbe] = await containerSpecs(podOf({ containers: [{ name: 'a', command: ['x'], ports: [{ containerPort: 8443 }, { containerPort: 8080 }, { containerPort: 53, protocol: 'UDP' }] }] }), ctx);
+  assert.deepEqual(noProbe?.ports, [8080, 8443], 'without a probe, every declared TCP port must listen');
+  const [named] = await containerSpecs(podOf({ containers: [{ name: 'a', command: ['x'], ports: [{ name: 'status', containerPort: 15021 }, { containerPort: 80 }], readinessProbe: { httpGet: { path: '/healthz/ready', port: 'status' } } }] }), ctx);
+  assert.deepEqual(named?.ports, [15021], 'a probe naming a port: that port alone (a gateway is ready before its listener ports open)');
   assert.deepEqual(c.user, { uid: 1000, gid: 2000, groups: [3000] });
   assert.deepEqual(c.capabilities, ['net_bind_service']);
   assert.equal(c.noNewPrivs, true);
@@ -154,4 +158,11 @@ test('local CNI plugin: configuration errors are listed together; addresses go r
   assert.deepEqual(nextCandidates(conf, '10.5.1.3', new Set(['10.5.1.5'])), ['10.5.1.4', '10.5.1.6', '10.5.1.2', '10.5.1.3'], 'after the last one given, wrapping, taken ones skipped');
   assert.equal(resultPodIp({ ips: [{ address: 'fd00::2/64' }, { address: '10.5.1.4/24' }] }), '10.5.1.4');
   assert.equal(resultPodIp({}), undefined);
+});
+
+test('a crashed plugin is reported by its error line, not by Node\'s version banner', () => {
+  assert.equal(crashLine('file:///p/main.js:3\n  throw e\n  ^\n\nTypeError [ERR_INVALID_ARG_TYPE]: bad thing\n    at f (file:///p/main.js:3:9)\n\nNode.js v24.21.0\n'), 'TypeError [ERR_INVALID_ARG_TYPE]: bad thing');
+  assert.equal(crashLine('Error: ip -batch failed\n\nNode.js v24.21.0'), 'Error: ip -batch failed');
+  assert.equal(crashLine('ip: RTNETLINK answers: File exists\n'), 'ip: RTNETLINK answers: File exists');
+  assert.equal(crashLine(''), '');
 });

@@ -15,7 +15,6 @@ import { type Service, type WaypointRef, type Workload } from '../../../src/shar
 import { emptyHeaderOps, type RouteConfig } from '../../../src/shared/routes.js';
 import { validateResource } from '../../../src/shared/validate-resource.js';
 import type { ConfigState } from '../../../src/shared/xds/client.js';
-import { isWaypointGateway, waypointPod } from '../../../src/local/workloads.js';
 import { loadWaypointConfig } from '../../../src/waypoint/config.js';
 import { Waypoint } from '../../../src/waypoint/waypoint.js';
 import { defaultWorkerCount } from '../../../src/waypoint/workers.js';
@@ -161,27 +160,6 @@ test('route config travels as a config-stream resource: validated, name must mat
   assert.ok(renamed.issues.some((i) => i.path.endsWith('.name')), JSON.stringify(renamed.issues));
   const broken = validateResource(TYPE_ROUTE_CONFIG, `bookinfo/${HOST}`, { ...routeConfig(), routes: 'no' });
   assert.ok(broken.issues.some((i) => i.path.endsWith('.routes')), JSON.stringify(broken.issues));
-});
-
-test('local mode runs a waypoint Gateway as an unenrolled pod with the gateway service account, pinned to a node', () => {
-  const gw = { apiVersion: 'gateway.networking.k8s.io/v1', kind: 'Gateway', metadata: { name: 'waypoint', namespace: 'bookinfo' }, spec: { gatewayClassName: 'istio-waypoint' } };
-  assert.equal(isWaypointGateway(gw), true);
-  assert.equal(isWaypointGateway({ ...gw, spec: { gatewayClassName: 'istio' } }), false);
-  assert.equal(isWaypointGateway({ ...gw, apiVersion: 'networking.istio.io/v1' }), false);
-  const env = { controllerAddr: '10.0.0.1:15012', caRootFile: '/s/root.pem', tokenFile: (ns: string, pod: string) => `/s/tokens/pods/${ns}.${pod}`, trustDomain: 'cluster.local', logLevel: 'info', nodes: ['node1', 'node2'] };
-  const pod = waypointPod(gw, env);
-  assert.equal(JSON.stringify(waypointPod(gw, env)), JSON.stringify(pod), 'stable');
-  assert.match(pod.metadata.name, /^waypoint-[0-9a-f]{8}-0$/);
-  assert.equal(pod.metadata.labels?.['gateway.networking.k8s.io/gateway-name'], 'waypoint');
-  assert.equal(pod.metadata.labels?.['gateway.istio.io/managed'], 'istio.io-mesh-controller', 'Kiali finds waypoints by this label');
-  assert.equal(pod.metadata.labels?.['istio.io/dataplane-mode'], 'none');
-  const spec = pod.spec as { nodeName: string; serviceAccountName: string; containers: Array<{ command: string[]; env: Array<{ name: string; value: string }> }> };
-  assert.equal(spec.serviceAccountName, 'waypoint');
-  assert.ok(env.nodes.includes(spec.nodeName));
-  assert.deepEqual(spec.containers[0]!.command, ['ambit', 'waypoint']);
-  const vars = Object.fromEntries(spec.containers[0]!.env.map((e) => [e.name, e.value]));
-  assert.equal(vars['AMBIT_TOKEN_FILE'], `/s/tokens/pods/${pod.metadata.namespace}.${pod.metadata.name}`, 'the pod authenticates with its own credential, not its node\'s');
-  assert.equal(vars['AMBIT_NODE_NAME'], spec.nodeName);
 });
 
 test('destination agent: a port of a waypoint-bound service requires the waypoint; other ports and services do not', () => {
