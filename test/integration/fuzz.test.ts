@@ -12,12 +12,10 @@ import assert from 'node:assert/strict';
 import * as http from 'node:http';
 import * as net from 'node:net';
 import type * as tls from 'node:tls';
-import * as v8 from 'node:v8';
-import * as vm from 'node:vm';
 import { createLoopbackMesh, testWorkload, type LoopbackMesh } from '../helpers/loopback-net.js';
 import { startEchoServer } from '../helpers/echo.js';
 import { hboneRequest, hboneSession, hboneTls } from '../helpers/hbone-client.js';
-import { eventually, fdCount, fdReport, rssBytes } from '../helpers/process-usage.js';
+import { collectGarbage, eventually, fdCount, fdReport, rssBytes } from '../helpers/process-usage.js';
 import { FLAG, FRAME, frame, h2Case, http1Case, Rng, validConnect } from '../helpers/fuzz.js';
 import { createRegistry } from '../../src/shared/metrics.js';
 import { silentLogger } from '../../src/shared/log.js';
@@ -99,12 +97,6 @@ async function fuzz(t: TestContext, name: string, target: FuzzTarget): Promise<v
   t.diagnostic(`${name}: ${cases} cases, ${closedByServer} closed by the server`);
   assert.ok(cases > 0);
 }
-
-/** A full garbage collection (the test runner does not expose gc; V8 can be asked for it). */
-const collectGarbage: () => void = (() => {
-  v8.setFlagsFromString('--expose-gc');
-  return vm.runInNewContext('gc') as () => void;
-})();
 
 /**
  * Fds and heap before a run; after it, every connection must be let go, fds must come back near
