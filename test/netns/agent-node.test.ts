@@ -460,7 +460,8 @@ test('agent on a node in Kubernetes mode: CNI hand-off, host scan, redirection a
       assert.equal(await sourceOpened('app'), before + (want === 'enabled' ? 1 : 0), `${what}: app ${want ? 'captured' : 'direct'}`);
     }
     const sentBefore = stream.sent();
-    await waitFor('the stream still flowing', async () => (stream.sent() > sentBefore + (1 << 20) ? true : undefined));
+    // Still flowing after every step, and long: past 4 MiB whatever pace the steps went at.
+    await waitFor('the stream still flowing', async () => (stream.sent() > Math.max(sentBefore + (1 << 20), 4 << 20) ? true : undefined));
     const { sent, sentHash, reply } = await stream.stop();
     assert.equal(reply, `${sent} ${sentHash}`, 'every byte arrived, in order, on the one connection');
     assert.ok(sent > 4 << 20, `a long transfer (${sent} bytes)`);
