@@ -135,7 +135,7 @@ async function main(argv: string[]): Promise<number> {
       const { agentsConnected } = await mesh.up(files, { timeoutMs: opts.paths.has('ambit') ? 120_000 : 30_000, agentsOptional: true, env: profileEnv(profileDir) });
       if (profileDir) agentPids = new Map((await mesh.status(true)).nodes.flatMap((n) => (n.agentPid !== undefined ? [[n.agentPid, `agent-${n.name}`] as const] : [])));
       if (!agentsConnected) progress('agents are not connected: the Ambit path and agent memory are skipped');
-      for (const s of sections) {
+      for (const s of sections.filter((x) => x.needsMesh !== false)) {
         progress(`section ${s.name}`);
         results.push(await s.run({ ...opts, mesh, agentsConnected }));
       }
