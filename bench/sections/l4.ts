@@ -333,7 +333,7 @@ export const l4Section: Section = {
       evaluate('added RR p99 (Ambit−direct) vs 1.5× stunnel−direct', added(rr, 'ambit', (v) => v.p99Us), '<=', stunnelP99 === undefined ? undefined : 1.5 * stunnelP99, 'µs', 0, paths.has('stunnel') ? why : whyStunnel),
       evaluate('new connections/s Ambit/stunnel', ratio(cs('ambit'), cs('stunnel')), '>=', 3.0, '×', 2, paths.has('stunnel') ? why : whyStunnel),
       evaluate('agent RSS idle (MB)', idleRss && maxOf(idleRss) !== undefined ? maxOf(idleRss)! / MB : undefined, '<=', 80, ' MB', 1, why),
-      evaluate(`agent RSS with ${plan.hold.count} open connections (MB)`, held && maxOf(held.rss) !== undefined ? maxOf(held.rss)! / MB : undefined, '<=', 150, ' MB', 1, why),
+      evaluate(`agent RSS with ${plan.hold.count} open connections (MB)`, held && maxOf(held.rss) !== undefined ? maxOf(held.rss)! / MB : undefined, '<=', 120, ' MB', 1, why),
     ];
     for (const w of plan.scaling.workers) {
       const maxFlows = Math.max(...plan.scaling.streams);
