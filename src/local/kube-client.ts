@@ -11,6 +11,7 @@
 import type { IncomingMessage } from 'node:http';
 import { request } from 'node:https';
 import { AmbitError, errorMessage, isAmbitError } from '../shared/errors.js';
+import { readJsonLines } from '../shared/json-http.js';
 import type { Logger } from '../shared/log.js';
 import type { KubeObject } from '../controller/objects.js';
 
@@ -159,22 +160,7 @@ export class KubeClient {
         });
         return;
       }
-      let buf = '';
-      m.setEncoding('utf8');
-      m.on('data', (chunk: string) => {
-        buf += chunk;
-        let nl: number;
-        while ((nl = buf.indexOf('\n')) >= 0) {
-          const line = buf.slice(0, nl).trim();
-          buf = buf.slice(nl + 1);
-          if (line === '' || ended) continue;
-          try {
-            onLine(JSON.parse(line) as WatchEvent);
-          } catch {
-            // a line that is not JSON is skipped, as client-go does
-          }
-        }
-      });
+      readJsonLines(m, (v) => onLine(v as WatchEvent), { active: () => !ended, maxLineBytes: MAX_BODY_BYTES });
       m.on('end', () => end());
       m.on('error', (e) => end(e));
     });

@@ -55,3 +55,30 @@ export function readJsonBody(req: IncomingMessage, maxBytes: number, emptyValue?
     });
   });
 }
+
+/**
+ * Reads newline-separated JSON values from a response (a Kubernetes watch) and hands each to
+ * `onValue` while `active()` holds. Blank lines and lines that are not JSON are skipped, as
+ * client-go does; a line longer than `maxLineBytes` ends the response with an error.
+ */
+export function readJsonLines(m: IncomingMessage, onValue: (v: unknown) => void, opts: { active: () => boolean; maxLineBytes: number }): void {
+  let buf = '';
+  m.setEncoding('utf8');
+  m.on('data', (chunk: string) => {
+    buf += chunk;
+    let nl: number;
+    while ((nl = buf.indexOf('\n')) >= 0 && opts.active()) {
+      const line = buf.slice(0, nl).trim();
+      buf = buf.slice(nl + 1);
+      if (line === '') continue;
+      let v: unknown;
+      try {
+        v = JSON.parse(line);
+      } catch {
+        continue;
+      }
+      onValue(v);
+    }
+    if (buf.length > opts.maxLineBytes) m.destroy(new Error(`a watch event longer than ${opts.maxLineBytes} bytes`));
+  });
+}

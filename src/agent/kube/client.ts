@@ -16,6 +16,7 @@ import { dirname, resolve } from 'node:path';
 import type { IncomingMessage } from 'node:http';
 import type * as Https from 'node:https';
 import { AmbitError, errorMessage } from '../../shared/errors.js';
+import { readJsonLines } from '../../shared/json-http.js';
 
 const require = createRequire(import.meta.url);
 
@@ -212,25 +213,7 @@ export class NodePodsClient {
         readAnswer(m).then((a) => end(apiError(`watching the pods of node ${this.nodeName}`, a)), end);
         return;
       }
-      let buf = '';
-      m.setEncoding('utf8');
-      m.on('data', (chunk: string) => {
-        buf += chunk;
-        let nl: number;
-        while ((nl = buf.indexOf('\n')) >= 0 && !ended) {
-          const line = buf.slice(0, nl).trim();
-          buf = buf.slice(nl + 1);
-          if (line === '') continue;
-          let ev: WatchEvent;
-          try {
-            ev = JSON.parse(line) as WatchEvent;
-          } catch {
-            continue; // a line that is not JSON is skipped, as client-go does
-          }
-          onEvent(ev);
-        }
-        if (buf.length > MAX_BODY_BYTES) req.destroy(new Error(`watch event larger than ${MAX_BODY_BYTES} bytes`));
-      });
+      readJsonLines(m, (v) => onEvent(v as WatchEvent), { active: () => !ended, maxLineBytes: MAX_BODY_BYTES });
       m.on('end', () => end());
       m.on('error', (e) => end(e));
     });
