@@ -57,6 +57,24 @@ export function readJsonBody(req: IncomingMessage, maxBytes: number, emptyValue?
 }
 
 /**
+ * Reads a client response's body as text, at most `maxBytes`: a larger answer is destroyed and
+ * rejects, so a broken or hostile server cannot fill the memory.
+ */
+export function readAnswerText(m: IncomingMessage, maxBytes: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    m.on('data', (c: Buffer) => {
+      size += c.length;
+      if (size > maxBytes) m.destroy(new Error(`answer larger than ${maxBytes} bytes`));
+      else chunks.push(c);
+    });
+    m.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
+    m.on('error', reject);
+  });
+}
+
+/**
  * Reads newline-separated JSON values from a response (a Kubernetes watch) and hands each to
  * `onValue` while `active()` holds. Blank lines and lines that are not JSON are skipped, as
  * client-go does; a line longer than `maxLineBytes` ends the response with an error.

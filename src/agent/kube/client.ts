@@ -16,7 +16,7 @@ import { dirname, resolve } from 'node:path';
 import type { IncomingMessage } from 'node:http';
 import type * as Https from 'node:https';
 import { AmbitError, errorMessage } from '../../shared/errors.js';
-import { readJsonLines } from '../../shared/json-http.js';
+import { readAnswerText, readJsonLines } from '../../shared/json-http.js';
 
 const require = createRequire(import.meta.url);
 
@@ -261,27 +261,15 @@ export class NodePodsClient {
   }
 }
 
-function readAnswer(m: IncomingMessage): Promise<Answer> {
-  return new Promise((resolvePromise, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    m.on('data', (c: Buffer) => {
-      size += c.length;
-      if (size > MAX_BODY_BYTES) m.destroy(new Error(`answer larger than ${MAX_BODY_BYTES} bytes`));
-      else chunks.push(c);
-    });
-    m.on('end', () => {
-      const text = Buffer.concat(chunks).toString('utf8');
-      let body: unknown;
-      try {
-        body = text === '' ? undefined : JSON.parse(text);
-      } catch {
-        body = undefined;
-      }
-      resolvePromise({ status: m.statusCode ?? 0, body, text });
-    });
-    m.on('error', reject);
-  });
+async function readAnswer(m: IncomingMessage): Promise<Answer> {
+  const text = await readAnswerText(m, MAX_BODY_BYTES);
+  let body: unknown;
+  try {
+    body = text === '' ? undefined : JSON.parse(text);
+  } catch {
+    body = undefined;
+  }
+  return { status: m.statusCode ?? 0, body, text };
 }
 
 /** A failed API call as AMBIT_ERR_KUBE_API with the HTTP status and the server's message. */

@@ -11,6 +11,7 @@ import { request as httpRequest, type IncomingMessage, type RequestOptions } fro
 import { request as httpsRequest } from 'node:https';
 import * as k8s from '@kubernetes/client-node';
 import { AmbitError, errorMessage, isAmbitError } from '../../shared/errors.js';
+import { readAnswerText } from '../../shared/json-http.js';
 
 /** Where the client's cluster and credentials come from. */
 export type KubeConfigSource =
@@ -99,15 +100,7 @@ export class KubeClient {
     const res = await new Promise<{ status: number; text: string }>((resolve, reject) => {
       const send = url.protocol === 'http:' ? httpRequest : httpsRequest;
       const r = send(url, { ...opts, timeout: req.timeoutMs ?? DEFAULT_TIMEOUT_MS }, (m: IncomingMessage) => {
-        const chunks: Buffer[] = [];
-        let size = 0;
-        m.on('data', (c: Buffer) => {
-          size += c.length;
-          if (size > MAX_BODY_BYTES) m.destroy(new Error(`answer larger than ${MAX_BODY_BYTES} bytes`));
-          else chunks.push(c);
-        });
-        m.on('end', () => resolve({ status: m.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') }));
-        m.on('error', reject);
+        readAnswerText(m, MAX_BODY_BYTES).then((text) => resolve({ status: m.statusCode ?? 0, text }), reject);
       });
       r.on('timeout', () => r.destroy(new Error(`no answer within ${req.timeoutMs ?? DEFAULT_TIMEOUT_MS}ms`)));
       r.on('error', reject);

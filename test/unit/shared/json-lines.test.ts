@@ -1,10 +1,10 @@
-/** readJsonLines: the watch-stream reader the agent's and local mode's Kubernetes clients share. */
+/** readJsonLines and readAnswerText: the response readers Ambit's Kubernetes clients share (agent, controller, local mode). */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import type { IncomingMessage } from 'node:http';
 import { PassThrough } from 'node:stream';
-import { readJsonLines } from '../../../src/shared/json-http.js';
+import { readAnswerText, readJsonLines } from '../../../src/shared/json-http.js';
 
 function stream(): PassThrough & IncomingMessage {
   return new PassThrough() as PassThrough & IncomingMessage;
@@ -44,4 +44,18 @@ test('a line longer than the limit ends the response with an error', async () =>
   assert.match(err.message, /longer than 64 bytes/);
   assert.deepEqual(got, [{ n: 1 }]);
   assert.equal(m.destroyed, true);
+});
+
+test('readAnswerText: the whole answer within the limit; past it the answer is destroyed and rejects', async () => {
+  const ok = stream();
+  const text = readAnswerText(ok, 16);
+  ok.write('{"a":');
+  ok.end('1}');
+  assert.equal(await text, '{"a":1}');
+  const big = stream();
+  const refused = readAnswerText(big, 16);
+  big.write('x'.repeat(10));
+  big.write('x'.repeat(10));
+  await assert.rejects(refused, /answer larger than 16 bytes/);
+  assert.equal(big.destroyed, true);
 });
