@@ -11,7 +11,7 @@
 import type { IncomingMessage } from 'node:http';
 import { request } from 'node:https';
 import { AmbitError, errorMessage, isAmbitError } from '../shared/errors.js';
-import { readJsonLines } from '../shared/json-http.js';
+import { readAnswerText, readJsonLines } from '../shared/json-http.js';
 import type { Logger } from '../shared/log.js';
 import type { KubeObject } from '../controller/objects.js';
 
@@ -72,15 +72,7 @@ export class KubeClient {
     const what = `${req.method} ${url.pathname}`;
     const res = await new Promise<{ status: number; text: string }>((resolve, reject) => {
       const r = request(url, { method: req.method, headers, ca: this.opts.caPem, timeout: this.opts.timeoutMs ?? 30_000, agent: false }, (m: IncomingMessage) => {
-        const chunks: Buffer[] = [];
-        let size = 0;
-        m.on('data', (c: Buffer) => {
-          size += c.length;
-          if (size > MAX_BODY_BYTES) m.destroy(new Error(`answer larger than ${MAX_BODY_BYTES} bytes`));
-          else chunks.push(c);
-        });
-        m.on('end', () => resolve({ status: m.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') }));
-        m.on('error', reject);
+        readAnswerText(m, MAX_BODY_BYTES).then((text) => resolve({ status: m.statusCode ?? 0, text }), reject);
       });
       r.on('timeout', () => r.destroy(new Error('no answer in time')));
       r.on('error', reject);
