@@ -23,6 +23,7 @@ import { GROUP_GATEWAY_API, GROUP_ISTIO_NETWORKING, GROUP_ISTIO_SECURITY, object
 import type { TranslateCondition } from '../translate/object-index.js';
 import { asArray, asRecord, asString, asStrings, nsOf } from '../translate/util.js';
 import { gatewayRole } from '../owned/render.js';
+import { listenerKinds, listenerRefusal, pickedListeners } from '../translate/allowed-routes.js';
 import type { OwnedState } from '../owned/reconciler.js';
 import { mergeFindings, replaceOwned, toConditions, type Finding } from './conditions.js';
 import type { Issue } from '../../shared/validate.js';
@@ -55,6 +56,8 @@ export interface StatusInputs {
   services: ReadonlySet<string>;
   /** Addresses allocated to ServiceEntry hosts (`ns/host` → address), written in their `status.addresses` as Istio does. */
   entryAddresses?: ReadonlyMap<string, string>;
+  /** Namespaces by name (a listener's `allowedRoutes.namespaces.selector` matches their labels). */
+  namespaces?: ReadonlyMap<string, KubeObject>;
   /** HTTPRoutes, GRPCRoutes, TCPRoutes and TLSRoutes (attached routes per listener, by the kinds it takes). */
   routes: readonly KubeObject[];
   /** RFC 3339 time of this pass. */
@@ -141,20 +144,8 @@ function serviceStatus(obj: KubeObject, inputs: StatusInputs): Record<string, un
   return out;
 }
 
-const ROUTE_KINDS = [
-  { group: GROUP_GATEWAY_API, kind: 'HTTPRoute' },
-  { group: GROUP_GATEWAY_API, kind: 'GRPCRoute' },
-];
 /** Route kinds whose `parents` status this controller writes. */
 const ROUTE_STATUS_KINDS: readonly string[] = ['HTTPRoute', 'GRPCRoute', 'TCPRoute', 'TLSRoute'];
-
-/** The route kinds an ingress listener of `protocol` takes (TLS: in Passthrough mode, the only one served). */
-function listenerRouteKinds(protocol: string, tlsMode: string | undefined): Array<{ group: string; kind: string }> {
-  if (protocol === 'HTTP' || protocol === 'HTTPS') return ROUTE_KINDS;
-  if (protocol === 'TCP') return [{ group: GROUP_GATEWAY_API, kind: 'TCPRoute' }];
-  if (protocol === 'TLS' && tlsMode === 'Passthrough') return [{ group: GROUP_GATEWAY_API, kind: 'TLSRoute' }];
-  return [];
-}
 
 function gatewayStatus(gw: KubeObject, inputs: StatusInputs): Record<string, unknown> | undefined {
   const state = inputs.gatewayState(gw);
@@ -170,7 +161,8 @@ function gatewayStatus(gw: KubeObject, inputs: StatusInputs): Record<string, unk
     const name = asString(l['name']) ?? '';
     const protocol = (asString(l['protocol']) ?? '').toUpperCase();
     const mine = problems.filter((p) => p.section === name);
-    const kinds = role === 'ingress' ? listenerRouteKinds(protocol, asString(asRecord(l['tls'])['mode'])) : [];
+    const { kinds, invalid: invalidKinds } = role === 'ingress' ? listenerKinds(l) : { kinds: [], invalid: [] };
+    if (invalidKinds.length > 0) mine.push({ objectKey: objectKey(gw), type: 'ResolvedRefs', status: 'False', reason: 'InvalidRouteKinds', message: `listener ${name}: allowedRoutes.kinds ${invalidKinds.join(', ')} cannot attach to a ${protocol} listener`, section: name, origin: 'listeners' });
     const refProblem = mine.find((p) => p.type === 'ResolvedRefs' || p.reason === 'InvalidCertificateRef' || p.reason === 'RefNotPermitted');
     const acceptProblem = mine.find((p) => p.type === 'Accepted');
     const otherProblem = mine.find((p) => p !== refProblem && p !== acceptProblem);
@@ -179,7 +171,7 @@ function gatewayStatus(gw: KubeObject, inputs: StatusInputs): Record<string, unk
         ? { type: 'Accepted', status: 'False', reason: acceptProblem.reason, message: acceptProblem.message }
         : { type: 'Accepted', status: 'True', reason: 'Accepted', message: 'listener accepted' },
       refProblem
-        ? { type: 'ResolvedRefs', status: 'False', reason: refProblem.reason === 'RefNotPermitted' ? 'RefNotPermitted' : 'InvalidCertificateRef', message: refProblem.message }
+        ? { type: 'ResolvedRefs', status: 'False', reason: ['RefNotPermitted', 'InvalidRouteKinds'].includes(refProblem.reason) ? refProblem.reason : 'InvalidCertificateRef', message: refProblem.message }
         : { type: 'ResolvedRefs', status: 'True', reason: 'ResolvedRefs', message: 'references resolved' },
       acceptProblem || refProblem || otherProblem
         ? { type: 'Programmed', status: 'False', reason: 'Invalid', message: (otherProblem ?? refProblem ?? acceptProblem)!.message }
@@ -188,7 +180,7 @@ function gatewayStatus(gw: KubeObject, inputs: StatusInputs): Record<string, unk
     return {
       name,
       supportedKinds: kinds,
-      attachedRoutes: role === 'ingress' ? attachedRoutes(gw, name, inputs.routes.filter((r) => kinds.some((k) => k.kind === r.kind))) : 0,
+      attachedRoutes: role === 'ingress' ? attachedRoutes(gw, l, inputs) : 0,
       conditions: toConditions(findings, asRecord(prevListeners.get(name))['conditions'], inputs.now, generation),
     };
   });
@@ -222,15 +214,16 @@ function gatewayAddresses(state: OwnedState | undefined): Array<{ type: string; 
   return [...new Set(ips.length > 0 ? ips : single && single !== 'None' ? [single] : [])].map((value) => ({ type: 'IPAddress', value }));
 }
 
-/** Routes whose parentRefs name this Gateway (and this listener, or no section). */
-function attachedRoutes(gw: KubeObject, listener: string, routes: readonly KubeObject[]): number {
+/** Routes a parentRef of which picks this listener (by its sectionName and port) and that the listener's allowedRoutes lets attach. */
+function attachedRoutes(gw: KubeObject, listener: Record<string, unknown>, inputs: StatusInputs): number {
   let n = 0;
-  for (const r of routes) {
+  const namespaces = inputs.namespaces ?? new Map<string, KubeObject>();
+  for (const r of inputs.routes) {
     const hit = asArray(r.spec?.['parentRefs']).map(asRecord).some((p) => {
       const ref = parentOf(p, r);
-      return ref.kind === 'Gateway' && ref.group === GROUP_GATEWAY_API && ref.namespace === nsOf(gw) && ref.name === gw.metadata.name && (ref.sectionName === undefined || ref.sectionName === listener);
+      return ref.kind === 'Gateway' && ref.group === GROUP_GATEWAY_API && ref.namespace === nsOf(gw) && ref.name === gw.metadata.name && pickedListeners(gw, p).includes(listener);
     });
-    if (hit) n++;
+    if (hit && listenerRefusal(gw, listener, r.kind, nsOf(r), namespaces) === undefined) n++;
   }
   return n;
 }
@@ -272,7 +265,7 @@ function routeStatus(route: KubeObject, inputs: StatusInputs): Record<string, un
       const role = gw ? gatewayRole(gw) : undefined;
       if (!role) continue; // a missing Gateway, or another controller's: not ours to report on
       if (role === 'waypoint') parentProblem = { type: 'Accepted', status: 'False', reason: 'NotAllowedByListeners', message: `parent Gateway ${key} is a waypoint; attach routes to a Service instead` };
-      else parentProblem = listenerProblem(gw!, p, route.kind);
+      else parentProblem = listenerProblem(gw!, p, route, inputs.namespaces ?? new Map());
     } else continue;
     let accepted: Finding;
     let resolved: Finding = { type: 'ResolvedRefs', status: 'True', reason: 'ResolvedRefs', message: 'all references resolved' };
@@ -291,17 +284,16 @@ function routeStatus(route: KubeObject, inputs: StatusInputs): Record<string, un
   return { ...current, parents: [...others, ...ours] };
 }
 
-/** Why no listener of an ingress Gateway takes the route through this parentRef (its sectionName and port), or undefined when one does. */
-function listenerProblem(gw: KubeObject, parentRef: Record<string, unknown>, kind: string): Finding | undefined {
+/** Why no listener of an ingress Gateway takes the route through this parentRef (its sectionName and port, then allowedRoutes), or undefined when one does. */
+function listenerProblem(gw: KubeObject, parentRef: Record<string, unknown>, route: KubeObject, namespaces: ReadonlyMap<string, KubeObject>): Finding | undefined {
   const section = asString(parentRef['sectionName']);
   const port = typeof parentRef['port'] === 'number' ? parentRef['port'] : undefined;
-  const picked = asArray(gw.spec?.['listeners'])
-    .map(asRecord)
-    .filter((l) => (section === undefined || asString(l['name']) === section) && (port === undefined || l['port'] === port));
+  const picked = pickedListeners(gw, parentRef);
   const key = `${nsOf(gw)}/${gw.metadata.name}`;
   if (picked.length === 0) return { type: 'Accepted', status: 'False', reason: 'NoMatchingParent', message: `parent Gateway ${key} has no listener${section !== undefined ? ` named ${section}` : ''}${port !== undefined ? ` on port ${port}` : ''}` };
-  const takes = picked.some((l) => listenerRouteKinds((asString(l['protocol']) ?? '').toUpperCase(), asString(asRecord(l['tls'])['mode'])).some((k) => k.kind === kind));
-  return takes ? undefined : { type: 'Accepted', status: 'False', reason: 'NotAllowedByListeners', message: `no listener of parent Gateway ${key} it names takes a ${kind}` };
+  const why = picked.map((l) => listenerRefusal(gw, l, route.kind, nsOf(route), namespaces));
+  if (why.some((w) => w === undefined)) return undefined;
+  return { type: 'Accepted', status: 'False', reason: 'NotAllowedByListeners', message: `no listener of parent Gateway ${key} it names allows it: ${[...new Set(why)].join('; ')}` };
 }
 
 function sameParent(a: Record<string, unknown>, b: Record<string, unknown>): boolean {

@@ -112,6 +112,7 @@ export class StatusWriter {
       gatewayState: this.opts.gatewayState,
       gateways: new Map(src.liveObjects(REF_GATEWAY_API_GATEWAY).map((g) => [`${nsOf(g)}/${g.metadata.name}`, g])),
       services: new Set(src.liveObjects('Service').map((s) => `${nsOf(s)}/${s.metadata.name}`)),
+      namespaces: new Map(src.liveObjects('Namespace').map((n) => [n.metadata.name, n])),
       routes: [...src.liveObjects('HTTPRoute'), ...src.liveObjects('GRPCRoute'), ...src.liveObjects('TCPRoute'), ...src.liveObjects('TLSRoute')],
       entryAddresses: allocateEntryAddresses(src.liveObjects('ServiceEntry')),
       now: this.now().toISOString().replace(/\.\d{3}Z$/, 'Z'),

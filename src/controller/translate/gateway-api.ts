@@ -11,6 +11,7 @@ import { asArray, asRecord, asString, asStrings, compareAge, nsOf } from './util
 import { referencePermitted, refNotPermitted } from './reference-grant.js';
 import { WAYPOINT_CLASSES } from './waypoints.js';
 import { INGRESS_CLASSES, isIngressGateway } from './gateway-api-listeners.js';
+import { listenerRefusal, pickedListeners } from './allowed-routes.js';
 
 interface RankedRoute {
   route: HttpRoute;
@@ -140,8 +141,8 @@ function gwRetry(v: unknown, where: string): RetryPolicy | undefined {
 }
 
 /** parentRefs → mesh Service hosts (with the port a ref names) and ingress gateways (`ns/name`). */
-function parents(ctx: RouteContext, route: KubeObject): { services: string[]; servicePorts: Array<number | undefined>; gateways: string[]; notes: string[] } {
-  const out = { services: [] as string[], servicePorts: [] as Array<number | undefined>, gateways: [] as string[], notes: [] as string[] };
+function parents(ctx: RouteContext, route: KubeObject): { services: string[]; servicePorts: Array<number | undefined>; gateways: Array<{ key: string; ref: Record<string, unknown> }>; notes: string[] } {
+  const out = { services: [] as string[], servicePorts: [] as Array<number | undefined>, gateways: [] as Array<{ key: string; ref: Record<string, unknown> }>, notes: [] as string[] };
   for (const p of asArray(asRecord(route.spec)['parentRefs']).map(asRecord)) {
     const kind = asString(p['kind']) ?? 'Gateway';
     const group = asString(p['group']) ?? (kind === 'Service' ? '' : GROUP_GATEWAY_API);
@@ -153,25 +154,25 @@ function parents(ctx: RouteContext, route: KubeObject): { services: string[]; se
         out.services.push(host);
         out.servicePorts.push(typeof p['port'] === 'number' ? p['port'] : undefined);
       } else out.notes.push(`parent Service ${ns}/${name} does not exist`);
-    } else if (kind === 'Gateway' && group === GROUP_GATEWAY_API) out.gateways.push(`${ns}/${name}`);
+    } else if (kind === 'Gateway' && group === GROUP_GATEWAY_API) out.gateways.push({ key: `${ns}/${name}`, ref: p });
     else out.notes.push(`parent ${group}/${kind} ${name} is not supported`);
   }
   return out;
 }
 
 /** The Gateway parentRefs of a TCPRoute or TLSRoute, with the listener they pick (sectionName, port). */
-function gatewayParentRefs(route: KubeObject): Array<{ key: string; sectionName?: string; port?: number }> {
-  const out: Array<{ key: string; sectionName?: string; port?: number }> = [];
+function gatewayParentRefs(route: KubeObject): Array<{ key: string; sectionName?: string; port?: number; ref: Record<string, unknown> }> {
+  const out: Array<{ key: string; sectionName?: string; port?: number; ref: Record<string, unknown> }> = [];
   for (const p of asArray(asRecord(route.spec)['parentRefs']).map(asRecord)) {
     if ((asString(p['kind']) ?? 'Gateway') !== 'Gateway' || (asString(p['group']) ?? GROUP_GATEWAY_API) !== GROUP_GATEWAY_API) continue;
     const section = asString(p['sectionName']);
-    out.push({ key: `${asString(p['namespace']) ?? nsOf(route)}/${asString(p['name']) ?? ''}`, ...(section !== undefined ? { sectionName: section } : {}), ...(typeof p['port'] === 'number' ? { port: p['port'] } : {}) });
+    out.push({ ref: p, key: `${asString(p['namespace']) ?? nsOf(route)}/${asString(p['name']) ?? ''}`, ...(section !== undefined ? { sectionName: section } : {}), ...(typeof p['port'] === 'number' ? { port: p['port'] } : {}) });
   }
   return out;
 }
 
 /** The ports of an ingress Gateway's listeners of `protocol` a parentRef picks; a note says why there are none. */
-function ingressL4Ports(ctx: RouteContext, ref: { key: string; sectionName?: string; port?: number }, protocol: 'TCP' | 'TLS', notes: string[]): number[] {
+function ingressL4Ports(ctx: RouteContext, route: KubeObject, ref: { key: string; sectionName?: string; port?: number; ref: Record<string, unknown> }, protocol: 'TCP' | 'TLS', notes: string[]): number[] {
   const gw = ctx.gatewayApiGateways.get(ref.key);
   if (!gw) {
     notes.push(`parent Gateway ${ref.key} does not exist`);
@@ -181,12 +182,18 @@ function ingressL4Ports(ctx: RouteContext, ref: { key: string; sectionName?: str
     notes.push(`parent Gateway ${ref.key} is not an ingress Gateway (class ${INGRESS_CLASSES.join(' or ')}); attach the route to a Service for waypoints`);
     return [];
   }
+  const refused = routeRefusal(ctx, gw, ref.ref, route);
+  if (refused) {
+    notes.push(refused);
+    return [];
+  }
   const ports: number[] = [];
   for (const l of asArray(asRecord(gw.spec)['listeners']).map(asRecord)) {
     if ((asString(l['protocol']) ?? '').toUpperCase() !== protocol || typeof l['port'] !== 'number') continue;
     if (protocol === 'TLS' && asString(asRecord(l['tls'])['mode']) !== 'Passthrough') continue;
     if (ref.sectionName !== undefined && asString(l['name']) !== ref.sectionName) continue;
     if (ref.port !== undefined && l['port'] !== ref.port) continue;
+    if (listenerRefusal(gw, l, route.kind, nsOf(route), ctx.namespaces) !== undefined) continue;
     if (!ports.includes(l['port'])) ports.push(l['port']);
   }
   if (ports.length === 0) {
@@ -194,6 +201,47 @@ function ingressL4Ports(ctx: RouteContext, ref: { key: string; sectionName?: str
     notes.push(`parent Gateway ${ref.key} has no ${protocol === 'TLS' ? 'TLS listener in Passthrough mode' : 'TCP listener'}${which}`);
   }
   return ports;
+}
+
+/**
+ * Why no listener an ingress Gateway parentRef picks lets the route attach (allowedRoutes: its
+ * namespace or kind), or undefined when one does, or when the ref picks no listener (the callers
+ * say that in their own words).
+ */
+function routeRefusal(ctx: RouteContext, gw: KubeObject, parentRef: Record<string, unknown>, route: KubeObject): string | undefined {
+  const picked = pickedListeners(gw, parentRef);
+  if (picked.length === 0) return undefined;
+  const why = picked.map((l) => listenerRefusal(gw, l, route.kind, nsOf(route), ctx.namespaces));
+  if (why.some((w) => w === undefined)) return undefined;
+  return `parent Gateway ${nsOf(gw)}/${gw.metadata.name}: not allowed by its listeners (${[...new Set(why)].join('; ')})`;
+}
+
+/**
+ * The ports an HTTPRoute or GRPCRoute attached to an ingress Gateway through `parentRef` is served
+ * on: those of the listeners the ref picks that allow it; `all` when that is every HTTP(S)
+ * listener of the Gateway (the route needs no port match). A refusal says why there are none.
+ */
+function httpAttachPorts(ctx: RouteContext, gw: KubeObject, parentRef: Record<string, unknown>, route: KubeObject): { ports: number[]; all: boolean } | { refused: string } {
+  const key = `${nsOf(gw)}/${gw.metadata.name}`;
+  const picked = pickedListeners(gw, parentRef);
+  if (picked.length === 0) {
+    const section = asString(parentRef['sectionName']);
+    const port = typeof parentRef['port'] === 'number' ? parentRef['port'] : undefined;
+    return { refused: `parent Gateway ${key} has no listener${section !== undefined ? ` named ${section}` : ''}${port !== undefined ? ` on port ${port}` : ''}` };
+  }
+  const refused = routeRefusal(ctx, gw, parentRef, route);
+  if (refused) return { refused };
+  const ports = [...new Set(picked.filter((l) => listenerRefusal(gw, l, route.kind, nsOf(route), ctx.namespaces) === undefined).map((l) => l['port']).filter((p): p is number => typeof p === 'number'))];
+  const httpPorts = new Set(asArray(gw.spec?.['listeners']).map(asRecord).filter((l) => ['HTTP', 'HTTPS'].includes((asString(l['protocol']) ?? '').toUpperCase())).map((l) => l['port']));
+  return { ports, all: [...httpPorts].every((p) => ports.includes(p as number)) };
+}
+
+/** `ranked` limited to `ports` (each match, or a match-all route, gets one copy per port). */
+function onPorts(ranked: readonly RankedRoute[], ports: readonly number[]): RankedRoute[] {
+  return ranked.map((r) => {
+    const base = r.route.match.length > 0 ? r.route.match : [{ headers: [], queryParams: [] }];
+    return { ...r, route: { ...structuredClone(r.route), match: ports.flatMap((port) => base.map((m) => ({ ...structuredClone(m), port }))) } };
+  });
 }
 
 export function translateGatewayRoutes(ctx: RouteContext, list: readonly KubeObject[], gwApiGateways: Map<string, KubeObject>): Set<string> {
@@ -267,7 +315,7 @@ export function translateGatewayRoutes(ctx: RouteContext, list: readonly KubeObj
         l.push(...ranked);
         byHost.set(host, l);
       }
-      for (const g of par.gateways) {
+      for (const { key: g, ref } of par.gateways) {
         const gw = gwApiGateways.get(g);
         if (!gw) {
           notes.push(`parent Gateway ${g} does not exist`);
@@ -277,11 +325,20 @@ export function translateGatewayRoutes(ctx: RouteContext, list: readonly KubeObj
           notes.push(`parent Gateway ${g} is a waypoint; attach routes to a Service instead`);
           continue;
         }
+        let attached: readonly RankedRoute[] = ranked;
+        if (isIngressGateway(gw)) {
+          const on = httpAttachPorts(ctx, gw, ref, obj);
+          if ('refused' in on) {
+            notes.push(on.refused);
+            continue;
+          }
+          if (!on.all) attached = onPorts(ranked, on.ports);
+        }
         const hostnames = asStrings(spec['hostnames']);
         for (const h of hostnames.length > 0 ? hostnames : ['*']) {
           const key = `gw:${g}/${h.toLowerCase()}`;
           const l = byHost.get(key) ?? [];
-          l.push(...ranked);
+          l.push(...attached);
           byHost.set(key, l);
         }
       }
@@ -330,7 +387,7 @@ export function translateL4GatewayRoutes(ctx: RouteContext, list: readonly KubeO
       const par = parents(ctx, obj);
       notes.push(...par.notes);
       for (const ref of gatewayParentRefs(obj)) {
-        const ports = ingressL4Ports(ctx, ref, tls ? 'TLS' : 'TCP', notes);
+        const ports = ingressL4Ports(ctx, obj, ref, tls ? 'TLS' : 'TCP', notes);
         if (ports.length === 0) continue;
         const cfg = ingressConfig(ctx, ref.key, tls && sniHosts.length > 0 ? sniHosts[0]! : '*');
         const match = ports.map((port) => ({ port, ...(tls ? { sniHosts: sniHosts.length > 0 ? sniHosts : ['*'] } : {}) }));

@@ -15,6 +15,7 @@ import type { TranslateCondition } from './object-index.js';
 import { parse as parseYaml } from 'yaml';
 import { annotationsOf, asRecord, asString, compareStrings, matchesLabels, nsOf } from './util.js';
 import type { GatewayListener, GatewayServer, ListenerCertificate } from '../../shared/routes.js';
+import { validTrustedProxies, type MeshProxyDefaults } from './mesh-config.js';
 
 /** Condition type written on an Istio Gateway whose server a gateway pod cannot serve. */
 export const CONDITION_GATEWAY_PROGRAMMED = 'Programmed';
@@ -107,7 +108,7 @@ export interface GatewayListenersResult {
  * The listeners of every pod some Gateway server selects. Servers are taken in Gateway-name
  * order; on one port, HTTP and HTTPS cannot mix (the later server is refused, as Istio does).
  */
-export function gatewayListeners(servers: readonly GatewayServer[], pods: readonly KubeObject[], secrets: readonly KubeObject[]): GatewayListenersResult {
+export function gatewayListeners(servers: readonly GatewayServer[], pods: readonly KubeObject[], secrets: readonly KubeObject[], meshDefaults: MeshProxyDefaults = {}): GatewayListenersResult {
   const secretByKey = new Map(secrets.map((s) => [`${nsOf(s) || 'default'}/${s.metadata.name}`, s]));
   const ordered = [...servers].sort((a, b) => compareStrings(a.gateway, b.gateway) || (a.index ?? 0) - (b.index ?? 0));
   const byPod = new Map<string, GatewayListener[]>();
@@ -121,7 +122,7 @@ export function gatewayListeners(servers: readonly GatewayServer[], pods: readon
     const podNs = nsOf(pod) || 'default';
     const podKey = `${podNs}/${pod.metadata.name}`;
     const byPort = new Map<number, GatewayListener>();
-    const trusted = trustedProxies(pod);
+    const trusted = trustedProxies(pod, meshDefaults.numTrustedProxies);
     for (const s of ordered) {
       if (!serverSelectsPod(s, pod)) continue;
       if (RESERVED_GATEWAY_PORTS.includes(s.port)) {
@@ -206,15 +207,19 @@ export function gatewayListeners(servers: readonly GatewayServer[], pods: readon
 /** Istio's per-pod proxy config annotation (YAML or JSON ProxyConfig). */
 export const ANNOTATION_PROXY_CONFIG = 'proxy.istio.io/config';
 
-/** `gatewayTopology.numTrustedProxies` of a gateway pod's `proxy.istio.io/config` (0 when absent or unusable). */
-export function trustedProxies(pod: KubeObject): number {
+/**
+ * `gatewayTopology.numTrustedProxies` of a gateway pod: its `proxy.istio.io/config` annotation's
+ * when that sets one, else the mesh config's `defaultConfig` (`meshDefault`), else 0 (Istio's
+ * precedence: the annotation overrides the mesh default field by field).
+ */
+export function trustedProxies(pod: KubeObject, meshDefault = 0): number {
   const text = annotationsOf(pod)[ANNOTATION_PROXY_CONFIG];
-  if (text === undefined) return 0;
+  if (text === undefined) return meshDefault;
   try {
     const n = asRecord(asRecord(parseYaml(text))['gatewayTopology'])['numTrustedProxies'];
-    return typeof n === 'number' && Number.isInteger(n) && n >= 0 && n <= 64 ? n : 0;
+    return validTrustedProxies(n) ? n : meshDefault;
   } catch {
-    return 0;
+    return meshDefault;
   }
 }
 

@@ -21,6 +21,7 @@
  * test/unit/translate/incremental.test.ts checks the output equals translateAll's over sequences
  * of adds, updates and deletes of each kind.
  */
+import { meshProxyDefaults } from './mesh-config.js';
 import { authorizationResourceName, serviceResourceName, workloadResourceName } from '../../shared/resources.js';
 import { kindRef, objectKey, REF_GATEWAY_API_GATEWAY, type KubeObject } from '../objects.js';
 import { STATUS_IS_INPUT } from '../store.js';
@@ -151,7 +152,7 @@ export class IncrementalTranslator {
       const reads = new Map<string, readonly KubeObject[]>();
       const r = recording(idx, reads);
       // No server: no listeners and no conditions (skips a pass over every pod).
-      const value = routes.gateways.length === 0 ? { byPod: new Map(), conditions: [] } : gatewayListeners(routes.gateways, r.of('Pod'), r.of('Secret'));
+      const value = routes.gateways.length === 0 ? { byPod: new Map(), conditions: [] } : gatewayListeners(routes.gateways, r.of('Pod'), r.of('Secret'), meshProxyDefaults(r.of('ConfigMap'), r.opts.rootNamespace));
       this.listeners = { reads, value, servers: routes.gateways };
     }
     return { model: withFieldWarnings(this.model(objects, idx), idx), routes, listeners: this.listeners.value };

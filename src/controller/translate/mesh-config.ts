@@ -2,7 +2,7 @@
  * The parts of Istio's mesh config Ambit reads, from where Istio keeps it: ConfigMap `istio` in the
  * root namespace (istio-system), key `mesh`, a YAML MeshConfig. Today that is `extensionProviders`
  * of kind `envoyExtAuthzHttp` and `envoyExtAuthzGrpc` (the external authorizers CUSTOM
- * AuthorizationPolicies name). A provider that cannot be used keeps its name with the reason, so
+ * AuthorizationPolicies name) and `defaultConfig.gatewayTopology.numTrustedProxies`. A provider that cannot be used keeps its name with the reason, so
  * a policy naming it can say why it denies (pure).
  */
 import { parse as parseYaml } from 'yaml';
@@ -33,21 +33,46 @@ const GRPC_FIELDS = new Set(['service', 'port', 'timeout', 'failOpen', 'statusOn
 /** Fields Ambit reads; the others are named in the policy's condition as not supported. */
 const SERVED = new Set(['service', 'port', 'timeout', 'pathPrefix', 'failOpen', 'statusOnError', 'includeRequestHeadersInCheck', 'includeHeadersInCheck', 'headersToUpstreamOnAllow', 'headersToDownstreamOnDeny']);
 
-/** The mesh config's extension providers from the objects of one retranslate. */
-export function meshExtensionProviders(configMaps: readonly KubeObject[], rootNamespace: string): MeshExtensionProviders {
+/** The mesh config of the objects of one retranslate, parsed, or why there is none. */
+function readMesh(configMaps: readonly KubeObject[], rootNamespace: string): { source: string; mesh?: Record<string, unknown>; error?: string } {
   const source = `ConfigMap ${rootNamespace}/${MESH_CONFIG_MAP} key ${MESH_CONFIG_KEY}`;
-  const out: MeshExtensionProviders = { source, byName: new Map() };
   const cm = configMaps.find((c) => nsOf(c) === rootNamespace && c.metadata.name === MESH_CONFIG_MAP);
   const text = asString(asRecord(cm?.['data'])[MESH_CONFIG_KEY]);
-  if (text === undefined) {
-    out.error = `${source} does not exist`;
-    return out;
-  }
-  let mesh: unknown;
+  if (text === undefined) return { source, error: `${source} does not exist` };
   try {
-    mesh = parseYaml(text);
+    return { source, mesh: asRecord(parseYaml(text)) };
   } catch (e) {
-    out.error = `${source} is not valid YAML: ${(e as Error).message.split('\n')[0]}`;
+    return { source, error: `${source} is not valid YAML: ${(e as Error).message.split('\n')[0]}` };
+  }
+}
+
+/** The proxy defaults of the mesh config (`defaultConfig`) Ambit reads: `gatewayTopology.numTrustedProxies`. */
+export interface MeshProxyDefaults {
+  numTrustedProxies?: number;
+}
+
+/**
+ * `defaultConfig` of the mesh config: what every proxy gets unless its pod's `proxy.istio.io/config`
+ * annotation says otherwise (Istio's precedence). A missing or unreadable mesh config, or a value
+ * that is not a count, gives no default.
+ */
+export function meshProxyDefaults(configMaps: readonly KubeObject[], rootNamespace: string): MeshProxyDefaults {
+  const { mesh } = readMesh(configMaps, rootNamespace);
+  const n = asRecord(asRecord(asRecord(mesh)['defaultConfig'])['gatewayTopology'])['numTrustedProxies'];
+  return validTrustedProxies(n) ? { numTrustedProxies: n } : {};
+}
+
+/** A usable `gatewayTopology.numTrustedProxies` (an integer 0..64). */
+export function validTrustedProxies(n: unknown): n is number {
+  return typeof n === 'number' && Number.isInteger(n) && n >= 0 && n <= 64;
+}
+
+/** The mesh config's extension providers from the objects of one retranslate. */
+export function meshExtensionProviders(configMaps: readonly KubeObject[], rootNamespace: string): MeshExtensionProviders {
+  const { source, mesh, error } = readMesh(configMaps, rootNamespace);
+  const out: MeshExtensionProviders = { source, byName: new Map() };
+  if (error !== undefined) {
+    out.error = error;
     return out;
   }
   asArray(asRecord(mesh)['extensionProviders']).forEach((raw, i) => {

@@ -187,6 +187,9 @@ const GATEWAY_API_GATEWAY: readonly string[] = [
   'spec.listeners[].protocol=HTTP|HTTPS|TCP|TLS|HBONE',
   'spec.listeners[].hostname',
   'spec.listeners[].tls.mode=Terminate|Passthrough',
+  'spec.listeners[].allowedRoutes.namespaces.from=All|Same|Selector',
+  'spec.listeners[].allowedRoutes.namespaces.selector',
+  ...under('spec.listeners[].allowedRoutes.kinds[]', ['group', 'kind']),
   ...under('spec.listeners[].tls.certificateRefs[]', ['group', 'kind', 'name', 'namespace']),
 ];
 

@@ -5,6 +5,7 @@
  * the status conditions it wants written. Pure and deterministic: the same objects give the same,
  * sorted output, so versions stay stable.
  */
+import { meshProxyDefaults } from './mesh-config.js';
 import { authorizationResourceName, serviceResourceName } from '../../shared/resources.js';
 import type { Authorization, Service, Workload } from '../../shared/model.js';
 import type { KubeObject } from '../objects.js';
@@ -42,7 +43,7 @@ export function translateAll(objects: readonly KubeObject[], options: Partial<Tr
   const idx = buildIndex(objects, options);
   const routes = buildRoutes(idx);
   // No server: no listeners and no conditions (skips a pass over every pod).
-  const listeners = routes.gateways.length === 0 ? { byPod: new Map(), conditions: [] } : gatewayListeners(routes.gateways, idx.of('Pod'), idx.of('Secret'));
+  const listeners = routes.gateways.length === 0 ? { byPod: new Map(), conditions: [] } : gatewayListeners(routes.gateways, idx.of('Pod'), idx.of('Secret'), meshProxyDefaults(idx.of('ConfigMap'), idx.opts.rootNamespace));
   return { model: withFieldWarnings(buildModel(idx), idx), routes, listeners };
 }
 

@@ -133,3 +133,42 @@ test('Gateway API ingress: TCP and TLS listeners take TCPRoutes and TLSRoutes (s
   assert.equal(accepted(route('TCPRoute', 'none', { name: 'edge', sectionName: 'nope' })).reason, 'NoMatchingParent');
   assert.equal(accepted(route('HTTPRoute', 'port', { name: 'edge', port: 9000 })).reason, 'NotAllowedByListeners', 'the TCP listener on that port takes no HTTPRoute');
 });
+
+test('Gateway API allowedRoutes: attachedRoutes counts only routes a listener allows; a route every listener refuses is NotAllowedByListeners; bad kinds are InvalidRouteKinds', () => {
+  const gw: KubeObject = {
+    apiVersion: 'gateway.networking.k8s.io/v1',
+    kind: 'Gateway',
+    metadata: { name: 'edge', namespace: 'infra', generation: 1 },
+    spec: {
+      gatewayClassName: 'istio',
+      listeners: [
+        { name: 'same', port: 80, protocol: 'HTTP' },
+        { name: 'teams', port: 8080, protocol: 'HTTP', allowedRoutes: { namespaces: { from: 'Selector', selector: { matchLabels: { team: 'shop' } } }, kinds: [{ kind: 'HTTPRoute' }, { kind: 'TCPRoute' }] } },
+        { name: 'tcp', port: 9000, protocol: 'TCP', allowedRoutes: { namespaces: { from: 'All' } } },
+      ],
+    },
+  };
+  const namespaces = new Map<string, KubeObject>([
+    ['shop', { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'shop', labels: { team: 'shop' } } }],
+    ['other', { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'other' } }],
+  ]);
+  const route = (kind: string, name: string, ns: string, parent: Record<string, unknown> = {}): KubeObject => ({ apiVersion: 'gateway.networking.k8s.io/v1', kind, metadata: { name, namespace: ns, generation: 1 }, spec: { parentRefs: [{ name: 'edge', namespace: 'infra', ...parent }] } });
+  const routes = [route('HTTPRoute', 'home', 'infra'), route('HTTPRoute', 'shop', 'shop'), route('HTTPRoute', 'other', 'other'), route('GRPCRoute', 'grpc', 'shop'), route('TCPRoute', 'db', 'other')];
+  const ins = inputs({ routes, namespaces, gateways: new Map([['infra/edge', gw]]) });
+  const listeners = desiredStatus(gw, ins)!['listeners'] as Array<Record<string, any>>;
+  assert.deepEqual(
+    listeners.map((l) => `${l['name']} ${l['supportedKinds'].map((k: any) => k.kind).join('|')} ${l['attachedRoutes']}`),
+    ['same HTTPRoute|GRPCRoute 1', 'teams HTTPRoute 1', 'tcp TCPRoute 1'],
+    'home on same; shop on teams (its GRPCRoute is not a kind teams takes); other nowhere; the TCPRoute from anywhere on tcp',
+  );
+  const resolved = listeners[1]!['conditions'].find((c: any) => c.type === 'ResolvedRefs');
+  assert.equal(resolved.reason, 'InvalidRouteKinds', 'an HTTP listener cannot take the TCPRoute kind it lists');
+  assert.equal(listeners[0]!['conditions'].find((c: any) => c.type === 'ResolvedRefs').status, 'True');
+  const accepted = (r: KubeObject) => (desiredStatus(r, ins)!['parents'] as Array<Record<string, any>>)[0]!['conditions'].find((c: any) => c.type === 'Accepted');
+  assert.equal(accepted(routes[1]!).status, 'True');
+  const refused = accepted(routes[2]!);
+  assert.deepEqual([refused.status, refused.reason], ['False', 'NotAllowedByListeners']);
+  assert.match(refused.message, /namespace "other" is not allowed by the parent/);
+  assert.equal(accepted(route('HTTPRoute', 'pinned', 'shop', { sectionName: 'same' })).reason, 'NotAllowedByListeners', 'the listener it names allows only the Gateway namespace');
+  assert.equal(accepted(routes[3]!).reason, 'NotAllowedByListeners', 'no listener takes a GRPCRoute from shop: same is Same, teams lists only HTTPRoute');
+});

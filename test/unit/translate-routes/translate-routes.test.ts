@@ -390,3 +390,56 @@ test('RequestAuthentication on a waypoint gives its Services JWT rules; requestP
   assert.equal(cond('selector')!.reason, 'NotEnforced');
   assert.equal(cond('jwt'), undefined, 'the AuthorizationPolicy applies whole');
 });
+
+test('Gateway API listener allowedRoutes: a route attaches only through listeners that allow its namespace (Same, All, Selector) and kind', () => {
+  const ns = (name: string, labels: Record<string, string> = {}): KubeObject => ({ apiVersion: 'v1', kind: 'Namespace', metadata: { name, labels } });
+  const gw: KubeObject = {
+    apiVersion: 'gateway.networking.k8s.io/v1',
+    kind: 'Gateway',
+    metadata: { name: 'edge', namespace: 'infra' },
+    spec: {
+      gatewayClassName: 'istio',
+      listeners: [
+        { name: 'same', port: 80, protocol: 'HTTP' },
+        { name: 'teams', port: 8080, protocol: 'HTTP', allowedRoutes: { namespaces: { from: 'Selector', selector: { matchExpressions: [{ key: 'team', operator: 'In', values: ['shop'] }] } } } },
+        { name: 'grpc-only', port: 8081, protocol: 'HTTP', allowedRoutes: { namespaces: { from: 'All' }, kinds: [{ kind: 'GRPCRoute' }] } },
+        { name: 'tcp', port: 9000, protocol: 'TCP', allowedRoutes: { namespaces: { from: 'All' } } },
+        { name: 'tcp-same', port: 9001, protocol: 'TCP' },
+      ],
+    },
+  };
+  const httpRoute = (name: string, namespace: string, parent: Record<string, unknown>): KubeObject => ({ apiVersion: 'gateway.networking.k8s.io/v1', kind: 'HTTPRoute', metadata: { name, namespace }, spec: { parentRefs: [{ name: 'edge', namespace: 'infra', ...parent }], hostnames: [`${name}.example.com`], rules: [{ backendRefs: [{ name: 'web', port: 80 }] }] } });
+  const tcpRoute = (name: string, namespace: string): KubeObject => ({ apiVersion: 'gateway.networking.k8s.io/v1alpha2', kind: 'TCPRoute', metadata: { name, namespace }, spec: { parentRefs: [{ name: 'edge', namespace: 'infra' }], rules: [{ backendRefs: [{ name: 'db', port: 5432 }] }] } });
+  const out = translateRoutes([
+    ns('infra'),
+    ns('shop', { team: 'shop' }),
+    ns('other'),
+    gw,
+    service('web', 'shop', [{ name: 'http', port: 80 }]),
+    service('web', 'other', [{ name: 'http', port: 80 }]),
+    service('web', 'infra', [{ name: 'http', port: 80 }]),
+    service('db', 'shop', [{ name: 'tcp', port: 5432 }]),
+    httpRoute('shop', 'shop', {}),
+    httpRoute('other', 'other', {}),
+    httpRoute('home', 'infra', {}),
+    httpRoute('pinned', 'shop', { sectionName: 'same' }),
+    tcpRoute('db', 'shop'),
+  ]);
+  const cfg = (host: string) => out.routes.find((r) => r.name === `infra/edge/${host}`);
+  // shop (labelled team=shop): only the Selector listener on 8080 takes it, so its rules match that port only.
+  assert.deepEqual(cfg('shop.example.com')!.routes.map((r) => r.match.map((m) => m.port)), [[8080]]);
+  const table = buildRouteTable(out.routes, 'infra/edge');
+  assert.equal(routeRequest(table, { authority: 'shop.example.com', path: '/', method: 'GET', headers: {}, port: 8080 }).kind, 'route');
+  assert.notEqual(routeRequest(table, { authority: 'shop.example.com', path: '/', method: 'GET', headers: {}, port: 80 }).kind, 'route', 'the Same listener on 80 refuses the shop namespace');
+  // The Gateway's own namespace: the Same listener (80); not the Selector one (infra has no team label); not the GRPCRoute-only one.
+  assert.deepEqual(cfg('home.example.com')!.routes.map((r) => r.match.map((m) => m.port)), [[80]]);
+  // other: no listener allows it; not attached, and the condition says why in Istio's words.
+  assert.equal(cfg('other.example.com'), undefined);
+  const cond = (n: string) => out.conditions.find((c) => c.objectKey.endsWith(`/${n}`))?.message ?? '';
+  assert.match(cond('other'), /not allowed by its listeners \(namespace "other" is not allowed by the parent/);
+  assert.match(cond('other'), /kind gateway\.networking\.k8s\.io\/HTTPRoute is not allowed/);
+  assert.match(cond('pinned'), /namespace "shop" is not allowed by the parent \(listener same: allowedRoutes\.namespaces\.from Same\)/);
+  assert.equal(cfg('pinned.example.com'), undefined);
+  // TCPRoute from shop: the All listener (9000) takes it; the Same one (9001) does not.
+  assert.deepEqual(cfg('*')!.tcpRoutes!.map((r) => r.match.map((m) => m.port)), [[9000]]);
+});

@@ -161,6 +161,15 @@ test('remoteIpBlocks: the client address trusted proxies name (X-Forwarded-For, 
   assert.equal(trustedProxies(pod('plain')), 0);
   const out = translateAll([...objects([]).map((o) => (o.metadata.name === 'gw-a' ? annotated('{"gatewayTopology": {"numTrustedProxies": 1}}') : o))]);
   assert.equal(out.listeners.byPod.get('istio-ingress/gw')?.[0]?.numTrustedProxies, 1, 'the pod\'s listeners carry it');
+  // The mesh config's defaultConfig is every gateway's default; a pod's annotation overrides it.
+  const meshConfig: KubeObject = { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'istio', namespace: 'istio-system' }, data: { mesh: 'defaultConfig:\n  gatewayTopology:\n    numTrustedProxies: 2\n' } } as KubeObject;
+  assert.equal(trustedProxies(pod('plain'), 2), 2, 'no annotation: the mesh default');
+  assert.equal(trustedProxies(annotated('{"gatewayTopology": {"numTrustedProxies": 1}}'), 2), 1, 'the annotation overrides it');
+  assert.equal(trustedProxies(annotated('{"concurrency": 2}'), 2), 2, 'an annotation without the field keeps the mesh default');
+  const withMesh = translateAll([...objects([]), meshConfig]);
+  assert.equal(withMesh.listeners.byPod.get('istio-ingress/gw-a')?.[0]?.numTrustedProxies, 2, 'an unannotated gateway pod gets the mesh default');
+  const both = translateAll([...objects([]).map((o) => (o.metadata.name === 'gw-a' ? annotated('{"gatewayTopology": {"numTrustedProxies": 1}}') : o)), meshConfig]);
+  assert.equal(both.listeners.byPod.get('istio-ingress/gw')?.[0]?.numTrustedProxies, 1, 'the pod annotation wins over the mesh default');
   const src = { principals: [], notPrincipals: [], namespaces: [], notNamespaces: [] };
   const remote = [{ name: 'ns/r', action: 'ALLOW' as const, dryRun: false, rules: [{ from: [{ ...src, remoteIpBlocks: ['203.0.113.0/24'] }], to: [], when: [] }] }];
   const base = { method: 'GET', path: '/', authority: 'x', headers: {}, sourceIp: '192.0.2.1' };
