@@ -25,10 +25,10 @@ import { hboneConnect } from './endpoint/hbone.js';
 import { HttpUpstream, tcpConnect, type ConnectFn, type Endpoint } from './endpoint/upstream.js';
 import { isHttpProtocol } from './protocol.js';
 import { selectL4Route, sniMatches } from './route/l4.js';
-import { authorizeConnection } from './filters/authz.js';
+import { admitConnection, type ConnectionAuthzDeps } from './filters/connection-authz.js';
 import { pickWeighted } from './route/weighted.js';
 import { gatewayRoutes, IngressListeners } from './server/gateway.js';
-import { HboneFront, type TunnelDecision } from './server/hbone-front.js';
+import { HboneFront, type Admit, type TunnelDecision } from './server/hbone-front.js';
 import { directExtAuthzDial, WaypointServer, type BackendTarget, type SourceInfo } from './server/server.js';
 import { TcpForwarder } from './server/tcp-forward.js';
 import { CLIENT_HELLO_TIMEOUT_MS, peekStream } from './server/sni.js';
@@ -345,12 +345,19 @@ export class Waypoint {
       }
     }
     if (config && config.authorization.length > 0) {
-      const verdict = authorizeConnection(config.authorization, { port: l.port, ...(socket.remoteAddress !== undefined ? { sourceIp: socket.remoteAddress } : {}) });
-      if (!verdict.allowed) {
-        this.server.metrics.policyDenials.inc({ destination_service: config.hostname, reason: 'rbac' });
-        this.log.debug({ port: l.port, sni, policy: verdict.policy, reason: verdict.reason }, 'ingress connection denied by authorization policy; reset');
-        return void socket.resetAndDestroy();
-      }
+      const gone = new AbortController();
+      const onClose = (): void => gone.abort();
+      socket.once('close', onClose);
+      const admitted = await admitConnection(this.connectionAuthzDeps(), config, {
+        ...(socket.remoteAddress !== undefined ? { sourceAddress: normalizeIp(socket.remoteAddress) } : {}),
+        ...(socket.remotePort !== undefined ? { sourcePort: socket.remotePort } : {}),
+        ...(socket.localAddress !== undefined ? { destinationAddress: normalizeIp(socket.localAddress) } : {}),
+        destinationPort: l.port,
+        destinationPrincipal: this.opts.identity,
+        signal: gone.signal,
+      });
+      socket.off('close', onClose);
+      if (!admitted.allowed) return void socket.resetAndDestroy();
     }
     const backend = route ? pickWeighted(route.backends, random) : undefined;
     const target = backend && !backend.refused ? { host: backend.host, port: backend.port ?? l.port, ...(backend.subsetLabels ? { subsetLabels: backend.subsetLabels } : {}) } : undefined;
@@ -374,6 +381,29 @@ export class Waypoint {
     };
   }
 
+  private connectionAuthzDeps(): ConnectionAuthzDeps {
+    return { extAuthz: this.server.extAuthz, metrics: this.server.metrics, log: this.log };
+  }
+
+  /**
+   * A TCP tunnel to a Service whose route config has policies: they are checked before the tunnel
+   * is answered (CUSTOM through a gRPC provider, then DENY and ALLOW as network RBAC), with the
+   * caller's address and mTLS identity; the waypoint's own identity is the destination principal.
+   */
+  private tunnelAdmit(target: Address, peer: { identity: string | undefined; ip: string | undefined }): { admit?: Admit } {
+    const svc = this.index.serviceByVip(normalizeIp(target.address), target.port)?.service;
+    const config = svc ? this.meshConfigs.get(svc.hostname) : undefined;
+    if (!config || config.authorization.length === 0) return {};
+    const conn = {
+      ...(peer.ip !== undefined ? { sourceAddress: normalizeIp(peer.ip) } : {}),
+      ...(peer.identity !== undefined ? { sourcePrincipal: peer.identity } : {}),
+      destinationAddress: normalizeIp(target.address),
+      destinationPort: target.port,
+      destinationPrincipal: this.opts.identity,
+    };
+    return { admit: async () => (await admitConnection(this.connectionAuthzDeps(), config, conn)).allowed };
+  }
+
   /** What a tunnel to `target` is: a TCP pipe (ports not served as HTTP), a refusal, or HTTP. */
   private classify(target: Address, peer: { identity: string | undefined; ip: string | undefined }): TunnelDecision {
     // The waypoint's own address (its 15008, metrics, readiness): never a destination to dial.
@@ -382,10 +412,10 @@ export class Waypoint {
       return { kind: 'refuse', status: HBONE_STATUS.BAD_REQUEST, reason: 'self_call' };
     }
     const choose = this.sniChooser(target);
-    if (choose) return { kind: 'sni', choose, source: this.sourceOf(peer.identity, peer.ip) };
+    if (choose) return { kind: 'sni', choose, source: this.sourceOf(peer.identity, peer.ip), ...this.tunnelAdmit(target, peer) };
     const l4 = this.tcpEndpoint(target);
     if (l4 === null) return { kind: 'refuse', status: HBONE_STATUS.UPSTREAM_FAILED };
-    if (l4 !== undefined) return { kind: 'tcp', endpoint: l4, source: this.sourceOf(peer.identity, peer.ip) };
+    if (l4 !== undefined) return { kind: 'tcp', endpoint: l4, source: this.sourceOf(peer.identity, peer.ip), ...this.tunnelAdmit(target, peer) };
     return { kind: 'http', meta: { source: this.sourceOf(peer.identity, peer.ip), targetPort: target.port, ...this.addressed(target) } };
   }
 

@@ -189,22 +189,33 @@ export function translateAuthorization(ctx: RouteContext, list: readonly KubeObj
       const custom = action === 'CUSTOM' ? customProvider(ctx, ap, providers()) : undefined;
       const unsupported: string[] = [];
       const rules: L7Rule[] = [];
+      const targets = attached ? targetConfigs(ctx, ap) : { configs: gatewayPodConfigs(ctx, gatewayPods), notes: [] };
+      // Ingress gateways (selected pods, or Gateways the policy targets) also check the peer's and the client's addresses.
+      const atGateways = !attached || (targets.configs.length > 0 && targets.configs.every((c) => c.gateway !== undefined));
       asArray(spec['rules']).forEach((r, i) => {
-        const rule = authzRule(r, action, `spec.rules[${i}]`, unsupported, !attached);
+        const rule = authzRule(r, action, `spec.rules[${i}]`, unsupported, atGateways);
         if (rule) rules.push(rule);
       });
       const pods = gatewayPods.map((p) => p.key);
       const policy: L7AuthorizationPolicy = { name: `${nsOf(ap)}/${ap.metadata.name}`, action, rules, dryRun: annotationsOf(ap)[ANNOTATION_DRY_RUN] === 'true', ...custom?.fields, ...(attached ? {} : { pods }) };
-      const targets = attached ? targetConfigs(ctx, ap) : { configs: gatewayPodConfigs(ctx, gatewayPods), notes: [] };
       for (const cfg of targets.configs) cfg.authorization.push(structuredClone(policy));
       const notes = [...targets.notes];
       if (custom?.problem) notes.push(custom.problem);
+      if (custom?.fields.provider?.protocol === 'http') {
+        const tcp = targets.configs.filter(carriesTcp).map((c) => c.name);
+        if (tcp.length > 0) notes.push(`extension provider ${JSON.stringify(custom.fields.providerName)} is envoyExtAuthzHttp, which cannot check TCP connections: the policy is ignored for the TCP and TLS passthrough traffic of ${[...new Set(tcp)].sort().join(', ')}, as Istio ignores a CUSTOM action with an HTTP provider on a TCP filter chain (an envoyExtAuthzGrpc provider checks it)`);
+      }
       if (unsupported.length > 0) notes.push(`unsupported attributes ${unsupported.join(', ')}; ${action === 'ALLOW' ? 'rules using them match nothing' : 'they are ignored, so the rule matches more'} (fail closed)`);
       const where = attached ? '' : `${enforcedAtGateways(gatewayPods)}; `;
       if (notes.length > 0) condition(ctx, ap, custom?.problem ? 'InvalidProvider' : 'PartiallyApplied', `${where}${notes.join('; ')}`);
       else if (!attached) condition(ctx, ap, 'Accepted', enforcedAtGateways(gatewayPods), 'True');
     });
   }
+}
+
+/** Whether a route config carries connections as bytes (TCP or TLS routes, or a port that is neither HTTP nor gRPC). */
+function carriesTcp(c: RouteConfig): boolean {
+  return (c.tcpRoutes?.length ?? 0) > 0 || (c.tlsRoutes?.length ?? 0) > 0 || c.ports.some((p) => ['tcp', 'tls', 'mongo', 'mysql', 'redis'].includes(p.protocol));
 }
 
 /** The Istio and Gateway API Gateways of the run, as selectsOnlyGatewayPods reads them. */

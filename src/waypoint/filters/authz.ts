@@ -5,7 +5,7 @@
  * `RBAC: access denied` like Envoy.
  */
 import type { StringMatch } from '../../shared/model.js';
-import type { L7AuthorizationPolicy, L7Condition, L7Operation, L7Rule, L7Source } from '../../shared/routes.js';
+import type { ExtAuthzProvider, L7AuthorizationPolicy, L7Condition, L7Operation, L7Rule, L7Source } from '../../shared/routes.js';
 import { cidrContains } from '../../shared/address.js';
 import { hostOfAuthority, type RequestHeaders } from '../route/router.js';
 import { claimValues } from './jwt.js';
@@ -151,18 +151,52 @@ function withoutHttp(r: L7Rule): L7Rule {
   };
 }
 
+/** A TCP connection's attributes for policy matching (no HTTP request). */
+export interface ConnectionAttributes {
+  port: number;
+  sourceIp?: string;
+  principal?: string;
+}
+
+function connectionRequest(conn: ConnectionAttributes): AuthzRequest {
+  return { method: '', path: '', authority: '', headers: {}, port: conn.port, ...(conn.sourceIp !== undefined ? { sourceIp: conn.sourceIp } : {}), ...(conn.principal !== undefined ? { principal: conn.principal } : {}) };
+}
+
+/** Policies as Envoy's network RBAC takes them: ALLOW/AUDIT rules using HTTP attributes left out, DENY/CUSTOM rules without them. */
+function forConnections(policies: readonly L7AuthorizationPolicy[]): L7AuthorizationPolicy[] {
+  return policies.map((p): L7AuthorizationPolicy => ({ ...p, rules: p.action === 'DENY' || p.action === 'CUSTOM' ? p.rules.map(withoutHttp) : p.rules.filter((r) => !usesHttp(r)) }));
+}
+
 /**
- * A TCP connection at an ingress gateway (TCP and TLS passthrough listeners) under the same
- * policies, as Envoy's network RBAC filter takes them: an ALLOW or AUDIT rule using HTTP attributes
- * is left out (allows less), a DENY rule loses them (denies more), and a CUSTOM policy that
- * matches denies, since no external authorizer sees a byte stream here.
+ * A TCP connection (a waypoint's TCP and TLS routes, an ingress gateway's TCP and TLS passthrough
+ * listeners) under the DENY and ALLOW policies, as Envoy's network RBAC filter takes them: an
+ * ALLOW or AUDIT rule using HTTP attributes is left out (allows less), a DENY rule loses them
+ * (denies more). CUSTOM policies are connectionCustom's, checked first.
  */
-export function authorizeConnection(policies: readonly L7AuthorizationPolicy[], conn: { port: number; sourceIp?: string; principal?: string }): AuthzVerdict {
-  const req: AuthzRequest = { method: '', path: '', authority: '', headers: {}, port: conn.port, ...(conn.sourceIp !== undefined ? { sourceIp: conn.sourceIp } : {}), ...(conn.principal !== undefined ? { principal: conn.principal } : {}) };
-  const l4 = policies.map((p): L7AuthorizationPolicy => ({ ...p, rules: p.action === 'DENY' || p.action === 'CUSTOM' ? p.rules.map(withoutHttp) : p.rules.filter((r) => !usesHttp(r)) }));
-  const custom = l4.find((p) => p.action === 'CUSTOM' && !p.dryRun && matchPolicy(p, req));
-  if (custom) return { allowed: false, reason: 'deny-matched', policy: custom.name, audited: [], dryRunDenied: [] };
-  return authorizeRequest(l4, req);
+export function authorizeConnection(policies: readonly L7AuthorizationPolicy[], conn: ConnectionAttributes): AuthzVerdict {
+  return authorizeRequest(forConnections(policies), connectionRequest(conn));
+}
+
+/** What the CUSTOM policies say of a TCP connection: nothing matched, deny without asking, or ask this gRPC provider. */
+export type ConnectionCustom = { kind: 'none' } | { kind: 'deny'; policy: string; reason: string } | { kind: 'check'; provider: ExtAuthzProvider; policy: string };
+
+/**
+ * The CUSTOM policies matching a TCP connection (their rules without HTTP attributes, as Istio's
+ * network filter chain builds them), as Istio's network ext_authz does it: a matching policy
+ * whose provider is unusable denies (`deny-due-to-bad-CUSTOM-action`); a policy with an
+ * `envoyExtAuthzHttp` provider is ignored (Istio builds no TCP filter for it: an HTTP authorizer
+ * cannot check a byte stream); the gRPC providers left are asked, one per proxy (different ones deny).
+ */
+export function connectionCustom(policies: readonly L7AuthorizationPolicy[], conn: ConnectionAttributes): ConnectionCustom {
+  const req = connectionRequest(conn);
+  const matched = forConnections(policies.filter((p) => p.action === 'CUSTOM' && !p.dryRun)).filter((p) => matchPolicy(p, req));
+  const bad = matched.find((p) => !p.provider);
+  if (bad) return { kind: 'deny', policy: bad.name, reason: `extension provider ${JSON.stringify(bad.providerName)} is not usable` };
+  const grpc = matched.filter((p) => p.provider!.protocol === 'grpc');
+  if (grpc.length === 0) return { kind: 'none' };
+  const provider = grpc[0]!.provider!;
+  if (grpc.some((p) => p.provider!.name !== provider.name)) return { kind: 'deny', policy: grpc[0]!.name, reason: `the matching CUSTOM policies name different providers (${[...new Set(grpc.map((p) => p.providerName))].join(', ')})` };
+  return { kind: 'check', provider, policy: grpc[0]!.name };
 }
 
 export function authorizeRequest(policies: readonly L7AuthorizationPolicy[], req: AuthzRequest): AuthzVerdict {

@@ -49,6 +49,25 @@ export type ExtAuthzVerdict =
   | { kind: 'allow'; setHeaders: Record<string, string>; appendHeaders: Record<string, string>; removeHeaders: string[]; responseHeaders: Record<string, string>; failedOpen?: string }
   | { kind: 'deny'; status: number; body: string; headers: Record<string, string>; error?: string };
 
+/**
+ * A TCP connection as Envoy's network ext_authz filter describes it: the peers' addresses and
+ * principals (the source's SPIFFE id when it came over mTLS, the proxy's own on the destination
+ * side), no HTTP request.
+ */
+export interface CheckedConnection {
+  sourceAddress?: string;
+  sourcePort?: number;
+  sourcePrincipal?: string;
+  destinationAddress?: string;
+  destinationPort: number;
+  destinationPrincipal?: string;
+  /** Aborted when the client went away. */
+  signal?: AbortSignal;
+}
+
+/** A connection's verdict: allowed, or denied; `error` when the check failed, `failedOpen` when a failure was let through. */
+export type ConnectionVerdict = { allowed: true; failedOpen?: string } | { allowed: false; error?: string };
+
 /** Opens one connection to an endpoint of the provider's service. */
 export type ExtAuthzDial = (provider: ExtAuthzProvider) => Promise<Duplex>;
 
@@ -138,6 +157,33 @@ export class ExtAuthzClient {
       return provider.protocol === 'http' ? await this.checkHttp(provider, port, req) : await this.checkGrpc(provider, port, req);
     } catch (e) {
       return this.failed(provider, e instanceof Error ? e.message : String(e));
+    }
+  }
+
+  /**
+   * Checks a TCP connection with a gRPC provider (Envoy's network ext_authz: a CheckRequest with
+   * the source and destination peers only; status OK allows, anything else denies, a failed call
+   * denies unless the provider fails open). Never throws. HTTP providers cannot check a byte
+   * stream; callers leave them out, as Istio does.
+   */
+  async checkConnection(provider: ExtAuthzProvider, conn: CheckedConnection): Promise<ConnectionVerdict> {
+    try {
+      if (provider.protocol !== 'grpc') throw new Error(`provider ${provider.name} is not a gRPC provider; TCP connections need envoyExtAuthzGrpc`);
+      const port = await this.bridgePort(provider);
+      const { grpc: g, client } = await this.grpcClient(provider, port);
+      const peer = (address: string | undefined, portValue: number | undefined, principal: string | undefined) => ({
+        ...(address !== undefined || portValue !== undefined ? { address: { socketAddress: { ...(address !== undefined ? { address } : {}), ...(portValue !== undefined ? { portValue } : {}) } } } : {}),
+        principal: principal ?? '',
+      });
+      const check = { attributes: { source: peer(conn.sourceAddress, conn.sourcePort, conn.sourcePrincipal), destination: peer(conn.destinationAddress, conn.destinationPort, conn.destinationPrincipal) } };
+      const res = await new Promise<CheckResponse>((resolve, reject) => {
+        const call = client.Check(check, new g.Metadata(), { deadline: Date.now() + provider.timeoutMs }, (err, out) => (err ? reject(new Error(`Check failed: ${err.code === g.status.DEADLINE_EXCEEDED ? `no answer within ${provider.timeoutMs} ms` : err.details || err.message}`)) : resolve(out ?? {})));
+        conn.signal?.addEventListener('abort', () => call.cancel(), { once: true });
+      });
+      return (res.status?.code ?? 0) === 0 ? { allowed: true } : { allowed: false };
+    } catch (e) {
+      const error = e instanceof Error ? e.message : String(e);
+      return provider.failOpen ? { allowed: true, failedOpen: error } : { allowed: false, error };
     }
   }
 

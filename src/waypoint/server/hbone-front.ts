@@ -23,10 +23,13 @@ import { CLIENT_HELLO_TIMEOUT_MS, peekStream } from './sni.js';
 /** What a CONNECT target gets: HTTP service, a TCP pipe to one endpoint, or a refusal with its status. */
 export type TunnelDecision =
   | { kind: 'http'; meta: ConnectionMeta }
-  | { kind: 'tcp'; endpoint: Endpoint; source: SourceInfo }
+  | { kind: 'tcp'; endpoint: Endpoint; source: SourceInfo; admit?: Admit }
   /** TCP to the endpoint `choose` picks once the first bytes (a TLS ClientHello, or not) are read. */
-  | { kind: 'sni'; choose: (hello: { tls: boolean; sni?: string }) => Endpoint | null; source: SourceInfo }
+  | { kind: 'sni'; choose: (hello: { tls: boolean; sni?: string }) => Endpoint | null; source: SourceInfo; admit?: Admit }
   | { kind: 'refuse'; status: number; /** Bounded reason sent as x-ambit-reason (e.g. self_call). */ reason?: string };
+
+/** The authorization of a TCP tunnel, when its service has policies: false refuses it (401 policy_denied) before it is answered. */
+export type Admit = () => Promise<boolean>;
 
 export interface HboneFrontOptions {
   log: Logger;
@@ -147,6 +150,27 @@ export class HboneFront {
       stream.respond({ ':status': decision.status, ...(decision.reason ? { [REASON_HEADER]: decision.reason } : {}) }, { endStream: true });
       return;
     }
+    if ((decision.kind === 'tcp' || decision.kind === 'sni') && decision.admit) {
+      decision
+        .admit()
+        .then((ok) => {
+          if (stream.destroyed) return;
+          if (!ok) return void stream.respond({ ':status': HBONE_STATUS.DENIED, [REASON_HEADER]: 'policy_denied' }, { endStream: true });
+          this.carryTcp(stream, target, decision);
+        })
+        .catch((e: unknown) => {
+          this.log.error({ err: e }, 'tunnel authorization failed');
+          stream.destroy();
+        });
+      return;
+    }
+    if (decision.kind === 'sni' || decision.kind === 'tcp') return this.carryTcp(stream, target, decision);
+    stream.respond({ ':status': HBONE_STATUS.OK });
+    this.opts.serveHttp(stream, decision.meta);
+  }
+
+  /** Carries an admitted TCP tunnel: at once, or (TLS routes) once the ClientHello picked the endpoint. */
+  private carryTcp(stream: http2.ServerHttp2Stream, target: Address, decision: Extract<TunnelDecision, { kind: 'tcp' | 'sni' }>): void {
     if (decision.kind === 'sni') {
       // The client sends its ClientHello only once the tunnel is up: accept it, read, then pick.
       stream.respond({ ':status': HBONE_STATUS.OK });
@@ -161,17 +185,12 @@ export class HboneFront {
           this.log.error({ err: e }, 'tls forward failed');
           stream.destroy();
         });
-      return;
-    }
-    if (decision.kind === 'tcp') {
+    } else {
       this.opts.forwardTcp(stream, decision.endpoint, target, decision.source).catch((e: unknown) => {
         this.log.error({ err: e }, 'tcp forward failed');
         stream.destroy();
       });
-      return;
     }
-    stream.respond({ ':status': HBONE_STATUS.OK });
-    this.opts.serveHttp(stream, decision.meta);
   }
 
   /** Stops accepting tunnels and asks open sessions to finish. */

@@ -98,7 +98,8 @@ export class WaypointServer {
   private configs: RouteConfig[] = [];
   private table: RouteTable = buildRouteTable([]);
   private meshTable: RouteTable = buildRouteTable([]);
-  private readonly extAuthz: ExtAuthzClient;
+  /** The external authorizers' client (the HTTP filters' and, for TCP connections, the waypoint's). */
+  readonly extAuthz: ExtAuthzClient;
 
   constructor(private readonly opts: WaypointServerOptions) {
     this.log = opts.log.child({ component: opts.gateway ? 'gateway' : 'waypoint' });

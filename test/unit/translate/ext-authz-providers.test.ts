@@ -112,3 +112,14 @@ test('CUSTOM AuthorizationPolicy: a declared provider goes out with the policy; 
   const noMesh = translateRoutes([...services, custom('ok', 'sample-ext-authz-http')]);
   assert.match(noMesh.conditions.find((c) => c.objectKey === 'AuthorizationPolicy/foo/ok')!.message, /extension provider "sample-ext-authz-http" is unknown: ConfigMap istio-system\/istio key mesh does not exist/);
 });
+
+test('CUSTOM with an HTTP provider on a Service that carries TCP: the policy says TCP connections are not checked (Istio ignores it there); a gRPC provider checks them', () => {
+  const tcpService: KubeObject = { apiVersion: 'v1', kind: 'Service', metadata: { name: 'httpbin', namespace: 'foo' }, spec: { ports: [{ name: 'http', port: 8000 }, { name: 'tcp-db', port: 5432 }] } };
+  const out = translateRoutes([tcpService, services[1]!, meshConfig(MESH), custom('http', 'sample-ext-authz-http'), custom('grpc', 'sample-ext-authz-grpc')]);
+  const cond = (n: string) => out.conditions.find((c) => c.objectKey === `AuthorizationPolicy/foo/${n}`);
+  assert.equal(cond('http')!.reason, 'PartiallyApplied');
+  assert.match(cond('http')!.message, /extension provider "sample-ext-authz-http" is envoyExtAuthzHttp, which cannot check TCP connections: the policy is ignored for the TCP and TLS passthrough traffic of foo\/httpbin\.foo\.svc\.cluster\.local/);
+  assert.equal(cond('grpc'), undefined, 'a gRPC provider serves both');
+  const plain = translateRoutes([...services, meshConfig(MESH), custom('http', 'sample-ext-authz-http')]);
+  assert.equal(plain.conditions.find((c) => c.objectKey === 'AuthorizationPolicy/foo/http'), undefined, 'an HTTP-only Service: nothing to say');
+});

@@ -9,7 +9,7 @@ import { objectKey, type KubeObject } from '../../../src/controller/objects.js';
 import { translateAll } from '../../../src/controller/translate/translate.js';
 import { validateRouteConfig } from '../../../src/shared/validate-routes.js';
 import { gatewayRoutes } from '../../../src/waypoint/server/gateway.js';
-import { authorizeConnection, authorizeRequest } from '../../../src/waypoint/filters/authz.js';
+import { authorizeConnection, authorizeRequest, connectionCustom } from '../../../src/waypoint/filters/authz.js';
 import type { GatewayListener, RouteConfig } from '../../../src/shared/routes.js';
 import { pod, service } from './helpers.js';
 
@@ -132,7 +132,7 @@ test('gateway authorization: ipBlocks match the peer address; source conditions 
   assert.equal(authorizeRequest(both, { ...req, principal: 'spiffe://td/ns/a/sa/x' }).allowed, false, 'from matches but the source.namespace condition does not');
 });
 
-test('gateway TCP connections: ALLOW rules with HTTP attributes are left out, DENY rules lose them, a matching CUSTOM denies', () => {
+test('gateway TCP connections: ALLOW rules with HTTP attributes are left out, DENY rules lose them; CUSTOM: a bad provider denies, an HTTP provider is ignored, a gRPC one is asked', () => {
   const src = { principals: [], notPrincipals: [], namespaces: [], notNamespaces: [] };
   const op = { hosts: [], notHosts: [], paths: [], notPaths: [], methods: [], notMethods: [], ports: [], notPorts: [] };
   const allowPaths = [{ name: 'ns/paths', action: 'ALLOW' as const, dryRun: false, rules: [{ from: [], to: [{ ...op, paths: [{ exact: '/' }] }], when: [] }] }];
@@ -141,9 +141,13 @@ test('gateway TCP connections: ALLOW rules with HTTP attributes are left out, DE
   const denyIpAndPath = [{ name: 'ns/deny', action: 'DENY' as const, dryRun: false, rules: [{ from: [{ ...src, ipBlocks: ['192.0.2.0/24'] }], to: [{ ...op, paths: [{ exact: '/admin' }] }], when: [] }] }];
   assert.equal(authorizeConnection(denyIpAndPath, { port: 9000, sourceIp: '192.0.2.1' }).allowed, false, 'the path is dropped: the address alone denies');
   assert.equal(authorizeConnection(denyIpAndPath, { port: 9000, sourceIp: '198.51.100.1' }).allowed, true);
-  const custom = [{ name: 'ns/ext', action: 'CUSTOM' as const, providerName: 'p', dryRun: false, rules: [{ from: [], to: [{ ...op, ports: [9000] }], when: [] }] }];
-  assert.equal(authorizeConnection(custom, { port: 9000 }).allowed, false);
-  assert.equal(authorizeConnection(custom, { port: 9001 }).allowed, true);
+  const custom = [{ name: 'ns/ext', action: 'CUSTOM' as const, providerName: 'p', dryRun: false, rules: [{ from: [], to: [{ ...op, ports: [9000], paths: [{ exact: '/x' }] }], when: [] }] }];
+  assert.deepEqual(connectionCustom(custom, { port: 9000 }), { kind: 'deny', policy: 'ns/ext', reason: 'extension provider "p" is not usable' }, 'no usable provider: what it matches (the path dropped) is denied');
+  assert.deepEqual(connectionCustom(custom, { port: 9001 }), { kind: 'none' });
+  assert.equal(authorizeConnection(custom, { port: 9000 }).allowed, true, 'DENY and ALLOW leave CUSTOM to connectionCustom');
+  const provider = { name: 'p', service: 'authz.ns.svc.cluster.local', port: 9000, timeoutMs: 100, failOpen: false };
+  assert.deepEqual(connectionCustom([{ ...custom[0]!, provider: { ...provider, protocol: 'http' as const } }], { port: 9000 }), { kind: 'none' }, 'an envoyExtAuthzHttp provider is ignored on TCP (Istio builds no network filter for it)');
+  assert.deepEqual(connectionCustom([{ ...custom[0]!, provider: { ...provider, protocol: 'grpc' as const } }], { port: 9000 }), { kind: 'check', provider: { ...provider, protocol: 'grpc' }, policy: 'ns/ext' });
 });
 
 test('remoteIpBlocks: the client address trusted proxies name (X-Forwarded-For, numTrustedProxies from proxy.istio.io/config); ipBlocks: the peer', async () => {
