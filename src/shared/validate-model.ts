@@ -48,6 +48,18 @@ const dnsLabelProblem = (s: string): string | undefined => (isDnsLabel(s) ? unde
 const dnsSubdomainProblem = (s: string): string | undefined => (isDnsSubdomain(s) ? undefined : 'must be a DNS-1123 subdomain');
 
 /** `namespace/name` references (Service keys, Authorization names). */
+/** A Service host: a DNS name, or a ServiceEntry's wildcard `*.<DNS name>` (served on the entry's own addresses). */
+function isServiceHost(s: string): boolean {
+  return isDnsSubdomain(s.startsWith('*.') ? s.slice(2) : s);
+}
+
+/** `<namespace>/<service host>`: a workload's key for a Service it serves. */
+function serviceKeyProblem(s: string): string | undefined {
+  const i = s.indexOf('/');
+  if (i < 0 || !isDnsLabel(s.slice(0, i)) || !isServiceHost(s.slice(i + 1))) return 'must be <namespace>/<hostname>';
+  return undefined;
+}
+
 function namespacedProblem(s: string): string | undefined {
   const i = s.indexOf('/');
   if (i < 0 || !isDnsLabel(s.slice(0, i)) || !isDnsSubdomain(s.slice(i + 1))) return 'must be <namespace>/<name>';
@@ -95,8 +107,8 @@ export function checkWorkload(o: Record<string, unknown>, name: string, path: st
   } else {
     for (const [key, list] of Object.entries(svcMap)) {
       const p = `${path}.services[${JSON.stringify(key)}]`;
-      const keyProblem = namespacedProblem(key);
-      if (keyProblem) issues.add(p, `key ${keyProblem.replace('<name>', '<hostname>')}`, key);
+      const keyProblem = serviceKeyProblem(key);
+      if (keyProblem) issues.add(p, `key ${keyProblem}`, key);
       if (!Array.isArray(list)) {
         issues.add(p, 'must be an array of {servicePort, targetPort}', list);
         continue;
@@ -189,7 +201,7 @@ export function checkService(o: Record<string, unknown>, name: string, path: str
   const svcName = checkName(o, 'name', path, issues, dnsLabelProblem);
   const namespace = checkName(o, 'namespace', path, issues, dnsLabelProblem);
   const hostname = checkName(o, 'hostname', path, issues, (s) => {
-    if (!isDnsSubdomain(s)) return 'must be a DNS name';
+    if (!isServiceHost(s)) return 'must be a DNS name (a ServiceEntry\'s may start with "*.")';
     // A Kubernetes Service's host is <name>.<namespace>.svc.<domain>; a ServiceEntry's any DNS name outside .svc.
     const prefix = `${svcName}.${namespace}.svc.`;
     if (svcName && namespace && s.includes('.svc.') && (!s.startsWith(prefix) || s.length === prefix.length)) return `must be ${prefix}<cluster domain>`;

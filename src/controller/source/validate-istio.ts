@@ -150,7 +150,8 @@ function validateServiceEntry(c: Issues, v: unknown): void {
   if (resolution === 'STATIC' && endpoints.length === 0 && !selector) c.add('spec.endpoints', 'is required when resolution is STATIC (or use spec.workloadSelector)');
   if ((resolution === 'DNS' || resolution === 'DNS_ROUND_ROBIN') && endpoints.length === 0) {
     hosts.forEach((h, i) => {
-      if (h.startsWith('*')) c.add(`spec.hosts[${i}]`, `cannot be a wildcard when resolution is ${resolution} without endpoints (the host itself is resolved)`, h);
+      // Istio's ValidateServiceEntry: a wildcard is no FQDN, and without endpoints the host itself is resolved.
+      if (h.startsWith('*')) c.add(`spec.hosts[${i}]`, `hosts must be FQDN if no endpoints are provided for resolution mode ${resolution}`, h);
     });
   }
   exportTo(c, spec['exportTo']);

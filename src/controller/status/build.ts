@@ -54,8 +54,8 @@ export interface StatusInputs {
   gateways: ReadonlyMap<string, KubeObject>;
   /** Services by `ns/name` (route parents). */
   services: ReadonlySet<string>;
-  /** Addresses allocated to ServiceEntry hosts (`ns/host` → address), written in their `status.addresses` as Istio does. */
-  entryAddresses?: ReadonlyMap<string, string>;
+  /** Addresses allocated to ServiceEntry hosts (`ns/host` → IPv4 and IPv6 address), written in their `status.addresses` as Istio does. */
+  entryAddresses?: ReadonlyMap<string, readonly string[]>;
   /** Namespaces by name (a listener's `allowedRoutes.namespaces.selector` matches their labels). */
   namespaces?: ReadonlyMap<string, KubeObject>;
   /** HTTPRoutes, GRPCRoutes, TCPRoutes and TLSRoutes (attached routes per listener, by the kinds it takes). */
@@ -113,10 +113,7 @@ function istioStatus(obj: KubeObject, inputs: StatusInputs): Record<string, unkn
   if (merged.some((f) => isNegative(f) && f.reason !== 'Invalid')) messages.push({ type: { code: ANALYSIS.negative.code, name: ANALYSIS.negative.name }, level: ANALYSIS.negative.level });
   const out: Record<string, unknown> = { ...current, conditions };
   if (obj.kind === 'ServiceEntry') {
-    const addresses = asStrings(asRecord(obj.spec)['hosts']).flatMap((h) => {
-      const value = inputs.entryAddresses?.get(`${nsOf(obj)}/${h.toLowerCase()}`);
-      return value ? [{ value, host: h }] : [];
-    });
+    const addresses = asStrings(asRecord(obj.spec)['hosts']).flatMap((h) => (inputs.entryAddresses?.get(`${nsOf(obj)}/${h.toLowerCase()}`) ?? []).map((value) => ({ value, host: h })));
     if (addresses.length > 0) out['addresses'] = addresses;
     else delete out['addresses'];
   }

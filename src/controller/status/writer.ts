@@ -20,7 +20,7 @@ import type { TranslateCondition } from '../translate/object-index.js';
 import { nsOf } from '../translate/util.js';
 import type { OwnedState } from '../owned/reconciler.js';
 import { desiredStatus, type ConditionOrigin, type StatusInputs } from './build.js';
-import { allocateEntryAddresses } from '../translate/address-allocation.js';
+import { allocatedEntryAddresses } from '../translate/address-allocation.js';
 
 /** Kinds whose status this controller writes (kind refs). */
 export const STATUS_KINDS: readonly string[] = [
@@ -114,7 +114,7 @@ export class StatusWriter {
       services: new Set(src.liveObjects('Service').map((s) => `${nsOf(s)}/${s.metadata.name}`)),
       namespaces: new Map(src.liveObjects('Namespace').map((n) => [n.metadata.name, n])),
       routes: [...src.liveObjects('HTTPRoute'), ...src.liveObjects('GRPCRoute'), ...src.liveObjects('TCPRoute'), ...src.liveObjects('TLSRoute')],
-      entryAddresses: allocateEntryAddresses(src.liveObjects('ServiceEntry')),
+      entryAddresses: allocatedEntryAddresses(src.liveObjects('ServiceEntry')),
       now: this.now().toISOString().replace(/\.\d{3}Z$/, 'Z'),
     };
   }

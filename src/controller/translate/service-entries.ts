@@ -10,8 +10,10 @@
  *    DNS_ROUND_ROBIN as Envoy does);
  *  - NONE (and DYNAMIC_DNS, wildcard hosts included): nothing to add (connections already go to
  *    the address the client asked for).
- * Hosts of an entry without `spec.addresses` get an address of 240.240.0.0/16 (Istio's
- * auto-allocation, address-allocation.ts).
+ * Hosts of an entry without `spec.addresses` get an address of 240.240.0.0/16 and one of
+ * 2001:2::/48 (Istio's auto-allocation, address-allocation.ts). A wildcard host (STATIC, or DNS
+ * with endpoints) is served on the entry's own `spec.addresses` with its endpoints; without them
+ * nothing addresses it (no address is allocated for wildcards) and its condition says so.
  * An entry whose host is a Kubernetes Service, or another older entry's, is refused for that host.
  */
 import { isIP } from 'node:net';
@@ -23,7 +25,7 @@ import { detectPortProtocol } from './protocol.js';
 import type { PodWorkload } from './services.js';
 import { asArray, asRecord, asString, asStrings, compareAge, exportNamespaces, labelsOf, matchesLabels, nsOf } from './util.js';
 import { isPodRunning } from './workloads.js';
-import { allocateEntryAddresses, AUTO_ALLOCATE_PREFIX } from './address-allocation.js';
+import { allocatedEntryAddresses, AUTO_ALLOCATE_PREFIX, AUTO_ALLOCATE_PREFIX6 } from './address-allocation.js';
 
 /** Host names the DNS-resolved ServiceEntries of `objects` need resolved (for the controller's resolver). */
 export function serviceEntryDnsNames(entries: readonly KubeObject[]): string[] {
@@ -81,7 +83,7 @@ function rawEndpoints(spec: Record<string, unknown>, host: string, dns: Readonly
 export function buildServiceEntries(idx: TranslateIndex, pods: readonly PodWorkload[], services: Service[], workloads: Workload[], entries: Array<{ svc: KubeObject; service: Service }> = []): void {
   const taken = new Map<string, string>(services.map((s) => [s.hostname, `Service ${s.namespace}/${s.name}`]));
   const dns = idx.opts.dnsAnswers ?? new Map<string, readonly string[]>();
-  const allocated = allocateEntryAddresses(idx.of('ServiceEntry'));
+  const allocated = allocatedEntryAddresses(idx.of('ServiceEntry'));
   for (const se of [...idx.of('ServiceEntry')].sort(compareAge)) {
     const ns = nsOf(se);
     const spec = asRecord(se.spec);
@@ -109,8 +111,9 @@ export function buildServiceEntries(idx: TranslateIndex, pods: readonly PodWorkl
     const selected = spec['workloadSelector'] !== undefined ? pods.filter((p) => p.workload.namespace === ns && matchesLabels(stringMap(selector), labelsOf(p.pod))) : [];
     asStrings(spec['hosts']).forEach((hostRaw, h) => {
       const host = hostRaw.toLowerCase();
-      if (host.startsWith('*')) {
-        notes.push(`host ${host}: wildcard hosts are served only with resolution NONE or DYNAMIC_DNS (as passthrough)`);
+      if (host.startsWith('*') && vips.length === 0) {
+        // Istio allocates no address for a wildcard host (only DYNAMIC_DNS ones get one), so nothing addresses it.
+        notes.push(`host ${host}: not served: a wildcard host gets no auto-allocated address (Istio allocates none for wildcard hosts unless resolution is DYNAMIC_DNS) and the entry names no spec.addresses, so no connection is addressed to it; give spec.addresses to serve it on them, or use resolution NONE or DYNAMIC_DNS to pass connections through`);
         return;
       }
       const owner = taken.get(host);
@@ -158,12 +161,12 @@ export function buildServiceEntries(idx: TranslateIndex, pods: readonly PodWorkl
       }
       const exportTo = exportNamespaces(asStrings(spec['exportTo']), ns);
       const auto = vips.length === 0 ? allocated.get(key) : undefined;
-      if (auto) allocations.push(`${host}=${auto}`);
-      const service: Service = { name: se.metadata.name, namespace: ns, hostname: host, vips: auto ? [auto] : vips, ports, subjectAltNames: asStrings(spec['subjectAltNames']), routingPreference: [], endpoints: endpoints.sort(), ...(exportTo ? { exportTo } : {}) };
+      if (auto) allocations.push(`${host}=${auto.join(' and ')}`);
+      const service: Service = { name: se.metadata.name, namespace: ns, hostname: host, vips: auto ? [...auto] : vips, ports, subjectAltNames: asStrings(spec['subjectAltNames']), routingPreference: [], endpoints: endpoints.sort(), ...(exportTo ? { exportTo } : {}) };
       services.push(service);
       entries.push({ svc: se, service });
     });
-    const alloc = allocations.length > 0 ? `; no spec.addresses, so addresses were allocated (Istio's auto-allocation, ${AUTO_ALLOCATE_PREFIX}0.0/16): ${allocations.join(', ')}` : '';
+    const alloc = allocations.length > 0 ? `; no spec.addresses, so addresses were allocated (Istio's auto-allocation, ${AUTO_ALLOCATE_PREFIX}0.0/16 and ${AUTO_ALLOCATE_PREFIX6}/48): ${allocations.join(', ')}` : '';
     addCondition(idx, se, notes.length > 0 ? { type: CONDITION_ACCEPTED, status: 'True', reason: 'PartiallyApplied', message: `${notes.join('; ')}${alloc}` } : { type: CONDITION_ACCEPTED, status: 'True', reason: 'Accepted', message: `served by the node agents${alloc}` });
   }
 }

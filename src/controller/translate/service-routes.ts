@@ -10,7 +10,7 @@ import { detectPortProtocol } from './protocol.js';
 import { condition, durationMs, Invalid, resolveHost, serviceHostname, translateObject, type RouteContext } from './route-context.js';
 import { asArray, asRecord, asString, asStrings, compareAge, nsOf } from './util.js';
 import { requestedWaypoint } from './waypoints.js';
-import { allocateEntryAddresses } from './address-allocation.js';
+import { allocatedEntryAddresses } from './address-allocation.js';
 
 export function serviceConfig(ctx: RouteContext, svc: KubeObject): RouteConfig {
   const ns = nsOf(svc);
@@ -39,7 +39,7 @@ export function serviceConfig(ctx: RouteContext, svc: KubeObject): RouteConfig {
 
 /**
  * The hosts of a ServiceEntry with addresses to serve (resolution STATIC, DNS, DNS_ROUND_ROBIN;
- * no wildcards) as mesh configs, so VirtualServices, DestinationRules and a bound waypoint serve
+ * wildcard hosts only when the entry names its addresses) as mesh configs, so VirtualServices, DestinationRules and a bound waypoint serve
  * them as they serve a Service.
  */
 export function serviceEntryConfigs(ctx: RouteContext, se: KubeObject): RouteConfig[] {
@@ -53,15 +53,16 @@ export function serviceEntryConfigs(ctx: RouteContext, se: KubeObject): RouteCon
     .filter((p) => p.port > 0);
   const wp = requestedWaypoint(se, ctx.namespaces.get(ns));
   const addresses = asStrings(spec['addresses']).filter((a) => isIP(a) !== 0);
-  const allocated = addresses.length === 0 ? allocateEntryAddresses(ctx.serviceEntries) : undefined;
+  const allocated = addresses.length === 0 ? allocatedEntryAddresses(ctx.serviceEntries) : undefined;
   return asStrings(spec['hosts'])
     .map((h) => h.toLowerCase())
-    .filter((h) => !h.startsWith('*'))
+    // A wildcard host is served only on the entry's own addresses (none are allocated for it).
+    .filter((h) => !h.startsWith('*') || addresses.length > 0)
     .map((hostname) => ({
       name: `${ns}/${hostname}`,
       namespace: ns,
       hostname,
-      aliases: allocated ? [allocated.get(`${ns}/${hostname}`)].filter((a): a is string => a !== undefined) : addresses,
+      aliases: allocated ? [...(allocated.get(`${ns}/${hostname}`) ?? [])] : addresses,
       ports,
       routes: [],
       authorization: [],

@@ -100,14 +100,17 @@ test('Gateway API: another controller\'s class is not written; route parents of 
 });
 
 test('ServiceEntry: its condition and the addresses allocated to its hosts (status.addresses, as Istio writes them)', async () => {
-  const { allocateEntryAddresses } = await import('../../../src/controller/translate/address-allocation.js');
+  const { allocatedEntryAddresses } = await import('../../../src/controller/translate/address-allocation.js');
   const se: KubeObject = { apiVersion: 'networking.istio.io/v1', kind: 'ServiceEntry', metadata: { name: 'api', namespace: 'demo', generation: 1 }, spec: { hosts: ['API.example.com', '*.wild.example.com'], resolution: 'DNS', ports: [{ number: 443, name: 'tls', protocol: 'TLS' }] } };
-  const entryAddresses = allocateEntryAddresses([se]);
+  const entryAddresses = allocatedEntryAddresses([se]);
+  const [v4, v6] = entryAddresses.get('demo/api.example.com')!;
+  assert.match(v4!, /^240\.240\./);
+  assert.match(v6!, /^2001:2::[0-9a-f]{1,4}(:[0-9a-f]{1,4})?$/, 'an IPv6 address of 2001:2::/48 as well');
   const conditions = new Map([['ServiceEntry/demo/api', [{ objectKey: 'ServiceEntry/demo/api', type: 'Accepted', status: 'True' as const, reason: 'Accepted', message: 'served by the node agents', origin: 'model' as const }]]]);
   const out = desiredStatus(se, inputs({ conditions, entryAddresses }))!;
-  assert.deepEqual(out['addresses'], [{ value: entryAddresses.get('demo/api.example.com'), host: 'API.example.com' }], 'the wildcard host gets none');
+  assert.deepEqual(out['addresses'], [{ value: v4, host: 'API.example.com' }, { value: v6, host: 'API.example.com' }], 'both addresses of the host, IPv4 first; the wildcard host gets none');
   assert.equal((out['conditions'] as Array<{ type: string }>)[0]!.type, 'Accepted');
-  const given = desiredStatus({ ...se, spec: { ...se.spec, addresses: ['192.0.2.1'] }, status: out }, inputs({ conditions, entryAddresses: allocateEntryAddresses([{ ...se, spec: { ...se.spec, addresses: ['192.0.2.1'] } }]) }))!;
+  const given = desiredStatus({ ...se, spec: { ...se.spec, addresses: ['192.0.2.1'] }, status: out }, inputs({ conditions, entryAddresses: allocatedEntryAddresses([{ ...se, spec: { ...se.spec, addresses: ['192.0.2.1'] } }]) }))!;
   assert.equal(given['addresses'], undefined, 'an entry that names its addresses has none allocated, and an old allocation is removed');
 });
 

@@ -171,6 +171,16 @@ const VALID: Array<{ name: string; obj: Obj }> = [
   { name: 'grpc route', obj: { apiVersion: 'gateway.networking.k8s.io/v1', kind: 'GRPCRoute', metadata: meta('r'), spec: { parentRefs: [{ name: 'svc', kind: 'Service', group: '' }], rules: [{ matches: [{ method: { service: 'helloworld.Greeter' } }], backendRefs: [{ name: 'svc', port: 50051 }] }] } } },
 ];
 
+test('a DNS ServiceEntry with a wildcard host and no endpoints is refused in Istio\'s words', () => {
+  for (const resolution of ['DNS', 'DNS_ROUND_ROBIN']) {
+    const issues = validateObject(se({ hosts: ['ok.example.com', '*.example.com'], resolution }), 'case.yaml#1');
+    const hit = issues.find((i) => i.path.endsWith(': spec.hosts[1]'));
+    assert.equal(hit?.problem, `hosts must be FQDN if no endpoints are provided for resolution mode ${resolution}`);
+  }
+  assert.deepEqual(validateObject(se({ hosts: ['*.example.com'], resolution: 'DNS', endpoints: [{ address: 'lb.example.com' }] }), 'case.yaml#1'), [], 'with endpoints the host is not resolved');
+  assert.deepEqual(validateObject(se({ hosts: ['*.example.com'], resolution: 'STATIC', endpoints: [{ address: '192.0.2.1' }] }), 'case.yaml#1'), [], 'STATIC wildcard entries are valid');
+});
+
 for (const c of VALID) {
   test(`valid: ${c.name}`, () => {
     assert.deepEqual(validateObject(c.obj, 'ok.yaml#1'), []);

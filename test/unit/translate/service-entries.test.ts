@@ -144,7 +144,7 @@ test('hosts of entries without spec.addresses get stable addresses of 240.240.0.
   assert.notEqual(va, vb, 'one address per host');
   assert.deepEqual(vip('fixed.example.com'), ['240.240.0.10'], 'written addresses stay');
   assert.equal(r.services.some((s) => s.hostname.includes('wild')), false, 'a NONE entry (wildcards included) makes no Service');
-  assert.match(r.conditions.find((c) => c.objectKey === 'ServiceEntry/demo/a')!.message, new RegExp(`allocated .*a\\.example\\.com=${va.replaceAll('.', '\\.')}, b\\.example\\.com=${vb.replaceAll('.', '\\.')}`));
+  assert.match(r.conditions.find((c) => c.objectKey === 'ServiceEntry/demo/a')!.message, new RegExp(`allocated .*a\\.example\\.com=${va.replaceAll('.', '\\.')} and 2001:2::[0-9a-f:]+, b\\.example\\.com=${vb.replaceAll('.', '\\.')} and 2001:2::`));
   assert.match(r.conditions.find((c) => c.objectKey === 'ServiceEntry/demo/wild')!.message, /wildcard hosts included: any name they match is passed through/);
   // Stable: other entries coming and going do not move an address (barring a collision).
   const more = Array.from({ length: 50 }, (_, i) => se(`x${i}`, { hosts: [`x${i}.example.com`], resolution: 'DNS', ports: [{ number: 80, name: 'http', protocol: 'HTTP' }] }));
@@ -155,5 +155,51 @@ test('hosts of entries without spec.addresses get stable addresses of 240.240.0.
   assert.equal([...again.values()].includes('240.240.0.10'), false, 'never an address an entry names');
   // The route config of the host knows its address (a waypoint bound to the entry).
   const cfg = translateRoutes([namespace('demo'), a]).routes.find((c) => c.hostname === 'a.example.com')!;
-  assert.deepEqual(cfg.aliases, [va]);
+  assert.deepEqual(cfg.aliases, vip('a.example.com'), 'both allocated addresses');
+});
+
+test('auto-allocation gives each host an IPv6 address of 2001:2::/48 too (as istiod does); the agents\' index finds the Service by either', async () => {
+  const { WorkloadIndex } = await import('../../../src/shared/state/workloads.js');
+  const { allocateEntryAddresses6 } = await import('../../../src/controller/translate/address-allocation.js');
+  const a = se('a', { hosts: ['a.example.com', 'b.example.com'], resolution: 'STATIC', ports: [{ number: 5432, name: 'tcp', protocol: 'TCP' }], endpoints: [{ address: '192.0.2.10' }] });
+  const taken = se('taken', { hosts: ['t.example.com'], addresses: ['2001:2::1'], resolution: 'STATIC', ports: [{ number: 80, name: 'http', protocol: 'HTTP' }], endpoints: [{ address: '192.0.2.11' }] });
+  const r = translate([namespace('demo'), a, taken]);
+  valid(r);
+  const svc = r.services.find((s) => s.hostname === 'a.example.com')!;
+  assert.equal(svc.vips.length, 2);
+  const [v4, v6] = svc.vips as [string, string];
+  assert.match(v4, /^240\.240\./);
+  assert.match(v6, /^2001:2::/);
+  assert.notEqual(v6, r.services.find((s) => s.hostname === 'b.example.com')!.vips[1], 'one IPv6 address per host');
+  assert.match(r.conditions.find((c) => c.objectKey === 'ServiceEntry/demo/a')!.message, /240\.240\.0\.0\/16 and 2001:2::\/48/);
+  // Stable and never an address an entry writes.
+  const many = Array.from({ length: 200 }, (_, i) => se(`x${i}`, { hosts: [`x${i}.example.com`], resolution: 'DNS', ports: [{ number: 80, name: 'http', protocol: 'HTTP' }] }));
+  const v6s = allocateEntryAddresses6([a, taken, ...many]);
+  assert.equal(v6s.get('demo/a.example.com'), v6);
+  assert.equal(new Set(v6s.values()).size, v6s.size);
+  assert.equal([...v6s.values()].includes('2001:2::1'), false);
+  // The node agent's service lookup: a connection to the IPv6 address is the entry's Service.
+  const index = new WorkloadIndex({ workloads: new Map(r.workloads.map((w) => [w.uid, w])), services: new Map(r.services.map((s) => [`${s.namespace}/${s.hostname}`, s])), authorizations: new Map() });
+  assert.equal(index.serviceByVip(v6, 5432)?.service.hostname, 'a.example.com');
+  assert.equal(index.serviceByVip(v4, 5432)?.service.hostname, 'a.example.com');
+});
+
+test('wildcard hosts with resolution STATIC (or DNS with endpoints): served on the entry\'s addresses; without addresses not served and the condition says why', () => {
+  const ports = [{ number: 443, name: 'tls', protocol: 'TLS' }];
+  const withAddresses = se('wild', { hosts: ['*.internal.example.com'], addresses: ['240.0.0.20'], resolution: 'STATIC', ports, endpoints: [{ address: '192.0.2.20' }] });
+  const dns = se('wild-dns', { hosts: ['*.dns.example.com'], addresses: ['240.0.0.21'], resolution: 'DNS', ports, endpoints: [{ address: 'lb.example.com' }] }, '2024-01-02T00:00:00Z');
+  const bare = se('bare', { hosts: ['*.bare.example.com', 'named.example.com'], resolution: 'STATIC', ports, endpoints: [{ address: '192.0.2.22' }] }, '2024-01-03T00:00:00Z');
+  const r = translate([namespace('demo'), withAddresses, dns, bare], { dnsAnswers: new Map([['lb.example.com', ['203.0.113.9']]]) });
+  valid(r);
+  const svc = r.services.find((s) => s.hostname === '*.internal.example.com')!;
+  assert.deepEqual(svc.vips, ['240.0.0.20']);
+  assert.deepEqual(r.workloads.filter((w) => svc.endpoints.includes(w.uid)).map((w) => w.addresses), [['192.0.2.20']]);
+  const dnsSvc = r.services.find((s) => s.hostname === '*.dns.example.com')!;
+  assert.deepEqual(r.workloads.filter((w) => dnsSvc.endpoints.includes(w.uid)).map((w) => w.addresses), [['203.0.113.9']], 'a DNS wildcard entry resolves its endpoints, not the host');
+  assert.equal(r.services.some((s) => s.hostname === '*.bare.example.com'), false);
+  assert.equal(r.services.find((s) => s.hostname === 'named.example.com')!.vips.length, 2, 'the entry\'s other host is served on its allocated addresses');
+  const cond = r.conditions.find((c) => c.objectKey === 'ServiceEntry/demo/bare')!;
+  assert.equal(cond.reason, 'PartiallyApplied');
+  assert.match(cond.message, /host \*\.bare\.example\.com: not served: a wildcard host gets no auto-allocated address \(Istio allocates none for wildcard hosts unless resolution is DYNAMIC_DNS\)/);
+  assert.equal(r.conditions.find((c) => c.objectKey === 'ServiceEntry/demo/wild')!.reason, 'Accepted');
 });
