@@ -129,6 +129,9 @@ test('waypoint: 90/10 subsets, header match, L7 deny, metrics, no bypass', { ski
     assert.deepEqual(viaAuto.texts, { legacy: 5 }, `the allocated address ${auto} is served: ${JSON.stringify(viaAuto)}`);
     const after = await fetch(metricsUrl).then((res) => res.text());
     assert.ok(metricSum(after, 'istio_requests_total', { reporter: 'waypoint', destination_service: 'auto.example.com', response_code: '200' }) >= 5, 'through the waypoint as well');
+    // The wildcard host with resolution STATIC is served on the address its entry names.
+    const viaWild = await m.load(['http://240.240.0.11/api', '5', '1']);
+    assert.deepEqual(viaWild.texts, { legacy: 5 }, `the wildcard entry's address is served by its endpoints: ${JSON.stringify(viaWild)}`);
     await m.remove(fx('service-entry.yaml'));
   });
 

@@ -118,7 +118,7 @@ spec:
   }, 20_000);
   assert.ok(!(fixed.status.validationMessages ?? []).some((m: any) => m.type.code === 'IST0106'));
 
-  // A ServiceEntry without addresses: its condition and its host's allocated address in its status, as Istio writes them.
+  // A ServiceEntry without addresses: its condition and its host's allocated addresses in its status, as Istio writes them.
   r = await c.ts.kubectl(['apply', '-f', '-'], {
     input: `
 apiVersion: networking.istio.io/v1
@@ -134,13 +134,14 @@ spec:
   assert.equal(r.code, 0, r.stderr);
   const entry = await waitUntil('the ServiceEntry status', async () => {
     const o = await getYaml(c, ['serviceentry', '-n', 'demo', 'api']);
-    return o.status?.addresses?.length === 1 && o.status.conditions?.length > 0 ? o : undefined;
+    return o.status?.addresses?.length === 2 && o.status.conditions?.length > 0 ? o : undefined;
   }, 20_000);
   assert.match(entry.status.addresses[0].value, /^240\.240\.\d+\.\d+$/);
-  assert.equal(entry.status.addresses[0].host, 'api.example.com');
-  assert.match(entry.status.conditions.find((x: any) => x.type === 'Accepted').message, new RegExp(`api\\.example\\.com=${entry.status.addresses[0].value.replaceAll('.', '\\.')}`));
+  assert.match(entry.status.addresses[1].value, /^2001:2::/, 'and an IPv6 address of 2001:2::/48, as istiod allocates one of each');
+  assert.deepEqual(entry.status.addresses.map((a: any) => a.host), ['api.example.com', 'api.example.com']);
+  assert.match(entry.status.conditions.find((x: any) => x.type === 'Accepted').message, new RegExp(`api\\.example\\.com=${entry.status.addresses[0].value.replaceAll('.', '\\.')} and ${entry.status.addresses[1].value}`));
   const vip = kc.controller.translation().services.find((x) => x.hostname === 'api.example.com')?.vips;
-  assert.deepEqual(vip, [entry.status.addresses[0].value], 'the address agents capture is the one in the status');
+  assert.deepEqual(vip, entry.status.addresses.map((a: any) => a.value), 'the addresses agents capture are the ones in the status');
 });
 
 test('TokenReview authentication over real CA calls: node scope, a pod\'s own identity only, fail closed', async (t) => {
