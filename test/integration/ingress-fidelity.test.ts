@@ -7,25 +7,18 @@
  * unannotated gateway pod; and a CUSTOM AuthorizationPolicy on a TCP listener checked by a real
  * gRPC `envoy.service.auth.v3.Authorization` server with the connection's L4 attributes.
  */
-import { test, type TestContext } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as http from 'node:http';
-import * as net from 'node:net';
-import * as grpc from '@grpc/grpc-js';
 import { objectKey, type KubeObject } from '../../src/controller/objects.js';
 import { translateAll } from '../../src/controller/translate/translate.js';
-import { loadProto } from '../../src/shared/api/load.js';
 import { createRegistry } from '../../src/shared/metrics.js';
 import { freePort } from '../helpers/local-mesh.js';
 import { startGatewayPod } from '../helpers/gateway-pod.js';
 import { createTestCa } from '../helpers/test-ca.js';
+import { startTcpAuthorizer } from '../helpers/tcp-authorizer.js';
+import { startCountingWeb, startGreetingEcho, tcpExchange } from '../helpers/tcp-exchange.js';
 import { namespace, pod, service } from '../unit/translate/helpers.js';
-
-async function listening(t: TestContext, server: net.Server, host: string): Promise<number> {
-  await new Promise<void>((r) => server.listen(0, host, () => r()));
-  t.after(() => new Promise<void>((r) => server.close(() => r())));
-  return (server.address() as net.AddressInfo).port;
-}
 
 function get(port: number, host: string, opts: { from?: string; xff?: string } = {}): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -39,75 +32,12 @@ function get(port: number, host: string, opts: { from?: string; xff?: string } =
   });
 }
 
-/** What a TCP connection through the gateway gets back after sending `echo`; `reset` when refused. */
-function tcpExchange(port: number, echo: string, from = '127.0.0.1'): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const s = net.connect({ host: '127.0.0.1', port, localAddress: from });
-    let data = '';
-    s.setEncoding('utf8');
-    s.on('data', (d: string) => {
-      data += d;
-      if (data.endsWith(echo)) {
-        s.destroy();
-        resolve(data);
-      }
-    });
-    s.once('connect', () => s.write(echo));
-    s.once('error', (e: NodeJS.ErrnoException) => (e.code === 'ECONNRESET' ? resolve('reset') : reject(e)));
-    s.once('close', () => resolve('reset'));
-    s.setTimeout(10_000, () => s.destroy(new Error('tcp exchange timed out')));
-  });
-}
-
-interface Peer {
-  address?: { socketAddress?: { address?: string; portValue?: number } };
-  principal?: string;
-}
-interface TcpCheck {
-  attributes: { source?: Peer; destination?: Peer; request?: { http?: unknown } };
-}
-
-/** A gRPC Authorization server on `host` that allows connections from 127.0.0.1 only, recording each check. */
-async function startGrpcAuthorizer(t: TestContext, host: string): Promise<{ port: number; seen: TcpCheck[] }> {
-  const pkg = loadProto('ext-authz.proto') as unknown as { envoy: { service: { auth: { v3: { Authorization: grpc.ServiceClientConstructor } } } } };
-  const seen: TcpCheck[] = [];
-  const server = new grpc.Server();
-  server.addService(pkg.envoy.service.auth.v3.Authorization.service, {
-    Check: (call: grpc.ServerUnaryCall<TcpCheck, unknown>, cb: grpc.sendUnaryData<unknown>) => {
-      seen.push(call.request);
-      const ok = call.request.attributes.source?.address?.socketAddress?.address === '127.0.0.1';
-      cb(null, ok ? { status: { code: 0 } } : { status: { code: 7, message: 'not from 127.0.0.1' } });
-    },
-  });
-  const port = await new Promise<number>((resolve, reject) => server.bindAsync(`${host}:0`, grpc.ServerCredentials.createInsecure(), (e, p) => (e ? reject(e) : resolve(p))));
-  t.after(() => server.forceShutdown());
-  return { port, seen };
-}
-
 test('Gateway API ingress: allowedRoutes decide where routes attach; the mesh default numTrustedProxies; CUSTOM on a TCP listener asks a gRPC authorizer', async (t) => {
-  let hits = 0;
-  const web = await listening(
-    t,
-    http.createServer((req, res) => {
-      hits++;
-      req.resume();
-      res.end('web');
-    }),
-    '127.0.0.6',
-  );
-  const sockets = new Set<net.Socket>();
-  t.after(() => sockets.forEach((s) => s.destroy()));
-  const echo = await listening(
-    t,
-    net.createServer((s) => {
-      sockets.add(s);
-      s.on('error', () => s.destroy());
-      s.write('echo\n');
-      s.pipe(s);
-    }),
-    '127.0.0.2',
-  );
-  const authz = await startGrpcAuthorizer(t, '127.0.0.3');
+  const webServer = await startCountingWeb(t, '127.0.0.6');
+  const web = webServer.port;
+  const echo = await startGreetingEcho(t, '127.0.0.2');
+  // The authorizer allows connections from 127.0.0.1 only.
+  const authz = await startTcpAuthorizer(t, '127.0.0.3', (check) => check.attributes.source?.address?.socketAddress?.address === '127.0.0.1');
   const port = { same: await freePort(), teams: await freePort(), tcpAll: await freePort(), tcpSame: await freePort() };
   const podKey = 'infra/edge-api-0';
   const route = (kind: string, name: string, ns: string, spec: Record<string, unknown>): KubeObject => ({ apiVersion: 'gateway.networking.k8s.io/v1', kind, metadata: { name, namespace: ns }, spec: { parentRefs: [{ name: 'edge-api', namespace: 'infra' }], ...spec } });
@@ -186,7 +116,7 @@ test('Gateway API ingress: allowedRoutes decide where routes attach; the mesh de
   // numTrustedProxies 1 from the mesh config: the last X-Forwarded-For entry is the client.
   assert.equal(await get(port.teams, 'shop.example.com', { from: '127.0.0.8' }), 403, 'the peer address is not allowed');
   assert.equal(await get(port.teams, 'shop.example.com', { from: '127.0.0.8', xff: '10.9.9.9, 127.0.0.7' }), 200, 'the trusted proxy says the client is the allowed address');
-  assert.equal(hits, 2);
+  assert.equal(webServer.hits(), 2);
 
   // TCPRoute from shop: the All listener serves it, after the gRPC authorizer allowed the connection.
   assert.equal(await tcpExchange(port.tcpSame, 'ping'), 'reset', 'the Same TCP listener takes no route from shop');

@@ -7,11 +7,10 @@
  * istio whose TCP and TLS Passthrough listeners serve a TCPRoute and a TLSRoute (under the same
  * policy, as a TCP connection: only its rules without HTTP attributes can allow it).
  */
-import { test, type TestContext } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as http from 'node:http';
 import * as https from 'node:https';
-import * as net from 'node:net';
 import * as tls from 'node:tls';
 import { CertificateAuthority } from '../../src/controller/ca/authority.js';
 import type { KubeObject } from '../../src/controller/objects.js';
@@ -21,6 +20,7 @@ import { validateGatewayListener, validateRouteConfig } from '../../src/shared/v
 import { freePort } from '../helpers/local-mesh.js';
 import { startGatewayPod } from '../helpers/gateway-pod.js';
 import { createTestCa } from '../helpers/test-ca.js';
+import { listening, startCountingWeb, startGreetingEcho, tcpExchange } from '../helpers/tcp-exchange.js';
 import { namespace, pod, service } from '../unit/translate/helpers.js';
 
 const serverCa = CertificateAuthority.generate({ trustDomain: 'server.test', ttlDays: 1 });
@@ -28,12 +28,6 @@ const clientCa = CertificateAuthority.generate({ trustDomain: 'client.test', ttl
 const rogueCa = CertificateAuthority.generate({ trustDomain: 'rogue.test', ttlDays: 1 });
 const issued = (ca: CertificateAuthority, host: string) => ca.issueServingCert({ dnsNames: [host], ttlMs: 3_600_000 });
 const b64 = (s: string): string => Buffer.from(s).toString('base64');
-
-async function listening(t: TestContext, server: net.Server, host: string): Promise<number> {
-  await new Promise<void>((r) => server.listen(0, host, () => r()));
-  t.after(() => new Promise<void>((r) => server.close(() => r())));
-  return (server.address() as net.AddressInfo).port;
-}
 
 /** HTTP status of a request through the gateway from `from` (a loopback address of this host). */
 function get(port: number, path: string, opts: { from?: string; host?: string; auth?: string; xff?: string } = {}): Promise<number> {
@@ -64,26 +58,6 @@ function httpsGet(port: number, client?: { certChainPem: string[]; keyPem: strin
   });
 }
 
-/** First line a TCP connection gets back after sending `echo` (the backend greets with its name); `reset` when refused. */
-function tcpExchange(port: number, echo: string, from = '127.0.0.1'): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const s = net.connect({ host: '127.0.0.1', port, localAddress: from });
-    let data = '';
-    s.setEncoding('utf8');
-    s.on('data', (d: string) => {
-      data += d;
-      if (data.endsWith(echo)) {
-        s.destroy();
-        resolve(data);
-      }
-    });
-    s.once('connect', () => s.write(echo));
-    s.once('error', (e: NodeJS.ErrnoException) => (e.code === 'ECONNRESET' ? resolve('reset') : reject(e)));
-    s.once('close', () => resolve('reset'));
-    s.setTimeout(10_000, () => s.destroy(new Error('tcp exchange timed out')));
-  });
-}
-
 function tlsExchange(port: number, servername: string): Promise<string> {
   return new Promise((resolve, reject) => {
     const s = tls.connect({ host: '127.0.0.1', port, servername, ca: serverCa.rootCertPem });
@@ -100,28 +74,9 @@ test('ingress gateway pod: selector AuthorizationPolicy and RequestAuthenticatio
   const { exportJWK, generateKeyPair, SignJWT } = await import('jose');
   const { publicKey, privateKey } = await generateKeyPair('RS256');
   const jwks = JSON.stringify({ keys: [{ ...(await exportJWK(publicKey)), kid: 'edge', alg: 'RS256' }] });
-  let hits = 0;
-  const web = await listening(
-    t,
-    http.createServer((req, res) => {
-      hits++;
-      req.resume();
-      res.end('web');
-    }),
-    '127.0.0.6',
-  );
-  const sockets = new Set<net.Socket>();
-  t.after(() => sockets.forEach((s) => s.destroy()));
-  const echo = await listening(
-    t,
-    net.createServer((s) => {
-      sockets.add(s);
-      s.on('error', () => s.destroy());
-      s.write('echo\n');
-      s.pipe(s);
-    }),
-    '127.0.0.2',
-  );
+  const webServer = await startCountingWeb(t, '127.0.0.6');
+  const web = webServer.port;
+  const echo = await startGreetingEcho(t, '127.0.0.2');
   const siteCert = issued(serverCa, 'site.example.com');
   const site = await listening(t, tls.createServer({ cert: siteCert.certChainPem.join('\n'), key: siteCert.keyPem }, (s) => s.end('tls site\n')), '127.0.0.4');
   const port = { http: await freePort(), https: await freePort(), tcp: await freePort(), tls: await freePort() };
@@ -215,7 +170,7 @@ test('ingress gateway pod: selector AuthorizationPolicy and RequestAuthenticatio
   const token = await new SignJWT({}).setProtectedHeader({ alg: 'RS256', kid: 'edge' }).setIssuer('https://login.example.com').setSubject('carol').setExpirationTime('5m').sign(privateKey);
   assert.equal(await get(port.http, '/private', { from: '127.0.0.8', auth: `Bearer ${token}` }), 200);
   assert.equal(await get(port.http, '/private', { from: '127.0.0.8', auth: `Bearer ${token.slice(0, -2)}xx` }), 401);
-  assert.equal(hits, 3, 'only the allowed requests reached the backend (the canary-only and other-namespace DENY policies do not apply here)');
+  assert.equal(webServer.hits(), 3, 'only the allowed requests reached the backend (the canary-only and other-namespace DENY policies do not apply here)');
 
   // OPTIONAL_MUTUAL: no certificate is fine, a good one is fine, one from another CA is refused.
   assert.equal(await httpsGet(port.https), 200);

@@ -4,13 +4,12 @@
  * `envoy.service.auth.v3.Authorization` server with the connection's L4 attributes (Envoy's network
  * ext_authz) before the tunnel is answered, then DENY and ALLOW apply as Envoy's network RBAC.
  */
-import { test, type TestContext } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as net from 'node:net';
-import * as grpc from '@grpc/grpc-js';
 import { createLoopbackMesh, testWorkload } from '../helpers/loopback-net.js';
 import { hboneRequest, hboneSession } from '../helpers/hbone-client.js';
-import { loadProto } from '../../src/shared/api/load.js';
+import { startTcpAuthorizer } from '../helpers/tcp-authorizer.js';
 import { createRegistry } from '../../src/shared/metrics.js';
 import type { Service } from '../../src/shared/model.js';
 import type { ExtAuthzProvider, RouteConfig } from '../../src/shared/routes.js';
@@ -24,31 +23,6 @@ const AUTHZ_IP = BASE + '3';
 const CLIENT_IP = BASE + '4';
 const DB = 'db.shop.svc.cluster.local';
 const AUTHZ = 'tcp-authz.shop.svc.cluster.local';
-
-interface Peer {
-  address?: { socketAddress?: { address?: string; portValue?: number } };
-  principal?: string;
-}
-interface TcpCheck {
-  attributes: { source?: Peer; destination?: Peer; request?: { http?: unknown } };
-}
-
-/** A gRPC Authorization server: callers whose principal ends in /sa/intruder are denied, the rest allowed. */
-async function startGrpcAuthorizer(t: TestContext): Promise<{ port: number; seen: TcpCheck[] }> {
-  const pkg = loadProto('ext-authz.proto') as unknown as { envoy: { service: { auth: { v3: { Authorization: grpc.ServiceClientConstructor } } } } };
-  const seen: TcpCheck[] = [];
-  const server = new grpc.Server();
-  server.addService(pkg.envoy.service.auth.v3.Authorization.service, {
-    Check: (call: grpc.ServerUnaryCall<TcpCheck, unknown>, cb: grpc.sendUnaryData<unknown>) => {
-      seen.push(call.request);
-      const denied = (call.request.attributes.source?.principal ?? '').endsWith('/sa/intruder');
-      cb(null, denied ? { status: { code: 7, message: 'intruder' } } : { status: { code: 0 } });
-    },
-  });
-  const port = await new Promise<number>((resolve, reject) => server.bindAsync(`${AUTHZ_IP}:0`, grpc.ServerCredentials.createInsecure(), (e, p) => (e ? reject(e) : resolve(p))));
-  t.after(() => server.forceShutdown());
-  return { port, seen };
-}
 
 test('waypoint TCP routes: CUSTOM with a gRPC provider checks each tunnel with L4 attributes before it is answered; ALLOW and DENY then apply', { timeout: 30_000 }, async (t) => {
   const mesh = await createLoopbackMesh();
@@ -64,7 +38,8 @@ test('waypoint TCP routes: CUSTOM with a gRPC provider checks each tunnel with L
     sockets.forEach((s) => s.destroy());
     db.close();
   });
-  const authz = await startGrpcAuthorizer(t);
+  // The authorizer denies callers whose principal ends in /sa/intruder.
+  const authz = await startTcpAuthorizer(t, AUTHZ_IP, (check) => !(check.attributes.source?.principal ?? '').endsWith('/sa/intruder'));
   const registry = createRegistry();
   const waypoint = new Waypoint({ name: 'shop/waypoint', podIp: WP_IP, identity: 'spiffe://cluster.local/ns/shop/sa/waypoint', trustDomain: 'cluster.local', log: mesh.log, registry, getCertificate: async (id) => mesh.certFor(id) });
   const hbone = await waypoint.listenHbone(0, WP_IP);
