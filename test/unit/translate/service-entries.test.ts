@@ -163,7 +163,7 @@ test('auto-allocation gives each host an IPv6 address of 2001:2::/48 too (as ist
   const { allocateEntryAddresses6 } = await import('../../../src/controller/translate/address-allocation.js');
   const a = se('a', { hosts: ['a.example.com', 'b.example.com'], resolution: 'STATIC', ports: [{ number: 5432, name: 'tcp', protocol: 'TCP' }], endpoints: [{ address: '192.0.2.10' }] });
   const taken = se('taken', { hosts: ['t.example.com'], addresses: ['2001:2::1'], resolution: 'STATIC', ports: [{ number: 80, name: 'http', protocol: 'HTTP' }], endpoints: [{ address: '192.0.2.11' }] });
-  const r = translate([namespace('demo'), a, taken]);
+  const r = translate([namespace('demo', { 'istio.io/dataplane-mode': 'ambient' }), pod('client', { ns: 'demo', ip: '10.0.0.7' }), a, taken]);
   valid(r);
   const svc = r.services.find((s) => s.hostname === 'a.example.com')!;
   assert.equal(svc.vips.length, 2);
@@ -182,6 +182,15 @@ test('auto-allocation gives each host an IPv6 address of 2001:2::/48 too (as ist
   const index = new WorkloadIndex({ workloads: new Map(r.workloads.map((w) => [w.uid, w])), services: new Map(r.services.map((s) => [`${s.namespace}/${s.hostname}`, s])), authorizations: new Map() });
   assert.equal(index.serviceByVip(v6, 5432)?.service.hostname, 'a.example.com');
   assert.equal(index.serviceByVip(v4, 5432)?.service.hostname, 'a.example.com');
+  // And the agent's decision for a connection a pod makes to it: the entry's endpoint, as for the IPv4 address.
+  const { buildOutboundRequest } = await import('../../../src/agent/proxy/request.js');
+  const client = r.workloads.find((w) => w.name === 'client')!;
+  const decide = (address: string) => buildOutboundRequest({ src: client, origDst: { address, port: 5432 }, index, nodeName: 'node1', pickEndpoint: (_s, _p, c) => c[0] });
+  for (const address of [v6, v4]) {
+    const d = decide(address);
+    assert.equal(d.kind, 'passthrough', `${address}: ${JSON.stringify(d)}`);
+    assert.deepEqual(d.kind === 'passthrough' ? [d.address, d.port, d.service?.hostname] : [], ['192.0.2.10', 5432, 'a.example.com']);
+  }
 });
 
 test('wildcard hosts with resolution STATIC (or DNS with endpoints): served on the entry\'s addresses; without addresses not served and the condition says why', () => {
