@@ -213,9 +213,13 @@ export function translateAuthorization(ctx: RouteContext, list: readonly KubeObj
   }
 }
 
-/** Whether a route config carries connections as bytes (TCP or TLS routes, or a port that is neither HTTP nor gRPC). */
+/** Protocols a proxy terminates as HTTP (a waypoint's Service ports; a gateway also terminates https). */
+const HTTP_PORT_PROTOCOLS: readonly string[] = ['http', 'http2', 'grpc', 'grpc-web'];
+
+/** Whether a route config carries connections as bytes (TCP or TLS routes, or a port the proxy does not terminate as HTTP). */
 function carriesTcp(c: RouteConfig): boolean {
-  return (c.tcpRoutes?.length ?? 0) > 0 || (c.tlsRoutes?.length ?? 0) > 0 || c.ports.some((p) => ['tcp', 'tls', 'mongo', 'mysql', 'redis'].includes(p.protocol));
+  const http = c.gateway !== undefined ? [...HTTP_PORT_PROTOCOLS, 'https'] : HTTP_PORT_PROTOCOLS;
+  return (c.tcpRoutes?.length ?? 0) > 0 || (c.tlsRoutes?.length ?? 0) > 0 || c.ports.some((p) => !http.includes(p.protocol));
 }
 
 /** The Istio and Gateway API Gateways of the run, as selectsOnlyGatewayPods reads them. */
