@@ -223,6 +223,17 @@ spec:
   parentRefs: [{ group: "", kind: Service, name: web }]
   rules: [{ backendRefs: [{ name: nowhere, port: 80 }] }]
 ---
+apiVersion: v1
+kind: Namespace
+metadata: { name: outside }
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: { name: outsider, namespace: outside }
+spec:
+  parentRefs: [{ name: public, namespace: demo }]
+  rules: [{ backendRefs: [{ name: web, namespace: demo, port: 80 }] }]
+---
 apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
 metadata: { name: on-waypoint, namespace: demo }
@@ -294,6 +305,31 @@ spec:
   assert.deepEqual(broken.conditions.map((x: any) => `${x.type}=${x.status}:${x.reason}`), ['Accepted=False:UnsupportedValue', 'ResolvedRefs=False:BackendNotFound']);
   const [onWaypoint] = await routeParents('on-waypoint', 1);
   assert.equal(onWaypoint.conditions[0].reason, 'NotAllowedByListeners');
+
+  // allowedRoutes: the listener takes routes of its own namespace only (Same, the default) until it
+  // names a label of the route's Namespace (Selector); attachedRoutes follows.
+  const outsiderParents = async (status: string) =>
+    waitUntil(`route outsider Accepted=${status}`, async () => {
+      const o = await getYaml(c, ['httproute', '-n', 'outside', 'outsider']);
+      const p = (o.status?.parents ?? [])[0];
+      return p?.conditions?.find((x: any) => x.type === 'Accepted')?.status === status ? p : undefined;
+    }, 20_000);
+  const refused = await outsiderParents('False');
+  assert.equal(refused.conditions.find((x: any) => x.type === 'Accepted').reason, 'NotAllowedByListeners');
+  assert.match(refused.conditions.find((x: any) => x.type === 'Accepted').message, /namespace "outside" is not allowed by the parent/);
+  const patch = { spec: { listeners: [{ name: 'http', port: 80, protocol: 'HTTP', allowedRoutes: { namespaces: { from: 'Selector', selector: { matchLabels: { 'shared-gateway': 'public' } } } } }, pub.spec.listeners[1]] } };
+  assert.equal((await c.ts.kubectl(['patch', 'gateways.gateway.networking.k8s.io', '-n', 'demo', 'public', '--type', 'merge', '-p', JSON.stringify(patch)])).code, 0);
+  assert.equal((await c.ts.kubectl(['label', 'namespace', 'outside', 'shared-gateway=public'])).code, 0);
+  await outsiderParents('True');
+  await waitUntil('route web refused by the http listener now', async () => {
+    const o = await getYaml(c, ['httproute', '-n', 'demo', 'web']);
+    const p = (o.status?.parents ?? []).find((x: any) => x.parentRef?.name === 'public');
+    return p?.conditions?.find((x: any) => x.type === 'Accepted')?.reason === 'NotAllowedByListeners' ? p : undefined;
+  }, 20_000);
+  await waitUntil('attachedRoutes to count the outsider only', async () => {
+    const o = await getYaml(c, ['gateways.gateway.networking.k8s.io', '-n', 'demo', 'public']);
+    return o.status?.listeners?.find((l: any) => l.name === 'http')?.attachedRoutes === 1 ? o : undefined;
+  }, 20_000);
 
   // The root certificate in every namespace, the CA in its Secret.
   const cm = await waitUntil('the root ConfigMap in demo', async () => {
