@@ -9,7 +9,8 @@
  * `envoy.service.auth.v3.Authorization/Check` (src/shared/api/ext-authz.proto); status OK allows
  * (ok_response headers set or appended upstream, headers_to_remove removed), any other status
  * denies with denied_response (403 when it names none), a failed call is an error. An error is
- * answered `statusOnError` (403) unless the provider fails open.
+ * answered `statusOnError` (403) unless the provider fails open. TCP connections are checked as
+ * Envoy's network ext_authz does (checkConnection: peers only, gRPC providers only).
  *
  * Providers are reached through a loopback bridge per provider: grpc-js and node:http dial
  * 127.0.0.1, the bridge opens each connection with `dial` (an endpoint of the provider's service,
