@@ -33,7 +33,7 @@ import { PodNetnsTable } from './netns/pod-netns.js';
 import { LocalDataPath, threadHeap, type DataPath, type PodDataPath, type PodListenSettings } from './datapath.js';
 import { fdExhaustion, readFdUsage, type FdUsage } from './fd-usage.js';
 import { buildDnsTable } from './dns/answer.js';
-import type { DnsProxy } from './dns/proxy.js';
+import type { DnsPod, DnsProxy } from './dns/proxy.js';
 
 /** What the agent needs from the certificate manager (CertManager fits). */
 export interface AgentCertificates {
@@ -240,6 +240,8 @@ export class Agent {
       const current = this.pods.get(uid);
       if (current) {
         current.workload = { ...w, netns: current.workload.netns };
+        // Its DNS metrics labels and namespace follow the pod's (the listeners stay).
+        if (this.opts.dns?.hasPod(uid)) this.opts.dns.addPod(dnsPodOf(current.workload, current.data.hasIpv6Listener()));
         continue;
       }
       if (this.opts.capture && !w.netns) {
@@ -482,7 +484,7 @@ export class Agent {
         if (!w.netns) throw new Error('the workload has no netns; the controller must report where the pod runs');
         const ipv6 = data.hasIpv6Listener();
         const dns = o.dns && w.dnsCapture !== false ? o.dns : undefined;
-        dns?.addPod({ uid: w.uid, netnsPath: w.netns, namespace: w.namespace, canonicalService: w.canonicalName, canonicalRevision: w.canonicalRevision, ipv6 });
+        dns?.addPod(dnsPodOf(w, ipv6));
         if (!dns) o.dns?.removePod(w.uid);
         await o.capture.enroll({
           uid: w.uid,
@@ -635,6 +637,11 @@ export class Agent {
     await this.admin?.close();
     this.log.info({}, 'agent closed');
   }
+}
+
+/** What the DNS proxy needs of an enrolled pod (its netns is known by then). */
+function dnsPodOf(w: Workload, ipv6: boolean): DnsPod {
+  return { uid: w.uid, netnsPath: w.netns ?? '', namespace: w.namespace, canonicalService: w.canonicalName, canonicalRevision: w.canonicalRevision, ipv6 };
 }
 
 /** `<namespace>/<name>` of a workload uid `<cluster>//v1/Pod/<namespace>/<name>`; undefined for another shape. */
