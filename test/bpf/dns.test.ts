@@ -17,6 +17,7 @@ import net from 'node:net';
 import { silentLogger } from '../../src/shared/log.js';
 import type { Registry } from '../../src/shared/metrics.js';
 import type { Service, Workload } from '../../src/shared/model.js';
+import { ISTIO_METRIC_LABELS } from '../../src/shared/istio-metrics.js';
 import type { Capture } from '../../src/agent/capture/capture.js';
 import { NftCapture } from '../../src/agent/capture/nft.js';
 import type { BpfCapture } from '../../src/agent/capture/redirect.js';
@@ -233,6 +234,13 @@ async function dnsScenario(t: TestContext, tag: string, openCapture: (ct: Return
   assert.equal(await metric(registry, 'istio_dns_upstream_failures_total', src), 0);
   const text = await registry.metrics();
   assert.match(text, /istio_dns_upstream_request_duration_seconds_count\{request_query_type="a",request_protocol="udp",source_canonical_service="client",source_canonical_revision="v1"\} 2/);
+  for (const m of await registry.getMetricsAsJSON()) {
+    if (!m.name.startsWith('istio_dns_')) continue;
+    for (const v of m.values) {
+      const names = Object.keys(v.labels).filter((l) => l !== 'le');
+      assert.deepEqual(names.sort(), [...ISTIO_METRIC_LABELS[m.name]!].sort(), `labels of ${m.name} are the table's`);
+    }
+  }
   if (capture.mode === 'bpf') {
     const stats = (capture as BpfCapture).stats();
     assert.ok(stats.DNS_REDIRECTED >= 3, `queries redirected: ${stats.DNS_REDIRECTED}`);

@@ -7,9 +7,9 @@
  * `source_canonical_revision` of the asking pod.
  */
 import { Counter, Histogram, type Registry } from '../../shared/metrics.js';
+import { ISTIO_DNS_LABELS, ISTIO_DNS_METRICS } from '../../shared/istio-metrics.js';
 
-export const DNS_LABELS = ['request_query_type', 'request_protocol', 'source_canonical_service', 'source_canonical_revision'] as const;
-export type DnsLabelName = (typeof DNS_LABELS)[number];
+export type DnsLabelName = (typeof ISTIO_DNS_LABELS)[number];
 export type DnsLabels = Record<DnsLabelName, string>;
 
 /** ztunnel's buckets for the upstream duration, in seconds. */
@@ -23,23 +23,23 @@ export interface DnsMetrics {
 }
 
 export function createDnsMetrics(registry: Registry): DnsMetrics {
-  const labelNames = [...DNS_LABELS];
+  const labelNames = [...ISTIO_DNS_LABELS];
   return {
-    requests: new Counter({ name: 'istio_dns_requests_total', help: 'Total number of DNS requests (unstable)', labelNames, registers: [registry] }),
+    requests: new Counter({ name: ISTIO_DNS_METRICS.requests, help: 'Total number of DNS requests (unstable)', labelNames, registers: [registry] }),
     upstreamRequests: new Counter({
-      name: 'istio_dns_upstream_requests_total',
+      name: ISTIO_DNS_METRICS.upstreamRequests,
       help: 'Total number of DNS requests forwarded to upstream (unstable)',
       labelNames,
       registers: [registry],
     }),
     upstreamFailures: new Counter({
-      name: 'istio_dns_upstream_failures_total',
+      name: ISTIO_DNS_METRICS.upstreamFailures,
       help: 'Total number of DNS requests that failed to forward upstream (unstable)',
       labelNames,
       registers: [registry],
     }),
     upstreamDuration: new Histogram({
-      name: 'istio_dns_upstream_request_duration_seconds',
+      name: ISTIO_DNS_METRICS.upstreamDuration,
       help: 'Total time in seconds Istio takes to get DNS response from upstream (unstable)',
       labelNames,
       buckets: DNS_DURATION_BUCKETS,
