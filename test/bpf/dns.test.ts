@@ -89,7 +89,7 @@ const CLIENT = String.raw`
 const dns = require('node:dns');
 const dgram = require('node:dgram');
 const net = require('node:net');
-const [resolver, seHost, seVip, mode] = process.argv.slice(1);
+const [resolver, seHost, seVip, mode, resolver6] = process.argv.slice(1);
 function query(id, name) {
   const labels = name.split('.').map((l) => Buffer.concat([Buffer.from([l.length]), Buffer.from(l)]));
   const head = Buffer.from([id >> 8, id & 255, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0]);
@@ -99,12 +99,12 @@ function lastA(msg) {
   // the last 4 bytes of a reply whose last record is an A record
   return msg.length >= 4 ? [...msg.subarray(msg.length - 4)].join('.') : '';
 }
-function udp(name) {
+function udp(name, dst = resolver, type = 'udp4') {
   return new Promise((resolve) => {
-    const s = dgram.createSocket('udp4');
+    const s = dgram.createSocket(type);
     const timer = setTimeout(() => { s.close(); resolve({ error: 'timeout' }); }, 1500);
     s.on('message', (m, r) => { clearTimeout(timer); s.close(); resolve({ from: r.address + ':' + r.port, rcode: m[3] & 15, a: lastA(m), id: m.readUInt16BE(0) }); });
-    s.send(query(4242, name), 53, resolver);
+    s.send(query(4242, name), 53, dst);
   });
 }
 function tcp(names) {
@@ -148,6 +148,8 @@ function fetch80(ip) {
     const ask = (n) => r.resolve4(n).catch((e) => e.code);
     out.cares = { se: await ask(seHost), short: await ask('echo'), outside: await ask('outside.test'), unknown: await ask('nope.test') };
     out.udp = await udp(seHost);
+    out.udp6 = await udp(seHost, resolver6, 'udp6');
+    out.mapped = await udp(seHost, '::ffff:' + resolver, 'udp6');
     out.tcp = await tcp(['echo.demo.svc.cluster.local', 'outside.test']);
     out.fetch = await fetch80(seVip);
   }
@@ -157,7 +159,8 @@ function fetch80(ip) {
 `;
 
 async function runInPod(pod: Pod, resolver: string, mode: 'full' | 'optout'): Promise<Record<string, unknown>> {
-  const child = spawn('ip', ['netns', 'exec', pod.name, process.execPath, '-e', CLIENT, resolver, SE_HOST, SE_VIP, mode], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const resolver6 = pod.hostIp6.replace(/::1$/, '::53');
+  const child = spawn('ip', ['netns', 'exec', pod.name, process.execPath, '-e', CLIENT, resolver, SE_HOST, SE_VIP, mode, resolver6], { stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
   child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
@@ -222,12 +225,15 @@ async function dnsScenario(t: TestContext, tag: string, openCapture: (ct: Return
   const out = await runInPod(a, resolver, 'full');
   assert.deepEqual(out['cares'], { se: [SE_VIP], short: [SVC_VIP], outside: [OUTSIDE_IP], unknown: 'ENOTFOUND' }, 'c-ares got local answers, a forwarded one, and NXDOMAIN from upstream');
   assert.deepEqual(out['udp'], { from: `${resolver}:53`, rcode: 0, a: SE_VIP, id: 4242 }, 'the reply is seen from the resolver the client asked');
+  const resolver6 = a.hostIp6.replace(/::1$/, '::53');
+  assert.deepEqual(out['udp6'], { from: `${resolver6}:53`, rcode: 0, a: SE_VIP, id: 4242 }, 'an IPv6 resolver: through [::1]:15053, the reply from it');
+  assert.deepEqual(out['mapped'], { from: `::ffff:${resolver}:53`, rcode: 0, a: SE_VIP, id: 4242 }, 'a dual-stack socket asking a v4-mapped resolver');
   assert.deepEqual(out['tcp'], { peer: `${resolver}:53`, out: [{ id: 100, rcode: 0, a: SVC_VIP }, { id: 101, rcode: 0, a: OUTSIDE_IP }] }, 'TCP: a local answer and a forwarded one on one connection');
   assert.equal(out['fetch'], `app ${b.name} from ${a.ip}`, "the entry's allocated address reaches its endpoint through the mesh");
   assert.deepEqual(upstream.asked.sort(), ['tcp outside.test', 'udp nope.test', 'udp outside.test'], 'only names the mesh does not know went upstream');
 
   const src = { source_canonical_service: 'client', source_canonical_revision: 'v1' };
-  assert.equal(await metric(registry, 'istio_dns_requests_total', { ...src, request_query_type: 'a', request_protocol: 'udp' }), 5);
+  assert.equal(await metric(registry, 'istio_dns_requests_total', { ...src, request_query_type: 'a', request_protocol: 'udp' }), 7);
   assert.equal(await metric(registry, 'istio_dns_requests_total', { ...src, request_query_type: 'a', request_protocol: 'tcp' }), 2);
   assert.equal(await metric(registry, 'istio_dns_upstream_requests_total', { ...src, request_protocol: 'udp' }), 2);
   assert.equal(await metric(registry, 'istio_dns_upstream_requests_total', { ...src, request_protocol: 'tcp' }), 1);
@@ -244,7 +250,7 @@ async function dnsScenario(t: TestContext, tag: string, openCapture: (ct: Return
   if (capture.mode === 'bpf') {
     const stats = (capture as BpfCapture).stats();
     assert.ok(stats.DNS_REDIRECTED >= 3, `queries redirected: ${stats.DNS_REDIRECTED}`);
-    assert.ok(stats.DNS_REPLY_REWRITTEN >= 5, `replies shown from the resolver: ${stats.DNS_REPLY_REWRITTEN}`);
+    assert.ok(stats.DNS_REPLY_REWRITTEN >= 7, `replies shown from the resolver: ${stats.DNS_REPLY_REWRITTEN}`);
   }
 
   // ambient.istio.io/dns-capture: "false" → the pod's queries go where they were sent (nowhere here).
