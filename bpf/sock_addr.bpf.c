@@ -236,11 +236,9 @@ int ambit_connect4(struct bpf_sock_addr *ctx)
 	struct ambit_pod_config *cfg;
 	int verdict;
 
-	if (ctx->type == AMBIT_SOCK_DGRAM)
-		return __dns_udp4(ctx, netns, dport);
 	cfg = __pod_tcp(ctx, netns);
 	if (!cfg)
-		return ALLOW;
+		return ctx->type == AMBIT_SOCK_DGRAM ? __dns_udp4(ctx, netns, dport) : ALLOW;
 	/* 0.0.0.0 connects to the host itself, like 127/8. */
 	verdict = __decide(ctx, cfg, netns, dport, __is_loopback4(dst) || dst == 0, 0);
 	if (verdict >= 0)
@@ -267,11 +265,9 @@ int ambit_connect6(struct bpf_sock_addr *ctx)
 	__u32 a0, a1, a2, a3;
 	int mapped, local, verdict;
 
-	if (ctx->type == AMBIT_SOCK_DGRAM)
-		return __dns_udp6(ctx, netns, dport);
 	cfg = __pod_tcp(ctx, netns);
 	if (!cfg)
-		return ALLOW;
+		return ctx->type == AMBIT_SOCK_DGRAM ? __dns_udp6(ctx, netns, dport) : ALLOW;
 	a0 = ctx->user_ip6[0];
 	a1 = ctx->user_ip6[1];
 	a2 = ctx->user_ip6[2];
