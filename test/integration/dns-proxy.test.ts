@@ -53,6 +53,7 @@ interface Harness {
   upstreamAsked: string[];
   /** Makes the upstream stop answering (queries then time out). */
   silence(): void;
+  proxy: DnsProxy;
 }
 
 async function start(t: TestContext, o: { maxInFlightPerPod?: number; upstreamTimeoutMs?: number } = {}): Promise<Harness> {
@@ -96,6 +97,7 @@ async function start(t: TestContext, o: { maxInFlightPerPod?: number; upstreamTi
     registry,
     upstreamAsked: asked,
     silence: () => (silent = true),
+    proxy,
   };
 }
 
@@ -194,4 +196,21 @@ test('at most maxInFlightPerPod queries wait upstream; the rest get SERVFAIL at 
   const got = await udpAsk(h.udpPort, [query('a.test', 30), query('b.test', 31), query('c.test', 32), query('d.test', 33)], 2, 2000);
   assert.deepEqual(got.map((m) => parseMessage(m).header.rcode), [RCODE_SERVFAIL, RCODE_SERVFAIL], 'two refused before the upstream timeout');
   assert.equal(h.upstreamAsked.length, 2, 'only two reached upstream');
+});
+
+test('a pod removed while its query is upstream: the late answer is dropped, nothing throws', async (t) => {
+  const h = await start(t, { upstreamTimeoutMs: 200 });
+  h.silence();
+  const s = dgram.createSocket('udp4');
+  t.after(() => s.close());
+  const got: Buffer[] = [];
+  s.on('message', (m) => got.push(m));
+  s.send(query('late.test', 40), h.udpPort, '127.0.0.1');
+  await new Promise((r) => setTimeout(r, 50));
+  assert.deepEqual(h.upstreamAsked, ['late.test']);
+  h.proxy.removePod('p1');
+  assert.equal(h.proxy.hasPod('p1'), false);
+  // Past the upstream timeout: the SERVFAIL has nowhere to go.
+  await new Promise((r) => setTimeout(r, 400));
+  assert.equal(got.length, 0);
 });

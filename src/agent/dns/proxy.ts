@@ -103,7 +103,13 @@ export class DnsProxy {
         udp.on('error', (e) => this.#log.warn({ uid: pod.uid, err: e }, 'dns udp socket error'));
         udp.on('message', (msg, rinfo) => {
           void this.#handle(st, msg, 'udp').then((answer) => {
-            if (answer && !this.#closed) udp.send(answer, rinfo.port, rinfo.address, () => undefined);
+            if (!answer || this.#closed || this.#pods.get(pod.uid) !== st) return;
+            try {
+              udp.send(answer, rinfo.port, rinfo.address, () => undefined);
+            } catch (e) {
+              // The socket closed while the query was upstream (the pod left): nobody to answer.
+              this.#log.debug({ uid: pod.uid, err: e }, 'dns answer not sent');
+            }
           });
         });
         const tcp = this.opts.openTcp(pod.netnsPath, address, this.port);
