@@ -65,8 +65,11 @@ export function buildDnsTable(services: Iterable<Service>): DnsTable {
   const byService = new Map<string, DnsHost[]>();
   const wildcards: Array<{ suffix: string; host: DnsHost }> = [];
   const domains = new Set<string>();
-  const sorted = [...services].sort((a, b) => `${a.namespace}/${a.hostname}`.localeCompare(`${b.namespace}/${b.hostname}`));
-  for (const s of sorted) {
+  // Sorted so the first of several entries naming one host is the same on every agent (keys
+  // built once, code-point order: no collator).
+  const keyed = [...services].map((s) => ({ k: `${s.namespace}/${s.hostname}`, s }));
+  keyed.sort((a, b) => (a.k < b.k ? -1 : a.k > b.k ? 1 : 0));
+  for (const { s } of keyed) {
     const name = s.hostname.toLowerCase().replace(/\.$/, '');
     const host: DnsHost = { name, v4: s.vips.filter((a) => isIPv4(a)), v6: s.vips.filter((a) => isIPv6(a)), exportTo: s.exportTo };
     const kubePrefix = `${s.name}.${s.namespace}.svc.`.toLowerCase();
@@ -80,7 +83,7 @@ export function buildDnsTable(services: Iterable<Service>): DnsTable {
       push(exact, name, host);
     }
   }
-  wildcards.sort((a, b) => b.suffix.length - a.suffix.length || a.suffix.localeCompare(b.suffix));
+  wildcards.sort((a, b) => b.suffix.length - a.suffix.length || (a.suffix < b.suffix ? -1 : a.suffix > b.suffix ? 1 : 0));
   return { exact, services: byService, wildcards, domains: domains.size > 0 ? [...domains].sort() : [DEFAULT_CLUSTER_DOMAIN] };
 }
 
