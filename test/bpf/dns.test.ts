@@ -201,7 +201,7 @@ function workloads(a: Pod, b: Pod): { client: Workload; server: Workload; servic
   return { client, server, services };
 }
 
-async function dnsScenario(t: TestContext, tag: string, openCapture: (ct: ReturnType<typeof captureTest>) => Promise<Capture>): Promise<void> {
+async function dnsScenario(t: TestContext, tag: string, openCapture: (ct: ReturnType<typeof captureTest>) => Promise<Capture>, workers = 1): Promise<void> {
   const ct = captureTest(t, tag, 2);
   const [a, b] = ct.fx.pods as [Pod, Pod];
   startApps([a, b], ct.servers);
@@ -213,7 +213,7 @@ async function dnsScenario(t: TestContext, tag: string, openCapture: (ct: Return
   const upstream = await startUpstream(t);
   const capture = await openCapture(ct);
   const { agent, registry } = startWorkerAgent(capture, {
-    workers: 1,
+    workers,
     dns: (reg) => createNetnsDnsProxy({ log: silentLogger(), registry: reg, upstreams: [{ host: '127.0.0.1', port: upstream.port }], timeoutMs: 1000 }),
   });
   ct.own({ uninstall: () => agent.close(200) });
@@ -268,4 +268,8 @@ test('DNS capture through BPF: local answers, forwarding over UDP and TCP, repli
 
 test('DNS capture through the nft fallback: the same behaviour', { skip: nftSkipReason(), timeout: 60_000 }, async (t) => {
   await dnsScenario(t, 'r', async (ct) => ct.own(new NftCapture({ log: silentLogger() })));
+});
+
+test('DNS capture with the data path on two worker threads: the proxy stays on the main thread, the rest is unchanged', { skip: bpfSkipReason(), timeout: 60_000 }, async (t) => {
+  await dnsScenario(t, 's', (ct) => ct.openBpf(), 2);
 });
