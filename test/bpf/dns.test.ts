@@ -10,7 +10,9 @@
  */
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync, spawn } from 'node:child_process';
+import { execFile, execFileSync, spawn } from 'node:child_process';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { promisify } from 'node:util';
 import { once } from 'node:events';
 import dgram from 'node:dgram';
 import net from 'node:net';
@@ -252,6 +254,20 @@ async function dnsScenario(t: TestContext, tag: string, openCapture: (ct: Return
     assert.ok(stats.DNS_REDIRECTED >= 3, `queries redirected: ${stats.DNS_REDIRECTED}`);
     assert.ok(stats.DNS_REPLY_REWRITTEN >= 7, `replies shown from the resolver: ${stats.DNS_REPLY_REWRITTEN}`);
   }
+
+  // glibc, as a pod's own programs resolve: resolv.conf with the pod's search list and ndots:5
+  // (bind-mounted by `ip netns exec`), so the first name asked is `<host>.demo.svc.cluster.local`.
+  const etc = `/etc/netns/${a.name}`;
+  mkdirSync(etc, { recursive: true });
+  t.after(() => rmSync(etc, { recursive: true, force: true }));
+  writeFileSync(`${etc}/resolv.conf`, `nameserver ${resolver}\nsearch demo.svc.cluster.local svc.cluster.local cluster.local\noptions ndots:5 timeout:1 attempts:1\n`);
+  const getent = async (name: string): Promise<string> => {
+    const { stdout } = await promisify(execFile)('ip', ['netns', 'exec', a.name, 'getent', 'ahostsv4', name], { timeout: 10_000 });
+    return stdout.split('\n')[0]!.split(/\s+/)[0]!;
+  };
+  assert.equal(await getent(SE_HOST), SE_VIP, 'glibc through the search list: the CNAME from the search form to the entry host');
+  assert.equal(await getent('echo'), SVC_VIP, 'glibc: a short Service name');
+  assert.equal(await getent(OUTSIDE), OUTSIDE_IP, 'glibc: an outside name after the search list was answered NXDOMAIN upstream');
 
   // ambient.istio.io/dns-capture: "false" → the pod's queries go where they were sent (nowhere here).
   await agent.applyConfig(snapshot([{ ...client, dnsCapture: false }, server], [], services));
