@@ -56,7 +56,7 @@ interface Harness {
   proxy: DnsProxy;
 }
 
-async function start(t: TestContext, o: { maxInFlightPerPod?: number; upstreamTimeoutMs?: number } = {}): Promise<Harness> {
+async function start(t: TestContext, o: { maxInFlightPerPod?: number; upstreamTimeoutMs?: number; maxTcpConnectionsPerPod?: number } = {}): Promise<Harness> {
   // Upstream: answers every name with TXT-less NXDOMAIN unless silenced.
   const asked: string[] = [];
   let silent = false;
@@ -76,6 +76,7 @@ async function start(t: TestContext, o: { maxInFlightPerPod?: number; upstreamTi
     forwarder: new DnsForwarder({ servers: [{ host: '127.0.0.1', port: up.address().port }], timeoutMs: o.upstreamTimeoutMs ?? 300 }),
     port: 0,
     ...(o.maxInFlightPerPod !== undefined ? { maxInFlightPerPod: o.maxInFlightPerPod } : {}),
+    ...(o.maxTcpConnectionsPerPod !== undefined ? { maxTcpConnectionsPerPod: o.maxTcpConnectionsPerPod } : {}),
     openUdp: (_netns, address, port) => {
       const s = dgram.createSocket('udp4');
       s.bind(port, address);
@@ -213,4 +214,28 @@ test('a pod removed while its query is upstream: the late answer is dropped, not
   // Past the upstream timeout: the SERVFAIL has nowhere to go.
   await new Promise((r) => setTimeout(r, 400));
   assert.equal(got.length, 0);
+});
+
+test('TCP connections per pod are bounded: one over the limit is closed at once, the open ones keep working', async (t) => {
+  const h = await start(t, { maxTcpConnectionsPerPod: 2 });
+  const open = async (): Promise<net.Socket> => {
+    const s = net.connect(h.tcpPort, '127.0.0.1');
+    s.on('error', () => undefined);
+    await once(s, 'connect');
+    return s;
+  };
+  const ask = async (s: net.Socket, id: number): Promise<string> => {
+    const q = query('echo', id);
+    s.write(Buffer.concat([Buffer.from([q.length >> 8, q.length & 255]), q]));
+    const [d] = (await once(s, 'data')) as [Buffer];
+    return String(parseMessage(d.subarray(2)).answers[0]!.data);
+  };
+  const [a, b] = [await open(), await open()];
+  // An answer on each: the listener has accepted (and counts) both.
+  assert.equal(await ask(a, 50), '10.96.0.9');
+  assert.equal(await ask(b, 51), '10.96.0.9');
+  const c = await open();
+  await once(c, 'close');
+  assert.equal(await ask(a, 52), '10.96.0.9', 'the open ones keep working');
+  for (const s of [a, b]) s.destroy();
 });

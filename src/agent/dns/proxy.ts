@@ -7,7 +7,8 @@
  * - nothing a pod sends throws out of a handler: a message without a readable header, or a
  *   response, is dropped; an unreadable question gets FORMERR; an upstream failure SERVFAIL;
  * - at most `maxInFlightPerPod` forwarded queries per pod are waiting on upstream; more get
- *   SERVFAIL at once (one pod can not make the agent hold unbounded sockets and timers);
+ *   SERVFAIL at once, and at most `maxTcpConnectionsPerPod` TCP connections are open per
+ *   listener (one pod can not make the agent hold unbounded sockets and timers);
  * - a pod's listeners exist from addPod until removePod (or close).
  */
 import type dgram from 'node:dgram';
@@ -36,6 +37,8 @@ import type { DnsForwarder, DnsTransport } from './upstream.js';
 export const DNS_PORT = 15053;
 /** Default bound of forwarded queries waiting per pod. */
 export const DEFAULT_MAX_IN_FLIGHT_PER_POD = 128;
+/** Default bound of open TCP connections per pod listener: each holds an fd of the agent's. */
+export const DEFAULT_MAX_TCP_CONNECTIONS_PER_POD = 64;
 /** A TCP client connection with no complete query for this long is closed. */
 const TCP_IDLE_MS = 30_000;
 
@@ -55,6 +58,8 @@ export interface DnsProxyOptions {
   forwarder: DnsForwarder;
   port?: number;
   maxInFlightPerPod?: number;
+  /** Open TCP connections per pod listener; more are closed at accept (Node's maxConnections). */
+  maxTcpConnectionsPerPod?: number;
   /** A UDP socket bound to address:port inside the netns (native datagramSocket in production). */
   openUdp: (netnsPath: string, address: string, port: number) => dgram.Socket;
   /** A listening TCP server on address:port inside the netns (native listenInNetns in production). */
@@ -115,6 +120,7 @@ export class DnsProxy {
         const tcp = this.opts.openTcp(pod.netnsPath, address, this.port);
         st.tcp.push(tcp);
         tcp.on('error', (e) => this.#log.warn({ uid: pod.uid, err: e }, 'dns tcp listener error'));
+        tcp.maxConnections = this.opts.maxTcpConnectionsPerPod ?? DEFAULT_MAX_TCP_CONNECTIONS_PER_POD;
         tcp.on('connection', (s) => this.#serveTcp(st, s));
       }
     } catch (e) {
