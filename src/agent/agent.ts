@@ -582,6 +582,7 @@ export class Agent {
       certificates: [...this.certInfo.values()],
       pods: this.statusProvider(),
       pools: Object.fromEntries(pools),
+      ...(this.opts.dns ? { dns: this.opts.dns.summary() } : {}),
     };
   }
 

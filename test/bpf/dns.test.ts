@@ -222,6 +222,8 @@ async function dnsScenario(t: TestContext, tag: string, openCapture: (ct: Return
   const { client, server, services } = workloads(a, b);
   await agent.applyConfig(snapshot([client, server], [], services));
   assert.deepEqual(agent.statusProvider().map((s) => s.captured), [true, true]);
+  const dump = (await agent.configDump()) as { dns?: unknown };
+  assert.deepEqual(dump.dns, { port: 15053, upstreams: [`127.0.0.1:${upstream.port}`], pods: [client.uid, server.uid].sort(), names: 2, wildcards: 0 }, '/config_dump shows the DNS proxy');
   const resolver = a.hostIp.replace(/\.1$/, '.53');
 
   const out = await runInPod(a, resolver, 'full');

@@ -131,6 +131,17 @@ export class DnsProxy {
     this.#log.debug({ uid: pod.uid, port: this.port, ipv6: pod.ipv6 }, 'dns proxy listening in pod');
   }
 
+  /** What /config_dump shows: the port, the resolvers, the pods served and how many names are answered locally. */
+  summary(): { port: number; upstreams: string[]; pods: string[]; names: number; wildcards: number } {
+    return {
+      port: this.port,
+      upstreams: this.opts.forwarder.servers.map((s) => (s.host.includes(':') ? `[${s.host}]:${s.port}` : `${s.host}:${s.port}`)),
+      pods: [...this.#pods.keys()].sort(),
+      names: this.#table.exact.size,
+      wildcards: this.#table.wildcards.length,
+    };
+  }
+
   hasPod(uid: string): boolean {
     return this.#pods.has(uid);
   }
