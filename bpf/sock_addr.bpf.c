@@ -6,7 +6,10 @@
  *                  the original destination in the socket's storage; refuse the connect when the
  *                  pod is pending, when the destination can not be kept, for native IPv6 without
  *                  an IPv6 listener, and for a direct connect to the capture listener itself;
- *   getpeername4/6 show the app the peer it asked for, not the proxy.
+ *   getpeername4/6 show the app the peer it asked for, not the proxy;
+ *   DNS (port 53, ztunnel's DNS capture): UDP connects and sends (connect4/6, sendmsg4/6) and
+ *                  TCP connects go to the pod's loopback DNS proxy port instead; recvmsg4/6
+ *                  show the app the proxy's replies as coming from the resolver it asked.
  * A refused connect fails with EPERM: capture never lets an enrolled pod's connection go around
  * the mesh because something went wrong.
  *
@@ -31,6 +34,8 @@ char LICENSE[] SEC("license") = "Apache-2.0";
 
 #define ALLOW 1
 #define REFUSE 0
+#define AMBIT_DNS_PORT 53
+#define AMBIT_SOCK_DGRAM 2
 
 /*
  * The pod's config when this connect is capture's business (the netns is enrolled or pending,
@@ -125,6 +130,103 @@ static __always_inline int __record(struct bpf_sock_addr *ctx, __u32 w0, __u32 w
 	return 0;
 }
 
+/* Where a captured TCP connect goes: the DNS proxy for port 53 when the pod has one, else the outbound listener. */
+static __always_inline __u16 __target_port(struct ambit_pod_config *cfg, __u16 dport)
+{
+	if (dport == AMBIT_DNS_PORT && cfg->dns_port != 0) {
+		__count(AMBIT_REASON_DNS_REDIRECTED);
+		return cfg->dns_port;
+	}
+	return cfg->outbound_port;
+}
+
+/*
+ * The pod's config when this UDP connect or send is a DNS query capture takes (port 53, the pod
+ * enrolled with a DNS proxy, not one of the agent's own sockets), else NULL.
+ */
+static __always_inline struct ambit_pod_config *__pod_dns_udp(struct bpf_sock_addr *ctx, __u64 netns, __u16 dport)
+{
+	struct ambit_pod_config *cfg;
+	struct bpf_sock *sk;
+
+	if (dport != AMBIT_DNS_PORT || ctx->type != AMBIT_SOCK_DGRAM || ctx->protocol != IPPROTO_UDP)
+		return NULL;
+	cfg = bpf_map_lookup_elem(&ambit_pods, &netns);
+	/* A pending pod has no proxy yet: its queries go where they were sent. */
+	if (!cfg || cfg->dns_port == 0 || (cfg->flags & AMBIT_POD_F_PENDING))
+		return NULL;
+	sk = ctx->sk;
+	if (!sk || sk->mark == AMBIT_BYPASS_MARK)
+		return NULL;
+	return cfg;
+}
+
+/*
+ * Sends a UDP query to the pod's DNS proxy and remembers the resolver the app asked (one per
+ * socket: the last one), so recvmsg can show the reply as coming from it. When that can not be
+ * kept the query goes to the resolver unchanged: a reply the app would refuse is worse.
+ */
+static __always_inline int __dns_udp(struct bpf_sock_addr *ctx, struct ambit_pod_config *cfg, __u32 w0, __u32 w1, __u32 w2, __u32 w3,
+				     __u16 family, int to6)
+{
+	if (__record(ctx, w0, w1, w2, w3, AMBIT_DNS_PORT, family) != 0)
+		return ALLOW;
+	if (!to6) {
+		ctx->user_ip4 = bpf_htonl(AMBIT_LOOPBACK4);
+	} else if (family == AMBIT_AF_INET) {
+		ctx->user_ip6[0] = 0;
+		ctx->user_ip6[1] = 0;
+		ctx->user_ip6[2] = bpf_htonl(0xffff);
+		ctx->user_ip6[3] = bpf_htonl(AMBIT_LOOPBACK4);
+	} else {
+		ctx->user_ip6[0] = 0;
+		ctx->user_ip6[1] = 0;
+		ctx->user_ip6[2] = 0;
+		ctx->user_ip6[3] = bpf_htonl(1);
+	}
+	ctx->user_port = bpf_htons(cfg->dns_port);
+	__count(AMBIT_REASON_DNS_REDIRECTED);
+	return ALLOW;
+}
+
+/* UDP to an IPv4 resolver (connect4 and sendmsg4); loopback resolvers are the pod's own. */
+static __always_inline int __dns_udp4(struct bpf_sock_addr *ctx, __u64 netns, __u16 dport)
+{
+	struct ambit_pod_config *cfg = __pod_dns_udp(ctx, netns, dport);
+	__u32 dst = ctx->user_ip4;
+
+	if (!cfg || __is_loopback4(dst) || dst == 0)
+		return ALLOW;
+	return __dns_udp(ctx, cfg, 0, 0, bpf_htonl(0xffff), dst, AMBIT_AF_INET, 0);
+}
+
+/* UDP to a resolver from an IPv6 socket (connect6 and sendmsg6): v4-mapped, or native with an IPv6 proxy. */
+static __always_inline int __dns_udp6(struct bpf_sock_addr *ctx, __u64 netns, __u16 dport)
+{
+	struct ambit_pod_config *cfg = __pod_dns_udp(ctx, netns, dport);
+	__u32 a0, a1, a2, a3;
+	int mapped;
+
+	if (!cfg)
+		return ALLOW;
+	a0 = ctx->user_ip6[0];
+	a1 = ctx->user_ip6[1];
+	a2 = ctx->user_ip6[2];
+	a3 = ctx->user_ip6[3];
+	mapped = a0 == 0 && a1 == 0 && a2 == bpf_htonl(0xffff);
+	if (mapped) {
+		if (__is_loopback4(a3) || a3 == 0)
+			return ALLOW;
+		return __dns_udp(ctx, cfg, a0, a1, a2, a3, AMBIT_AF_INET, 1);
+	}
+	if (a0 == 0 && a1 == 0 && a2 == 0 && (a3 == bpf_htonl(1) || a3 == 0))
+		return ALLOW;
+	/* Without a [::1] proxy a native IPv6 resolver is asked directly. */
+	if (!(cfg->flags & AMBIT_POD_F_IPV6))
+		return ALLOW;
+	return __dns_udp(ctx, cfg, a0, a1, a2, a3, AMBIT_AF_INET6, 1);
+}
+
 SEC("cgroup/connect4")
 int ambit_connect4(struct bpf_sock_addr *ctx)
 {
@@ -136,7 +238,7 @@ int ambit_connect4(struct bpf_sock_addr *ctx)
 
 	cfg = __pod_tcp(ctx, netns);
 	if (!cfg)
-		return ALLOW;
+		return ctx->type == AMBIT_SOCK_DGRAM ? __dns_udp4(ctx, netns, dport) : ALLOW;
 	/* 0.0.0.0 connects to the host itself, like 127/8. */
 	verdict = __decide(ctx, cfg, netns, dport, __is_loopback4(dst) || dst == 0, 0);
 	if (verdict >= 0)
@@ -145,7 +247,7 @@ int ambit_connect4(struct bpf_sock_addr *ctx)
 	if (__record(ctx, 0, 0, bpf_htonl(0xffff), dst, dport, AMBIT_AF_INET) != 0)
 		return REFUSE;
 	ctx->user_ip4 = bpf_htonl(AMBIT_LOOPBACK4);
-	ctx->user_port = bpf_htons(cfg->outbound_port);
+	ctx->user_port = bpf_htons(__target_port(cfg, dport));
 	__count(AMBIT_REASON_CONNECT_REDIRECTED);
 	return ALLOW;
 }
@@ -165,7 +267,7 @@ int ambit_connect6(struct bpf_sock_addr *ctx)
 
 	cfg = __pod_tcp(ctx, netns);
 	if (!cfg)
-		return ALLOW;
+		return ctx->type == AMBIT_SOCK_DGRAM ? __dns_udp6(ctx, netns, dport) : ALLOW;
 	a0 = ctx->user_ip6[0];
 	a1 = ctx->user_ip6[1];
 	a2 = ctx->user_ip6[2];
@@ -189,7 +291,7 @@ int ambit_connect6(struct bpf_sock_addr *ctx)
 		ctx->user_ip6[2] = 0;
 		ctx->user_ip6[3] = bpf_htonl(1);
 	}
-	ctx->user_port = bpf_htons(cfg->outbound_port);
+	ctx->user_port = bpf_htons(__target_port(cfg, dport));
 	__count(AMBIT_REASON_CONNECT_REDIRECTED);
 	return ALLOW;
 }
@@ -233,5 +335,75 @@ int ambit_getpeername6(struct bpf_sock_addr *ctx)
 	ctx->user_ip6[3] = w[3];
 	ctx->user_port = bpf_htons(orig->port);
 	__count(AMBIT_REASON_GETPEERNAME_REWRITTEN);
+	return ALLOW;
+}
+
+/*
+ * Unconnected UDP: sendto/sendmsg with a destination. (A connected socket's sends carry none and
+ * skip this hook; connect4/6 moved them already.)
+ */
+SEC("cgroup/sendmsg4")
+int ambit_sendmsg4(struct bpf_sock_addr *ctx)
+{
+	return __dns_udp4(ctx, bpf_get_netns_cookie(ctx), bpf_ntohs((__u16)ctx->user_port));
+}
+
+SEC("cgroup/sendmsg6")
+int ambit_sendmsg6(struct bpf_sock_addr *ctx)
+{
+	return __dns_udp6(ctx, bpf_get_netns_cookie(ctx), bpf_ntohs((__u16)ctx->user_port));
+}
+
+/*
+ * The resolver a socket's DNS query was sent to, when this datagram is the proxy's reply to it
+ * (from the pod's DNS port on loopback), else NULL. Without the rewrite resolvers that check the
+ * reply's source (glibc, musl, c-ares) would drop it.
+ */
+static __always_inline struct ambit_orig_dst *__dns_reply(struct bpf_sock_addr *ctx, int from_loopback)
+{
+	__u64 netns = bpf_get_netns_cookie(ctx);
+	struct ambit_pod_config *cfg = bpf_map_lookup_elem(&ambit_pods, &netns);
+	struct ambit_orig_dst *orig;
+
+	if (!cfg || cfg->dns_port == 0 || !from_loopback || bpf_ntohs((__u16)ctx->user_port) != cfg->dns_port)
+		return NULL;
+	orig = bpf_sk_storage_get(&ambit_sock_orig, ctx->sk, 0, 0);
+	if (!orig || orig->port != AMBIT_DNS_PORT)
+		return NULL;
+	return orig;
+}
+
+/* recvmsg programs can not refuse a datagram: they only rewrite its source and must return 1. */
+SEC("cgroup/recvmsg4")
+int ambit_recvmsg4(struct bpf_sock_addr *ctx)
+{
+	struct ambit_orig_dst *orig = __dns_reply(ctx, ctx->user_ip4 == bpf_htonl(AMBIT_LOOPBACK4));
+
+	if (!orig || orig->family != AMBIT_AF_INET)
+		return ALLOW;
+	ctx->user_ip4 = ((__u32 *)orig->addr)[3];
+	ctx->user_port = bpf_htons(AMBIT_DNS_PORT);
+	__count(AMBIT_REASON_DNS_REPLY_REWRITTEN);
+	return ALLOW;
+}
+
+SEC("cgroup/recvmsg6")
+int ambit_recvmsg6(struct bpf_sock_addr *ctx)
+{
+	__u32 a0 = ctx->user_ip6[0], a1 = ctx->user_ip6[1], a2 = ctx->user_ip6[2], a3 = ctx->user_ip6[3];
+	int loopback = a0 == 0 && a1 == 0 && ((a2 == 0 && a3 == bpf_htonl(1)) || (a2 == bpf_htonl(0xffff) && a3 == bpf_htonl(AMBIT_LOOPBACK4)));
+	struct ambit_orig_dst *orig = __dns_reply(ctx, loopback);
+	__u32 *w;
+
+	if (!orig)
+		return ALLOW;
+	/* IPv4 resolvers are stored v4-mapped, which is what a dual-stack socket expects. */
+	w = (__u32 *)orig->addr;
+	ctx->user_ip6[0] = w[0];
+	ctx->user_ip6[1] = w[1];
+	ctx->user_ip6[2] = w[2];
+	ctx->user_ip6[3] = w[3];
+	ctx->user_port = bpf_htons(AMBIT_DNS_PORT);
+	__count(AMBIT_REASON_DNS_REPLY_REWRITTEN);
 	return ALLOW;
 }

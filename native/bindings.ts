@@ -25,7 +25,8 @@ export type NativePointer = bigint;
 export const PodConfigType = koffi.struct('ambit_pod_config', {
   outbound_port: 'uint16_t',
   flags: 'uint16_t',
-  pad: 'uint32_t',
+  dns_port: 'uint16_t',
+  pad: 'uint16_t',
 });
 export const PortKeyType = koffi.struct('ambit_port_key', {
   netns_cookie: 'uint64_t',

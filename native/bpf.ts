@@ -540,6 +540,10 @@ export const AttachType = {
   cgroupGetsockopt: 21,
   cgroupInet4Getpeername: 29,
   cgroupInet6Getpeername: 30,
+  cgroupUdp4Sendmsg: 14,
+  cgroupUdp6Sendmsg: 15,
+  cgroupUdp4Recvmsg: 19,
+  cgroupUdp6Recvmsg: 20,
 } as const;
 
 export interface AttachedProgram {

@@ -281,6 +281,48 @@ export function listenInNetns(netns: string | NetnsHandle, opts: ListenOptions):
   });
 }
 
+export interface DatagramOptions {
+  /** IP literal to bind; "127.0.0.1", "::1", "0.0.0.0". */
+  address: string;
+  /** 0: any free port. */
+  port: number;
+  /** SO_MARK; BYPASS_MARK for sockets capture must not catch. */
+  mark?: number;
+}
+
+/** A bound UDP socket in the current netns, or inside `netns`; hand the fd to Node with `dgram.createSocket(...).bind({ fd })`. */
+export function datagramSocket(opts: DatagramOptions, netns?: string | NetnsHandle): number {
+  const make = (): number => {
+    const domain = familyOf(opts.address);
+    const fd = newSocket(domain, SOCK_DGRAM);
+    try {
+      if (opts.mark !== undefined) setIntOpt(fd, SOL_SOCKET, SO_MARK, opts.mark, 'SO_MARK');
+      if (opts.port !== 0) setIntOpt(fd, SOL_SOCKET, SO_REUSEADDR, 1, 'SO_REUSEADDR');
+      const sa = encodeSockaddr(opts.address, opts.port);
+      if (libc().bind(fd, sa, sa.length) !== 0) {
+        throw nativeError('AMBIT_ERR_NATIVE_CALL', `bind udp ${opts.address}:${opts.port}${netns ? ` in ${netnsLabel(netns)}` : ''}`, lastErrno(), { address: opts.address, port: opts.port });
+      }
+      return fd;
+    } catch (e) {
+      libc().close(fd);
+      throw e;
+    }
+  };
+  return netns === undefined ? make() : inNetns(netns, make);
+}
+
+/** An unconnected TCP socket in the current netns with SO_MARK `mark` (connect it with `new net.Socket({ fd }).connect(...)`). */
+export function markedStreamSocket(family: IpFamily, mark: number): number {
+  const fd = newSocket(family === 'IPv6' ? AF_INET6 : AF_INET, SOCK_STREAM);
+  try {
+    setIntOpt(fd, SOL_SOCKET, SO_MARK, mark, 'SO_MARK');
+    return fd;
+  } catch (e) {
+    libc().close(fd);
+    throw e;
+  }
+}
+
 export interface SocketOptions {
   family: IpFamily;
   /** IP protocol; default 0 (TCP). 262 is MPTCP. */

@@ -362,6 +362,7 @@ int ambit_layout_offsetof(const char *type_name, const char *field_name)
 {
 	LAYOUT_FIELD(ambit_pod_config, outbound_port)
 	LAYOUT_FIELD(ambit_pod_config, flags)
+	LAYOUT_FIELD(ambit_pod_config, dns_port)
 	LAYOUT_FIELD(ambit_pod_config, pad)
 	LAYOUT_FIELD(ambit_port_key, netns_cookie)
 	LAYOUT_FIELD(ambit_port_key, port)

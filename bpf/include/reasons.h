@@ -56,6 +56,11 @@
 /* The listener can not take this connection (e.g. IPv6 and an IPv4-only listener): refused. */
 #define AMBIT_REASON_STEER_REFUSED_ASSIGN 28
 
-#define AMBIT_REASON_COUNT 29
+/* A UDP or TCP connect/sendmsg to port 53 went to the pod's DNS proxy instead. */
+#define AMBIT_REASON_DNS_REDIRECTED 29
+/* A DNS reply from the proxy was shown to the app as coming from the resolver it asked. */
+#define AMBIT_REASON_DNS_REPLY_REWRITTEN 30
+
+#define AMBIT_REASON_COUNT 31
 
 #endif

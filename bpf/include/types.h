@@ -14,7 +14,12 @@
 struct ambit_pod_config {
 	__u16 outbound_port; /* the pod's own outbound listener, e.g. 15001 */
 	__u16 flags;         /* AMBIT_POD_F_* */
-	__u32 pad;
+	/*
+	 * The pod's DNS proxy (15053) on loopback: UDP and TCP to port 53 go there; 0: DNS is not
+	 * captured (the pod opted out, or the agent runs without a DNS proxy).
+	 */
+	__u16 dns_port;
+	__u16 pad;
 };
 
 /* The pod has an outbound listener on [::1]:outbound_port: native IPv6 is redirected there. */

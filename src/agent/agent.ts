@@ -32,6 +32,8 @@ import { AdminServer, type AdminAddresses } from './admin.js';
 import { PodNetnsTable } from './netns/pod-netns.js';
 import { LocalDataPath, threadHeap, type DataPath, type PodDataPath, type PodListenSettings } from './datapath.js';
 import { fdExhaustion, readFdUsage, type FdUsage } from './fd-usage.js';
+import { buildDnsTable } from './dns/answer.js';
+import type { DnsPod, DnsProxy } from './dns/proxy.js';
 
 /** What the agent needs from the certificate manager (CertManager fits). */
 export interface AgentCertificates {
@@ -89,6 +91,11 @@ export interface AgentOptions {
    * `host` gives what the data path takes from the agent (certificates, resolved listen settings).
    */
   dataPath?: (host: DataPathHost) => DataPath;
+  /**
+   * The DNS proxy (15053 in each enrolled pod, dns/proxy.ts); with capture, each pod's port-53
+   * traffic goes there unless its Workload says `dnsCapture: false`. Absent: DNS is not captured.
+   */
+  dns?: DnsProxy;
 }
 
 /** What the agent hands its data path. */
@@ -143,6 +150,8 @@ export class Agent {
   private prunedOnce = false;
   /** Wanted pods whose netns is not known yet (retried with the enrollment backoff). */
   private unlocated = 0;
+  /** The Services the DNS proxy's table was built from (rebuilt only when the snapshot's differ). */
+  private dnsServices: ConfigSnapshot['services'] | undefined;
 
   constructor(private readonly opts: AgentOptions) {
     this.log = opts.log.child({ component: 'agent', node: opts.nodeName });
@@ -208,6 +217,10 @@ export class Agent {
     const index = new WorkloadIndex(snapshot, this.opts.nodeName);
     this.index = index;
     this.dataPath.setConfig(snapshot, index);
+    if (this.opts.dns && this.dnsServices !== snapshot.services) {
+      this.dnsServices = snapshot.services;
+      this.opts.dns.setTable(buildDnsTable(snapshot.services.values()));
+    }
     let statusChanged = await this.forgetVanished(index);
     const enrolled = index.localEnrolledWorkloads();
     if (this.opts.capture) await this.netns.locate(enrolled.filter((w) => !w.netns && !this.pods.has(w.uid)));
@@ -216,8 +229,10 @@ export class Agent {
 
     for (const [uid, pod] of [...this.pods]) {
       const next = wanted.get(uid);
-      if (!next || !sameNetns(next.netns, pod.workload.netns)) {
-        await this.unenroll(uid, next ? 'netns_changed' : 'pod_removed');
+      // The DNS capture switch is part of the pod's capture settings: a change enrolls it again.
+      const dnsChanged = next !== undefined && this.opts.dns !== undefined && (next.dnsCapture === false) !== (pod.workload.dnsCapture === false);
+      if (!next || !sameNetns(next.netns, pod.workload.netns) || dnsChanged) {
+        await this.unenroll(uid, !next ? 'pod_removed' : dnsChanged ? 'dns_capture_changed' : 'netns_changed');
         statusChanged = true;
       }
     }
@@ -225,6 +240,8 @@ export class Agent {
       const current = this.pods.get(uid);
       if (current) {
         current.workload = { ...w, netns: current.workload.netns };
+        // Its DNS metrics labels and namespace follow the pod's (the listeners stay).
+        if (this.opts.dns?.hasPod(uid)) this.opts.dns.addPod(dnsPodOf(current.workload, current.data.hasIpv6Listener()));
         continue;
       }
       if (this.opts.capture && !w.netns) {
@@ -465,12 +482,17 @@ export class Agent {
       data = await this.dataPath.enroll(w);
       if (o.capture) {
         if (!w.netns) throw new Error('the workload has no netns; the controller must report where the pod runs');
+        const ipv6 = data.hasIpv6Listener();
+        const dns = o.dns && w.dnsCapture !== false ? o.dns : undefined;
+        dns?.addPod(dnsPodOf(w, ipv6));
+        if (!dns) o.dns?.removePod(w.uid);
         await o.capture.enroll({
           uid: w.uid,
           netnsPath: w.netns,
           inboundListenerFd: data.inboundListenerFd(),
           excludeInboundPorts: [],
-          ipv6: data.hasIpv6Listener(),
+          ipv6,
+          ...(dns ? { dnsPort: dns.port } : {}),
         });
         const directMapId = o.capture.directMapId?.(w.uid);
         data.captured({ preservesSource: o.capture.preservesSource(w.uid), ...(directMapId !== undefined ? { directMapId } : {}) });
@@ -480,6 +502,7 @@ export class Agent {
       podLog.info({ uid: w.uid, mode: o.capture?.mode ?? 'none' }, 'pod enrolled');
     } catch (e) {
       data?.destroy();
+      o.dns?.removePod(w.uid);
       this.statuses.set(w.uid, { uid: w.uid, captured: false, mode: 'failed', message: errorMessage(e) });
       podLog.error({ err: e, uid: w.uid }, 'pod enrollment failed');
       this.scheduleEnrollRetry();
@@ -519,6 +542,7 @@ export class Agent {
     } catch (e) {
       this.log.error({ err: e, uid }, 'capture unenroll failed');
     }
+    this.opts.dns?.removePod(uid);
     // Established connections keep going; the pool refuses new tunnels and drains.
     await pod.data.unenroll();
     this.log.info({ uid, reason }, 'pod unenrolled');
@@ -558,6 +582,7 @@ export class Agent {
       certificates: [...this.certInfo.values()],
       pods: this.statusProvider(),
       pools: Object.fromEntries(pools),
+      ...(this.opts.dns ? { dns: this.opts.dns.summary() } : {}),
     };
   }
 
@@ -603,6 +628,7 @@ export class Agent {
     this.pods.clear();
     await Promise.all(pods.map((p) => p.data.close(deadlineMs)));
     await this.dataPath.close();
+    this.opts.dns?.close();
     try {
       await this.opts.capture?.close();
     } catch (e) {
@@ -612,6 +638,11 @@ export class Agent {
     await this.admin?.close();
     this.log.info({}, 'agent closed');
   }
+}
+
+/** What the DNS proxy needs of an enrolled pod (its netns is known by then). */
+function dnsPodOf(w: Workload, ipv6: boolean): DnsPod {
+  return { uid: w.uid, netnsPath: w.netns ?? '', namespace: w.namespace, canonicalService: w.canonicalName, canonicalRevision: w.canonicalRevision, ipv6 };
 }
 
 /** `<namespace>/<name>` of a workload uid `<cluster>//v1/Pod/<namespace>/<name>`; undefined for another shape. */

@@ -9,6 +9,8 @@ import {
   ENV_CAPTURE,
   ENV_CGROUP_PATH,
   ENV_CNI_SOCKET,
+  ENV_DNS_CAPTURE,
+  ENV_DNS_UPSTREAMS,
   ENV_KUBECONFIG,
   ENV_KUBERNETES_SERVICE_HOST,
   ENV_KUBERNETES_SERVICE_PORT,
@@ -20,8 +22,10 @@ import {
   ENV_SAME_NODE_FAST_PATH,
   ENV_WORKERS,
   EnvReader,
+  parseHostPort,
   type ControllerClientSettings,
 } from '../shared/env.js';
+import { isIP } from 'node:net';
 import type { LogLevel } from '../shared/log.js';
 import { defaultWorkerCount } from './workers/pool.js';
 
@@ -59,6 +63,24 @@ export interface AgentConfig extends ControllerClientSettings {
   sameNodeFastPath: boolean;
   /** Data-path worker threads (AMBIT_WORKERS); 1: the data path runs on the main thread. */
   workers: number;
+  /** Enrolled pods' DNS goes to the agent's DNS proxy (AMBIT_DNS_CAPTURE, default on). */
+  dnsCapture: boolean;
+  /** Resolvers the DNS proxy forwards to (AMBIT_DNS_UPSTREAMS); undefined: /etc/resolv.conf's. */
+  dnsUpstreams: HostPort[] | undefined;
+}
+
+/** AMBIT_DNS_UPSTREAMS: IP literals, port 53 unless given; undefined when unset. */
+function dnsUpstreams(r: EnvReader): HostPort[] | undefined {
+  const entries = r.list(ENV_DNS_UPSTREAMS, 'resolver addresses');
+  if (entries.length === 0) return undefined;
+  const out: HostPort[] = [];
+  for (const e of entries) {
+    const hp = isIP(e) !== 0 ? { host: e, port: 53 } : parseHostPort(e, ENV_DNS_UPSTREAMS, r.issues);
+    if (hp === undefined) continue;
+    if (isIP(hp.host) === 0 || hp.port === 0) r.issues.add(ENV_DNS_UPSTREAMS, 'each resolver must be an IP address with an optional port 1-65535', e);
+    else out.push(hp);
+  }
+  return out;
 }
 
 /** Reads the agent's configuration from `env`; throws AMBIT_ERR_CONFIG_INVALID listing every problem. */
@@ -106,5 +128,7 @@ export function loadConfig(env: NodeJS.ProcessEnv): Readonly<AgentConfig> {
     kube: kubeconfig ? { kubeconfig } : inCluster,
     sameNodeFastPath: r.oneOf(ENV_SAME_NODE_FAST_PATH, ['on', 'off'], 'on') === 'on',
     workers: r.integer(ENV_WORKERS, Math.min(defaultWorkerCount(), MAX_WORKERS), 1, MAX_WORKERS),
+    dnsCapture: r.oneOf(ENV_DNS_CAPTURE, ['on', 'off'], 'on') === 'on',
+    dnsUpstreams: dnsUpstreams(r),
   });
 }

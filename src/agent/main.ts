@@ -24,6 +24,7 @@ import { scanHostNetns } from './netns/host-scan.js';
 import { CniServer } from './cni/server.js';
 import { createAgentCniHandler } from './cni/handler.js';
 import type { RedirectionAnnotator } from './kube/redirection.js';
+import { createNetnsDnsProxy } from './dns/netns-proxy.js';
 
 /** Where container runtimes bind-mount pod sandboxes' network namespaces (the DaemonSet mounts it). */
 const NETNS_DIRS = ['/var/run/netns'];
@@ -42,9 +43,12 @@ async function run(config: Readonly<AgentConfig>, log: Logger): Promise<void> {
   });
   await netns.load();
 
+  // ztunnel's DNS proxy: on by default (Istio 1.25+), only where capture can send pods' DNS to it.
+  const dns = config.dnsCapture ? createNetnsDnsProxy({ log, registry, upstreams: config.dnsUpstreams }) : undefined;
   let client: ConfigClient | undefined;
   let annotator: RedirectionAnnotator | undefined;
   const agent = new Agent({
+    ...(dns ? { dns } : {}),
     nodeName: config.nodeName,
     log,
     registry,

@@ -69,6 +69,15 @@ export const ISTIO_XDS_METRICS = {
   terminations: 'istio_xds_connection_terminations_total',
 } as const;
 
+/** ztunnel's DNS proxy metrics (the agent's, src/agent/dns/metrics.ts) and their labels. */
+export const ISTIO_DNS_METRICS = {
+  requests: 'istio_dns_requests_total',
+  upstreamRequests: 'istio_dns_upstream_requests_total',
+  upstreamFailures: 'istio_dns_upstream_failures_total',
+  upstreamDuration: 'istio_dns_upstream_request_duration_seconds',
+} as const;
+export const ISTIO_DNS_LABELS = ['request_query_type', 'request_protocol', 'source_canonical_service', 'source_canonical_revision'] as const;
+
 /**
  * Every `istio_*` metric an Ambit component exports, with its exact label names (histograms: the
  * `_bucket` series add `le`). The end-to-end tests check every scraped series against this table.
@@ -80,6 +89,7 @@ export const ISTIO_METRIC_LABELS: Readonly<Record<string, readonly string[]>> = 
   [ISTIO_XDS_METRICS.messages]: ['url'],
   [ISTIO_XDS_METRICS.messageBytes]: ['url'],
   [ISTIO_XDS_METRICS.terminations]: ['reason'],
+  ...Object.fromEntries(Object.values(ISTIO_DNS_METRICS).map((n) => [n, ISTIO_DNS_LABELS])),
 });
 
 /** Who reports: the agent on the client side (`source`) or server side (`destination`), a waypoint, or a gateway (`source`, as Istio's gateways do). */

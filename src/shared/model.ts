@@ -46,6 +46,8 @@ export interface Workload {
   locality?: Locality;
   /** Network namespace of the pod on its node, as the CNI (or local runtime) reported it. */
   netns?: string;
+  /** false: the pod opted out of DNS capture (annotation `ambient.istio.io/dns-capture: "false"`); absent: captured. */
+  dnsCapture?: false;
   status: 'Healthy' | 'Unhealthy';
   /** `namespace/name` of workload-selector Authorization resources that select this pod. */
   authorizationPolicies: string[];

@@ -37,12 +37,14 @@ export const CaptureReasons = {
   GETSOCKOPT_REFUSED: 26,
   STEER_REFUSED_NO_SOCKET: 27,
   STEER_REFUSED_ASSIGN: 28,
+  DNS_REDIRECTED: 29,
+  DNS_REPLY_REWRITTEN: 30,
 } as const;
 
 export type CaptureReason = keyof typeof CaptureReasons;
 
 /** Number of defined codes (AMBIT_REASON_COUNT). */
-export const CAPTURE_REASON_COUNT = 29;
+export const CAPTURE_REASON_COUNT = 31;
 
 /** Lowercase snake_case label for metrics (`reason` label): CONNECT_REDIRECTED -> connect_redirected. */
 export function captureReasonLabel(reason: CaptureReason): string {

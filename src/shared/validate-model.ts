@@ -159,6 +159,8 @@ export function checkWorkload(o: Record<string, unknown>, name: string, path: st
   if (o['waypoint'] !== undefined) w.waypoint = checkWaypoint(o['waypoint'], `${path}.waypoint`, issues);
   if (o['locality'] !== undefined) w.locality = checkLocality(o['locality'], `${path}.locality`, issues);
   if (o['netns'] !== undefined) w.netns = str(o, 'netns', path, issues);
+  if (o['dnsCapture'] === false) w.dnsCapture = false;
+  else if (o['dnsCapture'] !== undefined) issues.add(`${path}.dnsCapture`, 'must be false or absent', o['dnsCapture']);
   return w;
 }
 

@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { existsSync, readdirSync } from 'node:fs';
 import net from 'node:net';
 import { silentLogger } from '../../src/shared/log.js';
-import { BpfCapture } from '../../src/agent/capture/redirect.js';
+import { BpfCapture, CGROUP_PROGRAMS } from '../../src/agent/capture/redirect.js';
 import { detectCaptureMode } from '../../src/agent/capture/detect.js';
 import { BYPASS_MARK, closeFd, listenInNetns, netnsCookie, socketFd, socketInNetns } from '../../native/netns.js';
 import {
@@ -159,7 +159,7 @@ test('bpf capture redirects, steers, bypasses and cleans up', { skip }, async (t
   await t.test('uninstall leaves no pins and no links', async () => {
     await capture.enroll({ uid: 'pod-a', netnsPath: a.netnsPath, inboundListenerFd: socketFd(proxies.inbound) });
     assert.equal(linksOn({ netnsPath: a.netnsPath }).length, 1);
-    assert.equal(linksOn({ cgroupPath: fx.cgroupPath }).length, 6);
+    assert.equal(linksOn({ cgroupPath: fx.cgroupPath }).length, CGROUP_PROGRAMS.length);
     await capture.uninstall();
     await capture.uninstall();
     assert.equal(existsSync(pinDir), false);

@@ -17,7 +17,7 @@ import net from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { createLogger, silentLogger } from '../../src/shared/log.js';
 import { LogSink } from '../helpers/loopback-net.js';
-import { BpfCapture } from '../../src/agent/capture/redirect.js';
+import { BpfCapture, CGROUP_PROGRAMS } from '../../src/agent/capture/redirect.js';
 import { BpfMap, RAW_CODEC } from '../../native/bpf.js';
 import { listenInNetns, netnsCookie, socketInNetns } from '../../native/netns.js';
 import { bpfSkipReason, captureTest, dialFrom, linksOn, outcome, serveFd, type Fixture, type Pod } from './fixture.js';
@@ -127,7 +127,7 @@ test('a killed agent leaves the pod refused both ways; a restart takes over in p
   assert.equal(await dialFrom(a.netnsPath, b.ip, 8080), `via agent1\napp ${b.name}`);
   direct.set(b.name, 0);
   const before = { links: links(fx, a), pods: pinnedKeys(fx, 'ambit_pods') };
-  assert.equal(before.links.cgroup.length, 6);
+  assert.equal(before.links.cgroup.length, CGROUP_PROGRAMS.length);
   assert.equal(before.links.netns.length, 1);
   assert.deepEqual(before.pods.length, 1);
 

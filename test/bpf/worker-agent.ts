@@ -6,9 +6,10 @@
 import { silentLogger } from '../../src/shared/log.js';
 import { createRegistry, type Registry } from '../../src/shared/metrics.js';
 import type { Workload } from '../../src/shared/model.js';
-import type { Authorization } from '../../src/shared/model.js';
+import type { Authorization, Service } from '../../src/shared/model.js';
 import type { ConfigSnapshot } from '../../src/shared/state/workloads.js';
 import { Agent } from '../../src/agent/agent.js';
+import type { DnsProxy } from '../../src/agent/dns/proxy.js';
 import type { Capture } from '../../src/agent/capture/capture.js';
 import { originalDestination } from '../../src/agent/capture/orig-dst.js';
 import { NetnsPodSockets } from '../../src/agent/proxy/netns-sockets.js';
@@ -16,10 +17,10 @@ import { WorkerDataPath } from '../../src/agent/workers/pool.js';
 import { socketFd } from '../../native/netns.js';
 import { createTestCa } from '../helpers/test-ca.js';
 
-export function snapshot(workloads: Workload[], authorizations: Authorization[] = []): ConfigSnapshot {
+export function snapshot(workloads: Workload[], authorizations: Authorization[] = [], services: Service[] = []): ConfigSnapshot {
   return {
     workloads: new Map(workloads.map((w) => [w.uid, w])),
-    services: new Map(),
+    services: new Map(services.map((s) => [`${s.namespace}/${s.hostname}`, s])),
     authorizations: new Map(authorizations.map((a) => [`${a.namespace}/${a.name}`, a])),
   };
 }
@@ -32,7 +33,7 @@ export interface WorkerAgent {
 }
 
 /** An Agent over `capture` with `workers` data-path threads (1: on this thread, as main.ts does). */
-export function startWorkerAgent(capture: Capture, o: { workers: number; sameNodeFastPath?: boolean }): WorkerAgent {
+export function startWorkerAgent(capture: Capture, o: { workers: number; sameNodeFastPath?: boolean; dns?: (registry: Registry) => DnsProxy }): WorkerAgent {
   const ca = createTestCa();
   const registry = createRegistry();
   const exits: string[] = [];
@@ -45,6 +46,7 @@ export function startWorkerAgent(capture: Capture, o: { workers: number; sameNod
       getCertificate: async (id) => ca.workloadCert(id),
     },
     capture,
+    ...(o.dns ? { dns: o.dns(registry) } : {}),
     podSockets: (w) => new NetnsPodSockets(w.netns!, { capture, uid: w.uid }),
     originalDestination: (s, direction) => originalDestination(s, direction),
     listenerFd: (server) => socketFd(server),

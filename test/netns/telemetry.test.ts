@@ -25,8 +25,11 @@ const URL = 'http://reviews:9080/reviews/1';
 const REVIEWS = 'reviews.bookinfo.svc.cluster.local';
 const ECHO = 'echo.bookinfo.svc.cluster.local';
 
-/** Panels a healthy run may leave empty (nothing retried, timed out, or reconnected). */
-const EMPTY_BY_DESIGN = new Set(['ambit-agent/xDS stream terminations', 'ambit-waypoint/Resilience']);
+/**
+ * Panels a healthy run may leave empty (nothing retried, timed out, or reconnected; local mode's
+ * pods resolve through their hosts file and loopback, which DNS capture leaves alone).
+ */
+const EMPTY_BY_DESIGN = new Set(['ambit-agent/xDS stream terminations', 'ambit-waypoint/Resilience', 'ambit-agent/DNS requests', 'ambit-agent/DNS upstream']);
 
 /** Variable bindings each dashboard is evaluated with (each value must be offered by the dashboard's own variable query). */
 const BINDINGS: Record<string, Array<Record<string, string>>> = {

@@ -70,6 +70,11 @@ export interface EnrollOptions {
    * is always captured): never direct.
    */
   ipv6?: boolean;
+  /**
+   * The pod's DNS proxy port on loopback (15053): UDP and TCP to port 53 of a non-loopback
+   * resolver go there. Undefined: DNS is not captured.
+   */
+  dnsPort?: number;
 }
 
 /** A pod whose netns is known before its listeners exist (the CNI hand-off at pod start). */

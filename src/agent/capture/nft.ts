@@ -1,7 +1,7 @@
 /**
  * nftables capture, the fallback when BPF can not load: one table inside each pod's netns that
- * REDIRECTs outbound TCP (IPv4 and IPv6) to the pod's 127.0.0.1 / [::1]:15001 and inbound TCP to
- * :15006. Conntrack answers getsockopt(SO_ORIGINAL_DST) for both, so the proxy code is the same
+ * REDIRECTs outbound TCP (IPv4 and IPv6) to the pod's 127.0.0.1 / [::1]:15001, DNS (UDP and TCP
+ * port 53) to its DNS proxy on :15053, and inbound TCP to :15006. Conntrack answers getsockopt(SO_ORIGINAL_DST) for both, so the proxy code is the same
  * as with BPF. A pending pod's table rejects all its TCP instead (pod-local traffic excepted).
  *
  * Each enrolled pod also gets reply routing (reply-route.ts) for the agent's transparent dials.
@@ -69,6 +69,21 @@ function tableOpening(uid: string, note = ''): string[] {
 
 const BYPASS_RETURN = `    meta mark ${'0x' + BYPASS_MARK.toString(16)} return`;
 
+/**
+ * DNS capture (Istio's in-pod rules): UDP and TCP to port 53 of a resolver off loopback go to the
+ * pod's DNS proxy; IPv6 only when the proxy also listens on [::1]. Conntrack un-NATs the replies.
+ */
+function dnsRules(opts: EnrollOptions): string[] {
+  const port = opts.dnsPort;
+  if (port === undefined) return [];
+  if (!Number.isInteger(port) || port < 1 || port > 65535) {
+    throw new AmbitError('AMBIT_ERR_CAPTURE_FAILED', `dns port ${port} is not an integer in 1-65535`, { details: { port } });
+  }
+  const rules = [`    ip daddr != 127.0.0.0/8 meta l4proto { tcp, udp } th dport 53 redirect to :${port}`];
+  if (opts.ipv6) rules.push(`    ip6 daddr != ::1 meta l4proto { tcp, udp } th dport 53 redirect to :${port}`);
+  return rules;
+}
+
 /** The ruleset for one pod (pure, for tests and `ambit` debugging). */
 export function buildNftRuleset(opts: EnrollOptions): string {
   const out = opts.outboundPort ?? OUTBOUND_PORT;
@@ -84,6 +99,7 @@ export function buildNftRuleset(opts: EnrollOptions): string {
     ...tableOpening(opts.uid),
     '    type nat hook output priority -100; policy accept;',
     BYPASS_RETURN,
+    ...dnsRules(opts),
     '    meta l4proto != tcp return',
     '    ip daddr 127.0.0.0/8 return',
     '    ip6 daddr ::1 return',

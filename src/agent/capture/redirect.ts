@@ -51,6 +51,11 @@ export const CGROUP_PROGRAMS = [
   { object: 'sock_addr', prog: 'ambit_getpeername6', attachType: AttachType.cgroupInet6Getpeername },
   { object: 'sock_addr', prog: 'ambit_connect4', attachType: AttachType.cgroupInet4Connect },
   { object: 'sock_addr', prog: 'ambit_connect6', attachType: AttachType.cgroupInet6Connect },
+  // DNS capture: replies are shown from the resolver before any query is moved to the proxy.
+  { object: 'sock_addr', prog: 'ambit_recvmsg4', attachType: AttachType.cgroupUdp4Recvmsg },
+  { object: 'sock_addr', prog: 'ambit_recvmsg6', attachType: AttachType.cgroupUdp6Recvmsg },
+  { object: 'sock_addr', prog: 'ambit_sendmsg4', attachType: AttachType.cgroupUdp4Sendmsg },
+  { object: 'sock_addr', prog: 'ambit_sendmsg6', attachType: AttachType.cgroupUdp6Sendmsg },
 ] as const;
 
 /** Objects loaded once per agent; sk_lookup is loaded per pod. */
@@ -79,6 +84,8 @@ export interface BpfCaptureOptions {
 interface PodConfig {
   outboundPort: number;
   flags: number;
+  /** The pod's DNS proxy port on loopback; 0: DNS not captured. */
+  dnsPort: number;
 }
 
 interface PodEntry {
@@ -117,10 +124,10 @@ const u64Codec: MapCodec<bigint, bigint> = {
 const podsCodec: MapCodec<bigint, PodConfig> = {
   encodeKey: u64Codec.encodeKey,
   decodeKey: u64Codec.decodeKey,
-  encodeValue: (v) => encodeStruct(PodConfigType, { outbound_port: v.outboundPort, flags: v.flags, pad: 0 }),
+  encodeValue: (v) => encodeStruct(PodConfigType, { outbound_port: v.outboundPort, flags: v.flags, dns_port: v.dnsPort, pad: 0 }),
   decodeValue: (b) => {
     const d = decodeStruct(b, PodConfigType);
-    return { outboundPort: Number(d['outbound_port']), flags: Number(d['flags']) };
+    return { outboundPort: Number(d['outbound_port']), flags: Number(d['flags']), dnsPort: Number(d['dns_port']) };
   },
 };
 
@@ -383,7 +390,7 @@ export class BpfCapture implements Capture {
       try {
         // Inbound first (no socket: refused), then outbound (pending: refused).
         link = this.#installSteer(cookie, ns, steer, undo);
-        this.#podsMap.update(cookie, { outboundPort: OUTBOUND_PORT, flags: POD_F_PENDING });
+        this.#podsMap.update(cookie, { outboundPort: OUTBOUND_PORT, flags: POD_F_PENDING, dnsPort: 0 });
       } catch (e) {
         rollback(undo, this.#log);
         throw new AmbitError('AMBIT_ERR_CAPTURE_FAILED', `preparing pod ${opts.uid} (${opts.netnsPath}) failed: ${errorMessage(e)}`, {
@@ -441,7 +448,7 @@ export class BpfCapture implements Capture {
         }
         // Inbound steering to the new listener, then outbound redirect (clears PENDING).
         link = this.#installSteer(cookie, ns, s, undo);
-        this.#podsMap.update(cookie, { outboundPort, flags: opts.ipv6 ? POD_F_IPV6 : 0 });
+        this.#podsMap.update(cookie, { outboundPort, flags: opts.ipv6 ? POD_F_IPV6 : 0, dnsPort: opts.dnsPort ?? 0 });
       } catch (e) {
         rollback(undo, this.#log);
         throw new AmbitError('AMBIT_ERR_CAPTURE_FAILED', `enrolling pod ${opts.uid} (${opts.netnsPath}) failed: ${errorMessage(e)}`, {

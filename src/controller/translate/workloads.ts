@@ -7,6 +7,8 @@ import { annotationsOf, asArray, asRecord, asString, labelsOf, nsOf } from './ut
 export const LABEL_DATAPLANE_MODE = 'istio.io/dataplane-mode';
 export const ANNOTATION_SIDECAR_STATUS = 'sidecar.istio.io/status';
 export const ANNOTATION_NETNS = 'ambit.dev/netns';
+/** Istio's per-pod DNS capture switch (hidden in Istio, honoured by ztunnel): "false" opts the pod out. */
+export const ANNOTATION_DNS_CAPTURE = 'ambient.istio.io/dns-capture';
 export const LABEL_ZONE = 'topology.kubernetes.io/zone';
 export const LABEL_REGION = 'topology.kubernetes.io/region';
 
@@ -142,6 +144,8 @@ export function buildWorkload(idx: TranslateIndex, pod: KubeObject): Workload {
   if (locality) w.locality = locality;
   const netns = annotationsOf(pod)[ANNOTATION_NETNS];
   if (netns) w.netns = netns;
+  // Istio's per-pod DNS capture switch; only "false" opts out (the mesh-wide default is on).
+  if (annotationsOf(pod)[ANNOTATION_DNS_CAPTURE]?.trim().toLowerCase() === 'false') w.dnsCapture = false;
   return w;
 }
 

@@ -66,3 +66,28 @@ test('config: the CNI hand-off, its state file and the Kubernetes API are opt-in
     return true;
   });
 });
+
+test('config: DNS capture is on by default; upstreams come from resolv.conf unless given', () => {
+  const c = loadConfig(minimal);
+  assert.equal(c.dnsCapture, true);
+  assert.equal(c.dnsUpstreams, undefined);
+  const d = loadConfig({ ...minimal, AMBIT_DNS_CAPTURE: 'off', AMBIT_DNS_UPSTREAMS: '127.0.0.53, 10.0.0.10:5353,[fd00::a]:53,fd00::b' });
+  assert.equal(d.dnsCapture, false);
+  assert.deepEqual(d.dnsUpstreams, [
+    { host: '127.0.0.53', port: 53 },
+    { host: '10.0.0.10', port: 5353 },
+    { host: 'fd00::a', port: 53 },
+    { host: 'fd00::b', port: 53 },
+  ]);
+});
+
+test('config: bad DNS settings name the variable and the value', () => {
+  for (const [env, re] of [
+    [{ AMBIT_DNS_CAPTURE: 'maybe' }, /AMBIT_DNS_CAPTURE: must be one of on, off \(got "maybe"\)/],
+    [{ AMBIT_DNS_UPSTREAMS: 'dns.example.com:53' }, /AMBIT_DNS_UPSTREAMS: each resolver must be an IP address/],
+    [{ AMBIT_DNS_UPSTREAMS: '10.0.0.1:0' }, /AMBIT_DNS_UPSTREAMS: each resolver must be an IP address/],
+    [{ AMBIT_DNS_UPSTREAMS: '10.0.0.1,,10.0.0.2' }, /AMBIT_DNS_UPSTREAMS: must be a comma-separated list/],
+  ] as const) {
+    assert.throws(() => loadConfig({ ...minimal, ...env }), (e: unknown) => isAmbitError(e) && e.code === 'AMBIT_ERR_CONFIG_INVALID' && re.test(e.message), JSON.stringify(env));
+  }
+});

@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { repoRoot } from '../../helpers/local-mesh.js';
 import { createRegistry, type Registry } from '../../../src/shared/metrics.js';
 import { createProxyMetrics } from '../../../src/agent/proxy/metrics.js';
+import { createDnsMetrics } from '../../../src/agent/dns/metrics.js';
 import { registerNodeMetrics } from '../../../src/agent/node-metrics.js';
 import { createWaypointMetrics } from '../../../src/waypoint/metrics.js';
 import { createIstioTcpMetrics } from '../../../src/shared/istio-metrics.js';
@@ -46,6 +47,7 @@ async function exportedNames(): Promise<Set<string>> {
   add((r) => {
     createProxyMetrics(r);
     createConfigClientMetrics(r);
+    createDnsMetrics(r);
     registerNodeMetrics(r, { startedAtMs: 0, captureMode: 'bpf', statuses: () => [], configVersions: () => new Map() });
     new CertManager({ registry: r, fetcher: { fetchCertificate: () => Promise.reject(new Error('unused')) } });
   });

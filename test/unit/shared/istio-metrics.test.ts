@@ -21,6 +21,7 @@ import type { Service, Workload } from '../../../src/shared/model.js';
 import { trafficLabels } from '../../../src/agent/proxy/metrics.js';
 import { terminationReason } from '../../../src/shared/xds/client.js';
 import { status as grpcStatus } from '@grpc/grpc-js';
+import { createDnsMetrics } from '../../../src/agent/dns/metrics.js';
 
 function workload(over: Partial<Workload> = {}): Workload {
   return {
@@ -141,6 +142,13 @@ test('families render every label of the table; a request lands in all four requ
   const l = istioTcpLabels({ reporter: 'destination', source: unknownPeer(), destination: peerOfWorkload(workload()), service: serviceLabels(reviews), protocol: 'tcp', mtls: false });
   tcp.opened.cell('k', () => l).value++;
   recordIstioRequest(http, istioHttpLabels({ reporter: 'waypoint', source: unknownPeer(), destination: unknownPeer(), service: serviceLabels(reviews), protocol: 'http', mtls: false, responseCode: 404, responseFlags: 'NR' }), { durationMs: 3, requestBytes: 50, responseBytes: 70 });
+  // The agent's DNS proxy families, one series each.
+  const dns = createDnsMetrics(registry);
+  const dl = { request_query_type: 'a', request_protocol: 'udp', source_canonical_service: 'productpage', source_canonical_revision: 'v1' };
+  dns.requests.inc(dl);
+  dns.upstreamRequests.inc(dl);
+  dns.upstreamFailures.inc(dl);
+  dns.upstreamDuration.observe(dl, 0.002);
   const text = await registry.metrics();
   for (const [name, labels] of Object.entries(ISTIO_METRIC_LABELS)) {
     if (name === 'istio_build' || name.startsWith('istio_xds_') || (name.startsWith('istio_tcp_') && name !== 'istio_tcp_connections_opened_total')) continue;

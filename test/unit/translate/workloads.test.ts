@@ -249,3 +249,11 @@ test('locality: the pod\'s own topology labels win, else its node\'s', () => {
   assert.deepEqual(by('own').locality, { region: '', zone: 'z9', subzone: '' });
   assert.equal(by('none').locality, undefined);
 });
+
+test('ambient.istio.io/dns-capture: "false" opts a pod out of DNS capture; other values leave it captured', () => {
+  const ns = namespace('demo', { 'istio.io/dataplane-mode': 'ambient' });
+  assert.equal(onlyWorkload([ns, pod('a', { annotations: { 'ambient.istio.io/dns-capture': 'false' } })]).dnsCapture, false);
+  assert.equal(onlyWorkload([ns, pod('a', { annotations: { 'ambient.istio.io/dns-capture': 'False' } })]).dnsCapture, false);
+  assert.equal(onlyWorkload([ns, pod('a', { annotations: { 'ambient.istio.io/dns-capture': 'true' } })]).dnsCapture, undefined);
+  assert.equal(onlyWorkload([ns, pod('a', {})]).dnsCapture, undefined);
+});

@@ -137,3 +137,12 @@ test('cidrProblem accepts addresses and CIDRs of both families', () => {
   for (const ok of ['10.0.0.1', '10.0.0.0/8', '0.0.0.0/0', 'fd00::/64', '::1', '::/0']) assert.equal(cidrProblem(ok), undefined, ok);
   for (const bad of ['10.0.0.0/', '10.0.0.0/-1', 'fd00::/129', '10.0.0.0/8/8', '']) assert.ok(cidrProblem(bad), bad);
 });
+
+test('dnsCapture: false is kept; any other value is refused with its path', () => {
+  const w = workload('web-3', 'default', { dnsCapture: false });
+  const r = validateResource(TYPE_WORKLOAD, w.uid, JSON.parse(JSON.stringify(w)));
+  assert.deepEqual(r.issues, []);
+  assert.equal(r.value && 'dnsCapture' in r.value ? r.value.dnsCapture : undefined, false);
+  const bad = validateResource(TYPE_WORKLOAD, w.uid, { ...JSON.parse(JSON.stringify(w)), dnsCapture: 'no' });
+  assert.match(bad.issues.map(formatIssue).join('\n'), /dnsCapture: must be false or absent/);
+});
