@@ -29,7 +29,11 @@ import { applySubscriptionChange, boundedNames, isTypeNackedAtTarget, isTypeSync
 export interface ConfigServerOptions {
   log: Logger;
   registry: Registry;
-  /** Quiet period after the last notify() before pushing. */
+  /**
+   * Coalescing window: a notify() after a quiet period (no push for this long) pushes at once, on
+   * the next turn of the event loop; notify() calls within this long of a push wait for this long
+   * of quiet (decision 65).
+   */
   debounceMs?: number;
   /** Upper bound on how long a stream of notify() calls can delay a push (default 10×debounceMs). */
   maxDebounceMs?: number;
@@ -120,6 +124,8 @@ export class ConfigServer {
   private readonly subs = new Map<string, Subscriber>();
   private readonly waiters = new SyncWaiters();
   private debounceTimer: NodeJS.Timeout | undefined;
+  /** A leading-edge push (notify() after a quiet period), due on the next turn of the event loop. */
+  private pushImmediate: NodeJS.Immediate | undefined;
   /** Subscriptions whose first response is in flight, with its nonce and body bytes (maxInitialSyncBytes in all). */
   private readonly initialSyncs = new Map<TypeSub, { nonce: string; bytes: number }>();
   private initialSyncBytes = 0;
@@ -162,12 +168,18 @@ export class ConfigServer {
   }
 
   /**
-   * Something changed: recompute every subscriber's snapshot after the debounce period and push
-   * the differences. Rapid calls coalesce into one push.
+   * Something changed: recompute every subscriber's snapshot and push the differences — at once
+   * (next event-loop turn) after a quiet period, else after the debounce period. Calls in one
+   * turn, and rapid calls after a push, coalesce into one push.
    */
   notify(): void {
-    if (this.closed) return;
+    if (this.closed || this.pushImmediate) return; // the push about to run carries this change
     const now = this.now();
+    if (!this.debounceTimer && (this.lastFlushAt === undefined || now - this.lastFlushAt >= this.debounceMs)) {
+      this.firstNotifyAt = now;
+      this.pushImmediate = setImmediate(() => this.flush());
+      return;
+    }
     this.firstNotifyAt ??= now;
     if (this.debounceTimer) clearTimeout(this.debounceTimer);
     const waited = now - this.firstNotifyAt;
@@ -179,6 +191,8 @@ export class ConfigServer {
   flush(): void {
     if (this.debounceTimer) clearTimeout(this.debounceTimer);
     this.debounceTimer = undefined;
+    if (this.pushImmediate) clearImmediate(this.pushImmediate);
+    this.pushImmediate = undefined;
     const notifiedAt = this.firstNotifyAt;
     this.firstNotifyAt = undefined;
     if (this.closed) return;
@@ -242,6 +256,8 @@ export class ConfigServer {
     this.closed = true;
     if (this.debounceTimer) clearTimeout(this.debounceTimer);
     this.debounceTimer = undefined;
+    if (this.pushImmediate) clearImmediate(this.pushImmediate);
+    this.pushImmediate = undefined;
     for (const sub of [...this.subs.values(), ...this.pending]) this.endStream(sub, grpc.status.UNAVAILABLE, 'config server shutting down');
     this.waiters.rejectAll(new AmbitError('AMBIT_ERR_XDS_STREAM', 'config server closed while waiting for subscribers to sync'));
   }
@@ -573,7 +589,7 @@ export class ConfigServer {
   private syncView(): SyncView {
     return {
       states: this.subscribers(),
-      pushPending: this.debounceTimer !== undefined,
+      pushPending: this.debounceTimer !== undefined || this.pushImmediate !== undefined,
       synced: (streamId) => {
         const sub = this.subs.get(streamId);
         return !!sub && sub.types.size > 0 && [...sub.types.values()].every(isTypeSynced);
