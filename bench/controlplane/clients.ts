@@ -33,7 +33,8 @@ export interface ClientUpdate {
 export type ClientReply =
   | { kind: 'ready'; at: number; bytes: number; synced: number }
   | { kind: 'armed' }
-  | { kind: 'collected'; bytes: number; updates: ClientUpdate[] }
+  /** cpuMs: this process's CPU from arm to collect (the clients' cost of the change). */
+  | { kind: 'collected'; bytes: number; updates: ClientUpdate[]; cpuMs: number }
   | { kind: 'error'; message: string };
 
 const wallNow = (): number => performance.timeOrigin + performance.now();
@@ -75,6 +76,11 @@ async function main(): Promise<void> {
   let armed = false;
   let updates: ClientUpdate[] = [];
   let bytesAtArm = 0;
+  let cpuAtArm = 0;
+  const cpuMs = (): number => {
+    const u = process.cpuUsage();
+    return (u.user + u.system) / 1000;
+  };
   process.on('message', (m: ClientCommand) => {
     void (async () => {
       try {
@@ -109,11 +115,12 @@ async function main(): Promise<void> {
         } else if (m.cmd === 'arm') {
           updates = [];
           bytesAtArm = relay?.down() ?? 0;
+          cpuAtArm = cpuMs();
           armed = true;
           send({ kind: 'armed' });
         } else if (m.cmd === 'collect') {
           armed = false;
-          send({ kind: 'collected', bytes: (relay?.down() ?? 0) - bytesAtArm, updates });
+          send({ kind: 'collected', bytes: (relay?.down() ?? 0) - bytesAtArm, updates, cpuMs: cpuMs() - cpuAtArm });
         } else if (m.cmd === 'stop') {
           for (const c of clients) c.close();
           relay?.close();

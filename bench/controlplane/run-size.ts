@@ -36,6 +36,8 @@ export interface ChangeResult {
   bytes: number;
   /** CPU of the controller process from apply to all ACKed (ms). */
   cpuMs: number;
+  /** CPU of the clients' process over the change (100 clients decoding, applying, ACKing; ms). */
+  clientsCpuMs: number;
 }
 
 export interface SizeResult {
@@ -123,7 +125,7 @@ export async function runSize(size: ClusterSize & { clients: number }, changes: 
       const got = await ask(child, { cmd: 'collect' }, 'collected', 30_000);
       const firstPerClient = new Map<number, ClientUpdate>();
       for (const u of got.updates) if (!firstPerClient.has(u.client)) firstPerClient.set(u.client, u);
-      results.push({ kind, allAckedMs, pushedMs, clientMs: [...firstPerClient.values()].map((u) => u.at - start), affected: firstPerClient.size, bytes: got.bytes, cpuMs: cpu });
+      results.push({ kind, allAckedMs, pushedMs, clientMs: [...firstPerClient.values()].map((u) => u.at - start), affected: firstPerClient.size, bytes: got.bytes, cpuMs: cpu, clientsCpuMs: got.cpuMs });
     }
     return {
       size,

@@ -95,6 +95,7 @@ export const controlPlaneSection: Section = {
       row('bytesPolicy', 'bytes sent per policy change (all clients), median', 'KiB', 1, (r) => (median(bytesOf(r, 'policy')) ?? Number.NaN) / 1024),
       row('bytesService', 'bytes sent per service change (all clients), median', 'KiB', 1, (r) => (median(bytesOf(r, 'service')) ?? Number.NaN) / 1024),
       row('cpuPerChange', 'controller CPU per change, median', 'ms', 1, (r) => median(r.changes.map((c) => c.cpuMs))),
+      row('clientsCpuPerChange', `CPU of the ${runs[0]?.size.clients ?? 100} clients' process per change, median`, 'ms', 1, (r) => median(r.changes.map((c) => c.clientsCpuMs).filter(Number.isFinite))),
       row('rssSync', 'controller RSS after initial sync', 'MiB', 0, (r) => r.rssBytes.afterSync / MIB),
       row('rssChanges', 'controller RSS after the changes', 'MiB', 0, (r) => r.rssBytes.afterChanges / MIB),
     ];
