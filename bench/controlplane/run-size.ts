@@ -20,6 +20,7 @@ import { fileURLToPath } from 'node:url';
 import { Controller } from '../../src/controller/controller.js';
 import { silentLogger } from '../../src/shared/log.js';
 import type { ClientCommand, ClientReply, ClientUpdate } from './clients.js';
+import { startProfile } from './profile.js';
 import { CHANGE_KINDS, change, generateCluster, nodeName, type ChangeKind, type ClusterSize } from './generate.js';
 
 export interface ChangeResult {
@@ -109,6 +110,7 @@ export async function runSize(size: ClusterSize & { clients: number }, changes: 
     const afterSync = process.memoryUsage().rss;
 
     const results: ChangeResult[] = [];
+    const profile = await startProfile();
     for (let n = 1; n <= changes; n++) {
       const kind = CHANGE_KINDS[(n - 1) % CHANGE_KINDS.length]!;
       const obj = change(size, kind, n);
@@ -127,6 +129,7 @@ export async function runSize(size: ClusterSize & { clients: number }, changes: 
       for (const u of got.updates) if (!firstPerClient.has(u.client)) firstPerClient.set(u.client, u);
       results.push({ kind, allAckedMs, pushedMs, clientMs: [...firstPerClient.values()].map((u) => u.at - start), affected: firstPerClient.size, bytes: got.bytes, cpuMs: cpu, clientsCpuMs: got.cpuMs });
     }
+    await profile?.save(`controller-${size.pods}`);
     return {
       size,
       objects: objects.length,
