@@ -402,8 +402,10 @@ export class ConfigServer {
     if (changed) this.push(sub, ts, { snapshot: undefined, notifiedAt: undefined, force: false });
     // A plain reply that leaves its subscriber unsynced and not rejecting cannot settle a waiter
     // (nothing else changed since the last check): skip the check, which reads every subscriber.
-    const settles = changed || req.responseNonce === '' || req.status || isTypeNackedAtTarget(ts) || [...sub.types.values()].every(isTypeSynced);
-    if (settles) this.checkWaiters();
+    // One that only made its subscriber synced is a quick check (status.ts).
+    const full = changed || req.responseNonce === '' || !!req.status || isTypeNackedAtTarget(ts);
+    if (full) this.checkWaiters();
+    else if ([...sub.types.values()].every(isTypeSynced)) this.checkWaiters(true);
   }
 
   /**
@@ -582,18 +584,24 @@ export class ConfigServer {
     this.metrics.istioConnected.set([...counts.values()].reduce((a, b) => a + b, 0));
   }
 
-  private checkWaiters(): void {
-    if (this.waiters.size > 0) this.waiters.check(this.syncView());
+  private checkWaiters(quick = false): void {
+    if (this.waiters.size > 0) this.waiters.check(this.syncView(), quick);
   }
 
   private syncView(): SyncView {
+    const subscribers = (): SubscriberState[] => this.subscribers();
+    let states: SubscriberState[] | undefined;
+    const synced = (streamId: string): boolean => {
+      const sub = this.subs.get(streamId);
+      return !!sub && sub.types.size > 0 && [...sub.types.values()].every(isTypeSynced);
+    };
     return {
-      states: this.subscribers(),
-      pushPending: this.debounceTimer !== undefined || this.pushImmediate !== undefined,
-      synced: (streamId) => {
-        const sub = this.subs.get(streamId);
-        return !!sub && sub.types.size > 0 && [...sub.types.values()].every(isTypeSynced);
+      get states(): SubscriberState[] {
+        return (states ??= subscribers());
       },
+      pushPending: this.debounceTimer !== undefined || this.pushImmediate !== undefined,
+      synced,
+      unsynced: (streamId) => this.subs.has(streamId) && !synced(streamId),
       nackedAtTarget: (streamId, type) => {
         const ts = this.subs.get(streamId)?.types.get(type);
         return !!ts && isTypeNackedAtTarget(ts);

@@ -63,7 +63,8 @@ function deltaOf(sent: ReadonlyMap<string, string>, next: ReadonlyMap<string, En
   let byNext = deltas.get(sent);
   if (!byNext) deltas.set(sent, (byNext = new WeakMap()));
   let d = byNext.get(next);
-  if (!d) byNext.set(next, (d = computeDelta(sent, next)));
+  // Holding exactly the versions of `next` (a type the change did not touch): nothing to send.
+  if (!d) byNext.set(next, (d = versionMaps.get(next) === sent ? { updated: [], removed: [] } : computeDelta(sent, next)));
   return d;
 }
 
