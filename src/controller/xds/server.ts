@@ -30,9 +30,9 @@ export interface ConfigServerOptions {
   log: Logger;
   registry: Registry;
   /**
-   * Coalescing window: a notify() after a quiet period (no push for this long) pushes at once, on
-   * the next turn of the event loop; notify() calls within this long of a push wait for this long
-   * of quiet (decision 65).
+   * Coalescing window: a notify() after a quiet period (no notify() for this long) pushes at once,
+   * on the next turn of the event loop; notify() calls within this long of the previous one wait
+   * for this long of quiet (decision 65).
    */
   debounceMs?: number;
   /** Upper bound on how long a stream of notify() calls can delay a push (default 10×debounceMs). */
@@ -132,6 +132,8 @@ export class ConfigServer {
   /** Subscriptions waiting to send their first response, in arrival order (pushes skip them). */
   private readonly initialQueue = new Map<TypeSub, Subscriber>();
   private firstNotifyAt: number | undefined;
+  /** The last notify(): one after debounceMs without any pushes at once. */
+  private lastNotifyAt: number | undefined;
   private nextStreamId = 1;
   private nextNonce = 1;
   private closed = false;
@@ -173,9 +175,12 @@ export class ConfigServer {
    * turn, and rapid calls after a push, coalesce into one push.
    */
   notify(): void {
-    if (this.closed || this.pushImmediate) return; // the push about to run carries this change
+    if (this.closed) return;
     const now = this.now();
-    if (!this.debounceTimer && (this.lastFlushAt === undefined || now - this.lastFlushAt >= this.debounceMs)) {
+    const quiet = this.lastNotifyAt === undefined || now - this.lastNotifyAt >= this.debounceMs;
+    this.lastNotifyAt = now;
+    if (this.pushImmediate) return; // the push about to run carries this change
+    if (!this.debounceTimer && quiet) {
       this.firstNotifyAt = now;
       this.pushImmediate = setImmediate(() => this.flush());
       return;
