@@ -53,6 +53,42 @@ export function buildSnapshot(input: {
   };
 }
 
+/**
+ * The map `byName` would build from `next`, derived from `prev` (built from `prevItems`) when the
+ * two arrays hold the same names at the same positions — what translation gives for updates
+ * (translate/stable.ts keeps unchanged items, and the array itself when nothing changed): only
+ * the positions whose item is not the previous object are set, so a one-object change does not
+ * rebuild a 10,000-entry map (decision 65). Otherwise, or without a previous map, built whole.
+ * A name that occurs twice keeps its last item, as a Map built in order does.
+ */
+export function deriveByName<T extends Resource>(
+  prev: { items: readonly T[]; map: ReadonlyMap<string, Resource> } | undefined,
+  next: readonly T[],
+  name: (r: T) => string,
+): ReadonlyMap<string, Resource> {
+  if (prev && prev.items === next) return prev.map;
+  if (prev && prev.items.length === next.length) {
+    const changes: Array<[string, Resource]> = [];
+    let aligned = true;
+    for (let i = 0; i < next.length; i++) {
+      const before = prev.items[i]!;
+      const item = next[i]!;
+      if (before === item) continue;
+      const n = name(item);
+      if (name(before) !== n) {
+        aligned = false;
+        break;
+      }
+      // Only the last occurrence of a name is in the map (its position is the same in both).
+      if (prev.map.get(n) === before) changes.push([n, item]);
+    }
+    if (aligned) return (prev.map instanceof PersistentMap ? (prev.map as PersistentMap<string, Resource>) : PersistentMap.of(prev.map)).withChanges([], changes);
+  }
+  const m = new Map<string, Resource>();
+  for (const r of next) m.set(name(r), r);
+  return PersistentMap.of(m);
+}
+
 interface CachedEncoding {
   encoded?: EncodedResource;
   issues: Issue[];
