@@ -132,7 +132,7 @@ export class ConfigServer {
   /** Subscriptions waiting to send their first response, in arrival order (pushes skip them). */
   private readonly initialQueue = new Map<TypeSub, Subscriber>();
   private firstNotifyAt: number | undefined;
-  /** The last notify(): one after debounceMs without any pushes at once. */
+  /** When notify() was last called: one debounceMs or more later pushes at once. */
   private lastNotifyAt: number | undefined;
   private nextStreamId = 1;
   private nextNonce = 1;
@@ -171,8 +171,8 @@ export class ConfigServer {
 
   /**
    * Something changed: recompute every subscriber's snapshot and push the differences — at once
-   * (next event-loop turn) after a quiet period, else after the debounce period. Calls in one
-   * turn, and rapid calls after a push, coalesce into one push.
+   * (next event-loop turn) when no notify() came for debounceMs, else once debounceMs pass without
+   * one. Calls in one turn, and calls closer together than debounceMs, coalesce.
    */
   notify(): void {
     if (this.closed) return;
