@@ -10,6 +10,7 @@ import * as grpc from '@grpc/grpc-js';
 import { silentLogger } from '../../src/shared/log.js';
 import { createRegistry } from '../../src/shared/metrics.js';
 import { ConfigClient } from '../../src/shared/xds/client.js';
+import { startProfile } from './profile.js';
 
 export interface StartMessage {
   cmd: 'start';
@@ -33,7 +34,8 @@ export interface ClientUpdate {
 export type ClientReply =
   | { kind: 'ready'; at: number; bytes: number; synced: number }
   | { kind: 'armed' }
-  | { kind: 'collected'; bytes: number; updates: ClientUpdate[] }
+  /** cpuMs: this process's CPU from arm to collect (the clients' cost of the change). */
+  | { kind: 'collected'; bytes: number; updates: ClientUpdate[]; cpuMs: number }
   | { kind: 'error'; message: string };
 
 const wallNow = (): number => performance.timeOrigin + performance.now();
@@ -42,8 +44,11 @@ const wallNow = (): number => performance.timeOrigin + performance.now();
 function startRelay(target: { host: string; port: number }): Promise<{ port: number; down: () => number; close: () => void }> {
   let down = 0;
   const sockets = new Set<net.Socket>();
-  const server = net.createServer((c) => {
-    const u = net.connect(target);
+  // No Nagle on either side: an agent talks to the controller directly, and a relay holding a
+  // small write (a second response, an ACK) until the previous segment is ACKed would add the
+  // kernel's delayed-ACK time to the change.
+  const server = net.createServer({ noDelay: true }, (c) => {
+    const u = net.connect({ ...target, noDelay: true });
     sockets.add(c).add(u);
     u.on('data', (d: Buffer) => (down += d.length));
     c.pipe(u).pipe(c);
@@ -75,6 +80,12 @@ async function main(): Promise<void> {
   let armed = false;
   let updates: ClientUpdate[] = [];
   let bytesAtArm = 0;
+  let profile: ReturnType<typeof startProfile> | undefined;
+  let cpuAtArm = 0;
+  const cpuMs = (): number => {
+    const u = process.cpuUsage();
+    return (u.user + u.system) / 1000;
+  };
   process.on('message', (m: ClientCommand) => {
     void (async () => {
       try {
@@ -107,14 +118,18 @@ async function main(): Promise<void> {
           clearTimeout(timer);
           send({ kind: 'ready', at: wallNow(), bytes: relay.down(), synced: clients.length });
         } else if (m.cmd === 'arm') {
+          profile ??= startProfile();
+          await profile;
           updates = [];
           bytesAtArm = relay?.down() ?? 0;
+          cpuAtArm = cpuMs();
           armed = true;
           send({ kind: 'armed' });
         } else if (m.cmd === 'collect') {
           armed = false;
-          send({ kind: 'collected', bytes: (relay?.down() ?? 0) - bytesAtArm, updates });
+          send({ kind: 'collected', bytes: (relay?.down() ?? 0) - bytesAtArm, updates, cpuMs: cpuMs() - cpuAtArm });
         } else if (m.cmd === 'stop') {
+          await (await profile)?.save(`clients-${clients.length}`);
           for (const c of clients) c.close();
           relay?.close();
           process.disconnect();

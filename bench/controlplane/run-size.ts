@@ -20,6 +20,7 @@ import { fileURLToPath } from 'node:url';
 import { Controller } from '../../src/controller/controller.js';
 import { silentLogger } from '../../src/shared/log.js';
 import type { ClientCommand, ClientReply, ClientUpdate } from './clients.js';
+import { startProfile } from './profile.js';
 import { CHANGE_KINDS, change, generateCluster, nodeName, type ChangeKind, type ClusterSize } from './generate.js';
 
 export interface ChangeResult {
@@ -36,6 +37,8 @@ export interface ChangeResult {
   bytes: number;
   /** CPU of the controller process from apply to all ACKed (ms). */
   cpuMs: number;
+  /** CPU of the clients' process over the change (100 clients decoding, applying, ACKing; ms). */
+  clientsCpuMs: number;
 }
 
 export interface SizeResult {
@@ -107,6 +110,7 @@ export async function runSize(size: ClusterSize & { clients: number }, changes: 
     const afterSync = process.memoryUsage().rss;
 
     const results: ChangeResult[] = [];
+    const profile = await startProfile();
     for (let n = 1; n <= changes; n++) {
       const kind = CHANGE_KINDS[(n - 1) % CHANGE_KINDS.length]!;
       const obj = change(size, kind, n);
@@ -123,8 +127,9 @@ export async function runSize(size: ClusterSize & { clients: number }, changes: 
       const got = await ask(child, { cmd: 'collect' }, 'collected', 30_000);
       const firstPerClient = new Map<number, ClientUpdate>();
       for (const u of got.updates) if (!firstPerClient.has(u.client)) firstPerClient.set(u.client, u);
-      results.push({ kind, allAckedMs, pushedMs, clientMs: [...firstPerClient.values()].map((u) => u.at - start), affected: firstPerClient.size, bytes: got.bytes, cpuMs: cpu });
+      results.push({ kind, allAckedMs, pushedMs, clientMs: [...firstPerClient.values()].map((u) => u.at - start), affected: firstPerClient.size, bytes: got.bytes, cpuMs: cpu, clientsCpuMs: got.cpuMs });
     }
+    await profile?.save(`controller-${size.pods}`);
     return {
       size,
       objects: objects.length,

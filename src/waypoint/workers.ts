@@ -15,7 +15,7 @@ import { AmbitError, errorMessage } from '../shared/errors.js';
 import type { TunnelCertificate } from '../shared/hbone/tunnel.js';
 import type { Logger, LogLevel } from '../shared/log.js';
 import { Registry } from '../shared/metrics.js';
-import type { ConfigState } from '../shared/xds/client.js';
+import { transferableState, type ConfigState } from '../shared/xds/client.js';
 import type { WaypointOptions } from './waypoint.js';
 
 const require = createRequire(import.meta.url);
@@ -132,7 +132,8 @@ export class WaypointWorkers {
   /** Sends a config state to every worker; resolves once every worker applied it (listeners included). */
   applyConfig(state: ConfigState): Promise<void> {
     const version = ++this.version;
-    for (const t of this.threads) t.worker.postMessage({ type: 'config', version, state } satisfies ToWorker);
+    const plain = transferableState(state);
+    for (const t of this.threads) t.worker.postMessage({ type: 'config', version, state: plain } satisfies ToWorker);
     return new Promise<void>((resolve) => {
       const check = (): void => {
         if (this.threads.every((t) => t.applied >= version || t.exited)) {

@@ -19,6 +19,7 @@ import type { Logger, LogLevel } from '../../shared/log.js';
 import { AmbitError, errorMessage } from '../../shared/errors.js';
 import { flushCopyCounters } from '../../shared/hbone/copy.js';
 import type { Workload } from '../../shared/model.js';
+import { plainMap } from '../../shared/state/persistent-map.js';
 import type { ConfigSnapshot, WorkloadIndex } from '../../shared/state/workloads.js';
 import type { TunnelStats } from '../../shared/hbone/pool.js';
 import type { CapturedPod, DataPath, DataPathCounters, DebugConnection, PodDataPath, PodListenSettings } from '../datapath.js';
@@ -100,7 +101,9 @@ export class WorkerDataPath implements DataPath {
   }
 
   setConfig(snapshot: ConfigSnapshot, _index: WorkloadIndex): void {
-    for (const w of this.workers) w.rpc.note('config', snapshot);
+    // Structured clone: the config client's persistent maps cross as plain Maps.
+    const plain: ConfigSnapshot = { workloads: plainMap(snapshot.workloads), services: plainMap(snapshot.services), authorizations: plainMap(snapshot.authorizations) };
+    for (const w of this.workers) w.rpc.note('config', plain);
   }
 
   async enroll(w: Workload): Promise<PodDataPath> {

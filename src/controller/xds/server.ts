@@ -29,7 +29,11 @@ import { applySubscriptionChange, boundedNames, isTypeNackedAtTarget, isTypeSync
 export interface ConfigServerOptions {
   log: Logger;
   registry: Registry;
-  /** Quiet period after the last notify() before pushing. */
+  /**
+   * Coalescing window: a notify() after a quiet period (no notify() for this long) pushes at once,
+   * on the next turn of the event loop; notify() calls within this long of the previous one wait
+   * for this long of quiet (decision 65).
+   */
   debounceMs?: number;
   /** Upper bound on how long a stream of notify() calls can delay a push (default 10×debounceMs). */
   maxDebounceMs?: number;
@@ -120,12 +124,16 @@ export class ConfigServer {
   private readonly subs = new Map<string, Subscriber>();
   private readonly waiters = new SyncWaiters();
   private debounceTimer: NodeJS.Timeout | undefined;
+  /** A leading-edge push (notify() after a quiet period), due on the next turn of the event loop. */
+  private pushImmediate: NodeJS.Immediate | undefined;
   /** Subscriptions whose first response is in flight, with its nonce and body bytes (maxInitialSyncBytes in all). */
   private readonly initialSyncs = new Map<TypeSub, { nonce: string; bytes: number }>();
   private initialSyncBytes = 0;
   /** Subscriptions waiting to send their first response, in arrival order (pushes skip them). */
   private readonly initialQueue = new Map<TypeSub, Subscriber>();
   private firstNotifyAt: number | undefined;
+  /** When notify() was last called: one debounceMs or more later pushes at once. */
+  private lastNotifyAt: number | undefined;
   private nextStreamId = 1;
   private nextNonce = 1;
   private closed = false;
@@ -162,12 +170,21 @@ export class ConfigServer {
   }
 
   /**
-   * Something changed: recompute every subscriber's snapshot after the debounce period and push
-   * the differences. Rapid calls coalesce into one push.
+   * Something changed: recompute every subscriber's snapshot and push the differences — at once
+   * (next event-loop turn) when no notify() came for debounceMs, else once debounceMs pass without
+   * one. Calls in one turn, and calls closer together than debounceMs, coalesce.
    */
   notify(): void {
     if (this.closed) return;
     const now = this.now();
+    const quiet = this.lastNotifyAt === undefined || now - this.lastNotifyAt >= this.debounceMs;
+    this.lastNotifyAt = now;
+    if (this.pushImmediate) return; // the push about to run carries this change
+    if (!this.debounceTimer && quiet) {
+      this.firstNotifyAt = now;
+      this.pushImmediate = setImmediate(() => this.flush());
+      return;
+    }
     this.firstNotifyAt ??= now;
     if (this.debounceTimer) clearTimeout(this.debounceTimer);
     const waited = now - this.firstNotifyAt;
@@ -179,6 +196,8 @@ export class ConfigServer {
   flush(): void {
     if (this.debounceTimer) clearTimeout(this.debounceTimer);
     this.debounceTimer = undefined;
+    if (this.pushImmediate) clearImmediate(this.pushImmediate);
+    this.pushImmediate = undefined;
     const notifiedAt = this.firstNotifyAt;
     this.firstNotifyAt = undefined;
     if (this.closed) return;
@@ -242,6 +261,8 @@ export class ConfigServer {
     this.closed = true;
     if (this.debounceTimer) clearTimeout(this.debounceTimer);
     this.debounceTimer = undefined;
+    if (this.pushImmediate) clearImmediate(this.pushImmediate);
+    this.pushImmediate = undefined;
     for (const sub of [...this.subs.values(), ...this.pending]) this.endStream(sub, grpc.status.UNAVAILABLE, 'config server shutting down');
     this.waiters.rejectAll(new AmbitError('AMBIT_ERR_XDS_STREAM', 'config server closed while waiting for subscribers to sync'));
   }
@@ -386,8 +407,10 @@ export class ConfigServer {
     if (changed) this.push(sub, ts, { snapshot: undefined, notifiedAt: undefined, force: false });
     // A plain reply that leaves its subscriber unsynced and not rejecting cannot settle a waiter
     // (nothing else changed since the last check): skip the check, which reads every subscriber.
-    const settles = changed || req.responseNonce === '' || req.status || isTypeNackedAtTarget(ts) || [...sub.types.values()].every(isTypeSynced);
-    if (settles) this.checkWaiters();
+    // One that only made its subscriber synced is a quick check (status.ts).
+    const full = changed || req.responseNonce === '' || !!req.status || isTypeNackedAtTarget(ts);
+    if (full) this.checkWaiters();
+    else if ([...sub.types.values()].every(isTypeSynced)) this.checkWaiters(true);
   }
 
   /**
@@ -566,18 +589,24 @@ export class ConfigServer {
     this.metrics.istioConnected.set([...counts.values()].reduce((a, b) => a + b, 0));
   }
 
-  private checkWaiters(): void {
-    if (this.waiters.size > 0) this.waiters.check(this.syncView());
+  private checkWaiters(quick = false): void {
+    if (this.waiters.size > 0) this.waiters.check(this.syncView(), quick);
   }
 
   private syncView(): SyncView {
+    const subscribers = (): SubscriberState[] => this.subscribers();
+    let states: SubscriberState[] | undefined;
+    const synced = (streamId: string): boolean => {
+      const sub = this.subs.get(streamId);
+      return !!sub && sub.types.size > 0 && [...sub.types.values()].every(isTypeSynced);
+    };
     return {
-      states: this.subscribers(),
-      pushPending: this.debounceTimer !== undefined,
-      synced: (streamId) => {
-        const sub = this.subs.get(streamId);
-        return !!sub && sub.types.size > 0 && [...sub.types.values()].every(isTypeSynced);
+      get states(): SubscriberState[] {
+        return (states ??= subscribers());
       },
+      pushPending: this.debounceTimer !== undefined || this.pushImmediate !== undefined,
+      synced,
+      unsynced: (streamId) => this.subs.has(streamId) && !synced(streamId),
       nackedAtTarget: (streamId, type) => {
         const ts = this.subs.get(streamId)?.types.get(type);
         return !!ts && isTypeNackedAtTarget(ts);

@@ -14,8 +14,10 @@ import type { Authorization, Service, Workload } from '../../shared/model.js';
 import { TYPE_AUTHORIZATION, TYPE_GATEWAY_LISTENER, TYPE_ROUTE_CONFIG, TYPE_SERVICE, TYPE_WORKLOAD, authorizationResourceName, gatewayListenerResourceName, routeConfigResourceName, serviceResourceName, workloadResourceName, type Resource, type ResourceType } from '../../shared/resources.js';
 import type { GatewayListener, RouteConfig } from '../../shared/routes.js';
 import { formatIssue, type Issue } from '../../shared/validate.js';
-import { contentHash, encodeBody, typeLabel, type EncodedResource } from '../../shared/xds/resource-codec.js';
+import { contentHash, encodeBody, SetVersion, typeLabel, type EncodedResource } from '../../shared/xds/resource-codec.js';
 import type { NodeInfo } from '../../shared/xds/node.js';
+import { PersistentMap } from '../../shared/state/persistent-map.js';
+import type { Delta } from './delta.js';
 
 /** Resources per type; a missing type means none. Treat as immutable once handed over. */
 export interface Snapshot {
@@ -51,6 +53,42 @@ export function buildSnapshot(input: {
   };
 }
 
+/**
+ * The map `byName` would build from `next`, derived from `prev` (built from `prevItems`) when the
+ * two arrays hold the same names at the same positions — what translation gives for updates
+ * (translate/stable.ts keeps unchanged items, and the array itself when nothing changed): only
+ * the positions whose item is not the previous object are set, so a one-object change does not
+ * rebuild a 10,000-entry map (decision 65). Otherwise, or without a previous map, built whole.
+ * A name that occurs twice keeps its last item, as a Map built in order does.
+ */
+export function deriveByName<T extends Resource>(
+  prev: { items: readonly T[]; map: ReadonlyMap<string, Resource> } | undefined,
+  next: readonly T[],
+  name: (r: T) => string,
+): ReadonlyMap<string, Resource> {
+  if (prev && prev.items === next) return prev.map;
+  if (prev && prev.items.length === next.length) {
+    const changes: Array<[string, Resource]> = [];
+    let aligned = true;
+    for (let i = 0; i < next.length; i++) {
+      const before = prev.items[i]!;
+      const item = next[i]!;
+      if (before === item) continue;
+      const n = name(item);
+      if (name(before) !== n) {
+        aligned = false;
+        break;
+      }
+      // Only the last occurrence of a name is in the map (its position is the same in both).
+      if (prev.map.get(n) === before) changes.push([n, item]);
+    }
+    if (aligned) return (prev.map instanceof PersistentMap ? (prev.map as PersistentMap<string, Resource>) : PersistentMap.of(prev.map)).withChanges([], changes);
+  }
+  const m = new Map<string, Resource>();
+  for (const r of next) m.set(name(r), r);
+  return PersistentMap.of(m);
+}
+
 interface CachedEncoding {
   encoded?: EncodedResource;
   issues: Issue[];
@@ -64,8 +102,39 @@ export interface Visibility {
 }
 
 /**
+ * A wildcard view with what the push round needs beside it, computed once per view: its name →
+ * version map and set version, and, when it was derived from the previous view, the delta from
+ * that view's versions (subscription.ts reads these instead of recomputing them per view).
+ */
+export interface ViewFacts {
+  versions: ReadonlyMap<string, string>;
+  setVersion: string;
+  from?: { versions: ReadonlyMap<string, string>; delta: Delta };
+}
+
+const viewFacts = new WeakMap<ReadonlyMap<string, EncodedResource>, ViewFacts>();
+
+/** What the encoder knows about `view` (undefined for views it did not derive). */
+export function factsOf(view: ReadonlyMap<string, EncodedResource>): ViewFacts | undefined {
+  return viewFacts.get(view);
+}
+
+/** The last wildcard view of a type, and what it was built from, to derive the next one from. */
+interface LastView {
+  resources: ReadonlyMap<string, Resource>;
+  view: PersistentMap<string, EncodedResource>;
+  versions: PersistentMap<string, string>;
+  setVersion: SetVersion;
+}
+
+/**
  * Validates and encodes snapshot resources for the wire, keeping the last good encoding of each
  * (type, name) to send in place of a resource that fails validation.
+ *
+ * Wildcard views are derived from the previous one (decision 65): the resources that are not the
+ * very objects the previous view was built from are encoded, and the view, its versions and its
+ * set version are updated for those alone (persistent maps), so a push round after a
+ * one-resource change does not rebuild 10,000-entry maps or sort and hash every name.
  */
 export class SnapshotEncoder {
   /** Encodings by object identity, so a resource shared by many subscribers is hashed once. */
@@ -79,7 +148,14 @@ export class SnapshotEncoder {
   /** Names encoded during the current push round, so lastGood can forget resources that are gone. */
   private seen: Map<ResourceType, Set<string>> | undefined;
   /** Within a round: what wildcard subscribers of one snapshot see, computed once per type. */
-  private wildcardViews = new Map<ResourceType, { snapshot: Snapshot; view: Map<string, EncodedResource> }>();
+  private wildcardViews = new Map<ResourceType, { snapshot: Snapshot; view: ReadonlyMap<string, EncodedResource> }>();
+  private readonly lastViews = new Map<ResourceType, LastView>();
+  /** Within a round: the wildcard views served, per type (their names count as seen). */
+  private usedViews = new Map<ResourceType, Set<ReadonlyMap<string, EncodedResource>>>();
+  /** Types whose whole last-good map must be checked at the end of the round (a full encode ran). */
+  private fullTypes = new Set<ResourceType>();
+  /** Names that left a derived view since the last complete round: the only ones to check otherwise. */
+  private readonly leftViews = new Map<ResourceType, Set<string>>();
 
   constructor(
     private readonly validate: (typeUrl: ResourceType, name: string, body: unknown) => Issue[],
@@ -91,6 +167,8 @@ export class SnapshotEncoder {
     this.encodings = new WeakMap();
     this.seen = new Map();
     this.wildcardViews = new Map();
+    this.usedViews = new Map();
+    this.fullTypes = new Set();
   }
 
   /** Ends the round; when every subscriber was served, last good versions of resources gone are forgotten. */
@@ -98,11 +176,15 @@ export class SnapshotEncoder {
     if (complete && this.seen) {
       for (const [type, good] of this.lastGood) {
         const names = this.seen.get(type);
-        for (const name of [...good.keys()]) if (!names?.has(name)) good.delete(name);
+        const views = [...(this.usedViews.get(type) ?? [])];
+        const check = this.fullTypes.has(type) ? [...good.keys()] : [...(this.leftViews.get(type) ?? [])];
+        for (const name of check) if (!names?.has(name) && !views.some((v) => v.has(name))) good.delete(name);
+        this.leftViews.delete(type);
       }
     }
     this.seen = undefined;
     this.wildcardViews = new Map();
+    this.usedViews = new Map();
   }
 
   /**
@@ -112,12 +194,83 @@ export class SnapshotEncoder {
   visible(sub: Visibility, snapshot: Snapshot, log: Logger): ReadonlyMap<string, EncodedResource> {
     const shared = sub.wildcard && this.seen ? this.wildcardViews.get(sub.typeUrl) : undefined;
     if (shared && shared.snapshot === snapshot) return shared.view;
-    const out = this.encodeVisible(sub, snapshot, log);
-    if (sub.wildcard && this.seen) this.wildcardViews.set(sub.typeUrl, { snapshot, view: out });
+    const out = sub.wildcard ? this.wildcardView(sub.typeUrl, snapshot, log) : this.encodeVisible(sub, snapshot, log);
+    if (sub.wildcard && this.seen) {
+      this.wildcardViews.set(sub.typeUrl, { snapshot, view: out });
+      let used = this.usedViews.get(sub.typeUrl);
+      if (!used) this.usedViews.set(sub.typeUrl, (used = new Set()));
+      used.add(out);
+    }
     return out;
   }
 
+  /** Every resource of the type: derived from the last wildcard view, or built whole the first time. */
+  private wildcardView(type: ResourceType, snapshot: Snapshot, log: Logger): ReadonlyMap<string, EncodedResource> {
+    const resources = snapshot.resources[type];
+    const last = this.lastViews.get(type);
+    if (!resources || !last) {
+      const built = this.encodeVisible({ typeUrl: type, wildcard: true, names: new Set() }, snapshot, log);
+      if (!resources) return built;
+      const view = PersistentMap.of(built);
+      const versions = PersistentMap.of([...built].map(([name, e]) => [name, e.version] as const));
+      const setVersion = new SetVersion();
+      for (const [name, version] of versions) setVersion.add(name, version);
+      viewFacts.set(view, { versions, setVersion: setVersion.value() });
+      this.lastViews.set(type, { resources, view, versions, setVersion });
+      return view;
+    }
+    if (last.resources === resources) return last.view;
+    let good = this.lastGood.get(type);
+    if (!good) this.lastGood.set(type, (good = new Map()));
+    const updated: Array<[string, EncodedResource]> = [];
+    const removed: string[] = [];
+    let added = 0;
+    for (const [name, resource] of resources) {
+      const before = last.resources.get(name);
+      if (before === resource) continue;
+      if (before === undefined) added++;
+      const enc = this.encode(type, name, resource, log);
+      const now = enc.encoded ?? good.get(name);
+      if (enc.encoded) good.set(name, enc.encoded);
+      if (now) {
+        if (last.view.get(name) !== now) updated.push([name, now]);
+      } else if (last.view.has(name)) {
+        removed.push(name);
+      }
+    }
+    // Names gone from the resources: only looked for when the counts say some are.
+    if (last.resources.size + added > resources.size) {
+      for (const name of last.resources.keys()) if (!resources.has(name) && last.view.has(name)) removed.push(name);
+    }
+    if (updated.length === 0 && removed.length === 0) {
+      this.lastViews.set(type, { ...last, resources });
+      return last.view;
+    }
+    const setVersion = last.setVersion.clone();
+    const changedVersions: Array<[string, string]> = [];
+    for (const name of removed) setVersion.remove(name, last.versions.get(name)!);
+    for (const [name, e] of updated) {
+      const before = last.versions.get(name);
+      if (before === e.version) continue;
+      if (before !== undefined) setVersion.remove(name, before);
+      setVersion.add(name, e.version);
+      changedVersions.push([name, e.version]);
+    }
+    const view = last.view.withChanges(removed, updated);
+    const versions = last.versions.withChanges(removed, changedVersions);
+    const delta: Delta = { updated: changedVersions.map(([name]) => name).sort(), removed: removed.sort() };
+    viewFacts.set(view, { versions, setVersion: setVersion.value(), from: { versions: last.versions, delta } });
+    this.lastViews.set(type, { resources, view, versions, setVersion });
+    if (removed.length > 0) {
+      let left = this.leftViews.get(type);
+      if (!left) this.leftViews.set(type, (left = new Set()));
+      for (const name of removed) left.add(name);
+    }
+    return view;
+  }
+
   private encodeVisible(sub: Visibility, snapshot: Snapshot, log: Logger): Map<string, EncodedResource> {
+    this.fullTypes.add(sub.typeUrl);
     const out = new Map<string, EncodedResource>();
     const resources = snapshot.resources[sub.typeUrl];
     if (!resources) return out;

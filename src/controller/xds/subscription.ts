@@ -15,6 +15,7 @@ import { isRecord } from '../../shared/validate.js';
 import type { DeltaConfigRequestMessage, DeltaConfigResponseMessage } from '../../shared/xds/proto.js';
 import { setVersion, type EncodedResource } from '../../shared/xds/resource-codec.js';
 import { computeDelta, isEmptyDelta, type Delta } from './delta.js';
+import { factsOf } from './snapshot.js';
 import type { NackRecord, TypeSubscriptionState } from './status.js';
 
 const MAX_INITIAL_VERSIONS = 200_000;
@@ -24,7 +25,7 @@ const MAX_MESSAGE_CHARS = 4096;
 interface InFlight {
   nonce: string;
   version: string;
-  prevSent: Map<string, string>;
+  prevSent: ReadonlyMap<string, string>;
   /** notify() time of the change this push carries; undefined for subscription-driven pushes. */
   notifiedAt: number | undefined;
 }
@@ -33,7 +34,7 @@ export interface TypeSub {
   typeUrl: ResourceType;
   wildcard: boolean;
   names: Set<string>;
-  sent: Map<string, string>;
+  sent: ReadonlyMap<string, string>;
   targetVersion: string;
   inflight: InFlight | undefined;
   dirty: boolean;
@@ -53,7 +54,7 @@ export interface TypeSub {
 const setVersions = new WeakMap<ReadonlyMap<string, unknown>, string>();
 
 /** name → version of a `next` map, built once per map (shared by its subscribers; never changed). */
-const versionMaps = new WeakMap<ReadonlyMap<string, EncodedResource>, Map<string, string>>();
+const versionMaps = new WeakMap<ReadonlyMap<string, EncodedResource>, ReadonlyMap<string, string>>();
 
 /** The delta between a held map and a `next` map, computed once per pair: subscribers that held the same set share it. */
 const deltas = new WeakMap<ReadonlyMap<string, string>, WeakMap<ReadonlyMap<string, EncodedResource>, Delta>>();
@@ -62,7 +63,8 @@ function deltaOf(sent: ReadonlyMap<string, string>, next: ReadonlyMap<string, En
   let byNext = deltas.get(sent);
   if (!byNext) deltas.set(sent, (byNext = new WeakMap()));
   let d = byNext.get(next);
-  if (!d) byNext.set(next, (d = computeDelta(sent, next)));
+  // Holding exactly the versions of `next` (a type the change did not touch): nothing to send.
+  if (!d) byNext.set(next, (d = versionMaps.get(next) === sent ? { updated: [], removed: [] } : computeDelta(sent, next)));
   return d;
 }
 
@@ -179,10 +181,22 @@ export function recordReply(ts: TypeSub, req: DeltaConfigRequestMessage, now: nu
  */
 export function nextResponse(ts: TypeSub, next: ReadonlyMap<string, EncodedResource>, o: { force: boolean; notifiedAt: number | undefined; nonce: () => string }): { response: DeltaConfigResponseMessage; updated: number; removed: number } | undefined {
   let nextVersions = versionMaps.get(next);
-  if (!nextVersions) {
-    nextVersions = new Map<string, string>();
-    for (const [name, e] of next) nextVersions.set(name, e.version);
+  const facts = nextVersions ? undefined : factsOf(next);
+  if (facts) {
+    // A view the encoder derived: its versions, set version and delta from the previous view are known.
+    nextVersions = facts.versions;
     versionMaps.set(next, nextVersions);
+    setVersions.set(next, facts.setVersion);
+    if (facts.from) {
+      let byNext = deltas.get(facts.from.versions);
+      if (!byNext) deltas.set(facts.from.versions, (byNext = new WeakMap()));
+      byNext.set(next, facts.from.delta);
+    }
+  }
+  if (!nextVersions) {
+    const built = new Map<string, string>();
+    for (const [name, e] of next) built.set(name, e.version);
+    versionMaps.set(next, (nextVersions = built));
   }
   let target = setVersions.get(next);
   if (target === undefined) setVersions.set(next, (target = setVersion(nextVersions)));

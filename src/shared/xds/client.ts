@@ -19,6 +19,7 @@ import type { Logger } from '../log.js';
 import type { GatewayListener, RouteConfig } from '../routes.js';
 import { ALL_RESOURCE_TYPES, RESOURCE_TYPES, TYPE_AUTHORIZATION, TYPE_GATEWAY_LISTENER, TYPE_ROUTE_CONFIG, TYPE_SERVICE, TYPE_WORKLOAD, type Resource, type ResourceType } from '../resources.js';
 import { type Authorization, type Service, type Workload } from '../model.js';
+import { PersistentMap } from '../state/persistent-map.js';
 import { validateResource } from '../validate-resource.js';
 import { deepFreeze, formatIssue, type Issue } from '../validate.js';
 import { createConfigClientMetrics, type ConfigClientMetrics, type StreamTermination } from './metrics.js';
@@ -32,7 +33,11 @@ import {
 import { typeLabel } from './resource-codec.js';
 import { decodeDeltaConfigResponse, encodeDeltaConfigRequest } from '../api/wire.js';
 
-/** The last good config, immutable: replaced as a whole on every applied update. */
+/**
+ * The last good config, immutable: every applied update makes a new state. Its maps are
+ * PersistentMaps (an update costs its own size, not the map's: decision 65); post them to a
+ * worker thread through `transferableState`.
+ */
 export interface ConfigState {
   readonly workloads: ReadonlyMap<string, Workload>;
   readonly services: ReadonlyMap<string, Service>;
@@ -81,9 +86,9 @@ export interface ConfigClientOptions {
 }
 
 const EMPTY_STATE: ConfigState = Object.freeze({
-  workloads: new Map<string, Workload>(),
-  services: new Map<string, Service>(),
-  authorizations: new Map<string, Authorization>(),
+  workloads: PersistentMap.of<string, Workload>(),
+  services: PersistentMap.of<string, Service>(),
+  authorizations: PersistentMap.of<string, Authorization>(),
   versions: new Map<ResourceType, ReadonlyMap<string, string>>(),
   systemVersions: new Map<ResourceType, string>(),
 });
@@ -97,17 +102,36 @@ export function resourcesOf(state: ConfigState, typeUrl: ResourceType): Readonly
   return state.authorizations;
 }
 
-function withResources(state: ConfigState, typeUrl: ResourceType, resources: Map<string, Resource>, versions: Map<string, string>, systemVersion: string): ConfigState {
+/**
+ * `state` with every map a plain Map, for a structured clone (postMessage to a worker thread);
+ * each PersistentMap is folded at most once, so posting the same state again costs no copy.
+ */
+export function transferableState(state: ConfigState): ConfigState {
+  const plain = <V>(m: ReadonlyMap<string, V>): ReadonlyMap<string, V> => (m instanceof PersistentMap ? m.toMap() : m);
+  return {
+    workloads: plain(state.workloads),
+    services: plain(state.services),
+    authorizations: plain(state.authorizations),
+    ...(state.routes ? { routes: plain(state.routes) } : {}),
+    ...(state.listeners ? { listeners: plain(state.listeners) } : {}),
+    versions: new Map([...state.versions].map(([t, v]) => [t, plain(v)])),
+    systemVersions: state.systemVersions,
+  };
+}
+
+const persistent = <V>(m: ReadonlyMap<string, V>): PersistentMap<string, V> => (m instanceof PersistentMap ? (m as PersistentMap<string, V>) : PersistentMap.of(m));
+
+function withResources(state: ConfigState, typeUrl: ResourceType, resources: ReadonlyMap<string, Resource>, versions: ReadonlyMap<string, string>, systemVersion: string): ConfigState {
   const allVersions = new Map(state.versions);
   allVersions.set(typeUrl, versions);
   const systemVersions = new Map(state.systemVersions);
   systemVersions.set(typeUrl, systemVersion);
   return Object.freeze({
-    workloads: typeUrl === TYPE_WORKLOAD ? (resources as Map<string, Workload>) : state.workloads,
-    services: typeUrl === TYPE_SERVICE ? (resources as Map<string, Service>) : state.services,
-    authorizations: typeUrl === TYPE_AUTHORIZATION ? (resources as Map<string, Authorization>) : state.authorizations,
-    ...(typeUrl === TYPE_ROUTE_CONFIG ? { routes: resources as Map<string, RouteConfig> } : state.routes ? { routes: state.routes } : {}),
-    ...(typeUrl === TYPE_GATEWAY_LISTENER ? { listeners: resources as Map<string, GatewayListener> } : state.listeners ? { listeners: state.listeners } : {}),
+    workloads: typeUrl === TYPE_WORKLOAD ? (resources as ReadonlyMap<string, Workload>) : state.workloads,
+    services: typeUrl === TYPE_SERVICE ? (resources as ReadonlyMap<string, Service>) : state.services,
+    authorizations: typeUrl === TYPE_AUTHORIZATION ? (resources as ReadonlyMap<string, Authorization>) : state.authorizations,
+    ...(typeUrl === TYPE_ROUTE_CONFIG ? { routes: resources as ReadonlyMap<string, RouteConfig> } : state.routes ? { routes: state.routes } : {}),
+    ...(typeUrl === TYPE_GATEWAY_LISTENER ? { listeners: resources as ReadonlyMap<string, GatewayListener> } : state.listeners ? { listeners: state.listeners } : {}),
     versions: allVersions,
     systemVersions,
   });
@@ -361,21 +385,13 @@ export class ConfigClient {
       return;
     }
 
-    const prevResources = resourcesOf(this.current, typeUrl);
-    const prevVersions = this.current.versions.get(typeUrl) ?? new Map<string, string>();
-    const resources = new Map<string, Resource>(prevResources);
-    const versions = new Map<string, string>(prevVersions);
-    const updated: string[] = [];
-    const gone: string[] = [];
-    for (const name of removed) {
-      if (resources.delete(name)) gone.push(name);
-      versions.delete(name);
-    }
-    for (const [name, r] of decoded) {
-      resources.set(name, r.value);
-      versions.set(name, r.version);
-      updated.push(name);
-    }
+    // Only what the response names is touched: the maps are persistent (no copy of the rest).
+    const prevResources = persistent(resourcesOf(this.current, typeUrl));
+    const prevVersions = persistent(this.current.versions.get(typeUrl) ?? PersistentMap.of<string, string>());
+    const gone = [...new Set(removed.filter((name) => prevResources.has(name)))];
+    const updated = [...decoded.keys()];
+    const resources = prevResources.withChanges(removed, [...decoded].map(([name, r]) => [name, r.value] as const));
+    const versions = prevVersions.withChanges(removed, [...decoded].map(([name, r]) => [name, r.version] as const));
     const next = withResources(this.current, typeUrl, resources, versions, systemVersion);
     const initial = !this.applied.has(typeUrl);
     const change: ConfigChange = { typeUrl, updated: updated.sort(), removed: gone.sort(), systemVersion, initial };
