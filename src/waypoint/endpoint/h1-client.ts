@@ -14,23 +14,15 @@
  */
 import type * as http from 'node:http';
 import { finished, Readable, type Duplex } from 'node:stream';
+import { BAD_HEAD, BAD_VALUE, ChunkedDecoder, hasToken, parseFields, TOKEN } from '../http1-syntax.js';
 import { abortError, UpstreamFailure, type ConnectFn, type Endpoint, type UpstreamRequest, type UpstreamResponse } from './exchange.js';
 
 /** Status line plus headers of a response, and of a trailer section (Envoy's default header limit). */
 const MAX_HEAD_BYTES = 60 * 1024;
-/** A chunk-size line (hex size and extensions). */
-const MAX_CHUNK_LINE = 4096;
 
-const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
-/** Characters a header value may not carry (node:http's check): controls other than tab, and anything past latin1. */
-const BAD_VALUE = /[^\t\x20-\x7e\x80-\xff]/;
 const BAD_PATH = /[^\u0021-\u00ff]/;
-const HEX = /^[0-9a-fA-F]{1,12}$/;
 const DIGITS = /^\d{1,15}$/;
 /** Lone CR or LF, or NUL, anywhere in a head: refused (no obs-fold, no bare LF line ends). */
-const BAD_HEAD = /\0|\r(?!\n)|(?<!\r)\n/;
-/** Headers node:http keeps only the first of (duplicates dropped); the rest are joined with ", ", set-cookie kept as a list. */
-const FIRST_ONLY = new Set(['content-type', 'content-length', 'user-agent', 'referer', 'host', 'authorization', 'proxy-authorization', 'if-modified-since', 'if-unmodified-since', 'from', 'location', 'max-forwards', 'retry-after', 'etag', 'last-modified', 'server', 'age', 'expires']);
 /** Methods whose requests get `content-length: 0` when sent without a body (as node:http does). */
 const NO_BODY_OK = new Set(['GET', 'HEAD', 'DELETE', 'OPTIONS', 'TRACE', 'CONNECT']);
 const NOOP = (): void => {};
@@ -41,10 +33,7 @@ const enum Phase {
   Head,
   Length,
   UntilClose,
-  ChunkSize,
-  ChunkData,
-  ChunkEnd,
-  Trailers,
+  Chunked,
 }
 
 function protocolError(message: string): Error {
@@ -118,34 +107,6 @@ function requestHead(req: UpstreamRequest, keepAlive: boolean): { head: string; 
   return { head: head + '\r\n', chunked };
 }
 
-/** Adds one header line to a header object with node:http's duplicate rules. */
-function addHeader(headers: Record<string, string | string[]>, name: string, value: string): void {
-  const cur = headers[name];
-  if (cur === undefined) headers[name] = name === 'set-cookie' ? [value] : value;
-  else if (name === 'set-cookie') (cur as string[]).push(value);
-  else if (!FIRST_ONLY.has(name)) headers[name] = `${cur as string}, ${value}`;
-}
-
-/** Header lines (no status line) into an object; undefined when one is malformed. */
-function parseFields(lines: string[], from: number): Record<string, string | string[]> | undefined {
-  const headers = Object.create(null) as Record<string, string | string[]>;
-  for (let i = from; i < lines.length; i++) {
-    const line = lines[i]!;
-    const colon = line.indexOf(':');
-    if (colon <= 0) return undefined;
-    const name = line.slice(0, colon);
-    if (!TOKEN.test(name)) return undefined;
-    addHeader(headers, name.toLowerCase(), line.slice(colon + 1).trim());
-  }
-  return headers;
-}
-
-function hasToken(v: string | string[] | undefined, token: string): boolean {
-  if (v === undefined) return false;
-  const s = (Array.isArray(v) ? v.join(',') : v).toLowerCase();
-  return s === token || s.split(',').some((t) => t.trim() === token);
-}
-
 /** One pooled connection: its parser and the exchange in progress, listeners set once. */
 class H1Connection {
   private phase = Phase.Idle;
@@ -153,6 +114,8 @@ class H1Connection {
   private remaining = 0;
   private ex: Exchange | undefined;
   private gone = false;
+  private readonly chunks = new ChunkedDecoder(MAX_HEAD_BYTES);
+  private readonly pushChunk = (b: Buffer): void => this.pushBody(b);
   /** Set once the connection carried a request (a failure on it then is no fresh connect's). */
   constructor(
     readonly socket: Duplex,
@@ -305,65 +268,16 @@ class H1Connection {
           this.pushBody(off === 0 ? buf : buf.subarray(off));
           off = buf.length;
           break;
-        case Phase.ChunkSize: {
-          const eol = buf.indexOf('\r\n', off, 'latin1');
-          if (eol < 0) {
-            if (buf.length - off > MAX_CHUNK_LINE) return this.fatal('chunk size line too long');
-            this.pending = buf.subarray(off);
+        case Phase.Chunked: {
+          const next = this.chunks.decode(buf, off, this.pushChunk);
+          if (next < 0) return this.fatal(this.chunks.error);
+          if (this.chunks.done) {
+            off = next;
+            this.complete(this.chunks.trailers);
+          } else if (next < buf.length) {
+            this.pending = buf.subarray(next);
             return;
-          }
-          const line = buf.toString('latin1', off, eol);
-          off = eol + 2;
-          const semi = line.indexOf(';');
-          const hex = semi < 0 ? line : line.slice(0, semi);
-          if (!HEX.test(hex)) return this.fatal('invalid chunk size');
-          const size = parseInt(hex, 16);
-          if (size === 0) this.phase = Phase.Trailers;
-          else {
-            this.remaining = size;
-            this.phase = Phase.ChunkData;
-          }
-          break;
-        }
-        case Phase.ChunkData: {
-          const n = Math.min(this.remaining, buf.length - off);
-          this.remaining -= n;
-          this.pushBody(buf.subarray(off, off + n));
-          off += n;
-          if (this.remaining === 0) this.phase = Phase.ChunkEnd;
-          break;
-        }
-        case Phase.ChunkEnd: {
-          if (buf.length - off < 2) {
-            this.pending = buf.subarray(off);
-            return;
-          }
-          if (buf[off] !== 13 || buf[off + 1] !== 10) return this.fatal('chunk not followed by CRLF');
-          off += 2;
-          this.phase = Phase.ChunkSize;
-          break;
-        }
-        case Phase.Trailers: {
-          if (buf.length - off < 2) {
-            this.pending = buf.subarray(off);
-            return;
-          }
-          if (buf[off] === 13 && buf[off + 1] === 10) {
-            off += 2;
-            this.complete(undefined);
-            break;
-          }
-          const end = buf.indexOf('\r\n\r\n', off, 'latin1');
-          if (end < 0) {
-            if (buf.length - off > MAX_HEAD_BYTES) return this.fatal('trailers too large');
-            this.pending = buf.subarray(off);
-            return;
-          }
-          const text = buf.toString('latin1', off, end);
-          off = end + 4;
-          const fields = BAD_HEAD.test(text) ? undefined : parseFields(text.split('\r\n'), 0);
-          if (!fields) return this.fatal('malformed trailer');
-          this.complete(fields);
+          } else off = next;
           break;
         }
       }
@@ -417,7 +331,10 @@ class H1Connection {
     this.client.settle(ex);
     ex.resolve({ status, headers: headers as http.IncomingHttpHeaders, body, trailers });
     if (noBody) return this.complete(undefined);
-    if (chunked) this.phase = Phase.ChunkSize;
+    if (chunked) {
+      this.chunks.reset();
+      this.phase = Phase.Chunked;
+    }
     else if (length > 0) {
       this.phase = Phase.Length;
       this.remaining = length;
