@@ -316,7 +316,7 @@ class H1Connection {
       length = Number(v);
     }
     // Duplicate content-lengths are dropped (first kept) by the header rules; a differing one is refused.
-    if (cl !== undefined && lines.length > 3) {
+    if (cl !== undefined && lines.length >= 3) {
       for (let i = 1; i < lines.length; i++) {
         const l = lines[i]!;
         if (l.length > 15 && l.charCodeAt(14) === 58 && l.slice(0, 14).toLowerCase() === 'content-length' && l.slice(15).trim() !== cl) return this.fatal('differing content-lengths');
