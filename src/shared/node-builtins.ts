@@ -13,3 +13,4 @@ const require = createRequire(import.meta.url);
 export const nodeHttp = require('node:http') as typeof import('node:http');
 export const nodeHttp2 = require('node:http2') as typeof import('node:http2');
 export const nodeTls = require('node:tls') as typeof import('node:tls');
+export const nodeHttps = require('node:https') as typeof import('node:https');

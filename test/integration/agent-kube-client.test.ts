@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { startTestServer, waitUntil } from './apiserver/helpers.js';
 import { kubeconfigEndpoint, loadKubeConfig, NodePodsClient, nodePodOf } from '../../src/agent/kube/client.js';
 import { isAmbitError } from '../../src/shared/errors.js';
+import { createLogger } from '../../src/shared/log.js';
 
 const pod = (name: string, nodeName: string): unknown => ({ apiVersion: 'v1', kind: 'Pod', metadata: { name }, spec: { nodeName, containers: [{ name: 'c', image: 'x' }] } });
 
@@ -20,10 +21,9 @@ test('agent kube client: watches only its node\'s pods and patches pods/status w
     assert.equal((await s.call('POST', '/api/v1/namespaces/default/pods', pod(name, node))).status, 201);
   }
   const client = new NodePodsClient(loadKubeConfig({ kubeconfig: s.kubeconfig }), 'node-a');
-  const watch = client.watch();
   let changes = 0;
   const errors: unknown[] = [];
-  watch.on({ changed: () => void changes++, error: (e) => void errors.push(e) });
+  const watch = client.watch({ log: createLogger({ level: 'silent' }), onChange: () => void changes++, onError: (_what, e) => void errors.push(e) });
   t.after(() => watch.stop());
   await watch.start();
   assert.deepEqual(watch.list().map((p) => p.metadata?.name), ['a1'], 'the list holds this node\'s pod only');
@@ -49,9 +49,19 @@ test('agent kube client: watches only its node\'s pods and patches pods/status w
   assert.deepEqual(errors, []);
 });
 
-test('agent kube client: a failed list rejects start with AMBIT_ERR_KUBE_API naming the server', async () => {
+test('agent kube client: a failed list is reported as AMBIT_ERR_KUBE_API naming the server, and retried', async (t) => {
   const client = new NodePodsClient({ server: 'https://127.0.0.1:1', token: () => 't' }, 'node-a');
-  await assert.rejects(client.watch().start(), (e: unknown) => isAmbitError(e, 'AMBIT_ERR_KUBE_API') && /127\.0\.0\.1:1/.test(e.message) && e.details?.['status'] === 0);
+  const failures: { what: string; err: unknown; retryInMs: number }[] = [];
+  const watch = client.watch({ log: createLogger({ level: 'silent' }), onChange: () => undefined, onError: (what, err, retryInMs) => void failures.push({ what, err, retryInMs }), backoff: { initialMs: 20, maxMs: 40 } });
+  t.after(() => watch.stop());
+  void watch.start();
+  await waitUntil('three failed lists', () => (failures.length >= 3 ? true : undefined));
+  for (const f of failures) {
+    assert.equal(f.what, 'list');
+    assert.ok(isAmbitError(f.err, 'AMBIT_ERR_KUBE_API') && /127\.0\.0\.1:1/.test(f.err.message) && f.err.details?.['status'] === 0, String(f.err));
+  }
+  assert.deepEqual(failures.slice(0, 3).map((f) => f.retryInMs), [20, 40, 40], 'the backoff doubles up to its cap');
+  assert.equal(watch.ready, false, 'never synced');
 });
 
 test('agent kube client: kubeconfig fields, and clear errors for what it cannot use', () => {

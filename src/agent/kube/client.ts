@@ -6,17 +6,15 @@
  * node:https, no client library: @kubernetes/client-node cost the agent ~75 MB of resident memory
  * for these three requests (design decision 57).
  *
- * Invariants: a NodePodWatch delivers changes in the order the server sent them and keeps its
- * cache across reconnects (resume from the last resourceVersion, bookmarks, relist on 410 Gone);
- * after stop() no callback fires and no request or timer is left.
+ * Requests and the pod watch are the shared shells (shared/kube-api.ts, shared/kube-informer.ts).
  */
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, resolve } from 'node:path';
-import type { IncomingMessage } from 'node:http';
-import type * as Https from 'node:https';
 import { AmbitError, errorMessage } from '../../shared/errors.js';
-import { readAnswerText, readJsonLines } from '../../shared/json-http.js';
+import { KubeApi, type KubeEndpoint } from '../../shared/kube-api.js';
+import { Informer } from '../../shared/kube-informer.js';
+import type { Logger } from '../../shared/log.js';
 
 const require = createRequire(import.meta.url);
 
@@ -26,19 +24,7 @@ export type KubeSource = { kubeconfig: string } | { inCluster: true; server: str
 /** Where a pod's service-account token and the cluster CA are mounted. */
 export const SERVICE_ACCOUNT_DIR = '/var/run/secrets/kubernetes.io/serviceaccount';
 
-/** An API server and how to authenticate to it. */
-export interface KubeEndpoint {
-  /** `https://host:port` (or `http://` for a plain test server). */
-  server: string;
-  /** PEM of the CA the server's certificate chains to; undefined: the system roots. */
-  caPem?: string;
-  /** Skip checking the server's certificate (kubeconfig `insecure-skip-tls-verify`). */
-  insecure?: boolean;
-  /** The bearer token, read for every request; undefined: none (client certificate). */
-  token?: () => string;
-  certPem?: string;
-  keyPem?: string;
-}
+export type { KubeEndpoint } from '../../shared/kube-api.js';
 
 /** The parts of a Pod the agent reads. */
 export interface NodePod {
@@ -148,31 +134,34 @@ export function nodePodOf(pod: ApiPod): NodePod | undefined {
   return { namespace: m.namespace, name: m.name, uid: m.uid, nodeName: pod.spec?.nodeName ?? '', annotations: { ...(m.annotations ?? {}) } };
 }
 
-const REQUEST_TIMEOUT_MS = 30_000;
 /** Largest list or error body read (every pod of one node fits many times over). */
 const MAX_BODY_BYTES = 64 * 1024 * 1024;
 
-interface Answer {
-  status: number;
-  body: unknown;
-  text: string;
-}
-
 /** Pods of one node: a watch (list + watch with `spec.nodeName=<node>`) and status patches. */
 export class NodePodsClient {
-  private readonly https: typeof Https;
+  private readonly api: KubeApi;
 
   constructor(
     readonly endpoint: KubeEndpoint,
     readonly nodeName: string,
   ) {
-    // node:http(s) through require: an ES import of it loads the bundled undici (shared/node-builtins.ts).
-    this.https = require(endpoint.server.startsWith('http://') ? 'node:http' : 'node:https') as typeof Https;
+    this.api = new KubeApi({ endpoint, errorCode: 'AMBIT_ERR_KUBE_API', unreachableHint: 'is the API server reachable?', maxBodyBytes: MAX_BODY_BYTES });
   }
 
-  /** A watch of this node's pods (not started). */
-  watch(): NodePodWatch {
-    return new NodePodWatch(this);
+  /**
+   * A list + watch of this node's pods (not started): the cache is kept while it reconnects from
+   * the last resourceVersion, a 410 Gone relists, failures are retried with `backoff`.
+   */
+  watch(opts: { log: Logger; onChange: () => void; onError?: (what: 'list' | 'watch', err: unknown, retryInMs: number) => void; backoff?: { initialMs: number; maxMs: number } }): Informer<ApiPod> {
+    return new Informer<ApiPod>({
+      client: this.api,
+      path: '/api/v1/pods',
+      fieldSelector: this.fieldSelector(),
+      log: opts.log,
+      onEvent: () => opts.onChange(),
+      ...(opts.onError ? { onError: opts.onError } : {}),
+      ...(opts.backoff ? { backoff: opts.backoff } : {}),
+    });
   }
 
   /**
@@ -181,207 +170,11 @@ export class NodePodsClient {
    * value removes the annotation. Fails with AMBIT_ERR_KUBE_API and `details.status`.
    */
   async patchAnnotations(pod: { namespace: string; name: string; uid: string }, annotations: Record<string, string | null>): Promise<void> {
-    const path = `/api/v1/namespaces/${encodeURIComponent(pod.namespace)}/pods/${encodeURIComponent(pod.name)}/status`;
-    const a = await this.call('PATCH', path, `patching pods/status of ${pod.namespace}/${pod.name}`, { metadata: { uid: pod.uid, annotations } }, 'application/merge-patch+json');
-    if (a.status < 200 || a.status >= 300) throw apiError(`patching pods/status of ${pod.namespace}/${pod.name}`, a);
-  }
-
-  /** The node's pods and the list's resourceVersion. */
-  async list(): Promise<{ items: ApiPod[]; resourceVersion: string }> {
-    const what = `listing the pods of node ${this.nodeName}`;
-    const a = await this.call('GET', `/api/v1/pods?fieldSelector=${encodeURIComponent(this.fieldSelector())}`, what);
-    if (a.status !== 200) throw apiError(what, a);
-    const list = a.body as { items?: ApiPod[]; metadata?: { resourceVersion?: string } } | undefined;
-    return { items: Array.isArray(list?.items) ? list.items : [], resourceVersion: list?.metadata?.resourceVersion ?? '' };
-  }
-
-  /**
-   * Opens a watch from `resourceVersion`; `onEvent` gets each event, `onEnd` once when the stream
-   * ends (undefined: the server closed it) or fails. Returns a function that aborts it.
-   */
-  openWatch(resourceVersion: string, onEvent: (e: WatchEvent) => void, onEnd: (err?: unknown) => void): () => void {
-    // client-go's reflector asks for a random 5-10 min server timeout; so does this.
-    const query = `fieldSelector=${encodeURIComponent(this.fieldSelector())}&watch=true&allowWatchBookmarks=true&resourceVersion=${encodeURIComponent(resourceVersion)}&timeoutSeconds=${300 + Math.floor(Math.random() * 300)}`;
-    let ended = false;
-    const end = (err?: unknown): void => {
-      if (ended) return;
-      ended = true;
-      onEnd(err);
-    };
-    const req = this.https.request(this.url(`/api/v1/pods?${query}`), { ...this.options('GET'), timeout: 0 }, (m: IncomingMessage) => {
-      if (m.statusCode !== 200) {
-        readAnswer(m).then((a) => end(apiError(`watching the pods of node ${this.nodeName}`, a)), end);
-        return;
-      }
-      readJsonLines(m, (v) => onEvent(v as WatchEvent), { active: () => !ended, maxLineBytes: MAX_BODY_BYTES });
-      m.on('end', () => end());
-      m.on('error', (e) => end(e));
-    });
-    req.on('error', (e) => end(e));
-    req.end();
-    return () => {
-      ended = true;
-      req.destroy();
-    };
+    await this.api.mergePatch(`/api/v1/namespaces/${encodeURIComponent(pod.namespace)}/pods/${encodeURIComponent(pod.name)}/status`, { metadata: { uid: pod.uid, annotations } });
   }
 
   private fieldSelector(): string {
     return `spec.nodeName=${this.nodeName}`;
   }
-
-  private url(path: string): URL {
-    return new URL(this.endpoint.server.replace(/\/+$/, '') + path);
-  }
-
-  private options(method: string, extra: Record<string, string> = {}): Https.RequestOptions {
-    const e = this.endpoint;
-    const token = e.token?.();
-    return {
-      method,
-      headers: { accept: 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}), ...extra },
-      agent: false,
-      ...(e.caPem !== undefined ? { ca: e.caPem } : {}),
-      ...(e.certPem !== undefined && e.keyPem !== undefined ? { cert: e.certPem, key: e.keyPem } : {}),
-      ...(e.insecure ? { rejectUnauthorized: false } : {}),
-    };
-  }
-
-  private call(method: string, path: string, what: string, body?: unknown, contentType = 'application/json'): Promise<Answer> {
-    const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
-    const extra: Record<string, string> = payload ? { 'content-type': contentType, 'content-length': String(payload.length) } : {};
-    return new Promise<Answer>((resolvePromise, reject) => {
-      const req = this.https.request(this.url(path), { ...this.options(method, extra), timeout: REQUEST_TIMEOUT_MS }, (m) => readAnswer(m).then(resolvePromise, reject));
-      req.on('timeout', () => req.destroy(new Error(`no answer within ${REQUEST_TIMEOUT_MS} ms`)));
-      req.on('error', reject);
-      req.end(payload);
-    }).catch((e: unknown) => {
-      if (e instanceof AmbitError) throw e;
-      throw new AmbitError('AMBIT_ERR_KUBE_API', `${what} failed: ${this.endpoint.server}: ${errorMessage(e)}`, { cause: e, details: { status: 0 } });
-    });
-  }
 }
 
-async function readAnswer(m: IncomingMessage): Promise<Answer> {
-  const text = await readAnswerText(m, MAX_BODY_BYTES);
-  let body: unknown;
-  try {
-    body = text === '' ? undefined : JSON.parse(text);
-  } catch {
-    body = undefined;
-  }
-  return { status: m.statusCode ?? 0, body, text };
-}
-
-/** A failed API call as AMBIT_ERR_KUBE_API with the HTTP status and the server's message. */
-function apiError(what: string, a: Answer): AmbitError {
-  const m = (a.body as { message?: unknown } | undefined)?.message;
-  return new AmbitError('AMBIT_ERR_KUBE_API', `${what} failed: HTTP ${a.status}${typeof m === 'string' ? `: ${m}` : a.text ? `: ${a.text.slice(0, 200)}` : ''}`, { details: { status: a.status } });
-}
-
-export interface WatchEvent {
-  type: 'ADDED' | 'MODIFIED' | 'DELETED' | 'BOOKMARK' | 'ERROR';
-  object: ApiPod & { code?: number };
-}
-
-export interface NodePodWatchHandlers {
-  /** A pod was added, changed or removed (after the cache changed). */
-  changed: () => void;
-  /** The list or watch failed; the watch is stopped until start() again. */
-  error: (err: unknown) => void;
-}
-
-/**
- * A list + watch of one node's pods, as client-go's reflector runs it: the cache is kept while
- * it reconnects from the last resourceVersion; a 410 Gone relists. The owner restarts it after an
- * error (with its own backoff).
- */
-export class NodePodWatch {
-  private readonly cache = new Map<string, ApiPod>();
-  private rv = '';
-  private abort: (() => void) | undefined;
-  private timer: NodeJS.Timeout | undefined;
-  private stopped = false;
-  private handlers: NodePodWatchHandlers = { changed: () => undefined, error: () => undefined };
-
-  constructor(private readonly client: NodePodsClient) {}
-
-  on(handlers: NodePodWatchHandlers): void {
-    this.handlers = handlers;
-  }
-
-  /** Lists (once, or again after 410 Gone) and watches; resolves after the list, rejects when it failed. */
-  async start(): Promise<void> {
-    this.stopped = false;
-    this.abort?.();
-    this.abort = undefined;
-    if (this.rv === '') await this.relist();
-    this.watch();
-  }
-
-  list(): ApiPod[] {
-    return [...this.cache.values()];
-  }
-
-  stop(): void {
-    this.stopped = true;
-    this.abort?.();
-    this.abort = undefined;
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = undefined;
-  }
-
-  private async relist(): Promise<void> {
-    const list = await this.client.list();
-    if (this.stopped) return;
-    this.cache.clear();
-    for (const p of list.items) {
-      const key = keyOf(p);
-      if (key) this.cache.set(key, p);
-    }
-    this.rv = list.resourceVersion;
-    this.handlers.changed();
-  }
-
-  private watch(): void {
-    if (this.stopped) return;
-    let gone = false;
-    let sawEvent = false;
-    this.abort = this.client.openWatch(
-      this.rv,
-      (ev) => {
-        if (this.stopped) return;
-        sawEvent = true;
-        if (ev.type === 'ERROR') {
-          if (ev.object.code === 410) gone = true;
-          return;
-        }
-        const rv = ev.object.metadata?.resourceVersion;
-        if (rv) this.rv = rv;
-        if (ev.type === 'BOOKMARK') return;
-        const key = keyOf(ev.object);
-        if (!key) return;
-        if (ev.type === 'DELETED') this.cache.delete(key);
-        else this.cache.set(key, ev.object);
-        this.handlers.changed();
-      },
-      (err) => {
-        this.abort = undefined;
-        if (this.stopped) return;
-        const status = err instanceof AmbitError ? err.details?.['status'] : undefined;
-        if (gone || status === 410) {
-          this.rv = '';
-          this.start().catch((e: unknown) => this.handlers.error(e));
-        } else if (err === undefined) {
-          // The server's timeout: resume, at once when the stream carried something, else after a second.
-          if (sawEvent) this.watch();
-          else this.timer = setTimeout(() => ((this.timer = undefined), this.watch()), 1000);
-        } else this.handlers.error(err);
-      },
-    );
-  }
-}
-
-function keyOf(p: ApiPod): string | undefined {
-  const m = p.metadata;
-  return m?.namespace && m.name ? `${m.namespace}/${m.name}` : undefined;
-}

@@ -14,7 +14,8 @@ import { backoffMs } from '../../shared/drain.js';
 import { isAmbitError } from '../../shared/errors.js';
 import { AMBIT_PREFIX, Counter, type Registry } from '../../shared/metrics.js';
 import type { PodRedirection, Redirection } from '../agent.js';
-import { nodePodOf, type NodePod, type NodePodWatch, type NodePodsClient } from './client.js';
+import { nodePodOf, type ApiPod, type NodePod, type NodePodsClient } from './client.js';
+import type { Informer } from '../../shared/kube-informer.js';
 
 export const ANNOTATION_REDIRECTION = 'ambient.istio.io/redirection';
 
@@ -57,14 +58,12 @@ export interface RedirectionAnnotatorOptions {
 export class RedirectionAnnotator {
   private readonly log: Logger;
   private readonly patches: Counter<'result'> | undefined;
-  private informer: NodePodWatch | undefined;
+  private informer: Informer<ApiPod> | undefined;
   private watchSynced = false;
   private running: Promise<void> | undefined;
   private again = false;
   private timer: NodeJS.Timeout | undefined;
-  private restartTimer: NodeJS.Timeout | undefined;
   private failures = 0;
-  private watchFailures = 0;
   private closed = false;
 
   constructor(private readonly opts: RedirectionAnnotatorOptions) {
@@ -79,12 +78,25 @@ export class RedirectionAnnotator {
       : undefined;
   }
 
-  /** Starts watching this node's pods; patches follow once the agent has its first config. */
+  /**
+   * Starts watching this node's pods; patches follow once the agent has its first config and the
+   * first list arrived. The watch keeps its cache while it reconnects (patches carry the pod's
+   * uid as a precondition, so a stale cache cannot touch a re-created pod).
+   */
   start(): void {
-    const informer = this.opts.pods.watch();
+    const informer = this.opts.pods.watch({
+      log: this.log,
+      onChange: () => this.update(),
+      onError: (what, err, retryInMs) => this.log.warn({ err, waitMs: retryInMs }, `${what} of this node's pods failed; retrying`),
+      backoff: { initialMs: this.opts.backoff?.baseMs ?? 1000, maxMs: this.opts.backoff?.capMs ?? 30_000 },
+    });
     this.informer = informer;
-    informer.on({ changed: () => this.update(), error: (e) => this.onWatchError(e) });
-    void this.startWatch();
+    void informer.start().then(() => {
+      if (this.closed) return;
+      this.watchSynced = true;
+      this.log.info({ node: this.opts.pods.nodeName, pods: informer.list().length }, 'watching this node\'s pods');
+      this.update();
+    });
   }
 
   /** Re-checks every pod soon (call after the agent's redirections changed). */
@@ -113,40 +125,8 @@ export class RedirectionAnnotator {
   async close(): Promise<void> {
     this.closed = true;
     if (this.timer) clearTimeout(this.timer);
-    if (this.restartTimer) clearTimeout(this.restartTimer);
     this.informer?.stop();
     await this.idle();
-  }
-
-  private async startWatch(): Promise<void> {
-    const informer = this.informer;
-    if (!informer || this.closed) return;
-    const before = this.watchFailures;
-    try {
-      await informer.start();
-    } catch (e) {
-      this.onWatchError(e);
-      return;
-    }
-    // start() resolves after the list; a watch error meanwhile was reported.
-    if (this.watchFailures === before && !this.closed) {
-      this.watchSynced = true;
-      this.log.info({ node: this.opts.pods.nodeName, pods: informer.list().length }, 'watching this node\'s pods');
-      this.update();
-    }
-  }
-
-  private onWatchError(e: unknown): void {
-    if (this.closed) return;
-    this.watchSynced = false;
-    const waitMs = backoffMs(this.watchFailures++, this.opts.backoff?.baseMs ?? 1000, this.opts.backoff?.capMs ?? 30_000);
-    this.log.warn({ err: e, waitMs }, 'watch of this node\'s pods failed; restarting');
-    if (this.restartTimer) clearTimeout(this.restartTimer);
-    this.restartTimer = setTimeout(() => {
-      this.restartTimer = undefined;
-      void this.startWatch();
-    }, waitMs);
-    this.restartTimer.unref();
   }
 
   private async sync(): Promise<void> {

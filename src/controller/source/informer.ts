@@ -90,7 +90,7 @@ export class ResourceInformer {
     this.log = opts.log.child({ component: 'informer', resource: opts.resource });
     this.backoff = opts.backoff ?? { initialMs: 500, maxMs: 30_000 };
     this.random = opts.random ?? Math.random;
-    this.lw = new k8s.ListWatch(opts.path, opts.client.watch(), () => this.listOnce(), false, opts.labelSelector, opts.fieldSelector);
+    this.lw = new k8s.ListWatch(opts.path, opts.client.clientNodeWatch(), () => this.listOnce(), false, opts.labelSelector, opts.fieldSelector);
     this.lw.on('add', (o) => this.emit('add', o));
     this.lw.on('update', (o) => this.emit('update', o));
     this.lw.on('delete', (o) => this.emit('delete', o));

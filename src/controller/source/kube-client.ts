@@ -7,11 +7,9 @@
  * Every failed request throws AMBIT_ERR_KUBE_API naming the verb, path, HTTP status and the
  * server's Status reason and message; callers branch on `kubeStatus(e)`, never on text.
  */
-import { request as httpRequest, type IncomingMessage, type RequestOptions } from 'node:http';
-import { request as httpsRequest } from 'node:https';
 import * as k8s from '@kubernetes/client-node';
-import { AmbitError, errorMessage, isAmbitError } from '../../shared/errors.js';
-import { readAnswerText } from '../../shared/json-http.js';
+import { AmbitError, errorMessage } from '../../shared/errors.js';
+import { KubeApi } from '../../shared/kube-api.js';
 
 /** Where the client's cluster and credentials come from. */
 export type KubeConfigSource =
@@ -38,110 +36,19 @@ export function loadKubeConfig(source: KubeConfigSource): k8s.KubeConfig {
   return kc;
 }
 
-export interface KubeRequest {
-  method: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
-  /** Absolute API path (`/api/v1/...`, `/apis/<group>/<version>/...`). */
-  path: string;
-  query?: Record<string, string | undefined>;
-  body?: unknown;
-  /** Default application/json; PATCH needs a patch type (merge-patch+json, apply-patch+yaml, ...). */
-  contentType?: string;
-  timeoutMs?: number;
-}
-
-/** HTTP status and Status reason of a failed request (from the error's details). */
-export interface KubeFailure {
-  status: number;
-  reason: string;
-}
-
-/** The HTTP status and reason of an AMBIT_ERR_KUBE_API error, or undefined for anything else. */
-export function kubeStatus(e: unknown): KubeFailure | undefined {
-  if (!isAmbitError(e, 'AMBIT_ERR_KUBE_API')) return undefined;
-  const status = e.details?.['status'];
-  const reason = e.details?.['reason'];
-  return typeof status === 'number' ? { status, reason: typeof reason === 'string' ? reason : '' } : undefined;
-}
-
-export const isNotFound = (e: unknown): boolean => kubeStatus(e)?.status === 404;
-export const isConflict = (e: unknown): boolean => kubeStatus(e)?.status === 409 && kubeStatus(e)?.reason !== 'AlreadyExists';
-export const isAlreadyExists = (e: unknown): boolean => kubeStatus(e)?.status === 409 && kubeStatus(e)?.reason === 'AlreadyExists';
-
-const DEFAULT_TIMEOUT_MS = 30_000;
-/** Largest response body read (a list of every pod of a big cluster fits). */
-const MAX_BODY_BYTES = 256 * 1024 * 1024;
+export { kubeFailure as kubeStatus, isNotFound, isConflict, isAlreadyExists, type KubeRequest, type KubeFailure } from '../../shared/kube-api.js';
 
 /** Plain JSON requests to one API server with the kubeconfig's TLS settings and credentials. */
-export class KubeClient {
-  constructor(readonly kubeConfig: k8s.KubeConfig) {}
-
-  /** The API server's URL (for logs). */
-  get server(): string {
-    return this.kubeConfig.getCurrentCluster()?.server ?? '';
-  }
-
-  /** Sends one request; resolves with the parsed body of a 2xx answer, else throws AMBIT_ERR_KUBE_API. */
-  async request<T = unknown>(req: KubeRequest): Promise<T> {
-    const url = new URL(this.server.replace(/\/+$/, '') + req.path);
-    for (const [k, v] of Object.entries(req.query ?? {})) if (v !== undefined) url.searchParams.set(k, v);
-    const opts: RequestOptions & { headers: Record<string, string> } = { method: req.method, headers: { accept: 'application/json' } };
-    try {
-      await this.kubeConfig.applyToHTTPSOptions(opts as Parameters<k8s.KubeConfig['applyToHTTPSOptions']>[0]);
-    } catch (e) {
-      throw new AmbitError('AMBIT_ERR_KUBE_CONFIG', `cannot apply credentials for ${this.server}: ${errorMessage(e)}`, { cause: e });
-    }
-    let payload: Buffer | undefined;
-    if (req.body !== undefined) {
-      payload = Buffer.from(typeof req.body === 'string' ? req.body : JSON.stringify(req.body));
-      opts.headers['content-type'] = req.contentType ?? 'application/json';
-      opts.headers['content-length'] = String(payload.length);
-    }
-    const what = `${req.method} ${url.pathname}`;
-    const res = await new Promise<{ status: number; text: string }>((resolve, reject) => {
-      const send = url.protocol === 'http:' ? httpRequest : httpsRequest;
-      const r = send(url, { ...opts, timeout: req.timeoutMs ?? DEFAULT_TIMEOUT_MS }, (m: IncomingMessage) => {
-        readAnswerText(m, MAX_BODY_BYTES).then((text) => resolve({ status: m.statusCode ?? 0, text }), reject);
-      });
-      r.on('timeout', () => r.destroy(new Error(`no answer within ${req.timeoutMs ?? DEFAULT_TIMEOUT_MS}ms`)));
-      r.on('error', reject);
-      r.end(payload);
-    }).catch((e: unknown) => {
-      throw new AmbitError('AMBIT_ERR_KUBE_API', `${what} to ${this.server} failed: ${errorMessage(e)}; is the API server reachable?`, { cause: e, details: { status: 0, reason: 'Unreachable' } });
+export class KubeClient extends KubeApi {
+  constructor(readonly kubeConfig: k8s.KubeConfig) {
+    super({
+      endpoint: { server: kubeConfig.getCurrentCluster()?.server ?? '' },
+      authorize: (opts) => kubeConfig.applyToHTTPSOptions(opts as Parameters<k8s.KubeConfig['applyToHTTPSOptions']>[0]),
+      errorCode: 'AMBIT_ERR_KUBE_API',
+      unreachableHint: 'is the API server reachable?',
+      // A list of every pod of a big cluster fits.
+      maxBodyBytes: 256 * 1024 * 1024,
     });
-    let body: unknown;
-    try {
-      body = res.text === '' ? undefined : JSON.parse(res.text);
-    } catch {
-      body = undefined;
-    }
-    if (res.status >= 200 && res.status < 300) return body as T;
-    const st = typeof body === 'object' && body !== null ? (body as { reason?: unknown; message?: unknown }) : {};
-    const reason = typeof st.reason === 'string' ? st.reason : '';
-    const message = typeof st.message === 'string' ? st.message : res.text.slice(0, 300);
-    throw new AmbitError('AMBIT_ERR_KUBE_API', `${what}: ${res.status}${reason ? ` ${reason}` : ''}: ${message}`, { details: { status: res.status, reason } });
-  }
-
-  get<T = unknown>(path: string): Promise<T> {
-    return this.request<T>({ method: 'GET', path });
-  }
-
-  /** GET that answers undefined for 404. */
-  async getOptional<T = unknown>(path: string): Promise<T | undefined> {
-    try {
-      return await this.get<T>(path);
-    } catch (e) {
-      if (isNotFound(e)) return undefined;
-      throw e;
-    }
-  }
-
-  create<T = unknown>(collectionPath: string, body: unknown): Promise<T> {
-    return this.request<T>({ method: 'POST', path: collectionPath, body });
-  }
-
-  /** PUT (optimistic: the body's metadata.resourceVersion must be current, else 409 Conflict). */
-  replace<T = unknown>(path: string, body: unknown): Promise<T> {
-    return this.request<T>({ method: 'PUT', path, body });
   }
 
   /** Server-side apply of `body` as field manager `manager` (creates the object when missing). */
@@ -160,7 +67,7 @@ export class KubeClient {
   }
 
   /** A client-node Watch for informers: bookmarks on, streams the server ends after a random 5-10 min. */
-  watch(): k8s.Watch {
+  clientNodeWatch(): k8s.Watch {
     return new BookmarkWatch(this.kubeConfig);
   }
 }
