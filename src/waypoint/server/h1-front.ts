@@ -483,6 +483,7 @@ function validField(line: string): boolean {
 /** The lean front of one server: its connections and the sweep that closes idle ones. */
 export class H1Front {
   private readonly conns = new Set<LeanConnection>();
+  private readonly sockets = new WeakSet<Duplex>();
   private sweep: NodeJS.Timeout | undefined;
   /** Coarse clock (ms), advanced by the sweep. */
   clock = Date.now();
@@ -494,18 +495,19 @@ export class H1Front {
     this.clock = Date.now();
     const c = new LeanConnection(socket, this.opts, this);
     this.conns.add(c);
+    this.sockets.add(socket);
     c.start(first);
     this.sweep ??= setInterval(() => this.closeIdle(), Math.max(1000, Math.floor(this.opts.keepAliveMs / 10))).unref();
   }
 
   forget(c: LeanConnection): void {
     this.conns.delete(c);
+    this.sockets.delete(c.socket);
   }
 
   /** Whether this front serves `socket` now. */
   owns(socket: Duplex): boolean {
-    for (const c of this.conns) if (c.socket === socket) return true;
-    return false;
+    return this.sockets.has(socket);
   }
 
   private closeIdle(): void {
