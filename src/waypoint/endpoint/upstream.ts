@@ -5,78 +5,13 @@
  * a connect failure (request never sent) from a reset (maybe processed).
  */
 import type * as http from 'node:http';
-import { nodeHttp } from '../../shared/node-builtins.js';
 import * as http2 from 'node:http2';
 import * as net from 'node:net';
-import { finished, type Duplex, type Readable, type Writable } from 'node:stream';
-import { AmbitError } from '../../shared/errors.js';
+import { finished, type Readable, type Writable } from 'node:stream';
+import { UpstreamFailure, type ConnectFn, type Dispatch, type Endpoint, type UpstreamRequest, type UpstreamResponse } from './exchange.js';
+import { H1Client } from './h1-client.js';
 
-/** One address of a backend, with what telemetry needs to know about the pod behind it. */
-export interface Endpoint {
-  /** Stable key for outlier detection and pools, e.g. `10.0.0.5:9080`. */
-  key: string;
-  address: string;
-  port: number;
-  labels?: Record<string, string>;
-  workload?: string;
-  namespace?: string;
-  canonicalService?: string;
-  canonicalRevision?: string;
-  /** SPIFFE id the endpoint presents. */
-  principal?: string;
-  cluster?: string;
-}
-
-export interface UpstreamRequest {
-  method: string;
-  /** Path with query. */
-  path: string;
-  authority: string;
-  /** Lowercase names; no pseudo-headers and no hop-by-hop headers. */
-  headers: http.OutgoingHttpHeaders;
-  /** Undefined when the request has no body. */
-  body: Readable | undefined;
-  http2: boolean;
-  signal: AbortSignal;
-}
-
-export interface UpstreamResponse {
-  status: number;
-  /** Lowercase names, no pseudo-headers. */
-  headers: http.IncomingHttpHeaders;
-  body: Readable;
-  /** Resolves with the trailers (empty when none) once the body has ended. */
-  trailers: Promise<Record<string, string | string[]>>;
-}
-
-/** Sends one request to one endpoint. Rejects with UpstreamFailure on connect failure or reset. */
-export type Dispatch = (endpoint: Endpoint, req: UpstreamRequest) => Promise<UpstreamResponse>;
-
-/** Opens a byte stream to an endpoint (plain TCP, or an HBONE tunnel stream). */
-export type ConnectFn = (endpoint: Endpoint) => Promise<Duplex>;
-
-export type UpstreamFailureKind = 'connect-failure' | 'reset' | 'refused-stream';
-
-/** A try that produced no response; `kind` drives retry and outlier decisions. */
-export class UpstreamFailure extends AmbitError {
-  constructor(
-    readonly kind: UpstreamFailureKind,
-    endpoint: Endpoint,
-    cause: unknown,
-  ) {
-    super(
-      'AMBIT_ERR_UPSTREAM_CONNECT',
-      kind === 'connect-failure'
-        ? `connect to upstream ${endpoint.key} failed; is the pod running and listening on ${endpoint.port}?`
-        : `upstream ${endpoint.key} ${kind === 'refused-stream' ? 'refused the stream' : 'reset the request'} before a response`,
-      { cause, details: { endpoint: endpoint.key, kind } },
-    );
-  }
-}
-
-export function isUpstreamFailure(e: unknown): e is UpstreamFailure {
-  return e instanceof UpstreamFailure;
-}
+export { isUpstreamFailure, UpstreamFailure, type ConnectFn, type Dispatch, type Endpoint, type UpstreamFailureKind, type UpstreamRequest, type UpstreamResponse } from './exchange.js';
 
 /** Plain TCP connect with a connect timeout; the default ConnectFn. */
 export function tcpConnect(timeoutMs = 5000): ConnectFn {
@@ -101,46 +36,6 @@ interface Tagged {
   ambitConnectFailure?: boolean;
 }
 
-/**
- * http.Agent treats its connections as net.Sockets (setKeepAlive, setNoDelay, ref/unref); a tunnel
- * stream is a plain Duplex, so the missing methods become no-ops.
- */
-function asSocketLike(s: Duplex): Duplex {
-  const x = s as Duplex & Record<string, unknown>;
-  for (const m of ['setKeepAlive', 'setNoDelay', 'ref', 'unref']) {
-    if (typeof x[m] !== 'function') x[m] = () => s;
-  }
-  if (typeof x['setTimeout'] !== 'function') x['setTimeout'] = () => s;
-  return s;
-}
-
-class ConnectAgent extends nodeHttp.Agent {
-  constructor(
-    private readonly connectFn: ConnectFn,
-    opts: http.AgentOptions,
-  ) {
-    super(opts);
-  }
-
-  override createConnection(options: http.ClientRequestArgs, cb?: (err: Error | null, stream: Duplex) => void): Duplex | null | undefined {
-    const ep = (options as { ambitEndpoint?: Endpoint }).ambitEndpoint;
-    const fail = cb as ((err: Error) => void) | undefined;
-    if (!ep) {
-      fail?.(new Error('no endpoint on request'));
-      return undefined;
-    }
-    this.connectFn(ep).then(
-      (s) => cb?.(null, asSocketLike(s)),
-      (e: unknown) => {
-        const err = e instanceof Error ? e : new Error(String(e));
-        (err as Tagged).ambitConnectFailure = true;
-        fail?.(err);
-      },
-    );
-    return undefined;
-  }
-}
-
 export interface HttpUpstreamOptions {
   connect?: ConnectFn;
   /** 1 disables connection reuse (DestinationRule maxRequestsPerConnection: 1). */
@@ -150,13 +45,6 @@ export interface HttpUpstreamOptions {
 }
 
 const NOOP = (): void => {};
-
-/** The error an aborted signal carries (as `signal:` on http.request would raise it). */
-function abortError(signal: AbortSignal): Error {
-  const e = new Error('The operation was aborted', { cause: signal.reason });
-  e.name = 'AbortError';
-  return e;
-}
 
 /**
  * Pipes a request body upstream. A body that fails, or is destroyed before its end (the client
@@ -170,58 +58,19 @@ function sendBody(body: Readable, upstream: Writable): void {
   body.pipe(upstream);
 }
 
-/** HTTP/1.1 (keep-alive) and HTTP/2 (one session per endpoint) client over `connect`. */
+/** HTTP/1.1 (keep-alive, h1-client.ts) and HTTP/2 (one session per endpoint) client over `connect`. */
 export class HttpUpstream {
   private readonly connectFn: ConnectFn;
-  private readonly agent: ConnectAgent;
+  private readonly h1: H1Client;
   private readonly sessions = new Map<string, Promise<http2.ClientHttp2Session>>();
   private closed = false;
 
   constructor(opts: HttpUpstreamOptions = {}) {
     this.connectFn = opts.connect ?? tcpConnect();
-    const keepAlive = opts.maxRequestsPerConnection !== 1;
-    this.agent = new ConnectAgent(this.connectFn, { keepAlive, maxFreeSockets: opts.maxFreeSockets ?? 256, scheduling: 'lifo' });
+    this.h1 = new H1Client(this.connectFn, { keepAlive: opts.maxRequestsPerConnection !== 1, maxFreeSockets: opts.maxFreeSockets ?? 256 });
   }
 
-  readonly dispatch: Dispatch = (endpoint, req) => (req.http2 ? this.dispatchHttp2(endpoint, req) : this.dispatchHttp1(endpoint, req));
-
-  private dispatchHttp1(endpoint: Endpoint, req: UpstreamRequest): Promise<UpstreamResponse> {
-    return new Promise((resolve, reject) => {
-      const headers: http.OutgoingHttpHeaders = { ...req.headers, host: req.authority };
-      const creq = nodeHttp.request({
-        agent: this.agent,
-        host: endpoint.address,
-        port: endpoint.port,
-        method: req.method,
-        path: req.path,
-        headers,
-        ambitEndpoint: endpoint,
-      } as http.RequestOptions);
-      // Abort by hand rather than with `signal:` (which hooks end-of-stream on the request: several
-      // listeners per request); the listener goes when the response ends or the request fails.
-      const onAbort = (): void => void creq.destroy(abortError(req.signal));
-      if (req.signal.aborted) onAbort();
-      else req.signal.addEventListener('abort', onAbort, { once: true });
-      const unhook = (): void => req.signal.removeEventListener('abort', onAbort);
-      creq.once('close', unhook);
-      let responded = false;
-      creq.once('response', (res) => {
-        responded = true;
-        const trailers = new Promise<Record<string, string | string[]>>((done) => {
-          res.once('end', () => done({ ...(res.trailers as Record<string, string>) }));
-          res.once('close', () => done({}));
-        });
-        resolve({ status: res.statusCode ?? 502, headers: res.headers, body: res, trailers });
-      });
-      creq.once('error', (e) => {
-        if (responded) return;
-        const kind: UpstreamFailureKind = (e as Tagged).ambitConnectFailure ? 'connect-failure' : 'reset';
-        reject(req.signal.aborted ? e : new UpstreamFailure(kind, endpoint, e));
-      });
-      if (req.body) sendBody(req.body, creq);
-      else creq.end();
-    });
-  }
+  readonly dispatch: Dispatch = (endpoint, req) => (req.http2 ? this.dispatchHttp2(endpoint, req) : this.h1.request(endpoint, req));
 
   private session(endpoint: Endpoint): Promise<http2.ClientHttp2Session> {
     const existing = this.sessions.get(endpoint.key);
@@ -306,7 +155,7 @@ export class HttpUpstream {
   close(): void {
     if (this.closed) return;
     this.closed = true;
-    this.agent.destroy();
+    this.h1.close();
     for (const p of this.sessions.values()) p.then((s) => s.close(), NOOP);
     this.sessions.clear();
   }

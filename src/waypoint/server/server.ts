@@ -32,7 +32,8 @@ import { buildRouteTable, type RouteTable } from '../route/router.js';
 import type { RandomSource } from '../route/weighted.js';
 import type { OtlpSpanExporter } from '../trace.js';
 import { out, type ServerRequest, type ServerResponse } from './headers.js';
-import { HTTP1_LIMITS, HTTP2_LIMITS, refuseAmbiguousFraming } from './limits.js';
+import { HTTP1_LIMITS, HTTP2_LIMITS, MAX_REQUEST_HEADER_BYTES, refuseAmbiguousFraming } from './limits.js';
+import { H1Front } from './h1-front.js';
 import { JwksCache } from '../filters/jwt.js';
 import { RequestHandler, type ConnectionMeta } from './request.js';
 import type { SourceInfo } from './telemetry.js';
@@ -70,6 +71,8 @@ export interface WaypointServerOptions {
 }
 
 const DEFAULT_MAX_REPLAY_BYTES = 64 * 1024;
+/** Idle HTTP/1.1 keep-alive connections close after this long. */
+const KEEP_ALIVE_MS = 60_000;
 
 function defaultSleep(ms: number, signal: AbortSignal): Promise<void> {
   return new Promise((resolve) => {
@@ -91,6 +94,7 @@ export class WaypointServer {
   private readonly destinations: Destinations;
   private readonly h1: http.Server;
   private readonly h2: http2.Http2Server;
+  private readonly lean: H1Front;
   private listener: net.Server | undefined;
   private readonly tlsListeners = new Set<tls.Server>();
   private readonly connections = new Set<Duplex>();
@@ -158,7 +162,19 @@ export class WaypointServer {
       if (refuseAmbiguousFraming(req, out(res))) return;
       this.handle(req, res).catch((e: unknown) => this.handler.failed(res, e));
     };
-    this.h1 = nodeHttp.createServer({ ...HTTP1_LIMITS, keepAliveTimeout: 60_000, requestTimeout: 0, headersTimeout: 60_000 }, onRequest);
+    this.h1 = nodeHttp.createServer({ ...HTTP1_LIMITS, keepAliveTimeout: KEEP_ALIVE_MS, requestTimeout: 0, headersTimeout: 60_000 }, onRequest);
+    // HTTP/1.1 goes to the lean front; what it does not take (anything unusual) to node:http's server.
+    this.lean = new H1Front({
+      maxHeadBytes: MAX_REQUEST_HEADER_BYTES,
+      keepAliveMs: KEEP_ALIVE_MS,
+      onRequest: (req, res) => onRequest(req as unknown as ServerRequest, res as unknown as ServerResponse),
+      fallback: (conn, rest) => {
+        conn.pause();
+        conn.unshift(rest);
+        this.h1.emit('connection', conn);
+        conn.resume();
+      },
+    });
     this.h2 = http2.createServer({ ...HTTP2_LIMITS, peerMaxConcurrentStreams: 1000, settings: { ...HTTP2_LIMITS.settings, maxConcurrentStreams: 1000 } }, onRequest);
     this.h2.on('sessionError', (e) => this.log.debug({ err: e }, 'http2 session error'));
   }
@@ -232,19 +248,16 @@ export class WaypointServer {
       buf = buf.length === 0 ? c : Buffer.concat([buf, c]);
       if (buf.length < preface.length && preface.subarray(0, buf.length).equals(buf)) return;
       conn.removeListener('data', onData);
-      conn.pause();
-      conn.unshift(buf);
       const isH2 = buf.subarray(0, preface.length).equals(preface);
       if (isH2) {
+        conn.pause();
+        conn.unshift(buf);
         // The session is created synchronously inside emit('connection'); remember its meta.
         const onSession = (session: http2.ServerHttp2Session): void => void this.meta.set(session, meta);
         this.h2.once('session', onSession);
         this.h2.emit('connection', conn);
         this.h2.removeListener('session', onSession);
-      } else {
-        this.h1.emit('connection', conn);
-        conn.resume();
-      }
+      } else this.lean.accept(conn, buf);
     };
     conn.on('data', onData);
   }
@@ -257,6 +270,7 @@ export class WaypointServer {
     this.tlsListeners.clear();
     this.h1.close();
     this.h2.close();
+    this.lean.destroy();
     for (const c of this.connections) c.destroy();
   }
 
@@ -268,13 +282,14 @@ export class WaypointServer {
     this.tlsListeners.clear();
     const closed = Promise.all(servers.map((l) => new Promise<void>((r) => l.close(() => r()))));
     this.h1.closeIdleConnections();
+    this.lean.drain();
     const timer = setTimeout(() => {
       for (const c of this.connections) c.destroy();
     }, deadlineMs);
     this.h1.close();
     this.h2.close();
     for (const c of this.connections) {
-      if (c instanceof net.Socket && !(c as net.Socket & { _httpMessage?: unknown })._httpMessage) c.end();
+      if (c instanceof net.Socket && !this.lean.owns(c) && !(c as net.Socket & { _httpMessage?: unknown })._httpMessage) c.end();
     }
     await closed;
     clearTimeout(timer);

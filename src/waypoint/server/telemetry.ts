@@ -3,7 +3,7 @@
  * access-log line (`scope: access`), Istio's request metrics with their labels (source from the
  * tunnel, destination from the endpoint that answered), and a span when tracing is on.
  */
-import type { Logger } from '../../shared/log.js';
+import { infoLineWriter, type Logger } from '../../shared/log.js';
 import { UNKNOWN, type CounterCell, type HistogramCell } from '../../shared/metrics.js';
 import type { ExchangeRecord } from '../dispatch/dispatch.js';
 import type { ReplayableBody } from '../dispatch/replay-body.js';
@@ -98,7 +98,7 @@ export function finishRequest(deps: TelemetryDeps, st: RequestState, res: Server
   }
   // Nothing is built for a line nobody writes (turned off by Telemetry, or the level is off).
   if (st.telemetry?.accessLog === false || !deps.accessLog.isLevelEnabled('info')) return;
-  deps.accessLog.info(
+  accessLine(deps.accessLog)(
     {
       reqId: st.reqId,
       method: st.method,
@@ -117,8 +117,16 @@ export function finishRequest(deps: TelemetryDeps, st: RequestState, res: Server
       bytesSent: st.bytesOut,
       traceId: st.traceId,
     },
-    'request',
   );
+}
+
+/** Per access logger: its `request` line writer (log.ts infoLineWriter), made once. */
+const accessLines = new WeakMap<Logger, (fields: Record<string, unknown>) => void>();
+
+function accessLine(log: Logger): (fields: Record<string, unknown>) => void {
+  let w = accessLines.get(log);
+  if (!w) accessLines.set(log, (w = infoLineWriter(log, 'request')));
+  return w;
 }
 
 /** The four series of one label set of Istio's request metrics. */
