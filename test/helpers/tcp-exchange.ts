@@ -30,8 +30,8 @@ export function tcpExchange(port: number, echo: string, from = '127.0.0.1'): Pro
   });
 }
 
-/** A TCP backend on `host` that greets `echo\n`, then echoes; its connections are closed when the test ends. */
-export async function startGreetingEcho(t: TestContext, host: string): Promise<number> {
+/** A TCP backend on `host` that greets `<greeting>\n`, then echoes; its connections are closed when the test ends. */
+export async function startGreetingEcho(t: TestContext, host: string, greeting = 'echo'): Promise<number> {
   const sockets = new Set<net.Socket>();
   t.after(() => sockets.forEach((s) => s.destroy()));
   return listening(
@@ -39,7 +39,7 @@ export async function startGreetingEcho(t: TestContext, host: string): Promise<n
     net.createServer((s) => {
       sockets.add(s);
       s.on('error', () => s.destroy());
-      s.write('echo\n');
+      s.write(`${greeting}\n`);
       s.pipe(s);
     }),
     host,

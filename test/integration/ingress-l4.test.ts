@@ -18,6 +18,7 @@ import { translateAll } from '../../src/controller/translate/translate.js';
 import { createRegistry } from '../../src/shared/metrics.js';
 import { validateGatewayListener, validateRouteConfig } from '../../src/shared/validate-routes.js';
 import { freePort } from '../helpers/local-mesh.js';
+import { listening, startGreetingEcho } from '../helpers/tcp-exchange.js';
 import { startGatewayPod } from '../helpers/gateway-pod.js';
 import { createTestCa } from '../helpers/test-ca.js';
 import { namespace, pod, service } from '../unit/translate/helpers.js';
@@ -27,29 +28,6 @@ const clientCa = CertificateAuthority.generate({ trustDomain: 'client.test', ttl
 const rogueCa = CertificateAuthority.generate({ trustDomain: 'rogue.test', ttlDays: 1 });
 const issued = (ca: CertificateAuthority, host: string) => ca.issueServingCert({ dnsNames: [host], ttlMs: 3_600_000 });
 
-async function listening(t: TestContext, server: net.Server, host: string): Promise<number> {
-  await new Promise<void>((r) => server.listen(0, host, () => r()));
-  t.after(() => new Promise<void>((r) => server.close(() => r())));
-  return (server.address() as net.AddressInfo).port;
-}
-
-/** A TCP backend that greets with its name and then echoes. */
-function tcpBackend(t: TestContext, host: string, name: string): Promise<number> {
-  const sockets = new Set<net.Socket>();
-  t.after(() => sockets.forEach((s) => s.destroy()));
-  return listening(
-    t,
-    net.createServer((s) => {
-      sockets.add(s);
-      s.on('error', () => s.destroy());
-      s.write(`${name}\n`);
-      s.pipe(s);
-    }),
-    host,
-  );
-}
-
-/** A TLS backend with its own certificate for `host`: greets with its name and closes. */
 function tlsBackend(t: TestContext, ip: string, host: string): Promise<number> {
   const cert = issued(serverCa, host);
   return listening(t, tls.createServer({ cert: cert.certChainPem.join('\n'), key: cert.keyPem }, (s) => s.end(`tls ${host}\n`)), ip);
@@ -111,7 +89,7 @@ function httpsGet(port: number, client?: { certChainPem: string[]; keyPem: strin
 const b64 = (s: string): string => Buffer.from(s).toString('base64');
 
 test('ingress gateway: a TCP server with weighted tcp routes, TLS PASSTHROUGH routed by SNI, HTTPS MUTUAL requiring client certificates, ISTIO_MUTUAL requiring mesh identities', async (t) => {
-  const [v1, v2, tlsA, tlsB] = [await tcpBackend(t, '127.0.0.2', 'v1'), await tcpBackend(t, '127.0.0.3', 'v2'), await tlsBackend(t, '127.0.0.4', 'a.example.com'), await tlsBackend(t, '127.0.0.5', 'b.example.com')];
+  const [v1, v2, tlsA, tlsB] = [await startGreetingEcho(t, '127.0.0.2', 'v1'), await startGreetingEcho(t, '127.0.0.3', 'v2'), await tlsBackend(t, '127.0.0.4', 'a.example.com'), await tlsBackend(t, '127.0.0.5', 'b.example.com')];
   const web = await listening(
     t,
     http.createServer((req, res) => {
