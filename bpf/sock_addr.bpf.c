@@ -41,6 +41,17 @@ char LICENSE[] SEC("license") = "Apache-2.0";
  * The pod's config when this connect is capture's business (the netns is enrolled or pending,
  * the socket is TCP, and it is not one of the agent's own sockets), else NULL.
  */
+/* Shows an IPv6 socket the stored original address (IPv4 ones are stored v4-mapped). */
+static __always_inline void __set_peer6(struct bpf_sock_addr *ctx, struct ambit_orig_dst *orig)
+{
+	__u32 *w = (__u32 *)orig->addr;
+
+	ctx->user_ip6[0] = w[0];
+	ctx->user_ip6[1] = w[1];
+	ctx->user_ip6[2] = w[2];
+	ctx->user_ip6[3] = w[3];
+}
+
 static __always_inline struct ambit_pod_config *__pod_tcp(struct bpf_sock_addr *ctx, __u64 netns)
 {
 	struct ambit_pod_config *cfg = bpf_map_lookup_elem(&ambit_pods, &netns);
@@ -323,16 +334,10 @@ SEC("cgroup/getpeername6")
 int ambit_getpeername6(struct bpf_sock_addr *ctx)
 {
 	struct ambit_orig_dst *orig = __redirected(ctx);
-	__u32 *w;
-
 	if (!orig)
 		return ALLOW;
 	/* IPv4 originals are stored v4-mapped, which is what a dual-stack socket expects. */
-	w = (__u32 *)orig->addr;
-	ctx->user_ip6[0] = w[0];
-	ctx->user_ip6[1] = w[1];
-	ctx->user_ip6[2] = w[2];
-	ctx->user_ip6[3] = w[3];
+	__set_peer6(ctx, orig);
 	ctx->user_port = bpf_htons(orig->port);
 	__count(AMBIT_REASON_GETPEERNAME_REWRITTEN);
 	return ALLOW;
@@ -393,16 +398,10 @@ int ambit_recvmsg6(struct bpf_sock_addr *ctx)
 	__u32 a0 = ctx->user_ip6[0], a1 = ctx->user_ip6[1], a2 = ctx->user_ip6[2], a3 = ctx->user_ip6[3];
 	int loopback = a0 == 0 && a1 == 0 && ((a2 == 0 && a3 == bpf_htonl(1)) || (a2 == bpf_htonl(0xffff) && a3 == bpf_htonl(AMBIT_LOOPBACK4)));
 	struct ambit_orig_dst *orig = __dns_reply(ctx, loopback);
-	__u32 *w;
-
 	if (!orig)
 		return ALLOW;
 	/* IPv4 resolvers are stored v4-mapped, which is what a dual-stack socket expects. */
-	w = (__u32 *)orig->addr;
-	ctx->user_ip6[0] = w[0];
-	ctx->user_ip6[1] = w[1];
-	ctx->user_ip6[2] = w[2];
-	ctx->user_ip6[3] = w[3];
+	__set_peer6(ctx, orig);
 	ctx->user_port = bpf_htons(AMBIT_DNS_PORT);
 	__count(AMBIT_REASON_DNS_REPLY_REWRITTEN);
 	return ALLOW;
