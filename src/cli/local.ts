@@ -13,10 +13,10 @@ import { ENV_LOCAL_NAME, ENV_LOCAL_NET } from '../shared/env.js';
 import type { RefusedObject } from '../controller/source/manifests.js';
 import { objectKey, type KubeObject } from '../controller/objects.js';
 import { callControl, type ExecTarget } from '../local/control.js';
-import { cleanupLeftovers } from '../local/cleanup.js';
+import { cleanupLeftovers, meshDaemonPids } from '../local/cleanup.js';
 import type { LocalStatus } from '../local/mesh.js';
-import { stateDirFor, validateNet, validatePrefix } from '../local/plan.js';
-import { podCommand } from '../local/exec.js';
+import { addressPlan, blockHolders, stateDirFor, validateNet, validatePrefix } from '../local/plan.js';
+import { ip, podCommand } from '../local/exec.js';
 import { renderTable, type Io } from './io.js';
 
 export const LOCAL_USAGE = `Usage:
@@ -124,6 +124,7 @@ export async function startLocal(opts: { files: string[]; nodes: number; name: s
   }
   const removed = await cleanupLeftovers(opts.name);
   if (removed.length > 0) io.err(`removed leftovers of an earlier run: ${removed.join(', ')}\n`);
+  await claimBlock(opts.name, opts.net, io);
   mkdirSync(join(stateDir, 'logs'), { recursive: true, mode: 0o700 });
   const logPath = join(stateDir, 'logs', 'daemon.log');
   const out = openSync(logPath, 'a');
@@ -150,6 +151,39 @@ export async function startLocal(opts: { files: string[]; nodes: number; name: s
     throw err;
   }
   return { ...(await callControl<LocalStatus>(stateDir, 'GET', '/status')), refused: refused.length };
+}
+
+/**
+ * Makes sure nothing else holds address block `net`: a mesh whose daemon died (killed, machine
+ * restarted without clearing /run) still holds the block's bridge address and routes, and a second
+ * bridge with the same address would leave the new mesh's nodes unable to reach its controller.
+ * A stopped mesh's leftovers are removed (and said); a live one, or an interface no mesh made, is refused.
+ */
+async function claimBlock(name: string, net: number, io: Io): Promise<void> {
+  const addrs = await ip(['-o', '-4', 'addr', 'show'], undefined, { allowFailure: true });
+  const stopped: string[] = [];
+  // Every holder is judged before anything is removed: a refusal leaves the machine as it was.
+  for (const holder of blockHolders(addrs.stdout, net)) {
+    if (holder.mesh === name) continue;
+    if (!holder.mesh) {
+      throw new AmbitError(
+        'AMBIT_ERR_LOCAL_SETUP',
+        `address block ${net}: its bridge address ${addressPlan(net).bridgeIp} is already on interface ${holder.iface}, which no local mesh made; pick another block (--net) or remove that address`,
+      );
+    }
+    const live = await meshDaemonPids(holder.mesh);
+    if (live.length > 0 || (await isRunning(stateDirFor(holder.mesh)))) {
+      throw new AmbitError(
+        'AMBIT_ERR_LOCAL_ALREADY_RUNNING',
+        `local mesh "${holder.mesh}" is running on address block ${net}${live.length ? ` (daemon pid ${live.join(', ')})` : ''}; pick another block (--net ${net === 0 ? 1 : 0}) or stop it (ambit local down --name ${holder.mesh})`,
+      );
+    }
+    stopped.push(holder.mesh);
+  }
+  for (const mesh of stopped) {
+    const removed = await cleanupLeftovers(mesh);
+    io.err(`address block ${net} was held by stopped local mesh "${mesh}" (its daemon is gone); removed its leftovers: ${removed.join(', ')}\n`);
+  }
 }
 
 /** The address block of a running mesh, or undefined when it is not running. */

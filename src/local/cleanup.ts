@@ -14,6 +14,21 @@ import { signalGroup } from './node/containers.js';
 import { cgroupName, stateDirFor } from './plan.js';
 
 /**
+ * Pids of live daemons of mesh `prefix` (from /proc, so a daemon still starting, before its control
+ * socket answers, counts too).
+ */
+export async function meshDaemonPids(prefix: string): Promise<number[]> {
+  const pids: number[] = [];
+  for (const entry of await readdir('/proc').catch(() => [] as string[])) {
+    if (!/^\d+$/.test(entry)) continue;
+    const argv = (await readFile(`/proc/${entry}/cmdline`, 'utf8').catch(() => '')).split('\0');
+    const at = argv.indexOf('--prefix');
+    if (at > 0 && argv[at + 1] === prefix && argv.some((a) => a.endsWith('/local/daemon-main.js'))) pids.push(Number(entry));
+  }
+  return pids;
+}
+
+/**
  * Removes what a mesh with this prefix may have left: processes in its cgroup, netns, links,
  * /etc/netns folders, bpffs pins and the cgroup itself. Safe to run when nothing is left.
  */

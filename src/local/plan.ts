@@ -30,6 +30,29 @@ export function addressPlan(net: number): AddressPlan {
   validateNet(net);
   return { net, nodeNet: `10.240.${net}.0/24`, podNet: `10.${244 + net}.0.0/16`, serviceNet: `10.${96 + net}.0.0/16`, bridgeIp: `10.240.${net}.1` };
 }
+/** An interface in the root namespace holding a block's bridge address; `mesh` names the local mesh whose bridge it is. */
+export interface BlockHolder {
+  iface: string;
+  mesh?: string;
+}
+
+/**
+ * Which interfaces hold block `net`'s bridge address, from `ip -o -4 addr show` (pure). The kernel
+ * is the truth about a block: a mesh whose daemon died still holds its addresses and routes.
+ */
+export function blockHolders(ipAddrOutput: string, net: number): BlockHolder[] {
+  const { bridgeIp } = addressPlan(net);
+  const holders: BlockHolder[] = [];
+  for (const line of ipAddrOutput.split('\n')) {
+    const m = /^\d+:\s+(\S+)\s+inet\s+(\d+\.\d+\.\d+\.\d+)\//.exec(line);
+    if (!m || m[2] !== bridgeIp) continue;
+    const iface = m[1]!.split('@')[0]!;
+    const mesh = /^([a-z][a-z0-9]{0,7})-br$/.exec(iface)?.[1];
+    holders.push(mesh ? { iface, mesh } : { iface });
+  }
+  return holders;
+}
+
 export const CONTROLLER_PORT = 15012;
 export const MAX_NODES = 200;
 export const MAX_PODS_PER_NODE = 250;

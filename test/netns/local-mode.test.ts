@@ -121,8 +121,30 @@ test('meshes on different address blocks run side by side; a second mesh on a bl
   assert.match(clash.stderr, new RegExp(`AMBIT_ERR_LOCAL_ALREADY_RUNNING: local mesh "${a}" is running on address block ${net}`));
   assert.deepEqual(leftovers(b), [], 'the refused mesh made nothing');
 
+  // The other block's bridge address on an interface no mesh made: refused, nothing created.
+  const foreign = `${b.slice(0, 6)}fx`;
+  const stale = `ts${process.pid % 100000}`.slice(0, 8);
+  const bridgeIp = `10.240.${otherNet}.1/24`;
+  t.after(() => {
+    spawnSync('ip', ['link', 'del', foreign]);
+    spawnSync('ip', ['link', 'del', `${stale}-br`]);
+    spawnSync('ip', ['netns', 'del', `${stale}-node1`]);
+  });
+  for (const args of [['link', 'add', foreign, 'type', 'bridge'], ['addr', 'add', bridgeIp, 'dev', foreign]]) assert.equal(spawnSync('ip', args).status, 0, `ip ${args.join(' ')}`);
+  const taken = await ambit(['local', 'up', '-f', fixture, '--name', b, '--net', otherNet]);
+  assert.equal(taken.code, 1, taken.stderr);
+  assert.match(taken.stderr, new RegExp(`AMBIT_ERR_LOCAL_SETUP: address block ${otherNet}: its bridge address 10\\.240\\.${otherNet}\\.1 is already on interface ${foreign}, which no local mesh made`));
+  assert.deepEqual(leftovers(b), [], 'the refused mesh made nothing');
+  assert.equal(spawnSync('ip', ['link', 'del', foreign]).status, 0);
+
+  // What a mesh whose daemon died leaves (its bridge on the block, a node netns) is removed, and said.
+  for (const args of [['link', 'add', `${stale}-br`, 'type', 'bridge'], ['addr', 'add', bridgeIp, 'dev', `${stale}-br`], ['link', 'set', `${stale}-br`, 'up'], ['netns', 'add', `${stale}-node1`]]) {
+    assert.equal(spawnSync('ip', args).status, 0, `ip ${args.join(' ')}`);
+  }
   const upB = await ambit(['local', 'up', '-f', fixture, '--name', b, '--net', otherNet]);
   assert.equal(upB.code, 0, upB.stderr);
+  assert.match(upB.stderr, new RegExp(`address block ${otherNet} was held by stopped local mesh "${stale}" \\(its daemon is gone\\); removed its leftovers: .*netns ${stale}-node1.*link ${stale}-br`));
+  assert.deepEqual(leftovers(stale), []);
   assert.match(await curlEcho(b), new RegExp(`^10\\.${244 + Number(otherNet)}\\.`), 'mesh B serves its ClusterIP from its own pod range');
   assert.match(await curlEcho(a), new RegExp(`^10\\.${podOctet}\\.`), 'mesh A still works alongside');
 

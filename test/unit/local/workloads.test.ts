@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { renderHosts, selects } from '../../../src/local/workloads.js';
 import { renderServiceRules } from '../../../src/local/network.js';
-import { addressPlan, planNode, validatePrefix } from '../../../src/local/plan.js';
+import { addressPlan, blockHolders, planNode, validatePrefix } from '../../../src/local/plan.js';
 import type { KubeObject } from '../../../src/controller/objects.js';
 
 test('selectors: every key must match; an empty selector selects nothing', () => {
@@ -40,6 +40,21 @@ test('address blocks: block K shifts every range, so meshes on different blocks 
   const n = planNode('x', 1, 3);
   assert.deepEqual([n.ip, n.podCidr, n.podGateway], ['10.240.3.11', '10.247.1.0/24', '10.247.1.1']);
   for (const bad of [-1, 8, 1.5, Number.NaN]) assert.throws(() => addressPlan(bad), { code: 'AMBIT_ERR_CLI_USAGE' });
+});
+
+test('block holders: which interfaces hold a block\'s bridge address, and whose mesh bridge each is', () => {
+  const out = [
+    '1: lo    inet 127.0.0.1/8 scope host lo\\       valid_lft forever preferred_lft forever',
+    '885: ambit-br    inet 10.240.0.1/24 scope global ambit-br\\       valid_lft forever preferred_lft forever',
+    '1059: ma-br    inet 10.240.1.1/24 scope global ma-br\\       valid_lft forever preferred_lft forever',
+    '1062: mb-br    inet 10.240.0.1/24 scope global mb-br\\       valid_lft forever preferred_lft forever',
+    '1070: dummy7@NONE    inet 10.240.0.1/32 scope global dummy7\\       valid_lft forever preferred_lft forever',
+    '1071: Bad-br    inet 10.240.0.10/24 scope global Bad-br',
+  ].join('\n');
+  assert.deepEqual(blockHolders(out, 0), [{ iface: 'ambit-br', mesh: 'ambit' }, { iface: 'mb-br', mesh: 'mb' }, { iface: 'dummy7' }]);
+  assert.deepEqual(blockHolders(out, 1), [{ iface: 'ma-br', mesh: 'ma' }]);
+  assert.deepEqual(blockHolders(out, 2), []);
+  assert.deepEqual(blockHolders('', 0), []);
 });
 
 test('address plan: documented ranges, short interface names', () => {
