@@ -1,6 +1,6 @@
 /**
- * The config-stream clients of the control-plane benchmark, all in this one process (forked by
- * run-size.ts over IPC): `count` real ConfigClients (grpc-js, TLS, bearer token), each the agent
+ * Config-stream clients of the control-plane benchmark, a share of them in this process (forked
+ * by run-size.ts over IPC, several such processes): `count` real ConfigClients (grpc-js, TLS, bearer token), each the agent
  * of one node, connected through an in-process TCP relay that counts the bytes the controller
  * sends. Messages in: start, arm (reset the per-change record), collect, stop. Out: ready, armed,
  * collected, with wall-clock times (performance.timeOrigin + now, comparable across processes).
@@ -20,6 +20,8 @@ export interface StartMessage {
   /** One per client: its node name and its token. */
   clients: Array<{ node: string; token: string }>;
   timeoutMs: number;
+  /** Name of this process's CPU profile (with AMBIT_BENCH_CP_PROFILE). */
+  profileName: string;
 }
 
 export type ClientCommand = StartMessage | { cmd: 'arm' } | { cmd: 'collect' } | { cmd: 'stop' };
@@ -81,6 +83,7 @@ async function main(): Promise<void> {
   let updates: ClientUpdate[] = [];
   let bytesAtArm = 0;
   let profile: ReturnType<typeof startProfile> | undefined;
+  let profileName = 'clients';
   let cpuAtArm = 0;
   const cpuMs = (): number => {
     const u = process.cpuUsage();
@@ -90,6 +93,7 @@ async function main(): Promise<void> {
     void (async () => {
       try {
         if (m.cmd === 'start') {
+          profileName = m.profileName;
           const [host, port] = [m.address.slice(0, m.address.lastIndexOf(':')), Number(m.address.slice(m.address.lastIndexOf(':') + 1))];
           relay = await startRelay({ host, port });
           const log = silentLogger();
@@ -129,7 +133,7 @@ async function main(): Promise<void> {
           armed = false;
           send({ kind: 'collected', bytes: (relay?.down() ?? 0) - bytesAtArm, updates, cpuMs: cpuMs() - cpuAtArm });
         } else if (m.cmd === 'stop') {
-          await (await profile)?.save(`clients-${clients.length}`);
+          await (await profile)?.save(profileName);
           for (const c of clients) c.close();
           relay?.close();
           process.disconnect();

@@ -1,14 +1,16 @@
 /**
  * One size of the control-plane benchmark, in a process of its own (so each size's RSS is its
  * own): the real Controller in-process (store → translation → config server, gRPC over TLS with
- * node tokens), the generated cluster applied to its store, `clients` agents in one forked process
- * (clients.ts), then single-object changes one at a time. For each change: wall time from the
+ * node tokens), the generated cluster applied to its store, `clients` agents spread over
+ * `clientProcs` forked processes (clients.ts; real agents are a process each on their own node,
+ * and one process holding every client's full state would measure its garbage collector more
+ * than the controller), then single-object changes one at a time. For each change: wall time from the
  * store apply to the config server seeing every subscriber ACK (waitForSync, debounce included),
  * when the controller finished writing the change's responses (the config server's last push
  * round), each updated client's onUpdate time, bytes the controller sent (counted by the clients'
  * relay), and this process's CPU. Prints one JSON line (SizeResult).
  *   node dist/bench/controlplane/run-size.js --pods 1000 [--services 1000 --policies 500
- *     --virtual-services 200 --namespaces 100 --clients 100 --changes 30]
+ *     --virtual-services 200 --namespaces 100 --clients 100 --client-procs 4 --changes 30]
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -37,12 +39,12 @@ export interface ChangeResult {
   bytes: number;
   /** CPU of the controller process from apply to all ACKed (ms). */
   cpuMs: number;
-  /** CPU of the clients' process over the change (100 clients decoding, applying, ACKing; ms). */
+  /** CPU of the clients' processes over the change (all clients decoding, applying, ACKing; ms). */
   clientsCpuMs: number;
 }
 
 export interface SizeResult {
-  size: ClusterSize & { clients: number };
+  size: ClusterSize & { clients: number; clientProcs: number };
   objects: number;
   /** Applying the whole cluster to the store (validation and translation), ms and CPU ms. */
   load: { ms: number; cpuMs: number };
@@ -59,7 +61,7 @@ const cpuMs = (): number => {
   return (u.user + u.system) / 1000;
 };
 
-/** Sends `cmd` to the clients' process and waits for the reply of `kind`. */
+/** Sends `cmd` to one clients' process and waits for the reply of `kind`. */
 function ask<K extends ClientReply['kind']>(child: ChildProcess, cmd: ClientCommand, kind: K, timeoutMs: number): Promise<Extract<ClientReply, { kind: K }>> {
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => done(new Error(`clients process: no ${kind} within ${timeoutMs} ms`)), timeoutMs);
@@ -81,7 +83,19 @@ function ask<K extends ClientReply['kind']>(child: ChildProcess, cmd: ClientComm
   });
 }
 
-export async function runSize(size: ClusterSize & { clients: number }, changes: number): Promise<SizeResult> {
+/** `cmd` to every clients' process at once; the replies in process order. */
+function askAll<K extends ClientReply['kind']>(children: readonly ChildProcess[], cmd: (i: number) => ClientCommand, kind: K, timeoutMs: number): Promise<Array<Extract<ClientReply, { kind: K }>>> {
+  return Promise.all(children.map((c, i) => ask(c, cmd(i), kind, timeoutMs)));
+}
+
+/** Client i of n goes to process i mod procs: each process gets every procs-th node. */
+export function spreadClients<T>(clients: readonly T[], procs: number): Array<Array<{ client: T; index: number }>> {
+  const out = Array.from({ length: Math.min(procs, clients.length) }, () => [] as Array<{ client: T; index: number }>);
+  clients.forEach((client, index) => out[index % out.length]!.push({ client, index }));
+  return out;
+}
+
+export async function runSize(size: ClusterSize & { clients: number; clientProcs: number }, changes: number): Promise<SizeResult> {
   const stateDir = mkdtempSync(join(tmpdir(), 'ambit-bench-cp-'));
   const tokens = new Map<string, string>();
   const clients = Array.from({ length: size.clients }, (_, i) => {
@@ -91,7 +105,7 @@ export async function runSize(size: ClusterSize & { clients: number }, changes: 
   });
   const rssIdle = process.memoryUsage().rss;
   const controller = await Controller.start({ stateDir, host: '127.0.0.1', port: 0, trustDomain: 'cluster.local', auth: { nodeTokens: tokens }, log: silentLogger() });
-  let child: ChildProcess | undefined;
+  const children: ChildProcess[] = [];
   try {
     const objects = generateCluster(size);
     const c0 = cpuMs();
@@ -101,12 +115,14 @@ export async function runSize(size: ClusterSize & { clients: number }, changes: 
     const afterLoad = process.memoryUsage().rss;
 
     const here = fileURLToPath(new URL('.', import.meta.url));
-    child = fork(join(here, 'clients.js'), [], { execPath: process.execPath, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    const groups = spreadClients(clients, size.clientProcs);
+    for (let i = 0; i < groups.length; i++) children.push(fork(join(here, 'clients.js'), [], { execPath: process.execPath, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] }));
     const rootPem = controller.ca.rootCertPem;
     const s0 = wallNow();
-    const ready = await ask(child, { cmd: 'start', address: controller.address, rootPem, clients, timeoutMs: 600_000 }, 'ready', 610_000);
+    const ready = await askAll(children, (i) => ({ cmd: 'start', address: controller.address, rootPem, clients: groups[i]!.map((g) => g.client), timeoutMs: 600_000, profileName: `clients-${size.clients}-${i}` }), 'ready', 610_000);
     await controller.configServer.waitForSync(() => true, 120_000, { minSubscribers: size.clients });
-    const initialSync = { ms: ready.at - s0, bytes: ready.bytes, bytesPerClient: ready.bytes / size.clients };
+    const readyBytes = ready.reduce((a, r) => a + r.bytes, 0);
+    const initialSync = { ms: Math.max(...ready.map((r) => r.at)) - s0, bytes: readyBytes, bytesPerClient: readyBytes / size.clients };
     const afterSync = process.memoryUsage().rss;
 
     const results: ChangeResult[] = [];
@@ -114,7 +130,7 @@ export async function runSize(size: ClusterSize & { clients: number }, changes: 
     for (let n = 1; n <= changes; n++) {
       const kind = CHANGE_KINDS[(n - 1) % CHANGE_KINDS.length]!;
       const obj = change(size, kind, n);
-      await ask(child, { cmd: 'arm' }, 'armed', 30_000);
+      await askAll(children, () => ({ cmd: 'arm' }), 'armed', 30_000);
       const cpu0 = cpuMs();
       const start = wallNow();
       // The config server's clock is Date.now (ms).
@@ -124,10 +140,24 @@ export async function runSize(size: ClusterSize & { clients: number }, changes: 
       const allAckedMs = wallNow() - start;
       const cpu = cpuMs() - cpu0;
       const pushedMs = (controller.configServer.lastFlushAt ?? Number.NaN) - startMs;
-      const got = await ask(child, { cmd: 'collect' }, 'collected', 30_000);
+      const got = await askAll(children, () => ({ cmd: 'collect' }), 'collected', 30_000);
       const firstPerClient = new Map<number, ClientUpdate>();
-      for (const u of got.updates) if (!firstPerClient.has(u.client)) firstPerClient.set(u.client, u);
-      results.push({ kind, allAckedMs, pushedMs, clientMs: [...firstPerClient.values()].map((u) => u.at - start), affected: firstPerClient.size, bytes: got.bytes, cpuMs: cpu, clientsCpuMs: got.cpuMs });
+      got.forEach((g, p) => {
+        for (const u of g.updates) {
+          const index = groups[p]![u.client]!.index;
+          if (!firstPerClient.has(index)) firstPerClient.set(index, { ...u, client: index });
+        }
+      });
+      results.push({
+        kind,
+        allAckedMs,
+        pushedMs,
+        clientMs: [...firstPerClient.values()].map((u) => u.at - start).sort((a, b) => a - b),
+        affected: firstPerClient.size,
+        bytes: got.reduce((a, g) => a + g.bytes, 0),
+        cpuMs: cpu,
+        clientsCpuMs: got.reduce((a, g) => a + g.cpuMs, 0),
+      });
     }
     await profile?.save(`controller-${size.pods}`);
     return {
@@ -140,26 +170,31 @@ export async function runSize(size: ClusterSize & { clients: number }, changes: 
       heapUsedBytes: process.memoryUsage().heapUsed,
     };
   } finally {
-    if (child && child.exitCode === null) {
-      child.send({ cmd: 'stop' } satisfies ClientCommand);
-      await new Promise<void>((resolve) => {
-        const t = setTimeout(() => {
-          child!.kill('SIGKILL');
-          resolve();
-        }, 5000);
-        child!.once('exit', () => {
-          clearTimeout(t);
-          resolve();
-        });
-      });
-    }
+    await Promise.all(
+      children
+        .filter((child) => child.exitCode === null)
+        .map(
+          (child) =>
+            new Promise<void>((resolve) => {
+              child.send({ cmd: 'stop' } satisfies ClientCommand);
+              const t = setTimeout(() => {
+                child.kill('SIGKILL');
+                resolve();
+              }, 5000);
+              child.once('exit', () => {
+                clearTimeout(t);
+                resolve();
+              });
+            }),
+        ),
+    );
     await controller.close();
     rmSync(stateDir, { recursive: true, force: true });
   }
 }
 
 /** Size options shared by the CLI here and the bench section. */
-export function sizeFromArgs(argv: string[]): { size: ClusterSize & { clients: number }; changes: number } {
+export function sizeFromArgs(argv: string[]): { size: ClusterSize & { clients: number; clientProcs: number }; changes: number } {
   const { values } = parseArgs({
     args: argv,
     options: {
@@ -169,6 +204,7 @@ export function sizeFromArgs(argv: string[]): { size: ClusterSize & { clients: n
       'virtual-services': { type: 'string', default: '200' },
       namespaces: { type: 'string', default: '100' },
       clients: { type: 'string', default: '100' },
+      'client-procs': { type: 'string', default: '4' },
       changes: { type: 'string', default: '30' },
     },
   });
@@ -187,6 +223,7 @@ export function sizeFromArgs(argv: string[]): { size: ClusterSize & { clients: n
       namespaces: num('namespaces', values.namespaces, 1),
       nodes: clients,
       clients,
+      clientProcs: num('client-procs', values['client-procs'], 1),
     },
     changes: num('changes', values.changes, 1),
   };
