@@ -13,7 +13,7 @@ import { ENV_LOCAL_NAME, ENV_LOCAL_NET } from '../shared/env.js';
 import type { RefusedObject } from '../controller/source/manifests.js';
 import { objectKey, type KubeObject } from '../controller/objects.js';
 import { callControl, type ExecTarget } from '../local/control.js';
-import { cleanupLeftovers, meshDaemonPids } from '../local/cleanup.js';
+import { cleanupLeftovers, meshDaemonPids, removeState } from '../local/cleanup.js';
 import type { LocalStatus } from '../local/mesh.js';
 import { addressPlan, blockHolders, stateDirFor, validateNet, validatePrefix } from '../local/plan.js';
 import { ip, podCommand } from '../local/exec.js';
@@ -182,6 +182,7 @@ async function claimBlock(name: string, net: number, io: Io): Promise<void> {
   }
   for (const mesh of stopped) {
     const removed = await cleanupLeftovers(mesh);
+    if ((await removeState(stateDirFor(mesh))).length > 0) removed.push(`state (keys, tokens) in ${stateDirFor(mesh)}`);
     io.err(`address block ${net} was held by stopped local mesh "${mesh}" (its daemon is gone); removed its leftovers: ${removed.join(', ')}\n`);
   }
 }
@@ -300,6 +301,8 @@ async function down(argv: string[], io: Io): Promise<number> {
     await new Promise((r) => setTimeout(r, 100));
   }
   const removed = await cleanupLeftovers(name);
+  // Keys and tokens go with the mesh; the logs stay for a look afterwards.
+  await removeState(stateDir);
   io.out(wasRunning ? `local mesh "${name}" stopped\n` : `no local mesh "${name}" was running${removed.length ? `; removed leftovers: ${removed.join(', ')}` : ''}\n`);
   return 0;
 }

@@ -14,6 +14,20 @@ import { signalGroup } from './node/containers.js';
 import { cgroupName, stateDirFor } from './plan.js';
 
 /**
+ * Empties a stopped mesh's state folder but for its logs: the CA's and API server's keys, tokens
+ * and kubeconfigs must not outlive the mesh. Returns what it removed.
+ */
+export async function removeState(stateDir: string): Promise<string[]> {
+  const removed: string[] = [];
+  for (const name of await readdir(stateDir).catch(() => [] as string[])) {
+    if (name === 'logs') continue;
+    await rm(join(stateDir, name), { recursive: true, force: true });
+    removed.push(name);
+  }
+  return removed;
+}
+
+/**
  * Pids of live daemons of mesh `prefix` (from /proc, so a daemon still starting, before its control
  * socket answers, counts too).
  */

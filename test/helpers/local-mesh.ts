@@ -129,7 +129,9 @@ export function leftovers(prefix: string): string[] {
     const pins = spawnSync('ls', ['/sys/fs/bpf'], { encoding: 'utf8' }).stdout.split('\n').filter((n) => n.startsWith(`${prefix}-`));
     out.push(...pins.map((p) => `pin ${p}`));
   }
-  if (existsSync(`/run/ambit/${prefix}/daemon.pid`)) out.push('daemon pid file');
+  // The state folder keeps only its logs once the mesh is down (keys and tokens go with it).
+  const state = `/run/ambit/${prefix}`;
+  if (existsSync(state)) out.push(...readdirSync(state).filter((f) => f !== 'logs').map((f) => `state ${f}`));
   return out;
 }
 
