@@ -4,69 +4,37 @@
  * STRICT refuses (close, counted), PERMISSIVE authorizes by source IP (no principal) and pipes.
  */
 import type * as net from 'node:net';
-import type { Logger } from '../../shared/log.js';
 import type { Workload } from '../../shared/model.js';
 import { authorize, type ConnAttributes } from '../policy/authorize.js';
 import { workloadIdentity, type WorkloadIndex } from '../../shared/state/workloads.js';
-import { connectVia, type PodSockets } from './sockets.js';
-import { PodListener } from './listener.js';
+import { connectVia } from './sockets.js';
+import { PodProxy, type PodProxyOptions } from './listener.js';
 import { formatAddress, normalizeIp, type Address } from '../../shared/address.js';
 import { abort } from '../../shared/hbone/copy.js';
 import { ConnectionTelemetry, newConnId, trafficLabelSet, type ProxyMetrics } from './metrics.js';
 import { pipeTracked, type ConnectionRegistry } from './connections.js';
-import { agentPortSet, SELF_CALL_REASON } from './self-call.js';
+import { SELF_CALL_REASON } from './self-call.js';
 
 export const INBOUND_PLAINTEXT_PORT = 15006;
 /** The agent's own ports in every enrolled pod (DESIGN.md, Ports): never a destination to dial. */
 
-export interface InboundPlaintextOptions {
+export interface InboundPlaintextOptions extends PodProxyOptions {
   pod: Workload;
-  sockets: PodSockets;
   index: () => WorkloadIndex;
   metrics: ProxyMetrics;
-  log: Logger;
   connections: ConnectionRegistry;
-  port?: number;
-  listenAddress?: string;
   /** Default: the accepted socket's local address (sk_lookup / REDIRECT keep it). */
   originalDestination?: (socket: net.Socket) => Address | undefined;
   upstreamConnectTimeoutMs?: number;
   now?: () => number;
-  /** Ports the agent listens on inside pods (self-call.ts); default the standard three plus `port`. */
-  agentPorts?: ReadonlySet<number>;
 }
 
-export class InboundPlaintext {
-  private readonly log: Logger;
-  private readonly shell: PodListener;
-  private readonly agentPorts: ReadonlySet<number>;
-
+export class InboundPlaintext extends PodProxy {
   constructor(private readonly opts: InboundPlaintextOptions) {
-    this.log = opts.log.child({ component: 'inbound-plaintext', pod: `${opts.pod.namespace}/${opts.pod.name}` });
-    this.agentPorts = opts.agentPorts ?? agentPortSet([opts.port]);
-    this.shell = new PodListener({
-      sockets: opts.sockets,
-      port: opts.port ?? INBOUND_PLAINTEXT_PORT,
-      address: opts.listenAddress,
-      log: this.log,
-      onConnection: (s) => this.onConnection(s),
-    });
+    super(opts, 'inbound-plaintext', INBOUND_PLAINTEXT_PORT);
   }
 
-  /** The listening server (its fd goes to capture.enroll for the inbound listener). */
-  listener(): net.Server | undefined {
-    return this.shell.listener();
-  }
-
-  address(): net.AddressInfo | undefined {
-    return this.shell.address();
-  }
-
-  start(): Promise<void> {
-    return this.shell.start();
-  }
-
-  private async onConnection(downstream: net.Socket): Promise<void> {
+  protected async onConnection(downstream: net.Socket): Promise<void> {
     downstream.pause();
     downstream.on('error', () => undefined);
     const connId = newConnId();
@@ -140,15 +108,4 @@ export class InboundPlaintext {
     });
   }
 
-  stopListening(): void {
-    this.shell.stopListening();
-  }
-
-  close(deadlineMs: number): Promise<void> {
-    return this.shell.close(deadlineMs);
-  }
-
-  destroy(): void {
-    this.shell.destroy();
-  }
 }

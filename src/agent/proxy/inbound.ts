@@ -8,7 +8,6 @@ import type * as http2 from 'node:http2';
 import { nodeHttp2 } from '../../shared/node-builtins.js';
 import type * as net from 'node:net';
 import type * as tls from 'node:tls';
-import type { Logger } from '../../shared/log.js';
 import { errorMessage } from '../../shared/errors.js';
 import { tryParseSpiffeId, principalOf } from '../../shared/identity.js';
 import type { Service, WaypointRef, Workload } from '../../shared/model.js';
@@ -16,12 +15,12 @@ import type { Duplex } from 'node:stream';
 import type { CopyHandle } from '../../shared/hbone/copy.js';
 import { authorize, type ConnAttributes } from '../policy/authorize.js';
 import { workloadIdentity, type WorkloadIndex } from '../../shared/state/workloads.js';
-import { connectVia, type PodSockets } from './sockets.js';
+import { connectVia } from './sockets.js';
 import { normalizeIp, parseAddress, formatAddress, type Address } from '../../shared/address.js';
-import { PodListener } from './listener.js';
+import { PodProxy, type PodProxyOptions } from './listener.js';
 import { ConnectionTelemetry, newConnId, trafficLabelSet, type ProxyMetrics } from './metrics.js';
 import { pipeTracked, type ConnectionRegistry } from './connections.js';
-import { agentPortSet, SELF_CALL_REASON } from './self-call.js';
+import { SELF_CALL_REASON } from './self-call.js';
 import { AcceptedSockets, HBONE_HANDSHAKE_TIMEOUT_MS, HBONE_SERVER_IDLE_TIMEOUT_MS, watchLiveness, type LivenessOptions } from '../../shared/hbone/liveness.js';
 import { TCP_KEEPALIVE_MS } from './sockets.js';
 import {
@@ -40,61 +39,33 @@ import {
 /** The initiator left while the pod was dialed: nothing to answer, nothing to count. */
 const DOWNSTREAM_CLOSED = 'downstream_closed';
 
-export interface InboundHboneOptions {
+export interface InboundHboneOptions extends PodProxyOptions {
   pod: Workload;
-  sockets: PodSockets;
   /** The current config index (read per connection, so config changes apply at once). */
   index: () => WorkloadIndex;
   /** The pod's own certificate (CertManager.getCertificate(identity of the pod)). */
   getCertificate: () => Promise<TunnelCertificate>;
   metrics: ProxyMetrics;
-  log: Logger;
   connections: ConnectionRegistry;
-  port?: number;
-  /** Address to listen on inside the pod; default all addresses. */
-  listenAddress?: string;
   upstreamConnectTimeoutMs?: number;
   now?: () => number;
-  /** Ports the agent listens on inside pods (self-call.ts); default the standard three plus `port`. */
-  agentPorts?: ReadonlySet<number>;
   /** Keepalive and idle timeout of each tunnel session (liveness.ts defaults: 10 s, 10 s, 10 min). */
   liveness?: Omit<LivenessOptions, 'onEnd'>;
 }
 
-export class InboundHbone {
-  private readonly log: Logger;
-  private readonly shell: PodListener;
+export class InboundHbone extends PodProxy {
   private h2: http2.Http2SecureServer | undefined;
   private currentCert: TunnelCertificate | undefined;
   private readonly sessions = new Set<http2.ServerHttp2Session>();
   private readonly accepted = new AcceptedSockets();
   private readonly trustDomain: string;
-  private readonly agentPorts: ReadonlySet<number>;
 
   constructor(private readonly opts: InboundHboneOptions) {
-    this.log = opts.log.child({ component: 'inbound', pod: `${opts.pod.namespace}/${opts.pod.name}` });
+    super(opts, 'inbound', HBONE_PORT, { listenOptions: { sendBufferBytes: TUNNEL_SEND_BUFFER_BYTES } });
     this.trustDomain = opts.pod.trustDomain;
-    this.agentPorts = opts.agentPorts ?? agentPortSet([opts.port]);
-    this.shell = new PodListener({
-      sockets: opts.sockets,
-      port: opts.port ?? HBONE_PORT,
-      address: opts.listenAddress,
-      listenOptions: { sendBufferBytes: TUNNEL_SEND_BUFFER_BYTES },
-      log: this.log,
-      onConnection: (raw) => this.onTunnelSocket(raw),
-    });
   }
 
-  /** The listening server (its fd goes to capture.enroll for the inbound listener). */
-  listener(): net.Server | undefined {
-    return this.shell.listener();
-  }
-
-  address(): net.AddressInfo | undefined {
-    return this.shell.address();
-  }
-
-  async start(): Promise<void> {
+  override async start(): Promise<void> {
     const cert = await this.opts.getCertificate();
     this.currentCert = cert;
     const h2 = nodeHttp2.createSecureServer({
@@ -131,7 +102,7 @@ export class InboundHbone {
   }
 
   /** A raw TCP connection: TLS starts once the current certificate is in place. */
-  private onTunnelSocket(raw: net.Socket): void {
+  protected onConnection(raw: net.Socket): void {
     const h2 = this.h2;
     if (!h2) return void raw.destroy();
     raw.on('error', () => raw.destroy());
@@ -334,7 +305,7 @@ export class InboundHbone {
   }
 
   /** Stops accepting; existing tunnels continue until the deadline, then are destroyed. */
-  close(deadlineMs: number): Promise<void> {
+  override close(deadlineMs: number): Promise<void> {
     return this.shell.close(deadlineMs, {
       settled: async () => {
         for (const s of this.sessions) s.close();
@@ -344,12 +315,7 @@ export class InboundHbone {
     });
   }
 
-  /** Stops listening but leaves established tunnels alone (unenroll keeps existing connections). */
-  stopListening(): void {
-    this.shell.stopListening();
-  }
-
-  destroy(): void {
+  override destroy(): void {
     this.shell.destroy();
     for (const s of this.sessions) s.destroy();
   }

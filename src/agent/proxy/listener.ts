@@ -7,9 +7,11 @@
  */
 import type * as net from 'node:net';
 import type { Logger } from '../../shared/log.js';
+import type { Workload } from '../../shared/model.js';
 import { drain } from '../../shared/drain.js';
 import { abort, type CopyHandle } from '../../shared/hbone/copy.js';
 import { logAcceptError, type PodListenOptions, type PodSockets } from './sockets.js';
+import { agentPortSet } from './self-call.js';
 
 export interface PodListenerOptions {
   sockets: PodSockets;
@@ -112,5 +114,63 @@ export class PodListener {
     this.stopListening();
     for (const s of this.pending) abort(s);
     for (const p of this.pipes) p.destroy();
+  }
+}
+
+/** What every per-pod proxy is given about its listener. */
+export interface PodProxyOptions {
+  pod: Pick<Workload, 'namespace' | 'name'>;
+  sockets: PodSockets;
+  log: Logger;
+  /** Default: the proxy's standard port. */
+  port?: number;
+  listenAddress?: string;
+  /** Ports the agent listens on inside pods (self-call.ts); default the standard three plus `port`. */
+  agentPorts?: ReadonlySet<number>;
+}
+
+/**
+ * A per-pod proxy: its logger (component and pod), its PodListener, the agent's own ports it must
+ * never dial, and the listener verbs the data path calls. Subclasses supply the per-connection
+ * decision (onConnection) and may widen start/close/destroy.
+ */
+export abstract class PodProxy {
+  protected readonly log: Logger;
+  protected readonly shell: PodListener;
+  protected readonly agentPorts: ReadonlySet<number>;
+
+  protected constructor(o: PodProxyOptions, component: string, defaultPort: number, extra: Pick<PodListenerOptions, 'address6' | 'listenOptions'> = {}) {
+    this.log = o.log.child({ component, pod: `${o.pod.namespace}/${o.pod.name}` });
+    this.agentPorts = o.agentPorts ?? agentPortSet([o.port]);
+    this.shell = new PodListener({ sockets: o.sockets, port: o.port ?? defaultPort, address: o.listenAddress, ...extra, log: this.log, onConnection: (s) => this.onConnection(s) });
+  }
+
+  /** Handles one accepted socket (PodListener resets it when this throws or rejects). */
+  protected abstract onConnection(socket: net.Socket): void | Promise<void>;
+
+  /** The listening server (its fd goes to capture.enroll for the inbound listener). */
+  listener(): net.Server | undefined {
+    return this.shell.listener();
+  }
+
+  address(): net.AddressInfo | undefined {
+    return this.shell.address();
+  }
+
+  start(): Promise<void> {
+    return this.shell.start();
+  }
+
+  /** Stops accepting; established connections stay (unenroll keeps them). */
+  stopListening(): void {
+    this.shell.stopListening();
+  }
+
+  close(deadlineMs: number): Promise<void> {
+    return this.shell.close(deadlineMs);
+  }
+
+  destroy(): void {
+    this.shell.destroy();
   }
 }

@@ -5,26 +5,24 @@
  */
 import type * as net from 'node:net';
 import type { Duplex } from 'node:stream';
-import type { Logger } from '../../shared/log.js';
 import { errorCode, errorMessage } from '../../shared/errors.js';
 import type { Service, ServicePort, Workload } from '../../shared/model.js';
 import { workloadIdentity, type Endpoint, type WorkloadIndex } from '../../shared/state/workloads.js';
 import { buildOutboundRequest, type OutboundRequest } from './request.js';
-import { connectVia, type PodSockets } from './sockets.js';
-import { PodListener } from './listener.js';
+import { connectVia } from './sockets.js';
+import { PodProxy, type PodProxyOptions } from './listener.js';
 import { formatAddress, normalizeIp, type Address } from '../../shared/address.js';
 import { abort, copyBidirectional } from '../../shared/hbone/copy.js';
 import { ConnectionTelemetry, newConnId, trafficLabelSet, type ProxyMetrics, type ResponseFlag } from './metrics.js';
 import type { TunnelPool } from '../../shared/hbone/pool.js';
 import { buildConnectHeaders, HBONE_STATUS } from '../../shared/hbone/tunnel.js';
 import type { InboundHbone } from './inbound.js';
-import { agentPortSet, isLoopback } from './self-call.js';
+import { isLoopback } from './self-call.js';
 
 export const OUTBOUND_PORT = 15001;
 
-export interface OutboundOptions {
+export interface OutboundOptions extends PodProxyOptions {
   pod: Workload;
-  sockets: PodSockets;
   pool: TunnelPool;
   index: () => WorkloadIndex;
   /** Original destination of a captured socket (capture's originalDestination). */
@@ -33,10 +31,7 @@ export interface OutboundOptions {
   /** Passive health reporting to the balancer. */
   reportEndpoint?: (endpoint: Endpoint, ok: boolean) => void;
   metrics: ProxyMetrics;
-  log: Logger;
   nodeName: string;
-  port?: number;
-  listenAddress?: string;
   /**
    * A second listener for native IPv6 (capture redirects it to [::1]:port). Best effort: a pod
    * without IPv6 has none, and capture then refuses its IPv6 connects.
@@ -44,8 +39,6 @@ export interface OutboundOptions {
   listenAddress6?: string;
   upstreamConnectTimeoutMs?: number;
   now?: () => number;
-  /** Ports the agent listens on inside pods (self-call.ts); default the standard three plus `port`. */
-  agentPorts?: ReadonlySet<number>;
   /**
    * The same-node fast path: the inbound side of a destination pod this agent serves, or
    * undefined (another node, or the fast path is off). A direct tunnel to such a pod is handed
@@ -54,31 +47,9 @@ export interface OutboundOptions {
   sameNodeInbound?: (dst: Workload) => Pick<InboundHbone, 'acceptLocal'> | undefined;
 }
 
-export class OutboundProxy {
-  private readonly log: Logger;
-  private readonly shell: PodListener;
-  private readonly agentPorts: ReadonlySet<number>;
-
+export class OutboundProxy extends PodProxy {
   constructor(private readonly opts: OutboundOptions) {
-    this.log = opts.log.child({ component: 'outbound', pod: `${opts.pod.namespace}/${opts.pod.name}` });
-    this.agentPorts = opts.agentPorts ?? agentPortSet([opts.port]);
-    this.shell = new PodListener({
-      sockets: opts.sockets,
-      port: opts.port ?? OUTBOUND_PORT,
-      address: opts.listenAddress,
-      address6: opts.listenAddress6,
-      log: this.log,
-      onConnection: (s) => this.onConnection(s),
-    });
-  }
-
-  /** The listening server (its fd goes to capture.enroll for the inbound listener). */
-  listener(): net.Server | undefined {
-    return this.shell.listener();
-  }
-
-  address(): net.AddressInfo | undefined {
-    return this.shell.address();
+    super(opts, 'outbound', OUTBOUND_PORT, { address6: opts.listenAddress6 });
   }
 
   /** True when the IPv6 listener (listenAddress6) is up. */
@@ -90,11 +61,7 @@ export class OutboundProxy {
     return this.shell.active;
   }
 
-  start(): Promise<void> {
-    return this.shell.start();
-  }
-
-  private async onConnection(downstream: net.Socket): Promise<void> {
+  protected async onConnection(downstream: net.Socket): Promise<void> {
     downstream.pause();
     downstream.on('error', () => undefined);
     const connId = newConnId();
@@ -231,17 +198,6 @@ export class OutboundProxy {
     return stream;
   }
 
-  stopListening(): void {
-    this.shell.stopListening();
-  }
-
-  close(deadlineMs: number): Promise<void> {
-    return this.shell.close(deadlineMs);
-  }
-
-  destroy(): void {
-    this.shell.destroy();
-  }
 }
 
 function reasonOf(code: string | undefined): string {
