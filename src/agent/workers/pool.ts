@@ -4,7 +4,8 @@
  * picks a worker per new connection (also after capture's sk_lookup assigns the 15006 group one
  * member) and the connection, its tunnel and their sockets stay on that worker. The main thread
  * keeps the control plane (config stream, capture, CNI, certificates, admin) and drives the
- * workers over rpc.ts: config snapshots and enrolments go to every worker in the same order,
+ * workers over rpc.ts: config (a whole snapshot first, then what changed: config-delta.ts) and
+ * enrolments go to every worker in the same order,
  * certificates are answered from the agent's CertManager, /metrics merges every worker's
  * counters into the agent registry's (prom-client's AggregatorRegistry: sums per label set, so
  * names and labels are the single-thread ones).
@@ -25,6 +26,7 @@ import type { TunnelStats } from '../../shared/hbone/pool.js';
 import type { CapturedPod, DataPath, DataPathCounters, DebugConnection, PodDataPath, PodListenSettings } from '../datapath.js';
 import type { DataPathHost } from '../agent.js';
 import { Rpc } from './rpc.js';
+import { workerConfigMessage } from './config-delta.js';
 
 const require = createRequire(import.meta.url);
 
@@ -62,6 +64,8 @@ interface WorkerHandle {
 export class WorkerDataPath implements DataPath {
   private readonly workers: WorkerHandle[];
   private closing = false;
+  /** The snapshot every worker holds (the last one posted whole or as a delta; config-delta.ts). */
+  private posted: ConfigSnapshot | undefined;
 
   constructor(private readonly opts: WorkerDataPathOptions) {
     if (!Number.isInteger(opts.count) || opts.count < 1) throw new AmbitError('AMBIT_ERR_CONFIG_INVALID', `worker count must be a positive integer, got ${opts.count}`);
@@ -101,9 +105,14 @@ export class WorkerDataPath implements DataPath {
   }
 
   setConfig(snapshot: ConfigSnapshot, _index: WorkloadIndex): void {
-    // Structured clone: the config client's persistent maps cross as plain Maps.
-    const plain: ConfigSnapshot = { workloads: plainMap(snapshot.workloads), services: plainMap(snapshot.services), authorizations: plainMap(snapshot.authorizations) };
-    for (const w of this.workers) w.rpc.note('config', plain);
+    const m = workerConfigMessage(this.posted, snapshot);
+    this.posted = snapshot;
+    if (m.kind === 'delta') for (const w of this.workers) w.rpc.note('configDelta', m.delta);
+    else if (m.kind === 'full') {
+      // Structured clone: persistent maps cross as plain Maps.
+      const plain: ConfigSnapshot = { workloads: plainMap(snapshot.workloads), services: plainMap(snapshot.services), authorizations: plainMap(snapshot.authorizations) };
+      for (const w of this.workers) w.rpc.note('config', plain);
+    }
   }
 
   async enroll(w: Workload): Promise<PodDataPath> {

@@ -22,6 +22,7 @@ import { originalDestination } from '../capture/orig-dst.js';
 import { NetnsPodSockets, type DirectDials } from '../proxy/netns-sockets.js';
 import { LocalDataPath, type CapturedPod, type PodDataPath } from '../datapath.js';
 import { Rpc } from './rpc.js';
+import { applyConfigDelta, persistentSnapshot, type ConfigDelta } from './config-delta.js';
 import type { WorkerSettings } from './pool.js';
 
 /** How long a certificate fetched from the main thread is used before asking again (renewals reach workers within this). */
@@ -110,7 +111,17 @@ function main(): void {
     direct.release(uid);
   };
 
-  rpc.handle('config', (snapshot: ConfigSnapshot) => data.setConfig(snapshot, new WorkloadIndex(snapshot, settings.nodeName)));
+  // The snapshot as persistent maps, so a delta costs its own size (config-delta.ts).
+  let config: ConfigSnapshot | undefined;
+  const useConfig = (snapshot: ConfigSnapshot): void => {
+    config = snapshot;
+    data.setConfig(snapshot, new WorkloadIndex(snapshot, settings.nodeName));
+  };
+  rpc.handle('config', (snapshot: ConfigSnapshot) => useConfig(persistentSnapshot(snapshot)));
+  rpc.handle('configDelta', (delta: ConfigDelta) => {
+    if (!config) throw new AmbitError('AMBIT_ERR_CONFIG_INVALID', 'config delta before any snapshot');
+    useConfig(applyConfigDelta(config, delta));
+  });
   rpc.handle('enroll', async (w: Workload) => {
     pods.get(w.uid)?.destroy();
     const p = await data.enroll(w);
