@@ -65,7 +65,7 @@ export function policy(size: ClusterSize, i: number, revision = 0): KubeObject {
     spec: {
       selector: { matchLabels: { app: `app-${i % size.services}` } },
       action: 'ALLOW',
-      rules: [{ from: [{ source: { principals: [`cluster.local/ns/${ns((i + 1) % size.namespaces)}/sa/sa-${revision % 10}`] } }], to: [{ operation: { ports: ['8080'] } }] }],
+      rules: [{ from: [{ source: { principals: [`cluster.local/ns/${ns((i + 1) % size.namespaces)}/sa/sa-${revision}`] } }], to: [{ operation: { ports: ['8080'] } }] }],
     },
   };
 }

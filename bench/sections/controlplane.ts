@@ -21,7 +21,7 @@ export interface ControlPlanePlan {
 }
 
 export function controlPlanePlan(opts: Pick<BenchOptions, 'quick' | 'controlPlanePods'>): ControlPlanePlan {
-  return { pods: opts.controlPlanePods ?? (opts.quick ? [1000] : [1000, 10_000]), changes: opts.quick ? 12 : 15 };
+  return { pods: opts.controlPlanePods ?? (opts.quick ? [1000] : [1000, 10_000]), changes: opts.quick ? 12 : 30 };
 }
 
 /** Nearest-rank percentile of `values` (undefined when empty). */
@@ -76,6 +76,7 @@ export const controlPlaneSection: Section = {
       return { key, label, unit, digits, values };
     };
     const acked = (r: SizeResult): number[] => r.changes.map((c) => c.allAckedMs);
+    const ackedOf = (r: SizeResult, kind: string): number[] => r.changes.filter((c) => c.kind === kind).map((c) => c.allAckedMs);
     const pushed = (r: SizeResult): number[] => r.changes.map((c) => c.pushedMs);
     const perClient = (r: SizeResult): number[] => r.changes.flatMap((c) => c.clientMs);
     const bytesOf = (r: SizeResult, kind?: string): number[] => r.changes.filter((c) => kind === undefined || c.kind === kind).map((c) => c.bytes);
@@ -88,6 +89,9 @@ export const controlPlaneSection: Section = {
       row('pushedP99', 'change → controller wrote every push, p99', 'ms', 1, (r) => percentile(pushed(r), 99)),
       row('ackedP50', 'change → every client ACKed, p50', 'ms', 1, (r) => percentile(acked(r), 50)),
       row('ackedP99', 'change → every client ACKed, p99', 'ms', 1, (r) => percentile(acked(r), 99)),
+      row('ackedP99Pod', '— pod change → every client ACKed, p99', 'ms', 1, (r) => percentile(ackedOf(r, 'pod'), 99)),
+      row('ackedP99Policy', '— policy change → every client ACKed, p99', 'ms', 1, (r) => percentile(ackedOf(r, 'policy'), 99)),
+      row('ackedP99Service', '— Service change → every client ACKed, p99', 'ms', 1, (r) => percentile(ackedOf(r, 'service'), 99)),
       row('clientP50', 'change → a client has the update, p50', 'ms', 1, (r) => percentile(perClient(r), 50)),
       row('clientP99', 'change → a client has the update, p99', 'ms', 1, (r) => percentile(perClient(r), 99)),
       row('affected', 'clients updated per change, median', 'clients', 0, (r) => median(r.changes.map((c) => c.affected))),
