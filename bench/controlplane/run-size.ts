@@ -10,7 +10,8 @@
  * round), each updated client's onUpdate time, bytes the controller sent (counted by the clients'
  * relay), and this process's CPU. Prints one JSON line (SizeResult).
  *   node dist/bench/controlplane/run-size.js --pods 1000 [--services 1000 --policies 500
- *     --virtual-services 200 --namespaces 100 --clients 100 --client-procs 4 --changes 30]
+ *     --virtual-services 200 --namespaces 100 --clients 100 --client-procs 4 --changes 30
+ *     --kinds pod,policy,service]
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -99,7 +100,7 @@ export function spreadClients<T>(clients: readonly T[], procs: number): Array<Ar
   return out;
 }
 
-export async function runSize(size: ClusterSize & { clients: number; clientProcs: number }, changes: number): Promise<SizeResult> {
+export async function runSize(size: ClusterSize & { clients: number; clientProcs: number }, changes: number, kinds: readonly ChangeKind[] = CHANGE_KINDS): Promise<SizeResult> {
   const stateDir = mkdtempSync(join(tmpdir(), 'ambit-bench-cp-'));
   const tokens = new Map<string, string>();
   const clients = Array.from({ length: size.clients }, (_, i) => {
@@ -138,7 +139,7 @@ export async function runSize(size: ClusterSize & { clients: number; clientProcs
     // 65), which is a burst's latency, not a single change's.
     for (let n = 1 - WARMUP_CHANGES; n <= changes; n++) {
       if (n > 1 - WARMUP_CHANGES) await new Promise((r) => setTimeout(r, GAP_MS));
-      const kind = CHANGE_KINDS[(((n - 1) % CHANGE_KINDS.length) + CHANGE_KINDS.length) % CHANGE_KINDS.length]!;
+      const kind = kinds[(((n - 1) % kinds.length) + kinds.length) % kinds.length]!;
       const obj = change(size, kind, n < 1 ? 1000 - n : n);
       await askAll(children, () => ({ cmd: 'arm' }), 'armed', 30_000);
       const cpu0 = cpuMs();
@@ -205,7 +206,7 @@ export async function runSize(size: ClusterSize & { clients: number; clientProcs
 }
 
 /** Size options shared by the CLI here and the bench section. */
-export function sizeFromArgs(argv: string[]): { size: ClusterSize & { clients: number; clientProcs: number }; changes: number } {
+export function sizeFromArgs(argv: string[]): { size: ClusterSize & { clients: number; clientProcs: number }; changes: number; kinds: ChangeKind[] } {
   const { values } = parseArgs({
     args: argv,
     options: {
@@ -217,8 +218,12 @@ export function sizeFromArgs(argv: string[]): { size: ClusterSize & { clients: n
       clients: { type: 'string', default: '100' },
       'client-procs': { type: 'string', default: '4' },
       changes: { type: 'string', default: '30' },
+      kinds: { type: 'string', default: CHANGE_KINDS.join(',') },
     },
   });
+  const kinds = values.kinds!.split(',').filter(Boolean) as ChangeKind[];
+  for (const k of kinds) if (!(CHANGE_KINDS as readonly string[]).includes(k)) throw new Error(`--kinds: unknown change kind ${JSON.stringify(k)}; use ${CHANGE_KINDS.join(',')}`);
+  if (kinds.length === 0) throw new Error('--kinds: name at least one change kind');
   const num = (name: string, v: string | undefined, min: number): number => {
     const n = Number(v);
     if (!Number.isInteger(n) || n < min) throw new Error(`--${name}: must be an integer ≥ ${min} (got ${JSON.stringify(v)})`);
@@ -237,12 +242,13 @@ export function sizeFromArgs(argv: string[]): { size: ClusterSize & { clients: n
       clientProcs: num('client-procs', values['client-procs'], 1),
     },
     changes: num('changes', values.changes, 1),
+    kinds,
   };
 }
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
-  const { size, changes } = sizeFromArgs(process.argv.slice(2));
-  runSize(size, changes).then(
+  const { size, changes, kinds } = sizeFromArgs(process.argv.slice(2));
+  runSize(size, changes, kinds).then(
     (r) => {
       process.stdout.write(JSON.stringify(r) + '\n');
       process.exit(0);

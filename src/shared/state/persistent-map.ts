@@ -138,8 +138,20 @@ export class PersistentMap<K, V> implements ReadonlyMap<K, V> {
 
   /** Folds the overlay into a new base; the entries (and their order) stay what they were. */
   private fold(): void {
-    if (!this.overlay) return;
-    this.base = new Map(this.entries());
+    const overlay = this.overlay;
+    if (!overlay) return;
+    // A native copy of the base, then the overlay in its order: a replaced value stays in place,
+    // an appended key goes (back) to the end, as Map's own delete/set would have left it. Building
+    // from entries() instead ran a generator and an overlay lookup per entry: ~12 ms at 10,000.
+    const base = new Map(this.base);
+    for (const [k, o] of overlay) {
+      if (o === GONE) base.delete(k);
+      else if (o.appended) {
+        base.delete(k);
+        base.set(k, o.value);
+      } else base.set(k, o.value);
+    }
+    this.base = base;
     this.overlay = undefined;
   }
 }
