@@ -21,7 +21,6 @@ import { createCaService } from './ca/service.js';
 import { refuseIdentity, refuseSubscription, StaticTokenAuthenticator, type AccessView, type CallerAuthenticator, type PodRecord } from './callers.js';
 import { ObjectStore } from './store.js';
 import { DnsAnswers } from './dns-answers.js';
-import { kindRef } from './objects.js';
 import { CONDITION_WARNING } from './translate/field-warnings.js';
 import { serviceEntryDnsNames } from './translate/service-entries.js';
 import { keepUnchanged } from './translate/stable.js';
@@ -164,10 +163,10 @@ export class Controller {
   /** Translates the store and notifies subscribers (debounced by the config server). */
   retranslate(): void {
     try {
-      const objects = this.store.snapshot().objects;
-      this.dnsAnswers.want(serviceEntryDnsNames(objects.filter((o) => kindRef(o) === 'ServiceEntry')));
+      const { objects, byKind } = this.store.snapshot();
+      this.dnsAnswers.want(serviceEntryDnsNames(byKind.get('ServiceEntry') ?? []));
       // The cluster id defaults to Istio's, the one agents and waypoints default to.
-      const next = this.translator.translate(objects, { clusterId: DEFAULT_CLUSTER_ID, ...this.opts.translate, trustDomain: this.opts.trustDomain, dnsAnswers: this.dnsAnswers.current() });
+      const next = this.translator.translate(objects, { clusterId: DEFAULT_CLUSTER_ID, ...this.opts.translate, trustDomain: this.opts.trustDomain, dnsAnswers: this.dnsAnswers.current() }, byKind);
       // Unchanged resources keep their identity, so the config server encodes only what changed.
       this.translated = keepUnchanged(this.translated, next);
       this.scopes = new RoleScopes(this.translated, this.scopes);

@@ -37,6 +37,11 @@ export interface StoreSnapshot {
   resourceVersion: string;
   /** Every object, sorted by objectKey. */
   objects: readonly KubeObject[];
+  /**
+   * The same objects by kind (kindRef), each group sorted (by namespace/name) and the groups in
+   * the order of `objects`. A group unchanged since an earlier snapshot is the very same array.
+   */
+  byKind: ReadonlyMap<string, readonly KubeObject[]>;
 }
 
 /** Identifies an object to delete. */
@@ -73,6 +78,12 @@ export class ObjectStore extends EventEmitter<StoreEvents> {
   #version = 0;
   /** The keys in objectKey order; kept while the set of keys is the same (updates do not change it). */
   #sortedKeys: string[] | undefined;
+  /** Per kind, its [start, end) in #sortedKeys (objectKeys of one kind are contiguous: `ref/...`). */
+  #ranges = new Map<string, readonly [number, number]>();
+  /** Per kind, its objects as last handed out; kinds changed since are in #dirty. */
+  #groups = new Map<string, readonly KubeObject[]>();
+  #dirty = new Set<string>();
+  #lastSnapshot: StoreSnapshot | undefined;
 
   constructor(opts: ObjectStoreOptions = {}) {
     super();
@@ -129,6 +140,7 @@ export class ObjectStore extends EventEmitter<StoreEvents> {
       if (!old) this.#sortedKeys = undefined;
       const stored = this.#stamp(input, preserveStatus ? old : undefined, rv, old);
       this.#objects.set(key, stored);
+      this.#touched(key);
       applied.push(stored);
     }
     const change: StoreChange = { applied, deleted: [], resourceVersion: rv };
@@ -160,7 +172,10 @@ export class ObjectStore extends EventEmitter<StoreEvents> {
     }
     if (doomed.size === 0) return { applied: [], deleted: [], resourceVersion: this.resourceVersion };
     this.#version += 1;
-    for (const k of doomed.keys()) this.#objects.delete(k);
+    for (const k of doomed.keys()) {
+      this.#objects.delete(k);
+      this.#touched(k);
+    }
     this.#sortedKeys = undefined;
     const change: StoreChange = { applied: [], deleted: [...doomed.values()], resourceVersion: this.resourceVersion };
     this.emit('change', change);
@@ -181,6 +196,7 @@ export class ObjectStore extends EventEmitter<StoreEvents> {
       status: structuredClone(status),
     }) as KubeObject;
     this.#objects.set(objectKey(stored), stored);
+    this.#touched(objectKey(stored));
     this.emit('status', { object: stored, resourceVersion: this.resourceVersion });
     if (STATUS_IS_INPUT.has(kindRef(stored))) this.emit('change', { applied: [stored], deleted: [], resourceVersion: this.resourceVersion });
     return true;
@@ -213,10 +229,43 @@ export class ObjectStore extends EventEmitter<StoreEvents> {
   }
 
   snapshot(): StoreSnapshot {
+    if (this.#lastSnapshot && this.#dirty.size === 0 && this.#lastSnapshot.resourceVersion === this.resourceVersion) return this.#lastSnapshot;
     // Sorted by the map's keys, which are the objectKeys (no key computed per comparison), and
     // sorted again only when an object was created or deleted.
-    this.#sortedKeys ??= [...this.#objects.keys()].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
-    return { resourceVersion: this.resourceVersion, objects: this.#sortedKeys.map((k) => this.#objects.get(k)!) };
+    if (!this.#sortedKeys) {
+      const keys = [...this.#objects.keys()].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+      this.#sortedKeys = keys;
+      this.#ranges = new Map();
+      let start = 0;
+      for (let i = 1; i <= keys.length; i++) {
+        const ref = keys[start]!.slice(0, keys[start]!.indexOf('/'));
+        if (i < keys.length && keys[i]!.startsWith(ref) && keys[i]![ref.length] === '/') continue;
+        this.#ranges.set(ref, [start, i]);
+        start = i;
+      }
+    }
+    const keys = this.#sortedKeys;
+    // Only the kinds that changed are gathered again; the others keep their arrays.
+    for (const ref of this.#dirty) {
+      const range = this.#ranges.get(ref);
+      if (range) this.#groups.set(ref, keys.slice(range[0], range[1]).map((k) => this.#objects.get(k)!));
+      else this.#groups.delete(ref);
+    }
+    this.#dirty.clear();
+    const byKind = new Map<string, readonly KubeObject[]>();
+    const objects: KubeObject[] = [];
+    for (const ref of this.#ranges.keys()) {
+      const group = this.#groups.get(ref)!;
+      byKind.set(ref, group);
+      for (const o of group) objects.push(o);
+    }
+    this.#lastSnapshot = { resourceVersion: this.resourceVersion, objects, byKind };
+    return this.#lastSnapshot;
+  }
+
+  /** The kind of objectKey `key` changed: its group is gathered again at the next snapshot. */
+  #touched(key: string): void {
+    this.#dirty.add(key.slice(0, key.indexOf('/')));
   }
 
   #withNamespace<T extends Pick<KubeObject, 'apiVersion' | 'kind' | 'metadata'>>(o: T): T {

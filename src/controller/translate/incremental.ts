@@ -133,8 +133,8 @@ export class IncrementalTranslator {
   rebuilt = 0;
 
   /** Everything translateAll(objects, options) returns, reusing what the changes did not touch. */
-  translate(objects: readonly KubeObject[], options: Partial<TranslateOptions> = {}): MeshTranslation {
-    const idx = buildIndex(objects, options);
+  translate(objects: readonly KubeObject[], options: Partial<TranslateOptions> = {}, grouped?: ReadonlyMap<string, readonly KubeObject[]>): MeshTranslation {
+    const idx = buildIndex(objects, options, grouped);
     const key = optionsKey(idx.opts);
     if (key !== this.options) {
       this.options = key;
@@ -155,23 +155,33 @@ export class IncrementalTranslator {
       const value = routes.gateways.length === 0 ? { byPod: new Map(), conditions: [] } : gatewayListeners(routes.gateways, r.of('Pod'), r.of('Secret'), meshProxyDefaults(r.of('ConfigMap'), r.opts.rootNamespace));
       this.listeners = { reads, value, servers: routes.gateways };
     }
-    return { model: withFieldWarnings(this.model(objects, idx), idx), routes, listeners: this.listeners.value };
+    return { model: withFieldWarnings(this.model(idx), idx), routes, listeners: this.listeners.value };
   }
 
-  private model(objects: readonly KubeObject[], idx: ObjectIndex): TranslateResult {
+  private model(idx: ObjectIndex): TranslateResult {
     const root = idx.opts.rootNamespace;
     const global: KubeObject[] = [];
     const local = new Map<string, KubeObject[]>();
     let whole = false;
-    for (const o of objects) {
-      const ref = kindRef(o);
+    // By kind (the index's groups, in input order), so no object's kind is looked up again.
+    for (const [ref, group] of idx.groups) {
+      if (group.length === 0) continue;
       if (WHOLE_MODEL_KINDS.has(ref)) whole = true;
-      const ns = nsOf(o);
-      if (LOCAL_KINDS.has(ref) || (LOCAL_POLICY_KINDS.has(ref) && ns !== root)) {
+      const byNs = LOCAL_KINDS.has(ref) ? 'all' : LOCAL_POLICY_KINDS.has(ref) ? 'outside-root' : undefined;
+      if (byNs === undefined) {
+        for (const o of group) global.push(o);
+        continue;
+      }
+      for (const o of group) {
+        const ns = nsOf(o);
+        if (byNs === 'outside-root' && ns === root) {
+          global.push(o);
+          continue;
+        }
         const list = local.get(ns);
         if (list) list.push(o);
         else local.set(ns, [o]);
-      } else global.push(o);
+      }
     }
     if (whole) {
       this.global = undefined;

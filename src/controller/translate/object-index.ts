@@ -50,6 +50,8 @@ export interface ObjectIndex {
   readonly gatewayClasses: ReadonlyMap<string, KubeObject>;
   readonly peerAuthentications: readonly KubeObject[];
   readonly authorizationPolicies: readonly KubeObject[];
+  /** Every group by kind (kindRef), in input order of first appearance. */
+  readonly groups: ReadonlyMap<string, readonly KubeObject[]>;
 }
 
 /** The model translation's view: the index plus its condition sink. */
@@ -57,8 +59,30 @@ export interface TranslateIndex extends ObjectIndex {
   conditions: TranslateCondition[];
 }
 
-/** Groups `objects` by kind; `options` fill in DEFAULT_TRANSLATE_OPTIONS. */
-export function buildIndex(objects: readonly KubeObject[], options: Partial<TranslateOptions> = {}): ObjectIndex {
+/**
+ * Groups `objects` by kind; `options` fill in DEFAULT_TRANSLATE_OPTIONS. `grouped`: the same
+ * objects already grouped and sorted (a store snapshot's byKind), used as they are.
+ */
+export function buildIndex(objects: readonly KubeObject[], options: Partial<TranslateOptions> = {}, grouped?: ReadonlyMap<string, readonly KubeObject[]>): ObjectIndex {
+  const byKind: ReadonlyMap<string, readonly KubeObject[]> = grouped ?? groupByKind(objects);
+  const of = (ref: string): readonly KubeObject[] => byKind.get(ref) ?? [];
+  const byName = (ref: string): Map<string, KubeObject> => new Map(of(ref).map((o) => [o.metadata.name, o]));
+  return {
+    opts: { ...DEFAULT_TRANSLATE_OPTIONS, ...options },
+    of,
+    namespaces: byName('Namespace'),
+    nodes: byName('Node'),
+    pods: of('Pod'),
+    services: of('Service'),
+    gateways: of(REF_GATEWAY_API_GATEWAY),
+    gatewayClasses: byName('GatewayClass'),
+    peerAuthentications: of('PeerAuthentication'),
+    authorizationPolicies: of('AuthorizationPolicy'),
+    groups: byKind,
+  };
+}
+
+function groupByKind(objects: readonly KubeObject[]): Map<string, KubeObject[]> {
   const byKind = new Map<string, KubeObject[]>();
   for (const o of objects) {
     const ref = kindRef(o);
@@ -76,20 +100,7 @@ export function buildIndex(objects: readonly KubeObject[], options: Partial<Tran
     const order = keys.map((k, i) => ({ k, i })).sort((a, b) => compareStrings(a.k, b.k) || a.i - b.i);
     byKind.set(ref, order.map((e) => list[e.i]!));
   }
-  const of = (ref: string): readonly KubeObject[] => byKind.get(ref) ?? [];
-  const byName = (ref: string): Map<string, KubeObject> => new Map(of(ref).map((o) => [o.metadata.name, o]));
-  return {
-    opts: { ...DEFAULT_TRANSLATE_OPTIONS, ...options },
-    of,
-    namespaces: byName('Namespace'),
-    nodes: byName('Node'),
-    pods: of('Pod'),
-    services: of('Service'),
-    gateways: of(REF_GATEWAY_API_GATEWAY),
-    gatewayClasses: byName('GatewayClass'),
-    peerAuthentications: of('PeerAuthentication'),
-    authorizationPolicies: of('AuthorizationPolicy'),
-  };
+  return byKind;
 }
 
 export function addCondition(idx: TranslateIndex, obj: KubeObject, c: Omit<TranslateCondition, 'objectKey'>): void {

@@ -165,6 +165,30 @@ test('snapshot stays sorted and current through creates, updates, status writes 
   assert.deepEqual(names(), ['Namespace/demo', 'Pod/p', 'ServiceAccount/a', 'ServiceAccount/m']);
 });
 
+test('snapshot byKind: groups sorted, in the order of objects; an unchanged kind keeps its array, a changed one is gathered again', () => {
+  const store = newStore();
+  const kinds = (): Array<[string, string[]]> => [...store.snapshot().byKind].map(([ref, g]) => [ref, g.map((o) => o.metadata.name)]);
+  store.apply([sa('m'), ns('demo'), sa('c'), pod('q', { phase: 'Running' })]);
+  assert.deepEqual(kinds(), [['Namespace', ['demo']], ['Pod', ['q']], ['ServiceAccount', ['c', 'm']]]);
+  const first = store.snapshot();
+  assert.deepEqual(first.objects, [...first.byKind.values()].flat(), 'objects is the groups in order');
+  assert.equal(store.snapshot(), first, 'nothing changed: the same snapshot');
+  store.apply([{ ...sa('c'), metadata: { name: 'c', namespace: 'demo', labels: { v: '2' } } }]);
+  const afterUpdate = store.snapshot();
+  assert.equal(afterUpdate.byKind.get('Pod'), first.byKind.get('Pod'), 'pods did not change: same array');
+  assert.notEqual(afterUpdate.byKind.get('ServiceAccount'), first.byKind.get('ServiceAccount'), 'service accounts changed: a new array');
+  assert.deepEqual(first.byKind.get('ServiceAccount')?.[0]?.metadata.labels, undefined, 'the earlier snapshot is unchanged');
+  store.apply([pod('a', { phase: 'Running' })]);
+  const afterCreate = store.snapshot();
+  assert.deepEqual(afterCreate.byKind.get('Pod')?.map((o) => o.metadata.name), ['a', 'q']);
+  assert.equal(afterCreate.byKind.get('ServiceAccount'), afterUpdate.byKind.get('ServiceAccount'), 'a create of another kind keeps this one');
+  assert.ok(store.setStatus('Pod', 'demo', 'q', { phase: 'Failed' }));
+  assert.equal(store.snapshot().byKind.get('Pod')?.[1]?.status?.['phase'], 'Failed', 'a status write regathers its kind');
+  store.delete([{ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'demo' } }]);
+  assert.deepEqual(kinds(), [], 'deleting the namespace took every kind with it');
+  assert.deepEqual(store.snapshot().objects, []);
+});
+
 test('an object that carries uid and creationTimestamp (from an API server) keeps them; a recreated one takes the new uid', () => {
   const s = newStore();
   const cm = (uid: string, data: string): KubeObject => ({ apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: 'x', namespace: 'demo', uid, creationTimestamp: '2025-05-05T00:00:00Z' }, spec: { data } });
