@@ -172,15 +172,13 @@ export class IncrementalTranslator {
         for (const o of group) global.push(o);
         continue;
       }
-      for (const o of group) {
-        const ns = nsOf(o);
-        if (byNs === 'outside-root' && ns === root) {
-          global.push(o);
-          continue;
-        }
-        const list = local.get(ns);
-        if (list) list.push(o);
-        else local.set(ns, [o]);
+      // A group is sorted by namespace/name, so each namespace is one run of it.
+      for (let start = 0; start < group.length; ) {
+        const ns = nsOf(group[start]!);
+        const end = runEnd(group, start, ns);
+        const into = byNs === 'outside-root' && ns === root ? global : (local.get(ns) ?? local.set(ns, []).get(ns)!);
+        for (let i = start; i < end; i++) into.push(group[i]!);
+        start = end;
       }
     }
     if (whole) {
@@ -213,6 +211,28 @@ export class IncrementalTranslator {
     if (partsChanged || !this.merged) this.merged = merge(this.globalPart!, [...parts.values()].map((p) => p.result));
     return this.merged;
   }
+}
+
+/**
+ * The end of the run of namespace `ns` that starts at `start` in `group` (sorted by
+ * namespace/name): galloping, then a binary search, so a namespace of n objects costs log n.
+ */
+export function runEnd(group: readonly KubeObject[], start: number, ns: string): number {
+  let lo = start + 1;
+  let step = 1;
+  while (lo < group.length && nsOf(group[lo]!) === ns) {
+    lo += step;
+    step *= 2;
+  }
+  // The run ends in (last index known inside, lo]: lo is past the end or outside the run.
+  let inside = lo - Math.max(1, step / 2);
+  let hi = Math.min(lo, group.length);
+  while (inside + 1 < hi) {
+    const mid = (inside + hi) >>> 1;
+    if (nsOf(group[mid]!) === ns) inside = mid;
+    else hi = mid;
+  }
+  return hi;
 }
 
 /** What of a namespace's buildModel result that namespace owns (see the file comment). */

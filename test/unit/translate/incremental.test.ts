@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { KubeObject } from '../../../src/controller/objects.js';
 import { ObjectStore, type ObjectRef } from '../../../src/controller/store.js';
-import { IncrementalTranslator } from '../../../src/controller/translate/incremental.js';
+import { IncrementalTranslator, runEnd } from '../../../src/controller/translate/incremental.js';
 import { jsonEqual, keepUnchanged } from '../../../src/controller/translate/stable.js';
 import { translateAll, type MeshTranslation } from '../../../src/controller/translate/translate.js';
 import { authorizationPolicy, namespace, peerAuthentication, pod, service, waypointGateway } from './helpers.js';
@@ -213,4 +213,18 @@ test('jsonEqual compares JSON values structurally and refuses what it cannot com
   assert.ok(!jsonEqual([1], { 0: 1 }));
   assert.ok(!jsonEqual(new Map([[1, 2]]), new Map([[1, 3]])));
   assert.ok(!jsonEqual('1', 1));
+});
+
+test('runEnd finds where a namespace run ends in a sorted group, for every run length and position', () => {
+  for (const lengths of [[1], [1, 1, 1], [2, 5, 1], [17, 3, 64, 1, 9], [100]]) {
+    const group: KubeObject[] = [];
+    lengths.forEach((n, i) => {
+      for (let j = 0; j < n; j++) group.push({ apiVersion: 'v1', kind: 'Pod', metadata: { name: `p${String(j).padStart(3, '0')}`, namespace: `ns${i}` } });
+    });
+    let start = 0;
+    lengths.forEach((n, i) => {
+      assert.equal(runEnd(group, start, `ns${i}`), start + n, `run ${i} of ${JSON.stringify(lengths)}`);
+      start += n;
+    });
+  }
 });
