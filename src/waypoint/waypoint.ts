@@ -28,7 +28,7 @@ import { selectL4Route, sniMatches } from './route/l4.js';
 import { admitConnection, type ConnectionAuthzDeps } from './filters/connection-authz.js';
 import { pickWeighted } from './route/weighted.js';
 import { gatewayRoutes, IngressListeners } from './server/gateway.js';
-import { HboneFront, type Admit, type TunnelDecision } from './server/hbone-front.js';
+import { HboneFront, type Admit, type TunnelDecision, type TunnelPeer } from './server/hbone-front.js';
 import { directExtAuthzDial, WaypointServer, type BackendTarget, type SourceInfo } from './server/server.js';
 import { TcpForwarder } from './server/tcp-forward.js';
 import { CLIENT_HELLO_TIMEOUT_MS, peekStream } from './server/sni.js';
@@ -390,12 +390,13 @@ export class Waypoint {
    * is answered (CUSTOM through a gRPC provider, then DENY and ALLOW as network RBAC), with the
    * caller's address and mTLS identity; the waypoint's own identity is the destination principal.
    */
-  private tunnelAdmit(target: Address, peer: { identity: string | undefined; ip: string | undefined }): { admit?: Admit } {
+  private tunnelAdmit(target: Address, peer: TunnelPeer): { admit?: Admit } {
     const svc = this.index.serviceByVip(normalizeIp(target.address), target.port)?.service;
     const config = svc ? this.meshConfigs.get(svc.hostname) : undefined;
     if (!config || config.authorization.length === 0) return {};
+    const from = sourceAddressOf(peer);
     const conn = {
-      ...(peer.ip !== undefined ? { sourceAddress: normalizeIp(peer.ip) } : {}),
+      ...(from !== undefined ? { sourceAddress: from } : {}),
       ...(peer.identity !== undefined ? { sourcePrincipal: peer.identity } : {}),
       destinationAddress: normalizeIp(target.address),
       destinationPort: target.port,
@@ -405,18 +406,19 @@ export class Waypoint {
   }
 
   /** What a tunnel to `target` is: a TCP pipe (ports not served as HTTP), a refusal, or HTTP. */
-  private classify(target: Address, peer: { identity: string | undefined; ip: string | undefined }): TunnelDecision {
+  private classify(target: Address, peer: TunnelPeer): TunnelDecision {
     // The waypoint's own address (its 15008, metrics, readiness): never a destination to dial.
     if (normalizeIp(target.address) === normalizeIp(this.opts.podIp)) {
       this.log.warn({ target: `${target.address}:${target.port}` }, 'tunnel to the waypoint itself refused');
       return { kind: 'refuse', status: HBONE_STATUS.BAD_REQUEST, reason: 'self_call' };
     }
     const choose = this.sniChooser(target);
-    if (choose) return { kind: 'sni', choose, source: this.sourceOf(peer.identity, peer.ip), ...this.tunnelAdmit(target, peer) };
+    if (choose) return { kind: 'sni', choose, source: this.sourceOf(peer.identity, peer.client ?? peer.ip), ...this.tunnelAdmit(target, peer) };
     const l4 = this.tcpEndpoint(target);
     if (l4 === null) return { kind: 'refuse', status: HBONE_STATUS.UPSTREAM_FAILED };
-    if (l4 !== undefined) return { kind: 'tcp', endpoint: l4, source: this.sourceOf(peer.identity, peer.ip), ...this.tunnelAdmit(target, peer) };
-    return { kind: 'http', meta: { source: this.sourceOf(peer.identity, peer.ip), targetPort: target.port, ...this.addressed(target) } };
+    if (l4 !== undefined) return { kind: 'tcp', endpoint: l4, source: this.sourceOf(peer.identity, peer.client ?? peer.ip), ...this.tunnelAdmit(target, peer) };
+    const from = sourceAddressOf(peer);
+    return { kind: 'http', meta: { source: this.sourceOf(peer.identity, peer.client ?? peer.ip), targetPort: target.port, ...this.addressed(target), ...(from !== undefined ? { peerAddress: from } : {}) } };
   }
 
   /** Opens the HBONE listener (mTLS, h2 CONNECT); each accepted stream is served as HTTP or TCP. */
@@ -438,4 +440,13 @@ export class Waypoint {
 /** One of `eps` at random; null when there is none. */
 function pickEndpoint(eps: readonly Endpoint[], random: () => number): Endpoint | null {
   return eps.length === 0 ? null : eps[Math.min(eps.length - 1, Math.floor(random() * eps.length))]!;
+}
+
+/**
+ * The source address of a tunnel's traffic (AuthorizationPolicy `ipBlocks`, `source.ip`): the
+ * client the mesh peer forwarded, as Istio's waypoints match the original source; the peer's own
+ * address when it forwarded none.
+ */
+function sourceAddressOf(peer: TunnelPeer): string | undefined {
+  return peer.client ?? (peer.ip !== undefined ? normalizeIp(peer.ip) : undefined);
 }

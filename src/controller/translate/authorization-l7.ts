@@ -31,9 +31,13 @@ function portList(v: unknown, where: string): number[] {
 }
 
 const IP_SOURCE = ['ipBlocks', 'notIpBlocks', 'remoteIpBlocks', 'notRemoteIpBlocks'];
-const L4_ONLY_SOURCE = [...IP_SOURCE, 'serviceAccounts', 'notServiceAccounts'];
+const L4_ONLY_SOURCE = ['serviceAccounts', 'notServiceAccounts'];
 
-/** CIDR lists of an ingress gateway rule (the peer's address serves as both source.ip and remote.ip). */
+/**
+ * CIDR lists of a rule. An ingress gateway matches them against the peer's address (remote.ip:
+ * the X-Forwarded-For entry its trusted proxies name); a waypoint against the client address the
+ * source agent forwarded in the HBONE CONNECT (`forwarded: for=`), as Istio's waypoints do.
+ */
 function ipBlocks(values: unknown, where: string): string[] {
   return asStrings(values).map((b) => {
     if (cidrProblem(b) !== undefined) throw new Invalid('InvalidPolicy', `${where}: ${JSON.stringify(b)} ${cidrProblem(b)!}`);
@@ -41,17 +45,14 @@ function ipBlocks(values: unknown, where: string): string[] {
   });
 }
 
-/**
- * One Istio rule, or undefined when it cannot match (an ALLOW rule using attributes we lack).
- * `gateway`: the rule is for ingress gateway pods, which also check the peer's address.
- */
-function authzRule(v: unknown, action: string, where: string, unsupported: string[], gateway = false): L7Rule | undefined {
+/** One Istio rule, or undefined when it cannot match (an ALLOW rule using attributes we lack). */
+function authzRule(v: unknown, action: string, where: string, unsupported: string[]): L7Rule | undefined {
   const r = asRecord(v);
   let impossible = false;
   const from: L7Source[] = asArray(r['from']).map((f, i) => {
     const s = asRecord(asRecord(f)['source']);
     for (const k of L4_ONLY_SOURCE) {
-      if (s[k] !== undefined && !(gateway && IP_SOURCE.includes(k))) {
+      if (s[k] !== undefined) {
         unsupported.push(`${where}.from[${i}].source.${k}`);
         if (action === 'ALLOW') impossible = true;
       }
@@ -62,11 +63,9 @@ function authzRule(v: unknown, action: string, where: string, unsupported: strin
     };
     const at = `${where}.from[${i}].source`;
     const addr: Partial<L7Source> = {};
-    if (gateway) {
-      for (const k of IP_SOURCE) {
-        const blocks = ipBlocks(s[k], `${at}.${k}`);
-        if (blocks.length > 0) addr[k as 'ipBlocks' | 'notIpBlocks' | 'remoteIpBlocks' | 'notRemoteIpBlocks'] = blocks;
-      }
+    for (const k of IP_SOURCE) {
+      const blocks = ipBlocks(s[k], `${at}.${k}`);
+      if (blocks.length > 0) addr[k as 'ipBlocks' | 'notIpBlocks' | 'remoteIpBlocks' | 'notRemoteIpBlocks'] = blocks;
     }
     return { principals: authzValues(s['principals']), notPrincipals: authzValues(s['notPrincipals']), namespaces: authzValues(s['namespaces']), notNamespaces: authzValues(s['notNamespaces']), ...jwt, ...addr };
   });
@@ -98,7 +97,7 @@ function authzRule(v: unknown, action: string, where: string, unsupported: strin
     else if (key === 'request.auth.principal') fromAll.push({ principals: [], notPrincipals: [], namespaces: [], notNamespaces: [], requestPrincipals: values, notRequestPrincipals: notValues });
     else if (key === 'source.namespace') fromAll.push({ principals: [], notPrincipals: [], namespaces: values, notNamespaces: notValues });
     else if (key === 'source.principal') fromAll.push({ principals: values, notPrincipals: notValues, namespaces: [], notNamespaces: [] });
-    else if (gateway && (key === 'source.ip' || key === 'remote.ip')) {
+    else if (key === 'source.ip' || key === 'remote.ip') {
       const at = `${where}.when[${i}]`;
       const ips = ipBlocks(cr['values'], `${at}.values`);
       const notIps = ipBlocks(cr['notValues'], `${at}.notValues`);
@@ -190,10 +189,8 @@ export function translateAuthorization(ctx: RouteContext, list: readonly KubeObj
       const unsupported: string[] = [];
       const rules: L7Rule[] = [];
       const targets = attached ? targetConfigs(ctx, ap) : { configs: gatewayPodConfigs(ctx, gatewayPods), notes: [] };
-      // Ingress gateways (selected pods, or Gateways the policy targets) also check the peer's and the client's addresses.
-      const atGateways = !attached || (targets.configs.length > 0 && targets.configs.every((c) => c.gateway !== undefined));
       asArray(spec['rules']).forEach((r, i) => {
-        const rule = authzRule(r, action, `spec.rules[${i}]`, unsupported, atGateways);
+        const rule = authzRule(r, action, `spec.rules[${i}]`, unsupported);
         if (rule) rules.push(rule);
       });
       const pods = gatewayPods.map((p) => p.key);

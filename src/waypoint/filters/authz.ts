@@ -25,9 +25,9 @@ export interface AuthzRequest {
   /** `<iss>/<sub>` of the request's verified JWT (jwt.ts), and its claims; undefined without one. */
   requestPrincipal?: string;
   claims?: Record<string, unknown>;
-  /** Ingress gateways: the downstream peer's address (`ipBlocks`); undefined elsewhere. */
+  /** Source address (`ipBlocks`): an ingress gateway's downstream peer; at a waypoint the client the HBONE peer forwarded. */
   sourceIp?: string;
-  /** Ingress gateways: the original client's address (`remoteIpBlocks`) when trusted proxies name it; else sourceIp. */
+  /** The original client's address (`remoteIpBlocks`) when trusted proxies name it (ingress gateways); else sourceIp. */
   remoteIp?: string;
 }
 

@@ -9,11 +9,11 @@ import * as http2 from 'node:http2';
 import * as net from 'node:net';
 import type { Duplex } from 'node:stream';
 import type * as tls from 'node:tls';
-import { parseAddress, type Address } from '../../shared/address.js';
+import { normalizeIp, parseAddress, type Address } from '../../shared/address.js';
 import { AmbitError, errorMessage } from '../../shared/errors.js';
 import { tryParseSpiffeId } from '../../shared/identity.js';
 import type { Logger } from '../../shared/log.js';
-import { HBONE_STATUS, MAX_FRAME_BYTES, REASON_HEADER, STREAM_WINDOW_BYTES, peerIdentity, type TunnelCertificate } from '../../shared/hbone/tunnel.js';
+import { HBONE_STATUS, MAX_FRAME_BYTES, REASON_HEADER, STREAM_WINDOW_BYTES, parseForwardedFor, peerIdentity, type TunnelCertificate } from '../../shared/hbone/tunnel.js';
 import { AcceptedSockets, HBONE_HANDSHAKE_TIMEOUT_MS, HBONE_SERVER_IDLE_TIMEOUT_MS, watchLiveness } from '../../shared/hbone/liveness.js';
 import type { Endpoint } from '../endpoint/upstream.js';
 import type { ConnectionMeta } from './request.js';
@@ -31,14 +31,32 @@ export type TunnelDecision =
 /** The authorization of a TCP tunnel, when its service has policies: false refuses it (401 policy_denied) before it is answered. */
 export type Admit = () => Promise<boolean>;
 
+/** Who opened a tunnel: the mTLS peer's identity and address, and the client address it forwarded. */
+export interface TunnelPeer {
+  identity: string | undefined;
+  ip: string | undefined;
+  /**
+   * The `for=` address of the CONNECT's `forwarded` header: the pod the source agent carries the
+   * connection for (AuthorizationPolicy `ipBlocks`, `source.ip`). Read only on streams of an
+   * mTLS session whose peer is of the trust domain (onStream refuses others).
+   */
+  client?: string;
+}
+
+/** The client address a mesh peer forwarded (`forwarded: for="<ip>"`), normalized; undefined when absent or no IP address. */
+export function forwardedClient(header: string | string[] | undefined): string | undefined {
+  const ip = parseForwardedFor(header);
+  return ip !== undefined && net.isIP(ip) !== 0 ? normalizeIp(ip) : undefined;
+}
+
 export interface HboneFrontOptions {
   log: Logger;
   /** The waypoint's SPIFFE id and trust domain (peers from other trust domains are refused). */
   identity: string;
   trustDomain: string;
   getCertificate: (identity: string) => Promise<TunnelCertificate>;
-  /** Decides what a tunnel to `target` from `peer` (identity, source IP) is. */
-  classify: (target: Address, peer: { identity: string | undefined; ip: string | undefined }) => TunnelDecision;
+  /** Decides what a tunnel to `target` from `peer` (identity, source IP, the client's address it forwarded) is. */
+  classify: (target: Address, peer: TunnelPeer) => TunnelDecision;
   /** Serves an accepted HTTP tunnel (WaypointServer.acceptConnection). */
   serveHttp: (stream: Duplex, meta: ConnectionMeta) => void;
   /** Carries a TCP tunnel (TcpForwarder.forward). */
@@ -145,7 +163,8 @@ export class HboneFront {
     }
     const socket = session.socket as tls.TLSSocket;
     const identity = peerIdentity(socket);
-    const decision = this.opts.classify(target, { identity, ip: socket.remoteAddress });
+    const client = forwardedClient(headers['forwarded']);
+    const decision = this.opts.classify(target, { identity, ip: socket.remoteAddress, ...(client !== undefined ? { client } : {}) });
     if (decision.kind === 'refuse') {
       stream.respond({ ':status': decision.status, ...(decision.reason ? { [REASON_HEADER]: decision.reason } : {}) }, { endStream: true });
       return;

@@ -36,7 +36,7 @@ export interface ConnectionMeta {
   targetService?: string;
   /** Address of the pod the caller addressed (workload-bound waypoint): requests go to that pod. */
   targetWorkload?: string;
-  /** Ingress listeners: the downstream peer's address (AuthorizationPolicy `ipBlocks` at a gateway). */
+  /** Source address (AuthorizationPolicy `ipBlocks`): an ingress listener's peer; an HBONE tunnel's forwarded client. */
   peerAddress?: string;
   /** Ingress listeners: proxies in front whose X-Forwarded-For entries are trusted (`remoteIpBlocks`). */
   trustedProxies?: number;

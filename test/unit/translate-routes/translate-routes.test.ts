@@ -155,7 +155,7 @@ test('L7 ALLOW rules with attributes the waypoint cannot check match nothing (fa
     apiVersion: 'security.istio.io/v1',
     kind: 'AuthorizationPolicy',
     metadata: { name, namespace: 'bookinfo' },
-    spec: { action, targetRefs: [{ kind: 'Service', group: '', name: 'reviews' }], rules: [{ from: [{ source: { ipBlocks: ['10.0.0.0/8'] } }], to: [{ operation: { methods: ['GET'] } }] }] },
+    spec: { action, targetRefs: [{ kind: 'Service', group: '', name: 'reviews' }], rules: [{ from: [{ source: { serviceAccounts: ['bookinfo/sa'] } }], to: [{ operation: { methods: ['GET'] } }] }] },
   });
   const out = translateRoutes([ap('a-allow', 'ALLOW'), ap('b-deny', 'DENY'), ...bookinfoServices]);
   const reviews = out.routes.find((r) => r.hostname.startsWith('reviews.'))!;
@@ -164,6 +164,37 @@ test('L7 ALLOW rules with attributes the waypoint cannot check match nothing (fa
   assert.deepEqual(allow.rules, [], 'the ALLOW rule is dropped, so it allows nothing');
   assert.equal(deny.rules.length, 1, 'the DENY rule stays and matches more');
   assert.equal(out.conditions.filter((c) => c.reason === 'PartiallyApplied').length, 2);
+});
+
+test('waypoint policies serve ipBlocks, remoteIpBlocks and source.ip / remote.ip conditions (the client the source agent forwarded); bad CIDRs are rejected', () => {
+  const ap = (name: string, action: string, rule: Record<string, unknown>): KubeObject => ({
+    apiVersion: 'security.istio.io/v1',
+    kind: 'AuthorizationPolicy',
+    metadata: { name, namespace: 'bookinfo' },
+    spec: { action, targetRefs: [{ kind: 'Service', group: '', name: 'reviews' }], rules: [rule] },
+  });
+  const out = translateRoutes([
+    ap('a-allow', 'ALLOW', { from: [{ source: { ipBlocks: ['10.0.0.0/8'], notRemoteIpBlocks: ['10.9.0.0/16'] } }] }),
+    ap('b-deny', 'DENY', { from: [{ source: { notIpBlocks: ['10.1.2.3'] } }], when: [{ key: 'remote.ip', values: ['10.0.0.0/8'] }, { key: 'source.ip', notValues: ['2001:db8::/64'] }] }),
+    ap('c-bad', 'ALLOW', { from: [{ source: { ipBlocks: ['10.0.0.0/33'] } }] }),
+    ...bookinfoServices,
+  ]);
+  const reviews = out.routes.find((r) => r.hostname.startsWith('reviews.'))!;
+  const allow = reviews.authorization.find((a) => a.name === 'bookinfo/a-allow')!;
+  assert.deepEqual(allow.rules[0]!.from[0]!.ipBlocks, ['10.0.0.0/8']);
+  assert.deepEqual(allow.rules[0]!.from[0]!.notRemoteIpBlocks, ['10.9.0.0/16']);
+  const deny = reviews.authorization.find((a) => a.name === 'bookinfo/b-deny')!;
+  assert.deepEqual(deny.rules[0]!.from[0]!.notIpBlocks, ['10.1.2.3']);
+  assert.deepEqual(deny.rules[0]!.fromAll, [
+    { principals: [], notPrincipals: [], namespaces: [], notNamespaces: [], remoteIpBlocks: ['10.0.0.0/8'] },
+    { principals: [], notPrincipals: [], namespaces: [], notNamespaces: [], notIpBlocks: ['2001:db8::/64'] },
+  ]);
+  const cond = (n: string) => out.conditions.find((c) => c.objectKey.endsWith(`/${n}`));
+  assert.equal(cond('a-allow'), undefined, 'served in full: no PartiallyApplied condition');
+  assert.equal(cond('b-deny'), undefined);
+  assert.equal(cond('c-bad')?.reason, 'InvalidPolicy');
+  assert.match(cond('c-bad')!.message, /spec\.rules\[0\]\.from\[0\]\.source\.ipBlocks: "10\.0\.0\.0\/33"/);
+  assert.equal(reviews.authorization.find((a) => a.name === 'bookinfo/c-bad'), undefined, 'nothing of the invalid policy is applied');
 });
 
 test('translateRoutes is pure and deterministic', async () => {

@@ -1,0 +1,79 @@
+/**
+ * Source addresses at a waypoint in `ambit local`: the waypoint matches AuthorizationPolicy
+ * `ipBlocks` / `notIpBlocks` against the client address the source agent forwarded in the HBONE
+ * CONNECT (`forwarded: for=`), for HTTP requests (403 RBAC: access denied) and for TCP
+ * connections (reset), so a policy naming one client pod's address lets it through and stops
+ * another pod of the same namespace.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { isRoot, podExec, repoRoot, waitFor } from '../helpers/local-mesh.js';
+import { startWaypointMesh } from './waypoint-mesh.js';
+
+const skip = isRoot() ? false : 'requires root (network namespaces, BPF, nftables)';
+const URL = 'http://web:9080/x';
+
+function policy(name: string, action: string, source: Record<string, string[]>, port: string): string {
+  return JSON.stringify({
+    apiVersion: 'security.istio.io/v1',
+    kind: 'AuthorizationPolicy',
+    metadata: { name, namespace: 'srcip' },
+    spec: { targetRefs: [{ kind: 'Gateway', group: 'gateway.networking.k8s.io', name: 'waypoint' }], action, rules: [{ from: [{ source }], to: [{ operation: { ports: [port] } }] }] },
+  });
+}
+
+test('waypoint: ipBlocks and notIpBlocks match the client pod address the source agent forwarded (HTTP and TCP)', { skip, timeout: 600_000 }, async (t) => {
+  const m = await startWaypointMesh(t, 'ts', [join(repoRoot, 'test/fixtures/waypoint-source-ip/app.yaml')], 'srcip');
+  const dir = mkdtempSync(join(tmpdir(), 'ambit-srcip-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const st = await m.status();
+  const client = st.pods.find((p) => p.namespace === 'srcip' && p.name.startsWith('client-'))!;
+  const other = st.pods.find((p) => p.namespace === 'srcip' && p.name.startsWith('other-'))!;
+  assert.ok(client && other, 'both client pods run');
+  const fromOther = (argv: string[]) => podExec(m.name, `srcip/${other.name}`, argv);
+  const curl = (url: string) => ['curl', '-s', '-m', '5', '-w', '\n%{http_code}', url];
+  const status = (r: { stdout: string }) => r.stdout.trim().split('\n').pop();
+  const tcpSend = async (exec: (argv: string[]) => Promise<{ stdout: string; stderr: string }>, marker: string) => {
+    const r = await exec([process.execPath, join(repoRoot, 'dist/test/helpers/netload.js'), 'send', 'echo', '9000', marker]);
+    return (JSON.parse(r.stdout.trim().split('\n').pop() ?? '{}') as { reply?: string }).reply;
+  };
+  await waitFor('a request through the waypoint', async () => ((await m.load([URL, '2', '1'])).statuses['200'] === 2 ? true : undefined));
+
+  const allow = join(dir, 'allow.yaml');
+  writeFileSync(allow, policy('only-client', 'ALLOW', { ipBlocks: [`${client.ip}/32`] }, '9080') + '\n---\n' + policy('only-client-tcp', 'ALLOW', { ipBlocks: [client.ip] }, '9000'));
+  await m.apply(allow);
+
+  await t.test('ALLOW ipBlocks naming the client pod: it gets 200, the other pod 403 RBAC: access denied', async () => {
+    // The policy reaches the waypoint asynchronously: wait until the other pod is refused.
+    await waitFor('the policy to apply at the waypoint', async () => (status(await fromOther(curl(URL))) === '403' ? true : undefined));
+    const ok = await m.load([URL, '20', '2']);
+    assert.deepEqual(ok.statuses, { '200': 20 }, JSON.stringify(ok));
+    const denied = await fromOther(curl(URL));
+    assert.equal(status(denied), '403', denied.stdout);
+    assert.match(denied.stdout, /RBAC: access denied/);
+  });
+
+  await t.test('ALLOW ipBlocks on the TCP port: the client pod is carried, the other pod reset', async () => {
+    assert.equal(await tcpSend(m.exec, 'srcip-allowed'), 'srcip-allowed');
+    assert.equal(await tcpSend(fromOther, 'srcip-denied'), undefined, 'the other pod gets no echo');
+  });
+  await m.remove(allow);
+
+  const deny = join(dir, 'deny.yaml');
+  writeFileSync(deny, policy('deny-not-client', 'DENY', { notIpBlocks: [client.ip] }, '9080'));
+  await m.apply(deny);
+  await t.test('DENY notIpBlocks naming the client pod: the other pod is denied, the client pod passes', async () => {
+    await waitFor('the DENY policy to apply at the waypoint', async () => (status(await fromOther(curl(URL))) === '403' ? true : undefined));
+    const ok = await m.load([URL, '20', '2']);
+    assert.deepEqual(ok.statuses, { '200': 20 }, JSON.stringify(ok));
+    const denied = await fromOther(curl(URL));
+    assert.match(denied.stdout, /RBAC: access denied/);
+  });
+  await m.remove(deny);
+  await t.test('without the policies both pods pass again', async () => {
+    await waitFor('the other pod to pass again', async () => (status(await fromOther(curl(URL))) === '200' ? true : undefined));
+  });
+});
