@@ -78,6 +78,11 @@ export interface Service {
   hostname: string;
   /** ClusterIPs. */
   vips: string[];
+  /**
+   * Address ranges (CIDRs) whose every address is the service on its ports (a ServiceEntry whose
+   * `addresses` are ranges). An exact VIP wins over a range; the most specific range wins.
+   */
+  vipRanges?: string[];
   ports: ServicePort[];
   /** Identities endpoints may present besides their own (ServiceAccounts of the endpoints). */
   subjectAltNames: string[];

@@ -245,6 +245,7 @@ export function checkService(o: Record<string, unknown>, name: string, path: str
     endpoints: stringList(o, 'endpoints', path, issues),
   };
   if (o['waypoint'] !== undefined) s.waypoint = checkWaypoint(o['waypoint'], `${path}.waypoint`, issues);
+  if (o['vipRanges'] !== undefined) s.vipRanges = stringList(o, 'vipRanges', path, issues, cidrProblem);
   if (o['exportTo'] !== undefined) s.exportTo = stringList(o, 'exportTo', path, issues, (x) => (x === '*' ? undefined : dnsLabelProblem(x)));
   return s;
 }

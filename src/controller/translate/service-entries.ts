@@ -25,6 +25,7 @@ import { detectPortProtocol } from './protocol.js';
 import type { PodWorkload } from './services.js';
 import { asArray, asRecord, asString, asStrings, compareAge, exportNamespaces, labelsOf, matchesLabels, nsOf } from './util.js';
 import { isPodRunning } from './workloads.js';
+import { cidrProblem } from '../../shared/validate.js';
 import { allocatedEntryAddresses, AUTO_ALLOCATE_PREFIX, AUTO_ALLOCATE_PREFIX6 } from './address-allocation.js';
 
 /** Host names the DNS-resolved ServiceEntries of `objects` need resolved (for the controller's resolver). */
@@ -97,11 +98,16 @@ export function buildServiceEntries(idx: TranslateIndex, pods: readonly PodWorkl
       continue;
     }
     const allocations: string[] = [];
-    const vips = asStrings(spec['addresses']).filter((a) => {
-      if (isIP(a) !== 0) return true;
-      notes.push(`address ${a} is a range; only single addresses are served`);
-      return false;
+    const vips = asStrings(spec['addresses']).filter((a) => isIP(a) !== 0);
+    // Ranges: every address inside is the entry's host on its ports (the most specific range wins, an exact address over any range).
+    const ranges = asStrings(spec['addresses']).filter((a) => {
+      if (isIP(a) !== 0) return false;
+      const problem = cidrProblem(a);
+      if (problem !== undefined) notes.push(`spec.addresses: ${JSON.stringify(a)} ${problem}; ignored`);
+      return problem === undefined;
     });
+    if (ranges.length > 0 && resolution !== 'STATIC') notes.push(`address ranges ${ranges.join(', ')} are served only with resolution STATIC (Istio rejects them with DNS)`);
+    const vipRanges = resolution === 'STATIC' ? ranges : [];
     const rawPorts = asArray(spec['ports']).map(asRecord);
     const ports: ServicePort[] = rawPorts.map((p) => {
       const number = typeof p['number'] === 'number' ? p['number'] : 0;
@@ -111,7 +117,7 @@ export function buildServiceEntries(idx: TranslateIndex, pods: readonly PodWorkl
     const selected = spec['workloadSelector'] !== undefined ? pods.filter((p) => p.workload.namespace === ns && matchesLabels(stringMap(selector), labelsOf(p.pod))) : [];
     asStrings(spec['hosts']).forEach((hostRaw, h) => {
       const host = hostRaw.toLowerCase();
-      if (host.startsWith('*') && vips.length === 0) {
+      if (host.startsWith('*') && vips.length === 0 && vipRanges.length === 0) {
         // Istio allocates no address for a wildcard host (only DYNAMIC_DNS ones get one), so nothing addresses it.
         notes.push(`host ${host}: not served: a wildcard host gets no auto-allocated address (Istio allocates none for wildcard hosts unless resolution is DYNAMIC_DNS) and the entry names no spec.addresses, so no connection is addressed to it; give spec.addresses to serve it on them, or use resolution NONE or DYNAMIC_DNS to pass connections through`);
         return;
@@ -160,9 +166,9 @@ export function buildServiceEntries(idx: TranslateIndex, pods: readonly PodWorkl
         }
       }
       const exportTo = exportNamespaces(asStrings(spec['exportTo']), ns);
-      const auto = vips.length === 0 ? allocated.get(key) : undefined;
+      const auto = vips.length === 0 && vipRanges.length === 0 ? allocated.get(key) : undefined;
       if (auto) allocations.push(`${host}=${auto.join(' and ')}`);
-      const service: Service = { name: se.metadata.name, namespace: ns, hostname: host, vips: auto ? [...auto] : vips, ports, subjectAltNames: asStrings(spec['subjectAltNames']), routingPreference: [], endpoints: endpoints.sort(), ...(exportTo ? { exportTo } : {}) };
+      const service: Service = { name: se.metadata.name, namespace: ns, hostname: host, vips: auto ? [...auto] : vips, ...(vipRanges.length > 0 ? { vipRanges } : {}), ports, subjectAltNames: asStrings(spec['subjectAltNames']), routingPreference: [], endpoints: endpoints.sort(), ...(exportTo ? { exportTo } : {}) };
       services.push(service);
       entries.push({ svc: se, service });
     });

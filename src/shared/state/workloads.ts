@@ -9,6 +9,7 @@ import { formatSpiffeId } from '../identity.js';
 import { normalizeIp } from '../address.js';
 import { UNKNOWN } from '../metrics.js';
 import { clusterOfUid } from '../istio-metrics.js';
+import { PrefixTable } from './prefix-table.js';
 
 /** The maps the config stream delivers, keyed by resource name. */
 export interface ConfigSnapshot {
@@ -48,6 +49,8 @@ export class WorkloadIndex {
   readonly nodeName: string;
   private readonly byIp = new Map<string, Workload>();
   private readonly byVip = new Map<string, ServiceMatch>();
+  /** Services addressed by ranges (ServiceEntry CIDR addresses), longest prefix first. */
+  private readonly byRange = new PrefixTable<ServiceMatch>();
   private readonly byHostname = new Map<string, Service>();
   private readonly waypointIps = new Set<string>();
 
@@ -67,6 +70,7 @@ export class WorkloadIndex {
     for (const s of snapshot.services.values()) {
       this.byHostname.set(s.hostname, s);
       for (const vip of s.vips) for (const p of s.ports) this.byVip.set(`${normalizeIp(vip)}|${p.port}`, { service: s, port: p });
+      for (const range of s.vipRanges ?? []) for (const p of s.ports) this.byRange.add(range, p.port, { service: s, port: p });
       if (s.waypoint) this.addWaypoint(s.waypoint);
     }
   }
@@ -83,9 +87,12 @@ export class WorkloadIndex {
     return this.snapshot.workloads.get(uid);
   }
 
-  /** The service at `ip:port`; with `fromNamespace`, only one exported to that namespace. */
+  /**
+   * The service at `ip:port` (a VIP, else the most specific range holding `ip`); with
+   * `fromNamespace`, only one exported to that namespace.
+   */
   serviceByVip(ip: string, port: number, fromNamespace?: string): ServiceMatch | undefined {
-    const m = this.byVip.get(`${normalizeIp(ip)}|${port}`);
+    const m = this.byVip.get(`${normalizeIp(ip)}|${port}`) ?? (this.byRange.size > 0 ? this.byRange.lookup(ip, port) : undefined);
     return m && (fromNamespace === undefined || serviceVisibleTo(m.service, fromNamespace)) ? m : undefined;
   }
 

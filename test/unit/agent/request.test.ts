@@ -101,6 +101,25 @@ test('request: non-enrolled pod IP → passthrough; unknown IP → passthrough u
   assert.deepEqual(b, { kind: 'passthrough', address: '93.184.216.34', port: 443, reason: 'unknown_destination' });
 });
 
+test('request: an address inside a service\'s range (ServiceEntry CIDR) is that service on its ports; an exact VIP and a narrower range win', () => {
+  const dst = wl('server', '10.0.0.2');
+  const narrow = wl('narrow', '10.0.0.4');
+  const exact = wl('exact', '10.0.0.5');
+  const wide = svc('wide', '240.0.0.1', [dst.uid], { hostname: 'wide.example.com', vipRanges: ['192.0.0.0/16', '2001:db8::/48'] });
+  const nar = svc('narrow', '240.0.0.2', [narrow.uid], { hostname: 'narrow.example.com', vipRanges: ['192.0.2.0/24'] });
+  const ex = svc('exact', '192.0.2.9', [exact.uid], { hostname: 'exact.example.com' });
+  const ix = index([src, dst, narrow, exact], [wide, nar, ex]);
+  const to = (address: string, port = 80) => buildOutboundRequest({ src, origDst: { address, port }, index: ix, nodeName: 'node1', pickEndpoint: first });
+  const svcOf = (r: ReturnType<typeof to>) => (r.kind === 'tunnel' ? r.dstWorkload?.name : r.kind);
+  assert.equal(svcOf(to('192.0.7.7')), 'server');
+  assert.equal(svcOf(to('2001:db8::7')), 'server');
+  assert.equal(svcOf(to('192.0.2.7')), 'narrow');
+  assert.equal(svcOf(to('192.0.2.9')), 'exact');
+  assert.equal(ix.serviceByVip('192.0.7.7', 80)?.service.hostname, 'wide.example.com');
+  assert.equal(ix.serviceByVip('192.0.7.7', 81), undefined, 'only the declared ports');
+  assert.deepEqual(to('192.1.0.1'), { kind: 'passthrough', address: '192.1.0.1', port: 80, reason: 'unknown_destination' });
+});
+
 test('request: service without healthy endpoints → deny', () => {
   const dst = wl('server', '10.0.0.2', { status: 'Unhealthy' });
   const s = svc('web', '10.96.0.10', [dst.uid]);

@@ -212,3 +212,19 @@ test('wildcard hosts with resolution STATIC (or DNS with endpoints): served on t
   assert.match(cond.message, /host \*\.bare\.example\.com: not served: a wildcard host gets no auto-allocated address \(Istio allocates none for wildcard hosts unless resolution is DYNAMIC_DNS\)/);
   assert.equal(r.conditions.find((c) => c.objectKey === 'ServiceEntry/demo/wild')!.reason, 'Accepted');
 });
+
+test('a STATIC ServiceEntry with CIDR addresses serves every address in its ranges on its ports; bad ranges are noted', () => {
+  const r = translate([
+    namespace('demo'),
+    se('nets', { hosts: ['nets.example.com'], addresses: ['192.0.2.0/24', '2001:db8::/64', '192.0.2.200', '10.0.0.0/33'], resolution: 'STATIC', ports: [{ number: 5432, name: 'tcp', protocol: 'TCP' }], endpoints: [{ address: '198.51.100.1' }] }),
+    se('dns', { hosts: ['dns.example.com'], addresses: ['198.18.0.0/15'], resolution: 'DNS', ports: [{ number: 80, name: 'http', protocol: 'HTTP' }] }),
+  ]);
+  valid(r);
+  const svc = r.services.find((s) => s.hostname === 'nets.example.com')!;
+  assert.deepEqual({ vips: svc.vips, vipRanges: svc.vipRanges }, { vips: ['192.0.2.200'], vipRanges: ['192.0.2.0/24', '2001:db8::/64'] }, 'no address is allocated for an entry with ranges');
+  const cond = r.conditions.find((c) => c.objectKey === 'ServiceEntry/demo/nets')!;
+  assert.equal(cond.reason, 'PartiallyApplied');
+  assert.match(cond.message, /spec\.addresses: "10\.0\.0\.0\/33" .*; ignored/);
+  assert.equal(r.services.find((s) => s.hostname === 'dns.example.com')?.vipRanges, undefined);
+  assert.match(r.conditions.find((c) => c.objectKey === 'ServiceEntry/demo/dns')!.message, /served only with resolution STATIC/);
+});
