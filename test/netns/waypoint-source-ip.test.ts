@@ -3,14 +3,15 @@
  * `ipBlocks` / `notIpBlocks` against the client address the source agent forwarded in the HBONE
  * CONNECT (`forwarded: for=`), for HTTP requests (403 RBAC: access denied) and for TCP
  * connections (reset), so a policy naming one client pod's address lets it through and stops
- * another pod of the same namespace.
+ * another pod of the same namespace. And a ServiceEntry whose addresses are CIDR ranges: any
+ * address inside is its host, through the waypoint.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { isRoot, podExec, repoRoot, waitFor } from '../helpers/local-mesh.js';
+import { isRoot, metricSum, podExec, repoRoot, waitFor } from '../helpers/local-mesh.js';
 import { startWaypointMesh } from './waypoint-mesh.js';
 
 const skip = isRoot() ? false : 'requires root (network namespaces, BPF, nftables)';
@@ -25,7 +26,7 @@ function policy(name: string, action: string, source: Record<string, string[]>, 
   });
 }
 
-test('waypoint: ipBlocks and notIpBlocks match the client pod address the source agent forwarded (HTTP and TCP)', { skip, timeout: 600_000 }, async (t) => {
+test('waypoint: ipBlocks and notIpBlocks match the client pod address the source agent forwarded (HTTP and TCP); ServiceEntry CIDR addresses', { skip, timeout: 600_000 }, async (t) => {
   const m = await startWaypointMesh(t, 'ts', [join(repoRoot, 'test/fixtures/waypoint-source-ip/app.yaml')], 'srcip');
   const dir = mkdtempSync(join(tmpdir(), 'ambit-srcip-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
@@ -77,5 +78,24 @@ test('waypoint: ipBlocks and notIpBlocks match the client pod address the source
   await m.remove(deny);
   await t.test('without the policies both pods pass again', async () => {
     await waitFor('the other pod to pass again', async () => (status(await fromOther(curl(URL))) === '200' ? true : undefined));
+  });
+
+  await t.test('a ServiceEntry with CIDR addresses: any address in the range is its host (the most specific range wins), through the waypoint', async () => {
+    await m.apply(join(repoRoot, 'test/fixtures/waypoint-source-ip/cidr-entry.yaml'));
+    const first = await waitFor('the range to be served', async () => {
+      const r = await m.load(['http://240.240.7.33/x', '1', '1']);
+      return r.texts['web'] === 1 ? r : undefined;
+    });
+    assert.deepEqual(first.statuses, { '200': 1 });
+    for (const ip of ['240.240.7.1', '240.240.7.77', '240.240.7.200']) {
+      const r = await m.load([`http://${ip}/x`, '3', '1']);
+      assert.deepEqual(r.texts, { web: 3 }, `${ip}: ${JSON.stringify(r)}`);
+    }
+    const wp = (await m.status()).pods.find((p) => p.namespace === 'srcip' && p.name.startsWith('waypoint-'))!;
+    const text = await fetch(`http://${wp.ip}:15020/metrics`).then((r) => r.text());
+    assert.ok(metricSum(text, 'istio_requests_total', { reporter: 'waypoint', destination_service: 'nets.example.com', response_code: '200' }) >= 7, 'the /24 is nets.example.com');
+    assert.ok(metricSum(text, 'istio_requests_total', { reporter: 'waypoint', destination_service: 'upper.example.com', response_code: '200' }) >= 3, 'the /25 inside it is upper.example.com');
+    const outside = await m.exec(['curl', '-s', '-m', '3', '-o', '/dev/null', '-w', '%{http_code}', 'http://240.240.8.1/x']);
+    assert.notEqual(outside.stdout, '200', 'an address outside the ranges is no service');
   });
 });
