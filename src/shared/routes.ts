@@ -385,6 +385,11 @@ export interface GatewayServer {
   objectKey?: string;
   /** The Gateway API listener it comes from. */
   listener?: string;
+  /**
+   * A Gateway API TLS listener in Terminate mode: after the handshake its TLSRoutes pick the
+   * backend by SNI (Istio's TLS servers that terminate route by `tcp` routes).
+   */
+  routeBySni?: boolean;
 }
 
 /** A TLS certificate an ingress listener presents for some hosts (from a kubernetes.io/tls Secret). */
@@ -405,7 +410,9 @@ export interface ListenerCertificate {
  * match the client's SNI (the first one when none does), and with `caPem` certificates (MUTUAL)
  * requires a client certificate; TCP connections follow the gateway's `tcp` routes for the port;
  * TLS connections (PASSTHROUGH) are routed by the ClientHello's SNI with the `tls` routes and
- * passed through undecrypted. Resource name `<pod ns>/<pod name>/<port>`.
+ * passed through undecrypted. With `terminate`, TCP and TLS listeners first end TLS as HTTPS
+ * does (same certificates, client-certificate and ISTIO_MUTUAL rules) and route the decrypted
+ * bytes. Resource name `<pod ns>/<pod name>/<port>`.
  */
 export interface GatewayListener {
   /** `<namespace>/<name>` of the gateway pod this listener is for. */
@@ -415,10 +422,17 @@ export interface GatewayListener {
   /** Gateways (`ns/name`) with a server on this port. */
   gateways: string[];
   hosts: string[];
-  /** HTTPS only: at least one (none with istioMutual); either all or none carry a `caPem`. */
+  /** HTTPS and `terminate`: at least one (none with istioMutual); either all or none carry a `caPem`. */
   certificates: ListenerCertificate[];
   /**
-   * HTTPS with tls.mode ISTIO_MUTUAL: the gateway presents its own mesh certificate and requires a
+   * TCP and TLS: the gateway terminates TLS, then routes the decrypted connection: TCP by the
+   * port's `tcp` routes (Istio TLS servers in SIMPLE, MUTUAL, OPTIONAL_MUTUAL or ISTIO_MUTUAL
+   * mode), TLS by the `tls` routes matching the handshake's SNI (Gateway API TLS listeners in
+   * Terminate mode).
+   */
+  terminate?: boolean;
+  /**
+   * HTTPS (or `terminate`) with tls.mode ISTIO_MUTUAL: the gateway presents its own mesh certificate and requires a
    * client certificate with a SPIFFE identity of the mesh (which then is the request's principal).
    */
   istioMutual?: boolean;

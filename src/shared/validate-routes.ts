@@ -438,18 +438,23 @@ export function validateGatewayListener(value: unknown, path = 'gatewayListener'
   const certs = value['certificates'];
   if (!Array.isArray(certs)) issues.add(`${path}.certificates`, 'must be a list', typeof certs);
   else {
+    const terminate = value['terminate'];
+    if (terminate !== undefined && typeof terminate !== 'boolean') issues.add(`${path}.terminate`, 'must be a boolean', terminate);
+    if (terminate === true && value['protocol'] !== 'TCP' && value['protocol'] !== 'TLS') issues.add(`${path}.terminate`, 'is only valid for TCP and TLS (HTTPS always terminates)', terminate);
+    // The listener ends TLS itself: HTTPS, or TCP/TLS with terminate.
+    const ownTls = value['protocol'] === 'HTTPS' || terminate === true;
     const istioMutual = value['istioMutual'];
     if (istioMutual !== undefined && typeof istioMutual !== 'boolean') issues.add(`${path}.istioMutual`, 'must be a boolean', istioMutual);
-    if (istioMutual === true && value['protocol'] !== 'HTTPS') issues.add(`${path}.istioMutual`, 'is only valid for HTTPS', istioMutual);
+    if (istioMutual === true && !ownTls) issues.add(`${path}.istioMutual`, 'is only valid for HTTPS or a listener that terminates TLS', istioMutual);
     if (istioMutual === true && certs.length > 0) issues.add(`${path}.certificates`, 'must be empty with istioMutual (the gateway presents its mesh certificate)');
-    if (value['protocol'] === 'HTTPS' && istioMutual !== true && certs.length === 0) issues.add(`${path}.certificates`, 'must hold at least one certificate for HTTPS');
-    if (value['protocol'] !== 'HTTPS' && certs.length > 0) issues.add(`${path}.certificates`, `must be empty for ${String(value['protocol'])}`);
+    if (ownTls && istioMutual !== true && certs.length === 0) issues.add(`${path}.certificates`, `must hold at least one certificate for ${value['protocol'] === 'HTTPS' ? 'HTTPS' : 'a listener that terminates TLS'}`);
+    if (!ownTls && certs.length > 0) issues.add(`${path}.certificates`, `must be empty for ${String(value['protocol'])} without terminate`);
     const mutual = certs.filter((c) => isRecord(c) && c['caPem'] !== undefined).length;
     if (mutual > 0 && mutual < certs.length) issues.add(`${path}.certificates`, 'must all carry a caPem (MUTUAL) or none');
     if (value['numTrustedProxies'] !== undefined && !isInt(value['numTrustedProxies'], 0, 64)) issues.add(`${path}.numTrustedProxies`, 'must be an integer 0..64', value['numTrustedProxies']);
     const optional = value['optionalClientCert'];
     if (optional !== undefined && typeof optional !== 'boolean') issues.add(`${path}.optionalClientCert`, 'must be a boolean', optional);
-    if (optional === true && (mutual === 0 || value['protocol'] !== 'HTTPS')) issues.add(`${path}.optionalClientCert`, 'is only valid for HTTPS with caPem certificates (OPTIONAL_MUTUAL)', optional);
+    if (optional === true && (mutual === 0 || !ownTls)) issues.add(`${path}.optionalClientCert`, 'is only valid for a listener that terminates TLS with caPem certificates (OPTIONAL_MUTUAL)', optional);
     certs.forEach((c, i) => {
       const cp = `${path}.certificates[${i}]`;
       if (!isRecord(c)) return issues.add(cp, 'must be an object');

@@ -27,7 +27,7 @@ import { isHttpProtocol } from './protocol.js';
 import { selectL4Route, sniMatches } from './route/l4.js';
 import { admitConnection, type ConnectionAuthzDeps } from './filters/connection-authz.js';
 import { pickWeighted } from './route/weighted.js';
-import { gatewayRoutes, IngressListeners } from './server/gateway.js';
+import { gatewayRoutes, IngressListeners, type L4Listener } from './server/gateway.js';
 import { HboneFront, type Admit, type TunnelDecision, type TunnelPeer } from './server/hbone-front.js';
 import { directExtAuthzDial, WaypointServer, type BackendTarget, type SourceInfo } from './server/server.js';
 import { TcpForwarder } from './server/tcp-forward.js';
@@ -318,22 +318,30 @@ export class Waypoint {
   }
 
   /**
-   * Gateway mode: a connection on a TCP or TLS (passthrough) listener. TCP takes the first `tcp`
-   * route of the ingress configs whose port matches; TLS reads the ClientHello (the bytes go on
-   * unchanged) and takes the first `tls` route matching port and SNI, whose SNI must be one of the
-   * listener's hosts. The backend is reached as HTTP backends are (through its waypoint when it
-   * has one). No route, no SNI, or no endpoint: the client's connection is reset.
+   * Gateway mode: a connection on a TCP or TLS listener. TCP takes the first `tcp` route of the
+   * ingress configs whose port matches; TLS takes the first `tls` route matching port and SNI,
+   * whose SNI must be one of the listener's hosts: read from the ClientHello on passthrough (the
+   * bytes go on unchanged), from the handshake when the listener terminated TLS (the socket then
+   * carries the decrypted bytes). The backend is reached as HTTP backends are (through its
+   * waypoint when it has one). No route, no SNI, or no endpoint: the client's connection is reset.
    */
-  async acceptIngressL4(socket: net.Socket, l: { port: number; protocol: 'TCP' | 'TLS'; hosts: readonly string[] }, random: () => number = Math.random): Promise<void> {
+  async acceptIngressL4(socket: net.Socket, l: L4Listener, random: () => number = Math.random): Promise<void> {
     let sni: string | undefined;
     if (l.protocol === 'TLS') {
-      const peek = await peekStream(socket, CLIENT_HELLO_TIMEOUT_MS);
       const hosts = l.hosts.map((h) => (h.includes('/') ? h.slice(h.indexOf('/') + 1) : h));
-      if (peek.kind !== 'tls' || !sniMatches(hosts, peek.sni)) {
-        this.log.debug({ port: l.port, sni: peek.kind === 'tls' ? peek.sni : undefined }, 'tls passthrough: no ClientHello with a served SNI; reset');
+      if (l.terminated) sni = l.terminated.sni;
+      else {
+        const peek = await peekStream(socket, CLIENT_HELLO_TIMEOUT_MS);
+        if (peek.kind !== 'tls') {
+          this.log.debug({ port: l.port }, 'tls passthrough: no ClientHello; reset');
+          return void socket.resetAndDestroy();
+        }
+        sni = peek.sni;
+      }
+      if (!sniMatches(hosts, sni)) {
+        this.log.debug({ port: l.port, sni, terminated: l.terminated !== undefined }, 'tls listener: no served SNI; reset');
         return void socket.resetAndDestroy();
       }
-      sni = peek.sni;
     }
     let route: L4Route | undefined;
     let config: RouteConfig | undefined;
@@ -354,6 +362,7 @@ export class Waypoint {
         ...(socket.localAddress !== undefined ? { destinationAddress: normalizeIp(socket.localAddress) } : {}),
         destinationPort: l.port,
         destinationPrincipal: this.opts.identity,
+        ...(l.terminated?.principal !== undefined ? { sourcePrincipal: l.terminated.principal } : {}),
         signal: gone.signal,
       });
       socket.off('close', onClose);

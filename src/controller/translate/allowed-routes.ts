@@ -18,13 +18,19 @@ const HTTP_KINDS: readonly RouteKind[] = [
   { group: GROUP_GATEWAY_API, kind: 'GRPCRoute' },
 ];
 
-/** The route kinds a listener's protocol can take (TLS: in Passthrough mode, the only one served). */
+/** The route kinds a listener's protocol can take (TLS: in Passthrough or Terminate mode, the default). */
 export function protocolRouteKinds(listener: Record<string, unknown>): readonly RouteKind[] {
   const protocol = (asString(listener['protocol']) ?? '').toUpperCase();
   if (protocol === 'HTTP' || protocol === 'HTTPS') return HTTP_KINDS;
   if (protocol === 'TCP') return [{ group: GROUP_GATEWAY_API, kind: 'TCPRoute' }];
-  if (protocol === 'TLS' && asString(asRecord(listener['tls'])['mode']) === 'Passthrough') return [{ group: GROUP_GATEWAY_API, kind: 'TLSRoute' }];
+  if (protocol === 'TLS' && servedTlsMode(listener)) return [{ group: GROUP_GATEWAY_API, kind: 'TLSRoute' }];
   return [];
+}
+
+/** A TLS listener's mode Ambit serves: Passthrough, or Terminate (the Gateway API default). */
+export function servedTlsMode(listener: Record<string, unknown>): boolean {
+  const mode = asString(asRecord(listener['tls'])['mode']) ?? 'Terminate';
+  return mode === 'Passthrough' || mode === 'Terminate';
 }
 
 /**

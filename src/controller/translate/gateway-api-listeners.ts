@@ -3,7 +3,7 @@
  * pods of the Gateway's namespace labelled `gateway.networking.k8s.io/gateway-name: <name>` (the
  * Deployment the controller makes for it). HTTP listeners, HTTPS listeners that terminate TLS
  * with a valid TLS Secret of the Gateway's namespace, TCP listeners and TLS listeners in
- * Passthrough mode (served by TCPRoutes and TLSRoutes) become servers; any other listener gets a
+ * Passthrough or Terminate mode (served by TCPRoutes and TLSRoutes) become servers; any other listener gets a
  * condition naming it and is left out (the others keep working).
  */
 import { objectKey, type KubeObject } from '../objects.js';
@@ -70,17 +70,16 @@ export function gatewayApiServers(idx: Pick<ObjectIndex, 'gateways' | 'of'>): Ga
       }
       const tls = asRecord(l['tls']);
       const mode = asString(tls['mode']) ?? 'Terminate';
-      if (protocol === 'TLS') {
+      if (protocol === 'TLS' && mode === 'Passthrough') {
         // TLSRoutes pick the backend by SNI; the bytes pass through undecrypted (decision 50).
-        if (mode !== 'Passthrough') return refuse(LISTENER_ACCEPTED, 'UnsupportedValue', `protocol TLS with tls.mode ${mode} is not supported (Passthrough is)`);
         servers.push({ ...base, protocol: 'TLS', tls: { mode: 'PASSTHROUGH' } });
         return;
       }
-      if (protocol !== 'HTTPS') return refuse(LISTENER_ACCEPTED, 'UnsupportedProtocol', `protocol ${protocol || '(none)'} is not supported by ambit gateways (HTTP, HTTPS, TCP and TLS are)`);
-      if (mode !== 'Terminate') return refuse(LISTENER_ACCEPTED, 'UnsupportedValue', `tls.mode ${mode} is not supported (Terminate is)`);
+      if (protocol !== 'HTTPS' && protocol !== 'TLS') return refuse(LISTENER_ACCEPTED, 'UnsupportedProtocol', `protocol ${protocol || '(none)'} is not supported by ambit gateways (HTTP, HTTPS, TCP and TLS are)`);
+      if (mode !== 'Terminate') return refuse(LISTENER_ACCEPTED, 'UnsupportedValue', `tls.mode ${mode} is not supported (Terminate${protocol === 'TLS' ? ' and Passthrough are' : ' is'})`);
       const ref = asRecord(asArray(tls['certificateRefs'])[0]);
       const refName = asString(ref['name']);
-      if (!refName) return refuse(LISTENER_RESOLVED_REFS, 'InvalidCertificateRef', 'HTTPS needs tls.certificateRefs naming a Secret');
+      if (!refName) return refuse(LISTENER_RESOLVED_REFS, 'InvalidCertificateRef', `${protocol} in Terminate mode needs tls.certificateRefs naming a Secret`);
       if ((asString(ref['kind']) ?? 'Secret') !== 'Secret' || (asString(ref['group']) ?? '') !== '') {
         return refuse(LISTENER_RESOLVED_REFS, 'InvalidCertificateRef', `certificateRefs[0] must be a core Secret, not ${asString(ref['group']) ?? ''}/${asString(ref['kind'])}`);
       }
@@ -89,7 +88,8 @@ export function gatewayApiServers(idx: Pick<ObjectIndex, 'gateways' | 'of'>): Ga
       }
       const decoded = decodeTlsSecret(secrets.get(`${ns}/${refName}`), `${ns}/${refName}`);
       if (!decoded.ok) return refuse(LISTENER_RESOLVED_REFS, 'InvalidCertificateRef', decoded.problem);
-      servers.push({ ...base, protocol: 'HTTPS', tls: { mode: 'SIMPLE', credentialName: refName } });
+      // A terminating TLS listener: its TLSRoutes pick the backend by the handshake's SNI.
+      servers.push({ ...base, protocol: protocol === 'TLS' ? 'TLS' : 'HTTPS', tls: { mode: 'SIMPLE', credentialName: refName }, ...(protocol === 'TLS' ? { routeBySni: true } : {}) });
     });
   }
   return { servers, conditions };

@@ -11,7 +11,7 @@ import { asArray, asRecord, asString, asStrings, compareAge, nsOf } from './util
 import { referencePermitted, refNotPermitted } from './reference-grant.js';
 import { WAYPOINT_CLASSES } from './waypoints.js';
 import { INGRESS_CLASSES, isIngressGateway } from './gateway-api-listeners.js';
-import { listenerRefusal, pickedListeners } from './allowed-routes.js';
+import { listenerRefusal, pickedListeners, servedTlsMode } from './allowed-routes.js';
 
 interface RankedRoute {
   route: HttpRoute;
@@ -190,7 +190,7 @@ function ingressL4Ports(ctx: RouteContext, route: KubeObject, ref: { key: string
   const ports: number[] = [];
   for (const l of asArray(asRecord(gw.spec)['listeners']).map(asRecord)) {
     if ((asString(l['protocol']) ?? '').toUpperCase() !== protocol || typeof l['port'] !== 'number') continue;
-    if (protocol === 'TLS' && asString(asRecord(l['tls'])['mode']) !== 'Passthrough') continue;
+    if (protocol === 'TLS' && !servedTlsMode(l)) continue;
     if (ref.sectionName !== undefined && asString(l['name']) !== ref.sectionName) continue;
     if (ref.port !== undefined && l['port'] !== ref.port) continue;
     if (listenerRefusal(gw, l, route.kind, nsOf(route), ctx.namespaces) !== undefined) continue;
@@ -198,7 +198,7 @@ function ingressL4Ports(ctx: RouteContext, route: KubeObject, ref: { key: string
   }
   if (ports.length === 0) {
     const which = `${ref.sectionName !== undefined ? ` named ${ref.sectionName}` : ''}${ref.port !== undefined ? ` on port ${ref.port}` : ''}`;
-    notes.push(`parent Gateway ${ref.key} has no ${protocol === 'TLS' ? 'TLS listener in Passthrough mode' : 'TCP listener'}${which}`);
+    notes.push(`parent Gateway ${ref.key} has no ${protocol === 'TLS' ? 'TLS listener in Passthrough or Terminate mode' : 'TCP listener'}${which}`);
   }
   return ports;
 }
@@ -366,7 +366,7 @@ export function translateGatewayRoutes(ctx: RouteContext, list: readonly KubeObj
  * picks among its backendRefs by weight; a TLSRoute matches its hostnames by SNI (none: any), a
  * parentRef port limits the route to that port. Attached to an ingress Gateway (class istio or
  * ambit) they become the `tcp`/`tls` routes of its TCP listeners (TCPRoute) or TLS Passthrough
- * listeners (TLSRoute), limited to the listener's port (a parentRef's sectionName or port picks
+ * listeners (TLSRoute; Passthrough, or Terminate: routed by the handshake's SNI), limited to the listener's port (a parentRef's sectionName or port picks
  * listeners), served as the Istio Gateway's TCP and TLS servers are (decision 50).
  */
 export function translateL4GatewayRoutes(ctx: RouteContext, list: readonly KubeObject[]): void {

@@ -3,7 +3,9 @@
  * every pod its `spec.selector` matches (any namespace, as Istio); a TLS server's `credentialName`
  * names a `kubernetes.io/tls` Secret in the gateway pod's namespace, decoded here into PEM for the
  * pod (with its `ca.crt` for tls.mode MUTUAL and OPTIONAL_MUTUAL). TCP servers and TLS servers in PASSTHROUGH mode
- * become TCP and TLS listeners routed by the gateway's VirtualService `tcp` and `tls` routes. A server that cannot be served (missing or bad Secret, unsupported protocol or TLS mode,
+ * become TCP and TLS listeners routed by the gateway's VirtualService `tcp` and `tls` routes; TLS
+ * servers in another mode become listeners that terminate TLS as HTTPS ones do, then route the
+ * decrypted bytes by `tcp` routes (Gateway API TLS listeners in Terminate mode: by TLSRoutes on SNI). A server that cannot be served (missing or bad Secret, unsupported protocol or TLS mode,
  * reserved or conflicting port) gets a condition on its Gateway naming the server and is left
  * out; the other servers keep working.
  * Invariant: certificate and key text only ever lands in the returned listeners, never in a
@@ -133,34 +135,38 @@ export function gatewayListeners(servers: readonly GatewayServer[], pods: readon
       let cert: ListenerCertificate | undefined;
       let istioMutual = false;
       let optional = false;
+      // TLS the gateway ends itself: HTTPS (SIMPLE by default), and TLS servers in any mode but
+      // PASSTHROUGH (their decrypted bytes then follow `tcp` routes, or TLSRoutes by SNI).
+      const mode = s.tls?.mode ?? (s.protocol === 'HTTPS' ? 'SIMPLE' : undefined);
+      const terminates = (s.protocol === 'HTTPS' || s.protocol === 'TLS') && mode !== undefined && mode !== 'PASSTHROUGH';
+      const terminate = terminates && s.protocol === 'TLS';
       if (s.protocol === 'HTTP' || s.protocol === 'HTTP2' || s.protocol === 'GRPC') {
         if (s.tls) {
           refuse(s, 'UnsupportedProtocol', `tls on a ${s.protocol} server is not supported; use protocol HTTPS`);
           continue;
         }
         protocol = 'HTTP';
-      } else if (s.protocol === 'HTTPS' && (s.tls?.mode ?? 'SIMPLE') !== 'PASSTHROUGH' && s.tls?.mode !== 'ISTIO_MUTUAL') {
-        optional = s.tls?.mode === 'OPTIONAL_MUTUAL';
-        const mutual = s.tls?.mode === 'MUTUAL' || optional;
-        const name = s.tls?.credentialName ?? '';
-        const ref = `${podNs}/${name}`;
-        const decoded = decodeTlsSecret(secretByKey.get(ref), ref, mutual);
-        if (!decoded.ok) {
-          refuse(s, 'InvalidCertificateRef', `credentialName ${JSON.stringify(name)}: ${decoded.problem}`);
-          continue;
+      } else if (terminates) {
+        protocol = s.protocol === 'HTTPS' ? 'HTTPS' : s.routeBySni ? 'TLS' : 'TCP';
+        if (mode === 'ISTIO_MUTUAL') istioMutual = true;
+        else {
+          optional = mode === 'OPTIONAL_MUTUAL';
+          const name = s.tls?.credentialName ?? '';
+          const ref = `${podNs}/${name}`;
+          const decoded = decodeTlsSecret(secretByKey.get(ref), ref, mode === 'MUTUAL' || optional);
+          if (!decoded.ok) {
+            refuse(s, 'InvalidCertificateRef', `credentialName ${JSON.stringify(name)}: ${decoded.problem}`);
+            continue;
+          }
+          cert = { hosts: hostNames(s.hosts), secret: ref, certPem: decoded.certPem, keyPem: decoded.keyPem, ...(decoded.caPem !== undefined ? { caPem: decoded.caPem } : {}) };
         }
-        protocol = 'HTTPS';
-        cert = { hosts: hostNames(s.hosts), secret: ref, certPem: decoded.certPem, keyPem: decoded.keyPem, ...(decoded.caPem !== undefined ? { caPem: decoded.caPem } : {}) };
-      } else if (s.protocol === 'HTTPS' && s.tls?.mode === 'ISTIO_MUTUAL') {
-        protocol = 'HTTPS';
-        istioMutual = true;
       } else if (s.protocol === 'TCP' && !s.tls) {
         protocol = 'TCP';
-      } else if ((s.protocol === 'TLS' || s.protocol === 'HTTPS') && s.tls?.mode === 'PASSTHROUGH') {
+      } else if ((s.protocol === 'TLS' || s.protocol === 'HTTPS') && mode === 'PASSTHROUGH') {
         protocol = 'TLS';
       } else {
-        const mode = s.tls?.mode ? ` with tls.mode ${s.tls.mode}` : '';
-        refuse(s, 'UnsupportedProtocol', `protocol ${s.protocol}${mode} is not supported by ambit gateways (HTTP, HTTP2, GRPC, HTTPS with tls.mode SIMPLE, MUTUAL, OPTIONAL_MUTUAL or ISTIO_MUTUAL, TCP, and TLS with tls.mode PASSTHROUGH are)`);
+        const shown = s.tls?.mode ? ` with tls.mode ${s.tls.mode}` : '';
+        refuse(s, 'UnsupportedProtocol', `protocol ${s.protocol}${shown} is not supported by ambit gateways (HTTP, HTTP2, GRPC, HTTPS and TLS with tls.mode SIMPLE, MUTUAL, OPTIONAL_MUTUAL or ISTIO_MUTUAL, TLS with tls.mode PASSTHROUGH, and TCP are)`);
         continue;
       }
       const redirect = s.httpsRedirect === true;
@@ -169,7 +175,11 @@ export function gatewayListeners(servers: readonly GatewayServer[], pods: readon
         refuse(s, 'PortConflict', `port ${s.port} is already served as ${cur.protocol} by Gateway ${cur.gateways[0]}`);
         continue;
       }
-      if (cur && cur.protocol === 'HTTPS' && (cur.istioMutual === true) !== istioMutual) {
+      if (cur && (cur.terminate === true) !== terminate) {
+        refuse(s, 'PortConflict', `port ${s.port} is already served as ${cur.protocol} ${terminate ? 'without' : 'with'} TLS termination by Gateway ${cur.gateways[0]}; one port cannot mix both`);
+        continue;
+      }
+      if (cur && (cur.istioMutual === true) !== istioMutual) {
         refuse(s, 'PortConflict', `port ${s.port} is already served ${istioMutual ? 'without' : 'with'} tls.mode ISTIO_MUTUAL by Gateway ${cur.gateways[0]}; one port cannot mix it with other modes`);
         continue;
       }
@@ -185,7 +195,7 @@ export function gatewayListeners(servers: readonly GatewayServer[], pods: readon
         refuse(s, 'PortConflict', `port ${s.port} is already served ${redirect ? 'without' : 'with'} httpsRedirect by Gateway ${cur.gateways[0]}; one port cannot mix both`);
         continue;
       }
-      const l: GatewayListener = cur ?? { pod: podKey, port: s.port, protocol, gateways: [], hosts: [], certificates: [], ...(redirect ? { httpsRedirect: true } : {}), ...(istioMutual ? { istioMutual: true } : {}), ...(optional ? { optionalClientCert: true } : {}), ...(trusted > 0 && (protocol === 'HTTP' || protocol === 'HTTPS') ? { numTrustedProxies: trusted } : {}) };
+      const l: GatewayListener = cur ?? { pod: podKey, port: s.port, protocol, gateways: [], hosts: [], certificates: [], ...(redirect ? { httpsRedirect: true } : {}), ...(terminate ? { terminate: true } : {}), ...(istioMutual ? { istioMutual: true } : {}), ...(optional ? { optionalClientCert: true } : {}), ...(trusted > 0 && (protocol === 'HTTP' || protocol === 'HTTPS') ? { numTrustedProxies: trusted } : {}) };
       if (!l.gateways.includes(s.gateway)) l.gateways.push(s.gateway);
       for (const h of s.hosts) if (!l.hosts.includes(h)) l.hosts.push(h);
       if (cert) l.certificates.push(cert);

@@ -1,9 +1,9 @@
 /**
  * Gateway mode of the waypoint binary: the ingress listeners the controller pushes
  * (GatewayListener, one per port) opened as plain or TLS sockets whose connections feed the L7
- * WaypointServer (HTTPS with MUTUAL requires client certificates), or, for TCP and TLS
- * passthrough ports, go to `acceptL4` as raw sockets; and the ingress route configs of the Gateways served merged into one table per
- * gateway pod.
+ * WaypointServer (HTTPS with MUTUAL requires client certificates), or, for TCP and TLS ports,
+ * go to `acceptL4` as raw sockets (after the TLS handshake when the listener terminates TLS); and
+ * the ingress route configs of the Gateways served merged into one table per gateway pod.
  * Invariants: listeners change only through apply(), one call at a time; a port that fails to
  * open is logged and retried on the next apply, the others keep serving; certificates are swapped
  * in place (new handshakes get the new one, open connections keep theirs).
@@ -107,10 +107,22 @@ export interface IngressListenersOptions {
   /** ISTIO_MUTUAL listeners: the gateway's own mesh certificate (current one; rotated in place), and the mesh trust domain clients must belong to. */
   meshCertificate?: () => Promise<TunnelCertificate>;
   trustDomain?: string;
-  /** Where connections of TCP and TLS (passthrough) listeners go, with the listener as it is now. */
-  acceptL4?: (socket: net.Socket, listener: { port: number; protocol: 'TCP' | 'TLS'; hosts: readonly string[] }) => void;
+  /** Where connections of TCP and TLS listeners go, with the listener as it is now. */
+  acceptL4?: (socket: net.Socket, listener: L4Listener) => void;
   /** SO_REUSEPORT on every port (the worker threads of one gateway listen on the same ports). */
   reusePort?: boolean;
+}
+
+/** A TCP or TLS listener as a connection arrives on it. */
+export interface L4Listener {
+  port: number;
+  protocol: 'TCP' | 'TLS';
+  hosts: readonly string[];
+  /**
+   * Set when the listener terminated TLS: the SNI the client asked for (TLS routes match on it;
+   * the socket then carries the decrypted bytes), and its mesh identity on ISTIO_MUTUAL.
+   */
+  terminated?: { sni?: string; principal?: string };
 }
 
 interface OpenListener {
@@ -126,13 +138,22 @@ interface OpenListener {
   hosts: readonly string[];
   /** ISTIO_MUTUAL: re-reads the mesh certificate so rotations reach new handshakes. */
   refresh?: NodeJS.Timeout;
+  /** ALPN offered in the handshake: HTTP's for HTTPS, none for TLS ending in a byte stream. */
+  alpn: string[];
 }
 
 /** How often an ISTIO_MUTUAL listener picks up a rotated mesh certificate. */
 const MESH_CERT_REFRESH_MS = 30_000;
 
-function meshContext(c: TunnelCertificate): tls.SecureContextOptions {
-  return { cert: c.certChainPem.join('\n'), key: c.keyPem, ca: c.rootsPem.join('\n'), ALPNProtocols: ['h2', 'http/1.1'] } as tls.SecureContextOptions;
+const HTTP_ALPN = ['h2', 'http/1.1'];
+
+function meshContext(c: TunnelCertificate, alpn: string[]): tls.SecureContextOptions {
+  return { cert: c.certChainPem.join('\n'), key: c.keyPem, ca: c.rootsPem.join('\n'), ...(alpn.length > 0 ? { ALPNProtocols: alpn } : {}) } as tls.SecureContextOptions;
+}
+
+/** True when the listener ends TLS itself (HTTPS, or TCP/TLS with terminate). */
+function endsTls(l: GatewayListener): boolean {
+  return l.protocol === 'HTTPS' || l.terminate === true;
 }
 
 /** The ingress ports of one gateway pod. */
@@ -160,7 +181,7 @@ export class IngressListeners {
     for (const l of want.values()) {
       const cur = this.open.get(l.port);
       if (cur) {
-        if (l.protocol === 'HTTPS' && !l.istioMutual) this.setCertificates(cur, l.certificates);
+        if (endsTls(l) && !l.istioMutual) this.setCertificates(cur, l.certificates);
         cur.hosts = l.hosts;
         continue;
       }
@@ -179,25 +200,33 @@ export class IngressListeners {
     l.contexts = contexts;
     const first = certs[0];
     const ca = clientCas(certs);
-    if (first && l.server instanceof nodeTls.Server) l.server.setSecureContext({ cert: first.certPem, key: first.keyPem, ALPNProtocols: ['h2', 'http/1.1'], ...(ca ? { ca } : {}) } as tls.SecureContextOptions);
+    if (first && l.server instanceof nodeTls.Server) l.server.setSecureContext({ cert: first.certPem, key: first.keyPem, ...(l.alpn.length > 0 ? { ALPNProtocols: l.alpn } : {}), ...(ca ? { ca } : {}) } as tls.SecureContextOptions);
     this.log.info({ port: l.port, secrets: certs.map((c) => c.secret) }, 'ingress certificates loaded');
   }
 
   private async openListener(l: GatewayListener): Promise<void> {
     const meta: ConnectionMeta = { targetPort: l.port, ...(this.opts.source ? { source: this.opts.source } : {}), ...(l.numTrustedProxies ? { trustedProxies: l.numTrustedProxies } : {}) };
     let server: net.Server;
-    const rec: OpenListener = { port: l.port, protocol: l.protocol, kind: kindOf(l), server: undefined as unknown as net.Server, certs: [], contexts: new Map(), hosts: l.hosts };
-    if (l.protocol === 'HTTPS' && l.istioMutual) {
-      server = await this.openIstioMutual(rec, meta);
-    } else if (l.protocol === 'HTTPS') {
+    const l4 = l.protocol === 'TCP' || l.protocol === 'TLS' ? l.protocol : undefined;
+    const rec: OpenListener = { port: l.port, protocol: l.protocol, kind: kindOf(l), server: undefined as unknown as net.Server, certs: [], contexts: new Map(), hosts: l.hosts, alpn: l4 ? [] : HTTP_ALPN };
+    // Where a connection goes once the listener's TLS, if any, is done: HTTP to the WaypointServer,
+    // TCP and TLS to acceptL4 (with the handshake's SNI and peer identity when TLS ended here).
+    const deliver = (s: net.Socket, m: ConnectionMeta, terminated?: L4Listener['terminated']): void => {
+      if (!l4) return this.opts.accept(s, m);
+      if (!this.opts.acceptL4) return void s.resetAndDestroy();
+      this.opts.acceptL4(s, { port: rec.port, protocol: l4, hosts: rec.hosts, ...(terminated ? { terminated } : {}) });
+    };
+    if (endsTls(l) && l.istioMutual) {
+      server = await this.openIstioMutual(rec, meta, deliver);
+    } else if (endsTls(l)) {
       const first = l.certificates[0];
-      if (!first) throw new Error(`port ${l.port} is HTTPS but has no certificate`);
+      if (!first) throw new Error(`port ${l.port} is ${l.protocol} terminating TLS but has no certificate`);
       const ca = clientCas(l.certificates);
       const secure = nodeTls.createServer(
         {
           cert: first.certPem,
           key: first.keyPem,
-          ALPNProtocols: ['h2', 'http/1.1'],
+          ...(rec.alpn.length > 0 ? { ALPNProtocols: rec.alpn } : {}),
           minVersion: 'TLSv1.2',
           // MUTUAL: a client certificate chaining to one of the port's CAs is required in the handshake;
           // OPTIONAL_MUTUAL: requested, and checked below when the client sent one.
@@ -216,17 +245,15 @@ export class IngressListeners {
             s.destroy();
             return;
           }
-          this.opts.accept(s, withPeer(meta, s));
+          deliver(s, withPeer(meta, s), { ...(s.servername ? { sni: s.servername } : {}) });
         },
       );
       secure.on('tlsClientError', (e) => this.log.debug({ port: l.port, err: e }, 'tls handshake failed'));
       server = secure;
-    } else if (l.protocol === 'TCP' || l.protocol === 'TLS') {
-      const protocol = l.protocol;
+    } else if (l4) {
       server = net.createServer({ noDelay: true }, (s) => {
         s.on('error', () => s.destroy());
-        if (!this.opts.acceptL4) return s.resetAndDestroy();
-        this.opts.acceptL4(s, { port: rec.port, protocol, hosts: rec.hosts });
+        deliver(s, meta);
       });
     } else if (l.httpsRedirect) {
       const redirect = nodeHttp.createServer({ ...HTTP1_LIMITS, requestTimeout: 10_000, headersTimeout: 10_000 }, (req, res) => answerHttpsRedirect(req, res));
@@ -238,7 +265,7 @@ export class IngressListeners {
       server = net.createServer({ noDelay: true }, (s) => this.opts.accept(s, withPeer(meta, s)));
     }
     rec.server = server;
-    if (l.protocol === 'HTTPS' && !l.istioMutual) this.setCertificates(rec, l.certificates);
+    if (endsTls(l) && !l.istioMutual) this.setCertificates(rec, l.certificates);
     const host = this.opts.host ?? '0.0.0.0';
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
@@ -257,11 +284,11 @@ export class IngressListeners {
    * of the mesh CA with a SPIFFE identity of the trust domain, which becomes the requests'
    * principal (AuthorizationPolicy `principals` apply to it).
    */
-  private async openIstioMutual(rec: OpenListener, meta: ConnectionMeta): Promise<tls.Server> {
+  private async openIstioMutual(rec: OpenListener, meta: ConnectionMeta, deliver: (s: net.Socket, m: ConnectionMeta, terminated?: L4Listener['terminated']) => void): Promise<tls.Server> {
     const get = this.opts.meshCertificate;
     if (!get || !this.opts.trustDomain) throw new Error(`port ${rec.port} is ISTIO_MUTUAL but this gateway has no mesh certificate`);
     let current = await get();
-    const server = nodeTls.createServer({ ...meshContext(current), minVersion: 'TLSv1.2', requestCert: true, rejectUnauthorized: true }, (s) => {
+    const server = nodeTls.createServer({ ...meshContext(current, rec.alpn), minVersion: 'TLSv1.2', requestCert: true, rejectUnauthorized: true }, (s) => {
       const id = peerIdentity(s);
       const parsed = id ? tryParseSpiffeId(id) : undefined;
       if (!id || !parsed || parsed.trustDomain !== this.opts.trustDomain) {
@@ -269,7 +296,7 @@ export class IngressListeners {
         s.destroy();
         return;
       }
-      this.opts.accept(s, { ...withPeer(meta, s), source: { ...meta.source, principal: id, namespace: parsed.namespace } });
+      deliver(s, { ...withPeer(meta, s), source: { ...meta.source, principal: id, namespace: parsed.namespace } }, { principal: id, ...(s.servername ? { sni: s.servername } : {}) });
     });
     server.on('tlsClientError', (e) => this.log.debug({ port: rec.port, err: e }, 'tls handshake failed'));
     rec.refresh = setInterval(() => {
@@ -277,7 +304,7 @@ export class IngressListeners {
         (next) => {
           if (next.certChainPem[0] === current.certChainPem[0] && next.rootsPem.join() === current.rootsPem.join()) return;
           current = next;
-          server.setSecureContext(meshContext(next));
+          server.setSecureContext(meshContext(next, rec.alpn));
           this.log.info({ port: rec.port }, 'ingress mesh certificate rotated');
         },
         (e: unknown) => this.log.warn({ port: rec.port, err: e }, 'mesh certificate refresh failed; the current one stays'),
@@ -313,6 +340,7 @@ function kindOf(l: GatewayListener): string {
 }
 
 function baseKind(l: GatewayListener): string {
+  if (l.terminate) return `${l.protocol}+terminate${l.istioMutual ? '+istio-mutual' : l.optionalClientCert ? '+optional-mutual' : clientCas(l.certificates) ? '+mutual' : ''}`;
   if (l.httpsRedirect) return `${l.protocol}+redirect`;
   if (l.istioMutual) return `${l.protocol}+istio-mutual`;
   if (l.optionalClientCert) return `${l.protocol}+optional-mutual`;

@@ -125,30 +125,34 @@ test('decodeTlsSecret: a kubernetes.io/tls Secret decodes; every bad Secret gets
   assert.ok(plain.ok, 'stringData works too');
 });
 
-test('gatewayListeners: HTTP and HTTPS per port for the selected pod; a bad server is refused with a condition, the rest served', () => {
+test('gatewayListeners: HTTP, HTTPS and TLS termination per port for the selected pod; a bad server is refused with a condition, the rest served', () => {
   const pod = ingressGatewayPod('gw-0');
   const objects = [
     istioGateway('a', [http80, https443('example-com-cert')]),
-    istioGateway('b', [https443('missing-cert'), { port: { number: 15020, name: 'm', protocol: 'HTTP' }, hosts: ['*'] }, { port: { number: 9000, name: 'tcp', protocol: 'TCP' }, hosts: ['*'] }, { port: { number: 9443, name: 'im', protocol: 'TLS' }, hosts: ['*'], tls: { mode: 'ISTIO_MUTUAL' } }, { port: { number: 8443, name: 'mtls', protocol: 'HTTPS' }, hosts: ['example.com'], tls: { mode: 'MUTUAL', credentialName: 'example-com-cert' } }]),
+    istioGateway('b', [https443('missing-cert'), { port: { number: 15020, name: 'm', protocol: 'HTTP' }, hosts: ['*'] }, { port: { number: 9000, name: 'tcp', protocol: 'TCP' }, hosts: ['*'] }, { port: { number: 9443, name: 'im', protocol: 'TLS' }, hosts: ['*'], tls: { mode: 'ISTIO_MUTUAL' } }, { port: { number: 8443, name: 'mtls', protocol: 'HTTPS' }, hosts: ['example.com'], tls: { mode: 'MUTUAL', credentialName: 'example-com-cert' } }, { port: { number: 9444, name: 'bare', protocol: 'TLS' }, hosts: ['*'] }, { port: { number: 9445, name: 'tls-simple', protocol: 'TLS' }, hosts: ['example.com'], tls: { mode: 'SIMPLE', credentialName: 'example-com-cert' } }, { port: { number: 9000, name: 'tcp-tls', protocol: 'TLS' }, hosts: ['example.com'], tls: { mode: 'SIMPLE', credentialName: 'example-com-cert' } }]),
     istioGateway('c', [{ port: { number: 443, name: 'plain', protocol: 'HTTP' }, hosts: ['other.com'] }]),
   ];
   const { gateways } = translateRoutes(objects);
   const out = gatewayListeners(gateways, [pod], [goodSecret, tlsSecret('missing-cert', {}, 'kubernetes.io/tls', 'bookinfo')]);
   const ls = out.byPod.get('istio-system/gw-0')!;
   assert.deepEqual(
-    ls.map((l) => ({ port: l.port, protocol: l.protocol, gateways: l.gateways, hosts: l.hosts, secrets: l.certificates.map((c) => c.secret) })),
+    ls.map((l) => ({ port: l.port, protocol: l.protocol, gateways: l.gateways, hosts: l.hosts, secrets: l.certificates.map((c) => c.secret), terminate: l.terminate === true, istioMutual: l.istioMutual === true })),
     [
-      { port: 80, protocol: 'HTTP', gateways: ['bookinfo/a'], hosts: ['example.com'], secrets: [] },
-      { port: 443, protocol: 'HTTPS', gateways: ['bookinfo/a'], hosts: ['example.com'], secrets: ['istio-system/example-com-cert'] },
-      { port: 9000, protocol: 'TCP', gateways: ['bookinfo/b'], hosts: ['*'], secrets: [] },
+      { port: 80, protocol: 'HTTP', gateways: ['bookinfo/a'], hosts: ['example.com'], secrets: [], terminate: false, istioMutual: false },
+      { port: 443, protocol: 'HTTPS', gateways: ['bookinfo/a'], hosts: ['example.com'], secrets: ['istio-system/example-com-cert'], terminate: false, istioMutual: false },
+      { port: 9000, protocol: 'TCP', gateways: ['bookinfo/b'], hosts: ['*'], secrets: [], terminate: false, istioMutual: false },
+      // Istio TLS servers that are not PASSTHROUGH end TLS and route the bytes by `tcp` routes.
+      { port: 9443, protocol: 'TCP', gateways: ['bookinfo/b'], hosts: ['*'], secrets: [], terminate: true, istioMutual: true },
+      { port: 9445, protocol: 'TCP', gateways: ['bookinfo/b'], hosts: ['example.com'], secrets: ['istio-system/example-com-cert'], terminate: true, istioMutual: false },
     ],
   );
   const messages = out.conditions.map((c) => `${c.objectKey} ${c.type}=${c.status} ${c.reason}: ${c.message}`).sort();
   assert.deepEqual(messages, [
     'Gateway.networking.istio.io/bookinfo/b Programmed=False InvalidCertificateRef: Gateway bookinfo/b server 0 "https" (port 443 HTTPS): credentialName "missing-cert": Secret istio-system/missing-cert not found; this server is not served (the others keep working)',
     'Gateway.networking.istio.io/bookinfo/b Programmed=False InvalidCertificateRef: Gateway bookinfo/b server 4 "mtls" (port 8443 HTTPS): credentialName "example-com-cert": Secret istio-system/example-com-cert has no ca.crt, which tls.mode MUTUAL and OPTIONAL_MUTUAL need to verify client certificates; this server is not served (the others keep working)',
+    'Gateway.networking.istio.io/bookinfo/b Programmed=False PortConflict: Gateway bookinfo/b server 7 "tcp-tls" (port 9000 TLS): port 9000 is already served as TCP without TLS termination by Gateway bookinfo/b; one port cannot mix both; this server is not served (the others keep working)',
     'Gateway.networking.istio.io/bookinfo/b Programmed=False PortUnavailable: Gateway bookinfo/b server 1 "m" (port 15020 HTTP): port 15020 is reserved for the gateway\'s own use (15000, 15008, 15020, 15021); this server is not served (the others keep working)',
-    'Gateway.networking.istio.io/bookinfo/b Programmed=False UnsupportedProtocol: Gateway bookinfo/b server 3 "im" (port 9443 TLS): protocol TLS with tls.mode ISTIO_MUTUAL is not supported by ambit gateways (HTTP, HTTP2, GRPC, HTTPS with tls.mode SIMPLE, MUTUAL, OPTIONAL_MUTUAL or ISTIO_MUTUAL, TCP, and TLS with tls.mode PASSTHROUGH are); this server is not served (the others keep working)',
+    'Gateway.networking.istio.io/bookinfo/b Programmed=False UnsupportedProtocol: Gateway bookinfo/b server 5 "bare" (port 9444 TLS): protocol TLS is not supported by ambit gateways (HTTP, HTTP2, GRPC, HTTPS and TLS with tls.mode SIMPLE, MUTUAL, OPTIONAL_MUTUAL or ISTIO_MUTUAL, TLS with tls.mode PASSTHROUGH, and TCP are); this server is not served (the others keep working)',
     'Gateway.networking.istio.io/bookinfo/c Programmed=False PortConflict: Gateway bookinfo/c server 0 "plain" (port 443 HTTP): port 443 is already served as HTTPS by Gateway bookinfo/a; this server is not served (the others keep working)',
   ]);
   for (const l of ls) assert.deepEqual(validateGatewayListener(l), [], 'listeners the controller builds are valid');
