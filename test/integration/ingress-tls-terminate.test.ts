@@ -4,7 +4,7 @@
  * real TLS clients and TCP backends on other loopback addresses:
  * - Istio Gateway servers of protocol TLS in SIMPLE, MUTUAL and ISTIO_MUTUAL mode, routed by the
  *   VirtualService's `tcp` routes (the gateway's certificate reaches the client, no ALPN; client
- *   certificates are required and checked; the mesh identity of an ISTIO_MUTUAL client is the
+ *   certificates are required and checked against the CA of the `<credentialName>-cacert` Secret; the mesh identity of an ISTIO_MUTUAL client is the
  *   principal AuthorizationPolicies see);
  * - a Gateway API TLS listener in Terminate mode whose TLSRoutes pick the backend by the SNI of
  *   the handshake.
@@ -94,7 +94,9 @@ test('Istio Gateway TLS servers in SIMPLE, MUTUAL and ISTIO_MUTUAL mode end TLS 
     pod('db', { ns: 'shop', ip: '127.0.0.2', labels: { app: 'db' } }),
     service('db', { ns: 'shop', clusterIP: '10.96.8.1', ports: [{ name: 'tcp', port: 5432, targetPort: db }] }),
     tlsSecret('db-cred', 'istio-system', dbCert),
-    tlsSecret('db-mutual-cred', 'istio-system', dbCert, clientCa.rootCertPem),
+    // MUTUAL's CA certificates in Istio's companion Secret `<credentialName>-cacert` (key `cacert`).
+    tlsSecret('db-mutual-cred', 'istio-system', dbCert),
+    { apiVersion: 'v1', kind: 'Secret', metadata: { name: 'db-mutual-cred-cacert', namespace: 'istio-system' }, type: 'Opaque', data: { cacert: b64(clientCa.rootCertPem) } } as KubeObject,
     {
       apiVersion: 'networking.istio.io/v1',
       kind: 'Gateway',

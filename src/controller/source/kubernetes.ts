@@ -2,8 +2,8 @@
  * The Kubernetes source: client-node informers on an API server feed the same ObjectStore the
  * manifest source feeds, so translation is the same whichever source runs. Watched: Namespaces,
  * Nodes, Pods, Services, ServiceAccounts, EndpointSlices, the mesh config ConfigMap `istio`,
- * `kubernetes.io/tls` Secrets (only those
- * a Gateway references reach the store) and every custom kind of objects.ts whose CRD is
+ * Secrets (every type but Helm releases and service-account tokens, as istiod's credential
+ * watch; only those a Gateway references reach the store) and every custom kind of objects.ts whose CRD is
  * installed; the CRDs themselves are watched, so a kind whose CRD appears later is picked up then
  * (and one whose CRD goes away leaves the store).
  *
@@ -60,7 +60,8 @@ const WATCHED_BUILTINS = ['Namespace', 'Node', 'Pod', 'Service', 'ServiceAccount
 /** Of the ConfigMaps only Istio's mesh config is read (translate/mesh-config.ts checks its namespace). */
 const CONFIG_MAP_SELECTOR = `metadata.name=${MESH_CONFIG_MAP}`;
 /** Secrets are watched by type; only referenced ones reach the store. */
-const SECRET_TYPE = 'kubernetes.io/tls';
+/** Secrets a Gateway could name: all but the two bulky kinds no gateway reads (istiod excludes the same). */
+const SECRET_SELECTOR = 'type!=helm.sh/release.v1,type!=kubernetes.io/service-account-token';
 const LAST_APPLIED = 'kubectl.kubernetes.io/last-applied-configuration';
 /** Kinds whose status translation reads. */
 const STATUS_KEPT = new Set(['Pod']);
@@ -186,7 +187,7 @@ export class KubernetesSource extends EventEmitter<KubernetesSourceEvents> {
       path: collectionPath(resourceOf(info, version)),
       apiVersion: apiVersionOf(info.group, version),
       kind: info.kind,
-      ...(info.kind === 'Secret' ? { fieldSelector: `type=${SECRET_TYPE}` } : {}),
+      ...(info.kind === 'Secret' ? { fieldSelector: SECRET_SELECTOR } : {}),
       ...(info.kind === 'ConfigMap' ? { fieldSelector: CONFIG_MAP_SELECTOR } : {}),
     });
     informer.on('add', (o) => this.onObject(info, o));

@@ -1,11 +1,13 @@
 /**
  * Which Secrets some Gateway references (pure): the only Secrets the Kubernetes source keeps in the
  * store. An Istio Gateway's `credentialName` is read in the namespace of each gateway pod its
- * selector matches (as Istio does); a Gateway API listener's `certificateRefs` name Secrets in the
+ * selector matches (as Istio does), with its `<credentialName>-cacert` companion (the CA
+ * certificates of MUTUAL servers may live there); a Gateway API listener's `certificateRefs` name Secrets in the
  * Gateway's namespace unless they say otherwise.
  */
 import { REF_GATEWAY_API_GATEWAY, REF_ISTIO_GATEWAY, kindRef, type KubeObject } from '../objects.js';
 import { asArray, asRecord, asString, labelsOf, matchesLabels, nsOf } from '../translate/util.js';
+import { CA_SECRET_SUFFIX } from '../translate/gateway-listeners.js';
 
 /** `<namespace>/<name>` of every Secret a Gateway of either API references. */
 export function referencedSecrets(objects: Iterable<KubeObject>): Set<string> {
@@ -29,7 +31,7 @@ export function referencedSecrets(objects: Iterable<KubeObject>): Set<string> {
     if (Object.keys(selector).length === 0) continue;
     for (const p of pods) {
       if (!matchesLabels(selector, labelsOf(p))) continue;
-      for (const n of names) out.add(`${nsOf(p)}/${n}`);
+      for (const n of names) out.add(`${nsOf(p)}/${n}`).add(`${nsOf(p)}/${n}${CA_SECRET_SUFFIX}`);
     }
   }
   for (const gw of gatewayApi) {

@@ -25,6 +25,9 @@ export const CONDITION_GATEWAY_PROGRAMMED = 'Programmed';
 /** Ports the gateway process itself uses (HBONE, metrics, readiness, admin). */
 export const RESERVED_GATEWAY_PORTS: readonly number[] = [15000, 15008, 15020, 15021];
 
+/** Istio's companion Secret of a credential, holding the CA certificates clients must chain to. */
+export const CA_SECRET_SUFFIX = '-cacert';
+
 /** Secret types Istio reads a server certificate from. */
 const TLS_SECRET_TYPES = ['kubernetes.io/tls', 'Opaque', 'istio.io/key-and-cert'];
 
@@ -55,10 +58,11 @@ function secretField(secret: KubeObject, keys: readonly string[]): { text?: stri
 /**
  * Decodes a TLS Secret (`tls.crt`/`tls.key`, or Istio's `cert`/`key`) into PEM and checks that
  * the key belongs to the certificate; with `mutual`, also the CA certificates client certificates
- * must chain to (`ca.crt`, or Istio's `cacert`, in the same Secret). Problems say what is wrong,
- * never what the Secret holds.
+ * must chain to: from the companion Secret `<name>-cacert` when it exists (`caSecret`), else from
+ * the same Secret (`ca.crt`, or Istio's `cacert`), as Istio looks them up. Problems say what is
+ * wrong, never what the Secret holds.
  */
-export function decodeTlsSecret(secret: KubeObject | undefined, ref: string, mutual = false): TlsSecretResult {
+export function decodeTlsSecret(secret: KubeObject | undefined, ref: string, mutual = false, caSecret?: KubeObject): TlsSecretResult {
   if (!secret) return { ok: false, problem: `Secret ${ref} not found` };
   const type = asString((secret as Record<string, unknown>)['type']) ?? 'Opaque';
   if (!TLS_SECRET_TYPES.includes(type)) return { ok: false, problem: `Secret ${ref} has type ${type}; expected kubernetes.io/tls` };
@@ -79,13 +83,17 @@ export function decodeTlsSecret(secret: KubeObject | undefined, ref: string, mut
     return { ok: false, problem: `Secret ${ref}: tls.key is not a PEM private key` };
   }
   if (!mutual) return { ok: true, certPem: cert.text, keyPem: key.text };
-  const ca = secretField(secret, ['ca.crt', 'cacert']);
-  if (ca.problem) return { ok: false, problem: `Secret ${ref}: ${ca.problem}` };
-  if (ca.text === undefined) return { ok: false, problem: `Secret ${ref} has no ca.crt, which tls.mode MUTUAL and OPTIONAL_MUTUAL need to verify client certificates` };
+  const caRef = caSecret ? `${ref}${CA_SECRET_SUFFIX}` : ref;
+  const ca = secretField(caSecret ?? secret, ['ca.crt', 'cacert']);
+  if (ca.problem) return { ok: false, problem: `Secret ${caRef}: ${ca.problem}` };
+  if (ca.text === undefined) {
+    const where = caSecret ? `Secret ${caRef} has no ca.crt or cacert` : `Secret ${ref} has no ca.crt (and there is no Secret ${ref}${CA_SECRET_SUFFIX})`;
+    return { ok: false, problem: `${where}, which tls.mode MUTUAL and OPTIONAL_MUTUAL need to verify client certificates` };
+  }
   try {
     new X509Certificate(ca.text);
   } catch {
-    return { ok: false, problem: `Secret ${ref}: ca.crt is not a PEM certificate` };
+    return { ok: false, problem: `Secret ${caRef}: ca.crt is not a PEM certificate` };
   }
   return { ok: true, certPem: cert.text, keyPem: key.text, caPem: ca.text };
 }
@@ -153,7 +161,7 @@ export function gatewayListeners(servers: readonly GatewayServer[], pods: readon
           optional = mode === 'OPTIONAL_MUTUAL';
           const name = s.tls?.credentialName ?? '';
           const ref = `${podNs}/${name}`;
-          const decoded = decodeTlsSecret(secretByKey.get(ref), ref, mode === 'MUTUAL' || optional);
+          const decoded = decodeTlsSecret(secretByKey.get(ref), ref, mode === 'MUTUAL' || optional, secretByKey.get(`${ref}${CA_SECRET_SUFFIX}`));
           if (!decoded.ok) {
             refuse(s, 'InvalidCertificateRef', `credentialName ${JSON.stringify(name)}: ${decoded.problem}`);
             continue;

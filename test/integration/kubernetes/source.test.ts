@@ -98,17 +98,19 @@ test('a CRD installed after start is picked up; one deleted takes its objects ou
 test('only Secrets a Gateway references enter the store', async (t) => {
   const ts = await startTestServer(t);
   await installCrds(ts.server, 'gateway-api');
-  const tls = (name: string) => ({ apiVersion: 'v1', kind: 'Secret', type: 'kubernetes.io/tls', metadata: { name, namespace: 'demo' }, data: { 'tls.crt': Buffer.from('c').toString('base64'), 'tls.key': Buffer.from('k').toString('base64') } });
-  await put(ts.server, [NS, tls('shop-cert'), tls('unrelated')]);
+  const tls = (name: string, type = 'kubernetes.io/tls') => ({ apiVersion: 'v1', kind: 'Secret', type, metadata: { name, namespace: 'demo' }, data: { 'tls.crt': Buffer.from('c').toString('base64'), 'tls.key': Buffer.from('k').toString('base64') } });
+  // Opaque Secrets count too (Istio reads certificates and `-cacert` CA bundles from them).
+  await put(ts.server, [NS, tls('shop-cert'), tls('unrelated'), tls('shop-ca', 'Opaque')]);
   const { store } = await startSource(t, ts.server);
   assert.equal(store.list('Secret').length, 0, 'no Gateway references them yet');
   await put(ts.server, [{
     apiVersion: 'gateway.networking.k8s.io/v1',
     kind: 'Gateway',
     metadata: { name: 'public', namespace: 'demo' },
-    spec: { gatewayClassName: 'ambit', listeners: [{ name: 'https', port: 443, protocol: 'HTTPS', tls: { certificateRefs: [{ name: 'shop-cert' }] } }] },
+    spec: { gatewayClassName: 'ambit', listeners: [{ name: 'https', port: 443, protocol: 'HTTPS', tls: { certificateRefs: [{ name: 'shop-cert' }, { name: 'shop-ca' }] } }] },
   }]);
   await waitUntil('the referenced Secret in the store', () => store.get('Secret', 'demo', 'shop-cert'));
+  await waitUntil('the referenced Opaque Secret in the store', () => store.get('Secret', 'demo', 'shop-ca'));
   assert.equal(store.get('Secret', 'demo', 'unrelated'), undefined);
   await ts.kubectl(['delete', '-n', 'demo', 'gateway.gateway.networking.k8s.io/public']);
   await waitUntil('the Secret leaves with the Gateway', () => (store.get('Secret', 'demo', 'shop-cert') === undefined ? true : undefined));

@@ -28,7 +28,8 @@ test('referenced Secrets: Istio credentialName in the namespace of each selected
     },
   };
   const got = referencedSecrets([istio, gwApi, pod('gw-1', 'istio-system', { istio: 'ingressgateway' }), pod('gw-2', 'edge', { istio: 'ingressgateway' }), pod('app', 'shop', { app: 'x' })]);
-  assert.deepEqual([...got].sort(), ['certs/other-ns', 'edge/shop-cert', 'istio-system/shop-cert', 'web/own']);
+  // An Istio credential comes with its `-cacert` companion (MUTUAL's CA certificates may live there).
+  assert.deepEqual([...got].sort(), ['certs/other-ns', 'edge/shop-cert', 'edge/shop-cert-cacert', 'istio-system/shop-cert', 'istio-system/shop-cert-cacert', 'web/own']);
   assert.deepEqual([...referencedSecrets([istio])], [], 'no selected pod, no reference');
 });
 
