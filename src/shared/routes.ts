@@ -308,6 +308,17 @@ export interface ExtAuthzProvider {
   headersToUpstreamOnAllow?: StringMatch[];
   /** HTTP only: headers of a denial passed to the client (all but Host when absent). */
   headersToDownstreamOnDeny?: StringMatch[];
+  /** HTTP only: headers of an OK answer set on the response to the client (none when absent). */
+  headersToDownstreamOnAllow?: StringMatch[];
+  /** HTTP only: fixed headers added to every check request (over the client's of the same name). */
+  includeAdditionalHeadersInCheck?: Record<string, string>;
+  /**
+   * The request body goes in the check: the waypoint holds up to `maxRequestBytes` of it first; a
+   * longer body is answered 413 unless `allowPartialMessage` (then its first bytes go, marked
+   * partial). HTTP providers get it as the check request's body, gRPC ones as
+   * `attributes.request.http.body` (`raw_body` with `packAsBytes`).
+   */
+  includeRequestBodyInCheck?: { maxRequestBytes: number; allowPartialMessage: boolean; packAsBytes: boolean };
 }
 
 export interface L7AuthorizationPolicy {

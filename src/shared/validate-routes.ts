@@ -291,8 +291,23 @@ function extAuthzProvider(issues: Issues, v: unknown, path: string): void {
   if (typeof v['failOpen'] !== 'boolean') issues.add(`${path}.failOpen`, 'must be a boolean', v['failOpen']);
   if (v['statusOnError'] !== undefined && !isInt(v['statusOnError'], 100, 599)) issues.add(`${path}.statusOnError`, 'must be an HTTP status 100..599', v['statusOnError']);
   if (v['pathPrefix'] !== undefined && (typeof v['pathPrefix'] !== 'string' || !v['pathPrefix'].startsWith('/'))) issues.add(`${path}.pathPrefix`, 'must begin with /', v['pathPrefix']);
-  for (const k of ['includeRequestHeadersInCheck', 'headersToUpstreamOnAllow', 'headersToDownstreamOnDeny']) if (v[k] !== undefined) authzMatches(issues, v[k], `${path}.${k}`);
+  for (const k of ['includeRequestHeadersInCheck', 'headersToUpstreamOnAllow', 'headersToDownstreamOnDeny', 'headersToDownstreamOnAllow']) if (v[k] !== undefined) authzMatches(issues, v[k], `${path}.${k}`);
+  const extra = v['includeAdditionalHeadersInCheck'];
+  if (extra !== undefined && (!isRecord(extra) || Object.entries(extra).some(([k, x]) => typeof x !== 'string' || /[\r\n\0]/.test(x) || !/^[!#$%&'*+.^_`|~0-9a-z-]+$/.test(k)))) {
+    issues.add(`${path}.includeAdditionalHeadersInCheck`, 'must map lowercase header names to strings', extra);
+  }
+  const body = v['includeRequestBodyInCheck'];
+  if (body !== undefined) {
+    if (!isRecord(body)) issues.add(`${path}.includeRequestBodyInCheck`, 'must be an object', body);
+    else {
+      if (!isInt(body['maxRequestBytes'], 1, MAX_CHECK_BODY_BYTES)) issues.add(`${path}.includeRequestBodyInCheck.maxRequestBytes`, `must be an integer 1..${MAX_CHECK_BODY_BYTES}`, body['maxRequestBytes']);
+      for (const k of ['allowPartialMessage', 'packAsBytes']) if (typeof body[k] !== 'boolean') issues.add(`${path}.includeRequestBodyInCheck.${k}`, 'must be a boolean', body[k]);
+    }
+  }
 }
+
+/** The most request body a check may hold (Envoy's buffer limit is of this order too). */
+export const MAX_CHECK_BODY_BYTES = 16 * 1024 * 1024;
 
 function authzPolicy(issues: Issues, v: unknown, path: string): void {
   if (!isRecord(v)) return issues.add(path, 'must be an object', v);

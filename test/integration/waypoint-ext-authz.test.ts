@@ -146,16 +146,17 @@ async function startWaypoint(t: TestContext, authorization: L7AuthorizationPolic
   return addr.port;
 }
 
-function get(port: number, path: string, headers: Record<string, string> = {}): Promise<{ status: number; body: string; headers: http.IncomingHttpHeaders }> {
+/** GET, or POST with `body`. */
+function get(port: number, path: string, headers: Record<string, string> = {}, body?: string): Promise<{ status: number; body: string; headers: http.IncomingHttpHeaders }> {
   return new Promise((resolve, reject) => {
-    const req = http.request({ host: '127.0.0.1', port, path, agent: false, headers: { host: 'httpbin:8000', ...headers } }, (res) => {
+    const req = http.request({ host: '127.0.0.1', port, path, method: body === undefined ? 'GET' : 'POST', agent: false, headers: { host: 'httpbin:8000', ...headers } }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
       res.once('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString(), headers: res.headers }));
     });
     req.setTimeout(20_000, () => req.destroy(new Error(`request ${path} timed out`)));
     req.once('error', reject);
-    req.end();
+    req.end(body);
   });
 }
 
@@ -303,4 +304,114 @@ test('CUSTOM with an unknown provider denies the requests it matches, and only t
   assert.equal(r.body, 'RBAC: access denied');
   assert.equal((await get(port, '/elsewhere')).status, 200);
   assert.equal(backend.seen.length, 1);
+});
+
+interface BodySeen {
+  body: string;
+  headers: Record<string, string | string[] | undefined>;
+}
+
+/** An HTTP authorizer deciding on the request body: allowed when it holds `allow` (with `x-authz-note` and `x-secret` answer headers). */
+async function startBodyAuthorizer(t: TestContext): Promise<{ port: number; seen: BodySeen[] }> {
+  const seen: BodySeen[] = [];
+  const port = await listenHttp(
+    t,
+    http.createServer((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.once('end', () => {
+        const body = Buffer.concat(chunks).toString();
+        seen.push({ body, headers: req.headers });
+        res.writeHead(body.includes('allow') ? 200 : 403, { 'x-authz-note': body.includes('allow') ? 'ok' : 'no', 'x-secret': 'kept' });
+        res.end();
+      });
+    }),
+  );
+  return { port, seen };
+}
+
+interface BodyCheck {
+  attributes: { request: { http: { headers: Record<string, string>; body: string; rawBody: Buffer; size: string | number } } };
+}
+
+/** A gRPC authorizer deciding on the body (`body` or `raw_body`): OK when it holds `allow`. */
+async function startGrpcBodyAuthorizer(t: TestContext): Promise<{ port: number; seen: BodyCheck[] }> {
+  const pkg = loadProto('ext-authz.proto') as unknown as { envoy: { service: { auth: { v3: { Authorization: grpc.ServiceClientConstructor } } } } };
+  const seen: BodyCheck[] = [];
+  const server = new grpc.Server();
+  server.addService(pkg.envoy.service.auth.v3.Authorization.service, {
+    Check: (call: grpc.ServerUnaryCall<BodyCheck, unknown>, cb: grpc.sendUnaryData<unknown>) => {
+      seen.push(call.request);
+      const h = call.request.attributes.request.http;
+      const text = h.body || Buffer.from(h.rawBody ?? []).toString();
+      cb(null, text.includes('allow') ? { status: { code: 0 } } : { status: { code: 7 } });
+    },
+  });
+  const port = await new Promise<number>((resolve, reject) => server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, p) => (e ? reject(e) : resolve(p))));
+  t.after(() => server.forceShutdown());
+  return { port, seen };
+}
+
+/** A backend answering with the body it received. */
+async function startEchoBackend(t: TestContext): Promise<number> {
+  return listenHttp(
+    t,
+    http.createServer((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.once('end', () => res.end(Buffer.concat(chunks)));
+    }),
+  );
+}
+
+const post = (port: number, path: string, body: string) => get(port, path, { 'content-type': 'text/plain', 'content-length': String(Buffer.byteLength(body)) }, body);
+
+test('CUSTOM with includeRequestBodyInCheck: the authorizer decides on the body, which still reaches the backend whole; too long is 413 unless partial messages are allowed', async (t) => {
+  const backendPort = await startEchoBackend(t);
+  const httpAuthz = await startBodyAuthorizer(t);
+  const grpcAuthz = await startGrpcBodyAuthorizer(t);
+  const strict = httpProvider({
+    name: 'body-http',
+    includeRequestHeadersInCheck: [],
+    includeAdditionalHeadersInCheck: { 'x-ext-authz-extra': 'fixed' },
+    headersToDownstreamOnAllow: [{ exact: 'x-authz-note' }],
+    includeRequestBodyInCheck: { maxRequestBytes: 32, allowPartialMessage: false, packAsBytes: false },
+  });
+  const partial: ExtAuthzProvider = { name: 'body-grpc', protocol: 'grpc', service: AUTHZ, port: 9000, timeoutMs: 10_000, failOpen: false, includeRequestBodyInCheck: { maxRequestBytes: 16, allowPartialMessage: true, packAsBytes: true } };
+  const port = await startWaypoint(
+    t,
+    [customPolicy('http', strict, 'body-http', [onPaths([{ prefix: '/http' }])]), customPolicy('grpc', partial, 'body-grpc', [onPaths([{ prefix: '/grpc' }])])],
+    backendPort,
+    { 8000: httpAuthz.port, 9000: grpcAuthz.port },
+  );
+
+  // HTTP provider: the body is the check request's body; the backend still gets all of it.
+  const allowed = await post(port, '/http/orders', 'please allow this');
+  assert.equal(allowed.status, 200);
+  assert.equal(allowed.body, 'please allow this', 'the body held for the check goes upstream whole');
+  assert.equal(allowed.headers['x-authz-note'], 'ok', 'headersToDownstreamOnAllow reach the client');
+  assert.equal(allowed.headers['x-secret'], undefined, 'unlisted answer headers do not');
+  const check = httpAuthz.seen.at(-1)!;
+  assert.equal(check.body, 'please allow this');
+  assert.equal(check.headers['content-length'], String('please allow this'.length));
+  assert.equal(check.headers['x-envoy-auth-partial-body'], 'false');
+  assert.equal(check.headers['x-ext-authz-extra'], 'fixed', 'includeAdditionalHeadersInCheck are sent');
+  const denied = await post(port, '/http/orders', 'not this one');
+  assert.equal(denied.status, 403, 'the body decides');
+  const asked = httpAuthz.seen.length;
+  const tooLong = await post(port, '/http/orders', 'allow ' + 'x'.repeat(100));
+  assert.equal(tooLong.status, 413, 'past maxRequestBytes without allowPartialMessage: Payload Too Large');
+  assert.equal(httpAuthz.seen.length, asked, '... and the authorizer is not asked');
+
+  // gRPC provider, partial messages and packAsBytes: the first 16 bytes go as raw_body, marked partial.
+  const long = 'allow-me-please ' + 'y'.repeat(200);
+  const passed = await post(port, '/grpc/upload', long);
+  assert.equal(passed.status, 200);
+  assert.equal(passed.body, long, 'the backend gets the whole body, not the part the authorizer saw');
+  const g = grpcAuthz.seen.at(-1)!.attributes.request.http;
+  assert.equal(Buffer.from(g.rawBody).toString(), long.slice(0, 16), 'raw_body holds the first maxRequestBytes');
+  assert.equal(g.body, '', 'packAsBytes: nothing in body');
+  assert.equal(g.headers['x-envoy-auth-partial-body'], 'true');
+  assert.equal((await post(port, '/grpc/upload', 'no thanks ' + 'z'.repeat(50))).status, 403);
+  assert.equal((await get(port, '/http/orders')).status, 403, 'a request without a body is checked with an empty one');
 });

@@ -7,6 +7,7 @@
  */
 import { parse as parseYaml } from 'yaml';
 import type { ExtAuthzProvider } from '../../shared/routes.js';
+import { MAX_CHECK_BODY_BYTES } from '../../shared/validate-routes.js';
 import { tryParseDuration } from '../../shared/duration.js';
 import type { KubeObject } from '../objects.js';
 import { toStringMatch } from './string-match.js';
@@ -29,9 +30,9 @@ export interface MeshExtensionProviders {
 }
 
 const HTTP_FIELDS = new Set(['service', 'port', 'timeout', 'pathPrefix', 'failOpen', 'statusOnError', 'includeRequestHeadersInCheck', 'includeHeadersInCheck', 'includeAdditionalHeadersInCheck', 'includeRequestBodyInCheck', 'headersToUpstreamOnAllow', 'headersToDownstreamOnDeny', 'headersToDownstreamOnAllow', 'clearRouteCache']);
-const GRPC_FIELDS = new Set(['service', 'port', 'timeout', 'failOpen', 'statusOnError', 'includeRequestBody', 'clearRouteCache']);
+const GRPC_FIELDS = new Set(['service', 'port', 'timeout', 'failOpen', 'statusOnError', 'includeRequestBodyInCheck', 'clearRouteCache']);
 /** Fields Ambit reads; the others are named in the policy's condition as not supported. */
-const SERVED = new Set(['service', 'port', 'timeout', 'pathPrefix', 'failOpen', 'statusOnError', 'includeRequestHeadersInCheck', 'includeHeadersInCheck', 'headersToUpstreamOnAllow', 'headersToDownstreamOnDeny']);
+const SERVED = new Set(['service', 'port', 'timeout', 'pathPrefix', 'failOpen', 'statusOnError', 'includeRequestHeadersInCheck', 'includeHeadersInCheck', 'headersToUpstreamOnAllow', 'headersToDownstreamOnDeny', 'headersToDownstreamOnAllow', 'includeAdditionalHeadersInCheck', 'includeRequestBodyInCheck']);
 
 /** The mesh config of the objects of one retranslate, parsed, or why there is none. */
 function readMesh(configMaps: readonly KubeObject[], rootNamespace: string): { source: string; mesh?: Record<string, unknown>; error?: string } {
@@ -119,6 +120,15 @@ function declaredProvider(name: string, p: Record<string, unknown>, where: strin
     if (!Number.isInteger(statusOnError) || statusOnError < 100 || statusOnError > 599) return fail(`${kind}.statusOnError ${JSON.stringify(spec['statusOnError'])} is not an HTTP status`);
   }
   const provider: ExtAuthzProvider = { name, protocol: http ? 'http' : 'grpc', service, port, timeoutMs, failOpen: spec['failOpen'] === true, ...(statusOnError !== undefined ? { statusOnError } : {}) };
+  if (spec['includeRequestBodyInCheck'] !== undefined) {
+    const b = spec['includeRequestBodyInCheck'];
+    const body = asRecord(b);
+    const max = body['maxRequestBytes'];
+    if (b === null || typeof b !== 'object' || Array.isArray(b)) return fail(`${kind}.includeRequestBodyInCheck must be an object`);
+    if (typeof max !== 'number' || !Number.isInteger(max) || max < 1 || max > MAX_CHECK_BODY_BYTES) return fail(`${kind}.includeRequestBodyInCheck.maxRequestBytes ${JSON.stringify(max)} is not a byte count 1..${MAX_CHECK_BODY_BYTES}`);
+    for (const k of ['allowPartialMessage', 'packAsBytes']) if (body[k] !== undefined && typeof body[k] !== 'boolean') return fail(`${kind}.includeRequestBodyInCheck.${k} must be true or false`);
+    provider.includeRequestBodyInCheck = { maxRequestBytes: max, allowPartialMessage: body['allowPartialMessage'] === true, packAsBytes: body['packAsBytes'] === true };
+  }
   if (http) {
     const prefix = asString(spec['pathPrefix']);
     if (prefix !== undefined) {
@@ -131,6 +141,19 @@ function declaredProvider(name: string, p: Record<string, unknown>, where: strin
     if (include.length > 0) provider.includeRequestHeadersInCheck = include;
     if (spec['headersToUpstreamOnAllow'] !== undefined) provider.headersToUpstreamOnAllow = headers('headersToUpstreamOnAllow');
     if (spec['headersToDownstreamOnDeny'] !== undefined) provider.headersToDownstreamOnDeny = headers('headersToDownstreamOnDeny');
+    if (spec['headersToDownstreamOnAllow'] !== undefined) provider.headersToDownstreamOnAllow = headers('headersToDownstreamOnAllow');
+    if (spec['includeAdditionalHeadersInCheck'] !== undefined) {
+      const extra = spec['includeAdditionalHeadersInCheck'];
+      if (extra === null || typeof extra !== 'object' || Array.isArray(extra)) return fail(`${kind}.includeAdditionalHeadersInCheck must map header names to values`);
+      const out: Record<string, string> = {};
+      for (const [k, v] of Object.entries(extra)) {
+        const name = k.toLowerCase();
+        if (!/^[!#$%&'*+.^_`|~0-9a-z-]+$/.test(name)) return fail(`${kind}.includeAdditionalHeadersInCheck: ${JSON.stringify(k)} is not a header name`);
+        if ((typeof v !== 'string' && typeof v !== 'number' && typeof v !== 'boolean') || /[\r\n\0]/.test(String(v))) return fail(`${kind}.includeAdditionalHeadersInCheck.${k} must be a one-line string`);
+        out[name] = String(v);
+      }
+      provider.includeAdditionalHeadersInCheck = out;
+    }
   }
   return { ok: true, provider, ...(namespace ? { namespace } : {}) };
 }

@@ -2,8 +2,11 @@
  * External authorization (CUSTOM AuthorizationPolicy) as Envoy's ext_authz filter does it for
  * Istio: a request a CUSTOM policy matches is checked with the policy's provider before DENY and
  * ALLOW run. HTTP providers get the request's method and `pathPrefix` + path with Host, Method,
- * Path, Content-Length (0), Authorization and the `includeRequestHeadersInCheck` headers; a 200
- * allows (the `headersToUpstreamOnAllow` headers of the answer go upstream), a 5xx or no answer is
+ * Path, Content-Length, Authorization, the `includeRequestHeadersInCheck` headers and the
+ * `includeAdditionalHeadersInCheck` ones, and with `includeRequestBodyInCheck` the body the
+ * waypoint held (`x-envoy-auth-partial-body` says whether it was cut); a 200 allows (the
+ * `headersToUpstreamOnAllow` headers of the answer go upstream, the `headersToDownstreamOnAllow`
+ * ones to the client), a 5xx or no answer is
  * an error, anything else denies with the provider's status, body and the
  * `headersToDownstreamOnDeny` headers (all but Host when not listed). gRPC providers are asked
  * `envoy.service.auth.v3.Authorization/Check` (src/shared/api/ext-authz.proto); status OK allows
@@ -41,7 +44,12 @@ export interface CheckedRequest {
   principal: string | undefined;
   /** The service port the request was addressed to. */
   port: number | undefined;
+  /** includeRequestBodyInCheck: the body's first bytes, and whether it was longer. */
+  body?: { bytes: Buffer; partial: boolean };
 }
+
+/** Envoy's header telling the authorizer whether the body it got was cut at maxRequestBytes. */
+const PARTIAL_BODY_HEADER = 'x-envoy-auth-partial-body';
 
 /** What a check is told: the request, and the signal that ends it (the caller went away). */
 export type ExtAuthzRequest = CheckedRequest & { signal: AbortSignal; sourceAddress?: string };
@@ -213,7 +221,14 @@ export class ExtAuthzClient {
 
   private checkHttp(provider: ExtAuthzProvider, port: number, req: ExtAuthzRequest): Promise<ExtAuthzVerdict> {
     const sent = [...ALWAYS_SENT, ...(provider.includeRequestHeadersInCheck ?? [])];
-    const headers: Record<string, string> = { ...pick(req.headers as http.IncomingHttpHeaders, sent, 'none'), host: req.authority, 'content-length': '0' };
+    const body = req.body?.bytes;
+    const headers: Record<string, string> = {
+      ...pick(req.headers as http.IncomingHttpHeaders, sent, 'none'),
+      ...provider.includeAdditionalHeadersInCheck,
+      host: req.authority,
+      'content-length': String(body?.length ?? 0),
+      ...(req.body ? { [PARTIAL_BODY_HEADER]: String(req.body.partial) } : {}),
+    };
     const signal = AbortSignal.any([req.signal, AbortSignal.timeout(provider.timeoutMs)]);
     return new Promise((resolve, reject) => {
       const r = http.request({ host: '127.0.0.1', port, method: req.method, path: (provider.pathPrefix ?? '') + req.path, headers, agent: this.http, signal }, (res) => {
@@ -227,7 +242,7 @@ export class ExtAuthzClient {
         res.once('end', () => {
           const status = res.statusCode ?? 0;
           if (status === 200) {
-            resolve({ kind: 'allow', setHeaders: pick(res.headers, provider.headersToUpstreamOnAllow ?? [], 'none'), appendHeaders: {}, removeHeaders: [], responseHeaders: {} });
+            resolve({ kind: 'allow', setHeaders: pick(res.headers, provider.headersToUpstreamOnAllow ?? [], 'none'), appendHeaders: {}, removeHeaders: [], responseHeaders: pick(res.headers, provider.headersToDownstreamOnAllow ?? [], 'none') });
           } else if (status >= 500) {
             resolve(this.failed(provider, `the authorizer answered ${status}`));
           } else {
@@ -236,7 +251,7 @@ export class ExtAuthzClient {
         });
       });
       r.once('error', (e) => reject(signal.aborted && !req.signal.aborted ? new Error(`no answer within ${provider.timeoutMs} ms`) : e));
-      r.end();
+      r.end(body);
     });
   }
 
@@ -265,12 +280,14 @@ export class ExtAuthzClient {
       const value = headerValue(v as string | string[] | undefined);
       if (value !== undefined && !k.startsWith(':')) headers[k] = value;
     }
+    if (req.body) headers[PARTIAL_BODY_HEADER] = String(req.body.partial);
+    const body = req.body ? (provider.includeRequestBodyInCheck?.packAsBytes ? { rawBody: req.body.bytes } : { body: req.body.bytes.toString('utf8') }) : {};
     const check = {
       attributes: {
         source: { ...(req.sourceAddress ? { address: { socketAddress: { address: req.sourceAddress } } } : {}), principal: req.principal ?? '' },
         destination: { ...(req.port !== undefined ? { address: { socketAddress: { portValue: req.port } } } : {}) },
         request: {
-          http: { id: req.reqId, method: req.method, headers, path: req.path, host: req.authority, scheme: req.scheme, query: q < 0 ? '' : req.path.slice(q + 1), protocol: req.protocol, size: -1 },
+          http: { id: req.reqId, method: req.method, headers, path: req.path, host: req.authority, scheme: req.scheme, query: q < 0 ? '' : req.path.slice(q + 1), protocol: req.protocol, size: req.body && !req.body.partial ? req.body.bytes.length : -1, ...body },
         },
       },
     };

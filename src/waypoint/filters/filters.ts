@@ -36,6 +36,8 @@ export interface FilterRequest extends CheckedRequest {
   /** Ingress gateways: the downstream peer's address, and the original client's (trusted X-Forwarded-For). */
   sourceIp?: string;
   remoteIp?: string;
+  /** Reads the request body's first bytes before it goes upstream (absent: the request has none). */
+  readBody?: (maxBytes: number) => Promise<{ bytes: Buffer; complete: boolean }>;
 }
 
 export interface FilterDeps {
@@ -134,7 +136,16 @@ async function checkCustom(
   if (bad) return deny(`extension provider ${JSON.stringify(bad.providerName)} is not usable`, bad.name);
   const provider = matched[0]!.provider!;
   if (matched.some((p) => p.provider!.name !== provider.name)) return deny(`the matching CUSTOM policies name different providers (${[...new Set(matched.map((p) => p.providerName))].join(', ')})`, matched[0]!.name);
-  const v = await deps.extAuthz.check(provider, { reqId: req.reqId, method: req.method, path: req.path, authority: req.authority, scheme: req.scheme, headers: req.headers, protocol: req.protocol, principal: req.principal, port: req.port, signal: req.downstream });
+  let body: { bytes: Buffer; partial: boolean } | undefined;
+  const wanted = provider.includeRequestBodyInCheck;
+  if (wanted) {
+    const held = req.readBody ? await req.readBody(wanted.maxRequestBytes) : { bytes: Buffer.alloc(0), complete: true };
+    if (req.downstream.aborted) return { kind: 'continue' }; // the caller sees the abort next
+    // Envoy's ext_authz: a body past maxRequestBytes is refused unless partial messages are allowed (even with failOpen).
+    if (!held.complete && !wanted.allowPartialMessage) return { kind: 'reply', status: 413, body: 'Payload Too Large', flag: RESPONSE_FLAGS.NONE };
+    body = { bytes: held.bytes, partial: !held.complete };
+  }
+  const v = await deps.extAuthz.check(provider, { reqId: req.reqId, method: req.method, path: req.path, authority: req.authority, scheme: req.scheme, headers: req.headers, protocol: req.protocol, principal: req.principal, port: req.port, signal: req.downstream, ...(body ? { body } : {}) });
   if (v.kind === 'deny') {
     deps.metrics.policyDenials.inc({ destination_service: config.hostname, reason: 'ext_authz' });
     if (v.error) deps.log.warn({ reqId: req.reqId, provider: provider.name, error: v.error }, 'external authorization failed; request denied');

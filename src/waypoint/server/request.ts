@@ -137,12 +137,17 @@ export class RequestHandler {
     st.traceId = trace.context.traceId;
     st.trace = trace.context;
 
-    // filters
+    // filters (a check may read the body's first bytes: they are kept for the first try)
     const scheme = (req.socket as { encrypted?: boolean } | undefined)?.encrypted === true ? 'https' : 'http';
-    const verdict = await runFilters(d.filters, config, route, { reqId: st.reqId, method: st.method, path: st.path, authority, scheme, headers: req.headers, port: rreq.port, principal: st.source.principal, ...(meta?.peerAddress !== undefined ? { sourceIp: meta.peerAddress, remoteIp: clientAddress(meta.peerAddress, meta.trustedProxies ?? 0, req.headers['x-forwarded-for']) } : {}), protocol: h2 ? 'HTTP/2' : 'HTTP/1.1', flags, downstream: downstream.signal });
+    const hasBody = h2 ? !(req as http2.Http2ServerRequest).stream.endAfterHeaders : req.headers['content-length'] !== undefined ? req.headers['content-length'] !== '0' : req.headers['transfer-encoding'] !== undefined;
+    let body: ReplayableBody | undefined;
+    const readBody = hasBody ? (max: number) => (body ??= new ReplayableBody(req, d.maxReplayBytes)).hold(max) : undefined;
+    // A request answered here: its body is read and dropped.
+    const drain = (): void => (body ? body.discard() : void req.resume());
+    const verdict = await runFilters(d.filters, config, route, { reqId: st.reqId, method: st.method, path: st.path, authority, scheme, headers: req.headers, port: rreq.port, principal: st.source.principal, ...(meta?.peerAddress !== undefined ? { sourceIp: meta.peerAddress, remoteIp: clientAddress(meta.peerAddress, meta.trustedProxies ?? 0, req.headers['x-forwarded-for']) } : {}), protocol: h2 ? 'HTTP/2' : 'HTTP/1.1', flags, downstream: downstream.signal, ...(readBody ? { readBody } : {}) });
     if (verdict.kind === 'gone') return;
     if (verdict.kind === 'reply') {
-      req.resume();
+      drain();
       if (verdict.grpcStatus !== undefined) return grpcReply(st, res, verdict.grpcStatus, verdict.body, verdict.flag);
       return localReply(st, res, verdict.status, verdict.body, verdict.flag, [], verdict.headers);
     }
@@ -151,11 +156,11 @@ export class RequestHandler {
     // backend
     const backend = pickWeighted(route.backends, d.random);
     if (!backend) {
-      req.resume();
+      drain();
       return localReply(st, res, 503, 'no healthy upstream', RESPONSE_FLAGS.NO_HEALTHY_UPSTREAM, [], addHeaders);
     }
     if (backend.refused) {
-      req.resume();
+      drain();
       return localReply(st, res, 500, `backend ${backend.host} is not permitted (RefNotPermitted)`, RESPONSE_FLAGS.NO_ROUTE, [], addHeaders);
     }
     const port = backend.port ?? rreq.port;
@@ -163,7 +168,7 @@ export class RequestHandler {
     st.service = rreq.workload !== undefined ? config.hostname : backend.host;
     st.serviceNamespace = config.namespace;
     if (port === undefined) {
-      req.resume();
+      drain();
       return localReply(st, res, 503, `no port known for backend ${backend.host}`, RESPONSE_FLAGS.NO_HEALTHY_UPSTREAM, [], addHeaders);
     }
 
@@ -171,8 +176,7 @@ export class RequestHandler {
     const meshConfig = routes.mesh.exact.get(backend.host.toLowerCase());
     const backendConfig = meshConfig ?? config;
     const destination = d.destinations.of(backend, meshConfig ?? routes.configs.find((c) => !c.gateway && c.hostname === backend.host));
-    const hasBody = h2 ? !(req as http2.Http2ServerRequest).stream.endAfterHeaders : req.headers['content-length'] !== undefined ? req.headers['content-length'] !== '0' : req.headers['transfer-encoding'] !== undefined;
-    const body = hasBody ? new ReplayableBody(req, d.maxReplayBytes) : undefined;
+    if (hasBody) body ??= new ReplayableBody(req, d.maxReplayBytes);
     if (body) st.body = body;
     else req.resume();
     const headers = upstreamHeaders(req, route, trace.set, trace.remove);

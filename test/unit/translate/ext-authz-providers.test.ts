@@ -37,7 +37,24 @@ extensionProviders:
   envoyExtAuthzHttp:
     service: ext-authz.foo.svc.cluster.local
     port: 8000
-    includeRequestBodyInCheck: { maxRequestBytes: 100 }
+    includeRequestBodyInCheck: { maxRequestBytes: 100, allowPartialMessage: true }
+    includeAdditionalHeadersInCheck: { X-Extra: fixed, x-n: 7 }
+    headersToDownstreamOnAllow: ["x-note"]
+- name: body-grpc
+  envoyExtAuthzGrpc:
+    service: ext-authz.foo.svc.cluster.local
+    port: 9000
+    includeRequestBodyInCheck: { maxRequestBytes: 0 }
+- name: bad-extra
+  envoyExtAuthzHttp:
+    service: ext-authz.foo.svc.cluster.local
+    port: 8000
+    includeAdditionalHeadersInCheck: { "bad header": x }
+- name: later
+  envoyExtAuthzHttp:
+    service: ext-authz.foo.svc.cluster.local
+    port: 8000
+    clearRouteCache: true
 - name: tracer
   zipkin: { service: zipkin.istio-system.svc.cluster.local, port: 9411 }
 `;
@@ -65,7 +82,18 @@ test('mesh config: extensionProviders are read from ConfigMap istio-system/istio
   const slow = p.byName.get('slow')!;
   assert.equal(slow.ok, false);
   assert.match(!slow.ok ? slow.reason : '', /extensionProviders\[2\]: envoyExtAuthzHttp\.timeout "soon" is not a positive duration/);
-  assert.match(JSON.stringify(p.byName.get('body')), /includeRequestBodyInCheck is not supported/);
+  assert.deepEqual(p.byName.get('body'), {
+    ok: true,
+    provider: {
+      name: 'body', protocol: 'http', service: 'ext-authz.foo.svc.cluster.local', port: 8000, timeoutMs: 600_000, failOpen: false,
+      includeRequestBodyInCheck: { maxRequestBytes: 100, allowPartialMessage: true, packAsBytes: false },
+      headersToDownstreamOnAllow: [{ exact: 'x-note' }],
+      includeAdditionalHeadersInCheck: { 'x-extra': 'fixed', 'x-n': '7' },
+    },
+  });
+  assert.match(JSON.stringify(p.byName.get('body-grpc')), /envoyExtAuthzGrpc\.includeRequestBodyInCheck\.maxRequestBytes 0 is not a byte count/);
+  assert.match(JSON.stringify(p.byName.get('bad-extra')), /includeAdditionalHeadersInCheck: \\"bad header\\" is not a header name/);
+  assert.match(JSON.stringify(p.byName.get('later')), /envoyExtAuthzHttp\.clearRouteCache is not supported/);
   assert.match(JSON.stringify(p.byName.get('tracer')), /is not envoyExtAuthzHttp or envoyExtAuthzGrpc/);
   assert.equal(p.byName.has('other'), false, 'only the root namespace ConfigMap counts');
 
@@ -104,7 +132,7 @@ test('CUSTOM AuthorizationPolicy: a declared provider goes out with the policy; 
   const cond = (n: string) => out.conditions.find((c) => c.objectKey === `AuthorizationPolicy/foo/${n}`);
   assert.equal(cond('ok'), undefined);
   assert.equal(cond('missing')!.reason, 'InvalidProvider');
-  assert.match(cond('missing')!.message, /extension provider "nope" is not declared in ConfigMap istio-system\/istio key mesh \(declared: body, sample-ext-authz-grpc, sample-ext-authz-http, slow, tracer\); requests the policy matches are denied/);
+  assert.match(cond('missing')!.message, /extension provider "nope" is not declared in ConfigMap istio-system\/istio key mesh \(declared: bad-extra, body, body-grpc, later, sample-ext-authz-grpc, sample-ext-authz-http, slow, tracer\); requests the policy matches are denied/);
   assert.match(cond('bad')!.message, /extension provider "slow" cannot be used: .*timeout "soon"/);
 
   const noService = translateRoutes([services[0]!, meshConfig(MESH), custom('ok', 'sample-ext-authz-http')]);
