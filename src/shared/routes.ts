@@ -369,6 +369,11 @@ export interface RouteConfig {
 export interface RouteTelemetry {
   /** false: no access-log line for these requests. */
   accessLog: boolean;
+  /**
+   * The `filter.expression`s of the enabled `accessLogging` entries (src/shared/access-filter.ts):
+   * a line is written when one of them holds. Absent: every request is logged.
+   */
+  accessLogFilters?: string[];
   /** Percent (0-100) of requests that carry no trace decision for which a sampled trace starts. */
   samplingPercent: number;
   /** false: the waypoint reports no span (trace context still propagates). */

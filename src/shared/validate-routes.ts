@@ -5,6 +5,7 @@
  * never carry the text itself.
  */
 import { isRetryOnToken, RETRY_ON_TOKENS } from './routes.js';
+import { parseAccessFilter } from './access-filter.js';
 import { arr, cidrProblem, int, isInt, isPercent, isRecord, stringMap, strList, Issues, type Issue } from './validate.js';
 
 function intList(issues: Issues, v: unknown, path: string, min: number, max: number): void {
@@ -398,6 +399,17 @@ export function validateRouteConfig(value: unknown, path = 'routeConfig'): Issue
     if (!isRecord(tel)) issues.add(`${path}.telemetry`, 'must be an object', tel);
     else {
       for (const k of ['accessLog', 'reportSpans']) if (typeof tel[k] !== 'boolean') issues.add(`${path}.telemetry.${k}`, 'must be a boolean', tel[k]);
+      if (tel['accessLogFilters'] !== undefined) {
+        (arr(issues, tel['accessLogFilters'], `${path}.telemetry.accessLogFilters`) ?? []).forEach((f, i) => {
+          const fp = `${path}.telemetry.accessLogFilters[${i}]`;
+          if (typeof f !== 'string') return issues.add(fp, 'must be a string', f);
+          try {
+            parseAccessFilter(f);
+          } catch (e) {
+            issues.add(fp, `is not a filter expression: ${(e as Error).message}`, f);
+          }
+        });
+      }
       const pct = tel['samplingPercent'];
       if (typeof pct !== 'number' || !(pct >= 0 && pct <= 100)) issues.add(`${path}.telemetry.samplingPercent`, 'must be a number from 0 to 100', pct);
     }

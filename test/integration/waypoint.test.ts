@@ -543,3 +543,26 @@ test('Telemetry knobs: access log off and 0% sampling for one config; a caller\'
   assert.match(seen[11]!, /-01$/);
   assert.ok(await eventually(() => w.lines.some((l) => l['scope'] === 'access')), 'the access log is back');
 });
+
+test('Telemetry access-log filters: a line is written only for requests a filter expression lets through', async (t) => {
+  const be = await startBackend(t, (req, res) => {
+    req.resume();
+    res.statusCode = req.url?.startsWith('/fail') ? 503 : req.url?.startsWith('/missing') ? 404 : 200;
+    res.end('x');
+  });
+  const all = [route('all', { backends: [{ host: SVC, weight: 100 }] })];
+  const filters = ['response.code >= 500', "request.headers['x-debug'] == 'on' && request.url_path.startsWith('/ok')"];
+  const w = await startWaypoint(t, [config(all, { telemetry: { accessLog: true, accessLogFilters: filters, samplingPercent: 100, reportSpans: true } })], { v1: [be.port] });
+  const sent: Array<[string, Record<string, string>, number]> = [
+    ['/ok', {}, 200],
+    ['/missing', {}, 404],
+    ['/fail/1', {}, 503],
+    ['/ok/2?x=1', { 'x-debug': 'on' }, 200],
+    ['/other', { 'x-debug': 'on' }, 200],
+    ['/fail/2', {}, 503],
+  ];
+  for (const [path, headers, status] of sent) assert.equal((await request(w.port, path, { host: 'reviews', ...headers })).status, status);
+  assert.ok(await eventually(async () => (await counterValue(w.registry, 'istio_requests_total', {})) === sent.length), 'every request was finished');
+  const logged = w.lines.filter((l) => l['scope'] === 'access').map((l) => String(l['path'])).sort();
+  assert.deepEqual(logged, ['/fail/1', '/fail/2', '/ok/2?x=1'], 'the 5xx responses and the debug request under /ok, nothing else');
+});

@@ -235,7 +235,7 @@ export const SERVED_FIELDS: ReadonlyMap<string, ServedKind> = new Map<string, Se
   [
     'Telemetry',
     {
-      fields: [...TARGET_REFS, 'spec.selector.matchLabels{}', 'spec.accessLogging[].disabled', 'spec.tracing[].randomSamplingPercentage', 'spec.tracing[].disableSpanReporting'],
+      fields: [...TARGET_REFS, 'spec.selector.matchLabels{}', 'spec.accessLogging[].disabled', 'spec.accessLogging[].filter.expression', 'spec.tracing[].randomSamplingPercentage', 'spec.tracing[].disableSpanReporting'],
     },
   ],
   ['Sidecar', { fields: [], ignoredBecause: NOT_FOR_AMBIENT }],

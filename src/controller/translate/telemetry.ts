@@ -11,19 +11,46 @@ import type { KubeObject } from '../objects.js';
 import type { RouteConfig, RouteTelemetry } from '../../shared/routes.js';
 import { targetConfigs } from './authorization-l7.js';
 import { condition, translateObject, type RouteContext } from './route-context.js';
-import { asArray, asRecord, compareAge, nsOf } from './util.js';
+import { asArray, asRecord, asString, compareAge, nsOf } from './util.js';
+import { parseAccessFilter } from '../../shared/access-filter.js';
 
 /** The knobs one Telemetry object sets (absent: it leaves that knob to the level below). */
 type Knobs = Partial<RouteTelemetry>;
 
 export const DEFAULT_ROUTE_TELEMETRY: Readonly<RouteTelemetry> = Object.freeze({ accessLog: true, samplingPercent: 100, reportSpans: true });
 
-/** What `spec.accessLogging` and `spec.tracing` of one Telemetry set. */
-export function telemetryKnobs(spec: Record<string, unknown>): Knobs {
-  const out: Knobs = {};
+/**
+ * What `spec.accessLogging` and `spec.tracing` of one Telemetry set; `problems` name entries whose
+ * filter is not an expression Ambit evaluates (the object's accessLogging then sets nothing).
+ * `accessLogFilters: []` means "log every request" (it overrides a lower level's filters).
+ */
+export function telemetryKnobs(spec: Record<string, unknown>): Knobs & { problems?: string[] } {
+  const out: Knobs & { problems?: string[] } = {};
   const logging = asArray(spec['accessLogging']).map(asRecord);
-  // Istio: logging is on when any entry is not disabled; a list of only disabled entries turns it off.
-  if (logging.length > 0) out.accessLog = logging.some((e) => e['disabled'] !== true);
+  // Istio: logging is on when any entry is not disabled; a list of only disabled entries turns it
+  // off. An enabled entry with a filter logs what the filter lets through; one without logs all.
+  const enabled = logging.map((e, i) => ({ e, i })).filter(({ e }) => e['disabled'] !== true);
+  const problems: string[] = [];
+  const filters: string[] = [];
+  let unfiltered = false;
+  for (const { e, i } of enabled) {
+    const expr = asString(asRecord(e['filter'])['expression']);
+    if (expr === undefined) {
+      unfiltered = true;
+      continue;
+    }
+    try {
+      parseAccessFilter(expr);
+      if (!filters.includes(expr)) filters.push(expr);
+    } catch (err) {
+      problems.push(`spec.accessLogging[${i}].filter.expression ${JSON.stringify(expr)}: ${(err as Error).message}`);
+    }
+  }
+  if (problems.length > 0) out.problems = problems;
+  else if (logging.length > 0) {
+    out.accessLog = enabled.length > 0;
+    out.accessLogFilters = unfiltered ? [] : filters;
+  }
   const tracing = asRecord(asArray(spec['tracing'])[0]);
   const pct = tracing['randomSamplingPercentage'];
   if (typeof pct === 'number' && pct >= 0 && pct <= 100) out.samplingPercent = pct;
@@ -48,7 +75,8 @@ export function translateTelemetry(ctx: RouteContext, list: readonly KubeObject[
   for (const t of [...oldestFirst].reverse()) {
     const spec = asRecord(t.spec);
     translateObject(ctx, t, () => {
-      const knobs = telemetryKnobs(spec);
+      const { problems, ...knobs } = telemetryKnobs(spec);
+      if (problems) condition(ctx, t, 'PartiallyApplied', `${problems.join('; ')}; this Telemetry's accessLogging is not applied (the level below decides)`);
       if (hasTarget(spec)) {
         const targets = targetConfigs(ctx, t);
         for (const cfg of targets.configs) targeted.set(cfg, { ...targeted.get(cfg), ...knobs });
@@ -62,6 +90,8 @@ export function translateTelemetry(ctx: RouteContext, list: readonly KubeObject[
   for (const cfg of [...ctx.mesh.values(), ...ctx.ingress.values()]) {
     const ns = proxyNamespace(cfg);
     const knobs = { ...mesh, ...(ns === ctx.opts.rootNamespace ? {} : byNamespace.get(ns)), ...targeted.get(cfg) };
-    if (Object.keys(knobs).length > 0) cfg.telemetry = { ...DEFAULT_ROUTE_TELEMETRY, ...knobs };
+    if (Object.keys(knobs).length === 0) continue;
+    const { accessLogFilters, ...rest } = knobs;
+    cfg.telemetry = { ...DEFAULT_ROUTE_TELEMETRY, ...rest, ...(accessLogFilters && accessLogFilters.length > 0 ? { accessLogFilters } : {}) };
   }
 }

@@ -139,6 +139,10 @@ export class RequestHandler {
 
     // filters (a check may read the body's first bytes: they are kept for the first try)
     const scheme = (req.socket as { encrypted?: boolean } | undefined)?.encrypted === true ? 'https' : 'http';
+    if (config.telemetry?.accessLogFilters) {
+      st.scheme = scheme;
+      st.requestHeaders = req.headers;
+    }
     const hasBody = h2 ? !(req as http2.Http2ServerRequest).stream.endAfterHeaders : req.headers['content-length'] !== undefined ? req.headers['content-length'] !== '0' : req.headers['transfer-encoding'] !== undefined;
     let body: ReplayableBody | undefined;
     const readBody = hasBody ? (max: number) => (body ??= new ReplayableBody(req, d.maxReplayBytes)).hold(max) : undefined;

@@ -10,6 +10,7 @@ import type { ReplayableBody } from '../dispatch/replay-body.js';
 import { ISTIO_HTTP_LABELS, istioHttpLabels, labelKey, peerLabels, serviceLabelsOfHost, type IstioHttpLabels, type PeerInput } from '../../shared/istio-metrics.js';
 import type { Service } from '../../shared/model.js';
 import type { RouteTelemetry } from '../../shared/routes.js';
+import { evalAccessFilter, parseAccessFilter, type AccessFilterExpr } from '../../shared/access-filter.js';
 import { RESPONSE_FLAGS, type WaypointMetrics } from '../metrics.js';
 import { hostOfAuthority } from '../route/router.js';
 import type { OtlpSpanExporter, TraceContext } from '../trace.js';
@@ -50,6 +51,9 @@ export interface RequestState {
   body?: ReplayableBody;
   /** The route config's Telemetry knobs (absent: log, sample and report). */
   telemetry?: RouteTelemetry;
+  /** What access-log filters read: set only when the route config has some. */
+  scheme?: string;
+  requestHeaders?: Record<string, string | string[] | undefined>;
 }
 
 export interface TelemetryDeps {
@@ -98,6 +102,7 @@ export function finishRequest(deps: TelemetryDeps, st: RequestState, res: Server
   }
   // Nothing is built for a line nobody writes (turned off by Telemetry, or the level is off).
   if (st.telemetry?.accessLog === false || !deps.accessLog.isLevelEnabled('info')) return;
+  if (st.telemetry?.accessLogFilters && !passesAccessFilters(st.telemetry.accessLogFilters, st, status, flags, durationMs)) return;
   accessLine(deps.accessLog)(
     {
       reqId: st.reqId,
@@ -118,6 +123,76 @@ export function finishRequest(deps: TelemetryDeps, st: RequestState, res: Server
       traceId: st.traceId,
     },
   );
+}
+
+/** Parsed Telemetry filter expressions by text (the texts come from validated route configs). */
+const compiledFilters = new Map<string, AccessFilterExpr | null>();
+
+function compiledFilter(text: string): AccessFilterExpr | null {
+  let e = compiledFilters.get(text);
+  if (e === undefined) {
+    try {
+      e = parseAccessFilter(text);
+    } catch {
+      e = null;
+    }
+    if (compiledFilters.size >= 1024) compiledFilters.clear();
+    compiledFilters.set(text, e);
+  }
+  return e;
+}
+
+/** True when one of the Telemetry's access-log filters holds for the finished request. */
+function passesAccessFilters(filters: readonly string[], st: RequestState, status: number, flags: string, durationMs: number): boolean {
+  let headers: Map<string, string> | undefined;
+  const q = st.path.indexOf('?');
+  const header = (name: string): string | undefined => {
+    const v = st.requestHeaders?.[name];
+    return Array.isArray(v) ? v.join(',') : v;
+  };
+  const attrs = (name: string): unknown => {
+    switch (name) {
+      case 'request.method':
+        return st.method;
+      case 'request.path':
+        return st.path;
+      case 'request.url_path':
+        return q < 0 ? st.path : st.path.slice(0, q);
+      case 'request.host':
+        return st.authority;
+      case 'request.scheme':
+        return st.scheme;
+      case 'request.protocol':
+        return st.http2 ? 'HTTP/2' : 'HTTP/1.1';
+      case 'request.id':
+        return header('x-request-id');
+      case 'request.useragent':
+        return header('user-agent');
+      case 'request.referer':
+        return header('referer');
+      case 'request.headers':
+        headers ??= new Map(Object.keys(st.requestHeaders ?? {}).map((k) => [k, header(k)!]));
+        return headers;
+      case 'request.size':
+        return st.bytesIn;
+      case 'request.duration':
+        return durationMs;
+      case 'response.code':
+        return status;
+      case 'response.grpc_status':
+        return st.grpcStatus !== undefined ? Number(st.grpcStatus) : undefined;
+      case 'response.size':
+        return st.bytesOut;
+      case 'response.flags':
+        return flags;
+      default:
+        return undefined;
+    }
+  };
+  return filters.some((f) => {
+    const e = compiledFilter(f);
+    return e !== null && evalAccessFilter(e, attrs);
+  });
 }
 
 /** Per access logger: its `request` line writer (log.ts infoLineWriter), made once. */

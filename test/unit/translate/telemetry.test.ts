@@ -28,8 +28,12 @@ function knobsOf(objects: KubeObject[]): Record<string, unknown> {
 
 test('telemetryKnobs: disabled entries turn the log off only when every entry is disabled; tracing reads the first entry', () => {
   assert.deepEqual(telemetryKnobs({}), {});
-  assert.deepEqual(telemetryKnobs({ accessLogging: [{ disabled: true }] }), { accessLog: false });
-  assert.deepEqual(telemetryKnobs({ accessLogging: [{ disabled: true }, { providers: [{ name: 'envoy' }] }] }), { accessLog: true });
+  // accessLogFilters [] means "every request" and overrides a lower level's filters.
+  assert.deepEqual(telemetryKnobs({ accessLogging: [{ disabled: true }] }), { accessLog: false, accessLogFilters: [] });
+  assert.deepEqual(telemetryKnobs({ accessLogging: [{ disabled: true }, { providers: [{ name: 'envoy' }] }] }), { accessLog: true, accessLogFilters: [] });
+  assert.deepEqual(telemetryKnobs({ accessLogging: [{ filter: { expression: 'response.code >= 400' } }, { disabled: true, filter: { expression: 'true' } }] }), { accessLog: true, accessLogFilters: ['response.code >= 400'] });
+  assert.deepEqual(telemetryKnobs({ accessLogging: [{ filter: { expression: 'response.code >= 400' } }, {}] }), { accessLog: true, accessLogFilters: [] }, 'an entry without a filter logs everything');
+  assert.deepEqual(telemetryKnobs({ accessLogging: [{ filter: { expression: 'response.code >=' } }] }), { problems: ['spec.accessLogging[0].filter.expression "response.code >=": unexpected the end'] });
   assert.deepEqual(telemetryKnobs({ tracing: [{ randomSamplingPercentage: 2.5, disableSpanReporting: true }] }), { samplingPercent: 2.5, reportSpans: false });
   assert.deepEqual(telemetryKnobs({ tracing: [{ randomSamplingPercentage: 101 }] }), {}, 'an out-of-range percentage (refused by validation) sets nothing');
 });
@@ -81,4 +85,20 @@ test('validateRouteConfig names a bad telemetry knob', () => {
     validateRouteConfig(cfg).map((i) => i.path),
     ['routeConfig.telemetry.accessLog', 'routeConfig.telemetry.samplingPercent'],
   );
+});
+
+test('access-log filters: layered as a unit (a more specific level without filters logs everything); a bad expression is reported and sets nothing', () => {
+  const got = knobsOf([
+    telemetry('mesh', 'istio-system', { accessLogging: [{ filter: { expression: 'response.code >= 500' } }] }),
+    telemetry('reviews', 'shop', { targetRefs: [{ kind: 'Service', group: '', name: 'reviews' }], accessLogging: [{ providers: [{ name: 'envoy' }] }] }),
+  ]);
+  assert.deepEqual(got, {
+    front: { accessLog: true, accessLogFilters: ['response.code >= 500'], samplingPercent: 100, reportSpans: true },
+    ratings: { accessLog: true, accessLogFilters: ['response.code >= 500'], samplingPercent: 100, reportSpans: true },
+    reviews: { accessLog: true, samplingPercent: 100, reportSpans: true },
+  });
+  const out = translateRoutes([...cluster, telemetry('bad', 'shop', { accessLogging: [{ filter: { expression: 'connection.mtls' } }] })]);
+  assert.ok(out.routes.every((r) => r.telemetry === undefined), 'a Telemetry whose filter cannot be evaluated changes nothing');
+  const c = out.conditions.find((x) => x.objectKey === 'Telemetry/shop/bad');
+  assert.match(`${c?.reason}: ${c?.message}`, /^PartiallyApplied: spec\.accessLogging\[0\]\.filter\.expression "connection\.mtls": attribute connection\.mtls is not supported/);
 });
