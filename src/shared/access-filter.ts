@@ -429,3 +429,13 @@ export function evalAccessFilter(e: AccessFilterExpr, attrs: AccessFilterAttribu
     throw err;
   }
 }
+
+/** The expression's value for the request (Telemetry tag values); undefined when it cannot be evaluated. */
+export function evalAccessFilterValue(e: AccessFilterExpr, attrs: AccessFilterAttributes): unknown {
+  try {
+    return evaluate(e, attrs, REGEXES);
+  } catch (err) {
+    if (err instanceof EvalError) return undefined;
+    throw err;
+  }
+}

@@ -374,10 +374,35 @@ export interface RouteTelemetry {
    * a line is written when one of them holds. Absent: every request is logged.
    */
   accessLogFilters?: string[];
+  /** Istio Telemetry `metrics[].overrides`, in order, for the request metrics of these requests. */
+  metricOverrides?: MetricOverride[];
   /** Percent (0-100) of requests that carry no trace decision for which a sampled trace starts. */
   samplingPercent: number;
   /** false: the waypoint reports no span (trace context still propagates). */
   reportSpans: boolean;
+}
+
+/** The request metric families a Telemetry metrics override can name. */
+export const OVERRIDABLE_METRICS = ['requests', 'duration', 'requestBytes', 'responseBytes'] as const;
+export type OverridableMetric = (typeof OVERRIDABLE_METRICS)[number];
+
+/**
+ * One Istio Telemetry `metrics[].overrides[]` entry as a proxy applies it to its request metrics
+ * (`istio_requests_total`, `istio_request_duration_milliseconds`, `istio_request_bytes`,
+ * `istio_response_bytes`). Overrides apply in order; a later one wins for the same label.
+ */
+export interface MetricOverride {
+  metrics: OverridableMetric[];
+  /** Which reports it changes: SERVER (a waypoint's), CLIENT (a gateway's, reporter=source), or both. */
+  mode: 'CLIENT_AND_SERVER' | 'CLIENT' | 'SERVER';
+  /** true: these metrics are not recorded; false: recorded again (undone by a later override). */
+  disabled?: boolean;
+  /**
+   * Standard labels changed: removed (recorded empty, which Prometheus reads as absent), or set
+   * from an expression (src/shared/access-filter.ts syntax; its value as a string, `unknown` when
+   * it cannot be evaluated).
+   */
+  tags?: Record<string, { remove: true } | { value: string }>;
 }
 
 /** An Istio Gateway server: the listener an ingress gateway opens. */

@@ -4,8 +4,9 @@
  * validate-resource.ts calls them for pushed resources. Issues about certificate or key text
  * never carry the text itself.
  */
-import { isRetryOnToken, RETRY_ON_TOKENS } from './routes.js';
+import { isRetryOnToken, OVERRIDABLE_METRICS, RETRY_ON_TOKENS } from './routes.js';
 import { parseAccessFilter } from './access-filter.js';
+import { ISTIO_HTTP_LABELS } from './istio-metrics.js';
 import { arr, cidrProblem, int, isInt, isPercent, isRecord, stringMap, strList, Issues, type Issue } from './validate.js';
 
 function intList(issues: Issues, v: unknown, path: string, min: number, max: number): void {
@@ -307,6 +308,32 @@ function extAuthzProvider(issues: Issues, v: unknown, path: string): void {
   }
 }
 
+function metricOverride(issues: Issues, o: unknown, path: string): void {
+  if (!isRecord(o)) return issues.add(path, 'must be an object', o);
+  const metrics = o['metrics'];
+  if (!Array.isArray(metrics) || metrics.length === 0 || metrics.some((m) => !(OVERRIDABLE_METRICS as readonly unknown[]).includes(m))) issues.add(`${path}.metrics`, `must list some of ${OVERRIDABLE_METRICS.join(', ')}`, metrics);
+  if (!['CLIENT_AND_SERVER', 'CLIENT', 'SERVER'].includes(String(o['mode']))) issues.add(`${path}.mode`, 'must be CLIENT_AND_SERVER, CLIENT or SERVER', o['mode']);
+  if (o['disabled'] !== undefined && typeof o['disabled'] !== 'boolean') issues.add(`${path}.disabled`, 'must be a boolean', o['disabled']);
+  const tags = o['tags'];
+  if (tags === undefined) return;
+  if (!isRecord(tags)) return issues.add(`${path}.tags`, 'must be an object', tags);
+  for (const [name, t] of Object.entries(tags)) {
+    const tp = `${path}.tags.${name}`;
+    if (!(ISTIO_HTTP_LABELS as readonly string[]).includes(name)) issues.add(tp, 'must be a label of Istio\'s request metrics', name);
+    if (!isRecord(t) || (t['remove'] !== true && typeof t['value'] !== 'string')) {
+      issues.add(tp, 'must be {remove: true} or {value: expression}', t);
+      continue;
+    }
+    if (typeof t['value'] === 'string') {
+      try {
+        parseAccessFilter(t['value']);
+      } catch (e) {
+        issues.add(`${tp}.value`, `is not an expression: ${(e as Error).message}`, t['value']);
+      }
+    }
+  }
+}
+
 /** The most request body a check may hold (Envoy's buffer limit is of this order too). */
 export const MAX_CHECK_BODY_BYTES = 16 * 1024 * 1024;
 
@@ -399,6 +426,7 @@ export function validateRouteConfig(value: unknown, path = 'routeConfig'): Issue
     if (!isRecord(tel)) issues.add(`${path}.telemetry`, 'must be an object', tel);
     else {
       for (const k of ['accessLog', 'reportSpans']) if (typeof tel[k] !== 'boolean') issues.add(`${path}.telemetry.${k}`, 'must be a boolean', tel[k]);
+      if (tel['metricOverrides'] !== undefined) (arr(issues, tel['metricOverrides'], `${path}.telemetry.metricOverrides`) ?? []).forEach((o, i) => metricOverride(issues, o, `${path}.telemetry.metricOverrides[${i}]`));
       if (tel['accessLogFilters'] !== undefined) {
         (arr(issues, tel['accessLogFilters'], `${path}.telemetry.accessLogFilters`) ?? []).forEach((f, i) => {
           const fp = `${path}.telemetry.accessLogFilters[${i}]`;

@@ -566,3 +566,28 @@ test('Telemetry access-log filters: a line is written only for requests a filter
   const logged = w.lines.filter((l) => l['scope'] === 'access').map((l) => String(l['path'])).sort();
   assert.deepEqual(logged, ['/fail/1', '/fail/2', '/ok/2?x=1'], 'the 5xx responses and the debug request under /ok, nothing else');
 });
+
+test('Telemetry metrics overrides: a family disabled, a label removed, a label set from a request header', async (t) => {
+  const be = await startBackend(t, (req, res) => {
+    req.resume();
+    res.end('x');
+  });
+  const all = [route('all', { backends: [{ host: SVC, weight: 100 }] })];
+  const metricOverrides = [
+    { metrics: ['requests' as const], mode: 'CLIENT_AND_SERVER' as const, tags: { request_protocol: { remove: true as const }, source_app: { value: "request.headers['x-tenant']" } } },
+    { metrics: ['duration' as const], mode: 'SERVER' as const, disabled: true },
+    // CLIENT overrides are for gateways (reporter=source): a waypoint leaves them alone.
+    { metrics: ['requestBytes' as const], mode: 'CLIENT' as const, disabled: true },
+  ];
+  const w = await startWaypoint(t, [config(all, { telemetry: { accessLog: true, samplingPercent: 100, reportSpans: true, metricOverrides } })], { v1: [be.port] });
+  for (const tenant of ['blue', 'blue', 'green']) assert.equal((await request(w.port, '/', { host: 'reviews', 'x-tenant': tenant })).status, 200);
+  assert.equal((await request(w.port, '/', { host: 'reviews' })).status, 200);
+  const series = async (name: string) => (await w.registry.getSingleMetric(name)?.get())?.values ?? [];
+  assert.ok(await eventually(async () => (await series('istio_requests_total')).reduce((n, v) => n + v.value, 0) === 4), 'every request counted');
+  const counts = Object.fromEntries((await series('istio_requests_total')).map((v) => [String(v.labels['source_app']), { n: v.value, protocol: v.labels['request_protocol'] }]));
+  assert.deepEqual(counts, { blue: { n: 2, protocol: '' }, green: { n: 1, protocol: '' }, unknown: { n: 1, protocol: '' } }, 'source_app from the header (unknown without it), request_protocol removed');
+  assert.equal((await series('istio_request_duration_milliseconds')).length, 0, 'the SERVER-side duration is disabled at a waypoint');
+  const sizes = (await series('istio_request_bytes')).filter((v) => (v as { metricName?: string }).metricName === 'istio_request_bytes_count');
+  assert.equal(sizes.reduce((n, v) => n + v.value, 0), 4, 'a CLIENT override does not touch a waypoint\'s metrics');
+  assert.ok(sizes.every((v) => v.labels['request_protocol'] === 'http' && v.labels['source_app'] !== 'blue'), 'overrides of another family do not leak');
+});

@@ -242,6 +242,25 @@ function validateTelemetry(c: Issues, v: unknown): void {
   for (const [m, mp] of recs(c, spec['metrics'], 'spec.metrics')) {
     knownFields(c, m, mp, ['providers', 'overrides', 'reportingInterval']);
     providers(m['providers'], `${mp}.providers`);
+    for (const [o, op] of recs(c, m['overrides'], `${mp}.overrides`)) {
+      knownFields(c, o, op, ['match', 'disabled', 'tagOverrides']);
+      bool(c, o['disabled'], `${op}.disabled`);
+      const match = rec(c, o['match'], `${op}.match`);
+      if (match) {
+        knownFields(c, match, `${op}.match`, ['metric', 'customMetric', 'mode']);
+        str(c, match['metric'], `${op}.match.metric`, { oneOf: ['ALL_METRICS', 'REQUEST_COUNT', 'REQUEST_DURATION', 'REQUEST_SIZE', 'RESPONSE_SIZE', 'TCP_OPENED_CONNECTIONS', 'TCP_CLOSED_CONNECTIONS', 'TCP_SENT_BYTES', 'TCP_RECEIVED_BYTES', 'GRPC_REQUEST_MESSAGES', 'GRPC_RESPONSE_MESSAGES'] });
+        str(c, match['customMetric'], `${op}.match.customMetric`);
+        str(c, match['mode'], `${op}.match.mode`, { oneOf: ['CLIENT_AND_SERVER', 'CLIENT', 'SERVER'] });
+      }
+      const tags = rec(c, o['tagOverrides'], `${op}.tagOverrides`);
+      for (const [name, raw] of Object.entries(tags ?? {})) {
+        const t = rec(c, raw, `${op}.tagOverrides.${name}`);
+        if (!t) continue;
+        knownFields(c, t, `${op}.tagOverrides.${name}`, ['operation', 'value']);
+        str(c, t['operation'], `${op}.tagOverrides.${name}.operation`, { oneOf: ['UPSERT', 'REMOVE'] });
+        str(c, t['value'], `${op}.tagOverrides.${name}.value`);
+      }
+    }
   }
 }
 

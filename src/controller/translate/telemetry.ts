@@ -8,7 +8,8 @@
  * does not run: accepted with a condition saying it is not enforced.
  */
 import type { KubeObject } from '../objects.js';
-import type { RouteConfig, RouteTelemetry } from '../../shared/routes.js';
+import { OVERRIDABLE_METRICS, type MetricOverride, type OverridableMetric, type RouteConfig, type RouteTelemetry } from '../../shared/routes.js';
+import { ISTIO_HTTP_LABELS } from '../../shared/istio-metrics.js';
 import { targetConfigs } from './authorization-l7.js';
 import { condition, translateObject, type RouteContext } from './route-context.js';
 import { asArray, asRecord, asString, compareAge, nsOf } from './util.js';
@@ -24,8 +25,8 @@ export const DEFAULT_ROUTE_TELEMETRY: Readonly<RouteTelemetry> = Object.freeze({
  * filter is not an expression Ambit evaluates (the object's accessLogging then sets nothing).
  * `accessLogFilters: []` means "log every request" (it overrides a lower level's filters).
  */
-export function telemetryKnobs(spec: Record<string, unknown>): Knobs & { problems?: string[] } {
-  const out: Knobs & { problems?: string[] } = {};
+export function telemetryKnobs(spec: Record<string, unknown>): Knobs & { problems?: string[]; notes?: string[] } {
+  const out: Knobs & { problems?: string[]; notes?: string[] } = {};
   const logging = asArray(spec['accessLogging']).map(asRecord);
   // Istio: logging is on when any entry is not disabled; a list of only disabled entries turns it
   // off. An enabled entry with a filter logs what the filter lets through; one without logs all.
@@ -51,11 +52,77 @@ export function telemetryKnobs(spec: Record<string, unknown>): Knobs & { problem
     out.accessLog = enabled.length > 0;
     out.accessLogFilters = unfiltered ? [] : filters;
   }
+  const metrics = metricOverrides(spec);
+  if (metrics) {
+    out.metricOverrides = metrics.overrides;
+    if (metrics.notes.length > 0) out.notes = metrics.notes;
+  }
   const tracing = asRecord(asArray(spec['tracing'])[0]);
   const pct = tracing['randomSamplingPercentage'];
   if (typeof pct === 'number' && pct >= 0 && pct <= 100) out.samplingPercent = pct;
   if (typeof tracing['disableSpanReporting'] === 'boolean') out.reportSpans = !tracing['disableSpanReporting'];
   return out;
+}
+
+/** Istio's metric names in Telemetry overrides → the request metric families a proxy records. */
+const METRIC_FAMILIES: Record<string, OverridableMetric[]> = {
+  ALL_METRICS: [...OVERRIDABLE_METRICS],
+  REQUEST_COUNT: ['requests'],
+  REQUEST_DURATION: ['duration'],
+  REQUEST_SIZE: ['requestBytes'],
+  RESPONSE_SIZE: ['responseBytes'],
+};
+
+/**
+ * `spec.metrics[].overrides` → the overrides a waypoint or gateway applies to its request
+ * metrics, in order; `notes` name what is left out (TCP and gRPC message metrics, custom
+ * metrics, labels outside Istio's standard set, expressions Ambit does not evaluate, providers
+ * other than prometheus, reportingInterval). Undefined when the object sets no metrics.
+ */
+function metricOverrides(spec: Record<string, unknown>): { overrides: MetricOverride[]; notes: string[] } | undefined {
+  const entries = asArray(spec['metrics']).map(asRecord);
+  if (entries.length === 0) return undefined;
+  const overrides: MetricOverride[] = [];
+  const notes: string[] = [];
+  entries.forEach((m, i) => {
+    const mp = `spec.metrics[${i}]`;
+    const providers = asArray(m['providers']).map((p) => asString(asRecord(p)['name']));
+    if (providers.some((p) => p !== 'prometheus')) notes.push(`${mp}.providers: only prometheus is served (${providers.filter((p) => p !== 'prometheus').join(', ')} ignored)`);
+    if (m['reportingInterval'] !== undefined) notes.push(`${mp}.reportingInterval is not supported (Prometheus scrapes the live values)`);
+    asArray(m['overrides']).map(asRecord).forEach((o, j) => {
+      const op = `${mp}.overrides[${j}]`;
+      const match = asRecord(o['match']);
+      if (match['customMetric'] !== undefined) return void notes.push(`${op}.match.customMetric is not supported (only Istio's standard metrics exist)`);
+      const metric = asString(match['metric']) ?? 'ALL_METRICS';
+      const families = METRIC_FAMILIES[metric];
+      if (!families) return void notes.push(`${op}.match.metric ${metric}: only the request metrics (REQUEST_COUNT, REQUEST_DURATION, REQUEST_SIZE, RESPONSE_SIZE, ALL_METRICS) can be overridden; TCP and gRPC message metrics keep Istio's defaults`);
+      if (metric === 'ALL_METRICS') notes.push(`${op}: ALL_METRICS changes the request metrics; the istio_tcp_* metrics keep Istio's defaults`);
+      const mode = (asString(match['mode']) ?? 'CLIENT_AND_SERVER') as MetricOverride['mode'];
+      const out: MetricOverride = { metrics: families, mode };
+      if (typeof o['disabled'] === 'boolean') out.disabled = o['disabled'];
+      const tags: NonNullable<MetricOverride['tags']> = {};
+      for (const [name, raw] of Object.entries(asRecord(o['tagOverrides']))) {
+        const t = asRecord(raw);
+        if (!(ISTIO_HTTP_LABELS as readonly string[]).includes(name)) {
+          notes.push(`${op}.tagOverrides.${name}: only Istio's standard labels can be changed (a new label is not added)`);
+          continue;
+        }
+        if ((asString(t['operation']) ?? 'UPSERT') === 'REMOVE') tags[name] = { remove: true };
+        else {
+          const value = asString(t['value']) ?? '';
+          try {
+            parseAccessFilter(value);
+            tags[name] = { value };
+          } catch (err) {
+            notes.push(`${op}.tagOverrides.${name}.value ${JSON.stringify(value)}: ${(err as Error).message}`);
+          }
+        }
+      }
+      if (Object.keys(tags).length > 0) out.tags = tags;
+      overrides.push(out);
+    });
+  });
+  return { overrides, notes };
 }
 
 const hasTarget = (spec: Record<string, unknown>): boolean => spec['targetRefs'] !== undefined || spec['targetRef'] !== undefined;
@@ -75,8 +142,12 @@ export function translateTelemetry(ctx: RouteContext, list: readonly KubeObject[
   for (const t of [...oldestFirst].reverse()) {
     const spec = asRecord(t.spec);
     translateObject(ctx, t, () => {
-      const { problems, ...knobs } = telemetryKnobs(spec);
-      if (problems) condition(ctx, t, 'PartiallyApplied', `${problems.join('; ')}; this Telemetry's accessLogging is not applied (the level below decides)`);
+      const { problems, notes, ...knobs } = telemetryKnobs(spec);
+      const said = [
+        ...(problems ? [`${problems.join('; ')}; this Telemetry's accessLogging is not applied (the level below decides)`] : []),
+        ...(notes ? [`${notes.join('; ')}; the rest of its metrics overrides apply`] : []),
+      ];
+      if (said.length > 0) condition(ctx, t, 'PartiallyApplied', said.join('; '));
       if (hasTarget(spec)) {
         const targets = targetConfigs(ctx, t);
         for (const cfg of targets.configs) targeted.set(cfg, { ...targeted.get(cfg), ...knobs });
@@ -91,7 +162,7 @@ export function translateTelemetry(ctx: RouteContext, list: readonly KubeObject[
     const ns = proxyNamespace(cfg);
     const knobs = { ...mesh, ...(ns === ctx.opts.rootNamespace ? {} : byNamespace.get(ns)), ...targeted.get(cfg) };
     if (Object.keys(knobs).length === 0) continue;
-    const { accessLogFilters, ...rest } = knobs;
-    cfg.telemetry = { ...DEFAULT_ROUTE_TELEMETRY, ...rest, ...(accessLogFilters && accessLogFilters.length > 0 ? { accessLogFilters } : {}) };
+    const { accessLogFilters, metricOverrides: overrides, ...rest } = knobs;
+    cfg.telemetry = { ...DEFAULT_ROUTE_TELEMETRY, ...rest, ...(accessLogFilters && accessLogFilters.length > 0 ? { accessLogFilters } : {}), ...(overrides && overrides.length > 0 ? { metricOverrides: overrides } : {}) };
   }
 }

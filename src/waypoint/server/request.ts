@@ -139,7 +139,7 @@ export class RequestHandler {
 
     // filters (a check may read the body's first bytes: they are kept for the first try)
     const scheme = (req.socket as { encrypted?: boolean } | undefined)?.encrypted === true ? 'https' : 'http';
-    if (config.telemetry?.accessLogFilters) {
+    if (config.telemetry?.accessLogFilters || config.telemetry?.metricOverrides) {
       st.scheme = scheme;
       st.requestHeaders = req.headers;
     }

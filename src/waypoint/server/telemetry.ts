@@ -9,8 +9,8 @@ import type { ExchangeRecord } from '../dispatch/dispatch.js';
 import type { ReplayableBody } from '../dispatch/replay-body.js';
 import { ISTIO_HTTP_LABELS, istioHttpLabels, labelKey, peerLabels, serviceLabelsOfHost, type IstioHttpLabels, type PeerInput } from '../../shared/istio-metrics.js';
 import type { Service } from '../../shared/model.js';
-import type { RouteTelemetry } from '../../shared/routes.js';
-import { evalAccessFilter, parseAccessFilter, type AccessFilterExpr } from '../../shared/access-filter.js';
+import { OVERRIDABLE_METRICS, type MetricOverride, type RouteTelemetry } from '../../shared/routes.js';
+import { evalAccessFilter, evalAccessFilterValue, parseAccessFilter, type AccessFilterAttributes, type AccessFilterExpr } from '../../shared/access-filter.js';
 import { RESPONSE_FLAGS, type WaypointMetrics } from '../metrics.js';
 import { hostOfAuthority } from '../route/router.js';
 import type { OtlpSpanExporter, TraceContext } from '../trace.js';
@@ -51,7 +51,7 @@ export interface RequestState {
   body?: ReplayableBody;
   /** The route config's Telemetry knobs (absent: log, sample and report). */
   telemetry?: RouteTelemetry;
-  /** What access-log filters read: set only when the route config has some. */
+  /** What access-log filters and metric tag expressions read: set only when the route config has some. */
   scheme?: string;
   requestHeaders?: Record<string, string | string[] | undefined>;
 }
@@ -75,12 +75,12 @@ export function finishRequest(deps: TelemetryDeps, st: RequestState, res: Server
   const status = st.status ?? 0;
   const flags = st.flags.length > 0 ? [...new Set(st.flags)].join(',') : RESPONSE_FLAGS.NONE;
   const endpoint = st.record.endpoint;
-  const cells = requestCells(deps, st, status, flags);
-  cells.requests.value++;
+  const cells = st.telemetry?.metricOverrides ? overriddenCells(deps, st, st.telemetry.metricOverrides, status, flags, durationMs) : requestCells(deps, st, status, flags);
   const m = deps.metrics;
-  m.duration.observe(cells.duration, durationMs);
-  m.requestBytes.observe(cells.requestBytes, st.headerBytes + st.bytesIn);
-  m.responseBytes.observe(cells.responseBytes, st.bytesOut);
+  if (cells.requests) cells.requests.value++;
+  if (cells.duration) m.duration.observe(cells.duration, durationMs);
+  if (cells.requestBytes) m.requestBytes.observe(cells.requestBytes, st.headerBytes + st.bytesIn);
+  if (cells.responseBytes) m.responseBytes.observe(cells.responseBytes, st.bytesOut);
   if (deps.spanExporter && st.trace && st.telemetry?.reportSpans !== false) {
     deps.spanExporter.export({
       context: st.trace,
@@ -144,6 +144,15 @@ function compiledFilter(text: string): AccessFilterExpr | null {
 
 /** True when one of the Telemetry's access-log filters holds for the finished request. */
 function passesAccessFilters(filters: readonly string[], st: RequestState, status: number, flags: string, durationMs: number): boolean {
+  const attrs = requestAttributes(st, status, flags, durationMs);
+  return filters.some((f) => {
+    const e = compiledFilter(f);
+    return e !== null && evalAccessFilter(e, attrs);
+  });
+}
+
+/** What Telemetry expressions read of a finished request (src/shared/access-filter.ts attributes). */
+function requestAttributes(st: RequestState, status: number, flags: string, durationMs: number): AccessFilterAttributes {
   let headers: Map<string, string> | undefined;
   const q = st.path.indexOf('?');
   const header = (name: string): string | undefined => {
@@ -189,10 +198,51 @@ function passesAccessFilters(filters: readonly string[], st: RequestState, statu
         return undefined;
     }
   };
-  return filters.some((f) => {
-    const e = compiledFilter(f);
-    return e !== null && evalAccessFilter(e, attrs);
-  });
+  return attrs;
+}
+
+/** The longest label value an expression may set (request text must not grow series without bound in size). */
+const MAX_TAG_VALUE = 256;
+
+/**
+ * The series of a request whose config has Telemetry metrics overrides: the standard labels, then
+ * each override that matches this proxy's reports, in order (disabled families get no series;
+ * removed labels are recorded empty, which Prometheus reads as absent; set labels take their
+ * expression's value). The slow path: only configs with overrides take it.
+ */
+function overriddenCells(deps: TelemetryDeps, st: RequestState, overrides: readonly MetricOverride[], status: number, flags: string, durationMs: number): Partial<RequestCells> {
+  const base = requestLabels(deps, st, status, flags);
+  const side = deps.reporter === 'source' ? 'CLIENT' : 'SERVER';
+  let attrs: AccessFilterAttributes | undefined;
+  const out: Partial<RequestCells> = {};
+  const m = deps.metrics;
+  for (const family of OVERRIDABLE_METRICS) {
+    let labels: IstioHttpLabels = base;
+    let disabled = false;
+    for (const o of overrides) {
+      if (!o.metrics.includes(family) || (o.mode !== 'CLIENT_AND_SERVER' && o.mode !== side)) continue;
+      if (o.disabled !== undefined) disabled = o.disabled;
+      if (!o.tags) continue;
+      if (labels === base) labels = { ...base };
+      for (const [name, t] of Object.entries(o.tags)) {
+        let value = '';
+        if (!('remove' in t)) {
+          attrs ??= requestAttributes(st, status, flags, durationMs);
+          const e = compiledFilter(t.value);
+          const v = e ? evalAccessFilterValue(e, attrs) : undefined;
+          value = v === undefined || v === null || typeof v === 'object' ? UNKNOWN : String(v).slice(0, MAX_TAG_VALUE);
+        }
+        labels[name as keyof IstioHttpLabels] = value;
+      }
+    }
+    if (disabled) continue;
+    const l = labels;
+    const key = labelKey(l, ISTIO_HTTP_LABELS);
+    const get = (): IstioHttpLabels => l;
+    if (family === 'requests') out.requests = m.requests.cell(key, get);
+    else out[family] = m[family].cell(key, get);
+  }
+  return out;
 }
 
 /** Per access logger: its `request` line writer (log.ts infoLineWriter), made once. */

@@ -102,3 +102,32 @@ test('access-log filters: layered as a unit (a more specific level without filte
   const c = out.conditions.find((x) => x.objectKey === 'Telemetry/shop/bad');
   assert.match(`${c?.reason}: ${c?.message}`, /^PartiallyApplied: spec\.accessLogging\[0\]\.filter\.expression "connection\.mtls": attribute connection\.mtls is not supported/);
 });
+
+test('metrics overrides: Istio metric names become request metric families; what is not served is named', () => {
+  const k = telemetryKnobs({
+    metrics: [
+      {
+        providers: [{ name: 'prometheus' }],
+        overrides: [
+          { match: { metric: 'REQUEST_COUNT', mode: 'SERVER' }, tagOverrides: { request_protocol: { operation: 'REMOVE' }, source_app: { value: "request.headers['x-tenant']" }, tenant: { value: '"a"' } } },
+          { match: { metric: 'ALL_METRICS' }, disabled: true },
+          { match: { metric: 'TCP_SENT_BYTES' }, disabled: true },
+          { match: { metric: 'REQUEST_SIZE' }, tagOverrides: { response_code: { value: 'request.nope' } } },
+        ],
+      },
+    ],
+  });
+  assert.deepEqual(k.metricOverrides, [
+    { metrics: ['requests'], mode: 'SERVER', tags: { request_protocol: { remove: true }, source_app: { value: "request.headers['x-tenant']" } } },
+    { metrics: ['requests', 'duration', 'requestBytes', 'responseBytes'], mode: 'CLIENT_AND_SERVER', disabled: true },
+    { metrics: ['requestBytes'], mode: 'CLIENT_AND_SERVER' },
+  ]);
+  assert.deepEqual(k.notes, [
+    "spec.metrics[0].overrides[0].tagOverrides.tenant: only Istio's standard labels can be changed (a new label is not added)",
+    "spec.metrics[0].overrides[1]: ALL_METRICS changes the request metrics; the istio_tcp_* metrics keep Istio's defaults",
+    "spec.metrics[0].overrides[2].match.metric TCP_SENT_BYTES: only the request metrics (REQUEST_COUNT, REQUEST_DURATION, REQUEST_SIZE, RESPONSE_SIZE, ALL_METRICS) can be overridden; TCP and gRPC message metrics keep Istio's defaults",
+    'spec.metrics[0].overrides[3].tagOverrides.response_code.value "request.nope": attribute request.nope is not supported (supported: request.method, request.path, request.url_path, request.host, request.scheme, request.protocol, request.id, request.headers, request.useragent, request.referer, request.size, request.duration, response.code, response.grpc_status, response.size, response.flags)',
+  ]);
+  const got = knobsOf([telemetry('m', 'shop', { targetRefs: [{ kind: 'Service', group: '', name: 'reviews' }], metrics: [{ overrides: [{ match: { metric: 'REQUEST_DURATION' }, disabled: true }] }] })]);
+  assert.deepEqual(got['reviews'], { accessLog: true, samplingPercent: 100, reportSpans: true, metricOverrides: [{ metrics: ['duration'], mode: 'CLIENT_AND_SERVER', disabled: true }] });
+});
