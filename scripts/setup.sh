@@ -9,7 +9,7 @@ say() { printf '[setup] %s\n' "$*" >&2; }
 # Debian packages: tools the agent, local mode, tests and benchmarks call. The BPF objects build
 # against linux-libc-dev's uapi headers (no kernel BTF or vmlinux.h from this host); bpftool and
 # llvm (llvm-objcopy) are used by the BPF tests.
-PKGS=(clang llvm libbpf-dev linux-libc-dev bpftool gcc make iproute2 nftables util-linux curl tcpdump prometheus stunnel4 haproxy nginx-light iperf3 procps)
+PKGS=(clang llvm libbpf-dev linux-libc-dev bpftool gcc make iproute2 nftables util-linux curl tcpdump prometheus stunnel4 haproxy nginx-light iperf3 procps openssl)
 if [ "$(id -u)" = 0 ]; then
   missing=()
   for p in "${PKGS[@]}"; do

@@ -443,6 +443,8 @@ export interface ListenerCertificate {
   keyPem: string;
   /** TLS MUTUAL: client certificates must chain to these CA certificates (the Secret's `ca.crt`). */
   caPem?: string;
+  /** With caPem: revoked client certificates (the Secret's `ca.crl`, PEM X509 CRLs) are refused. */
+  crlPem?: string;
 }
 
 /**

@@ -471,6 +471,7 @@ export function validateGatewayServer(value: unknown, path = 'gatewayServer'): I
 }
 
 const PEM_CERT = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/;
+const PEM_CRL = /^\s*(-----BEGIN X509 CRL-----[\s\S]+?-----END X509 CRL-----\s*)+$/;
 const PEM_KEY = /-----BEGIN ([A-Z]+ )?PRIVATE KEY-----[\s\S]+?-----END ([A-Z]+ )?PRIVATE KEY-----/;
 
 /**
@@ -518,6 +519,7 @@ export function validateGatewayListener(value: unknown, path = 'gatewayListener'
       if (typeof c['certPem'] !== 'string' || !PEM_CERT.test(c['certPem'])) issues.add(`${cp}.certPem`, 'must hold a PEM certificate');
       if (typeof c['keyPem'] !== 'string' || !PEM_KEY.test(c['keyPem'])) issues.add(`${cp}.keyPem`, 'must hold a PEM private key');
       if (c['caPem'] !== undefined && (typeof c['caPem'] !== 'string' || !PEM_CERT.test(c['caPem']))) issues.add(`${cp}.caPem`, 'must hold PEM CA certificates');
+      if (c['crlPem'] !== undefined && (typeof c['crlPem'] !== 'string' || !PEM_CRL.test(c['crlPem']) || c['caPem'] === undefined)) issues.add(`${cp}.crlPem`, 'must hold PEM X509 CRLs, beside a caPem');
     });
   }
   return issues.list;

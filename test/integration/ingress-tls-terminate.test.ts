@@ -11,6 +11,10 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import * as tls from 'node:tls';
 import { CertificateAuthority } from '../../src/controller/ca/authority.js';
 import { objectKey, type KubeObject } from '../../src/controller/objects.js';
@@ -82,17 +86,24 @@ function tlsExchange(port: number, servername: string, opts: { ca: string; clien
   });
 }
 
+/** Namespaces, the ingress gateway pod on 127.0.0.1 and Service shop/db (port 5432) in front of `dbPort` on 127.0.0.2. */
+function dbCluster(dbPort: number): KubeObject[] {
+  return [
+    namespace('shop'),
+    namespace('istio-system'),
+    pod('istio-ingressgateway-0', { ns: 'istio-system', ip: '127.0.0.1', labels: { istio: 'ingressgateway' } }),
+    pod('db', { ns: 'shop', ip: '127.0.0.2', labels: { app: 'db' } }),
+    service('db', { ns: 'shop', clusterIP: '10.96.8.1', ports: [{ name: 'tcp', port: 5432, targetPort: dbPort }] }),
+  ];
+}
+
 test('Istio Gateway TLS servers in SIMPLE, MUTUAL and ISTIO_MUTUAL mode end TLS and route the bytes by tcp routes', async (t) => {
   const db = await startGreetingEcho(t, '127.0.0.2', 'db');
   const port = { simple: await freePort(), mutual: await freePort(), mesh: await freePort() };
   const mesh = createTestCa('cluster.local');
   const dbCert = serverCa.issueServingCert({ dnsNames: ['db.example.com'], ttlMs: 3_600_000 });
   const objects: KubeObject[] = [
-    namespace('shop'),
-    namespace('istio-system'),
-    pod('istio-ingressgateway-0', { ns: 'istio-system', ip: '127.0.0.1', labels: { istio: 'ingressgateway' } }),
-    pod('db', { ns: 'shop', ip: '127.0.0.2', labels: { app: 'db' } }),
-    service('db', { ns: 'shop', clusterIP: '10.96.8.1', ports: [{ name: 'tcp', port: 5432, targetPort: db }] }),
+    ...dbCluster(db),
     tlsSecret('db-cred', 'istio-system', dbCert),
     // MUTUAL's CA certificates in Istio's companion Secret `<credentialName>-cacert` (key `cacert`).
     tlsSecret('db-mutual-cred', 'istio-system', dbCert),
@@ -228,4 +239,58 @@ test('Gateway API TLS listener in Terminate mode: TLSRoutes pick the backend by 
     assert.match(r.san, /DNS:a\.example\.com/, 'the gateway presented the listener\'s certificate (it terminated TLS)');
   }
   assert.equal(await tlsExchange(tlsPort, 'c.example.com', { ca: serverCa.rootCertPem }), 'refused', 'an SNI no TLSRoute names: reset after the handshake');
+});
+
+/** A client CA made with the openssl CLI, two client certificates, and a CRL revoking the first. */
+function caWithRevocation(): { caPem: string; crlPem: string; revoked: Pair; good: Pair } {
+  const dir = mkdtempSync(join(tmpdir(), 'ambit-crl-'));
+  try {
+    const run = (...args: string[]): void => void execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
+    writeFileSync(join(dir, 'ca.cnf'), '[ca]\ndefault_ca = d\n[d]\ndatabase = index.txt\ncrlnumber = crlnumber\ndefault_md = sha256\ndefault_crl_days = 1\n');
+    writeFileSync(join(dir, 'index.txt'), '');
+    writeFileSync(join(dir, 'crlnumber'), '01\n');
+    const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes'];
+    run('req', '-x509', ...ec, '-keyout', 'ca.key', '-out', 'ca.crt', '-subj', '/CN=client-ca', '-days', '1');
+    for (const c of ['revoked', 'good']) {
+      run('req', ...ec, '-keyout', `${c}.key`, '-out', `${c}.csr`, '-subj', `/CN=${c}`);
+      run('x509', '-req', '-in', `${c}.csr`, '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial', '-out', `${c}.crt`, '-days', '1');
+    }
+    run('ca', '-config', 'ca.cnf', '-keyfile', 'ca.key', '-cert', 'ca.crt', '-revoke', 'revoked.crt');
+    run('ca', '-config', 'ca.cnf', '-keyfile', 'ca.key', '-cert', 'ca.crt', '-gencrl', '-out', 'ca.crl');
+    const read = (f: string): string => readFileSync(join(dir, f), 'utf8');
+    const pair = (c: string): Pair => ({ certChainPem: [read(`${c}.crt`)], keyPem: read(`${c}.key`) });
+    return { caPem: read('ca.crt'), crlPem: read('ca.crl'), revoked: pair('revoked'), good: pair('good') };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+test('MUTUAL with a ca.crl in the credential: a revoked client certificate is refused, others are carried', async (t) => {
+  const db = await startGreetingEcho(t, '127.0.0.2', 'db');
+  const port = await freePort();
+  const clients = caWithRevocation();
+  const dbCert = serverCa.issueServingCert({ dnsNames: ['db.example.com'], ttlMs: 3_600_000 });
+  const cred = tlsSecret('db-crl-cred', 'istio-system', dbCert, clients.caPem);
+  (cred as unknown as { data: Record<string, string> }).data['ca.crl'] = b64(clients.crlPem);
+  const objects: KubeObject[] = [
+    ...dbCluster(db),
+    cred,
+    { apiVersion: 'networking.istio.io/v1', kind: 'Gateway', metadata: { name: 'edge', namespace: 'shop' }, spec: { selector: { istio: 'ingressgateway' }, servers: [{ port: { number: port, name: 'tls', protocol: 'TLS' }, hosts: ['db.example.com'], tls: { mode: 'MUTUAL', credentialName: 'db-crl-cred' } }] } },
+    { apiVersion: 'networking.istio.io/v1', kind: 'VirtualService', metadata: { name: 'db', namespace: 'shop' }, spec: { hosts: ['db.example.com'], gateways: ['edge'], tcp: [{ match: [{ port }], route: [{ destination: { host: 'db', port: { number: 5432 } } }] }] } },
+  ];
+  const out = translateAll(objects);
+  assert.deepEqual([...out.listeners.conditions, ...out.routes.conditions], [], 'the credential with its CRL and the route are accepted');
+  const listener = out.listeners.byPod.get('istio-system/istio-ingressgateway-0')?.[0];
+  assert.match(listener?.certificates[0]?.crlPem ?? '', /BEGIN X509 CRL/, 'the CRL travels with the certificate');
+  assert.deepEqual(validateGatewayListener(listener), []);
+  await startGatewayPod(t, { podKey: 'istio-system/istio-ingressgateway-0', identity: 'spiffe://cluster.local/ns/istio-system/sa/istio-ingressgateway', workload: 'istio-ingressgateway', mesh: createTestCa('cluster.local'), registry: createRegistry(), translation: out });
+  const good = await tlsExchange(port, 'db.example.com', { ca: serverCa.rootCertPem, client: clients.good });
+  assert.ok(good !== 'refused' && good.greeting === 'db', 'a certificate the CRL does not list is carried');
+  assert.equal(await tlsExchange(port, 'db.example.com', { ca: serverCa.rootCertPem, client: clients.revoked }), 'refused', 'a revoked certificate is refused in the handshake');
+
+  // A CRL that is not one: the server is refused with a message naming the Secret, not served half-checked.
+  (cred as unknown as { data: Record<string, string> }).data['ca.crl'] = b64('-----BEGIN X509 CRL-----\nnope\n-----END X509 CRL-----\n');
+  const bad = translateAll(objects);
+  assert.match(bad.listeners.conditions.map((c) => c.message).join(), /Secret istio-system\/db-crl-cred: ca\.crl is not a PEM X509 CRL of that CA/);
+  assert.equal(bad.listeners.byPod.get('istio-system/istio-ingressgateway-0'), undefined);
 });

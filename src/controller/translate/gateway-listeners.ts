@@ -12,6 +12,7 @@
  * condition message.
  */
 import { X509Certificate, createPrivateKey } from 'node:crypto';
+import { createSecureContext } from 'node:tls';
 import { REF_ISTIO_GATEWAY, type KubeObject } from '../objects.js';
 import type { TranslateCondition } from './object-index.js';
 import { parse as parseYaml } from 'yaml';
@@ -31,7 +32,7 @@ export const CA_SECRET_SUFFIX = '-cacert';
 /** Secret types Istio reads a server certificate from. */
 const TLS_SECRET_TYPES = ['kubernetes.io/tls', 'Opaque', 'istio.io/key-and-cert'];
 
-export type TlsSecretResult = { ok: true; certPem: string; keyPem: string; caPem?: string } | { ok: false; problem: string };
+export type TlsSecretResult = { ok: true; certPem: string; keyPem: string; caPem?: string; crlPem?: string } | { ok: false; problem: string };
 
 /** True when a Gateway server's selector (non-empty) matches the pod's labels (and namespace, when it names one). */
 export function serverSelectsPod(server: Pick<GatewayServer, 'selector' | 'namespace'>, pod: KubeObject): boolean {
@@ -95,7 +96,18 @@ export function decodeTlsSecret(secret: KubeObject | undefined, ref: string, mut
   } catch {
     return { ok: false, problem: `Secret ${caRef}: ca.crt is not a PEM certificate` };
   }
-  return { ok: true, certPem: cert.text, keyPem: key.text, caPem: ca.text };
+  // Istio: revoked client certificates are listed in `ca.crl` beside the CA certificates.
+  const crl = secretField(caSecret ?? secret, ['ca.crl']);
+  if (crl.problem) return { ok: false, problem: `Secret ${caRef}: ${crl.problem}` };
+  if (crl.text !== undefined) {
+    try {
+      if (!/-----BEGIN X509 CRL-----/.test(crl.text)) throw new Error('no PEM CRL');
+      createSecureContext({ ca: ca.text, crl: crl.text });
+    } catch {
+      return { ok: false, problem: `Secret ${caRef}: ca.crl is not a PEM X509 CRL of that CA` };
+    }
+  }
+  return { ok: true, certPem: cert.text, keyPem: key.text, caPem: ca.text, ...(crl.text !== undefined ? { crlPem: crl.text } : {}) };
 }
 
 function serverLabel(s: GatewayServer): string {
@@ -166,7 +178,7 @@ export function gatewayListeners(servers: readonly GatewayServer[], pods: readon
             refuse(s, 'InvalidCertificateRef', `credentialName ${JSON.stringify(name)}: ${decoded.problem}`);
             continue;
           }
-          cert = { hosts: hostNames(s.hosts), secret: ref, certPem: decoded.certPem, keyPem: decoded.keyPem, ...(decoded.caPem !== undefined ? { caPem: decoded.caPem } : {}) };
+          cert = { hosts: hostNames(s.hosts), secret: ref, certPem: decoded.certPem, keyPem: decoded.keyPem, ...(decoded.caPem !== undefined ? { caPem: decoded.caPem } : {}), ...(decoded.crlPem !== undefined ? { crlPem: decoded.crlPem } : {}) };
         }
       } else if (s.protocol === 'TCP' && !s.tls) {
         protocol = 'TCP';

@@ -195,12 +195,13 @@ export class IngressListeners {
 
   private setCertificates(l: OpenListener, certs: GatewayListener['certificates']): void {
     const contexts = new Map<GatewayListener['certificates'][number], tls.SecureContext>();
-    for (const c of certs) contexts.set(c, nodeTls.createSecureContext({ cert: c.certPem, key: c.keyPem, ...(c.caPem !== undefined ? { ca: c.caPem } : {}) }));
+    for (const c of certs) contexts.set(c, nodeTls.createSecureContext({ cert: c.certPem, key: c.keyPem, ...(c.caPem !== undefined ? { ca: c.caPem } : {}), ...(c.crlPem !== undefined ? { crl: c.crlPem } : {}) }));
     l.certs = certs;
     l.contexts = contexts;
     const first = certs[0];
     const ca = clientCas(certs);
-    if (first && l.server instanceof nodeTls.Server) l.server.setSecureContext({ cert: first.certPem, key: first.keyPem, ...(l.alpn.length > 0 ? { ALPNProtocols: l.alpn } : {}), ...(ca ? { ca } : {}) } as tls.SecureContextOptions);
+    const crl = clientCrls(certs);
+    if (first && l.server instanceof nodeTls.Server) l.server.setSecureContext({ cert: first.certPem, key: first.keyPem, ...(l.alpn.length > 0 ? { ALPNProtocols: l.alpn } : {}), ...(ca ? { ca } : {}), ...(crl ? { crl } : {}) } as tls.SecureContextOptions);
     this.log.info({ port: l.port, secrets: certs.map((c) => c.secret) }, 'ingress certificates loaded');
   }
 
@@ -231,6 +232,7 @@ export class IngressListeners {
           // MUTUAL: a client certificate chaining to one of the port's CAs is required in the handshake;
           // OPTIONAL_MUTUAL: requested, and checked below when the client sent one.
           ...(ca ? { ca, requestCert: true, rejectUnauthorized: l.optionalClientCert !== true } : {}),
+          ...(clientCrls(l.certificates) ? { crl: clientCrls(l.certificates) } : {}),
           SNICallback: (servername, cb) => {
             const cert = certificateFor(rec.certs, servername);
             cb(null, cert ? rec.contexts.get(cert) : undefined);
@@ -345,6 +347,12 @@ function baseKind(l: GatewayListener): string {
   if (l.istioMutual) return `${l.protocol}+istio-mutual`;
   if (l.optionalClientCert) return `${l.protocol}+optional-mutual`;
   return clientCas(l.certificates) ? `${l.protocol}+mutual` : l.protocol;
+}
+
+/** MUTUAL: every CRL of the port's certificates (the handshake checks the client's chain against them). */
+function clientCrls(certs: GatewayListener['certificates']): string[] | undefined {
+  const crls = [...new Set(certs.flatMap((c) => (c.crlPem !== undefined ? [c.crlPem.trim()] : [])))];
+  return crls.length > 0 ? crls : undefined;
 }
 
 /** MUTUAL: every CA certificate of the port's certificates (client certificates must chain to one). */
