@@ -26,7 +26,7 @@ import {
   ednsOf,
   type DnsMessage,
   type DnsRecord,
-} from './message.js';
+} from '../../shared/dns/message.js';
 
 /** TTL of local answers: short, so a changed address is picked up soon (ztunnel uses 30 s). */
 export const LOCAL_TTL_SECONDS = 30;

@@ -29,9 +29,9 @@ import {
   udpLimit,
   DnsParseError,
   type DnsMessage,
-} from './message.js';
+} from '../../shared/dns/message.js';
 import type { DnsMetrics, DnsLabels } from './metrics.js';
-import type { DnsForwarder, DnsTransport } from './upstream.js';
+import type { DnsForwarder, DnsTransport } from '../../shared/dns/forwarder.js';
 
 /** Istio ambient's in-pod DNS port (DESIGN.md, Ports). */
 export const DNS_PORT = 15053;

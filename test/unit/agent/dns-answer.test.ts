@@ -2,7 +2,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { buildDnsTable, decideDnsQuery, LOCAL_TTL_SECONDS, lookupHost } from '../../../src/agent/dns/answer.js';
-import { CLASS_IN, OPCODE_UPDATE, RCODE_NOERROR, TYPE_A, TYPE_AAAA, TYPE_CNAME, TYPE_OPT, TYPE_SRV, type DnsMessage } from '../../../src/agent/dns/message.js';
+import { CLASS_IN, OPCODE_UPDATE, RCODE_NOERROR, TYPE_A, TYPE_AAAA, TYPE_CNAME, TYPE_OPT, TYPE_SRV, type DnsMessage } from '../../../src/shared/dns/message.js';
 import type { Service } from '../../../src/shared/model.js';
 
 function svc(name: string, namespace: string, hostname: string, vips: string[], extra: Partial<Service> = {}): Service {

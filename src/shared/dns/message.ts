@@ -7,7 +7,7 @@
  * Invariant: parsing never throws anything but DnsParseError, whatever the bytes.
  */
 import { isIPv4, isIPv6 } from 'node:net';
-import { formatIPv6, ipToBytes16 } from '../../../native/sockaddr.js';
+import { formatIPv6, ipToBytes16 } from '../ip-bytes.js';
 
 export const TYPE_A = 1;
 export const TYPE_NS = 2;
