@@ -6,7 +6,7 @@
 import dgram from 'node:dgram';
 import net from 'node:net';
 import { fileURLToPath } from 'node:url';
-import { CLASS_IN, TYPE_A, TYPE_AAAA, TYPE_SRV, parseMessage, serializeMessage } from '../../src/shared/dns/message.js';
+import { CLASS_IN, TYPE_A, TYPE_AAAA, TYPE_SRV, parseMessage, serializeMessage, type DnsMessage } from '../../src/shared/dns/message.js';
 
 export interface DnsQueryResult {
   rcode: number;
@@ -18,16 +18,22 @@ export interface DnsQueryResult {
 
 const TYPES: Record<string, number> = { A: TYPE_A, AAAA: TYPE_AAAA, SRV: TYPE_SRV };
 
-/** Asks `server` (port 53) one question; rejects after `timeoutMs` without an answer. */
-export function dnsQuery(server: string, name: string, type: string, transport: 'udp' | 'tcp', timeoutMs = 3000): Promise<DnsQueryResult> {
-  const id = Math.floor(Math.random() * 0xffff);
-  const query = serializeMessage({
+/** A query with one question (class IN, RD set). */
+export function questionMessage(name: string, type: number, id: number, extra: Partial<DnsMessage> = {}): DnsMessage {
+  return {
     header: { id, qr: false, opcode: 0, aa: false, tc: false, rd: true, ra: false, z: 0, rcode: 0 },
-    questions: [{ name, type: TYPES[type] ?? Number(type), class: CLASS_IN }],
+    questions: [{ name, type, class: CLASS_IN }],
     answers: [],
     authorities: [],
     additionals: [],
-  });
+    ...extra,
+  };
+}
+
+/** Asks `server` (port 53) one question; rejects after `timeoutMs` without an answer. */
+export function dnsQuery(server: string, name: string, type: string, transport: 'udp' | 'tcp', timeoutMs = 3000): Promise<DnsQueryResult> {
+  const id = Math.floor(Math.random() * 0xffff);
+  const query = serializeMessage(questionMessage(name, TYPES[type] ?? Number(type), id));
   const decode = (buf: Buffer): DnsQueryResult => {
     const m = parseMessage(buf);
     if (m.header.id !== id) throw new Error(`answer id ${m.header.id} is not the query's ${id}`);

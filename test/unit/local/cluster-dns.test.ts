@@ -25,6 +25,7 @@ import {
   type DnsMessage,
 } from '../../../src/shared/dns/message.js';
 import type { KubeObject } from '../../../src/controller/objects.js';
+import { questionMessage } from '../../helpers/dns-query.js';
 
 const service = (name: string, ns: string, spec: Record<string, unknown>): KubeObject => ({ apiVersion: 'v1', kind: 'Service', metadata: { name, namespace: ns }, spec });
 const slice = (svc: string, ns: string, endpoints: Array<{ ip: string; ready?: boolean }>, addressType = 'IPv4'): KubeObject => ({
@@ -57,14 +58,7 @@ const index = buildClusterDnsIndex(
 );
 
 function query(name: string, type = TYPE_A, extra: Partial<DnsMessage> = {}): DnsMessage {
-  return {
-    header: { id: 4242, qr: false, opcode: 0, aa: false, tc: false, rd: true, ra: false, z: 0, rcode: 0 },
-    questions: [{ name, type, class: CLASS_IN }],
-    answers: [],
-    authorities: [],
-    additionals: [],
-    ...extra,
-  };
+  return questionMessage(name, type, 4242, extra);
 }
 
 /** The decision as it goes on the wire and comes back (proves the answer serializes). */
