@@ -65,6 +65,7 @@ export class ClusterDns {
   private readonly conns = new Set<net.Socket>();
   private inFlight = 0;
   private closed = false;
+  private boundPort: number | undefined;
 
   constructor(private readonly opts: ClusterDnsOptions) {
     this.log = opts.log.child({ component: 'cluster-dns' });
@@ -76,8 +77,9 @@ export class ClusterDns {
     this.forwarder = new DnsForwarder({ servers: opts.upstreams, timeoutMs: opts.upstreamTimeoutMs ?? UPSTREAM_TIMEOUT_MS });
   }
 
+  /** The port served (UDP and TCP alike); with `port: 0`, the one the UDP socket got. */
   get port(): number {
-    return this.opts.port ?? CLUSTER_DNS_PORT;
+    return this.boundPort ?? this.opts.port ?? CLUSTER_DNS_PORT;
   }
 
   /** Syncs the Services and EndpointSlices, then listens (so no query meets an empty zone). */
@@ -101,6 +103,7 @@ export class ClusterDns {
       udp.once('error', reject);
       udp.bind({ address: host, port: this.port, exclusive: true }, () => {
         udp.off('error', reject);
+        this.boundPort = udp.address().port;
         resolve();
       });
     });

@@ -30,8 +30,8 @@ export function questionMessage(name: string, type: number, id: number, extra: P
   };
 }
 
-/** Asks `server` (port 53) one question; rejects after `timeoutMs` without an answer. */
-export function dnsQuery(server: string, name: string, type: string, transport: 'udp' | 'tcp', timeoutMs = 3000): Promise<DnsQueryResult> {
+/** Asks `server` (port 53 unless given) one question; rejects after `timeoutMs` without an answer. */
+export function dnsQuery(server: string, name: string, type: string, transport: 'udp' | 'tcp', timeoutMs = 3000, port = 53): Promise<DnsQueryResult> {
   const id = Math.floor(Math.random() * 0xffff);
   const query = serializeMessage(questionMessage(name, TYPES[type] ?? Number(type), id));
   const decode = (buf: Buffer): DnsQueryResult => {
@@ -57,9 +57,9 @@ export function dnsQuery(server: string, name: string, type: string, transport: 
       close = () => s.close();
       s.on('error', (e) => finish(e));
       s.on('message', (msg) => finish(undefined, msg));
-      s.send(query, 53, server);
+      s.send(query, port, server);
     } else {
-      const s = net.connect(53, server);
+      const s = net.connect(port, server);
       close = () => s.destroy();
       let buf = Buffer.alloc(0);
       s.on('error', (e) => finish(e));

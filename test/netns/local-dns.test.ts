@@ -13,10 +13,10 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ambit, destroyMesh, isRoot, leftovers, lockLocalMesh, meshLogTail, meshName, meshStatus, metricSum, podExec, repoRoot } from '../helpers/local-mesh.js';
-import { dnsQuery, type DnsQueryResult } from '../helpers/dns-query.js';
+import { dnsQuery, questionMessage, type DnsQueryResult } from '../helpers/dns-query.js';
 import { runKubectl } from '../integration/apiserver/helpers.js';
 import { parseResolvConf } from '../../src/shared/dns/forwarder.js';
-import { RCODE_FORMERR, RCODE_NOERROR, RCODE_NXDOMAIN, RCODE_SERVFAIL, TYPE_SOA, parseMessage } from '../../src/shared/dns/message.js';
+import { RCODE_FORMERR, RCODE_NOERROR, RCODE_NXDOMAIN, RCODE_SERVFAIL, TYPE_A, TYPE_SOA, parseMessage, serializeMessage } from '../../src/shared/dns/message.js';
 
 const fixture = join(repoRoot, 'test/fixtures/local/dns.yaml');
 const queryScript = join(repoRoot, 'dist/test/helpers/dns-query.js');
@@ -24,20 +24,24 @@ const net = Number(process.env.AMBIT_LOCAL_NET ?? '0');
 const bridgeIp = `10.240.${net}.1`;
 const dnsIp = `10.${96 + net}.0.10`;
 
-/** Sends raw bytes to the cluster DNS over UDP; resolves with the answer, or undefined when none comes within `waitMs`. */
-function sendRaw(bytes: Buffer, waitMs = 1500): Promise<Buffer | undefined> {
-  return new Promise((resolve) => {
+/**
+ * Sends raw bytes to the cluster DNS over UDP, then a good query from the same socket; resolves
+ * with the first datagram back (the good query's answer when the bytes got none).
+ */
+function sendRaw(bytes: Buffer): Promise<Buffer> {
+  const probe = serializeMessage(questionMessage('kubernetes.default.svc.cluster.local', TYPE_A, 0x7777));
+  return new Promise((resolve, reject) => {
     const s = dgram.createSocket('udp4');
     const timer = setTimeout(() => {
       s.close();
-      resolve(undefined);
-    }, waitMs);
+      reject(new Error('no answer from the cluster DNS'));
+    }, 5000);
     s.on('message', (m) => {
       clearTimeout(timer);
       s.close();
       resolve(m);
     });
-    s.send(bytes, 53, bridgeIp);
+    s.send(bytes, 53, bridgeIp, () => s.send(probe, 53, bridgeIp));
   });
 }
 
@@ -109,10 +113,9 @@ test('local mode has a cluster DNS: kube-dns, kubelet resolv.conf, Services by n
 
   // Malformed input from the network: no header is dropped, a cut question gets FORMERR, and the
   // server keeps answering.
-  assert.equal(await sendRaw(Buffer.from([1, 2, 3])), undefined, 'a message shorter than a header is dropped');
+  assert.equal((await sendRaw(Buffer.from([1, 2, 3]))).readUInt16BE(0), 0x7777, 'a message shorter than a header is dropped');
   const cut = Buffer.from([0x12, 0x34, 0x01, 0x00, 0x00, 0x01, 0, 0, 0, 0, 0, 0, 0x05, 0x61]);
   const formerr = await sendRaw(cut);
-  assert.ok(formerr, 'a cut question is answered');
   assert.deepEqual([parseMessage(formerr).header.id, parseMessage(formerr).header.rcode], [0x1234, RCODE_FORMERR]);
   assert.deepEqual((await dnsQuery(bridgeIp, 'echo.dnsplain.svc.cluster.local', 'A', 'udp')).answers, [echo.clusterIP], 'still answering');
 
