@@ -16,7 +16,7 @@
 import dgram from 'node:dgram';
 import net from 'node:net';
 import type { HostPort } from '../shared/address.js';
-import { errorMessage } from '../shared/errors.js';
+import { AmbitError, errorMessage } from '../shared/errors.js';
 import type { Logger } from '../shared/log.js';
 import { DnsForwarder, type DnsTransport } from '../shared/dns/forwarder.js';
 import { DnsParseError, RCODE_FORMERR, RCODE_SERVFAIL, errorResponse, parseMessage, peekHeader, serializeForUdp, serializeMessage, udpLimit, type DnsMessage } from '../shared/dns/message.js';
@@ -85,6 +85,17 @@ export class ClusterDns {
   /** Syncs the Services and EndpointSlices, then listens (so no query meets an empty zone). */
   async start(): Promise<void> {
     await Promise.all([this.services.start(), this.slices.start()]);
+    try {
+      await this.listen();
+    } catch (e) {
+      throw new AmbitError('AMBIT_ERR_LOCAL_SETUP', `cannot serve the cluster DNS on ${this.opts.host}:${this.port}: ${errorMessage(e)}; does another DNS server hold port 53 on every address?`, { cause: e });
+    }
+    const upstreams = this.opts.upstreams.map((s) => `${s.host}:${s.port}`);
+    if (upstreams.length === 0) this.log.warn({ domain: this.opts.domain }, 'no usable resolver in /etc/resolv.conf; names outside the cluster domain get SERVFAIL');
+    this.log.info({ addr: `${this.opts.host}:${this.port}`, domain: this.opts.domain, upstreams }, 'cluster dns listening');
+  }
+
+  private async listen(): Promise<void> {
     const { host } = this.opts;
     const udp = dgram.createSocket(net.isIPv6(host) ? 'udp6' : 'udp4');
     this.udp = udp;
@@ -122,9 +133,6 @@ export class ClusterDns {
         resolve();
       });
     });
-    const upstreams = this.opts.upstreams.map((s) => `${s.host}:${s.port}`);
-    if (upstreams.length === 0) this.log.warn({ domain: this.opts.domain }, 'no usable resolver in /etc/resolv.conf; names outside the cluster domain get SERVFAIL');
-    this.log.info({ addr: `${host}:${this.port}`, domain: this.opts.domain, upstreams }, 'cluster dns listening');
   }
 
   /** The index as the next query sees it (rebuilt after a change). */

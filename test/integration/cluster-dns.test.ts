@@ -191,3 +191,19 @@ test('ClusterIP allocation never hands out the DNS address (the tenth of the ran
   const dnsSvc = await api.call('POST', '/api/v1/namespaces/default/services', service('dns', { clusterIP: '10.96.0.10' }));
   assert.equal(dnsSvc.status, 201, dnsSvc.text);
 });
+
+test('cluster DNS: a taken port is a clear setup error naming the address', async (t) => {
+  const api = await startTestServer(t);
+  const holder = dgram.createSocket('udp4');
+  await new Promise<void>((resolve) => holder.bind(0, '127.0.0.1', () => resolve()));
+  t.after(() => holder.close());
+  const port = holder.address().port;
+  const client = new KubeClient({ server: api.server.url, caPem: api.server.caCertPem, token: () => api.server.adminToken });
+  const dns = new ClusterDns({ client, host: '127.0.0.1', port, domain: 'cluster.local', upstreams: [], log: silentLog });
+  t.after(() => dns.stop());
+  await assert.rejects(dns.start(), (e: Error & { code?: string }) => {
+    assert.equal(e.code, 'AMBIT_ERR_LOCAL_SETUP');
+    assert.match(e.message, new RegExp(`cannot serve the cluster DNS on 127\\.0\\.0\\.1:${port}: .*EADDRINUSE`));
+    return true;
+  });
+});
