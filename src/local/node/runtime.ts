@@ -246,7 +246,6 @@ export class NodeRuntime {
     await this.writeStatus(w);
   }
 
-  /** hostNetwork pods share the node's namespace: no CNI, the node's address. */
   /** The pod's hosts file and resolv.conf, as the kubelet writes them for dnsPolicy ClusterFirst. */
   private async writeDnsFiles(pod: KubeObject, sandbox: Sandbox): Promise<void> {
     const spec = rec(pod.spec);
@@ -265,6 +264,7 @@ export class NodeRuntime {
     await writePodDns(sandbox.netns, hosts, renderResolvConf(namespace, nameserver, domain));
   }
 
+  /** hostNetwork pods share the node's namespace: no CNI, the node's address. */
   private hostSandbox(): Sandbox {
     const n = this.opts.node;
     return { id: 'host', netns: n.netns, podIp: n.ip, result: {}, runtime: { containerId: 'host', netns: '', ifname: '', args: {} } };
