@@ -153,14 +153,12 @@ export class ClusterDns {
       return serializeMessage(errorResponse({ id: h.id, opcode: h.opcode, rd: h.rd }, RCODE_FORMERR));
     }
     const fail = (): Buffer => serializeMessage(errorResponse({ id: h.id, opcode: h.opcode, rd: h.rd, questions: query.questions.slice(0, 1) }, RCODE_SERVFAIL));
-    const decision = decideClusterDnsQuery(query, this.currentIndex());
-    if (decision.kind === 'answer') {
-      try {
-        return transport === 'udp' ? serializeForUdp(decision.response, udpLimit(query)) : serializeMessage(decision.response);
-      } catch (e) {
-        this.log.warn({ name: query.questions[0]?.name, err: e }, 'cluster dns answer could not be written');
-        return fail();
-      }
+    try {
+      const decision = decideClusterDnsQuery(query, this.currentIndex());
+      if (decision.kind === 'answer') return transport === 'udp' ? serializeForUdp(decision.response, udpLimit(query)) : serializeMessage(decision.response);
+    } catch (e) {
+      this.log.warn({ name: query.questions[0]?.name, err: e }, 'cluster dns answer could not be made');
+      return fail();
     }
     if (this.inFlight >= (this.opts.maxInFlight ?? DEFAULT_MAX_IN_FLIGHT)) {
       this.log.debug({ inFlight: this.inFlight }, 'too many dns queries waiting upstream; SERVFAIL');
