@@ -16,8 +16,8 @@ import type { Service } from '../src/shared/model.js';
 import { buildDnsTable } from '../src/agent/dns/answer.js';
 import { DnsProxy } from '../src/agent/dns/proxy.js';
 import { createDnsMetrics } from '../src/agent/dns/metrics.js';
-import { DnsForwarder } from '../src/agent/dns/upstream.js';
-import { CLASS_IN, TYPE_A, parseMessage, serializeMessage } from '../src/agent/dns/message.js';
+import { DnsForwarder } from '../src/shared/dns/forwarder.js';
+import { CLASS_IN, TYPE_A, parseMessage, serializeMessage } from '../src/shared/dns/message.js';
 
 function query(name: string, id: number): Buffer {
   return serializeMessage({

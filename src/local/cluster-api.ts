@@ -16,6 +16,7 @@ import type { Logger } from '../shared/log.js';
 import { ALL_CRDS } from '../crds/index.js';
 import { ApiServer } from './apiserver/server.js';
 import { KubeClient } from './kube-client.js';
+import { MANAGED_BY_LABEL, SERVICE_NAME_LABEL } from './controllers/endpointslice.js';
 
 export const MESH_NAMESPACE = 'istio-system';
 /** Port of the API server on the bridge address. */
@@ -33,6 +34,12 @@ export const PROXY_IDENTITY: Identity = { namespace: 'kube-system', name: 'ambit
 export const AGENT_IDENTITY: Identity = { namespace: MESH_NAMESPACE, name: 'ambit-agent' };
 export const CONTROLLER_IDENTITY: Identity = { namespace: MESH_NAMESPACE, name: 'ambit-controller' };
 export const CNI_IDENTITY: Identity = { namespace: MESH_NAMESPACE, name: 'ambit-cni' };
+/** The cluster DNS (cluster-dns.ts), as CoreDNS runs as its own service account. */
+export const DNS_IDENTITY: Identity = { namespace: 'kube-system', name: 'ambit-local-dns' };
+/** The cluster DNS Service, named as kubeadm's DNS addon names it. */
+export const KUBE_DNS_SERVICE = { namespace: 'kube-system', name: 'kube-dns' } as const;
+/** Manager of the kube-dns EndpointSlice (not the EndpointSlice controller: the Service has no selector). */
+export const KUBE_DNS_SLICE_MANAGER = 'ambit-local';
 
 /** Lifetime of the tokens local components run with (a local mesh lives for hours, not years). */
 const COMPONENT_TOKEN_SECONDS = 7 * 24 * 3600;
@@ -79,7 +86,44 @@ export const LOCAL_ROLES: ReadonlyArray<{ who: Identity; rules: Obj[] }> = [
     who: PROXY_IDENTITY,
     rules: [rule([''], ['services', 'pods', 'namespaces'], READ), rule(['discovery.k8s.io'], ['endpointslices'], READ)],
   },
+  {
+    // CoreDNS's ClusterRole (system:coredns), less what the records served here do not need.
+    who: DNS_IDENTITY,
+    rules: [rule([''], ['services', 'namespaces'], ['list', 'watch']), rule(['discovery.k8s.io'], ['endpointslices'], ['list', 'watch'])],
+  },
 ];
+
+/**
+ * The kube-dns Service at the range's DNS address and its EndpointSlice naming the cluster DNS
+ * server (no selector: the server is no pod), UDP and TCP 53 as kubeadm's addon declares them.
+ */
+export function kubeDnsObjects(clusterIp: string, serverAddress: string): Obj[] {
+  const labels = { 'k8s-app': 'kube-dns', 'kubernetes.io/cluster-service': 'true', 'kubernetes.io/name': 'CoreDNS' };
+  const ports = [
+    { name: 'dns', port: 53, protocol: 'UDP' },
+    { name: 'dns-tcp', port: 53, protocol: 'TCP' },
+  ];
+  return [
+    {
+      apiVersion: 'v1',
+      kind: 'Service',
+      metadata: { ...KUBE_DNS_SERVICE, labels },
+      spec: { type: 'ClusterIP', clusterIP: clusterIp, ports: ports.map((p) => ({ ...p, targetPort: 53 })) },
+    },
+    {
+      apiVersion: 'discovery.k8s.io/v1',
+      kind: 'EndpointSlice',
+      metadata: {
+        namespace: KUBE_DNS_SERVICE.namespace,
+        name: `${KUBE_DNS_SERVICE.name}-local`,
+        labels: { ...labels, [SERVICE_NAME_LABEL]: KUBE_DNS_SERVICE.name, [MANAGED_BY_LABEL]: KUBE_DNS_SLICE_MANAGER },
+      },
+      addressType: 'IPv4',
+      endpoints: [{ addresses: [serverAddress], conditions: { ready: true, serving: true, terminating: false } }],
+      ports,
+    },
+  ];
+}
 
 /** `ambit-local:<name>` RBAC objects of one local identity. */
 function localRbac(who: Identity, rules: Obj[]): Obj[] {
@@ -97,7 +141,7 @@ function localRbac(who: Identity, rules: Obj[]): Obj[] {
   ];
 }
 
-const NAMESPACED = new Set(['ServiceAccount', 'Role', 'RoleBinding', 'ConfigMap', 'Secret']);
+const NAMESPACED = new Set(['ServiceAccount', 'Role', 'RoleBinding', 'ConfigMap', 'Secret', 'Service', 'EndpointSlice']);
 
 /**
  * The namespace and RBAC objects of daemonset/ (namespace/ and core/rbac-*.yaml), with the
@@ -135,6 +179,8 @@ function collectionPath(o: Obj): string {
     ClusterRole: 'clusterroles',
     ClusterRoleBinding: 'clusterrolebindings',
     CustomResourceDefinition: 'customresourcedefinitions',
+    Service: 'services',
+    EndpointSlice: 'endpointslices',
   };
   const base = apiVersion === 'v1' ? '/api/v1' : `/apis/${apiVersion}`;
   const p = plural[kind];
@@ -159,6 +205,8 @@ export interface ClusterApiOptions {
   /** Where the operator's admin kubeconfig is written (0600). */
   kubeconfigPath: string;
   nodes: readonly NodeRegistration[];
+  /** The kube-dns Service's ClusterIP and the cluster DNS server's address (kubeDnsObjects). */
+  clusterDns: { clusterIp: string; serverAddress: string };
   log: Logger;
 }
 
@@ -216,6 +264,7 @@ export class ClusterApi {
     for (const o of daemonsetRbac(opts.repoRoot)) await this.createIfMissing(o);
     for (const { who, rules } of LOCAL_ROLES) for (const o of localRbac(who, rules)) await this.createIfMissing(o);
     for (const n of opts.nodes) await this.createIfMissing(nodeObject(n));
+    for (const o of kubeDnsObjects(opts.clusterDns.clusterIp, opts.clusterDns.serverAddress)) await this.createIfMissing(o);
     await this.waitForCrds();
     this.log.info({ crds: ALL_CRDS.length, nodes: opts.nodes.length }, 'cluster installed');
   }

@@ -2,18 +2,21 @@
  * A Kubernetes cluster on one machine, without the mesh: the network (a bridge and one netns per
  * node), the cgroup pods run in, the API server with Ambit's CRDs and RBAC, the controllers of a
  * control plane (Deployments, ReplicaSets, EndpointSlices, the scheduler, orphaned pods), Services
- * and names, and one node runtime per node with its CNI chain. mesh.ts puts the agents and the
- * controller on top of it.
+ * (kube-proxy's rules), the cluster DNS behind the kube-dns Service, and one node runtime per node
+ * with its CNI chain. mesh.ts puts the agents and the controller on top of it.
  *
  * Invariants: every resource made is named with the mesh prefix (cleanup.ts finds leftovers of a
  * crash); each component acts as its own identity through the API server; stop() undoes start()
  * in reverse order and never throws.
  */
-import { mkdir, rm } from 'node:fs/promises';
+import { mkdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from '../shared/log.js';
 import { createCgroup } from './cgroup.js';
-import { ClusterApi, CONTROLLER_MANAGER, NODE_IDENTITY, PROXY_IDENTITY } from './cluster-api.js';
+import { kubernetesServiceIp, dnsServiceIp } from './apiserver/kinds/service.js';
+import { ClusterApi, CONTROLLER_MANAGER, DNS_IDENTITY, NODE_IDENTITY, PROXY_IDENTITY } from './cluster-api.js';
+import { CLUSTER_DNS_PORT, ClusterDns, usableUpstreams } from './cluster-dns.js';
+import { parseResolvConf } from '../shared/dns/forwarder.js';
 import { DeploymentController } from './controllers/deployment.js';
 import { EndpointSliceController } from './controllers/endpointslice.js';
 import { PodGarbageCollector } from './controllers/pod-gc.js';
@@ -24,7 +27,8 @@ import { nodeCniPaths, writePrimaryCni, type NodeCniPaths } from './node/cni-con
 import { MountPoints, MOUNTPOINTS_FILE } from './node/mountpoints.js';
 import { NodeRuntime } from './node/runtime.js';
 import { addressPlan, cgroupName, type NodePlan } from './plan.js';
-import { ServicesAndDns } from './services.js';
+import { ServiceProxy } from './services.js';
+import { CLUSTER_DOMAIN } from './workloads.js';
 
 export interface LocalClusterOptions {
   prefix: string;
@@ -37,13 +41,8 @@ export interface LocalClusterOptions {
   log: Logger;
   /** Something about pods changed (settling waits on it). */
   onChange?: () => void;
-}
-
-/** The first address of a CIDR plus one: the `kubernetes` Service's ClusterIP. */
-function firstServiceIp(cidr: string): string {
-  const [base] = cidr.split('/') as [string];
-  const o = base.split('.').map(Number);
-  return `${o[0]}.${o[1]}.${o[2]}.${o[3]! + 1}`;
+  /** The resolv.conf whose nameservers the cluster DNS forwards other names to (default /etc/resolv.conf). */
+  resolvConf?: string;
 }
 
 export class LocalCluster {
@@ -51,7 +50,8 @@ export class LocalCluster {
   readonly runtimes: NodeRuntime[] = [];
   readonly cniPaths = new Map<string, NodeCniPaths>();
   api: ClusterApi | undefined;
-  services: ServicesAndDns | undefined;
+  services: ServiceProxy | undefined;
+  dns: ClusterDns | undefined;
   cgroupDir = '';
   mountPoints: MountPoints;
   private readonly stoppers: Array<() => unknown> = [];
@@ -96,6 +96,7 @@ export class LocalCluster {
       repoRoot: o.repoRoot,
       kubeconfigPath: this.kubeconfigPath,
       nodes: this.nodes.map((n) => ({ name: n.name, ip: n.ip, podCidr: n.podCidr })),
+      clusterDns: { clusterIp: dnsServiceIp(plan.serviceNet), serverAddress: plan.bridgeIp },
       log,
     });
     this.api = api;
@@ -107,10 +108,23 @@ export class LocalCluster {
       this.stoppers.push(() => ctl.stop());
       await ctl.start();
     }
-    const services = new ServicesAndDns({ client: await api.clientFor(PROXY_IDENTITY), prefix: o.prefix, nodes: this.nodes, log });
+    const services = new ServiceProxy({ client: await api.clientFor(PROXY_IDENTITY), prefix: o.prefix, nodes: this.nodes, log });
     this.services = services;
     this.stoppers.push(() => services.stop());
     await services.start();
+    // The cluster DNS on the bridge address, behind kube-dns (its EndpointSlice names this address).
+    const resolvConf = o.resolvConf ?? '/etc/resolv.conf';
+    const resolvers = parseResolvConf(await readFile(resolvConf, 'utf8').catch(() => ''));
+    const dns = new ClusterDns({
+      client: await api.clientFor(DNS_IDENTITY),
+      host: plan.bridgeIp,
+      domain: CLUSTER_DOMAIN,
+      upstreams: usableUpstreams(resolvers, { host: plan.bridgeIp, port: CLUSTER_DNS_PORT }),
+      log,
+    });
+    this.dns = dns;
+    this.stoppers.push(() => dns.stop());
+    await dns.start();
 
     for (const n of this.nodes) {
       const dir = this.nodeDir(n.name);
@@ -131,9 +145,9 @@ export class LocalCluster {
         logDir: join(o.stateDir, 'logs'),
         cwd: o.cwd,
         pathPrefix: [join(o.repoRoot, 'node_modules/.bin'), join(o.repoRoot, 'bin')],
-        apiService: { host: firstServiceIp(plan.serviceNet), port: 443 },
+        apiService: { host: kubernetesServiceIp(plan.serviceNet), port: 443 },
         mountPoints: this.mountPoints,
-        dns: services,
+        dns: { nameserver: dnsServiceIp(plan.serviceNet), domain: CLUSTER_DOMAIN },
         log,
         ...(o.onChange ? { onChange: o.onChange } : {}),
       });

@@ -31,6 +31,7 @@ import { AgentSupervisor } from './agents.js';
 import { cleanupLeftovers } from './cleanup.js';
 import { AGENT_IDENTITY, CNI_IDENTITY, CONTROLLER_IDENTITY, MESH_NAMESPACE } from './cluster-api.js';
 import { LocalCluster } from './cluster.js';
+import { CLUSTER_DNS_PORT } from './cluster-dns.js';
 import { isPodReady, rec } from './controllers/queue.js';
 import { NODE_NOT_FOUND } from './controllers/pod-gc.js';
 import { IngressGatewayInstall } from './ingress-gateway.js';
@@ -259,6 +260,9 @@ export class LocalMesh {
         AMBIT_ADMIN_ADDR: '127.0.0.1:15000',
         AMBIT_TRUST_DOMAIN: o.trustDomain,
         AMBIT_LOG_LEVEL: o.logLevel,
+        // The DNS proxy forwards what it does not answer to the cluster DNS, as an agent on a
+        // cluster does through its node's resolv.conf.
+        AMBIT_DNS_UPSTREAMS: `${plan.bridgeIp}:${CLUSTER_DNS_PORT}`,
       }),
     });
     this.agents = agents;

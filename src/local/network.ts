@@ -4,8 +4,8 @@
  * its node, where kube-proxy-like nft rules give ClusterIPs to pods the mesh does not capture).
  * Invariant: everything made carries the mesh prefix, so `cleanup(prefix)` finds leftovers of a crash.
  */
-import { mkdir, readdir, rm, writeFile, open } from 'node:fs/promises';
-import { existsSync, readFileSync } from 'node:fs';
+import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { ip, nftIn, run } from './exec.js';
 import { addressPlan, bridgeName, MAX_NET, planNode, type NodePlan } from './plan.js';
@@ -44,6 +44,7 @@ export async function createClusterNetwork(prefix: string, nodes: number, net: n
 
 export interface ServiceRule {
   vip: string;
+  protocol: 'tcp' | 'udp';
   port: number;
   endpoints: Array<{ ip: string; port: number }>;
 }
@@ -58,16 +59,17 @@ export function renderServiceRules(prefix: string, rules: ServiceRule[]): string
   const chains: string[] = [];
   const pre: string[] = [];
   rules.forEach((r, i) => {
-    const match = `ip daddr ${r.vip} tcp dport ${r.port}`;
+    const match = `ip daddr ${r.vip} ${r.protocol} dport ${r.port}`;
     if (r.endpoints.length === 0) {
-      pre.push(`    ${match} reject with tcp reset`);
+      // As kube-proxy: a refused TCP connect, an ICMP port unreachable for UDP.
+      pre.push(`    ${match} ${r.protocol === 'tcp' ? 'reject with tcp reset' : 'reject'}`);
       return;
     }
     const targets = r.endpoints.map((e, j) => {
       const name = `s${i}e${j}`;
       // Hairpin: a pod reaching itself through the ClusterIP is masqueraded (as kube-proxy
       // marks it), else its reply would come from its own address, not the ClusterIP.
-      chains.push(`  chain ${name} {\n    ip saddr ${e.ip} meta mark set mark or ${HAIRPIN_MARK}\n    meta l4proto tcp dnat ip to ${e.ip}:${e.port}\n  }`);
+      chains.push(`  chain ${name} {\n    ip saddr ${e.ip} meta mark set mark or ${HAIRPIN_MARK}\n    meta l4proto ${r.protocol} dnat ip to ${e.ip}:${e.port}\n  }`);
       return `${j} : jump ${name}`;
     });
     pre.push(`    ${match} numgen random mod ${r.endpoints.length} vmap { ${targets.join(', ')} }`);
@@ -82,24 +84,12 @@ export async function applyServiceRules(prefix: string, n: NodePlan, rules: Serv
   await nftIn(n.netns, renderServiceRules(prefix, rules));
 }
 
-/** Writes a pod's /etc/hosts and resolv.conf overrides (bind-mounted by `ip netns exec`). In place, so running processes see changes. */
-export async function writePodDns(netns: string, hosts: string, searchNamespace: string): Promise<void> {
+/** Writes a pod's /etc/hosts and /etc/resolv.conf (bind-mounted over the machine's by `ip netns exec`). */
+export async function writePodDns(netns: string, hosts: string, resolvConf: string): Promise<void> {
   const dir = join(NETNS_ETC, netns);
   await mkdir(dir, { recursive: true });
-  await writeInPlace(join(dir, 'hosts'), hosts);
-  const resolv = `search ${searchNamespace}.svc.cluster.local svc.cluster.local cluster.local\noptions ndots:5 timeout:1 attempts:1\n`;
-  if (!existsSync(join(dir, 'resolv.conf'))) await writeFile(join(dir, 'resolv.conf'), resolv);
-}
-
-async function writeInPlace(path: string, content: string): Promise<void> {
-  if (existsSync(path) && readFileSync(path, 'utf8') === content) return;
-  const fh = await open(path, existsSync(path) ? 'r+' : 'w');
-  try {
-    await fh.truncate(0);
-    await fh.write(content, 0);
-  } finally {
-    await fh.close();
-  }
+  await writeFile(join(dir, 'hosts'), hosts);
+  await writeFile(join(dir, 'resolv.conf'), resolvConf);
 }
 
 /** Removes every namespace, link and /etc/netns folder carrying the prefix, and the blackhole routes. */

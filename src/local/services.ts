@@ -1,23 +1,20 @@
 /**
- * Services and names of a local cluster (what kube-proxy and the cluster DNS do): every node's
- * nft table DNATs each ClusterIP port to the ready endpoints of the Service's EndpointSlices (for
- * pods the mesh does not capture; captured pods' traffic is redirected before it reaches the
- * node), and every pod's hosts file resolves `<svc>`, `<svc>.<ns>`, `<svc>.<ns>.svc` and
- * `<svc>.<ns>.svc.cluster.local` to ClusterIPs. Reads Services and EndpointSlices as its own
- * identity; node runtimes register the pods whose hosts files it keeps.
+ * Services of a local cluster (what kube-proxy does): every node's nft table DNATs each TCP and
+ * UDP ClusterIP port to the ready endpoints of the Service's EndpointSlices (for pods the mesh
+ * does not capture; captured pods' traffic is redirected before it reaches the node). Names are
+ * the cluster DNS's (cluster-dns.ts). Reads Services and EndpointSlices as its own identity.
  *
- * Invariant: rules and hosts files are rewritten only when their text changes, one pass at a time.
+ * Invariant: rules are rewritten only when their text changes, one pass at a time.
  */
 import type { Logger } from '../shared/log.js';
 import type { KubeObject } from '../controller/objects.js';
 import { Informer, type KubeClient } from './kube-client.js';
-import { applyServiceRules, renderServiceRules, writePodDns, type ServiceRule } from './network.js';
+import { applyServiceRules, renderServiceRules, type ServiceRule } from './network.js';
 import type { NodePlan } from './plan.js';
-import { renderHosts } from './workloads.js';
 import { rec } from './controllers/queue.js';
 import { SERVICE_NAME_LABEL } from './controllers/endpointslice.js';
 
-/** kube-proxy's view: every TCP ClusterIP port and its endpoints (ready ones; serving terminating ones when none is ready). */
+/** kube-proxy's view: every TCP and UDP ClusterIP port and its endpoints (ready ones; serving terminating ones when none is ready). */
 export function serviceRulesFromSlices(services: KubeObject[], slices: KubeObject[]): ServiceRule[] {
   const rules: ServiceRule[] = [];
   const sorted = [...services].sort((a, b) => `${a.metadata.namespace}/${a.metadata.name}`.localeCompare(`${b.metadata.namespace}/${b.metadata.name}`));
@@ -27,11 +24,12 @@ export function serviceRulesFromSlices(services: KubeObject[], slices: KubeObjec
     if (typeof vip !== 'string' || vip === 'None' || vip === '') continue;
     const mine = slices.filter((sl) => sl.metadata.namespace === s.metadata.namespace && sl.metadata.labels?.[SERVICE_NAME_LABEL] === s.metadata.name);
     for (const p of (spec.ports ?? []) as Array<Record<string, unknown>>) {
-      if (typeof p.port !== 'number' || (p.protocol !== undefined && p.protocol !== 'TCP')) continue;
+      const protocol = p.protocol === undefined || p.protocol === 'TCP' ? 'tcp' : p.protocol === 'UDP' ? 'udp' : undefined;
+      if (typeof p.port !== 'number' || protocol === undefined) continue;
       const ready: ServiceRule['endpoints'] = [];
       const serving: ServiceRule['endpoints'] = [];
       for (const sl of mine) {
-        const sp = ((sl['ports'] ?? []) as Array<Record<string, unknown>>).find((x) => String(x['name'] ?? '') === String(p.name ?? ''));
+        const sp = ((sl['ports'] ?? []) as Array<Record<string, unknown>>).find((x) => String(x['name'] ?? '') === String(p.name ?? '') && String(x['protocol'] ?? 'TCP') === String(p.protocol ?? 'TCP'));
         if (!sp || typeof sp['port'] !== 'number') continue;
         for (const e of (sl['endpoints'] ?? []) as Array<Record<string, unknown>>) {
           const c = rec(e['conditions']);
@@ -42,37 +40,27 @@ export function serviceRulesFromSlices(services: KubeObject[], slices: KubeObjec
         }
       }
       const endpoints = (ready.length > 0 ? ready : serving).sort((a, b) => (a.ip < b.ip ? -1 : a.ip > b.ip ? 1 : a.port - b.port));
-      rules.push({ vip, port: p.port, endpoints });
+      rules.push({ vip, protocol, port: p.port, endpoints });
     }
   }
   return rules;
 }
 
-/** A pod whose hosts file this component keeps. */
-export interface DnsPod {
-  name: string;
-  namespace: string;
-  ip: string;
-  netns: string;
-}
-
-export interface ServicesOptions {
+export interface ServiceProxyOptions {
   client: KubeClient;
   prefix: string;
   nodes: readonly NodePlan[];
   log: Logger;
 }
 
-export class ServicesAndDns {
+export class ServiceProxy {
   private readonly services: Informer;
   private readonly slices: Informer;
-  private readonly pods = new Map<string, DnsPod>();
-  private readonly hosts = new Map<string, string>();
   private lastRules = '';
   private queue: Promise<void> = Promise.resolve();
   private closed = false;
 
-  constructor(private readonly opts: ServicesOptions) {
+  constructor(private readonly opts: ServiceProxyOptions) {
     const log = opts.log.child({ component: 'services' });
     this.services = new Informer({ client: opts.client, path: '/api/v1/services', apiVersion: 'v1', kind: 'Service', log, onEvent: () => this.schedule() });
     this.slices = new Informer({ client: opts.client, path: '/apis/discovery.k8s.io/v1/endpointslices', apiVersion: 'discovery.k8s.io/v1', kind: 'EndpointSlice', log, onEvent: () => this.schedule() });
@@ -84,49 +72,18 @@ export class ServicesAndDns {
     await this.queue;
   }
 
-  /** The Services as last seen (for status). */
-  serviceList(): KubeObject[] {
-    return this.services.list();
-  }
-
-  /** Writes the pod's hosts file and resolv.conf now, and keeps the hosts file current. */
-  async registerPod(key: string, pod: DnsPod): Promise<void> {
-    this.pods.set(key, pod);
-    await this.writeHosts(key, pod);
-  }
-
-  unregisterPod(key: string): void {
-    this.pods.delete(key);
-    this.hosts.delete(key);
-  }
-
-  /** Resolves once every change seen so far is applied. */
-  async flush(): Promise<void> {
-    this.schedule();
-    await this.queue;
-  }
-
   private schedule(): void {
     if (this.closed) return;
     this.queue = this.queue.then(() => this.sync()).catch((e) => this.opts.log.error({ err: e }, 'services sync failed'));
-  }
-
-  private async writeHosts(key: string, pod: DnsPod): Promise<void> {
-    const text = renderHosts({ name: pod.name, namespace: pod.namespace, ip: pod.ip }, this.services.list());
-    if (this.hosts.get(key) === text) return;
-    await writePodDns(pod.netns, text, pod.namespace);
-    this.hosts.set(key, text);
   }
 
   private async sync(): Promise<void> {
     if (this.closed || !this.services.ready || !this.slices.ready) return;
     const rules = serviceRulesFromSlices(this.services.list(), this.slices.list());
     const rendered = renderServiceRules(this.opts.prefix, rules);
-    if (rendered !== this.lastRules) {
-      for (const n of this.opts.nodes) await applyServiceRules(this.opts.prefix, n, rules);
-      this.lastRules = rendered;
-    }
-    for (const [key, pod] of this.pods) await this.writeHosts(key, pod);
+    if (rendered === this.lastRules) return;
+    for (const n of this.opts.nodes) await applyServiceRules(this.opts.prefix, n, rules);
+    this.lastRules = rendered;
   }
 
   async stop(): Promise<void> {

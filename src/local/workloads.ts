@@ -1,14 +1,11 @@
 /**
- * Pure parts of local mode's workloads: object keys, label selection and each pod's hosts file.
+ * Pure parts of local mode's workloads: object keys, label selection and each pod's hosts file
+ * and resolv.conf.
  * (Waypoint and gateway pods are the controller's Deployments: src/controller/owned/render.ts.)
  */
 import type { KubeObject } from '../controller/objects.js';
 
 export const CLUSTER_DOMAIN = 'cluster.local';
-
-function rec(v: unknown): Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as Record<string, unknown>) : {};
-}
 
 export function nsOf(o: KubeObject): string {
   return o.metadata.namespace ?? 'default';
@@ -25,18 +22,37 @@ export function selects(selector: Record<string, string> | undefined, labels: Re
   return Object.entries(selector).every(([k, v]) => l[k] === v);
 }
 
-/** The hosts file of a pod in namespace `podNs`: `<svc>` (same namespace), `<svc>.<ns>`, `<svc>.<ns>.svc.cluster.local`. */
-export function renderHosts(pod: { name: string; namespace: string; ip: string }, services: KubeObject[]): string {
-  const lines = ['127.0.0.1\tlocalhost', '::1\tlocalhost ip6-localhost ip6-loopback', `${pod.ip}\t${pod.name}`];
-  const sorted = [...services].sort((a, b) => (keyOf(a) < keyOf(b) ? -1 : 1));
-  for (const s of sorted) {
-    const vip = rec(s.spec).clusterIP;
-    if (typeof vip !== 'string' || vip === 'None' || vip === '') continue;
-    const n = s.metadata.name;
-    const ns = nsOf(s);
-    const names = [`${n}.${ns}.svc.${CLUSTER_DOMAIN}`, `${n}.${ns}.svc`, `${n}.${ns}`];
-    if (ns === pod.namespace) names.push(n);
-    lines.push(`${vip}\t${names.join(' ')}`);
-  }
+/** A pod as its hosts file names it (spec.hostname and spec.subdomain, when set). */
+export interface HostsPod {
+  name: string;
+  namespace: string;
+  ip: string;
+  hostname?: string;
+  subdomain?: string;
+}
+
+/**
+ * A pod's hosts file as the kubelet writes it: localhost and the IPv6 names, then the pod's IP
+ * with its hostname (`<hostname>.<subdomain>.<ns>.svc.<domain>` first when it has a subdomain).
+ * Service names are not here: the cluster DNS answers them.
+ */
+export function renderHosts(pod: HostsPod, domain = CLUSTER_DOMAIN): string {
+  const hostname = pod.hostname || pod.name;
+  const names = pod.subdomain ? [`${hostname}.${pod.subdomain}.${pod.namespace}.svc.${domain}`, hostname] : [hostname];
+  const lines = [
+    '# Kubernetes-managed hosts file.',
+    '127.0.0.1\tlocalhost',
+    '::1\tlocalhost ip6-localhost ip6-loopback',
+    'fe00::0\tip6-localnet',
+    'fe00::0\tip6-mcastprefix',
+    'fe00::1\tip6-allnodes',
+    'fe00::2\tip6-allrouters',
+    `${pod.ip}\t${names.join('\t')}`,
+  ];
   return lines.join('\n') + '\n';
+}
+
+/** A ClusterFirst pod's resolv.conf as the kubelet writes it: its namespace's search list, the cluster DNS, ndots:5. */
+export function renderResolvConf(namespace: string, nameserver: string, domain = CLUSTER_DOMAIN): string {
+  return `search ${namespace}.svc.${domain} svc.${domain} ${domain}\nnameserver ${nameserver}\noptions ndots:5\n`;
 }

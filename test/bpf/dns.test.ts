@@ -24,7 +24,7 @@ import type { Capture } from '../../src/agent/capture/capture.js';
 import { NftCapture } from '../../src/agent/capture/nft.js';
 import type { BpfCapture } from '../../src/agent/capture/redirect.js';
 import { createNetnsDnsProxy } from '../../src/agent/dns/netns-proxy.js';
-import { CLASS_IN, TYPE_A, parseMessage, serializeMessage, type DnsMessage } from '../../src/agent/dns/message.js';
+import { CLASS_IN, TYPE_A, parseMessage, serializeMessage, type DnsMessage } from '../../src/shared/dns/message.js';
 import { testWorkload } from '../helpers/loopback-net.js';
 import { bpfSkipReason, captureTest, nftSkipReason, startApps, type Pod } from './fixture.js';
 import { snapshot, startWorkerAgent } from './worker-agent.js';

@@ -15,7 +15,7 @@ import type { Service } from '../../src/shared/model.js';
 import { buildDnsTable } from '../../src/agent/dns/answer.js';
 import { DnsProxy } from '../../src/agent/dns/proxy.js';
 import { createDnsMetrics } from '../../src/agent/dns/metrics.js';
-import { DnsForwarder } from '../../src/agent/dns/upstream.js';
+import { DnsForwarder } from '../../src/shared/dns/forwarder.js';
 import {
   CLASS_IN,
   RCODE_FORMERR,
@@ -27,7 +27,7 @@ import {
   parseMessage,
   serializeMessage,
   type DnsMessage,
-} from '../../src/agent/dns/message.js';
+} from '../../src/shared/dns/message.js';
 
 function query(name: string, id: number, type = TYPE_A, edns?: number): Buffer {
   const m: DnsMessage = {

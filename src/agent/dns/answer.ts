@@ -16,17 +16,15 @@ import { isIPv4, isIPv6 } from 'node:net';
 import { serviceVisibleTo, type Service } from '../../shared/model.js';
 import {
   CLASS_IN,
-  EDNS_PAYLOAD,
   OPCODE_QUERY,
   RCODE_NOERROR,
   TYPE_A,
   TYPE_AAAA,
   TYPE_CNAME,
-  TYPE_OPT,
-  ednsOf,
+  answerTo,
   type DnsMessage,
   type DnsRecord,
-} from './message.js';
+} from '../../shared/dns/message.js';
 
 /** TTL of local answers: short, so a changed address is picked up soon (ztunnel uses 30 s). */
 export const LOCAL_TTL_SECONDS = 30;
@@ -154,16 +152,5 @@ export function decideDnsQuery(query: DnsMessage, table: DnsTable, client: DnsCl
   const answers: DnsRecord[] = [];
   if (cname !== undefined && cname !== q.name) answers.push({ name: q.name, type: TYPE_CNAME, class: CLASS_IN, ttl: LOCAL_TTL_SECONDS, data: cname });
   for (const a of addrs) answers.push({ name: owner, type: q.type, class: CLASS_IN, ttl: LOCAL_TTL_SECONDS, data: a });
-  const opt = ednsOf(query);
-  return {
-    kind: 'answer',
-    host: host.name,
-    response: {
-      header: { id: h.id, qr: true, opcode: OPCODE_QUERY, aa: true, tc: false, rd: h.rd, ra: true, z: 0, rcode: RCODE_NOERROR },
-      questions: [q],
-      answers,
-      authorities: [],
-      additionals: opt ? [{ name: '', type: TYPE_OPT, class: EDNS_PAYLOAD, ttl: 0, data: Buffer.alloc(0) }] : [],
-    },
-  };
+  return { kind: 'answer', host: host.name, response: answerTo(query, RCODE_NOERROR, answers) };
 }

@@ -12,7 +12,7 @@ import type { HostPort } from '../../shared/address.js';
 import { BYPASS_MARK, datagramSocket, listenInNetns, markedStreamSocket } from '../../../native/netns.js';
 import { DnsProxy } from './proxy.js';
 import { createDnsMetrics } from './metrics.js';
-import { DnsForwarder, parseResolvConf } from './upstream.js';
+import { DnsForwarder, parseResolvConf } from '../../shared/dns/forwarder.js';
 
 /** Per server and attempt; a resolver that has not answered by then is taken as failed. */
 export const DNS_UPSTREAM_TIMEOUT_MS = 2500;

@@ -29,9 +29,10 @@ import {
   udpLimit,
   DnsParseError,
   type DnsMessage,
-} from './message.js';
+} from '../../shared/dns/message.js';
 import type { DnsMetrics, DnsLabels } from './metrics.js';
-import type { DnsForwarder, DnsTransport } from './upstream.js';
+import type { DnsForwarder, DnsTransport } from '../../shared/dns/forwarder.js';
+import { serveDnsTcp } from '../../shared/dns/tcp.js';
 
 /** Istio ambient's in-pod DNS port (DESIGN.md, Ports). */
 export const DNS_PORT = 15053;
@@ -217,24 +218,7 @@ export class DnsProxy {
   #serveTcp(st: PodState, s: net.Socket): void {
     st.conns.add(s);
     s.on('close', () => st.conns.delete(s));
-    s.on('error', () => undefined);
-    s.setTimeout(TCP_IDLE_MS, () => s.destroy());
-    let buf: Buffer = Buffer.alloc(0);
-    s.on('data', (d: Buffer) => {
-      buf = buf.length === 0 ? d : Buffer.concat([buf, d]);
-      while (buf.length >= 2) {
-        const len = buf.readUInt16BE(0);
-        if (buf.length < 2 + len) break;
-        const msg = buf.subarray(2, 2 + len);
-        buf = buf.subarray(2 + len);
-        void this.#handle(st, Buffer.from(msg), 'tcp').then((answer) => {
-          if (!answer || s.destroyed) return;
-          const head = Buffer.alloc(2);
-          head.writeUInt16BE(Math.min(answer.length, 0xffff));
-          s.write(Buffer.concat([head, answer.subarray(0, 0xffff)]));
-        });
-      }
-    });
+    serveDnsTcp(s, (msg) => this.#handle(st, msg, 'tcp'), TCP_IDLE_MS);
   }
 }
 

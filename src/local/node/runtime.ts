@@ -17,12 +17,12 @@ import { statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { KubeObject } from '../../controller/objects.js';
 import { ANNOTATION_NETNS } from '../../controller/translate/workloads.js';
-import { NETNS_DIR } from '../network.js';
+import { NETNS_DIR, writePodDns } from '../network.js';
 import { AmbitError, errorMessage } from '../../shared/errors.js';
 import type { Logger } from '../../shared/log.js';
 import { Informer, isNotFound, type KubeClient } from '../kube-client.js';
 import type { NodePlan } from '../plan.js';
-import type { ServicesAndDns } from '../services.js';
+import { renderHosts, renderResolvConf } from '../workloads.js';
 import { nsName, rec } from '../controllers/queue.js';
 import { CniChain } from './cni-chain.js';
 import { PodProcesses } from './containers.js';
@@ -54,7 +54,8 @@ export interface NodeRuntimeOptions {
   pathPrefix: string[];
   apiService: { host: string; port: number };
   mountPoints: MountPoints;
-  dns: ServicesAndDns;
+  /** What a ClusterFirst pod's resolv.conf names: the kube-dns ClusterIP and the cluster domain. */
+  dns: { nameserver: string; domain: string };
   log: Logger;
   /** Something about a pod changed (for settling `up`/`apply`). */
   onChange?: () => void;
@@ -225,7 +226,7 @@ export class NodeRuntime {
       try {
         w.sandbox = hostNetwork ? this.hostSandbox() : await createSandbox(w.pod, sandboxNetnsName(this.opts.prefix, this.opts.node.index, w.uid), this.chain, podSysctls(w.pod));
         w.startTime ??= isoNow();
-        if (!hostNetwork) await this.opts.dns.registerPod(w.key, { name: w.pod.metadata.name, namespace: w.pod.metadata.namespace ?? 'default', ip: w.sandbox.podIp, netns: w.sandbox.netns });
+        if (!hostNetwork) await this.writeDnsFiles(w.pod, w.sandbox);
         delete w.waiting;
         w.failures = 0;
       } catch (e) {
@@ -243,6 +244,24 @@ export class NodeRuntime {
     }
     if (w.procs && w.refreshAt !== undefined && Date.now() >= w.refreshAt) await this.refreshVolumes(w);
     await this.writeStatus(w);
+  }
+
+  /** The pod's hosts file and resolv.conf, as the kubelet writes them for dnsPolicy ClusterFirst. */
+  private async writeDnsFiles(pod: KubeObject, sandbox: Sandbox): Promise<void> {
+    const spec = rec(pod.spec);
+    const namespace = pod.metadata.namespace ?? 'default';
+    const { nameserver, domain } = this.opts.dns;
+    const hosts = renderHosts(
+      {
+        name: pod.metadata.name,
+        namespace,
+        ip: sandbox.podIp,
+        ...(typeof spec['hostname'] === 'string' ? { hostname: spec['hostname'] } : {}),
+        ...(typeof spec['subdomain'] === 'string' ? { subdomain: spec['subdomain'] } : {}),
+      },
+      domain,
+    );
+    await writePodDns(sandbox.netns, hosts, renderResolvConf(namespace, nameserver, domain));
   }
 
   /** hostNetwork pods share the node's namespace: no CNI, the node's address. */
@@ -349,7 +368,6 @@ export class NodeRuntime {
       w.terminating = true;
       const grace = rec(w.pod.metadata).deletionGracePeriodSeconds ?? rec(w.pod.spec).terminationGracePeriodSeconds ?? 30;
       await w.procs?.stop(Math.max(1, Math.min(Number(grace) || 0, 30)) * 1000);
-      this.opts.dns.unregisterPod(w.key);
       if (w.sandbox && w.sandbox.id !== 'host') {
         const problem = await removeSandbox(w.sandbox, this.chain);
         if (problem) this.log.warn({ pod: w.key, err: problem }, 'CNI DEL failed; the network namespace was removed anyway');

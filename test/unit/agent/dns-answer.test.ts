@@ -2,8 +2,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { buildDnsTable, decideDnsQuery, LOCAL_TTL_SECONDS, lookupHost } from '../../../src/agent/dns/answer.js';
-import { CLASS_IN, OPCODE_UPDATE, RCODE_NOERROR, TYPE_A, TYPE_AAAA, TYPE_CNAME, TYPE_OPT, TYPE_SRV, type DnsMessage } from '../../../src/agent/dns/message.js';
+import { OPCODE_UPDATE, RCODE_NOERROR, TYPE_A, TYPE_AAAA, TYPE_CNAME, TYPE_OPT, TYPE_SRV, type DnsMessage } from '../../../src/shared/dns/message.js';
 import type { Service } from '../../../src/shared/model.js';
+import { questionMessage } from '../../helpers/dns-query.js';
 
 function svc(name: string, namespace: string, hostname: string, vips: string[], extra: Partial<Service> = {}): Service {
   return { name, namespace, hostname, vips, ports: [], subjectAltNames: [], routingPreference: [], endpoints: [], ...extra };
@@ -21,14 +22,7 @@ const table = buildDnsTable([
 ]);
 
 function q(name: string, type = TYPE_A, extra: Partial<DnsMessage> = {}): DnsMessage {
-  return {
-    header: { id: 99, qr: false, opcode: 0, aa: false, tc: false, rd: true, ra: false, z: 0, rcode: 0 },
-    questions: [{ name, type, class: CLASS_IN }],
-    answers: [],
-    authorities: [],
-    additionals: [],
-    ...extra,
-  };
+  return questionMessage(name, type, 99, extra);
 }
 
 function answered(name: string, type = TYPE_A, ns = 'bookinfo'): string[] | 'forward' {

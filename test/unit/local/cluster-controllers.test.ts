@@ -13,6 +13,7 @@ import { pickNode } from '../../../src/local/controllers/scheduler.js';
 import { desiredSlices, resolvePort, SERVICE_NAME_LABEL } from '../../../src/local/controllers/endpointslice.js';
 import { isOrphan } from '../../../src/local/controllers/pod-gc.js';
 import { serviceRulesFromSlices } from '../../../src/local/services.js';
+import { kubeDnsObjects } from '../../../src/local/cluster-api.js';
 
 const template = (image: string): Record<string, unknown> => ({ metadata: { labels: { app: 'web' } }, spec: { containers: [{ name: 'c', image, command: ['sleep', '1'], ports: [{ name: 'http', containerPort: 8080 }] }] } });
 const deployment = (image: string, replicas = 3, strategy?: string): KubeObject => ({
@@ -138,11 +139,25 @@ test('endpointslices: ready, serving and terminating endpoints; named target por
   assert.deepEqual([empty.length, empty[0].endpoints, empty[0].ports], [1, [], []]);
 
   const rules = serviceRulesFromSlices([svc], slices);
-  assert.deepEqual(rules, [{ vip: '10.96.0.10', port: 80, endpoints: [{ ip: '10.5.1.2', port: 8080 }] }], 'kube-proxy sends only to ready endpoints');
+  assert.deepEqual(rules, [{ vip: '10.96.0.10', protocol: 'tcp', port: 80, endpoints: [{ ip: '10.5.1.2', port: 8080 }] }], 'kube-proxy sends only to ready endpoints');
   const onlyTerminating = desiredSlices(svc, [pods[2]!]);
   assert.deepEqual(serviceRulesFromSlices([svc], onlyTerminating)[0]?.endpoints, [{ ip: '10.5.2.3', port: 8080 }], 'serving terminating endpoints are used when none is ready');
   const headless: KubeObject = { ...svc, spec: { ...(svc.spec as object), clusterIP: 'None' } };
   assert.deepEqual(serviceRulesFromSlices([headless], slices), []);
+});
+
+test('kube-proxy rules: the kube-dns Service gets a UDP and a TCP rule to the cluster DNS server', () => {
+  const [svc, slice] = kubeDnsObjects('10.99.0.10', '10.240.3.1') as [KubeObject, KubeObject];
+  assert.equal((svc.spec as any).clusterIP, '10.99.0.10');
+  assert.equal(svc.metadata.namespace, 'kube-system');
+  assert.equal(slice.metadata.labels?.[SERVICE_NAME_LABEL], 'kube-dns');
+  assert.notEqual(slice.metadata.labels?.['endpointslice.kubernetes.io/managed-by'], 'endpointslice-controller.k8s.io', 'the EndpointSlice controller leaves it alone');
+  assert.deepEqual(serviceRulesFromSlices([svc], [slice]), [
+    { vip: '10.99.0.10', protocol: 'udp', port: 53, endpoints: [{ ip: '10.240.3.1', port: 53 }] },
+    { vip: '10.99.0.10', protocol: 'tcp', port: 53, endpoints: [{ ip: '10.240.3.1', port: 53 }] },
+  ]);
+  const sctp: KubeObject = { ...svc, spec: { ...(svc.spec as object), ports: [{ name: 'x', port: 9, protocol: 'SCTP' }] } };
+  assert.deepEqual(serviceRulesFromSlices([sctp], [slice]), [], 'protocols kube-proxy rules do not cover are skipped');
 });
 
 test('pod gc: a pod bound to a node that does not exist is an orphan', () => {

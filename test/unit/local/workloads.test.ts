@@ -1,9 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { renderHosts, selects } from '../../../src/local/workloads.js';
+import { renderHosts, renderResolvConf, selects } from '../../../src/local/workloads.js';
 import { renderServiceRules } from '../../../src/local/network.js';
 import { addressPlan, blockHolders, planNode, validatePrefix } from '../../../src/local/plan.js';
-import type { KubeObject } from '../../../src/controller/objects.js';
 
 test('selectors: every key must match; an empty selector selects nothing', () => {
   assert.equal(selects({ app: 'web' }, { app: 'web', version: 'v1' }), true);
@@ -12,26 +11,38 @@ test('selectors: every key must match; an empty selector selects nothing', () =>
   assert.equal(selects(undefined, { app: 'web' }), false);
 });
 
-test('kube-proxy rules: random choice among endpoints, hairpin masquerade, reset when none; replaced atomically', () => {
+test('kube-proxy rules: random choice among endpoints, hairpin masquerade, reset when none; UDP too; replaced atomically', () => {
   const rules = [
-    { vip: '10.96.0.10', port: 80, endpoints: [{ ip: '10.244.1.2', port: 8080 }, { ip: '10.244.2.2', port: 8080 }] },
-    { vip: '10.96.0.11', port: 5432, endpoints: [] },
+    { vip: '10.96.0.10', protocol: 'tcp' as const, port: 80, endpoints: [{ ip: '10.244.1.2', port: 8080 }, { ip: '10.244.2.2', port: 8080 }] },
+    { vip: '10.96.0.11', protocol: 'tcp' as const, port: 5432, endpoints: [] },
+    { vip: '10.96.0.12', protocol: 'udp' as const, port: 53, endpoints: [{ ip: '10.240.0.1', port: 53 }] },
+    { vip: '10.96.0.12', protocol: 'udp' as const, port: 54, endpoints: [] },
   ];
   const nft = renderServiceRules('t1', rules);
   assert.match(nft, /ip daddr 10\.96\.0\.10 tcp dport 80 numgen random mod 2 vmap \{ 0 : jump s0e0, 1 : jump s0e1 \}/);
   assert.match(nft, /chain s0e1 \{\n\s+ip saddr 10\.244\.2\.2 meta mark set mark or 0x4000\n\s+meta l4proto tcp dnat ip to 10\.244\.2\.2:8080/);
   assert.match(nft, /type nat hook postrouting priority 100; policy accept;\n\s+meta mark & 0x4000 == 0x4000 masquerade/, "a pod reaching itself through its Service is masqueraded");
   assert.match(nft, /ip daddr 10\.96\.0\.11 tcp dport 5432 reject with tcp reset/);
+  assert.match(nft, /ip daddr 10\.96\.0\.12 udp dport 53 numgen random mod 1 vmap \{ 0 : jump s2e0 \}/);
+  assert.match(nft, /chain s2e0 \{\n\s+ip saddr 10\.240\.0\.1 meta mark set mark or 0x4000\n\s+meta l4proto udp dnat ip to 10\.240\.0\.1:53/);
+  assert.match(nft, /ip daddr 10\.96\.0\.12 udp dport 54 reject\n/, 'a UDP port without endpoints gets port unreachable');
   assert.match(nft, /^table ip t1_svc \{\}\ndelete table ip t1_svc\n/, 'the table is replaced atomically');
 });
 
-test('hosts file gives short names only for the pod namespace, and FQDNs for all', () => {
-  const svc = (name: string, ns: string, ip: string): KubeObject => ({ apiVersion: 'v1', kind: 'Service', metadata: { name, namespace: ns }, spec: { clusterIP: ip } });
-  const hosts = renderHosts({ name: 'p', namespace: 'shop', ip: '10.244.1.2' }, [svc('web', 'shop', '10.96.0.10'), svc('db', 'data', '10.96.0.11'), svc('hl', 'shop', 'None')]);
-  assert.match(hosts, /^10\.96\.0\.10\tweb\.shop\.svc\.cluster\.local web\.shop\.svc web\.shop web$/m);
-  assert.match(hosts, /^10\.96\.0\.11\tdb\.data\.svc\.cluster\.local db\.data\.svc db\.data$/m);
-  assert.doesNotMatch(hosts, /hl/);
-  assert.match(hosts, /^10\.244\.1\.2\tp$/m);
+test('hosts file as the kubelet writes it: localhost, IPv6 names, the pod\'s own name; no Service names', () => {
+  const hosts = renderHosts({ name: 'p', namespace: 'shop', ip: '10.244.1.2' });
+  assert.match(hosts, /^127\.0\.0\.1\tlocalhost$/m);
+  assert.match(hosts, /^::1\tlocalhost ip6-localhost ip6-loopback$/m);
+  assert.match(hosts, /^fe00::2\tip6-allrouters$/m);
+  assert.match(hosts, /^10\.244\.1\.2\tp\n$/m, 'the pod\'s line is last');
+  assert.doesNotMatch(hosts, /svc/);
+  const sub = renderHosts({ name: 'web-0', namespace: 'shop', ip: '10.244.1.3', hostname: 'h', subdomain: 'web' }, 'example.org');
+  assert.match(sub, /^10\.244\.1\.3\th\.web\.shop\.svc\.example\.org\th$/m, 'hostname.subdomain FQDN first, then the hostname');
+});
+
+test('resolv.conf as the kubelet writes it for ClusterFirst: namespace search list, the DNS ClusterIP, ndots:5', () => {
+  assert.equal(renderResolvConf('shop', '10.99.0.10'), 'search shop.svc.cluster.local svc.cluster.local cluster.local\nnameserver 10.99.0.10\noptions ndots:5\n');
+  assert.match(renderResolvConf('a', '10.96.0.10', 'corp.internal'), /^search a\.svc\.corp\.internal svc\.corp\.internal corp\.internal$/m);
 });
 
 test('address blocks: block K shifts every range, so meshes on different blocks never overlap', () => {

@@ -39,6 +39,15 @@ export function kubernetesServiceIp(cidr: string): string {
   return intToIp(cidrRange(cidr).first);
 }
 
+/**
+ * The ClusterIP of the cluster DNS Service (kube-dns): the tenth address of the range, where
+ * kubeadm puts it (10.96.0.10 in 10.96.0.0/12). Dynamic allocation never hands it out, so the DNS
+ * Service can always be (re)created at it.
+ */
+export function dnsServiceIp(cidr: string): string {
+  return intToIp(cidrRange(cidr).first + 9);
+}
+
 function usedClusterIps(ctx: StrategyContext): Set<string> {
   const used = new Set<string>();
   for (const s of ctx.store.list('/services')) {
@@ -84,9 +93,10 @@ function allocate(obj: KubeObject, ctx: StrategyContext): void {
       if (used.has(requested)) serviceInvalid(obj, [fieldError('Invalid', 'spec.clusterIPs', [requested], `failed to allocate IP ${requested}: provided IP is already allocated`)]);
       ip = requested;
     } else {
+      const reserved = dnsServiceIp(ctx.settings.serviceCidr);
       for (let n = first; n <= last; n++) {
         const cand = intToIp(n);
-        if (!used.has(cand)) {
+        if (!used.has(cand) && cand !== reserved) {
           ip = cand;
           break;
         }

@@ -1,14 +1,15 @@
 /**
- * Forwards a DNS query unchanged to the node's resolvers and returns their answer: over UDP
+ * Forwards a DNS query unchanged to resolvers and returns their answer (the agent's DNS proxy and
+ * local mode's cluster DNS use it): over UDP
  * (one fresh socket per query, so every query has its own random source port; the first reply
  * from the asked server with the query's id wins; on timeout the next server is tried) or over
- * TCP (one connection per query, 2-byte length framing). Sockets carry the bypass mark, so
- * capture never takes the proxy's own queries back to itself.
+ * TCP (one connection per query, 2-byte length framing). Sockets come from injected factories:
+ * the agent's carry the bypass mark, so capture never takes the proxy's own queries back to itself.
  */
 import dgram from 'node:dgram';
 import net from 'node:net';
-import { AmbitError, errorMessage } from '../../shared/errors.js';
-import type { HostPort } from '../../shared/address.js';
+import { AmbitError, errorMessage } from '../errors.js';
+import type { HostPort } from '../address.js';
 
 export type DnsTransport = 'udp' | 'tcp';
 

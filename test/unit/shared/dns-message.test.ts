@@ -21,7 +21,7 @@ import {
   serializeMessage,
   udpLimit,
   type DnsMessage,
-} from '../../../src/agent/dns/message.js';
+} from '../../../src/shared/dns/message.js';
 import { Rng } from '../../helpers/fuzz.js';
 
 function query(name: string, type = TYPE_A, opts: { id?: number; edns?: number; opcode?: number } = {}): DnsMessage {

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseResolvConf, DnsForwarder } from '../../../src/agent/dns/upstream.js';
+import { parseResolvConf, DnsForwarder } from '../../../src/shared/dns/forwarder.js';
 import { dnsUpstreams } from '../../../src/agent/dns/netns-proxy.js';
 import { silentLogger } from '../../../src/shared/log.js';
 

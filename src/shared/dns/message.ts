@@ -7,7 +7,7 @@
  * Invariant: parsing never throws anything but DnsParseError, whatever the bytes.
  */
 import { isIPv4, isIPv6 } from 'node:net';
-import { formatIPv6, ipToBytes16 } from '../../../native/sockaddr.js';
+import { formatIPv6, ipToBytes16 } from '../ip-bytes.js';
 
 export const TYPE_A = 1;
 export const TYPE_NS = 2;
@@ -227,6 +227,13 @@ export function parseMessage(buf: Buffer): DnsMessage {
   return { header, questions, answers: sections[0]!, authorities: sections[1]!, additionals: sections[2]! };
 }
 
+/** The wire form of a name (uncompressed; for record data such as SOA's). Throws RangeError for a bad label. */
+export function encodeName(name: string): Buffer {
+  const out: number[] = [];
+  writeName(name, out);
+  return Buffer.from(out);
+}
+
 function writeName(name: string, out: number[]): void {
   if (name !== '') {
     for (const label of name.split('.')) {
@@ -325,5 +332,20 @@ export function errorResponse(query: { id: number; opcode?: number; rd?: boolean
     answers: [],
     authorities: [],
     additionals: [],
+  };
+}
+
+/**
+ * An authoritative answer to `query`'s first question: its id, opcode and RD echoed, RA set,
+ * `rcode` with the given sections, and an OPT record announcing EDNS_PAYLOAD when the query had one.
+ */
+export function answerTo(query: DnsMessage, rcode: number, answers: DnsRecord[], authorities: DnsRecord[] = []): DnsMessage {
+  const h = query.header;
+  return {
+    header: { id: h.id, qr: true, opcode: h.opcode, aa: true, tc: false, rd: h.rd, ra: true, z: 0, rcode },
+    questions: query.questions.slice(0, 1),
+    answers,
+    authorities,
+    additionals: ednsOf(query) ? [{ name: '', type: TYPE_OPT, class: EDNS_PAYLOAD, ttl: 0, data: Buffer.alloc(0) }] : [],
   };
 }
