@@ -33,6 +33,7 @@ const VS_ROUTE = 'spec.http[]';
 /** A VirtualService `tcp` or `tls` route: port matches and weighted destinations. */
 const L4_ROUTE = (base: string): string[] => [
   `${base}.match[].port`,
+  `${base}.match[].gateways`,
   `${base}.route[].destination.host`,
   `${base}.route[].destination.subset`,
   `${base}.route[].destination.port.number`,
@@ -50,6 +51,7 @@ const VIRTUAL_SERVICE: readonly string[] = [
   ...under(`${VS_MATCH}.queryParams{}`, STRING_MATCH),
   `${VS_MATCH}.port`,
   `${VS_MATCH}.ignoreUriCase`,
+  `${VS_MATCH}.gateways`,
   `${VS_ROUTE}.route[].destination.host`,
   `${VS_ROUTE}.route[].destination.subset`,
   `${VS_ROUTE}.route[].destination.port.number`,

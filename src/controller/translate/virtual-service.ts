@@ -4,7 +4,7 @@
  * direct responses, redirects and CORS policies. The oldest VirtualService claims a host; an HTTPRoute on it takes precedence.
  */
 import type { KubeObject } from '../objects.js';
-import { DEFAULT_RETRY_BUDGET, emptyHeaderOps, isRetryOnToken, type CorsPolicy, type FaultPolicy, type HeaderOps, type HttpRoute, type L4Route, type MirrorPolicy, type RedirectPolicy, type RetryPolicy, type RouteBackend, type RouteMatch, type StringMatcher } from '../../shared/routes.js';
+import { DEFAULT_RETRY_BUDGET, emptyHeaderOps, isRetryOnToken, type CorsPolicy, type FaultPolicy, type HeaderOps, type HttpRoute, type L4Route, type MirrorPolicy, type RedirectPolicy, type RetryPolicy, type RouteBackend, type RouteConfig, type RouteMatch, type StringMatcher } from '../../shared/routes.js';
 import { gatewayAllowsHost } from './istio-gateway.js';
 import { condition, durationMs, firstPort, ingressConfig, Invalid, percentValue, resolveHost, translateObject, type RouteContext } from './route-context.js';
 import { subsetLabels } from './service-routes.js';
@@ -52,9 +52,48 @@ function uriMatch(v: unknown, where: string): StringMatcher {
   return m;
 }
 
-function vsMatch(v: unknown, where: string): RouteMatch {
+/**
+ * A match during translation: `gateways` (Istio `match.gateways`: `mesh` or `ns/name`) says
+ * where it applies; it is decided here, per place the VirtualService is bound, and never sent.
+ */
+type BoundMatch<M> = M & { gateways?: string[] };
+
+/** `match.gateways` names resolved as the top-level `gateways` are (`mesh`, or `ns/name` in the VirtualService's namespace). */
+function matchGateways(r: Record<string, unknown>, vs: KubeObject): string[] | undefined {
+  if (r['gateways'] === undefined) return undefined;
+  return asStrings(r['gateways']).map((g) => (g === MESH || g.includes('/') ? g : `${nsOf(vs)}/${g}`));
+}
+
+/**
+ * The matches of a rule at one place (`mesh` or a gateway): those without `gateways` and those
+ * naming it, stripped of the list; undefined when the rule had matches and none applies there.
+ */
+function matchesAt<M>(match: ReadonlyArray<BoundMatch<M>>, place: string): M[] | undefined {
+  if (match.length === 0) return [];
+  const out: M[] = [];
+  for (const m of match) {
+    if (m.gateways !== undefined && !m.gateways.includes(place)) continue;
+    const { gateways: _g, ...rest } = m;
+    out.push(rest as M);
+  }
+  return out.length > 0 ? out : undefined;
+}
+
+/** The rules of a list that apply at `place`, each with its matches for there (a fresh copy). */
+function rulesAt<R extends { match: readonly object[] }>(rules: readonly R[], place: string): R[] {
+  const out: R[] = [];
+  for (const r of rules) {
+    const match = matchesAt(r.match as ReadonlyArray<BoundMatch<object>>, place);
+    if (match !== undefined) out.push({ ...structuredClone(r), match });
+  }
+  return out;
+}
+
+function vsMatch(v: unknown, where: string, vs: KubeObject): BoundMatch<RouteMatch> {
   const r = asRecord(v);
-  const m: RouteMatch = { headers: [], queryParams: [] };
+  const m: BoundMatch<RouteMatch> = { headers: [], queryParams: [] };
+  const gateways = matchGateways(r, vs);
+  if (gateways) m.gateways = gateways;
   if (r['uri'] !== undefined) m.uri = uriMatch(r['uri'], `${where}.uri`);
   if (r['ignoreUriCase'] === true) m.ignoreUriCase = true;
   if (r['method'] !== undefined) {
@@ -66,8 +105,8 @@ function vsMatch(v: unknown, where: string): RouteMatch {
   for (const [name, hv] of Object.entries(asRecord(r['headers']))) m.headers.push({ name: name.toLowerCase(), match: istioStringMatch(hv, `${where}.headers.${name}`) });
   for (const [name, hv] of Object.entries(asRecord(r['withoutHeaders']))) m.headers.push({ name: name.toLowerCase(), match: istioStringMatch(hv, `${where}.withoutHeaders.${name}`), invert: true });
   for (const [name, qv] of Object.entries(asRecord(r['queryParams']))) m.queryParams.push({ name, match: istioStringMatch(qv, `${where}.queryParams.${name}`) });
-  if (r['sourceLabels'] !== undefined || r['sourceNamespace'] !== undefined || r['gateways'] !== undefined) {
-    throw new Invalid('Unsupported', `${where}: sourceLabels, sourceNamespace and gateways in a match are not supported by waypoints`);
+  if (r['sourceLabels'] !== undefined || r['sourceNamespace'] !== undefined) {
+    throw new Invalid('Unsupported', `${where}: sourceLabels and sourceNamespace in a match are not supported by waypoints`);
   }
   return m;
 }
@@ -145,7 +184,7 @@ function vsBackends(ctx: RouteContext, vs: KubeObject, v: unknown, where: string
 }
 
 /** Match fields of `tcp`/`tls` routes Ambit cannot check: a route using them is left out (it would match more). */
-const L4_UNSERVED_MATCH = ['destinationSubnets', 'sourceLabels', 'sourceNamespace', 'gateways'];
+const L4_UNSERVED_MATCH = ['destinationSubnets', 'sourceLabels', 'sourceNamespace'];
 
 /** One `tcp` or `tls` route, or undefined (with a note) when a match uses fields Ambit cannot check. */
 function vsL4Route(ctx: RouteContext, vs: KubeObject, v: unknown, where: string, tls: boolean, notes: string[]): L4Route | undefined {
@@ -157,7 +196,8 @@ function vsL4Route(ctx: RouteContext, vs: KubeObject, v: unknown, where: string,
       notes.push(`${where}.match[${j}] uses ${unserved.join(', ')}, which Ambit does not check; the route is not applied`);
       return undefined;
     }
-    match.push({ ...(typeof m['port'] === 'number' ? { port: m['port'] } : {}), ...(tls ? { sniHosts: asStrings(m['sniHosts']).map((h) => h.toLowerCase()) } : {}) });
+    const gateways = matchGateways(m, vs);
+    match.push({ ...(typeof m['port'] === 'number' ? { port: m['port'] } : {}), ...(tls ? { sniHosts: asStrings(m['sniHosts']).map((h) => h.toLowerCase()) } : {}), ...(gateways ? { gateways } : {}) });
   }
   const backends = vsBackends(ctx, vs, r['route'], where, `VirtualService ${nsOf(vs)}/${vs.metadata.name} ${where}`);
   if (backends.length === 0) throw new Invalid('InvalidRoute', `${where}.route must name at least one destination`);
@@ -214,7 +254,7 @@ function vsRoute(ctx: RouteContext, vs: KubeObject, v: unknown, i: number): Http
   const headers = asRecord(r['headers']);
   const route: HttpRoute = {
     name: asString(r['name']) ?? `${ns}/${vs.metadata.name}.${i}`,
-    match: asArray(r['match']).map((m, j) => vsMatch(m, `${where}.match[${j}]`)),
+    match: asArray(r['match']).map((m, j) => vsMatch(m, `${where}.match[${j}]`, vs)),
     backends,
     headers: { request: vsHeaderOps(headers['request']), response: vsHeaderOps(headers['response']) },
   };
@@ -247,6 +287,17 @@ function vsRoute(ctx: RouteContext, vs: KubeObject, v: unknown, i: number): Http
   return route;
 }
 
+const MESH = 'mesh';
+
+/** The rules of a VirtualService that apply at `place` (`mesh` or a gateway), added to its config there. */
+function addRules(cfg: RouteConfig, place: string, routes: readonly HttpRoute[], tcpRoutes: readonly L4Route[], tlsRoutes: readonly L4Route[]): void {
+  cfg.routes.push(...rulesAt(routes, place));
+  const tcp = rulesAt(tcpRoutes, place);
+  const tls = rulesAt(tlsRoutes, place);
+  if (tcp.length > 0) (cfg.tcpRoutes ??= []).push(...tcp);
+  if (tls.length > 0) (cfg.tlsRoutes ??= []).push(...tls);
+}
+
 /** Gateway references of a VirtualService: `mesh` or `ns/name`. Empty list means mesh only. */
 function vsGateways(vs: KubeObject): { mesh: boolean; gateways: string[] } {
   const list = asStrings(asRecord(vs.spec)['gateways']);
@@ -254,7 +305,7 @@ function vsGateways(vs: KubeObject): { mesh: boolean; gateways: string[] } {
   const gateways: string[] = [];
   let mesh = false;
   for (const g of list) {
-    if (g === 'mesh') mesh = true;
+    if (g === MESH) mesh = true;
     else gateways.push(g.includes('/') ? g : `${nsOf(vs)}/${g}`);
   }
   return { mesh, gateways };
@@ -292,9 +343,7 @@ export function translateVirtualServices(ctx: RouteContext, list: readonly KubeO
             continue;
           }
           claimed.set(host, `${ns}/${vs.metadata.name}`);
-          cfg.routes.push(...structuredClone(routes));
-          if (tcpRoutes.length > 0) (cfg.tcpRoutes ??= []).push(...structuredClone(tcpRoutes));
-          if (tlsRoutes.length > 0) (cfg.tlsRoutes ??= []).push(...structuredClone(tlsRoutes));
+          addRules(cfg, MESH, routes, tcpRoutes, tlsRoutes);
         }
       }
       for (const g of binding.gateways) {
@@ -308,11 +357,8 @@ export function translateVirtualServices(ctx: RouteContext, list: readonly KubeO
             notes.push(`gateway ${g} does not serve host ${host}`);
             continue;
           }
-          const cfg = ingressConfig(ctx, g, host);
-          cfg.routes.push(...structuredClone(routes));
           // On a gateway a `port` match is the gateway server's port (its TCP and TLS listeners pick by it).
-          if (tcpRoutes.length > 0) (cfg.tcpRoutes ??= []).push(...structuredClone(tcpRoutes));
-          if (tlsRoutes.length > 0) (cfg.tlsRoutes ??= []).push(...structuredClone(tlsRoutes));
+          addRules(ingressConfig(ctx, g, host), g, routes, tcpRoutes, tlsRoutes);
         }
       }
       if (notes.length > 0) condition(ctx, vs, 'PartiallyApplied', notes.join('; '));

@@ -474,3 +474,36 @@ test('Gateway API listener allowedRoutes: a route attaches only through listener
   // TCPRoute from shop: the All listener (9000) takes it; the Same one (9001) does not.
   assert.deepEqual(cfg('*')!.tcpRoutes!.map((r) => r.match.map((m) => m.port)), [[9000]]);
 });
+
+test('VirtualService match.gateways: a rule applies only where its matches name (mesh or a gateway), as in Istio', () => {
+  const gateway: KubeObject = { apiVersion: 'networking.istio.io/v1', kind: 'Gateway', metadata: { name: 'bookinfo-gateway', namespace: 'bookinfo' }, spec: { selector: { istio: 'ingressgateway' }, servers: [{ port: { number: 80, name: 'http', protocol: 'HTTP' }, hosts: ['*'] }, { port: { number: 9000, name: 'tcp', protocol: 'TCP' }, hosts: ['*'] }] } };
+  const vs: KubeObject = {
+    apiVersion: 'networking.istio.io/v1',
+    kind: 'VirtualService',
+    metadata: { name: 'reviews', namespace: 'bookinfo' },
+    spec: {
+      hosts: ['reviews'],
+      gateways: ['bookinfo-gateway', 'mesh'],
+      http: [
+        { name: 'edge-only', match: [{ uri: { prefix: '/public' }, gateways: ['bookinfo-gateway'] }], route: [{ destination: { host: 'ratings' } }] },
+        { name: 'mesh-only', match: [{ headers: { 'end-user': { exact: 'jason' } }, gateways: ['mesh'] }], route: [{ destination: { host: 'httpbin' } }] },
+        { name: 'both', match: [{ uri: { prefix: '/a' }, gateways: ['mesh'] }, { uri: { prefix: '/b' } }], route: [{ destination: { host: 'reviews' } }] },
+        { name: 'default', route: [{ destination: { host: 'reviews' } }] },
+      ],
+      tcp: [{ match: [{ port: 9000, gateways: ['bookinfo/bookinfo-gateway'] }], route: [{ destination: { host: 'reviews', port: { number: 9080 } } }] }],
+    },
+  };
+  const out = translateRoutes([vs, gateway, ...bookinfoServices]);
+  assert.deepEqual(out.conditions, [], 'match.gateways is served');
+  for (const r of out.routes) assert.deepEqual(validateRouteConfig(r), [], `${r.name} is valid (no gateways field goes out)`);
+  const mesh = out.routes.find((r) => r.hostname === 'reviews.bookinfo.svc.cluster.local' && !r.gateway)!;
+  const edge = out.routes.find((r) => r.gateway === 'bookinfo/bookinfo-gateway')!;
+  const summary = (rs: typeof mesh.routes) => rs.map((r) => [r.name, r.match.map((m) => m.uri ?? m.headers.map((h) => h.name).join())]);
+  assert.deepEqual(summary(mesh.routes), [['mesh-only', ['end-user']], ['both', [{ prefix: '/a' }, { prefix: '/b' }]], ['default', []]]);
+  assert.deepEqual(summary(edge.routes), [['edge-only', [{ prefix: '/public' }]], ['both', [{ prefix: '/b' }]], ['default', []]]);
+  assert.equal(mesh.tcpRoutes, undefined, 'the gateway-only tcp rule is not a mesh rule');
+  assert.deepEqual(edge.tcpRoutes?.map((r) => r.match), [[{ port: 9000 }]]);
+  const table = buildRouteTable(out.routes, 'bookinfo/bookinfo-gateway');
+  const d = routeRequest(table, { authority: 'reviews.bookinfo.svc.cluster.local', path: '/public/x', method: 'GET', headers: {} });
+  assert.equal(d.kind === 'route' ? d.route.name : d.kind, 'edge-only');
+});
