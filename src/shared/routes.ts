@@ -32,6 +32,8 @@ export interface RouteMatch {
   port?: number;
   /** Case-insensitive URI match (Istio ignoreUriCase). */
   ignoreUriCase?: boolean;
+  /** Only requests whose caller's mTLS identity is of this namespace (Istio sourceNamespace). */
+  sourceNamespace?: string;
 }
 
 export interface RouteBackend {
@@ -166,6 +168,8 @@ export interface L4Route {
     port?: number;
     /** TLS routes: the ClientHello SNI is one of these (`*.` wildcards allowed). */
     sniHosts?: string[];
+    /** Only connections whose caller's mTLS identity is of this namespace (Istio sourceNamespace). */
+    sourceNamespace?: string;
   }>;
   backends: RouteBackend[];
 }

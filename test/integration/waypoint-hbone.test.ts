@@ -139,8 +139,12 @@ test('the waypoint\'s real HBONE front: the mTLS peer identity and the CONNECT t
     hostname: SVC,
     aliases: ['cart'],
     ports: [{ port: 8080, protocol: 'http' }, { port: 8081, protocol: 'http' }],
-    routes: [{ name: 'all', match: [{ port: 8080, headers: [], queryParams: [] }], backends: [{ host: SVC, weight: 1 }], headers: { request: emptyHeaderOps(), response: emptyHeaderOps() } }],
-    authorization: [{ name: 'shop/only-frontend', action: 'ALLOW', dryRun: false, rules: [{ from: [{ principals: [{ exact: 'cluster.local/ns/shop/sa/frontend' }], notPrincipals: [], namespaces: [], notNamespaces: [] }], to: [], when: [] }] }],
+    routes: [
+      { name: 'all', match: [{ port: 8080, headers: [], queryParams: [] }], backends: [{ host: SVC, weight: 1 }], headers: { request: emptyHeaderOps(), response: emptyHeaderOps() } },
+      // Istio match.sourceNamespace: only callers whose identity is of namespace shop.
+      { name: 'from-shop', match: [{ port: 8081, sourceNamespace: 'shop', headers: [], queryParams: [] }], backends: [{ host: SVC, weight: 1 }], headers: { request: emptyHeaderOps(), response: emptyHeaderOps() } },
+    ],
+    authorization: [{ name: 'shop/only-frontend', action: 'ALLOW', dryRun: false, rules: [{ from: [{ principals: [{ exact: 'cluster.local/ns/shop/sa/frontend' }, { exact: 'cluster.local/ns/other/sa/frontend' }], notPrincipals: [], namespaces: [], notNamespaces: [] }], to: [], when: [] }] }],
   };
   assert.deepEqual(validateRouteConfig(cfg), [], 'the test route config is valid');
   waypoint.applyConfig({
@@ -152,8 +156,8 @@ test('the waypoint\'s real HBONE front: the mTLS peer identity and the CONNECT t
     systemVersions: new Map(),
   });
   /** An HTTP/1.1 request inside a CONNECT stream of an mTLS session presenting `sa`'s certificate. */
-  const viaTunnel = async (sa: string, port: number): Promise<{ status: number; body: string }> => {
-    const session = await hboneSession({ host: WP_IP, port: hbone.port, cert: mesh.certFor(`spiffe://cluster.local/ns/shop/sa/${sa}`), localAddress: FRONTEND_IP });
+  const viaTunnel = async (sa: string, port: number, ns = 'shop'): Promise<{ status: number; body: string }> => {
+    const session = await hboneSession({ host: WP_IP, port: hbone.port, cert: mesh.certFor(`spiffe://cluster.local/ns/${ns}/sa/${sa}`), localAddress: FRONTEND_IP });
     try {
       const { status, stream } = await hboneRequest(session, { ':authority': `10.96.0.5:${port}` });
       assert.equal(status, 200, 'the waypoint accepts the CONNECT');
@@ -172,7 +176,9 @@ test('the waypoint\'s real HBONE front: the mTLS peer identity and the CONNECT t
   };
   assert.deepEqual(await viaTunnel('frontend', 8080), { status: 200, body: 'ok /items' });
   assert.equal((await viaTunnel('intruder', 8080)).status, 403, 'the certificate\'s identity feeds L7 authz');
-  assert.equal((await viaTunnel('frontend', 8081)).status, 404, 'the CONNECT target port feeds route matching');
+  assert.equal((await viaTunnel('frontend', 8081)).status, 200, 'the CONNECT target port feeds route matching, and the caller of namespace shop matches sourceNamespace');
+  assert.equal((await viaTunnel('frontend', 8081, 'other')).status, 404, 'a caller of another namespace does not match sourceNamespace (and no other route serves 8081)');
+  assert.equal((await viaTunnel('frontend', 8080, 'other')).status, 200, '... while the route without it serves that caller');
   // A tunnel to the waypoint's own address (its HBONE port, its metrics) is refused, never dialled.
   const self = await hboneSession({ host: WP_IP, port: hbone.port, cert: mesh.certFor('spiffe://cluster.local/ns/shop/sa/frontend') });
   for (const p of [hbone.port, 15008, 15020]) {

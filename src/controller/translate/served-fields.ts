@@ -34,6 +34,7 @@ const VS_ROUTE = 'spec.http[]';
 const L4_ROUTE = (base: string): string[] => [
   `${base}.match[].port`,
   `${base}.match[].gateways`,
+  `${base}.match[].sourceNamespace`,
   `${base}.route[].destination.host`,
   `${base}.route[].destination.subset`,
   `${base}.route[].destination.port.number`,
@@ -52,6 +53,7 @@ const VIRTUAL_SERVICE: readonly string[] = [
   `${VS_MATCH}.port`,
   `${VS_MATCH}.ignoreUriCase`,
   `${VS_MATCH}.gateways`,
+  `${VS_MATCH}.sourceNamespace`,
   `${VS_ROUTE}.route[].destination.host`,
   `${VS_ROUTE}.route[].destination.subset`,
   `${VS_ROUTE}.route[].destination.port.number`,

@@ -105,8 +105,9 @@ function vsMatch(v: unknown, where: string, vs: KubeObject): BoundMatch<RouteMat
   for (const [name, hv] of Object.entries(asRecord(r['headers']))) m.headers.push({ name: name.toLowerCase(), match: istioStringMatch(hv, `${where}.headers.${name}`) });
   for (const [name, hv] of Object.entries(asRecord(r['withoutHeaders']))) m.headers.push({ name: name.toLowerCase(), match: istioStringMatch(hv, `${where}.withoutHeaders.${name}`), invert: true });
   for (const [name, qv] of Object.entries(asRecord(r['queryParams']))) m.queryParams.push({ name, match: istioStringMatch(qv, `${where}.queryParams.${name}`) });
-  if (r['sourceLabels'] !== undefined || r['sourceNamespace'] !== undefined) {
-    throw new Invalid('Unsupported', `${where}: sourceLabels and sourceNamespace in a match are not supported by waypoints`);
+  if (r['sourceNamespace'] !== undefined) m.sourceNamespace = sourceNamespace(r, where);
+  if (r['sourceLabels'] !== undefined) {
+    throw new Invalid('Unsupported', `${where}: sourceLabels in a match is not supported by waypoints (a waypoint knows its caller's identity, not its labels; sourceNamespace is served)`);
   }
   return m;
 }
@@ -184,7 +185,14 @@ function vsBackends(ctx: RouteContext, vs: KubeObject, v: unknown, where: string
 }
 
 /** Match fields of `tcp`/`tls` routes Ambit cannot check: a route using them is left out (it would match more). */
-const L4_UNSERVED_MATCH = ['destinationSubnets', 'sourceLabels', 'sourceNamespace'];
+const L4_UNSERVED_MATCH = ['destinationSubnets', 'sourceLabels'];
+
+/** Istio `match.sourceNamespace`: a namespace name, matched against the caller's mTLS identity. */
+function sourceNamespace(r: Record<string, unknown>, where: string): string {
+  const ns = r['sourceNamespace'];
+  if (typeof ns !== 'string' || !/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(ns) || ns.length > 63) throw new Invalid('InvalidMatch', `${where}.sourceNamespace ${JSON.stringify(ns)} is not a namespace name`);
+  return ns;
+}
 
 /** One `tcp` or `tls` route, or undefined (with a note) when a match uses fields Ambit cannot check. */
 function vsL4Route(ctx: RouteContext, vs: KubeObject, v: unknown, where: string, tls: boolean, notes: string[]): L4Route | undefined {
@@ -197,7 +205,8 @@ function vsL4Route(ctx: RouteContext, vs: KubeObject, v: unknown, where: string,
       return undefined;
     }
     const gateways = matchGateways(m, vs);
-    match.push({ ...(typeof m['port'] === 'number' ? { port: m['port'] } : {}), ...(tls ? { sniHosts: asStrings(m['sniHosts']).map((h) => h.toLowerCase()) } : {}), ...(gateways ? { gateways } : {}) });
+    const from = m['sourceNamespace'] !== undefined ? sourceNamespace(m, `${where}.match[${j}]`) : undefined;
+    match.push({ ...(typeof m['port'] === 'number' ? { port: m['port'] } : {}), ...(tls ? { sniHosts: asStrings(m['sniHosts']).map((h) => h.toLowerCase()) } : {}), ...(from ? { sourceNamespace: from } : {}), ...(gateways ? { gateways } : {}) });
   }
   const backends = vsBackends(ctx, vs, r['route'], where, `VirtualService ${nsOf(vs)}/${vs.metadata.name} ${where}`);
   if (backends.length === 0) throw new Invalid('InvalidRoute', `${where}.route must name at least one destination`);

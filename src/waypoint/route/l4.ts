@@ -18,6 +18,6 @@ export function sniMatches(patterns: readonly string[], sni: string | undefined)
 }
 
 /** The route of a connection to `port` (with `sni` for TLS routes), or undefined when none matches. */
-export function selectL4Route(routes: readonly L4Route[] | undefined, port: number, sni?: string): L4Route | undefined {
-  return routes?.find((r) => r.match.length === 0 || r.match.some((m) => (m.port === undefined || m.port === port) && (m.sniHosts === undefined || sniMatches(m.sniHosts, sni))));
+export function selectL4Route(routes: readonly L4Route[] | undefined, port: number, sni?: string, sourceNamespace?: string): L4Route | undefined {
+  return routes?.find((r) => r.match.length === 0 || r.match.some((m) => (m.port === undefined || m.port === port) && (m.sniHosts === undefined || sniMatches(m.sniHosts, sni)) && (m.sourceNamespace === undefined || m.sourceNamespace === sourceNamespace)));
 }

@@ -29,6 +29,8 @@ export interface RouteRequest {
    * no Service route applies; `service` (the pod's Service) still picks the config (policy).
    */
   workload?: string;
+  /** Namespace of the caller's mTLS identity, when it has one (matches' sourceNamespace). */
+  sourceNamespace?: string;
 }
 
 export type RouteDecision =
@@ -120,6 +122,7 @@ export function matchRequest(m: RouteMatch, req: RouteRequest): boolean {
   if (m.uri && !matchString(m.uri, pathname, m.ignoreUriCase === true)) return false;
   if (m.method && m.method !== req.method.toUpperCase()) return false;
   if (m.port !== undefined && req.port !== undefined && m.port !== req.port) return false;
+  if (m.sourceNamespace !== undefined && m.sourceNamespace !== req.sourceNamespace) return false;
   for (const h of m.headers) {
     const ok = matchValue(h.match, headerText(req.headers[h.name]));
     if (ok === (h.invert === true)) return false;

@@ -40,6 +40,8 @@ export interface ConnectionMeta {
   peerAddress?: string;
   /** Ingress listeners: proxies in front whose X-Forwarded-For entries are trusted (`remoteIpBlocks`). */
   trustedProxies?: number;
+  /** Namespace of the caller's verified mTLS identity (an HBONE peer, an ISTIO_MUTUAL client): route matches' sourceNamespace. */
+  callerNamespace?: string;
 }
 
 export interface RequestHandlerDeps {
@@ -119,7 +121,7 @@ export class RequestHandler {
     });
 
     // route
-    const rreq: RouteRequest = { authority, path: st.path, method: st.method, headers: req.headers, ...(meta?.targetPort !== undefined ? { port: meta.targetPort } : {}), ...(meta?.targetService !== undefined ? { service: meta.targetService } : {}), ...(meta?.targetWorkload !== undefined ? { workload: meta.targetWorkload } : {}) };
+    const rreq: RouteRequest = { authority, path: st.path, method: st.method, headers: req.headers, ...(meta?.targetPort !== undefined ? { port: meta.targetPort } : {}), ...(meta?.targetService !== undefined ? { service: meta.targetService } : {}), ...(meta?.targetWorkload !== undefined ? { workload: meta.targetWorkload } : {}), ...(meta?.callerNamespace !== undefined ? { sourceNamespace: meta.callerNamespace } : {}) };
     const routes = d.routes();
     const decision = routeRequest(routes.table, rreq);
     if (decision.kind === 'no-route') {

@@ -507,3 +507,27 @@ test('VirtualService match.gateways: a rule applies only where its matches name 
   const d = routeRequest(table, { authority: 'reviews.bookinfo.svc.cluster.local', path: '/public/x', method: 'GET', headers: {} });
   assert.equal(d.kind === 'route' ? d.route.name : d.kind, 'edge-only');
 });
+
+test('VirtualService match.sourceNamespace goes to the proxies (http, tcp and tls); sourceLabels still refuses with a clear message', () => {
+  const vs = (name: string, spec: Record<string, unknown>): KubeObject => ({ apiVersion: 'networking.istio.io/v1', kind: 'VirtualService', metadata: { name, namespace: 'bookinfo' }, spec });
+  const out = translateRoutes([
+    vs('reviews', { hosts: ['reviews'], http: [{ match: [{ sourceNamespace: 'frontend' }], route: [{ destination: { host: 'ratings' } }] }, { route: [{ destination: { host: 'reviews' } }] }] }),
+    vs('httpbin', { hosts: ['httpbin'], tcp: [{ match: [{ port: 8000, sourceNamespace: 'ops' }], route: [{ destination: { host: 'httpbin' } }] }] }),
+    vs('labels', { hosts: ['ratings'], http: [{ match: [{ sourceLabels: { app: 'x' } }], route: [{ destination: { host: 'ratings' } }] }] }),
+    vs('bad-ns', { hosts: ['ratings'], http: [{ match: [{ sourceNamespace: 'Not_A_Namespace' }], route: [{ destination: { host: 'ratings' } }] }] }),
+    ...bookinfoServices,
+  ]);
+  for (const r of out.routes) assert.deepEqual(validateRouteConfig(r), [], r.name);
+  const reviews = out.routes.find((r) => r.hostname.startsWith('reviews.'))!;
+  assert.equal(reviews.routes[0]!.match[0]!.sourceNamespace, 'frontend');
+  const httpbin = out.routes.find((r) => r.hostname.startsWith('httpbin.'))!;
+  assert.deepEqual(httpbin.tcpRoutes?.[0]?.match, [{ port: 8000, sourceNamespace: 'ops' }]);
+  const msg = (name: string) => out.conditions.find((c) => c.objectKey === `VirtualService/bookinfo/${name}`)?.message ?? '';
+  assert.match(msg('labels'), /spec\.http\[0\]\.match\[0\]: sourceLabels in a match is not supported by waypoints/);
+  assert.match(msg('bad-ns'), /spec\.http\[0\]\.match\[0\]\.sourceNamespace "Not_A_Namespace" is not a namespace name/);
+  const d = (ns: string | undefined) => routeRequest(buildRouteTable(out.routes), { authority: 'reviews', path: '/', method: 'GET', headers: {}, ...(ns ? { sourceNamespace: ns } : {}) });
+  const name = (x: ReturnType<typeof d>) => (x.kind === 'route' ? x.route.backends[0]!.host : x.kind);
+  assert.equal(name(d('frontend')), 'ratings.bookinfo.svc.cluster.local', 'a caller of that namespace takes the first rule');
+  assert.equal(name(d('other')), 'reviews.bookinfo.svc.cluster.local');
+  assert.equal(name(d(undefined)), 'reviews.bookinfo.svc.cluster.local', 'a caller without an identity never matches sourceNamespace');
+});
