@@ -34,6 +34,8 @@ export interface RouteMatch {
   ignoreUriCase?: boolean;
   /** Only requests whose caller's mTLS identity is of this namespace (Istio sourceNamespace). */
   sourceNamespace?: string;
+  /** Only requests from a mesh workload (its address and identity verified) carrying these labels (Istio sourceLabels). */
+  sourceLabels?: Record<string, string>;
 }
 
 export interface RouteBackend {
@@ -170,6 +172,8 @@ export interface L4Route {
     sniHosts?: string[];
     /** Only connections whose caller's mTLS identity is of this namespace (Istio sourceNamespace). */
     sourceNamespace?: string;
+    /** Only connections from a mesh workload carrying these labels (Istio sourceLabels). */
+    sourceLabels?: Record<string, string>;
   }>;
   backends: RouteBackend[];
 }
@@ -407,6 +411,25 @@ export interface MetricOverride {
    * it cannot be evaluated).
    */
   tags?: Record<string, { remove: true } | { value: string }>;
+}
+
+/** Who a request or connection comes from, as far as route matches may use it (verified only). */
+export interface RouteCaller {
+  /** Namespace of the caller's mTLS identity. */
+  namespace?: string;
+  /** Labels of the mesh workload whose address and identity the caller presented. */
+  labels?: Record<string, string>;
+}
+
+/** True when a match's sourceNamespace and sourceLabels (when set) hold for the caller. */
+export function callerMatches(m: { sourceNamespace?: string; sourceLabels?: Record<string, string> }, caller: RouteCaller | undefined): boolean {
+  if (m.sourceNamespace !== undefined && m.sourceNamespace !== caller?.namespace) return false;
+  if (m.sourceLabels !== undefined) {
+    const labels = caller?.labels;
+    if (!labels) return false;
+    for (const [k, v] of Object.entries(m.sourceLabels)) if (labels[k] !== v) return false;
+  }
+  return true;
 }
 
 /** An Istio Gateway server: the listener an ingress gateway opens. */

@@ -126,6 +126,7 @@ function routeMatch(issues: Issues, v: unknown, path: string): void {
   if (v['method'] !== undefined && (typeof v['method'] !== 'string' || !/^[A-Z]+$/.test(v['method']))) issues.add(`${path}.method`, 'must be an uppercase HTTP method', v['method']);
   if (v['port'] !== undefined && !isInt(v['port'], 1, 65535)) issues.add(`${path}.port`, 'must be a port 1..65535', v['port']);
   if (v['sourceNamespace'] !== undefined && typeof v['sourceNamespace'] !== 'string') issues.add(`${path}.sourceNamespace`, 'must be a namespace name', v['sourceNamespace']);
+  if (v['sourceLabels'] !== undefined) stringMap(issues, v['sourceLabels'], `${path}.sourceLabels`);
   for (const key of ['headers', 'queryParams'] as const) {
     const list = v[key];
     if (!Array.isArray(list)) {
@@ -214,6 +215,7 @@ function l4Route(issues: Issues, v: unknown, path: string, tls: boolean): void {
     if (m['sniHosts'] !== undefined) strList(issues, m['sniHosts'], `${mp}.sniHosts`);
     if (tls && !Array.isArray(m['sniHosts'])) issues.add(`${mp}.sniHosts`, 'is required in a TLS route', m['sniHosts']);
     if (m['sourceNamespace'] !== undefined && typeof m['sourceNamespace'] !== 'string') issues.add(`${mp}.sourceNamespace`, 'must be a namespace name', m['sourceNamespace']);
+    if (m['sourceLabels'] !== undefined) stringMap(issues, m['sourceLabels'], `${mp}.sourceLabels`);
   });
   const backends = arr(issues, v['backends'], `${path}.backends`) ?? [];
   if (backends.length === 0) issues.add(`${path}.backends`, 'must name at least one backend', v['backends']);

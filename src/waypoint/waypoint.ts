@@ -13,7 +13,7 @@ import { tryParseSpiffeId } from '../shared/identity.js';
 import type { Logger } from '../shared/log.js';
 import { createRegistry, type Registry } from '../shared/metrics.js';
 import type { Service, Workload } from '../shared/model.js';
-import type { L4Route, RouteConfig } from '../shared/routes.js';
+import type { L4Route, RouteCaller, RouteConfig } from '../shared/routes.js';
 import type { ConfigState } from '../shared/xds/client.js';
 import { createTunnelPoolMetrics } from '../shared/hbone/metrics.js';
 import { TunnelPool } from '../shared/hbone/pool.js';
@@ -266,13 +266,13 @@ export class Waypoint {
    * grpc or grpc-web are carried as TCP): an endpoint, null when the TCP service has none, or
    * undefined when the waypoint serves it as HTTP.
    */
-  tcpEndpoint(target: Address, random: () => number = Math.random, sourceNamespace?: string): Endpoint | null | undefined {
+  tcpEndpoint(target: Address, random: () => number = Math.random, caller?: RouteCaller): Endpoint | null | undefined {
     const ip = normalizeIp(target.address);
     const svc = this.index.serviceByVip(ip, target.port)?.service;
     if (svc) {
       const sp = svc.ports.find((p) => p.port === target.port);
       if (!sp || isHttpProtocol(sp.protocol)) return undefined;
-      const route = selectL4Route(this.meshConfigs.get(svc.hostname)?.tcpRoutes, target.port, undefined, sourceNamespace);
+      const route = selectL4Route(this.meshConfigs.get(svc.hostname)?.tcpRoutes, target.port, undefined, caller);
       if (route) return this.l4Endpoint(route, target.port, random);
       return pickEndpoint(this.resolveEndpoints({ host: svc.hostname, port: target.port }), random);
     }
@@ -305,15 +305,15 @@ export class Waypoint {
    * For a TCP port of a Service with TLS routes: how to pick the endpoint once the first bytes
    * are read (a TLS route by SNI, else the TCP routes or the Service itself); undefined otherwise.
    */
-  sniChooser(target: Address, random: () => number = Math.random, sourceNamespace?: string): ((hello: { tls: boolean; sni?: string }) => Endpoint | null) | undefined {
+  sniChooser(target: Address, random: () => number = Math.random, caller?: RouteCaller): ((hello: { tls: boolean; sni?: string }) => Endpoint | null) | undefined {
     const svc = this.index.serviceByVip(normalizeIp(target.address), target.port)?.service;
     const sp = svc?.ports.find((p) => p.port === target.port);
     if (!svc || !sp || isHttpProtocol(sp.protocol)) return undefined;
     const tlsRoutes = this.meshConfigs.get(svc.hostname)?.tlsRoutes;
     if (!tlsRoutes || tlsRoutes.length === 0) return undefined;
     return (hello) => {
-      const route = hello.tls ? selectL4Route(tlsRoutes, target.port, hello.sni, sourceNamespace) : undefined;
-      return route ? this.l4Endpoint(route, target.port, random) : (this.tcpEndpoint(target, random, sourceNamespace) ?? null);
+      const route = hello.tls ? selectL4Route(tlsRoutes, target.port, hello.sni, caller) : undefined;
+      return route ? this.l4Endpoint(route, target.port, random) : (this.tcpEndpoint(target, random, caller) ?? null);
     };
   }
 
@@ -380,13 +380,21 @@ export class Waypoint {
   }
 
   /** The caller of a tunnel: its peer identity, and its workload when the source IP matches it. */
-  private sourceOf(identity: string | undefined, srcIp: string | undefined): SourceInfo {
+  /**
+   * The caller of a tunnel for telemetry (`source`) and for route matches (`caller`): its identity's
+   * namespace, and the labels of the workload at its address when that workload's identity is the
+   * one it presented (an address alone proves nothing).
+   */
+  private callerOf(identity: string | undefined, srcIp: string | undefined): { source: SourceInfo; caller: RouteCaller } {
     const parsed = identity ? tryParseSpiffeId(identity) : undefined;
     const w = srcIp ? this.index.workloadByIp(srcIp) : undefined;
     const match = w && identity === workloadIdentity(w) ? w : undefined;
     return {
-      ...(parsed ? { principal: identity!, namespace: parsed.namespace } : {}),
-      ...(match ? { workload: match.workloadName || match.name, canonicalService: match.canonicalName, canonicalRevision: match.canonicalRevision, cluster: clusterOfUid(match.uid) } : {}),
+      source: {
+        ...(parsed ? { principal: identity!, namespace: parsed.namespace } : {}),
+        ...(match ? { workload: match.workloadName || match.name, canonicalService: match.canonicalName, canonicalRevision: match.canonicalRevision, cluster: clusterOfUid(match.uid) } : {}),
+      },
+      caller: { ...(parsed ? { namespace: parsed.namespace } : {}), ...(match ? { labels: match.labels } : {}) },
     };
   }
 
@@ -421,14 +429,14 @@ export class Waypoint {
       this.log.warn({ target: `${target.address}:${target.port}` }, 'tunnel to the waypoint itself refused');
       return { kind: 'refuse', status: HBONE_STATUS.BAD_REQUEST, reason: 'self_call' };
     }
-    const source = this.sourceOf(peer.identity, peer.client ?? peer.ip);
-    const choose = this.sniChooser(target, Math.random, source.namespace);
+    const { source, caller } = this.callerOf(peer.identity, peer.client ?? peer.ip);
+    const choose = this.sniChooser(target, Math.random, caller);
     if (choose) return { kind: 'sni', choose, source, ...this.tunnelAdmit(target, peer) };
-    const l4 = this.tcpEndpoint(target, Math.random, source.namespace);
+    const l4 = this.tcpEndpoint(target, Math.random, caller);
     if (l4 === null) return { kind: 'refuse', status: HBONE_STATUS.UPSTREAM_FAILED };
     if (l4 !== undefined) return { kind: 'tcp', endpoint: l4, source, ...this.tunnelAdmit(target, peer) };
     const from = sourceAddressOf(peer);
-    return { kind: 'http', meta: { source, ...(source.namespace !== undefined ? { callerNamespace: source.namespace } : {}), targetPort: target.port, ...this.addressed(target), ...(from !== undefined ? { peerAddress: from } : {}) } };
+    return { kind: 'http', meta: { source, caller, targetPort: target.port, ...this.addressed(target), ...(from !== undefined ? { peerAddress: from } : {}) } };
   }
 
   /** Opens the HBONE listener (mTLS, h2 CONNECT); each accepted stream is served as HTTP or TCP. */

@@ -83,7 +83,7 @@ test('waypoint requests reach the pod through HBONE with the waypoint identity (
         .get({ host: '127.0.0.1', port, path, headers: { host: 'cart:8080' } }, (res) => {
           let body = '';
           res.on('data', (c: Buffer) => (body += c.toString()));
-          res.once('end', () => resolve({ status: res.statusCode ?? 0, body }));
+          res.once('end', () => resolve({ status: res.statusCode ?? 0, body, ...(res.headers['x-route'] ? { route: String(res.headers['x-route']) } : {}) }));
         })
         .once('error', reject);
     });
@@ -141,6 +141,8 @@ test('the waypoint\'s real HBONE front: the mTLS peer identity and the CONNECT t
     ports: [{ port: 8080, protocol: 'http' }, { port: 8081, protocol: 'http' }],
     routes: [
       { name: 'all', match: [{ port: 8080, headers: [], queryParams: [] }], backends: [{ host: SVC, weight: 1 }], headers: { request: emptyHeaderOps(), response: emptyHeaderOps() } },
+      // Istio match.sourceLabels: only the frontend pods (address and identity both theirs), answered with a marker.
+      { name: 'from-frontend-pods', match: [{ port: 8081, sourceLabels: { app: 'frontend' }, headers: [], queryParams: [] }], backends: [{ host: SVC, weight: 1 }], headers: { request: emptyHeaderOps(), response: { ...emptyHeaderOps(), set: { 'x-route': 'labels' } } } },
       // Istio match.sourceNamespace: only callers whose identity is of namespace shop.
       { name: 'from-shop', match: [{ port: 8081, sourceNamespace: 'shop', headers: [], queryParams: [] }], backends: [{ host: SVC, weight: 1 }], headers: { request: emptyHeaderOps(), response: emptyHeaderOps() } },
     ],
@@ -156,7 +158,7 @@ test('the waypoint\'s real HBONE front: the mTLS peer identity and the CONNECT t
     systemVersions: new Map(),
   });
   /** An HTTP/1.1 request inside a CONNECT stream of an mTLS session presenting `sa`'s certificate. */
-  const viaTunnel = async (sa: string, port: number, ns = 'shop'): Promise<{ status: number; body: string }> => {
+  const viaTunnel = async (sa: string, port: number, ns = 'shop'): Promise<{ status: number; body: string; route?: string }> => {
     const session = await hboneSession({ host: WP_IP, port: hbone.port, cert: mesh.certFor(`spiffe://cluster.local/ns/${ns}/sa/${sa}`), localAddress: FRONTEND_IP });
     try {
       const { status, stream } = await hboneRequest(session, { ':authority': `10.96.0.5:${port}` });
@@ -165,7 +167,7 @@ test('the waypoint\'s real HBONE front: the mTLS peer identity and the CONNECT t
         const req = http.request({ createConnection: () => stream as unknown as import('node:net').Socket, path: '/items', headers: { host: 'cart', connection: 'close' } }, (res) => {
           let body = '';
           res.on('data', (c: Buffer) => (body += c.toString()));
-          res.once('end', () => resolve({ status: res.statusCode ?? 0, body }));
+          res.once('end', () => resolve({ status: res.statusCode ?? 0, body, ...(res.headers['x-route'] ? { route: String(res.headers['x-route']) } : {}) }));
         });
         req.once('error', reject);
         req.end();
@@ -176,7 +178,8 @@ test('the waypoint\'s real HBONE front: the mTLS peer identity and the CONNECT t
   };
   assert.deepEqual(await viaTunnel('frontend', 8080), { status: 200, body: 'ok /items' });
   assert.equal((await viaTunnel('intruder', 8080)).status, 403, 'the certificate\'s identity feeds L7 authz');
-  assert.equal((await viaTunnel('frontend', 8081)).status, 200, 'the CONNECT target port feeds route matching, and the caller of namespace shop matches sourceNamespace');
+  assert.deepEqual(await viaTunnel('frontend', 8081), { status: 200, body: 'ok /items', route: 'labels' }, 'the CONNECT target port feeds route matching; the frontend pod (its address and identity) matches sourceLabels');
+  assert.deepEqual(await viaTunnel('cart', 8081), { status: 403, body: 'RBAC: access denied' }, 'another identity from the frontend address is not the frontend pod (and authz refuses it)');
   assert.equal((await viaTunnel('frontend', 8081, 'other')).status, 404, 'a caller of another namespace does not match sourceNamespace (and no other route serves 8081)');
   assert.equal((await viaTunnel('frontend', 8080, 'other')).status, 200, '... while the route without it serves that caller');
   // A tunnel to the waypoint's own address (its HBONE port, its metrics) is refused, never dialled.

@@ -106,9 +106,7 @@ function vsMatch(v: unknown, where: string, vs: KubeObject): BoundMatch<RouteMat
   for (const [name, hv] of Object.entries(asRecord(r['withoutHeaders']))) m.headers.push({ name: name.toLowerCase(), match: istioStringMatch(hv, `${where}.withoutHeaders.${name}`), invert: true });
   for (const [name, qv] of Object.entries(asRecord(r['queryParams']))) m.queryParams.push({ name, match: istioStringMatch(qv, `${where}.queryParams.${name}`) });
   if (r['sourceNamespace'] !== undefined) m.sourceNamespace = sourceNamespace(r, where);
-  if (r['sourceLabels'] !== undefined) {
-    throw new Invalid('Unsupported', `${where}: sourceLabels in a match is not supported by waypoints (a waypoint knows its caller's identity, not its labels; sourceNamespace is served)`);
-  }
+  if (r['sourceLabels'] !== undefined) m.sourceLabels = sourceLabels(r, where);
   return m;
 }
 
@@ -185,7 +183,19 @@ function vsBackends(ctx: RouteContext, vs: KubeObject, v: unknown, where: string
 }
 
 /** Match fields of `tcp`/`tls` routes Ambit cannot check: a route using them is left out (it would match more). */
-const L4_UNSERVED_MATCH = ['destinationSubnets', 'sourceLabels'];
+const L4_UNSERVED_MATCH = ['destinationSubnets'];
+
+/** Istio `match.sourceLabels`: label equalities the calling workload must carry. */
+function sourceLabels(r: Record<string, unknown>, where: string): Record<string, string> {
+  const raw = r['sourceLabels'];
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) throw new Invalid('InvalidMatch', `${where}.sourceLabels must map label names to values`);
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(raw)) {
+    if (typeof v !== 'string') throw new Invalid('InvalidMatch', `${where}.sourceLabels.${k} must be a string, found ${JSON.stringify(v)}`);
+    out[k] = v;
+  }
+  return out;
+}
 
 /** Istio `match.sourceNamespace`: a namespace name, matched against the caller's mTLS identity. */
 function sourceNamespace(r: Record<string, unknown>, where: string): string {
@@ -206,7 +216,8 @@ function vsL4Route(ctx: RouteContext, vs: KubeObject, v: unknown, where: string,
     }
     const gateways = matchGateways(m, vs);
     const from = m['sourceNamespace'] !== undefined ? sourceNamespace(m, `${where}.match[${j}]`) : undefined;
-    match.push({ ...(typeof m['port'] === 'number' ? { port: m['port'] } : {}), ...(tls ? { sniHosts: asStrings(m['sniHosts']).map((h) => h.toLowerCase()) } : {}), ...(from ? { sourceNamespace: from } : {}), ...(gateways ? { gateways } : {}) });
+    const labels = m['sourceLabels'] !== undefined ? sourceLabels(m, `${where}.match[${j}]`) : undefined;
+    match.push({ ...(typeof m['port'] === 'number' ? { port: m['port'] } : {}), ...(tls ? { sniHosts: asStrings(m['sniHosts']).map((h) => h.toLowerCase()) } : {}), ...(from ? { sourceNamespace: from } : {}), ...(labels ? { sourceLabels: labels } : {}), ...(gateways ? { gateways } : {}) });
   }
   const backends = vsBackends(ctx, vs, r['route'], where, `VirtualService ${nsOf(vs)}/${vs.metadata.name} ${where}`);
   if (backends.length === 0) throw new Invalid('InvalidRoute', `${where}.route must name at least one destination`);

@@ -4,7 +4,7 @@
  * ClientHello: a name as written (any case), `*.example.com` for any name under example.com, or
  * `*` for any (also none).
  */
-import type { L4Route } from '../../shared/routes.js';
+import { callerMatches, type L4Route, type RouteCaller } from '../../shared/routes.js';
 
 export function sniMatches(patterns: readonly string[], sni: string | undefined): boolean {
   const name = (sni ?? '').toLowerCase();
@@ -18,6 +18,6 @@ export function sniMatches(patterns: readonly string[], sni: string | undefined)
 }
 
 /** The route of a connection to `port` (with `sni` for TLS routes), or undefined when none matches. */
-export function selectL4Route(routes: readonly L4Route[] | undefined, port: number, sni?: string, sourceNamespace?: string): L4Route | undefined {
-  return routes?.find((r) => r.match.length === 0 || r.match.some((m) => (m.port === undefined || m.port === port) && (m.sniHosts === undefined || sniMatches(m.sniHosts, sni)) && (m.sourceNamespace === undefined || m.sourceNamespace === sourceNamespace)));
+export function selectL4Route(routes: readonly L4Route[] | undefined, port: number, sni?: string, caller?: RouteCaller): L4Route | undefined {
+  return routes?.find((r) => r.match.length === 0 || r.match.some((m) => (m.port === undefined || m.port === port) && (m.sniHosts === undefined || sniMatches(m.sniHosts, sni)) && callerMatches(m, caller)));
 }

@@ -3,7 +3,7 @@
  * HTTP route that serves it, or the reason nothing does (404). No sockets, no clocks.
  */
 import type { HeaderMatcher, HttpRoute, QueryParamMatcher, RouteConfig, RouteMatch, StringMatcher } from '../../shared/routes.js';
-import { emptyHeaderOps } from '../../shared/routes.js';
+import { callerMatches, emptyHeaderOps, type RouteCaller } from '../../shared/routes.js';
 
 export type HeaderValue = string | string[] | undefined;
 export type RequestHeaders = Record<string, HeaderValue>;
@@ -29,8 +29,8 @@ export interface RouteRequest {
    * no Service route applies; `service` (the pod's Service) still picks the config (policy).
    */
   workload?: string;
-  /** Namespace of the caller's mTLS identity, when it has one (matches' sourceNamespace). */
-  sourceNamespace?: string;
+  /** Who the caller is, as far as verified (matches' sourceNamespace and sourceLabels). */
+  caller?: RouteCaller;
 }
 
 export type RouteDecision =
@@ -122,7 +122,7 @@ export function matchRequest(m: RouteMatch, req: RouteRequest): boolean {
   if (m.uri && !matchString(m.uri, pathname, m.ignoreUriCase === true)) return false;
   if (m.method && m.method !== req.method.toUpperCase()) return false;
   if (m.port !== undefined && req.port !== undefined && m.port !== req.port) return false;
-  if (m.sourceNamespace !== undefined && m.sourceNamespace !== req.sourceNamespace) return false;
+  if ((m.sourceNamespace !== undefined || m.sourceLabels !== undefined) && !callerMatches(m, req.caller)) return false;
   for (const h of m.headers) {
     const ok = matchValue(h.match, headerText(req.headers[h.name]));
     if (ok === (h.invert === true)) return false;

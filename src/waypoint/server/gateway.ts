@@ -298,7 +298,7 @@ export class IngressListeners {
         s.destroy();
         return;
       }
-      deliver(s, { ...withPeer(meta, s), source: { ...meta.source, principal: id, namespace: parsed.namespace }, callerNamespace: parsed.namespace }, { principal: id, ...(s.servername ? { sni: s.servername } : {}) });
+      deliver(s, { ...withPeer(meta, s), source: { ...meta.source, principal: id, namespace: parsed.namespace }, caller: { namespace: parsed.namespace } }, { principal: id, ...(s.servername ? { sni: s.servername } : {}) });
     });
     server.on('tlsClientError', (e) => this.log.debug({ port: rec.port, err: e }, 'tls handshake failed'));
     rec.refresh = setInterval(() => {

@@ -9,7 +9,7 @@ import type * as http2 from 'node:http2';
 import { isIP } from 'node:net';
 import type * as net from 'node:net';
 import type { Logger } from '../../shared/log.js';
-import type { HttpRoute, RetryPolicy, RouteConfig } from '../../shared/routes.js';
+import type { HttpRoute, RetryPolicy, RouteCaller, RouteConfig } from '../../shared/routes.js';
 import type { Destinations } from '../balance/destinations.js';
 import { DispatchFailure, type ProxyDispatch } from '../dispatch/dispatch.js';
 import { ReplayableBody } from '../dispatch/replay-body.js';
@@ -40,8 +40,8 @@ export interface ConnectionMeta {
   peerAddress?: string;
   /** Ingress listeners: proxies in front whose X-Forwarded-For entries are trusted (`remoteIpBlocks`). */
   trustedProxies?: number;
-  /** Namespace of the caller's verified mTLS identity (an HBONE peer, an ISTIO_MUTUAL client): route matches' sourceNamespace. */
-  callerNamespace?: string;
+  /** The caller as verified (an HBONE peer, an ISTIO_MUTUAL client): route matches' sourceNamespace and sourceLabels. */
+  caller?: RouteCaller;
 }
 
 export interface RequestHandlerDeps {
@@ -121,7 +121,7 @@ export class RequestHandler {
     });
 
     // route
-    const rreq: RouteRequest = { authority, path: st.path, method: st.method, headers: req.headers, ...(meta?.targetPort !== undefined ? { port: meta.targetPort } : {}), ...(meta?.targetService !== undefined ? { service: meta.targetService } : {}), ...(meta?.targetWorkload !== undefined ? { workload: meta.targetWorkload } : {}), ...(meta?.callerNamespace !== undefined ? { sourceNamespace: meta.callerNamespace } : {}) };
+    const rreq: RouteRequest = { authority, path: st.path, method: st.method, headers: req.headers, ...(meta?.targetPort !== undefined ? { port: meta.targetPort } : {}), ...(meta?.targetService !== undefined ? { service: meta.targetService } : {}), ...(meta?.targetWorkload !== undefined ? { workload: meta.targetWorkload } : {}), ...(meta?.caller !== undefined ? { caller: meta.caller } : {}) };
     const routes = d.routes();
     const decision = routeRequest(routes.table, rreq);
     if (decision.kind === 'no-route') {

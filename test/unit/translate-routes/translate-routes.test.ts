@@ -129,9 +129,9 @@ test('invalid objects get a clear condition and the rest still translate', () =>
   const conflict = vs('later', { hosts: ['reviews'], http: [{ route: [{ destination: { host: 'reviews' } }] }] }, '2025-01-01T00:00:00Z');
   const custom: KubeObject = { apiVersion: 'security.istio.io/v1', kind: 'AuthorizationPolicy', metadata: { name: 'ext', namespace: 'bookinfo' }, spec: { action: 'CUSTOM', targetRefs: [{ kind: 'Service', group: '', name: 'reviews' }] } };
   const badRetry = vs('bad-retry', { hosts: ['httpbin.bookinfo.svc.cluster.local'], http: [{ route: [{ destination: { host: 'httpbin' } }], retries: { attempts: 2, retryOn: 'whenever' } }] });
-  const tcp = vs('tcp-too', { hosts: ['httpbin'], http: [{ route: [{ destination: { host: 'httpbin' } }] }], tcp: [{ match: [{ sourceLabels: { app: 'x' } }], route: [{ destination: { host: 'httpbin' } }] }] });
+  const tcp = vs('tcp-too', { hosts: ['httpbin'], http: [{ route: [{ destination: { host: 'httpbin' } }] }], tcp: [{ match: [{ destinationSubnets: ['10.0.0.0/8'] }], route: [{ destination: { host: 'httpbin' } }] }] });
   const out = translateRoutes([good, badSubset, badDuration, conflict, custom, badRetry, tcp, ...bookinfoServices]);
-  assert.match(out.conditions.find((c) => c.objectKey.endsWith('/tcp-too'))!.message, /spec\.tcp\[0\]\.match\[0\] uses sourceLabels, which Ambit does not check; the route is not applied/);
+  assert.match(out.conditions.find((c) => c.objectKey.endsWith('/tcp-too'))!.message, /spec\.tcp\[0\]\.match\[0\] uses destinationSubnets, which Ambit does not check; the route is not applied/);
   assert.equal(out.routes.find((r) => r.hostname.startsWith('httpbin.'))!.tcpRoutes, undefined);
   assert.equal(out.routes.find((r) => r.hostname.startsWith('httpbin.'))!.routes.length, 1, 'its http part still applies');
   const byName = (n: string) => out.conditions.find((c) => c.objectKey.endsWith(`/${n}`));
@@ -508,12 +508,13 @@ test('VirtualService match.gateways: a rule applies only where its matches name 
   assert.equal(d.kind === 'route' ? d.route.name : d.kind, 'edge-only');
 });
 
-test('VirtualService match.sourceNamespace goes to the proxies (http, tcp and tls); sourceLabels still refuses with a clear message', () => {
+test('VirtualService match.sourceNamespace and sourceLabels go to the proxies (http, tcp and tls); bad values are named', () => {
   const vs = (name: string, spec: Record<string, unknown>): KubeObject => ({ apiVersion: 'networking.istio.io/v1', kind: 'VirtualService', metadata: { name, namespace: 'bookinfo' }, spec });
   const out = translateRoutes([
     vs('reviews', { hosts: ['reviews'], http: [{ match: [{ sourceNamespace: 'frontend' }], route: [{ destination: { host: 'ratings' } }] }, { route: [{ destination: { host: 'reviews' } }] }] }),
     vs('httpbin', { hosts: ['httpbin'], tcp: [{ match: [{ port: 8000, sourceNamespace: 'ops' }], route: [{ destination: { host: 'httpbin' } }] }] }),
-    vs('labels', { hosts: ['ratings'], http: [{ match: [{ sourceLabels: { app: 'x' } }], route: [{ destination: { host: 'ratings' } }] }] }),
+    vs('labels', { hosts: ['ratings'], http: [{ match: [{ sourceLabels: { app: 7 } }], route: [{ destination: { host: 'ratings' } }] }] }),
+    vs('by-labels', { hosts: ['ratings'], http: [{ match: [{ sourceLabels: { app: 'canary' } }], route: [{ destination: { host: 'reviews' } }] }, { route: [{ destination: { host: 'ratings' } }] }] }),
     vs('bad-ns', { hosts: ['ratings'], http: [{ match: [{ sourceNamespace: 'Not_A_Namespace' }], route: [{ destination: { host: 'ratings' } }] }] }),
     ...bookinfoServices,
   ]);
@@ -523,11 +524,18 @@ test('VirtualService match.sourceNamespace goes to the proxies (http, tcp and tl
   const httpbin = out.routes.find((r) => r.hostname.startsWith('httpbin.'))!;
   assert.deepEqual(httpbin.tcpRoutes?.[0]?.match, [{ port: 8000, sourceNamespace: 'ops' }]);
   const msg = (name: string) => out.conditions.find((c) => c.objectKey === `VirtualService/bookinfo/${name}`)?.message ?? '';
-  assert.match(msg('labels'), /spec\.http\[0\]\.match\[0\]: sourceLabels in a match is not supported by waypoints/);
+  assert.match(msg('labels'), /spec\.http\[0\]\.match\[0\]\.sourceLabels\.app must be a string, found 7/);
   assert.match(msg('bad-ns'), /spec\.http\[0\]\.match\[0\]\.sourceNamespace "Not_A_Namespace" is not a namespace name/);
-  const d = (ns: string | undefined) => routeRequest(buildRouteTable(out.routes), { authority: 'reviews', path: '/', method: 'GET', headers: {}, ...(ns ? { sourceNamespace: ns } : {}) });
+  const d = (ns: string | undefined) => routeRequest(buildRouteTable(out.routes), { authority: 'reviews', path: '/', method: 'GET', headers: {}, ...(ns ? { caller: { namespace: ns } } : {}) });
   const name = (x: ReturnType<typeof d>) => (x.kind === 'route' ? x.route.backends[0]!.host : x.kind);
   assert.equal(name(d('frontend')), 'ratings.bookinfo.svc.cluster.local', 'a caller of that namespace takes the first rule');
   assert.equal(name(d('other')), 'reviews.bookinfo.svc.cluster.local');
   assert.equal(name(d(undefined)), 'reviews.bookinfo.svc.cluster.local', 'a caller without an identity never matches sourceNamespace');
+  const byLabels = (labels: Record<string, string> | undefined) => {
+    const x = routeRequest(buildRouteTable(out.routes), { authority: 'ratings', path: '/', method: 'GET', headers: {}, ...(labels ? { caller: { namespace: 'bookinfo', labels } } : {}) });
+    return x.kind === 'route' ? x.route.backends[0]!.host : x.kind;
+  };
+  assert.equal(byLabels({ app: 'canary', version: 'v2' }), 'reviews.bookinfo.svc.cluster.local', 'a caller carrying the labels takes the sourceLabels rule');
+  assert.equal(byLabels({ app: 'web' }), 'ratings.bookinfo.svc.cluster.local');
+  assert.equal(byLabels(undefined), 'ratings.bookinfo.svc.cluster.local', 'a caller whose workload is not known never matches sourceLabels');
 });

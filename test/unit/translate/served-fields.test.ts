@@ -56,7 +56,7 @@ const vs = (http: unknown[], extra: Record<string, unknown> = {}): KubeObject =>
 
 test('fields Ambit does not serve are each named in Istio words; served ones are not', () => {
   const c = fieldWarning(
-    vs([{ route: [{ destination: { host: 'reviews' }, weight: 100, headers: { request: { set: { a: '1' } } } }], mirrors: [{ destination: { host: 'm' } }], match: [{ uri: { exact: '/' }, sourceLabels: { a: 'b' } }] }], {
+    vs([{ route: [{ destination: { host: 'reviews' }, weight: 100, headers: { request: { set: { a: '1' } } } }], mirrors: [{ destination: { host: 'm' } }], match: [{ uri: { exact: '/' }, statPrefix: 'b' }] }], {
       exportTo: ['.'],
     }),
   );
@@ -67,7 +67,7 @@ test('fields Ambit does not serve are each named in Istio words; served ones are
   const parts = c.message.split('; ');
   assert.deepEqual(parts.sort(), [
     'Warning: spec.exportTo is not supported',
-    'Warning: spec.http[0].match[0].sourceLabels is not supported',
+    'Warning: spec.http[0].match[0].statPrefix is not supported',
     'Warning: spec.http[0].mirrors is not supported',
     'Warning: spec.http[0].route[0].headers is not supported',
   ]);
