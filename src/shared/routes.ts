@@ -174,6 +174,8 @@ export interface L4Route {
     sourceNamespace?: string;
     /** Only connections from a mesh workload carrying these labels (Istio sourceLabels). */
     sourceLabels?: Record<string, string>;
+    /** Only connections to an address in one of these CIDRs (Istio destinationSubnets). */
+    destinationSubnets?: string[];
   }>;
   backends: RouteBackend[];
 }

@@ -216,6 +216,12 @@ function l4Route(issues: Issues, v: unknown, path: string, tls: boolean): void {
     if (tls && !Array.isArray(m['sniHosts'])) issues.add(`${mp}.sniHosts`, 'is required in a TLS route', m['sniHosts']);
     if (m['sourceNamespace'] !== undefined && typeof m['sourceNamespace'] !== 'string') issues.add(`${mp}.sourceNamespace`, 'must be a namespace name', m['sourceNamespace']);
     if (m['sourceLabels'] !== undefined) stringMap(issues, m['sourceLabels'], `${mp}.sourceLabels`);
+    if (m['destinationSubnets'] !== undefined) {
+      (arr(issues, m['destinationSubnets'], `${mp}.destinationSubnets`) ?? []).forEach((c, k) => {
+        const problem = typeof c === 'string' ? cidrProblem(c) : 'must be a CIDR';
+        if (problem !== undefined) issues.add(`${mp}.destinationSubnets[${k}]`, problem, c);
+      });
+    }
   });
   const backends = arr(issues, v['backends'], `${path}.backends`) ?? [];
   if (backends.length === 0) issues.add(`${path}.backends`, 'must name at least one backend', v['backends']);

@@ -272,7 +272,7 @@ export class Waypoint {
     if (svc) {
       const sp = svc.ports.find((p) => p.port === target.port);
       if (!sp || isHttpProtocol(sp.protocol)) return undefined;
-      const route = selectL4Route(this.meshConfigs.get(svc.hostname)?.tcpRoutes, target.port, undefined, caller);
+      const route = selectL4Route(this.meshConfigs.get(svc.hostname)?.tcpRoutes, target.port, undefined, caller, ip);
       if (route) return this.l4Endpoint(route, target.port, random);
       return pickEndpoint(this.resolveEndpoints({ host: svc.hostname, port: target.port }), random);
     }
@@ -312,7 +312,7 @@ export class Waypoint {
     const tlsRoutes = this.meshConfigs.get(svc.hostname)?.tlsRoutes;
     if (!tlsRoutes || tlsRoutes.length === 0) return undefined;
     return (hello) => {
-      const route = hello.tls ? selectL4Route(tlsRoutes, target.port, hello.sni, caller) : undefined;
+      const route = hello.tls ? selectL4Route(tlsRoutes, target.port, hello.sni, caller, normalizeIp(target.address)) : undefined;
       return route ? this.l4Endpoint(route, target.port, random) : (this.tcpEndpoint(target, random, caller) ?? null);
     };
   }
@@ -346,7 +346,7 @@ export class Waypoint {
     let route: L4Route | undefined;
     let config: RouteConfig | undefined;
     for (const c of this.ingressConfigs) {
-      route = selectL4Route(l.protocol === 'TLS' ? c.tlsRoutes : c.tcpRoutes, l.port, sni);
+      route = selectL4Route(l.protocol === 'TLS' ? c.tlsRoutes : c.tcpRoutes, l.port, sni, l.terminated?.principal ? { namespace: tryParseSpiffeId(l.terminated.principal)?.namespace } : undefined, socket.localAddress !== undefined ? normalizeIp(socket.localAddress) : undefined);
       if (route) {
         config = c;
         break;

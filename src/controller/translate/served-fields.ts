@@ -36,6 +36,7 @@ const L4_ROUTE = (base: string): string[] => [
   `${base}.match[].gateways`,
   `${base}.match[].sourceNamespace`,
   `${base}.match[].sourceLabels{}`,
+  `${base}.match[].destinationSubnets`,
   `${base}.route[].destination.host`,
   `${base}.route[].destination.subset`,
   `${base}.route[].destination.port.number`,

@@ -9,6 +9,7 @@ import { gatewayAllowsHost } from './istio-gateway.js';
 import { condition, durationMs, firstPort, ingressConfig, Invalid, percentValue, resolveHost, translateObject, type RouteContext } from './route-context.js';
 import { subsetLabels } from './service-routes.js';
 import { asArray, asRecord, asString, asStrings, compareAge, nsOf } from './util.js';
+import { cidrProblem } from '../../shared/validate.js';
 
 const GRPC_CODES: Record<string, number> = {
   OK: 0,
@@ -183,7 +184,18 @@ function vsBackends(ctx: RouteContext, vs: KubeObject, v: unknown, where: string
 }
 
 /** Match fields of `tcp`/`tls` routes Ambit cannot check: a route using them is left out (it would match more). */
-const L4_UNSERVED_MATCH = ['destinationSubnets'];
+
+/** Istio `match.destinationSubnets`: CIDRs (or single addresses) the connection's destination address is in. */
+function destinationSubnets(r: Record<string, unknown>, where: string): string[] {
+  const out: string[] = [];
+  asArray(r['destinationSubnets']).forEach((v, i) => {
+    const text = typeof v === 'string' ? (v.includes('/') ? v : `${v}/${v.includes(':') ? 128 : 32}`) : '';
+    const problem = typeof v === 'string' ? cidrProblem(text) : 'is not a string';
+    if (problem !== undefined) throw new Invalid('InvalidMatch', `${where}.destinationSubnets[${i}] ${JSON.stringify(v)}: ${problem}`);
+    out.push(text);
+  });
+  return out;
+}
 
 /** Istio `match.sourceLabels`: label equalities the calling workload must carry. */
 function sourceLabels(r: Record<string, unknown>, where: string): Record<string, string> {
@@ -204,20 +216,16 @@ function sourceNamespace(r: Record<string, unknown>, where: string): string {
   return ns;
 }
 
-/** One `tcp` or `tls` route, or undefined (with a note) when a match uses fields Ambit cannot check. */
-function vsL4Route(ctx: RouteContext, vs: KubeObject, v: unknown, where: string, tls: boolean, notes: string[]): L4Route | undefined {
+/** One `tcp` or `tls` route: port, SNI, caller and destination-subnet matches, weighted destinations. */
+function vsL4Route(ctx: RouteContext, vs: KubeObject, v: unknown, where: string, tls: boolean): L4Route {
   const r = asRecord(v);
   const match: L4Route['match'] = [];
   for (const [j, m] of asArray(r['match']).map(asRecord).entries()) {
-    const unserved = L4_UNSERVED_MATCH.filter((k) => m[k] !== undefined);
-    if (unserved.length > 0) {
-      notes.push(`${where}.match[${j}] uses ${unserved.join(', ')}, which Ambit does not check; the route is not applied`);
-      return undefined;
-    }
+    const subnets = m['destinationSubnets'] !== undefined ? destinationSubnets(m, `${where}.match[${j}]`) : undefined;
     const gateways = matchGateways(m, vs);
     const from = m['sourceNamespace'] !== undefined ? sourceNamespace(m, `${where}.match[${j}]`) : undefined;
     const labels = m['sourceLabels'] !== undefined ? sourceLabels(m, `${where}.match[${j}]`) : undefined;
-    match.push({ ...(typeof m['port'] === 'number' ? { port: m['port'] } : {}), ...(tls ? { sniHosts: asStrings(m['sniHosts']).map((h) => h.toLowerCase()) } : {}), ...(from ? { sourceNamespace: from } : {}), ...(labels ? { sourceLabels: labels } : {}), ...(gateways ? { gateways } : {}) });
+    match.push({ ...(typeof m['port'] === 'number' ? { port: m['port'] } : {}), ...(tls ? { sniHosts: asStrings(m['sniHosts']).map((h) => h.toLowerCase()) } : {}), ...(from ? { sourceNamespace: from } : {}), ...(labels ? { sourceLabels: labels } : {}), ...(subnets ? { destinationSubnets: subnets } : {}), ...(gateways ? { gateways } : {}) });
   }
   const backends = vsBackends(ctx, vs, r['route'], where, `VirtualService ${nsOf(vs)}/${vs.metadata.name} ${where}`);
   if (backends.length === 0) throw new Invalid('InvalidRoute', `${where}.route must name at least one destination`);
@@ -342,7 +350,7 @@ export function translateVirtualServices(ctx: RouteContext, list: readonly KubeO
       const routes = asArray(spec['http']).map((h, i) => vsRoute(ctx, vs, h, i));
       const binding = vsGateways(vs);
       const notes: string[] = [];
-      const l4 = (k: 'tcp' | 'tls'): L4Route[] => asArray(spec[k]).flatMap((t, i) => vsL4Route(ctx, vs, t, `spec.${k}[${i}]`, k === 'tls', notes) ?? []);
+      const l4 = (k: 'tcp' | 'tls'): L4Route[] => asArray(spec[k]).map((t, i) => vsL4Route(ctx, vs, t, `spec.${k}[${i}]`, k === 'tls'));
       const tcpRoutes = l4('tcp');
       const tlsRoutes = l4('tls');
       for (const h of asArray(spec['http'])) if (asRecord(h)['delegate'] !== undefined) notes.push('delegate is not supported and is ignored');

@@ -5,6 +5,7 @@
  * `*` for any (also none).
  */
 import { callerMatches, type L4Route, type RouteCaller } from '../../shared/routes.js';
+import { cidrContains } from '../../shared/address.js';
 
 export function sniMatches(patterns: readonly string[], sni: string | undefined): boolean {
   const name = (sni ?? '').toLowerCase();
@@ -18,6 +19,16 @@ export function sniMatches(patterns: readonly string[], sni: string | undefined)
 }
 
 /** The route of a connection to `port` (with `sni` for TLS routes), or undefined when none matches. */
-export function selectL4Route(routes: readonly L4Route[] | undefined, port: number, sni?: string, caller?: RouteCaller): L4Route | undefined {
-  return routes?.find((r) => r.match.length === 0 || r.match.some((m) => (m.port === undefined || m.port === port) && (m.sniHosts === undefined || sniMatches(m.sniHosts, sni)) && callerMatches(m, caller)));
+export function selectL4Route(routes: readonly L4Route[] | undefined, port: number, sni?: string, caller?: RouteCaller, destination?: string): L4Route | undefined {
+  return routes?.find(
+    (r) =>
+      r.match.length === 0 ||
+      r.match.some(
+        (m) =>
+          (m.port === undefined || m.port === port) &&
+          (m.sniHosts === undefined || sniMatches(m.sniHosts, sni)) &&
+          callerMatches(m, caller) &&
+          (m.destinationSubnets === undefined || (destination !== undefined && m.destinationSubnets.some((c) => cidrContains(c, destination)))),
+      ),
+  );
 }

@@ -6,6 +6,7 @@ import { loadManifests } from '../../../src/controller/source/manifests.js';
 import { resolveHost, translateRoutes } from '../../../src/controller/translate/routes.js';
 import { validateGatewayServer, validateRouteConfig } from '../../../src/shared/validate-routes.js';
 import { buildRouteTable, routeRequest } from '../../../src/waypoint/route/router.js';
+import { selectL4Route } from '../../../src/waypoint/route/l4.js';
 import { CertificateAuthority } from '../../../src/controller/ca/authority.js';
 
 const fixture = (p: string): string => fileURLToPath(new URL(`../../../../test/fixtures/${p}`, import.meta.url));
@@ -129,11 +130,11 @@ test('invalid objects get a clear condition and the rest still translate', () =>
   const conflict = vs('later', { hosts: ['reviews'], http: [{ route: [{ destination: { host: 'reviews' } }] }] }, '2025-01-01T00:00:00Z');
   const custom: KubeObject = { apiVersion: 'security.istio.io/v1', kind: 'AuthorizationPolicy', metadata: { name: 'ext', namespace: 'bookinfo' }, spec: { action: 'CUSTOM', targetRefs: [{ kind: 'Service', group: '', name: 'reviews' }] } };
   const badRetry = vs('bad-retry', { hosts: ['httpbin.bookinfo.svc.cluster.local'], http: [{ route: [{ destination: { host: 'httpbin' } }], retries: { attempts: 2, retryOn: 'whenever' } }] });
-  const tcp = vs('tcp-too', { hosts: ['httpbin'], http: [{ route: [{ destination: { host: 'httpbin' } }] }], tcp: [{ match: [{ destinationSubnets: ['10.0.0.0/8'] }], route: [{ destination: { host: 'httpbin' } }] }] });
+  const tcp = vs('tcp-too', { hosts: ['httpbin'], http: [{ route: [{ destination: { host: 'httpbin' } }] }], tcp: [{ match: [{ destinationSubnets: ['10.0.0.0/33'] }], route: [{ destination: { host: 'httpbin' } }] }] });
   const out = translateRoutes([good, badSubset, badDuration, conflict, custom, badRetry, tcp, ...bookinfoServices]);
-  assert.match(out.conditions.find((c) => c.objectKey.endsWith('/tcp-too'))!.message, /spec\.tcp\[0\]\.match\[0\] uses destinationSubnets, which Ambit does not check; the route is not applied/);
+  assert.match(out.conditions.find((c) => c.objectKey.endsWith('/tcp-too'))!.message, /spec\.tcp\[0\]\.match\[0\]\.destinationSubnets\[0\] "10\.0\.0\.0\/33"/);
   assert.equal(out.routes.find((r) => r.hostname.startsWith('httpbin.'))!.tcpRoutes, undefined);
-  assert.equal(out.routes.find((r) => r.hostname.startsWith('httpbin.'))!.routes.length, 1, 'its http part still applies');
+  assert.equal(out.routes.find((r) => r.hostname.startsWith('httpbin.'))!.routes.length, 0, 'nothing of an invalid VirtualService applies');
   const byName = (n: string) => out.conditions.find((c) => c.objectKey.endsWith(`/${n}`));
   assert.equal(byName('bad-subset')?.reason, 'SubsetNotFound');
   assert.match(byName('bad-subset')!.message, /subset "v9" of host ratings\.bookinfo\.svc\.cluster\.local/);
@@ -538,4 +539,18 @@ test('VirtualService match.sourceNamespace and sourceLabels go to the proxies (h
   assert.equal(byLabels({ app: 'canary', version: 'v2' }), 'reviews.bookinfo.svc.cluster.local', 'a caller carrying the labels takes the sourceLabels rule');
   assert.equal(byLabels({ app: 'web' }), 'ratings.bookinfo.svc.cluster.local');
   assert.equal(byLabels(undefined), 'ratings.bookinfo.svc.cluster.local', 'a caller whose workload is not known never matches sourceLabels');
+});
+
+test('VirtualService tcp/tls match.destinationSubnets: the route holds only for destinations in the subnets', () => {
+  const vs: KubeObject = { apiVersion: 'networking.istio.io/v1', kind: 'VirtualService', metadata: { name: 'db', namespace: 'bookinfo' }, spec: { hosts: ['httpbin'], tcp: [{ match: [{ port: 8000, destinationSubnets: ['10.96.0.0/16', '192.0.2.7'] }], route: [{ destination: { host: 'reviews', port: { number: 9080 } } }] }, { route: [{ destination: { host: 'httpbin' } }] }] } };
+  const out = translateRoutes([vs, ...bookinfoServices]);
+  assert.deepEqual(out.conditions, []);
+  const cfg = out.routes.find((r) => r.hostname.startsWith('httpbin.'))!;
+  assert.deepEqual(validateRouteConfig(cfg), []);
+  assert.deepEqual(cfg.tcpRoutes?.[0]?.match, [{ port: 8000, destinationSubnets: ['10.96.0.0/16', '192.0.2.7/32'] }], 'a single address is a /32');
+  const pick = (dst: string | undefined) => selectL4Route(cfg.tcpRoutes, 8000, undefined, undefined, dst)?.backends[0]?.host;
+  assert.equal(pick('10.96.3.4'), 'reviews.bookinfo.svc.cluster.local');
+  assert.equal(pick('192.0.2.7'), 'reviews.bookinfo.svc.cluster.local');
+  assert.equal(pick('192.0.2.8'), 'httpbin.bookinfo.svc.cluster.local');
+  assert.equal(pick(undefined), 'httpbin.bookinfo.svc.cluster.local', 'an unknown destination never matches destinationSubnets');
 });
