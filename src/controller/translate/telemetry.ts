@@ -10,7 +10,8 @@
 import type { KubeObject } from '../objects.js';
 import { OVERRIDABLE_METRICS, type MetricOverride, type OverridableMetric, type RouteConfig, type RouteTelemetry } from '../../shared/routes.js';
 import { ISTIO_HTTP_LABELS } from '../../shared/istio-metrics.js';
-import { targetConfigs } from './authorization-l7.js';
+import { enforcedAtGateways, gatewayPodConfigs, targetConfigs } from './authorization-l7.js';
+import { gatewayPodsOfPolicy } from './gateway-pods.js';
 import { condition, translateObject, type RouteContext } from './route-context.js';
 import { asArray, asRecord, asString, compareAge, nsOf } from './util.js';
 import { parseAccessFilter } from '../../shared/access-filter.js';
@@ -153,7 +154,14 @@ export function translateTelemetry(ctx: RouteContext, list: readonly KubeObject[
         for (const cfg of targets.configs) targeted.set(cfg, { ...targeted.get(cfg), ...knobs });
         if (targets.notes.length > 0) condition(ctx, t, 'PartiallyApplied', targets.notes.join('; '));
       } else if (asRecord(spec['selector'])['matchLabels'] !== undefined) {
-        condition(ctx, t, 'NotEnforced', 'not served: a Telemetry with a workload selector applies to sidecars, which ambient mode does not run; attach it to a waypoint or gateway with targetRefs (kind Gateway or Service), or leave out the target for the whole namespace');
+        // A selector reaches Envoy pods: in ambient mode, ingress gateway pods (as Istio applies it there).
+        const pods = gatewayPodsOfPolicy(t, ctx.gatewayPods(), ctx.opts.rootNamespace);
+        if (pods.length === 0) {
+          condition(ctx, t, 'NotEnforced', 'not served: a Telemetry with a workload selector applies to proxies it selects, and it selects no ingress gateway pod (mesh workloads run no sidecars in ambient mode); attach it to a waypoint or gateway with targetRefs (kind Gateway or Service), or leave out the target for the whole namespace');
+        } else {
+          for (const cfg of gatewayPodConfigs(ctx, pods)) targeted.set(cfg, { ...targeted.get(cfg), ...knobs });
+          if (said.length === 0) condition(ctx, t, 'Accepted', `${enforcedAtGateways(pods)}; every pod of those Gateways shares their settings`, 'True');
+        }
       } else if (nsOf(t) === ctx.opts.rootNamespace) mesh = { ...mesh, ...knobs };
       else byNamespace.set(nsOf(t), { ...byNamespace.get(nsOf(t)), ...knobs });
     });

@@ -4,7 +4,7 @@ import type { KubeObject } from '../../../src/controller/objects.js';
 import { translateRoutes } from '../../../src/controller/translate/routes.js';
 import { telemetryKnobs } from '../../../src/controller/translate/telemetry.js';
 import { validateRouteConfig } from '../../../src/shared/validate-routes.js';
-import { namespace, service, waypointGateway } from './helpers.js';
+import { namespace, pod, service, waypointGateway } from './helpers.js';
 
 function telemetry(name: string, ns: string, spec: Record<string, unknown>, created = '2026-01-01T00:00:00Z'): KubeObject {
   return { apiVersion: 'telemetry.istio.io/v1', kind: 'Telemetry', metadata: { name, namespace: ns, creationTimestamp: created }, spec };
@@ -130,4 +130,22 @@ test('metrics overrides: Istio metric names become request metric families; what
   ]);
   const got = knobsOf([telemetry('m', 'shop', { targetRefs: [{ kind: 'Service', group: '', name: 'reviews' }], metrics: [{ overrides: [{ match: { metric: 'REQUEST_DURATION' }, disabled: true }] }] })]);
   assert.deepEqual(got['reviews'], { accessLog: true, samplingPercent: 100, reportSpans: true, metricOverrides: [{ metrics: ['duration'], mode: 'CLIENT_AND_SERVER', disabled: true }] });
+});
+
+test('a selector Telemetry that selects ingress gateway pods sets the knobs of the Gateways they serve', () => {
+  const objects: KubeObject[] = [
+    ...cluster,
+    namespace('istio-system'),
+    pod('istio-ingressgateway-0', { ns: 'istio-system', ip: '10.0.9.1', labels: { istio: 'ingressgateway' } }),
+    { apiVersion: 'networking.istio.io/v1', kind: 'Gateway', metadata: { name: 'edge', namespace: 'web' }, spec: { selector: { istio: 'ingressgateway' }, servers: [{ port: { number: 80, name: 'http', protocol: 'HTTP' }, hosts: ['*'] }] } },
+    { apiVersion: 'networking.istio.io/v1', kind: 'VirtualService', metadata: { name: 'front', namespace: 'web' }, spec: { hosts: ['front.example.com'], gateways: ['edge'], http: [{ route: [{ destination: { host: 'front' } }] }] } },
+    telemetry('gw-logs', 'istio-system', { selector: { matchLabels: { istio: 'ingressgateway' } }, accessLogging: [{ filter: { expression: 'response.code >= 500' } }] }),
+  ];
+  const out = translateRoutes(objects);
+  const edge = out.routes.find((r) => r.gateway === 'web/edge')!;
+  assert.deepEqual(edge.telemetry, { accessLog: true, accessLogFilters: ['response.code >= 500'], samplingPercent: 100, reportSpans: true });
+  assert.ok(out.routes.filter((r) => !r.gateway).every((r) => r.telemetry === undefined), 'mesh configs are not touched');
+  const c = out.conditions.find((x) => x.objectKey === 'Telemetry/istio-system/gw-logs');
+  assert.deepEqual([c?.status, c?.reason], ['True', 'Accepted']);
+  assert.match(c?.message ?? '', /enforced by the ingress gateway pods it selects \(Gateway web\/edge\)/);
 });
