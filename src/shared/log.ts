@@ -211,6 +211,14 @@ export function infoLineWriter(logger: Logger, msg: string): (fields: Record<str
   };
 }
 
+/** Writes a preformatted line (an Envoy-format access log) to the logger's destination, when info is on. */
+export function rawLineWriter(logger: Logger): (line: string) => void {
+  return (line) => {
+    if (!logger.isLevelEnabled('info')) return;
+    ((logger as unknown as Record<symbol, unknown>)[pino.symbols.streamSym] as DestinationStream).write(line);
+  };
+}
+
 /** An error as it appears under a log line's `err` key. */
 export interface LoggedError {
   type: string;

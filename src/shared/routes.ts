@@ -386,6 +386,12 @@ export interface RouteTelemetry {
   accessLogFilters?: string[];
   /** Istio Telemetry `metrics[].overrides`, in order, for the request metrics of these requests. */
   metricOverrides?: MetricOverride[];
+  /**
+   * The access log's format from the `envoyFileAccessLog` provider the Telemetry names
+   * (src/shared/access-log-format.ts): an Envoy text line, or a JSON object of these labels.
+   * Absent: Ambit's own JSON line.
+   */
+  accessLogFormat?: { text: string } | { labels: Record<string, string> };
   /** Percent (0-100) of requests that carry no trace decision for which a sampled trace starts. */
   samplingPercent: number;
   /** false: the waypoint reports no span (trace context still propagates). */

@@ -6,6 +6,7 @@
  */
 import { isRetryOnToken, OVERRIDABLE_METRICS, RETRY_ON_TOKENS } from './routes.js';
 import { parseAccessFilter } from './access-filter.js';
+import { parseAccessLogFormat } from './access-log-format.js';
 import { ISTIO_HTTP_LABELS } from './istio-metrics.js';
 import { arr, cidrProblem, int, isInt, isPercent, isRecord, stringMap, strList, Issues, type Issue } from './validate.js';
 
@@ -436,6 +437,19 @@ export function validateRouteConfig(value: unknown, path = 'routeConfig'): Issue
     if (!isRecord(tel)) issues.add(`${path}.telemetry`, 'must be an object', tel);
     else {
       for (const k of ['accessLog', 'reportSpans']) if (typeof tel[k] !== 'boolean') issues.add(`${path}.telemetry.${k}`, 'must be a boolean', tel[k]);
+      const fmt = tel['accessLogFormat'];
+      if (fmt !== undefined) {
+        const texts = isRecord(fmt) && typeof fmt['text'] === 'string' ? [fmt['text']] : isRecord(fmt) && isRecord(fmt['labels']) ? Object.values(fmt['labels']) : undefined;
+        if (!texts || texts.some((t) => typeof t !== 'string')) issues.add(`${path}.telemetry.accessLogFormat`, 'must be {text: string} or {labels: {name: string}}', fmt);
+        else
+          for (const t of texts) {
+            try {
+              parseAccessLogFormat(t as string);
+            } catch (e) {
+              issues.add(`${path}.telemetry.accessLogFormat`, `is not an access-log format: ${(e as Error).message}`, t);
+            }
+          }
+      }
       if (tel['metricOverrides'] !== undefined) (arr(issues, tel['metricOverrides'], `${path}.telemetry.metricOverrides`) ?? []).forEach((o, i) => metricOverride(issues, o, `${path}.telemetry.metricOverrides[${i}]`));
       if (tel['accessLogFilters'] !== undefined) {
         (arr(issues, tel['accessLogFilters'], `${path}.telemetry.accessLogFilters`) ?? []).forEach((f, i) => {

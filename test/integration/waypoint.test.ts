@@ -75,7 +75,8 @@ async function startWaypoint(t: TestContext, configs: RouteConfig[], endpoints: 
   const lines: Array<Record<string, unknown>> = [];
   const sink = new Writable({
     write(chunk: Buffer, _enc, cb) {
-      for (const l of chunk.toString().split('\n')) if (l.trim()) lines.push(JSON.parse(l) as Record<string, unknown>);
+      // Envoy-format access lines (a Telemetry's log format) are kept as { raw }.
+      for (const l of chunk.toString().split('\n')) if (l.trim()) lines.push(l.startsWith('{"level"') ? (JSON.parse(l) as Record<string, unknown>) : { raw: l });
       cb();
     },
   });
@@ -590,4 +591,26 @@ test('Telemetry metrics overrides: a family disabled, a label removed, a label s
   const sizes = (await series('istio_request_bytes')).filter((v) => (v as { metricName?: string }).metricName === 'istio_request_bytes_count');
   assert.equal(sizes.reduce((n, v) => n + v.value, 0), 4, 'a CLIENT override does not touch a waypoint\'s metrics');
   assert.ok(sizes.every((v) => v.labels['request_protocol'] === 'http' && v.labels['source_app'] !== 'blue'), 'overrides of another family do not leak');
+});
+
+test('Telemetry access-log format: Envoy text and JSON labels lines from the provider\'s logFormat', async (t) => {
+  const be = await startBackend(t, (req, res) => {
+    req.resume();
+    res.setHeader('x-envoy-upstream-service-time', '3');
+    res.statusCode = req.url === '/missing' ? 404 : 200;
+    res.end('abc');
+  });
+  const all = [route('all', { backends: [{ host: SVC, weight: 100 }] })];
+  const text = '%REQ(:METHOD)% %REQ(X-ENVOY-ORIGINAL-PATH?:PATH)% %RESPONSE_CODE% %BYTES_SENT% "%REQ(USER-AGENT):4%" %RESP(X-ENVOY-UPSTREAM-SERVICE-TIME)% %UPSTREAM_HOST% %ROUTE_NAME% %REQ(X-MISSING)%\n';
+  const w = await startWaypoint(t, [config(all, { telemetry: { accessLog: true, samplingPercent: 100, reportSpans: true, accessLogFormat: { text } } })], { v1: [be.port] });
+  assert.equal((await request(w.port, '/items?x=1', { host: 'reviews', 'user-agent': 'curl/8.0' })).status, 200);
+  assert.ok(await eventually(() => w.lines.some((l) => l['raw'] !== undefined)), 'a text line is written');
+  assert.deepEqual(w.lines.filter((l) => l['raw'] !== undefined).map((l) => l['raw']), [`GET /items?x=1 200 3 "curl" 3 127.0.0.1:${be.port} all -`]);
+  assert.equal(w.lines.filter((l) => l['scope'] === 'access').length, 0, 'no JSON access line besides it');
+
+  w.server.setRoutes([config(all, { telemetry: { accessLog: true, samplingPercent: 100, reportSpans: true, accessLogFormat: { labels: { code: '%RESPONSE_CODE%', path: '%REQ(:PATH)%', who: 'ua=%REQ(USER-AGENT)%', gone: '%REQ(X-MISSING)%' } } } })]);
+  assert.equal((await request(w.port, '/missing', { host: 'reviews', 'user-agent': 'tester' })).status, 404);
+  const json = async () => w.lines.filter((l) => typeof l['raw'] === 'string' && String(l['raw']).startsWith('{')).map((l) => JSON.parse(String(l['raw'])) as Record<string, unknown>);
+  assert.ok(await eventually(async () => (await json()).length === 1), 'a JSON labels line is written');
+  assert.deepEqual((await json())[0], { code: 404, path: '/missing', who: 'ua=tester', gone: null }, 'one-operator labels keep their type (a missing one is null); mixed ones are strings');
 });

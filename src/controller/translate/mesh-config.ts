@@ -8,6 +8,7 @@
 import { parse as parseYaml } from 'yaml';
 import type { ExtAuthzProvider } from '../../shared/routes.js';
 import { MAX_CHECK_BODY_BYTES } from '../../shared/validate-routes.js';
+import { ISTIO_DEFAULT_TEXT_FORMAT, parseAccessLogFormat, unsupportedOperators } from '../../shared/access-log-format.js';
 import { tryParseDuration } from '../../shared/duration.js';
 import type { KubeObject } from '../objects.js';
 import { toStringMatch } from './string-match.js';
@@ -66,6 +67,53 @@ export function meshProxyDefaults(configMaps: readonly KubeObject[], rootNamespa
 /** A usable `gatewayTopology.numTrustedProxies` (an integer 0..64). */
 export function validTrustedProxies(n: unknown): n is number {
   return typeof n === 'number' && Number.isInteger(n) && n >= 0 && n <= 64;
+}
+
+/** An access-log provider of the mesh config as a proxy uses it, or why it cannot be. */
+export type AccessLogProvider = { format: { text: string } | { labels: Record<string, string> }; note?: string } | { problem: string };
+
+/** The mesh config's access-log providers by name (with Istio's built-in `envoy`), and `defaultProviders.accessLogging`. */
+export function meshAccessLogProviders(configMaps: readonly KubeObject[], rootNamespace: string): { byName: Map<string, AccessLogProvider>; defaults: string[] } {
+  const { mesh } = readMesh(configMaps, rootNamespace);
+  const byName = new Map<string, AccessLogProvider>([['envoy', { format: { text: ISTIO_DEFAULT_TEXT_FORMAT } }]]);
+  for (const raw of asArray(asRecord(mesh)['extensionProviders'])) {
+    const p = asRecord(raw);
+    const name = asString(p['name']);
+    if (!name) continue;
+    if (p['envoyFileAccessLog'] === undefined) {
+      const kind = Object.keys(p).find((k) => k !== 'name') ?? 'nothing';
+      byName.set(name, { problem: `provider ${name} is ${kind}; Ambit writes access logs as envoyFileAccessLog providers describe them` });
+      continue;
+    }
+    const file = asRecord(p['envoyFileAccessLog']);
+    const fmt = asRecord(file['logFormat']);
+    const path = asString(file['path']) ?? '/dev/stdout';
+    const note = path === '/dev/stdout' ? undefined : `provider ${name}: path ${path} is not used (lines go to the proxy's standard output)`;
+    let format: { text: string } | { labels: Record<string, string> } = { text: ISTIO_DEFAULT_TEXT_FORMAT };
+    if (typeof fmt['text'] === 'string') format = { text: fmt['text'] };
+    else if (fmt['labels'] !== undefined) {
+      const labels: Record<string, string> = {};
+      for (const [k, v] of Object.entries(asRecord(fmt['labels']))) labels[k] = String(v);
+      format = { labels };
+    }
+    const texts = 'text' in format ? [format.text] : Object.values(format.labels);
+    let problem: string | undefined;
+    const unsupported = new Set<string>();
+    for (const t of texts) {
+      try {
+        for (const op of unsupportedOperators(parseAccessLogFormat(t))) unsupported.add(op);
+      } catch (e) {
+        problem = `provider ${name}: logFormat ${(e as Error).message}`;
+      }
+    }
+    if (problem) byName.set(name, { problem });
+    else {
+      const notes = [...(note ? [note] : []), ...(unsupported.size > 0 ? [`provider ${name}: command operators ${[...unsupported].join(', ')} are not supported and render "-"`] : [])];
+      byName.set(name, { format, ...(notes.length > 0 ? { note: notes.join('; ') } : {}) });
+    }
+  }
+  const defaults = asArray(asRecord(asRecord(mesh)['defaultProviders'])['accessLogging']).filter((x): x is string => typeof x === 'string');
+  return { byName, defaults };
 }
 
 /** The mesh config's extension providers from the objects of one retranslate. */

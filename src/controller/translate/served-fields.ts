@@ -242,7 +242,7 @@ export const SERVED_FIELDS: ReadonlyMap<string, ServedKind> = new Map<string, Se
   [
     'Telemetry',
     {
-      fields: [...TARGET_REFS, 'spec.selector.matchLabels{}', 'spec.accessLogging[].disabled', 'spec.accessLogging[].filter.expression', 'spec.metrics[].providers[].name', 'spec.metrics[].overrides[].match.metric', 'spec.metrics[].overrides[].match.mode', 'spec.metrics[].overrides[].disabled', 'spec.metrics[].overrides[].tagOverrides{}.operation', 'spec.metrics[].overrides[].tagOverrides{}.value', 'spec.tracing[].randomSamplingPercentage', 'spec.tracing[].disableSpanReporting'],
+      fields: [...TARGET_REFS, 'spec.selector.matchLabels{}', 'spec.accessLogging[].disabled', 'spec.accessLogging[].filter.expression', 'spec.accessLogging[].providers[].name', 'spec.metrics[].providers[].name', 'spec.metrics[].overrides[].match.metric', 'spec.metrics[].overrides[].match.mode', 'spec.metrics[].overrides[].disabled', 'spec.metrics[].overrides[].tagOverrides{}.operation', 'spec.metrics[].overrides[].tagOverrides{}.value', 'spec.tracing[].randomSamplingPercentage', 'spec.tracing[].disableSpanReporting'],
     },
   ],
   ['Sidecar', { fields: [], ignoredBecause: NOT_FOR_AMBIENT }],

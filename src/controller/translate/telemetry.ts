@@ -15,6 +15,7 @@ import { gatewayPodsOfPolicy } from './gateway-pods.js';
 import { condition, translateObject, type RouteContext } from './route-context.js';
 import { asArray, asRecord, asString, compareAge, nsOf } from './util.js';
 import { parseAccessFilter } from '../../shared/access-filter.js';
+import { meshAccessLogProviders } from './mesh-config.js';
 
 /** The knobs one Telemetry object sets (absent: it leaves that knob to the level below). */
 type Knobs = Partial<RouteTelemetry>;
@@ -26,7 +27,7 @@ export const DEFAULT_ROUTE_TELEMETRY: Readonly<RouteTelemetry> = Object.freeze({
  * filter is not an expression Ambit evaluates (the object's accessLogging then sets nothing).
  * `accessLogFilters: []` means "log every request" (it overrides a lower level's filters).
  */
-export function telemetryKnobs(spec: Record<string, unknown>): Knobs & { problems?: string[]; notes?: string[] } {
+export function telemetryKnobs(spec: Record<string, unknown>, providers?: ReturnType<typeof meshAccessLogProviders>): Knobs & { problems?: string[]; notes?: string[] } {
   const out: Knobs & { problems?: string[]; notes?: string[] } = {};
   const logging = asArray(spec['accessLogging']).map(asRecord);
   // Istio: logging is on when any entry is not disabled; a list of only disabled entries turns it
@@ -53,11 +54,29 @@ export function telemetryKnobs(spec: Record<string, unknown>): Knobs & { problem
     out.accessLog = enabled.length > 0;
     out.accessLogFilters = unfiltered ? [] : filters;
   }
+  const notes: string[] = [];
   const metrics = metricOverrides(spec);
   if (metrics) {
     out.metricOverrides = metrics.overrides;
-    if (metrics.notes.length > 0) out.notes = metrics.notes;
+    notes.push(...metrics.notes);
   }
+  if (providers && enabled.length > 0 && problems.length === 0) {
+    // The access-log providers the enabled entries name (else the mesh's defaultProviders): the first usable one's format.
+    const named = enabled.flatMap(({ e }) => asArray(e['providers']).map((p) => asString(asRecord(p)['name'])).filter((n): n is string => !!n));
+    const names = named.length > 0 ? named : providers.defaults;
+    let chosen: string | undefined;
+    for (const name of [...new Set(names)]) {
+      const p = providers.byName.get(name);
+      if (!p) notes.push(`access-log provider ${name} is not declared in the mesh config`);
+      else if ('problem' in p) notes.push(p.problem);
+      else if (chosen === undefined) {
+        chosen = name;
+        out.accessLogFormat = p.format;
+        if (p.note) notes.push(p.note);
+      } else notes.push(`access-log provider ${name} is not used: a proxy writes one access log (${chosen}'s)`);
+    }
+  }
+  if (notes.length > 0) out.notes = notes;
   const tracing = asRecord(asArray(spec['tracing'])[0]);
   const pct = tracing['randomSamplingPercentage'];
   if (typeof pct === 'number' && pct >= 0 && pct <= 100) out.samplingPercent = pct;
@@ -136,6 +155,7 @@ function proxyNamespace(cfg: RouteConfig): string {
 
 export function translateTelemetry(ctx: RouteContext, list: readonly KubeObject[]): void {
   const oldestFirst = [...list].sort(compareAge);
+  const accessLogProviders = meshAccessLogProviders(ctx.configMaps, ctx.opts.rootNamespace);
   let mesh: Knobs = {};
   const byNamespace = new Map<string, Knobs>();
   const targeted = new Map<RouteConfig, Knobs>();
@@ -143,10 +163,10 @@ export function translateTelemetry(ctx: RouteContext, list: readonly KubeObject[
   for (const t of [...oldestFirst].reverse()) {
     const spec = asRecord(t.spec);
     translateObject(ctx, t, () => {
-      const { problems, notes, ...knobs } = telemetryKnobs(spec);
+      const { problems, notes, ...knobs } = telemetryKnobs(spec, accessLogProviders);
       const said = [
         ...(problems ? [`${problems.join('; ')}; this Telemetry's accessLogging is not applied (the level below decides)`] : []),
-        ...(notes ? [`${notes.join('; ')}; the rest of its metrics overrides apply`] : []),
+        ...(notes ? [`${notes.join('; ')}; the rest of it applies`] : []),
       ];
       if (said.length > 0) condition(ctx, t, 'PartiallyApplied', said.join('; '));
       if (hasTarget(spec)) {

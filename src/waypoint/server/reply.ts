@@ -49,6 +49,8 @@ export function sendResponse(log: Logger, st: RequestState, res: ServerResponse,
       }
       return done();
     }
+    // Kept for a Telemetry log format's %RESP(...)% when the config asked for request details.
+    if (st.requestHeaders) st.responseHeaders = headers as Record<string, string | string[] | number | undefined>;
     try {
       out(res).writeHead(resp.status, headers as http.OutgoingHttpHeaders);
     } catch (e) {

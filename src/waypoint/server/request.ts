@@ -141,9 +141,16 @@ export class RequestHandler {
 
     // filters (a check may read the body's first bytes: they are kept for the first try)
     const scheme = (req.socket as { encrypted?: boolean } | undefined)?.encrypted === true ? 'https' : 'http';
-    if (config.telemetry?.accessLogFilters || config.telemetry?.metricOverrides) {
+    if (config.telemetry?.accessLogFilters || config.telemetry?.metricOverrides || config.telemetry?.accessLogFormat) {
       st.scheme = scheme;
       st.requestHeaders = req.headers;
+    }
+    if (config.telemetry?.accessLogFormat) {
+      const sock = req.socket as net.Socket | undefined;
+      const peer = meta?.peerAddress ?? sock?.remoteAddress;
+      if (peer !== undefined) st.peer = sock?.remotePort !== undefined && meta?.peerAddress === undefined ? `${peer}:${sock.remotePort}` : peer;
+      if (sock?.localAddress !== undefined) st.local = `${sock.localAddress}:${sock.localPort}`;
+      if (rreq.port !== undefined) st.port = rreq.port;
     }
     const hasBody = h2 ? !(req as http2.Http2ServerRequest).stream.endAfterHeaders : req.headers['content-length'] !== undefined ? req.headers['content-length'] !== '0' : req.headers['transfer-encoding'] !== undefined;
     let body: ReplayableBody | undefined;

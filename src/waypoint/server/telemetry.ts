@@ -3,7 +3,8 @@
  * access-log line (`scope: access`), Istio's request metrics with their labels (source from the
  * tunnel, destination from the endpoint that answered), and a span when tracing is on.
  */
-import { infoLineWriter, type Logger } from '../../shared/log.js';
+import { infoLineWriter, rawLineWriter, type Logger } from '../../shared/log.js';
+import { parseAccessLogFormat, renderLabels, renderText, type AccessLogRecord, type FormatPart } from '../../shared/access-log-format.js';
 import { UNKNOWN, type CounterCell, type HistogramCell } from '../../shared/metrics.js';
 import type { ExchangeRecord } from '../dispatch/dispatch.js';
 import type { ReplayableBody } from '../dispatch/replay-body.js';
@@ -51,9 +52,15 @@ export interface RequestState {
   body?: ReplayableBody;
   /** The route config's Telemetry knobs (absent: log, sample and report). */
   telemetry?: RouteTelemetry;
-  /** What access-log filters and metric tag expressions read: set only when the route config has some. */
+  /** What access-log filters, metric tag expressions and log formats read: set only when the route config has some. */
   scheme?: string;
   requestHeaders?: Record<string, string | string[] | undefined>;
+  /** The upstream response's headers as relayed (only when requestHeaders is kept). */
+  responseHeaders?: Record<string, string | string[] | number | undefined>;
+  /** The downstream peer's and local address (`ip:port`), and the service port: for log formats. */
+  peer?: string;
+  local?: string;
+  port?: number;
 }
 
 export interface TelemetryDeps {
@@ -103,6 +110,7 @@ export function finishRequest(deps: TelemetryDeps, st: RequestState, res: Server
   // Nothing is built for a line nobody writes (turned off by Telemetry, or the level is off).
   if (st.telemetry?.accessLog === false || !deps.accessLog.isLevelEnabled('info')) return;
   if (st.telemetry?.accessLogFilters && !passesAccessFilters(st.telemetry.accessLogFilters, st, status, flags, durationMs)) return;
+  if (st.telemetry?.accessLogFormat) return writeFormatted(deps.accessLog, st.telemetry.accessLogFormat, st, status, flags, durationMs);
   accessLine(deps.accessLog)(
     {
       reqId: st.reqId,
@@ -243,6 +251,60 @@ function overriddenCells(deps: TelemetryDeps, st: RequestState, overrides: reado
     else out[family] = m[family].cell(key, get);
   }
   return out;
+}
+
+/** Parsed access-log formats by their text (from validated route configs). */
+const parsedFormats = new Map<string, FormatPart[]>();
+
+function parsedFormat(text: string): FormatPart[] {
+  let p = parsedFormats.get(text);
+  if (!p) {
+    try {
+      p = parseAccessLogFormat(text);
+    } catch {
+      p = [text];
+    }
+    if (parsedFormats.size >= 256) parsedFormats.clear();
+    parsedFormats.set(text, p);
+  }
+  return p;
+}
+
+const rawLines = new WeakMap<Logger, (line: string) => void>();
+
+/** The access-log line of an `envoyFileAccessLog` provider's format (Envoy text, or a JSON object of labels). */
+function writeFormatted(log: Logger, format: NonNullable<RouteTelemetry['accessLogFormat']>, st: RequestState, status: number, flags: string, durationMs: number): void {
+  let write = rawLines.get(log);
+  if (!write) rawLines.set(log, (write = rawLineWriter(log)));
+  const reqHeader = (name: string): string | undefined => {
+    const v = st.requestHeaders?.[name];
+    return Array.isArray(v) ? v.join(',') : v;
+  };
+  const endpoint = st.record.endpoint;
+  const record: AccessLogRecord = {
+    startMs: Date.now() - durationMs,
+    method: st.method,
+    path: st.path,
+    authority: st.authority,
+    protocol: st.http2 ? 'HTTP/2' : 'HTTP/1.1',
+    status,
+    flags,
+    ...(st.grpcStatus !== undefined ? { grpcStatus: st.grpcStatus } : {}),
+    bytesReceived: st.bytesIn,
+    bytesSent: st.bytesOut,
+    durationMs,
+    requestHeader: reqHeader,
+    responseHeader: (name) => {
+      const v = st.responseHeaders?.[name];
+      return v === undefined ? undefined : Array.isArray(v) ? v.join(',') : String(v);
+    },
+    ...(endpoint?.key !== undefined ? { upstreamHost: endpoint.key } : {}),
+    ...(st.service !== undefined ? { upstreamCluster: `outbound|${st.port ?? ''}||${st.service}` } : {}),
+    ...(st.peer !== undefined ? { downstreamRemote: st.peer } : {}),
+    ...(st.local !== undefined ? { downstreamLocal: st.local } : {}),
+    ...(st.route !== undefined ? { route: st.route } : {}),
+  };
+  write('text' in format ? renderText(parsedFormat(format.text), record) : renderLabels(Object.entries(format.labels).map(([k, t]) => [k, parsedFormat(t)] as const), record));
 }
 
 /** Per access logger: its `request` line writer (log.ts infoLineWriter), made once. */

@@ -24,8 +24,9 @@ test('every Istio, Gateway API and Ingress object of the folder not served as wr
   const { objects } = await loadManifests([FOLDER]);
   const all = translateAll(objects);
   const conditions = [...all.model.conditions, ...all.routes.conditions];
-  // Served whole: a TCPRoute on a Service, a TLSRoute on an ingress Gateway's TLS Passthrough listener, that Gateway, and a ReferenceGrant.
-  const servedWhole = ['Gateway', 'TCPRoute', 'TLSRoute', 'ReferenceGrant'];
+  // Served whole: a TCPRoute on a Service, a TLSRoute on an ingress Gateway's TLS Passthrough listener, that Gateway, a
+  // ReferenceGrant, and the Telemetry (access logs through Istio's built-in `envoy` provider, 10% tracing).
+  const servedWhole = ['Gateway', 'TCPRoute', 'TLSRoute', 'ReferenceGrant', 'Telemetry'];
   for (const o of objects.filter((x) => servedWhole.includes(x.kind))) {
     assert.deepEqual(conditions.filter((c) => c.objectKey === objectKey(o) && isProblem(c)), [], o.kind);
   }

@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import type { KubeObject } from '../../../src/controller/objects.js';
 import { translateRoutes } from '../../../src/controller/translate/routes.js';
 import { telemetryKnobs } from '../../../src/controller/translate/telemetry.js';
+import { ISTIO_DEFAULT_TEXT_FORMAT } from '../../../src/shared/access-log-format.js';
 import { validateRouteConfig } from '../../../src/shared/validate-routes.js';
 import { namespace, pod, service, waypointGateway } from './helpers.js';
 
@@ -95,7 +96,8 @@ test('access-log filters: layered as a unit (a more specific level without filte
   assert.deepEqual(got, {
     front: { accessLog: true, accessLogFilters: ['response.code >= 500'], samplingPercent: 100, reportSpans: true },
     ratings: { accessLog: true, accessLogFilters: ['response.code >= 500'], samplingPercent: 100, reportSpans: true },
-    reviews: { accessLog: true, samplingPercent: 100, reportSpans: true },
+    // Naming Istio's built-in `envoy` provider gives its text format.
+    reviews: { accessLog: true, samplingPercent: 100, reportSpans: true, accessLogFormat: { text: ISTIO_DEFAULT_TEXT_FORMAT } },
   });
   const out = translateRoutes([...cluster, telemetry('bad', 'shop', { accessLogging: [{ filter: { expression: 'connection.mtls' } }] })]);
   assert.ok(out.routes.every((r) => r.telemetry === undefined), 'a Telemetry whose filter cannot be evaluated changes nothing');
@@ -148,4 +150,33 @@ test('a selector Telemetry that selects ingress gateway pods sets the knobs of t
   const c = out.conditions.find((x) => x.objectKey === 'Telemetry/istio-system/gw-logs');
   assert.deepEqual([c?.status, c?.reason], ['True', 'Accepted']);
   assert.match(c?.message ?? '', /enforced by the ingress gateway pods it selects \(Gateway web\/edge\)/);
+});
+
+test('access-log providers: an envoyFileAccessLog provider named by the Telemetry (or the mesh default) gives the format; others are reported', () => {
+  const meshCm: KubeObject = {
+    apiVersion: 'v1',
+    kind: 'ConfigMap',
+    metadata: { name: 'istio', namespace: 'istio-system' },
+    data: {
+      mesh: [
+        'defaultProviders: { accessLogging: [json-log] }',
+        'extensionProviders:',
+        '- name: json-log',
+        '  envoyFileAccessLog: { path: /dev/stdout, logFormat: { labels: { code: "%RESPONSE_CODE%", path: "%REQ(:PATH)%", peer: "%DOWNSTREAM_PEER_URI_SAN%" } } }',
+        '- name: short',
+        '  envoyFileAccessLog: { path: /var/log/a.log, logFormat: { text: "%REQ(:METHOD)% %RESPONSE_CODE%\\n" } }',
+        '- name: otel',
+        '  envoyOtelAls: { service: otel.istio-system.svc.cluster.local, port: 4317 }',
+      ].join('\n'),
+    },
+  };
+  const got = knobsOf([meshCm, telemetry('ns', 'shop', { accessLogging: [{}] }), telemetry('reviews', 'shop', { targetRefs: [{ kind: 'Service', group: '', name: 'reviews' }], accessLogging: [{ providers: [{ name: 'otel' }, { name: 'short' }, { name: 'envoy' }] }] })]);
+  assert.deepEqual(got['ratings'], { accessLog: true, samplingPercent: 100, reportSpans: true, accessLogFormat: { labels: { code: '%RESPONSE_CODE%', path: '%REQ(:PATH)%', peer: '%DOWNSTREAM_PEER_URI_SAN%' } } }, 'no provider named: the mesh default');
+  assert.deepEqual(got['reviews'], { accessLog: true, samplingPercent: 100, reportSpans: true, accessLogFormat: { text: '%REQ(:METHOD)% %RESPONSE_CODE%\n' } });
+  const out = translateRoutes([...cluster, meshCm, telemetry('ns', 'shop', { accessLogging: [{}] }), telemetry('reviews', 'shop', { targetRefs: [{ kind: 'Service', group: '', name: 'reviews' }], accessLogging: [{ providers: [{ name: 'otel' }, { name: 'short' }, { name: 'envoy' }] }] })]);
+  const msg = (n: string) => out.conditions.find((c) => c.objectKey === `Telemetry/shop/${n}`)?.message ?? '';
+  assert.match(msg('ns'), /provider json-log: command operators DOWNSTREAM_PEER_URI_SAN are not supported and render "-"/);
+  assert.match(msg('reviews'), /provider otel is envoyOtelAls; Ambit writes access logs as envoyFileAccessLog providers describe them/);
+  assert.match(msg('reviews'), /provider short: path \/var\/log\/a\.log is not used/);
+  assert.match(msg('reviews'), /access-log provider envoy is not used: a proxy writes one access log \(short's\)/);
 });
