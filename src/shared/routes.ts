@@ -226,12 +226,16 @@ export interface L7Source {
   /** JWT request principals (`<iss>/<sub>`, RequestAuthentication); none without a valid token. */
   requestPrincipals?: StringMatch[];
   notRequestPrincipals?: StringMatch[];
-  /** Ingress gateways only: CIDRs or addresses the downstream peer's address must (not) be in (Istio `ipBlocks`, `source.ip`). */
+  /**
+   * CIDRs or addresses the source address must (not) be in (Istio `ipBlocks`, `source.ip`): an
+   * ingress gateway's downstream peer, a waypoint's client as the source agent forwarded it.
+   */
   ipBlocks?: string[];
   notIpBlocks?: string[];
   /**
-   * Ingress gateways only: the same for the original client's address (Istio `remoteIpBlocks`,
-   * `remote.ip`): the peer's, or with trusted proxies in front the X-Forwarded-For entry they name.
+   * The same for the original client's address (Istio `remoteIpBlocks`, `remote.ip`): the source
+   * address, or with trusted proxies in front (a gateway listener's, a waypoint config's
+   * numTrustedProxies) the X-Forwarded-For entry they name.
    */
   remoteIpBlocks?: string[];
   notRemoteIpBlocks?: string[];
@@ -373,6 +377,12 @@ export interface RouteConfig {
   jwtRules?: JwtRule[];
   /** Telemetry knobs in force (Istio's Telemetry kind); absent: access log on, every new trace sampled, spans reported. */
   telemetry?: RouteTelemetry;
+  /**
+   * Mesh configs served by a waypoint: proxies in front of the callers whose X-Forwarded-For
+   * entries the waypoint trusts for `remote.ip` (Istio gatewayTopology.numTrustedProxies of the
+   * waypoint's `proxy.istio.io/config`, else the mesh's defaultConfig). Absent: none.
+   */
+  numTrustedProxies?: number;
 }
 
 /** Access-log and tracing knobs of one route config (Istio Telemetry `accessLogging`, `tracing`). */

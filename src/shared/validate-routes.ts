@@ -432,6 +432,7 @@ export function validateRouteConfig(value: unknown, path = 'routeConfig'): Issue
   }
   if (value['jwtRules'] !== undefined) (arr(issues, value['jwtRules'], `${path}.jwtRules`) ?? []).forEach((r, i) => jwtRule(issues, r, `${path}.jwtRules[${i}]`));
   if (value['trafficPolicy'] !== undefined) trafficPolicy(issues, value['trafficPolicy'], `${path}.trafficPolicy`);
+  if (value['numTrustedProxies'] !== undefined && !isInt(value['numTrustedProxies'], 0, 64)) issues.add(`${path}.numTrustedProxies`, 'must be an integer 0..64', value['numTrustedProxies']);
   const tel = value['telemetry'];
   if (tel !== undefined) {
     if (!isRecord(tel)) issues.add(`${path}.telemetry`, 'must be an object', tel);

@@ -146,7 +146,12 @@ test('the waypoint\'s real HBONE front: the mTLS peer identity and the CONNECT t
       // Istio match.sourceNamespace: only callers whose identity is of namespace shop.
       { name: 'from-shop', match: [{ port: 8081, sourceNamespace: 'shop', headers: [], queryParams: [] }], backends: [{ host: SVC, weight: 1 }], headers: { request: emptyHeaderOps(), response: emptyHeaderOps() } },
     ],
-    authorization: [{ name: 'shop/only-frontend', action: 'ALLOW', dryRun: false, rules: [{ from: [{ principals: [{ exact: 'cluster.local/ns/shop/sa/frontend' }, { exact: 'cluster.local/ns/other/sa/frontend' }], notPrincipals: [], namespaces: [], notNamespaces: [] }], to: [], when: [] }] }],
+    authorization: [
+      { name: 'shop/only-frontend', action: 'ALLOW', dryRun: false, rules: [{ from: [{ principals: [{ exact: 'cluster.local/ns/shop/sa/frontend' }, { exact: 'cluster.local/ns/other/sa/frontend' }], notPrincipals: [], namespaces: [], notNamespaces: [] }], to: [], when: [] }] },
+      // remote.ip: with one trusted proxy, the X-Forwarded-For entry the caller's proxy appended.
+      { name: 'shop/no-blocked-clients', action: 'DENY', dryRun: false, rules: [{ from: [{ principals: [], notPrincipals: [], namespaces: [], notNamespaces: [], remoteIpBlocks: ['203.0.113.7/32'] }], to: [], when: [] }] },
+    ],
+    numTrustedProxies: 1,
   };
   assert.deepEqual(validateRouteConfig(cfg), [], 'the test route config is valid');
   waypoint.applyConfig({
@@ -158,13 +163,13 @@ test('the waypoint\'s real HBONE front: the mTLS peer identity and the CONNECT t
     systemVersions: new Map(),
   });
   /** An HTTP/1.1 request inside a CONNECT stream of an mTLS session presenting `sa`'s certificate. */
-  const viaTunnel = async (sa: string, port: number, ns = 'shop'): Promise<{ status: number; body: string; route?: string }> => {
+  const viaTunnel = async (sa: string, port: number, ns = 'shop', headers: Record<string, string> = {}): Promise<{ status: number; body: string; route?: string }> => {
     const session = await hboneSession({ host: WP_IP, port: hbone.port, cert: mesh.certFor(`spiffe://cluster.local/ns/${ns}/sa/${sa}`), localAddress: FRONTEND_IP });
     try {
       const { status, stream } = await hboneRequest(session, { ':authority': `10.96.0.5:${port}` });
       assert.equal(status, 200, 'the waypoint accepts the CONNECT');
       return await new Promise((resolve, reject) => {
-        const req = http.request({ createConnection: () => stream as unknown as import('node:net').Socket, path: '/items', headers: { host: 'cart', connection: 'close' } }, (res) => {
+        const req = http.request({ createConnection: () => stream as unknown as import('node:net').Socket, path: '/items', headers: { host: 'cart', connection: 'close', ...headers } }, (res) => {
           let body = '';
           res.on('data', (c: Buffer) => (body += c.toString()));
           res.once('end', () => resolve({ status: res.statusCode ?? 0, body, ...(res.headers['x-route'] ? { route: String(res.headers['x-route']) } : {}) }));
@@ -178,6 +183,8 @@ test('the waypoint\'s real HBONE front: the mTLS peer identity and the CONNECT t
   };
   assert.deepEqual(await viaTunnel('frontend', 8080), { status: 200, body: 'ok /items' });
   assert.equal((await viaTunnel('intruder', 8080)).status, 403, 'the certificate\'s identity feeds L7 authz');
+  assert.equal((await viaTunnel('frontend', 8080, 'shop', { 'x-forwarded-for': '203.0.113.7' })).status, 403, 'numTrustedProxies 1: the X-Forwarded-For client is remote.ip, and it is denied');
+  assert.equal((await viaTunnel('frontend', 8080, 'shop', { 'x-forwarded-for': '203.0.113.7, 198.51.100.2' })).status, 200, '... only the entry one trusted proxy names counts');
   assert.deepEqual(await viaTunnel('frontend', 8081), { status: 200, body: 'ok /items', route: 'labels' }, 'the CONNECT target port feeds route matching; the frontend pod (its address and identity) matches sourceLabels');
   assert.deepEqual(await viaTunnel('cart', 8081), { status: 403, body: 'RBAC: access denied' }, 'another identity from the frontend address is not the frontend pod (and authz refuses it)');
   assert.equal((await viaTunnel('frontend', 8081, 'other')).status, 404, 'a caller of another namespace does not match sourceNamespace (and no other route serves 8081)');

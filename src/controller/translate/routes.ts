@@ -21,6 +21,8 @@ import { serviceConfig, serviceEntryConfigs, translateDestinationRules } from '.
 import { compareAge, compareStrings, nsOf } from './util.js';
 import { translateVirtualServices } from './virtual-service.js';
 import { REF_GATEWAY_API_GATEWAY, REF_ISTIO_GATEWAY } from '../objects.js';
+import { meshProxyDefaults } from './mesh-config.js';
+import { trustedProxies } from './gateway-listeners.js';
 
 export { CONDITION_ROUTES_ACCEPTED, resolveHost } from './route-context.js';
 
@@ -84,7 +86,23 @@ export function buildRoutes(idx: ObjectIndex): TranslateRoutesResult {
   translateRequestAuthentication(ctx, idx.of('RequestAuthentication'));
   translateAuthorization(ctx, idx.of('AuthorizationPolicy'));
   translateTelemetry(ctx, idx.of('Telemetry'));
+  waypointTrustedProxies(ctx);
   return { routes: finishConfigs(ctx), gateways: ctx.gatewayServers.sort((a, b) => compareStrings(`${a.gateway}:${a.port}`, `${b.gateway}:${b.port}`)), conditions: ctx.conditions };
+}
+
+/**
+ * Each waypoint-served mesh config gets its waypoint's trusted proxy count: the waypoint Gateway's
+ * `proxy.istio.io/config` gatewayTopology.numTrustedProxies (Istio copies it to the waypoint
+ * pod), else the mesh's defaultConfig; a count of 0 is left out.
+ */
+function waypointTrustedProxies(ctx: RouteContext): void {
+  const meshDefault = meshProxyDefaults(ctx.configMaps, ctx.opts.rootNamespace).numTrustedProxies ?? 0;
+  for (const cfg of ctx.mesh.values()) {
+    if (cfg.waypoint === undefined) continue;
+    const gw = ctx.gatewayApiGateways.get(cfg.waypoint);
+    const n = gw ? trustedProxies(gw, meshDefault) : meshDefault;
+    if (n > 0) cfg.numTrustedProxies = n;
+  }
 }
 
 /**

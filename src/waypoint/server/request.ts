@@ -157,7 +157,7 @@ export class RequestHandler {
     const readBody = hasBody ? (max: number) => (body ??= new ReplayableBody(req, d.maxReplayBytes)).hold(max) : undefined;
     // A request answered here: its body is read and dropped.
     const drain = (): void => (body ? body.discard() : void req.resume());
-    const verdict = await runFilters(d.filters, config, route, { reqId: st.reqId, method: st.method, path: st.path, authority, scheme, headers: req.headers, port: rreq.port, principal: st.source.principal, ...(meta?.peerAddress !== undefined ? { sourceIp: meta.peerAddress, remoteIp: clientAddress(meta.peerAddress, meta.trustedProxies ?? 0, req.headers['x-forwarded-for']) } : {}), protocol: h2 ? 'HTTP/2' : 'HTTP/1.1', flags, downstream: downstream.signal, ...(readBody ? { readBody } : {}) });
+    const verdict = await runFilters(d.filters, config, route, { reqId: st.reqId, method: st.method, path: st.path, authority, scheme, headers: req.headers, port: rreq.port, principal: st.source.principal, ...(meta?.peerAddress !== undefined ? { sourceIp: meta.peerAddress, remoteIp: clientAddress(meta.peerAddress, meta.trustedProxies ?? config.numTrustedProxies ?? 0, req.headers['x-forwarded-for']) } : {}), protocol: h2 ? 'HTTP/2' : 'HTTP/1.1', flags, downstream: downstream.signal, ...(readBody ? { readBody } : {}) });
     if (verdict.kind === 'gone') return;
     if (verdict.kind === 'reply') {
       drain();

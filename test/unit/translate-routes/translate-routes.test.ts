@@ -554,3 +554,17 @@ test('VirtualService tcp/tls match.destinationSubnets: the route holds only for 
   assert.equal(pick('192.0.2.8'), 'httpbin.bookinfo.svc.cluster.local');
   assert.equal(pick(undefined), 'httpbin.bookinfo.svc.cluster.local', 'an unknown destination never matches destinationSubnets');
 });
+
+test("a waypoint's numTrustedProxies comes from its Gateway's proxy.istio.io/config, else the mesh defaultConfig", () => {
+  const ns = (name: string): KubeObject => ({ apiVersion: 'v1', kind: 'Namespace', metadata: { name, labels: { 'istio.io/use-waypoint': 'waypoint' } } });
+  const wp = (namespace: string, annotations?: Record<string, string>): KubeObject => ({ apiVersion: 'gateway.networking.k8s.io/v1', kind: 'Gateway', metadata: { name: 'waypoint', namespace, ...(annotations ? { annotations } : {}) }, spec: { gatewayClassName: 'istio-waypoint', listeners: [{ name: 'mesh', port: 15008, protocol: 'HBONE' }] } });
+  const meshCm: KubeObject = { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'istio', namespace: 'istio-system' }, data: { mesh: 'defaultConfig:\n  gatewayTopology:\n    numTrustedProxies: 2\n' } };
+  const objects = [ns('a'), ns('b'), wp('a', { 'proxy.istio.io/config': 'gatewayTopology:\n  numTrustedProxies: 1\n' }), wp('b'), service('svc', 'a', [{ name: 'http', port: 80 }]), service('svc', 'b', [{ name: 'http', port: 80 }]), service('plain', 'bookinfo', [{ name: 'http', port: 80 }])];
+  const of = (out: ReturnType<typeof translateRoutes>, host: string) => out.routes.find((r) => r.hostname === host)?.numTrustedProxies;
+  const withDefault = translateRoutes([...objects, meshCm]);
+  for (const r of withDefault.routes) assert.deepEqual(validateRouteConfig(r), [], r.name);
+  assert.equal(of(withDefault, 'svc.a.svc.cluster.local'), 1, "the waypoint Gateway's annotation");
+  assert.equal(of(withDefault, 'svc.b.svc.cluster.local'), 2, 'the mesh default');
+  assert.equal(of(withDefault, 'plain.bookinfo.svc.cluster.local'), undefined, 'no waypoint, nothing');
+  assert.equal(of(translateRoutes(objects), 'svc.b.svc.cluster.local'), undefined, 'no default: none');
+});
