@@ -83,6 +83,13 @@ export interface Service {
    * `addresses` are ranges). An exact VIP wins over a range; the most specific range wins.
    */
   vipRanges?: string[];
+  /**
+   * true: a connection to the service goes to the address the client dialed, on the port it
+   * dialed (a ServiceEntry of resolution NONE or DYNAMIC_DNS with `addresses`; Istio's
+   * ORIGINAL_DST cluster, ztunnel's PASSTHROUGH load balancing); `endpoints` are not used.
+   * The service still names the connection (telemetry, waypoint binding, policy).
+   */
+  originalDestination?: true;
   ports: ServicePort[];
   /** Identities endpoints may present besides their own (ServiceAccounts of the endpoints). */
   subjectAltNames: string[];

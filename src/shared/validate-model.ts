@@ -246,6 +246,10 @@ export function checkService(o: Record<string, unknown>, name: string, path: str
   };
   if (o['waypoint'] !== undefined) s.waypoint = checkWaypoint(o['waypoint'], `${path}.waypoint`, issues);
   if (o['vipRanges'] !== undefined) s.vipRanges = stringList(o, 'vipRanges', path, issues, cidrProblem);
+  if (o['originalDestination'] !== undefined) {
+    if (o['originalDestination'] === true) s.originalDestination = true;
+    else issues.add(`${path}.originalDestination`, 'must be true when present', o['originalDestination']);
+  }
   if (o['exportTo'] !== undefined) s.exportTo = stringList(o, 'exportTo', path, issues, (x) => (x === '*' ? undefined : dnsLabelProblem(x)));
   return s;
 }

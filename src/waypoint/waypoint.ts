@@ -211,8 +211,9 @@ export class Waypoint {
   private endpointsNow(target: BackendTarget): Endpoint[] {
     const svc = this.index.serviceByHostname(target.host);
     if (!svc) {
-      const w = this.index.workloadByIp(target.host);
-      return w && w.status === 'Healthy' ? [this.endpointOf(w, normalizeIp(target.host), target.port)] : [];
+      if (net.isIP(target.host) === 0) return [];
+      const ep = this.originalDestination({ address: target.host, port: target.port });
+      return ep ? [ep] : [];
     }
     const key = `${svc.namespace}/${svc.hostname}`;
     const out: Endpoint[] = [];
@@ -227,6 +228,19 @@ export class Waypoint {
       out.push(this.endpointOf(w, address, port));
     }
     return out;
+  }
+
+  /**
+   * The address a tunnel named as its own endpoint (a pod addressed directly, or an address of a
+   * service whose endpoint is the original destination): the workload there when the mesh knows
+   * one (undefined when it is unhealthy), else the bare address when such a service holds it.
+   */
+  private originalDestination(target: Address): Endpoint | undefined {
+    const ip = normalizeIp(target.address);
+    const w = this.index.workloadByIp(ip);
+    if (w) return w.status === 'Healthy' ? this.endpointOf(w, ip, target.port) : undefined;
+    if (!this.index.serviceByVip(ip, target.port)?.service.originalDestination) return undefined;
+    return { key: `${ip}:${target.port}`, address: ip, port: target.port };
   }
 
   private endpointOf(w: Workload, address: string, port: number): Endpoint {
@@ -251,6 +265,9 @@ export class Waypoint {
   private addressed(target: Address): { targetService?: string; targetWorkload?: string } {
     const ip = normalizeIp(target.address);
     const svc = this.index.serviceByVip(ip, target.port)?.service;
+    // A service whose endpoint is the original destination: its config (policy) applies, and the
+    // request goes to the address the client dialed, as a pod-addressed one does.
+    if (svc?.originalDestination) return { targetService: svc.hostname, targetWorkload: ip };
     if (svc) return { targetService: svc.hostname };
     const w = this.index.workloadByIp(ip);
     if (!w) return {};
@@ -274,6 +291,7 @@ export class Waypoint {
       if (!sp || isHttpProtocol(sp.protocol)) return undefined;
       const route = selectL4Route(this.meshConfigs.get(svc.hostname)?.tcpRoutes, target.port, undefined, caller, ip);
       if (route) return this.l4Endpoint(route, target.port, random);
+      if (svc.originalDestination) return this.originalDestination(target) ?? null;
       return pickEndpoint(this.resolveEndpoints({ host: svc.hostname, port: target.port }), random);
     }
     const w = this.index.workloadByIp(ip);

@@ -58,6 +58,8 @@ export function buildOutboundRequest(input: BuildOutboundRequestInput): Outbound
     if (service.waypoint && !isWaypointSelf(service.waypoint, srcIps)) {
       return toWaypoint(service.waypoint, origDst, { service });
     }
+    // No endpoints to pick (ServiceEntry resolution NONE): the address dialed, named as the service.
+    if (service.originalDestination) return toAddressed(origDst, index, srcIps, agentPorts, service);
     const candidates = index.endpointsOf(service, port).filter((e) => e.workload.status === 'Healthy');
     const endpoint = candidates.length > 0 ? input.pickEndpoint(service, port, candidates, src) : undefined;
     if (!endpoint) return { kind: 'deny', reason: 'no_healthy_upstream', service };
@@ -81,20 +83,31 @@ export function buildOutboundRequest(input: BuildOutboundRequestInput): Outbound
     };
   }
 
+  return toAddressed(origDst, index, srcIps, agentPorts);
+}
+
+/**
+ * A connection that goes to the address the client dialed: no service there, or a service whose
+ * endpoint is the original destination (`service`, which then names it): the workload at that
+ * address (its waypoint, its tunnel) when the mesh knows one, else plain TCP to the address.
+ */
+function toAddressed(origDst: Address, index: WorkloadIndex, srcIps: ReadonlySet<string>, agentPorts: ReadonlySet<number>, service?: Service): OutboundRequest {
+  const named = service ? { service } : {};
   const dst = index.workloadByIp(origDst.address);
-  if (!dst) return { kind: 'passthrough', address: origDst.address, port: origDst.port, reason: 'unknown_destination' };
-  if (dst.tunnelProtocol === 'HBONE' && agentPorts.has(origDst.port)) return { kind: 'deny', reason: 'self_call' };
-  if (dst.waypoint && !isWaypointSelf(dst.waypoint, srcIps)) return toWaypoint(dst.waypoint, origDst, { dstWorkload: dst });
+  if (!dst) return { kind: 'passthrough', address: origDst.address, port: origDst.port, reason: 'unknown_destination', ...named };
+  if (dst.tunnelProtocol === 'HBONE' && agentPorts.has(origDst.port)) return { kind: 'deny', reason: 'self_call', ...named };
+  if (dst.waypoint && !isWaypointSelf(dst.waypoint, srcIps)) return toWaypoint(dst.waypoint, origDst, { dstWorkload: dst, ...named });
   if (dst.tunnelProtocol !== 'HBONE') {
-    return { kind: 'passthrough', address: origDst.address, port: origDst.port, reason: 'not_enrolled', dstWorkload: dst };
+    return { kind: 'passthrough', address: origDst.address, port: origDst.port, reason: 'not_enrolled', dstWorkload: dst, ...named };
   }
   return {
     kind: 'tunnel',
     target: origDst,
     tunnelAddress: { address: origDst.address, port: HBONE_PORT },
-    expectedIdentities: [workloadIdentity(dst)],
+    expectedIdentities: unique([workloadIdentity(dst), ...(service?.subjectAltNames ?? [])]),
     viaWaypoint: false,
     dstWorkload: dst,
+    ...named,
   };
 }
 

@@ -18,7 +18,7 @@ import { asRecord, asString, asStrings, compareStrings, nsOf } from './util.js';
 export const AUTO_ALLOCATE_PREFIX = '240.240.';
 const SLOTS = 65_534; // .0.1 .. .255.254
 
-/** Resolutions whose entries become Services (NONE and DYNAMIC_DNS keep the client's address). */
+/** Resolutions whose entries, naming no addresses, still become Services (NONE and DYNAMIC_DNS then keep the client's address, unnamed). */
 export function entryMakesService(se: KubeObject): boolean {
   const r = asString(asRecord(se.spec)['resolution']) ?? 'NONE';
   return r === 'STATIC' || r === 'DNS' || r === 'DNS_ROUND_ROBIN';

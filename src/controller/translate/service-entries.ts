@@ -8,8 +8,10 @@
  *  - DNS / DNS_ROUND_ROBIN: the endpoints' addresses, or with none the host itself, resolved by
  *    the controller (TranslateOptions.dnsAnswers; every address for DNS, the first for
  *    DNS_ROUND_ROBIN as Envoy does);
- *  - NONE (and DYNAMIC_DNS, wildcard hosts included): nothing to add (connections already go to
- *    the address the client asked for).
+ *  - NONE (and DYNAMIC_DNS, served as NONE): none; with `spec.addresses` (exact or CIDR ranges)
+ *    the Service has `originalDestination`, so a connection to any of them is the entry's host on
+ *    its ports (telemetry, waypoint, policy) and goes to the address the client dialed; without
+ *    addresses (wildcard hosts included) no Service: connections pass through unnamed.
  * Hosts of an entry without `spec.addresses` get an address of 240.240.0.0/16 and one of
  * 2001:2::/48 (Istio's auto-allocation, address-allocation.ts). A wildcard host (STATIC, or DNS
  * with endpoints) is served on the entry's own `spec.addresses` with its endpoints; without them
@@ -90,14 +92,6 @@ export function buildServiceEntries(idx: TranslateIndex, pods: readonly PodWorkl
     const spec = asRecord(se.spec);
     const resolution = asString(spec['resolution']) ?? 'NONE';
     const notes: string[] = [];
-    if (resolution === 'NONE' || resolution === 'DYNAMIC_DNS') {
-      const wildcard = asStrings(spec['hosts']).some((h) => h.startsWith('*'));
-      const why = wildcard ? ' (wildcard hosts included: any name they match is passed through)' : '';
-      const dynamic = resolution === 'DYNAMIC_DNS' ? '; DYNAMIC_DNS is served as NONE (no proxy resolves the Host of a request)' : '';
-      addCondition(idx, se, { type: CONDITION_ACCEPTED, status: 'True', reason: 'Accepted', message: `resolution ${resolution}: connections go to the address the client asked for${why}${dynamic}` });
-      continue;
-    }
-    const allocations: string[] = [];
     const vips = asStrings(spec['addresses']).filter((a) => isIP(a) !== 0);
     // Ranges: every address inside is the entry's host on its ports (the most specific range wins, an exact address over any range).
     const ranges = asStrings(spec['addresses']).filter((a) => {
@@ -106,15 +100,29 @@ export function buildServiceEntries(idx: TranslateIndex, pods: readonly PodWorkl
       if (problem !== undefined) notes.push(`spec.addresses: ${JSON.stringify(a)} ${problem}; ignored`);
       return problem === undefined;
     });
-    if (ranges.length > 0 && resolution !== 'STATIC') notes.push(`address ranges ${ranges.join(', ')} are served only with resolution STATIC (Istio rejects them with DNS)`);
-    const vipRanges = resolution === 'STATIC' ? ranges : [];
+    // NONE (DYNAMIC_DNS served as NONE): the client's address is the endpoint. With addresses the
+    // entry names those connections (a Service whose endpoint is the original destination).
+    const originalDestination = resolution === 'NONE' || resolution === 'DYNAMIC_DNS';
+    const dynamic = resolution === 'DYNAMIC_DNS' ? '; DYNAMIC_DNS is served as NONE (no proxy resolves the Host of a request)' : '';
+    if (originalDestination && vips.length === 0 && ranges.length === 0) {
+      const wildcard = asStrings(spec['hosts']).some((h) => h.startsWith('*'));
+      const why = wildcard ? ' (wildcard hosts included: any name they match is passed through)' : '';
+      notes.unshift(`resolution ${resolution}: connections go to the address the client asked for${why}${dynamic}`);
+      addCondition(idx, se, { type: CONDITION_ACCEPTED, status: 'True', reason: notes.length > 1 ? 'PartiallyApplied' : 'Accepted', message: notes.join('; ') });
+      continue;
+    }
+    if (ranges.length > 0 && !originalDestination && resolution !== 'STATIC') {
+      notes.push(`address ranges ${ranges.join(', ')} are not served with resolution ${resolution} (Istio refuses CIDR addresses unless resolution is NONE or STATIC); ${vips.length > 0 ? 'the entry is served on its other addresses' : 'it names no other address, so no connection is addressed to it'}`);
+    }
+    const allocations: string[] = [];
+    const vipRanges = resolution === 'STATIC' || originalDestination ? ranges : [];
     const rawPorts = asArray(spec['ports']).map(asRecord);
     const ports: ServicePort[] = rawPorts.map((p) => {
       const number = typeof p['number'] === 'number' ? p['number'] : 0;
       return { name: asString(p['name']) ?? '', port: number, targetPort: typeof p['targetPort'] === 'number' ? p['targetPort'] : number, protocol: detectPortProtocol({ appProtocol: asString(p['protocol']) ?? 'TCP', name: asString(p['name']) ?? '' }) };
     });
     const selector = asRecord(asRecord(spec['workloadSelector'])['labels']);
-    const selected = spec['workloadSelector'] !== undefined ? pods.filter((p) => p.workload.namespace === ns && matchesLabels(stringMap(selector), labelsOf(p.pod))) : [];
+    const selected = spec['workloadSelector'] !== undefined && !originalDestination ? pods.filter((p) => p.workload.namespace === ns && matchesLabels(stringMap(selector), labelsOf(p.pod))) : [];
     asStrings(spec['hosts']).forEach((hostRaw, h) => {
       const host = hostRaw.toLowerCase();
       if (host.startsWith('*') && vips.length === 0 && vipRanges.length === 0) {
@@ -135,7 +143,7 @@ export function buildServiceEntries(idx: TranslateIndex, pods: readonly PodWorkl
         p.workload.services[key] = mapping({});
         if (isPodRunning(p.pod)) endpoints.push(p.workload.uid);
       }
-      if (spec['workloadSelector'] === undefined) {
+      if (spec['workloadSelector'] === undefined && !originalDestination) {
         let k = 0;
         for (const e of rawEndpoints(spec, host, dns, notes)) {
           for (const address of e.addresses) {
@@ -168,11 +176,11 @@ export function buildServiceEntries(idx: TranslateIndex, pods: readonly PodWorkl
       const exportTo = exportNamespaces(asStrings(spec['exportTo']), ns);
       const auto = vips.length === 0 && vipRanges.length === 0 ? allocated.get(key) : undefined;
       if (auto) allocations.push(`${host}=${auto.join(' and ')}`);
-      const service: Service = { name: se.metadata.name, namespace: ns, hostname: host, vips: auto ? [...auto] : vips, ...(vipRanges.length > 0 ? { vipRanges } : {}), ports, subjectAltNames: asStrings(spec['subjectAltNames']), routingPreference: [], endpoints: endpoints.sort(), ...(exportTo ? { exportTo } : {}) };
+      const service: Service = { name: se.metadata.name, namespace: ns, hostname: host, vips: auto ? [...auto] : vips, ...(vipRanges.length > 0 ? { vipRanges } : {}), ...(originalDestination ? { originalDestination: true as const } : {}), ports, subjectAltNames: asStrings(spec['subjectAltNames']), routingPreference: [], endpoints: endpoints.sort(), ...(exportTo ? { exportTo } : {}) };
       services.push(service);
       entries.push({ svc: se, service });
     });
     const alloc = allocations.length > 0 ? `; no spec.addresses, so addresses were allocated (Istio's auto-allocation, ${AUTO_ALLOCATE_PREFIX}0.0/16 and ${AUTO_ALLOCATE_PREFIX6}/48): ${allocations.join(', ')}` : '';
-    addCondition(idx, se, notes.length > 0 ? { type: CONDITION_ACCEPTED, status: 'True', reason: 'PartiallyApplied', message: `${notes.join('; ')}${alloc}` } : { type: CONDITION_ACCEPTED, status: 'True', reason: 'Accepted', message: `served by the node agents${alloc}` });
+    addCondition(idx, se, notes.length > 0 ? { type: CONDITION_ACCEPTED, status: 'True', reason: 'PartiallyApplied', message: `${notes.join('; ')}${alloc}` } : { type: CONDITION_ACCEPTED, status: 'True', reason: 'Accepted', message: originalDestination ? `resolution ${resolution}: connections to its addresses on its ports are its host's and go to the address the client asked for${dynamic}` : `served by the node agents${alloc}` });
   }
 }

@@ -11,6 +11,7 @@ import { condition, durationMs, Invalid, resolveHost, serviceHostname, translate
 import { asArray, asRecord, asString, asStrings, compareAge, nsOf } from './util.js';
 import { requestedWaypoint } from './waypoints.js';
 import { allocatedEntryAddresses } from './address-allocation.js';
+import { cidrProblem } from '../../shared/validate.js';
 
 export function serviceConfig(ctx: RouteContext, svc: KubeObject): RouteConfig {
   const ns = nsOf(svc);
@@ -39,13 +40,17 @@ export function serviceConfig(ctx: RouteContext, svc: KubeObject): RouteConfig {
 
 /**
  * The hosts of a ServiceEntry with addresses to serve (resolution STATIC, DNS, DNS_ROUND_ROBIN;
- * wildcard hosts only when the entry names its addresses) as mesh configs, so VirtualServices, DestinationRules and a bound waypoint serve
+ * NONE and DYNAMIC_DNS only when the entry names its addresses, exact or ranges; wildcard hosts
+ * likewise) as mesh configs, so VirtualServices, DestinationRules and a bound waypoint serve
  * them as they serve a Service.
  */
 export function serviceEntryConfigs(ctx: RouteContext, se: KubeObject): RouteConfig[] {
   const spec = asRecord(se.spec);
   const resolution = asString(spec['resolution']) ?? 'NONE';
-  if (resolution === 'NONE' || resolution === 'DYNAMIC_DNS') return [];
+  // Ranges count where the model serves them (every resolution Istio accepts them with).
+  const rangesServed = resolution === 'STATIC' || resolution === 'NONE' || resolution === 'DYNAMIC_DNS';
+  const named = asStrings(spec['addresses']).some((a) => isIP(a) !== 0 || (rangesServed && cidrProblem(a) === undefined));
+  if ((resolution === 'NONE' || resolution === 'DYNAMIC_DNS') && !named) return [];
   const ns = nsOf(se);
   const ports = asArray(spec['ports'])
     .map(asRecord)
@@ -57,7 +62,7 @@ export function serviceEntryConfigs(ctx: RouteContext, se: KubeObject): RouteCon
   return asStrings(spec['hosts'])
     .map((h) => h.toLowerCase())
     // A wildcard host is served only on the entry's own addresses (none are allocated for it).
-    .filter((h) => !h.startsWith('*') || addresses.length > 0)
+    .filter((h) => !h.startsWith('*') || named)
     .map((hostname) => ({
       name: `${ns}/${hostname}`,
       namespace: ns,

@@ -120,6 +120,33 @@ test('request: an address inside a service\'s range (ServiceEntry CIDR) is that 
   assert.deepEqual(to('192.1.0.1'), { kind: 'passthrough', address: '192.1.0.1', port: 80, reason: 'unknown_destination' });
 });
 
+test('request: a service whose endpoint is the original destination (ServiceEntry NONE): the dialed address, named as the service', () => {
+  const pod = wl('db', '10.0.5.7');
+  const plain = wl('legacy', '10.0.5.8', { tunnelProtocol: 'NONE' });
+  const none = svc('db-net', '240.0.0.50', [], { hostname: 'db.example.net', vips: ['10.0.6.1'], vipRanges: ['10.0.5.0/24'], originalDestination: true, ports: [{ name: 'pg', port: 5432, targetPort: 5432, protocol: 'tcp' }], subjectAltNames: ['spiffe://cluster.local/ns/ns/sa/dbs'] });
+  const ix = index([src, pod, plain], [none]);
+  const to = (address: string, port = 5432, s: Service = none) => buildOutboundRequest({ src, origDst: { address, port }, index: s === none ? ix : index([src, pod, plain], [s]), nodeName: 'node1', pickEndpoint: () => assert.fail('no endpoint is picked') });
+  // An address the mesh does not know, in the range or the exact address: plain TCP to it, the service named.
+  assert.deepEqual(to('10.0.5.200'), { kind: 'passthrough', address: '10.0.5.200', port: 5432, reason: 'unknown_destination', service: none });
+  assert.deepEqual(to('10.0.6.1'), { kind: 'passthrough', address: '10.0.6.1', port: 5432, reason: 'unknown_destination', service: none });
+  // An enrolled pod inside the range: tunnelled to it (its address, the port dialed), the service named.
+  const t = to('10.0.5.7');
+  assert.equal(t.kind, 'tunnel');
+  if (t.kind === 'tunnel') {
+    assert.deepEqual([t.target, t.tunnelAddress, t.viaWaypoint, t.service?.hostname, t.dstWorkload?.name, t.endpoint], [{ address: '10.0.5.7', port: 5432 }, { address: '10.0.5.7', port: 15008 }, false, 'db.example.net', 'db', undefined]);
+    assert.deepEqual(t.expectedIdentities, ['spiffe://cluster.local/ns/ns/sa/db', 'spiffe://cluster.local/ns/ns/sa/dbs']);
+  }
+  const p = to('10.0.5.8');
+  assert.deepEqual(p.kind === 'passthrough' ? [p.address, p.reason, p.dstWorkload?.name, p.service?.hostname] : p, ['10.0.5.8', 'not_enrolled', 'legacy', 'db.example.net']);
+  // Not a declared port: no service, as before.
+  assert.deepEqual(to('10.0.5.200', 80), { kind: 'passthrough', address: '10.0.5.200', port: 80, reason: 'unknown_destination' });
+  // Bound to a waypoint: tunnelled to it, the dialed address as the target.
+  const w = to('10.0.5.200', 5432, { ...none, waypoint: WP });
+  assert.deepEqual(w.kind === 'tunnel' ? [w.viaWaypoint, w.target, w.tunnelAddress.address, w.service?.hostname] : w, [true, { address: '10.0.5.200', port: 5432 }, '10.0.0.99', 'db.example.net']);
+  // The agent's own ports on an enrolled pod are refused as without the service.
+  assert.deepEqual(to('10.0.5.7', 15008, { ...none, ports: [{ name: 'x', port: 15008, targetPort: 15008, protocol: 'tcp' }] }), { kind: 'deny', reason: 'self_call', service: { ...none, ports: [{ name: 'x', port: 15008, targetPort: 15008, protocol: 'tcp' }] } });
+});
+
 test('request: service without healthy endpoints → deny', () => {
   const dst = wl('server', '10.0.0.2', { status: 'Unhealthy' });
   const s = svc('web', '10.96.0.10', [dst.uid]);

@@ -226,5 +226,45 @@ test('a STATIC ServiceEntry with CIDR addresses serves every address in its rang
   assert.equal(cond.reason, 'PartiallyApplied');
   assert.match(cond.message, /spec\.addresses: "10\.0\.0\.0\/33" .*; ignored/);
   assert.equal(r.services.find((s) => s.hostname === 'dns.example.com')?.vipRanges, undefined);
-  assert.match(r.conditions.find((c) => c.objectKey === 'ServiceEntry/demo/dns')!.message, /served only with resolution STATIC/);
+  assert.match(r.conditions.find((c) => c.objectKey === 'ServiceEntry/demo/dns')!.message, /address ranges 198\.18\.0\.0\/15 are not served with resolution DNS \(Istio refuses CIDR addresses unless resolution is NONE or STATIC\); it names no other address/);
+});
+
+test('a NONE or DYNAMIC_DNS ServiceEntry with addresses is a Service whose endpoint is the original destination; bound to its waypoint; without addresses still no Service', async () => {
+  const { translateAll } = await import('../../../src/controller/translate/translate.js');
+  const { waypointGateway } = await import('./helpers.js');
+  const ports = [{ number: 5432, name: 'tcp-pg', protocol: 'TCP' }, { number: 80, name: 'http', protocol: 'HTTP' }];
+  const db = se('db-net', { hosts: ['db.example.net'], addresses: ['10.20.0.0/24', '10.30.0.9', '2001:db8:5::/64', 'nope/8'], location: 'MESH_EXTERNAL', resolution: 'NONE', ports, workloadSelector: { labels: { app: 'web' } } });
+  db.metadata.labels = { 'istio.io/use-waypoint': 'waypoint' };
+  const dyn = se('dyn', { hosts: ['*.dyn.example.net'], addresses: ['10.40.0.0/16'], resolution: 'DYNAMIC_DNS', ports }, '2024-01-02T00:00:00Z');
+  const bare = se('bare', { hosts: ['bare.example.net'], resolution: 'NONE', ports }, '2024-01-03T00:00:00Z');
+  const out = translateAll([namespace('demo'), waypointGateway('waypoint', { ns: 'demo' }), pod('web-1', { labels: { app: 'web' }, ip: '10.20.0.5' }), db, dyn, bare]);
+  valid(out.model);
+  const svc = out.model.services.find((s) => s.hostname === 'db.example.net')!;
+  assert.deepEqual(
+    { vips: svc.vips, vipRanges: svc.vipRanges, originalDestination: svc.originalDestination, endpoints: svc.endpoints, waypoint: svc.waypoint?.name },
+    { vips: ['10.30.0.9'], vipRanges: ['10.20.0.0/24', '2001:db8:5::/64'], originalDestination: true, endpoints: [], waypoint: 'demo/waypoint' },
+    'no address is allocated; no endpoint (the selector is not used); the waypoint label binds it',
+  );
+  assert.deepEqual(out.model.workloads.find((w) => w.name === 'web-1')?.services, {}, 'a NONE entry maps no pod port');
+  const cond = (n: string) => out.model.conditions.find((c) => c.objectKey === `ServiceEntry/demo/${n}` && c.type === 'Accepted')!;
+  assert.equal(cond('db-net').reason, 'PartiallyApplied');
+  assert.match(cond('db-net').message, /spec\.addresses: "nope\/8" .*; ignored/);
+  const d = out.model.services.find((s) => s.hostname === '*.dyn.example.net')!;
+  assert.deepEqual([d.vipRanges, d.originalDestination], [['10.40.0.0/16'], true]);
+  assert.match(cond('dyn').message, /^resolution DYNAMIC_DNS: connections to its addresses on its ports are its host's and go to the address the client asked for; DYNAMIC_DNS is served as NONE/);
+  assert.equal(out.model.services.some((s) => s.hostname === 'bare.example.net'), false);
+  assert.match(cond('bare').message, /^resolution NONE: connections go to the address the client asked for$/);
+  // Route configs: the entries with addresses (the wildcard one included) get one, bound as the Service is.
+  const cfg = out.routes.routes.find((r) => r.hostname === 'db.example.net')!;
+  assert.deepEqual({ waypoint: cfg.waypoint, aliases: cfg.aliases }, { waypoint: 'demo/waypoint', aliases: ['10.30.0.9'] });
+  assert.ok(out.routes.routes.some((r) => r.hostname === '*.dyn.example.net'));
+  assert.equal(out.routes.routes.some((r) => r.hostname === 'bare.example.net'), false);
+  // The agent's lookup: any address of the range on a declared port is the host; an exact address too.
+  const { WorkloadIndex } = await import('../../../src/shared/state/workloads.js');
+  const index = new WorkloadIndex({ workloads: new Map(out.model.workloads.map((w) => [w.uid, w])), services: new Map(out.model.services.map((s) => [serviceResourceName(s), s])), authorizations: new Map() });
+  assert.equal(index.serviceByVip('10.20.0.77', 5432)?.service.hostname, 'db.example.net');
+  assert.equal(index.serviceByVip('10.30.0.9', 80)?.service.hostname, 'db.example.net');
+  assert.equal(index.serviceByVip('10.40.3.3', 80)?.service.hostname, '*.dyn.example.net');
+  assert.equal(index.serviceByVip('10.20.0.77', 81), undefined);
+  assert.equal(index.serviceByVip('10.21.0.1', 5432), undefined);
 });

@@ -190,6 +190,22 @@ test('waypoint tunnels: HTTP ports are served as HTTP, other ports are piped as 
   assert.equal(wp.tcpEndpoint({ address: '192.0.2.1', port: 80 }), undefined, 'unknown destinations default to http');
 });
 
+test('waypoint tunnels: a service whose endpoint is the original destination (ServiceEntry NONE) goes to the address dialed', () => {
+  const pod = testWorkload({ name: 'pg', namespace: 'bookinfo', ip: '10.0.5.7', serviceAccount: 'pg' });
+  const none: Service = { ...service([]), name: 'db-net', hostname: 'db.example.net', vips: [], vipRanges: ['10.0.5.0/24'], originalDestination: true, ports: [{ name: 'tcp', port: 5432, targetPort: 5432, protocol: 'tcp' }, { name: 'http', port: 80, targetPort: 80, protocol: 'http' }] };
+  const wp = newWaypoint();
+  wp.applyConfig(state([pod], [none], []));
+  const short = (e: { key: string; address: string; port: number; principal?: string } | null | undefined) => (e ? { key: e.key, address: e.address, port: e.port, principal: e.principal } : e);
+  assert.deepEqual(short(wp.tcpEndpoint({ address: '10.0.5.7', port: 5432 })), { key: '10.0.5.7:5432', address: '10.0.5.7', port: 5432, principal: 'spiffe://cluster.local/ns/bookinfo/sa/pg' }, 'a pod in the range: itself, tunnelled with its identity');
+  assert.deepEqual(short(wp.tcpEndpoint({ address: '10.0.5.200', port: 5432 })), { key: '10.0.5.200:5432', address: '10.0.5.200', port: 5432, principal: undefined }, 'an address the mesh does not know: itself, plain TCP');
+  assert.equal(wp.tcpEndpoint({ address: '10.0.5.200', port: 80 }), undefined, 'the http port is served as HTTP');
+  // HTTP requests to it are routed as pod-addressed ones: the backend is the address dialed.
+  assert.deepEqual(wp.resolveEndpoints({ host: '10.0.5.200', port: 80 }).map((e) => e.key), ['10.0.5.200:80']);
+  assert.deepEqual(wp.resolveEndpoints({ host: '10.0.5.7', port: 80 }).map((e) => e.principal), ['spiffe://cluster.local/ns/bookinfo/sa/pg']);
+  assert.deepEqual(wp.resolveEndpoints({ host: '10.0.6.1', port: 80 }), [], 'an address outside every range and no workload is nobody');
+  assert.deepEqual(wp.resolveEndpoints({ host: '10.0.5.200', port: 81 }), [], 'nor one on a port the service does not declare');
+});
+
 test('waypoint tunnels: TCP routes split connections by weight; TLS routes pick by SNI, non-TLS falls back to the TCP routes', () => {
   const db = (name: string, ip: string, version: string): Workload =>
     testWorkload({ name, namespace: 'bookinfo', ip, serviceAccount: 'db', labels: { app: 'db', version }, services: { 'bookinfo/db.bookinfo.svc.cluster.local': [{ servicePort: 5432, targetPort: 15432 }] } });
