@@ -262,12 +262,12 @@ export class Waypoint {
    * What an HTTP tunnel addressed: a Service VIP (its routes apply whatever the Host says), or a
    * pod (workload-bound waypoint: the pod itself, under the config of its Service on that port).
    */
-  private addressed(target: Address): { targetService?: string; targetWorkload?: string } {
+  private addressed(target: Address): { targetService?: string; targetWorkload?: string; originalDestination?: string } {
     const ip = normalizeIp(target.address);
     const svc = this.index.serviceByVip(ip, target.port)?.service;
-    // A service whose endpoint is the original destination: its config (policy) applies, and the
-    // request goes to the address the client dialed, as a pod-addressed one does.
-    if (svc?.originalDestination) return { targetService: svc.hostname, targetWorkload: ip };
+    // A service whose endpoint is the original destination: its routes and policy apply, and a
+    // route to the service itself goes to the address the client dialed.
+    if (svc?.originalDestination) return { targetService: svc.hostname, originalDestination: ip };
     if (svc) return { targetService: svc.hostname };
     const w = this.index.workloadByIp(ip);
     if (!w) return {};
@@ -290,8 +290,9 @@ export class Waypoint {
       const sp = svc.ports.find((p) => p.port === target.port);
       if (!sp || isHttpProtocol(sp.protocol)) return undefined;
       const route = selectL4Route(this.meshConfigs.get(svc.hostname)?.tcpRoutes, target.port, undefined, caller, ip);
-      if (route) return this.l4Endpoint(route, target.port, random);
-      if (svc.originalDestination) return this.originalDestination(target) ?? null;
+      const dialed = svc.originalDestination ? { host: svc.hostname, address: ip } : undefined;
+      if (route) return this.l4Endpoint(route, target.port, random, dialed);
+      if (dialed) return this.originalDestination(target) ?? null;
       return pickEndpoint(this.resolveEndpoints({ host: svc.hostname, port: target.port }), random);
     }
     const w = this.index.workloadByIp(ip);
@@ -312,10 +313,15 @@ export class Waypoint {
     return w ? this.index.serviceOfWorkloadPort(w, target.port) : undefined;
   }
 
-  /** An endpoint of the backend a TCP/TLS route picks by weight; null when it has none (or is refused). */
-  private l4Endpoint(route: L4Route, port: number, random: () => number): Endpoint | null {
+  /**
+   * An endpoint of the backend a TCP/TLS route picks by weight; null when it has none (or is
+   * refused). `dialed`: the tunnel addressed a service whose endpoint is the original
+   * destination, so a backend naming that service is the address dialed.
+   */
+  private l4Endpoint(route: L4Route, port: number, random: () => number, dialed?: { host: string; address: string }): Endpoint | null {
     const backend = pickWeighted(route.backends, random);
     if (!backend || backend.refused) return null;
+    if (dialed && backend.host === dialed.host) return this.originalDestination({ address: dialed.address, port: backend.port ?? port }) ?? null;
     return pickEndpoint(this.resolveEndpoints({ host: backend.host, port: backend.port ?? port, ...(backend.subsetLabels ? { subsetLabels: backend.subsetLabels } : {}) }), random);
   }
 
@@ -331,7 +337,8 @@ export class Waypoint {
     if (!tlsRoutes || tlsRoutes.length === 0) return undefined;
     return (hello) => {
       const route = hello.tls ? selectL4Route(tlsRoutes, target.port, hello.sni, caller, normalizeIp(target.address)) : undefined;
-      return route ? this.l4Endpoint(route, target.port, random) : (this.tcpEndpoint(target, random, caller) ?? null);
+      const dialed = svc.originalDestination ? { host: svc.hostname, address: normalizeIp(target.address) } : undefined;
+      return route ? this.l4Endpoint(route, target.port, random, dialed) : (this.tcpEndpoint(target, random, caller) ?? null);
     };
   }
 

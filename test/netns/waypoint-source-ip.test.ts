@@ -119,7 +119,15 @@ test('waypoint: ipBlocks and notIpBlocks match the client pod address the source
         kind: 'ServiceEntry',
         metadata: { name: 'pod-net', namespace: 'srcip' },
         spec: { hosts: ['podnet.example.net'], addresses, location: 'MESH_EXTERNAL', resolution: 'NONE', ports: [{ number: 9080, name: 'http', protocol: 'HTTP' }, { number: 9000, name: 'tcp', protocol: 'TCP' }] },
-      }),
+      }) +
+        '\n---\n' +
+        // Its routes apply at the waypoint: one aborts, the other goes to the host itself (the address dialed).
+        JSON.stringify({
+          apiVersion: 'networking.istio.io/v1',
+          kind: 'VirtualService',
+          metadata: { name: 'pod-net', namespace: 'srcip' },
+          spec: { hosts: ['podnet.example.net'], http: [{ match: [{ uri: { prefix: '/vs-abort' } }], fault: { abort: { httpStatus: 418, percentage: { value: 100 } } }, route: [{ destination: { host: 'podnet.example.net' } }] }, { route: [{ destination: { host: 'podnet.example.net' } }], headers: { response: { set: { 'x-podnet': 'routed' } } } }] },
+        }),
     );
     await m.apply(entry);
     // The namespace's istio.io/use-waypoint binds the entry: the client's agent sends it to the
@@ -127,6 +135,10 @@ test('waypoint: ipBlocks and notIpBlocks match the client pod address the source
     await waitFor('the range to be served', async () => ((await m.load([webUrl, '1', '1'])).texts['web'] === 1 ? true : undefined));
     const r = await m.load([webUrl, '5', '1']);
     assert.deepEqual(r.texts, { web: 5 }, JSON.stringify(r));
+    await waitFor('the VirtualService to apply at the waypoint', async () => (status(await m.exec(curl(`http://${web.ip}:9080/vs-abort`))) === '418' ? true : undefined));
+    const routed = await m.exec(['curl', '-s', '-m', '5', '-D', '-', webUrl]);
+    assert.match(routed.stdout, /x-podnet: routed/i, 'the route to the host itself answered, with its response header');
+    assert.match(routed.stdout, /web/, 'from the web pod dialed');
     assert.equal(await tcpSend(m.exec, 'podnet-tcp', echo.ip), 'podnet-tcp', 'a TCP port of the entry reaches the echo pod it was addressed to');
     const empty = `${web.ip.split('.').slice(0, 3).join('.')}.250`;
     const nobody = await m.exec(['curl', '-s', '-m', '5', '-o', '/dev/null', '-w', '%{http_code}', `http://${empty}:9080/x`]);
@@ -136,7 +148,7 @@ test('waypoint: ipBlocks and notIpBlocks match the client pod address the source
     const wp = st.pods.find((p) => p.namespace === 'srcip' && p.name.startsWith('waypoint-'))!;
     const wpText = await fetch(`http://${wp.ip}:15020/metrics`).then((x) => x.text());
     const named = { destination_service: 'podnet.example.net', destination_service_namespace: 'srcip' };
-    assert.ok(metricSum(wpText, 'istio_requests_total', { reporter: 'waypoint', ...named, destination_workload: 'web', response_code: '200' }) >= 6, 'the waypoint served the requests as the entry host, to the web pod');
+    assert.ok(metricSum(wpText, 'istio_requests_total', { reporter: 'waypoint', ...named, destination_workload: 'web', response_code: '200' }) >= 7, 'the waypoint served the requests as the entry host, to the web pod');
     assert.ok(metricSum(wpText, 'istio_tcp_connections_opened_total', { ...named, destination_workload: 'echo' }) >= 1, 'and the TCP connection, to the echo pod');
     let agents = '';
     for (const n of st.nodes) agents += await fetch(n.metrics).then((x) => x.text());

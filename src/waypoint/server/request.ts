@@ -36,6 +36,12 @@ export interface ConnectionMeta {
   targetService?: string;
   /** Address of the pod the caller addressed (workload-bound waypoint): requests go to that pod. */
   targetWorkload?: string;
+  /**
+   * The address the caller dialed, when `targetService` is a service whose endpoint is the
+   * original destination (ServiceEntry resolution NONE): a route sending the request to that
+   * service itself sends it to this address.
+   */
+  originalDestination?: string;
   /** Source address (AuthorizationPolicy `ipBlocks`): an ingress listener's peer; an HBONE tunnel's forwarded client. */
   peerAddress?: string;
   /** Ingress listeners: proxies in front whose X-Forwarded-For entries are trusted (`remoteIpBlocks`). */
@@ -177,6 +183,8 @@ export class RequestHandler {
       return localReply(st, res, 500, `backend ${backend.host} is not permitted (RefNotPermitted)`, RESPONSE_FLAGS.NO_ROUTE, [], addHeaders);
     }
     const port = backend.port ?? rreq.port;
+    // To the service the caller addressed, when its endpoint is the address it dialed: that address.
+    const targetHost = meta?.originalDestination !== undefined && backend.host === config.hostname ? meta.originalDestination : backend.host;
     // A pod-addressed request (workload waypoint) is labelled with the pod's Service when it has one.
     st.service = rreq.workload !== undefined ? config.hostname : backend.host;
     st.serviceNamespace = config.namespace;
@@ -206,7 +214,7 @@ export class RequestHandler {
     try {
       const resp = await d.dispatch({
         reqId: st.reqId,
-        target: { host: backend.host, port, ...(backend.subset ? { subset: backend.subset } : {}), ...(backend.subsetLabels ? { subsetLabels: backend.subsetLabels } : {}) },
+        target: { host: targetHost, port, ...(backend.subset ? { subset: backend.subset } : {}), ...(backend.subsetLabels ? { subsetLabels: backend.subsetLabels } : {}) },
         destination,
         method: st.method,
         path,

@@ -204,6 +204,13 @@ test('waypoint tunnels: a service whose endpoint is the original destination (Se
   assert.deepEqual(wp.resolveEndpoints({ host: '10.0.5.7', port: 80 }).map((e) => e.principal), ['spiffe://cluster.local/ns/bookinfo/sa/pg']);
   assert.deepEqual(wp.resolveEndpoints({ host: '10.0.6.1', port: 80 }), [], 'an address outside every range and no workload is nobody');
   assert.deepEqual(wp.resolveEndpoints({ host: '10.0.5.200', port: 81 }), [], 'nor one on a port the service does not declare');
+  // A TCP route of the host: a backend naming the host itself is the address dialed; another host is its endpoints.
+  const other = testWorkload({ name: 'cache', namespace: 'bookinfo', ip: '10.0.1.9', serviceAccount: 'cache', services: { 'bookinfo/cache.bookinfo.svc.cluster.local': [{ servicePort: 5432, targetPort: 6379 }] } });
+  const cache: Service = { ...service([other]), name: 'cache', hostname: 'cache.bookinfo.svc.cluster.local', vips: ['10.96.0.13'], ports: [{ name: 'tcp', port: 5432, targetPort: 6379, protocol: 'tcp' }] };
+  const cfg: RouteConfig = { ...routeConfig('bookinfo/db.example.net'), hostname: 'db.example.net', aliases: [], ports: [{ port: 5432, protocol: 'tcp' }], routes: [], tcpRoutes: [{ name: 'split', match: [], backends: [{ host: 'db.example.net', weight: 50 }, { host: cache.hostname, weight: 50 }] }] };
+  wp.applyConfig(state([pod, other], [none, cache], [cfg]));
+  const picks = new Set([0, 0.99].map((x) => wp.tcpEndpoint({ address: '10.0.5.200', port: 5432 }, () => x)?.key));
+  assert.deepEqual([...picks].sort(), ['10.0.1.9:6379', '10.0.5.200:5432']);
 });
 
 test('waypoint tunnels: TCP routes split connections by weight; TLS routes pick by SNI, non-TLS falls back to the TCP routes', () => {
