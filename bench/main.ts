@@ -4,7 +4,8 @@
  * markdown rendering for README, and writes bench/results/latest.json. The mesh is always taken
  * down. Options:
  *   --quick              short runs (for trying the harness)
- *   --paths a,b,c        subset of direct,stunnel,ambit (default all three)
+ *   --paths a,b,c        subset of direct,stunnel,node,ambit (default all; node is the
+ *                        plain Node pair of bench/node-pair.ts, L4 only)
  *   --only s1,s2         run only these sections (l4, l7, controlplane; default all)
  *   --cp-pods N,M        pod counts of the control-plane section (default 1000,10000; --quick 1000)
  *   --name NAME          local mesh name (default "bench")
@@ -36,7 +37,7 @@ export function parsePodCounts(text: string | undefined): number[] | undefined {
   return out;
 }
 
-const ALL_PATHS: PathName[] = ['direct', 'stunnel', 'ambit'];
+const ALL_PATHS: PathName[] = ['direct', 'stunnel', 'node', 'ambit'];
 
 export function parseSections(text: string | undefined): Section[] {
   if (text === undefined) return SECTIONS;

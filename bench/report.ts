@@ -3,8 +3,8 @@
  * table for the terminal, a markdown table for README's benchmark section, and JSON.
  */
 
-export type PathName = 'direct' | 'stunnel' | 'ambit';
-export const PATH_LABELS: Record<PathName, string> = { direct: 'direct', stunnel: 'stunnel pair', ambit: 'Ambit' };
+export type PathName = 'direct' | 'stunnel' | 'node' | 'ambit';
+export const PATH_LABELS: Record<PathName, string> = { direct: 'direct', stunnel: 'stunnel pair', node: 'plain Node pair', ambit: 'Ambit' };
 
 export interface Metric {
   key: string;

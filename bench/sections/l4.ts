@@ -1,14 +1,17 @@
 /**
- * L4 section: one client pod on node1, one server pod on node2, three paths measured back to back,
- * metric by metric (direct, stunnel pair, Ambit), so slow drift of a shared machine hits all three:
+ * L4 section: one client pod on node1, one server pod on node2, four paths measured back to back,
+ * metric by metric (direct, stunnel pair, plain Node pair, Ambit), so slow drift of a shared
+ * machine hits all of them:
  *   direct   bench-plain/client → bench-plain/server pod IP (no mesh, no TLS)
  *   stunnel  bench-plain/client → stunnel client (loopback) → TLS 1.3 mTLS → stunnel server → loopback
+ *   node     bench-plain/client → Node relay (loopback) → TLS 1.3 mTLS, HTTP/2 CONNECT → Node relay
+ *            → loopback (bench/node-pair.ts: an HBONE hop written plainly on Node, none of Ambit's code)
  *   ambit    bench-mesh/client  → node1 agent → HBONE mTLS → node2 agent → bench-mesh/server
  * plus agent memory idle and while 1000 connections through the mesh are held open; then the same
  * three paths with the server on node1 next to the client (server-local pods), throughput and RR:
  *   ambit    bench-mesh/client → node1 agent → in-process hand-over (same-node fast path) → server-local
  * and last the scaling rows: 1, 2, 4, 8 parallel flows client → server (node2) through the stunnel
- * pair and through Ambit with both agents restarted at 1 and then 2 data-path workers
+ * pair, the plain Node pair and through Ambit with both agents restarted at 1 and then 2 data-path workers
  * (AMBIT_WORKERS), each as aggregate throughput and CPU-seconds per GiB (both agents; both
  * stunnels) with the same-run ratio Ambit/stunnel; the agents are restarted with their default
  * worker count afterwards.
@@ -18,6 +21,7 @@ import { killGroup, repoRoot, waitExit, type BenchMesh } from '../mesh.js';
 import { evaluate, median, PATH_LABELS, type Check, type Metric, type PathName, type SectionResult } from '../report.js';
 import type { BenchContext, BenchOptions, Section } from '../section.js';
 import { startStunnelPair, type StunnelPair } from '../stunnel.js';
+import { startNodePair } from '../node-pair.js';
 import type { CpsResult, HoldResult, RrResult, ThroughputResult } from '../load.js';
 import { RAISE_NOFILE } from '../../src/local/exec.js';
 
@@ -26,7 +30,7 @@ const ECHO = 9001;
 const MB = 1_000_000;
 const MIB = 1_048_576;
 const GIB = 1_073_741_824;
-const ORDER: PathName[] = ['direct', 'stunnel', 'ambit'];
+const ORDER: PathName[] = ['direct', 'stunnel', 'node', 'ambit'];
 
 interface Endpoint {
   client: string;
@@ -46,14 +50,16 @@ interface Plan {
   scaling: { workers: number[]; streams: number[]; maxBytes: number; maxSeconds: number };
 }
 
+type ScalePath = 'stunnel' | 'node' | 'ambit';
+
 /** One scaling measurement: `streams` flows on `path` with the agents at `workers` workers. */
 interface ScaleRun {
   workers: number;
   streams: number;
-  path: 'stunnel' | 'ambit';
+  path: ScalePath;
   mibPerSec: number;
   gib: number;
-  /** CPU seconds of both agents (Ambit) or both stunnel processes during the run. */
+  /** CPU seconds of both agents (Ambit) or both processes of the pair during the run. */
   cpuSeconds: number | undefined;
 }
 
@@ -65,18 +71,40 @@ export function planFor(quick: boolean): Plan {
 }
 
 /** Endpoints of each path to `server` (`server` on node2, or `server-local` on node1 beside the client). */
-async function endpoints(mesh: BenchMesh, paths: ReadonlySet<PathName>, stunnel: StunnelPair | undefined, server: string): Promise<Partial<Record<PathName, Endpoint>>> {
+async function endpoints(mesh: BenchMesh, paths: ReadonlySet<PathName>, pairs: Pairs, server: string): Promise<Partial<Record<PathName, Endpoint>>> {
   const out: Partial<Record<PathName, Endpoint>> = {};
   if (paths.has('direct')) out.direct = { client: 'bench-plain/client', host: (await mesh.pod('bench-plain', server)).ip, sink: SINK, echo: ECHO };
-  if (stunnel) out.stunnel = { client: 'bench-plain/client', host: '127.0.0.1', sink: stunnel.ports.sink, echo: stunnel.ports.echo };
+  for (const p of ['stunnel', 'node'] as const) {
+    const pair = pairs[p];
+    if (pair) out[p] = { client: 'bench-plain/client', host: '127.0.0.1', sink: pair.ports.sink, echo: pair.ports.echo };
+  }
   if (paths.has('ambit')) out.ambit = { client: 'bench-mesh/client', host: (await mesh.pod('bench-mesh', server)).ip, sink: SINK, echo: ECHO };
   return out;
 }
 
-/** A stunnel pair from bench-plain/client to `serverPod`. */
-async function stunnelTo(mesh: BenchMesh, serverPod: string): Promise<StunnelPair> {
+/** The relay pairs running (stunnel's and the plain Node one), each from bench-plain/client to one server pod. */
+type Pairs = Partial<Record<'stunnel' | 'node', StunnelPair>>;
+
+/** Stops the running pairs and starts the requested ones from bench-plain/client to `serverPod`. */
+async function pairsTo(mesh: BenchMesh, paths: ReadonlySet<PathName>, running: Pairs, serverPod: string, progress: (line: string) => void): Promise<Pairs> {
+  await stopPairs(running);
   const server = await mesh.pod('bench-plain', serverPod);
-  return startStunnelPair({ mesh, namespace: 'bench-plain', clientPod: 'client', serverPod, serverIp: server.ip, sinkPort: SINK, echoPort: ECHO });
+  const o = { mesh, namespace: 'bench-plain', clientPod: 'client', serverPod, serverIp: server.ip, sinkPort: SINK, echoPort: ECHO };
+  const out: Pairs = {};
+  try {
+    if (paths.has('stunnel')) out.stunnel = await startStunnelPair(o);
+    if (paths.has('node')) out.node = await startNodePair(o);
+  } catch (err) {
+    await stopPairs(out);
+    throw err;
+  }
+  progress(`pairs up to ${serverPod}: ${Object.values(out).map((p) => p.version).join('; ') || 'none'}`);
+  return out;
+}
+
+async function stopPairs(pairs: Pairs): Promise<void> {
+  await Promise.all(Object.values(pairs).map((p) => p.stop()));
+  for (const k of Object.keys(pairs) as (keyof Pairs)[]) delete pairs[k];
 }
 
 /** The larger agent's RSS growth per connection held open (KiB), from the samples just before and while held. */
@@ -140,7 +168,8 @@ export const l4Section: Section = {
     const paths = new Set(ORDER.filter((p) => ctx.paths.has(p) && (p !== 'ambit' || ctx.agentsConnected)));
     const skipped = ORDER.filter((p) => ctx.paths.has(p) && !paths.has(p));
     if (skipped.length > 0) ctx.progress(`skipping ${skipped.join(', ')}: agents are not connected`);
-    let stunnel: StunnelPair | undefined;
+    let pairs: Pairs = {};
+    let versions: Record<string, string> = {};
     const tput: Partial<Record<PathName, ThroughputResult[]>> = {};
     const rr: Partial<Record<PathName, RrResult[]>> = {};
     const cps: Partial<Record<PathName, CpsResult[]>> = {};
@@ -157,11 +186,9 @@ export const l4Section: Section = {
       for (const ns of ['bench-plain', ...(paths.has('ambit') ? ['bench-mesh'] : [])]) {
         for (const pod of ['client', 'server', 'server-local']) await mesh.tunePod(ns, pod);
       }
-      if (paths.has('stunnel')) {
-        stunnel = await stunnelTo(mesh, 'server');
-        ctx.progress(`stunnel pair up (${stunnel.version})`);
-      }
-      let eps = await endpoints(mesh, paths, stunnel, 'server');
+      pairs = await pairsTo(mesh, paths, pairs, 'server', ctx.progress);
+      versions = Object.fromEntries(Object.entries(pairs).map(([k, p]) => [k, p.version]));
+      let eps = await endpoints(mesh, paths, pairs, 'server');
       const run = (p: PathName): Endpoint => eps[p]!;
       const active = ORDER.filter((p) => eps[p] !== undefined);
 
@@ -206,11 +233,8 @@ export const l4Section: Section = {
       }
 
       // Same node: the server beside the client on node1 (Ambit takes the fast path: no TLS, no tunnel).
-      if (stunnel) {
-        await stunnel.stop();
-        stunnel = await stunnelTo(mesh, 'server-local');
-      }
-      eps = await endpoints(mesh, paths, stunnel, 'server-local');
+      pairs = await pairsTo(mesh, paths, pairs, 'server-local', ctx.progress);
+      eps = await endpoints(mesh, paths, pairs, 'server-local');
       for (let round = 1; round <= plan.rounds; round++) {
         const tag = plan.rounds > 1 ? ` (round ${round}/${plan.rounds})` : '';
         for (const p of active) {
@@ -225,10 +249,9 @@ export const l4Section: Section = {
 
       // Scaling: parallel flows across nodes with the agents at each worker count (ratios need both paths).
       if (paths.has('ambit') && paths.has('stunnel')) {
-        await stunnel?.stop();
-        stunnel = await stunnelTo(mesh, 'server');
-        eps = await endpoints(mesh, paths, stunnel, 'server');
-        const pair = stunnel;
+        pairs = await pairsTo(mesh, paths, pairs, 'server', ctx.progress);
+        eps = await endpoints(mesh, paths, pairs, 'server');
+        const running = pairs;
         const agentPorts = [
           { namespace: 'bench-mesh', name: 'client', ports: [15001] },
           { namespace: 'bench-mesh', name: 'server', ports: [15008] },
@@ -242,9 +265,9 @@ export const l4Section: Section = {
             ctx.progress(`agents restarted with ${workers} data-path worker(s)`);
             await mesh.restartAgents(workers, agentPorts);
             for (const streams of plan.scaling.streams) {
-              for (const p of ['stunnel', 'ambit'] as const) {
+              for (const p of (['stunnel', 'node', 'ambit'] as const).filter((x) => eps[x] !== undefined)) {
                 ctx.progress(`${streams} flow(s) ${p}, ${workers} worker(s)`);
-                const cpu = p === 'ambit' ? agentsCpu : async (): Promise<number | undefined> => pair.cpuSeconds();
+                const cpu = p === 'ambit' ? agentsCpu : async (): Promise<number | undefined> => running[p]?.cpuSeconds();
                 const c0 = await cpu();
                 const r = await mesh.load<ThroughputResult>(run(p).client, ['throughput', run(p).host, String(run(p).sink), '--max-bytes', String(plan.scaling.maxBytes), '--max-seconds', String(plan.scaling.maxSeconds), '--streams', String(streams)], 120_000);
                 const c1 = await cpu();
@@ -258,7 +281,7 @@ export const l4Section: Section = {
         }
       }
     } finally {
-      await stunnel?.stop();
+      await stopPairs(pairs);
     }
 
     // Each figure is the median over rounds of that figure (p99 = median of the rounds' p99s).
@@ -296,11 +319,34 @@ export const l4Section: Section = {
       { key: 'rssPerConnection', label: 'agent RSS per open connection (held − just before), max of 2', unit: 'KiB', digits: 1, values: perConnectionRow(held) },
     ];
 
-    const scaleOf = (w: number, n: number, p: 'stunnel' | 'ambit'): ScaleRun | undefined => scale.find((r) => r.workers === w && r.streams === n && r.path === p);
+    // Each path's figure over the stunnel pair's, same run: the plain Node pair's says what Node's
+    // TLS and HTTP/2 give as they come, Ambit's what the whole agent gives.
+    const overStunnel = (f: (p: PathName) => number | undefined, key: string, label: string): Metric => {
+      const values: Partial<Record<string, number>> = {};
+      const st = f('stunnel');
+      for (const p of ['node', 'ambit'] as const) {
+        const v = f(p);
+        if (v !== undefined && st !== undefined && st > 0) values[p] = v / st;
+      }
+      return { key, label, unit: '×', digits: 2, values };
+    };
+    const addedP50 = (p: PathName): number | undefined => {
+      const a = med(rr, p, (v) => v.p50Us);
+      const d = med(rr, 'direct', (v) => v.p50Us);
+      return a !== undefined && d !== undefined ? a - d : undefined;
+    };
+    metrics.push(
+      overStunnel((p) => med(tput, p, (v) => v.mibPerSec), 'throughputOverStunnel', 'single-stream throughput ÷ stunnel pair'),
+      overStunnel(addedP50, 'addedRrOverStunnel', 'added RR p50 ÷ stunnel pair'),
+      overStunnel((p) => med(cps, p, (v) => v.perSec), 'cpsOverStunnel', 'new connections/s ÷ stunnel pair'),
+    );
+
+    const scaleOf = (w: number, n: number, p: ScalePath): ScaleRun | undefined => scale.find((r) => r.workers === w && r.streams === n && r.path === p);
     const perGiB = (r: ScaleRun | undefined): number | undefined => (r && r.cpuSeconds !== undefined && r.gib > 0 ? r.cpuSeconds / r.gib : undefined);
-    const scaleRow = (key: string, label: string, unit: string, digits: number, st: number | undefined, am: number | undefined): Metric => {
+    const scaleRow = (key: string, label: string, unit: string, digits: number, st: number | undefined, am: number | undefined, nd: number | undefined): Metric => {
       const values: Partial<Record<string, number>> = {};
       if (st !== undefined) values['stunnel'] = st;
+      if (nd !== undefined) values['node'] = nd;
       if (am !== undefined) values['ambit'] = am;
       if (st !== undefined && am !== undefined && st > 0) values['ratio'] = am / st;
       return { key, label, unit, digits, values };
@@ -309,10 +355,11 @@ export const l4Section: Section = {
       for (const n of plan.scaling.streams) {
         const st = scaleOf(w, n, 'stunnel');
         const am = scaleOf(w, n, 'ambit');
+        const nd = scaleOf(w, n, 'node');
         if (!st && !am) continue;
         const flows = `${n} flow${n > 1 ? 's' : ''}, ${w} worker${w > 1 ? 's' : ''}`;
-        metrics.push(scaleRow(`scaleW${w}N${n}`, `${flows}: aggregate throughput`, 'MiB/s', 0, st?.mibPerSec, am?.mibPerSec));
-        metrics.push(scaleRow(`scaleCpuW${w}N${n}`, `${flows}: CPU-seconds per GiB`, 's/GiB', 2, perGiB(st), perGiB(am)));
+        metrics.push(scaleRow(`scaleW${w}N${n}`, `${flows}: aggregate throughput`, 'MiB/s', 0, st?.mibPerSec, am?.mibPerSec, nd?.mibPerSec));
+        metrics.push(scaleRow(`scaleCpuW${w}N${n}`, `${flows}: CPU-seconds per GiB`, 's/GiB', 2, perGiB(st), perGiB(am), perGiB(nd)));
       }
     }
 
@@ -362,7 +409,7 @@ export const l4Section: Section = {
       details: {
         plan,
         pods,
-        stunnel: stunnel?.version,
+        pairs: versions,
         throughput: tput,
         rr,
         cps,

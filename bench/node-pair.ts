@@ -1,0 +1,216 @@
+/**
+ * The plain Node pair: an HBONE hop written the straightforward way on the same Node build, run
+ * like the stunnel pair (a client relay in the client pod, a server relay in the server pod): TLS
+ * 1.3 with mutual authentication (RSA-2048 certificates from the test CA, as stunnel and the mesh
+ * use), one shared HTTP/2 session carrying a CONNECT stream per connection with Ambit's window and
+ * frame settings, and `pipe()` both ways; no capture, policy, metrics, logs or pooling logic, and
+ * none of the agent's data-path tuning. Its figures next to stunnel's and Ambit's say what Node's
+ * TLS and HTTP/2 give as they come, how far Ambit's own work (features, tuning) moves from there,
+ * and so which targets the runtime itself stands in the way of (README, Benchmarks).
+ *   node dist/bench/node-pair.js client DIR   (DIR/client.json: listen ports → server address)
+ *   node dist/bench/node-pair.js server DIR   (DIR/server.json: listen port, loopback targets)
+ * The program runs until SIGTERM (the bench kills its process group).
+ */
+import type { ChildProcess } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import * as http2 from 'node:http2';
+import * as net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as tls from 'node:tls';
+import { fileURLToPath } from 'node:url';
+import { AmbitError } from '../src/shared/errors.js';
+import { CONNECTION_WINDOW_BYTES, MAX_FRAME_BYTES, STREAM_WINDOW_BYTES } from '../src/shared/hbone/tunnel.js';
+import { createTestCa } from '../test/helpers/test-ca.js';
+import { cpuSeconds, killGroup, waitExit } from './mesh.js';
+import type { StunnelPair } from './stunnel.js';
+import type { BenchMesh } from './mesh.js';
+
+const CLIENT_SINK = 19100;
+const CLIENT_ECHO = 19101;
+const SERVER_PORT = 9543;
+
+interface ClientConfig {
+  /** Loopback port → target port on the server side's loopback. */
+  listen: { port: number; target: number }[];
+  serverIp: string;
+  serverPort: number;
+}
+
+interface ServerConfig {
+  port: number;
+  /** Ports the server relay may connect to on its loopback (the sink and echo servers). */
+  targets: number[];
+}
+
+const h2Settings = { initialWindowSize: STREAM_WINDOW_BYTES, maxFrameSize: MAX_FRAME_BYTES, enablePush: false };
+
+function tlsFiles(dir: string, who: 'client' | 'server'): { key: Buffer; cert: Buffer; ca: Buffer } {
+  return { key: readFileSync(join(dir, `${who}.key`)), cert: readFileSync(join(dir, `${who}.pem`)), ca: readFileSync(join(dir, 'ca.pem')) };
+}
+
+/** Joins an app socket and a tunnel stream; either side failing or closing tears down both. */
+function splice(socket: net.Socket, stream: http2.Http2Stream): void {
+  socket.setNoDelay(true);
+  socket.pipe(stream);
+  stream.pipe(socket);
+  const teardown = (): void => {
+    socket.destroy();
+    if (!stream.destroyed) stream.close(http2.constants.NGHTTP2_CANCEL);
+  };
+  socket.on('error', teardown);
+  stream.on('error', teardown);
+  socket.on('close', () => {
+    if (!stream.destroyed && !stream.writableEnded) teardown();
+  });
+  stream.on('close', () => {
+    if (!socket.destroyed && !socket.writableEnded) socket.destroy();
+  });
+}
+
+function runClient(dir: string): void {
+  const cfg = JSON.parse(readFileSync(join(dir, 'client.json'), 'utf8')) as ClientConfig;
+  const files = tlsFiles(dir, 'client');
+  let session: http2.ClientHttp2Session | undefined;
+  const sessionNow = (): http2.ClientHttp2Session => {
+    if (session && !session.closed && !session.destroyed) return session;
+    const s = http2.connect(`https://${cfg.serverIp}:${cfg.serverPort}`, {
+      createConnection: () => {
+        const socket = tls.connect({ host: cfg.serverIp, port: cfg.serverPort, ...files, minVersion: 'TLSv1.3', ALPNProtocols: ['h2'], checkServerIdentity: () => undefined });
+        socket.setNoDelay(true);
+        return socket;
+      },
+      settings: h2Settings,
+      maxSessionMemory: 256,
+    });
+    s.once('connect', () => s.setLocalWindowSize(CONNECTION_WINDOW_BYTES));
+    s.on('error', () => undefined);
+    s.once('close', () => {
+      if (session === s) session = undefined;
+    });
+    session = s;
+    return s;
+  };
+  for (const l of cfg.listen) {
+    net
+      .createServer({ allowHalfOpen: true }, (socket) => {
+        let stream: http2.ClientHttp2Stream;
+        try {
+          stream = sessionNow().request({ ':method': 'CONNECT', ':authority': `127.0.0.1:${l.target}` });
+        } catch {
+          socket.destroy();
+          return;
+        }
+        splice(socket, stream);
+      })
+      .listen(l.port, '127.0.0.1');
+  }
+}
+
+function runServer(dir: string): void {
+  const cfg = JSON.parse(readFileSync(join(dir, 'server.json'), 'utf8')) as ServerConfig;
+  const server = http2.createSecureServer({ ...tlsFiles(dir, 'server'), requestCert: true, rejectUnauthorized: true, minVersion: 'TLSv1.3', ALPNProtocols: ['h2'], settings: { ...h2Settings, maxConcurrentStreams: 1000 }, maxSessionMemory: 256 });
+  server.on('secureConnection', (socket: tls.TLSSocket) => socket.setNoDelay(true));
+  server.on('session', (s) => {
+    s.setLocalWindowSize(CONNECTION_WINDOW_BYTES);
+    s.on('error', () => undefined);
+  });
+  server.on('stream', (stream, headers) => {
+    const port = Number(/:(\d+)$/.exec(String(headers[':authority'] ?? ''))?.[1]);
+    if (headers[':method'] !== 'CONNECT' || !cfg.targets.includes(port)) {
+      stream.respond({ ':status': 400 }, { endStream: true });
+      return;
+    }
+    const upstream = net.connect({ port, host: '127.0.0.1', allowHalfOpen: true }, () => {
+      stream.respond({ ':status': 200 });
+      splice(upstream, stream);
+    });
+    upstream.once('error', () => {
+      if (!stream.headersSent) stream.respond({ ':status': 503 }, { endStream: true });
+    });
+  });
+  server.listen(cfg.port, '0.0.0.0');
+}
+
+interface PairOptions {
+  mesh: BenchMesh;
+  namespace: string;
+  clientPod: string;
+  serverPod: string;
+  serverIp: string;
+  sinkPort: number;
+  echoPort: number;
+}
+
+/** Starts the server relay then the client relay in their pods; the result has stunnel's shape. */
+export async function startNodePair(o: PairOptions): Promise<StunnelPair> {
+  const dir = mkdtempSync(join(tmpdir(), 'ambit-bench-nodepair-'));
+  const children: ChildProcess[] = [];
+  const logs: string[] = [];
+  const stop = async (): Promise<void> => {
+    for (const c of children) killGroup(c, 'SIGTERM');
+    await Promise.all(children.map((c) => waitExit(c, 3000)));
+    rmSync(dir, { recursive: true, force: true });
+  };
+  try {
+    const ca = createTestCa();
+    writeFileSync(join(dir, 'ca.pem'), ca.rootPem);
+    for (const who of ['client', 'server'] as const) {
+      const { certChainPem, keyPem } = ca.issue(`spiffe://cluster.local/ns/${o.namespace}/sa/bench-${who}`);
+      writeFileSync(join(dir, `${who}.pem`), certChainPem.join(''));
+      writeFileSync(join(dir, `${who}.key`), keyPem, { mode: 0o600 });
+    }
+    const client: ClientConfig = { listen: [{ port: CLIENT_SINK, target: o.sinkPort }, { port: CLIENT_ECHO, target: o.echoPort }], serverIp: o.serverIp, serverPort: SERVER_PORT };
+    const server: ServerConfig = { port: SERVER_PORT, targets: [o.sinkPort, o.echoPort] };
+    writeFileSync(join(dir, 'client.json'), JSON.stringify(client));
+    writeFileSync(join(dir, 'server.json'), JSON.stringify(server));
+    const program = fileURLToPath(import.meta.url);
+    for (const [who, pod] of [
+      ['server', o.serverPod],
+      ['client', o.clientPod],
+    ] as const) {
+      const child = o.mesh.spawnIn(`${o.namespace}/${pod}`, [process.execPath, program, who, dir]);
+      child.stdout!.setEncoding('utf8').on('data', (d: string) => logs.push(`${who}: ${d}`));
+      child.stderr!.setEncoding('utf8').on('data', (d: string) => logs.push(`${who}: ${d}`));
+      child.stdin!.end();
+      children.push(child);
+    }
+    await o.mesh.waitListening(o.namespace, o.serverPod, [SERVER_PORT], 15_000);
+    await o.mesh.waitListening(o.namespace, o.clientPod, [CLIENT_SINK, CLIENT_ECHO], 15_000);
+    return { ports: { sink: CLIENT_SINK, echo: CLIENT_ECHO }, version: `Node ${process.version} TLS 1.3 + HTTP/2 CONNECT, pipe()`, stop, cpuSeconds: () => pairCpu(dir) };
+  } catch (err) {
+    await stop();
+    throw new AmbitError('AMBIT_ERR_LOCAL_SETUP', `Node relay pair did not start: ${err instanceof Error ? err.message : String(err)}\n${logs.join('').slice(-2000)}`, { cause: err });
+  }
+}
+
+/** CPU seconds of the two relay processes started with `dir` (found by their command line). */
+function pairCpu(dir: string): number | undefined {
+  let total = 0;
+  let found = 0;
+  for (const pid of readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
+    let argv: string[];
+    try {
+      argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+    } catch {
+      continue;
+    }
+    if (argv[0] !== process.execPath || argv[3] !== dir) continue;
+    const c = cpuSeconds(Number(pid));
+    if (c === undefined) continue;
+    total += c;
+    found++;
+  }
+  return found === 2 ? total : undefined;
+}
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  const [side, dir] = process.argv.slice(2);
+  if ((side !== 'client' && side !== 'server') || !dir) {
+    process.stderr.write('usage: node-pair.js client|server DIR\n');
+    process.exit(2);
+  }
+  if (side === 'client') runClient(dir);
+  else runServer(dir);
+  process.once('SIGTERM', () => process.exit(0));
+}
