@@ -125,6 +125,29 @@ export function cpuSeconds(pid: number): number | undefined {
   }
 }
 
+/**
+ * CPU seconds of the processes whose command line `matches` (scanned in /proc); undefined unless
+ * exactly `expected` are found (one gone or not yet started).
+ */
+export function cpuOfProcesses(matches: (argv: string[]) => boolean, expected: number): number | undefined {
+  let total = 0;
+  let found = 0;
+  for (const pid of readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
+    let argv: string[];
+    try {
+      argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+    } catch {
+      continue;
+    }
+    if (!matches(argv)) continue;
+    const c = cpuSeconds(Number(pid));
+    if (c === undefined) continue;
+    total += c;
+    found++;
+  }
+  return found === expected ? total : undefined;
+}
+
 const CLOCK_TICKS = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout?.trim()) || 100;
 
 export class BenchMesh {

@@ -12,7 +12,7 @@
  * The program runs until SIGTERM (the bench kills its process group).
  */
 import type { ChildProcess } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import * as http2 from 'node:http2';
 import * as net from 'node:net';
 import { tmpdir } from 'node:os';
@@ -22,7 +22,7 @@ import { fileURLToPath } from 'node:url';
 import { AmbitError } from '../src/shared/errors.js';
 import { CONNECTION_WINDOW_BYTES, MAX_FRAME_BYTES, STREAM_WINDOW_BYTES } from '../src/shared/hbone/tunnel.js';
 import { createTestCa } from '../test/helpers/test-ca.js';
-import { cpuSeconds, killGroup, waitExit } from './mesh.js';
+import { cpuOfProcesses, killGroup, waitExit } from './mesh.js';
 import type { StunnelPair } from './stunnel.js';
 import type { BenchMesh } from './mesh.js';
 
@@ -186,22 +186,7 @@ export async function startNodePair(o: PairOptions): Promise<StunnelPair> {
 
 /** CPU seconds of the two relay processes started with `dir` (found by their command line). */
 function pairCpu(dir: string): number | undefined {
-  let total = 0;
-  let found = 0;
-  for (const pid of readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
-    let argv: string[];
-    try {
-      argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
-    } catch {
-      continue;
-    }
-    if (argv[0] !== process.execPath || argv[3] !== dir) continue;
-    const c = cpuSeconds(Number(pid));
-    if (c === undefined) continue;
-    total += c;
-    found++;
-  }
-  return found === 2 ? total : undefined;
+  return cpuOfProcesses((argv) => argv[0] === process.execPath && argv[3] === dir, 2);
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {

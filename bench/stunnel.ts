@@ -6,13 +6,13 @@
  * Processes run in the foreground as process groups this process owns and kills by pid.
  */
 import type { ChildProcess } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync, chmodSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync, chmodSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { AmbitError } from '../src/shared/errors.js';
 import { createTestCa } from '../test/helpers/test-ca.js';
-import { cpuSeconds, killGroup, waitExit, type BenchMesh } from './mesh.js';
+import { cpuOfProcesses, killGroup, waitExit, type BenchMesh } from './mesh.js';
 
 export interface StunnelPorts {
   /** Loopback port in the client pod that tunnels to the sink server. */
@@ -124,21 +124,5 @@ export async function startStunnelPair(o: PairOptions): Promise<StunnelPair> {
 
 /** CPU seconds of the two stunnel processes started with a config in `dir` (found by their command line). */
 function stunnelCpu(dir: string): number | undefined {
-  let total = 0;
-  let found = 0;
-  for (const pid of readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
-    let cmd: string;
-    try {
-      cmd = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
-    } catch {
-      continue;
-    }
-    const argv = cmd.split('\0');
-    if (!/stunnel/.test(argv[0] ?? '') || !argv.some((a) => a.startsWith(`${dir}/`))) continue;
-    const c = cpuSeconds(Number(pid));
-    if (c === undefined) continue;
-    total += c;
-    found++;
-  }
-  return found === 2 ? total : undefined;
+  return cpuOfProcesses((argv) => /stunnel/.test(argv[0] ?? '') && argv.some((a) => a.startsWith(`${dir}/`)), 2);
 }
