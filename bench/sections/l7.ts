@@ -1,16 +1,19 @@
 /**
- * L7 section: HTTP/1.1 from a client pod on node1 to an http-echo backend on node2, four paths
- * measured back to back in each round (direct, haproxy, nginx, waypoint), so drift of a shared
- * machine hits all four:
+ * L7 section: HTTP/1.1 from a client pod on node1 to an http-echo backend on node2, five paths
+ * measured back to back in each round (direct, haproxy, nginx, plain Node, waypoint), so drift of
+ * a shared machine hits all five:
  *   direct    bench-l7-plain/client → backend pod IP :8080 (no proxy: the baseline)
  *   haproxy   bench-l7-plain/client → haproxy in bench-l7-plain/proxy (node2) :8081 → backend
  *   nginx     bench-l7-plain/client → nginx in bench-l7-plain/proxy (node2) :8082 → backend
+ *   node      bench-l7-plain/client → plain node:http proxy in bench-l7-plain/proxy :8083 → backend
+ *             (bench/node-http-proxy.ts: Node's HTTP/1.1 as it comes, none of the waypoint's code)
  *   waypoint  bench-l7/client → node1 agent ═HBONE═► waypoint (node2, VirtualService route)
  *             ═HBONE═► node2 agent → bench-l7/backend
  * Load: a closed loop of keep-alive connections (bench/l7-load.ts) inside the client pod. Proxy CPU
  * per request is the CPU time (/proc/<pid>/stat) the proxy's processes used during the run divided
  * by the requests answered; for Ambit the waypoint plus both agents, and the waypoint alone.
- * haproxy runs one thread and nginx one worker, like the single-threaded waypoint.
+ * haproxy runs one thread and nginx one worker, like the single-threaded waypoint; so does the
+ * plain Node proxy.
  */
 import { spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -21,14 +24,15 @@ import { evaluate, median, type Check, type Metric, type SectionResult } from '.
 import type { BenchContext, BenchOptions, Section } from '../section.js';
 import type { L7LoadResult } from '../l7-load.js';
 
-type L7Path = 'direct' | 'haproxy' | 'nginx' | 'waypoint';
-const ORDER: L7Path[] = ['direct', 'haproxy', 'nginx', 'waypoint'];
-const LABELS: Record<L7Path, string> = { direct: 'direct', haproxy: 'haproxy', nginx: 'nginx', waypoint: 'Ambit waypoint' };
+type L7Path = 'direct' | 'haproxy' | 'nginx' | 'node' | 'waypoint';
+const ORDER: L7Path[] = ['direct', 'haproxy', 'nginx', 'node', 'waypoint'];
+const LABELS: Record<L7Path, string> = { direct: 'direct', haproxy: 'haproxy', nginx: 'nginx', node: 'plain Node proxy', waypoint: 'Ambit waypoint' };
 const PLAIN = 'bench-l7-plain';
 const MESHED = 'bench-l7';
 const BACKEND_PORT = 8080;
 const HAPROXY_PORT = 8081;
 const NGINX_PORT = 8082;
+const NODE_PORT = 8083;
 const IDLE_MS = 2000;
 
 interface Plan {
@@ -144,16 +148,19 @@ function version(cmd: string, args: string[], re: RegExp): string {
   return re.exec(`${r.stdout}${r.stderr}`)?.[0] ?? `${cmd} (unknown version)`;
 }
 
+type ProxyName = 'haproxy' | 'nginx' | 'node';
+const PROXY_PORTS: Record<ProxyName, number> = { haproxy: HAPROXY_PORT, nginx: NGINX_PORT, node: NODE_PORT };
+
 interface Proxy {
-  name: 'haproxy' | 'nginx';
+  name: ProxyName;
   version: string;
   child: ChildProcess;
   netns: string;
   log: string[];
 }
 
-/** Starts haproxy or nginx in the proxy pod (foreground, a process group we own) and waits for its port. */
-async function startProxy(mesh: BenchMesh, name: 'haproxy' | 'nginx', dir: string, backendIp: string): Promise<Proxy> {
+/** Starts haproxy, nginx or the plain Node proxy in the proxy pod (foreground, a process group we own) and waits for its port. */
+async function startProxy(mesh: BenchMesh, name: ProxyName, dir: string, backendIp: string): Promise<Proxy> {
   const pod = await mesh.pod(PLAIN, 'proxy');
   let argv: string[];
   let ver: string;
@@ -161,6 +168,9 @@ async function startProxy(mesh: BenchMesh, name: 'haproxy' | 'nginx', dir: strin
     writeFileSync(join(dir, 'haproxy.cfg'), renderHaproxyConfig(backendIp));
     argv = ['haproxy', '-f', join(dir, 'haproxy.cfg'), '-db'];
     ver = version('haproxy', ['-v'], /HAProxy version \S+/);
+  } else if (name === 'node') {
+    argv = [process.execPath, join(repoRoot, 'dist/bench/node-http-proxy.js'), String(NODE_PORT), `${backendIp}:${BACKEND_PORT}`];
+    ver = `Node ${process.version} node:http`;
   } else {
     const nd = join(dir, 'nginx');
     mkdirSync(nd, { recursive: true });
@@ -175,7 +185,7 @@ async function startProxy(mesh: BenchMesh, name: 'haproxy' | 'nginx', dir: strin
   child.stdin!.end();
   const proxy: Proxy = { name, version: ver, child, netns: pod.netns, log };
   try {
-    await mesh.waitListening(PLAIN, 'proxy', [name === 'haproxy' ? HAPROXY_PORT : NGINX_PORT], 15_000);
+    await mesh.waitListening(PLAIN, 'proxy', [PROXY_PORTS[name]], 15_000);
   } catch (err) {
     await stopProxy(proxy);
     throw new Error(`${name} did not start: ${err instanceof Error ? err.message : String(err)}\n${log.join('').slice(-1500)}`);
@@ -184,7 +194,9 @@ async function startProxy(mesh: BenchMesh, name: 'haproxy' | 'nginx', dir: strin
 }
 
 function proxyPids(p: Proxy): number[] {
-  return netnsPids(p.netns).filter((pid) => commOf(pid) === p.name);
+  // Node 24 names its main thread (and so the process's comm) MainThread.
+  const comm = p.name === 'node' ? 'MainThread' : p.name;
+  return netnsPids(p.netns).filter((pid) => commOf(pid) === comm);
 }
 
 /** SIGTERM to the process group, then SIGKILL to any of its proxy processes still running (by pid). */
@@ -271,13 +283,13 @@ export const l7Section: Section = {
       const backend = await mesh.pod(PLAIN, 'backend');
       await mesh.waitListening(PLAIN, 'backend', [BACKEND_PORT], 15_000);
       targets.direct = { client: `${PLAIN}/client`, host: backend.ip, port: BACKEND_PORT, hostHeader: 'backend', pids: () => [] };
-      for (const name of ['haproxy', 'nginx'] as const) {
+      for (const name of ['haproxy', 'nginx', 'node'] as const) {
         try {
           const p = await startProxy(mesh, name, dir, backend.ip);
           proxies.push(p);
           versions[name] = p.version;
           const proxyPod = await mesh.pod(PLAIN, 'proxy');
-          targets[name] = { client: `${PLAIN}/client`, host: proxyPod.ip, port: name === 'haproxy' ? HAPROXY_PORT : NGINX_PORT, hostHeader: 'backend', pids: () => proxyPids(p) };
+          targets[name] = { client: `${PLAIN}/client`, host: proxyPod.ip, port: PROXY_PORTS[name], hostHeader: 'backend', pids: () => proxyPids(p) };
           ctx.progress(`${p.version} up in ${PLAIN}/proxy`);
         } catch (err) {
           errors[name] = err instanceof Error ? err.message : String(err);
@@ -386,19 +398,26 @@ export const l7Section: Section = {
     const ownPerReq = (p: L7Path): number | undefined => med(p, (r) => (r.cpuOwn !== undefined && r.load.totalRequests > 0 ? (r.cpuOwn / r.load.totalRequests) * 1e6 : undefined));
     const cpuShare = (p: L7Path): number | undefined => med(p, (r) => (r.cpu !== undefined && r.load.totalSeconds > 0 ? (r.cpu / r.load.totalSeconds) * 100 : undefined));
 
+    const ratio = (a: number | undefined, b: number | undefined): number | undefined => (a !== undefined && b !== undefined && b > 0 ? a / b : undefined);
     const metrics: Metric[] = [
       { key: 'rps', label: `requests/s, ${plan.connections} keep-alive conns`, unit: 'req/s', digits: 0, values: row(rps) },
       { key: 'p50', label: 'latency p50', unit: 'µs', digits: 0, values: row(p50) },
       { key: 'p99', label: 'latency p99', unit: 'µs', digits: 0, values: row((p) => med(p, (r) => r.load.p99Us)) },
-      { key: 'addedP50', label: 'added p50 vs direct', unit: 'µs', digits: 0, values: row(added, ['haproxy', 'nginx', 'waypoint']) },
-      { key: 'cpuPerReq', label: 'proxy CPU per request (Ambit: waypoint + 2 agents)', unit: 'µs', digits: 1, values: row(cpuPerReq, ['haproxy', 'nginx', 'waypoint']) },
+      { key: 'addedP50', label: 'added p50 vs direct', unit: 'µs', digits: 0, values: row(added, ['haproxy', 'nginx', 'node', 'waypoint']) },
+      { key: 'cpuPerReq', label: 'proxy CPU per request (Ambit: waypoint + 2 agents)', unit: 'µs', digits: 1, values: row(cpuPerReq, ['haproxy', 'nginx', 'node', 'waypoint']) },
       { key: 'cpuPerReqWaypoint', label: 'proxy CPU per request, waypoint process only', unit: 'µs', digits: 1, values: row(ownPerReq, ['waypoint']) },
-      { key: 'cpuShare', label: 'proxy CPU during the run', unit: '% of a core', digits: 0, values: row(cpuShare, ['haproxy', 'nginx', 'waypoint']) },
-      { key: 'cpuIdle', label: `proxy CPU idle (no requests, ${IDLE_MS / 1000} s)`, unit: '% of a core', digits: 1, values: row((p) => idleShare[p], ['haproxy', 'nginx', 'waypoint']) },
+      { key: 'cpuShare', label: 'proxy CPU during the run', unit: '% of a core', digits: 0, values: row(cpuShare, ['haproxy', 'nginx', 'node', 'waypoint']) },
+      { key: 'cpuIdle', label: `proxy CPU idle (no requests, ${IDLE_MS / 1000} s)`, unit: '% of a core', digits: 1, values: row((p) => idleShare[p], ['haproxy', 'nginx', 'node', 'waypoint']) },
+      {
+        key: 'cpuOverHaproxy',
+        label: "proxy CPU per request ÷ haproxy's (Ambit: waypoint alone)",
+        unit: '×',
+        digits: 2,
+        values: row((p) => ratio(p === 'waypoint' ? ownPerReq(p) : cpuPerReq(p), cpuPerReq('haproxy')), ['nginx', 'node', 'waypoint']),
+      },
       { key: 'errors', label: 'errors (all rounds)', unit: 'count', digits: 0, values: row((p) => (runs[p] ? runs[p]!.reduce((a, r) => a + r.load.errors, 0) : undefined)) },
     ];
 
-    const ratio = (a: number | undefined, b: number | undefined): number | undefined => (a !== undefined && b !== undefined && b > 0 ? a / b : undefined);
     const why = errors.waypoint ? `waypoint: ${errors.waypoint.split('\n')[0]!.slice(0, 160)}` : errors.haproxy ? `haproxy: ${errors.haproxy.split('\n')[0]!.slice(0, 160)}` : 'not measured';
     const hAdded = added('haproxy');
     const checks: Check[] = [
