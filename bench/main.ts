@@ -11,9 +11,10 @@
  *   --name NAME          local mesh name (default "bench")
  *   --out FILE           JSON output (default bench/results/latest.json)
  *   --profile DIR        run the mesh's Node processes with --cpu-prof; keeps the agents'
- *                        profiles as DIR/agent-<node>.cpuprofile and the waypoint's as
- *                        DIR/waypoint.cpuprofile, each worker thread's as
- *                        DIR/agent-<node>-thread<id>.cpuprofile (open in Chrome DevTools)
+ *                        profiles as DIR/agent-<node>.cpuprofile, each worker thread's as
+ *                        DIR/agent-<node>-thread<id>.cpuprofile (open in Chrome DevTools); pod
+ *                        containers (the waypoint's too) get only their pod's environment, so
+ *                        profile the waypoint with bench/waypoint-micro.ts
  */
 import { mkdirSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, release } from 'node:os';
@@ -23,7 +24,7 @@ import { BenchMesh, lockLocalMesh, repoRoot } from './mesh.js';
 import { renderMarkdown, renderText, type PathName, type SectionResult } from './report.js';
 import type { BenchOptions, Section } from './section.js';
 import { l4Section } from './sections/l4.js';
-import { l7Section, netnsPids } from './sections/l7.js';
+import { l7Section } from './sections/l7.js';
 import { controlPlaneSection } from './sections/controlplane.js';
 
 /** Sections in run order; a later section (e.g. the waypoint benchmark) is appended here. */
@@ -139,10 +140,6 @@ async function main(argv: string[]): Promise<number> {
       for (const s of sections.filter((x) => x.needsMesh !== false)) {
         progress(`section ${s.name}`);
         results.push(await s.run({ ...opts, mesh, agentsConnected }));
-      }
-      if (profileDir) {
-        const st = await mesh.status(true);
-        for (const wp of st.pods.filter((p) => p.name.includes('-waypoint-'))) for (const pid of netnsPids(wp.netns)) agentPids.set(pid, 'waypoint');
       }
     } finally {
       await cleanup();
