@@ -22,14 +22,17 @@
  * of adds, updates and deletes of each kind.
  */
 import { meshProxyDefaults } from './mesh-config.js';
-import { authorizationResourceName, serviceResourceName, workloadResourceName } from '../../shared/resources.js';
+import { authorizationResourceName, routeConfigResourceName, serviceResourceName, workloadResourceName } from '../../shared/resources.js';
 import { kindRef, objectKey, REF_GATEWAY_API_GATEWAY, type KubeObject } from '../objects.js';
 import { STATUS_IS_INPUT } from '../store.js';
 import { gatewayListeners, type GatewayListenersResult } from './gateway-listeners.js';
 import { buildIndex, type ObjectIndex, type TranslateOptions } from './object-index.js';
-import { buildRoutes, type TranslateRoutesResult } from './routes.js';
-import { keepItems } from './stable.js';
+import { finishRoutes, routeBase, type TranslateRoutesResult } from './routes.js';
+import type { RouteContext } from './route-context.js';
+import { jsonEqual, keepItems } from './stable.js';
 import { buildModel, withFieldWarnings, type MeshTranslation, type TranslateResult } from './translate.js';
+import type { TranslateCondition } from './object-index.js';
+import type { Authorization, Service, Workload } from '../../shared/model.js';
 import { compareStrings, nsOf } from './util.js';
 
 /** Kinds whose objects belong to their namespace's part (policy kinds only outside the root namespace). */
@@ -126,7 +129,10 @@ export class IncrementalTranslator {
   private parts = new Map<string, Part>();
   /** The parts merged, while no part changed. */
   private merged: TranslateResult | undefined;
-  private routes: Tracked<TranslateRoutesResult> | undefined;
+  /** Route translation up to the steps that only add to its configs (routes.ts routeBase). */
+  private routeBase: Tracked<RouteContext> | undefined;
+  /** The routes finished from that base (routes.ts finishRoutes). */
+  private routes: (Tracked<TranslateRoutesResult> & { base: RouteContext }) | undefined;
   /** Listeners, with the Gateway servers they were built from. */
   private listeners: (Tracked<GatewayListenersResult> & { servers: TranslateRoutesResult['gateways'] }) | undefined;
   /** Parts rebuilt by the last translate (tests read it). */
@@ -139,13 +145,28 @@ export class IncrementalTranslator {
     if (key !== this.options) {
       this.options = key;
       this.global = undefined;
+      this.routeBase = undefined;
       this.routes = undefined;
       this.listeners = undefined;
     }
     this.rebuilt = 0;
-    if (!stillValid(this.routes, idx)) {
+    if (!stillValid(this.routeBase, idx)) {
       const reads = new Map<string, readonly KubeObject[]>();
-      this.routes = { reads, value: buildRoutes(recording(idx, reads)) };
+      this.routeBase = { reads, value: routeBase(recording(idx, reads)) };
+    }
+    const base = this.routeBase.value;
+    if (!stillValid(this.routes, idx) || this.routes.base !== base) {
+      const reads = new Map<string, readonly KubeObject[]>();
+      const value = finishRoutes(base, recording(idx, reads), true);
+      // Configs whose base and additions are the previous ones stay the previous objects (a
+      // jsonEqual that stops at the base's shared parts), and so do unchanged lists.
+      const prev = this.routes?.value;
+      if (prev) {
+        value.routes = keepItems(prev.routes, value.routes, routeConfigResourceName);
+        if (jsonEqual(prev.gateways, value.gateways)) value.gateways = prev.gateways;
+        if (jsonEqual(prev.conditions, value.conditions)) value.conditions = prev.conditions;
+      }
+      this.routes = { reads, value: prev && value.routes === prev.routes && value.gateways === prev.gateways && value.conditions === prev.conditions ? prev : value, base };
     }
     const routes = this.routes.value;
     if (!stillValid(this.listeners, idx) || this.listeners.servers !== routes.gateways) {
@@ -260,9 +281,30 @@ function keepParts(prev: TranslateResult | undefined, next: TranslateResult): Tr
 /** The parts as one model, sorted as buildModel sorts. */
 function merge(global: TranslateResult, parts: readonly TranslateResult[]): TranslateResult {
   const all = [global, ...parts];
-  const workloads = all.flatMap((p) => p.workloads).sort((a, b) => compareStrings(a.uid, b.uid));
-  const services = all.flatMap((p) => p.services).sort((a, b) => compareStrings(serviceResourceName(a), serviceResourceName(b)));
-  const authorizations = all.flatMap((p) => p.authorizations).sort((a, b) => compareStrings(authorizationResourceName(a), authorizationResourceName(b)));
-  const conditions = all.flatMap((p) => p.conditions).sort((a, b) => compareStrings(a.objectKey, b.objectKey) || compareStrings(a.type, b.type));
-  return { workloads, services, authorizations, conditions };
+  const byUid = (a: Workload, b: Workload): number => compareStrings(a.uid, b.uid);
+  const byService = (a: Service, b: Service): number => compareStrings(serviceResourceName(a), serviceResourceName(b));
+  const byAuthorization = (a: Authorization, b: Authorization): number => compareStrings(authorizationResourceName(a), authorizationResourceName(b));
+  const byCondition = (a: TranslateCondition, b: TranslateCondition): number => compareStrings(a.objectKey, b.objectKey) || compareStrings(a.type, b.type);
+  return {
+    workloads: mergeRuns(all.map((p) => p.workloads), byUid),
+    services: mergeRuns(all.map((p) => p.services), byService),
+    authorizations: mergeRuns(all.map((p) => p.authorizations), byAuthorization),
+    conditions: mergeRuns(all.map((p) => p.conditions), byCondition),
+  };
+}
+
+/**
+ * The runs as one list sorted by `cmp`, each run sorted by `cmp` already (buildModel's order,
+ * which a part keeps). Runs that do not overlap (a namespace's workloads, services and
+ * authorizations) are put end to end in the order of their first items, which costs the number
+ * of runs, not of items; otherwise the runs are concatenated in the order given and sorted (a
+ * stable sort: what sorting every part's items together gives).
+ */
+export function mergeRuns<T>(runs: ReadonlyArray<readonly T[]>, cmp: (a: T, b: T) => number): T[] {
+  const nonEmpty = runs.filter((r) => r.length > 0).sort((a, b) => cmp(a[0]!, b[0]!));
+  let ordered = true;
+  for (let i = 1; i < nonEmpty.length && ordered; i++) if (cmp(nonEmpty[i - 1]!.at(-1)!, nonEmpty[i]![0]!) >= 0) ordered = false;
+  const out: T[] = [];
+  for (const r of ordered ? nonEmpty : runs) for (const x of r) out.push(x);
+  return ordered ? out : out.sort(cmp);
 }

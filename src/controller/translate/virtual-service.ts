@@ -80,12 +80,18 @@ function matchesAt<M>(match: ReadonlyArray<BoundMatch<M>>, place: string): M[] |
   return out.length > 0 ? out : undefined;
 }
 
-/** The rules of a list that apply at `place`, each with its matches for there (a fresh copy). */
-function rulesAt<R extends { match: readonly object[] }>(rules: readonly R[], place: string): R[] {
+/**
+ * The rules of a list that apply at `place`, each with its matches for there: a copy of its own
+ * per place. The first place a rule goes to takes its parts as they are (the rule itself is never
+ * sent, only its copies); a later place gets a deep copy, so no two configs share a route's parts.
+ */
+function rulesAt<R extends { match: readonly object[] }>(rules: readonly R[], place: string, placed: Set<object>): R[] {
   const out: R[] = [];
   for (const r of rules) {
     const match = matchesAt(r.match as ReadonlyArray<BoundMatch<object>>, place);
-    if (match !== undefined) out.push({ ...structuredClone(r), match });
+    if (match === undefined) continue;
+    out.push({ ...(placed.has(r) ? structuredClone(r) : r), match });
+    placed.add(r);
   }
   return out;
 }
@@ -318,10 +324,10 @@ function vsRoute(ctx: RouteContext, vs: KubeObject, v: unknown, i: number): Http
 const MESH = 'mesh';
 
 /** The rules of a VirtualService that apply at `place` (`mesh` or a gateway), added to its config there. */
-function addRules(cfg: RouteConfig, place: string, routes: readonly HttpRoute[], tcpRoutes: readonly L4Route[], tlsRoutes: readonly L4Route[]): void {
-  cfg.routes.push(...rulesAt(routes, place));
-  const tcp = rulesAt(tcpRoutes, place);
-  const tls = rulesAt(tlsRoutes, place);
+function addRules(cfg: RouteConfig, place: string, routes: readonly HttpRoute[], tcpRoutes: readonly L4Route[], tlsRoutes: readonly L4Route[], placed: Set<object>): void {
+  cfg.routes.push(...rulesAt(routes, place, placed));
+  const tcp = rulesAt(tcpRoutes, place, placed);
+  const tls = rulesAt(tlsRoutes, place, placed);
   if (tcp.length > 0) (cfg.tcpRoutes ??= []).push(...tcp);
   if (tls.length > 0) (cfg.tlsRoutes ??= []).push(...tls);
 }
@@ -354,6 +360,8 @@ export function translateVirtualServices(ctx: RouteContext, list: readonly KubeO
       const tcpRoutes = l4('tcp');
       const tlsRoutes = l4('tls');
       for (const h of asArray(spec['http'])) if (asRecord(h)['delegate'] !== undefined) notes.push('delegate is not supported and is ignored');
+      /** Rules already placed in a config (a later place copies them). */
+      const placed = new Set<object>();
       if (binding.mesh) {
         for (const host of hosts) {
           const cfg = ctx.mesh.get(host);
@@ -371,7 +379,7 @@ export function translateVirtualServices(ctx: RouteContext, list: readonly KubeO
             continue;
           }
           claimed.set(host, `${ns}/${vs.metadata.name}`);
-          addRules(cfg, MESH, routes, tcpRoutes, tlsRoutes);
+          addRules(cfg, MESH, routes, tcpRoutes, tlsRoutes, placed);
         }
       }
       for (const g of binding.gateways) {
@@ -386,7 +394,7 @@ export function translateVirtualServices(ctx: RouteContext, list: readonly KubeO
             continue;
           }
           // On a gateway a `port` match is the gateway server's port (its TCP and TLS listeners pick by it).
-          addRules(ingressConfig(ctx, g, host), g, routes, tcpRoutes, tlsRoutes);
+          addRules(ingressConfig(ctx, g, host), g, routes, tcpRoutes, tlsRoutes, placed);
         }
       }
       if (notes.length > 0) condition(ctx, vs, 'PartiallyApplied', notes.join('; '));
