@@ -110,9 +110,11 @@ function recording(idx: ObjectIndex, reads: Map<string, readonly KubeObject[]>):
   });
 }
 
+/** Whether what `t` read is the same objects in `idx` (its reads then become idx's lists: see model()). */
 function stillValid<T>(t: Tracked<T> | undefined, idx: ObjectIndex): t is Tracked<T> {
   if (!t || t.reads.has(UNTRACKED)) return false;
   for (const [ref, list] of t.reads) if (!sameObjects(list, idx.of(ref))) return false;
+  for (const ref of t.reads.keys()) t.reads.set(ref, idx.of(ref));
   return true;
 }
 
@@ -211,8 +213,10 @@ export class IncrementalTranslator {
       return buildModel(idx);
     }
     const globalChanged = !sameObjects(this.global, global);
+    // Kept as the current objects even when unchanged: one whose status was written since (a
+    // policy's conditions) is then compared by identity next time, not field by field again.
+    this.global = global;
     if (globalChanged) {
-      this.global = global;
       this.globalPart = keepParts(this.globalPart, buildModel(buildIndex(global, idx.opts)));
       this.rebuilt++;
     }
@@ -225,7 +229,7 @@ export class IncrementalTranslator {
         part = { objects: list, result: keepParts(part?.result, ownPart(ns, list, buildModel(buildIndex([...global, ...list], idx.opts)), root)) };
         this.rebuilt++;
         partsChanged = true;
-      }
+      } else if (part.objects !== list) part = { objects: list, result: part.result };
       parts.set(ns, part);
     }
     this.parts = parts;
