@@ -127,6 +127,14 @@ function optionsKey(o: TranslateOptions): string {
 export class IncrementalTranslator {
   private options = '';
   private global: readonly KubeObject[] | undefined;
+  /** The global objects of the kinds in modelKinds (all of them while those are not known). */
+  private globalRead: readonly KubeObject[] | undefined;
+  /**
+   * Kinds the model builds read (recorded through the index), over every build since the options
+   * changed: `complete` once every part was built so; `untracked` when a build read the index in
+   * a way that names no kind (then every global object counts).
+   */
+  private modelKinds = { kinds: new Set<string>(), complete: false, untracked: false };
   private globalPart: TranslateResult | undefined;
   private parts = new Map<string, Part>();
   /** The parts merged, while no part changed. */
@@ -147,6 +155,7 @@ export class IncrementalTranslator {
     if (key !== this.options) {
       this.options = key;
       this.global = undefined;
+      this.modelKinds = { kinds: new Set(), complete: false, untracked: false };
       this.routeBase = undefined;
       this.routes = undefined;
       this.listeners = undefined;
@@ -184,6 +193,11 @@ export class IncrementalTranslator {
   private model(idx: ObjectIndex): TranslateResult {
     const root = idx.opts.rootNamespace;
     const global: KubeObject[] = [];
+    // Only global objects of kinds the model reads count (a VirtualService or ServiceAccount
+    // change rebuilds no part), once every part was built recording its reads.
+    const kinds = this.modelKinds;
+    const counts = (ref: string): boolean => !kinds.complete || kinds.untracked || kinds.kinds.has(ref);
+    const globalRead: KubeObject[] = [];
     const local = new Map<string, KubeObject[]>();
     let whole = false;
     // By kind (the index's groups, in input order), so no object's kind is looked up again.
@@ -193,6 +207,7 @@ export class IncrementalTranslator {
       const byNs = LOCAL_KINDS.has(ref) ? 'all' : LOCAL_POLICY_KINDS.has(ref) ? 'outside-root' : undefined;
       if (byNs === undefined) {
         for (const o of group) global.push(o);
+        if (counts(ref)) for (const o of group) globalRead.push(o);
         continue;
       }
       // A group is sorted by namespace/name, so each namespace is one run of it.
@@ -201,23 +216,26 @@ export class IncrementalTranslator {
         const end = runEnd(group, start, ns);
         const into = byNs === 'outside-root' && ns === root ? global : (local.get(ns) ?? local.set(ns, []).get(ns)!);
         for (let i = start; i < end; i++) into.push(group[i]!);
+        if (into === global && counts(ref)) for (let i = start; i < end; i++) globalRead.push(group[i]!);
         start = end;
       }
     }
     if (whole) {
       this.global = undefined;
+      this.globalRead = undefined;
       this.globalPart = undefined;
       this.merged = undefined;
       this.parts.clear();
       this.rebuilt = 1;
       return buildModel(idx);
     }
-    const globalChanged = !sameObjects(this.global, global);
+    const globalChanged = this.global === undefined || !sameObjects(this.globalRead, globalRead);
+    const kindsBefore = kinds.complete ? kinds.kinds.size : -1;
     // Kept as the current objects even when unchanged: one whose status was written since (a
     // policy's conditions) is then compared by identity next time, not field by field again.
     this.global = global;
     if (globalChanged) {
-      this.globalPart = keepParts(this.globalPart, buildModel(buildIndex(global, idx.opts)));
+      this.globalPart = keepParts(this.globalPart, this.buildRecorded(global, idx.opts));
       this.rebuilt++;
     }
     const parts = new Map<string, Part>();
@@ -226,15 +244,30 @@ export class IncrementalTranslator {
       let part = this.parts.get(ns);
       if (!part || globalChanged || !sameObjects(part.objects, list)) {
         // Unchanged objects of a rebuilt part stay the previous ones (translate/stable.ts).
-        part = { objects: list, result: keepParts(part?.result, ownPart(ns, list, buildModel(buildIndex([...global, ...list], idx.opts)), root)) };
+        part = { objects: list, result: keepParts(part?.result, ownPart(ns, list, this.buildRecorded([...global, ...list], idx.opts), root)) };
         this.rebuilt++;
         partsChanged = true;
       } else if (part.objects !== list) part = { objects: list, result: part.result };
       parts.set(ns, part);
     }
     this.parts = parts;
+    // Every part was built since the kinds were reset: the kinds read so far are all there are.
+    if (globalChanged) kinds.complete = true;
+    // Kept as the next call gathers it: again when the kinds changed during this call (rare).
+    this.globalRead = kindsBefore === kinds.kinds.size && !kinds.untracked ? globalRead : global.filter((o) => counts(kindRef(o)));
     if (partsChanged || !this.merged) this.merged = merge(this.globalPart!, [...parts.values()].map((p) => p.result));
     return this.merged;
+  }
+
+  /** buildModel over `objects`, adding the kinds it read to modelKinds. */
+  private buildRecorded(objects: readonly KubeObject[], opts: TranslateOptions): TranslateResult {
+    const reads = new Map<string, readonly KubeObject[]>();
+    const result = buildModel(recording(buildIndex(objects, opts), reads));
+    for (const ref of reads.keys()) {
+      if (ref === UNTRACKED) this.modelKinds.untracked = true;
+      else this.modelKinds.kinds.add(ref);
+    }
+    return result;
   }
 }
 

@@ -207,6 +207,18 @@ test('incremental translation re-derives only the namespace a pod or policy chan
   store.apply([authorizationPolicy('web-allow', 'a', { selector: { matchLabels: { app: 'web' } }, ...allow('cluster.local/ns/b/sa/other') })]);
   inc.translate(store.snapshot().objects, OPTS);
   assert.equal(inc.rebuilt, 1, 'a policy change rebuilds its namespace only');
+  // Global kinds the model does not read rebuild no part: a VirtualService, a ServiceAccount.
+  const full = (): MeshTranslation => translateAll(store.snapshot().objects.map((o) => structuredClone(o)), OPTS);
+  const beforeVs = inc.translate(store.snapshot().objects, OPTS);
+  store.apply([virtualService('web', 'a', 'web', '9s')]);
+  const afterVs = inc.translate(store.snapshot().objects, OPTS);
+  assert.equal(inc.rebuilt, 0, 'a VirtualService change rebuilds no model part');
+  assert.equal(afterVs.model.workloads, beforeVs.model.workloads);
+  assert.notEqual(afterVs.routes, beforeVs.routes, 'its routes are translated again');
+  assert.deepStrictEqual(afterVs, full());
+  store.apply([{ apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: 'web', namespace: 'a' } }]);
+  assert.deepStrictEqual(inc.translate(store.snapshot().objects, OPTS), full());
+  assert.equal(inc.rebuilt, 0, 'a ServiceAccount rebuilds no model part');
   store.apply([namespace('c', ambient)]);
   inc.translate(store.snapshot().objects, OPTS);
   assert.ok(inc.rebuilt >= 4, `a global change rebuilds every part (rebuilt ${inc.rebuilt})`);
