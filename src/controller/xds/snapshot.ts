@@ -54,10 +54,20 @@ export function buildSnapshot(input: {
 }
 
 /**
- * How deriveByName derived a map: the map it started from and the entries it set (no name was
- * added or removed), so an encoder holding a view of `from` looks at those alone.
+ * How deriveByName derived a map: the id (mapId) of the map it started from and the entries it
+ * set (no name was added or removed), so an encoder holding a view of that map looks at those
+ * alone. An id, not the map: each map holding its predecessor would keep every earlier one alive.
  */
-const derivations = new WeakMap<ReadonlyMap<string, Resource>, { from: ReadonlyMap<string, Resource>; updated: ReadonlyArray<readonly [string, Resource]> }>();
+const derivations = new WeakMap<ReadonlyMap<string, Resource>, { from: number; updated: ReadonlyArray<readonly [string, Resource]> }>();
+const mapIds = new WeakMap<ReadonlyMap<string, Resource>, number>();
+let nextMapId = 1;
+
+/** A number naming `map` for as long as it lives. */
+function mapId(map: ReadonlyMap<string, Resource>): number {
+  let id = mapIds.get(map);
+  if (id === undefined) mapIds.set(map, (id = nextMapId++));
+  return id;
+}
 
 /**
  * The map `byName` would build from `next`, derived from `prev` (built from `prevItems`) when the
@@ -90,7 +100,7 @@ export function deriveByName<T extends Resource>(
     }
     if (aligned) {
       const map = (prev.map instanceof PersistentMap ? (prev.map as PersistentMap<string, Resource>) : PersistentMap.of(prev.map)).withChanges([], changes);
-      if (map !== prev.map) derivations.set(map, { from: prev.map, updated: changes });
+      if (map !== prev.map) derivations.set(map, { from: mapId(prev.map), updated: changes });
       return map;
     }
   }
@@ -237,7 +247,7 @@ export class SnapshotEncoder {
     let added = 0;
     // Derived from the map the last view was built from: only the entries set since can differ.
     const derived = derivations.get(resources);
-    for (const [name, resource] of derived?.from === last.resources ? derived.updated : resources) {
+    for (const [name, resource] of derived !== undefined && derived.from === mapId(last.resources) ? derived.updated : resources) {
       const before = last.resources.get(name);
       if (before === resource) continue;
       if (before === undefined) added++;
