@@ -163,7 +163,15 @@ export class IncrementalTranslator {
     this.rebuilt = 0;
     if (!stillValid(this.routeBase, idx)) {
       const reads = new Map<string, readonly KubeObject[]>();
-      this.routeBase = { reads, value: routeBase(recording(idx, reads)) };
+      // Kept without its gatewayPods reader, which holds this index (every object of this
+      // snapshot, long after the store replaced them); finishRoutes gives the copy its own.
+      const value: RouteContext = {
+        ...routeBase(recording(idx, reads)),
+        gatewayPods: () => {
+          throw new Error('a kept route base has no index to read gateway pods from; finish it with copy');
+        },
+      };
+      this.routeBase = { reads, value };
     }
     const base = this.routeBase.value;
     if (!stillValid(this.routes, idx) || this.routes.base !== base) {
