@@ -22,14 +22,17 @@
  * of adds, updates and deletes of each kind.
  */
 import { meshProxyDefaults } from './mesh-config.js';
-import { authorizationResourceName, serviceResourceName, workloadResourceName } from '../../shared/resources.js';
+import { authorizationResourceName, routeConfigResourceName, serviceResourceName, workloadResourceName } from '../../shared/resources.js';
 import { kindRef, objectKey, REF_GATEWAY_API_GATEWAY, type KubeObject } from '../objects.js';
 import { STATUS_IS_INPUT } from '../store.js';
 import { gatewayListeners, type GatewayListenersResult } from './gateway-listeners.js';
 import { buildIndex, type ObjectIndex, type TranslateOptions } from './object-index.js';
-import { buildRoutes, type TranslateRoutesResult } from './routes.js';
-import { keepItems } from './stable.js';
+import { finishRoutes, routeBase, type TranslateRoutesResult } from './routes.js';
+import type { RouteContext } from './route-context.js';
+import { jsonEqual, keepItems } from './stable.js';
 import { buildModel, withFieldWarnings, type MeshTranslation, type TranslateResult } from './translate.js';
+import type { TranslateCondition } from './object-index.js';
+import type { Authorization, Service, Workload } from '../../shared/model.js';
 import { compareStrings, nsOf } from './util.js';
 
 /** Kinds whose objects belong to their namespace's part (policy kinds only outside the root namespace). */
@@ -107,9 +110,11 @@ function recording(idx: ObjectIndex, reads: Map<string, readonly KubeObject[]>):
   });
 }
 
+/** Whether what `t` read is the same objects in `idx` (its reads then become idx's lists: see model()). */
 function stillValid<T>(t: Tracked<T> | undefined, idx: ObjectIndex): t is Tracked<T> {
   if (!t || t.reads.has(UNTRACKED)) return false;
   for (const [ref, list] of t.reads) if (!sameObjects(list, idx.of(ref))) return false;
+  for (const ref of t.reads.keys()) t.reads.set(ref, idx.of(ref));
   return true;
 }
 
@@ -122,11 +127,22 @@ function optionsKey(o: TranslateOptions): string {
 export class IncrementalTranslator {
   private options = '';
   private global: readonly KubeObject[] | undefined;
+  /** The global objects of the kinds in modelKinds (all of them while those are not known). */
+  private globalRead: readonly KubeObject[] | undefined;
+  /**
+   * Kinds the model builds read (recorded through the index), over every build since the options
+   * changed: `complete` once every part was built so; `untracked` when a build read the index in
+   * a way that names no kind (then every global object counts).
+   */
+  private modelKinds = { kinds: new Set<string>(), complete: false, untracked: false };
   private globalPart: TranslateResult | undefined;
   private parts = new Map<string, Part>();
   /** The parts merged, while no part changed. */
   private merged: TranslateResult | undefined;
-  private routes: Tracked<TranslateRoutesResult> | undefined;
+  /** Route translation up to the steps that only add to its configs (routes.ts routeBase). */
+  private routeBase: Tracked<RouteContext> | undefined;
+  /** The routes finished from that base (routes.ts finishRoutes). */
+  private routes: (Tracked<TranslateRoutesResult> & { base: RouteContext }) | undefined;
   /** Listeners, with the Gateway servers they were built from. */
   private listeners: (Tracked<GatewayListenersResult> & { servers: TranslateRoutesResult['gateways'] }) | undefined;
   /** Parts rebuilt by the last translate (tests read it). */
@@ -139,13 +155,37 @@ export class IncrementalTranslator {
     if (key !== this.options) {
       this.options = key;
       this.global = undefined;
+      this.modelKinds = { kinds: new Set(), complete: false, untracked: false };
+      this.routeBase = undefined;
       this.routes = undefined;
       this.listeners = undefined;
     }
     this.rebuilt = 0;
-    if (!stillValid(this.routes, idx)) {
+    if (!stillValid(this.routeBase, idx)) {
       const reads = new Map<string, readonly KubeObject[]>();
-      this.routes = { reads, value: buildRoutes(recording(idx, reads)) };
+      // Kept without its gatewayPods reader, which holds this index (every object of this
+      // snapshot, long after the store replaced them); finishRoutes gives the copy its own.
+      const value: RouteContext = {
+        ...routeBase(recording(idx, reads)),
+        gatewayPods: () => {
+          throw new Error('a kept route base has no index to read gateway pods from; finish it with copy');
+        },
+      };
+      this.routeBase = { reads, value };
+    }
+    const base = this.routeBase.value;
+    if (!stillValid(this.routes, idx) || this.routes.base !== base) {
+      const reads = new Map<string, readonly KubeObject[]>();
+      const value = finishRoutes(base, recording(idx, reads), true);
+      // Configs whose base and additions are the previous ones stay the previous objects (a
+      // jsonEqual that stops at the base's shared parts), and so do unchanged lists.
+      const prev = this.routes?.value;
+      if (prev) {
+        value.routes = keepItems(prev.routes, value.routes, routeConfigResourceName);
+        if (jsonEqual(prev.gateways, value.gateways)) value.gateways = prev.gateways;
+        if (jsonEqual(prev.conditions, value.conditions)) value.conditions = prev.conditions;
+      }
+      this.routes = { reads, value: prev && value.routes === prev.routes && value.gateways === prev.gateways && value.conditions === prev.conditions ? prev : value, base };
     }
     const routes = this.routes.value;
     if (!stillValid(this.listeners, idx) || this.listeners.servers !== routes.gateways) {
@@ -161,6 +201,11 @@ export class IncrementalTranslator {
   private model(idx: ObjectIndex): TranslateResult {
     const root = idx.opts.rootNamespace;
     const global: KubeObject[] = [];
+    // Only global objects of kinds the model reads count (a VirtualService or ServiceAccount
+    // change rebuilds no part), once every part was built recording its reads.
+    const kinds = this.modelKinds;
+    const counts = (ref: string): boolean => !kinds.complete || kinds.untracked || kinds.kinds.has(ref);
+    const globalRead: KubeObject[] = [];
     const local = new Map<string, KubeObject[]>();
     let whole = false;
     // By kind (the index's groups, in input order), so no object's kind is looked up again.
@@ -170,6 +215,7 @@ export class IncrementalTranslator {
       const byNs = LOCAL_KINDS.has(ref) ? 'all' : LOCAL_POLICY_KINDS.has(ref) ? 'outside-root' : undefined;
       if (byNs === undefined) {
         for (const o of group) global.push(o);
+        if (counts(ref)) for (const o of group) globalRead.push(o);
         continue;
       }
       // A group is sorted by namespace/name, so each namespace is one run of it.
@@ -178,21 +224,26 @@ export class IncrementalTranslator {
         const end = runEnd(group, start, ns);
         const into = byNs === 'outside-root' && ns === root ? global : (local.get(ns) ?? local.set(ns, []).get(ns)!);
         for (let i = start; i < end; i++) into.push(group[i]!);
+        if (into === global && counts(ref)) for (let i = start; i < end; i++) globalRead.push(group[i]!);
         start = end;
       }
     }
     if (whole) {
       this.global = undefined;
+      this.globalRead = undefined;
       this.globalPart = undefined;
       this.merged = undefined;
       this.parts.clear();
       this.rebuilt = 1;
       return buildModel(idx);
     }
-    const globalChanged = !sameObjects(this.global, global);
+    const globalChanged = this.global === undefined || !sameObjects(this.globalRead, globalRead);
+    const kindsBefore = kinds.complete ? kinds.kinds.size : -1;
+    // Kept as the current objects even when unchanged: one whose status was written since (a
+    // policy's conditions) is then compared by identity next time, not field by field again.
+    this.global = global;
     if (globalChanged) {
-      this.global = global;
-      this.globalPart = keepParts(this.globalPart, buildModel(buildIndex(global, idx.opts)));
+      this.globalPart = keepParts(this.globalPart, this.buildRecorded(global, idx.opts));
       this.rebuilt++;
     }
     const parts = new Map<string, Part>();
@@ -201,15 +252,30 @@ export class IncrementalTranslator {
       let part = this.parts.get(ns);
       if (!part || globalChanged || !sameObjects(part.objects, list)) {
         // Unchanged objects of a rebuilt part stay the previous ones (translate/stable.ts).
-        part = { objects: list, result: keepParts(part?.result, ownPart(ns, list, buildModel(buildIndex([...global, ...list], idx.opts)), root)) };
+        part = { objects: list, result: keepParts(part?.result, ownPart(ns, list, this.buildRecorded([...global, ...list], idx.opts), root)) };
         this.rebuilt++;
         partsChanged = true;
-      }
+      } else if (part.objects !== list) part = { objects: list, result: part.result };
       parts.set(ns, part);
     }
     this.parts = parts;
+    // Every part was built since the kinds were reset: the kinds read so far are all there are.
+    if (globalChanged) kinds.complete = true;
+    // Kept as the next call gathers it: again when the kinds changed during this call (rare).
+    this.globalRead = kindsBefore === kinds.kinds.size && !kinds.untracked ? globalRead : global.filter((o) => counts(kindRef(o)));
     if (partsChanged || !this.merged) this.merged = merge(this.globalPart!, [...parts.values()].map((p) => p.result));
     return this.merged;
+  }
+
+  /** buildModel over `objects`, adding the kinds it read to modelKinds. */
+  private buildRecorded(objects: readonly KubeObject[], opts: TranslateOptions): TranslateResult {
+    const reads = new Map<string, readonly KubeObject[]>();
+    const result = buildModel(recording(buildIndex(objects, opts), reads));
+    for (const ref of reads.keys()) {
+      if (ref === UNTRACKED) this.modelKinds.untracked = true;
+      else this.modelKinds.kinds.add(ref);
+    }
+    return result;
   }
 }
 
@@ -260,9 +326,30 @@ function keepParts(prev: TranslateResult | undefined, next: TranslateResult): Tr
 /** The parts as one model, sorted as buildModel sorts. */
 function merge(global: TranslateResult, parts: readonly TranslateResult[]): TranslateResult {
   const all = [global, ...parts];
-  const workloads = all.flatMap((p) => p.workloads).sort((a, b) => compareStrings(a.uid, b.uid));
-  const services = all.flatMap((p) => p.services).sort((a, b) => compareStrings(serviceResourceName(a), serviceResourceName(b)));
-  const authorizations = all.flatMap((p) => p.authorizations).sort((a, b) => compareStrings(authorizationResourceName(a), authorizationResourceName(b)));
-  const conditions = all.flatMap((p) => p.conditions).sort((a, b) => compareStrings(a.objectKey, b.objectKey) || compareStrings(a.type, b.type));
-  return { workloads, services, authorizations, conditions };
+  const byUid = (a: Workload, b: Workload): number => compareStrings(a.uid, b.uid);
+  const byService = (a: Service, b: Service): number => compareStrings(serviceResourceName(a), serviceResourceName(b));
+  const byAuthorization = (a: Authorization, b: Authorization): number => compareStrings(authorizationResourceName(a), authorizationResourceName(b));
+  const byCondition = (a: TranslateCondition, b: TranslateCondition): number => compareStrings(a.objectKey, b.objectKey) || compareStrings(a.type, b.type);
+  return {
+    workloads: mergeRuns(all.map((p) => p.workloads), byUid),
+    services: mergeRuns(all.map((p) => p.services), byService),
+    authorizations: mergeRuns(all.map((p) => p.authorizations), byAuthorization),
+    conditions: mergeRuns(all.map((p) => p.conditions), byCondition),
+  };
+}
+
+/**
+ * The runs as one list sorted by `cmp`, each run sorted by `cmp` already (buildModel's order,
+ * which a part keeps). Runs that do not overlap (a namespace's workloads, services and
+ * authorizations) are put end to end in the order of their first items, which costs the number
+ * of runs, not of items; otherwise the runs are concatenated in the order given and sorted (a
+ * stable sort: what sorting every part's items together gives).
+ */
+export function mergeRuns<T>(runs: ReadonlyArray<readonly T[]>, cmp: (a: T, b: T) => number): T[] {
+  const nonEmpty = runs.filter((r) => r.length > 0).sort((a, b) => cmp(a[0]!, b[0]!));
+  let ordered = true;
+  for (let i = 1; i < nonEmpty.length && ordered; i++) if (cmp(nonEmpty[i - 1]!.at(-1)!, nonEmpty[i]![0]!) >= 0) ordered = false;
+  const out: T[] = [];
+  for (const r of ordered ? nonEmpty : runs) for (const x of r) out.push(x);
+  return ordered ? out : out.sort(cmp);
 }

@@ -41,7 +41,18 @@ export function translateRoutes(objects: readonly KubeObject[], opts: Partial<Tr
 
 /** Translates the route-related objects of an index into RouteConfigs and Gateway servers; never throws on bad input. */
 export function buildRoutes(idx: ObjectIndex): TranslateRoutesResult {
-  let gatewayPods: ReadonlyMap<string, GatewayPod> | undefined;
+  return finishRoutes(routeBase(idx), idx, false);
+}
+
+/**
+ * The route translation before the steps that only add to configs already built (L7
+ * authorization, Telemetry, trusted proxy counts: see finishRoutes): every config with its routes
+ * (uniquely named), the Gateway servers (sorted) and the conditions so far. Incremental
+ * translation (incremental.ts) keeps it while the kinds it read are the same objects, so a change
+ * of an AuthorizationPolicy or a Telemetry finishes the same base again instead of rebuilding it.
+ * Never modified once returned when finished with `copy` (finishRoutes).
+ */
+export function routeBase(idx: ObjectIndex): RouteContext {
   const ctx: RouteContext = {
     opts: idx.opts,
     conditions: [],
@@ -56,7 +67,7 @@ export function buildRoutes(idx: ObjectIndex): TranslateRoutesResult {
     referenceGrants: idx.of('ReferenceGrant'),
     configMaps: idx.of('ConfigMap'),
     serviceEntries: idx.of('ServiceEntry'),
-    gatewayPods: () => (gatewayPods ??= idx.of(REF_ISTIO_GATEWAY).length > 0 || idx.gateways.some(isIngressGateway) ? ingressGatewayPods(idx) : new Map()),
+    gatewayPods: gatewayPodsOf(idx),
   };
   for (const svc of idx.of('Service')) {
     const cfg = serviceConfig(ctx, svc);
@@ -84,10 +95,36 @@ export function buildRoutes(idx: ObjectIndex): TranslateRoutesResult {
   translateL4GatewayRoutes(ctx, [...idx.of('TCPRoute'), ...idx.of('TLSRoute')]);
   translateVirtualServices(ctx, idx.of('VirtualService'), routeHosts);
   translateRequestAuthentication(ctx, idx.of('RequestAuthentication'));
+  nameRoutes(ctx);
+  ctx.gatewayServers.sort((a, b) => compareStrings(`${a.gateway}:${a.port}`, `${b.gateway}:${b.port}`));
+  return ctx;
+}
+
+/** Ingress gateway pods of `idx`, read on first call (route-context.ts). */
+function gatewayPodsOf(idx: ObjectIndex): () => ReadonlyMap<string, GatewayPod> {
+  let pods: ReadonlyMap<string, GatewayPod> | undefined;
+  return () => (pods ??= idx.of(REF_ISTIO_GATEWAY).length > 0 || idx.gateways.some(isIngressGateway) ? ingressGatewayPods(idx) : new Map());
+}
+
+/**
+ * The last steps of route translation over a base (routeBase): L7 authorization, Telemetry and
+ * trusted proxy counts, which only add to the configs (`authorization`, `telemetry`,
+ * `numTrustedProxies`) and to the conditions. With `copy` the base stays as it was: each config
+ * is a shallow copy with an `authorization` list of its own (its other parts are the base's, read
+ * only), and the conditions a new list; without, the base's own configs are finished.
+ */
+export function finishRoutes(base: RouteContext, idx: ObjectIndex, copy: boolean): TranslateRoutesResult {
+  const copied = (m: ReadonlyMap<string, RouteConfig>): Map<string, RouteConfig> => {
+    const out = new Map<string, RouteConfig>();
+    for (const [k, cfg] of m) out.set(k, { ...cfg, authorization: [...cfg.authorization] });
+    return out;
+  };
+  const ctx: RouteContext = copy ? { ...base, conditions: [...base.conditions], mesh: copied(base.mesh), ingress: copied(base.ingress), gatewayPods: gatewayPodsOf(idx) } : base;
   translateAuthorization(ctx, idx.of('AuthorizationPolicy'));
   translateTelemetry(ctx, idx.of('Telemetry'));
   waypointTrustedProxies(ctx);
-  return { routes: finishConfigs(ctx), gateways: ctx.gatewayServers.sort((a, b) => compareStrings(`${a.gateway}:${a.port}`, `${b.gateway}:${b.port}`)), conditions: ctx.conditions };
+  const routes = [...ctx.mesh.values(), ...ctx.ingress.values()].sort((a, b) => compareStrings(a.name, b.name));
+  return { routes, gateways: copy ? [...base.gatewayServers] : ctx.gatewayServers, conditions: ctx.conditions };
 }
 
 /**
@@ -106,13 +143,12 @@ function waypointTrustedProxies(ctx: RouteContext): void {
 }
 
 /**
- * Names each config's routes uniquely (`name#2`, ...) and returns the configs sorted by name. They
- * are validated once, by the config server before it sends them (an invalid one is not sent: the
- * last good version stays, logged and counted in ambit_config_invalid_resources_total).
+ * Names each config's routes uniquely (`name#2`, ...). Configs are validated once, by the config
+ * server before it sends them (an invalid one is not sent: the last good version stays, logged
+ * and counted in ambit_config_invalid_resources_total).
  */
-function finishConfigs(ctx: RouteContext): RouteConfig[] {
-  const routes = [...ctx.mesh.values(), ...ctx.ingress.values()];
-  for (const cfg of routes) {
+function nameRoutes(ctx: RouteContext): void {
+  for (const cfg of [...ctx.mesh.values(), ...ctx.ingress.values()]) {
     const names = new Set<string>();
     for (const r of cfg.routes) {
       let n = r.name;
@@ -121,5 +157,4 @@ function finishConfigs(ctx: RouteContext): RouteConfig[] {
       names.add(n);
     }
   }
-  return routes.sort((a, b) => compareStrings(a.name, b.name));
 }

@@ -13,7 +13,27 @@ import { requestedWaypoint } from './waypoints.js';
 import { allocatedEntryAddresses } from './address-allocation.js';
 import { cidrProblem } from '../../shared/validate.js';
 
+/**
+ * Service configs as last built, by Service object (the store's are frozen, and a retranslate sees
+ * mostly the same ones), with the namespace object and cluster domain they were built with.
+ */
+const serviceConfigs = new WeakMap<KubeObject, { namespace: KubeObject | undefined; clusterDomain: string; cfg: RouteConfig }>();
+
+/**
+ * A Service's mesh config, before routes and policies are added to it: a fresh object each call
+ * (steps after this one fill it in), whose `aliases` and `ports` lists are the ones built the
+ * last time for the same frozen Service, namespace and cluster domain (never modified).
+ */
 export function serviceConfig(ctx: RouteContext, svc: KubeObject): RouteConfig {
+  const namespace = ctx.namespaces.get(nsOf(svc));
+  const cached = serviceConfigs.get(svc);
+  if (cached && cached.namespace === namespace && cached.clusterDomain === ctx.opts.clusterDomain) return { ...cached.cfg, routes: [], authorization: [] };
+  const cfg = buildServiceConfig(ctx, svc);
+  if (Object.isFrozen(svc)) serviceConfigs.set(svc, { namespace, clusterDomain: ctx.opts.clusterDomain, cfg: { ...cfg, routes: [], authorization: [] } });
+  return cfg;
+}
+
+function buildServiceConfig(ctx: RouteContext, svc: KubeObject): RouteConfig {
   const ns = nsOf(svc);
   const name = svc.metadata.name;
   const hostname = serviceHostname(name, ns, ctx.opts.clusterDomain);

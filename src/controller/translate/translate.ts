@@ -65,7 +65,24 @@ export function translate(input: readonly KubeObject[] | { objects: readonly Kub
 
 /** Workloads, Services and (L4) Authorizations of an index. */
 export function buildModel(objects: ObjectIndex): TranslateResult {
-  const idx: TranslateIndex = { ...objects, conditions: [] };
+  // Field by field, `groups` only when read: an index that records the kinds read through it
+  // (incremental.ts) then sees the model's kinds, not every kind of the index.
+  const idx: TranslateIndex = {
+    opts: objects.opts,
+    of: objects.of,
+    namespaces: objects.namespaces,
+    nodes: objects.nodes,
+    pods: objects.pods,
+    services: objects.services,
+    gateways: objects.gateways,
+    gatewayClasses: objects.gatewayClasses,
+    peerAuthentications: objects.peerAuthentications,
+    authorizationPolicies: objects.authorizationPolicies,
+    get groups() {
+      return objects.groups;
+    },
+    conditions: [],
+  };
   const pods: PodWorkload[] = idx.pods.filter((p) => !isPodTerminated(p)).map((pod) => ({ pod, workload: buildWorkload(idx, pod) }));
   const services = buildServices(idx, pods);
   const byName = new Map(services.map((s) => [`${s.namespace}/${s.name}`, s]));

@@ -80,12 +80,18 @@ function matchesAt<M>(match: ReadonlyArray<BoundMatch<M>>, place: string): M[] |
   return out.length > 0 ? out : undefined;
 }
 
-/** The rules of a list that apply at `place`, each with its matches for there (a fresh copy). */
-function rulesAt<R extends { match: readonly object[] }>(rules: readonly R[], place: string): R[] {
+/**
+ * The rules of a list that apply at `place`, each with its matches for there: a copy of its own
+ * per place. The first place a rule goes to takes its parts as they are (the rule itself is never
+ * sent, only its copies); a later place gets a deep copy, so no two configs share a route's parts.
+ */
+function rulesAt<R extends { match: readonly object[] }>(rules: readonly R[], place: string, placed: Set<object>): R[] {
   const out: R[] = [];
   for (const r of rules) {
     const match = matchesAt(r.match as ReadonlyArray<BoundMatch<object>>, place);
-    if (match !== undefined) out.push({ ...structuredClone(r), match });
+    if (match === undefined) continue;
+    out.push({ ...(placed.has(r) ? structuredClone(r) : r), match });
+    placed.add(r);
   }
   return out;
 }
@@ -318,10 +324,10 @@ function vsRoute(ctx: RouteContext, vs: KubeObject, v: unknown, i: number): Http
 const MESH = 'mesh';
 
 /** The rules of a VirtualService that apply at `place` (`mesh` or a gateway), added to its config there. */
-function addRules(cfg: RouteConfig, place: string, routes: readonly HttpRoute[], tcpRoutes: readonly L4Route[], tlsRoutes: readonly L4Route[]): void {
-  cfg.routes.push(...rulesAt(routes, place));
-  const tcp = rulesAt(tcpRoutes, place);
-  const tls = rulesAt(tlsRoutes, place);
+function addRules(cfg: RouteConfig, place: string, routes: readonly HttpRoute[], tcpRoutes: readonly L4Route[], tlsRoutes: readonly L4Route[], placed: Set<object>): void {
+  cfg.routes.push(...rulesAt(routes, place, placed));
+  const tcp = rulesAt(tcpRoutes, place, placed);
+  const tls = rulesAt(tlsRoutes, place, placed);
   if (tcp.length > 0) (cfg.tcpRoutes ??= []).push(...tcp);
   if (tls.length > 0) (cfg.tlsRoutes ??= []).push(...tls);
 }
@@ -339,6 +345,75 @@ function vsGateways(vs: KubeObject): { mesh: boolean; gateways: string[] } {
   return { mesh, gateways };
 }
 
+/** A VirtualService's rules as vsRoute and vsL4Route build them (never modified: rulesAt copies them). */
+interface VsRules {
+  routes: HttpRoute[];
+  tcpRoutes: L4Route[];
+  tlsRoutes: L4Route[];
+}
+
+/**
+ * Rules built, by VirtualService object (the store's are frozen, and a retranslate sees mostly the
+ * same ones), with what building them read of the run: the cluster domain, and the Service and
+ * DestinationRule of each host looked up. Reused while those are the same objects, so a Service
+ * change does not parse every VirtualService again.
+ */
+const vsRulesBuilt = new WeakMap<KubeObject, { clusterDomain: string; services: ReadonlyMap<string, KubeObject | undefined>; destinationRules: ReadonlyMap<string, KubeObject | undefined>; rules: VsRules | Invalid }>();
+
+/** Whether `now` maps every host of `seen` to the object `seen` has (undefined: none). */
+function sameReads(seen: ReadonlyMap<string, KubeObject | undefined>, now: ReadonlyMap<string, KubeObject>): boolean {
+  for (const [host, obj] of seen) if (now.get(host) !== obj) return false;
+  return true;
+}
+
+/** The rules of `vs` (throws the Invalid building them threw), built again only when what they read changed. */
+function vsRules(ctx: RouteContext, vs: KubeObject): VsRules {
+  const built = vsRulesBuilt.get(vs);
+  const reused = built !== undefined && built.clusterDomain === ctx.opts.clusterDomain && sameReads(built.services, ctx.services) && sameReads(built.destinationRules, ctx.destinationRules);
+  let rules: VsRules | Invalid;
+  if (reused) rules = built.rules;
+  else {
+    const services = new Map<string, KubeObject | undefined>();
+    const destinationRules = new Map<string, KubeObject | undefined>();
+    let untracked = false;
+    const recorded = (source: Map<string, KubeObject>, seen: Map<string, KubeObject | undefined>): Map<string, KubeObject> =>
+      new Proxy(source, {
+        get(target, prop): unknown {
+          if (prop === 'get') return (host: string) => {
+            const obj = target.get(host);
+            seen.set(host, obj);
+            return obj;
+          };
+          untracked = true;
+          const v = Reflect.get(target, prop, target) as unknown;
+          return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+        },
+      });
+    const svcView = recorded(ctx.services, services);
+    const drView = recorded(ctx.destinationRules, destinationRules);
+    // Any other part of the run read while building makes the result one not to keep.
+    const view = new Proxy(ctx, {
+      get(target, prop, receiver): unknown {
+        if (prop === 'services') return svcView;
+        if (prop === 'destinationRules') return drView;
+        if (prop !== 'opts') untracked = true;
+        return Reflect.get(target, prop, receiver) as unknown;
+      },
+    });
+    try {
+      const spec = asRecord(vs.spec);
+      const l4 = (k: 'tcp' | 'tls'): L4Route[] => asArray(spec[k]).map((t, i) => vsL4Route(view, vs, t, `spec.${k}[${i}]`, k === 'tls'));
+      rules = { routes: asArray(spec['http']).map((h, i) => vsRoute(view, vs, h, i)), tcpRoutes: l4('tcp'), tlsRoutes: l4('tls') };
+    } catch (e) {
+      if (!(e instanceof Invalid)) throw e;
+      rules = e;
+    }
+    if (!untracked && Object.isFrozen(vs)) vsRulesBuilt.set(vs, { clusterDomain: ctx.opts.clusterDomain, services, destinationRules, rules });
+  }
+  if (rules instanceof Invalid) throw rules;
+  return rules;
+}
+
 export function translateVirtualServices(ctx: RouteContext, list: readonly KubeObject[], httpRouteHosts: Set<string>): void {
   const claimed = new Map<string, string>();
   for (const vs of [...list].sort(compareAge)) {
@@ -347,13 +422,12 @@ export function translateVirtualServices(ctx: RouteContext, list: readonly KubeO
       const spec = asRecord(vs.spec);
       const hosts = asStrings(spec['hosts']).map((h) => resolveHost(h, ns, ctx.opts.clusterDomain));
       if (hosts.length === 0) throw new Invalid('InvalidHosts', 'spec.hosts must list at least one host');
-      const routes = asArray(spec['http']).map((h, i) => vsRoute(ctx, vs, h, i));
+      const { routes, tcpRoutes, tlsRoutes } = vsRules(ctx, vs);
       const binding = vsGateways(vs);
       const notes: string[] = [];
-      const l4 = (k: 'tcp' | 'tls'): L4Route[] => asArray(spec[k]).map((t, i) => vsL4Route(ctx, vs, t, `spec.${k}[${i}]`, k === 'tls'));
-      const tcpRoutes = l4('tcp');
-      const tlsRoutes = l4('tls');
       for (const h of asArray(spec['http'])) if (asRecord(h)['delegate'] !== undefined) notes.push('delegate is not supported and is ignored');
+      /** Rules already placed in a config (a later place copies them). */
+      const placed = new Set<object>();
       if (binding.mesh) {
         for (const host of hosts) {
           const cfg = ctx.mesh.get(host);
@@ -371,7 +445,7 @@ export function translateVirtualServices(ctx: RouteContext, list: readonly KubeO
             continue;
           }
           claimed.set(host, `${ns}/${vs.metadata.name}`);
-          addRules(cfg, MESH, routes, tcpRoutes, tlsRoutes);
+          addRules(cfg, MESH, routes, tcpRoutes, tlsRoutes, placed);
         }
       }
       for (const g of binding.gateways) {
@@ -386,7 +460,7 @@ export function translateVirtualServices(ctx: RouteContext, list: readonly KubeO
             continue;
           }
           // On a gateway a `port` match is the gateway server's port (its TCP and TLS listeners pick by it).
-          addRules(ingressConfig(ctx, g, host), g, routes, tcpRoutes, tlsRoutes);
+          addRules(ingressConfig(ctx, g, host), g, routes, tcpRoutes, tlsRoutes, placed);
         }
       }
       if (notes.length > 0) condition(ctx, vs, 'PartiallyApplied', notes.join('; '));

@@ -54,6 +54,22 @@ export function buildSnapshot(input: {
 }
 
 /**
+ * How deriveByName derived a map: the id (mapId) of the map it started from and the entries it
+ * set (no name was added or removed), so an encoder holding a view of that map looks at those
+ * alone. An id, not the map: each map holding its predecessor would keep every earlier one alive.
+ */
+const derivations = new WeakMap<ReadonlyMap<string, Resource>, { from: number; updated: ReadonlyArray<readonly [string, Resource]> }>();
+const mapIds = new WeakMap<ReadonlyMap<string, Resource>, number>();
+let nextMapId = 1;
+
+/** A number naming `map` for as long as it lives. */
+function mapId(map: ReadonlyMap<string, Resource>): number {
+  let id = mapIds.get(map);
+  if (id === undefined) mapIds.set(map, (id = nextMapId++));
+  return id;
+}
+
+/**
  * The map `byName` would build from `next`, derived from `prev` (built from `prevItems`) when the
  * two arrays hold the same names at the same positions — what translation gives for updates
  * (translate/stable.ts keeps unchanged items, and the array itself when nothing changed): only
@@ -82,7 +98,11 @@ export function deriveByName<T extends Resource>(
       // Only the last occurrence of a name is in the map (its position is the same in both).
       if (prev.map.get(n) === before) changes.push([n, item]);
     }
-    if (aligned) return (prev.map instanceof PersistentMap ? (prev.map as PersistentMap<string, Resource>) : PersistentMap.of(prev.map)).withChanges([], changes);
+    if (aligned) {
+      const map = (prev.map instanceof PersistentMap ? (prev.map as PersistentMap<string, Resource>) : PersistentMap.of(prev.map)).withChanges([], changes);
+      if (map !== prev.map) derivations.set(map, { from: mapId(prev.map), updated: changes });
+      return map;
+    }
   }
   const m = new Map<string, Resource>();
   for (const r of next) m.set(name(r), r);
@@ -225,7 +245,9 @@ export class SnapshotEncoder {
     const updated: Array<[string, EncodedResource]> = [];
     const removed: string[] = [];
     let added = 0;
-    for (const [name, resource] of resources) {
+    // Derived from the map the last view was built from: only the entries set since can differ.
+    const derived = derivations.get(resources);
+    for (const [name, resource] of derived !== undefined && derived.from === mapId(last.resources) ? derived.updated : resources) {
       const before = last.resources.get(name);
       if (before === resource) continue;
       if (before === undefined) added++;

@@ -2,9 +2,10 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { KubeObject } from '../../../src/controller/objects.js';
 import { ObjectStore, type ObjectRef } from '../../../src/controller/store.js';
-import { IncrementalTranslator, runEnd } from '../../../src/controller/translate/incremental.js';
+import { IncrementalTranslator, mergeRuns, runEnd } from '../../../src/controller/translate/incremental.js';
 import { jsonEqual, keepUnchanged } from '../../../src/controller/translate/stable.js';
 import { translateAll, type MeshTranslation } from '../../../src/controller/translate/translate.js';
+import { translateRoutes } from '../../../src/controller/translate/routes.js';
 import { authorizationPolicy, namespace, peerAuthentication, pod, service, waypointGateway } from './helpers.js';
 
 const ref = (o: KubeObject): ObjectRef => ({ apiVersion: o.apiVersion, kind: o.kind, metadata: { name: o.metadata.name, ...(o.metadata.namespace ? { namespace: o.metadata.namespace } : {}) } });
@@ -42,6 +43,28 @@ function serviceEntry(name: string, ns: string): KubeObject {
 function istioGateway(name: string, ns: string): KubeObject {
   return { apiVersion: 'networking.istio.io/v1', kind: 'Gateway', metadata: { name, namespace: ns }, spec: { selector: { istio: 'ingress' }, servers: [{ port: { number: 9000, name: 'tcp', protocol: 'TCP' }, hosts: ['*'] }] } };
 }
+
+function destinationRule(name: string, ns: string, host: string, subsets: Array<{ name: string; labels: Record<string, string> }>): KubeObject {
+  return { apiVersion: 'networking.istio.io/v1', kind: 'DestinationRule', metadata: { name, namespace: ns }, spec: { host, subsets } };
+}
+
+/** A VirtualService whose rules read another host's DestinationRule (subset) and Service (mirror port). */
+function subsetVirtualService(name: string, ns: string, host: string, subset: string, mirror: string): KubeObject {
+  return {
+    apiVersion: 'networking.istio.io/v1',
+    kind: 'VirtualService',
+    metadata: { name, namespace: ns },
+    spec: { hosts: [host], http: [{ route: [{ destination: { host, subset } }], mirror: { host: mirror } }] },
+  };
+}
+
+function telemetry(name: string, ns: string, spec: Record<string, unknown>): KubeObject {
+  return { apiVersion: 'telemetry.istio.io/v1', kind: 'Telemetry', metadata: { name, namespace: ns }, spec };
+}
+
+/** An L7 policy attached to a Service (its mesh config carries it). */
+const attachedPolicy = (name: string, ns: string, svc: string, method: string): KubeObject =>
+  authorizationPolicy(name, ns, { targetRefs: [{ kind: 'Service', group: '', name: svc }], action: 'ALLOW', rules: [{ to: [{ operation: { methods: [method] } }] }] });
 
 const ambient = { 'istio.io/dataplane-mode': 'ambient' };
 
@@ -106,6 +129,16 @@ const STEPS: Step[] = [
   { name: 'namespace enrolled', apply: [namespace('c', ambient)] },
   { name: 'node zone changes', apply: [node('node-2', 'z3')] },
   { name: 'virtual service update', apply: [virtualService('web', 'a', 'web', '5s')] },
+  { name: 'subset virtual service and its destination rule added', apply: [destinationRule('api', 'b', 'api', [{ name: 'v1', labels: { version: 'v1' } }]), subsetVirtualService('api', 'b', 'api', 'v1', 'web.a.svc.cluster.local')] },
+  { name: 'destination rule subset labels change (the virtual service reads them)', apply: [destinationRule('api', 'b', 'api', [{ name: 'v1', labels: { version: 'v9' } }])] },
+  { name: 'mirrored service port change (the virtual service reads it)', apply: [service('web', { ns: 'a', clusterIP: '10.96.0.1', ports: [{ name: 'http', port: 8081, targetPort: 8080 }] })] },
+  { name: 'destination rule deleted (the subset is no longer defined)', remove: [destinationRule('api', 'b', 'api', [])] },
+  { name: 'attached L7 policy added', apply: [attachedPolicy('api-l7', 'b', 'api', 'GET')] },
+  { name: 'attached L7 policy update', apply: [attachedPolicy('api-l7', 'b', 'api', 'POST')] },
+  { name: 'attached L7 policy retargeted', apply: [attachedPolicy('api-l7', 'b', 'manual', 'POST')] },
+  { name: 'telemetry added', apply: [telemetry('logs', 'b', { accessLogging: [{ disabled: true }] })] },
+  { name: 'telemetry update', apply: [telemetry('logs', 'b', { tracing: [{ randomSamplingPercentage: 5 }] })] },
+  { name: 'attached L7 policy deleted', remove: [attachedPolicy('api-l7', 'b', 'manual', '')] },
   { name: 'istio gateway added (listeners)', apply: [istioGateway('ingress', 'istio-system')] },
   { name: 'gateway pod changes', apply: [pod('ingress-1', { ns: 'istio-system', labels: { istio: 'ingress', v: '2' }, ip: '10.1.0.7' })] },
   { name: 'service entry added (whole model)', apply: [serviceEntry('ext', 'a')] },
@@ -138,7 +171,9 @@ test('incremental translation equals a full translate after every add, update an
   let kept: MeshTranslation | undefined;
   const check = (label: string): void => {
     const { objects, byKind } = store.snapshot();
-    const full = translateAll(objects, OPTS);
+    // The reference is built from unfrozen copies: nothing kept by object (translation's caches of
+    // frozen objects) can make it agree with a stale incremental result.
+    const full = translateAll(objects.map((o) => structuredClone(o)), OPTS);
     const got = inc.translate(objects, OPTS);
     assert.deepStrictEqual(got, full, `after ${label}`);
     assert.deepStrictEqual(grouped.translate(objects, OPTS, byKind), full, `with the store's groups, after ${label}`);
@@ -172,6 +207,18 @@ test('incremental translation re-derives only the namespace a pod or policy chan
   store.apply([authorizationPolicy('web-allow', 'a', { selector: { matchLabels: { app: 'web' } }, ...allow('cluster.local/ns/b/sa/other') })]);
   inc.translate(store.snapshot().objects, OPTS);
   assert.equal(inc.rebuilt, 1, 'a policy change rebuilds its namespace only');
+  // Global kinds the model does not read rebuild no part: a VirtualService, a ServiceAccount.
+  const full = (): MeshTranslation => translateAll(store.snapshot().objects.map((o) => structuredClone(o)), OPTS);
+  const beforeVs = inc.translate(store.snapshot().objects, OPTS);
+  store.apply([virtualService('web', 'a', 'web', '9s')]);
+  const afterVs = inc.translate(store.snapshot().objects, OPTS);
+  assert.equal(inc.rebuilt, 0, 'a VirtualService change rebuilds no model part');
+  assert.equal(afterVs.model.workloads, beforeVs.model.workloads);
+  assert.notEqual(afterVs.routes, beforeVs.routes, 'its routes are translated again');
+  assert.deepStrictEqual(afterVs, full());
+  store.apply([{ apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: 'web', namespace: 'a' } }]);
+  assert.deepStrictEqual(inc.translate(store.snapshot().objects, OPTS), full());
+  assert.equal(inc.rebuilt, 0, 'a ServiceAccount rebuilds no model part');
   store.apply([namespace('c', ambient)]);
   inc.translate(store.snapshot().objects, OPTS);
   assert.ok(inc.rebuilt >= 4, `a global change rebuilds every part (rebuilt ${inc.rebuilt})`);
@@ -189,6 +236,58 @@ test('incremental translation re-derives only the namespace a pod or policy chan
   const afterPod = inc.translate(store.snapshot().objects, OPTS);
   assert.equal(inc.rebuilt, 1, 'a pod status write rebuilds its namespace');
   assert.deepStrictEqual(afterPod, translateAll(store.snapshot().objects, OPTS));
+});
+
+test('route configs: a policy change finishes the same base again; a Service change re-parses only the VirtualServices that read it', () => {
+  const store = new ObjectStore();
+  store.apply([...cluster(), destinationRule('api', 'b', 'api', [{ name: 'v1', labels: { version: 'v1' } }]), subsetVirtualService('api', 'b', 'api', 'v1', 'db.a.svc.cluster.local'), attachedPolicy('api-l7', 'b', 'api', 'GET')]);
+  const inc = new IncrementalTranslator();
+  const run = (): MeshTranslation => {
+    const { objects, byKind } = store.snapshot();
+    const got = inc.translate(objects, OPTS, byKind);
+    assert.deepStrictEqual(got, translateAll(objects.map((o) => structuredClone(o)), OPTS));
+    return got;
+  };
+  const config = (t: MeshTranslation, host: string) => t.routes.routes.find((r) => r.hostname === `${host}.svc.cluster.local`)!;
+  const first = run();
+  assert.deepEqual(config(first, 'api.b').authorization.map((a) => a.rules[0]?.to[0]?.methods), [['GET']]);
+
+  store.apply([attachedPolicy('api-l7', 'b', 'api', 'POST')]);
+  const second = run();
+  assert.deepEqual(config(second, 'api.b').authorization.map((a) => a.rules[0]?.to[0]?.methods), [['POST']]);
+  const kept = second.routes.routes.filter((r) => first.routes.routes.includes(r)).map((r) => r.hostname);
+  assert.deepEqual(kept.sort(), first.routes.routes.map((r) => r.hostname).filter((h) => h !== 'api.b.svc.cluster.local').sort(), 'every config the policy does not target is the previous object');
+  // The routes of the api config are the base's: the policy change did not translate them again.
+  assert.equal(config(second, 'api.b').routes[0], config(first, 'api.b').routes[0]);
+
+  // A Service no VirtualService reads: the api VirtualService's rules are the ones parsed before
+  // (a whole route translation, which keeps no previous config, shares their parts).
+  const backendsNow = (): unknown => config({ ...first, routes: translateRoutes(store.snapshot().objects, OPTS) }, 'api.b').routes[0]!.backends;
+  const before = backendsNow();
+  assert.equal(backendsNow(), before, 'the same objects: rules reused');
+  store.apply([service('manual', { ns: 'b', clusterIP: '10.96.0.4', selector: {}, ports: [{ name: 'http', port: 81, targetPort: 8080 }] })]);
+  const third = run();
+  assert.equal(backendsNow(), before, 'an unread Service changed: rules reused');
+  assert.notEqual(config(third, 'manual.b'), config(second, 'manual.b'));
+  assert.equal(config(third, 'web.a'), config(second, 'web.a'), 'an unrelated config stays the previous object');
+  // The Service its mirror reads: parsed again (the mirror port follows it).
+  store.apply([service('db', { ns: 'a', clusterIP: '10.96.0.2', ports: [{ name: 'tcp-sql', port: 5433, targetPort: 'sql' }] })]);
+  const fourth = run();
+  assert.equal(config(fourth, 'api.b').routes[0]!.mirror?.port, 5433);
+  assert.notEqual(backendsNow(), before, 'the mirrored Service changed: rules parsed again');
+});
+
+test('mergeRuns: sorted runs end to end when they do not overlap, else one stable sort', () => {
+  const cmp = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
+  assert.deepEqual(mergeRuns([['m', 'n'], [], ['a', 'b'], ['x']], cmp), ['a', 'b', 'm', 'n', 'x']);
+  assert.deepEqual(mergeRuns([['a', 'x'], ['b', 'c']], cmp), ['a', 'b', 'c', 'x']);
+  assert.deepEqual(mergeRuns([['a', 'b'], ['b', 'c']], cmp), ['a', 'b', 'b', 'c'], 'a shared key counts as overlap');
+  // Stability: equal keys keep the order of the runs as given.
+  const byKey = (a: { k: string }, b: { k: string }): number => cmp(a.k, b.k);
+  const x = { k: 'b', from: 1 };
+  const y = { k: 'b', from: 2 };
+  assert.deepEqual(mergeRuns([[{ k: 'c', from: 1 }, x].sort(byKey), [{ k: 'a', from: 2 }, y]], byKey).map((o) => o.from), [2, 1, 2, 1]);
+  assert.deepEqual(mergeRuns<string>([], cmp), []);
 });
 
 test('keepUnchanged keeps the previous objects where the content is equal, and only there', () => {
