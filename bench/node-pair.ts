@@ -11,20 +11,15 @@
  *   node dist/bench/node-pair.js server DIR   (DIR/server.json: listen port, loopback targets)
  * The program runs until SIGTERM (the bench kills its process group).
  */
-import type { ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import * as http2 from 'node:http2';
 import * as net from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tls from 'node:tls';
 import { fileURLToPath } from 'node:url';
-import { AmbitError } from '../src/shared/errors.js';
 import { CONNECTION_WINDOW_BYTES, MAX_FRAME_BYTES, STREAM_WINDOW_BYTES } from '../src/shared/hbone/tunnel.js';
-import { createTestCa } from '../test/helpers/test-ca.js';
-import { cpuOfProcesses, killGroup, waitExit } from './mesh.js';
-import type { StunnelPair } from './stunnel.js';
-import type { BenchMesh } from './mesh.js';
+import { cpuOfProcesses } from './mesh.js';
+import { startRelayPair, type PairOptions, type RelayPair } from './relay-pair.js';
 
 const CLIENT_SINK = 19100;
 const CLIENT_ECHO = 19101;
@@ -132,56 +127,23 @@ function runServer(dir: string): void {
   server.listen(cfg.port, '0.0.0.0');
 }
 
-interface PairOptions {
-  mesh: BenchMesh;
-  namespace: string;
-  clientPod: string;
-  serverPod: string;
-  serverIp: string;
-  sinkPort: number;
-  echoPort: number;
-}
-
-/** Starts the server relay then the client relay in their pods; the result has stunnel's shape. */
-export async function startNodePair(o: PairOptions): Promise<StunnelPair> {
-  const dir = mkdtempSync(join(tmpdir(), 'ambit-bench-nodepair-'));
-  const children: ChildProcess[] = [];
-  const logs: string[] = [];
-  const stop = async (): Promise<void> => {
-    for (const c of children) killGroup(c, 'SIGTERM');
-    await Promise.all(children.map((c) => waitExit(c, 3000)));
-    rmSync(dir, { recursive: true, force: true });
-  };
-  try {
-    const ca = createTestCa();
-    writeFileSync(join(dir, 'ca.pem'), ca.rootPem);
-    for (const who of ['client', 'server'] as const) {
-      const { certChainPem, keyPem } = ca.issue(`spiffe://cluster.local/ns/${o.namespace}/sa/bench-${who}`);
-      writeFileSync(join(dir, `${who}.pem`), certChainPem.join(''));
-      writeFileSync(join(dir, `${who}.key`), keyPem, { mode: 0o600 });
-    }
-    const client: ClientConfig = { listen: [{ port: CLIENT_SINK, target: o.sinkPort }, { port: CLIENT_ECHO, target: o.echoPort }], serverIp: o.serverIp, serverPort: SERVER_PORT };
-    const server: ServerConfig = { port: SERVER_PORT, targets: [o.sinkPort, o.echoPort] };
-    writeFileSync(join(dir, 'client.json'), JSON.stringify(client));
-    writeFileSync(join(dir, 'server.json'), JSON.stringify(server));
-    const program = fileURLToPath(import.meta.url);
-    for (const [who, pod] of [
-      ['server', o.serverPod],
-      ['client', o.clientPod],
-    ] as const) {
-      const child = o.mesh.spawnIn(`${o.namespace}/${pod}`, [process.execPath, program, who, dir]);
-      child.stdout!.setEncoding('utf8').on('data', (d: string) => logs.push(`${who}: ${d}`));
-      child.stderr!.setEncoding('utf8').on('data', (d: string) => logs.push(`${who}: ${d}`));
-      child.stdin!.end();
-      children.push(child);
-    }
-    await o.mesh.waitListening(o.namespace, o.serverPod, [SERVER_PORT], 15_000);
-    await o.mesh.waitListening(o.namespace, o.clientPod, [CLIENT_SINK, CLIENT_ECHO], 15_000);
-    return { ports: { sink: CLIENT_SINK, echo: CLIENT_ECHO }, version: `Node ${process.version} TLS 1.3 + HTTP/2 CONNECT, pipe()`, stop, cpuSeconds: () => pairCpu(dir) };
-  } catch (err) {
-    await stop();
-    throw new AmbitError('AMBIT_ERR_LOCAL_SETUP', `Node relay pair did not start: ${err instanceof Error ? err.message : String(err)}\n${logs.join('').slice(-2000)}`, { cause: err });
-  }
+/** Starts the server relay then the client relay in their pods (relay-pair.ts). */
+export function startNodePair(o: PairOptions): Promise<RelayPair> {
+  const client: ClientConfig = { listen: [{ port: CLIENT_SINK, target: o.sinkPort }, { port: CLIENT_ECHO, target: o.echoPort }], serverIp: o.serverIp, serverPort: SERVER_PORT };
+  const server: ServerConfig = { port: SERVER_PORT, targets: [o.sinkPort, o.echoPort] };
+  const program = fileURLToPath(import.meta.url);
+  return startRelayPair(o, {
+    name: 'Node relay pair',
+    version: `Node ${process.version} TLS 1.3 + HTTP/2 CONNECT, pipe()`,
+    writeConfigs: (dir) => {
+      writeFileSync(join(dir, 'client.json'), JSON.stringify(client));
+      writeFileSync(join(dir, 'server.json'), JSON.stringify(server));
+    },
+    argv: (who, dir) => [process.execPath, program, who, dir],
+    serverPorts: [SERVER_PORT],
+    clientPorts: { sink: CLIENT_SINK, echo: CLIENT_ECHO },
+    cpuSeconds: pairCpu,
+  });
 }
 
 /** CPU seconds of the two relay processes started with `dir` (found by their command line). */

@@ -5,39 +5,12 @@
  * project's test CA, the same key type the mesh's workload certificates use.
  * Processes run in the foreground as process groups this process owns and kills by pid.
  */
-import type { ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync, chmodSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { AmbitError } from '../src/shared/errors.js';
-import { createTestCa } from '../test/helpers/test-ca.js';
-import { cpuOfProcesses, killGroup, waitExit, type BenchMesh } from './mesh.js';
-
-export interface StunnelPorts {
-  /** Loopback port in the client pod that tunnels to the sink server. */
-  sink: number;
-  /** Loopback port in the client pod that tunnels to the echo server. */
-  echo: number;
-}
-
-export interface StunnelPair {
-  ports: StunnelPorts;
-  version: string;
-  /** CPU seconds used so far by both stunnel processes (undefined when one is not found). */
-  cpuSeconds(): number | undefined;
-  stop(): Promise<void>;
-}
-
-interface PairOptions {
-  mesh: BenchMesh;
-  namespace: string;
-  clientPod: string;
-  serverPod: string;
-  serverIp: string;
-  sinkPort: number;
-  echoPort: number;
-}
+import { cpuOfProcesses } from './mesh.js';
+import { startRelayPair, type PairOptions, type RelayPair } from './relay-pair.js';
 
 const CLIENT_SINK = 19000;
 const CLIENT_ECHO = 19001;
@@ -81,45 +54,19 @@ function stunnelVersion(): string {
   return /stunnel \S+/.exec(text)?.[0] ?? 'stunnel (unknown version)';
 }
 
-/** Writes certificates and configs into a temp dir, starts both stunnels, waits for their ports. */
-export async function startStunnelPair(o: PairOptions): Promise<StunnelPair> {
-  const version = stunnelVersion();
-  const dir = mkdtempSync(join(tmpdir(), 'ambit-bench-stunnel-'));
-  const children: ChildProcess[] = [];
-  const logs: string[] = [];
-  const stop = async (): Promise<void> => {
-    for (const c of children) killGroup(c, 'SIGTERM');
-    await Promise.all(children.map((c) => waitExit(c, 3000)));
-    rmSync(dir, { recursive: true, force: true });
-  };
-  try {
-    const ca = createTestCa();
-    writeFileSync(join(dir, 'ca.pem'), ca.rootPem);
-    for (const who of ['client', 'server'] as const) {
-      const id = `spiffe://cluster.local/ns/${o.namespace}/sa/bench-${who}`;
-      const { certChainPem, keyPem } = ca.issue(id);
-      writeFileSync(join(dir, `${who}.pem`), certChainPem.join(''));
-      writeFileSync(join(dir, `${who}.key`), keyPem, { mode: 0o600 });
-      chmodSync(join(dir, `${who}.key`), 0o600);
-      writeFileSync(join(dir, `${who}.conf`), renderStunnelConfig(dir, who, o.serverIp, o.sinkPort, o.echoPort));
-    }
-    for (const [who, pod] of [
-      ['server', o.serverPod],
-      ['client', o.clientPod],
-    ] as const) {
-      const child = o.mesh.spawnIn(`${o.namespace}/${pod}`, ['stunnel4', join(dir, `${who}.conf`)]);
-      child.stdout!.setEncoding('utf8').on('data', (d: string) => logs.push(`${who}: ${d}`));
-      child.stderr!.setEncoding('utf8').on('data', (d: string) => logs.push(`${who}: ${d}`));
-      child.stdin!.end();
-      children.push(child);
-    }
-    await o.mesh.waitListening(o.namespace, o.serverPod, [SERVER_SINK, SERVER_ECHO], 15_000);
-    await o.mesh.waitListening(o.namespace, o.clientPod, [CLIENT_SINK, CLIENT_ECHO], 15_000);
-    return { ports: { sink: CLIENT_SINK, echo: CLIENT_ECHO }, version, stop, cpuSeconds: () => stunnelCpu(dir) };
-  } catch (err) {
-    await stop();
-    throw new AmbitError('AMBIT_ERR_LOCAL_SETUP', `stunnel pair did not start: ${err instanceof Error ? err.message : String(err)}\n${logs.join('').slice(-2000)}`, { cause: err });
-  }
+/** Both stunnels in their pods (relay-pair.ts), TLS 1.3 mTLS between them. */
+export function startStunnelPair(o: PairOptions): Promise<RelayPair> {
+  return startRelayPair(o, {
+    name: 'stunnel pair',
+    version: stunnelVersion(),
+    writeConfigs: (dir) => {
+      for (const who of ['client', 'server'] as const) writeFileSync(join(dir, `${who}.conf`), renderStunnelConfig(dir, who, o.serverIp, o.sinkPort, o.echoPort));
+    },
+    argv: (who, dir) => ['stunnel4', join(dir, `${who}.conf`)],
+    serverPorts: [SERVER_SINK, SERVER_ECHO],
+    clientPorts: { sink: CLIENT_SINK, echo: CLIENT_ECHO },
+    cpuSeconds: stunnelCpu,
+  });
 }
 
 /** CPU seconds of the two stunnel processes started with a config in `dir` (found by their command line). */

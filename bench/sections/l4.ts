@@ -20,7 +20,8 @@ import { join } from 'node:path';
 import { killGroup, repoRoot, waitExit, type BenchMesh } from '../mesh.js';
 import { evaluate, median, PATH_LABELS, type Check, type Metric, type PathName, type SectionResult } from '../report.js';
 import type { BenchContext, BenchOptions, Section } from '../section.js';
-import { startStunnelPair, type StunnelPair } from '../stunnel.js';
+import { startStunnelPair } from '../stunnel.js';
+import type { RelayPair } from '../relay-pair.js';
 import { startNodePair } from '../node-pair.js';
 import type { CpsResult, HoldResult, RrResult, ThroughputResult } from '../load.js';
 import { RAISE_NOFILE } from '../../src/local/exec.js';
@@ -83,7 +84,7 @@ async function endpoints(mesh: BenchMesh, paths: ReadonlySet<PathName>, pairs: P
 }
 
 /** The relay pairs running (stunnel's and the plain Node one), each from bench-plain/client to one server pod. */
-type Pairs = Partial<Record<'stunnel' | 'node', StunnelPair>>;
+type Pairs = Partial<Record<'stunnel' | 'node', RelayPair>>;
 
 /** Stops the running pairs and starts the requested ones from bench-plain/client to `serverPod`. */
 async function pairsTo(mesh: BenchMesh, paths: ReadonlySet<PathName>, running: Pairs, serverPod: string, progress: (line: string) => void): Promise<Pairs> {
@@ -330,14 +331,14 @@ export const l4Section: Section = {
       }
       return { key, label, unit: '×', digits: 2, values };
     };
-    const addedP50 = (p: PathName): number | undefined => {
-      const a = med(rr, p, (v) => v.p50Us);
-      const d = med(rr, 'direct', (v) => v.p50Us);
+    const added = (m: Partial<Record<PathName, RrResult[]>>, p: PathName, f: (v: RrResult) => number): number | undefined => {
+      const a = med(m, p, f);
+      const d = med(m, 'direct', f);
       return a !== undefined && d !== undefined ? a - d : undefined;
     };
     metrics.push(
       overStunnel((p) => med(tput, p, (v) => v.mibPerSec), 'throughputOverStunnel', 'single-stream throughput ÷ stunnel pair'),
-      overStunnel(addedP50, 'addedRrOverStunnel', 'added RR p50 ÷ stunnel pair'),
+      overStunnel((p) => added(rr, p, (v) => v.p50Us), 'addedRrOverStunnel', 'added RR p50 ÷ stunnel pair'),
       overStunnel((p) => med(cps, p, (v) => v.perSec), 'cpsOverStunnel', 'new connections/s ÷ stunnel pair'),
     );
 
@@ -366,11 +367,6 @@ export const l4Section: Section = {
     const why = paths.has('ambit') ? 'not measured' : 'Ambit path not run';
     const whyStunnel = paths.has('stunnel') ? why : 'stunnel path not run';
     const ratio = (a: number | undefined, b: number | undefined): number | undefined => (a !== undefined && b !== undefined && b > 0 ? a / b : undefined);
-    const added = (m: Partial<Record<PathName, RrResult[]>>, p: PathName, f: (v: RrResult) => number): number | undefined => {
-      const a = med(m, p, f);
-      const d = med(m, 'direct', f);
-      return a !== undefined && d !== undefined ? a - d : undefined;
-    };
     const tp = (p: PathName): number | undefined => med(tput, p, (v) => v.mibPerSec);
     const cs = (p: PathName): number | undefined => med(cps, p, (v) => v.perSec);
     const stunnelP99 = added(rr, 'stunnel', (v) => v.p99Us);
