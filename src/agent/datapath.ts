@@ -177,6 +177,7 @@ export class LocalDataPath implements DataPath {
   async enroll(w: Workload): Promise<PodDataPath> {
     const o = this.opts;
     const l = o.listen;
+    // For the pool; the proxies name the pod in their own loggers (PodProxy), so lines carry it once.
     const podLog = o.log.child({ pod: `${w.namespace}/${w.name}` });
     const agentPorts = agentPortSet([l.ports.outbound, l.ports.inbound, l.ports.hbone]);
     let proxy: PodProxy | undefined;
@@ -199,7 +200,7 @@ export class LocalDataPath implements DataPath {
         index,
         nodeName: o.nodeName,
         metrics: this.metrics,
-        log: podLog,
+        log: o.log,
         listenAddress: l.outbound,
         ...(l.outbound6 !== undefined ? { listenAddress6: l.outbound6 } : {}),
         port: l.ports.outbound,
@@ -215,7 +216,7 @@ export class LocalDataPath implements DataPath {
         index,
         getCertificate: () => o.certificate(workloadIdentity(w)),
         metrics: this.metrics,
-        log: podLog,
+        log: o.log,
         connections: this.connectionRegistry,
         listenAddress: l.hbone,
         port: l.ports.hbone,
@@ -226,7 +227,7 @@ export class LocalDataPath implements DataPath {
         sockets,
         index,
         metrics: this.metrics,
-        log: podLog,
+        log: o.log,
         connections: this.connectionRegistry,
         listenAddress: l.inbound,
         port: l.ports.inbound,

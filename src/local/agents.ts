@@ -7,7 +7,7 @@
  * sends SIGTERM to the process group and SIGKILL after a deadline.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createWriteStream } from 'node:fs';
+import { closeSync, openSync } from 'node:fs';
 import { join } from 'node:path';
 import { AmbitError } from '../shared/errors.js';
 import type { Logger } from '../shared/log.js';
@@ -62,22 +62,27 @@ export class AgentSupervisor {
   private launch(a: AgentRecord): void {
     const o = this.opts;
     const n = a.node;
-    const logFile = createWriteStream(join(o.logDir, `agent-${n.name}.log`), { flags: 'a' });
+    // The agent writes its log file itself (an O_APPEND descriptor as stdout and stderr), so this
+    // daemon does no work per line: piping it through here cost a sixth of a core at ~900 new
+    // connections/s of access-log lines, on the same cores as the mesh it runs.
+    const logFd = openSync(join(o.logDir, `agent-${n.name}.log`), 'a', 0o644);
     // nsenter keeps the mount namespace, so bpffs and cgroup2 stay visible.
     const script = `${RAISE_NOFILE} echo $$ > "$1" && shift && exec nsenter --net="$@"`;
-    const child = spawn('sh', ['-c', script, 'sh', join(o.cgroupDir, 'cgroup.procs'), `/var/run/netns/${n.netns}`, process.execPath, ...AGENT_NODE_FLAGS, join(o.repoRoot, 'dist/src/agent/main.js')], {
-      env: { ...o.env(n), ...(a.workers !== undefined ? { AMBIT_WORKERS: String(a.workers) } : {}) },
-      stdio: ['ignore', 'pipe', 'pipe'],
-      detached: true,
-    });
-    child.stdout?.pipe(logFile, { end: false });
-    child.stderr?.pipe(logFile, { end: false });
+    let child: ChildProcess;
+    try {
+      child = spawn('sh', ['-c', script, 'sh', join(o.cgroupDir, 'cgroup.procs'), `/var/run/netns/${n.netns}`, process.execPath, ...AGENT_NODE_FLAGS, join(o.repoRoot, 'dist/src/agent/main.js')], {
+        env: { ...o.env(n), ...(a.workers !== undefined ? { AMBIT_WORKERS: String(a.workers) } : {}) },
+        stdio: ['ignore', logFd, logFd],
+        detached: true,
+      });
+    } finally {
+      closeSync(logFd);
+    }
     a.child = child;
     if (child.pid !== undefined) a.pid = child.pid;
     child.on('exit', (code, signal) => {
       delete a.child;
       delete a.pid;
-      logFile.end();
       if (a.stopping || this.closed) return;
       o.log.warn({ node: n.name, code, signal }, 'agent exited; restarting');
       a.restarts++;

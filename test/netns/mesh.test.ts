@@ -109,6 +109,24 @@ for (const capture of ['bpf', 'nft'] as const) {
       assert.ok(metricSum(metrics, 'istio_tcp_connections_opened_total', { reporter: 'source', source_workload_namespace: 'mesh-a', destination_workload_namespace: 'mesh-b' }) >= 3);
       const dst = await fetch(st.nodes.find((n) => n.name === 'node2')!.metrics).then((r) => r.text());
       assert.ok(metricSum(dst, 'istio_tcp_connections_opened_total', { reporter: 'destination', source_principal: 'spiffe://cluster.local/ns/mesh-a/sa/client' }) >= 3);
+      // Each agent writes its access log to its log file; a line names its pod once (one "pod" key).
+      for (const [node, direction, pod] of [['node1', 'outbound', 'mesh-a/client'], ['node2', 'inbound', 'mesh-b/server']] as const) {
+        const file = join(stateDirFor(m.name), 'logs', `agent-${node}.log`);
+        let lines: string[] = [];
+        for (let i = 0; i < 50; i++) {
+          lines = readFileSync(file, 'utf8').split('\n').filter((l) => l.includes('"scope":"access"') && l.includes(`"direction":"${direction}"`));
+          if (lines.length >= 3) break;
+          await new Promise((r) => setTimeout(r, 100));
+        }
+        assert.ok(lines.length >= 3, `${file} holds the ${direction} access lines (found ${lines.length})`);
+        for (const l of lines) {
+          assert.equal(l.match(/"pod":/g)?.length, 1, `one "pod" key in ${l}`);
+          const parsed = JSON.parse(l) as { pod: string; msg: string; src: { addr: string } };
+          assert.equal(parsed.pod, pod);
+          assert.equal(parsed.msg, 'connection complete');
+          assert.equal(parsed.src.addr, clientIp);
+        }
+      }
     });
 
     await t.test('between nodes the wire carries only TLS on port 15008, never the payload', async () => {

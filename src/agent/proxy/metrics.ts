@@ -4,7 +4,7 @@
  * log line written once per connection at close.
  */
 import type { Counter, Registry } from 'prom-client';
-import { accessLogger, type Logger } from '../../shared/log.js';
+import { accessLogger, infoLineWriter, type Logger } from '../../shared/log.js';
 import type { Service, Workload } from '../../shared/model.js';
 import { Counter as PromCounter, type CounterCell } from '../../shared/metrics.js';
 import {
@@ -121,12 +121,16 @@ export function trafficLabelSet(scope: object, i: TrafficLabelInput): TrafficLab
   return set;
 }
 
-const accessLogs = new WeakMap<Logger, Logger>();
+type AccessLineWriter = (fields: Record<string, unknown>) => void;
+const accessLogs = new WeakMap<Logger, AccessLineWriter>();
 
-/** The access-log child of a proxy's logger, made once per logger. */
-function accessLogOf(log: Logger): Logger {
+/**
+ * The access-log line writer of a proxy's logger, made once per logger: one JSON.stringify per
+ * line (pino's per-field serialisation of the nested src/dst cost more than the line is worth).
+ */
+function accessLogOf(log: Logger): AccessLineWriter {
   let a = accessLogs.get(log);
-  if (!a) accessLogs.set(log, (a = accessLogger(log)));
+  if (!a) accessLogs.set(log, (a = infoLineWriter(accessLogger(log), 'connection complete')));
   return a;
 }
 
@@ -223,8 +227,7 @@ export class ConnectionTelemetry {
       this.metrics.connectionsOpened.cell(this.key, labels).value++;
     }
     this.metrics.connectionsClosed.cell(this.key, labels).value++;
-    accessLogOf(this.log).info(
-      {
+    accessLogOf(this.log)({
         connId: this.info.connId,
         src: this.info.src,
         dst: this.info.dst,
@@ -235,9 +238,7 @@ export class ConnectionTelemetry {
         reason,
         responseFlags: flags,
         ...extra,
-      },
-      'connection complete',
-    );
+    });
   }
 }
 

@@ -13,7 +13,7 @@
  * after the grace period; nothing is restarted after stop().
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createWriteStream, readFileSync, type WriteStream } from 'node:fs';
+import { appendFileSync, closeSync, openSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { AmbitError } from '../../shared/errors.js';
 import type { Logger } from '../../shared/log.js';
@@ -161,7 +161,6 @@ function now(): string {
 export class PodProcesses {
   readonly containers: RunningContainer[];
   private closed = false;
-  private readonly logs: WriteStream[] = [];
 
   constructor(private readonly opts: PodProcessOptions) {
     this.containers = opts.containers.map((spec) => ({ spec, restarts: 0, stopped: false }));
@@ -174,18 +173,29 @@ export class PodProcesses {
   private launch(c: RunningContainer): void {
     if (this.closed) return;
     const o = this.opts;
-    const logFile = createWriteStream(join(o.logDir, `${o.key.replace('/', '_')}_${c.spec.name}.log`), { flags: 'a', mode: 0o600 });
-    this.logs.push(logFile);
+    const logPath = join(o.logDir, `${o.key.replace('/', '_')}_${c.spec.name}.log`);
+    // The container writes its log file itself (O_APPEND stdout and stderr): the daemon does no
+    // work per line (a waypoint writes one access-log line per request).
+    const logFd = openSync(logPath, 'a', 0o600);
     const [sh, argv] = containerCommand(c.spec, o.cgroupProcs, o.netns);
-    const child = spawn(sh, argv, { cwd: o.cwd, env: c.spec.env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
-    child.stdout?.pipe(logFile, { end: false });
-    child.stderr?.pipe(logFile, { end: false });
+    let child: ChildProcess;
+    try {
+      child = spawn(sh, argv, { cwd: o.cwd, env: c.spec.env, detached: true, stdio: ['ignore', logFd, logFd] });
+    } finally {
+      closeSync(logFd);
+    }
     c.child = child;
     if (child.pid !== undefined) c.pid = child.pid;
     c.startedAt = now();
     delete c.exitCode;
     delete c.finishedAt;
-    child.on('error', (err) => logFile.write(`cannot start: ${err.message}\n`));
+    child.on('error', (err) => {
+      try {
+        appendFileSync(logPath, `cannot start: ${err.message}\n`);
+      } catch {
+        // The log folder went with the mesh; the exit handler still records the failure.
+      }
+    });
     child.on('exit', (code, signal) => {
       c.exitCode = code ?? (signal ? 128 : 1);
       c.finishedAt = now();
@@ -251,7 +261,6 @@ export class PodProcesses {
       );
     }
     await Promise.all(waits);
-    for (const l of this.logs) l.end();
   }
 }
 
