@@ -336,3 +336,73 @@ test('a connection redirected through loopback (as capture does) is attributed t
   const out = mesh.sink.access().find((l) => l['direction'] === 'outbound')!;
   assert.equal((out['src'] as Record<string, unknown>)['addr'], A_IP);
 });
+
+/**
+ * Replaces B's HBONE listener with an HTTP/2 server that answers a CONNECT only after it has read
+ * the stream's first bytes, with `status` (and, when not 200, the reason header); on 200 it echoes.
+ */
+async function replyAfterFirstBytes(t: import('node:test').TestContext, m: TwoPodMesh, status: number): Promise<{ seen: string[] }> {
+  const http2 = await import('node:http2');
+  const { REASON_HEADER } = await import('../../src/shared/hbone/tunnel.js');
+  await m.b.inbound.close(0);
+  const cert = m.mesh.certFor(workloadIdentity(m.wb));
+  const h2 = http2.createSecureServer({ cert: cert.certChainPem.join('\n'), key: cert.keyPem, ca: cert.rootsPem, requestCert: true, rejectUnauthorized: true, minVersion: 'TLSv1.3', ALPNProtocols: ['h2'] });
+  const seen: string[] = [];
+  h2.on('stream', (stream) => {
+    stream.on('error', () => undefined);
+    stream.once('data', (first: Buffer) => {
+      seen.push(first.toString());
+      if (status !== 200) return void stream.respond({ ':status': status, [REASON_HEADER]: 'policy_denied' }, { endStream: true });
+      stream.respond({ ':status': 200 });
+      stream.end(first);
+    });
+  });
+  const server = await m.mesh.net.pod(B_IP).listen(15008);
+  const sockets = new Set<net.Socket>();
+  server.on('connection', (s: net.Socket) => {
+    sockets.add(s);
+    h2.emit('connection', s);
+  });
+  t.after(() => {
+    for (const s of sockets) s.destroy();
+    server.close();
+    h2.close();
+  });
+  return { seen };
+}
+
+test('the client\'s first bytes travel behind the CONNECT, before its reply', { timeout: 30_000 }, async (t) => {
+  const m = await setup(t);
+  const peer = await replyAfterFirstBytes(t, m, 200);
+  const s = m.mesh.appConnect(m.a, { address: B_IP, port: m.echo.port });
+  const r = await exchange(s, 'early bytes');
+  assert.deepEqual(peer.seen, ['early bytes'], 'the peer read the bytes before it replied');
+  assert.equal(r.data.toString(), 'early bytes');
+  for (let i = 0; i < 100 && !m.mesh.sink.access().some((l) => l['direction'] === 'outbound'); i++) await new Promise((r2) => setTimeout(r2, 20));
+  const out = m.mesh.sink.access().find((l) => l['direction'] === 'outbound');
+  assert.equal(out?.['reason'], 'closed');
+  assert.equal(out?.['bytesReceived'], 11);
+  flushCopyCounters();
+  const received = await m.mesh.registry.getSingleMetric('istio_tcp_received_bytes_total')!.get();
+  assert.equal(received.values.find((v) => v.labels['reporter'] === 'source')?.value, 11, 'bytes sent before the reply are counted once it came');
+});
+
+test('bytes sent behind a CONNECT the peer refuses go nowhere; the client is reset and nothing counts as opened', { timeout: 30_000 }, async (t) => {
+  const m = await setup(t);
+  const peer = await replyAfterFirstBytes(t, m, 401);
+  const s = m.mesh.appConnect(m.a, { address: B_IP, port: m.echo.port });
+  const r = await exchange(s, 'refused bytes');
+  assert.deepEqual(peer.seen, ['refused bytes']);
+  assert.equal(r.data.length, 0);
+  assert.equal(r.ended, false, 'the client sees a reset, not a FIN');
+  assert.equal(m.echo.peers.length, 0, 'nothing reached the app');
+  for (let i = 0; i < 100 && !m.mesh.sink.access().some((l) => l['direction'] === 'outbound'); i++) await new Promise((r2) => setTimeout(r2, 20));
+  const out = m.mesh.sink.access().find((l) => l['direction'] === 'outbound');
+  assert.equal(out?.['reason'], 'policy_denied');
+  assert.equal(out?.['responseFlags'], 'DENY');
+  flushCopyCounters();
+  const opened = await m.mesh.registry.getSingleMetric('istio_tcp_connections_opened_total')!.get();
+  assert.equal(opened.values.find((v) => v.labels['reporter'] === 'source' && v.labels['response_flags'] !== 'DENY')?.value, undefined, 'no connection counted as opened without DENY');
+  const received = await m.mesh.registry.getSingleMetric('istio_tcp_received_bytes_total')!.get();
+  assert.equal(received.values.filter((v) => v.labels['reporter'] === 'source').reduce((a, v) => a + v.value, 0), 0, 'no bytes counted for a refused connection');
+});

@@ -187,7 +187,10 @@ export class ConnectionTelemetry {
     this.startedAt = now();
   }
 
-  /** Counts the connection as opened (call once the upstream side is decided). */
+  /**
+   * Counts the connection as opened (call once the upstream side is decided). Bytes that moved
+   * before (a client's first bytes written behind the CONNECT) are counted now.
+   */
   open(): void {
     if (this.opened) return;
     this.opened = true;
@@ -195,6 +198,8 @@ export class ConnectionTelemetry {
     this.metrics.connectionsOpened.cell(this.key, labels).value++;
     this.sent = this.metrics.sentBytes.cell(this.key, labels);
     this.received = this.metrics.receivedBytes.cell(this.key, labels);
+    this.sent.value += this.bytesSent;
+    this.received.value += this.bytesReceived;
   }
 
   /** Bytes from the downstream (connection initiator) toward the upstream. */

@@ -110,7 +110,12 @@ export class NetnsPodSockets implements PodSockets {
       const socket = new net.Socket({ fd: t.fd, allowHalfOpen: true });
       socket.setNoDelay(true);
       // The exemption is only needed for the SYN's socket lookup; established sockets match first.
-      const forget = (): void => capture.forgetDirect(uid, tuple);
+      // Forgotten once: at connect, or at close when the dial never connected.
+      const forget = (): void => {
+        socket.off('connect', forget);
+        socket.off('close', forget);
+        capture.forgetDirect(uid, tuple);
+      };
       socket.once('connect', forget);
       socket.once('close', forget);
       if (!allowed) return socket.connect({ port: opts.port, host: destination });

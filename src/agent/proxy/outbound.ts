@@ -146,35 +146,55 @@ export class OutboundProxy extends PodProxy {
       return;
     }
 
-    let upstream: Duplex;
+    let opened: { upstream: Duplex; reply?: Promise<void> };
     try {
-      upstream = await this.openUpstream(req, src, srcIp, telemetry);
-      if (req.endpoint) this.opts.reportEndpoint?.(req.endpoint, true);
+      opened = await this.openUpstream(req, src, srcIp, telemetry);
     } catch (e) {
-      const code = errorCode(e);
-      const flags: ResponseFlag =
-        code === 'AMBIT_ERR_TUNNEL_REFUSED' ? 'DENY' : code === 'AMBIT_ERR_TUNNEL_IDENTITY' ? 'IDENTITY_ERROR' : code === 'AMBIT_ERR_TUNNEL_HANDSHAKE' ? 'TLS_FAILURE' : 'CONNECT';
-      if (req.endpoint && (flags === 'CONNECT' || code === 'AMBIT_ERR_UPSTREAM_CONNECT')) this.opts.reportEndpoint?.(req.endpoint, false);
-      this.log.warn({ connId, dst: { addr: formatAddress(origDst) }, err: { code, message: errorMessage(e) } }, 'outbound connection failed');
-      abort(downstream);
-      telemetry.finish(reasonOf(code), flags);
+      this.failed(e, { connId, origDst, endpoint: req.endpoint, downstream, telemetry });
       return;
     }
+    const { upstream, reply } = opened;
     if (downstream.destroyed) {
       upstream.destroy();
       telemetry.finish('downstream_closed');
       return;
     }
-    telemetry.open();
+    // The client's bytes go behind the CONNECT at once (to the peer the TLS handshake verified,
+    // which drops them if it refuses): a new connection waits one tunnel round trip less. The
+    // reply decides the telemetry: opened on 200, else finished with the refusal's flags.
+    const outcome: Promise<unknown> = reply ? reply.then(() => undefined, (e: unknown) => e ?? new Error('tunnel refused')) : Promise.resolve(undefined);
     const handle = copyBidirectional(downstream, upstream, {
+      upstreamReady: outcome.then((err) => err === undefined),
       onDownstreamBytes: (n) => telemetry.addReceived(n),
       onUpstreamBytes: (n) => telemetry.addSent(n),
       onClose: (r) => {
         this.shell.pipes.delete(handle);
-        telemetry.finish(r.clean ? 'closed' : r.error ? 'error' : 'reset');
+        void outcome.then((err) => {
+          if (err === undefined) telemetry.finish(r.clean ? 'closed' : r.error ? 'error' : 'reset');
+        });
       },
     });
     this.shell.pipes.add(handle);
+    void outcome.then((err) => {
+      if (err === undefined) {
+        telemetry.open();
+        if (req.endpoint) this.opts.reportEndpoint?.(req.endpoint, true);
+        return;
+      }
+      upstream.destroy();
+      this.failed(err, { connId, origDst, endpoint: req.endpoint, downstream, telemetry });
+    });
+  }
+
+  /** A tunnel or dial that failed or was refused: resets the client and records why. */
+  private failed(e: unknown, c: { connId: number; origDst: Address; endpoint: Endpoint | undefined; downstream: net.Socket; telemetry: ConnectionTelemetry }): void {
+    const code = errorCode(e);
+    const flags: ResponseFlag =
+      code === 'AMBIT_ERR_TUNNEL_REFUSED' ? 'DENY' : code === 'AMBIT_ERR_TUNNEL_IDENTITY' ? 'IDENTITY_ERROR' : code === 'AMBIT_ERR_TUNNEL_HANDSHAKE' ? 'TLS_FAILURE' : 'CONNECT';
+    if (c.endpoint && (flags === 'CONNECT' || code === 'AMBIT_ERR_UPSTREAM_CONNECT')) this.opts.reportEndpoint?.(c.endpoint, false);
+    this.log.warn({ connId: c.connId, dst: { addr: formatAddress(c.origDst) }, err: { code, message: errorMessage(e) } }, 'outbound connection failed');
+    abort(c.downstream);
+    c.telemetry.finish(reasonOf(code), flags);
   }
 
   private async openUpstream(
@@ -182,12 +202,12 @@ export class OutboundProxy extends PodProxy {
     src: Workload,
     srcIp: string,
     telemetry?: ConnectionTelemetry,
-  ): Promise<Duplex> {
+  ): Promise<{ upstream: Duplex; reply?: Promise<void> }> {
     if (req.kind === 'passthrough') {
-      return connectVia(this.opts.sockets, { address: req.address, port: req.port }, this.opts.upstreamConnectTimeoutMs ?? 10_000);
+      return { upstream: await connectVia(this.opts.sockets, { address: req.address, port: req.port }, this.opts.upstreamConnectTimeoutMs ?? 10_000) };
     }
     const headers = buildConnectHeaders({ target: req.target, srcIp, src, ...(req.service ? { service: req.service } : {}) });
-    const { stream, peerIdentity } = await this.opts.pool.open({
+    const { stream, peerIdentity, reply } = await this.opts.pool.send({
       srcIdentity: workloadIdentity(src),
       expectedIdentities: req.expectedIdentities,
       tunnelAddress: req.tunnelAddress,
@@ -195,7 +215,7 @@ export class OutboundProxy extends PodProxy {
       headers,
     });
     if (peerIdentity && telemetry) telemetry.info.dst.identity = peerIdentity;
-    return stream;
+    return { upstream: stream, reply };
   }
 
 }

@@ -13,7 +13,7 @@
  * after the grace period; nothing is restarted after stop().
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { appendFileSync, closeSync, openSync, readFileSync } from 'node:fs';
+import { appendFileSync, closeSync, openSync, readSync } from 'node:fs';
 import { join } from 'node:path';
 import { AmbitError } from '../../shared/errors.js';
 import type { Logger } from '../../shared/log.js';
@@ -108,19 +108,45 @@ export function containerCommand(spec: ContainerSpec, cgroupProcs: string, netns
   return ['sh', ['-c', outer, 'sh', cgroupProcs, netns, 'sh', '-c', inner.join('\n'), 'sh', ...spec.argv]];
 }
 
-/** TCP ports in LISTEN state in the netns of `pid` (from /proc/<pid>/net/tcp and tcp6). */
+/**
+ * TCP ports in LISTEN state in the netns of `pid` (from /proc/<pid>/net/tcp and tcp6). The kernel
+ * lists listening sockets before the rest, so reading stops at the first other line: a pod netns
+ * holding thousands of TIME_WAIT sockets (a load test) would otherwise make every readiness check
+ * format all of them.
+ */
 export function listeningPorts(pid: number): Set<number> {
   const ports = new Set<number>();
+  const chunk = Buffer.alloc(16 * 1024);
   for (const file of ['tcp', 'tcp6']) {
-    let text: string;
+    let fd: number;
     try {
-      text = readFileSync(`/proc/${pid}/net/${file}`, 'utf8');
+      fd = openSync(`/proc/${pid}/net/${file}`, 'r');
     } catch {
       continue;
     }
-    for (const line of text.split('\n').slice(1)) {
-      const f = line.trim().split(/\s+/);
-      if (f.length > 3 && f[3] === '0A') ports.add(parseInt(f[1]!.split(':')[1]!, 16));
+    try {
+      let rest = '';
+      let header = true;
+      reading: for (;;) {
+        const n = readSync(fd, chunk, 0, chunk.length, null);
+        if (n === 0) break;
+        const lines = (rest + chunk.toString('latin1', 0, n)).split('\n');
+        rest = lines.pop()!;
+        for (const line of lines) {
+          if (header) {
+            header = false;
+            continue;
+          }
+          const f = line.trim().split(/\s+/);
+          if (f.length <= 3) continue;
+          if (f[3] !== '0A') break reading;
+          ports.add(parseInt(f[1]!.split(':')[1]!, 16));
+        }
+      }
+    } catch {
+      // The process went away while its table was read: what was read stands.
+    } finally {
+      closeSync(fd);
     }
   }
   return ports;

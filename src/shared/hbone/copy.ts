@@ -28,6 +28,12 @@ export interface CopyOptions {
   onUpstreamBytes?: (n: number) => void;
   /** Runs once, after the last flush. */
   onClose: (result: CopyResult) => void;
+  /**
+   * The upstream's go-ahead (a tunnel's CONNECT reply). Until it resolves true the downstream's
+   * bytes already flow up, but nothing is read from the upstream: a refusal's END_STREAM must not
+   * reach the client as a FIN. False (or a rejection) tears both sides down.
+   */
+  upstreamReady?: Promise<boolean>;
 }
 
 /** How often live pipes hand their byte counts to the callbacks. */
@@ -115,7 +121,6 @@ export function copyBidirectional(downstream: Duplex, upstream: Duplex, opts: Co
   };
 
   downstream.on('data', (c: Buffer) => void (fromDown += c.length));
-  upstream.on('data', (c: Buffer) => void (fromUp += c.length));
   downstream.once('end', () => (downEnded = true));
   upstream.once('end', () => (upEnded = true));
   downstream.on('error', onError);
@@ -143,7 +148,22 @@ export function copyBidirectional(downstream: Duplex, upstream: Duplex, opts: Co
   }
   // pipe() ends the destination when the source ends: that is the half-close.
   downstream.pipe(upstream);
-  upstream.pipe(downstream);
+  // A 'data' listener starts the flow, so the upstream's counter is attached with its pipe.
+  const readUpstream = (): void => {
+    upstream.on('data', (c: Buffer) => void (fromUp += c.length));
+    upstream.pipe(downstream);
+  };
+  if (!opts.upstreamReady) readUpstream();
+  else {
+    opts.upstreamReady.then(
+      (ok) => {
+        if (done || forced) return;
+        if (ok) readUpstream();
+        else destroyBoth();
+      },
+      () => destroyBoth(),
+    );
+  }
 
   return {
     destroy(err?: Error) {

@@ -84,6 +84,12 @@ export interface OpenTunnel {
   peerIdentity: string | undefined;
 }
 
+/** A CONNECT stream sent on a verified connection whose reply has not come yet (TunnelPool.send). */
+export interface SentTunnel extends OpenTunnel {
+  /** Resolves on 200; rejects as open() does (AMBIT_ERR_TUNNEL_* / UPSTREAM_CONNECT). Never unhandled. */
+  reply: Promise<void>;
+}
+
 let nextTunnelId = 1;
 
 /** What a pooled connection presents to its peer: the leaf certificate's serial and validity. */
@@ -405,6 +411,18 @@ export class TunnelPool {
 
   /** Opens one CONNECT stream; resolves on 200, rejects with AMBIT_ERR_TUNNEL_* / UPSTREAM_CONNECT. */
   async open(req: TunnelOpenRequest): Promise<OpenTunnel> {
+    const { stream, peerIdentity, reply } = await this.send(req);
+    await reply;
+    return { stream, peerIdentity };
+  }
+
+  /**
+   * Sends one CONNECT stream and resolves as soon as it is written on a connection whose TLS
+   * handshake verified the peer's identity, without waiting for the reply: a caller may write the
+   * client's first bytes behind the request (they reach only the verified peer, which drops them
+   * if it refuses). Rejects when no connection or stream could be had; the reply settles later.
+   */
+  async send(req: TunnelOpenRequest): Promise<SentTunnel> {
     if (this.closing) throw new AmbitError('AMBIT_ERR_TUNNEL_CONNECT', 'tunnel pool is closing; no new tunnels');
     const key = TunnelPool.keyOf(req);
     let list = this.byKey.get(key);
@@ -437,23 +455,23 @@ export class TunnelPool {
     };
     try {
       await conn.ready;
-      return { stream: await this.request(conn, req, release), peerIdentity: conn.peerIdentity };
+      return { ...this.request(conn, req, release), peerIdentity: conn.peerIdentity };
     } catch (e) {
       release();
       throw e;
     }
   }
 
-  private request(conn: PooledConnection, req: TunnelOpenRequest, release: () => void): Promise<http2.ClientHttp2Stream> {
+  /** Writes the CONNECT request; throws when the session takes no stream. */
+  private request(conn: PooledConnection, req: TunnelOpenRequest, release: () => void): { stream: http2.ClientHttp2Stream; reply: Promise<void> } {
     const session = conn.session!;
-    return new Promise((resolve, reject) => {
-      let stream: http2.ClientHttp2Stream;
-      try {
-        stream = session.request(req.headers, { endStream: false });
-      } catch (e) {
-        reject(new AmbitError('AMBIT_ERR_TUNNEL_CONNECT', `opening a stream on tunnel ${conn.id} failed: ${errorMessage(e)}`, { cause: e }));
-        return;
-      }
+    let stream: http2.ClientHttp2Stream;
+    try {
+      stream = session.request(req.headers, { endStream: false });
+    } catch (e) {
+      throw new AmbitError('AMBIT_ERR_TUNNEL_CONNECT', `opening a stream on tunnel ${conn.id} failed: ${errorMessage(e)}`, { cause: e });
+    }
+    const reply = new Promise<void>((resolve, reject) => {
       let settled = false;
       const timer = setTimeout(() => {
         settle(new AmbitError('AMBIT_ERR_TUNNEL_CONNECT', `no CONNECT reply from ${formatAddress(req.tunnelAddress)} within ${this.replyTimeoutMs} ms`));
@@ -467,7 +485,7 @@ export class TunnelPool {
         settled = true;
         clearTimeout(timer);
         if (err) reject(err);
-        else resolve(stream);
+        else resolve();
       };
       stream.once('close', () => {
         release();
@@ -487,6 +505,9 @@ export class TunnelPool {
         }
       });
     });
+    // Callers that stop listening (their client went away first) leave no unhandled rejection.
+    reply.catch(() => undefined);
+    return { stream, reply };
   }
 
   /** PINGs a connection that let a CONNECT go unanswered; no PONG within 2 s → it is destroyed. */
