@@ -6,13 +6,12 @@
  * Invariants: an agent is restarted only while neither it nor the supervisor is stopping; stop()
  * sends SIGTERM to the process group and SIGKILL after a deadline.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, openSync } from 'node:fs';
+import type { ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import { AmbitError } from '../shared/errors.js';
 import type { Logger } from '../shared/log.js';
 import { AGENT_NODE_FLAGS } from '../agent/process-flags.js';
-import { RAISE_NOFILE } from './exec.js';
+import { RAISE_NOFILE, spawnLogged } from './exec.js';
 import { signalGroup } from './node/containers.js';
 import type { NodePlan } from './plan.js';
 
@@ -62,22 +61,12 @@ export class AgentSupervisor {
   private launch(a: AgentRecord): void {
     const o = this.opts;
     const n = a.node;
-    // The agent writes its log file itself (an O_APPEND descriptor as stdout and stderr), so this
-    // daemon does no work per line: piping it through here cost a sixth of a core at ~900 new
-    // connections/s of access-log lines, on the same cores as the mesh it runs.
-    const logFd = openSync(join(o.logDir, `agent-${n.name}.log`), 'a', 0o644);
     // nsenter keeps the mount namespace, so bpffs and cgroup2 stay visible.
     const script = `${RAISE_NOFILE} echo $$ > "$1" && shift && exec nsenter --net="$@"`;
-    let child: ChildProcess;
-    try {
-      child = spawn('sh', ['-c', script, 'sh', join(o.cgroupDir, 'cgroup.procs'), `/var/run/netns/${n.netns}`, process.execPath, ...AGENT_NODE_FLAGS, join(o.repoRoot, 'dist/src/agent/main.js')], {
-        env: { ...o.env(n), ...(a.workers !== undefined ? { AMBIT_WORKERS: String(a.workers) } : {}) },
-        stdio: ['ignore', logFd, logFd],
-        detached: true,
-      });
-    } finally {
-      closeSync(logFd);
-    }
+    const child = spawnLogged('sh', ['-c', script, 'sh', join(o.cgroupDir, 'cgroup.procs'), `/var/run/netns/${n.netns}`, process.execPath, ...AGENT_NODE_FLAGS, join(o.repoRoot, 'dist/src/agent/main.js')], join(o.logDir, `agent-${n.name}.log`), 0o644, {
+      env: { ...o.env(n), ...(a.workers !== undefined ? { AMBIT_WORKERS: String(a.workers) } : {}) },
+      detached: true,
+    });
     a.child = child;
     if (child.pid !== undefined) a.pid = child.pid;
     child.on('exit', (code, signal) => {

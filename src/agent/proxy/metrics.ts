@@ -233,16 +233,16 @@ export class ConnectionTelemetry {
     }
     this.metrics.connectionsClosed.cell(this.key, labels).value++;
     accessLogOf(this.log)({
-        connId: this.info.connId,
-        src: this.info.src,
-        dst: this.info.dst,
-        direction: this.info.direction,
-        bytesSent: this.bytesSent,
-        bytesReceived: this.bytesReceived,
-        durationMs: this.durationMs,
-        reason,
-        responseFlags: flags,
-        ...extra,
+      connId: this.info.connId,
+      src: this.info.src,
+      dst: this.info.dst,
+      direction: this.info.direction,
+      bytesSent: this.bytesSent,
+      bytesReceived: this.bytesReceived,
+      durationMs: this.durationMs,
+      reason,
+      responseFlags: flags,
+      ...extra,
     });
   }
 }

@@ -12,12 +12,12 @@
  * Invariants: a pod's processes are tracked by pid; stop() signals each process group, then kills
  * after the grace period; nothing is restarted after stop().
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { appendFileSync, closeSync, openSync, readSync } from 'node:fs';
 import { join } from 'node:path';
 import { AmbitError } from '../../shared/errors.js';
 import type { Logger } from '../../shared/log.js';
-import { RAISE_NOFILE } from '../exec.js';
+import { RAISE_NOFILE, spawnLogged } from '../exec.js';
 
 /** The container runtimes' default capabilities (containerd, CRI-O, Docker). */
 export const DEFAULT_CAPABILITIES: readonly string[] = ['chown', 'dac_override', 'fsetid', 'fowner', 'mknod', 'net_raw', 'setgid', 'setuid', 'setfcap', 'setpcap', 'net_bind_service', 'sys_chroot', 'kill', 'audit_write'];
@@ -200,16 +200,8 @@ export class PodProcesses {
     if (this.closed) return;
     const o = this.opts;
     const logPath = join(o.logDir, `${o.key.replace('/', '_')}_${c.spec.name}.log`);
-    // The container writes its log file itself (O_APPEND stdout and stderr): the daemon does no
-    // work per line (a waypoint writes one access-log line per request).
-    const logFd = openSync(logPath, 'a', 0o600);
     const [sh, argv] = containerCommand(c.spec, o.cgroupProcs, o.netns);
-    let child: ChildProcess;
-    try {
-      child = spawn(sh, argv, { cwd: o.cwd, env: c.spec.env, detached: true, stdio: ['ignore', logFd, logFd] });
-    } finally {
-      closeSync(logFd);
-    }
+    const child = spawnLogged(sh, argv, logPath, 0o600, { cwd: o.cwd, env: c.spec.env, detached: true });
     c.child = child;
     if (child.pid !== undefined) c.pid = child.pid;
     c.startedAt = now();
