@@ -17,9 +17,12 @@
  * asks maps.h for no shared map, so it carries only its own three maps and ambit_stats.
  *
  * The agent's own dials to the app from the original client address (IP_TRANSPARENT, mark
- * 0x539) look like any inbound connection here (sk_lookup can not read socket marks), so the
- * agent lists each one in ambit_steer_direct between bind() and connect() and removes it once
- * connected; a listed connection goes to the app's own listener.
+ * 0x539) look like any inbound connection here (sk_lookup can not read socket marks), so sockops
+ * lists each one in ambit_steer_direct when its SYN is about to leave and removes it once the
+ * handshake is done (sockops.bpf.c; the agent registers this map under the pod's netns cookie in
+ * ambit_direct_dials); a listed connection goes to the app's own listener. When a dial could not
+ * be listed (the map full), every unlisted connection is refused for a second
+ * (AMBIT_DIRECT_OVERFLOW_NS): that dial must not reach 15006 as plaintext.
  *
  * License: Apache-2.0 (the program uses no GPL-only helpers).
  */
@@ -52,17 +55,18 @@ struct {
 } ambit_steer_excluded SEC(".maps");
 
 /*
- * The agent's transparent dials in flight (value unused, presence counts). A plain HASH, not an
- * LRU: an LRU would evict a live entry to make room (per-CPU free lists make that happen long
- * before the map is full on many-CPU nodes) and the agent's own dial would be steered back to
- * 15006 as plaintext without the client identity. Full, the agent's dial fails instead.
+ * The agent's transparent dials in flight (value unused, presence counts; the zero key's value is
+ * when an exemption last failed). A plain HASH, not an LRU: an LRU would evict a live entry to
+ * make room (per-CPU free lists make that happen long before the map is full on many-CPU nodes)
+ * and the agent's own dial would be steered back to 15006 as plaintext without the client
+ * identity. Its shape is ambit_direct_map's (maps.h), the inner map type of ambit_direct_dials.
  */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(max_entries, AMBIT_MAX_STEER_DIRECT);
 	__type(key, struct ambit_direct_key);
-	__type(value, __u8);
+	__type(value, __u64);
 } ambit_steer_direct SEC(".maps");
 
 /*
@@ -108,6 +112,15 @@ static __always_inline int __is_direct(struct bpf_sk_lookup *ctx)
 	return bpf_map_lookup_elem(&ambit_steer_direct, &key) != NULL;
 }
 
+/* An exemption failed less than AMBIT_DIRECT_OVERFLOW_NS ago. */
+static __always_inline int __overflowed(void)
+{
+	struct ambit_direct_key zero = {};
+	__u64 *at = bpf_map_lookup_elem(&ambit_steer_direct, &zero);
+
+	return at && *at != 0 && bpf_ktime_get_ns() - *at < AMBIT_DIRECT_OVERFLOW_NS;
+}
+
 SEC("sk_lookup")
 int ambit_steer(struct bpf_sk_lookup *ctx)
 {
@@ -130,6 +143,10 @@ int ambit_steer(struct bpf_sk_lookup *ctx)
 	if (port == AMBIT_HBONE_PORT || bpf_map_lookup_elem(&ambit_steer_excluded, &port)) {
 		__count(AMBIT_REASON_STEER_SKIP_PORT);
 		return SK_PASS;
+	}
+	if (__overflowed()) {
+		__count(AMBIT_REASON_STEER_REFUSED_OVERFLOW);
+		return SK_DROP;
 	}
 	sk = bpf_map_lookup_elem(&ambit_steer_socket, &zero);
 	if (!sk) {

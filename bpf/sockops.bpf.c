@@ -11,6 +11,16 @@
  * earlier connection's destination. When the entry can not be made (the pod's map is full) the
  * proxy finds no destination and closes the connection: it never goes direct.
  *
+ * It also exempts the agent's transparent dials (mark 0x539, bound to the original client's
+ * address, connecting to the pod's app inside the pod's netns) from the pod's inbound steering:
+ *   TCP_CONNECT_CB          the kernel chose the local port (the agent binds with
+ *                           IP_BIND_ADDRESS_NO_PORT), SYN not yet sent: enter the tuple in the
+ *                           map ambit_direct_dials holds for the socket's own netns;
+ *   ACTIVE_ESTABLISHED_CB   the handshake is done (sk_lookup only runs for the SYN): remove it;
+ *   STATE_CB (to CLOSE)     the dial failed first: remove it.
+ * A socket can only exempt connections into its own netns. When the entry can not be made, the
+ * map's overflow slot records the time and sk_lookup refuses unlisted connections for a second.
+ *
  * License: Apache-2.0 (the program uses no GPL-only helpers).
  */
 #include <linux/bpf.h>
@@ -25,6 +35,7 @@
 #define AMBIT_USE_SOCK_ORIG
 #define AMBIT_USE_ACCEPT_ORIG
 #define AMBIT_USE_HANDSHAKES
+#define AMBIT_USE_DIRECT_DIALS
 #include "maps.h"
 #include "addr.h"
 
@@ -62,11 +73,17 @@ static __always_inline void __remote_key(struct bpf_sock_ops *skops, struct ambi
 	__key(key, family, ip4, w0, w1, w2, w3, (__u16)port);
 }
 
-static __always_inline void *__pod_handshakes(struct bpf_sock_ops *skops)
+/* The pod's inner map of `outer` (ambit_handshakes, ambit_direct_dials), by the socket's netns. */
+static __always_inline void *__pod_map(struct bpf_sock_ops *skops, void *outer)
 {
 	__u64 netns = bpf_get_netns_cookie(skops);
 
-	return bpf_map_lookup_elem(&ambit_handshakes, &netns);
+	return bpf_map_lookup_elem(outer, &netns);
+}
+
+static __always_inline void *__pod_handshakes(struct bpf_sock_ops *skops)
+{
+	return __pod_map(skops, &ambit_handshakes);
 }
 
 static __always_inline void __record(struct bpf_sock_ops *skops)
@@ -127,20 +144,92 @@ static __always_inline void __forget(struct bpf_sock_ops *skops)
 		__count(AMBIT_REASON_SOCKOPS_FORGOTTEN);
 }
 
+static __always_inline void *__pod_direct_map(struct bpf_sock_ops *skops)
+{
+	return __pod_map(skops, &ambit_direct_dials);
+}
+
+/* The sk_lookup key of the connection as the app's side will see it: remote = our local side. */
+static __always_inline void __direct_key(struct bpf_sock_ops *skops, struct ambit_direct_key *key)
+{
+	struct ambit_peer_key local = {};
+	__u32 port = bpf_ntohl(AMBIT_CTX(skops->remote_port));
+
+	__local_key(skops, &local);
+	__builtin_memcpy(key->remote_addr, local.addr, sizeof(key->remote_addr));
+	key->remote_port = local.port;
+	key->local_port = (__u16)port;
+}
+
+static __always_inline int __is_agent_dial(struct bpf_sock_ops *skops)
+{
+	struct bpf_sock *sk = skops->sk;
+
+	return sk && sk->mark == AMBIT_BYPASS_MARK;
+}
+
+static __always_inline void __exempt(struct bpf_sock_ops *skops)
+{
+	struct ambit_direct_key key = {}, zero = {};
+	__u64 value = 0, *at;
+	void *direct = __pod_direct_map(skops);
+
+	if (!direct)
+		return; /* not an enrolled pod's netns (the node's own, or a pending pod's) */
+	__direct_key(skops, &key);
+	if (bpf_map_update_elem(direct, &key, &value, BPF_ANY) != 0) {
+		at = bpf_map_lookup_elem(direct, &zero);
+		if (at)
+			*at = bpf_ktime_get_ns();
+		__count(AMBIT_REASON_SOCKOPS_DIAL_EXEMPT_FAILED);
+		return;
+	}
+	bpf_sock_ops_cb_flags_set(skops, skops->bpf_sock_ops_cb_flags | BPF_SOCK_OPS_STATE_CB_FLAG);
+	__count(AMBIT_REASON_SOCKOPS_DIAL_EXEMPTED);
+}
+
+static __always_inline void __unexempt(struct bpf_sock_ops *skops)
+{
+	struct ambit_direct_key key = {};
+	void *direct = __pod_direct_map(skops);
+
+	if (!direct)
+		return;
+	__direct_key(skops, &key);
+	bpf_map_delete_elem(direct, &key);
+}
+
 SEC("sockops")
 int ambit_sockops(struct bpf_sock_ops *skops)
 {
 	switch (skops->op) {
 	case BPF_SOCK_OPS_TCP_CONNECT_CB:
-		__record(skops);
+		if (__is_agent_dial(skops))
+			__exempt(skops);
+		else
+			__record(skops);
+		break;
+	case BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB:
+		if (__is_agent_dial(skops)) {
+			__unexempt(skops);
+			/* No state changes wanted any more. */
+			bpf_sock_ops_cb_flags_set(skops, skops->bpf_sock_ops_cb_flags & ~BPF_SOCK_OPS_STATE_CB_FLAG);
+		}
 		break;
 	case BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB:
 		__hand_over(skops);
 		break;
 	case BPF_SOCK_OPS_STATE_CB:
-		/* Only the app sockets __record asked for; the state is args[1] (args[0] is the old one). */
-		if (skops->args[1] == BPF_TCP_CLOSE)
-			__forget(skops);
+		/*
+		 * Only sockets that asked (__record's app sockets, __exempt's dials); the state is args[1]
+		 * (args[0] is the old one).
+		 */
+		if (skops->args[1] == BPF_TCP_CLOSE) {
+			if (__is_agent_dial(skops))
+				__unexempt(skops);
+			else
+				__forget(skops);
+		}
 		break;
 	}
 	return 1;

@@ -46,6 +46,8 @@ const SO_COOKIE = 57;
 const SOL_IP = 0;
 const IP_TRANSPARENT = 19;
 const IP_FREEBIND = 15;
+/** linux/in.h: bind() records the address only; connect() picks the port for the 4-tuple. */
+const IP_BIND_ADDRESS_NO_PORT = 24;
 const IPV6_FREEBIND = 78;
 const SOL_IPV6 = 41;
 const IPV6_TRANSPARENT = 75;
@@ -374,16 +376,18 @@ export interface TransparentSocketOptions {
 
 export interface TransparentSocket {
   fd: number;
-  /** The bound source; `port` is the one the kernel picked when `source.port` was 0. */
+  /** The bound source; `port` is 0 until connect when `source.port` was 0. */
   local: SocketAddressInfo;
 }
 
 /**
  * An unconnected TCP socket inside the netns bound to `source` with IP_TRANSPARENT and
  * IP_FREEBIND (IPV6_* for IPv6), so its packets leave with a source address the netns does not
- * own. Connect it with `new net.Socket({ fd }).connect(port, address)`; register the 4-tuple with
- * capture first (the port is known once bound). Replies only come back when the netns routes
- * them to the socket (capture's reply routing). Needs CAP_NET_ADMIN.
+ * own. Connect it with `new net.Socket({ fd }).connect(port, address)`. Without a port the kernel
+ * picks one at connect (IP_BIND_ADDRESS_NO_PORT), unique for the 4-tuple: bind's own search would
+ * skip every port any connection from that address holds, TIME_WAIT included, and slows down
+ * and then fails as those pile up. Replies only come back when the netns routes them to the
+ * socket (capture's reply routing). Needs CAP_NET_ADMIN.
  */
 export function transparentSocketInNetns(netns: string | NetnsHandle, opts: TransparentSocketOptions): TransparentSocket {
   const domain = familyOf(opts.source.address);
@@ -400,6 +404,8 @@ export function transparentSocketInNetns(netns: string | NetnsHandle, opts: Tran
         setIntOpt(fd, SOL_IP, IP_TRANSPARENT, 1, 'IP_TRANSPARENT');
         setIntOpt(fd, SOL_IP, IP_FREEBIND, 1, 'IP_FREEBIND');
       }
+      // SOL_IP for both families (an IPv6 TCP socket takes SOL_IP options too).
+      if (port === 0) setIntOpt(fd, SOL_IP, IP_BIND_ADDRESS_NO_PORT, 1, 'IP_BIND_ADDRESS_NO_PORT');
       const sa = encodeSockaddr(opts.source.address, port);
       if (libc().bind(fd, sa, sa.length) !== 0) {
         throw nativeError('AMBIT_ERR_NATIVE_CALL', `bind ${opts.source.address}:${port} (transparent) in ${netnsPath}`, lastErrno(), {

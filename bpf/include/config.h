@@ -18,8 +18,17 @@
  */
 #define AMBIT_MAX_HANDSHAKES_PER_POD 4096
 #define AMBIT_MAX_STEER_EXCLUDED_PORTS 256
-/* Per pod: the agent's transparent dials to the app between bind and connect (deleted after). */
+/*
+ * Per pod: the agent's transparent dials to the app from the SYN until the handshake completes
+ * (written and deleted by sockops), plus the overflow slot.
+ */
 #define AMBIT_MAX_STEER_DIRECT 4096
+/*
+ * After an exemption failed (the pod's map full), the pod's inbound connections that are not
+ * exempt are refused for this long: the dial that could not be exempted is among them and must
+ * not reach 15006 as plaintext (the inbound proxy would dial again, and again).
+ */
+#define AMBIT_DIRECT_OVERFLOW_NS 1000000000ULL
 /* Size of the stats array: reason codes are below this (reasons.h). */
 #define AMBIT_MAX_REASONS 64
 

@@ -101,6 +101,30 @@ struct {
 } ambit_handshakes SEC(".maps");
 #endif
 
+#ifdef AMBIT_USE_DIRECT_DIALS
+/*
+ * Per pod (netns cookie -> the pod's sk_lookup instance's ambit_steer_direct, put in by the agent
+ * whenever the instance changes): where sockops exempts the agent's transparent dials made in
+ * that netns. Keyed by the dialing socket's own netns, so a socket in one pod can never exempt a
+ * connection into another.
+ */
+struct ambit_direct_map {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, AMBIT_MAX_STEER_DIRECT);
+	__uint(key_size, sizeof(struct ambit_direct_key));
+	__uint(value_size, sizeof(__u64));
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH_OF_MAPS);
+	__uint(max_entries, AMBIT_MAX_PODS);
+	__type(key, __u64);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+	__array(values, struct ambit_direct_map);
+} ambit_direct_dials SEC(".maps");
+#endif
+
 static __always_inline void __count(__u32 reason)
 {
 	__u64 *n = bpf_map_lookup_elem(&ambit_stats, &reason);

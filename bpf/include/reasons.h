@@ -61,6 +61,12 @@
 /* A DNS reply from the proxy was shown to the app as coming from the resolver it asked. */
 #define AMBIT_REASON_DNS_REPLY_REWRITTEN 30
 
-#define AMBIT_REASON_COUNT 31
+/* sockops exempted the agent's transparent dial from its pod's inbound steering. */
+#define AMBIT_REASON_SOCKOPS_DIAL_EXEMPTED 31
+/* ... and could not (the pod's map full, or the pod not enrolled): its inbound is refused a while. */
+#define AMBIT_REASON_SOCKOPS_DIAL_EXEMPT_FAILED 32
+/* sk_lookup refused a connection because an exemption failed within the last second. */
+#define AMBIT_REASON_STEER_REFUSED_OVERFLOW 33
+#define AMBIT_REASON_COUNT 34
 
 #endif

@@ -60,6 +60,8 @@ struct ambit_peer_key {
  * ambit_steer_direct key (sk_lookup.bpf.c, one map per pod): a connection the agent itself dials
  * to the pod's app from a foreign source address (IP_TRANSPARENT, original client IP). sk_lookup
  * sees it as remote = source, local port = the app's port, and must not steer it to 15006.
+ * sockops writes it when the dial's SYN is about to leave (sockops.bpf.c). The all-zero key (no
+ * dial has port 0) is the map's overflow slot: its value is when an exemption last failed.
  */
 struct ambit_direct_key {
 	__u8 remote_addr[16];

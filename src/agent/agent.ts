@@ -494,8 +494,7 @@ export class Agent {
           ipv6,
           ...(dns ? { dnsPort: dns.port } : {}),
         });
-        const directMapId = o.capture.directMapId?.(w.uid);
-        data.captured({ preservesSource: o.capture.preservesSource(w.uid), ...(directMapId !== undefined ? { directMapId } : {}) });
+        data.captured({ preservesSource: o.capture.preservesSource(w.uid) });
       }
       this.pods.set(w.uid, { workload: w, data });
       this.statuses.set(w.uid, { uid: w.uid, captured: true, mode: o.capture?.mode ?? 'none', message: '' });

@@ -38,8 +38,6 @@ export interface PodListenSettings {
 /** What a pod's source-preserving dials need from capture once it is enrolled there. */
 export interface CapturedPod {
   preservesSource: boolean;
-  /** Capture.directMapId: the map a worker thread opens to exempt its dials. */
-  directMapId?: number;
 }
 
 /** One enrolled pod's proxies, wherever they run. */
@@ -48,7 +46,7 @@ export interface PodDataPath {
   inboundListenerFd(): number;
   /** True when the pod has an IPv6 outbound listener ([::1]:15001). */
   hasIpv6Listener(): boolean;
-  /** Capture is in force for the pod: what its source-preserving dials need (Capture.preservesSource, directMapId). */
+  /** Capture is in force for the pod: what its source-preserving dials need (Capture.preservesSource). */
   captured(info: CapturedPod): void;
   /** Stops accepting and lets established connections finish (the pool drains for up to an hour). */
   unenroll(): Promise<void>;

@@ -39,12 +39,15 @@ export const CaptureReasons = {
   STEER_REFUSED_ASSIGN: 28,
   DNS_REDIRECTED: 29,
   DNS_REPLY_REWRITTEN: 30,
+  SOCKOPS_DIAL_EXEMPTED: 31,
+  SOCKOPS_DIAL_EXEMPT_FAILED: 32,
+  STEER_REFUSED_OVERFLOW: 33,
 } as const;
 
 export type CaptureReason = keyof typeof CaptureReasons;
 
 /** Number of defined codes (AMBIT_REASON_COUNT). */
-export const CAPTURE_REASON_COUNT = 31;
+export const CAPTURE_REASON_COUNT = 34;
 
 /** Lowercase snake_case label for metrics (`reason` label): CONNECT_REDIRECTED -> connect_redirected. */
 export function captureReasonLabel(reason: CaptureReason): string {

@@ -58,7 +58,7 @@ test('one object per attach family, each with only the maps its programs use', {
     ['sk_lookup.bpf.c', 'sock_addr.bpf.c', 'sockops.bpf.c', 'sockopt.bpf.c'],
   );
   assert.deepEqual(mapsOf(bpfObjectPath('sock_addr')), ['ambit_excluded_ports', 'ambit_pods', 'ambit_sock_orig', 'ambit_stats']);
-  assert.deepEqual(mapsOf(bpfObjectPath('sockops')), ['ambit_accept_orig', 'ambit_handshakes', 'ambit_sock_orig', 'ambit_stats']);
+  assert.deepEqual(mapsOf(bpfObjectPath('sockops')), ['ambit_accept_orig', 'ambit_direct_dials', 'ambit_handshakes', 'ambit_sock_orig', 'ambit_stats']);
   assert.deepEqual(mapsOf(bpfObjectPath('sockopt')), ['ambit_accept_orig', 'ambit_handshakes', 'ambit_pods', 'ambit_stats']);
   // The per-pod object opens one shared map, not the agent's whole set.
   assert.deepEqual(mapsOf(bpfObjectPath('sk_lookup')), ['ambit_stats', 'ambit_steer_direct', 'ambit_steer_excluded', 'ambit_steer_socket']);

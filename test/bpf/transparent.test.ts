@@ -17,7 +17,7 @@ import type { Capture } from '../../src/agent/capture/capture.js';
 import { originalDestination } from '../../src/agent/capture/orig-dst.js';
 import { dialTransparent } from '../../src/agent/capture/transparent.js';
 import { REPLY_NFT_TABLE, REPLY_ROUTE_TABLE } from '../../src/agent/capture/reply-route.js';
-import { listenInNetns, socketFd } from '../../native/netns.js';
+import { BYPASS_MARK, listenInNetns, socketFd, socketInNetns } from '../../native/netns.js';
 import { bpfSkipReason, closeServer, createFixture, fetchText, isRoot, serveFd, type Fixture, type Pod } from './fixture.js';
 
 function hasNft(): boolean {
@@ -125,24 +125,6 @@ async function checkTransparentDial(
   if (!socket.destroyed) await once(socket, 'close');
 }
 
-/** The capture with allowDirect disabled: shows what sk_lookup does to an unlisted dial. */
-function unlistedCapture(capture: BpfCapture): Capture {
-  return {
-    mode: capture.mode,
-    prepare: (o) => capture.prepare(o),
-    enroll: (o) => capture.enroll(o),
-    unenroll: (uid) => capture.unenroll(uid),
-    prune: (o) => capture.prune(o),
-    enrolled: () => capture.enrolled(),
-    pending: () => capture.pending(),
-    close: () => capture.close(),
-    uninstall: () => capture.uninstall(),
-    preservesSource: () => true,
-    allowDirect: () => undefined,
-    forgetDirect: () => undefined,
-  };
-}
-
 function openBpf(fx: Fixture): Promise<BpfCapture> {
   return BpfCapture.open({ cgroupPath: fx.cgroupPath, pinDir: `/sys/fs/bpf/${fx.prefix}`, log: silentLogger() });
 }
@@ -181,7 +163,7 @@ test('bpf capture: a transparent dial keeps the client address and is not steere
     const skipped = capture!.stats().STEER_SKIP_DIRECT;
     await checkTransparentDial(capture!, b, a, seen);
     assert.equal(capture!.stats().STEER_SKIP_DIRECT, skipped + 1, 'sk_lookup let the listed tuple through');
-    assert.deepEqual(capture!.directTuples('pod-a'), [], 'the tuple is forgotten once connected');
+    assert.deepEqual(capture!.directTuples('pod-a'), [], 'sockops removed the tuple once connected');
   });
 
   await t.test('IPv6: the app sees the client pod IPv6 address (v6 key, v6 reply route)', async () => {
@@ -196,18 +178,16 @@ test('bpf capture: a transparent dial keeps the client address and is not steere
     assert.equal(seen.app.length, before + 3);
   });
 
-  await t.test('without allowDirect sk_lookup would steer the dial to 15006 (the map is what prevents it)', async () => {
-    const socket = await dialTransparent({
-      capture: unlistedCapture(capture!),
-      uid: 'pod-a',
-      netnsPath: a.netnsPath,
-      source: { address: b.ip },
-      destination: { address: a.ip, port: 8080 },
-      timeoutMs: 5000,
-    });
-    assert.equal(await fetchText(socket), `inbound ${a.ip}:8080`);
-    assert.deepEqual(seen.inbound, [{ remoteAddress: b.ip, remotePort: seen.inbound[0]?.remotePort }]);
+  await t.test("a marked dial from another pod's netns is listed in that pod's own map only: steered to 15006", async () => {
+    const seenB = startPod(b, servers);
+    await capture!.enroll({ uid: 'pod-b', netnsPath: b.netnsPath, inboundListenerFd: socketFd(seenB.inboundServer) });
+    const exempted = capture!.stats().SOCKOPS_DIAL_EXEMPTED;
+    const socket = new net.Socket({ fd: socketInNetns(b.netnsPath, { family: 'IPv4', mark: BYPASS_MARK }), allowHalfOpen: true });
+    assert.equal(await fetchText(socket, 8080, a.ip), `inbound ${a.ip}:8080`);
+    assert.equal(capture!.stats().SOCKOPS_DIAL_EXEMPTED, exempted + 1, "sockops listed it, in b's map");
+    assert.deepEqual(seen.inbound.map((x) => x.remoteAddress), [b.ip]);
     seen.inbound.length = 0;
+    await capture!.unenroll('pod-b');
   });
 
   await t.test('a refused dial rejects and forgets its tuple', async () => {

@@ -93,6 +93,7 @@ export interface PruneOptions {
 /**
  * One connection the agent dials to a pod's app from the original client's address
  * (transparent.ts): as the app's side sees it, remote = source, local port = destinationPort.
+ * The key of a BPF pod's ambit_steer_direct (BpfCapture.directTuples lists the ones in flight).
  */
 export interface DirectTuple {
   sourceAddress: string;
@@ -126,23 +127,11 @@ export interface Capture {
   /**
    * True when the pod's netns routes replies to foreign (original client) addresses back to the
    * agent's transparent sockets (reply-route.ts), i.e. dialTransparent can preserve the source.
+   * Inbound capture leaves those dials (mark 0x539) alone by itself: BPF exempts each one in the
+   * kernel when its SYN leaves (sockops.bpf.c), nft's nat prerouting never sees locally made
+   * connections.
    */
   preservesSource(uid: string): boolean;
-  /**
-   * Lets the agent's own transparent dial `tuple` reach the app instead of being captured inbound.
-   * Call after bind, before connect; BPF: sk_lookup can not see socket marks; nft: no-op
-   * (nat prerouting never sees locally generated connections). Ignores a uid not enrolled.
-   * Throws when it can not (the pod's map is full): the dial must then not be made.
-   */
-  allowDirect(uid: string, tuple: DirectTuple): void;
-  /** Removes what allowDirect added (after connect succeeded or failed). Never throws for a missing entry. */
-  forgetDirect(uid: string, tuple: DirectTuple): void;
-  /**
-   * The kernel id of the map allowDirect writes for this pod (BPF: its `ambit_steer_direct`), so a
-   * worker thread can open its own fd and exempt its dials without asking the main thread;
-   * undefined: allowDirect needs no map (nft) or the pod is not enrolled.
-   */
-  directMapId?(uid: string): number | undefined;
   /** UIDs currently enrolled. */
   enrolled(): string[];
   /** UIDs currently pending. */

@@ -20,7 +20,6 @@ import {
   OUTBOUND_PORT,
   sameNetns,
   type Capture,
-  type DirectTuple,
   type EnrollOptions,
   type PrepareOptions,
   type PruneOptions,
@@ -223,11 +222,6 @@ export class NftCapture implements Capture {
   preservesSource(uid: string): boolean {
     return this.#pods.get(uid)?.replyRouting === true;
   }
-
-  /** No-op: nat prerouting never sees the agent's locally generated dials (conntrack is made at output). */
-  allowDirect(_uid: string, _tuple: DirectTuple): void {}
-
-  forgetDirect(_uid: string, _tuple: DirectTuple): void {}
 
   async unenroll(uid: string): Promise<void> {
     const pod = this.#pods.get(uid);

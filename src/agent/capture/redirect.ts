@@ -62,7 +62,15 @@ export const CGROUP_PROGRAMS = [
 export const CGROUP_OBJECTS = ['sock_addr', 'sockops', 'sockopt'] as const;
 
 /** Every map pinned by name under <pinDir>/maps (bpf/include/maps.h). */
-export const MAP_PINS = ['ambit_stats', 'ambit_pods', 'ambit_excluded_ports', 'ambit_sock_orig', 'ambit_accept_orig', 'ambit_handshakes'] as const;
+export const MAP_PINS = [
+  'ambit_stats',
+  'ambit_pods',
+  'ambit_excluded_ports',
+  'ambit_sock_orig',
+  'ambit_accept_orig',
+  'ambit_handshakes',
+  'ambit_direct_dials',
+] as const;
 /** Pins of the single-object layout before Ambit split its objects: removed at open. */
 const LEGACY_MAP_PINS = ['ambit_orig_by_sock', 'ambit_orig_by_tuple'] as const;
 
@@ -95,7 +103,8 @@ interface PodEntry {
   state: 'pending' | 'enrolled';
   link: BpfLink;
   steer: BpfObject;
-  direct: BpfMap<DirectTuple, number>;
+  /** The steer instance's ambit_steer_direct, registered under the pod's cookie in ambit_direct_dials. */
+  direct: BpfMap<DirectTuple, bigint>;
   excludedOut: number[];
   replyRouting: boolean;
 }
@@ -163,7 +172,7 @@ const statsCodec: MapCodec<number, bigint> = {
   },
 };
 
-/** ambit_handshakes: netns cookie -> inner map (an fd to update, an id on lookup). */
+/** ambit_handshakes, ambit_direct_dials: netns cookie -> inner map (an fd to update, an id on lookup). */
 const outerCodec: MapCodec<bigint, number> = {
   encodeKey: u64Codec.encodeKey,
   decodeKey: u64Codec.decodeKey,
@@ -204,8 +213,11 @@ export const steerSocketCodec: MapCodec<number, bigint> = {
   decodeValue: u64Codec.decodeValue,
 };
 
-/** `ambit_steer_direct` keys and values (also opened by id on agent worker threads). */
-export const directCodec: MapCodec<DirectTuple, number> = {
+/** The overflow slot of `ambit_steer_direct` (types.h): no dial has port 0. */
+const OVERFLOW_SLOT: DirectTuple = { sourceAddress: '::', sourcePort: 0, destinationPort: 0 };
+
+/** `ambit_steer_direct` keys and values (the overflow slot's value: when an exemption last failed, ns). */
+export const directCodec: MapCodec<DirectTuple, bigint> = {
   encodeKey: (k) =>
     encodeStruct(DirectKeyType, {
       remote_addr: ipToBytes16(k.sourceAddress),
@@ -221,8 +233,8 @@ export const directCodec: MapCodec<DirectTuple, number> = {
       destinationPort: Number(d['local_port']),
     };
   },
-  encodeValue: (v) => Buffer.from([v]),
-  decodeValue: (b) => b[0]!,
+  encodeValue: u64Codec.encodeValue,
+  decodeValue: u64Codec.decodeValue,
 };
 
 /** ambit_steer_excluded: a port (host order) the pod serves directly. */
@@ -271,6 +283,7 @@ export class BpfCapture implements Capture {
   readonly #excluded: BpfMap<{ cookie: bigint; port: number }, number>;
   readonly #stats: BpfMap<number, bigint>;
   readonly #handshakes: BpfMap<bigint, number>;
+  readonly #directDials: BpfMap<bigint, number>;
   readonly #pods = new Map<bigint, PodEntry>();
   readonly #byUid = new Map<string, bigint>();
   readonly #adopted: Map<bigint, Adopted>;
@@ -299,6 +312,7 @@ export class BpfCapture implements Capture {
     this.#excluded = sockAddr.map('ambit_excluded_ports', portKeyCodec);
     this.#stats = sockAddr.map('ambit_stats', statsCodec);
     this.#handshakes = objects.get('sockops')!.map('ambit_handshakes', outerCodec);
+    this.#directDials = objects.get('sockops')!.map('ambit_direct_dials', outerCodec);
   }
 
   /**
@@ -387,8 +401,10 @@ export class BpfCapture implements Capture {
       const steer = BpfObject.open(bpfObjectPath('sk_lookup'), { pinRoot: join(this.pinDir, 'maps') });
       undo.push(() => steer.close());
       let link: BpfLink;
+      let direct: BpfMap<DirectTuple, bigint>;
       try {
         // Inbound first (no socket: refused), then outbound (pending: refused).
+        direct = this.#registerDirect(cookie, steer, undo);
         link = this.#installSteer(cookie, ns, steer, undo);
         this.#podsMap.update(cookie, { outboundPort: OUTBOUND_PORT, flags: POD_F_PENDING, dnsPort: 0 });
       } catch (e) {
@@ -406,7 +422,7 @@ export class BpfCapture implements Capture {
         state: 'pending',
         link,
         steer,
-        direct: steer.map('ambit_steer_direct', directCodec),
+        direct,
         excludedOut: [],
         replyRouting: false,
       });
@@ -433,6 +449,7 @@ export class BpfCapture implements Capture {
       const undo: (() => void)[] = [];
       let steer: BpfObject;
       let link: BpfLink;
+      let direct: BpfMap<DirectTuple, bigint>;
       try {
         this.#ensureHandshakeMap(cookie, undo);
         steer = BpfObject.open(bpfObjectPath('sk_lookup'), { pinRoot: join(this.pinDir, 'maps') });
@@ -447,6 +464,7 @@ export class BpfCapture implements Capture {
           undo.push(() => this.#excluded.delete({ cookie, port: p }));
         }
         // Inbound steering to the new listener, then outbound redirect (clears PENDING).
+        direct = this.#registerDirect(cookie, s, undo);
         link = this.#installSteer(cookie, ns, s, undo);
         this.#podsMap.update(cookie, { outboundPort, flags: opts.ipv6 ? POD_F_IPV6 : 0, dnsPort: opts.dnsPort ?? 0 });
       } catch (e) {
@@ -477,7 +495,7 @@ export class BpfCapture implements Capture {
         state: 'enrolled',
         link,
         steer,
-        direct: steer.map('ambit_steer_direct', directCodec),
+        direct,
         excludedOut,
         replyRouting,
       });
@@ -494,26 +512,14 @@ export class BpfCapture implements Capture {
     return this.#podOf(uid)?.replyRouting === true;
   }
 
-  allowDirect(uid: string, tuple: DirectTuple): void {
-    this.#podOf(uid)?.direct.update(tuple, 1);
-  }
-
-  directMapId(uid: string): number | undefined {
-    return this.#podOf(uid)?.direct.info.id;
-  }
-
-  forgetDirect(uid: string, tuple: DirectTuple): void {
-    try {
-      this.#podOf(uid)?.direct.delete(tuple);
-    } catch (e) {
-      // It only exempts one exact tuple from steering, and the pod's map is freed at unenroll.
-      this.#log.debug({ uid, err: e }, 'forgetting a direct tuple failed');
-    }
-  }
-
-  /** Debugging aid: transparent dials of the pod currently exempt from steering. */
+  /** Debugging aid: transparent dials of the pod exempt from steering now (their handshake not done). */
   directTuples(uid: string): DirectTuple[] {
-    return this.#podOf(uid)?.direct.keys() ?? [];
+    const map = this.directMap(uid);
+    try {
+      return map?.keys().filter((k) => k.sourcePort !== 0) ?? [];
+    } finally {
+      map?.close();
+    }
   }
 
   async unenroll(uid: string): Promise<void> {
@@ -552,6 +558,7 @@ export class BpfCapture implements Capture {
         if (this.#pods.has(cookie) || this.#adopted.has(cookie)) continue;
         this.#podsMap.delete(cookie);
         this.#handshakes.delete(cookie);
+        this.#directDials.delete(cookie);
         released++;
       }
       this.#orphansChecked = true;
@@ -579,6 +586,17 @@ export class BpfCapture implements Capture {
     const cookie = this.#byUid.get(uid);
     const id = cookie === undefined ? undefined : this.#handshakes.lookup(cookie);
     return id === undefined ? undefined : BpfMap.fromId(`handshakes of ${uid}`, id, handshakeCodec);
+  }
+
+  /**
+   * Debugging aid: the map sockops exempts the pod's transparent dials in (as registered in
+   * ambit_direct_dials; the overflow slot included). The caller closes it.
+   */
+  directMap(uid: string): BpfMap<DirectTuple, bigint> | undefined {
+    this.#open();
+    const cookie = this.#byUid.get(uid);
+    const id = cookie === undefined ? undefined : this.#directDials.lookup(cookie);
+    return id === undefined ? undefined : BpfMap.fromId(`direct dials of ${uid}`, id, directCodec);
   }
 
   /** The netns cookie an enrolled or pending pod is keyed by. */
@@ -693,6 +711,29 @@ export class BpfCapture implements Capture {
   }
 
   /**
+   * Makes `steer`'s ambit_steer_direct the map sockops exempts the pod's transparent dials in (its
+   * overflow slot in place, so a failed exemption can always be recorded). Undo puts back the map
+   * of the instance the link still runs.
+   */
+  #registerDirect(cookie: bigint, steer: BpfObject, undo: (() => void)[]): BpfMap<DirectTuple, bigint> {
+    const direct = steer.map('ambit_steer_direct', directCodec);
+    direct.update(OVERFLOW_SLOT, 0n);
+    // The instance the link runs now (this run's or a previous run's), by id: undo puts it back.
+    const previousId = this.#directDials.lookup(cookie);
+    this.#directDials.update(cookie, direct.fd);
+    undo.push(() => {
+      if (previousId === undefined) return void this.#directDials.delete(cookie);
+      const previous = BpfMap.fromId('ambit_steer_direct', previousId, directCodec);
+      try {
+        this.#directDials.update(cookie, previous.fd);
+      } finally {
+        previous.close();
+      }
+    });
+    return direct;
+  }
+
+  /**
    * Points the netns's sk_lookup link at `steer`: the existing one (this run's or a previous
    * run's) is updated in place, so the hook is never empty; otherwise a new link is attached
    * and pinned.
@@ -721,6 +762,7 @@ export class BpfCapture implements Capture {
     this.#podsMap.delete(cookie);
     for (const p of pod.excludedOut) this.#excluded.delete({ cookie, port: p });
     this.#handshakes.delete(cookie);
+    this.#directDials.delete(cookie);
     pod.link.detach();
     pod.steer.close();
     rmdirQuiet(join(this.pinDir, 'pods', cookie.toString()));
@@ -744,6 +786,7 @@ export class BpfCapture implements Capture {
     this.#podsMap.delete(a.cookie);
     for (const port of this.#excludedPortsOf(a.cookie)) this.#excluded.delete({ cookie: a.cookie, port });
     this.#handshakes.delete(a.cookie);
+    this.#directDials.delete(a.cookie);
     a.link.detach();
     rmdirQuiet(join(this.pinDir, 'pods', a.cookie.toString()));
   }

@@ -1,16 +1,17 @@
 /**
  * The inbound proxy's dial to a pod's app that keeps the original client address as source,
  * as ztunnel does: a socket in the pod's netns with IP_TRANSPARENT bound to the client IP,
- * SO_MARK 0x539, exempted from inbound capture while it connects (Capture.allowDirect), its
- * replies routed back to it by the pod's reply routing (reply-route.ts).
+ * SO_MARK 0x539, its port chosen by the kernel at connect and exempted from inbound capture by
+ * the kernel itself while it connects (BPF: sockops.bpf.c), its replies routed back to it by the
+ * pod's reply routing (reply-route.ts).
  *
  * Falls back to a plain dial from the pod's own address when the pod has no reply routing, there
  * is no capture, or the source is not of the destination's family.
  */
 import * as net from 'node:net';
 import { AmbitError } from '../../shared/errors.js';
-import { BYPASS_MARK, closeFd, socketInNetns, transparentSocketInNetns } from '../../../native/netns.js';
-import type { Capture, DirectTuple } from './capture.js';
+import { BYPASS_MARK, socketInNetns, transparentSocketInNetns } from '../../../native/netns.js';
+import type { Capture } from './capture.js';
 
 export interface DialTransparentOptions {
   /** The agent's capture; undefined dials from the pod's address. */
@@ -47,21 +48,9 @@ export async function dialTransparent(opts: DialTransparentOptions): Promise<net
     opts.capture.preservesSource(opts.uid) &&
     net.isIP(source) !== 0 &&
     net.isIPv6(source) === (family === 'IPv6');
-  let tuple: DirectTuple | undefined;
-  let fd: number;
-  if (transparent) {
-    const t = transparentSocketInNetns(opts.netnsPath, { source: { address: source, port: opts.source.port ?? 0 }, mark });
-    fd = t.fd;
-    tuple = { sourceAddress: source, sourcePort: t.local.port, destinationPort: opts.destination.port };
-    try {
-      opts.capture!.allowDirect(opts.uid, tuple);
-    } catch (e) {
-      closeFd(fd);
-      throw e;
-    }
-  } else {
-    fd = socketInNetns(opts.netnsPath, { family, mark });
-  }
+  const fd = transparent
+    ? transparentSocketInNetns(opts.netnsPath, { source: { address: source, port: opts.source.port ?? 0 }, mark }).fd
+    : socketInNetns(opts.netnsPath, { family, mark });
   const socket = new net.Socket({ fd, allowHalfOpen: opts.allowHalfOpen ?? true });
   const timeoutMs = opts.timeoutMs ?? 10_000;
   return new Promise<net.Socket>((resolve, reject) => {
@@ -69,7 +58,6 @@ export async function dialTransparent(opts: DialTransparentOptions): Promise<net
       clearTimeout(timer);
       socket.off('connect', onConnect);
       socket.off('error', onError);
-      if (tuple !== undefined) opts.capture!.forgetDirect(opts.uid, tuple);
       if (err === undefined) return resolve(socket);
       socket.destroy();
       reject(err);
@@ -79,7 +67,7 @@ export async function dialTransparent(opts: DialTransparentOptions): Promise<net
       settle(
         new AmbitError('AMBIT_ERR_UPSTREAM_CONNECT', `connecting to ${destination}:${opts.destination.port} in ${opts.netnsPath} failed: ${e.message}`, {
           cause: e,
-          details: { source: tuple ? source : undefined, transparent: tuple !== undefined },
+          details: { source: transparent ? source : undefined, transparent },
         }),
       );
     const timer = setTimeout(
@@ -88,7 +76,7 @@ export async function dialTransparent(opts: DialTransparentOptions): Promise<net
           new AmbitError(
             'AMBIT_ERR_UPSTREAM_CONNECT',
             `connecting to ${destination}:${opts.destination.port} in ${opts.netnsPath} timed out after ${timeoutMs} ms; is the app listening?`,
-            { details: { transparent: tuple !== undefined } },
+            { details: { transparent } },
           ),
         ),
       timeoutMs,

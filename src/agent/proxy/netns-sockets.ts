@@ -1,29 +1,28 @@
 /**
  * PodSockets inside a pod's network namespace: sockets are made under setns() by native/netns.ts
  * and handed to Node as fds; dials carry SO_MARK 0x539 so capture lets them through. A dial with
- * `localAddress` (the original client) binds a transparent socket to it, exempted from inbound
- * capture while it connects, so the app sees the client's address as ztunnel does; this needs the
- * pod's reply routing (Capture.preservesSource), else the dial leaves from the pod's own address.
+ * `localAddress` (the original client) binds a transparent socket to it (the port chosen at
+ * connect), which inbound capture leaves alone by itself (Capture.preservesSource), so the app
+ * sees the client's address as ztunnel does; this needs the pod's reply routing, else the dial
+ * leaves from the pod's own address.
  */
 import * as net from 'node:net';
 import { BYPASS_MARK, listenInNetns, openNetns, socketInNetns, transparentSocketInNetns, closeFd, type NetnsHandle } from '../../../native/netns.js';
 import { errorMessage } from '../../shared/errors.js';
-import type { Capture, DirectTuple } from '../capture/capture.js';
+import type { Capture } from '../capture/capture.js';
 import type { PodConnectOptions, PodListenOptions, PodSockets } from './sockets.js';
 
 /**
  * What source-preserving dials need from capture: the agent's Capture on its main thread; on a
- * worker thread a stand-in whose allowDirect asks the main thread (and resolves once in force).
+ * worker thread what the main thread told it (CapturedPod).
  */
-export interface DirectDials {
+export interface SourcePreservation {
   preservesSource(uid: string): boolean;
-  allowDirect(uid: string, tuple: DirectTuple): void | Promise<void>;
-  forgetDirect(uid: string, tuple: DirectTuple): void;
 }
 
 export interface NetnsPodSocketsOptions {
   /** The agent's capture and the pod's uid in it, for source-preserving dials. */
-  capture?: Capture | DirectDials;
+  capture?: Capture | SourcePreservation;
   uid?: string;
   mark?: number;
   /** Listeners join the port's SO_REUSEPORT group (one listener per agent worker thread). */
@@ -96,37 +95,11 @@ export class NetnsPodSockets implements PodSockets {
     const destination = unmapped(opts.address);
     const family = net.isIPv6(destination) ? 'IPv6' : 'IPv4';
     const source = opts.localAddress === undefined ? undefined : unmapped(opts.localAddress);
-    const { capture, uid } = this.opts;
-    if (source !== undefined && capture && uid !== undefined && this.preservesSource && net.isIPv6(source) === (family === 'IPv6')) {
-      const t = transparentSocketInNetns(this.netns(), { source: { address: source, port: 0 }, mark: this.mark });
-      const tuple: DirectTuple = { sourceAddress: source, sourcePort: t.local.port, destinationPort: opts.port };
-      let allowed: void | Promise<void>;
-      try {
-        allowed = capture.allowDirect(uid, tuple);
-      } catch (e) {
-        closeFd(t.fd);
-        throw e;
-      }
+    if (source !== undefined && this.preservesSource && net.isIPv6(source) === (family === 'IPv6')) {
+      const t = transparentSocketInNetns(this.netns(), { source: { address: source }, mark: this.mark });
       const socket = new net.Socket({ fd: t.fd, allowHalfOpen: true });
       socket.setNoDelay(true);
-      // The exemption is only needed for the SYN's socket lookup; established sockets match first.
-      // Forgotten once: at connect, or at close when the dial never connected.
-      const forget = (): void => {
-        socket.off('connect', forget);
-        socket.off('close', forget);
-        capture.forgetDirect(uid, tuple);
-      };
-      socket.once('connect', forget);
-      socket.once('close', forget);
-      if (!allowed) return socket.connect({ port: opts.port, host: destination });
-      // Exempted by the main thread: the SYN leaves once the exemption is in the map.
-      allowed.then(
-        () => {
-          if (!socket.destroyed) socket.connect({ port: opts.port, host: destination });
-        },
-        (e: unknown) => socket.destroy(e instanceof Error ? e : new Error(errorMessage(e))),
-      );
-      return socket;
+      return socket.connect({ port: opts.port, host: destination });
     }
     const fd = socketInNetns(this.netns(), { family, mark: this.mark, ...(opts.sendBufferBytes === undefined ? {} : { sendBufferBytes: opts.sendBufferBytes }) });
     const socket = new net.Socket({ fd, allowHalfOpen: true });

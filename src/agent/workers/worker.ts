@@ -3,8 +3,8 @@
  * (each worker has its own listener in every port's group, so the kernel spreads new connections,
  * and every byte of a connection stays on the worker that accepted it). Config snapshots and
  * certificates come from the main thread (rpc.ts); its counters go back as prom-client JSON for
- * the merged /metrics. Source-preserving dials write the pod's exemption map through the worker's
- * own fd of it (opened by id), so no dial waits on the main thread.
+ * the merged /metrics. Source-preserving dials need nothing from the main thread: the kernel
+ * exempts them from inbound capture itself (sockops.bpf.c).
  */
 import { parentPort, threadId, workerData } from 'node:worker_threads';
 import { createLogger } from '../../shared/log.js';
@@ -14,12 +14,9 @@ import { flushCopyCounters } from '../../shared/hbone/copy.js';
 import { WorkloadIndex, type ConfigSnapshot } from '../../shared/state/workloads.js';
 import type { Workload } from '../../shared/model.js';
 import type { TunnelCertificate } from '../../shared/hbone/tunnel.js';
-import { BpfMap } from '../../../native/bpf.js';
-import { closeFd, socketFd } from '../../../native/netns.js';
-import { directCodec } from '../capture/redirect.js';
-import type { DirectTuple } from '../capture/capture.js';
+import { socketFd } from '../../../native/netns.js';
 import { originalDestination } from '../capture/orig-dst.js';
-import { NetnsPodSockets, type DirectDials } from '../proxy/netns-sockets.js';
+import { NetnsPodSockets, type SourcePreservation } from '../proxy/netns-sockets.js';
 import { LocalDataPath, type CapturedPod, type PodDataPath } from '../datapath.js';
 import { Rpc } from './rpc.js';
 import { applyConfigDelta, persistentSnapshot, type ConfigDelta } from './config-delta.js';
@@ -28,37 +25,20 @@ import type { WorkerSettings } from './pool.js';
 /** How long a certificate fetched from the main thread is used before asking again (renewals reach workers within this). */
 const CERT_CACHE_MS = 5000;
 
-/** A pod's capture as this worker knows it. */
-class WorkerDirectDials implements DirectDials {
-  private readonly pods = new Map<string, { preservesSource: boolean; map?: BpfMap<DirectTuple, number> }>();
+/** Which pods' dials keep the client's address, as the main thread told this worker. */
+class WorkerSourcePreservation implements SourcePreservation {
+  private readonly pods = new Map<string, boolean>();
 
   captured(uid: string, info: CapturedPod): void {
-    this.release(uid);
-    const map = info.directMapId !== undefined ? BpfMap.fromId('ambit_steer_direct', info.directMapId, directCodec) : undefined;
-    this.pods.set(uid, { preservesSource: info.preservesSource, ...(map ? { map } : {}) });
+    this.pods.set(uid, info.preservesSource);
   }
 
   release(uid: string): void {
-    const map = this.pods.get(uid)?.map;
-    // Closed natively: fs.closeSync of an fd a worker did not open through fs warns.
-    if (map) closeFd(map.fd);
     this.pods.delete(uid);
   }
 
   preservesSource(uid: string): boolean {
-    return this.pods.get(uid)?.preservesSource === true;
-  }
-
-  allowDirect(uid: string, tuple: DirectTuple): void {
-    this.pods.get(uid)?.map?.update(tuple, 1);
-  }
-
-  forgetDirect(uid: string, tuple: DirectTuple): void {
-    try {
-      this.pods.get(uid)?.map?.delete(tuple);
-    } catch {
-      // Only one exact tuple's exemption; the pod's map is freed at unenroll.
-    }
+    return this.pods.get(uid) === true;
   }
 }
 
@@ -69,7 +49,7 @@ function main(): void {
   const log = createLogger({ name: 'ambit-agent', level: settings.logLevel }).child({ worker: settings.worker });
   const rpc = new Rpc(port);
   const registry = new Registry();
-  const direct = new WorkerDirectDials();
+  const direct = new WorkerSourcePreservation();
 
   const certs = new Map<string, { at: number; cert: Promise<TunnelCertificate> }>();
   const certificate = (identity: string): Promise<TunnelCertificate> => {
