@@ -164,6 +164,8 @@ export interface RunningContainer {
   last?: { exitCode: number; startedAt?: string; finishedAt: string };
   stopped: boolean;
   timer?: NodeJS.Timeout;
+  /** The pid whose declared ports were all seen listening: ready until the container restarts. */
+  readyPid?: number;
 }
 
 export interface PodProcessOptions {
@@ -232,12 +234,19 @@ export class PodProcesses {
     o.onChange();
   }
 
-  /** Whether container `c` runs and listens on each port it declared. */
+  /**
+   * Whether container `c` runs and has listened on each port it declared. Once it has, it stays
+   * ready until it restarts (as a Kubernetes container without a readiness probe): the node's
+   * checks every 300 ms would otherwise read /proc/<pid>/net/tcp* for every settled pod, and the
+   * kernel walks the node-wide established table for each read.
+   */
   containerReady(c: RunningContainer): boolean {
     if (c.pid === undefined) return false;
-    if (c.spec.ports.length === 0) return true;
+    if (c.spec.ports.length === 0 || c.readyPid === c.pid) return true;
     const listening = listeningPorts(c.pid);
-    return c.spec.ports.every((p) => listening.has(p));
+    if (!c.spec.ports.every((p) => listening.has(p))) return false;
+    c.readyPid = c.pid;
+    return true;
   }
 
   ready(): boolean {

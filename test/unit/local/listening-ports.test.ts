@@ -2,7 +2,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as net from 'node:net';
-import { listeningPorts } from '../../../src/local/node/containers.js';
+import { listeningPorts, PodProcesses, type ContainerSpec } from '../../../src/local/node/containers.js';
+import { silentLogger } from '../../../src/shared/log.js';
 
 test('listening ports are all found while hundreds of connected sockets follow them in the table; connected ports are not', { timeout: 20_000 }, async (t) => {
   const servers: net.Server[] = [];
@@ -39,4 +40,24 @@ test('listening ports are all found while hundreds of connected sockets follow t
   const wrongly = clientPorts.filter((p) => found.has(p) && !wanted.includes(p));
   assert.deepEqual(wrongly, [], 'no connected socket counts as listening');
   assert.equal(listeningPorts(2 ** 22 + 12345).size, 0, 'a process that is gone listens on nothing');
+});
+
+test('a container is ready once it listened on every declared port, and stays so until its process changes', async (t) => {
+  const server = net.createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
+  t.after(() => server.close());
+  const port = (server.address() as net.AddressInfo).port;
+  const spec = { name: 'app', argv: ['true'], env: {}, ports: [port], capabilities: [], noNewPrivs: false, readOnlyRoot: false, mounts: [] } as unknown as ContainerSpec;
+  const procs = new PodProcesses({ key: 'ns/p', netns: 'none', cgroupProcs: '/dev/null', logDir: '/tmp', restartPolicy: 'Never', containers: [spec], cwd: '/', log: silentLogger(), onChange: () => undefined });
+  const c = procs.containers[0]!;
+  assert.equal(procs.containerReady(c), false, 'not running');
+  c.pid = process.pid;
+  const other = { ...spec, ports: [port, 1] } as ContainerSpec;
+  assert.equal(procs.containerReady({ ...c, spec: other }), false, 'port 1 does not listen');
+  assert.equal(procs.containerReady(c), true, 'its port listens');
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  assert.equal(listeningPorts(process.pid).has(port), false);
+  assert.equal(procs.containerReady(c), true, 'still ready: /proc is not read again for the same process');
+  c.pid = process.ppid;
+  assert.equal(procs.containerReady(c), false, 'a new process (a restart) is checked afresh');
 });
