@@ -39,6 +39,7 @@ const SOL_SOCKET = 1;
 const SO_REUSEADDR = 2;
 const SO_REUSEPORT = 15;
 const SO_MARK = 36;
+const SO_ATTACH_REUSEPORT_EBPF = 52;
 const SO_SNDBUF = 7;
 const SO_SNDBUFFORCE = 32;
 const SO_NETNS_COOKIE = 71;
@@ -384,10 +385,10 @@ export interface TransparentSocket {
  * An unconnected TCP socket inside the netns bound to `source` with IP_TRANSPARENT and
  * IP_FREEBIND (IPV6_* for IPv6), so its packets leave with a source address the netns does not
  * own. Connect it with `new net.Socket({ fd }).connect(port, address)`. Without a port the kernel
- * picks one at connect (IP_BIND_ADDRESS_NO_PORT), unique for the 4-tuple: bind's own search would
- * skip every port any connection from that address holds, TIME_WAIT included, and slows down
- * and then fails as those pile up. Replies only come back when the netns routes them to the
- * socket (capture's reply routing). Needs CAP_NET_ADMIN.
+ * picks one at connect (IP_BIND_ADDRESS_NO_PORT), unique for the 4-tuple: bind's own search
+ * would skip every port any socket from that address holds, whatever its destination, TIME_WAIT
+ * included. Replies only come back when the netns routes them to the socket (capture's reply
+ * routing). Needs CAP_NET_ADMIN.
  */
 export function transparentSocketInNetns(netns: string | NetnsHandle, opts: TransparentSocketOptions): TransparentSocket {
   const domain = familyOf(opts.source.address);
@@ -539,6 +540,15 @@ export function getOriginalDst(fd: number): SocketAddressInfo {
 }
 
 /** The fd under a connected net.Socket or listening net.Server (Node internal `_handle.fd`). */
+/**
+ * Attaches an sk_reuseport program (its fd) to the SO_REUSEPORT group `listenerFd` belongs to: it
+ * then picks the listener of each new connection for the whole group (replacing any program
+ * attached before). The group keeps the program; the caller may close its fd.
+ */
+export function attachReuseportProgram(listenerFd: number, progFd: number): void {
+  setIntOpt(listenerFd, SOL_SOCKET, SO_ATTACH_REUSEPORT_EBPF, progFd, 'SO_ATTACH_REUSEPORT_EBPF');
+}
+
 export function socketFd(sock: Socket | Server): number {
   const handle = (sock as unknown as { _handle?: { fd?: unknown } | null })._handle;
   const fd = handle?.fd;

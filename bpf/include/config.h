@@ -29,6 +29,8 @@
  * not reach 15006 as plaintext (the inbound proxy would dial again, and again).
  */
 #define AMBIT_DIRECT_OVERFLOW_NS 1000000000ULL
+/* Most agent worker threads (AMBIT_WORKERS, src/agent/config.ts MAX_WORKERS): listeners per reuseport group. */
+#define AMBIT_MAX_WORKERS 256
 /* Size of the stats array: reason codes are below this (reasons.h). */
 #define AMBIT_MAX_REASONS 64
 

@@ -44,6 +44,8 @@ export interface CapturedPod {
 export interface PodDataPath {
   /** The fd of a 15006 listener (IPv4 or dual-stack), handed to capture.enroll. */
   inboundListenerFd(): number;
+  /** The fd of the 15008 listener (worker threads: spread over the workers in turn, workers/spread.ts). */
+  hboneListenerFd(): number;
   /** True when the pod has an IPv6 outbound listener ([::1]:15001). */
   hasIpv6Listener(): boolean;
   /** Capture is in force for the pod: what its source-preserving dials need (Capture.preservesSource). */
@@ -245,13 +247,15 @@ export class LocalDataPath implements DataPath {
     return this.podHandle(w.uid, proxy);
   }
 
+  private listenerFd(server: net.Server | undefined, which: string): number {
+    if (!server || !this.opts.listenerFd) throw new Error(`no ${which} listener fd`);
+    return this.opts.listenerFd(server);
+  }
+
   private podHandle(uid: string, proxy: PodProxy): PodDataPath {
     return {
-      inboundListenerFd: () => {
-        const server = proxy.plaintext.listener();
-        if (!server || !this.opts.listenerFd) throw new Error('no inbound listener fd to hand to capture');
-        return this.opts.listenerFd(server);
-      },
+      inboundListenerFd: () => this.listenerFd(proxy.plaintext.listener(), 'inbound'),
+      hboneListenerFd: () => this.listenerFd(proxy.inbound.listener(), 'hbone'),
       hasIpv6Listener: () => proxy.outbound.hasIpv6Listener(),
       captured: () => undefined,
       unenroll: async () => {

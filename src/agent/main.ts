@@ -25,6 +25,7 @@ import { CniServer } from './cni/server.js';
 import { createAgentCniHandler } from './cni/handler.js';
 import type { RedirectionAnnotator } from './kube/redirection.js';
 import { createNetnsDnsProxy } from './dns/netns-proxy.js';
+import { spreadInTurn } from './workers/spread.js';
 
 /** Where container runtimes bind-mount pod sandboxes' network namespaces (the DaemonSet mounts it). */
 const NETNS_DIRS = ['/var/run/netns'];
@@ -82,6 +83,7 @@ async function run(config: Readonly<AgentConfig>, log: Logger): Promise<void> {
               host,
               poolIdleTimeoutMs: config.poolIdleTimeoutMs,
               sameNodeFastPath: config.sameNodeFastPath,
+              ...(capture?.mode === 'bpf' ? { spreadInTurn } : {}),
               // Its share of every pod's ports is gone: exit, and the pods stay captured (refused) until the next agent.
               onWorkerExit: (worker, reason) => {
                 log.fatal({ worker, reason }, 'agent worker thread ended; exiting');

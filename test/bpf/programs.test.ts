@@ -55,13 +55,15 @@ test('one object per attach family, each with only the maps its programs use', {
     readdirSync(BPF_DIR)
       .filter((f) => f.endsWith('.bpf.c'))
       .sort(),
-    ['sk_lookup.bpf.c', 'sock_addr.bpf.c', 'sockops.bpf.c', 'sockopt.bpf.c'],
+    ['reuseport.bpf.c', 'sk_lookup.bpf.c', 'sock_addr.bpf.c', 'sockops.bpf.c', 'sockopt.bpf.c'],
   );
   assert.deepEqual(mapsOf(bpfObjectPath('sock_addr')), ['ambit_excluded_ports', 'ambit_pods', 'ambit_sock_orig', 'ambit_stats']);
   assert.deepEqual(mapsOf(bpfObjectPath('sockops')), ['ambit_accept_orig', 'ambit_direct_dials', 'ambit_handshakes', 'ambit_sock_orig', 'ambit_stats']);
   assert.deepEqual(mapsOf(bpfObjectPath('sockopt')), ['ambit_accept_orig', 'ambit_handshakes', 'ambit_pods', 'ambit_stats']);
   // The per-pod object opens one shared map, not the agent's whole set.
   assert.deepEqual(mapsOf(bpfObjectPath('sk_lookup')), ['ambit_stats', 'ambit_steer_direct', 'ambit_steer_excluded', 'ambit_steer_socket']);
+  // The workers' spreading program is standalone: no pinned map, not even the stats.
+  assert.deepEqual(mapsOf(bpfObjectPath('reuseport')), ['ambit_spread_socks', 'ambit_spread_state']);
 });
 
 test('the objects build without the build host kernel: no vmlinux.h, no kernel BTF, no target arch', { skip: buildSkip }, (t) => {

@@ -52,6 +52,18 @@ export interface WorkerDataPathOptions {
   sameNodeFastPath?: boolean;
   /** A worker ended without being asked to (crash): the agent must stop. */
   onWorkerExit: (worker: number, reason: string) => void;
+  /**
+   * Makes a pod's 15008 listeners (one per worker, in worker order) take new tunnels in turn
+   * (workers/spread.ts; needs BPF). Absent or failing: the kernel's 4-tuple hash picks.
+   */
+  spreadInTurn?: (listenerFds: number[]) => void;
+}
+
+/** What a worker's enrolment answers: its listeners of the pod. */
+export interface WorkerListeners {
+  inboundListenerFd: number;
+  hboneListenerFd: number;
+  ipv6: boolean;
 }
 
 interface WorkerHandle {
@@ -64,6 +76,8 @@ interface WorkerHandle {
 export class WorkerDataPath implements DataPath {
   private readonly workers: WorkerHandle[];
   private closing = false;
+  /** spreadInTurn failed once (no BPF): not tried again. */
+  private spreadFailed = false;
   /** The snapshot every worker holds (the last one posted whole or as a delta; config-delta.ts). */
   private posted: ConfigSnapshot | undefined;
 
@@ -116,20 +130,33 @@ export class WorkerDataPath implements DataPath {
   }
 
   async enroll(w: Workload): Promise<PodDataPath> {
-    const results = await Promise.allSettled(this.workers.map((h) => h.rpc.call<{ inboundListenerFd: number; ipv6: boolean }>('enroll', w)));
+    const results = await Promise.allSettled(this.workers.map((h) => h.rpc.call<WorkerListeners>('enroll', w)));
     const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
     if (failed) {
       this.notifyAll('destroy', w.uid);
       throw failed.reason instanceof Error ? failed.reason : new Error(errorMessage(failed.reason));
     }
-    const ok = results.map((r) => (r as PromiseFulfilledResult<{ inboundListenerFd: number; ipv6: boolean }>).value);
+    const ok = results.map((r) => (r as PromiseFulfilledResult<WorkerListeners>).value);
+    this.spread(w, ok);
     return this.podHandle(w.uid, ok);
   }
 
-  private podHandle(uid: string, listeners: { inboundListenerFd: number; ipv6: boolean }[]): PodDataPath {
+  /** The pod's tunnels to the workers in turn; on failure (logged once) the kernel's hash picks. */
+  private spread(w: Workload, listeners: WorkerListeners[]): void {
+    if (!this.opts.spreadInTurn || this.spreadFailed) return;
+    try {
+      this.opts.spreadInTurn(listeners.map((l) => l.hboneListenerFd));
+    } catch (e) {
+      this.spreadFailed = true;
+      this.opts.log.warn({ err: e, pod: `${w.namespace}/${w.name}` }, 'spreading HBONE tunnels over the workers in turn failed; the kernel hashes them from now on');
+    }
+  }
+
+  private podHandle(uid: string, listeners: WorkerListeners[]): PodDataPath {
     return {
       // Any member of the reuseport group: the kernel spreads over the whole group from it.
       inboundListenerFd: () => listeners[0]!.inboundListenerFd,
+      hboneListenerFd: () => listeners[0]!.hboneListenerFd,
       // Redirect IPv6 only when every worker listens on [::1] (else some connects would find no socket).
       hasIpv6Listener: () => listeners.every((l) => l.ipv6),
       captured: (info: CapturedPod) => this.notifyAll('captured', { uid, info }),

@@ -20,7 +20,7 @@ import { NetnsPodSockets, type SourcePreservation } from '../proxy/netns-sockets
 import { LocalDataPath, type CapturedPod, type PodDataPath } from '../datapath.js';
 import { Rpc } from './rpc.js';
 import { applyConfigDelta, persistentSnapshot, type ConfigDelta } from './config-delta.js';
-import type { WorkerSettings } from './pool.js';
+import type { WorkerListeners, WorkerSettings } from './pool.js';
 
 /** How long a certificate fetched from the main thread is used before asking again (renewals reach workers within this). */
 const CERT_CACHE_MS = 5000;
@@ -106,16 +106,9 @@ function main(): void {
     pods.get(w.uid)?.destroy();
     const p = await data.enroll(w);
     pods.set(w.uid, p);
-    return { inboundListenerFd: p.inboundListenerFd(), ipv6: p.hasIpv6Listener() };
+    return { inboundListenerFd: p.inboundListenerFd(), hboneListenerFd: p.hboneListenerFd(), ipv6: p.hasIpv6Listener() } satisfies WorkerListeners;
   });
-  rpc.handle('captured', ({ uid, info }: { uid: string; info: CapturedPod }) => {
-    try {
-      direct.captured(uid, info);
-    } catch (e) {
-      // Without the map the pod's dials leave from its own address (as without reply routing).
-      log.error({ err: e, uid }, 'opening the pod exemption map failed; inbound dials will not preserve the source');
-    }
-  });
+  rpc.handle('captured', ({ uid, info }: { uid: string; info: CapturedPod }) => direct.captured(uid, info));
   rpc.handle('unenroll', async (uid: string) => {
     const p = pods.get(uid);
     if (!p) return;
