@@ -11,13 +11,16 @@
  * earlier connection's destination. When the entry can not be made (the pod's map is full) the
  * proxy finds no destination and closes the connection: it never goes direct.
  *
- * It also exempts the agent's transparent dials (mark 0x539, bound to the original client's
- * address, connecting to the pod's app inside the pod's netns) from the pod's inbound steering:
+ * It also exempts the agent's transparent dials (mark 0x539 and priority 0x539, bound to the
+ * original client's address, connecting to the pod's app inside the pod's netns) from the pod's
+ * inbound steering:
  *   TCP_CONNECT_CB          the kernel chose the local port (the agent binds with
  *                           IP_BIND_ADDRESS_NO_PORT), SYN not yet sent: enter the tuple in the
  *                           map ambit_direct_dials holds for the socket's own netns;
- *   ACTIVE_ESTABLISHED_CB   the handshake is done (sk_lookup only runs for the SYN): remove it;
- *   STATE_CB (to CLOSE)     the dial failed first: remove it.
+ *   PASSIVE_ESTABLISHED_CB  the app's side is established (the handshake's last ACK reached it,
+ *                           through its request socket or as a SYN cookie, which sk_lookup sees
+ *                           too): remove it;
+ *   STATE_CB (to CLOSE)     the dial closed first (failed): remove it.
  * A socket can only exempt connections into its own netns. When the entry can not be made, the
  * map's overflow slot records the time and sk_lookup refuses unlisted connections for a second.
  *
@@ -161,11 +164,12 @@ static __always_inline void __direct_key(struct bpf_sock_ops *skops, struct ambi
 	key->local_port = (__u16)port;
 }
 
+/* The agent's transparent dial to a pod's app: the bypass mark and the dial priority. */
 static __always_inline int __is_agent_dial(struct bpf_sock_ops *skops)
 {
 	struct bpf_sock *sk = skops->sk;
 
-	return sk && sk->mark == AMBIT_BYPASS_MARK;
+	return sk && sk->mark == AMBIT_BYPASS_MARK && sk->priority == AMBIT_DIAL_PRIORITY;
 }
 
 static __always_inline void __exempt(struct bpf_sock_ops *skops)
@@ -188,6 +192,7 @@ static __always_inline void __exempt(struct bpf_sock_ops *skops)
 	__count(AMBIT_REASON_SOCKOPS_DIAL_EXEMPTED);
 }
 
+/* The dial itself closed: its entry, if the app's side never took it. */
 static __always_inline void __unexempt(struct bpf_sock_ops *skops)
 {
 	struct ambit_direct_key key = {};
@@ -196,6 +201,22 @@ static __always_inline void __unexempt(struct bpf_sock_ops *skops)
 	if (!direct)
 		return;
 	__direct_key(skops, &key);
+	bpf_map_delete_elem(direct, &key);
+}
+
+/* An app's socket is established: the dial it came from (if it was one) needs no entry now. */
+static __always_inline void __settled(struct bpf_sock_ops *skops)
+{
+	struct ambit_direct_key key = {};
+	struct ambit_peer_key remote = {};
+	void *direct = __pod_direct_map(skops);
+
+	if (!direct)
+		return;
+	__remote_key(skops, &remote);
+	__builtin_memcpy(key.remote_addr, remote.addr, sizeof(key.remote_addr));
+	key.remote_port = remote.port;
+	key.local_port = (__u16)AMBIT_CTX(skops->local_port);
 	bpf_map_delete_elem(direct, &key);
 }
 
@@ -209,15 +230,9 @@ int ambit_sockops(struct bpf_sock_ops *skops)
 		else
 			__record(skops);
 		break;
-	case BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB:
-		if (__is_agent_dial(skops)) {
-			__unexempt(skops);
-			/* No state changes wanted any more. */
-			bpf_sock_ops_cb_flags_set(skops, skops->bpf_sock_ops_cb_flags & ~BPF_SOCK_OPS_STATE_CB_FLAG);
-		}
-		break;
 	case BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB:
 		__hand_over(skops);
+		__settled(skops);
 		break;
 	case BPF_SOCK_OPS_STATE_CB:
 		/*

@@ -39,6 +39,7 @@ const SOL_SOCKET = 1;
 const SO_REUSEADDR = 2;
 const SO_REUSEPORT = 15;
 const SO_MARK = 36;
+const SO_PRIORITY = 12;
 const SO_ATTACH_REUSEPORT_EBPF = 52;
 const SO_SNDBUF = 7;
 const SO_SNDBUFFORCE = 32;
@@ -59,6 +60,13 @@ const EINPROGRESS = 115;
 
 /** Mark on every socket the agent opens on a pod's behalf; capture lets it through (DESIGN.md). */
 export const BYPASS_MARK = 0x539;
+/**
+ * SO_PRIORITY of the agent's transparent dials (bpf/include/config.h AMBIT_DIAL_PRIORITY): with
+ * the bypass mark it tells sockops which connects to exempt from the pod's inbound steering, so
+ * the agent's other marked sockets in a pod (its tunnels, passthrough dials) take no entry. The
+ * dials go over the pod's loopback, whose queue ignores priorities.
+ */
+export const DIAL_PRIORITY = 0x539;
 
 function errnoName(errno: number): string {
   try {
@@ -407,6 +415,7 @@ export function transparentSocketInNetns(netns: string | NetnsHandle, opts: Tran
       }
       // SOL_IP for both families (an IPv6 TCP socket takes SOL_IP options too).
       if (port === 0) setIntOpt(fd, SOL_IP, IP_BIND_ADDRESS_NO_PORT, 1, 'IP_BIND_ADDRESS_NO_PORT');
+      setIntOpt(fd, SOL_SOCKET, SO_PRIORITY, DIAL_PRIORITY, 'SO_PRIORITY');
       const sa = encodeSockaddr(opts.source.address, port);
       if (libc().bind(fd, sa, sa.length) !== 0) {
         throw nativeError('AMBIT_ERR_NATIVE_CALL', `bind ${opts.source.address}:${port} (transparent) in ${netnsPath}`, lastErrno(), {

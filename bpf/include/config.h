@@ -5,6 +5,13 @@
 
 /* Sockets the agent opens on a pod's behalf carry this SO_MARK; capture lets them through. */
 #define AMBIT_BYPASS_MARK 0x539
+/*
+ * ... and its transparent dials to a pod's app also this SO_PRIORITY (native/netns.ts
+ * DIAL_PRIORITY): sockops exempts only those from the pod's inbound steering, not the agent's
+ * other marked sockets in the pod (tunnels, passthrough dials), whose entries would otherwise
+ * live as long as those connections.
+ */
+#define AMBIT_DIAL_PRIORITY 0x539
 /* Inbound HBONE is terminated by the agent itself, so sk_lookup never steers it. */
 #define AMBIT_HBONE_PORT 15008
 

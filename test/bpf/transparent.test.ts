@@ -17,7 +17,7 @@ import type { Capture } from '../../src/agent/capture/capture.js';
 import { originalDestination } from '../../src/agent/capture/orig-dst.js';
 import { dialTransparent } from '../../src/agent/capture/transparent.js';
 import { REPLY_NFT_TABLE, REPLY_ROUTE_TABLE } from '../../src/agent/capture/reply-route.js';
-import { BYPASS_MARK, listenInNetns, socketFd, socketInNetns } from '../../native/netns.js';
+import { BYPASS_MARK, listenInNetns, socketFd, socketInNetns, transparentSocketInNetns } from '../../native/netns.js';
 import { bpfSkipReason, closeServer, createFixture, fetchText, isRoot, serveFd, type Fixture, type Pod } from './fixture.js';
 
 function hasNft(): boolean {
@@ -178,14 +178,33 @@ test('bpf capture: a transparent dial keeps the client address and is not steere
     assert.equal(seen.app.length, before + 3);
   });
 
+  await t.test('with SYN cookies (as when the app\'s SYN queue overflows) the dial still reaches the app', async () => {
+    // 2: every SYN is answered with a cookie, so the handshake's last ACK finds no request
+    // socket and goes through sk_lookup too; the dial's entry must outlive it.
+    inNs(a.netnsPath, ['sysctl', '-q', '-w', 'net.ipv4.tcp_syncookies=2']);
+    try {
+      await checkTransparentDial(capture!, b, a, seen);
+      await checkTransparentDial(capture!, b, a, seen, 'IPv6');
+    } finally {
+      inNs(a.netnsPath, ['sysctl', '-q', '-w', 'net.ipv4.tcp_syncookies=1']);
+    }
+    assert.deepEqual(capture!.directTuples('pod-a'), [], 'the app\'s side removed the tuples once established');
+  });
+
   await t.test("a marked dial from another pod's netns is listed in that pod's own map only: steered to 15006", async () => {
     const seenB = startPod(b, servers);
     await capture!.enroll({ uid: 'pod-b', netnsPath: b.netnsPath, inboundListenerFd: socketFd(seenB.inboundServer) });
     const exempted = capture!.stats().SOCKOPS_DIAL_EXEMPTED;
-    const socket = new net.Socket({ fd: socketInNetns(b.netnsPath, { family: 'IPv4', mark: BYPASS_MARK }), allowHalfOpen: true });
-    assert.equal(await fetchText(socket, 8080, a.ip), `inbound ${a.ip}:8080`);
+    // A dial like the agent's (mark and priority), made in b's netns from b's own address.
+    const tagged = transparentSocketInNetns(b.netnsPath, { source: { address: b.ip }, mark: BYPASS_MARK });
+    assert.equal(await fetchText(new net.Socket({ fd: tagged.fd, allowHalfOpen: true }), 8080, a.ip), `inbound ${a.ip}:8080`);
     assert.equal(capture!.stats().SOCKOPS_DIAL_EXEMPTED, exempted + 1, "sockops listed it, in b's map");
     assert.deepEqual(seen.inbound.map((x) => x.remoteAddress), [b.ip]);
+    seen.inbound.length = 0;
+    // The agent's other marked sockets in a pod (tunnels, passthrough dials) are not listed.
+    const plain = new net.Socket({ fd: socketInNetns(b.netnsPath, { family: 'IPv4', mark: BYPASS_MARK }), allowHalfOpen: true });
+    assert.equal(await fetchText(plain, 8080, a.ip), `inbound ${a.ip}:8080`);
+    assert.equal(capture!.stats().SOCKOPS_DIAL_EXEMPTED, exempted + 1, 'a marked socket without the dial priority is not listed');
     seen.inbound.length = 0;
     await capture!.unenroll('pod-b');
   });
