@@ -225,8 +225,16 @@ test('telemetry: Istio label sets on real /metrics, and every dashboard panel fi
     }
   });
 
-  // A few more scrapes, so rate() over the traffic has samples on both sides of it.
-  await new Promise((r) => setTimeout(r, 3000));
+  // rate() needs two samples of a series in its window, and series the traffic created (denials,
+  // say) only start with it: wait for two successful scrapes of every target after the traffic
+  // (a fixed pause was not enough when the machine was busy and scrapes timed out).
+  const scrapedAfter = async (at: number): Promise<number> =>
+    waitFor('a successful scrape of every target after the traffic', async () => {
+      // timestamp() of a selector is the sample's (of an expression it would be the query's).
+      const r = await query(`(timestamp(up) > ${(at + 0.5).toFixed(3)}) and (up == 1)`);
+      return r.length === st.nodes.length + 2 ? Math.max(...r.map((x) => Number(x.value[1]))) : undefined;
+    }, 60_000);
+  await scrapedAfter(await scrapedAfter(Date.now() / 1000));
 
   await t.test('every PromQL expression of every shipped dashboard evaluates; panels the traffic fills have data', async () => {
     /** What Grafana offers for a variable: label_values(selector, label), or query_result(expr) through the variable's regex. */
