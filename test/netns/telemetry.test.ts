@@ -93,10 +93,14 @@ test('telemetry: Istio label sets on real /metrics, and every dashboard panel fi
   assert.ok(wp, 'a waypoint pod runs');
   const v1 = st.pods.find((p) => p.name.startsWith('reviews-v1-'))!;
   const controllerMetrics = `http://${st.controller.slice(0, st.controller.lastIndexOf(':'))}:15014/metrics`;
-  await waitFor('a request through the waypoint', async () => {
+  // Both versions get requests before Prometheus starts: a series the load below creates would
+  // have no sample before the load, and rate() over it would be 0 (the split is random, so three
+  // requests all went to one version now and then).
+  await waitFor('requests through the waypoint to both reviews versions', async () => {
     await m.load([URL, '3', '1']);
     const text = await fetch(`http://${wp.ip}:15020/metrics`).then((r) => r.text()).catch(() => '');
-    return metricSum(text, 'istio_requests_total', { reporter: 'waypoint' }) > 0 ? true : undefined;
+    const to = (w: string): number => metricSum(text, 'istio_requests_total', { reporter: 'waypoint', destination_workload: w });
+    return to('reviews-v1') > 0 && to('reviews-v2') > 0 ? true : undefined;
   });
 
   // Prometheus from the shipped config: each job's Kubernetes discovery becomes file discovery
