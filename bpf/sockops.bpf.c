@@ -152,16 +152,30 @@ static __always_inline void *__pod_direct_map(struct bpf_sock_ops *skops)
 	return __pod_map(skops, &ambit_direct_dials);
 }
 
-/* The sk_lookup key of the connection as the app's side will see it: remote = our local side. */
-static __always_inline void __direct_key(struct bpf_sock_ops *skops, struct ambit_direct_key *key)
+/* The sk_lookup key of a dial: remote = the client (the dial's source), local = the app's port. */
+static __always_inline void __direct_key(struct ambit_direct_key *key, const struct ambit_peer_key *client, __u16 app_port)
+{
+	__builtin_memcpy(key->remote_addr, client->addr, sizeof(key->remote_addr));
+	key->remote_port = client->port;
+	key->local_port = app_port;
+}
+
+/* ... seen from the dial's socket: the client is its local end. */
+static __always_inline void __dial_key(struct bpf_sock_ops *skops, struct ambit_direct_key *key)
 {
 	struct ambit_peer_key local = {};
-	__u32 port = bpf_ntohl(AMBIT_CTX(skops->remote_port));
 
 	__local_key(skops, &local);
-	__builtin_memcpy(key->remote_addr, local.addr, sizeof(key->remote_addr));
-	key->remote_port = local.port;
-	key->local_port = (__u16)port;
+	__direct_key(key, &local, (__u16)bpf_ntohl(AMBIT_CTX(skops->remote_port)));
+}
+
+/* ... seen from the app's accepted socket: the client is its remote end. */
+static __always_inline void __app_key(struct bpf_sock_ops *skops, struct ambit_direct_key *key)
+{
+	struct ambit_peer_key remote = {};
+
+	__remote_key(skops, &remote);
+	__direct_key(key, &remote, (__u16)AMBIT_CTX(skops->local_port));
 }
 
 /* The agent's transparent dial to a pod's app: the bypass mark and the dial priority. */
@@ -180,7 +194,7 @@ static __always_inline void __exempt(struct bpf_sock_ops *skops)
 
 	if (!direct)
 		return; /* not an enrolled pod's netns (the node's own, or a pending pod's) */
-	__direct_key(skops, &key);
+	__dial_key(skops, &key);
 	if (bpf_map_update_elem(direct, &key, &value, BPF_ANY) != 0) {
 		at = bpf_map_lookup_elem(direct, &zero);
 		if (at)
@@ -192,31 +206,21 @@ static __always_inline void __exempt(struct bpf_sock_ops *skops)
 	__count(AMBIT_REASON_SOCKOPS_DIAL_EXEMPTED);
 }
 
-/* The dial itself closed: its entry, if the app's side never took it. */
-static __always_inline void __unexempt(struct bpf_sock_ops *skops)
+/*
+ * Removes a dial's entry: from the app's side once its socket is established (the dial it came
+ * from, if it was one, needs no entry now), or from the dial's when it closed first.
+ */
+static __always_inline void __unexempt(struct bpf_sock_ops *skops, int from_app)
 {
 	struct ambit_direct_key key = {};
 	void *direct = __pod_direct_map(skops);
 
 	if (!direct)
 		return;
-	__direct_key(skops, &key);
-	bpf_map_delete_elem(direct, &key);
-}
-
-/* An app's socket is established: the dial it came from (if it was one) needs no entry now. */
-static __always_inline void __settled(struct bpf_sock_ops *skops)
-{
-	struct ambit_direct_key key = {};
-	struct ambit_peer_key remote = {};
-	void *direct = __pod_direct_map(skops);
-
-	if (!direct)
-		return;
-	__remote_key(skops, &remote);
-	__builtin_memcpy(key.remote_addr, remote.addr, sizeof(key.remote_addr));
-	key.remote_port = remote.port;
-	key.local_port = (__u16)AMBIT_CTX(skops->local_port);
+	if (from_app)
+		__app_key(skops, &key);
+	else
+		__dial_key(skops, &key);
 	bpf_map_delete_elem(direct, &key);
 }
 
@@ -232,7 +236,7 @@ int ambit_sockops(struct bpf_sock_ops *skops)
 		break;
 	case BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB:
 		__hand_over(skops);
-		__settled(skops);
+		__unexempt(skops, 1);
 		break;
 	case BPF_SOCK_OPS_STATE_CB:
 		/*
@@ -241,7 +245,7 @@ int ambit_sockops(struct bpf_sock_ops *skops)
 		 */
 		if (skops->args[1] == BPF_TCP_CLOSE) {
 			if (__is_agent_dial(skops))
-				__unexempt(skops);
+				__unexempt(skops, 0);
 			else
 				__forget(skops);
 		}

@@ -120,6 +120,34 @@ export interface MapCodec<K, V> {
   decodeValue(buf: Buffer): V;
 }
 
+function u32(n: number): Buffer {
+  const b = Buffer.alloc(4);
+  b.writeUInt32LE(n);
+  return b;
+}
+
+function u64(n: bigint): Buffer {
+  const b = Buffer.alloc(8);
+  b.writeBigUInt64LE(n);
+  return b;
+}
+
+/** u32 keys and values (host order: the little-endian hosts Ambit builds for). */
+export const U32_CODEC: MapCodec<number, number> = {
+  encodeKey: u32,
+  decodeKey: (b) => b.readUInt32LE(0),
+  encodeValue: u32,
+  decodeValue: (b) => b.readUInt32LE(0),
+};
+
+/** u64 keys and values (netns cookies, fds of map-in-map and socket-array values, timestamps). */
+export const U64_CODEC: MapCodec<bigint, bigint> = {
+  encodeKey: u64,
+  decodeKey: (b) => b.readBigUInt64LE(0),
+  encodeValue: u64,
+  decodeValue: (b) => b.readBigUInt64LE(0),
+};
+
 /** Bytes in, bytes out. */
 export const RAW_CODEC: MapCodec<Buffer, Buffer> = {
   encodeKey: (k) => k,

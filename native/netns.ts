@@ -548,7 +548,6 @@ export function getOriginalDst(fd: number): SocketAddressInfo {
   });
 }
 
-/** The fd under a connected net.Socket or listening net.Server (Node internal `_handle.fd`). */
 /**
  * Attaches an sk_reuseport program (its fd) to the SO_REUSEPORT group `listenerFd` belongs to: it
  * then picks the listener of each new connection for the whole group (replacing any program
@@ -558,6 +557,7 @@ export function attachReuseportProgram(listenerFd: number, progFd: number): void
   setIntOpt(listenerFd, SOL_SOCKET, SO_ATTACH_REUSEPORT_EBPF, progFd, 'SO_ATTACH_REUSEPORT_EBPF');
 }
 
+/** The fd under a connected net.Socket or listening net.Server (Node internal `_handle.fd`). */
 export function socketFd(sock: Socket | Server): number {
   const handle = (sock as unknown as { _handle?: { fd?: unknown } | null })._handle;
   const fd = handle?.fd;

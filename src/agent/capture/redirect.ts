@@ -30,6 +30,8 @@ import {
   LinkType,
   MAP_F_NO_PREALLOC,
   MapType,
+  U32_CODEC,
+  U64_CODEC,
   attachedPrograms,
   bpfObjectPath,
   type AttachedProgram,
@@ -103,8 +105,6 @@ interface PodEntry {
   state: 'pending' | 'enrolled';
   link: BpfLink;
   steer: BpfObject;
-  /** The steer instance's ambit_steer_direct, registered under the pod's cookie in ambit_direct_dials. */
-  direct: BpfMap<DirectTuple, bigint>;
   excludedOut: number[];
   replyRouting: boolean;
 }
@@ -115,20 +115,7 @@ interface Adopted {
   link: BpfLink;
 }
 
-const u64Codec: MapCodec<bigint, bigint> = {
-  encodeKey: (k) => {
-    const b = Buffer.alloc(8);
-    b.writeBigUInt64LE(k);
-    return b;
-  },
-  decodeKey: (b) => b.readBigUInt64LE(0),
-  encodeValue: (v) => {
-    const b = Buffer.alloc(8);
-    b.writeBigUInt64LE(v);
-    return b;
-  },
-  decodeValue: (b) => b.readBigUInt64LE(0),
-};
+const u64Codec = U64_CODEC;
 
 const podsCodec: MapCodec<bigint, PodConfig> = {
   encodeKey: u64Codec.encodeKey,
@@ -150,14 +137,7 @@ const portKeyCodec: MapCodec<{ cookie: bigint; port: number }, number> = {
   decodeValue: (b) => b[0]!,
 };
 
-const u32Key = {
-  encodeKey: (k: number): Buffer => {
-    const b = Buffer.alloc(4);
-    b.writeUInt32LE(k);
-    return b;
-  },
-  decodeKey: (b: Buffer): number => b.readUInt32LE(0),
-};
+const u32Key = { encodeKey: U32_CODEC.encodeKey, decodeKey: U32_CODEC.decodeKey };
 
 /** Per-CPU u64 counters summed over CPUs. */
 const statsCodec: MapCodec<number, bigint> = {
@@ -401,10 +381,9 @@ export class BpfCapture implements Capture {
       const steer = BpfObject.open(bpfObjectPath('sk_lookup'), { pinRoot: join(this.pinDir, 'maps') });
       undo.push(() => steer.close());
       let link: BpfLink;
-      let direct: BpfMap<DirectTuple, bigint>;
       try {
         // Inbound first (no socket: refused), then outbound (pending: refused).
-        direct = this.#registerDirect(cookie, steer, undo);
+        this.#registerDirect(cookie, steer, undo);
         link = this.#installSteer(cookie, ns, steer, undo);
         this.#podsMap.update(cookie, { outboundPort: OUTBOUND_PORT, flags: POD_F_PENDING, dnsPort: 0 });
       } catch (e) {
@@ -422,7 +401,6 @@ export class BpfCapture implements Capture {
         state: 'pending',
         link,
         steer,
-        direct,
         excludedOut: [],
         replyRouting: false,
       });
@@ -449,7 +427,6 @@ export class BpfCapture implements Capture {
       const undo: (() => void)[] = [];
       let steer: BpfObject;
       let link: BpfLink;
-      let direct: BpfMap<DirectTuple, bigint>;
       try {
         this.#ensureHandshakeMap(cookie, undo);
         steer = BpfObject.open(bpfObjectPath('sk_lookup'), { pinRoot: join(this.pinDir, 'maps') });
@@ -464,7 +441,7 @@ export class BpfCapture implements Capture {
           undo.push(() => this.#excluded.delete({ cookie, port: p }));
         }
         // Inbound steering to the new listener, then outbound redirect (clears PENDING).
-        direct = this.#registerDirect(cookie, s, undo);
+        this.#registerDirect(cookie, s, undo);
         link = this.#installSteer(cookie, ns, s, undo);
         this.#podsMap.update(cookie, { outboundPort, flags: opts.ipv6 ? POD_F_IPV6 : 0, dnsPort: opts.dnsPort ?? 0 });
       } catch (e) {
@@ -495,7 +472,6 @@ export class BpfCapture implements Capture {
         state: 'enrolled',
         link,
         steer,
-        direct,
         excludedOut,
         replyRouting,
       });
@@ -715,7 +691,7 @@ export class BpfCapture implements Capture {
    * overflow slot in place, so a failed exemption can always be recorded). Undo puts back the map
    * of the instance the link still runs.
    */
-  #registerDirect(cookie: bigint, steer: BpfObject, undo: (() => void)[]): BpfMap<DirectTuple, bigint> {
+  #registerDirect(cookie: bigint, steer: BpfObject, undo: (() => void)[]): void {
     const direct = steer.map('ambit_steer_direct', directCodec);
     direct.update(OVERFLOW_SLOT, 0n);
     // The instance the link runs now (this run's or a previous run's), by id: undo puts it back.
@@ -730,7 +706,6 @@ export class BpfCapture implements Capture {
         previous.close();
       }
     });
-    return direct;
   }
 
   /**

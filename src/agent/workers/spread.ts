@@ -4,29 +4,11 @@
  * between two agents' workers, so the few tunnels a pod gets decide which threads do its inbound
  * work, and hashed, two tunnels share a worker one time in two with two workers.
  */
-import { BpfObject, bpfObjectPath, type MapCodec } from '../../../native/bpf.js';
+import { BpfObject, U32_CODEC, U64_CODEC, bpfObjectPath, type MapCodec } from '../../../native/bpf.js';
 import { attachReuseportProgram } from '../../../native/netns.js';
 
-const u32 = (n: number): Buffer => {
-  const b = Buffer.alloc(4);
-  b.writeUInt32LE(n);
-  return b;
-};
-
 /** ambit_spread_socks: turn -> listener fd. */
-const socksCodec: MapCodec<number, number> = {
-  encodeKey: u32,
-  decodeKey: (b) => b.readUInt32LE(0),
-  encodeValue: (fd) => {
-    const b = Buffer.alloc(8);
-    b.writeBigUInt64LE(BigInt(fd));
-    return b;
-  },
-  decodeValue: (b) => Number(b.readBigUInt64LE(0)),
-};
-
-/** ambit_spread_state: 0 -> how many listeners, 1 -> the next turn. */
-const stateCodec: MapCodec<number, number> = { encodeKey: u32, decodeKey: (b) => b.readUInt32LE(0), encodeValue: u32, decodeValue: (b) => b.readUInt32LE(0) };
+const socksCodec: MapCodec<number, bigint> = { encodeKey: U32_CODEC.encodeKey, decodeKey: U32_CODEC.decodeKey, encodeValue: U64_CODEC.encodeValue, decodeValue: U64_CODEC.decodeValue };
 
 /**
  * Makes the SO_REUSEPORT group of `listenerFds` (every worker's listener of one port in one pod,
@@ -38,8 +20,9 @@ export function spreadInTurn(listenerFds: number[]): void {
   const obj = BpfObject.open(bpfObjectPath('reuseport'));
   try {
     const socks = obj.map('ambit_spread_socks', socksCodec);
-    listenerFds.forEach((fd, turn) => socks.update(turn, fd));
-    obj.map('ambit_spread_state', stateCodec).update(0, listenerFds.length);
+    listenerFds.forEach((fd, turn) => socks.update(turn, BigInt(fd)));
+    // ambit_spread_state: 0 -> how many listeners, 1 -> the next turn.
+    obj.map('ambit_spread_state', U32_CODEC).update(0, listenerFds.length);
     attachReuseportProgram(listenerFds[0]!, obj.progFd('ambit_spread'));
   } finally {
     obj.close();

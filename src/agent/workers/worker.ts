@@ -49,7 +49,7 @@ function main(): void {
   const log = createLogger({ name: 'ambit-agent', level: settings.logLevel }).child({ worker: settings.worker });
   const rpc = new Rpc(port);
   const registry = new Registry();
-  const direct = new WorkerSourcePreservation();
+  const sources = new WorkerSourcePreservation();
 
   const certs = new Map<string, { at: number; cert: Promise<TunnelCertificate> }>();
   const certificate = (identity: string): Promise<TunnelCertificate> => {
@@ -75,7 +75,7 @@ function main(): void {
     certificate,
     podSockets: (w) => {
       if (!w.netns) throw new AmbitError('AMBIT_ERR_CONFIG_INVALID', `workload ${w.namespace}/${w.name} has no netns; cannot open its sockets`);
-      return new NetnsPodSockets(w.netns, { capture: direct, uid: w.uid, reusePort: true });
+      return new NetnsPodSockets(w.netns, { capture: sources, uid: w.uid, reusePort: true });
     },
     originalDestination,
     listen: settings.listen,
@@ -88,7 +88,7 @@ function main(): void {
   const pods = new Map<string, PodDataPath>();
   const forget = (uid: string, p: PodDataPath): void => {
     if (pods.get(uid) === p) pods.delete(uid);
-    direct.release(uid);
+    sources.release(uid);
   };
 
   // The snapshot as persistent maps, so a delta costs its own size (config-delta.ts).
@@ -108,7 +108,7 @@ function main(): void {
     pods.set(w.uid, p);
     return { inboundListenerFd: p.inboundListenerFd(), hboneListenerFd: p.hboneListenerFd(), ipv6: p.hasIpv6Listener() } satisfies WorkerListeners;
   });
-  rpc.handle('captured', ({ uid, info }: { uid: string; info: CapturedPod }) => direct.captured(uid, info));
+  rpc.handle('captured', ({ uid, info }: { uid: string; info: CapturedPod }) => sources.captured(uid, info));
   rpc.handle('unenroll', async (uid: string) => {
     const p = pods.get(uid);
     if (!p) return;
