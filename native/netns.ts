@@ -395,8 +395,11 @@ export interface TransparentSocket {
  * own. Connect it with `new net.Socket({ fd }).connect(port, address)`. Without a port the kernel
  * picks one at connect (IP_BIND_ADDRESS_NO_PORT), unique for the 4-tuple: bind's own search
  * would skip every port any socket from that address holds, whatever its destination, TIME_WAIT
- * included. Replies only come back when the netns routes them to the socket (capture's reply
- * routing). Needs CAP_NET_ADMIN.
+ * included. With a port the socket has SO_REUSEADDR, so it shares the port with the agent's
+ * other dials from that address (TIME_WAIT included); bind fails with EADDRINUSE only against a
+ * listener, and connect with EADDRNOTAVAIL when the same 4-tuple is still in use. Replies only
+ * come back when the netns routes them to the socket (capture's reply routing). Needs
+ * CAP_NET_ADMIN.
  */
 export function transparentSocketInNetns(netns: string | NetnsHandle, opts: TransparentSocketOptions): TransparentSocket {
   const domain = familyOf(opts.source.address);
@@ -415,6 +418,7 @@ export function transparentSocketInNetns(netns: string | NetnsHandle, opts: Tran
       }
       // SOL_IP for both families (an IPv6 TCP socket takes SOL_IP options too).
       if (port === 0) setIntOpt(fd, SOL_IP, IP_BIND_ADDRESS_NO_PORT, 1, 'IP_BIND_ADDRESS_NO_PORT');
+      else setIntOpt(fd, SOL_SOCKET, SO_REUSEADDR, 1, 'SO_REUSEADDR');
       setIntOpt(fd, SOL_SOCKET, SO_PRIORITY, DIAL_PRIORITY, 'SO_PRIORITY');
       const sa = encodeSockaddr(opts.source.address, port);
       if (libc().bind(fd, sa, sa.length) !== 0) {

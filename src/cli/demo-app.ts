@@ -1,6 +1,6 @@
 /**
  * Tiny servers the demo and the end-to-end tests run as pod containers:
- *   http-echo  --port P --text T      answers every request with T, its pod name and the client address;
+ *   http-echo  --port P --text T      answers every request with T, its pod name and the client address and port;
  *              [--fail-every N] [--fail-status S]  every Nth request answers S (default 500) instead;
  *              [--delay-ms D]         waits D ms before answering; GET /count tells how many requests
  *                                     were served and how many failed (not counting /count itself)
@@ -60,7 +60,7 @@ export function createHttpEcho(o: HttpEchoOptions): Server {
     const answer = (): void => {
       if (res.destroyed) return;
       const status = fail ? o.failStatus : 200;
-      const body = JSON.stringify({ text: o.text, pod: o.pod, client: req.socket.remoteAddress, path: req.url, ...(fail ? { error: 'injected failure', request: n } : {}) }) + '\n';
+      const body = JSON.stringify({ text: o.text, pod: o.pod, client: req.socket.remoteAddress, clientPort: req.socket.remotePort, path: req.url, ...(fail ? { error: 'injected failure', request: n } : {}) }) + '\n';
       res.writeHead(status, { 'content-type': 'application/json', 'x-served-by': o.pod });
       res.end(body);
     };

@@ -18,6 +18,9 @@ import { findCgroup2Root } from '../../src/agent/capture/cgroup.js';
 import { BpfCapture } from '../../src/agent/capture/redirect.js';
 import { originalDestination } from '../../src/agent/capture/orig-dst.js';
 import { BYPASS_MARK, listenInNetns, socketInNetns } from '../../native/netns.js';
+import type { Capture } from '../../src/agent/capture/capture.js';
+import { NetnsPodSockets } from '../../src/agent/proxy/netns-sockets.js';
+import { connectVia } from '../../src/agent/proxy/sockets.js';
 
 export function isRoot(): boolean {
   return typeof process.getuid === 'function' && process.getuid() === 0;
@@ -448,4 +451,15 @@ export function captureTest(
     own,
     openBpf: async (o = {}) => own(await BpfCapture.open({ cgroupPath: o.cgroupPath ?? fx.cgroupPath, pinDir: o.pinDir ?? pinDir, log: o.log ?? silentLogger() })),
   };
+}
+
+/**
+ * The inbound proxy's dial to the app, as the agent makes it (NetnsPodSockets + connectVia): from
+ * `source` (the original client, transparent when capture preserves sources for `uid`), and from
+ * `source.port` when given (the client's own port; another one when that is taken).
+ */
+export function dialApp(o: { capture: Capture | undefined; uid: string; netnsPath: string; source: { address: string; port?: number }; destination: { address: string; port: number }; timeoutMs?: number }): Promise<net.Socket> {
+  const sockets = new NetnsPodSockets(o.netnsPath, { ...(o.capture ? { capture: o.capture } : {}), uid: o.uid });
+  const done = connectVia(sockets, { address: o.destination.address, port: o.destination.port, localAddress: o.source.address, ...(o.source.port ? { localPort: o.source.port } : {}) }, o.timeoutMs ?? 5000);
+  return done.finally(() => sockets.release());
 }

@@ -16,12 +16,11 @@ import { silentLogger } from '../../src/shared/log.js';
 import { NftCapture } from '../../src/agent/capture/nft.js';
 import { BpfObject } from '../../native/bpf.js';
 import { BYPASS_MARK, listenInNetns, socketFd, socketInNetns } from '../../native/netns.js';
-import { dialTransparent } from '../../src/agent/capture/transparent.js';
-import { isAmbitError } from '../../src/shared/errors.js';
 import {
   bpfSkipReason,
   buildFixtureObject,
   captureTest,
+  dialApp,
   dialFrom,
   fetchText,
   nftSkipReason,
@@ -166,8 +165,8 @@ test("a full map of the agent's own dials: the dial it can not list is refused w
   const before = capture.stats();
   const inboundBefore = pa.seen.inbound;
   const dial = (): Promise<net.Socket> =>
-    dialTransparent({ capture, uid: 'a', netnsPath: a.netnsPath, source: { address: b.ip }, destination: { address: a.ip, port: 8080 }, timeoutMs: 5000 });
-  await assert.rejects(dial(), (e: unknown) => isAmbitError(e, 'AMBIT_ERR_UPSTREAM_CONNECT') && /ECONNREFUSED/.test((e as Error).message));
+    dialApp({ capture, uid: 'a', netnsPath: a.netnsPath, source: { address: b.ip }, destination: { address: a.ip, port: 8080 } });
+  await assert.rejects(dial(), (e: unknown) => (e as NodeJS.ErrnoException).code === 'ECONNREFUSED');
   const after = capture.stats();
   assert.equal(after.SOCKOPS_DIAL_EXEMPT_FAILED - before.SOCKOPS_DIAL_EXEMPT_FAILED, 1);
   assert.equal(after.STEER_REFUSED_OVERFLOW - before.STEER_REFUSED_OVERFLOW, 1);

@@ -1,6 +1,6 @@
 /**
- * The inbound proxy's transparent dial (capture/transparent.ts): the app in the destination pod
- * sees the original client's IP as source, replies reach the agent through the pod's reply
+ * The inbound proxy's transparent dial (NetnsPodSockets + connectVia): the app in the destination
+ * pod sees the original client's IP (and port, when given) as source, replies reach the agent through the pod's reply
  * routing, and inbound capture (sk_lookup in BPF mode, nat prerouting in nft mode) leaves the dial
  * alone. Needs root (BPF for the BPF case, the nft binary for both).
  */
@@ -10,15 +10,13 @@ import { execFileSync } from 'node:child_process';
 import { once } from 'node:events';
 import net from 'node:net';
 import { silentLogger } from '../../src/shared/log.js';
-import { isAmbitError } from '../../src/shared/errors.js';
 import { BpfCapture } from '../../src/agent/capture/redirect.js';
 import { NftCapture } from '../../src/agent/capture/nft.js';
 import type { Capture } from '../../src/agent/capture/capture.js';
 import { originalDestination } from '../../src/agent/capture/orig-dst.js';
-import { dialTransparent } from '../../src/agent/capture/transparent.js';
 import { REPLY_NFT_TABLE, REPLY_ROUTE_TABLE } from '../../src/agent/capture/reply-route.js';
 import { BYPASS_MARK, listenInNetns, socketFd, socketInNetns, transparentSocketInNetns } from '../../native/netns.js';
-import { bpfSkipReason, closeServer, createFixture, fetchText, isRoot, serveFd, type Fixture, type Pod } from './fixture.js';
+import { bpfSkipReason, closeServer, createFixture, dialApp, fetchText, isRoot, serveFd, type Fixture, type Pod } from './fixture.js';
 
 function hasNft(): boolean {
   try {
@@ -106,23 +104,18 @@ async function checkTransparentDial(
   server: Pod,
   seen: ReturnType<typeof startPod>,
   family: 'IPv4' | 'IPv6' = 'IPv4',
-): Promise<void> {
+  srcPort?: number,
+): Promise<number> {
   const [src, dst, dstPort] = family === 'IPv4' ? [client.ip, server.ip, 8080] : [client.ip6, server.ip6, 8081];
-  const socket = await dialTransparent({
-    capture,
-    uid: 'pod-a',
-    netnsPath: server.netnsPath,
-    source: { address: src },
-    destination: { address: dst, port: dstPort },
-    timeoutMs: 5000,
-  });
+  const socket = await dialApp({ capture, uid: 'pod-a', netnsPath: server.netnsPath, source: { address: src, ...(srcPort ? { port: srcPort } : {}) }, destination: { address: dst, port: dstPort } });
   assert.equal(socket.localAddress, src, 'the socket is bound to the client address');
-  const port = socket.localPort;
+  const port = socket.localPort!;
   const text = await exchange(socket);
   assert.equal(text, `hello ${src}:${port}\nping`, 'the app sees the client address and data flows both ways');
   assert.deepEqual(seen.app.at(-1), { remoteAddress: src, remotePort: port });
   assert.equal(seen.inbound.length, 0, 'the 15006 listener did not receive the dial');
   if (!socket.destroyed) await once(socket, 'close');
+  return port;
 }
 
 function openBpf(fx: Fixture): Promise<BpfCapture> {
@@ -178,6 +171,27 @@ test('bpf capture: a transparent dial keeps the client address and is not steere
     assert.equal(seen.app.length, before + 3);
   });
 
+  await t.test("the dial keeps the client's port; a port held by a listener or a live tuple gets another", async () => {
+    const skipped = capture!.stats().STEER_SKIP_DIRECT;
+    assert.equal(await checkTransparentDial(capture!, b, a, seen, 'IPv4', 47001), 47001, 'the app sees the client port');
+    // The dial closed first, so b.ip:47001 -> a.ip:8080 is in TIME_WAIT in a's netns. A socket
+    // bound to its port takes such a tuple over when TCP timestamps guard it (tcp_twsk_unique).
+    assert.match(inNs(a.netnsPath, ['ss', '-tan', 'state', 'time-wait', 'src', `${b.ip}:47001`]), new RegExp(`${a.ip.replaceAll('.', '\\.')}:8080`));
+    assert.equal(await checkTransparentDial(capture!, b, a, seen, 'IPv4', 47001), 47001, 'the TIME_WAIT tuple is reused');
+    // The same tuple still open: connect refuses it (EADDRNOTAVAIL) and the dial is made again
+    // from a port the kernel picks.
+    const held = await dialApp({ capture: capture!, uid: 'pod-a', netnsPath: a.netnsPath, source: { address: b.ip, port: 47005 }, destination: { address: a.ip, port: 8080 } });
+    assert.equal(held.localPort, 47005);
+    const other = await checkTransparentDial(capture!, b, a, seen, 'IPv4', 47005);
+    assert.ok(other > 0 && other !== 47005, `another port: ${other}`);
+    held.destroy();
+    // 15006 is a listener on every address in a's netns: bind refuses it (EADDRINUSE).
+    assert.notEqual(await checkTransparentDial(capture!, b, a, seen, 'IPv4', 15006), 15006);
+    assert.equal(await checkTransparentDial(capture!, b, a, seen, 'IPv6', 47002), 47002, 'IPv6 too');
+    assert.equal(capture!.stats().STEER_SKIP_DIRECT, skipped + 6, 'every dial was let through, none steered');
+    assert.deepEqual(capture!.directTuples('pod-a'), []);
+  });
+
   await t.test('with SYN cookies (as when the app\'s SYN queue overflows) the dial still reaches the app', async () => {
     // 2: every SYN is answered with a cookie, so the handshake's last ACK finds no request
     // socket and goes through sk_lookup too; the dial's entry must outlive it.
@@ -211,15 +225,8 @@ test('bpf capture: a transparent dial keeps the client address and is not steere
 
   await t.test('a refused dial rejects and forgets its tuple', async () => {
     await assert.rejects(
-      dialTransparent({
-        capture: capture!,
-        uid: 'pod-a',
-        netnsPath: a.netnsPath,
-        source: { address: b.ip },
-        destination: { address: a.ip, port: 15008 },
-        timeoutMs: 5000,
-      }),
-      (e: unknown) => isAmbitError(e, 'AMBIT_ERR_UPSTREAM_CONNECT') && /ECONNREFUSED/.test((e as Error).message),
+      dialApp({ capture: capture!, uid: 'pod-a', netnsPath: a.netnsPath, source: { address: b.ip }, destination: { address: a.ip, port: 15008 } }),
+      (e: unknown) => (e as NodeJS.ErrnoException).code === 'ECONNREFUSED',
     );
     assert.deepEqual(capture!.directTuples('pod-a'), []);
   });
@@ -274,14 +281,9 @@ test('without reply routing the dial falls back to the pod address', { skip: nft
   });
   const [a] = fx.pods as [Pod];
   const seen = startPod(a, servers);
-  const socket = await dialTransparent({
-    capture: undefined,
-    uid: 'pod-a',
-    netnsPath: a.netnsPath,
-    source: { address: '10.1.2.3' },
-    destination: { address: a.ip, port: 8080 },
-  });
+  const socket = await dialApp({ capture: undefined, uid: 'pod-a', netnsPath: a.netnsPath, source: { address: '10.1.2.3', port: 61003 }, destination: { address: a.ip, port: 8080 } });
   const port = socket.localPort;
+  assert.notEqual(port, 61003, 'nor its port (61003 is outside the ephemeral range the kernel picks from)');
   assert.equal(await exchange(socket), `hello ${a.ip}:${port}\nping`);
   assert.equal(seen.app[0]?.remoteAddress, a.ip);
 });

@@ -61,11 +61,13 @@ async function startMesh(t: TestContext, tag: string, capture: 'bpf' | 'nft'): P
   };
 }
 
-async function httpFrom(m: Mesh, pod: string, url: string): Promise<{ ok: boolean; body?: { text: string; client: string; pod: string } }> {
-  const r = await m.exec(pod, ['curl', '-s', '-m', '5', url]);
+/** GET `url` with curl in `pod`; `localPort` is the port curl connected from. */
+async function httpFrom(m: Mesh, pod: string, url: string): Promise<{ ok: boolean; localPort?: number; body?: { text: string; client: string; clientPort: number; pod: string } }> {
+  const r = await m.exec(pod, ['curl', '-s', '-m', '5', '-w', '\n%{local_port}', url]);
   if (r.code !== 0) return { ok: false };
   try {
-    return { ok: true, body: JSON.parse(r.stdout) };
+    const cut = r.stdout.lastIndexOf('\n');
+    return { ok: true, body: JSON.parse(r.stdout.slice(0, cut)), localPort: Number(r.stdout.slice(cut + 1)) };
   } catch {
     return { ok: false };
   }
@@ -99,11 +101,13 @@ for (const capture of ['bpf', 'nft'] as const) {
     const clientIp = podIp(st, 'mesh-a', 'client');
     const serverIp = podIp(st, 'mesh-b', 'server');
 
-    await t.test('a plain client reaches the server by pod IP and by Service name; the server sees the client pod IP', async () => {
+    await t.test('a plain client reaches the server by pod IP and by Service name; the server sees the client pod IP and port', async () => {
       for (const url of [`http://${serverIp}:8080/ip`, 'http://server.mesh-b:8080/svc', 'http://server.mesh-b.svc.cluster.local:8080/fqdn']) {
         const r = await httpFrom(m, 'mesh-a/client', url);
         assert.ok(r.ok, `GET ${url}`);
         assert.equal(r.body!.client.replace('::ffff:', ''), clientIp, `source preserved for ${url}`);
+        assert.ok(r.localPort! > 0);
+        assert.equal(r.body!.clientPort, r.localPort, `source port preserved for ${url}`);
       }
       const metrics = await fetch(st.nodes.find((n) => n.name === 'node1')!.metrics).then((r) => r.text());
       assert.ok(metricSum(metrics, 'istio_tcp_connections_opened_total', { reporter: 'source', source_workload_namespace: 'mesh-a', destination_workload_namespace: 'mesh-b' }) >= 3);

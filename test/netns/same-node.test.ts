@@ -58,6 +58,16 @@ test('same-node fast path: no tunnel between pods of one node, policy and metric
     }
   });
 
+  await t.test("the server sees the client pod's address and port", async () => {
+    const r = await ambit(['local', 'exec', '--name', name, 'same/client', '--', 'curl', '-s', '-m', '5', '-w', '\n%{local_port}', 'http://server.same:8080/']);
+    assert.equal(r.code, 0, `curl failed: ${r.stderr}`);
+    const cut = r.stdout.lastIndexOf('\n');
+    const seen = JSON.parse(r.stdout.slice(0, cut)) as { client: string; clientPort: number };
+    assert.equal(seen.client.replace('::ffff:', ''), st.pods.find((p) => p.namespace === 'same' && p.name === 'client')?.ip);
+    // curl's own socket is connected to the agent on loopback (capture redirects the connect), from this port.
+    assert.equal(seen.clientPort, Number(r.stdout.slice(cut + 1)));
+  });
+
   await t.test('a pod on the other node is still reached through a tunnel (the gauge sees tunnels)', async () => {
     const r = await load<{ reply: string }>(['send', 'far.same', '9000', 'far']);
     assert.equal(r.reply, 'far');

@@ -92,7 +92,7 @@ export interface PruneOptions {
 
 /**
  * One connection the agent dials to a pod's app from the original client's address
- * (transparent.ts): as the app's side sees it, remote = source, local port = destinationPort.
+ * (NetnsPodSockets.connect with localAddress): as the app's side sees it, remote = source, local port = destinationPort.
  * The key of a BPF pod's ambit_steer_direct (BpfCapture.directTuples lists the ones in flight).
  */
 export interface DirectTuple {
@@ -126,7 +126,7 @@ export interface Capture {
   prune(opts: PruneOptions): Promise<number>;
   /**
    * True when the pod's netns routes replies to foreign (original client) addresses back to the
-   * agent's transparent sockets (reply-route.ts), i.e. dialTransparent can preserve the source.
+   * agent's transparent sockets (reply-route.ts), i.e. the inbound dial can preserve the source.
    * Inbound capture leaves those dials (mark 0x539) alone by itself: BPF exempts each one in the
    * kernel when its SYN leaves (sockops.bpf.c), nft's nat prerouting never sees locally made
    * connections.

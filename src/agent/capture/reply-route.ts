@@ -1,6 +1,6 @@
 /**
  * Reply routing inside an enrolled pod's netns, for the agent's transparent dials to the app
- * (transparent.ts): the agent's socket is bound to the original client's address, so the app's
+ * (NetnsPodSockets.connect): the agent's socket is bound to the original client's address, so the app's
  * replies are addressed to a foreign IP and would leave through eth0. As ztunnel does in-pod:
  *
  *   nft table inet ambit_reply, chain output (type route, priority mangle):

@@ -84,6 +84,8 @@ export class InboundPlaintext extends PodProxy {
     this.shell.pending.add(downstream);
     let upstream: net.Socket;
     try {
+      // Not from the client's port: the captured socket is in this netns with the tuple the app's
+      // accepted socket would have, and the kernel drops a duplicate.
       upstream = await connectVia(
         this.opts.sockets,
         { address: dstIp, port: origDst.port, ...(this.opts.sockets.preservesSource ? { localAddress: srcIp } : {}) },

@@ -31,7 +31,7 @@ import {
   REASON_HEADER,
   STREAM_WINDOW_BYTES,
   TUNNEL_SEND_BUFFER_BYTES,
-  parseForwardedFor,
+  parseForwardedSource,
   peerIdentity,
   type TunnelCertificate,
 } from '../../shared/hbone/tunnel.js';
@@ -170,13 +170,17 @@ export class InboundHbone extends PodProxy {
     if (!target) return this.reject(stream, HBONE_STATUS.BAD_REQUEST, 'bad_authority', { authority: headers[':authority'] });
     const forwardedHost = /;\s*host=([^;,\s]+)/i.exec(String(headers['forwarded'] ?? ''))?.[1];
     const index = this.opts.index();
+    const srcIp = normalizeIp(socket.remoteAddress);
+    const forwarded = parseForwardedSource(headers['forwarded']);
     const admitted = await this.admit({
       srcIdentity: peerIdentity(socket),
-      srcIp: normalizeIp(socket.remoteAddress),
+      srcIp,
+      // The client's port, when the peer forwarded its own address (a waypoint forwards its client's).
+      srcPort: forwarded?.port !== undefined && normalizeIp(forwarded.address) === srcIp ? forwarded.port : undefined,
       target,
       service: forwardedHost ? index.serviceByHostname(forwardedHost) : undefined,
       authority: headers[':authority'],
-      forwardedFor: parseForwardedFor(headers['forwarded']),
+      forwardedFor: forwarded?.address,
       gone: () => stream.destroyed || stream.closed,
     });
     if (!admitted.ok) {
@@ -194,8 +198,8 @@ export class InboundHbone extends PodProxy {
    * waypoint requirement), then piped to this pod. Resolves false when refused (the caller resets
    * the app's connection); `source` is the outbound side's telemetry, fed the same bytes.
    */
-  async acceptLocal(o: { downstream: Duplex; srcIdentity: string; srcIp: string; target: Address; service?: Service; source: ConnectionTelemetry; sourcePipes: Set<CopyHandle> }): Promise<Admission> {
-    const admitted = await this.admit({ srcIdentity: o.srcIdentity, srcIp: o.srcIp, target: o.target, service: o.service, authority: formatAddress(o.target), gone: () => o.downstream.destroyed });
+  async acceptLocal(o: { downstream: Duplex; srcIdentity: string; srcIp: string; srcPort?: number | undefined; target: Address; service?: Service; source: ConnectionTelemetry; sourcePipes: Set<CopyHandle> }): Promise<Admission> {
+    const admitted = await this.admit({ srcIdentity: o.srcIdentity, srcIp: o.srcIp, srcPort: o.srcPort, target: o.target, service: o.service, authority: formatAddress(o.target), gone: () => o.downstream.destroyed });
     if (!admitted.ok) {
       if (admitted.reason === DOWNSTREAM_CLOSED) return admitted;
       this.opts.metrics.connectionsRejected.inc({ direction: 'inbound', reason: admitted.reason });
@@ -226,6 +230,8 @@ export class InboundHbone extends PodProxy {
   private async admit(r: {
     srcIdentity: string | undefined;
     srcIp: string;
+    /** The client's own port, kept on the dial when the pod's address is not also the source (hairpin). */
+    srcPort?: number | undefined;
     target: Address;
     service: Service | undefined;
     authority: unknown;
@@ -289,7 +295,7 @@ export class InboundHbone extends PodProxy {
     try {
       upstream = await connectVia(
         this.opts.sockets,
-        { address: dstIp, port: target.port, ...(this.opts.sockets.preservesSource ? { localAddress: srcIp } : {}) },
+        { address: dstIp, port: target.port, ...(this.opts.sockets.preservesSource ? { localAddress: srcIp, ...(r.srcPort && !podIps.has(srcIp) ? { localPort: r.srcPort } : {}) } : {}) },
         this.opts.upstreamConnectTimeoutMs ?? 10_000,
       );
     } catch (e) {

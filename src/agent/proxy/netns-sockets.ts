@@ -1,8 +1,8 @@
 /**
  * PodSockets inside a pod's network namespace: sockets are made under setns() by native/netns.ts
  * and handed to Node as fds; dials carry SO_MARK 0x539 so capture lets them through. A dial with
- * `localAddress` (the original client) binds a transparent socket to it (the port chosen at
- * connect), which inbound capture leaves alone by itself (Capture.preservesSource), so the app
+ * `localAddress` (the original client) binds a transparent socket to it (and to `localPort`, else
+ * a port chosen at connect), which inbound capture leaves alone by itself (Capture.preservesSource), so the app
  * sees the client's address as ztunnel does; this needs the pod's reply routing, else the dial
  * leaves from the pod's own address.
  */
@@ -96,7 +96,7 @@ export class NetnsPodSockets implements PodSockets {
     const family = net.isIPv6(destination) ? 'IPv6' : 'IPv4';
     const source = opts.localAddress === undefined ? undefined : unmapped(opts.localAddress);
     if (source !== undefined && this.preservesSource && net.isIPv6(source) === (family === 'IPv6')) {
-      const t = transparentSocketInNetns(this.netns(), { source: { address: source }, mark: this.mark });
+      const t = transparentSocketInNetns(this.netns(), { source: { address: source, port: opts.localPort ?? 0 }, mark: this.mark });
       const socket = new net.Socket({ fd: t.fd, allowHalfOpen: true });
       socket.setNoDelay(true);
       return socket.connect({ port: opts.port, host: destination });

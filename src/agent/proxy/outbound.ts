@@ -91,6 +91,8 @@ export class OutboundProxy extends PodProxy {
     // source is the pod's own address.
     const remote = normalizeIp(downstream.remoteAddress);
     const srcIp = remote && !isLoopback(remote) ? remote : normalizeIp(src.addresses.find((a) => a.includes(':') === remote.includes(':')) ?? src.addresses[0]);
+    // The client's port (capture changes only the destination): the destination dials the app from it.
+    const srcPort = downstream.remotePort;
     const req = buildOutboundRequest({ src, origDst, index, nodeName: this.opts.nodeName, pickEndpoint: this.opts.pickEndpoint, agentPorts: this.agentPorts });
     const dst = req.kind === 'deny' ? undefined : req.dstWorkload;
     const service = req.service;
@@ -132,7 +134,7 @@ export class OutboundProxy extends PodProxy {
     const local = req.kind === 'tunnel' && !req.viaWaypoint && dst ? this.opts.sameNodeInbound?.(dst) : undefined;
     if (local && req.kind === 'tunnel' && dst) {
       telemetry.info.dst.identity = workloadIdentity(dst);
-      const admitted = await local.acceptLocal({ downstream, srcIdentity, srcIp, target: req.target, ...(service ? { service } : {}), source: telemetry, sourcePipes: this.shell.pipes });
+      const admitted = await local.acceptLocal({ downstream, srcIdentity, srcIp, srcPort, target: req.target, ...(service ? { service } : {}), source: telemetry, sourcePipes: this.shell.pipes });
       if (admitted.ok) {
         if (req.endpoint) this.opts.reportEndpoint?.(req.endpoint, true);
         return;
@@ -148,7 +150,7 @@ export class OutboundProxy extends PodProxy {
 
     let opened: { upstream: Duplex; reply?: Promise<void> };
     try {
-      opened = await this.openUpstream(req, src, srcIp, telemetry);
+      opened = await this.openUpstream(req, src, { address: srcIp, port: srcPort }, telemetry);
     } catch (e) {
       this.failed(e, { connId, origDst, endpoint: req.endpoint, downstream, telemetry });
       return;
@@ -200,13 +202,13 @@ export class OutboundProxy extends PodProxy {
   private async openUpstream(
     req: Exclude<OutboundRequest, { kind: 'deny' }>,
     src: Workload,
-    srcIp: string,
+    from: { address: string; port: number | undefined },
     telemetry?: ConnectionTelemetry,
   ): Promise<{ upstream: Duplex; reply?: Promise<void> }> {
     if (req.kind === 'passthrough') {
       return { upstream: await connectVia(this.opts.sockets, { address: req.address, port: req.port }, this.opts.upstreamConnectTimeoutMs ?? 10_000) };
     }
-    const headers = buildConnectHeaders({ target: req.target, srcIp, src, ...(req.service ? { service: req.service } : {}) });
+    const headers = buildConnectHeaders({ target: req.target, srcIp: from.address, ...(from.port ? { srcPort: from.port } : {}), src, ...(req.service ? { service: req.service } : {}) });
     const { stream, peerIdentity, reply } = await this.opts.pool.send({
       srcIdentity: workloadIdentity(src),
       expectedIdentities: req.expectedIdentities,

@@ -1,6 +1,7 @@
 /** The seam through which proxies open sockets on a pod's behalf: listeners and dials inside the pod's netns. */
 import type * as net from 'node:net';
 import { formatAddress } from '../../shared/address.js';
+import { AmbitError } from '../../shared/errors.js';
 import type { TunnelDialOptions } from '../../shared/hbone/pool.js';
 import type { Logger } from '../../shared/log.js';
 
@@ -14,6 +15,11 @@ export interface PodConnectOptions extends TunnelDialOptions {
    * honour it ignore it and report that through `preservesSource`.
    */
   localAddress?: string;
+  /**
+   * With `localAddress`: the port to bind too (the client's own). connectVia dials again with a
+   * port the kernel picks when this one is taken (EADDRINUSE, EADDRNOTAVAIL).
+   */
+  localPort?: number;
 }
 
 export interface PodListenOptions {
@@ -48,8 +54,28 @@ export function logAcceptError(log: Logger, e: Error): void {
   log.warn({ err: { message: e.message, code: (e as NodeJS.ErrnoException).code } }, 'accept failed');
 }
 
-/** Dials through `sockets` and resolves once connected; rejects on error or after `timeoutMs`. */
-export function connectVia(sockets: PodSockets, opts: PodConnectOptions, timeoutMs = 10_000): Promise<net.Socket> {
+/**
+ * Dials through `sockets` and resolves once connected; rejects on error or after `timeoutMs`. A
+ * dial from `localPort` that finds the port or the 4-tuple taken is made once more without it.
+ */
+export async function connectVia(sockets: PodSockets, opts: PodConnectOptions, timeoutMs = 10_000): Promise<net.Socket> {
+  if (opts.localPort === undefined) return connectOnce(sockets, opts, timeoutMs);
+  try {
+    return await connectOnce(sockets, opts, timeoutMs);
+  } catch (e) {
+    if (!portTaken(e)) throw e;
+    const { localPort: _taken, ...rest } = opts;
+    return connectOnce(sockets, rest, timeoutMs);
+  }
+}
+
+/** EADDRINUSE (bind: a listener holds the port) or EADDRNOTAVAIL (connect: the 4-tuple exists, TIME_WAIT included). */
+function portTaken(e: unknown): boolean {
+  const errno = e instanceof AmbitError ? e.details?.['errno'] : (e as NodeJS.ErrnoException | undefined)?.code;
+  return errno === 'EADDRINUSE' || errno === 'EADDRNOTAVAIL';
+}
+
+function connectOnce(sockets: PodSockets, opts: PodConnectOptions, timeoutMs: number): Promise<net.Socket> {
   return new Promise((resolve, reject) => {
     let s: net.Socket;
     try {

@@ -52,6 +52,11 @@ export interface TunnelCertificate {
 export interface ConnectRequestInput {
   target: Address;
   srcIp: string;
+  /**
+   * The client's own source port, written as ztunnel does (`for="<ip>:<port>"`): the destination
+   * agent dials the app from the same address and port, so the app sees the tuple the client made.
+   */
+  srcPort?: number;
   src?: Workload;
   service?: Service;
   random?: () => number;
@@ -60,7 +65,8 @@ export interface ConnectRequestInput {
 /** The HBONE CONNECT request headers: `:authority` = target, forwarded, baggage, traceparent. */
 export function buildConnectHeaders(i: ConnectRequestInput): http2.OutgoingHttpHeaders {
   const forIp = i.srcIp.includes(':') ? `[${i.srcIp}]` : i.srcIp;
-  const forwarded = `for="${forIp}"` + (i.service ? `;host=${i.service.hostname}` : '');
+  const forNode = i.srcPort ? `${forIp}:${i.srcPort}` : forIp;
+  const forwarded = `for="${forNode}"` + (i.service ? `;host=${i.service.hostname}` : '');
   const headers: http2.OutgoingHttpHeaders = {
     ':method': 'CONNECT',
     ':authority': formatAddress(i.target),
@@ -114,14 +120,20 @@ let randomOffset = 0;
 
 /** The `for=` address of a `forwarded` header (brackets and port stripped), or undefined. */
 export function parseForwardedFor(header: string | string[] | undefined): string | undefined {
+  return parseForwardedSource(header)?.address;
+}
+
+/** The `for=` node of a `forwarded` header: its address, and its port when one in 1..65535 is given. */
+export function parseForwardedSource(header: string | string[] | undefined): { address: string; port?: number } | undefined {
   const h = Array.isArray(header) ? header[0] : header;
   if (!h) return undefined;
   const m = /(?:^|[;,\s])for="?([^";,]+)"?/i.exec(h);
   if (!m) return undefined;
-  let v = m[1]!;
-  if (v.startsWith('[')) v = v.slice(1, v.indexOf(']') > 0 ? v.indexOf(']') : undefined);
-  else if (/^[0-9.]+:\d+$/.test(v)) v = v.slice(0, v.lastIndexOf(':'));
-  return v;
+  const v = m[1]!;
+  const node = v.startsWith('[') ? /^\[([^\]]*)\]?(?::(\d+))?/.exec(v) : /^([0-9.]+):(\d+)$/.exec(v);
+  const address = node ? node[1]! : v;
+  const port = node?.[2] === undefined ? 0 : Number(node[2]);
+  return port >= 1 && port <= 65535 ? { address, port } : { address };
 }
 
 /** URI SANs of a certificate (`URI:spiffe://...` entries of subjectaltname). */

@@ -2,7 +2,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as net from 'node:net';
-import { buildBaggage, buildConnectHeaders, parseForwardedFor, uriSans, newTraceparent, tunnelStatusError } from '../../../src/shared/hbone/tunnel.js';
+import { buildBaggage, buildConnectHeaders, parseForwardedFor, parseForwardedSource, uriSans, newTraceparent, tunnelStatusError } from '../../../src/shared/hbone/tunnel.js';
 import { formatAddress, parseAddress, normalizeIp } from '../../../src/shared/address.js';
 import { copyBidirectional, type CopyResult } from '../../../src/shared/hbone/copy.js';
 import { trafficKey, trafficLabels, trafficLabelSet, TRAFFIC_LABELS } from '../../../src/agent/proxy/metrics.js';
@@ -50,6 +50,23 @@ test('framing: forwarded for= round-trips for v4, v6 and with a port', () => {
   for (const [h, want] of rows) assert.equal(parseForwardedFor(h), want, String(h));
   const built = buildConnectHeaders({ target: { address: '10.0.0.2', port: 1 }, srcIp: '10.0.0.9' });
   assert.equal(parseForwardedFor(String(built['forwarded'])), '10.0.0.9');
+});
+
+test("framing: the client's port travels in for= as ztunnel writes it, and only a valid one is read back", () => {
+  const fwd = (srcIp: string, srcPort?: number): string => String(buildConnectHeaders({ target: { address: '10.0.0.2', port: 1 }, srcIp, ...(srcPort === undefined ? {} : { srcPort }) })['forwarded']);
+  assert.equal(fwd('10.0.0.9', 40123), 'for="10.0.0.9:40123"');
+  assert.equal(fwd('fd00::9', 40123), 'for="[fd00::9]:40123"');
+  assert.equal(fwd('10.0.0.9'), 'for="10.0.0.9"');
+  assert.deepEqual(parseForwardedSource(fwd('10.0.0.9', 40123)), { address: '10.0.0.9', port: 40123 });
+  assert.deepEqual(parseForwardedSource(fwd('fd00::9', 1)), { address: 'fd00::9', port: 1 });
+  assert.deepEqual(parseForwardedSource('for="10.0.0.9:65535";host=web.ns.svc.cluster.local'), { address: '10.0.0.9', port: 65535 });
+  for (const bad of ['for="10.0.0.9:0"', 'for="10.0.0.9:65536"', 'for="10.0.0.9:99999999999999999999"', 'for="[fd00::9]:0"']) {
+    assert.equal(parseForwardedSource(bad)?.port, undefined, bad);
+  }
+  assert.deepEqual(parseForwardedSource('for="10.0.0.9"'), { address: '10.0.0.9' });
+  assert.deepEqual(parseForwardedSource('for="[fd00::9"'), { address: 'fd00::9' }, 'an unclosed bracket');
+  assert.equal(parseForwardedSource('for=unknown')?.port, undefined);
+  assert.equal(parseForwardedSource(undefined), undefined);
 });
 
 test('framing: URI SANs, addresses, status errors', () => {
