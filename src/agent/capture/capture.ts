@@ -92,8 +92,9 @@ export interface PruneOptions {
 
 /**
  * One connection the agent dials to a pod's app from the original client's address
- * (NetnsPodSockets.connect with localAddress): as the app's side sees it, remote = source, local port = destinationPort.
- * The key of a BPF pod's ambit_steer_direct (BpfCapture.directTuples lists the ones in flight).
+ * (NetnsPodSockets.connect with localAddress): as the app's side sees it, remote = source, local
+ * port = destinationPort. The key of a BPF pod's ambit_steer_direct (BpfCapture.directTuples
+ * lists the ones in flight).
  */
 export interface DirectTuple {
   sourceAddress: string;

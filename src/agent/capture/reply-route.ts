@@ -1,7 +1,7 @@
 /**
  * Reply routing inside an enrolled pod's netns, for the agent's transparent dials to the app
- * (NetnsPodSockets.connect): the agent's socket is bound to the original client's address, so the app's
- * replies are addressed to a foreign IP and would leave through eth0. As ztunnel does in-pod:
+ * (NetnsPodSockets.connect): the agent's socket is bound to the original client's address, so the
+ * app's replies are addressed to a foreign IP and would leave through eth0. As ztunnel does in-pod:
  *
  *   nft table inet ambit_reply, chain output (type route, priority mangle):
  *     a new connection the agent opened (meta mark 0x539) to a local address gets ct mark 0x111;

@@ -31,7 +31,8 @@ import {
   REASON_HEADER,
   STREAM_WINDOW_BYTES,
   TUNNEL_SEND_BUFFER_BYTES,
-  parseForwardedSource,
+  forwardedClientPort,
+  parseForwardedFor,
   peerIdentity,
   type TunnelCertificate,
 } from '../../shared/hbone/tunnel.js';
@@ -171,16 +172,14 @@ export class InboundHbone extends PodProxy {
     const forwardedHost = /;\s*host=([^;,\s]+)/i.exec(String(headers['forwarded'] ?? ''))?.[1];
     const index = this.opts.index();
     const srcIp = normalizeIp(socket.remoteAddress);
-    const forwarded = parseForwardedSource(headers['forwarded']);
     const admitted = await this.admit({
       srcIdentity: peerIdentity(socket),
       srcIp,
-      // The client's port, when the peer forwarded its own address (a waypoint forwards its client's).
-      srcPort: forwarded?.port !== undefined && normalizeIp(forwarded.address) === srcIp ? forwarded.port : undefined,
+      srcPort: forwardedClientPort(headers['forwarded'], srcIp),
       target,
       service: forwardedHost ? index.serviceByHostname(forwardedHost) : undefined,
       authority: headers[':authority'],
-      forwardedFor: forwarded?.address,
+      forwardedFor: parseForwardedFor(headers['forwarded']),
       gone: () => stream.destroyed || stream.closed,
     });
     if (!admitted.ok) {

@@ -2,9 +2,9 @@
  * PodSockets inside a pod's network namespace: sockets are made under setns() by native/netns.ts
  * and handed to Node as fds; dials carry SO_MARK 0x539 so capture lets them through. A dial with
  * `localAddress` (the original client) binds a transparent socket to it (and to `localPort`, else
- * a port chosen at connect), which inbound capture leaves alone by itself (Capture.preservesSource), so the app
- * sees the client's address as ztunnel does; this needs the pod's reply routing, else the dial
- * leaves from the pod's own address.
+ * a port chosen at connect), which inbound capture leaves alone by itself
+ * (Capture.preservesSource), so the app sees the client's address as ztunnel does; this needs the
+ * pod's reply routing, else the dial leaves from the pod's own address.
  */
 import * as net from 'node:net';
 import { BYPASS_MARK, listenInNetns, openNetns, socketInNetns, transparentSocketInNetns, closeFd, type NetnsHandle } from '../../../native/netns.js';

@@ -8,7 +8,7 @@ import type { TLSSocket, PeerCertificate } from 'node:tls';
 import { AmbitError } from '../errors.js';
 import { tryParseSpiffeId } from '../identity.js';
 import type { Service, Workload } from '../model.js';
-import { formatAddress, type Address } from '../address.js';
+import { formatAddress, normalizeIp, type Address } from '../address.js';
 import { clusterOf } from '../state/workloads.js';
 
 /** The port HBONE listens on: the agent's inbound side and every waypoint. */
@@ -121,6 +121,15 @@ let randomOffset = 0;
 /** The `for=` address of a `forwarded` header (brackets and port stripped), or undefined. */
 export function parseForwardedFor(header: string | string[] | undefined): string | undefined {
   return parseForwardedSource(header)?.address;
+}
+
+/**
+ * The client's port a tunnel peer forwarded, used only when the `for=` address is the peer's own
+ * (`peerIp`): a waypoint forwards its client's address, whose port is not the waypoint's.
+ */
+export function forwardedClientPort(header: string | string[] | undefined, peerIp: string): number | undefined {
+  const f = parseForwardedSource(header);
+  return f?.port !== undefined && normalizeIp(f.address) === normalizeIp(peerIp) ? f.port : undefined;
 }
 
 /** The `for=` node of a `forwarded` header: its address, and its port when one in 1..65535 is given. */

@@ -2,7 +2,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as net from 'node:net';
-import { buildBaggage, buildConnectHeaders, parseForwardedFor, parseForwardedSource, uriSans, newTraceparent, tunnelStatusError } from '../../../src/shared/hbone/tunnel.js';
+import { buildBaggage, buildConnectHeaders, forwardedClientPort, parseForwardedFor, parseForwardedSource, uriSans, newTraceparent, tunnelStatusError } from '../../../src/shared/hbone/tunnel.js';
 import { formatAddress, parseAddress, normalizeIp } from '../../../src/shared/address.js';
 import { copyBidirectional, type CopyResult } from '../../../src/shared/hbone/copy.js';
 import { trafficKey, trafficLabels, trafficLabelSet, TRAFFIC_LABELS } from '../../../src/agent/proxy/metrics.js';
@@ -67,6 +67,16 @@ test("framing: the client's port travels in for= as ztunnel writes it, and only 
   assert.deepEqual(parseForwardedSource('for="[fd00::9"'), { address: 'fd00::9' }, 'an unclosed bracket');
   assert.equal(parseForwardedSource('for=unknown')?.port, undefined);
   assert.equal(parseForwardedSource(undefined), undefined);
+});
+
+test("framing: the destination takes the forwarded port only when for= is the tunnel peer's own address", () => {
+  assert.equal(forwardedClientPort('for="10.0.0.9:40123"', '10.0.0.9'), 40123);
+  assert.equal(forwardedClientPort('for="10.0.0.9:40123"', '::ffff:10.0.0.9'), 40123, 'a v4-mapped peer address is the same address');
+  assert.equal(forwardedClientPort('for="[fd00::9]:40123"', 'fd00::9'), 40123);
+  assert.equal(forwardedClientPort('for="10.0.0.7:40123"', '10.0.0.9'), undefined, "another address's port (a waypoint forwards its client)");
+  assert.equal(forwardedClientPort('for="10.0.0.9"', '10.0.0.9'), undefined);
+  assert.equal(forwardedClientPort('for="10.0.0.9:0"', '10.0.0.9'), undefined);
+  assert.equal(forwardedClientPort(undefined, '10.0.0.9'), undefined);
 });
 
 test('framing: URI SANs, addresses, status errors', () => {
