@@ -32,7 +32,7 @@ import {
   STREAM_WINDOW_BYTES,
   TUNNEL_SEND_BUFFER_BYTES,
   forwardedClientPort,
-  parseForwardedFor,
+  parseForwardedSource,
   peerIdentity,
   type TunnelCertificate,
 } from '../../shared/hbone/tunnel.js';
@@ -172,14 +172,15 @@ export class InboundHbone extends PodProxy {
     const forwardedHost = /;\s*host=([^;,\s]+)/i.exec(String(headers['forwarded'] ?? ''))?.[1];
     const index = this.opts.index();
     const srcIp = normalizeIp(socket.remoteAddress);
+    const forwarded = parseForwardedSource(headers['forwarded']);
     const admitted = await this.admit({
       srcIdentity: peerIdentity(socket),
       srcIp,
-      srcPort: forwardedClientPort(headers['forwarded'], srcIp),
+      srcPort: forwardedClientPort(forwarded, srcIp),
       target,
       service: forwardedHost ? index.serviceByHostname(forwardedHost) : undefined,
       authority: headers[':authority'],
-      forwardedFor: parseForwardedFor(headers['forwarded']),
+      forwardedFor: forwarded?.address,
       gone: () => stream.destroyed || stream.closed,
     });
     if (!admitted.ok) {

@@ -124,11 +124,11 @@ export function parseForwardedFor(header: string | string[] | undefined): string
 }
 
 /**
- * The client's port a tunnel peer forwarded, used only when the `for=` address is the peer's own
- * (`peerIp`): a waypoint forwards its client's address, whose port is not the waypoint's.
+ * The client's port a tunnel peer forwarded (a parseForwardedSource result), used only when the
+ * `for=` address is the peer's own (`peerIp`): a waypoint forwards its client's address, whose
+ * port is not the waypoint's.
  */
-export function forwardedClientPort(header: string | string[] | undefined, peerIp: string): number | undefined {
-  const f = parseForwardedSource(header);
+export function forwardedClientPort(f: { address: string; port?: number } | undefined, peerIp: string): number | undefined {
   return f?.port !== undefined && normalizeIp(f.address) === normalizeIp(peerIp) ? f.port : undefined;
 }
 

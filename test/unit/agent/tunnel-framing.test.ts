@@ -70,12 +70,12 @@ test("framing: the client's port travels in for= as ztunnel writes it, and only 
 });
 
 test("framing: the destination takes the forwarded port only when for= is the tunnel peer's own address", () => {
-  assert.equal(forwardedClientPort('for="10.0.0.9:40123"', '10.0.0.9'), 40123);
-  assert.equal(forwardedClientPort('for="10.0.0.9:40123"', '::ffff:10.0.0.9'), 40123, 'a v4-mapped peer address is the same address');
-  assert.equal(forwardedClientPort('for="[fd00::9]:40123"', 'fd00::9'), 40123);
-  assert.equal(forwardedClientPort('for="10.0.0.7:40123"', '10.0.0.9'), undefined, "another address's port (a waypoint forwards its client)");
-  assert.equal(forwardedClientPort('for="10.0.0.9"', '10.0.0.9'), undefined);
-  assert.equal(forwardedClientPort('for="10.0.0.9:0"', '10.0.0.9'), undefined);
+  assert.equal(forwardedClientPort(parseForwardedSource('for="10.0.0.9:40123"'), '10.0.0.9'), 40123);
+  assert.equal(forwardedClientPort(parseForwardedSource('for="10.0.0.9:40123"'), '::ffff:10.0.0.9'), 40123, 'a v4-mapped peer address is the same address');
+  assert.equal(forwardedClientPort(parseForwardedSource('for="[fd00::9]:40123"'), 'fd00::9'), 40123);
+  assert.equal(forwardedClientPort(parseForwardedSource('for="10.0.0.7:40123"'), '10.0.0.9'), undefined, "another address's port (a waypoint forwards its client)");
+  assert.equal(forwardedClientPort(parseForwardedSource('for="10.0.0.9"'), '10.0.0.9'), undefined);
+  assert.equal(forwardedClientPort(parseForwardedSource('for="10.0.0.9:0"'), '10.0.0.9'), undefined);
   assert.equal(forwardedClientPort(undefined, '10.0.0.9'), undefined);
 });
 
