@@ -148,6 +148,17 @@ export const U64_CODEC: MapCodec<bigint, bigint> = {
   decodeValue: (b) => b.readBigUInt64LE(0),
 };
 
+/**
+ * Socket maps (SOCKMAP, REUSEPORT_SOCKARRAY): a u32 index to a socket, updated with its fd as a
+ * u64 value.
+ */
+export const SOCKET_SLOT_CODEC: MapCodec<number, bigint> = {
+  encodeKey: U32_CODEC.encodeKey,
+  decodeKey: U32_CODEC.decodeKey,
+  encodeValue: U64_CODEC.encodeValue,
+  decodeValue: U64_CODEC.decodeValue,
+};
+
 /** Bytes in, bytes out. */
 export const RAW_CODEC: MapCodec<Buffer, Buffer> = {
   encodeKey: (k) => k,

@@ -30,6 +30,7 @@ import {
   LinkType,
   MAP_F_NO_PREALLOC,
   MapType,
+  SOCKET_SLOT_CODEC,
   U32_CODEC,
   U64_CODEC,
   attachedPrograms,
@@ -115,11 +116,9 @@ interface Adopted {
   link: BpfLink;
 }
 
-const u64Codec = U64_CODEC;
-
 const podsCodec: MapCodec<bigint, PodConfig> = {
-  encodeKey: u64Codec.encodeKey,
-  decodeKey: u64Codec.decodeKey,
+  encodeKey: U64_CODEC.encodeKey,
+  decodeKey: U64_CODEC.decodeKey,
   encodeValue: (v) => encodeStruct(PodConfigType, { outbound_port: v.outboundPort, flags: v.flags, dns_port: v.dnsPort, pad: 0 }),
   decodeValue: (b) => {
     const d = decodeStruct(b, PodConfigType);
@@ -137,11 +136,10 @@ const portKeyCodec: MapCodec<{ cookie: bigint; port: number }, number> = {
   decodeValue: (b) => b[0]!,
 };
 
-const u32Key = { encodeKey: U32_CODEC.encodeKey, decodeKey: U32_CODEC.decodeKey };
-
 /** Per-CPU u64 counters summed over CPUs. */
 const statsCodec: MapCodec<number, bigint> = {
-  ...u32Key,
+  encodeKey: U32_CODEC.encodeKey,
+  decodeKey: U32_CODEC.decodeKey,
   encodeValue: () => {
     throw new AmbitError('AMBIT_ERR_BPF_MAP', 'ambit_stats is written only by the programs');
   },
@@ -154,10 +152,10 @@ const statsCodec: MapCodec<number, bigint> = {
 
 /** ambit_handshakes, ambit_direct_dials: netns cookie -> inner map (an fd to update, an id on lookup). */
 const outerCodec: MapCodec<bigint, number> = {
-  encodeKey: u64Codec.encodeKey,
-  decodeKey: u64Codec.decodeKey,
-  encodeValue: (fd) => u32Key.encodeKey(fd),
-  decodeValue: (b) => b.readUInt32LE(0),
+  encodeKey: U64_CODEC.encodeKey,
+  decodeKey: U64_CODEC.decodeKey,
+  encodeValue: U32_CODEC.encodeValue,
+  decodeValue: U32_CODEC.decodeValue,
 };
 
 /** A client side of a redirected connection, as the proxy's accepted socket sees its peer. */
@@ -187,11 +185,7 @@ export const handshakeCodec: MapCodec<PeerKey, SocketAddressInfo> = {
 };
 
 /** ambit_steer_socket: key 0 -> the listener's fd (sk_lookup.bpf.c). */
-export const steerSocketCodec: MapCodec<number, bigint> = {
-  ...u32Key,
-  encodeValue: u64Codec.encodeValue,
-  decodeValue: u64Codec.decodeValue,
-};
+export const steerSocketCodec = SOCKET_SLOT_CODEC;
 
 /** The overflow slot of `ambit_steer_direct` (types.h): no dial has port 0. */
 const OVERFLOW_SLOT: DirectTuple = { sourceAddress: '::', sourcePort: 0, destinationPort: 0 };
@@ -213,8 +207,8 @@ export const directCodec: MapCodec<DirectTuple, bigint> = {
       destinationPort: Number(d['local_port']),
     };
   },
-  encodeValue: u64Codec.encodeValue,
-  decodeValue: u64Codec.decodeValue,
+  encodeValue: U64_CODEC.encodeValue,
+  decodeValue: U64_CODEC.decodeValue,
 };
 
 /** ambit_steer_excluded: a port (host order) the pod serves directly. */

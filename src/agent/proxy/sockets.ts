@@ -16,7 +16,7 @@ export interface PodConnectOptions extends TunnelDialOptions {
    */
   localAddress?: string;
   /**
-   * With `localAddress`: the port to bind too (the client's own). connectVia dials again with a
+   * With `localAddress`: the port to bind as well (the client's own). connectVia dials again with a
    * port the kernel picks when this one is taken (EADDRINUSE, EADDRNOTAVAIL).
    */
   localPort?: number;

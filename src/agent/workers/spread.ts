@@ -4,11 +4,8 @@
  * between two agents' workers, so the few tunnels a pod gets decide which threads do its inbound
  * work, and hashed, two tunnels share a worker one time in two with two workers.
  */
-import { BpfObject, U32_CODEC, U64_CODEC, bpfObjectPath, type MapCodec } from '../../../native/bpf.js';
+import { BpfObject, SOCKET_SLOT_CODEC, U32_CODEC, bpfObjectPath } from '../../../native/bpf.js';
 import { attachReuseportProgram } from '../../../native/netns.js';
-
-/** ambit_spread_socks: turn -> listener fd. */
-const socksCodec: MapCodec<number, bigint> = { encodeKey: U32_CODEC.encodeKey, decodeKey: U32_CODEC.decodeKey, encodeValue: U64_CODEC.encodeValue, decodeValue: U64_CODEC.decodeValue };
 
 /**
  * Makes the SO_REUSEPORT group of `listenerFds` (every worker's listener of one port in one pod,
@@ -19,7 +16,8 @@ const socksCodec: MapCodec<number, bigint> = { encodeKey: U32_CODEC.encodeKey, d
 export function spreadInTurn(listenerFds: number[]): void {
   const obj = BpfObject.open(bpfObjectPath('reuseport'));
   try {
-    const socks = obj.map('ambit_spread_socks', socksCodec);
+    // ambit_spread_socks: turn -> listener fd.
+    const socks = obj.map('ambit_spread_socks', SOCKET_SLOT_CODEC);
     listenerFds.forEach((fd, turn) => socks.update(turn, BigInt(fd)));
     // ambit_spread_state: 0 -> how many listeners, 1 -> the next turn.
     obj.map('ambit_spread_state', U32_CODEC).update(0, listenerFds.length);

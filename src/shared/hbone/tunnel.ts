@@ -123,15 +123,6 @@ export function parseForwardedFor(header: string | string[] | undefined): string
   return parseForwardedSource(header)?.address;
 }
 
-/**
- * The client's port a tunnel peer forwarded (a parseForwardedSource result), used only when the
- * `for=` address is the peer's own (`peerIp`): a waypoint forwards its client's address, whose
- * port is not the waypoint's.
- */
-export function forwardedClientPort(f: { address: string; port?: number } | undefined, peerIp: string): number | undefined {
-  return f?.port !== undefined && normalizeIp(f.address) === normalizeIp(peerIp) ? f.port : undefined;
-}
-
 /** The `for=` node of a `forwarded` header: its address, and its port when one in 1..65535 is given. */
 export function parseForwardedSource(header: string | string[] | undefined): { address: string; port?: number } | undefined {
   const h = Array.isArray(header) ? header[0] : header;
@@ -143,6 +134,15 @@ export function parseForwardedSource(header: string | string[] | undefined): { a
   const address = node ? node[1]! : v;
   const port = node?.[2] === undefined ? 0 : Number(node[2]);
   return port >= 1 && port <= 65535 ? { address, port } : { address };
+}
+
+/**
+ * The client's port a tunnel peer forwarded (a parseForwardedSource result), used only when the
+ * `for=` address is the peer's own (`peerIp`): a waypoint forwards its client's address, whose
+ * port is not the waypoint's.
+ */
+export function forwardedClientPort(f: { address: string; port?: number } | undefined, peerIp: string): number | undefined {
+  return f?.port !== undefined && normalizeIp(f.address) === normalizeIp(peerIp) ? f.port : undefined;
 }
 
 /** URI SANs of a certificate (`URI:spiffe://...` entries of subjectaltname). */
